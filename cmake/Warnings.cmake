@@ -1,0 +1,10 @@
+# Every target of ours gets the same strict warnings; third-party headers come in as SYSTEM.
+function(gpuwarm_warnings target)
+  target_compile_options(${target} PRIVATE
+    -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
+    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wformat=2
+    -Wimplicit-fallthrough)
+  if(GPUWARM_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

@@ -1,0 +1,103 @@
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "core/exit_codes.h"
+#include "output/diagnosis_output.h"
+#include "rules/rule.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+
+struct DiagnoseOptions {
+  CollectOptions collect;
+  std::string snapshot_file;
+  bool json = false;
+  bool list_rules = false;
+};
+
+int list_rules(bool json) {
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : rules()) {
+      out.push_back({{"id", r.id}, {"name", r.name}, {"severity", to_string(r.severity)},
+                     {"route", to_string(r.route)}, {"summary", r.summary}});
+    }
+    std::cout << dump_json(out) << "\n";
+    return 0;
+  }
+  for (const auto& r : rules()) {
+    std::cout << fmt::format("{:<8} {:<28} {:<15} {}\n", r.id, r.name, to_string(r.route), r.summary);
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) {
+  auto opts = std::make_shared<DiagnoseOptions>();
+  opts->collect.full = false;
+  add_collect_options(sub, opts->collect);
+  sub.add_flag("--full", opts->collect.full,
+               "Read every NVML fact (max clocks, power, counters...), as `snapshot` does; slower by ~1 ms per "
+               "query per GPU");
+  auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
+                                  "Diagnose a recorded snapshot (`gpuwarm snapshot --json` or `diagnose --json` "
+                                  "output) instead of this node")
+                       ->check(CLI::ExistingFile)
+                       ->type_name("FILE");
+  for (const char* name : {"--root", "--kernel-log", "--nvml", "--no-systemd", "--full"}) {
+    snap_opt->excludes(sub.get_option(name));
+  }
+  sub.add_flag("--json", opts->json, "Print the diagnosis as JSON (schema_version 1), with the snapshot embedded");
+  sub.add_flag("--list-rules", opts->list_rules, "List the rules, in runbook order, and exit");
+  sub.footer(
+      "Checks, in the runbook's order: driver loaded and NVML usable; kernel module and user space at the same\n"
+      "version; nvidia-persistenced installed; thermal/power clock events; pinned application clocks;\n"
+      "persistence per GPU; the daemon's flags, unit state and boot enablement; which GPUs it holds.\n"
+      "Works read-only without root and lists what needed root.\n\n"
+      "Exit codes:\n"
+      "  0  healthy\n"
+      "  1  gpuwarm could not run (unreadable or malformed --snapshot, I/O error)\n"
+      "  2  bad command line\n"
+      "  3  action needed: the runbook applies (gpuwarm fix)\n"
+      "  4  reboot pending: kernel module and user space differ\n"
+      "  5  routed elsewhere: driver install, thermal/power (RAS) or pinned clocks\n\n"
+      "Examples:\n"
+      "  gpuwarm diagnose\n"
+      "  gpuwarm diagnose --json | jq .verdict\n"
+      "  gpuwarm diagnose --snapshot examples/h100-legacy-flag.json");
+
+  return [opts, &global]() -> int {
+    if (opts->list_rules) {
+      return list_rules(opts->json);
+    }
+    Snapshot snapshot;
+    if (!opts->snapshot_file.empty()) {
+      auto loaded = load_snapshot_file(opts->snapshot_file);
+      if (!loaded) {
+        std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      snapshot = std::move(*loaded);
+    } else {
+      snapshot = collect_from_options(opts->collect);
+    }
+    Diagnosis diagnosis = diagnose(snapshot);
+    if (opts->json) {
+      std::cout << dump_json(render_diagnosis_json(snapshot, diagnosis)) << "\n";
+    } else {
+      std::cout << render_diagnosis_text(snapshot, diagnosis, Style::for_stdout(global.color));
+    }
+    std::cout.flush();
+    return to_int(diagnosis.verdict.exit_code);
+  };
+}
+
+}  // namespace gpuwarm

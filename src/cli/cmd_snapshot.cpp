@@ -1,0 +1,51 @@
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "core/exit_codes.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+struct SnapshotOptions {
+  CollectOptions collect;
+  std::string output;
+  bool json = true;
+};
+}  // namespace
+
+std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<SnapshotOptions>();
+  add_collect_options(sub, opts->collect);
+  // JSON is the only format; the flag exists so scripts can say what they expect.
+  sub.add_flag("--json", opts->json, "Print JSON (the default and only format)");
+  sub.add_option("-o,--output", opts->output, "Write the snapshot to FILE instead of standard output")
+      ->type_name("FILE");
+  sub.footer(
+      "The snapshot holds every fact diagnose uses; a fact that could not be read is written as\n"
+      "{\"missing\": \"<why>\"}. Record one on a real node and diagnose it anywhere:\n"
+      "  gpuwarm snapshot -o node.json && gpuwarm diagnose --snapshot node.json\n\n"
+      "Exit codes: 0 written, 1 the output file could not be written, 2 bad command line.");
+
+  return [opts]() -> int {
+    Snapshot snapshot = collect_from_options(opts->collect);
+    std::string text = dump_json(snapshot_to_json(snapshot)) + "\n";
+    if (opts->output.empty()) {
+      std::cout << text;
+      return 0;
+    }
+    std::ofstream out(opts->output, std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) {
+      std::cerr << "gpuwarm: error: cannot write " << opts->output << "\n";
+      return to_int(ExitCode::tool_error);
+    }
+    return 0;
+  };
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,37 @@
+#include "cli/collect_options.h"
+
+#include "systemd/service_manager.h"
+
+namespace gpuwarm {
+
+void add_collect_options(CLI::App& app, CollectOptions& options) {
+  const char* group = "Where facts come from";
+  app.add_option("--root", options.root,
+                 "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /")
+      ->check(CLI::ExistingDirectory)
+      ->type_name("DIR")
+      ->group(group);
+  app.add_option("--kernel-log", options.kernel_log,
+                 "Scan FILE (dmesg or journalctl -k output) instead of reading /dev/kmsg")
+      ->check(CLI::ExistingFile)
+      ->type_name("FILE")
+      ->group(group);
+  app.add_option("--nvml", options.nvml_library,
+                 "Load this NVML library instead of the system's libnvidia-ml.so.1")
+      ->type_name("PATH")
+      ->group(group);
+  app.add_flag_callback(
+         "--no-systemd", [&options] { options.use_systemd = false; },
+         "Do not ask systemd about nvidia-persistenced.service (no D-Bus traffic)")
+      ->group(group);
+}
+
+Snapshot collect_from_options(const CollectOptions& options) {
+  std::unique_ptr<ServiceManager> services;
+  if (options.use_systemd) {
+    services = make_systemd_manager();
+  }
+  return collect_snapshot(options, services.get());
+}
+
+}  // namespace gpuwarm

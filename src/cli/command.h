@@ -1,0 +1,34 @@
+#pragma once
+// The subcommand table. Each command lives in its own cmd_<name>.cpp and only
+// registers its options here; adding a command touches no other command.
+
+#include <functional>
+#include <span>
+
+#include <CLI/CLI.hpp>
+
+#include "output/style.h"
+
+namespace gpuwarm {
+
+struct GlobalOptions {
+  ColorMode color = ColorMode::automatic;
+};
+
+// Adds the command's options to `sub` and returns what runs it; the returned
+// function yields the process exit code.
+using CommandSetup = std::function<std::function<int()>(CLI::App& sub, const GlobalOptions& global)>;
+
+struct CommandSpec {
+  const char* name;
+  const char* summary;
+  CommandSetup setup;
+};
+
+std::span<const CommandSpec> commands();
+
+// One entry per command (declared here, defined in cmd_<name>.cpp).
+std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& global);
+
+}  // namespace gpuwarm

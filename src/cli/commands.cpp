@@ -1,0 +1,14 @@
+#include "cli/command.h"
+
+namespace gpuwarm {
+
+namespace {
+const CommandSpec k_commands[] = {
+    {"diagnose", "Check this node against the persistence runbook and say what to do", setup_diagnose},
+    {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
+};
+}  // namespace
+
+std::span<const CommandSpec> commands() { return k_commands; }
+
+}  // namespace gpuwarm

@@ -1,0 +1,106 @@
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/command.h"
+#include "core/exit_codes.h"
+
+#ifndef GPUWARM_VERSION
+#define GPUWARM_VERSION "0.0.0"
+#endif
+
+namespace {
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> prev(b.size() + 1);
+  std::vector<std::size_t> cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) {
+    prev[j] = j;
+  }
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// "did you mean" for a mistyped command, like git and ninja.
+std::string suggestion(const std::string& word) {
+  std::string best;
+  std::size_t best_distance = 3;
+  for (const auto& cmd : gpuwarm::commands()) {
+    std::size_t d = edit_distance(word, cmd.name);
+    if (d < best_distance) {
+      best_distance = d;
+      best = cmd.name;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using gpuwarm::ExitCode;
+  CLI::App app{"gpuwarm: keep NVIDIA GPUs initialized the supported way (nvidia-persistenced under systemd),\n"
+               "and tell when something else is wrong.",
+               "gpuwarm"};
+  app.set_version_flag("--version", GPUWARM_VERSION);
+  app.require_subcommand(1);
+  // Global options (--color) may also follow the command name.
+  app.fallthrough();
+  gpuwarm::GlobalOptions global;
+  app.add_option("--color", global.color, "Colour output: auto (TTY and NO_COLOR unset), always, never")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, gpuwarm::ColorMode>{{"auto", gpuwarm::ColorMode::automatic},
+                                                    {"always", gpuwarm::ColorMode::always},
+                                                    {"never", gpuwarm::ColorMode::never}},
+          CLI::ignore_case))
+      ->type_name("WHEN");
+  app.footer("Run `gpuwarm <command> --help` for a command's options and exit codes.\n"
+             "Exit codes shared by all commands: 0 success/healthy, 1 gpuwarm failed, 2 bad command line.");
+
+  std::function<int()> run;
+  for (const auto& cmd : gpuwarm::commands()) {
+    CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
+    auto handler = cmd.setup(*sub, global);
+    sub->callback([&run, handler] { run = handler; });
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "gpuwarm: error: " << e.what() << "\n";
+    if (argc > 1 && argv[1][0] != '-') {
+      std::string hint = suggestion(argv[1]);
+      bool known = false;
+      for (const auto& cmd : gpuwarm::commands()) {
+        known = known || std::string(argv[1]) == cmd.name;
+      }
+      if (!known && !hint.empty()) {
+        std::cerr << "Did you mean `gpuwarm " << hint << "`?\n";
+      }
+    }
+    std::cerr << "Run `gpuwarm --help` for usage.\n";
+    return gpuwarm::to_int(ExitCode::usage);
+  }
+  try {
+    return run ? run() : gpuwarm::to_int(ExitCode::usage);
+  } catch (const std::exception& e) {
+    // Library code reports errors as values; reaching here is a bug, but it
+    // still ends with a message and a documented code rather than abort().
+    std::cerr << "gpuwarm: internal error: " << e.what() << "\n";
+    return gpuwarm::to_int(ExitCode::tool_error);
+  }
+}

@@ -1,0 +1,18 @@
+#pragma once
+// Process exit codes. They are part of the interface (README, --help, scripts
+// and Ansible key on them): never renumber a released code.
+
+namespace gpuwarm {
+
+enum class ExitCode : int {
+  healthy = 0,          // nothing to do
+  tool_error = 1,       // gpuwarm itself could not do its job (bad input file, I/O error)
+  usage = 2,            // bad command line
+  action_needed = 3,    // the runbook applies: `gpuwarm fix` would act
+  reboot_pending = 4,   // kernel module and user space differ: finish the driver update
+  routed_elsewhere = 5, // driver install, thermal/power (RAS) or pinned clocks: not a persistence fix
+};
+
+constexpr int to_int(ExitCode code) { return static_cast<int>(code); }
+
+}  // namespace gpuwarm

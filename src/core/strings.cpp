@@ -1,0 +1,121 @@
+#include "core/strings.h"
+
+#include <cctype>
+#include <limits>
+
+namespace gpuwarm {
+
+std::string_view trim(std::string_view s) {
+  auto is_blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0'; };
+  while (!s.empty() && is_blank(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && is_blank(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = s.find(sep, start);
+    parts.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
+    if (pos == std::string_view::npos) {
+      break;
+    }
+    start = pos + 1;
+  }
+  return parts;
+}
+
+std::vector<std::string> split_lines(std::string_view s) {
+  std::vector<std::string> lines;
+  for (auto part : split(s, '\n')) {
+    if (!part.empty() && part.back() == '\r') {
+      part.remove_suffix(1);
+    }
+    lines.emplace_back(part);
+  }
+  if (!lines.empty() && lines.back().empty()) {
+    lines.pop_back();
+  }
+  return lines;
+}
+
+std::optional<unsigned long long> parse_u64(std::string_view s) {
+  if (s.empty() || s.size() > 20) {
+    return std::nullopt;
+  }
+  unsigned long long value = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    auto digit = static_cast<unsigned long long>(c - '0');
+    if (value > (std::numeric_limits<unsigned long long>::max() - digit) / 10) {
+      return std::nullopt;
+    }
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+std::string find_version_token(std::string_view s, std::size_t from) {
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::size_t i = from;
+  while (i < s.size()) {
+    // A version token starts at a word boundary with a digit.
+    if (is_digit(s[i]) && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t' || s[i - 1] == '(')) {
+      std::size_t j = i;
+      int dots = 0;
+      bool ok = true;
+      while (j < s.size() && (is_digit(s[j]) || s[j] == '.')) {
+        if (s[j] == '.') {
+          if (j + 1 >= s.size() || !is_digit(s[j + 1])) {
+            ok = false;
+            break;
+          }
+          ++dots;
+        }
+        ++j;
+      }
+      if (ok && dots >= 1 && dots <= 3) {
+        return std::string(s.substr(i, j - i));
+      }
+      i = j + 1;
+      continue;
+    }
+    ++i;
+  }
+  return {};
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
+      out += ch;
+    } else {
+      out += '?';
+    }
+  }
+  return out;
+}
+
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+}  // namespace gpuwarm

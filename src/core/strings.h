@@ -1,0 +1,29 @@
+#pragma once
+// String helpers shared by the parsers. Pure, no allocation surprises.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gpuwarm {
+
+std::string_view trim(std::string_view s);
+bool starts_with(std::string_view s, std::string_view prefix);
+std::vector<std::string_view> split(std::string_view s, char sep);
+std::vector<std::string> split_lines(std::string_view s);
+
+// Parses a whole string as an unsigned decimal; nullopt on junk or overflow.
+std::optional<unsigned long long> parse_u64(std::string_view s);
+
+// First token that looks like a driver version (N.N or N.N.N, digits only) in s,
+// searching from `from`. Returns "" when there is none.
+std::string find_version_token(std::string_view s, std::size_t from = 0);
+
+// Replaces bytes that are not printable ASCII or valid-looking UTF-8 with '?'
+// so evidence from binary junk stays printable and JSON-safe.
+std::string printable(std::string_view s);
+
+std::string to_lower(std::string_view s);
+
+}  // namespace gpuwarm

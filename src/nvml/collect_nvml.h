@@ -1,0 +1,26 @@
+#pragma once
+// Reads everything gpuwarm wants from NVML in one pass: load, versions, init
+// (timed), every GPU, shutdown. A library that will not load or an init that
+// fails is recorded in the facts, never thrown.
+
+#include <string>
+
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm::nvml {
+
+// Each NVML query on a GPU costs about a millisecond (they serialize in the
+// driver), so how much is read is a choice.
+enum class Depth {
+  decision,  // what the rules decide on; thermal/power evidence only when such a reason is active
+  full,      // every fact in GpuFacts
+};
+
+struct CollectOptions {
+  std::string library_path;  // "" = the system's libnvidia-ml.so.1
+  Depth depth = Depth::full;
+};
+
+NvmlFacts collect(const CollectOptions& options);
+
+}  // namespace gpuwarm::nvml

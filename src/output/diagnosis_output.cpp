@@ -1,0 +1,245 @@
+#include "output/diagnosis_output.h"
+
+#include <fmt/format.h>
+
+#include "output/table.h"
+#include "rules/helpers.h"
+#include "snapshot/clock_reasons.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+
+template <class T>
+std::string or_dash(const Fact<T>& f) {
+  return f.has() ? fmt::format("{}", *f) : std::string("-");
+}
+
+std::string clock_pair(const Fact<unsigned>& now, const Fact<unsigned>& max) {
+  if (!max.has()) {
+    return or_dash(now);  // diagnose skips max clocks unless --full
+  }
+  return or_dash(now) + "/" + or_dash(max);
+}
+
+std::string colour_by_route(const Style& style, Route route, const std::string& text) {
+  switch (route) {
+    case Route::note: return style.green(text);
+    case Route::fix: return style.yellow(text);
+    default: return style.red(text);
+  }
+}
+
+std::string severity_tag(const Style& style, const Finding& f) {
+  if (f.rule_id == "OK000") {
+    return style.green("OK  ");
+  }
+  switch (f.severity) {
+    case Severity::critical: return style.red("CRIT");
+    case Severity::warning: return style.yellow("WARN");
+    case Severity::info: return style.cyan("NOTE");
+  }
+  return "NOTE";
+}
+
+// Whether the daemon holds this GPU: "yes", "no", or "?" when not knowable.
+std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
+  if (!daemon_running(s)) {
+    return "no";
+  }
+  if (!gpu.minor.has()) {
+    return "?";
+  }
+  bool known = false;
+  for (const auto& p : s.daemon.processes) {
+    if (!p.held_minors.has()) {
+      continue;
+    }
+    known = true;
+    for (unsigned m : *p.held_minors) {
+      if (m == *gpu.minor) {
+        return "yes";
+      }
+    }
+  }
+  return known ? "no" : "?";
+}
+
+std::string driver_line(const Snapshot& s) {
+  std::string kernel = kernel_module_version(s);
+  std::string user = user_space_version(s);
+  std::string init = s.nvml.init_code.has()
+                         ? fmt::format("NVML init {:.1f} ms ({})", s.nvml.init_ms, s.nvml.init_error)
+                         : "NVML not loaded";
+  std::string flavour;
+  if (s.driver.open_kernel_module.has()) {
+    flavour = *s.driver.open_kernel_module ? " (open)" : " (proprietary)";
+  }
+  return fmt::format("kernel module {}{} · user space {} · {}", kernel.empty() ? "not loaded" : kernel, flavour,
+                     user.empty() ? "unknown" : user, init);
+}
+
+std::string daemon_line(const Snapshot& s) {
+  std::string binary = s.daemon.binary.has() ? *s.daemon.binary : "not installed";
+  if (s.daemon.processes.empty()) {
+    return binary + " · not running";
+  }
+  std::string out = binary;
+  for (const auto& p : s.daemon.processes) {
+    out += fmt::format(" · pid {}: {}", p.pid, join_args(p.argv));
+  }
+  return out;
+}
+
+std::string service_line(const Snapshot& s) {
+  const auto& svc = s.service;
+  if (!svc.reachable) {
+    return "not checked: " + svc.unreachable;
+  }
+  return fmt::format("{} · {} ({}) · {}", svc.unit, or_dash(svc.active_state), or_dash(svc.sub_state),
+                     svc.unit_file_state.has() ? *svc.unit_file_state : "enablement unknown");
+}
+
+std::string kernel_log_line(const Snapshot& s) {
+  const auto& log = s.kernel_log;
+  if (!log.source.has()) {
+    return "not read: " + log.source.missing;
+  }
+  std::string out = fmt::format("{}: {} records", *log.source, log.records);
+  std::size_t live = 0;
+  for (const auto& m : log.mismatches) {
+    live += m.after_module_load ? 1 : 0;
+  }
+  out += live > 0 ? fmt::format(" · {} API mismatch line(s)", live) : " · no API mismatch";
+  if (log.legacy_persistence_notice) {
+    out += " · legacy persistence notice";
+  }
+  return out;
+}
+
+nlohmann::json fact_json(const Fact<unsigned>& f) { return f.has() ? nlohmann::json(*f) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+std::string persistence_text(const Fact<bool>& persistence) {
+  if (!persistence.has()) {
+    return "unknown (" + persistence.missing + ")";
+  }
+  return *persistence ? "Enabled" : "Disabled";
+}
+
+std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const Style& style) {
+  std::string out;
+  out += style.bold(fmt::format("gpuwarm diagnose · {}", s.hostname)) + "\n\n";
+
+  if (!s.nvml.gpus.empty()) {
+    TextTable table({style.bold("GPU"), style.bold("NAME"), style.bold("BUS ID"), style.bold("PERSISTENCE"),
+                     style.bold("PSTATE"), style.bold("SM MHz"), style.bold("MEM MHz"),
+                     style.bold("EVENT REASONS"), style.bold("HELD BY DAEMON")});
+    for (const auto& gpu : s.nvml.gpus) {
+      if (!gpu.handle_error.empty()) {
+        table.add_row({std::to_string(gpu.index), style.red("cannot open: " + gpu.handle_error)});
+        continue;
+      }
+      std::string persistence = gpu.persistence.has() ? (*gpu.persistence ? style.green("Enabled")
+                                                                           : style.yellow("Disabled"))
+                                                      : "unknown";
+      table.add_row({std::to_string(gpu.index), or_dash(gpu.name), or_dash(gpu.pci_bus_id), persistence,
+                     gpu.pstate.has() ? fmt::format("P{}", *gpu.pstate) : "-",
+                     clock_pair(gpu.clocks.sm, gpu.max_clocks.sm), clock_pair(gpu.clocks.mem, gpu.max_clocks.mem),
+                     gpu.event_reasons_active.has() ? clock_reason_list(*gpu.event_reasons_active) : "-",
+                     held_by_daemon(s, gpu)});
+    }
+    out += table.render() + "\n";
+  } else if (s.nvml.device_count.has()) {
+    out += "No GPU visible to NVML.\n\n";
+  } else {
+    out += "No GPU information: " + s.nvml.device_count.missing + "\n\n";
+  }
+
+  TextTable facts({style.dim("Driver"), driver_line(s)});
+  facts.add_row({style.dim("Daemon"), daemon_line(s)});
+  facts.add_row({style.dim("Service"), service_line(s)});
+  facts.add_row({style.dim("Kernel log"), kernel_log_line(s)});
+  out += facts.render() + "\n";
+
+  out += style.bold("Findings") + "\n";
+  for (const auto& f : d.findings) {
+    out += fmt::format("  {} {:<7} {}\n", severity_tag(style, f), f.rule_id, f.message);
+    for (const auto& e : f.evidence) {
+      out += "               " + style.dim("· " + e) + "\n";
+    }
+  }
+  out += "\n";
+  out += style.bold("Verdict: ") + colour_by_route(style, d.verdict.route, d.verdict.title) +
+         style.dim(" [" + d.verdict.rule_id + "]") + "\n";
+  out += style.bold("Next:    ") + d.verdict.next_step + "\n";
+  return out;
+}
+
+nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
+  using nlohmann::json;
+  json gpus = json::array();
+  for (const auto& gpu : s.nvml.gpus) {
+    json g = {{"index", gpu.index}};
+    if (!gpu.handle_error.empty()) {
+      g["error"] = gpu.handle_error;
+    } else {
+      g["name"] = gpu.name.has() ? json(*gpu.name) : json(nullptr);
+      g["uuid"] = gpu.uuid.has() ? json(*gpu.uuid) : json(nullptr);
+      g["pci_bus_id"] = gpu.pci_bus_id.has() ? json(*gpu.pci_bus_id) : json(nullptr);
+      g["persistence"] = gpu.persistence.has() ? json(*gpu.persistence ? "Enabled" : "Disabled") : json(nullptr);
+      g["pstate"] = gpu.pstate.has() ? json(fmt::format("P{}", *gpu.pstate)) : json(nullptr);
+      g["clocks_mhz"] = {{"sm", fact_json(gpu.clocks.sm)},
+                         {"sm_max", fact_json(gpu.max_clocks.sm)},
+                         {"mem", fact_json(gpu.clocks.mem)},
+                         {"mem_max", fact_json(gpu.max_clocks.mem)}};
+      g["event_reasons_active"] =
+          gpu.event_reasons_active.has() ? json(clock_reason_names(*gpu.event_reasons_active)) : json(nullptr);
+      g["held_by_daemon"] = held_by_daemon(s, gpu);
+    }
+    json ids = json::array();
+    for (const auto& f : d.findings) {
+      if (f.gpu && *f.gpu == gpu.index) {
+        ids.push_back(f.rule_id);
+      }
+    }
+    g["findings"] = ids;
+    gpus.push_back(std::move(g));
+  }
+
+  json findings = json::array();
+  for (const auto& f : d.findings) {
+    const RuleInfo* rule = find_rule(f.rule_id);
+    findings.push_back({{"rule_id", f.rule_id},
+                        {"name", rule != nullptr ? rule->name : "healthy"},
+                        {"severity", to_string(f.severity)},
+                        {"route", to_string(f.route)},
+                        {"gpu", f.gpu ? json(*f.gpu) : json(nullptr)},
+                        {"message", f.message},
+                        {"next_step", f.next_step},
+                        {"evidence", f.evidence}});
+  }
+
+  return {{"schema_version", k_diagnosis_schema_version},
+          {"hostname", s.hostname},
+          {"verdict",
+           {{"code", d.verdict.code},
+            {"route", to_string(d.verdict.route)},
+            {"rule_id", d.verdict.rule_id},
+            {"title", d.verdict.title},
+            {"next_step", d.verdict.next_step},
+            {"exit_code", to_int(d.verdict.exit_code)}}},
+          {"driver",
+           {{"kernel_module", kernel_module_version(s)},
+            {"user_space", user_space_version(s)},
+            {"nvml_init", s.nvml.init_code.has() ? json(s.nvml.init_error) : json(nullptr)},
+            {"nvml_init_ms", s.nvml.init_ms}}},
+          {"gpus", gpus},
+          {"findings", findings},
+          {"needs_root", s.needs_root},
+          {"snapshot", snapshot_to_json(s)}};
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,148 @@
+// nvidia-persistenced branch: is the daemon installed, running with
+// persistence on, managed by systemd so it comes back at boot, and holding
+// every GPU?
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "rules/checks.h"
+#include "rules/helpers.h"
+
+namespace gpuwarm::checks {
+
+namespace {
+constexpr const char* k_no_pm_flag = "--no-persistence-mode";
+}
+
+std::vector<Finding> daemon_binary_missing(const Snapshot& s) {
+  if (s.daemon.binary.has() || daemon_running(s)) {
+    return {};
+  }
+  Finding f;
+  f.message = "nvidia-persistenced is not installed";
+  f.next_step =
+      "A driver-install problem, not a persistence one: install the driver's utilities (the package that ships "
+      "nvidia-persistenced, usually next to nvidia-smi), then diagnose again. Do not work around it with "
+      "`nvidia-smi -pm 1`.";
+  f.evidence.push_back(s.daemon.binary.missing);
+  return {f};
+}
+
+std::vector<Finding> daemon_no_persistence_mode(const Snapshot& s) {
+  Finding f;
+  for (const auto& p : s.daemon.processes) {
+    if (has_arg(p.argv, k_no_pm_flag)) {
+      f.evidence.push_back(fmt::format("pid {}: {}", p.pid, join_args(p.argv)));
+    }
+  }
+  if (s.service.exec_start.has() && has_arg(*s.service.exec_start, k_no_pm_flag)) {
+    f.evidence.push_back("ExecStart=" + join_args(*s.service.exec_start));
+  }
+  if (f.evidence.empty()) {
+    return {};
+  }
+  f.message = "nvidia-persistenced is set to run with --no-persistence-mode: the service can be active while "
+              "persistence is off";
+  f.next_step = "Override ExecStart= in a drop-in without --no-persistence-mode (gpuwarm fix writes one), then "
+                "restart the service.";
+  return {f};
+}
+
+std::vector<Finding> unit_stop_when_unneeded(const Snapshot& s) {
+  if (!s.service.stop_when_unneeded.is(true)) {
+    return {};
+  }
+  Finding f;
+  f.message = "nvidia-persistenced.service has StopWhenUnneeded=yes: systemd stops the daemon once nothing needs "
+              "it, and persistence ends with it";
+  f.next_step = "Set StopWhenUnneeded=no in a drop-in (gpuwarm fix writes one).";
+  f.evidence.emplace_back("StopWhenUnneeded=yes");
+  if (s.service.fragment_path.has()) {
+    f.evidence.push_back("unit file " + *s.service.fragment_path);
+  }
+  return {f};
+}
+
+std::vector<Finding> unit_missing(const Snapshot& s) {
+  if (!s.service.reachable || !s.service.load_state.is("not-found") || !s.daemon.binary.has()) {
+    return {};
+  }
+  Finding f;
+  f.message = "nvidia-persistenced is installed but systemd has no nvidia-persistenced.service unit";
+  f.next_step = fmt::format(
+      "Install a unit (Type=forking, ExecStart={} --user nvidia-persistenced, WantedBy=multi-user.target), then "
+      "enable and start it.",
+      *s.daemon.binary);
+  f.evidence.emplace_back("LoadState=not-found");
+  f.evidence.push_back("binary " + *s.daemon.binary);
+  return {f};
+}
+
+std::vector<Finding> unit_failed(const Snapshot& s) {
+  if (!s.service.active_state.is("failed")) {
+    return {};
+  }
+  Finding f;
+  f.message = "nvidia-persistenced.service has failed";
+  f.next_step =
+      "Read `journalctl -u nvidia-persistenced.service`: \"Failed to query NVIDIA devices\" right after a driver "
+      "update means a reboot is pending; otherwise fix the cause and restart the service.";
+  f.evidence.push_back("ActiveState=failed" + (s.service.sub_state.has() ? " SubState=" + *s.service.sub_state : ""));
+  return {f};
+}
+
+std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
+  if (!s.service.reachable || !s.service.load_state.is("loaded") || !s.service.unit_file_state.has()) {
+    return {};
+  }
+  const std::string& state = *s.service.unit_file_state;
+  // enabled-runtime is gone after a reboot: not enabled for boot.
+  if (state == "enabled" || state == "generated" || state == "alias") {
+    return {};
+  }
+  Finding f;
+  f.message = daemon_running(s)
+                  ? fmt::format("nvidia-persistenced runs now but will not start at boot (UnitFileState={})", state)
+                  : fmt::format("nvidia-persistenced.service is not enabled for boot (UnitFileState={})", state);
+  f.next_step = state == "masked" ? "Unmask it (systemctl unmask nvidia-persistenced.service), then enable it."
+                                  : "Enable it: gpuwarm fix, or systemctl enable --now nvidia-persistenced.service.";
+  f.evidence.push_back("UnitFileState=" + state);
+  if (s.service.active_state.has()) {
+    f.evidence.push_back("ActiveState=" + *s.service.active_state);
+  }
+  return {f};
+}
+
+std::vector<Finding> gpu_not_held(const Snapshot& s) {
+  std::vector<unsigned> held;
+  bool known = false;
+  for (const auto& p : s.daemon.processes) {
+    if (p.held_minors.has()) {
+      known = true;
+      held.insert(held.end(), p.held_minors->begin(), p.held_minors->end());
+    }
+  }
+  if (!known) {
+    return {};
+  }
+  std::vector<Finding> out;
+  for (const GpuFacts* gpu : reachable_gpus(s)) {
+    if (!gpu->minor.has()) {
+      continue;
+    }
+    if (std::find(held.begin(), held.end(), *gpu->minor) != held.end()) {
+      continue;
+    }
+    Finding f;
+    f.gpu = gpu->index;
+    f.message = fmt::format("{}: nvidia-persistenced does not hold /dev/nvidia{}", gpu_label(*gpu), *gpu->minor);
+    f.next_step = "Restart nvidia-persistenced so it opens every GPU; if it keeps skipping this one, check the "
+                  "daemon's log and the device node's permissions for its --user.";
+    f.evidence.push_back(fmt::format("daemon holds minors [{}]", fmt::join(held, ", ")));
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace gpuwarm::checks

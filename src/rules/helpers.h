@@ -1,0 +1,27 @@
+#pragma once
+// Small questions several rules ask of a snapshot.
+
+#include <string>
+#include <vector>
+
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+// "GPU 0 (NVIDIA H100 80GB HBM3, 00000000:06:00.0)"
+std::string gpu_label(const GpuFacts& gpu);
+
+// GPUs NVML could open.
+std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s);
+
+bool daemon_running(const Snapshot& s);
+bool has_arg(const std::vector<std::string>& argv, const std::string& arg);
+
+// The loaded kernel module's version (/proc first, then /sys), or "".
+std::string kernel_module_version(const Snapshot& s);
+// The user-space driver version (NVML, then the library file name), or "".
+std::string user_space_version(const Snapshot& s);
+
+std::string join_args(const std::vector<std::string>& argv);
+
+}  // namespace gpuwarm

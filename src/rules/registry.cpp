@@ -1,0 +1,166 @@
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "rules/checks.h"
+#include "rules/helpers.h"
+#include "rules/rule.h"
+
+namespace gpuwarm {
+
+namespace {
+
+using S = Severity;
+using R = Route;
+
+// The runbook's decision order: driver first (nothing else is trustworthy
+// without it), then the daemon binary, then clock causes persistence cannot
+// fix, then the persistence fixes themselves, then notes.
+constexpr RuleInfo k_rules[] = {
+    {"DRV001", "driver-not-loaded", S::critical, R::driver_install,
+     "No NVIDIA kernel module loaded, or NVML says the driver is not loaded", checks::driver_not_loaded},
+    {"DRV002", "nvml-unavailable", S::critical, R::driver_install,
+     "Kernel module loaded but libnvidia-ml.so.1 missing, a stub, or failing to initialize",
+     checks::nvml_unavailable},
+    {"DRV003", "driver-version-mismatch", S::critical, R::reboot,
+     "Kernel module and user-space driver versions differ (updated without reboot)",
+     checks::driver_version_mismatch},
+    {"DRV004", "stale-client-mismatch", S::warning, R::note,
+     "The kernel refused a client of another driver version although the host's halves agree",
+     checks::stale_client_mismatch},
+    {"GPU001", "gpu-unreachable", S::critical, R::ras, "A GPU the kernel knows cannot be opened through NVML",
+     checks::gpu_unreachable},
+    {"PD001", "daemon-binary-missing", S::critical, R::driver_install, "nvidia-persistenced is not installed",
+     checks::daemon_binary_missing},
+    {"CLK001", "thermal-power-events", S::warning, R::ras,
+     "Thermal or power clock-event reasons are active (RAS path)", checks::thermal_power_events},
+    {"CLK002", "app-clocks-pinned", S::warning, R::clocks, "Application clocks differ from their defaults",
+     checks::app_clocks_pinned},
+    {"PM001", "persistence-off", S::warning, R::fix, "Persistence mode is Disabled on a GPU",
+     checks::persistence_off},
+    {"PD002", "daemon-no-persistence-mode", S::warning, R::fix,
+     "nvidia-persistenced runs, or is configured to run, with --no-persistence-mode",
+     checks::daemon_no_persistence_mode},
+    {"PD003", "unit-stop-when-unneeded", S::warning, R::fix, "The unit has StopWhenUnneeded=yes",
+     checks::unit_stop_when_unneeded},
+    {"PD006", "unit-failed", S::warning, R::fix, "nvidia-persistenced.service is in the failed state",
+     checks::unit_failed},
+    {"PD007", "unit-missing", S::warning, R::fix, "The daemon is installed but has no systemd unit",
+     checks::unit_missing},
+    {"PM002", "legacy-persistence", S::warning, R::fix,
+     "Persistence is on only through the legacy flag (daemon not running)", checks::legacy_persistence},
+    {"PD004", "daemon-not-enabled", S::warning, R::fix, "nvidia-persistenced.service is not enabled for boot",
+     checks::daemon_not_enabled},
+    {"PD005", "gpu-not-held", S::warning, R::fix, "A GPU NVML sees is not held open by the daemon",
+     checks::gpu_not_held},
+    {"NOTE001", "needs-root", S::info, R::note, "Facts that need root were not checked", checks::needs_root},
+    {"NOTE002", "no-service-manager", S::info, R::note, "systemd was not reachable", checks::no_service_manager},
+};
+
+struct RouteText {
+  Route route;
+  const char* code;
+  const char* title;
+  ExitCode exit_code;
+};
+
+constexpr RouteText k_route_text[] = {
+    {R::note, "healthy", "Healthy: nvidia-persistenced keeps every GPU initialized", ExitCode::healthy},
+    {R::fix, "action-needed", "Action needed: the persistence runbook applies", ExitCode::action_needed},
+    {R::reboot, "reboot-pending", "Reboot pending: kernel module and user-space driver differ",
+     ExitCode::reboot_pending},
+    {R::driver_install, "driver-install", "Driver-install problem: not a persistence issue",
+     ExitCode::routed_elsewhere},
+    {R::ras, "ras", "Thermal/power or GPU fault (RAS): not a persistence issue", ExitCode::routed_elsewhere},
+    {R::clocks, "pinned-clocks", "Application clocks pinned: not a persistence issue", ExitCode::routed_elsewhere},
+};
+
+const RouteText& route_text(Route r) {
+  for (const auto& t : k_route_text) {
+    if (t.route == r) {
+      return t;
+    }
+  }
+  return k_route_text[0];
+}
+
+Finding healthy_finding(const Snapshot& s) {
+  Finding f;
+  f.rule_id = "OK000";
+  f.severity = Severity::info;
+  f.route = Route::note;
+  auto gpus = reachable_gpus(s);
+  f.message = fmt::format("{} GPU(s) persistent, held by nvidia-persistenced", gpus.size());
+  f.next_step = "Nothing to do.";
+  for (const auto& p : s.daemon.processes) {
+    f.evidence.push_back(fmt::format("pid {}: {}", p.pid, join_args(p.argv)));
+  }
+  return f;
+}
+
+}  // namespace
+
+std::span<const RuleInfo> rules() { return k_rules; }
+
+const RuleInfo* find_rule(const std::string& id) {
+  for (const auto& r : k_rules) {
+    if (id == r.id) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
+Diagnosis diagnose(const Snapshot& snapshot) {
+  Diagnosis d;
+  for (const auto& rule : k_rules) {
+    auto found = rule.check(snapshot);
+    std::stable_sort(found.begin(), found.end(), [](const Finding& a, const Finding& b) {
+      return a.gpu.value_or(0) < b.gpu.value_or(0);
+    });
+    for (auto& f : found) {
+      f.rule_id = rule.id;
+      f.severity = rule.severity;
+      f.route = rule.route;
+      d.findings.push_back(std::move(f));
+    }
+  }
+  auto decisive = std::find_if(d.findings.begin(), d.findings.end(),
+                               [](const Finding& f) { return f.route != Route::note; });
+  const Finding healthy = healthy_finding(snapshot);
+  const Finding& decider = decisive != d.findings.end() ? *decisive : healthy;
+  const RouteText& text = route_text(decider.route);
+  d.verdict.route = decider.route;
+  d.verdict.code = text.code;
+  d.verdict.title = text.title;
+  d.verdict.rule_id = decider.rule_id;
+  d.verdict.next_step = decider.next_step;
+  d.verdict.exit_code = text.exit_code;
+  if (decisive == d.findings.end()) {
+    d.findings.insert(d.findings.begin(), healthy);
+  }
+  return d;
+}
+
+const char* to_string(Severity s) {
+  switch (s) {
+    case Severity::info: return "info";
+    case Severity::warning: return "warning";
+    case Severity::critical: return "critical";
+  }
+  return "info";
+}
+
+const char* to_string(Route r) {
+  switch (r) {
+    case Route::note: return "note";
+    case Route::fix: return "fix";
+    case Route::reboot: return "reboot";
+    case Route::driver_install: return "driver-install";
+    case Route::ras: return "ras";
+    case Route::clocks: return "clocks";
+  }
+  return "note";
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,24 @@
+#pragma once
+// Gathers a Snapshot of this node. Each source is read once; a source that
+// fails becomes missing facts with reasons, so collection itself never fails.
+
+#include <string>
+
+#include "core/paths.h"
+#include "snapshot/snapshot.h"
+#include "systemd/service_manager.h"
+
+namespace gpuwarm {
+
+struct CollectOptions {
+  std::string root = "/";     // --root: where /proc, /sys, /dev and /run are read
+  std::string kernel_log;     // --kernel-log FILE instead of /dev/kmsg
+  std::string nvml_library;   // --nvml PATH
+  bool use_systemd = true;    // --no-systemd clears it
+  bool full = true;           // every NVML fact; diagnose reads only what rules need unless --full
+};
+
+// `services` may be null when use_systemd is false.
+Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* services);
+
+}  // namespace gpuwarm

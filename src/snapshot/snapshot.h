@@ -1,0 +1,154 @@
+#pragma once
+// The node as gpuwarm saw it: passive data only. Collectors fill it, rules and
+// renderers read it, and it round-trips through JSON so a snapshot recorded on
+// one machine can be diagnosed on another.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "snapshot/fact.h"
+
+namespace gpuwarm {
+
+constexpr int k_snapshot_schema_version = 1;
+
+struct KernelGpu {  // /proc/driver/nvidia/gpus/<bus>/information
+  std::string bus_id;  // as the directory is named: lower-case, 4-digit domain
+  std::string model;
+  std::string uuid;
+  Fact<unsigned> minor;
+  bool excluded = false;
+};
+
+struct DeviceNode {  // /dev/nvidia*
+  std::string path;
+  bool char_device = false;
+  unsigned mode = 0;  // permission bits
+};
+
+struct DriverFacts {
+  bool module_loaded = false;          // /proc/driver/nvidia or /sys/module/nvidia exists
+  Fact<std::string> proc_version_line; // first line of /proc/driver/nvidia/version
+  Fact<std::string> kernel_version;    // version parsed from that line
+  Fact<std::string> sys_module_version;
+  Fact<bool> open_kernel_module;
+  std::vector<KernelGpu> kernel_gpus;
+  std::vector<DeviceNode> device_nodes;
+};
+
+struct ClockSet {  // MHz
+  Fact<unsigned> sm;
+  Fact<unsigned> graphics;
+  Fact<unsigned> mem;
+};
+
+struct EventCounter {  // cumulative time a clock-event reason was active
+  std::string reason;
+  unsigned field_id = 0;
+  unsigned long long ns = 0;
+};
+
+struct GpuFacts {
+  unsigned index = 0;
+  std::string handle_error;  // non-empty when no handle could be had: nothing else is known
+  Fact<std::string> name;
+  Fact<std::string> uuid;
+  Fact<std::string> pci_bus_id;  // NVML form: 8-digit upper-case domain
+  Fact<unsigned> minor;
+  Fact<bool> persistence;  // true = Enabled (daemon or legacy flag: NVML cannot tell)
+  Fact<unsigned> pstate;   // 0..15, 32 = unknown
+  ClockSet clocks;
+  ClockSet max_clocks;
+  ClockSet app_clocks;
+  ClockSet default_app_clocks;
+  Fact<std::uint64_t> event_reasons_active;
+  Fact<std::uint64_t> event_reasons_supported;
+  Fact<std::vector<EventCounter>> event_counters;
+  std::string event_counter_ids;  // which field-ID set answered: "269-271", "251-253" or "74-81"
+  Fact<int> temperature_c;
+  Fact<unsigned> power_mw;
+  Fact<unsigned> power_limit_mw;
+  Fact<unsigned> mig_mode;  // 0 disabled, 1 enabled
+  Fact<unsigned> compute_processes;
+};
+
+struct NvmlFacts {
+  Fact<std::string> library_path;          // real file behind the loaded libnvidia-ml.so.1
+  Fact<std::string> library_file_version;  // from that file's name
+  Fact<std::string> nvml_version;          // nvmlSystemGetNVMLVersion, "13.580.159.04"
+  Fact<std::string> user_space_version;    // the driver part of nvml_version
+  Fact<std::string> system_driver_version; // nvmlSystemGetDriverVersion (needs init)
+  Fact<int> cuda_driver_version;           // 1000*major + 10*minor
+  Fact<int> init_code;                     // nvmlInit_v2 return; missing when not attempted
+  std::string init_error;                  // its name, e.g. "LIB_RM_VERSION_MISMATCH"
+  double init_ms = 0;
+  double load_ms = 0;      // dlopen + dlsym
+  double devices_ms = 0;   // every per-GPU query
+  double shutdown_ms = 0;
+  Fact<unsigned> device_count;
+  std::vector<GpuFacts> gpus;
+};
+
+struct DaemonProcess {
+  int pid = 0;
+  std::vector<std::string> argv;
+  Fact<unsigned> uid;
+  Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
+};
+
+struct DaemonFacts {
+  Fact<std::string> binary;  // nvidia-persistenced on PATH or in a usual directory
+  std::vector<DaemonProcess> processes;
+  bool runtime_dir = false;  // /run/nvidia-persistenced
+  Fact<int> pid_file_pid;
+  bool socket = false;
+};
+
+struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
+  std::string client;          // "'nvidia-smi' (pid 123)" on >= 575, else ""
+  std::string client_version;  // user space
+  std::string kernel_version;  // loaded module
+  bool after_module_load = true;  // false when a later "NVRM: loading" superseded it
+};
+
+struct KernelLogFacts {
+  Fact<std::string> source;  // "/dev/kmsg" or the --kernel-log file; missing = not read, with why
+  unsigned records = 0;
+  std::vector<ApiMismatch> mismatches;
+  bool legacy_persistence_notice = false;  // "Persistence mode is deprecated" since the module loaded
+  Fact<std::string> loaded_version;        // from the last "NVRM: loading ..." line
+};
+
+struct ServiceFacts {
+  std::string unit = "nvidia-persistenced.service";
+  bool reachable = false;    // a systemd manager answered on the system bus
+  std::string unreachable;   // why not ("no systemd", "--no-systemd", bus error)
+  Fact<std::string> load_state;
+  Fact<std::string> active_state;
+  Fact<std::string> sub_state;
+  Fact<std::string> unit_file_state;
+  Fact<std::vector<std::string>> exec_start;  // argv of the first ExecStart=
+  Fact<bool> stop_when_unneeded;
+  Fact<std::string> restart;
+  Fact<std::string> fragment_path;
+};
+
+struct Snapshot {
+  int schema_version = k_snapshot_schema_version;
+  std::string gpuwarm_version;
+  std::string hostname;
+  std::string collected_at;  // UTC, ISO 8601
+  bool root = false;         // collected with uid 0
+  double collect_ms = 0;
+  std::map<std::string, double> stage_ms;  // per source, for --json readers and benchmarks
+  std::vector<std::string> needs_root;  // facts that were skipped or partial without root
+  DriverFacts driver;
+  NvmlFacts nvml;
+  DaemonFacts daemon;
+  KernelLogFacts kernel_log;
+  ServiceFacts service;
+};
+
+}  // namespace gpuwarm

@@ -1,0 +1,102 @@
+#include "snapshot/snapshot_json.h"
+
+#include "core/fs.h"
+
+namespace nlohmann {
+template <class T>
+struct adl_serializer<gpuwarm::Fact<T>> {
+  static void to_json(json& j, const gpuwarm::Fact<T>& f) {
+    if (f.value) {
+      j = *f.value;
+    } else {
+      j = json{{"missing", f.missing}};
+    }
+  }
+  static void from_json(const json& j, gpuwarm::Fact<T>& f) {
+    if (j.is_object() && j.contains("missing") && j.size() == 1) {
+      f = gpuwarm::Fact<T>::unknown(j.at("missing").get<std::string>());
+    } else if (j.is_null()) {
+      f = gpuwarm::Fact<T>::unknown("absent from snapshot");
+    } else {
+      f = gpuwarm::Fact<T>::known(j.get<T>());
+    }
+  }
+};
+}  // namespace nlohmann
+
+namespace gpuwarm {
+
+// Missing keys keep their defaults: snapshots recorded by an older gpuwarm of
+// the same schema still load.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelGpu, bus_id, model, uuid, minor, excluded)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceNode, path, char_device, mode)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DriverFacts, module_loaded, proc_version_line, kernel_version,
+                                                sys_module_version, open_kernel_module, kernel_gpus, device_nodes)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ClockSet, sm, graphics, mem)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EventCounter, reason, field_id, ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, name, uuid, pci_bus_id, minor,
+                                                persistence, pstate, clocks, max_clocks, app_clocks,
+                                                default_app_clocks, event_reasons_active, event_reasons_supported,
+                                                event_counters, event_counter_ids, temperature_c, power_mw,
+                                                power_limit_mw, mig_mode, compute_processes)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library_file_version, nvml_version,
+                                                user_space_version, system_driver_version, cuda_driver_version,
+                                                init_code, init_error, init_ms, load_ms, devices_ms, shutdown_ms,
+                                                device_count, gpus)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonProcess, pid, argv, uid, held_minors)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonFacts, binary, processes, runtime_dir, pid_file_pid, socket)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApiMismatch, client, client_version, kernel_version,
+                                                after_module_load)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelLogFacts, source, records, mismatches,
+                                                legacy_persistence_notice, loaded_version)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, load_state,
+                                                active_state, sub_state, unit_file_state, exec_start,
+                                                stop_when_unneeded, restart, fragment_path)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwarm_version, hostname,
+                                                collected_at, root, collect_ms, stage_ms, needs_root, driver, nvml, daemon,
+                                                kernel_log, service)
+
+nlohmann::json snapshot_to_json(const Snapshot& snapshot) { return snapshot; }
+
+Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) {
+    return fail("not a gpuwarm snapshot: the top level is not a JSON object");
+  }
+  // `diagnose --json` output embeds the snapshot; accept it too.
+  const nlohmann::json& body = j.contains("snapshot") && j.at("snapshot").is_object() ? j.at("snapshot") : j;
+  if (!body.contains("schema_version")) {
+    return fail("not a gpuwarm snapshot: no schema_version (record one with `gpuwarm snapshot --json`)");
+  }
+  if (!body.at("schema_version").is_number_integer() ||
+      body.at("schema_version").get<int>() != k_snapshot_schema_version) {
+    return fail("snapshot schema_version " + body.at("schema_version").dump() + " is not supported (this gpuwarm reads " +
+                std::to_string(k_snapshot_schema_version) + ")");
+  }
+  try {
+    return body.get<Snapshot>();
+  } catch (const nlohmann::json::exception& e) {
+    return fail(std::string("malformed snapshot: ") + e.what());
+  }
+}
+
+Result<Snapshot> load_snapshot_file(const std::string& path) {
+  auto text = read_file(path, 64u << 20);
+  if (!text) {
+    return tl::unexpected(text.error());
+  }
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return fail(path + ": not valid JSON (truncated or not a snapshot)");
+  }
+  auto snap = snapshot_from_json(j);
+  if (!snap) {
+    return fail(path + ": " + snap.error().message);
+  }
+  return snap;
+}
+
+std::string dump_json(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace gpuwarm

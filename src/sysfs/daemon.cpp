@@ -1,0 +1,150 @@
+#include "sysfs/daemon.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+
+#include "core/fs.h"
+#include "core/strings.h"
+
+namespace gpuwarm {
+
+const std::vector<std::string> k_daemon_search_dirs = {
+    "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/usr/local/nvidia/bin", "/opt/nvidia/bin",
+    "/run/current-system/sw/bin"};
+
+namespace {
+
+constexpr std::string_view k_daemon_name = "nvidia-persistenced";
+
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+}
+
+Fact<std::string> find_binary(const Paths& paths, const std::string& path_env) {
+  std::vector<std::string> dirs;
+  for (auto dir : split(path_env, ':')) {
+    if (!dir.empty() && dir.front() == '/') {
+      dirs.emplace_back(dir);
+    }
+  }
+  dirs.insert(dirs.end(), k_daemon_search_dirs.begin(), k_daemon_search_dirs.end());
+  for (const auto& dir : dirs) {
+    std::string candidate = dir + "/" + std::string(k_daemon_name);
+    if (is_executable_file(paths.host(candidate))) {
+      return Fact<std::string>::known(candidate);
+    }
+  }
+  return Fact<std::string>::unknown("not found on PATH or in " + std::to_string(k_daemon_search_dirs.size()) +
+                                    " usual directories");
+}
+
+std::vector<std::string> read_cmdline(const std::string& path) {
+  std::vector<std::string> argv;
+  auto text = read_file(path, 1u << 20);
+  if (!text) {
+    return argv;
+  }
+  for (auto arg : split(*text, '\0')) {
+    argv.emplace_back(printable(arg));
+  }
+  while (!argv.empty() && argv.back().empty()) {
+    argv.pop_back();
+  }
+  return argv;
+}
+
+bool is_daemon(const std::vector<std::string>& argv) {
+  if (argv.empty()) {
+    return false;
+  }
+  auto slash = argv[0].rfind('/');
+  std::string base = slash == std::string::npos ? argv[0] : argv[0].substr(slash + 1);
+  return base == k_daemon_name;
+}
+
+Fact<unsigned> read_uid(const std::string& status_path) {
+  auto text = read_file(status_path, 64u << 10);
+  if (!text) {
+    return Fact<unsigned>::unknown(text.error().message);
+  }
+  for (const auto& line : split_lines(*text)) {
+    if (starts_with(line, "Uid:")) {
+      auto fields = split(trim(std::string_view(line).substr(4)), '\t');
+      if (auto uid = parse_u64(trim(fields[0])); uid && *uid <= 0xffffffffu) {
+        return Fact<unsigned>::known(static_cast<unsigned>(*uid));
+      }
+    }
+  }
+  return Fact<unsigned>::unknown("no Uid line");
+}
+
+}  // namespace
+
+std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets) {
+  std::set<unsigned> minors;
+  for (const auto& target : targets) {
+    constexpr std::string_view prefix = "/dev/nvidia";
+    if (!starts_with(target, prefix)) {
+      continue;
+    }
+    // Only /dev/nvidiaN: nvidiactl, nvidia-uvm and nvidia-caps are not GPUs.
+    if (auto minor = parse_u64(std::string_view(target).substr(prefix.size())); minor && *minor < 256) {
+      minors.insert(static_cast<unsigned>(*minor));
+    }
+  }
+  return {minors.begin(), minors.end()};
+}
+
+DaemonFacts read_daemon(const Paths& paths, const std::string& path_env) {
+  DaemonFacts facts;
+  facts.binary = find_binary(paths, paths.is_live() ? path_env : std::string{});
+
+  if (auto entries = list_dir(paths.proc(""))) {
+    for (const auto& entry : *entries) {
+      auto pid = parse_u64(entry);
+      if (!pid || *pid > 0x7fffffff) {
+        continue;
+      }
+      auto argv = read_cmdline(paths.proc(entry + "/cmdline"));
+      if (!is_daemon(argv)) {
+        continue;
+      }
+      DaemonProcess proc;
+      proc.pid = static_cast<int>(*pid);
+      proc.argv = std::move(argv);
+      proc.uid = read_uid(paths.proc(entry + "/status"));
+      if (auto fds = list_dir(paths.proc(entry + "/fd"))) {
+        std::vector<std::string> targets;
+        for (const auto& fd : *fds) {
+          if (auto target = read_link(paths.proc(entry + "/fd/" + fd))) {
+            targets.push_back(*target);
+          }
+        }
+        proc.held_minors = Fact<std::vector<unsigned>>::known(nvidia_minors_from_links(targets));
+      } else {
+        proc.held_minors = Fact<std::vector<unsigned>>::unknown(
+            fds.error().message.find("denied") != std::string::npos ? "needs root" : paths.display(fds.error().message));
+      }
+      facts.processes.push_back(std::move(proc));
+    }
+  }
+
+  const std::string runtime_dir = paths.run("nvidia-persistenced");
+  facts.runtime_dir = path_exists(runtime_dir);
+  facts.socket = path_exists(runtime_dir + "/socket");
+  if (auto text = read_first_line(runtime_dir + "/nvidia-persistenced.pid")) {
+    auto pid = parse_u64(*text);
+    facts.pid_file_pid = pid && *pid <= 0x7fffffff ? Fact<int>::known(static_cast<int>(*pid))
+                                                   : Fact<int>::unknown("unparsable PID file");
+  } else {
+    facts.pid_file_pid = Fact<int>::unknown(paths.display(text.error().message));
+  }
+  return facts;
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,23 @@
+#pragma once
+// nvidia-persistenced as the OS shows it: the binary, running instances and
+// their arguments, the runtime directory, and which GPUs each instance holds.
+
+#include <string>
+#include <vector>
+
+#include "core/paths.h"
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+// Directories searched for the binary besides $PATH (driver installers and
+// distributions disagree on where it goes).
+extern const std::vector<std::string> k_daemon_search_dirs;
+
+// `path_env` is $PATH; with a non-live root the search runs under that root.
+DaemonFacts read_daemon(const Paths& paths, const std::string& path_env);
+
+// /dev/nvidiaN minors among link targets read from /proc/PID/fd.
+std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets);
+
+}  // namespace gpuwarm

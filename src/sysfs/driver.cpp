@@ -1,0 +1,91 @@
+#include "sysfs/driver.h"
+
+#include <sys/stat.h>
+
+#include "core/fs.h"
+#include "core/strings.h"
+
+namespace gpuwarm {
+
+std::string parse_proc_driver_version(const std::string& first_line) {
+  auto module = first_line.find("Module");
+  return find_version_token(first_line, module == std::string::npos ? 0 : module);
+}
+
+KernelGpu parse_gpu_information(const std::string& bus_id, const std::string& text) {
+  KernelGpu gpu;
+  gpu.bus_id = bus_id;
+  gpu.minor = Fact<unsigned>::unknown("no Device Minor line");
+  for (const auto& line : split_lines(text)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) {
+      continue;
+    }
+    auto key = trim(std::string_view(line).substr(0, colon));
+    auto value = trim(std::string_view(line).substr(colon + 1));
+    if (key == "Model") {
+      gpu.model = printable(value);
+    } else if (key == "GPU UUID") {
+      gpu.uuid = printable(value);
+    } else if (key == "Device Minor") {
+      if (auto minor = parse_u64(value); minor && *minor < 1u << 20) {
+        gpu.minor = Fact<unsigned>::known(static_cast<unsigned>(*minor));
+      } else {
+        gpu.minor = Fact<unsigned>::unknown("unparsable Device Minor: " + printable(value));
+      }
+    } else if (key == "GPU Excluded") {
+      gpu.excluded = value == "Yes";
+    }
+  }
+  return gpu;
+}
+
+DriverFacts read_driver(const Paths& paths) {
+  DriverFacts facts;
+  const std::string proc_dir = paths.proc("driver/nvidia");
+  const std::string sys_dir = paths.sys("module/nvidia");
+  facts.module_loaded = path_exists(proc_dir) || path_exists(sys_dir);
+
+  if (auto line = read_first_line(paths.proc("driver/nvidia/version"))) {
+    facts.proc_version_line = Fact<std::string>::known(printable(*line));
+    std::string version = parse_proc_driver_version(*line);
+    facts.kernel_version = version.empty() ? Fact<std::string>::unknown("no version in " + paths.display(paths.proc("driver/nvidia/version")))
+                                           : Fact<std::string>::known(version);
+    facts.open_kernel_module = Fact<bool>::known(line->find("Open Kernel Module") != std::string::npos);
+  } else {
+    facts.proc_version_line = facts.kernel_version = Fact<std::string>::unknown(paths.display(line.error().message));
+    facts.open_kernel_module = Fact<bool>::unknown("no /proc/driver/nvidia/version");
+  }
+
+  if (auto v = read_first_line(paths.sys("module/nvidia/version"))) {
+    std::string version = find_version_token(*v);
+    facts.sys_module_version = version.empty() ? Fact<std::string>::unknown("unparsable: " + printable(*v))
+                                               : Fact<std::string>::known(version);
+  } else {
+    facts.sys_module_version = Fact<std::string>::unknown(paths.display(v.error().message));
+  }
+
+  if (auto buses = list_dir(paths.proc("driver/nvidia/gpus"))) {
+    for (const auto& bus : *buses) {
+      auto text = read_file(paths.proc("driver/nvidia/gpus/" + bus + "/information"), 64u << 10);
+      facts.kernel_gpus.push_back(parse_gpu_information(bus, text ? *text : std::string{}));
+    }
+  }
+
+  if (auto names = list_dir(paths.dev(""))) {
+    for (const auto& name : *names) {
+      if (!starts_with(name, "nvidia")) {
+        continue;
+      }
+      std::string path = paths.dev(name);
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0 || S_ISDIR(st.st_mode)) {
+        continue;  // nvidia-caps is a directory; dangling links say nothing
+      }
+      facts.device_nodes.push_back({"/dev/" + name, S_ISCHR(st.st_mode), st.st_mode & 07777u});
+    }
+  }
+  return facts;
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,23 @@
+#pragma once
+// Kernel-side driver facts from /proc/driver/nvidia, /sys/module and /dev.
+// These work with no NVML at all, which is what tells "driver not loaded"
+// apart from "user space broken".
+
+#include <string>
+
+#include "core/paths.h"
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+DriverFacts read_driver(const Paths& paths);
+
+// The version in a /proc/driver/nvidia/version first line: the first version
+// token after "Module" ("... Kernel Module  580.159.04  Release Build ...").
+// Empty when the line has none.
+std::string parse_proc_driver_version(const std::string& first_line);
+
+// Parses one /proc/driver/nvidia/gpus/<bus>/information file.
+KernelGpu parse_gpu_information(const std::string& bus_id, const std::string& text);
+
+}  // namespace gpuwarm

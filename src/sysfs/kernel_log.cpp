@@ -1,0 +1,174 @@
+#include "sysfs/kernel_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/fs.h"
+#include "core/strings.h"
+
+namespace gpuwarm {
+
+namespace {
+
+// Returns the message part of one log line.
+std::string_view message_of(std::string_view line) {
+  // /dev/kmsg: "6,1234,5678901,-;NVRM: ..."
+  if (!line.empty() && line.front() >= '0' && line.front() <= '9') {
+    auto semi = line.find(';');
+    auto comma = line.find(',');
+    if (semi != std::string_view::npos && comma != std::string_view::npos && comma < semi) {
+      return line.substr(semi + 1);
+    }
+  }
+  // dmesg: "[ 1234.567890] NVRM: ..."
+  if (!line.empty() && line.front() == '[') {
+    auto close = line.find(']');
+    if (close != std::string_view::npos) {
+      return trim(line.substr(close + 1));
+    }
+  }
+  // journalctl -k: "Jun 01 12:00:00 host kernel: NVRM: ..."
+  auto kernel = line.find(" kernel: ");
+  if (kernel != std::string_view::npos) {
+    return line.substr(kernel + 9);
+  }
+  return trim(line);
+}
+
+constexpr std::string_view k_nvrm = "NVRM:";
+
+// Pulls the version after `marker` out of the joined mismatch text.
+std::string version_after(std::string_view text, std::string_view marker) {
+  auto pos = text.find(marker);
+  if (pos == std::string_view::npos) {
+    return {};
+  }
+  return find_version_token(text, pos + marker.size());
+}
+
+}  // namespace
+
+KernelLogFacts scan_kernel_log(std::string_view text) {
+  KernelLogFacts facts;
+  facts.loaded_version = Fact<std::string>::unknown("no \"NVRM: loading\" line in the log");
+  std::vector<std::string> messages;
+  for (auto line : split(text, '\n')) {
+    if (line.empty()) {
+      continue;
+    }
+    // kmsg continuation lines (" SUBSYSTEM=...") carry no message.
+    if (line.front() == ' ' && line.find('=') != std::string_view::npos) {
+      continue;
+    }
+    ++facts.records;
+    messages.emplace_back(message_of(line));
+  }
+
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    std::string_view msg = messages[i];
+    if (!starts_with(msg, k_nvrm)) {
+      continue;
+    }
+    std::string_view body = trim(msg.substr(k_nvrm.size()));
+    if (starts_with(body, "loading ")) {
+      // A new module generation: earlier mismatches and notices belong to the old one.
+      for (auto& m : facts.mismatches) {
+        m.after_module_load = false;
+      }
+      facts.legacy_persistence_notice = false;
+      auto module = body.find("Module");
+      std::string version = find_version_token(body, module == std::string_view::npos ? 0 : module);
+      if (!version.empty()) {
+        facts.loaded_version = Fact<std::string>::known(version);
+      }
+    } else if (starts_with(body, "Persistence mode is deprecated")) {
+      facts.legacy_persistence_notice = true;
+    } else if (starts_with(body, "API mismatch")) {
+      // The message spans several NVRM lines; join them until the next mismatch.
+      std::string joined(body);
+      for (std::size_t j = i + 1; j < messages.size() && j <= i + 6; ++j) {
+        std::string_view next = messages[j];
+        if (!starts_with(next, k_nvrm)) {
+          continue;  // other kernel lines may interleave
+        }
+        std::string_view next_body = trim(next.substr(k_nvrm.size()));
+        if (starts_with(next_body, "API mismatch") || starts_with(next_body, "loading ")) {
+          break;
+        }
+        joined += ' ';
+        joined += next_body;
+      }
+      ApiMismatch m;
+      // >= 575: "the client '<comm>' (pid N) has the version X, but this kernel module has the version Y."
+      // <= 570: "the client has the version X, but this kernel module has the version Y."
+      auto client_pos = joined.find("the client '");
+      if (client_pos != std::string::npos) {
+        auto has = joined.find(" has the version", client_pos);
+        if (has != std::string::npos) {
+          m.client = printable(trim(std::string_view(joined).substr(client_pos + 11, has - client_pos - 11)));
+        }
+      }
+      auto client_has = joined.find("has the version");
+      m.client_version = client_has == std::string::npos ? std::string{} : find_version_token(joined, client_has + 15);
+      m.kernel_version = version_after(joined, "module has the version");
+      if (m.kernel_version.empty()) {
+        m.kernel_version = version_after(joined, "module has");
+      }
+      facts.mismatches.push_back(std::move(m));
+    }
+  }
+  return facts;
+}
+
+KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
+  if (!file.empty()) {
+    auto text = read_file(file, 256u << 20);
+    if (!text) {
+      KernelLogFacts facts;
+      facts.source = Fact<std::string>::unknown(text.error().message);
+      facts.loaded_version = Fact<std::string>::unknown("log not read");
+      return facts;
+    }
+    KernelLogFacts facts = scan_kernel_log(*text);
+    facts.source = Fact<std::string>::known(file);
+    return facts;
+  }
+
+  const std::string kmsg = paths.dev("kmsg");
+  int fd = ::open(kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    KernelLogFacts facts;
+    facts.source = Fact<std::string>::unknown(
+        (err == EPERM || err == EACCES) ? "needs root: /dev/kmsg: " + std::string(std::strerror(err))
+                                        : "/dev/kmsg: " + std::string(std::strerror(err)));
+    facts.loaded_version = Fact<std::string>::unknown("log not read");
+    return facts;
+  }
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      // Each read() of /dev/kmsg returns one record; a regular file (tests) returns chunks.
+      text.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && errno == EPIPE) {
+      continue;  // a record was overwritten while we read: skip it
+    }
+    break;  // EAGAIN: caught up; 0: end of a plain file
+  }
+  ::close(fd);
+  KernelLogFacts facts = scan_kernel_log(text);
+  facts.source = Fact<std::string>::known("/dev/kmsg");
+  return facts;
+}
+
+}  // namespace gpuwarm

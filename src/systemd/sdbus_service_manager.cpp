@@ -1,0 +1,200 @@
+#include <systemd/sd-bus.h>
+
+#include <cstring>
+#include <vector>
+
+#include "core/strings.h"
+#include "systemd/service_manager.h"
+
+namespace gpuwarm {
+
+namespace {
+
+constexpr const char* k_dest = "org.freedesktop.systemd1";
+constexpr const char* k_manager_path = "/org/freedesktop/systemd1";
+constexpr const char* k_manager_iface = "org.freedesktop.systemd1.Manager";
+constexpr const char* k_unit_iface = "org.freedesktop.systemd1.Unit";
+constexpr const char* k_service_iface = "org.freedesktop.systemd1.Service";
+constexpr std::uint64_t k_call_timeout_usec = 5'000'000;
+
+struct BusError {
+  sd_bus_error err = SD_BUS_ERROR_NULL;
+  ~BusError() { sd_bus_error_free(&err); }
+  std::string text(int r) const {
+    if (sd_bus_error_is_set(&err)) {
+      return std::string(err.name) + (err.message != nullptr ? std::string(": ") + err.message : "");
+    }
+    return std::strerror(-r);
+  }
+  bool is(const char* name) const { return sd_bus_error_has_name(&err, name) != 0; }
+};
+
+struct Message {
+  sd_bus_message* m = nullptr;
+  ~Message() { sd_bus_message_unref(m); }
+};
+
+class SdBusServiceManager final : public ServiceManager {
+ public:
+  ~SdBusServiceManager() override { sd_bus_flush_close_unref(m_bus); }
+
+  ServiceFacts unit_status(const std::string& unit) override {
+    ServiceFacts facts;
+    facts.unit = unit;
+    auto unknown_all = [&](const std::string& why) {
+      for (auto* f : {&facts.load_state, &facts.active_state, &facts.sub_state, &facts.unit_file_state,
+                      &facts.restart, &facts.fragment_path}) {
+        *f = Fact<std::string>::unknown(why);
+      }
+      facts.exec_start = Fact<std::vector<std::string>>::unknown(why);
+      facts.stop_when_unneeded = Fact<bool>::unknown(why);
+    };
+
+    if (m_bus == nullptr) {
+      int r = sd_bus_open_system(&m_bus);
+      if (r < 0) {
+        m_bus = nullptr;
+        facts.unreachable = std::string("no system bus (") + std::strerror(-r) + "): no systemd here";
+        unknown_all(facts.unreachable);
+        return facts;
+      }
+      (void)sd_bus_set_method_call_timeout(m_bus, k_call_timeout_usec);
+    }
+
+    std::string path;
+    std::string error;
+    if (!unit_path(unit, path, error)) {
+      unknown_all(error);
+      if (error.rfind("not-found", 0) == 0) {
+        // The manager answered: the unit simply does not exist.
+        facts.reachable = true;
+        facts.load_state = Fact<std::string>::known("not-found");
+        facts.active_state = Fact<std::string>::known("inactive");
+      } else {
+        facts.unreachable = error;
+      }
+      return facts;
+    }
+    facts.reachable = true;
+    facts.load_state = get_string(path, k_unit_iface, "LoadState");
+    facts.active_state = get_string(path, k_unit_iface, "ActiveState");
+    facts.sub_state = get_string(path, k_unit_iface, "SubState");
+    facts.fragment_path = get_string(path, k_unit_iface, "FragmentPath");
+    facts.unit_file_state = get_string(path, k_unit_iface, "UnitFileState");
+    if (!facts.unit_file_state.has()) {
+      facts.unit_file_state = manager_unit_file_state(unit, facts.unit_file_state);
+    }
+    facts.stop_when_unneeded = get_bool(path, k_unit_iface, "StopWhenUnneeded");
+    facts.restart = get_string(path, k_service_iface, "Restart");
+    facts.exec_start = get_exec_start(path);
+    return facts;
+  }
+
+ private:
+  // Resolves the unit's object path through the manager. Paths are never
+  // built locally: test doubles escape them differently from systemd.
+  bool unit_path(const std::string& unit, std::string& path, std::string& error) {
+    for (const char* method : {"LoadUnit", "GetUnit"}) {
+      BusError e;
+      Message reply;
+      int r = sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, method, &e.err, &reply.m, "s",
+                                 unit.c_str());
+      if (r >= 0) {
+        const char* p = nullptr;
+        if (sd_bus_message_read(reply.m, "o", &p) >= 0 && p != nullptr) {
+          path = p;
+          return true;
+        }
+        error = "unexpected reply to " + std::string(method);
+        return false;
+      }
+      if (e.is(SD_BUS_ERROR_UNKNOWN_METHOD)) {
+        continue;  // a manager without LoadUnit: try GetUnit
+      }
+      if (e.is("org.freedesktop.systemd1.NoSuchUnit") || e.is("org.freedesktop.systemd1.LoadFailed")) {
+        error = "not-found: " + e.text(r);
+        return false;
+      }
+      if (e.is(SD_BUS_ERROR_SERVICE_UNKNOWN) || e.is(SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
+        error = "no systemd on the system bus (" + e.text(r) + ")";
+        return false;
+      }
+      error = "systemd " + std::string(method) + " failed: " + e.text(r);
+      return false;
+    }
+    error = "systemd answers neither LoadUnit nor GetUnit";
+    return false;
+  }
+
+  Fact<std::string> get_string(const std::string& path, const char* iface, const char* member) {
+    BusError e;
+    char* value = nullptr;
+    int r = sd_bus_get_property_string(m_bus, k_dest, path.c_str(), iface, member, &e.err, &value);
+    if (r < 0) {
+      return Fact<std::string>::unknown(e.text(r));
+    }
+    std::string out = printable(value != nullptr ? value : "");
+    free(value);  // NOLINT: sd-bus hands out malloc'd strings
+    return Fact<std::string>::known(out);
+  }
+
+  Fact<bool> get_bool(const std::string& path, const char* iface, const char* member) {
+    BusError e;
+    int value = 0;
+    int r = sd_bus_get_property_trivial(m_bus, k_dest, path.c_str(), iface, member, &e.err, 'b', &value);
+    if (r < 0) {
+      return Fact<bool>::unknown(e.text(r));
+    }
+    return Fact<bool>::known(value != 0);
+  }
+
+  Fact<std::string> manager_unit_file_state(const std::string& unit, const Fact<std::string>& property) {
+    BusError e;
+    Message reply;
+    int r = sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, "GetUnitFileState", &e.err,
+                               &reply.m, "s", unit.c_str());
+    const char* state = nullptr;
+    if (r < 0 || sd_bus_message_read(reply.m, "s", &state) < 0 || state == nullptr) {
+      return property;
+    }
+    return Fact<std::string>::known(printable(state));
+  }
+
+  // ExecStart is a(sasbttttuii): (path, argv, ignore_errors, 4 timestamps, pid, code, status).
+  Fact<std::vector<std::string>> get_exec_start(const std::string& path) {
+    using Argv = Fact<std::vector<std::string>>;
+    BusError e;
+    Message reply;
+    int r = sd_bus_get_property(m_bus, k_dest, path.c_str(), k_service_iface, "ExecStart", &e.err, &reply.m,
+                                "a(sasbttttuii)");
+    if (r < 0) {
+      return Argv::unknown(e.text(r));
+    }
+    if (sd_bus_message_enter_container(reply.m, 'a', "(sasbttttuii)") < 0) {
+      return Argv::unknown("unexpected ExecStart type");
+    }
+    if (sd_bus_message_enter_container(reply.m, 'r', "sasbttttuii") <= 0) {
+      return Argv::unknown("no ExecStart= line");
+    }
+    const char* binary = nullptr;
+    char** argv = nullptr;
+    if (sd_bus_message_read(reply.m, "s", &binary) < 0 || sd_bus_message_read_strv(reply.m, &argv) < 0) {
+      return Argv::unknown("unreadable ExecStart");
+    }
+    std::vector<std::string> out;
+    for (char** a = argv; a != nullptr && *a != nullptr; ++a) {
+      out.emplace_back(printable(*a));
+      free(*a);  // NOLINT: strv from sd-bus
+    }
+    free(argv);  // NOLINT
+    return Argv::known(std::move(out));
+  }
+
+  sd_bus* m_bus = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<ServiceManager> make_systemd_manager() { return std::make_unique<SdBusServiceManager>(); }
+
+}  // namespace gpuwarm
