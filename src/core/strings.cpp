@@ -68,30 +68,27 @@ std::optional<unsigned long long> parse_u64(std::string_view s) {
 
 std::string find_version_token(std::string_view s, std::size_t from) {
   auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
-  std::size_t i = from;
-  while (i < s.size()) {
+  for (std::size_t i = from; i < s.size(); ++i) {
     // A version token starts at a word boundary with a digit.
-    if (is_digit(s[i]) && (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t' || s[i - 1] == '(')) {
-      std::size_t j = i;
-      int dots = 0;
-      bool ok = true;
-      while (j < s.size() && (is_digit(s[j]) || s[j] == '.')) {
-        if (s[j] == '.') {
-          if (j + 1 >= s.size() || !is_digit(s[j + 1])) {
-            ok = false;
-            break;
-          }
-          ++dots;
-        }
-        ++j;
-      }
-      if (ok && dots >= 1 && dots <= 3) {
-        return std::string(s.substr(i, j - i));
-      }
-      i = j + 1;
+    if (!is_digit(s[i]) || (i > 0 && s[i - 1] != ' ' && s[i - 1] != '\t' && s[i - 1] != '(')) {
       continue;
     }
-    ++i;
+    std::size_t j = i;
+    int dots = 0;
+    while (j < s.size()) {
+      if (is_digit(s[j])) {
+        ++j;
+      } else if (s[j] == '.' && j + 1 < s.size() && is_digit(s[j + 1])) {
+        ++dots;
+        ++j;
+      } else {
+        break;  // a sentence's full stop after the version ends it
+      }
+    }
+    if (dots >= 1 && dots <= 3) {
+      return std::string(s.substr(i, j - i));
+    }
+    i = j;
   }
   return {};
 }

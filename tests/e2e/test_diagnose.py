@@ -1,0 +1,260 @@
+"""gpuwarm diagnose / snapshot end to end: one scenario per verdict, the
+recorded H100 snapshot, bad input, non-root, golden text and JSON."""
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+import harness as h
+
+OLD_MISMATCH = [
+    "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  570.124.04  Tue Mar  4 2025",
+    "NVRM: API mismatch: the client has the version 570.133.07, but",
+    "NVRM: this kernel module has the version 570.124.04.  Please",
+    "NVRM: make sure that this kernel module and all NVIDIA driver",
+    "NVRM: components have the same version.",
+]
+
+
+class Diagnose(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+
+    def diagnose_json(self, **kw):
+        r = h.run(["diagnose", "--json"], root=self.root, **kw)
+        self.assertIn(r.returncode, (0, 3, 4, 5), r.stderr)
+        return r.returncode, json.loads(r.stdout)
+
+    def test_healthy_node(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg(["NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  x"])
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual(rc, 0)
+        self.assertEqual(d["verdict"]["code"], "healthy")
+        self.assertEqual([g["held_by_daemon"] for g in d["gpus"]], ["yes", "yes"])
+        self.assertEqual([f["rule_id"] for f in d["findings"]], ["OK000", "NOTE002"])
+        h.check_golden(self, "diagnose-healthy.json", json.dumps(h.normalize_json(d, self.root), indent=2, sort_keys=True) + "\n")
+
+    def test_persistence_off_runbook_applies(self):
+        self.root.driver().daemon_binary().kmsg()
+        r = h.run(["diagnose"], root=self.root, scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        h.check_golden(self, "diagnose-persistence-off.txt", h.normalize_text(r.stdout, self.root))
+
+    def test_blog_case_reboot_pending(self):
+        self.root.driver(version="570.124.04").daemon_binary().kmsg(OLD_MISMATCH)
+        sc = h.scenario([], nvml_version="12.570.133.07", init={"return": 18})
+        rc, d = self.diagnose_json(scenario_obj=sc)
+        self.assertEqual(rc, 4)
+        self.assertEqual(d["verdict"]["code"], "reboot-pending")
+        drv = [f for f in d["findings"] if f["rule_id"] == "DRV003"][0]
+        self.assertIn("570.124.04", drv["message"])
+        self.assertIn("570.133.07", drv["message"])
+        self.assertTrue(any("API mismatch" in e for e in drv["evidence"]))
+
+    def test_new_mismatch_form_from_a_journal_file(self):
+        self.root.driver(version="580.82.07").daemon_binary()
+        log = os.path.join(self.root.path, "journal.txt")
+        with open(log, "w") as f:
+            f.write("Jun 01 12:00:00 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 271345)\n"
+                    "Jun 01 12:00:00 gpu1 kernel: NVRM: has the version 580.95.05, but this kernel module has\n"
+                    "Jun 01 12:00:00 gpu1 kernel: NVRM: the version 580.82.07.  Please make sure that this\n")
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([], nvml_version="13.580.95.05", init={"return": 18}),
+                                   kernel_log=log)
+        self.assertEqual(rc, 4)
+        mm = d["snapshot"]["kernel_log"]["mismatches"][0]
+        self.assertEqual((mm["client_version"], mm["kernel_version"]), ("580.95.05", "580.82.07"))
+
+    def test_thermal_routes_to_ras(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        sc = h.scenario([h.gpu(0), h.gpu(1, reasons=0x40 | 0x1, temperature=92)])
+        rc, d = self.diagnose_json(scenario_obj=sc)
+        self.assertEqual(rc, 5)
+        self.assertEqual(d["verdict"]["code"], "ras")
+        clk = [f for f in d["findings"] if f["rule_id"] == "CLK001"][0]
+        self.assertEqual(clk["gpu"], 1)
+        # Read only because the thermal reason fired (decision depth).
+        self.assertIn("temperature 92 C", clk["evidence"])
+
+    def test_pinned_application_clocks(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        pinned = h.gpu(0, app_clocks={"sm": 1410, "graphics": 1410, "mem": 2619})
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([pinned, h.gpu(1)]))
+        self.assertEqual((rc, d["verdict"]["code"]), (5, "pinned-clocks"))
+
+    def test_no_driver_at_all_says_so_plainly(self):
+        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("No NVIDIA driver is present", r.stdout)
+        self.assertIn("Driver-install problem", r.stdout)
+
+    def test_daemon_binary_missing(self):
+        self.root.driver(gpus=1).kmsg()
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0, persistence=0)]))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (5, "PD001"))
+
+    def test_daemon_with_no_persistence_mode_and_gpu_not_held(self):
+        self.root.driver().daemon_binary().daemon_process(args=("--no-persistence-mode",), holds=()).kmsg()
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))
+        self.assertEqual(rc, 3)
+        ids = [f["rule_id"] for f in d["findings"]]
+        self.assertEqual(ids, ["PM001", "PM001", "PD002", "PD005", "PD005", "NOTE002"])
+
+    def test_lost_gpu_and_nvml_error_codes(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        sc = h.scenario([h.gpu(0, returns={"nvmlDeviceGetPersistenceMode": 4}), h.gpu(1, handle_return=15)])
+        rc, d = self.diagnose_json(scenario_obj=sc)
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (5, "GPU001"))
+        self.assertEqual(d["gpus"][1]["error"], "GPU_IS_LOST")
+        self.assertIsNone(d["gpus"][0]["persistence"])
+
+    def test_older_driver_library_through_fallback_symbols(self):
+        self.root.driver(version="470.256.02").daemon_binary().daemon_process().kmsg()
+        sc = h.scenario([h.gpu(0), h.gpu(1)])
+        rc, d = self.diagnose_json(scenario_obj=sc, nvml_dir=h.FAKE_NVML_LEGACY_DIR)
+        self.assertEqual(rc, 0, json.dumps(d["findings"]))
+        self.assertEqual(d["driver"]["user_space"], "470.256.02")  # from the library's file name
+        self.assertEqual(d["gpus"][0]["event_reasons_active"], ["GpuIdle"])
+
+    def test_slow_nvml_init_is_measured(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        sc = h.scenario([h.gpu(0), h.gpu(1)], init={"delay_ms": 300})
+        rc, d = self.diagnose_json(scenario_obj=sc)
+        self.assertGreaterEqual(d["snapshot"]["nvml"]["init_ms"], 290)
+
+    def test_binary_junk_in_kernel_log(self):
+        self.root.driver().daemon_binary().daemon_process()
+        self.root.write("dev/kmsg", bytes(range(256)) * 64 + b"\nNVRM: API mismatch \xff\xfe\n")
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(d["snapshot"]["kernel_log"]["mismatches"]), 1)
+
+    def test_snapshot_round_trip_through_a_file(self):
+        self.root.driver(gpus=1).daemon_binary().kmsg()
+        out = os.path.join(self.root.path, "snap.json")
+        r = h.run(["snapshot", "-o", out], root=self.root, scenario_obj=h.scenario([h.gpu(0, persistence=0)]))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r2 = h.run(["diagnose", "--snapshot", out, "--json"])
+        self.assertEqual(r2.returncode, 3, r2.stderr)
+        self.assertEqual(json.loads(r2.stdout)["verdict"]["rule_id"], "PM001")
+        # snapshot reads every fact, diagnose only the decisive ones.
+        with open(out) as f:
+            snap = json.load(f)
+        self.assertEqual(snap["nvml"]["gpus"][0]["max_clocks"]["sm"], 1980)
+
+
+class RecordedH100(unittest.TestCase):
+    """The snapshot recorded on the real H100: legacy flag, daemon not running."""
+
+    def setUp(self):
+        h.require_binary(self)
+        self.example = os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")
+
+    def test_text(self):
+        r = h.run(["diagnose", "--snapshot", self.example])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("legacy kernel flag", r.stdout)
+        h.check_golden(self, "diagnose-h100-legacy.txt", h.normalize_text(r.stdout))
+
+    def test_json(self):
+        r = h.run(["diagnose", "--snapshot", self.example, "--json"])
+        d = json.loads(r.stdout)
+        self.assertEqual(d["schema_version"], 1)
+        self.assertEqual(d["verdict"]["rule_id"], "PM002")
+        self.assertEqual(d["verdict"]["exit_code"], 3)
+        self.assertEqual(d["gpus"][0]["persistence"], "Enabled")
+        legacy = d["findings"][0]
+        self.assertIn("kernel: NVRM: Persistence mode is deprecated and will be removed in a future release",
+                      legacy["evidence"])
+
+
+class BadInput(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+
+    def test_truncated_snapshot(self):
+        path = os.path.join(self.tmp, "t.json")
+        with open(path, "w") as f:
+            f.write('{"schema_version": 1, "nvml": {"gpus": [')
+        r = h.run(["diagnose", "--snapshot", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not valid JSON", r.stderr)
+        self.assertEqual(r.stdout, "")
+
+    def test_snapshot_of_the_wrong_shape(self):
+        path = os.path.join(self.tmp, "w.json")
+        with open(path, "w") as f:
+            json.dump({"schema_version": 1, "nvml": {"gpus": 7}}, f)
+        r = h.run(["diagnose", "--snapshot", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("malformed snapshot", r.stderr)
+
+    def test_usage_errors_exit_2(self):
+        cases = [
+            (["diagnos"], "Did you mean `gpuwarm diagnose`?"),
+            (["diagnose", "--root", "/nonexistent/dir"], "Directory does not exist"),
+            (["diagnose", "--snapshot", "/nonexistent.json"], "File does not exist"),
+            (["diagnose", "--snapshot", h.BIN, "--root", "/"], "excludes"),
+            (["diagnose", "--bogus"], "--bogus"),
+            (["--color", "sometimes", "diagnose"], "--color"),
+            ([], "A subcommand is required"),
+        ]
+        for args, needle in cases:
+            r = h.run(args, raw=True)
+            self.assertEqual(r.returncode, 2, (args, r.stdout, r.stderr))
+            self.assertIn(needle, r.stderr, args)
+
+    def test_help_is_complete(self):
+        r = h.run(["diagnose", "--help"])
+        self.assertEqual(r.returncode, 0)
+        for needle in ["--root", "--kernel-log", "--nvml", "--no-systemd", "--snapshot", "--json", "--full",
+                       "--list-rules", "Exit codes", "reboot pending", "routed elsewhere"]:
+            self.assertIn(needle, r.stdout)
+        top = h.run(["--help"])
+        self.assertIn("diagnose", top.stdout)
+        self.assertIn("snapshot", top.stdout)
+
+    def test_list_rules(self):
+        r = h.run(["diagnose", "--list-rules", "--json"])
+        ids = [x["id"] for x in json.loads(r.stdout)]
+        self.assertEqual(ids[:3], ["DRV001", "DRV002", "DRV003"])
+        self.assertIn("PM002", ids)
+
+
+class NonRoot(unittest.TestCase):
+    """Read-only without root: it works and says which facts needed root."""
+
+    def setUp(self):
+        h.require_binary(self)
+        if os.geteuid() != 0:
+            self.skipTest("needs root to drop to another user (run as root, e.g. in CI)")
+        if not shutil.which("setpriv"):
+            self.skipTest("setpriv not installed")
+        for path in (h.BIN, os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")):
+            probe = h.subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                                      "test", "-r", path])
+            if probe.returncode != 0:
+                self.skipTest(f"{path} is not readable by an unprivileged user here")
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+
+    def test_reports_what_needed_root(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg(mode=0o600)
+        os.chmod(self.root.p("proc/4242/fd"), 0o500)
+        r = h.run(["diagnose", "--json"], root=self.root, scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]),
+                  user=65534)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["verdict"]["code"], "healthy")
+        note = [f for f in d["findings"] if f["rule_id"] == "NOTE001"][0]
+        self.assertTrue(any("kernel log" in e for e in note["evidence"]), note)
+        self.assertTrue(any("open files of nvidia-persistenced" in e for e in note["evidence"]), note)
+        self.assertEqual(d["gpus"][0]["held_by_daemon"], "?")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,141 @@
+"""gpuwarm's sd-bus client against a systemd stand-in on a private system bus
+(python-dbusmock's systemd template, with the pieces it lacks added here).
+The same client code talks to the real systemd on a node."""
+import json
+import os
+import shutil
+import subprocess
+import unittest
+
+import harness as h
+
+try:
+    import dbus
+    import dbusmock
+except ImportError as e:  # pragma: no cover - reported as a skip
+    dbus = None
+    IMPORT_ERROR = str(e)
+
+UNIT = "nvidia-persistenced.service"
+MANAGER = "org.freedesktop.systemd1.Manager"
+UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+
+
+def exec_start(argv):
+    """An ExecStart property value: a(sasbttttuii)."""
+    return dbus.Array([dbus.Struct((argv[0], dbus.Array(argv, signature="s"), False, dbus.UInt64(0), dbus.UInt64(0),
+                                    dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0), dbus.Int32(0), dbus.Int32(0)))],
+                      signature="(sasbttttuii)")
+
+
+@unittest.skipIf(dbus is None, "python3-dbus / python3-dbusmock not installed")
+class SystemdOverDBus(dbusmock.DBusTestCase if dbus else unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("dbus-daemon"):
+            raise unittest.SkipTest("dbus-daemon not installed")
+        cls.start_system_bus()
+        cls.dbus_con = cls.get_dbus(system_bus=True)
+
+    def setUp(self):
+        h.require_binary(self)
+        self.p_mock, self.obj = self.spawn_server_template("systemd", {}, stdout=subprocess.DEVNULL)
+        self.addCleanup(self.stop_mock)
+        self.mock = dbus.Interface(self.obj, dbusmock.MOCK_IFACE)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.root.driver().daemon_binary().kmsg()
+
+    def stop_mock(self):
+        self.p_mock.terminate()
+        self.p_mock.wait()
+
+    def add_unit(self, load_state="loaded", active="active", sub="running", file_state="enabled",
+                 argv=("/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"), stop_when_unneeded=False,
+                 with_load_unit=True):
+        self.mock.AddMockUnit(UNIT)
+        path = f"/org/freedesktop/systemd1/unit/{UNIT.replace('.', '_').replace('-', '_')}"
+        unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", path), dbusmock.MOCK_IFACE)
+        unit.UpdateProperties(UNIT_IFACE, {"LoadState": load_state, "ActiveState": active})
+        unit.AddProperties(UNIT_IFACE, {"SubState": sub, "UnitFileState": file_state,
+                                        "StopWhenUnneeded": dbus.Boolean(stop_when_unneeded),
+                                        "FragmentPath": "/lib/systemd/system/" + UNIT})
+        unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(list(argv)), "Restart": "no"})
+        if with_load_unit:
+            # The template lacks LoadUnit; systemd answers it with the unit's path.
+            self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o", "ret = self.units[args[0]]")
+        return unit
+
+    def diagnose(self):
+        r = h.run(["diagnose", "--json"], root=self.root, systemd=True,
+                  scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertIn(r.returncode, (0, 3, 4, 5), r.stderr)
+        return r.returncode, json.loads(r.stdout)
+
+    def test_reads_unit_state_flags_and_exec_start(self):
+        self.root.daemon_process()
+        self.add_unit()
+        rc, d = self.diagnose()
+        svc = d["snapshot"]["service"]
+        self.assertTrue(svc["reachable"], svc)
+        self.assertEqual((svc["load_state"], svc["active_state"], svc["sub_state"], svc["unit_file_state"]),
+                         ("loaded", "active", "running", "enabled"))
+        self.assertEqual(svc["exec_start"], ["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"])
+        self.assertEqual(svc["stop_when_unneeded"], False)
+        self.assertEqual((rc, d["verdict"]["code"]), (0, "healthy"))
+        # The client called LoadUnit (the path comes from systemd, never built locally).
+        calls = [c[1] for c in self.mock.GetMethodCalls("LoadUnit")]
+        self.assertIn([UNIT], [list(map(str, c)) for c in calls])
+
+    def test_ubuntu_style_unit_is_active_while_persistence_is_off(self):
+        self.root.daemon_process(args=("--user", "nvidia-persistenced", "--no-persistence-mode", "--verbose"),
+                                 holds=())
+        self.add_unit(argv=("/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode",
+                            "--verbose"), stop_when_unneeded=True)
+        rc, d = self.diagnose()
+        ids = [f["rule_id"] for f in d["findings"]]
+        self.assertIn("PD002", ids)
+        self.assertIn("PD003", ids)
+        self.assertEqual(rc, 3)
+
+    def test_disabled_unit(self):
+        self.root.daemon_process()
+        self.add_unit(file_state="disabled")
+        rc, d = self.diagnose()
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (3, "PD004"))
+
+    def test_failed_unit(self):
+        self.add_unit(active="failed", sub="failed")
+        rc, d = self.diagnose()
+        self.assertIn("PD006", [f["rule_id"] for f in d["findings"]])
+
+    def test_get_unit_fallback_when_load_unit_is_unknown(self):
+        self.root.daemon_process()
+        self.add_unit(with_load_unit=False)
+        rc, d = self.diagnose()
+        self.assertTrue(d["snapshot"]["service"]["reachable"])
+        self.assertEqual(d["snapshot"]["service"]["active_state"], "active")
+
+    def test_unit_not_found(self):
+        self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o",
+                            "raise dbus.exceptions.DBusException('Unit %s not found.' % args[0], "
+                            "name='org.freedesktop.systemd1.NoSuchUnit')")
+        rc, d = self.diagnose()
+        svc = d["snapshot"]["service"]
+        self.assertTrue(svc["reachable"])
+        self.assertEqual(svc["load_state"], "not-found")
+        self.assertIn("PD007", [f["rule_id"] for f in d["findings"]])
+
+    def test_bus_without_systemd(self):
+        self.stop_mock()
+        r = h.run(["diagnose", "--json"], root=self.root, systemd=True, scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        d = json.loads(r.stdout)
+        self.assertFalse(d["snapshot"]["service"]["reachable"])
+        self.assertIn("no systemd on the system bus", d["snapshot"]["service"]["unreachable"])
+        # A fresh mock, so the cleanup registered in setUp has a process to stop.
+        self.p_mock, self.obj = self.spawn_server_template("systemd", {}, stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    unittest.main()

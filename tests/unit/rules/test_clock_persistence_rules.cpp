@@ -1,0 +1,117 @@
+#include "rule_case.h"
+
+namespace gpuwarm::test {
+namespace {
+
+TEST(Rules, CLK001_thermal_power_events) {
+  auto reasons = [](unsigned gpu, std::uint64_t mask) {
+    return [gpu, mask](Snapshot& s) { s.nvml.gpus[gpu].event_reasons_active = Fact<std::uint64_t>::known(mask); };
+  };
+  const std::vector<RuleCase> cases = {
+      {"idle", [](Snapshot&) {}, {}},
+      {"no reasons at all", reasons(0, 0), {}},
+      {"sync boost is benign", reasons(0, 0x10), {}},
+      {"SW power cap on GPU 1", reasons(1, 0x4), {{1u}}},
+      {"HW slowdown", reasons(0, 0x8), {{0u}}},
+      {"SW thermal", reasons(0, 0x20), {{0u}}},
+      {"HW thermal", reasons(1, 0x40), {{1u}}},
+      {"power brake", reasons(0, 0x80), {{0u}}},
+      {"idle plus thermal still fires", reasons(0, 0x21), {{0u}}},
+      {"both GPUs",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x20);
+         s.nvml.gpus[1].event_reasons_active = Fact<std::uint64_t>::known(0x4);
+       },
+       {{0u}, {1u}}},
+      {"unknown reasons: no guess",
+       [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::unknown("NOT_SUPPORTED"); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("CLK001", c);
+}
+
+TEST(Rules, CLK002_app_clocks_pinned) {
+  const std::vector<RuleCase> cases = {
+      {"defaults", [](Snapshot&) {}, {}},
+      {"SM pinned low on GPU 0", [](Snapshot& s) { s.nvml.gpus[0].app_clocks.sm = Fact<unsigned>::known(1410); },
+       {{0u}}},
+      {"memory pinned on GPU 1", [](Snapshot& s) { s.nvml.gpus[1].app_clocks.mem = Fact<unsigned>::known(1593); },
+       {{1u}}},
+      {"reason bit ApplicationsClocksSetting",
+       [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x2); }, {{0u}}},
+      {"app clocks not supported",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].app_clocks.sm = Fact<unsigned>::unknown("NOT_SUPPORTED");
+         s.nvml.gpus[0].default_app_clocks.sm = Fact<unsigned>::known(1980);
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("CLK002", c);
+}
+
+TEST(Rules, PM001_persistence_off) {
+  const std::vector<RuleCase> cases = {
+      {"all enabled", [](Snapshot&) {}, {}},
+      {"GPU 1 off", [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, {{1u}}},
+      {"all off",
+       [](Snapshot& s) {
+         for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
+       },
+       {{0u}, {1u}}},
+      {"unknown is not off",
+       [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("NO_PERMISSION"); }, {}},
+      {"unreachable GPU is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("PM001", c);
+}
+
+TEST(Rules, PM002_legacy_persistence) {
+  const std::vector<RuleCase> cases = {
+      {"daemon holds them", [](Snapshot&) {}, {}},
+      {"H100 case: enabled, no daemon", [](Snapshot& s) { s.daemon.processes.clear(); }, {{k_node}}},
+      {"with the kernel's deprecation line",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.kernel_log.legacy_persistence_notice = true;
+       },
+       {{k_node}}},
+      {"one enabled, one off, no daemon",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+       },
+       {{k_node}}},
+      {"all off and no daemon: PM001's case",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PM002", c);
+}
+
+TEST(Rules, NOTE001_needs_root) {
+  const std::vector<RuleCase> cases = {
+      {"root saw everything", [](Snapshot&) {}, {}},
+      {"kernel log skipped", [](Snapshot& s) { s.needs_root = {"kernel log (/dev/kmsg)"}; }, {{k_node}}},
+      {"GPU answered NO_PERMISSION", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "NO_PERMISSION"); },
+       {{k_node}}},
+  };
+  for (const auto& c : cases) expect_rule("NOTE001", c);
+}
+
+TEST(Rules, NOTE002_no_service_manager) {
+  const std::vector<RuleCase> cases = {
+      {"systemd answered", [](Snapshot&) {}, {}},
+      {"no system bus",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.unreachable = "no system bus";
+       },
+       {{k_node}}},
+  };
+  for (const auto& c : cases) expect_rule("NOTE002", c);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test

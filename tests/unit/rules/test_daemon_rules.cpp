@@ -1,0 +1,131 @@
+#include "rule_case.h"
+
+namespace gpuwarm::test {
+namespace {
+
+TEST(Rules, PD001_daemon_binary_missing) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"not installed, not running",
+       [](Snapshot& s) {
+         s.daemon.binary = Fact<std::string>::unknown("not found");
+         s.daemon.processes.clear();
+       },
+       {{k_node}}},
+      {"running from an unusual path counts as installed",
+       [](Snapshot& s) { s.daemon.binary = Fact<std::string>::unknown("not found"); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("PD001", c);
+}
+
+TEST(Rules, PD002_daemon_no_persistence_mode) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"running with the flag (Ubuntu default)",
+       [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode"); }, {{k_node}}},
+      {"unit configured with the flag, not running",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode", "--verbose"});
+       },
+       {{k_node}}},
+      {"--persistence-mode is fine",
+       [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--persistence-mode"); }, {}},
+      {"a look-alike argument is not the flag",
+       [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode-x"); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("PD002", c);
+}
+
+TEST(Rules, PD003_unit_stop_when_unneeded) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"StopWhenUnneeded=yes", [](Snapshot& s) { s.service.stop_when_unneeded = Fact<bool>::known(true); },
+       {{k_node}}},
+      {"unknown is not a finding",
+       [](Snapshot& s) { s.service.stop_when_unneeded = Fact<bool>::unknown("no systemd"); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("PD003", c);
+}
+
+TEST(Rules, PD006_unit_failed) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"failed", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("failed"); }, {{k_node}}},
+      {"inactive is not failed", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("inactive"); },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PD006", c);
+}
+
+TEST(Rules, PD007_unit_missing) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"binary without unit", [](Snapshot& s) { s.service.load_state = Fact<std::string>::known("not-found"); },
+       {{k_node}}},
+      {"no binary either: PD001's case",
+       [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("not-found");
+         s.daemon.binary = Fact<std::string>::unknown("not found");
+       },
+       {}},
+      {"no systemd",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.load_state = Fact<std::string>::unknown("no systemd");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PD007", c);
+}
+
+TEST(Rules, PD004_daemon_not_enabled) {
+  auto state = [](const char* v) { return [v](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known(v); }; };
+  const std::vector<RuleCase> cases = {
+      {"enabled", [](Snapshot&) {}, {}},
+      {"disabled while running", state("disabled"), {{k_node}}},
+      {"enabled-runtime does not survive a reboot", state("enabled-runtime"), {{k_node}}},
+      {"masked", state("masked"), {{k_node}}},
+      {"static", state("static"), {{k_node}}},
+      {"generated (NixOS, generators)", state("generated"), {}},
+      {"unit not loaded: PD007's case",
+       [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("not-found");
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+       },
+       {}},
+      {"no systemd",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.unit_file_state = Fact<std::string>::unknown("no systemd");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PD004", c);
+}
+
+TEST(Rules, PD005_gpu_not_held) {
+  const std::vector<RuleCase> cases = {
+      {"holds both", [](Snapshot&) {}, {}},
+      {"holds only GPU 0",
+       [](Snapshot& s) { s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0}); }, {{1u}}},
+      {"holds nothing",
+       [](Snapshot& s) { s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({}); },
+       {{0u}, {1u}}},
+      {"fds unreadable without root: no guess",
+       [](Snapshot& s) { s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root"); },
+       {}},
+      {"daemon not running: other rules speak", [](Snapshot& s) { s.daemon.processes.clear(); }, {}},
+      {"GPU minor unknown is skipped",
+       [](Snapshot& s) {
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+         s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PD005", c);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test

@@ -1,0 +1,122 @@
+#include "rule_case.h"
+
+namespace gpuwarm::test {
+namespace {
+
+TEST(Rules, DRV001_driver_not_loaded) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"module absent", [](Snapshot& s) { s.driver.module_loaded = false; }, {{k_node}}},
+      {"NVML says DRIVER_NOT_LOADED", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(9); }, {{k_node}}},
+      {"no module and no NVML library",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded: libnvidia-ml.so.1: cannot open");
+       },
+       {{k_node}}},
+  };
+  for (const auto& c : cases) expect_rule("DRV001", c);
+}
+
+TEST(Rules, DRV002_nvml_unavailable) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"library missing, module loaded",
+       [](Snapshot& s) { s.nvml.init_code = Fact<int>::unknown("NVML library not loaded: no such file"); }, {{k_node}}},
+      {"library missing and module missing (DRV001's case)",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+       },
+       {}},
+      {"toolkit stub loaded",
+       [](Snapshot& s) {
+         s.nvml.library_path = Fact<std::string>::known("/usr/local/cuda/targets/x86_64-linux/lib/stubs/libnvidia-ml.so");
+       },
+       {{k_node}}},
+      {"init NO_PERMISSION", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(4); }, {{k_node}}},
+      {"init UNKNOWN", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(999); }, {{k_node}}},
+      {"init mismatch is DRV003's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(18); }, {}},
+      {"init driver-not-loaded is DRV001's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(9); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("DRV002", c);
+}
+
+TEST(Rules, DRV003_driver_version_mismatch) {
+  auto updated_without_reboot = [](Snapshot& s) {
+    s.driver.kernel_version = Fact<std::string>::known("570.124.04");
+    s.nvml.user_space_version = Fact<std::string>::known("570.133.07");
+    s.nvml.init_code = Fact<int>::known(18);
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"blog case: NVML mismatch and versions differ", updated_without_reboot, {{k_node}}},
+      {"versions differ by patch level only",
+       [](Snapshot& s) { s.nvml.user_space_version = Fact<std::string>::known("580.159.05"); }, {{k_node}}},
+      {"NVML mismatch but no version known",
+       [](Snapshot& s) {
+         s.driver.kernel_version = Fact<std::string>::unknown("x");
+         s.driver.sys_module_version = Fact<std::string>::unknown("x");
+         s.nvml.init_code = Fact<int>::known(18);
+       },
+       {{k_node}}},
+      {"user space known only from the library file name",
+       [](Snapshot& s) {
+         s.nvml.user_space_version = Fact<std::string>::unknown("symbol absent");
+         s.nvml.library_file_version = Fact<std::string>::known("575.64.03");
+       },
+       {{k_node}}},
+      {"kernel from /sys when /proc unreadable",
+       [](Snapshot& s) {
+         s.driver.kernel_version = Fact<std::string>::unknown("x");
+         s.driver.sys_module_version = Fact<std::string>::known("575.64");
+       },
+       {{k_node}}},
+      {"a logged mismatch alone is not a pending reboot",
+       [](Snapshot& s) { s.kernel_log.mismatches.push_back({"", "570.133.07", "580.159.04", true}); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("DRV003", c);
+}
+
+TEST(Rules, DRV004_stale_client_mismatch) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"a container with older libraries was refused",
+       [](Snapshot& s) { s.kernel_log.mismatches.push_back({"'python3' (pid 77)", "570.1", "580.159.04", true}); },
+       {{k_node}}},
+      {"mismatch from before the module was reloaded",
+       [](Snapshot& s) { s.kernel_log.mismatches.push_back({"", "570.1", "560.1", false}); }, {}},
+      {"versions differ: DRV003's case, not this one",
+       [](Snapshot& s) {
+         s.nvml.user_space_version = Fact<std::string>::known("590.1");
+         s.kernel_log.mismatches.push_back({"", "590.1", "580.159.04", true});
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("DRV004", c);
+}
+
+TEST(Rules, GPU001_gpu_unreachable) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"GPU 1 lost", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "GPU_IS_LOST"); }, {{1u}}},
+      {"no permission is not a fault", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "NO_PERMISSION"); }, {}},
+      {"kernel knows more GPUs than NVML",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(1);
+         s.nvml.gpus.pop_back();
+       },
+       {{k_node}}},
+      {"excluded GPU does not count",
+       [](Snapshot& s) {
+         s.driver.kernel_gpus[1].excluded = true;
+         s.nvml.device_count = Fact<unsigned>::known(1);
+         s.nvml.gpus.pop_back();
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("GPU001", c);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test

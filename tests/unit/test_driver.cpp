@@ -1,0 +1,91 @@
+#include <gtest/gtest.h>
+
+#include "core/paths.h"
+#include "sysfs/driver.h"
+#include "temp_tree.h"
+
+namespace gpuwarm {
+namespace {
+
+TEST(Driver, ParseProcVersionLine) {
+  struct Case {
+    const char* line;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.216.03  Thu Apr  3 01:14:19 UTC 2025", "535.216.03"},
+      {"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  ",
+       "580.159.04"},
+      {"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  575.64  Release Build", "575.64"},
+      {"NVRM version: NVIDIA UNIX Kernel Module for aarch64  34.1.1  Release Build", "34.1.1"},
+      {"NVRM version: garbage", ""},
+      {"", ""},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(parse_proc_driver_version(c.line), c.want) << c.line;
+  }
+}
+
+TEST(Driver, ParseGpuInformation) {
+  // As recorded on the H100 (tabs and spaces mixed).
+  const std::string text =
+      "Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 41\nGPU UUID: \t GPU-849146b1-26e4-dd76-ea92-453ddc16abcc\n"
+      "Video BIOS: \t 96.00.da.00.0c\nBus Type: \t PCIe\nDevice Minor: \t 0\nGPU Excluded:\t No\n";
+  KernelGpu gpu = parse_gpu_information("0000:00:06.0", text);
+  EXPECT_EQ(gpu.model, "NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(gpu.uuid, "GPU-849146b1-26e4-dd76-ea92-453ddc16abcc");
+  EXPECT_TRUE(gpu.minor.is(0));
+  EXPECT_FALSE(gpu.excluded);
+
+  KernelGpu junk = parse_gpu_information("0000:01:00.0", "Device Minor: \xff\xfe\nGPU Excluded: Yes\n\x01\x02");
+  EXPECT_FALSE(junk.minor.has());
+  EXPECT_NE(junk.minor.missing.find("unparsable"), std::string::npos);
+  EXPECT_TRUE(junk.excluded);
+}
+
+TEST(Driver, ReadsAFakeRoot) {
+  test::TempTree t;
+  t.write("proc/driver/nvidia/version",
+          "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
+          "GCC version:  gcc version 15.3.0 (GCC)\n");
+  t.write("sys/module/nvidia/version", "580.159.04\n");
+  t.write("proc/driver/nvidia/gpus/0000:00:06.0/information", "Model: \t H100\nDevice Minor: \t 0\n");
+  t.mkdir("dev/nvidia-caps");
+  t.write("dev/nvidia0", "");  // a plain file in a fake root: present, not a char device
+  t.write("dev/null", "");
+  DriverFacts d = read_driver(Paths(t.root()));
+  EXPECT_TRUE(d.module_loaded);
+  EXPECT_TRUE(d.kernel_version.is("580.159.04"));
+  EXPECT_TRUE(d.sys_module_version.is("580.159.04"));
+  EXPECT_TRUE(d.open_kernel_module.is(true));
+  ASSERT_EQ(d.kernel_gpus.size(), 1u);
+  EXPECT_EQ(d.kernel_gpus[0].bus_id, "0000:00:06.0");
+  ASSERT_EQ(d.device_nodes.size(), 1u);  // nvidia-caps is a directory, null is not ours
+  EXPECT_EQ(d.device_nodes[0].path, "/dev/nvidia0");
+  EXPECT_FALSE(d.device_nodes[0].char_device);
+}
+
+TEST(Driver, NoDriverIsAStateNotAnError) {
+  test::TempTree t;
+  t.mkdir("proc");
+  DriverFacts d = read_driver(Paths(t.root()));
+  EXPECT_FALSE(d.module_loaded);
+  EXPECT_FALSE(d.kernel_version.has());
+  // The reason names the host path, not the test's temporary root.
+  EXPECT_EQ(d.kernel_version.missing.find(t.root()), std::string::npos) << d.kernel_version.missing;
+  EXPECT_NE(d.kernel_version.missing.find("/proc/driver/nvidia/version"), std::string::npos);
+  EXPECT_TRUE(d.kernel_gpus.empty());
+}
+
+TEST(Driver, MalformedVersionFile) {
+  test::TempTree t;
+  const char junk[] = "\x00\x01\xff garbage without a version\n";
+  t.write("proc/driver/nvidia/version", std::string(junk, sizeof junk - 1));
+  DriverFacts d = read_driver(Paths(t.root()));
+  EXPECT_TRUE(d.module_loaded);
+  EXPECT_FALSE(d.kernel_version.has());
+  EXPECT_TRUE(d.proc_version_line.has());
+}
+
+}  // namespace
+}  // namespace gpuwarm

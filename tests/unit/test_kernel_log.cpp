@@ -1,0 +1,111 @@
+#include <gtest/gtest.h>
+
+#include "core/paths.h"
+#include "sysfs/kernel_log.h"
+#include "temp_tree.h"
+
+namespace gpuwarm {
+namespace {
+
+// Old form (<= 570), as dmesg prints it.
+const char* k_old_form =
+    "[   10.1] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  570.124.04  Tue Mar  4 2025\n"
+    "[ 5000.2] NVRM: API mismatch: the client has the version 570.133.07, but\n"
+    "[ 5000.2] NVRM: this kernel module has the version 570.124.04.  Please\n"
+    "[ 5000.2] NVRM: make sure that this kernel module and all NVIDIA driver\n"
+    "[ 5000.2] NVRM: components have the same version.\n";
+
+// New form (>= 575), as journalctl -k prints it.
+const char* k_new_form =
+    "Jun 01 12:00:00 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 271345)\n"
+    "Jun 01 12:00:00 gpu1 kernel: NVRM: has the version 580.95.05, but this kernel module has\n"
+    "Jun 01 12:00:00 gpu1 kernel: NVRM: the version 580.82.07.  Please make sure that this\n"
+    "Jun 01 12:00:00 gpu1 kernel: NVRM: kernel module and all NVIDIA driver components\n"
+    "Jun 01 12:00:00 gpu1 kernel: NVRM: have the same version.\n";
+
+TEST(KernelLog, OldMismatchForm) {
+  KernelLogFacts f = scan_kernel_log(k_old_form);
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_EQ(f.mismatches[0].client_version, "570.133.07");
+  EXPECT_EQ(f.mismatches[0].kernel_version, "570.124.04");
+  EXPECT_EQ(f.mismatches[0].client, "");
+  EXPECT_TRUE(f.mismatches[0].after_module_load);
+  EXPECT_TRUE(f.loaded_version.is("570.124.04"));
+  EXPECT_EQ(f.records, 5u);
+}
+
+TEST(KernelLog, NewMismatchForm) {
+  KernelLogFacts f = scan_kernel_log(k_new_form);
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_EQ(f.mismatches[0].client, "'nvidia-persiste' (pid 271345)");
+  EXPECT_EQ(f.mismatches[0].client_version, "580.95.05");
+  EXPECT_EQ(f.mismatches[0].kernel_version, "580.82.07");
+}
+
+TEST(KernelLog, KmsgRecordsAndContinuationLines) {
+  std::string kmsg =
+      "6,1000,494523,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n"
+      " SUBSYSTEM=pci\n"
+      " DEVICE=+pci:0000:00:06.0\n"
+      "4,1001,3434026,-;NVRM: Persistence mode is deprecated and will be removed in a future release. Please use "
+      "nvidia-persistenced instead.\n";
+  KernelLogFacts f = scan_kernel_log(kmsg);
+  EXPECT_EQ(f.records, 2u);
+  EXPECT_TRUE(f.legacy_persistence_notice);
+  EXPECT_TRUE(f.loaded_version.is("580.159.04"));
+  EXPECT_TRUE(f.mismatches.empty());
+}
+
+TEST(KernelLog, ModuleReloadSupersedesOlderLines) {
+  std::string log = std::string(k_old_form) +
+                    "[    0.5] NVRM: Persistence mode is deprecated and will be removed.\n"
+                    "[ 6000.0] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  570.133.07  Tue Mar  4 2025\n";
+  KernelLogFacts f = scan_kernel_log(log);
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_FALSE(f.mismatches[0].after_module_load);
+  EXPECT_FALSE(f.legacy_persistence_notice);
+  EXPECT_TRUE(f.loaded_version.is("570.133.07"));
+}
+
+TEST(KernelLog, InterleavedLinesDoNotBreakExtraction) {
+  std::string log =
+      "[1] NVRM: API mismatch: the client has the version 570.133.07, but\n"
+      "[1] usb 1-1: new device\n"
+      "[1] NVRM: this kernel module has the version 570.124.04.  Please\n";
+  KernelLogFacts f = scan_kernel_log(log);
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_EQ(f.mismatches[0].kernel_version, "570.124.04");
+}
+
+TEST(KernelLog, BinaryJunkNeverCrashes) {
+  std::string junk;
+  for (int i = 0; i < 4096; ++i) {
+    junk += static_cast<char>((i * 131 + 7) % 256);
+  }
+  junk += "\nNVRM: API mismatch: \xff\xfe the client has the version \n";
+  KernelLogFacts f = scan_kernel_log(junk);
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_EQ(f.mismatches[0].client_version, "");
+  EXPECT_FALSE(f.legacy_persistence_notice);
+}
+
+TEST(KernelLog, FileAndKmsgSources) {
+  test::TempTree t;
+  t.write("log.txt", k_new_form);
+  KernelLogFacts from_file = read_kernel_log(Paths("/"), t.path("log.txt"));
+  EXPECT_TRUE(from_file.source.is(t.path("log.txt")));
+  EXPECT_EQ(from_file.mismatches.size(), 1u);
+
+  KernelLogFacts missing = read_kernel_log(Paths("/"), t.path("nope.txt"));
+  EXPECT_FALSE(missing.source.has());
+  EXPECT_NE(missing.source.missing.find("No such file"), std::string::npos);
+
+  // Under a fake root, dev/kmsg may be a plain file: read until EOF.
+  t.write("dev/kmsg", "6,1,1,-;NVRM: Persistence mode is deprecated\n");
+  KernelLogFacts kmsg = read_kernel_log(Paths(t.root()), "");
+  EXPECT_TRUE(kmsg.source.is("/dev/kmsg"));
+  EXPECT_TRUE(kmsg.legacy_persistence_notice);
+}
+
+}  // namespace
+}  // namespace gpuwarm

@@ -1,0 +1,78 @@
+#include <gtest/gtest.h>
+
+#include "snapshot/snapshot_json.h"
+#include "snapshot_builder.h"
+#include "temp_tree.h"
+
+namespace gpuwarm {
+namespace {
+
+TEST(SnapshotJson, RoundTripKeepsFactsAndReasons) {
+  Snapshot s = test::healthy_snapshot();
+  s.nvml.gpus[1].persistence = Fact<bool>::unknown("NO_PERMISSION");
+  s.kernel_log.mismatches.push_back({"'x' (pid 1)", "570.1", "570.2", false});
+  nlohmann::json j = snapshot_to_json(s);
+  EXPECT_EQ(j["nvml"]["gpus"][1]["persistence"]["missing"], "NO_PERMISSION");
+  EXPECT_EQ(j["nvml"]["gpus"][0]["persistence"], true);
+
+  auto back = snapshot_from_json(j);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(snapshot_to_json(*back), j);
+  EXPECT_EQ(back->nvml.gpus[1].persistence.missing, "NO_PERMISSION");
+}
+
+TEST(SnapshotJson, AcceptsDiagnoseOutputWithEmbeddedSnapshot) {
+  nlohmann::json wrapper = {{"verdict", {{"code", "healthy"}}}, {"snapshot", snapshot_to_json(test::healthy_snapshot())}};
+  auto back = snapshot_from_json(wrapper);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->hostname, "node1");
+}
+
+TEST(SnapshotJson, ClearErrorsForBadInput) {
+  struct Case {
+    const char* name;
+    nlohmann::json j;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"array", nlohmann::json::array(), "not a gpuwarm snapshot"},
+      {"no schema", nlohmann::json{{"hostname", "x"}}, "no schema_version"},
+      {"newer schema", nlohmann::json{{"schema_version", 99}}, "schema_version 99 is not supported"},
+      {"wrong type", nlohmann::json{{"schema_version", 1}, {"nvml", {{"gpus", "notalist"}}}}, "malformed snapshot"},
+  };
+  for (const auto& c : cases) {
+    auto r = snapshot_from_json(c.j);
+    ASSERT_FALSE(r) << c.name;
+    EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << c.name << ": " << r.error().message;
+  }
+}
+
+TEST(SnapshotJson, LoadFileErrorsNameTheFile) {
+  test::TempTree t;
+  t.write("trunc.json", "{\"schema_version\": 1, \"nvml\": {");
+  auto r = load_snapshot_file(t.path("trunc.json"));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("trunc.json: not valid JSON"), std::string::npos) << r.error().message;
+
+  auto missing = load_snapshot_file(t.path("absent.json"));
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("No such file"), std::string::npos);
+}
+
+TEST(SnapshotJson, RecordedH100ExampleLoads) {
+  auto r = load_snapshot_file(GPUWARM_SOURCE_DIR "/examples/h100-legacy-flag.json");
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->nvml.gpus.size(), 1u);
+  EXPECT_TRUE(r->nvml.gpus[0].persistence.is(true));
+  EXPECT_TRUE(r->driver.kernel_version.is("580.159.04"));
+  EXPECT_EQ(r->nvml.gpus[0].event_counter_ids, "269-271");
+}
+
+TEST(SnapshotJson, InvalidUtf8IsReplacedNotThrown) {
+  nlohmann::json j = {{"s", std::string("bad \xff\xfe bytes")}};
+  std::string out = dump_json(j);
+  EXPECT_NE(out.find("bad"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gpuwarm
