@@ -30,5 +30,7 @@ std::span<const CommandSpec> commands();
 // One entry per command (declared here, defined in cmd_<name>.cpp).
 std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& global);
 
 }  // namespace gpuwarm

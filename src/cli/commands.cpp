@@ -5,6 +5,9 @@ namespace gpuwarm {
 namespace {
 const CommandSpec k_commands[] = {
     {"diagnose", "Check this node against the persistence runbook and say what to do", setup_diagnose},
+    {"fix", "Enable and start nvidia-persistenced through systemd where the runbook applies, then verify",
+     setup_fix},
+    {"verify", "Check the runbook's verification list: unit, daemon, every GPU, stable clocks", setup_verify},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

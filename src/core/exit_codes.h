@@ -11,6 +11,9 @@ enum class ExitCode : int {
   action_needed = 3,    // the runbook applies: `gpuwarm fix` would act
   reboot_pending = 4,   // kernel module and user space differ: finish the driver update
   routed_elsewhere = 5, // driver install, thermal/power (RAS) or pinned clocks: not a persistence fix
+  no_service_manager = 6,  // fix: systemd not reachable, nothing changed
+  locked = 7,              // fix: another gpuwarm fix holds the lock
+  verify_failed = 8,       // fix/verify: a verification check failed
 };
 
 constexpr int to_int(ExitCode code) { return static_cast<int>(code); }

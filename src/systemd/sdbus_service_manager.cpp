@@ -1,5 +1,6 @@
 #include <systemd/sd-bus.h>
 
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -50,15 +51,10 @@ class SdBusServiceManager final : public ServiceManager {
       facts.stop_when_unneeded = Fact<bool>::unknown(why);
     };
 
-    if (m_bus == nullptr) {
-      int r = sd_bus_open_system(&m_bus);
-      if (r < 0) {
-        m_bus = nullptr;
-        facts.unreachable = std::string("no system bus (") + std::strerror(-r) + "): no systemd here";
-        unknown_all(facts.unreachable);
-        return facts;
-      }
-      (void)sd_bus_set_method_call_timeout(m_bus, k_call_timeout_usec);
+    if (std::string why = connect(); !why.empty()) {
+      facts.unreachable = why;
+      unknown_all(facts.unreachable);
+      return facts;
     }
 
     std::string path;
@@ -90,7 +86,169 @@ class SdBusServiceManager final : public ServiceManager {
     return facts;
   }
 
+  Result<void> reload() override { return call_void("Reload", nullptr); }
+
+  Result<void> reset_failed(const std::string& unit) override { return call_void("ResetFailedUnit", unit.c_str()); }
+
+  Result<std::vector<UnitFileChange>> enable(const std::string& unit) override {
+    if (std::string why = connect(); !why.empty()) {
+      return fail(why);
+    }
+    Message call;
+    Message reply;
+    BusError e;
+    int r = sd_bus_message_new_method_call(m_bus, &call.m, k_dest, k_manager_path, k_manager_iface,
+                                           "EnableUnitFiles");
+    char* names[] = {const_cast<char*>(unit.c_str()), nullptr};  // NOLINT: sd-bus takes char**
+    if (r >= 0) {
+      r = sd_bus_message_append_strv(call.m, names);
+    }
+    if (r >= 0) {
+      r = sd_bus_message_append(call.m, "bb", /*runtime=*/0, /*force=*/0);
+    }
+    if (r >= 0) {
+      r = sd_bus_call(m_bus, call.m, k_call_timeout_usec, &e.err, &reply.m);
+    }
+    if (r < 0) {
+      return fail("EnableUnitFiles(" + unit + "): " + e.text(r));
+    }
+    std::vector<UnitFileChange> changes;
+    int carries_install_info = 0;
+    if (sd_bus_message_read(reply.m, "b", &carries_install_info) < 0 ||
+        sd_bus_message_enter_container(reply.m, 'a', "(sss)") < 0) {
+      return fail("EnableUnitFiles(" + unit + "): unexpected reply");
+    }
+    const char* type = nullptr;
+    const char* path = nullptr;
+    const char* target = nullptr;
+    while (sd_bus_message_read(reply.m, "(sss)", &type, &path, &target) > 0) {
+      changes.push_back({type, path, target});
+    }
+    return changes;
+  }
+
+  Result<std::string> start(const std::string& unit, std::chrono::milliseconds timeout) override {
+    return run_job("StartUnit", unit, timeout);
+  }
+  Result<std::string> restart(const std::string& unit, std::chrono::milliseconds timeout) override {
+    return run_job("RestartUnit", unit, timeout);
+  }
+
  private:
+  // "" when connected, else why not.
+  std::string connect() {
+    if (m_bus != nullptr) {
+      return {};
+    }
+    int r = sd_bus_open_system(&m_bus);
+    if (r < 0) {
+      m_bus = nullptr;
+      return std::string("no system bus (") + std::strerror(-r) + "): no systemd here";
+    }
+    (void)sd_bus_set_method_call_timeout(m_bus, k_call_timeout_usec);
+    return {};
+  }
+
+  Result<void> call_void(const char* method, const char* unit) {
+    if (std::string why = connect(); !why.empty()) {
+      return fail(why);
+    }
+    BusError e;
+    int r = unit != nullptr
+                ? sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, method, &e.err, nullptr, "s", unit)
+                : sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, method, &e.err, nullptr, "");
+    if (r < 0) {
+      return fail(std::string(method) + (unit != nullptr ? "(" + std::string(unit) + ")" : "") + ": " + e.text(r));
+    }
+    return {};
+  }
+
+  struct JobWait {
+    std::string job_path;  // set once StartUnit answered
+    std::string result;    // set by the JobRemoved handler
+    std::vector<std::pair<std::string, std::string>> early;  // signals seen before the path was known
+  };
+
+  static int on_job_removed(sd_bus_message* m, void* userdata, sd_bus_error* /*ret_error*/) {
+    auto* wait = static_cast<JobWait*>(userdata);
+    std::uint32_t id = 0;
+    const char* job = nullptr;
+    const char* unit = nullptr;
+    const char* result = nullptr;
+    if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) < 0 || job == nullptr || result == nullptr) {
+      return 0;
+    }
+    if (wait->job_path.empty()) {
+      wait->early.emplace_back(job, result);
+    } else if (wait->job_path == job) {
+      wait->result = result;
+    }
+    return 0;
+  }
+
+  // Subscribes to JobRemoved *before* queuing the job, so its end cannot be missed.
+  Result<std::string> run_job(const char* method, const std::string& unit, std::chrono::milliseconds timeout) {
+    if (std::string why = connect(); !why.empty()) {
+      return fail(why);
+    }
+    JobWait wait;
+    sd_bus_slot* slot = nullptr;
+    int r = sd_bus_match_signal(m_bus, &slot, k_dest, k_manager_path, k_manager_iface, "JobRemoved",
+                                &SdBusServiceManager::on_job_removed, &wait);
+    if (r < 0) {
+      return fail(std::string("cannot watch JobRemoved: ") + std::strerror(-r));
+    }
+    struct SlotGuard {
+      sd_bus_slot* s;
+      ~SlotGuard() { sd_bus_slot_unref(s); }
+    } guard{slot};
+
+    {
+      BusError e;
+      r = sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, "Subscribe", &e.err, nullptr, "");
+      // Managers that do not know Subscribe still emit the signal (test doubles).
+      if (r < 0 && !e.is(SD_BUS_ERROR_UNKNOWN_METHOD)) {
+        return fail("Subscribe: " + e.text(r));
+      }
+    }
+    {
+      BusError e;
+      Message reply;
+      r = sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, method, &e.err, &reply.m, "ss",
+                             unit.c_str(), "replace");
+      if (r < 0) {
+        return fail(std::string(method) + "(" + unit + "): " + e.text(r));
+      }
+      const char* job = nullptr;
+      if (sd_bus_message_read(reply.m, "o", &job) < 0 || job == nullptr) {
+        return fail(std::string(method) + "(" + unit + "): unexpected reply");
+      }
+      wait.job_path = job;
+    }
+    for (const auto& [job, result] : wait.early) {
+      if (job == wait.job_path) {
+        wait.result = result;
+      }
+    }
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (wait.result.empty()) {
+      r = sd_bus_process(m_bus, nullptr);
+      if (r < 0) {
+        return fail(std::string("D-Bus connection lost while waiting for ") + method + ": " + std::strerror(-r));
+      }
+      if (r > 0) {
+        continue;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        return fail(std::string(method) + "(" + unit + "): no job result within " +
+                    std::to_string(timeout.count()) + " ms (job " + wait.job_path + ")");
+      }
+      (void)sd_bus_wait(m_bus, static_cast<std::uint64_t>(left.count()));
+    }
+    return wait.result;
+  }
+
   // Resolves the unit's object path through the manager. Paths are never
   // built locally: test doubles escape them differently from systemd.
   bool unit_path(const std::string& unit, std::string& path, std::string& error) {

@@ -2,12 +2,21 @@
 // The seam between gpuwarm and the service manager. The real one speaks D-Bus
 // to systemd (sd-bus); tests point the same code at a private bus.
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/result.h"
 #include "snapshot/snapshot.h"
 
 namespace gpuwarm {
+
+struct UnitFileChange {  // one (type, symlink, target) from EnableUnitFiles
+  std::string type;
+  std::string path;
+  std::string target;
+};
 
 class ServiceManager {
  public:
@@ -15,6 +24,17 @@ class ServiceManager {
   // State of one unit. A manager that cannot be reached is a state
   // (reachable=false with the reason), not an error.
   virtual ServiceFacts unit_status(const std::string& unit) = 0;
+
+  // daemon-reload.
+  virtual Result<void> reload() = 0;
+  // Enables for boot; the changes made (empty when it already was).
+  virtual Result<std::vector<UnitFileChange>> enable(const std::string& unit) = 0;
+  virtual Result<void> reset_failed(const std::string& unit) = 0;
+  // Starts (or restarts) and waits for the job: the JobRemoved result
+  // ("done", "failed", "timeout", "skipped", ...). Err when the call is
+  // refused or no result arrives within `timeout`.
+  virtual Result<std::string> start(const std::string& unit, std::chrono::milliseconds timeout) = 0;
+  virtual Result<std::string> restart(const std::string& unit, std::chrono::milliseconds timeout) = 0;
 };
 
 // Connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS is honoured).

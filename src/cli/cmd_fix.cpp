@@ -1,0 +1,299 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "cli/verify_runner.h"
+#include "core/exit_codes.h"
+#include "core/fs.h"
+#include "core/strings.h"
+#include "fix/plan.h"
+#include "rules/rule.h"
+#include "snapshot/snapshot_json.h"
+#include "systemd/service_manager.h"
+
+namespace gpuwarm {
+
+namespace {
+
+struct FixOptions {
+  CollectOptions collect;
+  VerifyOptions verify;
+  bool dry_run = false;
+  bool json = false;
+  double job_timeout_seconds = 90;
+};
+
+struct StepRecord {
+  const FixStep* step;
+  std::string status;  // planned, done, unchanged, failed
+  std::string detail;
+};
+
+FixInputs read_inputs(const Paths& paths, const Snapshot& s) {
+  FixInputs in;
+  if (s.service.fragment_path.has() && !s.service.fragment_path->empty()) {
+    in.vendor_unit_text = read_file(paths.host(*s.service.fragment_path)).value_or("");
+  }
+  auto dropin = read_file(paths.host(k_dropin_path));
+  in.dropin_exists = dropin.has_value();
+  in.current_dropin_text = dropin.value_or("");
+  auto passwd = read_file(paths.host("/etc/passwd")).value_or("");
+  in.daemon_user_exists = passwd.find("\nnvidia-persistenced:") != std::string::npos ||
+                          passwd.rfind("nvidia-persistenced:", 0) == 0;
+  return in;
+}
+
+// Write-then-rename in the target directory: readers see the old file or the new one.
+Result<void> write_atomically(const std::string& path, const std::string& content) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) {
+    return fail(fmt::format("cannot create {}: {}", std::filesystem::path(path).parent_path().string(), ec.message()));
+  }
+  std::string tmp = path + ".gpuwarm-tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << content;
+    out.close();
+    if (!out) {
+      std::filesystem::remove(tmp, ec);
+      return fail("cannot write " + tmp);
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::filesystem::remove(tmp, ec);
+    return fail(fmt::format("cannot rename {} to {}: {}", tmp, path, std::strerror(err)));
+  }
+  return {};
+}
+
+// Holds an exclusive lock for the life of the process (released on exit).
+Result<void> take_lock(const Paths& paths) {
+  std::string path = paths.run("gpuwarm-fix.lock");
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return fail(fmt::format("cannot open lock {}: {}", path, std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return fail("another `gpuwarm fix` is running (lock " + paths.display(path) + " is held)");
+    }
+    return fail(fmt::format("cannot lock {}: {}", path, std::strerror(err)));
+  }
+  return {};  // fd stays open on purpose
+}
+
+Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceManager& services,
+                            std::chrono::milliseconds timeout) {
+  switch (step.kind) {
+    case StepKind::write_file: {
+      auto r = write_atomically(paths.host(step.path), step.content);
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      return std::string("written");
+    }
+    case StepKind::reload: {
+      auto r = services.reload();
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      return std::string("reloaded");
+    }
+    case StepKind::enable: {
+      auto r = services.enable(k_unit_name);
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      std::string detail = r->empty() ? "already enabled" : "";
+      for (const auto& c : *r) {
+        detail += (detail.empty() ? "" : "; ") + c.type + " " + c.path + " -> " + c.target;
+      }
+      return detail;
+    }
+    case StepKind::reset_failed: {
+      auto r = services.reset_failed(k_unit_name);
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      return std::string("reset");
+    }
+    case StepKind::start:
+    case StepKind::restart: {
+      auto r = step.kind == StepKind::start ? services.start(k_unit_name, timeout)
+                                            : services.restart(k_unit_name, timeout);
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      if (*r != "done") {
+        return fail(fmt::format("job ended with result \"{}\" (see journalctl -u {})", *r, k_unit_name));
+      }
+      return std::string("job done");
+    }
+  }
+  return fail("unknown step");
+}
+
+nlohmann::json steps_json(const std::vector<StepRecord>& records) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : records) {
+    nlohmann::json j = {{"kind", to_string(r.step->kind)}, {"action", describe(*r.step)}, {"why", r.step->why},
+                        {"status", r.status}, {"detail", r.detail}};
+    if (r.step->kind == StepKind::write_file) {
+      j["path"] = r.step->path;
+      j["content"] = r.step->content;
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::string steps_text(const std::vector<StepRecord>& records) {
+  std::string out;
+  int n = 0;
+  for (const auto& r : records) {
+    out += fmt::format("  {}. [{}] {} ({})\n", ++n, r.status, describe(*r.step), r.step->why);
+    if (r.step->kind == StepKind::write_file && r.status == "planned") {
+      for (const auto& line : split_lines(r.step->content)) {
+        out += "       | " + line + "\n";
+      }
+    }
+    if (!r.detail.empty() && r.status != "planned") {
+      out += "       " + r.detail + "\n";
+    }
+  }
+  return out;
+}
+
+const char* outcome_name(FixOutcome o) {
+  switch (o) {
+    case FixOutcome::act: return "act";
+    case FixOutcome::nothing_to_do: return "nothing-to-do";
+    case FixOutcome::refused: return "refused";
+    case FixOutcome::no_service_manager: return "no-service-manager";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<FixOptions>();
+  opts->collect.full = false;
+  add_collect_options(sub, opts->collect);
+  add_verify_options(sub, opts->verify);
+  sub.add_flag("--dry-run", opts->dry_run, "Print the exact plan (files, D-Bus calls) and change nothing");
+  sub.add_flag("--json", opts->json, "Print the plan, what was done, and the verification as JSON");
+  sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start job")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str();
+  sub.footer(
+      "Acts only when `gpuwarm diagnose` says the persistence runbook applies. Through systemd's D-Bus API\n"
+      "(never `systemctl`, never `nvidia-smi -pm`) and only where needed, it writes\n"
+      "  " + std::string(k_dropin_path) + "\n"
+      "(drops --no-persistence-mode, StopWhenUnneeded=no, Restart=on-failure, PIDFile under /run), reloads,\n"
+      "enables the unit for boot, and starts (or restarts) it, waiting for the job's result. Then it runs\n"
+      "`gpuwarm verify`. A second run changes nothing (changed=false). A lock keeps two runs apart.\n"
+      "Driver-install, thermal/power, pinned-clock and reboot-pending verdicts are refused unchanged.\n\n"
+      "Exit codes: 0 fixed (or nothing to do) and verified, 1 a step failed (the report says which ran),\n"
+      "2 bad command line, 3 refused: unit masked, 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
+      "6 no systemd here (nothing changed), 7 another fix is running, 8 changed but verification failed.");
+
+  return [opts]() -> int {
+    Paths paths(opts->collect.root);
+    Snapshot before = collect_from_options(opts->collect);
+    Diagnosis diagnosis = diagnose(before);
+    FixPlan plan = plan_fix(before, diagnosis, read_inputs(paths, before));
+
+    std::vector<StepRecord> records;
+    for (const auto& step : plan.steps) {
+      records.push_back({&step, "planned", ""});
+    }
+    nlohmann::json report = {{"outcome", outcome_name(plan.outcome)}, {"dry_run", opts->dry_run},
+                             {"verdict", diagnosis.verdict.code}, {"reason", plan.reason}, {"notes", plan.notes}};
+    auto finish = [&](int code, bool changed, const std::string& text_tail) {
+      report["changed"] = changed;
+      report["steps"] = steps_json(records);
+      report["exit_code"] = code;
+      if (opts->json) {
+        std::cout << dump_json(report) << "\n";
+      } else {
+        std::cout << text_tail;
+      }
+      return code;
+    };
+
+    std::string head = fmt::format("gpuwarm fix · verdict: {} [{}]\n", diagnosis.verdict.title,
+                                   diagnosis.verdict.rule_id);
+    for (const auto& note : plan.notes) {
+      head += "note: " + note + "\n";
+    }
+    if (plan.outcome == FixOutcome::refused || plan.outcome == FixOutcome::no_service_manager) {
+      return finish(to_int(plan.exit_code), false, head + plan.reason + "\nNothing was changed.\n");
+    }
+    if (opts->dry_run) {
+      std::string text = head + (plan.steps.empty() ? plan.reason + "\n"
+                                                    : "Plan:\n" + steps_text(records)) +
+                         "Dry run: nothing was changed; verification would follow.\n";
+      return finish(0, false, text);
+    }
+
+    bool changed = false;
+    std::string text = head;
+    if (plan.outcome == FixOutcome::act) {
+      if (auto lock = take_lock(paths); !lock) {
+        report["reason"] = lock.error().message;
+        return finish(to_int(ExitCode::locked), false, head + lock.error().message + "\nNothing was changed.\n");
+      }
+      auto services = make_systemd_manager();
+      auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
+      for (auto& rec : records) {
+        auto r = execute(*rec.step, paths, *services, timeout);
+        if (!r) {
+          rec.status = "failed";
+          rec.detail = r.error().message;
+          for (auto& later : records) {
+            if (later.status == "planned") {
+              later.status = "not-run";
+            }
+          }
+          return finish(to_int(ExitCode::tool_error), changed,
+                        text + steps_text(records) + "Stopped at the failed step; the steps before it took effect.\n");
+        }
+        rec.status = "done";
+        rec.detail = *r;
+        changed = changed || rec.step->kind != StepKind::enable || *r != "already enabled";
+      }
+      text += steps_text(records);
+    } else {
+      text += plan.reason + "\n";
+    }
+    text += fmt::format("changed={}\n\n", changed ? "true" : "false");
+
+    VerifyOptions vopts = opts->verify;
+    if (!changed) {
+      vopts.settle_seconds = 0;  // nothing to settle
+    }
+    VerifyInputs in = gather_verify_inputs(opts->collect, vopts, before);
+    VerifyReport verify = evaluate_verify(in);
+    report["verify"] = render_verify_json(in, verify);
+    text += render_verify_text(in, verify);
+    return finish(to_int(verify.passed ? ExitCode::healthy : ExitCode::verify_failed), changed, text);
+  };
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,47 @@
+#include <iostream>
+#include <memory>
+
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "cli/verify_runner.h"
+#include "core/exit_codes.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+struct VerifyCommandOptions {
+  CollectOptions collect;
+  VerifyOptions verify;
+  bool json = false;
+};
+}  // namespace
+
+std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<VerifyCommandOptions>();
+  opts->collect.full = false;
+  add_collect_options(sub, opts->collect);
+  add_verify_options(sub, opts->verify);
+  sub.add_flag("--json", opts->json, "Print the checks as JSON");
+  sub.footer(
+      "Checks, each reported on its own: the unit is active and enabled for boot; nvidia-persistenced runs\n"
+      "(arguments shown) without --no-persistence-mode; after --settle seconds every GPU reads persistence\n"
+      "Enabled (before/after table); the daemon holds every GPU (needs root); clocks sampled --samples times\n"
+      "sit at a steady floor with benign event reasons; optionally `dcgmi diag`. A check that cannot run\n"
+      "here (no systemd, no root, no DCGM) is SKIP with the reason, never a silent pass.\n\n"
+      "Exit codes: 0 every check passed or was skipped, 1 gpuwarm failed, 2 bad command line,\n"
+      "8 a check failed.");
+  return [opts]() -> int {
+    Snapshot before = collect_from_options(opts->collect);
+    VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, std::move(before));
+    VerifyReport report = evaluate_verify(in);
+    if (opts->json) {
+      std::cout << dump_json(render_verify_json(in, report)) << "\n";
+    } else {
+      std::cout << render_verify_text(in, report);
+    }
+    return to_int(report.passed ? ExitCode::healthy : ExitCode::verify_failed);
+  };
+}
+
+}  // namespace gpuwarm

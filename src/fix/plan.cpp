@@ -1,0 +1,204 @@
+#include "fix/plan.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "core/strings.h"
+#include "rules/helpers.h"
+#include "systemd/unit_file.h"
+
+namespace gpuwarm {
+
+namespace {
+
+constexpr const char* k_no_pm_flag = "--no-persistence-mode";
+
+bool truthy(const std::string& v) {
+  std::string l = to_lower(v);
+  return l == "yes" || l == "true" || l == "1" || l == "on";
+}
+
+std::string quote_args(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    bool plain = !a.empty() && a.find_first_of(" \t\"'\\") == std::string::npos;
+    out += (out.empty() ? "" : " ") + (plain ? a : "\"" + a + "\"");
+  }
+  return out;
+}
+
+std::string render_unit(const std::string& binary, bool with_user) {
+  return fmt::format(
+      "# Written by gpuwarm fix: no unit for nvidia-persistenced was installed.\n"
+      "[Unit]\n"
+      "Description=NVIDIA Persistence Daemon\n"
+      "Wants=syslog.target\n"
+      "StopWhenUnneeded=no\n\n"
+      "[Service]\n"
+      "Type=forking\n"
+      "ExecStart={}{}\n"
+      "ExecStopPost=/bin/rm -rf /run/nvidia-persistenced\n"
+      "PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid\n"
+      "Restart=on-failure\n\n"
+      "[Install]\n"
+      "WantedBy=multi-user.target\n",
+      binary, with_user ? " --user nvidia-persistenced" : "");
+}
+
+}  // namespace
+
+std::string render_dropin(const std::string& vendor_unit_text, const std::vector<std::string>& effective_exec_start) {
+  auto settings = parse_unit_file(vendor_unit_text);
+  // From the vendor unit, not the effective state: once our drop-in is in
+  // place the effective state looks fine, and the drop-in must not change.
+  std::vector<std::string> exec = vendor_unit_text.empty() ? effective_exec_start : unit_exec_start(settings);
+  const bool has_flag = has_arg(exec, k_no_pm_flag);
+  const bool stop_when_unneeded = truthy(unit_value(settings, "Unit", "StopWhenUnneeded"));
+  const std::string restart = unit_value(settings, "Service", "Restart");
+  const bool no_restart = restart.empty() || restart == "no";
+  const std::string pid_file = unit_value(settings, "Service", "PIDFile");
+  const bool legacy_pid_dir = starts_with(pid_file, "/var/run/");
+  if (!has_flag && !stop_when_unneeded && !no_restart && !legacy_pid_dir) {
+    return {};
+  }
+  std::string out = "# Written by gpuwarm fix: keep nvidia-persistenced running with persistence on.\n";
+  out += "[Unit]\nStopWhenUnneeded=no\n\n[Service]\nRestart=on-failure\n";
+  if (legacy_pid_dir) {
+    out += "PIDFile=/run/" + pid_file.substr(std::string("/var/run/").size()) + "\n";
+  }
+  if (has_flag) {
+    std::vector<std::string> without;
+    std::copy_if(exec.begin(), exec.end(), std::back_inserter(without),
+                 [](const std::string& a) { return a != k_no_pm_flag; });
+    out += "ExecStart=\nExecStart=" + quote_args(without) + "\n";
+  }
+  return out;
+}
+
+FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
+  FixPlan plan;
+  switch (d.verdict.route) {
+    case Route::note:
+      plan.reason = "nothing to do: " + d.verdict.title;
+      return plan;
+    case Route::fix:
+      break;
+    case Route::reboot:
+    case Route::driver_install:
+    case Route::ras:
+    case Route::clocks:
+      plan.outcome = FixOutcome::refused;
+      plan.reason = fmt::format("refusing to change anything: {} [{}]. {}", d.verdict.title, d.verdict.rule_id,
+                                d.verdict.next_step);
+      plan.exit_code = d.verdict.exit_code;
+      return plan;
+  }
+  if (!s.service.reachable) {
+    plan.outcome = FixOutcome::no_service_manager;
+    plan.exit_code = ExitCode::no_service_manager;
+    plan.reason = fmt::format(
+        "systemd is not reachable ({}), so nothing was changed. Without systemd, start the daemon from this "
+        "node's init system at boot: `{} --user nvidia-persistenced` (it forks, and persistence is on by "
+        "default). Do not use `nvidia-smi -pm 1`.",
+        s.service.unreachable, s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced");
+    return plan;
+  }
+  if (s.service.unit_file_state.is("masked")) {
+    plan.outcome = FixOutcome::refused;
+    plan.exit_code = ExitCode::action_needed;
+    plan.reason = "nvidia-persistenced.service is masked: someone disabled it on purpose. Unmask it "
+                  "(systemctl unmask nvidia-persistenced.service) if that is no longer wanted, then run fix again.";
+    return plan;
+  }
+
+  bool config_changed = false;
+  if (s.service.load_state.is("not-found")) {
+    if (!s.daemon.binary.has()) {
+      plan.outcome = FixOutcome::refused;
+      plan.exit_code = ExitCode::routed_elsewhere;
+      plan.reason = "no nvidia-persistenced binary to write a unit for: a driver-install problem";
+      return plan;
+    }
+    plan.steps.push_back({StepKind::write_file, "no unit is installed", k_unit_path,
+                          render_unit(*s.daemon.binary, in.daemon_user_exists)});
+    config_changed = true;
+  } else {
+    std::vector<std::string> effective = s.service.exec_start.value_or({});
+    std::string dropin = render_dropin(in.vendor_unit_text, effective);
+    if (!dropin.empty() && (!in.dropin_exists || in.current_dropin_text != dropin)) {
+      plan.steps.push_back({StepKind::write_file,
+                            "the unit needs overrides (--no-persistence-mode, StopWhenUnneeded, Restart, PIDFile)",
+                            k_dropin_path, dropin});
+      config_changed = true;
+    }
+  }
+  if (config_changed) {
+    plan.steps.push_back({StepKind::reload, "load the new unit configuration", "", ""});
+  }
+
+  const std::string file_state = s.service.unit_file_state.value_or("");
+  const bool enabled = file_state == "enabled" || file_state == "generated" || file_state == "alias";
+  if (!enabled) {
+    plan.steps.push_back({StepKind::enable, "start at boot (UnitFileState=" + (file_state.empty() ? "unknown" : file_state) + ")", "", ""});
+    plan.steps.push_back({StepKind::reload, "as systemctl enable does", "", ""});
+  }
+  if (s.service.active_state.is("failed")) {
+    plan.steps.push_back({StepKind::reset_failed, "clear the failed state and its start counter", "", ""});
+  }
+  bool running_with_flag = false;
+  for (const auto& p : s.daemon.processes) {
+    running_with_flag = running_with_flag || has_arg(p.argv, k_no_pm_flag);
+  }
+  if (!s.service.active_state.is("active")) {
+    plan.steps.push_back({StepKind::start, "the daemon is not running under systemd", "", ""});
+  } else if (config_changed || running_with_flag) {
+    plan.steps.push_back({StepKind::restart, "pick up the new configuration", "", ""});
+  }
+
+  for (const auto& f : d.findings) {
+    if (f.rule_id == "PM002") {
+      plan.notes.emplace_back(
+          "Persistence is currently on only through the legacy flag (nvidia-smi -pm 1). gpuwarm never runs "
+          "`nvidia-smi -pm`; remove `-pm 1` from node-init scripts and config management so the daemon stays "
+          "the only source of truth.");
+    }
+  }
+  if (plan.steps.empty()) {
+    plan.reason = "configuration already as wanted; " + d.verdict.next_step;
+    return plan;
+  }
+  plan.outcome = FixOutcome::act;
+  return plan;
+}
+
+const char* to_string(StepKind kind) {
+  switch (kind) {
+    case StepKind::write_file: return "write-file";
+    case StepKind::reload: return "reload";
+    case StepKind::enable: return "enable";
+    case StepKind::reset_failed: return "reset-failed";
+    case StepKind::start: return "start";
+    case StepKind::restart: return "restart";
+  }
+  return "?";
+}
+
+std::string describe(const FixStep& step) {
+  switch (step.kind) {
+    case StepKind::write_file: return "write " + step.path;
+    case StepKind::reload: return "D-Bus Manager.Reload()";
+    case StepKind::enable:
+      return fmt::format("D-Bus Manager.EnableUnitFiles([{}], runtime=false, force=false)", k_unit_name);
+    case StepKind::reset_failed: return fmt::format("D-Bus Manager.ResetFailedUnit({})", k_unit_name);
+    case StepKind::start:
+      return fmt::format("D-Bus Manager.Subscribe(); Manager.StartUnit({}, \"replace\"); wait for JobRemoved",
+                         k_unit_name);
+    case StepKind::restart:
+      return fmt::format("D-Bus Manager.Subscribe(); Manager.RestartUnit({}, \"replace\"); wait for JobRemoved",
+                         k_unit_name);
+  }
+  return "?";
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,54 @@
+#pragma once
+// What `gpuwarm fix` would do, computed from a snapshot alone (no I/O), so
+// --dry-run prints exactly what a real run executes.
+
+#include <string>
+#include <vector>
+
+#include "core/exit_codes.h"
+#include "rules/rule.h"
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+constexpr const char* k_unit_name = "nvidia-persistenced.service";
+constexpr const char* k_unit_path = "/etc/systemd/system/nvidia-persistenced.service";
+constexpr const char* k_dropin_path = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf";
+
+enum class StepKind { write_file, reload, enable, reset_failed, start, restart };
+
+struct FixStep {
+  StepKind kind;
+  std::string why;
+  std::string path;     // write_file: host path
+  std::string content;  // write_file: the whole file
+};
+
+enum class FixOutcome { act, nothing_to_do, refused, no_service_manager };
+
+struct FixPlan {
+  FixOutcome outcome = FixOutcome::nothing_to_do;
+  std::string reason;  // refusal or "nothing to do" explanation
+  ExitCode exit_code = ExitCode::healthy;  // for refused / no_service_manager
+  std::vector<FixStep> steps;
+  std::vector<std::string> notes;
+};
+
+// Files the planner reads, handed in by the caller (empty when absent).
+struct FixInputs {
+  std::string vendor_unit_text;     // the unit's FragmentPath content
+  std::string current_dropin_text;  // k_dropin_path's content
+  bool dropin_exists = false;
+  bool daemon_user_exists = false;  // a "nvidia-persistenced" account exists
+};
+
+FixPlan plan_fix(const Snapshot& snapshot, const Diagnosis& diagnosis, const FixInputs& inputs);
+
+// The drop-in for a vendor unit, or "" when the unit needs none.
+std::string render_dropin(const std::string& vendor_unit_text, const std::vector<std::string>& effective_exec_start);
+
+const char* to_string(StepKind kind);
+// One line for --dry-run and reports: "EnableUnitFiles([nvidia-persistenced.service], runtime=false, force=false)".
+std::string describe(const FixStep& step);
+
+}  // namespace gpuwarm

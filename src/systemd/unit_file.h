@@ -1,0 +1,32 @@
+#pragma once
+// A minimal reader for systemd unit files: enough to see what a vendor unit
+// sets (ExecStart=, StopWhenUnneeded=, Restart=, PIDFile=, Type=).
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gpuwarm {
+
+struct UnitSetting {
+  std::string section;  // "Unit", "Service", ...
+  std::string key;
+  std::string value;    // continuation lines joined, surrounding blanks trimmed
+  unsigned line = 0;    // 1-based line of the key
+};
+
+// Comments (# ;) and blank lines are skipped; a trailing backslash joins lines.
+std::vector<UnitSetting> parse_unit_file(std::string_view text);
+
+// The effective value of a single-valued key (the last assignment), or "".
+std::string unit_value(const std::vector<UnitSetting>& settings, std::string_view section, std::string_view key);
+
+// The effective ExecStart= command line split into words (an empty
+// assignment resets the list; the first remaining one is returned). Leading
+// prefixes (-, @, +, !) are dropped.
+std::vector<std::string> unit_exec_start(const std::vector<UnitSetting>& settings);
+
+// Splits a command line on blanks, honouring "double" and 'single' quotes.
+std::vector<std::string> split_command_line(std::string_view line);
+
+}  // namespace gpuwarm

@@ -1,0 +1,241 @@
+#include "verify/verify.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "output/diagnosis_output.h"
+#include "output/table.h"
+#include "rules/helpers.h"
+#include "snapshot/clock_reasons.h"
+
+namespace gpuwarm {
+
+namespace {
+
+constexpr const char* k_no_pm_flag = "--no-persistence-mode";
+
+CheckResult unit_check(const Snapshot& s, const char* id, const char* title, const Fact<std::string>& fact,
+                       const std::vector<std::string>& good) {
+  CheckResult c{id, title, CheckStatus::skip, ""};
+  if (!s.service.reachable) {
+    c.detail = "not available: " + s.service.unreachable;
+    return c;
+  }
+  if (!fact.has()) {
+    c.status = CheckStatus::fail;
+    c.detail = "unknown: " + fact.missing;
+    return c;
+  }
+  bool ok = std::find(good.begin(), good.end(), *fact) != good.end();
+  c.status = ok ? CheckStatus::pass : CheckStatus::fail;
+  c.detail = *fact;
+  return c;
+}
+
+CheckResult daemon_running_check(const Snapshot& s) {
+  CheckResult c{"daemon-running", "nvidia-persistenced is running with persistence on", CheckStatus::fail, ""};
+  if (s.daemon.processes.empty()) {
+    c.detail = "no nvidia-persistenced process";
+    return c;
+  }
+  std::vector<std::string> lines;
+  bool flag = false;
+  for (const auto& p : s.daemon.processes) {
+    lines.push_back(fmt::format("pid {}: {}", p.pid, join_args(p.argv)));
+    flag = flag || has_arg(p.argv, k_no_pm_flag);
+  }
+  c.status = flag ? CheckStatus::fail : CheckStatus::pass;
+  c.detail = fmt::format("{}", fmt::join(lines, "; ")) + (flag ? " (runs with --no-persistence-mode)" : "");
+  return c;
+}
+
+CheckResult persistence_check(const Snapshot& s) {
+  CheckResult c{"persistence", "every GPU reads persistence Enabled", CheckStatus::fail, ""};
+  if (s.nvml.gpus.empty()) {
+    c.detail = s.nvml.device_count.has() ? "NVML sees no GPU" : "no GPU facts: " + s.nvml.device_count.missing;
+    return c;
+  }
+  std::vector<std::string> bad;
+  for (const auto& g : s.nvml.gpus) {
+    if (!g.handle_error.empty()) {
+      bad.push_back(fmt::format("GPU {}: {}", g.index, g.handle_error));
+    } else if (!g.persistence.is(true)) {
+      bad.push_back(fmt::format("GPU {}: {}", g.index, persistence_text(g.persistence)));
+    }
+  }
+  c.status = bad.empty() ? CheckStatus::pass : CheckStatus::fail;
+  c.detail = bad.empty() ? fmt::format("{} of {} GPUs Enabled", s.nvml.gpus.size(), s.nvml.gpus.size())
+                         : fmt::format("{}", fmt::join(bad, "; "));
+  return c;
+}
+
+CheckResult holds_check(const Snapshot& s) {
+  CheckResult c{"daemon-holds-gpus", "the daemon holds every GPU NVML sees", CheckStatus::skip, ""};
+  if (s.daemon.processes.empty()) {
+    c.status = CheckStatus::fail;
+    c.detail = "daemon not running";
+    return c;
+  }
+  std::vector<unsigned> held;
+  bool known = false;
+  for (const auto& p : s.daemon.processes) {
+    if (p.held_minors.has()) {
+      known = true;
+      held.insert(held.end(), p.held_minors->begin(), p.held_minors->end());
+    }
+  }
+  if (!known) {
+    c.detail = "not checked: reading the daemon's open files needs root";
+    return c;
+  }
+  std::vector<std::string> missing;
+  for (const GpuFacts* g : reachable_gpus(s)) {
+    if (g->minor.has() && std::find(held.begin(), held.end(), *g->minor) == held.end()) {
+      missing.push_back(fmt::format("/dev/nvidia{} (GPU {})", *g->minor, g->index));
+    }
+  }
+  c.status = missing.empty() ? CheckStatus::pass : CheckStatus::fail;
+  c.detail = missing.empty() ? fmt::format("holds /dev/nvidia{}", fmt::join(held, ", /dev/nvidia"))
+                             : "not held: " + fmt::format("{}", fmt::join(missing, ", "));
+  return c;
+}
+
+CheckResult clocks_check(const std::vector<Snapshot>& samples) {
+  CheckResult c{"clocks", "clocks sit at a steady floor with benign event reasons", CheckStatus::skip, ""};
+  if (samples.empty()) {
+    c.detail = "no samples taken";
+    return c;
+  }
+  struct Seen {
+    unsigned min = ~0u;
+    unsigned max = 0;
+    std::uint64_t bad_reasons = 0;
+    bool busy = false;
+    unsigned n = 0;
+  };
+  std::map<unsigned, Seen> per_gpu;
+  for (const auto& s : samples) {
+    for (const GpuFacts* g : reachable_gpus(s)) {
+      Seen& seen = per_gpu[g->index];
+      if (g->clocks.sm.has()) {
+        seen.min = std::min(seen.min, *g->clocks.sm);
+        seen.max = std::max(seen.max, *g->clocks.sm);
+        ++seen.n;
+      }
+      if (g->event_reasons_active.has()) {
+        seen.bad_reasons |= *g->event_reasons_active &
+                            (clock_reason::thermal_or_power | clock_reason::applications_clocks_setting);
+      }
+      seen.busy = seen.busy || g->compute_processes.value_or(0) > 0;
+    }
+  }
+  if (per_gpu.empty()) {
+    c.detail = "no GPU answered";
+    return c;
+  }
+  std::vector<std::string> problems;
+  std::vector<std::string> ranges;
+  for (const auto& [index, seen] : per_gpu) {
+    if (seen.bad_reasons != 0) {
+      problems.push_back(fmt::format("GPU {}: {}", index, clock_reason_list(seen.bad_reasons)));
+    }
+    if (seen.n > 0) {
+      ranges.push_back(fmt::format("GPU {} SM {}-{} MHz", index, seen.min, seen.max));
+      double spread = seen.max > 0 ? static_cast<double>(seen.max - seen.min) / seen.max : 0.0;
+      if (!seen.busy && spread > k_idle_clock_swing) {
+        problems.push_back(fmt::format("GPU {}: idle SM clock swung {}-{} MHz", index, seen.min, seen.max));
+      }
+    }
+  }
+  c.status = problems.empty() ? CheckStatus::pass : CheckStatus::fail;
+  c.detail = fmt::format("{} samples; {}", samples.size(),
+                         problems.empty() ? fmt::format("{}", fmt::join(ranges, ", "))
+                                          : fmt::format("{}", fmt::join(problems, "; ")));
+  return c;
+}
+
+}  // namespace
+
+VerifyReport evaluate_verify(const VerifyInputs& in) {
+  VerifyReport r;
+  const Snapshot& s = in.after;
+  r.checks.push_back(unit_check(s, "unit-active", "the unit is active now", s.service.active_state, {"active"}));
+  r.checks.push_back(unit_check(s, "unit-enabled", "the unit is enabled for boot", s.service.unit_file_state,
+                                {"enabled", "generated", "alias"}));
+  r.checks.push_back(daemon_running_check(s));
+  r.checks.push_back(persistence_check(s));
+  r.checks.push_back(holds_check(s));
+  r.checks.push_back(clocks_check(in.samples));
+  CheckResult dcgm{"dcgm", "DCGM diagnostic", CheckStatus::skip, ""};
+  if (!in.dcgm) {
+    dcgm.detail = "not requested (--dcgm-level 1..4)";
+  } else if (!in.dcgm->available) {
+    dcgm.detail = "not available: " + in.dcgm->detail;
+  } else {
+    dcgm.status = in.dcgm->passed ? CheckStatus::pass : CheckStatus::fail;
+    dcgm.detail = in.dcgm->detail;
+  }
+  r.checks.push_back(dcgm);
+  r.passed = std::none_of(r.checks.begin(), r.checks.end(),
+                          [](const CheckResult& c) { return c.status == CheckStatus::fail; });
+  return r;
+}
+
+const char* to_string(CheckStatus s) {
+  switch (s) {
+    case CheckStatus::pass: return "pass";
+    case CheckStatus::fail: return "fail";
+    case CheckStatus::skip: return "skip";
+  }
+  return "skip";
+}
+
+std::string render_verify_text(const VerifyInputs& in, const VerifyReport& report) {
+  std::string out;
+  if (!in.after.nvml.gpus.empty()) {
+    TextTable t({"GPU", "BUS ID", "PERSISTENCE BEFORE", "AFTER"});
+    for (const auto& g : in.after.nvml.gpus) {
+      std::string before = "-";
+      for (const auto& b : in.before.nvml.gpus) {
+        if (b.index == g.index) {
+          before = b.handle_error.empty() ? persistence_text(b.persistence) : b.handle_error;
+        }
+      }
+      t.add_row({std::to_string(g.index), g.pci_bus_id.value_or("-"), before,
+                 g.handle_error.empty() ? persistence_text(g.persistence) : g.handle_error});
+    }
+    out += t.render() + "\n";
+  }
+  for (const auto& c : report.checks) {
+    const char* tag = c.status == CheckStatus::pass ? "PASS" : c.status == CheckStatus::fail ? "FAIL" : "SKIP";
+    out += fmt::format("{}  {:<18} {}: {}\n", tag, c.id, c.title, c.detail);
+  }
+  out += report.passed ? "\nVerified.\n" : "\nVerification failed.\n";
+  return out;
+}
+
+nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& report) {
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& c : report.checks) {
+    checks.push_back({{"id", c.id}, {"title", c.title}, {"status", to_string(c.status)}, {"detail", c.detail}});
+  }
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const auto& g : in.after.nvml.gpus) {
+    nlohmann::json before = nullptr;
+    for (const auto& b : in.before.nvml.gpus) {
+      if (b.index == g.index && b.persistence.has()) {
+        before = *b.persistence ? "Enabled" : "Disabled";
+      }
+    }
+    gpus.push_back({{"index", g.index},
+                    {"pci_bus_id", g.pci_bus_id.has() ? nlohmann::json(*g.pci_bus_id) : nlohmann::json(nullptr)},
+                    {"persistence_before", before},
+                    {"persistence_after", g.persistence.has() ? nlohmann::json(*g.persistence ? "Enabled" : "Disabled")
+                                                              : nlohmann::json(nullptr)}});
+  }
+  return {{"passed", report.passed}, {"checks", checks}, {"gpus", gpus}};
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,52 @@
+#pragma once
+// The runbook's Verification section as separate checks over snapshots taken
+// by the caller: one before, one after a settle window, and a few clock
+// samples. Pure: the caller does the waiting and the reading.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+enum class CheckStatus { pass, fail, skip };
+
+struct CheckResult {
+  std::string id;  // stable: unit-active, unit-enabled, daemon-running, persistence, daemon-holds-gpus, clocks, dcgm
+  std::string title;
+  CheckStatus status = CheckStatus::skip;
+  std::string detail;
+};
+
+struct DcgmOutcome {  // from `dcgmi diag -r N --json`, when run
+  bool available = false;
+  std::string detail;  // why not available, or a summary
+  bool passed = false;
+};
+
+struct VerifyInputs {
+  Snapshot before;
+  Snapshot after;                  // after the settle window
+  std::vector<Snapshot> samples;   // clock samples over a short window (after included or not)
+  std::optional<DcgmOutcome> dcgm; // nullopt: not requested
+};
+
+struct VerifyReport {
+  std::vector<CheckResult> checks;
+  bool passed = false;
+};
+
+VerifyReport evaluate_verify(const VerifyInputs& in);
+
+// Relative SM-clock spread above which an idle GPU's clocks "swing".
+constexpr double k_idle_clock_swing = 0.15;
+
+std::string render_verify_text(const VerifyInputs& in, const VerifyReport& report);
+nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& report);
+const char* to_string(CheckStatus s);
+
+}  // namespace gpuwarm

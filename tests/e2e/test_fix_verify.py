@@ -1,0 +1,315 @@
+"""gpuwarm fix and verify end to end against a systemd stand-in on a private
+bus (python-dbusmock, with the methods its template lacks added here) and the
+fake NVML, whose GPUs read persistence Enabled once the stand-in daemon has
+"started". Failure paths a real systemd makes hard to stage are staged here:
+missing method, masked unit, failed job, job timeout, permission denied."""
+import fcntl
+import json
+import os
+import subprocess
+import threading
+import time
+import unittest
+
+import harness as h
+
+try:
+    import dbus
+    import dbusmock
+except ImportError:
+    dbus = None
+
+UNIT = "nvidia-persistenced.service"
+MANAGER = "org.freedesktop.systemd1.Manager"
+UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+UNIT_PATH = "/org/freedesktop/systemd1/unit/" + UNIT.replace(".", "_").replace("-", "_")
+VENDOR_UNIT = """[Unit]
+Description=NVIDIA Persistence Daemon
+Wants=syslog.target
+StopWhenUnneeded=true
+
+[Service]
+Type=forking
+ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
+ExecStopPost=/bin/rm -rf /var/run/nvidia-persistenced
+
+[Install]
+WantedBy=multi-user.target
+"""
+DROPIN = "etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
+
+
+def job_method(result):
+    """Code for a StartUnit/RestartUnit stand-in whose job ends with `result` (None: never ends)."""
+    code = "ret = '/org/freedesktop/systemd1/job/%d' % (len(self.GetCalls()) + 100)\n"
+    if result is not None:
+        code += ("self.EmitSignal('org.freedesktop.systemd1.Manager', 'JobRemoved', 'uoss', "
+                 f"[dbus.UInt32(1), ret, args[0], '{result}'])\n")
+    return code
+
+
+@unittest.skipIf(dbus is None, "python3-dbus / python3-dbusmock not installed")
+class FixAndVerify(dbusmock.DBusTestCase if dbus else unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.start_system_bus()
+        cls.dbus_con = cls.get_dbus(system_bus=True)
+
+    def setUp(self):
+        h.require_binary(self)
+        self.p_mock, self.obj = self.spawn_server_template("systemd", {}, stdout=subprocess.DEVNULL)
+        self.addCleanup(self.stop_mock)
+        self.mock = dbus.Interface(self.obj, dbusmock.MOCK_IFACE)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.root.driver().daemon_binary().kmsg()
+        self.root.write("lib/systemd/system/" + UNIT, VENDOR_UNIT)
+        self.root.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nnvidia-persistenced:x:143:143::/:/usr/sbin/nologin\n")
+        os.makedirs(self.root.p("run"), exist_ok=True)
+        self.started_flag = self.root.p("run/stand-in-daemon-started")
+        self.stop_watch = threading.Event()
+
+    def stop_mock(self):
+        self.stop_watch.set()
+        self.p_mock.terminate()
+        self.p_mock.wait()
+
+    def add_unit(self, active="inactive", file_state="disabled", with_enable=True, start_result="done"):
+        self.mock.AddMockUnit(UNIT)
+        unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", UNIT_PATH), dbusmock.MOCK_IFACE)
+        unit.UpdateProperties(UNIT_IFACE, {"ActiveState": active})
+        unit.AddProperties(UNIT_IFACE, {"SubState": "dead", "UnitFileState": file_state,
+                                        "StopWhenUnneeded": dbus.Boolean(True),
+                                        "FragmentPath": "/lib/systemd/system/" + UNIT})
+        argv = ["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode", "--verbose"]
+        unit.AddProperties(SERVICE_IFACE, {
+            "ExecStart": dbus.Array([dbus.Struct((argv[0], dbus.Array(argv, signature="s"), False, dbus.UInt64(0),
+                                                  dbus.UInt64(0), dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0),
+                                                  dbus.Int32(0), dbus.Int32(0)))], signature="(sasbttttuii)"),
+            "Restart": "no"})
+        self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o", "ret = self.units[args[0]]")
+        self.mock.AddMethod(MANAGER, "Subscribe", "", "", "")
+        self.mock.AddMethod(MANAGER, "Reload", "", "", "")
+        self.mock.AddMethod(MANAGER, "ResetFailedUnit", "s", "", "")
+        if with_enable:
+            self.mock.AddMethod(MANAGER, "EnableUnitFiles", "asbb", "ba(sss)",
+                                "ret = (True, [('symlink', '/etc/systemd/system/multi-user.target.wants/%s' % args[0][0],"
+                                " '/lib/systemd/system/%s' % args[0][0])])")
+        if start_result != "done":
+            self.mock.AddMethod(MANAGER, "StartUnit", "ss", "o", job_method(start_result))
+        self.mock.AddMethod(MANAGER, "RestartUnit", "ss", "o", job_method("done"))
+        self.unit = unit
+        return unit
+
+    def watch_systemd(self, gpus_that_start=(0, 1)):
+        """Plays the part of systemd's side effects: enabling flips UnitFileState, a start job
+        'starts' the daemon (a /proc entry holding the GPUs, and the fake NVML's Enabled flag)."""
+        def loop():
+            enabled = started = False
+            while not self.stop_watch.is_set():
+                try:
+                    if not enabled and self.mock.GetMethodCalls("EnableUnitFiles"):
+                        self.unit.UpdateProperties(UNIT_IFACE, {"UnitFileState": "enabled"})
+                        enabled = True
+                    if not started and (self.mock.GetMethodCalls("StartUnit") or self.mock.GetMethodCalls("RestartUnit")):
+                        self.unit.UpdateProperties(UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
+                        self.root.daemon_process(holds=gpus_that_start)
+                        open(self.started_flag, "w").close()
+                        started = True
+                except dbus.exceptions.DBusException:
+                    return
+                time.sleep(0.01)
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 2)
+
+    def scenario(self, stays_off=()):
+        gpus = []
+        for i in range(2):
+            g = h.gpu(i, persistence=0)
+            if i not in stays_off:
+                g["enabled_when_file_exists"] = self.started_flag
+            gpus.append(g)
+        return h.scenario(gpus)
+
+    def fix(self, *extra, scenario=None):
+        args = ["fix", "--json", "--settle", "0.2", "--samples", "2", "--sample-interval", "0.05", *extra]
+        r = h.run(args, root=self.root, systemd=True, scenario_obj=scenario or self.scenario())
+        self.assertNotIn("AddressSanitizer", r.stderr)
+        return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else {}), r
+
+    def write_calls(self):
+        return {m: len(self.mock.GetMethodCalls(m)) for m in ("Reload", "EnableUnitFiles", "StartUnit", "RestartUnit")}
+
+    def test_dry_run_prints_the_plan_and_changes_nothing(self):
+        self.add_unit()
+        r = h.run(["fix", "--dry-run"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for needle in ["write /etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf",
+                       "| ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose",
+                       "| StopWhenUnneeded=no", "| Restart=on-failure", "Manager.Reload()",
+                       "Manager.EnableUnitFiles([nvidia-persistenced.service], runtime=false, force=false)",
+                       "Manager.StartUnit(nvidia-persistenced.service, \"replace\")", "Dry run: nothing was changed"]:
+            self.assertIn(needle, r.stdout)
+        self.assertFalse(os.path.exists(self.root.p(DROPIN)))
+        self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
+
+    def test_fix_then_verify_then_idempotent_second_run(self):
+        self.add_unit()
+        self.watch_systemd()
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 0, r.stdout + r.stderr)
+        self.assertTrue(rep["changed"])
+        self.assertEqual([s["kind"] for s in rep["steps"]], ["write-file", "reload", "enable", "reload", "start"])
+        self.assertTrue(all(s["status"] == "done" for s in rep["steps"]), rep["steps"])
+        with open(self.root.p(DROPIN)) as f:
+            dropin = f.read()
+        self.assertIn("ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose\n", dropin)
+        self.assertIn("StopWhenUnneeded=no", dropin)
+        self.assertIn("Restart=on-failure", dropin)
+        self.assertEqual({c["id"]: c["status"] for c in rep["verify"]["checks"]},
+                         {"unit-active": "pass", "unit-enabled": "pass", "daemon-running": "pass",
+                          "persistence": "pass", "daemon-holds-gpus": "pass", "clocks": "pass", "dcgm": "skip"})
+        self.assertEqual([(g["persistence_before"], g["persistence_after"]) for g in rep["verify"]["gpus"]],
+                         [("Disabled", "Enabled")] * 2)
+        # Idempotent: the vendor unit still carries the flag, but the drop-in is already right.
+        calls_before = self.write_calls()
+        # systemd would now report the drop-in's effective values.
+        argv = ["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--verbose"]
+        self.unit.UpdateProperties(UNIT_IFACE, {"StopWhenUnneeded": dbus.Boolean(False)})
+        self.unit.UpdateProperties(SERVICE_IFACE, {"Restart": "on-failure", "ExecStart": dbus.Array(
+            [dbus.Struct((argv[0], dbus.Array(argv, signature="s"), False, dbus.UInt64(0), dbus.UInt64(0),
+                          dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0), dbus.Int32(0), dbus.Int32(0)))],
+            signature="(sasbttttuii)")})
+        rc2, rep2, r2 = self.fix()
+        self.assertEqual(rc2, 0, r2.stdout)
+        self.assertFalse(rep2["changed"])
+        self.assertEqual(rep2["outcome"], "nothing-to-do")
+        self.assertEqual(self.write_calls(), calls_before)
+
+    def test_one_gpu_staying_disabled_fails_verify(self):
+        self.add_unit()
+        self.watch_systemd(gpus_that_start=(0,))
+        rc, rep, r = self.fix(scenario=self.scenario(stays_off=(1,)))
+        self.assertEqual(rc, 8, r.stdout)
+        checks = {c["id"]: c for c in rep["verify"]["checks"]}
+        self.assertEqual(checks["persistence"]["status"], "fail")
+        self.assertIn("GPU 1: Disabled", checks["persistence"]["detail"])
+        self.assertEqual(checks["daemon-holds-gpus"]["status"], "fail")
+
+    def test_refuses_thermal_and_changes_nothing(self):
+        self.add_unit()
+        sc = h.scenario([h.gpu(0, persistence=0, reasons=0x20), h.gpu(1, persistence=0)])
+        rc, rep, r = self.fix(scenario=sc)
+        self.assertEqual(rc, 5)
+        self.assertEqual(rep["outcome"], "refused")
+        self.assertIn("RAS", rep["reason"])
+        self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
+
+    def test_masked_unit_is_refused(self):
+        self.add_unit(file_state="masked")
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 3)
+        self.assertIn("masked", rep["reason"])
+
+    def test_start_job_failed(self):
+        self.add_unit(start_result="failed")
+        self.watch_systemd()
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 1, r.stdout)
+        last = rep["steps"][-1]
+        self.assertEqual((last["kind"], last["status"]), ("start", "failed"))
+        self.assertIn('job ended with result "failed"', last["detail"])
+        self.assertEqual([s["status"] for s in rep["steps"][:-1]], ["done"] * 4)
+
+    def test_start_job_timeout(self):
+        self.add_unit(start_result=None)
+        rc, rep, r = self.fix("--job-timeout", "1")
+        self.assertEqual(rc, 1)
+        self.assertIn("no job result within 1000 ms", rep["steps"][-1]["detail"])
+
+    def test_permission_denied(self):
+        self.add_unit()
+        self.mock.AddMethod(MANAGER, "Reload", "", "",
+                            "raise dbus.exceptions.DBusException('Access denied', "
+                            "name='org.freedesktop.DBus.Error.AccessDenied')")
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 1)
+        failed = [s for s in rep["steps"] if s["status"] == "failed"][0]
+        self.assertEqual(failed["kind"], "reload")
+        self.assertIn("AccessDenied", failed["detail"])
+        self.assertTrue(all(s["status"] == "not-run" for s in rep["steps"][2:]))
+
+    def test_manager_without_enable_unit_files(self):
+        self.add_unit(with_enable=False)
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 1)
+        failed = [s for s in rep["steps"] if s["status"] == "failed"][0]
+        self.assertEqual(failed["kind"], "enable")
+
+    def test_lock_keeps_two_runs_apart(self):
+        self.add_unit()
+        with open(self.root.p("run/gpuwarm-fix.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rc, rep, r = self.fix()
+        self.assertEqual(rc, 7)
+        self.assertIn("another `gpuwarm fix` is running", r.stdout + json.dumps(rep))
+        self.assertEqual(self.write_calls()["Reload"], 0)
+
+    def test_missing_unit_gets_one_written(self):
+        self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o",
+                            "raise dbus.exceptions.DBusException('no', name='org.freedesktop.systemd1.NoSuchUnit')")
+        r = h.run(["fix", "--dry-run", "--json"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        rep = json.loads(r.stdout)
+        self.assertEqual(rep["steps"][0]["path"], "/etc/systemd/system/nvidia-persistenced.service")
+        self.assertIn("ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced", rep["steps"][0]["content"])
+        self.assertIn("Type=forking", rep["steps"][0]["content"])
+
+
+class WithoutSystemd(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.root.driver().daemon_binary().kmsg()
+
+    def test_fix_explains_and_exits_6(self):
+        r = h.run(["fix"], root=self.root, scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))
+        self.assertEqual(r.returncode, 6, r.stdout + r.stderr)
+        self.assertIn("systemd is not reachable", r.stdout)
+        self.assertIn("--user nvidia-persistenced", r.stdout)
+        self.assertIn("Nothing was changed", r.stdout)
+
+    def test_verify_skips_what_it_cannot_check_and_still_checks_gpus(self):
+        self.root.daemon_process()
+        r = h.run(["verify", "--json", "--settle", "0", "--samples", "3", "--sample-interval", "0"],
+                  root=self.root, scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+        self.assertEqual(checks["unit-active"]["status"], "skip")
+        self.assertIn("not available", checks["unit-active"]["detail"])
+        self.assertEqual(checks["persistence"]["status"], "pass")
+        self.assertEqual(checks["clocks"]["status"], "pass")
+        self.assertIn("3 samples", checks["clocks"]["detail"])
+        self.assertEqual(checks["dcgm"]["status"], "skip")
+
+    def test_verify_dcgm_not_available(self):
+        self.root.daemon_process()
+        r = h.run(["verify", "--json", "--settle", "0", "--samples", "1", "--dcgm-level", "1"],
+                  root=self.root, scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]),
+                  extra_env={"PATH": "/usr/bin:/bin"})
+        checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+        self.assertIn("dcgmi not found", checks["dcgm"]["detail"])
+
+    def test_verify_names_thermal_reasons(self):
+        self.root.daemon_process()
+        r = h.run(["verify", "--json", "--settle", "0", "--samples", "2", "--sample-interval", "0"],
+                  root=self.root, scenario_obj=h.scenario([h.gpu(0, reasons=0x40), h.gpu(1)]))
+        self.assertEqual(r.returncode, 8)
+        clocks = [c for c in json.loads(r.stdout)["checks"] if c["id"] == "clocks"][0]
+        self.assertIn("GPU 0: HwThermalSlowdown", clocks["detail"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,156 @@
+#include <gtest/gtest.h>
+
+#include "fix/plan.h"
+#include "snapshot_builder.h"
+#include "systemd/unit_file.h"
+
+namespace gpuwarm {
+namespace {
+
+const char* k_ubuntu_unit =
+    "[Unit]\nDescription=NVIDIA Persistence Daemon\nStopWhenUnneeded=true\n\n[Service]\nType=forking\n"
+    "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose\n";
+const char* k_good_unit =
+    "[Unit]\nDescription=x\n[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced --user u\n"
+    "Restart=on-failure\nPIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid\n";
+
+TEST(UnitFile, ParsesSectionsContinuationsAndResets) {
+  auto s = parse_unit_file(
+      "# comment\n[Unit]\nStopWhenUnneeded=yes\n[Service]\nExecStart=/bin/a \\\n  --x \"two words\"\n"
+      "ExecStart=\nExecStart=-/bin/b --y\nRestart=no\nRestart=always\n");
+  EXPECT_EQ(unit_value(s, "Unit", "StopWhenUnneeded"), "yes");
+  EXPECT_EQ(unit_value(s, "Service", "Restart"), "always");
+  EXPECT_EQ(unit_exec_start(s), (std::vector<std::string>{"/bin/b", "--y"}));
+  auto first = parse_unit_file("[Service]\nExecStart=/bin/a \\\n  --x \"two words\"\n");
+  EXPECT_EQ(unit_exec_start(first), (std::vector<std::string>{"/bin/a", "--x", "two words"}));
+}
+
+TEST(FixPlan, DropInFromTheVendorUnit) {
+  struct Case {
+    const char* name;
+    const char* unit;
+    std::vector<const char*> must_contain;
+    bool empty;
+  };
+  const Case cases[] = {
+      {"ubuntu unit", k_ubuntu_unit,
+       {"StopWhenUnneeded=no", "Restart=on-failure",
+        "ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose\n"},
+       false},
+      {"unit that needs nothing", k_good_unit, {}, true},
+      {"legacy PID file dir", "[Service]\nRestart=always\nPIDFile=/var/run/nvidia-persistenced/x.pid\n",
+       {"PIDFile=/run/nvidia-persistenced/x.pid"}, false},
+      {"no Restart= at all", "[Service]\nExecStart=/usr/bin/nvidia-persistenced\n", {"Restart=on-failure"}, false},
+  };
+  for (const auto& c : cases) {
+    std::string d = render_dropin(c.unit, {});
+    EXPECT_EQ(d.empty(), c.empty) << c.name << "\n" << d;
+    for (const char* needle : c.must_contain) {
+      EXPECT_NE(d.find(needle), std::string::npos) << c.name << " lacks " << needle << "\n" << d;
+    }
+    if (!c.empty) {
+      EXPECT_EQ(d.find("ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced "
+                       "--no-persistence-mode"),
+                std::string::npos);
+    }
+  }
+}
+
+std::vector<StepKind> kinds(const FixPlan& p) {
+  std::vector<StepKind> out;
+  for (const auto& s : p.steps) out.push_back(s.kind);
+  return out;
+}
+
+TEST(FixPlan, StepsFollowTheDiagnosis) {
+  using K = StepKind;
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&, FixInputs&)> mutate;
+    FixOutcome outcome;
+    std::vector<StepKind> steps;
+  };
+  const std::vector<Case> cases = {
+      {"healthy: nothing", [](Snapshot&, FixInputs&) {}, FixOutcome::nothing_to_do, {}},
+      {"disabled and stopped, persistence off",
+       [](Snapshot& s, FixInputs& in) {
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         s.service.active_state = Fact<std::string>::known("inactive");
+         s.daemon.processes.clear();
+         for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
+         in.vendor_unit_text = k_good_unit;
+       },
+       FixOutcome::act, {K::enable, K::reload, K::start}},
+      {"ubuntu unit running with the flag",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         in.vendor_unit_text = k_ubuntu_unit;
+       },
+       FixOutcome::act, {K::write_file, K::reload, K::restart}},
+      {"drop-in already written: idempotent",
+       [](Snapshot& s, FixInputs& in) {
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         in.vendor_unit_text = k_ubuntu_unit;
+         in.dropin_exists = true;
+         in.current_dropin_text = render_dropin(k_ubuntu_unit, {});
+       },
+       FixOutcome::act, {K::enable, K::reload}},
+      {"failed unit", [](Snapshot& s, FixInputs& in) {
+         s.service.active_state = Fact<std::string>::known("failed");
+         s.daemon.processes.clear();
+         in.vendor_unit_text = k_good_unit;
+       },
+       FixOutcome::act, {K::reset_failed, K::start}},
+      {"legacy flag only",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes.clear();
+         s.service.active_state = Fact<std::string>::known("inactive");
+         in.vendor_unit_text = k_good_unit;
+       },
+       FixOutcome::act, {K::start}},
+      {"reboot pending: refused", [](Snapshot& s, FixInputs&) { s.nvml.init_code = Fact<int>::known(18); },
+       FixOutcome::refused, {}},
+      {"thermal: refused",
+       [](Snapshot& s, FixInputs&) {
+         s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x40);
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+       },
+       FixOutcome::refused, {}},
+      {"no systemd",
+       [](Snapshot& s, FixInputs&) {
+         s.service.reachable = false;
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+       },
+       FixOutcome::no_service_manager, {}},
+      {"masked: refused",
+       [](Snapshot& s, FixInputs&) { s.service.unit_file_state = Fact<std::string>::known("masked"); },
+       FixOutcome::refused, {}},
+  };
+  for (const auto& c : cases) {
+    Snapshot s = test::healthy_snapshot();
+    FixInputs in;
+    in.vendor_unit_text = k_good_unit;
+    c.mutate(s, in);
+    FixPlan p = plan_fix(s, diagnose(s), in);
+    EXPECT_EQ(p.outcome, c.outcome) << c.name << ": " << p.reason;
+    EXPECT_EQ(kinds(p), c.steps) << c.name;
+  }
+}
+
+TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
+  Snapshot s = test::healthy_snapshot();
+  s.daemon.processes.clear();
+  s.service.active_state = Fact<std::string>::known("inactive");
+  FixPlan p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true});
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_NE(p.notes[0].find("gpuwarm never runs `nvidia-smi -pm`"), std::string::npos);
+
+  Snapshot r = test::healthy_snapshot();
+  r.nvml.init_code = Fact<int>::known(18);
+  FixPlan refused = plan_fix(r, diagnose(r), {});
+  EXPECT_EQ(refused.exit_code, ExitCode::reboot_pending);
+  EXPECT_NE(refused.reason.find("Reboot pending"), std::string::npos) << refused.reason;
+}
+
+}  // namespace
+}  // namespace gpuwarm

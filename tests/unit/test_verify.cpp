@@ -1,0 +1,91 @@
+#include <gtest/gtest.h>
+
+#include "snapshot_builder.h"
+#include "verify/verify.h"
+
+namespace gpuwarm {
+namespace {
+
+CheckStatus status_of(const VerifyReport& r, const std::string& id) {
+  for (const auto& c : r.checks) {
+    if (c.id == id) return c.status;
+  }
+  ADD_FAILURE() << "no check " << id;
+  return CheckStatus::skip;
+}
+
+VerifyInputs inputs_with(std::function<void(Snapshot&)> mutate, int samples = 3) {
+  VerifyInputs in;
+  in.before = test::healthy_snapshot();
+  in.after = test::healthy_snapshot();
+  mutate(in.after);
+  for (int i = 0; i < samples; ++i) in.samples.push_back(in.after);
+  return in;
+}
+
+TEST(Verify, HealthyPassesWithDcgmSkipped) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot&) {}));
+  EXPECT_TRUE(r.passed);
+  EXPECT_EQ(status_of(r, "dcgm"), CheckStatus::skip);
+  EXPECT_EQ(r.checks.size(), 7u);
+}
+
+TEST(Verify, EachCheckFailsOnItsOwn) {
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> mutate;
+    const char* failing;
+  };
+  const std::vector<Case> cases = {
+      {"inactive", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("inactive"); }, "unit-active"},
+      {"disabled", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
+       "unit-enabled"},
+      {"flag", [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode"); }, "daemon-running"},
+      {"gpu off", [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, "persistence"},
+      {"not held", [](Snapshot& s) { s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0}); },
+       "daemon-holds-gpus"},
+      {"thermal", [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x20); },
+       "clocks"},
+  };
+  for (const auto& c : cases) {
+    VerifyReport r = evaluate_verify(inputs_with(c.mutate));
+    EXPECT_FALSE(r.passed) << c.name;
+    for (const auto& check : r.checks) {
+      EXPECT_EQ(check.status == CheckStatus::fail, check.id == c.failing) << c.name << ": " << check.id;
+    }
+  }
+}
+
+TEST(Verify, IdleClockSwingFailsAndBusyDoesNot) {
+  VerifyInputs in = inputs_with([](Snapshot&) {});
+  in.samples[1].nvml.gpus[0].clocks.sm = Fact<unsigned>::known(345);  // 1980 -> 345 while idle
+  EXPECT_EQ(status_of(evaluate_verify(in), "clocks"), CheckStatus::fail);
+  for (auto& s : in.samples) s.nvml.gpus[0].compute_processes = Fact<unsigned>::known(1);
+  EXPECT_EQ(status_of(evaluate_verify(in), "clocks"), CheckStatus::pass);
+}
+
+TEST(Verify, NoSystemdSkipsUnitChecksButStillChecksGpus) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) {
+    s.service.reachable = false;
+    s.service.unreachable = "no system bus";
+    s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root");
+  }));
+  EXPECT_EQ(status_of(r, "unit-active"), CheckStatus::skip);
+  EXPECT_EQ(status_of(r, "unit-enabled"), CheckStatus::skip);
+  EXPECT_EQ(status_of(r, "daemon-holds-gpus"), CheckStatus::skip);
+  EXPECT_EQ(status_of(r, "persistence"), CheckStatus::pass);
+  EXPECT_TRUE(r.passed);
+}
+
+TEST(Verify, DcgmOutcomeIsFoldedIn) {
+  VerifyInputs in = inputs_with([](Snapshot&) {});
+  in.dcgm = DcgmOutcome{true, "dcgmi diag -r 1: failures reported", false};
+  VerifyReport r = evaluate_verify(in);
+  EXPECT_EQ(status_of(r, "dcgm"), CheckStatus::fail);
+  EXPECT_FALSE(r.passed);
+  in.dcgm = DcgmOutcome{false, "dcgmi not found", false};
+  EXPECT_EQ(status_of(evaluate_verify(in), "dcgm"), CheckStatus::skip);
+}
+
+}  // namespace
+}  // namespace gpuwarm
