@@ -78,6 +78,14 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
 
 FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   FixPlan plan;
+  for (const auto& f : d.findings) {
+    if (f.rule_id == "PM002") {
+      plan.notes.emplace_back(
+          "Persistence is currently on only through the legacy flag (nvidia-smi -pm 1). gpuwarm never runs "
+          "`nvidia-smi -pm`; remove `-pm 1` from node-init scripts and config management so the daemon stays "
+          "the only source of truth.");
+    }
+  }
   switch (d.verdict.route) {
     case Route::note:
       plan.reason = "nothing to do: " + d.verdict.title;
@@ -156,14 +164,6 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
     plan.steps.push_back({StepKind::restart, "pick up the new configuration", "", ""});
   }
 
-  for (const auto& f : d.findings) {
-    if (f.rule_id == "PM002") {
-      plan.notes.emplace_back(
-          "Persistence is currently on only through the legacy flag (nvidia-smi -pm 1). gpuwarm never runs "
-          "`nvidia-smi -pm`; remove `-pm 1` from node-init scripts and config management so the daemon stays "
-          "the only source of truth.");
-    }
-  }
   if (plan.steps.empty()) {
     plan.reason = "configuration already as wanted; " + d.verdict.next_step;
     return plan;

@@ -96,19 +96,20 @@ Fact<std::string> read_string(const Library& lib, Return (*fn)(Device, char*, un
   return from_call(lib, r, printable(buf));
 }
 
+Fact<unsigned> read_uint(const Library& lib, Device dev, Return (*fn)(Device, unsigned*)) {
+  if (fn == nullptr) {
+    return Fact<unsigned>::unknown(k_symbol_absent);
+  }
+  unsigned v = 0;
+  Return r = fn(dev, &v);
+  return from_call(lib, r, v);
+}
+
 // Temperature, power against its limit, and the clock-event counters.
 void read_thermal_evidence(const Library& lib, Device dev, GpuFacts& gpu) {
   const Api& api = lib.api();
-  auto read_uint = [&](Return (*fn)(Device, unsigned*)) {
-    if (fn == nullptr) {
-      return Fact<unsigned>::unknown(k_symbol_absent);
-    }
-    unsigned v = 0;
-    Return rc = fn(dev, &v);
-    return from_call(lib, rc, v);
-  };
-  gpu.power_mw = read_uint(api.device_get_power_usage);
-  gpu.power_limit_mw = read_uint(api.device_get_enforced_power_limit);
+  gpu.power_mw = read_uint(lib, dev, api.device_get_power_usage);
+  gpu.power_limit_mw = read_uint(lib, dev, api.device_get_enforced_power_limit);
   if (api.device_get_field_values != nullptr) {
     std::vector<EventCounter> counters;
     if (read_counters(lib, dev, k_counters_new, counters)) {
@@ -156,15 +157,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth) {
     gpu.pci_bus_id = Fact<std::string>::unknown(k_symbol_absent);
   }
 
-  auto read_uint = [&](Return (*fn)(Device, unsigned*)) {
-    if (fn == nullptr) {
-      return Fact<unsigned>::unknown(k_symbol_absent);
-    }
-    unsigned v = 0;
-    Return rc = fn(dev, &v);
-    return from_call(lib, rc, v);
-  };
-  gpu.minor = read_uint(api.device_get_minor_number);
+  gpu.minor = read_uint(lib, dev, api.device_get_minor_number);
 
   if (api.device_get_persistence_mode != nullptr) {
     int mode = 0;

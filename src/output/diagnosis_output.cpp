@@ -1,5 +1,7 @@
 #include "output/diagnosis_output.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "output/table.h"
@@ -48,22 +50,11 @@ std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
   if (!daemon_running(s)) {
     return "no";
   }
-  if (!gpu.minor.has()) {
+  auto held = daemon_held_minors(s);
+  if (!gpu.minor.has() || !held) {
     return "?";
   }
-  bool known = false;
-  for (const auto& p : s.daemon.processes) {
-    if (!p.held_minors.has()) {
-      continue;
-    }
-    known = true;
-    for (unsigned m : *p.held_minors) {
-      if (m == *gpu.minor) {
-        return "yes";
-      }
-    }
-  }
-  return known ? "no" : "?";
+  return std::find(held->begin(), held->end(), *gpu.minor) != held->end() ? "yes" : "no";
 }
 
 std::string driver_line(const Snapshot& s) {

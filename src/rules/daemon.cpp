@@ -115,17 +115,11 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
 }
 
 std::vector<Finding> gpu_not_held(const Snapshot& s) {
-  std::vector<unsigned> held;
-  bool known = false;
-  for (const auto& p : s.daemon.processes) {
-    if (p.held_minors.has()) {
-      known = true;
-      held.insert(held.end(), p.held_minors->begin(), p.held_minors->end());
-    }
-  }
-  if (!known) {
+  auto held_minors = daemon_held_minors(s);
+  if (!held_minors) {
     return {};
   }
+  const std::vector<unsigned>& held = *held_minors;
   std::vector<Finding> out;
   for (const GpuFacts* gpu : reachable_gpus(s)) {
     if (!gpu->minor.has()) {

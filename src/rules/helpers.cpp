@@ -29,6 +29,19 @@ std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s) {
 
 bool daemon_running(const Snapshot& s) { return !s.daemon.processes.empty(); }
 
+std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
+  std::optional<std::vector<unsigned>> held;
+  for (const auto& p : s.daemon.processes) {
+    if (p.held_minors.has()) {
+      if (!held) {
+        held.emplace();
+      }
+      held->insert(held->end(), p.held_minors->begin(), p.held_minors->end());
+    }
+  }
+  return held;
+}
+
 bool has_arg(const std::vector<std::string>& argv, const std::string& arg) {
   return std::find(argv.begin(), argv.end(), arg) != argv.end();
 }

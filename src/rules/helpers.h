@@ -1,6 +1,7 @@
 #pragma once
 // Small questions several rules ask of a snapshot.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ std::string gpu_label(const GpuFacts& gpu);
 std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s);
 
 bool daemon_running(const Snapshot& s);
+// Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
+// open files could be read (not root) or no daemon runs.
+std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);
 bool has_arg(const std::vector<std::string>& argv, const std::string& arg);
 
 // The loaded kernel module's version (/proc first, then /sys), or "".

@@ -78,18 +78,12 @@ CheckResult holds_check(const Snapshot& s) {
     c.detail = "daemon not running";
     return c;
   }
-  std::vector<unsigned> held;
-  bool known = false;
-  for (const auto& p : s.daemon.processes) {
-    if (p.held_minors.has()) {
-      known = true;
-      held.insert(held.end(), p.held_minors->begin(), p.held_minors->end());
-    }
-  }
-  if (!known) {
+  auto held_minors = daemon_held_minors(s);
+  if (!held_minors) {
     c.detail = "not checked: reading the daemon's open files needs root";
     return c;
   }
+  const std::vector<unsigned>& held = *held_minors;
   std::vector<std::string> missing;
   for (const GpuFacts* g : reachable_gpus(s)) {
     if (g->minor.has() && std::find(held.begin(), held.end(), *g->minor) == held.end()) {

@@ -12,6 +12,7 @@ import time
 import unittest
 
 import harness as h
+from test_systemd_bus import exec_start
 
 try:
     import dbus
@@ -83,11 +84,7 @@ class FixAndVerify(dbusmock.DBusTestCase if dbus else unittest.TestCase):
                                         "StopWhenUnneeded": dbus.Boolean(True),
                                         "FragmentPath": "/lib/systemd/system/" + UNIT})
         argv = ["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode", "--verbose"]
-        unit.AddProperties(SERVICE_IFACE, {
-            "ExecStart": dbus.Array([dbus.Struct((argv[0], dbus.Array(argv, signature="s"), False, dbus.UInt64(0),
-                                                  dbus.UInt64(0), dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0),
-                                                  dbus.Int32(0), dbus.Int32(0)))], signature="(sasbttttuii)"),
-            "Restart": "no"})
+        unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": "no"})
         self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o", "ret = self.units[args[0]]")
         self.mock.AddMethod(MANAGER, "Subscribe", "", "", "")
         self.mock.AddMethod(MANAGER, "Reload", "", "", "")
@@ -178,10 +175,7 @@ class FixAndVerify(dbusmock.DBusTestCase if dbus else unittest.TestCase):
         # systemd would now report the drop-in's effective values.
         argv = ["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--verbose"]
         self.unit.UpdateProperties(UNIT_IFACE, {"StopWhenUnneeded": dbus.Boolean(False)})
-        self.unit.UpdateProperties(SERVICE_IFACE, {"Restart": "on-failure", "ExecStart": dbus.Array(
-            [dbus.Struct((argv[0], dbus.Array(argv, signature="s"), False, dbus.UInt64(0), dbus.UInt64(0),
-                          dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0), dbus.Int32(0), dbus.Int32(0)))],
-            signature="(sasbttttuii)")})
+        self.unit.UpdateProperties(SERVICE_IFACE, {"Restart": "on-failure", "ExecStart": exec_start(argv)})
         rc2, rep2, r2 = self.fix()
         self.assertEqual(rc2, 0, r2.stdout)
         self.assertFalse(rep2["changed"])

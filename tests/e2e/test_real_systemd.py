@@ -1,0 +1,188 @@
+"""gpuwarm fix and verify against a real systemd (Debian 12's 252) booted in a
+container: mmdebstrap builds a minimal Debian rootfs (cached under /var/tmp),
+systemd-nspawn boots it, and gpuwarm runs on the host with --root at the
+container's root and DBUS_SYSTEM_BUS_ADDRESS at the container's bus. The
+nvidia-persistenced in the container is a stand-in script that forks like the
+real one and holds /dev/nvidia0 and /dev/nvidia1 open unless given
+--no-persistence-mode. systemd is never booted on the host's own root (see
+shared/design/FACTS.md §7 for what that destroyed)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+ROOTFS_CACHE = "/var/tmp/gpuwarm-test-rootfs-bookworm"
+UNIT = "nvidia-persistenced.service"
+VENDOR_UNIT = """[Unit]
+Description=NVIDIA Persistence Daemon (test stand-in)
+StopWhenUnneeded=true
+
+[Service]
+Type=forking
+ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
+ExecStopPost=/bin/rm -rf /run/nvidia-persistenced
+
+[Install]
+WantedBy=multi-user.target
+"""
+STAND_IN = """#!/bin/bash
+# Test stand-in for nvidia-persistenced: forks like the real daemon; with persistence on
+# it holds the GPU device nodes open, as the real one holds /dev/nvidiaN.
+persistence=on
+for a in "$@"; do [ "$a" = --no-persistence-mode ] && persistence=off; done
+mkdir -p /run/nvidia-persistenced
+touch /dev/nvidia0 /dev/nvidia1
+if [ $persistence = on ]; then
+  ( exec 3<>/dev/nvidia0 4<>/dev/nvidia1; touch /run/stand-in-persistence-on; exec -a nvidia-persistenced sleep infinity ) &
+else
+  ( exec -a nvidia-persistenced sleep infinity ) &
+fi
+echo $! > /run/nvidia-persistenced/nvidia-persistenced.pid
+"""
+
+
+def build_rootfs():
+    """Returns (path, None) or (None, reason to skip)."""
+    if os.path.exists(os.path.join(ROOTFS_CACHE, ".gpuwarm-complete")):
+        return ROOTFS_CACHE, None
+    shutil.rmtree(ROOTFS_CACHE, ignore_errors=True)
+    r = subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase",
+                        "--include=systemd,systemd-sysv,dbus,libsystemd0", "bookworm", ROOTFS_CACHE],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        shutil.rmtree(ROOTFS_CACHE, ignore_errors=True)
+        return None, "mmdebstrap could not build a Debian rootfs: " + (r.stderr.strip().splitlines() or ["?"])[-1]
+    open(os.path.join(ROOTFS_CACHE, ".gpuwarm-complete"), "w").close()
+    return ROOTFS_CACHE, None
+
+
+class RealSystemd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not h.BIN:
+            raise unittest.SkipTest("GPUWARM_BIN not set: run through ctest")
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root to boot a container with systemd-nspawn")
+        for tool in ("mmdebstrap", "systemd-nspawn"):
+            if not shutil.which(tool):
+                raise unittest.SkipTest(f"{tool} not installed (scripts/setup.sh installs it)")
+        rootfs, why = build_rootfs()
+        if rootfs is None:
+            raise unittest.SkipTest(why)
+        cls.tmp = tempfile.mkdtemp(prefix="gpuwarm-nspawn-", dir="/var/tmp")
+        cls.machine = os.path.join(cls.tmp, "root")
+        subprocess.run(["cp", "-a", "--reflink=auto", rootfs, cls.machine], check=True)
+        with open(os.path.join(cls.machine, "lib/systemd/system", UNIT), "w") as f:
+            f.write(VENDOR_UNIT)
+        daemon = os.path.join(cls.machine, "usr/bin/nvidia-persistenced")
+        with open(daemon, "w") as f:
+            f.write(STAND_IN)
+        os.chmod(daemon, 0o755)
+        cls.nspawn = subprocess.Popen(
+            ["systemd-nspawn", "-D", cls.machine, "--register=no", "--keep-unit", "--console=passive",
+             "--tmpfs=/sys/module", "-b"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        cls.root = cls.wait_for_boot()
+
+    @classmethod
+    def wait_for_boot(cls):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if cls.nspawn.poll() is not None:
+                raise unittest.SkipTest(f"systemd-nspawn exited with {cls.nspawn.returncode}: cannot boot here")
+            children = subprocess.run(["pgrep", "-P", str(cls.nspawn.pid)], capture_output=True, text=True).stdout.split()
+            if children:
+                root = f"/proc/{children[0]}/root"
+                if os.path.exists(root + "/run/dbus/system_bus_socket"):
+                    r = subprocess.run(["busctl", "--system", "call", "org.freedesktop.systemd1",
+                                        "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager",
+                                        "GetUnitFileState", "s", UNIT],
+                                       env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": cls.bus(root)},
+                                       capture_output=True, text=True)
+                    if r.returncode == 0:
+                        return root
+            time.sleep(0.2)
+        raise AssertionError("the container's systemd did not come up within 60 s")
+
+    @staticmethod
+    def bus(root):
+        return f"unix:path={root}/run/dbus/system_bus_socket"
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "nspawn", None) is not None:
+            cls.nspawn.send_signal(signal.SIGTERM)  # nspawn halts the container cleanly
+            try:
+                cls.nspawn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(cls.nspawn.pid, signal.SIGKILL)
+                cls.nspawn.wait()
+        if getattr(cls, "tmp", None):
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def gpuwarm(self, *args):
+        root = self.root
+        os.makedirs(root + "/sys/module/nvidia", exist_ok=True)
+        with open(root + "/sys/module/nvidia/version", "w") as f:
+            f.write("580.159.04\n")
+        sc = h.scenario([dict(h.gpu(i, persistence=0), enabled_when_file_exists=root + "/run/stand-in-persistence-on")
+                         for i in range(2)])
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(sc, f)
+        try:
+            env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus(root), "FAKE_NVML_SCENARIO": f.name,
+                   "NO_COLOR": "1"}
+            cmd = [h.BIN, *args, "--root", root, "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
+            return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        finally:
+            os.unlink(f.name)
+
+    def test_1_diagnose_sees_the_real_unit(self):
+        r = self.gpuwarm("diagnose", "--json")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        d = json.loads(r.stdout)
+        svc = d["snapshot"]["service"]
+        self.assertEqual((svc["load_state"], svc["active_state"], svc["unit_file_state"]),
+                         ("loaded", "inactive", "disabled"))
+        self.assertIn("--no-persistence-mode", svc["exec_start"])
+        self.assertTrue(svc["stop_when_unneeded"])
+        self.assertEqual(d["verdict"]["rule_id"], "PM001")
+
+    def test_2_fix_enables_writes_the_drop_in_starts_and_verifies(self):
+        r = self.gpuwarm("fix", "--json", "--settle", "0.5", "--samples", "2", "--sample-interval", "0.1")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertTrue(rep["changed"])
+        self.assertEqual([s["kind"] for s in rep["steps"]], ["write-file", "reload", "enable", "reload", "start"])
+        enable = rep["steps"][2]
+        self.assertIn("multi-user.target.wants/nvidia-persistenced.service", enable["detail"])
+        self.assertTrue(os.path.islink(self.root + "/etc/systemd/system/multi-user.target.wants/" + UNIT))
+        self.assertTrue(os.path.exists(self.root + "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"))
+        checks = {c["id"]: c["status"] for c in rep["verify"]["checks"]}
+        self.assertEqual(checks, {"unit-active": "pass", "unit-enabled": "pass", "daemon-running": "pass",
+                                  "persistence": "pass", "daemon-holds-gpus": "pass", "clocks": "pass",
+                                  "dcgm": "skip"})
+
+        d = json.loads(self.gpuwarm("diagnose", "--json").stdout)
+        svc = d["snapshot"]["service"]
+        # systemd itself now reports the drop-in's values.
+        self.assertNotIn("--no-persistence-mode", svc["exec_start"])
+        self.assertEqual((svc["stop_when_unneeded"], svc["restart"]), (False, "on-failure"))
+        self.assertEqual(d["verdict"]["code"], "healthy", json.dumps(d["findings"]))
+
+    def test_3_second_run_changes_nothing(self):
+        r = self.gpuwarm("fix", "--json", "--samples", "1")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertFalse(rep["changed"])
+        self.assertEqual(rep["steps"], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
