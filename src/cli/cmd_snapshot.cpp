@@ -19,6 +19,7 @@ struct SnapshotOptions {
 
 std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<SnapshotOptions>();
+  opts->collect.one_shot = true;
   add_collect_options(sub, opts->collect);
   // JSON is the only format; the flag exists so scripts can say what they expect.
   sub.add_flag("--json", opts->json, "Print JSON (the default and only format)");

@@ -12,6 +12,9 @@ namespace gpuwarm::nvml {
 namespace {
 
 constexpr const char* k_symbol_absent = "not in this NVML";
+
+// The library a one-shot collect leaves loaded for process exit to release.
+[[maybe_unused]] Library* g_kept_until_exit = nullptr;
 constexpr std::uint64_t k_thermal_or_power_bits = clock_reason::thermal_or_power;
 constexpr const char* k_not_read = "not read by diagnose (use --full)";
 
@@ -174,14 +177,15 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth) {
     gpu.pstate = Fact<unsigned>::unknown(k_symbol_absent);
   }
 
-  // Pinned application clocks show on SM and memory alike (`nvidia-smi -ac MEM,GR`); SM
-  // follows graphics, so decision depth compares SM and memory only.
+  // `nvidia-smi -ac MEM,GR` pins graphics and SM together, so decision depth
+  // compares the SM application clock with its default and nothing more.
   constexpr ClockTypes sm_and_mem{true, false, true};
+  constexpr ClockTypes sm_only{true, false, false};
   gpu.clocks = read_clocks(lib, dev, api.device_get_clock_info, full ? k_all_clocks : sm_and_mem);
   gpu.max_clocks = read_clocks(lib, dev, api.device_get_max_clock_info, full ? k_all_clocks : k_no_clocks);
-  gpu.app_clocks = read_clocks(lib, dev, api.device_get_applications_clock, full ? k_all_clocks : sm_and_mem);
+  gpu.app_clocks = read_clocks(lib, dev, api.device_get_applications_clock, full ? k_all_clocks : sm_only);
   gpu.default_app_clocks =
-      read_clocks(lib, dev, api.device_get_default_applications_clock, full ? k_all_clocks : sm_and_mem);
+      read_clocks(lib, dev, api.device_get_default_applications_clock, full ? k_all_clocks : sm_only);
 
   auto read_mask = [&](Return (*fn)(Device, unsigned long long*)) {
     if (fn == nullptr) {
@@ -311,6 +315,12 @@ NvmlFacts collect(const CollectOptions& options) {
     }
   }
   facts.devices_ms = ms_since(devices_start);
+  if (options.release_at_exit) {
+    // Neither nvmlShutdown nor dlclose: the library stays initialized until
+    // exit. Kept reachable from a global so leak checkers see it as intended.
+    g_kept_until_exit = lib->release();
+    return facts;
+  }
   auto shutdown_start = Clock::now();
   api.shutdown();
   facts.shutdown_ms = ms_since(shutdown_start);

@@ -60,7 +60,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   auto nvml_future = std::async(std::launch::async, [&options, &nvml_ms] {
     auto t = Clock::now();
     NvmlFacts facts = nvml::collect(
-        {options.nvml_library, options.full ? nvml::Depth::full : nvml::Depth::decision});
+        {options.nvml_library, options.full ? nvml::Depth::full : nvml::Depth::decision, options.one_shot});
     nvml_ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
     return facts;
   });

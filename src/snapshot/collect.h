@@ -16,6 +16,7 @@ struct CollectOptions {
   std::string nvml_library;   // --nvml PATH
   bool use_systemd = true;    // --no-systemd clears it
   bool full = true;           // every NVML fact; diagnose reads only what rules need unless --full
+  bool one_shot = false;      // the process exits after this snapshot (see nvml::CollectOptions)
 };
 
 // `services` may be null when use_systemd is false.
