@@ -51,7 +51,7 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
   auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
                                   "Diagnose a recorded snapshot (`gpuwarm snapshot --json` or `diagnose --json` "
                                   "output) instead of this node")
-                       ->check(CLI::ExistingFile)
+                       ->check(CLI::ExistingFile.description(""))
                        ->type_name("FILE");
   for (const char* name : {"--root", "--kernel-log", "--nvml", "--no-systemd", "--full"}) {
     snap_opt->excludes(sub.get_option(name));

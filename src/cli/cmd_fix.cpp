@@ -198,8 +198,9 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
   add_verify_options(sub, opts->verify);
   sub.add_flag("--dry-run", opts->dry_run, "Print the exact plan (files, D-Bus calls) and change nothing");
   sub.add_flag("--json", opts->json, "Print the plan, what was done, and the verification as JSON");
-  sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start job")
-      ->check(CLI::Range(1.0, 3600.0))
+  sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start job (1-3600)")
+      ->check(CLI::Range(1.0, 3600.0).description(""))
+      ->type_name("SECONDS")
       ->capture_default_str();
   sub.footer(
       "Acts only when `gpuwarm diagnose` says the persistence runbook applies. Through systemd's D-Bus API\n"

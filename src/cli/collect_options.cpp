@@ -8,12 +8,12 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
   const char* group = "Where facts come from";
   app.add_option("--root", options.root,
                  "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /")
-      ->check(CLI::ExistingDirectory)
+      ->check(CLI::ExistingDirectory.description(""))
       ->type_name("DIR")
       ->group(group);
   app.add_option("--kernel-log", options.kernel_log,
                  "Scan FILE (dmesg or journalctl -k output) instead of reading /dev/kmsg")
-      ->check(CLI::ExistingFile)
+      ->check(CLI::ExistingFile.description(""))
       ->type_name("FILE")
       ->group(group);
   app.add_option("--nvml", options.nvml_library,

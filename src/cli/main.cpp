@@ -55,13 +55,11 @@ int main(int argc, char** argv) {
   // Global options (--color) may also follow the command name.
   app.fallthrough();
   gpuwarm::GlobalOptions global;
-  app.add_option("--color", global.color, "Colour output: auto (TTY and NO_COLOR unset), always, never")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, gpuwarm::ColorMode>{{"auto", gpuwarm::ColorMode::automatic},
-                                                    {"always", gpuwarm::ColorMode::always},
-                                                    {"never", gpuwarm::ColorMode::never}},
-          CLI::ignore_case))
-      ->type_name("WHEN");
+  std::string color = "auto";
+  app.add_option("--color", color, "Colour: auto (on a TTY with NO_COLOR unset), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}).description(""))
+      ->type_name("WHEN")
+      ->capture_default_str();
   app.footer("Run `gpuwarm <command> --help` for a command's options and exit codes.\n"
              "Exit codes shared by all commands: 0 success/healthy, 1 gpuwarm failed, 2 bad command line.");
 
@@ -95,6 +93,9 @@ int main(int argc, char** argv) {
     std::cerr << "Run `gpuwarm --help` for usage.\n";
     return gpuwarm::to_int(ExitCode::usage);
   }
+  global.color = color == "always"  ? gpuwarm::ColorMode::always
+                 : color == "never" ? gpuwarm::ColorMode::never
+                                    : gpuwarm::ColorMode::automatic;
   try {
     return run ? run() : gpuwarm::to_int(ExitCode::usage);
   } catch (const std::exception& e) {

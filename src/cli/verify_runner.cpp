@@ -64,21 +64,25 @@ void sleep_seconds(double s) {
 
 void add_verify_options(CLI::App& app, VerifyOptions& options) {
   const char* group = "Verification";
-  app.add_option("--settle", options.settle_seconds, "Seconds to wait before reading persistence again")
-      ->check(CLI::Range(0.0, 600.0))
+  app.add_option("--settle", options.settle_seconds, "Seconds to wait before reading persistence again (0-600)")
+      ->check(CLI::Range(0.0, 600.0).description(""))
+      ->type_name("SECONDS")
       ->capture_default_str()
       ->group(group);
-  app.add_option("--samples", options.samples, "Clock samples to take")
-      ->check(CLI::Range(1u, 1000u))
+  app.add_option("--samples", options.samples, "Clock samples to take (1-1000)")
+      ->check(CLI::Range(1u, 1000u).description(""))
+      ->type_name("N")
       ->capture_default_str()
       ->group(group);
-  app.add_option("--sample-interval", options.sample_interval_seconds, "Seconds between clock samples")
-      ->check(CLI::Range(0.0, 60.0))
+  app.add_option("--sample-interval", options.sample_interval_seconds, "Seconds between clock samples (0-60)")
+      ->check(CLI::Range(0.0, 60.0).description(""))
+      ->type_name("SECONDS")
       ->capture_default_str()
       ->group(group);
   app.add_option("--dcgm-level", options.dcgm_level,
                  "Also run `dcgmi diag -r N --json` (1 quick .. 4 extra long) where DCGM is installed")
-      ->check(CLI::Range(1, 4))
+      ->check(CLI::Range(1, 4).description(""))
+      ->type_name("N")
       ->group(group);
 }
 
