@@ -8,6 +8,8 @@ const CommandSpec k_commands[] = {
     {"fix", "Enable and start nvidia-persistenced through systemd where the runbook applies, then verify",
      setup_fix},
     {"verify", "Check the runbook's verification list: unit, daemon, every GPU, stable clocks", setup_verify},
+    {"probe", "Time each GPU's cold start (first CUDA call) in a fresh process; save and compare baselines",
+     setup_probe},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

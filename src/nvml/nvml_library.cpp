@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "core/dl.h"
 #include "core/strings.h"
 
 namespace gpuwarm::nvml {
@@ -69,14 +70,6 @@ Library::~Library() {
 
 namespace {
 
-void* resolve(void* handle, const char* primary, const char* fallback) {
-  void* sym = ::dlsym(handle, primary);
-  if (sym == nullptr && fallback != nullptr) {
-    sym = ::dlsym(handle, fallback);
-  }
-  return sym;
-}
-
 std::string loaded_file(void* handle, const std::string& fallback) {
   link_map* map = nullptr;
   if (::dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr && map->l_name != nullptr &&
@@ -121,7 +114,7 @@ Result<std::unique_ptr<Library>> Library::open(const std::string& path) {
   std::string missing;
   // Function pointers from dlsym: the cast is the documented POSIX idiom.
 #define GPUWARM_NVML_RESOLVE(member, type, primary, fallback)                                        \
-  lib->m_api.member = reinterpret_cast<type>(resolve(handle, primary, fallback));
+  lib->m_api.member = reinterpret_cast<type>(resolve_symbol(handle, primary, fallback));
 #define GPUWARM_NVML_REQUIRE(member, type, primary, fallback)                                        \
   GPUWARM_NVML_RESOLVE(member, type, primary, fallback)                                              \
   if (lib->m_api.member == nullptr) {                                                                \

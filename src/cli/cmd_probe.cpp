@@ -1,0 +1,328 @@
+// `gpuwarm probe`: per GPU, a fresh child process that sees only that GPU
+// times its cold start; all GPUs at once, so N GPUs take about as long as
+// the slowest.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "core/exit_codes.h"
+#include "core/fs.h"
+#include "core/strings.h"
+#include "cuda/cold_start.h"
+#include "nvml/collect_nvml.h"
+#include "probe/probe.h"
+#include "snapshot/snapshot_json.h"
+
+extern char** environ;
+
+namespace gpuwarm {
+
+namespace {
+
+struct ProbeOptions {
+  std::string nvml_library;
+  std::string cuda_library;
+  double timeout_seconds = 60;
+  bool json = false;
+  bool child = false;
+  std::string save;
+  std::string compare;
+};
+
+using Clock = std::chrono::steady_clock;
+
+struct Child {
+  GpuProbe* probe;
+  pid_t pid = -1;
+  int out_fd = -1;
+  std::string output;
+  Clock::time_point started;
+  bool done = false;
+};
+
+std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Starts `gpuwarm probe --child` with only `uuid` visible to CUDA.
+Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return fail(std::string("pipe: ") + std::strerror(errno));
+  }
+  std::vector<std::string> args = {"gpuwarm", "probe", "--child"};
+  if (!opts.cuda_library.empty()) {
+    args.insert(args.end(), {"--cuda", opts.cuda_library});
+  }
+  if (!opts.nvml_library.empty()) {
+    args.insert(args.end(), {"--nvml", opts.nvml_library});
+  }
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) {
+      env.emplace_back(*e);
+    }
+  }
+  // UUIDs, not indices: CUDA's order may differ from NVML's (FACTS.md §6).
+  env.push_back("CUDA_VISIBLE_DEVICES=" + probe.uuid);
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  Child child;
+  child.probe = &probe;
+  child.started = Clock::now();
+  int r = ::posix_spawn(&child.pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (r != 0) {
+    ::close(fds[0]);
+    return fail(std::string("cannot start probe child: ") + std::strerror(r));
+  }
+  child.out_fd = fds[0];
+  return child;
+}
+
+void finish_child(Child& c, bool timed_out) {
+  if (timed_out) {
+    ::kill(c.pid, SIGKILL);
+  }
+  int status = 0;
+  ::waitpid(c.pid, &status, 0);
+  ::close(c.out_fd);
+  c.done = true;
+  GpuProbe& p = *c.probe;
+  p.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - c.started).count();
+  if (timed_out) {
+    p.timed_out = true;
+    return;
+  }
+  auto j = nlohmann::json::parse(c.output, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    p.child_error = WIFSIGNALED(status) ? fmt::format("probe child killed by signal {}", WTERMSIG(status))
+                                        : "probe child printed no result";
+    return;
+  }
+  try {
+    p.result = cuda::cold_start_from_json(j);
+  } catch (const nlohmann::json::exception& e) {
+    p.child_error = std::string("unreadable probe child result: ") + e.what();
+    return;
+  }
+  // CUDA prints UUIDs in lower case; NVML's may differ in case only.
+  if (!p.result.uuid.empty() && to_lower(p.result.uuid) != to_lower(p.uuid)) {
+    p.child_error = "CUDA probed " + p.result.uuid + ", not the requested GPU";
+  }
+}
+
+// Waits for every child, killing those past the per-GPU timeout.
+void collect_children(std::vector<Child>& children, std::chrono::milliseconds timeout) {
+  for (;;) {
+    std::vector<pollfd> fds;
+    std::vector<Child*> owners;
+    auto now = Clock::now();
+    int wait_ms = -1;
+    for (auto& c : children) {
+      if (c.done) {
+        continue;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.started + timeout - now).count();
+      if (left <= 0) {
+        finish_child(c, /*timed_out=*/true);
+        continue;
+      }
+      wait_ms = wait_ms < 0 ? static_cast<int>(left) : std::min(wait_ms, static_cast<int>(left));
+      fds.push_back({c.out_fd, POLLIN, 0});
+      owners.push_back(&c);
+    }
+    if (fds.empty()) {
+      return;
+    }
+    int n = ::poll(fds.data(), fds.size(), wait_ms);
+    if (n < 0 && errno != EINTR) {
+      return;
+    }
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+        continue;
+      }
+      char buf[4096];
+      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got > 0) {
+        owners[i]->output.append(buf, static_cast<std::size_t>(got));
+      } else {
+        finish_child(*owners[i], /*timed_out=*/false);
+      }
+    }
+  }
+}
+
+Result<void> save_run(const std::string& path, const ProbeRun& run) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  std::ofstream out(path, std::ios::trunc);
+  out << dump_json(probe_to_json(run)) << "\n";
+  out.close();
+  if (!out) {
+    return fail("cannot write " + path);
+  }
+  return {};
+}
+
+Result<ProbeRun> load_run(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) {
+    return tl::unexpected(text.error());
+  }
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded()) {
+    return fail(path + ": not valid JSON");
+  }
+  auto run = probe_from_json(j);
+  if (!run) {
+    return fail(path + ": " + run.error().message);
+  }
+  return run;
+}
+
+}  // namespace
+
+std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<ProbeOptions>();
+  sub.add_option("--nvml", opts->nvml_library, "Load this NVML library instead of libnvidia-ml.so.1")
+      ->type_name("PATH");
+  sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library instead of libcuda.so.1")
+      ->type_name("PATH");
+  sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600)")
+      ->check(CLI::Range(1.0, 600.0).description(""))
+      ->type_name("SECONDS")
+      ->capture_default_str();
+  sub.add_option("--save", opts->save,
+                 fmt::format("Store this run as a baseline (FILE, default {})", k_default_probe_baseline))
+      ->expected(0, 1)
+      ->type_name("[FILE]");
+  sub.add_option("--compare", opts->compare,
+                 fmt::format("Compare with a saved baseline, per GPU and stage (FILE, default {})",
+                             k_default_probe_baseline))
+      ->expected(0, 1)
+      ->type_name("[FILE]");
+  sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");
+  sub.add_flag("--child", opts->child)->group("");  // internal: one GPU's timing, run by probe itself
+  sub.footer(
+      "Each GPU gets a fresh child process with CUDA_VISIBLE_DEVICES=GPU-<uuid>, which times: loading\n"
+      "libcuda.so.1, nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB\n"
+      "allocation + synchronize, and the release. Without persistence a cold GPU pays seconds here; with it,\n"
+      "milliseconds. Save a baseline before a change and compare after it: the runbook's same-node proof.\n"
+      "Read-only: it changes no GPU setting.\n\n"
+      "Exit codes: 0 every GPU probed, 1 a probe failed or timed out (or a file could not be read or\n"
+      "written), 2 bad command line.");
+
+  return [opts, &sub]() -> int {
+    if (opts->child) {
+      std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library)).dump() << "\n";
+      return 0;
+    }
+    const bool saving = sub.count("--save") > 0;
+    const bool comparing = sub.count("--compare") > 0;
+    std::string save_path = opts->save.empty() ? k_default_probe_baseline : opts->save;
+    std::string compare_path = opts->compare.empty() ? k_default_probe_baseline : opts->compare;
+    ProbeRun baseline;
+    if (comparing) {
+      auto loaded = load_run(compare_path);
+      if (!loaded) {
+        std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      baseline = std::move(*loaded);
+    }
+
+    NvmlFacts nvml_facts = nvml::collect({opts->nvml_library, nvml::Depth::decision, false});
+    ProbeRun run;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    run.hostname = host;
+    run.taken_at = utc_now();
+    if (!nvml_facts.init_code.is(0)) {
+      std::cerr << "gpuwarm: error: cannot list GPUs through NVML: "
+                << (nvml_facts.init_code.has() ? nvml_facts.init_error : nvml_facts.init_code.missing) << "\n";
+      return to_int(ExitCode::tool_error);
+    }
+    for (const auto& g : nvml_facts.gpus) {
+      if (g.handle_error.empty() && g.uuid.has()) {
+        run.gpus.push_back({g.index, *g.uuid, g.pci_bus_id.value_or(""), {}, false, "", 0});
+      }
+    }
+    if (run.gpus.empty()) {
+      std::cerr << "gpuwarm: error: no GPU to probe\n";
+      return to_int(ExitCode::tool_error);
+    }
+
+    auto start = Clock::now();
+    std::vector<Child> children;
+    for (auto& g : run.gpus) {
+      auto child = spawn_child(g, *opts);
+      if (!child) {
+        g.child_error = child.error().message;
+        continue;
+      }
+      children.push_back(std::move(*child));
+    }
+    collect_children(children, std::chrono::milliseconds(static_cast<long long>(opts->timeout_seconds * 1000)));
+    run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+
+    bool all_ok = true;
+    for (const auto& g : run.gpus) {
+      all_ok = all_ok && probe_ok(g);
+    }
+    if (opts->json) {
+      nlohmann::json out = probe_to_json(run);
+      if (comparing) {
+        out["compare"] = compare_json(baseline, run);
+      }
+      std::cout << dump_json(out) << "\n";
+    } else {
+      std::cout << render_probe_text(run);
+      if (comparing) {
+        std::cout << "\n" << render_compare_text(baseline, run);
+      }
+    }
+    if (saving) {
+      if (auto r = save_run(save_path, run); !r) {
+        std::cerr << "gpuwarm: error: " << r.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      std::cerr << "saved baseline to " << save_path << "\n";
+    }
+    return to_int(all_ok ? ExitCode::healthy : ExitCode::tool_error);
+  };
+}
+
+}  // namespace gpuwarm

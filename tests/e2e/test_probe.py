@@ -1,0 +1,117 @@
+"""gpuwarm probe end to end: a child per GPU limited by CUDA_VISIBLE_DEVICES,
+in parallel, against the fake libnvidia-ml and libcuda (stage delays, CUDA
+error codes, a hang), plus baselines saved and compared."""
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+import harness as h
+
+FAKE_CUDA_DIR = os.environ.get("FAKE_CUDA_DIR", "")
+UUID0 = "GPU-00000000-0000-0000-0000-000000000000"
+UUID1 = "GPU-00000001-0000-0000-0000-000000000000"
+
+
+class Probe(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+
+    def probe(self, cuda_scenario, *args):
+        path = os.path.join(self.tmp, "cuda.json")
+        with open(path, "w") as f:
+            json.dump(cuda_scenario, f)
+        nvml = os.path.join(self.tmp, "nvml.json")
+        with open(nvml, "w") as f:
+            json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
+        env = {"FAKE_CUDA_SCENARIO": path, "FAKE_NVML_SCENARIO": nvml}
+        r = h.run(["probe", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                   "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), *args], extra_env=env, raw=True)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
+    def probe_json(self, cuda_scenario, *args):
+        r = self.probe(cuda_scenario, "--json", *args)
+        return r.returncode, json.loads(r.stdout)
+
+    def test_parallel_stages_and_uuid_mapping(self):
+        sc = {"*": {"delay_ms": {"cuInit": 400, "cuDevicePrimaryCtxRetain": 100}}}
+        rc, d = self.probe_json(sc)
+        self.assertEqual(rc, 0)
+        self.assertEqual([g["uuid"] for g in d["gpus"]], [UUID0, UUID1])
+        for g in d["gpus"]:
+            self.assertTrue(g["ok"], g)
+            names = [s["name"] for s in g["stages"]]
+            self.assertEqual(names, ["load_libcuda", "nvml_init", "cu_init", "device_get", "ctx_retain", "alloc_sync",
+                                     "ctx_release"])
+            stages = {s["name"]: s["ms"] for s in g["stages"]}
+            self.assertGreaterEqual(stages["cu_init"], 390)
+            self.assertGreaterEqual(stages["ctx_retain"], 95)
+            # The child saw only its own GPU, and CUDA reported that GPU's UUID back.
+            self.assertEqual(g["cuda_uuid"].lower(), g["uuid"].lower())
+        slowest = max(g["wall_ms"] for g in d["gpus"])
+        self.assertLess(d["wall_ms"], slowest * 1.2 + 50, "GPUs were not probed in parallel")
+
+    def test_cuda_error_is_named(self):
+        sc = {UUID1: {"returns": {"cuDevicePrimaryCtxRetain": 46}}}
+        r = self.probe(sc)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("GPU 1: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE", r.stdout)
+        self.assertIn("FAILED", r.stdout)
+
+    def test_a_probe_that_lands_on_another_gpu_is_flagged(self):
+        sc = {UUID1: {"report_uuid": "GPU-ffffffff-0000-0000-0000-000000000000"}}
+        rc, d = self.probe_json(sc)
+        self.assertEqual(rc, 1)
+        self.assertIn("not the requested GPU", d["gpus"][1]["child_error"])
+
+    def test_timeout_kills_a_hung_gpu(self):
+        sc = {UUID0: {"delay_ms": {"cuInit": 20000}}}
+        rc, d = self.probe_json(sc, "--timeout", "1")
+        self.assertEqual(rc, 1)
+        self.assertTrue(d["gpus"][0]["timed_out"])
+        self.assertTrue(d["gpus"][1]["ok"])
+        self.assertLess(d["wall_ms"], 5000)
+
+    def test_save_then_compare(self):
+        baseline = os.path.join(self.tmp, "sub", "baseline.json")
+        r = self.probe({"*": {"delay_ms": {"cuInit": 600}}}, "--save", baseline)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("saved baseline to", r.stderr)
+        r2 = self.probe({"*": {"delay_ms": {"cuInit": 50}}}, "--compare", baseline)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertIn("Before:", r2.stdout)
+        self.assertIn("cu_init", r2.stdout)
+        self.assertRegex(r2.stdout, r"cu_init\s+6\d\d\.\d\s+\d+\.\d\s+-9\d%")
+        rc, d = self.probe_json({}, "--compare", baseline)
+        self.assertTrue(d["compare"][0]["in_baseline"])
+        self.assertGreater(d["compare"][0]["before_total_ms"], d["compare"][0]["after_total_ms"])
+
+    def test_compare_with_bad_files(self):
+        missing = self.probe({}, "--compare", os.path.join(self.tmp, "absent.json"))
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("No such file", missing.stderr)
+        other = os.path.join(self.tmp, "other.json")
+        with open(other, "w") as f:
+            json.dump({"schema_version": 1}, f)
+        wrong = self.probe({}, "--compare", other)
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn("not a gpuwarm probe result", wrong.stderr)
+
+    def test_no_nvml_is_a_clear_error(self):
+        r = h.run(["probe", "--nvml", "/nonexistent/libnvidia-ml.so.1"], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot list GPUs through NVML", r.stderr)
+
+    def test_help_documents_the_stages_and_hides_the_child_flag(self):
+        r = h.run(["probe", "--help"], raw=True)
+        self.assertIn("CUDA_VISIBLE_DEVICES=GPU-<uuid>", r.stdout)
+        self.assertIn("--save", r.stdout)
+        self.assertNotIn("--child", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
