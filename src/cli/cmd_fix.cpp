@@ -80,7 +80,8 @@ Result<void> write_atomically(const std::string& path, const std::string& conten
 }
 
 // Holds an exclusive lock for the life of the process (released on exit).
-Result<void> take_lock(const Paths& paths) {
+// Ok(false) when another run holds it; an error when it cannot be taken at all.
+Result<bool> take_lock(const Paths& paths) {
   std::string path = paths.run("gpuwarm-fix.lock");
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -90,11 +91,11 @@ Result<void> take_lock(const Paths& paths) {
     int err = errno;
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return fail("another `gpuwarm fix` is running (lock " + paths.display(path) + " is held)");
+      return false;
     }
     return fail(fmt::format("cannot lock {}: {}", path, std::strerror(err)));
   }
-  return {};  // fd stays open on purpose
+  return true;  // fd stays open on purpose
 }
 
 Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceManager& services,
@@ -256,9 +257,14 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     bool changed = false;
     std::string text = head;
     if (plan.outcome == FixOutcome::act) {
-      if (auto lock = take_lock(paths); !lock) {
-        report["reason"] = lock.error().message;
-        return finish(to_int(ExitCode::locked), false, head + lock.error().message + "\nNothing was changed.\n");
+      auto lock = take_lock(paths);
+      if (!lock || !*lock) {
+        std::string why = lock ? "another `gpuwarm fix` is running (lock " + paths.display(paths.run("gpuwarm-fix.lock")) +
+                                     " is held)"
+                               : lock.error().message;
+        report["reason"] = why;
+        return finish(to_int(lock ? ExitCode::locked : ExitCode::tool_error), false,
+                      head + why + "\nNothing was changed.\n");
       }
       auto services = make_systemd_manager();
       auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));

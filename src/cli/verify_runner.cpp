@@ -1,5 +1,7 @@
 #include "cli/verify_runner.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <thread>

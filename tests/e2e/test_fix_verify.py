@@ -6,6 +6,7 @@ missing method, masked unit, failed job, job timeout, permission denied."""
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -249,6 +250,14 @@ class FixAndVerify(dbusmock.DBusTestCase if dbus else unittest.TestCase):
             rc, rep, r = self.fix()
         self.assertEqual(rc, 7)
         self.assertIn("another `gpuwarm fix` is running", r.stdout + json.dumps(rep))
+        self.assertEqual(self.write_calls()["Reload"], 0)
+
+    def test_unopenable_lock_is_an_error_not_contention(self):
+        self.add_unit()
+        shutil.rmtree(self.root.p("run"))
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot open lock", rep["reason"])
         self.assertEqual(self.write_calls()["Reload"], 0)
 
     def test_missing_unit_gets_one_written(self):
