@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -24,6 +23,7 @@
 #include "cli/command.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
+#include "core/host.h"
 #include "core/strings.h"
 #include "cuda/cold_start.h"
 #include "nvml/collect_nvml.h"
@@ -56,15 +56,6 @@ struct Child {
   Clock::time_point started;
   bool done = false;
 };
-
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Starts `gpuwarm probe --child` with only `uuid` visible to CUDA.
 Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts) {
@@ -266,10 +257,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
 
     NvmlFacts nvml_facts = nvml::collect({opts->nvml_library, nvml::Depth::decision, false});
     ProbeRun run;
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    run.hostname = host;
-    run.taken_at = utc_now();
+    run.hostname = host_name();
+    run.taken_at = utc_now_iso8601();
     if (!nvml_facts.init_code.is(0)) {
       std::cerr << "gpuwarm: error: cannot list GPUs through NVML: "
                 << (nvml_facts.init_code.has() ? nvml_facts.init_error : nvml_facts.init_code.missing) << "\n";

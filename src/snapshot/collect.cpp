@@ -5,8 +5,8 @@
 #include <chrono>
 #include <future>
 #include <cstdlib>
-#include <ctime>
 
+#include "core/host.h"
 #include "nvml/collect_nvml.h"
 #include "sysfs/daemon.h"
 #include "sysfs/driver.h"
@@ -18,26 +18,6 @@
 
 namespace gpuwarm {
 
-namespace {
-
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) {
-    return "unknown";
-  }
-  return buf;
-}
-
-}  // namespace
 
 Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* services) {
   auto start = std::chrono::steady_clock::now();
@@ -45,7 +25,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   Snapshot snap;
   snap.gpuwarm_version = GPUWARM_VERSION;
   snap.hostname = host_name();
-  snap.collected_at = utc_now();
+  snap.collected_at = utc_now_iso8601();
   snap.root = ::geteuid() == 0;
 
   using Clock = std::chrono::steady_clock;

@@ -1,0 +1,11 @@
+#pragma once
+// Who and when, for reports: this host's name and the current UTC time.
+
+#include <string>
+
+namespace gpuwarm {
+
+std::string host_name();      // "unknown" if gethostname fails
+std::string utc_now_iso8601(); // "2026-11-23T05:00:00Z"
+
+}  // namespace gpuwarm
