@@ -44,6 +44,8 @@ struct ProbeOptions {
   bool child = false;
   std::string save;
   std::string compare;
+  std::vector<std::string> gpus;  // --gpu: NVML indices or UUIDs; empty = all
+  bool sequential = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -225,6 +227,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
                              k_default_probe_baseline))
       ->expected(0, 1)
       ->type_name("[FILE]");
+  sub.add_option("--gpu", opts->gpus, "Probe only this GPU (NVML index or UUID); repeatable")->type_name("ID");
+  sub.add_flag("--sequential", opts->sequential,
+               "One GPU at a time: slower overall, but no GPU's stages are inflated by another's (the driver "
+               "serializes cuInit and context creation across processes)");
   sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");
   sub.add_flag("--child", opts->child)->group("");  // internal: one GPU's timing, run by probe itself
   sub.footer(
@@ -232,7 +238,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "libcuda.so.1, nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB\n"
       "allocation + synchronize, and the release. Without persistence a cold GPU pays seconds here; with it,\n"
       "milliseconds. Save a baseline before a change and compare after it: the runbook's same-node proof.\n"
-      "Read-only: it changes no GPU setting.\n\n"
+      "GPUs are probed in parallel; measured on 2 x H200, the driver serializes cuInit and context creation\n"
+      "across processes, so parallel probes take about the sum and inflate each other's stages: use\n"
+      "--sequential for clean per-GPU numbers. Read-only: it changes no GPU setting.\n\n"
       "Exit codes: 0 every GPU probed, 1 a probe failed or timed out (or a file could not be read or\n"
       "written), 2 bad command line.");
 
@@ -259,22 +267,35 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     ProbeRun run;
     run.hostname = host_name();
     run.taken_at = utc_now_iso8601();
+    run.sequential = opts->sequential;
     if (!nvml_facts.init_code.is(0)) {
       std::cerr << "gpuwarm: error: cannot list GPUs through NVML: "
                 << (nvml_facts.init_code.has() ? nvml_facts.init_error : nvml_facts.init_code.missing) << "\n";
       return to_int(ExitCode::tool_error);
     }
+    auto selected = [&opts](const GpuFacts& g) {
+      if (opts->gpus.empty()) {
+        return true;
+      }
+      for (const auto& id : opts->gpus) {
+        if (id == std::to_string(g.index) || (g.uuid.has() && to_lower(id) == to_lower(*g.uuid))) {
+          return true;
+        }
+      }
+      return false;
+    };
     for (const auto& g : nvml_facts.gpus) {
-      if (g.handle_error.empty() && g.uuid.has()) {
+      if (g.handle_error.empty() && g.uuid.has() && selected(g)) {
         run.gpus.push_back({g.index, *g.uuid, g.pci_bus_id.value_or(""), {}, false, "", 0});
       }
     }
     if (run.gpus.empty()) {
-      std::cerr << "gpuwarm: error: no GPU to probe\n";
+      std::cerr << "gpuwarm: error: no GPU to probe" << (opts->gpus.empty() ? "" : " matches --gpu") << "\n";
       return to_int(ExitCode::tool_error);
     }
 
     auto start = Clock::now();
+    const auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->timeout_seconds * 1000));
     std::vector<Child> children;
     for (auto& g : run.gpus) {
       auto child = spawn_child(g, *opts);
@@ -283,8 +304,12 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         continue;
       }
       children.push_back(std::move(*child));
+      if (opts->sequential) {
+        collect_children(children, timeout);
+        children.clear();
+      }
     }
-    collect_children(children, std::chrono::milliseconds(static_cast<long long>(opts->timeout_seconds * 1000)));
+    collect_children(children, timeout);
     run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 
     bool all_ok = true;

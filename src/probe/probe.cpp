@@ -69,7 +69,7 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
     gpus.push_back(std::move(j));
   }
   return {{"schema_version", k_probe_schema_version}, {"kind", "gpuwarm-probe"}, {"hostname", run.hostname},
-          {"taken_at", run.taken_at}, {"wall_ms", run.wall_ms}, {"gpus", gpus}};
+          {"taken_at", run.taken_at}, {"wall_ms", run.wall_ms}, {"sequential", run.sequential}, {"gpus", gpus}};
 }
 
 Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
@@ -84,6 +84,7 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
     run.hostname = j.value("hostname", "");
     run.taken_at = j.value("taken_at", "");
     run.wall_ms = j.value("wall_ms", 0.0);
+    run.sequential = j.value("sequential", false);
     for (const auto& g : j.at("gpus")) {
       GpuProbe p;
       p.index = g.at("index").get<unsigned>();
@@ -121,7 +122,8 @@ std::string render_probe_text(const ProbeRun& run) {
       failures += fmt::format("GPU {}: {}\n", g.index, failure_text(g));
     }
   }
-  return fmt::format("gpuwarm probe · {} GPU(s) in parallel, {:.0f} ms wall\n\n", run.gpus.size(), run.wall_ms) +
+  return fmt::format("gpuwarm probe · {} GPU(s) {}, {:.0f} ms wall\n\n", run.gpus.size(),
+                     run.sequential ? "one at a time" : "in parallel", run.wall_ms) +
          t.render() + (failures.empty() ? "" : "\n" + failures);
 }
 

@@ -28,7 +28,8 @@ struct GpuProbe {
 struct ProbeRun {
   std::string hostname;
   std::string taken_at;
-  double wall_ms = 0;  // all GPUs, in parallel
+  double wall_ms = 0;  // all GPUs
+  bool sequential = false;
   std::vector<GpuProbe> gpus;
 };
 

@@ -55,6 +55,22 @@ class Probe(unittest.TestCase):
         slowest = max(g["wall_ms"] for g in d["gpus"])
         self.assertLess(d["wall_ms"], slowest * 1.2 + 50, "GPUs were not probed in parallel")
 
+    def test_gpu_selection(self):
+        rc, d = self.probe_json({}, "--gpu", UUID1.lower())
+        self.assertEqual([g["index"] for g in d["gpus"]], [1])
+        rc, d = self.probe_json({}, "--gpu", "0")
+        self.assertEqual([g["index"] for g in d["gpus"]], [0])
+        r = self.probe({}, "--gpu", "7")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no GPU to probe matches --gpu", r.stderr)
+
+    def test_sequential_takes_about_the_sum(self):
+        sc = {"*": {"delay_ms": {"cuInit": 300}}}
+        rc, d = self.probe_json(sc, "--sequential")
+        self.assertEqual(rc, 0)
+        self.assertTrue(d["sequential"])
+        self.assertGreaterEqual(d["wall_ms"], 600)
+
     def test_cuda_error_is_named(self):
         sc = {UUID1: {"returns": {"cuDevicePrimaryCtxRetain": 46}}}
         r = self.probe(sc)
