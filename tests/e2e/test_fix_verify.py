@@ -7,25 +7,14 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 import unittest
 
 import harness as h
-from test_systemd_bus import exec_start
 
-try:
-    import dbus
-    import dbusmock
-except ImportError:
-    dbus = None
+from systemd_mock import DBUS_MISSING, MANAGER, SERVICE_IFACE, UNIT, UNIT_IFACE, SystemdMockCase, dbus, exec_start
 
-UNIT = "nvidia-persistenced.service"
-MANAGER = "org.freedesktop.systemd1.Manager"
-UNIT_IFACE = "org.freedesktop.systemd1.Unit"
-SERVICE_IFACE = "org.freedesktop.systemd1.Service"
-UNIT_PATH = "/org/freedesktop/systemd1/unit/" + UNIT.replace(".", "_").replace("-", "_")
 VENDOR_UNIT = """[Unit]
 Description=NVIDIA Persistence Daemon
 Wants=syslog.target
@@ -51,18 +40,13 @@ def job_method(result):
     return code
 
 
-@unittest.skipIf(dbus is None, "python3-dbus / python3-dbusmock not installed")
-class FixAndVerify(dbusmock.DBusTestCase if dbus else unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.start_system_bus()
-        cls.dbus_con = cls.get_dbus(system_bus=True)
-
+@unittest.skipIf(dbus is None, DBUS_MISSING)
+class FixAndVerify(SystemdMockCase):
     def setUp(self):
         h.require_binary(self)
-        self.p_mock, self.obj = self.spawn_server_template("systemd", {}, stdout=subprocess.DEVNULL)
+        self.start_mock()
+        self.stop_watch = threading.Event()
         self.addCleanup(self.stop_mock)
-        self.mock = dbus.Interface(self.obj, dbusmock.MOCK_IFACE)
         self.root = h.FakeRoot()
         self.addCleanup(self.root.cleanup)
         self.root.driver().daemon_binary().kmsg()
@@ -70,23 +54,16 @@ class FixAndVerify(dbusmock.DBusTestCase if dbus else unittest.TestCase):
         self.root.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nnvidia-persistenced:x:143:143::/:/usr/sbin/nologin\n")
         os.makedirs(self.root.p("run"), exist_ok=True)
         self.started_flag = self.root.p("run/stand-in-daemon-started")
-        self.stop_watch = threading.Event()
 
     def stop_mock(self):
         self.stop_watch.set()
-        self.p_mock.terminate()
-        self.p_mock.wait()
+        super().stop_mock()
 
     def add_unit(self, active="inactive", file_state="disabled", with_enable=True, start_result="done"):
-        self.mock.AddMockUnit(UNIT)
-        unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", UNIT_PATH), dbusmock.MOCK_IFACE)
-        unit.UpdateProperties(UNIT_IFACE, {"ActiveState": active})
-        unit.AddProperties(UNIT_IFACE, {"SubState": "dead", "UnitFileState": file_state,
-                                        "StopWhenUnneeded": dbus.Boolean(True),
-                                        "FragmentPath": "/lib/systemd/system/" + UNIT})
-        argv = ["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode", "--verbose"]
-        unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": "no"})
-        self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o", "ret = self.units[args[0]]")
+        """The Ubuntu-style unit (--no-persistence-mode, StopWhenUnneeded) plus the write methods fix uses."""
+        unit = super().add_unit(active=active, sub="dead", file_state=file_state, stop_when_unneeded=True,
+                                argv=["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced",
+                                      "--no-persistence-mode", "--verbose"])
         self.mock.AddMethod(MANAGER, "Subscribe", "", "", "")
         self.mock.AddMethod(MANAGER, "Reload", "", "", "")
         self.mock.AddMethod(MANAGER, "ResetFailedUnit", "s", "", "")

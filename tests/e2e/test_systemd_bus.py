@@ -2,70 +2,22 @@
 (python-dbusmock's systemd template, with the pieces it lacks added here).
 The same client code talks to the real systemd on a node."""
 import json
-import os
-import shutil
-import subprocess
 import unittest
 
 import harness as h
 
-try:
-    import dbus
-    import dbusmock
-except ImportError as e:  # pragma: no cover - reported as a skip
-    dbus = None
-    IMPORT_ERROR = str(e)
-
-UNIT = "nvidia-persistenced.service"
-MANAGER = "org.freedesktop.systemd1.Manager"
-UNIT_IFACE = "org.freedesktop.systemd1.Unit"
-SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+from systemd_mock import DBUS_MISSING, MANAGER, UNIT, SystemdMockCase, dbus
 
 
-def exec_start(argv):
-    """An ExecStart property value: a(sasbttttuii)."""
-    return dbus.Array([dbus.Struct((argv[0], dbus.Array(argv, signature="s"), False, dbus.UInt64(0), dbus.UInt64(0),
-                                    dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0), dbus.Int32(0), dbus.Int32(0)))],
-                      signature="(sasbttttuii)")
-
-
-@unittest.skipIf(dbus is None, "python3-dbus / python3-dbusmock not installed")
-class SystemdOverDBus(dbusmock.DBusTestCase if dbus else unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if not shutil.which("dbus-daemon"):
-            raise unittest.SkipTest("dbus-daemon not installed")
-        cls.start_system_bus()
-        cls.dbus_con = cls.get_dbus(system_bus=True)
-
+@unittest.skipIf(dbus is None, DBUS_MISSING)
+class SystemdOverDBus(SystemdMockCase):
     def setUp(self):
         h.require_binary(self)
-        self.p_mock, self.obj = self.spawn_server_template("systemd", {}, stdout=subprocess.DEVNULL)
+        self.start_mock()
         self.addCleanup(self.stop_mock)
-        self.mock = dbus.Interface(self.obj, dbusmock.MOCK_IFACE)
         self.root = h.FakeRoot()
         self.addCleanup(self.root.cleanup)
         self.root.driver().daemon_binary().kmsg()
-
-    def stop_mock(self):
-        self.p_mock.terminate()
-        self.p_mock.wait()
-
-    def add_unit(self, load_state="loaded", active="active", sub="running", file_state="enabled",
-                 argv=("/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"), stop_when_unneeded=False,
-                 with_load_unit=True):
-        self.mock.AddMockUnit(UNIT)
-        path = f"/org/freedesktop/systemd1/unit/{UNIT.replace('.', '_').replace('-', '_')}"
-        unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", path), dbusmock.MOCK_IFACE)
-        unit.UpdateProperties(UNIT_IFACE, {"LoadState": load_state, "ActiveState": active})
-        unit.AddProperties(UNIT_IFACE, {"SubState": sub, "UnitFileState": file_state,
-                                        "StopWhenUnneeded": dbus.Boolean(stop_when_unneeded),
-                                        "FragmentPath": "/lib/systemd/system/" + UNIT})
-        unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(list(argv)), "Restart": "no"})
-        if with_load_unit:
-            # The template lacks LoadUnit; systemd answers it with the unit's path.
-            self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o", "ret = self.units[args[0]]")
-        return unit
 
     def diagnose(self):
         r = h.run(["diagnose", "--json"], root=self.root, systemd=True,
@@ -134,7 +86,7 @@ class SystemdOverDBus(dbusmock.DBusTestCase if dbus else unittest.TestCase):
         self.assertFalse(d["snapshot"]["service"]["reachable"])
         self.assertIn("no systemd on the system bus", d["snapshot"]["service"]["unreachable"])
         # A fresh mock, so the cleanup registered in setUp has a process to stop.
-        self.p_mock, self.obj = self.spawn_server_template("systemd", {}, stdout=subprocess.DEVNULL)
+        self.start_mock()
 
 
 if __name__ == "__main__":
