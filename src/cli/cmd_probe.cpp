@@ -2,10 +2,8 @@
 // times its cold start; all GPUs at once, so N GPUs take about as long as
 // the slowest.
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/child_process.h"
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "core/exit_codes.h"
@@ -29,8 +28,6 @@
 #include "nvml/collect_nvml.h"
 #include "probe/probe.h"
 #include "snapshot/snapshot_json.h"
-
-extern char** environ;
 
 namespace gpuwarm {
 
@@ -59,48 +56,24 @@ struct Child {
   bool done = false;
 };
 
-// Starts `gpuwarm probe --child` with only `uuid` visible to CUDA.
+// Starts `gpuwarm probe --child` with only the probed GPU visible to CUDA.
 Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return fail(std::string("pipe: ") + std::strerror(errno));
-  }
-  std::vector<std::string> args = {"gpuwarm", "probe", "--child"};
+  std::vector<std::string> args = {"probe", "--child"};
   if (!opts.cuda_library.empty()) {
     args.insert(args.end(), {"--cuda", opts.cuda_library});
   }
   if (!opts.nvml_library.empty()) {
     args.insert(args.end(), {"--nvml", opts.nvml_library});
   }
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) {
-      env.emplace_back(*e);
-    }
-  }
-  // UUIDs, not indices: CUDA's order may differ from NVML's (FACTS.md §6).
-  env.push_back("CUDA_VISIBLE_DEVICES=" + probe.uuid);
-  std::vector<char*> argv;
-  std::vector<char*> envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   Child child;
   child.probe = &probe;
   child.started = Clock::now();
-  int r = ::posix_spawn(&child.pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  if (r != 0) {
-    ::close(fds[0]);
-    return fail(std::string("cannot start probe child: ") + std::strerror(r));
+  auto process = spawn_self(args, probe.uuid);
+  if (!process) {
+    return tl::unexpected(process.error());
   }
-  child.out_fd = fds[0];
+  child.pid = process->pid;
+  child.out_fd = process->out_fd;
   return child;
 }
 

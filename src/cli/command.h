@@ -33,5 +33,6 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global);
 
 }  // namespace gpuwarm

@@ -10,6 +10,9 @@ const CommandSpec k_commands[] = {
     {"verify", "Check the runbook's verification list: unit, daemon, every GPU, stable clocks", setup_verify},
     {"probe", "Time each GPU's cold start (first CUDA call) in a fresh process; save and compare baselines",
      setup_probe},
+    {"watch", "Sample clocks over time (optionally under a built-in load) and attribute swings: de-init, "
+              "thermal/power, pinned clocks",
+     setup_watch},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

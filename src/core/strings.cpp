@@ -1,6 +1,8 @@
 #include "core/strings.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <limits>
 
 namespace gpuwarm {
@@ -113,6 +115,34 @@ std::string to_lower(std::string_view s) {
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   return out;
+}
+
+std::optional<double> parse_duration_seconds(std::string_view s) {
+  s = trim(s);
+  std::size_t unit_at = s.size();
+  while (unit_at > 0 && std::isalpha(static_cast<unsigned char>(s[unit_at - 1])) != 0) {
+    --unit_at;
+  }
+  std::string number(s.substr(0, unit_at));
+  std::string_view unit = s.substr(unit_at);
+  if (number.empty() || number.find_first_not_of("0123456789.") != std::string::npos ||
+      std::count(number.begin(), number.end(), '.') > 1 || number == ".") {
+    return std::nullopt;
+  }
+  double value = std::strtod(number.c_str(), nullptr);
+  if (unit.empty() || unit == "s") {
+    return value;
+  }
+  if (unit == "ms") {
+    return value / 1000.0;
+  }
+  if (unit == "m" || unit == "min") {
+    return value * 60.0;
+  }
+  if (unit == "h") {
+    return value * 3600.0;
+  }
+  return std::nullopt;
 }
 
 }  // namespace gpuwarm

@@ -26,4 +26,8 @@ std::string printable(std::string_view s);
 
 std::string to_lower(std::string_view s);
 
+// "500ms", "2s", "1.5m", "1h" or a bare number of seconds -> seconds.
+// nullopt on junk, a negative value or an unknown unit.
+std::optional<double> parse_duration_seconds(std::string_view s);
+
 }  // namespace gpuwarm

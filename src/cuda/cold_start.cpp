@@ -28,14 +28,17 @@ const char* result_name(CuResult r) {
     case 802: return "CUDA_ERROR_SYSTEM_NOT_READY";
     case 803: return "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH";
     case 804: return "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE";
+    case 200: return "CUDA_ERROR_INVALID_IMAGE";
+    case 209: return "CUDA_ERROR_NO_BINARY_FOR_GPU";
+    case 218: return "CUDA_ERROR_INVALID_PTX";
+    case 221: return "CUDA_ERROR_JIT_COMPILER_NOT_FOUND";
+    case 222: return "CUDA_ERROR_UNSUPPORTED_PTX_VERSION";
+    case 500: return "CUDA_ERROR_NOT_FOUND";
+    case 719: return "CUDA_ERROR_LAUNCH_FAILED";
     case 999: return "CUDA_ERROR_UNKNOWN";
     default: return nullptr;
   }
 }
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
 
 std::string error_name(const Api& api, CuResult r) {
   if (const char* name = result_name(r)) {
@@ -47,6 +50,30 @@ std::string error_name(const Api& api, CuResult r) {
   }
   return "CUresult " + std::to_string(r);
 }
+
+std::string load_driver(const std::string& path, Driver& out) {
+  out.handle = ::dlopen(path.empty() ? "libcuda.so.1" : path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (out.handle == nullptr) {
+    const char* why = ::dlerror();
+    return why != nullptr ? why : "cannot load libcuda.so.1";
+  }
+  std::string missing;
+#define GPUWARM_CUDA_RESOLVE(member, type, primary, fallback) \
+  out.api.member = reinterpret_cast<type>(resolve_symbol(out.handle, primary, fallback));
+#define GPUWARM_CUDA_REQUIRE(member, type, primary, fallback)   \
+  GPUWARM_CUDA_RESOLVE(member, type, primary, fallback)         \
+  if (out.api.member == nullptr) {                              \
+    missing += std::string(missing.empty() ? "" : ", ") + (primary); \
+  }
+  GPUWARM_CUDA_FUNCTIONS(GPUWARM_CUDA_REQUIRE, GPUWARM_CUDA_RESOLVE)
+#undef GPUWARM_CUDA_REQUIRE
+#undef GPUWARM_CUDA_RESOLVE
+  return missing.empty() ? std::string{} : "libcuda lacks " + missing;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 std::string format_uuid(const Uuid& u) {
   char buf[48];
@@ -73,27 +100,9 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
     return true;
   };
 
-  void* handle = nullptr;
-  Api api;
-  bool ok = stage("load_libcuda", [&]() -> std::string {
-    handle = ::dlopen(libcuda.empty() ? "libcuda.so.1" : libcuda.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      const char* why = ::dlerror();
-      return why != nullptr ? why : "cannot load libcuda.so.1";
-    }
-    std::string missing;
-#define GPUWARM_CUDA_RESOLVE(member, type, primary, fallback)                        \
-  api.member = reinterpret_cast<type>(resolve_symbol(handle, primary, fallback));
-#define GPUWARM_CUDA_REQUIRE(member, type, primary, fallback)                        \
-  GPUWARM_CUDA_RESOLVE(member, type, primary, fallback)                              \
-  if (api.member == nullptr) {                                                       \
-    missing += std::string(missing.empty() ? "" : ", ") + (primary);                 \
-  }
-    GPUWARM_CUDA_FUNCTIONS(GPUWARM_CUDA_REQUIRE, GPUWARM_CUDA_RESOLVE)
-#undef GPUWARM_CUDA_REQUIRE
-#undef GPUWARM_CUDA_RESOLVE
-    return missing.empty() ? std::string{} : "libcuda lacks " + missing;
-  });
+  Driver driver;
+  const Api& api = driver.api;
+  bool ok = stage("load_libcuda", [&]() -> std::string { return load_driver(libcuda, driver); });
 
   // NVML's own init is part of a job's cold start too (monitoring agents, frameworks).
   ok = ok && stage("nvml_init", [&]() -> std::string {

@@ -4,6 +4,7 @@
 // from cuda.h). Reached through dlsym only.
 
 #include <cstddef>
+#include <string>
 #include <type_traits>
 
 namespace gpuwarm::cuda {
@@ -13,6 +14,12 @@ using Device = int;  // CUdevice
 struct ContextOpaque;
 using Context = ContextOpaque*;
 using DevicePtr = unsigned long long;  // CUdeviceptr
+struct ModuleOpaque;
+using Module = ModuleOpaque*;  // CUmodule
+struct FunctionOpaque;
+using Function = FunctionOpaque*;  // CUfunction
+struct StreamOpaque;
+using Stream = StreamOpaque*;  // CUstream; nullptr = the default stream
 
 struct Uuid {
   unsigned char bytes[16];
@@ -35,12 +42,34 @@ const char* result_name(CuResult r);
   REQUIRED(ctx_synchronize, CuResult (*)(), "cuCtxSynchronize", nullptr)                                  \
   REQUIRED(mem_alloc, CuResult (*)(DevicePtr*, std::size_t), "cuMemAlloc_v2", nullptr)                    \
   REQUIRED(mem_free, CuResult (*)(DevicePtr), "cuMemFree_v2", nullptr)                                    \
-  OPTIONAL(get_error_name, CuResult (*)(CuResult, const char**), "cuGetErrorName", nullptr)
+  OPTIONAL(get_error_name, CuResult (*)(CuResult, const char**), "cuGetErrorName", nullptr)              \
+  OPTIONAL(module_load_data, CuResult (*)(Module*, const void*), "cuModuleLoadData", nullptr)            \
+  OPTIONAL(module_get_function, CuResult (*)(Function*, Module, const char*), "cuModuleGetFunction",     \
+           nullptr)                                                                                     \
+  OPTIONAL(module_unload, CuResult (*)(Module), "cuModuleUnload", nullptr)                               \
+  OPTIONAL(launch_kernel,                                                                               \
+           CuResult (*)(Function, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, Stream, \
+                        void**, void**),                                                                \
+           "cuLaunchKernel", nullptr)
 
 struct Api {
 #define GPUWARM_CUDA_MEMBER(member, type, ...) std::type_identity_t<type> member = nullptr;
   GPUWARM_CUDA_FUNCTIONS(GPUWARM_CUDA_MEMBER, GPUWARM_CUDA_MEMBER)
 #undef GPUWARM_CUDA_MEMBER
 };
+
+// The loaded driver library: dlopen'd once, never closed (the process that
+// loads it is a short-lived child that exits right after).
+struct Driver {
+  void* handle = nullptr;
+  Api api;
+};
+
+// Loads `path` ("" = libcuda.so.1) and resolves the table. Returns "" on
+// success, else dlerror()'s text or the missing required symbols.
+std::string load_driver(const std::string& path, Driver& out);
+
+// A CUresult by name (result_name, else the driver's cuGetErrorName, else the number).
+std::string error_name(const Api& api, CuResult r);
 
 }  // namespace gpuwarm::cuda

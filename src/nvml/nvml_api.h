@@ -117,6 +117,8 @@ constexpr unsigned k_string_buffer = 96;  // covers name, UUID (v2 sizes) and ve
   OPTIONAL(device_get_power_usage, Return (*)(Device, unsigned*), "nvmlDeviceGetPowerUsage", nullptr)      \
   OPTIONAL(device_get_enforced_power_limit, Return (*)(Device, unsigned*), "nvmlDeviceGetEnforcedPowerLimit", \
            nullptr)                                                                                        \
+  OPTIONAL(device_get_power_management_default_limit, Return (*)(Device, unsigned*),                       \
+           "nvmlDeviceGetPowerManagementDefaultLimit", nullptr)                                            \
   OPTIONAL(device_get_mig_mode, Return (*)(Device, unsigned*, unsigned*), "nvmlDeviceGetMigMode", nullptr) \
   OPTIONAL(device_get_compute_running_processes, Return (*)(Device, unsigned*, ProcessInfo*),              \
            "nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")

@@ -3,9 +3,14 @@
 // behaviour comes from $FAKE_CUDA_SCENARIO:
 //   {"GPU-<uuid>": {"delay_ms": {"cuInit": 300}, "returns": {"cuDevicePrimaryCtxRetain": 2}},
 //    "*": {...defaults for any device}}
+// For `watch --load`: cuModuleLoadData accepts only PTX that defines
+// gpuwarm_spin (else INVALID_PTX); each cuLaunchKernel "runs" for
+// "launch_ms" (default 5); "busy_file" names a file that exists from the first
+// launch until the context is released, so the fake NVML can show the GPU busy.
 // No exception leaves this library.
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -70,6 +75,16 @@ CuResult behave(const char* fn) {
 
 bool initialized = false;
 int fake_context = 0;
+int fake_module = 0;
+int fake_function = 0;
+
+std::string busy_file() {
+  try {
+    return device_entry().value("busy_file", "");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
 
 int hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -136,6 +151,9 @@ FAKE_API CuResult cuDevicePrimaryCtxRetain(gpuwarm::cuda::Context* ctx, int /*de
 }
 FAKE_API CuResult cuDevicePrimaryCtxRelease_v2(int /*dev*/) {
   BEHAVE("cuDevicePrimaryCtxRelease_v2");
+  if (std::string busy = busy_file(); !busy.empty()) {
+    std::remove(busy.c_str());
+  }
   return 0;
 }
 FAKE_API CuResult cuCtxSetCurrent(gpuwarm::cuda::Context /*ctx*/) { return 0; }
@@ -151,5 +169,43 @@ FAKE_API CuResult cuMemAlloc_v2(gpuwarm::cuda::DevicePtr* ptr, std::size_t /*siz
 FAKE_API CuResult cuMemFree_v2(gpuwarm::cuda::DevicePtr /*ptr*/) { return 0; }
 FAKE_API CuResult cuGetErrorName(CuResult /*r*/, const char** name) {
   *name = "CUDA_ERROR_FAKE";
+  return 0;
+}
+FAKE_API CuResult cuModuleLoadData(gpuwarm::cuda::Module* module, const void* image) {
+  BEHAVE("cuModuleLoadData");
+  const char* text = static_cast<const char*>(image);
+  if (text == nullptr || std::strstr(text, ".entry gpuwarm_spin") == nullptr || std::strstr(text, ".target") == nullptr) {
+    return 218;  // INVALID_PTX
+  }
+  *module = reinterpret_cast<gpuwarm::cuda::Module>(&fake_module);
+  return 0;
+}
+FAKE_API CuResult cuModuleGetFunction(gpuwarm::cuda::Function* fn, gpuwarm::cuda::Module /*module*/,
+                                      const char* name) {
+  BEHAVE("cuModuleGetFunction");
+  if (std::strcmp(name, "gpuwarm_spin") != 0) {
+    return 500;  // NOT_FOUND
+  }
+  *fn = reinterpret_cast<gpuwarm::cuda::Function>(&fake_function);
+  return 0;
+}
+FAKE_API CuResult cuModuleUnload(gpuwarm::cuda::Module /*module*/) { return 0; }
+FAKE_API CuResult cuLaunchKernel(gpuwarm::cuda::Function fn, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                 unsigned, unsigned, gpuwarm::cuda::Stream, void** params, void**) {
+  BEHAVE("cuLaunchKernel");
+  if (fn == nullptr || params == nullptr || params[0] == nullptr || params[1] == nullptr) {
+    return 1;  // INVALID_VALUE
+  }
+  if (std::string busy = busy_file(); !busy.empty()) {
+    if (std::FILE* f = std::fopen(busy.c_str(), "w")) {
+      std::fclose(f);
+    }
+  }
+  int ms = 5;
+  try {
+    ms = device_entry().value("launch_ms", 5);
+  } catch (const std::exception&) {
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return 0;
 }

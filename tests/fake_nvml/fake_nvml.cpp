@@ -6,6 +6,7 @@
 //
 // No exception may leave this library: every entry point catches.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -46,6 +47,11 @@ struct State {
   bool load_failed = false;
   int init_count = 0;
   std::vector<nvmlDevice_st> handles;
+  // De-init model: which GPUs this process has attached since its last
+  // nvmlShutdown, and which have lost their settings to a de-initialization.
+  std::vector<bool> attached;
+  std::vector<bool> reverted;
+  std::chrono::system_clock::time_point timeline_start;
 };
 
 State& state() {
@@ -83,6 +89,57 @@ void load_scenario(State& s) {
   for (unsigned i = 0; i < n; ++i) {
     s.handles[i].index = i;
   }
+  s.attached.resize(n, false);
+  s.reverted.resize(n, false);
+  // The timeline starts when the scenario was written, so every process of
+  // a test (and every sample of a watch) sees the same clock.
+  struct stat st {};
+  s.timeline_start = std::chrono::system_clock::now();
+  if (::stat(path, &st) == 0) {
+    s.timeline_start = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+  }
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// GPU `index` as it stands now: the scenario's entry, then every timeline
+// step already reached, then the patch of a "when_file_exists" whose file
+// exists, then the defaults a de-initialization restored (JSON merge patches).
+json effective_gpu(const State& s, unsigned index) {
+  json gpu = s.scenario["gpus"][index];
+  if (s.scenario.contains("timeline")) {
+    double elapsed_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - s.timeline_start).count();
+    for (const auto& step : s.scenario["timeline"]) {
+      if (step.value("after_ms", 0.0) <= elapsed_ms && step.contains("gpus") && index < step["gpus"].size()) {
+        gpu.merge_patch(step["gpus"][index]);
+      }
+    }
+  }
+  // Lets a test model the daemon: persistence reads Enabled once this file exists.
+  if (gpu.contains("enabled_when_file_exists")) {
+    gpu["persistence"] = file_exists(gpu["enabled_when_file_exists"].get<std::string>()) ? 1 : 0;
+  }
+  if (gpu.contains("when_file_exists")) {
+    const json& when = gpu["when_file_exists"];
+    if (file_exists(when.at("path").get<std::string>())) {
+      gpu.merge_patch(when.at("set"));
+    }
+  }
+  if (index < s.reverted.size() && s.reverted[index]) {
+    if (gpu.contains("default_app_clocks")) {
+      gpu["app_clocks"] = gpu["default_app_clocks"];
+    }
+    if (gpu.contains("default_power_limit_mw")) {
+      gpu["power_limit_mw"] = gpu["default_power_limit_mw"];
+    }
+  }
+  return gpu;
 }
 
 // A forced return code for `fn`, first per GPU, then global; -1 if none.
@@ -104,7 +161,7 @@ Return guarded(F&& body) {
   }
 }
 
-const json& gpu_of(nvmlDevice_st* dev) { return state().scenario["gpus"][dev->index]; }
+json gpu_of(nvmlDevice_st* dev) { return effective_gpu(state(), dev->index); }
 
 // Common prologue of device queries: initialized, valid handle, forced code.
 Return device_prologue(nvmlDevice_st* dev, const char* fn) {
@@ -138,7 +195,7 @@ Return read_value(nvmlDevice_st* dev, const char* fn, const char* key, const cha
     if (r != k_success) {
       return r;
     }
-    const json& gpu = gpu_of(dev);
+    const json gpu = gpu_of(dev);
     if (!gpu.contains(key)) {
       return k_not_supported;
     }
@@ -163,11 +220,6 @@ const char* clock_name(int type) {
     case 3: return "video";
     default: return "?";
   }
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
 }
 
 }  // namespace
@@ -202,7 +254,10 @@ __attribute__((visibility("default"))) Return nvmlShutdown() {
   if (s.init_count == 0) {
     return k_uninitialized;
   }
-  --s.init_count;
+  if (--s.init_count == 0) {
+    // The last client let go: a non-persistent GPU de-initializes.
+    std::fill(s.attached.begin(), s.attached.end(), false);
+  }
   return k_success;
 }
 
@@ -279,11 +334,19 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetHandleByIndex_v2(unsi
     return k_invalid_argument;
   }
   return guarded([&] {
-    const json& gpu = s.scenario["gpus"][index];
+    const json gpu = effective_gpu(s, index);
     Return r = gpu.value("handle_return", 0);
     if (r != k_success) {
       return r;
     }
+    // Attaching initializes the GPU. One with a "deinit" model and persistence
+    // off was de-initialized when its last client left: this attach is cold
+    // (slow) and its non-persistent settings are back at their defaults.
+    if (!s.attached[index] && gpu.contains("deinit") && gpu.value("persistence", 0) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(gpu["deinit"].value("attach_ms", 0)));
+      s.reverted[index] = true;
+    }
+    s.attached[index] = true;
     *out = &s.handles[index];
     return k_success;
   });
@@ -322,18 +385,7 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetMinorNumber(nvmlDevic
 }
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetPersistenceMode(nvmlDevice_st* dev, int* out) {
-  Return r = read_value(dev, "nvmlDeviceGetPersistenceMode", "persistence", nullptr, out);
-  if (r != k_success) {
-    return r;
-  }
-  // Lets a test model the daemon: persistence reads Enabled once this file exists.
-  return guarded([&] {
-    const json& gpu = gpu_of(dev);
-    if (gpu.contains("enabled_when_file_exists")) {
-      *out = file_exists(gpu["enabled_when_file_exists"].get<std::string>()) ? 1 : 0;
-    }
-    return k_success;
-  });
+  return read_value(dev, "nvmlDeviceGetPersistenceMode", "persistence", nullptr, out);
 }
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetPerformanceState(nvmlDevice_st* dev, int* out) {
@@ -386,7 +438,7 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetFieldValues(nvmlDevic
     if (r != k_success) {
       return r;
     }
-    const json& gpu = gpu_of(dev);
+    const json gpu = gpu_of(dev);
     for (int i = 0; i < count; ++i) {
       auto& v = values[i];
       std::string key = std::to_string(v.field_id);
@@ -413,6 +465,11 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetPowerUsage(nvmlDevice
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_st* dev, unsigned* out) {
   return read_value(dev, "nvmlDeviceGetEnforcedPowerLimit", "power_limit_mw", nullptr, out);
+}
+
+__attribute__((visibility("default"))) Return nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_st* dev,
+                                                                                      unsigned* out) {
+  return read_value(dev, "nvmlDeviceGetPowerManagementDefaultLimit", "default_power_limit_mw", nullptr, out);
 }
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetMigMode(nvmlDevice_st* dev, unsigned* current,

@@ -1,0 +1,24 @@
+#pragma once
+// Child processes of gpuwarm itself, each limited to one GPU: CUDA state is
+// per process, and CUDA_VISIBLE_DEVICES must be set before libcuda loads.
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace gpuwarm {
+
+struct ChildProcess {
+  pid_t pid = -1;
+  int out_fd = -1;  // the child's stdout (close-on-exec in the parent)
+};
+
+// Runs this binary (/proc/self/exe) with `args` (argv[1..]) and
+// CUDA_VISIBLE_DEVICES=`visible_gpu` (a GPU-<uuid>: CUDA's order may differ
+// from NVML's, FACTS.md §6); stdout comes back through a pipe.
+Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpu);
+
+}  // namespace gpuwarm

@@ -1,0 +1,465 @@
+// `gpuwarm watch`: sample every GPU's clocks at an interval, held or
+// detached, optionally with a built-in load in the middle, and attribute what
+// was seen (de-init churn, thermal/power, pinned clocks, or stable).
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/child_process.h"
+#include "cli/command.h"
+#include "core/exit_codes.h"
+#include "core/fs.h"
+#include "core/host.h"
+#include "core/strings.h"
+#include "cuda/load.h"
+#include "nvml/sampler.h"
+#include "snapshot/clock_reasons.h"
+#include "snapshot/snapshot_json.h"
+#include "watch/watch.h"
+
+namespace gpuwarm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t k_max_samples = 100000;
+
+struct WatchOptions {
+  std::string interval = "1s";
+  std::string duration;  // default 30s, or lead + load + tail with --load
+  std::size_t count = 0;
+  std::string mode = "detached";
+  double load_seconds = 0;
+  std::vector<std::string> gpus;
+  std::string nvml_library;
+  std::string cuda_library;
+  double cold_attach_ms = watch::k_default_cold_attach_ms;
+  bool json = false;
+  std::string replay;
+  double load_child_seconds = -1;  // internal: run the load in this process
+};
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int) { g_stop = true; }
+
+// SIGINT/SIGTERM end the watch early; the summary of what was seen still prints.
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR and the loop notices
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+double seconds_since(Clock::time_point t0, Clock::time_point t) {
+  return std::chrono::duration<double>(t - t0).count();
+}
+
+// One GPU's load child and what it has said so far.
+struct LoadChild {
+  ChildProcess process;
+  std::string output;
+  bool running = false;
+  bool done = false;
+  cuda::LoadResult result;
+};
+
+class LoadRunner {
+ public:
+  // Starts one child per GPU UUID; errors are kept in the window.
+  void start(const std::vector<nvml::GpuIdentity>& gpus, double seconds, const std::string& cuda_library,
+             watch::LoadWindow& window) {
+    for (const auto& g : gpus) {
+      std::vector<std::string> args = {"watch", "--load-child", fmt::format("{}", seconds)};
+      if (!cuda_library.empty()) {
+        args.insert(args.end(), {"--cuda", cuda_library});
+      }
+      auto p = spawn_self(args, g.uuid);
+      if (!p) {
+        if (window.error.empty()) {
+          window.error = p.error().message;
+        }
+        continue;
+      }
+      m_children.push_back({*p, "", false, false, {}});
+    }
+    m_started = true;
+  }
+
+  void add_fds(std::vector<pollfd>& fds) const {
+    for (const auto& c : m_children) {
+      if (!c.done) {
+        fds.push_back({c.process.out_fd, POLLIN, 0});
+      }
+    }
+  }
+
+  // Reads what the children wrote; updates the window's start and end.
+  void drain(Clock::time_point t0, watch::LoadWindow& window) {
+    for (auto& c : m_children) {
+      if (c.done) {
+        continue;
+      }
+      pollfd pfd{c.process.out_fd, POLLIN, 0};
+      while (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+        char buf[1024];
+        ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
+        if (got <= 0) {
+          finish(c, window);
+          break;
+        }
+        c.output.append(buf, static_cast<std::size_t>(got));
+        if (!c.running && c.output.find("\"running\"") != std::string::npos) {
+          c.running = true;
+          if (window.start_s < 0) {
+            window.start_s = seconds_since(t0, Clock::now());
+          }
+        }
+      }
+    }
+    if (m_started && window.end_s < 0 && all_done()) {
+      window.end_s = seconds_since(t0, Clock::now());
+    }
+  }
+
+  bool active() const { return m_started && !all_done(); }
+  bool any_running() const {
+    for (const auto& c : m_children) {
+      if (c.running && !c.done) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void stop(watch::LoadWindow& window) {
+    for (auto& c : m_children) {
+      if (!c.done) {
+        ::kill(c.process.pid, SIGTERM);
+        finish(c, window);
+      }
+    }
+  }
+
+ private:
+  bool all_done() const {
+    for (const auto& c : m_children) {
+      if (!c.done) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void finish(LoadChild& c, watch::LoadWindow& window) {
+    int status = 0;
+    ::waitpid(c.process.pid, &status, 0);
+    ::close(c.process.out_fd);
+    c.done = true;
+    std::string last;
+    for (const auto& line : split_lines(c.output)) {
+      if (!trim(line).empty()) {
+        last = line;
+      }
+    }
+    auto j = nlohmann::json::parse(last, nullptr, false);
+    try {
+      if (j.is_discarded() || !j.contains("launches")) {
+        throw nlohmann::json::other_error::create(501, "no result", nullptr);
+      }
+      c.result = cuda::load_result_from_json(j);
+      window.launches += c.result.launches;
+      if (!c.result.error.empty() && window.error.empty()) {
+        window.error = c.result.failed_step + ": " + c.result.error;
+      }
+    } catch (const nlohmann::json::exception&) {
+      if (window.error.empty()) {
+        window.error = WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
+                                           : "load child printed no result";
+      }
+    }
+  }
+
+  std::vector<LoadChild> m_children;
+  bool m_started = false;
+};
+
+// "[12.0/30.0 s] 12 samples · GPU0 1980 MHz P0 GpuIdle · de-init signs 0"
+std::string progress_line(double t, double total, const watch::Sample& s, std::size_t samples,
+                          std::size_t cold_signs) {
+  std::string line = fmt::format("[{:.1f}/{:.1f} s] {} samples", t, total, samples);
+  if (!s.error.empty()) {
+    line += " · " + s.error;
+  }
+  for (const auto& g : s.gpus) {
+    if (!g.error.empty()) {
+      line += fmt::format(" · GPU{} {}", g.index, g.error);
+      continue;
+    }
+    line += fmt::format(" · GPU{} {} MHz", g.index, g.sm_mhz ? std::to_string(*g.sm_mhz) : "?");
+    if (g.pstate) {
+      line += fmt::format(" P{}", *g.pstate);
+    }
+    if (g.event_reasons) {
+      line += " " + clock_reason_list(*g.event_reasons);
+    }
+  }
+  line += fmt::format(" · de-init signs {}", cold_signs);
+  return line;
+}
+
+int print_result(const watch::WatchRun& run, const WatchOptions& opts, const GlobalOptions& global) {
+  watch::WatchSummary summary = watch::summarize(run);
+  if (opts.json) {
+    std::cout << dump_json(watch::to_json(run, summary)) << "\n";
+  } else {
+    std::cout << watch::render_text(run, summary, Style::for_stdout(global.color).enabled());
+  }
+  return to_int(summary.exit_code);
+}
+
+int run_load_child(const WatchOptions& opts) {
+  auto result = cuda::run_load(opts.cuda_library, opts.load_child_seconds, [] {
+    std::cout << R"({"event": "running"})" << std::endl;
+  });
+  std::cout << cuda::to_json(result).dump() << std::endl;
+  return result.error.empty() ? 0 : 1;
+}
+
+int usage_error(const std::string& message) {
+  std::cerr << "gpuwarm watch: " << message << "\nRun `gpuwarm watch --help` for the options.\n";
+  return to_int(ExitCode::usage);
+}
+
+}  // namespace
+
+std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
+  auto opts = std::make_shared<WatchOptions>();
+  sub.add_option("--interval", opts->interval, "Time between samples: 500ms, 2s, 1m (0 = back to back)")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  sub.add_option("--duration", opts->duration,
+                 "How long to watch (default 30s; with --load, 2 s idle + the load + 5 s to settle)")
+      ->type_name("DURATION");
+  sub.add_option("--count", opts->count, "Take exactly N samples instead of watching for a duration")
+      ->type_name("N")
+      ->check(CLI::Range(std::size_t{1}, k_max_samples).description(""));
+  sub.add_option("--mode", opts->mode,
+                 "detached: open NVML for each sample and time its attach (sees de-initialization); held: keep "
+                 "NVML open (cheaper, but keeps every GPU initialized, hiding the problem)")
+      ->check(CLI::IsMember({"detached", "held"}).description(""))
+      ->type_name("MODE")
+      ->capture_default_str();
+  sub.add_option("--load", opts->load_seconds,
+                 "Run a light built-in kernel on every watched GPU for SECONDS (1-600), after an idle lead-in, "
+                 "to see clocks step up to boost and back to the floor")
+      ->check(CLI::Range(1.0, 600.0).description(""))
+      ->type_name("SECONDS");
+  sub.add_option("--gpu", opts->gpus, "Watch only this GPU (NVML index or UUID); repeatable")->type_name("ID");
+  sub.add_option("--cold-attach-ms", opts->cold_attach_ms,
+                 "An attach at least this slow counts as a de-initialized (cold) GPU")
+      ->check(CLI::Range(1.0, 60000.0).description(""))
+      ->type_name("MS")
+      ->capture_default_str();
+  sub.add_option("--nvml", opts->nvml_library, "Load this NVML library instead of libnvidia-ml.so.1")
+      ->type_name("PATH");
+  sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library for --load instead of libcuda.so.1")
+      ->type_name("PATH");
+  sub.add_option("--replay", opts->replay, "Summarize a run saved with --json instead of watching")
+      ->type_name("FILE");
+  sub.add_flag("--json", opts->json, "Print every sample and the summary as JSON");
+  sub.add_option("--load-child", opts->load_child_seconds)->group("");  // internal: one GPU's load
+  sub.footer(
+      "Samples each GPU's SM and memory clocks, P-state, clock-event reasons, application clocks, power\n"
+      "limit and persistence, then summarizes per GPU: min/median/max clocks, time per event reason,\n"
+      "de-initialization signs, and an attribution: thermal/power (RAS), de-init churn (persistence off),\n"
+      "pinned application clocks, an unexplained idle swing, or stable.\n\n"
+      "Modes. A watcher that keeps NVML open keeps every GPU initialized, so it hides the very problem it\n"
+      "looks for: with persistence off, the driver de-initializes a GPU as soon as its last client exits.\n"
+      "The default, detached, opens NVML for each sample and times each GPU's attach: a de-initialized\n"
+      "GPU attaches slowly (seconds, not milliseconds: --cold-attach-ms) and comes back with application\n"
+      "clocks and power limit reset to defaults; both count as de-initialization signs. Held (NVML kept\n"
+      "open) costs less per sample and suits long watches of thermal/power behaviour.\n\n"
+      "--load needs libcuda.so.1; the kernel ships as PTX and is compiled by the driver's JIT. Read-only:\n"
+      "watch changes no GPU setting. Ctrl-C ends the watch early and still prints the summary. A live\n"
+      "progress line goes to stderr when it is a terminal.\n\n"
+      "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
+      "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 thermal/power\n"
+      "or pinned clocks (not a persistence problem).");
+
+  return [opts, &sub, &global]() -> int {
+    if (opts->load_child_seconds >= 0) {
+      return run_load_child(*opts);
+    }
+    if (!opts->replay.empty()) {
+      auto text = read_file(opts->replay);
+      if (!text) {
+        std::cerr << "gpuwarm: error: " << text.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      auto j = nlohmann::json::parse(*text, nullptr, false);
+      auto run = j.is_discarded() ? Result<watch::WatchRun>(fail("not valid JSON")) : watch::run_from_json(j);
+      if (!run) {
+        std::cerr << "gpuwarm: error: " << opts->replay << ": " << run.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      return print_result(*run, *opts, global);
+    }
+
+    auto interval = parse_duration_seconds(opts->interval);
+    if (!interval) {
+      return usage_error("--interval: cannot read \"" + opts->interval + "\" as a duration (e.g. 500ms, 2s, 1m)");
+    }
+    const bool loading = sub.count("--load") > 0;
+    const double lead_s = loading ? std::max(2.0, 2 * *interval) : 0;
+    const double tail_s = loading ? std::max(5.0, 3 * *interval) : 0;
+    double duration = loading ? lead_s + opts->load_seconds + tail_s : 30;
+    if (!opts->duration.empty()) {
+      auto d = parse_duration_seconds(opts->duration);
+      if (!d || *d <= 0) {
+        return usage_error("--duration: cannot read \"" + opts->duration + "\" as a positive duration");
+      }
+      duration = *d;
+    }
+    if (!opts->duration.empty() && opts->count > 0) {
+      return usage_error("--duration and --count both say when to stop: give one");
+    }
+    std::size_t planned = opts->count > 0 ? opts->count
+                          : *interval > 0 ? static_cast<std::size_t>(std::ceil(duration / *interval))
+                                          : k_max_samples;
+    if (planned > k_max_samples) {
+      return usage_error(fmt::format("that is {} samples; at most {} are kept: lengthen --interval", planned,
+                                     k_max_samples));
+    }
+    if (loading && opts->count == 0 && duration < lead_s + opts->load_seconds) {
+      return usage_error(fmt::format("--duration {:.1f} s ends before the load does ({:.1f} s idle lead-in + "
+                                     "{:.0f} s load)",
+                                     duration, lead_s, opts->load_seconds));
+    }
+
+    const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
+    auto sampler = nvml::Sampler::open(opts->nvml_library, mode, opts->gpus);
+    if (!sampler) {
+      std::cerr << "gpuwarm: error: " << sampler.error().message
+                << "\nNo usable NVML: is the NVIDIA driver installed? (`gpuwarm diagnose` says more.)\n";
+      return to_int(ExitCode::tool_error);
+    }
+
+    watch::WatchRun run;
+    run.hostname = host_name();
+    run.taken_at = utc_now_iso8601();
+    run.mode = mode;
+    run.interval_s = *interval;
+    run.cold_attach_ms = opts->cold_attach_ms;
+    if (loading) {
+      run.load = watch::LoadWindow{};
+      run.load->requested_s = opts->load_seconds;
+    }
+    LoadRunner load;
+    const bool progress = ::isatty(STDERR_FILENO) == 1 && (opts->count == 0 ? duration : static_cast<double>(planned) * *interval) > 1;
+    install_stop_handlers();
+
+    std::size_t cold_signs = 0;
+    bool load_started = false;
+    const auto t0 = Clock::now();
+    for (std::size_t k = 0; !g_stop; ++k) {
+      const auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(static_cast<double>(k) * *interval));
+      if (opts->count > 0 ? k >= opts->count : seconds_since(t0, due) >= duration && k > 0) {
+        break;
+      }
+      // Wait for the sample's time, starting the load and reading its children meanwhile.
+      for (;;) {
+        auto now = Clock::now();
+        if (loading && !load_started && seconds_since(t0, now) >= lead_s && !run.gpus.empty()) {
+          load.start(run.gpus, opts->load_seconds, opts->cuda_library, *run.load);
+          load_started = true;
+        }
+        if (run.load) {
+          load.drain(t0, *run.load);
+        }
+        if (now >= due || g_stop) {
+          break;
+        }
+        std::vector<pollfd> fds;
+        load.add_fds(fds);
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(due - now).count() + 1;
+        if (loading && !load_started && !run.gpus.empty()) {
+          wait = std::min<long long>(wait, static_cast<long long>((lead_s - seconds_since(t0, now)) * 1000) + 1);
+        }
+        ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long long>(wait, 0)));
+      }
+      if (g_stop) {
+        break;
+      }
+      nvml::Reading reading = (*sampler)->sample();
+      if (k == 0) {
+        if (!reading.error.empty()) {
+          std::cerr << "gpuwarm: error: " << reading.error
+                    << (reading.error.find("DRIVER_NOT_LOADED") != std::string::npos
+                            ? "\nNo NVIDIA driver is loaded on this machine: nothing to watch.\n"
+                            : "\n");
+          return to_int(ExitCode::tool_error);
+        }
+        if (!(*sampler)->unmatched().empty()) {
+          std::cerr << "gpuwarm: error: no GPU matches --gpu " << (*sampler)->unmatched().front() << "\n";
+          return to_int(ExitCode::tool_error);
+        }
+        if ((*sampler)->gpus().empty()) {
+          std::cerr << "gpuwarm: error: NVML lists no GPU to watch\n";
+          return to_int(ExitCode::tool_error);
+        }
+        run.gpus = (*sampler)->gpus();
+      }
+      watch::Sample s;
+      s.t_s = seconds_since(t0, reading.at);
+      s.phase = !run.load || run.load->start_s < 0 ? watch::Phase::idle
+                : load.any_running()               ? watch::Phase::load
+                : run.load->end_s >= 0             ? watch::Phase::after_load
+                                                   : watch::Phase::idle;
+      s.init_ms = reading.init_ms;
+      s.error = reading.error;
+      s.gpus = std::move(reading.gpus);
+      for (const auto& g : s.gpus) {
+        cold_signs += g.attach_ms >= run.cold_attach_ms ? 1 : 0;
+      }
+      if (progress) {
+        double total = opts->count > 0 ? static_cast<double>(opts->count) * *interval : duration;
+        std::cerr << "\r\033[K" << progress_line(s.t_s, total, s, run.samples.size() + 1, cold_signs) << std::flush;
+      }
+      run.samples.push_back(std::move(s));
+      // A sample slower than the interval (a cold attach takes seconds) skips
+      // the slots it overran rather than bursting to catch up.
+      if (*interval > 0) {
+        k = std::max(k, static_cast<std::size_t>(seconds_since(t0, Clock::now()) / *interval));
+      }
+    }
+    if (run.load) {
+      load.stop(*run.load);
+    }
+    if (progress) {
+      std::cerr << "\r\033[K" << std::flush;
+    }
+    run.duration_s = seconds_since(t0, Clock::now());
+    if (run.samples.empty()) {
+      std::cerr << "gpuwarm: watch stopped before the first sample\n";
+      return to_int(ExitCode::tool_error);
+    }
+    return print_result(run, *opts, global);
+  };
+}
+
+}  // namespace gpuwarm

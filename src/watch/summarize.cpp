@@ -1,0 +1,336 @@
+// The pure half of `gpuwarm watch`: from samples to a per-GPU summary and an
+// attribution. Thresholds are named and explained where they are defined.
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "snapshot/clock_reasons.h"
+#include "watch/watch.h"
+
+namespace gpuwarm::watch {
+
+namespace {
+
+// Clocks that move by less than this share of the maximum SM clock count as
+// steady: boost firmware nudges an idle clock by a bin or two.
+constexpr double k_swing_fraction = 0.10;
+// After a load ends, clocks take a moment to come back down; idle samples
+// this soon after it are not used to judge the idle floor.
+constexpr double k_after_load_grace_s = 3.0;
+
+const nvml::GpuReading* reading_for(const Sample& s, unsigned index) {
+  for (const auto& g : s.gpus) {
+    if (g.index == index) {
+      return &g;
+    }
+  }
+  return nullptr;
+}
+
+// How long sample i stands for: up to the next sample, or one interval for the last.
+double span_of(const WatchRun& run, std::size_t i) {
+  if (i + 1 < run.samples.size()) {
+    return run.samples[i + 1].t_s - run.samples[i].t_s;
+  }
+  return run.interval_s;
+}
+
+bool judged_idle(const WatchRun& run, const Sample& s) {
+  if (s.phase == Phase::load) {
+    return false;
+  }
+  if (s.phase == Phase::after_load && run.load && run.load->end_s >= 0 &&
+      s.t_s < run.load->end_s + k_after_load_grace_s) {
+    return false;
+  }
+  return true;
+}
+
+std::string seconds_text(double s) { return fmt::format("{:.1f} s", s); }
+
+void add_cause(GpuSummary& g, Cause c) {
+  if (std::find(g.causes.begin(), g.causes.end(), c) == g.causes.end()) {
+    g.causes.push_back(c);
+  }
+}
+
+// A setting that was away from its default and is now back at it: what a
+// de-initialization does to non-persistent state.
+void check_revert(GpuSummary& g, double t_s, const char* kind, const char* what, std::optional<unsigned> before,
+                  std::optional<unsigned> now, std::optional<unsigned> def, const char* unit) {
+  if (before && now && def && *before != *def && *now == *def) {
+    g.deinit_events.push_back(
+        {t_s, kind, fmt::format("{} went from {} {} back to its default {} {}", what, *before, unit, *def, unit)});
+  }
+}
+
+GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
+  GpuSummary g;
+  g.id = id;
+  std::vector<unsigned> sm;
+  std::vector<unsigned> mem;
+  std::vector<unsigned> sm_idle;
+  std::vector<unsigned> sm_load;
+  std::vector<unsigned> attach;
+  std::map<unsigned, bool> pstates;
+  std::uint64_t reasons_seen = 0;
+  double reason_seconds[64] = {};
+  double pinned_seconds = 0;
+  std::optional<unsigned> pinned_sm;
+  // Settings as last read: a held watch reads them only every few samples.
+  std::optional<unsigned> app_sm;
+  std::optional<unsigned> app_mem;
+  std::optional<unsigned> power_limit;
+
+  for (std::size_t i = 0; i < run.samples.size(); ++i) {
+    const Sample& s = run.samples[i];
+    const nvml::GpuReading* r = reading_for(s, id.index);
+    if (r == nullptr) {
+      continue;  // NVML itself failed this sample: counted in init_failures
+    }
+    ++g.samples;
+    if (!r->error.empty()) {
+      ++g.failed;
+      g.last_error = r->error;
+      continue;
+    }
+    if (r->attach_ms >= 0) {
+      attach.push_back(static_cast<unsigned>(r->attach_ms + 0.5));
+      if (r->attach_ms >= run.cold_attach_ms) {
+        g.deinit_events.push_back(
+            {s.t_s, "cold-attach",
+             fmt::format("attaching took {:.0f} ms (a warm GPU attaches in milliseconds)", r->attach_ms)});
+      }
+    }
+    if (r->sm_mhz) {
+      sm.push_back(*r->sm_mhz);
+      if (s.phase == Phase::load) {
+        sm_load.push_back(*r->sm_mhz);
+      } else if (judged_idle(run, s)) {
+        sm_idle.push_back(*r->sm_mhz);
+      }
+    }
+    if (r->mem_mhz) {
+      mem.push_back(*r->mem_mhz);
+    }
+    if (r->pstate) {
+      pstates[*r->pstate] = true;
+    }
+    if (r->event_reasons) {
+      reasons_seen |= *r->event_reasons;
+      for (unsigned bit = 0; bit < 64; ++bit) {
+        if ((*r->event_reasons >> bit) & 1u) {
+          reason_seconds[bit] += span_of(run, i);
+        }
+      }
+    }
+    check_revert(g, s.t_s, "app-clocks-reverted", "SM application clock", app_sm, r->app_sm_mhz,
+                 id.default_app_sm_mhz, "MHz");
+    check_revert(g, s.t_s, "app-clocks-reverted", "memory application clock", app_mem, r->app_mem_mhz,
+                 id.default_app_mem_mhz, "MHz");
+    check_revert(g, s.t_s, "power-limit-reverted", "power limit", power_limit, r->power_limit_mw,
+                 id.default_power_limit_mw, "mW");
+    app_sm = r->app_sm_mhz ? r->app_sm_mhz : app_sm;
+    app_mem = r->app_mem_mhz ? r->app_mem_mhz : app_mem;
+    power_limit = r->power_limit_mw ? r->power_limit_mw : power_limit;
+    bool pinned = (app_sm && id.default_app_sm_mhz && *app_sm != *id.default_app_sm_mhz) ||
+                  (r->event_reasons && (*r->event_reasons & clock_reason::applications_clocks_setting) != 0);
+    if (pinned) {
+      pinned_seconds += span_of(run, i);
+      if (app_sm) {
+        pinned_sm = *app_sm;
+      }
+    }
+    if (r->persistence) {
+      g.persistence = *r->persistence;
+    }
+  }
+
+  g.sm = stats_of(sm);
+  g.mem = stats_of(mem);
+  g.sm_idle = stats_of(sm_idle);
+  g.sm_load = stats_of(sm_load);
+  g.attach_ms = stats_of(attach);
+  for (const auto& [p, seen] : pstates) {
+    g.pstates.push_back(p);
+  }
+  for (unsigned bit = 0; bit < 64; ++bit) {
+    if ((reasons_seen >> bit) & 1u) {
+      g.reason_time.push_back({clock_reason_names(1ull << bit).front(), reason_seconds[bit]});
+    }
+  }
+
+  // How long after the load the SM clock was back within the swing band of the floor.
+  if (run.load && run.load->end_s >= 0 && g.sm_idle) {
+    const double band = k_swing_fraction * id.max_sm_mhz.value_or(g.sm_idle->max);
+    for (const Sample& s : run.samples) {
+      const nvml::GpuReading* r = reading_for(s, id.index);
+      if (s.t_s >= run.load->end_s && r != nullptr && r->sm_mhz &&
+          std::abs(static_cast<double>(*r->sm_mhz) - g.sm_idle->median) <= band) {
+        g.settle_s = s.t_s - run.load->end_s;
+        break;
+      }
+    }
+  }
+
+  // Attribution, most decisive first.
+  const std::uint64_t ras_bits = reasons_seen & clock_reason::thermal_or_power;
+  if (ras_bits != 0) {
+    add_cause(g, Cause::thermal_power);
+    for (unsigned bit = 0; bit < 64; ++bit) {
+      if ((ras_bits >> bit) & 1u) {
+        g.evidence.push_back(fmt::format("{} active for {}", clock_reason_names(1ull << bit).front(),
+                                         seconds_text(reason_seconds[bit])));
+      }
+    }
+  }
+  if (!g.deinit_events.empty()) {
+    add_cause(g, Cause::deinit_churn);
+    g.evidence.push_back(fmt::format("{} de-initialization sign(s), first at {:.1f} s: {}", g.deinit_events.size(),
+                                     g.deinit_events.front().t_s, g.deinit_events.front().detail));
+    if (g.persistence == false) {
+      g.evidence.emplace_back("persistence mode reads Disabled");
+    }
+  }
+  if (pinned_seconds > 0) {
+    add_cause(g, Cause::pinned_clocks);
+    g.evidence.push_back(
+        pinned_sm && id.default_app_sm_mhz
+            ? fmt::format("SM application clock pinned at {} MHz (default {} MHz) for {}", *pinned_sm,
+                          *id.default_app_sm_mhz, seconds_text(pinned_seconds))
+            : fmt::format("ApplicationsClocksSetting active for {}", seconds_text(pinned_seconds)));
+  }
+  if (g.causes.empty() && g.sm_idle && g.sm_idle->count >= 2) {
+    const double limit = k_swing_fraction * id.max_sm_mhz.value_or(g.sm_idle->max);
+    if (g.sm_idle->max - g.sm_idle->min > limit) {
+      add_cause(g, Cause::idle_swing);
+      g.evidence.push_back(fmt::format("idle SM clock ranged {}-{} MHz with no thermal, power or "
+                                       "application-clock reason",
+                                       g.sm_idle->min, g.sm_idle->max));
+    }
+  }
+  if (g.causes.empty()) {
+    g.causes.push_back(Cause::stable);
+  }
+  return g;
+}
+
+std::string next_step_for(Cause c) {
+  switch (c) {
+    case Cause::thermal_power:
+      return "Thermal or power limits, not de-initialization: persistence will not help. Follow the RAS / "
+             "thermal runbook (cooling, power capping, `nvidia-smi -q -d TEMPERATURE,POWER`).";
+    case Cause::deinit_churn:
+      return "The driver de-initializes idle GPUs: enable nvidia-persistenced (`gpuwarm diagnose`, then "
+             "`gpuwarm fix`), then watch again in detached mode.";
+    case Cause::pinned_clocks:
+      return "Application clocks are pinned away from their defaults: reset them (`nvidia-smi -rac`) or find "
+             "what sets them; not a persistence problem.";
+    case Cause::idle_swing:
+      return "Idle clocks move with no reason NVML names: run `gpuwarm diagnose` and compare with a "
+             "`gpuwarm probe` baseline.";
+    case Cause::stable:
+      return "";
+  }
+  return "";
+}
+
+ExitCode exit_for(Cause c) {
+  switch (c) {
+    case Cause::thermal_power:
+    case Cause::pinned_clocks: return ExitCode::routed_elsewhere;
+    case Cause::deinit_churn:
+    case Cause::idle_swing: return ExitCode::action_needed;
+    case Cause::stable: return ExitCode::healthy;
+  }
+  return ExitCode::healthy;
+}
+
+}  // namespace
+
+const char* phase_name(Phase p) {
+  switch (p) {
+    case Phase::idle: return "idle";
+    case Phase::load: return "load";
+    case Phase::after_load: return "after-load";
+  }
+  return "?";
+}
+
+const char* cause_code(Cause c) {
+  switch (c) {
+    case Cause::thermal_power: return "thermal-power";
+    case Cause::deinit_churn: return "deinit-churn";
+    case Cause::pinned_clocks: return "pinned-clocks";
+    case Cause::idle_swing: return "idle-swing";
+    case Cause::stable: return "stable";
+  }
+  return "?";
+}
+
+const char* cause_title(Cause c) {
+  switch (c) {
+    case Cause::thermal_power: return "thermal/power limits (RAS)";
+    case Cause::deinit_churn: return "de-initialization churn (persistence off)";
+    case Cause::pinned_clocks: return "pinned application clocks";
+    case Cause::idle_swing: return "idle clocks swing, cause unknown";
+    case Cause::stable: return "stable";
+  }
+  return "?";
+}
+
+std::optional<Stats> stats_of(std::vector<unsigned> values) {
+  if (values.empty()) {
+    return std::nullopt;
+  }
+  std::sort(values.begin(), values.end());
+  Stats s;
+  s.count = values.size();
+  s.min = values.front();
+  s.max = values.back();
+  // Lower median: always a value that was actually read.
+  s.median = values[(values.size() - 1) / 2];
+  return s;
+}
+
+WatchSummary summarize(const WatchRun& run) {
+  WatchSummary out;
+  std::vector<unsigned> init;
+  for (const Sample& s : run.samples) {
+    if (s.init_ms >= 0) {
+      init.push_back(static_cast<unsigned>(s.init_ms + 0.5));
+    }
+    if (!s.error.empty()) {
+      ++out.init_failures;
+    }
+  }
+  out.init_ms = stats_of(init);
+
+  int best = static_cast<int>(Cause::stable);
+  for (const auto& id : run.gpus) {
+    GpuSummary g = summarize_gpu(run, id);
+    best = std::min(best, static_cast<int>(g.causes.front()));
+    if (run.mode == nvml::SampleMode::held && g.persistence == false) {
+      out.notes.push_back(fmt::format(
+          "GPU {}: persistence reads Disabled, and a held watch keeps the GPU initialized, so de-initialization "
+          "cannot show here: watch again with --mode detached.",
+          id.index));
+    }
+    out.gpus.push_back(std::move(g));
+  }
+  if (out.init_failures > 0) {
+    out.notes.push_back(fmt::format("NVML failed to initialize in {} of {} samples.", out.init_failures,
+                                    run.samples.size()));
+  }
+  if (run.load && !run.load->error.empty()) {
+    out.notes.push_back("The load did not run: " + run.load->error);
+  }
+  out.cause = static_cast<Cause>(best);
+  out.next_step = next_step_for(out.cause);
+  out.exit_code = exit_for(out.cause);
+  return out;
+}
+
+}  // namespace gpuwarm::watch

@@ -1,0 +1,124 @@
+#pragma once
+// `gpuwarm watch` as data: the samples a run took, and the pure summary the
+// runbook asks for ("clocks should sit at a steady idle floor and step cleanly
+// to boost under load, not swing"): per GPU, clock spread, time per clock-event
+// reason, de-initializations seen, and what the behaviour is attributed to.
+// Sampling lives in nvml/sampler; spawning the load in cli/.
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/exit_codes.h"
+#include "core/result.h"
+#include "nvml/sampler.h"
+
+namespace gpuwarm::watch {
+
+constexpr int k_schema_version = 1;
+constexpr double k_default_cold_attach_ms = 250;
+
+enum class Phase { idle, load, after_load };
+const char* phase_name(Phase p);
+
+struct Sample {
+  double t_s = 0;  // since the run started
+  Phase phase = Phase::idle;
+  double init_ms = -1;  // see nvml::Reading
+  std::string error;
+  std::vector<nvml::GpuReading> gpus;
+};
+
+struct LoadWindow {
+  double requested_s = 0;
+  double start_s = -1;  // first kernel finished, as the watcher saw it; -1 = never started
+  double end_s = -1;
+  unsigned long long launches = 0;  // summed over GPUs
+  std::string error;                // the first GPU's load error, if any
+};
+
+struct WatchRun {
+  std::string hostname;
+  std::string taken_at;
+  nvml::SampleMode mode = nvml::SampleMode::detached;
+  double interval_s = 1;
+  double duration_s = 0;  // as it ran
+  double cold_attach_ms = k_default_cold_attach_ms;
+  std::optional<LoadWindow> load;
+  std::vector<nvml::GpuIdentity> gpus;
+  std::vector<Sample> samples;
+};
+
+struct Stats {
+  unsigned min = 0;
+  unsigned median = 0;
+  unsigned max = 0;
+  std::size_t count = 0;
+};
+std::optional<Stats> stats_of(std::vector<unsigned> values);
+
+// What a GPU's clock behaviour comes from, most decisive first (the runbook's order).
+enum class Cause {
+  thermal_power,  // thermal/power event reasons: RAS path, persistence will not help
+  deinit_churn,   // the GPU de-initialized between samples: persistence is off
+  pinned_clocks,  // application clocks away from their defaults
+  idle_swing,     // clocks move while the GPU is idle, with no reason NVML names
+  stable,
+};
+const char* cause_code(Cause c);   // "thermal-power", "deinit-churn", ...
+const char* cause_title(Cause c);  // a short human phrase
+
+struct DeinitEvent {
+  double t_s = 0;
+  std::string kind;  // "cold-attach", "app-clocks-reverted", "power-limit-reverted"
+  std::string detail;
+};
+
+struct ReasonTime {
+  std::string reason;  // "GpuIdle", "SwPowerCap", ...
+  double seconds = 0;
+};
+
+struct GpuSummary {
+  nvml::GpuIdentity id;
+  std::size_t samples = 0;
+  std::size_t failed = 0;  // attach errors
+  std::string last_error;
+  std::optional<Stats> sm;
+  std::optional<Stats> mem;
+  std::optional<Stats> sm_idle;  // before the load (and after it had settled)
+  std::optional<Stats> sm_load;
+  std::optional<double> settle_s;  // load end -> SM back at the idle floor
+  std::vector<unsigned> pstates;
+  std::vector<ReasonTime> reason_time;  // by bit order; reasons never seen are absent
+  std::optional<Stats> attach_ms;       // detached: every attach; held: the first
+  std::vector<DeinitEvent> deinit_events;
+  std::optional<bool> persistence;  // last reading
+  std::vector<Cause> causes;        // every cause seen, most decisive first; {stable} when none
+  std::vector<std::string> evidence;
+};
+
+struct WatchSummary {
+  std::vector<GpuSummary> gpus;
+  std::optional<Stats> init_ms;  // detached: every nvmlInit; held: the one
+  std::size_t init_failures = 0;
+  Cause cause = Cause::stable;  // the most decisive over all GPUs
+  std::string next_step;
+  std::vector<std::string> notes;  // e.g. held mode hides de-initialization
+  ExitCode exit_code = ExitCode::healthy;
+};
+
+// Time a GPU with persistence off needs to attach is "order of 1-3 s" (ECC
+// scrub); a warm attach is milliseconds. `cold_attach_ms` splits the two.
+WatchSummary summarize(const WatchRun& run);
+
+nlohmann::json to_json(const WatchRun& run, const WatchSummary& summary);
+Result<WatchRun> run_from_json(const nlohmann::json& j);
+
+// `color` styles the verdict line only.
+std::string render_text(const WatchRun& run, const WatchSummary& summary, bool color);
+
+}  // namespace gpuwarm::watch

@@ -1,0 +1,215 @@
+// JSON of a watch run: the samples as taken and the summary rendered from
+// them. The samples round-trip (run_from_json), so a run recorded on one node
+// is summarized the same anywhere (`gpuwarm watch --replay FILE`).
+
+#include "snapshot/clock_reasons.h"
+#include "watch/watch.h"
+
+namespace gpuwarm::watch {
+
+namespace {
+
+using nlohmann::json;
+
+template <class T>
+json opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+template <class T>
+std::optional<T> opt_from(const json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) {
+    return std::nullopt;
+  }
+  return j[key].get<T>();
+}
+
+json stats_json(const std::optional<Stats>& s) {
+  if (!s) {
+    return nullptr;
+  }
+  return {{"min", s->min}, {"median", s->median}, {"max", s->max}, {"count", s->count}};
+}
+
+json identity_json(const nvml::GpuIdentity& id) {
+  return {{"index", id.index},
+          {"uuid", id.uuid},
+          {"name", id.name},
+          {"max_sm_mhz", opt(id.max_sm_mhz)},
+          {"default_app_sm_mhz", opt(id.default_app_sm_mhz)},
+          {"default_app_mem_mhz", opt(id.default_app_mem_mhz)},
+          {"default_power_limit_mw", opt(id.default_power_limit_mw)}};
+}
+
+json reading_json(const nvml::GpuReading& r) {
+  json j = {{"index", r.index}};
+  if (!r.error.empty()) {
+    j["error"] = r.error;
+    return j;
+  }
+  j["attach_ms"] = r.attach_ms >= 0 ? json(r.attach_ms) : json(nullptr);
+  j["sm_mhz"] = opt(r.sm_mhz);
+  j["mem_mhz"] = opt(r.mem_mhz);
+  j["pstate"] = opt(r.pstate);
+  j["event_reasons"] = opt(r.event_reasons);
+  j["app_sm_mhz"] = opt(r.app_sm_mhz);
+  j["app_mem_mhz"] = opt(r.app_mem_mhz);
+  j["power_limit_mw"] = opt(r.power_limit_mw);
+  j["persistence"] = opt(r.persistence);
+  return j;
+}
+
+json gpu_summary_json(const GpuSummary& g) {
+  json reasons = json::array();
+  for (const auto& r : g.reason_time) {
+    reasons.push_back({{"reason", r.reason}, {"seconds", r.seconds}});
+  }
+  json events = json::array();
+  for (const auto& e : g.deinit_events) {
+    events.push_back({{"t_s", e.t_s}, {"kind", e.kind}, {"detail", e.detail}});
+  }
+  json causes = json::array();
+  for (Cause c : g.causes) {
+    causes.push_back(cause_code(c));
+  }
+  return {{"index", g.id.index},
+          {"uuid", g.id.uuid},
+          {"samples", g.samples},
+          {"failed_samples", g.failed},
+          {"last_error", g.last_error},
+          {"sm_mhz", stats_json(g.sm)},
+          {"mem_mhz", stats_json(g.mem)},
+          {"sm_mhz_idle", stats_json(g.sm_idle)},
+          {"sm_mhz_load", stats_json(g.sm_load)},
+          {"settle_s", opt(g.settle_s)},
+          {"pstates", g.pstates},
+          {"reason_seconds", reasons},
+          {"attach_ms", stats_json(g.attach_ms)},
+          {"deinit_events", events},
+          {"persistence", opt(g.persistence)},
+          {"attribution", cause_code(g.causes.front())},
+          {"causes", causes},
+          {"evidence", g.evidence}};
+}
+
+}  // namespace
+
+json to_json(const WatchRun& run, const WatchSummary& summary) {
+  json gpus = json::array();
+  for (const auto& id : run.gpus) {
+    gpus.push_back(identity_json(id));
+  }
+  json samples = json::array();
+  for (const auto& s : run.samples) {
+    json readings = json::array();
+    for (const auto& r : s.gpus) {
+      readings.push_back(reading_json(r));
+    }
+    json j = {{"t_s", s.t_s}, {"phase", phase_name(s.phase)},
+              {"init_ms", s.init_ms >= 0 ? json(s.init_ms) : json(nullptr)}, {"gpus", readings}};
+    if (!s.error.empty()) {
+      j["error"] = s.error;
+    }
+    samples.push_back(std::move(j));
+  }
+  json load = nullptr;
+  if (run.load) {
+    load = {{"requested_s", run.load->requested_s},
+            {"start_s", run.load->start_s >= 0 ? json(run.load->start_s) : json(nullptr)},
+            {"end_s", run.load->end_s >= 0 ? json(run.load->end_s) : json(nullptr)},
+            {"launches", run.load->launches},
+            {"error", run.load->error}};
+  }
+  json per_gpu = json::array();
+  for (const auto& g : summary.gpus) {
+    per_gpu.push_back(gpu_summary_json(g));
+  }
+  return {{"schema_version", k_schema_version},
+          {"kind", "watch"},
+          {"hostname", run.hostname},
+          {"taken_at", run.taken_at},
+          {"mode", run.mode == nvml::SampleMode::held ? "held" : "detached"},
+          {"interval_s", run.interval_s},
+          {"duration_s", run.duration_s},
+          {"cold_attach_ms", run.cold_attach_ms},
+          {"load", load},
+          {"gpus", gpus},
+          {"summary",
+           {{"attribution", cause_code(summary.cause)},
+            {"title", cause_title(summary.cause)},
+            {"next_step", summary.next_step},
+            {"exit_code", to_int(summary.exit_code)},
+            {"init_ms", stats_json(summary.init_ms)},
+            {"init_failures", summary.init_failures},
+            {"notes", summary.notes},
+            {"gpus", per_gpu}}},
+          {"samples", samples}};
+}
+
+Result<WatchRun> run_from_json(const json& j) {
+  try {
+    if (j.value("kind", "") != "watch") {
+      return fail("not a gpuwarm watch run (\"kind\" is not \"watch\")");
+    }
+    if (j.at("schema_version").get<int>() != k_schema_version) {
+      return fail("unsupported watch schema_version " + j.at("schema_version").dump());
+    }
+    WatchRun run;
+    run.hostname = j.value("hostname", "");
+    run.taken_at = j.value("taken_at", "");
+    run.mode = j.at("mode").get<std::string>() == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
+    run.interval_s = j.at("interval_s").get<double>();
+    run.duration_s = j.value("duration_s", 0.0);
+    run.cold_attach_ms = j.value("cold_attach_ms", k_default_cold_attach_ms);
+    if (j.contains("load") && !j["load"].is_null()) {
+      const json& l = j["load"];
+      LoadWindow w;
+      w.requested_s = l.value("requested_s", 0.0);
+      w.start_s = opt_from<double>(l, "start_s").value_or(-1);
+      w.end_s = opt_from<double>(l, "end_s").value_or(-1);
+      w.launches = l.value("launches", 0ull);
+      w.error = l.value("error", "");
+      run.load = w;
+    }
+    for (const auto& g : j.at("gpus")) {
+      nvml::GpuIdentity id;
+      id.index = g.at("index").get<unsigned>();
+      id.uuid = g.value("uuid", "");
+      id.name = g.value("name", "");
+      id.max_sm_mhz = opt_from<unsigned>(g, "max_sm_mhz");
+      id.default_app_sm_mhz = opt_from<unsigned>(g, "default_app_sm_mhz");
+      id.default_app_mem_mhz = opt_from<unsigned>(g, "default_app_mem_mhz");
+      id.default_power_limit_mw = opt_from<unsigned>(g, "default_power_limit_mw");
+      run.gpus.push_back(std::move(id));
+    }
+    for (const auto& s : j.at("samples")) {
+      Sample sample;
+      sample.t_s = s.at("t_s").get<double>();
+      std::string phase = s.value("phase", "idle");
+      sample.phase = phase == "load" ? Phase::load : phase == "after-load" ? Phase::after_load : Phase::idle;
+      sample.init_ms = opt_from<double>(s, "init_ms").value_or(-1);
+      sample.error = s.value("error", "");
+      for (const auto& g : s.at("gpus")) {
+        nvml::GpuReading r;
+        r.index = g.at("index").get<unsigned>();
+        r.error = g.value("error", "");
+        r.attach_ms = opt_from<double>(g, "attach_ms").value_or(-1);
+        r.sm_mhz = opt_from<unsigned>(g, "sm_mhz");
+        r.mem_mhz = opt_from<unsigned>(g, "mem_mhz");
+        r.pstate = opt_from<unsigned>(g, "pstate");
+        r.event_reasons = opt_from<std::uint64_t>(g, "event_reasons");
+        r.app_sm_mhz = opt_from<unsigned>(g, "app_sm_mhz");
+        r.app_mem_mhz = opt_from<unsigned>(g, "app_mem_mhz");
+        r.power_limit_mw = opt_from<unsigned>(g, "power_limit_mw");
+        r.persistence = opt_from<bool>(g, "persistence");
+        sample.gpus.push_back(std::move(r));
+      }
+      run.samples.push_back(std::move(sample));
+    }
+    return run;
+  } catch (const json::exception& e) {
+    return fail(std::string("malformed watch run: ") + e.what());
+  }
+}
+
+}  // namespace gpuwarm::watch

@@ -1,0 +1,231 @@
+"""gpuwarm watch end to end: the real binary against the fake libnvidia-ml,
+whose state changes over time (a scenario "timeline"), whose GPUs de-initialize
+when the last client lets go (a "deinit" model), and the fake libcuda for the
+built-in load, which marks the GPU busy while its kernels run."""
+import json
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+FAKE_CUDA_DIR = os.environ.get("FAKE_CUDA_DIR", "")
+NVML = os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")
+UUID1 = "GPU-00000001-0000-0000-0000-000000000000"
+PINNED = {"sm": 1500, "graphics": 1500, "mem": 2619}
+
+
+class Watch(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+
+    def write(self, name, obj):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        return path
+
+    def env(self, nvml_scenario, cuda_scenario=None):
+        env = {"FAKE_NVML_SCENARIO": self.write("nvml.json", nvml_scenario)}
+        if cuda_scenario is not None:
+            env["FAKE_CUDA_SCENARIO"] = self.write("cuda.json", cuda_scenario)
+        return env
+
+    def watch(self, nvml_scenario, *args, cuda_scenario=None, nvml=NVML):
+        r = h.run(["watch", "--nvml", nvml, "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), *args],
+                  extra_env=self.env(nvml_scenario, cuda_scenario), raw=True)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
+    def watch_json(self, nvml_scenario, *args, **kw):
+        r = self.watch(nvml_scenario, "--json", *args, **kw)
+        self.assertTrue(r.stdout.strip(), r.stderr)
+        return r.returncode, json.loads(r.stdout)
+
+    # A GPU a job holds for the first second; then the job exits and, with
+    # persistence off, every later attach finds the GPU de-initialized.
+    def job_leaves_scenario(self):
+        g0 = h.gpu(0, persistence=0, app_clocks=PINNED, default_power_limit_mw=700000, power_limit_mw=500000)
+        return h.scenario([g0, h.gpu(1)],
+                          timeline=[{"after_ms": 1000, "gpus": [{"deinit": {"attach_ms": 300}}, {}]}])
+
+    def test_detached_sees_deinit_churn_that_held_hides(self):
+        sc = self.job_leaves_scenario()
+        rc, d = self.watch_json(sc, "--interval", "200ms", "--duration", "2.5s")
+        self.assertEqual(rc, 3, d["summary"])
+        self.assertEqual(d["mode"], "detached")
+        g0, g1 = d["summary"]["gpus"]
+        self.assertEqual(g0["attribution"], "deinit-churn")
+        kinds = [e["kind"] for e in g0["deinit_events"]]
+        self.assertIn("cold-attach", kinds)
+        self.assertIn("app-clocks-reverted", kinds)
+        self.assertIn("power-limit-reverted", kinds)
+        # The pin was seen while the job held the GPU, then lost with it.
+        first = d["samples"][0]["gpus"][0]
+        self.assertEqual(first["app_sm_mhz"], 1500)
+        self.assertLess(first["attach_ms"], 290)
+        self.assertGreater(min(e["t_s"] for e in g0["deinit_events"]), 0)
+        self.assertGreaterEqual(g0["attach_ms"]["max"], 290)
+        self.assertIn("pinned-clocks", g0["causes"])
+        self.assertEqual(g1["attribution"], "stable")
+        self.assertEqual(g1["deinit_events"], [])
+        # Every sample timed its own nvmlInit.
+        self.assertTrue(all(s["init_ms"] is not None for s in d["samples"]))
+
+        # The same node watched while holding NVML: the GPU never de-initializes.
+        rc, d = self.watch_json(self.job_leaves_scenario(), "--interval", "200ms", "--duration", "2.5s",
+                                "--mode", "held")
+        self.assertEqual(rc, 5, d["summary"])  # what is left to see: the pinned clocks
+        g0 = d["summary"]["gpus"][0]
+        self.assertEqual(g0["deinit_events"], [])
+        self.assertEqual(g0["causes"], ["pinned-clocks"])
+        self.assertTrue(any("--mode detached" in n for n in d["summary"]["notes"]), d["summary"]["notes"])
+        self.assertEqual([s["init_ms"] is not None for s in d["samples"]].count(True), 1)
+
+    def test_healthy_node_is_stable_in_both_modes(self):
+        for mode in ("detached", "held"):
+            with self.subTest(mode=mode):
+                r = self.watch(h.scenario([h.gpu(0), h.gpu(1)]), "--interval", "100ms", "--count", "5",
+                               "--mode", mode)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("Stable", r.stdout)
+                self.assertIn("GpuIdle", r.stdout)
+                self.assertEqual(r.stderr, "")  # no progress line when not on a terminal
+
+    def test_thermal_event_mid_watch_routes_to_ras(self):
+        sc = h.scenario([h.gpu(0), h.gpu(1)],
+                        timeline=[{"after_ms": 0, "gpus": [{}, {}]},
+                                  {"after_ms": 300, "gpus": [{}, {"event_reasons": 0x40, "clocks": {"sm": 1100}}]}])
+        rc, d = self.watch_json(sc, "--interval", "100ms", "--count", "10")
+        self.assertEqual(rc, 5)
+        self.assertEqual(d["summary"]["attribution"], "thermal-power")
+        g1 = d["summary"]["gpus"][1]
+        self.assertEqual(g1["attribution"], "thermal-power")
+        reasons = {r["reason"]: r["seconds"] for r in g1["reason_seconds"]}
+        self.assertGreater(reasons["HwThermalSlowdown"], 0.3)
+        self.assertEqual(g1["sm_mhz"]["min"], 1100)
+        self.assertEqual(d["summary"]["gpus"][0]["attribution"], "stable")
+
+    def test_load_steps_clocks_to_boost_and_back(self):
+        busy = os.path.join(self.tmp, "busy")
+        idle_then_busy = h.gpu(0, pstate=8, clocks={"sm": 345, "graphics": 345, "mem": 2619}, when_file_exists={
+            "path": busy, "set": {"pstate": 0, "event_reasons": 0, "clocks": {"sm": 1980, "graphics": 1980}}})
+        rc, d = self.watch_json(h.scenario([idle_then_busy]), "--interval", "250ms", "--load", "1",
+                                cuda_scenario={"*": {"busy_file": busy, "launch_ms": 5}})
+        self.assertEqual(rc, 0, d["summary"])
+        load = d["load"]
+        self.assertEqual(load["error"], "")
+        self.assertGreater(load["launches"], 20)
+        # 2 s idle lead-in, then about 1 s of load.
+        self.assertGreaterEqual(load["start_s"], 1.9)
+        self.assertAlmostEqual(load["end_s"] - load["start_s"], 1.0, delta=0.5)
+        phases = [s["phase"] for s in d["samples"]]
+        self.assertEqual(phases[0], "idle")
+        self.assertIn("load", phases)
+        self.assertEqual(phases[-1], "after-load")
+        g = d["summary"]["gpus"][0]
+        self.assertEqual(g["sm_mhz_load"]["median"], 1980)
+        self.assertEqual(g["sm_mhz_idle"]["median"], 345)
+        self.assertIsNotNone(g["settle_s"])
+        self.assertEqual(g["pstates"], [0, 8])
+        self.assertFalse(os.path.exists(busy), "the load child did not release its context")
+        text = self.watch(h.scenario([idle_then_busy]), "--replay", self.write("run.json", d))
+        self.assertIn("under load: SM median 1980 MHz", text.stdout)
+
+    def test_load_that_cannot_compile_is_reported(self):
+        rc, d = self.watch_json(h.scenario([h.gpu(0)]), "--interval", "500ms", "--load", "1", "--duration", "4s",
+                                cuda_scenario={"*": {"returns": {"cuModuleLoadData": 218}}})
+        self.assertEqual(rc, 0)
+        self.assertEqual(d["load"]["error"], "jit: CUDA_ERROR_INVALID_PTX")
+        self.assertTrue(any("did not run" in n for n in d["summary"]["notes"]))
+        self.assertNotIn("load", [s["phase"] for s in d["samples"]])
+
+    def test_replay_reproduces_the_summary(self):
+        rc, d = self.watch_json(self.job_leaves_scenario(), "--interval", "200ms", "--duration", "2s")
+        path = self.write("run.json", d)
+        r = h.run(["watch", "--replay", path, "--json"], raw=True)
+        self.assertEqual(r.returncode, rc)
+        self.assertEqual(json.loads(r.stdout)["summary"], d["summary"])
+        r = h.run(["watch", "--replay", path], raw=True)
+        self.assertIn("deinit-churn", r.stdout)
+        with open(path, "w") as f:
+            f.write('{"kind": "probe"}')
+        r = h.run(["watch", "--replay", path], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not a gpuwarm watch run", r.stderr)
+
+    def test_gpu_selection(self):
+        rc, d = self.watch_json(h.scenario([h.gpu(0), h.gpu(1)]), "--count", "2", "--interval", "0", "--gpu",
+                                UUID1.lower())
+        self.assertEqual([g["index"] for g in d["gpus"]], [1])
+        rc, d = self.watch_json(h.scenario([h.gpu(0), h.gpu(1)]), "--count", "2", "--interval", "0", "--gpu", "0")
+        self.assertEqual([g["index"] for g in d["gpus"]], [0])
+        r = self.watch(h.scenario([h.gpu(0)]), "--count", "1", "--gpu", "7")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no GPU matches --gpu 7", r.stderr)
+
+    def test_legacy_nvml_without_app_clocks(self):
+        legacy = os.path.join(h.FAKE_NVML_LEGACY_DIR, "libnvidia-ml.so.1")
+        rc, d = self.watch_json(h.scenario([h.gpu(0)]), "--count", "3", "--interval", "0", nvml=legacy)
+        self.assertEqual(rc, 0, d["summary"])
+        s = d["samples"][0]["gpus"][0]
+        self.assertEqual(s["sm_mhz"], 1980)
+        self.assertIsNone(s["app_sm_mhz"])
+        self.assertEqual(s["event_reasons"], 1)  # through the old ...ThrottleReasons name
+
+    def test_no_driver_and_bad_input(self):
+        r = self.watch(h.scenario([], init={"return": 9}), "--count", "1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("DRIVER_NOT_LOADED", r.stderr)
+        self.assertIn("No NVIDIA driver is loaded", r.stderr)
+        r = h.run(["watch", "--nvml", os.path.join(self.tmp, "missing.so")], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("No usable NVML", r.stderr)
+        for args, needle in [(["--interval", "fast"], "--interval"),
+                             (["--duration", "0"], "--duration"),
+                             (["--duration", "5s", "--count", "3"], "give one"),
+                             (["--load", "5", "--duration", "4s"], "ends before the load"),
+                             (["--interval", "1ms", "--duration", "1h"], "at most"),
+                             (["--mode", "sometimes"], "--mode")]:
+            with self.subTest(args=args):
+                r = h.run(["watch", "--nvml", NVML, *args], raw=True)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(needle, r.stderr)
+                self.assertEqual(r.stdout, "")
+
+    def test_progress_line_on_a_terminal_and_ctrl_c_keeps_the_summary(self):
+        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)])))
+        primary, secondary = pty.openpty()
+        p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--duration", "30s"],
+                             stdout=subprocess.PIPE, stderr=secondary, env=env, text=True)
+        os.close(secondary)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=10)
+        progress = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            progress += chunk
+        os.close(primary)
+        self.assertEqual(p.returncode, 0, out)
+        self.assertIn("Stable", out)
+        samples = int(out.split(" sample(s)")[0].rsplit(" ", 1)[-1])
+        self.assertLess(samples, 30, "SIGINT did not end the watch early")
+        self.assertIn(b"samples \xc2\xb7 GPU0 1980 MHz P0 GpuIdle", progress)
+        self.assertTrue(progress.endswith(b"\r\x1b[K"), progress[-40:])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,325 @@
+// watch::summarize is pure: table-driven cases over hand-built runs, each a
+// healthy idle H100 timeline with one thing changed.
+
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "core/strings.h"
+#include "watch/watch.h"
+
+namespace gpuwarm::test {
+namespace {
+
+using watch::Cause;
+using watch::Phase;
+
+constexpr unsigned k_idle_reason = 0x1;
+
+// Two H100s, 20 samples 1 s apart, detached, warm attaches, idle at 1980 MHz.
+watch::WatchRun idle_run(std::size_t samples = 20) {
+  watch::WatchRun run;
+  run.mode = nvml::SampleMode::detached;
+  run.interval_s = 1;
+  for (unsigned i = 0; i < 2; ++i) {
+    nvml::GpuIdentity id;
+    id.index = i;
+    id.uuid = "GPU-" + std::to_string(i);
+    id.max_sm_mhz = 1980;
+    id.default_app_sm_mhz = 1980;
+    id.default_app_mem_mhz = 2619;
+    id.default_power_limit_mw = 700000;
+    run.gpus.push_back(id);
+  }
+  for (std::size_t k = 0; k < samples; ++k) {
+    watch::Sample s;
+    s.t_s = static_cast<double>(k);
+    s.init_ms = 12;
+    for (unsigned i = 0; i < 2; ++i) {
+      nvml::GpuReading r;
+      r.index = i;
+      r.attach_ms = 7;
+      r.sm_mhz = 1980;
+      r.mem_mhz = 2619;
+      r.pstate = 0;
+      r.event_reasons = k_idle_reason;
+      r.app_sm_mhz = 1980;
+      r.app_mem_mhz = 2619;
+      r.power_limit_mw = 700000;
+      r.persistence = true;
+      s.gpus.push_back(r);
+    }
+    run.samples.push_back(s);
+  }
+  return run;
+}
+
+using Edit = std::function<void(watch::WatchRun&)>;
+
+// Applies `f` to GPU `gpu`'s reading in samples [from, to).
+Edit readings(unsigned gpu, std::size_t from, std::size_t to, std::function<void(nvml::GpuReading&)> f) {
+  return [=](watch::WatchRun& run) {
+    for (std::size_t k = from; k < to && k < run.samples.size(); ++k) {
+      f(run.samples[k].gpus[gpu]);
+    }
+  };
+}
+
+struct SummaryCase {
+  const char* name;
+  Edit edit;
+  std::vector<Cause> gpu0_causes;
+  Cause overall;
+  ExitCode exit;
+  std::size_t gpu0_deinit_events = 0;
+};
+
+TEST(WatchSummary, attribution_table) {
+  const std::vector<SummaryCase> cases = {
+      {"idle and steady", [](watch::WatchRun&) {}, {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"every attach cold (persistence off, detached)",
+       readings(0, 0, 20, [](auto& r) { r.attach_ms = 1800; r.persistence = false; }),
+       {Cause::deinit_churn}, Cause::deinit_churn, ExitCode::action_needed, 20},
+      {"attach just under the threshold is warm", readings(0, 0, 20, [](auto& r) { r.attach_ms = 249; }),
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"app clocks pinned, then reverted at sample 10",
+       readings(0, 0, 10, [](auto& r) { r.app_sm_mhz = 1500; }),
+       {Cause::deinit_churn, Cause::pinned_clocks}, Cause::deinit_churn, ExitCode::action_needed, 1},
+      {"power limit reverted",
+       readings(0, 0, 5, [](auto& r) { r.power_limit_mw = 500000; }),
+       {Cause::deinit_churn}, Cause::deinit_churn, ExitCode::action_needed, 1},
+      {"held: settings read every 5th sample still show the pin and its revert",
+       [](watch::WatchRun& run) {
+         for (std::size_t k = 0; k < run.samples.size(); ++k) {
+           auto& r = run.samples[k].gpus[0];
+           r.app_sm_mhz = k % 5 != 0 ? std::nullopt : k < 10 ? std::optional<unsigned>(1500) : r.app_sm_mhz;
+           r.app_mem_mhz = k % 5 != 0 ? std::nullopt : r.app_mem_mhz;
+         }
+       },
+       {Cause::deinit_churn, Cause::pinned_clocks}, Cause::deinit_churn, ExitCode::action_needed, 1},
+      {"a pinned clock that stays pinned is not a revert",
+       readings(0, 0, 20, [](auto& r) { r.app_sm_mhz = 1500; }),
+       {Cause::pinned_clocks}, Cause::pinned_clocks, ExitCode::routed_elsewhere},
+      {"ApplicationsClocksSetting reason alone",
+       readings(0, 3, 6, [](auto& r) { r.event_reasons = 0x2; }),
+       {Cause::pinned_clocks}, Cause::pinned_clocks, ExitCode::routed_elsewhere},
+      {"HW thermal slowdown wins over de-init",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 20, [](auto& r) { r.attach_ms = 1800; })(run);
+         readings(0, 4, 8, [](auto& r) { r.event_reasons = 0x40; r.sm_mhz = 1200; })(run);
+       },
+       {Cause::thermal_power, Cause::deinit_churn}, Cause::thermal_power, ExitCode::routed_elsewhere, 20},
+      {"SW power cap", readings(0, 0, 2, [](auto& r) { r.event_reasons = 0x4; }), {Cause::thermal_power},
+       Cause::thermal_power, ExitCode::routed_elsewhere},
+      {"sync boost is benign", readings(0, 0, 20, [](auto& r) { r.event_reasons = 0x10; }), {Cause::stable},
+       Cause::stable, ExitCode::healthy},
+      {"idle clock moves by one boost bin (under 10% of max)",
+       [](watch::WatchRun& run) {
+         for (std::size_t k = 0; k < run.samples.size(); k += 2) run.samples[k].gpus[0].sm_mhz = 1965;
+       },
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"idle clock swings 345 <-> 1980",
+       [](watch::WatchRun& run) {
+         for (std::size_t k = 0; k < run.samples.size(); k += 2) run.samples[k].gpus[0].sm_mhz = 345;
+       },
+       {Cause::idle_swing}, Cause::idle_swing, ExitCode::action_needed},
+      {"a swing inside the load window is expected",
+       [](watch::WatchRun& run) {
+         run.load = watch::LoadWindow{5, 5, 10, 100, ""};
+         for (std::size_t k = 0; k < run.samples.size(); ++k) {
+           auto& s = run.samples[k];
+           s.phase = k < 5 ? Phase::idle : k < 10 ? Phase::load : Phase::after_load;
+           s.gpus[0].sm_mhz = k < 5 || k >= 13 ? 345u : 1980u;  // settles 3 s after the load
+         }
+       },
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"GPU 1 only: the worst GPU decides the run",
+       readings(1, 0, 20, [](auto& r) { r.event_reasons = 0x20; }), {Cause::stable}, Cause::thermal_power,
+       ExitCode::routed_elsewhere},
+      {"attach errors are counted, not attributed",
+       readings(0, 2, 4, [](auto& r) { r = nvml::GpuReading{}; r.error = "GPU_IS_LOST"; }),
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto run = idle_run();
+    c.edit(run);
+    auto s = watch::summarize(run);
+    ASSERT_EQ(s.gpus.size(), 2u);
+    EXPECT_EQ(s.gpus[0].causes, c.gpu0_causes);
+    EXPECT_EQ(s.cause, c.overall);
+    EXPECT_EQ(s.exit_code, c.exit);
+    EXPECT_EQ(s.gpus[0].deinit_events.size(), c.gpu0_deinit_events);
+    EXPECT_EQ(s.next_step.empty(), c.overall == Cause::stable);
+  }
+}
+
+TEST(WatchSummary, clock_stats_reason_time_and_settle) {
+  auto run = idle_run(10);
+  run.load = watch::LoadWindow{4, 2, 6, 200, ""};
+  for (std::size_t k = 0; k < run.samples.size(); ++k) {
+    auto& s = run.samples[k];
+    s.phase = k < 2 ? Phase::idle : k < 6 ? Phase::load : Phase::after_load;
+    auto& r = s.gpus[0];
+    r.sm_mhz = s.phase == Phase::load ? 1980u : k == 6 ? 1500u : 345u;
+    r.pstate = s.phase == Phase::load ? 0u : 8u;
+    r.event_reasons = s.phase == Phase::load ? 0u : k_idle_reason;
+  }
+  auto sum = watch::summarize(run);
+  const auto& g = sum.gpus[0];
+  ASSERT_TRUE(g.sm && g.sm_idle && g.sm_load);
+  EXPECT_EQ(g.sm->min, 345u);
+  EXPECT_EQ(g.sm->max, 1980u);
+  EXPECT_EQ(g.sm_load->median, 1980u);
+  EXPECT_EQ(g.sm_load->count, 4u);
+  // Idle samples: 0, 1 before; after the 3 s grace only sample 9 (t=9 >= 6+3).
+  EXPECT_EQ(g.sm_idle->count, 3u);
+  EXPECT_EQ(g.sm_idle->median, 345u);
+  ASSERT_TRUE(g.settle_s);
+  EXPECT_DOUBLE_EQ(*g.settle_s, 1.0);  // t=6 still at 1500, t=7 back at 345
+  EXPECT_EQ(g.pstates, (std::vector<unsigned>{0, 8}));
+  ASSERT_EQ(g.reason_time.size(), 1u);
+  EXPECT_EQ(g.reason_time[0].reason, "GpuIdle");
+  EXPECT_DOUBLE_EQ(g.reason_time[0].seconds, 6.0);  // 6 idle samples x 1 s (the last counts one interval)
+  EXPECT_EQ(g.causes, std::vector<Cause>{Cause::stable});
+}
+
+TEST(WatchSummary, pinned_time_counts_from_the_last_read_setting) {
+  auto run = idle_run(20);
+  for (std::size_t k = 0; k < run.samples.size(); ++k) {
+    auto& r = run.samples[k].gpus[0];
+    r.app_sm_mhz = k % 10 != 0 ? std::nullopt : std::optional<unsigned>(1410);
+  }
+  auto g = watch::summarize(run).gpus[0];
+  ASSERT_EQ(g.evidence.size(), 1u);
+  EXPECT_EQ(g.evidence[0], "SM application clock pinned at 1410 MHz (default 1980 MHz) for 20.0 s");
+}
+
+TEST(WatchSummary, held_mode_with_persistence_off_says_what_it_cannot_see) {
+  auto run = idle_run(5);
+  run.mode = nvml::SampleMode::held;
+  for (auto& s : run.samples) {
+    s.init_ms = -1;
+    for (auto& r : s.gpus) {
+      r.attach_ms = -1;
+      r.persistence = false;
+    }
+  }
+  run.samples[0].init_ms = 12;
+  auto sum = watch::summarize(run);
+  EXPECT_EQ(sum.cause, Cause::stable);
+  ASSERT_EQ(sum.notes.size(), 2u);
+  EXPECT_NE(sum.notes[0].find("--mode detached"), std::string::npos);
+  ASSERT_TRUE(sum.init_ms);
+  EXPECT_EQ(sum.init_ms->count, 1u);
+  EXPECT_FALSE(sum.gpus[0].attach_ms);
+}
+
+TEST(WatchSummary, stats_median_is_a_value_read) {
+  EXPECT_FALSE(watch::stats_of({}));
+  auto s = watch::stats_of({1980, 345, 1410, 345});
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->min, 345u);
+  EXPECT_EQ(s->median, 345u);  // lower median of 345 345 1410 1980
+  EXPECT_EQ(s->max, 1980u);
+  EXPECT_EQ(watch::stats_of({7})->median, 7u);
+}
+
+TEST(WatchJson, round_trip_keeps_the_summary) {
+  auto run = idle_run(6);
+  run.load = watch::LoadWindow{2, 1, 3, 50, ""};
+  run.samples[2].phase = Phase::load;
+  run.samples[1].gpus[0].attach_ms = 900;
+  run.samples[3].gpus[1] = nvml::GpuReading{};
+  run.samples[3].gpus[1].index = 1;
+  run.samples[3].gpus[1].error = "GPU_IS_LOST";
+  run.samples[4].error = "nvmlInit: UNKNOWN";
+  run.samples[4].gpus.clear();
+  auto before = watch::summarize(run);
+  auto j = watch::to_json(run, before);
+  auto back = watch::run_from_json(nlohmann::json::parse(j.dump()));
+  ASSERT_TRUE(back) << back.error().message;
+  auto after = watch::summarize(*back);
+  EXPECT_EQ(watch::to_json(*back, after), j);
+  EXPECT_EQ(j["summary"]["attribution"], "deinit-churn");
+  EXPECT_EQ(j["summary"]["init_failures"], 1);
+  EXPECT_EQ(j["summary"]["gpus"][1]["failed_samples"], 1);
+}
+
+TEST(WatchJson, rejects_what_is_not_a_watch_run) {
+  EXPECT_FALSE(watch::run_from_json(nlohmann::json{{"kind", "probe"}}));
+  EXPECT_FALSE(watch::run_from_json(nlohmann::json{{"kind", "watch"}, {"schema_version", 99}}));
+  auto bad = watch::run_from_json(nlohmann::json{{"kind", "watch"}, {"schema_version", 1}, {"mode", "held"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("malformed"), std::string::npos);
+}
+
+TEST(WatchText, names_the_attribution_and_lists_events) {
+  auto run = idle_run(8);
+  for (auto& s : run.samples) s.gpus[0].attach_ms = 2000;
+  auto text = watch::render_text(run, watch::summarize(run), false);
+  EXPECT_NE(text.find("detached"), std::string::npos);
+  EXPECT_NE(text.find("deinit-churn"), std::string::npos);
+  EXPECT_NE(text.find("... and 3 more"), std::string::npos);
+  EXPECT_NE(text.find("gpuwarm fix"), std::string::npos);
+  EXPECT_EQ(text.find("\x1b["), std::string::npos);
+}
+
+// Runs recorded on a real H100 (driver 580.159.04, persistence on): idle at
+// 345 MHz, boost to 1980 MHz under the built-in load, back afterwards.
+nlohmann::json recorded(const char* name) {
+  std::ifstream in(std::string(GPUWARM_SOURCE_DIR) + "/examples/" + name);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return nlohmann::json::parse(buf.str());
+}
+
+TEST(WatchRecorded, h100_load_steps_to_boost_and_back) {
+  auto run = watch::run_from_json(recorded("h100-watch-load.json"));
+  ASSERT_TRUE(run) << run.error().message;
+  auto s = watch::summarize(*run);
+  EXPECT_EQ(s.cause, Cause::stable);
+  EXPECT_EQ(s.exit_code, ExitCode::healthy);
+  ASSERT_EQ(s.gpus.size(), 1u);
+  const auto& g = s.gpus[0];
+  ASSERT_TRUE(g.sm_load && g.sm_idle && g.settle_s);
+  EXPECT_EQ(g.sm_load->median, 1980u);
+  EXPECT_EQ(g.sm_idle->median, 345u);
+  EXPECT_GT(*g.settle_s, 0.5);
+  EXPECT_LT(*g.settle_s, 5.0);
+  EXPECT_TRUE(g.deinit_events.empty());
+  ASSERT_TRUE(run->load);
+  EXPECT_GT(run->load->launches, 100u);
+}
+
+TEST(WatchRecorded, h100_detached_idle_is_stable_with_warm_attaches) {
+  auto run = watch::run_from_json(recorded("h100-watch-detached.json"));
+  ASSERT_TRUE(run) << run.error().message;
+  auto s = watch::summarize(*run);
+  EXPECT_EQ(s.cause, Cause::stable);
+  const auto& g = s.gpus[0];
+  ASSERT_TRUE(g.attach_ms);
+  EXPECT_EQ(g.attach_ms->count, run->samples.size());
+  EXPECT_LT(g.attach_ms->max, 50u);  // a persistent GPU attaches in milliseconds
+  ASSERT_EQ(g.reason_time.size(), 1u);
+  EXPECT_EQ(g.reason_time[0].reason, "GpuIdle");
+}
+
+TEST(Durations, parse_table) {
+  struct Case {
+    const char* in;
+    std::optional<double> seconds;
+  };
+  const Case cases[] = {{"1", 1.0},     {"2s", 2.0},      {"500ms", 0.5}, {"1.5m", 90.0}, {"2min", 120.0},
+                        {"1h", 3600.0}, {" 3s ", 3.0},    {"0", 0.0},     {"", {}},       {"s", {}},
+                        {"-1s", {}},    {"1.2.3s", {}},   {"5d", {}},     {"1e3", {}},    {".", {}}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.in);
+    EXPECT_EQ(parse_duration_seconds(c.in), c.seconds);
+  }
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
