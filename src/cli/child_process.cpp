@@ -1,8 +1,13 @@
 #include "cli/child_process.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <cerrno>
 #include <cstring>
@@ -45,6 +50,64 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   }
   child.out_fd = fds[0];
   return child;
+}
+
+Result<std::string> run_capture(const std::vector<std::string>& argv_text, int timeout_ms) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return fail(std::string("pipe: ") + std::strerror(errno));
+  }
+  std::vector<std::string> args = argv_text;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+  pid_t pid = -1;
+  int r = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (r != 0) {
+    ::close(fds[0]);
+    return fail("cannot run " + argv_text[0] + ": " + std::strerror(r));
+  }
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool timed_out = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      continue;
+    }
+    char buf[4096];
+    ssize_t got = ::read(fds[0], buf, sizeof buf);
+    if (got <= 0) {
+      break;
+    }
+    out.append(buf, static_cast<std::size_t>(got));
+  }
+  ::close(fds[0]);
+  if (timed_out) {
+    ::kill(pid, SIGKILL);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (timed_out) {
+    return fail(argv_text[0] + " did not finish within " + std::to_string(timeout_ms) + " ms");
+  }
+  return out;
 }
 
 }  // namespace gpuwarm

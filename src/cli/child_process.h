@@ -21,4 +21,8 @@ struct ChildProcess {
 // from NVML's, FACTS.md §6); stdout comes back through a pipe.
 Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpu);
 
+// Runs argv[0] (a path) with argv, stdin from /dev/null, and returns what it
+// printed on stdout and stderr; killed and failed after `timeout_ms`.
+Result<std::string> run_capture(const std::vector<std::string>& argv, int timeout_ms);
+
 }  // namespace gpuwarm

@@ -13,6 +13,9 @@ const CommandSpec k_commands[] = {
     {"watch", "Sample clocks over time (optionally under a built-in load) and attribute swings: de-init, "
               "thermal/power, pinned clocks",
      setup_watch},
+    {"guard", "ExecCondition= for nvidia-persistenced: skip the unit cleanly (not fail it) while the driver is "
+              "half-updated",
+     setup_guard},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

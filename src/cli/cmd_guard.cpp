@@ -1,0 +1,275 @@
+// `gpuwarm guard`: the ExecCondition= of nvidia-persistenced.service. Reads
+// only what needs no GPU: the module, the user-space driver files, the kernel
+// log and the device nodes. It never initializes NVML (on a half-updated
+// driver that fails anyway, and attaching GPUs would cost seconds each).
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/child_process.h"
+#include "cli/command.h"
+#include "core/paths.h"
+#include "core/strings.h"
+#include "guard/guard.h"
+#include "nvml/nvml_library.h"
+#include "snapshot/snapshot_json.h"
+#include "sysfs/daemon.h"
+#include "sysfs/driver.h"
+#include "sysfs/kernel_log.h"
+
+namespace gpuwarm {
+
+namespace {
+
+struct GuardOptions {
+  std::string root = "/";
+  std::string nvml_library;
+  std::string kernel_log;
+  std::string user;
+  std::string daemon;  // the nvidia-persistenced binary; "" = search PATH and the usual directories
+  bool json = false;
+  bool verbose = false;
+  std::string inject_fault;  // tests only: "throw" or "segv"
+};
+
+// A crash in the guard must not fail the unit (ExecCondition: a signal = failed).
+extern "C" void on_fatal_signal(int sig) {
+  const char msg[] = "gpuwarm guard: internal error (fatal signal): skipping nvidia-persistenced\n";
+  (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)sig;
+  ::_exit(static_cast<int>(guard::Code::internal_error));
+}
+
+void contain_crashes() {
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
+    struct sigaction sa {};
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = static_cast<int>(SA_RESETHAND);
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+guard::UserSpaceVersion nvml_version(const std::string& library, std::string& real_path) {
+  guard::UserSpaceVersion v{"libnvidia-ml", std::nullopt, ""};
+  auto lib = nvml::Library::open(library);
+  if (!lib) {
+    v.missing = "not loadable: " + lib.error().message;
+    return v;
+  }
+  real_path = (*lib)->real_path();
+  std::string from_name = nvml::version_from_library_name(real_path);
+  if (!from_name.empty()) {
+    v.version = from_name;
+    return v;
+  }
+  // nvmlSystemGetNVMLVersion answers before (and without) nvmlInit.
+  char buf[nvml::k_string_buffer] = {};
+  if ((*lib)->api().system_get_nvml_version != nullptr &&
+      (*lib)->api().system_get_nvml_version(buf, sizeof buf) == nvml::ret::success) {
+    v.version = nvml::driver_version_from_nvml_version(buf);
+  } else {
+    v.missing = "no version in " + real_path;
+  }
+  return v;
+}
+
+// libnvidia-cfg (what the daemon loads) is installed beside libnvidia-ml.
+guard::UserSpaceVersion cfg_version(const std::string& nvml_real_path) {
+  guard::UserSpaceVersion v{"libnvidia-cfg", std::nullopt, ""};
+  if (nvml_real_path.empty()) {
+    v.missing = "not looked for (no libnvidia-ml)";
+    return v;
+  }
+  auto dir = std::filesystem::path(nvml_real_path).parent_path();
+  std::error_code ec;
+  auto real = std::filesystem::canonical(dir / "libnvidia-cfg.so.1", ec);
+  if (ec) {
+    v.missing = "no libnvidia-cfg.so.1 in " + dir.string();
+    return v;
+  }
+  std::string version = nvml::version_from_library_name(real.string());
+  if (version.empty()) {
+    v.missing = "no version in " + real.string();
+  } else {
+    v.version = version;
+  }
+  return v;
+}
+
+guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& given) {
+  guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, ""};
+  std::string binary = given;
+  if (binary.empty()) {
+    const char* path_env = std::getenv("PATH");
+    DaemonFacts daemon = read_daemon(paths, path_env != nullptr ? path_env : "");
+    if (!daemon.binary.has()) {
+      v.missing = daemon.binary.missing;
+      return v;
+    }
+    binary = paths.host(*daemon.binary);
+  }
+  auto out = run_capture({binary, "--version"}, 5000);
+  if (!out) {
+    v.missing = out.error().message;
+    return v;
+  }
+  auto at = out->find("version");
+  std::string version = find_version_token(*out, at == std::string::npos ? 0 : at);
+  if (version.empty()) {
+    v.missing = "no version in its output";
+  } else {
+    v.version = version;
+  }
+  return v;
+}
+
+// Read and write permission on `file` for the user, from mode bits, owner and groups.
+std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts& driver, const std::string& user,
+                                           std::string& error) {
+  std::vector<guard::NodeAccess> out;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  if (auto numeric = parse_u64(user)) {
+    uid = static_cast<uid_t>(*numeric);
+    gid = static_cast<gid_t>(*numeric);
+    groups.push_back(gid);
+  } else {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+      error = "no such user: " + user;
+      return out;
+    }
+    uid = pw.pw_uid;
+    gid = pw.pw_gid;
+    int n = 64;
+    groups.resize(static_cast<std::size_t>(n));
+    if (::getgrouplist(user.c_str(), gid, groups.data(), &n) < 0) {
+      groups.resize(static_cast<std::size_t>(n));
+      ::getgrouplist(user.c_str(), gid, groups.data(), &n);
+    }
+    groups.resize(static_cast<std::size_t>(n));
+  }
+  for (const auto& node : driver.device_nodes) {
+    guard::NodeAccess a{node.path, true, ""};
+    struct stat st {};
+    if (::stat(paths.host(node.path).c_str(), &st) != 0) {
+      continue;
+    }
+    if (uid != 0) {
+      unsigned bits = st.st_mode & 07;
+      if (st.st_uid == uid) {
+        bits = (st.st_mode >> 6) & 07;
+      } else if (std::find(groups.begin(), groups.end(), st.st_gid) != groups.end()) {
+        bits = (st.st_mode >> 3) & 07;
+      }
+      if ((bits & 06) != 06) {
+        a.usable = false;
+        a.why = fmt::format("mode {:04o}, owner {}:{}", st.st_mode & 07777, st.st_uid, st.st_gid);
+      }
+    }
+    out.push_back(a);
+  }
+  return out;
+}
+
+int finish(const guard::GuardResult& r, const GuardOptions& opts) {
+  const auto& table = guard::codes();
+  auto info = std::find_if(table.begin(), table.end(), [&](const auto& c) { return c.code == r.code; });
+  if (opts.json) {
+    std::cout << dump_json({{"exit_code", static_cast<int>(r.code)},
+                            {"reason", info != table.end() ? info->name : "?"},
+                            {"line", r.line},
+                            {"details", r.details}})
+              << "\n";
+  } else {
+    std::cout << "gpuwarm guard: " << r.line << "\n";
+    if (opts.verbose) {
+      for (const auto& d : r.details) {
+        std::cout << "  " << d << "\n";
+      }
+    }
+  }
+  return static_cast<int>(r.code);
+}
+
+}  // namespace
+
+std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<GuardOptions>();
+  sub.add_option("--user", opts->user,
+                 "The daemon's user (name or uid): check that it can open every /dev/nvidia* node")
+      ->type_name("USER");
+  sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")->type_name("DIR");
+  sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default libnvidia-ml.so.1)")
+      ->type_name("PATH");
+  sub.add_option("--daemon", opts->daemon,
+                 "The nvidia-persistenced binary whose --version to compare (default: PATH, then the usual "
+                 "directories)")
+      ->type_name("PATH");
+  sub.add_option("--kernel-log", opts->kernel_log, "Read kernel messages from FILE instead of /dev/kmsg")
+      ->type_name("FILE");
+  sub.add_flag("--verbose", opts->verbose, "Also print every version and check seen");
+  sub.add_flag("--json", opts->json, "Print the decision as JSON");
+  sub.add_option("--inject-fault", opts->inject_fault)->group("");  // tests: prove a crash still skips
+  std::string footer =
+      "Meant for nvidia-persistenced.service's ExecCondition= (contrib/systemd/ has the drop-in): a driver\n"
+      "updated without a reboot leaves the old kernel module loaded, the daemon cannot start, the unit\n"
+      "fails and deploy tools roll back. With the guard the unit is skipped instead (inactive, not failed)\n"
+      "and the journal says why in one line. It reads the module version (/proc/driver/nvidia/version),\n"
+      "the user-space versions (libnvidia-ml and libnvidia-cfg file names, `nvidia-persistenced\n"
+      "--version`), \"NVRM: API mismatch\" lines since the module loaded, and the device nodes. It never\n"
+      "initializes NVML or touches a GPU.\n\n"
+      "Exit codes (ExecCondition: 0 starts the unit, 1-254 skip it cleanly; the guard never exits 255, and\n"
+      "a crash inside it still exits 1):\n";
+  for (const auto& c : guard::codes()) {
+    footer += fmt::format("  {:3d} {:20s} {}\n", static_cast<int>(c.code), c.name, c.meaning);
+  }
+  sub.footer(footer);
+
+  return [opts]() -> int {
+    contain_crashes();
+    if (opts->inject_fault == "throw") {
+      throw std::runtime_error("injected fault");
+    }
+    if (opts->inject_fault == "segv") {
+      ::raise(SIGSEGV);
+    }
+    Paths paths(opts->root);
+    guard::GuardFacts facts;
+    facts.driver = read_driver(paths);
+    if (facts.driver.module_loaded) {
+      std::string nvml_real_path;
+      facts.user_space.push_back(nvml_version(opts->nvml_library, nvml_real_path));
+      facts.user_space.push_back(cfg_version(nvml_real_path));
+      facts.user_space.push_back(daemon_version(paths, opts->daemon));
+      facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
+      if (!opts->user.empty()) {
+        std::string error;
+        facts.user = opts->user;
+        facts.access = node_access(paths, facts.driver, opts->user, error);
+        if (!error.empty()) {
+          std::cout << "gpuwarm guard: " << error << ": skipping nvidia-persistenced\n";
+          return static_cast<int>(guard::Code::usage);
+        }
+      }
+    }
+    return finish(guard::evaluate(facts), *opts);
+  };
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,119 @@
+#include "guard/guard.h"
+
+#include <regex>
+
+#include <fmt/format.h>
+
+namespace gpuwarm::guard {
+
+namespace {
+
+const char* k_finish_update = "a reboot (or `gpuwarm reload-modules`) finishes the driver update";
+
+bool is_gpu_node(const std::string& path) {
+  static const std::regex gpu_node("/dev/nvidia[0-9]+");
+  return std::regex_match(path, gpu_node);
+}
+
+}  // namespace
+
+const std::vector<CodeInfo>& codes() {
+  static const std::vector<CodeInfo> table = {
+      {Code::go, "go", "start nvidia-persistenced"},
+      {Code::internal_error, "internal-error", "the guard itself failed (skip rather than fail the unit)"},
+      {Code::usage, "usage", "bad command line"},
+      {Code::no_module, "no-module", "the nvidia kernel module is not loaded"},
+      {Code::version_mismatch, "version-mismatch",
+       "the loaded kernel module and the user-space driver differ (driver updated without reboot)"},
+      {Code::api_mismatch_logged, "api-mismatch-logged", "\"NVRM: API mismatch\" was logged since the module loaded"},
+      {Code::no_device_nodes, "no-device-nodes", "/dev/nvidiactl or every /dev/nvidiaN is missing"},
+      {Code::device_access, "device-access", "the daemon's user cannot open a /dev/nvidia* node"},
+  };
+  return table;
+}
+
+GuardResult evaluate(const GuardFacts& f) {
+  GuardResult r;
+  auto stop = [&r](Code code, std::string line) {
+    r.code = code;
+    r.line = std::move(line);
+    return r;
+  };
+
+  if (!f.driver.module_loaded) {
+    return stop(Code::no_module,
+                "nvidia kernel module not loaded (no /proc/driver/nvidia, no /sys/module/nvidia): skipping "
+                "nvidia-persistenced");
+  }
+  const Fact<std::string>& kernel =
+      f.driver.kernel_version.has() ? f.driver.kernel_version : f.driver.sys_module_version;
+  if (kernel.has()) {
+    r.details.push_back("kernel module " + *kernel);
+  } else {
+    r.details.push_back("kernel module version unknown: " + kernel.missing);
+  }
+
+  std::vector<std::string> differing;
+  for (const auto& u : f.user_space) {
+    if (!u.version) {
+      r.details.push_back(u.source + ": " + u.missing);
+      continue;
+    }
+    r.details.push_back(u.source + " " + *u.version);
+    if (kernel.has() && *u.version != *kernel) {
+      differing.push_back(fmt::format("{} {}", u.source, *u.version));
+    }
+  }
+  if (!differing.empty()) {
+    std::string list;
+    for (const auto& d : differing) {
+      list += (list.empty() ? "" : ", ") + d;
+    }
+    return stop(Code::version_mismatch,
+                fmt::format("driver update pending: kernel module {} but {}; {}; skipping nvidia-persistenced",
+                            *kernel, list, k_finish_update));
+  }
+
+  for (const auto& m : f.kernel_log.mismatches) {
+    if (!m.after_module_load) {
+      continue;
+    }
+    return stop(Code::api_mismatch_logged,
+                fmt::format("kernel logged \"NVRM: API mismatch\"{}: client {}, kernel module {}; {}; skipping "
+                            "nvidia-persistenced",
+                            m.client.empty() ? "" : " from " + m.client,
+                            m.client_version.empty() ? "?" : m.client_version,
+                            m.kernel_version.empty() ? "?" : m.kernel_version, k_finish_update));
+  }
+  if (!f.kernel_log.source.has()) {
+    r.details.push_back("kernel log not read: " + f.kernel_log.source.missing);
+  }
+
+  bool ctl = false;
+  bool gpu = false;
+  for (const auto& n : f.driver.device_nodes) {
+    ctl = ctl || n.path == "/dev/nvidiactl";
+    gpu = gpu || is_gpu_node(n.path);
+  }
+  if (!ctl || !gpu) {
+    return stop(Code::no_device_nodes,
+                fmt::format("{} missing although the module is loaded (udev or nvidia-modprobe has not created "
+                            "it); skipping nvidia-persistenced",
+                            !ctl ? "/dev/nvidiactl" : "every /dev/nvidiaN"));
+  }
+
+  for (const auto& a : f.access) {
+    if (!a.usable) {
+      return stop(Code::device_access, fmt::format("user {} cannot open {}: {}; skipping nvidia-persistenced",
+                                                   f.user, a.path, a.why));
+    }
+  }
+  if (!f.user.empty()) {
+    r.details.push_back(fmt::format("user {} can open every /dev/nvidia* node", f.user));
+  }
+  r.line = kernel.has() ? fmt::format("nvidia driver {} ready: starting nvidia-persistenced", *kernel)
+                        : "nvidia driver ready: starting nvidia-persistenced";
+  return r;
+}
+
+}  // namespace gpuwarm::guard

@@ -1,0 +1,63 @@
+#pragma once
+// `gpuwarm guard`: may nvidia-persistenced start now? Run as the unit's
+// ExecCondition=, where exit 0 lets the start go on, 1-254 skips the unit
+// cleanly (inactive, not failed: a deploy is not rolled back) and 255 or a
+// crash fails it. So every "no" has its own code in 10-19, and nothing here
+// ever yields 255.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm::guard {
+
+enum class Code : int {
+  go = 0,
+  internal_error = 1,      // the guard itself failed: skip rather than fail the unit
+  usage = 2,               // bad command line (also a skip)
+  no_module = 10,          // the nvidia kernel module is not loaded
+  version_mismatch = 11,   // loaded module and user-space driver differ: reboot or reload-modules
+  api_mismatch_logged = 12,  // "NVRM: API mismatch" since the module loaded
+  no_device_nodes = 13,    // /dev/nvidiactl or every /dev/nvidiaN missing
+  device_access = 14,      // the daemon's user cannot open a device node
+};
+
+struct CodeInfo {
+  Code code;
+  const char* name;     // "version-mismatch"
+  const char* meaning;  // for --help and the README
+};
+const std::vector<CodeInfo>& codes();
+
+struct UserSpaceVersion {
+  std::string source;                // "libnvidia-ml", "libnvidia-cfg", "nvidia-persistenced --version"
+  std::optional<std::string> version;
+  std::string missing;               // why there is no version (not installed, unreadable)
+};
+
+struct NodeAccess {
+  std::string path;    // host path, e.g. /dev/nvidia0
+  bool usable = true;  // read+write for the daemon's user (mode bits, owner, groups)
+  std::string why;     // when not usable
+};
+
+struct GuardFacts {
+  DriverFacts driver;
+  std::vector<UserSpaceVersion> user_space;
+  KernelLogFacts kernel_log;
+  std::string user;                 // the daemon's user; "" = access not checked
+  std::vector<NodeAccess> access;   // per device node, for `user`
+};
+
+struct GuardResult {
+  Code code = Code::go;
+  std::string line;                  // the one line for the journal
+  std::vector<std::string> details;  // what was checked, for --verbose and --json
+};
+
+// Pure: the checks in order (module, versions, logged mismatch, nodes, access).
+GuardResult evaluate(const GuardFacts& facts);
+
+}  // namespace gpuwarm::guard

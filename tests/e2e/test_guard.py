@@ -1,0 +1,208 @@
+"""gpuwarm guard end to end: fake roots for the module, device nodes, daemon
+binary and kernel log; a driver directory holding the fake libnvidia-ml and a
+libnvidia-cfg named like the driver's. Every reason's exit code, and a guard
+that fails inside still exits in ExecCondition's skip range."""
+import os
+import shutil
+import tempfile
+import unittest
+
+import harness as h
+
+VERSION = "580.159.04"
+
+# Both mismatch forms, as /dev/kmsg records after the module loaded.
+OLD_FORM = ["NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build",
+            "NVRM: API mismatch: the client has the version 580.95.05, but",
+            "NVRM: this kernel module has the version 580.159.04.  Please",
+            "NVRM: make sure that this kernel module and all NVIDIA driver",
+            "NVRM: components have the same version."]
+NEW_FORM = ["NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build",
+            "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+            "NVRM: has the version 580.95.05, but this kernel module has",
+            "NVRM: the version 580.159.04.  Please make sure that this",
+            "NVRM: kernel module and all NVIDIA driver components",
+            "NVRM: have the same version."]
+
+
+class Guard(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.libdir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.libdir)
+        self.user_space(VERSION)
+
+    def user_space(self, version, cfg_version=None, daemon_version=None):
+        """libnvidia-ml.so.<v> (the fake), libnvidia-cfg.so.<v> and the daemon binary, as a package installs them."""
+        for name in os.listdir(self.libdir):
+            os.unlink(os.path.join(self.libdir, name))
+        shutil.copy(os.path.join(h.FAKE_NVML_DIR, f"libnvidia-ml.so.{VERSION}"),
+                    os.path.join(self.libdir, f"libnvidia-ml.so.{version}"))
+        os.symlink(f"libnvidia-ml.so.{version}", os.path.join(self.libdir, "libnvidia-ml.so.1"))
+        cfg = cfg_version or version
+        open(os.path.join(self.libdir, f"libnvidia-cfg.so.{cfg}"), "w").close()
+        os.symlink(f"libnvidia-cfg.so.{cfg}", os.path.join(self.libdir, "libnvidia-cfg.so.1"))
+        self.root.write("/usr/bin/nvidia-persistenced",
+                        f"#!/bin/sh\necho 'nvidia-persistenced:  version {daemon_version or version}'\n"
+                        "echo '  The NVIDIA Persistence Daemon.'\n", 0o755)
+
+    def guard(self, *args, kmsg=()):
+        self.root.kmsg(kmsg)
+        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                   "--kernel-log", self.root.p("dev/kmsg"), *args], raw=True)
+        self.assertNotIn("Sanitizer", r.stderr)
+        self.assertNotEqual(r.returncode, 255)
+        return r
+
+    def test_ready_node_goes_on(self):
+        self.root.driver(VERSION)
+        r = self.guard("--verbose")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"nvidia driver {VERSION} ready", r.stdout)
+        for part in ("libnvidia-ml", "libnvidia-cfg", "nvidia-persistenced --version"):
+            self.assertIn(f"{part} {VERSION}", r.stdout)
+
+    def test_every_reason_exits_with_its_code(self):
+        cases = [
+            ("module not loaded", lambda: None, (), 10, "not loaded"),
+            ("driver package updated, old module loaded",
+             lambda: (self.root.driver("580.95.05"),), (), 11, "kernel module 580.95.05 but libnvidia-ml 580.159.04"),
+            ("only the daemon binary is newer",
+             lambda: (self.root.driver(VERSION), self.user_space(VERSION, daemon_version="590.44.01")), (), 11,
+             "nvidia-persistenced --version 590.44.01"),
+            ("only libnvidia-cfg differs",
+             lambda: (self.root.driver(VERSION), self.user_space(VERSION, cfg_version="575.57.08")), (), 11,
+             "libnvidia-cfg 575.57.08"),
+            ("API mismatch logged, old form", lambda: self.root.driver(VERSION), OLD_FORM, 12,
+             "client 580.95.05, kernel module 580.159.04"),
+            ("API mismatch logged, new form", lambda: self.root.driver(VERSION), NEW_FORM, 12,
+             "from 'nvidia-persiste' (pid 812)"),
+            ("no device nodes",
+             lambda: (self.root.driver(VERSION), os.unlink(self.root.p("dev/nvidiactl"))), (), 13, "/dev/nvidiactl"),
+        ]
+        for name, prepare, kmsg, code, needle in cases:
+            with self.subTest(name):
+                self.root.cleanup()
+                self.root = h.FakeRoot()
+                self.user_space(VERSION)
+                prepare()
+                r = self.guard(kmsg=kmsg)
+                self.assertEqual(r.returncode, code, r.stdout + r.stderr)
+                self.assertIn(needle, r.stdout)
+                self.assertEqual(r.stdout.count("\n"), 1, "one line for the journal")
+
+    def test_device_access_for_the_daemon_user(self):
+        self.root.driver(VERSION)
+        os.chmod(self.root.p("dev/nvidia1"), 0o600)
+        r = self.guard("--user", "65534")
+        self.assertEqual(r.returncode, 14, r.stdout)
+        self.assertIn("user 65534 cannot open /dev/nvidia1: mode 0600", r.stdout)
+        os.chmod(self.root.p("dev/nvidia1"), 0o666)
+        self.assertEqual(self.guard("--user", "65534").returncode, 0)
+        r = self.guard("--user", "no-such-user-gpuwarm")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no such user", r.stdout)
+
+    def test_json(self):
+        self.root.driver("580.95.05")
+        r = self.guard("--json")
+        import json
+        d = json.loads(r.stdout)
+        self.assertEqual(d["exit_code"], 11)
+        self.assertEqual(d["reason"], "version-mismatch")
+        self.assertIn("kernel module 580.95.05", d["details"])
+
+    def test_internal_failure_still_skips(self):
+        self.root.driver(VERSION)
+        for fault in ("throw", "segv"):
+            with self.subTest(fault):
+                r = self.guard("--inject-fault", fault)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn("internal error", r.stderr)
+        r = h.run(["guard", "--no-such-option"], raw=True)
+        self.assertEqual(r.returncode, 2)
+
+    def test_daemon_binary_given_explicitly(self):
+        self.root.driver(VERSION)
+        other = os.path.join(self.libdir, "nvidia-persistenced")
+        with open(other, "w") as f:
+            f.write("#!/bin/sh\necho 'nvidia-persistenced:  version 590.44.01'\n")
+        os.chmod(other, 0o755)
+        r = self.guard("--daemon", other)
+        self.assertEqual(r.returncode, 11, r.stdout)
+        self.assertIn("nvidia-persistenced --version 590.44.01", r.stdout)
+
+    def test_help_lists_every_code(self):
+        r = h.run(["guard", "--help"], raw=True)
+        self.assertEqual(r.returncode, 0)
+        for code in ("0 go", "1 internal-error", "10 no-module", "11 version-mismatch", "12 api-mismatch-logged",
+                     "13 no-device-nodes", "14 device-access"):
+            self.assertIn(code.split()[0].rjust(3) + " " + code.split()[1], r.stdout)
+
+
+# Evaluates contrib/nixos/gpuwarm-guard.nix with nix-instantiate (Debian's
+# nix-bin) against a stub of the few nixpkgs lib functions it uses: the
+# module must parse, produce the ExecCondition line, and that line's
+# arguments must be ones `gpuwarm guard` accepts.
+NIX_EVAL = """
+let
+  lib = {
+    mkEnableOption = d: { type = "bool"; description = d; };
+    mkOption = o: o;
+    types = { package = "package"; str = "str"; nullOr = t: "nullOr"; };
+    mkIf = condition: content: { inherit condition content; };
+    optionals = c: l: if c then l else [ ];
+    escapeShellArgs = l: builtins.concatStringsSep " " (map (a: "'${a}'") l);
+  };
+  config = {
+    services.gpuwarm-guard = { enable = true; package = "/nix/store/x-gpuwarm"; user = "nvidia-persistenced"; };
+    hardware.nvidia = {
+      nvidiaPersistenced = true;
+      package = { outPath = "/nix/store/x-nvidia-x11"; persistenced = "/nix/store/x-persistenced"; };
+    };
+  };
+  m = import MODULE { inherit config lib; pkgs = { }; };
+in {
+  condition = m.config.condition;
+  exec = m.config.content.systemd.services.nvidia-persistenced.serviceConfig.ExecCondition;
+  assertion = (builtins.head m.config.content.assertions).assertion;
+}
+"""
+
+
+class Contrib(unittest.TestCase):
+    def test_nixos_module_evaluates_to_a_guard_exec_condition(self):
+        nix = shutil.which("nix-instantiate")
+        if nix is None:
+            self.skipTest("nix-instantiate not installed (Debian package nix-bin)")
+        module = os.path.join(h.SOURCE_DIR, "contrib/nixos/gpuwarm-guard.nix")
+        with tempfile.NamedTemporaryFile("w", suffix=".nix", delete=False) as f:
+            f.write(NIX_EVAL.replace("MODULE", os.path.abspath(module)))
+        self.addCleanup(os.unlink, f.name)
+        import json
+        import subprocess
+        r = subprocess.run([nix, "--eval", "--strict", "--json", f.name], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = json.loads(r.stdout)
+        self.assertTrue(d["condition"])
+        self.assertTrue(d["assertion"])
+        self.assertEqual(d["exec"], "/nix/store/x-gpuwarm/bin/gpuwarm 'guard' '--nvml' "
+                                    "'/nix/store/x-nvidia-x11/lib/libnvidia-ml.so.1' '--daemon' "
+                                    "'/nix/store/x-persistenced/bin/nvidia-persistenced' '--user' 'nvidia-persistenced'")
+        # The same arguments are valid for this gpuwarm (an unknown flag would exit 2).
+        args = [a.strip("'") for a in d["exec"].split()[1:]]
+        h.require_binary(self)
+        r = h.run(args + ["--root", tempfile.gettempdir() + "/gpuwarm-no-such-root"], raw=True)
+        self.assertEqual(r.returncode, 10, r.stdout + r.stderr)
+
+    def test_systemd_dropin_runs_the_guard_as_exec_condition(self):
+        path = os.path.join(h.SOURCE_DIR, "contrib/systemd/nvidia-persistenced.service.d/40-gpuwarm-guard.conf")
+        with open(path) as f:
+            lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+        self.assertEqual(lines, ["[Service]", "ExecCondition=/usr/local/bin/gpuwarm guard"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,110 @@
+// guard::evaluate is pure: one case per exit reason, from a ready node with one thing changed.
+
+#include <functional>
+
+#include <gtest/gtest.h>
+
+#include "guard/guard.h"
+
+namespace gpuwarm::test {
+namespace {
+
+using guard::Code;
+
+guard::GuardFacts ready_node() {
+  guard::GuardFacts f;
+  f.driver.module_loaded = true;
+  f.driver.kernel_version = Fact<std::string>::known("580.159.04");
+  f.driver.sys_module_version = Fact<std::string>::known("580.159.04");
+  f.driver.device_nodes = {{"/dev/nvidiactl", true, 0666}, {"/dev/nvidia0", true, 0666}};
+  f.user_space = {{"libnvidia-ml", "580.159.04", ""},
+                  {"libnvidia-cfg", "580.159.04", ""},
+                  {"nvidia-persistenced --version", "580.159.04", ""}};
+  f.kernel_log.source = Fact<std::string>::known("/dev/kmsg");
+  f.user = "nvidia-persistenced";
+  f.access = {{"/dev/nvidiactl", true, ""}, {"/dev/nvidia0", true, ""}};
+  return f;
+}
+
+struct GuardCase {
+  const char* name;
+  std::function<void(guard::GuardFacts&)> edit;
+  Code code;
+  const char* line_contains;
+};
+
+TEST(Guard, every_reason_has_its_code) {
+  const std::vector<GuardCase> cases = {
+      {"ready", [](auto&) {}, Code::go, "580.159.04 ready"},
+      {"module not loaded", [](auto& f) { f.driver.module_loaded = false; }, Code::no_module, "not loaded"},
+      {"libnvidia-ml newer than the module (the blog's case)",
+       [](auto& f) { f.user_space[0].version = "580.95.05"; }, Code::version_mismatch,
+       "kernel module 580.159.04 but libnvidia-ml 580.95.05"},
+      {"daemon binary from the new package",
+       [](auto& f) { f.user_space[2].version = "590.44.01"; }, Code::version_mismatch,
+       "nvidia-persistenced --version 590.44.01"},
+      {"all three differ: all named",
+       [](auto& f) {
+         for (auto& u : f.user_space) u.version = "590.44.01";
+       },
+       Code::version_mismatch, "libnvidia-ml 590.44.01, libnvidia-cfg 590.44.01, nvidia-persistenced"},
+      {"only /sys/module has the version",
+       [](auto& f) {
+         f.driver.kernel_version = Fact<std::string>::unknown("no /proc/driver/nvidia/version");
+         f.user_space[1].version = "575.57.08";
+       },
+       Code::version_mismatch, "kernel module 580.159.04 but libnvidia-cfg 575.57.08"},
+      {"a missing user-space part is not a mismatch",
+       [](auto& f) {
+         f.user_space[1].version.reset();
+         f.user_space[1].missing = "no libnvidia-cfg.so.1";
+       },
+       Code::go, "ready"},
+      {"API mismatch logged since the module loaded",
+       [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true}}; },
+       Code::api_mismatch_logged, "client 580.95.05, kernel module 580.159.04"},
+      {"API mismatch from before a module reload is history",
+       [](auto& f) { f.kernel_log.mismatches = {{"", "580.95.05", "575.57.08", false}}; }, Code::go, "ready"},
+      {"unreadable kernel log does not block",
+       [](auto& f) { f.kernel_log.source = Fact<std::string>::unknown("needs root"); }, Code::go, "ready"},
+      {"no /dev/nvidiactl",
+       [](auto& f) { f.driver.device_nodes = {{"/dev/nvidia0", true, 0666}}; }, Code::no_device_nodes,
+       "/dev/nvidiactl missing"},
+      {"no GPU node (nvidia-uvm is not one)",
+       [](auto& f) { f.driver.device_nodes = {{"/dev/nvidiactl", true, 0666}, {"/dev/nvidia-uvm", true, 0666}}; },
+       Code::no_device_nodes, "every /dev/nvidiaN"},
+      {"daemon user cannot open a node",
+       [](auto& f) { f.access[1] = {"/dev/nvidia0", false, "mode 0660, owner 0:44"}; }, Code::device_access,
+       "user nvidia-persistenced cannot open /dev/nvidia0: mode 0660"},
+      {"module missing wins over everything",
+       [](auto& f) {
+         f.driver.module_loaded = false;
+         f.user_space[0].version = "1.2.3";
+       },
+       Code::no_module, "not loaded"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto f = ready_node();
+    c.edit(f);
+    auto r = guard::evaluate(f);
+    EXPECT_EQ(r.code, c.code);
+    EXPECT_NE(r.line.find(c.line_contains), std::string::npos) << r.line;
+    EXPECT_EQ(r.line.find('\n'), std::string::npos);
+  }
+}
+
+TEST(Guard, codes_stay_inside_exec_condition_skip_range) {
+  std::vector<int> seen;
+  for (const auto& c : guard::codes()) {
+    int v = static_cast<int>(c.code);
+    EXPECT_GE(v, 0);
+    EXPECT_LE(v, 254);  // 255 would fail the unit
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), v), 0) << "duplicate code " << v;
+    seen.push_back(v);
+  }
+  EXPECT_EQ(seen.size(), 8u);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
