@@ -16,6 +16,8 @@ const CommandSpec k_commands[] = {
     {"guard", "ExecCondition= for nvidia-persistenced: skip the unit cleanly (not fail it) while the driver is "
               "half-updated",
      setup_guard},
+    {"reload-modules", "Swap the loaded NVIDIA kernel modules for an updated driver's, when nothing holds the GPUs",
+     setup_reload_modules},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

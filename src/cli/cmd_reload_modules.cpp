@@ -1,0 +1,402 @@
+// `gpuwarm reload-modules`: swap the loaded NVIDIA kernel modules for the
+// ones a driver update installed, when that is safe; otherwise refuse and say
+// why (holders, a kernel that changed too). Planned by modules::plan_reload;
+// acted on through ModuleOps: libkmod and udevadm on a live system, a
+// recording stand-in under a test --root.
+
+#include <libkmod.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "cli/child_process.h"
+#include "cli/command.h"
+#include "core/exit_codes.h"
+#include "core/fs.h"
+#include "core/paths.h"
+#include "core/strings.h"
+#include "modules/reload.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ReloadOptions {
+  std::string root = "/";
+  std::string module_dir;  // default /lib/modules/$(uname -r)
+  bool dry_run = false;
+  bool yes = false;
+  bool json = false;
+};
+
+std::vector<modules::LoadedModule> read_loaded(const Paths& paths) {
+  std::vector<modules::LoadedModule> out;
+  auto text = read_file(paths.proc("modules"));
+  if (!text) {
+    return out;
+  }
+  for (const auto& line : split_lines(*text)) {
+    auto fields = split(line, ' ');
+    if (fields.size() < 4 || !starts_with(fields[0], "nvidia")) {
+      continue;
+    }
+    modules::LoadedModule m;
+    m.name = std::string(fields[0]);
+    m.refcount = static_cast<unsigned>(parse_u64(fields[2]).value_or(0));
+    for (auto user : split(fields[3], ',')) {
+      if (!user.empty() && user != "-") {
+        m.used_by.emplace_back(user);
+      }
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// Processes with /dev/nvidia* open (this one excluded): any CUDA or NVML
+// client, nvidia-persistenced, a job on a GPU.
+std::vector<modules::Holder> read_holders(const Paths& paths) {
+  std::vector<modules::Holder> out;
+  std::error_code ec;
+  const std::string self = std::to_string(::getpid());
+  for (const auto& entry : fs::directory_iterator(paths.proc(""), ec)) {
+    std::string pid = entry.path().filename().string();
+    if (!parse_u64(pid) || pid == self) {
+      continue;
+    }
+    std::vector<std::string> held;
+    std::error_code fd_ec;
+    for (const auto& fd : fs::directory_iterator(entry.path() / "fd", fd_ec)) {
+      std::error_code link_ec;
+      std::string target = fs::read_symlink(fd.path(), link_ec).string();
+      if (!link_ec && starts_with(target, "/dev/nvidia") &&
+          std::find(held.begin(), held.end(), target) == held.end()) {
+        held.push_back(target);
+      }
+    }
+    if (held.empty()) {
+      continue;
+    }
+    std::string what;
+    for (const auto& h : held) {
+      what += (what.empty() ? "" : ", ") + h;
+    }
+    auto comm = read_file(entry.path().string() + "/comm");
+    out.push_back({static_cast<int>(*parse_u64(pid)), comm ? std::string(trim(*comm)) : "?", what + " open"});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.pid < b.pid; });
+  return out;
+}
+
+// nvidia*.ko (also .ko.xz/.ko.zst) under `dir`, with modinfo read by libkmod.
+std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
+  std::vector<modules::ModuleFile> out;
+  kmod_ctx* ctx = kmod_new(nullptr, nullptr);
+  if (ctx == nullptr) {
+    return out;
+  }
+  static const std::regex ko("(nvidia[-_a-z]*)\\.ko(\\.xz|\\.zst|\\.gz)?");
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::smatch m;
+    std::string file = it->path().filename().string();
+    if (ec || !it->is_regular_file(ec) || !std::regex_match(file, m, ko)) {
+      continue;
+    }
+    modules::ModuleFile mf;
+    mf.name = modules::canonical_module_name(m[1]);
+    mf.path = it->path().string();
+    kmod_module* mod = nullptr;
+    if (kmod_module_new_from_path(ctx, mf.path.c_str(), &mod) == 0) {
+      kmod_list* info = nullptr;
+      if (kmod_module_get_info(mod, &info) >= 0) {
+        kmod_list* entry = nullptr;
+        kmod_list_foreach(entry, info) {
+          std::string key = kmod_module_info_get_key(entry);
+          const char* value = kmod_module_info_get_value(entry);
+          if (key == "version" && value != nullptr) {
+            mf.version = value;
+          } else if (key == "vermagic" && value != nullptr) {
+            std::string v = value;
+            mf.vermagic_kernel = v.substr(0, v.find(' '));
+          }
+        }
+        kmod_module_info_free_list(info);
+      }
+      kmod_module_unref(mod);
+    }
+    out.push_back(std::move(mf));
+  }
+  kmod_unref(ctx);
+  return out;
+}
+
+// How a plan's steps are carried out.
+class ModuleOps {
+ public:
+  virtual ~ModuleOps() = default;
+  virtual Result<void> unload(const std::string& name) = 0;
+  virtual Result<void> load(const std::string& path) = 0;
+  virtual Result<void> udev_trigger() = 0;
+};
+
+class KmodOps : public ModuleOps {
+ public:
+  KmodOps() : m_ctx(kmod_new(nullptr, nullptr)) {}
+  ~KmodOps() override { kmod_unref(m_ctx); }
+  KmodOps(const KmodOps&) = delete;
+  KmodOps& operator=(const KmodOps&) = delete;
+
+  Result<void> unload(const std::string& name) override {
+    kmod_module* mod = nullptr;
+    if (kmod_module_new_from_name(m_ctx, name.c_str(), &mod) != 0) {
+      return fail("cannot look up module " + name);
+    }
+    int r = kmod_module_remove_module(mod, 0);
+    kmod_module_unref(mod);
+    return r == 0 ? Result<void>{} : fail(fmt::format("rmmod {}: {}", name, std::strerror(-r)));
+  }
+  Result<void> load(const std::string& path) override {
+    kmod_module* mod = nullptr;
+    if (kmod_module_new_from_path(m_ctx, path.c_str(), &mod) != 0) {
+      return fail("cannot open module file " + path);
+    }
+    int r = kmod_module_insert_module(mod, 0, nullptr);
+    kmod_module_unref(mod);
+    return r == 0 ? Result<void>{} : fail(fmt::format("insmod {}: {}", path, std::strerror(-r)));
+  }
+  Result<void> udev_trigger() override {
+    auto t = run_capture({"/usr/bin/udevadm", "trigger", "--action=add", "--attr-match=vendor=0x10de"}, 30000);
+    if (!t) {
+      return tl::unexpected(t.error());
+    }
+    auto s = run_capture({"/usr/bin/udevadm", "settle"}, 60000);
+    return s ? Result<void>{} : tl::unexpected(s.error());
+  }
+
+ private:
+  kmod_ctx* m_ctx;
+};
+
+// Test stand-in, only under a --root other than "/": edits the fake root's
+// /proc/modules and /sys/module/nvidia/version as the kernel would, logs each
+// call to $GPUWARM_FAKE_MODULE_OPS, and fails the call named by
+// $GPUWARM_FAKE_MODULE_FAIL ("load nvidia_uvm").
+class FakeRootOps : public ModuleOps {
+ public:
+  FakeRootOps(const Paths& paths, std::string log, std::string fail_on, std::vector<modules::ModuleFile> files)
+      : m_paths(paths), m_log(std::move(log)), m_fail_on(std::move(fail_on)), m_files(std::move(files)) {}
+
+  Result<void> unload(const std::string& name) override {
+    if (auto r = record("unload " + name); !r) {
+      return r;
+    }
+    std::string kept;
+    for (const auto& line : split_lines(read_file(m_paths.proc("modules")).value_or(""))) {
+      if (!starts_with(line, name + " ")) {
+        kept += line + "\n";
+      }
+    }
+    write_text(m_paths.proc("modules"), kept);
+    if (name == "nvidia") {
+      std::error_code ec;
+      fs::remove_all(m_paths.sys("module/nvidia"), ec);
+    }
+    return {};
+  }
+  Result<void> load(const std::string& path) override {
+    std::string name;
+    std::string version;
+    for (const auto& f : m_files) {
+      if (f.path == path) {
+        name = f.name;
+        version = f.version;
+      }
+    }
+    if (auto r = record("load " + name); !r) {
+      return r;
+    }
+    write_text(m_paths.proc("modules"), read_file(m_paths.proc("modules")).value_or("") + name +
+                                            " 1000 0 - Live 0x0 (O)\n");
+    if (name == "nvidia") {
+      fs::create_directories(m_paths.sys("module/nvidia"));
+      write_text(m_paths.sys("module/nvidia/version"), version + "\n");
+    }
+    return {};
+  }
+  Result<void> udev_trigger() override { return record("udev-trigger"); }
+
+ private:
+  Result<void> record(const std::string& op) {
+    std::ofstream(m_log, std::ios::app) << op << "\n";
+    if (op == m_fail_on) {
+      return fail(op + ": injected failure");
+    }
+    return {};
+  }
+  static void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+  const Paths& m_paths;
+  std::string m_log;
+  std::string m_fail_on;
+  std::vector<modules::ModuleFile> m_files;
+};
+
+std::string loaded_list(const Paths& paths) {
+  std::string out;
+  for (const auto& m : read_loaded(paths)) {
+    out += (out.empty() ? "" : ", ") + m.name;
+  }
+  return out.empty() ? "none" : out;
+}
+
+nlohmann::json plan_json(const modules::ReloadPlan& plan) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto& s : plan.steps) {
+    steps.push_back({{"module", s.module}, {"path", s.path}, {"text", s.text}});
+  }
+  return {{"refused", plan.refused}, {"needs_reboot", plan.needs_reboot}, {"refusal", plan.refusal}, {"details", plan.details},
+          {"target_version", plan.target_version}, {"steps", steps}};
+}
+
+}  // namespace
+
+std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<ReloadOptions>();
+  sub.add_option("--module-dir", opts->module_dir,
+                 "Where the new modules are (default /lib/modules/$(uname -r)); searched for nvidia*.ko")
+      ->type_name("DIR");
+  sub.add_flag("--dry-run", opts->dry_run, "Print the plan (or the refusal) and change nothing");
+  sub.add_flag("--yes", opts->yes, "Carry the plan out (without it, only the plan is printed)");
+  sub.add_flag("--json", opts->json, "Print the plan and the outcome as JSON");
+  sub.add_option("--root", opts->root, "Read /proc and /sys under DIR (tests)")->type_name("DIR");
+  sub.footer(
+      "Finishes a driver update without a reboot: unloads the loaded NVIDIA modules (nvidia_peermem,\n"
+      "nvidia_drm, nvidia_uvm, nvidia_modeset, nvidia: only those loaded), loads the new ones from the module\n"
+      "directory in the reverse order through libkmod, checks /sys/module/nvidia/version, and has udev\n"
+      "recreate /dev/nvidia*. It refuses, changing nothing, while any process holds /dev/nvidia* (jobs,\n"
+      "nvidia-persistenced, monitoring agents), when the new modules were built for another kernel (the\n"
+      "update changed the kernel too: reboot), or when a module would be left without a replacement.\n"
+      "Without --yes it only prints the plan.\n\n"
+      "Exit codes: 0 done (or nothing to do, or the plan printed), 1 a step failed (the report says which\n"
+      "modules are loaded now and how to recover), 2 bad command line, 3 refused (nothing changed), 4 the\n"
+      "new modules need a reboot.");
+
+  return [opts]() -> int {
+    Paths paths(opts->root);
+    modules::ReloadFacts facts;
+    utsname u{};
+    ::uname(&u);
+    facts.running_kernel = u.release;
+    facts.module_dir = opts->module_dir.empty() ? "/lib/modules/" + facts.running_kernel : opts->module_dir;
+    std::error_code ec;
+    facts.module_dir_exists = fs::is_directory(facts.module_dir, ec);
+    facts.loaded = read_loaded(paths);
+    facts.new_modules = facts.module_dir_exists ? read_module_files(facts.module_dir) : std::vector<modules::ModuleFile>{};
+    facts.holders = read_holders(paths);
+    facts.loaded_version = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
+    modules::ReloadPlan plan = modules::plan_reload(facts);
+
+    const bool act = opts->yes && !opts->dry_run && !plan.refused && !plan.steps.empty();
+    if (!opts->json) {
+      std::cout << fmt::format("Loaded: {} (nvidia {}) · running kernel {} · new modules in {}\n",
+                               loaded_list(paths), facts.loaded_version.empty() ? "?" : facts.loaded_version,
+                               facts.running_kernel, facts.module_dir);
+      if (plan.refused) {
+        std::cout << "Refused: " << plan.refusal << "\n";
+      } else if (plan.steps.empty()) {
+        std::cout << "Nothing to do.\n";
+      } else {
+        std::cout << (act ? "Plan:\n" : "Plan (not carried out; add --yes to run it):\n");
+        for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+          std::cout << fmt::format("  {}. {}\n", i + 1, plan.steps[i].text);
+        }
+      }
+      for (const auto& d : plan.details) {
+        std::cout << "  " << d << "\n";
+      }
+    }
+    auto refusal_code = [&plan] {
+      return plan.needs_reboot ? ExitCode::reboot_pending : ExitCode::action_needed;
+    };
+    if (!act) {
+      if (opts->json) {
+        std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", false}}) << "\n";
+      }
+      return to_int(plan.refused ? refusal_code() : ExitCode::healthy);
+    }
+
+    std::unique_ptr<ModuleOps> ops;
+    const char* fake_log = std::getenv("GPUWARM_FAKE_MODULE_OPS");
+    if (!paths.is_live() && fake_log != nullptr) {
+      const char* fail_on = std::getenv("GPUWARM_FAKE_MODULE_FAIL");
+      ops = std::make_unique<FakeRootOps>(paths, fake_log, fail_on != nullptr ? fail_on : "", facts.new_modules);
+    } else if (!paths.is_live()) {
+      std::cerr << "gpuwarm: error: --root is for reading a recorded tree; modules are only reloaded on the live "
+                   "system\n";
+      return to_int(ExitCode::usage);
+    } else {
+      if (::geteuid() != 0) {
+        std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";
+        return to_int(ExitCode::tool_error);
+      }
+      ops = std::make_unique<KmodOps>();
+    }
+    std::string failure;
+    std::size_t done = 0;
+    for (const auto& s : plan.steps) {
+      Result<void> r;
+      switch (s.kind) {
+        case modules::StepKind::unload: r = ops->unload(s.module); break;
+        case modules::StepKind::load: r = ops->load(s.path); break;
+        case modules::StepKind::udev_trigger: r = ops->udev_trigger(); break;
+        case modules::StepKind::check_version: {
+          std::string now = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
+          if (now != plan.target_version) {
+            r = fail(fmt::format("/sys/module/nvidia/version reads \"{}\", expected {}", now, plan.target_version));
+          }
+          break;
+        }
+      }
+      if (!r) {
+        failure = fmt::format("step {} ({}) failed: {}", done + 1, s.text, r.error().message);
+        break;
+      }
+      ++done;
+      if (!opts->json) {
+        std::cout << fmt::format("  done: {}\n", s.text);
+      }
+    }
+    std::string now_loaded = loaded_list(paths);
+    if (opts->json) {
+      std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
+                              {"error", failure}, {"loaded_now", now_loaded}})
+                << "\n";
+    }
+    if (!failure.empty()) {
+      std::cerr << "gpuwarm: " << failure << "\nLoaded now: " << now_loaded
+                << "\nTo recover: `modprobe nvidia nvidia_modeset nvidia_uvm` (then nvidia_drm if it was loaded), "
+                   "or reboot.\n";
+      return to_int(ExitCode::tool_error);
+    }
+    if (!opts->json) {
+      std::cout << "Reloaded: nvidia " << plan.target_version << " is loaded. Start nvidia-persistenced again "
+                << "(`systemctl start nvidia-persistenced`).\n";
+    }
+    return to_int(ExitCode::healthy);
+  };
+}
+
+}  // namespace gpuwarm

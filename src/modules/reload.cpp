@@ -1,0 +1,138 @@
+#include "modules/reload.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace gpuwarm::modules {
+
+const std::vector<std::string>& unload_order() {
+  static const std::vector<std::string> order = {"nvidia_peermem", "nvidia_drm", "nvidia_uvm", "nvidia_modeset",
+                                                 "nvidia"};
+  return order;
+}
+
+std::string canonical_module_name(std::string name) {
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+namespace {
+
+const LoadedModule* find_loaded(const ReloadFacts& f, const std::string& name) {
+  for (const auto& m : f.loaded) {
+    if (m.name == name) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+const ModuleFile* find_file(const ReloadFacts& f, const std::string& name) {
+  for (const auto& m : f.new_modules) {
+    if (canonical_module_name(m.name) == name) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+ReloadPlan refuse(ReloadPlan plan, std::string why, bool needs_reboot = false) {
+  plan.refused = true;
+  plan.needs_reboot = needs_reboot;
+  plan.refusal = std::move(why);
+  plan.steps.clear();
+  return plan;
+}
+
+}  // namespace
+
+ReloadPlan plan_reload(const ReloadFacts& f) {
+  ReloadPlan plan;
+  if (!f.module_dir_exists) {
+    return refuse(plan, fmt::format("{} does not exist: no modules were built or installed for the running kernel "
+                                    "{}. A reboot (into the kernel the new driver was built for) is needed.",
+                                    f.module_dir, f.running_kernel),
+                  true);
+  }
+  const ModuleFile* core = find_file(f, "nvidia");
+  if (core == nullptr) {
+    return refuse(plan, fmt::format("no nvidia.ko under {}: the new driver's modules are not built for the "
+                                    "running kernel {} (was the kernel updated too?). A reboot is needed.",
+                                    f.module_dir, f.running_kernel),
+                  true);
+  }
+  plan.target_version = core->version;
+
+  // Which modules to swap: those loaded now (nvidia at least), each of which needs a new file.
+  std::vector<std::string> to_unload;
+  for (const auto& name : unload_order()) {
+    if (find_loaded(f, name) != nullptr) {
+      to_unload.push_back(name);
+    }
+  }
+  std::vector<std::string> to_load = to_unload;
+  std::reverse(to_load.begin(), to_load.end());
+  if (to_load.empty()) {
+    to_load.push_back("nvidia");  // nothing loaded: just load the new core module
+  }
+  for (const auto& name : to_load) {
+    const ModuleFile* file = find_file(f, name);
+    if (file == nullptr) {
+      return refuse(plan, fmt::format("{} is loaded but {} has no new {}.ko: unloading it would leave it "
+                                      "missing. A reboot is needed.",
+                                      name, f.module_dir, name),
+                    true);
+    }
+    if (!file->vermagic_kernel.empty() && file->vermagic_kernel != f.running_kernel) {
+      return refuse(plan, fmt::format("{} was built for kernel {}, but {} is running: the update also changed "
+                                      "the kernel, so the new modules cannot load into this one. A reboot is "
+                                      "needed.",
+                                      file->path, file->vermagic_kernel, f.running_kernel),
+                    true);
+    }
+    if (file->version != core->version) {
+      return refuse(plan, fmt::format("{} is version {} but nvidia.ko is {}: the module directory mixes driver "
+                                      "versions. Reinstall the driver's kernel modules.",
+                                      file->path, file->version, core->version));
+    }
+  }
+  // Anything else built on nvidia (e.g. a vendor module) would block the unload.
+  if (const LoadedModule* nvidia = find_loaded(f, "nvidia")) {
+    for (const auto& user : nvidia->used_by) {
+      if (std::find(unload_order().begin(), unload_order().end(), user) == unload_order().end()) {
+        return refuse(plan, fmt::format("module {} uses nvidia and gpuwarm does not know how to reload it: unload "
+                                        "it first, or reboot.",
+                                        user));
+      }
+    }
+  }
+  if (!f.holders.empty()) {
+    for (const auto& h : f.holders) {
+      plan.details.push_back(fmt::format("pid {} {}: {}", h.pid, h.command, h.what));
+    }
+    return refuse(plan, fmt::format("{} process(es) hold the GPUs: stop them first (nvidia-persistenced: "
+                                    "`systemctl stop nvidia-persistenced`; jobs: drain the node), then run again.",
+                                    f.holders.size()));
+  }
+  if (!f.loaded_version.empty() && f.loaded_version == core->version) {
+    plan.details.push_back(fmt::format("the loaded nvidia module is already {}: nothing to do", core->version));
+    return plan;
+  }
+
+  for (const auto& name : to_unload) {
+    plan.steps.push_back({StepKind::unload, name, "", "unload " + name});
+  }
+  for (const auto& name : to_load) {
+    const ModuleFile* file = find_file(f, name);
+    plan.steps.push_back({StepKind::load, name, file->path, fmt::format("load {} ({})", file->path, file->version)});
+  }
+  plan.steps.push_back({StepKind::check_version, "nvidia", "",
+                        fmt::format("check that /sys/module/nvidia/version reads {}", core->version)});
+  plan.steps.push_back({StepKind::udev_trigger, "", "",
+                        "udevadm trigger --action=add --attr-match=vendor=0x10de, then udevadm settle "
+                        "(recreate /dev/nvidia*)"});
+  return plan;
+}
+
+}  // namespace gpuwarm::modules

@@ -1,0 +1,67 @@
+#pragma once
+// `gpuwarm reload-modules`: the kernel-module swap that finishes a driver
+// update without a reboot, planned by a pure function so that --dry-run
+// prints exactly what a real run does. Reading /proc and the module files,
+// and acting (libkmod, udevadm), live in cli/.
+
+#include <string>
+#include <vector>
+
+namespace gpuwarm::modules {
+
+// Unload order: users before what they use. Loading goes the other way.
+const std::vector<std::string>& unload_order();  // nvidia_peermem, nvidia_drm, nvidia_uvm, nvidia_modeset, nvidia
+
+struct LoadedModule {  // a /proc/modules line
+  std::string name;
+  unsigned refcount = 0;
+  std::vector<std::string> used_by;
+};
+
+struct ModuleFile {  // a .ko in the new module directory, as modinfo reads it
+  std::string name;     // "nvidia_uvm" (file names use '-' or '_'; the kernel's name uses '_')
+  std::string path;
+  std::string version;  // modinfo "version"
+  std::string vermagic_kernel;  // first word of "vermagic": the kernel it was built for
+};
+
+struct Holder {  // a process that would keep the modules busy
+  int pid = 0;
+  std::string command;
+  std::string what;  // "/dev/nvidia0 open", "compute on GPU 0"
+};
+
+struct ReloadFacts {
+  std::string running_kernel;  // uname -r
+  std::string module_dir;      // where the new modules are
+  bool module_dir_exists = true;
+  std::vector<LoadedModule> loaded;     // nvidia* modules only
+  std::vector<ModuleFile> new_modules;  // nvidia* files found in module_dir
+  std::vector<Holder> holders;
+  std::string loaded_version;  // /sys/module/nvidia/version now
+};
+
+enum class StepKind { unload, load, check_version, udev_trigger };
+
+struct Step {
+  StepKind kind;
+  std::string module;  // unload/load
+  std::string path;    // load: the .ko file
+  std::string text;    // what it does, as --dry-run prints it
+};
+
+struct ReloadPlan {
+  bool refused = false;
+  bool needs_reboot = false;         // refused because only a reboot can finish the update
+  std::string refusal;               // one paragraph: why, and what to do
+  std::vector<std::string> details;  // e.g. each holder "pid 812 nvidia-persistenced: /dev/nvidia0 open"
+  std::string target_version;        // the new nvidia.ko's version
+  std::vector<Step> steps;
+};
+
+ReloadPlan plan_reload(const ReloadFacts& facts);
+
+// "nvidia-uvm" and "nvidia_uvm" name the same module.
+std::string canonical_module_name(std::string name);
+
+}  // namespace gpuwarm::modules

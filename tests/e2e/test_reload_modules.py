@@ -1,0 +1,143 @@
+"""gpuwarm reload-modules end to end: a fake root (/proc/modules, /sys/module,
+/proc/PID/fd) and new module files that are real ELF objects with a .modinfo
+section (built here with gcc and objcopy), read through libkmod like a real
+nvidia.ko. Acting goes through the test stand-in for libkmod, which only
+exists under a fake --root: no real module is ever loaded."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import harness as h
+
+OLD = "580.95.05"
+NEW = "580.159.04"
+PROC_MODULES = (
+    "nvidia_uvm 1830912 0 - Live 0xffffffffc080c000 (O)\n"
+    "nvidia_drm 126976 0 - Live 0xffffffffc0700000 (O)\n"
+    "nvidia_modeset 1638400 1 nvidia_drm, Live 0xffffffffc0600000 (O)\n"
+    "nvidia 14299136 2 nvidia_uvm,nvidia_modeset, Live 0xffffffffc0400000 (O)\n"
+    "ext4 1024000 1 - Live 0xffffffffc0000000\n")
+
+
+class ReloadModules(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        if shutil.which("gcc") is None or shutil.which("objcopy") is None:
+            self.skipTest("gcc and objcopy are needed to build stand-in .ko files")
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.root.write("proc/modules", PROC_MODULES)
+        self.root.write("sys/module/nvidia/version", OLD + "\n")
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+        self.kernel = os.uname().release
+        self.moddir = os.path.join(self.tmp, "lib/modules", self.kernel, "updates/dkms")
+        os.makedirs(self.moddir)
+        for name in ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm"):
+            self.make_ko(name, NEW, self.kernel)
+        self.log = os.path.join(self.tmp, "ops.log")
+
+    def make_ko(self, name, version, kernel):
+        src = os.path.join(self.tmp, "m.c")
+        with open(src, "w") as f:
+            f.write("int gpuwarm_test_module;\n")
+        obj = os.path.join(self.tmp, "m.o")
+        subprocess.run(["gcc", "-c", src, "-o", obj], check=True)
+        info = os.path.join(self.tmp, "modinfo")
+        with open(info, "wb") as f:
+            f.write(f"version={version}\0vermagic={kernel} SMP preempt mod_unload modversions \0"
+                    f"name={name.replace('-', '_')}\0license=NVIDIA\0".encode())
+        subprocess.run(["objcopy", "--add-section", f".modinfo={info}", "--set-section-flags", ".modinfo=alloc,readonly",
+                        obj, os.path.join(self.moddir, f"{name}.ko")], check=True)
+
+    def reload(self, *args, fail_on=None):
+        env = {"GPUWARM_FAKE_MODULE_OPS": self.log}
+        if fail_on:
+            env["GPUWARM_FAKE_MODULE_FAIL"] = fail_on
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", os.path.dirname(self.moddir), *args],
+                  extra_env=env, raw=True)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
+    def ops(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().split("\n")[:-1]
+
+    def proc_modules(self):
+        with open(self.root.p("proc/modules")) as f:
+            return f.read()
+
+    def test_dry_run_plans_and_changes_nothing(self):
+        for args in (["--dry-run"], [], ["--dry-run", "--yes"]):
+            with self.subTest(args=args):
+                r = self.reload(*args)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("not carried out", r.stdout)
+                lines = [l.strip() for l in r.stdout.splitlines() if l.strip()[:2] in ("1.", "4.", "5.", "8.")]
+                self.assertEqual(lines[0], "1. unload nvidia_drm")
+                self.assertEqual(lines[1], "4. unload nvidia")
+                self.assertTrue(lines[2].startswith("5. load ") and lines[2].endswith(f"nvidia.ko ({NEW})"), lines)
+                self.assertTrue(lines[3].startswith("8. load ") and "nvidia-drm.ko" in lines[3], lines)
+                self.assertEqual(self.ops(), [])
+                self.assertEqual(self.proc_modules(), PROC_MODULES)
+
+    def test_yes_swaps_in_dependency_order_and_checks_the_version(self):
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.ops(), ["unload nvidia_drm", "unload nvidia_uvm", "unload nvidia_modeset", "unload nvidia",
+                                      "load nvidia", "load nvidia_modeset", "load nvidia_uvm", "load nvidia_drm",
+                                      "udev-trigger"])
+        with open(self.root.p("sys/module/nvidia/version")) as f:
+            self.assertEqual(f.read().strip(), NEW)
+        self.assertIn(f"Reloaded: nvidia {NEW} is loaded", r.stdout)
+        self.assertIn("ext4", self.proc_modules())
+        # Run again: the new version is loaded, nothing to do.
+        os.unlink(self.log)
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("Nothing to do", r.stdout)
+        self.assertEqual(self.ops(), [])
+
+    def test_refuses_while_a_process_holds_the_gpus(self):
+        self.root.daemon_process(pid=812)
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 3, r.stdout)
+        self.assertIn("Refused: 1 process(es) hold the GPUs", r.stdout)
+        self.assertIn("pid 812 ", r.stdout)
+        self.assertIn("/dev/nvidia0", r.stdout)
+        self.assertEqual(self.ops(), [])
+
+    def test_refuses_modules_built_for_another_kernel(self):
+        for name in ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm"):
+            self.make_ko(name, NEW, "6.1.0-99-amd64")
+        r = self.reload("--yes", "--json")
+        self.assertEqual(r.returncode, 4, r.stdout)
+        d = json.loads(r.stdout)
+        self.assertTrue(d["plan"]["needs_reboot"])
+        self.assertIn("built for kernel 6.1.0-99-amd64", d["plan"]["refusal"])
+        self.assertFalse(d["carried_out"])
+        self.assertEqual(self.ops(), [])
+
+    def test_failure_reports_what_is_loaded_and_how_to_recover(self):
+        r = self.reload("--yes", fail_on="load nvidia_uvm")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("step 7 (load ", r.stderr)
+        self.assertIn("Loaded now: nvidia, nvidia_modeset", r.stderr)
+        self.assertIn("To recover: `modprobe nvidia nvidia_modeset nvidia_uvm`", r.stderr)
+        self.assertEqual(self.ops()[-1], "load nvidia_uvm")
+
+    def test_acting_on_a_recorded_root_without_the_stand_in_is_refused(self):
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", os.path.dirname(self.moddir), "--yes"],
+                  raw=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("only reloaded on the live system", r.stderr)
+        self.assertEqual(self.proc_modules(), PROC_MODULES)
+
+
+if __name__ == "__main__":
+    unittest.main()

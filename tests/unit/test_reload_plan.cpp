@@ -1,0 +1,136 @@
+// modules::plan_reload is pure: table-driven over a node whose driver package
+// was updated (old module 580.95.05 loaded, new 580.159.04 files installed).
+
+#include <functional>
+
+#include <gtest/gtest.h>
+
+#include "modules/reload.h"
+
+namespace gpuwarm::test {
+namespace {
+
+using modules::StepKind;
+
+constexpr const char* k_kernel = "6.1.0-28-amd64";
+
+modules::ReloadFacts updated_node() {
+  modules::ReloadFacts f;
+  f.running_kernel = k_kernel;
+  f.module_dir = "/lib/modules/6.1.0-28-amd64";
+  f.loaded = {{"nvidia_uvm", 0, {}},
+              {"nvidia_drm", 0, {}},
+              {"nvidia_modeset", 1, {"nvidia_drm"}},
+              {"nvidia", 3, {"nvidia_uvm", "nvidia_modeset"}}};
+  for (const char* name : {"nvidia", "nvidia-uvm", "nvidia-modeset", "nvidia-drm", "nvidia-peermem"}) {
+    f.new_modules.push_back({modules::canonical_module_name(name),
+                             std::string("/lib/modules/6.1.0-28-amd64/updates/dkms/") + name + ".ko", "580.159.04",
+                             k_kernel});
+  }
+  f.loaded_version = "580.95.05";
+  return f;
+}
+
+std::vector<std::string> texts(const modules::ReloadPlan& p) {
+  std::vector<std::string> out;
+  for (const auto& s : p.steps) {
+    out.push_back(s.kind == StepKind::unload ? "-" + s.module
+                  : s.kind == StepKind::load ? "+" + s.module
+                  : s.kind == StepKind::check_version ? "check"
+                                                      : "udev");
+  }
+  return out;
+}
+
+struct PlanCase {
+  const char* name;
+  std::function<void(modules::ReloadFacts&)> edit;
+  bool refused;
+  bool needs_reboot;
+  std::vector<std::string> steps;
+  const char* refusal_contains = "";
+};
+
+TEST(ReloadPlan, table) {
+  const std::vector<std::string> full = {"-nvidia_drm", "-nvidia_uvm", "-nvidia_modeset", "-nvidia",
+                                         "+nvidia",     "+nvidia_modeset", "+nvidia_uvm", "+nvidia_drm",
+                                         "check",       "udev"};
+  const std::vector<PlanCase> cases = {
+      {"the blog's case: swap all four", [](auto&) {}, false, false, full},
+      {"only what is loaded: no drm, no modeset",
+       [](auto& f) {
+         f.loaded = {{"nvidia_uvm", 0, {}}, {"nvidia", 1, {"nvidia_uvm"}}};
+       },
+       false, false, {"-nvidia_uvm", "-nvidia", "+nvidia", "+nvidia_uvm", "check", "udev"}},
+      {"peermem goes first and comes back last",
+       [](auto& f) {
+         f.loaded.insert(f.loaded.begin(), {"nvidia_peermem", 0, {}});
+         f.loaded.back().used_by.push_back("nvidia_peermem");
+       },
+       false, false,
+       {"-nvidia_peermem", "-nvidia_drm", "-nvidia_uvm", "-nvidia_modeset", "-nvidia", "+nvidia", "+nvidia_modeset",
+        "+nvidia_uvm", "+nvidia_drm", "+nvidia_peermem", "check", "udev"}},
+      {"nothing loaded: load the core module", [](auto& f) { f.loaded.clear(); f.loaded_version.clear(); }, false,
+       false, {"+nvidia", "check", "udev"}},
+      {"already the new version: nothing to do", [](auto& f) { f.loaded_version = "580.159.04"; }, false, false,
+       {}},
+      {"a process holds the GPUs",
+       [](auto& f) { f.holders = {{812, "nvidia-persiste", "/dev/nvidia0, /dev/nvidiactl open"}}; }, true, false, {},
+       "1 process(es) hold the GPUs"},
+      {"the kernel changed too (the blog hit this)",
+       [](auto& f) {
+         for (auto& m : f.new_modules) m.vermagic_kernel = "6.1.0-31-amd64";
+       },
+       true, true, {}, "built for kernel 6.1.0-31-amd64, but 6.1.0-28-amd64 is running"},
+      {"no module directory for this kernel", [](auto& f) { f.module_dir_exists = false; }, true, true, {},
+       "does not exist"},
+      {"no new nvidia.ko", [](auto& f) { f.new_modules.erase(f.new_modules.begin()); }, true, true, {},
+       "no nvidia.ko"},
+      {"a loaded module without a replacement",
+       [](auto& f) {
+         std::erase_if(f.new_modules, [](const auto& m) { return m.name == "nvidia_drm"; });
+       },
+       true, true, {}, "nvidia_drm is loaded but"},
+      {"mixed versions in the directory", [](auto& f) { f.new_modules[1].version = "575.57.08"; }, true, false, {},
+       "mixes driver versions"},
+      {"an unknown module uses nvidia",
+       [](auto& f) { f.loaded.back().used_by.push_back("gdrdrv"); }, true, false, {}, "module gdrdrv uses nvidia"},
+      {"holders are checked after the kernel: a reboot is the answer either way",
+       [](auto& f) {
+         f.holders = {{1, "x", "y"}};
+         for (auto& m : f.new_modules) m.vermagic_kernel = "6.1.0-31-amd64";
+       },
+       true, true, {}, "built for kernel"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto f = updated_node();
+    c.edit(f);
+    auto p = modules::plan_reload(f);
+    EXPECT_EQ(p.refused, c.refused) << p.refusal;
+    EXPECT_EQ(p.needs_reboot, c.needs_reboot);
+    EXPECT_EQ(texts(p), c.steps);
+    EXPECT_NE(p.refusal.find(c.refusal_contains), std::string::npos) << p.refusal;
+  }
+}
+
+TEST(ReloadPlan, holders_are_listed_by_pid_and_command) {
+  auto f = updated_node();
+  f.holders = {{812, "nvidia-persiste", "/dev/nvidia0 open"}, {4242, "python3", "/dev/nvidia1 open"}};
+  auto p = modules::plan_reload(f);
+  ASSERT_TRUE(p.refused);
+  EXPECT_EQ(p.details, (std::vector<std::string>{"pid 812 nvidia-persiste: /dev/nvidia0 open",
+                                                 "pid 4242 python3: /dev/nvidia1 open"}));
+  EXPECT_TRUE(p.steps.empty());
+}
+
+TEST(ReloadPlan, load_steps_name_the_new_files) {
+  auto p = modules::plan_reload(updated_node());
+  ASSERT_FALSE(p.refused);
+  EXPECT_EQ(p.target_version, "580.159.04");
+  EXPECT_EQ(p.steps[4].path, "/lib/modules/6.1.0-28-amd64/updates/dkms/nvidia.ko");
+  EXPECT_EQ(p.steps[5].path, "/lib/modules/6.1.0-28-amd64/updates/dkms/nvidia-modeset.ko");
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
