@@ -183,6 +183,68 @@ class RealSystemd(unittest.TestCase):
         self.assertFalse(rep["changed"])
         self.assertEqual(rep["steps"], [])
 
+    def systemd(self, *args):
+        """busctl against the container's systemd Manager."""
+        return subprocess.run(["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                               "org.freedesktop.systemd1.Manager", *args],
+                              env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus(self.root)},
+                              capture_output=True, text=True, timeout=60)
+
+    def unit_property(self, name):
+        r = subprocess.run(["busctl", "--system", "get-property", "org.freedesktop.systemd1",
+                            "/org/freedesktop/systemd1/unit/nvidia_2dpersistenced_2eservice",
+                            "org.freedesktop.systemd1.Service" if name == "Result" else "org.freedesktop.systemd1.Unit",
+                            name], env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus(self.root)},
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout.split(" ", 1)[-1].strip().strip('"')
+
+    def start_and_wait(self):
+        self.systemd("StartUnit", "ss", UNIT, "replace")
+        deadline = time.time() + 20
+        while time.time() < deadline and self.unit_property("ActiveState") in ("activating", "deactivating"):
+            time.sleep(0.1)
+
+    def test_4_guard_drop_in_skips_the_unit_instead_of_failing_it(self):
+        # The real gpuwarm, with the libraries it links, runs inside the container as /usr/local/bin/gpuwarm,
+        # and contrib's drop-in is installed unchanged.
+        libs = os.path.join(self.root, "opt/gpuwarm/lib")
+        os.makedirs(libs, exist_ok=True)
+        ldd = subprocess.run(["ldd", h.BIN], capture_output=True, text=True).stdout
+        for line in ldd.splitlines():
+            if "=>" in line and "/" in line.split("=>")[1]:
+                lib = line.split("=>")[1].split()[0]
+                if "libc.so" not in lib and "ld-linux" not in lib:
+                    shutil.copy(lib, libs)
+        shutil.copy(h.BIN, os.path.join(self.root, "opt/gpuwarm/gpuwarm"))
+        os.makedirs(os.path.join(self.root, "usr/local/bin"), exist_ok=True)
+        wrapper = os.path.join(self.root, "usr/local/bin/gpuwarm")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nASAN_OPTIONS=detect_leaks=0 LD_LIBRARY_PATH=/opt/gpuwarm/lib exec /opt/gpuwarm/gpuwarm \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        dropin_dir = os.path.join(self.root, "etc/systemd/system", UNIT + ".d")
+        shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"),
+                    dropin_dir)
+        os.makedirs(self.root + "/sys/module/nvidia", exist_ok=True)
+        with open(self.root + "/sys/module/nvidia/version", "w") as f:
+            f.write("580.159.04\n")
+        for node in ("dev/nvidiactl", "dev/nvidia0"):
+            if os.path.exists(os.path.join(self.root, node)):
+                os.unlink(os.path.join(self.root, node))
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        self.systemd("StopUnit", "ss", UNIT, "replace")
+        time.sleep(0.5)
+
+        # The module is "loaded" but /dev/nvidiactl is missing: the guard says no (13).
+        self.start_and_wait()
+        self.assertEqual(self.unit_property("ActiveState"), "inactive")  # skipped, not failed
+        self.assertEqual(self.unit_property("Result"), "exec-condition")
+
+        # Device nodes present: the guard lets the start go on.
+        for node in ("dev/nvidiactl", "dev/nvidia0"):
+            open(os.path.join(self.root, node), "w").close()
+        self.start_and_wait()
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+
 
 if __name__ == "__main__":
     unittest.main()
