@@ -36,5 +36,6 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& global);
 
 }  // namespace gpuwarm

@@ -18,6 +18,8 @@ const CommandSpec k_commands[] = {
      setup_guard},
     {"reload-modules", "Swap the loaded NVIDIA kernel modules for an updated driver's, when nothing holds the GPUs",
      setup_reload_modules},
+    {"lint", "Find persistence anti-patterns (nvidia-smi -pm 1, --no-persistence-mode, unit pitfalls) in configs",
+     setup_lint},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

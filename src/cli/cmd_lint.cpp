@@ -1,0 +1,219 @@
+// `gpuwarm lint PATH...`: walks files and directories and reports persistence
+// anti-patterns (lint/lint.h) as file:line:column: RULE message.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <atomic>
+#include <filesystem>
+#include <thread>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "core/exit_codes.h"
+#include "lint/lint.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::uintmax_t k_max_file_bytes = 8u << 20;
+
+struct LintOptions {
+  std::vector<std::string> paths;
+  bool json = false;
+  bool list_rules = false;
+};
+
+struct FileResult {
+  std::string path;
+  std::vector<lint::Finding> findings;
+};
+
+// Returns false (with `note`) for files that are not scanned. One open, one
+// fstat, one read for a typical file: tens of thousands of files go by fast.
+bool read_text(const std::string& path, std::string& text, std::string& note) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    note = std::string("unreadable: ") + std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    note = "unreadable: not a regular file";
+    return false;
+  }
+  if (static_cast<std::uintmax_t>(st.st_size) > k_max_file_bytes) {
+    ::close(fd);
+    note = fmt::format("skipped: larger than {} MiB", k_max_file_bytes >> 20);
+    return false;
+  }
+  text.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  text.resize(got);
+  if (std::memchr(text.data(), '\0', text.size()) != nullptr) {
+    note = "skipped: binary";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<LintOptions>();
+  sub.add_option("paths", opts->paths, "Files and directories to scan (directories recursively; .git is skipped)")
+      ->type_name("PATH");
+  sub.add_flag("--json", opts->json, "Print findings and skipped files as JSON");
+  sub.add_flag("--list-rules", opts->list_rules, "List the rules and exit");
+  std::string footer =
+      "Finds what the runbook says to remove: `nvidia-smi -pm 1` in any spelling (options between, sudo,\n"
+      "YAML list or string form), `nvidia-persistenced --no-persistence-mode`, and in a unit that runs\n"
+      "nvidia-persistenced: StopWhenUnneeded=true, no Restart=, a PIDFile under /var/run, Type=simple.\n"
+      "Comments are not findings (shell, YAML, Nix, Dockerfile, unit files). A line opts out of a rule\n"
+      "with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
+      "Exit codes: 0 nothing found, 1 a PATH does not exist, 2 bad command line, 3 findings.\n\nRules:\n";
+  for (const auto& r : lint::rules()) {
+    footer += fmt::format("  {}  {}\n", r.id, r.summary);
+  }
+  sub.footer(footer);
+
+  return [opts]() -> int {
+    if (opts->list_rules) {
+      for (const auto& r : lint::rules()) {
+        std::cout << fmt::format("{}  {:20s} {}\n", r.id, r.name, r.summary);
+      }
+      return 0;
+    }
+    if (opts->paths.empty()) {
+      std::cerr << "gpuwarm lint: give at least one PATH (a file or directory)\n";
+      return to_int(ExitCode::usage);
+    }
+    std::vector<std::string> files;
+    bool missing = false;
+    auto scan = [&files](const std::string& path) { files.push_back(path); };
+    for (const auto& p : opts->paths) {
+      std::error_code ec;
+      auto st = fs::status(p, ec);
+      if (ec || !fs::exists(st)) {
+        std::cerr << "gpuwarm lint: " << p << ": no such file or directory\n";
+        missing = true;
+        continue;
+      }
+      if (!fs::is_directory(st)) {
+        scan(p);
+        continue;
+      }
+      for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+           it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) {
+          break;
+        }
+        if (it->is_directory(ec) && it->path().filename() == ".git") {
+          it.disable_recursion_pending();
+          continue;
+        }
+        if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
+          scan(it->path().string());
+        }
+      }
+    }
+    // Files are independent: scan them on every core, then report in walk order.
+    std::vector<FileResult> per_file(files.size());
+    std::vector<std::string> per_file_note(files.size());
+    std::atomic<std::size_t> next{0};
+    auto worker = [&] {
+      for (std::size_t i = next++; i < files.size(); i = next++) {
+        std::string text;
+        if (!read_text(files[i], text, per_file_note[i])) {
+          continue;
+        }
+        std::string_view first(text);
+        first = first.substr(0, first.find('\n'));
+        per_file[i] = {files[i], lint::lint_text(text, lint::kind_for(files[i], first))};
+      }
+    };
+    unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads && files.size() > 64; ++t) {
+      pool.emplace_back(worker);
+    }
+    worker();
+    for (auto& t : pool) {
+      t.join();
+    }
+    std::vector<FileResult> results;
+    std::vector<std::pair<std::string, std::string>> notes;
+    std::size_t scanned = 0;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (!per_file_note[i].empty()) {
+        notes.emplace_back(files[i], per_file_note[i]);
+        continue;
+      }
+      ++scanned;
+      if (!per_file[i].findings.empty()) {
+        results.push_back(std::move(per_file[i]));
+      }
+    }
+    std::size_t total = 0;
+    for (const auto& r : results) {
+      total += r.findings.size();
+    }
+    if (opts->json) {
+      nlohmann::json findings = nlohmann::json::array();
+      for (const auto& r : results) {
+        for (const auto& f : r.findings) {
+          findings.push_back({{"path", r.path}, {"line", f.line}, {"column", f.column}, {"rule_id", f.rule},
+                              {"message", f.message}, {"fix", f.fix}});
+        }
+      }
+      nlohmann::json skipped = nlohmann::json::array();
+      for (const auto& [path, note] : notes) {
+        skipped.push_back({{"path", path}, {"note", note}});
+      }
+      std::cout << dump_json({{"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
+                              {"skipped", skipped}})
+                << "\n";
+    } else {
+      for (const auto& r : results) {
+        for (const auto& f : r.findings) {
+          std::cout << fmt::format("{}:{}:{}: {} {}\n  fix: {}\n", r.path, f.line, f.column, f.rule, f.message,
+                                   f.fix);
+        }
+      }
+      for (const auto& [path, note] : notes) {
+        std::cerr << fmt::format("{}: {}\n", path, note);
+      }
+      std::cerr << fmt::format("{} finding(s) in {} file(s) scanned\n", total, scanned);
+    }
+    if (missing) {
+      return to_int(ExitCode::tool_error);
+    }
+    return to_int(total > 0 ? ExitCode::action_needed : ExitCode::healthy);
+  };
+}
+
+}  // namespace gpuwarm

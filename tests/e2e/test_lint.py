@@ -1,0 +1,85 @@
+"""gpuwarm lint end to end: a tree of realistic configs, the report format,
+JSON, skipped files, exit codes."""
+import json
+import os
+import shutil
+import tempfile
+import unittest
+
+import harness as h
+
+ROLE = """- name: enable persistence (old way)
+  command: nvidia-smi -pm 1
+- name: fine
+  command: nvidia-smi -q
+"""
+UBUNTU_UNIT = """[Unit]
+Description=NVIDIA Persistence Daemon
+StopWhenUnneeded=true
+
+[Service]
+Type=forking
+ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
+"""
+
+
+class Lint(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.tree = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tree)
+
+    def put(self, rel, content, mode="w"):
+        path = os.path.join(self.tree, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, mode) as f:
+            f.write(content)
+        return path
+
+    def lint(self, *args):
+        r = h.run(["lint", *args], raw=True)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
+    def test_findings_format_and_exit_code(self):
+        role = self.put("roles/gpu/tasks/main.yml", ROLE)
+        unit = self.put("etc/systemd/system/nvidia-persistenced.service", UBUNTU_UNIT)
+        self.put("scripts/node-init", "#!/bin/bash\n# nvidia-smi -pm 1 was here\nsystemctl enable nvidia-persistenced\n")
+        self.put(".git/config", "nvidia-smi -pm 1\n")
+        r = self.lint(self.tree)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        lines = [l for l in r.stdout.splitlines() if not l.startswith("  fix:")]
+        self.assertIn(f"{role}:2:12: LINT001 ", "\n".join(lines))
+        self.assertTrue(any(l.startswith(f"{unit}:3:1: LINT010 ") for l in lines), lines)
+        self.assertTrue(any(l.startswith(f"{unit}:7:") and " LINT002 " in l for l in lines), lines)
+        self.assertTrue(any(l.startswith(f"{unit}:5:1: LINT011 ") for l in lines), lines)
+        self.assertNotIn(".git", r.stdout)
+        self.assertNotIn("node-init", r.stdout)
+        self.assertIn("finding(s) in 3 file(s) scanned", r.stderr)
+
+    def test_clean_tree_binary_and_json(self):
+        self.put("ok.sh", "#!/bin/sh\nnvidia-smi -q\n")
+        self.put("blob.bin", b"\x00\x01nvidia-smi -pm 1\x00", mode="wb")
+        r = self.lint(self.tree)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("blob.bin: skipped: binary", r.stderr)
+        self.put("bad.yml", "- shell: sudo nvidia-smi -i 0 -pm ENABLED\n")
+        r = self.lint(self.tree, "--json")
+        self.assertEqual(r.returncode, 3)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["files_scanned"], 2)
+        self.assertEqual([(f["rule_id"], f["line"], f["column"]) for f in d["findings"]], [("LINT001", 1, 15)])
+        self.assertEqual(d["skipped"][0]["note"], "skipped: binary")
+
+    def test_errors_and_rules(self):
+        r = self.lint(os.path.join(self.tree, "missing"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no such file or directory", r.stderr)
+        self.assertEqual(self.lint().returncode, 2)
+        r = self.lint("--list-rules")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(len(r.stdout.splitlines()), 6)
+
+
+if __name__ == "__main__":
+    unittest.main()
