@@ -10,7 +10,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libexpected-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-dbus python3-gi python3-dbusmock dbus-daemon util-linux
-  mmdebstrap systemd-container nix-bin libkmod-dev
+  mmdebstrap systemd-container nix-bin libkmod-dev clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -24,3 +24,10 @@ echo "== build-asan/ (ASan + UBSan)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DGPUWARM_SANITIZE=ON
+
+echo "== lint scanner under libFuzzer (20 s)"
+if command -v clang++ >/dev/null; then
+  scripts/fuzz.sh 20
+else
+  echo "  skipped: clang++ not installed (scripts/setup.sh installs it)"
+fi
