@@ -95,6 +95,12 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind) {
     // YAML list items ("- nvidia-smi") continue an argv; anything else starts anew.
     std::string_view trimmed = code.substr(std::min(code.size(), code.find_first_not_of(" \t")));
     bool list_item = kind == FileKind::yaml && (trimmed.substr(0, 2) == "- " || trimmed == "-");
+    // "- nvidia-smi" (one word) continues an argv list; "- nvidia-smi -pm 1"
+    // (cloud-init runcmd, a list of command lines) is a command of its own.
+    if (list_item && trimmed.size() > 2 &&
+        trimmed.substr(2).find_first_of(" \t") < trimmed.substr(2).find_last_not_of(" \t")) {
+      boundary = true;
+    }
     if (!list_item && !continued) {
       boundary = true;
     }
@@ -172,8 +178,8 @@ bool in_command_position(const std::vector<Token>& tokens, std::size_t i) {
   while (start > 0 && !tokens[start].breaks_before) {
     --start;
   }
-  if (start == i) {
-    return true;
+  if (start == i || tokens[i - 1].text == "-c") {
+    return true;  // first in its statement, or the script of "sh -c" / "bash -c"
   }
   for (const char* runner : {"sudo", "doas", "env", "exec", "command", "nohup", "time", "timeout", "chroot",
                              "xargs", "ssh", "pdsh", "clush", "srun", "RUN", "ExecStart", "ExecStartPre",
