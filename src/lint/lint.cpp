@@ -64,22 +64,32 @@ std::string_view strip_comment(std::string_view line, FileKind kind) {
   return line;
 }
 
-// Words of the code, with where each starts. Shell separators, YAML keys and
-// ends of lines that do not continue become statement boundaries.
-std::vector<Token> tokenize(std::string_view text, FileKind kind) {
-  std::vector<Token> out;
+// Calls fn(line_number, line) for each line (1-based; no trailing newline).
+template <class Fn>
+void for_each_line(std::string_view text, Fn&& fn) {
   unsigned line_no = 0;
-  bool boundary = true;
   std::size_t pos = 0;
-  bool in_block_comment = false;
-  bool continued = false;  // the previous line ended with a backslash
   while (pos <= text.size()) {
     std::size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) {
       end = text.size();
     }
-    std::string_view raw = text.substr(pos, end - pos);
-    ++line_no;
+    fn(++line_no, text.substr(pos, end - pos));
+    if (end == text.size()) {
+      break;
+    }
+    pos = end + 1;
+  }
+}
+
+// Words of the code, with where each starts. Shell separators, YAML keys and
+// ends of lines that do not continue become statement boundaries.
+std::vector<Token> tokenize(std::string_view text, FileKind kind) {
+  std::vector<Token> out;
+  bool boundary = true;
+  bool in_block_comment = false;
+  bool continued = false;  // the previous line ended with a backslash
+  for_each_line(text, [&](unsigned line_no, std::string_view raw) {
     std::string_view code = strip_comment(raw, kind);
     if (kind == FileKind::nix) {  // /* ... */ blocks, line by line
       if (in_block_comment) {
@@ -153,11 +163,7 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind) {
     if (!continued && kind != FileKind::yaml) {
       boundary = true;  // YAML: decided by the next line (a list item continues an argv)
     }
-    if (end == text.size()) {
-      break;
-    }
-    pos = end + 1;
-  }
+  });
   return out;
 }
 
@@ -239,16 +245,8 @@ struct UnitLine {
 void find_unit_pitfalls(std::string_view text, std::vector<Finding>& out) {
   std::vector<UnitLine> lines;
   std::string section;
-  unsigned n = 0;
-  std::size_t pos = 0;
   unsigned service_line = 0;
-  while (pos <= text.size()) {
-    std::size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) {
-      end = text.size();
-    }
-    std::string_view raw = text.substr(pos, end - pos);
-    ++n;
+  for_each_line(text, [&](unsigned n, std::string_view raw) {
     std::string_view l = strip_comment(raw, FileKind::unit);
     auto first = l.find_first_not_of(" \t");
     if (first != std::string_view::npos) {
@@ -267,11 +265,7 @@ void find_unit_pitfalls(std::string_view text, std::vector<Finding>& out) {
         lines.push_back({section, key, value, n});
       }
     }
-    if (end == text.size()) {
-      break;
-    }
-    pos = end + 1;
-  }
+  });
   bool is_persistenced = std::any_of(lines.begin(), lines.end(), [](const UnitLine& u) {
     return u.key == "ExecStart" && u.value.find("nvidia-persistenced") != std::string::npos;
   });
