@@ -113,12 +113,13 @@ guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& gi
   std::string binary = given;
   if (binary.empty()) {
     const char* path_env = std::getenv("PATH");
-    DaemonFacts daemon = read_daemon(paths, path_env != nullptr ? path_env : "");
-    if (!daemon.binary.has()) {
-      v.missing = daemon.binary.missing;
+    Fact<std::string> found =
+        find_daemon_binary(paths, paths.is_live() && path_env != nullptr ? path_env : std::string{});
+    if (!found.has()) {
+      v.missing = found.missing;
       return v;
     }
-    binary = paths.host(*daemon.binary);
+    binary = paths.host(*found);
   }
   auto out = run_capture({binary, "--version"}, 5000);
   if (!out) {

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <filesystem>
 #include <thread>
-#include <fstream>
 #include <iostream>
 #include <memory>
 

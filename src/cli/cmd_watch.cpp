@@ -177,20 +177,24 @@ class LoadRunner {
       }
     }
     auto j = nlohmann::json::parse(last, nullptr, false);
-    try {
-      if (j.is_discarded() || !j.contains("launches")) {
-        throw nlohmann::json::other_error::create(501, "no result", nullptr);
+    bool read = false;
+    if (!j.is_discarded() && j.contains("launches")) {
+      try {
+        c.result = cuda::load_result_from_json(j);
+        read = true;
+      } catch (const nlohmann::json::exception&) {
       }
-      c.result = cuda::load_result_from_json(j);
-      window.launches += c.result.launches;
-      if (!c.result.error.empty() && window.error.empty()) {
-        window.error = c.result.failed_step + ": " + c.result.error;
-      }
-    } catch (const nlohmann::json::exception&) {
+    }
+    if (!read) {
       if (window.error.empty()) {
         window.error = WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
                                            : "load child printed no result";
       }
+      return;
+    }
+    window.launches += c.result.launches;
+    if (!c.result.error.empty() && window.error.empty()) {
+      window.error = c.result.failed_step + ": " + c.result.error;
     }
   }
 

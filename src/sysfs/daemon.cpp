@@ -25,7 +25,9 @@ bool is_executable_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
 }
 
-Fact<std::string> find_binary(const Paths& paths, const std::string& path_env) {
+}  // namespace
+
+Fact<std::string> find_daemon_binary(const Paths& paths, const std::string& path_env) {
   std::vector<std::string> dirs;
   for (auto dir : split(path_env, ':')) {
     if (!dir.empty() && dir.front() == '/') {
@@ -42,6 +44,8 @@ Fact<std::string> find_binary(const Paths& paths, const std::string& path_env) {
   return Fact<std::string>::unknown("not found on PATH or in " + std::to_string(k_daemon_search_dirs.size()) +
                                     " usual directories");
 }
+
+namespace {
 
 std::vector<std::string> read_cmdline(const std::string& path) {
   std::vector<std::string> argv;
@@ -102,7 +106,7 @@ std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& t
 
 DaemonFacts read_daemon(const Paths& paths, const std::string& path_env) {
   DaemonFacts facts;
-  facts.binary = find_binary(paths, paths.is_live() ? path_env : std::string{});
+  facts.binary = find_daemon_binary(paths, paths.is_live() ? path_env : std::string{});
 
   if (auto entries = list_dir(paths.proc(""))) {
     for (const auto& entry : *entries) {

@@ -17,6 +17,9 @@ extern const std::vector<std::string> k_daemon_search_dirs;
 // `path_env` is $PATH; with a non-live root the search runs under that root.
 DaemonFacts read_daemon(const Paths& paths, const std::string& path_env);
 
+// Only the binary (what read_daemon puts in `binary`), without scanning processes.
+Fact<std::string> find_daemon_binary(const Paths& paths, const std::string& path_env);
+
 // /dev/nvidiaN minors among link targets read from /proc/PID/fd.
 std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets);
 
