@@ -18,6 +18,7 @@
 #include "core/fs.h"
 #include "core/strings.h"
 #include "fix/plan.h"
+#include "output/diagnosis_output.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
 #include "systemd/service_manager.h"
@@ -225,8 +226,18 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     for (const auto& step : plan.steps) {
       records.push_back({&step, "planned", ""});
     }
-    nlohmann::json report = {{"outcome", outcome_name(plan.outcome)}, {"dry_run", opts->dry_run},
-                             {"verdict", diagnosis.verdict.code}, {"reason", plan.reason}, {"notes", plan.notes}};
+    // Self-contained: the diagnosis the plan came from rides along, so a saved fix report is a node report
+    // (the Ansible module's facts, `gpuwarm fleet-summary`).
+    nlohmann::json report = {{"kind", "gpuwarm-fix"},
+                             {"schema_version", 1},
+                             {"hostname", before.hostname},
+                             {"taken_at", before.collected_at},
+                             {"outcome", outcome_name(plan.outcome)},
+                             {"dry_run", opts->dry_run},
+                             {"verdict", diagnosis.verdict.code},
+                             {"reason", plan.reason},
+                             {"notes", plan.notes},
+                             {"diagnosis", render_diagnosis_json(before, diagnosis)}};
     auto finish = [&](int code, bool changed, const std::string& text_tail) {
       report["changed"] = changed;
       report["steps"] = steps_json(records);

@@ -1,22 +1,14 @@
 // `gpuwarm lint PATH...`: walks files and directories and reports persistence
 // anti-patterns (lint/lint.h) as file:line:column: RULE message.
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <atomic>
-#include <filesystem>
-#include <thread>
 #include <iostream>
 #include <memory>
 
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/file_batch.h"
 #include "core/exit_codes.h"
 #include "lint/lint.h"
 #include "snapshot/snapshot_json.h"
@@ -24,8 +16,6 @@
 namespace gpuwarm {
 
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr std::uintmax_t k_max_file_bytes = 8u << 20;
 
@@ -40,39 +30,13 @@ struct FileResult {
   std::vector<lint::Finding> findings;
 };
 
-// Returns false (with `note`) for files that are not scanned. One open, one
-// fstat, one read for a typical file: tens of thousands of files go by fast.
+// Returns false (with `note`) for files that are not scanned.
 bool read_text(const std::string& path, std::string& text, std::string& note) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    note = std::string("unreadable: ") + std::strerror(errno);
+  std::size_t size = 0;
+  if (!read_regular_file(path, text, size, note, k_max_file_bytes)) {
     return false;
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    note = "unreadable: not a regular file";
-    return false;
-  }
-  if (static_cast<std::uintmax_t>(st.st_size) > k_max_file_bytes) {
-    ::close(fd);
-    note = fmt::format("skipped: larger than {} MiB", k_max_file_bytes >> 20);
-    return false;
-  }
-  text.resize(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      break;
-    }
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  text.resize(got);
+  text.resize(size);
   if (std::memchr(text.data(), '\0', text.size()) != nullptr) {
     note = "skipped: binary";
     return false;
@@ -111,59 +75,24 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       std::cerr << "gpuwarm lint: give at least one PATH (a file or directory)\n";
       return to_int(ExitCode::usage);
     }
-    std::vector<std::string> files;
-    bool missing = false;
-    auto scan = [&files](const std::string& path) { files.push_back(path); };
-    for (const auto& p : opts->paths) {
-      std::error_code ec;
-      auto st = fs::status(p, ec);
-      if (ec || !fs::exists(st)) {
-        std::cerr << "gpuwarm lint: " << p << ": no such file or directory\n";
-        missing = true;
-        continue;
-      }
-      if (!fs::is_directory(st)) {
-        scan(p);
-        continue;
-      }
-      for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
-           it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) {
-          break;
-        }
-        if (it->is_directory(ec) && it->path().filename() == ".git") {
-          it.disable_recursion_pending();
-          continue;
-        }
-        if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
-          scan(it->path().string());
-        }
-      }
+    Walk walk = walk_paths(opts->paths, [](const std::string&) { return true; });
+    for (const auto& p : walk.missing) {
+      std::cerr << "gpuwarm lint: " << p << ": no such file or directory\n";
     }
+    const bool missing = !walk.missing.empty();
+    const std::vector<std::string>& files = walk.files;
     // Files are independent: scan them on every core, then report in walk order.
     std::vector<FileResult> per_file(files.size());
     std::vector<std::string> per_file_note(files.size());
-    std::atomic<std::size_t> next{0};
-    auto worker = [&] {
-      for (std::size_t i = next++; i < files.size(); i = next++) {
-        std::string text;
-        if (!read_text(files[i], text, per_file_note[i])) {
-          continue;
-        }
-        std::string_view first(text);
-        first = first.substr(0, first.find('\n'));
-        per_file[i] = {files[i], lint::lint_text(text, lint::kind_for(files[i], first))};
+    parallel_for(files.size(), [&](std::size_t i) {
+      std::string text;
+      if (!read_text(files[i], text, per_file_note[i])) {
+        return;
       }
-    };
-    unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < threads && files.size() > 64; ++t) {
-      pool.emplace_back(worker);
-    }
-    worker();
-    for (auto& t : pool) {
-      t.join();
-    }
+      std::string_view first(text);
+      first = first.substr(0, first.find('\n'));
+      per_file[i] = {files[i], lint::lint_text(text, lint::kind_for(files[i], first))};
+    });
     std::vector<FileResult> results;
     std::vector<std::pair<std::string, std::string>> notes;
     std::size_t scanned = 0;

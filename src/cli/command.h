@@ -37,5 +37,6 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& global);
 
 }  // namespace gpuwarm

@@ -20,6 +20,9 @@ const CommandSpec k_commands[] = {
      setup_reload_modules},
     {"lint", "Find persistence anti-patterns (nvidia-smi -pm 1, --no-persistence-mode, unit pitfalls) in configs",
      setup_lint},
+    {"fleet-summary", "Fold many nodes' saved reports into one fleet table: verdicts, GPUs not Enabled, reboots "
+                      "pending, cold start before/after",
+     setup_fleet_summary},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
 };
 }  // namespace

@@ -214,6 +214,7 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
   }
 
   return {{"schema_version", k_diagnosis_schema_version},
+          {"kind", "gpuwarm-diagnosis"},
           {"hostname", s.hostname},
           {"verdict",
            {{"code", d.verdict.code},

@@ -229,7 +229,10 @@ nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& re
                     {"persistence_after", g.persistence.has() ? nlohmann::json(*g.persistence ? "Enabled" : "Disabled")
                                                               : nlohmann::json(nullptr)}});
   }
-  return {{"passed", report.passed}, {"checks", checks}, {"gpus", gpus}};
+  // kind, hostname and time let `gpuwarm fleet-summary` read a saved verify report on its own.
+  return {{"kind", "gpuwarm-verify"}, {"hostname", in.after.hostname}, {"taken_at", in.after.collected_at},
+          {"passed", report.passed},  {"checks", checks},
+          {"gpus", gpus}};
 }
 
 }  // namespace gpuwarm

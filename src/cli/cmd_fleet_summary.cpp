@@ -1,0 +1,175 @@
+// `gpuwarm fleet-summary [PATH...]`: folds many nodes' saved reports
+// (fleet/fleet.h) into one table. Files are read and parsed on every core.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "cli/file_batch.h"
+#include "core/exit_codes.h"
+#include "fleet/fleet.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+
+constexpr std::uintmax_t k_max_report_file_bytes = 256u << 20;  // a JSON-lines file of a whole fleet fits
+
+struct FleetOptions {
+  std::vector<std::string> paths;
+  bool json = false;
+};
+
+bool report_file_name(const std::string& path) {
+  auto ends_with = [&path](std::string_view suffix) {
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with(".json") || ends_with(".jsonl") || ends_with(".ndjson");
+}
+
+// What one input (a file, or standard input) held.
+struct InputResult {
+  std::vector<fleet::NodeReport> reports;
+  std::vector<fleet::Unreadable> unreadable;
+};
+
+// Splits `text` (followed by parse_padding() readable bytes) into documents and parses each, on every
+// core when asked (one big JSON-lines input).
+void parse_documents(std::string_view text, const std::string& source, bool parallel, InputResult& out) {
+  auto spans = fleet::split_documents(text);
+  std::vector<Result<fleet::NodeReport>> parsed(spans.size(), fail(""));
+  auto parse_one = [&](std::size_t i) {
+    thread_local fleet::ReportParser parser;
+    parsed[i] = parser.parse(text.substr(spans[i].offset, spans[i].length));
+  };
+  if (parallel) {
+    parallel_for(spans.size(), parse_one, 256);
+  } else {
+    for (std::size_t i = 0; i < spans.size(); ++i) {
+      parse_one(i);
+    }
+  }
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    if (parsed[i]) {
+      out.reports.push_back(std::move(*parsed[i]));
+    } else {
+      // A one-report file is named alone; in JSON lines the line says which report.
+      std::string where =
+          spans.size() == 1 && source != "<stdin>" ? source : fmt::format("{}:{}", source, spans[i].line);
+      out.unreadable.push_back({where, parsed[i].error().message});
+    }
+  }
+}
+
+std::string read_stdin_padded(std::size_t padding, std::size_t& size) {
+  std::string text(std::istreambuf_iterator<char>(std::cin), {});
+  size = text.size();
+  text.resize(size + padding, '\0');
+  return text;
+}
+
+}  // namespace
+
+std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& global) {
+  auto opts = std::make_shared<FleetOptions>();
+  sub.add_option("paths", opts->paths,
+                 "Report files, or directories of them (*.json, *.jsonl, *.ndjson, recursively); - reads "
+                 "standard input")
+      ->type_name("PATH");
+  sub.add_flag("--json", opts->json, "Print the fleet summary (and every node's line) as JSON");
+  sub.footer(
+      "Reads what gpuwarm wrote on each node: `diagnose --json`, `fix --json` (what the Ansible role saves),\n"
+      "`verify --json` and `probe --json` (with --compare for before/after). A file may hold one report or\n"
+      "JSON lines; a report starts at a '{' that begins a line. Reports are grouped by hostname, oldest\n"
+      "first, the newest saying what a node is now. Prints nodes per verdict, fix outcomes, nodes with any\n"
+      "GPU not Enabled, nodes pending reboot, and the median cold start per GPU before and after where probe\n"
+      "results are present. Unreadable or truncated reports are listed, not fatal.\n\n"
+      "Exit codes: 0 every node healthy (or fixed and verified) and every report readable, 1 nothing could\n"
+      "be read, 2 bad command line or a PATH that does not exist, 3 a node needs attention or a report was\n"
+      "unreadable.\n\n"
+      "Examples:\n"
+      "  gpuwarm fleet-summary reports/\n"
+      "  cat reports/*.json | gpuwarm fleet-summary --json | jq '.needs_attention.hostnames'");
+
+  return [opts, &global]() -> int {
+    std::vector<std::string> paths = opts->paths;
+    if (paths.empty()) {
+      if (::isatty(STDIN_FILENO) == 1) {
+        std::cerr << "gpuwarm fleet-summary: give report files or directories, or pipe reports in (PATH -)\n";
+        return to_int(ExitCode::usage);
+      }
+      paths.push_back("-");
+    }
+    bool use_stdin = false;
+    std::vector<std::string> named;
+    for (const auto& p : paths) {
+      if (p == "-") {
+        use_stdin = true;
+      } else {
+        named.push_back(p);
+      }
+    }
+    Walk walk = walk_paths(named, report_file_name);
+    if (!walk.missing.empty()) {
+      for (const auto& p : walk.missing) {
+        std::cerr << "gpuwarm fleet-summary: " << p << ": no such file or directory\n";
+      }
+      return to_int(ExitCode::usage);
+    }
+
+    const std::size_t padding = fleet::parse_padding();
+    std::vector<InputResult> per_input(walk.files.size() + (use_stdin ? 1 : 0));
+    parallel_for(
+        walk.files.size(),
+        [&](std::size_t i) {
+          thread_local std::string buffer;
+          std::size_t size = 0;
+          std::string note;
+          if (!read_regular_file(walk.files[i], buffer, size, note, k_max_report_file_bytes, padding)) {
+            per_input[i].unreadable.push_back({walk.files[i], note});
+            return;
+          }
+          if (size == 0) {
+            per_input[i].unreadable.push_back({walk.files[i], "empty file"});
+            return;
+          }
+          parse_documents(std::string_view(buffer.data(), size), walk.files[i], walk.files.size() == 1,
+                          per_input[i]);
+        },
+        16);
+    if (use_stdin) {
+      std::size_t size = 0;
+      std::string text = read_stdin_padded(padding, size);
+      parse_documents(std::string_view(text.data(), size), "<stdin>", true, per_input.back());
+    }
+
+    std::vector<fleet::NodeReport> reports;
+    std::vector<fleet::Unreadable> unreadable;
+    for (auto& in : per_input) {
+      std::move(in.reports.begin(), in.reports.end(), std::back_inserter(reports));
+      std::move(in.unreadable.begin(), in.unreadable.end(), std::back_inserter(unreadable));
+    }
+    const bool nothing_read = reports.empty();
+    if (nothing_read && unreadable.empty()) {
+      std::cerr << "gpuwarm fleet-summary: no reports found (directories are searched for *.json, *.jsonl, "
+                   "*.ndjson)\n";
+      return to_int(ExitCode::tool_error);
+    }
+    fleet::FleetSummary summary = fleet::summarize(std::move(reports), std::move(unreadable));
+    if (opts->json) {
+      std::cout << dump_json(fleet::render_json(summary)) << "\n";
+    } else {
+      std::cout << fleet::render_text(summary, Style::for_stdout(global.color));
+    }
+    return nothing_read ? to_int(ExitCode::tool_error) : fleet::exit_code(summary);
+  };
+}
+
+}  // namespace gpuwarm

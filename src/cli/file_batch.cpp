@@ -1,0 +1,107 @@
+#include "cli/file_batch.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+namespace gpuwarm {
+
+namespace fs = std::filesystem;
+
+Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted) {
+  Walk out;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    auto st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      out.missing.push_back(p);
+      continue;
+    }
+    if (!fs::is_directory(st)) {
+      out.files.push_back(p);
+      continue;
+    }
+    for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) {
+        break;
+      }
+      if (it->is_directory(ec) && it->path().filename() == ".git") {
+        it.disable_recursion_pending();
+        continue;
+      }
+      if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
+        std::string file = it->path().string();
+        if (wanted(file)) {
+          out.files.push_back(std::move(file));
+        }
+      }
+    }
+  }
+  return out;
+}
+
+bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
+                       std::uintmax_t max_bytes, std::size_t padding) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    note = std::string("unreadable: ") + std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    note = "unreadable: not a regular file";
+    return false;
+  }
+  if (static_cast<std::uintmax_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    note = fmt::format("skipped: larger than {} MiB", max_bytes >> 20);
+    return false;
+  }
+  buffer.resize(static_cast<std::size_t>(st.st_size) + padding);
+  std::size_t got = 0;
+  while (got < static_cast<std::size_t>(st.st_size)) {
+    ssize_t n = ::read(fd, buffer.data() + got, static_cast<std::size_t>(st.st_size) - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  std::fill(buffer.begin() + static_cast<std::ptrdiff_t>(got), buffer.end(), '\0');
+  size = got;
+  return true;
+}
+
+void parallel_for(std::size_t count, const std::function<void(std::size_t)>& fn, std::size_t min_for_threads) {
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i = next++; i < count; i = next++) {
+      fn(i);
+    }
+  };
+  unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads && count >= min_for_threads; ++t) {
+    pool.emplace_back(worker);
+  }
+  worker();
+  for (auto& t : pool) {
+    t.join();
+  }
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,31 @@
+#pragma once
+// Reading many files fast, shared by `lint` and `fleet-summary`: walk the
+// PATH arguments, read each file with one open/fstat/read, and spread the
+// files over the cores.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace gpuwarm {
+
+struct Walk {
+  std::vector<std::string> files;    // files named, then directory contents in walk order
+  std::vector<std::string> missing;  // PATH arguments that do not exist
+};
+
+// Directories are walked recursively (.git skipped, symlinks not followed); `wanted` filters the
+// files found inside them. A file named directly is always taken.
+Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted);
+
+// Reads a regular file into buffer[0, returned size) and zeroes `padding` bytes after it (parsers
+// that read ahead). Returns false with `note` ("unreadable: ...", "skipped: larger than N MiB").
+bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
+                       std::uintmax_t max_bytes, std::size_t padding = 0);
+
+// Calls fn(i) for i in [0, count) on up to every core (one thread when count < min_per_thread).
+void parallel_for(std::size_t count, const std::function<void(std::size_t)>& fn, std::size_t min_for_threads = 64);
+
+}  // namespace gpuwarm

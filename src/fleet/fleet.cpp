@@ -1,0 +1,530 @@
+#include "fleet/fleet.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "output/table.h"
+
+namespace gpuwarm::fleet {
+
+namespace {
+
+using simdjson::SUCCESS;
+using simdjson::dom::array;
+using simdjson::dom::element;
+
+// Verdict codes in the runbook's order (rules/registry.cpp); others sort after them by name.
+constexpr const char* k_verdict_order[] = {"healthy", "action-needed", "reboot-pending", "driver-install", "ras",
+                                           "pinned-clocks"};
+
+std::string_view string_field(element e, const char* key) {
+  std::string_view v;
+  if (e[key].get(v) != SUCCESS) {
+    return {};
+  }
+  return v;
+}
+
+bool has_field(element e, const char* key) {
+  element ignored;
+  return e[key].get(ignored) == SUCCESS;
+}
+
+// Counts GPUs and those whose `key` is not "Enabled" (a Disabled or unreadable persistence both count).
+void count_persistence(simdjson::simdjson_result<element> gpus_value, const char* key, NodeReport& out) {
+  array gpus;
+  if (gpus_value.get(gpus) != SUCCESS) {
+    return;
+  }
+  int total = 0;
+  int off = 0;
+  for (element g : gpus) {
+    ++total;
+    if (string_field(g, key) != "Enabled") {
+      ++off;
+    }
+  }
+  out.gpus = total;
+  out.gpus_not_enabled = off;
+}
+
+Result<void> read_diagnosis(element doc, NodeReport& out) {
+  std::string_view verdict;
+  if (doc["verdict"]["code"].get(verdict) != SUCCESS) {
+    return fail("diagnosis without verdict.code");
+  }
+  out.verdict = verdict;
+  count_persistence(doc["gpus"], "persistence", out);
+  element collected;
+  if (doc["snapshot"]["collected_at"].get(collected) == SUCCESS) {
+    std::string_view t;
+    if (collected.get(t) == SUCCESS) {
+      out.taken_at = t;
+    }
+  }
+  return {};
+}
+
+std::string fix_outcome(element doc) {
+  std::string_view outcome = string_field(doc, "outcome");
+  bool dry_run = false;
+  if (doc["dry_run"].get(dry_run) != SUCCESS) {
+    dry_run = false;
+  }
+  int64_t code = 1;
+  if (doc["exit_code"].get(code) != SUCCESS) {
+    code = 1;  // a report that does not say how it ended did not end well
+  }
+  std::size_t steps = 0;
+  array step_list;
+  if (doc["steps"].get(step_list) == SUCCESS) {
+    steps = step_list.size();
+  }
+  if (outcome == "refused") {
+    return "refused";
+  }
+  if (outcome == "no-service-manager") {
+    return "no-systemd";
+  }
+  if (dry_run) {
+    return steps > 0 ? "would-fix" : "nothing-to-do";
+  }
+  switch (code) {
+    case 0: return outcome == "act" ? "fixed" : "nothing-to-do";
+    case 7: return "locked";
+    case 8: return "verify-failed";
+    default: return "failed";
+  }
+}
+
+Result<void> read_fix(element doc, NodeReport& out) {
+  if (!has_field(doc, "outcome")) {
+    return fail("fix report without outcome");
+  }
+  out.fix_outcome = fix_outcome(doc);
+  out.verdict = string_field(doc, "verdict");
+  element diagnosis;
+  if (doc["diagnosis"].get(diagnosis) == SUCCESS) {
+    std::string verdict = out.verdict;
+    if (auto r = read_diagnosis(diagnosis, out); !r) {
+      return r;
+    }
+    if (!verdict.empty()) {
+      out.verdict = verdict;
+    }
+  }
+  element verify;
+  if (doc["verify"].get(verify) == SUCCESS) {
+    count_persistence(verify["gpus"], "persistence_after", out);
+  }
+  out.taken_at = string_field(doc, "taken_at");
+  return {};
+}
+
+Result<void> read_verify(element doc, NodeReport& out) {
+  if (!has_field(doc, "checks")) {
+    return fail("verify report without checks");
+  }
+  count_persistence(doc["gpus"], "persistence_after", out);
+  out.taken_at = string_field(doc, "taken_at");
+  return {};
+}
+
+Result<void> read_probe(element doc, NodeReport& out) {
+  array gpus;
+  if (doc["gpus"].get(gpus) != SUCCESS) {
+    return fail("probe report without gpus");
+  }
+  for (element g : gpus) {
+    bool ok = false;
+    double ms = 0;
+    if (g["ok"].get(ok) == SUCCESS && ok && g["total_ms"].get(ms) == SUCCESS) {
+      out.cold_after_ms.push_back(ms);
+    }
+  }
+  array compare;
+  if (doc["compare"].get(compare) == SUCCESS) {
+    for (element g : compare) {
+      double ms = 0;
+      if (g["before_total_ms"].get(ms) == SUCCESS) {
+        out.cold_before_ms.push_back(ms);
+      }
+    }
+  }
+  out.taken_at = string_field(doc, "taken_at");
+  return {};
+}
+
+// Reports written before `kind` existed are told apart by their keys.
+Result<ReportKind> kind_of(element doc) {
+  std::string_view kind;
+  if (doc["kind"].get(kind) == SUCCESS) {
+    if (kind == "gpuwarm-diagnosis") return ReportKind::diagnosis;
+    if (kind == "gpuwarm-fix") return ReportKind::fix;
+    if (kind == "gpuwarm-verify") return ReportKind::verify;
+    if (kind == "gpuwarm-probe") return ReportKind::probe;
+    if (kind == "watch") return fail("a `gpuwarm watch` run, not a node report");
+    return fail(fmt::format("unknown report kind \"{}\"", kind));
+  }
+  if (has_field(doc, "verdict") && has_field(doc, "findings")) return ReportKind::diagnosis;
+  if (has_field(doc, "outcome") && has_field(doc, "steps")) return ReportKind::fix;
+  if (has_field(doc, "checks") && has_field(doc, "passed")) return ReportKind::verify;
+  if (has_field(doc, "nvml") && has_field(doc, "driver")) {
+    return fail("a snapshot, not a report: make one with `gpuwarm diagnose --snapshot FILE --json`");
+  }
+  return fail("not a gpuwarm report (no kind, verdict, outcome or checks)");
+}
+
+double median(std::vector<double> v) {
+  auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  if (v.size() % 2 == 1) {
+    return *mid;
+  }
+  return (*mid + *std::max_element(v.begin(), mid)) / 2;
+}
+
+std::size_t verdict_rank(const std::string& code) {
+  const auto* it = std::find(std::begin(k_verdict_order), std::end(k_verdict_order), code);
+  return static_cast<std::size_t>(it - std::begin(k_verdict_order));
+}
+
+struct Tally {
+  std::string name;
+  std::size_t nodes = 0;
+};
+
+// Nodes per verdict in runbook order, then unknown codes by name, then nodes no report gave a verdict.
+std::vector<Tally> verdict_tallies(const FleetSummary& s) {
+  std::vector<Tally> out;
+  for (const auto& n : s.nodes) {
+    std::string name = n.verdict.empty() ? "unknown" : n.verdict;
+    auto it = std::find_if(out.begin(), out.end(), [&](const Tally& t) { return t.name == name; });
+    if (it == out.end()) {
+      out.push_back({name, 1});
+    } else {
+      ++it->nodes;
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Tally& a, const Tally& b) {
+    auto key = [](const Tally& t) {
+      return std::make_tuple(t.name == "unknown", verdict_rank(t.name), t.name);
+    };
+    return key(a) < key(b);
+  });
+  return out;
+}
+
+std::vector<Tally> outcome_tallies(const FleetSummary& s) {
+  std::vector<Tally> out;
+  for (const auto& name : fix_outcome_names()) {
+    std::size_t count = 0;
+    for (const auto& n : s.nodes) {
+      count += n.fix_outcome == name ? 1u : 0u;
+    }
+    if (count > 0) {
+      out.push_back({name, count});
+    }
+  }
+  return out;
+}
+
+template <class Pred>
+std::vector<std::string> hostnames_where(const FleetSummary& s, Pred pred) {
+  std::vector<std::string> out;
+  for (const auto& n : s.nodes) {
+    if (pred(n)) {
+      out.push_back(n.hostname);
+    }
+  }
+  return out;
+}
+
+bool gpu_not_enabled(const NodeState& n) { return n.gpus_not_enabled.value_or(0) > 0; }
+bool reboot_pending(const NodeState& n) { return n.verdict == "reboot-pending"; }
+
+struct ColdStart {
+  std::optional<double> median_ms;
+  std::size_t gpus = 0;
+  std::size_t nodes = 0;
+};
+
+ColdStart cold_start(const FleetSummary& s, std::vector<double> NodeState::*field) {
+  std::vector<double> all;
+  ColdStart c;
+  for (const auto& n : s.nodes) {
+    const auto& v = n.*field;
+    if (!v.empty()) {
+      ++c.nodes;
+      all.insert(all.end(), v.begin(), v.end());
+    }
+  }
+  c.gpus = all.size();
+  if (!all.empty()) {
+    c.median_ms = median(std::move(all));
+  }
+  return c;
+}
+
+std::string name_list(const std::vector<std::string>& names) {
+  constexpr std::size_t shown = 10;
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < shown; ++i) {
+    out += (i ? ", " : "") + names[i];
+  }
+  if (names.size() > shown) {
+    out += fmt::format(", ... and {} more (--json lists all)", names.size() - shown);
+  }
+  return out;
+}
+
+std::string cold_text(const ColdStart& c) {
+  if (!c.median_ms) {
+    return "none";
+  }
+  return fmt::format("{:.1f} ms ({} GPU{} on {} node{})", *c.median_ms, c.gpus, c.gpus == 1 ? "" : "s", c.nodes,
+                     c.nodes == 1 ? "" : "s");
+}
+
+nlohmann::json cold_json(const ColdStart& c) {
+  return {{"median_ms", c.median_ms ? nlohmann::json(*c.median_ms) : nlohmann::json(nullptr)},
+          {"gpus", c.gpus},
+          {"nodes", c.nodes}};
+}
+
+template <class T>
+nlohmann::json optional_json(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json string_or_null(const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); }
+
+}  // namespace
+
+const std::vector<std::string>& fix_outcome_names() {
+  static const std::vector<std::string> names = {"fixed",   "nothing-to-do", "would-fix",  "refused",
+                                                 "failed",  "verify-failed", "no-systemd", "locked"};
+  return names;
+}
+
+std::size_t parse_padding() { return simdjson::SIMDJSON_PADDING; }
+
+struct ReportParser::Impl {
+  simdjson::dom::parser parser;
+};
+
+ReportParser::ReportParser() : m_impl(std::make_unique<Impl>()) {}
+ReportParser::~ReportParser() = default;
+
+Result<NodeReport> ReportParser::parse(std::string_view json) {
+  element doc;
+  if (auto err = m_impl->parser.parse(json.data(), json.size(), false).get(doc); err != SUCCESS) {
+    return fail(fmt::format("not valid JSON: {}", simdjson::error_message(err)));
+  }
+  if (!doc.is_object()) {
+    return fail("not a JSON object");
+  }
+  auto kind = kind_of(doc);
+  if (!kind) {
+    return tl::unexpected(kind.error());
+  }
+  NodeReport out;
+  out.kind = *kind;
+  out.hostname = string_field(doc, "hostname");
+  if (out.hostname.empty()) {
+    return fail("no hostname: cannot tell which node it describes");
+  }
+  Result<void> r;
+  switch (*kind) {
+    case ReportKind::diagnosis: r = read_diagnosis(doc, out); break;
+    case ReportKind::fix: r = read_fix(doc, out); break;
+    case ReportKind::verify: r = read_verify(doc, out); break;
+    case ReportKind::probe: r = read_probe(doc, out); break;
+  }
+  if (!r) {
+    return tl::unexpected(r.error());
+  }
+  return out;
+}
+
+std::vector<DocumentSpan> split_documents(std::string_view text) {
+  std::vector<DocumentSpan> out;
+  auto blank = [](std::string_view s) {
+    return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
+  };
+  std::size_t start = 0;
+  std::size_t start_line = 1;
+  std::size_t line = 1;
+  std::size_t pos = 0;
+  while (true) {
+    const void* hit = pos < text.size() ? std::memchr(text.data() + pos, '\n', text.size() - pos) : nullptr;
+    if (hit == nullptr) {
+      break;
+    }
+    std::size_t nl = static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
+    ++line;
+    pos = nl + 1;
+    if (pos < text.size() && text[pos] == '{') {
+      std::string_view piece = text.substr(start, pos - start);
+      if (!blank(piece)) {
+        out.push_back({start, piece.size(), start_line});
+      }
+      start = pos;
+      start_line = line;
+    }
+  }
+  std::string_view rest = text.substr(start);
+  if (!blank(rest)) {
+    out.push_back({start, rest.size(), start_line});
+  }
+  // Leading blank lines belong to no document: report the line its text starts on.
+  for (auto& d : out) {
+    std::string_view piece = text.substr(d.offset, d.length);
+    std::size_t first = piece.find_first_not_of(" \t\r\n");
+    d.line += static_cast<std::size_t>(
+        std::count(piece.begin(), piece.begin() + static_cast<std::ptrdiff_t>(first), '\n'));
+  }
+  return out;
+}
+
+bool needs_attention(const NodeState& node) {
+  if (gpu_not_enabled(node)) {
+    return true;
+  }
+  if (node.fix_is_latest &&
+      (node.fix_outcome == "fixed" || (node.fix_outcome == "nothing-to-do" && node.verdict == "healthy"))) {
+    return false;
+  }
+  return node.verdict != "healthy";
+}
+
+FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable) {
+  FleetSummary s;
+  s.reports = reports.size() + unreadable.size();
+  std::unordered_map<std::string, std::vector<std::size_t>> by_host;
+  by_host.reserve(reports.size());
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    by_host[reports[i].hostname].push_back(i);
+  }
+  s.nodes.reserve(by_host.size());
+  for (auto& [host, indices] : by_host) {
+    std::stable_sort(indices.begin(), indices.end(),
+                     [&](std::size_t a, std::size_t b) { return reports[a].taken_at < reports[b].taken_at; });
+    NodeState n;
+    n.hostname = host;
+    for (std::size_t i : indices) {
+      NodeReport& r = reports[i];
+      ++n.reports;
+      if (!r.verdict.empty()) n.verdict = r.verdict;
+      if (!r.fix_outcome.empty()) n.fix_outcome = r.fix_outcome;
+      if (!r.verdict.empty()) n.fix_is_latest = r.kind == ReportKind::fix;
+      if (r.gpus) n.gpus = r.gpus;
+      if (r.gpus_not_enabled) n.gpus_not_enabled = r.gpus_not_enabled;
+      if (!r.cold_before_ms.empty()) n.cold_before_ms = std::move(r.cold_before_ms);
+      if (!r.cold_after_ms.empty()) n.cold_after_ms = std::move(r.cold_after_ms);
+    }
+    s.nodes.push_back(std::move(n));
+  }
+  std::sort(s.nodes.begin(), s.nodes.end(),
+            [](const NodeState& a, const NodeState& b) { return a.hostname < b.hostname; });
+  s.unreadable = std::move(unreadable);
+  std::sort(s.unreadable.begin(), s.unreadable.end(),
+            [](const Unreadable& a, const Unreadable& b) { return a.source < b.source; });
+  return s;
+}
+
+int exit_code(const FleetSummary& summary) {
+  bool attention = !summary.unreadable.empty() || summary.nodes.empty() ||
+                   std::any_of(summary.nodes.begin(), summary.nodes.end(), needs_attention);
+  return attention ? 3 : 0;
+}
+
+std::string render_text(const FleetSummary& s, const Style& style) {
+  std::string out = fmt::format("{} {} node{} from {} report{}{}\n\n", style.bold("gpuwarm fleet-summary:"),
+                                s.nodes.size(), s.nodes.size() == 1 ? "" : "s", s.reports, s.reports == 1 ? "" : "s",
+                                s.unreadable.empty() ? "" : fmt::format(" ({} unreadable)", s.unreadable.size()));
+  TextTable verdicts({style.bold("verdict"), style.bold("nodes")});
+  for (const auto& t : verdict_tallies(s)) {
+    std::string name = t.name == "healthy" ? style.green(t.name) : t.name == "unknown" ? style.dim(t.name) : style.yellow(t.name);
+    verdicts.add_row({name, std::to_string(t.nodes)});
+  }
+  out += verdicts.render("  ");
+  auto outcomes = outcome_tallies(s);
+  if (!outcomes.empty()) {
+    TextTable t({style.bold("fix outcome"), style.bold("nodes")});
+    for (const auto& o : outcomes) {
+      t.add_row({o.name, std::to_string(o.nodes)});
+    }
+    out += "\n" + t.render("  ");
+  }
+  out += "\n";
+  auto off = hostnames_where(s, gpu_not_enabled);
+  auto reboot = hostnames_where(s, reboot_pending);
+  auto attention = hostnames_where(s, needs_attention);
+  out += fmt::format("Nodes with a GPU not Enabled: {}{}\n", off.size(), off.empty() ? "" : " (" + name_list(off) + ")");
+  out += fmt::format("Nodes pending reboot: {}{}\n", reboot.size(), reboot.empty() ? "" : " (" + name_list(reboot) + ")");
+  ColdStart before = cold_start(s, &NodeState::cold_before_ms);
+  ColdStart after = cold_start(s, &NodeState::cold_after_ms);
+  if (before.median_ms || after.median_ms) {
+    out += fmt::format("Cold start (first CUDA call), median per GPU: before {}, after {}\n", cold_text(before),
+                       cold_text(after));
+  }
+  out += fmt::format("Needs attention: {}{}\n", attention.size(),
+                     attention.empty() ? "" : " (" + name_list(attention) + ")");
+  if (!s.unreadable.empty()) {
+    out += fmt::format("\n{} ({}):\n", style.red("Unreadable reports"), s.unreadable.size());
+    for (const auto& u : s.unreadable) {
+      out += fmt::format("  {}: {}\n", u.source, u.error);
+    }
+  }
+  return out;
+}
+
+nlohmann::json render_json(const FleetSummary& s) {
+  auto tallies = [](const std::vector<Tally>& list, const char* key) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& t : list) {
+      out.push_back({{key, t.name}, {"nodes", t.nodes}});
+    }
+    return out;
+  };
+  auto host_set = [](const std::vector<std::string>& names) {
+    return nlohmann::json{{"nodes", names.size()}, {"hostnames", names}};
+  };
+  nlohmann::json unreadable = nlohmann::json::array();
+  for (const auto& u : s.unreadable) {
+    unreadable.push_back({{"source", u.source}, {"error", u.error}});
+  }
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& n : s.nodes) {
+    nodes.push_back({{"hostname", n.hostname},
+                     {"verdict", string_or_null(n.verdict)},
+                     {"fix_outcome", string_or_null(n.fix_outcome)},
+                     {"gpus", optional_json(n.gpus)},
+                     {"gpus_not_enabled", optional_json(n.gpus_not_enabled)},
+                     {"cold_start_before_ms", n.cold_before_ms},
+                     {"cold_start_after_ms", n.cold_after_ms},
+                     {"reports", n.reports},
+                     {"needs_attention", needs_attention(n)}});
+  }
+  return {{"kind", "gpuwarm-fleet-summary"},
+          {"schema_version", 1},
+          {"reports", s.reports},
+          {"nodes", s.nodes.size()},
+          {"verdicts", tallies(verdict_tallies(s), "verdict")},
+          {"fix_outcomes", tallies(outcome_tallies(s), "outcome")},
+          {"gpu_not_enabled", host_set(hostnames_where(s, gpu_not_enabled))},
+          {"reboot_pending", host_set(hostnames_where(s, reboot_pending))},
+          {"needs_attention", host_set(hostnames_where(s, needs_attention))},
+          {"cold_start_ms",
+           {{"before", cold_json(cold_start(s, &NodeState::cold_before_ms))},
+            {"after", cold_json(cold_start(s, &NodeState::cold_after_ms))}}},
+          {"unreadable", unreadable},
+          {"node_reports", nodes}};
+}
+
+}  // namespace gpuwarm::fleet

@@ -1,0 +1,105 @@
+#pragma once
+// `gpuwarm fleet-summary`: many nodes' saved reports (diagnose, fix, verify and
+// probe JSON) folded into one fleet view. Pure: the caller reads the files and
+// hands over text; parsing (simdjson, so 10,000 reports take well under a
+// second) and folding do no I/O.
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.h"
+#include "output/style.h"
+
+namespace gpuwarm::fleet {
+
+enum class ReportKind { diagnosis, fix, verify, probe };
+
+// What one report says about its node; a field the report's kind does not carry stays empty.
+struct NodeReport {
+  ReportKind kind = ReportKind::diagnosis;
+  std::string hostname;
+  std::string taken_at;                 // ISO 8601 UTC; "" when the report has none
+  std::string verdict;                  // diagnosis, fix (the verdict the fix was planned from)
+  std::string fix_outcome;              // fix: see fix_outcome_names()
+  std::optional<int> gpus;              // GPUs listed
+  std::optional<int> gpus_not_enabled;  // of those, persistence not "Enabled" (after the fix, for a fix report)
+  std::vector<double> cold_before_ms;   // probe --compare: each GPU's baseline total
+  std::vector<double> cold_after_ms;    // probe: each GPU's total in this run (successful probes only)
+};
+
+// Fix outcomes as fleet-summary names them, in display order.
+const std::vector<std::string>& fix_outcome_names();
+
+// Bytes that must be readable after a document handed to ReportParser::parse (simdjson reads ahead).
+std::size_t parse_padding();
+
+// One parser per thread; it keeps its buffers between documents.
+class ReportParser {
+ public:
+  ReportParser();
+  ~ReportParser();
+  ReportParser(const ReportParser&) = delete;
+  ReportParser& operator=(const ReportParser&) = delete;
+  // `json` must be followed by parse_padding() readable bytes.
+  Result<NodeReport> parse(std::string_view json);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+// A document inside a larger text: a file holding one pretty-printed report, or JSON lines.
+struct DocumentSpan {
+  std::size_t offset = 0;
+  std::size_t length = 0;
+  std::size_t line = 1;  // 1-based line the document starts on
+};
+// A document starts at the text's first non-blank byte or at a '{' that begins a line (a raw newline
+// can only sit between tokens, and pretty-printed reports indent everything but their outer braces).
+// Blank stretches are dropped; anything else before the first '{' is its own (unreadable) span.
+std::vector<DocumentSpan> split_documents(std::string_view text);
+
+struct Unreadable {
+  std::string source;  // path, or path:line / <stdin>:line
+  std::string error;
+};
+
+// One node after folding its reports, oldest first (taken_at, then input order).
+struct NodeState {
+  std::string hostname;
+  std::string verdict;      // "" when no report carried one
+  std::string fix_outcome;  // "" when no fix report
+  bool fix_is_latest = false;  // no diagnosis came after the fix (its outcome still describes the node)
+  std::optional<int> gpus;
+  std::optional<int> gpus_not_enabled;
+  std::vector<double> cold_before_ms;
+  std::vector<double> cold_after_ms;
+  int reports = 0;
+};
+
+// Healthy now: no GPU known to be off persistence, and either a fix ran and verified
+// (fixed / nothing-to-do) or the verdict is healthy.
+bool needs_attention(const NodeState& node);
+
+struct FleetSummary {
+  std::size_t reports = 0;          // documents read, unreadable ones included
+  std::vector<NodeState> nodes;     // by hostname
+  std::vector<Unreadable> unreadable;  // by source
+};
+
+// `reports` in input order (the order breaks taken_at ties).
+FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable);
+
+// 0: every node healthy and every report readable; 3: something needs attention.
+int exit_code(const FleetSummary& summary);
+
+std::string render_text(const FleetSummary& summary, const Style& style);
+nlohmann::json render_json(const FleetSummary& summary);
+
+}  // namespace gpuwarm::fleet

@@ -1,0 +1,268 @@
+// fleet/: report parsing (one case per report kind and per way a report is bad), document splitting,
+// folding a node's reports, and the fleet tallies.
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "fleet/fleet.h"
+
+namespace gpuwarm::test {
+namespace {
+
+using fleet::NodeReport;
+
+// simdjson reads past the end: keep parse_padding() bytes after every document.
+Result<NodeReport> parse(const std::string& json) {
+  static fleet::ReportParser parser;
+  std::string padded = json + std::string(fleet::parse_padding(), '\0');
+  return parser.parse(std::string_view(padded.data(), json.size()));
+}
+
+std::string diagnosis(const std::string& host, const std::string& verdict, const std::string& gpus,
+                      const std::string& at = "2026-11-23T07:00:00Z") {
+  return R"({"kind":"gpuwarm-diagnosis","schema_version":1,"hostname":")" + host + R"(","verdict":{"code":")" +
+         verdict + R"("},"gpus":)" + gpus + R"(,"findings":[],"snapshot":{"collected_at":")" + at + R"("}})";
+}
+
+std::string fix(const std::string& host, const std::string& outcome, int exit_code, bool dry_run, int steps,
+                const std::string& after = R"([{"persistence_after":"Enabled"}])",
+                const std::string& at = "2026-11-23T08:00:00Z") {
+  std::string step_list = "[";
+  for (int i = 0; i < steps; ++i) {
+    step_list += std::string(i ? "," : "") + R"({"kind":"start"})";
+  }
+  step_list += "]";
+  return R"({"kind":"gpuwarm-fix","hostname":")" + host + R"(","taken_at":")" + at + R"(","outcome":")" + outcome +
+         R"(","dry_run":)" + (dry_run ? "true" : "false") + R"(,"exit_code":)" + std::to_string(exit_code) +
+         R"(,"verdict":"action-needed","steps":)" + step_list +
+         R"(,"diagnosis":{"verdict":{"code":"action-needed"},"gpus":[{"persistence":"Disabled"},{"persistence":"Disabled"}]},"verify":{"gpus":)" +
+         after + "}}";
+}
+
+const std::string k_two_enabled = R"([{"persistence":"Enabled"},{"persistence":"Enabled"}])";
+const std::string k_one_off = R"([{"persistence":"Enabled"},{"persistence":"Disabled"}])";
+
+TEST(FleetParse, diagnosis_counts_gpus_not_enabled) {
+  auto r = parse(diagnosis("n1", "action-needed", R"([{"persistence":"Enabled"},{"persistence":"Disabled"},{"persistence":null}])"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->kind, fleet::ReportKind::diagnosis);
+  EXPECT_EQ(r->hostname, "n1");
+  EXPECT_EQ(r->verdict, "action-needed");
+  EXPECT_EQ(r->gpus, 3);
+  EXPECT_EQ(r->gpus_not_enabled, 2);  // unreadable persistence is not Enabled either
+  EXPECT_EQ(r->taken_at, "2026-11-23T07:00:00Z");
+}
+
+TEST(FleetParse, fix_outcomes) {
+  struct Case {
+    const char* name;
+    std::string json;
+    const char* outcome;
+  };
+  const std::vector<Case> cases = {
+      {"acted and verified", fix("n", "act", 0, false, 5), "fixed"},
+      {"nothing to do, verified", fix("n", "nothing-to-do", 0, false, 0), "nothing-to-do"},
+      {"check mode with steps", fix("n", "act", 0, true, 5), "would-fix"},
+      {"check mode, nothing planned", fix("n", "nothing-to-do", 0, true, 0), "nothing-to-do"},
+      {"refused (routed elsewhere)", fix("n", "refused", 5, false, 0), "refused"},
+      {"refused in check mode", fix("n", "refused", 4, true, 0), "refused"},
+      {"no systemd", fix("n", "no-service-manager", 6, false, 0), "no-systemd"},
+      {"a step failed", fix("n", "act", 1, false, 5), "failed"},
+      {"verification failed", fix("n", "act", 8, false, 5), "verify-failed"},
+      {"lock held", fix("n", "act", 7, false, 5), "locked"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse(c.json);
+    ASSERT_TRUE(r) << c.name << ": " << r.error().message;
+    EXPECT_EQ(r->kind, fleet::ReportKind::fix) << c.name;
+    EXPECT_EQ(r->fix_outcome, c.outcome) << c.name;
+  }
+}
+
+TEST(FleetParse, fix_gpu_state_comes_from_its_verification) {
+  auto r = parse(fix("n", "act", 8, false, 5, R"([{"persistence_after":"Enabled"},{"persistence_after":"Disabled"}])"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->verdict, "action-needed");
+  EXPECT_EQ(r->gpus, 2);
+  EXPECT_EQ(r->gpus_not_enabled, 1);
+  EXPECT_EQ(r->taken_at, "2026-11-23T08:00:00Z");
+}
+
+TEST(FleetParse, verify_and_probe) {
+  auto v = parse(R"({"kind":"gpuwarm-verify","hostname":"n","taken_at":"t","passed":true,"checks":[],"gpus":[{"persistence_after":"Enabled"}]})");
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->kind, fleet::ReportKind::verify);
+  EXPECT_EQ(v->gpus_not_enabled, 0);
+  EXPECT_TRUE(v->verdict.empty());
+
+  auto p = parse(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"t","gpus":[
+      {"ok":true,"total_ms":40.5},{"ok":false,"total_ms":9999},{"ok":true,"total_ms":39.5}],
+      "compare":[{"before_total_ms":2100.0,"after_total_ms":40.5},{"before_total_ms":null},{"before_total_ms":2300.0}]})");
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->cold_after_ms, (std::vector<double>{40.5, 39.5}));  // failed probes carry no timing
+  EXPECT_EQ(p->cold_before_ms, (std::vector<double>{2100.0, 2300.0}));
+}
+
+TEST(FleetParse, reports_without_kind_are_told_apart_by_their_keys) {
+  auto d = parse(R"({"hostname":"n","verdict":{"code":"healthy"},"findings":[],"gpus":[]})");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->kind, fleet::ReportKind::diagnosis);
+  auto f = parse(R"({"hostname":"n","outcome":"nothing-to-do","steps":[],"exit_code":0,"dry_run":false})");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->kind, fleet::ReportKind::fix);
+}
+
+TEST(FleetParse, bad_reports_say_why) {
+  struct Case {
+    const char* name;
+    std::string json;
+    const char* error_contains;
+  };
+  const std::string good = diagnosis("n", "healthy", k_two_enabled);
+  const std::vector<Case> cases = {
+      {"truncated", good.substr(0, good.size() / 2), "not valid JSON"},
+      {"cut before the last brace", good.substr(0, good.size() - 1), "not valid JSON"},
+      {"empty", "", "not valid JSON"},
+      {"array", "[1,2]", "not a JSON object"},
+      {"some other JSON", R"({"a":1})", "not a gpuwarm report"},
+      {"a snapshot", R"({"hostname":"n","nvml":{},"driver":{}})", "a snapshot, not a report"},
+      {"a watch run", R"({"kind":"watch","hostname":"n"})", "watch"},
+      {"unknown kind", R"({"kind":"gpuwarm-future","hostname":"n"})", "unknown report kind \"gpuwarm-future\""},
+      {"no hostname", R"({"kind":"gpuwarm-diagnosis","verdict":{"code":"healthy"},"gpus":[]})", "no hostname"},
+      {"diagnosis without a verdict code", R"({"kind":"gpuwarm-diagnosis","hostname":"n","verdict":{}})",
+       "without verdict.code"},
+      {"probe without gpus", R"({"kind":"gpuwarm-probe","hostname":"n"})", "without gpus"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse(c.json);
+    ASSERT_FALSE(r) << c.name;
+    EXPECT_NE(r.error().message.find(c.error_contains), std::string::npos) << c.name << ": " << r.error().message;
+  }
+}
+
+TEST(FleetSplit, pretty_reports_and_json_lines) {
+  struct Case {
+    const char* name;
+    std::string text;
+    std::vector<std::string> docs;
+    std::vector<std::size_t> lines;
+  };
+  const std::vector<Case> cases = {
+      {"one pretty report", "{\n  \"a\": {\n    \"b\": 1\n  }\n}\n", {"{\n  \"a\": {\n    \"b\": 1\n  }\n}\n"}, {1}},
+      {"two pretty reports", "{\n  \"a\": 1\n}\n{\n  \"b\": 2\n}\n", {"{\n  \"a\": 1\n}\n", "{\n  \"b\": 2\n}\n"}, {1, 4}},
+      {"JSON lines with a blank line", "{\"a\":1}\n\n{\"b\":2}\n", {"{\"a\":1}\n\n", "{\"b\":2}\n"}, {1, 3}},
+      {"leading blank lines", "\n\n{\"a\":1}", {"{\"a\":1}"}, {3}},
+      {"text before the first report", "warning: x\n{\"a\":1}\n", {"warning: x\n", "{\"a\":1}\n"}, {1, 2}},
+      {"a brace inside a string does not split", "{\"a\":\"x\\n{\"}\n", {"{\"a\":\"x\\n{\"}\n"}, {1}},
+      {"nothing but blanks", " \n\t\n", {}, {}},
+  };
+  for (const auto& c : cases) {
+    auto spans = fleet::split_documents(c.text);
+    ASSERT_EQ(spans.size(), c.docs.size()) << c.name;
+    for (std::size_t i = 0; i < spans.size(); ++i) {
+      EXPECT_EQ(c.text.substr(spans[i].offset, spans[i].length), c.docs[i]) << c.name;
+      EXPECT_EQ(spans[i].line, c.lines[i]) << c.name;
+    }
+  }
+}
+
+NodeReport report(const std::string& json) {
+  auto r = parse(json);
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  return r ? *r : NodeReport{};
+}
+
+TEST(FleetSummary, newest_report_says_what_a_node_is_now) {
+  // Given out of order: the fix (08:00) is newer than the diagnosis (07:00) it fixed.
+  auto s = fleet::summarize({report(fix("n1", "act", 0, false, 5, R"([{"persistence_after":"Enabled"},{"persistence_after":"Enabled"}])")),
+                             report(diagnosis("n1", "action-needed", k_one_off))},
+                            {});
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_EQ(s.nodes[0].reports, 2);
+  EXPECT_EQ(s.nodes[0].fix_outcome, "fixed");
+  EXPECT_EQ(s.nodes[0].gpus_not_enabled, 0);
+  EXPECT_FALSE(fleet::needs_attention(s.nodes[0]));
+  EXPECT_EQ(fleet::exit_code(s), 0);
+
+  // A diagnosis after the fix finds thermal trouble: the fix no longer describes the node.
+  auto later = fleet::summarize({report(fix("n1", "act", 0, false, 5)),
+                                 report(diagnosis("n1", "ras", k_two_enabled, "2026-11-23T09:00:00Z"))},
+                                {});
+  EXPECT_EQ(later.nodes[0].verdict, "ras");
+  EXPECT_TRUE(fleet::needs_attention(later.nodes[0]));
+  EXPECT_EQ(fleet::exit_code(later), 3);
+}
+
+TEST(FleetSummary, needs_attention_per_state) {
+  struct Case {
+    const char* name;
+    std::string json;
+    bool attention;
+  };
+  const std::vector<Case> cases = {
+      {"healthy", diagnosis("n", "healthy", k_two_enabled), false},
+      {"healthy verdict but a GPU reads Disabled", diagnosis("n", "healthy", k_one_off), true},
+      {"action needed, not fixed", diagnosis("n", "action-needed", k_one_off), true},
+      {"fixed and verified", fix("n", "act", 0, false, 5), false},
+      {"check mode would fix", fix("n", "act", 0, true, 5), true},
+      {"refused", fix("n", "refused", 4, false, 0), true},
+      {"verify failed", fix("n", "act", 8, false, 5, R"([{"persistence_after":"Disabled"}])"), true},
+      {"probe only: no verdict", R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[]})", true},
+  };
+  for (const auto& c : cases) {
+    auto s = fleet::summarize({report(c.json)}, {});
+    ASSERT_EQ(s.nodes.size(), 1u) << c.name;
+    EXPECT_EQ(fleet::needs_attention(s.nodes[0]), c.attention) << c.name;
+  }
+}
+
+TEST(FleetSummary, tallies_lists_and_medians) {
+  std::vector<NodeReport> reports = {
+      report(diagnosis("c", "reboot-pending", k_one_off)),
+      report(diagnosis("a", "healthy", k_two_enabled)),
+      report(diagnosis("b", "ras", k_two_enabled)),
+      report(diagnosis("d", "healthy", k_two_enabled)),
+      report(R"({"kind":"gpuwarm-probe","hostname":"a","gpus":[{"ok":true,"total_ms":40},{"ok":true,"total_ms":50}],
+                 "compare":[{"before_total_ms":2000},{"before_total_ms":3000}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"d","gpus":[{"ok":true,"total_ms":60}]})"),
+  };
+  auto s = fleet::summarize(std::move(reports), {{"z.json", "not valid JSON: x"}, {"m.json", "empty file"}});
+  EXPECT_EQ(s.reports, 8u);
+  auto j = fleet::render_json(s);
+  EXPECT_EQ(j["nodes"], 4);
+  EXPECT_EQ(j["verdicts"], nlohmann::json::parse(R"([{"verdict":"healthy","nodes":2},
+      {"verdict":"reboot-pending","nodes":1},{"verdict":"ras","nodes":1}])"));  // runbook order, not by name
+  EXPECT_EQ(j["gpu_not_enabled"]["hostnames"], nlohmann::json::parse(R"(["c"])"));
+  EXPECT_EQ(j["reboot_pending"]["hostnames"], nlohmann::json::parse(R"(["c"])"));
+  EXPECT_EQ(j["needs_attention"]["hostnames"], nlohmann::json::parse(R"(["b","c"])"));
+  EXPECT_EQ(j["cold_start_ms"]["before"]["median_ms"], 2500.0);
+  EXPECT_EQ(j["cold_start_ms"]["before"]["nodes"], 1);
+  EXPECT_EQ(j["cold_start_ms"]["after"]["median_ms"], 50.0);
+  EXPECT_EQ(j["cold_start_ms"]["after"]["gpus"], 3);
+  EXPECT_EQ(j["unreadable"][0]["source"], "m.json");  // sorted
+  EXPECT_EQ(fleet::exit_code(s), 3);
+
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("4 nodes from 8 reports (2 unreadable)"), std::string::npos) << text;
+  EXPECT_NE(text.find("Nodes pending reboot: 1 (c)"), std::string::npos) << text;
+  EXPECT_NE(text.find("before 2500.0 ms (2 GPUs on 1 node), after 50.0 ms (3 GPUs on 2 nodes)"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  z.json: not valid JSON: x"), std::string::npos) << text;
+  EXPECT_LT(text.find("healthy"), text.find("reboot-pending"));
+}
+
+TEST(FleetSummary, long_lists_are_cut_in_text_but_whole_in_json) {
+  std::vector<NodeReport> reports;
+  for (int i = 0; i < 12; ++i) {
+    reports.push_back(report(diagnosis("n" + std::to_string(10 + i), "reboot-pending", k_one_off)));
+  }
+  auto s = fleet::summarize(std::move(reports), {});
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("n19, ... and 2 more (--json lists all)"), std::string::npos) << text;
+  EXPECT_EQ(fleet::render_json(s)["reboot_pending"]["hostnames"].size(), 12u);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
