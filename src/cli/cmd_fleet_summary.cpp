@@ -1,9 +1,14 @@
 // `gpuwarm fleet-summary [PATH...]`: folds many nodes' saved reports
 // (fleet/fleet.h) into one table. Files are read and parsed on every core.
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -20,7 +25,8 @@ namespace gpuwarm {
 
 namespace {
 
-constexpr std::uintmax_t k_max_report_file_bytes = 256u << 20;  // a JSON-lines file of a whole fleet fits
+constexpr std::uintmax_t k_max_report_file_bytes = 64u << 20;  // one node's report is tens of kB
+constexpr std::uintmax_t k_max_stdin_bytes = std::uintmax_t{16} << 30;  // a whole fleet as JSON lines
 
 struct FleetOptions {
   std::vector<std::string> paths;
@@ -68,11 +74,22 @@ void parse_documents(std::string_view text, const std::string& source, bool para
   }
 }
 
-std::string read_stdin_padded(std::size_t padding, std::size_t& size) {
-  std::string text(std::istreambuf_iterator<char>(std::cin), {});
-  size = text.size();
-  text.resize(size + padding, '\0');
-  return text;
+void parse_large_file(const std::string& path, std::size_t padding, InputResult& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    out.unreadable.push_back({path, std::string("unreadable: ") + std::strerror(errno)});
+    return;
+  }
+  LargeBuffer text;
+  auto size = text.read_all(fd, path, padding, k_max_stdin_bytes);
+  ::close(fd);
+  if (!size) {
+    out.unreadable.push_back({path, size.error().message});
+  } else if (*size == 0) {
+    out.unreadable.push_back({path, "empty file"});
+  } else {
+    parse_documents(std::string_view(text.data(), *size), path, true, out);
+  }
 }
 
 }  // namespace
@@ -132,6 +149,10 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
           thread_local std::string buffer;
           std::size_t size = 0;
           std::string note;
+          if (walk.files.size() == 1) {  // one big JSON-lines file, most likely: read it as stdin is read
+            parse_large_file(walk.files[i], padding, per_input[i]);
+            return;
+          }
           if (!read_regular_file(walk.files[i], buffer, size, note, k_max_report_file_bytes, padding)) {
             per_input[i].unreadable.push_back({walk.files[i], note});
             return;
@@ -140,14 +161,17 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
             per_input[i].unreadable.push_back({walk.files[i], "empty file"});
             return;
           }
-          parse_documents(std::string_view(buffer.data(), size), walk.files[i], walk.files.size() == 1,
-                          per_input[i]);
+          parse_documents(std::string_view(buffer.data(), size), walk.files[i], false, per_input[i]);
         },
         16);
     if (use_stdin) {
-      std::size_t size = 0;
-      std::string text = read_stdin_padded(padding, size);
-      parse_documents(std::string_view(text.data(), size), "<stdin>", true, per_input.back());
+      LargeBuffer text;
+      auto size = text.read_all(STDIN_FILENO, "standard input", padding, k_max_stdin_bytes);
+      if (!size) {
+        std::cerr << "gpuwarm fleet-summary: " << size.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      parse_documents(std::string_view(text.data(), *size), "<stdin>", true, per_input.back());
     }
 
     std::vector<fleet::NodeReport> reports;

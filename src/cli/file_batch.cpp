@@ -1,6 +1,7 @@
 #include "cli/file_batch.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -84,6 +85,67 @@ bool read_regular_file(const std::string& path, std::string& buffer, std::size_t
   std::fill(buffer.begin() + static_cast<std::ptrdiff_t>(got), buffer.end(), '\0');
   size = got;
   return true;
+}
+
+LargeBuffer::~LargeBuffer() {
+  if (m_data != nullptr) {
+    ::munmap(m_data, m_capacity);
+  }
+}
+
+Result<void> LargeBuffer::grow(std::size_t bytes) {
+  constexpr std::size_t huge_page = 2u << 20;
+  bytes = (bytes + huge_page - 1) / huge_page * huge_page;
+  if (bytes <= m_capacity) {
+    return {};
+  }
+  void* p = m_data == nullptr ? ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                              : ::mremap(m_data, m_capacity, bytes, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) {
+    return fail(fmt::format("cannot allocate {} MiB: {}", bytes >> 20, std::strerror(errno)));
+  }
+  m_data = static_cast<char*>(p);
+  m_capacity = bytes;
+  (void)::madvise(m_data, m_capacity, MADV_HUGEPAGE);  // a hint: without THP it is only slower
+  return {};
+}
+
+Result<std::size_t> LargeBuffer::read_all(int fd, const std::string& what, std::size_t padding,
+                                          std::uintmax_t max_bytes) {
+  struct stat st {};
+  std::size_t want = 16u << 20;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    want = static_cast<std::size_t>(st.st_size) + padding + 1;  // +1: EOF shows without another grow
+  } else if (::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+    (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups; a smaller pipe still works
+  }
+  if (auto r = grow(want); !r) {
+    return tl::unexpected(r.error());
+  }
+  std::size_t size = 0;
+  while (true) {
+    if (m_capacity - size < padding + 1) {
+      if (auto r = grow(m_capacity * 2); !r) {
+        return tl::unexpected(r.error());
+      }
+    }
+    ssize_t n = ::read(fd, m_data + size, m_capacity - size - padding);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(fmt::format("{}: {}", what, std::strerror(errno)));
+    }
+    if (n == 0) {
+      break;
+    }
+    size += static_cast<std::size_t>(n);
+    if (size > max_bytes) {
+      return fail(fmt::format("{}: larger than {} MiB", what, max_bytes >> 20));
+    }
+  }
+  std::memset(m_data + size, 0, padding);
+  return size;
 }
 
 void parallel_for(std::size_t count, const std::function<void(std::size_t)>& fn, std::size_t min_for_threads) {

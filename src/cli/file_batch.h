@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/result.h"
+
 namespace gpuwarm {
 
 struct Walk {
@@ -24,6 +26,26 @@ Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(
 // that read ahead). Returns false with `note` ("unreadable: ...", "skipped: larger than N MiB").
 bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
                        std::uintmax_t max_bytes, std::size_t padding = 0);
+
+// A growable byte buffer for inputs of hundreds of MB (a whole fleet's JSON lines): anonymous memory
+// with transparent huge pages, grown by mremap without copying. On VMs a 4 KiB page fault can cost
+// more than parsing the page; zero-filling a std::string first doubled the time.
+class LargeBuffer {
+ public:
+  LargeBuffer() = default;
+  ~LargeBuffer();
+  LargeBuffer(const LargeBuffer&) = delete;
+  LargeBuffer& operator=(const LargeBuffer&) = delete;
+  char* data() const { return m_data; }
+  // Reads fd to its end (max_bytes at most) and zeroes `padding` bytes after what was read.
+  // Returns the bytes read; errors name `what`.
+  Result<std::size_t> read_all(int fd, const std::string& what, std::size_t padding, std::uintmax_t max_bytes);
+
+ private:
+  Result<void> grow(std::size_t bytes);
+  char* m_data = nullptr;
+  std::size_t m_capacity = 0;
+};
 
 // Calls fn(i) for i in [0, count) on up to every core (one thread when count < min_per_thread).
 void parallel_for(std::size_t count, const std::function<void(std::size_t)>& fn, std::size_t min_for_threads = 64);

@@ -1,0 +1,153 @@
+"""gpuwarm fleet-summary end to end over reports the real binary wrote:
+diagnose, fix and probe JSON from fake nodes, plus broken ones; a directory,
+JSON lines on stdin, a single JSON-lines file; text, JSON, exit codes."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import harness as h
+
+FAKE_CUDA_DIR = os.environ.get("FAKE_CUDA_DIR", "")
+
+
+class FleetSummary(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not h.BIN or not os.path.exists(h.BIN):
+            raise unittest.SkipTest("GPUWARM_BIN not set: run through ctest")
+        cls.tmp = tempfile.mkdtemp()
+        root = h.FakeRoot()
+        try:
+            root.driver().daemon_binary().kmsg()
+            off = h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
+            hot = h.scenario([h.gpu(0, reasons=0x20), h.gpu(1)])  # SwThermalSlowdown
+            cls.diag_off = cls.gpuwarm(["diagnose", "--json"], root, off)
+            cls.diag_hot = cls.gpuwarm(["diagnose", "--json"], root, hot)
+            cls.fix_off = cls.gpuwarm(["fix", "--json"], root, off)  # no systemd here: exit 6
+            cls.probe = cls.probe_run(slow_ms=900)
+        finally:
+            root.cleanup()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def gpuwarm(cls, args, root, scenario):
+        r = h.run(args, root=root, scenario_obj=scenario)
+        return json.loads(r.stdout)
+
+    @classmethod
+    def probe_run(cls, slow_ms):
+        cuda = os.path.join(cls.tmp, "cuda.json")
+        nvml = os.path.join(cls.tmp, "nvml.json")
+        baseline = os.path.join(cls.tmp, "baseline.json")
+        with open(nvml, "w") as f:
+            json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
+        lib = ["--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+               "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")]
+        for delay, extra in ((slow_ms, ["--save", baseline]), (5, ["--compare", baseline, "--json"])):
+            with open(cuda, "w") as f:
+                json.dump({"*": {"delay_ms": {"cuInit": delay}}}, f)
+            r = h.run(["probe", *lib, *extra], extra_env={"FAKE_CUDA_SCENARIO": cuda, "FAKE_NVML_SCENARIO": nvml},
+                      raw=True)
+            assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir=self.tmp)
+
+    def put(self, name, doc, host=None):
+        if host is not None:
+            doc = dict(doc, hostname=host)
+        text = doc if isinstance(doc, str) else json.dumps(doc, indent=2)
+        path = os.path.join(self.dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def summary(self, *args, stdin=None):
+        r = subprocess.run([h.BIN, "fleet-summary", *args], input=stdin, capture_output=True, text=True,
+                           env=dict(os.environ, NO_COLOR="1"), timeout=60)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
+    def test_directory_table_and_bad_reports_listed(self):
+        self.put("a/node-off.json", self.diag_off, "node-off")
+        self.put("a/node-hot.json", self.diag_hot, "node-hot")
+        self.put("b/node-fix.json", self.fix_off, "node-fix")
+        self.put("b/node-off.probe.json", self.probe, "node-off")
+        good = json.dumps(self.diag_off, indent=2)
+        self.put("b/truncated.json", good[: len(good) // 3])
+        self.put("b/empty.json", "")
+        self.put("b/notes.txt", "not a report, not read")
+        r = self.summary(self.dir)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        out = r.stdout
+        self.assertIn("3 nodes from 6 reports (2 unreadable)", out)
+        self.assertRegex(out, r"action-needed\s+2\n")
+        self.assertRegex(out, r"ras\s+1\n")
+        self.assertRegex(out, r"no-systemd\s+1\n")
+        self.assertIn("Nodes with a GPU not Enabled: 2 (node-fix, node-off)", out)
+        self.assertIn("Nodes pending reboot: 0", out)
+        # The probe's baseline had cuInit 900 ms slower: before is the slow run, after the fast one.
+        before = self.probe["compare"][0]["before_total_ms"]
+        self.assertGreater(before, 900)
+        self.assertIn("median per GPU: before ", out)
+        self.assertIn("(2 GPUs on 1 node), after ", out)
+        self.assertIn(f"{os.path.join(self.dir, 'b/truncated.json')}: not valid JSON", out)
+        self.assertIn(f"{os.path.join(self.dir, 'b/empty.json')}: empty file", out)
+        self.assertNotIn("notes.txt", out)
+
+    def test_json_lines_on_stdin_and_in_a_file(self):
+        lines = [json.dumps(dict(self.diag_off, hostname=f"n{i:02d}")) for i in range(20)]
+        lines.insert(5, '{"kind": "gpuwarm-diagnosis", "hostname": "cut')
+        lines.append(json.dumps(dict(self.diag_hot, hostname="n07")))  # taken after diag_off (or the same second)
+        text = "\n".join(lines) + "\n"
+        r = self.summary("--json", stdin=text)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["kind"], "gpuwarm-fleet-summary")
+        self.assertEqual(d["reports"], 22)
+        self.assertEqual(d["nodes"], 20)
+        self.assertEqual(d["unreadable"], [{"source": "<stdin>:6", "error": d["unreadable"][0]["error"]}])
+        self.assertIn("not valid JSON", d["unreadable"][0]["error"])
+        verdicts = {v["verdict"]: v["nodes"] for v in d["verdicts"]}
+        self.assertEqual(verdicts, {"action-needed": 19, "ras": 1})  # n07's newer report wins
+        n07 = next(n for n in d["node_reports"] if n["hostname"] == "n07")
+        self.assertEqual((n07["reports"], n07["verdict"]), (2, "ras"))
+        path = self.put("fleet.jsonl", text)
+        r2 = self.summary("--json", path)
+        d2 = json.loads(r2.stdout)
+        self.assertEqual(d2["unreadable"][0]["source"], f"{path}:6")
+        self.assertEqual(d2["nodes"], 20)
+
+    def test_healthy_fleet_exits_0(self):
+        healthy = dict(self.diag_off, verdict=dict(self.diag_off["verdict"], code="healthy"),
+                       gpus=[dict(g, persistence="Enabled") for g in self.diag_off["gpus"]])
+        for i in range(3):
+            self.put(f"n{i}.json", healthy, f"n{i}")
+        r = self.summary(self.dir)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("Needs attention: 0", r.stdout)
+
+    def test_errors(self):
+        missing = self.summary(os.path.join(self.dir, "absent"))
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn("absent: no such file or directory", missing.stderr)
+        empty = self.summary(self.dir)
+        self.assertEqual(empty.returncode, 1)
+        self.assertIn("no reports found", empty.stderr)
+        self.put("only.json", "{ nope")
+        bad_only = self.summary(self.dir)
+        self.assertEqual(bad_only.returncode, 1, bad_only.stdout)
+        self.assertIn("only.json: not valid JSON", bad_only.stdout)
+        self.assertIn("--json", self.summary("--help").stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
