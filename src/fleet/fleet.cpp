@@ -334,7 +334,11 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   }
   NodeReport out;
   out.kind = *kind;
-  out.hostname = string_field(doc, "hostname");
+  // `node` (set by the Ansible module: the inventory name) wins over the name the node gives itself.
+  out.hostname = string_field(doc, "node");
+  if (out.hostname.empty()) {
+    out.hostname = string_field(doc, "hostname");
+  }
   if (out.hostname.empty()) {
     return fail("no hostname: cannot tell which node it describes");
   }

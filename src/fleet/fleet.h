@@ -23,7 +23,7 @@ enum class ReportKind { diagnosis, fix, verify, probe };
 // What one report says about its node; a field the report's kind does not carry stays empty.
 struct NodeReport {
   ReportKind kind = ReportKind::diagnosis;
-  std::string hostname;
+  std::string hostname;                 // the report's `node` (the Ansible inventory name) or else `hostname`
   std::string taken_at;                 // ISO 8601 UTC; "" when the report has none
   std::string verdict;                  // diagnosis, fix (the verdict the fix was planned from)
   std::string fix_outcome;              // fix: see fix_outcome_names()

@@ -31,8 +31,8 @@ def require_binary(test):
 class FakeRoot:
     """A directory standing in for /, with just the files gpuwarm reads."""
 
-    def __init__(self):
-        self.path = tempfile.mkdtemp(prefix="gpuwarm-e2e-")
+    def __init__(self, path=None):
+        self.path = path or tempfile.mkdtemp(prefix="gpuwarm-e2e-")
         os.chmod(self.path, 0o755)
         os.makedirs(self.p("proc"), exist_ok=True)
         os.makedirs(self.p("dev"), exist_ok=True)

@@ -7,6 +7,8 @@
 // gpuwarm_spin (else INVALID_PTX); each cuLaunchKernel "runs" for
 // "launch_ms" (default 5); "busy_file" names a file that exists from the first
 // launch until the context is released, so the fake NVML can show the GPU busy.
+// "when_file_exists": {"path": P, "set": {...}} applies `set` over the entry
+// while P exists (a GPU the started daemon keeps warm initializes fast).
 // No exception leaves this library.
 
 #include <chrono>
@@ -51,6 +53,14 @@ const json& device_entry() {
     }
     if (s.contains(visible())) {
       out.update(s[visible()]);
+    }
+    if (out.contains("when_file_exists")) {
+      const json& when = out["when_file_exists"];
+      std::ifstream probe(when.value("path", ""));
+      if (probe.good() && when.contains("set")) {
+        json patch = when["set"];
+        out.update(patch);
+      }
     }
     return out;
   }();

@@ -105,6 +105,13 @@ TEST(FleetParse, verify_and_probe) {
   EXPECT_EQ(p->cold_before_ms, (std::vector<double>{2100.0, 2300.0}));
 }
 
+TEST(FleetParse, node_name_wins_over_hostname) {
+  // Nodes reached over a local connection (or sharing an image) may all call themselves the same.
+  auto r = parse(R"({"kind":"gpuwarm-diagnosis","hostname":"vm","node":"gpu-17","verdict":{"code":"healthy"},"gpus":[]})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->hostname, "gpu-17");
+}
+
 TEST(FleetParse, reports_without_kind_are_told_apart_by_their_keys) {
   auto d = parse(R"({"hostname":"n","verdict":{"code":"healthy"},"findings":[],"gpus":[]})");
   ASSERT_TRUE(d);

@@ -1,0 +1,312 @@
+#!/usr/bin/python3
+"""Ansible module: runs the installed gpuwarm (diagnose, fix, verify) with --json
+and turns its report into a task result. gpuwarm makes every decision; this
+file only maps exit codes and reports onto changed/failed/msg, facts and diff."""
+
+import json
+import os
+import shlex
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+---
+module: gpuwarm
+short_description: Keep NVIDIA GPUs initialized through nvidia-persistenced under systemd
+description:
+  - Runs the gpuwarm binary already on the node (the gpuwarm role installs it) and reports what it found
+    and did. C(state=persistent) runs C(gpuwarm fix), which acts only where the persistence runbook applies:
+    it writes a systemd drop-in if the unit needs one, enables and starts nvidia-persistenced through
+    systemd's D-Bus API, and verifies every GPU. It never runs C(nvidia-smi -pm 1).
+  - Nodes whose verdict routes elsewhere (driver-install problem, thermal/power or RAS, pinned application
+    clocks, driver update pending reboot, masked unit) are left unchanged and reported with a warning, not
+    failed, unless I(fail_on_routed) is set.
+  - Check mode runs C(gpuwarm fix --dry-run) and reports changed when the plan has steps. Diff mode shows
+    the drop-in file and the unit/GPU state before and after.
+options:
+  state:
+    description:
+      - C(persistent) diagnoses, fixes where allowed and verifies (C(gpuwarm fix)).
+      - C(diagnosed) only diagnoses (C(gpuwarm diagnose)); never changes anything.
+      - C(verified) only runs the verification list (C(gpuwarm verify)); fails when a check fails.
+    type: str
+    choices: [persistent, diagnosed, verified]
+    default: persistent
+  binary:
+    description: Path of the gpuwarm binary on the node.
+    type: path
+    default: /usr/local/bin/gpuwarm
+  settle:
+    description: Seconds to wait before reading persistence again when verifying (C(--settle)).
+    type: float
+    default: 3
+  samples:
+    description: Clock samples taken when verifying (C(--samples)).
+    type: int
+    default: 5
+  sample_interval:
+    description: Seconds between clock samples (C(--sample-interval)).
+    type: float
+    default: 0.5
+  job_timeout:
+    description: Seconds to wait for systemd's start job (C(--job-timeout)).
+    type: int
+    default: 90
+  fail_on_routed:
+    description: Fail (instead of warn) on nodes whose verdict routes to another runbook.
+    type: bool
+    default: false
+  node_name:
+    description: Name written into the returned report as C(node), so C(gpuwarm fleet-summary) groups by
+      it (the role passes the inventory name). Default the node's own hostname only.
+    type: str
+  root:
+    description: Read /proc, /sys, /dev, /run and /etc under this directory (C(--root)); for tests and images.
+    type: path
+  nvml_library:
+    description: NVML library to load instead of the system's (C(--nvml)).
+    type: path
+  kernel_log:
+    description: Kernel log file to scan instead of /dev/kmsg (C(--kernel-log)).
+    type: path
+requirements: [gpuwarm on the node, systemd for state=persistent]
+"""
+
+EXAMPLES = r"""
+- name: Keep the GPUs initialized
+  gpuwarm:
+    state: persistent
+  register: gpuwarm_result
+
+- name: Only look
+  gpuwarm:
+    state: diagnosed
+"""
+
+RETURN = r"""
+verdict:
+  description: gpuwarm's verdict code (healthy, action-needed, reboot-pending, driver-install, ras, pinned-clocks).
+  type: str
+  returned: when gpuwarm produced a report
+routed:
+  description: True when the verdict belongs to another runbook and the node was left unchanged.
+  type: bool
+  returned: always
+outcome:
+  description: For state=persistent, gpuwarm fix's outcome (act, nothing-to-do, refused, no-service-manager).
+  type: str
+  returned: when state=persistent
+rc:
+  description: gpuwarm's exit code.
+  type: int
+  returned: always
+report:
+  description: gpuwarm's JSON report as printed (what gpuwarm fleet-summary reads), with C(node) added.
+  type: dict
+  returned: when gpuwarm produced a report
+ansible_facts:
+  description: C(gpuwarm) with the verdict, driver versions and per-GPU facts (index, uuid, name, persistence,
+    held_by_daemon, clocks, active clock-event reasons; persistence_after when verified).
+  type: dict
+  returned: when gpuwarm produced a report
+"""
+
+# gpuwarm's documented exit codes (README, `gpuwarm fix --help`).
+ROUTED_CODES = {3: "refused: unit masked", 4: "refused: reboot pending", 5: "refused: routed elsewhere"}
+FIX_FAILURES = {1: "a step failed", 2: "bad command line (a bug in this module)", 6: "no systemd on this node",
+                7: "another gpuwarm fix is running", 8: "changed, but verification failed"}
+DROPIN = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
+
+
+def source_args(p):
+    args = []
+    if p["root"]:
+        args += ["--root", p["root"]]
+    if p["nvml_library"]:
+        args += ["--nvml", p["nvml_library"]]
+    if p["kernel_log"]:
+        args += ["--kernel-log", p["kernel_log"]]
+    return args
+
+
+def verify_args(p):
+    return ["--settle", str(p["settle"]), "--samples", str(p["samples"]),
+            "--sample-interval", str(p["sample_interval"])]
+
+
+def gpu_facts(diagnosis, verify):
+    after = {g.get("index"): g.get("persistence_after") for g in (verify or {}).get("gpus", [])}
+    gpus = []
+    for g in (diagnosis or {}).get("gpus", []):
+        fact = {k: g.get(k) for k in ("index", "uuid", "name", "pci_bus_id", "persistence", "held_by_daemon",
+                                      "pstate", "clocks_mhz", "event_reasons_active")}
+        if g.get("index") in after:
+            fact["persistence_after"] = after[g.get("index")]
+        gpus.append(fact)
+    return gpus
+
+
+def unit_line(diagnosis):
+    service = ((diagnosis or {}).get("snapshot") or {}).get("service") or {}
+
+    def value(key):
+        v = service.get(key)
+        return v if isinstance(v, (str, bool)) else "unknown"
+    if not service.get("reachable", False):
+        return "nvidia-persistenced.service: systemd not reachable"
+    return f"nvidia-persistenced.service: {value('unit_file_state')}, {value('active_state')}"
+
+
+def state_text(unit, gpus, key):
+    lines = [unit]
+    for g in gpus:
+        lines.append(f"GPU {g.get('index')} persistence: {g.get(key) or 'unknown'}")
+    return "\n".join(lines) + "\n"
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def fix_diff(p, report, before_dropin, check_mode):
+    """The drop-in (before/after) and the unit and GPU state (before/after)."""
+    diffs = []
+    root = (p["root"] or "/").rstrip("/")
+    for step in report.get("steps", []):
+        if step.get("kind") == "write-file":
+            diffs.append({"before_header": root + step["path"], "after_header": root + step["path"],
+                          "before": before_dropin, "after": step.get("content", "")})
+    diagnosis = report.get("diagnosis")
+    gpus = gpu_facts(diagnosis, report.get("verify"))
+    before = state_text(unit_line(diagnosis), gpus, "persistence")
+    if report.get("outcome") == "act":
+        if check_mode:
+            after = state_text("nvidia-persistenced.service: enabled, active (planned)",
+                               [dict(g, persistence="Enabled (expected)") for g in gpus], "persistence")
+        else:
+            after = state_text("nvidia-persistenced.service: enabled, active", gpus, "persistence_after")
+        diffs.append({"before_header": "node state", "after_header": "node state", "before": before, "after": after})
+    return diffs
+
+
+def run_gpuwarm(module, args):
+    rc, out, err = module.run_command([module.params["binary"]] + args, environ_update={"NO_COLOR": "1"})
+    report = None
+    if out.strip():
+        try:
+            report = json.loads(out)
+        except ValueError:
+            report = None
+    return rc, report, out, err
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="persistent", choices=["persistent", "diagnosed", "verified"]),
+            binary=dict(type="path", default="/usr/local/bin/gpuwarm"),
+            settle=dict(type="float", default=3.0),
+            samples=dict(type="int", default=5),
+            sample_interval=dict(type="float", default=0.5),
+            job_timeout=dict(type="int", default=90),
+            fail_on_routed=dict(type="bool", default=False),
+            node_name=dict(type="str"),
+            root=dict(type="path"),
+            nvml_library=dict(type="path"),
+            kernel_log=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not os.access(p["binary"], os.X_OK):
+        module.fail_json(msg=f"gpuwarm is not installed at {p['binary']} (the gpuwarm role installs it; "
+                             "set binary= to where it is)", rc=None, routed=False)
+
+    state = p["state"]
+    before_dropin = read_text((p["root"] or "/").rstrip("/") + DROPIN)
+    if state == "diagnosed":
+        args = ["diagnose", "--json"] + source_args(p)
+    elif state == "verified":
+        args = ["verify", "--json"] + source_args(p) + verify_args(p)
+    else:
+        args = ["fix", "--json", "--job-timeout", str(p["job_timeout"])] + source_args(p) + verify_args(p)
+        if module.check_mode:
+            args.append("--dry-run")
+    rc, report, out, err = run_gpuwarm(module, args)
+    command = " ".join(shlex.quote(a) for a in [p["binary"]] + args)
+    if report is None:
+        module.fail_json(msg=f"gpuwarm printed no JSON report (exit {rc}): {err.strip() or out.strip()}",
+                         rc=rc, cmd=command, stdout=out, stderr=err, routed=False)
+    if p["node_name"]:
+        report["node"] = p["node_name"]
+
+    diagnosis = report if state == "diagnosed" else report.get("diagnosis")
+    verdict = (diagnosis or {}).get("verdict") or {}
+    result = dict(rc=rc, cmd=command, report=report, stderr=err, changed=False, routed=False,
+                  verdict=verdict.get("code"))
+    if diagnosis is not None or state == "verified":
+        result["ansible_facts"] = {"gpuwarm": {
+            "verdict": verdict.get("code"),
+            "verdict_title": verdict.get("title"),
+            "rule_id": verdict.get("rule_id"),
+            "next_step": verdict.get("next_step"),
+            "driver": (diagnosis or {}).get("driver"),
+            "gpus": gpu_facts(diagnosis, report if state == "verified" else report.get("verify")),
+        }}
+
+    routed_msg = None
+    if state == "diagnosed":
+        if rc not in (0, 3, 4, 5):
+            module.fail_json(msg=f"gpuwarm diagnose failed (exit {rc}): {err.strip()}", **result)
+        result["msg"] = verdict.get("title", "")
+        if rc in (4, 5):
+            routed_msg = f"{verdict.get('title')}. Next: {verdict.get('next_step')}"
+    elif state == "verified":
+        if rc not in (0, 8):
+            module.fail_json(msg=f"gpuwarm verify failed to run (exit {rc}): {err.strip()}", **result)
+        failed = [c for c in report.get("checks", []) if c.get("status") == "fail"]
+        result["msg"] = "; ".join(f"{c['id']}: {c['detail']}" for c in failed) or "every check passed or was skipped"
+        if failed:
+            module.fail_json(**result)
+    else:
+        result["outcome"] = report.get("outcome")
+        if module._diff:
+            result["diff"] = fix_diff(p, report, before_dropin, module.check_mode)
+        if rc in ROUTED_CODES:
+            routed_msg = f"{ROUTED_CODES[rc]}: {report.get('reason')}"
+        elif rc in FIX_FAILURES:
+            result["changed"] = bool(report.get("changed"))
+            steps = [s for s in report.get("steps", []) if s.get("status") == "failed"]
+            detail = f" ({steps[0]['action']}: {steps[0]['detail']})" if steps else ""
+            checks = [c for c in (report.get("verify") or {}).get("checks", []) if c.get("status") == "fail"]
+            detail += "".join(f"; {c['id']}: {c['detail']}" for c in checks)
+            module.fail_json(msg=f"gpuwarm fix: {FIX_FAILURES[rc]}{detail}. {report.get('reason') or ''}".strip(),
+                             **result)
+        elif rc != 0:
+            module.fail_json(msg=f"gpuwarm fix exited {rc}: {err.strip()}", **result)
+        elif module.check_mode:
+            planned = [s.get("action") for s in report.get("steps", [])]
+            result["changed"] = bool(planned)
+            result["msg"] = ("would run: " + "; ".join(planned)) if planned else (report.get("reason") or
+                                                                                   "nothing to do")
+        else:
+            result["changed"] = bool(report.get("changed"))
+            result["msg"] = ("enabled and started nvidia-persistenced; verified" if result["changed"]
+                             else "nothing to do; verified")
+
+    if routed_msg is not None:
+        result["routed"] = True
+        result["msg"] = f"left unchanged: {routed_msg}"
+        if p["fail_on_routed"]:
+            module.fail_json(**result)
+        module.warn(result["msg"])
+    # Ansible marks a result with a non-zero rc failed unless it says otherwise; exit 3/4/5 are answers.
+    module.exit_json(failed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""The Ansible role, module and rollout playbook, run by the real
+ansible-playbook (Debian's ansible-core) over four fake nodes with the local
+connection. Each node has its own root, NVML scenario and systemd stand-in on
+its own D-Bus (systemd_node_template.py): one healthy, one with persistence
+off (the canary), one pending reboot after a driver update, one with thermal
+clock events. Shown: check mode changes nothing; the rollout fixes the node it
+should and leaves the routed ones unchanged but reported; a second run changes
+nothing; a failing canary stops the run before the widen step."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+try:
+    import dbus
+    from dbusmock import MOCK_IFACE
+    from dbusmock.testcase import DBusTestCase
+except ImportError:
+    dbus = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE_CUDA_DIR = os.environ.get("FAKE_CUDA_DIR", "")
+ANSIBLE_DIR = os.path.join(h.SOURCE_DIR, "ansible")
+PLAYBOOK = os.path.join(ANSIBLE_DIR, "playbooks", "gpuwarm-rollout.yml")
+TEMPLATE = os.path.join(HERE, "systemd_node_template.py")
+UNIT = "nvidia-persistenced.service"
+DROPIN = "etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
+GUARD = "etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
+INSTALLED = "usr/local/bin/gpuwarm"
+PACKAGED_UNIT = """[Unit]
+Description=NVIDIA Persistence Daemon
+Wants=syslog.target
+StopWhenUnneeded=true
+
+[Service]
+Type=forking
+ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
+ExecStopPost=/bin/rm -rf /var/run/nvidia-persistenced
+
+[Install]
+WantedBy=multi-user.target
+"""
+CLEAN_UNIT = PACKAGED_UNIT.replace("StopWhenUnneeded=true\n", "").replace(" --no-persistence-mode", "").replace(
+    "Type=forking\n", "Type=forking\nRestart=on-failure\n")
+OLD_MISMATCH = [
+    "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  570.124.04  Tue Mar  4 2025",
+    "NVRM: API mismatch: the client has the version 570.133.07, but",
+    "NVRM: this kernel module has the version 570.124.04.  Please",
+]
+WRITE_METHODS = ("Reload", "EnableUnitFiles", "StartUnit", "RestartUnit", "ResetFailedUnit")
+
+
+def missing_tools():
+    if dbus is None:
+        return "python3-dbus / python3-dbusmock not installed"
+    for tool in ("ansible-playbook", "dbus-daemon", "objcopy"):
+        if not shutil.which(tool):
+            return f"{tool} not installed (apt-get install ansible-core dbus-daemon binutils)"
+    return None
+
+
+class Node:
+    """One fake node: root, NVML scenario, and systemd on a bus of its own."""
+
+    def __init__(self, name, kind, workdir, start_result="done"):
+        self.name, self.kind = name, kind
+        self.root = h.FakeRoot()
+        self.root.daemon_binary()
+        self.root.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nnvidia-persistenced:x:143:143::/:/usr/sbin/nologin\n")
+        os.makedirs(self.root.p("run"), exist_ok=True)
+        started = self.root.p("run/stand-in-daemon-started")
+        params = {"root": self.root.path, "start_result": start_result}
+        if kind == "healthy":
+            self.root.driver().kmsg().daemon_process()
+            self.root.write("lib/systemd/system/" + UNIT, CLEAN_UNIT)
+            gpus = [h.gpu(0), h.gpu(1)]
+            params.update(active_state="active", unit_file_state="enabled", stop_when_unneeded=False,
+                          restart="on-failure", argv=["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"])
+            scenario = h.scenario(gpus)
+        elif kind == "off":
+            self.root.driver().kmsg()
+            self.root.write("lib/systemd/system/" + UNIT, PACKAGED_UNIT)
+            scenario = h.scenario([dict(h.gpu(i, persistence=0), enabled_when_file_exists=started) for i in range(2)])
+        elif kind == "reboot":
+            self.root.driver(version="570.124.04").kmsg(OLD_MISMATCH)
+            self.root.write("lib/systemd/system/" + UNIT, PACKAGED_UNIT)
+            scenario = h.scenario([], nvml_version="12.570.133.07", init={"return": 18})
+        elif kind == "hot":
+            self.root.driver().kmsg()
+            self.root.write("lib/systemd/system/" + UNIT, PACKAGED_UNIT)
+            scenario = h.scenario([h.gpu(0, persistence=0, reasons=0x20), h.gpu(1, persistence=0)])
+        else:
+            raise ValueError(kind)
+        self.scenario_path = os.path.join(workdir, f"{name}.nvml.json")
+        with open(self.scenario_path, "w") as f:
+            json.dump(scenario, f)
+        # Cold start for `gpuwarm probe`: seconds-ish while persistence is off, fast once the daemon runs.
+        cold = {"delay_ms": {"cuInit": 5 if kind == "healthy" else 400},
+                "when_file_exists": {"path": started, "set": {"delay_ms": {"cuInit": 5}}}}
+        self.cuda_scenario_path = os.path.join(workdir, f"{name}.cuda.json")
+        with open(self.cuda_scenario_path, "w") as f:
+            json.dump({"*": cold}, f)
+        self.bus_pid, self.bus = DBusTestCase.start_dbus()
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus)
+        self.mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "-t", TEMPLATE,
+                                      "-p", json.dumps(params)], env=env, stdout=subprocess.DEVNULL)
+        self.connection = dbus.bus.BusConnection(self.bus)
+        deadline = time.monotonic() + 20
+        while not self.connection.name_has_owner("org.freedesktop.systemd1"):
+            if time.monotonic() > deadline or self.mock.poll() is not None:
+                raise RuntimeError(f"{name}: the systemd stand-in did not start")
+            time.sleep(0.05)
+        self.manager = dbus.Interface(self.connection.get_object("org.freedesktop.systemd1", "/org/freedesktop/systemd1"),
+                                      MOCK_IFACE)
+
+    def host_vars(self):
+        return {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_become": False,  # tests run as root or not at all; no sudo needed
+                "gpuwarm_root": self.root.path,
+                "gpuwarm_nvml_library": os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                "gpuwarm_environment": {"DBUS_SYSTEM_BUS_ADDRESS": self.bus, "FAKE_NVML_SCENARIO": self.scenario_path,
+                                        "FAKE_CUDA_SCENARIO": self.cuda_scenario_path},
+                "gpuwarm_probe": True,
+                "gpuwarm_probe_args": ["--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                                       "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
+                "gpuwarm_settle": 0.2, "gpuwarm_samples": 2, "gpuwarm_sample_interval": 0.05,
+                "gpuwarm_job_timeout": 10}
+
+    def write_calls(self):
+        return {m: len(self.manager.GetMethodCalls(m)) for m in WRITE_METHODS}
+
+    def tree(self):
+        """Every file under the root and its content, to compare before and after."""
+        out = {}
+        for dirpath, _, names in os.walk(self.root.path):
+            for n in names:
+                p = os.path.join(dirpath, n)
+                rel = os.path.relpath(p, self.root.path)
+                if os.path.islink(p):
+                    out[rel] = os.readlink(p)
+                else:
+                    with open(p, "rb") as f:
+                        out[rel] = f.read()
+        return out
+
+    def stop(self):
+        self.mock.terminate()
+        self.mock.wait()
+        DBusTestCase.stop_dbus(self.bus_pid)
+        self.root.cleanup()
+
+
+@unittest.skipIf(missing_tools(), missing_tools())
+class AnsibleRollout(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.work = tempfile.mkdtemp(prefix="gpuwarm-ansible-")
+        self.addCleanup(shutil.rmtree, self.work, True)
+        # What an operator ships: the binary without debug sections.
+        self.binary = os.path.join(self.work, "gpuwarm")
+        subprocess.run(["objcopy", "--strip-debug", h.BIN, self.binary], check=True)
+        self.reports = os.path.join(self.work, "reports")
+
+    def nodes(self, canary_start_result="done"):
+        nodes = {}
+        for name, kind in (("node-off", "off"), ("node-healthy", "healthy"), ("node-reboot", "reboot"),
+                           ("node-hot", "hot")):
+            nodes[name] = Node(name, kind, self.work, canary_start_result if kind == "off" else "done")
+            self.addCleanup(nodes[name].stop)
+        inventory = {"all": {"children": {
+            "gpu_nodes": {"hosts": {n: node.host_vars() for n, node in nodes.items()}},
+            "gpu_canary": {"hosts": {"node-off": None}}}}}
+        self.inventory = os.path.join(self.work, "inventory.json")  # JSON is YAML: the yaml inventory plugin reads it
+        with open(self.inventory, "w") as f:
+            json.dump(inventory, f)
+        return nodes
+
+    def playbook(self, *extra):
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ANSIBLE_DIR, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCAL_TEMP=os.path.join(self.work, "tmp-local"),
+                   ANSIBLE_REMOTE_TMP=os.path.join(self.work, "tmp-remote"), ANSIBLE_INVENTORY_ENABLED="yaml")
+        env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+        r = subprocess.run(["ansible-playbook", "-i", self.inventory, PLAYBOOK, "-e", f"gpuwarm_binary_src={self.binary}",
+                            "-e", f"gpuwarm_report_dir={self.reports}", *extra],
+                           capture_output=True, text=True, env=env, timeout=600)
+        self.assertNotIn("Sanitizer", r.stdout + r.stderr)
+        return r
+
+    @staticmethod
+    def recap(output):
+        """PLAY RECAP: {host: {ok:, changed:, failed:, ...}}."""
+        out = {}
+        for line in output.split("PLAY RECAP")[-1].splitlines():
+            m = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+            if m:
+                out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+        return out
+
+    def report(self, name):
+        with open(os.path.join(self.reports, name + ".json")) as f:
+            return json.load(f)
+
+    def test_check_mode_then_rollout_then_nothing_to_do(self):
+        nodes = self.nodes()
+        before = {n: node.tree() for n, node in nodes.items()}
+
+        # 1. --check --diff: every node diagnosed, the plan shown, nothing changed anywhere.
+        r = self.playbook("--check", "--diff")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        for n, node in nodes.items():
+            self.assertEqual(node.tree(), before[n], f"{n} changed in check mode")
+            self.assertEqual(set(node.write_calls().values()), {0}, n)
+        self.assertEqual(self.report("node-off")["outcome"], "act")
+        self.assertTrue(self.report("node-off")["dry_run"])
+        self.assertIn("ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose", out)  # the diff
+        self.assertIn("GPU 0 persistence: Disabled", out)
+        self.assertRegex(out, r"would-fix\s+1")  # the fleet summary at the end
+        self.assertRegex(out, r"WARNING\]: left unchanged: Reboot pending")
+        self.assertRegex(out, r"WARNING\]: left unchanged: Thermal/power")
+
+        # 2. The rollout: the canary is fixed, the routed nodes reported and left as they were.
+        r = self.playbook()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        recap = self.recap(r.stdout)
+        self.assertEqual({n: recap[n]["failed"] for n in nodes}, {n: 0 for n in nodes}, out)
+        self.assertLess(out.index("PLAY [gpuwarm canary]"), out.index("PLAY [gpuwarm widen]"))
+        off = nodes["node-off"]
+        self.assertTrue(os.path.exists(off.root.p(DROPIN)))
+        self.assertEqual(off.write_calls()["StartUnit"], 1)
+        fixed = self.report("node-off")
+        self.assertEqual((fixed["outcome"], fixed["changed"], fixed["node"]), ("act", True, "node-off"))
+        self.assertEqual({c["id"]: c["status"] for c in fixed["verify"]["checks"]}["persistence"], "pass")
+        self.assertEqual(self.report("node-healthy")["outcome"], "nothing-to-do")
+        for name, verdict in (("node-reboot", "reboot-pending"), ("node-hot", "ras")):
+            node = nodes[name]
+            self.assertEqual(self.report(name)["verdict"]["code"], verdict)
+            self.assertEqual(set(node.write_calls().values()), {0}, name)
+            self.assertFalse(os.path.exists(node.root.p(DROPIN)), name)
+            # The role's own files (binary, guard) are all that is new there.
+            self.assertEqual(set(node.tree()) - set(before[name]), {INSTALLED, GUARD}, name)
+        with open(nodes["node-reboot"].root.p(GUARD)) as f:
+            self.assertIn("ExecCondition=/usr/local/bin/gpuwarm guard", f.read())
+        self.assertRegex(out, r"WARNING\]: left unchanged: Reboot pending")
+        self.assertRegex(out, r"fixed\s+1")
+        with open(os.path.join(self.reports, "node-off.probe.json")) as f:
+            probe = json.load(f)  # before the fix every GPU paid the slow init; after it, none did
+        self.assertEqual(probe["node"], "node-off")
+        self.assertTrue(all(g["before_total_ms"] > 400 and g["after_total_ms"] < 200 for g in probe["compare"]), probe)
+        self.assertIn("Cold start (first CUDA call), median per GPU: before", out)
+        self.assertFalse(os.path.exists(os.path.join(self.reports, "node-hot.probe.json")))  # routed: not probed
+        self.assertIn("Nodes pending reboot: 1 (node-reboot)", out)
+        summary = subprocess.run([self.binary, "fleet-summary", "--json", self.reports], capture_output=True, text=True)
+        s = json.loads(summary.stdout)
+        self.assertEqual(summary.returncode, 3)  # node-reboot and node-hot still need their own runbooks
+        self.assertEqual(s["needs_attention"]["hostnames"], ["node-hot", "node-reboot"])
+        self.assertEqual(s["nodes"], 4)
+
+        # 3. Run again: nothing changes, on any node.
+        calls = {n: node.write_calls() for n, node in nodes.items()}
+        r = self.playbook()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        recap = self.recap(r.stdout)
+        self.assertEqual({n: recap[n]["changed"] for n in nodes}, {n: 0 for n in nodes}, out)
+        self.assertEqual({n: node.write_calls() for n, node in nodes.items()}, calls)
+        self.assertEqual(self.report("node-off")["outcome"], "nothing-to-do")
+
+    def test_failing_canary_stops_the_widen_step(self):
+        nodes = self.nodes(canary_start_result="failed")
+        r = self.playbook()
+        out = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0, out)
+        recap = self.recap(r.stdout)
+        self.assertEqual(recap["node-off"]["failed"], 1, out)
+        self.assertIn('job ended with result \\"failed\\"', out)
+        self.assertNotIn("PLAY [gpuwarm widen]", out)
+        self.assertEqual(self.report("node-off")["outcome"], "act")  # kept although the node failed
+        for name in ("node-healthy", "node-reboot", "node-hot"):
+            self.assertNotIn(name, recap)
+            self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)
+            self.assertFalse(os.path.exists(os.path.join(self.reports, name + ".json")), name)
+
+
+if __name__ == "__main__":
+    unittest.main()
