@@ -156,6 +156,66 @@ class Node:
         self.root.cleanup()
 
 
+MODULE = os.path.join(ANSIBLE_DIR, "roles", "gpuwarm", "library", "gpuwarm.py")
+
+
+@unittest.skipIf(shutil.which("ansible-doc") is None, "ansible-core not installed (apt-get install ansible-core)")
+class ModuleAlone(unittest.TestCase):
+    """The module as Ansible runs it (a JSON arguments file as argv[1]), one exit-code mapping per case."""
+
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.root.driver(gpus=1).daemon_binary().kmsg()
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+
+    def module(self, scenario, **args):
+        nvml = os.path.join(self.tmp, "nvml.json")
+        with open(nvml, "w") as f:
+            json.dump(scenario, f)
+        params = {"binary": h.BIN, "root": self.root.path,
+                  "nvml_library": os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), **args}
+        path = os.path.join(self.tmp, "args.json")
+        with open(path, "w") as f:
+            json.dump({"ANSIBLE_MODULE_ARGS": params}, f)
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+        env.update(FAKE_NVML_SCENARIO=nvml, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent/bus")
+        r = subprocess.run(["/usr/bin/python3", MODULE, path], capture_output=True, text=True, env=env, timeout=60)
+        return json.loads(r.stdout)
+
+    def test_documentation_parses(self):
+        r = subprocess.run(["ansible-doc", "-M", os.path.dirname(MODULE), "gpuwarm"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("fail_on_routed", r.stdout)
+
+    def test_exit_codes_become_results(self):
+        hot = h.scenario([h.gpu(0, persistence=0, reasons=0x20)])
+        off = h.scenario([h.gpu(0, persistence=0)])
+        cases = [
+            # name, scenario, args, failed, routed, msg contains
+            ("thermal is routed, not failed", hot, {"state": "diagnosed"}, False, True, "left unchanged: Thermal"),
+            ("fail_on_routed fails it", hot, {"state": "diagnosed", "fail_on_routed": True}, True, True, "Thermal"),
+            ("action needed is an answer", off, {"state": "diagnosed"}, False, False, "Action needed"),
+            ("no systemd fails the fix", off, {"state": "persistent", "_ansible_check_mode": True}, True, False,
+             "no systemd on this node"),
+            ("verification lists the failed checks", off, {"state": "verified", "settle": 0, "samples": 1}, True,
+             False, "persistence: GPU 0: Disabled"),
+            ("bad state", off, {"state": "warm"}, True, None, "value of state must be one of"),
+            ("no binary", off, {"binary": "/nonexistent/gpuwarm"}, True, None, "gpuwarm is not installed at"),
+        ]
+        for name, scenario, args, failed, routed, msg in cases:
+            result = self.module(scenario, **args)
+            self.assertEqual(bool(result.get("failed")), failed, f"{name}: {result.get('msg')}")
+            if routed is not None:
+                self.assertEqual(result["routed"], routed, name)
+            self.assertIn(msg, result["msg"], name)
+        facts = self.module(off, state="diagnosed")["ansible_facts"]["gpuwarm"]
+        self.assertEqual(facts["verdict"], "action-needed")
+        self.assertEqual([(g["index"], g["persistence"]) for g in facts["gpus"]], [(0, "Disabled")])
+
+
 @unittest.skipIf(missing_tools(), missing_tools())
 class AnsibleRollout(unittest.TestCase):
     def setUp(self):

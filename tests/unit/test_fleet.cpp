@@ -1,6 +1,8 @@
 // fleet/: report parsing (one case per report kind and per way a report is bad), document splitting,
 // folding a node's reports, and the fleet tallies.
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -103,6 +105,21 @@ TEST(FleetParse, verify_and_probe) {
   ASSERT_TRUE(p) << p.error().message;
   EXPECT_EQ(p->cold_after_ms, (std::vector<double>{40.5, 39.5}));  // failed probes carry no timing
   EXPECT_EQ(p->cold_before_ms, (std::vector<double>{2100.0, 2300.0}));
+}
+
+TEST(FleetParse, the_h100_check_mode_fix_report) {
+  // Recorded by the Ansible role in check mode on an H100 with no systemd (examples/).
+  std::ifstream in(std::string(GPUWARM_SOURCE_DIR) + "/examples/h100-fix-check-mode.json");
+  ASSERT_TRUE(in) << "examples/h100-fix-check-mode.json";
+  std::stringstream text;
+  text << in.rdbuf();
+  auto r = parse(text.str());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->hostname, "h100");  // the inventory name, not the VM's own "vm"
+  EXPECT_EQ(r->fix_outcome, "no-systemd");
+  EXPECT_EQ(r->verdict, "action-needed");
+  EXPECT_EQ(r->gpus, 1);
+  EXPECT_EQ(r->gpus_not_enabled, 0);  // the legacy flag keeps it Enabled
 }
 
 TEST(FleetParse, node_name_wins_over_hostname) {

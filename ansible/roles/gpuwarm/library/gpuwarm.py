@@ -15,7 +15,7 @@ module: gpuwarm
 short_description: Keep NVIDIA GPUs initialized through nvidia-persistenced under systemd
 description:
   - Runs the gpuwarm binary already on the node (the gpuwarm role installs it) and reports what it found
-    and did. C(state=persistent) runs C(gpuwarm fix), which acts only where the persistence runbook applies:
+    and did. C(state=persistent) runs C(gpuwarm fix), which acts only where the persistence runbook applies;
     it writes a systemd drop-in if the unit needs one, enables and starts nvidia-persistenced through
     systemd's D-Bus API, and verifies every GPU. It never runs C(nvidia-smi -pm 1).
   - Nodes whose verdict routes elsewhere (driver-install problem, thermal/power or RAS, pinned application
