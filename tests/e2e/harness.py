@@ -22,6 +22,21 @@ UPDATE = os.environ.get("GPUWARM_UPDATE_GOLDEN") == "1"
 
 H100 = "NVIDIA H100 80GB HBM3"
 
+# The unit as Ubuntu's driver packages ship it: --no-persistence-mode and StopWhenUnneeded.
+PACKAGED_UNIT = """[Unit]
+Description=NVIDIA Persistence Daemon
+Wants=syslog.target
+StopWhenUnneeded=true
+
+[Service]
+Type=forking
+ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
+ExecStopPost=/bin/rm -rf /var/run/nvidia-persistenced
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 
 def require_binary(test):
     if not BIN or not os.path.exists(BIN):

@@ -33,19 +33,7 @@ UNIT = "nvidia-persistenced.service"
 DROPIN = "etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
 GUARD = "etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
 INSTALLED = "usr/local/bin/gpuwarm"
-PACKAGED_UNIT = """[Unit]
-Description=NVIDIA Persistence Daemon
-Wants=syslog.target
-StopWhenUnneeded=true
-
-[Service]
-Type=forking
-ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
-ExecStopPost=/bin/rm -rf /var/run/nvidia-persistenced
-
-[Install]
-WantedBy=multi-user.target
-"""
+PACKAGED_UNIT = h.PACKAGED_UNIT
 CLEAN_UNIT = PACKAGED_UNIT.replace("StopWhenUnneeded=true\n", "").replace(" --no-persistence-mode", "").replace(
     "Type=forking\n", "Type=forking\nRestart=on-failure\n")
 OLD_MISMATCH = [
@@ -243,7 +231,7 @@ class AnsibleRollout(unittest.TestCase):
 
     def playbook(self, *extra):
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ANSIBLE_DIR, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_LOCAL_TEMP=os.path.join(self.work, "tmp-local"),
+                   ANSIBLE_PIPELINING="1", ANSIBLE_LOCAL_TEMP=os.path.join(self.work, "tmp-local"),
                    ANSIBLE_REMOTE_TMP=os.path.join(self.work, "tmp-remote"), ANSIBLE_INVENTORY_ENABLED="yaml")
         env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
         r = subprocess.run(["ansible-playbook", "-i", self.inventory, PLAYBOOK, "-e", f"gpuwarm_binary_src={self.binary}",

@@ -15,19 +15,7 @@ import harness as h
 
 from systemd_mock import DBUS_MISSING, MANAGER, SERVICE_IFACE, UNIT, UNIT_IFACE, SystemdMockCase, dbus, exec_start
 
-VENDOR_UNIT = """[Unit]
-Description=NVIDIA Persistence Daemon
-Wants=syslog.target
-StopWhenUnneeded=true
-
-[Service]
-Type=forking
-ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
-ExecStopPost=/bin/rm -rf /var/run/nvidia-persistenced
-
-[Install]
-WantedBy=multi-user.target
-"""
+VENDOR_UNIT = h.PACKAGED_UNIT
 DROPIN = "etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
 
 
