@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-dbus python3-gi python3-dbusmock dbus-daemon util-linux
   mmdebstrap systemd-container nix-bin libkmod-dev clang libclang-rt-14-dev
-  libsimdjson-dev ansible-core
+  libsimdjson-dev ansible-core ansible-lint
 )
 missing=()
 for p in "${packages[@]}"; do

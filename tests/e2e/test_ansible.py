@@ -173,6 +173,12 @@ class ModuleAlone(unittest.TestCase):
         r = subprocess.run(["/usr/bin/python3", MODULE, path], capture_output=True, text=True, env=env, timeout=60)
         return json.loads(r.stdout)
 
+    @unittest.skipIf(shutil.which("ansible-lint") is None, "ansible-lint not installed (scripts/setup.sh installs it)")
+    def test_role_and_playbook_pass_ansible_lint(self):
+        r = subprocess.run(["ansible-lint", "-p", "roles/gpuwarm", "playbooks/gpuwarm-rollout.yml"], cwd=ANSIBLE_DIR,
+                           capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"), timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_documentation_parses(self):
         r = subprocess.run(["ansible-doc", "-M", os.path.dirname(MODULE), "gpuwarm"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -279,7 +285,8 @@ class AnsibleRollout(unittest.TestCase):
         self.assertEqual(r.returncode, 0, out)
         recap = self.recap(r.stdout)
         self.assertEqual({n: recap[n]["failed"] for n in nodes}, {n: 0 for n in nodes}, out)
-        self.assertLess(out.index("PLAY [gpuwarm canary]"), out.index("PLAY [gpuwarm widen]"))
+        self.assertLess(out.index("PLAY [Roll out gpuwarm to the canary]"),
+                        out.index("PLAY [Roll out gpuwarm to the rest of the fleet]"))
         off = nodes["node-off"]
         self.assertTrue(os.path.exists(off.root.p(DROPIN)))
         self.assertEqual(off.write_calls()["StartUnit"], 1)
@@ -329,7 +336,7 @@ class AnsibleRollout(unittest.TestCase):
         recap = self.recap(r.stdout)
         self.assertEqual(recap["node-off"]["failed"], 1, out)
         self.assertIn('job ended with result \\"failed\\"', out)
-        self.assertNotIn("PLAY [gpuwarm widen]", out)
+        self.assertNotIn("PLAY [Roll out gpuwarm to the rest of the fleet]", out)
         self.assertEqual(self.report("node-off")["outcome"], "act")  # kept although the node failed
         for name in ("node-healthy", "node-reboot", "node-hot"):
             self.assertNotIn(name, recap)
