@@ -20,14 +20,15 @@ run_suite() {
 echo "== build/ (RelWithDebInfo)"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-echo "== build-asan/ (ASan + UBSan)"
+echo "== build-asan/ (ASan + UBSan)  [${SECONDS} s so far]"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DGPUWARM_SANITIZE=ON
 
-echo "== lint scanner under libFuzzer (20 s)"
+echo "== lint scanner under libFuzzer (20 s)  [${SECONDS} s so far]"
 if command -v clang++ >/dev/null; then
   scripts/fuzz.sh 20
 else
   echo "  skipped: clang++ not installed (scripts/setup.sh installs it)"
 fi
+echo "== test.sh done in ${SECONDS} s"
