@@ -2,12 +2,9 @@
 // (fleet/fleet.h) into one table. Files are read and parsed on every core.
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <iterator>
@@ -74,21 +71,17 @@ void parse_documents(std::string_view text, const std::string& source, bool para
   }
 }
 
-void parse_large_file(const std::string& path, std::size_t padding, InputResult& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    out.unreadable.push_back({path, std::string("unreadable: ") + std::strerror(errno)});
-    return;
-  }
+// Standard input, or a single named file (most likely a whole fleet as JSON lines): read into a huge-page
+// buffer and parsed on every core.
+void parse_whole_input(int fd, const std::string& source, std::size_t padding, InputResult& out) {
   LargeBuffer text;
-  auto size = text.read_all(fd, path, padding, k_max_stdin_bytes);
-  ::close(fd);
+  auto size = text.read_all(fd, source, padding, k_max_stdin_bytes);
   if (!size) {
-    out.unreadable.push_back({path, size.error().message});
-  } else if (*size == 0) {
-    out.unreadable.push_back({path, "empty file"});
+    out.unreadable.push_back({source, size.error().message});
+  } else if (*size == 0 && fd != STDIN_FILENO) {
+    out.unreadable.push_back({source, "empty file"});
   } else {
-    parse_documents(std::string_view(text.data(), *size), path, true, out);
+    parse_documents(std::string_view(text.data(), *size), source, true, out);
   }
 }
 
@@ -144,35 +137,34 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
 
     const std::size_t padding = fleet::parse_padding();
     std::vector<InputResult> per_input(walk.files.size() + (use_stdin ? 1 : 0));
-    parallel_for(
-        walk.files.size(),
-        [&](std::size_t i) {
-          thread_local std::string buffer;
-          std::size_t size = 0;
-          std::string note;
-          if (walk.files.size() == 1) {  // one big JSON-lines file, most likely: read it as stdin is read
-            parse_large_file(walk.files[i], padding, per_input[i]);
-            return;
-          }
-          if (!read_regular_file(walk.files[i], buffer, size, note, k_max_report_file_bytes, padding)) {
-            per_input[i].unreadable.push_back({walk.files[i], note});
-            return;
-          }
-          if (size == 0) {
-            per_input[i].unreadable.push_back({walk.files[i], "empty file"});
-            return;
-          }
-          parse_documents(std::string_view(buffer.data(), size), walk.files[i], false, per_input[i]);
-        },
-        16);
-    if (use_stdin) {
-      LargeBuffer text;
-      auto size = text.read_all(STDIN_FILENO, "standard input", padding, k_max_stdin_bytes);
-      if (!size) {
-        std::cerr << "gpuwarm fleet-summary: " << size.error().message << "\n";
-        return to_int(ExitCode::tool_error);
+    if (walk.files.size() == 1) {
+      int fd = ::open(walk.files[0].c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        per_input[0].unreadable.push_back({walk.files[0], std::string("unreadable: ") + std::strerror(errno)});
+      } else {
+        parse_whole_input(fd, walk.files[0], padding, per_input[0]);
+        ::close(fd);
       }
-      parse_documents(std::string_view(text.data(), *size), "<stdin>", true, per_input.back());
+    } else {
+      // Many files: one per core at a time, each read into that thread's reused buffer.
+      parallel_for(
+          walk.files.size(),
+          [&](std::size_t i) {
+            thread_local std::string buffer;
+            std::size_t size = 0;
+            std::string note;
+            if (!read_regular_file(walk.files[i], buffer, size, note, k_max_report_file_bytes, padding)) {
+              per_input[i].unreadable.push_back({walk.files[i], note});
+            } else if (size == 0) {
+              per_input[i].unreadable.push_back({walk.files[i], "empty file"});
+            } else {
+              parse_documents(std::string_view(buffer.data(), size), walk.files[i], false, per_input[i]);
+            }
+          },
+          16);
+    }
+    if (use_stdin) {
+      parse_whole_input(STDIN_FILENO, "<stdin>", padding, per_input.back());
     }
 
     std::vector<fleet::NodeReport> reports;

@@ -113,10 +113,11 @@ Result<void> LargeBuffer::grow(std::size_t bytes) {
 Result<std::size_t> LargeBuffer::read_all(int fd, const std::string& what, std::size_t padding,
                                           std::uintmax_t max_bytes) {
   struct stat st {};
+  const bool known = ::fstat(fd, &st) == 0;
   std::size_t want = 16u << 20;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+  if (known && S_ISREG(st.st_mode)) {
     want = static_cast<std::size_t>(st.st_size) + padding + 1;  // +1: EOF shows without another grow
-  } else if (::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+  } else if (known && S_ISFIFO(st.st_mode)) {
     (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups; a smaller pipe still works
   }
   if (auto r = grow(want); !r) {

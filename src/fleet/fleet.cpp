@@ -59,12 +59,9 @@ Result<void> read_diagnosis(element doc, NodeReport& out) {
   }
   out.verdict = verdict;
   count_persistence(doc["gpus"], "persistence", out);
-  element collected;
-  if (doc["snapshot"]["collected_at"].get(collected) == SUCCESS) {
-    std::string_view t;
-    if (collected.get(t) == SUCCESS) {
-      out.taken_at = t;
-    }
+  std::string_view collected_at;
+  if (doc["snapshot"]["collected_at"].get(collected_at) == SUCCESS) {
+    out.taken_at = collected_at;
   }
   return {};
 }
@@ -106,22 +103,20 @@ Result<void> read_fix(element doc, NodeReport& out) {
     return fail("fix report without outcome");
   }
   out.fix_outcome = fix_outcome(doc);
-  out.verdict = string_field(doc, "verdict");
+  // The embedded diagnosis gives the GPUs as found; the fix's own fields and its verification come after.
   element diagnosis;
   if (doc["diagnosis"].get(diagnosis) == SUCCESS) {
-    std::string verdict = out.verdict;
     if (auto r = read_diagnosis(diagnosis, out); !r) {
       return r;
     }
-    if (!verdict.empty()) {
-      out.verdict = verdict;
-    }
   }
-  element verify;
-  if (doc["verify"].get(verify) == SUCCESS) {
-    count_persistence(verify["gpus"], "persistence_after", out);
+  if (std::string_view verdict = string_field(doc, "verdict"); !verdict.empty()) {
+    out.verdict = verdict;
   }
-  out.taken_at = string_field(doc, "taken_at");
+  if (std::string_view taken_at = string_field(doc, "taken_at"); !taken_at.empty()) {
+    out.taken_at = taken_at;
+  }
+  count_persistence(doc["verify"]["gpus"], "persistence_after", out);
   return {};
 }
 
