@@ -53,7 +53,7 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
                                   "output) instead of this node")
                        ->check(CLI::ExistingFile.description(""))
                        ->type_name("FILE");
-  for (const char* name : {"--root", "--kernel-log", "--nvml", "--no-systemd", "--full"}) {
+  for (const char* name : {"--root", "--kernel-log", "--nvml", "--nvml-timeout", "--no-systemd", "--full"}) {
     snap_opt->excludes(sub.get_option(name));
   }
   sub.add_flag("--json", opts->json, "Print the diagnosis as JSON (schema_version 1), with the snapshot embedded");
@@ -69,7 +69,9 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
       "  2  bad command line\n"
       "  3  action needed: the runbook applies (gpuwarm fix)\n"
       "  4  reboot pending: kernel module and user space differ\n"
-      "  5  routed elsewhere: driver install, thermal/power (RAS) or pinned clocks\n\n"
+      "  5  routed elsewhere: driver install, thermal/power (RAS) or pinned clocks\n"
+      "  9  cannot tell: a fact the verdict needs could not be read (NVML error, timeout, no permission)\n"
+      "     (0 also covers \"persistence optional\": a GPU meant to power down when idle, no job scheduler)\n\n"
       "Examples:\n"
       "  gpuwarm diagnose\n"
       "  gpuwarm diagnose --json | jq .verdict\n"

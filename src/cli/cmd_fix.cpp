@@ -211,10 +211,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "(drops --no-persistence-mode, StopWhenUnneeded=no, Restart=on-failure, PIDFile under /run), reloads,\n"
       "enables the unit for boot, and starts (or restarts) it, waiting for the job's result. Then it runs\n"
       "`gpuwarm verify`. A second run changes nothing (changed=false). A lock keeps two runs apart.\n"
-      "Driver-install, thermal/power, pinned-clock and reboot-pending verdicts are refused unchanged.\n\n"
+      "Driver-install, thermal/power, pinned-clock, reboot-pending and cannot-tell verdicts are refused unchanged.\n\n"
       "Exit codes: 0 fixed (or nothing to do) and verified, 1 a step failed (the report says which ran),\n"
       "2 bad command line, 3 refused: unit masked, 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
-      "6 no systemd here (nothing changed), 7 another fix is running, 8 changed but verification failed.");
+      "6 no systemd here (nothing changed), 7 another fix is running, 8 changed but verification failed,\n"
+      "9 refused: cannot tell (a fact the verdict needs could not be read).");
 
   return [opts]() -> int {
     Paths paths(opts->collect.root);

@@ -22,6 +22,7 @@
 #include "core/paths.h"
 #include "core/strings.h"
 #include "guard/guard.h"
+#include "core/deadline.h"
 #include "nvml/nvml_library.h"
 #include "snapshot/snapshot_json.h"
 #include "sysfs/daemon.h"
@@ -61,18 +62,27 @@ void contain_crashes() {
   }
 }
 
-guard::UserSpaceVersion nvml_version(const std::string& library, std::string& real_path) {
-  guard::UserSpaceVersion v{"libnvidia-ml", std::nullopt, ""};
-  auto lib = nvml::Library::open(library);
+struct NvmlVersion {
+  guard::UserSpaceVersion version;
+  std::string real_path;
+};
+
+// Found as every command finds NVML (--nvml, the loader, the known driver
+// locations, under --root the root's copies). Never initialized.
+NvmlVersion nvml_version(const nvml::LibrarySearch& search) {
+  NvmlVersion out{{"libnvidia-ml", std::nullopt, ""}, ""};
+  guard::UserSpaceVersion& v = out.version;
+  auto lib = nvml::Library::open(search);
   if (!lib) {
     v.missing = "not loadable: " + lib.error().message;
-    return v;
+    return out;
   }
+  std::string& real_path = out.real_path;
   real_path = (*lib)->real_path();
   std::string from_name = nvml::version_from_library_name(real_path);
   if (!from_name.empty()) {
     v.version = from_name;
-    return v;
+    return out;
   }
   // nvmlSystemGetNVMLVersion answers before (and without) nvmlInit.
   char buf[nvml::k_string_buffer] = {};
@@ -82,7 +92,21 @@ guard::UserSpaceVersion nvml_version(const std::string& library, std::string& re
   } else {
     v.missing = "no version in " + real_path;
   }
-  return v;
+  return out;
+}
+
+// The guard runs at boot as ExecCondition=: loading the library must not hang it.
+constexpr std::chrono::seconds k_guard_nvml_timeout{10};
+
+NvmlVersion nvml_version_with_deadline(const nvml::LibrarySearch& search) {
+  auto result = run_with_deadline<NvmlVersion>(k_guard_nvml_timeout,
+                                               [search](Progress&) { return nvml_version(search); });
+  if (result.value) {
+    return std::move(*result.value);
+  }
+  return {{"libnvidia-ml", std::nullopt,
+           fmt::format("NVML did not answer in {} s", k_guard_nvml_timeout.count())},
+          ""};
 }
 
 // libnvidia-cfg (what the daemon loads) is installed beside libnvidia-ml.
@@ -216,7 +240,7 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
                  "The daemon's user (name or uid): check that it can open every /dev/nvidia* node")
       ->type_name("USER");
   sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")->type_name("DIR");
-  sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default libnvidia-ml.so.1)")
+  sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default: found as `diagnose` finds it, under --root the root's)")
       ->type_name("PATH");
   sub.add_option("--daemon", opts->daemon,
                  "The nvidia-persistenced binary whose --version to compare (default: PATH, then the usual "
@@ -254,9 +278,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
     guard::GuardFacts facts;
     facts.driver = read_driver(paths);
     if (facts.driver.module_loaded) {
-      std::string nvml_real_path;
-      facts.user_space.push_back(nvml_version(opts->nvml_library, nvml_real_path));
-      facts.user_space.push_back(cfg_version(nvml_real_path));
+      NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
+      facts.user_space.push_back(nvml.version);
+      facts.user_space.push_back(cfg_version(nvml.real_path));
       facts.user_space.push_back(daemon_version(paths, opts->daemon));
       facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
       if (!opts->user.empty()) {

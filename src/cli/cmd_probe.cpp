@@ -20,6 +20,7 @@
 #include "cli/child_process.h"
 #include "cli/collect_options.h"
 #include "cli/command.h"
+#include "gather/collect.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/host.h"
@@ -236,7 +237,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       baseline = std::move(*loaded);
     }
 
-    NvmlFacts nvml_facts = nvml::collect({opts->nvml_library, nvml::Depth::decision, false});
+    CollectOptions nvml_options;
+    nvml_options.nvml_library = opts->nvml_library;
+    nvml_options.full = false;
+    NvmlFacts nvml_facts = collect_nvml_with_deadline(nvml_options);
     ProbeRun run;
     run.hostname = host_name();
     run.taken_at = utc_now_iso8601();

@@ -17,8 +17,17 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
       ->type_name("FILE")
       ->group(group);
   app.add_option("--nvml", options.nvml_library,
-                 "Load this NVML library instead of the system's libnvidia-ml.so.1")
+                 "Load this NVML library and no other. Without it: the loader's libnvidia-ml.so.1, then the driver "
+                 "locations of NixOS, the GPU Operator, cloud images, GKE, WSL2 and the distributions' library "
+                 "directories (under --root only those, under DIR)")
       ->type_name("PATH")
+      ->group(group);
+  app.add_option("--nvml-timeout", options.nvml_timeout_s,
+                 "Give up on NVML (load, init and every GPU's reads) after SECONDS: a hung GPU or driver then gives "
+                 "a \"cannot tell\" verdict instead of a hung command")
+      ->check(CLI::Range(0.1, 3600.0).description(""))
+      ->type_name("SECONDS")
+      ->capture_default_str()
       ->group(group);
   app.add_flag_callback(
          "--no-systemd", [&options] { options.use_systemd = false; },

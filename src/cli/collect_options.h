@@ -3,7 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "snapshot/collect.h"
+#include "gather/collect.h"
 #include "snapshot/snapshot.h"
 
 namespace gpuwarm {

@@ -1,9 +1,13 @@
+#include <unistd.h>
+
+#include <cstdio>
 #include <iostream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "core/deadline.h"
 #include "core/exit_codes.h"
 
 #ifndef GPUWARM_VERSION
@@ -97,7 +101,16 @@ int main(int argc, char** argv) {
                  : color == "never" ? gpuwarm::ColorMode::never
                                     : gpuwarm::ColorMode::automatic;
   try {
-    return run ? run() : gpuwarm::to_int(ExitCode::usage);
+    int code = run ? run() : gpuwarm::to_int(ExitCode::usage);
+    if (gpuwarm::abandoned_calls() > 0) {
+      // A thread is still blocked inside NVML: static destructors would run
+      // under it (and the library's). Flush what was said and leave now.
+      std::cout.flush();
+      std::cerr.flush();
+      std::fflush(nullptr);
+      ::_exit(code);
+    }
+    return code;
   } catch (const std::exception& e) {
     // Library code reports errors as values; reaching here is a bug, but it
     // still ends with a message and a documented code rather than abort().

@@ -6,7 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "snapshot/collect.h"
+#include "gather/collect.h"
 #include "verify/verify.h"
 
 namespace gpuwarm {

@@ -14,6 +14,7 @@ enum class ExitCode : int {
   no_service_manager = 6,  // fix: systemd not reachable, nothing changed
   locked = 7,              // fix: another gpuwarm fix holds the lock
   verify_failed = 8,       // fix/verify: a verification check failed
+  cannot_tell = 9,         // a fact the verdict needs could not be read: never "healthy" on an unknown
 };
 
 constexpr int to_int(ExitCode code) { return static_cast<int>(code); }

@@ -88,10 +88,12 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   }
   switch (d.verdict.route) {
     case Route::note:
+    case Route::optional:
       plan.reason = "nothing to do: " + d.verdict.title;
       return plan;
     case Route::fix:
       break;
+    case Route::unknown:
     case Route::reboot:
     case Route::driver_install:
     case Route::ras:

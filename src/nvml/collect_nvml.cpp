@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "nvml/errors.h"
 #include "nvml/nvml_library.h"
 #include "snapshot/clock_reasons.h"
 
@@ -11,12 +12,12 @@ namespace gpuwarm::nvml {
 
 namespace {
 
-constexpr const char* k_symbol_absent = "not in this NVML";
+constexpr const char* k_symbol_absent = k_reason_symbol_absent;
 
 // The library a one-shot collect leaves loaded for process exit to release.
 [[maybe_unused]] Library* g_kept_until_exit = nullptr;
 constexpr std::uint64_t k_thermal_or_power_bits = clock_reason::thermal_or_power;
-constexpr const char* k_not_read = "not read by diagnose (use --full)";
+constexpr const char* k_not_read = k_reason_not_read;
 
 // Field IDs of the clock-event counters. 269-271 (R590+ headers) and 251-253
 // (R575/R580 headers) name the same counters; which set a driver answers is
@@ -41,15 +42,17 @@ Fact<T> from_call(const Library& lib, Return r, T value) {
   return Fact<T>::unknown(lib.error_name(r));
 }
 
-// Reads a counter set; returns true if any of them answered.
+// Reads a counter set; returns true if any of them answered. A failed call
+// leaves its return code in `call`.
 template <std::size_t N>
 bool read_counters(const Library& lib, Device dev, const CounterField (&set)[N],
-                   std::vector<EventCounter>& out) {
+                   std::vector<EventCounter>& out, Return& call) {
   FieldValue values[N] = {};
   for (std::size_t i = 0; i < N; ++i) {
     values[i].field_id = set[i].id;
   }
-  if (lib.api().device_get_field_values(dev, static_cast<int>(N), values) != ret::success) {
+  call = lib.api().device_get_field_values(dev, static_cast<int>(N), values);
+  if (call != ret::success) {
     return false;
   }
   bool any = false;
@@ -115,16 +118,20 @@ void read_thermal_evidence(const Library& lib, Device dev, GpuFacts& gpu) {
   gpu.power_limit_mw = read_uint(lib, dev, api.device_get_enforced_power_limit);
   if (api.device_get_field_values != nullptr) {
     std::vector<EventCounter> counters;
-    if (read_counters(lib, dev, k_counters_new, counters)) {
+    Return call = ret::success;
+    if (read_counters(lib, dev, k_counters_new, counters, call)) {
       gpu.event_counter_ids = "269-271";
-    } else if (read_counters(lib, dev, k_counters_old, counters)) {
+    } else if (read_counters(lib, dev, k_counters_old, counters, call)) {
       gpu.event_counter_ids = "251-253";
     } else {
       gpu.event_counter_ids = "74-81";
     }
-    read_counters(lib, dev, k_counters_stable, counters);
-    gpu.event_counters = counters.empty() ? Fact<std::vector<EventCounter>>::unknown("no counter field answered")
-                                          : Fact<std::vector<EventCounter>>::known(std::move(counters));
+    read_counters(lib, dev, k_counters_stable, counters, call);
+    // A failed call is the reason (GPU_IS_LOST matters); else no field answered.
+    gpu.event_counters = !counters.empty() ? Fact<std::vector<EventCounter>>::known(std::move(counters))
+                         : call != ret::success
+                             ? Fact<std::vector<EventCounter>>::unknown(lib.error_name(call))
+                             : Fact<std::vector<EventCounter>>::unknown("no counter field answered");
   } else {
     gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_symbol_absent);
   }
@@ -137,17 +144,25 @@ void read_thermal_evidence(const Library& lib, Device dev, GpuFacts& gpu) {
   }
 }
 
-GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth) {
+void tell(Progress* progress, std::string stage) {
+  if (progress != nullptr) {
+    progress->set(std::move(stage));
+  }
+}
+
+GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* progress) {
   const bool full = depth == Depth::full;
   const Api& api = lib.api();
   GpuFacts gpu;
   gpu.index = index;
   Device dev = nullptr;
+  tell(progress, "GPU " + std::to_string(index) + ": nvmlDeviceGetHandleByIndex");
   Return r = api.device_get_handle_by_index(index, &dev);
   if (r != ret::success) {
     gpu.handle_error = lib.error_name(r);
     return gpu;
   }
+  tell(progress, "GPU " + std::to_string(index) + ": per-GPU queries");
   gpu.name = read_string(lib, api.device_get_name, dev);
   gpu.uuid = read_string(lib, api.device_get_uuid, dev);
 
@@ -209,6 +224,17 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth) {
     gpu.temperature_c = Fact<int>::unknown(k_not_read);
     gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_not_read);
   }
+  // Whether a display is up on it: one sign of a workstation, where
+  // persistence may be unwanted. Asked only where persistence is off.
+  if (!full && !gpu.persistence.is(false)) {
+    gpu.display_active = Fact<bool>::unknown(k_not_read);
+  } else if (api.device_get_display_active != nullptr) {
+    int active = 0;
+    r = api.device_get_display_active(dev, &active);
+    gpu.display_active = from_call(lib, r, active == 1);
+  } else {
+    gpu.display_active = Fact<bool>::unknown(k_symbol_absent);
+  }
   if (api.device_get_mig_mode != nullptr) {
     unsigned current = 0;
     unsigned pending = 0;
@@ -249,7 +275,8 @@ NvmlFacts collect(const CollectOptions& options) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
   };
   auto load_start = Clock::now();
-  auto lib = Library::open(options.library_path);
+  tell(options.progress, "loading libnvidia-ml");
+  auto lib = Library::open(LibrarySearch{options.library_path, options.root});
   facts.load_ms = ms_since(load_start);
   if (!lib) {
     not_loaded("NVML library not loaded: " + lib.error().message);
@@ -258,6 +285,8 @@ NvmlFacts collect(const CollectOptions& options) {
   const Library& nvml = **lib;
   const Api& api = nvml.api();
   facts.library_path = Fact<std::string>::known(nvml.real_path());
+  facts.library_found_by = nvml.found_by();
+  facts.library_passed_over = nvml.passed_over();
   std::string file_version = version_from_library_name(nvml.real_path());
   facts.library_file_version = file_version.empty()
                                    ? Fact<std::string>::unknown("file name carries no version")
@@ -277,6 +306,7 @@ NvmlFacts collect(const CollectOptions& options) {
   }
 
   auto init_start = Clock::now();
+  tell(options.progress, "nvmlInit");
   Return init = api.init();
   facts.init_ms = ms_since(init_start);
   facts.init_code = Fact<int>::known(init);
@@ -307,11 +337,12 @@ NvmlFacts collect(const CollectOptions& options) {
 
   auto devices_start = Clock::now();
   unsigned count = 0;
+  tell(options.progress, "nvmlDeviceGetCount");
   Return r = api.device_get_count(&count);
   facts.device_count = from_call(nvml, r, count);
   if (r == ret::success) {
     for (unsigned i = 0; i < count; ++i) {
-      facts.gpus.push_back(read_gpu(nvml, i, options.depth));
+      facts.gpus.push_back(read_gpu(nvml, i, options.depth, options.progress));
     }
   }
   facts.devices_ms = ms_since(devices_start);
@@ -322,6 +353,7 @@ NvmlFacts collect(const CollectOptions& options) {
     return facts;
   }
   auto shutdown_start = Clock::now();
+  tell(options.progress, "nvmlShutdown");
   api.shutdown();
   facts.shutdown_ms = ms_since(shutdown_start);
   return facts;

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "core/deadline.h"
+
 #include "snapshot/snapshot.h"
 
 namespace gpuwarm::nvml {
@@ -17,12 +19,14 @@ enum class Depth {
 };
 
 struct CollectOptions {
-  std::string library_path;  // "" = the system's libnvidia-ml.so.1
+  std::string library_path;  // --nvml; "" = search (see LibrarySearch)
+  std::string root = "/";    // --root: search the root's driver locations
   Depth depth = Depth::full;
   // One-shot commands leave NVML initialized and loaded for process exit to
   // release (saves nvmlShutdown, ~3 ms on an H100). Commands that sample
   // repeatedly must not: each sample has to open NVML afresh.
   bool release_at_exit = false;
+  Progress* progress = nullptr;  // told each stage, so a timeout can say where NVML stuck
 };
 
 NvmlFacts collect(const CollectOptions& options);

@@ -24,13 +24,13 @@ constexpr Return insufficient_size = 7;
 constexpr Return driver_not_loaded = 9;
 constexpr Return library_not_found = 12;
 constexpr Return function_not_found = 13;
+constexpr Return timeout = 10;
 constexpr Return gpu_is_lost = 15;
+constexpr Return reset_required = 16;
 constexpr Return lib_rm_version_mismatch = 18;
 constexpr Return unknown = 999;
 }  // namespace ret
 
-// Name of a return code as NVML spells it after "NVML_ERROR_", e.g. "NOT_SUPPORTED".
-const char* return_name(Return r);
 
 enum ClockType : int { clock_graphics = 0, clock_sm = 1, clock_mem = 2 };
 
@@ -119,6 +119,7 @@ constexpr unsigned k_string_buffer = 96;  // covers name, UUID (v2 sizes) and ve
            nullptr)                                                                                        \
   OPTIONAL(device_get_power_management_default_limit, Return (*)(Device, unsigned*),                       \
            "nvmlDeviceGetPowerManagementDefaultLimit", nullptr)                                            \
+  OPTIONAL(device_get_display_active, Return (*)(Device, int*), "nvmlDeviceGetDisplayActive", nullptr)        \
   OPTIONAL(device_get_mig_mode, Return (*)(Device, unsigned*, unsigned*), "nvmlDeviceGetMigMode", nullptr) \
   OPTIONAL(device_get_compute_running_processes, Return (*)(Device, unsigned*, ProcessInfo*),              \
            "nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2")

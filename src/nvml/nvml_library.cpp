@@ -2,53 +2,19 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
 #include <vector>
 
 #include "core/dl.h"
+#include "core/paths.h"
 #include "core/strings.h"
+#include "nvml/errors.h"
 
 namespace gpuwarm::nvml {
-
-const char* return_name(Return r) {
-  switch (r) {
-    case 0: return "SUCCESS";
-    case 1: return "UNINITIALIZED";
-    case 2: return "INVALID_ARGUMENT";
-    case 3: return "NOT_SUPPORTED";
-    case 4: return "NO_PERMISSION";
-    case 5: return "ALREADY_INITIALIZED";
-    case 6: return "NOT_FOUND";
-    case 7: return "INSUFFICIENT_SIZE";
-    case 8: return "INSUFFICIENT_POWER";
-    case 9: return "DRIVER_NOT_LOADED";
-    case 10: return "TIMEOUT";
-    case 11: return "IRQ_ISSUE";
-    case 12: return "LIBRARY_NOT_FOUND";
-    case 13: return "FUNCTION_NOT_FOUND";
-    case 14: return "CORRUPTED_INFOROM";
-    case 15: return "GPU_IS_LOST";
-    case 16: return "RESET_REQUIRED";
-    case 17: return "OPERATING_SYSTEM";
-    case 18: return "LIB_RM_VERSION_MISMATCH";
-    case 19: return "IN_USE";
-    case 20: return "MEMORY";
-    case 21: return "NO_DATA";
-    case 22: return "VGPU_ECC_NOT_SUPPORTED";
-    case 23: return "INSUFFICIENT_RESOURCES";
-    case 24: return "FREQ_NOT_SUPPORTED";
-    case 25: return "ARGUMENT_VERSION_MISMATCH";
-    case 26: return "DEPRECATED";
-    case 27: return "NOT_READY";
-    case 28: return "GPU_NOT_FOUND";
-    case 29: return "INVALID_STATE";
-    case 30: return "RESET_TYPE_NOT_SUPPORTED";
-    case 999: return "UNKNOWN";
-    default: return nullptr;
-  }
-}
 
 std::string Library::error_name(Return r) const {
   if (const char* name = return_name(r)) {
@@ -85,31 +51,151 @@ std::string loaded_file(void* handle, const std::string& fallback) {
 
 }  // namespace
 
-Result<std::unique_ptr<Library>> Library::open(const std::string& path) {
-  std::vector<std::string> candidates;
-  if (!path.empty()) {
-    candidates.push_back(path);
-  } else {
-    candidates = {"libnvidia-ml.so.1", "libnvidia-ml.so"};
+namespace {
+
+// Driver locations outside the default loader path, each where a layout puts
+// it (NixOS addDriverRunpath, NVIDIA's gpu-driver-container root, GKE's COS
+// installer, nvidia-container-toolkit's WSL and Debian lists, Flatcar's and
+// Bottlerocket's driver packages), then the distributions' library
+// directories. Under --root they are the only places searched.
+struct KnownDir {
+  const char* dir;
+  const char* layout;
+};
+constexpr KnownDir k_known_dirs[] = {
+    {"/run/opengl-driver/lib", "NixOS driver"},
+    {"/run/nvidia/driver/usr/lib/x86_64-linux-gnu", "GPU Operator driver container"},
+    {"/run/nvidia/driver/usr/lib/aarch64-linux-gnu", "GPU Operator driver container"},
+    {"/run/nvidia/driver/usr/lib64", "GPU Operator driver container"},
+    {"/usr/local/nvidia/lib64", "cloud-image driver"},
+    {"/home/kubernetes/bin/nvidia/lib64", "GKE COS driver"},
+    {"/usr/lib/wsl/lib", "WSL2 driver"},
+    {"/opt/nvidia/current/usr/lib64", "Flatcar driver"},
+    {"/usr/lib/nvidia/tesla", "Bottlerocket driver"},
+    {"/usr/lib/x86_64-linux-gnu", "distribution library directory"},
+    {"/usr/lib/aarch64-linux-gnu", "distribution library directory"},
+    {"/usr/lib64", "distribution library directory"},
+    {"/lib/x86_64-linux-gnu", "distribution library directory"},
+    {"/lib64", "distribution library directory"},
+    {"/usr/lib/x86_64-linux-gnu/nvidia/current", "Debian driver"},
+    {"/usr/lib/aarch64-linux-gnu/nvidia/current", "Debian driver"},
+    {"/usr/lib", "distribution library directory"},
+};
+
+constexpr const char* k_soname = "libnvidia-ml.so.1";
+
+bool is_stub(const std::string& path) { return path.find("/stubs/") != std::string::npos; }
+
+// A library root will load must not be replaceable by another user.
+std::string unsafe_for_root(const std::string& path) {
+  if (::geteuid() != 0) {
+    return {};
   }
-  std::string errors;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return {};
+  }
+  if (st.st_uid != 0) {
+    return "owned by uid " + std::to_string(st.st_uid) + ", not root";
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return "writable by group or others";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search) {
+  if (!search.path.empty()) {
+    return {{search.path, "--nvml"}};
+  }
+  Paths paths(search.root);
+  std::vector<LibraryCandidate> out;
+  if (paths.is_live()) {
+    out.push_back({k_soname, "default loader path"});
+  }
+  for (const auto& known : k_known_dirs) {
+    std::string file = paths.host(std::string(known.dir) + "/" + k_soname);
+    out.push_back({file, std::string(known.layout) + " (" + known.dir + ")"});
+  }
+  if (paths.is_live()) {
+    // The unversioned name may be the CUDA toolkit's link stub: last resort.
+    out.push_back({"libnvidia-ml.so", "default loader path, unversioned name"});
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
+  const std::vector<LibraryCandidate> candidates = library_candidates(search);
+  const bool explicit_path = !search.path.empty();
+  std::vector<std::string> passed_over;
   void* handle = nullptr;
-  for (const auto& name : candidates) {
-    ::dlerror();
-    handle = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle != nullptr) {
-      break;
+  void* stub_handle = nullptr;
+  const LibraryCandidate* chosen = nullptr;
+  const LibraryCandidate* stub = nullptr;
+  std::size_t absent = 0;
+  for (const auto& candidate : candidates) {
+    const bool absolute = !candidate.path.empty() && candidate.path.front() == '/';
+    if (absolute && !explicit_path) {
+      struct stat st {};
+      if (::stat(candidate.path.c_str(), &st) != 0) {
+        ++absent;  // the usual case: not this layout
+        continue;
+      }
+      if (std::string why = unsafe_for_root(candidate.path); !why.empty()) {
+        passed_over.push_back(candidate.path + ": not loaded as root: " + why);
+        continue;
+      }
     }
-    const char* why = ::dlerror();
-    errors += (errors.empty() ? "" : "; ") + std::string(why != nullptr ? why : name + ": cannot open");
+    ::dlerror();
+    void* h = ::dlopen(candidate.path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+      const char* why = ::dlerror();
+      passed_over.push_back(why != nullptr ? printable(why) : candidate.path + ": cannot open");
+      continue;
+    }
+    if (is_stub(loaded_file(h, candidate.path)) && !explicit_path) {
+      passed_over.push_back(candidate.path + ": the CUDA toolkit's link stub");
+      if (stub_handle == nullptr) {
+        stub_handle = h;
+        stub = &candidate;
+      } else {
+        ::dlclose(h);
+      }
+      continue;
+    }
+    handle = h;
+    chosen = &candidate;
+    break;
+  }
+  if (handle == nullptr && stub_handle != nullptr) {
+    handle = stub_handle;
+    chosen = stub;
+    stub_handle = nullptr;
+  }
+  if (stub_handle != nullptr) {
+    ::dlclose(stub_handle);
   }
   if (handle == nullptr) {
-    return fail(errors);
+    std::string tried;
+    for (const auto& p : passed_over) {
+      tried += (tried.empty() ? ": " : "; ") + p;
+    }
+    if (explicit_path) {
+      return fail("cannot load " + search.path + tried);
+    }
+    Paths paths(search.root);
+    return fail(std::string(k_soname) + " not found " +
+                (paths.is_live() ? "on the loader path or in " : "under " + search.root + " in ") +
+                std::to_string(absent) + " known driver locations (use --nvml PATH)" + tried);
   }
 
   std::unique_ptr<Library> lib(new Library());
   lib->m_handle = handle;
-  lib->m_real_path = loaded_file(handle, candidates.front());
+  lib->m_real_path = loaded_file(handle, chosen->path);
+  lib->m_found_by = chosen->why;
+  lib->m_passed_over = std::move(passed_over);
 
   std::string missing;
   // Function pointers from dlsym: the cast is the documented POSIX idiom.

@@ -4,19 +4,36 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 #include "nvml/nvml_api.h"
 
 namespace gpuwarm::nvml {
 
+// Where to look for libnvidia-ml. An explicit path is the only candidate:
+// gpuwarm never second-guesses --nvml. Otherwise the default loader path
+// (live root only), then the driver locations of known layouts under `root`.
+struct LibrarySearch {
+  std::string path;         // --nvml; "" = search
+  std::string root = "/";   // --root: search the root's copies, never the caller's
+};
+
+struct LibraryCandidate {
+  std::string path;  // a soname for the loader, or an absolute path
+  std::string why;   // "default loader path", "NixOS driver (/run/opengl-driver/lib)", ...
+};
+
+// The candidates in order, for a search; exposed for tests and --help.
+std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search);
+
 class Library {
  public:
-  // Opens `path` if given, else libnvidia-ml.so.1 and then libnvidia-ml.so
-  // (the unversioned name may be the CUDA toolkit's link stub, so it is the
-  // last resort). Fails when nothing loads or a required symbol is missing;
-  // the error names what was tried and dlerror()'s text.
-  static Result<std::unique_ptr<Library>> open(const std::string& path);
+  // Opens the first candidate that loads and has every required symbol. A
+  // CUDA toolkit link stub (a path under /stubs/) is taken only when nothing
+  // else loads. Fails when nothing loads; the error names what was tried.
+  static Result<std::unique_ptr<Library>> open(const LibrarySearch& search);
+  static Result<std::unique_ptr<Library>> open(const std::string& path) { return open(LibrarySearch{path}); }
 
   ~Library();
   Library(const Library&) = delete;
@@ -24,6 +41,10 @@ class Library {
 
   const Api& api() const { return m_api; }
   const std::string& real_path() const { return m_real_path; }
+  // Why this file: the candidate's `why` ("--nvml", "default loader path", ...).
+  const std::string& found_by() const { return m_found_by; }
+  // Candidates tried before it, each with why it was passed over.
+  const std::vector<std::string>& passed_over() const { return m_passed_over; }
 
   // "NOT_SUPPORTED" etc. when known, else nvmlErrorString's text, else the number.
   std::string error_name(Return r) const;
@@ -33,6 +54,8 @@ class Library {
   void* m_handle = nullptr;
   Api m_api;
   std::string m_real_path;
+  std::string m_found_by;
+  std::vector<std::string> m_passed_over;
 };
 
 // The version part of a library file name: "libnvidia-ml.so.580.159.04" -> "580.159.04".

@@ -28,6 +28,15 @@ std::vector<Finding> app_clocks_pinned(const Snapshot&);
 // persistence.cpp
 std::vector<Finding> persistence_off(const Snapshot&);
 std::vector<Finding> legacy_persistence(const Snapshot&);
+std::vector<Finding> persistence_masked(const Snapshot&);
+std::vector<Finding> persistence_views_disagree(const Snapshot&);
+std::vector<Finding> persistence_optional(const Snapshot&);
+// nvml.cpp
+std::vector<Finding> nvml_timeout(const Snapshot&);
+std::vector<Finding> nvml_init_unknown(const Snapshot&);
+std::vector<Finding> gpu_count_unread(const Snapshot&);
+std::vector<Finding> gpu_handle_unread(const Snapshot&);
+std::vector<Finding> gpu_fact_unread(const Snapshot&);
 // notes.cpp
 std::vector<Finding> needs_root(const Snapshot&);
 std::vector<Finding> no_service_manager(const Snapshot&);

@@ -9,8 +9,38 @@
 
 namespace gpuwarm::checks {
 
+namespace {
+
+// NVML's structural answers (init, count, each handle) with a given effect.
+std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wanted) {
+  std::vector<std::string> out;
+  if (s.nvml.init_code.has() && nvml::effect(nvml::Entry::init, nvml::meaning_of(*s.nvml.init_code)) == wanted) {
+    out.push_back(nvml_evidence("nvmlInit", s.nvml.init_error));
+  }
+  if (!s.nvml.device_count.has() && s.nvml.init_code.is(nvml::ret::success) &&
+      effect_of(nvml::Entry::count, s.nvml.device_count.missing) == wanted) {
+    out.push_back(nvml_evidence("nvmlDeviceGetCount", s.nvml.device_count.missing));
+  }
+  for (const auto& gpu : s.nvml.gpus) {
+    if (!gpu.handle_error.empty() && effect_of(nvml::Entry::handle, gpu.handle_error) == wanted) {
+      out.push_back(fmt::format("GPU {}: {}", gpu.index, nvml_evidence("nvmlDeviceGetHandleByIndex", gpu.handle_error)));
+    }
+  }
+  return out;
+}
+
+bool says_not_loaded(const std::string& reason) {
+  return nvml::meaning_of_reason(reason) == nvml::Meaning::driver_not_loaded;
+}
+
+}  // namespace
+
 std::vector<Finding> driver_not_loaded(const Snapshot& s) {
-  bool nvml_says_not_loaded = s.nvml.init_code.is(nvml::ret::driver_not_loaded);
+  bool nvml_says_not_loaded = s.nvml.init_code.is(nvml::ret::driver_not_loaded) ||
+                              (!s.nvml.device_count.has() && says_not_loaded(s.nvml.device_count.missing));
+  for (const auto& gpu : s.nvml.gpus) {
+    nvml_says_not_loaded = nvml_says_not_loaded || says_not_loaded(gpu.handle_error);
+  }
   if (s.driver.module_loaded && !nvml_says_not_loaded) {
     return {};
   }
@@ -22,7 +52,11 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
       "(or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then diagnose again.";
   f.evidence.push_back(s.driver.module_loaded ? "/proc/driver/nvidia present" : "/proc/driver/nvidia and /sys/module/nvidia absent");
   if (s.nvml.init_code.has()) {
-    f.evidence.push_back("nvmlInit: " + s.nvml.init_error);
+    auto said = structural_evidence(s, nvml::Effect::driver_install);
+    if (said.empty()) {
+      said.push_back("nvmlInit: " + s.nvml.init_error);
+    }
+    f.evidence.insert(f.evidence.end(), said.begin(), said.end());
   } else {
     f.evidence.push_back(s.nvml.init_code.missing);
   }
@@ -30,31 +64,32 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
 }
 
 std::vector<Finding> nvml_unavailable(const Snapshot& s) {
-  if (!s.driver.module_loaded) {
-    return {};  // DRV001 already says there is no driver
+  if (!s.driver.module_loaded || !s.nvml.timed_out_at.empty()) {
+    return {};  // DRV001 says there is no driver; NVML001 that NVML hung
+  }
+  if (!logged_new_user_space(s).empty() && !s.nvml.init_code.is(nvml::ret::success)) {
+    return {};  // the kernel refused newer user space: DRV003's case, not a broken install
   }
   Finding f;
   if (!s.nvml.init_code.has()) {
-    f.message = "The kernel module is loaded but the NVML library (libnvidia-ml.so.1) is unusable";
+    f.message = "The kernel module is loaded but no usable NVML library (libnvidia-ml.so.1) was found";
     f.evidence.push_back(s.nvml.init_code.missing);
   } else if (s.nvml.library_path.has() && s.nvml.library_path->find("/stubs/") != std::string::npos) {
     f.message = "The loaded libnvidia-ml is the CUDA toolkit's link stub, not the driver's library";
     f.evidence.push_back("loaded " + *s.nvml.library_path);
+  } else if (nvml::effect(nvml::Entry::init, nvml::meaning_of(*s.nvml.init_code)) == nvml::Effect::driver_install &&
+             !s.nvml.init_code.is(nvml::ret::driver_not_loaded)) {
+    f.message = "NVML could not initialize: " + s.nvml.init_error + " (its install is incomplete)";
+    f.evidence.push_back(nvml_evidence("nvmlInit", s.nvml.init_error));
+    if (s.nvml.library_path.has()) {
+      f.evidence.push_back("loaded " + *s.nvml.library_path);
+    }
   } else {
-    int code = *s.nvml.init_code;
-    if (code == nvml::ret::success || code == nvml::ret::driver_not_loaded ||
-        code == nvml::ret::lib_rm_version_mismatch) {
-      return {};  // fine, or another rule's case
-    }
-    f.message = "NVML could not initialize: " + s.nvml.init_error;
-    f.evidence.push_back(fmt::format("nvmlInit returned {} ({})", code, s.nvml.init_error));
-    if (code == nvml::ret::no_permission) {
-      f.evidence.push_back("check the modes of /dev/nvidia* and the NVreg_DeviceFileMode module parameter");
-    }
+    return {};  // fine, or another rule's case (NVML001, DRV001, DRV003, GPU001, UNK001)
   }
   f.next_step =
-      "Reinstall the driver's user-space libraries so libnvidia-ml.so.1 matches the loaded module "
-      "(ldconfig -p | grep libnvidia-ml), then diagnose again.";
+      "Install the driver's user-space libraries so libnvidia-ml.so.1 matches the loaded module (or point gpuwarm "
+      "at them with --nvml PATH if they live somewhere unusual), then diagnose again.";
   return {f};
 }
 
@@ -63,32 +98,34 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
   const std::string user = user_space_version(s);
   std::vector<std::string> evidence;
   bool mismatch = false;
-  if (s.nvml.init_code.is(nvml::ret::lib_rm_version_mismatch)) {
+  for (auto& e : structural_evidence(s, nvml::Effect::reboot)) {
     mismatch = true;
-    evidence.emplace_back("nvmlInit: LIB_RM_VERSION_MISMATCH (\"Driver/library version mismatch\")");
+    evidence.push_back(std::move(e));
   }
   if (!kernel.empty() && !user.empty() && kernel != user) {
     mismatch = true;
     evidence.push_back(fmt::format("kernel module {} vs user space {}", kernel, user));
   }
-  for (const auto& m : s.kernel_log.mismatches) {
-    // A logged mismatch alone may be one stale client (see DRV004); it
-    // counts here only together with the evidence above.
-    if (m.after_module_load && mismatch) {
-      evidence.push_back(fmt::format("kernel log: NVRM: API mismatch: client {} vs module {}", m.client_version,
-                                     m.kernel_version));
+  // Without user space to read (NVML not found, or it failed), the kernel's
+  // own refusal of a newer client is the evidence: the seed's case. With
+  // user space read and agreeing, a logged line is one stale client (DRV004).
+  const std::string logged = logged_new_user_space(s);
+  const bool user_unknown = user.empty() || !s.nvml.init_code.is(nvml::ret::success);
+  if (!logged.empty() && user_unknown) {
+    mismatch = true;
+  }
+  for (const ApiMismatch* m : live_mismatches(s)) {
+    if (mismatch) {
+      evidence.push_back(fmt::format("kernel log: NVRM: API mismatch: client {}{} vs module {}",
+                                     m->client.empty() ? "" : m->client + " ", m->client_version,
+                                     m->kernel_version));
     }
   }
   if (!mismatch) {
     return {};
   }
   Finding f;
-  std::string new_version = user;
-  for (const auto& m : s.kernel_log.mismatches) {
-    if (new_version.empty() && m.after_module_load) {
-      new_version = m.client_version;
-    }
-  }
+  std::string new_version = user.empty() ? logged : user;
   f.message = fmt::format(
       "Driver updated without reboot: the loaded kernel module is {} but user space is {}; "
       "nvidia-persistenced cannot start until they match",
@@ -110,14 +147,14 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
     return {};  // DRV003's case
   }
   std::vector<Finding> out;
-  for (const auto& m : s.kernel_log.mismatches) {
-    if (!m.after_module_load || m.client_version == user) {
+  for (const ApiMismatch* m : live_mismatches(s)) {
+    if (m->client_version == user) {
       continue;
     }
     Finding f;
     f.message = fmt::format("The kernel refused a client built for driver {} {}(this node runs {})",
-                            m.client_version.empty() ? "?" : m.client_version,
-                            m.client.empty() ? "" : m.client + " ", kernel);
+                            m->client_version.empty() ? "?" : m->client_version,
+                            m->client.empty() ? "" : m->client + " ", kernel);
     f.next_step =
         "Host driver halves agree; look for a container image or a second driver install that brings other "
         "NVIDIA libraries.";
@@ -128,18 +165,58 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
 }
 
 std::vector<Finding> gpu_unreachable(const Snapshot& s) {
+  constexpr const char* k_ras_step =
+      "A GPU fault, not a persistence problem: check the kernel log for Xid errors and follow the RAS runbook "
+      "(drain, reset or replace).";
   std::vector<Finding> out;
-  for (const auto& gpu : s.nvml.gpus) {
-    if (gpu.handle_error.empty() || gpu.handle_error == "NO_PERMISSION") {
-      continue;
+  // NVML as a whole: init, count or a system query answered with a GPU fault.
+  {
+    std::vector<std::string> whole;
+    const std::pair<const char*, const Fact<std::string>*> system_queries[] = {
+        {"nvmlSystemGetNVMLVersion", &s.nvml.nvml_version}, {"nvmlSystemGetDriverVersion", &s.nvml.system_driver_version}};
+    for (const auto& [query, fact] : system_queries) {
+      if (!fact->has() && effect_of(nvml::Entry::optional, fact->missing) == nvml::Effect::ras) {
+        whole.push_back(nvml_evidence(query, fact->missing));
+      }
     }
+    if (!s.nvml.cuda_driver_version.has() &&
+        effect_of(nvml::Entry::optional, s.nvml.cuda_driver_version.missing) == nvml::Effect::ras) {
+      whole.push_back(nvml_evidence("nvmlSystemGetCudaDriverVersion_v2", s.nvml.cuda_driver_version.missing));
+    }
+    for (auto& e : structural_evidence(s, nvml::Effect::ras)) {
+      if (e.rfind("GPU ", 0) != 0) {
+        whole.push_back(std::move(e));
+      }
+    }
+    if (!whole.empty()) {
+      Finding f;
+      f.message = "NVML reports a GPU fault (not tied to one GPU it could open)";
+      f.next_step = k_ras_step;
+      f.evidence = std::move(whole);
+      out.push_back(std::move(f));
+    }
+  }
+  for (const auto& gpu : s.nvml.gpus) {
     Finding f;
     f.gpu = gpu.index;
-    f.message = fmt::format("GPU {}: NVML cannot open it ({})", gpu.index, gpu.handle_error);
-    f.next_step =
-        "A GPU fault, not a persistence problem: check the kernel log for Xid errors and follow the RAS runbook "
-        "(drain, reset or replace).";
-    f.evidence.push_back("nvmlDeviceGetHandleByIndex: " + gpu.handle_error);
+    if (!gpu.handle_error.empty()) {
+      if (effect_of(nvml::Entry::handle, gpu.handle_error) != nvml::Effect::ras) {
+        continue;
+      }
+      f.message = fmt::format("GPU {}: NVML cannot open it ({})", gpu.index, gpu.handle_error);
+      f.evidence.push_back(nvml_evidence("nvmlDeviceGetHandleByIndex", gpu.handle_error));
+    } else {
+      for (const auto& q : gpu_queries(gpu)) {
+        if (q.missing != nullptr && effect_of(q.entry, *q.missing) == nvml::Effect::ras) {
+          f.evidence.push_back(fmt::format("{}: {}", q.fact, nvml_evidence(q.query, *q.missing)));
+        }
+      }
+      if (f.evidence.empty()) {
+        continue;
+      }
+      f.message = fmt::format("{}: NVML reports a fault while reading it", gpu_label(gpu));
+    }
+    f.next_step = k_ras_step;
     out.push_back(std::move(f));
   }
   if (s.nvml.device_count.has()) {

@@ -68,4 +68,81 @@ std::string user_space_version(const Snapshot& s) {
 
 std::string join_args(const std::vector<std::string>& argv) { return fmt::format("{}", fmt::join(argv, " ")); }
 
+std::vector<GpuQuery> gpu_queries(const GpuFacts& g) {
+  using E = nvml::Entry;
+  std::vector<GpuQuery> out;
+  auto add = [&out](const char* fact, const char* query, E entry, const auto& f) {
+    out.push_back({fact, query, entry, f.has() ? nullptr : &f.missing});
+  };
+  add("name", "nvmlDeviceGetName", E::optional, g.name);
+  add("UUID", "nvmlDeviceGetUUID", E::optional, g.uuid);
+  add("PCI bus ID", "nvmlDeviceGetPciInfo_v3", E::optional, g.pci_bus_id);
+  add("minor number", "nvmlDeviceGetMinorNumber", E::conditional, g.minor);
+  add("persistence mode", "nvmlDeviceGetPersistenceMode", E::needed, g.persistence);
+  add("P-state", "nvmlDeviceGetPerformanceState", E::optional, g.pstate);
+  add("SM clock", "nvmlDeviceGetClockInfo", E::optional, g.clocks.sm);
+  add("graphics clock", "nvmlDeviceGetClockInfo", E::optional, g.clocks.graphics);
+  add("memory clock", "nvmlDeviceGetClockInfo", E::optional, g.clocks.mem);
+  add("max SM clock", "nvmlDeviceGetMaxClockInfo", E::optional, g.max_clocks.sm);
+  add("max graphics clock", "nvmlDeviceGetMaxClockInfo", E::optional, g.max_clocks.graphics);
+  add("max memory clock", "nvmlDeviceGetMaxClockInfo", E::optional, g.max_clocks.mem);
+  add("SM application clock", "nvmlDeviceGetApplicationsClock", E::conditional, g.app_clocks.sm);
+  add("graphics application clock", "nvmlDeviceGetApplicationsClock", E::optional, g.app_clocks.graphics);
+  add("memory application clock", "nvmlDeviceGetApplicationsClock", E::optional, g.app_clocks.mem);
+  add("default SM application clock", "nvmlDeviceGetDefaultApplicationsClock", E::conditional,
+      g.default_app_clocks.sm);
+  add("default graphics application clock", "nvmlDeviceGetDefaultApplicationsClock", E::optional,
+      g.default_app_clocks.graphics);
+  add("default memory application clock", "nvmlDeviceGetDefaultApplicationsClock", E::optional,
+      g.default_app_clocks.mem);
+  add("active clock-event reasons", "nvmlDeviceGetCurrentClocksEventReasons", E::conditional,
+      g.event_reasons_active);
+  add("supported clock-event reasons", "nvmlDeviceGetSupportedClocksEventReasons", E::optional,
+      g.event_reasons_supported);
+  add("clock-event counters", "nvmlDeviceGetFieldValues", E::optional, g.event_counters);
+  add("temperature", "nvmlDeviceGetTemperature", E::optional, g.temperature_c);
+  add("power", "nvmlDeviceGetPowerUsage", E::optional, g.power_mw);
+  add("power limit", "nvmlDeviceGetEnforcedPowerLimit", E::optional, g.power_limit_mw);
+  add("MIG mode", "nvmlDeviceGetMigMode", E::optional, g.mig_mode);
+  add("compute processes", "nvmlDeviceGetComputeRunningProcesses_v3", E::optional, g.compute_processes);
+  add("display active", "nvmlDeviceGetDisplayActive", E::optional, g.display_active);
+  return out;
+}
+
+nvml::Effect effect_of(nvml::Entry entry, const std::string& reason) {
+  return nvml::effect(entry, nvml::meaning_of_reason(reason));
+}
+
+std::string nvml_evidence(const char* query, const std::string& reason) {
+  for (const auto& info : nvml::return_table()) {
+    if (reason == info.name) {
+      return fmt::format("{}: {} ({}: {})", query, reason, info.code, info.what);
+    }
+  }
+  return fmt::format("{}: {}", query, reason);
+}
+
+std::vector<const ApiMismatch*> live_mismatches(const Snapshot& s) {
+  const std::string loaded = kernel_module_version(s);
+  std::vector<const ApiMismatch*> out;
+  for (const auto& m : s.kernel_log.mismatches) {
+    // Older boots or an earlier module generation logged other module versions.
+    if (m.after_module_load && (loaded.empty() || m.kernel_version.empty() || m.kernel_version == loaded)) {
+      out.push_back(&m);
+    }
+  }
+  return out;
+}
+
+std::string logged_new_user_space(const Snapshot& s) {
+  const std::string loaded = kernel_module_version(s);
+  std::string newest;
+  for (const ApiMismatch* m : live_mismatches(s)) {
+    if (!m->client_version.empty() && m->client_version != loaded) {
+      newest = m->client_version;  // log order: the last line is the newest
+    }
+  }
+  return newest;
+}
+
 }  // namespace gpuwarm

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "nvml/errors.h"
 #include "snapshot/snapshot.h"
 
 namespace gpuwarm {
@@ -27,5 +28,30 @@ std::string kernel_module_version(const Snapshot& s);
 std::string user_space_version(const Snapshot& s);
 
 std::string join_args(const std::vector<std::string>& argv);
+
+// One per-GPU NVML fact: which query reads it, what the verdict asks of it,
+// and why it is missing (nullptr when it was read).
+struct GpuQuery {
+  const char* fact;
+  const char* query;
+  nvml::Entry entry;
+  const std::string* missing;
+};
+// Every per-GPU fact gpuwarm reads, in query order.
+std::vector<GpuQuery> gpu_queries(const GpuFacts& gpu);
+
+// The effect of a recorded reason at an entry point (the NVML return table).
+nvml::Effect effect_of(nvml::Entry entry, const std::string& reason);
+
+// NVML's answer at an entry point, for evidence: "nvmlInit: GPU_IS_LOST (the GPU fell off the bus ...)".
+std::string nvml_evidence(const char* query, const std::string& reason);
+
+// The loaded module's version as the kernel log would print it ("" if unknown).
+// "NVRM: API mismatch" lines count only when logged by this module since it loaded.
+std::vector<const ApiMismatch*> live_mismatches(const Snapshot& s);
+
+// A user-space version the kernel refused, when NVML could not tell us one:
+// the newest client version in live mismatch lines that differs from the module.
+std::string logged_new_user_space(const Snapshot& s);
 
 }  // namespace gpuwarm

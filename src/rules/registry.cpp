@@ -19,8 +19,10 @@ using R = Route;
 constexpr RuleInfo k_rules[] = {
     {"DRV001", "driver-not-loaded", S::critical, R::driver_install,
      "No NVIDIA kernel module loaded, or NVML says the driver is not loaded", checks::driver_not_loaded},
+    {"NVML001", "nvml-timeout", S::critical, R::unknown,
+     "NVML did not answer within --nvml-timeout (a hung GPU or driver)", checks::nvml_timeout},
     {"DRV002", "nvml-unavailable", S::critical, R::driver_install,
-     "Kernel module loaded but libnvidia-ml.so.1 missing, a stub, or failing to initialize",
+     "Kernel module loaded but no libnvidia-ml.so.1 found anywhere known, a stub, or an incomplete install",
      checks::nvml_unavailable},
     {"DRV003", "driver-version-mismatch", S::critical, R::reboot,
      "Kernel module and user-space driver versions differ (updated without reboot)",
@@ -28,7 +30,8 @@ constexpr RuleInfo k_rules[] = {
     {"DRV004", "stale-client-mismatch", S::warning, R::note,
      "The kernel refused a client of another driver version although the host's halves agree",
      checks::stale_client_mismatch},
-    {"GPU001", "gpu-unreachable", S::critical, R::ras, "A GPU the kernel knows cannot be opened through NVML",
+    {"GPU001", "gpu-fault", S::critical, R::ras,
+     "NVML answers with a GPU fault (lost, reset required, timeout, ...) or sees fewer GPUs than the kernel",
      checks::gpu_unreachable},
     {"PD001", "daemon-binary-missing", S::critical, R::driver_install, "nvidia-persistenced is not installed",
      checks::daemon_binary_missing},
@@ -36,6 +39,9 @@ constexpr RuleInfo k_rules[] = {
      "Thermal or power clock-event reasons are active (RAS path)", checks::thermal_power_events},
     {"CLK002", "app-clocks-pinned", S::warning, R::clocks, "Application clocks differ from their defaults",
      checks::app_clocks_pinned},
+    {"PM005", "persistence-optional", S::info, R::optional,
+     "A GPU meant to power down when idle (RTD3, laptop, desktop display) and no job scheduler: persistence optional",
+     checks::persistence_optional},
     {"PM001", "persistence-off", S::warning, R::fix, "Persistence mode is Disabled on a GPU",
      checks::persistence_off},
     {"PD002", "daemon-no-persistence-mode", S::warning, R::fix,
@@ -53,6 +59,21 @@ constexpr RuleInfo k_rules[] = {
      checks::daemon_not_enabled},
     {"PD005", "gpu-not-held", S::warning, R::fix, "A GPU NVML sees is not held open by the daemon",
      checks::gpu_not_held},
+    {"UNK001", "nvml-init-unknown", S::critical, R::unknown,
+     "nvmlInit failed for a reason that says nothing about the driver (permission, other): cannot tell",
+     checks::nvml_init_unknown},
+    {"UNK002", "gpu-count-unread", S::critical, R::unknown, "NVML could not count the GPUs: cannot tell",
+     checks::gpu_count_unread},
+    {"UNK003", "gpu-handle-unread", S::critical, R::unknown, "NVML could not open a GPU (not a fault): cannot tell",
+     checks::gpu_handle_unread},
+    {"UNK004", "gpu-fact-unread", S::warning, R::unknown,
+     "A per-GPU fact the verdict needs (persistence, event reasons, application clocks) could not be read",
+     checks::gpu_fact_unread},
+    {"PM003", "persistence-masked", S::warning, R::note,
+     "Persistence is off but other clients hold the GPU open now: masked, not fixed", checks::persistence_masked},
+    {"PM004", "persistence-views-disagree", S::warning, R::note,
+     "NVML says persistence Disabled while nvidia-persistenced holds the GPU (the verdict trusts the daemon)",
+     checks::persistence_views_disagree},
     {"NOTE001", "needs-root", S::info, R::note, "Facts that need root were not checked", checks::needs_root},
     {"NOTE002", "no-service-manager", S::info, R::note, "systemd was not reachable", checks::no_service_manager},
 };
@@ -73,6 +94,9 @@ constexpr RouteText k_route_text[] = {
      ExitCode::routed_elsewhere},
     {R::ras, "ras", "Thermal/power or GPU fault (RAS): not a persistence issue", ExitCode::routed_elsewhere},
     {R::clocks, "pinned-clocks", "Application clocks pinned: not a persistence issue", ExitCode::routed_elsewhere},
+    {R::unknown, "cannot-tell", "Cannot tell: a fact the verdict needs could not be read", ExitCode::cannot_tell},
+    {R::optional, "persistence-optional", "Persistence optional: this GPU is meant to power down when idle",
+     ExitCode::healthy},
 };
 
 const RouteText& route_text(Route r) {
@@ -125,6 +149,24 @@ Diagnosis diagnose(const Snapshot& snapshot) {
       d.findings.push_back(std::move(f));
     }
   }
+  // Where persistence is optional (PM005), the persistence runbook's findings
+  // ask for nothing: they stay as notes, and PM005 decides only if one fired.
+  auto optional = std::find_if(d.findings.begin(), d.findings.end(),
+                               [](const Finding& f) { return f.route == Route::optional; });
+  if (optional != d.findings.end()) {
+    bool demoted = false;
+    for (auto& f : d.findings) {
+      if (f.route == Route::fix) {
+        f.route = Route::note;
+        f.severity = Severity::info;
+        f.next_step = "Optional here (PM005): " + f.next_step;
+        demoted = true;
+      }
+    }
+    if (!demoted) {
+      optional->route = Route::note;
+    }
+  }
   auto decisive = std::find_if(d.findings.begin(), d.findings.end(),
                                [](const Finding& f) { return f.route != Route::note; });
   const Finding healthy = healthy_finding(snapshot);
@@ -159,6 +201,8 @@ const char* to_string(Route r) {
     case Route::driver_install: return "driver-install";
     case Route::ras: return "ras";
     case Route::clocks: return "clocks";
+    case Route::unknown: return "unknown";
+    case Route::optional: return "optional";
   }
   return "note";
 }

@@ -22,6 +22,8 @@ enum class Route {
   driver_install,  // driver or daemon missing: a driver-install problem
   ras,             // thermal/power or a lost GPU: RAS path, persistence will not help
   clocks,          // application clocks pinned: reset clocks, not a persistence problem
+  unknown,         // a fact the verdict needs could not be read: cannot tell
+  optional,        // persistence is not wanted here (a GPU meant to power down when idle)
 };
 
 struct Finding {
@@ -51,7 +53,8 @@ const RuleInfo* find_rule(const std::string& id);
 
 struct Verdict {
   Route route = Route::note;  // note = healthy
-  std::string code;           // "healthy", "action-needed", "reboot-pending", "driver-install", "ras", "pinned-clocks"
+  std::string code;           // "healthy", "action-needed", "reboot-pending", "driver-install", "ras",
+                              // "pinned-clocks", "cannot-tell", "persistence-optional"
   std::string rule_id;        // the finding that decided it ("OK000" when healthy)
   std::string title;
   std::string next_step;

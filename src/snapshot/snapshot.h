@@ -20,6 +20,7 @@ struct KernelGpu {  // /proc/driver/nvidia/gpus/<bus>/information
   std::string uuid;
   Fact<unsigned> minor;
   bool excluded = false;
+  Fact<std::string> runtime_d3;  // "Runtime D3 status" in .../power: "Enabled (fine-grained)", "Disabled by default"
 };
 
 struct DeviceNode {  // /dev/nvidia*
@@ -72,10 +73,15 @@ struct GpuFacts {
   Fact<unsigned> power_limit_mw;
   Fact<unsigned> mig_mode;  // 0 disabled, 1 enabled
   Fact<unsigned> compute_processes;
+  Fact<bool> display_active;  // nvmlDeviceGetDisplayActive: a display is initialized on this GPU
 };
 
 struct NvmlFacts {
   Fact<std::string> library_path;          // real file behind the loaded libnvidia-ml.so.1
+  std::string library_found_by;            // why that file: "--nvml", "default loader path", "NixOS driver (...)"
+  std::vector<std::string> library_passed_over;  // candidates tried first, each with why it was not used
+  std::string timed_out_at;                // NVML did not answer by the deadline; what it was doing then
+  double timeout_s = 0;                    // the deadline that applied (0: none)
   Fact<std::string> library_file_version;  // from that file's name
   Fact<std::string> nvml_version;          // nvmlSystemGetNVMLVersion, "13.580.159.04"
   Fact<std::string> user_space_version;    // the driver part of nvml_version
@@ -121,6 +127,22 @@ struct KernelLogFacts {
   Fact<std::string> loaded_version;        // from the last "NVRM: loading ..." line
 };
 
+struct GpuClient {  // a process other than gpuwarm holding /dev/nvidiaN open
+  int pid = 0;
+  std::string comm;
+  std::vector<std::string> argv;
+  std::vector<unsigned> minors;
+};
+
+struct HostFacts {
+  Fact<unsigned> chassis_type;          // SMBIOS, /sys/class/dmi/id/chassis_type (absent in most VMs)
+  std::vector<std::string> schedulers;  // job schedulers' node daemons seen running: "slurmd (pid 812)"
+  // Who holds each GPU open. Scanned when some GPU reads persistence Disabled;
+  // otherwise missing with the reason.
+  Fact<std::vector<GpuClient>> gpu_clients;
+  unsigned unreadable_processes = 0;    // processes whose open files could not be read (not root)
+};
+
 struct ServiceFacts {
   std::string unit = "nvidia-persistenced.service";
   bool reachable = false;    // a systemd manager answered on the system bus
@@ -149,6 +171,7 @@ struct Snapshot {
   DaemonFacts daemon;
   KernelLogFacts kernel_log;
   ServiceFacts service;
+  HostFacts host;
 };
 
 }  // namespace gpuwarm

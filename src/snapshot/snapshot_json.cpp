@@ -28,7 +28,7 @@ namespace gpuwarm {
 
 // Missing keys keep their defaults: snapshots recorded by an older gpuwarm of
 // the same schema still load.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelGpu, bus_id, model, uuid, minor, excluded)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelGpu, bus_id, model, uuid, minor, excluded, runtime_d3)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceNode, path, char_device, mode)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DriverFacts, module_loaded, proc_version_line, kernel_version,
                                                 sys_module_version, open_kernel_module, kernel_gpus, device_nodes)
@@ -38,8 +38,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, n
                                                 persistence, pstate, clocks, max_clocks, app_clocks,
                                                 default_app_clocks, event_reasons_active, event_reasons_supported,
                                                 event_counters, event_counter_ids, temperature_c, power_mw,
-                                                power_limit_mw, mig_mode, compute_processes)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library_file_version, nvml_version,
+                                                power_limit_mw, mig_mode, compute_processes, display_active)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library_found_by, library_passed_over,
+                                                timed_out_at, timeout_s, library_file_version, nvml_version,
                                                 user_space_version, system_driver_version, cuda_driver_version,
                                                 init_code, init_error, init_ms, load_ms, devices_ms, shutdown_ms,
                                                 device_count, gpus)
@@ -49,12 +50,14 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApiMismatch, client, client_vers
                                                 after_module_load)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelLogFacts, source, records, mismatches,
                                                 legacy_persistence_notice, loaded_version)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuClient, pid, comm, argv, minors)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedulers, gpu_clients, unreadable_processes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, load_state,
                                                 active_state, sub_state, unit_file_state, exec_start,
                                                 stop_when_unneeded, restart, fragment_path)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwarm_version, hostname,
                                                 collected_at, root, collect_ms, stage_ms, needs_root, driver, nvml, daemon,
-                                                kernel_log, service)
+                                                kernel_log, service, host)
 
 nlohmann::json snapshot_to_json(const Snapshot& snapshot) { return snapshot; }
 

@@ -14,7 +14,7 @@ namespace gpuwarm {
 
 const std::vector<std::string> k_daemon_search_dirs = {
     "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/usr/local/nvidia/bin", "/opt/nvidia/bin",
-    "/run/current-system/sw/bin"};
+    "/run/current-system/sw/bin", "/run/nvidia/driver/usr/bin", "/opt/bin"};
 
 namespace {
 

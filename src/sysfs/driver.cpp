@@ -40,6 +40,16 @@ KernelGpu parse_gpu_information(const std::string& bus_id, const std::string& te
   return gpu;
 }
 
+Fact<std::string> parse_runtime_d3(const std::string& power_text) {
+  for (const auto& line : split_lines(power_text)) {
+    auto colon = line.find(':');
+    if (colon != std::string::npos && trim(std::string_view(line).substr(0, colon)) == "Runtime D3 status") {
+      return Fact<std::string>::known(printable(trim(std::string_view(line).substr(colon + 1))));
+    }
+  }
+  return Fact<std::string>::unknown("no Runtime D3 status line");
+}
+
 DriverFacts read_driver(const Paths& paths) {
   DriverFacts facts;
   const std::string proc_dir = paths.proc("driver/nvidia");
@@ -69,6 +79,9 @@ DriverFacts read_driver(const Paths& paths) {
     for (const auto& bus : *buses) {
       auto text = read_file(paths.proc("driver/nvidia/gpus/" + bus + "/information"), 64u << 10);
       facts.kernel_gpus.push_back(parse_gpu_information(bus, text ? *text : std::string{}));
+      auto power = read_file(paths.proc("driver/nvidia/gpus/" + bus + "/power"), 64u << 10);
+      facts.kernel_gpus.back().runtime_d3 =
+          power ? parse_runtime_d3(*power) : Fact<std::string>::unknown(paths.display(power.error().message));
     }
   }
 

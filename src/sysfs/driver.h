@@ -17,6 +17,9 @@ DriverFacts read_driver(const Paths& paths);
 // Empty when the line has none.
 std::string parse_proc_driver_version(const std::string& first_line);
 
+// The "Runtime D3 status" value of a /proc/driver/nvidia/gpus/<bus>/power file.
+Fact<std::string> parse_runtime_d3(const std::string& power_text);
+
 // Parses one /proc/driver/nvidia/gpus/<bus>/information file.
 KernelGpu parse_gpu_information(const std::string& bus_id, const std::string& text);
 

@@ -22,7 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nvml/nvml_api.h"
+#include "nvml/errors.h"
 
 using gpuwarm::nvml::Return;
 using json = nlohmann::json;
@@ -273,7 +273,7 @@ __attribute__((visibility("default"))) Return nvmlSystemGetNVMLVersion(char* out
   }
   return guarded([&] {
     Return r = forced(s.scenario, "nvmlSystemGetNVMLVersion");
-    if (r >= 0) {
+    if (r > 0) {
       return r;
     }
     return copy_string(s.scenario.value("nvml_version", std::string("13.580.159.04")), out, len);
@@ -287,7 +287,7 @@ __attribute__((visibility("default"))) Return nvmlSystemGetDriverVersion(char* o
   }
   return guarded([&] {
     Return r = forced(s.scenario, "nvmlSystemGetDriverVersion");
-    if (r >= 0) {
+    if (r > 0) {
       return r;
     }
     return copy_string(s.scenario.value("driver_version", std::string("580.159.04")), out, len);
@@ -298,7 +298,7 @@ __attribute__((visibility("default"))) Return nvmlSystemGetCudaDriverVersion_v2(
   State& s = state();
   return guarded([&] {
     Return r = forced(s.scenario, "nvmlSystemGetCudaDriverVersion_v2");
-    if (r >= 0) {
+    if (r > 0) {
       return r;
     }
     *out = s.scenario.value("cuda_driver_version", 13000);
@@ -313,7 +313,7 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetCount_v2(unsigned* co
   }
   return guarded([&] {
     Return r = forced(s.scenario, "nvmlDeviceGetCount_v2");
-    if (r >= 0) {
+    if (r > 0) {
       return r;
     }
     *count = static_cast<unsigned>(s.handles.size());
@@ -386,6 +386,10 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetMinorNumber(nvmlDevic
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetPersistenceMode(nvmlDevice_st* dev, int* out) {
   return read_value(dev, "nvmlDeviceGetPersistenceMode", "persistence", nullptr, out);
+}
+
+__attribute__((visibility("default"))) Return nvmlDeviceGetDisplayActive(nvmlDevice_st* dev, int* out) {
+  return read_value(dev, "nvmlDeviceGetDisplayActive", "display_active", nullptr, out);
 }
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetPerformanceState(nvmlDevice_st* dev, int* out) {

@@ -26,6 +26,7 @@ inline GpuFacts healthy_gpu(unsigned index) {
   g.power_limit_mw = Fact<unsigned>::known(700000);
   g.mig_mode = Fact<unsigned>::known(0);
   g.compute_processes = Fact<unsigned>::known(0);
+  g.display_active = Fact<bool>::known(false);
   return g;
 }
 
@@ -45,8 +46,9 @@ inline Snapshot healthy_snapshot() {
   s.driver.kernel_version = Fact<std::string>::known("580.159.04");
   s.driver.sys_module_version = Fact<std::string>::known("580.159.04");
   s.driver.open_kernel_module = Fact<bool>::known(true);
-  s.driver.kernel_gpus = {{"0000:06:00.0", "NVIDIA H100 80GB HBM3", "GPU-0", Fact<unsigned>::known(0), false},
-                          {"0000:07:00.0", "NVIDIA H100 80GB HBM3", "GPU-1", Fact<unsigned>::known(1), false}};
+  const auto d3 = Fact<std::string>::known("Disabled by default");
+  s.driver.kernel_gpus = {{"0000:06:00.0", "NVIDIA H100 80GB HBM3", "GPU-0", Fact<unsigned>::known(0), false, d3},
+                          {"0000:07:00.0", "NVIDIA H100 80GB HBM3", "GPU-1", Fact<unsigned>::known(1), false, d3}};
   s.nvml.library_path = Fact<std::string>::known("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.159.04");
   s.nvml.library_file_version = Fact<std::string>::known("580.159.04");
   s.nvml.nvml_version = Fact<std::string>::known("13.580.159.04");

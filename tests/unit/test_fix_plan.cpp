@@ -119,9 +119,20 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
       {"no systemd",
        [](Snapshot& s, FixInputs&) {
          s.service.reachable = false;
+         s.daemon.processes.clear();
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
        },
        FixOutcome::no_service_manager, {}},
+      {"cannot tell: refused",
+       [](Snapshot& s, FixInputs&) { s.nvml.gpus[1].persistence = Fact<bool>::unknown("UNKNOWN"); },
+       FixOutcome::refused, {}},
+      {"persistence optional (laptop): nothing to do",
+       [](Snapshot& s, FixInputs&) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         s.daemon.processes.clear();
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+       },
+       FixOutcome::nothing_to_do, {}},
       {"masked: refused",
        [](Snapshot& s, FixInputs&) { s.service.unit_file_state = Fact<std::string>::known("masked"); },
        FixOutcome::refused, {}},

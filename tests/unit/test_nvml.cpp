@@ -18,7 +18,7 @@ class FakeNvml : public ::testing::Test {
                          nvml::Depth depth = nvml::Depth::full) {
     m_tree.write("scenario.json", scenario);
     ::setenv("FAKE_NVML_SCENARIO", m_tree.path("scenario.json").c_str(), 1);
-    NvmlFacts facts = nvml::collect({library, depth});
+    NvmlFacts facts = nvml::collect({library, "/", depth});
     ::unsetenv("FAKE_NVML_SCENARIO");
     return facts;
   }

@@ -51,12 +51,26 @@ TEST(Rules, CLK002_app_clocks_pinned) {
 TEST(Rules, PM001_persistence_off) {
   const std::vector<RuleCase> cases = {
       {"all enabled", [](Snapshot&) {}, {}},
-      {"GPU 1 off", [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, {{1u}}},
-      {"all off",
+      {"GPU 1 off, the daemon does not hold it",
        [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+       },
+       {{1u}}},
+      {"all off, no daemon",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
          for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
        },
        {{0u}, {1u}}},
+      {"off, daemon's open files unreadable (not root): NVML's view stands",
+       [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root");
+       },
+       {{1u}}},
+      {"off per NVML but the daemon holds it: PM004's",
+       [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, {}},
       {"unknown is not off",
        [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("NO_PERMISSION"); }, {}},
       {"unreachable GPU is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},

@@ -34,8 +34,23 @@ TEST(Rules, DRV002_nvml_unavailable) {
          s.nvml.library_path = Fact<std::string>::known("/usr/local/cuda/targets/x86_64-linux/lib/stubs/libnvidia-ml.so");
        },
        {{k_node}}},
-      {"init NO_PERMISSION", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(4); }, {{k_node}}},
-      {"init UNKNOWN", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(999); }, {{k_node}}},
+      {"init NO_PERMISSION is access, UNK001's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(4); }, {}},
+      {"init UNKNOWN is UNK001's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(999); }, {}},
+      {"init GPU_IS_LOST is RAS, GPU001's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(15); }, {}},
+      {"init LIBRARY_NOT_FOUND: incomplete install", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(12); },
+       {{k_node}}},
+      {"NVML hung: NVML001's",
+       [](Snapshot& s) {
+         s.nvml.timed_out_at = "nvmlInit";
+         s.nvml.init_code = Fact<int>::unknown("NVML did not answer in 45 s (stuck in nvmlInit)");
+       },
+       {}},
+      {"no library but the kernel refused newer user space: DRV003's",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+         s.kernel_log.mismatches.push_back({"'nvidia-persiste' (pid 9)", "580.95.05", "580.159.04", true});
+       },
+       {}},
       {"init mismatch is DRV003's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(18); }, {}},
       {"init driver-not-loaded is DRV001's", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(9); }, {}},
   };
@@ -74,6 +89,32 @@ TEST(Rules, DRV003_driver_version_mismatch) {
        {{k_node}}},
       {"a logged mismatch alone is not a pending reboot",
        [](Snapshot& s) { s.kernel_log.mismatches.push_back({"", "570.133.07", "580.159.04", true}); }, {}},
+      {"seed case without NVML: user space unreadable, the kernel refused newer user space",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+         s.nvml.user_space_version = s.nvml.library_file_version = Fact<std::string>::unknown("not loaded");
+         s.kernel_log.mismatches.push_back({"'nvidia-persiste' (pid 9)", "580.95.05", "580.159.04", true});
+       },
+       {{k_node}}},
+      {"a mismatch logged by another module generation is ignored",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+         s.nvml.user_space_version = s.nvml.library_file_version = Fact<std::string>::unknown("not loaded");
+         s.kernel_log.mismatches.push_back({"", "575.64", "570.124.04", true});
+       },
+       {}},
+      {"a mismatch before the module loaded is ignored",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+         s.kernel_log.mismatches.push_back({"", "580.95.05", "580.159.04", false});
+       },
+       {}},
+      {"LIB_RM_VERSION_MISMATCH from nvmlDeviceGetCount",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::unknown("LIB_RM_VERSION_MISMATCH");
+         s.nvml.gpus.clear();
+       },
+       {{k_node}}},
   };
   for (const auto& c : cases) expect_rule("DRV003", c);
 }
@@ -101,6 +142,21 @@ TEST(Rules, GPU001_gpu_unreachable) {
       {"healthy node", [](Snapshot&) {}, {}},
       {"GPU 1 lost", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "GPU_IS_LOST"); }, {{1u}}},
       {"no permission is not a fault", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "NO_PERMISSION"); }, {}},
+      {"RESET_REQUIRED handle", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "RESET_REQUIRED"); }, {{0u}}},
+      {"init GPU_IS_LOST", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(15); }, {{k_node}}},
+      {"init TIMEOUT", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(10); }, {{k_node}}},
+      {"count GPU_IS_LOST",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::unknown("GPU_IS_LOST");
+         s.nvml.gpus.clear();
+       },
+       {{k_node}}},
+      {"persistence query answers GPU_IS_LOST",
+       [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::unknown("GPU_IS_LOST"); }, {{1u}}},
+      {"an optional query answers RESET_REQUIRED",
+       [](Snapshot& s) { s.nvml.gpus[0].temperature_c = Fact<int>::unknown("RESET_REQUIRED"); }, {{0u}}},
+      {"NOT_SUPPORTED anywhere is no fault",
+       [](Snapshot& s) { s.nvml.gpus[0].temperature_c = Fact<int>::unknown("NOT_SUPPORTED"); }, {}},
       {"kernel knows more GPUs than NVML",
        [](Snapshot& s) {
          s.nvml.device_count = Fact<unsigned>::known(1);

@@ -43,8 +43,54 @@ TEST(Verdict, RunbookOrder) {
        "ras", "CLK001", ExitCode::routed_elsewhere},
       {"pinned clocks", [](Snapshot& s) { s.nvml.gpus[0].app_clocks.sm = Fact<unsigned>::known(1000); },
        "pinned-clocks", "CLK002", ExitCode::routed_elsewhere},
-      {"persistence off", [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); },
+      {"persistence off",
+       [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+       },
        "action-needed", "PM001", ExitCode::action_needed},
+      {"persistence unread is never healthy",
+       [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("UNKNOWN"); }, "cannot-tell", "UNK004",
+       ExitCode::cannot_tell},
+      {"count unread while the kernel lists GPUs",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::unknown("UNKNOWN");
+         s.nvml.gpus.clear();
+       },
+       "cannot-tell", "UNK002", ExitCode::cannot_tell},
+      {"init GPU_IS_LOST is RAS, not a driver install", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(15); },
+       "ras", "GPU001", ExitCode::routed_elsewhere},
+      {"init NO_PERMISSION is cannot tell, not a driver install",
+       [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(4); }, "cannot-tell", "UNK001", ExitCode::cannot_tell},
+      {"hung NVML",
+       [](Snapshot& s) {
+         s.nvml = NvmlFacts{};
+         s.nvml.timed_out_at = "nvmlInit";
+         s.nvml.init_code = Fact<int>::unknown("NVML did not answer in 2 s");
+         s.nvml.device_count = Fact<unsigned>::unknown("NVML did not answer in 2 s");
+       },
+       "cannot-tell", "NVML001", ExitCode::cannot_tell},
+      {"seed case without NVML: reboot pending, not a reinstall",
+       [](Snapshot& s) {
+         s.nvml = NvmlFacts{};
+         s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+         s.kernel_log.mismatches.push_back({"'nvidia-persiste' (pid 9)", "580.95.05", "580.159.04", true});
+       },
+       "reboot-pending", "DRV003", ExitCode::reboot_pending},
+      {"NVML Disabled but the daemon holds it: the daemon's view wins",
+       [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, "healthy", "OK000",
+       ExitCode::healthy},
+      {"laptop with persistence off: optional, no action",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         s.daemon.processes.clear();
+         s.service.active_state = Fact<std::string>::known("failed");
+         for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
+       },
+       "persistence-optional", "PM005", ExitCode::healthy},
+      {"laptop whose daemon keeps it persistent: healthy",
+       [](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(10); }, "healthy", "OK000",
+       ExitCode::healthy},
       {"legacy flag (the H100)", [](Snapshot& s) { s.daemon.processes.clear(); }, "action-needed", "PM002",
        ExitCode::action_needed},
       {"not enabled at boot", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
@@ -65,14 +111,33 @@ TEST(Verdict, RunbookOrder) {
 TEST(Verdict, FindingsCarryTheirRuleMetadata) {
   Snapshot s = healthy_snapshot();
   s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+  s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
   s.service.reachable = false;
   Diagnosis d = diagnose(s);
-  ASSERT_EQ(d.findings.size(), 2u);
+  ASSERT_EQ(d.findings.size(), 3u);
   EXPECT_EQ(d.findings[0].rule_id, "PM001");
   EXPECT_EQ(d.findings[0].route, Route::fix);
   EXPECT_EQ(d.findings[0].gpu, std::optional<unsigned>(1));
-  EXPECT_EQ(d.findings[1].rule_id, "NOTE002");
-  EXPECT_EQ(d.findings[1].route, Route::note);
+  EXPECT_EQ(d.findings[1].rule_id, "PD005");
+  EXPECT_EQ(d.findings[2].rule_id, "NOTE002");
+  EXPECT_EQ(d.findings[2].route, Route::note);
+}
+
+TEST(Verdict, OptionalNodeDemotesTheRunbookToNotes) {
+  Snapshot s = healthy_snapshot();
+  s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+  s.daemon.processes.clear();
+  s.service.active_state = Fact<std::string>::known("failed");
+  for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
+  Diagnosis d = diagnose(s);
+  EXPECT_EQ(d.verdict.code, "persistence-optional");
+  for (const auto& f : d.findings) {
+    EXPECT_NE(f.route, Route::fix) << f.rule_id;
+    if (f.rule_id == "PD006") {
+      EXPECT_NE(f.next_step.find("Optional here"), std::string::npos);
+    }
+  }
+  EXPECT_NE(d.verdict.next_step.find("disabling it"), std::string::npos);
 }
 
 TEST(Registry, IdsAreUniqueAndEveryRuleIsFindable) {

@@ -17,9 +17,15 @@ struct CollectOptions {
   bool use_systemd = true;    // --no-systemd clears it
   bool full = true;           // every NVML fact; diagnose reads only what rules need unless --full
   bool one_shot = false;      // the process exits after this snapshot (see nvml::CollectOptions)
+  double nvml_timeout_s = 45; // --nvml-timeout: NVML (load, init, every GPU) must answer within this
 };
 
 // `services` may be null when use_systemd is false.
 Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* services);
+
+// NVML alone, on its own thread, within options.nvml_timeout_s. Past the
+// deadline every NVML fact is missing with "NVML did not answer in N s" and
+// `timed_out_at` says what NVML was doing (the thread is abandoned).
+NvmlFacts collect_nvml_with_deadline(const CollectOptions& options);
 
 }  // namespace gpuwarm

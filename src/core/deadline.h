@@ -1,0 +1,96 @@
+#pragma once
+// Runs a call that may never return (NVML blocks in the kernel when a GPU or
+// the driver hangs) on its own thread, and stops waiting for it at a deadline.
+// Such a call cannot be cancelled: past the deadline its thread is abandoned,
+// still running, and the process must then end with quick_exit-style
+// termination (see abandoned_calls()), never by running static destructors
+// under a thread that is still inside the library.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace gpuwarm {
+
+// What a long call is doing now ("nvmlInit", "GPU 3: nvmlDeviceGetPersistenceMode"),
+// so a timeout can say where it stuck. Thread-safe.
+class Progress {
+ public:
+  void set(std::string stage) {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_stage = std::move(stage);
+  }
+  std::string get() const {
+    std::lock_guard<std::mutex> lock(m_mutex);
+    return m_stage;
+  }
+
+ private:
+  mutable std::mutex m_mutex;
+  std::string m_stage;
+};
+
+// How many calls were abandoned in this process. main() ends the process with
+// _exit() when it is non-zero.
+inline std::atomic<int>& abandoned_calls() {
+  static std::atomic<int> count{0};
+  return count;
+}
+
+template <class T>
+struct DeadlineResult {
+  std::optional<T> value;  // empty when the deadline passed first
+  std::string stuck_at;    // Progress at the deadline
+};
+
+// A call started on its own thread now and waited for later, so other work
+// can overlap it. `fn(Progress&)` must own everything it uses (capture by
+// value): when abandoned it outlives the caller's stack.
+template <class T>
+class BackgroundCall {
+ public:
+  template <class Fn>
+  explicit BackgroundCall(Fn fn) : m_shared(std::make_shared<Shared>()) {
+    std::thread([shared = m_shared, fn = std::move(fn)]() mutable {
+      T value = fn(shared->progress);
+      {
+        std::lock_guard<std::mutex> lock(shared->mutex);
+        shared->value = std::move(value);
+      }
+      shared->done.notify_all();
+    }).detach();
+  }
+
+  // Waits until `deadline` at most; once it passes, the call is abandoned.
+  DeadlineResult<T> wait_until(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(m_shared->mutex);
+    if (m_shared->done.wait_until(lock, deadline, [&] { return m_shared->value.has_value(); })) {
+      return {std::move(m_shared->value), {}};
+    }
+    ++abandoned_calls();
+    return {std::nullopt, m_shared->progress.get()};
+  }
+
+ private:
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::optional<T> value;
+    Progress progress;
+  };
+  std::shared_ptr<Shared> m_shared;
+};
+
+template <class T, class Fn>
+DeadlineResult<T> run_with_deadline(std::chrono::milliseconds timeout, Fn fn) {
+  BackgroundCall<T> call(std::move(fn));
+  return call.wait_until(std::chrono::steady_clock::now() + timeout);
+}
+
+}  // namespace gpuwarm

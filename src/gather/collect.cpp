@@ -1,0 +1,155 @@
+#include "gather/collect.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "core/deadline.h"
+#include "core/host.h"
+#include "nvml/collect_nvml.h"
+#include "sysfs/daemon.h"
+#include "sysfs/driver.h"
+#include "sysfs/host.h"
+#include "sysfs/kernel_log.h"
+
+#ifndef GPUWARM_VERSION
+#define GPUWARM_VERSION "0.0.0"
+#endif
+
+namespace gpuwarm {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+BackgroundCall<NvmlFacts> start_nvml(const CollectOptions& options) {
+  nvml::CollectOptions nvml_options{options.nvml_library, options.root,
+                                    options.full ? nvml::Depth::full : nvml::Depth::decision, options.one_shot};
+  return BackgroundCall<NvmlFacts>([nvml_options](Progress& progress) mutable {
+    nvml_options.progress = &progress;
+    return nvml::collect(nvml_options);
+  });
+}
+
+NvmlFacts finish_nvml(BackgroundCall<NvmlFacts>& call, const CollectOptions& options, Clock::time_point started) {
+  auto deadline = started + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(options.nvml_timeout_s));
+  auto result = call.wait_until(deadline);
+  if (result.value) {
+    result.value->timeout_s = options.nvml_timeout_s;
+    return std::move(*result.value);
+  }
+  NvmlFacts facts;
+  facts.timeout_s = options.nvml_timeout_s;
+  facts.timed_out_at = result.stuck_at.empty() ? "loading libnvidia-ml" : result.stuck_at;
+  std::string why = fmt::format("NVML did not answer in {:g} s (stuck in {})", options.nvml_timeout_s,
+                                facts.timed_out_at);
+  for (auto* f : {&facts.library_path, &facts.library_file_version, &facts.nvml_version, &facts.user_space_version,
+                  &facts.system_driver_version}) {
+    *f = Fact<std::string>::unknown(why);
+  }
+  facts.cuda_driver_version = Fact<int>::unknown(why);
+  facts.init_code = Fact<int>::unknown(why);
+  facts.device_count = Fact<unsigned>::unknown(why);
+  return facts;
+}
+
+}  // namespace
+
+NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
+  auto started = Clock::now();
+  auto call = start_nvml(options);
+  return finish_nvml(call, options, started);
+}
+
+
+Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* services) {
+  auto start = std::chrono::steady_clock::now();
+  Paths paths(options.root);
+  Snapshot snap;
+  snap.gpuwarm_version = GPUWARM_VERSION;
+  snap.hostname = host_name();
+  snap.collected_at = utc_now_iso8601();
+  snap.root = ::geteuid() == 0;
+
+  auto timed = [&snap](const char* stage, auto&& fn) {
+    auto t = Clock::now();
+    fn();
+    snap.stage_ms[stage] = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+
+  // NVML init and the first handle dominate; the OS reads overlap with them.
+  auto nvml_started = Clock::now();
+  auto nvml_call = start_nvml(options);
+
+  timed("driver", [&] { snap.driver = read_driver(paths); });
+  const char* path_env = std::getenv("PATH");
+  timed("daemon", [&] { snap.daemon = read_daemon(paths, path_env != nullptr ? path_env : ""); });
+  timed("kernel_log", [&] { snap.kernel_log = read_kernel_log(paths, options.kernel_log); });
+
+  if (options.use_systemd && services != nullptr) {
+    timed("service", [&] { snap.service = services->unit_status(snap.service.unit); });
+  } else {
+    snap.service.unreachable = "--no-systemd: service manager not asked";
+    for (auto* f : {&snap.service.load_state, &snap.service.active_state, &snap.service.sub_state,
+                    &snap.service.unit_file_state, &snap.service.restart, &snap.service.fragment_path}) {
+      *f = Fact<std::string>::unknown(snap.service.unreachable);
+    }
+    snap.service.exec_start = Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
+    snap.service.stop_when_unneeded = Fact<bool>::unknown(snap.service.unreachable);
+  }
+
+  timed("host", [&] {
+    snap.host.chassis_type = read_chassis_type(paths);
+    snap.host.schedulers = find_schedulers(paths);
+  });
+
+  snap.nvml = finish_nvml(nvml_call, options, nvml_started);
+  snap.stage_ms["nvml"] = std::chrono::duration<double, std::milli>(Clock::now() - nvml_started).count();
+
+  // Who else keeps GPUs initialized matters only where persistence is off:
+  // then it masks the problem. Scanning every process's fds costs, so only then.
+  bool any_disabled = false;
+  for (const auto& gpu : snap.nvml.gpus) {
+    any_disabled = any_disabled || gpu.persistence.is(false);
+  }
+  if (any_disabled) {
+    timed("gpu_clients", [&] {
+      std::vector<int> skip;
+      if (paths.is_live()) {
+        skip.push_back(static_cast<int>(::getpid()));
+      }
+      for (const auto& p : snap.daemon.processes) {
+        skip.push_back(p.pid);
+      }
+      ClientScan scan = scan_gpu_clients(paths, skip);
+      snap.host.gpu_clients = Fact<std::vector<GpuClient>>::known(std::move(scan.clients));
+      snap.host.unreadable_processes = scan.unreadable;
+    });
+    if (snap.host.unreadable_processes > 0) {
+      snap.needs_root.push_back(std::to_string(snap.host.unreadable_processes) +
+                                " processes' open files: which other clients keep GPUs initialized not fully checked");
+    }
+  } else {
+    snap.host.gpu_clients =
+        Fact<std::vector<GpuClient>>::unknown("not scanned: no GPU reads persistence Disabled");
+  }
+
+  if (!snap.kernel_log.source.has() && snap.kernel_log.source.missing.rfind("needs root", 0) == 0) {
+    snap.needs_root.push_back("kernel log (/dev/kmsg): mismatch and legacy-flag lines not checked");
+  }
+  for (const auto& proc : snap.daemon.processes) {
+    if (!proc.held_minors.has() && proc.held_minors.missing == "needs root") {
+      snap.needs_root.push_back("open files of nvidia-persistenced (pid " + std::to_string(proc.pid) +
+                                "): which GPUs it holds not checked");
+    }
+  }
+
+  snap.collect_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return snap;
+}
+
+}  // namespace gpuwarm

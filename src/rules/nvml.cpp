@@ -1,0 +1,130 @@
+// NVML's answers by meaning (nvml/errors.h): a GPU fault anywhere is RAS, and
+// a fact the verdict needs that could not be read leaves it "cannot tell".
+// Never healthy on an unknown.
+
+#include <fmt/format.h>
+
+#include "rules/checks.h"
+#include "rules/helpers.h"
+
+namespace gpuwarm::checks {
+
+namespace {
+
+using nvml::Effect;
+using nvml::Entry;
+
+constexpr const char* k_retry_step =
+    "gpuwarm cannot tell whether persistence is right here. Look for the cause in the kernel log "
+    "(`dmesg | grep -E 'NVRM|Xid'`), check that `nvidia-smi` answers, then diagnose again.";
+
+std::string access_step() {
+  return "A permissions problem, not a driver install: run gpuwarm as root, or check the modes of /dev/nvidia* "
+         "(NVreg_DeviceFileMode, NVreg_DeviceFileUID/GID) and any cgroup device rules, then diagnose again.";
+}
+
+bool is_access(const std::string& reason) {
+  auto m = nvml::meaning_of_reason(reason);
+  return m == nvml::Meaning::permission;
+}
+
+}  // namespace
+
+std::vector<Finding> nvml_timeout(const Snapshot& s) {
+  if (s.nvml.timed_out_at.empty()) {
+    return {};
+  }
+  Finding f;
+  f.message = fmt::format("NVML did not answer in {:g} s (stuck in {}): no GPU fact could be read",
+                          s.nvml.timeout_s, s.nvml.timed_out_at);
+  f.next_step =
+      "A hung NVML usually means a GPU or the driver is stuck. Check the kernel log for Xid errors and hung tasks "
+      "(`dmesg | grep -E 'NVRM|Xid|blocked for more than'`) and whether `nvidia-smi` hangs too; follow the RAS "
+      "runbook if it does. A long cold start on many GPUs can also need a longer --nvml-timeout.";
+  f.evidence.push_back(fmt::format("deadline {:g} s (--nvml-timeout)", s.nvml.timeout_s));
+  f.evidence.push_back("NVML was in: " + s.nvml.timed_out_at);
+  return {f};
+}
+
+std::vector<Finding> nvml_init_unknown(const Snapshot& s) {
+  if (!s.driver.module_loaded || !s.nvml.init_code.has()) {
+    return {};
+  }
+  const nvml::Meaning meaning = nvml::meaning_of(*s.nvml.init_code);
+  if (nvml::effect(Entry::init, meaning) != Effect::cannot_tell) {
+    return {};
+  }
+  Finding f;
+  f.evidence.push_back(nvml_evidence("nvmlInit", s.nvml.init_error));
+  if (meaning == nvml::Meaning::permission) {
+    f.message = fmt::format("NVML refused access ({}): no GPU fact could be read", s.nvml.init_error);
+    f.next_step = access_step();
+    for (const auto& node : s.driver.device_nodes) {
+      if (node.path == "/dev/nvidiactl" || node.path.find_first_of("0123456789") != std::string::npos) {
+        f.evidence.push_back(fmt::format("{} mode {:04o}", node.path, node.mode));
+      }
+    }
+  } else {
+    f.message = fmt::format("NVML could not initialize ({}): no GPU fact could be read", s.nvml.init_error);
+    f.next_step = k_retry_step;
+  }
+  return {f};
+}
+
+std::vector<Finding> gpu_count_unread(const Snapshot& s) {
+  if (!s.driver.module_loaded || !s.nvml.init_code.is(nvml::ret::success) || s.nvml.device_count.has()) {
+    return {};
+  }
+  if (effect_of(Entry::count, s.nvml.device_count.missing) != Effect::cannot_tell) {
+    return {};
+  }
+  Finding f;
+  std::size_t kernel_gpus = s.driver.kernel_gpus.size();
+  f.message = fmt::format("NVML could not count the GPUs ({}) while the kernel lists {}", s.nvml.device_count.missing,
+                          kernel_gpus);
+  f.next_step = is_access(s.nvml.device_count.missing) ? access_step() : k_retry_step;
+  f.evidence.push_back(nvml_evidence("nvmlDeviceGetCount", s.nvml.device_count.missing));
+  return {f};
+}
+
+std::vector<Finding> gpu_handle_unread(const Snapshot& s) {
+  std::vector<Finding> out;
+  for (const auto& gpu : s.nvml.gpus) {
+    if (gpu.handle_error.empty() || effect_of(Entry::handle, gpu.handle_error) != Effect::cannot_tell) {
+      continue;
+    }
+    Finding f;
+    f.gpu = gpu.index;
+    f.message = fmt::format("GPU {}: NVML could not open it ({}), so nothing about it is known", gpu.index,
+                            gpu.handle_error);
+    f.next_step = is_access(gpu.handle_error) ? access_step() : k_retry_step;
+    f.evidence.push_back(nvml_evidence("nvmlDeviceGetHandleByIndex", gpu.handle_error));
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<Finding> gpu_fact_unread(const Snapshot& s) {
+  std::vector<Finding> out;
+  for (const GpuFacts* gpu : reachable_gpus(s)) {
+    Finding f;
+    for (const auto& q : gpu_queries(*gpu)) {
+      if (q.missing != nullptr && effect_of(q.entry, *q.missing) == Effect::cannot_tell) {
+        f.evidence.push_back(fmt::format("{}: {}", q.fact, nvml_evidence(q.query, *q.missing)));
+        if (f.next_step.empty() || is_access(*q.missing)) {
+          f.next_step = is_access(*q.missing) ? access_step() : k_retry_step;
+        }
+      }
+    }
+    if (f.evidence.empty()) {
+      continue;
+    }
+    f.gpu = gpu->index;
+    f.message = fmt::format("{}: {} the verdict needs could not be read", gpu_label(*gpu),
+                            f.evidence.size() == 1 ? "a fact" : "facts");
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace gpuwarm::checks

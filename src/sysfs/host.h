@@ -1,0 +1,28 @@
+#pragma once
+// What kind of node this is and who uses its GPUs: the SMBIOS chassis, job
+// schedulers' node daemons, and every process holding /dev/nvidiaN open.
+
+#include <string>
+#include <vector>
+
+#include "core/paths.h"
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+// /sys/class/dmi/id/chassis_type (SMBIOS; most VMs have none).
+Fact<unsigned> read_chassis_type(const Paths& paths);
+
+// Node daemons of job schedulers (slurmd, kubelet, ...) running now, as "name (pid N)".
+std::vector<std::string> find_schedulers(const Paths& paths);
+
+struct ClientScan {
+  std::vector<GpuClient> clients;
+  unsigned unreadable = 0;  // processes whose fd directory could not be read
+};
+
+// Processes holding /dev/nvidiaN, except `skip` (gpuwarm itself, the daemon,
+// whose view is reported apart). Reading other users' fds needs root.
+ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip);
+
+}  // namespace gpuwarm

@@ -1,0 +1,184 @@
+// "Unknown is never healthy": NVML's answers by meaning, the cannot-tell
+// rules, and what masks or contradicts a persistence reading.
+
+#include "nvml/errors.h"
+#include "rule_case.h"
+
+namespace gpuwarm::test {
+namespace {
+
+TEST(Rules, NVML001_nvml_timeout) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"init never returned",
+       [](Snapshot& s) {
+         s.nvml.timed_out_at = "nvmlInit";
+         s.nvml.timeout_s = 2;
+       },
+       {{k_node}}},
+  };
+  for (const auto& c : cases) expect_rule("NVML001", c);
+}
+
+TEST(Rules, UNK001_nvml_init_unknown) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"NO_PERMISSION", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(4); }, {{k_node}}},
+      {"OPERATING_SYSTEM (cgroups)", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(17); }, {{k_node}}},
+      {"UNKNOWN", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(999); }, {{k_node}}},
+      {"an undocumented code", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(77); }, {{k_node}}},
+      {"GPU_IS_LOST is RAS", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(15); }, {}},
+      {"DRIVER_NOT_LOADED is a driver install", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(9); }, {}},
+      {"no module: DRV001 says it",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.nvml.init_code = Fact<int>::known(4);
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK001", c);
+}
+
+TEST(Rules, UNK002_gpu_count_unread) {
+  auto count_fails = [](const char* why) {
+    return [why](Snapshot& s) {
+      s.nvml.device_count = Fact<unsigned>::unknown(why);
+      s.nvml.gpus.clear();
+    };
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"UNKNOWN", count_fails("UNKNOWN"), {{k_node}}},
+      {"NO_PERMISSION", count_fails("NO_PERMISSION"), {{k_node}}},
+      {"NOT_SUPPORTED", count_fails("NOT_SUPPORTED"), {{k_node}}},
+      {"GPU_IS_LOST is GPU001's", count_fails("GPU_IS_LOST"), {}},
+      {"init failed first: not asked",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::known(4);
+         s.nvml.device_count = Fact<unsigned>::unknown("nvmlInit failed: NO_PERMISSION");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK002", c);
+}
+
+TEST(Rules, UNK003_gpu_handle_unread) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"NO_PERMISSION on GPU 1", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "NO_PERMISSION"); }, {{1u}}},
+      {"UNKNOWN on GPU 0", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "UNKNOWN"); }, {{0u}}},
+      {"GPU_IS_LOST is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK003", c);
+}
+
+TEST(Rules, UNK004_gpu_fact_unread) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"persistence UNKNOWN", [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("UNKNOWN"); },
+       {{0u}}},
+      {"persistence NOT_SUPPORTED: still cannot tell",
+       [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::unknown("NOT_SUPPORTED"); }, {{1u}}},
+      {"persistence symbol absent",
+       [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::unknown(nvml::k_reason_symbol_absent); },
+       {{1u}}},
+      {"event reasons NO_PERMISSION",
+       [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::unknown("NO_PERMISSION"); },
+       {{0u}}},
+      {"event reasons NOT_SUPPORTED: the GPU has none, an answer",
+       [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::unknown("NOT_SUPPORTED"); },
+       {}},
+      {"application clock UNKNOWN",
+       [](Snapshot& s) { s.nvml.gpus[1].app_clocks.sm = Fact<unsigned>::unknown("UNKNOWN"); }, {{1u}}},
+      {"temperature UNKNOWN decides nothing",
+       [](Snapshot& s) { s.nvml.gpus[0].temperature_c = Fact<int>::unknown("UNKNOWN"); }, {}},
+      {"persistence GPU_IS_LOST is GPU001's",
+       [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("GPU_IS_LOST"); }, {}},
+      {"not read at decision depth is no unknown",
+       [](Snapshot& s) { s.nvml.gpus[0].temperature_c = Fact<int>::unknown(nvml::k_reason_not_read); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK004", c);
+}
+
+GpuClient client(int pid, const char* comm, std::vector<unsigned> minors) {
+  return {pid, comm, {std::string("/usr/bin/") + comm}, std::move(minors)};
+}
+
+TEST(Rules, PM003_persistence_masked) {
+  auto off_held_by = [](std::vector<GpuClient> clients) {
+    return [clients](Snapshot& s) {
+      s.daemon.processes.clear();
+      for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
+      s.host.gpu_clients = Fact<std::vector<GpuClient>>::known(clients);
+    };
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"nv-hostengine holds both", off_held_by({client(77, "nv-hostengine", {0, 1})}), {{0u}, {1u}}},
+      {"an exporter holds GPU 1 only", off_held_by({client(88, "nvidia_gpu_expo", {1})}), {{1u}}},
+      {"nobody holds them", off_held_by({}), {}},
+      {"not scanned",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+         s.host.gpu_clients = Fact<std::vector<GpuClient>>::unknown("not scanned");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PM003", c);
+}
+
+TEST(Rules, PM004_persistence_views_disagree) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"NVML Disabled, daemon holds it (GB200)",
+       [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::known(false); }, {{0u}}},
+      {"NVML Disabled, daemon does not hold it: PM001's",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({1});
+       },
+       {}},
+      {"daemon's files unreadable: no daemon view to compare",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PM004", c);
+}
+
+TEST(Rules, PM005_persistence_optional) {
+  auto laptop = [](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(10); };
+  const std::vector<RuleCase> cases = {
+      {"server (no chassis, no RTD3)", [](Snapshot&) {}, {}},
+      {"notebook chassis", laptop, {{k_node}}},
+      {"runtime D3 enabled",
+       [](Snapshot& s) { s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)"); },
+       {{k_node}}},
+      {"desktop driving a display",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(3);
+         s.nvml.gpus[0].display_active = Fact<bool>::known(true);
+       },
+       {{k_node}}},
+      {"a display attached to a rack server is no workstation",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(23);
+         s.nvml.gpus[0].display_active = Fact<bool>::known(true);
+       },
+       {}},
+      {"desktop without a display", [](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(3); }, {}},
+      {"laptop running slurmd: jobs count",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         s.host.schedulers = {"slurmd (pid 5)"};
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PM005", c);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
