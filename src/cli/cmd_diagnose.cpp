@@ -7,6 +7,7 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "core/exit_codes.h"
+#include "nvml/errors.h"
 #include "output/diagnosis_output.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
@@ -35,6 +36,30 @@ int list_rules(bool json) {
   for (const auto& r : rules()) {
     std::cout << fmt::format("{:<8} {:<28} {:<15} {}\n", r.id, r.name, to_string(r.route), r.summary);
   }
+  // The one table every NVML answer is routed by (nvml/errors.h).
+  std::cout << "\nNVML return codes, by meaning, and the verdict each gives where it is returned\n"
+               "(needed: persistence mode; conditional: event reasons, SM application clocks, minor;\n"
+               "optional: every other query, shown with its reason, deciding nothing):\n\n";
+  using nvml::Entry;
+  constexpr Entry k_entries[] = {Entry::init, Entry::count, Entry::handle, Entry::needed, Entry::conditional,
+                                 Entry::optional};
+  auto print_row = [](std::string row) {
+    row.erase(row.find_last_not_of(' ') + 1);
+    std::cout << row << "\n";
+  };
+  std::string header = fmt::format("{:>4} {:<26} {:<18}", "CODE", "NAME", "MEANING");
+  for (Entry e : k_entries) {
+    header += fmt::format(" {:<15}", nvml::to_string(e));
+  }
+  print_row(header);
+  for (const auto& info : nvml::return_table()) {
+    std::string row = fmt::format("{:>4} {:<26} {:<18}", info.code, info.name, nvml::to_string(info.meaning));
+    for (Entry e : k_entries) {
+      row += fmt::format(" {:<15}", nvml::to_string(nvml::effect(e, info.meaning)));
+    }
+    print_row(row);
+  }
+  std::cout << "   *  any other number        other             (as other)\n";
   return 0;
 }
 

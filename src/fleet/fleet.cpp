@@ -162,7 +162,7 @@ Result<ReportKind> kind_of(element doc) {
     if (kind == "gpuwarm-fix") return ReportKind::fix;
     if (kind == "gpuwarm-verify") return ReportKind::verify;
     if (kind == "gpuwarm-probe") return ReportKind::probe;
-    if (kind == "watch") return fail("a `gpuwarm watch` run, not a node report");
+    if (kind == "watch" || kind == "gpuwarm-watch") return fail("a `gpuwarm watch` run, not a node report");
     return fail(fmt::format("unknown report kind \"{}\"", kind));
   }
   if (has_field(doc, "verdict") && has_field(doc, "findings")) return ReportKind::diagnosis;

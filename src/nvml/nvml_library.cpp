@@ -152,7 +152,12 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     void* h = ::dlopen(candidate.path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (h == nullptr) {
       const char* why = ::dlerror();
-      passed_over.push_back(why != nullptr ? printable(why) : candidate.path + ": cannot open");
+      std::string text = why != nullptr ? printable(why) : candidate.path + ": cannot open";
+      if (!explicit_path && !absolute && text.find("No such file or directory") != std::string::npos) {
+        ++absent;  // not on the loader path: the usual case off a driver install
+      } else {
+        passed_over.push_back(std::move(text));
+      }
       continue;
     }
     if (is_stub(loaded_file(h, candidate.path)) && !explicit_path) {
@@ -188,7 +193,7 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     Paths paths(search.root);
     return fail(std::string(k_soname) + " not found " +
                 (paths.is_live() ? "on the loader path or in " : "under " + search.root + " in ") +
-                std::to_string(absent) + " known driver locations (use --nvml PATH)" + tried);
+                std::to_string(std::size(k_known_dirs)) + " known driver locations (use --nvml PATH)" + tried);
   }
 
   std::unique_ptr<Library> lib(new Library());

@@ -71,6 +71,25 @@ std::string driver_line(const Snapshot& s) {
                      user.empty() ? "unknown" : user, init);
 }
 
+std::string nvml_line(const Snapshot& s) {
+  if (!s.nvml.timed_out_at.empty()) {
+    return fmt::format("did not answer in {:g} s (stuck in {})", s.nvml.timeout_s, s.nvml.timed_out_at);
+  }
+  if (!s.nvml.library_path.has()) {
+    constexpr std::string_view prefix = "NVML library not loaded: ";
+    std::string_view why = s.nvml.library_path.missing;
+    if (why.substr(0, prefix.size()) == prefix) {
+      why.remove_prefix(prefix.size());
+    }
+    return "not loaded: " + std::string(why);
+  }
+  std::string out = *s.nvml.library_path;
+  if (!s.nvml.library_found_by.empty()) {
+    out += " (" + s.nvml.library_found_by + ")";
+  }
+  return out;
+}
+
 std::string daemon_line(const Snapshot& s) {
   std::string binary = s.daemon.binary.has() ? *s.daemon.binary : "not installed";
   if (s.daemon.processes.empty()) {
@@ -135,7 +154,7 @@ std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const S
       }
       std::string persistence = gpu.persistence.has() ? (*gpu.persistence ? style.green("Enabled")
                                                                            : style.yellow("Disabled"))
-                                                      : "unknown";
+                                                      : style.red("unknown (" + gpu.persistence.missing + ")");
       table.add_row({std::to_string(gpu.index), or_dash(gpu.name), or_dash(gpu.pci_bus_id), persistence,
                      gpu.pstate.has() ? fmt::format("P{}", *gpu.pstate) : "-",
                      clock_pair(gpu.clocks.sm, gpu.max_clocks.sm), clock_pair(gpu.clocks.mem, gpu.max_clocks.mem),
@@ -150,6 +169,7 @@ std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const S
   }
 
   TextTable facts({style.dim("Driver"), driver_line(s)});
+  facts.add_row({style.dim("NVML"), nvml_line(s)});
   facts.add_row({style.dim("Daemon"), daemon_line(s)});
   facts.add_row({style.dim("Service"), service_line(s)});
   facts.add_row({style.dim("Kernel log"), kernel_log_line(s)});
@@ -189,6 +209,18 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
       g["event_reasons_active"] =
           gpu.event_reasons_active.has() ? json(clock_reason_names(*gpu.event_reasons_active)) : json(nullptr);
       g["held_by_daemon"] = held_by_daemon(s, gpu);
+      // Every fact that could not be read, with NVML's reason and what it means.
+      json unread = json::array();
+      for (const auto& q : gpu_queries(gpu)) {
+        if (q.missing != nullptr && *q.missing != nvml::k_reason_not_read) {
+          unread.push_back({{"fact", q.fact},
+                            {"query", q.query},
+                            {"reason", *q.missing},
+                            {"meaning", nvml::to_string(nvml::meaning_of_reason(*q.missing))},
+                            {"effect", nvml::to_string(effect_of(q.entry, *q.missing))}});
+        }
+      }
+      g["unread"] = std::move(unread);
     }
     json ids = json::array();
     for (const auto& f : d.findings) {
@@ -227,7 +259,10 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
            {{"kernel_module", kernel_module_version(s)},
             {"user_space", user_space_version(s)},
             {"nvml_init", s.nvml.init_code.has() ? json(s.nvml.init_error) : json(nullptr)},
-            {"nvml_init_ms", s.nvml.init_ms}}},
+            {"nvml_init_ms", s.nvml.init_ms},
+            {"nvml_library", s.nvml.library_path.has() ? json(*s.nvml.library_path) : json(nullptr)},
+            {"nvml_found_by", s.nvml.library_found_by},
+            {"nvml_timed_out_at", s.nvml.timed_out_at.empty() ? json(nullptr) : json(s.nvml.timed_out_at)}}},
           {"gpus", gpus},
           {"findings", findings},
           {"needs_root", s.needs_root},

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/report_kind.h"
 #include "output/table.h"
 
 namespace gpuwarm {
@@ -73,7 +74,14 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
 }
 
 Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
-  if (!j.is_object() || j.value("kind", "") != "gpuwarm-probe") {
+  if (!j.is_object()) {
+    return fail("not a gpuwarm probe result (save one with `gpuwarm probe --save`)");
+  }
+  if (j.contains("kind") && j.at("kind").is_string() && j.at("kind") != "gpuwarm-probe") {
+    return fail("this is " + describe_report_kind(j.at("kind").get<std::string>()) +
+                ", not a probe result (save one with `gpuwarm probe --save`)");
+  }
+  if (j.value("kind", "") != "gpuwarm-probe") {
     return fail("not a gpuwarm probe result (save one with `gpuwarm probe --save`)");
   }
   if (j.value("schema_version", 0) != k_probe_schema_version) {

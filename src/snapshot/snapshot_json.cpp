@@ -1,6 +1,7 @@
 #include "snapshot/snapshot_json.h"
 
 #include "core/fs.h"
+#include "core/report_kind.h"
 
 namespace nlohmann {
 template <class T>
@@ -59,14 +60,30 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwar
                                                 collected_at, root, collect_ms, stage_ms, needs_root, driver, nvml, daemon,
                                                 kernel_log, service, host)
 
-nlohmann::json snapshot_to_json(const Snapshot& snapshot) { return snapshot; }
+nlohmann::json snapshot_to_json(const Snapshot& snapshot) {
+  nlohmann::json j = snapshot;
+  j["kind"] = "gpuwarm-snapshot";
+  return j;
+}
 
 Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
   if (!j.is_object()) {
     return fail("not a gpuwarm snapshot: the top level is not a JSON object");
   }
-  // `diagnose --json` output embeds the snapshot; accept it too.
-  const nlohmann::json& body = j.contains("snapshot") && j.at("snapshot").is_object() ? j.at("snapshot") : j;
+  // A snapshot, or `diagnose --json` output (which embeds one). Other reports
+  // embed snapshots too (fix, verify) but are refused: they are not a node's
+  // state at one moment, and reading them as one silently diagnoses nonsense.
+  const bool has_kind = j.contains("kind") && j.at("kind").is_string();
+  const std::string kind = has_kind ? j.at("kind").get<std::string>() : "";
+  const bool embedded = j.contains("snapshot") && j.at("snapshot").is_object();
+  if (has_kind && kind != "gpuwarm-snapshot" && kind != "gpuwarm-diagnosis") {
+    return fail("this is " + describe_report_kind(kind) +
+                ", not a snapshot: give `gpuwarm snapshot` or `gpuwarm diagnose --json` output");
+  }
+  if (kind == "gpuwarm-diagnosis" && !embedded) {
+    return fail("`gpuwarm diagnose --json` output without its \"snapshot\": cannot diagnose it again");
+  }
+  const nlohmann::json& body = embedded ? j.at("snapshot") : j;
   if (!body.contains("schema_version")) {
     return fail("not a gpuwarm snapshot: no schema_version (record one with `gpuwarm snapshot --json`)");
   }
@@ -74,6 +91,10 @@ Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
       body.at("schema_version").get<int>() != k_snapshot_schema_version) {
     return fail("snapshot schema_version " + body.at("schema_version").dump() + " is not supported (this gpuwarm reads " +
                 std::to_string(k_snapshot_schema_version) + ")");
+  }
+  if (!has_kind && !embedded && !j.contains("driver") && !j.contains("nvml")) {
+    return fail("not a gpuwarm snapshot: no \"kind\", and no driver or nvml facts (record one with "
+                "`gpuwarm snapshot`)");
   }
   try {
     return body.get<Snapshot>();

@@ -2,6 +2,7 @@
 // them. The samples round-trip (run_from_json), so a run recorded on one node
 // is summarized the same anywhere (`gpuwarm watch --replay FILE`).
 
+#include "core/report_kind.h"
 #include "snapshot/clock_reasons.h"
 #include "watch/watch.h"
 
@@ -125,7 +126,7 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
     per_gpu.push_back(gpu_summary_json(g));
   }
   return {{"schema_version", k_schema_version},
-          {"kind", "watch"},
+          {"kind", "gpuwarm-watch"},
           {"hostname", run.hostname},
           {"taken_at", run.taken_at},
           {"mode", run.mode == nvml::SampleMode::held ? "held" : "detached"},
@@ -148,8 +149,11 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
 
 Result<WatchRun> run_from_json(const json& j) {
   try {
-    if (j.value("kind", "") != "watch") {
-      return fail("not a gpuwarm watch run (\"kind\" is not \"watch\")");
+    // "watch" is what gpuwarm 0.1 wrote.
+    const std::string kind = j.is_object() && j.contains("kind") && j.at("kind").is_string() ? j.at("kind").get<std::string>() : "";
+    if (kind != "gpuwarm-watch" && kind != "watch") {
+      return fail(kind.empty() ? std::string("not a gpuwarm watch run (no \"kind\")")
+                               : "this is " + describe_report_kind(kind) + ", not a gpuwarm watch run (`gpuwarm watch --json`)");
     }
     if (j.at("schema_version").get<int>() != k_schema_version) {
       return fail("unsupported watch schema_version " + j.at("schema_version").dump());

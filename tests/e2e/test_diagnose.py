@@ -221,8 +221,13 @@ class BadInput(unittest.TestCase):
     def test_list_rules(self):
         r = h.run(["diagnose", "--list-rules", "--json"])
         ids = [x["id"] for x in json.loads(r.stdout)]
-        self.assertEqual(ids[:3], ["DRV001", "DRV002", "DRV003"])
-        self.assertIn("PM002", ids)
+        self.assertEqual(ids[:4], ["DRV001", "NVML001", "DRV002", "DRV003"])
+        for rule in ("PM002", "UNK001", "UNK004", "PM003", "PM004", "PM005"):
+            self.assertIn(rule, ids)
+        text = h.run(["diagnose", "--list-rules"]).stdout
+        # The NVML return-code table: GPU_IS_LOST at init is RAS, NO_PERMISSION cannot tell.
+        self.assertRegex(text, r"15 GPU_IS_LOST\s+gpu-fault\s+ras ")
+        self.assertRegex(text, r" 4 NO_PERMISSION\s+permission\s+cannot-tell ")
 
 
 class NonRoot(unittest.TestCase):

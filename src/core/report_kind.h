@@ -1,0 +1,21 @@
+#pragma once
+// Every saved gpuwarm report says what it is in "kind". A command that reads
+// a saved report names what it got when it is the wrong one.
+
+#include <string>
+#include <string_view>
+
+namespace gpuwarm {
+
+inline std::string describe_report_kind(std::string_view kind) {
+  if (kind == "gpuwarm-snapshot") return "a `gpuwarm snapshot` record";
+  if (kind == "gpuwarm-diagnosis") return "`gpuwarm diagnose --json` output";
+  if (kind == "gpuwarm-fix") return "a `gpuwarm fix --json` report";
+  if (kind == "gpuwarm-verify") return "a `gpuwarm verify --json` report";
+  if (kind == "gpuwarm-probe") return "a `gpuwarm probe --json` result";
+  if (kind == "gpuwarm-watch" || kind == "watch") return "a `gpuwarm watch --json` run";
+  if (kind == "gpuwarm-fleet-summary") return "a `gpuwarm fleet-summary --json` table";
+  return "a report of kind \"" + std::string(kind) + "\"";
+}
+
+}  // namespace gpuwarm
