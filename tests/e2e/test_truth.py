@@ -1,0 +1,278 @@
+"""Unknown is never healthy, and the right verdict wherever the driver lives:
+one fake node per case, through the real binary. NixOS, GPU Operator and
+cloud-image layouts found without --nvml; a hung nvmlInit; a client masking
+persistence off; a laptop with runtime D3; NVML and the daemon disagreeing;
+the seed's mismatch with no readable user space; reports of the wrong kind."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+VERSION = "580.159.04"
+SEED_MISMATCH = ["NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build",
+                 "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+                 "NVRM: has the version 580.95.05, but this kernel module has",
+                 "NVRM: the version 580.159.04.  Please make sure that this",
+                 "NVRM: kernel module and all NVIDIA driver components",
+                 "NVRM: have the same version."]
+
+
+def install_fake_nvml(root, libdir):
+    """The fake libnvidia-ml as a driver package lays it out, under root + libdir."""
+    real = f"libnvidia-ml.so.{VERSION}"
+    root.write(os.path.join(libdir, real), open(os.path.join(h.FAKE_NVML_DIR, real), "rb").read(), 0o755)
+    os.symlink(real, root.p(os.path.join(libdir, "libnvidia-ml.so.1")))
+
+
+class Node(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp)
+
+    def scenario_file(self, obj):
+        path = os.path.join(self.tmp, "scenario.json")
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        return path
+
+    def run_raw(self, args, scenario_obj=None, timeout=60):
+        """gpuwarm with no --nvml: the binary finds NVML itself."""
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+        env["NO_COLOR"] = "1"
+        if scenario_obj is not None:
+            env["FAKE_NVML_SCENARIO"] = self.scenario_file(scenario_obj)
+        return subprocess.run([h.BIN, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+    def diagnose(self, *extra, scenario_obj=None, nvml=True):
+        args = ["diagnose", "--json", "--no-systemd", "--root", self.root.path, *extra]
+        if nvml:
+            args += ["--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
+        r = self.run_raw(args, scenario_obj)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r.returncode, json.loads(r.stdout)
+
+
+class DriverLocations(Node):
+    """NVML found under --root where each layout puts it, with no --nvml."""
+
+    def check_found(self, libdir, layout):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        install_fake_nvml(self.root, libdir)
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]), nvml=False)
+        self.assertEqual(rc, 0, d["findings"])
+        self.assertEqual(d["verdict"]["code"], "healthy")
+        nvml = d["snapshot"]["nvml"]
+        self.assertEqual(nvml["library_path"], self.root.p(os.path.join(libdir, f"libnvidia-ml.so.{VERSION}")))
+        self.assertIn(layout, nvml["library_found_by"])
+        self.assertIn(libdir, d["driver"]["nvml_found_by"])
+
+    def test_nixos(self):
+        self.check_found("/run/opengl-driver/lib", "NixOS")
+
+    def test_gpu_operator_driver_root(self):
+        self.check_found("/run/nvidia/driver/usr/lib/x86_64-linux-gnu", "GPU Operator")
+
+    def test_cloud_image(self):
+        self.check_found("/usr/local/nvidia/lib64", "cloud-image")
+
+    def test_none_found_says_where_it_looked(self):
+        self.root.driver().daemon_binary().kmsg()
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False)
+        self.assertEqual(rc, 5)
+        self.assertEqual(d["verdict"]["rule_id"], "DRV002")
+        self.assertIn("known driver locations", d["findings"][0]["evidence"][0])
+
+    def test_guard_finds_the_roots_nvml(self):
+        self.root.driver(VERSION).kmsg()
+        install_fake_nvml(self.root, "/run/opengl-driver/lib")
+        self.root.write("/run/current-system/sw/bin/nvidia-persistenced",
+                        f"#!/bin/sh\necho 'nvidia-persistenced:  version {VERSION}'\n", 0o755)
+        open(self.root.p(f"/run/opengl-driver/lib/libnvidia-cfg.so.{VERSION}"), "w").close()
+        os.symlink(f"libnvidia-cfg.so.{VERSION}", self.root.p("/run/opengl-driver/lib/libnvidia-cfg.so.1"))
+        r = self.run_raw(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"libnvidia-ml {VERSION}", r.stdout)
+
+
+class CannotTell(Node):
+    def test_hung_init_ends_with_a_finding(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        start = time.monotonic()
+        rc, d = self.diagnose("--nvml-timeout", "1",
+                              scenario_obj=h.scenario([h.gpu(0)], init={"delay_ms": 20000}))
+        elapsed = time.monotonic() - start
+        self.assertLess(elapsed, 10)
+        self.assertEqual(rc, 9)
+        self.assertEqual((d["verdict"]["code"], d["verdict"]["rule_id"]), ("cannot-tell", "NVML001"))
+        self.assertIn("did not answer in 1 s", d["findings"][0]["message"])
+        self.assertIn("nvmlInit", d["findings"][0]["message"])
+
+    def test_persistence_unread_is_never_healthy(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        sc = h.scenario([h.gpu(0), h.gpu(1, returns={"nvmlDeviceGetPersistenceMode": 999})])
+        rc, d = self.diagnose(scenario_obj=sc)
+        self.assertEqual(rc, 9)
+        self.assertEqual(d["verdict"]["rule_id"], "UNK004")
+        gpu1 = d["gpus"][1]
+        self.assertIsNone(gpu1["persistence"])
+        unread = [u for u in gpu1["unread"] if u["fact"] == "persistence mode"][0]
+        self.assertEqual((unread["reason"], unread["effect"]), ("UNKNOWN", "cannot-tell"))
+        text = self.run_raw(["diagnose", "--no-systemd", "--root", self.root.path, "--nvml",
+                             os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], sc)
+        self.assertIn("unknown (UNKNOWN)", text.stdout)
+        self.assertIn("Cannot tell", text.stdout)
+
+    def test_count_fails_while_the_kernel_lists_gpus(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)], returns={"nvmlDeviceGetCount_v2": 999}))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK002"))
+
+    def test_init_lost_gpu_is_ras_not_a_reinstall(self):
+        self.root.driver().daemon_binary().kmsg()
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)], init={"return": 15}))
+        self.assertEqual((rc, d["verdict"]["code"], d["verdict"]["rule_id"]), (5, "ras", "GPU001"))
+        self.assertNotIn("Reinstall", d["verdict"]["next_step"])
+
+    def test_init_no_permission_is_not_a_driver_install(self):
+        self.root.driver().daemon_binary().kmsg()
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)], init={"return": 4}))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK001"))
+        self.assertIn("permissions problem", d["verdict"]["next_step"])
+
+    def test_fix_refuses_cannot_tell(self):
+        self.root.driver(gpus=1).daemon_binary().kmsg()
+        r = self.run_raw(["fix", "--dry-run", "--no-systemd", "--root", self.root.path, "--nvml",
+                          os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                         h.scenario([h.gpu(0, returns={"nvmlDeviceGetPersistenceMode": 999})]))
+        self.assertEqual(r.returncode, 9, r.stdout + r.stderr)
+        self.assertIn("Cannot tell", r.stdout)
+
+
+class SeedMismatchWithoutNvml(Node):
+    def test_reboot_pending_from_the_kernel_log(self):
+        self.root.driver(VERSION).daemon_binary().kmsg(SEED_MISMATCH)
+        rc, d = self.diagnose(nvml=False)  # no libnvidia-ml anywhere under the root
+        self.assertEqual(rc, 4, d["findings"])
+        self.assertEqual((d["verdict"]["code"], d["verdict"]["rule_id"]), ("reboot-pending", "DRV003"))
+        drv = d["findings"][0]
+        self.assertIn("580.95.05", drv["message"])
+        self.assertNotIn("DRV002", [f["rule_id"] for f in d["findings"]])
+        r = self.run_raw(["fix", "--dry-run", "--no-systemd", "--root", self.root.path])
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        self.assertIn("Reboot", r.stdout)
+        self.assertNotIn("Reinstall", r.stdout)
+
+    def test_a_mismatch_of_another_module_generation_is_ignored(self):
+        older = [line.replace("580.159.04", "575.64.05") for line in SEED_MISMATCH[1:]]
+        self.root.driver(VERSION).daemon_binary().kmsg([SEED_MISMATCH[0], *older])
+        rc, d = self.diagnose(nvml=False)
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (5, "DRV002"))
+
+
+class Masking(Node):
+    def client(self, pid, comm, minors):
+        self.root.write(f"proc/{pid}/comm", comm + "\n")
+        self.root.write(f"proc/{pid}/cmdline", f"/usr/bin/{comm}\0-n\0")
+        os.makedirs(self.root.p(f"proc/{pid}/fd"), exist_ok=True)
+        os.symlink("/dev/nvidiactl", self.root.p(f"proc/{pid}/fd/3"))
+        for n, minor in enumerate(minors):
+            os.symlink(f"/dev/nvidia{minor}", self.root.p(f"proc/{pid}/fd/{4 + n}"))
+
+    def test_a_client_holding_the_gpu_masks_persistence_off(self):
+        self.root.driver().daemon_binary().kmsg()
+        self.client(777, "nv-hostengine", [0, 1])
+        self.client(778, "bash", [])
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (3, "PM001"))
+        masked = [f for f in d["findings"] if f["rule_id"] == "PM003"]
+        self.assertEqual([f["gpu"] for f in masked], [0, 1])
+        self.assertIn("masked, not fixed", masked[0]["message"])
+        self.assertIn("pid 777 (/usr/bin/nv-hostengine -n) holds /dev/nvidia0", masked[0]["evidence"])
+
+    def test_nvml_and_the_daemon_disagree(self):
+        self.root.driver().daemon_binary().daemon_process(holds=(0, 1)).kmsg()
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1)]))
+        self.assertEqual((rc, d["verdict"]["code"]), (0, "healthy"))
+        views = [f for f in d["findings"] if f["rule_id"] == "PM004"][0]
+        self.assertEqual(views["gpu"], 0)
+        self.assertIn("trusts the daemon", views["message"])
+        self.assertIn("NVML view: nvmlDeviceGetPersistenceMode = Disabled", views["evidence"])
+
+
+class Laptop(Node):
+    def test_runtime_d3_laptop_needs_no_persistence(self):
+        self.root.driver(gpus=1).kmsg()
+        self.root.write("usr/bin/nvidia-persistenced", "#!/bin/sh\n", 0o755)
+        self.root.write("proc/driver/nvidia/gpus/0000:06:00.0/power",
+                        "Runtime D3 status:          Enabled (fine-grained)\nVideo Memory:               Off\n")
+        self.root.write("sys/class/dmi/id/chassis_type", "10\n")
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0, persistence=0, display_active=1)]))
+        self.assertEqual(rc, 0, d["findings"])
+        self.assertEqual((d["verdict"]["code"], d["verdict"]["rule_id"]), ("persistence-optional", "PM005"))
+        self.assertIn("idle power", d["findings"][0]["message"])
+        self.assertTrue(all(f["route"] != "fix" for f in d["findings"]))
+
+    def test_the_same_laptop_running_slurmd_needs_it(self):
+        self.root.driver(gpus=1).kmsg()
+        self.root.write("usr/bin/nvidia-persistenced", "#!/bin/sh\n", 0o755)
+        self.root.write("sys/class/dmi/id/chassis_type", "10\n")
+        self.root.write("proc/4100/comm", "slurmd\n")
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0, persistence=0)]))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (3, "PM001"))
+
+
+class WrongReportKind(Node):
+    def saved(self, name, obj):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            json.dump(obj, f)
+        return path
+
+    def test_diagnose_refuses_other_reports_by_name(self):
+        for kind, named in [("gpuwarm-fix", "gpuwarm fix --json"), ("gpuwarm-probe", "gpuwarm probe --json"),
+                            ("gpuwarm-watch", "gpuwarm watch --json"), ("watch", "gpuwarm watch --json"),
+                            ("gpuwarm-verify", "gpuwarm verify --json")]:
+            path = self.saved("r.json", {"kind": kind, "schema_version": 1, "snapshot": {"schema_version": 1}})
+            r = self.run_raw(["diagnose", "--snapshot", path])
+            self.assertEqual(r.returncode, 1, kind)
+            self.assertIn(named, r.stderr, kind)
+            self.assertIn("not a snapshot", r.stderr, kind)
+            self.assertEqual(r.stdout, "", kind)
+
+    def test_a_real_fix_report_is_refused(self):
+        self.root.driver().daemon_binary().kmsg()
+        fix = self.run_raw(["fix", "--dry-run", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
+                            os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], h.scenario([h.gpu(0, persistence=0)]))
+        path = self.saved("fix.json", json.loads(fix.stdout))
+        r = self.run_raw(["diagnose", "--snapshot", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("a `gpuwarm fix --json` report, not a snapshot", r.stderr)
+
+    def test_snapshot_and_diagnosis_still_load(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        snap = self.run_raw(["snapshot", "--no-systemd", "--root", self.root.path, "--nvml",
+                             os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual(json.loads(snap.stdout)["kind"], "gpuwarm-snapshot")
+        path = self.saved("snap.json", json.loads(snap.stdout))
+        self.assertEqual(self.run_raw(["diagnose", "--snapshot", path]).returncode, 0)
+
+    def test_replay_and_compare_name_what_they_got(self):
+        path = self.saved("d.json", {"kind": "gpuwarm-diagnosis", "schema_version": 1})
+        r = self.run_raw(["watch", "--replay", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("`gpuwarm diagnose --json` output, not a gpuwarm watch run", r.stderr)
+        r = self.run_raw(["probe", "--compare", path, "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("`gpuwarm diagnose --json` output, not a probe result", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
