@@ -18,8 +18,8 @@ using simdjson::dom::array;
 using simdjson::dom::element;
 
 // Verdict codes in the runbook's order (rules/registry.cpp); others sort after them by name.
-constexpr const char* k_verdict_order[] = {"healthy", "action-needed", "reboot-pending", "driver-install", "ras",
-                                           "pinned-clocks"};
+constexpr const char* k_verdict_order[] = {"healthy", "persistence-optional", "action-needed", "reboot-pending",
+                                           "driver-install", "ras", "pinned-clocks", "cannot-tell"};
 
 std::string_view string_field(element e, const char* key) {
   std::string_view v;
@@ -391,6 +391,9 @@ std::vector<DocumentSpan> split_documents(std::string_view text) {
 }
 
 bool needs_attention(const NodeState& node) {
+  if (node.verdict == "persistence-optional") {
+    return false;  // a GPU meant to power down when idle: persistence off is by design
+  }
   if (gpu_not_enabled(node)) {
     return true;
   }

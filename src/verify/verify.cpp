@@ -58,16 +58,27 @@ CheckResult persistence_check(const Snapshot& s) {
     return c;
   }
   std::vector<std::string> bad;
+  std::vector<std::string> daemon_view;
+  auto held = daemon_held_minors(s);
   for (const auto& g : s.nvml.gpus) {
     if (!g.handle_error.empty()) {
       bad.push_back(fmt::format("GPU {}: {}", g.index, g.handle_error));
+    } else if (g.persistence.is(false) && held && g.minor.has() &&
+               std::find(held->begin(), held->end(), *g.minor) != held->end()) {
+      // As diagnose (PM004): the daemon's open handle is what keeps it initialized.
+      daemon_view.push_back(fmt::format("GPU {}: NVML says Disabled but the daemon holds /dev/nvidia{}", g.index,
+                                        *g.minor));
     } else if (!g.persistence.is(true)) {
       bad.push_back(fmt::format("GPU {}: {}", g.index, persistence_text(g.persistence)));
     }
   }
   c.status = bad.empty() ? CheckStatus::pass : CheckStatus::fail;
-  c.detail = bad.empty() ? fmt::format("{} of {} GPUs Enabled", s.nvml.gpus.size(), s.nvml.gpus.size())
+  c.detail = bad.empty() ? fmt::format("{} of {} GPUs Enabled", s.nvml.gpus.size() - daemon_view.size(),
+                                       s.nvml.gpus.size())
                          : fmt::format("{}", fmt::join(bad, "; "));
+  if (!daemon_view.empty()) {
+    c.detail += fmt::format("; {} (trusted)", fmt::join(daemon_view, "; "));
+  }
   return c;
 }
 

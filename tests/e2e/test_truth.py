@@ -229,6 +229,20 @@ class Laptop(Node):
         self.assertEqual((rc, d["verdict"]["rule_id"]), (3, "PM001"))
 
 
+class RecordedH200(Node):
+    """The snapshot gpuwarm took on the lent H200 (driver in /usr/local/nvidia, no --nvml)."""
+
+    def test_diagnoses_the_same_here(self):
+        path = os.path.join(h.SOURCE_DIR, "examples", "h200-legacy-flag.json")
+        r = self.run_raw(["diagnose", "--snapshot", path, "--json"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["verdict"]["rule_id"], "PM002")
+        self.assertEqual(d["driver"]["nvml_library"], "/usr/local/nvidia/lib64/libnvidia-ml.so.580.159.04")
+        self.assertEqual(d["driver"]["nvml_found_by"], "default loader path")
+        self.assertEqual(d["gpus"][0]["unread"], [])
+
+
 class WrongReportKind(Node):
     def saved(self, name, obj):
         path = os.path.join(self.tmp, name)

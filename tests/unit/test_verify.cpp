@@ -41,7 +41,14 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
       {"disabled", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
        "unit-enabled"},
       {"flag", [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode"); }, "daemon-running"},
-      {"gpu off", [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, "persistence"},
+      {"gpu off, not held by the daemon either",
+       [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root");
+       },
+       "persistence"},
+      {"persistence unread", [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::unknown("UNKNOWN"); },
+       "persistence"},
       {"not held", [](Snapshot& s) { s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0}); },
        "daemon-holds-gpus"},
       {"thermal", [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x20); },
@@ -52,6 +59,16 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
     EXPECT_FALSE(r.passed) << c.name;
     for (const auto& check : r.checks) {
       EXPECT_EQ(check.status == CheckStatus::fail, check.id == c.failing) << c.name << ": " << check.id;
+    }
+  }
+}
+
+TEST(Verify, NvmlDisabledButHeldByTheDaemonPassesAsDiagnoseSays) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }));
+  EXPECT_EQ(status_of(r, "persistence"), CheckStatus::pass);
+  for (const auto& check : r.checks) {
+    if (check.id == "persistence") {
+      EXPECT_NE(check.detail.find("the daemon holds /dev/nvidia1"), std::string::npos) << check.detail;
     }
   }
 }

@@ -85,7 +85,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 verdict:
-  description: gpuwarm's verdict code (healthy, action-needed, reboot-pending, driver-install, ras, pinned-clocks).
+  description: gpuwarm's verdict code (healthy, action-needed, reboot-pending, driver-install, ras, pinned-clocks,
+    cannot-tell, persistence-optional).
   type: str
   returned: when gpuwarm produced a report
 routed:
@@ -112,7 +113,8 @@ ansible_facts:
 """
 
 # gpuwarm's documented exit codes (README, `gpuwarm fix --help`).
-ROUTED_CODES = {3: "refused: unit masked", 4: "refused: reboot pending", 5: "refused: routed elsewhere"}
+ROUTED_CODES = {3: "refused: unit masked", 4: "refused: reboot pending", 5: "refused: routed elsewhere",
+                9: "refused: cannot tell"}
 FIX_FAILURES = {1: "a step failed", 2: "bad command line (a bug in this module)", 6: "no systemd on this node",
                 7: "another gpuwarm fix is running", 8: "changed, but verification failed"}
 DROPIN = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
@@ -260,10 +262,10 @@ def main():
 
     routed_msg = None
     if state == "diagnosed":
-        if rc not in (0, 3, 4, 5):
+        if rc not in (0, 3, 4, 5, 9):
             module.fail_json(msg=f"gpuwarm diagnose failed (exit {rc}): {err.strip()}", **result)
         result["msg"] = verdict.get("title", "")
-        if rc in (4, 5):
+        if rc in (4, 5, 9):
             routed_msg = f"{verdict.get('title')}. Next: {verdict.get('next_step')}"
     elif state == "verified":
         if rc not in (0, 8):
