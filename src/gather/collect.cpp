@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -25,7 +27,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-BackgroundCall<NvmlFacts> start_nvml(const CollectOptions& options) {
+// Where NVML stuck earlier in this process. Once it has hung, a new call would
+// only queue behind the stuck one (NVML serializes inside the library), so
+// later collections (verify's samples) fail fast instead of waiting again.
+std::string g_stuck_at;  // set and read on the calling thread only
+
+std::optional<BackgroundCall<NvmlFacts>> start_nvml(const CollectOptions& options) {
+  if (abandoned_calls() > 0) {
+    return std::nullopt;
+  }
   nvml::CollectOptions nvml_options{options.nvml_library, options.root,
                                     options.full ? nvml::Depth::full : nvml::Depth::decision, options.one_shot};
   return BackgroundCall<NvmlFacts>([nvml_options](Progress& progress) mutable {
@@ -34,19 +44,10 @@ BackgroundCall<NvmlFacts> start_nvml(const CollectOptions& options) {
   });
 }
 
-NvmlFacts finish_nvml(BackgroundCall<NvmlFacts>& call, const CollectOptions& options, Clock::time_point started) {
-  auto deadline = started + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(options.nvml_timeout_s));
-  auto result = call.wait_until(deadline);
-  if (result.value) {
-    result.value->timeout_s = options.nvml_timeout_s;
-    return std::move(*result.value);
-  }
+NvmlFacts timed_out_facts(const CollectOptions& options, const std::string& why) {
   NvmlFacts facts;
   facts.timeout_s = options.nvml_timeout_s;
-  facts.timed_out_at = result.stuck_at.empty() ? "loading libnvidia-ml" : result.stuck_at;
-  std::string why = fmt::format("NVML did not answer in {:g} s (stuck in {})", options.nvml_timeout_s,
-                                facts.timed_out_at);
+  facts.timed_out_at = g_stuck_at;
   for (auto* f : {&facts.library_path, &facts.library_file_version, &facts.nvml_version, &facts.user_space_version,
                   &facts.system_driver_version}) {
     *f = Fact<std::string>::unknown(why);
@@ -57,6 +58,23 @@ NvmlFacts finish_nvml(BackgroundCall<NvmlFacts>& call, const CollectOptions& opt
   return facts;
 }
 
+NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const CollectOptions& options,
+                      Clock::time_point started) {
+  if (!call) {
+    return timed_out_facts(options, fmt::format("NVML did not answer earlier in this run (stuck in {})", g_stuck_at));
+  }
+  auto deadline = started + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(options.nvml_timeout_s));
+  auto result = call->wait_until(deadline);
+  if (result.value) {
+    result.value->timeout_s = options.nvml_timeout_s;
+    return std::move(*result.value);
+  }
+  g_stuck_at = result.stuck_at.empty() ? "loading libnvidia-ml" : result.stuck_at;
+  return timed_out_facts(options,
+                         fmt::format("NVML did not answer in {:g} s (stuck in {})", options.nvml_timeout_s, g_stuck_at));
+}
+
 }  // namespace
 
 NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
@@ -64,7 +82,6 @@ NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
   auto call = start_nvml(options);
   return finish_nvml(call, options, started);
 }
-
 
 Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* services) {
   auto start = std::chrono::steady_clock::now();

@@ -115,6 +115,21 @@ class CannotTell(Node):
         self.assertIn("did not answer in 1 s", d["findings"][0]["message"])
         self.assertIn("nvmlInit", d["findings"][0]["message"])
 
+    def test_hung_init_does_not_hang_verify_or_fix(self):
+        self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()
+        sc = h.scenario([h.gpu(0)], init={"delay_ms": 20000})
+        lib = os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")
+        start = time.monotonic()
+        r = self.run_raw(["verify", "--no-systemd", "--root", self.root.path, "--nvml", lib, "--nvml-timeout", "1",
+                          "--settle", "0", "--samples", "5", "--sample-interval", "0"], sc)
+        # One deadline, not one per sample: later samples fail fast behind the stuck call.
+        self.assertLess(time.monotonic() - start, 6)
+        self.assertEqual(r.returncode, 8, r.stdout + r.stderr)
+        self.assertIn("did not answer", r.stdout)
+        r = self.run_raw(["fix", "--dry-run", "--no-systemd", "--root", self.root.path, "--nvml", lib,
+                          "--nvml-timeout", "1"], sc)
+        self.assertEqual(r.returncode, 9, r.stdout + r.stderr)
+
     def test_persistence_unread_is_never_healthy(self):
         self.root.driver().daemon_binary().daemon_process().kmsg()
         sc = h.scenario([h.gpu(0), h.gpu(1, returns={"nvmlDeviceGetPersistenceMode": 999})])
