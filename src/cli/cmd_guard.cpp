@@ -278,11 +278,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
     guard::GuardFacts facts;
     facts.driver = read_driver(paths);
     if (facts.driver.module_loaded) {
-      NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
-      facts.user_space.push_back(nvml.version);
-      facts.user_space.push_back(cfg_version(nvml.real_path));
-      facts.user_space.push_back(daemon_version(paths, opts->daemon));
-      facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
+      // Everything that may load code (NSS for the user, the daemon's child)
+      // runs before NVML is loaded: a load that hangs holds the loader's lock,
+      // and the guard must still answer by its deadline.
       if (!opts->user.empty()) {
         std::string error;
         facts.user = opts->user;
@@ -292,6 +290,12 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
           return static_cast<int>(guard::Code::usage);
         }
       }
+      guard::UserSpaceVersion daemon = daemon_version(paths, opts->daemon);
+      facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
+      NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
+      facts.user_space.push_back(nvml.version);
+      facts.user_space.push_back(cfg_version(nvml.real_path));
+      facts.user_space.push_back(daemon);
     }
     return finish(guard::evaluate(facts), *opts);
   };

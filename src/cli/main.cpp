@@ -100,21 +100,22 @@ int main(int argc, char** argv) {
   global.color = color == "always"  ? gpuwarm::ColorMode::always
                  : color == "never" ? gpuwarm::ColorMode::never
                                     : gpuwarm::ColorMode::automatic;
+  int code = gpuwarm::to_int(ExitCode::usage);
   try {
-    int code = run ? run() : gpuwarm::to_int(ExitCode::usage);
-    if (gpuwarm::abandoned_calls() > 0) {
-      // A thread is still blocked inside NVML: static destructors would run
-      // under it (and the library's). Flush what was said and leave now.
-      std::cout.flush();
-      std::cerr.flush();
-      std::fflush(nullptr);
-      ::_exit(code);
-    }
-    return code;
+    code = run ? run() : code;
   } catch (const std::exception& e) {
     // Library code reports errors as values; reaching here is a bug, but it
     // still ends with a message and a documented code rather than abort().
     std::cerr << "gpuwarm: internal error: " << e.what() << "\n";
-    return gpuwarm::to_int(ExitCode::tool_error);
+    code = gpuwarm::to_int(ExitCode::tool_error);
   }
+  if (gpuwarm::abandoned_calls() > 0) {
+    // A thread is still blocked inside NVML: static destructors would run
+    // under it (and the library's). Flush what was said and leave now.
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  return code;
 }

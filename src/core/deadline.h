@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -45,8 +46,8 @@ inline std::atomic<int>& abandoned_calls() {
 
 template <class T>
 struct DeadlineResult {
-  std::optional<T> value;  // empty when the deadline passed first
-  std::string stuck_at;    // Progress at the deadline
+  std::optional<T> value;  // empty when the deadline passed first (or the call threw)
+  std::string stuck_at;    // Progress at the deadline, or "failed: <what>"
 };
 
 // A call started on its own thread now and waited for later, so other work
@@ -58,19 +59,49 @@ class BackgroundCall {
   template <class Fn>
   explicit BackgroundCall(Fn fn) : m_shared(std::make_shared<Shared>()) {
     std::thread([shared = m_shared, fn = std::move(fn)]() mutable {
-      T value = fn(shared->progress);
+      std::optional<T> value;
+      std::string error;
+      try {
+        value = fn(shared->progress);
+      } catch (const std::exception& e) {
+        error = e.what();  // reported as the call's failure, never std::terminate
+      } catch (...) {
+        error = "unknown exception";
+      }
       {
         std::lock_guard<std::mutex> lock(shared->mutex);
         shared->value = std::move(value);
+        shared->error = std::move(error);
+        shared->finished = true;
       }
       shared->done.notify_all();
     }).detach();
   }
 
+  BackgroundCall(BackgroundCall&&) noexcept = default;
+  BackgroundCall& operator=(BackgroundCall&&) noexcept = default;
+  BackgroundCall(const BackgroundCall&) = delete;
+  BackgroundCall& operator=(const BackgroundCall&) = delete;
+
+  // A call dropped unwaited (an exception on the caller's side) that is still
+  // running counts as abandoned too: the process must not run exit handlers under it.
+  ~BackgroundCall() {
+    if (m_shared && !m_waited) {
+      std::lock_guard<std::mutex> lock(m_shared->mutex);
+      if (!m_shared->finished) {
+        ++abandoned_calls();
+      }
+    }
+  }
+
   // Waits until `deadline` at most; once it passes, the call is abandoned.
   DeadlineResult<T> wait_until(std::chrono::steady_clock::time_point deadline) {
+    m_waited = true;
     std::unique_lock<std::mutex> lock(m_shared->mutex);
-    if (m_shared->done.wait_until(lock, deadline, [&] { return m_shared->value.has_value(); })) {
+    if (m_shared->done.wait_until(lock, deadline, [&] { return m_shared->finished; })) {
+      if (!m_shared->value) {
+        return {std::nullopt, "failed: " + m_shared->error};
+      }
       return {std::move(m_shared->value), {}};
     }
     ++abandoned_calls();
@@ -81,10 +112,13 @@ class BackgroundCall {
   struct Shared {
     std::mutex mutex;
     std::condition_variable done;
+    bool finished = false;
     std::optional<T> value;
+    std::string error;
     Progress progress;
   };
   std::shared_ptr<Shared> m_shared;
+  bool m_waited = false;
 };
 
 template <class T, class Fn>

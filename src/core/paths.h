@@ -23,6 +23,12 @@ class Paths {
   std::string dev(std::string_view rel) const { return join("/dev", rel); }
   std::string run(std::string_view rel) const { return join("/run", rel); }
 
+  // Where `absolute` really is: symbolic links followed *inside* the root (an
+  // absolute link target such as NixOS's /nix/store/... is taken under the
+  // root, never the caller's), returned with the root prefix. "" when a
+  // component is missing or the links loop. The live root uses realpath(3).
+  std::string resolve(std::string_view absolute) const;
+
   // Strips the root prefix again, for messages and evidence that name host paths.
   std::string display(std::string_view rooted) const;
 

@@ -15,7 +15,12 @@ inline std::string describe_report_kind(std::string_view kind) {
   if (kind == "gpuwarm-probe") return "a `gpuwarm probe --json` result";
   if (kind == "gpuwarm-watch" || kind == "watch") return "a `gpuwarm watch --json` run";
   if (kind == "gpuwarm-fleet-summary") return "a `gpuwarm fleet-summary --json` table";
-  return "a report of kind \"" + std::string(kind) + "\"";
+  // The kind comes from the file: keep it short and printable.
+  std::string shown;
+  for (char c : kind.substr(0, 40)) {
+    shown += (c >= 0x20 && c < 0x7f && c != '"') ? c : '?';
+  }
+  return "a report of kind \"" + shown + "\"";
 }
 
 }  // namespace gpuwarm

@@ -162,7 +162,8 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     gpu.handle_error = lib.error_name(r);
     return gpu;
   }
-  tell(progress, "GPU " + std::to_string(index) + ": per-GPU queries");
+  const std::string gpu_prefix = "GPU " + std::to_string(index) + ": ";
+  tell(progress, gpu_prefix + "nvmlDeviceGetName and identity");
   gpu.name = read_string(lib, api.device_get_name, dev);
   gpu.uuid = read_string(lib, api.device_get_uuid, dev);
 
@@ -177,6 +178,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
 
   gpu.minor = read_uint(lib, dev, api.device_get_minor_number);
 
+  tell(progress, gpu_prefix + "nvmlDeviceGetPersistenceMode");
   if (api.device_get_persistence_mode != nullptr) {
     int mode = 0;
     r = api.device_get_persistence_mode(dev, &mode);
@@ -196,6 +198,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
   // compares the SM application clock with its default and nothing more.
   constexpr ClockTypes sm_and_mem{true, false, true};
   constexpr ClockTypes sm_only{true, false, false};
+  tell(progress, gpu_prefix + "clock queries");
   gpu.clocks = read_clocks(lib, dev, api.device_get_clock_info, full ? k_all_clocks : sm_and_mem);
   gpu.max_clocks = read_clocks(lib, dev, api.device_get_max_clock_info, full ? k_all_clocks : k_no_clocks);
   gpu.app_clocks = read_clocks(lib, dev, api.device_get_applications_clock, full ? k_all_clocks : sm_only);
@@ -210,6 +213,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     Return rc = fn(dev, &mask);
     return from_call(lib, rc, static_cast<std::uint64_t>(mask));
   };
+  tell(progress, gpu_prefix + "nvmlDeviceGetCurrentClocksEventReasons");
   gpu.event_reasons_active = read_mask(api.device_get_current_clocks_event_reasons);
   gpu.event_reasons_supported = read_mask(api.device_get_supported_clocks_event_reasons);
 
@@ -218,6 +222,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
   const bool thermal_evidence = full || (gpu.event_reasons_active.has() &&
                                          (*gpu.event_reasons_active & k_thermal_or_power_bits) != 0);
   if (thermal_evidence) {
+    tell(progress, gpu_prefix + "temperature, power and field values");
     read_thermal_evidence(lib, dev, gpu);
   } else {
     gpu.power_mw = gpu.power_limit_mw = Fact<unsigned>::unknown(k_not_read);
@@ -226,6 +231,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
   }
   // Whether a display is up on it: one sign of a workstation, where
   // persistence may be unwanted. Asked only where persistence is off.
+  tell(progress, gpu_prefix + "display, MIG and process queries");
   if (!full && !gpu.persistence.is(false)) {
     gpu.display_active = Fact<bool>::unknown(k_not_read);
   } else if (api.device_get_display_active != nullptr) {

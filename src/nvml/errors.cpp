@@ -40,7 +40,7 @@ constexpr std::array<ReturnInfo, 32> k_returns{{
     {25, "ARGUMENT_VERSION_MISMATCH", M::other, "a struct version this library does not know"},
     {26, "DEPRECATED", M::not_supported, "deprecated in this NVML"},
     {27, "NOT_READY", M::other, "not ready yet"},
-    {28, "GPU_NOT_FOUND", M::gpu_fault, "no GPU answers at that ID"},
+    {28, "GPU_NOT_FOUND", M::other, "no GPUs were found"},
     {29, "INVALID_STATE", M::other, "the GPU is in a state that does not allow this"},
     {30, "RESET_TYPE_NOT_SUPPORTED", M::not_supported, "reset type not supported"},
     {999, "UNKNOWN", M::other, "an unknown internal error"},

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,14 +87,13 @@ constexpr const char* k_soname = "libnvidia-ml.so.1";
 
 bool is_stub(const std::string& path) { return path.find("/stubs/") != std::string::npos; }
 
-// A library root will load must not be replaceable by another user.
-std::string unsafe_for_root(const std::string& path) {
-  if (::geteuid() != 0) {
-    return {};
-  }
+// A library root loads must not be replaceable by another user: the file and
+// every directory above it root-owned, writable by no group or other (a
+// sticky root-owned directory such as /tmp is fine: others cannot rename in it).
+std::string unsafe_for_root(int fd, const std::string& real) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    return {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return "not a regular file";
   }
   if (st.st_uid != 0) {
     return "owned by uid " + std::to_string(st.st_uid) + ", not root";
@@ -101,7 +101,35 @@ std::string unsafe_for_root(const std::string& path) {
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     return "writable by group or others";
   }
+  std::string dir = real;
+  while (true) {
+    auto slash = dir.rfind('/');
+    if (slash == std::string::npos) {
+      break;
+    }
+    dir = slash == 0 ? "/" : dir.substr(0, slash);
+    struct stat ds {};
+    if (::stat(dir.c_str(), &ds) != 0) {
+      return dir + ": cannot stat";
+    }
+    if (ds.st_uid != 0) {
+      return dir + " is owned by uid " + std::to_string(ds.st_uid) + ", not root";
+    }
+    if ((ds.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (ds.st_mode & S_ISVTX) == 0) {
+      return dir + " is writable by group or others";
+    }
+    if (dir == "/") {
+      break;
+    }
+  }
   return {};
+}
+
+std::string fd_path(int fd) {
+  char buf[PATH_MAX];
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string{};
 }
 
 }  // namespace
@@ -116,8 +144,11 @@ std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search) {
     out.push_back({k_soname, "default loader path"});
   }
   for (const auto& known : k_known_dirs) {
-    std::string file = paths.host(std::string(known.dir) + "/" + k_soname);
-    out.push_back({file, std::string(known.layout) + " (" + known.dir + ")"});
+    std::string in_root = std::string(known.dir) + "/" + k_soname;
+    // Under --root, links are followed inside the root (NixOS points
+    // /run/opengl-driver into /nix/store), never into the caller's tree.
+    std::string file = paths.is_live() ? in_root : paths.resolve(in_root);
+    out.push_back({file.empty() ? paths.host(in_root) : file, std::string(known.layout) + " (" + known.dir + ")"});
   }
   if (paths.is_live()) {
     // The unversioned name may be the CUDA toolkit's link stub: last resort.
@@ -134,37 +165,58 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
   void* stub_handle = nullptr;
   const LibraryCandidate* chosen = nullptr;
   const LibraryCandidate* stub = nullptr;
-  std::size_t absent = 0;
+  std::string chosen_real;
+  std::string stub_real;
   for (const auto& candidate : candidates) {
     const bool absolute = !candidate.path.empty() && candidate.path.front() == '/';
+    std::string load_path = candidate.path;
+    std::string real;  // known here when the file was opened and checked first
+    int fd = -1;
     if (absolute && !explicit_path) {
       struct stat st {};
       if (::stat(candidate.path.c_str(), &st) != 0) {
-        ++absent;  // the usual case: not this layout
-        continue;
+        continue;  // the usual case: not this layout
       }
-      if (std::string why = unsafe_for_root(candidate.path); !why.empty()) {
-        passed_over.push_back(candidate.path + ": not loaded as root: " + why);
-        continue;
+      if (::geteuid() == 0) {
+        // Check the file we will load, not a name that could be swapped
+        // between the check and dlopen: open, check the open file, load it
+        // through /proc/self/fd.
+        fd = ::open(candidate.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          passed_over.push_back(candidate.path + ": cannot open");
+          continue;
+        }
+        real = fd_path(fd);
+        if (std::string why = real.empty() ? "cannot resolve" : unsafe_for_root(fd, real); !why.empty()) {
+          passed_over.push_back(candidate.path + ": not loaded as root: " + why);
+          ::close(fd);
+          continue;
+        }
+        load_path = "/proc/self/fd/" + std::to_string(fd);
       }
     }
     ::dlerror();
-    void* h = ::dlopen(candidate.path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    void* h = ::dlopen(load_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (fd >= 0) {
+      ::close(fd);  // the mapping outlives the descriptor
+    }
     if (h == nullptr) {
       const char* why = ::dlerror();
       std::string text = why != nullptr ? printable(why) : candidate.path + ": cannot open";
-      if (!explicit_path && !absolute && text.find("No such file or directory") != std::string::npos) {
-        ++absent;  // not on the loader path: the usual case off a driver install
-      } else {
+      if (explicit_path || absolute || text.find("No such file or directory") == std::string::npos) {
         passed_over.push_back(std::move(text));
-      }
+      }  // else not on the loader path: the usual case off a driver install
       continue;
     }
-    if (is_stub(loaded_file(h, candidate.path)) && !explicit_path) {
+    if (real.empty()) {
+      real = loaded_file(h, candidate.path);
+    }
+    if (is_stub(real) && !explicit_path) {
       passed_over.push_back(candidate.path + ": the CUDA toolkit's link stub");
       if (stub_handle == nullptr) {
         stub_handle = h;
         stub = &candidate;
+        stub_real = real;
       } else {
         ::dlclose(h);
       }
@@ -172,11 +224,13 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     }
     handle = h;
     chosen = &candidate;
+    chosen_real = real;
     break;
   }
   if (handle == nullptr && stub_handle != nullptr) {
     handle = stub_handle;
     chosen = stub;
+    chosen_real = stub_real;
     stub_handle = nullptr;
   }
   if (stub_handle != nullptr) {
@@ -198,7 +252,7 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
 
   std::unique_ptr<Library> lib(new Library());
   lib->m_handle = handle;
-  lib->m_real_path = loaded_file(handle, chosen->path);
+  lib->m_real_path = chosen_real;
   lib->m_found_by = chosen->why;
   lib->m_passed_over = std::move(passed_over);
 

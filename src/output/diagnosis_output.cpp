@@ -92,6 +92,9 @@ std::string nvml_line(const Snapshot& s) {
 
 std::string daemon_line(const Snapshot& s) {
   std::string binary = s.daemon.binary.has() ? *s.daemon.binary : "not installed";
+  if (s.daemon.binary.has() && !s.daemon.binary_found_by.empty()) {
+    binary += " (" + s.daemon.binary_found_by + ")";
+  }
   if (s.daemon.processes.empty()) {
     return binary + " · not running";
   }
@@ -161,7 +164,20 @@ std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const S
                      gpu.event_reasons_active.has() ? clock_reason_list(*gpu.event_reasons_active) : "-",
                      held_by_daemon(s, gpu)});
     }
-    out += table.render() + "\n";
+    out += table.render();
+    // Facts that could not be read, with NVML's reason: never a silent "-".
+    for (const auto& gpu : s.nvml.gpus) {
+      std::vector<std::string> unread;
+      for (const auto& q : gpu_queries(gpu)) {
+        if (q.missing != nullptr && *q.missing != nvml::k_reason_not_read) {
+          unread.push_back(fmt::format("{} ({}: {})", q.fact, q.query, *q.missing));
+        }
+      }
+      if (!unread.empty()) {
+        out += style.dim(fmt::format("GPU {} unread: {}", gpu.index, fmt::join(unread, "; "))) + "\n";
+      }
+    }
+    out += "\n";
   } else if (s.nvml.device_count.has()) {
     out += "No GPU visible to NVML.\n\n";
   } else {

@@ -67,7 +67,7 @@ std::vector<Finding> nvml_unavailable(const Snapshot& s) {
   if (!s.driver.module_loaded || !s.nvml.timed_out_at.empty()) {
     return {};  // DRV001 says there is no driver; NVML001 that NVML hung
   }
-  if (!logged_new_user_space(s).empty() && !s.nvml.init_code.is(nvml::ret::success)) {
+  if (!logged_new_user_space(s).empty() && user_space_version(s).empty()) {
     return {};  // the kernel refused newer user space: DRV003's case, not a broken install
   }
   Finding f;
@@ -110,8 +110,7 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
   // own refusal of a newer client is the evidence: the seed's case. With
   // user space read and agreeing, a logged line is one stale client (DRV004).
   const std::string logged = logged_new_user_space(s);
-  const bool user_unknown = user.empty() || !s.nvml.init_code.is(nvml::ret::success);
-  if (!logged.empty() && user_unknown) {
+  if (!logged.empty() && user.empty()) {
     mismatch = true;
   }
   for (const ApiMismatch* m : live_mismatches(s)) {

@@ -20,13 +20,7 @@ bool daemon_holds(const Snapshot& s, const GpuFacts& gpu) {
   return held && gpu.minor.has() && std::find(held->begin(), held->end(), *gpu.minor) != held->end();
 }
 
-std::string client_text(const GpuClient& c) {
-  std::string what = c.argv.empty() ? c.comm : join_args(c.argv);
-  if (what.size() > 120) {
-    what = what.substr(0, 117) + "...";
-  }
-  return fmt::format("pid {} ({})", c.pid, what);
-}
+std::string client_text(const GpuClient& c) { return fmt::format("pid {} ({})", c.pid, c.comm); }
 
 }  // namespace
 
@@ -143,8 +137,8 @@ bool desktop_chassis(unsigned t) { return t == 3 || t == 4 || t == 6 || t == 7 |
 }  // namespace
 
 std::vector<Finding> persistence_optional(const Snapshot& s) {
-  if (!s.host.schedulers.empty()) {
-    return {};  // jobs are scheduled here: every job's cold start counts
+  if (!s.host.schedulers.has() || !s.host.schedulers->empty()) {
+    return {};  // jobs are scheduled here (or it could not be told): every job's cold start counts
   }
   Finding f;
   bool rtd3 = false;
@@ -168,8 +162,13 @@ std::vector<Finding> persistence_optional(const Snapshot& s) {
                                        *s.host.chassis_type));
     }
   }
-  if (!rtd3 && !portable && !display) {
+  // A laptop or desktop whose GPU is meant to power down (RTD3) or drives a
+  // display. A server's chassis, or none known (most VMs), never qualifies.
+  if (!(portable || desktop) || !(rtd3 || display)) {
     return {};
+  }
+  if (desktop && !display) {
+    f.evidence.push_back(fmt::format("chassis_type {} (a desktop)", *s.host.chassis_type));
   }
   f.evidence.emplace_back("no job scheduler's node daemon running (slurmd, kubelet, pbs_mom, ...)");
   f.message =

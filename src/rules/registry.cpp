@@ -163,7 +163,11 @@ Diagnosis diagnose(const Snapshot& snapshot) {
         demoted = true;
       }
     }
-    if (!demoted) {
+    // Unknown is never healthy, and "optional" exits 0: a fact that could not
+    // be read still decides (cannot tell).
+    const bool unknown = std::any_of(d.findings.begin(), d.findings.end(),
+                                     [](const Finding& f) { return f.route == Route::unknown; });
+    if (!demoted || unknown) {
       optional->route = Route::note;
     }
   }

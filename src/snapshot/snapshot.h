@@ -106,6 +106,7 @@ struct DaemonProcess {
 
 struct DaemonFacts {
   Fact<std::string> binary;  // nvidia-persistenced on PATH or in a usual directory
+  std::string binary_found_by;  // "PATH", or the layout of the directory it was found in
   std::vector<DaemonProcess> processes;
   bool runtime_dir = false;  // /run/nvidia-persistenced
   Fact<int> pid_file_pid;
@@ -129,14 +130,14 @@ struct KernelLogFacts {
 
 struct GpuClient {  // a process other than gpuwarm holding /dev/nvidiaN open
   int pid = 0;
-  std::string comm;
-  std::vector<std::string> argv;
+  std::string comm;  // the command name only: others' arguments may hold secrets
   std::vector<unsigned> minors;
 };
 
 struct HostFacts {
   Fact<unsigned> chassis_type;          // SMBIOS, /sys/class/dmi/id/chassis_type (absent in most VMs)
-  std::vector<std::string> schedulers;  // job schedulers' node daemons seen running: "slurmd (pid 812)"
+  // Job schedulers' node daemons seen running ("slurmd (pid 812)"); missing when /proc could not be listed.
+  Fact<std::vector<std::string>> schedulers;
   // Who holds each GPU open. Scanned when some GPU reads persistence Disabled;
   // otherwise missing with the reason.
   Fact<std::vector<GpuClient>> gpu_clients;

@@ -45,6 +45,21 @@ Fact<std::string> find_daemon_binary(const Paths& paths, const std::string& path
                                     " usual directories");
 }
 
+std::string daemon_location(const std::string& binary, const std::string& path_env) {
+  auto slash = binary.rfind('/');
+  std::string dir = slash == std::string::npos ? std::string{} : binary.substr(0, slash);
+  for (auto entry : split(path_env, ':')) {
+    if (entry == dir) {
+      return "PATH";
+    }
+  }
+  if (dir == "/run/current-system/sw/bin") return "NixOS system profile";
+  if (dir == "/run/nvidia/driver/usr/bin") return "GPU Operator driver container";
+  if (dir == "/usr/local/nvidia/bin") return "cloud-image driver";
+  if (dir == "/opt/bin") return "Flatcar driver";
+  return "usual directory";
+}
+
 namespace {
 
 std::vector<std::string> read_cmdline(const std::string& path) {
@@ -107,11 +122,21 @@ std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& t
 DaemonFacts read_daemon(const Paths& paths, const std::string& path_env) {
   DaemonFacts facts;
   facts.binary = find_daemon_binary(paths, paths.is_live() ? path_env : std::string{});
+  if (facts.binary.has()) {
+    facts.binary_found_by = daemon_location(*facts.binary, paths.is_live() ? path_env : std::string{});
+  }
 
   if (auto entries = list_dir(paths.proc(""))) {
     for (const auto& entry : *entries) {
       auto pid = parse_u64(entry);
       if (!pid || *pid > 0x7fffffff) {
+        continue;
+      }
+      // The command name first: reading /proc/PID/cmdline takes the process's
+      // memory lock and can block on a process stuck in the driver, so only
+      // the daemon's own is read. (The kernel cuts comm at 15 characters.)
+      if (auto comm = read_first_line(paths.proc(entry + "/comm"));
+          comm && !starts_with(std::string(k_daemon_name), *comm)) {
         continue;
       }
       auto argv = read_cmdline(paths.proc(entry + "/cmdline"));

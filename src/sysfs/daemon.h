@@ -20,6 +20,9 @@ DaemonFacts read_daemon(const Paths& paths, const std::string& path_env);
 // Only the binary (what read_daemon puts in `binary`), without scanning processes.
 Fact<std::string> find_daemon_binary(const Paths& paths, const std::string& path_env);
 
+// Why the binary was taken: "PATH", or the layout its directory belongs to.
+std::string daemon_location(const std::string& binary, const std::string& path_env);
+
 // /dev/nvidiaN minors among link targets read from /proc/PID/fd.
 std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets);
 

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "core/fs.h"
+#include "core/result.h"
 #include "core/strings.h"
 #include "sysfs/daemon.h"
 
@@ -14,21 +15,27 @@ namespace {
 
 // The node daemon each scheduler runs on a compute node (its comm, which the
 // kernel cuts at 15 characters).
-constexpr std::array<std::string_view, 7> k_scheduler_daemons = {
-    "slurmd", "kubelet", "pbs_mom", "sge_execd", "sbatchd", "condor_startd", "nomad"};
+constexpr std::array<std::string_view, 11> k_scheduler_daemons = {
+    "slurmd",  "kubelet",       "k3s-agent", "k3s-server", "kubelite", "pbs_mom",
+    "sge_execd", "sbatchd", "condor_startd", "nomad",     "flux-broker"};
 
+// Calls fn(pid, entry) for every process; returns how many there were, or
+// the error when /proc cannot be listed.
 template <class Fn>
-void for_each_pid(const Paths& paths, Fn fn) {
+Result<std::size_t> for_each_pid(const Paths& paths, Fn fn) {
   auto entries = list_dir(paths.proc(""));
   if (!entries) {
-    return;
+    return tl::unexpected(entries.error());
   }
+  std::size_t n = 0;
   for (const auto& entry : *entries) {
     auto pid = parse_u64(entry);
     if (pid && *pid > 0 && *pid <= 0x7fffffff) {
+      ++n;
       fn(static_cast<int>(*pid), entry);
     }
   }
+  return n;
 }
 
 std::string read_comm(const Paths& paths, const std::string& entry) {
@@ -50,15 +57,21 @@ Fact<unsigned> read_chassis_type(const Paths& paths) {
   return Fact<unsigned>::known(static_cast<unsigned>(*value));
 }
 
-std::vector<std::string> find_schedulers(const Paths& paths) {
+Fact<std::vector<std::string>> find_schedulers(const Paths& paths) {
   std::vector<std::string> found;
-  for_each_pid(paths, [&](int pid, const std::string& entry) {
+  auto listed = for_each_pid(paths, [&](int pid, const std::string& entry) {
     std::string comm = read_comm(paths, entry);
     if (std::find(k_scheduler_daemons.begin(), k_scheduler_daemons.end(), comm) != k_scheduler_daemons.end()) {
       found.push_back(comm + " (pid " + std::to_string(pid) + ")");
     }
   });
-  return found;
+  if (!listed) {
+    return Fact<std::vector<std::string>>::unknown(paths.display(listed.error().message));
+  }
+  if (*listed == 0) {
+    return Fact<std::vector<std::string>>::unknown("no process listed under " + paths.display(paths.proc("")));
+  }
+  return Fact<std::vector<std::string>>::known(std::move(found));
 }
 
 ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
@@ -83,16 +96,11 @@ ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
     if (minors.empty()) {
       return;
     }
+    // Only the command name: another user's arguments may hold secrets, and
+    // reading /proc/PID/cmdline can block on a process stuck in the driver.
     GpuClient client;
     client.pid = pid;
     client.comm = read_comm(paths, entry);
-    if (auto cmdline = read_file(paths.proc(entry + "/cmdline"), 64u << 10)) {
-      for (auto arg : split(*cmdline, '\0')) {
-        if (!arg.empty()) {
-          client.argv.emplace_back(printable(arg));
-        }
-      }
-    }
     client.minors = std::move(minors);
     scan.clients.push_back(std::move(client));
   });

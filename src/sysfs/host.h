@@ -13,8 +13,9 @@ namespace gpuwarm {
 // /sys/class/dmi/id/chassis_type (SMBIOS; most VMs have none).
 Fact<unsigned> read_chassis_type(const Paths& paths);
 
-// Node daemons of job schedulers (slurmd, kubelet, ...) running now, as "name (pid N)".
-std::vector<std::string> find_schedulers(const Paths& paths);
+// Node daemons of job schedulers (slurmd, kubelet, ...) running now, as "name (pid N)";
+// unknown when /proc cannot be listed.
+Fact<std::vector<std::string>> find_schedulers(const Paths& paths);
 
 struct ClientScan {
   std::vector<GpuClient> clients;

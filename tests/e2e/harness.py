@@ -51,6 +51,8 @@ class FakeRoot:
         os.chmod(self.path, 0o755)
         os.makedirs(self.p("proc"), exist_ok=True)
         os.makedirs(self.p("dev"), exist_ok=True)
+        # Every real /proc lists pid 1: a root without it cannot tell which schedulers run.
+        self.write("proc/1/comm", "init\n")
 
     def p(self, rel):
         return os.path.join(self.path, rel.lstrip("/"))
@@ -83,6 +85,7 @@ class FakeRoot:
 
     def daemon_process(self, pid=4242, args=("--user", "nvidia-persistenced"), holds=(0, 1)):
         argv = ["/usr/bin/nvidia-persistenced", *args]
+        self.write(f"proc/{pid}/comm", "nvidia-persiste\n")
         self.write(f"proc/{pid}/cmdline", "\0".join(argv) + "\0")
         self.write(f"proc/{pid}/status", "Name:\tnvidia-persiste\nUid:\t0\t0\t0\t0\n")
         os.makedirs(self.p(f"proc/{pid}/fd"), exist_ok=True)

@@ -83,6 +83,30 @@ class DriverLocations(Node):
     def test_cloud_image(self):
         self.check_found("/usr/local/nvidia/lib64", "cloud-image")
 
+    def test_nixos_links_are_followed_inside_the_root(self):
+        # /run/opengl-driver -> /nix/store/...: an absolute link, resolved under --root, not the caller's /.
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        install_fake_nvml(self.root, "/nix/store/abc-nvidia-x11-580.159.04/lib")
+        os.makedirs(self.root.p("/run"), exist_ok=True)
+        os.symlink("/nix/store/abc-nvidia-x11-580.159.04", self.root.p("/run/opengl-driver"))
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]), nvml=False)
+        self.assertEqual(rc, 0, d["findings"])
+        self.assertEqual(d["snapshot"]["nvml"]["library_path"],
+                         self.root.p(f"/nix/store/abc-nvidia-x11-580.159.04/lib/libnvidia-ml.so.{VERSION}"))
+
+    @unittest.skipUnless(os.geteuid() == 0, "the ownership checks apply to root only")
+    def test_root_passes_over_a_library_others_can_replace(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        install_fake_nvml(self.root, "/run/opengl-driver/lib")
+        os.chmod(self.root.p(f"/run/opengl-driver/lib/libnvidia-ml.so.{VERSION}"), 0o777)
+        install_fake_nvml(self.root, "/usr/local/nvidia/lib64")
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]), nvml=False)
+        self.assertEqual(rc, 0, d["findings"])
+        nvml = d["snapshot"]["nvml"]
+        self.assertIn("/usr/local/nvidia/lib64", nvml["library_found_by"])
+        self.assertTrue(any("writable by group or others" in p for p in nvml["library_passed_over"]),
+                        nvml["library_passed_over"])
+
     def test_none_found_says_where_it_looked(self):
         self.root.driver().daemon_binary().kmsg()
         rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False)
@@ -210,7 +234,9 @@ class Masking(Node):
         masked = [f for f in d["findings"] if f["rule_id"] == "PM003"]
         self.assertEqual([f["gpu"] for f in masked], [0, 1])
         self.assertIn("masked, not fixed", masked[0]["message"])
-        self.assertIn("pid 777 (/usr/bin/nv-hostengine -n) holds /dev/nvidia0", masked[0]["evidence"])
+        self.assertIn("pid 777 (nv-hostengine) holds /dev/nvidia0", masked[0]["evidence"])
+        # Only the command name: another user's arguments are not copied into reports.
+        self.assertEqual(d["snapshot"]["host"]["gpu_clients"], [{"comm": "nv-hostengine", "minors": [0, 1], "pid": 777}])
 
     def test_nvml_and_the_daemon_disagree(self):
         self.root.driver().daemon_binary().daemon_process(holds=(0, 1)).kmsg()

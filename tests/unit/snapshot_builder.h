@@ -70,6 +70,7 @@ inline Snapshot healthy_snapshot() {
   s.kernel_log.source = Fact<std::string>::known("/dev/kmsg");
   s.kernel_log.records = 100;
   s.kernel_log.loaded_version = Fact<std::string>::known("580.159.04");
+  s.host.schedulers = Fact<std::vector<std::string>>::known({});
   s.service.reachable = true;
   s.service.load_state = Fact<std::string>::known("loaded");
   s.service.active_state = Fact<std::string>::known("active");

@@ -129,6 +129,7 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
       {"persistence optional (laptop): nothing to do",
        [](Snapshot& s, FixInputs&) {
          s.host.chassis_type = Fact<unsigned>::known(10);
+         s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (coarse-grained)");
          s.daemon.processes.clear();
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
        },

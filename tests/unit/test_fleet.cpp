@@ -234,6 +234,8 @@ TEST(FleetSummary, needs_attention_per_state) {
       {"refused", fix("n", "refused", 4, false, 0), true},
       {"verify failed", fix("n", "act", 8, false, 5, R"([{"persistence_after":"Disabled"}])"), true},
       {"probe only: no verdict", R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[]})", true},
+      {"cannot tell", diagnosis("n", "cannot-tell", k_two_enabled), true},
+      {"persistence optional (a laptop): off by design", diagnosis("n", "persistence-optional", k_one_off), false},
   };
   for (const auto& c : cases) {
     auto s = fleet::summarize({report(c.json)}, {});

@@ -48,6 +48,7 @@ TEST(Rules, DRV002_nvml_unavailable) {
       {"no library but the kernel refused newer user space: DRV003's",
        [](Snapshot& s) {
          s.nvml.init_code = Fact<int>::unknown("NVML library not loaded");
+         s.nvml.user_space_version = s.nvml.library_file_version = Fact<std::string>::unknown("not loaded");
          s.kernel_log.mismatches.push_back({"'nvidia-persiste' (pid 9)", "580.95.05", "580.159.04", true});
        },
        {}},

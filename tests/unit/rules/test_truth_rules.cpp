@@ -101,7 +101,7 @@ TEST(Rules, UNK004_gpu_fact_unread) {
 }
 
 GpuClient client(int pid, const char* comm, std::vector<unsigned> minors) {
-  return {pid, comm, {std::string("/usr/bin/") + comm}, std::move(minors)};
+  return {pid, comm, std::move(minors)};
 }
 
 TEST(Rules, PM003_persistence_masked) {
@@ -150,30 +150,39 @@ TEST(Rules, PM004_persistence_views_disagree) {
 }
 
 TEST(Rules, PM005_persistence_optional) {
-  auto laptop = [](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(10); };
+  auto chassis = [](unsigned type) {
+    return [type](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(type); };
+  };
+  auto rtd3 = [](Snapshot& s) {
+    s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+  };
+  auto both = [](auto a, auto b) {
+    return [a, b](Snapshot& s) {
+      a(s);
+      b(s);
+    };
+  };
+  auto display = [](Snapshot& s) { s.nvml.gpus[0].display_active = Fact<bool>::known(true); };
   const std::vector<RuleCase> cases = {
       {"server (no chassis, no RTD3)", [](Snapshot&) {}, {}},
-      {"notebook chassis", laptop, {{k_node}}},
-      {"runtime D3 enabled",
-       [](Snapshot& s) { s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)"); },
-       {{k_node}}},
-      {"desktop driving a display",
-       [](Snapshot& s) {
-         s.host.chassis_type = Fact<unsigned>::known(3);
-         s.nvml.gpus[0].display_active = Fact<bool>::known(true);
-       },
-       {{k_node}}},
-      {"a display attached to a rack server is no workstation",
-       [](Snapshot& s) {
-         s.host.chassis_type = Fact<unsigned>::known(23);
-         s.nvml.gpus[0].display_active = Fact<bool>::known(true);
+      {"notebook chassis alone: its GPU may not power down", chassis(10), {}},
+      {"runtime D3 alone, chassis unknown (a VM)", rtd3, {}},
+      {"notebook with runtime D3", both(chassis(10), rtd3), {{k_node}}},
+      {"convertible with runtime D3", both(chassis(31), rtd3), {{k_node}}},
+      {"desktop driving a display", both(chassis(3), display), {{k_node}}},
+      {"rack server with runtime D3 forced on", both(chassis(23), rtd3), {}},
+      {"a display attached to a rack server is no workstation", both(chassis(23), display), {}},
+      {"desktop without a display or RTD3", chassis(3), {}},
+      {"laptop running slurmd: jobs count",
+       [=](Snapshot& s) {
+         both(chassis(10), rtd3)(s);
+         s.host.schedulers = Fact<std::vector<std::string>>::known({"slurmd (pid 5)"});
        },
        {}},
-      {"desktop without a display", [](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(3); }, {}},
-      {"laptop running slurmd: jobs count",
-       [](Snapshot& s) {
-         s.host.chassis_type = Fact<unsigned>::known(10);
-         s.host.schedulers = {"slurmd (pid 5)"};
+      {"schedulers unknown (/proc unreadable): cannot rule them out",
+       [=](Snapshot& s) {
+         both(chassis(10), rtd3)(s);
+         s.host.schedulers = Fact<std::vector<std::string>>::unknown("/proc: Permission denied");
        },
        {}},
   };

@@ -83,14 +83,42 @@ TEST(Verdict, RunbookOrder) {
       {"laptop with persistence off: optional, no action",
        [](Snapshot& s) {
          s.host.chassis_type = Fact<unsigned>::known(10);
+         s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
          s.daemon.processes.clear();
          s.service.active_state = Fact<std::string>::known("failed");
          for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
        },
        "persistence-optional", "PM005", ExitCode::healthy},
       {"laptop whose daemon keeps it persistent: healthy",
-       [](Snapshot& s) { s.host.chassis_type = Fact<unsigned>::known(10); }, "healthy", "OK000",
-       ExitCode::healthy},
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+       },
+       "healthy", "OK000", ExitCode::healthy},
+      {"laptop with an unread fact: cannot tell, never optional",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         s.nvml.gpus[1].persistence = Fact<bool>::unknown("UNKNOWN");
+       },
+       "cannot-tell", "UNK004", ExitCode::cannot_tell},
+      {"laptop whose NVML refuses access: cannot tell",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         s.nvml.init_code = Fact<int>::known(4);
+         s.nvml.gpus.clear();
+       },
+       "cannot-tell", "UNK001", ExitCode::cannot_tell},
+      {"init NO_PERMISSION with user space read and agreeing, plus a stale client line: not a reboot",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::known(4);
+         s.nvml.gpus.clear();
+         s.kernel_log.mismatches.push_back({"'python3' (pid 7)", "535.104.05", "580.159.04", true});
+       },
+       "cannot-tell", "UNK001", ExitCode::cannot_tell},
       {"legacy flag (the H100)", [](Snapshot& s) { s.daemon.processes.clear(); }, "action-needed", "PM002",
        ExitCode::action_needed},
       {"not enabled at boot", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
@@ -126,6 +154,7 @@ TEST(Verdict, FindingsCarryTheirRuleMetadata) {
 TEST(Verdict, OptionalNodeDemotesTheRunbookToNotes) {
   Snapshot s = healthy_snapshot();
   s.driver.kernel_gpus[0].runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+  s.host.chassis_type = Fact<unsigned>::known(9);
   s.daemon.processes.clear();
   s.service.active_state = Fact<std::string>::known("failed");
   for (auto& g : s.nvml.gpus) g.persistence = Fact<bool>::known(false);
