@@ -148,7 +148,10 @@ std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search) {
     // Under --root, links are followed inside the root (NixOS points
     // /run/opengl-driver into /nix/store), never into the caller's tree.
     std::string file = paths.is_live() ? in_root : paths.resolve(in_root);
-    out.push_back({file.empty() ? paths.host(in_root) : file, std::string(known.layout) + " (" + known.dir + ")"});
+    if (file.empty()) {
+      continue;  // absent under the root, or its links loop or leave nothing to load
+    }
+    out.push_back({file, std::string(known.layout) + " (" + known.dir + ")"});
   }
   if (paths.is_live()) {
     // The unversioned name may be the CUDA toolkit's link stub: last resort.

@@ -169,7 +169,10 @@ std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const S
     for (const auto& gpu : s.nvml.gpus) {
       std::vector<std::string> unread;
       for (const auto& q : gpu_queries(gpu)) {
-        if (q.missing != nullptr && *q.missing != nvml::k_reason_not_read) {
+        // NOT_SUPPORTED and its kin are answers ("this GPU has none"), and an
+        // empty reason is a fact an older gpuwarm did not record: JSON keeps both.
+        if (q.missing != nullptr && !q.missing->empty() &&
+            nvml::meaning_of_reason(*q.missing) != nvml::Meaning::not_supported) {
           unread.push_back(fmt::format("{} ({}: {})", q.fact, q.query, *q.missing));
         }
       }

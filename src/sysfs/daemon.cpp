@@ -132,13 +132,8 @@ DaemonFacts read_daemon(const Paths& paths, const std::string& path_env) {
       if (!pid || *pid > 0x7fffffff) {
         continue;
       }
-      // The command name first: reading /proc/PID/cmdline takes the process's
-      // memory lock and can block on a process stuck in the driver, so only
-      // the daemon's own is read. (The kernel cuts comm at 15 characters.)
-      if (auto comm = read_first_line(paths.proc(entry + "/comm"));
-          comm && !starts_with(std::string(k_daemon_name), *comm)) {
-        continue;
-      }
+      // argv, not comm: NixOS runs the daemon through a wrapper
+      // (comm ".nvidia-persist", argv[0] "nvidia-persistenced").
       auto argv = read_cmdline(paths.proc(entry + "/cmdline"));
       if (!is_daemon(argv)) {
         continue;
