@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <optional>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -312,20 +313,40 @@ void find_unit_pitfalls(std::string_view text, std::vector<Finding>& out) {
   }
 }
 
-// Lines carrying "gpuwarm: ignore RULE" opt that rule out.
-bool ignored(std::string_view text, const Finding& f) {
-  std::size_t pos = 0;
-  for (unsigned n = 1; n < f.line; ++n) {
-    pos = text.find('\n', pos);
-    if (pos == std::string_view::npos) {
-      return false;
+// Lines carrying "gpuwarm: ignore RULE" opt that rule out. The lines that
+// carry one are indexed once per file, so checking a finding is a lookup:
+// linear in the file however many findings it has.
+class OptOuts {
+ public:
+  explicit OptOuts(std::string_view text) {
+    constexpr std::string_view marker = "gpuwarm: ignore ";
+    if (text.find(marker) == std::string_view::npos) {
+      return;  // the usual file: nothing to index
     }
-    ++pos;
+    unsigned line = 1;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+      std::size_t end = text.find('\n', start);
+      std::string_view body = text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+      if (auto at = body.find(marker); at != std::string_view::npos) {
+        m_lines.emplace(line, body.substr(at));
+      }
+      if (end == std::string_view::npos) {
+        break;
+      }
+      start = end + 1;
+      ++line;
+    }
   }
-  std::string_view line = text.substr(pos, text.find('\n', pos) - pos);
-  auto at = line.find("gpuwarm: ignore ");
-  return at != std::string_view::npos && line.find(f.rule, at) != std::string_view::npos;
-}
+
+  bool ignored(const Finding& f) const {
+    auto it = m_lines.find(f.line);
+    return it != m_lines.end() && it->second.find(f.rule) != std::string_view::npos;
+  }
+
+ private:
+  std::unordered_map<unsigned, std::string_view> m_lines;  // line -> text from the marker on
+};
 
 }  // namespace
 
@@ -393,7 +414,8 @@ std::vector<Finding> lint_text(std::string_view text, FileKind kind) {
   if (kind == FileKind::unit) {
     find_unit_pitfalls(text, found);
   }
-  std::erase_if(found, [&](const Finding& f) { return ignored(text, f); });
+  const OptOuts opt_outs(text);
+  std::erase_if(found, [&](const Finding& f) { return opt_outs.ignored(f); });
   std::sort(found.begin(), found.end(), [](const Finding& a, const Finding& b) {
     return std::tie(a.line, a.column, a.rule) < std::tie(b.line, b.column, b.rule);
   });
