@@ -13,6 +13,7 @@
 
 #include "cli/collect_options.h"
 #include "cli/command.h"
+#include "core/safe_write.h"
 #include "cli/verify_runner.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
@@ -55,31 +56,6 @@ FixInputs read_inputs(const Paths& paths, const Snapshot& s) {
   return in;
 }
 
-// Write-then-rename in the target directory: readers see the old file or the new one.
-Result<void> write_atomically(const std::string& path, const std::string& content) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  if (ec) {
-    return fail(fmt::format("cannot create {}: {}", std::filesystem::path(path).parent_path().string(), ec.message()));
-  }
-  std::string tmp = path + ".gpuwarm-tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << content;
-    out.close();
-    if (!out) {
-      std::filesystem::remove(tmp, ec);
-      return fail("cannot write " + tmp);
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::filesystem::remove(tmp, ec);
-    return fail(fmt::format("cannot rename {} to {}: {}", tmp, path, std::strerror(err)));
-  }
-  return {};
-}
-
 // Holds an exclusive lock for the life of the process (released on exit).
 // Ok(false) when another run holds it; an error when it cannot be taken at all.
 Result<bool> take_lock(const Paths& paths) {
@@ -103,7 +79,11 @@ Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceMana
                             std::chrono::milliseconds timeout) {
   switch (step.kind) {
     case StepKind::write_file: {
-      auto r = write_atomically(paths.host(step.path), step.content);
+      // Units and drop-ins: 0644 in 0755 directories whatever the umask, no
+      // symlink followed, durable and all-or-nothing (core/safe_write.h).
+      WriteOptions where;
+      where.root = paths.is_live() ? "/" : paths.root();
+      auto r = write_file_atomically(step.path, step.content, where);
       if (!r) {
         return tl::unexpected(r.error());
       }

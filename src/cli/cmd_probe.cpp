@@ -23,6 +23,7 @@
 #include "gather/collect.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
+#include "core/safe_write.h"
 #include "core/host.h"
 #include "core/strings.h"
 #include "cuda/cold_start.h"
@@ -154,14 +155,11 @@ void collect_children(std::vector<Child>& children, std::chrono::milliseconds ti
 
 Result<void> save_run(const std::string& path, const ProbeRun& run) {
   std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  std::ofstream out(path, std::ios::trunc);
-  out << dump_json(probe_to_json(run)) << "\n";
-  out.close();
-  if (!out) {
-    return fail("cannot write " + path);
+  std::string absolute = std::filesystem::absolute(path, ec).string();
+  if (ec) {
+    return fail("cannot write " + path + ": " + ec.message());
   }
-  return {};
+  return write_file_atomically(absolute, dump_json(probe_to_json(run)) + "\n");
 }
 
 Result<ProbeRun> load_run(const std::string& path) {

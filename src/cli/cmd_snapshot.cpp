@@ -1,9 +1,11 @@
 #include <fstream>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "cli/collect_options.h"
 #include "cli/command.h"
+#include "core/safe_write.h"
 #include "core/exit_codes.h"
 #include "snapshot/snapshot_json.h"
 
@@ -38,11 +40,11 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
       std::cout << text;
       return 0;
     }
-    std::ofstream out(opts->output, std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      std::cerr << "gpuwarm: error: cannot write " << opts->output << "\n";
+    std::error_code ec;
+    std::string absolute = std::filesystem::absolute(opts->output, ec).string();
+    auto written = ec ? Result<void>(fail(ec.message())) : write_file_atomically(absolute, text);
+    if (!written) {
+      std::cerr << "gpuwarm: error: cannot write " << opts->output << ": " << written.error().message << "\n";
       return to_int(ExitCode::tool_error);
     }
     return 0;

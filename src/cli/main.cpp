@@ -109,6 +109,13 @@ int main(int argc, char** argv) {
     std::cerr << "gpuwarm: internal error: " << e.what() << "\n";
     code = gpuwarm::to_int(ExitCode::tool_error);
   }
+  // Output that never arrived (a full disk, a closed pipe) is a failure, not
+  // a silent success: a script reading the report must not get half of one.
+  std::cout.flush();
+  if (std::cout.fail() || std::fflush(stdout) != 0) {
+    std::cerr << "gpuwarm: error: cannot write the output (disk full or pipe closed)\n";
+    code = code == 0 ? gpuwarm::to_int(ExitCode::tool_error) : code;
+  }
   if (gpuwarm::abandoned_calls() > 0) {
     // A thread is still blocked inside NVML: static destructors would run
     // under it (and the library's). Flush what was said and leave now.

@@ -1,0 +1,194 @@
+#include "core/safe_write.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "core/strings.h"
+
+namespace gpuwarm {
+
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : m_fd(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : m_fd(o.m_fd) { o.m_fd = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      m_fd = o.m_fd;
+      o.m_fd = -1;
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return m_fd; }
+  void reset() {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+    }
+    m_fd = -1;
+  }
+
+ private:
+  int m_fd;
+};
+
+std::string why(const std::string& what, int err) { return what + ": " + std::strerror(err); }
+
+// A directory root may write into: owned by root or the caller, and writable
+// by nobody else (a sticky root-owned one, like /tmp, is fine).
+std::string untrusted_dir(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return why(path, errno);
+  }
+  const uid_t me = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != me) {
+    return path + " is owned by uid " + std::to_string(st.st_uid);
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !((st.st_mode & S_ISVTX) != 0 && st.st_uid == 0)) {
+    return path + " is writable by group or others";
+  }
+  return {};
+}
+
+std::vector<std::string> components(const std::string& dir) {
+  std::vector<std::string> out;
+  for (auto part : split(dir, '/')) {
+    if (!part.empty() && part != ".") {
+      out.emplace_back(part);
+    }
+  }
+  return out;
+}
+
+Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options) {
+  const std::string root = options.root.empty() ? "/" : options.root;
+  Fd cur(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (cur.get() < 0) {
+    return fail(why(root, errno));
+  }
+  std::string path;
+  for (const auto& part : components(dir)) {
+    if (part == "..") {
+      return fail(dir + ": \"..\" is not allowed in a path gpuwarm writes");
+    }
+    path += "/" + part;
+    int next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && options.create_dirs) {
+      if (::mkdirat(cur.get(), part.c_str(), options.dir_mode) != 0 && errno != EEXIST) {
+        return fail(why("cannot create " + path, errno));
+      }
+      next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next >= 0) {
+        ::fchmod(next, options.dir_mode);  // explicit, whatever the umask
+      }
+    }
+    if (next < 0) {
+      int err = errno;
+      if (err == ELOOP || err == ENOTDIR) {
+        return fail(path + " is a symbolic link or not a directory: refusing to write through it");
+      }
+      return fail(why(path, err));
+    }
+    cur = Fd(next);
+  }
+  if (std::string bad = untrusted_dir(cur.get(), path.empty() ? "/" : path); !bad.empty()) {
+    return fail("refusing to write into " + (path.empty() ? "/" : path) + ": " + bad);
+  }
+  return cur;
+}
+
+std::string random_suffix() {
+  unsigned char bytes[8] = {};
+  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+    // O_EXCL still makes a collision an error, never an overwrite.
+    auto v = static_cast<unsigned long long>(::getpid()) ^ reinterpret_cast<std::uintptr_t>(&bytes);
+    std::memcpy(bytes, &v, sizeof bytes);
+  }
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+bool write_all(int fd, const std::string& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return false;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+Result<void> write_file_atomically(const std::string& path, const std::string& content, const WriteOptions& options) {
+  if (path.empty() || path.front() != '/') {
+    return fail("not an absolute path: " + path);
+  }
+  auto slash = path.rfind('/');
+  std::string dir = path.substr(0, slash);
+  std::string name = path.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    return fail("not a file name: " + path);
+  }
+  auto dirfd = open_dir_chain(dir, options);  // dir is inside options.root
+  if (!dirfd) {
+    return tl::unexpected(dirfd.error());
+  }
+  struct stat target {};
+  if (::fstatat(dirfd->get(), name.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(target.st_mode)) {
+    return fail(path + " is a directory");
+  }
+  std::string tmp = "." + name + ".gpuwarm-" + random_suffix();
+  Fd out(::openat(dirfd->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  options.file_mode));
+  if (out.get() < 0) {
+    return fail(why("cannot create a temporary file in " + dir, errno));
+  }
+  auto discard = [&](const std::string& message) -> Result<void> {
+    out.reset();
+    ::unlinkat(dirfd->get(), tmp.c_str(), 0);
+    return fail(message);
+  };
+  if (::fchmod(out.get(), options.file_mode) != 0) {
+    return discard(why("cannot set the mode of " + path, errno));
+  }
+  if (!write_all(out.get(), content)) {
+    return discard(why("cannot write " + path, errno));
+  }
+  if (::fsync(out.get()) != 0) {
+    return discard(why("cannot sync " + path, errno));
+  }
+  out.reset();
+  if (::renameat(dirfd->get(), tmp.c_str(), dirfd->get(), name.c_str()) != 0) {
+    int err = errno;
+    ::unlinkat(dirfd->get(), tmp.c_str(), 0);
+    return fail(why("cannot rename into " + path, err));
+  }
+  if (::fsync(dirfd->get()) != 0) {
+    return fail(why("written, but cannot sync the directory of " + path, errno));
+  }
+  return {};
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,39 @@
+#pragma once
+// The one way gpuwarm writes a file as root (drop-ins, units, baselines,
+// reports): no symlink followed, nothing half-written visible, explicit modes
+// whatever the umask, and durable once it returns.
+
+#include <string>
+#include <sys/types.h>
+
+#include "core/result.h"
+
+namespace gpuwarm {
+
+struct WriteOptions {
+  // The tree the path is inside (--root): opened as named, links and all, since
+  // the operator chose it (e.g. /proc/PID/root of a container); below it no
+  // symbolic link is followed.
+  std::string root = "/";
+  mode_t file_mode = 0644;
+  mode_t dir_mode = 0755;      // for directories it creates
+  bool create_dirs = true;     // create missing parents (each with dir_mode)
+};
+
+// Writes `content` to `path` (absolute, inside options.root) atomically:
+//  - every parent directory is opened with O_NOFOLLOW from the root down, created
+//    with dir_mode where missing; a symlinked parent, or one that is neither
+//    root's nor the caller's, or is writable by group/others (unless sticky and
+//    root's), is refused;
+//  - a temporary file is created beside the target with O_EXCL|O_NOFOLLOW and
+//    a random name, chmod'ed to file_mode, written, fsync'ed;
+//  - renameat over the target (which must not be a directory), then the
+//    directory is fsync'ed.
+// On any failure nothing is left behind and the old file is unchanged.
+Result<void> write_file_atomically(const std::string& path, const std::string& content,
+                                   const WriteOptions& options = {});
+
+// Writes all of `text` to fd (EINTR and short writes handled). False on any error (ENOSPC too).
+bool write_all(int fd, const std::string& text);
+
+}  // namespace gpuwarm

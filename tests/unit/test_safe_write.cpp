@@ -1,0 +1,122 @@
+// The one writer for everything gpuwarm writes as root: explicit modes under
+// any umask, no symlink followed, atomic, nothing left behind on failure.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "core/safe_write.h"
+#include "temp_tree.h"
+
+namespace gpuwarm {
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  ::lstat(path.c_str(), &st);
+  return st.st_mode & 07777;
+}
+
+std::size_t entries(const std::string& dir) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST(SafeWrite, ExplicitModesWhateverTheUmask) {
+  test::TempTree t;
+  mode_t old = ::umask(0);
+  auto r = write_file_atomically(t.path("etc/systemd/system/x.service.d/50-gpuwarm.conf"), "[Service]\n");
+  ::umask(old);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(mode_of(t.path("etc/systemd/system/x.service.d/50-gpuwarm.conf")), 0644u);
+  EXPECT_EQ(mode_of(t.path("etc/systemd/system/x.service.d")), 0755u);
+  EXPECT_EQ(mode_of(t.path("etc")), 0755u);
+  EXPECT_EQ(slurp(t.path("etc/systemd/system/x.service.d/50-gpuwarm.conf")), "[Service]\n");
+}
+
+TEST(SafeWrite, ReplacesAtomicallyAndLeavesNoTemporary) {
+  test::TempTree t;
+  t.write("d/f.conf", "old\n");
+  ASSERT_TRUE(write_file_atomically(t.path("d/f.conf"), "new\n"));
+  EXPECT_EQ(slurp(t.path("d/f.conf")), "new\n");
+  EXPECT_EQ(entries(t.path("d")), 1u);
+}
+
+TEST(SafeWrite, ASymlinkAtTheTargetIsReplacedNotFollowed) {
+  test::TempTree t;
+  t.write("victim", "precious\n");
+  t.symlink(t.path("victim"), "d/f.conf");
+  ASSERT_TRUE(write_file_atomically(t.path("d/f.conf"), "new\n"));
+  EXPECT_EQ(slurp(t.path("victim")), "precious\n");
+  EXPECT_FALSE(std::filesystem::is_symlink(t.path("d/f.conf")));
+  EXPECT_EQ(slurp(t.path("d/f.conf")), "new\n");
+}
+
+TEST(SafeWrite, ASymlinkedDirectoryIsRefused) {
+  test::TempTree t;
+  t.mkdir("elsewhere");
+  t.symlink(t.path("elsewhere"), "etc/systemd");
+  auto r = write_file_atomically(t.path("etc/systemd/system/f.conf"), "x\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("symbolic link"), std::string::npos) << r.error().message;
+  EXPECT_EQ(entries(t.path("elsewhere")), 0u);
+}
+
+TEST(SafeWrite, ADirectoryOthersCanWriteIsRefused) {
+  test::TempTree t;
+  t.mkdir("open");
+  ::chmod(t.path("open").c_str(), 0777);
+  auto r = write_file_atomically(t.path("open/f.conf"), "x\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos) << r.error().message;
+  EXPECT_EQ(entries(t.path("open")), 0u);
+}
+
+TEST(SafeWrite, AForeignOwnedDirectoryIsRefused) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root to give a directory to another user";
+  }
+  test::TempTree t;
+  t.mkdir("theirs");
+  ASSERT_EQ(::chown(t.path("theirs").c_str(), 65534, 65534), 0);
+  auto r = write_file_atomically(t.path("theirs/f.conf"), "x\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("owned by uid 65534"), std::string::npos) << r.error().message;
+}
+
+TEST(SafeWrite, FailuresLeaveTheOldFileAndNothingElse) {
+  test::TempTree t;
+  t.mkdir("d/f.conf");  // a directory where the file should go
+  EXPECT_FALSE(write_file_atomically(t.path("d/f.conf"), "x\n"));
+  EXPECT_EQ(entries(t.path("d")), 1u);
+  EXPECT_FALSE(write_file_atomically("relative/path", "x"));
+  EXPECT_FALSE(write_file_atomically(t.path("d/../escape"), "x"));
+}
+
+TEST(SafeWrite, AFullDiskIsAnError) {
+  int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    GTEST_SKIP() << "no /dev/full here";
+  }
+  EXPECT_FALSE(write_all(fd, std::string(1 << 16, 'x')));
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace gpuwarm
