@@ -21,8 +21,20 @@ struct ChildProcess {
 // from NVML's, FACTS.md §6); stdout comes back through a pipe.
 Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpu);
 
-// Runs argv[0] (a path) with argv, stdin from /dev/null, and returns what it
-// printed on stdout and stderr; killed and failed after `timeout_ms`.
+struct ChildResult {
+  std::string output;  // stdout and stderr, at most max_output bytes
+  bool truncated = false;
+  int exit_code = 0;   // 128 + signal when killed by one
+};
+
+// The one way gpuwarm runs another program: argv[0] must be an absolute path
+// (no shell, no PATH), argv passed as is, stdin from /dev/null, output capped
+// at `max_output`, and the child killed once `timeout_ms` passes, whether or
+// not it still holds its stdout.
+Result<ChildResult> run_child(const std::vector<std::string>& argv, int timeout_ms,
+                              std::size_t max_output = 1u << 20);
+
+// run_child's output alone.
 Result<std::string> run_capture(const std::vector<std::string>& argv, int timeout_ms);
 
 }  // namespace gpuwarm

@@ -2,6 +2,7 @@
 // (fleet/fleet.h) into one table. Files are read and parsed on every core.
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "core/strings.h"
 #include "cli/file_batch.h"
 #include "core/exit_codes.h"
 #include "fleet/fleet.h"
@@ -138,8 +140,14 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     const std::size_t padding = fleet::parse_padding();
     std::vector<InputResult> per_input(walk.files.size() + (use_stdin ? 1 : 0));
     if (walk.files.size() == 1) {
-      int fd = ::open(walk.files[0].c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
+      // Regular files only, opened without blocking: a FIFO or /dev/zero named
+      // here is refused, not read toward the stdin cap.
+      int fd = ::open(walk.files[0].c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+      struct stat st {};
+      if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        ::close(fd);
+        per_input[0].unreadable.push_back({walk.files[0], "unreadable: not a regular file"});
+      } else if (fd < 0) {
         per_input[0].unreadable.push_back({walk.files[0], std::string("unreadable: ") + std::strerror(errno)});
       } else {
         parse_whole_input(fd, walk.files[0], padding, per_input[0]);
@@ -172,6 +180,10 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     for (auto& in : per_input) {
       std::move(in.reports.begin(), in.reports.end(), std::back_inserter(reports));
       std::move(in.unreadable.begin(), in.unreadable.end(), std::back_inserter(unreadable));
+    }
+    for (auto& u : unreadable) {  // file names and simdjson's text may carry control bytes too
+      u.source = escape_control(u.source);
+      u.error = escape_control(u.error);
     }
     const bool nothing_read = reports.empty();
     if (nothing_read && unreadable.empty()) {

@@ -136,9 +136,7 @@ guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& gi
   guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, ""};
   std::string binary = given;
   if (binary.empty()) {
-    const char* path_env = std::getenv("PATH");
-    Fact<std::string> found =
-        find_daemon_binary(paths, paths.is_live() && path_env != nullptr ? path_env : std::string{});
+    Fact<std::string> found = find_daemon_binary(paths);
     if (!found.has()) {
       v.missing = found.missing;
       return v;

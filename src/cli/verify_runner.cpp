@@ -8,49 +8,32 @@
 
 #include <fmt/format.h>
 
+#include "cli/child_process.h"
 #include "cli/collect_options.h"
+#include "core/fs.h"
 #include "core/strings.h"
 
 namespace gpuwarm {
 
 namespace {
 
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  for (auto dir : split(path != nullptr ? path : "", ':')) {
-    if (dir.empty()) {
-      continue;
-    }
-    std::string candidate = std::string(dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return {};
-}
-
 DcgmOutcome run_dcgm(int level) {
   DcgmOutcome out;
-  std::string dcgmi = find_on_path("dcgmi");
-  if (dcgmi.empty()) {
-    out.detail = "dcgmi not found on PATH (install DCGM to fold its diagnostic in)";
+  // From the system directories only, never $PATH; run with argv, no shell.
+  auto dcgmi = find_system_executable("/", "dcgmi");
+  if (!dcgmi) {
+    out.detail = dcgmi.error().message + " (install DCGM to fold its diagnostic in)";
     return out;
   }
   out.available = true;
-  std::string cmd = fmt::format("'{}' diag -r {} --json 2>&1", dcgmi, level);
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) {
-    out.detail = "could not run " + dcgmi;
+  // Level 4 runs for about an hour; the cap keeps a hung DCGM from hanging verify.
+  auto run = run_child({*dcgmi, "diag", "-r", std::to_string(level), "--json"}, 2 * 3600 * 1000, 16u << 20);
+  if (!run) {
+    out.detail = "could not run " + *dcgmi + ": " + run.error().message;
     return out;
   }
-  std::string text;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) {
-    text.append(buf, n);
-  }
-  int status = ::pclose(pipe);
   // DCGM reports each test's result as "Pass", "Fail", "Warn" or "Skip".
-  bool failed = status != 0 || text.find("\"Fail\"") != std::string::npos;
+  bool failed = run->exit_code != 0 || run->output.find("\"Fail\"") != std::string::npos;
   out.passed = !failed;
   out.detail = fmt::format("dcgmi diag -r {}: {}", level, failed ? "failures reported" : "no failures");
   return out;

@@ -20,9 +20,16 @@ std::string errno_text(const std::string& path, int err) {
 }  // namespace
 
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Never blocks on open or read: a FIFO, socket or device named by mistake
+  // (or by an attacker) is refused rather than waited on.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     return fail(errno_text(path, errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+    ::close(fd);
+    return fail(path + ": not a regular file (a FIFO, device or socket is not read)");
   }
   std::string out;
   char buf[8192];
@@ -46,6 +53,45 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
     }
   }
   ::close(fd);
+  return out;
+}
+
+Result<TextFile> read_regular_tail(const std::string& path, std::size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    return fail(errno_text(path, errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail(path + ": not a regular file (a FIFO, device or directory is not read)");
+  }
+  TextFile out;
+  auto size = static_cast<std::size_t>(st.st_size);
+  off_t start = 0;
+  if (size > max_bytes) {
+    start = static_cast<off_t>(size - max_bytes);
+    size = max_bytes;
+    out.truncated = true;
+  }
+  out.text.resize(size);
+  std::size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::pread(fd, out.text.data() + got, size - got, start + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;  // the file shrank: keep what was read
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  out.text.resize(got);
+  if (out.truncated) {
+    auto nl = out.text.find('\n');
+    out.text.erase(0, nl == std::string::npos ? out.text.size() : nl + 1);
+  }
   return out;
 }
 
@@ -87,6 +133,58 @@ Result<std::string> read_first_line(const std::string& path) {
   }
   auto nl = text->find('\n');
   return std::string(trim(std::string_view(*text).substr(0, nl)));
+}
+
+const std::vector<std::string> k_system_bin_dirs = {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
+                                                    "/usr/local/bin"};
+
+std::string replaceable_by_others(const std::string& path) {
+  const uid_t me = ::geteuid();
+  std::string at = path;
+  for (bool file = true;; file = false) {
+    struct stat st {};
+    if (::stat(at.c_str(), &st) != 0) {
+      return "cannot be checked";
+    }
+    if (st.st_uid != 0 && st.st_uid != me) {
+      return (file ? "is owned by uid " : "is in " + at + ", owned by uid ") + std::to_string(st.st_uid);
+    }
+    const bool sticky_root = !file && (st.st_mode & S_ISVTX) != 0 && st.st_uid == 0;
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !sticky_root) {
+      return file ? std::string("is writable by group or others") : "is in " + at + ", writable by group or others";
+    }
+    auto slash = at.rfind('/');
+    if (slash == std::string::npos || at == "/") {
+      return {};
+    }
+    at = slash == 0 ? "/" : at.substr(0, slash);
+  }
+}
+
+Result<std::string> find_system_executable(const std::string& root, const std::string& name,
+                                           const std::vector<std::string>& dirs) {
+  std::string prefix = root;
+  while (!prefix.empty() && prefix.back() == '/') {
+    prefix.pop_back();
+  }
+  std::string refused;
+  for (const auto& dir : dirs) {
+    std::string candidate = dir + "/" + name;
+    std::string host = prefix + candidate;
+    struct stat st {};
+    if (::stat(host.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
+      continue;
+    }
+    if (std::string why = replaceable_by_others(host); !why.empty()) {
+      refused += (refused.empty() ? "" : "; ") + candidate + " " + why;
+      continue;
+    }
+    return candidate;
+  }
+  if (!refused.empty()) {
+    return fail(name + " not trusted: " + refused);
+  }
+  return fail(name + " not found in " + std::to_string(dirs.size()) + " system directories");
 }
 
 }  // namespace gpuwarm

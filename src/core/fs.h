@@ -10,10 +10,21 @@
 
 namespace gpuwarm {
 
-// Reads a whole (small) file. Error message: "<path>: <strerror>".
+// Reads a whole (small) regular file, without blocking: FIFOs, sockets and
+// devices are refused. Error message: "<path>: <strerror>".
 // Files from /proc and /sys report size 0, so this reads until EOF; max_bytes
 // guards against a runaway or hostile file.
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes = 4u << 20);
+
+// A regular file named by the user (--kernel-log, --snapshot, --replay, a
+// report): opened without blocking, refused when it is a FIFO, a device or a
+// directory, and at most the last `max_bytes` kept (from the first line start
+// in them), since what matters in a log is its end. `truncated` says so.
+struct TextFile {
+  std::string text;
+  bool truncated = false;
+};
+Result<TextFile> read_regular_tail(const std::string& path, std::size_t max_bytes);
 
 // True if anything (file, directory, device, dangling link) exists at path.
 bool path_exists(const std::string& path);
@@ -26,5 +37,19 @@ Result<std::string> read_link(const std::string& path);
 
 // Reads the first line without the newline, trimmed of surrounding blanks.
 Result<std::string> read_first_line(const std::string& path);
+
+// Why a file, or a directory above it, could be replaced by a user other than
+// root or the caller ("" when it cannot): what root may run or load.
+std::string replaceable_by_others(const std::string& path);
+
+// The system directories root runs helper programs from (dcgmi, udevadm):
+// never $PATH, whose entries may be relative or the caller's.
+extern const std::vector<std::string> k_system_bin_dirs;
+
+// The first executable `name` in `dirs` (absolute, looked up under `root`)
+// that no one but root or the caller can replace; the path is returned as
+// seen inside the root. The error says what was refused and why.
+Result<std::string> find_system_executable(const std::string& root, const std::string& name,
+                                           const std::vector<std::string>& dirs = k_system_bin_dirs);
 
 }  // namespace gpuwarm

@@ -24,6 +24,12 @@ std::string find_version_token(std::string_view s, std::size_t from = 0);
 // so evidence from binary junk stays printable and JSON-safe.
 std::string printable(std::string_view s);
 
+// Text from an untrusted source (a report, a kernel log, a unit file, a
+// process name) made safe for a terminal: C0 controls, DEL and C1 controls
+// (U+0080..U+009F, which some terminals obey as escape sequences) become
+// \xNN / \u00NN. Printable text, UTF-8 included, is unchanged.
+std::string escape_control(std::string_view s);
+
 std::string to_lower(std::string_view s);
 
 // "500ms", "2s", "1.5m", "1h" or a bare number of seconds -> seconds.

@@ -19,11 +19,37 @@ bool truthy(const std::string& v) {
   return l == "yes" || l == "true" || l == "1" || l == "on";
 }
 
+// One command-line word as systemd reads it in ExecStart= (systemd.service(5),
+// "Command lines"; systemd.unit(5), specifiers): % starts a specifier and $ a
+// variable, so both are doubled; a word with blanks, quotes, backslashes or
+// control characters is double-quoted with C escapes.
+std::string systemd_word(const std::string& a) {
+  std::string escaped;
+  bool quote = a.empty();
+  for (char ch : a) {
+    auto c = static_cast<unsigned char>(ch);
+    if (ch == '%' || ch == '$') {
+      escaped += ch;
+      escaped += ch;
+    } else if (ch == '"' || ch == '\\') {
+      escaped += '\\';
+      escaped += ch;
+      quote = true;
+    } else if (c < 0x20 || c == 0x7f) {
+      escaped += fmt::format("\\x{:02x}", c);
+      quote = true;
+    } else {
+      quote = quote || ch == ' ' || ch == '\'' || ch == ';';
+      escaped += ch;
+    }
+  }
+  return quote ? "\"" + escaped + "\"" : escaped;
+}
+
 std::string quote_args(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
-    bool plain = !a.empty() && a.find_first_of(" \t\"'\\") == std::string::npos;
-    out += (out.empty() ? "" : " ") + (plain ? a : "\"" + a + "\"");
+    out += (out.empty() ? "" : " ") + systemd_word(a);
   }
   return out;
 }
@@ -43,7 +69,7 @@ std::string render_unit(const std::string& binary, bool with_user) {
       "Restart=on-failure\n\n"
       "[Install]\n"
       "WantedBy=multi-user.target\n",
-      binary, with_user ? " --user nvidia-persistenced" : "");
+      systemd_word(binary), with_user ? " --user nvidia-persistenced" : "");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "core/strings.h"
 #include "output/table.h"
 
 namespace gpuwarm::fleet {
@@ -163,7 +164,7 @@ Result<ReportKind> kind_of(element doc) {
     if (kind == "gpuwarm-verify") return ReportKind::verify;
     if (kind == "gpuwarm-probe") return ReportKind::probe;
     if (kind == "watch" || kind == "gpuwarm-watch") return fail("a `gpuwarm watch` run, not a node report");
-    return fail(fmt::format("unknown report kind \"{}\"", kind));
+    return fail(fmt::format("unknown report kind \"{}\"", escape_control(kind.substr(0, 60))));
   }
   if (has_field(doc, "verdict") && has_field(doc, "findings")) return ReportKind::diagnosis;
   if (has_field(doc, "outcome") && has_field(doc, "steps")) return ReportKind::fix;
@@ -346,6 +347,10 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   }
   if (!r) {
     return tl::unexpected(r.error());
+  }
+  // Reports come from every node: nothing in them may steer the operator's terminal.
+  for (std::string* field : {&out.hostname, &out.taken_at, &out.verdict, &out.fix_outcome}) {
+    *field = escape_control(*field);
   }
   return out;
 }

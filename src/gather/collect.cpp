@@ -103,8 +103,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   auto nvml_call = start_nvml(options);
 
   timed("driver", [&] { snap.driver = read_driver(paths); });
-  const char* path_env = std::getenv("PATH");
-  timed("daemon", [&] { snap.daemon = read_daemon(paths, path_env != nullptr ? path_env : ""); });
+  timed("daemon", [&] { snap.daemon = read_daemon(paths); });
   timed("kernel_log", [&] { snap.kernel_log = read_kernel_log(paths, options.kernel_log); });
 
   if (options.use_systemd && services != nullptr) {

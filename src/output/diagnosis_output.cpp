@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
 #include "output/table.h"
 #include "rules/helpers.h"
 #include "snapshot/clock_reasons.h"
@@ -144,7 +145,10 @@ std::string persistence_text(const Fact<bool>& persistence) {
 
 std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const Style& style) {
   std::string out;
-  out += style.bold(fmt::format("gpuwarm diagnose · {}", s.hostname)) + "\n\n";
+  // Every string below may come from a snapshot file or the node's own text
+  // (unit files, process names): escaped before styling, never obeyed by the terminal.
+  const auto esc = [](const std::string& text) { return escape_control(text); };
+  out += style.bold(fmt::format("gpuwarm diagnose · {}", esc(s.hostname))) + "\n\n";
 
   if (!s.nvml.gpus.empty()) {
     TextTable table({style.bold("GPU"), style.bold("NAME"), style.bold("BUS ID"), style.bold("PERSISTENCE"),
@@ -152,13 +156,13 @@ std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const S
                      style.bold("EVENT REASONS"), style.bold("HELD BY DAEMON")});
     for (const auto& gpu : s.nvml.gpus) {
       if (!gpu.handle_error.empty()) {
-        table.add_row({std::to_string(gpu.index), style.red("cannot open: " + gpu.handle_error)});
+        table.add_row({std::to_string(gpu.index), style.red("cannot open: " + esc(gpu.handle_error))});
         continue;
       }
       std::string persistence = gpu.persistence.has() ? (*gpu.persistence ? style.green("Enabled")
                                                                            : style.yellow("Disabled"))
-                                                      : style.red("unknown (" + gpu.persistence.missing + ")");
-      table.add_row({std::to_string(gpu.index), or_dash(gpu.name), or_dash(gpu.pci_bus_id), persistence,
+                                                      : style.red("unknown (" + esc(gpu.persistence.missing) + ")");
+      table.add_row({std::to_string(gpu.index), esc(or_dash(gpu.name)), esc(or_dash(gpu.pci_bus_id)), persistence,
                      gpu.pstate.has() ? fmt::format("P{}", *gpu.pstate) : "-",
                      clock_pair(gpu.clocks.sm, gpu.max_clocks.sm), clock_pair(gpu.clocks.mem, gpu.max_clocks.mem),
                      gpu.event_reasons_active.has() ? clock_reason_list(*gpu.event_reasons_active) : "-",
@@ -177,34 +181,34 @@ std::string render_diagnosis_text(const Snapshot& s, const Diagnosis& d, const S
         }
       }
       if (!unread.empty()) {
-        out += style.dim(fmt::format("GPU {} unread: {}", gpu.index, fmt::join(unread, "; "))) + "\n";
+        out += style.dim(esc(fmt::format("GPU {} unread: {}", gpu.index, fmt::join(unread, "; ")))) + "\n";
       }
     }
     out += "\n";
   } else if (s.nvml.device_count.has()) {
     out += "No GPU visible to NVML.\n\n";
   } else {
-    out += "No GPU information: " + s.nvml.device_count.missing + "\n\n";
+    out += "No GPU information: " + esc(s.nvml.device_count.missing) + "\n\n";
   }
 
-  TextTable facts({style.dim("Driver"), driver_line(s)});
-  facts.add_row({style.dim("NVML"), nvml_line(s)});
-  facts.add_row({style.dim("Daemon"), daemon_line(s)});
-  facts.add_row({style.dim("Service"), service_line(s)});
-  facts.add_row({style.dim("Kernel log"), kernel_log_line(s)});
+  TextTable facts({style.dim("Driver"), esc(driver_line(s))});
+  facts.add_row({style.dim("NVML"), esc(nvml_line(s))});
+  facts.add_row({style.dim("Daemon"), esc(daemon_line(s))});
+  facts.add_row({style.dim("Service"), esc(service_line(s))});
+  facts.add_row({style.dim("Kernel log"), esc(kernel_log_line(s))});
   out += facts.render() + "\n";
 
   out += style.bold("Findings") + "\n";
   for (const auto& f : d.findings) {
-    out += fmt::format("  {} {:<7} {}\n", severity_tag(style, f), f.rule_id, f.message);
+    out += fmt::format("  {} {:<7} {}\n", severity_tag(style, f), esc(f.rule_id), esc(f.message));
     for (const auto& e : f.evidence) {
-      out += "               " + style.dim("· " + e) + "\n";
+      out += "               " + style.dim("· " + esc(e)) + "\n";
     }
   }
   out += "\n";
   out += style.bold("Verdict: ") + colour_by_route(style, d.verdict.route, d.verdict.title) +
          style.dim(" [" + d.verdict.rule_id + "]") + "\n";
-  out += style.bold("Next:    ") + d.verdict.next_step + "\n";
+  out += style.bold("Next:    ") + esc(d.verdict.next_step) + "\n";
   return out;
 }
 

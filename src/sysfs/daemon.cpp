@@ -20,44 +20,24 @@ namespace {
 
 constexpr std::string_view k_daemon_name = "nvidia-persistenced";
 
-bool is_executable_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
-}
-
 }  // namespace
 
-Fact<std::string> find_daemon_binary(const Paths& paths, const std::string& path_env) {
-  std::vector<std::string> dirs;
-  for (auto dir : split(path_env, ':')) {
-    if (!dir.empty() && dir.front() == '/') {
-      dirs.emplace_back(dir);
-    }
-  }
-  dirs.insert(dirs.end(), k_daemon_search_dirs.begin(), k_daemon_search_dirs.end());
-  for (const auto& dir : dirs) {
-    std::string candidate = dir + "/" + std::string(k_daemon_name);
-    if (is_executable_file(paths.host(candidate))) {
-      return Fact<std::string>::known(candidate);
-    }
-  }
-  return Fact<std::string>::unknown("not found on PATH or in " + std::to_string(k_daemon_search_dirs.size()) +
-                                    " usual directories");
+Fact<std::string> find_daemon_binary(const Paths& paths) {
+  // Never the caller's PATH: root runs this binary (guard) and writes its path
+  // into a unit that runs at boot (fix). Only system directories, and only a
+  // file and directory no one but root (or the caller) can replace.
+  auto found = find_system_executable(paths.root(), std::string(k_daemon_name), k_daemon_search_dirs);
+  return found ? Fact<std::string>::known(*found) : Fact<std::string>::unknown(found.error().message);
 }
 
-std::string daemon_location(const std::string& binary, const std::string& path_env) {
+std::string daemon_location(const std::string& binary) {
   auto slash = binary.rfind('/');
   std::string dir = slash == std::string::npos ? std::string{} : binary.substr(0, slash);
-  for (auto entry : split(path_env, ':')) {
-    if (entry == dir) {
-      return "PATH";
-    }
-  }
   if (dir == "/run/current-system/sw/bin") return "NixOS system profile";
   if (dir == "/run/nvidia/driver/usr/bin") return "GPU Operator driver container";
   if (dir == "/usr/local/nvidia/bin") return "cloud-image driver";
   if (dir == "/opt/bin") return "Flatcar driver";
-  return "usual directory";
+  return "system directory";
 }
 
 namespace {
@@ -119,11 +99,11 @@ std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& t
   return {minors.begin(), minors.end()};
 }
 
-DaemonFacts read_daemon(const Paths& paths, const std::string& path_env) {
+DaemonFacts read_daemon(const Paths& paths) {
   DaemonFacts facts;
-  facts.binary = find_daemon_binary(paths, paths.is_live() ? path_env : std::string{});
+  facts.binary = find_daemon_binary(paths);
   if (facts.binary.has()) {
-    facts.binary_found_by = daemon_location(*facts.binary, paths.is_live() ? path_env : std::string{});
+    facts.binary_found_by = daemon_location(*facts.binary);
   }
 
   if (auto entries = list_dir(paths.proc(""))) {

@@ -14,14 +14,16 @@ namespace gpuwarm {
 // distributions disagree on where it goes).
 extern const std::vector<std::string> k_daemon_search_dirs;
 
-// `path_env` is $PATH; with a non-live root the search runs under that root.
-DaemonFacts read_daemon(const Paths& paths, const std::string& path_env);
+// The binary is looked for in k_daemon_search_dirs only (never $PATH), under the root.
+DaemonFacts read_daemon(const Paths& paths);
 
-// Only the binary (what read_daemon puts in `binary`), without scanning processes.
-Fact<std::string> find_daemon_binary(const Paths& paths, const std::string& path_env);
+// Only the binary (what read_daemon puts in `binary`), without scanning
+// processes: the first executable in k_daemon_search_dirs that neither it nor
+// a directory above it can be replaced by a user other than root (or the caller).
+Fact<std::string> find_daemon_binary(const Paths& paths);
 
-// Why the binary was taken: "PATH", or the layout its directory belongs to.
-std::string daemon_location(const std::string& binary, const std::string& path_env);
+// The layout the binary's directory belongs to ("NixOS system profile", ...).
+std::string daemon_location(const std::string& binary);
 
 // /dev/nvidiaN minors among link targets read from /proc/PID/fd.
 std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets);

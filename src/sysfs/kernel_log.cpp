@@ -125,15 +125,18 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
 
 KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
   if (!file.empty()) {
-    auto text = read_file(file, 256u << 20);
+    // A FIFO or device here would block diagnose and guard (past systemd's
+    // TimeoutStartSec): regular files only. A huge log keeps its newest 256 MiB,
+    // where a mismatch since the module loaded would be.
+    auto text = read_regular_tail(file, 256u << 20);
     if (!text) {
       KernelLogFacts facts;
       facts.source = Fact<std::string>::unknown(text.error().message);
       facts.loaded_version = Fact<std::string>::unknown("log not read");
       return facts;
     }
-    KernelLogFacts facts = scan_kernel_log(*text);
-    facts.source = Fact<std::string>::known(file);
+    KernelLogFacts facts = scan_kernel_log(text->text);
+    facts.source = Fact<std::string>::known(text->truncated ? file + " (its last 256 MiB)" : file);
     return facts;
   }
 

@@ -29,7 +29,7 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   t.write("run/nvidia-persistenced/nvidia-persistenced.pid", "4242\n");
   t.write("run/nvidia-persistenced/socket", "");
 
-  DaemonFacts d = read_daemon(Paths(t.root()), "/should/be/ignored/under/a/root");
+  DaemonFacts d = read_daemon(Paths(t.root()));
   EXPECT_TRUE(d.binary.is("/usr/bin/nvidia-persistenced"));
   ASSERT_EQ(d.processes.size(), 1u);
   EXPECT_EQ(d.processes[0].pid, 4242);
@@ -47,7 +47,7 @@ TEST(Daemon, AbsentDaemon) {
   test::TempTree t;
   t.mkdir("proc");
   t.write("usr/bin/nvidia-persistenced", "not executable");
-  DaemonFacts d = read_daemon(Paths(t.root()), "");
+  DaemonFacts d = read_daemon(Paths(t.root()));
   EXPECT_FALSE(d.binary.has());
   EXPECT_TRUE(d.processes.empty());
   EXPECT_FALSE(d.runtime_dir);
@@ -58,7 +58,7 @@ TEST(Daemon, GarbagePidFile) {
   test::TempTree t;
   t.mkdir("proc");
   t.write("run/nvidia-persistenced/nvidia-persistenced.pid", "\xff\xfe\x01");
-  DaemonFacts d = read_daemon(Paths(t.root()), "");
+  DaemonFacts d = read_daemon(Paths(t.root()));
   EXPECT_FALSE(d.pid_file_pid.has());
   EXPECT_EQ(d.pid_file_pid.missing, "unparsable PID file");
 }

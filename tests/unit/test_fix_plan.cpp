@@ -166,3 +166,24 @@ TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
 
 }  // namespace
 }  // namespace gpuwarm
+
+namespace gpuwarm {
+namespace {
+
+// What goes into ExecStart= is quoted the systemd way: a path with a blank,
+// a specifier (%) or a variable ($) cannot split the command or expand.
+TEST(FixPlan, ExecStartIsQuotedTheSystemdWay) {
+  Snapshot s = test::healthy_snapshot();
+  s.daemon.processes.clear();
+  s.service.load_state = Fact<std::string>::known("not-found");
+  s.daemon.binary = Fact<std::string>::known("/opt/odd dir/%n$HOME\"x\"/nvidia-persistenced");
+  FixInputs in;
+  FixPlan p = plan_fix(s, diagnose(s), in);
+  ASSERT_FALSE(p.steps.empty());
+  const std::string& unit = p.steps.front().content;
+  EXPECT_NE(unit.find("ExecStart=\"/opt/odd dir/%%n$$HOME\\\"x\\\"/nvidia-persistenced\""), std::string::npos)
+      << unit;
+}
+
+}  // namespace
+}  // namespace gpuwarm

@@ -1,0 +1,173 @@
+"""Safe as root: what gpuwarm runs, writes and reads cannot be turned against
+the node. Planted binaries on PATH, untrusted daemon binaries, FIFOs and
+devices where files are expected, escape sequences in reports."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import harness as h
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.tmp = tempfile.mkdtemp()
+        os.chmod(self.tmp, 0o755)
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+
+    def raw(self, args, env_extra=None, cwd=None, scenario_obj=None, timeout=30):
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+        env["NO_COLOR"] = "1"
+        if scenario_obj is not None:
+            path = os.path.join(self.tmp, "scenario.json")
+            with open(path, "w") as f:
+                json.dump(scenario_obj, f)
+            env["FAKE_NVML_SCENARIO"] = path
+        env.update(env_extra or {})
+        return subprocess.run([h.BIN, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+    def plant(self, directory, name):
+        """An executable that leaves a marker if anyone runs it."""
+        marker = os.path.join(self.tmp, name + ".ran")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(f"#!/bin/sh\ntouch {marker}\necho 'nvidia-persistenced:  version 580.159.04'\n")
+        os.chmod(path, 0o755)
+        return marker
+
+
+class Executables(Base):
+    def test_dcgmi_on_a_relative_path_entry_is_never_run(self):
+        self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()
+        workdir = os.path.join(self.tmp, "work")
+        marker = self.plant(workdir, "dcgmi")
+        odd = os.path.join(self.tmp, "'$(touch " + os.path.join(self.tmp, "subst.ran") + ")'")
+        self.plant(odd, "dcgmi")
+        r = self.raw(["verify", "--json", "--no-systemd", "--root", self.root.path, "--settle", "0", "--samples", "1",
+                      "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "--dcgm-level", "1"],
+                     env_extra={"PATH": f".:{odd}:" + os.environ.get("PATH", "")}, cwd=workdir,
+                     scenario_obj=h.scenario([h.gpu(0)]))
+        self.assertIn(r.returncode, (0, 8), r.stderr)
+        self.assertFalse(os.path.exists(marker), "a dcgmi from a relative PATH entry ran as this user")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "subst.ran")), "a shell substitution ran")
+        dcgm = [c for c in json.loads(r.stdout)["checks"] if c["id"] == "dcgm"][0]
+        if not shutil.which("dcgmi", path="/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin"):
+            self.assertIn("not found in 6 system directories", dcgm["detail"])
+
+    def test_a_daemon_on_path_is_not_the_daemon(self):
+        marker = self.plant(os.path.join(self.tmp, "bin"), "nvidia-persistenced")
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                     env_extra={"PATH": os.path.join(self.tmp, "bin") + ":" + os.environ.get("PATH", "")},
+                     scenario_obj=h.scenario([]))
+        d = json.loads(r.stdout)
+        binary = d["snapshot"]["daemon"]["binary"]
+        self.assertFalse(isinstance(binary, str) and binary.startswith(self.tmp), binary)
+        self.assertFalse(os.path.exists(marker))
+
+    def test_guard_does_not_run_a_daemon_binary_others_can_replace(self):
+        self.root.driver("580.159.04").kmsg()
+        marker = self.plant(self.root.p("/usr/bin"), "nvidia-persistenced")
+        os.chmod(self.root.p("/usr/bin/nvidia-persistenced"), 0o777)
+        r = self.raw(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose", "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
+        self.assertFalse(os.path.exists(marker), "guard ran a world-writable daemon binary")
+        self.assertIn("writable by group or others", r.stdout + r.stderr)
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
+        daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+        self.assertIn("writable by group or others", daemon["missing"])
+
+
+class BlockingInput(Base):
+    def fifo(self):
+        path = os.path.join(self.tmp, "fifo")
+        os.mkfifo(path)
+        return path
+
+    def test_a_fifo_as_kernel_log_does_not_hang_diagnose_or_guard(self):
+        self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()
+        fifo = self.fifo()
+        start = time.monotonic()
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--kernel-log", fifo, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([h.gpu(0)]))
+        self.assertLess(time.monotonic() - start, 10)
+        source = json.loads(r.stdout)["snapshot"]["kernel_log"]["source"]
+        self.assertIn("not a regular file", source["missing"])
+        r = self.raw(["guard", "--root", self.root.path, "--kernel-log", fifo, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
+        self.assertLess(time.monotonic() - start, 20)
+        self.assertNotEqual(r.returncode, 255)
+
+    def test_fleet_summary_refuses_devices_and_fifos(self):
+        for path in ("/dev/zero", self.fifo()):
+            start = time.monotonic()
+            r = self.raw(["fleet-summary", path])
+            self.assertLess(time.monotonic() - start, 5, path)
+            self.assertEqual(r.returncode, 1, path + r.stdout + r.stderr)
+            self.assertIn("not a regular file", r.stdout + r.stderr, path)
+
+    def test_snapshot_from_a_fifo_is_refused(self):
+        r = self.raw(["diagnose", "--snapshot", self.fifo()])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not a regular file", r.stderr)
+
+    def test_a_long_kernel_log_keeps_its_end(self):
+        self.root.driver("580.159.04").daemon_binary().kmsg()
+        log = os.path.join(self.tmp, "kern.log")
+        with open(log, "w") as f:
+            line = "Jun 01 12:00:00 gpu1 kernel: usb 1-1: new high-speed USB device number %d\n"
+            chunk = "".join(line % i for i in range(10000))
+            for _ in range(420):  # ~290 MB of noise, over the 256 MiB kept, then the mismatch at the very end
+                f.write(chunk)
+            f.write("Jun 01 12:00:01 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\n"
+                    "Jun 01 12:00:01 gpu1 kernel: NVRM: has the version 580.95.05, but this kernel module has\n"
+                    "Jun 01 12:00:01 gpu1 kernel: NVRM: the version 580.159.04.  Please make sure that this\n")
+        try:
+            r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--kernel-log", log],
+                         timeout=120)
+            d = json.loads(r.stdout)
+            self.assertEqual(d["verdict"]["code"], "reboot-pending", d["findings"])
+            self.assertIn("its last 256 MiB", d["snapshot"]["kernel_log"]["source"])
+        finally:
+            os.unlink(log)
+
+
+class Terminal(Base):
+    def test_escape_sequences_in_reports_are_shown_not_obeyed(self):
+        evil = "node\x1b]0;pwned\x07\x1b[2J\x9b"
+        report = {"kind": "gpuwarm-diagnosis", "schema_version": 1, "hostname": evil,
+                  "verdict": {"code": "healthy\x1b[8m"}, "gpus": []}
+        path = os.path.join(self.tmp, "r.json")
+        with open(path, "w") as f:
+            json.dump(report, f)
+        for args in (["fleet-summary", path], ["fleet-summary", "--json", path]):
+            r = self.raw(args)
+            self.assertNotIn("\x1b", r.stdout, args)
+            self.assertNotIn("\x07", r.stdout, args)
+            self.assertNotIn("\x9b", r.stdout, args)
+        self.assertIn("\\x1b]0;pwned", self.raw(["fleet-summary", path]).stdout)
+
+    def test_escape_sequences_in_a_snapshot_are_shown_not_obeyed(self):
+        with open(os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")) as f:
+            snap = json.load(f)
+        snap["hostname"] = "h\x1b[2Jost"
+        snap["daemon"]["binary"] = "/usr/bin/nvidia-persistenced\x1b]0;x\x07"
+        path = os.path.join(self.tmp, "s.json")
+        with open(path, "w") as f:
+            json.dump(snap, f)
+        r = self.raw(["diagnose", "--snapshot", path])
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertIn("h\\x1b[2Jost", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
