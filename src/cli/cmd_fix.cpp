@@ -14,6 +14,8 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "core/safe_write.h"
+#include "core/signal_shield.h"
+#include "core/host.h"
 #include "cli/verify_runner.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
@@ -195,10 +197,33 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "Exit codes: 0 fixed (or nothing to do) and verified, 1 a step failed (the report says which ran),\n"
       "2 bad command line, 3 refused: unit masked, 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
       "6 no systemd here (nothing changed), 7 another fix is running, 8 changed but verification failed,\n"
-      "9 refused: cannot tell (a fact the verdict needs could not be read).");
+      "9 refused: cannot tell (a fact the verdict needs could not be read),\n"
+      "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node: every step ran to its end,\n"
+      "the report says which, verification was skipped. The lock is taken before anything is read.");
 
   return [opts]() -> int {
     Paths paths(opts->collect.root);
+    // The lock comes first: two fixes must not both plan from the same old
+    // state. A lock that cannot be opened at all is an error only if this run
+    // goes on to change something (refusals and "no systemd" need none).
+    Result<bool> lock = true;
+    if (!opts->dry_run) {
+      lock = take_lock(paths);
+      if (lock && !*lock) {
+        std::string why = "another `gpuwarm fix` is running (lock " + paths.display(paths.run("gpuwarm-fix.lock")) +
+                          " is held)";
+        int code = to_int(ExitCode::locked);
+        if (opts->json) {
+          std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},
+                                  {"outcome", "locked"}, {"changed", false}, {"reason", why},
+                                  {"steps", nlohmann::json::array()}, {"exit_code", code}})
+                    << "\n";
+        } else {
+          std::cout << why << "\nNothing was changed.\n";
+        }
+        return code;
+      }
+    }
     Snapshot before = collect_from_options(opts->collect);
     Diagnosis diagnosis = diagnose(before);
     FixPlan plan = plan_fix(before, diagnosis, read_inputs(paths, before));
@@ -249,17 +274,17 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     bool changed = false;
     std::string text = head;
     if (plan.outcome == FixOutcome::act) {
-      auto lock = take_lock(paths);
-      if (!lock || !*lock) {
-        std::string why = lock ? "another `gpuwarm fix` is running (lock " + paths.display(paths.run("gpuwarm-fix.lock")) +
-                                     " is held)"
-                               : lock.error().message;
-        report["reason"] = why;
-        return finish(to_int(lock ? ExitCode::locked : ExitCode::tool_error), false,
-                      head + why + "\nNothing was changed.\n");
+      if (!lock) {
+        report["reason"] = lock.error().message;
+        return finish(to_int(ExitCode::tool_error), false, head + lock.error().message + "\nNothing was changed.\n");
       }
       auto services = make_systemd_manager();
       auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
+      // Ctrl-C, SIGTERM and SIGHUP wait until every step has run (or one has
+      // failed) and the report says so: never a drop-in without its reload,
+      // a queued start job with no report.
+      SignalShield shield;
+      bool failed = false;
       for (auto& rec : records) {
         auto r = execute(*rec.step, paths, *services, timeout);
         if (!r) {
@@ -270,12 +295,24 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
               later.status = "not-run";
             }
           }
-          return finish(to_int(ExitCode::tool_error), changed,
-                        text + steps_text(records) + "Stopped at the failed step; the steps before it took effect.\n");
+          failed = true;
+          break;
         }
         rec.status = "done";
         rec.detail = *r;
         changed = changed || rec.step->kind != StepKind::enable || *r != "already enabled";
+      }
+      if (int sig = shield.take(); sig != 0) {
+        report["interrupted"] = sigabbrev_np(sig) != nullptr ? std::string("SIG") + sigabbrev_np(sig) : "a signal";
+        return finish(failed ? to_int(ExitCode::tool_error) : 128 + sig, changed,
+                      text + steps_text(records) +
+                          fmt::format("Interrupted (SIG{}) while changing the node: every step above ran to its end; "
+                                      "verification skipped.\n",
+                                      sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig) : "?"));
+      }
+      if (failed) {
+        return finish(to_int(ExitCode::tool_error), changed,
+                      text + steps_text(records) + "Stopped at the failed step; the steps before it took effect.\n");
       }
       text += steps_text(records);
     } else {

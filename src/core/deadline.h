@@ -17,6 +17,8 @@
 #include <thread>
 #include <utility>
 
+#include "core/signal_shield.h"
+
 namespace gpuwarm {
 
 // What a long call is doing now ("nvmlInit", "GPU 3: nvmlDeviceGetPersistenceMode"),
@@ -59,6 +61,7 @@ class BackgroundCall {
   template <class Fn>
   explicit BackgroundCall(Fn fn) : m_shared(std::make_shared<Shared>()) {
     std::thread([shared = m_shared, fn = std::move(fn)]() mutable {
+      block_all_signals_in_this_thread();  // Ctrl-C is the main thread's to handle
       std::optional<T> value;
       std::string error;
       try {

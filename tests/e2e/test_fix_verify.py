@@ -5,6 +5,8 @@ fake NVML, whose GPUs read persistence Enabled once the stand-in daemon has
 missing method, masked unit, failed job, job timeout, permission denied."""
 import fcntl
 import json
+import subprocess
+import signal
 import os
 import shutil
 import threading
@@ -188,6 +190,30 @@ class FixAndVerify(SystemdMockCase):
         rc, rep, r = self.fix("--job-timeout", "1")
         self.assertEqual(rc, 1)
         self.assertIn("no job result within 1000 ms", rep["steps"][-1]["detail"])
+
+    def test_ctrl_c_mid_fix_finishes_the_step_and_writes_the_report(self):
+        self.add_unit(start_result=None)  # a start job that never ends: fix waits in its critical section
+        env = {k: v for k, v in os.environ.items() if k != "FAKE_NVML_SCENARIO"}
+        scenario = os.path.join(self.root.path, "scenario.json")
+        with open(scenario, "w") as f:
+            json.dump(self.scenario(), f)
+        env.update({"NO_COLOR": "1", "FAKE_NVML_SCENARIO": scenario})
+        p = subprocess.Popen([h.BIN, "fix", "--json", "--root", self.root.path, "--nvml",
+                              os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "--job-timeout", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 10
+        while not self.mock.GetMethodCalls("StartUnit") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(self.mock.GetMethodCalls("StartUnit"), "fix never reached StartUnit")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+        self.assertNotIn("AddressSanitizer", err)
+        rep = json.loads(out)  # the report is whole although Ctrl-C came mid-step
+        self.assertEqual(rep["interrupted"], "SIGINT")
+        self.assertEqual([s["status"] for s in rep["steps"]], ["done"] * 4 + ["failed"])
+        self.assertIn("no job result within 2000 ms", rep["steps"][-1]["detail"])
+        self.assertEqual(p.returncode, 1)
+        self.assertNotIn("verify", rep)
 
     def test_permission_denied(self):
         self.add_unit()

@@ -1,0 +1,58 @@
+#pragma once
+// Holds off the signals that end a run (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
+// across a critical section, so Ctrl-C cannot leave a change half-applied or
+// a report unwritten; afterwards the caller asks which one arrived and acts
+// on it itself.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <ctime>
+
+namespace gpuwarm {
+
+class SignalShield {
+ public:
+  SignalShield() {
+    sigemptyset(&m_set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+      sigaddset(&m_set, sig);
+    }
+    pthread_sigmask(SIG_BLOCK, &m_set, &m_old);
+  }
+  // Pending signals are taken first (take()), so unblocking cannot kill the
+  // process after the section: the caller decides what an interruption means.
+  ~SignalShield() {
+    take();
+    pthread_sigmask(SIG_SETMASK, &m_old, nullptr);
+  }
+  SignalShield(const SignalShield&) = delete;
+  SignalShield& operator=(const SignalShield&) = delete;
+
+  // The first signal that arrived while shielded (0 if none); it is consumed.
+  int take() {
+    timespec zero{};
+    int sig = sigtimedwait(&m_set, nullptr, &zero);
+    if (sig > 0 && m_taken == 0) {
+      m_taken = sig;
+    }
+    while (sigtimedwait(&m_set, nullptr, &zero) > 0) {
+    }
+    return m_taken;
+  }
+
+ private:
+  sigset_t m_set{};
+  sigset_t m_old{};
+  int m_taken = 0;
+};
+
+// Blocks every signal in the calling thread: helper threads (NVML's) must
+// never be the one a process-directed SIGINT is delivered to.
+inline void block_all_signals_in_this_thread() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+}
+
+}  // namespace gpuwarm
