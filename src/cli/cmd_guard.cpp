@@ -165,15 +165,20 @@ std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
-  if (auto numeric = parse_u64(user)) {
-    uid = static_cast<uid_t>(*numeric);
+  // A uid names the same user as its name would: its primary and
+  // supplementary groups count too (the daemon gets them via initgroups).
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  auto numeric = parse_u64(user);
+  int rc = numeric ? ::getpwuid_r(static_cast<uid_t>(*numeric), &pw, buf.data(), buf.size(), &found)
+                   : ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (numeric && (rc != 0 || found == nullptr)) {
+    uid = static_cast<uid_t>(*numeric);  // a uid with no passwd entry: its own group, nothing more
     gid = static_cast<gid_t>(*numeric);
     groups.push_back(gid);
   } else {
-    passwd pw{};
-    passwd* found = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    if (rc != 0 || found == nullptr) {
       error = "no such user: " + user;
       return out;
     }
@@ -181,9 +186,9 @@ std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts
     gid = pw.pw_gid;
     int n = 64;
     groups.resize(static_cast<std::size_t>(n));
-    if (::getgrouplist(user.c_str(), gid, groups.data(), &n) < 0) {
+    if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) {
       groups.resize(static_cast<std::size_t>(n));
-      ::getgrouplist(user.c_str(), gid, groups.data(), &n);
+      ::getgrouplist(pw.pw_name, gid, groups.data(), &n);
     }
     groups.resize(static_cast<std::size_t>(n));
   }

@@ -84,7 +84,8 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
   if (j.value("kind", "") != "gpuwarm-probe") {
     return fail("not a gpuwarm probe result (save one with `gpuwarm probe --save`)");
   }
-  if (j.value("schema_version", 0) != k_probe_schema_version) {
+  if (!j.contains("schema_version") || !j.at("schema_version").is_number_integer() ||
+      j.at("schema_version").get<int>() != k_probe_schema_version) {
     return fail("probe schema_version " + j.value("schema_version", nlohmann::json()).dump() + " is not supported");
   }
   try {

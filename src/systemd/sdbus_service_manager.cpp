@@ -17,6 +17,7 @@ constexpr const char* k_manager_iface = "org.freedesktop.systemd1.Manager";
 constexpr const char* k_unit_iface = "org.freedesktop.systemd1.Unit";
 constexpr const char* k_service_iface = "org.freedesktop.systemd1.Service";
 constexpr std::uint64_t k_call_timeout_usec = 5'000'000;
+constexpr std::uint64_t k_reload_timeout_usec = 120'000'000;  // systemctl daemon-reload waits as long
 
 struct BusError {
   sd_bus_error err = SD_BUS_ERROR_NULL;
@@ -86,7 +87,9 @@ class SdBusServiceManager final : public ServiceManager {
     return facts;
   }
 
-  Result<void> reload() override { return call_void("Reload", nullptr); }
+  // A daemon-reload re-reads every unit and can take far longer than a
+  // property read on a big or busy node: failing it after writing is worse.
+  Result<void> reload() override { return call_void("Reload", nullptr, k_reload_timeout_usec); }
 
   Result<void> reset_failed(const std::string& unit) override { return call_void("ResetFailedUnit", unit.c_str()); }
 
@@ -149,14 +152,20 @@ class SdBusServiceManager final : public ServiceManager {
     return {};
   }
 
-  Result<void> call_void(const char* method, const char* unit) {
+  Result<void> call_void(const char* method, const char* unit, std::uint64_t timeout_usec = k_call_timeout_usec) {
     if (std::string why = connect(); !why.empty()) {
       return fail(why);
     }
     BusError e;
-    int r = unit != nullptr
-                ? sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, method, &e.err, nullptr, "s", unit)
-                : sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, method, &e.err, nullptr, "");
+    Message call;
+    Message reply;
+    int r = sd_bus_message_new_method_call(m_bus, &call.m, k_dest, k_manager_path, k_manager_iface, method);
+    if (r >= 0 && unit != nullptr) {
+      r = sd_bus_message_append(call.m, "s", unit);
+    }
+    if (r >= 0) {
+      r = sd_bus_call(m_bus, call.m, timeout_usec, &e.err, &reply.m);
+    }
     if (r < 0) {
       return fail(std::string(method) + (unit != nullptr ? "(" + std::string(unit) + ")" : "") + ": " + e.text(r));
     }

@@ -2,6 +2,9 @@
 // them. The samples round-trip (run_from_json), so a run recorded on one node
 // is summarized the same anywhere (`gpuwarm watch --replay FILE`).
 
+#include <limits>
+#include <type_traits>
+
 #include "core/report_kind.h"
 #include "snapshot/clock_reasons.h"
 #include "watch/watch.h"
@@ -17,12 +20,35 @@ json opt(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
+// A number as T, or a json type_error: never a float cast to an integer type
+// it does not fit (undefined behaviour), whatever a replayed file holds.
+template <class T>
+T checked(const json& v, const char* what) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() <= std::numeric_limits<T>::max()) {
+      return v.get<T>();
+    }
+    if (v.is_number_integer() && v.get<std::int64_t>() >= 0 &&
+        static_cast<std::uint64_t>(v.get<std::int64_t>()) <= std::numeric_limits<T>::max()) {
+      return static_cast<T>(v.get<std::int64_t>());
+    }
+    throw json::type_error::create(302, std::string(what) + " is not a whole number in range", &v);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) {
+      throw json::type_error::create(302, std::string(what) + " is not a number", &v);
+    }
+    return v.get<T>();
+  } else {
+    return v.get<T>();
+  }
+}
+
 template <class T>
 std::optional<T> opt_from(const json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) {
     return std::nullopt;
   }
-  return j[key].get<T>();
+  return checked<T>(j[key], key);
 }
 
 json stats_json(const std::optional<Stats>& s) {
@@ -155,14 +181,14 @@ Result<WatchRun> run_from_json(const json& j) {
       return fail(kind.empty() ? std::string("not a gpuwarm watch run (no \"kind\")")
                                : "this is " + describe_report_kind(kind) + ", not a gpuwarm watch run (`gpuwarm watch --json`)");
     }
-    if (j.at("schema_version").get<int>() != k_schema_version) {
+    if (!j.at("schema_version").is_number_integer() || j.at("schema_version").get<int>() != k_schema_version) {
       return fail("unsupported watch schema_version " + j.at("schema_version").dump());
     }
     WatchRun run;
     run.hostname = j.value("hostname", "");
     run.taken_at = j.value("taken_at", "");
     run.mode = j.at("mode").get<std::string>() == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
-    run.interval_s = j.at("interval_s").get<double>();
+    run.interval_s = checked<double>(j.at("interval_s"), "interval_s");
     run.duration_s = j.value("duration_s", 0.0);
     run.cold_attach_ms = j.value("cold_attach_ms", k_default_cold_attach_ms);
     if (j.contains("load") && !j["load"].is_null()) {
@@ -171,13 +197,13 @@ Result<WatchRun> run_from_json(const json& j) {
       w.requested_s = l.value("requested_s", 0.0);
       w.start_s = opt_from<double>(l, "start_s").value_or(-1);
       w.end_s = opt_from<double>(l, "end_s").value_or(-1);
-      w.launches = l.value("launches", 0ull);
+      w.launches = opt_from<unsigned long long>(l, "launches").value_or(0);
       w.error = l.value("error", "");
       run.load = w;
     }
     for (const auto& g : j.at("gpus")) {
       nvml::GpuIdentity id;
-      id.index = g.at("index").get<unsigned>();
+      id.index = checked<unsigned>(g.at("index"), "index");
       id.uuid = g.value("uuid", "");
       id.name = g.value("name", "");
       id.max_sm_mhz = opt_from<unsigned>(g, "max_sm_mhz");
@@ -188,14 +214,14 @@ Result<WatchRun> run_from_json(const json& j) {
     }
     for (const auto& s : j.at("samples")) {
       Sample sample;
-      sample.t_s = s.at("t_s").get<double>();
+      sample.t_s = checked<double>(s.at("t_s"), "t_s");
       std::string phase = s.value("phase", "idle");
       sample.phase = phase == "load" ? Phase::load : phase == "after-load" ? Phase::after_load : Phase::idle;
       sample.init_ms = opt_from<double>(s, "init_ms").value_or(-1);
       sample.error = s.value("error", "");
       for (const auto& g : s.at("gpus")) {
         nvml::GpuReading r;
-        r.index = g.at("index").get<unsigned>();
+        r.index = checked<unsigned>(g.at("index"), "index");
         r.error = g.value("error", "");
         r.attach_ms = opt_from<double>(g, "attach_ms").value_or(-1);
         r.sm_mhz = opt_from<unsigned>(g, "sm_mhz");

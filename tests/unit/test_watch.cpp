@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "core/strings.h"
+#include "probe/probe.h"
 #include "watch/watch.h"
 
 namespace gpuwarm::test {
@@ -254,6 +255,37 @@ TEST(WatchJson, rejects_what_is_not_a_watch_run) {
   auto bad = watch::run_from_json(nlohmann::json{{"kind", "watch"}, {"schema_version", 1}, {"mode", "held"}});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("malformed"), std::string::npos);
+}
+
+// Numbers out of range or of the wrong type in a replayed file are errors,
+// never a float cast to an unsigned (undefined behaviour) or an exception.
+TEST(WatchJson, out_of_range_numbers_are_errors) {
+  auto base = [] {
+    return nlohmann::json{{"kind", "gpuwarm-watch"}, {"schema_version", 1}, {"mode", "detached"}, {"interval_s", 1.0},
+                          {"gpus", nlohmann::json::array({{{"index", 0}}})},
+                          {"samples", nlohmann::json::array({{{"t_s", 0.0}, {"gpus", nlohmann::json::array({{{"index", 0}, {"sm_mhz", 345}}})}}})}};
+  };
+  EXPECT_TRUE(watch::run_from_json(base()));
+  for (auto mutate : std::vector<std::function<void(nlohmann::json&)>>{
+           [](nlohmann::json& j) { j["gpus"][0]["index"] = 1e30; },
+           [](nlohmann::json& j) { j["gpus"][0]["index"] = -1; },
+           [](nlohmann::json& j) { j["samples"][0]["gpus"][0]["sm_mhz"] = 5e20; },
+           [](nlohmann::json& j) { j["samples"][0]["gpus"][0]["sm_mhz"] = "fast"; },
+           [](nlohmann::json& j) { j["samples"][0]["t_s"] = "later"; },
+           [](nlohmann::json& j) { j["schema_version"] = "1"; },
+           [](nlohmann::json& j) { j["interval_s"] = "soon"; },
+       }) {
+    auto j = base();
+    mutate(j);
+    auto r = watch::run_from_json(j);
+    EXPECT_FALSE(r) << j.dump();
+  }
+}
+
+TEST(ProbeJson, a_string_schema_version_is_an_error_not_an_exception) {
+  auto r = probe_from_json(nlohmann::json{{"kind", "gpuwarm-probe"}, {"schema_version", "1"}, {"gpus", nlohmann::json::array()}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not supported"), std::string::npos);
 }
 
 TEST(WatchText, names_the_attribution_and_lists_events) {
