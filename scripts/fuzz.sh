@@ -1,18 +1,80 @@
 #!/usr/bin/env bash
-# Fuzzes the lint scanner with libFuzzer (clang from Debian) for SECONDS
-# (default 60), starting from the lint test inputs; exits non-zero on a crash.
-# Usage: scripts/fuzz.sh [SECONDS]
+# Fuzzes every parser of untrusted input with libFuzzer (Debian's clang,
+# ASan+UBSan): the kernel log, /proc/driver/nvidia files, unit files, snapshot
+# JSON (and the rules over it), fleet reports, watch replays, probe baselines
+# and the lint scanner. Each target runs SECONDS (default 60) with inputs up to
+# 1 MiB and a 10 s per-input limit, so quadratic behaviour shows as a timeout.
+# Exits non-zero on a crash or timeout; prints runs per target.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+shift || true
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint)
+fi
 out=build-fuzz
-mkdir -p "$out/corpus"
-clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc \
-  $(pkg-config --cflags fmt) tests/fuzz/fuzz_lint.cpp src/lint/lint.cpp $(pkg-config --libs fmt) -o "$out/fuzz_lint"
-# Seeds: realistic configs with and without findings.
-printf 'nvidia-smi -i 0 -pm 1\n' > "$out/corpus/shell"
-printf -- '- command:\n    argv:\n      - nvidia-smi\n      - -pm\n      - "1"\n' > "$out/corpus/yaml"
-printf '[Unit]\nStopWhenUnneeded=true\n[Service]\nType=simple\nPIDFile=/var/run/x.pid\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n' > "$out/corpus/unit"
-printf "/* c */ x = ''\n  nvidia-smi -pm 1 \\\\\n''; # gpuwarm: ignore LINT001\n" > "$out/corpus/nix"
-"$out/fuzz_lint" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$out/corpus" 2>&1 | tail -12
-echo "fuzz: no crash in ${seconds} s"
+mkdir -p "$out/obj"
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -Isrc
+       $(pkg-config --cflags fmt))
+sources=(
+  tests/fuzz/fuzz_parsers.cpp
+  src/core/strings.cpp src/core/fs.cpp src/core/paths.cpp
+  src/sysfs/kernel_log.cpp src/sysfs/driver.cpp src/systemd/unit_file.cpp
+  src/snapshot/snapshot_json.cpp src/snapshot/clock_reasons.cpp
+  src/rules/helpers.cpp src/rules/registry.cpp src/rules/driver.cpp src/rules/daemon.cpp src/rules/clocks.cpp
+  src/rules/persistence.cpp src/rules/nvml.cpp src/rules/notes.cpp
+  src/nvml/errors.cpp src/nvml/nvml_library.cpp
+  src/fleet/fleet.cpp src/output/table.cpp src/output/style.cpp
+  src/watch/watch_json.cpp src/watch/summarize.cpp src/watch/watch_text.cpp
+  src/probe/probe.cpp src/cuda/cold_start.cpp src/lint/lint.cpp
+)
+# Objects in parallel, rebuilt only when their source is newer.
+printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} sh -c '
+  o="'"$out"'/obj/$(echo {} | tr / _).o"
+  if [ ! -e "$o" ] || [ {} -nt "$o" ] || [ -n "$(find src tests/fuzz -name "*.h" -newer "$o" -print -quit)" ]; then
+    clang++ '"${flags[*]}"' -c {} -o "$o"
+  fi'
+# Linked beside and renamed over: another run may be executing the old binary.
+if [ ! -e "$out/fuzz_parsers" ] || [ -n "$(find "$out/obj" -name '*.o' -newer "$out/fuzz_parsers" -print -quit)" ]; then
+  clang++ -fsanitize=fuzzer,address,undefined "$out"/obj/*.o $(pkg-config --libs fmt) -lsimdjson -ldl -lpthread \
+    -o "$out/fuzz_parsers.$$"
+  mv -f "$out/fuzz_parsers.$$" "$out/fuzz_parsers"
+fi
+
+# Seeds: real inputs of each kind.
+seed() { mkdir -p "$out/corpus/$1"; cp "${@:2}" "$out/corpus/$1/" 2>/dev/null || true; }
+mkdir -p "$out/corpus/kernel_log" "$out/corpus/proc_driver" "$out/corpus/unit_file" "$out/corpus/lint"
+printf '6,1,1,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\nNVRM: API mismatch: the client '"'"'nvidia-persiste'"'"' (pid 812)\nNVRM: has the version 580.95.05, but this kernel module has\nNVRM: the version 580.159.04.  Please make sure that this\nNVRM: Persistence mode is deprecated and will be removed in a future release.\n' > "$out/corpus/kernel_log/kmsg"
+printf 'NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.216.03  Thu Apr  3 01:14:19 UTC 2025\nModel: \t NVIDIA H100\nDevice Minor: \t 0\nGPU Excluded:\t No\nRuntime D3 status:          Enabled (fine-grained)\n' > "$out/corpus/proc_driver/info"
+printf '[Unit]\nStopWhenUnneeded=true\n[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced --user "nv user" --no-persistence-mode \\\n  --verbose\n' > "$out/corpus/unit_file/unit"
+printf 'nvidia-smi -i 0 -pm 1\n' > "$out/corpus/lint/shell"
+printf '[Unit]\nStopWhenUnneeded=true\n[Service]\nType=simple\nPIDFile=/var/run/x.pid\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n' > "$out/corpus/lint/unit"
+seed snapshot examples/h100-legacy-flag.json examples/h200-legacy-flag.json
+seed fleet examples/h100-fix-check-mode.json examples/h100-probe.json examples/h200-legacy-flag.json
+seed watch_replay examples/h100-watch-detached.json examples/h100-watch-load.json
+seed probe_baseline examples/h100-probe.json
+# Inputs that once crashed a parser stay in its corpus.
+for f in tests/fuzz/regressions/*; do
+  [ -e "$f" ] && seed "$(basename "$f" | cut -d- -f1)" "$f"
+done
+
+status=0
+for t in "${targets[@]}"; do
+  log="$out/$t.log"
+  set +e
+  GPUWARM_FUZZ_TARGET=$t "$out/fuzz_parsers" -max_total_time="$seconds" -max_len=1048576 -timeout=10 \
+    -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$out/$t-" "$out/corpus/$t" > "$log" 2>&1
+  rc=$?
+  set -e
+  runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
+  if ((rc != 0)); then
+    echo "fuzz $t: FAILED after $runs runs (exit $rc); see $log"
+    grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -5
+    status=1
+  else
+    echo "fuzz $t: $runs runs in ${seconds} s, no crash"
+  fi
+done
+exit $status

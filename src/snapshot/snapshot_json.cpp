@@ -1,5 +1,7 @@
 #include "snapshot/snapshot_json.h"
 
+#include <cmath>
+
 #include "core/fs.h"
 #include "core/report_kind.h"
 
@@ -60,6 +62,32 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwar
                                                 collected_at, root, collect_ms, stage_ms, needs_root, driver, nvml, daemon,
                                                 kernel_log, service, host)
 
+namespace {
+
+// nlohmann converts a float to an integer field with a plain cast, undefined
+// when it does not fit (found by fuzzing: 8.9e27 into an int). gpuwarm writes
+// integers as integers and its floats (timings) are small and positive, so a
+// float outside [0, 2^31) in a snapshot is malformed, whatever field it is in.
+bool numbers_in_range(const nlohmann::json& j, int depth = 0) {
+  if (depth > 64) {
+    return false;
+  }
+  if (j.is_number_float()) {
+    double v = j.get<double>();
+    return std::isfinite(v) && v >= 0 && v < 2147483648.0;
+  }
+  if (j.is_structured()) {
+    for (const auto& child : j) {
+      if (!numbers_in_range(child, depth + 1)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 nlohmann::json snapshot_to_json(const Snapshot& snapshot) {
   nlohmann::json j = snapshot;
   j["kind"] = "gpuwarm-snapshot";
@@ -95,6 +123,9 @@ Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
   if (!has_kind && !embedded && !j.contains("driver") && !j.contains("nvml")) {
     return fail("not a gpuwarm snapshot: no \"kind\", and no driver or nvml facts (record one with "
                 "`gpuwarm snapshot`)");
+  }
+  if (!numbers_in_range(body)) {
+    return fail("malformed snapshot: a number out of range (or nested too deep)");
   }
   try {
     return body.get<Snapshot>();

@@ -76,3 +76,25 @@ TEST(SnapshotJson, InvalidUtf8IsReplacedNotThrown) {
 
 }  // namespace
 }  // namespace gpuwarm
+
+namespace gpuwarm {
+namespace {
+
+// Found by the snapshot fuzzer: a float far too large for an int field was
+// cast (undefined behaviour). Now it is a malformed snapshot.
+TEST(SnapshotJson, OutOfRangeFloatsAreMalformedNotUndefined) {
+  auto r = load_snapshot_file(std::string(GPUWARM_SOURCE_DIR) + "/tests/fuzz/regressions/snapshot-float-into-int.json");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("out of range"), std::string::npos) << r.error().message;
+  for (double bad : {8.9e27, -1.5, 1e300}) {
+    auto j = snapshot_to_json(Snapshot{});
+    j["driver"]["kernel_gpus"] = nlohmann::json::array({{{"bus_id", "x"}, {"minor", bad}}});
+    EXPECT_FALSE(snapshot_from_json(j)) << bad;
+  }
+  auto ok = snapshot_to_json(Snapshot{});
+  ok["collect_ms"] = 12.5;
+  EXPECT_TRUE(snapshot_from_json(ok));
+}
+
+}  // namespace
+}  // namespace gpuwarm

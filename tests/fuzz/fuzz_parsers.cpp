@@ -1,0 +1,149 @@
+// libFuzzer targets for every parser of untrusted input, one binary: the
+// target is chosen by GPUWARM_FUZZ_TARGET (scripts/fuzz.sh runs each in turn).
+// Each takes any bytes up to -max_len (1 MiB in scripts/fuzz.sh) and a
+// per-input time limit, so quadratic behaviour shows as a timeout.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "fleet/fleet.h"
+#include "lint/lint.h"
+#include "probe/probe.h"
+#include "rules/rule.h"
+#include "snapshot/snapshot_json.h"
+#include "sysfs/driver.h"
+#include "sysfs/kernel_log.h"
+#include "systemd/unit_file.h"
+#include "watch/watch.h"
+
+namespace {
+
+using namespace gpuwarm;
+
+std::string g_target;
+
+void kernel_log(std::string_view text) {
+  KernelLogFacts facts = scan_kernel_log(text);
+  for (const auto& m : facts.mismatches) {
+    if (m.client_version.size() > text.size() || m.kernel_version.size() > text.size()) {
+      __builtin_trap();
+    }
+  }
+}
+
+void proc_driver(std::string_view text) {
+  std::string s(text);
+  (void)parse_proc_driver_version(s);
+  (void)parse_gpu_information("0000:06:00.0", s);
+  (void)parse_runtime_d3(s);
+}
+
+void unit_file(std::string_view text) {
+  auto settings = parse_unit_file(text);
+  (void)unit_exec_start(settings);
+  (void)unit_value(settings, "Service", "ExecStart");
+}
+
+nlohmann::json parse_json(std::string_view text) {
+  return nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+}
+
+void snapshot(std::string_view text) {
+  auto j = parse_json(text);
+  if (j.is_discarded()) {
+    return;
+  }
+  auto snap = snapshot_from_json(j);
+  if (!snap) {
+    return;
+  }
+  Diagnosis d = diagnose(*snap);  // rules over whatever the file claims
+  if (d.verdict.code.empty()) {
+    __builtin_trap();
+  }
+}
+
+void fuzz_fleet(std::string_view text) {
+  static fleet::ReportParser parser;
+  const std::size_t padding = fleet::parse_padding();
+  std::string padded(text);
+  padded.resize(text.size() + padding, '\0');
+  std::vector<fleet::NodeReport> reports;
+  for (const auto& span : fleet::split_documents(text)) {
+    auto r = parser.parse(std::string_view(padded).substr(span.offset, span.length));
+    if (r) {
+      reports.push_back(std::move(*r));
+    }
+  }
+  (void)fleet::summarize(std::move(reports), {});
+}
+
+void watch_replay(std::string_view text) {
+  auto j = parse_json(text);
+  if (j.is_discarded()) {
+    return;
+  }
+  auto run = watch::run_from_json(j);
+  if (!run) {
+    return;
+  }
+  auto summary = watch::summarize(*run);
+  (void)watch::render_text(*run, summary, false);
+}
+
+void probe_baseline(std::string_view text) {
+  auto j = parse_json(text);
+  if (j.is_discarded()) {
+    return;
+  }
+  auto run = probe_from_json(j);
+  if (run) {
+    (void)render_probe_text(*run);
+    (void)render_compare_text(*run, *run);
+  }
+}
+
+void fuzz_lint(std::string_view text) {
+  for (auto kind : {lint::FileKind::shell, lint::FileKind::yaml, lint::FileKind::unit, lint::FileKind::nix,
+                    lint::FileKind::dockerfile, lint::FileKind::text}) {
+    for (const auto& f : lint::lint_text(text, kind)) {
+      if (f.line == 0 || f.column == 0 || f.rule.empty()) {
+        __builtin_trap();
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  const char* t = std::getenv("GPUWARM_FUZZ_TARGET");
+  g_target = t != nullptr ? t : "";
+  if (g_target.empty()) {
+    std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: kernel_log proc_driver unit_file snapshot fleet "
+                         "watch_replay probe_baseline lint\n");
+    std::exit(2);
+  }
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (g_target == "kernel_log") kernel_log(text);
+  else if (g_target == "proc_driver") proc_driver(text);
+  else if (g_target == "unit_file") unit_file(text);
+  else if (g_target == "snapshot") snapshot(text);
+  else if (g_target == "fleet") fuzz_fleet(text);
+  else if (g_target == "watch_replay") watch_replay(text);
+  else if (g_target == "probe_baseline") probe_baseline(text);
+  else if (g_target == "lint") fuzz_lint(text);
+  else __builtin_trap();
+  return 0;
+}
