@@ -14,6 +14,7 @@
 #include <iostream>
 #include <memory>
 #include <regex>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -22,6 +23,7 @@
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/paths.h"
+#include "core/signal_shield.h"
 #include "core/strings.h"
 #include "modules/reload.h"
 #include "snapshot/snapshot_json.h"
@@ -99,13 +101,42 @@ std::vector<modules::Holder> read_holders(const Paths& paths) {
   return out;
 }
 
-// nvidia*.ko (also .ko.xz/.ko.zst) under `dir`, with modinfo read by libkmod.
+// depmod's choice per module file: the order of modules.dep (each name once,
+// the copy its search order prefers). Empty when the directory has none.
+std::unordered_map<std::string, int> modules_dep_order(const std::string& dir) {
+  std::unordered_map<std::string, int> order;
+  auto text = read_file(dir + "/modules.dep", 64u << 20);
+  if (!text) {
+    return order;
+  }
+  int n = 0;
+  for (const auto& line : split_lines(*text)) {
+    auto colon = line.find(':');
+    if (colon != std::string::npos) {
+      order.emplace(dir + "/" + line.substr(0, colon), n++);
+    }
+  }
+  return order;
+}
+
+// depmod's default search order when there is no modules.dep: updates/ (DKMS
+// builds), then extra/, then the rest.
+int default_priority(const std::string& path) {
+  if (path.find("/updates/") != std::string::npos) return 0;
+  if (path.find("/extra/") != std::string::npos) return 1;
+  return 2;
+}
+
+// nvidia*.ko (also .ko.xz/.ko.zst) under `dir`, with modinfo read by libkmod,
+// which copy modprobe would take, and the options /etc/modprobe.d gives it.
 std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
   std::vector<modules::ModuleFile> out;
   kmod_ctx* ctx = kmod_new(nullptr, nullptr);
   if (ctx == nullptr) {
     return out;
   }
+  (void)kmod_load_resources(ctx);  // the configuration: options lines in /etc/modprobe.d
+  const auto dep_order = modules_dep_order(dir);
   static const std::regex ko("(nvidia[-_a-z]*)\\.ko(\\.xz|\\.zst|\\.gz)?");
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
@@ -118,6 +149,18 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     modules::ModuleFile mf;
     mf.name = modules::canonical_module_name(m[1]);
     mf.path = it->path().string();
+    if (dep_order.empty()) {
+      mf.priority = default_priority(mf.path);
+    } else {
+      auto listed = dep_order.find(mf.path);
+      mf.priority = listed != dep_order.end() ? listed->second : 1 << 30;  // not depmod's choice: last
+    }
+    if (kmod_module* named = nullptr; kmod_module_new_from_name(ctx, mf.name.c_str(), &named) == 0) {
+      if (const char* options = kmod_module_get_options(named)) {
+        mf.options = options;
+      }
+      kmod_module_unref(named);
+    }
     kmod_module* mod = nullptr;
     if (kmod_module_new_from_path(ctx, mf.path.c_str(), &mod) == 0) {
       kmod_list* info = nullptr;
@@ -148,7 +191,7 @@ class ModuleOps {
  public:
   virtual ~ModuleOps() = default;
   virtual Result<void> unload(const std::string& name) = 0;
-  virtual Result<void> load(const std::string& path) = 0;
+  virtual Result<void> load(const std::string& path, const std::string& options) = 0;
   virtual Result<void> udev_trigger() = 0;
 };
 
@@ -168,12 +211,13 @@ class KmodOps : public ModuleOps {
     kmod_module_unref(mod);
     return r == 0 ? Result<void>{} : fail(fmt::format("rmmod {}: {}", name, std::strerror(-r)));
   }
-  Result<void> load(const std::string& path) override {
+  Result<void> load(const std::string& path, const std::string& options) override {
     kmod_module* mod = nullptr;
     if (kmod_module_new_from_path(m_ctx, path.c_str(), &mod) != 0) {
       return fail("cannot open module file " + path);
     }
-    int r = kmod_module_insert_module(mod, 0, nullptr);
+    // The configured options (NVreg_DeviceFileMode, modeset=1), as modprobe would pass them.
+    int r = kmod_module_insert_module(mod, 0, options.empty() ? nullptr : options.c_str());
     kmod_module_unref(mod);
     return r == 0 ? Result<void>{} : fail(fmt::format("insmod {}: {}", path, std::strerror(-r)));
   }
@@ -216,7 +260,7 @@ class FakeRootOps : public ModuleOps {
     }
     return {};
   }
-  Result<void> load(const std::string& path) override {
+  Result<void> load(const std::string& path, const std::string& options) override {
     std::string name;
     std::string version;
     for (const auto& f : m_files) {
@@ -225,7 +269,7 @@ class FakeRootOps : public ModuleOps {
         version = f.version;
       }
     }
-    if (auto r = record("load " + name); !r) {
+    if (auto r = record("load " + name + (options.empty() ? "" : " " + options)); !r) {
       return r;
     }
     write_text(m_paths.proc("modules"), read_file(m_paths.proc("modules")).value_or("") + name +
@@ -290,11 +334,20 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "nvidia-persistenced, monitoring agents), when the new modules were built for another kernel (the\n"
       "update changed the kernel too: reboot), or when a module would be left without a replacement.\n"
       "Without --yes it only prints the plan.\n\n"
+      "Modules are picked as modprobe picks them (depmod's modules.dep, else updates/ and extra/ first) and\n"
+      "loaded with the options /etc/modprobe.d gives them. SIGINT, SIGTERM and SIGHUP wait until the swap has\n"
+      "run to its end.\n\n"
       "Exit codes: 0 done (or nothing to do, or the plan printed), 1 a step failed (the report says which\n"
-      "modules are loaded now and how to recover), 2 bad command line, 3 refused (nothing changed), 4 the\n"
-      "new modules need a reboot.");
+      "modules are loaded now and how to recover), 2 bad command line (--dry-run with --yes), 3 refused\n"
+      "(processes or other modules hold the driver, mixed versions: nothing changed), 4 the new modules need a\n"
+      "reboot, 5 the module directory does not exist, 6 no NVIDIA driver loaded or to load, 7 --yes without\n"
+      "root, 128+N interrupted by signal N after the swap finished.");
 
   return [opts]() -> int {
+    if (opts->dry_run && opts->yes) {
+      std::cerr << "gpuwarm: error: --dry-run and --yes contradict each other: choose one\n";
+      return to_int(ExitCode::usage);
+    }
     Paths paths(opts->root);
     modules::ReloadFacts facts;
     utsname u{};
@@ -329,13 +382,20 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       }
     }
     auto refusal_code = [&plan] {
-      return plan.needs_reboot ? ExitCode::reboot_pending : ExitCode::action_needed;
+      switch (plan.refusal_kind) {
+        case modules::Refusal::reboot: return 4;
+        case modules::Refusal::no_module_dir: return 5;
+        case modules::Refusal::no_driver: return 6;
+        case modules::Refusal::busy:
+        case modules::Refusal::none: break;
+      }
+      return 3;
     };
     if (!act) {
       if (opts->json) {
         std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", false}}) << "\n";
       }
-      return to_int(plan.refused ? refusal_code() : ExitCode::healthy);
+      return plan.refused ? refusal_code() : to_int(ExitCode::healthy);
     }
 
     std::unique_ptr<ModuleOps> ops;
@@ -350,17 +410,27 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     } else {
       if (::geteuid() != 0) {
         std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";
-        return to_int(ExitCode::tool_error);
+        return 7;
       }
       ops = std::make_unique<KmodOps>();
     }
     std::string failure;
     std::size_t done = 0;
+    // Between unloading the old modules and loading the new ones the node has
+    // no driver: Ctrl-C must not stop it there. Signals wait for the end.
+    SignalShield shield;
     for (const auto& s : plan.steps) {
       Result<void> r;
       switch (s.kind) {
         case modules::StepKind::unload: r = ops->unload(s.module); break;
-        case modules::StepKind::load: r = ops->load(s.path); break;
+        case modules::StepKind::load: {
+          std::string options;
+          for (const auto& f : facts.new_modules) {
+            options = f.path == s.path ? f.options : options;
+          }
+          r = ops->load(s.path, options);
+          break;
+        }
         case modules::StepKind::udev_trigger: r = ops->udev_trigger(); break;
         case modules::StepKind::check_version: {
           std::string now = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
@@ -379,11 +449,19 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
         std::cout << fmt::format("  done: {}\n", s.text);
       }
     }
+    const int interrupted = shield.take();
     std::string now_loaded = loaded_list(paths);
     if (opts->json) {
       std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
-                              {"error", failure}, {"loaded_now", now_loaded}})
+                              {"error", failure}, {"loaded_now", now_loaded},
+                              {"interrupted", interrupted != 0 ? nlohmann::json(std::string("SIG") + sigabbrev_np(interrupted))
+                                                               : nlohmann::json(nullptr)}})
                 << "\n";
+    }
+    if (interrupted != 0 && failure.empty()) {
+      std::cerr << "gpuwarm: interrupted (SIG" << sigabbrev_np(interrupted)
+                << ") during the swap: it ran to its end first; loaded now: " << now_loaded << "\n";
+      return 128 + interrupted;
     }
     if (!failure.empty()) {
       std::cerr << "gpuwarm: " << failure << "\nLoaded now: " << now_loaded

@@ -1,6 +1,7 @@
 #include "modules/reload.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -28,18 +29,22 @@ const LoadedModule* find_loaded(const ReloadFacts& f, const std::string& name) {
   return nullptr;
 }
 
+// The copy of `name` modprobe would load: the lowest priority, then the path.
 const ModuleFile* find_file(const ReloadFacts& f, const std::string& name) {
+  const ModuleFile* best = nullptr;
   for (const auto& m : f.new_modules) {
-    if (canonical_module_name(m.name) == name) {
-      return &m;
+    if (canonical_module_name(m.name) == name &&
+        (best == nullptr || std::tie(m.priority, m.path) < std::tie(best->priority, best->path))) {
+      best = &m;
     }
   }
-  return nullptr;
+  return best;
 }
 
-ReloadPlan refuse(ReloadPlan plan, std::string why, bool needs_reboot = false) {
+ReloadPlan refuse(ReloadPlan plan, std::string why, Refusal kind = Refusal::busy) {
   plan.refused = true;
-  plan.needs_reboot = needs_reboot;
+  plan.refusal_kind = kind;
+  plan.needs_reboot = kind == Refusal::reboot;
   plan.refusal = std::move(why);
   plan.steps.clear();
   return plan;
@@ -50,17 +55,23 @@ ReloadPlan refuse(ReloadPlan plan, std::string why, bool needs_reboot = false) {
 ReloadPlan plan_reload(const ReloadFacts& f) {
   ReloadPlan plan;
   if (!f.module_dir_exists) {
-    return refuse(plan, fmt::format("{} does not exist: no modules were built or installed for the running kernel "
-                                    "{}. A reboot (into the kernel the new driver was built for) is needed.",
+    return refuse(plan, fmt::format("{} does not exist: check --module-dir (the default is /lib/modules/ of the "
+                                    "running kernel {}). Nothing was changed.",
                                     f.module_dir, f.running_kernel),
-                  true);
+                  Refusal::no_module_dir);
   }
   const ModuleFile* core = find_file(f, "nvidia");
+  if (core == nullptr && f.loaded.empty()) {
+    return refuse(plan, fmt::format("no NVIDIA driver: no nvidia module is loaded and {} has no nvidia.ko. "
+                                    "Install the driver first (a driver-install problem, not a reload).",
+                                    f.module_dir),
+                  Refusal::no_driver);
+  }
   if (core == nullptr) {
     return refuse(plan, fmt::format("no nvidia.ko under {}: the new driver's modules are not built for the "
                                     "running kernel {} (was the kernel updated too?). A reboot is needed.",
                                     f.module_dir, f.running_kernel),
-                  true);
+                  Refusal::reboot);
   }
   plan.target_version = core->version;
 
@@ -82,14 +93,14 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
       return refuse(plan, fmt::format("{} is loaded but {} has no new {}.ko: unloading it would leave it "
                                       "missing. A reboot is needed.",
                                       name, f.module_dir, name),
-                    true);
+                    Refusal::reboot);
     }
     if (!file->vermagic_kernel.empty() && file->vermagic_kernel != f.running_kernel) {
       return refuse(plan, fmt::format("{} was built for kernel {}, but {} is running: the update also changed "
                                       "the kernel, so the new modules cannot load into this one. A reboot is "
                                       "needed.",
                                       file->path, file->vermagic_kernel, f.running_kernel),
-                    true);
+                    Refusal::reboot);
     }
     if (file->version != core->version) {
       return refuse(plan, fmt::format("{} is version {} but nvidia.ko is {}: the module directory mixes driver "
@@ -125,7 +136,10 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
   }
   for (const auto& name : to_load) {
     const ModuleFile* file = find_file(f, name);
-    plan.steps.push_back({StepKind::load, name, file->path, fmt::format("load {} ({})", file->path, file->version)});
+    plan.steps.push_back({StepKind::load, name, file->path,
+                          file->options.empty()
+                              ? fmt::format("load {} ({})", file->path, file->version)
+                              : fmt::format("load {} ({}) with options {}", file->path, file->version, file->options)});
   }
   plan.steps.push_back({StepKind::check_version, "nvidia", "",
                         fmt::format("check that /sys/module/nvidia/version reads {}", core->version)});

@@ -23,6 +23,11 @@ struct ModuleFile {  // a .ko in the new module directory, as modinfo reads it
   std::string path;
   std::string version;  // modinfo "version"
   std::string vermagic_kernel;  // first word of "vermagic": the kernel it was built for
+  // Which copy modprobe would take when several files carry one name: its
+  // line in the directory's modules.dep (depmod's choice), else updates/ and
+  // extra/ before the rest, as depmod's default search order. Lower wins.
+  int priority = 0;
+  std::string options;  // what /etc/modprobe.d says for this module (NVreg_*, modeset=1)
 };
 
 struct Holder {  // a process that would keep the modules busy
@@ -50,8 +55,17 @@ struct Step {
   std::string text;    // what it does, as --dry-run prints it
 };
 
+enum class Refusal {
+  none,
+  busy,            // processes or unknown modules hold the driver, or the directory mixes versions: exit 3
+  reboot,          // only a reboot can finish the update: exit 4
+  no_module_dir,   // the module directory does not exist: exit 5
+  no_driver,       // no NVIDIA module loaded and none to load: exit 6
+};
+
 struct ReloadPlan {
   bool refused = false;
+  Refusal refusal_kind = Refusal::none;
   bool needs_reboot = false;         // refused because only a reboot can finish the update
   std::string refusal;               // one paragraph: why, and what to do
   std::vector<std::string> details;  // e.g. each holder "pid 812 nvidia-persistenced: /dev/nvidia0 open"

@@ -73,7 +73,7 @@ class ReloadModules(unittest.TestCase):
             return f.read()
 
     def test_dry_run_plans_and_changes_nothing(self):
-        for args in (["--dry-run"], [], ["--dry-run", "--yes"]):
+        for args in (["--dry-run"], []):
             with self.subTest(args=args):
                 r = self.reload(*args)
                 self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -85,6 +85,48 @@ class ReloadModules(unittest.TestCase):
                 self.assertTrue(lines[3].startswith("8. load ") and "nvidia-drm.ko" in lines[3], lines)
                 self.assertEqual(self.ops(), [])
                 self.assertEqual(self.proc_modules(), PROC_MODULES)
+
+    def test_dry_run_with_yes_is_a_usage_error(self):
+        r = self.reload("--dry-run", "--yes")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("contradict", r.stderr)
+        self.assertEqual(self.ops(), [])
+
+    def test_precise_refusals(self):
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", os.path.join(self.tmp, "typo")],
+                  extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("check --module-dir", r.stdout)
+        self.root.write("proc/modules", "ext4 1024000 1 - Live 0xffffffffc0000000\n")
+        empty = os.path.join(self.tmp, "empty")
+        os.makedirs(empty)
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", empty],
+                  extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
+        self.assertEqual(r.returncode, 6, r.stdout + r.stderr)
+        self.assertIn("no NVIDIA driver", r.stdout)
+
+    def test_the_build_modprobe_prefers_wins_over_directory_order(self):
+        # An old nvidia.ko under kernel/drivers/video sorts before updates/dkms: modprobe takes the DKMS one.
+        tree = os.path.dirname(os.path.dirname(self.moddir))  # lib/modules/<kernel>
+        video = os.path.join(tree, "kernel/drivers/video")
+        os.makedirs(video)
+        keep = self.moddir
+        self.moddir = video
+        self.make_ko("nvidia", "535.216.03", self.kernel)
+        self.moddir = keep
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", tree, "--json"],
+                  extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
+        plan = json.loads(r.stdout)["plan"]
+        self.assertEqual(plan["target_version"], NEW)
+        loads = [s["path"] for s in plan["steps"] if s["path"]]
+        self.assertTrue(loads and all("/updates/dkms/" in p for p in loads), loads)
+        # With depmod's index naming the old copy, the index wins (as modprobe would).
+        with open(os.path.join(tree, "modules.dep"), "w") as f:
+            f.write("kernel/drivers/video/nvidia.ko:\n")
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", tree, "--json"],
+                  extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
+        plan = json.loads(r.stdout)["plan"]
+        self.assertIn("mixes driver versions", plan["refusal"])
 
     def test_yes_swaps_in_dependency_order_and_checks_the_version(self):
         r = self.reload("--yes")

@@ -25,7 +25,7 @@ modules::ReloadFacts updated_node() {
   for (const char* name : {"nvidia", "nvidia-uvm", "nvidia-modeset", "nvidia-drm", "nvidia-peermem"}) {
     f.new_modules.push_back({modules::canonical_module_name(name),
                              std::string("/lib/modules/6.1.0-28-amd64/updates/dkms/") + name + ".ko", "580.159.04",
-                             k_kernel});
+                             k_kernel, 0, ""});
   }
   f.loaded_version = "580.95.05";
   return f;
@@ -82,8 +82,14 @@ TEST(ReloadPlan, table) {
          for (auto& m : f.new_modules) m.vermagic_kernel = "6.1.0-31-amd64";
        },
        true, true, {}, "built for kernel 6.1.0-31-amd64, but 6.1.0-28-amd64 is running"},
-      {"no module directory for this kernel", [](auto& f) { f.module_dir_exists = false; }, true, true, {},
-       "does not exist"},
+      {"a module directory that does not exist (a typo, not a reboot)", [](auto& f) { f.module_dir_exists = false; },
+       true, false, {}, "does not exist: check --module-dir"},
+      {"no driver at all: nothing loaded, nothing to load",
+       [](auto& f) {
+         f.loaded.clear();
+         f.new_modules.clear();
+       },
+       true, false, {}, "no NVIDIA driver"},
       {"no new nvidia.ko", [](auto& f) { f.new_modules.erase(f.new_modules.begin()); }, true, true, {},
        "no nvidia.ko"},
       {"a loaded module without a replacement",
@@ -112,6 +118,51 @@ TEST(ReloadPlan, table) {
     EXPECT_EQ(texts(p), c.steps);
     EXPECT_NE(p.refusal.find(c.refusal_contains), std::string::npos) << p.refusal;
   }
+}
+
+TEST(ReloadPlan, refusals_have_distinct_kinds) {
+  using modules::Refusal;
+  auto kind = [](std::function<void(modules::ReloadFacts&)> edit) {
+    auto f = updated_node();
+    edit(f);
+    return modules::plan_reload(f).refusal_kind;
+  };
+  EXPECT_EQ(kind([](auto&) {}), Refusal::none);
+  EXPECT_EQ(kind([](auto& f) { f.module_dir_exists = false; }), Refusal::no_module_dir);
+  EXPECT_EQ(kind([](auto& f) { f.loaded.clear(); f.new_modules.clear(); }), Refusal::no_driver);
+  EXPECT_EQ(kind([](auto& f) { f.holders = {{1, "x", "y"}}; }), Refusal::busy);
+  EXPECT_EQ(kind([](auto& f) { for (auto& m : f.new_modules) m.vermagic_kernel = "6.9"; }), Refusal::reboot);
+}
+
+// Two builds of nvidia.ko: modprobe (depmod's modules.dep order) takes updates/dkms
+// over an old kernel/drivers/video copy, whatever the directory listing order.
+TEST(ReloadPlan, the_copy_modprobe_would_load_wins) {
+  auto f = updated_node();
+  modules::ModuleFile old{"nvidia", "/lib/modules/6.1.0-28-amd64/kernel/drivers/video/nvidia.ko", "535.216.03",
+                          k_kernel, 5, ""};
+  f.new_modules.insert(f.new_modules.begin(), old);
+  for (auto& m : f.new_modules) {
+    if (m.path.find("updates/dkms") != std::string::npos) m.priority = 1;
+  }
+  auto p = modules::plan_reload(f);
+  ASSERT_FALSE(p.refused) << p.refusal;
+  EXPECT_EQ(p.target_version, "580.159.04");
+  for (const auto& s : p.steps) {
+    EXPECT_EQ(s.path.find("drivers/video"), std::string::npos) << s.text;
+  }
+}
+
+TEST(ReloadPlan, configured_options_are_shown_with_the_load) {
+  auto f = updated_node();
+  for (auto& m : f.new_modules) {
+    if (m.name == "nvidia_drm") m.options = "modeset=1";
+  }
+  auto p = modules::plan_reload(f);
+  bool seen = false;
+  for (const auto& s : p.steps) {
+    seen = seen || s.text.find("nvidia-drm.ko (580.159.04) with options modeset=1") != std::string::npos;
+  }
+  EXPECT_TRUE(seen);
 }
 
 TEST(ReloadPlan, holders_are_listed_by_pid_and_command) {
