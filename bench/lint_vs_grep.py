@@ -2,7 +2,9 @@
 """`gpuwarm lint` against `grep -rnE` with equivalent patterns, on one generated
 tree (default 50,000 files: Ansible tasks, shell scripts, units, Nix, cron; about
 1 in 200 with a finding). Each is run --runs times, interleaved; medians and
-the ratio lint / grep are printed. A benchmark, not a test: nothing is asserted."""
+the ratio lint / grep are printed. Then one file of 20k, 40k, 80k and 160k
+offending lines (half opted out): lint's time per 1,000 lines stays flat if it is
+linear in file size. A benchmark, not a test: nothing is asserted."""
 import argparse
 import os
 import random
@@ -57,12 +59,36 @@ def timed(cmd):
     return time.perf_counter() - t, r.returncode
 
 
+def linearity(args):
+    print("one file of N offending lines, half with an opt-out comment (medians):")
+    base = None
+    with tempfile.TemporaryDirectory(prefix="gpuwarm-lint-lines-") as d:
+        for n in (20000, 40000, 80000, 160000):
+            path = os.path.join(d, f"init-{n}.sh")
+            with open(path, "w") as f:
+                for i in range(n):
+                    f.write("nvidia-smi -pm 1  # gpuwarm: ignore LINT001\n" if i % 2 else "nvidia-smi -pm 1\n")
+            times = []
+            for _ in range(args.runs):
+                t, rc = timed([args.gpuwarm, "lint", path])
+                assert rc == 3, rc
+                times.append(t)
+            m = statistics.median(times)
+            per_k = m * 1e3 / (n / 1000)
+            base = base or per_k
+            print(f"  {n:7d} lines  {m * 1e3:8.1f} ms   {per_k:.2f} ms per 1,000 lines ({per_k / base:.2f} x the 20k rate)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--gpuwarm", default="build/src/gpuwarm")
     ap.add_argument("--files", type=int, default=50000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only-linearity", action="store_true", help="skip the 50,000-file tree")
     args = ap.parse_args()
+    linearity(args)
+    if args.only_linearity:
+        return 0
     root = tempfile.mkdtemp(prefix="gpuwarm-lint-bench-")
     try:
         generate(root, args.files)

@@ -35,6 +35,9 @@ namespace gpuwarm {
 
 namespace {
 
+// A probe child prints one JSON line; anything past this is dropped.
+constexpr std::size_t k_max_child_output = 1u << 20;
+
 struct ProbeOptions {
   std::string nvml_library;
   std::string cuda_library;
@@ -145,7 +148,9 @@ void collect_children(std::vector<Child>& children, std::chrono::milliseconds ti
       char buf[4096];
       ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
       if (got > 0) {
-        owners[i]->output.append(buf, static_cast<std::size_t>(got));
+        if (owners[i]->output.size() < k_max_child_output) {  // a child printing forever is not read forever
+          owners[i]->output.append(buf, static_cast<std::size_t>(got));
+        }
       } else {
         finish_child(*owners[i], /*timed_out=*/false);
       }
