@@ -2,7 +2,8 @@
 # Fuzzes every parser of untrusted input with libFuzzer (Debian's clang,
 # ASan+UBSan): the kernel log, /proc/driver/nvidia files, unit files, snapshot
 # JSON (and the rules over it), fleet reports, watch replays, probe baselines
-# and the lint scanner. Each target runs SECONDS (default 60) with inputs up to
+# and the lint scanner; and the Ansible module's arguments and the output it
+# reads back (a Python driver: tests/fuzz/fuzz_ansible_module.py). Each target runs SECONDS (default 60) with inputs up to
 # 1 MiB and a 10 s per-input limit, so quadratic behaviour shows as a timeout.
 # Exits non-zero on a crash or timeout; prints runs per target.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
@@ -12,7 +13,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint)
+  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint ansible_module)
 fi
 out=build-fuzz
 mkdir -p "$out/obj"
@@ -63,6 +64,26 @@ done
 status=0
 for t in "${targets[@]}"; do
   log="$out/$t.log"
+  if [ "$t" = ansible_module ]; then
+    # The Ansible module is Python: its own random driver (tests/fuzz/fuzz_ansible_module.py).
+    if ! python3 -c "import ansible.module_utils.basic" 2>/dev/null; then
+      echo "fuzz $t: skipped: ansible-core not installed (scripts/setup.sh installs it)"
+      continue
+    fi
+    set +e
+    python3 tests/fuzz/fuzz_ansible_module.py "$seconds" > "$log" 2>&1
+    rc=$?
+    set -e
+    runs=$(grep -oE 'number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
+    if ((rc != 0)); then
+      echo "fuzz $t: FAILED after $runs runs; see $log"
+      head -3 "$log"
+      status=1
+    else
+      echo "fuzz $t: $runs runs in ${seconds} s, no failure"
+    fi
+    continue
+  fi
   set +e
   GPUWARM_FUZZ_TARGET=$t "$out/fuzz_parsers" -max_total_time="$seconds" -max_len=1048576 -timeout=10 \
     -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$out/$t-" "$out/corpus/$t" > "$log" 2>&1
