@@ -54,15 +54,27 @@ GuardResult evaluate(const GuardFacts& f) {
   }
 
   std::vector<std::string> differing;
+  std::size_t compared = 0;
   for (const auto& u : f.user_space) {
     if (!u.version) {
       r.details.push_back(u.source + ": " + u.missing);
       continue;
     }
+    ++compared;
     r.details.push_back(u.source + " " + *u.version);
     if (kernel.has() && *u.version != *kernel) {
       differing.push_back(fmt::format("{} {}", u.source, *u.version));
     }
+  }
+  // Unknown is never "ready": with no user-space version to compare (no
+  // libnvidia-ml, no libnvidia-cfg, no runnable daemon binary) the unit would
+  // only fail; skip it and say why. One readable part is enough to compare.
+  if (kernel.has() && compared == 0 && !f.user_space.empty()) {
+    return stop(Code::version_mismatch,
+                fmt::format("cannot confirm the driver's halves agree: kernel module {} but no user-space version "
+                            "could be read (libnvidia-ml, libnvidia-cfg, nvidia-persistenced --version); skipping "
+                            "nvidia-persistenced",
+                            *kernel));
   }
   if (!differing.empty()) {
     std::string list;

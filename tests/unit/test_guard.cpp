@@ -60,6 +60,14 @@ TEST(Guard, every_reason_has_its_code) {
          f.user_space[1].missing = "no libnvidia-cfg.so.1";
        },
        Code::go, "ready"},
+      {"no user-space part readable at all: cannot confirm, so skip",
+       [](auto& f) {
+         for (auto& u : f.user_space) {
+           u.version.reset();
+           u.missing = "not found";
+         }
+       },
+       Code::version_mismatch, "no user-space version could be read"},
       {"API mismatch logged since the module loaded",
        [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true}}; },
        Code::api_mismatch_logged, "client 580.95.05, kernel module 580.159.04"},
