@@ -81,7 +81,7 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
     return fail("this is " + describe_report_kind(j.at("kind").get<std::string>()) +
                 ", not a probe result (save one with `gpuwarm probe --save`)");
   }
-  if (j.value("kind", "") != "gpuwarm-probe") {
+  if (!j.contains("kind") || !j.at("kind").is_string() || j.at("kind") != "gpuwarm-probe") {
     return fail("not a gpuwarm probe result (save one with `gpuwarm probe --save`)");
   }
   if (!j.contains("schema_version") || !j.at("schema_version").is_number_integer() ||

@@ -282,6 +282,18 @@ TEST(WatchJson, out_of_range_numbers_are_errors) {
   }
 }
 
+// Found by the probe_baseline fuzzer: a "kind" that is not a string threw out
+// of probe_from_json ("internal error"); now it is "not a probe result".
+TEST(ProbeJson, a_kind_that_is_not_a_string_is_an_error_not_an_exception) {
+  std::ifstream in(std::string(GPUWARM_SOURCE_DIR) + "/tests/fuzz/regressions/probe_baseline-kind-not-a-string.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_FALSE(probe_from_json(j));
+  EXPECT_FALSE(probe_from_json(nlohmann::json{{"kind", 5}, {"schema_version", 1}}));
+}
+
 TEST(ProbeJson, a_string_schema_version_is_an_error_not_an_exception) {
   auto r = probe_from_json(nlohmann::json{{"kind", "gpuwarm-probe"}, {"schema_version", "1"}, {"gpus", nlohmann::json::array()}});
   ASSERT_FALSE(r);
