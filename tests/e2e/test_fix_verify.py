@@ -215,6 +215,16 @@ class FixAndVerify(SystemdMockCase):
         self.assertEqual(p.returncode, 1)
         self.assertNotIn("verify", rep)
 
+    def test_a_slow_daemon_reload_is_waited_for(self):
+        # A daemon-reload on a busy node takes longer than the 5 s other calls get.
+        self.add_unit()
+        self.mock.AddMethod(MANAGER, "Reload", "", "", "import time; time.sleep(6)")
+        self.watch_systemd()
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 0, r.stdout + r.stderr)
+        reload = [s for s in rep["steps"] if s["kind"] == "reload"][0]
+        self.assertEqual(reload["status"], "done")
+
     def test_permission_denied(self):
         self.add_unit()
         self.mock.AddMethod(MANAGER, "Reload", "", "",
