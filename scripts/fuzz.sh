@@ -66,12 +66,12 @@ for t in "${targets[@]}"; do
   log="$out/$t.log"
   if [ "$t" = ansible_module ]; then
     # The Ansible module is Python: its own random driver (tests/fuzz/fuzz_ansible_module.py).
-    if ! python3 -c "import ansible.module_utils.basic" 2>/dev/null; then
+    if ! /usr/bin/python3 -c "import ansible.module_utils.basic" 2>/dev/null; then
       echo "fuzz $t: skipped: ansible-core not installed (scripts/setup.sh installs it)"
       continue
     fi
     set +e
-    python3 tests/fuzz/fuzz_ansible_module.py "$seconds" > "$log" 2>&1
+    /usr/bin/python3 tests/fuzz/fuzz_ansible_module.py "$seconds" > "$log" 2>&1
     rc=$?
     set -e
     runs=$(grep -oE 'number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
