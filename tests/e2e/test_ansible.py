@@ -184,6 +184,18 @@ class ModuleAlone(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("fail_on_routed", r.stdout)
 
+    def test_a_report_of_an_unexpected_shape_fails_cleanly(self):
+        # Found by tests/fuzz/fuzz_ansible_module.py: a GPU entry that is not an object ended in a traceback.
+        stub = os.path.join(self.tmp, "gpuwarm")
+        with open(stub, "w") as f:
+            f.write("#!/bin/sh\necho '{\"kind\": \"gpuwarm-diagnosis\", \"verdict\": {\"code\": \"healthy\"}, "
+                    "\"gpus\": [\"x\"]}'\n")
+        os.chmod(stub, 0o755)
+        for answer in ("diagnosed", "verified"):
+            result = self.module(h.scenario([]), binary=stub, state=answer)
+            self.assertTrue(result.get("failed"), result)
+            self.assertIn("unexpected shape", result["msg"])
+
     def test_exit_codes_become_results(self):
         hot = h.scenario([h.gpu(0, persistence=0, reasons=0x20)])
         off = h.scenario([h.gpu(0, persistence=0)])

@@ -34,6 +34,8 @@ WantedBy=multi-user.target
 STAND_IN = """#!/bin/bash
 # Test stand-in for nvidia-persistenced: forks like the real daemon; with persistence on
 # it holds the GPU device nodes open, as the real one holds /dev/nvidiaN.
+# --version answers as the real daemon does (the guard compares it with the module).
+[ "$1" = --version ] && { echo "nvidia-persistenced:  version 580.159.04"; exit 0; }
 persistence=on
 for a in "$@"; do [ "$a" = --no-persistence-mode ] && persistence=off; done
 mkdir -p /run/nvidia-persistenced

@@ -240,11 +240,22 @@ def main():
             args.append("--dry-run")
     rc, report, out, err = run_gpuwarm(module, args)
     command = " ".join(shlex.quote(a) for a in [p["binary"]] + args)
-    if report is None:
+    if not isinstance(report, dict):
         module.fail_json(msg=f"gpuwarm printed no JSON report (exit {rc}): {err.strip() or out.strip()}",
                          rc=rc, cmd=command, stdout=out, stderr=err, routed=False)
     if p["node_name"]:
         report["node"] = p["node_name"]
+
+    # Whatever gpuwarm printed is parsed defensively: a report of an unexpected
+    # shape is a failed task with the reason, never a Python traceback.
+    try:
+        report_result(module, p, state, rc, report, command, out, err, before_dropin)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
+        module.fail_json(msg=f"gpuwarm printed a report of an unexpected shape ({type(e).__name__}: {e})",
+                         rc=rc, cmd=command, stdout=out, stderr=err, routed=False)
+
+
+def report_result(module, p, state, rc, report, command, out, err, before_dropin):
 
     diagnosis = report if state == "diagnosed" else report.get("diagnosis")
     verdict = (diagnosis or {}).get("verdict") or {}
