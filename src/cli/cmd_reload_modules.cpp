@@ -222,11 +222,16 @@ class KmodOps : public ModuleOps {
     return r == 0 ? Result<void>{} : fail(fmt::format("insmod {}: {}", path, std::strerror(-r)));
   }
   Result<void> udev_trigger() override {
-    auto t = run_capture({"/usr/bin/udevadm", "trigger", "--action=add", "--attr-match=vendor=0x10de"}, 30000);
+    // From the system directories, only if nobody but root can replace it.
+    auto udevadm = find_system_executable("/", "udevadm");
+    if (!udevadm) {
+      return tl::unexpected(udevadm.error());
+    }
+    auto t = run_capture({*udevadm, "trigger", "--action=add", "--attr-match=vendor=0x10de"}, 30000);
     if (!t) {
       return tl::unexpected(t.error());
     }
-    auto s = run_capture({"/usr/bin/udevadm", "settle"}, 60000);
+    auto s = run_capture({*udevadm, "settle"}, 60000);
     return s ? Result<void>{} : tl::unexpected(s.error());
   }
 
