@@ -124,11 +124,10 @@ class BlockingInput(Base):
         self.root.driver("580.159.04").daemon_binary().kmsg()
         log = os.path.join(self.tmp, "kern.log")
         with open(log, "w") as f:
-            line = "Jun 01 12:00:00 gpu1 kernel: usb 1-1: new high-speed USB device number %d\n"
-            chunk = "".join(line % i for i in range(10000))
-            for _ in range(420):  # ~290 MB of noise, over the 256 MiB kept, then the mismatch at the very end
-                f.write(chunk)
-            f.write("Jun 01 12:00:01 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\n"
+            # 290 MB of old log as a sparse hole (no disk used), then the mismatch at the very end.
+            f.truncate(290 * 1000 * 1000)
+            f.seek(0, os.SEEK_END)
+            f.write("\nJun 01 12:00:01 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\n"
                     "Jun 01 12:00:01 gpu1 kernel: NVRM: has the version 580.95.05, but this kernel module has\n"
                     "Jun 01 12:00:01 gpu1 kernel: NVRM: the version 580.159.04.  Please make sure that this\n")
         try:
