@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/dl.h"
+#include "core/fs.h"
 #include "core/paths.h"
 #include "core/strings.h"
 #include "nvml/errors.h"
@@ -101,28 +102,7 @@ std::string unsafe_for_root(int fd, const std::string& real) {
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
     return "writable by group or others";
   }
-  std::string dir = real;
-  while (true) {
-    auto slash = dir.rfind('/');
-    if (slash == std::string::npos) {
-      break;
-    }
-    dir = slash == 0 ? "/" : dir.substr(0, slash);
-    struct stat ds {};
-    if (::stat(dir.c_str(), &ds) != 0) {
-      return dir + ": cannot stat";
-    }
-    if (ds.st_uid != 0) {
-      return dir + " is owned by uid " + std::to_string(ds.st_uid) + ", not root";
-    }
-    if ((ds.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (ds.st_mode & S_ISVTX) == 0) {
-      return dir + " is writable by group or others";
-    }
-    if (dir == "/") {
-      break;
-    }
-  }
-  return {};
+  return replaceable_by_others(real);  // and every directory above it
 }
 
 std::string fd_path(int fd) {
