@@ -1,4 +1,3 @@
-#include <fstream>
 #include <filesystem>
 #include <iostream>
 #include <memory>

@@ -12,12 +12,9 @@ namespace gpuwarm::nvml {
 
 namespace {
 
-constexpr const char* k_symbol_absent = k_reason_symbol_absent;
-
 // The library a one-shot collect leaves loaded for process exit to release.
 [[maybe_unused]] Library* g_kept_until_exit = nullptr;
 constexpr std::uint64_t k_thermal_or_power_bits = clock_reason::thermal_or_power;
-constexpr const char* k_not_read = k_reason_not_read;
 
 // Field IDs of the clock-event counters. 269-271 (R590+ headers) and 251-253
 // (R575/R580 headers) name the same counters; which set a driver answers is
@@ -77,10 +74,10 @@ ClockSet read_clocks(const Library& lib, Device dev, Return (*fn)(Device, int, u
   ClockSet set;
   auto one = [&](bool wanted, ClockType type) {
     if (fn == nullptr) {
-      return Fact<unsigned>::unknown(k_symbol_absent);
+      return Fact<unsigned>::unknown(k_reason_symbol_absent);
     }
     if (!wanted) {
-      return Fact<unsigned>::unknown(k_not_read);
+      return Fact<unsigned>::unknown(k_reason_not_read);
     }
     unsigned mhz = 0;
     Return r = fn(dev, type, &mhz);
@@ -94,7 +91,7 @@ ClockSet read_clocks(const Library& lib, Device dev, Return (*fn)(Device, int, u
 
 Fact<std::string> read_string(const Library& lib, Return (*fn)(Device, char*, unsigned), Device dev) {
   if (fn == nullptr) {
-    return Fact<std::string>::unknown(k_symbol_absent);
+    return Fact<std::string>::unknown(k_reason_symbol_absent);
   }
   char buf[k_string_buffer] = {};
   Return r = fn(dev, buf, sizeof buf);
@@ -104,7 +101,7 @@ Fact<std::string> read_string(const Library& lib, Return (*fn)(Device, char*, un
 
 Fact<unsigned> read_uint(const Library& lib, Device dev, Return (*fn)(Device, unsigned*)) {
   if (fn == nullptr) {
-    return Fact<unsigned>::unknown(k_symbol_absent);
+    return Fact<unsigned>::unknown(k_reason_symbol_absent);
   }
   unsigned v = 0;
   Return r = fn(dev, &v);
@@ -133,14 +130,14 @@ void read_thermal_evidence(const Library& lib, Device dev, GpuFacts& gpu) {
                              ? Fact<std::vector<EventCounter>>::unknown(lib.error_name(call))
                              : Fact<std::vector<EventCounter>>::unknown("no counter field answered");
   } else {
-    gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_symbol_absent);
+    gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_reason_symbol_absent);
   }
   if (api.device_get_temperature != nullptr) {
     unsigned celsius = 0;
     Return r = api.device_get_temperature(dev, /*NVML_TEMPERATURE_GPU=*/0, &celsius);
     gpu.temperature_c = from_call(lib, r, static_cast<int>(celsius));
   } else {
-    gpu.temperature_c = Fact<int>::unknown(k_symbol_absent);
+    gpu.temperature_c = Fact<int>::unknown(k_reason_symbol_absent);
   }
 }
 
@@ -173,7 +170,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     pci.bus_id[sizeof pci.bus_id - 1] = '\0';
     gpu.pci_bus_id = from_call(lib, r, printable(pci.bus_id));
   } else {
-    gpu.pci_bus_id = Fact<std::string>::unknown(k_symbol_absent);
+    gpu.pci_bus_id = Fact<std::string>::unknown(k_reason_symbol_absent);
   }
 
   gpu.minor = read_uint(lib, dev, api.device_get_minor_number);
@@ -184,14 +181,14 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     r = api.device_get_persistence_mode(dev, &mode);
     gpu.persistence = from_call(lib, r, mode == 1);
   } else {
-    gpu.persistence = Fact<bool>::unknown(k_symbol_absent);
+    gpu.persistence = Fact<bool>::unknown(k_reason_symbol_absent);
   }
   if (api.device_get_performance_state != nullptr) {
     int pstate = 0;
     r = api.device_get_performance_state(dev, &pstate);
     gpu.pstate = from_call(lib, r, static_cast<unsigned>(pstate));
   } else {
-    gpu.pstate = Fact<unsigned>::unknown(k_symbol_absent);
+    gpu.pstate = Fact<unsigned>::unknown(k_reason_symbol_absent);
   }
 
   // `nvidia-smi -ac MEM,GR` pins graphics and SM together, so decision depth
@@ -207,7 +204,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
 
   auto read_mask = [&](Return (*fn)(Device, unsigned long long*)) {
     if (fn == nullptr) {
-      return Fact<std::uint64_t>::unknown(k_symbol_absent);
+      return Fact<std::uint64_t>::unknown(k_reason_symbol_absent);
     }
     unsigned long long mask = 0;
     Return rc = fn(dev, &mask);
@@ -225,21 +222,21 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     tell(progress, gpu_prefix + "temperature, power and field values");
     read_thermal_evidence(lib, dev, gpu);
   } else {
-    gpu.power_mw = gpu.power_limit_mw = Fact<unsigned>::unknown(k_not_read);
-    gpu.temperature_c = Fact<int>::unknown(k_not_read);
-    gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_not_read);
+    gpu.power_mw = gpu.power_limit_mw = Fact<unsigned>::unknown(k_reason_not_read);
+    gpu.temperature_c = Fact<int>::unknown(k_reason_not_read);
+    gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_reason_not_read);
   }
   // Whether a display is up on it: one sign of a workstation, where
   // persistence may be unwanted. Asked only where persistence is off.
   tell(progress, gpu_prefix + "display, MIG and process queries");
   if (!full && !gpu.persistence.is(false)) {
-    gpu.display_active = Fact<bool>::unknown(k_not_read);
+    gpu.display_active = Fact<bool>::unknown(k_reason_not_read);
   } else if (api.device_get_display_active != nullptr) {
     int active = 0;
     r = api.device_get_display_active(dev, &active);
     gpu.display_active = from_call(lib, r, active == 1);
   } else {
-    gpu.display_active = Fact<bool>::unknown(k_symbol_absent);
+    gpu.display_active = Fact<bool>::unknown(k_reason_symbol_absent);
   }
   if (api.device_get_mig_mode != nullptr) {
     unsigned current = 0;
@@ -247,7 +244,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     r = api.device_get_mig_mode(dev, &current, &pending);
     gpu.mig_mode = from_call(lib, r, current);
   } else {
-    gpu.mig_mode = Fact<unsigned>::unknown(k_symbol_absent);
+    gpu.mig_mode = Fact<unsigned>::unknown(k_reason_symbol_absent);
   }
   if (api.device_get_compute_running_processes != nullptr) {
     // Asking with room for none returns SUCCESS (none) or INSUFFICIENT_SIZE with the count.
@@ -257,7 +254,7 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
         (r == ret::success || r == ret::insufficient_size) ? Fact<unsigned>::known(r == ret::success ? 0 : count)
                                                            : Fact<unsigned>::unknown(lib.error_name(r));
   } else {
-    gpu.compute_processes = Fact<unsigned>::unknown(k_symbol_absent);
+    gpu.compute_processes = Fact<unsigned>::unknown(k_reason_symbol_absent);
   }
   return gpu;
 }
@@ -308,7 +305,7 @@ NvmlFacts collect(const CollectOptions& options) {
                                    ? Fact<std::string>::known(driver_version_from_nvml_version(*facts.nvml_version))
                                    : facts.nvml_version;
   } else {
-    facts.nvml_version = facts.user_space_version = Fact<std::string>::unknown(k_symbol_absent);
+    facts.nvml_version = facts.user_space_version = Fact<std::string>::unknown(k_reason_symbol_absent);
   }
 
   auto init_start = Clock::now();
@@ -331,14 +328,14 @@ NvmlFacts collect(const CollectOptions& options) {
     buf[sizeof buf - 1] = '\0';
     facts.system_driver_version = from_call(nvml, r, printable(buf));
   } else {
-    facts.system_driver_version = Fact<std::string>::unknown(k_symbol_absent);
+    facts.system_driver_version = Fact<std::string>::unknown(k_reason_symbol_absent);
   }
   if (api.system_get_cuda_driver_version != nullptr) {
     int cuda = 0;
     Return r = api.system_get_cuda_driver_version(&cuda);
     facts.cuda_driver_version = from_call(nvml, r, cuda);
   } else {
-    facts.cuda_driver_version = Fact<int>::unknown(k_symbol_absent);
+    facts.cuda_driver_version = Fact<int>::unknown(k_reason_symbol_absent);
   }
 
   auto devices_start = Clock::now();

@@ -11,8 +11,9 @@ namespace gpuwarm::checks {
 
 namespace {
 
-// NVML's structural answers (init, count, each handle) with a given effect.
-std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wanted) {
+// NVML's structural answers (init, count, and each handle unless only the
+// node-wide ones are wanted) with a given effect.
+std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wanted, bool with_handles = true) {
   std::vector<std::string> out;
   if (s.nvml.init_code.has() && nvml::effect(nvml::Entry::init, nvml::meaning_of(*s.nvml.init_code)) == wanted) {
     out.push_back(nvml_evidence("nvmlInit", s.nvml.init_error));
@@ -22,7 +23,7 @@ std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wan
     out.push_back(nvml_evidence("nvmlDeviceGetCount", s.nvml.device_count.missing));
   }
   for (const auto& gpu : s.nvml.gpus) {
-    if (!gpu.handle_error.empty() && effect_of(nvml::Entry::handle, gpu.handle_error) == wanted) {
+    if (with_handles && !gpu.handle_error.empty() && effect_of(nvml::Entry::handle, gpu.handle_error) == wanted) {
       out.push_back(fmt::format("GPU {}: {}", gpu.index, nvml_evidence("nvmlDeviceGetHandleByIndex", gpu.handle_error)));
     }
   }
@@ -182,10 +183,8 @@ std::vector<Finding> gpu_unreachable(const Snapshot& s) {
         effect_of(nvml::Entry::optional, s.nvml.cuda_driver_version.missing) == nvml::Effect::ras) {
       whole.push_back(nvml_evidence("nvmlSystemGetCudaDriverVersion_v2", s.nvml.cuda_driver_version.missing));
     }
-    for (auto& e : structural_evidence(s, nvml::Effect::ras)) {
-      if (e.rfind("GPU ", 0) != 0) {
-        whole.push_back(std::move(e));
-      }
+    for (auto& e : structural_evidence(s, nvml::Effect::ras, /*with_handles=*/false)) {
+      whole.push_back(std::move(e));  // each GPU's own fault is its own finding below
     }
     if (!whole.empty()) {
       Finding f;
