@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@ struct LintOptions {
   std::vector<std::string> paths;
   bool json = false;
   bool list_rules = false;
+  bool docs = false;
 };
 
 struct FileResult {
@@ -44,6 +46,33 @@ bool read_text(const std::string& path, std::string& text, std::string& note) {
   return true;
 }
 
+// An Ansible role's root ("x/roles/gpu") for a file inside it, else empty: its
+// defaults/ and vars/ give values to the role's {{ variables }}.
+std::string role_root(const std::string& path) {
+  for (const char* part : {"/tasks/", "/handlers/", "/templates/", "/files/", "/meta/"}) {
+    auto at = path.rfind(part);
+    if (at != std::string::npos) {
+      return path.substr(0, at);
+    }
+  }
+  return {};
+}
+
+lint::Variables read_role_variables(const std::string& root) {
+  lint::Variables vars;
+  for (const char* file : {"/defaults/main.yml", "/defaults/main.yaml", "/vars/main.yml", "/vars/main.yaml"}) {
+    std::string text;
+    std::string note;
+    std::string path = root + file;
+    if (read_text(path, text, note)) {
+      for (auto& [name, value] : lint::parse_role_variables(text, path)) {
+        vars[name] = std::move(value);  // vars/ outranks defaults/, as in Ansible
+      }
+    }
+  }
+  return vars;
+}
+
 }  // namespace
 
 std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) {
@@ -52,12 +81,20 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       ->type_name("PATH");
   sub.add_flag("--json", opts->json, "Print findings and skipped files as JSON");
   sub.add_flag("--list-rules", opts->list_rules, "List the rules and exit");
+  sub.add_flag("--docs", opts->docs,
+               "Also read documentation (.md, .rst, .txt, README): their code blocks only, never prose");
   std::string footer =
-      "Finds what the runbook says to remove: `nvidia-smi -pm 1` in any spelling (options between, sudo,\n"
-      "YAML list or string form), `nvidia-persistenced --no-persistence-mode`, and in a unit that runs\n"
-      "nvidia-persistenced: StopWhenUnneeded=true, no Restart=, a PIDFile under /var/run, Type=simple.\n"
-      "Comments are not findings (shell, YAML, Nix, Dockerfile, unit files). A line opts out of a rule\n"
-      "with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
+      "Finds what the runbook says to remove: `nvidia-smi -pm 1|0|$VAR` however it is run (sudo, timeout,\n"
+      "ssh/pdsh/clush, docker/kubectl exec, NHC check_cmd_status, cron lines with or without a user field,\n"
+      "echo ... | crontab -, a variable run later, YAML argv lists, Dockerfile RUN/CMD/ENTRYPOINT, Nix\n"
+      "${pkg}/bin/nvidia-smi, {{ nvidia_smi }}, $(command -v nvidia-smi)); `--no-persistence-mode`;\n"
+      "nvidia-persistenced started by hand; and in a unit for nvidia-persistenced (a file, a drop-in under\n"
+      "nvidia-persistenced.service.d/, a .j2/.erb/.tmpl template, a heredoc or Ansible content: written to\n"
+      "one, a NixOS systemd.services.nvidia-persistenced): StopWhenUnneeded=true, Restart=no, a /var/run\n"
+      "PIDFile, a Type= other than forking, an ExecStart that runs something else. A drop-in is judged on\n"
+      "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
+      "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
+      "rule with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
       "Exit codes: 0 nothing found, 1 a PATH does not exist, 2 bad command line, 3 findings.\n\nRules:\n";
   for (const auto& r : lint::rules()) {
     footer += fmt::format("  {}  {}\n", r.id, r.summary);
@@ -81,9 +118,17 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     }
     const bool missing = !walk.missing.empty();
     const std::vector<std::string>& files = walk.files;
+    // Role variables, read once per role before the files are spread over the cores.
+    std::map<std::string, lint::Variables> roles;
+    for (const auto& f : files) {
+      if (std::string root = role_root(f); !root.empty() && roles.count(root) == 0) {
+        roles.emplace(root, read_role_variables(root));
+      }
+    }
     // Files are independent: scan them on every core, then report in walk order.
     std::vector<FileResult> per_file(files.size());
     std::vector<std::string> per_file_note(files.size());
+    std::vector<char> per_file_doc(files.size(), 0);
     parallel_for(files.size(), [&](std::size_t i) {
       std::string text;
       if (!read_text(files[i], text, per_file_note[i])) {
@@ -91,14 +136,27 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       std::string_view first(text);
       first = first.substr(0, first.find('\n'));
-      per_file[i] = {files[i], lint::lint_text(text, lint::kind_for(files[i], first))};
+      lint::Source source{files[i], lint::kind_for(files[i], first), nullptr, opts->docs};
+      if (lint::is_documentation(source.kind) && !opts->docs) {
+        per_file_doc[i] = 1;
+        return;
+      }
+      if (auto role = roles.find(role_root(files[i])); role != roles.end()) {
+        source.role_vars = &role->second;
+      }
+      per_file[i] = {files[i], lint::lint_text(text, source)};
     });
     std::vector<FileResult> results;
     std::vector<std::pair<std::string, std::string>> notes;
     std::size_t scanned = 0;
+    std::size_t docs_skipped = 0;
     for (std::size_t i = 0; i < files.size(); ++i) {
       if (!per_file_note[i].empty()) {
         notes.emplace_back(files[i], per_file_note[i]);
+        continue;
+      }
+      if (per_file_doc[i] != 0) {
+        ++docs_skipped;
         continue;
       }
       ++scanned;
@@ -123,7 +181,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         skipped.push_back({{"path", path}, {"note", note}});
       }
       std::cout << dump_json({{"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
-                              {"skipped", skipped}})
+                              {"skipped", skipped}, {"documentation_skipped", docs_skipped}})
                 << "\n";
     } else {
       for (const auto& r : results) {
@@ -135,7 +193,11 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       for (const auto& [path, note] : notes) {
         std::cerr << fmt::format("{}: {}\n", path, note);
       }
-      std::cerr << fmt::format("{} finding(s) in {} file(s) scanned\n", total, scanned);
+      std::cerr << fmt::format("{} finding(s) in {} file(s) scanned", total, scanned);
+      if (docs_skipped > 0) {
+        std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);
+      }
+      std::cerr << "\n";
     }
     if (missing) {
       return to_int(ExitCode::tool_error);

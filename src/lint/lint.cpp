@@ -1,11 +1,16 @@
 #include "lint/lint.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include <fmt/format.h>
+
+#include "lint/units.h"
+#include "lint/words.h"
 
 namespace gpuwarm::lint {
 
@@ -13,303 +18,638 @@ namespace {
 
 constexpr const char* k_legacy = "LINT001";
 constexpr const char* k_no_pm = "LINT002";
-constexpr const char* k_stop_when_unneeded = "LINT010";
-constexpr const char* k_no_restart = "LINT011";
-constexpr const char* k_var_run_pidfile = "LINT012";
-constexpr const char* k_type_simple = "LINT013";
+constexpr const char* k_pm_off = "LINT003";
+constexpr const char* k_pm_unresolved = "LINT004";
+constexpr const char* k_by_hand = "LINT005";
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+std::string_view basename(std::string_view word) {
+  auto slash = word.find_last_of('/');
+  return slash == std::string_view::npos ? word : word.substr(slash + 1);
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
-struct Token {
-  std::string text;  // quotes and trailing commas stripped
-  unsigned line;
-  unsigned column;
-  bool breaks_before = false;  // a statement boundary precedes it
-};
-
-// The code part of a line: from a comment start (outside quotes) on, nothing.
-std::string_view strip_comment(std::string_view line, FileKind kind) {
-  if (kind == FileKind::text) {
-    return line;
+// A variable or template that names nvidia-smi: {{ nvidia_smi }}, ${NVIDIA_SMI}, $NVSMI.
+bool names_nvidia_smi(std::string_view word) {
+  if (word.empty() || (word[0] != '$' && word[0] != '{')) {
+    return false;
   }
-  std::size_t first = line.find_first_not_of(" \t");
-  if (first == std::string_view::npos) {
+  std::string l = lower(word);
+  return l.find("nvidia_smi") != std::string::npos || l.find("nvidia-smi") != std::string::npos ||
+         l.find("nvsmi") != std::string::npos || l.find("nvidiasmi") != std::string::npos;
+}
+
+bool is_smi(std::string_view word) {
+  std::string_view base = basename(word);
+  // A whole expansion ("${NVIDIA_SMI:-/usr/bin/nvidia-smi}", "{{ nvidia_smi }}"), not a path built on one.
+  bool expansion = !word.empty() && (word.back() == '}' || word.find('/') == std::string_view::npos);
+  return base == "nvidia-smi" || base == "nvidia-smi.exe" || (expansion && names_nvidia_smi(word));
+}
+
+bool is_daemon(std::string_view word) {
+  return basename(word) == "nvidia-persistenced" && word.find("/init.d/") == std::string_view::npos &&
+         word.find("/rc.d/") == std::string_view::npos;
+}
+
+template <std::size_t N>
+bool one_of(std::string_view w, const std::array<std::string_view, N>& set) {
+  return std::find(set.begin(), set.end(), w) != set.end();
+}
+
+// Words that run the rest of their statement as a command (somewhere among their arguments).
+bool runner(std::string_view w) {
+  static constexpr std::array<std::string_view, 48> words = {
+      "sudo",   "doas",     "env",        "exec",       "command",     "builtin",   "nohup",    "time",
+      "timeout", "nice",    "ionice",     "chrt",       "taskset",     "stdbuf",    "setsid",   "flock",
+      "numactl", "xargs",   "parallel",   "watch",      "ssh",         "pdsh",      "clush",    "pssh",
+      "parallel-ssh", "srun", "salt",     "ansible",    "docker",      "podman",    "kubectl",  "oc",
+      "crictl",  "nerdctl", "nsenter",    "chroot",     "systemd-run", "runuser",   "su",       "sh",
+      "bash",    "dash",    "zsh",        "ksh",        "check_cmd_status", "check_cmd_output", "eval", "mpirun"};
+  static constexpr std::array<std::string_view, 5> dockerfile = {"RUN", "CMD", "ENTRYPOINT", "xdsh", "unbuffer"};
+  return one_of(w, words) || one_of(w, dockerfile);
+}
+
+// Commands that take nvidia-smi or nvidia-persistenced as a mere argument.
+bool takes_name_as_argument(std::string_view w) {
+  static constexpr std::array<std::string_view, 44> words = {
+      "systemctl", "service", "pgrep",  "pkill",   "killall", "kill",   "pidof",   "ps",       "grep",
+      "egrep",     "fgrep",   "rg",     "echo",    "printf",  "logger", "apt",     "apt-get",  "aptitude",
+      "yum",       "dnf",     "zypper", "rpm",     "dpkg",    "snap",   "which",   "whereis",  "type",
+      "hash",      "ls",      "test",   "[",       "[[",      "stat",   "file",    "cat",      "rm",
+      "cp",        "mv",      "install", "chmod",  "chown",   "ln",     "readlink", "journalctl"};
+  return one_of(w, words);
+}
+
+bool shell_keyword(std::string_view w) {
+  static constexpr std::array<std::string_view, 11> words = {"do",    "then", "else", "elif", "if", "while",
+                                                             "until", "!",    "{",    "time", "-"};
+  return one_of(w, words);
+}
+
+bool cron_field(std::string_view w) {
+  if (w.empty()) {
+    return false;
+  }
+  bool digits = std::all_of(w.begin(), w.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '*' || c == '/' || c == ',' || c == '-';
+  });
+  bool names = w.size() >= 3 && std::all_of(w.begin(), w.end(), [](char c) {
+                 return std::isalpha(static_cast<unsigned char>(c)) != 0 || c == ',' || c == '-';
+               }) && w.size() <= 11 && std::isalpha(static_cast<unsigned char>(w[0])) != 0 &&
+               (w.size() == 3 || w[3] == '-' || w[3] == ',');
+  return digits || names;
+}
+
+bool cron_shortcut(std::string_view w) {
+  static constexpr std::array<std::string_view, 8> words = {"@reboot",  "@yearly", "@annually", "@monthly",
+                                                            "@weekly",  "@daily",  "@midnight", "@hourly"};
+  return one_of(w, words);
+}
+
+// $NAME, ${NAME}, ${NAME:-default}: the name, else empty.
+std::string shell_variable(std::string_view word, std::string* fallback = nullptr) {
+  if (word.size() < 2 || word[0] != '$') {
     return {};
   }
-  if (kind == FileKind::unit) {
-    return line[first] == '#' || line[first] == ';' ? std::string_view{} : line;
+  std::string_view inner = word.substr(1);
+  if (inner.front() == '{') {
+    if (inner.back() != '}') {
+      return {};
+    }
+    inner = inner.substr(1, inner.size() - 2);
   }
-  char quote = 0;
-  for (std::size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quote != 0) {
-      if (c == '\\' && quote == '"') {
-        ++i;
-      } else if (c == quote) {
-        quote = 0;
+  std::size_t end = 0;
+  while (end < inner.size() && (std::isalnum(static_cast<unsigned char>(inner[end])) != 0 || inner[end] == '_')) {
+    ++end;
+  }
+  if (end == 0) {
+    return {};
+  }
+  if (fallback != nullptr && end < inner.size()) {
+    std::string_view rest = inner.substr(end);
+    for (std::string_view op : {":-", "-", ":=", "="}) {
+      if (rest.rfind(op, 0) == 0) {
+        *fallback = std::string(rest.substr(op.size()));
+        break;
       }
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-    } else if (c == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
-      return line.substr(0, i);
     }
   }
-  return line;
+  return std::string(inner.substr(0, end));
 }
 
-// Calls fn(line_number, line) for each line (1-based; no trailing newline).
-template <class Fn>
-void for_each_line(std::string_view text, Fn&& fn) {
-  unsigned line_no = 0;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    std::size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) {
-      end = text.size();
-    }
-    fn(++line_no, text.substr(pos, end - pos));
-    if (end == text.size()) {
+// {{ name | default(1) }}: the name and the default, else empty.
+std::string template_variable(std::string_view word, std::string* fallback) {
+  auto open = word.find("{{");
+  auto close = word.rfind("}}");
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open) {
+    return {};
+  }
+  std::string_view inner = word.substr(open + 2, close - open - 2);
+  inner = inner.substr(std::min(inner.size(), inner.find_first_not_of(' ')));
+  std::size_t end = 0;
+  while (end < inner.size() &&
+         (std::isalnum(static_cast<unsigned char>(inner[end])) != 0 || inner[end] == '_' || inner[end] == '.')) {
+    ++end;
+  }
+  for (std::string_view filter : {"default(", "d("}) {
+    if (auto at = inner.find(filter); at != std::string_view::npos && fallback != nullptr) {
+      std::string_view arg = inner.substr(at + filter.size());
+      arg = arg.substr(0, arg.find(')'));
+      std::string value;
+      for (char c : arg) {
+        if (c != '\'' && c != '"' && c != ' ') {
+          value += c;
+        }
+      }
+      *fallback = value;
       break;
     }
-    pos = end + 1;
   }
+  return std::string(inner.substr(0, end));
 }
 
-// Words of the code, with where each starts. Shell separators, YAML keys and
-// ends of lines that do not continue become statement boundaries.
-std::vector<Token> tokenize(std::string_view text, FileKind kind) {
-  std::vector<Token> out;
-  bool boundary = true;
-  bool in_block_comment = false;
-  bool continued = false;  // the previous line ended with a backslash
-  for_each_line(text, [&](unsigned line_no, std::string_view raw) {
-    std::string_view code = strip_comment(raw, kind);
-    if (kind == FileKind::nix) {  // /* ... */ blocks, line by line
-      if (in_block_comment) {
-        auto close = code.find("*/");
-        code = close == std::string_view::npos ? std::string_view{} : code.substr(close + 2);
-        in_block_comment = close == std::string_view::npos;
-      }
-      if (auto open = code.find("/*"); open != std::string_view::npos) {
-        in_block_comment = code.find("*/", open) == std::string_view::npos;
-        code = code.substr(0, open);
-      }
-    }
-    // YAML list items ("- nvidia-smi") continue an argv; anything else starts anew.
-    std::string_view trimmed = code.substr(std::min(code.size(), code.find_first_not_of(" \t")));
-    bool list_item = kind == FileKind::yaml && (trimmed.substr(0, 2) == "- " || trimmed == "-");
-    // "- nvidia-smi" (one word) continues an argv list; "- nvidia-smi -pm 1"
-    // (cloud-init runcmd, a list of command lines) is a command of its own.
-    if (list_item && trimmed.size() > 2 &&
-        trimmed.substr(2).find_first_of(" \t") < trimmed.substr(2).find_last_not_of(" \t")) {
-      boundary = true;
-    }
-    if (!list_item && !continued) {
-      boundary = true;
-    }
-    auto separator = [](char c) {
-      return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '[' || c == ']' || c == ',' || c == '(' ||
-             c == ')' || c == '{' || c == '}' || c == '`';
-    };
-    std::size_t i = 0;
-    while (i < code.size()) {
-      char c = code[i];
-      if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
-        boundary = true;  // a new command starts: "a; b", "a && b", "$(b)"
-        ++i;
-        continue;
-      }
-      if (separator(c)) {
-        ++i;
-        continue;
-      }
-      while (i < code.size() && (code[i] == '"' || code[i] == '\'')) {
-        ++i;  // a word's column is its first character, not its opening quote
-      }
-      std::size_t start = i;
-      std::string word;
-      while (i < code.size() && !separator(code[i]) && code[i] != ';' && code[i] != '|' && code[i] != '&') {
-        if (code[i] != '"' && code[i] != '\'' ) {
-          word += code[i];
-        }
-        ++i;
-      }
-      if (word.empty() || (word == "-" && list_item)) {
-        continue;  // empty quotes, or the YAML list marker itself
-      }
-      // "Key=/usr/bin/nvidia-smi" (units, env files): the value starts a command.
-      // "--persistence-mode=1" stays one word.
-      if (auto eq = word.find('='); eq != std::string::npos && word[0] != '-') {
-        out.push_back({word.substr(0, eq), line_no, static_cast<unsigned>(start + 1), boundary});
-        word = word.substr(eq + 1);
-        start += eq + 1;
-        boundary = true;
-        if (word.empty()) {
-          continue;
-        }
-      }
-      bool key = kind == FileKind::yaml && word.back() == ':';
-      out.push_back({word, line_no, static_cast<unsigned>(start + 1), boundary || key});
-      boundary = key;
-    }
-    continued = !code.empty() && code.back() == '\\';
-    if (!continued && kind != FileKind::yaml) {
-      boundary = true;  // YAML: decided by the next line (a list item continues an argv)
-    }
-  });
-  return out;
-}
+enum class Setting { on, off, unresolved, other };
 
-bool is_command(std::string_view word, std::string_view name) {
-  return word == name || ends_with(word, std::string("/") + std::string(name));
-}
+struct Resolved {
+  Setting setting = Setting::other;
+  std::string variable;  // the name the value came through
+  std::string how;       // "nvidia_pm = 1 (defaults/main.yml:3)"
+};
 
-bool enables(std::string_view value) {
-  std::string v = lower(value);
-  return v == "1" || v == "enabled" || v == "enable" || v == "on";
-}
+class Linter {
+ public:
+  Linter(std::string_view text, const Source& source) : m_text(text), m_source(source) {}
 
-// nvidia-smi ... -pm 1 / -pm=1 / --persistence-mode 1 / --persistence-mode=ENABLED, within one statement.
-// nvidia-smi is run here, not merely mentioned ("echo 'nvidia-smi -pm 1'"):
-// it starts its statement, or the statement starts with a command runner.
-bool in_command_position(const std::vector<Token>& tokens, std::size_t i) {
-  std::size_t start = i;
-  while (start > 0 && !tokens[start].breaks_before) {
-    --start;
-  }
-  if (start == i || tokens[i - 1].text == "-c") {
-    return true;  // first in its statement, or the script of "sh -c" / "bash -c"
-  }
-  for (const char* runner : {"sudo", "doas", "env", "exec", "command", "nohup", "time", "timeout", "chroot",
-                             "xargs", "ssh", "pdsh", "clush", "srun", "RUN", "ExecStart", "ExecStartPre",
-                             "ExecStartPost"}) {
-    if (is_command(tokens[start].text, runner)) {
+  std::vector<Finding> run();
+
+ private:
+  void collect_variables();
+  void find_commands();
+  void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
+  bool statement_writes_out(std::size_t start, std::size_t end) const;
+  void report_site(std::size_t start, std::size_t k, std::size_t end);
+  Resolved resolve(const std::string& raw, int depth) const;
+  std::vector<LineRange> embedded_regions();
+  void lint_region(unsigned first, unsigned last, const Source& inner, bool console = false);
+
+  std::string_view m_text;
+  const Source& m_source;
+  std::vector<Token> m_tokens;
+  std::vector<Finding> m_found;
+  std::unordered_map<std::string, Assigned> m_local;  // this file's own assignments
+  std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
+  std::set<std::size_t> m_sites;
+  std::vector<std::string> m_lines;                   // for regions: the file's lines, read once
+};
+
+bool Linter::statement_writes_out(std::size_t start, std::size_t end) const {
+  for (std::size_t i = start; i < end; ++i) {
+    if (m_tokens[i].redirect) {
       return true;
+    }
+  }
+  if (end < m_tokens.size() && m_tokens[end].break_kind == '|') {
+    std::size_t k = end;
+    while (k < m_tokens.size() && (m_tokens[k].text == "sudo" || m_tokens[k].text == "doas")) {
+      ++k;
+    }
+    if (k < m_tokens.size()) {
+      std::string_view w = basename(m_tokens[k].text);
+      return w == "crontab" || w == "tee" || w == "sh" || w == "bash" || w == "ssh";
     }
   }
   return false;
 }
 
-void find_legacy_flag(const std::vector<Token>& tokens, std::vector<Finding>& out) {
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    if (!is_command(tokens[i].text, "nvidia-smi") || !in_command_position(tokens, i)) {
-      continue;
-    }
-    for (std::size_t j = i + 1; j < tokens.size() && j < i + 12 && !tokens[j].breaks_before; ++j) {
-      std::string t = tokens[j].text;
-      std::optional<std::string> value;
-      for (const char* flag : {"-pm", "--persistence-mode"}) {
-        std::string f = flag;
-        if (t == f && j + 1 < tokens.size() && !tokens[j + 1].breaks_before) {
-          value = tokens[j + 1].text;
-        } else if (t.rfind(f + "=", 0) == 0) {
-          value = t.substr(f.size() + 1);
-        }
-      }
-      if (value && enables(*value)) {
-        out.push_back({k_legacy, tokens[i].line, tokens[i].column,
-                       "`nvidia-smi -pm 1` sets the deprecated legacy persistence flag: it hides a daemon that "
-                       "never got enabled and does nothing once the daemon runs",
-                       "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)"});
-        break;
-      }
-    }
-  }
-}
-
-void find_no_persistence_mode(const std::vector<Token>& tokens, std::vector<Finding>& out) {
-  for (const auto& t : tokens) {
-    if (t.text == "--no-persistence-mode") {
-      out.push_back({k_no_pm, t.line, t.column,
-                     "nvidia-persistenced --no-persistence-mode runs the daemon with persistence off: the service "
-                     "is active but GPUs still de-initialize",
-                     "drop --no-persistence-mode from ExecStart (a drop-in: `gpuwarm fix` writes one)"});
-    }
-  }
-}
-
-struct UnitLine {
-  std::string section;
-  std::string key;
-  std::string value;
-  unsigned line;
-};
-
-void find_unit_pitfalls(std::string_view text, std::vector<Finding>& out) {
-  std::vector<UnitLine> lines;
-  std::string section;
-  unsigned service_line = 0;
-  for_each_line(text, [&](unsigned n, std::string_view raw) {
-    std::string_view l = strip_comment(raw, FileKind::unit);
-    auto first = l.find_first_not_of(" \t");
-    if (first != std::string_view::npos) {
-      l = l.substr(first);
-      if (l.front() == '[') {
-        section = std::string(l.substr(1, l.find(']') - 1));
-        if (section == "Service" && service_line == 0) {
-          service_line = n;
-        }
-      } else if (auto eq = l.find('='); eq != std::string_view::npos) {
-        std::string key(l.substr(0, eq));
-        key.erase(key.find_last_not_of(" \t") + 1);
-        std::string value(l.substr(eq + 1));
-        value.erase(0, value.find_first_not_of(" \t"));
-        value.erase(value.find_last_not_of(" \t\r") + 1);
-        lines.push_back({section, key, value, n});
-      }
-    }
-  });
-  bool is_persistenced = std::any_of(lines.begin(), lines.end(), [](const UnitLine& u) {
-    return u.key == "ExecStart" && u.value.find("nvidia-persistenced") != std::string::npos;
-  });
-  if (!is_persistenced) {
+// Finds the word a statement (or the part of it from k) runs: past assignments, shell keywords and a
+// cron schedule; through runners (sudo, ssh host, docker exec c, RUN); into text that echo writes to a
+// crontab or a script. Records nvidia-smi / nvidia-persistenced when run there.
+void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth) {
+  if (depth > 8) {
     return;
   }
-  bool restart = false;
-  bool type_seen = false;
-  for (const auto& u : lines) {
-    if (u.section == "Unit" && u.key == "StopWhenUnneeded" && enables(u.value == "true" || u.value == "yes" ? "1" : u.value)) {
-      out.push_back({k_stop_when_unneeded, u.line, 1,
-                     "StopWhenUnneeded=true lets systemd stop the daemon when nothing pulls it in, which turns "
-                     "persistence off on every GPU it held",
-                     "set StopWhenUnneeded=false in a drop-in"});
+  while (k < end && (!m_tokens[k].assigned_to.empty() || shell_keyword(m_tokens[k].text))) {
+    ++k;
+  }
+  if (cron_ok && k < end) {
+    bool schedule = false;
+    if (cron_shortcut(m_tokens[k].text)) {
+      ++k;
+      schedule = true;
+    } else if (k + 5 < end && std::all_of(m_tokens.begin() + static_cast<std::ptrdiff_t>(k),
+                                          m_tokens.begin() + static_cast<std::ptrdiff_t>(k + 5), [&](const Token& t) {
+                                            return t.line == m_tokens[k].line && cron_field(t.text);
+                                          }) &&
+               std::any_of(m_tokens.begin() + static_cast<std::ptrdiff_t>(k),
+                           m_tokens.begin() + static_cast<std::ptrdiff_t>(k + 5), [](const Token& t) {
+                             return t.text.find_first_of("*0123456789") != std::string::npos;
+                           })) {
+      k += 5;
+      schedule = true;
     }
-    if (u.section == "Service" && u.key == "Restart") {
-      restart = !u.value.empty() && u.value != "no";
+    // A system crontab names the user first: "@reboot root nvidia-smi -pm 1".
+    if (schedule && k + 1 < end && !is_smi(m_tokens[k].text) && !is_daemon(m_tokens[k].text) &&
+        !runner(basename(m_tokens[k].text)) &&
+        (is_smi(m_tokens[k + 1].text) || is_daemon(m_tokens[k + 1].text) || runner(basename(m_tokens[k + 1].text)))) {
+      ++k;
     }
-    if (u.section == "Service" && u.key == "PIDFile" && u.value.rfind("/var/run/", 0) == 0) {
-      out.push_back({k_var_run_pidfile, u.line, 1,
-                     "PIDFile under the legacy /var/run (systemd warns and rewrites it to /run)",
-                     "use PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid"});
+  }
+  for (; k < end; ++k) {
+    const Token& t = m_tokens[k];
+    if (t.prose) {
+      return;
     }
-    if (u.section == "Service" && u.key == "Type") {
-      type_seen = true;
-      if (u.value == "simple" || u.value == "exec") {
-        out.push_back({k_type_simple, u.line, 1,
-                       fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the end "
-                                   "of the service and stops it",
-                                   u.value),
-                       "use Type=forking"});
+    if (is_smi(t.text) || is_daemon(t.text)) {
+      m_sites.insert(k);
+      return;
+    }
+    std::string_view w = basename(t.text);
+    if (w == "command" && k + 1 < end && (m_tokens[k + 1].text == "-v" || m_tokens[k + 1].text == "-V")) {
+      return;  // a lookup, not a run
+    }
+    if (runner(w) || (!shell_variable(t.text).empty() && !names_nvidia_smi(t.text))) {
+      after_runner = true;  // "$SUDO nvidia-smi ..." too
+      continue;
+    }
+    if ((w == "echo" || w == "printf") && statement_writes_out(k, end)) {
+      std::size_t content = k + 1;
+      while (content < end && m_tokens[content].text.size() > 1 && m_tokens[content].text[0] == '-') {
+        ++content;
+      }
+      walk(content, end, false, true, depth + 1);
+      return;
+    }
+    if (!t.text.empty() && t.text[0] == '-') {
+      if (!after_runner) {
+        return;
+      }
+      continue;
+    }
+    if (!after_runner || takes_name_as_argument(w)) {
+      return;
+    }
+  }
+}
+
+void Linter::collect_variables() {
+  for (std::size_t i = 0; i < m_tokens.size(); ++i) {
+    const Token& t = m_tokens[i];
+    bool alone = i + 1 >= m_tokens.size() || m_tokens[i + 1].breaks_before;
+    if (!t.assigned_to.empty() && alone) {
+      m_local[t.assigned_to] = {t.text, fmt::format("line {}", t.line)};
+    }
+    // YAML "name: value" (a playbook's vars:)
+    if (m_source.kind == FileKind::yaml && t.text.size() > 1 && t.text.back() == ':' && i + 1 < m_tokens.size() &&
+        m_tokens[i + 1].line == t.line && (i + 2 >= m_tokens.size() || m_tokens[i + 2].breaks_before)) {
+      m_local[t.text.substr(0, t.text.size() - 1)] = {m_tokens[i + 1].text, fmt::format("line {}", t.line)};
+    }
+    // Run as a command: "$CMD ...", "${CMD}", "eval $CMD".
+    if (t.breaks_before || (i > 0 && m_tokens[i - 1].text == "eval")) {
+      std::size_t k = i;
+      if (t.text == "eval" && k + 1 < m_tokens.size()) {
+        ++k;
+      }
+      if (std::string name = shell_variable(m_tokens[k].text); !name.empty()) {
+        m_executed.insert(name);
       }
     }
   }
-  if (!type_seen) {
-    out.push_back({k_type_simple, service_line == 0 ? 1 : service_line, 1,
-                   "no Type=: the default (simple) takes the forking daemon's parent exit for the end of the service",
-                   "add Type=forking"});
+}
+
+Resolved Linter::resolve(const std::string& raw, int depth) const {
+  std::string l = lower(raw);
+  if (l == "1" || l == "enabled" || l == "enable" || l == "on") {
+    return {Setting::on, {}, {}};
   }
-  if (!restart) {
-    out.push_back({k_no_restart, service_line == 0 ? 1 : service_line, 1,
-                   "no Restart=: a crashed daemon stays down and every GPU it held loses persistence",
-                   "add Restart=on-failure in a drop-in"});
+  if (l == "0" || l == "disabled" || l == "disable" || l == "off") {
+    return {Setting::off, {}, {}};
+  }
+  std::string fallback;
+  std::string name = shell_variable(raw, &fallback);
+  if (name.empty()) {
+    name = template_variable(raw, &fallback);
+  }
+  if (name.empty()) {
+    return {Setting::other, {}, {}};
+  }
+  const Assigned* found = nullptr;
+  if (auto it = m_local.find(name); it != m_local.end()) {
+    found = &it->second;
+  } else if (m_source.role_vars != nullptr) {
+    if (auto r = m_source.role_vars->find(name); r != m_source.role_vars->end()) {
+      found = &r->second;
+    }
+  }
+  if (found != nullptr && depth < 4) {
+    Resolved inner = resolve(found->value, depth + 1);
+    if (inner.setting == Setting::on || inner.setting == Setting::off) {
+      return {inner.setting, name, fmt::format("{} = {} at {}", name, found->value, found->source)};
+    }
+    return {Setting::unresolved, name, fmt::format("{} = {} at {}", name, found->value, found->source)};
+  }
+  if (!fallback.empty()) {
+    Resolved inner = resolve(fallback, depth + 1);
+    if (inner.setting == Setting::on || inner.setting == Setting::off) {
+      return {inner.setting, name, fmt::format("{} unset here, its default is {}", name, fallback)};
+    }
+  }
+  return {Setting::unresolved, name, {}};
+}
+
+void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
+  const Token& site = m_tokens[k];
+  if (is_daemon(site.text)) {
+    if (m_source.kind == FileKind::unit || m_source.kind == FileKind::nix || m_tokens[start].break_kind == '=' ||
+        !site.command_key) {
+      return;  // a unit's ExecStart: started through the init system
+    }
+    std::string path = lower(m_source.path);
+    if (path.find("init.d/") != std::string::npos || path.find("/init/") != std::string::npos ||
+        path.find("rc.d/") != std::string::npos || path.find("upstart") != std::string::npos) {
+      return;  // the init system's own script for the daemon
+    }
+    if (k > 0 && !m_tokens[k].breaks_before &&
+        (m_tokens[k - 1].text == "-u" || m_tokens[k - 1].text == "--user" || m_tokens[k - 1].text == "-g")) {
+      return;  // a user name, not the program
+    }
+    for (std::size_t j = k + 1; j < end; ++j) {
+      const std::string& a = m_tokens[j].text;
+      if (a == "--version" || a == "-v" || a == "--help" || a == "-h") {
+        return;
+      }
+    }
+    m_found.push_back({k_by_hand, site.line, site.column,
+                       "nvidia-persistenced started by hand, not through the init system: nothing restarts it, "
+                       "nothing orders it before the jobs, and `systemctl` shows the unit inactive",
+                       "enable the packaged unit instead: systemctl enable --now nvidia-persistenced (`gpuwarm fix`)"});
+    return;
+  }
+  for (std::size_t j = k + 1; j < end && j < k + 16; ++j) {
+    const std::string& t = m_tokens[j].text;
+    std::optional<std::string> value;
+    for (std::string_view flag : {"-pm", "--persistence-mode"}) {
+      if (t == flag && j + 1 < end) {
+        value = m_tokens[j + 1].text;
+      } else if (t.size() > flag.size() && t.compare(0, flag.size(), flag) == 0 && t[flag.size()] == '=') {
+        value = t.substr(flag.size() + 1);
+      }
+    }
+    if (!value) {
+      continue;
+    }
+    Resolved r = resolve(*value, 0);
+    std::string via = r.how.empty() ? std::string{} : fmt::format(" ({})", r.how);
+    switch (r.setting) {
+      case Setting::on:
+        m_found.push_back({k_legacy, site.line, site.column,
+                           "`nvidia-smi -pm 1` sets the deprecated legacy persistence flag: it hides a daemon that "
+                           "never got enabled and does nothing once the daemon runs" +
+                               via,
+                           "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)"});
+        break;
+      case Setting::off:
+        m_found.push_back({k_pm_off, site.line, site.column,
+                           "`nvidia-smi -pm 0` turns persistence off: idle GPUs de-initialize again and the next job "
+                           "pays the cold start" +
+                               via,
+                           "remove it; persistence belongs to nvidia-persistenced (leave it on where the node needs "
+                           "it, see `gpuwarm diagnose`)"});
+        break;
+      case Setting::unresolved:
+        m_found.push_back(
+            {k_pm_unresolved, site.line, site.column,
+             fmt::format("`nvidia-smi -pm {}`: the persistence value comes from `{}`, set nowhere in this file{}; "
+                         "whatever it is, -pm is the legacy flag{}",
+                         *value, r.variable, m_source.role_vars != nullptr ? " or the role's defaults/vars" : "", via),
+             "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)"});
+        break;
+      case Setting::other:
+        break;
+    }
+    return;
+  }
+}
+
+void Linter::find_commands() {
+  std::vector<std::size_t> starts;
+  for (std::size_t i = 0; i < m_tokens.size(); ++i) {
+    if (m_tokens[i].breaks_before || i == 0) {
+      starts.push_back(i);
+    }
+  }
+  auto end_of = [&](std::size_t s) {
+    auto it = std::upper_bound(starts.begin(), starts.end(), s);
+    return it == starts.end() ? m_tokens.size() : *it;
+  };
+  for (std::size_t s : starts) {
+    walk(s, end_of(s), false, m_tokens[s].line_start, 0);
+  }
+  for (std::size_t i = 0; i < m_tokens.size(); ++i) {
+    const Token& t = m_tokens[i];
+    // "sh -c 'nvidia-smi -pm 1'", k8s args: ["-c", "..."]: the script of -c runs.
+    bool after_c = i > 0 && m_tokens[i - 1].text == "-c" && !t.prose;
+    // CMD="nvidia-smi -pm 1" ... $CMD: the assignment holds a command that runs.
+    bool held = !t.assigned_to.empty() && m_executed.count(t.assigned_to) != 0;
+    if ((after_c || held) && (is_smi(t.text) || is_daemon(t.text))) {
+      m_sites.insert(i);
+    }
+    if (t.text == "--no-persistence-mode" && !t.prose) {
+      m_found.push_back({k_no_pm, t.line, t.column,
+                         "nvidia-persistenced --no-persistence-mode runs the daemon with persistence off: the "
+                         "service is active but GPUs still de-initialize",
+                         "drop --no-persistence-mode from ExecStart (a drop-in: `gpuwarm fix` writes one)"});
+    }
+  }
+  for (std::size_t k : m_sites) {
+    std::size_t start = k;
+    while (start > 0 && !m_tokens[start].breaks_before) {
+      --start;
+    }
+    report_site(start, k, end_of(k));
+  }
+}
+
+std::string_view trim(std::string_view s) {
+  auto first = s.find_first_not_of(" \t");
+  if (first == std::string_view::npos) {
+    return {};
+  }
+  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
+}
+
+std::size_t indent_of(std::string_view line) { return std::min(line.size(), line.find_first_not_of(" \t")); }
+
+// The file a shell line writes: "> path", ">> path", "tee [-a] path".
+std::string written_path(std::string_view line) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : line) {
+    if (c == ' ' || c == '\t' || c == '|' || c == ';') {
+      if (!word.empty()) {
+        words.push_back(word);
+        word.clear();
+      }
+      if (c == '|' || c == ';') {
+        words.emplace_back(1, c);
+      }
+    } else if (c != '"' && c != '\'') {
+      word += c;
+    }
+  }
+  if (!word.empty()) {
+    words.push_back(word);
+  }
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i];
+    if ((w == ">" || w == ">>") && i + 1 < words.size()) {
+      return words[i + 1];
+    }
+    if ((w.rfind(">>", 0) == 0 || w.rfind('>', 0) == 0) && w.size() > 1 && w[1] != '&' && w.find("<<") == std::string::npos) {
+      return w.substr(w[1] == '>' ? 2 : 1);
+    }
+    if (basename(w) == "tee") {
+      for (std::size_t j = i + 1; j < words.size() && words[j] != "|" && words[j] != ";"; ++j) {
+        if (words[j][0] != '-') {
+          return words[j];
+        }
+      }
+    }
+  }
+  return {};
+}
+
+// Text inside this file that is another file: a heredoc written to a unit, an Ansible copy's
+// `content:` with a unit `dest:`, a heredoc printed for people (prose). Regions get their own
+// reader (or none); their lines are left out of this file's words.
+std::vector<LineRange> Linter::embedded_regions() {
+  std::vector<LineRange> skip;
+  if (m_source.kind == FileKind::unit) {
+    return skip;
+  }
+  const auto& lines = m_lines;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    std::string_view code = strip_comment(lines[i], m_source.kind);
+    // A heredoc: <<EOF, <<-EOF, << 'EOF', <<"EOF" (not the here-string <<<).
+    auto op = code.find("<<");
+    if (op != std::string_view::npos && code.substr(op, 3) != "<<<") {
+      std::size_t p = op + 2;
+      if (p < code.size() && code[p] == '-') {
+        ++p;
+      }
+      while (p < code.size() && code[p] == ' ') {
+        ++p;
+      }
+      std::string marker;
+      while (p < code.size() && (std::isalnum(static_cast<unsigned char>(code[p])) != 0 || code[p] == '_' ||
+                                 code[p] == '\'' || code[p] == '"')) {
+        if (code[p] != '\'' && code[p] != '"') {
+          marker += code[p];
+        }
+        ++p;
+      }
+      if (!marker.empty() && std::isdigit(static_cast<unsigned char>(marker[0])) == 0) {
+        std::size_t last = i + 1;
+        while (last < lines.size() && trim(lines[last]) != marker) {
+          ++last;
+        }
+        if (last < lines.size() && last > i + 1) {
+          const auto first = static_cast<unsigned>(i + 2);
+          const auto end = static_cast<unsigned>(last);  // 1-based number of the last body line
+          std::string dest = written_path(code);
+          std::string_view head = trim(code);
+          std::string_view program = basename(head.substr(0, head.find_first_of(" \t<")));
+          if (program == "sudo") {
+            head = trim(head.substr(4));
+            program = basename(head.substr(0, head.find_first_of(" \t<")));
+          }
+          UnitName unit = unit_name(dest);
+          if (unit.is_unit) {
+            skip.push_back({first, end});
+            lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
+          } else if (dest.empty() && program == "cat" && code.find('|') == std::string_view::npos) {
+            skip.push_back({first, end});  // printed for people: a usage text, a banner
+          }
+          i = last;
+          continue;
+        }
+      }
+    }
+    // YAML: content: | with a unit dest beside it.
+    if (m_source.kind == FileKind::yaml) {
+      std::string_view t = trim(code);
+      bool item = t.rfind("- ", 0) == 0;
+      std::string_view body = item ? trim(t.substr(2)) : t;
+      if (body.rfind("content:", 0) == 0) {
+        std::string_view value = trim(body.substr(8));
+        if (value.empty() || (value[0] != '|' && value[0] != '>')) {
+          continue;
+        }
+        std::size_t key_indent = indent_of(code) + (item ? 2 : 0);
+        std::size_t last = i;
+        for (std::size_t j = i + 1; j < lines.size(); ++j) {
+          if (trim(lines[j]).empty()) {
+            continue;
+          }
+          if (indent_of(lines[j]) <= key_indent) {
+            break;
+          }
+          last = j;
+        }
+        if (last == i) {
+          continue;
+        }
+        std::string dest;
+        auto sibling = [&](std::size_t j) -> bool {  // false: left the mapping
+          std::string_view l = lines[j];
+          std::string_view lt = trim(l);
+          if (lt.empty()) {
+            return true;
+          }
+          bool dash = lt.rfind("- ", 0) == 0;
+          std::size_t ind = indent_of(l) + (dash ? 2 : 0);
+          std::string_view kb = dash ? trim(lt.substr(2)) : lt;
+          if (ind == key_indent) {
+            for (std::string_view key : {"dest:", "path:"}) {
+              if (kb.rfind(key, 0) == 0) {
+                dest = std::string(trim(kb.substr(key.size())));
+                std::erase_if(dest, [](char c) { return c == '"' || c == '\''; });
+              }
+            }
+          }
+          return ind >= key_indent && !(dash && ind == key_indent && j != i);
+        };
+        for (std::size_t j = i; j-- > 0 && sibling(j);) {
+        }
+        for (std::size_t j = last + 1; j < lines.size() && sibling(j); ++j) {
+        }
+        if (unit_name(dest).is_unit) {
+          const auto first = static_cast<unsigned>(i + 2);
+          const auto end = static_cast<unsigned>(last + 1);
+          skip.push_back({first, end});
+          lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
+        }
+        i = last;
+      }
+    }
+  }
+  return skip;
+}
+
+void Linter::lint_region(unsigned first, unsigned last, const Source& inner, bool console) {
+  std::string body;
+  for (unsigned n = first; n <= last && n <= m_lines.size(); ++n) {
+    std::string line = m_lines[n - 1];
+    if (console) {  // "$ cmd" / "# cmd" prompts: blank them, keeping columns
+      std::size_t at = indent_of(line);
+      if (line.compare(at, 2, "$ ") == 0 || line.compare(at, 2, "# ") == 0) {
+        line[at] = ' ';
+      }
+    }
+    body += line;
+    body += '\n';
+  }
+  Linter sub(body, inner);
+  for (Finding f : sub.run()) {
+    f.line += first - 1;
+    m_found.push_back(std::move(f));
   }
 }
 
@@ -323,20 +663,11 @@ class OptOuts {
     if (text.find(marker) == std::string_view::npos) {
       return;  // the usual file: nothing to index
     }
-    unsigned line = 1;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-      std::size_t end = text.find('\n', start);
-      std::string_view body = text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    for_each_line(text, [&](unsigned line, std::string_view body) {
       if (auto at = body.find(marker); at != std::string_view::npos) {
         m_lines.emplace(line, body.substr(at));
       }
-      if (end == std::string_view::npos) {
-        break;
-      }
-      start = end + 1;
-      ++line;
-    }
+    });
   }
 
   bool ignored(const Finding& f) const {
@@ -348,6 +679,111 @@ class OptOuts {
   std::unordered_map<unsigned, std::string_view> m_lines;  // line -> text from the marker on
 };
 
+FileKind fence_kind(std::string_view lang, bool& console) {
+  std::string l = lower(trim(lang));
+  l = l.substr(0, l.find_first_of(" {,"));
+  console = l == "console" || l == "shell-session" || l == "shellsession" || l == "terminal" || l == "sh-session";
+  if (l == "yaml" || l == "yml") {
+    return FileKind::yaml;
+  }
+  if (l == "ini" || l == "systemd" || l == "service" || l == "unit" || l == "cfg") {
+    return FileKind::unit;
+  }
+  if (l == "dockerfile" || l == "docker") {
+    return FileKind::dockerfile;
+  }
+  if (l == "nix") {
+    return FileKind::nix;
+  }
+  return FileKind::shell;
+}
+
+std::vector<Finding> Linter::run() {
+  const FileKind kind = m_source.kind;
+  auto has = [this](std::string_view needle) { return m_text.find(needle) != std::string_view::npos; };
+  const UnitName unit = unit_name(m_source.path);
+  if (is_documentation(kind) && !m_source.docs) {
+    return {};
+  }
+  // Most files mention none of this: skip them. Every rule needs one of these
+  // substrings (or a unit named for the daemon), so the shortcut changes no result.
+  if (!unit.persistenced && !has("nvidia") && !has("NVIDIA") && !has("nvsmi") && !has("NVSMI") &&
+      !has("no-persistence-mode")) {
+    return {};
+  }
+  for_each_line(m_text, [this](unsigned, std::string_view l) { m_lines.emplace_back(l); });
+  if (is_documentation(kind)) {
+    // Code blocks only: Markdown fences (``` / ~~~) and reStructuredText code directives and :: blocks.
+    for (std::size_t i = 0; i < m_lines.size(); ++i) {
+      std::string_view t = trim(m_lines[i]);
+      bool console = false;
+      if (kind == FileKind::doc_markdown && (t.rfind("```", 0) == 0 || t.rfind("~~~", 0) == 0)) {
+        std::string_view fence = t.substr(0, 3);
+        FileKind inner = fence_kind(t.substr(3), console);
+        std::size_t j = i + 1;
+        while (j < m_lines.size() && trim(m_lines[j]).rfind(fence, 0) != 0) {
+          ++j;
+        }
+        if (j > i + 1) {
+          lint_region(static_cast<unsigned>(i + 2), static_cast<unsigned>(j), Source{{}, inner, m_source.role_vars, false},
+                      console);
+        }
+        i = j;
+      } else if (kind == FileKind::doc_rst && (t.rfind(".. code", 0) == 0 || t.rfind(".. sourcecode", 0) == 0 ||
+                                               (ends_with(t, "::") && t.rfind("..", 0) != 0))) {
+        FileKind inner = FileKind::shell;
+        if (auto colons = t.find("::"); t.rfind("..", 0) == 0 && colons != std::string_view::npos) {
+          inner = fence_kind(t.substr(colons + 2), console);
+        }
+        std::size_t base = indent_of(m_lines[i]);
+        std::size_t j = i + 1;
+        std::size_t last = i;
+        for (; j < m_lines.size(); ++j) {
+          if (trim(m_lines[j]).empty()) {
+            continue;
+          }
+          if (indent_of(m_lines[j]) <= base || (trim(m_lines[j]).rfind(":", 0) == 0 && last == i)) {
+            if (indent_of(m_lines[j]) <= base) {
+              break;
+            }
+            continue;  // directive options (:linenos:)
+          }
+          last = j;
+        }
+        if (last > i) {
+          lint_region(static_cast<unsigned>(i + 2), static_cast<unsigned>(last + 1),
+                      Source{{}, inner, m_source.role_vars, false}, console);
+        }
+        i = last;
+      }
+    }
+  } else {
+    std::vector<LineRange> skip = embedded_regions();
+    m_tokens = tokenize(m_text, kind, skip);
+    collect_variables();
+    find_commands();
+    if (kind == FileKind::unit) {
+      UnitDoc doc = parse_unit(m_text);
+      doc.dropin = unit.dropin;
+      doc.named = unit.persistenced;
+      judge_unit(doc, m_found);
+    } else if (kind == FileKind::nix) {
+      judge_unit(nix_persistenced_unit(m_text), m_found);
+    }
+  }
+  const OptOuts opt_outs(m_text);
+  std::erase_if(m_found, [&](const Finding& f) { return opt_outs.ignored(f); });
+  std::sort(m_found.begin(), m_found.end(), [](const Finding& a, const Finding& b) {
+    return std::tie(a.line, a.column, a.rule) < std::tie(b.line, b.column, b.rule);
+  });
+  m_found.erase(std::unique(m_found.begin(), m_found.end(),
+                            [](const Finding& a, const Finding& b) {
+                              return a.line == b.line && a.column == b.column && a.rule == b.rule;
+                            }),
+                m_found.end());
+  return std::move(m_found);
+}
+
 }  // namespace
 
 const char* kind_name(FileKind k) {
@@ -358,19 +794,31 @@ const char* kind_name(FileKind k) {
     case FileKind::nix: return "nix";
     case FileKind::dockerfile: return "dockerfile";
     case FileKind::text: return "text";
+    case FileKind::doc_markdown: return "markdown";
+    case FileKind::doc_rst: return "restructuredtext";
+    case FileKind::doc_text: return "plain-text-doc";
   }
   return "?";
 }
 
+bool is_documentation(FileKind k) {
+  return k == FileKind::doc_markdown || k == FileKind::doc_rst || k == FileKind::doc_text;
+}
+
 FileKind kind_for(std::string_view path, std::string_view first_line) {
-  std::string_view base = path.substr(path.find_last_of('/') == std::string_view::npos ? 0 : path.find_last_of('/') + 1);
+  std::string_view inner = strip_template_suffix(path);
+  std::string_view base = basename(inner);
   std::string name = lower(base);
-  for (const char* ext : {".service", ".conf", ".socket", ".timer", ".target", ".mount"}) {
-    if (ends_with(name, ext) && (std::string(ext) != ".conf" || path.find(".service.d/") != std::string_view::npos)) {
+  std::string full = lower(inner);
+  if (unit_name(inner).is_unit) {
+    return FileKind::unit;
+  }
+  for (const char* ext : {".socket", ".timer", ".target", ".mount", ".path"}) {
+    if (ends_with(name, ext)) {
       return FileKind::unit;
     }
   }
-  if (ends_with(name, ".yml") || ends_with(name, ".yaml")) {
+  if (ends_with(name, ".yml") || ends_with(name, ".yaml") || ends_with(name, ".sls")) {
     return FileKind::yaml;
   }
   if (ends_with(name, ".nix")) {
@@ -380,46 +828,84 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
       name == "containerfile") {
     return FileKind::dockerfile;
   }
-  if (ends_with(name, ".sh") || ends_with(name, ".bash") || name == "rc.local" || name == "crontab" ||
-      path.find("/cron") != std::string_view::npos || ends_with(name, ".conf") || first_line.rfind("#!", 0) == 0) {
-    return FileKind::shell;  // cron, NHC and most *.conf files use # comments too
+  if (name.find("cron") != std::string::npos || full.find("/cron") != std::string::npos) {
+    return FileKind::shell;
+  }
+  if (ends_with(name, ".md") || ends_with(name, ".markdown")) {
+    return FileKind::doc_markdown;
+  }
+  if (ends_with(name, ".rst")) {
+    return FileKind::doc_rst;
+  }
+  for (const char* doc : {".txt", ".adoc", ".asciidoc", ".textile"}) {
+    if (ends_with(name, doc)) {
+      return FileKind::doc_text;
+    }
+  }
+  for (const char* doc : {"readme", "changelog", "news", "install", "license", "copying", "authors", "contributing"}) {
+    if (name == doc) {
+      return FileKind::doc_text;
+    }
+  }
+  for (const char* script : {".sh", ".bash", ".zsh", ".ksh", ".conf", ".pp", ".rb", ".py", ".pl", ".tf", ".hcl",
+                             ".cfg", ".env", ".service.in"}) {
+    if (ends_with(name, script)) {
+      return FileKind::shell;  // NHC, Puppet, Ruby, Python, Terraform: # comments too
+    }
+  }
+  if (name == "rc.local" || first_line.rfind("#!", 0) == 0) {
+    return FileKind::shell;
   }
   return FileKind::text;
 }
 
+Variables parse_role_variables(std::string_view yaml_text, std::string_view source_name) {
+  Variables vars;
+  for_each_line(yaml_text, [&](unsigned n, std::string_view line) {
+    if (line.empty() || !(std::isalpha(static_cast<unsigned char>(line[0])) != 0 || line[0] == '_')) {
+      return;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos || (colon + 1 < line.size() && line[colon + 1] != ' ')) {
+      return;
+    }
+    std::string_view name = line.substr(0, colon);
+    if (name.find_first_of(" \t") != std::string_view::npos) {
+      return;
+    }
+    std::string_view value = strip_comment(line.substr(colon + 1), FileKind::yaml);
+    value = trim(value);
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    if (!value.empty() && value != "|" && value != ">") {
+      vars[std::string(name)] = {std::string(value), fmt::format("{}:{}", source_name, n)};
+    }
+  });
+  return vars;
+}
+
 const std::vector<RuleInfo>& rules() {
   static const std::vector<RuleInfo> table = {
-      {k_legacy, "legacy-pm-flag", "`nvidia-smi -pm 1` (any spelling): the deprecated legacy persistence flag"},
+      {k_legacy, "legacy-pm-flag", "`nvidia-smi -pm 1` run (any spelling, through any runner): the deprecated legacy flag"},
       {k_no_pm, "no-persistence-mode", "`nvidia-persistenced --no-persistence-mode`: daemon running, persistence off"},
-      {k_stop_when_unneeded, "stop-when-unneeded", "nvidia-persistenced unit with StopWhenUnneeded=true"},
-      {k_no_restart, "no-restart", "nvidia-persistenced unit without Restart="},
-      {k_var_run_pidfile, "var-run-pidfile", "nvidia-persistenced unit with a PIDFile under /var/run"},
-      {k_type_simple, "type-not-forking", "nvidia-persistenced unit with Type=simple (or no Type=) for a forking daemon"},
+      {k_pm_off, "pm-off", "`nvidia-smi -pm 0` run on a node: turns persistence off"},
+      {k_pm_unresolved, "pm-unresolved", "`nvidia-smi -pm $VAR` / `{{ var }}` whose value is set nowhere gpuwarm can read"},
+      {k_by_hand, "daemon-by-hand", "nvidia-persistenced started from a script, not through the init system"},
+      {"LINT010", "stop-when-unneeded", "nvidia-persistenced unit with StopWhenUnneeded=true"},
+      {"LINT011", "no-restart", "nvidia-persistenced unit with Restart=no (or a whole unit without Restart=)"},
+      {"LINT012", "var-run-pidfile", "nvidia-persistenced unit with a PIDFile under /var/run"},
+      {"LINT013", "type-not-forking",
+       "nvidia-persistenced unit with a Type= other than forking (or a whole unit without Type=)"},
+      {"LINT014", "unit-runs-other", "a unit named nvidia-persistenced whose ExecStart runs something else"},
   };
   return table;
 }
 
+std::vector<Finding> lint_text(std::string_view text, const Source& source) { return Linter(text, source).run(); }
+
 std::vector<Finding> lint_text(std::string_view text, FileKind kind) {
-  std::vector<Finding> found;
-  // Most files mention none of this: skip tokenizing them. Every rule needs
-  // one of these substrings, so the shortcut changes no result.
-  auto has = [&text](std::string_view needle) { return text.find(needle) != std::string_view::npos; };
-  if (!has("nvidia-persistenced") && !has("--no-persistence-mode") &&
-      !(has("nvidia-smi") && (has("-pm") || has("persistence-mode")))) {
-    return found;
-  }
-  auto tokens = tokenize(text, kind);
-  find_legacy_flag(tokens, found);
-  find_no_persistence_mode(tokens, found);
-  if (kind == FileKind::unit) {
-    find_unit_pitfalls(text, found);
-  }
-  const OptOuts opt_outs(text);
-  std::erase_if(found, [&](const Finding& f) { return opt_outs.ignored(f); });
-  std::sort(found.begin(), found.end(), [](const Finding& a, const Finding& b) {
-    return std::tie(a.line, a.column, a.rule) < std::tie(b.line, b.column, b.rule);
-  });
-  return found;
+  return lint_text(text, Source{{}, kind, nullptr, false});
 }
 
 }  // namespace gpuwarm::lint

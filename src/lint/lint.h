@@ -1,20 +1,43 @@
 #pragma once
 // `gpuwarm lint`: persistence anti-patterns in configuration (the runbook's
 // "grep your roles and node-init scripts for -pm and remove it"). Pure: text
-// in, findings out; walking directories and printing live in cli/.
+// in, findings out; walking directories, reading a role's defaults and
+// printing live in cli/.
 
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace gpuwarm::lint {
 
-// How comments look, and which rules apply.
-enum class FileKind { shell, yaml, unit, nix, dockerfile, text };
+// How comments look, and which rules apply. The doc_* kinds are documentation:
+// skipped unless asked for, and then only their code blocks are read.
+enum class FileKind { shell, yaml, unit, nix, dockerfile, text, doc_markdown, doc_rst, doc_text };
 const char* kind_name(FileKind k);
+bool is_documentation(FileKind k);
 
-// From the file name (and the first line, for scripts without an extension).
+// From the file name (a template's inner name: x.service.j2 is a unit) and the
+// first line (scripts without an extension).
 FileKind kind_for(std::string_view path, std::string_view first_line);
+
+// Values a file's variables may take, from outside the file (an Ansible role's
+// defaults/main.yml and vars/main.yml). `source` says where, for messages.
+struct Assigned {
+  std::string value;
+  std::string source;  // "roles/gpu/defaults/main.yml:4"
+};
+using Variables = std::unordered_map<std::string, Assigned>;
+
+// Top-level `name: scalar` lines of a YAML variables file.
+Variables parse_role_variables(std::string_view yaml_text, std::string_view source_name);
+
+struct Source {
+  std::string_view path;             // names the unit (nvidia-persistenced.service, its .service.d/)
+  FileKind kind = FileKind::text;
+  const Variables* role_vars = nullptr;
+  bool docs = false;                 // documentation: read its code blocks (else nothing)
+};
 
 struct RuleInfo {
   const char* id;
@@ -32,6 +55,7 @@ struct Finding {
 };
 
 // A line opts out with "gpuwarm: ignore RULE-ID" (in a comment, or anywhere on it).
+std::vector<Finding> lint_text(std::string_view text, const Source& source);
 std::vector<Finding> lint_text(std::string_view text, FileKind kind);
 
 }  // namespace gpuwarm::lint

@@ -17,14 +17,22 @@ struct LintCase {
   FileKind kind;
   const char* text;
   std::vector<std::string> expected;  // "RULE@line:column"
+  const char* path = "";              // names the unit (drop-in directory, template)
 };
 
-std::vector<std::string> run(const LintCase& c) {
+std::vector<std::string> run(const LintCase& c, const lint::Variables* vars = nullptr, bool docs = false) {
   std::vector<std::string> out;
-  for (const auto& f : lint::lint_text(c.text, c.kind)) {
+  for (const auto& f : lint::lint_text(c.text, lint::Source{c.path, c.kind, vars, docs})) {
     out.push_back(f.rule + "@" + std::to_string(f.line) + ":" + std::to_string(f.column));
   }
   return out;
+}
+
+void check(const std::vector<LintCase>& cases) {
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(run(c), c.expected);
+  }
 }
 
 TEST(Lint, LINT001_legacy_flag) {
@@ -36,7 +44,7 @@ TEST(Lint, LINT001_legacy_flag) {
       {"through sudo after &&", FileKind::shell, "modprobe nvidia && sudo nvidia-smi -pm 1\n", {"LINT001@1:25"}},
       {"continued line", FileKind::shell, "nvidia-smi -i 0 \\\n  -pm 1\n", {"LINT001@1:1"}},
       {"in $(...)", FileKind::shell, "out=$(nvidia-smi -pm 1)\n", {"LINT001@1:7"}},
-      {"disabling is not the legacy enable", FileKind::shell, "nvidia-smi -pm 0\n", {}},
+      {"disabling is a finding of its own", FileKind::shell, "nvidia-smi -pm 0\n", {"LINT003@1:1"}},
       {"a query is not a setting", FileKind::shell, "nvidia-smi --query-gpu=persistence_mode --format=csv\n", {}},
       {"comment", FileKind::shell, "# nvidia-smi -pm 1\n  # also nvidia-smi -pm 1\n", {}},
       {"trailing comment", FileKind::shell, "nvidia-smi -q # then nvidia-smi -pm 1\n", {}},
@@ -75,8 +83,9 @@ TEST(Lint, LINT001_legacy_flag) {
 TEST(Lint, LINT002_no_persistence_mode) {
   const std::vector<LintCase> cases = {
       {"Ubuntu's ExecStart", FileKind::shell,
-       "/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose\n", {"LINT002@1:57"}},
-      {"the opposite flag", FileKind::shell, "nvidia-persistenced --persistence-mode\n", {}},
+       "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose\n",
+       {"LINT002@1:67"}},
+      {"the opposite flag", FileKind::shell, "ExecStart=/usr/bin/nvidia-persistenced --persistence-mode\n", {}},
       {"commented", FileKind::shell, "# nvidia-persistenced --no-persistence-mode\n", {}},
       {"YAML list", FileKind::yaml, "args: [\"--user\", \"x\", \"--no-persistence-mode\"]\n", {"LINT002@1:24"}},
   };
@@ -105,7 +114,7 @@ TEST(Lint, unit_rules) {
       {"no Type= at all", FileKind::unit, "[Service]\nExecStart=/usr/bin/nvidia-persistenced\nRestart=on-failure\n",
        {"LINT013@1:1"}},
       {"Restart=no counts as none", FileKind::unit,
-       "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\nRestart=no\n", {"LINT011@1:1"}},
+       "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\nRestart=no\n", {"LINT011@4:1"}},
       {"StopWhenUnneeded=false is fine", FileKind::unit,
        "[Unit]\nStopWhenUnneeded=false\n[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\n"
        "Restart=on-failure\n",
@@ -123,6 +132,248 @@ TEST(Lint, unit_rules) {
   }
 }
 
+// Issue 14's constructs, each with a true positive and a near miss.
+TEST(Lint, cron) {
+  check({
+      {"system crontab, shortcut and user field", FileKind::shell, "@reboot root /usr/bin/nvidia-smi -pm 1\n",
+       {"LINT001@1:14"}},
+      {"system crontab, schedule and user field", FileKind::shell, "*/5 * * * * root nvidia-smi -pm 1 >/dev/null\n",
+       {"LINT001@1:18"}},
+      {"user crontab, named days", FileKind::shell, "0 6 * * mon-fri nvidia-smi -pm ENABLED\n", {"LINT001@1:17"}},
+      {"crontab fed from a string", FileKind::shell, "echo \"@reboot nvidia-smi -pm 1\" | crontab -\n",
+       {"LINT001@1:15"}},
+      {"crontab from a subshell", FileKind::shell,
+       "(crontab -l; echo \"@reboot /usr/bin/nvidia-smi -pm 1\") | crontab -\n", {"LINT001@1:28"}},
+      {"near miss: a schedule that queries", FileKind::shell, "*/5 * * * * root nvidia-smi -q >> /var/log/gpu\n", {}},
+      {"near miss: a commented job", FileKind::shell, "#@reboot root nvidia-smi -pm 1\n", {}},
+      {"near miss: echoed to the terminal", FileKind::shell, "echo \"@reboot nvidia-smi -pm 1\"\n", {}},
+  });
+}
+
+TEST(Lint, commands_that_run_commands) {
+  check({
+      {"NHC check_cmd_status", FileKind::shell, " * || check_cmd_status -t 10 -r 0 nvidia-smi -pm 1\n",
+       {"LINT001@1:35"}},
+      {"timeout", FileKind::shell, "timeout 5 nvidia-smi -pm 1\n", {"LINT001@1:11"}},
+      {"nice", FileKind::shell, "nice -n 10 nvidia-smi -pm 1\n", {"LINT001@1:12"}},
+      {"xargs over hosts", FileKind::shell, "cat hosts | xargs -I{} ssh {} nvidia-smi -pm 1\n", {"LINT001@1:31"}},
+      {"watch", FileKind::shell, "watch -n 60 nvidia-smi -pm 1\n", {"LINT001@1:13"}},
+      {"pdsh", FileKind::shell, "pdsh -w gpu[01-16] 'nvidia-smi -pm 1'\n", {"LINT001@1:21"}},
+      {"clush", FileKind::shell, "clush -g gpu nvidia-smi -pm 1\n", {"LINT001@1:14"}},
+      {"ssh host", FileKind::shell, "ssh -o BatchMode=yes gpu01 sudo nvidia-smi -pm 1\n", {"LINT001@1:33"}},
+      {"docker exec", FileKind::shell, "docker exec -it driver nvidia-smi -pm 1\n", {"LINT001@1:24"}},
+      {"kubectl exec", FileKind::shell, "kubectl exec -n gpu pod/x -- nvidia-smi -pm 1\n", {"LINT001@1:30"}},
+      {"nsenter", FileKind::shell, "nsenter -t 1 -m -u -n -i -- nvidia-smi -pm 1\n", {"LINT001@1:29"}},
+      {"chroot", FileKind::shell, "chroot /host nvidia-smi -pm 1\n", {"LINT001@1:14"}},
+      {"environment prefix", FileKind::shell, "CUDA_VISIBLE_DEVICES=0 nvidia-smi -pm 1\n", {"LINT001@1:24"}},
+      {"after do", FileKind::shell, "for i in 0 1; do nvidia-smi -i $i -pm 1; done\n", {"LINT001@1:18"}},
+      {"after then / else", FileKind::shell, "if x; then nvidia-smi -pm 1; else nvidia-smi -pm 1; fi\n",
+       {"LINT001@1:12", "LINT001@1:35"}},
+      {"a command kept in a variable and run", FileKind::shell, "PM_CMD=\"nvidia-smi -pm 1\"\n$PM_CMD\n",
+       {"LINT001@1:9"}},
+      {"a variable run through eval", FileKind::shell, "c='nvidia-smi -pm 1'\neval \"$c\"\n", {"LINT001@1:4"}},
+      {"a sudo kept in a variable", FileKind::shell, "$SUDO nvidia-smi -pm 1\n", {"LINT001@1:7"}},
+      {"near miss: a variable never run", FileKind::shell, "HINT=\"nvidia-smi -pm 1\"\necho \"$HINT\"\n", {}},
+      {"near miss: systemctl is not a runner", FileKind::shell, "sudo systemctl restart nvidia-persistenced\n", {}},
+      {"near miss: ssh that queries", FileKind::shell, "ssh gpu01 nvidia-smi -q -d PERFORMANCE\n", {}},
+      {"near miss: grep for the flag", FileKind::shell, "grep -r 'nvidia-smi -pm 1' /etc\n", {}},
+      {"near miss: a lookup", FileKind::shell, "command -v nvidia-smi && echo -pm 1\n", {}},
+  });
+}
+
+TEST(Lint, continuations) {
+  check({
+      {"&& \\ in shell", FileKind::shell, "modprobe nvidia && \\\n  nvidia-smi -pm 1\n", {"LINT001@2:3"}},
+      {"Dockerfile RUN over lines, a comment between", FileKind::dockerfile,
+       "RUN apt-get update && \\\n    # persistence for the tests\n    nvidia-smi -pm 1 && \\\n    true\n",
+       {"LINT001@3:5"}},
+      {"Dockerfile CMD, shell form", FileKind::dockerfile, "CMD nvidia-smi -pm 1 && exec /app\n", {"LINT001@1:5"}},
+      {"Dockerfile ENTRYPOINT over lines", FileKind::dockerfile, "ENTRYPOINT [\"/bin/sh\", \"-c\", \\\n  \"nvidia-smi -pm 1\"]\n",
+       {"LINT001@2:4"}},
+      {"Dockerfile CMD, exec form", FileKind::dockerfile, "CMD [\"nvidia-smi\", \"-pm\", \"1\"]\n", {"LINT001@1:7"}},
+      {"near miss: Dockerfile LABEL", FileKind::dockerfile, "LABEL note=\"no nvidia-smi -pm 1 here\"\n", {}},
+      {"near miss: the next line is a new command", FileKind::shell, "nvidia-smi -q\n-pm 1\n", {}},
+  });
+}
+
+TEST(Lint, paths_and_interpolation) {
+  check({
+      {"Nix package path", FileKind::nix,
+       "script = ''\n  ${config.hardware.nvidia.package.bin}/bin/nvidia-smi -pm 1\n'';\n", {"LINT001@2:3"}},
+      {"Jinja path variable", FileKind::yaml, "- shell: \"{{ nvidia_smi }} -pm 1\"\n", {"LINT001@1:11"}},
+      {"command -v lookup", FileKind::shell, "\"$(command -v nvidia-smi)\" -pm 1\n", {"LINT001@1:2"}},
+      {"which lookup", FileKind::shell, "$(which nvidia-smi) --persistence-mode=1\n", {"LINT001@1:1"}},
+      {"shell variable path", FileKind::shell, "${NVIDIA_SMI:-/usr/bin/nvidia-smi} -pm 1\n", {"LINT001@1:1"}},
+      {"near miss: another tool's variable", FileKind::shell, "${DCGMI} -pm 1\n", {}},
+      {"near miss: Nix query", FileKind::nix, "x = \"${pkgs.nvidia}/bin/nvidia-smi -q\";\n", {}},
+  });
+}
+
+TEST(Lint, values_that_are_not_literals) {
+  lint::Variables role = lint::parse_role_variables(
+      "---\ngpu_pm_on: 1\ngpu_pm_off: \"0\"  # off on desktops\ngpu_pm_indirect: \"{{ nowhere }}\"\n",
+      "roles/gpu/defaults/main.yml");
+  struct Case {
+    const char* name;
+    const char* text;
+    std::vector<std::string> expected;
+    bool with_role;
+  };
+  const std::vector<Case> cases = {
+      {"unresolved Jinja", "- command: nvidia-smi --persistence-mode={{ pm }}\n", {"LINT004@1:12"}, false},
+      {"unresolved shell", "- shell: nvidia-smi -pm $PM\n", {"LINT004@1:10"}, false},
+      {"resolved from the role's defaults: on", "- command: nvidia-smi -pm {{ gpu_pm_on }}\n", {"LINT001@1:12"}, true},
+      {"resolved from the role's defaults: off", "- command: nvidia-smi -pm {{ gpu_pm_off }}\n", {"LINT003@1:12"},
+       true},
+      {"defaults that are themselves variables", "- command: nvidia-smi -pm {{ gpu_pm_indirect }}\n",
+       {"LINT004@1:12"}, true},
+      {"the default filter", "- command: nvidia-smi -pm {{ pm | default(1) }}\n", {"LINT001@1:12"}, false},
+      {"set in the same file", "vars:\n  pm: 0\ntasks:\n  - command: nvidia-smi -pm {{ pm }}\n", {"LINT003@4:14"},
+       false},
+      {"near miss: a variable that is not -pm's", "- command: nvidia-smi -i {{ gpu }} -q\n", {}, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    LintCase lc{c.name, FileKind::yaml, c.text, c.expected};
+    EXPECT_EQ(run(lc, c.with_role ? &role : nullptr), c.expected);
+  }
+  EXPECT_EQ(role.at("gpu_pm_off").value, "0");
+  EXPECT_EQ(role.at("gpu_pm_off").source, "roles/gpu/defaults/main.yml:3");
+  // Shell: the file's own assignment, and ${VAR:-default}.
+  check({
+      {"shell assignment", FileKind::shell, "PM=0\nnvidia-smi -pm \"$PM\"\n", {"LINT003@2:1"}},
+      {"shell default", FileKind::shell, "nvidia-smi -pm ${PERSIST:-1}\n", {"LINT001@1:1"}},
+  });
+}
+
+TEST(Lint, units_written_from_inside_other_files) {
+  check({
+      {"heredoc to a unit", FileKind::shell,
+       "cat > /etc/systemd/system/nvidia-persistenced.service <<EOF\n[Unit]\nDescription=x\n[Service]\n"
+       "Type=simple\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced\nEOF\n",
+       {"LINT011@4:1", "LINT013@5:1"}},
+      {"heredoc through sudo tee, quoted marker, a drop-in", FileKind::shell,
+       "sudo tee /etc/systemd/system/nvidia-persistenced.service.d/10-gpu.conf >/dev/null <<'EOF'\n[Service]\n"
+       "Restart=no\nEOF\n",
+       {"LINT011@3:1"}},
+      {"near miss: heredoc to another unit", FileKind::shell,
+       "cat > /etc/systemd/system/jupyter.service <<EOF\n[Service]\nType=simple\nExecStart=/opt/jupyter\nEOF\n", {}},
+      {"near miss: a usage text", FileKind::shell, "cat <<EOF\nrun: nvidia-smi -pm 1\n  nvidia-smi -pm 1\nEOF\n", {}},
+      {"heredoc to rc.local stays code", FileKind::shell, "cat >> /etc/rc.local <<EOF\nnvidia-smi -pm 1\nEOF\n",
+       {"LINT001@2:1"}},
+      {"Ansible copy content with a unit dest", FileKind::yaml,
+       "- name: unit\n  copy:\n    dest: /etc/systemd/system/nvidia-persistenced.service\n    content: |\n"
+       "      [Service]\n      Type=forking\n      ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n"
+       "    mode: \"0644\"\n",
+       {"LINT011@5:7", "LINT002@7:46"}},
+      {"near miss: content to another file", FileKind::yaml,
+       "- copy:\n    dest: /etc/motd\n    content: |\n      Type=simple\n", {}},
+      {"Nix attrset", FileKind::nix,
+       "{\n  systemd.services.nvidia-persistenced = {\n    serviceConfig = {\n      Restart = \"no\";\n"
+       "      PIDFile = \"/var/run/nvidia-persistenced/nvidia-persistenced.pid\";\n    };\n  };\n}\n",
+       {"LINT011@4:7", "LINT012@5:7"}},
+      {"Nix dotted path, quoted name", FileKind::nix,
+       "systemd.services.\"nvidia-persistenced\".serviceConfig.Type = lib.mkForce \"exec\";\n", {"LINT013@1:1"}},
+      {"Nix script replacing the daemon", FileKind::nix,
+       "systemd.services.nvidia-persistenced.script = \"nvidia-smi -pm 1\";\n", {"LINT014@1:1", "LINT001@1:48"}},
+      {"near miss: Nix, another service", FileKind::nix,
+       "systemd.services.jupyter.serviceConfig = { Type = \"simple\"; Restart = \"no\"; };\n# nvidia\n", {}},
+      {"near miss: the NixOS option alone", FileKind::nix, "hardware.nvidia.nvidiaPersistenced = true;\n", {}},
+  });
+  // Templates are judged by their inner name.
+  check({
+      {"Jinja template of the unit", FileKind::unit,
+       "[Service]\nType={{ pd_type }}\nExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n", {"LINT013@2:1"},
+       "roles/gpu/templates/nvidia-persistenced.service.j2"},
+      {"ERB template, complete and right", FileKind::unit,
+       "[Service]\nType=forking\nExecStart=<%= @bin %>/nvidia-persistenced\nRestart=always\n", {},
+       "templates/default/nvidia-persistenced.service.erb"},
+  });
+}
+
+TEST(Lint, drop_ins_known_by_their_directory) {
+  check({
+      {"Restart=no on its own line", FileKind::unit, "[Service]\nRestart=no\n", {"LINT011@2:1"},
+       "/etc/systemd/system/nvidia-persistenced.service.d/override.conf"},
+      {"a drop-in that resets ExecStart inherits Type= and Restart=", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced\n", {},
+       "/etc/systemd/system/nvidia-persistenced.service.d/override.conf"},
+      {"a drop-in that makes the daemon something else", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-smi -pm 1\n", {"LINT014@3:1", "LINT001@3:11"},
+       "nvidia-persistenced.service.d/gpu.conf"},
+      {"a drop-in with Type=simple", FileKind::unit, "[Service]\nType=simple\n", {"LINT013@2:1"},
+       "nvidia-persistenced.service.d/gpu.conf"},
+      {"near miss: another unit's drop-in", FileKind::unit, "[Service]\nRestart=no\nType=simple\n", {},
+       "/etc/systemd/system/slurmd.service.d/override.conf"},
+      {"a complete unit named for the daemon, running nvidia-smi", FileKind::unit,
+       "[Unit]\nDescription=persistence\n[Service]\nType=oneshot\nExecStart=/usr/bin/nvidia-smi -pm 1\n"
+       "RemainAfterExit=yes\n",
+       {"LINT011@3:1", "LINT013@4:1", "LINT014@5:1", "LINT001@5:11"}, "/etc/systemd/system/nvidia-persistenced.service"},
+      {"near miss: a unit named otherwise runs nvidia-smi (only LINT001)", FileKind::unit,
+       "[Service]\nType=oneshot\nExecStart=/usr/bin/nvidia-smi -pm 1\n", {"LINT001@3:11"},
+       "/etc/systemd/system/gpu-persistence.service"},
+  });
+}
+
+TEST(Lint, new_anti_patterns) {
+  check({
+      {"-pm 0 after DCGM", FileKind::shell, "dcgmi diag -r 1\nnvidia-smi -pm 0\n", {"LINT003@2:1"}},
+      {"--persistence-mode=0", FileKind::yaml, "- command: nvidia-smi --persistence-mode=0\n", {"LINT003@1:12"}},
+      {"-pm DISABLED through sudo", FileKind::shell, "sudo nvidia-smi -i 0 -pm DISABLED\n", {"LINT003@1:6"}},
+      {"daemon by hand in rc.local", FileKind::shell, "/usr/bin/nvidia-persistenced --user nvidia-persistenced\n",
+       {"LINT005@1:1"}},
+      {"daemon by hand, backgrounded after a test", FileKind::shell,
+       "[ -x /usr/bin/nvidia-persistenced ] && nvidia-persistenced --verbose &\n", {"LINT005@1:40"}},
+      {"daemon by hand in a Dockerfile", FileKind::dockerfile, "ENTRYPOINT [\"nvidia-persistenced\", \"--verbose\"]\n",
+       {"LINT005@1:14"}},
+      {"daemon by hand from Ansible", FileKind::yaml, "- command: nvidia-persistenced --persistence-mode\n",
+       {"LINT005@1:12"}},
+      {"near miss: through the init system", FileKind::shell,
+       "systemctl enable --now nvidia-persistenced\nservice nvidia-persistenced start\n"
+       "/etc/init.d/nvidia-persistenced start\n",
+       {}},
+      {"near miss: version check, user name, process checks", FileKind::shell,
+       "nvidia-persistenced --version\nsudo -u nvidia-persistenced id\npgrep -x nvidia-persistenced\n", {}},
+      {"near miss: a unit's ExecStart", FileKind::shell, "ExecStart=/usr/bin/nvidia-persistenced --user x\n", {}},
+      {"near miss: a package list", FileKind::yaml, "packages:\n  - nvidia-persistenced\n", {}},
+      {"near miss: Ansible systemd module", FileKind::yaml,
+       "- systemd:\n    name: nvidia-persistenced\n    state: started\n    enabled: true\n", {}},
+  });
+  // The daemon's own init scripts start it: that is the init system.
+  EXPECT_EQ(run({"SysV script", FileKind::shell, "start-stop-daemon --start --exec /usr/bin/nvidia-persistenced\n"
+                 "nvidia-persistenced --user x\n",
+                 {}, "sysv/etc/init.d/nvidia-persistenced"}),
+            std::vector<std::string>{});
+}
+
+TEST(Lint, documentation_is_not_configuration) {
+  const char* markdown =
+      "# Persistence\n\nDo not run nvidia-smi -pm 1 on nodes.\n\n```bash\nsudo nvidia-smi -pm 1\n```\n\n"
+      "~~~console\n$ nvidia-smi -pm 0\n~~~\n\nnvidia-smi -pm 1\n";
+  EXPECT_EQ(run({"markdown, default: skipped", FileKind::doc_markdown, markdown, {}}), std::vector<std::string>{});
+  EXPECT_EQ(run({"markdown, --docs: code blocks only", FileKind::doc_markdown, markdown, {}}, nullptr, true),
+            (std::vector<std::string>{"LINT001@6:6", "LINT003@10:3"}));
+  const char* rst =
+      "Setup\n=====\n\nRun nvidia-smi -pm 1 if you must::\n\n    nvidia-smi -pm 1\n\n"
+      ".. code-block:: yaml\n\n   - command: nvidia-smi -pm 0\n\nProse nvidia-smi -pm 1 again.\n";
+  EXPECT_EQ(run({"rst, --docs", FileKind::doc_rst, rst, {}}, nullptr, true),
+            (std::vector<std::string>{"LINT001@6:5", "LINT003@10:15"}));
+  EXPECT_EQ(run({"plain text, --docs: no code blocks", FileKind::doc_text, "nvidia-smi -pm 1\n", {}}, nullptr, true),
+            std::vector<std::string>{});
+}
+
+TEST(Lint, yaml_prose_keys) {
+  check({
+      {"task name is prose", FileKind::yaml, "- name: nvidia-smi -pm 1\n  debug:\n    msg: nvidia-smi -pm 1\n", {}},
+      {"Salt runs the name of cmd.run", FileKind::yaml, "pm:\n  cmd.run:\n    - name: nvidia-smi -pm 1\n",
+       {"LINT001@3:13"}},
+      {"a role variable holding the command", FileKind::yaml, "gpu_pm_command: nvidia-smi -pm 1\n",
+       {"LINT001@1:17"}},
+      {"GitHub Actions run block", FileKind::yaml, "steps:\n  - run: |\n      nvidia-smi -L\n      nvidia-smi -pm 1\n",
+       {"LINT001@4:7"}},
+  });
+}
+
 TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("roles/gpu/tasks/main.yml", "- name: x"), FileKind::yaml);
   EXPECT_EQ(lint::kind_for("/etc/systemd/system/nvidia-persistenced.service", "[Unit]"), FileKind::unit);
@@ -133,7 +384,16 @@ TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("bin/node-init", "#!/usr/bin/env bash"), FileKind::shell);
   EXPECT_EQ(lint::kind_for("Dockerfile", "FROM debian"), FileKind::dockerfile);
   EXPECT_EQ(lint::kind_for("hosts/gpu.nix", "{ config, ... }:"), FileKind::nix);
-  EXPECT_EQ(lint::kind_for("README", "hello"), FileKind::text);
+  EXPECT_EQ(lint::kind_for("README", "hello"), FileKind::doc_text);
+  EXPECT_EQ(lint::kind_for("docs/setup.md", "# Setup"), FileKind::doc_markdown);
+  EXPECT_EQ(lint::kind_for("docs/index.rst", "Setup"), FileKind::doc_rst);
+  EXPECT_EQ(lint::kind_for("notes.txt", "x"), FileKind::doc_text);
+  EXPECT_EQ(lint::kind_for("templates/nvidia-persistenced.service.j2", "[Unit]"), FileKind::unit);
+  EXPECT_EQ(lint::kind_for("templates/default/nvidia-persistenced.service.erb", "[Unit]"), FileKind::unit);
+  EXPECT_EQ(lint::kind_for("files/gpu-init.sh.tmpl", "x"), FileKind::shell);
+  EXPECT_EQ(lint::kind_for("etc/cron.d/gpu", "@reboot root x"), FileKind::shell);
+  EXPECT_EQ(lint::kind_for("salt/gpu/init.sls", "x:"), FileKind::yaml);
+  EXPECT_EQ(lint::kind_for("data.json", "{"), FileKind::text);
 }
 
 TEST(Lint, rule_ids_are_unique) {
@@ -142,7 +402,7 @@ TEST(Lint, rule_ids_are_unique) {
     EXPECT_EQ(std::count(ids.begin(), ids.end(), r.id), 0) << r.id;
     ids.emplace_back(r.id);
   }
-  EXPECT_EQ(ids.size(), 6u);
+  EXPECT_EQ(ids.size(), 10u);
 }
 
 }  // namespace

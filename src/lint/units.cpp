@@ -1,0 +1,389 @@
+#include "lint/units.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "lint/words.h"
+
+namespace gpuwarm::lint {
+
+namespace {
+
+constexpr std::string_view k_daemon = "nvidia-persistenced";
+
+bool truthy(std::string_view v) {
+  std::string l = lower(v);
+  return l == "1" || l == "yes" || l == "true" || l == "on";
+}
+
+bool runs_daemon(std::string_view exec_value) { return exec_value.find(k_daemon) != std::string_view::npos; }
+
+}  // namespace
+
+UnitName unit_name(std::string_view path) {
+  UnitName n;
+  std::string name = lower(strip_template_suffix(path));
+  if (auto d = name.rfind(".service.d/"); d != std::string::npos && ends_with(name, ".conf")) {
+    n.is_unit = n.dropin = true;
+    std::size_t start = name.find_last_of('/', d);
+    n.persistenced = name.substr(start == std::string::npos ? 0 : start + 1, d - (start == std::string::npos ? 0 : start + 1)) ==
+                     k_daemon;
+    return n;
+  }
+  if (ends_with(name, ".service")) {
+    n.is_unit = true;
+    std::size_t slash = name.find_last_of('/');
+    n.persistenced = name.substr(slash == std::string::npos ? 0 : slash + 1) == "nvidia-persistenced.service";
+  }
+  return n;
+}
+
+UnitDoc parse_unit(std::string_view text) {
+  UnitDoc unit;
+  std::string section;
+  for_each_line(text, [&](unsigned n, std::string_view raw) {
+    std::string_view l = strip_comment(raw, FileKind::unit);
+    auto first = l.find_first_not_of(" \t");
+    if (first == std::string_view::npos) {
+      return;
+    }
+    l = l.substr(first);
+    if (l.front() == '[') {
+      section = std::string(l.substr(1, l.find(']') - 1));
+      if (section == "Service" && unit.service_line == 0) {
+        unit.service_line = n;
+        unit.service_column = static_cast<unsigned>(first + 1);
+      }
+    } else if (auto eq = l.find('='); eq != std::string_view::npos) {
+      std::string key(l.substr(0, eq));
+      key.erase(key.find_last_not_of(" \t") + 1);
+      std::string value(l.substr(eq + 1));
+      value.erase(0, value.find_first_not_of(" \t"));
+      value.erase(value.find_last_not_of(" \t\r") + 1);
+      unit.directives.push_back({section, key, value, n, static_cast<unsigned>(first + 1)});
+    }
+  });
+  return unit;
+}
+
+// ---- NixOS: attribute paths, so `systemd.services.nvidia-persistenced.serviceConfig.Type = "simple";`
+// and the same written as nested attrsets both come out as one path with its value.
+
+namespace {
+
+struct NixToken {
+  enum Kind { path, string, equals, open, close, semicolon, other } kind;
+  std::string text;  // a path's components joined by '\x1f'; a string's content
+  unsigned line;
+  unsigned column;
+};
+
+class NixLexer {
+ public:
+  explicit NixLexer(std::string_view text) : m_text(text) {}
+
+  std::vector<NixToken> run() {
+    std::vector<NixToken> out;
+    while (m_pos < m_text.size()) {
+      char c = m_text[m_pos];
+      if (c == '\n') {
+        advance();
+      } else if (std::isspace(static_cast<unsigned char>(c)) != 0) {
+        advance();
+      } else if (c == '#') {
+        while (m_pos < m_text.size() && m_text[m_pos] != '\n') {
+          advance();
+        }
+      } else if (c == '/' && peek(1) == '*') {
+        while (m_pos < m_text.size() && !(m_text[m_pos] == '*' && peek(1) == '/')) {
+          advance();
+        }
+        advance();
+        advance();
+      } else if (c == '"' || (c == '\'' && peek(1) == '\'')) {
+        unsigned line = m_line;
+        unsigned column = m_column;
+        std::string content = string_literal();
+        // A quoted attribute name continues a path: systemd.services."nvidia-persistenced".
+        if (!out.empty() && out.back().kind == NixToken::path && out.back().text.back() == '\x1f') {
+          out.back().text += content;
+          if (m_pos < m_text.size() && m_text[m_pos] == '.' && peek(1) != '.') {
+            out.back().text += '\x1f';
+            advance();
+          }
+        } else {
+          out.push_back({NixToken::string, content, line, column});
+        }
+      } else if (std::isalpha(static_cast<unsigned char>(c)) != 0 || c == '_') {
+        unsigned line = m_line;
+        unsigned column = m_column;
+        std::string word;
+        while (m_pos < m_text.size() && (std::isalnum(static_cast<unsigned char>(m_text[m_pos])) != 0 ||
+                                          m_text[m_pos] == '_' || m_text[m_pos] == '-' || m_text[m_pos] == '\'')) {
+          word += m_text[m_pos];
+          advance();
+        }
+        if (!out.empty() && out.back().kind == NixToken::path && out.back().text.back() == '\x1f') {
+          out.back().text += word;
+        } else {
+          out.push_back({NixToken::path, word, line, column});
+        }
+        if (m_pos < m_text.size() && m_text[m_pos] == '.' && peek(1) != '.') {
+          out.back().text += '\x1f';  // a dot: the path goes on
+          advance();
+        }
+      } else if (c == '=' && peek(1) != '=') {
+        out.push_back({NixToken::equals, "=", m_line, m_column});
+        advance();
+      } else if (c == '{' || c == '}' || c == ';') {
+        out.push_back({c == '{' ? NixToken::open : c == '}' ? NixToken::close : NixToken::semicolon, {}, m_line,
+                       m_column});
+        advance();
+      } else {
+        out.push_back({NixToken::other, std::string(1, c), m_line, m_column});
+        advance();
+      }
+    }
+    return out;
+  }
+
+ private:
+  char peek(std::size_t ahead) const {
+    return m_pos + ahead < m_text.size() ? m_text[m_pos + ahead] : '\0';
+  }
+  void advance() {
+    if (m_pos < m_text.size() && m_text[m_pos] == '\n') {
+      ++m_line;
+      m_column = 1;
+    } else {
+      ++m_column;
+    }
+    ++m_pos;
+  }
+  // "..." or ''...''; interpolations are kept as text, their braces balanced.
+  std::string string_literal() {
+    const bool indented = m_text[m_pos] == '\'';
+    advance();
+    if (indented) {
+      advance();
+    }
+    std::string content;
+    int interpolation = 0;
+    while (m_pos < m_text.size()) {
+      char c = m_text[m_pos];
+      if (interpolation > 0) {
+        interpolation += c == '{' ? 1 : c == '}' ? -1 : 0;
+      } else if (!indented && c == '\\') {
+        content += c;
+        advance();
+      } else if (!indented && c == '"') {
+        advance();
+        return content;
+      } else if (indented && c == '\'' && peek(1) == '\'') {
+        char after = peek(2);
+        if (after == '$' || after == '\'' || after == '\\') {  // escapes: ''$ ''' ''\x
+          advance();
+          advance();
+          content += m_pos < m_text.size() ? m_text[m_pos] : '\0';
+          advance();
+          continue;
+        }
+        advance();
+        advance();
+        return content;
+      } else if (c == '$' && peek(1) == '{') {
+        interpolation = 1;
+        content += c;
+        advance();
+      }
+      if (m_pos < m_text.size()) {
+        content += m_text[m_pos];
+        advance();
+      }
+    }
+    return content;
+  }
+
+  std::string_view m_text;
+  std::size_t m_pos = 0;
+  unsigned m_line = 1;
+  unsigned m_column = 1;
+};
+
+std::vector<std::string> split_path(std::string_view joined) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (start <= joined.size()) {
+    std::size_t end = joined.find('\x1f', start);
+    parts.emplace_back(joined.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  return parts;
+}
+
+struct NixAssignment {
+  std::vector<std::string> path;
+  std::string value;
+  unsigned line;
+  unsigned column;
+};
+
+std::vector<NixAssignment> nix_assignments(std::string_view text) {
+  std::vector<NixAssignment> out;
+  struct Level {
+    std::vector<std::string> prefix;
+    std::vector<std::string> pending;  // the left side of an assignment whose value is being read
+    unsigned line = 0;
+    unsigned column = 0;
+    bool scoped = false;       // the value opened an attrset: its members are the assignments
+    std::string last_string;   // a value's last string ("mkForce \"no\"" -> no)
+    std::string plain;         // or its words (true, 1)
+    bool has_string = false;
+  };
+  std::vector<Level> levels(1);
+  auto tokens = NixLexer(text).run();
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const NixToken& t = tokens[i];
+    Level& level = levels.back();
+    switch (t.kind) {
+      case NixToken::path:
+        if (level.pending.empty() && i + 1 < tokens.size() && tokens[i + 1].kind == NixToken::equals) {
+          level.pending = split_path(t.text);
+          level.line = t.line;
+          level.column = t.column;
+          level.scoped = level.has_string = false;
+          level.last_string.clear();
+          level.plain.clear();
+          ++i;  // the '='
+        } else if (!level.pending.empty()) {
+          level.plain += (level.plain.empty() ? "" : " ") + t.text;
+        }
+        break;
+      case NixToken::string:
+        level.last_string = t.text;
+        level.has_string = true;
+        break;
+      case NixToken::open: {
+        Level inner;
+        inner.prefix = level.prefix;
+        inner.prefix.insert(inner.prefix.end(), level.pending.begin(), level.pending.end());
+        level.scoped = !level.pending.empty();
+        levels.push_back(std::move(inner));
+        break;
+      }
+      case NixToken::close:
+        if (levels.size() > 1) {
+          levels.pop_back();
+        }
+        break;
+      case NixToken::semicolon:
+        if (!level.pending.empty() && !level.scoped) {
+          NixAssignment a{level.prefix, level.has_string ? level.last_string : level.plain, level.line, level.column};
+          a.path.insert(a.path.end(), level.pending.begin(), level.pending.end());
+          out.push_back(std::move(a));
+        }
+        level.pending.clear();
+        break;
+      case NixToken::equals:
+      case NixToken::other:
+        break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+UnitDoc nix_persistenced_unit(std::string_view text) {
+  UnitDoc unit;
+  unit.dropin = true;  // the NixOS module's own settings stay unless overridden
+  if (text.find(k_daemon) == std::string_view::npos) {
+    return unit;
+  }
+  for (const auto& a : nix_assignments(text)) {
+    for (std::size_t i = 0; i + 2 < a.path.size(); ++i) {
+      if (a.path[i] != "systemd" || a.path[i + 1] != "services" || a.path[i + 2] != k_daemon) {
+        continue;
+      }
+      unit.named = true;
+      std::vector<std::string> rest(a.path.begin() + static_cast<std::ptrdiff_t>(i + 3), a.path.end());
+      if (rest.size() == 2 && (rest[0] == "serviceConfig" || rest[0] == "unitConfig")) {
+        unit.directives.push_back({rest[0] == "serviceConfig" ? "Service" : "Unit", rest[1], a.value, a.line, a.column});
+      } else if (rest.size() == 1 && rest[0] == "script") {
+        unit.directives.push_back({"Service", "ExecStart", a.value, a.line, a.column});
+      }
+      break;
+    }
+  }
+  return unit;
+}
+
+void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
+  const Directive* exec_start = nullptr;  // the ExecStart in force: an empty one resets the list
+  for (const auto& d : unit.directives) {
+    if (d.section == "Service" && d.key == "ExecStart") {
+      exec_start = d.value.empty() ? nullptr : &d;
+    }
+  }
+  bool runs = std::any_of(unit.directives.begin(), unit.directives.end(), [](const Directive& d) {
+    return d.key == "ExecStart" && runs_daemon(d.value);
+  });
+  if (!unit.named && !runs) {
+    return;
+  }
+  const unsigned missing_at = unit.service_line == 0 ? 1 : unit.service_line;
+  const unsigned missing_column = unit.service_line == 0 ? 1 : unit.service_column;
+  const Directive* restart = nullptr;
+  const Directive* type = nullptr;
+  for (const auto& d : unit.directives) {
+    if (d.section == "Unit" && d.key == "StopWhenUnneeded" && truthy(d.value)) {
+      out.push_back({"LINT010", d.line, d.column,
+                     "StopWhenUnneeded=true lets systemd stop the daemon when nothing pulls it in, which turns "
+                     "persistence off on every GPU it held",
+                     "set StopWhenUnneeded=false in a drop-in"});
+    }
+    if (d.section == "Service" && d.key == "Restart") {
+      restart = &d;
+    }
+    if (d.section == "Service" && d.key == "Type") {
+      type = &d;
+    }
+    if (d.section == "Service" && d.key == "PIDFile" && d.value.rfind("/var/run/", 0) == 0) {
+      out.push_back({"LINT012", d.line, d.column, "PIDFile under the legacy /var/run (systemd warns and rewrites it to /run)",
+                     "use PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid"});
+    }
+  }
+  if (type != nullptr && type->value != "forking") {
+    out.push_back({"LINT013", type->line, type->column,
+                   fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the end of the "
+                               "service and stops it",
+                               type->value.empty() ? "(reset to simple)" : type->value),
+                   "use Type=forking"});
+  } else if (type == nullptr && !unit.dropin) {
+    out.push_back({"LINT013", missing_at, missing_column,
+                   "no Type=: the default (simple) takes the forking daemon's parent exit for the end of the service",
+                   "add Type=forking"});
+  }
+  if (restart != nullptr && (restart->value == "no" || restart->value.empty())) {
+    out.push_back({"LINT011", restart->line, restart->column,
+                   "Restart=no: a crashed daemon stays down and every GPU it held loses persistence",
+                   "use Restart=on-failure (or always)"});
+  } else if (restart == nullptr && !unit.dropin) {
+    out.push_back({"LINT011", missing_at, missing_column,
+                   "no Restart=: a crashed daemon stays down and every GPU it held loses persistence",
+                   "add Restart=on-failure in a drop-in"});
+  }
+  if (unit.named && exec_start != nullptr && !runs_daemon(exec_start->value)) {
+    out.push_back({"LINT014", exec_start->line, exec_start->column,
+                   "the nvidia-persistenced unit runs something else: the daemon never starts, yet the unit reads as "
+                   "active and hides that",
+                   "let ExecStart run /usr/bin/nvidia-persistenced (`gpuwarm fix` writes a drop-in)"});
+  }
+}
+
+}  // namespace gpuwarm::lint

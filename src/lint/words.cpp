@@ -1,0 +1,360 @@
+#include "lint/words.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace gpuwarm::lint {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string_view strip_template_suffix(std::string_view path) {
+  static constexpr std::string_view suffixes[] = {".j2",  ".jinja", ".jinja2",   ".erb", ".tmpl",     ".tpl",
+                                                  ".epp", ".in",    ".template", ".mustache", ".hbs"};
+  for (bool stripped = true; stripped;) {
+    stripped = false;
+    for (std::string_view suffix : suffixes) {
+      if (path.size() > suffix.size() && lower(path.substr(path.size() - suffix.size())) == suffix &&
+          path[path.size() - suffix.size() - 1] != '/') {
+        path.remove_suffix(suffix.size());
+        stripped = true;
+      }
+    }
+  }
+  return path;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+std::string_view strip_comment(std::string_view line, FileKind kind) {
+  if (kind == FileKind::text) {
+    return line;
+  }
+  std::size_t first = line.find_first_not_of(" \t");
+  if (first == std::string_view::npos) {
+    return {};
+  }
+  if (kind == FileKind::unit) {
+    return line[first] == '#' || line[first] == ';' ? std::string_view{} : line;
+  }
+  char quote = 0;
+  int braces = 0;  // inside ${...}: a '#' there is an expansion ("${#arr[@]}", "${x#prefix}")
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quote != 0) {
+      if (c == '\\' && quote == '"') {
+        ++i;
+      } else if (c == quote) {
+        quote = 0;
+      }
+    } else if (c == '$' && i + 1 < line.size() && line[i + 1] == '{') {
+      ++braces;
+      ++i;
+    } else if (c == '}' && braces > 0) {
+      --braces;
+    } else if (c == '"' || c == '\'') {
+      // An apostrophe inside a word ("don't") opens nothing in YAML or Nix plain text.
+      bool word_inside = i > 0 && std::isalnum(static_cast<unsigned char>(line[i - 1])) != 0;
+      if (!(c == '\'' && word_inside && kind != FileKind::shell && kind != FileKind::dockerfile)) {
+        quote = c;
+      }
+    } else if (c == '#' && braces == 0 && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+      return line.substr(0, i);
+    }
+  }
+  return line;
+}
+
+namespace {
+
+// Keys whose values are text for people, not commands.
+bool prose_key(std::string_view key) {
+  static constexpr std::array<std::string_view, 17> keys = {
+      "name",    "msg",   "description", "summary",    "title",       "help",    "comment",  "fail_msg",
+      "success_msg", "message", "note", "notes", "label", "display_name", "debug", "info", "warn"};
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+bool command_key(std::string_view key) {
+  static constexpr std::array<std::string_view, 20> keys = {
+      "command", "commands", "cmd",   "shell",   "raw",   "script",       "scripts",       "run",     "args", "argv",
+      "entrypoint", "runcmd", "bootcmd", "exec", "inline", "before_script", "after_script", "execute", "ansible.builtin.command",
+      "ansible.builtin.shell"};
+  return std::find(keys.begin(), keys.end(), key) != keys.end() || key.rfind("Exec", 0) == 0;
+}
+
+bool identifier(std::string_view s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) != 0 || s[0] == '_')) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; });
+}
+
+bool exec_key(std::string_view key) {
+  return key.rfind("Exec", 0) == 0 && key.size() > 4 && std::isupper(static_cast<unsigned char>(key[4])) != 0;
+}
+
+// "$(command -v nvidia-smi)" and friends name a program by lookup: the word is that program.
+std::string lookup_in_substitution(std::string_view inner) {
+  auto first = inner.find_first_not_of(" \t");
+  if (first == std::string_view::npos) {
+    return {};
+  }
+  inner = inner.substr(first);
+  for (std::string_view prefix : {"command -v ", "command -V ", "which ", "type -p ", "type -P ", "whereis -b "}) {
+    if (inner.rfind(prefix, 0) == 0) {
+      std::string_view rest = inner.substr(prefix.size());
+      rest = rest.substr(0, rest.find_last_not_of(" \t") + 1);
+      if (!rest.empty() && rest.find_first_of(" \t;|&") == std::string_view::npos) {
+        return std::string(rest);
+      }
+    }
+  }
+  return {};
+}
+
+// Index just past the bracket closing the one at `open` (balanced), or npos.
+std::size_t past_balanced(std::string_view s, std::size_t open, char open_c, char close_c) {
+  int depth = 0;
+  for (std::size_t i = open; i < s.size(); ++i) {
+    if (s[i] == open_c) {
+      ++depth;
+    } else if (s[i] == close_c && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+struct YamlKey {
+  std::size_t indent;
+  std::string key;
+};
+
+}  // namespace
+
+std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vector<LineRange>& skip_lines) {
+  std::vector<Token> out;
+  bool boundary = true;
+  char break_kind = '\n';
+  bool in_block_comment = false;
+  bool continued = false;  // the previous line ended with a backslash
+  std::vector<YamlKey> yaml_keys;
+  std::size_t skip_at = 0;
+  const bool yaml = kind == FileKind::yaml;
+  for_each_line(text, [&](unsigned line_no, std::string_view raw) {
+    while (skip_at < skip_lines.size() && skip_lines[skip_at].last < line_no) {
+      ++skip_at;
+    }
+    if (skip_at < skip_lines.size() && skip_lines[skip_at].first <= line_no) {
+      boundary = true;
+      break_kind = '\n';
+      continued = false;
+      return;
+    }
+    std::string_view code = strip_comment(raw, kind);
+    if (kind == FileKind::nix) {  // /* ... */ blocks, line by line
+      if (in_block_comment) {
+        auto close = code.find("*/");
+        code = close == std::string_view::npos ? std::string_view{} : code.substr(close + 2);
+        in_block_comment = close == std::string_view::npos;
+      }
+      if (auto open = code.find("/*"); open != std::string_view::npos) {
+        in_block_comment = code.find("*/", open) == std::string_view::npos;
+        code = code.substr(0, open);
+      }
+    }
+    const std::size_t indent = std::min(code.size(), code.find_first_not_of(" \t"));
+    std::string_view trimmed = code.substr(indent);
+    // Dockerfile: comment lines inside a continued RUN are dropped by the builder, the command goes on.
+    if (kind == FileKind::dockerfile && continued && trimmed.empty()) {
+      return;
+    }
+    bool list_item = yaml && (trimmed.substr(0, 2) == "- " || trimmed == "-");
+    if (yaml && !trimmed.empty()) {
+      // The key that owns this line: a YAML key stack by indentation.
+      std::size_t key_indent = list_item ? indent + 2 : indent;
+      std::string_view body = list_item ? trimmed.substr(std::min<std::size_t>(2, trimmed.size())) : trimmed;
+      body = body.substr(std::min(body.size(), body.find_first_not_of(' ')));
+      auto colon = body.find(':');
+      bool is_key = colon != std::string_view::npos && colon > 0 &&
+                    (colon + 1 == body.size() || body[colon + 1] == ' ' || body[colon + 1] == '\t') &&
+                    body.substr(0, colon).find_first_of(" \t\"'{[") == std::string_view::npos;
+      if (is_key) {
+        while (!yaml_keys.empty() && yaml_keys.back().indent >= key_indent) {
+          yaml_keys.pop_back();
+        }
+        yaml_keys.push_back({key_indent, std::string(body.substr(0, colon))});
+      } else {
+        while (!yaml_keys.empty() && yaml_keys.back().indent > indent) {
+          yaml_keys.pop_back();
+        }
+      }
+    }
+    bool prose = false;
+    bool runs = !yaml;
+    if (yaml && !yaml_keys.empty()) {
+      // Salt runs the "name" of a cmd.run state.
+      bool salt = std::any_of(yaml_keys.begin(), yaml_keys.end(),
+                              [](const YamlKey& k) { return k.key.rfind("cmd.", 0) == 0; });
+      prose = prose_key(yaml_keys.back().key) && !salt;
+      runs = command_key(yaml_keys.back().key) || (salt && yaml_keys.back().key == "name");
+    }
+    // "- nvidia-smi" (one word) continues an argv list; "- nvidia-smi -pm 1"
+    // (cloud-init runcmd, a list of command lines) is a command of its own.
+    if (list_item && trimmed.size() > 2 &&
+        trimmed.substr(2).find_first_of(" \t") < trimmed.substr(2).find_last_not_of(" \t")) {
+      boundary = true;
+      break_kind = '-';
+    }
+    if (!list_item && !continued) {
+      boundary = true;
+      break_kind = '\n';
+    }
+    bool line_start = true;
+    auto separator = [](char c) {
+      return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '[' || c == ']' || c == ',' || c == '(' ||
+             c == ')' || c == '{' || c == '}' || c == '`';
+    };
+    auto push = [&](std::string word, std::size_t start) -> Token& {
+      Token t;
+      t.text = std::move(word);
+      t.line = line_no;
+      t.column = static_cast<unsigned>(start + 1);
+      t.breaks_before = boundary;
+      t.break_kind = boundary ? break_kind : ' ';
+      t.line_start = line_start;
+      t.prose = prose;
+      t.command_key = runs;
+      line_start = false;
+      boundary = false;
+      out.push_back(std::move(t));
+      return out.back();
+    };
+    std::size_t i = 0;
+    while (i < code.size()) {
+      char c = code[i];
+      if (c == '$' && i + 1 < code.size() && code[i + 1] == '(') {
+        std::size_t end = past_balanced(code, i + 1, '(', ')');
+        std::string program =
+            end == std::string_view::npos ? std::string{} : lookup_in_substitution(code.substr(i + 2, end - i - 3));
+        if (!program.empty()) {
+          push(program, i);
+          i = end;
+          continue;
+        }
+        boundary = true;  // "$(b)": b starts a command
+        break_kind = '(';
+        i += 2;
+        continue;
+      }
+      if (c == '&' && ((i > 0 && code[i - 1] == '>') || (i + 1 < code.size() && code[i + 1] == '>'))) {
+        ++i;  // "2>&1", "&>file": a redirection, not a separator
+        continue;
+      }
+      if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
+        boundary = true;  // a new command starts: "a; b", "a && b", "a | b", "(b)"
+        bool pipe = c == '|' && !(i + 1 < code.size() && code[i + 1] == '|') && !(i > 0 && code[i - 1] == '|');
+        break_kind = pipe ? '|' : (c == '(' || c == '`') ? '(' : ';';
+        ++i;
+        continue;
+      }
+      // A quote before a word opens nothing the words care about: its column is its first character.
+      if ((separator(c) && !(c == '{' && i + 1 < code.size() && code[i + 1] == '{')) || c == '"' || c == '\'') {
+        ++i;
+        continue;
+      }
+      std::size_t start = i;
+      std::string word;
+      while (i < code.size()) {
+        // Expansions and templates are one word, spaces included: "${cfg.bin}/bin/x", "{{ nvidia_smi }}".
+        if ((code[i] == '$' || code[i] == '{') && i + 1 < code.size() && code[i + 1] == '{') {
+          std::size_t end = code[i] == '$' ? past_balanced(code, i + 1, '{', '}') : code.find("}}", i + 2);
+          if (end != std::string_view::npos) {
+            end = code[i] == '$' ? end : end + 2;
+            word.append(code.substr(i, end - i));
+            i = end;
+            continue;
+          }
+        }
+        if (separator(code[i]) || code[i] == ';' || code[i] == '|' ||
+            (code[i] == '&' && !(i > 0 && code[i - 1] == '>') && !(i + 1 < code.size() && code[i + 1] == '>'))) {
+          break;
+        }
+        if (code[i] == '$' && i + 1 < code.size() && code[i + 1] == '(') {
+          break;  // "x=$(...)": the substitution is read as a command next
+        }
+        if (code[i] != '"' && code[i] != '\'') {
+          word += code[i];
+        }
+        ++i;
+      }
+      if (word == "\\" || word == "=") {
+        if (word == "=") {  // "key = value" (Nix, HCL): the value starts anew; an Exec*= value is a command line
+          boundary = true;
+          break_kind = !out.empty() && exec_key(out.back().text) ? '=' : ':';
+        }
+        continue;  // a line continuation is no word
+      }
+      if (word.empty() || (word == "-" && list_item)) {
+        if (i == start) {
+          ++i;  // nothing consumed: step on
+        }
+        continue;  // empty quotes, or the YAML list marker itself
+      }
+      if (word[0] == '>' || word == "1>" || word == "2>") {
+        Token& t = push(word, start);
+        t.redirect = word[0] == '>' && word.rfind(">&", 0) != 0;
+        continue;
+      }
+      // "Key=value": a unit's Exec*= value starts a command; a shell "NAME=value"
+      // is an assignment (the value is this token, NAME kept beside it).
+      // "--persistence-mode=1" stays one word.
+      if (auto eq = word.find('='); eq != std::string::npos && eq > 0 && word[0] != '-') {
+        std::string key = word.substr(0, eq);
+        std::string value = word.substr(eq + 1);
+        if (exec_key(key) || (kind == FileKind::unit && boundary)) {
+          push(key, start);
+          boundary = true;
+          break_kind = '=';
+          prose = prose || !exec_key(key);  // Description=..., Environment=...: not a command line
+          if (!value.empty()) {
+            push(value, start + eq + 1);
+          }
+          continue;
+        }
+        if (identifier(key) && kind != FileKind::unit) {
+          std::size_t at = start + eq + 1;
+          while (at < code.size() && (code[at] == '"' || code[at] == '\'')) {
+            ++at;  // NAME="value": the value's column is past its quote
+          }
+          if (!value.empty()) {
+            push(value, at).assigned_to = key;
+          }
+          continue;
+        }
+      }
+      bool key = yaml && word.back() == ':';
+      push(word, start);
+      if (key) {
+        boundary = true;
+        break_kind = ':';
+      }
+    }
+    continued = !code.empty() && code.back() == '\\';
+    if (!continued && !yaml) {
+      boundary = true;  // YAML: decided by the next line (a list item continues an argv)
+      break_kind = '\n';
+    }
+  });
+  return out;
+}
+
+}  // namespace gpuwarm::lint
