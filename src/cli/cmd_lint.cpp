@@ -1,6 +1,7 @@
 // `gpuwarm lint PATH...`: walks files and directories and reports persistence
 // anti-patterns (lint/lint.h) as file:line:column: RULE message.
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <map>
@@ -49,13 +50,14 @@ bool read_text(const std::string& path, std::string& text, std::string& note) {
 // An Ansible role's root ("x/roles/gpu") for a file inside it, else empty: its
 // defaults/ and vars/ give values to the role's {{ variables }}.
 std::string role_root(const std::string& path) {
+  // Forward searches (memchr-driven): rfind compares at every byte, and this runs for every file.
+  std::size_t best = std::string::npos;
   for (const char* part : {"/tasks/", "/handlers/", "/templates/", "/files/", "/meta/"}) {
-    auto at = path.rfind(part);
-    if (at != std::string::npos) {
-      return path.substr(0, at);
+    for (auto at = path.find(part); at != std::string::npos; at = path.find(part, at + 1)) {
+      best = best == std::string::npos ? at : std::max(best, at);
     }
   }
-  return {};
+  return best == std::string::npos ? std::string{} : path.substr(0, best);
 }
 
 lint::Variables read_role_variables(const std::string& root) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -49,6 +50,9 @@ bool is_daemon(std::string_view word) {
          word.find("/rc.d/") == std::string_view::npos;
 }
 
+// Word classes are looked up for nearly every statement: hash sets, not scans.
+using WordSet = std::unordered_set<std::string_view>;
+
 template <std::size_t N>
 bool one_of(std::string_view w, const std::array<std::string_view, N>& set) {
   return std::find(set.begin(), set.end(), w) != set.end();
@@ -56,26 +60,26 @@ bool one_of(std::string_view w, const std::array<std::string_view, N>& set) {
 
 // Words that run the rest of their statement as a command (somewhere among their arguments).
 bool runner(std::string_view w) {
-  static constexpr std::array<std::string_view, 48> words = {
+  static const WordSet words = {
       "sudo",   "doas",     "env",        "exec",       "command",     "builtin",   "nohup",    "time",
       "timeout", "nice",    "ionice",     "chrt",       "taskset",     "stdbuf",    "setsid",   "flock",
       "numactl", "xargs",   "parallel",   "watch",      "ssh",         "pdsh",      "clush",    "pssh",
       "parallel-ssh", "srun", "salt",     "ansible",    "docker",      "podman",    "kubectl",  "oc",
       "crictl",  "nerdctl", "nsenter",    "chroot",     "systemd-run", "runuser",   "su",       "sh",
-      "bash",    "dash",    "zsh",        "ksh",        "check_cmd_status", "check_cmd_output", "eval", "mpirun"};
-  static constexpr std::array<std::string_view, 5> dockerfile = {"RUN", "CMD", "ENTRYPOINT", "xdsh", "unbuffer"};
-  return one_of(w, words) || one_of(w, dockerfile);
+      "bash",    "dash",    "zsh",        "ksh",        "check_cmd_status", "check_cmd_output", "eval", "mpirun",
+      "RUN", "CMD", "ENTRYPOINT", "xdsh", "unbuffer"};
+  return words.count(w) != 0;
 }
 
 // Commands that take nvidia-smi or nvidia-persistenced as a mere argument.
 bool takes_name_as_argument(std::string_view w) {
-  static constexpr std::array<std::string_view, 44> words = {
+  static const WordSet words = {
       "systemctl", "service", "pgrep",  "pkill",   "killall", "kill",   "pidof",   "ps",       "grep",
       "egrep",     "fgrep",   "rg",     "echo",    "printf",  "logger", "apt",     "apt-get",  "aptitude",
       "yum",       "dnf",     "zypper", "rpm",     "dpkg",    "snap",   "which",   "whereis",  "type",
       "hash",      "ls",      "test",   "[",       "[[",      "stat",   "file",    "cat",      "rm",
       "cp",        "mv",      "install", "chmod",  "chown",   "ln",     "readlink", "journalctl"};
-  return one_of(w, words);
+  return words.count(w) != 0;
 }
 
 bool shell_keyword(std::string_view w) {
@@ -191,13 +195,13 @@ class Linter {
   void lint_region(unsigned first, unsigned last, const Source& inner, bool console = false);
 
   std::string_view m_text;
-  const Source& m_source;
+  const Source m_source;  // by value: callers pass temporaries
   std::vector<Token> m_tokens;
   std::vector<Finding> m_found;
   std::unordered_map<std::string, Assigned> m_local;  // this file's own assignments
   std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
   std::set<std::size_t> m_sites;
-  std::vector<std::string> m_lines;                   // for regions: the file's lines, read once
+  std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
 };
 
 bool Linter::statement_writes_out(std::size_t start, std::size_t end) const {
@@ -301,13 +305,21 @@ void Linter::collect_variables() {
         m_tokens[i + 1].line == t.line && (i + 2 >= m_tokens.size() || m_tokens[i + 2].breaks_before)) {
       m_local[t.text.substr(0, t.text.size() - 1)] = {m_tokens[i + 1].text, fmt::format("line {}", t.line)};
     }
-    // Run as a command: "$CMD ...", "${CMD}", "eval $CMD".
-    if (t.breaks_before || (i > 0 && m_tokens[i - 1].text == "eval")) {
-      std::size_t k = i;
-      if (t.text == "eval" && k + 1 < m_tokens.size()) {
-        ++k;
+    // A variable's command runs when the variable is run ("$CMD", "eval $CMD") or handed to a
+    // command or function (run_checked "$CMD"); not when it is only printed or tested.
+    if (std::string name = shell_variable(t.text); !name.empty() && t.assigned_to.empty()) {
+      std::size_t start = i;
+      while (start > 0 && !m_tokens[start].breaks_before) {
+        --start;
       }
-      if (std::string name = shell_variable(m_tokens[k].text); !name.empty()) {
+      while (start < i && shell_keyword(m_tokens[start].text)) {
+        ++start;  // "if [ -n "$c" ]": the test, not the if
+      }
+      std::string_view first = basename(m_tokens[start].text);
+      static const WordSet only_text = {"echo", "printf", "logger", "print", "[", "[[", "test", "local", "declare",
+                                        "export", "readonly", "printf_err"};
+      // "[" is no word here (a separator): a test shows as a statement starting with an option.
+      if (start == i || (only_text.count(first) == 0 && first.front() != '-')) {
         m_executed.insert(name);
       }
     }
@@ -358,7 +370,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
   const Token& site = m_tokens[k];
   if (is_daemon(site.text)) {
     if (m_source.kind == FileKind::unit || m_source.kind == FileKind::nix || m_tokens[start].break_kind == '=' ||
-        !site.command_key) {
+        m_tokens[start].break_kind == 'f' || !site.command_key) {
       return;  // a unit's ExecStart: started through the init system
     }
     std::string path = lower(m_source.path);
@@ -450,6 +462,8 @@ void Linter::find_commands() {
     bool held = !t.assigned_to.empty() && m_executed.count(t.assigned_to) != 0;
     if ((after_c || held) && (is_smi(t.text) || is_daemon(t.text))) {
       m_sites.insert(i);
+    } else if (held && runner(basename(t.text))) {
+      walk(i + 1, end_of(i), true, false, 0);  // CMD="timeout 3m sudo nvidia-smi -pm 1"
     }
     if (t.text == "--no-persistence-mode" && !t.prose) {
       m_found.push_back({k_no_pm, t.line, t.column,
@@ -516,6 +530,39 @@ std::string written_path(std::string_view line) {
   return {};
 }
 
+// `printf '...' > unit` / `echo -e '...' | tee unit`: the unit's path and its text (\n, \t unescaped).
+std::pair<std::string, std::string> unit_printed_on_line(std::string_view code) {
+  std::string_view head = trim(code);
+  if (head.rfind("sudo ", 0) == 0) {
+    head = trim(head.substr(5));
+  }
+  if (head.rfind("printf ", 0) != 0 && head.rfind("echo ", 0) != 0) {
+    return {};
+  }
+  std::string dest = written_path(code);
+  if (dest.empty() || !unit_name(dest).is_unit) {
+    return {};
+  }
+  auto open = head.find_first_of("'\"");
+  if (open == std::string_view::npos) {
+    return {};
+  }
+  auto close = head.find(head[open], open + 1);
+  if (close == std::string_view::npos) {
+    return {};
+  }
+  std::string text;
+  std::string_view arg = head.substr(open + 1, close - open - 1);
+  for (std::size_t i = 0; i < arg.size(); ++i) {
+    if (arg[i] == '\\' && i + 1 < arg.size() && (arg[i + 1] == 'n' || arg[i + 1] == 't')) {
+      text += arg[++i] == 'n' ? '\n' : '\t';
+    } else {
+      text += arg[i];
+    }
+  }
+  return {dest, text};
+}
+
 // Text inside this file that is another file: a heredoc written to a unit, an Ansible copy's
 // `content:` with a unit `dest:`, a heredoc printed for people (prose). Regions get their own
 // reader (or none); their lines are left out of this file's words.
@@ -571,6 +618,17 @@ std::vector<LineRange> Linter::embedded_regions() {
           continue;
         }
       }
+    }
+    // printf '[Service]\nRestart=no\n' > .../nvidia-persistenced.service.d/x.conf: a unit in one line.
+    if (auto printed = unit_printed_on_line(code); !printed.first.empty()) {
+      Linter sub(printed.second, Source{printed.first, FileKind::unit, m_source.role_vars, false});
+      for (Finding f : sub.run()) {
+        f.line = static_cast<unsigned>(i + 1);
+        f.column = static_cast<unsigned>(indent_of(code) + 1);
+        m_found.push_back(std::move(f));
+      }
+      skip.push_back({static_cast<unsigned>(i + 1), static_cast<unsigned>(i + 1)});
+      continue;
     }
     // YAML: content: | with a unit dest beside it.
     if (m_source.kind == FileKind::yaml) {
@@ -636,7 +694,7 @@ std::vector<LineRange> Linter::embedded_regions() {
 void Linter::lint_region(unsigned first, unsigned last, const Source& inner, bool console) {
   std::string body;
   for (unsigned n = first; n <= last && n <= m_lines.size(); ++n) {
-    std::string line = m_lines[n - 1];
+    std::string line(m_lines[n - 1]);
     if (console) {  // "$ cmd" / "# cmd" prompts: blank them, keeping columns
       std::size_t at = indent_of(line);
       if (line.compare(at, 2, "$ ") == 0 || line.compare(at, 2, "# ") == 0) {
@@ -706,12 +764,18 @@ std::vector<Finding> Linter::run() {
     return {};
   }
   // Most files mention none of this: skip them. Every rule needs one of these
-  // substrings (or a unit named for the daemon), so the shortcut changes no result.
-  if (!unit.persistenced && !has("nvidia") && !has("NVIDIA") && !has("nvsmi") && !has("NVSMI") &&
-      !has("no-persistence-mode")) {
+  // substrings (or a unit named for the daemon), so the shortcut changes no result:
+  // the flag rules need -pm / --persistence-mode and a word naming nvidia-smi
+  // (nvidia-smi, nvidia_smi, NVIDIA_SMI, nvsmi); the daemon and unit rules its name.
+  bool flags = (has("-pm") || has("persistence-mode")) &&
+               (has("nvidia") || has("NVIDIA") || has("nvsmi") || has("NVSMI") || has("Nvidia"));
+  if (!unit.persistenced && !flags && !has("nvidia-persistenced") && !has("no-persistence-mode")) {
     return {};
   }
-  for_each_line(m_text, [this](unsigned, std::string_view l) { m_lines.emplace_back(l); });
+  // Only files that embed other files (heredocs, Ansible content:, docs' code blocks) need their lines.
+  if (is_documentation(kind) || has("<<") || has("content:") || has(".service")) {
+    for_each_line(m_text, [this](unsigned, std::string_view l) { m_lines.push_back(l); });
+  }
   if (is_documentation(kind)) {
     // Code blocks only: Markdown fences (``` / ~~~) and reStructuredText code directives and :: blocks.
     for (std::size_t i = 0; i < m_lines.size(); ++i) {
@@ -809,7 +873,6 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
   std::string_view inner = strip_template_suffix(path);
   std::string_view base = basename(inner);
   std::string name = lower(base);
-  std::string full = lower(inner);
   if (unit_name(inner).is_unit) {
     return FileKind::unit;
   }
@@ -828,7 +891,7 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
       name == "containerfile") {
     return FileKind::dockerfile;
   }
-  if (name.find("cron") != std::string::npos || full.find("/cron") != std::string::npos) {
+  if (name.find("cron") != std::string::npos || inner.find("/cron") != std::string_view::npos) {
     return FileKind::shell;
   }
   if (ends_with(name, ".md") || ends_with(name, ".markdown")) {

@@ -10,14 +10,32 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+namespace {
+
+// ASCII, no locale and no allocation: called for every file of a tree.
+bool iends_with(std::string_view s, std::string_view lower_suffix) {
+  if (s.size() < lower_suffix.size()) {
+    return false;
+  }
+  s = s.substr(s.size() - lower_suffix.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i] >= 'A' && s[i] <= 'Z' ? static_cast<char>(s[i] - 'A' + 'a') : s[i];
+    if (c != lower_suffix[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::string_view strip_template_suffix(std::string_view path) {
   static constexpr std::string_view suffixes[] = {".j2",  ".jinja", ".jinja2",   ".erb", ".tmpl",     ".tpl",
                                                   ".epp", ".in",    ".template", ".mustache", ".hbs"};
   for (bool stripped = true; stripped;) {
     stripped = false;
     for (std::string_view suffix : suffixes) {
-      if (path.size() > suffix.size() && lower(path.substr(path.size() - suffix.size())) == suffix &&
-          path[path.size() - suffix.size() - 1] != '/') {
+      if (path.size() > suffix.size() && iends_with(path, suffix) && path[path.size() - suffix.size() - 1] != '/') {
         path.remove_suffix(suffix.size());
         stripped = true;
       }
@@ -220,8 +238,8 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
     }
     bool line_start = true;
     auto separator = [](char c) {
-      return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '[' || c == ']' || c == ',' || c == '(' ||
-             c == ')' || c == '{' || c == '}' || c == '`';
+      return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == '[' || c == ']' || c == ',' ||
+             c == '(' || c == ')' || c == '{' || c == '}' || c == '`';
     };
     auto push = [&](std::string word, std::size_t start) -> Token& {
       Token t;
@@ -262,7 +280,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
         boundary = true;  // a new command starts: "a; b", "a && b", "a | b", "(b)"
         bool pipe = c == '|' && !(i + 1 < code.size() && code[i + 1] == '|') && !(i > 0 && code[i - 1] == '|');
-        break_kind = pipe ? '|' : (c == '(' || c == '`') ? '(' : ';';
+        // "name(": a function call's arguments (Ruby, Python, Puppet), not a subshell.
+        bool call = c == '(' && i > 0 &&
+                    (std::isalnum(static_cast<unsigned char>(code[i - 1])) != 0 || code[i - 1] == '_');
+        break_kind = pipe ? '|' : call ? 'f' : (c == '(' || c == '`') ? '(' : ';';
         ++i;
         continue;
       }

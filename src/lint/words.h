@@ -18,7 +18,8 @@ struct Token {
   unsigned column = 0;
   bool breaks_before = false;  // a statement starts here
   char break_kind = '\n';      // what started it: '\n' line, ';' sequence, '|' pipe, '(' subshell,
-                               // ':' YAML key, '=' a unit's Exec*= value, '-' YAML list item
+                               // ':' YAML key, '=' a unit's Exec*= value, '-' YAML list item,
+                               // 'f' a function call's arguments: run(["nvidia-smi", ...])
   bool line_start = false;     // first word of its line (cron schedules)
   bool prose = false;          // the value of a YAML key holding text (name:, msg:, description:)
   bool command_key = true;     // YAML: the value of a key that runs commands (command:, shell:, runcmd:)

@@ -3,6 +3,7 @@
 // Each takes any bytes up to -max_len (1 MiB in scripts/fuzz.sh) and a
 // per-input time limit, so quadratic behaviour shows as a timeout.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -111,11 +112,17 @@ void probe_baseline(std::string_view text) {
 }
 
 void fuzz_lint(std::string_view text) {
+  // A variable defined as itself: resolution must stop. Paths that name the unit switch the unit rules on.
+  static const lint::Variables vars = {{"pm", {"{{ pm }}", "defaults/main.yml:1"}}, {"PM", {"$PM", "x:1"}}};
+  const auto lines = static_cast<unsigned>(std::count(text.begin(), text.end(), '\n') + 1);
   for (auto kind : {lint::FileKind::shell, lint::FileKind::yaml, lint::FileKind::unit, lint::FileKind::nix,
-                    lint::FileKind::dockerfile, lint::FileKind::text}) {
-    for (const auto& f : lint::lint_text(text, kind)) {
-      if (f.line == 0 || f.column == 0 || f.rule.empty()) {
-        __builtin_trap();
+                    lint::FileKind::dockerfile, lint::FileKind::text, lint::FileKind::doc_markdown,
+                    lint::FileKind::doc_rst, lint::FileKind::doc_text}) {
+    for (std::string_view path : {"", "etc/nvidia-persistenced.service.d/x.conf"}) {
+      for (const auto& f : lint::lint_text(text, lint::Source{path, kind, &vars, true})) {
+        if (f.line == 0 || f.line > lines || f.column == 0 || f.rule.empty()) {
+          __builtin_trap();
+        }
       }
     }
   }

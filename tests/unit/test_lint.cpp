@@ -173,7 +173,10 @@ TEST(Lint, commands_that_run_commands) {
        {"LINT001@1:9"}},
       {"a variable run through eval", FileKind::shell, "c='nvidia-smi -pm 1'\neval \"$c\"\n", {"LINT001@1:4"}},
       {"a sudo kept in a variable", FileKind::shell, "$SUDO nvidia-smi -pm 1\n", {"LINT001@1:7"}},
+      {"a command in a variable handed to a function that runs it", FileKind::shell,
+       "run() { out=$($1); }\npm=\"timeout 3m sudo nvidia-smi -i 0 -pm 1\"\nrun \"$pm\"\n", {"LINT001@2:21"}},
       {"near miss: a variable never run", FileKind::shell, "HINT=\"nvidia-smi -pm 1\"\necho \"$HINT\"\n", {}},
+      {"near miss: a variable only tested", FileKind::shell, "c=\"nvidia-smi -pm 1\"\n[ -n \"$c\" ]\n", {}},
       {"near miss: systemctl is not a runner", FileKind::shell, "sudo systemctl restart nvidia-persistenced\n", {}},
       {"near miss: ssh that queries", FileKind::shell, "ssh gpu01 nvidia-smi -q -d PERFORMANCE\n", {}},
       {"near miss: grep for the flag", FileKind::shell, "grep -r 'nvidia-smi -pm 1' /etc\n", {}},
@@ -256,6 +259,12 @@ TEST(Lint, units_written_from_inside_other_files) {
        "sudo tee /etc/systemd/system/nvidia-persistenced.service.d/10-gpu.conf >/dev/null <<'EOF'\n[Service]\n"
        "Restart=no\nEOF\n",
        {"LINT011@3:1"}},
+      {"printf of a drop-in, one line", FileKind::shell,
+       "printf '[Service]\\nPIDFile=/var/run/nvidia-persistenced/nvidia-persistenced.pid\\n' > "
+       "/etc/systemd/system/nvidia-persistenced.service.d/pid.conf\n",
+       {"LINT012@1:1"}},
+      {"near miss: printf of a good drop-in", FileKind::shell,
+       "printf '[Service]\\nRestart=always\\n' > /etc/systemd/system/nvidia-persistenced.service.d/r.conf\n", {}},
       {"near miss: heredoc to another unit", FileKind::shell,
        "cat > /etc/systemd/system/jupyter.service <<EOF\n[Service]\nType=simple\nExecStart=/opt/jupyter\nEOF\n", {}},
       {"near miss: a usage text", FileKind::shell, "cat <<EOF\nrun: nvidia-smi -pm 1\n  nvidia-smi -pm 1\nEOF\n", {}},
@@ -336,6 +345,8 @@ TEST(Lint, new_anti_patterns) {
        "nvidia-persistenced --version\nsudo -u nvidia-persistenced id\npgrep -x nvidia-persistenced\n", {}},
       {"near miss: a unit's ExecStart", FileKind::shell, "ExecStart=/usr/bin/nvidia-persistenced --user x\n", {}},
       {"near miss: a package list", FileKind::yaml, "packages:\n  - nvidia-persistenced\n", {}},
+      {"near miss: a function's argument (Chef, Python)", FileKind::shell,
+       "variables(running: is_process_running('nvidia-persistenced'))\n", {}},
       {"near miss: Ansible systemd module", FileKind::yaml,
        "- systemd:\n    name: nvidia-persistenced\n    state: started\n    enabled: true\n", {}},
   });
