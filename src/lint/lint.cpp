@@ -67,7 +67,7 @@ bool runner(std::string_view w) {
       "parallel-ssh", "srun", "salt",     "ansible",    "docker",      "podman",    "kubectl",  "oc",
       "crictl",  "nerdctl", "nsenter",    "chroot",     "systemd-run", "runuser",   "su",       "sh",
       "bash",    "dash",    "zsh",        "ksh",        "check_cmd_status", "check_cmd_output", "eval", "mpirun",
-      "RUN", "CMD", "ENTRYPOINT", "xdsh", "unbuffer"};
+      "RUN", "CMD", "ENTRYPOINT", "xdsh", "unbuffer", "execute", "exec_cmd", "run_cmd"};
   return words.count(w) != 0;
 }
 
@@ -881,7 +881,8 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
       return FileKind::unit;
     }
   }
-  if (ends_with(name, ".yml") || ends_with(name, ".yaml") || ends_with(name, ".sls")) {
+  // JSON reads as YAML here ("key": value): Packer's "inline": [...], cloud configs.
+  if (ends_with(name, ".yml") || ends_with(name, ".yaml") || ends_with(name, ".sls") || ends_with(name, ".json")) {
     return FileKind::yaml;
   }
   if (ends_with(name, ".nix")) {
@@ -916,7 +917,8 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
       return FileKind::shell;  // NHC, Puppet, Ruby, Python, Terraform: # comments too
     }
   }
-  if (name == "rc.local" || first_line.rfind("#!", 0) == 0) {
+  if (name == "rc.local" || name == "makefile" || name == "vagrantfile" || name == "jenkinsfile" ||
+      first_line.rfind("#!", 0) == 0) {
     return FileKind::shell;
   }
   return FileKind::text;

@@ -175,6 +175,9 @@ TEST(Lint, commands_that_run_commands) {
       {"a sudo kept in a variable", FileKind::shell, "$SUDO nvidia-smi -pm 1\n", {"LINT001@1:7"}},
       {"a command in a variable handed to a function that runs it", FileKind::shell,
        "run() { out=$($1); }\npm=\"timeout 3m sudo nvidia-smi -i 0 -pm 1\"\nrun \"$pm\"\n", {"LINT001@2:21"}},
+      {"Chef execute", FileKind::shell, "execute 'nvidia-smi -pm 1' do\n  action :run\nend\n", {"LINT001@1:10"}},
+      {"Packer JSON inline", FileKind::yaml, "{\"provisioners\": [{\"inline\": [\"sudo nvidia-smi -pm 1\"]}]}\n",
+       {"LINT001@1:37"}},
       {"near miss: a variable never run", FileKind::shell, "HINT=\"nvidia-smi -pm 1\"\necho \"$HINT\"\n", {}},
       {"near miss: a variable only tested", FileKind::shell, "c=\"nvidia-smi -pm 1\"\n[ -n \"$c\" ]\n", {}},
       {"near miss: systemctl is not a runner", FileKind::shell, "sudo systemctl restart nvidia-persistenced\n", {}},
@@ -404,7 +407,9 @@ TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("files/gpu-init.sh.tmpl", "x"), FileKind::shell);
   EXPECT_EQ(lint::kind_for("etc/cron.d/gpu", "@reboot root x"), FileKind::shell);
   EXPECT_EQ(lint::kind_for("salt/gpu/init.sls", "x:"), FileKind::yaml);
-  EXPECT_EQ(lint::kind_for("data.json", "{"), FileKind::text);
+  EXPECT_EQ(lint::kind_for("packer/gpu.json", "{"), FileKind::yaml);
+  EXPECT_EQ(lint::kind_for("Makefile", "all:"), FileKind::shell);
+  EXPECT_EQ(lint::kind_for("data.csv", "a,b"), FileKind::text);
 }
 
 TEST(Lint, rule_ids_are_unique) {
