@@ -4,7 +4,6 @@
 // acted on through ModuleOps: libkmod and udevadm on a live system, a
 // recording stand-in under a test --root.
 
-#include <libkmod.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -25,6 +24,7 @@
 #include "core/paths.h"
 #include "core/signal_shield.h"
 #include "core/strings.h"
+#include "modules/kmod_api.h"
 #include "modules/reload.h"
 #include "snapshot/snapshot_json.h"
 
@@ -33,6 +33,7 @@ namespace gpuwarm {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace kmod;  // NOLINT: libkmod's own names, resolved at run time
 
 struct ReloadOptions {
   std::string root = "/";
@@ -165,8 +166,7 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     if (kmod_module_new_from_path(ctx, mf.path.c_str(), &mod) == 0) {
       kmod_list* info = nullptr;
       if (kmod_module_get_info(mod, &info) >= 0) {
-        kmod_list* entry = nullptr;
-        kmod_list_foreach(entry, info) {
+        for (kmod_list* entry = info; entry != nullptr; entry = kmod_list_next(info, entry)) {
           std::string key = kmod_module_info_get_key(entry);
           const char* value = kmod_module_info_get_value(entry);
           if (key == "version" && value != nullptr) {
@@ -207,7 +207,7 @@ class KmodOps : public ModuleOps {
     if (kmod_module_new_from_name(m_ctx, name.c_str(), &mod) != 0) {
       return fail("cannot look up module " + name);
     }
-    int r = kmod_module_remove_module(mod, 0);
+    int r = kmod_module_remove_module(mod, 0u);
     kmod_module_unref(mod);
     return r == 0 ? Result<void>{} : fail(fmt::format("rmmod {}: {}", name, std::strerror(-r)));
   }
@@ -217,7 +217,7 @@ class KmodOps : public ModuleOps {
       return fail("cannot open module file " + path);
     }
     // The configured options (NVreg_DeviceFileMode, modeset=1), as modprobe would pass them.
-    int r = kmod_module_insert_module(mod, 0, options.empty() ? nullptr : options.c_str());
+    int r = kmod_module_insert_module(mod, 0u, options.empty() ? nullptr : options.c_str());
     kmod_module_unref(mod);
     return r == 0 ? Result<void>{} : fail(fmt::format("insmod {}: {}", path, std::strerror(-r)));
   }
@@ -352,6 +352,11 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     if (opts->dry_run && opts->yes) {
       std::cerr << "gpuwarm: error: --dry-run and --yes contradict each other: choose one\n";
       return to_int(ExitCode::usage);
+    }
+    if (const std::string& missing = kmod::load_error(); !missing.empty()) {
+      // modinfo of the new modules and the swap itself go through libkmod.
+      std::cerr << "gpuwarm reload-modules: " << missing << " (nothing read, nothing changed)\n";
+      return to_int(ExitCode::tool_error);
     }
     Paths paths(opts->root);
     modules::ReloadFacts facts;

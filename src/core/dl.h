@@ -1,7 +1,15 @@
 #pragma once
-// dlsym with a fallback name: newer symbol first, then the older one.
+// Shared libraries loaded at run time. dlsym with a fallback name (newer symbol
+// first), and SystemLibrary: a library only some commands need (libsystemd for
+// fix/verify, libkmod for reload-modules), loaded on first use so the binary
+// starts on nodes without it and the command that needs it says what to install.
 
 #include <dlfcn.h>
+
+#include <mutex>
+#include <string>
+
+#include "core/result.h"
 
 namespace gpuwarm {
 
@@ -12,5 +20,47 @@ inline void* resolve_symbol(void* handle, const char* primary, const char* fallb
   }
   return sym;
 }
+
+class SystemLibrary {
+ public:
+  // `soname` from the dynamic loader's own search (the system's library directories); `install` names the
+  // packages that provide it, for the message.
+  SystemLibrary(const char* soname, const char* install) : m_soname(soname), m_install(install) {}
+  SystemLibrary(const SystemLibrary&) = delete;
+  SystemLibrary& operator=(const SystemLibrary&) = delete;
+
+  // The handle, or why there is none. Loaded once, whichever thread asks first; never unloaded.
+  Result<void*> handle() {
+    std::call_once(m_once, [this] {
+      m_handle = ::dlopen(m_soname, RTLD_NOW | RTLD_LOCAL);
+      if (m_handle == nullptr) {
+        const char* why = ::dlerror();
+        m_error = std::string(m_soname) + " could not be loaded (" + (why != nullptr ? why : "not found") +
+                  "): install " + m_install;
+      }
+    });
+    if (m_handle == nullptr) {
+      return fail(m_error);
+    }
+    return m_handle;
+  }
+
+  // A function from the library, or null (a symbol an older release lacks).
+  template <class Fn>
+  Fn symbol(const char* name) {
+    auto h = handle();
+    // Function pointers from dlsym: the cast is the documented POSIX idiom.
+    return h ? reinterpret_cast<Fn>(::dlsym(*h, name)) : nullptr;  // NOLINT
+  }
+
+  const char* soname() const { return m_soname; }
+
+ private:
+  const char* m_soname;
+  const char* m_install;
+  std::once_flag m_once;
+  void* m_handle = nullptr;
+  std::string m_error;
+};
 
 }  // namespace gpuwarm

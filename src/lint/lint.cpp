@@ -195,7 +195,7 @@ class Linter {
   void lint_region(unsigned first, unsigned last, const Source& inner, bool console = false);
 
   std::string_view m_text;
-  const Source m_source;  // by value: callers pass temporaries
+  Source m_source;  // by value: callers pass temporaries
   std::vector<Token> m_tokens;
   std::vector<Finding> m_found;
   std::unordered_map<std::string, Assigned> m_local;  // this file's own assignments
@@ -695,9 +695,11 @@ void Linter::lint_region(unsigned first, unsigned last, const Source& inner, boo
   std::string body;
   for (unsigned n = first; n <= last && n <= m_lines.size(); ++n) {
     std::string line(m_lines[n - 1]);
-    if (console) {  // "$ cmd" / "# cmd" prompts: blank them, keeping columns
+    // Documentation's prompts: "$ cmd" in any shell block, "# cmd" (root) only in console blocks,
+    // where it cannot be a comment. Blanked, keeping columns.
+    if (inner.kind == FileKind::shell && is_documentation(m_source.kind)) {
       std::size_t at = indent_of(line);
-      if (line.compare(at, 2, "$ ") == 0 || line.compare(at, 2, "# ") == 0) {
+      if (line.compare(at, 2, "$ ") == 0 || (console && line.compare(at, 2, "# ") == 0)) {
         line[at] = ' ';
       }
     }
@@ -756,7 +758,16 @@ FileKind fence_kind(std::string_view lang, bool& console) {
   return FileKind::shell;
 }
 
+// A unit known by its content, not its name: a template or file called "x_service.erb" or "gpu-unit".
+bool reads_as_unit(std::string_view text) {
+  return (text.rfind("[Unit]", 0) == 0 || text.find("\n[Unit]") != std::string_view::npos) &&
+         text.find("\n[Service]") != std::string_view::npos;
+}
+
 std::vector<Finding> Linter::run() {
+  if (m_source.kind == FileKind::text && reads_as_unit(m_text)) {
+    m_source.kind = FileKind::unit;
+  }
   const FileKind kind = m_source.kind;
   auto has = [this](std::string_view needle) { return m_text.find(needle) != std::string_view::npos; };
   const UnitName unit = unit_name(m_source.path);

@@ -338,8 +338,9 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
   }
   const unsigned missing_at = unit.service_line == 0 ? 1 : unit.service_line;
   const unsigned missing_column = unit.service_line == 0 ? 1 : unit.service_column;
-  const Directive* restart = nullptr;
-  const Directive* type = nullptr;
+  // Every explicit bad value is reported, not only the last: a template's branches each set one.
+  bool restart_seen = false;
+  bool type_seen = false;
   for (const auto& d : unit.directives) {
     if (d.section == "Unit" && d.key == "StopWhenUnneeded" && truthy(d.value)) {
       out.push_back({"LINT010", d.line, d.column,
@@ -348,32 +349,34 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
                      "set StopWhenUnneeded=false in a drop-in"});
     }
     if (d.section == "Service" && d.key == "Restart") {
-      restart = &d;
+      restart_seen = true;
+      if (d.value == "no" || d.value.empty()) {
+        out.push_back({"LINT011", d.line, d.column,
+                       "Restart=no: a crashed daemon stays down and every GPU it held loses persistence",
+                       "use Restart=on-failure (or always)"});
+      }
     }
     if (d.section == "Service" && d.key == "Type") {
-      type = &d;
+      type_seen = true;
+      if (d.value != "forking") {
+        out.push_back({"LINT013", d.line, d.column,
+                       fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the end of "
+                                   "the service and stops it",
+                                   d.value.empty() ? "(reset to simple)" : d.value),
+                       "use Type=forking"});
+      }
     }
     if (d.section == "Service" && d.key == "PIDFile" && d.value.rfind("/var/run/", 0) == 0) {
       out.push_back({"LINT012", d.line, d.column, "PIDFile under the legacy /var/run (systemd warns and rewrites it to /run)",
                      "use PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid"});
     }
   }
-  if (type != nullptr && type->value != "forking") {
-    out.push_back({"LINT013", type->line, type->column,
-                   fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the end of the "
-                               "service and stops it",
-                               type->value.empty() ? "(reset to simple)" : type->value),
-                   "use Type=forking"});
-  } else if (type == nullptr && !unit.dropin) {
+  if (!type_seen && !unit.dropin) {
     out.push_back({"LINT013", missing_at, missing_column,
                    "no Type=: the default (simple) takes the forking daemon's parent exit for the end of the service",
                    "add Type=forking"});
   }
-  if (restart != nullptr && (restart->value == "no" || restart->value.empty())) {
-    out.push_back({"LINT011", restart->line, restart->column,
-                   "Restart=no: a crashed daemon stays down and every GPU it held loses persistence",
-                   "use Restart=on-failure (or always)"});
-  } else if (restart == nullptr && !unit.dropin) {
+  if (!restart_seen && !unit.dropin) {
     out.push_back({"LINT011", missing_at, missing_column,
                    "no Restart=: a crashed daemon stays down and every GPU it held loses persistence",
                    "add Restart=on-failure in a drop-in"});

@@ -1,15 +1,16 @@
-#include <systemd/sd-bus.h>
-
 #include <chrono>
 #include <cstring>
 #include <vector>
 
 #include "core/strings.h"
+#include "systemd/sd_bus_api.h"
 #include "systemd/service_manager.h"
 
 namespace gpuwarm {
 
 namespace {
+
+using namespace sdbus;  // NOLINT: sd-bus's own names, resolved at run time
 
 constexpr const char* k_dest = "org.freedesktop.systemd1";
 constexpr const char* k_manager_path = "/org/freedesktop/systemd1";
@@ -20,8 +21,12 @@ constexpr std::uint64_t k_call_timeout_usec = 5'000'000;
 constexpr std::uint64_t k_reload_timeout_usec = 120'000'000;  // systemctl daemon-reload waits as long
 
 struct BusError {
-  sd_bus_error err = SD_BUS_ERROR_NULL;
-  ~BusError() { sd_bus_error_free(&err); }
+  sd_bus_error err{nullptr, nullptr, 0};
+  ~BusError() {
+    if (err.name != nullptr || err.message != nullptr) {
+      sd_bus_error_free(&err);
+    }
+  }
   std::string text(int r) const {
     if (sd_bus_error_is_set(&err)) {
       return std::string(err.name) + (err.message != nullptr ? std::string(": ") + err.message : "");
@@ -33,12 +38,20 @@ struct BusError {
 
 struct Message {
   sd_bus_message* m = nullptr;
-  ~Message() { sd_bus_message_unref(m); }
+  ~Message() {
+    if (m != nullptr) {
+      sd_bus_message_unref(m);
+    }
+  }
 };
 
 class SdBusServiceManager final : public ServiceManager {
  public:
-  ~SdBusServiceManager() override { sd_bus_flush_close_unref(m_bus); }
+  ~SdBusServiceManager() override {
+    if (m_bus != nullptr) {
+      sd_bus_flush_close_unref(m_bus);
+    }
+  }
 
   ServiceFacts unit_status(const std::string& unit) override {
     ServiceFacts facts;
@@ -142,6 +155,9 @@ class SdBusServiceManager final : public ServiceManager {
   std::string connect() {
     if (m_bus != nullptr) {
       return {};
+    }
+    if (const std::string& missing = load_error(); !missing.empty()) {
+      return missing;  // no libsystemd: no systemd to talk to either
     }
     int r = sd_bus_open_system(&m_bus);
     if (r < 0) {

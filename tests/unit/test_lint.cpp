@@ -297,6 +297,12 @@ TEST(Lint, units_written_from_inside_other_files) {
       {"Jinja template of the unit", FileKind::unit,
        "[Service]\nType={{ pd_type }}\nExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n", {"LINT013@2:1"},
        "roles/gpu/templates/nvidia-persistenced.service.j2"},
+      {"a unit known by its content, each branch of a template judged", FileKind::text,
+       "# managed by chef\n[Unit]\nDescription=x\n[Service]\n<% if @a -%>\n  Type=simple\n  ExecStart=/usr/bin/true\n"
+       "<% else %>\n  Type=forking\n  ExecStart=/usr/bin/nvidia-persistenced --user root\n<% end %>\n",
+       {"LINT011@4:1", "LINT013@6:3"}, "templates/gpu_service.erb"},
+      {"near miss: text that merely mentions sections", FileKind::text,
+       "Add [Service] Type=simple to nvidia-persistenced\n", {}},
       {"ERB template, complete and right", FileKind::unit,
        "[Service]\nType=forking\nExecStart=<%= @bin %>/nvidia-persistenced\nRestart=always\n", {},
        "templates/default/nvidia-persistenced.service.erb"},
@@ -363,10 +369,10 @@ TEST(Lint, new_anti_patterns) {
 TEST(Lint, documentation_is_not_configuration) {
   const char* markdown =
       "# Persistence\n\nDo not run nvidia-smi -pm 1 on nodes.\n\n```bash\nsudo nvidia-smi -pm 1\n```\n\n"
-      "~~~console\n$ nvidia-smi -pm 0\n~~~\n\nnvidia-smi -pm 1\n";
+      "~~~console\n$ nvidia-smi -pm 0\n~~~\n\nnvidia-smi -pm 1\n\n```\n$ sudo nvidia-persistenced\n# nvidia-smi -pm 1\n```\n";
   EXPECT_EQ(run({"markdown, default: skipped", FileKind::doc_markdown, markdown, {}}), std::vector<std::string>{});
   EXPECT_EQ(run({"markdown, --docs: code blocks only", FileKind::doc_markdown, markdown, {}}, nullptr, true),
-            (std::vector<std::string>{"LINT001@6:6", "LINT003@10:3"}));
+            (std::vector<std::string>{"LINT001@6:6", "LINT003@10:3", "LINT005@16:8"}));
   const char* rst =
       "Setup\n=====\n\nRun nvidia-smi -pm 1 if you must::\n\n    nvidia-smi -pm 1\n\n"
       ".. code-block:: yaml\n\n   - command: nvidia-smi -pm 0\n\nProse nvidia-smi -pm 1 again.\n";
