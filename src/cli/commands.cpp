@@ -24,6 +24,7 @@ const CommandSpec k_commands[] = {
                       "pending, cold start before/after",
      setup_fleet_summary},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
+    {"completion", "Print a bash or zsh completion script for gpuwarm", setup_completion},
 };
 }  // namespace
 

@@ -1,3 +1,4 @@
+#include "version_info.h"  // generated: GPUWARM_VERSION_TEXT
 #include <unistd.h>
 
 #include <cstdio>
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
   CLI::App app{"gpuwarm: keep NVIDIA GPUs initialized the supported way (nvidia-persistenced under systemd),\n"
                "and tell when something else is wrong.",
                "gpuwarm"};
-  app.set_version_flag("--version", GPUWARM_VERSION);
+  app.set_version_flag("--version", GPUWARM_VERSION_TEXT);
   app.require_subcommand(1);
   // Global options (--color) may also follow the command name.
   app.fallthrough();

@@ -1,0 +1,29 @@
+// `gpuwarm completion bash|zsh`: prints a completion script generated from the
+// command tree (cli/completion.h). Packages install its output; by hand:
+//   gpuwarm completion bash > /etc/bash_completion.d/gpuwarm
+
+#include <iostream>
+#include <memory>
+
+#include "cli/command.h"
+#include "cli/completion.h"
+#include "core/exit_codes.h"
+
+namespace gpuwarm {
+
+std::function<int()> setup_completion(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto shell = std::make_shared<std::string>();
+  sub.add_option("shell", *shell, "bash or zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+  sub.footer(
+      "Install: gpuwarm completion bash > /usr/share/bash-completion/completions/gpuwarm\n"
+      "         gpuwarm completion zsh > /usr/share/zsh/vendor-completions/_gpuwarm\n"
+      "(the .deb and .rpm install both). Exit codes: 0 printed, 2 bad command line.");
+  CLI::App* app = &sub;
+  return [shell, app]() -> int {
+    const CLI::App& root = *app->get_parent();
+    std::cout << (*shell == "bash" ? bash_completion(root) : zsh_completion(root));
+    return to_int(ExitCode::healthy);
+  };
+}
+
+}  // namespace gpuwarm
