@@ -17,8 +17,17 @@ run_suite() {
   grep -hoE "\(?[a-zA-Z_.]+\)? \.\.\. skipped .*" "$dir/Testing/Temporary/LastTest.log" | sed 's/^/  skipped: /' || true
 }
 
-echo "== build/ (RelWithDebInfo)"
-run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== packages: scripts/package.sh into build-package/dist (e2e.test_package checks them)"
+if command -v pandoc >/dev/null && command -v rpmbuild >/dev/null; then
+  export GPUWARM_DIST=$PWD/build-package/dist
+  rm -rf "$GPUWARM_DIST"
+  scripts/package.sh
+else
+  echo "  skipped: pandoc or rpmbuild not installed (scripts/setup.sh installs them)"
+fi
+
+echo "== build/ (Release, as scripts/setup.sh builds it)  [${SECONDS} s so far]"
+run_suite build -DCMAKE_BUILD_TYPE=Release -DGPUWARM_BUILD_TESTS=ON
 
 echo "== build-asan/ (ASan + UBSan)  [${SECONDS} s so far]"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

@@ -259,6 +259,10 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     for (const auto& note : plan.notes) {
       head += "note: " + note + "\n";
     }
+    if (!before.service.reachable && !before.service.unreachable.empty()) {
+      // Whatever the verdict, say why systemd could not be asked (a missing libsystemd names its package).
+      head += "systemd: " + escape_control(before.service.unreachable) + "\n";
+    }
     if (plan.outcome == FixOutcome::refused || plan.outcome == FixOutcome::no_service_manager) {
       return finish(to_int(plan.exit_code), false, head + plan.reason + "\nNothing was changed.\n");
     }
