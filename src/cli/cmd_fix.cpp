@@ -259,7 +259,8 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     for (const auto& note : plan.notes) {
       head += "note: " + note + "\n";
     }
-    if (!before.service.reachable && !before.service.unreachable.empty()) {
+    if (!before.service.reachable && !before.service.unreachable.empty() &&
+        plan.outcome != FixOutcome::no_service_manager) {  // that outcome's reason says it already
       // Whatever the verdict, say why systemd could not be asked (a missing libsystemd names its package).
       head += "systemd: " + escape_control(before.service.unreachable) + "\n";
     }

@@ -201,7 +201,8 @@ class ModuleAlone(unittest.TestCase):
         off = h.scenario([h.gpu(0, persistence=0)])
         cases = [
             # name, scenario, args, failed, routed, msg contains
-            ("thermal is routed, not failed", hot, {"state": "diagnosed"}, False, True, "left unchanged: Thermal"),
+            ("thermal is routed, not failed", hot, {"state": "diagnosed"}, False, True,
+             "left unchanged: this node: Thermal"),
             ("fail_on_routed fails it", hot, {"state": "diagnosed", "fail_on_routed": True}, True, True, "Thermal"),
             ("action needed is an answer", off, {"state": "diagnosed"}, False, False, "Action needed"),
             ("no systemd fails the fix", off, {"state": "persistent", "_ansible_check_mode": True}, True, False,
@@ -288,8 +289,8 @@ class AnsibleRollout(unittest.TestCase):
         self.assertIn("ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose", out)  # the diff
         self.assertIn("GPU 0 persistence: Disabled", out)
         self.assertRegex(out, r"would-fix\s+1")  # the fleet summary at the end
-        self.assertRegex(out, r"WARNING\]: left unchanged: Reboot pending")
-        self.assertRegex(out, r"WARNING\]: left unchanged: Thermal/power")
+        self.assertRegex(out, re.compile(r"WARNING\]: left unchanged: node-reboot: Reboot pending.*?\[[A-Z]+\d+\]", re.S))
+        self.assertRegex(out, r"WARNING\]: left unchanged: node-hot: Thermal/power")
 
         # 2. The rollout: the canary is fixed, the routed nodes reported and left as they were.
         r = self.playbook()
@@ -315,7 +316,7 @@ class AnsibleRollout(unittest.TestCase):
             self.assertEqual(set(node.tree()) - set(before[name]), {INSTALLED, GUARD}, name)
         with open(nodes["node-reboot"].root.p(GUARD)) as f:
             self.assertIn("ExecCondition=/usr/local/bin/gpuwarm guard", f.read())
-        self.assertRegex(out, r"WARNING\]: left unchanged: Reboot pending")
+        self.assertRegex(out, re.compile(r"WARNING\]: left unchanged: node-reboot: Reboot pending.*?\[[A-Z]+\d+\]", re.S))
         self.assertRegex(out, r"fixed\s+1")
         with open(os.path.join(self.reports, "node-off.probe.json")) as f:
             probe = json.load(f)  # before the fix every GPU paid the slow init; after it, none did
@@ -354,6 +355,56 @@ class AnsibleRollout(unittest.TestCase):
             self.assertNotIn(name, recap)
             self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)
             self.assertFalse(os.path.exists(os.path.join(self.reports, name + ".json")), name)
+
+
+class ReadmeCommands(unittest.TestCase):
+    """The README's Ansible command, copied from the README as it stands, from the checkout."""
+
+    def readme_block(self):
+        with open(os.path.join(h.SOURCE_DIR, "README.md")) as f:
+            text = f.read()
+        m = re.search(r"```sh\n(cd ansible\n.*?)```", text, re.S)
+        self.assertIsNotNone(m, "README lost its Ansible block")
+        return m.group(1)
+
+    def setUp(self):
+        if not shutil.which("ansible-playbook"):
+            self.skipTest("ansible-playbook not installed (scripts/setup.sh installs ansible-core)")
+        if os.geteuid() != 0:
+            self.skipTest("the example inventory runs on this machine as root (ansible_become: false)")
+        if not os.path.exists(os.path.join(h.SOURCE_DIR, "build", "src", "gpuwarm")):
+            self.skipTest("build/src/gpuwarm not built (scripts/setup.sh builds it)")
+        self.reports = os.path.join(ANSIBLE_DIR, "playbooks", "gpuwarm-reports")
+        self.addCleanup(shutil.rmtree, self.reports, True)
+        self.env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+        self.env.pop("ANSIBLE_CONFIG", None)
+
+    def test_check_mode_command_runs_as_written(self):
+        block = self.readme_block()
+        self.assertIn("--check --diff", block)
+        dropins = "/etc/systemd/system/nvidia-persistenced.service.d"
+        before = sorted(os.listdir(dropins)) if os.path.isdir(dropins) else None
+        r = subprocess.run(["bash", "-ec", block], cwd=h.SOURCE_DIR, capture_output=True, text=True,
+                           env=self.env, timeout=600)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        self.assertRegex(out, r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0")
+        self.assertIn("Summarize every node's report", out)
+        with open(os.path.join(self.reports, "localhost.json")) as f:
+            report = json.load(f)
+        self.assertIn("verdict", report)
+        if report["verdict"]["code"] not in ("healthy", "action-needed", "persistence-optional"):
+            # Ansible wraps warnings at 80 columns.
+            self.assertRegex(out, re.compile(r"WARNING\]: left unchanged: localhost: .*\[[A-Z]+\d+\]", re.S))
+        self.assertEqual(sorted(os.listdir(dropins)) if os.path.isdir(dropins) else None, before,
+                         "check mode wrote a drop-in")
+
+    def test_package_and_binary_together_are_refused(self):
+        r = subprocess.run(["ansible-playbook", "-i", "inventory/example.yml", "playbooks/gpuwarm-rollout.yml",
+                            "-e", "gpuwarm_binary_src=/usr/bin/true", "-e", "gpuwarm_package_src=/tmp/gpuwarm.deb",
+                            "--check"], cwd=ANSIBLE_DIR, capture_output=True, text=True, env=self.env, timeout=300)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not both", r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

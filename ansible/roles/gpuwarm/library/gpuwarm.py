@@ -313,7 +313,10 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
 
     if routed_msg is not None:
         result["routed"] = True
-        result["msg"] = f"left unchanged: {routed_msg}"
+        # Ansible prints module warnings without the host: name it, and the rule that decided.
+        node = p["node_name"] or "this node"
+        rule = verdict.get("rule_id") or report.get("verdict") or ""
+        result["msg"] = f"left unchanged: {node}: {routed_msg}" + (f" [{rule}]" if rule else "")
         if p["fail_on_routed"]:
             module.fail_json(**result)
         module.warn(result["msg"])
