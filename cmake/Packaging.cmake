@@ -49,6 +49,10 @@ install(FILES "${gen}/gpuwarm.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1")
 install(FILES "${gen}/gpuwarm.bash" DESTINATION "share/bash-completion/completions" RENAME gpuwarm)
 install(FILES "${gen}/_gpuwarm" DESTINATION "${GPUWARM_ZSH_COMPLETION_DIR}")
 install(FILES "${gen}/40-gpuwarm-guard.conf" DESTINATION "share/gpuwarm")
+# The metrics timer (textfile for node_exporter) ships disabled: `systemctl enable --now gpuwarm-metrics.timer`.
+install(FILES "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.service"
+              "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.timer" DESTINATION "lib/systemd/system")
+install(FILES "${PROJECT_SOURCE_DIR}/contrib/prometheus/gpuwarm.rules.yml" DESTINATION "share/gpuwarm/prometheus")
 install(FILES "${PROJECT_SOURCE_DIR}/packaging/copyright" DESTINATION "share/doc/gpuwarm")
 install(FILES "${PROJECT_SOURCE_DIR}/README.md" "${gen}/changelog.gz" DESTINATION "share/doc/gpuwarm")
 

@@ -39,5 +39,6 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& gl
 std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_completion(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& global);
 
 }  // namespace gpuwarm

@@ -24,6 +24,8 @@ const CommandSpec k_commands[] = {
                       "pending, cold start before/after",
      setup_fleet_summary},
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
+    {"metrics", "Print this node's persistence facts and verdict as Prometheus metrics (or write a textfile)",
+     setup_metrics},
     {"completion", "Print a bash or zsh completion script for gpuwarm", setup_completion},
 };
 }  // namespace

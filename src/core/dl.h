@@ -8,6 +8,7 @@
 
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "core/result.h"
 
@@ -62,5 +63,22 @@ class SystemLibrary {
   void* m_handle = nullptr;
   std::string m_error;
 };
+
+// A library's function table, resolved once: `fill(api, missing)` sets each pointer and calls missing(name)
+// for a symbol the library lacks. Returns the table and, when it cannot be used, why.
+template <class Api, class Fill>
+std::pair<Api, std::string> load_function_table(SystemLibrary& lib, const char* too_old, Fill fill) {
+  std::pair<Api, std::string> out;
+  if (auto h = lib.handle(); !h) {
+    out.second = h.error().message;
+    return out;
+  }
+  fill(out.first, [&](const char* name) {
+    if (out.second.empty()) {
+      out.second = std::string(lib.soname()) + " lacks " + name + ": " + too_old;
+    }
+  });
+  return out;
+}
 
 }  // namespace gpuwarm

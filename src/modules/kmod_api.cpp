@@ -6,35 +6,30 @@ namespace gpuwarm::kmod {
 
 namespace {
 
-struct Loaded {
-  Api api;
-  std::string error;
-};
+SystemLibrary& library() {
+  static SystemLibrary lib("libkmod.so.2", "libkmod2 (Debian, Ubuntu) or kmod-libs (RHEL, Fedora)");
+  return lib;
+}
 
-const Loaded& loaded() {
-  static const Loaded once = [] {
-    static SystemLibrary lib("libkmod.so.2", "libkmod2 (Debian, Ubuntu) or kmod-libs (RHEL, Fedora)");
-    Loaded l;
-    if (auto h = lib.handle(); !h) {
-      l.error = h.error().message;
-      return l;
-    }
-#define GPUWARM_KMOD_RESOLVE(ret, name, params)                                                       \
-  l.api.name = lib.symbol<ret(*) params>(#name);                                                      \
-  if (l.api.name == nullptr && l.error.empty()) {                                                     \
-    l.error = std::string(lib.soname()) + " lacks " #name ": the installed libkmod is too old";        \
+const std::pair<Api, std::string>& loaded() {
+  static const auto once =
+      load_function_table<Api>(library(), "the installed libkmod is too old", [](Api& api, auto&& missing) {
+        SystemLibrary& lib = library();
+#define GPUWARM_KMOD_RESOLVE(ret, name, params)      \
+  api.name = lib.symbol<ret(*) params>(#name);       \
+  if (api.name == nullptr) {                         \
+    missing(#name);                                  \
   }
-    GPUWARM_KMOD_FUNCTIONS(GPUWARM_KMOD_RESOLVE)
+        GPUWARM_KMOD_FUNCTIONS(GPUWARM_KMOD_RESOLVE)
 #undef GPUWARM_KMOD_RESOLVE
-    return l;
-  }();
+      });
   return once;
 }
 
 }  // namespace
 
-const std::string& load_error() { return loaded().error; }
+const std::string& load_error() { return loaded().second; }
 
-const Api& api() { return loaded().api; }
+const Api& api() { return loaded().first; }
 
 }  // namespace gpuwarm::kmod

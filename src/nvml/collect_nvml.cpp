@@ -154,7 +154,9 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
   gpu.index = index;
   Device dev = nullptr;
   tell(progress, "GPU " + std::to_string(index) + ": nvmlDeviceGetHandleByIndex");
+  const auto attach_start = std::chrono::steady_clock::now();
   Return r = api.device_get_handle_by_index(index, &dev);
+  gpu.attach_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - attach_start).count();
   if (r != ret::success) {
     gpu.handle_error = lib.error_name(r);
     return gpu;

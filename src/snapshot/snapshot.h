@@ -54,6 +54,7 @@ struct EventCounter {  // cumulative time a clock-event reason was active
 struct GpuFacts {
   unsigned index = 0;
   std::string handle_error;  // non-empty when no handle could be had: nothing else is known
+  double attach_ms = 0;      // nvmlDeviceGetHandleByIndex: slow (seconds) when the GPU had de-initialized
   Fact<std::string> name;
   Fact<std::string> uuid;
   Fact<std::string> pci_bus_id;  // NVML form: 8-digit upper-case domain

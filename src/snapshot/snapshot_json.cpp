@@ -37,7 +37,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DriverFacts, module_loaded, proc
                                                 sys_module_version, open_kernel_module, kernel_gpus, device_nodes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ClockSet, sm, graphics, mem)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EventCounter, reason, field_id, ns)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, name, uuid, pci_bus_id, minor,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, attach_ms, name, uuid, pci_bus_id, minor,
                                                 persistence, pstate, clocks, max_clocks, app_clocks,
                                                 default_app_clocks, event_reasons_active, event_reasons_supported,
                                                 event_counters, event_counter_ids, temperature_c, power_mw,

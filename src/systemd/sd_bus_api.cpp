@@ -6,37 +6,32 @@ namespace gpuwarm::sdbus {
 
 namespace {
 
-struct Loaded {
-  Api api;
-  std::string error;
-};
+SystemLibrary& library() {
+  static SystemLibrary lib("libsystemd.so.0", "libsystemd0 (Debian, Ubuntu) or systemd-libs (RHEL, Fedora)");
+  return lib;
+}
 
-const Loaded& loaded() {
-  static const Loaded once = [] {
-    static SystemLibrary lib("libsystemd.so.0", "libsystemd0 (Debian, Ubuntu) or systemd-libs (RHEL, Fedora)");
-    Loaded l;
-    if (auto h = lib.handle(); !h) {
-      l.error = h.error().message;
-      return l;
-    }
-#define GPUWARM_SD_BUS_RESOLVE(ret, name, params)                                            \
-  l.api.name = lib.symbol<ret(*) params>(#name);                                             \
-  if (l.api.name == nullptr && l.error.empty()) {                                            \
-    l.error = std::string(lib.soname()) + " lacks " #name ": the installed systemd is too old"; \
+const std::pair<Api, std::string>& loaded() {
+  static const auto once =
+      load_function_table<Api>(library(), "the installed systemd is too old", [](Api& api, auto&& missing) {
+        SystemLibrary& lib = library();
+#define GPUWARM_SD_BUS_RESOLVE(ret, name, params)    \
+  api.name = lib.symbol<ret(*) params>(#name);       \
+  if (api.name == nullptr) {                         \
+    missing(#name);                                  \
   }
-    GPUWARM_SD_BUS_FUNCTIONS(GPUWARM_SD_BUS_RESOLVE)
+        GPUWARM_SD_BUS_FUNCTIONS(GPUWARM_SD_BUS_RESOLVE)
 #undef GPUWARM_SD_BUS_RESOLVE
-    l.api.sd_bus_set_method_call_timeout =
-        lib.symbol<int (*)(sd_bus*, std::uint64_t)>("sd_bus_set_method_call_timeout");
-    return l;
-  }();
+        api.sd_bus_set_method_call_timeout =
+            lib.symbol<int (*)(sd_bus*, std::uint64_t)>("sd_bus_set_method_call_timeout");  // optional: >= 240
+      });
   return once;
 }
 
 }  // namespace
 
-const std::string& load_error() { return loaded().error; }
+const std::string& load_error() { return loaded().second; }
 
-const Api& api() { return loaded().api; }
+const Api& api() { return loaded().first; }
 
 }  // namespace gpuwarm::sdbus

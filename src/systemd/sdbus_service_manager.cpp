@@ -183,7 +183,11 @@ class SdBusServiceManager final : public ServiceManager {
       r = sd_bus_call(m_bus, call.m, timeout_usec, &e.err, &reply.m);
     }
     if (r < 0) {
-      return fail(std::string(method) + (unit != nullptr ? "(" + std::string(unit) + ")" : "") + ": " + e.text(r));
+      std::string call_text = method;  // appended piecewise: GCC 12 -O3 warns (-Wrestrict) on "(" + temporary
+      if (unit != nullptr) {
+        call_text.append("(").append(unit).append(")");
+      }
+      return fail(call_text + ": " + e.text(r));
     }
     return {};
   }

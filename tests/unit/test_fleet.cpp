@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "fleet/fleet.h"
@@ -282,7 +283,7 @@ TEST(FleetSummary, tallies_lists_and_medians) {
 TEST(FleetSummary, long_lists_are_cut_in_text_but_whole_in_json) {
   std::vector<NodeReport> reports;
   for (int i = 0; i < 12; ++i) {
-    reports.push_back(report(diagnosis("n" + std::to_string(10 + i), "reboot-pending", k_one_off)));
+    reports.push_back(report(diagnosis(fmt::format("n{}", 10 + i), "reboot-pending", k_one_off)));
   }
   auto s = fleet::summarize(std::move(reports), {});
   std::string text = fleet::render_text(s, Style(false));

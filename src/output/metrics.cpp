@@ -1,0 +1,240 @@
+#include "output/metrics.h"
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "snapshot/clock_reasons.h"
+
+namespace gpuwarm {
+
+std::string prometheus_label_value(const std::string& value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// Families in the order first seen, each with its samples kept together (the exposition format wants
+// one HELP/TYPE and contiguous samples per family).
+class Exposition {
+ public:
+  void family(const std::string& name, const std::string& help) {
+    if (m_index.count(name) == 0) {
+      m_index[name] = m_families.size();
+      m_families.push_back({name, help, {}});
+    }
+  }
+  void sample(const std::string& name, const Labels& labels, double value) {
+    std::string line = name;
+    if (!labels.empty()) {
+      line += '{';
+      for (std::size_t i = 0; i < labels.size(); ++i) {
+        line += fmt::format("{}{}=\"{}\"", i == 0 ? "" : ",", labels[i].first, prometheus_label_value(labels[i].second));
+      }
+      line += '}';
+    }
+    line += ' ' + fmt::format("{}", value);
+    m_families[m_index.at(name)].samples.push_back(std::move(line));
+  }
+  std::string text() const {
+    std::string out;
+    for (const auto& f : m_families) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", f.name, f.help, f.name);
+      for (const auto& s : f.samples) {
+        out += s + '\n';
+      }
+    }
+    return out;
+  }
+
+ private:
+  struct Family {
+    std::string name;
+    std::string help;
+    std::vector<std::string> samples;
+  };
+  std::vector<Family> m_families;
+  std::map<std::string, std::size_t> m_index;
+};
+
+// Reason names as nvidia-smi's --query-gpu fields spell them (clocks_event_reasons.<name>); dcgm-exporter
+// exports only the bitmask.
+constexpr std::array<std::pair<std::uint64_t, const char*>, 9> k_reasons = {{
+    {clock_reason::gpu_idle, "gpu_idle"},
+    {clock_reason::applications_clocks_setting, "applications_clocks_setting"},
+    {clock_reason::sw_power_cap, "sw_power_cap"},
+    {clock_reason::hw_slowdown, "hw_slowdown"},
+    {clock_reason::sync_boost, "sync_boost"},
+    {clock_reason::sw_thermal_slowdown, "sw_thermal_slowdown"},
+    {clock_reason::hw_thermal_slowdown, "hw_thermal_slowdown"},
+    {clock_reason::hw_power_brake_slowdown, "hw_power_brake_slowdown"},
+    {clock_reason::display_clock_setting, "display_clocks_setting"},
+}};
+
+constexpr std::array<const char*, 8> k_verdicts = {"healthy",       "action-needed", "reboot-pending",
+                                                   "driver-install", "ras",           "pinned-clocks",
+                                                   "cannot-tell",   "persistence-optional"};
+
+std::string value_or_empty(const Fact<std::string>& f) { return f.has() ? *f : std::string{}; }
+
+}  // namespace
+
+std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsRun& run) {
+  Exposition e;
+  e.family("gpuwarm_build_info", "gpuwarm's version and the commit it was built from (always 1).");
+  e.sample("gpuwarm_build_info", {{"version", run.version}, {"commit", run.commit}}, 1);
+  e.family("gpuwarm_last_run_timestamp_seconds", "When this collection finished (Unix time).");
+  e.sample("gpuwarm_last_run_timestamp_seconds", {}, run.finished_at_seconds);
+  e.family("gpuwarm_collect_duration_seconds", "How long reading the node took.");
+  e.sample("gpuwarm_collect_duration_seconds", {}, s.collect_ms / 1000.0);
+
+  e.family("gpuwarm_verdict", "The runbook's verdict for this node: 1 for the verdict given, 0 for the others.");
+  for (const char* code : k_verdicts) {
+    e.sample("gpuwarm_verdict", {{"verdict", code}}, d.verdict.code == code ? 1 : 0);
+  }
+  e.family("gpuwarm_finding", "Findings per rule (one per GPU for per-GPU rules); absent when the rule did not fire.");
+  std::map<std::pair<std::string, std::string>, int> findings;
+  for (const auto& f : d.findings) {
+    ++findings[{f.rule_id, to_string(f.severity)}];
+  }
+  for (const auto& [key, count] : findings) {
+    e.sample("gpuwarm_finding", {{"rule_id", key.first}, {"severity", key.second}}, count);
+  }
+
+  e.family("gpuwarm_fact_unknown", "A node fact gpuwarm could not read (1), with why: never read as healthy.");
+  auto unknown = [&e](const char* fact, const std::string& why) {
+    e.sample("gpuwarm_fact_unknown", {{"fact", fact}, {"reason", why}}, 1);
+  };
+
+  std::string kernel = s.driver.kernel_version.has() ? *s.driver.kernel_version : value_or_empty(s.driver.sys_module_version);
+  e.family("gpuwarm_driver_info", "Loaded kernel module and user-space library versions (always 1; empty when unread).");
+  e.sample("gpuwarm_driver_info",
+           {{"kernel_module_version", kernel}, {"user_space_version", value_or_empty(s.nvml.user_space_version)}}, 1);
+  e.family("gpuwarm_driver_reboot_pending", "1 when kernel module and user space differ: the update needs a reboot.");
+  e.sample("gpuwarm_driver_reboot_pending", {}, d.verdict.code == "reboot-pending" ? 1 : 0);
+  if (s.nvml.init_code.has()) {
+    e.family("gpuwarm_nvml_init_seconds", "How long nvmlInit took in this run (slow on de-initialized GPUs).");
+    e.sample("gpuwarm_nvml_init_seconds", {}, s.nvml.init_ms / 1000.0);
+  }
+
+  e.family("gpuwarm_persistenced_running", "1 when an nvidia-persistenced process runs on this node.");
+  e.sample("gpuwarm_persistenced_running", {}, s.daemon.processes.empty() ? 0 : 1);
+  // The unit's state, when systemd answered; otherwise an unknown with why, never a 0.
+  auto unit_state = [&](const char* metric, const char* fact, const char* help, const Fact<std::string>& state,
+                        const char* good) {
+    if (s.service.reachable && state.has()) {
+      e.family(metric, help);
+      e.sample(metric, {}, state.is(good) ? 1 : 0);
+    } else {
+      unknown(fact, s.service.reachable ? state.missing : s.service.unreachable);
+    }
+  };
+  unit_state("gpuwarm_persistenced_unit_active", "persistenced_unit_active",
+             "1 when nvidia-persistenced.service is active.", s.service.active_state, "active");
+  unit_state("gpuwarm_persistenced_unit_enabled", "persistenced_unit_enabled",
+             "1 when nvidia-persistenced.service is enabled.", s.service.unit_file_state, "enabled");
+
+  // Per GPU.
+  bool daemon_minors_known = std::all_of(s.daemon.processes.begin(), s.daemon.processes.end(),
+                                         [](const DaemonProcess& p) { return p.held_minors.has(); });
+  e.family("gpuwarm_gpu_persistence_mode", "Persistence mode of the GPU as NVML reads it (1 Enabled, 0 Disabled).");
+  e.family("gpuwarm_gpu_held_by_persistenced", "1 when nvidia-persistenced holds the GPU's device node open.");
+  e.family("gpuwarm_gpu_held_by_other_clients", "Processes other than gpuwarm holding the GPU open (they keep it "
+                                                "initialized and can hide de-initialization).");
+  e.family("gpuwarm_gpu_sm_clock_hertz", "Current SM clock.");
+  e.family("gpuwarm_gpu_clock_event_reason_active", "1 while the clock-event reason is active.");
+  e.family("gpuwarm_gpu_attach_seconds", "How long getting the GPU's handle took in this run: seconds when it "
+                                        "had de-initialized (persistence off, nothing holding it).");
+  e.family("gpuwarm_gpu_app_sm_clock_hertz", "Application SM clock in force (back at the default after a "
+                                            "de-initialization reset what was set).");
+  e.family("gpuwarm_gpu_default_app_sm_clock_hertz", "The GPU's default application SM clock.");
+  e.family("gpuwarm_gpu_fact_unknown", "A GPU fact gpuwarm could not read (1), with why.");
+  for (const auto& g : s.nvml.gpus) {
+    Labels gpu = {{"gpu", std::to_string(g.index)}, {"uuid", value_or_empty(g.uuid)},
+                  {"pci_bus_id", value_or_empty(g.pci_bus_id)}};
+    auto gpu_unknown = [&](const char* fact, const std::string& why) {
+      Labels l = gpu;
+      l.emplace_back("fact", fact);
+      l.emplace_back("reason", why);
+      e.sample("gpuwarm_gpu_fact_unknown", l, 1);
+    };
+    if (!g.handle_error.empty()) {
+      gpu_unknown("handle", g.handle_error);
+      continue;
+    }
+    e.sample("gpuwarm_gpu_attach_seconds", gpu, g.attach_ms / 1000.0);
+    if (g.app_clocks.sm.has()) {
+      e.sample("gpuwarm_gpu_app_sm_clock_hertz", gpu, static_cast<double>(*g.app_clocks.sm) * 1e6);
+    }
+    if (g.default_app_clocks.sm.has()) {
+      e.sample("gpuwarm_gpu_default_app_sm_clock_hertz", gpu, static_cast<double>(*g.default_app_clocks.sm) * 1e6);
+    }
+    if (g.persistence.has()) {
+      e.sample("gpuwarm_gpu_persistence_mode", gpu, *g.persistence ? 1 : 0);
+    } else {
+      gpu_unknown("persistence_mode", g.persistence.missing);
+    }
+    if (!g.minor.has()) {
+      gpu_unknown("held_by_persistenced", "minor number unread: " + g.minor.missing);
+    } else if (!daemon_minors_known) {
+      gpu_unknown("held_by_persistenced", "the daemon's open files could not be read (needs root)");
+    } else {
+      bool held = std::any_of(s.daemon.processes.begin(), s.daemon.processes.end(), [&](const DaemonProcess& p) {
+        return std::find(p.held_minors->begin(), p.held_minors->end(), *g.minor) != p.held_minors->end();
+      });
+      e.sample("gpuwarm_gpu_held_by_persistenced", gpu, held ? 1 : 0);
+    }
+    if (!g.minor.has() || !s.host.gpu_clients.has()) {
+      gpu_unknown("held_by_other_clients",
+                  g.minor.has() ? s.host.gpu_clients.missing : "minor number unread: " + g.minor.missing);
+    } else {
+      auto count = std::count_if(s.host.gpu_clients->begin(), s.host.gpu_clients->end(), [&](const GpuClient& c) {
+        return std::find(c.minors.begin(), c.minors.end(), *g.minor) != c.minors.end() &&
+               c.comm != "nvidia-persistenced";
+      });
+      e.sample("gpuwarm_gpu_held_by_other_clients", gpu, static_cast<double>(count));
+    }
+    if (g.clocks.sm.has()) {
+      e.sample("gpuwarm_gpu_sm_clock_hertz", gpu, static_cast<double>(*g.clocks.sm) * 1e6);
+    } else {
+      gpu_unknown("sm_clock", g.clocks.sm.missing);
+    }
+    if (g.event_reasons_active.has()) {
+      for (const auto& [bit, name] : k_reasons) {
+        if (g.event_reasons_supported.has() && (*g.event_reasons_supported & bit) == 0) {
+          continue;  // this GPU cannot report the reason: no series rather than a false 0
+        }
+        Labels l = gpu;
+        l.emplace_back("reason", name);
+        e.sample("gpuwarm_gpu_clock_event_reason_active", l, (*g.event_reasons_active & bit) != 0 ? 1 : 0);
+      }
+    } else {
+      gpu_unknown("clock_event_reasons", g.event_reasons_active.missing);
+    }
+  }
+  if (!s.nvml.device_count.has()) {
+    unknown("gpu_count", s.nvml.device_count.missing);
+  }
+  return e.text();
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,153 @@
+"""gpuwarm metrics end to end: the exposition for fake nodes (promtool-clean, unknown facts never 0),
+the node_exporter textfile, de-initialization seen by successive runs (which a held NVML would hide),
+the alert rules under promtool, and the systemd units under systemd-analyze."""
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+
+import harness as h
+
+CONTRIB = os.path.join(h.SOURCE_DIR, "contrib")
+
+
+def samples(text):
+    """{(name, frozenset(labels)): value} from exposition text."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? (\S+)$', line)
+        assert m, line
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def value(parsed, name, **labels):
+    found = [v for (n, l), v in parsed.items() if n == name and set(labels.items()) <= set(l)]
+    return found[0] if len(found) == 1 else None if not found else found
+
+
+class Metrics(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(shutil.rmtree, self.root.path, ignore_errors=True)
+        self.root.driver(gpus=2)
+        self.tmp = tempfile.mkdtemp(prefix="gpuwarm-metrics-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def metrics(self, scenario, *extra):
+        args = ["metrics", "--root", self.root.path, "--no-systemd",
+                "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), *extra]
+        path = os.path.join(self.tmp, "scenario.json")
+        with open(path, "w") as f:
+            json.dump(scenario, f)
+        return h.run(args, raw=True, extra_env={"FAKE_NVML_SCENARIO": path})
+
+    def test_exposition_for_a_node_with_persistence_off_and_an_unread_gpu(self):
+        self.root.daemon_binary()
+        scenario = h.scenario([h.gpu(0, persistence=0), h.gpu(1, returns={"nvmlDeviceGetPersistenceMode": 4})])
+        r = self.metrics(scenario)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = samples(r.stdout)
+        self.assertEqual(value(p, "gpuwarm_gpu_persistence_mode", gpu="0"), 0)
+        # GPU 1's persistence could not be read: no 0 for it, an unknown with the reason instead.
+        self.assertIsNone(value(p, "gpuwarm_gpu_persistence_mode", gpu="1"))
+        self.assertEqual(value(p, "gpuwarm_gpu_fact_unknown", gpu="1", fact="persistence_mode"), 1)
+        # GPU 0 decides (a definite answer outranks GPU 1's unknown); the unknown is still exported.
+        self.assertEqual(value(p, "gpuwarm_verdict", verdict="action-needed"), 1)
+        self.assertEqual(value(p, "gpuwarm_finding", rule_id="UNK004"), 1)
+        self.assertEqual(sum(v for (n, _), v in p.items() if n == "gpuwarm_verdict"), 1)
+        self.assertEqual(value(p, "gpuwarm_persistenced_running"), 0)
+        self.assertEqual(value(p, "gpuwarm_fact_unknown", fact="persistenced_unit_active"), 1)
+        self.assertEqual(value(p, "gpuwarm_gpu_sm_clock_hertz", gpu="0"), 1980e6)
+        self.assertEqual(value(p, "gpuwarm_gpu_clock_event_reason_active", gpu="0", reason="gpu_idle"), 1)
+        self.assertEqual(value(p, "gpuwarm_driver_reboot_pending"), 0)
+        self.assertRegex(r.stdout, r'gpuwarm_build_info\{version="\d+\.\d+\.\d+",commit="[^"]+"\} 1')
+        if shutil.which("promtool"):
+            check = subprocess.run(["promtool", "check", "metrics"], input=r.stdout, capture_output=True, text=True)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_textfile_is_replaced_whole_with_mode_0644(self):
+        scenario = h.scenario([h.gpu(0)])
+        old = os.path.join(self.tmp, "gpuwarm.prom")
+        with open(old, "w") as f:
+            f.write("stale\n")
+        os.chmod(old, 0o600)
+        r = self.metrics(scenario, "--textfile", self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(stat.S_IMODE(os.stat(old).st_mode), 0o644)
+        with open(old) as f:
+            text = f.read()
+        self.assertIn("gpuwarm_gpu_persistence_mode{gpu=\"0\"", text)
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["gpuwarm.prom", "scenario.json"])  # no temporary left
+        r = self.metrics(scenario, "--textfile", os.path.join(self.tmp, "missing"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(os.path.join(self.tmp, "missing", "gpuwarm.prom"), r.stderr)
+        self.assertIn("No such file or directory", r.stderr)
+
+    def test_successive_runs_see_de_initialization(self):
+        # GPU 0: persistence off, de-initializes whenever no client holds NVML; its application clock was
+        # set to 1500 MHz and falls back to the 1980 MHz default once it de-initializes.
+        g = h.gpu(0, persistence=0)
+        g["deinit"] = {"attach_ms": 400}
+        g["app_clocks"] = {"sm": 1500}
+        g["default_app_clocks"] = {"sm": 1980}
+        scenario = h.scenario([g])
+        for run in range(2):
+            p = samples(self.metrics(scenario).stdout)
+            self.assertGreaterEqual(value(p, "gpuwarm_gpu_attach_seconds", gpu="0"), 0.4, f"run {run}")
+            self.assertEqual(value(p, "gpuwarm_gpu_app_sm_clock_hertz", gpu="0"), 1980e6, f"run {run}")
+        # The same GPU with persistence on stays initialized: a fast attach, the set clock kept.
+        g["persistence"] = 1
+        p = samples(self.metrics(h.scenario([g])).stdout)
+        self.assertLess(value(p, "gpuwarm_gpu_attach_seconds", gpu="0"), 0.2)
+        self.assertEqual(value(p, "gpuwarm_gpu_app_sm_clock_hertz", gpu="0"), 1500e6)
+
+    def test_snapshot_of_a_recorded_node(self):
+        r = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")], raw=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = samples(r.stdout)
+        self.assertEqual(value(p, "gpuwarm_verdict", verdict="action-needed"), 1)
+        self.assertEqual(value(p, "gpuwarm_finding", rule_id="PM002"), 1)
+
+
+class AlertRulesAndUnits(unittest.TestCase):
+    def test_promtool_checks_and_tests_the_rules(self):
+        if not shutil.which("promtool"):
+            self.skipTest("promtool not installed (scripts/setup.sh installs prometheus)")
+        d = os.path.join(CONTRIB, "prometheus")
+        r = subprocess.run(["promtool", "check", "rules", "gpuwarm.rules.yml"], cwd=d, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("8 rules found", r.stdout + r.stderr)
+        r = subprocess.run(["promtool", "test", "rules", "gpuwarm.rules.test.yml"], cwd=d, capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_units_verify(self):
+        h.require_binary(self)
+        if not shutil.which("systemd-analyze"):
+            self.skipTest("systemd-analyze not installed")
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-units-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        for name in ("gpuwarm-metrics.service", "gpuwarm-metrics.timer"):
+            with open(os.path.join(CONTRIB, "systemd", name)) as f:
+                text = f.read().replace("/usr/bin/gpuwarm", h.BIN)
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", "gpuwarm-metrics.service", "gpuwarm-metrics.timer"],
+                           cwd=tmp, capture_output=True, text=True, env=dict(os.environ, SYSTEMD_LOG_LEVEL="warning"))
+        complaints = [l for l in (r.stdout + r.stderr).splitlines()
+                      if "gpuwarm" in l and "Failed to" not in l and "No such" not in l]
+        self.assertEqual(complaints, [], r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,75 @@
+// render_metrics is pure: a snapshot and its diagnosis in, exposition text out.
+// What must hold: one verdict series set, unknown facts never exported as 0,
+// label values escaped, every family once with its samples together.
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "output/metrics.h"
+#include "snapshot_builder.h"
+
+namespace gpuwarm::test {
+namespace {
+
+std::string render(const Snapshot& s) { return render_metrics(s, diagnose(s), MetricsRun{"0.1.0", "abc", 1.5}); }
+
+TEST(Metrics, label_values_are_escaped) {
+  EXPECT_EQ(prometheus_label_value("plain"), "plain");
+  EXPECT_EQ(prometheus_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+}
+
+TEST(Metrics, healthy_node) {
+  std::string text = render(healthy_snapshot());
+  EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"healthy\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("gpuwarm_persistenced_running 1\n"), std::string::npos);
+  EXPECT_NE(text.find("gpuwarm_gpu_held_by_persistenced{gpu=\"1\""), std::string::npos);
+  EXPECT_NE(text.find("gpuwarm_build_info{version=\"0.1.0\",commit=\"abc\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("gpuwarm_last_run_timestamp_seconds 1.5\n"), std::string::npos);
+  // Exactly one verdict series is 1.
+  std::regex one("gpuwarm_verdict\\{verdict=\"[a-z-]+\"\\} 1\n");
+  EXPECT_EQ(std::distance(std::sregex_iterator(text.begin(), text.end(), one), std::sregex_iterator()), 1);
+}
+
+TEST(Metrics, unknown_is_never_zero) {
+  Snapshot s = healthy_snapshot();
+  s.nvml.gpus[1].persistence = Fact<bool>::unknown("NO_PERMISSION");
+  s.service.reachable = false;
+  s.service.unreachable = "no \"system\" bus";
+  std::string text = render(s);
+  EXPECT_EQ(text.find("gpuwarm_gpu_persistence_mode{gpu=\"1\""), std::string::npos) << text;
+  EXPECT_NE(text.find("fact=\"persistence_mode\",reason=\"NO_PERMISSION\"} 1"), std::string::npos) << text;
+  EXPECT_EQ(text.find("gpuwarm_persistenced_unit_active "), std::string::npos);
+  EXPECT_NE(text.find("reason=\"no \\\"system\\\" bus\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
+}
+
+TEST(Metrics, families_are_declared_once_and_kept_together) {
+  Snapshot s = healthy_snapshot();
+  std::istringstream in(render(s));
+  std::map<std::string, int> types;
+  std::string current;
+  std::map<std::string, bool> closed;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      std::string name = line.substr(7, line.find(' ', 7) - 7);
+      ++types[name];
+      if (!current.empty()) {
+        closed[current] = true;
+      }
+      current = name;
+    } else if (line[0] != '#') {
+      std::string name = line.substr(0, line.find_first_of("{ "));
+      EXPECT_EQ(name, current) << line;
+      EXPECT_FALSE(closed[name]) << line;
+    }
+  }
+  for (const auto& [name, count] : types) {
+    EXPECT_EQ(count, 1) << name;
+  }
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
