@@ -76,20 +76,6 @@ class Exposition {
   std::map<std::string, std::size_t> m_index;
 };
 
-// Reason names as nvidia-smi's --query-gpu fields spell them (clocks_event_reasons.<name>); dcgm-exporter
-// exports only the bitmask.
-constexpr std::array<std::pair<std::uint64_t, const char*>, 9> k_reasons = {{
-    {clock_reason::gpu_idle, "gpu_idle"},
-    {clock_reason::applications_clocks_setting, "applications_clocks_setting"},
-    {clock_reason::sw_power_cap, "sw_power_cap"},
-    {clock_reason::hw_slowdown, "hw_slowdown"},
-    {clock_reason::sync_boost, "sync_boost"},
-    {clock_reason::sw_thermal_slowdown, "sw_thermal_slowdown"},
-    {clock_reason::hw_thermal_slowdown, "hw_thermal_slowdown"},
-    {clock_reason::hw_power_brake_slowdown, "hw_power_brake_slowdown"},
-    {clock_reason::display_clock_setting, "display_clocks_setting"},
-}};
-
 constexpr std::array<const char*, 8> k_verdicts = {"healthy",       "action-needed", "reboot-pending",
                                                    "driver-install", "ras",           "pinned-clocks",
                                                    "cannot-tell",   "persistence-optional"};
@@ -219,13 +205,14 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
       gpu_unknown("sm_clock", g.clocks.sm.missing);
     }
     if (g.event_reasons_active.has()) {
-      for (const auto& [bit, name] : k_reasons) {
-        if (g.event_reasons_supported.has() && (*g.event_reasons_supported & bit) == 0) {
+      // Labelled as nvidia-smi's --query-gpu fields spell them: dcgm-exporter exports only the bitmask.
+      for (const auto& r : k_clock_reason_names) {
+        if (g.event_reasons_supported.has() && (*g.event_reasons_supported & r.bit) == 0) {
           continue;  // this GPU cannot report the reason: no series rather than a false 0
         }
         Labels l = gpu;
-        l.emplace_back("reason", name);
-        e.sample("gpuwarm_gpu_clock_event_reason_active", l, (*g.event_reasons_active & bit) != 0 ? 1 : 0);
+        l.emplace_back("reason", r.field);
+        e.sample("gpuwarm_gpu_clock_event_reason_active", l, (*g.event_reasons_active & r.bit) != 0 ? 1 : 0);
       }
     } else {
       gpu_unknown("clock_event_reasons", g.event_reasons_active.missing);
