@@ -106,17 +106,12 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
     if (opts->list_rules) {
       return list_rules(opts->json);
     }
-    Snapshot snapshot;
-    if (!opts->snapshot_file.empty()) {
-      auto loaded = load_snapshot_file(opts->snapshot_file);
-      if (!loaded) {
-        std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
-        return to_int(ExitCode::tool_error);
-      }
-      snapshot = std::move(*loaded);
-    } else {
-      snapshot = collect_from_options(opts->collect);
+    auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
+    if (!loaded) {
+      std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
+      return to_int(ExitCode::tool_error);
     }
+    const Snapshot& snapshot = *loaded;
     Diagnosis diagnosis = diagnose(snapshot);
     if (opts->json) {
       std::cout << dump_json(render_diagnosis_json(snapshot, diagnosis)) << "\n";

@@ -122,9 +122,14 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     const std::vector<std::string>& files = walk.files;
     // Role variables, read once per role before the files are spread over the cores.
     std::map<std::string, lint::Variables> roles;
-    for (const auto& f : files) {
-      if (std::string root = role_root(f); !root.empty() && roles.count(root) == 0) {
-        roles.emplace(root, read_role_variables(root));
+    std::vector<const lint::Variables*> file_vars(files.size(), nullptr);
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (std::string root = role_root(files[i]); !root.empty()) {
+        auto it = roles.find(root);
+        if (it == roles.end()) {
+          it = roles.emplace(root, read_role_variables(root)).first;
+        }
+        file_vars[i] = &it->second;
       }
     }
     // Files are independent: scan them on every core, then report in walk order.
@@ -138,13 +143,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       std::string_view first(text);
       first = first.substr(0, first.find('\n'));
-      lint::Source source{files[i], lint::kind_for(files[i], first), nullptr, opts->docs};
+      lint::Source source{files[i], lint::kind_for(files[i], first), file_vars[i], opts->docs};
       if (lint::is_documentation(source.kind) && !opts->docs) {
         per_file_doc[i] = 1;
         return;
-      }
-      if (auto role = roles.find(role_root(files[i])); role != roles.end()) {
-        source.role_vars = &role->second;
       }
       per_file[i] = {files[i], lint::lint_text(text, source)};
     });

@@ -70,17 +70,12 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "  gpuwarm metrics --snapshot examples/h100-legacy-flag.json");
 
   return [opts, &sub]() -> int {
-    Snapshot snapshot;
-    if (!opts->snapshot_file.empty()) {
-      auto loaded = load_snapshot_file(opts->snapshot_file);
-      if (!loaded) {
-        std::cerr << "gpuwarm metrics: " << loaded.error().message << "\n";
-        return to_int(ExitCode::tool_error);
-      }
-      snapshot = std::move(*loaded);
-    } else {
-      snapshot = collect_from_options(opts->collect);
+    auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
+    if (!loaded) {
+      std::cerr << "gpuwarm metrics: " << loaded.error().message << "\n";
+      return to_int(ExitCode::tool_error);
     }
+    const Snapshot& snapshot = *loaded;
     Diagnosis diagnosis = diagnose(snapshot);
     MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT,
                    std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()};

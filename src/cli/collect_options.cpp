@@ -1,5 +1,7 @@
 #include "cli/collect_options.h"
 
+#include "snapshot/snapshot_json.h"
+
 #include "systemd/service_manager.h"
 
 namespace gpuwarm {
@@ -41,6 +43,13 @@ Snapshot collect_from_options(const CollectOptions& options) {
     services = make_systemd_manager();
   }
   return collect_snapshot(options, services.get());
+}
+
+Result<Snapshot> snapshot_from_file_or_node(const std::string& snapshot_file, const CollectOptions& options) {
+  if (!snapshot_file.empty()) {
+    return load_snapshot_file(snapshot_file);
+  }
+  return collect_from_options(options);
 }
 
 }  // namespace gpuwarm

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/result.h"
 #include "gather/collect.h"
 #include "snapshot/snapshot.h"
 
@@ -13,5 +14,8 @@ void add_collect_options(CLI::App& app, CollectOptions& options);
 
 // Collects with the real service manager unless --no-systemd.
 Snapshot collect_from_options(const CollectOptions& options);
+
+// The recorded snapshot in `snapshot_file` when one is named (diagnose/metrics --snapshot), else this node.
+Result<Snapshot> snapshot_from_file_or_node(const std::string& snapshot_file, const CollectOptions& options);
 
 }  // namespace gpuwarm

@@ -192,6 +192,10 @@ class Linter {
   void report_site(std::size_t start, std::size_t k, std::size_t end);
   Resolved resolve(const std::string& raw, int depth) const;
   std::vector<LineRange> embedded_regions();
+  std::size_t heredoc(std::size_t i, std::string_view code, std::set<std::string>& unterminated,
+                      std::vector<LineRange>& skip);
+  bool printed_unit(std::size_t i, std::string_view code, std::vector<LineRange>& skip);
+  std::size_t yaml_content(std::size_t i, std::string_view code, std::vector<LineRange>& skip);
   void lint_region(unsigned first, unsigned last, const Source& inner, bool console = false);
 
   std::string_view m_text;
@@ -202,6 +206,7 @@ class Linter {
   std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
   std::set<std::size_t> m_sites;
   std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
+  std::unordered_map<std::string_view, std::vector<std::size_t>> m_line_index;  // trimmed line -> line indexes
 };
 
 bool Linter::statement_writes_out(std::size_t start, std::size_t end) const {
@@ -571,124 +576,157 @@ std::vector<LineRange> Linter::embedded_regions() {
   if (m_source.kind == FileKind::unit) {
     return skip;
   }
-  const auto& lines = m_lines;
-  for (std::size_t i = 0; i < lines.size(); ++i) {
-    std::string_view code = strip_comment(lines[i], m_source.kind);
-    // A heredoc: <<EOF, <<-EOF, << 'EOF', <<"EOF" (not the here-string <<<).
-    auto op = code.find("<<");
-    if (op != std::string_view::npos && code.substr(op, 3) != "<<<") {
-      std::size_t p = op + 2;
-      if (p < code.size() && code[p] == '-') {
-        ++p;
-      }
-      while (p < code.size() && code[p] == ' ') {
-        ++p;
-      }
-      std::string marker;
-      while (p < code.size() && (std::isalnum(static_cast<unsigned char>(code[p])) != 0 || code[p] == '_' ||
-                                 code[p] == '\'' || code[p] == '"')) {
-        if (code[p] != '\'' && code[p] != '"') {
-          marker += code[p];
-        }
-        ++p;
-      }
-      if (!marker.empty() && std::isdigit(static_cast<unsigned char>(marker[0])) == 0) {
-        std::size_t last = i + 1;
-        while (last < lines.size() && trim(lines[last]) != marker) {
-          ++last;
-        }
-        if (last < lines.size() && last > i + 1) {
-          const auto first = static_cast<unsigned>(i + 2);
-          const auto end = static_cast<unsigned>(last);  // 1-based number of the last body line
-          std::string dest = written_path(code);
-          std::string_view head = trim(code);
-          std::string_view program = basename(head.substr(0, head.find_first_of(" \t<")));
-          if (program == "sudo") {
-            head = trim(head.substr(4));
-            program = basename(head.substr(0, head.find_first_of(" \t<")));
-          }
-          UnitName unit = unit_name(dest);
-          if (unit.is_unit) {
-            skip.push_back({first, end});
-            lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
-          } else if (dest.empty() && program == "cat" && code.find('|') == std::string_view::npos) {
-            skip.push_back({first, end});  // printed for people: a usage text, a banner
-          }
-          i = last;
-          continue;
-        }
-      }
-    }
-    // printf '[Service]\nRestart=no\n' > .../nvidia-persistenced.service.d/x.conf: a unit in one line.
-    if (auto printed = unit_printed_on_line(code); !printed.first.empty()) {
-      Linter sub(printed.second, Source{printed.first, FileKind::unit, m_source.role_vars, false});
-      for (Finding f : sub.run()) {
-        f.line = static_cast<unsigned>(i + 1);
-        f.column = static_cast<unsigned>(indent_of(code) + 1);
-        m_found.push_back(std::move(f));
-      }
-      skip.push_back({static_cast<unsigned>(i + 1), static_cast<unsigned>(i + 1)});
+  std::set<std::string> unterminated;  // heredoc markers with no end line after them: never searched twice
+  for (std::size_t i = 0; i < m_lines.size(); ++i) {
+    std::string_view code = strip_comment(m_lines[i], m_source.kind);
+    if (std::size_t end = heredoc(i, code, unterminated, skip); end != i) {
+      i = end;
+    } else if (printed_unit(i, code, skip)) {
       continue;
-    }
-    // YAML: content: | with a unit dest beside it.
-    if (m_source.kind == FileKind::yaml) {
-      std::string_view t = trim(code);
-      bool item = t.rfind("- ", 0) == 0;
-      std::string_view body = item ? trim(t.substr(2)) : t;
-      if (body.rfind("content:", 0) == 0) {
-        std::string_view value = trim(body.substr(8));
-        if (value.empty() || (value[0] != '|' && value[0] != '>')) {
-          continue;
-        }
-        std::size_t key_indent = indent_of(code) + (item ? 2 : 0);
-        std::size_t last = i;
-        for (std::size_t j = i + 1; j < lines.size(); ++j) {
-          if (trim(lines[j]).empty()) {
-            continue;
-          }
-          if (indent_of(lines[j]) <= key_indent) {
-            break;
-          }
-          last = j;
-        }
-        if (last == i) {
-          continue;
-        }
-        std::string dest;
-        auto sibling = [&](std::size_t j) -> bool {  // false: left the mapping
-          std::string_view l = lines[j];
-          std::string_view lt = trim(l);
-          if (lt.empty()) {
-            return true;
-          }
-          bool dash = lt.rfind("- ", 0) == 0;
-          std::size_t ind = indent_of(l) + (dash ? 2 : 0);
-          std::string_view kb = dash ? trim(lt.substr(2)) : lt;
-          if (ind == key_indent) {
-            for (std::string_view key : {"dest:", "path:"}) {
-              if (kb.rfind(key, 0) == 0) {
-                dest = std::string(trim(kb.substr(key.size())));
-                std::erase_if(dest, [](char c) { return c == '"' || c == '\''; });
-              }
-            }
-          }
-          return ind >= key_indent && !(dash && ind == key_indent && j != i);
-        };
-        for (std::size_t j = i; j-- > 0 && sibling(j);) {
-        }
-        for (std::size_t j = last + 1; j < lines.size() && sibling(j); ++j) {
-        }
-        if (unit_name(dest).is_unit) {
-          const auto first = static_cast<unsigned>(i + 2);
-          const auto end = static_cast<unsigned>(last + 1);
-          skip.push_back({first, end});
-          lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
-        }
-        i = last;
-      }
+    } else if (m_source.kind == FileKind::yaml) {
+      i = yaml_content(i, code, skip);
     }
   }
   return skip;
+}
+
+// A heredoc: <<EOF, <<-EOF, << 'EOF', <<"EOF" (not the here-string <<<). Written to a unit: linted as one;
+// printed for people (`cat <<EOF` alone): prose; anything else stays this file's code. Returns the end
+// line's index, or i when line i starts no heredoc.
+std::size_t Linter::heredoc(std::size_t i, std::string_view code, std::set<std::string>& unterminated,
+                            std::vector<LineRange>& skip) {
+  auto op = code.find("<<");
+  if (op == std::string_view::npos || code.substr(op, 3) == "<<<") {
+    return i;
+  }
+  std::size_t p = op + 2;
+  if (p < code.size() && code[p] == '-') {
+    ++p;
+  }
+  while (p < code.size() && code[p] == ' ') {
+    ++p;
+  }
+  std::string marker;
+  while (p < code.size() && (std::isalnum(static_cast<unsigned char>(code[p])) != 0 || code[p] == '_' ||
+                             code[p] == '\'' || code[p] == '"')) {
+    if (code[p] != '\'' && code[p] != '"') {
+      marker += code[p];
+    }
+    ++p;
+  }
+  if (marker.empty() || std::isdigit(static_cast<unsigned char>(marker[0])) != 0 || unterminated.count(marker) != 0) {
+    return i;
+  }
+  // The end line: the first line after i that is the marker alone, found through an index of the file's
+  // trimmed lines built on first use, so a file of many heredocs (closed or not) stays linear.
+  if (m_line_index.empty()) {
+    for (std::size_t j = 0; j < m_lines.size(); ++j) {
+      m_line_index[trim(m_lines[j])].push_back(j);
+    }
+  }
+  auto at = m_line_index.find(marker);
+  auto after = at == m_line_index.end() ? std::vector<std::size_t>::const_iterator{}
+                                        : std::upper_bound(at->second.begin(), at->second.end(), i);
+  if (at == m_line_index.end() || after == at->second.end()) {
+    unterminated.insert(marker);
+    return i;
+  }
+  const std::size_t last = *after;
+  if (last == i + 1) {
+    return i;
+  }
+  const auto first = static_cast<unsigned>(i + 2);
+  const auto end = static_cast<unsigned>(last);  // 1-based number of the last body line
+  std::string dest = written_path(code);
+  std::string_view head = trim(code);
+  std::string_view program = basename(head.substr(0, head.find_first_of(" \t<")));
+  if (program == "sudo") {
+    head = trim(head.substr(4));
+    program = basename(head.substr(0, head.find_first_of(" \t<")));
+  }
+  if (unit_name(dest).is_unit) {
+    skip.push_back({first, end});
+    lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
+  } else if (dest.empty() && program == "cat" && code.find('|') == std::string_view::npos) {
+    skip.push_back({first, end});  // printed for people: a usage text, a banner
+  }
+  return last;
+}
+
+// printf '[Service]\nRestart=no\n' > .../nvidia-persistenced.service.d/x.conf: a unit in one line.
+bool Linter::printed_unit(std::size_t i, std::string_view code, std::vector<LineRange>& skip) {
+  auto printed = unit_printed_on_line(code);
+  if (printed.first.empty()) {
+    return false;
+  }
+  Linter sub(printed.second, Source{printed.first, FileKind::unit, m_source.role_vars, false});
+  for (Finding f : sub.run()) {
+    f.line = static_cast<unsigned>(i + 1);
+    f.column = static_cast<unsigned>(indent_of(code) + 1);
+    m_found.push_back(std::move(f));
+  }
+  skip.push_back({static_cast<unsigned>(i + 1), static_cast<unsigned>(i + 1)});
+  return true;
+}
+
+// YAML `content: |` whose mapping has a unit `dest:` (or `path:`): the block is linted as that unit.
+// Returns the block's last line, or i.
+std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vector<LineRange>& skip) {
+  std::string_view t = trim(code);
+  bool item = t.rfind("- ", 0) == 0;
+  std::string_view body = item ? trim(t.substr(2)) : t;
+  if (body.rfind("content:", 0) != 0) {
+    return i;
+  }
+  std::string_view value = trim(body.substr(8));
+  if (value.empty() || (value[0] != '|' && value[0] != '>')) {
+    return i;
+  }
+  std::size_t key_indent = indent_of(code) + (item ? 2 : 0);
+  std::size_t last = i;
+  for (std::size_t j = i + 1; j < m_lines.size(); ++j) {
+    if (trim(m_lines[j]).empty()) {
+      continue;
+    }
+    if (indent_of(m_lines[j]) <= key_indent) {
+      break;
+    }
+    last = j;
+  }
+  if (last == i) {
+    return i;
+  }
+  std::string dest;
+  auto sibling = [&](std::size_t j) -> bool {  // false: left the mapping
+    std::string_view l = m_lines[j];
+    std::string_view lt = trim(l);
+    if (lt.empty()) {
+      return true;
+    }
+    bool dash = lt.rfind("- ", 0) == 0;
+    std::size_t ind = indent_of(l) + (dash ? 2 : 0);
+    std::string_view kb = dash ? trim(lt.substr(2)) : lt;
+    if (ind == key_indent) {
+      for (std::string_view key : {"dest:", "path:"}) {
+        if (kb.rfind(key, 0) == 0) {
+          dest = std::string(trim(kb.substr(key.size())));
+          std::erase_if(dest, [](char c) { return c == '"' || c == '\''; });
+        }
+      }
+    }
+    return ind >= key_indent && !(dash && ind == key_indent && j != i);
+  };
+  for (std::size_t j = i; j-- > 0 && sibling(j);) {
+  }
+  for (std::size_t j = last + 1; j < m_lines.size() && sibling(j); ++j) {
+  }
+  if (unit_name(dest).is_unit) {
+    const auto first = static_cast<unsigned>(i + 2);
+    const auto end = static_cast<unsigned>(last + 1);
+    skip.push_back({first, end});
+    lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
+  }
+  return last;
 }
 
 void Linter::lint_region(unsigned first, unsigned last, const Source& inner, bool console) {

@@ -16,6 +16,7 @@
 
 #include "fleet/fleet.h"
 #include "lint/lint.h"
+#include "output/metrics.h"
 #include "probe/probe.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
@@ -66,6 +67,9 @@ void snapshot(std::string_view text) {
     return;
   }
   Diagnosis d = diagnose(*snap);  // rules over whatever the file claims
+  if (render_metrics(*snap, d, MetricsRun{"0", "x", 0}).empty()) {  // and the metrics over both
+    __builtin_trap();
+  }
   if (d.verdict.code.empty()) {
     __builtin_trap();
   }
@@ -114,6 +118,7 @@ void probe_baseline(std::string_view text) {
 void fuzz_lint(std::string_view text) {
   // A variable defined as itself: resolution must stop. Paths that name the unit switch the unit rules on.
   static const lint::Variables vars = {{"pm", {"{{ pm }}", "defaults/main.yml:1"}}, {"PM", {"$PM", "x:1"}}};
+  (void)lint::parse_role_variables(text, "defaults/main.yml");
   const auto lines = static_cast<unsigned>(std::count(text.begin(), text.end(), '\n') + 1);
   for (auto kind : {lint::FileKind::shell, lint::FileKind::yaml, lint::FileKind::unit, lint::FileKind::nix,
                     lint::FileKind::dockerfile, lint::FileKind::text, lint::FileKind::doc_markdown,
