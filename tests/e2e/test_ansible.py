@@ -399,6 +399,24 @@ class ReadmeCommands(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(dropins)) if os.path.isdir(dropins) else None, before,
                          "check mode wrote a drop-in")
 
+    def test_check_mode_with_a_package(self):
+        deb = [os.path.join(os.environ.get("GPUWARM_DIST", ""), f) for f in os.listdir(os.environ["GPUWARM_DIST"])
+               if f.endswith(".deb")] if os.path.isdir(os.environ.get("GPUWARM_DIST", "")) else []
+        if not deb or not shutil.which("dpkg"):
+            self.skipTest("no .deb in GPUWARM_DIST (scripts/test.sh builds it) or no dpkg")
+        if os.path.exists("/usr/bin/gpuwarm"):
+            self.skipTest("gpuwarm is installed on this machine: check mode would diagnose with it")
+        r = subprocess.run(["ansible-playbook", "-i", "inventory/example.yml", "playbooks/gpuwarm-rollout.yml",
+                            "-e", f"gpuwarm_package_src={deb[0]}", "--check"], cwd=ANSIBLE_DIR, capture_output=True,
+                           text=True, env=self.env, timeout=300)
+        out = r.stdout + r.stderr
+        # apt saw the package (check mode: nothing installed), and check mode says why it stops there.
+        self.assertRegex(out, r"TASK \[gpuwarm : Install the gpuwarm package \(Debian, Ubuntu\)\][^\n]*\n(changed|ok): \[localhost\]")
+        self.assertIn("check mode would install " + os.path.basename(deb[0]), out)
+        self.assertFalse(os.path.exists("/usr/bin/gpuwarm"))
+        import glob
+        self.assertEqual(glob.glob("/tmp/ansible.*gpuwarm-package"), [], "the private directory was left behind")
+
     def test_package_and_binary_together_are_refused(self):
         r = subprocess.run(["ansible-playbook", "-i", "inventory/example.yml", "playbooks/gpuwarm-rollout.yml",
                             "-e", "gpuwarm_binary_src=/usr/bin/true", "-e", "gpuwarm_package_src=/tmp/gpuwarm.deb",
