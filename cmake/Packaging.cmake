@@ -49,9 +49,11 @@ install(FILES "${gen}/gpuwarm.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1")
 install(FILES "${gen}/gpuwarm.bash" DESTINATION "share/bash-completion/completions" RENAME gpuwarm)
 install(FILES "${gen}/_gpuwarm" DESTINATION "${GPUWARM_ZSH_COMPLETION_DIR}")
 install(FILES "${gen}/40-gpuwarm-guard.conf" DESTINATION "share/gpuwarm")
-# The metrics timer (textfile for node_exporter) ships disabled: `systemctl enable --now gpuwarm-metrics.timer`.
+# The metrics timer (textfile for node_exporter) and the exporter ship disabled: enable one of them
+# (`systemctl enable --now gpuwarm-metrics.timer` or `gpuwarm-exporter.service`).
 install(FILES "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.service"
-              "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.timer" DESTINATION "lib/systemd/system")
+              "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.timer"
+              "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-exporter.service" DESTINATION "lib/systemd/system")
 install(FILES "${PROJECT_SOURCE_DIR}/contrib/prometheus/gpuwarm.rules.yml" DESTINATION "share/gpuwarm/prometheus")
 install(FILES "${PROJECT_SOURCE_DIR}/packaging/copyright" DESTINATION "share/doc/gpuwarm")
 install(FILES "${PROJECT_SOURCE_DIR}/README.md" "${gen}/changelog.gz" DESTINATION "share/doc/gpuwarm")
@@ -71,20 +73,20 @@ set(CPACK_PACKAGE_FILE_NAME "gpuwarm-${PROJECT_VERSION}-linux-x86_64")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_GENERATOR "DEB;RPM;TGZ")
 # The binary needs glibc >= 2.34 (its highest symbol version), libgcc_s, and the system's libstdc++.so.6
-# for the bundled simdjson only (GLIBCXX_3.4.21: any GCC >= 5 runtime). libsystemd, libkmod, NVML and
-# libcuda are loaded when a command needs them.
+# for the bundled simdjson only (GLIBCXX_3.4.21: any GCC >= 5 runtime). libsystemd, libkmod, libmicrohttpd,
+# NVML and libcuda are loaded when a command needs them.
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsystemd0, libkmod2")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "nvidia-persistenced")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsystemd0, libkmod2, libmicrohttpd12 | libmicrohttpd12t64")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "nvidia-persistenced, prometheus-node-exporter")
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://localhost/gpuwarm")
 set(CPACK_RPM_FILE_NAME RPM-DEFAULT)
 set(CPACK_RPM_PACKAGE_LICENSE "MIT")
 set(CPACK_RPM_PACKAGE_GROUP "Applications/System")
 set(CPACK_RPM_PACKAGE_AUTOREQPROV OFF)
 set(CPACK_RPM_PACKAGE_REQUIRES "glibc >= 2.34, libgcc, libstdc++")
-set(CPACK_RPM_PACKAGE_SUGGESTS "systemd-libs, kmod-libs")
+set(CPACK_RPM_PACKAGE_SUGGESTS "systemd-libs, kmod-libs, libmicrohttpd")
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /usr/share/man /usr/share/man/man1 /usr/share/bash-completion /usr/share/bash-completion/completions
     /usr/share/zsh /usr/share/zsh/site-functions /usr/share/zsh/vendor-completions /usr/lib)

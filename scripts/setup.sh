@@ -27,7 +27,7 @@ if ((build_only == 0)); then
     python3 python3-dbus python3-gi python3-dbusmock dbus-daemon util-linux
     mmdebstrap systemd-container nix-bin clang libclang-rt-14-dev
     ansible-core ansible-lint libsystemd0 libkmod2 kmod
-    pandoc rpm man-db prometheus
+    pandoc rpm man-db prometheus prometheus-node-exporter libmicrohttpd12
   )
 fi
 missing=()

@@ -1,9 +1,15 @@
 // `gpuwarm metrics`: one collection (the facts and rules of `diagnose`), printed
-// as Prometheus text exposition, or written for node_exporter's textfile
-// collector. NVML is opened for this run only: a watcher that kept it open
-// would keep the GPUs initialized and hide the de-initialization it watches.
+// as Prometheus text exposition, written for node_exporter's textfile
+// collector, or served over HTTP by a resident exporter (--listen). NVML is
+// opened per collection only: a watcher that kept it open would keep the GPUs
+// initialized and hide the de-initialization it watches.
 
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
+#include <ctime>
 #include <iostream>
 #include <memory>
 
@@ -12,8 +18,12 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "core/exit_codes.h"
+#include "core/deadline.h"
 #include "core/safe_write.h"
+#include "exporter/http_server.h"
+#include "exporter/scrape_cache.h"
 #include "output/metrics.h"
+#include "systemd/notify.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
 #include "version_info.h"  // generated: GPUWARM_GIT_COMMIT
@@ -28,7 +38,105 @@ struct MetricsOptions {
   CollectOptions collect;
   std::string snapshot_file;
   std::string textfile_dir;
+  std::string listen = k_default_listen;
+  double min_interval_s = 15;
+  std::string probe_baseline = k_default_probe_baseline;
 };
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The cold-start series from the saved probe baseline: none when no baseline was saved, an unknown with
+// the reason when one exists but cannot be used.
+void add_probe_baseline(const std::string& path, MetricsRun& run) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    return;
+  }
+  auto loaded = load_probe_run(path);
+  if (!loaded) {
+    run.probe_baseline_unreadable = loaded.error().message;
+    return;
+  }
+  for (const auto& g : loaded->gpus) {
+    if (!probe_ok(g)) {
+      continue;
+    }
+    for (const auto& stage : g.result.stages) {
+      run.cold_start.push_back({g.index, g.uuid, g.pci_bus_id, stage.name, stage.ms / 1000.0});
+    }
+  }
+}
+
+std::string collect_metrics_text(const MetricsOptions& opts) {
+  auto loaded = snapshot_from_file_or_node(opts.snapshot_file, opts.collect);
+  if (!loaded) {
+    throw std::runtime_error(loaded.error().message);
+  }
+  Diagnosis diagnosis = diagnose(*loaded);
+  MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, unix_now(), {}, {}};
+  add_probe_baseline(opts.probe_baseline, run);
+  return render_metrics(*loaded, diagnosis, run);
+}
+
+// --listen: serve /metrics until SIGTERM/SIGINT. Scrapes share collections (ScrapeCache); NVML is opened
+// and shut down inside each one. Under systemd: READY=1 once listening, WATCHDOG=1 while NVML answers
+// (after a hung NVML call the pings stop, so the unit's WatchdogSec restarts a fresh process).
+int serve(MetricsOptions opts) {
+  auto address = parse_listen_address(opts.listen);
+  if (!address) {
+    std::cerr << "gpuwarm metrics: " << address.error().message << "\n";
+    return to_int(ExitCode::usage);
+  }
+  opts.collect.one_shot = false;  // resident: nvmlShutdown after every collection
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
+  // Blocked before the server's threads start, so they inherit the mask and the main thread takes them.
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  ScrapeCache cache([&opts] { return collect_metrics_text(opts); },
+                    std::chrono::duration<double>(opts.min_interval_s));
+  auto server = HttpServer::start(*address, [&cache](std::string_view method, std::string_view url) {
+    return route(method, url, [&cache] { return cache.get(); });
+  });
+  if (!server) {
+    std::cerr << "gpuwarm metrics: " << server.error().message << "\n";
+    return to_int(ExitCode::tool_error);
+  }
+  std::string where = address->text.substr(0, address->text.rfind(':'));
+  std::string url = fmt::format("http://{}:{}/metrics", where, (*server)->port());
+  std::cerr << fmt::format("gpuwarm metrics: serving {} (a collection at most every {:g} s, shared by concurrent "
+                           "scrapes; NVML opened only during a collection)\n",
+                           url, opts.min_interval_s);
+  ServiceNotifier notifier = ServiceNotifier::from_environment();
+  notifier.send(fmt::format("READY=1\nSTATUS=serving {}", url));
+  auto interval = notifier.watchdog_ping_interval().value_or(std::chrono::seconds(5));
+  timespec tick{static_cast<time_t>(interval.count() / 1000000), static_cast<long>(interval.count() % 1000000) * 1000};
+  bool said_hung = false;
+  for (;;) {
+    int sig = ::sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig > 0) {
+      std::cerr << "gpuwarm metrics: stopping (signal " << sig << ")\n";
+      break;
+    }
+    if (abandoned_calls() == 0) {
+      notifier.send("WATCHDOG=1");
+    } else if (!said_hung) {
+      said_hung = true;
+      std::cerr << "gpuwarm metrics: an NVML call never returned; scrapes now say \"cannot tell\" and the "
+                   "watchdog is no longer fed (a supervisor with a watchdog restarts the exporter)\n";
+      notifier.send("STATUS=NVML hung: scrapes answer cannot-tell");
+    }
+  }
+  notifier.send("STOPPING=1");
+  server->reset();  // finishes the scrapes in flight
+  return to_int(ExitCode::healthy);
+}
 
 }  // namespace
 
@@ -51,6 +159,26 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       ->expected(0, 1)
       ->default_str(k_default_textfile_dir)
       ->type_name("DIR");
+  auto* listen_opt =
+      sub.add_option("--listen", opts->listen,
+                     fmt::format("Serve /metrics over HTTP at ADDR:PORT until stopped (a resident exporter; NVML is "
+                                 "opened only inside each collection). Numeric addresses only; PORT alone listens on "
+                                 "127.0.0.1"))
+          ->expected(0, 1)
+          ->default_str(k_default_listen)
+          ->type_name("ADDR:PORT");
+  listen_opt->excludes(sub.get_option("--textfile"));
+  sub.add_option("--min-interval", opts->min_interval_s,
+                 "With --listen: reuse a collection for scrapes that come within SECONDS of its start (concurrent "
+                 "scrapes always share one)")
+      ->check(CLI::Range(0.0, 86400.0).description(""))
+      ->capture_default_str()
+      ->type_name("SECONDS");
+  sub.add_option("--probe-baseline", opts->probe_baseline,
+                 "Export gpuwarm_gpu_cold_start_seconds from this saved `gpuwarm probe --save` run (no series when "
+                 "the file does not exist)")
+      ->capture_default_str()
+      ->type_name("FILE");
   sub.footer(
       "Metrics (gauges, base units): gpuwarm_gpu_persistence_mode, gpuwarm_gpu_held_by_persistenced,\n"
       "gpuwarm_gpu_held_by_other_clients, gpuwarm_gpu_sm_clock_hertz, gpuwarm_gpu_clock_event_reason_active\n"
@@ -58,28 +186,36 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "gpuwarm_persistenced_running, gpuwarm_persistenced_unit_active/_enabled, gpuwarm_driver_info,\n"
       "gpuwarm_driver_reboot_pending, gpuwarm_nvml_init_seconds, gpuwarm_verdict{verdict},\n"
       "gpuwarm_finding{rule_id,severity}, gpuwarm_fact_unknown{fact,reason}, gpuwarm_build_info,\n"
-      "gpuwarm_last_run_timestamp_seconds, gpuwarm_collect_duration_seconds.\n"
+      "gpuwarm_last_run_timestamp_seconds, gpuwarm_collect_duration_seconds; with a saved probe baseline\n"
+      "gpuwarm_gpu_cold_start_seconds{stage}.\n"
       "A fact that could not be read is never exported as 0: its series is absent and *_fact_unknown says why.\n"
-      "NVML is opened and closed within the run. Alert rules: contrib/prometheus/gpuwarm.rules.yml;\n"
-      "a timer for the textfile: contrib/systemd/gpuwarm-metrics.{service,timer}.\n\n"
-      "Exit codes: 0 metrics printed or written (whatever the verdict), 1 could not read --snapshot or write\n"
-      "the textfile, 2 bad command line.\n\n"
+      "NVML is opened and shut down within each collection, never held between them. Alert rules:\n"
+      "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"
+      "and gpuwarm-exporter.service (--listen; Type=notify with a watchdog).\n\n"
+      "--listen answers GET/HEAD /metrics (and /) only; requests are bounded (64 connections, 8 per client,\n"
+      "16 KiB of headers, 15 s idle). SIGTERM or SIGINT stops it cleanly.\n\n"
+      "Exit codes: 0 metrics printed or written (whatever the verdict), or the exporter stopped by a signal;\n"
+      "1 could not read --snapshot, write the textfile, or listen; 2 bad command line.\n\n"
       "Examples:\n"
       "  gpuwarm metrics | promtool check metrics\n"
       "  gpuwarm metrics --textfile\n"
+      "  gpuwarm metrics --listen 127.0.0.1:9839\n"
       "  gpuwarm metrics --snapshot examples/h100-legacy-flag.json");
 
   return [opts, &sub]() -> int {
-    auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
-    if (!loaded) {
-      std::cerr << "gpuwarm metrics: " << loaded.error().message << "\n";
+    if (sub.get_option("--listen")->count() > 0) {
+      if (opts->listen.empty()) {
+        opts->listen = k_default_listen;
+      }
+      return serve(*opts);
+    }
+    std::string text;
+    try {
+      text = collect_metrics_text(*opts);
+    } catch (const std::runtime_error& e) {
+      std::cerr << "gpuwarm metrics: " << e.what() << "\n";
       return to_int(ExitCode::tool_error);
     }
-    const Snapshot& snapshot = *loaded;
-    Diagnosis diagnosis = diagnose(snapshot);
-    MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT,
-                   std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()};
-    std::string text = render_metrics(snapshot, diagnosis, run);
     if (sub.get_option("--textfile")->count() == 0) {
       std::cout << text;
       std::cout.flush();

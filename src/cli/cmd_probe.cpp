@@ -167,22 +167,6 @@ Result<void> save_run(const std::string& path, const ProbeRun& run) {
   return write_file_atomically(absolute, dump_json(probe_to_json(run)) + "\n");
 }
 
-Result<ProbeRun> load_run(const std::string& path) {
-  auto text = read_file(path);
-  if (!text) {
-    return tl::unexpected(text.error());
-  }
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  if (j.is_discarded()) {
-    return fail(path + ": not valid JSON");
-  }
-  auto run = probe_from_json(j);
-  if (!run) {
-    return fail(path + ": " + run.error().message);
-  }
-  return run;
-}
-
 }  // namespace
 
 std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/) {
@@ -232,7 +216,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     std::string compare_path = opts->compare.empty() ? k_default_probe_baseline : opts->compare;
     ProbeRun baseline;
     if (comparing) {
-      auto loaded = load_run(compare_path);
+      auto loaded = load_probe_run(compare_path);
       if (!loaded) {
         std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
         return to_int(ExitCode::tool_error);

@@ -1,5 +1,6 @@
 #include "cli/collect_options.h"
 
+#include "core/fs.h"
 #include "snapshot/snapshot_json.h"
 
 #include "systemd/service_manager.h"
@@ -50,6 +51,22 @@ Result<Snapshot> snapshot_from_file_or_node(const std::string& snapshot_file, co
     return load_snapshot_file(snapshot_file);
   }
   return collect_from_options(options);
+}
+
+Result<ProbeRun> load_probe_run(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) {
+    return tl::unexpected(text.error());
+  }
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded()) {
+    return fail(path + ": not valid JSON");
+  }
+  auto run = probe_from_json(j);
+  if (!run) {
+    return fail(path + ": " + run.error().message);
+  }
+  return run;
 }
 
 }  // namespace gpuwarm

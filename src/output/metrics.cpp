@@ -221,6 +221,18 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   if (!s.nvml.device_count.has()) {
     unknown("gpu_count", s.nvml.device_count.missing);
   }
+  if (!run.cold_start.empty()) {
+    e.family("gpuwarm_gpu_cold_start_seconds",
+             "Cold start per stage from the saved gpuwarm probe baseline (a job's first CUDA call on that GPU).");
+    for (const auto& c : run.cold_start) {
+      e.sample("gpuwarm_gpu_cold_start_seconds",
+               {{"gpu", std::to_string(c.gpu)}, {"uuid", c.uuid}, {"pci_bus_id", c.pci_bus_id}, {"stage", c.stage}},
+               c.seconds);
+    }
+  }
+  if (!run.probe_baseline_unreadable.empty()) {
+    unknown("probe_baseline", run.probe_baseline_unreadable);
+  }
   return e.text();
 }
 

@@ -5,16 +5,28 @@
 // out and gpuwarm_gpu_fact_unknown / gpuwarm_fact_unknown says which and why.
 
 #include <string>
+#include <vector>
 
 #include "rules/rule.h"
 #include "snapshot/snapshot.h"
 
 namespace gpuwarm {
 
+// One GPU's stage of the saved `gpuwarm probe` baseline (the caller reads the file; output/ knows no probe).
+struct ColdStartStage {
+  unsigned gpu = 0;
+  std::string uuid;
+  std::string pci_bus_id;
+  std::string stage;
+  double seconds = 0;
+};
+
 struct MetricsRun {
   std::string version;
   std::string commit;
   double finished_at_seconds = 0;  // Unix time the collection ended
+  std::vector<ColdStartStage> cold_start;   // empty when no baseline was saved
+  std::string probe_baseline_unreadable;    // why a baseline that exists could not be used
 };
 
 std::string render_metrics(const Snapshot& snapshot, const Diagnosis& diagnosis, const MetricsRun& run);

@@ -137,12 +137,13 @@ class AlertRulesAndUnits(unittest.TestCase):
             self.skipTest("systemd-analyze not installed")
         tmp = tempfile.mkdtemp(prefix="gpuwarm-units-")
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        for name in ("gpuwarm-metrics.service", "gpuwarm-metrics.timer"):
+        names = ("gpuwarm-metrics.service", "gpuwarm-metrics.timer", "gpuwarm-exporter.service")
+        for name in names:
             with open(os.path.join(CONTRIB, "systemd", name)) as f:
                 text = f.read().replace("/usr/bin/gpuwarm", h.BIN)
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
-        r = subprocess.run(["systemd-analyze", "verify", "--man=no", "gpuwarm-metrics.service", "gpuwarm-metrics.timer"],
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", *names],
                            cwd=tmp, capture_output=True, text=True, env=dict(os.environ, SYSTEMD_LOG_LEVEL="warning"))
         complaints = [l for l in (r.stdout + r.stderr).splitlines()
                       if "gpuwarm" in l and "Failed to" not in l and "No such" not in l]

@@ -51,7 +51,8 @@ class Packages(unittest.TestCase):
         for path in ("./usr/bin/gpuwarm", "./usr/lib/gpuwarm/libsimdjson.so.14", "./usr/share/man/man1/gpuwarm.1.gz",
                      "./usr/share/bash-completion/completions/gpuwarm", "./usr/share/zsh/vendor-completions/_gpuwarm",
                      "./usr/share/gpuwarm/40-gpuwarm-guard.conf", "./usr/share/doc/gpuwarm/copyright",
-                     "./usr/lib/systemd/system/gpuwarm-metrics.timer", "./usr/share/gpuwarm/prometheus/gpuwarm.rules.yml"):
+                     "./usr/lib/systemd/system/gpuwarm-metrics.timer",
+                     "./usr/lib/systemd/system/gpuwarm-exporter.service", "./usr/share/gpuwarm/prometheus/gpuwarm.rules.yml"):
             self.assertIn(path, files)
         depends = run(["dpkg-deb", "-f", self.deb, "Depends"]).stdout.strip()
         self.assertEqual(depends, "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")

@@ -2,6 +2,7 @@
 in parallel, against the fake libnvidia-ml and libcuda (stage delays, CUDA
 error codes, a hang), plus baselines saved and compared."""
 import json
+import re
 import os
 import shutil
 import tempfile
@@ -91,6 +92,28 @@ class Probe(unittest.TestCase):
         self.assertTrue(d["gpus"][0]["timed_out"])
         self.assertTrue(d["gpus"][1]["ok"])
         self.assertLess(d["wall_ms"], 5000)
+
+    def test_saved_baseline_becomes_cold_start_metrics(self):
+        baseline = os.path.join(self.tmp, "baseline.json")
+        r = self.probe({"*": {"delay_ms": {"cuInit": 300}}}, "--save", baseline)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+                   "--probe-baseline", baseline], raw=True)
+        self.assertEqual(m.returncode, 0, m.stderr)
+        cu_init = re.findall(r'^gpuwarm_gpu_cold_start_seconds\{gpu="(\d)",uuid="([^"]+)",pci_bus_id="[^"]*",'
+                             r'stage="cu_init"\} (\S+)$', m.stdout, re.M)
+        self.assertEqual([(g, u) for g, u, _ in cu_init], [("0", UUID0), ("1", UUID1)])
+        self.assertTrue(all(0.3 <= float(v) < 2 for _, _, v in cu_init), cu_init)
+        # No baseline: no series and no unknown; a broken one: an unknown naming the file.
+        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+                   "--probe-baseline", os.path.join(self.tmp, "none.json")], raw=True)
+        self.assertNotIn("cold_start", m.stdout)
+        self.assertNotIn('fact="probe_baseline"', m.stdout)
+        with open(baseline, "w") as f:
+            f.write("{")
+        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+                   "--probe-baseline", baseline], raw=True)
+        self.assertRegex(m.stdout, r'gpuwarm_fact_unknown\{fact="probe_baseline",reason="[^"]*baseline.json: not valid JSON"\} 1')
 
     def test_save_then_compare(self):
         baseline = os.path.join(self.tmp, "sub", "baseline.json")

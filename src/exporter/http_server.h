@@ -1,0 +1,66 @@
+#pragma once
+// The exporter's HTTP side: a listen address parsed without name resolution, the routes (pure), and a
+// small server over libmicrohttpd with every request bounded (connections, per-client connections,
+// header memory, idle time) and only GET/HEAD answered.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+
+namespace gpuwarm {
+
+constexpr const char* k_default_listen = "127.0.0.1:9839";
+
+struct ListenAddress {
+  std::string text;  // as the user wrote it, normalized ("127.0.0.1:9839", "[::1]:9839")
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  bool ipv6 = false;
+  std::uint16_t port = 0;
+};
+
+// "ADDR:PORT", "[IPv6]:PORT" or "PORT" (on 127.0.0.1). Numeric addresses only: an exporter running as
+// root does not resolve names to decide where it listens. Port 0 picks a free port (tests).
+Result<ListenAddress> parse_listen_address(std::string_view text);
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::shared_ptr<const std::string> body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// The exporter's routes: GET/HEAD /metrics → `metrics()` (null → 500), / → a pointer to /metrics,
+// anything else 404, other methods 405 with Allow.
+HttpResponse route(std::string_view method, std::string_view url,
+                   const std::function<std::shared_ptr<const std::string>()>& metrics);
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(std::string_view method, std::string_view url)>;
+
+  // Listening when it returns; `handler` runs on the server's threads (several at once).
+  static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& address, Handler handler);
+  ~HttpServer();  // stops accepting, finishes requests in flight, joins the threads
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  std::uint16_t port() const { return m_port; }  // the bound port (the chosen one for port 0)
+
+ private:
+  HttpServer() = default;
+  struct State;
+  std::unique_ptr<State> m_state;
+  std::uint16_t m_port = 0;
+};
+
+}  // namespace gpuwarm

@@ -1,0 +1,68 @@
+#pragma once
+// Own declarations of the libmicrohttpd subset the exporter uses (no <microhttpd.h>), resolved from
+// libmicrohttpd.so.12 on first use: every other command, and the portable binary, start on nodes without
+// it, and `metrics --listen` says what to install. Same pattern as systemd/sd_bus_api.h.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace gpuwarm::mhd {
+
+struct MHD_Daemon;
+struct MHD_Connection;
+struct MHD_Response;
+
+// Values of the library's stable ABI (microhttpd.h, MHD_VERSION 0x00097500 and earlier).
+enum Result : int { no = 0, yes = 1 };
+constexpr unsigned k_use_error_log = 1;
+constexpr unsigned k_use_internal_polling_thread = 8;
+constexpr unsigned k_use_ipv6 = 16;
+constexpr unsigned k_use_auto = 65536;
+// enum MHD_OPTION
+constexpr int k_option_end = 0;
+constexpr int k_option_connection_memory_limit = 1;
+constexpr int k_option_connection_limit = 2;
+constexpr int k_option_connection_timeout = 3;
+constexpr int k_option_per_ip_connection_limit = 5;
+constexpr int k_option_sock_addr = 6;
+constexpr int k_option_thread_pool_size = 14;
+// enum MHD_ResponseMemoryMode
+constexpr int k_respmem_must_copy = 2;
+// enum MHD_DaemonInfoType
+constexpr int k_daemon_info_bind_port = 6;
+
+union DaemonInfo {
+  std::size_t key_size;
+  int listen_fd;
+  std::uint16_t port;
+};
+
+using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                                 const char* version, const char* upload_data, std::size_t* upload_data_size,
+                                 void** con_cls);
+
+// X(return type, name, parameters)
+#define GPUWARM_MHD_FUNCTIONS(X)                                                                               \
+  X(MHD_Daemon*, MHD_start_daemon,                                                                             \
+    (unsigned int flags, std::uint16_t port, void* accept_policy, void* accept_cls, AccessHandler handler,     \
+     void* handler_cls, ...))                                                                                   \
+  X(void, MHD_stop_daemon, (MHD_Daemon * daemon))                                                              \
+  X(const DaemonInfo*, MHD_get_daemon_info, (MHD_Daemon * daemon, int info_type, ...))                          \
+  X(MHD_Response*, MHD_create_response_from_buffer, (std::size_t size, void* buffer, int mode))                \
+  X(Result, MHD_add_response_header, (MHD_Response * response, const char* header, const char* content))       \
+  X(Result, MHD_queue_response, (MHD_Connection * connection, unsigned int status_code, MHD_Response* response)) \
+  X(void, MHD_destroy_response, (MHD_Response * response))
+
+struct Api {
+#define GPUWARM_MHD_POINTER(ret, name, params) ret(*name) params = nullptr;
+  GPUWARM_MHD_FUNCTIONS(GPUWARM_MHD_POINTER)
+#undef GPUWARM_MHD_POINTER
+};
+
+// Empty when libmicrohttpd is loaded with every function above, else why not and what to install.
+const std::string& load_error();
+// Only after load_error() came back empty.
+const Api& api();
+
+}  // namespace gpuwarm::mhd

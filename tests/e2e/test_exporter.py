@@ -1,0 +1,326 @@
+"""gpuwarm metrics --listen end to end: the resident exporter over real HTTP (routes, bounds, shared and
+rate-limited collections, NVML never held: de-initialization seen scrape after scrape), the sd_notify
+protocol (READY, WATCHDOG, STOPPING) on a socket of the test's own, a clean stop on SIGTERM; then Debian's
+real Prometheus and node_exporter on 127.0.0.1 scraping fake nodes, asked through Prometheus' HTTP API,
+with the persistence alert going pending then firing. Every server listens on loopback and is stopped by
+the test (each also has a wall-clock bound)."""
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import harness as h
+from test_metrics import samples, value
+
+CONTRIB = os.path.join(h.SOURCE_DIR, "contrib")
+PROMETHEUS = shutil.which("prometheus")
+NODE_EXPORTER = shutil.which("prometheus-node-exporter")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url, method="GET", data=None, headers=None, timeout=20):
+    """(status, headers, body) without raising on 4xx/5xx."""
+    req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+class Exporter:
+    """A `gpuwarm metrics --listen 127.0.0.1:0` process for a fake node; stopped by stop() or at its bound."""
+
+    def __init__(self, test, root, scenario, *extra, env=None, bound_s=120):
+        self.tmp = tempfile.mkdtemp(prefix="gpuwarm-exporter-")
+        test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        path = os.path.join(self.tmp, "scenario.json")
+        with open(path, "w") as f:
+            json.dump(scenario, f)
+        full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        full_env.update({"FAKE_NVML_SCENARIO": path, "NO_COLOR": "1"})
+        full_env.update(env or {})
+        self.stderr_path = os.path.join(self.tmp, "stderr")
+        stderr = open(self.stderr_path, "w")
+        test.addCleanup(stderr.close)
+        self.proc = subprocess.Popen(
+            ["timeout", "-s", "KILL", str(bound_s), h.BIN, "metrics", "--listen", "127.0.0.1:0", "--root", root.path,
+             "--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+             "--probe-baseline", os.path.join(self.tmp, "no-baseline.json"), *extra],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=full_env)
+        test.addCleanup(self.stop)
+        deadline = time.monotonic() + 10
+        self.port = None
+        while time.monotonic() < deadline and self.port is None:
+            m = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", self.stderr())
+            if m:
+                self.port = int(m.group(1))
+            elif self.proc.poll() is not None:
+                break
+            else:
+                time.sleep(0.02)
+        test.assertIsNotNone(self.port, "exporter did not start: " + self.stderr())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stderr(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def pid(self):
+        # The child of `timeout`.
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            pid = self.pid()
+            if pid:
+                os.kill(pid, sig)
+            try:
+                return self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+        return self.proc.returncode
+
+
+class ExporterOverHttp(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.root = h.FakeRoot()
+        self.addCleanup(shutil.rmtree, self.root.path, ignore_errors=True)
+        self.root.driver(gpus=1)
+
+    def test_routes_and_methods(self):
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
+        status, headers, body = http(e.url + "/metrics")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
+        self.assertEqual(value(samples(body), "gpuwarm_gpu_persistence_mode", gpu="0"), 1)
+        if shutil.which("promtool"):
+            check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        status, headers, body = http(e.url + "/metrics", method="HEAD")
+        self.assertEqual((status, body), (200, ""))
+        status, headers, _ = http(e.url + "/metrics", method="POST", data=b"x" * 100000)
+        self.assertEqual(status, 405)
+        self.assertEqual(headers["Allow"], "GET, HEAD")
+        self.assertEqual(http(e.url + "/nothing")[0], 404)
+        self.assertIn('href="/metrics"', http(e.url + "/")[2])
+        # Headers beyond the 16 KiB bound are refused, and the exporter keeps serving.
+        status, _, _ = http(e.url + "/metrics", headers={"X-Big": "a" * 40000})
+        self.assertGreaterEqual(status, 400)
+        self.assertEqual(http(e.url + "/metrics")[0], 200)
+        self.assertEqual(e.stop(), 0)
+        self.assertIn("stopping (signal 15)", e.stderr())
+
+    def test_successive_scrapes_see_de_initialization(self):
+        # A resident exporter that held NVML would keep the GPU initialized: the second scrape would attach
+        # fast with the set clock kept. gpuwarm shuts NVML down after each collection.
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 300}, app_clocks={"sm": 1500},
+                  default_app_clocks={"sm": 1980})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "0")
+        for scrape in range(3):
+            p = samples(http(e.url + "/metrics")[2])
+            self.assertGreaterEqual(value(p, "gpuwarm_gpu_attach_seconds", gpu="0"), 0.3, f"scrape {scrape}")
+            self.assertEqual(value(p, "gpuwarm_gpu_app_sm_clock_hertz", gpu="0"), 1980e6, f"scrape {scrape}")
+        # And between scrapes the exporter holds no GPU device node (the fake root's /dev/nvidia* are files,
+        # so this checks what a real node would show: no fd on anything under /dev/nvidia).
+        pid = e.pid()
+        held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+                if os.path.exists(f"/proc/{pid}/fd/{fd}")]
+        self.assertEqual([f for f in held if "nvidia" in f], [], held)
+
+    def test_concurrent_scrapes_share_one_collection_and_min_interval_reuses_it(self):
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 500})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(lambda _: http(e.url + "/metrics")[2], range(8)))
+        elapsed = time.monotonic() - started
+        stamps = {value(samples(b), "gpuwarm_last_run_timestamp_seconds") for b in bodies}
+        self.assertEqual(len(stamps), 1, "eight concurrent scrapes, one collection")
+        self.assertLess(elapsed, 2.5, "eight scrapes of a 0.5 s collection would take 4 s if each collected")
+        # Within --min-interval the same collection answers.
+        time.sleep(0.2)
+        self.assertEqual(value(samples(http(e.url + "/metrics")[2]), "gpuwarm_last_run_timestamp_seconds"),
+                         stamps.pop())
+
+    def test_notify_protocol_and_clean_stop(self):
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-notify-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        sock_path = os.path.join(tmp, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(sock_path)
+        sock.settimeout(10)
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]),
+                     env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "200000"})
+        first = sock.recv(4096).decode()
+        self.assertTrue(first.startswith("READY=1\n"), first)
+        self.assertIn(f"STATUS=serving http://127.0.0.1:{e.port}/metrics", first)
+        # Pings every half watchdog period (0.1 s): several arrive within a second.
+        pings = 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if sock.recv(4096) == b"WATCHDOG=1":
+                pings += 1
+        self.assertGreaterEqual(pings, 5)
+        self.assertEqual(e.stop(), 0)
+        rest = []
+        sock.settimeout(0.5)
+        try:
+            while True:
+                rest.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        self.assertIn("STOPPING=1", rest)
+
+    def test_bad_listen_addresses(self):
+        for arg, message in [("localhost:9839", "not an IPv4 address (names are not resolved)"),
+                             ("127.0.0.1:99999", "port must be a number from 0 to 65535"),
+                             ("::1:9839", "goes in brackets"),
+                             ("[::1]", "use ADDR:PORT")]:
+            r = h.run(["metrics", "--listen", arg, "--no-systemd"], raw=True)
+            self.assertEqual(r.returncode, 2, arg)
+            self.assertIn(message, r.stderr, arg)
+        # A port already taken: exit 1 naming the address.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            r = h.run(["metrics", "--listen", f"127.0.0.1:{port}", "--no-systemd"], raw=True)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}", r.stderr)
+
+
+class RealPrometheus(unittest.TestCase):
+    """Prometheus scrapes node B's exporter and node_exporter's textfile collector (node A's `--textfile`),
+    evaluates a copy of the alert rules with short `for:`, and answers through its query API."""
+
+    def setUp(self):
+        h.require_binary(self)
+        if not PROMETHEUS or not NODE_EXPORTER:
+            self.skipTest("prometheus / prometheus-node-exporter not installed (scripts/setup.sh installs them)")
+        self.tmp = tempfile.mkdtemp(prefix="gpuwarm-prom-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def start(self, argv, name, bound_s=120):
+        log = open(os.path.join(self.tmp, name + ".log"), "w")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(["timeout", "-s", "KILL", str(bound_s), *argv], stdout=log, stderr=subprocess.STDOUT)
+
+        def stop():
+            if proc.poll() is None:
+                subprocess.run(["pkill", "-TERM", "-P", str(proc.pid)])
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.addCleanup(stop)
+        return proc
+
+    def query(self, port, promql):
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        status, _, body = http(url)
+        self.assertEqual(status, 200, body)
+        return json.loads(body)["data"]["result"]
+
+    def wait_for(self, what, fn, timeout=45):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = fn()
+            if last:
+                return last
+            time.sleep(0.25)
+        self.fail(f"timed out waiting for {what}; last answer {last!r}")
+
+    def test_prometheus_sees_persistence_verdicts_and_fires_the_alert(self):
+        # Node A: persistence on, held by the daemon; exported through node_exporter's textfile collector.
+        node_a = h.FakeRoot()
+        self.addCleanup(node_a.cleanup)
+        node_a.driver(gpus=2).daemon_binary().daemon_process(holds=(0, 1))
+        textfile_dir = os.path.join(self.tmp, "textfile")
+        os.makedirs(textfile_dir)
+        scen_a = os.path.join(self.tmp, "a.json")
+        with open(scen_a, "w") as f:
+            json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
+        r = h.run(["metrics", "--textfile", textfile_dir, "--root", node_a.path, "--no-systemd", "--nvml",
+                   os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], raw=True,
+                  extra_env={"FAKE_NVML_SCENARIO": scen_a})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        verdict_a = json.loads(h.run(["diagnose", "--json"], root=node_a,
+                                     scenario_obj=h.scenario([h.gpu(0), h.gpu(1)])).stdout)["verdict"]["code"]
+
+        # Node B: GPU 1 has persistence off; served by the resident exporter.
+        node_b = h.FakeRoot()
+        self.addCleanup(node_b.cleanup)
+        node_b.driver(gpus=2).daemon_binary()
+        exporter = Exporter(self, node_b, h.scenario([h.gpu(0), h.gpu(1, persistence=0)]), "--min-interval", "0")
+
+        ne_port, prom_port = free_port(), free_port()
+        self.start([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{ne_port}", "--collector.disable-defaults",
+                    "--collector.textfile", f"--collector.textfile.directory={textfile_dir}"], "node_exporter")
+        # The shipped rules with `for:` shortened so the test sees pending, then firing.
+        with open(os.path.join(CONTRIB, "prometheus", "gpuwarm.rules.yml")) as f:
+            rules = f.read()
+        rules = re.sub(r"for: 10m", "for: 4s", rules)
+        with open(os.path.join(self.tmp, "rules.yml"), "w") as f:
+            f.write(rules)
+        with open(os.path.join(self.tmp, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "rule_files: [rules.yml]\n"
+                    "scrape_configs:\n"
+                    f"  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{ne_port}']}}]\n"
+                    f"  - job_name: gpuwarm\n    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n")
+        self.start([PROMETHEUS, f"--config.file={self.tmp}/prometheus.yml", f"--storage.tsdb.path={self.tmp}/data",
+                    f"--web.listen-address=127.0.0.1:{prom_port}"], "prometheus")
+        self.wait_for("Prometheus ready", lambda: self._ready(prom_port))
+
+        # Persistence per GPU, from both paths.
+        series = self.wait_for("persistence from both nodes", lambda: (
+            lambda r: r if len(r) == 4 else None)(self.query(prom_port, "gpuwarm_gpu_persistence_mode")))
+        got = {(s["metric"]["job"], s["metric"]["gpu"]): s["value"][1] for s in series}
+        self.assertEqual(got, {("node", "0"): "1", ("node", "1"): "1", ("gpuwarm", "0"): "1", ("gpuwarm", "1"): "0"})
+        # One verdict per node, and the textfile node's is the one diagnose gives.
+        verdicts = {s["metric"]["job"]: s["metric"]["verdict"] for s in self.query(prom_port, "gpuwarm_verdict == 1")}
+        self.assertEqual(verdicts, {"node": verdict_a, "gpuwarm": "action-needed"})
+
+        # The alert: pending first (inside `for:`), then firing, for node B's GPU 1 only.
+        def alert_state(state):
+            status, _, body = http(f"http://127.0.0.1:{prom_port}/api/v1/alerts")
+            alerts = [a for a in json.loads(body)["data"]["alerts"] if a["labels"]["alertname"] == "GpuPersistenceDisabled"]
+            return alerts if alerts and all(a["state"] == state for a in alerts) else None
+        pending = self.wait_for("GpuPersistenceDisabled pending", lambda: alert_state("pending"))
+        self.assertEqual([(a["labels"]["job"], a["labels"]["gpu"]) for a in pending], [("gpuwarm", "1")])
+        firing = self.wait_for("GpuPersistenceDisabled firing", lambda: alert_state("firing"))
+        self.assertEqual([(a["labels"]["job"], a["labels"]["gpu"]) for a in firing], [("gpuwarm", "1")])
+        self.assertIn("gpuwarm fix", firing[0]["annotations"]["runbook"])
+        self.assertEqual(exporter.stop(), 0)
+
+    def _ready(self, port):
+        try:
+            return http(f"http://127.0.0.1:{port}/-/ready", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,217 @@
+// The exporter's pure parts: how scrapes share and reuse collections (a clock of the test's own), the
+// listen-address grammar, the routes, and the sd_notify datagrams on a socket of the test's own.
+
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "exporter/http_server.h"
+#include "exporter/scrape_cache.h"
+#include "systemd/notify.h"
+
+namespace gpuwarm::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct FakeClock {
+  ScrapeCache::Clock::time_point now{std::chrono::hours(1)};
+};
+
+TEST(ScrapeCache, reuses_a_collection_within_the_interval_less_scrape_jitter) {
+  FakeClock clock;
+  int collected = 0;
+  ScrapeCache cache([&] { return "run " + std::to_string(++collected); }, 15s, [&] { return clock.now; });
+  EXPECT_EQ(*cache.get(), "run 1");
+  clock.now += 10s;
+  EXPECT_EQ(*cache.get(), "run 1");  // 10 s after its start: reused
+  clock.now += 4s + 100ms;
+  EXPECT_EQ(*cache.get(), "run 2");  // 14.1 s: a 15 s scrape that came a hair early collects anew
+  clock.now += 13s;
+  EXPECT_EQ(*cache.get(), "run 2");
+  EXPECT_EQ(cache.collections(), 2u);
+}
+
+TEST(ScrapeCache, zero_interval_collects_every_time) {
+  FakeClock clock;
+  int collected = 0;
+  ScrapeCache cache([&] { return std::to_string(++collected); }, 0s, [&] { return clock.now; });
+  EXPECT_EQ(*cache.get(), "1");
+  EXPECT_EQ(*cache.get(), "2");
+}
+
+TEST(ScrapeCache, a_failed_collection_is_null_and_never_reused) {
+  FakeClock clock;
+  int calls = 0;
+  ScrapeCache cache(
+      [&]() -> std::string {
+        if (++calls == 1) {
+          throw std::runtime_error("boom");
+        }
+        return "ok";
+      },
+      60s, [&] { return clock.now; });
+  EXPECT_EQ(cache.get(), nullptr);
+  EXPECT_EQ(*cache.get(), "ok");
+}
+
+TEST(ScrapeCache, concurrent_scrapes_share_the_collection_in_flight) {
+  std::atomic<int> collected{0};
+  std::atomic<bool> release{false};
+  ScrapeCache cache(
+      [&] {
+        ++collected;
+        while (!release) {
+          std::this_thread::sleep_for(1ms);
+        }
+        return std::string("shared");
+      },
+      0s);  // even with no reuse window, scrapes that arrive during a collection wait for it
+  std::vector<std::thread> scrapers;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 8; ++i) {
+    scrapers.emplace_back([&] {
+      if (*cache.get() == "shared") {
+        ++answered;
+      }
+    });
+  }
+  std::this_thread::sleep_for(50ms);
+  release = true;
+  for (auto& t : scrapers) {
+    t.join();
+  }
+  EXPECT_EQ(answered.load(), 8);
+  // Scrapers that started after the first collection finished may have started one more; never eight.
+  EXPECT_LE(collected.load(), 2);
+}
+
+TEST(ListenAddress, accepted_forms) {
+  struct Case {
+    const char* in;
+    const char* text;
+    bool ipv6;
+    unsigned port;
+  };
+  for (const Case& c : {Case{"127.0.0.1:9839", "127.0.0.1:9839", false, 9839}, Case{"9839", "127.0.0.1:9839", false, 9839},
+                        Case{"0.0.0.0:80", "0.0.0.0:80", false, 80}, Case{"[::1]:9839", "[::1]:9839", true, 9839},
+                        Case{"127.0.0.1:0", "127.0.0.1:0", false, 0}}) {
+    auto a = parse_listen_address(c.in);
+    ASSERT_TRUE(a) << c.in << ": " << a.error().message;
+    EXPECT_EQ(a->text, c.text) << c.in;
+    EXPECT_EQ(a->ipv6, c.ipv6) << c.in;
+    EXPECT_EQ(a->port, c.port) << c.in;
+  }
+}
+
+TEST(ListenAddress, refused_forms_say_why) {
+  struct Case {
+    const char* in;
+    const char* says;
+  };
+  for (const Case& c : {Case{"localhost:9839", "names are not resolved"}, Case{"1.2.3.4:65536", "0 to 65535"},
+                        Case{"1.2.3.4:", "0 to 65535"}, Case{"1.2.3.4:9x", "0 to 65535"}, Case{"::1:9839", "brackets"},
+                        Case{"[::1]", "ADDR:PORT"}, Case{"[::1]9839", "ADDR:PORT"}, Case{"[nope]:1", "not an IPv6"},
+                        Case{"", "0 to 65535"}, Case{"a\x1b[31m:1", "\\x1b"}}) {
+    auto a = parse_listen_address(c.in);
+    ASSERT_FALSE(a) << c.in;
+    EXPECT_NE(a.error().message.find(c.says), std::string::npos) << c.in << ": " << a.error().message;
+  }
+}
+
+TEST(Routes, table) {
+  int collections = 0;
+  auto metrics = [&] {
+    ++collections;
+    return std::make_shared<const std::string>("gpuwarm_build_info 1\n");
+  };
+  struct Case {
+    const char* method;
+    const char* url;
+    unsigned status;
+    const char* content_type_starts;
+  };
+  for (const Case& c : {Case{"GET", "/metrics", 200, "text/plain; version=0.0.4"},
+                        Case{"HEAD", "/metrics", 200, "text/plain; version=0.0.4"}, Case{"GET", "/", 200, "text/html"},
+                        Case{"GET", "/metrics/x", 404, "text/plain"}, Case{"POST", "/metrics", 405, "text/plain"},
+                        Case{"DELETE", "/", 405, "text/plain"}}) {
+    HttpResponse r = route(c.method, c.url, metrics);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.url;
+    EXPECT_EQ(r.content_type.rfind(c.content_type_starts, 0), 0u) << c.method << " " << c.url;
+    ASSERT_TRUE(r.body);
+  }
+  EXPECT_EQ(collections, 2);  // only GET/HEAD /metrics collect
+  HttpResponse refused = route("PUT", "/metrics", metrics);
+  ASSERT_EQ(refused.headers.size(), 1u);
+  EXPECT_EQ(refused.headers[0], (std::pair<std::string, std::string>{"Allow", "GET, HEAD"}));
+  HttpResponse failed = route("GET", "/metrics", [] { return std::shared_ptr<const std::string>(); });
+  EXPECT_EQ(failed.status, 500u);
+}
+
+class Notify : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = std::filesystem::temp_directory_path() / ("gpuwarm-notify-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    path = (dir / "sock").string();
+    fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);  // NOLINT
+    timeval tv{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  void TearDown() override {
+    ::close(fd);
+    std::filesystem::remove_all(dir);
+    ::unsetenv("NOTIFY_SOCKET");
+    ::unsetenv("WATCHDOG_USEC");
+    ::unsetenv("WATCHDOG_PID");
+  }
+  std::string receive() {
+    char buf[512];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
+  std::filesystem::path dir;
+  std::string path;
+  int fd = -1;
+};
+
+TEST_F(Notify, sends_datagrams_and_halves_the_watchdog) {
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "30000000", 1);
+  ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+  ServiceNotifier n = ServiceNotifier::from_environment();
+  EXPECT_TRUE(n.enabled());
+  ASSERT_TRUE(n.watchdog_ping_interval());
+  EXPECT_EQ(*n.watchdog_ping_interval(), std::chrono::seconds(15));
+  EXPECT_EQ(std::getenv("NOTIFY_SOCKET"), nullptr);  // children do not inherit it
+  EXPECT_TRUE(n.send("READY=1\nSTATUS=serving"));
+  EXPECT_EQ(receive(), "READY=1\nSTATUS=serving");
+  EXPECT_TRUE(n.send("WATCHDOG=1"));
+  EXPECT_EQ(receive(), "WATCHDOG=1");
+}
+
+TEST_F(Notify, watchdog_of_another_pid_and_no_socket) {
+  ::setenv("WATCHDOG_USEC", "30000000", 1);
+  ::setenv("WATCHDOG_PID", "1", 1);
+  ServiceNotifier n = ServiceNotifier::from_environment();
+  EXPECT_FALSE(n.enabled());
+  EXPECT_FALSE(n.watchdog_ping_interval());
+  EXPECT_FALSE(n.send("READY=1"));
+  ::setenv("NOTIFY_SOCKET", "relative/path", 1);
+  EXPECT_FALSE(ServiceNotifier::from_environment().enabled());
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
