@@ -10,10 +10,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import harness as h
 
@@ -206,23 +208,33 @@ class RealSystemd(unittest.TestCase):
         while time.time() < deadline and self.unit_property("ActiveState") in ("activating", "deactivating"):
             time.sleep(0.1)
 
-    def test_4_guard_drop_in_skips_the_unit_instead_of_failing_it(self):
-        # The real gpuwarm, with the libraries it links, runs inside the container as /usr/local/bin/gpuwarm,
-        # and contrib's drop-in is installed unchanged.
+    def install_gpuwarm(self):
+        """The real gpuwarm, with the libraries it links (and libmicrohttpd, which it loads for --listen), inside
+        the container as /usr/local/bin/gpuwarm."""
         libs = os.path.join(self.root, "opt/gpuwarm/lib")
         os.makedirs(libs, exist_ok=True)
-        ldd = subprocess.run(["ldd", h.BIN], capture_output=True, text=True).stdout
-        for line in ldd.splitlines():
-            if "=>" in line and "/" in line.split("=>")[1]:
-                lib = line.split("=>")[1].split()[0]
-                if "libc.so" not in lib and "ld-linux" not in lib:
-                    shutil.copy(lib, libs)
+        mhd = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+        mhd = [l.split("=>")[1].strip() for l in mhd.splitlines() if "libmicrohttpd.so.12 " in l][:1]
+        for binary in [h.BIN, *mhd]:
+            if binary != h.BIN:
+                shutil.copy(binary, os.path.join(libs, "libmicrohttpd.so.12"))
+            ldd = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+            for line in ldd.splitlines():
+                if "=>" in line and "/" in line.split("=>")[1]:
+                    lib = line.split("=>")[1].split()[0]
+                    if "libc.so" not in lib and "ld-linux" not in lib:
+                        shutil.copy(lib, libs)
         shutil.copy(h.BIN, os.path.join(self.root, "opt/gpuwarm/gpuwarm"))
         os.makedirs(os.path.join(self.root, "usr/local/bin"), exist_ok=True)
         wrapper = os.path.join(self.root, "usr/local/bin/gpuwarm")
         with open(wrapper, "w") as f:
             f.write("#!/bin/sh\nASAN_OPTIONS=detect_leaks=0 LD_LIBRARY_PATH=/opt/gpuwarm/lib exec /opt/gpuwarm/gpuwarm \"$@\"\n")
         os.chmod(wrapper, 0o755)
+        return bool(mhd)
+
+    def test_4_guard_drop_in_skips_the_unit_instead_of_failing_it(self):
+        # contrib's drop-in is installed unchanged.
+        self.install_gpuwarm()
         dropin_dir = os.path.join(self.root, "etc/systemd/system", UNIT + ".d")
         shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"),
                     dropin_dir)
@@ -246,6 +258,83 @@ class RealSystemd(unittest.TestCase):
             open(os.path.join(self.root, node), "w").close()
         self.start_and_wait()
         self.assertEqual(self.unit_property("ActiveState"), "active")
+
+    def unit_prop(self, unit, interface, name):
+        path = "/org/freedesktop/systemd1/unit/" + "".join(
+            c if c.isalnum() else f"_{ord(c):02x}" for c in unit)
+        r = subprocess.run(["busctl", "--system", "get-property", "org.freedesktop.systemd1", path,
+                            f"org.freedesktop.systemd1.{interface}", name],
+                           env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus(self.root)},
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout.split(" ", 1)[-1].strip().strip('"')
+
+    def test_5_exporter_unit_notifies_ready_feeds_the_watchdog_and_is_restarted_when_nvml_hangs(self):
+        # contrib's gpuwarm-exporter.service, hardening included, under the container's systemd; only the
+        # ExecStart (port, fake NVML) and a short watchdog come from a drop-in.
+        if not self.install_gpuwarm():
+            self.skipTest("libmicrohttpd12 not installed on the host (scripts/setup.sh installs it)")
+        fake = os.path.join(self.root, "opt/gpuwarm/fake")
+        os.makedirs(fake, exist_ok=True)
+        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
+        scenario = os.path.join(fake, "scenario.json")
+        with open(scenario, "w") as f:
+            json.dump(h.scenario([h.gpu(0)]), f)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        unit = "gpuwarm-exporter.service"
+        shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd", unit), os.path.join(self.root, "etc/systemd/system"))
+        os.makedirs(os.path.join(self.root, "etc/systemd/system", unit + ".d"), exist_ok=True)
+        with open(os.path.join(self.root, "etc/systemd/system", unit + ".d", "test.conf"), "w") as f:
+            f.write("[Service]\nExecStart=\n"
+                    f"ExecStart=/usr/local/bin/gpuwarm metrics --listen 127.0.0.1:{port} --min-interval 0 "
+                    "--nvml-timeout 1 --nvml /opt/gpuwarm/fake/libnvidia-ml.so.1\n"
+                    "Environment=FAKE_NVML_SCENARIO=/opt/gpuwarm/fake/scenario.json\n"
+                    "WatchdogSec=3\nRestartSec=1\n")
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        self.addCleanup(self.systemd, "StopUnit", "ss", unit, "replace")
+        # Type=notify: StartUnit's job ends only once READY=1 arrived.
+        started = time.time()
+        r = self.systemd("StartUnit", "ss", unit, "replace")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.unit_prop(unit, "Unit", "ActiveState") == "activating":
+            time.sleep(0.1)
+        self.assertEqual(self.unit_prop(unit, "Unit", "ActiveState"), "active",
+                         self.unit_prop(unit, "Service", "Result"))
+        self.assertIn("serving http://127.0.0.1:", self.unit_prop(unit, "Service", "StatusText"))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            body = resp.read().decode()
+        self.assertIn('gpuwarm_gpu_persistence_mode{gpu="0"', body)
+        # Past two watchdog periods: still the first process (the pings arrive).
+        time.sleep(max(0, started + 7 - time.time()))
+        self.assertEqual(self.unit_prop(unit, "Service", "NRestarts"), "0")
+        first_pid = self.unit_prop(unit, "Service", "MainPID")
+
+        # NVML now hangs in nvmlInit: the scrape still answers (cannot tell, after --nvml-timeout), the
+        # pings stop, and systemd's watchdog restarts the exporter.
+        with open(scenario, "w") as f:
+            json.dump(h.scenario([h.gpu(0)], init={"delay_ms": 600000}), f)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=20) as resp:
+            body = resp.read().decode()
+        self.assertIn('gpuwarm_verdict{verdict="cannot-tell"} 1', body)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.unit_prop(unit, "Service", "NRestarts") == "0":
+            time.sleep(0.2)
+        self.assertEqual(self.unit_prop(unit, "Service", "NRestarts"), "1")
+        deadline = time.time() + 20
+        while time.time() < deadline and self.unit_prop(unit, "Unit", "ActiveState") != "active":
+            time.sleep(0.2)
+        self.assertEqual(self.unit_prop(unit, "Unit", "ActiveState"), "active")
+        self.assertNotEqual(self.unit_prop(unit, "Service", "MainPID"), first_pid)
+
+        # A clean stop: SIGTERM, STOPPING=1, exit 0 (inactive, not failed).
+        self.systemd("StopUnit", "ss", unit, "replace")
+        deadline = time.time() + 20
+        while time.time() < deadline and self.unit_prop(unit, "Unit", "ActiveState") != "inactive":
+            time.sleep(0.1)
+        self.assertEqual(self.unit_prop(unit, "Unit", "ActiveState"), "inactive")
+        self.assertEqual(self.unit_prop(unit, "Service", "Result"), "success")
 
 
 if __name__ == "__main__":
