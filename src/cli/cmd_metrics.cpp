@@ -193,7 +193,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"
       "and gpuwarm-exporter.service (--listen; Type=notify with a watchdog).\n\n"
       "--listen answers GET/HEAD /metrics (and /) only; requests are bounded (64 connections, 8 per client,\n"
-      "16 KiB of headers, 15 s idle). SIGTERM or SIGINT stops it cleanly.\n\n"
+      "16 KiB of headers, 15 s idle). SIGTERM, SIGINT or SIGHUP stops it cleanly.\n\n"
       "Exit codes: 0 metrics printed or written (whatever the verdict), or the exporter stopped by a signal;\n"
       "1 could not read --snapshot, write the textfile, or listen; 2 bad command line.\n\n"
       "Examples:\n"
