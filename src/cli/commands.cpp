@@ -26,6 +26,7 @@ const CommandSpec k_commands[] = {
     {"snapshot", "Print the raw facts gpuwarm collects, as JSON (for fixtures and other nodes)", setup_snapshot},
     {"metrics", "Print this node's persistence facts and verdict as Prometheus metrics (or write a textfile)",
      setup_metrics},
+    {"check", "One-line health check for schedulers: exit 0 ok, 1 problem (drain), 2 unknown", setup_check},
     {"completion", "Print a bash or zsh completion script for gpuwarm", setup_completion},
 };
 }  // namespace

@@ -37,7 +37,10 @@ std::optional<BackgroundCall<NvmlFacts>> start_nvml(const CollectOptions& option
     return std::nullopt;
   }
   nvml::CollectOptions nvml_options{options.nvml_library, options.root,
-                                    options.full ? nvml::Depth::full : nvml::Depth::decision, options.one_shot};
+                                    options.check_only ? nvml::Depth::check
+                                    : options.full     ? nvml::Depth::full
+                                                       : nvml::Depth::decision,
+                                    options.one_shot};
   return BackgroundCall<NvmlFacts>([nvml_options](Progress& progress) mutable {
     nvml_options.progress = &progress;
     return nvml::collect(nvml_options);

@@ -16,6 +16,7 @@ struct CollectOptions {
   std::string nvml_library;   // --nvml PATH
   bool use_systemd = true;    // --no-systemd clears it
   bool full = true;           // every NVML fact; diagnose reads only what rules need unless --full
+  bool check_only = false;    // `gpuwarm check`: only what a scheduler's health check decides on
   bool one_shot = false;      // the process exits after this snapshot (see nvml::CollectOptions)
   double nvml_timeout_s = 45; // --nvml-timeout: NVML (load, init, every GPU) must answer within this
 };

@@ -185,48 +185,62 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
   } else {
     gpu.persistence = Fact<bool>::unknown(k_reason_symbol_absent);
   }
-  if (api.device_get_performance_state != nullptr) {
-    int pstate = 0;
-    r = api.device_get_performance_state(dev, &pstate);
-    gpu.pstate = from_call(lib, r, static_cast<unsigned>(pstate));
-  } else {
-    gpu.pstate = Fact<unsigned>::unknown(k_reason_symbol_absent);
-  }
-
-  // `nvidia-smi -ac MEM,GR` pins graphics and SM together, so decision depth
-  // compares the SM application clock with its default and nothing more.
-  constexpr ClockTypes sm_and_mem{true, false, true};
-  constexpr ClockTypes sm_only{true, false, false};
-  tell(progress, gpu_prefix + "clock queries");
-  gpu.clocks = read_clocks(lib, dev, api.device_get_clock_info, full ? k_all_clocks : sm_and_mem);
-  gpu.max_clocks = read_clocks(lib, dev, api.device_get_max_clock_info, full ? k_all_clocks : k_no_clocks);
-  gpu.app_clocks = read_clocks(lib, dev, api.device_get_applications_clock, full ? k_all_clocks : sm_only);
-  gpu.default_app_clocks =
-      read_clocks(lib, dev, api.device_get_default_applications_clock, full ? k_all_clocks : sm_only);
-
-  auto read_mask = [&](Return (*fn)(Device, unsigned long long*)) {
-    if (fn == nullptr) {
-      return Fact<std::uint64_t>::unknown(k_reason_symbol_absent);
+  if (depth == Depth::check) {
+    // `gpuwarm check` decides on persistence and the daemon only (thermal events and pinned clocks are not
+    // a scheduler's problem): P-state, clocks, event reasons and thermal evidence are left to diagnose.
+    const std::string why = k_reason_not_read_by_check;
+    gpu.pstate = Fact<unsigned>::unknown(why);
+    for (ClockSet* set : {&gpu.clocks, &gpu.max_clocks, &gpu.app_clocks, &gpu.default_app_clocks}) {
+      set->sm = set->graphics = set->mem = Fact<unsigned>::unknown(why);
     }
-    unsigned long long mask = 0;
-    Return rc = fn(dev, &mask);
-    return from_call(lib, rc, static_cast<std::uint64_t>(mask));
-  };
-  tell(progress, gpu_prefix + "nvmlDeviceGetCurrentClocksEventReasons");
-  gpu.event_reasons_active = read_mask(api.device_get_current_clocks_event_reasons);
-  gpu.event_reasons_supported = read_mask(api.device_get_supported_clocks_event_reasons);
-
-  // Temperature, power and the counters are evidence for the thermal/power
-  // finding; at decision depth they are read only when it will fire.
-  const bool thermal_evidence = full || (gpu.event_reasons_active.has() &&
-                                         (*gpu.event_reasons_active & k_thermal_or_power_bits) != 0);
-  if (thermal_evidence) {
-    tell(progress, gpu_prefix + "temperature, power and field values");
-    read_thermal_evidence(lib, dev, gpu);
+    gpu.event_reasons_active = gpu.event_reasons_supported = Fact<std::uint64_t>::unknown(why);
+    gpu.power_mw = gpu.power_limit_mw = Fact<unsigned>::unknown(why);
+    gpu.temperature_c = Fact<int>::unknown(why);
+    gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(why);
   } else {
-    gpu.power_mw = gpu.power_limit_mw = Fact<unsigned>::unknown(k_reason_not_read);
-    gpu.temperature_c = Fact<int>::unknown(k_reason_not_read);
-    gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_reason_not_read);
+    if (api.device_get_performance_state != nullptr) {
+      int pstate = 0;
+      r = api.device_get_performance_state(dev, &pstate);
+      gpu.pstate = from_call(lib, r, static_cast<unsigned>(pstate));
+    } else {
+      gpu.pstate = Fact<unsigned>::unknown(k_reason_symbol_absent);
+    }
+
+    // `nvidia-smi -ac MEM,GR` pins graphics and SM together, so decision depth
+    // compares the SM application clock with its default and nothing more.
+    constexpr ClockTypes sm_and_mem{true, false, true};
+    constexpr ClockTypes sm_only{true, false, false};
+    tell(progress, gpu_prefix + "clock queries");
+    gpu.clocks = read_clocks(lib, dev, api.device_get_clock_info, full ? k_all_clocks : sm_and_mem);
+    gpu.max_clocks = read_clocks(lib, dev, api.device_get_max_clock_info, full ? k_all_clocks : k_no_clocks);
+    gpu.app_clocks = read_clocks(lib, dev, api.device_get_applications_clock, full ? k_all_clocks : sm_only);
+    gpu.default_app_clocks =
+        read_clocks(lib, dev, api.device_get_default_applications_clock, full ? k_all_clocks : sm_only);
+
+    auto read_mask = [&](Return (*fn)(Device, unsigned long long*)) {
+      if (fn == nullptr) {
+        return Fact<std::uint64_t>::unknown(k_reason_symbol_absent);
+      }
+      unsigned long long mask = 0;
+      Return rc = fn(dev, &mask);
+      return from_call(lib, rc, static_cast<std::uint64_t>(mask));
+    };
+    tell(progress, gpu_prefix + "nvmlDeviceGetCurrentClocksEventReasons");
+    gpu.event_reasons_active = read_mask(api.device_get_current_clocks_event_reasons);
+    gpu.event_reasons_supported = read_mask(api.device_get_supported_clocks_event_reasons);
+
+    // Temperature, power and the counters are evidence for the thermal/power
+    // finding; at decision depth they are read only when it will fire.
+    const bool thermal_evidence = full || (gpu.event_reasons_active.has() &&
+                                           (*gpu.event_reasons_active & k_thermal_or_power_bits) != 0);
+    if (thermal_evidence) {
+      tell(progress, gpu_prefix + "temperature, power and field values");
+      read_thermal_evidence(lib, dev, gpu);
+    } else {
+      gpu.power_mw = gpu.power_limit_mw = Fact<unsigned>::unknown(k_reason_not_read);
+      gpu.temperature_c = Fact<int>::unknown(k_reason_not_read);
+      gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_reason_not_read);
+    }
   }
   // Whether a display is up on it: one sign of a workstation, where
   // persistence may be unwanted. Asked only where persistence is off.

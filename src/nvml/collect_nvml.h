@@ -16,6 +16,7 @@ namespace gpuwarm::nvml {
 enum class Depth {
   decision,  // what the rules decide on; thermal/power evidence only when such a reason is active
   full,      // every fact in GpuFacts
+  check,     // `gpuwarm check`: identity, minor, persistence (and display where persistence is off) only
 };
 
 struct CollectOptions {

@@ -72,7 +72,7 @@ Meaning meaning_of_reason(std::string_view reason) {
   if (reason == k_reason_symbol_absent) {
     return Meaning::not_supported;  // the driver predates (or dropped) the query
   }
-  if (reason == k_reason_not_read) {
+  if (reason == k_reason_not_read || reason == k_reason_not_read_by_check) {
     return Meaning::not_supported;  // not asked for; no rule needs it unasked
   }
   for (const auto& info : k_returns) {

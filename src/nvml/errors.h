@@ -71,5 +71,6 @@ const char* to_string(Effect e);
 // Reasons the collector records that are not NVML codes.
 inline constexpr const char* k_reason_symbol_absent = "not in this NVML";
 inline constexpr const char* k_reason_not_read = "not read by diagnose (use --full)";
+inline constexpr const char* k_reason_not_read_by_check = "not read by check (gpuwarm diagnose reads it)";
 
 }  // namespace gpuwarm::nvml

@@ -144,7 +144,7 @@ def run(args, root=None, scenario_obj=None, nvml_dir=None, extra_env=None, kerne
     if not systemd:
         env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
     cmd = [BIN] + list(args)
-    collect = (not raw and len(cmd) > 1 and cmd[1] in ("diagnose", "snapshot", "fix", "verify") and "--snapshot" not in args
+    collect = (not raw and len(cmd) > 1 and cmd[1] in ("diagnose", "snapshot", "fix", "verify", "check") and "--snapshot" not in args
                and "--list-rules" not in args)
     tmp = None
     if collect:

@@ -1,0 +1,115 @@
+// `gpuwarm check`: the health-check form of diagnose, for programs that run it every few seconds or before
+// every job (node-problem-detector's custom plugins, Slurm's HealthCheckProgram and prolog, NHC). One line,
+// exit 0 ok / 1 problem / 2 unknown; NVML reads only what that decision needs.
+
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "core/strings.h"
+#include "output/diagnosis_output.h"
+#include "output/health_check.h"
+#include "snapshot/snapshot_json.h"
+
+namespace gpuwarm {
+
+namespace {
+
+struct CheckOptions {
+  CollectOptions collect;
+  std::string snapshot_file;
+  bool json = false;
+  std::size_t max_length = k_default_check_length;
+};
+
+std::string impact_table() {
+  std::string out;
+  for (const auto& r : scheduler_impacts()) {
+    const char* word = r.impact == SchedulerImpact::drain     ? "problem"
+                       : r.impact == SchedulerImpact::unknown ? "unknown"
+                                                              : "ok";
+    out += fmt::format("  {:<8} {:<8} {}\n", r.rule_id, word, r.why);
+  }
+  return out;
+}
+
+// Unknown, not healthy and not a problem: the caller's health check must neither pass nor drain the node
+// because gpuwarm itself could not look.
+int cannot_tell(const std::string& why, std::size_t max_length) {
+  std::cout << fit_check_line("gpuwarm: cannot tell: " + escape_control(why), max_length) << "\n";
+  return static_cast<int>(HealthStatus::unknown);
+}
+
+int run_check(const CheckOptions& opts) {
+  auto loaded = snapshot_from_file_or_node(opts.snapshot_file, opts.collect);
+  if (!loaded) {
+    return cannot_tell(loaded.error().message, opts.max_length);
+  }
+  Diagnosis diagnosis = diagnose(*loaded);
+  HealthCheck check = health_check(diagnosis, opts.max_length);
+  if (opts.json) {
+    nlohmann::json out = render_diagnosis_json(*loaded, diagnosis);
+    out["check"] = {{"status", to_string(check.status)},
+                    {"exit_code", static_cast<int>(check.status)},
+                    {"rule_id", check.rule_id},
+                    {"line", check.line}};
+    std::cout << dump_json(out) << "\n";
+  } else {
+    std::cout << check.line << "\n";
+  }
+  return static_cast<int>(check.status);
+}
+
+}  // namespace
+
+std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<CheckOptions>();
+  opts->collect.full = false;
+  opts->collect.check_only = true;
+  opts->collect.one_shot = true;
+  opts->collect.nvml_timeout_s = 10;  // a health check must answer well inside its caller's timeout
+  add_collect_options(sub, opts->collect);
+  auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
+                                  "Check a recorded snapshot (`gpuwarm snapshot --json` or `diagnose --json` "
+                                  "output) instead of this node")
+                       ->check(CLI::ExistingFile.description(""))
+                       ->type_name("FILE");
+  for (const char* name : {"--root", "--kernel-log", "--nvml", "--nvml-timeout", "--no-systemd"}) {
+    snap_opt->excludes(sub.get_option(name));
+  }
+  sub.add_flag("--json", opts->json,
+               "Print the whole diagnosis as JSON (as diagnose --json) with a \"check\" object: status, rule_id, "
+               "line");
+  sub.add_option("--max-length", opts->max_length,
+                 "Cut the line to BYTES (node-problem-detector's max_output_length; \"...\" marks a cut)")
+      ->check(CLI::Range(k_min_check_length, std::size_t{4096}).description(""))
+      ->capture_default_str()
+      ->type_name("BYTES");
+  sub.footer(fmt::format(
+      "Output: one line naming the deciding rule and its GPUs first, e.g. \"PM001 persistence off: GPU 3,5\",\n"
+      "\"OK healthy\", \"OK PD004 daemon not enabled: ...\" (kept in service, worth fixing).\n\n"
+      "Exit codes (node-problem-detector's plugin contract): 0 ok, 1 problem (drain the node), 2 unknown\n"
+      "(a fact the decision needs could not be read, NVML timed out, or gpuwarm itself failed; a bad command\n"
+      "line also exits 2). A definite problem outranks an unknown.\n\n"
+      "A problem is what makes the next job suffer now. What each rule means here:\n{}\n"
+      "NVML is asked for identity, minor number and persistence only (diagnose reads clocks and event\n"
+      "reasons); --nvml-timeout defaults to 10 s here.\n\n"
+      "Examples:\n"
+      "  gpuwarm check\n"
+      "  gpuwarm check --max-length 60 --nvml-timeout 5\n"
+      "  gpuwarm check --json | jq .check",
+      impact_table()));
+
+  return [opts]() -> int {
+    try {
+      return run_check(*opts);
+    } catch (const std::exception& e) {
+      return cannot_tell(std::string("internal error: ") + e.what(), opts->max_length);
+    }
+  };
+}
+
+}  // namespace gpuwarm

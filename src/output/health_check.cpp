@@ -1,0 +1,136 @@
+#include "output/health_check.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace gpuwarm {
+
+namespace {
+
+using I = SchedulerImpact;
+
+constexpr RuleImpact k_impacts[] = {
+    {"DRV001", I::drain, "no kernel module: CUDA cannot start"},
+    {"NVML001", I::unknown, "NVML hung: the GPU or driver does not answer"},
+    {"DRV002", I::drain, "no usable NVML: the driver install is broken"},
+    {"DRV003", I::drain, "module and libraries differ: new CUDA contexts fail (API mismatch) until a reboot"},
+    {"DRV004", I::keep, "a stale client, the host's halves agree"},
+    {"GPU001", I::drain, "a GPU is lost, needs a reset, or is missing"},
+    {"PD001", I::keep, "no daemon binary; if persistence is off too, PM001 drains"},
+    {"CLK001", I::keep, "thermal or power limits (a GPU at its power cap under load is normal)"},
+    {"CLK002", I::keep, "application clocks pinned: a setting, not a fault"},
+    {"PM005", I::keep, "a GPU meant to power down when idle"},
+    {"PM001", I::drain, "persistence off: every job pays the cold start and settings reset"},
+    {"PD002", I::keep, "daemon flag; if persistence reads off, PM001 drains"},
+    {"PD003", I::keep, "unit may stop later; persistence holds now"},
+    {"PD006", I::keep, "unit failed; if persistence is off, PM001 drains"},
+    {"PD007", I::keep, "no unit; persistence holds now"},
+    {"PM002", I::keep, "legacy flag holds persistence now; lost at reboot"},
+    {"PD004", I::keep, "not enabled for boot; persistence holds now"},
+    {"PD005", I::keep, "daemon does not hold a GPU; persistence decides (PM001)"},
+    {"UNK001", I::unknown, "nvmlInit failed for a reason that says nothing about the driver"},
+    {"UNK002", I::unknown, "GPUs could not be counted"},
+    {"UNK003", I::unknown, "a GPU could not be opened"},
+    {"UNK004", I::unknown, "a fact the verdict needs could not be read"},
+    {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
+    {"PM004", I::keep, "the daemon holds the GPU"},
+    {"NOTE001", I::keep, "facts that need root were not read"},
+    {"NOTE002", I::keep, "systemd not reachable"},
+};
+
+SchedulerImpact impact_of(const Finding& f) {
+  if (f.route == Route::note) {
+    return I::keep;  // demoted (persistence optional) or a note by nature
+  }
+  for (const auto& r : k_impacts) {
+    if (f.rule_id == r.rule_id) {
+      return r.impact;
+    }
+  }
+  return f.route == Route::unknown ? I::unknown : I::keep;
+}
+
+std::string rule_words(const std::string& rule_id) {
+  const RuleInfo* info = find_rule(rule_id);
+  std::string name = info != nullptr ? info->name : rule_id;
+  std::replace(name.begin(), name.end(), '-', ' ');
+  return name;
+}
+
+// "PM001 persistence off: GPU 3,5"; node-level rules have no GPU list.
+std::string describe(const Diagnosis& d, const std::string& rule_id) {
+  std::set<unsigned> gpus;
+  for (const auto& f : d.findings) {
+    if (f.rule_id == rule_id && f.gpu) {
+      gpus.insert(*f.gpu);
+    }
+  }
+  std::string out = rule_id + " " + rule_words(rule_id);
+  if (!gpus.empty()) {
+    out += fmt::format(": GPU {}", fmt::join(gpus, ","));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::span<const RuleImpact> scheduler_impacts() { return k_impacts; }
+
+std::string fit_check_line(std::string line, std::size_t max_length) {
+  max_length = std::max(max_length, k_min_check_length);
+  if (line.size() > max_length) {
+    line.resize(max_length - 3);
+    line += "...";
+  }
+  return line;
+}
+
+const char* to_string(HealthStatus s) {
+  switch (s) {
+    case HealthStatus::ok: return "ok";
+    case HealthStatus::problem: return "problem";
+    case HealthStatus::unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+HealthCheck health_check(const Diagnosis& d, std::size_t max_length) {
+  // Registry order (the runbook's): the first draining rule names the line; a definite problem outranks an
+  // unknown, and an unknown outranks every "keep".
+  std::vector<std::string> drains;
+  std::vector<std::string> unknowns;
+  for (const auto& f : d.findings) {
+    const SchedulerImpact impact = impact_of(f);
+    if (impact == I::keep) {
+      continue;
+    }
+    auto& list = impact == I::drain ? drains : unknowns;
+    if (std::find(list.begin(), list.end(), f.rule_id) == list.end()) {
+      list.push_back(f.rule_id);
+    }
+  }
+  HealthCheck out;
+  const auto& deciding = !drains.empty() ? drains : unknowns;
+  if (!deciding.empty()) {
+    out.status = !drains.empty() ? HealthStatus::problem : HealthStatus::unknown;
+    out.rule_id = deciding.front();
+    std::string line = describe(d, out.rule_id);
+    std::size_t others = drains.size() + unknowns.size() - 1;
+    if (others > 0) {
+      line += fmt::format(" (+{} more)", others);
+    }
+    out.line = fit_check_line(line, max_length);
+    return out;
+  }
+  out.status = HealthStatus::ok;
+  // Healthy, or kept in service with something worth fixing: the verdict's rule says which.
+  out.line = d.verdict.code == "healthy" ? "OK healthy" : "OK " + describe(d, d.verdict.rule_id);
+  out.line = fit_check_line(out.line, max_length);
+  return out;
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,53 @@
+#pragma once
+// `gpuwarm check`: the diagnosis as a scheduler's health check sees it (node-problem-detector's custom-plugin
+// contract, Slurm's HealthCheckProgram, NHC): a status and one short line, rendered from the same findings as
+// diagnose. A node is a problem only where jobs suffer now: GPUs without persistence, a driver that cannot
+// serve CUDA (not loaded, halves differ, NVML missing), a GPU fault. Configuration debts that do not hurt the
+// next job (legacy flag, unit not enabled, ...), thermal or power events, pinned clocks and a GPU meant to
+// power down are reported in the line but keep the node in service. Unknown is never healthy: it is its own
+// status, never 0.
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+#include "rules/rule.h"
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+enum class HealthStatus { ok = 0, problem = 1, unknown = 2 };  // node-problem-detector's exit codes
+
+// What a rule's finding means to a scheduler.
+enum class SchedulerImpact {
+  drain,    // jobs on this node suffer now: take it out of service
+  unknown,  // a fact the verdict needs could not be read
+  keep,     // worth fixing, but the next job runs as well as anywhere
+};
+
+struct RuleImpact {
+  const char* rule_id;
+  SchedulerImpact impact;
+  const char* why;
+};
+
+// Every rule of the registry, with its impact and why (a test keeps the two tables in step).
+std::span<const RuleImpact> scheduler_impacts();
+
+struct HealthCheck {
+  HealthStatus status = HealthStatus::unknown;
+  std::string rule_id;  // the rule that decided, "" when healthy
+  std::string line;     // "PM001 persistence off: GPU 3,5", at most max_length bytes
+};
+
+constexpr std::size_t k_default_check_length = 80;
+constexpr std::size_t k_min_check_length = 16;
+
+HealthCheck health_check(const Diagnosis& diagnosis, std::size_t max_length = k_default_check_length);
+
+// Cuts a line to max_length bytes (at least k_min_check_length), "..." marking the cut.
+std::string fit_check_line(std::string line, std::size_t max_length);
+
+const char* to_string(HealthStatus s);
+
+}  // namespace gpuwarm

@@ -1,0 +1,125 @@
+// `gpuwarm check`'s decision: status and line from the same findings diagnose renders. Table-driven over
+// the verdicts a scheduler meets, and the impact table kept in step with the rule registry.
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <set>
+
+#include "output/health_check.h"
+#include "snapshot_builder.h"
+
+namespace gpuwarm::test {
+namespace {
+
+struct Case {
+  const char* name;
+  std::function<void(Snapshot&)> mutate;
+  HealthStatus status;
+  const char* line;
+};
+
+TEST(HealthCheck, StatusAndLine) {
+  const Case cases[] = {
+      {"healthy", [](Snapshot&) {}, HealthStatus::ok, "OK healthy"},
+      {"persistence off on GPU 1",
+       [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+       },
+       HealthStatus::problem, "PM001 persistence off: GPU 1"},
+      {"thermal events do not drain, but do not hide persistence off either",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x40);
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+       },
+       HealthStatus::problem, "PM001 persistence off: GPU 1"},
+      {"power cap under load alone keeps the node",
+       [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x4); },
+       HealthStatus::ok, "OK CLK001 thermal power events: GPU 0"},
+      {"pinned clocks keep the node", [](Snapshot& s) { s.nvml.gpus[0].app_clocks.sm = Fact<unsigned>::known(1000); },
+       HealthStatus::ok, "OK CLK002 app clocks pinned: GPU 0"},
+      {"reboot pending drains",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::known(18);
+         s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+       },
+       HealthStatus::problem, "DRV003 driver version mismatch"},
+      {"no driver drains", [](Snapshot& s) { s.driver.module_loaded = false; }, HealthStatus::problem,
+       "DRV001 driver not loaded"},
+      {"legacy flag only: worth fixing, jobs unaffected",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.service.active_state = Fact<std::string>::known("inactive");
+         s.service.sub_state = Fact<std::string>::known("dead");
+       },
+       HealthStatus::ok, "OK PM002 legacy persistence"},
+      {"persistence unread is unknown, never ok",
+       [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("UNKNOWN"); }, HealthStatus::unknown,
+       "UNK004 gpu fact unread: GPU 0"},
+      {"a definite problem outranks an unknown",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].persistence = Fact<bool>::unknown("UNKNOWN");
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+       },
+       HealthStatus::problem, "PM001 persistence off: GPU 1 (+1 more)"},
+      {"a laptop GPU meant to power down is not a problem",
+       [](Snapshot& s) {
+         s.host.chassis_type = Fact<unsigned>::known(10);
+         for (auto& kg : s.driver.kernel_gpus) {
+           kg.runtime_d3 = Fact<std::string>::known("Enabled (fine-grained)");
+         }
+         s.daemon.processes.clear();
+         s.service.active_state = Fact<std::string>::known("inactive");
+         for (auto& g : s.nvml.gpus) {
+           g.persistence = Fact<bool>::known(false);
+         }
+       },
+       HealthStatus::ok, "OK PM005 persistence optional"},
+  };
+  for (const Case& c : cases) {
+    Snapshot s = healthy_snapshot();
+    c.mutate(s);
+    HealthCheck h = health_check(diagnose(s));
+    EXPECT_EQ(h.status, c.status) << c.name << ": " << h.line;
+    EXPECT_EQ(h.line, c.line) << c.name;
+  }
+}
+
+TEST(HealthCheck, LineIsCutToTheLimit) {
+  Snapshot s = healthy_snapshot();
+  for (auto& g : s.nvml.gpus) {
+    g.persistence = Fact<bool>::known(false);
+  }
+  s.daemon.processes.clear();
+  HealthCheck h = health_check(diagnose(s), 20);
+  EXPECT_EQ(h.status, HealthStatus::problem);
+  EXPECT_EQ(h.line.size(), 20u);
+  EXPECT_EQ(h.line.substr(17), "...");
+  EXPECT_EQ(h.line.rfind("PM001 ", 0), 0u);
+  EXPECT_EQ(fit_check_line("short", 80), "short");
+  EXPECT_EQ(fit_check_line(std::string(100, 'x'), 1).size(), k_min_check_length);
+}
+
+TEST(HealthCheck, EveryRuleHasAnImpactAndEveryImpactARule) {
+  std::set<std::string> registry;
+  for (const auto& r : rules()) {
+    registry.insert(r.id);
+  }
+  std::set<std::string> impacts;
+  for (const auto& i : scheduler_impacts()) {
+    EXPECT_TRUE(impacts.insert(i.rule_id).second) << i.rule_id << " twice";
+    EXPECT_TRUE(registry.count(i.rule_id)) << i.rule_id << " is no rule";
+    // A cannot-tell rule is unknown to a scheduler, never ok.
+    const RuleInfo* info = find_rule(i.rule_id);
+    if (info != nullptr && info->route == Route::unknown) {
+      EXPECT_EQ(i.impact, SchedulerImpact::unknown) << i.rule_id;
+    }
+  }
+  EXPECT_EQ(impacts, registry);
+}
+
+}  // namespace
+}  // namespace gpuwarm::test
