@@ -1,0 +1,283 @@
+"""contrib/slurm against a real Slurm (Debian 12's slurmctld and slurmd 22.05, with munge): one node, run by
+the test as root in a state directory of its own and a network namespace of its own (loopback only, nothing
+reaches out), with gpuwarm-healthcheck as HealthCheckProgram checking a fake node. Healthy: srun runs a job.
+Persistence off: the node is drained with a "gpuwarm:" reason. Fixed: resumed. An admin's own drain is left
+alone. Every daemon is started by the test, bounded by `timeout`, and stopped at the end; the prolog mode is
+checked on its own (exit status and reason, as Slurm reads them)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+SLURM_DIR = os.path.join(h.SOURCE_DIR, "contrib", "slurm")
+TOOLS = ("slurmctld", "slurmd", "munged", "srun", "scontrol", "sinfo", "ip", "unshare", "nsenter", "setpriv")
+INTERVAL = 3  # HealthCheckInterval, seconds
+
+
+def missing_tools():
+    return [t for t in TOOLS if not shutil.which(t)]
+
+
+class FakeGpuNode:
+    """A fake node gpuwarm checks: the daemon binary installed, persistence set through the NVML scenario."""
+
+    def __init__(self, tmp):
+        self.root = h.FakeRoot()
+        self.root.driver(gpus=2).daemon_binary()
+        self.scenario = os.path.join(tmp, "scenario.json")
+        self.set_persistence(1)
+
+    def set_persistence(self, gpu0):
+        with open(self.scenario + ".new", "w") as f:
+            json.dump(h.scenario([h.gpu(0, persistence=gpu0), h.gpu(1)]), f)
+        os.replace(self.scenario + ".new", self.scenario)
+
+    def env(self):
+        return {"GPUWARM": h.BIN, "FAKE_NVML_SCENARIO": self.scenario, "GPUWARM_REQUIRE_GPU": "yes",
+                "ASAN_OPTIONS": "detect_leaks=0",
+                "GPUWARM_CHECK_ARGS": f"--root {self.root.path} --no-systemd --nvml "
+                                      f"{os.path.join(h.FAKE_NVML_DIR, 'libnvidia-ml.so.1')}"}
+
+
+class PrologMode(unittest.TestCase):
+    def test_prolog_exit_status_and_reason(self):
+        h.require_binary(self)
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-prolog-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        node = FakeGpuNode(tmp)
+        self.addCleanup(node.root.cleanup)
+        prolog = os.path.join(SLURM_DIR, "gpuwarm-prolog")
+        env = {"PATH": "/usr/bin:/bin", **node.env()}
+        r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        node.set_persistence(0)
+        r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), "gpuwarm: PM001 persistence off: GPU 0")
+        # Unknown drains by default, and passes when the site says so.
+        env["GPUWARM"] = "/nonexistent/gpuwarm"
+        r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("gpuwarm: gpuwarm check failed to run", r.stderr)
+        env["GPUWARM_DRAIN_ON_UNKNOWN"] = "no"
+        self.assertEqual(subprocess.run([prolog], env=env, capture_output=True, timeout=60).returncode, 0)
+
+
+class RealSlurm(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not h.BIN:
+            raise unittest.SkipTest("GPUWARM_BIN not set: run through ctest")
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root: slurmd, slurmctld and a network namespace of the test's own")
+        if missing_tools():
+            raise unittest.SkipTest("not installed: " + ", ".join(missing_tools()) +
+                                    " (scripts/setup.sh installs slurmctld slurmd munge slurm-client iproute2)")
+        cls.procs = []
+        cls.tmp = tempfile.mkdtemp(prefix="gpuwarm-slurm-")
+        os.chmod(cls.tmp, 0o755)
+        try:
+            cls._start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _spawn(cls, argv, name, bound_s=600, netns=True):
+        log = open(os.path.join(cls.tmp, name + ".out"), "w")
+        prefix = ["nsenter", f"--net=/proc/{cls.netns_pid}/ns/net"] if netns else []
+        p = subprocess.Popen(["timeout", "-s", "KILL", str(bound_s), *prefix, *argv], stdout=log,
+                             stderr=subprocess.STDOUT, env={**os.environ, "SLURM_CONF": cls.conf})
+        cls.procs.append((p, log))
+        return p
+
+    @classmethod
+    def _start(cls):
+        # A network namespace with loopback only. glibc's getaddrinfo (AI_ADDRCONFIG, which Slurm uses) finds
+        # nothing while every address is a loopback one, so lo also gets a private address; no route leaves.
+        cls.netns = subprocess.Popen(["timeout", "-s", "KILL", "900", "unshare", "--net", "sleep", "900"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.procs.append((cls.netns, None))
+        # `timeout` forks; its child (unshare, then sleep) holds the namespace: that is what nsenter enters.
+        deadline = time.time() + 5
+        child = []
+        while time.time() < deadline:
+            child = subprocess.run(["pgrep", "-P", str(cls.netns.pid)], capture_output=True, text=True).stdout.split()
+            if child and os.readlink(f"/proc/{child[0]}/ns/net") != os.readlink("/proc/self/ns/net"):
+                break
+            child = []
+            time.sleep(0.02)
+        if not child:
+            raise unittest.SkipTest("unshare --net did not start (no network namespaces here)")
+        cls.netns_pid = int(child[0])
+        ns = ["nsenter", f"--net=/proc/{cls.netns_pid}/ns/net", "ip"]
+        for args in (["link", "set", "lo", "up"], ["addr", "add", "10.254.0.1/32", "dev", "lo"]):
+            r = subprocess.run(ns + args, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise unittest.SkipTest("cannot set up the test's network namespace: " + r.stderr.strip())
+
+        munge = os.path.join(cls.tmp, "munge")
+        os.makedirs(munge)
+        shutil.chown(munge, "munge", "munge")
+        os.chmod(munge, 0o711)  # munged wants its socket directory searchable by all, writable by none
+        key = os.path.join(munge, "munge.key")
+        with open(key, "wb") as f:
+            f.write(os.urandom(1024))
+        shutil.chown(key, "munge", "munge")
+        os.chmod(key, 0o600)
+        cls.munge_socket = os.path.join(munge, "munge.socket")
+        cls.conf = os.path.join(cls.tmp, "slurm.conf")
+        cls._spawn(["setpriv", "--reuid=munge", "--regid=munge", "--clear-groups", "munged", "--foreground",
+                    f"--socket={cls.munge_socket}", f"--key-file={key}", f"--log-file={munge}/munged.log",
+                    f"--pid-file={munge}/munged.pid", f"--seed-file={munge}/munged.seed"], "munged")
+
+        cls.node = FakeGpuNode(cls.tmp)
+        cls.nodename = socket.gethostname().split(".")[0]
+        wrapper = os.path.join(cls.tmp, "healthcheck")
+        with open(wrapper, "w") as f:
+            # slurmd runs the program with SLURMD_NODENAME and nothing else; the site's settings would come from
+            # /etc/default/gpuwarm-slurm, the test's from here.
+            f.write("#!/bin/bash\n" + "".join(f"export {k}={json.dumps(v)}\n" for k, v in cls.node.env().items()) +
+                    f"export SLURM_CONF={cls.conf}\n"
+                    f"exec {os.path.join(SLURM_DIR, 'gpuwarm-healthcheck')}\n")
+        os.chmod(wrapper, 0o755)
+        for d in ("state", "spool"):
+            os.makedirs(os.path.join(cls.tmp, d))
+        with open(cls.conf, "w") as f:
+            f.write(f"""ClusterName=gpuwarmtest
+SlurmctldHost={cls.nodename}(127.0.0.1)
+SlurmctldPort=26817
+SlurmdPort=26818
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={cls.munge_socket}
+CredType=cred/munge
+StateSaveLocation={cls.tmp}/state
+SlurmdSpoolDir={cls.tmp}/spool
+SlurmctldPidFile={cls.tmp}/slurmctld.pid
+SlurmdPidFile={cls.tmp}/slurmd.pid
+SlurmctldLogFile={cls.tmp}/slurmctld.log
+SlurmdLogFile={cls.tmp}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SelectType=select/linear
+MpiDefault=none
+ReturnToService=2
+SlurmdTimeout=60
+HealthCheckProgram={wrapper}
+HealthCheckInterval={INTERVAL}
+HealthCheckNodeState=ANY
+NodeName={cls.nodename} NodeAddr=127.0.0.1 CPUs=1 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+""")
+        deadline = time.time() + 10
+        while not os.path.exists(cls.munge_socket) and time.time() < deadline:
+            time.sleep(0.05)
+        cls._spawn(["slurmctld", "-D", "-i"], "slurmctld")
+        time.sleep(0.5)
+        cls._spawn(["slurmd", "-D"], "slurmd")
+        if not cls.wait_until(lambda: "idle" in cls.sinfo_state(), 40):
+            raise AssertionError("the node never came up idle: " + cls.logs())
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "conf", None) and os.path.exists(cls.conf) and getattr(cls, "netns_pid", None):
+            cls.slurm("scontrol", "shutdown")
+        for p, log in reversed(getattr(cls, "procs", [])):
+            if p.poll() is None:
+                subprocess.run(["pkill", "-TERM", "-P", str(p.pid)])
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    subprocess.run(["pkill", "-KILL", "-P", str(p.pid)])
+                    p.kill()
+                    p.wait()
+            if log:
+                log.close()
+        if getattr(cls, "node", None):
+            cls.node.root.cleanup()
+        if getattr(cls, "tmp", None):
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def slurm(cls, *argv, timeout=30):
+        return subprocess.run(["nsenter", f"--net=/proc/{cls.netns_pid}/ns/net", *argv], capture_output=True,
+                              text=True, timeout=timeout, env={**os.environ, "SLURM_CONF": cls.conf})
+
+    @classmethod
+    def sinfo_state(cls):
+        return cls.slurm("sinfo", "-h", "-N", "-o", "%T").stdout.strip()
+
+    @classmethod
+    def reason(cls):
+        return cls.slurm("sinfo", "-h", "-N", "-o", "%E").stdout.strip()
+
+    @classmethod
+    def wait_until(cls, fn, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if fn():
+                return True
+            time.sleep(0.25)
+        return False
+
+    @classmethod
+    def logs(cls):
+        out = []
+        for name in ("slurmctld.log", "slurmd.log"):
+            path = os.path.join(cls.tmp, name)
+            if os.path.exists(path):
+                with open(path) as f:
+                    out.append(name + ":\n" + "".join(f.readlines()[-15:]))
+        return "\n".join(out)
+
+    def run_job(self):
+        return self.slurm("srun", "--immediate=5", "-N1", "-t", "1", "true", timeout=60)
+
+    def test_drain_resume_and_an_admins_drain(self):
+        # Healthy (persistence on): a job runs, the node is not drained.
+        r = self.run_job()
+        self.assertEqual(r.returncode, 0, r.stderr + self.logs())
+        self.assertNotIn("drain", self.sinfo_state())
+
+        # GPU 0 loses persistence: drained within a health-check interval or two, with gpuwarm's reason.
+        self.node.set_persistence(0)
+        self.assertTrue(self.wait_until(lambda: "drain" in self.sinfo_state(), 4 * INTERVAL + 10),
+                        self.sinfo_state() + self.logs())
+        self.assertEqual(self.reason(), "gpuwarm: PM001 persistence off: GPU 0")
+        self.assertNotEqual(self.run_job().returncode, 0, "a job ran on a drained node")
+
+        # Fixed: gpuwarm resumes the node it drained, and jobs run again.
+        self.node.set_persistence(1)
+        self.assertTrue(self.wait_until(lambda: "drain" not in self.sinfo_state(), 4 * INTERVAL + 10),
+                        self.sinfo_state() + self.logs())
+        self.assertEqual(self.run_job().returncode, 0)
+
+        # An admin drains the healthy node for another reason: gpuwarm never resumes it, and never rewrites
+        # the admin's reason when it finds a problem too.
+        self.assertEqual(self.slurm("scontrol", "update", f"NodeName={self.nodename}", "State=DRAIN",
+                                    "Reason=admin: replacing a fan").returncode, 0)
+        time.sleep(3 * INTERVAL)
+        self.assertIn("drain", self.sinfo_state())
+        self.node.set_persistence(0)
+        time.sleep(3 * INTERVAL)
+        self.assertEqual(self.reason(), "admin: replacing a fan")
+        # The admin resumes it while the problem remains: gpuwarm drains it with its own reason.
+        self.node.set_persistence(0)
+        self.assertEqual(self.slurm("scontrol", "update", f"NodeName={self.nodename}", "State=RESUME").returncode, 0)
+        self.assertTrue(self.wait_until(lambda: self.reason().startswith("gpuwarm:"), 4 * INTERVAL + 10),
+                        self.reason() + self.logs())
+
+
+if __name__ == "__main__":
+    unittest.main()
