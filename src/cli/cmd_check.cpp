@@ -23,6 +23,7 @@ struct CheckOptions {
   std::string snapshot_file;
   bool json = false;
   std::size_t max_length = k_default_check_length;
+  std::vector<std::string> only_rules;
 };
 
 std::string impact_table() {
@@ -49,7 +50,7 @@ int run_check(const CheckOptions& opts) {
     return cannot_tell(loaded.error().message, opts.max_length);
   }
   Diagnosis diagnosis = diagnose(*loaded);
-  HealthCheck check = health_check(diagnosis, opts.max_length);
+  HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules);
   if (opts.json) {
     nlohmann::json out = render_diagnosis_json(*loaded, diagnosis);
     out["check"] = {{"status", to_string(check.status)},
@@ -88,6 +89,14 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
       ->check(CLI::Range(k_min_check_length, std::size_t{4096}).description(""))
       ->capture_default_str()
       ->type_name("BYTES");
+  sub.add_option("--rules", opts->only_rules,
+                 "Only these rules make a problem (IDs, comma-separated), e.g. PM001 for a GPUPersistenceOff "
+                 "condition, DRV003 for NvidiaDriverRebootPending; an unknown still answers 2")
+      ->delimiter(',')
+      ->check([](const std::string& id) {
+        return find_rule(id) != nullptr ? std::string() : "no rule " + escape_control(id) + " (gpuwarm diagnose --list-rules)";
+      })
+      ->type_name("ID[,ID...]");
   sub.footer(fmt::format(
       "Output: one line naming the deciding rule and its GPUs first, e.g. \"PM001 persistence off: GPU 3,5\",\n"
       "\"OK healthy\", \"OK PD004 daemon not enabled: ...\" (kept in service, worth fixing).\n\n"
@@ -100,6 +109,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
       "Examples:\n"
       "  gpuwarm check\n"
       "  gpuwarm check --max-length 60 --nvml-timeout 5\n"
+      "  gpuwarm check --rules PM001          # node-problem-detector's GPUPersistenceOff condition\n"
       "  gpuwarm check --json | jq .check",
       impact_table()));
 

@@ -98,14 +98,16 @@ const char* to_string(HealthStatus s) {
   return "unknown";
 }
 
-HealthCheck health_check(const Diagnosis& d, std::size_t max_length) {
+HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::vector<std::string>& only_rules) {
   // Registry order (the runbook's): the first draining rule names the line; a definite problem outranks an
   // unknown, and an unknown outranks every "keep".
   std::vector<std::string> drains;
   std::vector<std::string> unknowns;
   for (const auto& f : d.findings) {
     const SchedulerImpact impact = impact_of(f);
-    if (impact == I::keep) {
+    const bool selected =
+        only_rules.empty() || std::find(only_rules.begin(), only_rules.end(), f.rule_id) != only_rules.end();
+    if (impact == I::keep || (impact == I::drain && !selected)) {
       continue;
     }
     auto& list = impact == I::drain ? drains : unknowns;
@@ -127,7 +129,12 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length) {
     return out;
   }
   out.status = HealthStatus::ok;
-  // Healthy, or kept in service with something worth fixing: the verdict's rule says which.
+  // Healthy, or kept in service with something worth fixing: the verdict's rule says which. Asked about some
+  // rules only, the line says they did not fire.
+  if (!only_rules.empty()) {
+    out.line = fit_check_line(fmt::format("OK {} not firing", fmt::join(only_rules, ",")), max_length);
+    return out;
+  }
   out.line = d.verdict.code == "healthy" ? "OK healthy" : "OK " + describe(d, d.verdict.rule_id);
   out.line = fit_check_line(out.line, max_length);
   return out;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "rules/rule.h"
 #include "snapshot/snapshot.h"
@@ -43,7 +44,10 @@ struct HealthCheck {
 constexpr std::size_t k_default_check_length = 80;
 constexpr std::size_t k_min_check_length = 16;
 
-HealthCheck health_check(const Diagnosis& diagnosis, std::size_t max_length = k_default_check_length);
+// `only_rules` (empty: all) limits which rules can make a problem, for one condition per check (a
+// node-problem-detector condition per rule set); an unknown always counts, whichever rule it came from.
+HealthCheck health_check(const Diagnosis& diagnosis, std::size_t max_length = k_default_check_length,
+                         const std::vector<std::string>& only_rules = {});
 
 // Cuts a line to max_length bytes (at least k_min_check_length), "..." marking the cut.
 std::string fit_check_line(std::string line, std::size_t max_length);

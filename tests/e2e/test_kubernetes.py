@@ -1,0 +1,196 @@
+"""contrib/kubernetes: node-problem-detector's custom-plugin contract, run exactly as NPD runs each rule
+(argv from the shipped JSON, its timeout, whitespace trimmed, output cut at max_output_length bytes, exit 0 ->
+condition False, 1 -> True, anything else or a timeout -> Unknown) for every verdict a node can have; and the
+shipped YAML and Containerfile parse and name only what exists."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import yaml
+
+import harness as h
+
+K8S = os.path.join(h.SOURCE_DIR, "contrib", "kubernetes")
+NPD = os.path.join(K8S, "node-problem-detector")
+NPD_CONFIGS = ("gpuwarm-persistence.json", "gpuwarm-driver.json")
+
+
+def seconds(duration):
+    m = re.fullmatch(r"(\d+)s", duration)
+    assert m, duration
+    return int(m.group(1))
+
+
+def load(name):
+    with open(os.path.join(NPD, name)) as f:
+        return json.load(f)
+
+
+def npd_run(config, rule, root, scenario_path):
+    """One invocation as NPD's custom plugin makes it; returns (condition status, message)."""
+    args = list(rule["args"])
+    # The shipped rule reads the host at /host; here the fake node's root stands in for it.
+    args[args.index("--root") + 1] = root.path
+    args += ["--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
+    env = {"FAKE_NVML_SCENARIO": scenario_path, "PATH": "/usr/bin:/bin", "ASAN_OPTIONS": "detect_leaks=0"}
+    try:
+        r = subprocess.run([h.BIN, *args], capture_output=True, env=env, timeout=seconds(rule["timeout"]))
+    except subprocess.TimeoutExpired:
+        return "Unknown", "timeout"
+    message = r.stdout.strip()[:config["pluginConfig"]["max_output_length"]].decode(errors="replace")
+    status = {0: "False", 1: "True"}.get(r.returncode, "Unknown")
+    return status, message
+
+
+class NodeProblemDetector(unittest.TestCase):
+    def test_configs_follow_the_schema(self):
+        for name in NPD_CONFIGS:
+            c = load(name)
+            self.assertEqual(c["plugin"], "custom", name)
+            pc = c["pluginConfig"]
+            self.assertTrue(pc["skip_initial_status"], name)  # never report an unprobed condition as healthy
+            self.assertTrue(pc["enable_message_change_based_condition_update"], name)
+            self.assertLessEqual(pc["max_output_length"], 80)
+            self.assertGreater(seconds(pc["invoke_interval"]), 0)
+            self.assertEqual(len(c["conditions"]), 1, "one condition per monitor")
+            types = {cond["type"] for cond in c["conditions"]}
+            for rule in c["rules"]:
+                self.assertEqual(rule["type"], "permanent")
+                self.assertIn(rule["condition"], types)
+                self.assertLessEqual(seconds(rule["timeout"]), seconds(pc["timeout"]))
+                # gpuwarm gives up on NVML before NPD kills it, so a hung GPU reads Unknown with a reason.
+                nvml_timeout = int(rule["args"][rule["args"].index("--nvml-timeout") + 1])
+                self.assertLess(nvml_timeout, seconds(rule["timeout"]))
+                self.assertEqual(rule["path"], "/opt/gpuwarm/bin/gpuwarm")
+
+    def test_each_condition_for_every_verdict(self):
+        h.require_binary(self)
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-npd-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+
+        def node(kind):
+            root = h.FakeRoot()
+            self.addCleanup(root.cleanup)
+            root.driver(gpus=2).daemon_binary()
+            gpus = [h.gpu(0), h.gpu(1)]
+            top = {}
+            if kind == "persistence-off":
+                gpus[1]["persistence"] = 0
+            elif kind == "reboot-pending":
+                top = {"nvml_version": "13.580.200.01", "driver_version": "580.200.01"}
+            elif kind == "cannot-tell":
+                gpus[1]["returns"] = {"nvmlDeviceGetPersistenceMode": 4}
+            elif kind == "nvml-hung":
+                top = {"init": {"delay_ms": 60000}}
+            elif kind == "laptop":
+                root.write("proc/driver/nvidia/gpus/0000:06:00.0/power", "Runtime D3 status:          Enabled (fine-grained)\n")
+                root.write("sys/class/dmi/id/chassis_type", "10\n")
+                gpus = [h.gpu(0, persistence=0), h.gpu(1, persistence=0)]
+            path = os.path.join(tmp, kind + ".json")
+            with open(path, "w") as f:
+                json.dump(h.scenario(gpus, **top), f)
+            return root, path
+
+        expected = {
+            # kind: {config: (status, message)}
+            "healthy": {"gpuwarm-persistence.json": ("False", "OK PM001 not firing"),
+                        "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
+            "persistence-off": {"gpuwarm-persistence.json": ("True", "PM001 persistence off: GPU 1"),
+                                "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
+            "reboot-pending": {"gpuwarm-persistence.json": ("False", "OK PM001 not firing"),
+                               "gpuwarm-driver.json": ("True", "DRV003 driver version mismatch")},
+            "cannot-tell": {"gpuwarm-persistence.json": ("Unknown", "UNK004 gpu fact unread: GPU 1"),
+                            "gpuwarm-driver.json": ("Unknown", "UNK004 gpu fact unread: GPU 1")},
+            "laptop": {"gpuwarm-persistence.json": ("False", "OK PM001 not firing"),
+                       "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
+        }
+        for kind, per_config in expected.items():
+            root, path = node(kind)
+            for name, want in per_config.items():
+                config = load(name)
+                got = npd_run(config, config["rules"][0], root, path)
+                self.assertEqual(got, want, f"{kind} / {name}")
+                self.assertLessEqual(len(got[1].encode()), config["pluginConfig"]["max_output_length"])
+
+    def test_a_hung_nvml_is_unknown_within_the_rule_timeout(self):
+        h.require_binary(self)
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-npd-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        root = h.FakeRoot()
+        self.addCleanup(root.cleanup)
+        root.driver(gpus=1).daemon_binary()
+        path = os.path.join(tmp, "hung.json")
+        with open(path, "w") as f:
+            json.dump(h.scenario([h.gpu(0)], init={"delay_ms": 600000}), f)
+        config = load("gpuwarm-persistence.json")
+        rule = dict(config["rules"][0])
+        # The shipped 20 s NVML limit would make this test slow; the same contract holds with a shorter one.
+        rule["args"] = [a if a != "20" else "1" for a in rule["args"]]
+        self.assertEqual(npd_run(config, rule, root, path), ("Unknown", "NVML001 nvml timeout"))
+
+
+class Manifests(unittest.TestCase):
+    def test_exporter_daemonset_and_service(self):
+        with open(os.path.join(K8S, "gpuwarm-exporter.yaml")) as f:
+            docs = {d["kind"]: d for d in yaml.safe_load_all(f) if d}
+        self.assertEqual(set(docs), {"Namespace", "DaemonSet", "Service"})
+        ds = docs["DaemonSet"]
+        pod = ds["spec"]["template"]["spec"]
+        self.assertTrue(pod["nodeSelector"], "GPU nodes only")
+        (container,) = pod["containers"]
+        self.assertEqual(container["args"][:2], ["metrics", "--listen"])
+        self.assertIn("--root", container["args"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        host_paths = set()
+        for m in container["volumeMounts"]:
+            self.assertTrue(m["readOnly"], m["name"])
+            self.assertIn(m["name"], volumes)
+            host_paths.add(volumes[m["name"]]["hostPath"]["path"])
+        # What gpuwarm reads: device nodes, processes, sysfs, systemd's and the daemon's /run (and the GPU
+        # Operator's /run/nvidia/driver inside it).
+        for needed in ("/dev", "/proc", "/sys", "/run"):
+            self.assertIn(needed, host_paths)
+        self.assertEqual(ds["spec"]["selector"]["matchLabels"], ds["spec"]["template"]["metadata"]["labels"])
+        svc = docs["Service"]
+        self.assertEqual(svc["spec"]["selector"], ds["spec"]["template"]["metadata"]["labels"])
+        port_names = {p["name"] for p in container["ports"]}
+        self.assertTrue(all(p["targetPort"] in port_names for p in svc["spec"]["ports"]))
+        self.assertEqual(str(container["ports"][0]["containerPort"]), svc["metadata"]["annotations"]["prometheus.io/port"])
+
+    def test_npd_patch_mounts_what_it_declares(self):
+        with open(os.path.join(NPD, "daemonset-patch.yaml")) as f:
+            text = f.read()
+        patch = yaml.safe_load(text)
+        pod = patch["spec"]["template"]["spec"]
+        volumes = {v["name"] for v in pod["volumes"]}
+        for c in pod["containers"] + pod["initContainers"]:
+            for m in c.get("volumeMounts", []):
+                self.assertIn(m["name"], volumes)
+        # The files its instructions name exist.
+        for path in re.findall(r"contrib/kubernetes/[\w./-]*\w", text):
+            self.assertTrue(os.path.exists(os.path.join(h.SOURCE_DIR, path)), path)
+        for name in NPD_CONFIGS:
+            self.assertIn(f"/config/gpuwarm/{name}", text)
+
+    def test_containerfile_layout(self):
+        with open(os.path.join(K8S, "Containerfile")) as f:
+            text = f.read()
+        self.assertIn('ENTRYPOINT ["/opt/gpuwarm/bin/gpuwarm"]', text)  # the path the NPD configs run
+        r = subprocess.run(["sh", "-n", "-c", re.search(r"^RUN (.*?)(?=^\S)", text, re.S | re.M).group(1)
+                            .replace("\\\n", "\n")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        dist = os.environ.get("GPUWARM_DIST", "")
+        if not os.path.isdir(dist):
+            self.skipTest("GPUWARM_DIST not set: scripts/test.sh builds the packages the image copies")
+        version = re.search(r"ARG VERSION=(\S+)", text).group(1)
+        for src in re.search(r"^COPY (.*) /tmp/gpuwarm/$", text, re.M).group(1).split():
+            path = os.path.join(dist, os.path.basename(src.replace("${VERSION}", version)))
+            self.assertTrue(os.path.exists(path), path)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,121 @@
+"""contrib/nhc/gpuwarm.nhc against NHC's documented check-function contract (NHC is not packaged in Debian):
+a check is a bash function that returns 0 when healthy and otherwise calls `die 1 "check_name:  message"` and
+returns non-zero, reads its options with getopts, and never exceeds NHC's $TIMEOUT. The stub `die`, `dbg` and
+`log` below record what NHC's would print. The function never calls the scheduler (NHC marks nodes itself).
+Also `bash -n` (and shellcheck, where installed) on every shipped shell script."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import harness as h
+
+CONTRIB = os.path.join(h.SOURCE_DIR, "contrib")
+NHC_CHECK = os.path.join(CONTRIB, "nhc", "gpuwarm.nhc")
+
+# What NHC provides to a check: die (records; the real one logs, marks the node offline and exits), dbg, log,
+# and $TIMEOUT (NHC's own limit, 30 s by default). A scontrol on PATH that records any call.
+HARNESS = r"""
+set -u
+TIMEOUT=${NHC_TIMEOUT:-30}
+DIED=""
+function die() { local ret=$1; shift; DIED="$ret|$*"; }
+function dbg() { :; }
+function log() { echo "LOG: $*"; }
+source "$1"; shift
+check_gpuwarm "$@"
+ret=$?
+echo "RET=$ret"
+echo "DIED=$DIED"
+"""
+
+
+class NhcCheck(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+        self.tmp = tempfile.mkdtemp(prefix="gpuwarm-nhc-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.root = h.FakeRoot()
+        self.addCleanup(self.root.cleanup)
+        self.root.driver(gpus=2).daemon_binary()
+        bin_dir = os.path.join(self.tmp, "bin")
+        os.makedirs(bin_dir)
+        self.scontrol_log = os.path.join(self.tmp, "scontrol.log")
+        with open(os.path.join(bin_dir, "scontrol"), "w") as f:
+            f.write(f"#!/bin/sh\necho \"$@\" >> {self.scontrol_log}\n")
+        os.chmod(os.path.join(bin_dir, "scontrol"), 0o755)
+        self.path = f"{bin_dir}:/usr/bin:/bin"
+
+    def check(self, scenario, *options, timeout_env=None):
+        path = os.path.join(self.tmp, "scenario.json")
+        with open(path, "w") as f:
+            json.dump(scenario, f)
+        args = f"--root {self.root.path} --no-systemd --nvml {os.path.join(h.FAKE_NVML_DIR, 'libnvidia-ml.so.1')}"
+        env = {"PATH": self.path, "FAKE_NVML_SCENARIO": path, "ASAN_OPTIONS": "detect_leaks=0"}
+        if timeout_env:
+            env["NHC_TIMEOUT"] = str(timeout_env)
+        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", h.BIN, "-a", args, *options],
+                           capture_output=True, text=True, env=env, timeout=60)
+        out = dict(line.split("=", 1) for line in r.stdout.splitlines() if line.startswith(("RET=", "DIED=")))
+        return int(out["RET"]), out["DIED"], r.stdout
+
+    def test_contract(self):
+        ok = h.scenario([h.gpu(0), h.gpu(1)])
+        off = h.scenario([h.gpu(0, persistence=0), h.gpu(1)])
+        unread = h.scenario([h.gpu(0), h.gpu(1, returns={"nvmlDeviceGetPersistenceMode": 4})])
+        self.assertEqual(self.check(ok)[:2], (0, ""))
+        self.assertEqual(self.check(off)[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
+        self.assertEqual(self.check(unread)[:2], (1, "1|check_gpuwarm:  cannot tell: UNK004 gpu fact unread: GPU 1"))
+        ret, died, out = self.check(unread, "-u")
+        self.assertEqual((ret, died), (0, ""))
+        self.assertIn("LOG: check_gpuwarm:  cannot tell (passing, -u): UNK004", out)
+        # Options as NHC's own checks handle them.
+        self.assertEqual(self.check(ok, "-x")[:2], (1, "1|check_gpuwarm:  Invalid option:  -x"))
+        self.assertEqual(self.check(ok, "-t", "40")[:2],
+                         (1, "1|check_gpuwarm:  Command timeout 40 exceeds NHC timeout 30"))
+        self.assertEqual(self.check(ok, "-t", "soon")[:2],
+                         (1, '1|check_gpuwarm:  -t wants whole seconds, not "soon"'))
+        # A hung NVML: gpuwarm answers "cannot tell" before the command's own limit.
+        hung = h.scenario([h.gpu(0)], init={"delay_ms": 60000})
+        ret, died, _ = self.check(hung, "-t", "4")
+        self.assertEqual(ret, 1)
+        self.assertTrue(died.startswith("1|check_gpuwarm:  cannot tell: NVML001"), died)
+        # NHC marks nodes itself: the check never ran scontrol.
+        self.assertFalse(os.path.exists(self.scontrol_log))
+
+    def test_a_node_without_an_nvidia_gpu_passes(self):
+        has_nvidia = any(open(os.path.join(d, "vendor")).read().strip() == "0x10de"
+                         and open(os.path.join(d, "class")).read().startswith("0x03")
+                         for d in glob.glob("/sys/bus/pci/devices/*")
+                         if os.path.exists(os.path.join(d, "vendor")) and os.path.exists(os.path.join(d, "class")))
+        if has_nvidia:
+            self.skipTest("this machine has an NVIDIA GPU")
+        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-b", "/nonexistent/gpuwarm"],
+                           capture_output=True, text=True, env={"PATH": self.path}, timeout=60)
+        self.assertIn("RET=0", r.stdout)
+        self.assertIn("DIED=\n", r.stdout + "\n")
+
+
+class ShellScripts(unittest.TestCase):
+    SCRIPTS = [os.path.join(CONTRIB, "nhc", "gpuwarm.nhc"), *glob.glob(os.path.join(CONTRIB, "slurm", "*")),
+               *glob.glob(os.path.join(h.SOURCE_DIR, "scripts", "*.sh")), os.path.join(h.SOURCE_DIR, ".ci", "run")]
+
+    def test_bash_n(self):
+        self.assertGreaterEqual(len(self.SCRIPTS), 7)
+        for script in self.SCRIPTS:
+            r = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, f"{script}: {r.stderr}")
+
+    def test_shellcheck(self):
+        if not shutil.which("shellcheck"):
+            self.skipTest("shellcheck not installed")
+        r = subprocess.run(["shellcheck", "-s", "bash", os.path.join(CONTRIB, "nhc", "gpuwarm.nhc"),
+                            *glob.glob(os.path.join(CONTRIB, "slurm", "*"))], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
