@@ -55,6 +55,11 @@ install(FILES "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.service"
               "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.timer"
               "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-exporter.service" DESTINATION "lib/systemd/system")
 install(FILES "${PROJECT_SOURCE_DIR}/contrib/prometheus/gpuwarm.rules.yml" DESTINATION "share/gpuwarm/prometheus")
+# Scheduler integrations (README "Schedulers"): Slurm's health check and prolog, NHC's check, Kubernetes.
+install(PROGRAMS "${PROJECT_SOURCE_DIR}/contrib/slurm/gpuwarm-healthcheck" "${PROJECT_SOURCE_DIR}/contrib/slurm/gpuwarm-prolog"
+        DESTINATION "share/gpuwarm/slurm")
+install(FILES "${PROJECT_SOURCE_DIR}/contrib/nhc/gpuwarm.nhc" DESTINATION "share/gpuwarm/nhc")
+install(DIRECTORY "${PROJECT_SOURCE_DIR}/contrib/kubernetes/" DESTINATION "share/gpuwarm/kubernetes")
 install(FILES "${PROJECT_SOURCE_DIR}/packaging/copyright" DESTINATION "share/doc/gpuwarm")
 install(FILES "${PROJECT_SOURCE_DIR}/README.md" "${gen}/changelog.gz" DESTINATION "share/doc/gpuwarm")
 

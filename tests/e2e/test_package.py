@@ -52,8 +52,11 @@ class Packages(unittest.TestCase):
                      "./usr/share/bash-completion/completions/gpuwarm", "./usr/share/zsh/vendor-completions/_gpuwarm",
                      "./usr/share/gpuwarm/40-gpuwarm-guard.conf", "./usr/share/doc/gpuwarm/copyright",
                      "./usr/lib/systemd/system/gpuwarm-metrics.timer",
-                     "./usr/lib/systemd/system/gpuwarm-exporter.service", "./usr/share/gpuwarm/prometheus/gpuwarm.rules.yml"):
+                     "./usr/lib/systemd/system/gpuwarm-exporter.service",
+                     "./usr/share/gpuwarm/slurm/gpuwarm-healthcheck", "./usr/share/gpuwarm/nhc/gpuwarm.nhc",
+                     "./usr/share/gpuwarm/kubernetes/node-problem-detector/gpuwarm-persistence.json", "./usr/share/gpuwarm/prometheus/gpuwarm.rules.yml"):
             self.assertIn(path, files)
+        self.assertRegex(files, r"-rwxr-xr-x \S+ +\d+ [\d-]+ [\d:]+ \./usr/share/gpuwarm/slurm/gpuwarm-healthcheck")
         depends = run(["dpkg-deb", "-f", self.deb, "Depends"]).stdout.strip()
         self.assertEqual(depends, "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")
         self.assertEqual(run(["dpkg-deb", "-f", self.deb, "Recommends"]).stdout.strip(), "libsystemd0, libkmod2")
