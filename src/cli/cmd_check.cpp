@@ -72,6 +72,10 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
   opts->collect.check_only = true;
   opts->collect.one_shot = true;
   opts->collect.nvml_timeout_s = 10;  // a health check must answer well inside its caller's timeout
+  // No rule that drains or answers unknown reads the unit's state (only keep-rules such as PD004 do), so
+  // the health check does not ask systemd: less to wait for, nothing on the bus every few seconds.
+  opts->collect.use_systemd = false;
+  opts->collect.systemd_not_asked = "not asked by check: no rule that drains reads the unit (diagnose asks)";
   add_collect_options(sub, opts->collect);
   auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
                                   "Check a recorded snapshot (`gpuwarm snapshot --json` or `diagnose --json` "
@@ -105,7 +109,8 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
       "line also exits 2). A definite problem outranks an unknown.\n\n"
       "A problem is what makes the next job suffer now. What each rule means here:\n{}\n"
       "NVML is asked for identity, minor number and persistence only (diagnose reads clocks and event\n"
-      "reasons); --nvml-timeout defaults to 10 s here.\n\n"
+      "reasons), and systemd is not asked (no rule that drains reads the unit); --nvml-timeout defaults to\n"
+      "10 s here.\n\n"
       "Examples:\n"
       "  gpuwarm check\n"
       "  gpuwarm check --max-length 60 --nvml-timeout 5\n"

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "cli/collect_options.h"
+#include "cli/node_lock.h"
 #include "cli/command.h"
 #include "core/safe_write.h"
 #include "core/signal_shield.h"
@@ -54,25 +55,6 @@ FixInputs read_inputs(const Paths& paths, const Snapshot& s) {
   in.daemon_user_exists = passwd.find("\nnvidia-persistenced:") != std::string::npos ||
                           passwd.rfind("nvidia-persistenced:", 0) == 0;
   return in;
-}
-
-// Holds an exclusive lock for the life of the process (released on exit).
-// Ok(false) when another run holds it; an error when it cannot be taken at all.
-Result<bool> take_lock(const Paths& paths) {
-  std::string path = paths.run("gpuwarm-fix.lock");
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return fail(fmt::format("cannot open lock {}: {}", path, std::strerror(errno)));
-  }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    ::close(fd);
-    if (err == EWOULDBLOCK) {
-      return false;
-    }
-    return fail(fmt::format("cannot lock {}: {}", path, std::strerror(err)));
-  }
-  return true;  // fd stays open on purpose
 }
 
 Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceManager& services,
@@ -206,10 +188,10 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     // goes on to change something (refusals and "no systemd" need none).
     Result<bool> lock = true;
     if (!opts->dry_run) {
-      lock = take_lock(paths);
+      lock = take_node_lock(paths);
       if (lock && !*lock) {
-        std::string why = "another `gpuwarm fix` is running (lock " + paths.display(paths.run("gpuwarm-fix.lock")) +
-                          " is held)";
+        std::string why = "another `gpuwarm fix` or `gpuwarm reset` is running (lock " +
+                          paths.display(paths.run(k_node_lock_name)) + " is held)";
         int code = to_int(ExitCode::locked);
         if (opts->json) {
           std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},

@@ -41,5 +41,6 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
 std::function<int()> setup_completion(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& global);
 std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& global);
+std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& global);
 
 }  // namespace gpuwarm

@@ -27,6 +27,8 @@ const CommandSpec k_commands[] = {
     {"metrics", "Print this node's persistence facts and verdict as Prometheus metrics (or write a textfile)",
      setup_metrics},
     {"check", "One-line health check for schedulers: exit 0 ok, 1 problem (drain), 2 unknown", setup_check},
+    {"reset", "Reset GPUs the runbook's way: stop nvidia-persistenced, nvidia-smi --gpu-reset, start it again",
+     setup_reset},
     {"completion", "Print a bash or zsh completion script for gpuwarm", setup_completion},
 };
 }  // namespace

@@ -48,6 +48,22 @@ std::string suggestion(const std::string& word) {
   return best;
 }
 
+// The first word that names a command, past the global options (`--color WHEN` or `--color=WHEN`).
+std::string chosen_command(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--color") {
+      ++i;
+      continue;
+    }
+    if (!arg.empty() && arg[0] == '-') {
+      continue;
+    }
+    return arg;
+  }
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,11 +84,17 @@ int main(int argc, char** argv) {
   app.footer("Run `gpuwarm <command> --help` for a command's options and exit codes.\n"
              "Exit codes shared by all commands: 0 success/healthy, 1 gpuwarm failed, 2 bad command line.");
 
+  // Only the command being run gets its options built (the rest are names and summaries, enough for
+  // `gpuwarm --help` and for CLI11 to reject a wrong word): building every command's option tree was a
+  // sixth of a health check's start-up. `completion` walks the whole tree, so it gets every command.
+  const std::string chosen = chosen_command(argc, argv);
   std::function<int()> run;
   for (const auto& cmd : gpuwarm::commands()) {
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
-    auto handler = cmd.setup(*sub, global);
-    sub->callback([&run, handler] { run = handler; });
+    if (chosen == cmd.name || chosen == "completion") {
+      auto handler = cmd.setup(*sub, global);
+      sub->callback([&run, handler] { run = handler; });
+    }
   }
 
   try {

@@ -41,6 +41,22 @@ class SignalShield {
     return m_taken;
   }
 
+  // Whether a shielded signal arrived (taken already or still pending), without consuming it.
+  bool pending() const {
+    if (m_taken != 0) {
+      return true;
+    }
+    sigset_t waiting;
+    sigemptyset(&waiting);
+    sigpending(&waiting);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+      if (sigismember(&waiting, sig) == 1) {
+        return true;
+      }
+    }
+    return false;
+  }
+
  private:
   sigset_t m_set{};
   sigset_t m_old{};

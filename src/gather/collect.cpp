@@ -112,7 +112,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   if (options.use_systemd && services != nullptr) {
     timed("service", [&] { snap.service = services->unit_status(snap.service.unit); });
   } else {
-    snap.service.unreachable = "--no-systemd: service manager not asked";
+    snap.service.unreachable = options.systemd_not_asked;
     for (auto* f : {&snap.service.load_state, &snap.service.active_state, &snap.service.sub_state,
                     &snap.service.unit_file_state, &snap.service.restart, &snap.service.fragment_path}) {
       *f = Fact<std::string>::unknown(snap.service.unreachable);
@@ -135,7 +135,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   for (const auto& gpu : snap.nvml.gpus) {
     any_disabled = any_disabled || gpu.persistence.is(false);
   }
-  if (any_disabled) {
+  if (any_disabled || options.scan_clients) {
     timed("gpu_clients", [&] {
       std::vector<int> skip;
       if (paths.is_live()) {

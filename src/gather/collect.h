@@ -15,8 +15,10 @@ struct CollectOptions {
   std::string kernel_log;     // --kernel-log FILE instead of /dev/kmsg
   std::string nvml_library;   // --nvml PATH
   bool use_systemd = true;    // --no-systemd clears it
+  std::string systemd_not_asked = "--no-systemd: service manager not asked";  // the unit's facts say this
   bool full = true;           // every NVML fact; diagnose reads only what rules need unless --full
   bool check_only = false;    // `gpuwarm check`: only what a scheduler's health check decides on
+  bool scan_clients = false;  // list every process holding a GPU even where persistence is on (reset)
   bool one_shot = false;      // the process exits after this snapshot (see nvml::CollectOptions)
   double nvml_timeout_s = 45; // --nvml-timeout: NVML (load, init, every GPU) must answer within this
 };

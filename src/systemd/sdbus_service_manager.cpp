@@ -149,6 +149,9 @@ class SdBusServiceManager final : public ServiceManager {
   Result<std::string> restart(const std::string& unit, std::chrono::milliseconds timeout) override {
     return run_job("RestartUnit", unit, timeout);
   }
+  Result<std::string> stop(const std::string& unit, std::chrono::milliseconds timeout) override {
+    return run_job("StopUnit", unit, timeout);
+  }
 
  private:
   // "" when connected, else why not.
@@ -232,13 +235,15 @@ class SdBusServiceManager final : public ServiceManager {
       ~SlotGuard() { sd_bus_slot_unref(s); }
     } guard{slot};
 
-    {
+    if (!m_subscribed) {
       BusError e;
       r = sd_bus_call_method(m_bus, k_dest, k_manager_path, k_manager_iface, "Subscribe", &e.err, nullptr, "");
-      // Managers that do not know Subscribe still emit the signal (test doubles).
-      if (r < 0 && !e.is(SD_BUS_ERROR_UNKNOWN_METHOD)) {
+      // Managers that do not know Subscribe still emit the signal (test doubles). systemd answers a second
+      // Subscribe on the same connection with AlreadySubscribed (a second job in one run: reset's start).
+      if (r < 0 && !e.is(SD_BUS_ERROR_UNKNOWN_METHOD) && !e.is("org.freedesktop.systemd1.AlreadySubscribed")) {
         return fail("Subscribe: " + e.text(r));
       }
+      m_subscribed = true;
     }
     {
       BusError e;
@@ -378,6 +383,7 @@ class SdBusServiceManager final : public ServiceManager {
   }
 
   sd_bus* m_bus = nullptr;
+  bool m_subscribed = false;  // Subscribe once per connection
 };
 
 }  // namespace

@@ -35,6 +35,7 @@ class ServiceManager {
   // refused or no result arrives within `timeout`.
   virtual Result<std::string> start(const std::string& unit, std::chrono::milliseconds timeout) = 0;
   virtual Result<std::string> restart(const std::string& unit, std::chrono::milliseconds timeout) = 0;
+  virtual Result<std::string> stop(const std::string& unit, std::chrono::milliseconds timeout) = 0;
 };
 
 // Connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS is honoured).

@@ -336,6 +336,124 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual(self.unit_prop(unit, "Unit", "ActiveState"), "inactive")
         self.assertEqual(self.unit_prop(unit, "Service", "Result"), "success")
 
+    def inside(self, *argv, scenario=None, timeout=120, popen=False):
+        """Runs a command in the container's mount and PID namespaces: what a root shell on the node sees."""
+        leader = subprocess.run(["pgrep", "-P", str(self.nspawn.pid)], capture_output=True, text=True).stdout.split()[0]
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NO_COLOR": "1",
+               "FAKE_NVML_SCENARIO": "/opt/gpuwarm/fake/reset-scenario.json"}
+        cmd = ["nsenter", "-t", leader, "-m", "-p", "--", "env", *[f"{k}={v}" for k, v in env.items()], *argv]
+        if popen:
+            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def reset(self, *args):
+        r = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--settle", "1", "--samples", "1",
+                        "--nvml", "/opt/gpuwarm/fake/libnvidia-ml.so.1", "--json", *args)
+        return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"raw": r.stdout + r.stderr})
+
+    def test_6_reset_stops_resets_and_always_starts_the_daemon(self):
+        # gpuwarm runs inside the container as root on a node would: its /proc, its bus, its /usr/bin/nvidia-smi
+        # (a stand-in that records its argv and, like the real one, refuses while anything holds the GPU).
+        self.install_gpuwarm()
+        fake = os.path.join(self.root, "opt/gpuwarm/fake")
+        os.makedirs(fake, exist_ok=True)
+        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
+        with open(os.path.join(fake, "reset-scenario.json"), "w") as f:
+            json.dump(h.scenario([dict(h.gpu(i, persistence=0), enabled_when_file_exists="/run/stand-in-persistence-on")
+                                  for i in range(2)]), f)
+        smi = os.path.join(self.root, "usr/bin/nvidia-smi")
+        with open(smi, "w") as f:
+            f.write("""#!/bin/bash
+echo "$*" >> /run/nvidia-smi.log
+[ -e /run/smi-sleep ] && sleep 3
+for fd in /proc/[0-9]*/fd/*; do
+  if [ "$(readlink "$fd" 2>/dev/null)" = /dev/nvidia0 ]; then
+    echo "GPU 00000000:06:00.0: In use by another client"; exit 255
+  fi
+done
+[ -e /run/smi-fail ] && { echo "GPU 00000000:06:00.0: reset failed (test)"; exit 3; }
+echo "GPU 00000000:06:00.0 was successfully reset."
+""")
+        os.chmod(smi, 0o755)
+        os.makedirs(self.root + "/sys/module/nvidia", exist_ok=True)
+        with open(self.root + "/sys/module/nvidia/version", "w") as f:
+            f.write("580.159.04\n")
+        for node in ("dev/nvidiactl", "dev/nvidia0", "dev/nvidia1"):
+            if not os.path.exists(os.path.join(self.root, node)):
+                open(os.path.join(self.root, node), "w").close()
+        self.start_and_wait()
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+        log = os.path.join(self.root, "run/nvidia-smi.log")
+
+        # The happy path: stop, reset (the GPU free by then), start, verified.
+        code, rep = self.reset("--yes")
+        self.assertEqual(code, 0, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "done"), ("start-daemon", "done")])
+        with open(log) as f:
+            self.assertEqual(f.read().splitlines(), ["--gpu-reset -i 00000000:06:00.0"])
+        self.assertTrue(rep["verify"]["passed"], rep["verify"])
+        self.assertTrue(all(c["passed"] for c in rep["reset_checks"]), rep["reset_checks"])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+
+        # The reset fails: the daemon is started again all the same, exit 1.
+        open(os.path.join(self.root, "run/smi-fail"), "w").close()
+        code, rep = self.reset("--yes")
+        os.unlink(os.path.join(self.root, "run/smi-fail"))
+        self.assertEqual(code, 1, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "failed"), ("start-daemon", "done")])
+        self.assertIn("reset failed (test)", rep["steps"][1]["detail"])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+
+        # SIGINT while the reset runs: the reset finishes, the daemon is started again, exit 130.
+        open(os.path.join(self.root, "run/smi-sleep"), "w").close()
+        p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
+                        "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi"],
+                                                            capture_output=True).stdout:
+            time.sleep(0.05)
+        pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
+        self.assertTrue(pid, "gpuwarm reset not found")
+        os.kill(int(pid[0]), signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        os.unlink(os.path.join(self.root, "run/smi-sleep"))
+        self.assertEqual(p.returncode, 130, out + err)
+        rep = json.loads(out)
+        self.assertEqual(rep["interrupted"], "SIGINT")
+        self.assertEqual(rep["steps"][2]["status"], "done")
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+
+        # A stop the service manager refuses: nothing is reset, the daemon keeps running.
+        dropin = os.path.join(self.root, "etc/systemd/system", UNIT + ".d", "90-test-refuse-stop.conf")
+        with open(dropin, "w") as f:
+            f.write("[Unit]\nRefuseManualStop=yes\n")
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        lines_before = len(open(log).read().splitlines())
+        code, rep = self.reset("--yes")
+        os.unlink(dropin)
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        self.assertEqual(code, 1, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "failed"), ("reset", "not-run"), ("start-daemon", "done")])
+        self.assertEqual(len(open(log).read().splitlines()), lines_before, "nvidia-smi ran after a failed stop")
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+
+        # Another process holds GPU 0: refused, listed with its command line, nothing stopped.
+        holder = self.inside("bash", "-c", "exec 3</dev/nvidia0; exec -a python3 sleep 60", popen=True)
+        self.addCleanup(holder.kill)
+        time.sleep(0.5)
+        code, rep = self.reset("--yes")
+        holder.kill()
+        self.assertEqual(code, 3, rep)
+        self.assertEqual(rep["outcome"], "refused")
+        # comm is the program (sleep), the command line what it was started as.
+        self.assertRegex(rep["reason"], r"\n  pid \d+ \(sleep\): python3 60$")
+        self.assertEqual(rep["steps"], [])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+        self.assertEqual(len(open(log).read().splitlines()), lines_before)
+
 
 if __name__ == "__main__":
     unittest.main()

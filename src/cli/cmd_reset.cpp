@@ -1,0 +1,360 @@
+// `gpuwarm reset`: stop nvidia-persistenced, reset GPUs with nvidia-smi, start the daemon again (always,
+// also after a failed or interrupted reset), then verify. Plans first; acts only with --yes.
+
+#include <iostream>
+#include <memory>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "cli/child_process.h"
+#include "cli/collect_options.h"
+#include "cli/command.h"
+#include "cli/node_lock.h"
+#include "cli/verify_runner.h"
+#include "core/exit_codes.h"
+#include "core/fs.h"
+#include "core/host.h"
+#include "core/signal_shield.h"
+#include "core/strings.h"
+#include "fix/plan.h"
+#include "output/diagnosis_output.h"
+#include "reset/plan.h"
+#include "snapshot/snapshot_json.h"
+#include "sysfs/host.h"
+#include "systemd/service_manager.h"
+
+namespace gpuwarm {
+
+namespace {
+
+struct ResetOptions {
+  CollectOptions collect;
+  VerifyOptions verify;
+  std::vector<std::string> gpus;
+  bool yes = false;
+  bool dry_run = false;
+  bool json = false;
+  double job_timeout_seconds = 90;
+  double reset_timeout_seconds = 120;
+};
+
+struct StepRecord {
+  const ResetStep* step;
+  std::string status = "planned";  // planned, done, failed, not-run
+  std::string detail;
+};
+
+// "pid 4242 (python3): python3 train.py --lr 3e-4", for the processes that block a reset: the operator must
+// know which job to stop. Read only for those, escaped, bounded.
+std::vector<std::string> command_lines(const Paths& paths, const std::vector<GpuClient>& clients) {
+  std::vector<std::string> out;
+  for (const auto& c : clients) {
+    auto raw = read_file(paths.proc(std::to_string(c.pid) + "/cmdline"), 4096);
+    std::string args = raw ? *raw : "";
+    std::replace(args.begin(), args.end(), '\0', ' ');
+    while (!args.empty() && args.back() == ' ') {
+      args.pop_back();
+    }
+    out.push_back(fmt::format("pid {} ({}): {}", c.pid, escape_control(c.comm),
+                              args.empty() ? "(command line unreadable)" : escape_control(args)));
+  }
+  return out;
+}
+
+std::string steps_text(const std::vector<StepRecord>& records) {
+  std::string out;
+  int n = 0;
+  for (const auto& r : records) {
+    out += fmt::format("  {}. [{}] {} ({})\n", ++n, r.status, describe(*r.step), r.step->why);
+    if (!r.detail.empty()) {
+      for (const auto& line : split_lines(r.detail)) {
+        out += "       " + escape_control(line) + "\n";
+      }
+    }
+  }
+  return out;
+}
+
+nlohmann::json steps_json(const std::vector<StepRecord>& records) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : records) {
+    out.push_back({{"kind", to_string(r.step->kind)},
+                   {"action", describe(*r.step)},
+                   {"why", r.step->why},
+                   {"status", r.status},
+                   {"detail", r.detail}});
+  }
+  return out;
+}
+
+const GpuFacts* by_bus_id(const Snapshot& s, const std::string& bus_id) {
+  for (const auto& g : s.nvml.gpus) {
+    if (g.pci_bus_id.is(bus_id)) {
+      return &g;
+    }
+  }
+  return nullptr;
+}
+
+struct AfterCheck {
+  std::string name;
+  bool passed;
+  std::string detail;
+};
+
+// What only a reset can break: the GPU comes back as itself; settings that do not survive a reset are
+// named (restored or lost), never passed over.
+std::vector<AfterCheck> reset_checks(const ResetPlan& plan, const Snapshot& after) {
+  std::vector<AfterCheck> out;
+  for (const auto& b : plan.settings) {
+    const GpuFacts* g = by_bus_id(after, b.pci_bus_id);
+    if (g == nullptr || !g->uuid.has()) {
+      out.push_back({fmt::format("GPU {} ({}) is back", b.index, b.pci_bus_id), false,
+                     g == nullptr ? "NVML does not list it after the reset" : "its UUID could not be read"});
+      continue;
+    }
+    out.push_back({fmt::format("GPU {} ({}) is back with the same UUID", b.index, b.pci_bus_id), *g->uuid == b.uuid,
+                   *g->uuid == b.uuid ? *g->uuid : fmt::format("was {}, now {}", b.uuid, *g->uuid)});
+    if (b.app_sm_mhz) {
+      bool kept = g->app_clocks.sm.is(*b.app_sm_mhz);
+      out.push_back({fmt::format("GPU {} application clocks", b.index), kept,
+                     kept ? fmt::format("still {} MHz (SM)", *b.app_sm_mhz)
+                          : fmt::format("lost: were {} MHz (SM), now {}; set them again: nvidia-smi -i {} -ac {},{}",
+                                        *b.app_sm_mhz, g->app_clocks.sm.has() ? std::to_string(*g->app_clocks.sm) : "?",
+                                        b.pci_bus_id, b.app_mem_mhz.value_or(0), *b.app_sm_mhz)});
+    }
+    if (b.power_limit_mw && g->power_limit_mw.has() && *g->power_limit_mw != *b.power_limit_mw) {
+      out.push_back({fmt::format("GPU {} power limit", b.index), false,
+                     fmt::format("lost: was {:.0f} W, now {:.0f} W; set it again: nvidia-smi -i {} -pl {:.0f}",
+                                 *b.power_limit_mw / 1000.0, *g->power_limit_mw / 1000.0, b.pci_bus_id,
+                                 *b.power_limit_mw / 1000.0)});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/) {
+  auto opts = std::make_shared<ResetOptions>();
+  opts->collect.full = true;          // application clocks and power limits, to say what a reset loses
+  opts->collect.scan_clients = true;  // every process holding a GPU, persistence on or off
+  add_collect_options(sub, opts->collect);
+  add_verify_options(sub, opts->verify);
+  sub.add_option("--gpu", opts->gpus, "GPU to reset: NVML index, UUID (GPU-...) or PCI bus id; repeatable")
+      ->required()
+      ->type_name("ID");
+  sub.add_flag("--yes", opts->yes, "Act: without it gpuwarm only prints the plan");
+  sub.add_flag("--dry-run", opts->dry_run, "Print the exact steps (D-Bus calls, the reset command) and change nothing");
+  sub.add_flag("--json", opts->json, "Print the plan, each step's result and the verification as JSON");
+  sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for each systemd job (1-3600)")
+      ->check(CLI::Range(1.0, 3600.0).description(""))
+      ->type_name("SECONDS")
+      ->capture_default_str();
+  sub.add_option("--reset-timeout", opts->reset_timeout_seconds, "Seconds nvidia-smi --gpu-reset may take (1-3600)")
+      ->check(CLI::Range(1.0, 3600.0).description(""))
+      ->type_name("SECONDS")
+      ->capture_default_str();
+  sub.footer(
+      "nvidia-persistenced holds every GPU open, so `nvidia-smi --gpu-reset` fails while it runs. gpuwarm\n"
+      "refuses while any other process holds a GPU to reset (pid and command line listed), or when a reset\n"
+      "cannot help (GPU lost from the bus, excluded), on NVSwitch systems (Fabric Manager's own procedure\n"
+      "applies) and on MIG-enabled GPUs (a reset destroys their instances); otherwise it stops\n"
+      "nvidia-persistenced through systemd\n"
+      "(StopUnit, waiting for the job), checks the GPUs are free, runs nvidia-smi --gpu-reset -i <bus ids>\n"
+      "from a system directory with a deadline, and starts the daemon again -- always, also when the reset\n"
+      "failed or a signal arrived (signals wait until the daemon is back). Then it verifies every GPU: Enabled\n"
+      "and held by the daemon, the reset GPUs back with the same UUID, application clocks and power limits\n"
+      "compared with before (a reset returns them to defaults; the report says how to set them again).\n"
+      "Without systemd it prints the same steps to run by hand and changes nothing. Shares fix's lock.\n\n"
+      "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the daemon was started\n"
+      "again), 2 bad command line or unknown GPU, 3 refused: another process holds the GPU, 5 refused: a\n"
+      "reset cannot help, 6 no systemd here (steps printed, nothing changed), 7 another fix or reset runs,\n"
+      "8 reset but verification failed, 9 refused: cannot tell who holds the GPUs, 128+N signal N arrived\n"
+      "(every step ran to its end, the daemon was started again; verification skipped).\n\n"
+      "Examples:\n"
+      "  gpuwarm reset --gpu 0 --dry-run\n"
+      "  gpuwarm reset --gpu 00000000:3B:00.0 --yes");
+
+  return [opts]() -> int {
+    Paths paths(opts->collect.root);
+    const bool acting = opts->yes && !opts->dry_run;
+    Result<bool> lock = true;
+    if (acting) {
+      lock = take_node_lock(paths);
+      if (!lock) {
+        std::cerr << "gpuwarm reset: " << lock.error().message << "\n";
+        return to_int(ExitCode::tool_error);
+      }
+      if (!*lock) {
+        std::cout << "another `gpuwarm fix` or `gpuwarm reset` is running (lock "
+                  << paths.display(paths.run(k_node_lock_name)) << " is held)\nNothing was changed.\n";
+        return to_int(ExitCode::locked);
+      }
+    }
+    Snapshot before = collect_from_options(opts->collect);
+    TargetResolution targets = resolve_reset_targets(before, opts->gpus);
+    if (!targets.error.empty()) {
+      std::cerr << "gpuwarm reset: " << escape_control(targets.error) << "\n";
+      return to_int(ExitCode::usage);
+    }
+    ResetInputs inputs;
+    // Only this host's nvidia-smi may reset this host's GPUs: with --root the plan can be read, not run.
+    if (auto smi = find_system_executable("/", "nvidia-smi"); smi) {
+      inputs.nvidia_smi = *smi;
+    } else {
+      inputs.nvidia_smi_missing = smi.error().message;
+    }
+    inputs.holder_command_lines = command_lines(paths, reset_blockers(before, targets.indices));
+    ResetPlan plan = plan_reset(before, targets.indices, inputs);
+    if (acting && !paths.is_live() && plan.outcome == ResetOutcome::act) {
+      plan.outcome = ResetOutcome::refused;
+      plan.exit_code = ExitCode::usage;
+      plan.reason = "--root reads another tree: a reset acts on this host's GPUs, so it runs only without --root";
+      plan.steps.clear();
+    }
+
+    std::vector<StepRecord> records;
+    for (const auto& step : plan.steps) {
+      records.push_back({&step, "planned", ""});
+    }
+    nlohmann::json report = {{"kind", "gpuwarm-reset"}, {"schema_version", 1}, {"hostname", before.hostname},
+                             {"taken_at", before.collected_at}, {"targets", plan.targets},
+                             {"dry_run", !acting}, {"notes", plan.notes}, {"reason", plan.reason},
+                             {"manual_steps", plan.manual}};
+    auto finish = [&](int code, const std::string& text) {
+      report["steps"] = steps_json(records);
+      report["exit_code"] = code;
+      if (opts->json) {
+        std::cout << dump_json(report) << "\n";
+      } else {
+        std::cout << text;
+      }
+      return code;
+    };
+    std::string head = fmt::format("gpuwarm reset · GPU {}\n", fmt::join(plan.targets, ", "));
+    for (const auto& note : plan.notes) {
+      head += "note: " + escape_control(note) + "\n";
+    }
+    if (plan.outcome == ResetOutcome::refused) {
+      report["outcome"] = "refused";
+      return finish(to_int(plan.exit_code), head + "Refused: " + escape_control(plan.reason) +
+                                                 "\nNothing was changed.\n");
+    }
+    if (plan.outcome == ResetOutcome::no_service_manager) {
+      report["outcome"] = "no-service-manager";
+      std::string text = head + escape_control(plan.reason) + "\n";
+      int n = 0;
+      for (const auto& m : plan.manual) {
+        text += fmt::format("  {}. {}\n", ++n, escape_control(m));
+      }
+      return finish(to_int(plan.exit_code), text);
+    }
+    if (!acting) {
+      report["outcome"] = "planned";
+      return finish(to_int(ExitCode::healthy),
+                    head + "Plan:\n" + steps_text(records) +
+                        (opts->dry_run ? "Dry run: nothing was changed.\n"
+                                       : "Nothing was changed: add --yes to reset (--dry-run only prints).\n"));
+    }
+
+    report["outcome"] = "act";
+    auto services = make_systemd_manager();
+    auto job_timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
+    bool failed = false;
+    int signal_number = 0;
+    {
+      // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
+      SignalShield shield;
+      bool skip_reset = false;
+      for (auto& rec : records) {
+        const ResetStep& step = *rec.step;
+        if (step.kind == ResetStepKind::stop_daemon) {
+          auto r = services->stop(k_unit_name, job_timeout);
+          if (!r || *r != "done") {
+            rec.status = "failed";
+            rec.detail = r ? fmt::format("job ended with result \"{}\" (journalctl -u {})", *r, k_unit_name)
+                           : r.error().message;
+            failed = skip_reset = true;
+            continue;
+          }
+          rec.status = "done";
+          rec.detail = "job done";
+          // The daemon must have let go: a reset while it (or anything) still holds a GPU fails half-way.
+          Snapshot now;
+          std::vector<int> skip = {static_cast<int>(::getpid())};
+          ClientScan scan = scan_gpu_clients(paths, skip);
+          now.nvml = before.nvml;
+          now.host.gpu_clients = Fact<std::vector<GpuClient>>::known(scan.clients);
+          if (auto still = reset_blockers(now, plan.targets); !still.empty()) {
+            rec.status = "failed";
+            rec.detail = "stopped, but the GPUs are still held:";
+            for (const auto& line : command_lines(paths, still)) {
+              rec.detail += "\n" + line;
+            }
+            failed = skip_reset = true;
+          }
+        } else if (step.kind == ResetStepKind::reset_gpus) {
+          if (skip_reset || shield.pending()) {
+            rec.status = "not-run";
+            rec.detail = skip_reset ? "the daemon could not be stopped" : "a signal arrived before the reset";
+            continue;
+          }
+          auto r = run_child(step.argv, static_cast<int>(opts->reset_timeout_seconds * 1000), 64u << 10);
+          if (!r) {
+            rec.status = "failed";
+            rec.detail = r.error().message;
+            failed = true;
+          } else {
+            rec.status = r->exit_code == 0 ? "done" : "failed";
+            rec.detail = fmt::format("exit {}{}{}", r->exit_code, r->output.empty() ? "" : ": ", r->output);
+            failed = failed || r->exit_code != 0;
+          }
+        } else {
+          auto r = services->start(k_unit_name, job_timeout);
+          if (!r || *r != "done") {
+            rec.status = "failed";
+            rec.detail = r ? fmt::format("job ended with result \"{}\" (journalctl -u {})", *r, k_unit_name)
+                           : r.error().message;
+            failed = true;
+          } else {
+            rec.status = "done";
+            rec.detail = "job done";
+          }
+        }
+      }
+      signal_number = shield.take();
+    }
+    std::string text = head + steps_text(records);
+    if (signal_number != 0) {
+      const char* name = sigabbrev_np(signal_number);
+      report["interrupted"] = name != nullptr ? std::string("SIG") + name : "a signal";
+      return finish(128 + signal_number,
+                    text + fmt::format("Interrupted (SIG{}): every step above ran to its end and the daemon was "
+                                       "started again; verification skipped.\n",
+                                       name != nullptr ? name : "?"));
+    }
+    if (failed) {
+      return finish(to_int(ExitCode::tool_error),
+                    text + "A step failed; the daemon was started again where it had been stopped.\n");
+    }
+
+    VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);
+    VerifyReport verify = evaluate_verify(in);
+    auto checks = reset_checks(plan, in.after);
+    bool passed = verify.passed;
+    text += "\n" + render_verify_text(in, verify);
+    nlohmann::json checks_json = nlohmann::json::array();
+    for (const auto& c : checks) {
+      text += fmt::format("  {} {}: {}\n", c.passed ? "PASS" : "FAIL", c.name, escape_control(c.detail));
+      checks_json.push_back({{"check", c.name}, {"passed", c.passed}, {"detail", c.detail}});
+      passed = passed && c.passed;
+    }
+    report["verify"] = render_verify_json(in, verify);
+    report["reset_checks"] = checks_json;
+    return finish(to_int(passed ? ExitCode::healthy : ExitCode::verify_failed), text);
+  };
+}
+
+}  // namespace gpuwarm

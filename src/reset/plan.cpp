@@ -1,0 +1,289 @@
+#include "reset/plan.h"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "fix/plan.h"  // k_unit_name
+
+namespace gpuwarm {
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// "00000000:06:00.0" (NVML) and "0000:06:00.0" (the kernel) name the same device.
+std::string short_bus_id(const std::string& id) {
+  std::string l = lower(id);
+  auto colon = l.find(':');
+  if (colon == 8 && l.compare(0, 4, "0000") == 0) {
+    return l.substr(4);
+  }
+  return l;
+}
+
+const GpuFacts* gpu_by_index(const Snapshot& s, unsigned index) {
+  for (const auto& g : s.nvml.gpus) {
+    if (g.index == index) {
+      return &g;
+    }
+  }
+  return nullptr;
+}
+
+const KernelGpu* kernel_gpu(const Snapshot& s, const GpuFacts& g) {
+  if (!g.pci_bus_id.has()) {
+    return nullptr;
+  }
+  for (const auto& k : s.driver.kernel_gpus) {
+    if (short_bus_id(k.bus_id) == short_bus_id(*g.pci_bus_id)) {
+      return &k;
+    }
+  }
+  return nullptr;
+}
+
+ResetPlan refuse(ResetPlan plan, ExitCode code, std::string reason) {
+  plan.outcome = ResetOutcome::refused;
+  plan.exit_code = code;
+  plan.reason = std::move(reason);
+  plan.steps.clear();
+  return plan;
+}
+
+}  // namespace
+
+TargetResolution resolve_reset_targets(const Snapshot& s, const std::vector<std::string>& ids) {
+  TargetResolution out;
+  std::set<unsigned> chosen;
+  for (const auto& id : ids) {
+    const GpuFacts* hit = nullptr;
+    for (const auto& g : s.nvml.gpus) {
+      bool index_match = std::to_string(g.index) == id;
+      bool uuid_match = g.uuid.has() && lower(*g.uuid) == lower(id);
+      bool bus_match = g.pci_bus_id.has() && short_bus_id(*g.pci_bus_id) == short_bus_id(id);
+      if (index_match || uuid_match || bus_match) {
+        hit = &g;
+        break;
+      }
+    }
+    if (hit == nullptr) {
+      std::string known;
+      for (const auto& g : s.nvml.gpus) {
+        known += fmt::format("{}{} ({}, {})", known.empty() ? "" : "; ", g.index, g.uuid.has() ? *g.uuid : "?",
+                             g.pci_bus_id.has() ? *g.pci_bus_id : "?");
+      }
+      out.error = fmt::format("no GPU \"{}\": NVML sees {}", id, known.empty() ? "none" : known);
+      return out;
+    }
+    chosen.insert(hit->index);
+  }
+  out.indices.assign(chosen.begin(), chosen.end());
+  return out;
+}
+
+std::vector<GpuClient> reset_blockers(const Snapshot& s, const std::vector<unsigned>& targets) {
+  std::set<unsigned> minors;
+  for (unsigned t : targets) {
+    const GpuFacts* g = gpu_by_index(s, t);
+    if (g != nullptr && g->minor.has()) {
+      minors.insert(*g->minor);
+    }
+  }
+  std::set<int> daemon_pids;
+  for (const auto& p : s.daemon.processes) {
+    daemon_pids.insert(p.pid);
+  }
+  std::vector<GpuClient> out;
+  if (!s.host.gpu_clients.has()) {
+    return out;
+  }
+  for (const auto& c : *s.host.gpu_clients) {
+    if (daemon_pids.count(c.pid) != 0) {
+      continue;  // the daemon: stopping it is the point
+    }
+    if (std::any_of(c.minors.begin(), c.minors.end(), [&](unsigned m) { return minors.count(m) != 0; })) {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, const ResetInputs& in) {
+  ResetPlan plan;
+  plan.targets = targets;
+  if (targets.empty()) {
+    return refuse(std::move(plan), ExitCode::usage, "no GPU to reset: name one with --gpu");
+  }
+  // Facts a safe reset needs; without them nothing is done (unknown is never "free to reset").
+  if (!s.host.gpu_clients.has()) {
+    return refuse(std::move(plan), ExitCode::cannot_tell,
+                  "cannot tell which processes hold the GPUs (" + s.host.gpu_clients.missing +
+                      "): run as root so every process's open files can be read");
+  }
+  if (s.host.unreadable_processes > 0) {
+    return refuse(std::move(plan), ExitCode::cannot_tell,
+                  fmt::format("{} processes' open files could not be read: one of them may hold the GPU; run as root",
+                              s.host.unreadable_processes));
+  }
+  for (unsigned t : targets) {
+    const GpuFacts* g = gpu_by_index(s, t);
+    if (g == nullptr) {
+      return refuse(std::move(plan), ExitCode::usage, fmt::format("no GPU {}", t));
+    }
+    if (!g->handle_error.empty() && g->handle_error == "GPU_IS_LOST") {
+      return refuse(std::move(plan), ExitCode::routed_elsewhere,
+                    fmt::format("GPU {} has fallen off the bus (GPU_IS_LOST): a reset cannot reach it. Check the "
+                                "kernel log for Xid 79, then power-cycle the node (or reseat the GPU).",
+                                t));
+    }
+    if (!g->pci_bus_id.has()) {
+      return refuse(std::move(plan), ExitCode::cannot_tell,
+                    fmt::format("GPU {}'s PCI bus id could not be read ({}): nothing to name in the reset", t,
+                                g->pci_bus_id.missing));
+    }
+    if (const KernelGpu* k = kernel_gpu(s, *g); k != nullptr && k->excluded) {
+      return refuse(std::move(plan), ExitCode::routed_elsewhere,
+                    fmt::format("GPU {} ({}) is excluded by the driver (NVreg_ExcludedGpus or an RmExcludedGpus "
+                                "decision): a reset does not bring it back; remove the exclusion and reload the "
+                                "driver or reboot",
+                                t, *g->pci_bus_id));
+    }
+  }
+  // NVSwitch systems: the sequence depends on the architecture and on Fabric Manager (Ampere needs it running
+  // for an individual reset; Hopper and later want it stopped around the reset and restarted, or CUDA jobs
+  // fail after the reset) -- NVIDIA Fabric Manager User Guide r2.3, "GPU Reset" and "Initializing NVSwitch
+  // and NVLink"; nvidia-smi(1) on -r. gpuwarm does not manage Fabric Manager, so it refuses here.
+  for (const auto& node : s.driver.device_nodes) {
+    if (node.path.rfind("/dev/nvidia-nvswitch", 0) == 0) {
+      return refuse(std::move(plan), ExitCode::routed_elsewhere,
+                    "this node has NVSwitches (" + node.path +
+                        "): a reset there depends on the architecture and on Fabric Manager (stop it around the "
+                        "reset on Hopper and later, keep it running on Ampere; see NVIDIA's Fabric Manager User "
+                        "Guide, \"GPU Reset\"). Follow that procedure; gpuwarm does not drive Fabric Manager.");
+    }
+  }
+  // MIG: a reset destroys the GPU's GPU and compute instances; they must be recreated afterwards (NVIDIA MIG
+  // User Guide, "Getting Started with MIG").
+  for (unsigned t : targets) {
+    const GpuFacts* g = gpu_by_index(s, t);
+    if (g->mig_mode.is(1)) {
+      return refuse(std::move(plan), ExitCode::routed_elsewhere,
+                    fmt::format("GPU {} has MIG enabled: a reset destroys its GPU and compute instances, which "
+                                "must be recreated (nvidia-smi mig, or the MIG manager) -- drain it and reset "
+                                "with nvidia-smi by hand if that is intended",
+                                t));
+    }
+  }
+  auto blockers = reset_blockers(s, targets);
+  if (!blockers.empty()) {
+    std::string who;
+    if (in.holder_command_lines.size() == blockers.size()) {
+      for (const auto& line : in.holder_command_lines) {
+        who += "\n  " + line;
+      }
+    } else {
+      for (const auto& b : blockers) {
+        who += fmt::format("\n  pid {} ({})", b.pid, b.comm);
+      }
+    }
+    return refuse(std::move(plan), ExitCode::action_needed,
+                  "these processes hold the GPU; stop them (or drain the node) first, nothing was stopped:" + who);
+  }
+  if (in.nvidia_smi.empty()) {
+    return refuse(std::move(plan), ExitCode::tool_error,
+                  "nvidia-smi, which performs the reset, is not usable: " + in.nvidia_smi_missing);
+  }
+
+  for (unsigned t : targets) {
+    const GpuFacts* g = gpu_by_index(s, t);
+    GpuSettingsBefore before;
+    before.index = t;
+    before.uuid = g->uuid.has() ? *g->uuid : "";
+    before.pci_bus_id = *g->pci_bus_id;
+    if (g->app_clocks.sm.has() && g->default_app_clocks.sm.has() && *g->app_clocks.sm != *g->default_app_clocks.sm) {
+      before.app_sm_mhz = *g->app_clocks.sm;
+      if (g->app_clocks.mem.has()) {
+        before.app_mem_mhz = *g->app_clocks.mem;
+      }
+    }
+    if (g->power_limit_mw.has()) {
+      before.power_limit_mw = *g->power_limit_mw;
+    }
+    plan.settings.push_back(before);
+  }
+
+  plan.daemon_was_active = s.service.reachable && s.service.active_state.is("active");
+  std::vector<std::string> reset_argv = {in.nvidia_smi, "--gpu-reset", "-i"};
+  std::string ids;
+  for (const auto& b : plan.settings) {
+    ids += (ids.empty() ? "" : ",") + b.pci_bus_id;
+  }
+  reset_argv.push_back(ids);
+
+  if (!s.service.reachable) {
+    plan.outcome = ResetOutcome::no_service_manager;
+    plan.exit_code = ExitCode::no_service_manager;
+    plan.reason = "systemd is not reachable here (" + s.service.unreachable +
+                  "): nothing was changed. The same steps by hand:";
+    bool daemon_running = !s.daemon.processes.empty();
+    if (daemon_running) {
+      plan.manual.push_back("stop nvidia-persistenced (it holds every GPU open; the reset fails while it does)");
+    }
+    plan.manual.push_back(fmt::format("{}", fmt::join(reset_argv, " ")));
+    if (daemon_running) {
+      plan.manual.push_back("start nvidia-persistenced again, also if the reset failed");
+    }
+    plan.manual.push_back("gpuwarm verify");
+    return plan;
+  }
+
+  plan.outcome = ResetOutcome::act;
+  if (plan.daemon_was_active) {
+    plan.steps.push_back({ResetStepKind::stop_daemon,
+                          "nvidia-persistenced holds every GPU open; the reset fails while it does", {}});
+  } else {
+    plan.notes.push_back(fmt::format("{} is not active: nothing to stop, and it is not started afterwards (run "
+                                     "gpuwarm fix for that)",
+                                     k_unit_name));
+  }
+  plan.steps.push_back({ResetStepKind::reset_gpus, "the reset itself", reset_argv});
+  if (plan.daemon_was_active) {
+    plan.steps.push_back({ResetStepKind::start_daemon,
+                          "always, also after a failed or interrupted reset: persistence on every GPU depends on it",
+                          {}});
+  }
+  for (const auto& b : plan.settings) {
+    if (b.app_sm_mhz) {
+      plan.notes.push_back(fmt::format("GPU {}: application clocks {} MHz (SM) are set and a reset returns them to "
+                                       "the default",
+                                       b.index, *b.app_sm_mhz));
+    }
+  }
+  return plan;
+}
+
+const char* to_string(ResetStepKind kind) {
+  switch (kind) {
+    case ResetStepKind::stop_daemon: return "stop-daemon";
+    case ResetStepKind::reset_gpus: return "reset";
+    case ResetStepKind::start_daemon: return "start-daemon";
+  }
+  return "?";
+}
+
+std::string describe(const ResetStep& step) {
+  switch (step.kind) {
+    case ResetStepKind::stop_daemon: return fmt::format("StopUnit({}, replace), wait for the job", k_unit_name);
+    case ResetStepKind::start_daemon: return fmt::format("StartUnit({}, replace), wait for the job", k_unit_name);
+    case ResetStepKind::reset_gpus: return fmt::format("{}", fmt::join(step.argv, " "));
+  }
+  return "?";
+}
+
+}  // namespace gpuwarm

@@ -1,0 +1,69 @@
+#pragma once
+// `gpuwarm reset`: the runbook's stop-daemon / reset / start-daemon sequence as data, from a snapshot alone
+// (no I/O), so --dry-run prints exactly what a real run executes and a refusal changes nothing.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/exit_codes.h"
+#include "snapshot/snapshot.h"
+
+namespace gpuwarm {
+
+enum class ResetStepKind { stop_daemon, reset_gpus, start_daemon };
+
+struct ResetStep {
+  ResetStepKind kind;
+  std::string why;
+  std::vector<std::string> argv;  // reset_gpus: the exact command
+};
+
+enum class ResetOutcome { act, refused, no_service_manager };
+
+// What a reset loses: settings that do not survive it, read before it (NVML, MHz and mW).
+struct GpuSettingsBefore {
+  unsigned index = 0;
+  std::string uuid;
+  std::string pci_bus_id;
+  std::optional<unsigned> app_sm_mhz;          // set away from the default, else empty
+  std::optional<unsigned> app_mem_mhz;
+  std::optional<unsigned> power_limit_mw;      // the enforced limit before, when read (compared after)
+};
+
+struct ResetPlan {
+  ResetOutcome outcome = ResetOutcome::refused;
+  std::string reason;                   // a refusal, or what no_service_manager means
+  ExitCode exit_code = ExitCode::healthy;
+  std::vector<unsigned> targets;        // NVML indices, ascending
+  std::vector<ResetStep> steps;
+  std::vector<std::string> manual;      // no_service_manager: the same steps by hand
+  std::vector<GpuSettingsBefore> settings;
+  std::vector<std::string> notes;
+  bool daemon_was_active = false;
+};
+
+struct ResetInputs {
+  std::string nvidia_smi;  // trusted absolute path, or "" with why in nvidia_smi_missing
+  std::string nvidia_smi_missing;
+  std::vector<std::string> holder_command_lines;  // "pid 4242 (python3): python3 train.py", for a refusal
+};
+
+// Each ID is an NVML index, a UUID (GPU-...) or a PCI bus id (any case, 4- or 8-digit domain). Unknown IDs
+// are an error naming what exists.
+struct TargetResolution {
+  std::vector<unsigned> indices;
+  std::string error;
+};
+TargetResolution resolve_reset_targets(const Snapshot& snapshot, const std::vector<std::string>& ids);
+
+// Processes (other than the daemon) holding any target GPU: refuse unless this is empty.
+std::vector<GpuClient> reset_blockers(const Snapshot& snapshot, const std::vector<unsigned>& targets);
+
+ResetPlan plan_reset(const Snapshot& snapshot, const std::vector<unsigned>& targets, const ResetInputs& inputs);
+
+const char* to_string(ResetStepKind kind);
+// "StopUnit(nvidia-persistenced.service, replace)", "/usr/bin/nvidia-smi --gpu-reset -i 00000000:06:00.0".
+std::string describe(const ResetStep& step);
+
+}  // namespace gpuwarm
