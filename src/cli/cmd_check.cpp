@@ -98,7 +98,20 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
                  "condition, DRV003 for NvidiaDriverRebootPending; an unknown still answers 2")
       ->delimiter(',')
       ->check([](const std::string& id) {
-        return find_rule(id) != nullptr ? std::string() : "no rule " + escape_control(id) + " (gpuwarm diagnose --list-rules)";
+        // Only rules that can make a problem: asking about one that never drains (or that check does not
+        // read, such as the unit's or the clocks') would answer "not firing" without having looked.
+        for (const auto& r : scheduler_impacts()) {
+          if (id == r.rule_id && r.impact == SchedulerImpact::drain) {
+            return std::string();
+          }
+        }
+        std::string drains;
+        for (const auto& r : scheduler_impacts()) {
+          if (r.impact == SchedulerImpact::drain) {
+            drains += (drains.empty() ? "" : ", ") + std::string(r.rule_id);
+          }
+        }
+        return "--rules takes rules that can make a problem (" + drains + "), not " + escape_control(id);
       })
       ->type_name("ID[,ID...]");
   sub.footer(fmt::format(

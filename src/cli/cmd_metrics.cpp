@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
@@ -99,10 +100,13 @@ int serve(MetricsOptions opts) {
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Read (and cleared) before the server's threads exist: no scrape may read the environment meanwhile.
+  ServiceNotifier notifier = ServiceNotifier::from_environment();
   ScrapeCache cache([&opts] { return collect_metrics_text(opts); },
                     std::chrono::duration<double>(opts.min_interval_s));
   auto server = HttpServer::start(*address, [&cache](std::string_view method, std::string_view url) {
-    return route(method, url, [&cache] { return cache.get(); });
+    return route(
+        method, url, [&cache] { return cache.get(); }, [] { return abandoned_calls() == 0; });
   });
   if (!server) {
     std::cerr << "gpuwarm metrics: " << server.error().message << "\n";
@@ -113,9 +117,9 @@ int serve(MetricsOptions opts) {
   std::cerr << fmt::format("gpuwarm metrics: serving {} (a collection at most every {:g} s, shared by concurrent "
                            "scrapes; NVML opened only during a collection)\n",
                            url, opts.min_interval_s);
-  ServiceNotifier notifier = ServiceNotifier::from_environment();
   notifier.send(fmt::format("READY=1\nSTATUS=serving {}", url));
-  auto interval = notifier.watchdog_ping_interval().value_or(std::chrono::seconds(5));
+  auto interval = std::max<std::chrono::microseconds>(
+      notifier.watchdog_ping_interval().value_or(std::chrono::seconds(5)), std::chrono::milliseconds(1));
   timespec tick{static_cast<time_t>(interval.count() / 1000000), static_cast<long>(interval.count() % 1000000) * 1000};
   bool said_hung = false;
   for (;;) {

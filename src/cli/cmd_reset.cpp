@@ -1,6 +1,8 @@
 // `gpuwarm reset`: stop nvidia-persistenced, reset GPUs with nvidia-smi, start the daemon again (always,
 // also after a failed or interrupted reset), then verify. Plans first; acts only with --yes.
 
+#include <algorithm>
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -12,6 +14,7 @@
 #include "cli/command.h"
 #include "cli/node_lock.h"
 #include "cli/verify_runner.h"
+#include "core/deadline.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/host.h"
@@ -46,12 +49,21 @@ struct StepRecord {
 };
 
 // "pid 4242 (python3): python3 train.py --lr 3e-4", for the processes that block a reset: the operator must
-// know which job to stop. Read only for those, escaped, bounded.
+// know which job to stop. Read only for those, before anything is changed, escaped, bounded in size and in
+// time (reading /proc/PID/cmdline can block on a process stuck in the driver -- the very process that holds
+// the GPU; past the deadline the read is abandoned and the command name stands alone).
 std::vector<std::string> command_lines(const Paths& paths, const std::vector<GpuClient>& clients) {
   std::vector<std::string> out;
   for (const auto& c : clients) {
-    auto raw = read_file(paths.proc(std::to_string(c.pid) + "/cmdline"), 4096);
-    std::string args = raw ? *raw : "";
+    std::string path = paths.proc(std::to_string(c.pid) + "/cmdline");
+    auto read = run_with_deadline<std::string>(std::chrono::seconds(1), [path](Progress&) {
+      return read_file(path, 1u << 20).value_or("");
+    });
+    std::string args = read.value.value_or("");
+    if (args.size() > 4096) {
+      args.resize(4096);
+      args += "...";
+    }
     std::replace(args.begin(), args.end(), '\0', ' ');
     while (!args.empty() && args.back() == ' ') {
       args.pop_back();
@@ -263,6 +275,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     auto services = make_systemd_manager();
     auto job_timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
     bool failed = false;
+    bool daemon_down = false;  // stopped and not started again: the report must say so loudly
     int signal_number = 0;
     {
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
@@ -281,17 +294,23 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           }
           rec.status = "done";
           rec.detail = "job done";
+          daemon_down = true;
           // The daemon must have let go: a reset while it (or anything) still holds a GPU fails half-way.
           Snapshot now;
           std::vector<int> skip = {static_cast<int>(::getpid())};
           ClientScan scan = scan_gpu_clients(paths, skip);
           now.nvml = before.nvml;
           now.host.gpu_clients = Fact<std::vector<GpuClient>>::known(scan.clients);
-          if (auto still = reset_blockers(now, plan.targets); !still.empty()) {
+          if (auto still = reset_blockers(now, plan.targets); !still.empty() || scan.unreadable > 0) {
+            // Only pid and command name here: the daemon is stopped, and nothing may block before it is
+            // started again.
             rec.status = "failed";
-            rec.detail = "stopped, but the GPUs are still held:";
-            for (const auto& line : command_lines(paths, still)) {
-              rec.detail += "\n" + line;
+            rec.detail = still.empty() ? fmt::format("stopped, but {} processes' open files could not be read: "
+                                                     "the GPUs may still be held",
+                                                     scan.unreadable)
+                                       : "stopped, but the GPUs are still held:";
+            for (const auto& c : still) {
+              rec.detail += fmt::format("\npid {} ({})", c.pid, escape_control(c.comm));
             }
             failed = skip_reset = true;
           }
@@ -321,23 +340,32 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           } else {
             rec.status = "done";
             rec.detail = "job done";
+            daemon_down = false;
           }
         }
       }
       signal_number = shield.take();
     }
     std::string text = head + steps_text(records);
+    report["daemon_running_after"] = !daemon_down;
+    if (daemon_down) {
+      text += fmt::format("nvidia-persistenced is NOT running: start it (systemctl start {}); until then no GPU "
+                          "keeps persistence.\n",
+                          k_unit_name);
+    }
     if (signal_number != 0) {
       const char* name = sigabbrev_np(signal_number);
       report["interrupted"] = name != nullptr ? std::string("SIG") + name : "a signal";
       return finish(128 + signal_number,
-                    text + fmt::format("Interrupted (SIG{}): every step above ran to its end and the daemon was "
-                                       "started again; verification skipped.\n",
-                                       name != nullptr ? name : "?"));
+                    text + fmt::format("Interrupted (SIG{}): every step above ran to its end{}; verification "
+                                       "skipped.\n",
+                                       name != nullptr ? name : "?",
+                                       daemon_down ? "" : " and the daemon runs again"));
     }
     if (failed) {
       return finish(to_int(ExitCode::tool_error),
-                    text + "A step failed; the daemon was started again where it had been stopped.\n");
+                    text + (daemon_down ? "A step failed.\n"
+                                        : "A step failed; the daemon was started again where it had been stopped.\n"));
     }
 
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);

@@ -31,6 +31,7 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
       ->check(CLI::Range(0.1, 3600.0).description(""))
       ->type_name("SECONDS")
       ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)  // a wrapper's default, then the site's own
       ->group(group);
   app.add_flag_callback(
          "--no-systemd", [&options] { options.use_systemd = false; },

@@ -137,7 +137,9 @@ int main(int argc, char** argv) {
   std::cout.flush();
   if (std::cout.fail() || std::fflush(stdout) != 0) {
     std::cerr << "gpuwarm: error: cannot write the output (disk full or pipe closed)\n";
-    code = code == 0 ? gpuwarm::to_int(ExitCode::tool_error) : code;
+    // For `check`, 1 means "drain the node": an output it could not write is "cannot tell" (2) instead.
+    const int failed = chosen == "check" ? 2 : gpuwarm::to_int(ExitCode::tool_error);
+    code = code == 0 ? failed : code;
   }
   if (gpuwarm::abandoned_calls() > 0) {
     // A thread is still blocked inside NVML: static destructors would run

@@ -86,7 +86,8 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
 }
 
 HttpResponse route(std::string_view method, std::string_view url,
-                   const std::function<std::shared_ptr<const std::string>()>& metrics) {
+                   const std::function<std::shared_ptr<const std::string>()>& metrics,
+                   const std::function<bool()>& healthy) {
   HttpResponse r;
   auto text = [](std::string s) { return std::make_shared<const std::string>(std::move(s)); };
   if (method != "GET" && method != "HEAD") {
@@ -103,6 +104,12 @@ HttpResponse route(std::string_view method, std::string_view url,
       return r;
     }
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+  }
+  if (url == "/healthz") {
+    const bool ok = healthy();
+    r.status = ok ? 200 : 503;
+    r.body = text(ok ? "ok\n" : "NVML stopped answering: restart the exporter\n");
     return r;
   }
   if (url == "/") {

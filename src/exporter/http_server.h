@@ -39,10 +39,12 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// The exporter's routes: GET/HEAD /metrics → `metrics()` (null → 500), / → a pointer to /metrics,
-// anything else 404, other methods 405 with Allow.
+// The exporter's routes: GET/HEAD /metrics → `metrics()` (null → 500), /healthz → 200 while `healthy()`
+// (NVML answers) else 503, for supervisors without a watchdog (a Kubernetes liveness probe), / → a pointer
+// to /metrics, anything else 404, other methods 405 with Allow.
 HttpResponse route(std::string_view method, std::string_view url,
-                   const std::function<std::shared_ptr<const std::string>()>& metrics);
+                   const std::function<std::shared_ptr<const std::string>()>& metrics,
+                   const std::function<bool()>& healthy = [] { return true; });
 
 class HttpServer {
  public:

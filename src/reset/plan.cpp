@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "fix/plan.h"  // k_unit_name
+#include "nvml/errors.h"
 
 namespace gpuwarm {
 
@@ -172,6 +173,12 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   // User Guide, "Getting Started with MIG").
   for (unsigned t : targets) {
     const GpuFacts* g = gpu_by_index(s, t);
+    if (!g->mig_mode.has() && nvml::meaning_of_reason(g->mig_mode.missing) != nvml::Meaning::not_supported) {
+      return refuse(std::move(plan), ExitCode::cannot_tell,
+                    fmt::format("GPU {}'s MIG mode could not be read ({}): a reset would destroy MIG instances "
+                                "if there are any",
+                                t, g->mig_mode.missing));
+    }
     if (g->mig_mode.is(1)) {
       return refuse(std::move(plan), ExitCode::routed_elsewhere,
                     fmt::format("GPU {} has MIG enabled: a reset destroys its GPU and compute instances, which "
@@ -219,6 +226,12 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   }
 
   plan.daemon_was_active = s.service.reachable && s.service.active_state.is("active");
+  if (s.service.reachable && !plan.daemon_was_active && !s.daemon.processes.empty()) {
+    return refuse(std::move(plan), ExitCode::action_needed,
+                  fmt::format("nvidia-persistenced runs (pid {}) but not as {}: it would hold the GPUs through the "
+                              "reset, and gpuwarm stops it only through systemd. Stop it, or run gpuwarm fix first.",
+                              s.daemon.processes.front().pid, k_unit_name));
+  }
   std::vector<std::string> reset_argv = {in.nvidia_smi, "--gpu-reset", "-i"};
   std::string ids;
   for (const auto& b : plan.settings) {

@@ -116,6 +116,12 @@ class NodeProblemDetector(unittest.TestCase):
                 self.assertEqual(got, want, f"{kind} / {name}")
                 self.assertLessEqual(len(got[1].encode()), config["pluginConfig"]["max_output_length"])
 
+    def test_rules_that_cannot_make_a_problem_are_refused(self):
+        h.require_binary(self)
+        r = h.run(["check", "--rules", "PD004", "--no-systemd"], raw=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--rules takes rules that can make a problem (DRV001, DRV002, DRV003, GPU001, PM001)", r.stderr)
+
     def test_a_hung_nvml_is_unknown_within_the_rule_timeout(self):
         h.require_binary(self)
         tmp = tempfile.mkdtemp(prefix="gpuwarm-npd-")

@@ -78,6 +78,16 @@ class NhcCheck(unittest.TestCase):
                          (1, "1|check_gpuwarm:  Command timeout 40 exceeds NHC timeout 30"))
         self.assertEqual(self.check(ok, "-t", "soon")[:2],
                          (1, '1|check_gpuwarm:  -t wants whole seconds, not "soon"'))
+        # The site's own --nvml-timeout after the check's default: the last one wins, not a usage error.
+        args_with_timeout = f"--nvml-timeout 3 --root {self.root.path} --no-systemd --nvml " \
+                            f"{os.path.join(h.FAKE_NVML_DIR, 'libnvidia-ml.so.1')}"
+        path = os.path.join(self.tmp, "scenario.json")
+        with open(path, "w") as f:
+            json.dump(off, f)
+        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", h.BIN, "-a", args_with_timeout],
+                           capture_output=True, text=True, timeout=60,
+                           env={"PATH": self.path, "FAKE_NVML_SCENARIO": path, "ASAN_OPTIONS": "detect_leaks=0"})
+        self.assertIn("DIED=1|check_gpuwarm:  PM001 persistence off: GPU 0", r.stdout)
         # A hung NVML: gpuwarm answers "cannot tell" before the command's own limit.
         hung = h.scenario([h.gpu(0)], init={"delay_ms": 60000})
         ret, died, _ = self.check(hung, "-t", "4")

@@ -59,7 +59,7 @@ class Packages(unittest.TestCase):
         self.assertRegex(files, r"-rwxr-xr-x \S+ +\d+ [\d-]+ [\d:]+ \./usr/share/gpuwarm/slurm/gpuwarm-healthcheck")
         depends = run(["dpkg-deb", "-f", self.deb, "Depends"]).stdout.strip()
         self.assertEqual(depends, "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")
-        self.assertEqual(run(["dpkg-deb", "-f", self.deb, "Recommends"]).stdout.strip(), "libsystemd0, libkmod2")
+        self.assertEqual(run(["dpkg-deb", "-f", self.deb, "Recommends"]).stdout.strip(), "libsystemd0, libkmod2, libmicrohttpd12 | libmicrohttpd12t64")
 
     def test_rpm_files_and_requires(self):
         if not shutil.which("rpm"):

@@ -154,6 +154,10 @@ TEST(Routes, table) {
   EXPECT_EQ(refused.headers[0], (std::pair<std::string, std::string>{"Allow", "GET, HEAD"}));
   HttpResponse failed = route("GET", "/metrics", [] { return std::shared_ptr<const std::string>(); });
   EXPECT_EQ(failed.status, 500u);
+  // /healthz: what a Kubernetes liveness probe asks in place of systemd's watchdog.
+  EXPECT_EQ(route("GET", "/healthz", metrics, [] { return true; }).status, 200u);
+  EXPECT_EQ(route("GET", "/healthz", metrics, [] { return false; }).status, 503u);
+  EXPECT_EQ(collections, 2);  // and it never collects
 }
 
 class Notify : public ::testing::Test {

@@ -49,6 +49,10 @@ TEST(ResetPlan, Refusals) {
        ExitCode::routed_elsewhere, "Fabric Manager"},
       {"MIG enabled", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::known(1); },
        ExitCode::routed_elsewhere, "MIG"},
+      {"MIG mode unread", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::unknown("UNKNOWN"); },
+       ExitCode::cannot_tell, "MIG mode could not be read"},
+      {"a daemon outside its unit", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("inactive"); },
+       ExitCode::action_needed, "but not as nvidia-persistenced.service"},
   };
   for (const Case& c : cases) {
     Snapshot s = node();
@@ -80,6 +84,7 @@ TEST(ResetPlan, StopResetStartWithTheExactCommand) {
 TEST(ResetPlan, InactiveDaemonIsNeitherStoppedNorStarted) {
   Snapshot s = node();
   s.service.active_state = Fact<std::string>::known("inactive");
+  s.daemon.processes.clear();
   ResetPlan p = plan_reset(s, {0}, k_inputs);
   ASSERT_EQ(p.steps.size(), 1u);
   EXPECT_EQ(p.steps[0].kind, ResetStepKind::reset_gpus);
