@@ -85,6 +85,7 @@ TEST(ResetPlan, InactiveDaemonIsNeitherStoppedNorStarted) {
   Snapshot s = node();
   s.service.active_state = Fact<std::string>::known("inactive");
   s.daemon.processes.clear();
+  s.host.gpu_clients = Fact<std::vector<GpuClient>>::known({});
   ResetPlan p = plan_reset(s, {0}, k_inputs);
   ASSERT_EQ(p.steps.size(), 1u);
   EXPECT_EQ(p.steps[0].kind, ResetStepKind::reset_gpus);
