@@ -1,6 +1,7 @@
 #include "version_info.h"  // generated: GPUWARM_VERSION_TEXT
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -8,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "cli/help_format.h"
 #include "core/deadline.h"
 #include "core/exit_codes.h"
 
@@ -48,6 +50,51 @@ std::string suggestion(const std::string& word) {
   return best;
 }
 
+// "did you mean" for a mistyped option (`--josn`): the nearest long option of the command being run (or a
+// global one), for each `--word` on the command line that names none.
+std::string option_suggestion(const CLI::App& app, const std::string& chosen, int argc, char** argv) {
+  std::vector<std::string> known;
+  auto collect = [&known](const CLI::App* a) {
+    for (const CLI::Option* opt : a->get_options()) {
+      for (const auto& name : opt->get_lnames()) {
+        known.push_back("--" + name);
+      }
+    }
+  };
+  collect(&app);
+  const CLI::App* sub = nullptr;
+  for (const CLI::App* candidate : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (candidate->get_name() == chosen) {
+      sub = candidate;
+    }
+  }
+  if (sub != nullptr) {
+    collect(sub);
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word.rfind("--", 0) != 0 || word.size() < 4) {
+      continue;
+    }
+    word = word.substr(0, word.find('='));
+    if (std::find(known.begin(), known.end(), word) != known.end()) {
+      continue;
+    }
+    std::string best;
+    std::size_t best_distance = word.size() <= 6 ? 2 : 3;
+    for (const auto& name : known) {
+      if (std::size_t d = edit_distance(word, name); d <= best_distance && (best.empty() || d < best_distance)) {
+        best_distance = d;
+        best = name;
+      }
+    }
+    if (!best.empty()) {
+      return best;
+    }
+  }
+  return {};
+}
+
 // The first word that names a command, past the global options (`--color WHEN` or `--color=WHEN`).
 std::string chosen_command(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
@@ -71,6 +118,7 @@ int main(int argc, char** argv) {
   CLI::App app{"gpuwarm: keep NVIDIA GPUs initialized the supported way (nvidia-persistenced under systemd),\n"
                "and tell when something else is wrong.",
                "gpuwarm"};
+  app.formatter(std::make_shared<gpuwarm::HelpFormatter>());  // before the subcommands: they inherit it
   app.set_version_flag("--version", GPUWARM_VERSION_TEXT);
   app.require_subcommand(1);
   // Global options (--color) may also follow the command name.
@@ -116,6 +164,9 @@ int main(int argc, char** argv) {
       if (!known && !hint.empty()) {
         std::cerr << "Did you mean `gpuwarm " << hint << "`?\n";
       }
+    }
+    if (std::string option = option_suggestion(app, chosen, argc, argv); !option.empty()) {
+      std::cerr << "Did you mean `" << option << "`?\n";
     }
     std::cerr << "Run `gpuwarm --help` for usage.\n";
     return gpuwarm::to_int(ExitCode::usage);

@@ -1,0 +1,52 @@
+"""Every help page at 80 columns, kept as golden files (GPUWARM_UPDATE_GOLDEN=1 rewrites them after review),
+and the "did you mean" for a mistyped command or option."""
+import os
+import re
+import unittest
+
+import harness as h
+
+
+def commands():
+    r = h.run(["--help"], raw=True)
+    section = r.stdout.split("Subcommands:", 1)[1]
+    return re.findall(r"^  ([a-z][a-z-]+) ", section, re.M)
+
+
+class HelpPages(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+
+    def test_every_page_fits_80_columns_and_matches_its_golden(self):
+        names = commands()
+        self.assertGreaterEqual(len(names), 14, names)
+        for name in [None, *names]:
+            r = h.run([name, "--help"] if name else ["--help"], raw=True)
+            self.assertEqual(r.returncode, 0, name)
+            wide = [line for line in r.stdout.splitlines() if len(line) > 80]
+            self.assertEqual(wide, [], f"{name or 'gpuwarm'} --help has lines over 80 columns")
+            self.assertNotIn("Excludes:", r.stdout, name)
+            h.check_golden(self, os.path.join("help", (name or "gpuwarm") + ".txt"), r.stdout)
+
+
+class Suggestions(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+
+    def test_a_mistyped_option_gets_the_nearest_one(self):
+        for args, want in [(["diagnose", "--josn"], "--json"), (["fix", "--dryrun"], "--dry-run"),
+                           (["metrics", "--textfiel", "/tmp"], "--textfile"), (["diagnose", "--snapsot", "x"], "--snapshot")]:
+            r = h.run(args, raw=True)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(f"Did you mean `{want}`?", r.stderr, args)
+        r = h.run(["diagnose", "--zzzzzzzz"], raw=True)
+        self.assertNotIn("Did you mean", r.stderr)
+
+    def test_a_mistyped_command_still_gets_the_nearest_one(self):
+        r = h.run(["diagnsoe"], raw=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("Did you mean `gpuwarm diagnose`?", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
