@@ -105,10 +105,16 @@ struct DaemonProcess {
   Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
 };
 
+struct ForeignDaemon {  // an nvidia-persistenced seen in /proc that is not this host's
+  int pid = 0;
+  std::string why;  // "another mount namespace (mnt:[4026532301], the host's mnt:[4026531841]): a container's"
+};
+
 struct DaemonFacts {
   Fact<std::string> binary;  // nvidia-persistenced on PATH or in a usual directory
   std::string binary_found_by;  // "PATH", or the layout of the directory it was found in
-  std::vector<DaemonProcess> processes;
+  std::vector<DaemonProcess> processes;  // this host's: in PID 1's mount and PID namespaces
+  std::vector<ForeignDaemon> foreign;    // in another namespace (a container's daemon): named, never counted
   bool runtime_dir = false;  // /run/nvidia-persistenced
   Fact<int> pid_file_pid;
   bool socket = false;

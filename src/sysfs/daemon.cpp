@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "core/fs.h"
 #include "core/strings.h"
 
@@ -106,6 +108,10 @@ DaemonFacts read_daemon(const Paths& paths) {
     facts.binary_found_by = daemon_location(*facts.binary);
   }
 
+  // This host's namespaces are PID 1's (of the /proc being read): a daemon in another mount or PID namespace
+  // is a container's, holding the container's view of the GPUs; it is named, never counted as this host's.
+  auto host_mnt = read_link(paths.proc("1/ns/mnt"));
+  auto host_pid = read_link(paths.proc("1/ns/pid"));
   if (auto entries = list_dir(paths.proc(""))) {
     for (const auto& entry : *entries) {
       auto pid = parse_u64(entry);
@@ -116,6 +122,18 @@ DaemonFacts read_daemon(const Paths& paths) {
       // (comm ".nvidia-persist", argv[0] "nvidia-persistenced").
       auto argv = read_cmdline(paths.proc(entry + "/cmdline"));
       if (!is_daemon(argv)) {
+        continue;
+      }
+      auto mnt = read_link(paths.proc(entry + "/ns/mnt"));
+      auto pid_ns = read_link(paths.proc(entry + "/ns/pid"));
+      std::string other;
+      if (host_mnt && mnt && *mnt != *host_mnt) {
+        other = fmt::format("another mount namespace ({}, the host's {})", *mnt, *host_mnt);
+      } else if (host_pid && pid_ns && *pid_ns != *host_pid) {
+        other = fmt::format("another PID namespace ({}, the host's {})", *pid_ns, *host_pid);
+      }
+      if (!other.empty()) {
+        facts.foreign.push_back({static_cast<int>(*pid), other + ": a container's daemon, not this host's"});
         continue;
       }
       DaemonProcess proc;

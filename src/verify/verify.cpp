@@ -37,7 +37,10 @@ CheckResult unit_check(const Snapshot& s, const char* id, const char* title, con
 CheckResult daemon_running_check(const Snapshot& s) {
   CheckResult c{"daemon-running", "nvidia-persistenced is running with persistence on", CheckStatus::fail, ""};
   if (s.daemon.processes.empty()) {
-    c.detail = "no nvidia-persistenced process";
+    c.detail = "no nvidia-persistenced process of this host";
+    for (const auto& f : s.daemon.foreign) {
+      c.detail += fmt::format("; pid {} runs in {}", f.pid, f.why);
+    }
     return c;
   }
   std::vector<std::string> lines;
@@ -87,6 +90,12 @@ CheckResult holds_check(const Snapshot& s) {
   if (s.daemon.processes.empty()) {
     c.status = CheckStatus::fail;
     c.detail = "daemon not running";
+    return c;
+  }
+  // Zero GPUs is not "every GPU held": there is nothing the daemon could be holding.
+  if (reachable_gpus(s).empty()) {
+    c.status = CheckStatus::fail;
+    c.detail = s.nvml.device_count.has() ? "NVML sees no GPU" : "no GPU facts: " + s.nvml.device_count.missing;
     return c;
   }
   auto held_minors = daemon_held_minors(s);

@@ -329,5 +329,37 @@ class WrongReportKind(Node):
         self.assertIn("`gpuwarm diagnose --json` output, not a probe result", r.stderr)
 
 
+class VerifyTruth(Node):
+    """verify passes nothing it did not see: zero GPUs is no pass, and a container's daemon is not this host's."""
+
+    def verify(self, scenario_obj):
+        args = ["verify", "--json", "--no-systemd", "--settle", "0", "--samples", "1", "--root", self.root.path,
+                "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
+        r = self.run_raw(args, scenario_obj)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r.returncode, {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+
+    def test_zero_gpus_is_not_every_gpu_held(self):
+        self.root.driver(gpus=0).kmsg().daemon_binary().daemon_process(holds=())
+        rc, checks = self.verify(h.scenario([]))
+        self.assertEqual(rc, 8)
+        self.assertEqual((checks["daemon-holds-gpus"]["status"], checks["daemon-holds-gpus"]["detail"]),
+                         ("fail", "NVML sees no GPU"))
+
+    def test_a_daemon_in_another_mount_namespace_is_named_not_counted(self):
+        self.root.driver(gpus=2).kmsg().daemon_binary().daemon_process(pid=4242, holds=(0, 1))
+        for pid, mnt in ((1, "mnt:[4026531841]"), (4242, "mnt:[4026532301]")):
+            os.makedirs(self.root.p(f"proc/{pid}/ns"), exist_ok=True)
+            os.symlink(mnt, self.root.p(f"proc/{pid}/ns/mnt"))
+        rc, checks = self.verify(h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual(rc, 8)
+        self.assertEqual(checks["daemon-running"]["status"], "fail")
+        self.assertIn("pid 4242 runs in another mount namespace (mnt:[4026532301], the host's mnt:[4026531841]): "
+                      "a container's daemon, not this host's", checks["daemon-running"]["detail"])
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual(d["snapshot"]["daemon"]["processes"], [])
+        self.assertEqual(d["snapshot"]["daemon"]["foreign"][0]["pid"], 4242)
+
+
 if __name__ == "__main__":
     unittest.main()
