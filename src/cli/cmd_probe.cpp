@@ -30,6 +30,7 @@
 #include "nvml/collect_nvml.h"
 #include "probe/probe.h"
 #include "snapshot/snapshot_json.h"
+#include "sysfs/driver.h"
 
 namespace gpuwarm {
 
@@ -203,9 +204,23 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "across processes, so parallel probes take about the sum and inflate each other's stages: use\n"
       "--sequential for clean per-GPU numbers. Read-only: it changes no GPU setting.\n\n"
       "Exit codes: 0 every GPU probed, 1 a probe failed or timed out (or a file could not be read or\n"
-      "written), 2 bad command line.");
+      "written, or no GPU to probe), 2 bad command line, 5 no NVIDIA driver on this machine. With --json every\n"
+      "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).");
 
   return [opts, &sub]() -> int {
+    // Every exit says why in a form the caller reads: with --json a JSON document on stdout (the same
+    // kind, no GPUs, an "error"), else one line on stderr.
+    auto give_up = [&opts](ExitCode code, const std::string& why) {
+      if (opts->json) {
+        std::cout << dump_json({{"kind", "gpuwarm-probe"}, {"schema_version", k_probe_schema_version},
+                                {"hostname", host_name()}, {"error", why}, {"exit_code", to_int(code)},
+                                {"gpus", nlohmann::json::array()}})
+                  << "\n";
+      } else {
+        std::cerr << "gpuwarm probe: " << escape_control(why) << "\n";
+      }
+      return to_int(code);
+    };
     if (opts->child) {
       std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library)).dump() << "\n";
       return 0;
@@ -218,8 +233,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     if (comparing) {
       auto loaded = load_probe_run(compare_path);
       if (!loaded) {
-        std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
-        return to_int(ExitCode::tool_error);
+        return give_up(ExitCode::tool_error, loaded.error().message);
       }
       baseline = std::move(*loaded);
     }
@@ -233,9 +247,15 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     run.taken_at = utc_now_iso8601();
     run.sequential = opts->sequential;
     if (!nvml_facts.init_code.is(0)) {
-      std::cerr << "gpuwarm: error: cannot list GPUs through NVML: "
-                << (nvml_facts.init_code.has() ? nvml_facts.init_error : nvml_facts.init_code.missing) << "\n";
-      return to_int(ExitCode::tool_error);
+      // No driver at all is a plain fact, not a loader error to decode.
+      if (!nvml_facts.library_path.has() && !read_driver(Paths("/")).module_loaded) {
+        return give_up(ExitCode::routed_elsewhere,
+                       "No NVIDIA driver is present (no kernel module, no libnvidia-ml): there is no GPU to probe. "
+                       "`gpuwarm diagnose` says what to install.");
+      }
+      return give_up(ExitCode::tool_error,
+                     "cannot list GPUs through NVML: " +
+                         (nvml_facts.init_code.has() ? nvml_facts.init_error : nvml_facts.init_code.missing));
     }
     auto selected = [&opts](const GpuFacts& g) {
       if (opts->gpus.empty()) {
@@ -254,8 +274,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       }
     }
     if (run.gpus.empty()) {
-      std::cerr << "gpuwarm: error: no GPU to probe" << (opts->gpus.empty() ? "" : " matches --gpu") << "\n";
-      return to_int(ExitCode::tool_error);
+      return give_up(ExitCode::tool_error,
+                     std::string("no GPU to probe") + (opts->gpus.empty() ? " (NVML sees none)" : " matches --gpu"));
     }
 
     auto start = Clock::now();

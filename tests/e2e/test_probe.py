@@ -115,6 +115,22 @@ class Probe(unittest.TestCase):
                    "--probe-baseline", baseline], raw=True)
         self.assertRegex(m.stdout, r'gpuwarm_fact_unknown\{fact="probe_baseline",reason="[^"]*baseline.json: not valid JSON"\} 1')
 
+    def test_no_driver_is_said_plainly_and_json_stays_json(self):
+        if os.path.exists("/proc/driver/nvidia") or os.path.exists("/sys/module/nvidia"):
+            self.skipTest("this machine has an NVIDIA driver")
+        r = h.run(["probe", "--nvml", "/nonexistent/libnvidia-ml.so.1"], raw=True)
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("No NVIDIA driver is present", r.stderr)
+        r = h.run(["probe", "--json", "--nvml", "/nonexistent/libnvidia-ml.so.1"], raw=True)
+        self.assertEqual(r.returncode, 5)
+        d = json.loads(r.stdout)
+        self.assertEqual((d["kind"], d["gpus"], d["exit_code"]), ("gpuwarm-probe", [], 5))
+        self.assertIn("No NVIDIA driver is present", d["error"])
+        # A baseline that cannot be read: still one JSON document.
+        r = h.run(["probe", "--json", "--compare", os.path.join(self.tmp, "missing.json")], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("missing.json", json.loads(r.stdout)["error"])
+
     def test_save_then_compare(self):
         baseline = os.path.join(self.tmp, "sub", "baseline.json")
         r = self.probe({"*": {"delay_ms": {"cuInit": 600}}}, "--save", baseline)
