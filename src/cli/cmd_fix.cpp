@@ -31,6 +31,7 @@ namespace {
 
 struct FixOptions {
   CollectOptions collect;
+  std::string snapshot_file;
   VerifyOptions verify;
   bool dry_run = false;
   bool json = false;
@@ -43,17 +44,19 @@ struct StepRecord {
   std::string detail;
 };
 
-FixInputs read_inputs(const Paths& paths, const Snapshot& s) {
+// What the planner reads besides the facts, as the snapshot recorded it. A recording that lacks one (older
+// gpuwarm, systemd unreachable) gets a note saying what the plan assumes instead.
+FixInputs inputs_from(const Snapshot& s, std::vector<std::string>& assumed) {
   FixInputs in;
-  if (s.service.fragment_path.has() && !s.service.fragment_path->empty()) {
-    in.vendor_unit_text = read_file(paths.host(*s.service.fragment_path)).value_or("");
+  if (s.service.unit_text.has()) {
+    in.vendor_unit_text = *s.service.unit_text;
+  } else if (s.service.reachable) {
+    assumed.push_back("the unit file's text is not recorded (" + s.service.unit_text.missing +
+                      "): the drop-in is derived from the unit's ExecStart as systemd reported it");
   }
-  auto dropin = read_file(paths.host(k_dropin_path));
-  in.dropin_exists = dropin.has_value();
-  in.current_dropin_text = dropin.value_or("");
-  auto passwd = read_file(paths.host("/etc/passwd")).value_or("");
-  in.daemon_user_exists = passwd.find("\nnvidia-persistenced:") != std::string::npos ||
-                          passwd.rfind("nvidia-persistenced:", 0) == 0;
+  in.dropin_exists = s.service.gpuwarm_dropin_exists;
+  in.current_dropin_text = s.service.gpuwarm_dropin_text.value_or("");
+  in.daemon_user_exists = s.daemon.user_exists.value_or(false);
   return in;
 }
 
@@ -160,7 +163,17 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
   opts->collect.full = false;
   add_collect_options(sub, opts->collect);
   add_verify_options(sub, opts->verify);
-  sub.add_flag("--dry-run", opts->dry_run, "Print the exact plan (files, D-Bus calls) and change nothing");
+  auto* dry = sub.add_flag("--dry-run", opts->dry_run, "Print the exact plan (files, D-Bus calls) and change nothing");
+  auto* snap_opt =
+      sub.add_option("--snapshot", opts->snapshot_file,
+                     "Plan for a recorded node (`gpuwarm snapshot -o FILE`, `diagnose --json`): what fix would do "
+                     "there, from the facts, unit text and drop-in it recorded; only with --dry-run")
+          ->check(CLI::ExistingFile.description(""))
+          ->type_name("FILE")
+          ->needs(dry);
+  for (const char* name : {"--root", "--kernel-log", "--nvml", "--nvml-timeout", "--no-systemd"}) {
+    snap_opt->excludes(sub.get_option(name));
+  }
   sub.add_flag("--json", opts->json, "Print the plan, what was done, and the verification as JSON");
   sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start job (1-3600)")
       ->check(CLI::Range(1.0, 3600.0).description(""))
@@ -204,9 +217,22 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
         return code;
       }
     }
-    Snapshot before = collect_from_options(opts->collect);
+    auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
+    if (!loaded) {
+      std::cerr << "gpuwarm fix: " << loaded.error().message << "\n";
+      return to_int(ExitCode::tool_error);
+    }
+    Snapshot before = std::move(*loaded);
     Diagnosis diagnosis = diagnose(before);
-    FixPlan plan = plan_fix(before, diagnosis, read_inputs(paths, before));
+    std::vector<std::string> assumed;
+    FixPlan plan = plan_fix(before, diagnosis, inputs_from(before, assumed));
+    for (auto& a : assumed) {
+      plan.notes.push_back(std::move(a));
+    }
+    if (!opts->snapshot_file.empty()) {
+      plan.notes.insert(plan.notes.begin(), "planned for the node recorded in " + opts->snapshot_file + " (" +
+                                                before.hostname + ", " + before.collected_at + ")");
+    }
 
     std::vector<StepRecord> records;
     for (const auto& step : plan.steps) {

@@ -13,7 +13,7 @@ namespace gpuwarm {
 
 constexpr const char* k_unit_name = "nvidia-persistenced.service";
 constexpr const char* k_unit_path = "/etc/systemd/system/nvidia-persistenced.service";
-constexpr const char* k_dropin_path = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf";
+constexpr const char* k_dropin_path = k_gpuwarm_dropin_path;
 
 enum class StepKind { write_file, reload, enable, reset_failed, start, restart };
 

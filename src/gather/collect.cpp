@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/deadline.h"
+#include "core/fs.h"
 #include "core/host.h"
 #include "nvml/collect_nvml.h"
 #include "sysfs/daemon.h"
@@ -106,15 +107,41 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   auto nvml_call = start_nvml(options);
 
   timed("driver", [&] { snap.driver = read_driver(paths); });
-  timed("daemon", [&] { snap.daemon = read_daemon(paths); });
+  timed("daemon", [&] {
+    snap.daemon = read_daemon(paths);
+    if (auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20)) {
+      snap.daemon.user_exists = Fact<bool>::known(passwd->find("\nnvidia-persistenced:") != std::string::npos ||
+                                                  passwd->rfind("nvidia-persistenced:", 0) == 0);
+    } else {
+      snap.daemon.user_exists = Fact<bool>::unknown(paths.display(passwd.error().message));
+    }
+  });
   timed("kernel_log", [&] { snap.kernel_log = read_kernel_log(paths, options.kernel_log); });
 
   if (options.use_systemd && services != nullptr) {
-    timed("service", [&] { snap.service = services->unit_status(snap.service.unit); });
+    timed("service", [&] {
+      snap.service = services->unit_status(snap.service.unit);
+      // What `fix` plans from, recorded so a fix can be planned from this snapshot anywhere.
+      if (!snap.service.reachable) {
+        snap.service.unit_text = snap.service.gpuwarm_dropin_text = Fact<std::string>::unknown(snap.service.unreachable);
+        return;
+      }
+      if (snap.service.fragment_path.has() && !snap.service.fragment_path->empty()) {
+        auto text = read_file(paths.host(*snap.service.fragment_path), 64u << 10);
+        snap.service.unit_text = text ? Fact<std::string>::known(*text)
+                                      : Fact<std::string>::unknown(paths.display(text.error().message));
+      } else {
+        snap.service.unit_text = Fact<std::string>::unknown("no unit file (FragmentPath empty or unread)");
+      }
+      auto dropin = read_file(paths.host(k_gpuwarm_dropin_path), 64u << 10);
+      snap.service.gpuwarm_dropin_exists = dropin.has_value();
+      snap.service.gpuwarm_dropin_text = Fact<std::string>::known(dropin.value_or(""));
+    });
   } else {
     snap.service.unreachable = options.systemd_not_asked;
     for (auto* f : {&snap.service.load_state, &snap.service.active_state, &snap.service.sub_state,
-                    &snap.service.unit_file_state, &snap.service.restart, &snap.service.fragment_path}) {
+                    &snap.service.unit_file_state, &snap.service.restart, &snap.service.fragment_path,
+                    &snap.service.unit_text, &snap.service.gpuwarm_dropin_text}) {
       *f = Fact<std::string>::unknown(snap.service.unreachable);
     }
     snap.service.exec_start = Fact<std::vector<std::string>>::unknown(snap.service.unreachable);

@@ -115,6 +115,7 @@ struct DaemonFacts {
   std::string binary_found_by;  // "PATH", or the layout of the directory it was found in
   std::vector<DaemonProcess> processes;  // this host's: in PID 1's mount and PID namespaces
   std::vector<ForeignDaemon> foreign;    // in another namespace (a container's daemon): named, never counted
+  Fact<bool> user_exists;                // an "nvidia-persistenced" account in /etc/passwd (fix's unit runs as it)
   bool runtime_dir = false;  // /run/nvidia-persistenced
   Fact<int> pid_file_pid;
   bool socket = false;
@@ -151,6 +152,9 @@ struct HostFacts {
   unsigned unreadable_processes = 0;    // processes whose open files could not be read (not root)
 };
 
+// The drop-in `gpuwarm fix` writes (its content is recorded so a fix can be planned from a recording).
+constexpr const char* k_gpuwarm_dropin_path = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf";
+
 struct ServiceFacts {
   std::string unit = "nvidia-persistenced.service";
   bool reachable = false;    // a systemd manager answered on the system bus
@@ -163,6 +167,11 @@ struct ServiceFacts {
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
   Fact<std::string> fragment_path;
+  // What `fix` plans from, recorded with the rest: the unit file's text (at fragment_path, at most 64 KiB)
+  // and gpuwarm's drop-in ("" with dropin_exists false when there is none).
+  Fact<std::string> unit_text;
+  Fact<std::string> gpuwarm_dropin_text;
+  bool gpuwarm_dropin_exists = false;
 };
 
 struct Snapshot {

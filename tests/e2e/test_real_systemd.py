@@ -158,6 +158,21 @@ class RealSystemd(unittest.TestCase):
         self.assertTrue(svc["stop_when_unneeded"])
         self.assertEqual(d["verdict"]["rule_id"], "PM001")
 
+    def test_1b_a_recorded_node_plans_as_the_live_one(self):
+        # snapshot -o records the unit's text and gpuwarm's drop-in with the facts: `fix --dry-run --snapshot`
+        # on the recording prints the same steps (files and D-Bus calls) as `fix --dry-run` on the node.
+        path = os.path.join(self.tmp, "node.json")
+        r = self.gpuwarm("snapshot", "-o", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        live = self.gpuwarm("fix", "--dry-run", "--json")
+        recorded = subprocess.run([h.BIN, "fix", "--dry-run", "--json", "--snapshot", path], capture_output=True,
+                                  text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=60)
+        self.assertEqual(live.returncode, recorded.returncode, recorded.stdout + recorded.stderr)
+        live_steps, recorded_steps = json.loads(live.stdout)["steps"], json.loads(recorded.stdout)["steps"]
+        self.assertGreaterEqual(len(live_steps), 3)
+        self.assertEqual(recorded_steps, live_steps)
+        self.assertIn("planned for the node recorded in", " ".join(json.loads(recorded.stdout)["notes"]))
+
     def test_2_fix_enables_writes_the_drop_in_starts_and_verifies(self):
         r = self.gpuwarm("fix", "--json", "--settle", "0.5", "--samples", "2", "--sample-interval", "0.1")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
