@@ -11,6 +11,7 @@
 
 #include "cli/collect_options.h"
 #include "cli/node_lock.h"
+#include "cli/step_report.h"
 #include "cli/command.h"
 #include "core/safe_write.h"
 #include "core/signal_shield.h"
@@ -115,36 +116,21 @@ Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceMana
   return fail("unknown step");
 }
 
-nlohmann::json steps_json(const std::vector<StepRecord>& records) {
-  nlohmann::json out = nlohmann::json::array();
+std::vector<StepReport> reports(const std::vector<StepRecord>& records) {
+  std::vector<StepReport> out;
   for (const auto& r : records) {
-    nlohmann::json j = {{"kind", to_string(r.step->kind)}, {"action", describe(*r.step)}, {"why", r.step->why},
-                        {"status", r.status}, {"detail", r.detail}};
+    StepReport s{to_string(r.step->kind), describe(*r.step), r.step->why, r.status, r.detail, {}, {}};
     if (r.step->kind == StepKind::write_file) {
-      j["path"] = r.step->path;
-      j["content"] = r.step->content;
+      s.path = r.step->path;
+      s.content = r.step->content;
     }
-    out.push_back(std::move(j));
+    out.push_back(std::move(s));
   }
   return out;
 }
 
-std::string steps_text(const std::vector<StepRecord>& records) {
-  std::string out;
-  int n = 0;
-  for (const auto& r : records) {
-    out += fmt::format("  {}. [{}] {} ({})\n", ++n, r.status, describe(*r.step), r.step->why);
-    if (r.step->kind == StepKind::write_file && r.status == "planned") {
-      for (const auto& line : split_lines(r.step->content)) {
-        out += "       | " + line + "\n";
-      }
-    }
-    if (!r.detail.empty() && r.status != "planned") {
-      out += "       " + r.detail + "\n";
-    }
-  }
-  return out;
-}
+std::string steps_text(const std::vector<StepRecord>& records) { return render_steps_text(reports(records)); }
+nlohmann::json steps_json(const std::vector<StepRecord>& records) { return render_steps_json(reports(records)); }
 
 const char* outcome_name(FixOutcome o) {
   switch (o) {

@@ -13,6 +13,7 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "cli/node_lock.h"
+#include "cli/step_report.h"
 #include "cli/verify_runner.h"
 #include "core/deadline.h"
 #include "core/exit_codes.h"
@@ -74,31 +75,16 @@ std::vector<std::string> command_lines(const Paths& paths, const std::vector<Gpu
   return out;
 }
 
-std::string steps_text(const std::vector<StepRecord>& records) {
-  std::string out;
-  int n = 0;
+std::vector<StepReport> reports(const std::vector<StepRecord>& records) {
+  std::vector<StepReport> out;
   for (const auto& r : records) {
-    out += fmt::format("  {}. [{}] {} ({})\n", ++n, r.status, describe(*r.step), r.step->why);
-    if (!r.detail.empty()) {
-      for (const auto& line : split_lines(r.detail)) {
-        out += "       " + escape_control(line) + "\n";
-      }
-    }
+    out.push_back({to_string(r.step->kind), describe(*r.step), r.step->why, r.status, r.detail, {}, {}});
   }
   return out;
 }
 
-nlohmann::json steps_json(const std::vector<StepRecord>& records) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : records) {
-    out.push_back({{"kind", to_string(r.step->kind)},
-                   {"action", describe(*r.step)},
-                   {"why", r.step->why},
-                   {"status", r.status},
-                   {"detail", r.detail}});
-  }
-  return out;
-}
+std::string steps_text(const std::vector<StepRecord>& records) { return render_steps_text(reports(records)); }
+nlohmann::json steps_json(const std::vector<StepRecord>& records) { return render_steps_json(reports(records)); }
 
 const GpuFacts* by_bus_id(const Snapshot& s, const std::string& bus_id) {
   for (const auto& g : s.nvml.gpus) {
