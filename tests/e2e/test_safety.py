@@ -168,5 +168,17 @@ class Terminal(Base):
         self.assertIn("h\\x1b[2Jost", r.stdout)
 
 
+class SnapshotOutput(unittest.TestCase):
+    def test_output_into_a_missing_directory_names_it_and_creates_nothing(self):
+        h.require_binary(self)
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-out-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        target = os.path.join(tmp, "no", "such", "dir", "node.json")
+        r = h.run(["snapshot", "--no-systemd", "-o", target], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"cannot write {target}: {os.path.join(tmp, 'no')}: No such file or directory", r.stderr)
+        self.assertEqual(os.listdir(tmp), [])
+
+
 if __name__ == "__main__":
     unittest.main()
