@@ -242,7 +242,10 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         return "\n".join(out)
 
     def run_job(self):
-        return self.slurm("srun", "--immediate=5", "-N1", "-t", "1", "true", timeout=60)
+        # A node slurmctld has just resumed can read "idle*" (not responding) until its next ping: wait for a
+        # plain "idle" first, as a user would see it in sinfo.
+        self.wait_until(lambda: self.sinfo_state() == "idle", 30)
+        return self.slurm("srun", "--immediate=10", "-N1", "-t", "1", "true", timeout=60)
 
     def test_drain_resume_and_an_admins_drain(self):
         # Healthy (persistence on): a job runs, the node is not drained.
@@ -255,7 +258,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         self.assertTrue(self.wait_until(lambda: "drain" in self.sinfo_state(), 4 * INTERVAL + 10),
                         self.sinfo_state() + self.logs())
         self.assertEqual(self.reason(), "gpuwarm: PM001 persistence off: GPU 0")
-        self.assertNotEqual(self.run_job().returncode, 0, "a job ran on a drained node")
+        r = self.slurm("srun", "--immediate=5", "-N1", "-t", "1", "true", timeout=60)
+        self.assertNotEqual(r.returncode, 0, "a job ran on a drained node")
 
         # Fixed: gpuwarm resumes the node it drained, and jobs run again.
         self.node.set_persistence(1)
