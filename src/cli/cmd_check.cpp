@@ -71,6 +71,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
   opts->collect.full = false;
   opts->collect.check_only = true;
   opts->collect.one_shot = true;
+  opts->collect.fix_inputs = false;
   opts->collect.nvml_timeout_s = 10;  // a health check must answer well inside its caller's timeout
   // No rule that drains or answers unknown reads the unit's state (only keep-rules such as PD004 do), so
   // the health check does not ask systemd: less to wait for, nothing on the bus every few seconds.

@@ -148,6 +148,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
   auto opts = std::make_shared<MetricsOptions>();
   opts->collect.full = false;
   opts->collect.one_shot = true;
+  opts->collect.fix_inputs = false;
   add_collect_options(sub, opts->collect);
   auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
                                   "Render a recorded snapshot (`gpuwarm snapshot --json`) instead of this node")

@@ -109,7 +109,9 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   timed("driver", [&] { snap.driver = read_driver(paths); });
   timed("daemon", [&] {
     snap.daemon = read_daemon(paths);
-    if (auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20)) {
+    if (!options.fix_inputs) {
+      snap.daemon.user_exists = Fact<bool>::unknown("not read by this command (only fix plans from it)");
+    } else if (auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20)) {
       snap.daemon.user_exists = Fact<bool>::known(passwd->find("\nnvidia-persistenced:") != std::string::npos ||
                                                   passwd->rfind("nvidia-persistenced:", 0) == 0);
     } else {
@@ -122,6 +124,11 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     timed("service", [&] {
       snap.service = services->unit_status(snap.service.unit);
       // What `fix` plans from, recorded so a fix can be planned from this snapshot anywhere.
+      if (!options.fix_inputs) {
+        snap.service.unit_text = snap.service.gpuwarm_dropin_text =
+            Fact<std::string>::unknown("not read by this command (only fix plans from it)");
+        return;
+      }
       if (!snap.service.reachable) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text = Fact<std::string>::unknown(snap.service.unreachable);
         return;
