@@ -13,7 +13,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen ansible_module)
+  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint ansible_module)
 fi
 out=build-fuzz
 mkdir -p "$out/obj"
