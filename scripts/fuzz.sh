@@ -13,7 +13,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint ansible_module)
+  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen ansible_module)
 fi
 out=build-fuzz
 mkdir -p "$out/obj"
@@ -30,6 +30,7 @@ sources=(
   src/fleet/fleet.cpp src/output/table.cpp src/output/style.cpp
   src/watch/watch_json.cpp src/watch/summarize.cpp src/watch/watch_text.cpp
   src/probe/probe.cpp src/cuda/cold_start.cpp src/lint/lint.cpp src/lint/words.cpp src/lint/units.cpp src/output/metrics.cpp
+  src/exporter/http_server.cpp src/exporter/mhd_api.cpp
 )
 # Objects in parallel, rebuilt only when their source is newer.
 printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} sh -c '
@@ -46,11 +47,14 @@ fi
 
 # Seeds: real inputs of each kind.
 seed() { mkdir -p "$out/corpus/$1"; cp "${@:2}" "$out/corpus/$1/" 2>/dev/null || true; }
-mkdir -p "$out/corpus/kernel_log" "$out/corpus/proc_driver" "$out/corpus/unit_file" "$out/corpus/lint"
+mkdir -p "$out/corpus/kernel_log" "$out/corpus/proc_driver" "$out/corpus/unit_file" "$out/corpus/lint" "$out/corpus/listen"
 printf '6,1,1,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\nNVRM: API mismatch: the client '"'"'nvidia-persiste'"'"' (pid 812)\nNVRM: has the version 580.95.05, but this kernel module has\nNVRM: the version 580.159.04.  Please make sure that this\nNVRM: Persistence mode is deprecated and will be removed in a future release.\n' > "$out/corpus/kernel_log/kmsg"
 printf 'NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.216.03  Thu Apr  3 01:14:19 UTC 2025\nModel: \t NVIDIA H100\nDevice Minor: \t 0\nGPU Excluded:\t No\nRuntime D3 status:          Enabled (fine-grained)\n' > "$out/corpus/proc_driver/info"
 printf '[Unit]\nStopWhenUnneeded=true\n[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced --user "nv user" --no-persistence-mode \\\n  --verbose\n' > "$out/corpus/unit_file/unit"
 printf 'nvidia-smi -i 0 -pm 1\n' > "$out/corpus/lint/shell"
+printf '127.0.0.1:9839' > "$out/corpus/listen/v4"
+printf '[::1]:0' > "$out/corpus/listen/v6"
+printf '9839' > "$out/corpus/listen/port"
 printf '[Unit]\nStopWhenUnneeded=true\n[Service]\nType=simple\nPIDFile=/var/run/x.pid\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n' > "$out/corpus/lint/unit"
 seed snapshot examples/h100-legacy-flag.json examples/h200-legacy-flag.json
 seed fleet examples/h100-fix-check-mode.json examples/h100-probe.json examples/h200-legacy-flag.json

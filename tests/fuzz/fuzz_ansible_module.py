@@ -9,6 +9,7 @@ a stand-in `binary` that records its argv and answers with random output
 Checked each time: the module prints exactly one JSON object (never a Python
 traceback), the stand-in got its arguments as separate argv words (no shell),
 and a run that did not fail carries a report. Usage: fuzz_ansible_module.py SECONDS [SEED]."""
+import glob
 import json
 import os
 import random
@@ -79,13 +80,21 @@ def main():
                 "sys.exit(int(open(%r).read() or 0))\n" % (out_file + ".rc"))
     os.chmod(stub, 0o755)
     runs = failures = 0
+    # Inputs that once failed run first, every time (their "params" only).
+    regressions = []
+    for name in sorted(glob.glob(os.path.join(HERE, "regressions", "ansible_module-*.json"))):
+        with open(name) as f:
+            regressions.append(json.load(f)["params"])
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        params = {k: value(rng) for k in rng.sample(OPTIONS, rng.randrange(0, len(OPTIONS)))}
-        if rng.random() < 0.8:
-            params["binary"] = stub
-        if rng.random() < 0.3:
-            params["unknown_option_%d" % rng.randrange(9)] = value(rng)
+    while regressions or time.monotonic() < deadline:
+        if regressions:
+            params = regressions.pop(0)
+        else:
+            params = {k: value(rng) for k in rng.sample(OPTIONS, rng.randrange(0, len(OPTIONS)))}
+            if rng.random() < 0.8:
+                params["binary"] = stub
+            if rng.random() < 0.3:
+                params["unknown_option_%d" % rng.randrange(9)] = value(rng)
         with open(out_file, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(stand_in_output(rng))
         with open(out_file + ".rc", "w") as f:

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "exporter/http_server.h"
 #include "fleet/fleet.h"
 #include "lint/lint.h"
 #include "output/metrics.h"
@@ -115,6 +116,17 @@ void probe_baseline(std::string_view text) {
   }
 }
 
+// --listen's grammar: any text either parses into a valid address or says why, never crashes.
+void fuzz_listen(std::string_view text) {
+  auto a = gpuwarm::parse_listen_address(text);
+  if (a && (a->length == 0 || a->text.empty())) {
+    std::abort();
+  }
+  if (!a && a.error().message.empty()) {
+    std::abort();
+  }
+}
+
 void fuzz_lint(std::string_view text) {
   // A variable defined as itself: resolution must stop. Paths that name the unit switch the unit rules on.
   static const lint::Variables vars = {{"pm", {"{{ pm }}", "defaults/main.yml:1"}}, {"PM", {"$PM", "x:1"}}};
@@ -139,7 +151,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* t = std::getenv("GPUWARM_FUZZ_TARGET");
   g_target = t != nullptr ? t : "";
   if (g_target.empty()) {
-    std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: kernel_log proc_driver unit_file snapshot fleet "
+    std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: listen kernel_log proc_driver unit_file snapshot fleet "
                          "watch_replay probe_baseline lint\n");
     std::exit(2);
   }
@@ -156,6 +168,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else if (g_target == "watch_replay") watch_replay(text);
   else if (g_target == "probe_baseline") probe_baseline(text);
   else if (g_target == "lint") fuzz_lint(text);
+  else if (g_target == "listen") fuzz_listen(text);
   else __builtin_trap();
   return 0;
 }

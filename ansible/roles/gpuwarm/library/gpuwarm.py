@@ -224,6 +224,11 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # An option written as null (`binary: ~`, or a variable that came out empty)
+    # means "not set": it takes its default rather than reaching the code as None.
+    for name, spec in module.argument_spec.items():
+        if p.get(name) is None and spec.get("default") is not None:
+            p[name] = spec["default"]
     if not os.access(p["binary"], os.X_OK):
         module.fail_json(msg=f"gpuwarm is not installed at {p['binary']} (the gpuwarm role installs it; "
                              "set binary= to where it is)", rc=None, routed=False)
