@@ -16,7 +16,7 @@ extern char** environ;
 
 namespace gpuwarm {
 
-Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpu) {
+Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return fail(std::string("pipe: ") + std::strerror(errno));
@@ -29,7 +29,7 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
       env.emplace_back(*e);
     }
   }
-  env.push_back("CUDA_VISIBLE_DEVICES=" + visible_gpu);
+  env.push_back("CUDA_VISIBLE_DEVICES=" + visible_gpus);
   std::vector<char*> argv;
   std::vector<char*> envp;
   for (auto& a : argv_text) argv.push_back(a.data());

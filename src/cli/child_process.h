@@ -1,6 +1,6 @@
 #pragma once
-// Child processes of gpuwarm itself, each limited to one GPU: CUDA state is
-// per process, and CUDA_VISIBLE_DEVICES must be set before libcuda loads.
+// Child processes of gpuwarm itself, each limited to the GPUs it times: CUDA
+// state is per process, and CUDA_VISIBLE_DEVICES must be set before libcuda loads.
 
 #include <sys/types.h>
 
@@ -17,9 +17,9 @@ struct ChildProcess {
 };
 
 // Runs this binary (/proc/self/exe) with `args` (argv[1..]) and
-// CUDA_VISIBLE_DEVICES=`visible_gpu` (a GPU-<uuid>: CUDA's order may differ
-// from NVML's, FACTS.md §6); stdout comes back through a pipe.
-Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpu);
+// CUDA_VISIBLE_DEVICES=`visible_gpus` (GPU-<uuid>[,GPU-<uuid>...]: UUIDs, since
+// CUDA's order may differ from NVML's, FACTS.md §6); stdout comes back through a pipe.
+Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus);
 
 struct ChildResult {
   std::string output;  // stdout and stderr, at most max_output bytes

@@ -68,6 +68,11 @@ void add_probe_baseline(const std::string& path, MetricsRun& run) {
       run.cold_start.push_back({g.index, g.uuid, g.pci_bus_id, stage.name, stage.ms / 1000.0});
     }
   }
+  for (const auto& j : loaded->jobs) {
+    if (auto ready = job_ready_ms(j)) {
+      run.job_start.push_back({j.method, j.gpus, *ready / 1000.0});
+    }
+  }
 }
 
 std::string collect_metrics_text(const MetricsOptions& opts) {
@@ -76,7 +81,7 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
     throw std::runtime_error(loaded.error().message);
   }
   Diagnosis diagnosis = diagnose(*loaded);
-  MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, unix_now(), {}, {}};
+  MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, unix_now(), {}, {}, {}};
   add_probe_baseline(opts.probe_baseline, run);
   return render_metrics(*loaded, diagnosis, run);
 }

@@ -1,12 +1,14 @@
 // `gpuwarm probe`: per GPU, a fresh child process that sees only that GPU
-// times its cold start; all GPUs at once, so N GPUs take about as long as
-// the slowest.
+// times its cold start, one GPU at a time (children started together contend
+// inside the driver); then what a job pays to start every GPU, started as one
+// process and as a process per GPU launched together.
 
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -48,7 +50,11 @@ struct ProbeOptions {
   std::string save;
   std::string compare;
   std::vector<std::string> gpus;  // --gpu: NVML indices or UUIDs; empty = all
-  bool sequential = false;
+  bool parallel = false;
+  bool sequential = false;  // the default since schema 2; still accepted
+  bool node_only = false;
+  bool per_gpu_only = false;
+  int child_devices = 1;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -59,12 +65,27 @@ struct Child {
   int out_fd = -1;
   std::string output;
   Clock::time_point started;
+  Clock::time_point launch;  // this child's spawn, or its group's first
+  std::chrono::milliseconds timeout{0};
   bool done = false;
 };
 
-// Starts `gpuwarm probe --child` with only the probed GPU visible to CUDA.
-Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts) {
+std::vector<std::string> split_visible(const std::string& visible) {
+  std::vector<std::string> out;
+  for (auto part : split(visible, ',')) {
+    out.emplace_back(part);
+  }
+  return out;
+}
+
+// Starts `gpuwarm probe --child` with only the probed GPUs (probe.uuid, comma-separated) visible to CUDA.
+Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time_point launch,
+                          std::chrono::milliseconds timeout_per_gpu) {
+  const auto devices = split_visible(probe.uuid).size();
   std::vector<std::string> args = {"probe", "--child"};
+  if (devices > 1) {
+    args.insert(args.end(), {"--child-devices", std::to_string(devices)});
+  }
   if (!opts.cuda_library.empty()) {
     args.insert(args.end(), {"--cuda", opts.cuda_library});
   }
@@ -74,6 +95,8 @@ Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts) {
   Child child;
   child.probe = &probe;
   child.started = Clock::now();
+  child.launch = launch;
+  child.timeout = timeout_per_gpu * static_cast<int>(devices);
   auto process = spawn_self(args, probe.uuid);
   if (!process) {
     return tl::unexpected(process.error());
@@ -109,14 +132,22 @@ void finish_child(Child& c, bool timed_out) {
     p.child_error = std::string("unreadable probe child result: ") + e.what();
     return;
   }
-  // CUDA prints UUIDs in lower case; NVML's may differ in case only.
-  if (!p.result.uuid.empty() && to_lower(p.result.uuid) != to_lower(p.uuid)) {
-    p.child_error = "CUDA probed " + p.result.uuid + ", not the requested GPU";
+  // CUDA lists the visible GPUs in the order given, in lower case; NVML's UUIDs may differ in case only.
+  const auto requested = split_visible(p.uuid);
+  for (std::size_t i = 0; i < p.result.devices.size() && i < requested.size(); ++i) {
+    const std::string& seen = p.result.devices[i].uuid;
+    if (!seen.empty() && to_lower(seen) != to_lower(requested[i])) {
+      p.child_error = "CUDA probed " + seen + ", not the requested GPU";
+    }
+  }
+  if (p.result.monotonic_ready_ms > 0) {
+    p.launch_to_ready_ms =
+        p.result.monotonic_ready_ms - std::chrono::duration<double, std::milli>(c.launch.time_since_epoch()).count();
   }
 }
 
-// Waits for every child, killing those past the per-GPU timeout.
-void collect_children(std::vector<Child>& children, std::chrono::milliseconds timeout) {
+// Waits for every child, killing those past their timeout.
+void collect_children(std::vector<Child>& children) {
   for (;;) {
     std::vector<pollfd> fds;
     std::vector<Child*> owners;
@@ -126,7 +157,7 @@ void collect_children(std::vector<Child>& children, std::chrono::milliseconds ti
       if (c.done) {
         continue;
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.started + timeout - now).count();
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.started + c.timeout - now).count();
       if (left <= 0) {
         finish_child(c, /*timed_out=*/true);
         continue;
@@ -157,6 +188,26 @@ void collect_children(std::vector<Child>& children, std::chrono::milliseconds ti
       }
     }
   }
+}
+
+// Probes `probes`, all at once (one launch instant for the group) or one after another.
+void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together) {
+  const auto timeout = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
+  std::vector<Child> children;
+  const auto launch = Clock::now();
+  for (auto& g : probes) {
+    auto child = spawn_child(g, opts, together ? launch : Clock::now(), timeout);
+    if (!child) {
+      g.child_error = child.error().message;
+      continue;
+    }
+    children.push_back(std::move(*child));
+    if (!together) {
+      collect_children(children);
+      children.clear();
+    }
+  }
+  collect_children(children);
 }
 
 Result<void> save_run(const std::string& path, const ProbeRun& run) {
@@ -190,20 +241,32 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->expected(0, 1)
       ->type_name("[FILE]");
   sub.add_option("--gpu", opts->gpus, "Probe only this GPU (NVML index or UUID); repeatable")->type_name("ID");
-  sub.add_flag("--sequential", opts->sequential,
-               "One GPU at a time: slower overall, but no GPU's stages are inflated by another's (the driver "
-               "serializes cuInit and context creation across processes)");
+  auto* parallel = sub.add_flag("--parallel", opts->parallel,
+                                "Probe every GPU at once: quicker, but each GPU's stages then include waiting "
+                                "for the others (the driver serializes initialization across processes)");
+  sub.add_flag("--sequential", opts->sequential)->group("")->excludes(parallel);  // the default; schema 1's flag
+  auto* node = sub.add_flag("--node", opts->node_only,
+                            "Only what a job pays to start every GPU, as one process and as a process per GPU "
+                            "(also on a one-GPU node)");
+  sub.add_flag("--per-gpu", opts->per_gpu_only, "Only the per-GPU table, not what a job pays")->excludes(node);
+  node->excludes(parallel);
   sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");
-  sub.add_flag("--child", opts->child)->group("");  // internal: one GPU's timing, run by probe itself
+  sub.add_flag("--child", opts->child)->group("");  // internal: one timing, run by probe itself
+  sub.add_option("--child-devices", opts->child_devices)->group("")->check(CLI::Range(1, 1024));
   sub.footer(
-      "Each GPU gets a fresh child process with CUDA_VISIBLE_DEVICES=GPU-<uuid>, which times: loading\n"
-      "libcuda.so.1, nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB\n"
-      "allocation + synchronize, and the release. Without persistence a cold GPU pays seconds here; with it,\n"
-      "milliseconds. Save a baseline before a change and compare after it: the runbook's same-node proof.\n"
-      "GPUs are probed in parallel; measured on 2 x H200, the driver serializes cuInit and context creation\n"
-      "across processes, so parallel probes take about the sum and inflate each other's stages: use\n"
-      "--sequential for clean per-GPU numbers. Read-only: it changes no GPU setting.\n\n"
-      "Exit codes: 0 every GPU probed, 1 a probe failed or timed out (or a file could not be read or\n"
+      "Per GPU: a fresh child process with CUDA_VISIBLE_DEVICES=GPU-<uuid> times loading libcuda.so.1,\n"
+      "nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB allocation +\n"
+      "synchronize, and the release. GPUs are probed one at a time: measured on 2 x H200, the driver\n"
+      "serializes cuInit and context creation across processes, so probes run together inflate each\n"
+      "other's stages (--parallel does that, and says so).\n\n"
+      "What a job pays (with two or more GPUs, or --node): from launch until every GPU has a context and a\n"
+      "synchronized allocation, started as one process that starts every GPU in turn (a multi-GPU training\n"
+      "process) and as a process per GPU launched together (torchrun, MPI). On a cold node this is where\n"
+      "one GPU's seconds become the node's.\n\n"
+      "Without persistence a cold GPU pays seconds here; with it, milliseconds. Save a baseline before a\n"
+      "change and compare after it: the runbook's same-node proof, per GPU and per job start. Read-only: it\n"
+      "changes no GPU setting.\n\n"
+      "Exit codes: 0 every probe succeeded, 1 a probe failed or timed out (or a file could not be read or\n"
       "written, or no GPU to probe), 2 bad command line, 5 no NVIDIA driver on this machine. With --json every\n"
       "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).");
 
@@ -222,7 +285,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       return to_int(code);
     };
     if (opts->child) {
-      std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library)).dump() << "\n";
+      std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library, opts->child_devices))
+                       .dump()
+                << "\n";
       return 0;
     }
     const bool saving = sub.count("--save") > 0;
@@ -245,7 +310,6 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     ProbeRun run;
     run.hostname = host_name();
     run.taken_at = utc_now_iso8601();
-    run.sequential = opts->sequential;
     if (!nvml_facts.init_code.is(0)) {
       // No driver at all is a plain fact, not a loader error to decode.
       if (!nvml_facts.library_path.has() && !read_driver(Paths("/")).module_loaded) {
@@ -268,42 +332,52 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       }
       return false;
     };
+    std::vector<GpuProbe> selected_gpus;
     for (const auto& g : nvml_facts.gpus) {
       if (g.handle_error.empty() && g.uuid.has() && selected(g)) {
-        run.gpus.push_back({g.index, *g.uuid, g.pci_bus_id.value_or(""), {}, false, "", 0});
+        GpuProbe p;
+        p.index = g.index;
+        p.uuid = *g.uuid;
+        p.pci_bus_id = g.pci_bus_id.value_or("");
+        selected_gpus.push_back(std::move(p));
       }
     }
-    if (run.gpus.empty()) {
+    if (selected_gpus.empty()) {
       return give_up(ExitCode::tool_error,
                      std::string("no GPU to probe") + (opts->gpus.empty() ? " (NVML sees none)" : " matches --gpu"));
     }
 
     auto start = Clock::now();
-    const auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->timeout_seconds * 1000));
-    std::vector<Child> children;
-    for (auto& g : run.gpus) {
-      auto child = spawn_child(g, *opts);
-      if (!child) {
-        g.child_error = child.error().message;
-        continue;
+    if (!opts->node_only) {
+      run.method = opts->parallel ? k_method_parallel : k_method_isolated;
+      run.gpus = selected_gpus;
+      run_probes(run.gpus, *opts, /*together=*/opts->parallel);
+    }
+    // A job's start: measured where it differs from one GPU's (two or more GPUs), or when asked.
+    if (opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2)) {
+      const auto gpu_count = static_cast<unsigned>(selected_gpus.size());
+      JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0};
+      for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
+        one.processes.front().uuid += "," + selected_gpus[i].uuid;
       }
-      children.push_back(std::move(*child));
-      if (opts->sequential) {
-        collect_children(children, timeout);
-        children.clear();
+      one.processes.front().pci_bus_id.clear();
+      JobStart each{k_job_process_per_gpu, gpu_count, selected_gpus, 0};
+      for (JobStart* job : {&one, &each}) {
+        auto launched = Clock::now();
+        run_probes(job->processes, *opts, /*together=*/true);
+        job->wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
+        run.jobs.push_back(std::move(*job));
       }
     }
-    collect_children(children, timeout);
     run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 
-    bool all_ok = true;
-    for (const auto& g : run.gpus) {
-      all_ok = all_ok && probe_ok(g);
-    }
+    bool all_ok = std::all_of(run.gpus.begin(), run.gpus.end(), probe_ok) &&
+                  std::all_of(run.jobs.begin(), run.jobs.end(), job_ok);
     if (opts->json) {
       nlohmann::json out = probe_to_json(run);
       if (comparing) {
         out["compare"] = compare_json(baseline, run);
+        out["compare_jobs"] = compare_jobs_json(baseline, run);
       }
       std::cout << dump_json(out) << "\n";
     } else {

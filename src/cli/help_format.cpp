@@ -122,24 +122,40 @@ std::string HelpFormatter::make_footer(const CLI::App* app) const {
   if (footer.empty()) {
     return {};
   }
+  // Lines that start at column 0 are prose: a run of them is one paragraph, re-wrapped at the help width
+  // (their line breaks were written for a wider terminal). Indented lines are table rows and examples:
+  // kept as written, a long one continued under its last column.
   std::string out;
+  std::string paragraph;
+  auto flush = [&]() {
+    if (!paragraph.empty()) {
+      out += wrap_text(paragraph, 0, 0) + "\n";
+      paragraph.clear();
+    }
+  };
   std::istringstream lines(footer);
   std::string line;
   while (std::getline(lines, line)) {
-    if (columns(line) <= k_help_width) {
+    std::size_t lead = line.find_first_not_of(' ');
+    if (lead == 0) {
+      paragraph += (paragraph.empty() ? "" : " ") + line;
+      continue;
+    }
+    flush();
+    if (lead == std::string::npos || columns(line) <= k_help_width) {
       out += line + "\n";
       continue;
     }
-    std::size_t lead = line.find_first_not_of(' ');
-    lead = lead == std::string::npos ? 0 : lead;
-    // Table rows ("  PM001    problem  why ..."): continue under the last column.
-    std::size_t hang = lead + 4;
+    // Table rows ("  PM001    problem  why ..."): continue under the last column; else 4 deeper.
+    std::size_t hang = lead;
+    std::size_t indent = lead + 4;
     if (auto gap = line.rfind("  ", 40); gap != std::string::npos && gap > lead) {
-      hang = line.find_first_not_of(' ', gap);
+      hang = indent = line.find_first_not_of(' ', gap);
     }
     // The row's first columns stay as written (their spacing aligns the table); the rest is wrapped.
-    out += line.substr(0, hang) + wrap_text(line.substr(hang), hang, hang) + "\n";
+    out += line.substr(0, hang) + wrap_text(line.substr(hang), hang, indent) + "\n";
   }
+  flush();
   return out;
 }
 

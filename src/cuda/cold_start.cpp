@@ -85,27 +85,32 @@ std::string format_uuid(const Uuid& u) {
 
 }  // namespace
 
-ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml) {
+double monotonic_ms() {
+  return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count();
+}
+
+ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices) {
   ColdStart out;
-  auto stage = [&out](const char* name, auto&& body) -> bool {
+  out.monotonic_start_ms = monotonic_ms();
+  auto stage = [&out](const char* name, int device, auto&& body) -> bool {
     auto t = Clock::now();
     std::string err = body();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
     if (!err.empty()) {
       out.failed_stage = name;
-      out.error = err;
+      out.error = device >= 0 && out.devices.size() > 1 ? "device " + std::to_string(device) + ": " + err : err;
       return false;
     }
-    out.stages.push_back({name, ms});
+    out.stages.push_back({name, ms, device});
     return true;
   };
 
   Driver driver;
   const Api& api = driver.api;
-  bool ok = stage("load_libcuda", [&]() -> std::string { return load_driver(libcuda, driver); });
+  bool ok = stage("load_libcuda", -1, [&]() -> std::string { return load_driver(libcuda, driver); });
 
   // NVML's own init is part of a job's cold start too (monitoring agents, frameworks).
-  ok = ok && stage("nvml_init", [&]() -> std::string {
+  ok = ok && stage("nvml_init", -1, [&]() -> std::string {
     auto nvml = nvml::Library::open(libnvml);
     if (!nvml) {
       return nvml.error().message;
@@ -118,62 +123,81 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
     return {};
   });
 
-  Device dev = 0;
-  Context ctx = nullptr;
-  ok = ok && stage("cu_init", [&]() -> std::string {
+  std::vector<Device> devices;
+  std::vector<Context> contexts;
+  ok = ok && stage("cu_init", -1, [&]() -> std::string {
     CuResult r = api.init(0);
     return r == 0 ? std::string{} : error_name(api, r);
   });
-  ok = ok && stage("device_get", [&]() -> std::string {
+  ok = ok && stage("device_get", -1, [&]() -> std::string {
     int count = 0;
     CuResult r = api.device_get_count(&count);
     if (r != 0) {
       return error_name(api, r);
     }
-    if (count != 1) {
-      return "expected exactly one visible device, CUDA sees " + std::to_string(count);
+    if (count != expected_devices) {
+      return "expected " + std::to_string(expected_devices) + " visible device" +
+             (expected_devices == 1 ? "" : "s") + ", CUDA sees " + std::to_string(count);
     }
-    r = api.device_get(&dev, 0);
-    if (r != 0) {
-      return error_name(api, r);
-    }
-    if (api.device_get_uuid != nullptr) {
-      Uuid u{};
-      if (api.device_get_uuid(&u, dev) == 0) {
-        out.uuid = format_uuid(u);
+    for (int i = 0; i < count; ++i) {
+      Device dev = 0;
+      r = api.device_get(&dev, i);
+      if (r != 0) {
+        return error_name(api, r);
       }
-    }
-    if (api.device_get_pci_bus_id != nullptr) {
-      char bus[32] = {};
-      if (api.device_get_pci_bus_id(bus, sizeof bus, dev) == 0) {
-        out.pci_bus_id = bus;
+      DeviceSeen seen;
+      if (api.device_get_uuid != nullptr) {
+        Uuid u{};
+        if (api.device_get_uuid(&u, dev) == 0) {
+          seen.uuid = format_uuid(u);
+        }
       }
+      if (api.device_get_pci_bus_id != nullptr) {
+        char bus[32] = {};
+        if (api.device_get_pci_bus_id(bus, sizeof bus, dev) == 0) {
+          seen.pci_bus_id = bus;
+        }
+      }
+      devices.push_back(dev);
+      out.devices.push_back(std::move(seen));
     }
     return {};
   });
-  ok = ok && stage("ctx_retain", [&]() -> std::string {
-    CuResult r = api.primary_ctx_retain(&ctx, dev);
-    return r == 0 ? std::string{} : error_name(api, r);
-  });
-  ok = ok && stage("alloc_sync", [&]() -> std::string {
-    CuResult r = api.ctx_set_current(ctx);
-    DevicePtr ptr = 0;
-    if (r == 0) {
-      r = api.mem_alloc(&ptr, 1u << 20);
+  // Device by device, as a job that starts all its GPUs from one process does.
+  for (std::size_t i = 0; ok && i < devices.size(); ++i) {
+    const int ordinal = static_cast<int>(i);
+    Context ctx = nullptr;
+    ok = stage("ctx_retain", ordinal, [&]() -> std::string {
+      CuResult r = api.primary_ctx_retain(&ctx, devices[i]);
+      return r == 0 ? std::string{} : error_name(api, r);
+    });
+    if (ok) {
+      contexts.push_back(ctx);
     }
-    if (r == 0) {
-      r = api.ctx_synchronize();
-    }
-    if (ptr != 0) {
-      (void)api.mem_free(ptr);
-    }
-    return r == 0 ? std::string{} : error_name(api, r);
-  });
-  ok = ok && stage("ctx_release", [&]() -> std::string {
-    CuResult r = api.primary_ctx_release(dev);
-    return r == 0 ? std::string{} : error_name(api, r);
-  });
-  (void)ok;
+    ok = ok && stage("alloc_sync", ordinal, [&]() -> std::string {
+      CuResult r = api.ctx_set_current(ctx);
+      DevicePtr ptr = 0;
+      if (r == 0) {
+        r = api.mem_alloc(&ptr, 1u << 20);
+      }
+      if (r == 0) {
+        r = api.ctx_synchronize();
+      }
+      if (ptr != 0) {
+        (void)api.mem_free(ptr);
+      }
+      return r == 0 ? std::string{} : error_name(api, r);
+    });
+  }
+  if (ok) {
+    out.monotonic_ready_ms = monotonic_ms();
+  }
+  for (std::size_t i = 0; ok && i < contexts.size(); ++i) {
+    ok = stage("ctx_release", static_cast<int>(i), [&]() -> std::string {
+      CuResult r = api.primary_ctx_release(devices[i]);
+      return r == 0 ? std::string{} : error_name(api, r);
+    });
+  }
   // libcuda is left loaded: the child exits right after reporting.
   return out;
 }
@@ -181,21 +205,43 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
 nlohmann::json to_json(const ColdStart& c) {
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& s : c.stages) {
-    stages.push_back({{"name", s.name}, {"ms", s.ms}});
+    nlohmann::json j = {{"name", s.name}, {"ms", s.ms}};
+    if (s.device >= 0) {
+      j["device"] = s.device;
+    }
+    stages.push_back(std::move(j));
   }
-  return {{"stages", stages}, {"cuda_uuid", c.uuid}, {"cuda_pci_bus_id", c.pci_bus_id},
-          {"failed_stage", c.failed_stage}, {"error", c.error}};
+  nlohmann::json devices = nlohmann::json::array();
+  for (const auto& d : c.devices) {
+    devices.push_back({{"uuid", d.uuid}, {"pci_bus_id", d.pci_bus_id}});
+  }
+  // cuda_uuid / cuda_pci_bus_id: the first device, as schema 1 had them.
+  return {{"stages", stages},
+          {"cuda_uuid", c.devices.empty() ? "" : c.devices.front().uuid},
+          {"cuda_pci_bus_id", c.devices.empty() ? "" : c.devices.front().pci_bus_id},
+          {"cuda_devices", devices},
+          {"failed_stage", c.failed_stage},
+          {"error", c.error},
+          {"monotonic_start_ms", c.monotonic_start_ms},
+          {"monotonic_ready_ms", c.monotonic_ready_ms}};
 }
 
 ColdStart cold_start_from_json(const nlohmann::json& j) {
   ColdStart c;
   for (const auto& s : j.at("stages")) {
-    c.stages.push_back({s.at("name").get<std::string>(), s.at("ms").get<double>()});
+    c.stages.push_back({s.at("name").get<std::string>(), s.at("ms").get<double>(), s.value("device", -1)});
   }
-  c.uuid = j.value("cuda_uuid", "");
-  c.pci_bus_id = j.value("cuda_pci_bus_id", "");
+  if (j.contains("cuda_devices")) {
+    for (const auto& d : j.at("cuda_devices")) {
+      c.devices.push_back({d.value("uuid", ""), d.value("pci_bus_id", "")});
+    }
+  } else if (!j.value("cuda_uuid", "").empty() || !j.value("cuda_pci_bus_id", "").empty()) {
+    c.devices.push_back({j.value("cuda_uuid", ""), j.value("cuda_pci_bus_id", "")});
+  }
   c.failed_stage = j.value("failed_stage", "");
   c.error = j.value("error", "");
+  c.monotonic_start_ms = j.value("monotonic_start_ms", 0.0);
+  c.monotonic_ready_ms = j.value("monotonic_ready_ms", 0.0);
   return c;
 }
 

@@ -142,6 +142,32 @@ Result<void> read_probe(element doc, NodeReport& out) {
       out.cold_after_ms.push_back(ms);
     }
   }
+  // Job starts: a method this gpuwarm does not know is skipped, not an error (a newer writer).
+  auto job_slot = [](JobStartMs& into, std::string_view method) -> std::optional<double>* {
+    if (method == "one-process") return &into.one_process;
+    if (method == "process-per-gpu") return &into.process_per_gpu;
+    return nullptr;
+  };
+  array jobs;
+  if (doc["jobs"].get(jobs) == SUCCESS) {
+    for (element j : jobs) {
+      std::string_view method;
+      double ms = 0;
+      if (j["method"].get(method) == SUCCESS && j["ready_ms"].get(ms) == SUCCESS) {
+        if (auto* slot = job_slot(out.job_after_ms, method)) *slot = ms;
+      }
+    }
+  }
+  array compare_jobs;
+  if (doc["compare_jobs"].get(compare_jobs) == SUCCESS) {
+    for (element j : compare_jobs) {
+      std::string_view method;
+      double ms = 0;
+      if (j["method"].get(method) == SUCCESS && j["before_ready_ms"].get(ms) == SUCCESS) {
+        if (auto* slot = job_slot(out.job_before_ms, method)) *slot = ms;
+      }
+    }
+  }
   array compare;
   if (doc["compare"].get(compare) == SUCCESS) {
     for (element g : compare) {
@@ -264,6 +290,40 @@ ColdStart cold_start(const FleetSummary& s, std::vector<double> NodeState::*fiel
     c.median_ms = median(std::move(all));
   }
   return c;
+}
+
+// The median over nodes of one job-start figure.
+struct JobStartMedian {
+  std::optional<double> median_ms;
+  std::size_t nodes = 0;
+};
+
+JobStartMedian job_start(const FleetSummary& s, JobStartMs NodeState::*when, std::optional<double> JobStartMs::*how) {
+  std::vector<double> all;
+  for (const auto& n : s.nodes) {
+    if (const auto& v = n.*when.*how) {
+      all.push_back(*v);
+    }
+  }
+  JobStartMedian m;
+  m.nodes = all.size();
+  if (!all.empty()) {
+    m.median_ms = median(std::move(all));
+  }
+  return m;
+}
+
+std::string job_start_text(const JobStartMedian& m) {
+  return m.median_ms ? fmt::format("{:.1f} ms ({} node{})", *m.median_ms, m.nodes, m.nodes == 1 ? "" : "s") : "none";
+}
+
+nlohmann::json job_start_json(const JobStartMedian& m) {
+  return {{"median_ms", m.median_ms ? nlohmann::json(*m.median_ms) : nlohmann::json(nullptr)}, {"nodes", m.nodes}};
+}
+
+nlohmann::json job_start_node_json(const JobStartMs& j) {
+  auto ms = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  return {{"one_process", ms(j.one_process)}, {"process_per_gpu", ms(j.process_per_gpu)}};
 }
 
 std::string name_list(const std::vector<std::string>& names) {
@@ -433,6 +493,10 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
       if (r.gpus_not_enabled) n.gpus_not_enabled = r.gpus_not_enabled;
       if (!r.cold_before_ms.empty()) n.cold_before_ms = std::move(r.cold_before_ms);
       if (!r.cold_after_ms.empty()) n.cold_after_ms = std::move(r.cold_after_ms);
+      for (auto [from, into] : {std::pair{&r.job_before_ms, &n.job_before_ms}, std::pair{&r.job_after_ms, &n.job_after_ms}}) {
+        if (from->one_process) into->one_process = from->one_process;
+        if (from->process_per_gpu) into->process_per_gpu = from->process_per_gpu;
+      }
     }
     s.nodes.push_back(std::move(n));
   }
@@ -480,6 +544,15 @@ std::string render_text(const FleetSummary& s, const Style& style) {
     out += fmt::format("Cold start (first CUDA call), median per GPU: before {}, after {}\n", cold_text(before),
                        cold_text(after));
   }
+  for (auto [how, title] : {std::pair{&JobStartMs::one_process, "one process, every GPU"},
+                            std::pair{&JobStartMs::process_per_gpu, "a process per GPU"}}) {
+    JobStartMedian then = job_start(s, &NodeState::job_before_ms, how);
+    JobStartMedian now = job_start(s, &NodeState::job_after_ms, how);
+    if (then.median_ms || now.median_ms) {
+      out += fmt::format("Job start on all of a node's GPUs ({}), median per node: before {}, after {}\n", title,
+                         job_start_text(then), job_start_text(now));
+    }
+  }
   out += fmt::format("Needs attention: {}{}\n", attention.size(),
                      attention.empty() ? "" : " (" + name_list(attention) + ")");
   if (!s.unreadable.empty()) {
@@ -515,6 +588,8 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"gpus_not_enabled", optional_json(n.gpus_not_enabled)},
                      {"cold_start_before_ms", n.cold_before_ms},
                      {"cold_start_after_ms", n.cold_after_ms},
+                     {"job_start_before_ms", job_start_node_json(n.job_before_ms)},
+                     {"job_start_after_ms", job_start_node_json(n.job_after_ms)},
                      {"reports", n.reports},
                      {"needs_attention", needs_attention(n)}});
   }
@@ -530,6 +605,13 @@ nlohmann::json render_json(const FleetSummary& s) {
           {"cold_start_ms",
            {{"before", cold_json(cold_start(s, &NodeState::cold_before_ms))},
             {"after", cold_json(cold_start(s, &NodeState::cold_after_ms))}}},
+          {"job_start_ms",
+           {{"one_process",
+             {{"before", job_start_json(job_start(s, &NodeState::job_before_ms, &JobStartMs::one_process))},
+              {"after", job_start_json(job_start(s, &NodeState::job_after_ms, &JobStartMs::one_process))}}},
+            {"process_per_gpu",
+             {{"before", job_start_json(job_start(s, &NodeState::job_before_ms, &JobStartMs::process_per_gpu))},
+              {"after", job_start_json(job_start(s, &NodeState::job_after_ms, &JobStartMs::process_per_gpu))}}}}},
           {"unreadable", unreadable},
           {"node_reports", nodes}};
 }

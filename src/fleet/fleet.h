@@ -20,6 +20,12 @@ namespace gpuwarm::fleet {
 
 enum class ReportKind { diagnosis, fix, verify, probe };
 
+// A node's job start (probe: launch until every GPU is ready), by how the job started.
+struct JobStartMs {
+  std::optional<double> one_process;
+  std::optional<double> process_per_gpu;
+};
+
 // What one report says about its node; a field the report's kind does not carry stays empty.
 struct NodeReport {
   ReportKind kind = ReportKind::diagnosis;
@@ -31,6 +37,8 @@ struct NodeReport {
   std::optional<int> gpus_not_enabled;  // of those, persistence not "Enabled" (after the fix, for a fix report)
   std::vector<double> cold_before_ms;   // probe --compare: each GPU's baseline total
   std::vector<double> cold_after_ms;    // probe: each GPU's total in this run (successful probes only)
+  JobStartMs job_before_ms;             // probe --compare: the baseline's job starts
+  JobStartMs job_after_ms;              // probe: this run's job starts (successful ones only)
 };
 
 // Fix outcomes as fleet-summary names them, in display order.
@@ -80,6 +88,8 @@ struct NodeState {
   std::optional<int> gpus_not_enabled;
   std::vector<double> cold_before_ms;
   std::vector<double> cold_after_ms;
+  JobStartMs job_before_ms;
+  JobStartMs job_after_ms;
   int reports = 0;
 };
 

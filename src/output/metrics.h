@@ -21,11 +21,19 @@ struct ColdStartStage {
   double seconds = 0;
 };
 
+// A job's start on every GPU of the node from the same baseline: launch until every GPU is ready.
+struct JobStartSample {
+  std::string method;  // one-process, process-per-gpu
+  unsigned gpus = 0;
+  double seconds = 0;
+};
+
 struct MetricsRun {
   std::string version;
   std::string commit;
   double finished_at_seconds = 0;  // Unix time the collection ended
   std::vector<ColdStartStage> cold_start;   // empty when no baseline was saved
+  std::vector<JobStartSample> job_start;    // empty when the baseline has no job starts
   std::string probe_baseline_unreadable;    // why a baseline that exists could not be used
 };
 

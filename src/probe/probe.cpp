@@ -1,5 +1,7 @@
 #include "probe/probe.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/report_kind.h"
@@ -10,14 +12,19 @@ namespace gpuwarm {
 namespace {
 const char* const k_stage_order[] = {"load_libcuda", "nvml_init", "cu_init", "device_get",
                                      "ctx_retain",   "alloc_sync", "ctx_release"};
+// A job is ready once the last allocation synchronized: release is not part of what it pays.
+const char* const k_job_stage_order[] = {"load_libcuda", "nvml_init", "cu_init", "device_get", "ctx_retain",
+                                         "alloc_sync"};
 
-const cuda::Stage* find_stage(const cuda::ColdStart& c, const std::string& name) {
+// The stage's time in the process: summed over its devices (one entry per device for the per-device stages).
+std::optional<double> stage_ms(const cuda::ColdStart& c, const std::string& name) {
+  std::optional<double> sum;
   for (const auto& s : c.stages) {
     if (s.name == name) {
-      return &s;
+      sum = sum.value_or(0) + s.ms;
     }
   }
-  return nullptr;
+  return sum;
 }
 
 const GpuProbe* match(const ProbeRun& run, const GpuProbe& g) {
@@ -34,6 +41,15 @@ const GpuProbe* match(const ProbeRun& run, const GpuProbe& g) {
   return nullptr;
 }
 
+const JobStart* match_job(const ProbeRun& run, const JobStart& j) {
+  for (const auto& other : run.jobs) {
+    if (other.method == j.method) {
+      return &other;
+    }
+  }
+  return nullptr;
+}
+
 std::string failure_text(const GpuProbe& g) {
   if (g.timed_out) {
     return "timed out";
@@ -43,6 +59,71 @@ std::string failure_text(const GpuProbe& g) {
   }
   return g.result.failed_stage + ": " + g.result.error;
 }
+
+std::string job_title(const JobStart& j) {
+  if (j.method == k_job_one_process) {
+    return "one process, every GPU";
+  }
+  return fmt::format("a process per GPU ({})", j.processes.size());
+}
+
+std::optional<double> named_ms(const std::vector<cuda::Stage>& stages, const char* name) {
+  for (const auto& s : stages) {
+    if (s.name == name) {
+      return s.ms;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string ms_text(std::optional<double> ms) { return ms ? fmt::format("{:.1f}", *ms) : "-"; }
+
+nlohmann::json ms_json(std::optional<double> ms) { return ms ? nlohmann::json(*ms) : nlohmann::json(nullptr); }
+
+nlohmann::json gpu_probe_json(const GpuProbe& g) {
+  nlohmann::json j = cuda::to_json(g.result);
+  j["index"] = g.index;
+  j["uuid"] = g.uuid;
+  j["pci_bus_id"] = g.pci_bus_id;
+  j["timed_out"] = g.timed_out;
+  j["child_error"] = g.child_error;
+  j["wall_ms"] = g.wall_ms;
+  j["total_ms"] = total_ms(g.result);
+  j["launch_to_ready_ms"] = ms_json(g.launch_to_ready_ms);
+  j["ok"] = probe_ok(g);
+  return j;
+}
+
+GpuProbe gpu_probe_from_json(const nlohmann::json& g) {
+  GpuProbe p;
+  p.index = g.at("index").get<unsigned>();
+  p.result = cuda::cold_start_from_json(g);
+  p.uuid = g.value("uuid", "");
+  p.pci_bus_id = g.value("pci_bus_id", "");
+  p.timed_out = g.value("timed_out", false);
+  p.child_error = g.value("child_error", "");
+  p.wall_ms = g.value("wall_ms", 0.0);
+  if (g.contains("launch_to_ready_ms") && g.at("launch_to_ready_ms").is_number()) {
+    p.launch_to_ready_ms = g.at("launch_to_ready_ms").get<double>();
+  }
+  return p;
+}
+
+// One before/after table: a row per stage, then the total.
+class ChangeTable {
+ public:
+  void add(const std::string& name, std::optional<double> then, std::optional<double> now) {
+    std::string change = "-";
+    if (then && now && *then > 0) {
+      change = fmt::format("{:+.0f}%", (*now - *then) / *then * 100.0);
+    }
+    m_table.add_row({"  " + name, ms_text(then), ms_text(now), change});
+  }
+  std::string render() const { return m_table.render(); }
+
+ private:
+  TextTable m_table{{"  stage", "before ms", "after ms", "change"}};
+};
 }  // namespace
 
 bool probe_ok(const GpuProbe& g) { return !g.timed_out && g.child_error.empty() && g.result.failed_stage.empty(); }
@@ -55,22 +136,82 @@ double total_ms(const cuda::ColdStart& c) {
   return t;
 }
 
+bool job_ok(const JobStart& j) {
+  return !j.processes.empty() && std::all_of(j.processes.begin(), j.processes.end(), probe_ok);
+}
+
+std::optional<double> job_ready_ms(const JobStart& j) {
+  if (!job_ok(j)) {
+    return std::nullopt;
+  }
+  double slowest = 0;
+  for (const auto& p : j.processes) {
+    if (!p.launch_to_ready_ms) {
+      return std::nullopt;
+    }
+    slowest = std::max(slowest, *p.launch_to_ready_ms);
+  }
+  return slowest;
+}
+
+std::vector<cuda::Stage> job_stages(const JobStart& j) {
+  std::vector<cuda::Stage> out;
+  for (const char* name : k_job_stage_order) {
+    std::optional<double> slowest;
+    for (const auto& p : j.processes) {
+      if (auto ms = stage_ms(p.result, name)) {
+        slowest = std::max(slowest.value_or(0), *ms);
+      }
+    }
+    if (slowest) {
+      out.push_back({name, *slowest, -1});
+    }
+  }
+  return out;
+}
+
+std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run) {
+  if (run.method != k_method_isolated || run.gpus.empty()) {
+    return std::nullopt;
+  }
+  double slowest = 0;
+  for (const auto& g : run.gpus) {
+    if (!probe_ok(g) || !g.launch_to_ready_ms) {
+      return std::nullopt;
+    }
+    slowest = std::max(slowest, *g.launch_to_ready_ms);
+  }
+  return slowest;
+}
+
 nlohmann::json probe_to_json(const ProbeRun& run) {
   nlohmann::json gpus = nlohmann::json::array();
   for (const auto& g : run.gpus) {
-    nlohmann::json j = cuda::to_json(g.result);
-    j["index"] = g.index;
-    j["uuid"] = g.uuid;
-    j["pci_bus_id"] = g.pci_bus_id;
-    j["timed_out"] = g.timed_out;
-    j["child_error"] = g.child_error;
-    j["wall_ms"] = g.wall_ms;
-    j["total_ms"] = total_ms(g.result);
-    j["ok"] = probe_ok(g);
-    gpus.push_back(std::move(j));
+    gpus.push_back(gpu_probe_json(g));
   }
-  return {{"schema_version", k_probe_schema_version}, {"kind", "gpuwarm-probe"}, {"hostname", run.hostname},
-          {"taken_at", run.taken_at}, {"wall_ms", run.wall_ms}, {"sequential", run.sequential}, {"gpus", gpus}};
+  nlohmann::json jobs = nlohmann::json::array();
+  for (const auto& j : run.jobs) {
+    nlohmann::json processes = nlohmann::json::array();
+    for (const auto& p : j.processes) {
+      processes.push_back(gpu_probe_json(p));
+    }
+    nlohmann::json stages = nlohmann::json::array();
+    for (const auto& s : job_stages(j)) {
+      stages.push_back({{"name", s.name}, {"ms", s.ms}});
+    }
+    jobs.push_back({{"method", j.method}, {"gpus", j.gpus}, {"ok", job_ok(j)}, {"ready_ms", ms_json(job_ready_ms(j))},
+                    {"wall_ms", j.wall_ms}, {"stages", stages}, {"processes", processes}});
+  }
+  return {{"schema_version", k_probe_schema_version},
+          {"kind", "gpuwarm-probe"},
+          {"hostname", run.hostname},
+          {"taken_at", run.taken_at},
+          {"wall_ms", run.wall_ms},
+          {"method", run.method.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.method)},
+          {"sequential", run.method == k_method_isolated},  // schema 1's name for the isolated method
+          {"slowest_isolated_ready_ms", ms_json(slowest_isolated_ready_ms(run))},
+          {"gpus", gpus},
+          {"jobs", jobs}};
 }
 
 Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
@@ -84,26 +225,36 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
   if (!j.contains("kind") || !j.at("kind").is_string() || j.at("kind") != "gpuwarm-probe") {
     return fail("not a gpuwarm probe result (save one with `gpuwarm probe --save`)");
   }
-  if (!j.contains("schema_version") || !j.at("schema_version").is_number_integer() ||
-      j.at("schema_version").get<int>() != k_probe_schema_version) {
-    return fail("probe schema_version " + j.value("schema_version", nlohmann::json()).dump() + " is not supported");
+  const nlohmann::json* version = j.contains("schema_version") ? &j.at("schema_version") : nullptr;
+  if (version == nullptr || !version->is_number_integer() || version->get<int>() < 1 ||
+      version->get<int>() > k_probe_schema_version) {
+    return fail("probe schema_version " + j.value("schema_version", nlohmann::json()).dump() +
+                " is not supported (this gpuwarm reads 1 to " + std::to_string(k_probe_schema_version) + ")");
   }
   try {
     ProbeRun run;
     run.hostname = j.value("hostname", "");
     run.taken_at = j.value("taken_at", "");
     run.wall_ms = j.value("wall_ms", 0.0);
-    run.sequential = j.value("sequential", false);
+    if (j.contains("method") && j.at("method").is_string()) {
+      run.method = j.at("method").get<std::string>();
+    } else if (!j.contains("method")) {  // schema 1
+      run.method = j.value("sequential", false) ? k_method_isolated : k_method_parallel;
+    }
     for (const auto& g : j.at("gpus")) {
-      GpuProbe p;
-      p.index = g.at("index").get<unsigned>();
-      p.result = cuda::cold_start_from_json(g);
-      p.uuid = g.value("uuid", "");
-      p.pci_bus_id = g.value("pci_bus_id", "");
-      p.timed_out = g.value("timed_out", false);
-      p.child_error = g.value("child_error", "");
-      p.wall_ms = g.value("wall_ms", 0.0);
-      run.gpus.push_back(std::move(p));
+      run.gpus.push_back(gpu_probe_from_json(g));
+    }
+    if (j.contains("jobs")) {
+      for (const auto& js : j.at("jobs")) {
+        JobStart job;
+        job.method = js.at("method").get<std::string>();
+        job.gpus = js.value("gpus", 0u);
+        job.wall_ms = js.value("wall_ms", 0.0);
+        for (const auto& p : js.at("processes")) {
+          job.processes.push_back(gpu_probe_from_json(p));
+        }
+        run.jobs.push_back(std::move(job));
+      }
     }
     return run;
   } catch (const nlohmann::json::exception& e) {
@@ -112,28 +263,83 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
 }
 
 std::string render_probe_text(const ProbeRun& run) {
-  std::vector<std::string> header = {"GPU", "UUID"};
-  for (const char* s : k_stage_order) {
+  std::string out;
+  if (!run.gpus.empty()) {
+    std::vector<std::string> header = {"GPU", "UUID"};
+    for (const char* s : k_stage_order) {
+      header.emplace_back(s);
+    }
+    header.emplace_back("TOTAL ms");
+    TextTable t(header);
+    std::string failures;
+    for (const auto& g : run.gpus) {
+      std::vector<std::string> row = {std::to_string(g.index), g.uuid.substr(0, 12)};
+      for (const char* name : k_stage_order) {
+        row.push_back(ms_text(stage_ms(g.result, name)));
+      }
+      row.push_back(probe_ok(g) ? fmt::format("{:.1f}", total_ms(g.result)) : "FAILED");
+      t.add_row(row);
+      if (!probe_ok(g)) {
+        failures += fmt::format("GPU {}: {}\n", g.index, failure_text(g));
+      }
+    }
+    if (run.method == k_method_parallel) {
+      out += fmt::format(
+          "gpuwarm probe · {} GPU(s) in parallel, {:.0f} ms wall. Each GPU's stages include waiting for the\n"
+          "others (the driver serializes initialization across processes); without --parallel each GPU is\n"
+          "probed alone.\n\n",
+          run.gpus.size(), run.wall_ms);
+    } else {
+      out += fmt::format("gpuwarm probe · {} GPU(s), each probed alone, one at a time, {:.0f} ms wall\n\n",
+                         run.gpus.size(), run.wall_ms);
+    }
+    out += t.render() + (failures.empty() ? "" : "\n" + failures);
+  } else {
+    out += fmt::format("gpuwarm probe · {:.0f} ms wall\n", run.wall_ms);
+  }
+  if (run.jobs.empty()) {
+    return out;
+  }
+  out += fmt::format("\nWhat a job pays to start {} GPU(s): from launch until every GPU has a context and a\n"
+                     "synchronized allocation\n\n",
+                     run.jobs.front().gpus);
+  std::vector<std::string> header = {"how the job starts"};
+  for (const char* s : k_job_stage_order) {
     header.emplace_back(s);
   }
-  header.emplace_back("TOTAL ms");
+  header.emplace_back("READY ms");
   TextTable t(header);
   std::string failures;
-  for (const auto& g : run.gpus) {
-    std::vector<std::string> row = {std::to_string(g.index), g.uuid.substr(0, 12)};
-    for (const char* name : k_stage_order) {
-      const cuda::Stage* s = find_stage(g.result, name);
-      row.push_back(s != nullptr ? fmt::format("{:.1f}", s->ms) : "-");
+  for (const auto& j : run.jobs) {
+    std::vector<std::string> row = {job_title(j)};
+    auto stages = job_stages(j);
+    for (const char* name : k_job_stage_order) {
+      row.push_back(ms_text(named_ms(stages, name)));
     }
-    row.push_back(probe_ok(g) ? fmt::format("{:.1f}", total_ms(g.result)) : "FAILED");
+    auto ready = job_ready_ms(j);
+    row.push_back(ready ? fmt::format("{:.1f}", *ready) : "FAILED");
     t.add_row(row);
-    if (!probe_ok(g)) {
-      failures += fmt::format("GPU {}: {}\n", g.index, failure_text(g));
+    for (const auto& p : j.processes) {
+      if (!probe_ok(p)) {
+        failures += fmt::format("{}, GPU {}: {}\n", job_title(j), p.index, failure_text(p));
+      }
     }
   }
-  return fmt::format("gpuwarm probe · {} GPU(s) {}, {:.0f} ms wall\n\n", run.gpus.size(),
-                     run.sequential ? "one at a time" : "in parallel", run.wall_ms) +
-         t.render() + (failures.empty() ? "" : "\n" + failures);
+  out += t.render();
+  out += "\nOne process: its stages summed over the GPUs. A process per GPU: the slowest process's stages.\n"
+         "READY counts from launch, so it includes starting the process.\n";
+  if (auto alone = slowest_isolated_ready_ms(run); alone && *alone > 0) {
+    std::string ratios;
+    for (const auto& j : run.jobs) {
+      if (auto ready = job_ready_ms(j)) {
+        ratios += fmt::format("{}{} {:.2f}x", ratios.empty() ? "" : "; ", job_title(j), *ready / *alone);
+      }
+    }
+    if (!ratios.empty()) {
+      out += fmt::format("Against the slowest GPU started alone ({:.1f} ms): {}.\n", *alone, ratios);
+    }
+  }
+  return out + (failures.empty() ? "" : "\n" + failures);
 }
 
 nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
@@ -142,16 +348,37 @@ nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
     const GpuProbe* b = match(before, g);
     nlohmann::json stages = nlohmann::json::array();
     for (const char* name : k_stage_order) {
-      const cuda::Stage* now = find_stage(g.result, name);
-      const cuda::Stage* then = b != nullptr ? find_stage(b->result, name) : nullptr;
       stages.push_back({{"name", name},
-                        {"before_ms", then != nullptr ? nlohmann::json(then->ms) : nlohmann::json(nullptr)},
-                        {"after_ms", now != nullptr ? nlohmann::json(now->ms) : nlohmann::json(nullptr)}});
+                        {"before_ms", ms_json(b != nullptr ? stage_ms(b->result, name) : std::nullopt)},
+                        {"after_ms", ms_json(stage_ms(g.result, name))}});
     }
     out.push_back({{"index", g.index}, {"uuid", g.uuid}, {"in_baseline", b != nullptr}, {"stages", stages},
                    {"before_total_ms", b != nullptr && probe_ok(*b) ? nlohmann::json(total_ms(b->result))
                                                                     : nlohmann::json(nullptr)},
                    {"after_total_ms", probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr)}});
+  }
+  return out;
+}
+
+nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& j : after.jobs) {
+    const JobStart* b = match_job(before, j);
+    auto then_stages = b != nullptr ? job_stages(*b) : std::vector<cuda::Stage>{};
+    auto now_stages = job_stages(j);
+    nlohmann::json stages = nlohmann::json::array();
+    for (const char* name : k_job_stage_order) {
+      stages.push_back({{"name", name},
+                        {"before_ms", ms_json(named_ms(then_stages, name))},
+                        {"after_ms", ms_json(named_ms(now_stages, name))}});
+    }
+    out.push_back({{"method", j.method},
+                   {"in_baseline", b != nullptr},
+                   {"before_gpus", b != nullptr ? nlohmann::json(b->gpus) : nlohmann::json(nullptr)},
+                   {"after_gpus", j.gpus},
+                   {"stages", stages},
+                   {"before_ready_ms", ms_json(b != nullptr ? job_ready_ms(*b) : std::nullopt)},
+                   {"after_ready_ms", ms_json(job_ready_ms(j))}});
   }
   return out;
 }
@@ -166,21 +393,31 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
       out += "  not in the baseline\n\n";
       continue;
     }
-    TextTable t({"  stage", "before ms", "after ms", "change"});
-    auto add = [&t](const std::string& name, const cuda::Stage* then, const cuda::Stage* now) {
-      std::string change = "-";
-      if (then != nullptr && now != nullptr && then->ms > 0) {
-        change = fmt::format("{:+.0f}%", (now->ms - then->ms) / then->ms * 100.0);
-      }
-      t.add_row({"  " + name, then != nullptr ? fmt::format("{:.1f}", then->ms) : "-",
-                 now != nullptr ? fmt::format("{:.1f}", now->ms) : "-", change});
-    };
+    ChangeTable t;
     for (const char* name : k_stage_order) {
-      add(name, find_stage(b->result, name), find_stage(g.result, name));
+      t.add(name, stage_ms(b->result, name), stage_ms(g.result, name));
     }
-    cuda::Stage then_total{"total", total_ms(b->result)};
-    cuda::Stage now_total{"total", total_ms(g.result)};
-    add("TOTAL", probe_ok(*b) ? &then_total : nullptr, probe_ok(g) ? &now_total : nullptr);
+    t.add("TOTAL", probe_ok(*b) ? std::optional(total_ms(b->result)) : std::nullopt,
+          probe_ok(g) ? std::optional(total_ms(g.result)) : std::nullopt);
+    out += t.render() + "\n";
+  }
+  for (const auto& j : after.jobs) {
+    const JobStart* b = match_job(before, j);
+    out += fmt::format("Job start: {}\n", job_title(j));
+    if (b == nullptr) {
+      out += "  not in the baseline\n\n";
+      continue;
+    }
+    if (b->gpus != j.gpus) {
+      out += fmt::format("  the baseline started {} GPU(s), this run {}\n", b->gpus, j.gpus);
+    }
+    auto then_stages = job_stages(*b);
+    auto now_stages = job_stages(j);
+    ChangeTable t;
+    for (const char* name : k_job_stage_order) {
+      t.add(name, named_ms(then_stages, name), named_ms(now_stages, name));
+    }
+    t.add("READY", job_ready_ms(*b), job_ready_ms(j));
     out += t.render() + "\n";
   }
   return out;

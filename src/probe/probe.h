@@ -1,7 +1,18 @@
 #pragma once
 // Results of `gpuwarm probe` and the same-node before/after comparison the
 // runbook asks for. Pure data and rendering; spawning lives in cli/.
+//
+// Two views of a cold start:
+//  - per GPU: a child limited to one GPU, one GPU at a time by default
+//    ("isolated"). Children started together contend inside the driver (it
+//    serializes initialization across processes), so "parallel" per-GPU
+//    stages measure the contention as much as the GPU.
+//  - per job ("what a job pays"): from launch until every GPU has a context
+//    and a synchronized allocation, started the two ways multi-GPU jobs start:
+//    one process that starts every GPU, and a process per GPU launched
+//    together (torchrun, MPI).
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,35 +24,62 @@
 namespace gpuwarm {
 
 constexpr const char* k_default_probe_baseline = "/var/lib/gpuwarm/probe-baseline.json";
-constexpr int k_probe_schema_version = 1;
+// 2 added the method of the per-GPU table and the job starts; schema 1 files are still read.
+constexpr int k_probe_schema_version = 2;
+
+constexpr const char* k_method_isolated = "isolated";  // per GPU, one child at a time
+constexpr const char* k_method_parallel = "parallel";  // per GPU, every child at once
+constexpr const char* k_job_one_process = "one-process";
+constexpr const char* k_job_process_per_gpu = "process-per-gpu";
 
 struct GpuProbe {
-  unsigned index = 0;   // NVML index
-  std::string uuid;     // what CUDA_VISIBLE_DEVICES was set to
+  unsigned index = 0;   // NVML index (of the first GPU, for a process that starts several)
+  std::string uuid;     // what CUDA_VISIBLE_DEVICES was set to (GPU-<uuid>, comma-separated for several)
   std::string pci_bus_id;
   cuda::ColdStart result;
   bool timed_out = false;
   std::string child_error;  // the child died or printed nothing usable
   double wall_ms = 0;       // spawn to exit, as the parent saw it
+  // Launch (this child's spawn, or its group's first spawn for a job start) until every device it starts was
+  // ready; unset when it never got there.
+  std::optional<double> launch_to_ready_ms;
+};
+
+// A multi-GPU job's start, measured one way.
+struct JobStart {
+  std::string method;               // k_job_one_process or k_job_process_per_gpu
+  unsigned gpus = 0;                // GPUs the job started
+  std::vector<GpuProbe> processes;  // one, or one per GPU
+  double wall_ms = 0;               // launch until every process exited
 };
 
 struct ProbeRun {
   std::string hostname;
   std::string taken_at;
-  double wall_ms = 0;  // all GPUs
-  bool sequential = false;
+  double wall_ms = 0;  // the whole probe
+  std::string method;  // of `gpus`: k_method_isolated or k_method_parallel; "" when no per-GPU table was taken
   std::vector<GpuProbe> gpus;
+  std::vector<JobStart> jobs;  // empty when the job starts were not measured
 };
 
 bool probe_ok(const GpuProbe& g);
 double total_ms(const cuda::ColdStart& c);
+bool job_ok(const JobStart& j);
+// Launch until every GPU of the job was ready (the slowest process); unset when any process failed.
+std::optional<double> job_ready_ms(const JobStart& j);
+// The job's stages in probe order: one process's summed over its GPUs, the slowest process's for a process
+// per GPU (the stage that held the job up).
+std::vector<cuda::Stage> job_stages(const JobStart& j);
+// The slowest GPU probed alone (isolated method only): launch to ready.
+std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run);
 
 nlohmann::json probe_to_json(const ProbeRun& run);
 Result<ProbeRun> probe_from_json(const nlohmann::json& j);
 
 std::string render_probe_text(const ProbeRun& run);
-// Per GPU (matched by UUID, then bus id) and stage: before, after, change.
+// Per GPU (matched by UUID, then bus id) and stage, then per job start method: before, after, change.
 std::string render_compare_text(const ProbeRun& before, const ProbeRun& after);
 nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after);
+nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after);
 
 }  // namespace gpuwarm

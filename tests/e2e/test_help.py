@@ -26,6 +26,10 @@ class HelpPages(unittest.TestCase):
             wide = [line for line in r.stdout.splitlines() if len(line) > 80]
             self.assertEqual(wide, [], f"{name or 'gpuwarm'} --help has lines over 80 columns")
             self.assertNotIn("Excludes:", r.stdout, name)
+            # Re-wrapping keeps every word apart (an old wrapper glued "Exit codes" into "Exitcodes").
+            self.assertNotRegex(r.stdout, r"Exitcodes|Whata |NVMLis ", name)
+            if name not in (None, "completion"):
+                self.assertIn("Exit codes", r.stdout, name)
             h.check_golden(self, os.path.join("help", (name or "gpuwarm") + ".txt"), r.stdout)
 
 

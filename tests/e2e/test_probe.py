@@ -1,5 +1,7 @@
 """gpuwarm probe end to end: a child per GPU limited by CUDA_VISIBLE_DEVICES,
-in parallel, against the fake libnvidia-ml and libcuda (stage delays, CUDA
+one at a time or in parallel, and a job's start on every GPU (one process; a
+process per GPU launched together), against the fake libnvidia-ml and libcuda
+(stage delays, a driver that serializes initialization across processes, CUDA
 error codes, a hang), plus baselines saved and compared."""
 import json
 import re
@@ -40,8 +42,9 @@ class Probe(unittest.TestCase):
 
     def test_parallel_stages_and_uuid_mapping(self):
         sc = {"*": {"delay_ms": {"cuInit": 400, "cuDevicePrimaryCtxRetain": 100}}}
-        rc, d = self.probe_json(sc)
+        rc, d = self.probe_json(sc, "--parallel", "--per-gpu")
         self.assertEqual(rc, 0)
+        self.assertEqual(d["method"], "parallel")
         self.assertEqual([g["uuid"] for g in d["gpus"]], [UUID0, UUID1])
         for g in d["gpus"]:
             self.assertTrue(g["ok"], g)
@@ -65,12 +68,89 @@ class Probe(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("no GPU to probe matches --gpu", r.stderr)
 
-    def test_sequential_takes_about_the_sum(self):
+    def test_one_at_a_time_is_the_default_and_takes_about_the_sum(self):
         sc = {"*": {"delay_ms": {"cuInit": 300}}}
-        rc, d = self.probe_json(sc, "--sequential")
+        rc, d = self.probe_json(sc, "--per-gpu")
         self.assertEqual(rc, 0)
-        self.assertTrue(d["sequential"])
+        self.assertEqual(d["method"], "isolated")
+        self.assertTrue(d["sequential"])  # schema 1's name, kept for older readers
         self.assertGreaterEqual(d["wall_ms"], 600)
+        self.assertEqual(d["jobs"], [])
+        # --sequential (schema 1's flag) still works and is the same thing.
+        rc, d = self.probe_json(sc, "--per-gpu", "--sequential")
+        self.assertEqual((rc, d["method"]), (0, "isolated"))
+
+    def test_a_serializing_driver_inflates_parallel_probes_but_not_the_default(self):
+        # The real driver serializes cuInit and context creation across processes (2 x H200: 1.88x).
+        lock = os.path.join(self.tmp, "driver.lock")
+        sc = {"*": {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 100}, "serialize": lock}}
+        rc, d = self.probe_json(sc, "--per-gpu")
+        self.assertEqual(rc, 0)
+        for g in d["gpus"]:
+            stages = {s["name"]: s["ms"] for s in g["stages"]}
+            self.assertLess(stages["cu_init"], 450, g)  # each GPU's own figure
+        r = self.probe(sc, "--parallel", "--per-gpu")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("in parallel", r.stdout)
+        self.assertIn("include waiting for the", r.stdout)
+        rc, d = self.probe_json(sc, "--parallel", "--per-gpu")
+        cu_init = sorted(next(s["ms"] for s in g["stages"] if s["name"] == "cu_init") for g in d["gpus"])
+        self.assertGreaterEqual(cu_init[1], 590, "the second GPU waited for the first: the distortion")
+
+    def test_a_job_start_both_ways(self):
+        lock = os.path.join(self.tmp, "driver.lock")
+        sc = {"*": {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 100}, "serialize": lock}}
+        rc, d = self.probe_json(sc)
+        self.assertEqual(rc, 0, d)
+        self.assertEqual([j["method"] for j in d["jobs"]], ["one-process", "process-per-gpu"])
+        one, each = d["jobs"]
+        self.assertEqual((one["gpus"], len(one["processes"])), (2, 1))
+        self.assertEqual((each["gpus"], len(each["processes"])), (2, 2))
+        # One process saw both GPUs, in the order asked, and started them one after the other.
+        p = one["processes"][0]
+        self.assertEqual(p["uuid"], UUID0 + "," + UUID1)
+        self.assertEqual([x["uuid"].lower() for x in p["cuda_devices"]], [UUID0.lower(), UUID1.lower()])
+        self.assertEqual([(s["name"], s.get("device")) for s in p["stages"]][4:],
+                         [("ctx_retain", 0), ("alloc_sync", 0), ("ctx_retain", 1), ("alloc_sync", 1),
+                          ("ctx_release", 0), ("ctx_release", 1)])
+        stages = {s["name"]: s["ms"] for s in one["stages"]}
+        self.assertGreaterEqual(stages["cu_init"], 590)     # cuInit initializes both
+        self.assertGreaterEqual(stages["ctx_retain"], 195)  # summed over the GPUs
+        self.assertNotIn("ctx_release", stages)
+        self.assertGreaterEqual(one["ready_ms"], 790)
+        # A process per GPU, launched together, waits on the serializing driver: READY is the last one ready.
+        self.assertGreaterEqual(each["ready_ms"], 690)
+        self.assertEqual(each["ready_ms"], max(x["launch_to_ready_ms"] for x in each["processes"]))
+        self.assertLess(d["slowest_isolated_ready_ms"], 500)
+        r = self.probe(sc)
+        self.assertIn("What a job pays to start 2 GPU(s)", r.stdout)
+        self.assertRegex(r.stdout, r"one process, every GPU\s+\d+\.\d\s+\d+\.\d\s+6\d\d\.\d")
+        self.assertRegex(r.stdout, r"Against the slowest GPU started alone \(\d+\.\d ms\): one process, every GPU "
+                                   r"\d\.\d\dx; a process per GPU \(2\) \d\.\d\dx\.")
+
+    def test_one_gpu_measures_a_job_only_when_asked(self):
+        rc, d = self.probe_json({}, "--gpu", "0")
+        self.assertEqual(d["jobs"], [])
+        rc, d = self.probe_json({"*": {"delay_ms": {"cuInit": 100}}}, "--gpu", "0", "--node")
+        self.assertEqual(rc, 0)
+        self.assertEqual((d["gpus"], d["method"]), ([], None))
+        self.assertEqual([(j["method"], j["gpus"], j["ok"]) for j in d["jobs"]],
+                         [("one-process", 1, True), ("process-per-gpu", 1, True)])
+        self.assertGreaterEqual(d["jobs"][0]["ready_ms"], 100)
+        self.assertIsNone(d["slowest_isolated_ready_ms"])
+        r = self.probe({}, "--node", "--per-gpu")
+        self.assertEqual(r.returncode, 2)
+        r = self.probe({}, "--node", "--parallel")
+        self.assertEqual(r.returncode, 2)
+
+    def test_a_job_that_fails_on_one_gpu_says_which(self):
+        sc = {UUID1: {"returns": {"cuDevicePrimaryCtxRetain": 46}}}
+        r = self.probe(sc, "--node")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("one process, every GPU, GPU 0: ctx_retain: device 1: CUDA_ERROR_DEVICE_UNAVAILABLE", r.stdout)
+        self.assertIn("a process per GPU (2), GPU 1: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE", r.stdout)
+        rc, d = self.probe_json(sc, "--node")
+        self.assertEqual([(j["ok"], j["ready_ms"]) for j in d["jobs"]], [(False, None), (False, None)])
 
     def test_cuda_error_is_named(self):
         sc = {UUID1: {"returns": {"cuDevicePrimaryCtxRetain": 46}}}
@@ -87,7 +167,7 @@ class Probe(unittest.TestCase):
 
     def test_timeout_kills_a_hung_gpu(self):
         sc = {UUID0: {"delay_ms": {"cuInit": 20000}}}
-        rc, d = self.probe_json(sc, "--timeout", "1")
+        rc, d = self.probe_json(sc, "--timeout", "1", "--per-gpu")
         self.assertEqual(rc, 1)
         self.assertTrue(d["gpus"][0]["timed_out"])
         self.assertTrue(d["gpus"][1]["ok"])
@@ -144,6 +224,28 @@ class Probe(unittest.TestCase):
         rc, d = self.probe_json({}, "--compare", baseline)
         self.assertTrue(d["compare"][0]["in_baseline"])
         self.assertGreater(d["compare"][0]["before_total_ms"], d["compare"][0]["after_total_ms"])
+        # The job starts are compared too, and fleet-summary and metrics read them.
+        self.assertIn("Job start: one process, every GPU", r2.stdout)
+        self.assertRegex(r2.stdout, r"READY\s+1[23]\d\d\.\d\s+\d+\.\d\s+-9\d%")
+        self.assertEqual([j["method"] for j in d["compare_jobs"]], ["one-process", "process-per-gpu"])
+        self.assertGreater(d["compare_jobs"][0]["before_ready_ms"], 1200)
+        report = os.path.join(self.tmp, "report.json")
+        with open(report, "w") as f:
+            json.dump(d, f)
+        f = h.run(["fleet-summary", "--json", report], raw=True)
+        s = json.loads(f.stdout)["job_start_ms"]["one_process"]
+        self.assertGreater(s["before"]["median_ms"], 1200)
+        self.assertLess(s["after"]["median_ms"], 500)
+        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+                   "--probe-baseline", baseline], raw=True)
+        ready = re.findall(r'^gpuwarm_job_start_seconds\{method="([a-z-]+)",gpus="2"\} (\S+)$', m.stdout, re.M)
+        self.assertEqual([name for name, _ in ready], ["one-process", "process-per-gpu"])
+        self.assertGreater(float(ready[0][1]), 1.2)  # one process pays both GPUs' cuInit: 2 x 600 ms
+
+    def test_a_schema_1_baseline_still_compares(self):
+        r = self.probe({}, "--compare", os.path.join(h.SOURCE_DIR, "examples", "h100-probe.json"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Job start: one process, every GPU\n  not in the baseline", r.stdout)
 
     def test_compare_with_bad_files(self):
         missing = self.probe({}, "--compare", os.path.join(self.tmp, "absent.json"))
@@ -167,7 +269,9 @@ class Probe(unittest.TestCase):
         r = h.run(["probe", "--help"], raw=True)
         self.assertIn("CUDA_VISIBLE_DEVICES=GPU-<uuid>", r.stdout)
         self.assertIn("--save", r.stdout)
+        self.assertIn("--node", r.stdout)
         self.assertNotIn("--child", r.stdout)
+        self.assertNotIn("--sequential", r.stdout)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-// A stand-in libcuda.so.1 for tests without a GPU. The device it exposes is
-// the one named by CUDA_VISIBLE_DEVICES (as gpuwarm probe sets it); its
-// behaviour comes from $FAKE_CUDA_SCENARIO:
+// A stand-in libcuda.so.1 for tests without a GPU. The devices it exposes are
+// the ones CUDA_VISIBLE_DEVICES names (GPU-<uuid>, comma-separated, in that
+// order, as gpuwarm probe sets it); their behaviour comes from $FAKE_CUDA_SCENARIO:
 //   {"GPU-<uuid>": {"delay_ms": {"cuInit": 300}, "returns": {"cuDevicePrimaryCtxRetain": 2}},
 //    "*": {...defaults for any device}}
+// cuInit pays every visible device's cuInit delay, one after another (it
+// initializes each of them). "serialize": P makes cuInit and
+// cuDevicePrimaryCtxRetain hold an exclusive lock on file P while they wait,
+// as the real driver serializes those stages across processes: probes started
+// together then inflate each other's stages.
 // For `watch --load`: cuModuleLoadData accepts only PTX that defines
 // gpuwarm_spin (else INVALID_PTX); each cuLaunchKernel "runs" for
 // "launch_ms" (default 5); "busy_file" names a file that exists from the first
@@ -11,14 +16,20 @@
 // while P exists (a GPU the started daemon keeps warm initializes fast).
 // No exception leaves this library.
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,50 +40,89 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string visible() {
-  const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
-  return v != nullptr ? v : "";
+constexpr int k_max_devices = 64;
+
+bool visibility_set() { return std::getenv("CUDA_VISIBLE_DEVICES") != nullptr; }
+
+const std::vector<std::string>& visible() {
+  static const std::vector<std::string> list = [] {
+    std::vector<std::string> out;
+    const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::string text = v != nullptr ? v : "";
+    std::size_t start = 0;
+    while (!text.empty() && start <= text.size() && out.size() < k_max_devices) {
+      std::size_t comma = text.find(',', start);
+      out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) {
+        break;
+      }
+      start = comma + 1;
+    }
+    return out;
+  }();
+  return list;
 }
 
-const json& device_entry() {
-  static json entry = [] {
-    json out = json::object();
+int device_count() { return static_cast<int>(visible().size()); }
+
+const json& scenario() {
+  static const json s = [] {
     const char* path = std::getenv("FAKE_CUDA_SCENARIO");
     if (path == nullptr) {
-      return out;
+      return json::object();
     }
     std::ifstream in(path);
     std::stringstream buf;
     buf << in.rdbuf();
-    json s = json::parse(buf.str(), nullptr, false);
-    if (!s.is_object()) {
-      return out;
-    }
-    if (s.contains("*")) {
-      out = s["*"];
-    }
-    if (s.contains(visible())) {
-      out.update(s[visible()]);
-    }
-    if (out.contains("when_file_exists")) {
-      const json& when = out["when_file_exists"];
-      std::ifstream probe(when.value("path", ""));
-      if (probe.good() && when.contains("set")) {
-        json patch = when["set"];
-        out.update(patch);
-      }
-    }
-    return out;
+    json parsed = json::parse(buf.str(), nullptr, false);
+    return parsed.is_object() ? parsed : json::object();
   }();
-  return entry;
+  return s;
 }
 
-// Applies the scenario's delay and forced return code for `fn`; -1 = carry on.
-CuResult behave(const char* fn) {
+// The scenario entry of device `ordinal` ("*" updated by its UUID's entry, then by when_file_exists).
+const json& device_entry(int ordinal = 0) {
+  static std::map<int, json> cache;
+  auto it = cache.find(ordinal);
+  if (it != cache.end()) {
+    return it->second;
+  }
+  json out = json::object();
+  const json& s = scenario();
+  if (s.contains("*")) {
+    out = s["*"];
+  }
+  if (ordinal >= 0 && ordinal < device_count() && s.contains(visible()[static_cast<std::size_t>(ordinal)])) {
+    out.update(s[visible()[static_cast<std::size_t>(ordinal)]]);
+  }
+  if (out.contains("when_file_exists")) {
+    const json& when = out["when_file_exists"];
+    std::ifstream probe(when.value("path", ""));
+    if (probe.good() && when.contains("set")) {
+      json patch = when["set"];
+      out.update(patch);
+    }
+  }
+  return cache.emplace(ordinal, std::move(out)).first->second;
+}
+
+// Applies device `ordinal`'s scenario delay and forced return code for `fn`; -1 = carry on.
+CuResult behave(const char* fn, int ordinal = 0) {
   try {
-    const json& e = device_entry();
+    const json& e = device_entry(ordinal);
     if (e.contains("delay_ms") && e["delay_ms"].contains(fn)) {
+      int lock = -1;
+      bool serialized = std::strcmp(fn, "cuInit") == 0 || std::strcmp(fn, "cuDevicePrimaryCtxRetain") == 0;
+      if (serialized && e.contains("serialize")) {
+        lock = ::open(e["serialize"].get<std::string>().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lock >= 0) {
+          ::flock(lock, LOCK_EX);
+        }
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(e["delay_ms"][fn].get<int>()));
+      if (lock >= 0) {
+        ::close(lock);  // releases the flock
+      }
     }
     if (e.contains("returns") && e["returns"].contains(fn)) {
       return e["returns"][fn].get<CuResult>();
@@ -84,13 +134,14 @@ CuResult behave(const char* fn) {
 }
 
 bool initialized = false;
-int fake_context = 0;
+int fake_contexts[k_max_devices] = {};
+int current_device = 0;
 int fake_module = 0;
 int fake_function = 0;
 
-std::string busy_file() {
+std::string busy_file(int ordinal) {
   try {
-    return device_entry().value("busy_file", "");
+    return device_entry(ordinal).value("busy_file", "");
   } catch (const std::exception&) {
     return "";
   }
@@ -103,19 +154,25 @@ int hex(char c) {
   return -1;
 }
 
+bool valid_device(int dev) { return dev >= 0 && dev < device_count(); }
+
 }  // namespace
 
 #define FAKE_API extern "C" __attribute__((visibility("default")))
-#define BEHAVE(fn)                 \
-  if (CuResult r = behave(fn); r >= 0) { \
-    return r;                      \
+#define BEHAVE_ON(fn, device)                     \
+  if (CuResult r = behave(fn, device); r >= 0) { \
+    return r;                                    \
   }
+#define BEHAVE(fn) BEHAVE_ON(fn, current_device)
 
 FAKE_API CuResult cuInit(unsigned flags) {
-  BEHAVE("cuInit");
+  // Each visible device is initialized in turn; with none visible, the "*" entry still applies.
+  for (int d = 0; d < (device_count() > 0 ? device_count() : 1); ++d) {
+    BEHAVE_ON("cuInit", d);
+  }
   if (flags != 0) return 1;
   initialized = true;
-  return visible().empty() && std::getenv("CUDA_VISIBLE_DEVICES") != nullptr ? 100 : 0;
+  return visible().empty() && visibility_set() ? 100 : 0;
 }
 FAKE_API CuResult cuDriverGetVersion(int* v) {
   *v = 13000;
@@ -124,24 +181,26 @@ FAKE_API CuResult cuDriverGetVersion(int* v) {
 FAKE_API CuResult cuDeviceGetCount(int* count) {
   BEHAVE("cuDeviceGetCount");
   if (!initialized) return 3;
-  *count = visible().empty() ? 0 : 1;
+  *count = device_count();
   return 0;
 }
 FAKE_API CuResult cuDeviceGet(int* dev, int ordinal) {
   BEHAVE("cuDeviceGet");
   if (!initialized) return 3;
-  if (ordinal != 0) return 101;
-  *dev = 0;
+  if (!valid_device(ordinal)) return 101;
+  *dev = ordinal;
   return 0;
 }
-FAKE_API CuResult cuDeviceGetPCIBusId(char* out, int len, int /*dev*/) {
-  std::snprintf(out, static_cast<std::size_t>(len), "0000:06:00.0");
+FAKE_API CuResult cuDeviceGetPCIBusId(char* out, int len, int dev) {
+  if (!valid_device(dev)) return 101;
+  std::snprintf(out, static_cast<std::size_t>(len), "0000:%02x:00.0", 6 + dev);
   return 0;
 }
-FAKE_API CuResult cuDeviceGetUuid_v2(gpuwarm::cuda::Uuid* uuid, int /*dev*/) {
+FAKE_API CuResult cuDeviceGetUuid_v2(gpuwarm::cuda::Uuid* uuid, int dev) {
+  if (!valid_device(dev)) return 101;
   // Echo the UUID we were limited to, as the real driver reports the visible
   // GPU's, unless the scenario says the driver picked another one.
-  std::string v = device_entry().value("report_uuid", visible());
+  std::string v = device_entry(dev).value("report_uuid", visible()[static_cast<std::size_t>(dev)]);
   std::memset(uuid->bytes, 0, sizeof uuid->bytes);
   int n = 0;
   for (std::size_t i = 4; i + 1 < v.size() && n < 16; ++i) {
@@ -154,19 +213,26 @@ FAKE_API CuResult cuDeviceGetUuid_v2(gpuwarm::cuda::Uuid* uuid, int /*dev*/) {
   }
   return 0;
 }
-FAKE_API CuResult cuDevicePrimaryCtxRetain(gpuwarm::cuda::Context* ctx, int /*dev*/) {
-  BEHAVE("cuDevicePrimaryCtxRetain");
-  *ctx = reinterpret_cast<gpuwarm::cuda::Context>(&fake_context);
+FAKE_API CuResult cuDevicePrimaryCtxRetain(gpuwarm::cuda::Context* ctx, int dev) {
+  if (!valid_device(dev)) return 101;
+  BEHAVE_ON("cuDevicePrimaryCtxRetain", dev);
+  *ctx = reinterpret_cast<gpuwarm::cuda::Context>(&fake_contexts[dev]);
   return 0;
 }
-FAKE_API CuResult cuDevicePrimaryCtxRelease_v2(int /*dev*/) {
-  BEHAVE("cuDevicePrimaryCtxRelease_v2");
-  if (std::string busy = busy_file(); !busy.empty()) {
+FAKE_API CuResult cuDevicePrimaryCtxRelease_v2(int dev) {
+  if (!valid_device(dev)) return 101;
+  BEHAVE_ON("cuDevicePrimaryCtxRelease_v2", dev);
+  if (std::string busy = busy_file(dev); !busy.empty()) {
     std::remove(busy.c_str());
   }
   return 0;
 }
-FAKE_API CuResult cuCtxSetCurrent(gpuwarm::cuda::Context /*ctx*/) { return 0; }
+FAKE_API CuResult cuCtxSetCurrent(gpuwarm::cuda::Context ctx) {
+  auto* slot = reinterpret_cast<int*>(ctx);
+  if (slot < &fake_contexts[0] || slot >= &fake_contexts[k_max_devices]) return 201;  // INVALID_CONTEXT
+  current_device = static_cast<int>(slot - &fake_contexts[0]);
+  return 0;
+}
 FAKE_API CuResult cuCtxSynchronize() {
   BEHAVE("cuCtxSynchronize");
   return 0;
@@ -206,14 +272,14 @@ FAKE_API CuResult cuLaunchKernel(gpuwarm::cuda::Function fn, unsigned, unsigned,
   if (fn == nullptr || params == nullptr || params[0] == nullptr || params[1] == nullptr) {
     return 1;  // INVALID_VALUE
   }
-  if (std::string busy = busy_file(); !busy.empty()) {
+  if (std::string busy = busy_file(current_device); !busy.empty()) {
     if (std::FILE* f = std::fopen(busy.c_str(), "w")) {
       std::fclose(f);
     }
   }
   int ms = 5;
   try {
-    ms = device_entry().value("launch_ms", 5);
+    ms = device_entry(current_device).value("launch_ms", 5);
   } catch (const std::exception&) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));

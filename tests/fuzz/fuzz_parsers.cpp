@@ -68,7 +68,7 @@ void snapshot(std::string_view text) {
     return;
   }
   Diagnosis d = diagnose(*snap);  // rules over whatever the file claims
-  if (render_metrics(*snap, d, MetricsRun{"0", "x", 0, {}, {}}).empty()) {  // and the metrics over both
+  if (render_metrics(*snap, d, MetricsRun{"0", "x", 0, {}, {}, {}}).empty()) {  // and the metrics over both
     __builtin_trap();
   }
   if (d.verdict.code.empty()) {

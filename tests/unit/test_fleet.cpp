@@ -108,6 +108,23 @@ TEST(FleetParse, verify_and_probe) {
   EXPECT_EQ(p->cold_before_ms, (std::vector<double>{2100.0, 2300.0}));
 }
 
+TEST(FleetParse, probe_job_starts) {
+  // Successful job starts only; an unknown method (a newer writer) is skipped, not an error.
+  auto p = parse(R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[],"jobs":[
+      {"method":"one-process","ready_ms":812.5},{"method":"process-per-gpu","ready_ms":null},
+      {"method":"mps","ready_ms":5}],
+      "compare_jobs":[{"method":"one-process","before_ready_ms":6100},{"method":"process-per-gpu","before_ready_ms":3200}]})");
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->job_after_ms.one_process, 812.5);
+  EXPECT_FALSE(p->job_after_ms.process_per_gpu);
+  EXPECT_EQ(p->job_before_ms.one_process, 6100.0);
+  EXPECT_EQ(p->job_before_ms.process_per_gpu, 3200.0);
+  // A schema 1 probe report has no job starts.
+  auto old = parse(R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[{"ok":true,"total_ms":40}]})");
+  ASSERT_TRUE(old);
+  EXPECT_FALSE(old->job_after_ms.one_process);
+}
+
 TEST(FleetParse, the_h100_check_mode_fix_report) {
   // Recorded by the Ansible role in check mode on an H100 with no systemd (examples/).
   std::ifstream in(std::string(GPUWARM_SOURCE_DIR) + "/examples/h100-fix-check-mode.json");
@@ -289,6 +306,33 @@ TEST(FleetSummary, long_lists_are_cut_in_text_but_whole_in_json) {
   std::string text = fleet::render_text(s, Style(false));
   EXPECT_NE(text.find("n19, ... and 2 more (--json lists all)"), std::string::npos) << text;
   EXPECT_EQ(fleet::render_json(s)["reboot_pending"]["hostnames"].size(), 12u);
+}
+
+TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
+  std::vector<NodeReport> reports = {
+      report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-01T00:00:00Z","gpus":[],
+                 "jobs":[{"method":"one-process","ready_ms":9000}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-02T00:00:00Z","gpus":[],
+                 "jobs":[{"method":"one-process","ready_ms":400}],
+                 "compare_jobs":[{"method":"one-process","before_ready_ms":6000}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"b","gpus":[],
+                 "jobs":[{"method":"one-process","ready_ms":600},{"method":"process-per-gpu","ready_ms":700}]})"),
+  };
+  auto s = fleet::summarize(std::move(reports), {});
+  auto j = fleet::render_json(s);
+  EXPECT_EQ(j["job_start_ms"]["one_process"]["after"]["median_ms"], 500.0);  // a's newest (400) and b's 600
+  EXPECT_EQ(j["job_start_ms"]["one_process"]["after"]["nodes"], 2);
+  EXPECT_EQ(j["job_start_ms"]["one_process"]["before"]["median_ms"], 6000.0);
+  EXPECT_EQ(j["job_start_ms"]["process_per_gpu"]["after"]["nodes"], 1);
+  EXPECT_TRUE(j["job_start_ms"]["process_per_gpu"]["before"]["median_ms"].is_null());
+  EXPECT_EQ(j["node_reports"][0]["job_start_after_ms"]["one_process"], 400.0);
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("Job start on all of a node's GPUs (one process, every GPU), median per node: before 6000.0 ms "
+                      "(1 node), after 500.0 ms (2 nodes)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("(a process per GPU), median per node: before none, after 700.0 ms (1 node)"), std::string::npos)
+      << text;
 }
 
 }  // namespace

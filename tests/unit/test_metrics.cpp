@@ -14,7 +14,7 @@
 namespace gpuwarm::test {
 namespace {
 
-std::string render(const Snapshot& s) { return render_metrics(s, diagnose(s), MetricsRun{"0.1.0", "abc", 1.5, {}, {}}); }
+std::string render(const Snapshot& s) { return render_metrics(s, diagnose(s), MetricsRun{"0.1.0", "abc", 1.5, {}, {}, {}}); }
 
 TEST(Metrics, label_values_are_escaped) {
   EXPECT_EQ(prometheus_label_value("plain"), "plain");
