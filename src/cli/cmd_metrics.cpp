@@ -71,6 +71,9 @@ void add_probe_baseline(const std::string& path, MetricsRun& run) {
   for (const auto& j : loaded->jobs) {
     if (auto ready = job_ready_ms(j)) {
       run.job_start.push_back({j.method, j.gpus, *ready / 1000.0});
+    } else if (run.probe_baseline_unreadable.empty()) {
+      // Unknown, not absent: the baseline tried and failed, which is not "no job start to report".
+      run.probe_baseline_unreadable = path + ": its " + j.method + " job start failed";
     }
   }
 }
@@ -185,19 +188,20 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       ->capture_default_str()
       ->type_name("SECONDS");
   sub.add_option("--probe-baseline", opts->probe_baseline,
-                 "Export gpuwarm_gpu_cold_start_seconds from this saved `gpuwarm probe --save` run (no series when "
-                 "the file does not exist)")
+                 "Export gpuwarm_gpu_cold_start_seconds and gpuwarm_job_start_seconds from this saved `gpuwarm probe "
+                 "--save` run (no series when the file does not exist)")
       ->capture_default_str()
       ->type_name("FILE");
   sub.footer(
       "Metrics (gauges, base units): gpuwarm_gpu_persistence_mode, gpuwarm_gpu_held_by_persistenced,\n"
-      "gpuwarm_gpu_held_by_other_clients, gpuwarm_gpu_sm_clock_hertz, gpuwarm_gpu_clock_event_reason_active\n"
-      "{reason}, gpuwarm_gpu_fact_unknown{fact,reason} (per GPU, labels gpu, uuid, pci_bus_id);\n"
+      "gpuwarm_gpu_held_by_other_clients, gpuwarm_gpu_sm_clock_hertz,\n"
+      "gpuwarm_gpu_clock_event_reason_active{reason}, gpuwarm_gpu_fact_unknown{fact,reason} (per GPU, labels\n"
+      "gpu, uuid, pci_bus_id);\n"
       "gpuwarm_persistenced_running, gpuwarm_persistenced_unit_active/_enabled, gpuwarm_driver_info,\n"
       "gpuwarm_driver_reboot_pending, gpuwarm_nvml_init_seconds, gpuwarm_verdict{verdict},\n"
       "gpuwarm_finding{rule_id,severity}, gpuwarm_fact_unknown{fact,reason}, gpuwarm_build_info,\n"
       "gpuwarm_last_run_timestamp_seconds, gpuwarm_collect_duration_seconds; with a saved probe baseline\n"
-      "gpuwarm_gpu_cold_start_seconds{stage}.\n"
+      "gpuwarm_gpu_cold_start_seconds{stage} and gpuwarm_job_start_seconds{method,gpus}.\n"
       "A fact that could not be read is never exported as 0: its series is absent and *_fact_unknown says why.\n"
       "NVML is opened and shut down within each collection, never held between them. Alert rules:\n"
       "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"

@@ -78,9 +78,10 @@ std::vector<std::string> split_visible(const std::string& visible) {
   return out;
 }
 
-// Starts `gpuwarm probe --child` with only the probed GPUs (probe.uuid, comma-separated) visible to CUDA.
+// Starts `gpuwarm probe --child` with only the probed GPUs (probe.uuid, comma-separated) visible to CUDA;
+// it is killed after `timeout`.
 Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time_point launch,
-                          std::chrono::milliseconds timeout_per_gpu) {
+                          std::chrono::milliseconds timeout) {
   const auto devices = split_visible(probe.uuid).size();
   std::vector<std::string> args = {"probe", "--child"};
   if (devices > 1) {
@@ -96,7 +97,7 @@ Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time
   child.probe = &probe;
   child.started = Clock::now();
   child.launch = launch;
-  child.timeout = timeout_per_gpu * static_cast<int>(devices);
+  child.timeout = timeout;
   auto process = spawn_self(args, probe.uuid);
   if (!process) {
     return tl::unexpected(process.error());
@@ -190,13 +191,20 @@ void collect_children(std::vector<Child>& children) {
   }
 }
 
-// Probes `probes`, all at once (one launch instant for the group) or one after another.
+// Probes `probes`, all at once (one launch instant for the group) or one after another. --timeout is per
+// GPU: a child gets it once for every GPU it starts, and children started together, which the driver
+// serializes, get it once for every GPU of the group.
 void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together) {
-  const auto timeout = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
+  const auto per_gpu = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
+  std::size_t group_gpus = 0;
+  for (const auto& g : probes) {
+    group_gpus += split_visible(g.uuid).size();
+  }
   std::vector<Child> children;
   const auto launch = Clock::now();
   for (auto& g : probes) {
-    auto child = spawn_child(g, opts, together ? launch : Clock::now(), timeout);
+    const auto gpus = together ? group_gpus : split_visible(g.uuid).size();
+    auto child = spawn_child(g, opts, together ? launch : Clock::now(), per_gpu * static_cast<long long>(gpus));
     if (!child) {
       g.child_error = child.error().message;
       continue;
@@ -227,7 +235,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->type_name("PATH");
   sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library instead of libcuda.so.1")
       ->type_name("PATH");
-  sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600)")
+  sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600); a process that starts several GPUs, or is "
+                 "started with others, gets this once per GPU")
       ->check(CLI::Range(1.0, 600.0).description(""))
       ->type_name("SECONDS")
       ->capture_default_str();
@@ -236,7 +245,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->expected(0, 1)
       ->type_name("[FILE]");
   sub.add_option("--compare", opts->compare,
-                 fmt::format("Compare with a saved baseline, per GPU and stage (FILE, default {})",
+                 fmt::format("Compare with a saved baseline, per GPU and per job start, stage by stage (FILE, default {})",
                              k_default_probe_baseline))
       ->expected(0, 1)
       ->type_name("[FILE]");
@@ -353,15 +362,26 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       run.gpus = selected_gpus;
       run_probes(run.gpus, *opts, /*together=*/opts->parallel);
     }
-    // A job's start: measured where it differs from one GPU's (two or more GPUs), or when asked.
-    if (opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2)) {
+    // A job's start: measured where it differs from one GPU's (two or more GPUs), or when asked; not when
+    // a GPU already hung alone (every job start would wait out its timeout too).
+    const bool want_jobs = opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2);
+    for (const auto& g : run.gpus) {
+      if (want_jobs && g.timed_out && run.jobs_skipped.empty()) {
+        run.jobs_skipped = fmt::format("GPU {} timed out on its own (--timeout {:g} s)", g.index, opts->timeout_seconds);
+      }
+    }
+    if (want_jobs && run.jobs_skipped.empty()) {
       const auto gpu_count = static_cast<unsigned>(selected_gpus.size());
-      JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0};
+      std::vector<unsigned> indices;
+      for (const auto& g : selected_gpus) {
+        indices.push_back(g.index);
+      }
+      JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0, indices};
       for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
         one.processes.front().uuid += "," + selected_gpus[i].uuid;
       }
       one.processes.front().pci_bus_id.clear();
-      JobStart each{k_job_process_per_gpu, gpu_count, selected_gpus, 0};
+      JobStart each{k_job_process_per_gpu, gpu_count, selected_gpus, 0, indices};
       for (JobStart* job : {&one, &each}) {
         auto launched = Clock::now();
         run_probes(job->processes, *opts, /*together=*/true);

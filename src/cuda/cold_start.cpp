@@ -98,7 +98,8 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
     if (!err.empty()) {
       out.failed_stage = name;
-      out.error = device >= 0 && out.devices.size() > 1 ? "device " + std::to_string(device) + ": " + err : err;
+      out.failed_device = device;
+      out.error = err;
       return false;
     }
     out.stages.push_back({name, ms, device});
@@ -221,6 +222,7 @@ nlohmann::json to_json(const ColdStart& c) {
           {"cuda_pci_bus_id", c.devices.empty() ? "" : c.devices.front().pci_bus_id},
           {"cuda_devices", devices},
           {"failed_stage", c.failed_stage},
+          {"failed_device", c.failed_device},
           {"error", c.error},
           {"monotonic_start_ms", c.monotonic_start_ms},
           {"monotonic_ready_ms", c.monotonic_ready_ms}};
@@ -239,6 +241,7 @@ ColdStart cold_start_from_json(const nlohmann::json& j) {
     c.devices.push_back({j.value("cuda_uuid", ""), j.value("cuda_pci_bus_id", "")});
   }
   c.failed_stage = j.value("failed_stage", "");
+  c.failed_device = j.value("failed_device", -1);
   c.error = j.value("error", "");
   c.monotonic_start_ms = j.value("monotonic_start_ms", 0.0);
   c.monotonic_ready_ms = j.value("monotonic_ready_ms", 0.0);

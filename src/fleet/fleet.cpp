@@ -140,6 +140,8 @@ Result<void> read_probe(element doc, NodeReport& out) {
     double ms = 0;
     if (g["ok"].get(ok) == SUCCESS && ok && g["total_ms"].get(ms) == SUCCESS) {
       out.cold_after_ms.push_back(ms);
+    } else {
+      out.probe_failed = true;  // failed, or no "ok": unknown is not a success
     }
   }
   // Job starts: a method this gpuwarm does not know is skipped, not an error (a newer writer).
@@ -151,16 +153,24 @@ Result<void> read_probe(element doc, NodeReport& out) {
   array jobs;
   if (doc["jobs"].get(jobs) == SUCCESS) {
     for (element j : jobs) {
+      out.jobs_measured = true;
       std::string_view method;
       double ms = 0;
+      uint64_t gpu_count = 0;
+      if (j["gpus"].get(gpu_count) == SUCCESS) {
+        out.job_gpus = static_cast<unsigned>(gpu_count);
+      }
       if (j["method"].get(method) == SUCCESS && j["ready_ms"].get(ms) == SUCCESS) {
         if (auto* slot = job_slot(out.job_after_ms, method)) *slot = ms;
+      } else {
+        out.probe_failed = true;
       }
     }
   }
   array compare_jobs;
   if (doc["compare_jobs"].get(compare_jobs) == SUCCESS) {
     for (element j : compare_jobs) {
+      out.jobs_compared = true;
       std::string_view method;
       double ms = 0;
       if (j["method"].get(method) == SUCCESS && j["before_ready_ms"].get(ms) == SUCCESS) {
@@ -296,16 +306,22 @@ ColdStart cold_start(const FleetSummary& s, std::vector<double> NodeState::*fiel
 struct JobStartMedian {
   std::optional<double> median_ms;
   std::size_t nodes = 0;
+  unsigned min_gpus = 0;  // GPUs the job starts covered, over the nodes counted
+  unsigned max_gpus = 0;
 };
 
 JobStartMedian job_start(const FleetSummary& s, JobStartMs NodeState::*when, std::optional<double> JobStartMs::*how) {
   std::vector<double> all;
+  JobStartMedian m;
   for (const auto& n : s.nodes) {
     if (const auto& v = n.*when.*how) {
       all.push_back(*v);
+      if (n.job_gpus) {
+        m.min_gpus = m.min_gpus == 0 ? *n.job_gpus : std::min(m.min_gpus, *n.job_gpus);
+        m.max_gpus = std::max(m.max_gpus, *n.job_gpus);
+      }
     }
   }
-  JobStartMedian m;
   m.nodes = all.size();
   if (!all.empty()) {
     m.median_ms = median(std::move(all));
@@ -314,11 +330,20 @@ JobStartMedian job_start(const FleetSummary& s, JobStartMs NodeState::*when, std
 }
 
 std::string job_start_text(const JobStartMedian& m) {
-  return m.median_ms ? fmt::format("{:.1f} ms ({} node{})", *m.median_ms, m.nodes, m.nodes == 1 ? "" : "s") : "none";
+  if (!m.median_ms) {
+    return "none";
+  }
+  std::string gpus = m.max_gpus == 0            ? ""
+                     : m.min_gpus == m.max_gpus ? fmt::format(", {} GPU{} each", m.max_gpus, m.max_gpus == 1 ? "" : "s")
+                                                : fmt::format(", {}-{} GPUs", m.min_gpus, m.max_gpus);
+  return fmt::format("{:.1f} ms ({} node{}{})", *m.median_ms, m.nodes, m.nodes == 1 ? "" : "s", gpus);
 }
 
 nlohmann::json job_start_json(const JobStartMedian& m) {
-  return {{"median_ms", m.median_ms ? nlohmann::json(*m.median_ms) : nlohmann::json(nullptr)}, {"nodes", m.nodes}};
+  return {{"median_ms", m.median_ms ? nlohmann::json(*m.median_ms) : nlohmann::json(nullptr)},
+          {"nodes", m.nodes},
+          {"min_gpus", m.min_gpus},
+          {"max_gpus", m.max_gpus}};
 }
 
 nlohmann::json job_start_node_json(const JobStartMs& j) {
@@ -459,7 +484,7 @@ bool needs_attention(const NodeState& node) {
   if (node.verdict == "persistence-optional") {
     return false;  // a GPU meant to power down when idle: persistence off is by design
   }
-  if (gpu_not_enabled(node)) {
+  if (gpu_not_enabled(node) || node.probe_failed) {
     return true;
   }
   if (node.fix_is_latest &&
@@ -493,10 +518,13 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
       if (r.gpus_not_enabled) n.gpus_not_enabled = r.gpus_not_enabled;
       if (!r.cold_before_ms.empty()) n.cold_before_ms = std::move(r.cold_before_ms);
       if (!r.cold_after_ms.empty()) n.cold_after_ms = std::move(r.cold_after_ms);
-      for (auto [from, into] : {std::pair{&r.job_before_ms, &n.job_before_ms}, std::pair{&r.job_after_ms, &n.job_after_ms}}) {
-        if (from->one_process) into->one_process = from->one_process;
-        if (from->process_per_gpu) into->process_per_gpu = from->process_per_gpu;
+      // The newest probe that measured job starts says what they are now, failures (no figure) included.
+      if (r.jobs_measured) {
+        n.job_after_ms = r.job_after_ms;
+        n.job_gpus = r.job_gpus;
       }
+      if (r.jobs_compared) n.job_before_ms = r.job_before_ms;
+      if (r.kind == ReportKind::probe) n.probe_failed = r.probe_failed;
     }
     s.nodes.push_back(std::move(n));
   }
@@ -535,9 +563,13 @@ std::string render_text(const FleetSummary& s, const Style& style) {
   out += "\n";
   auto off = hostnames_where(s, gpu_not_enabled);
   auto reboot = hostnames_where(s, reboot_pending);
+  auto probe_failed = hostnames_where(s, [](const NodeState& n) { return n.probe_failed; });
   auto attention = hostnames_where(s, needs_attention);
   out += fmt::format("Nodes with a GPU not Enabled: {}{}\n", off.size(), off.empty() ? "" : " (" + name_list(off) + ")");
   out += fmt::format("Nodes pending reboot: {}{}\n", reboot.size(), reboot.empty() ? "" : " (" + name_list(reboot) + ")");
+  if (!probe_failed.empty()) {
+    out += fmt::format("Nodes whose newest probe failed: {} ({})\n", probe_failed.size(), name_list(probe_failed));
+  }
   ColdStart before = cold_start(s, &NodeState::cold_before_ms);
   ColdStart after = cold_start(s, &NodeState::cold_after_ms);
   if (before.median_ms || after.median_ms) {
@@ -549,7 +581,7 @@ std::string render_text(const FleetSummary& s, const Style& style) {
     JobStartMedian then = job_start(s, &NodeState::job_before_ms, how);
     JobStartMedian now = job_start(s, &NodeState::job_after_ms, how);
     if (then.median_ms || now.median_ms) {
-      out += fmt::format("Job start on all of a node's GPUs ({}), median per node: before {}, after {}\n", title,
+      out += fmt::format("Job start on the GPUs probed ({}), median per node: before {}, after {}\n", title,
                          job_start_text(then), job_start_text(now));
     }
   }
@@ -590,6 +622,8 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"cold_start_after_ms", n.cold_after_ms},
                      {"job_start_before_ms", job_start_node_json(n.job_before_ms)},
                      {"job_start_after_ms", job_start_node_json(n.job_after_ms)},
+                     {"job_start_gpus", optional_json(n.job_gpus)},
+                     {"probe_failed", n.probe_failed},
                      {"reports", n.reports},
                      {"needs_attention", needs_attention(n)}});
   }
@@ -601,6 +635,7 @@ nlohmann::json render_json(const FleetSummary& s) {
           {"fix_outcomes", tallies(outcome_tallies(s), "outcome")},
           {"gpu_not_enabled", host_set(hostnames_where(s, gpu_not_enabled))},
           {"reboot_pending", host_set(hostnames_where(s, reboot_pending))},
+          {"probe_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.probe_failed; }))},
           {"needs_attention", host_set(hostnames_where(s, needs_attention))},
           {"cold_start_ms",
            {{"before", cold_json(cold_start(s, &NodeState::cold_before_ms))},

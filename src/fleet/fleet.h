@@ -39,6 +39,10 @@ struct NodeReport {
   std::vector<double> cold_after_ms;    // probe: each GPU's total in this run (successful probes only)
   JobStartMs job_before_ms;             // probe --compare: the baseline's job starts
   JobStartMs job_after_ms;              // probe: this run's job starts (successful ones only)
+  bool jobs_measured = false;           // probe: job starts were attempted (job_after_ms then replaces older ones)
+  bool jobs_compared = false;           // probe --compare: the baseline had job starts
+  std::optional<unsigned> job_gpus;     // probe: GPUs the job starts covered
+  bool probe_failed = false;            // probe: a GPU or a job start failed or timed out
 };
 
 // Fix outcomes as fleet-summary names them, in display order.
@@ -90,11 +94,13 @@ struct NodeState {
   std::vector<double> cold_after_ms;
   JobStartMs job_before_ms;
   JobStartMs job_after_ms;
+  std::optional<unsigned> job_gpus;
+  bool probe_failed = false;  // the newest probe report says a probe failed
   int reports = 0;
 };
 
-// Healthy now: no GPU known to be off persistence, and either a fix ran and verified
-// (fixed / nothing-to-do) or the verdict is healthy.
+// Healthy now: no GPU known to be off persistence, the newest probe (if any) did not fail, and either a
+// fix ran and verified (fixed / nothing-to-do) or the verdict is healthy.
 bool needs_attention(const NodeState& node);
 
 struct FleetSummary {

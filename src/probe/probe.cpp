@@ -60,6 +60,20 @@ std::string failure_text(const GpuProbe& g) {
   return g.result.failed_stage + ": " + g.result.error;
 }
 
+// Names the GPU a job's process failed on by its NVML index (the CUDA ordinal inside the process means
+// nothing outside it).
+std::string job_failure_text(const JobStart& j, const GpuProbe& p) {
+  if (j.method != k_job_one_process) {
+    return fmt::format(", GPU {}: {}", p.index, failure_text(p));
+  }
+  const int d = p.result.failed_device;
+  if (probe_ok(p) || p.timed_out || !p.child_error.empty() || d < 0 ||
+      static_cast<std::size_t>(d) >= j.gpu_indices.size()) {
+    return ": " + failure_text(p);
+  }
+  return fmt::format(", GPU {}: {}", j.gpu_indices[static_cast<std::size_t>(d)], failure_text(p));
+}
+
 std::string job_title(const JobStart& j) {
   if (j.method == k_job_one_process) {
     return "one process, every GPU";
@@ -112,9 +126,10 @@ GpuProbe gpu_probe_from_json(const nlohmann::json& g) {
 // One before/after table: a row per stage, then the total.
 class ChangeTable {
  public:
+  explicit ChangeTable(bool comparable = true) : m_comparable(comparable) {}
   void add(const std::string& name, std::optional<double> then, std::optional<double> now) {
     std::string change = "-";
-    if (then && now && *then > 0) {
+    if (m_comparable && then && now && *then > 0) {
       change = fmt::format("{:+.0f}%", (*now - *then) / *then * 100.0);
     }
     m_table.add_row({"  " + name, ms_text(then), ms_text(now), change});
@@ -122,6 +137,7 @@ class ChangeTable {
   std::string render() const { return m_table.render(); }
 
  private:
+  bool m_comparable;
   TextTable m_table{{"  stage", "before ms", "after ms", "change"}};
 };
 }  // namespace
@@ -155,16 +171,16 @@ std::optional<double> job_ready_ms(const JobStart& j) {
 }
 
 std::vector<cuda::Stage> job_stages(const JobStart& j) {
+  const GpuProbe* last = nullptr;
+  for (const auto& p : j.processes) {
+    if (last == nullptr || p.launch_to_ready_ms.value_or(-1) > last->launch_to_ready_ms.value_or(-1)) {
+      last = &p;
+    }
+  }
   std::vector<cuda::Stage> out;
   for (const char* name : k_job_stage_order) {
-    std::optional<double> slowest;
-    for (const auto& p : j.processes) {
-      if (auto ms = stage_ms(p.result, name)) {
-        slowest = std::max(slowest.value_or(0), *ms);
-      }
-    }
-    if (slowest) {
-      out.push_back({name, *slowest, -1});
+    if (auto ms = last != nullptr ? stage_ms(last->result, name) : std::nullopt) {
+      out.push_back({name, *ms, -1});
     }
   }
   return out;
@@ -199,8 +215,9 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
     for (const auto& s : job_stages(j)) {
       stages.push_back({{"name", s.name}, {"ms", s.ms}});
     }
-    jobs.push_back({{"method", j.method}, {"gpus", j.gpus}, {"ok", job_ok(j)}, {"ready_ms", ms_json(job_ready_ms(j))},
-                    {"wall_ms", j.wall_ms}, {"stages", stages}, {"processes", processes}});
+    jobs.push_back({{"method", j.method}, {"gpus", j.gpus}, {"gpu_indices", j.gpu_indices}, {"ok", job_ok(j)},
+                    {"ready_ms", ms_json(job_ready_ms(j))}, {"wall_ms", j.wall_ms}, {"stages", stages},
+                    {"processes", processes}});
   }
   return {{"schema_version", k_probe_schema_version},
           {"kind", "gpuwarm-probe"},
@@ -211,7 +228,8 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
           {"sequential", run.method == k_method_isolated},  // schema 1's name for the isolated method
           {"slowest_isolated_ready_ms", ms_json(slowest_isolated_ready_ms(run))},
           {"gpus", gpus},
-          {"jobs", jobs}};
+          {"jobs", jobs},
+          {"jobs_skipped", run.jobs_skipped.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.jobs_skipped)}};
 }
 
 Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
@@ -236,6 +254,9 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
     run.hostname = j.value("hostname", "");
     run.taken_at = j.value("taken_at", "");
     run.wall_ms = j.value("wall_ms", 0.0);
+    if (j.contains("jobs_skipped") && j.at("jobs_skipped").is_string()) {
+      run.jobs_skipped = j.at("jobs_skipped").get<std::string>();
+    }
     if (j.contains("method") && j.at("method").is_string()) {
       run.method = j.at("method").get<std::string>();
     } else if (!j.contains("method")) {  // schema 1
@@ -250,6 +271,7 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
         job.method = js.at("method").get<std::string>();
         job.gpus = js.value("gpus", 0u);
         job.wall_ms = js.value("wall_ms", 0.0);
+        job.gpu_indices = js.value("gpu_indices", std::vector<unsigned>{});
         for (const auto& p : js.at("processes")) {
           job.processes.push_back(gpu_probe_from_json(p));
         }
@@ -297,6 +319,9 @@ std::string render_probe_text(const ProbeRun& run) {
   } else {
     out += fmt::format("gpuwarm probe · {:.0f} ms wall\n", run.wall_ms);
   }
+  if (!run.jobs_skipped.empty()) {
+    out += "\nWhat a job pays was not measured: " + run.jobs_skipped + "\n";
+  }
   if (run.jobs.empty()) {
     return out;
   }
@@ -321,13 +346,13 @@ std::string render_probe_text(const ProbeRun& run) {
     t.add_row(row);
     for (const auto& p : j.processes) {
       if (!probe_ok(p)) {
-        failures += fmt::format("{}, GPU {}: {}\n", job_title(j), p.index, failure_text(p));
+        failures += job_title(j) + job_failure_text(j, p) + "\n";
       }
     }
   }
   out += t.render();
-  out += "\nOne process: its stages summed over the GPUs. A process per GPU: the slowest process's stages.\n"
-         "READY counts from launch, so it includes starting the process.\n";
+  out += "\nStages: those of the last process to be ready, summed over its GPUs. READY counts from launch,\n"
+         "so it includes starting the process.\n";
   if (auto alone = slowest_isolated_ready_ms(run); alone && *alone > 0) {
     std::string ratios;
     for (const auto& j : run.jobs) {
@@ -342,8 +367,13 @@ std::string render_probe_text(const ProbeRun& run) {
   return out + (failures.empty() ? "" : "\n" + failures);
 }
 
+bool per_gpu_comparable(const ProbeRun& before, const ProbeRun& after) {
+  return before.method == after.method || (before.gpus.size() <= 1 && after.gpus.size() <= 1);
+}
+
 nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
   nlohmann::json out = nlohmann::json::array();
+  const bool comparable = per_gpu_comparable(before, after);
   for (const auto& g : after.gpus) {
     const GpuProbe* b = match(before, g);
     nlohmann::json stages = nlohmann::json::array();
@@ -352,7 +382,8 @@ nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
                         {"before_ms", ms_json(b != nullptr ? stage_ms(b->result, name) : std::nullopt)},
                         {"after_ms", ms_json(stage_ms(g.result, name))}});
     }
-    out.push_back({{"index", g.index}, {"uuid", g.uuid}, {"in_baseline", b != nullptr}, {"stages", stages},
+    out.push_back({{"index", g.index}, {"uuid", g.uuid}, {"in_baseline", b != nullptr}, {"comparable", comparable},
+                   {"before_method", before.method}, {"after_method", after.method}, {"stages", stages},
                    {"before_total_ms", b != nullptr && probe_ok(*b) ? nlohmann::json(total_ms(b->result))
                                                                     : nlohmann::json(nullptr)},
                    {"after_total_ms", probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr)}});
@@ -386,6 +417,16 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
 std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
   std::string out = fmt::format("Before: {} {}   After: {} {}\n\n", before.hostname, before.taken_at,
                                 after.hostname, after.taken_at);
+  const bool comparable = per_gpu_comparable(before, after);
+  auto method_text = [](const std::string& m) {
+    return m == k_method_parallel ? "all GPUs in parallel" : m == k_method_isolated ? "one GPU at a time" : "not taken";
+  };
+  if (!comparable && !before.gpus.empty() && !after.gpus.empty()) {
+    out += fmt::format(
+        "The baseline's per-GPU figures were taken {}, these {}: their difference mixes the method with\n"
+        "persistence, so no change is shown per GPU (save a new baseline, or compare the job starts).\n\n",
+        method_text(before.method), method_text(after.method));
+  }
   for (const auto& g : after.gpus) {
     const GpuProbe* b = match(before, g);
     out += fmt::format("GPU {} ({})\n", g.index, g.uuid);
@@ -393,7 +434,7 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
       out += "  not in the baseline\n\n";
       continue;
     }
-    ChangeTable t;
+    ChangeTable t(comparable);
     for (const char* name : k_stage_order) {
       t.add(name, stage_ms(b->result, name), stage_ms(g.result, name));
     }

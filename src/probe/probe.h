@@ -47,10 +47,11 @@ struct GpuProbe {
 
 // A multi-GPU job's start, measured one way.
 struct JobStart {
-  std::string method;               // k_job_one_process or k_job_process_per_gpu
-  unsigned gpus = 0;                // GPUs the job started
-  std::vector<GpuProbe> processes;  // one, or one per GPU
-  double wall_ms = 0;               // launch until every process exited
+  std::string method;                 // k_job_one_process or k_job_process_per_gpu
+  unsigned gpus = 0;                  // GPUs the job started
+  std::vector<GpuProbe> processes;    // one, or one per GPU
+  double wall_ms = 0;                 // launch until every process exited
+  std::vector<unsigned> gpu_indices;  // NVML indices of the GPUs, in CUDA_VISIBLE_DEVICES order
 };
 
 struct ProbeRun {
@@ -60,6 +61,7 @@ struct ProbeRun {
   std::string method;  // of `gpus`: k_method_isolated or k_method_parallel; "" when no per-GPU table was taken
   std::vector<GpuProbe> gpus;
   std::vector<JobStart> jobs;  // empty when the job starts were not measured
+  std::string jobs_skipped;    // why they were not, when they would have been
 };
 
 bool probe_ok(const GpuProbe& g);
@@ -67,8 +69,8 @@ double total_ms(const cuda::ColdStart& c);
 bool job_ok(const JobStart& j);
 // Launch until every GPU of the job was ready (the slowest process); unset when any process failed.
 std::optional<double> job_ready_ms(const JobStart& j);
-// The job's stages in probe order: one process's summed over its GPUs, the slowest process's for a process
-// per GPU (the stage that held the job up).
+// The job's stages in probe order, from the last of its processes to be ready (the one the job waited
+// for), each summed over that process's GPUs.
 std::vector<cuda::Stage> job_stages(const JobStart& j);
 // The slowest GPU probed alone (isolated method only): launch to ready.
 std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run);
@@ -78,8 +80,11 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j);
 
 std::string render_probe_text(const ProbeRun& run);
 // Per GPU (matched by UUID, then bus id) and stage, then per job start method: before, after, change.
+// Per-GPU figures taken one at a time and in parallel are not compared as if alike (no change shown).
 std::string render_compare_text(const ProbeRun& before, const ProbeRun& after);
 nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after);
+// Whether the per-GPU figures of the two runs were measured alike (same method, or one GPU each).
+bool per_gpu_comparable(const ProbeRun& before, const ProbeRun& after);
 nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after);
 
 }  // namespace gpuwarm

@@ -81,21 +81,22 @@ class Probe(unittest.TestCase):
         self.assertEqual((rc, d["method"]), (0, "isolated"))
 
     def test_a_serializing_driver_inflates_parallel_probes_but_not_the_default(self):
-        # The real driver serializes cuInit and context creation across processes (2 x H200: 1.88x).
+        # The real driver serializes cuInit and context creation across processes (2 x H200: 1.88x). Stage
+        # times are taken inside each child, so they hold under a sanitizer's slow process start-up too.
         lock = os.path.join(self.tmp, "driver.lock")
-        sc = {"*": {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 100}, "serialize": lock}}
+        sc = {"*": {"delay_ms": {"cuInit": 600}, "serialize": lock}}
         rc, d = self.probe_json(sc, "--per-gpu")
         self.assertEqual(rc, 0)
         for g in d["gpus"]:
-            stages = {s["name"]: s["ms"] for s in g["stages"]}
-            self.assertLess(stages["cu_init"], 450, g)  # each GPU's own figure
+            self.assertLess(next(s["ms"] for s in g["stages"] if s["name"] == "cu_init"), 750, g)  # its own
         r = self.probe(sc, "--parallel", "--per-gpu")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("in parallel", r.stdout)
         self.assertIn("include waiting for the", r.stdout)
         rc, d = self.probe_json(sc, "--parallel", "--per-gpu")
         cu_init = sorted(next(s["ms"] for s in g["stages"] if s["name"] == "cu_init") for g in d["gpus"])
-        self.assertGreaterEqual(cu_init[1], 590, "the second GPU waited for the first: the distortion")
+        # The second waited for the first (1200 ms less however much later it started): the distortion.
+        self.assertGreaterEqual(cu_init[1], 800, cu_init)
 
     def test_a_job_start_both_ways(self):
         lock = os.path.join(self.tmp, "driver.lock")
@@ -118,10 +119,15 @@ class Probe(unittest.TestCase):
         self.assertGreaterEqual(stages["ctx_retain"], 195)  # summed over the GPUs
         self.assertNotIn("ctx_release", stages)
         self.assertGreaterEqual(one["ready_ms"], 790)
-        # A process per GPU, launched together, waits on the serializing driver: READY is the last one ready.
-        self.assertGreaterEqual(each["ready_ms"], 690)
-        self.assertEqual(each["ready_ms"], max(x["launch_to_ready_ms"] for x in each["processes"]))
-        self.assertLess(d["slowest_isolated_ready_ms"], 500)
+        # A process per GPU, launched together, waits on the serializing driver (800 ms of locked stages in
+        # all): READY is the last one ready, and the stages shown are that process's.
+        self.assertGreaterEqual(each["ready_ms"], 790)
+        last = max(each["processes"], key=lambda x: x["launch_to_ready_ms"])
+        self.assertEqual(each["ready_ms"], last["launch_to_ready_ms"])
+        self.assertEqual({s["name"]: s["ms"] for s in each["stages"]}["cu_init"],
+                         next(s["ms"] for s in last["stages"] if s["name"] == "cu_init"))
+        self.assertEqual(each["gpu_indices"], [0, 1])
+        self.assertLessEqual(d["slowest_isolated_ready_ms"], min(one["ready_ms"], each["ready_ms"]))
         r = self.probe(sc)
         self.assertIn("What a job pays to start 2 GPU(s)", r.stdout)
         self.assertRegex(r.stdout, r"one process, every GPU\s+\d+\.\d\s+\d+\.\d\s+6\d\d\.\d")
@@ -147,10 +153,33 @@ class Probe(unittest.TestCase):
         sc = {UUID1: {"returns": {"cuDevicePrimaryCtxRetain": 46}}}
         r = self.probe(sc, "--node")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("one process, every GPU, GPU 0: ctx_retain: device 1: CUDA_ERROR_DEVICE_UNAVAILABLE", r.stdout)
+        # Named by NVML index, not by the CUDA ordinal inside the one process.
+        self.assertIn("one process, every GPU, GPU 1: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE", r.stdout)
         self.assertIn("a process per GPU (2), GPU 1: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE", r.stdout)
         rc, d = self.probe_json(sc, "--node")
         self.assertEqual([(j["ok"], j["ready_ms"]) for j in d["jobs"]], [(False, None), (False, None)])
+        self.assertEqual(d["jobs"][0]["processes"][0]["failed_device"], 1)
+
+    def test_a_hung_gpu_skips_the_job_starts_or_times_them_out(self):
+        sc = {UUID0: {"delay_ms": {"cuInit": 20000}}}
+        # Hung alone: every job start would wait it out too, so they are skipped, and the output says why.
+        r = self.probe(sc, "--timeout", "1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("What a job pays was not measured: GPU 0 timed out on its own (--timeout 1 s)", r.stdout)
+        rc, d = self.probe_json(sc, "--timeout", "1")
+        self.assertEqual((rc, d["jobs"], d["jobs_skipped"][:5]), (1, [], "GPU 0"))
+        self.assertLess(d["wall_ms"], 6000)
+        # --node alone: each job gets --timeout once per GPU (2 s here), then is killed.
+        rc, d = self.probe_json(sc, "--timeout", "1", "--node")
+        self.assertEqual(rc, 1)
+        for j in d["jobs"]:
+            self.assertFalse(j["ok"], j["method"])
+            self.assertIsNone(j["ready_ms"])
+            self.assertGreaterEqual(j["wall_ms"], 1900, j["method"])
+            self.assertLess(j["wall_ms"], 4500, j["method"])
+        self.assertTrue(d["jobs"][0]["processes"][0]["timed_out"])
+        self.assertTrue(d["jobs"][1]["processes"][0]["timed_out"])
+        self.assertFalse(d["jobs"][1]["processes"][1]["timed_out"])  # GPU 1 finished within its budget
 
     def test_cuda_error_is_named(self):
         sc = {UUID1: {"returns": {"cuDevicePrimaryCtxRetain": 46}}}
@@ -226,7 +255,7 @@ class Probe(unittest.TestCase):
         self.assertGreater(d["compare"][0]["before_total_ms"], d["compare"][0]["after_total_ms"])
         # The job starts are compared too, and fleet-summary and metrics read them.
         self.assertIn("Job start: one process, every GPU", r2.stdout)
-        self.assertRegex(r2.stdout, r"READY\s+1[23]\d\d\.\d\s+\d+\.\d\s+-9\d%")
+        self.assertRegex(r2.stdout, r"READY\s+\d+\.\d\s+\d+\.\d\s+-\d+%")
         self.assertEqual([j["method"] for j in d["compare_jobs"]], ["one-process", "process-per-gpu"])
         self.assertGreater(d["compare_jobs"][0]["before_ready_ms"], 1200)
         report = os.path.join(self.tmp, "report.json")

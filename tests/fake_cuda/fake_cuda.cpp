@@ -50,9 +50,14 @@ const std::vector<std::string>& visible() {
     const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
     std::string text = v != nullptr ? v : "";
     std::size_t start = 0;
-    while (!text.empty() && start <= text.size() && out.size() < k_max_devices) {
+    // An empty (invalid) entry hides every entry after it, as CUDA does with any invalid entry.
+    while (start < text.size() && out.size() < k_max_devices) {
       std::size_t comma = text.find(',', start);
-      out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      std::string entry = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (entry.empty()) {
+        break;
+      }
+      out.push_back(entry);
       if (comma == std::string::npos) {
         break;
       }
@@ -185,7 +190,7 @@ FAKE_API CuResult cuDeviceGetCount(int* count) {
   return 0;
 }
 FAKE_API CuResult cuDeviceGet(int* dev, int ordinal) {
-  BEHAVE("cuDeviceGet");
+  BEHAVE_ON("cuDeviceGet", ordinal);
   if (!initialized) return 3;
   if (!valid_device(ordinal)) return 101;
   *dev = ordinal;
@@ -228,6 +233,7 @@ FAKE_API CuResult cuDevicePrimaryCtxRelease_v2(int dev) {
   return 0;
 }
 FAKE_API CuResult cuCtxSetCurrent(gpuwarm::cuda::Context ctx) {
+  if (ctx == nullptr) return 0;  // unbinds the current context
   auto* slot = reinterpret_cast<int*>(ctx);
   if (slot < &fake_contexts[0] || slot >= &fake_contexts[k_max_devices]) return 201;  // INVALID_CONTEXT
   current_device = static_cast<int>(slot - &fake_contexts[0]);

@@ -311,28 +311,41 @@ TEST(FleetSummary, long_lists_are_cut_in_text_but_whole_in_json) {
 TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
   std::vector<NodeReport> reports = {
       report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-01T00:00:00Z","gpus":[],
-                 "jobs":[{"method":"one-process","ready_ms":9000}]})"),
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":9000}]})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-02T00:00:00Z","gpus":[],
-                 "jobs":[{"method":"one-process","ready_ms":400}],
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":400}],
                  "compare_jobs":[{"method":"one-process","before_ready_ms":6000}]})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"b","gpus":[],
-                 "jobs":[{"method":"one-process","ready_ms":600},{"method":"process-per-gpu","ready_ms":700}]})"),
+                 "jobs":[{"method":"one-process","gpus":8,"ready_ms":600},
+                         {"method":"process-per-gpu","gpus":8,"ready_ms":700}]})"),
+      // c measured once, then its newest job start failed: no figure, and the node needs attention.
+      report(R"({"kind":"gpuwarm-probe","hostname":"c","taken_at":"2026-11-01T00:00:00Z","gpus":[],
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":300}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"c","taken_at":"2026-11-02T00:00:00Z","gpus":[],
+                 "jobs":[{"method":"one-process","gpus":2,"ok":false,"ready_ms":null}]})"),
   };
   auto s = fleet::summarize(std::move(reports), {});
   auto j = fleet::render_json(s);
   EXPECT_EQ(j["job_start_ms"]["one_process"]["after"]["median_ms"], 500.0);  // a's newest (400) and b's 600
   EXPECT_EQ(j["job_start_ms"]["one_process"]["after"]["nodes"], 2);
+  EXPECT_EQ(j["job_start_ms"]["one_process"]["after"]["min_gpus"], 2);
+  EXPECT_EQ(j["job_start_ms"]["one_process"]["after"]["max_gpus"], 8);
   EXPECT_EQ(j["job_start_ms"]["one_process"]["before"]["median_ms"], 6000.0);
   EXPECT_EQ(j["job_start_ms"]["process_per_gpu"]["after"]["nodes"], 1);
   EXPECT_TRUE(j["job_start_ms"]["process_per_gpu"]["before"]["median_ms"].is_null());
   EXPECT_EQ(j["node_reports"][0]["job_start_after_ms"]["one_process"], 400.0);
+  EXPECT_TRUE(j["node_reports"][2]["job_start_after_ms"]["one_process"].is_null());
+  EXPECT_EQ(j["probe_failed"]["hostnames"], nlohmann::json::parse(R"(["c"])"));
+  EXPECT_TRUE(j["node_reports"][2]["needs_attention"]);
   std::string text = fleet::render_text(s, Style(false));
-  EXPECT_NE(text.find("Job start on all of a node's GPUs (one process, every GPU), median per node: before 6000.0 ms "
-                      "(1 node), after 500.0 ms (2 nodes)"),
+  EXPECT_NE(text.find("Job start on the GPUs probed (one process, every GPU), median per node: before 6000.0 ms "
+                      "(1 node, 2 GPUs each), after 500.0 ms (2 nodes, 2-8 GPUs)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("(a process per GPU), median per node: before none, after 700.0 ms (1 node)"), std::string::npos)
+  EXPECT_NE(text.find("(a process per GPU), median per node: before none, after 700.0 ms (1 node, 8 GPUs each)"),
+            std::string::npos)
       << text;
+  EXPECT_NE(text.find("Nodes whose newest probe failed: 1 (c)"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ double stage(const std::vector<cuda::Stage>& stages, const std::string& name) {
   return -1;
 }
 
-TEST(ProbeJob, one_process_sums_its_gpus_and_a_process_per_gpu_takes_the_slowest) {
+TEST(ProbeJob, stages_come_from_the_last_process_ready_summed_over_its_gpus) {
   struct Case {
     const char* what;
     JobStart job;
@@ -37,18 +37,21 @@ TEST(ProbeJob, one_process_sums_its_gpus_and_a_process_per_gpu_takes_the_slowest
         {process({{"cu_init", 300, -1}, {"ctx_retain", 100, 0}, {"alloc_sync", 1, 0}, {"ctx_retain", 120, 1},
                   {"alloc_sync", 1, 1}, {"ctx_release", 50, 0}, {"ctx_release", 50, 1}},
                  530)},
-        0},
+        0,
+        {0, 1}},
        300, 220, 530},
-      {"a process per GPU: the slowest process per stage, READY the last ready",
+      {"a process per GPU: the stages of the last process ready, never a mix of processes",
        {k_job_process_per_gpu, 2,
         {process({{"cu_init", 300, -1}, {"ctx_retain", 100, 0}}, 450),
          process({{"cu_init", 600, -1}, {"ctx_retain", 90, 0}}, 720)},
-        0},
-       600, 100, 720},
+        0,
+        {0, 1}},
+       600, 90, 720},
       {"a failed process: no READY",
        {k_job_process_per_gpu, 2,
         {process({{"cu_init", 300, -1}}, 450), process({{"cu_init", 300, -1}}, std::nullopt, "ctx_retain")},
-        0},
+        0,
+        {0, 1}},
        300, -1, std::nullopt},
   };
   for (const auto& c : cases) {
@@ -80,7 +83,7 @@ TEST(ProbeJson, round_trip_and_schema_1) {
   run.method = k_method_isolated;
   run.gpus = {process({{"cu_init", 100, -1}, {"ctx_retain", 50, 0}}, 200)};
   run.gpus[0].uuid = "GPU-a";
-  run.jobs = {{k_job_one_process, 2, {process({{"ctx_retain", 50, 0}, {"ctx_retain", 60, 1}}, 400)}, 500}};
+  run.jobs = {{k_job_one_process, 2, {process({{"ctx_retain", 50, 0}, {"ctx_retain", 60, 1}}, 400)}, 500, {3, 5}}};
   auto back = probe_from_json(probe_to_json(run));
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->method, k_method_isolated);
@@ -88,6 +91,7 @@ TEST(ProbeJson, round_trip_and_schema_1) {
   EXPECT_EQ(job_ready_ms(back->jobs[0]), 400.0);
   EXPECT_EQ(back->jobs[0].processes[0].result.stages[1].device, 1);
   EXPECT_EQ(stage(job_stages(back->jobs[0]), "ctx_retain"), 110.0);
+  EXPECT_EQ(back->jobs[0].gpu_indices, (std::vector<unsigned>{3, 5}));
 
   // Schema 1: `sequential` names the method; no jobs.
   auto v1 = probe_from_json(nlohmann::json::parse(R"({"kind":"gpuwarm-probe","schema_version":1,"sequential":false,
@@ -104,10 +108,10 @@ TEST(ProbeJson, round_trip_and_schema_1) {
 
 TEST(ProbeCompare, job_starts_by_method) {
   ProbeRun before;
-  before.jobs = {{k_job_one_process, 2, {process({{"cu_init", 2000, -1}}, 5200)}, 0}};
+  before.jobs = {{k_job_one_process, 2, {process({{"cu_init", 2000, -1}}, 5200)}, 0, {0, 1}}};
   ProbeRun after;
-  after.jobs = {{k_job_one_process, 2, {process({{"cu_init", 200, -1}}, 420)}, 0},
-                {k_job_process_per_gpu, 2, {process({}, 300), process({}, 310)}, 0}};
+  after.jobs = {{k_job_one_process, 2, {process({{"cu_init", 200, -1}}, 420)}, 0, {0, 1}},
+                {k_job_process_per_gpu, 2, {process({}, 300), process({}, 310)}, 0, {0, 1}}};
   auto j = compare_jobs_json(before, after);
   ASSERT_EQ(j.size(), 2u);
   EXPECT_EQ(j[0]["before_ready_ms"], 5200.0);
@@ -119,6 +123,54 @@ TEST(ProbeCompare, job_starts_by_method) {
   EXPECT_NE(text.find("Job start: one process, every GPU"), std::string::npos) << text;
   EXPECT_NE(text.find("-92%"), std::string::npos) << text;  // READY 5200 -> 420
   EXPECT_NE(text.find("Job start: a process per GPU (2)\n  not in the baseline"), std::string::npos) << text;
+}
+
+TEST(ProbeCompare, per_gpu_figures_taken_differently_show_no_change) {
+  auto gpu = [](const char* uuid, double cu_init) {
+    GpuProbe g = process({{"cu_init", cu_init, -1}}, cu_init);
+    g.uuid = uuid;
+    return g;
+  };
+  struct Case {
+    const char* what;
+    std::string before_method;
+    std::size_t gpus;
+    bool comparable;
+  };
+  const std::vector<Case> cases = {
+      {"same method", k_method_isolated, 2, true},
+      {"parallel baseline, isolated now", k_method_parallel, 2, false},
+      {"one GPU: both methods are the same measurement", k_method_parallel, 1, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    ProbeRun before;
+    ProbeRun after;
+    before.method = c.before_method;
+    after.method = k_method_isolated;
+    for (std::size_t i = 0; i < c.gpus; ++i) {
+      const char* uuid = i == 0 ? "GPU-a" : "GPU-b";
+      before.gpus.push_back(gpu(uuid, 487));
+      after.gpus.push_back(gpu(uuid, 115));
+    }
+    EXPECT_EQ(per_gpu_comparable(before, after), c.comparable);
+    auto j = compare_json(before, after);
+    EXPECT_EQ(j[0]["comparable"], c.comparable);
+    auto text = render_compare_text(before, after);
+    EXPECT_EQ(text.find("-76%") != std::string::npos, c.comparable) << text;
+    EXPECT_EQ(text.find("mixes the method with") != std::string::npos, !c.comparable) << text;
+  }
+}
+
+TEST(ProbeText, a_failed_one_process_job_names_the_gpu_by_its_nvml_index) {
+  ProbeRun run;
+  GpuProbe p = process({{"cu_init", 100, -1}, {"ctx_retain", 50, 0}}, std::nullopt, "ctx_retain");
+  p.result.failed_device = 1;  // CUDA ordinal 1 of "GPU 2,GPU 5"
+  p.result.error = "CUDA_ERROR_DEVICE_UNAVAILABLE";
+  run.jobs = {{k_job_one_process, 2, {p}, 0, {2, 5}}};
+  auto text = render_probe_text(run);
+  EXPECT_NE(text.find("one process, every GPU, GPU 5: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE"), std::string::npos)
+      << text;
 }
 
 }  // namespace
