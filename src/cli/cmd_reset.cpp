@@ -138,6 +138,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
   auto opts = std::make_shared<ResetOptions>();
   opts->collect.full = true;          // application clocks and power limits, to say what a reset loses
   opts->collect.scan_clients = true;  // every process holding a GPU, persistence on or off
+  opts->collect.pci_switches = true;  // NVSwitches change the reset procedure
   add_collect_options(sub, opts->collect);
   add_verify_options(sub, opts->verify);
   sub.add_option("--gpu", opts->gpus, "GPU to reset: NVML index, UUID (GPU-...) or PCI bus id; repeatable")

@@ -106,7 +106,12 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   auto nvml_started = Clock::now();
   auto nvml_call = start_nvml(options);
 
-  timed("driver", [&] { snap.driver = read_driver(paths); });
+  timed("driver", [&] {
+    snap.driver = read_driver(paths);
+    if (options.pci_switches) {
+      snap.driver.nvswitches = read_nvswitches(paths);
+    }
+  });
   timed("daemon", [&] {
     snap.daemon = read_daemon(paths);
     if (!options.fix_inputs) {

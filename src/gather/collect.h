@@ -18,10 +18,11 @@ struct CollectOptions {
   std::string systemd_not_asked = "--no-systemd: service manager not asked";  // the unit's facts say this
   bool full = true;           // every NVML fact; diagnose reads only what rules need unless --full
   bool check_only = false;    // `gpuwarm check`: only what a scheduler's health check decides on
-  bool scan_clients = false;
+  bool scan_clients = false;  // list every process holding a GPU even where persistence is on (reset)
+  bool pci_switches = false;  // look for NVSwitches among the PCI devices (reset)
   // Record what `fix` plans from (the unit's text, gpuwarm's drop-in, the daemon's account). Off for the
   // watchers (metrics, check) that collect every few seconds and never plan a fix.
-  bool fix_inputs = true;  // list every process holding a GPU even where persistence is on (reset)
+  bool fix_inputs = true;
   bool one_shot = false;      // the process exits after this snapshot (see nvml::CollectOptions)
   double nvml_timeout_s = 45; // --nvml-timeout: NVML (load, init, every GPU) must answer within this
 };

@@ -160,14 +160,28 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   // for an individual reset; Hopper and later want it stopped around the reset and restarted, or CUDA jobs
   // fail after the reset) -- NVIDIA Fabric Manager User Guide r2.3, "GPU Reset" and "Initializing NVSwitch
   // and NVLink"; nvidia-smi(1) on -r. gpuwarm does not manage Fabric Manager, so it refuses here.
+  // An NVSwitch shows as a PCI device whether or not its driver made /dev nodes; unknown is a refusal too.
+  std::string switch_seen;
   for (const auto& node : s.driver.device_nodes) {
-    if (node.path.rfind("/dev/nvidia-nvswitch", 0) == 0) {
-      return refuse(std::move(plan), ExitCode::routed_elsewhere,
-                    "this node has NVSwitches (" + node.path +
-                        "): a reset there depends on the architecture and on Fabric Manager (stop it around the "
-                        "reset on Hopper and later, keep it running on Ampere; see NVIDIA's Fabric Manager User "
-                        "Guide, \"GPU Reset\"). Follow that procedure; gpuwarm does not drive Fabric Manager.");
+    if (node.path.rfind("/dev/nvidia-nvswitch", 0) == 0 && switch_seen.empty()) {
+      switch_seen = node.path;
     }
+  }
+  if (switch_seen.empty() && s.driver.nvswitches.has() && !s.driver.nvswitches->empty()) {
+    switch_seen = "PCI " + s.driver.nvswitches->front() + ", class 0x0680";
+  }
+  if (switch_seen.empty() && !s.driver.nvswitches.has()) {
+    return refuse(std::move(plan), ExitCode::cannot_tell,
+                  "whether this node has NVSwitches could not be read (" + s.driver.nvswitches.missing +
+                      "): on an NVSwitch system a reset needs Fabric Manager's procedure, so gpuwarm does not "
+                      "reset blind");
+  }
+  if (!switch_seen.empty()) {
+    return refuse(std::move(plan), ExitCode::routed_elsewhere,
+                  "this node has NVSwitches (" + switch_seen +
+                      "): a reset there depends on the architecture and on Fabric Manager (stop it around the "
+                      "reset on Hopper and later, keep it running on Ampere; see NVIDIA's Fabric Manager User "
+                      "Guide, \"GPU Reset\"). Follow that procedure; gpuwarm does not drive Fabric Manager.");
   }
   // MIG: a reset destroys the GPU's GPU and compute instances; they must be recreated afterwards (NVIDIA MIG
   // User Guide, "Getting Started with MIG").

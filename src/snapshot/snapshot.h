@@ -37,6 +37,10 @@ struct DriverFacts {
   Fact<bool> open_kernel_module;
   std::vector<KernelGpu> kernel_gpus;
   std::vector<DeviceNode> device_nodes;
+  // PCI addresses of NVSwitches: NVIDIA devices (vendor 0x10de) of class 0x0680 ("bridge, other") under
+  // /sys/bus/pci/devices, there whether or not a driver made /dev/nvidia-nvswitch* nodes. Read only by
+  // commands that act on it (reset).
+  Fact<std::vector<std::string>> nvswitches = Fact<std::vector<std::string>>::unknown("not read by this command");
 };
 
 struct ClockSet {  // MHz

@@ -101,4 +101,31 @@ DriverFacts read_driver(const Paths& paths) {
   return facts;
 }
 
+Fact<std::vector<std::string>> read_nvswitches(const Paths& paths) {
+  // NVIDIA's own tools tell an NVSwitch (A100 0x1af1, H100 0x22a3, ...) from a GPU by this class; a new
+  // switch has a new device ID, so the class is what is checked.
+  constexpr std::string_view nvidia_vendor = "0x10de";
+  constexpr std::string_view bridge_other = "0x0680";
+  auto devices = list_dir(paths.sys("bus/pci/devices"));
+  if (!devices) {
+    return Fact<std::vector<std::string>>::unknown(paths.display(devices.error().message));
+  }
+  std::vector<std::string> found;
+  for (const auto& dev : *devices) {
+    auto vendor = read_first_line(paths.sys("bus/pci/devices/" + dev + "/vendor"));
+    if (!vendor || trim(*vendor) != nvidia_vendor) {
+      continue;
+    }
+    auto pci_class = read_first_line(paths.sys("bus/pci/devices/" + dev + "/class"));
+    if (!pci_class) {
+      return Fact<std::vector<std::string>>::unknown("NVIDIA PCI device " + printable(dev) + ": " +
+                                                     paths.display(pci_class.error().message));
+    }
+    if (starts_with(trim(*pci_class), bridge_other)) {
+      found.push_back(printable(dev));
+    }
+  }
+  return Fact<std::vector<std::string>>::known(std::move(found));
+}
+
 }  // namespace gpuwarm

@@ -12,6 +12,10 @@ namespace gpuwarm {
 
 DriverFacts read_driver(const Paths& paths);
 
+// NVSwitches by PCI class (see DriverFacts::nvswitches). Unknown when the PCI devices cannot be listed, or
+// an NVIDIA device's class cannot be read.
+Fact<std::vector<std::string>> read_nvswitches(const Paths& paths);
+
 // The version in a /proc/driver/nvidia/version first line: the first version
 // token after "Module" ("... Kernel Module  580.159.04  Release Build ...").
 // Empty when the line has none.

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include "core/paths.h"
@@ -85,6 +86,56 @@ TEST(Driver, MalformedVersionFile) {
   EXPECT_TRUE(d.module_loaded);
   EXPECT_FALSE(d.kernel_version.has());
   EXPECT_TRUE(d.proc_version_line.has());
+}
+
+TEST(Driver, NvSwitchesByPciClass) {
+  struct Device {
+    const char* address;
+    const char* vendor;
+    const char* pci_class;  // nullptr: no class file
+  };
+  struct Case {
+    const char* what;
+    std::vector<Device> devices;
+    bool known;
+    std::vector<std::string> switches;
+  };
+  const std::vector<Case> cases = {
+      {"GPUs and a NIC only", {{"0000:17:00.0", "0x10de", "0x030200"}, {"0000:18:00.0", "0x15b3", "0x020700"}}, true, {}},
+      {"HGX: GPUs and NVSwitches",
+       {{"0000:17:00.0", "0x10de", "0x030200"}, {"0000:05:00.0", "0x10de", "0x068000"},
+        {"0000:06:00.0", "0x10de", "0x068000"}},
+       true,
+       {"0000:05:00.0", "0000:06:00.0"}},
+      {"another vendor's bridge is not a switch", {{"0000:00:1f.0", "0x8086", "0x068000"}}, true, {}},
+      {"an NVIDIA audio function is not a switch", {{"0000:17:00.1", "0x10de", "0x040300"}}, true, {}},
+      {"an NVIDIA device whose class cannot be read: cannot tell", {{"0000:05:00.0", "0x10de", nullptr}}, false, {}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    test::TempTree t;
+    t.mkdir("sys/bus/pci/devices");
+    for (const auto& d : c.devices) {
+      // As on a real host: the bus directory holds links into /sys/devices.
+      std::string real = std::string("sys/devices/pci0000:00/") + d.address;
+      t.write(real + "/vendor", std::string(d.vendor) + "\n");
+      if (d.pci_class != nullptr) {
+        t.write(real + "/class", std::string(d.pci_class) + "\n");
+      }
+      t.symlink(std::string("../../../devices/pci0000:00/") + d.address, std::string("sys/bus/pci/devices/") + d.address);
+    }
+    auto found = read_nvswitches(Paths(t.root()));
+    ASSERT_EQ(found.has(), c.known) << found.missing;
+    if (c.known) {
+      auto sorted = *found;
+      std::sort(sorted.begin(), sorted.end());
+      EXPECT_EQ(sorted, c.switches);
+    }
+  }
+  test::TempTree none;  // no /sys/bus/pci at all (a container without sysfs): unknown, with the host path
+  auto found = read_nvswitches(Paths(none.root()));
+  EXPECT_FALSE(found.has());
+  EXPECT_NE(found.missing.find("/sys/bus/pci/devices"), std::string::npos) << found.missing;
 }
 
 }  // namespace

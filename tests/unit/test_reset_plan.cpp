@@ -20,6 +20,7 @@ void add_client(Snapshot& s, GpuClient c) {
 Snapshot node() {
   Snapshot s = healthy_snapshot();
   s.host.gpu_clients = Fact<std::vector<GpuClient>>::known({{1234, "nvidia-persiste", {0, 1}}});
+  s.driver.nvswitches = Fact<std::vector<std::string>>::known({});  // reset reads the PCI devices
   return s;
 }
 
@@ -47,6 +48,12 @@ TEST(ResetPlan, Refusals) {
       {"NVSwitch system",
        [](Snapshot& s) { s.driver.device_nodes.push_back({"/dev/nvidia-nvswitch0", true, 0666}); },
        ExitCode::routed_elsewhere, "Fabric Manager"},
+      {"NVSwitch on the PCI bus, no /dev node (its driver not loaded)",
+       [](Snapshot& s) { s.driver.nvswitches = Fact<std::vector<std::string>>::known({"0000:05:00.0"}); },
+       ExitCode::routed_elsewhere, "PCI 0000:05:00.0, class 0x0680"},
+      {"whether there are NVSwitches unknown",
+       [](Snapshot& s) { s.driver.nvswitches = Fact<std::vector<std::string>>::unknown("/sys/bus/pci/devices: x"); },
+       ExitCode::cannot_tell, "NVSwitches could not be read (/sys/bus/pci/devices: x)"},
       {"MIG enabled", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::known(1); },
        ExitCode::routed_elsewhere, "MIG"},
       {"MIG mode unread", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::unknown("UNKNOWN"); },
