@@ -367,7 +367,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     const bool want_jobs = opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2);
     for (const auto& g : run.gpus) {
       if (want_jobs && g.timed_out && run.jobs_skipped.empty()) {
-        run.jobs_skipped = fmt::format("GPU {} timed out on its own (--timeout {:g} s)", g.index, opts->timeout_seconds);
+        run.jobs_skipped = fmt::format("GPU {} timed out {}(--timeout {:g} s)", g.index,
+                                       opts->parallel ? "" : "on its own ", opts->timeout_seconds);
       }
     }
     if (want_jobs && run.jobs_skipped.empty()) {
