@@ -21,7 +21,7 @@ struct ColdStartStage {
   double seconds = 0;
 };
 
-// A job's start on every GPU of the node from the same baseline: launch until every GPU is ready.
+// A job's start on the GPUs the baseline probed (`gpus` of them): launch until every one is ready.
 struct JobStartSample {
   std::string method;  // one-process, process-per-gpu
   unsigned gpus = 0;
