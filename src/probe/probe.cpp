@@ -16,10 +16,11 @@ const char* const k_stage_order[] = {"load_libcuda", "nvml_init", "cu_init", "de
 const char* const k_job_stage_order[] = {"load_libcuda", "nvml_init", "cu_init", "device_get", "ctx_retain",
                                          "alloc_sync"};
 
-// The stage's time in the process: summed over its devices (one entry per device for the per-device stages).
-std::optional<double> stage_ms(const cuda::ColdStart& c, const std::string& name) {
+// A stage's time in a list of stages, summed over its entries (a process that starts several GPUs has one
+// per GPU for the per-device stages); unset when the stage never completed.
+std::optional<double> stage_ms(const std::vector<cuda::Stage>& stages, const std::string& name) {
   std::optional<double> sum;
-  for (const auto& s : c.stages) {
+  for (const auto& s : stages) {
     if (s.name == name) {
       sum = sum.value_or(0) + s.ms;
     }
@@ -79,15 +80,6 @@ std::string job_title(const JobStart& j) {
     return "one process, every GPU";
   }
   return fmt::format("a process per GPU ({})", j.processes.size());
-}
-
-std::optional<double> named_ms(const std::vector<cuda::Stage>& stages, const char* name) {
-  for (const auto& s : stages) {
-    if (s.name == name) {
-      return s.ms;
-    }
-  }
-  return std::nullopt;
 }
 
 std::string ms_text(std::optional<double> ms) { return ms ? fmt::format("{:.1f}", *ms) : "-"; }
@@ -179,7 +171,7 @@ std::vector<cuda::Stage> job_stages(const JobStart& j) {
   }
   std::vector<cuda::Stage> out;
   for (const char* name : k_job_stage_order) {
-    if (auto ms = last != nullptr ? stage_ms(last->result, name) : std::nullopt) {
+    if (auto ms = last != nullptr ? stage_ms(last->result.stages, name) : std::nullopt) {
       out.push_back({name, *ms, -1});
     }
   }
@@ -297,7 +289,7 @@ std::string render_probe_text(const ProbeRun& run) {
     for (const auto& g : run.gpus) {
       std::vector<std::string> row = {std::to_string(g.index), g.uuid.substr(0, 12)};
       for (const char* name : k_stage_order) {
-        row.push_back(ms_text(stage_ms(g.result, name)));
+        row.push_back(ms_text(stage_ms(g.result.stages, name)));
       }
       row.push_back(probe_ok(g) ? fmt::format("{:.1f}", total_ms(g.result)) : "FAILED");
       t.add_row(row);
@@ -339,7 +331,7 @@ std::string render_probe_text(const ProbeRun& run) {
     std::vector<std::string> row = {job_title(j)};
     auto stages = job_stages(j);
     for (const char* name : k_job_stage_order) {
-      row.push_back(ms_text(named_ms(stages, name)));
+      row.push_back(ms_text(stage_ms(stages, name)));
     }
     auto ready = job_ready_ms(j);
     row.push_back(ready ? fmt::format("{:.1f}", *ready) : "FAILED");
@@ -379,8 +371,8 @@ nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
     nlohmann::json stages = nlohmann::json::array();
     for (const char* name : k_stage_order) {
       stages.push_back({{"name", name},
-                        {"before_ms", ms_json(b != nullptr ? stage_ms(b->result, name) : std::nullopt)},
-                        {"after_ms", ms_json(stage_ms(g.result, name))}});
+                        {"before_ms", ms_json(b != nullptr ? stage_ms(b->result.stages, name) : std::nullopt)},
+                        {"after_ms", ms_json(stage_ms(g.result.stages, name))}});
     }
     out.push_back({{"index", g.index}, {"uuid", g.uuid}, {"in_baseline", b != nullptr}, {"comparable", comparable},
                    {"before_method", before.method}, {"after_method", after.method}, {"stages", stages},
@@ -400,8 +392,8 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
     nlohmann::json stages = nlohmann::json::array();
     for (const char* name : k_job_stage_order) {
       stages.push_back({{"name", name},
-                        {"before_ms", ms_json(named_ms(then_stages, name))},
-                        {"after_ms", ms_json(named_ms(now_stages, name))}});
+                        {"before_ms", ms_json(stage_ms(then_stages, name))},
+                        {"after_ms", ms_json(stage_ms(now_stages, name))}});
     }
     out.push_back({{"method", j.method},
                    {"in_baseline", b != nullptr},
@@ -436,7 +428,7 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
     }
     ChangeTable t(comparable);
     for (const char* name : k_stage_order) {
-      t.add(name, stage_ms(b->result, name), stage_ms(g.result, name));
+      t.add(name, stage_ms(b->result.stages, name), stage_ms(g.result.stages, name));
     }
     t.add("TOTAL", probe_ok(*b) ? std::optional(total_ms(b->result)) : std::nullopt,
           probe_ok(g) ? std::optional(total_ms(g.result)) : std::nullopt);
@@ -456,7 +448,7 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
     auto now_stages = job_stages(j);
     ChangeTable t;
     for (const char* name : k_job_stage_order) {
-      t.add(name, named_ms(then_stages, name), named_ms(now_stages, name));
+      t.add(name, stage_ms(then_stages, name), stage_ms(now_stages, name));
     }
     t.add("READY", job_ready_ms(*b), job_ready_ms(j));
     out += t.render() + "\n";
