@@ -39,7 +39,7 @@ struct FixOptions {
   double job_timeout_seconds = 90;
 };
 
-struct StepRecord {
+struct FixStepRecord {
   const FixStep* step;
   std::string status;  // planned, done, unchanged, failed
   std::string detail;
@@ -116,7 +116,7 @@ Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceMana
   return fail("unknown step");
 }
 
-std::vector<StepReport> reports(const std::vector<StepRecord>& records) {
+std::vector<StepReport> reports(const std::vector<FixStepRecord>& records) {
   std::vector<StepReport> out;
   for (const auto& r : records) {
     StepReport s{to_string(r.step->kind), describe(*r.step), r.step->why, r.status, r.detail, {}, {}};
@@ -129,8 +129,8 @@ std::vector<StepReport> reports(const std::vector<StepRecord>& records) {
   return out;
 }
 
-std::string steps_text(const std::vector<StepRecord>& records) { return render_steps_text(reports(records)); }
-nlohmann::json steps_json(const std::vector<StepRecord>& records) { return render_steps_json(reports(records)); }
+std::string steps_text(const std::vector<FixStepRecord>& records) { return render_steps_text(reports(records)); }
+nlohmann::json steps_json(const std::vector<FixStepRecord>& records) { return render_steps_json(reports(records)); }
 
 const char* outcome_name(FixOutcome o) {
   switch (o) {
@@ -220,7 +220,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
                                                 before.hostname + ", " + before.collected_at + ")");
     }
 
-    std::vector<StepRecord> records;
+    std::vector<FixStepRecord> records;
     for (const auto& step : plan.steps) {
       records.push_back({&step, "planned", ""});
     }

@@ -43,7 +43,7 @@ struct ResetOptions {
   double reset_timeout_seconds = 120;
 };
 
-struct StepRecord {
+struct ResetStepRecord {
   const ResetStep* step;
   std::string status = "planned";  // planned, done, failed, not-run
   std::string detail;
@@ -75,7 +75,7 @@ std::vector<std::string> command_lines(const Paths& paths, const std::vector<Gpu
   return out;
 }
 
-std::vector<StepReport> reports(const std::vector<StepRecord>& records) {
+std::vector<StepReport> reports(const std::vector<ResetStepRecord>& records) {
   std::vector<StepReport> out;
   for (const auto& r : records) {
     out.push_back({to_string(r.step->kind), describe(*r.step), r.step->why, r.status, r.detail, {}, {}});
@@ -83,8 +83,8 @@ std::vector<StepReport> reports(const std::vector<StepRecord>& records) {
   return out;
 }
 
-std::string steps_text(const std::vector<StepRecord>& records) { return render_steps_text(reports(records)); }
-nlohmann::json steps_json(const std::vector<StepRecord>& records) { return render_steps_json(reports(records)); }
+std::string steps_text(const std::vector<ResetStepRecord>& records) { return render_steps_text(reports(records)); }
+nlohmann::json steps_json(const std::vector<ResetStepRecord>& records) { return render_steps_json(reports(records)); }
 
 const GpuFacts* by_bus_id(const Snapshot& s, const std::string& bus_id) {
   for (const auto& g : s.nvml.gpus) {
@@ -214,7 +214,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       plan.steps.clear();
     }
 
-    std::vector<StepRecord> records;
+    std::vector<ResetStepRecord> records;
     for (const auto& step : plan.steps) {
       records.push_back({&step, "planned", ""});
     }

@@ -12,8 +12,6 @@ namespace gpuwarm {
 
 namespace {
 
-constexpr const char* k_no_pm_flag = "--no-persistence-mode";
-
 bool truthy(const std::string& v) {
   std::string l = to_lower(v);
   return l == "yes" || l == "true" || l == "1" || l == "on";

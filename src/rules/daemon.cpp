@@ -11,10 +11,6 @@
 
 namespace gpuwarm::checks {
 
-namespace {
-constexpr const char* k_no_pm_flag = "--no-persistence-mode";
-}
-
 std::vector<Finding> daemon_binary_missing(const Snapshot& s) {
   if (s.daemon.binary.has() || daemon_running(s)) {
     return {};

@@ -21,6 +21,8 @@ bool daemon_running(const Snapshot& s);
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);
 bool has_arg(const std::vector<std::string>& argv, const std::string& arg);
+// nvidia-persistenced's flag that keeps the daemon running but leaves the GPUs uninitialized.
+inline constexpr const char* k_no_pm_flag = "--no-persistence-mode";
 
 // The loaded kernel module's version (/proc first, then /sys), or "".
 std::string kernel_module_version(const Snapshot& s);

@@ -14,8 +14,6 @@ namespace gpuwarm {
 
 namespace {
 
-constexpr const char* k_no_pm_flag = "--no-persistence-mode";
-
 CheckResult unit_check(const Snapshot& s, const char* id, const char* title, const Fact<std::string>& fact,
                        const std::vector<std::string>& good) {
   CheckResult c{id, title, CheckStatus::skip, ""};

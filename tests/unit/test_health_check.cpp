@@ -12,7 +12,7 @@
 namespace gpuwarm::test {
 namespace {
 
-struct Case {
+struct HealthCase {
   const char* name;
   std::function<void(Snapshot&)> mutate;
   HealthStatus status;
@@ -20,7 +20,7 @@ struct Case {
 };
 
 TEST(HealthCheck, StatusAndLine) {
-  const Case cases[] = {
+  const HealthCase cases[] = {
       {"healthy", [](Snapshot&) {}, HealthStatus::ok, "OK healthy"},
       {"persistence off on GPU 1",
        [](Snapshot& s) {
@@ -79,7 +79,7 @@ TEST(HealthCheck, StatusAndLine) {
        },
        HealthStatus::ok, "OK PM005 persistence optional"},
   };
-  for (const Case& c : cases) {
+  for (const HealthCase& c : cases) {
     Snapshot s = healthy_snapshot();
     c.mutate(s);
     HealthCheck h = health_check(diagnose(s));
