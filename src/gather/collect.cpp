@@ -112,8 +112,10 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
       snap.driver.nvswitches = read_nvswitches(paths);
     }
   });
+  Result<std::vector<ProcessName>> processes = tl::unexpected(Error{"/proc not listed"});
   timed("daemon", [&] {
-    snap.daemon = read_daemon(paths);
+    processes = list_processes(paths);  // one walk of /proc, for the schedulers (host) too
+    snap.daemon = read_daemon(paths, processes);
     if (!options.fix_inputs) {
       snap.daemon.user_exists = Fact<bool>::unknown("not read by this command (only fix plans from it)");
     } else if (auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20)) {
@@ -162,7 +164,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
 
   timed("host", [&] {
     snap.host.chassis_type = read_chassis_type(paths);
-    snap.host.schedulers = find_schedulers(paths);
+    snap.host.schedulers = find_schedulers(paths, processes);
   });
 
   snap.nvml = finish_nvml(nvml_call, options, nvml_started);

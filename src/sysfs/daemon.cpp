@@ -11,6 +11,7 @@
 
 #include "core/fs.h"
 #include "core/strings.h"
+#include "sysfs/processes.h"
 
 namespace gpuwarm {
 
@@ -59,6 +60,11 @@ std::vector<std::string> read_cmdline(const std::string& path) {
   return argv;
 }
 
+// The command name first, and the arguments only then (see sysfs/processes.h): the daemon's is
+// "nvidia-persiste" (cut at 15 bytes), or ".nvidia-persist" where NixOS runs it through a wrapper
+// (".nvidia-persistenced-wrapped", with argv[0] "nvidia-persistenced").
+bool may_be_daemon(std::string_view comm) { return comm.find("nvidia-persist") != std::string_view::npos; }
+
 bool is_daemon(const std::vector<std::string>& argv) {
   if (argv.empty()) {
     return false;
@@ -101,7 +107,9 @@ std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& t
   return {minors.begin(), minors.end()};
 }
 
-DaemonFacts read_daemon(const Paths& paths) {
+DaemonFacts read_daemon(const Paths& paths) { return read_daemon(paths, list_processes(paths)); }
+
+DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName>>& processes) {
   DaemonFacts facts;
   facts.binary = find_daemon_binary(paths);
   if (facts.binary.has()) {
@@ -112,14 +120,12 @@ DaemonFacts read_daemon(const Paths& paths) {
   // is a container's, holding the container's view of the GPUs; it is named, never counted as this host's.
   auto host_mnt = read_link(paths.proc("1/ns/mnt"));
   auto host_pid = read_link(paths.proc("1/ns/pid"));
-  if (auto entries = list_dir(paths.proc(""))) {
-    for (const auto& entry : *entries) {
-      auto pid = parse_u64(entry);
-      if (!pid || *pid > 0x7fffffff) {
+  if (processes) {
+    for (const auto& process : *processes) {
+      if (!may_be_daemon(process.comm)) {
         continue;
       }
-      // argv, not comm: NixOS runs the daemon through a wrapper
-      // (comm ".nvidia-persist", argv[0] "nvidia-persistenced").
+      const std::string entry = std::to_string(process.pid);
       auto argv = read_cmdline(paths.proc(entry + "/cmdline"));
       if (!is_daemon(argv)) {
         continue;
@@ -133,11 +139,11 @@ DaemonFacts read_daemon(const Paths& paths) {
         other = fmt::format("another PID namespace ({}, the host's {})", *pid_ns, *host_pid);
       }
       if (!other.empty()) {
-        facts.foreign.push_back({static_cast<int>(*pid), other + ": a container's daemon, not this host's"});
+        facts.foreign.push_back({process.pid, other + ": a container's daemon, not this host's"});
         continue;
       }
       DaemonProcess proc;
-      proc.pid = static_cast<int>(*pid);
+      proc.pid = process.pid;
       proc.argv = std::move(argv);
       proc.uid = read_uid(paths.proc(entry + "/status"));
       if (auto fds = list_dir(paths.proc(entry + "/fd"))) {

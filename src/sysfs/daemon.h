@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "core/paths.h"
+#include "core/result.h"
 #include "snapshot/snapshot.h"
+#include "sysfs/processes.h"
 
 namespace gpuwarm {
 
@@ -14,8 +16,10 @@ namespace gpuwarm {
 // distributions disagree on where it goes).
 extern const std::vector<std::string> k_daemon_search_dirs;
 
-// The binary is looked for in k_daemon_search_dirs only (never $PATH), under the root.
-DaemonFacts read_daemon(const Paths& paths);
+// The binary is looked for in k_daemon_search_dirs only (never $PATH), under the root. Running instances
+// are found among `processes` (list_processes): a name like the daemon's, then argv[0] nvidia-persistenced.
+DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName>>& processes);
+DaemonFacts read_daemon(const Paths& paths);  // lists the processes itself
 
 // Only the binary (what read_daemon puts in `binary`), without scanning
 // processes: the first executable in k_daemon_search_dirs that neither it nor

@@ -8,6 +8,7 @@
 #include "core/result.h"
 #include "core/strings.h"
 #include "sysfs/daemon.h"
+#include "sysfs/processes.h"
 
 namespace gpuwarm {
 
@@ -18,30 +19,6 @@ namespace {
 constexpr std::array<std::string_view, 11> k_scheduler_daemons = {
     "slurmd",  "kubelet",       "k3s-agent", "k3s-server", "kubelite", "pbs_mom",
     "sge_execd", "sbatchd", "condor_startd", "nomad",     "flux-broker"};
-
-// Calls fn(pid, entry) for every process; returns how many there were, or
-// the error when /proc cannot be listed.
-template <class Fn>
-Result<std::size_t> for_each_pid(const Paths& paths, Fn fn) {
-  auto entries = list_dir(paths.proc(""));
-  if (!entries) {
-    return tl::unexpected(entries.error());
-  }
-  std::size_t n = 0;
-  for (const auto& entry : *entries) {
-    auto pid = parse_u64(entry);
-    if (pid && *pid > 0 && *pid <= 0x7fffffff) {
-      ++n;
-      fn(static_cast<int>(*pid), entry);
-    }
-  }
-  return n;
-}
-
-std::string read_comm(const Paths& paths, const std::string& entry) {
-  auto text = read_first_line(paths.proc(entry + "/comm"));
-  return text ? printable(*text) : std::string{};
-}
 
 }  // namespace
 
@@ -57,34 +34,38 @@ Fact<unsigned> read_chassis_type(const Paths& paths) {
   return Fact<unsigned>::known(static_cast<unsigned>(*value));
 }
 
-Fact<std::vector<std::string>> find_schedulers(const Paths& paths) {
-  std::vector<std::string> found;
-  auto listed = for_each_pid(paths, [&](int pid, const std::string& entry) {
-    std::string comm = read_comm(paths, entry);
-    if (std::find(k_scheduler_daemons.begin(), k_scheduler_daemons.end(), comm) != k_scheduler_daemons.end()) {
-      found.push_back(comm + " (pid " + std::to_string(pid) + ")");
-    }
-  });
-  if (!listed) {
-    return Fact<std::vector<std::string>>::unknown(paths.display(listed.error().message));
+Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<std::vector<ProcessName>>& processes) {
+  if (!processes) {
+    return Fact<std::vector<std::string>>::unknown(paths.display(processes.error().message));
   }
-  if (*listed == 0) {
+  if (processes->empty()) {
     return Fact<std::vector<std::string>>::unknown("no process listed under " + paths.display(paths.proc("")));
+  }
+  std::vector<std::string> found;
+  for (const auto& p : *processes) {
+    if (std::find(k_scheduler_daemons.begin(), k_scheduler_daemons.end(), p.comm) != k_scheduler_daemons.end()) {
+      found.push_back(p.comm + " (pid " + std::to_string(p.pid) + ")");
+    }
   }
   return Fact<std::vector<std::string>>::known(std::move(found));
 }
 
 ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
   ClientScan scan;
-  for_each_pid(paths, [&](int pid, const std::string& entry) {
+  auto pids = list_pids(paths);
+  if (!pids) {
+    return scan;
+  }
+  for (int pid : *pids) {
     if (std::find(skip.begin(), skip.end(), pid) != skip.end()) {
-      return;
+      continue;
     }
+    const std::string entry = std::to_string(pid);
     auto fds = list_dir(paths.proc(entry + "/fd"));
     if (!fds) {
       // A process that exited meanwhile is not a failure to read.
       scan.unreadable += fds.error().message.find("denied") != std::string::npos ? 1u : 0u;
-      return;
+      continue;
     }
     std::vector<std::string> targets;
     for (const auto& fd : *fds) {
@@ -94,16 +75,16 @@ ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
     }
     std::vector<unsigned> minors = nvidia_minors_from_links(targets);
     if (minors.empty()) {
-      return;
+      continue;
     }
     // Only the command name: another user's arguments may hold secrets, and
     // reading /proc/PID/cmdline can block on a process stuck in the driver.
     GpuClient client;
     client.pid = pid;
-    client.comm = read_comm(paths, entry);
+    client.comm = read_comm(paths, pid);
     client.minors = std::move(minors);
     scan.clients.push_back(std::move(client));
-  });
+  }
   return scan;
 }
 

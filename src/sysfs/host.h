@@ -6,16 +6,18 @@
 #include <vector>
 
 #include "core/paths.h"
+#include "core/result.h"
 #include "snapshot/snapshot.h"
+#include "sysfs/processes.h"
 
 namespace gpuwarm {
 
 // /sys/class/dmi/id/chassis_type (SMBIOS; most VMs have none).
 Fact<unsigned> read_chassis_type(const Paths& paths);
 
-// Node daemons of job schedulers (slurmd, kubelet, ...) running now, as "name (pid N)";
-// unknown when /proc cannot be listed.
-Fact<std::vector<std::string>> find_schedulers(const Paths& paths);
+// Node daemons of job schedulers (slurmd, kubelet, ...) among `processes` (list_processes), as
+// "name (pid N)"; unknown when /proc could not be listed or listed no process.
+Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<std::vector<ProcessName>>& processes);
 
 struct ClientScan {
   std::vector<GpuClient> clients;

@@ -42,10 +42,14 @@ persistence=on
 for a in "$@"; do [ "$a" = --no-persistence-mode ] && persistence=off; done
 mkdir -p /run/nvidia-persistenced
 touch /dev/nvidia0 /dev/nvidia1
+# The process must look like the daemon to gpuwarm: its command name (/proc/PID/comm, from the name it was
+# executed by) and its argv[0].
+ln -sf /bin/sleep /run/nvidia-persistenced/nvidia-persistenced
+daemon=/run/nvidia-persistenced/nvidia-persistenced
 if [ $persistence = on ]; then
-  ( exec 3<>/dev/nvidia0 4<>/dev/nvidia1; touch /run/stand-in-persistence-on; exec -a nvidia-persistenced sleep infinity ) &
+  ( exec 3<>/dev/nvidia0 4<>/dev/nvidia1; touch /run/stand-in-persistence-on; exec -a nvidia-persistenced $daemon infinity ) &
 else
-  ( exec -a nvidia-persistenced sleep infinity ) &
+  ( exec -a nvidia-persistenced $daemon infinity ) &
 fi
 echo $! > /run/nvidia-persistenced/nvidia-persistenced.pid
 """

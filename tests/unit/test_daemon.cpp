@@ -1,7 +1,11 @@
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "core/paths.h"
 #include "sysfs/daemon.h"
+#include "sysfs/host.h"
+#include "sysfs/processes.h"
 #include "temp_tree.h"
 
 namespace gpuwarm {
@@ -18,12 +22,14 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   test::TempTree t;
   t.write("usr/bin/nvidia-persistenced", "#!/bin/sh\n");
   t.chmod("usr/bin/nvidia-persistenced", std::filesystem::perms::owner_all);
+  t.write("proc/4242/comm", "nvidia-persiste\n");
   t.write("proc/4242/cmdline", std::string("/usr/bin/nvidia-persistenced\0--user\0nvidia-persistenced\0", 57));
   t.write("proc/4242/status", "Name:\tnvidia-persiste\nUid:\t143\t143\t143\t143\n");
   t.symlink("/dev/nvidiactl", "proc/4242/fd/3");
   t.symlink("/dev/nvidia0", "proc/4242/fd/4");
   t.symlink("/dev/nvidia1", "proc/4242/fd/5");
-  // Another process whose comm is truncated the same way but is not the daemon.
+  // A process named like the daemon that is not it: its argv[0] decides.
+  t.write("proc/77/comm", "nvidia-persiste\n");
   t.write("proc/77/cmdline", std::string("python3\0nvidia-persistenced\0", 28));
   t.write("proc/self/cmdline", "x");  // not a PID
   t.write("run/nvidia-persistenced/nvidia-persistenced.pid", "4242\n");
@@ -41,6 +47,66 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   EXPECT_TRUE(d.runtime_dir);
   EXPECT_TRUE(d.socket);
   EXPECT_TRUE(d.pid_file_pid.is(4242));
+}
+
+// The daemon is found by its command name first, and only then by argv[0]: /proc/PID/cmdline is read
+// from the process's memory and can block, so it is read only for processes named like the daemon.
+TEST(Daemon, FoundByNameThenArgv) {
+  using namespace std::string_literals;
+  struct Case {
+    const char* name;
+    const char* comm;  // nullptr: no comm file (the process exited between listing and reading)
+    std::string cmdline;
+    bool found;
+  };
+  const Case cases[] = {
+      {"packaged daemon", "nvidia-persiste\n", "/usr/bin/nvidia-persistenced\0--verbose\0"s, true},
+      {"NixOS wrapper", ".nvidia-persist\n",
+       "/nix/store/abc-nvidia-x11/bin/nvidia-persistenced\0"s, true},
+      {"argv[0] alone does not make the daemon (exec -a)", "sleep\n",
+       "nvidia-persistenced\0infinity\0"s, false},
+      {"name alone does not either", "nvidia-persiste\n", "/usr/bin/python3\0"s, false},
+      {"no comm", nullptr, "/usr/bin/nvidia-persistenced\0"s, false},
+      {"empty cmdline (a kernel thread)", "nvidia-persiste\n", "", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    test::TempTree t;
+    if (c.comm != nullptr) {
+      t.write("proc/500/comm", c.comm);
+    }
+    t.write("proc/500/cmdline", c.cmdline);
+    t.write("proc/500/status", "Uid:\t0\t0\t0\t0\n");
+    t.mkdir("proc/500/fd");
+    DaemonFacts d = read_daemon(Paths(t.root()));
+    EXPECT_EQ(d.processes.size(), c.found ? 1u : 0u);
+  }
+}
+
+// One listing serves every reader; a PID-looking name that is not a canonical PID is not a process.
+TEST(Processes, ListedOnceWithTheirNames) {
+  test::TempTree t;
+  t.write("proc/1/comm", "systemd\n");
+  t.write("proc/812/comm", "slurmd\n");
+  t.write("proc/0042/comm", "fake\n");
+  t.write("proc/self/comm", "gpuwarm\n");
+  t.mkdir("proc/9000");  // exited between the listing and the read: no name
+  auto listed = list_processes(Paths(t.root()));
+  ASSERT_TRUE(listed.has_value());
+  std::map<int, std::string> by_pid;
+  for (const auto& p : *listed) {
+    by_pid[p.pid] = p.comm;
+  }
+  EXPECT_EQ(by_pid, (std::map<int, std::string>{{1, "systemd"}, {812, "slurmd"}, {9000, ""}}));
+
+  auto schedulers = find_schedulers(Paths(t.root()), listed);
+  ASSERT_TRUE(schedulers.has());
+  EXPECT_EQ(*schedulers, (std::vector<std::string>{"slurmd (pid 812)"}));
+
+  test::TempTree no_proc;
+  auto unlisted = list_processes(Paths(no_proc.root()));
+  EXPECT_FALSE(unlisted.has_value());
+  EXPECT_FALSE(find_schedulers(Paths(no_proc.root()), unlisted).has());
 }
 
 TEST(Daemon, AbsentDaemon) {
