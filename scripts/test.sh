@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests and end-to-end tests on the normal build,
+# The whole test suite: unit tests and end-to-end tests on the normal build, a check
+# that every source file compiles on its own (the builds compile them in batches),
 # then the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer.
 # Tests that need what this machine lacks (root, dbus-daemon) print why they skip.
 set -euo pipefail
@@ -28,6 +29,11 @@ fi
 
 echo "== build/ (Release, as scripts/setup.sh builds it)  [${SECONDS} s so far]"
 run_suite build -DCMAKE_BUILD_TYPE=Release -DGPUWARM_BUILD_TESTS=ON
+
+echo "== every source file compiles on its own (the builds compile them in batches)  [${SECONDS} s so far]"
+cmake -S . -B build-single -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPUWARM_BUILD_TESTS=ON -DGPUWARM_UNITY_BUILD=OFF >/dev/null
+cmake --build build-single --target gpuwarm_version_info >/dev/null
+python3 scripts/each_file_alone.py build-single
 
 echo "== build-asan/ (ASan + UBSan)  [${SECONDS} s so far]"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

@@ -101,7 +101,7 @@ std::string daemon_line(const Snapshot& s) {
   }
   std::string out = binary;
   for (const auto& p : s.daemon.processes) {
-    out += fmt::format(" · pid {}: {}", p.pid, join_args(p.argv));
+    out += " · " + describe_daemon_process(p);
   }
   return out;
 }

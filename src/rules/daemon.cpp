@@ -29,7 +29,7 @@ std::vector<Finding> daemon_no_persistence_mode(const Snapshot& s) {
   Finding f;
   for (const auto& p : s.daemon.processes) {
     if (has_arg(p.argv, k_no_pm_flag)) {
-      f.evidence.push_back(fmt::format("pid {}: {}", p.pid, join_args(p.argv)));
+      f.evidence.push_back(describe_daemon_process(p));
     }
   }
   if (s.service.exec_start.has() && has_arg(*s.service.exec_start, k_no_pm_flag)) {

@@ -109,6 +109,11 @@ std::vector<GpuQuery> gpu_queries(const GpuFacts& g) {
   return out;
 }
 
+std::string describe_daemon_process(const DaemonProcess& p) {
+  return "pid " + std::to_string(p.pid) + ": " +
+         (p.argv_missing.empty() ? join_args(p.argv) : "arguments unread: " + p.argv_missing);
+}
+
 nvml::Effect effect_of(nvml::Entry entry, const std::string& reason) {
   return nvml::effect(entry, nvml::meaning_of_reason(reason));
 }

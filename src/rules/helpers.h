@@ -30,6 +30,8 @@ std::string kernel_module_version(const Snapshot& s);
 std::string user_space_version(const Snapshot& s);
 
 std::string join_args(const std::vector<std::string>& argv);
+// "pid 4242: /usr/bin/nvidia-persistenced --verbose", or why its arguments are unknown.
+std::string describe_daemon_process(const DaemonProcess& p);
 
 // One per-GPU NVML fact: which query reads it, what the verdict asks of it,
 // and why it is missing (nullptr when it was read).

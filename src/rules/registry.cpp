@@ -117,7 +117,7 @@ Finding healthy_finding(const Snapshot& s) {
   f.message = fmt::format("{} GPU(s) persistent, held by nvidia-persistenced", gpus.size());
   f.next_step = "Nothing to do.";
   for (const auto& p : s.daemon.processes) {
-    f.evidence.push_back(fmt::format("pid {}: {}", p.pid, join_args(p.argv)));
+    f.evidence.push_back(describe_daemon_process(p));
   }
   return f;
 }

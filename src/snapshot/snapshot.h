@@ -105,6 +105,7 @@ struct NvmlFacts {
 struct DaemonProcess {
   int pid = 0;
   std::vector<std::string> argv;
+  std::string argv_missing;  // why argv is empty though the process is named like the daemon ("" when read)
   Fact<unsigned> uid;
   Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
 };

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/deadline.h"
 #include "core/fs.h"
 #include "core/strings.h"
 #include "sysfs/processes.h"
@@ -43,9 +44,7 @@ std::string daemon_location(const std::string& binary) {
   return "system directory";
 }
 
-namespace {
-
-std::vector<std::string> read_cmdline(const std::string& path) {
+std::vector<std::string> read_proc_cmdline(const std::string& path) {
   std::vector<std::string> argv;
   auto text = read_file(path, 1u << 20);
   if (!text) {
@@ -60,10 +59,21 @@ std::vector<std::string> read_cmdline(const std::string& path) {
   return argv;
 }
 
+namespace {
+
 // The command name first, and the arguments only then (see sysfs/processes.h): the daemon's is
 // "nvidia-persiste" (cut at 15 bytes), or ".nvidia-persist" where NixOS runs it through a wrapper
-// (".nvidia-persistenced-wrapped", with argv[0] "nvidia-persistenced").
-bool may_be_daemon(std::string_view comm) { return comm.find("nvidia-persist") != std::string_view::npos; }
+// (".nvidia-persistenced-wrapped", with argv[0] "nvidia-persistenced"). A process started through
+// fexecve() is named by its descriptor's number on kernels before 6.14 ("3"), and the PID the daemon
+// wrote to its PID file is looked at whatever its name.
+bool named_like_daemon(std::string_view comm) { return comm.find("nvidia-persist") != std::string_view::npos; }
+
+bool may_be_daemon(const ProcessName& p, const Fact<int>& pid_file_pid) {
+  bool fd_number = !p.comm.empty() && std::all_of(p.comm.begin(), p.comm.end(), [](char c) {
+    return c >= '0' && c <= '9';
+  });
+  return named_like_daemon(p.comm) || fd_number || pid_file_pid.is(p.pid);
+}
 
 bool is_daemon(const std::vector<std::string>& argv) {
   if (argv.empty()) {
@@ -109,11 +119,23 @@ std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& t
 
 DaemonFacts read_daemon(const Paths& paths) { return read_daemon(paths, list_processes(paths)); }
 
-DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName>>& processes) {
+DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName>>& processes,
+                        const CmdlineReader& cmdline_reader, std::chrono::milliseconds cmdline_deadline) {
   DaemonFacts facts;
   facts.binary = find_daemon_binary(paths);
   if (facts.binary.has()) {
     facts.binary_found_by = daemon_location(*facts.binary);
+  }
+
+  const std::string runtime_dir = paths.run("nvidia-persistenced");
+  facts.runtime_dir = path_exists(runtime_dir);
+  facts.socket = path_exists(runtime_dir + "/socket");
+  if (auto text = read_first_line(runtime_dir + "/nvidia-persistenced.pid")) {
+    auto pid = parse_u64(*text);
+    facts.pid_file_pid = pid && *pid <= 0x7fffffff ? Fact<int>::known(static_cast<int>(*pid))
+                                                   : Fact<int>::unknown("unparsable PID file");
+  } else {
+    facts.pid_file_pid = Fact<int>::unknown(paths.display(text.error().message));
   }
 
   // This host's namespaces are PID 1's (of the /proc being read): a daemon in another mount or PID namespace
@@ -122,12 +144,27 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
   auto host_pid = read_link(paths.proc("1/ns/pid"));
   if (processes) {
     for (const auto& process : *processes) {
-      if (!may_be_daemon(process.comm)) {
+      if (!may_be_daemon(process, facts.pid_file_pid)) {
         continue;
       }
       const std::string entry = std::to_string(process.pid);
-      auto argv = read_cmdline(paths.proc(entry + "/cmdline"));
-      if (!is_daemon(argv)) {
+      // Bounded even here: the daemon holds every GPU open, so it is the process most likely to be stuck in
+      // a wedged driver, with its memory lock held.
+      const std::string path = paths.proc(entry + "/cmdline");
+      auto read = run_with_deadline<std::vector<std::string>>(
+          cmdline_deadline, [path, cmdline_reader](Progress&) { return cmdline_reader(path); });
+      std::vector<std::string> argv;
+      std::string argv_missing;
+      if (read.value) {
+        argv = std::move(*read.value);
+        if (!is_daemon(argv)) {
+          continue;
+        }
+      } else if (named_like_daemon(process.comm)) {
+        // Its name says it is the daemon; what it runs with cannot be told.
+        argv_missing = fmt::format("{} did not answer in {} ms (the process may be stuck in the driver)",
+                                   paths.display(path), cmdline_deadline.count());
+      } else {
         continue;
       }
       auto mnt = read_link(paths.proc(entry + "/ns/mnt"));
@@ -145,6 +182,7 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       DaemonProcess proc;
       proc.pid = process.pid;
       proc.argv = std::move(argv);
+      proc.argv_missing = std::move(argv_missing);
       proc.uid = read_uid(paths.proc(entry + "/status"));
       if (auto fds = list_dir(paths.proc(entry + "/fd"))) {
         std::vector<std::string> targets;
@@ -160,17 +198,6 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       }
       facts.processes.push_back(std::move(proc));
     }
-  }
-
-  const std::string runtime_dir = paths.run("nvidia-persistenced");
-  facts.runtime_dir = path_exists(runtime_dir);
-  facts.socket = path_exists(runtime_dir + "/socket");
-  if (auto text = read_first_line(runtime_dir + "/nvidia-persistenced.pid")) {
-    auto pid = parse_u64(*text);
-    facts.pid_file_pid = pid && *pid <= 0x7fffffff ? Fact<int>::known(static_cast<int>(*pid))
-                                                   : Fact<int>::unknown("unparsable PID file");
-  } else {
-    facts.pid_file_pid = Fact<int>::unknown(paths.display(text.error().message));
   }
   return facts;
 }

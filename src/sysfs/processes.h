@@ -1,10 +1,11 @@
 #pragma once
-// One walk of /proc for every question a collection asks of processes (is nvidia-persistenced running,
-// which scheduler's node daemon is). Each process is known by its PID and its command name, read from
+// One walk of /proc answers what every collection asks of processes: is nvidia-persistenced running, and
+// which scheduler's node daemon is (the scan for other GPU clients, done only when persistence is off,
+// lists /proc again later). Each process is known by its PID and its command name, read from
 // /proc/PID/comm: the kernel answers that from the task itself. /proc/PID/cmdline is read from the
 // process's memory and waits on its memory lock, so reading it for every process would let one process
-// stuck in the driver hang the walk (and a health check with it); it is read only for processes whose
-// name says they are the daemon.
+// stuck in the driver hang the walk (and a health check with it); it is read only for processes that may
+// be the daemon, and under a deadline (sysfs/daemon.h).
 
 #include <string>
 #include <vector>

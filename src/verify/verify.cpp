@@ -43,11 +43,13 @@ CheckResult daemon_running_check(const Snapshot& s) {
   }
   std::vector<std::string> lines;
   bool flag = false;
+  bool unread = false;  // whether it runs with persistence on cannot be told: not a pass
   for (const auto& p : s.daemon.processes) {
-    lines.push_back(fmt::format("pid {}: {}", p.pid, join_args(p.argv)));
+    lines.push_back(describe_daemon_process(p));
     flag = flag || has_arg(p.argv, k_no_pm_flag);
+    unread = unread || !p.argv_missing.empty();
   }
-  c.status = flag ? CheckStatus::fail : CheckStatus::pass;
+  c.status = flag || unread ? CheckStatus::fail : CheckStatus::pass;
   c.detail = fmt::format("{}", fmt::join(lines, "; ")) + (flag ? " (runs with --no-persistence-mode)" : "");
   return c;
 }

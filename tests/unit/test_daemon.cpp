@@ -1,4 +1,6 @@
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -68,6 +70,7 @@ TEST(Daemon, FoundByNameThenArgv) {
       {"name alone does not either", "nvidia-persiste\n", "/usr/bin/python3\0"s, false},
       {"no comm", nullptr, "/usr/bin/nvidia-persistenced\0"s, false},
       {"empty cmdline (a kernel thread)", "nvidia-persiste\n", "", false},
+      {"started through fexecve: named by its descriptor", "3\n", "/usr/bin/nvidia-persistenced\0"s, true},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -81,6 +84,40 @@ TEST(Daemon, FoundByNameThenArgv) {
     DaemonFacts d = read_daemon(Paths(t.root()));
     EXPECT_EQ(d.processes.size(), c.found ? 1u : 0u);
   }
+}
+
+TEST(Daemon, PidFileNamesItWhateverItsCommandName) {
+  using namespace std::string_literals;
+  test::TempTree t;
+  t.write("proc/600/comm", "persistd\n");
+  t.write("proc/600/cmdline", "/opt/x/nvidia-persistenced\0"s);
+  t.write("proc/601/comm", "persistd\n");  // the same, but not the PID the daemon wrote
+  t.write("proc/601/cmdline", "/opt/x/nvidia-persistenced\0"s);
+  t.write("run/nvidia-persistenced/nvidia-persistenced.pid", "600\n");
+  DaemonFacts d = read_daemon(Paths(t.root()));
+  ASSERT_EQ(d.processes.size(), 1u);
+  EXPECT_EQ(d.processes[0].pid, 600);
+}
+
+// Arguments that never come (a process stuck in the driver holds its memory lock) cost the deadline, not
+// the run: a process named like the daemon is kept, saying why its arguments are unknown; another is not
+// taken for the daemon.
+TEST(Daemon, ArgumentsThatNeverComeAreBoundedAndSaid) {
+  test::TempTree t;
+  t.write("proc/700/comm", "nvidia-persiste\n");
+  t.write("proc/701/comm", "7\n");
+  auto stuck = [](const std::string&) -> std::vector<std::string> {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    return {"/usr/bin/nvidia-persistenced"};
+  };
+  auto started = std::chrono::steady_clock::now();
+  DaemonFacts d = read_daemon(Paths(t.root()), list_processes(Paths(t.root())), stuck, std::chrono::milliseconds(100));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  ASSERT_EQ(d.processes.size(), 1u);
+  EXPECT_EQ(d.processes[0].pid, 700);
+  EXPECT_TRUE(d.processes[0].argv.empty());
+  EXPECT_NE(d.processes[0].argv_missing.find("did not answer in 100 ms"), std::string::npos)
+      << d.processes[0].argv_missing;
 }
 
 // One listing serves every reader; a PID-looking name that is not a canonical PID is not a process.

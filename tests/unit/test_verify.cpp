@@ -41,6 +41,12 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
       {"disabled", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
        "unit-enabled"},
       {"flag", [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode"); }, "daemon-running"},
+      {"arguments unread",
+       [](Snapshot& s) {
+         s.daemon.processes[0].argv.clear();
+         s.daemon.processes[0].argv_missing = "/proc/4242/cmdline did not answer in 1000 ms";
+       },
+       "daemon-running"},
       {"gpu off, not held by the daemon either",
        [](Snapshot& s) {
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
