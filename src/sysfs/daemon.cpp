@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
@@ -73,6 +74,18 @@ bool may_be_daemon(const ProcessName& p, const Fact<int>& pid_file_pid) {
     return c >= '0' && c <= '9';
   });
   return named_like_daemon(p.comm) || fd_number || pid_file_pid.is(p.pid);
+}
+
+// A read abandoned at its deadline stays blocked in the kernel until the process moves on. `metrics
+// --listen` and `watch` collect again and again: one blocked read per process at most, never one more at
+// every collection. The read itself takes its PID off the list when it returns.
+struct BlockedReads {
+  std::mutex mutex;
+  std::set<int> pids;
+};
+BlockedReads& blocked_reads() {
+  static auto* reads = new BlockedReads;  // never destroyed: an abandoned read may still use it at exit
+  return *reads;
 }
 
 bool is_daemon(const std::vector<std::string>& argv) {
@@ -151,8 +164,25 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       // Bounded even here: the daemon holds every GPU open, so it is the process most likely to be stuck in
       // a wedged driver, with its memory lock held.
       const std::string path = paths.proc(entry + "/cmdline");
-      auto read = run_with_deadline<std::vector<std::string>>(
-          cmdline_deadline, [path, cmdline_reader](Progress&) { return cmdline_reader(path); });
+      bool still_blocked = false;
+      {
+        std::lock_guard<std::mutex> lock(blocked_reads().mutex);
+        still_blocked = !blocked_reads().pids.insert(process.pid).second;
+      }
+      DeadlineResult<std::vector<std::string>> read;
+      if (!still_blocked) {
+        const int pid = process.pid;
+        read = run_with_deadline<std::vector<std::string>>(cmdline_deadline, [path, cmdline_reader, pid](Progress&) {
+          struct Done {
+            int pid;
+            ~Done() {
+              std::lock_guard<std::mutex> lock(blocked_reads().mutex);
+              blocked_reads().pids.erase(pid);
+            }
+          } done{pid};
+          return cmdline_reader(path);
+        });
+      }
       std::vector<std::string> argv;
       std::string argv_missing;
       if (read.value) {
@@ -162,8 +192,12 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
         }
       } else if (named_like_daemon(process.comm)) {
         // Its name says it is the daemon; what it runs with cannot be told.
-        argv_missing = fmt::format("{} did not answer in {} ms (the process may be stuck in the driver)",
-                                   paths.display(path), cmdline_deadline.count());
+        argv_missing = still_blocked ? fmt::format("{}: an earlier read is still waiting (the process may be "
+                                                   "stuck in the driver)",
+                                                   paths.display(path))
+                                     : fmt::format("{} did not answer in {} ms (the process may be stuck in the "
+                                                   "driver)",
+                                                   paths.display(path), cmdline_deadline.count());
       } else {
         continue;
       }

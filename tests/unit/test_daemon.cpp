@@ -1,3 +1,4 @@
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -118,6 +119,28 @@ TEST(Daemon, ArgumentsThatNeverComeAreBoundedAndSaid) {
   EXPECT_TRUE(d.processes[0].argv.empty());
   EXPECT_NE(d.processes[0].argv_missing.find("did not answer in 100 ms"), std::string::npos)
       << d.processes[0].argv_missing;
+}
+
+// A resident exporter collects again and again: while a read is still blocked, no second one is started
+// for that process.
+TEST(Daemon, OneBlockedReadPerProcessAcrossCollections) {
+  test::TempTree t;
+  t.write("proc/800/comm", "nvidia-persiste\n");
+  static std::atomic<int> reads{0};
+  auto stuck = [](const std::string&) -> std::vector<std::string> {
+    ++reads;
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    return {};
+  };
+  Paths paths(t.root());
+  for (int collection = 0; collection < 3; ++collection) {
+    DaemonFacts d = read_daemon(paths, list_processes(paths), stuck, std::chrono::milliseconds(50));
+    ASSERT_EQ(d.processes.size(), 1u);
+    EXPECT_NE(d.processes[0].argv_missing.find(collection == 0 ? "did not answer" : "still waiting"),
+              std::string::npos)
+        << d.processes[0].argv_missing;
+  }
+  EXPECT_EQ(reads.load(), 1);
 }
 
 // One listing serves every reader; a PID-looking name that is not a canonical PID is not a process.
