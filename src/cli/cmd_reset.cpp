@@ -15,7 +15,6 @@
 #include "cli/node_lock.h"
 #include "cli/step_report.h"
 #include "cli/verify_runner.h"
-#include "core/deadline.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/host.h"
@@ -51,16 +50,12 @@ struct ResetStepRecord {
 
 // "pid 4242 (python3): python3 train.py --lr 3e-4", for the processes that block a reset: the operator must
 // know which job to stop. Read only for those, before anything is changed, escaped, bounded in size and in
-// time (reading /proc/PID/cmdline can block on a process stuck in the driver -- the very process that holds
-// the GPU; past the deadline the read is abandoned and the command name stands alone).
+// time (read_cmdline: the process holding the GPU may be stuck in the driver; past the deadline the command
+// name stands alone).
 std::vector<std::string> command_lines(const Paths& paths, const std::vector<GpuClient>& clients) {
   std::vector<std::string> out;
   for (const auto& c : clients) {
-    std::string path = paths.proc(std::to_string(c.pid) + "/cmdline");
-    auto read = run_with_deadline<std::string>(std::chrono::seconds(1), [path](Progress&) {
-      return read_file(path, 1u << 20).value_or("");
-    });
-    std::string args = read.value.value_or("");
+    std::string args = read_cmdline(paths, c.pid).text.value_or("");
     if (args.size() > 4096) {
       args.resize(4096);
       args += "...";

@@ -5,12 +5,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
 
-#include "core/deadline.h"
 #include "core/fs.h"
 #include "core/strings.h"
 #include "sysfs/processes.h"
@@ -45,21 +43,6 @@ std::string daemon_location(const std::string& binary) {
   return "system directory";
 }
 
-std::vector<std::string> read_proc_cmdline(const std::string& path) {
-  std::vector<std::string> argv;
-  auto text = read_file(path, 1u << 20);
-  if (!text) {
-    return argv;
-  }
-  for (auto arg : split(*text, '\0')) {
-    argv.emplace_back(printable(arg));
-  }
-  while (!argv.empty() && argv.back().empty()) {
-    argv.pop_back();
-  }
-  return argv;
-}
-
 namespace {
 
 // The command name first, and the arguments only then (see sysfs/processes.h): the daemon's is
@@ -74,18 +57,6 @@ bool may_be_daemon(const ProcessName& p, const Fact<int>& pid_file_pid) {
     return c >= '0' && c <= '9';
   });
   return named_like_daemon(p.comm) || fd_number || pid_file_pid.is(p.pid);
-}
-
-// A read abandoned at its deadline stays blocked in the kernel until the process moves on. `metrics
-// --listen` and `watch` collect again and again: one blocked read per process at most, never one more at
-// every collection. The read itself takes its PID off the list when it returns.
-struct BlockedReads {
-  std::mutex mutex;
-  std::set<int> pids;
-};
-BlockedReads& blocked_reads() {
-  static auto* reads = new BlockedReads;  // never destroyed: an abandoned read may still use it at exit
-  return *reads;
 }
 
 bool is_daemon(const std::vector<std::string>& argv) {
@@ -163,43 +134,15 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       const std::string entry = std::to_string(process.pid);
       // Bounded even here: the daemon holds every GPU open, so it is the process most likely to be stuck in
       // a wedged driver, with its memory lock held.
-      const std::string path = paths.proc(entry + "/cmdline");
-      bool still_blocked = false;
-      {
-        std::lock_guard<std::mutex> lock(blocked_reads().mutex);
-        still_blocked = !blocked_reads().pids.insert(process.pid).second;
-      }
-      DeadlineResult<std::vector<std::string>> read;
-      if (!still_blocked) {
-        const int pid = process.pid;
-        read = run_with_deadline<std::vector<std::string>>(cmdline_deadline, [path, cmdline_reader, pid](Progress&) {
-          struct Done {
-            int pid;
-            ~Done() {
-              std::lock_guard<std::mutex> lock(blocked_reads().mutex);
-              blocked_reads().pids.erase(pid);
-            }
-          } done{pid};
-          return cmdline_reader(path);
-        });
-      }
+      CmdlineRead read = read_cmdline(paths, process.pid, cmdline_deadline, cmdline_reader);
       std::vector<std::string> argv;
-      std::string argv_missing;
-      if (read.value) {
-        argv = std::move(*read.value);
+      if (read.text) {
+        argv = split_cmdline(*read.text);
         if (!is_daemon(argv)) {
           continue;
         }
-      } else if (named_like_daemon(process.comm)) {
-        // Its name says it is the daemon; what it runs with cannot be told.
-        argv_missing = still_blocked ? fmt::format("{}: an earlier read is still waiting (the process may be "
-                                                   "stuck in the driver)",
-                                                   paths.display(path))
-                                     : fmt::format("{} did not answer in {} ms (the process may be stuck in the "
-                                                   "driver)",
-                                                   paths.display(path), cmdline_deadline.count());
-      } else {
-        continue;
+      } else if (!named_like_daemon(process.comm)) {
+        continue;  // its arguments would have to say it is the daemon; they cannot be read
       }
       auto mnt = read_link(paths.proc(entry + "/ns/mnt"));
       auto pid_ns = read_link(paths.proc(entry + "/ns/pid"));
@@ -216,7 +159,7 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       DaemonProcess proc;
       proc.pid = process.pid;
       proc.argv = std::move(argv);
-      proc.argv_missing = std::move(argv_missing);
+      proc.argv_missing = std::move(read.missing);
       proc.uid = read_uid(paths.proc(entry + "/status"));
       if (auto fds = list_dir(paths.proc(entry + "/fd"))) {
         std::vector<std::string> targets;

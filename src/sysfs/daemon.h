@@ -3,7 +3,6 @@
 // their arguments, the runtime directory, and which GPUs each instance holds.
 
 #include <chrono>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,14 +19,11 @@ extern const std::vector<std::string> k_daemon_search_dirs;
 
 // The binary is looked for in k_daemon_search_dirs only (never $PATH), under the root. Running instances
 // are found among `processes` (list_processes): a name like the daemon's, then argv[0] nvidia-persistenced.
-// The arguments are read from /proc/PID/cmdline by `cmdline_reader` (tests stand in for it), waited for
-// `cmdline_deadline` at most: a process named like the daemon whose arguments do not come is kept, with
-// argv_missing saying why.
-using CmdlineReader = std::function<std::vector<std::string>(const std::string& path)>;
-std::vector<std::string> read_proc_cmdline(const std::string& path);
+// The arguments are read with read_cmdline (sysfs/processes.h; tests stand in for its reader): a process
+// named like the daemon whose arguments do not come in time is kept, with argv_missing saying why.
 DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName>>& processes,
-                        const CmdlineReader& cmdline_reader = read_proc_cmdline,
-                        std::chrono::milliseconds cmdline_deadline = std::chrono::milliseconds(1000));
+                        const CmdlineReader& cmdline_reader = read_cmdline_file,
+                        std::chrono::milliseconds cmdline_deadline = k_cmdline_deadline);
 DaemonFacts read_daemon(const Paths& paths);  // lists the processes itself
 
 // Only the binary (what read_daemon puts in `binary`), without scanning

@@ -1,9 +1,29 @@
 #include "sysfs/processes.h"
 
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "core/deadline.h"
 #include "core/fs.h"
 #include "core/strings.h"
 
 namespace gpuwarm {
+
+namespace {
+
+// Reads abandoned at their deadline, still blocked in the kernel; each takes its PID off when it returns.
+struct BlockedReads {
+  std::mutex mutex;
+  std::set<int> pids;
+};
+BlockedReads& blocked_reads() {
+  static auto* reads = new BlockedReads;  // never destroyed: an abandoned read may still use it at exit
+  return *reads;
+}
+
+}  // namespace
 
 Result<std::vector<int>> list_pids(const Paths& paths) {
   auto entries = list_dir(paths.proc(""));
@@ -37,6 +57,50 @@ Result<std::vector<ProcessName>> list_processes(const Paths& paths) {
     out.push_back({pid, read_comm(paths, pid)});
   }
   return out;
+}
+
+std::string read_cmdline_file(const std::string& path) { return read_file(path, 1u << 20).value_or(""); }
+
+CmdlineRead read_cmdline(const Paths& paths, int pid, std::chrono::milliseconds deadline,
+                         const CmdlineReader& reader) {
+  const std::string path = paths.proc(std::to_string(pid) + "/cmdline");
+  CmdlineRead out;
+  {
+    std::lock_guard<std::mutex> lock(blocked_reads().mutex);
+    out.earlier_read_pending = !blocked_reads().pids.insert(pid).second;
+  }
+  if (out.earlier_read_pending) {
+    out.missing = fmt::format("{}: an earlier read is still waiting (the process may be stuck in the driver)",
+                              paths.display(path));
+    return out;
+  }
+  auto read = run_with_deadline<std::string>(deadline, [path, reader, pid](Progress&) {
+    struct Done {
+      int pid;
+      ~Done() {
+        std::lock_guard<std::mutex> lock(blocked_reads().mutex);
+        blocked_reads().pids.erase(pid);
+      }
+    } done{pid};
+    return reader(path);
+  });
+  out.text = std::move(read.value);
+  if (!out.text) {
+    out.missing = fmt::format("{} did not answer in {} ms (the process may be stuck in the driver)",
+                              paths.display(path), deadline.count());
+  }
+  return out;
+}
+
+std::vector<std::string> split_cmdline(std::string_view text) {
+  std::vector<std::string> argv;
+  for (auto arg : split(text, '\0')) {
+    argv.emplace_back(printable(arg));
+  }
+  while (!argv.empty() && argv.back().empty()) {
+    argv.pop_back();
+  }
+  return argv;
 }
 
 }  // namespace gpuwarm

@@ -7,7 +7,11 @@
 // stuck in the driver hang the walk (and a health check with it); it is read only for processes that may
 // be the daemon, and under a deadline (sysfs/daemon.h).
 
+#include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/paths.h"
@@ -27,5 +31,23 @@ Result<std::vector<int>> list_pids(const Paths& paths);
 Result<std::vector<ProcessName>> list_processes(const Paths& paths);
 
 std::string read_comm(const Paths& paths, int pid);
+
+// /proc/PID/cmdline, the one way gpuwarm reads another process's arguments: under a deadline (it waits on
+// the process's memory lock), and never a second time while an earlier read of that process is still
+// blocked in the kernel (`metrics --listen` and `watch` collect again and again).
+using CmdlineReader = std::function<std::string(const std::string& path)>;  // "" when unreadable
+std::string read_cmdline_file(const std::string& path);  // read_file, at most 1 MiB
+inline constexpr std::chrono::milliseconds k_cmdline_deadline{1000};
+
+struct CmdlineRead {
+  std::optional<std::string> text;      // NUL-separated; nullopt when it did not answer in time
+  bool earlier_read_pending = false;    // not tried: an earlier read of this process is still blocked
+  std::string missing;                  // why `text` is empty, for the report ("" when read)
+};
+CmdlineRead read_cmdline(const Paths& paths, int pid, std::chrono::milliseconds deadline = k_cmdline_deadline,
+                         const CmdlineReader& reader = read_cmdline_file);
+
+// The arguments of a cmdline text, made printable; trailing empty ones dropped.
+std::vector<std::string> split_cmdline(std::string_view text);
 
 }  // namespace gpuwarm

@@ -107,9 +107,9 @@ TEST(Daemon, ArgumentsThatNeverComeAreBoundedAndSaid) {
   test::TempTree t;
   t.write("proc/700/comm", "nvidia-persiste\n");
   t.write("proc/701/comm", "7\n");
-  auto stuck = [](const std::string&) -> std::vector<std::string> {
+  auto stuck = [](const std::string&) -> std::string {
     std::this_thread::sleep_for(std::chrono::seconds(3));
-    return {"/usr/bin/nvidia-persistenced"};
+    return "/usr/bin/nvidia-persistenced";
   };
   auto started = std::chrono::steady_clock::now();
   DaemonFacts d = read_daemon(Paths(t.root()), list_processes(Paths(t.root())), stuck, std::chrono::milliseconds(100));
@@ -127,10 +127,10 @@ TEST(Daemon, OneBlockedReadPerProcessAcrossCollections) {
   test::TempTree t;
   t.write("proc/800/comm", "nvidia-persiste\n");
   static std::atomic<int> reads{0};
-  auto stuck = [](const std::string&) -> std::vector<std::string> {
+  auto stuck = [](const std::string&) -> std::string {
     ++reads;
     std::this_thread::sleep_for(std::chrono::seconds(3));
-    return {};
+    return "";
   };
   Paths paths(t.root());
   for (int collection = 0; collection < 3; ++collection) {
