@@ -13,6 +13,7 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "cli/node_lock.h"
+#include "cli/option_checks.h"
 #include "cli/step_report.h"
 #include "cli/verify_runner.h"
 #include "core/exit_codes.h"
@@ -38,9 +39,13 @@ struct ResetOptions {
   bool yes = false;
   bool dry_run = false;
   bool json = false;
+  bool no_restore = false;
   double job_timeout_seconds = 90;
   double reset_timeout_seconds = 120;
 };
+
+// nvidia-smi -ac / -pl answer in well under a second; a GPU that does not answer in 30 s is reported.
+constexpr int k_restore_timeout_ms = 30'000;
 
 struct ResetStepRecord {
   const ResetStep* step;
@@ -117,9 +122,21 @@ std::vector<AfterCheck> reset_checks(const ResetPlan& plan, const Snapshot& afte
                                         *b.app_sm_mhz, g->app_clocks.sm.has() ? std::to_string(*g->app_clocks.sm) : "?",
                                         b.pci_bus_id, b.app_mem_mhz.value_or(0), *b.app_sm_mhz)});
     }
-    if (b.power_limit_mw && g->power_limit_mw.has() && *g->power_limit_mw != *b.power_limit_mw) {
+    // The requested limit is what -pl set; the enforced one can also move for other reasons, so it is
+    // compared only when no limit was set away from its default.
+    if (b.requested_power_limit_mw) {
+      bool kept = g->requested_power_limit_mw.is(*b.requested_power_limit_mw);
+      out.push_back({fmt::format("GPU {} power limit", b.index), kept,
+                     kept ? fmt::format("still {:g} W", *b.requested_power_limit_mw / 1000.0)
+                          : fmt::format("lost: was {:g} W, now {}; set it again: nvidia-smi -i {} -pl {:g}",
+                                        *b.requested_power_limit_mw / 1000.0,
+                                        g->requested_power_limit_mw.has()
+                                            ? fmt::format("{:g} W", *g->requested_power_limit_mw / 1000.0)
+                                            : "unread (" + g->requested_power_limit_mw.missing + ")",
+                                        b.pci_bus_id, *b.requested_power_limit_mw / 1000.0)});
+    } else if (b.power_limit_mw && g->power_limit_mw.has() && *g->power_limit_mw != *b.power_limit_mw) {
       out.push_back({fmt::format("GPU {} power limit", b.index), false,
-                     fmt::format("lost: was {:.0f} W, now {:.0f} W; set it again: nvidia-smi -i {} -pl {:.0f}",
+                     fmt::format("lost: was {:g} W, now {:g} W; set it again: nvidia-smi -i {} -pl {:g}",
                                  *b.power_limit_mw / 1000.0, *g->power_limit_mw / 1000.0, b.pci_bus_id,
                                  *b.power_limit_mw / 1000.0)});
     }
@@ -142,12 +159,14 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.add_flag("--yes", opts->yes, "Act: without it gpuwarm only prints the plan");
   sub.add_flag("--dry-run", opts->dry_run, "Print the exact steps (D-Bus calls, the reset command) and change nothing");
   sub.add_flag("--json", opts->json, "Print the plan, each step's result and the verification as JSON");
+  sub.add_flag("--no-restore", opts->no_restore,
+               "Leave application clocks and power limits at the defaults a reset returns them to");
   sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for each systemd job (1-3600)")
-      ->check(CLI::Range(1.0, 3600.0).description(""))
+      ->check(finite_range(1.0, 3600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
   sub.add_option("--reset-timeout", opts->reset_timeout_seconds, "Seconds nvidia-smi --gpu-reset may take (1-3600)")
-      ->check(CLI::Range(1.0, 3600.0).description(""))
+      ->check(finite_range(1.0, 3600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
   sub.footer(
@@ -158,9 +177,11 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "nvidia-persistenced through systemd\n"
       "(StopUnit, waiting for the job), checks the GPUs are free, runs nvidia-smi --gpu-reset -i <bus ids>\n"
       "from a system directory with a deadline, and starts the daemon again -- always, also when the reset\n"
-      "failed or a signal arrived (signals wait until the daemon is back). Then it verifies every GPU: Enabled\n"
-      "and held by the daemon, the reset GPUs back with the same UUID, application clocks and power limits\n"
-      "compared with before (a reset returns them to defaults; the report says how to set them again).\n"
+      "failed or a signal arrived (signals wait until the daemon is back). A reset returns application clocks\n"
+      "and power limits to their defaults: those set away from the default are set again with nvidia-smi -ac\n"
+      "and -pl once the daemon holds the GPU (--no-restore leaves the defaults). Then it verifies every GPU:\n"
+      "Enabled and held by the daemon, the reset GPUs back with the same UUID, application clocks and power\n"
+      "limits as before (a check that fails says how to set them again).\n"
       "Without systemd it prints the same steps to run by hand and changes nothing. Shares fix's lock.\n\n"
       "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the daemon was started\n"
       "again), 2 bad command line or unknown GPU, 3 refused: another process holds the GPU, 5 refused: a\n"
@@ -201,6 +222,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       inputs.nvidia_smi_missing = smi.error().message;
     }
     inputs.holder_command_lines = command_lines(paths, reset_blockers(before, targets.indices));
+    inputs.restore_settings = !opts->no_restore;
     ResetPlan plan = plan_reset(before, targets.indices, inputs);
     if (acting && !paths.is_live() && plan.outcome == ResetOutcome::act) {
       plan.outcome = ResetOutcome::refused;
@@ -229,16 +251,16 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     };
     std::string head = fmt::format("gpuwarm reset · GPU {}\n", fmt::join(plan.targets, ", "));
     for (const auto& note : plan.notes) {
-      head += "note: " + escape_control(note) + "\n";
+      head += "note: " + escape_control_lines(note) + "\n";
     }
     if (plan.outcome == ResetOutcome::refused) {
       report["outcome"] = "refused";
-      return finish(to_int(plan.exit_code), head + "Refused: " + escape_control(plan.reason) +
+      return finish(to_int(plan.exit_code), head + "Refused: " + escape_control_lines(plan.reason) +
                                                  "\nNothing was changed.\n");
     }
     if (plan.outcome == ResetOutcome::no_service_manager) {
       report["outcome"] = "no-service-manager";
-      std::string text = head + escape_control(plan.reason) + "\n";
+      std::string text = head + escape_control_lines(plan.reason) + "\n";
       int n = 0;
       for (const auto& m : plan.manual) {
         text += fmt::format("  {}. {}\n", ++n, escape_control(m));
@@ -263,6 +285,17 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
       SignalShield shield;
       bool skip_reset = false;
+      bool reset_done = false;
+      // A step that is a command (the reset, a setting set again): run under a deadline, its output kept.
+      auto run_command = [&failed](ResetStepRecord& rec, int timeout_ms) {
+        auto r = run_child(rec.step->argv, timeout_ms, 64u << 10);
+        bool ok = r && r->exit_code == 0;
+        rec.status = ok ? "done" : "failed";
+        rec.detail = !r ? r.error().message
+                        : fmt::format("exit {}{}{}", r->exit_code, r->output.empty() ? "" : ": ", r->output);
+        failed = failed || !ok;
+        return ok;
+      };
       for (auto& rec : records) {
         const ResetStep& step = *rec.step;
         if (step.kind == ResetStepKind::stop_daemon) {
@@ -302,16 +335,15 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             rec.detail = skip_reset ? "the daemon could not be stopped" : "a signal arrived before the reset";
             continue;
           }
-          auto r = run_child(step.argv, static_cast<int>(opts->reset_timeout_seconds * 1000), 64u << 10);
-          if (!r) {
-            rec.status = "failed";
-            rec.detail = r.error().message;
-            failed = true;
-          } else {
-            rec.status = r->exit_code == 0 ? "done" : "failed";
-            rec.detail = fmt::format("exit {}{}{}", r->exit_code, r->output.empty() ? "" : ": ", r->output);
-            failed = failed || r->exit_code != 0;
+          reset_done = run_command(rec, static_cast<int>(opts->reset_timeout_seconds * 1000));
+        } else if (step.kind == ResetStepKind::restore_setting) {
+          // Only what the reset took away is set again; after a signal the operator gets control back sooner.
+          if (!reset_done || shield.pending()) {
+            rec.status = "not-run";
+            rec.detail = !reset_done ? "the reset did not complete" : "a signal arrived";
+            continue;
           }
+          run_command(rec, k_restore_timeout_ms);
         } else {
           auto r = services->start(k_unit_name, job_timeout);
           if (!r || *r != "done") {

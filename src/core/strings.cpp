@@ -132,6 +132,20 @@ std::string escape_control(std::string_view s) {
   return out;
 }
 
+std::string escape_control_lines(std::string_view s) {
+  std::string out;
+  for (std::size_t start = 0; start <= s.size();) {
+    auto nl = s.find('\n', start);
+    out += escape_control(s.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start));
+    if (nl == std::string_view::npos) {
+      break;
+    }
+    out += '\n';
+    start = nl + 1;
+  }
+  return out;
+}
+
 std::string to_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {

@@ -29,6 +29,8 @@ std::string printable(std::string_view s);
 // (U+0080..U+009F, which some terminals obey as escape sequences) become
 // \xNN / \u00NN. Printable text, UTF-8 included, is unchanged.
 std::string escape_control(std::string_view s);
+// The same for text of several lines that gpuwarm composed around untrusted parts: '\n' stays a line break.
+std::string escape_control_lines(std::string_view s);
 
 std::string to_lower(std::string_view s);
 

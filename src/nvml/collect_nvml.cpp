@@ -242,6 +242,14 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
       gpu.event_counters = Fact<std::vector<EventCounter>>::unknown(k_reason_not_read);
     }
   }
+  // The limit an operator set and its default: what `reset` must set again after a reset.
+  if (full) {
+    gpu.requested_power_limit_mw = read_uint(lib, dev, api.device_get_power_management_limit);
+    gpu.default_power_limit_mw = read_uint(lib, dev, api.device_get_power_management_default_limit);
+  } else {
+    gpu.requested_power_limit_mw = gpu.default_power_limit_mw =
+        Fact<unsigned>::unknown(depth == Depth::check ? k_reason_not_read_by_check : k_reason_not_read);
+  }
   // Whether a display is up on it: one sign of a workstation, where
   // persistence may be unwanted. Asked only where persistence is off.
   tell(progress, gpu_prefix + "display, MIG and process queries");

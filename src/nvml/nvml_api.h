@@ -117,6 +117,8 @@ constexpr unsigned k_string_buffer = 96;  // covers name, UUID (v2 sizes) and ve
   OPTIONAL(device_get_power_usage, Return (*)(Device, unsigned*), "nvmlDeviceGetPowerUsage", nullptr)      \
   OPTIONAL(device_get_enforced_power_limit, Return (*)(Device, unsigned*), "nvmlDeviceGetEnforcedPowerLimit", \
            nullptr)                                                                                        \
+  OPTIONAL(device_get_power_management_limit, Return (*)(Device, unsigned*), "nvmlDeviceGetPowerManagementLimit", \
+           nullptr)                                                                                        \
   OPTIONAL(device_get_power_management_default_limit, Return (*)(Device, unsigned*),                       \
            "nvmlDeviceGetPowerManagementDefaultLimit", nullptr)                                            \
   OPTIONAL(device_get_display_active, Return (*)(Device, int*), "nvmlDeviceGetDisplayActive", nullptr)        \

@@ -49,6 +49,68 @@ const KernelGpu* kernel_gpu(const Snapshot& s, const GpuFacts& g) {
   return nullptr;
 }
 
+// "500" for 500000 mW, "312.5" for 312500: nvidia-smi -pl takes watts.
+std::string watts(unsigned mw) {
+  if (mw % 1000 == 0) {
+    return std::to_string(mw / 1000);
+  }
+  std::string w = fmt::format("{:.3f}", mw / 1000.0);
+  while (w.back() == '0') {
+    w.pop_back();
+  }
+  return w;
+}
+
+// The commands that set again what a reset returns to its default (application clocks, the power limit), one
+// per setting; each setting that cannot be set again (or will not be: --no-restore) is named in `notes`.
+std::vector<std::vector<std::string>> restore_commands(const Snapshot& s, const std::vector<GpuSettingsBefore>& settings,
+                                                       const ResetInputs& in, std::vector<std::string>& notes) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& b : settings) {
+    const GpuFacts* g = gpu_by_index(s, b.index);
+    if (b.app_sm_mhz) {
+      // -ac takes <memory,graphics>; graphics and SM move together, so the SM clock stands in when graphics
+      // was not read.
+      unsigned graphics = g->app_clocks.graphics.value_or(*b.app_sm_mhz);
+      std::string command = fmt::format("{} -i {} -ac {},{}", in.nvidia_smi, b.pci_bus_id,
+                                        b.app_mem_mhz ? std::to_string(*b.app_mem_mhz) : "<memory MHz>", graphics);
+      if (!in.restore_settings) {
+        notes.push_back(fmt::format("GPU {}: application clocks {} MHz (SM) are set; the reset returns them to the "
+                                    "default and --no-restore leaves them there ({} sets them again)",
+                                    b.index, *b.app_sm_mhz, command));
+      } else if (!b.app_mem_mhz) {
+        notes.push_back(fmt::format("GPU {}: application clocks {} MHz (SM) are set, but the memory application "
+                                    "clock could not be read ({}): gpuwarm cannot set them again after the reset "
+                                    "({})",
+                                    b.index, *b.app_sm_mhz, g->app_clocks.mem.missing, command));
+      } else {
+        out.push_back({in.nvidia_smi, "-i", b.pci_bus_id, "-ac", fmt::format("{},{}", *b.app_mem_mhz, graphics)});
+      }
+    }
+    if (b.requested_power_limit_mw) {
+      if (!in.restore_settings) {
+        notes.push_back(fmt::format("GPU {}: power limit {} W is set (default {} W); the reset returns it to the "
+                                    "default and --no-restore leaves it there ({} -i {} -pl {} sets it again)",
+                                    b.index, watts(*b.requested_power_limit_mw), watts(*g->default_power_limit_mw),
+                                    in.nvidia_smi, b.pci_bus_id, watts(*b.requested_power_limit_mw)));
+      } else {
+        out.push_back({in.nvidia_smi, "-i", b.pci_bus_id, "-pl", watts(*b.requested_power_limit_mw)});
+      }
+    } else {
+      // Unknown is not "at its default": say a reset may lose it. NOT_SUPPORTED means no limit to manage.
+      for (const Fact<unsigned>* f : {&g->requested_power_limit_mw, &g->default_power_limit_mw}) {
+        if (!f->has() && nvml::meaning_of_reason(f->missing) != nvml::Meaning::not_supported) {
+          notes.push_back(fmt::format("GPU {}: whether its power limit was set away from the default could not be "
+                                      "read ({}): if it was, the reset returns it to the default",
+                                      b.index, f->missing));
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 ResetPlan refuse(ResetPlan plan, ExitCode code, std::string reason) {
   plan.outcome = ResetOutcome::refused;
   plan.exit_code = code;
@@ -236,6 +298,10 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     if (g->power_limit_mw.has()) {
       before.power_limit_mw = *g->power_limit_mw;
     }
+    if (g->requested_power_limit_mw.has() && g->default_power_limit_mw.has() &&
+        *g->requested_power_limit_mw != *g->default_power_limit_mw) {
+      before.requested_power_limit_mw = *g->requested_power_limit_mw;
+    }
     plan.settings.push_back(before);
   }
 
@@ -253,6 +319,8 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   }
   reset_argv.push_back(ids);
 
+  std::vector<std::vector<std::string>> restores = restore_commands(s, plan.settings, in, plan.notes);
+
   if (!s.service.reachable) {
     plan.outcome = ResetOutcome::no_service_manager;
     plan.exit_code = ExitCode::no_service_manager;
@@ -265,6 +333,9 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     plan.manual.push_back(fmt::format("{}", fmt::join(reset_argv, " ")));
     if (daemon_running) {
       plan.manual.push_back("start nvidia-persistenced again, also if the reset failed");
+    }
+    for (const auto& argv : restores) {
+      plan.manual.push_back(fmt::format("{}", fmt::join(argv, " ")));
     }
     plan.manual.push_back("gpuwarm verify");
     return plan;
@@ -285,12 +356,14 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
                           "always, also after a failed or interrupted reset: persistence on every GPU depends on it",
                           {}});
   }
-  for (const auto& b : plan.settings) {
-    if (b.app_sm_mhz) {
-      plan.notes.push_back(fmt::format("GPU {}: application clocks {} MHz (SM) are set and a reset returns them to "
-                                       "the default",
-                                       b.index, *b.app_sm_mhz));
-    }
+  for (auto& argv : restores) {
+    plan.steps.push_back({ResetStepKind::restore_setting,
+                          "a reset returns it to the default; set again once the daemon holds the GPU, so it stays",
+                          std::move(argv)});
+  }
+  if (!restores.empty() && !plan.daemon_was_active) {
+    plan.notes.push_back("with nvidia-persistenced not running, settings set again last only while persistence "
+                         "is on by other means or a process holds the GPU");
   }
   return plan;
 }
@@ -300,6 +373,7 @@ const char* to_string(ResetStepKind kind) {
     case ResetStepKind::stop_daemon: return "stop-daemon";
     case ResetStepKind::reset_gpus: return "reset";
     case ResetStepKind::start_daemon: return "start-daemon";
+    case ResetStepKind::restore_setting: return "restore-setting";
   }
   return "?";
 }
@@ -308,7 +382,8 @@ std::string describe(const ResetStep& step) {
   switch (step.kind) {
     case ResetStepKind::stop_daemon: return fmt::format("StopUnit({}, replace), wait for the job", k_unit_name);
     case ResetStepKind::start_daemon: return fmt::format("StartUnit({}, replace), wait for the job", k_unit_name);
-    case ResetStepKind::reset_gpus: return fmt::format("{}", fmt::join(step.argv, " "));
+    case ResetStepKind::reset_gpus:
+    case ResetStepKind::restore_setting: return fmt::format("{}", fmt::join(step.argv, " "));
   }
   return "?";
 }

@@ -11,12 +11,14 @@
 
 namespace gpuwarm {
 
-enum class ResetStepKind { stop_daemon, reset_gpus, start_daemon };
+// restore_setting: `nvidia-smi -i BUS -ac MEM,GR` or `-pl W`, after the daemon holds the GPU again (a setting
+// applied with no client holding the GPU would be lost as nvidia-smi exits).
+enum class ResetStepKind { stop_daemon, reset_gpus, start_daemon, restore_setting };
 
 struct ResetStep {
   ResetStepKind kind;
   std::string why;
-  std::vector<std::string> argv;  // reset_gpus: the exact command
+  std::vector<std::string> argv;  // reset_gpus, restore_setting: the exact command
 };
 
 enum class ResetOutcome { act, refused, no_service_manager };
@@ -29,6 +31,7 @@ struct GpuSettingsBefore {
   std::optional<unsigned> app_sm_mhz;          // set away from the default, else empty
   std::optional<unsigned> app_mem_mhz;
   std::optional<unsigned> power_limit_mw;      // the enforced limit before, when read (compared after)
+  std::optional<unsigned> requested_power_limit_mw;  // set away from its default, else empty
 };
 
 struct ResetPlan {
@@ -47,6 +50,7 @@ struct ResetInputs {
   std::string nvidia_smi;  // trusted absolute path, or "" with why in nvidia_smi_missing
   std::string nvidia_smi_missing;
   std::vector<std::string> holder_command_lines;  // "pid 4242 (python3): python3 train.py", for a refusal
+  bool restore_settings = true;  // false (--no-restore): leave clocks and power limits at their defaults
 };
 
 // Each ID is an NVML index, a UUID (GPU-...) or a PCI bus id (any case, 4- or 8-digit domain). Unknown IDs
@@ -63,7 +67,8 @@ std::vector<GpuClient> reset_blockers(const Snapshot& snapshot, const std::vecto
 ResetPlan plan_reset(const Snapshot& snapshot, const std::vector<unsigned>& targets, const ResetInputs& inputs);
 
 const char* to_string(ResetStepKind kind);
-// "StopUnit(nvidia-persistenced.service, replace)", "/usr/bin/nvidia-smi --gpu-reset -i 00000000:06:00.0".
+// "StopUnit(nvidia-persistenced.service, replace)", "/usr/bin/nvidia-smi --gpu-reset -i 00000000:06:00.0"
+// or "/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 500".
 std::string describe(const ResetStep& step);
 
 }  // namespace gpuwarm

@@ -75,7 +75,9 @@ struct GpuFacts {
   std::string event_counter_ids;  // which field-ID set answered: "269-271", "251-253" or "74-81"
   Fact<int> temperature_c;
   Fact<unsigned> power_mw;
-  Fact<unsigned> power_limit_mw;
+  Fact<unsigned> power_limit_mw;            // enforced: the lowest of every limit in force
+  Fact<unsigned> requested_power_limit_mw;  // nvmlDeviceGetPowerManagementLimit: what `nvidia-smi -pl` set
+  Fact<unsigned> default_power_limit_mw;    // what a reset or a de-initialization returns it to
   Fact<unsigned> mig_mode;  // 0 disabled, 1 enabled
   Fact<unsigned> compute_processes;
   Fact<bool> display_active;  // nvmlDeviceGetDisplayActive: a display is initialized on this GPU

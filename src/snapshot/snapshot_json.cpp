@@ -42,7 +42,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, a
                                                 persistence, pstate, clocks, max_clocks, app_clocks,
                                                 default_app_clocks, event_reasons_active, event_reasons_supported,
                                                 event_counters, event_counter_ids, temperature_c, power_mw,
-                                                power_limit_mw, mig_mode, compute_processes, display_active)
+                                                power_limit_mw, requested_power_limit_mw, default_power_limit_mw, mig_mode,
+                                                compute_processes, display_active)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library_found_by, library_passed_over,
                                                 timed_out_at, timeout_s, library_file_version, nvml_version,
                                                 user_space_version, system_driver_version, cuda_driver_version,

@@ -385,13 +385,22 @@ class RealSystemd(unittest.TestCase):
             f.write("""#!/bin/bash
 echo "$*" >> /run/nvidia-smi.log
 [ -e /run/smi-sleep ] && sleep 3
-for fd in /proc/[0-9]*/fd/*; do
-  if [ "$(readlink "$fd" 2>/dev/null)" = /dev/nvidia0 ]; then
-    echo "GPU 00000000:06:00.0: In use by another client"; exit 255
-  fi
-done
-[ -e /run/smi-fail ] && { echo "GPU 00000000:06:00.0: reset failed (test)"; exit 3; }
-echo "GPU 00000000:06:00.0 was successfully reset."
+case "$1" in
+  --gpu-reset)
+    for fd in /proc/[0-9]*/fd/*; do
+      if [ "$(readlink "$fd" 2>/dev/null)" = /dev/nvidia0 ]; then
+        echo "GPU 00000000:06:00.0: In use by another client"; exit 255
+      fi
+    done
+    [ -e /run/smi-fail ] && { echo "GPU 00000000:06:00.0: reset failed (test)"; exit 3; }
+    touch /run/settings-at-default   # the fake NVML then reads the defaults, as after a real reset
+    echo "GPU 00000000:06:00.0 was successfully reset." ;;
+  -i)
+    [ "$3" = -pl ] && [ -e /run/smi-pl-fail ] && { echo "Failed to set power management limit (test)"; exit 4; }
+    touch "/run/set$3"
+    [ -e /run/set-ac ] && [ -e /run/set-pl ] && rm -f /run/settings-at-default /run/set-ac /run/set-pl
+    echo "set $3 $4 for GPU $2" ;;
+esac
 """)
         os.chmod(smi, 0o755)
         os.makedirs(self.root + "/sys/module/nvidia", exist_ok=True)
@@ -414,6 +423,58 @@ echo "GPU 00000000:06:00.0 was successfully reset."
         self.assertTrue(rep["verify"]["passed"], rep["verify"])
         self.assertTrue(all(c["passed"] for c in rep["reset_checks"]), rep["reset_checks"])
         self.assertEqual(self.unit_property("ActiveState"), "active")
+
+        # Application clocks and a power limit set away from their defaults: the reset returns them to the
+        # defaults, and they are set again once the daemon holds the GPU; verified as before.
+        at_default = {"app_clocks": {"sm": 1980, "graphics": 1980, "mem": 2619}, "requested_power_limit_mw": 700000}
+        pinned = dict(h.gpu(0, persistence=0), enabled_when_file_exists="/run/stand-in-persistence-on",
+                      app_clocks={"sm": 1500, "graphics": 1500, "mem": 2619}, requested_power_limit_mw=450000,
+                      default_power_limit_mw=700000,
+                      when_file_exists={"path": "/run/settings-at-default", "set": at_default})
+        scenario_path = os.path.join(fake, "reset-scenario.json")
+        original = open(scenario_path).read()
+        with open(scenario_path, "w") as f:
+            json.dump(h.scenario([pinned, dict(h.gpu(1, persistence=0),
+                                               enabled_when_file_exists="/run/stand-in-persistence-on")]), f)
+        open(log, "w").close()
+        os.unlink(os.path.join(self.root, "run/settings-at-default"))  # left by the reset above
+        code, rep = self.reset("--yes")
+        self.assertEqual(code, 0, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "done"), ("start-daemon", "done"),
+                          ("restore-setting", "done"), ("restore-setting", "done")])
+        with open(log) as f:
+            self.assertEqual(f.read().splitlines(), ["--gpu-reset -i 00000000:06:00.0",
+                                                     "-i 00000000:06:00.0 -ac 2619,1500",
+                                                     "-i 00000000:06:00.0 -pl 450"])
+        checks = {c["check"]: c for c in rep["reset_checks"]}
+        self.assertEqual(checks["GPU 0 application clocks"]["detail"], "still 1500 MHz (SM)")
+        self.assertEqual(checks["GPU 0 power limit"]["detail"], "still 450 W")
+        self.assertTrue(all(c["passed"] for c in rep["reset_checks"]), rep["reset_checks"])
+
+        # Setting the power limit fails: the step says why, the check says it was lost and how to set it, exit 1.
+        open(os.path.join(self.root, "run/smi-pl-fail"), "w").close()
+        code, rep = self.reset("--yes")
+        os.unlink(os.path.join(self.root, "run/smi-pl-fail"))
+        self.assertEqual(code, 1, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]][3:],
+                         [("restore-setting", "done"), ("restore-setting", "failed")])
+        self.assertIn("Failed to set power management limit (test)", rep["steps"][4]["detail"])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+
+        # --no-restore: the defaults stay, and the verification says what was lost and how to set it again.
+        for leftover in ("run/settings-at-default", "run/set-ac", "run/set-pl"):
+            if os.path.exists(os.path.join(self.root, leftover)):
+                os.unlink(os.path.join(self.root, leftover))
+        code, rep = self.reset("--yes", "--no-restore")
+        self.assertEqual(code, 8, rep)
+        self.assertEqual([s["kind"] for s in rep["steps"]], ["stop-daemon", "reset", "start-daemon"])
+        checks = {c["check"]: c for c in rep["reset_checks"]}
+        self.assertFalse(checks["GPU 0 power limit"]["passed"])
+        self.assertIn("set it again: nvidia-smi -i 00000000:06:00.0 -pl 450", checks["GPU 0 power limit"]["detail"])
+        os.unlink(os.path.join(self.root, "run/settings-at-default"))
+        with open(scenario_path, "w") as f:
+            f.write(original)
 
         # The reset fails: the daemon is started again all the same, exit 1.
         open(os.path.join(self.root, "run/smi-fail"), "w").close()

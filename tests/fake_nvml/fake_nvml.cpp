@@ -137,6 +137,9 @@ json effective_gpu(const State& s, unsigned index) {
     }
     if (gpu.contains("default_power_limit_mw")) {
       gpu["power_limit_mw"] = gpu["default_power_limit_mw"];
+      if (gpu.contains("requested_power_limit_mw")) {
+        gpu["requested_power_limit_mw"] = gpu["default_power_limit_mw"];
+      }
     }
   }
   return gpu;
@@ -469,6 +472,10 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetPowerUsage(nvmlDevice
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_st* dev, unsigned* out) {
   return read_value(dev, "nvmlDeviceGetEnforcedPowerLimit", "power_limit_mw", nullptr, out);
+}
+
+__attribute__((visibility("default"))) Return nvmlDeviceGetPowerManagementLimit(nvmlDevice_st* dev, unsigned* out) {
+  return read_value(dev, "nvmlDeviceGetPowerManagementLimit", "requested_power_limit_mw", nullptr, out);
 }
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_st* dev,

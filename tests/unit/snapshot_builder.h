@@ -24,6 +24,7 @@ inline GpuFacts healthy_gpu(unsigned index) {
   g.temperature_c = Fact<int>::known(35);
   g.power_mw = Fact<unsigned>::known(70000);
   g.power_limit_mw = Fact<unsigned>::known(700000);
+  g.requested_power_limit_mw = g.default_power_limit_mw = g.power_limit_mw;
   g.mig_mode = Fact<unsigned>::known(0);
   g.compute_processes = Fact<unsigned>::known(0);
   g.display_active = Fact<bool>::known(false);

@@ -119,8 +119,114 @@ TEST(ResetPlan, SettingsThatAResetLoses) {
   ResetPlan p = plan_reset(s, {0}, k_inputs);
   ASSERT_EQ(p.settings.size(), 1u);
   EXPECT_EQ(p.settings[0].app_sm_mhz, 1500u);
+  EXPECT_EQ(p.settings[0].app_mem_mhz, 2619u);
   EXPECT_EQ(p.settings[0].power_limit_mw, 700000u);
-  EXPECT_NE(p.notes.back().find("1500 MHz"), std::string::npos);
+  EXPECT_EQ(p.settings[0].requested_power_limit_mw, std::nullopt);  // at its default: nothing to set again
+}
+
+// What a reset returns to the default is set again after the daemon holds the GPU, each setting by its own
+// command; what cannot be (or, with --no-restore, will not be) is named in a note with the command.
+TEST(ResetPlan, SettingsAreSetAgainAfterTheDaemonStarts) {
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> mutate;
+    bool restore;
+    std::vector<std::string> restores;  // the restore-setting steps, described
+    const char* note;                   // a note that must be there ("" = no note about settings)
+  };
+  auto pin = [](Snapshot& s) {
+    s.nvml.gpus[0].app_clocks.sm = s.nvml.gpus[0].app_clocks.graphics = Fact<unsigned>::known(1500);
+  };
+  auto cap = [](unsigned mw) {
+    return [mw](Snapshot& s) { s.nvml.gpus[0].requested_power_limit_mw = Fact<unsigned>::known(mw); };
+  };
+  const Case cases[] = {
+      {"everything at its default", [](Snapshot&) {}, true, {}, ""},
+      {"application clocks pinned", pin, true, {"/usr/bin/nvidia-smi -i 00000000:06:00.0 -ac 2619,1500"}, ""},
+      {"graphics unread: the SM clock stands in",
+       [&](Snapshot& s) {
+         pin(s);
+         s.nvml.gpus[0].app_clocks.graphics = Fact<unsigned>::unknown("UNKNOWN");
+       },
+       true, {"/usr/bin/nvidia-smi -i 00000000:06:00.0 -ac 2619,1500"}, ""},
+      {"power limit lowered", cap(500000), true, {"/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 500"}, ""},
+      {"a limit in fractions of a watt", cap(312500), true, {"/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 312.5"},
+       ""},
+      {"both",
+       [&](Snapshot& s) {
+         pin(s);
+         cap(450000)(s);
+       },
+       true,
+       {"/usr/bin/nvidia-smi -i 00000000:06:00.0 -ac 2619,1500", "/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 450"},
+       ""},
+      {"--no-restore leaves the defaults and says so",
+       [&](Snapshot& s) {
+         pin(s);
+         cap(450000)(s);
+       },
+       false, {}, "--no-restore leaves it there (/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 450 sets it again)"},
+      {"memory clock unread: cannot be set again",
+       [&](Snapshot& s) {
+         pin(s);
+         s.nvml.gpus[0].app_clocks.mem = Fact<unsigned>::unknown("NO_PERMISSION");
+       },
+       true, {}, "could not be read (NO_PERMISSION): gpuwarm cannot set them again"},
+      {"requested limit unread is not \"at its default\"",
+       [](Snapshot& s) { s.nvml.gpus[0].requested_power_limit_mw = Fact<unsigned>::unknown("UNKNOWN"); }, true, {},
+       "power limit was set away from the default could not be read (UNKNOWN)"},
+      {"no power management on this GPU: nothing to say",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].requested_power_limit_mw = s.nvml.gpus[0].default_power_limit_mw =
+             Fact<unsigned>::unknown("NOT_SUPPORTED");
+       },
+       true, {}, ""},
+  };
+  for (const Case& c : cases) {
+    Snapshot s = node();
+    c.mutate(s);
+    ResetInputs in = k_inputs;
+    in.restore_settings = c.restore;
+    ResetPlan p = plan_reset(s, {0}, in);
+    ASSERT_EQ(p.outcome, ResetOutcome::act) << c.name;
+    ASSERT_GE(p.steps.size(), 3u) << c.name;
+    EXPECT_EQ(p.steps[2].kind, ResetStepKind::start_daemon) << c.name;
+    std::vector<std::string> restores;
+    for (size_t i = 3; i < p.steps.size(); ++i) {
+      EXPECT_EQ(p.steps[i].kind, ResetStepKind::restore_setting) << c.name;
+      restores.push_back(describe(p.steps[i]));
+    }
+    EXPECT_EQ(restores, c.restores) << c.name;
+    std::string notes;
+    for (const auto& n : p.notes) {
+      notes += n + "\n";
+    }
+    if (*c.note == '\0') {
+      EXPECT_EQ(notes, "") << c.name;
+    } else {
+      EXPECT_NE(notes.find(c.note), std::string::npos) << c.name << ": " << notes;
+    }
+  }
+}
+
+TEST(ResetPlan, SettingsByHandWithoutSystemdAndWithoutTheDaemon) {
+  Snapshot s = node();
+  s.nvml.gpus[0].requested_power_limit_mw = Fact<unsigned>::known(500000);
+  s.service.reachable = false;
+  s.service.unreachable = "no system bus";
+  ResetPlan p = plan_reset(s, {0}, k_inputs);
+  ASSERT_EQ(p.manual.size(), 5u);
+  EXPECT_EQ(p.manual[3], "/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 500");  // after the daemon is back
+  // A daemon that is not active is not started, so the setting lasts only with persistence from elsewhere.
+  s = node();
+  s.nvml.gpus[0].requested_power_limit_mw = Fact<unsigned>::known(500000);
+  s.service.active_state = Fact<std::string>::known("inactive");
+  s.daemon.processes.clear();
+  s.host.gpu_clients = Fact<std::vector<GpuClient>>::known({});
+  p = plan_reset(s, {0}, k_inputs);
+  ASSERT_EQ(p.steps.size(), 2u);
+  EXPECT_EQ(p.steps[1].kind, ResetStepKind::restore_setting);
+  EXPECT_NE(p.notes.back().find("last only while persistence is on by other means"), std::string::npos);
 }
 
 TEST(ResetTargets, ByIndexUuidOrBusId) {
