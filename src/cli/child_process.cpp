@@ -52,6 +52,52 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   return child;
 }
 
+bool reap_within(pid_t pid, int& status, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w == pid || (w < 0 && errno == ECHILD)) {
+      return w == pid;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return false;
+    }
+    ::usleep(5000);
+  }
+}
+
+bool kill_and_reap(pid_t pid, int& status, int timeout_ms) {
+  ::kill(pid, SIGKILL);
+  return reap_within(pid, status, timeout_ms);
+}
+
+namespace {
+
+// Appends what is already in the pipe (a child that has exited wrote all it will), without waiting for an
+// end of file that a grandchild holding the pipe could delay forever.
+void drain_ready(int fd, ChildResult& result, std::size_t max_output) {
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) <= 0) {
+      return;
+    }
+    char buf[8192];
+    ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got <= 0) {
+      return;
+    }
+    if (result.output.size() < max_output) {
+      auto keep = std::min(static_cast<std::size_t>(got), max_output - result.output.size());
+      result.output.append(buf, keep);
+      result.truncated = result.truncated || keep < static_cast<std::size_t>(got);
+    } else {
+      result.truncated = true;
+    }
+  }
+}
+
+}  // namespace
+
 Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int timeout_ms, std::size_t max_output) {
   if (argv_text.empty() || argv_text.front().empty() || argv_text.front().front() != '/') {
     return fail("refusing to run a program by a relative name: " + (argv_text.empty() ? "" : argv_text.front()));
@@ -69,9 +115,20 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+  // SIGPIPE back to its default (gpuwarm ignores it, and ignored signals are inherited). The signal mask is
+  // inherited on purpose: under a SignalShield, the Ctrl-C that reaches the whole process group must not
+  // interrupt nvidia-smi half-way through a reset either.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
   // No shell, no PATH lookup: argv[0] is the absolute path that runs.
-  int r = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  int r = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   ::close(fds[1]);
   if (r != 0) {
@@ -118,11 +175,17 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
     pid_t w = ::waitpid(pid, &status, WNOHANG);
     reaped = w == pid;
   }
+  if (reaped && open) {
+    drain_ready(fds[0], result, max_output);
+  }
   ::close(fds[0]);
   if (timed_out) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    return fail(argv_text[0] + " did not finish within " + std::to_string(timeout_ms) + " ms");
+    // SIGKILL does not end a process asleep in the kernel (a wedged driver): wait a while, never forever, so
+    // the caller can still do what must follow (start the daemon again).
+    bool ended = kill_and_reap(pid, status, k_reap_after_kill_ms);
+    return fail(argv_text[0] + " did not finish within " + std::to_string(timeout_ms) + " ms" +
+                (ended ? "" : "; killed, but it had not ended " + std::to_string(k_reap_after_kill_ms / 1000) +
+                                  " s later (stuck in the kernel?)"));
   }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   return result;

@@ -34,6 +34,15 @@ struct ChildResult {
 Result<ChildResult> run_child(const std::vector<std::string>& argv, int timeout_ms,
                               std::size_t max_output = 1u << 20);
 
+// How long a killed child is waited for: SIGKILL cannot end one asleep in the kernel (a wedged driver).
+constexpr int k_reap_after_kill_ms = 5000;
+
+// Waits for `pid` to end, at most `timeout_ms`; true (with its wait status) when it did. Every wait for a
+// child goes through this or kill_and_reap: none may block gpuwarm forever.
+bool reap_within(pid_t pid, int& status, int timeout_ms);
+// SIGKILL, then reap_within.
+bool kill_and_reap(pid_t pid, int& status, int timeout_ms = k_reap_after_kill_ms);
+
 // run_child's output alone.
 Result<std::string> run_capture(const std::vector<std::string>& argv, int timeout_ms);
 

@@ -10,15 +10,16 @@
 #include <fmt/format.h>
 
 #include "cli/collect_options.h"
-#include "cli/node_lock.h"
-#include "cli/step_report.h"
 #include "cli/command.h"
-#include "core/safe_write.h"
-#include "core/signal_shield.h"
-#include "core/host.h"
+#include "cli/node_lock.h"
+#include "cli/option_checks.h"
+#include "cli/step_report.h"
 #include "cli/verify_runner.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
+#include "core/host.h"
+#include "core/safe_write.h"
+#include "core/signal_shield.h"
 #include "core/strings.h"
 #include "fix/plan.h"
 #include "output/diagnosis_output.h"
@@ -162,7 +163,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
   }
   sub.add_flag("--json", opts->json, "Print the plan, what was done, and the verification as JSON");
   sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start job (1-3600)")
-      ->check(CLI::Range(1.0, 3600.0).description(""))
+      ->check(finite_range(1.0, 3600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
   sub.footer(
@@ -247,6 +248,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       }
       return code;
     };
+    // Notes and reasons quote the snapshot (hostname, unit text, systemd's errors): escaped once, here.
+    for (auto& note : plan.notes) {
+      note = escape_control_lines(note);
+    }
+    plan.reason = escape_control_lines(plan.reason);
 
     std::string head = fmt::format("gpuwarm fix · verdict: {} [{}]\n", diagnosis.verdict.title,
                                    diagnosis.verdict.rule_id);

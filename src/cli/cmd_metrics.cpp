@@ -18,15 +18,16 @@
 
 #include "cli/collect_options.h"
 #include "cli/command.h"
-#include "core/exit_codes.h"
+#include "cli/option_checks.h"
 #include "core/deadline.h"
+#include "core/exit_codes.h"
 #include "core/safe_write.h"
 #include "exporter/http_server.h"
 #include "exporter/scrape_cache.h"
 #include "output/metrics.h"
-#include "systemd/notify.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
+#include "systemd/notify.h"
 #include "version_info.h"  // generated: GPUWARM_GIT_COMMIT
 
 namespace gpuwarm {
@@ -184,7 +185,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
   sub.add_option("--min-interval", opts->min_interval_s,
                  "With --listen: reuse a collection for scrapes that come within SECONDS of its start (concurrent "
                  "scrapes always share one)")
-      ->check(CLI::Range(0.0, 86400.0).description(""))
+      ->check(finite_range(0.0, 86400.0))
       ->capture_default_str()
       ->type_name("SECONDS");
   sub.add_option("--probe-baseline", opts->probe_baseline,

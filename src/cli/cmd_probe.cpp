@@ -22,13 +22,14 @@
 #include "cli/child_process.h"
 #include "cli/collect_options.h"
 #include "cli/command.h"
-#include "gather/collect.h"
+#include "cli/option_checks.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
-#include "core/safe_write.h"
 #include "core/host.h"
+#include "core/safe_write.h"
 #include "core/strings.h"
 #include "cuda/cold_start.h"
+#include "gather/collect.h"
 #include "nvml/collect_nvml.h"
 #include "probe/probe.h"
 #include "snapshot/snapshot_json.h"
@@ -108,11 +109,12 @@ Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time
 }
 
 void finish_child(Child& c, bool timed_out) {
-  if (timed_out) {
-    ::kill(c.pid, SIGKILL);
-  }
   int status = 0;
-  ::waitpid(c.pid, &status, 0);
+  // A child that closed its output ends at once (what it printed stands); one that lingers, or ran out of
+  // time, is killed, and never waited for without end.
+  if (timed_out || !reap_within(c.pid, status, k_reap_after_kill_ms)) {
+    kill_and_reap(c.pid, status);
+  }
   ::close(c.out_fd);
   c.done = true;
   GpuProbe& p = *c.probe;
@@ -237,7 +239,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->type_name("PATH");
   sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600); a process that starts several GPUs, or is "
                  "started with others, gets this once per GPU")
-      ->check(CLI::Range(1.0, 600.0).description(""))
+      ->check(finite_range(1.0, 600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
   sub.add_option("--save", opts->save,

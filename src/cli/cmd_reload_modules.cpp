@@ -378,17 +378,17 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
                                loaded_list(paths), facts.loaded_version.empty() ? "?" : facts.loaded_version,
                                facts.running_kernel, facts.module_dir);
       if (plan.refused) {
-        std::cout << "Refused: " << plan.refusal << "\n";
+        std::cout << "Refused: " << escape_control_lines(plan.refusal) << "\n";
       } else if (plan.steps.empty()) {
         std::cout << "Nothing to do.\n";
       } else {
         std::cout << (act ? "Plan:\n" : "Plan (not carried out; add --yes to run it):\n");
         for (std::size_t i = 0; i < plan.steps.size(); ++i) {
-          std::cout << fmt::format("  {}. {}\n", i + 1, plan.steps[i].text);
+          std::cout << fmt::format("  {}. {}\n", i + 1, escape_control(plan.steps[i].text));
         }
       }
       for (const auto& d : plan.details) {
-        std::cout << "  " << d << "\n";
+        std::cout << "  " << escape_control(d) << "\n";
       }
     }
     auto refusal_code = [&plan] {
@@ -456,7 +456,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       }
       ++done;
       if (!opts->json) {
-        std::cout << fmt::format("  done: {}\n", s.text);
+        std::cout << fmt::format("  done: {}\n", escape_control(s.text));
       }
     }
     const int interrupted = shield.take();

@@ -18,6 +18,7 @@
 
 #include "cli/child_process.h"
 #include "cli/command.h"
+#include "cli/option_checks.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/host.h"
@@ -169,7 +170,9 @@ class LoadRunner {
 
   void finish(LoadChild& c, watch::LoadWindow& window) {
     int status = 0;
-    ::waitpid(c.process.pid, &status, 0);
+    if (!reap_within(c.process.pid, status, k_reap_after_kill_ms)) {
+      kill_and_reap(c.process.pid, status);
+    }
     ::close(c.process.out_fd);
     c.done = true;
     std::string last;
@@ -273,12 +276,12 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
   sub.add_option("--load", opts->load_seconds,
                  "Run a light built-in kernel on every watched GPU for SECONDS (1-600), after an idle lead-in, "
                  "to see clocks step up to boost and back to the floor")
-      ->check(CLI::Range(1.0, 600.0).description(""))
+      ->check(finite_range(1.0, 600.0))
       ->type_name("SECONDS");
   sub.add_option("--gpu", opts->gpus, "Watch only this GPU (NVML index or UUID); repeatable")->type_name("ID");
   sub.add_option("--cold-attach-ms", opts->cold_attach_ms,
                  "An attach at least this slow counts as a de-initialized (cold) GPU")
-      ->check(CLI::Range(1.0, 60000.0).description(""))
+      ->check(finite_range(1.0, 60000.0))
       ->type_name("MS")
       ->capture_default_str();
   sub.add_option("--nvml", opts->nvml_library, "Load this NVML library instead of libnvidia-ml.so.1")
@@ -304,8 +307,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "watch changes no GPU setting. Ctrl-C ends the watch early and still prints the summary. A live\n"
       "progress line goes to stderr when it is a terminal.\n\n"
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
-      "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 thermal/power\n"
-      "or pinned clocks (not a persistence problem).");
+      "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
+      "thermal/power or pinned clocks (not a persistence problem), 9 cannot tell: a GPU gave no reading in\n"
+      "any sample.");
 
   return [opts, &sub, &global]() -> int {
     if (opts->load_child_seconds >= 0) {

@@ -1,5 +1,6 @@
 #include "cli/collect_options.h"
 
+#include "cli/option_checks.h"
 #include "core/fs.h"
 #include "snapshot/snapshot_json.h"
 
@@ -28,7 +29,7 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
   app.add_option("--nvml-timeout", options.nvml_timeout_s,
                  "Give up on NVML (load, init and every GPU's reads) after SECONDS: a hung GPU or driver then gives "
                  "a \"cannot tell\" verdict instead of a hung command")
-      ->check(CLI::Range(0.1, 3600.0).description(""))
+      ->check(finite_range(0.1, 3600.0))
       ->type_name("SECONDS")
       ->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)  // a wrapper's default, then the site's own

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -115,6 +116,9 @@ std::string chosen_command(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   using gpuwarm::ExitCode;
+  // A reader that went away (`| head`) is an output that could not be written, reported below with its
+  // exit code; being killed by SIGPIPE instead would end a fix or reset between two steps.
+  ::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"gpuwarm: keep NVIDIA GPUs initialized the supported way (nvidia-persistenced under systemd),\n"
                "and tell when something else is wrong.",
                "gpuwarm"};
@@ -187,10 +191,13 @@ int main(int argc, char** argv) {
   // a silent success: a script reading the report must not get half of one.
   std::cout.flush();
   if (std::cout.fail() || std::fflush(stdout) != 0) {
-    std::cerr << "gpuwarm: error: cannot write the output (disk full or pipe closed)\n";
-    // For `check`, 1 means "drain the node": an output it could not write is "cannot tell" (2) instead.
+    // Whatever the command found, a caller without its report has nothing to act on: exit 1 (for `check`,
+    // where 1 means "drain the node", 2: cannot tell). The command's own code is kept on stderr.
     const int failed = chosen == "check" ? 2 : gpuwarm::to_int(ExitCode::tool_error);
-    code = code == 0 ? failed : code;
+    std::cerr << "gpuwarm: error: cannot write the output (disk full or pipe closed)"
+              << (code != 0 && code != failed ? " -- the command itself ended with exit " + std::to_string(code) : "")
+              << "\n";
+    code = failed;
   }
   if (gpuwarm::abandoned_calls() > 0) {
     // A thread is still blocked inside NVML: static destructors would run

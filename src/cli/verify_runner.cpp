@@ -9,6 +9,7 @@
 
 #include "cli/child_process.h"
 #include "cli/collect_options.h"
+#include "cli/option_checks.h"
 #include "core/fs.h"
 #include "core/strings.h"
 
@@ -49,7 +50,7 @@ void sleep_seconds(double s) {
 void add_verify_options(CLI::App& app, VerifyOptions& options) {
   const char* group = "Verification";
   app.add_option("--settle", options.settle_seconds, "Seconds to wait before reading persistence again (0-600)")
-      ->check(CLI::Range(0.0, 600.0).description(""))
+      ->check(finite_range(0.0, 600.0))
       ->type_name("SECONDS")
       ->capture_default_str()
       ->group(group);
@@ -59,7 +60,7 @@ void add_verify_options(CLI::App& app, VerifyOptions& options) {
       ->capture_default_str()
       ->group(group);
   app.add_option("--sample-interval", options.sample_interval_seconds, "Seconds between clock samples (0-60)")
-      ->check(CLI::Range(0.0, 60.0).description(""))
+      ->check(finite_range(0.0, 60.0))
       ->type_name("SECONDS")
       ->capture_default_str()
       ->group(group);

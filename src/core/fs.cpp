@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <cstring>
 
@@ -19,18 +21,44 @@ std::string errno_text(const std::string& path, int err) {
 }
 }  // namespace
 
-Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
-  // Never blocks on open or read: a FIFO, socket or device named by mistake
-  // (or by an attacker) is refused rather than waited on.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
+Result<int> open_for_reading(const std::string& path, unsigned kinds) {
+  // O_PATH opens nothing (no driver's open() runs: a link to /dev/watchdog placed where a PID file should be
+  // arms nothing), and the file is then opened through that descriptor: what was checked is what is read.
+  int probe = ::open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (probe < 0) {
     return fail(errno_text(path, errno));
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
-    ::close(fd);
-    return fail(path + ": not a regular file (a FIFO, device or socket is not read)");
+  if (::fstat(probe, &st) != 0) {
+    int err = errno;
+    ::close(probe);
+    return fail(errno_text(path, err));
   }
+  const bool regular = S_ISREG(st.st_mode) && (kinds & k_regular) != 0;
+  const bool directory = S_ISDIR(st.st_mode) && (kinds & k_directory) != 0;
+  const bool kmsg = S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 11) && (kinds & k_kmsg_device) != 0;
+  if (!regular && !directory && !kmsg) {
+    ::close(probe);
+    return fail(path + (S_ISDIR(st.st_mode) ? ": a directory, not a file"
+                                            : ": not a regular file (a FIFO, device or socket is not read)"));
+  }
+  // Never blocks on open or read: /dev/kmsg answers EAGAIN once caught up.
+  int fd = ::open(("/proc/self/fd/" + std::to_string(probe)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  int err = errno;
+  ::close(probe);
+  if (fd < 0) {
+    return fail(errno_text(path, err));
+  }
+  return fd;
+}
+
+Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
+  // A FIFO, socket or device named by mistake (or by an attacker) is refused, never opened or waited on.
+  auto opened = open_for_reading(path, k_regular | k_directory);
+  if (!opened) {
+    return tl::unexpected(opened.error());
+  }
+  int fd = *opened;
   std::string out;
   char buf[8192];
   for (;;) {
@@ -57,14 +85,16 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
 }
 
 Result<TextFile> read_regular_tail(const std::string& path, std::size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) {
-    return fail(errno_text(path, errno));
+  auto opened = open_for_reading(path, k_regular);
+  if (!opened) {
+    return tl::unexpected(opened.error());
   }
+  int fd = *opened;
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
     ::close(fd);
-    return fail(path + ": not a regular file (a FIFO, device or directory is not read)");
+    return fail(errno_text(path, err));
   }
   TextFile out;
   auto size = static_cast<std::size_t>(st.st_size);
@@ -138,7 +168,10 @@ Result<std::string> read_first_line(const std::string& path) {
 const std::vector<std::string> k_system_bin_dirs = {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
                                                     "/usr/local/bin"};
 
-std::string replaceable_by_others(const std::string& path) {
+namespace {
+
+// The file at `path` and every directory above it, as named (stat follows links on the way).
+std::string chain_replaceable_by_others(const std::string& path) {
   const uid_t me = ::geteuid();
   std::string at = path;
   for (bool file = true;; file = false) {
@@ -159,6 +192,24 @@ std::string replaceable_by_others(const std::string& path) {
     }
     at = slash == 0 ? "/" : at.substr(0, slash);
   }
+}
+
+}  // namespace
+
+std::string replaceable_by_others(const std::string& path) {
+  if (std::string why = chain_replaceable_by_others(path); !why.empty()) {
+    return why;
+  }
+  // A link is only as safe as where it leads: the target's own directories may be anyone's.
+  char real[PATH_MAX];
+  if (::realpath(path.c_str(), real) == nullptr) {
+    return "cannot be checked";
+  }
+  if (path == real) {
+    return {};
+  }
+  std::string why = chain_replaceable_by_others(real);
+  return why.empty() ? why : "leads to " + std::string(real) + ", which " + why;
 }
 
 Result<std::string> find_system_executable(const std::string& root, const std::string& name,

@@ -10,8 +10,18 @@
 
 namespace gpuwarm {
 
+// What open_for_reading accepts.
+inline constexpr unsigned k_regular = 1;
+inline constexpr unsigned k_directory = 2;
+inline constexpr unsigned k_kmsg_device = 4;  // the character device 1:11, and no other
+
+// A descriptor (O_RDONLY|O_NONBLOCK|O_CLOEXEC; the caller closes it) for `path`, opened only once it is known
+// to be one of `kinds`: any other device is never opened, since opening one can act (a watchdog arms).
+// Links are followed, as in open(2).
+Result<int> open_for_reading(const std::string& path, unsigned kinds);
+
 // Reads a whole (small) regular file, without blocking: FIFOs, sockets and
-// devices are refused. Error message: "<path>: <strerror>".
+// devices are refused, unopened. Error message: "<path>: <strerror>".
 // Files from /proc and /sys report size 0, so this reads until EOF; max_bytes
 // guards against a runaway or hostile file.
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes = 4u << 20);

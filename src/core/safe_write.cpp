@@ -102,6 +102,9 @@ Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options) {
     }
     cur = Fd(next);
   }
+  // Only the folder written into must be root's (or the caller's) and closed to others. Folders above it may
+  // be anyone's (Debian's /var/lib/prometheus is prometheus's): each was opened from the one above without
+  // following a link, and this check is on the folder actually held, so swapping one changes nothing here.
   if (std::string bad = untrusted_dir(cur.get(), path.empty() ? "/" : path); !bad.empty()) {
     return fail("refusing to write into " + (path.empty() ? "/" : path) + ": " + bad);
   }
@@ -155,9 +158,14 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
   if (!dirfd) {
     return tl::unexpected(dirfd.error());
   }
+  // Only a regular file is replaced: a rename over a device node, a FIFO or a symbolic link (a masked unit
+  // is a link to /dev/null) would silently turn it into a file.
   struct stat target {};
-  if (::fstatat(dirfd->get(), name.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(target.st_mode)) {
-    return fail(path + " is a directory");
+  if (::fstatat(dirfd->get(), name.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(target.st_mode)) {
+    return fail(path + (S_ISDIR(target.st_mode)   ? " is a directory"
+                        : S_ISLNK(target.st_mode) ? " is a symbolic link"
+                                                  : " is not a regular file (a device, FIFO or socket)") +
+                ": gpuwarm replaces only regular files; remove it or choose another path");
   }
   std::string tmp = "." + name + ".gpuwarm-" + random_suffix();
   Fd out(::openat(dirfd->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,

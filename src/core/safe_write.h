@@ -27,8 +27,9 @@ struct WriteOptions {
 //    root's), is refused;
 //  - a temporary file is created beside the target with O_EXCL|O_NOFOLLOW and
 //    a random name, chmod'ed to file_mode, written, fsync'ed;
-//  - renameat over the target (which must not be a directory), then the
-//    directory is fsync'ed.
+//  - renameat over the target (which, if it exists, must be a regular file:
+//    never a directory, link, device, FIFO or socket), then the directory is
+//    fsync'ed.
 // On any failure nothing is left behind and the old file is unchanged.
 Result<void> write_file_atomically(const std::string& path, const std::string& content,
                                    const WriteOptions& options = {});

@@ -17,16 +17,20 @@ bool truthy(const std::string& v) {
   return l == "yes" || l == "true" || l == "1" || l == "on";
 }
 
+// What a word's $ means: a word gpuwarm made (a path) is literal; a word systemd reported over D-Bus still
+// holds the unit's $VARIABLES, which expand when the command runs (its %specifiers were expanded at load).
+enum class Dollar { literal, variable };
+
 // One command-line word as systemd reads it in ExecStart= (systemd.service(5),
 // "Command lines"; systemd.unit(5), specifiers): % starts a specifier and $ a
-// variable, so both are doubled; a word with blanks, quotes, backslashes or
-// control characters is double-quoted with C escapes.
-std::string systemd_word(const std::string& a) {
+// variable, so both are doubled where literal; a word with blanks, quotes,
+// backslashes or control characters is double-quoted with C escapes.
+std::string systemd_word(const std::string& a, Dollar dollar) {
   std::string escaped;
   bool quote = a.empty();
   for (char ch : a) {
     auto c = static_cast<unsigned char>(ch);
-    if (ch == '%' || ch == '$') {
+    if (ch == '%' || (ch == '$' && dollar == Dollar::literal)) {
       escaped += ch;
       escaped += ch;
     } else if (ch == '"' || ch == '\\') {
@@ -44,13 +48,40 @@ std::string systemd_word(const std::string& a) {
   return quote ? "\"" + escaped + "\"" : escaped;
 }
 
-std::string quote_args(const std::vector<std::string>& argv) {
+std::string quote_args(const std::vector<std::string>& argv, Dollar dollar) {
   std::string out;
   for (const auto& a : argv) {
     if (!out.empty()) {
       out += ' ';
     }
-    out += systemd_word(a);  // appended, not "literal" + temporary: GCC 12 -O3 warns (-Wrestrict) on that
+    out += systemd_word(a, dollar);  // appended, not "literal" + temporary: GCC 12 -O3 warns (-Wrestrict) on that
+  }
+  return out;
+}
+
+// `command` (an ExecStart= value as written) without the word `word` (quoted or not): every other word, its quotes,
+// $VARIABLES and %specifiers stay exactly as the vendor wrote them.
+std::string without_word(const std::string& command, const std::string& word) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < command.size()) {
+    while (i < command.size() && (command[i] == ' ' || command[i] == '\t')) {
+      ++i;
+    }
+    std::size_t start = i;
+    char quote = 0;
+    while (i < command.size() && (quote != 0 || (command[i] != ' ' && command[i] != '\t'))) {
+      if (quote == 0 && (command[i] == '"' || command[i] == '\'')) {
+        quote = command[i];
+      } else if (command[i] == quote) {
+        quote = 0;
+      }
+      ++i;
+    }
+    std::string_view token(command.data() + start, i - start);
+    if (!token.empty() && split_command_line(token) != std::vector<std::string>{word}) {
+      out += (out.empty() ? "" : " ") + std::string(token);
+    }
   }
   return out;
 }
@@ -70,7 +101,7 @@ std::string render_unit(const std::string& binary, bool with_user) {
       "Restart=on-failure\n\n"
       "[Install]\n"
       "WantedBy=multi-user.target\n",
-      systemd_word(binary), with_user ? " --user nvidia-persistenced" : "");
+      systemd_word(binary, Dollar::literal), with_user ? " --user nvidia-persistenced" : "");
 }
 
 }  // namespace
@@ -79,7 +110,8 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
   auto settings = parse_unit_file(vendor_unit_text);
   // From the vendor unit, not the effective state: once our drop-in is in
   // place the effective state looks fine, and the drop-in must not change.
-  std::vector<std::string> exec = vendor_unit_text.empty() ? effective_exec_start : unit_exec_start(settings);
+  const bool from_vendor_text = !vendor_unit_text.empty();
+  std::vector<std::string> exec = from_vendor_text ? unit_exec_start(settings) : effective_exec_start;
   const bool has_flag = has_arg(exec, k_no_pm_flag);
   const bool stop_when_unneeded = truthy(unit_value(settings, "Unit", "StopWhenUnneeded"));
   const std::string restart = unit_value(settings, "Service", "Restart");
@@ -94,11 +126,13 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
   if (legacy_pid_dir) {
     out += "PIDFile=/run/" + pid_file.substr(std::string("/var/run/").size()) + "\n";
   }
-  if (has_flag) {
+  if (has_flag && from_vendor_text) {
+    out += "ExecStart=\nExecStart=" + without_word(unit_exec_start_text(settings), k_no_pm_flag) + "\n";
+  } else if (has_flag) {
     std::vector<std::string> without;
     std::copy_if(exec.begin(), exec.end(), std::back_inserter(without),
                  [](const std::string& a) { return a != k_no_pm_flag; });
-    out += "ExecStart=\nExecStart=" + quote_args(without) + "\n";
+    out += "ExecStart=\nExecStart=" + quote_args(without, Dollar::variable) + "\n";
   }
   return out;
 }

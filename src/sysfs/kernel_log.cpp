@@ -123,6 +123,10 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
   return facts;
 }
 
+namespace {
+constexpr std::size_t k_kmsg_max_bytes = 256u << 20;
+}  // namespace
+
 KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
   if (!file.empty()) {
     // A FIFO or device here would block diagnose and guard (past systemd's
@@ -141,23 +145,33 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
   }
 
   const std::string kmsg = paths.dev("kmsg");
-  int fd = ::open(kmsg.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
+  // The kernel's log device, or a regular file (a recorded log in a tree named by --root); nothing else is
+  // opened. A container's /dev/kmsg is not the host's (/dev/null, or any device its owner put there).
+  auto opened = open_for_reading(kmsg, k_kmsg_device | k_regular);
+  if (!opened) {
+    const std::string message = opened.error().message;
+    const bool denied = message.find(std::strerror(EACCES)) != std::string::npos ||
+                        message.find(std::strerror(EPERM)) != std::string::npos;
     KernelLogFacts facts;
-    facts.source = Fact<std::string>::unknown(
-        (err == EPERM || err == EACCES) ? "needs root: /dev/kmsg: " + std::string(std::strerror(err))
-                                        : "/dev/kmsg: " + std::string(std::strerror(err)));
+    facts.source = Fact<std::string>::unknown((denied ? "needs root: /dev/kmsg" : std::string("/dev/kmsg")) +
+                                              message.substr(std::min(message.size(), kmsg.size())));
     facts.loaded_version = Fact<std::string>::unknown("log not read");
     return facts;
   }
+  int fd = *opened;
   std::string text;
+  bool cut = false;
   char buf[8192];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
-      // Each read() of /dev/kmsg returns one record; a regular file (tests) returns chunks.
+      // Each read() of /dev/kmsg returns one record; a regular file (tests) returns chunks. The kernel's ring
+      // is a few MiB; past 256 MiB (a file) the oldest half goes, so memory stays bounded and the end is kept.
       text.append(buf, static_cast<std::size_t>(n));
+      if (text.size() > k_kmsg_max_bytes) {
+        text.erase(0, text.find('\n', text.size() / 2) + 1);
+        cut = true;
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) {
@@ -170,7 +184,7 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
   }
   ::close(fd);
   KernelLogFacts facts = scan_kernel_log(text);
-  facts.source = Fact<std::string>::known("/dev/kmsg");
+  facts.source = Fact<std::string>::known(cut ? "/dev/kmsg (its newest records)" : "/dev/kmsg");
   return facts;
 }
 

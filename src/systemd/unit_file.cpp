@@ -79,20 +79,25 @@ std::vector<std::string> split_command_line(std::string_view line) {
   return words;
 }
 
-std::vector<std::string> unit_exec_start(const std::vector<UnitSetting>& settings) {
-  std::vector<std::string> current;
+std::string unit_exec_start_text(const std::vector<UnitSetting>& settings) {
+  std::string current;
   for (const auto& s : settings) {
     if (s.section != "Service" || s.key != "ExecStart") {
       continue;
     }
     if (s.value.empty()) {
       current.clear();  // "ExecStart=" resets the list
-      continue;
+    } else if (current.empty()) {
+      current = s.value;  // later commands of the list are not the daemon
     }
-    if (!current.empty()) {
-      continue;  // a second command in the list; the first is what we show
-    }
-    std::string_view v = s.value;
+  }
+  return current;
+}
+
+std::vector<std::string> unit_exec_start(const std::vector<UnitSetting>& settings) {
+  std::vector<std::string> current;
+  if (std::string text = unit_exec_start_text(settings); !text.empty()) {
+    std::string_view v = text;
     while (!v.empty() && (v.front() == '-' || v.front() == '@' || v.front() == '+' || v.front() == '!' ||
                           v.front() == ':')) {
       v.remove_prefix(1);

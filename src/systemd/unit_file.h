@@ -26,6 +26,10 @@ std::string unit_value(const std::vector<UnitSetting>& settings, std::string_vie
 // prefixes (-, @, +, !) are dropped.
 std::vector<std::string> unit_exec_start(const std::vector<UnitSetting>& settings);
 
+// The same ExecStart= value as written (prefixes, quotes, $VARIABLES and %specifiers untouched), or "":
+// what a drop-in copies so the command means what the vendor meant.
+std::string unit_exec_start_text(const std::vector<UnitSetting>& settings);
+
 // Splits a command line on blanks, honouring "double" and 'single' quotes.
 std::vector<std::string> split_command_line(std::string_view line);
 

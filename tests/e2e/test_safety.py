@@ -34,6 +34,11 @@ class Base(unittest.TestCase):
         env.update(env_extra or {})
         return subprocess.run([h.BIN, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
+    def fifo(self):
+        path = os.path.join(self.tmp, "fifo")
+        os.mkfifo(path)
+        return path
+
     def plant(self, directory, name):
         """An executable that leaves a marker if anyone runs it."""
         marker = os.path.join(self.tmp, name + ".ran")
@@ -73,6 +78,21 @@ class Executables(Base):
         self.assertFalse(isinstance(binary, str) and binary.startswith(self.tmp), binary)
         self.assertFalse(os.path.exists(marker))
 
+    def test_a_link_is_only_as_trusted_as_where_it_leads(self):
+        # A root-owned link in /usr/bin to a file in a folder anyone may write: anyone could swap that file.
+        open_dir = os.path.join(self.tmp, "open")
+        os.makedirs(open_dir)
+        os.chmod(open_dir, 0o777)
+        marker = self.plant(open_dir, "nvidia-persistenced")
+        os.makedirs(self.root.p("/usr/bin"), exist_ok=True)
+        os.symlink(os.path.join(open_dir, "nvidia-persistenced"), self.root.p("/usr/bin/nvidia-persistenced"))
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
+        daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+        self.assertIn("leads to " + open_dir, daemon["missing"])
+        self.assertIn("writable by group or others", daemon["missing"])
+        self.assertFalse(os.path.exists(marker))
+
     def test_guard_does_not_run_a_daemon_binary_others_can_replace(self):
         self.root.driver("580.159.04").kmsg()
         marker = self.plant(self.root.p("/usr/bin"), "nvidia-persistenced")
@@ -88,11 +108,6 @@ class Executables(Base):
 
 
 class BlockingInput(Base):
-    def fifo(self):
-        path = os.path.join(self.tmp, "fifo")
-        os.mkfifo(path)
-        return path
-
     def test_a_fifo_as_kernel_log_does_not_hang_diagnose_or_guard(self):
         self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()
         fifo = self.fifo()
@@ -178,6 +193,44 @@ class SnapshotOutput(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"cannot write {target}: {os.path.join(tmp, 'no')}: No such file or directory", r.stderr)
         self.assertEqual(os.listdir(tmp), [])
+
+
+class Output(Base):
+    def test_an_output_file_replaces_only_a_regular_file(self):
+        # A rename over a link (a masked unit is one to /dev/null), a FIFO or a device would turn it into a file.
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        link = os.path.join(self.tmp, "link.json")
+        os.symlink(victim, link)
+        for target, says in ((link, "is a symbolic link"), (self.fifo(), "is not a regular file")):
+            r = self.raw(["snapshot", "--no-systemd", "--root", self.root.path, "-o", target])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(says, r.stderr)
+            self.assertIn("replaces only regular files", r.stderr)
+        self.assertTrue(os.path.islink(link))
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious\n")
+
+    def test_output_that_cannot_be_written_is_exit_1_whatever_the_finding(self):
+        # The legacy-flag example is "action needed" (3); a caller without the report has nothing to act on.
+        example = os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")
+        if not os.path.exists("/dev/full"):
+            self.skipTest("no /dev/full here")
+        for args, want in ((["diagnose", "--snapshot", example], 1), (["diagnose", "--json", "--snapshot", example], 1),
+                           (["check", "--snapshot", example], 2)):
+            with open("/dev/full", "w") as full:
+                r = subprocess.run([h.BIN, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30)
+            self.assertEqual(r.returncode, want, args)
+            self.assertIn("cannot write the output", r.stderr)
+        # A reader that went away: the same, not a death by SIGPIPE (141).
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        r = subprocess.run([h.BIN, "diagnose", "--json", "--snapshot", example], stdout=write_end,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        os.close(write_end)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write the output", r.stderr)
 
 
 if __name__ == "__main__":

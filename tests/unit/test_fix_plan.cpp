@@ -56,6 +56,33 @@ TEST(FixPlan, DropInFromTheVendorUnit) {
   }
 }
 
+// The drop-in's ExecStart= is the vendor's as written, less the flag: its $VARIABLES, %specifiers, quotes and
+// prefixes keep their meaning. From D-Bus (no unit text), $ stays a variable and a literal % is doubled.
+TEST(FixPlan, DropInExecStartMeansWhatTheVendorMeant) {
+  struct Case {
+    const char* name;
+    std::string unit;
+    std::vector<std::string> effective;
+    const char* exec_start;
+  };
+  const Case cases[] = {
+      {"variables and specifiers",
+       "[Service]\nExecStart=-/usr/bin/nvidia-persistenced --user %i $NVP_OPTS --no-persistence-mode ${MORE}\n", {},
+       "ExecStart=-/usr/bin/nvidia-persistenced --user %i $NVP_OPTS ${MORE}\n"},
+      {"quoted words, and the flag quoted",
+       "[Service]\nExecStart=/usr/bin/nvidia-persistenced \"--no-persistence-mode\" --log \"a b\" 'c d'\n", {},
+       "ExecStart=/usr/bin/nvidia-persistenced --log \"a b\" 'c d'\n"},
+      {"continued lines", "[Service]\nExecStart=/usr/bin/nvidia-persistenced \\\n  --no-persistence-mode --verbose\n", {},
+       "ExecStart=/usr/bin/nvidia-persistenced --verbose\n"},
+      {"from D-Bus", "", {"/usr/bin/nvidia-persistenced", "$NVP_OPTS", "--no-persistence-mode", "100%"},
+       "ExecStart=/usr/bin/nvidia-persistenced $NVP_OPTS 100%%\n"},
+  };
+  for (const Case& c : cases) {
+    std::string d = render_dropin(c.unit, c.effective);
+    EXPECT_NE(d.find(std::string("ExecStart=\n") + c.exec_start), std::string::npos) << c.name << "\n" << d;
+  }
+}
+
 std::vector<StepKind> kinds(const FixPlan& p) {
   std::vector<StepKind> out;
   for (const auto& s : p.steps) out.push_back(s.kind);

@@ -58,14 +58,29 @@ TEST(SafeWrite, ReplacesAtomicallyAndLeavesNoTemporary) {
   EXPECT_EQ(entries(t.path("d")), 1u);
 }
 
-TEST(SafeWrite, ASymlinkAtTheTargetIsReplacedNotFollowed) {
+// Only a regular file is replaced: a link (a masked unit is one to /dev/null), a device node or a FIFO stays
+// as it is, the link's target untouched, and the error names what is there.
+TEST(SafeWrite, OnlyARegularFileIsReplaced) {
   test::TempTree t;
   t.write("victim", "precious\n");
-  t.symlink(t.path("victim"), "d/f.conf");
-  ASSERT_TRUE(write_file_atomically(t.path("d/f.conf"), "new\n"));
+  t.symlink(t.path("victim"), "d/link.conf");
+  t.mkdir("d/dir.conf");
+  ASSERT_EQ(::mkfifo(t.path("d/fifo.conf").c_str(), 0600), 0);
+  struct Case {
+    const char* name;
+    const char* says;
+  };
+  for (const Case& c : {Case{"d/link.conf", "is a symbolic link"}, Case{"d/dir.conf", "is a directory"},
+                        Case{"d/fifo.conf", "is not a regular file"}}) {
+    auto r = write_file_atomically(t.path(c.name), "new\n");
+    ASSERT_FALSE(r) << c.name;
+    EXPECT_NE(r.error().message.find(c.says), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("replaces only regular files"), std::string::npos) << r.error().message;
+  }
   EXPECT_EQ(slurp(t.path("victim")), "precious\n");
-  EXPECT_FALSE(std::filesystem::is_symlink(t.path("d/f.conf")));
-  EXPECT_EQ(slurp(t.path("d/f.conf")), "new\n");
+  EXPECT_TRUE(std::filesystem::is_symlink(t.path("d/link.conf")));
+  EXPECT_TRUE(std::filesystem::is_fifo(t.path("d/fifo.conf")));
+  EXPECT_EQ(entries(t.path("d")), 3u);  // no temporary left
 }
 
 TEST(SafeWrite, ASymlinkedDirectoryIsRefused) {
@@ -86,6 +101,17 @@ TEST(SafeWrite, ADirectoryOthersCanWriteIsRefused) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos) << r.error().message;
   EXPECT_EQ(entries(t.path("open")), 0u);
+}
+
+// The folder written into is what must be closed to others; one above it may be open (Debian's
+// /var/lib/prometheus is prometheus's): the walk holds each folder it opened and follows no link.
+TEST(SafeWrite, TheFolderWrittenIntoIsTheOneThatMustBeClosed) {
+  test::TempTree t;
+  t.mkdir("open/sub");
+  ::chmod(t.path("open").c_str(), 0777);
+  EXPECT_TRUE(write_file_atomically(t.path("open/sub/f.conf"), "x\n"));
+  ::chmod(t.path("open/sub").c_str(), 0777);
+  EXPECT_FALSE(write_file_atomically(t.path("open/sub/g.conf"), "x\n"));
 }
 
 TEST(SafeWrite, AForeignOwnedDirectoryIsRefused) {
