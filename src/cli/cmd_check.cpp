@@ -39,15 +39,28 @@ std::string impact_table() {
 
 // Unknown, not healthy and not a problem: the caller's health check must neither pass nor drain the node
 // because gpuwarm itself could not look.
-int cannot_tell(const std::string& why, std::size_t max_length) {
-  std::cout << fit_check_line("gpuwarm: cannot tell: " + escape_control(why), max_length) << "\n";
+int cannot_tell(const std::string& why, const CheckOptions& opts) {
+  const std::string line = fit_check_line("gpuwarm: cannot tell: " + escape_control(why), opts.max_length);
+  if (opts.json) {
+    // The same "check" object as every other answer, so `jq .check.status` works on this one too.
+    std::cout << dump_json({{"kind", "gpuwarm-diagnosis"},
+                            {"error", why},
+                            {"check",
+                             {{"status", to_string(HealthStatus::unknown)},
+                              {"exit_code", static_cast<int>(HealthStatus::unknown)},
+                              {"rule_id", ""},
+                              {"line", line}}}})
+              << "\n";
+  } else {
+    std::cout << line << "\n";
+  }
   return static_cast<int>(HealthStatus::unknown);
 }
 
 int run_check(const CheckOptions& opts) {
   auto loaded = snapshot_from_file_or_node(opts.snapshot_file, opts.collect);
   if (!loaded) {
-    return cannot_tell(loaded.error().message, opts.max_length);
+    return cannot_tell(loaded.error().message, opts);
   }
   Diagnosis diagnosis = diagnose(*loaded);
   HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules);
@@ -136,7 +149,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
     try {
       return run_check(*opts);
     } catch (const std::exception& e) {
-      return cannot_tell(std::string("internal error: ") + e.what(), opts->max_length);
+      return cannot_tell(std::string("internal error: ") + e.what(), *opts);
     }
   };
 }

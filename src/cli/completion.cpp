@@ -34,8 +34,8 @@ bool is_path(const std::string& type_name) {
 std::vector<OptionSpec> options_of(const CLI::App& app) {
   std::vector<OptionSpec> out;
   for (const CLI::Option* opt : app.get_options()) {
-    if (!opt->nonpositional()) {
-      continue;
+    if (!opt->nonpositional() || opt->get_group().empty()) {
+      continue;  // hidden options (group ""): a child's or a test's, never offered
     }
     OptionSpec o;
     for (const auto& l : opt->get_lnames()) {

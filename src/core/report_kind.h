@@ -15,6 +15,7 @@ inline std::string describe_report_kind(std::string_view kind) {
   if (kind == "gpuwarm-probe") return "a `gpuwarm probe --json` result";
   if (kind == "gpuwarm-watch" || kind == "watch") return "a `gpuwarm watch --json` run";
   if (kind == "gpuwarm-fleet-summary") return "a `gpuwarm fleet-summary --json` table";
+  if (kind == "gpuwarm-reset") return "a `gpuwarm reset --json` report";
   // The kind comes from the file: keep it short and printable.
   std::string shown;
   for (char c : kind.substr(0, 40)) {

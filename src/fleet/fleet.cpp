@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "core/report_kind.h"
 #include "core/strings.h"
 #include "output/table.h"
 
@@ -127,6 +128,8 @@ Result<void> read_verify(element doc, NodeReport& out) {
   }
   count_persistence(doc["gpus"], "persistence_after", out);
   out.taken_at = string_field(doc, "taken_at");
+  bool passed = false;
+  out.verify_failed = doc["passed"].get(passed) != SUCCESS || !passed;  // unread is not passed
   return {};
 }
 
@@ -199,8 +202,11 @@ Result<ReportKind> kind_of(element doc) {
     if (kind == "gpuwarm-fix") return ReportKind::fix;
     if (kind == "gpuwarm-verify") return ReportKind::verify;
     if (kind == "gpuwarm-probe") return ReportKind::probe;
-    if (kind == "watch" || kind == "gpuwarm-watch") return fail("a `gpuwarm watch` run, not a node report");
-    return fail(fmt::format("unknown report kind \"{}\"", escape_control(kind.substr(0, 60))));
+    if (kind == "gpuwarm-snapshot") {
+      return fail("a snapshot, not a report: make one with `gpuwarm diagnose --snapshot FILE --json`");
+    }
+    // Any other kind gpuwarm writes (a watch run, a reset, a fleet summary) is named, and what is read said.
+    return fail(describe_report_kind(kind) + ": fleet-summary reads diagnose, fix, verify and probe reports");
   }
   if (has_field(doc, "verdict") && has_field(doc, "findings")) return ReportKind::diagnosis;
   if (has_field(doc, "outcome") && has_field(doc, "steps")) return ReportKind::fix;
@@ -484,12 +490,13 @@ bool needs_attention(const NodeState& node) {
   if (node.verdict == "persistence-optional") {
     return false;  // a GPU meant to power down when idle: persistence off is by design
   }
-  if (gpu_not_enabled(node) || node.probe_failed) {
+  if (gpu_not_enabled(node) || node.probe_failed || node.verify_failed) {
     return true;
   }
-  if (node.fix_is_latest &&
-      (node.fix_outcome == "fixed" || (node.fix_outcome == "nothing-to-do" && node.verdict == "healthy"))) {
-    return false;
+  if (node.fix_is_latest) {
+    // The fix's outcome describes the node now: verify-failed, failed, locked or refused on a node whose
+    // verdict was healthy still needs someone.
+    return !(node.fix_outcome == "fixed" || (node.fix_outcome == "nothing-to-do" && node.verdict == "healthy"));
   }
   return node.verdict != "healthy";
 }
@@ -525,6 +532,9 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
       }
       if (r.jobs_compared) n.job_before_ms = r.job_before_ms;
       if (r.kind == ReportKind::probe) n.probe_failed = r.probe_failed;
+      // A verification speaks until a newer diagnosis or fix says what the node is.
+      if (r.kind == ReportKind::verify) n.verify_failed = r.verify_failed;
+      if (!r.verdict.empty()) n.verify_failed = false;
     }
     s.nodes.push_back(std::move(n));
   }
@@ -569,6 +579,9 @@ std::string render_text(const FleetSummary& s, const Style& style) {
   out += fmt::format("Nodes pending reboot: {}{}\n", reboot.size(), reboot.empty() ? "" : " (" + name_list(reboot) + ")");
   if (!probe_failed.empty()) {
     out += fmt::format("Nodes whose newest probe failed: {} ({})\n", probe_failed.size(), name_list(probe_failed));
+  }
+  if (auto unverified = hostnames_where(s, [](const NodeState& n) { return n.verify_failed; }); !unverified.empty()) {
+    out += fmt::format("Nodes whose newest verification failed: {} ({})\n", unverified.size(), name_list(unverified));
   }
   ColdStart before = cold_start(s, &NodeState::cold_before_ms);
   ColdStart after = cold_start(s, &NodeState::cold_after_ms);
@@ -624,6 +637,7 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"job_start_after_ms", job_start_node_json(n.job_after_ms)},
                      {"job_start_gpus", optional_json(n.job_gpus)},
                      {"probe_failed", n.probe_failed},
+                     {"verify_failed", n.verify_failed},
                      {"reports", n.reports},
                      {"needs_attention", needs_attention(n)}});
   }
@@ -636,6 +650,7 @@ nlohmann::json render_json(const FleetSummary& s) {
           {"gpu_not_enabled", host_set(hostnames_where(s, gpu_not_enabled))},
           {"reboot_pending", host_set(hostnames_where(s, reboot_pending))},
           {"probe_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.probe_failed; }))},
+          {"verify_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.verify_failed; }))},
           {"needs_attention", host_set(hostnames_where(s, needs_attention))},
           {"cold_start_ms",
            {{"before", cold_json(cold_start(s, &NodeState::cold_before_ms))},

@@ -43,6 +43,7 @@ struct NodeReport {
   bool jobs_compared = false;           // probe --compare: the baseline had job starts
   std::optional<unsigned> job_gpus;     // probe: GPUs the job starts covered
   bool probe_failed = false;            // probe: a GPU or a job start failed or timed out
+  bool verify_failed = false;           // verify: `passed` is not true (false, absent or not a boolean)
 };
 
 // Fix outcomes as fleet-summary names them, in display order.
@@ -96,11 +97,14 @@ struct NodeState {
   JobStartMs job_after_ms;
   std::optional<unsigned> job_gpus;
   bool probe_failed = false;  // the newest probe report says a probe failed
+  bool verify_failed = false;  // a verify report failed and no diagnosis or fix came after it
   int reports = 0;
 };
 
-// Healthy now: no GPU known to be off persistence, the newest probe (if any) did not fail, and either a
-// fix ran and verified (fixed / nothing-to-do) or the verdict is healthy.
+// Healthy now: no GPU known to be off persistence, the newest probe (if any) did not fail, no failed
+// verification since the last diagnosis, and either the newest fix fixed and verified (fixed, or
+// nothing-to-do on a healthy node: any other outcome needs attention whatever the verdict) or, with no fix
+// newer than the diagnosis, the verdict is healthy.
 bool needs_attention(const NodeState& node);
 
 struct FleetSummary {

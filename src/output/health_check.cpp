@@ -36,6 +36,7 @@ constexpr RuleImpact k_impacts[] = {
     {"UNK002", I::unknown, "GPUs could not be counted"},
     {"UNK003", I::unknown, "a GPU could not be opened"},
     {"UNK004", I::unknown, "a fact the verdict needs could not be read"},
+    {"UNK005", I::unknown, "systemd answered but the unit's state could not be read"},
     {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},
@@ -134,6 +135,9 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
   if (!only_rules.empty()) {
     out.line = fit_check_line(fmt::format("OK {} not firing", fmt::join(only_rules, ",")), max_length);
     return out;
+  }
+  if (d.verdict.code != "healthy") {
+    out.rule_id = d.verdict.rule_id;  // the line names it: so does the JSON
   }
   out.line = d.verdict.code == "healthy" ? "OK healthy" : "OK " + describe(d, d.verdict.rule_id);
   out.line = fit_check_line(out.line, max_length);

@@ -37,7 +37,7 @@ std::span<const RuleImpact> scheduler_impacts();
 
 struct HealthCheck {
   HealthStatus status = HealthStatus::unknown;
-  std::string rule_id;  // the rule that decided, "" when healthy
+  std::string rule_id;  // the rule that decided (also one that keeps the node: "OK PM002 ..."), "" when healthy
   std::string line;     // "PM001 persistence off: GPU 3,5", at most max_length bytes
 };
 

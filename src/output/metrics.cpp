@@ -115,8 +115,16 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   e.family("gpuwarm_driver_info", "Loaded kernel module and user-space library versions (always 1; empty when unread).");
   e.sample("gpuwarm_driver_info",
            {{"kernel_module_version", kernel}, {"user_space_version", value_or_empty(s.nvml.user_space_version)}}, 1);
-  e.family("gpuwarm_driver_reboot_pending", "1 when kernel module and user space differ: the update needs a reboot.");
-  e.sample("gpuwarm_driver_reboot_pending", {}, d.verdict.code == "reboot-pending" ? 1 : 0);
+  // From the rule, not the verdict (an NVML hang decides the verdict first); 0 only when both halves were read.
+  const bool mismatch = std::any_of(d.findings.begin(), d.findings.end(),
+                                    [](const Finding& f) { return f.rule_id == "DRV003"; });
+  if (mismatch || (s.nvml.user_space_version.has() && !kernel.empty())) {
+    e.family("gpuwarm_driver_reboot_pending", "1 when kernel module and user space differ: the update needs a reboot.");
+    e.sample("gpuwarm_driver_reboot_pending", {}, mismatch ? 1 : 0);
+  } else {
+    unknown("driver_reboot_pending", !s.nvml.user_space_version.has() ? "user-space version: " + s.nvml.user_space_version.missing
+                                                                      : "kernel module version unread");
+  }
   if (s.nvml.init_code.has()) {
     e.family("gpuwarm_nvml_init_seconds", "How long nvmlInit took in this run (slow on de-initialized GPUs).");
     e.sample("gpuwarm_nvml_init_seconds", {}, s.nvml.init_ms / 1000.0);
@@ -126,18 +134,20 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   e.sample("gpuwarm_persistenced_running", {}, s.daemon.processes.empty() ? 0 : 1);
   // The unit's state, when systemd answered; otherwise an unknown with why, never a 0.
   auto unit_state = [&](const char* metric, const char* fact, const char* help, const Fact<std::string>& state,
-                        const char* good) {
+                        std::initializer_list<const char*> good) {
     if (s.service.reachable && state.has()) {
       e.family(metric, help);
-      e.sample(metric, {}, state.is(good) ? 1 : 0);
+      e.sample(metric, {}, std::any_of(good.begin(), good.end(), [&](const char* g) { return state.is(g); }) ? 1 : 0);
     } else {
       unknown(fact, s.service.reachable ? state.missing : s.service.unreachable);
     }
   };
   unit_state("gpuwarm_persistenced_unit_active", "persistenced_unit_active",
-             "1 when nvidia-persistenced.service is active.", s.service.active_state, "active");
+             "1 when nvidia-persistenced.service is active.", s.service.active_state, {"active"});
+  // The states PD004 accepts as "starts at boot".
   unit_state("gpuwarm_persistenced_unit_enabled", "persistenced_unit_enabled",
-             "1 when nvidia-persistenced.service is enabled.", s.service.unit_file_state, "enabled");
+             "1 when nvidia-persistenced.service is enabled (or generated, or an alias).", s.service.unit_file_state,
+             {"enabled", "generated", "alias"});
 
   // Per GPU.
   bool daemon_minors_known = std::all_of(s.daemon.processes.begin(), s.daemon.processes.end(),

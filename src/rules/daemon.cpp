@@ -88,6 +88,31 @@ std::vector<Finding> unit_failed(const Snapshot& s) {
   return {f};
 }
 
+std::vector<Finding> unit_state_unread(const Snapshot& s) {
+  if (!s.service.reachable) {
+    return {};  // NOTE002 says systemd could not be asked at all
+  }
+  Finding f;
+  auto unread = [&f](const char* property, const Fact<std::string>& fact) {
+    if (!fact.has()) {
+      f.evidence.push_back(fmt::format("{}: unread ({})", property, fact.missing));
+    }
+  };
+  unread("LoadState", s.service.load_state);
+  unread("ActiveState", s.service.active_state);
+  if (!s.service.load_state.has() || s.service.load_state.is("loaded")) {
+    unread("UnitFileState", s.service.unit_file_state);  // a unit that is not there has none to read
+  }
+  if (f.evidence.empty()) {
+    return {};
+  }
+  // Whether the unit is failed, enabled or there at all decides PD004, PD006 and PD007: not "no finding".
+  f.message = "systemd answered, but nvidia-persistenced.service's state could not be read";
+  f.next_step = "Run `systemctl status nvidia-persistenced.service` as root; if it answers, run gpuwarm again "
+                "(a D-Bus policy or a timeout may have refused the read).";
+  return {f};
+}
+
 std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
   if (!s.service.reachable || !s.service.load_state.is("loaded") || !s.service.unit_file_state.has()) {
     return {};

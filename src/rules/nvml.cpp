@@ -101,6 +101,16 @@ std::vector<Finding> gpu_handle_unread(const Snapshot& s) {
     f.evidence.push_back(nvml_evidence("nvmlDeviceGetHandleByIndex", gpu.handle_error));
     out.push_back(std::move(f));
   }
+  // Fewer GPUs recorded than NVML counted (a snapshot cut short, or edited): the missing ones are unknown.
+  if (s.nvml.device_count.has() && s.nvml.gpus.size() < *s.nvml.device_count && s.nvml.timed_out_at.empty()) {
+    Finding f;
+    f.message = fmt::format("NVML counts {} GPUs, but facts were read for {} only", *s.nvml.device_count,
+                            s.nvml.gpus.size());
+    f.next_step = k_retry_step;
+    f.evidence.push_back(fmt::format("nvmlDeviceGetCount: {}; GPUs in the snapshot: {}", *s.nvml.device_count,
+                                     s.nvml.gpus.size()));
+    out.push_back(std::move(f));
+  }
   return out;
 }
 

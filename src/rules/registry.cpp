@@ -69,6 +69,8 @@ constexpr RuleInfo k_rules[] = {
     {"UNK004", "gpu-fact-unread", S::warning, R::unknown,
      "A per-GPU fact the verdict needs (persistence, event reasons, application clocks) could not be read",
      checks::gpu_fact_unread},
+    {"UNK005", "unit-state-unread", S::warning, R::unknown,
+     "systemd answered but the unit's load, active or enablement state could not be read", checks::unit_state_unread},
     {"PM003", "persistence-masked", S::warning, R::note,
      "Persistence is off but other clients hold the GPU open now: masked, not fixed", checks::persistence_masked},
     {"PM004", "persistence-views-disagree", S::warning, R::note,

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "nvml/errors.h"
+
 #include "output/diagnosis_output.h"
 #include "output/table.h"
 #include "rules/helpers.h"
@@ -106,7 +108,10 @@ CheckResult holds_check(const Snapshot& s) {
   const std::vector<unsigned>& held = *held_minors;
   std::vector<std::string> missing;
   for (const GpuFacts* g : reachable_gpus(s)) {
-    if (g->minor.has() && std::find(held.begin(), held.end(), *g->minor) == held.end()) {
+    if (!g->minor.has()) {
+      // Which device file is this GPU's is unknown, so whether the daemon holds it is too: not a pass.
+      missing.push_back(fmt::format("GPU {} (its minor number could not be read: {})", g->index, g->minor.missing));
+    } else if (std::find(held.begin(), held.end(), *g->minor) == held.end()) {
       missing.push_back(fmt::format("/dev/nvidia{} (GPU {})", *g->minor, g->index));
     }
   }
@@ -128,6 +133,9 @@ CheckResult clocks_check(const std::vector<Snapshot>& samples) {
     std::uint64_t bad_reasons = 0;
     bool busy = false;
     unsigned n = 0;
+    bool reasons_read = false;
+    std::string sm_missing;       // why the SM clock was not read (last sample)
+    std::string reasons_missing;  // why the event reasons were not read, unless NOT_SUPPORTED
   };
   std::map<unsigned, Seen> per_gpu;
   for (const auto& s : samples) {
@@ -137,21 +145,36 @@ CheckResult clocks_check(const std::vector<Snapshot>& samples) {
         seen.min = std::min(seen.min, *g->clocks.sm);
         seen.max = std::max(seen.max, *g->clocks.sm);
         ++seen.n;
+      } else {
+        seen.sm_missing = g->clocks.sm.missing;
       }
       if (g->event_reasons_active.has()) {
+        seen.reasons_read = true;
         seen.bad_reasons |= *g->event_reasons_active &
                             (clock_reason::thermal_or_power | clock_reason::applications_clocks_setting);
+      } else if (nvml::meaning_of_reason(g->event_reasons_active.missing) == nvml::Meaning::not_supported) {
+        seen.reasons_read = true;  // this GPU has none to report: an answer
+      } else {
+        seen.reasons_missing = g->event_reasons_active.missing;
       }
       seen.busy = seen.busy || g->compute_processes.value_or(0) > 0;
     }
   }
   if (per_gpu.empty()) {
-    c.detail = "no GPU answered";
+    c.status = CheckStatus::fail;  // samples were taken and no GPU answered: nothing was verified
+    c.detail = "no GPU answered in any sample";
     return c;
   }
   std::vector<std::string> problems;
   std::vector<std::string> ranges;
   for (const auto& [index, seen] : per_gpu) {
+    // A clock or a reason never read is not a steady clock: unknown fails, with its reason.
+    if (seen.n == 0) {
+      problems.push_back(fmt::format("GPU {}: SM clock unread ({})", index, seen.sm_missing));
+    }
+    if (!seen.reasons_read) {
+      problems.push_back(fmt::format("GPU {}: clock event reasons unread ({})", index, seen.reasons_missing));
+    }
     if (seen.bad_reasons != 0) {
       problems.push_back(fmt::format("GPU {}: {}", index, clock_reason_list(seen.bad_reasons)));
     }

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "nvml/errors.h"
+
 #include "snapshot/clock_reasons.h"
 #include "watch/watch.h"
 
@@ -83,6 +85,7 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::optional<unsigned> app_sm;
   std::optional<unsigned> app_mem;
   std::optional<unsigned> power_limit;
+  std::optional<std::string> fault_error;  // the last failed reading that was a GPU fault
 
   for (std::size_t i = 0; i < run.samples.size(); ++i) {
     const Sample& s = run.samples[i];
@@ -94,6 +97,9 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     if (!r->error.empty()) {
       ++g.failed;
       g.last_error = r->error;
+      if (nvml::meaning_of_reason(r->error) == nvml::Meaning::gpu_fault) {
+        fault_error = r->error;
+      }
       continue;
     }
     if (r->attach_ms >= 0) {
@@ -211,6 +217,16 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
                                        g.sm_idle->min, g.sm_idle->max));
     }
   }
+  // Samples that failed are evidence too: a GPU fault is an answer (RAS); a GPU never read is no answer.
+  if (g.failed > 0 && fault_error) {
+    add_cause(g, Cause::gpu_fault);
+    g.evidence.push_back(fmt::format("{} of {} samples: {}", g.failed, g.samples, *fault_error));
+  }
+  if (g.samples == g.failed) {
+    add_cause(g, Cause::unread);
+    g.evidence.push_back(g.samples == 0 ? std::string("no sample reached this GPU: NVML did not initialize")
+                                        : fmt::format("no sample could read this GPU (last error: {})", g.last_error));
+  }
   if (g.causes.empty()) {
     g.causes.push_back(Cause::stable);
   }
@@ -219,6 +235,12 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
 
 std::string next_step_for(Cause c) {
   switch (c) {
+    case Cause::gpu_fault:
+      return "A GPU fell off the bus, needs a reset or stopped answering: persistence will not help. Follow the "
+             "RAS runbook (`gpuwarm diagnose`, `nvidia-smi -q`, the kernel log's Xid lines).";
+    case Cause::unread:
+      return "A GPU gave no reading in any sample, so its clocks cannot be judged: run `gpuwarm diagnose` to see "
+             "why.";
     case Cause::thermal_power:
       return "Thermal or power limits, not de-initialization: persistence will not help. Follow the RAS / "
              "thermal runbook (cooling, power capping, `nvidia-smi -q -d TEMPERATURE,POWER`).";
@@ -239,6 +261,8 @@ std::string next_step_for(Cause c) {
 
 ExitCode exit_for(Cause c) {
   switch (c) {
+    case Cause::unread: return ExitCode::cannot_tell;
+    case Cause::gpu_fault:
     case Cause::thermal_power:
     case Cause::pinned_clocks: return ExitCode::routed_elsewhere;
     case Cause::deinit_churn:
@@ -261,6 +285,8 @@ const char* phase_name(Phase p) {
 
 const char* cause_code(Cause c) {
   switch (c) {
+    case Cause::gpu_fault: return "gpu-fault";
+    case Cause::unread: return "cannot-tell";
     case Cause::thermal_power: return "thermal-power";
     case Cause::deinit_churn: return "deinit-churn";
     case Cause::pinned_clocks: return "pinned-clocks";
@@ -272,6 +298,8 @@ const char* cause_code(Cause c) {
 
 const char* cause_title(Cause c) {
   switch (c) {
+    case Cause::gpu_fault: return "GPU fault (RAS)";
+    case Cause::unread: return "cannot tell: no reading";
     case Cause::thermal_power: return "thermal/power limits (RAS)";
     case Cause::deinit_churn: return "de-initialization churn (persistence off)";
     case Cause::pinned_clocks: return "pinned application clocks";
@@ -326,6 +354,9 @@ WatchSummary summarize(const WatchRun& run) {
   }
   if (run.load && !run.load->error.empty()) {
     out.notes.push_back("The load did not run: " + run.load->error);
+  }
+  if (run.gpus.empty() && out.init_failures > 0) {
+    best = std::min(best, static_cast<int>(Cause::unread));  // no GPU was ever identified: nothing was read
   }
   out.cause = static_cast<Cause>(best);
   out.next_step = next_step_for(out.cause);

@@ -62,10 +62,12 @@ std::optional<Stats> stats_of(std::vector<unsigned> values);
 
 // What a GPU's clock behaviour comes from, most decisive first (the runbook's order).
 enum class Cause {
+  gpu_fault,      // a GPU answered as lost, needing a reset, or timing out: RAS, persistence will not help
   thermal_power,  // thermal/power event reasons: RAS path, persistence will not help
   deinit_churn,   // the GPU de-initialized between samples: persistence is off
   pinned_clocks,  // application clocks away from their defaults
   idle_swing,     // clocks move while the GPU is idle, with no reason NVML names
+  unread,         // a GPU (or NVML) gave no reading in any sample: cannot tell, never "stable"
   stable,
 };
 const char* cause_code(Cause c);   // "thermal-power", "deinit-churn", ...

@@ -33,6 +33,21 @@ class HelpPages(unittest.TestCase):
             h.check_golden(self, os.path.join("help", (name or "gpuwarm") + ".txt"), r.stdout)
 
 
+class Completion(unittest.TestCase):
+    def setUp(self):
+        h.require_binary(self)
+
+    def test_hidden_options_are_never_offered(self):
+        # A child's or a test's options (`probe --child`, `guard --inject-fault`) are not for users.
+        for shell in ("bash", "zsh"):
+            r = h.run(["completion", shell], raw=True)
+            self.assertEqual(r.returncode, 0, shell)
+            for hidden in ("--inject-fault", "--child-devices", "--load-child", "--sequential"):
+                self.assertNotIn(hidden, r.stdout, shell)
+            for visible in ("--dry-run", "--no-restore", "--json"):
+                self.assertIn(visible, r.stdout, shell)
+
+
 class Suggestions(unittest.TestCase):
     def setUp(self):
         h.require_binary(self)

@@ -171,7 +171,9 @@ TEST(FleetParse, bad_reports_say_why) {
       {"some other JSON", R"({"a":1})", "not a gpuwarm report"},
       {"a snapshot", R"({"hostname":"n","nvml":{},"driver":{}})", "a snapshot, not a report"},
       {"a watch run", R"({"kind":"watch","hostname":"n"})", "watch"},
-      {"unknown kind", R"({"kind":"gpuwarm-future","hostname":"n"})", "unknown report kind \"gpuwarm-future\""},
+      {"unknown kind", R"({"kind":"gpuwarm-future","hostname":"n"})", "a report of kind \"gpuwarm-future\": fleet-summary reads"},
+      {"a snapshot", R"({"kind":"gpuwarm-snapshot","hostname":"n"})", "a snapshot, not a report"},
+      {"a reset report", R"({"kind":"gpuwarm-reset","hostname":"n"})", "a `gpuwarm reset --json` report: fleet-summary"},
       {"no hostname", R"({"kind":"gpuwarm-diagnosis","verdict":{"code":"healthy"},"gpus":[]})", "no hostname"},
       {"diagnosis without a verdict code", R"({"kind":"gpuwarm-diagnosis","hostname":"n","verdict":{}})",
        "without verdict.code"},
@@ -237,6 +239,47 @@ TEST(FleetSummary, newest_report_says_what_a_node_is_now) {
   EXPECT_EQ(fleet::exit_code(later), 3);
 }
 
+std::string healthy_verdict(std::string fix_report) {
+  const std::string from = R"("verdict":"action-needed")";
+  return fix_report.replace(fix_report.find(from), from.size(), R"("verdict":"healthy")");
+}
+
+std::string verify_report(const std::string& passed, const std::string& at) {
+  return R"({"kind":"gpuwarm-verify","hostname":"n","taken_at":")" + at + R"(",)" + passed +
+         R"("checks":[],"gpus":[{"persistence_after":"Enabled"}]})";
+}
+
+// A failed verification (or one whose result cannot be read) speaks for the node until a newer diagnosis.
+TEST(FleetSummary, a_failed_verification_needs_attention_until_a_newer_diagnosis) {
+  struct Case {
+    const char* name;
+    std::vector<std::string> reports;
+    bool attention;
+  };
+  const std::string healthy_at_7 = diagnosis("n", "healthy", k_two_enabled);
+  const Case cases[] = {
+      {"verified after a healthy diagnosis", {healthy_at_7, verify_report(R"("passed":true,)", "2026-11-23T09:00:00Z")},
+       false},
+      {"verification failed after a healthy diagnosis",
+       {healthy_at_7, verify_report(R"("passed":false,)", "2026-11-23T09:00:00Z")}, true},
+      {"verification without a result", {healthy_at_7, verify_report("", "2026-11-23T09:00:00Z")}, true},
+      {"a healthy diagnosis after the failed verification",
+       {healthy_at_7, verify_report(R"("passed":false,)", "2026-11-23T09:00:00Z"),
+        diagnosis("n", "healthy", k_two_enabled, "2026-11-23T10:00:00Z")},
+       false},
+  };
+  for (const Case& c : cases) {
+    std::vector<fleet::NodeReport> reports;
+    for (const auto& json : c.reports) {
+      reports.push_back(report(json));
+    }
+    auto s = fleet::summarize(std::move(reports), {});
+    ASSERT_EQ(s.nodes.size(), 1u) << c.name;
+    EXPECT_EQ(fleet::needs_attention(s.nodes[0]), c.attention) << c.name;
+    EXPECT_EQ(fleet::exit_code(s), c.attention ? 3 : 0) << c.name;
+  }
+}
+
 TEST(FleetSummary, needs_attention_per_state) {
   struct Case {
     const char* name;
@@ -254,6 +297,10 @@ TEST(FleetSummary, needs_attention_per_state) {
       {"probe only: no verdict", R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[]})", true},
       {"cannot tell", diagnosis("n", "cannot-tell", k_two_enabled), true},
       {"persistence optional (a laptop): off by design", diagnosis("n", "persistence-optional", k_one_off), false},
+      {"nothing to do on a healthy node, verified", healthy_verdict(fix("n", "nothing-to-do", 0, false, 0)), false},
+      {"nothing to do on a healthy node, but its verification failed",
+       healthy_verdict(fix("n", "nothing-to-do", 8, false, 0)), true},
+      {"a healthy node whose fix could not take the lock", healthy_verdict(fix("n", "locked", 7, false, 0)), true},
   };
   for (const auto& c : cases) {
     auto s = fleet::summarize({report(c.json)}, {});

@@ -46,6 +46,30 @@ TEST(Metrics, unknown_is_never_zero) {
   EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
 }
 
+// Reboot pending follows the rule (DRV003), not the verdict, and is never a 0 when user space was not read;
+// "enabled" means what PD004 accepts.
+TEST(Metrics, reboot_pending_and_enabled_follow_the_rules) {
+  EXPECT_NE(render(healthy_snapshot()).find("gpuwarm_driver_reboot_pending 0\n"), std::string::npos);
+
+  Snapshot mismatch = healthy_snapshot();
+  mismatch.nvml.user_space_version = Fact<std::string>::known("580.95.05");
+  EXPECT_NE(render(mismatch).find("gpuwarm_driver_reboot_pending 1\n"), std::string::npos) << render(mismatch);
+
+  Snapshot unread = healthy_snapshot();
+  unread.nvml.user_space_version = Fact<std::string>::unknown("NVML timed out");
+  std::string text = render(unread);
+  EXPECT_EQ(text.find("gpuwarm_driver_reboot_pending "), std::string::npos) << text;
+  EXPECT_NE(text.find("fact=\"driver_reboot_pending\",reason=\"user-space version: NVML timed out\"} 1"),
+            std::string::npos)
+      << text;
+
+  Snapshot generated = healthy_snapshot();
+  generated.service.unit_file_state = Fact<std::string>::known("generated");
+  EXPECT_NE(render(generated).find("gpuwarm_persistenced_unit_enabled 1\n"), std::string::npos);
+  generated.service.unit_file_state = Fact<std::string>::known("disabled");
+  EXPECT_NE(render(generated).find("gpuwarm_persistenced_unit_enabled 0\n"), std::string::npos);
+}
+
 TEST(Metrics, families_are_declared_once_and_kept_together) {
   Snapshot s = healthy_snapshot();
   std::istringstream in(render(s));

@@ -139,9 +139,15 @@ TEST(WatchSummary, attribution_table) {
       {"GPU 1 only: the worst GPU decides the run",
        readings(1, 0, 20, [](auto& r) { r.event_reasons = 0x20; }), {Cause::stable}, Cause::thermal_power,
        ExitCode::routed_elsewhere},
-      {"attach errors are counted, not attributed",
-       readings(0, 2, 4, [](auto& r) { r = nvml::GpuReading{}; r.error = "GPU_IS_LOST"; }),
+      {"attach errors that are no fault are counted, not attributed",
+       readings(0, 2, 4, [](auto& r) { r = nvml::GpuReading{}; r.error = "UNKNOWN"; }),
        {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"a GPU that answers as lost is a fault (RAS), even in some samples only",
+       readings(0, 2, 4, [](auto& r) { r = nvml::GpuReading{}; r.error = "GPU_IS_LOST"; }),
+       {Cause::gpu_fault}, Cause::gpu_fault, ExitCode::routed_elsewhere},
+      {"a GPU never read is no answer: cannot tell, never stable",
+       readings(0, 0, 20, [](auto& r) { r = nvml::GpuReading{}; r.error = "UNKNOWN"; }),
+       {Cause::unread}, Cause::unread, ExitCode::cannot_tell},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -155,6 +161,22 @@ TEST(WatchSummary, attribution_table) {
     EXPECT_EQ(s.gpus[0].deinit_events.size(), c.gpu0_deinit_events);
     EXPECT_EQ(s.next_step.empty(), c.overall == Cause::stable);
   }
+}
+
+// NVML that never initialized leaves no reading of any GPU: not "stable".
+TEST(WatchSummary, nvml_never_initialized_is_cannot_tell) {
+  auto run = idle_run(5);
+  for (auto& sample : run.samples) {
+    sample.gpus.clear();
+    sample.error = "DRIVER_NOT_LOADED";
+  }
+  auto s = watch::summarize(run);
+  EXPECT_EQ(s.cause, Cause::unread);
+  EXPECT_EQ(s.exit_code, ExitCode::cannot_tell);
+  ASSERT_EQ(s.gpus.size(), 2u);
+  EXPECT_NE(s.gpus[0].evidence.back().find("NVML did not initialize"), std::string::npos);
+  run.gpus.clear();  // not even identified
+  EXPECT_EQ(watch::summarize(run).cause, Cause::unread);
 }
 
 TEST(WatchSummary, clock_stats_reason_time_and_settle) {
@@ -235,7 +257,7 @@ TEST(WatchJson, round_trip_keeps_the_summary) {
   run.samples[1].gpus[0].attach_ms = 900;
   run.samples[3].gpus[1] = nvml::GpuReading{};
   run.samples[3].gpus[1].index = 1;
-  run.samples[3].gpus[1].error = "GPU_IS_LOST";
+  run.samples[3].gpus[1].error = "UNKNOWN";  // counted, not attributed (a GPU_IS_LOST would decide: RAS)
   run.samples[4].error = "nvmlInit: UNKNOWN";
   run.samples[4].gpus.clear();
   auto before = watch::summarize(run);

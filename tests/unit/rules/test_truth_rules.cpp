@@ -68,6 +68,8 @@ TEST(Rules, UNK003_gpu_handle_unread) {
       {"NO_PERMISSION on GPU 1", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "NO_PERMISSION"); }, {{1u}}},
       {"UNKNOWN on GPU 0", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "UNKNOWN"); }, {{0u}}},
       {"GPU_IS_LOST is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},
+      {"fewer GPUs recorded than NVML counted", [](Snapshot& s) { s.nvml.gpus.pop_back(); }, {{std::nullopt}}},
+      {"none recorded", [](Snapshot& s) { s.nvml.gpus.clear(); }, {{std::nullopt}}},
   };
   for (const auto& c : cases) expect_rule("UNK003", c);
 }
@@ -98,6 +100,33 @@ TEST(Rules, UNK004_gpu_fact_unread) {
        [](Snapshot& s) { s.nvml.gpus[0].temperature_c = Fact<int>::unknown(nvml::k_reason_not_read); }, {}},
   };
   for (const auto& c : cases) expect_rule("UNK004", c);
+}
+
+TEST(Rules, UNK005_unit_state_unread) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"every property unread",
+       [](Snapshot& s) {
+         s.service.load_state = s.service.active_state = s.service.unit_file_state =
+             Fact<std::string>::unknown("Connection timed out");
+       },
+       {{std::nullopt}}},
+      {"only enablement unread",
+       [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::unknown("Access denied"); }, {{std::nullopt}}},
+      {"no unit: no enablement to read",
+       [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("not-found");
+         s.service.unit_file_state = Fact<std::string>::unknown("x");
+       },
+       {}},
+      {"systemd unreachable is NOTE002's",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.active_state = Fact<std::string>::unknown("no bus");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK005", c);
 }
 
 GpuClient client(int pid, const char* comm, std::vector<unsigned> minors) {
