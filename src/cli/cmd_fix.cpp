@@ -179,7 +179,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "6 no systemd here (nothing changed), 7 another fix is running, 8 changed but verification failed,\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read),\n"
       "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node: every step ran to its end,\n"
-      "the report says which, verification was skipped. The lock is taken before anything is read.");
+      "the report says which, verification was skipped. The lock is taken before anything is read.\n\n"
+      "Examples:\n"
+      "  gpuwarm fix --dry-run\n"
+      "  gpuwarm fix --json > /var/lib/gpuwarm/fix.json\n"
+      "  gpuwarm fix --dry-run --snapshot node.json    # plan for a recorded node");
 
   return [opts]() -> int {
     Paths paths(opts->collect.root);

@@ -267,6 +267,10 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   for (const auto& c : guard::codes()) {
     footer += fmt::format("  {:3d} {:20s} {}\n", static_cast<int>(c.code), c.name, c.meaning);
   }
+  footer +=
+      "\nExamples:\n"
+      "  gpuwarm guard --verbose; echo $?\n"
+      "  ExecCondition=/usr/local/bin/gpuwarm guard   # in the unit's drop-in";
   sub.footer(footer);
 
   return [opts]() -> int {

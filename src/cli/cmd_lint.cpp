@@ -101,10 +101,22 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
   for (const auto& r : lint::rules()) {
     footer += fmt::format("  {}  {}\n", r.id, r.summary);
   }
+  footer +=
+      "\nExamples:\n"
+      "  gpuwarm lint /etc /usr/local/bin ansible/\n"
+      "  gpuwarm lint --json roles/ | jq '.findings[].rule_id'";
   sub.footer(footer);
 
   return [opts]() -> int {
     if (opts->list_rules) {
+      if (opts->json) {  // as `diagnose --list-rules --json`
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& r : lint::rules()) {
+          out.push_back({{"id", r.id}, {"name", r.name}, {"summary", r.summary}});
+        }
+        std::cout << dump_json(out) << "\n";
+        return 0;
+      }
       for (const auto& r : lint::rules()) {
         std::cout << fmt::format("{}  {:20s} {}\n", r.id, r.name, r.summary);
       }

@@ -279,7 +279,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "changes no GPU setting.\n\n"
       "Exit codes: 0 every probe succeeded, 1 a probe failed or timed out (or a file could not be read or\n"
       "written, or no GPU to probe), 2 bad command line, 5 no NVIDIA driver on this machine. With --json every\n"
-      "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).");
+      "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).\n\n"
+      "Examples:\n"
+      "  gpuwarm probe --node --save before.json\n"
+      "  gpuwarm probe --node --compare before.json    # after enabling persistence");
 
   return [opts, &sub]() -> int {
     // Every exit says why in a form the caller reads: with --json a JSON document on stdout (the same

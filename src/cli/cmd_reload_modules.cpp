@@ -19,6 +19,7 @@
 
 #include "cli/child_process.h"
 #include "cli/command.h"
+#include "cli/node_lock.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/paths.h"
@@ -346,9 +347,14 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "modules are loaded now and how to recover), 2 bad command line (--dry-run with --yes), 3 refused\n"
       "(processes or other modules hold the driver, mixed versions: nothing changed), 4 the new modules need a\n"
       "reboot, 5 the module directory does not exist, 6 no NVIDIA driver loaded or to load, 7 --yes without\n"
-      "root, 128+N interrupted by signal N after the swap finished.");
+      "root, 8 another fix, reset or reload-modules runs (it shares their lock), 128+N interrupted by signal\n"
+      "N after the swap finished.\n\n"
+      "Examples:\n"
+      "  gpuwarm reload-modules --dry-run\n"
+      "  systemctl stop nvidia-persistenced && gpuwarm reload-modules --yes");
 
   return [opts]() -> int {
+    constexpr int k_exit_locked = 8;
     if (opts->dry_run && opts->yes) {
       std::cerr << "gpuwarm: error: --dry-run and --yes contradict each other: choose one\n";
       return to_int(ExitCode::usage);
@@ -423,6 +429,26 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
         return 7;
       }
       ops = std::make_unique<KmodOps>();
+    }
+    // The node lock (fix's and reset's): neither may start nvidia-persistenced between the holders check above
+    // and the unloads below. Once it is held, the holders are read again: what was free may not be now.
+    Result<bool> lock = take_node_lock(paths);
+    if (!lock || !*lock) {
+      std::cerr << "gpuwarm reload-modules: "
+                << (!lock ? lock.error().message
+                          : "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
+                                paths.display(paths.run(k_node_lock_name)) + " is held)")
+                << "; nothing changed\n";
+      return !lock ? to_int(ExitCode::tool_error) : k_exit_locked;
+    }
+    facts.holders = read_holders(paths);
+    if (!facts.holders.empty()) {
+      plan = modules::plan_reload(facts);
+      std::cerr << "gpuwarm reload-modules: refused, nothing changed: " << escape_control_lines(plan.refusal) << "\n";
+      for (const auto& d : plan.details) {
+        std::cerr << "  " << escape_control(d) << "\n";
+      }
+      return refusal_code();
     }
     std::string failure;
     std::size_t done = 0;

@@ -184,15 +184,20 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "limits as before (a check that fails says how to set them again).\n"
       "Without systemd it prints the same steps to run by hand and changes nothing. Shares fix's lock.\n\n"
       "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the daemon was started\n"
-      "again), 2 bad command line or unknown GPU, 3 refused: another process holds the GPU, 5 refused: a\n"
-      "reset cannot help, 6 no systemd here (steps printed, nothing changed), 7 another fix or reset runs,\n"
-      "8 reset but verification failed, 9 refused: cannot tell who holds the GPUs, 128+N signal N arrived\n"
-      "(every step ran to its end, the daemon was started again; verification skipped).\n\n"
+      "again) or nvidia-smi is not usable, 2 bad command line or unknown GPU, 3 refused: another process\n"
+      "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
+      "nothing changed), 7 another fix or reset runs, 8 reset but verification failed, 9 refused: cannot\n"
+      "tell (who holds the GPUs, which GPUs exist), 128+N signal N arrived (every step ran to its end, the\n"
+      "daemon was started again; verification skipped).\n\n"
       "Examples:\n"
       "  gpuwarm reset --gpu 0 --dry-run\n"
       "  gpuwarm reset --gpu 00000000:3B:00.0 --yes");
 
   return [opts]() -> int {
+    if (opts->yes && opts->dry_run) {  // as reload-modules: which one was meant cannot be guessed
+      std::cerr << "gpuwarm: error: --dry-run and --yes contradict each other: choose one\n";
+      return to_int(ExitCode::usage);
+    }
     Paths paths(opts->collect.root);
     const bool acting = opts->yes && !opts->dry_run;
     Result<bool> lock = true;
@@ -211,8 +216,14 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     Snapshot before = collect_from_options(opts->collect);
     TargetResolution targets = resolve_reset_targets(before, opts->gpus);
     if (!targets.error.empty()) {
+      if (opts->json) {  // every outcome of --json is a report on stdout
+        std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1}, {"hostname", before.hostname},
+                                {"outcome", "refused"}, {"reason", targets.error}, {"steps", nlohmann::json::array()},
+                                {"exit_code", to_int(targets.code)}})
+                  << "\n";
+      }
       std::cerr << "gpuwarm reset: " << escape_control(targets.error) << "\n";
-      return to_int(ExitCode::usage);
+      return to_int(targets.code);
     }
     ResetInputs inputs;
     // Only this host's nvidia-smi may reset this host's GPUs: with --root the plan can be read, not run.

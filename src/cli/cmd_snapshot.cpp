@@ -30,7 +30,10 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
       "The snapshot holds every fact diagnose uses; a fact that could not be read is written as\n"
       "{\"missing\": \"<why>\"}. Record one on a real node and diagnose it anywhere:\n"
       "  gpuwarm snapshot -o node.json && gpuwarm diagnose --snapshot node.json\n\n"
-      "Exit codes: 0 written, 1 the output file could not be written, 2 bad command line.");
+      "Exit codes: 0 written, 1 the output file could not be written, 2 bad command line.\n\n"
+      "Examples:\n"
+      "  gpuwarm snapshot -o node.json\n"
+      "  gpuwarm snapshot --no-systemd > node.json");
 
   return [opts]() -> int {
     Snapshot snapshot = collect_from_options(opts->collect);

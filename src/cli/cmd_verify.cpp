@@ -30,7 +30,10 @@ std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/
       "sit at a steady floor with benign event reasons; optionally `dcgmi diag`. A check that cannot run\n"
       "here (no systemd, no root, no DCGM) is SKIP with the reason, never a silent pass.\n\n"
       "Exit codes: 0 every check passed or was skipped, 1 gpuwarm failed, 2 bad command line,\n"
-      "8 a check failed.");
+      "8 a check failed.\n\n"
+      "Examples:\n"
+      "  gpuwarm verify\n"
+      "  gpuwarm verify --settle 30 --samples 10 --dcgm-level 1 --json");
   return [opts]() -> int {
     Snapshot before = collect_from_options(opts->collect);
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, std::move(before));

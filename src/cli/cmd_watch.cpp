@@ -309,13 +309,24 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
       "thermal/power or pinned clocks (not a persistence problem), 9 cannot tell: a GPU gave no reading in\n"
-      "any sample.");
+      "any sample.\n\n"
+      "Examples:\n"
+      "  gpuwarm watch --mode detached --duration 2m\n"
+      "  gpuwarm watch --load 20 --json > run.json && gpuwarm watch --replay run.json");
 
   return [opts, &sub, &global]() -> int {
     if (opts->load_child_seconds >= 0) {
       return run_load_child(*opts);
     }
     if (!opts->replay.empty()) {
+      // A saved run is summarized as it was taken: a sampling option would silently change nothing.
+      for (const char* sampling : {"--interval", "--duration", "--count", "--mode", "--load", "--gpu",
+                                   "--cold-attach-ms"}) {
+        if (sub.count(sampling) > 0) {
+          return usage_error(std::string("--replay summarizes a saved run; ") + sampling +
+                             " applies only when watching");
+        }
+      }
       auto text = read_file(opts->replay);
       if (!text) {
         std::cerr << "gpuwarm: error: " << text.error().message << "\n";

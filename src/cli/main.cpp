@@ -13,6 +13,7 @@
 #include "cli/help_format.h"
 #include "core/deadline.h"
 #include "core/exit_codes.h"
+#include "core/strings.h"
 
 #ifndef GPUWARM_VERSION
 #define GPUWARM_VERSION "0.0.0"
@@ -158,21 +159,25 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "gpuwarm: error: " << e.what() << "\n";
-    if (argc > 1 && argv[1][0] != '-') {
-      std::string hint = suggestion(argv[1]);
-      bool known = false;
-      for (const auto& cmd : gpuwarm::commands()) {
-        known = known || std::string(argv[1]) == cmd.name;
-      }
-      if (!known && !hint.empty()) {
+    bool known = false;
+    for (const auto& cmd : gpuwarm::commands()) {
+      known = known || chosen == cmd.name;
+    }
+    // CLI11 says "A subcommand is required" for a word that is no command: name the word instead.
+    const bool unknown_word = argc > 1 && argv[1][0] != '-' && !known;
+    std::cerr << "gpuwarm: error: "
+              << (unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\"" : std::string(e.what()))
+              << "\n";
+    if (unknown_word) {
+      if (std::string hint = suggestion(argv[1]); !hint.empty()) {
         std::cerr << "Did you mean `gpuwarm " << hint << "`?\n";
       }
     }
     if (std::string option = option_suggestion(app, chosen, argc, argv); !option.empty()) {
       std::cerr << "Did you mean `" << option << "`?\n";
     }
-    std::cerr << "Run `gpuwarm --help` for usage.\n";
+    std::cerr << "Run `gpuwarm " << (known ? chosen + " " : std::string()) << "--help` for "
+              << (known ? "its options" : "the commands") << ".\n";
     return gpuwarm::to_int(ExitCode::usage);
   }
   global.color = color == "always"  ? gpuwarm::ColorMode::always

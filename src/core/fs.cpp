@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <cerrno>
 #include <cstring>
 
+#include "core/paths.h"
 #include "core/strings.h"
 
 namespace gpuwarm {
@@ -168,10 +168,7 @@ Result<std::string> read_first_line(const std::string& path) {
 const std::vector<std::string> k_system_bin_dirs = {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
                                                     "/usr/local/bin"};
 
-namespace {
-
-// The file at `path` and every directory above it, as named (stat follows links on the way).
-std::string chain_replaceable_by_others(const std::string& path) {
+std::string replaceable_by_others(const std::string& path) {
   const uid_t me = ::geteuid();
   std::string at = path;
   for (bool file = true;; file = false) {
@@ -194,39 +191,37 @@ std::string chain_replaceable_by_others(const std::string& path) {
   }
 }
 
-}  // namespace
-
-std::string replaceable_by_others(const std::string& path) {
-  if (std::string why = chain_replaceable_by_others(path); !why.empty()) {
-    return why;
-  }
-  // A link is only as safe as where it leads: the target's own directories may be anyone's.
-  char real[PATH_MAX];
-  if (::realpath(path.c_str(), real) == nullptr) {
-    return "cannot be checked";
-  }
-  if (path == real) {
-    return {};
-  }
-  std::string why = chain_replaceable_by_others(real);
-  return why.empty() ? why : "leads to " + std::string(real) + ", which " + why;
-}
-
 Result<std::string> find_system_executable(const std::string& root, const std::string& name,
                                            const std::vector<std::string>& dirs) {
   std::string prefix = root;
   while (!prefix.empty() && prefix.back() == '/') {
     prefix.pop_back();
   }
+  const Paths paths(root);
   std::string refused;
   for (const auto& dir : dirs) {
     std::string candidate = dir + "/" + name;
     std::string host = prefix + candidate;
+    // Links are followed inside the root: a container's /usr/bin link means its own tree, not the caller's.
+    const std::string real = paths.resolve(candidate);
     struct stat st {};
-    if (::stat(host.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
+    if (real.empty() || ::stat(real.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
       continue;
     }
-    if (std::string why = replaceable_by_others(host); !why.empty()) {
+    // The name and where it leads: a link is only as safe as its target's directories.
+    std::string why = replaceable_by_others(real);
+    if (!why.empty() && real != host) {
+      why = "leads to " + paths.display(real) + ", which " + why;
+    } else if (why.empty() && real != host) {
+      struct stat link {};
+      if (::lstat(host.c_str(), &link) == 0 && link.st_uid != 0 && link.st_uid != ::geteuid()) {
+        why = "is a link owned by uid " + std::to_string(link.st_uid);
+      } else {
+        auto slash = host.rfind('/');
+        why = replaceable_by_others(host.substr(0, slash == 0 ? 1 : slash));
+      }
+    }
+    if (!why.empty()) {
       refused += (refused.empty() ? "" : "; ") + candidate + " " + why;
       continue;
     }

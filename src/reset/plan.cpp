@@ -123,6 +123,19 @@ ResetPlan refuse(ResetPlan plan, ExitCode code, std::string reason) {
 
 TargetResolution resolve_reset_targets(const Snapshot& s, const std::vector<std::string>& ids) {
   TargetResolution out;
+  // No GPU can be named where there is no driver, or where NVML could not list them: say which.
+  if (s.nvml.gpus.empty() && !s.driver.module_loaded) {
+    out.code = ExitCode::routed_elsewhere;
+    out.error = "no NVIDIA driver is present (no kernel module loaded): there is no GPU to reset";
+    return out;
+  }
+  if (s.nvml.gpus.empty() && !s.nvml.device_count.has()) {
+    out.code = ExitCode::cannot_tell;
+    out.error = "NVML could not list the GPUs (" +
+                (s.nvml.device_count.missing.empty() ? s.nvml.init_error : s.nvml.device_count.missing) +
+                "), so none can be named: run `gpuwarm diagnose`";
+    return out;
+  }
   std::set<unsigned> chosen;
   for (const auto& id : ids) {
     const GpuFacts* hit = nullptr;

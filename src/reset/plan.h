@@ -58,6 +58,8 @@ struct ResetInputs {
 struct TargetResolution {
   std::vector<unsigned> indices;
   std::string error;
+  ExitCode code = ExitCode::usage;  // with an error: usage (no such GPU), routed_elsewhere (no driver) or
+                                    // cannot_tell (NVML could not list the GPUs)
 };
 TargetResolution resolve_reset_targets(const Snapshot& snapshot, const std::vector<std::string>& ids);
 

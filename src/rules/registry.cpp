@@ -116,7 +116,16 @@ Finding healthy_finding(const Snapshot& s) {
   f.severity = Severity::info;
   f.route = Route::note;
   auto gpus = reachable_gpus(s);
-  f.message = fmt::format("{} GPU(s) persistent, held by nvidia-persistenced", gpus.size());
+  // Say "held" only where the daemon's open files were read (they need root); otherwise say what was.
+  const bool held_read = !s.daemon.processes.empty() &&
+                         std::all_of(s.daemon.processes.begin(), s.daemon.processes.end(),
+                                     [](const DaemonProcess& p) { return p.held_minors.has(); });
+  f.message = held_read ? fmt::format("{} GPU(s) persistent, held by nvidia-persistenced", gpus.size())
+              : s.daemon.processes.empty()
+                  ? fmt::format("{} GPU(s) persistent", gpus.size())
+                  : fmt::format("{} GPU(s) persistent, nvidia-persistenced running (which GPUs it holds was not "
+                                "read: {})",
+                                gpus.size(), s.daemon.processes.front().held_minors.missing);
   f.next_step = "Nothing to do.";
   for (const auto& p : s.daemon.processes) {
     f.evidence.push_back(describe_daemon_process(p));

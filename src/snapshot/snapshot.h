@@ -112,7 +112,8 @@ struct DaemonProcess {
   Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
 };
 
-struct ForeignDaemon {  // an nvidia-persistenced seen in /proc that is not this host's
+// A process named nvidia-persistenced that is not this host's daemon: a container's, or another user's.
+struct ForeignDaemon {
   int pid = 0;
   std::string why;  // "another mount namespace (mnt:[4026532301], the host's mnt:[4026531841]): a container's"
 };

@@ -84,6 +84,42 @@ Fact<unsigned> read_uid(const std::string& status_path) {
   return Fact<unsigned>::unknown("no Uid line");
 }
 
+// The daemon runs as root, or as the user its --user names (it drops to that user once the GPUs are open).
+// A process of any other user is someone else's, named like the daemon: never taken for it. "" when it may
+// be the daemon (also when /etc/passwd cannot tell).
+std::string not_the_daemons_user(const Paths& paths, const std::vector<std::string>& argv, const Fact<unsigned>& uid) {
+  if (!uid.has() || *uid == 0 || argv.empty()) {
+    return {};
+  }
+  std::string user;
+  for (std::size_t i = 1; i < argv.size(); ++i) {
+    if ((argv[i] == "--user" || argv[i] == "-u") && i + 1 < argv.size()) {
+      user = argv[i + 1];
+    } else if (starts_with(argv[i], "--user=")) {
+      user = argv[i].substr(7);
+    }
+  }
+  if (user.empty()) {
+    return fmt::format("runs as uid {} with no --user: nvidia-persistenced stays root unless told otherwise", *uid);
+  }
+  auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20);
+  if (!passwd) {
+    return {};
+  }
+  for (const auto& line : split_lines(*passwd)) {
+    auto fields = split(line, ':');
+    if (fields.size() > 2 && fields[0] == user) {
+      auto expected = parse_u64(fields[2]);
+      if (expected && *expected == *uid) {
+        return {};
+      }
+      return fmt::format("runs as uid {}, not as root or as its --user {} (uid {})", *uid, escape_control(user),
+                         escape_control(fields[2]));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets) {
@@ -158,9 +194,13 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       }
       DaemonProcess proc;
       proc.pid = process.pid;
+      proc.uid = read_uid(paths.proc(entry + "/status"));
+      if (std::string why = not_the_daemons_user(paths, argv, proc.uid); !why.empty()) {
+        facts.foreign.push_back({process.pid, why + ": not the daemon"});
+        continue;
+      }
       proc.argv = std::move(argv);
       proc.argv_missing = std::move(read.missing);
-      proc.uid = read_uid(paths.proc(entry + "/status"));
       if (auto fds = list_dir(paths.proc(entry + "/fd"))) {
         std::vector<std::string> targets;
         for (const auto& fd : *fds) {

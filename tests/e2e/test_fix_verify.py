@@ -314,6 +314,42 @@ class WithoutSystemd(unittest.TestCase):
         clocks = [c for c in json.loads(r.stdout)["checks"] if c["id"] == "clocks"][0]
         self.assertIn("GPU 0: HwThermalSlowdown", clocks["detail"])
 
+    def test_verify_fails_what_it_could_not_read(self):
+        # An SM clock NVML never answered, or a GPU whose device file is unknown, is not a pass.
+        self.root.daemon_process()
+        unread = h.gpu(1, returns={"nvmlDeviceGetClockInfo": 999, "nvmlDeviceGetMinorNumber": 999})
+        r = h.run(["verify", "--json", "--settle", "0", "--samples", "2", "--sample-interval", "0"],
+                  root=self.root, scenario_obj=h.scenario([h.gpu(0), unread]))
+        self.assertEqual(r.returncode, 8, r.stdout + r.stderr)
+        checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+        self.assertEqual(checks["clocks"]["status"], "fail")
+        self.assertIn("GPU 1: SM clock unread (UNKNOWN)", checks["clocks"]["detail"])
+        self.assertEqual(checks["daemon-holds-gpus"]["status"], "fail")
+        self.assertIn("GPU 1 (its minor number could not be read", checks["daemon-holds-gpus"]["detail"])
+
+    def test_reset_errors_name_the_problem_and_their_code(self):
+        scenario = h.scenario([h.gpu(0)])
+
+        def reset(root, *args, scenario_obj=scenario):
+            path = root.p("scenario.json")
+            with open(path, "w") as f:
+                json.dump(scenario_obj, f)
+            return h.run(["reset", "--root", root.path, "--no-systemd", "--nvml",
+                          os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), *args],
+                         extra_env={"FAKE_NVML_SCENARIO": path})
+
+        r = reset(self.root, "--gpu", "0", "--dry-run", "--yes")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--dry-run and --yes contradict each other", r.stderr)
+        r = reset(self.root, "--gpu", "7", "--dry-run", "--json")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["exit_code"], 2)
+        self.assertIn('no GPU "7"', json.loads(r.stdout)["reason"])
+        bare = h.FakeRoot()
+        self.addCleanup(bare.cleanup)
+        r = reset(bare, "--gpu", "0", "--dry-run", scenario_obj=h.scenario([]))
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("no NVIDIA driver is present", r.stderr)
 
 if __name__ == "__main__":
     unittest.main()

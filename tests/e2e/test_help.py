@@ -30,6 +30,8 @@ class HelpPages(unittest.TestCase):
             self.assertNotRegex(r.stdout, r"Exitcodes|Whata |NVMLis ", name)
             if name not in (None, "completion"):
                 self.assertIn("Exit codes", r.stdout, name)
+            if name is not None:
+                self.assertIn("Examples:", r.stdout, name)  # README and the man page promise one per command
             h.check_golden(self, os.path.join("help", (name or "gpuwarm") + ".txt"), r.stdout)
 
 
@@ -64,7 +66,13 @@ class Suggestions(unittest.TestCase):
     def test_a_mistyped_command_still_gets_the_nearest_one(self):
         r = h.run(["diagnsoe"], raw=True)
         self.assertEqual(r.returncode, 2)
+        self.assertIn('no command "diagnsoe"', r.stderr)
         self.assertIn("Did you mean `gpuwarm diagnose`?", r.stderr)
+        self.assertIn("Run `gpuwarm --help` for the commands.", r.stderr)
+
+    def test_an_option_error_points_at_the_command_help(self):
+        r = h.run(["diagnose", "--josn"], raw=True)
+        self.assertIn("Run `gpuwarm diagnose --help` for its options.", r.stderr)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 section (built here with gcc and objcopy), read through libkmod like a real
 nvidia.ko. Acting goes through the test stand-in for libkmod, which only
 exists under a fake --root: no real module is ever loaded."""
+import fcntl
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ class ReloadModules(unittest.TestCase):
         self.addCleanup(self.root.cleanup)
         self.root.write("proc/modules", PROC_MODULES)
         self.root.write("sys/module/nvidia/version", OLD + "\n")
+        os.makedirs(self.root.p("run"), exist_ok=True)  # where the node lock lives, as on every node
         self.tmp = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.tmp)
         self.kernel = os.uname().release
@@ -153,6 +155,24 @@ class ReloadModules(unittest.TestCase):
         self.assertIn("pid 812 ", r.stdout)
         self.assertIn("/dev/nvidia0", r.stdout)
         self.assertEqual(self.ops(), [])
+
+    def test_shares_the_node_lock_with_fix_and_reset(self):
+        # While a fix or reset holds the lock it may be starting nvidia-persistenced: no unload then.
+        with open(self.root.p("run/gpuwarm-fix.lock"), "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            r = self.reload("--yes")
+        self.assertEqual(r.returncode, 8, r.stdout + r.stderr)
+        self.assertIn("is held", r.stderr)
+        self.assertEqual(self.ops(), [])
+
+    def test_process_names_are_shown_escaped(self):
+        self.root.daemon_process(pid=812)
+        with open(self.root.p("proc/812/comm"), "w") as f:
+            f.write("x\x1b]0;owned\x07\n")
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 3, r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertIn("x\\x1b]0;owned\\x07", r.stdout)
 
     def test_refuses_modules_built_for_another_kernel(self):
         for name in ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm"):

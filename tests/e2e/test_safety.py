@@ -80,18 +80,24 @@ class Executables(Base):
 
     def test_a_link_is_only_as_trusted_as_where_it_leads(self):
         # A root-owned link in /usr/bin to a file in a folder anyone may write: anyone could swap that file.
-        open_dir = os.path.join(self.tmp, "open")
+        # (The link's absolute target is taken inside the root, as a container's own links are.)
+        open_dir = self.root.p("opt/open")
         os.makedirs(open_dir)
         os.chmod(open_dir, 0o777)
         marker = self.plant(open_dir, "nvidia-persistenced")
         os.makedirs(self.root.p("/usr/bin"), exist_ok=True)
-        os.symlink(os.path.join(open_dir, "nvidia-persistenced"), self.root.p("/usr/bin/nvidia-persistenced"))
+        os.symlink("/opt/open/nvidia-persistenced", self.root.p("/usr/bin/nvidia-persistenced"))
         r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
                       os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
         daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
-        self.assertIn("leads to " + open_dir, daemon["missing"])
+        self.assertIn("leads to /opt/open/nvidia-persistenced", daemon["missing"])
         self.assertIn("writable by group or others", daemon["missing"])
         self.assertFalse(os.path.exists(marker))
+        # The same link to a folder only root may write is trusted.
+        os.chmod(open_dir, 0o755)
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
+        self.assertEqual(json.loads(r.stdout)["snapshot"]["daemon"]["binary"], "/usr/bin/nvidia-persistenced")
 
     def test_guard_does_not_run_a_daemon_binary_others_can_replace(self):
         self.root.driver("580.159.04").kmsg()

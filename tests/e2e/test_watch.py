@@ -155,6 +155,10 @@ class Watch(unittest.TestCase):
         self.assertEqual(json.loads(r.stdout)["summary"], d["summary"])
         r = h.run(["watch", "--replay", path], raw=True)
         self.assertIn("deinit-churn", r.stdout)
+        # A sampling option would change nothing in a saved run: refused, not ignored.
+        r = h.run(["watch", "--replay", path, "--count", "3"], raw=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--count applies only when watching", r.stderr)
         with open(path, "w") as f:
             f.write('{"kind": "probe"}')
         r = h.run(["watch", "--replay", path], raw=True)

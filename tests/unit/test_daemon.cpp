@@ -87,6 +87,41 @@ TEST(Daemon, FoundByNameThenArgv) {
   }
 }
 
+// Anyone may start a process named nvidia-persistenced; the daemon runs as root or as its --user.
+TEST(Daemon, AnotherUsersImitationIsNotTheDaemon) {
+  using namespace std::string_literals;
+  struct Case {
+    const char* name;
+    std::string cmdline;
+    unsigned uid;
+    bool daemon;
+  };
+  const Case cases[] = {
+      {"root", "/usr/bin/nvidia-persistenced\0--no-persistence-mode\0"s, 0, true},
+      {"its --user", "/usr/bin/nvidia-persistenced\0--user\0nvidia-persistenced\0"s, 143, true},
+      {"--user=NAME", "/usr/bin/nvidia-persistenced\0--user=nvidia-persistenced\0"s, 143, true},
+      {"another user, claiming --user", "/usr/bin/nvidia-persistenced\0--user\0nvidia-persistenced\0"s, 1000, false},
+      {"another user, no --user", "/usr/bin/nvidia-persistenced\0--no-persistence-mode\0"s, 1000, false},
+      {"a --user /etc/passwd does not know: cannot tell, kept",
+       "/usr/bin/nvidia-persistenced\0--user\0ghost\0"s, 1000, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    test::TempTree t;
+    t.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nnvidia-persistenced:x:143:143::/:/usr/sbin/nologin\n");
+    t.write("proc/500/comm", "nvidia-persiste\n");
+    t.write("proc/500/cmdline", c.cmdline);
+    t.write("proc/500/status", "Uid:\t" + std::to_string(c.uid) + "\t0\t0\t0\n");
+    t.mkdir("proc/500/fd");
+    DaemonFacts d = read_daemon(Paths(t.root()));
+    EXPECT_EQ(d.processes.size(), c.daemon ? 1u : 0u);
+    if (!c.daemon) {
+      ASSERT_EQ(d.foreign.size(), 1u);
+      EXPECT_NE(d.foreign[0].why.find("not the daemon"), std::string::npos) << d.foreign[0].why;
+    }
+  }
+}
+
 TEST(Daemon, PidFileNamesItWhateverItsCommandName) {
   using namespace std::string_literals;
   test::TempTree t;

@@ -80,6 +80,14 @@ TEST(Lint, LINT001_legacy_flag) {
   }
 }
 
+// gpuwarm's own reports quote what they found; the Ansible role saves them beside the playbooks.
+TEST(Lint, gpuwarm_reports_are_not_configuration) {
+  const std::string quote = R"("next_step": "Do not use `nvidia-smi -pm 1`; enable nvidia-persistenced")";
+  EXPECT_TRUE(lint_text(R"({"changed": false, )" + quote + R"(, "kind": "gpuwarm-fix"})", FileKind::yaml).empty());
+  // The same words in another JSON file are still read.
+  EXPECT_FALSE(lint_text(R"({"inline": ["nvidia-smi -pm 1"]})", FileKind::yaml).empty());
+}
+
 TEST(Lint, LINT002_no_persistence_mode) {
   const std::vector<LintCase> cases = {
       {"Ubuntu's ExecStart", FileKind::shell,

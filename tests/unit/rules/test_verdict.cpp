@@ -136,6 +136,17 @@ TEST(Verdict, RunbookOrder) {
   }
 }
 
+// "Held by nvidia-persistenced" only where the daemon's open files were read.
+TEST(Verdict, HealthySaysHeldOnlyWhereItWasRead) {
+  Snapshot s = healthy_snapshot();
+  EXPECT_EQ(diagnose(s).findings.front().message, "2 GPU(s) persistent, held by nvidia-persistenced");
+  s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root");
+  Diagnosis d = diagnose(s);
+  ASSERT_EQ(d.findings.front().rule_id, "OK000");
+  EXPECT_EQ(d.findings.front().message,
+            "2 GPU(s) persistent, nvidia-persistenced running (which GPUs it holds was not read: needs root)");
+}
+
 TEST(Verdict, FindingsCarryTheirRuleMetadata) {
   Snapshot s = healthy_snapshot();
   s.nvml.gpus[1].persistence = Fact<bool>::known(false);
