@@ -151,6 +151,13 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     modules::ModuleFile mf;
     mf.name = modules::canonical_module_name(m[1]);
     mf.path = it->path().string();
+    // Where it leads too: a link to a file in a user's build tree is that user's.
+    std::error_code real_ec;
+    const std::string real = fs::canonical(it->path(), real_ec).string();
+    mf.untrusted = real_ec ? "cannot be resolved" : replaceable_by_others(real);
+    if (!mf.untrusted.empty() && !real_ec && real != mf.path) {
+      mf.untrusted = "leads to " + real + ", which " + mf.untrusted;
+    }
     if (dep_order.empty()) {
       mf.priority = default_priority(mf.path);
     } else {

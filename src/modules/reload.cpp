@@ -102,6 +102,12 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                                       file->path, file->vermagic_kernel, f.running_kernel),
                     Refusal::reboot);
     }
+    // Root loads this code into the kernel: a file another user could swap before the load is refused.
+    if (!file->untrusted.empty()) {
+      return refuse(plan, fmt::format("{} {}: gpuwarm loads into the kernel only what no user but root can "
+                                      "replace. Install the modules root-owned (DKMS does) and run again.",
+                                      file->path, file->untrusted));
+    }
     if (file->version != core->version) {
       return refuse(plan, fmt::format("{} is version {} but nvidia.ko is {}: the module directory mixes driver "
                                       "versions. Reinstall the driver's kernel modules.",

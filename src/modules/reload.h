@@ -28,6 +28,7 @@ struct ModuleFile {  // a .ko in the new module directory, as modinfo reads it
   // extra/ before the rest, as depmod's default search order. Lower wins.
   int priority = 0;
   std::string options;  // what /etc/modprobe.d says for this module (NVreg_*, modeset=1)
+  std::string untrusted;  // why a user other than root could replace the file (or where it leads); "" if none
 };
 
 struct Holder {  // a process that would keep the modules busy

@@ -165,6 +165,14 @@ class ReloadModules(unittest.TestCase):
         self.assertIn("is held", r.stderr)
         self.assertEqual(self.ops(), [])
 
+    def test_module_files_another_user_could_replace_are_not_loaded(self):
+        os.chmod(self.moddir, 0o777)
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("writable by group or others", r.stdout)
+        self.assertIn("loads into the kernel only what no user but root can replace", r.stdout)
+        self.assertEqual(self.ops(), [])
+
     def test_process_names_are_shown_escaped(self):
         self.root.daemon_process(pid=812)
         with open(self.root.p("proc/812/comm"), "w") as f:

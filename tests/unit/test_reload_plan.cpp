@@ -25,7 +25,7 @@ modules::ReloadFacts updated_node() {
   for (const char* name : {"nvidia", "nvidia-uvm", "nvidia-modeset", "nvidia-drm", "nvidia-peermem"}) {
     f.new_modules.push_back({modules::canonical_module_name(name),
                              std::string("/lib/modules/6.1.0-28-amd64/updates/dkms/") + name + ".ko", "580.159.04",
-                             k_kernel, 0, ""});
+                             k_kernel, 0, "", ""});
   }
   f.loaded_version = "580.95.05";
   return f;
@@ -74,6 +74,9 @@ TEST(ReloadPlan, table) {
        false, {"+nvidia", "check", "udev"}},
       {"already the new version: nothing to do", [](auto& f) { f.loaded_version = "580.159.04"; }, false, false,
        {}},
+      {"a module file another user could replace",
+       [](auto& f) { f.new_modules[1].untrusted = "is in /home/u/build, owned by uid 1000"; }, true, false, {},
+       "owned by uid 1000: gpuwarm loads into the kernel only what no user but root can replace"},
       {"a process holds the GPUs",
        [](auto& f) { f.holders = {{812, "nvidia-persiste", "/dev/nvidia0, /dev/nvidiactl open"}}; }, true, false, {},
        "1 process(es) hold the GPUs"},
@@ -139,7 +142,7 @@ TEST(ReloadPlan, refusals_have_distinct_kinds) {
 TEST(ReloadPlan, the_copy_modprobe_would_load_wins) {
   auto f = updated_node();
   modules::ModuleFile old{"nvidia", "/lib/modules/6.1.0-28-amd64/kernel/drivers/video/nvidia.ko", "535.216.03",
-                          k_kernel, 5, ""};
+                          k_kernel, 5, "", ""};
   f.new_modules.insert(f.new_modules.begin(), old);
   for (auto& m : f.new_modules) {
     if (m.path.find("updates/dkms") != std::string::npos) m.priority = 1;
