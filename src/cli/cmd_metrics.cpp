@@ -21,6 +21,7 @@
 #include "cli/option_checks.h"
 #include "core/deadline.h"
 #include "core/exit_codes.h"
+#include "core/host.h"
 #include "core/safe_write.h"
 #include "exporter/http_server.h"
 #include "exporter/scrape_cache.h"
@@ -85,7 +86,12 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
     throw std::runtime_error(loaded.error().message);
   }
   Diagnosis diagnosis = diagnose(*loaded);
-  MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, unix_now(), {}, {}, {}};
+  // A recording is as old as it is: GpuwarmMetricsStale must see that, not the time it was rendered.
+  double finished = unix_now();
+  if (!opts.snapshot_file.empty()) {
+    finished = unix_seconds_from_iso8601(loaded->collected_at).value_or(0);
+  }
+  MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, finished, {}, {}, {}};
   add_probe_baseline(opts.probe_baseline, run);
   return render_metrics(*loaded, diagnosis, run);
 }

@@ -23,4 +23,13 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
+std::optional<double> unix_seconds_from_iso8601(const std::string& text) {
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (end == nullptr || *end != '\0') {
+    return std::nullopt;
+  }
+  return static_cast<double>(::timegm(&tm));
+}
+
 }  // namespace gpuwarm

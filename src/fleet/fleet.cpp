@@ -46,7 +46,8 @@ void count_persistence(simdjson::simdjson_result<element> gpus_value, const char
   int off = 0;
   for (element g : gpus) {
     ++total;
-    if (string_field(g, key) != "Enabled") {
+    // A GPU the daemon holds stays initialized whatever NVML's flag reads (PM004: the verdict trusts the daemon).
+    if (string_field(g, key) != "Enabled" && string_field(g, "held_by_daemon") != "yes") {
       ++off;
     }
   }

@@ -1,6 +1,7 @@
 """gpuwarm metrics end to end: the exposition for fake nodes (promtool-clean, unknown facts never 0),
 the node_exporter textfile, de-initialization seen by successive runs (which a held NVML would hide),
 the alert rules under promtool, and the systemd units under systemd-analyze."""
+import datetime
 import json
 import os
 import re
@@ -117,6 +118,11 @@ class Metrics(unittest.TestCase):
         p = samples(r.stdout)
         self.assertEqual(value(p, "gpuwarm_verdict", verdict="action-needed"), 1)
         self.assertEqual(value(p, "gpuwarm_finding", rule_id="PM002"), 1)
+        # As old as the recording: a stale-metrics alert must see its age, not when it was rendered.
+        with open(os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")) as f:
+            taken = json.load(f)["collected_at"]
+        when = datetime.datetime.strptime(taken, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        self.assertEqual(value(p, "gpuwarm_last_run_timestamp_seconds"), when.timestamp())
 
 
 class AlertRulesAndUnits(unittest.TestCase):

@@ -289,6 +289,9 @@ TEST(FleetSummary, needs_attention_per_state) {
   const std::vector<Case> cases = {
       {"healthy", diagnosis("n", "healthy", k_two_enabled), false},
       {"healthy verdict but a GPU reads Disabled", diagnosis("n", "healthy", k_one_off), true},
+      {"a GPU reads Disabled while the daemon holds it (PM004)",
+       diagnosis("n", "healthy", R"([{"persistence":"Enabled"},{"persistence":"Disabled","held_by_daemon":"yes"}])"),
+       false},
       {"action needed, not fixed", diagnosis("n", "action-needed", k_one_off), true},
       {"fixed and verified", fix("n", "act", 0, false, 5), false},
       {"check mode would fix", fix("n", "act", 0, true, 5), true},
