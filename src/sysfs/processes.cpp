@@ -1,5 +1,11 @@
 #include "sysfs/processes.h"
 
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <mutex>
 #include <set>
 
@@ -46,15 +52,61 @@ std::string read_comm(const Paths& paths, int pid) {
   return text ? printable(*text) : std::string{};
 }
 
+namespace {
+
+// The kernel's procfs makes every file under it itself: no device node, no link anyone planted. There a
+// command name is read with openat on /proc's descriptor and one read (3 system calls, where read_file's
+// checks take 7: on 2,000 processes that was a fifth of `check`). A tree under --root that is not procfs
+// (a recording, a container without /proc mounted) goes through read_file and its checks.
+class ProcDir {
+ public:
+  explicit ProcDir(const Paths& paths) : m_fd(::open(paths.proc("").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    struct statfs fs {};
+    m_procfs = m_fd >= 0 && ::fstatfs(m_fd, &fs) == 0 && fs.f_type == PROC_SUPER_MAGIC;
+  }
+  ~ProcDir() {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+    }
+  }
+  ProcDir(const ProcDir&) = delete;
+  ProcDir& operator=(const ProcDir&) = delete;
+  bool procfs() const { return m_procfs; }
+
+  std::string comm(int pid) const {
+    char path[24];
+    std::snprintf(path, sizeof path, "%d/comm", pid);
+    int fd = ::openat(m_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+      return {};  // exited since the listing
+    }
+    char buf[64];  // the kernel's name is at most 15 bytes and a newline
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    if (n <= 0) {
+      return {};
+    }
+    std::string_view text(buf, static_cast<std::size_t>(n));
+    return printable(trim(text.substr(0, text.find('\n'))));
+  }
+
+ private:
+  int m_fd = -1;
+  bool m_procfs = false;
+};
+
+}  // namespace
+
 Result<std::vector<ProcessName>> list_processes(const Paths& paths) {
   auto pids = list_pids(paths);
   if (!pids) {
     return tl::unexpected(pids.error());
   }
+  const ProcDir proc(paths);
   std::vector<ProcessName> out;
   out.reserve(pids->size());
   for (int pid : *pids) {
-    out.push_back({pid, read_comm(paths, pid)});
+    out.push_back({pid, proc.procfs() ? proc.comm(pid) : read_comm(paths, pid)});
   }
   return out;
 }

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -202,6 +204,22 @@ TEST(Processes, ListedOnceWithTheirNames) {
   auto unlisted = list_processes(Paths(no_proc.root()));
   EXPECT_FALSE(unlisted.has_value());
   EXPECT_FALSE(find_schedulers(Paths(no_proc.root()), unlisted).has());
+}
+
+// On the kernel's procfs the fast read answers what read_comm does (this test's own process, and its
+// parent's); a fake tree (above) goes through the checked reader.
+TEST(Processes, TheLiveProcfsGivesTheSameNames) {
+  auto listed = list_processes(Paths("/"));
+  ASSERT_TRUE(listed.has_value());
+  std::map<int, std::string> by_pid;
+  for (const auto& p : *listed) {
+    by_pid[p.pid] = p.comm;
+  }
+  for (int pid : {static_cast<int>(::getpid()), static_cast<int>(::getppid())}) {
+    ASSERT_EQ(by_pid.count(pid), 1u) << pid;
+    EXPECT_EQ(by_pid[pid], read_comm(Paths("/"), pid)) << pid;
+    EXPECT_FALSE(by_pid[pid].empty()) << pid;
+  }
 }
 
 TEST(Daemon, AbsentDaemon) {
