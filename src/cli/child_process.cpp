@@ -57,7 +57,7 @@ bool reap_within(pid_t pid, int& status, int timeout_ms) {
   for (;;) {
     pid_t w = ::waitpid(pid, &status, WNOHANG);
     if (w == pid || (w < 0 && errno == ECHILD)) {
-      return w == pid;
+      return true;  // ended (ECHILD: already reaped; its PID may be another process's now: never signal it)
     }
     if (std::chrono::steady_clock::now() >= deadline) {
       return false;
@@ -74,9 +74,11 @@ bool kill_and_reap(pid_t pid, int& status, int timeout_ms) {
 namespace {
 
 // Appends what is already in the pipe (a child that has exited wrote all it will), without waiting for an
-// end of file that a grandchild holding the pipe could delay forever.
+// end of file that a grandchild holding the pipe could delay forever; bounded in bytes and in time, since
+// such a grandchild could also keep writing.
 void drain_ready(int fd, ChildResult& result, std::size_t max_output) {
-  for (;;) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  for (std::size_t read_total = 0; read_total < max_output + (64u << 10) && std::chrono::steady_clock::now() < until;) {
     pollfd pfd{fd, POLLIN, 0};
     if (::poll(&pfd, 1, 0) <= 0) {
       return;
@@ -86,6 +88,7 @@ void drain_ready(int fd, ChildResult& result, std::size_t max_output) {
     if (got <= 0) {
       return;
     }
+    read_total += static_cast<std::size_t>(got);
     if (result.output.size() < max_output) {
       auto keep = std::min(static_cast<std::size_t>(got), max_output - result.output.size());
       result.output.append(buf, keep);

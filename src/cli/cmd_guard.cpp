@@ -141,7 +141,12 @@ guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& gi
       v.missing = found.missing;
       return v;
     }
-    binary = paths.host(*found);
+    // The file that was checked: links resolved inside the root, as find_system_executable followed them.
+    binary = paths.resolve(*found);
+    if (binary.empty()) {
+      v.missing = *found + ": gone since it was checked";
+      return v;
+    }
   }
   auto out = run_capture({binary, "--version"}, 5000);
   if (!out) {

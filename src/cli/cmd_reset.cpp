@@ -103,7 +103,7 @@ struct AfterCheck {
 
 // What only a reset can break: the GPU comes back as itself; settings that do not survive a reset are
 // named (restored or lost), never passed over.
-std::vector<AfterCheck> reset_checks(const ResetPlan& plan, const Snapshot& after) {
+std::vector<AfterCheck> reset_checks(const ResetPlan& plan, const Snapshot& after, bool no_restore) {
   std::vector<AfterCheck> out;
   for (const auto& b : plan.settings) {
     const GpuFacts* g = by_bus_id(after, b.pci_bus_id);
@@ -114,11 +114,15 @@ std::vector<AfterCheck> reset_checks(const ResetPlan& plan, const Snapshot& afte
     }
     out.push_back({fmt::format("GPU {} ({}) is back with the same UUID", b.index, b.pci_bus_id), *g->uuid == b.uuid,
                    *g->uuid == b.uuid ? *g->uuid : fmt::format("was {}, now {}", b.uuid, *g->uuid)});
+    // With --no-restore the defaults are what was asked for: a setting back at its default passes, and says
+    // how to set it again.
+    const char* lost = no_restore ? "at the default, as --no-restore asked" : "lost";
     if (b.app_sm_mhz) {
       bool kept = g->app_clocks.sm.is(*b.app_sm_mhz);
-      out.push_back({fmt::format("GPU {} application clocks", b.index), kept,
+      bool at_default = g->app_clocks.sm.has() && g->default_app_clocks.sm.is(*g->app_clocks.sm);
+      out.push_back({fmt::format("GPU {} application clocks", b.index), kept || (no_restore && at_default),
                      kept ? fmt::format("still {} MHz (SM)", *b.app_sm_mhz)
-                          : fmt::format("lost: were {} MHz (SM), now {}; set them again: nvidia-smi -i {} -ac {},{}",
+                          : fmt::format("{}: were {} MHz (SM), now {}; set them again: nvidia-smi -i {} -ac {},{}", lost,
                                         *b.app_sm_mhz, g->app_clocks.sm.has() ? std::to_string(*g->app_clocks.sm) : "?",
                                         b.pci_bus_id, b.app_mem_mhz.value_or(0), *b.app_sm_mhz)});
     }
@@ -126,9 +130,10 @@ std::vector<AfterCheck> reset_checks(const ResetPlan& plan, const Snapshot& afte
     // compared only when no limit was set away from its default.
     if (b.requested_power_limit_mw) {
       bool kept = g->requested_power_limit_mw.is(*b.requested_power_limit_mw);
-      out.push_back({fmt::format("GPU {} power limit", b.index), kept,
+      bool at_default = g->requested_power_limit_mw.has() && g->default_power_limit_mw.is(*g->requested_power_limit_mw);
+      out.push_back({fmt::format("GPU {} power limit", b.index), kept || (no_restore && at_default),
                      kept ? fmt::format("still {:g} W", *b.requested_power_limit_mw / 1000.0)
-                          : fmt::format("lost: was {:g} W, now {}; set it again: nvidia-smi -i {} -pl {:g}",
+                          : fmt::format("{}: was {:g} W, now {}; set it again: nvidia-smi -i {} -pl {:g}", lost,
                                         *b.requested_power_limit_mw / 1000.0,
                                         g->requested_power_limit_mw.has()
                                             ? fmt::format("{:g} W", *g->requested_power_limit_mw / 1000.0)
@@ -296,7 +301,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
       SignalShield shield;
       bool skip_reset = false;
-      bool reset_done = false;
+      bool reset_ran = false;  // the reset command ran, whatever it answered: settings may be lost
       // A step that is a command (the reset, a setting set again): run under a deadline, its output kept.
       auto run_command = [&failed](ResetStepRecord& rec, int timeout_ms) {
         auto r = run_child(rec.step->argv, timeout_ms, 64u << 10);
@@ -346,12 +351,18 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             rec.detail = skip_reset ? "the daemon could not be stopped" : "a signal arrived before the reset";
             continue;
           }
-          reset_done = run_command(rec, static_cast<int>(opts->reset_timeout_seconds * 1000));
+          reset_ran = true;
+          run_command(rec, static_cast<int>(opts->reset_timeout_seconds * 1000));
         } else if (step.kind == ResetStepKind::restore_setting) {
-          // Only what the reset took away is set again; after a signal the operator gets control back sooner.
-          if (!reset_done || shield.pending()) {
+          // After any reset that ran (one of several GPUs may have reset even when the command failed, and
+          // setting an unchanged value is harmless), also after a signal: a lowered power cap must not stay
+          // at its default. Not while the daemon is down: nothing would hold the GPU to keep the setting.
+          if (!reset_ran || daemon_down) {
             rec.status = "not-run";
-            rec.detail = !reset_done ? "the reset did not complete" : "a signal arrived";
+            rec.detail = !reset_ran ? "the reset did not run: nothing was lost"
+                                    : "nvidia-persistenced is not running again, so the setting would not stay: "
+                                      "run this once it runs";
+            failed = failed || reset_ran;
             continue;
           }
           run_command(rec, k_restore_timeout_ms);
@@ -395,7 +406,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
 
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);
     VerifyReport verify = evaluate_verify(in);
-    auto checks = reset_checks(plan, in.after);
+    auto checks = reset_checks(plan, in.after, opts->no_restore);
     bool passed = verify.passed;
     text += "\n" + render_verify_text(in, verify);
     nlohmann::json checks_json = nlohmann::json::array();

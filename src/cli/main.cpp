@@ -113,6 +113,22 @@ std::string chosen_command(int argc, char** argv) {
   return {};
 }
 
+// Output that never arrived (a full disk, a closed pipe) is a failure, not a silent success, --help's too: a
+// script reading the report must not get half of one. Whatever the command found, a caller without its
+// report has nothing to act on: exit 1 (for `check`, where 1 means "drain the node", 2: cannot tell). The
+// command's own code is kept on stderr.
+int with_output_written(int code, const std::string& chosen) {
+  std::cout.flush();
+  if (!std::cout.fail() && std::fflush(stdout) == 0) {
+    return code;
+  }
+  const int failed = chosen == "check" ? 2 : gpuwarm::to_int(gpuwarm::ExitCode::tool_error);
+  std::cerr << "gpuwarm: error: cannot write the output (disk full or pipe closed)"
+            << (code != 0 && code != failed ? " -- the command itself ended with exit " + std::to_string(code) : "")
+            << "\n";
+  return failed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,11 +169,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return with_output_written(app.exit(e), chosen);
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return with_output_written(app.exit(e), chosen);
   } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
+    return with_output_written(app.exit(e), chosen);
   } catch (const CLI::ParseError& e) {
     bool known = false;
     for (const auto& cmd : gpuwarm::commands()) {
@@ -192,18 +208,7 @@ int main(int argc, char** argv) {
     std::cerr << "gpuwarm: internal error: " << e.what() << "\n";
     code = gpuwarm::to_int(ExitCode::tool_error);
   }
-  // Output that never arrived (a full disk, a closed pipe) is a failure, not
-  // a silent success: a script reading the report must not get half of one.
-  std::cout.flush();
-  if (std::cout.fail() || std::fflush(stdout) != 0) {
-    // Whatever the command found, a caller without its report has nothing to act on: exit 1 (for `check`,
-    // where 1 means "drain the node", 2: cannot tell). The command's own code is kept on stderr.
-    const int failed = chosen == "check" ? 2 : gpuwarm::to_int(ExitCode::tool_error);
-    std::cerr << "gpuwarm: error: cannot write the output (disk full or pipe closed)"
-              << (code != 0 && code != failed ? " -- the command itself ended with exit " + std::to_string(code) : "")
-              << "\n";
-    code = failed;
-  }
+  code = with_output_written(code, chosen);
   if (gpuwarm::abandoned_calls() > 0) {
     // A thread is still blocked inside NVML: static destructors would run
     // under it (and the library's). Flush what was said and leave now.

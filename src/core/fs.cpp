@@ -43,9 +43,22 @@ Result<int> open_for_reading(const std::string& path, unsigned kinds) {
                                             : ": not a regular file (a FIFO, device or socket is not read)"));
   }
   // Never blocks on open or read: /dev/kmsg answers EAGAIN once caught up.
-  int fd = ::open(("/proc/self/fd/" + std::to_string(probe)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  constexpr int k_flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  int fd = ::open(("/proc/self/fd/" + std::to_string(probe)).c_str(), k_flags);
   int err = errno;
   ::close(probe);
+  if (fd < 0 && err == ENOENT && ::access("/proc/self/fd", F_OK) != 0) {
+    // No /proc here (a chroot, a sandbox): open the path itself, and keep it only if it is the file checked
+    // above (the same device and inode). Weaker than the reopen (a swap in between is opened before it is
+    // noticed), but without /proc there is no descriptor-based reopen to use.
+    fd = ::open(path.c_str(), k_flags);
+    err = errno;
+    struct stat now {};
+    if (fd >= 0 && (::fstat(fd, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino)) {
+      ::close(fd);
+      return fail(path + ": replaced while it was being opened");
+    }
+  }
   if (fd < 0) {
     return fail(errno_text(path, err));
   }
@@ -201,24 +214,29 @@ Result<std::string> find_system_executable(const std::string& root, const std::s
   std::string refused;
   for (const auto& dir : dirs) {
     std::string candidate = dir + "/" + name;
-    std::string host = prefix + candidate;
-    // Links are followed inside the root: a container's /usr/bin link means its own tree, not the caller's.
-    const std::string real = paths.resolve(candidate);
+    // Links are followed inside the root (a container's /usr/bin link means its own tree), and each one passed
+    // through must be as safe as the file: root's (or the caller's), in a folder no one else may change.
+    std::string via;
+    const std::string real = paths.resolve(candidate, [&](const std::string& link, const std::string& folder) {
+      struct stat st {};
+      if (!via.empty()) {
+        return;
+      }
+      if (::lstat(link.c_str(), &st) == 0 && st.st_uid != 0 && st.st_uid != ::geteuid()) {
+        via = "passes through " + paths.display(link) + ", a link owned by uid " + std::to_string(st.st_uid);
+      } else if (std::string why = replaceable_by_others(folder); !why.empty()) {
+        via = "passes through the link " + paths.display(link) + ", whose folder " + why;
+      }
+    });
     struct stat st {};
     if (real.empty() || ::stat(real.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0111) == 0) {
       continue;
     }
-    // The name and where it leads: a link is only as safe as its target's directories.
-    std::string why = replaceable_by_others(real);
-    if (!why.empty() && real != host) {
-      why = "leads to " + paths.display(real) + ", which " + why;
-    } else if (why.empty() && real != host) {
-      struct stat link {};
-      if (::lstat(host.c_str(), &link) == 0 && link.st_uid != 0 && link.st_uid != ::geteuid()) {
-        why = "is a link owned by uid " + std::to_string(link.st_uid);
-      } else {
-        auto slash = host.rfind('/');
-        why = replaceable_by_others(host.substr(0, slash == 0 ? 1 : slash));
+    std::string why = via;
+    if (why.empty()) {
+      why = replaceable_by_others(real);
+      if (!why.empty() && real != prefix + candidate) {
+        why = "leads to " + paths.display(real) + ", which " + why;
       }
     }
     if (!why.empty()) {

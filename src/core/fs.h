@@ -57,8 +57,12 @@ std::string replaceable_by_others(const std::string& path);
 extern const std::vector<std::string> k_system_bin_dirs;
 
 // The first executable `name` in `dirs` (absolute, looked up under `root`)
-// that no one but root or the caller can replace; the path is returned as
-// seen inside the root. The error says what was refused and why.
+// that no one but root or the caller can replace: the file, its folders, and
+// every link passed through on the way (followed inside the root). The path
+// is returned as seen inside the root; to run it under a root other than "/",
+// run Paths(root).resolve(path), the file that was checked (the kernel would
+// follow an absolute link from the caller's /). The error says what was
+// refused and why.
 Result<std::string> find_system_executable(const std::string& root, const std::string& name,
                                            const std::vector<std::string>& dirs = k_system_bin_dirs);
 

@@ -54,11 +54,9 @@ void push_components(std::vector<std::string>& stack, std::string_view path) {
 
 }  // namespace
 
-std::string Paths::resolve(std::string_view absolute) const {
-  if (is_live()) {
-    char resolved[PATH_MAX];
-    return ::realpath(std::string(absolute).c_str(), resolved) != nullptr ? std::string(resolved) : std::string{};
-  }
+std::string Paths::resolve(std::string_view absolute, const LinkVisitor& on_link) const {
+  // One walk for the live root too (as realpath would): a caller that checks every link passed through
+  // needs to see each one.
   std::vector<std::string> todo;
   push_components(todo, absolute);
   std::string inside;  // the resolved path inside the root, "" = "/"
@@ -85,6 +83,9 @@ std::string Paths::resolve(std::string_view absolute) const {
     }
     if (++links > 40) {
       return {};  // ELOOP, as the kernel counts
+    }
+    if (on_link) {
+      on_link(m_root + next, m_root + (inside.empty() ? "/" : inside));
     }
     char target[PATH_MAX];
     ssize_t n = ::readlink((m_root + next).c_str(), target, sizeof target - 1);

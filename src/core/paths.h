@@ -2,6 +2,7 @@
 // Every path gpuwarm reads on the host goes through Paths, so tests and
 // `--root DIR` can point the whole tool at a recorded or synthetic tree.
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -26,8 +27,11 @@ class Paths {
   // Where `absolute` really is: symbolic links followed *inside* the root (an
   // absolute link target such as NixOS's /nix/store/... is taken under the
   // root, never the caller's), returned with the root prefix. "" when a
-  // component is missing or the links loop. The live root uses realpath(3).
-  std::string resolve(std::string_view absolute) const;
+  // component is missing or the links loop. `on_link` sees every link passed
+  // through (its path and its folder's, with the root prefix), for a caller
+  // that must trust each one.
+  using LinkVisitor = std::function<void(const std::string& link, const std::string& folder)>;
+  std::string resolve(std::string_view absolute, const LinkVisitor& on_link = {}) const;
 
   // Strips the root prefix again, for messages and evidence that name host paths.
   std::string display(std::string_view rooted) const;

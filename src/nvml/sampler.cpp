@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/strings.h"
+#include "nvml/errors.h"
 #include "nvml/nvml_library.h"
 
 namespace gpuwarm::nvml {
@@ -140,7 +141,16 @@ void Sampler::read_gpu(std::size_t slot, GpuReading& out) {
     }
     m_handles[slot] = dev;
   }
-  out.sm_mhz = query<unsigned>(api.device_get_clock_info, dev, int{clock_sm});
+  // A handle taken before the GPU fell off the bus still attaches: its queries say so.
+  if (api.device_get_clock_info != nullptr) {
+    unsigned sm = 0;
+    Return r = api.device_get_clock_info(dev, int{clock_sm}, &sm);
+    if (r == ret::success) {
+      out.sm_mhz = sm;
+    } else if (std::string name = m_library->error_name(r); meaning_of_reason(name) == Meaning::gpu_fault) {
+      out.fault = name;
+    }
+  }
   out.mem_mhz = query<unsigned>(api.device_get_clock_info, dev, int{clock_mem});
   if (auto p = query<int>(api.device_get_performance_state, dev)) {
     out.pstate = static_cast<unsigned>(*p);

@@ -42,6 +42,7 @@ struct GpuIdentity {
 struct GpuReading {
   unsigned index = 0;
   std::string error;      // the attach failed ("GPU_IS_LOST"): nothing else was read
+  std::string fault;      // attached, but the SM clock query answered with a GPU fault ("GPU_IS_LOST")
   double attach_ms = -1;  // nvmlDeviceGetHandleByIndex; -1 when not attached in this reading (held)
   std::optional<unsigned> sm_mhz;
   std::optional<unsigned> mem_mhz;

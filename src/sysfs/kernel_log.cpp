@@ -1,6 +1,7 @@
 #include "sysfs/kernel_log.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -159,6 +160,16 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
     return facts;
   }
   int fd = *opened;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    // A recorded log: its end, read directly (a file can be any size; reading it record by record cannot).
+    ::close(fd);
+    auto tail = read_regular_tail(kmsg, k_kmsg_max_bytes);
+    KernelLogFacts facts = scan_kernel_log(tail ? tail->text : std::string{});
+    facts.source = tail ? Fact<std::string>::known(tail->truncated ? "/dev/kmsg (its newest records)" : "/dev/kmsg")
+                        : Fact<std::string>::unknown(paths.display(tail.error().message));
+    return facts;
+  }
   std::string text;
   bool cut = false;
   char buf[8192];
@@ -169,7 +180,8 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
       // is a few MiB; past 256 MiB (a file) the oldest half goes, so memory stays bounded and the end is kept.
       text.append(buf, static_cast<std::size_t>(n));
       if (text.size() > k_kmsg_max_bytes) {
-        text.erase(0, text.find('\n', text.size() / 2) + 1);
+        const auto line_start = text.find('\n', text.size() / 2);
+        text.erase(0, line_start == std::string::npos ? text.size() / 2 : line_start + 1);
         cut = true;
       }
       continue;

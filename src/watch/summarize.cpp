@@ -85,7 +85,8 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::optional<unsigned> app_sm;
   std::optional<unsigned> app_mem;
   std::optional<unsigned> power_limit;
-  std::optional<std::string> fault_error;  // the last failed reading that was a GPU fault
+  std::optional<std::string> fault_error;  // the last reading (or query) that answered with a GPU fault
+  std::size_t fault_samples = 0;
 
   for (std::size_t i = 0; i < run.samples.size(); ++i) {
     const Sample& s = run.samples[i];
@@ -99,8 +100,13 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
       g.last_error = r->error;
       if (nvml::meaning_of_reason(r->error) == nvml::Meaning::gpu_fault) {
         fault_error = r->error;
+        ++fault_samples;
       }
       continue;
+    }
+    if (!r->fault.empty()) {
+      ++fault_samples;
+      fault_error = r->fault;  // attached, but the GPU answers as gone
     }
     if (r->attach_ms >= 0) {
       attach.push_back(static_cast<unsigned>(r->attach_ms + 0.5));
@@ -218,14 +224,17 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     }
   }
   // Samples that failed are evidence too: a GPU fault is an answer (RAS); a GPU never read is no answer.
-  if (g.failed > 0 && fault_error) {
+  if (fault_samples > 0 && fault_error) {
     add_cause(g, Cause::gpu_fault);
-    g.evidence.push_back(fmt::format("{} of {} samples: {}", g.failed, g.samples, *fault_error));
+    g.evidence.push_back(fmt::format("{} of {} samples: {}", fault_samples, g.samples, *fault_error));
   }
-  if (g.samples == g.failed) {
+  // The SM clock is what watch judges: a GPU none of whose samples read it cannot be called stable.
+  if (sm.empty()) {
     add_cause(g, Cause::unread);
     g.evidence.push_back(g.samples == 0 ? std::string("no sample reached this GPU: NVML did not initialize")
-                                        : fmt::format("no sample could read this GPU (last error: {})", g.last_error));
+                         : g.samples == g.failed
+                             ? fmt::format("no sample could read this GPU (last error: {})", g.last_error)
+                             : std::string("no sample read this GPU's SM clock"));
   }
   if (g.causes.empty()) {
     g.causes.push_back(Cause::stable);

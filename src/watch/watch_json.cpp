@@ -75,6 +75,9 @@ json reading_json(const nvml::GpuReading& r) {
     return j;
   }
   j["attach_ms"] = r.attach_ms >= 0 ? json(r.attach_ms) : json(nullptr);
+  if (!r.fault.empty()) {
+    j["fault"] = r.fault;
+  }
   j["sm_mhz"] = opt(r.sm_mhz);
   j["mem_mhz"] = opt(r.mem_mhz);
   j["pstate"] = opt(r.pstate);
@@ -223,6 +226,7 @@ Result<WatchRun> run_from_json(const json& j) {
         nvml::GpuReading r;
         r.index = checked<unsigned>(g.at("index"), "index");
         r.error = g.value("error", "");
+        r.fault = g.value("fault", "");
         r.attach_ms = opt_from<double>(g, "attach_ms").value_or(-1);
         r.sm_mhz = opt_from<unsigned>(g, "sm_mhz");
         r.mem_mhz = opt_from<unsigned>(g, "mem_mhz");

@@ -99,6 +99,38 @@ class Executables(Base):
                       os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
         self.assertEqual(json.loads(r.stdout)["snapshot"]["daemon"]["binary"], "/usr/bin/nvidia-persistenced")
 
+    def test_every_link_on_the_way_is_checked(self):
+        # /usr/bin/nvidia-persistenced -> /opt/x/link2 -> /srv/real/...: anyone may re-point link2 in /opt/x.
+        self.plant(self.root.p("srv/real"), "nvidia-persistenced")
+        os.makedirs(self.root.p("opt/x"))
+        os.chmod(self.root.p("opt/x"), 0o777)
+        os.symlink("/srv/real/nvidia-persistenced", self.root.p("opt/x/link2"))
+        os.makedirs(self.root.p("usr/bin"), exist_ok=True)
+        os.symlink("/opt/x/link2", self.root.p("usr/bin/nvidia-persistenced"))
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
+        daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+        self.assertIn("passes through the link /opt/x/link2", daemon["missing"])
+
+    def test_guard_runs_the_file_it_checked_under_a_root(self):
+        # The root's link is absolute: inside the root it leads to a trusted file; from the host's / it would
+        # lead to a file anyone may change. The guard runs the one it checked.
+        self.root.driver("580.159.04").kmsg()
+        side = "/" + os.path.relpath(self.tmp, "/") + "/side"
+        inside_marker = self.plant(self.root.p(side.lstrip("/")), "nvidia-persistenced")
+        os.makedirs(side, exist_ok=True)
+        os.chmod(side, 0o777)
+        host_marker = os.path.join(self.tmp, "host.ran")
+        with open(os.path.join(side, "nvidia-persistenced"), "w") as f:
+            f.write(f"#!/bin/sh\ntouch {host_marker}\necho 'nvidia-persistenced:  version 580.159.04'\n")
+        os.chmod(os.path.join(side, "nvidia-persistenced"), 0o777)
+        os.makedirs(self.root.p("usr/bin"), exist_ok=True)
+        os.symlink(side + "/nvidia-persistenced", self.root.p("usr/bin/nvidia-persistenced"))
+        self.raw(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose", "--nvml",
+                  os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
+        self.assertFalse(os.path.exists(host_marker), "guard ran the host's file, not the one it checked")
+        self.assertTrue(os.path.exists(inside_marker), "guard did not run the checked file")
+
     def test_guard_does_not_run_a_daemon_binary_others_can_replace(self):
         self.root.driver("580.159.04").kmsg()
         marker = self.plant(self.root.p("/usr/bin"), "nvidia-persistenced")
@@ -224,7 +256,7 @@ class Output(Base):
         if not os.path.exists("/dev/full"):
             self.skipTest("no /dev/full here")
         for args, want in ((["diagnose", "--snapshot", example], 1), (["diagnose", "--json", "--snapshot", example], 1),
-                           (["check", "--snapshot", example], 2)):
+                           (["check", "--snapshot", example], 2), (["diagnose", "--help"], 1), (["--version"], 1)):
             with open("/dev/full", "w") as full:
                 r = subprocess.run([h.BIN, *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30)
             self.assertEqual(r.returncode, want, args)

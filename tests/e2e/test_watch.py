@@ -165,6 +165,15 @@ class Watch(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("not a gpuwarm watch run", r.stderr)
 
+    def test_a_gpu_that_answers_as_lost_is_a_fault_not_stable(self):
+        # Attached, but every query answers GPU_IS_LOST (15), as a held handle does once the GPU is gone.
+        lost = h.gpu(1, returns={"nvmlDeviceGetClockInfo": 15, "nvmlDeviceGetPerformanceState": 15,
+                                 "nvmlDeviceGetCurrentClocksEventReasons": 15})
+        for mode in ("held", "detached"):
+            rc, d = self.watch_json(h.scenario([h.gpu(0), lost]), "--count", "3", "--interval", "0", "--mode", mode)
+            self.assertEqual(rc, 5, mode)
+            self.assertEqual(d["summary"]["attribution"], "gpu-fault", mode)
+
     def test_gpu_selection(self):
         rc, d = self.watch_json(h.scenario([h.gpu(0), h.gpu(1)]), "--count", "2", "--interval", "0", "--gpu",
                                 UUID1.lower())
