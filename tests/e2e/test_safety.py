@@ -39,6 +39,12 @@ class Base(unittest.TestCase):
         os.mkfifo(path)
         return path
 
+    def daemon_binary_fact(self):
+        """The daemon binary `diagnose` found under the fake root: its path, or {"missing": why}."""
+        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
+                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
+        return json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+
     def plant(self, directory, name):
         """An executable that leaves a marker if anyone runs it."""
         marker = os.path.join(self.tmp, name + ".ran")
@@ -87,17 +93,13 @@ class Executables(Base):
         marker = self.plant(open_dir, "nvidia-persistenced")
         os.makedirs(self.root.p("/usr/bin"), exist_ok=True)
         os.symlink("/opt/open/nvidia-persistenced", self.root.p("/usr/bin/nvidia-persistenced"))
-        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
-                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
-        daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+        daemon = self.daemon_binary_fact()
         self.assertIn("leads to /opt/open/nvidia-persistenced", daemon["missing"])
         self.assertIn("writable by group or others", daemon["missing"])
         self.assertFalse(os.path.exists(marker))
         # The same link to a folder only root may write is trusted.
         os.chmod(open_dir, 0o755)
-        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
-                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
-        self.assertEqual(json.loads(r.stdout)["snapshot"]["daemon"]["binary"], "/usr/bin/nvidia-persistenced")
+        self.assertEqual(self.daemon_binary_fact(), "/usr/bin/nvidia-persistenced")
 
     def test_every_link_on_the_way_is_checked(self):
         # /usr/bin/nvidia-persistenced -> /opt/x/link2 -> /srv/real/...: anyone may re-point link2 in /opt/x.
@@ -107,9 +109,7 @@ class Executables(Base):
         os.symlink("/srv/real/nvidia-persistenced", self.root.p("opt/x/link2"))
         os.makedirs(self.root.p("usr/bin"), exist_ok=True)
         os.symlink("/opt/x/link2", self.root.p("usr/bin/nvidia-persistenced"))
-        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
-                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
-        daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+        daemon = self.daemon_binary_fact()
         self.assertIn("passes through the link /opt/x/link2", daemon["missing"])
 
     def test_guard_runs_the_file_it_checked_under_a_root(self):
@@ -139,9 +139,7 @@ class Executables(Base):
                       os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
         self.assertFalse(os.path.exists(marker), "guard ran a world-writable daemon binary")
         self.assertIn("writable by group or others", r.stdout + r.stderr)
-        r = self.raw(["diagnose", "--json", "--no-systemd", "--root", self.root.path, "--nvml",
-                      os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")], scenario_obj=h.scenario([]))
-        daemon = json.loads(r.stdout)["snapshot"]["daemon"]["binary"]
+        daemon = self.daemon_binary_fact()
         self.assertIn("writable by group or others", daemon["missing"])
 
 
