@@ -474,6 +474,31 @@ esac
         self.assertIn("at the default, as --no-restore asked", checks["GPU 0 power limit"]["detail"])
         self.assertIn("set it again: nvidia-smi -i 00000000:06:00.0 -pl 450", checks["GPU 0 power limit"]["detail"])
         os.unlink(os.path.join(self.root, "run/settings-at-default"))
+
+        # Ctrl-C while the reset runs: the reset finishes, the daemon starts, and the settings are set again all
+        # the same (a lowered power cap must not stay at its default), exit 130.
+        open(log, "w").close()
+        open(os.path.join(self.root, "run/smi-sleep"), "w").close()
+        p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
+                        "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi --gpu-reset"],
+                                                            capture_output=True).stdout:
+            time.sleep(0.05)
+        pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
+        self.assertTrue(pid, "gpuwarm reset not found")
+        os.kill(int(pid[0]), signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        os.unlink(os.path.join(self.root, "run/smi-sleep"))
+        self.assertEqual(p.returncode, 130, out + err)
+        rep = json.loads(out)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "done"), ("start-daemon", "done"),
+                          ("restore-setting", "done"), ("restore-setting", "done")])
+        with open(log) as f:
+            self.assertEqual(f.read().splitlines()[1:], ["-i 00000000:06:00.0 -ac 2619,1500",
+                                                         "-i 00000000:06:00.0 -pl 450"])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
         with open(scenario_path, "w") as f:
             f.write(original)
 
