@@ -370,6 +370,23 @@ class RealSystemd(unittest.TestCase):
                         "--nvml", "/opt/gpuwarm/fake/libnvidia-ml.so.1", "--json", *args)
         return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"raw": r.stdout + r.stderr})
 
+    def interrupted_reset(self):
+        """`reset --yes` with SIGINT sent while the stand-in nvidia-smi resets (it sleeps 3 s): exit 130, the report."""
+        open(os.path.join(self.root, "run/smi-sleep"), "w").close()
+        p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
+                        "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi --gpu-reset"],
+                                                            capture_output=True).stdout:
+            time.sleep(0.05)
+        pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
+        self.assertTrue(pid, "gpuwarm reset not found")
+        os.kill(int(pid[0]), signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        os.unlink(os.path.join(self.root, "run/smi-sleep"))
+        self.assertEqual(p.returncode, 130, out + err)
+        return json.loads(out)
+
     def test_6_reset_stops_resets_and_always_starts_the_daemon(self):
         # gpuwarm runs inside the container as root on a node would: its /proc, its bus, its /usr/bin/nvidia-smi
         # (a stand-in that records its argv and, like the real one, refuses while anything holds the GPU).
@@ -478,20 +495,7 @@ esac
         # Ctrl-C while the reset runs: the reset finishes, the daemon starts, and the settings are set again all
         # the same (a lowered power cap must not stay at its default), exit 130.
         open(log, "w").close()
-        open(os.path.join(self.root, "run/smi-sleep"), "w").close()
-        p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
-                        "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
-        deadline = time.time() + 20
-        while time.time() < deadline and not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi --gpu-reset"],
-                                                            capture_output=True).stdout:
-            time.sleep(0.05)
-        pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
-        self.assertTrue(pid, "gpuwarm reset not found")
-        os.kill(int(pid[0]), signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-        os.unlink(os.path.join(self.root, "run/smi-sleep"))
-        self.assertEqual(p.returncode, 130, out + err)
-        rep = json.loads(out)
+        rep = self.interrupted_reset()
         self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
                          [("stop-daemon", "done"), ("reset", "done"), ("start-daemon", "done"),
                           ("restore-setting", "done"), ("restore-setting", "done")])
@@ -513,20 +517,7 @@ esac
         self.assertEqual(self.unit_property("ActiveState"), "active")
 
         # SIGINT while the reset runs: the reset finishes, the daemon is started again, exit 130.
-        open(os.path.join(self.root, "run/smi-sleep"), "w").close()
-        p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
-                        "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
-        deadline = time.time() + 20
-        while time.time() < deadline and not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi"],
-                                                            capture_output=True).stdout:
-            time.sleep(0.05)
-        pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
-        self.assertTrue(pid, "gpuwarm reset not found")
-        os.kill(int(pid[0]), signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-        os.unlink(os.path.join(self.root, "run/smi-sleep"))
-        self.assertEqual(p.returncode, 130, out + err)
-        rep = json.loads(out)
+        rep = self.interrupted_reset()
         self.assertEqual(rep["interrupted"], "SIGINT")
         self.assertEqual(rep["steps"][2]["status"], "done")
         self.assertEqual(self.unit_property("ActiveState"), "active")
