@@ -332,14 +332,17 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           ClientScan scan = scan_gpu_clients(paths, skip);
           now.nvml = before.nvml;
           now.host.gpu_clients = Fact<std::vector<GpuClient>>::known(scan.clients);
-          if (auto still = reset_blockers(now, plan.targets); !still.empty() || scan.unreadable > 0) {
+          if (auto still = reset_blockers(now, plan.targets);
+              !still.empty() || scan.unreadable > 0 || !scan.unlisted.empty()) {
             // Only pid and command name here: the daemon is stopped, and nothing may block before it is
             // started again.
             rec.status = "failed";
-            rec.detail = still.empty() ? fmt::format("stopped, but {} processes' open files could not be read: "
-                                                     "the GPUs may still be held",
-                                                     scan.unreadable)
-                                       : "stopped, but the GPUs are still held:";
+            rec.detail = !still.empty()            ? "stopped, but the GPUs are still held:"
+                         : !scan.unlisted.empty() ? "stopped, but the processes could not be listed (" +
+                                                         escape_control(scan.unlisted) + "): the GPUs may still be held"
+                                                   : fmt::format("stopped, but {} processes' open files could not be "
+                                                                 "read: the GPUs may still be held",
+                                                                 scan.unreadable);
             for (const auto& c : still) {
               rec.detail += fmt::format("\npid {} ({})", c.pid, escape_control(c.comm));
             }

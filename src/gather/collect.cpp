@@ -186,7 +186,9 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
         skip.push_back(p.pid);
       }
       ClientScan scan = scan_gpu_clients(paths, skip);
-      snap.host.gpu_clients = Fact<std::vector<GpuClient>>::known(std::move(scan.clients));
+      snap.host.gpu_clients = scan.unlisted.empty()
+                                  ? Fact<std::vector<GpuClient>>::known(std::move(scan.clients))
+                                  : Fact<std::vector<GpuClient>>::unknown("processes not listed: " + scan.unlisted);
       snap.host.unreadable_processes = scan.unreadable;
     });
     if (snap.host.unreadable_processes > 0) {

@@ -49,7 +49,7 @@ std::string severity_tag(const Style& style, const Finding& f) {
 // Whether the daemon holds this GPU: "yes", "no", or "?" when not knowable.
 std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
   if (!daemon_running(s)) {
-    return "no";
+    return daemon_processes_listed(s) ? "no" : "?";
   }
   auto held = daemon_held_minors(s);
   if (!gpu.minor.has() || !held) {
@@ -97,7 +97,8 @@ std::string daemon_line(const Snapshot& s) {
     binary += " (" + s.daemon.binary_found_by + ")";
   }
   if (s.daemon.processes.empty()) {
-    return binary + " · not running";
+    return binary + (daemon_processes_listed(s) ? " · not running" : " · running? processes not listed: " +
+                                                                         s.daemon.processes_unread);
   }
   std::string out = binary;
   for (const auto& p : s.daemon.processes) {

@@ -37,6 +37,7 @@ constexpr RuleImpact k_impacts[] = {
     {"UNK003", I::unknown, "a GPU could not be opened"},
     {"UNK004", I::unknown, "a fact the verdict needs could not be read"},
     {"UNK005", I::unknown, "systemd answered but the unit's state could not be read"},
+    {"UNK006", I::unknown, "the process list could not be read"},
     {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},

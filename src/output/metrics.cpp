@@ -130,8 +130,12 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     e.sample("gpuwarm_nvml_init_seconds", {}, s.nvml.init_ms / 1000.0);
   }
 
-  e.family("gpuwarm_persistenced_running", "1 when an nvidia-persistenced process runs on this node.");
-  e.sample("gpuwarm_persistenced_running", {}, s.daemon.processes.empty() ? 0 : 1);
+  if (s.daemon.processes_unread.empty() || !s.daemon.processes.empty()) {
+    e.family("gpuwarm_persistenced_running", "1 when an nvidia-persistenced process runs on this node.");
+    e.sample("gpuwarm_persistenced_running", {}, s.daemon.processes.empty() ? 0 : 1);
+  } else {
+    unknown("persistenced_running", "processes not listed: " + s.daemon.processes_unread);
+  }
   // The unit's state, when systemd answered; otherwise an unknown with why, never a 0.
   auto unit_state = [&](const char* metric, const char* fact, const char* help, const Fact<std::string>& state,
                         std::initializer_list<const char*> good) {
@@ -191,6 +195,8 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     }
     if (!g.minor.has()) {
       gpu_unknown("held_by_persistenced", "minor number unread: " + g.minor.missing);
+    } else if (!s.daemon.processes_unread.empty()) {
+      gpu_unknown("held_by_persistenced", "processes not listed: " + s.daemon.processes_unread);
     } else if (!daemon_minors_known) {
       gpu_unknown("held_by_persistenced", "the daemon's open files could not be read (needs root)");
     } else {

@@ -339,9 +339,13 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     plan.exit_code = ExitCode::no_service_manager;
     plan.reason = "systemd is not reachable here (" + s.service.unreachable +
                   "): nothing was changed. The same steps by hand:";
-    bool daemon_running = !s.daemon.processes.empty();
+    // Where the processes could not be listed, the daemon may run: say so rather than leave the step out.
+    bool daemon_running = !s.daemon.processes.empty() || !s.daemon.processes_unread.empty();
     if (daemon_running) {
-      plan.manual.push_back("stop nvidia-persistenced (it holds every GPU open; the reset fails while it does)");
+      plan.manual.push_back(s.daemon.processes.empty()
+                                ? "stop nvidia-persistenced if it runs (the processes could not be listed; the "
+                                  "reset fails while it holds the GPUs)"
+                                : "stop nvidia-persistenced (it holds every GPU open; the reset fails while it does)");
     }
     plan.manual.push_back(fmt::format("{}", fmt::join(reset_argv, " ")));
     if (daemon_running) {

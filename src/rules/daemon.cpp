@@ -22,6 +22,10 @@ std::vector<Finding> daemon_binary_missing(const Snapshot& s) {
       "nvidia-persistenced, usually next to nvidia-smi), then diagnose again. Do not work around it with "
       "`nvidia-smi -pm 1`.";
   f.evidence.push_back(s.daemon.binary.missing);
+  if (!daemon_processes_listed(s)) {
+    // Not found where it is installed: that alone is the driver-install problem, whatever /proc would show.
+    f.evidence.push_back("processes not listed: " + s.daemon.processes_unread);
+  }
   return {f};
 }
 
@@ -110,6 +114,19 @@ std::vector<Finding> unit_state_unread(const Snapshot& s) {
   f.message = "systemd answered, but nvidia-persistenced.service's state could not be read";
   f.next_step = "Run `systemctl status nvidia-persistenced.service` as root; if it answers, run gpuwarm again "
                 "(a D-Bus policy or a timeout may have refused the read).";
+  return {f};
+}
+
+std::vector<Finding> process_list_unread(const Snapshot& s) {
+  if (daemon_processes_listed(s) || daemon_running(s)) {
+    return {};
+  }
+  // Whether the daemon runs decides PM002, the held-GPU checks and verify: an empty list is not "not running".
+  Finding f;
+  f.message = "The process list could not be read: whether nvidia-persistenced runs cannot be told";
+  f.next_step = "Run gpuwarm as root on the host itself (in a container, share the host's PID namespace), then "
+                "diagnose again.";
+  f.evidence.push_back("processes not listed: " + s.daemon.processes_unread);
   return {f};
 }
 

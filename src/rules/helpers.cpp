@@ -29,6 +29,8 @@ std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s) {
 
 bool daemon_running(const Snapshot& s) { return !s.daemon.processes.empty(); }
 
+bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unread.empty(); }
+
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
   std::optional<std::vector<unsigned>> held;
   for (const auto& p : s.daemon.processes) {

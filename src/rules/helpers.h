@@ -16,7 +16,9 @@ std::string gpu_label(const GpuFacts& gpu);
 // GPUs NVML could open.
 std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s);
 
+// A daemon process of this host was seen. Not running is known only where daemon_processes_listed() too.
 bool daemon_running(const Snapshot& s);
+bool daemon_processes_listed(const Snapshot& s);
 // Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);

@@ -47,8 +47,8 @@ std::vector<Finding> persistence_off(const Snapshot& s) {
 }
 
 std::vector<Finding> legacy_persistence(const Snapshot& s) {
-  if (daemon_running(s)) {
-    return {};
+  if (daemon_running(s) || !daemon_processes_listed(s)) {
+    return {};  // running, or not known not to run (UNK006)
   }
   std::vector<unsigned> enabled;
   for (const GpuFacts* gpu : reachable_gpus(s)) {

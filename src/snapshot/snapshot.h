@@ -122,6 +122,8 @@ struct DaemonFacts {
   Fact<std::string> binary;  // nvidia-persistenced on PATH or in a usual directory
   std::string binary_found_by;  // "PATH", or the layout of the directory it was found in
   std::vector<DaemonProcess> processes;  // this host's: in PID 1's mount and PID namespaces
+  // Why /proc could not be listed in full ("" when it was): then an empty `processes` says nothing.
+  std::string processes_unread;
   std::vector<ForeignDaemon> foreign;    // in another namespace (a container's daemon): named, never counted
   Fact<bool> user_exists;                // an "nvidia-persistenced" account in /etc/passwd (fix's unit runs as it)
   bool runtime_dir = false;  // /run/nvidia-persistenced

@@ -51,7 +51,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library
                                                 device_count, gpus)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonProcess, pid, argv, argv_missing, uid, held_minors)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ForeignDaemon, pid, why)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonFacts, binary, binary_found_by, processes, foreign, runtime_dir,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonFacts, binary, binary_found_by, processes, processes_unread,
+                                                foreign, runtime_dir,
                                                 pid_file_pid, socket, user_exists)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApiMismatch, client, client_version, kernel_version,
                                                 after_module_load)

@@ -162,7 +162,9 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
   // is a container's, holding the container's view of the GPUs; it is named, never counted as this host's.
   auto host_mnt = read_link(paths.proc("1/ns/mnt"));
   auto host_pid = read_link(paths.proc("1/ns/pid"));
-  if (processes) {
+  if (!processes) {
+    facts.processes_unread = paths.display(processes.error().message);
+  } else {
     for (const auto& process : *processes) {
       if (!may_be_daemon(process, facts.pid_file_pid)) {
         continue;

@@ -38,9 +38,6 @@ Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<
   if (!processes) {
     return Fact<std::vector<std::string>>::unknown(paths.display(processes.error().message));
   }
-  if (processes->empty()) {
-    return Fact<std::vector<std::string>>::unknown("no process listed under " + paths.display(paths.proc("")));
-  }
   std::vector<std::string> found;
   for (const auto& p : *processes) {
     if (std::find(k_scheduler_daemons.begin(), k_scheduler_daemons.end(), p.comm) != k_scheduler_daemons.end()) {
@@ -54,6 +51,7 @@ ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
   ClientScan scan;
   auto pids = list_pids(paths);
   if (!pids) {
+    scan.unlisted = paths.display(pids.error().message);
     return scan;
   }
   for (int pid : *pids) {

@@ -22,6 +22,7 @@ Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<
 struct ClientScan {
   std::vector<GpuClient> clients;
   unsigned unreadable = 0;  // processes whose fd directory could not be read
+  std::string unlisted;     // why /proc could not be listed in full ("" when it was): then `clients` says nothing
 };
 
 // Processes holding /dev/nvidiaN, except `skip` (gpuwarm itself, the daemon,

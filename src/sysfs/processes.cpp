@@ -5,6 +5,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -31,10 +32,77 @@ BlockedReads& blocked_reads() {
 
 }  // namespace
 
+std::string hidepid_hides_others(std::string_view mountinfo, const ProcViewer& viewer) {
+  if (viewer.euid == 0) {
+    return {};
+  }
+  std::string_view options;  // the super options of the last proc mount at /proc
+  for (std::string_view line : split(mountinfo, '\n')) {
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+    std::vector<std::string_view> fields;
+    for (std::string_view f : split(line, ' ')) {
+      if (!f.empty()) {
+        fields.push_back(f);
+      }
+    }
+    auto dash = std::find(fields.begin(), fields.end(), "-");
+    if (fields.size() < 5 || fields[4] != "/proc" || dash == fields.end() || fields.end() - dash < 4 ||
+        dash[1] != "proc") {
+      continue;
+    }
+    options = dash[3];
+  }
+  std::string_view hidepid;
+  std::optional<unsigned> gid;
+  for (std::string_view option : split(options, ',')) {
+    if (starts_with(option, "hidepid=")) {
+      hidepid = option.substr(8);
+    } else if (starts_with(option, "gid=")) {
+      if (auto value = parse_u64(option.substr(4)); value && *value <= 0xffffffffu) {
+        gid = static_cast<unsigned>(*value);
+      }
+    }
+  }
+  if (hidepid.empty() || hidepid == "0" || hidepid == "off") {
+    return {};
+  }
+  if (gid && std::find(viewer.groups.begin(), viewer.groups.end(), *gid) != viewer.groups.end()) {
+    return {};
+  }
+  return fmt::format("/proc is mounted with hidepid={} and gpuwarm runs as uid {}: other users' processes are "
+                     "hidden from it (run as root{})",
+                     printable(hidepid), viewer.euid,
+                     gid ? fmt::format(", or in the mount's group gid={}", *gid) : std::string{});
+}
+
+namespace {
+
+ProcViewer this_process() {
+  ProcViewer viewer;
+  viewer.euid = ::geteuid();
+  viewer.groups.push_back(::getegid());
+  gid_t groups[256];
+  int n = ::getgroups(256, groups);  // more than 256 groups: the gid= exemption may be missed, never wrongly given
+  for (int i = 0; i < n; ++i) {
+    viewer.groups.push_back(groups[i]);
+  }
+  return viewer;
+}
+
+}  // namespace
+
 Result<std::vector<int>> list_pids(const Paths& paths) {
   auto entries = list_dir(paths.proc(""));
   if (!entries) {
     return tl::unexpected(entries.error());
+  }
+  // Only the live /proc is a mount gpuwarm can ask about; root skips the read.
+  if (paths.is_live() && ::geteuid() != 0) {
+    if (auto mountinfo = read_file(paths.proc("self/mountinfo"), 1u << 20)) {
+      if (std::string why = hidepid_hides_others(*mountinfo, this_process()); !why.empty()) {
+        return fail(std::move(why));
+      }
+    }
   }
   std::vector<int> pids;
   for (const auto& entry : *entries) {
@@ -43,6 +111,10 @@ Result<std::vector<int>> list_pids(const Paths& paths) {
     if (pid && *pid > 0 && *pid <= 0x7fffffff && std::to_string(*pid) == entry) {
       pids.push_back(static_cast<int>(*pid));
     }
+  }
+  if (pids.empty()) {
+    // Every real /proc lists at least PID 1 and the reader: a tree without processes recorded none.
+    return fail("no process listed under " + paths.display(paths.proc("")));
   }
   return pids;
 }

@@ -24,8 +24,21 @@ struct ProcessName {
   std::string comm;  // at most 15 bytes (the kernel cuts it), made printable; "" when unreadable (exited)
 };
 
-// PIDs listed under /proc, in directory order; the error when /proc cannot be listed.
+// PIDs listed under /proc, in directory order; the error when /proc cannot be listed, lists none, or hides other
+// users' processes from gpuwarm (hidepid, see below): a list without them would read as "the daemon is not
+// running", "no scheduler" and "no other client".
 Result<std::vector<int>> list_pids(const Paths& paths);
+
+// Who is asking, for the hidepid check: root sees every process whatever the mount says.
+struct ProcViewer {
+  unsigned euid = 0;
+  std::vector<unsigned> groups;  // effective and supplementary group IDs
+};
+
+// Why the /proc mounted at /proc (the last proc mount there in `mountinfo`, /proc/self/mountinfo's text) hides
+// other users' processes from `viewer`: "" when it does not. hidepid=1/noaccess lists them but refuses their
+// files, 2/invisible and 4/ptraceable do not list them; a member of the mount's gid= group sees them all.
+std::string hidepid_hides_others(std::string_view mountinfo, const ProcViewer& viewer);
 
 // Every process with its command name.
 Result<std::vector<ProcessName>> list_processes(const Paths& paths);

@@ -36,6 +36,10 @@ CheckResult unit_check(const Snapshot& s, const char* id, const char* title, con
 
 CheckResult daemon_running_check(const Snapshot& s) {
   CheckResult c{"daemon-running", "nvidia-persistenced is running with persistence on", CheckStatus::fail, ""};
+  if (s.daemon.processes.empty() && !s.daemon.processes_unread.empty()) {
+    c.detail = "cannot tell: processes not listed (" + s.daemon.processes_unread + ")";
+    return c;
+  }
   if (s.daemon.processes.empty()) {
     c.detail = "no nvidia-persistenced process of this host";
     for (const auto& f : s.daemon.foreign) {
@@ -91,7 +95,8 @@ CheckResult holds_check(const Snapshot& s) {
   CheckResult c{"daemon-holds-gpus", "the daemon holds every GPU NVML sees", CheckStatus::skip, ""};
   if (s.daemon.processes.empty()) {
     c.status = CheckStatus::fail;
-    c.detail = "daemon not running";
+    c.detail = s.daemon.processes_unread.empty() ? "daemon not running"
+                                                 : "cannot tell: processes not listed (" + s.daemon.processes_unread + ")";
     return c;
   }
   // Zero GPUs is not "every GPU held": there is nothing the daemon could be holding.

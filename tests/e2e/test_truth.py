@@ -361,5 +361,42 @@ class VerifyTruth(Node):
         self.assertEqual(d["snapshot"]["daemon"]["foreign"][0]["pid"], 4242)
 
 
+class ProcessListUnread(Node):
+    """No process list is not "the daemon is not running": the legacy-flag verdict (PM002) would be a guess."""
+
+    def test_a_root_without_processes_cannot_tell(self):
+        self.root.driver().daemon_binary().kmsg()
+        os.remove(self.root.p("proc/1/comm"))
+        os.rmdir(self.root.p("proc/1"))
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK006"))
+        self.assertNotIn("PM002", [f["rule_id"] for f in d["findings"]])
+        self.assertEqual(d["snapshot"]["daemon"]["processes_unread"], "no process listed under /proc")
+        self.assertEqual(d["snapshot"]["host"]["schedulers"], {"missing": "no process listed under /proc"})
+
+    def test_hidepid_hides_the_daemon_from_a_user(self):
+        """The live /proc remounted with hidepid=2 in a private mount and PID namespace, read as nobody."""
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+            self.skipTest("needs root, unshare and setpriv to mount a private /proc with hidepid=2")
+        script = 'mount -o remount,hidepid=2 /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"'
+        r = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh",
+                            h.BIN, "diagnose", "--json", "--no-systemd", "--nvml",
+                            os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0 and not r.stdout.startswith("{"):
+            self.skipTest(f"no private /proc with hidepid here: {r.stderr.strip()[:200]}")
+        d = json.loads(r.stdout)
+        unread = d["snapshot"]["daemon"]["processes_unread"]
+        self.assertIn("/proc is mounted with hidepid=invisible and gpuwarm runs as uid 65534", unread)
+        self.assertIn("UNK006", [f["rule_id"] for f in d["findings"]])
+        self.assertEqual(d["snapshot"]["host"]["schedulers"], {"missing": unread})
+        # As root the same mount hides nothing.
+        r = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c",
+                            'mount -o remount,hidepid=2 /proc && exec "$@"', "sh", h.BIN, "snapshot", "--no-systemd",
+                            "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(json.loads(r.stdout)["daemon"]["processes_unread"], "", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

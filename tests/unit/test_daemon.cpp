@@ -233,6 +233,62 @@ TEST(Daemon, AbsentDaemon) {
   EXPECT_FALSE(d.pid_file_pid.has());
 }
 
+// No /proc to list is not "no daemon": the reason travels with the facts, and the client scan says so too.
+TEST(Daemon, UnlistedProcessesAreNotAnAbsentDaemon) {
+  test::TempTree t;
+  t.write("usr/bin/nvidia-persistenced", "#!/bin/sh\n");
+  t.chmod("usr/bin/nvidia-persistenced", std::filesystem::perms::owner_all);
+  DaemonFacts d = read_daemon(Paths(t.root()));
+  EXPECT_TRUE(d.processes.empty());
+  EXPECT_NE(d.processes_unread.find("/proc"), std::string::npos) << d.processes_unread;
+  EXPECT_EQ(scan_gpu_clients(Paths(t.root()), {}).unlisted, d.processes_unread);
+
+  t.mkdir("proc");  // a tree that recorded no process
+  EXPECT_NE(read_daemon(Paths(t.root())).processes_unread.find("no process listed"), std::string::npos);
+  t.write("proc/1/comm", "init\n");
+  EXPECT_EQ(read_daemon(Paths(t.root())).processes_unread, "");
+  EXPECT_EQ(scan_gpu_clients(Paths(t.root()), {}).unlisted, "");
+}
+
+TEST(Processes, HidepidHidesOthersFromAnUnprivilegedViewer) {
+  const std::string plain = "22 1 0:5 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n";
+  auto proc_mount = [](const std::string& options) {
+    return "25 1 0:22 / /sys rw - sysfs sysfs rw\n22 1 0:5 / /proc rw,relatime shared:12 - proc proc " + options +
+           "\n";
+  };
+  struct Case {
+    const char* name;
+    std::string mountinfo;
+    ProcViewer viewer;
+    bool hidden;
+  };
+  const ProcViewer user{1000, {1000, 27}};
+  const std::vector<Case> cases = {
+      {"no hidepid", plain, user, false},
+      {"hidepid=0", proc_mount("rw,hidepid=0"), user, false},
+      {"hidepid=off", proc_mount("rw,hidepid=off"), user, false},
+      {"hidepid=1 (files refused)", proc_mount("rw,hidepid=1"), user, true},
+      {"hidepid=invisible", proc_mount("rw,hidepid=invisible"), user, true},
+      {"hidepid=2 but root", proc_mount("rw,hidepid=2"), ProcViewer{0, {0}}, false},
+      {"hidepid=2, in the gid= group", proc_mount("rw,gid=27,hidepid=2"), user, false},
+      {"hidepid=2, another gid= group", proc_mount("rw,gid=44,hidepid=2"), user, true},
+      {"ptraceable", proc_mount("rw,hidepid=ptraceable"), user, true},
+      {"a later mount over /proc wins", proc_mount("rw,hidepid=2") + plain, user, false},
+      {"a container's /proc elsewhere", "30 1 0:40 / /srv/c/proc rw - proc proc rw,hidepid=2\n" + plain, user, false},
+      {"not procfs at /proc", "22 1 0:5 / /proc rw - tmpfs tmpfs rw,hidepid=2\n", user, false},
+      {"truncated line", "22 1 0:5 / /proc rw - proc\n", user, false},
+      {"empty", "", user, false},
+  };
+  for (const auto& c : cases) {
+    std::string why = hidepid_hides_others(c.mountinfo, c.viewer);
+    EXPECT_EQ(!why.empty(), c.hidden) << c.name << ": " << why;
+    if (c.hidden) {
+      EXPECT_NE(why.find("uid 1000"), std::string::npos) << why;
+    }
+  }
+  EXPECT_NE(hidepid_hides_others(proc_mount("rw,gid=44,hidepid=2"), user).find("gid=44"), std::string::npos);
+}
+
 TEST(Daemon, GarbagePidFile) {
   test::TempTree t;
   t.mkdir("proc");

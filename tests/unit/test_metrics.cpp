@@ -46,6 +46,22 @@ TEST(Metrics, unknown_is_never_zero) {
   EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
 }
 
+// An unlisted /proc says nothing about the daemon: no 0 for running or held, the reason instead.
+TEST(Metrics, unlisted_processes_are_unknown_not_zero) {
+  Snapshot s = healthy_snapshot();
+  s.daemon.processes.clear();
+  s.daemon.processes_unread = "/proc: No such file or directory";
+  std::string text = render(s);
+  EXPECT_EQ(text.find("gpuwarm_persistenced_running "), std::string::npos) << text;
+  EXPECT_EQ(text.find("gpuwarm_gpu_held_by_persistenced{"), std::string::npos) << text;
+  EXPECT_NE(text.find("gpuwarm_fact_unknown{fact=\"persistenced_running\",reason=\"processes not listed: /proc: No "
+                      "such file or directory\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fact=\"held_by_persistenced\",reason=\"processes not listed: /proc"), std::string::npos);
+  EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
+}
+
 // Reboot pending follows the rule (DRV003), not the verdict, and is never a 0 when user space was not read;
 // "enabled" means what PD004 accepts.
 TEST(Metrics, reboot_pending_and_enabled_follow_the_rules) {

@@ -69,6 +69,21 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
   }
 }
 
+// A process list that could not be read is not "the daemon is not running": both daemon checks fail and say why.
+TEST(Verify, UnlistedProcessesCannotTellWhetherTheDaemonRuns) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) {
+    s.daemon.processes.clear();
+    s.daemon.processes_unread = "/proc is mounted with hidepid=2 and gpuwarm runs as uid 1000";
+  }));
+  EXPECT_FALSE(r.passed);
+  for (const auto& c : r.checks) {
+    if (c.id == "daemon-running" || c.id == "daemon-holds-gpus") {
+      EXPECT_EQ(c.status, CheckStatus::fail) << c.id;
+      EXPECT_EQ(c.detail.rfind("cannot tell: processes not listed (/proc is mounted with hidepid=2", 0), 0u) << c.detail;
+    }
+  }
+}
+
 TEST(Verify, NvmlDisabledButHeldByTheDaemonPassesAsDiagnoseSays) {
   VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }));
   EXPECT_EQ(status_of(r, "persistence"), CheckStatus::pass);

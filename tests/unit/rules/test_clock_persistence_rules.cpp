@@ -94,6 +94,12 @@ TEST(Rules, PM002_legacy_persistence) {
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
        },
        {{k_node}}},
+      {"enabled, processes not listed: not known not to run (UNK006)",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.daemon.processes_unread = "/proc: Permission denied";
+       },
+       {}},
       {"all off and no daemon: PM001's case",
        [](Snapshot& s) {
          s.daemon.processes.clear();

@@ -12,6 +12,13 @@ TEST(Rules, PD001_daemon_binary_missing) {
          s.daemon.processes.clear();
        },
        {{k_node}}},
+      {"not installed, processes not listed: not found where it is installed decides",
+       [](Snapshot& s) {
+         s.daemon.binary = Fact<std::string>::unknown("not found");
+         s.daemon.processes.clear();
+         s.daemon.processes_unread = "/proc: No such file or directory";
+       },
+       {{k_node}}},
       {"running from an unusual path counts as installed",
        [](Snapshot& s) { s.daemon.binary = Fact<std::string>::unknown("not found"); }, {}},
   };

@@ -129,6 +129,19 @@ TEST(Rules, UNK005_unit_state_unread) {
   for (const auto& c : cases) expect_rule("UNK005", c);
 }
 
+TEST(Rules, UNK006_process_list_unread) {
+  auto unlisted = [](Snapshot& s) {
+    s.daemon.processes.clear();
+    s.daemon.processes_unread = "/proc: No such file or directory";
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"no /proc", unlisted, {{std::nullopt}}},
+      {"listed, no daemon: PD rules' case", [](Snapshot& s) { s.daemon.processes.clear(); }, {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK006", c);
+}
+
 GpuClient client(int pid, const char* comm, std::vector<unsigned> minors) {
   return {pid, comm, std::move(minors)};
 }

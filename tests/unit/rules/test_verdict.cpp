@@ -123,6 +123,12 @@ TEST(Verdict, RunbookOrder) {
        ExitCode::action_needed},
       {"not enabled at boot", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
        "action-needed", "PD004", ExitCode::action_needed},
+      {"processes hidden by hidepid: cannot tell, not the legacy flag",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.daemon.processes_unread = "/proc is mounted with hidepid=2 and gpuwarm runs as uid 1000";
+       },
+       "cannot-tell", "UNK006", ExitCode::cannot_tell},
   };
   for (const auto& c : cases) {
     Snapshot s = healthy_snapshot();
