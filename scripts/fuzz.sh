@@ -30,7 +30,7 @@ sources=(
   src/fleet/fleet.cpp src/output/table.cpp src/output/style.cpp
   src/watch/watch_json.cpp src/watch/summarize.cpp src/watch/watch_text.cpp
   src/probe/probe.cpp src/cuda/cold_start.cpp src/lint/lint.cpp src/lint/words.cpp src/lint/units.cpp src/output/metrics.cpp
-  src/exporter/http_server.cpp src/exporter/mhd_api.cpp
+  src/exporter/http_server.cpp src/exporter/mhd_api.cpp src/fix/plan.cpp
 )
 # Objects in parallel, rebuilt only when their source is newer.
 printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} sh -c '

@@ -71,6 +71,10 @@ std::string without_word(const std::string& command, const std::string& word) {
     std::size_t start = i;
     char quote = 0;
     while (i < command.size() && (quote != 0 || (command[i] != ' ' && command[i] != '\t'))) {
+      if (command[i] == '\\') {
+        i += unescape_at(command, i).length;  // an escaped quote or blank neither opens, closes nor splits
+        continue;
+      }
       if (quote == 0 && (command[i] == '"' || command[i] == '\'')) {
         quote = command[i];
       } else if (command[i] == quote) {

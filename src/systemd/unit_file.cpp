@@ -1,5 +1,8 @@
 #include "systemd/unit_file.h"
 
+#include <cstdint>
+#include <optional>
+
 #include "core/strings.h"
 
 namespace gpuwarm {
@@ -47,13 +50,102 @@ std::string unit_value(const std::vector<UnitSetting>& settings, std::string_vie
   return value;
 }
 
+namespace {
+
+std::optional<std::uint32_t> digits(std::string_view s, std::size_t at, std::size_t count, unsigned base) {
+  if (at + count > s.size()) {
+    return std::nullopt;
+  }
+  std::uint32_t value = 0;
+  for (std::size_t i = at; i < at + count; ++i) {
+    char c = s[i];
+    unsigned d = c >= '0' && c <= '9'   ? static_cast<unsigned>(c - '0')
+                 : c >= 'a' && c <= 'f' ? static_cast<unsigned>(c - 'a' + 10)
+                 : c >= 'A' && c <= 'F' ? static_cast<unsigned>(c - 'A' + 10)
+                                        : 99u;
+    if (d >= base) {
+      return std::nullopt;
+    }
+    value = value * base + d;
+  }
+  return value;
+}
+
+std::string utf8(std::uint32_t cp) {
+  std::string out;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return out;
+}
+
+}  // namespace
+
+Unescaped unescape_at(std::string_view line, std::size_t at) {
+  if (at + 1 >= line.size()) {
+    return {1, "\\"};  // a trailing backslash: kept
+  }
+  const char c = line[at + 1];
+  switch (c) {
+    case 'a': return {2, "\a"};
+    case 'b': return {2, "\b"};
+    case 'f': return {2, "\f"};
+    case 'n': return {2, "\n"};
+    case 'r': return {2, "\r"};
+    case 't': return {2, "\t"};
+    case 'v': return {2, "\v"};
+    case 's': return {2, " "};
+    case '\\':
+    case '"':
+    case '\'':
+    case ' ':
+    case '\t': return {2, std::string(1, c)};
+    case 'x':
+      if (auto v = digits(line, at + 2, 2, 16); v && *v != 0) {
+        return {4, std::string(1, static_cast<char>(*v))};
+      }
+      break;
+    case 'u':
+    case 'U': {
+      std::size_t n = c == 'u' ? 4 : 8;
+      if (auto v = digits(line, at + 2, n, 16); v && *v != 0 && *v <= 0x10FFFF && (*v < 0xD800 || *v > 0xDFFF)) {
+        return {2 + n, utf8(*v)};
+      }
+      break;
+    }
+    default:
+      if (auto v = digits(line, at + 1, 3, 8); v && *v != 0 && *v < 256) {
+        return {4, std::string(1, static_cast<char>(*v))};
+      }
+  }
+  return {2, std::string(line.substr(at, 2))};  // unknown: kept as written
+}
+
 std::vector<std::string> split_command_line(std::string_view line) {
   std::vector<std::string> words;
   std::string cur;
   bool in_word = false;
   char quote = 0;
-  for (char c : line) {
-    if (quote != 0) {
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '\\') {
+      Unescaped e = unescape_at(line, i);
+      cur += e.text;
+      in_word = true;
+      i += e.length - 1;
+    } else if (quote != 0) {
       if (c == quote) {
         quote = 0;
       } else {

@@ -30,7 +30,16 @@ std::vector<std::string> unit_exec_start(const std::vector<UnitSetting>& setting
 // what a drop-in copies so the command means what the vendor meant.
 std::string unit_exec_start_text(const std::vector<UnitSetting>& settings);
 
-// Splits a command line on blanks, honouring "double" and 'single' quotes.
+// Splits a command line on blanks as systemd splits ExecStart=: "double" and 'single' quotes anywhere in a
+// word, and C escapes in and out of quotes (\" \' \\ \n \t \s \xHH \NNN \uHHHH, "\ " a blank that does
+// not split). An escape systemd does not know is kept as written (systemd would refuse the whole line).
 std::vector<std::string> split_command_line(std::string_view line);
+
+// How many bytes from `at` (a backslash) the escape there spans, and what it stands for.
+struct Unescaped {
+  std::size_t length = 1;
+  std::string text;
+};
+Unescaped unescape_at(std::string_view line, std::size_t at);
 
 }  // namespace gpuwarm

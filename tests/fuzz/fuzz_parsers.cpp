@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "exporter/http_server.h"
+#include "fix/plan.h"
 #include "fleet/fleet.h"
 #include "lint/lint.h"
 #include "output/metrics.h"
@@ -52,6 +53,8 @@ void unit_file(std::string_view text) {
   auto settings = parse_unit_file(text);
   (void)unit_exec_start(settings);
   (void)unit_value(settings, "Service", "ExecStart");
+  // The drop-in copies ExecStart= as written, less one word: its scanner and the splitter must agree on any text.
+  (void)render_dropin(std::string(text), {});
 }
 
 nlohmann::json parse_json(std::string_view text) {

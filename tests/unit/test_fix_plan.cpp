@@ -74,6 +74,15 @@ TEST(FixPlan, DropInExecStartMeansWhatTheVendorMeant) {
        "ExecStart=/usr/bin/nvidia-persistenced --log \"a b\" 'c d'\n"},
       {"continued lines", "[Service]\nExecStart=/usr/bin/nvidia-persistenced \\\n  --no-persistence-mode --verbose\n", {},
        "ExecStart=/usr/bin/nvidia-persistenced --verbose\n"},
+      {"an escaped quote inside a quoted word",
+       "[Service]\nExecStart=/usr/bin/nvidia-persistenced \"--log=\\\"a b\\\" c\" --no-persistence-mode\n", {},
+       "ExecStart=/usr/bin/nvidia-persistenced \"--log=\\\"a b\\\" c\"\n"},
+      {"the flag inside a quoted word with escaped quotes stays",
+       "[Service]\nExecStart=/usr/bin/nvidia-persistenced \"--x=\\\" --no-persistence-mode \\\"\" --no-persistence-mode\n",
+       {}, "ExecStart=/usr/bin/nvidia-persistenced \"--x=\\\" --no-persistence-mode \\\"\"\n"},
+      {"an escaped blank and an escaped flag",
+       "[Service]\nExecStart=/usr/bin/nvidia-persistenced --dir=a\\ b \\x2d-no-persistence-mode\n", {},
+       "ExecStart=/usr/bin/nvidia-persistenced --dir=a\\ b\n"},
       {"from D-Bus", "", {"/usr/bin/nvidia-persistenced", "$NVP_OPTS", "--no-persistence-mode", "100%"},
        "ExecStart=/usr/bin/nvidia-persistenced $NVP_OPTS 100%%\n"},
   };
@@ -81,6 +90,42 @@ TEST(FixPlan, DropInExecStartMeansWhatTheVendorMeant) {
     std::string d = render_dropin(c.unit, c.effective);
     EXPECT_NE(d.find(std::string("ExecStart=\n") + c.exec_start), std::string::npos) << c.name << "\n" << d;
   }
+}
+
+// systemd's reading of ExecStart= words (systemd.service(5), "Command lines"): quotes anywhere, C escapes.
+TEST(UnitFile, CommandLinesSplitAsSystemdSplitsThem) {
+  struct Case {
+    const char* line;
+    std::vector<std::string> words;
+  };
+  const Case cases[] = {
+      {"/usr/bin/nvidia-persistenced --user nvidia-persistenced", {"/usr/bin/nvidia-persistenced", "--user",
+                                                                   "nvidia-persistenced"}},
+      {"a \"b c\" 'd e'", {"a", "b c", "d e"}},
+      {"--log=\"x y\"z", {"--log=x yz"}},
+      {"\"a \\\"quoted\\\" word\"", {"a \"quoted\" word"}},
+      {"'it\\'s'", {"it's"}},
+      {"a\\ b c", {"a b", "c"}},
+      {"\\x41\\102\\u00e9\\s.", {"AB\xc3\xa9 ."}},
+      {"back\\\\slash", {"back\\slash"}},
+      {"\\q kept \\x0g", {"\\q", "kept", "\\x0g"}},
+      {"trailing\\", {"trailing\\"}},
+      {"\"\"", {""}},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(split_command_line(c.line), c.words) << c.line;
+  }
+}
+
+// What gpuwarm writes from D-Bus argv reads back as the same argv.
+TEST(FixPlan, DropInFromDbusRoundTrips) {
+  const std::vector<std::string> argv = {"/usr/bin/nvidia-persistenced", "--log=\"a b\"", "back\\slash", "it's",
+                                         "tab\there", "--no-persistence-mode"};
+  std::string d = render_dropin("", argv);
+  auto at = d.find("ExecStart=\nExecStart=");
+  ASSERT_NE(at, std::string::npos) << d;
+  std::string line = d.substr(at + 21, d.find('\n', at + 21) - (at + 21));
+  EXPECT_EQ(split_command_line(line), std::vector<std::string>(argv.begin(), argv.end() - 1)) << line;
 }
 
 std::vector<StepKind> kinds(const FixPlan& p) {
