@@ -1,8 +1,12 @@
 // `gpuwarm lint PATH...`: walks files and directories and reports persistence
 // anti-patterns (lint/lint.h) as file:line:column: RULE message.
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -23,6 +27,7 @@ constexpr std::uintmax_t k_max_file_bytes = 8u << 20;
 
 struct LintOptions {
   std::vector<std::string> paths;
+  std::string stdin_name;
   bool json = false;
   bool list_rules = false;
   bool docs = false;
@@ -33,13 +38,23 @@ struct FileResult {
   std::vector<lint::Finding> findings;
 };
 
-// Returns false (with `note`) for files that are not scanned.
-bool read_text(const std::string& path, std::string& text, std::string& note) {
-  std::size_t size = 0;
-  if (!read_regular_file(path, text, size, note, k_max_file_bytes)) {
-    return false;
+// Returns false (with `note`) for files that are not scanned. `from_stdin`: standard input, not `path`.
+bool read_text(const std::string& path, std::string& text, std::string& note, bool from_stdin = false) {
+  if (from_stdin) {
+    LargeBuffer buffer;
+    auto size = buffer.read_all(STDIN_FILENO, "standard input", 0, k_max_file_bytes);
+    if (!size) {
+      note = "skipped: " + size.error().message;  // printed after the name it is read under
+      return false;
+    }
+    text.assign(buffer.data(), *size);
+  } else {
+    std::size_t size = 0;
+    if (!read_regular_file(path, text, size, note, k_max_file_bytes)) {
+      return false;
+    }
+    text.resize(size);
   }
-  text.resize(size);
   if (std::memchr(text.data(), '\0', text.size()) != nullptr) {
     note = "skipped: binary";
     return false;
@@ -79,7 +94,12 @@ lint::Variables read_role_variables(const std::string& root) {
 
 std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<LintOptions>();
-  sub.add_option("paths", opts->paths, "Files and directories to scan (directories recursively; .git is skipped)")
+  sub.add_option("paths", opts->paths,
+                 "Files and directories to scan (directories recursively; .git is skipped); - reads standard input")
+      ->type_name("PATH");
+  sub.add_option("--stdin-name", opts->stdin_name,
+                 "The path the text read from - stands for: its name picks the file kind (a unit, YAML, a "
+                 "Dockerfile; default: a shell script, or what its #! line says) and an Ansible role's variables")
       ->type_name("PATH");
   sub.add_flag("--json", opts->json, "Print findings and skipped files as JSON");
   sub.add_flag("--list-rules", opts->list_rules, "List the rules and exit");
@@ -98,13 +118,15 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
       "Exit codes: 0 nothing found, 1 a PATH does not exist, 2 bad command line, 3 findings.\n\nRules:\n";
+  // (The exit-code line is a CI contract: a missing PATH stays 1 even where other files have findings.)
   for (const auto& r : lint::rules()) {
     footer += fmt::format("  {}  {}\n", r.id, r.summary);
   }
   footer +=
       "\nExamples:\n"
       "  gpuwarm lint /etc /usr/local/bin ansible/\n"
-      "  gpuwarm lint --json roles/ | jq '.findings[].rule_id'";
+      "  gpuwarm lint --json roles/ | jq '.findings[].rule_id'\n"
+      "  git show HEAD:roles/gpu/tasks/main.yml | gpuwarm lint --stdin-name roles/gpu/tasks/main.yml -";
   sub.footer(footer);
 
   return [opts]() -> int {
@@ -126,12 +148,25 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       std::cerr << "gpuwarm lint: give at least one PATH (a file or directory)\n";
       return to_int(ExitCode::usage);
     }
-    Walk walk = walk_paths(opts->paths, [](const std::string&) { return true; });
+    std::vector<std::string> named;
+    std::copy_if(opts->paths.begin(), opts->paths.end(), std::back_inserter(named),
+                 [](const std::string& p) { return p != "-"; });
+    const bool use_stdin = named.size() != opts->paths.size();
+    if (!opts->stdin_name.empty() && !use_stdin) {
+      std::cerr << "gpuwarm lint: --stdin-name names the text read from standard input: add - to the paths\n";
+      return to_int(ExitCode::usage);
+    }
+    Walk walk = walk_paths(named, [](const std::string&) { return true; });
     for (const auto& p : walk.missing) {
       std::cerr << "gpuwarm lint: " << p << ": no such file or directory\n";
     }
     const bool missing = !walk.missing.empty();
-    const std::vector<std::string>& files = walk.files;
+    std::vector<std::string>& files = walk.files;
+    // Standard input is scanned last, once, under the name given for it.
+    const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
+    if (use_stdin) {
+      files.push_back(opts->stdin_name.empty() ? "<stdin>" : opts->stdin_name);
+    }
     // Role variables, read once per role before the files are spread over the cores.
     std::map<std::string, lint::Variables> roles;
     std::vector<const lint::Variables*> file_vars(files.size(), nullptr);
@@ -150,7 +185,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     std::vector<char> per_file_doc(files.size(), 0);
     parallel_for(files.size(), [&](std::size_t i) {
       std::string text;
-      if (!read_text(files[i], text, per_file_note[i])) {
+      if (!read_text(files[i], text, per_file_note[i], i == stdin_index)) {
         return;
       }
       std::string_view first(text);

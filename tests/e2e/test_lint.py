@@ -3,6 +3,7 @@ JSON, skipped files, exit codes."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -83,6 +84,43 @@ class Lint(unittest.TestCase):
                           "LINT010", "LINT011", "LINT012", "LINT013", "LINT014"])
         r = self.lint("--list-rules", "--json")
         self.assertEqual([rule["id"] for rule in json.loads(r.stdout)][:2], ["LINT001", "LINT002"])
+
+    def stdin_lint(self, text, *args):
+        env = dict(os.environ, NO_COLOR="1")
+        r = subprocess.run([h.BIN, "lint", *args], input=text, capture_output=True, text=True, env=env, timeout=60)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
+    def test_standard_input(self):
+        """`-` reads the text a pipe gives (git show, a template rendered on the fly); --stdin-name gives it a kind."""
+        r = self.stdin_lint("#!/bin/sh\nnvidia-smi -pm 1\n", "-")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertTrue(r.stdout.startswith("<stdin>:2:1: LINT001 "), r.stdout)
+        self.assertIn("1 finding(s) in 1 file(s) scanned", r.stderr)
+        # A unit's settings are findings only when the name says it is one, here a drop-in, read with a file.
+        ok = self.put("ok.sh", "nvidia-smi -q\n")
+        dropin = "[Unit]\nStopWhenUnneeded=true\n"
+        self.assertEqual(self.stdin_lint(dropin, "-").returncode, 0)
+        name = "etc/systemd/system/nvidia-persistenced.service.d/override.conf"
+        r = self.stdin_lint(dropin, "--json", "--stdin-name", name, ok, "-")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["files_scanned"], 2)
+        self.assertEqual([(f["path"], f["rule_id"], f["line"]) for f in d["findings"]], [(name, "LINT010", 2)])
+        # The role around the name resolves its variables.
+        self.put("roles/gpu/defaults/main.yml", "gpu_pm: 1\n")
+        r = self.stdin_lint("- command: nvidia-smi -pm {{ gpu_pm }}\n", "--stdin-name",
+                            os.path.join(self.tree, "roles/gpu/tasks/main.yml"), "-")
+        self.assertIn(":1:12: LINT001 ", r.stdout)
+        # Binary and oversized input are skipped with a note, like files; --stdin-name alone is a usage error.
+        r = self.stdin_lint("a\0b", "-")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("<stdin>: skipped: binary", r.stderr)
+        r = self.stdin_lint("a" * (9 << 20), "-")
+        self.assertIn("<stdin>: skipped: standard input: larger than 8 MiB", r.stderr)
+        r = self.stdin_lint("", "--stdin-name", "x.yml", ok)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("add - to the paths", r.stderr)
 
     def test_role_defaults_resolve_template_values(self):
         tasks = self.put("roles/gpu/tasks/main.yml",
