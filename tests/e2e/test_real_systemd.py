@@ -38,6 +38,7 @@ STAND_IN = """#!/bin/bash
 # it holds the GPU device nodes open, as the real one holds /dev/nvidiaN.
 # --version answers as the real daemon does (the guard compares it with the module).
 [ "$1" = --version ] && { echo "nvidia-persistenced:  version 580.159.04"; exit 0; }
+[ -e /run/daemon-refuse-start ] && { echo "refusing to start (test)" >&2; exit 1; }
 persistence=on
 for a in "$@"; do [ "$a" = --no-persistence-mode ] && persistence=off; done
 mkdir -p /run/nvidia-persistenced
@@ -411,6 +412,7 @@ case "$1" in
     done
     [ -e /run/smi-fail ] && { echo "GPU 00000000:06:00.0: reset failed (test)"; exit 3; }
     touch /run/settings-at-default   # the fake NVML then reads the defaults, as after a real reset
+    [ -e /run/fail-next-start ] && touch /run/daemon-refuse-start
     echo "GPU 00000000:06:00.0 was successfully reset." ;;
   -i)
     [ "$3" = -pl ] && [ -e /run/smi-pl-fail ] && { echo "Failed to set power management limit (test)"; exit 4; }
@@ -491,6 +493,28 @@ esac
         self.assertIn("at the default, as --no-restore asked", checks["GPU 0 power limit"]["detail"])
         self.assertIn("set it again: nvidia-smi -i 00000000:06:00.0 -pl 450", checks["GPU 0 power limit"]["detail"])
         os.unlink(os.path.join(self.root, "run/settings-at-default"))
+
+        # The daemon does not start again after the reset: the settings are not set (nothing would hold the GPU
+        # to keep them); each restore step says so, the report says the daemon is down, exit 1.
+        open(log, "w").close()
+        open(os.path.join(self.root, "run/fail-next-start"), "w").close()
+        code, rep = self.reset("--yes")
+        for leftover in ("run/fail-next-start", "run/daemon-refuse-start", "run/settings-at-default"):
+            if os.path.exists(os.path.join(self.root, leftover)):
+                os.unlink(os.path.join(self.root, leftover))
+        self.assertEqual(code, 1, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "done"), ("start-daemon", "failed"),
+                          ("restore-setting", "not-run"), ("restore-setting", "not-run")])
+        self.assertIn("nvidia-persistenced is not running again, so the setting would not stay", rep["steps"][3]["detail"])
+        self.assertFalse(rep["daemon_running_after"])
+        with open(log) as f:
+            self.assertEqual(f.read().splitlines(), ["--gpu-reset -i 00000000:06:00.0"])
+        # Not running: failed, or activating where the drop-in's Restart=on-failure tries again.
+        self.assertIn(self.unit_property("ActiveState"), ("failed", "activating"))
+        self.systemd("ResetFailedUnit", "s", UNIT)
+        self.start_and_wait()
+        self.assertEqual(self.unit_property("ActiveState"), "active")
 
         # Ctrl-C while the reset runs: the reset finishes, the daemon starts, and the settings are set again all
         # the same (a lowered power cap must not stay at its default), exit 130.
