@@ -251,8 +251,8 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default: found as `diagnose` finds it, under --root the root's)")
       ->type_name("PATH");
   sub.add_option("--daemon", opts->daemon,
-                 "The nvidia-persistenced binary whose --version to compare (default: PATH, then the usual "
-                 "directories)")
+                 "The nvidia-persistenced binary whose --version to compare (default: the first found in the "
+                 "usual system directories; never the caller's PATH)")
       ->type_name("PATH");
   sub.add_option("--kernel-log", opts->kernel_log, "Read kernel messages from FILE instead of /dev/kmsg")
       ->type_name("FILE");
@@ -275,7 +275,8 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   footer +=
       "\nExamples:\n"
       "  gpuwarm guard --verbose; echo $?\n"
-      "  ExecCondition=/usr/local/bin/gpuwarm guard   # in the unit's drop-in";
+      "  /usr/share/gpuwarm/40-gpuwarm-guard.conf      # the packages' drop-in (runs /usr/bin/gpuwarm guard,\n"
+      "                                                # and lets the daemon start where gpuwarm is missing)";
   sub.footer(footer);
 
   return [opts]() -> int {

@@ -102,7 +102,10 @@ Result<TextFile> read_regular_tail(const std::string& path, std::size_t max_byte
   if (!opened) {
     return tl::unexpected(opened.error());
   }
-  int fd = *opened;
+  return read_tail_and_close(*opened, path, max_bytes);
+}
+
+Result<TextFile> read_tail_and_close(int fd, const std::string& path, std::size_t max_bytes) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int err = errno;

@@ -35,6 +35,8 @@ struct TextFile {
   bool truncated = false;
 };
 Result<TextFile> read_regular_tail(const std::string& path, std::size_t max_bytes);
+// The same over a regular file already opened (and checked) by the caller; closes `fd`. `path` names it in errors.
+Result<TextFile> read_tail_and_close(int fd, const std::string& path, std::size_t max_bytes);
 
 // True if anything (file, directory, device, dangling link) exists at path.
 bool path_exists(const std::string& path);

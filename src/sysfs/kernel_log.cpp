@@ -162,9 +162,9 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
   int fd = *opened;
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-    // A recorded log: its end, read directly (a file can be any size; reading it record by record cannot).
-    ::close(fd);
-    auto tail = read_regular_tail(kmsg, k_kmsg_max_bytes);
+    // A recorded log: its end, read directly from the file just checked (a file can be any size; reading it
+    // record by record cannot).
+    auto tail = read_tail_and_close(fd, kmsg, k_kmsg_max_bytes);
     KernelLogFacts facts = scan_kernel_log(tail ? tail->text : std::string{});
     facts.source = tail ? Fact<std::string>::known(tail->truncated ? "/dev/kmsg (its newest records)" : "/dev/kmsg")
                         : Fact<std::string>::unknown(paths.display(tail.error().message));

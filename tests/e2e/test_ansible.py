@@ -184,6 +184,21 @@ class ModuleAlone(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("fail_on_routed", r.stdout)
 
+    def test_the_guard_names_the_binary_the_node_has(self):
+        """Installed from a package, gpuwarm is /usr/bin/gpuwarm: the drop-in must name that, not gpuwarm_binary."""
+        import jinja2
+        path = os.path.join(ANSIBLE_DIR, "roles/gpuwarm/templates/40-gpuwarm-guard.conf.j2")
+        env = jinja2.Environment(trim_blocks=True)
+        template = env.from_string(open(path).read())
+        for package, binary, expected in (("", "/usr/local/bin/gpuwarm", "/usr/local/bin/gpuwarm"),
+                                          ("/tmp/gpuwarm_0.1.0_amd64.deb", "/usr/local/bin/gpuwarm", "/usr/bin/gpuwarm"),
+                                          ("", "/opt/gw/bin/gpuwarm", "/opt/gw/bin/gpuwarm")):
+            text = template.render(ansible_managed="x", gpuwarm_package_src=package, gpuwarm_binary=binary)
+            line = [l for l in text.splitlines() if l.startswith("ExecCondition=")]
+            self.assertEqual(line, [f"ExecCondition=/bin/sh -c 'if [ -x {expected} ]; then exec {expected} guard; fi; "
+                                    f"echo \"gpuwarm guard: {expected} is missing: nvidia-persistenced starts "
+                                    f"unguarded\"'"], text)
+
     def test_a_report_of_an_unexpected_shape_fails_cleanly(self):
         # Found by tests/fuzz/fuzz_ansible_module.py: a GPU entry that is not an object ended in a traceback.
         stub = os.path.join(self.tmp, "gpuwarm")
@@ -315,7 +330,8 @@ class AnsibleRollout(unittest.TestCase):
             # The role's own files (binary, guard) are all that is new there.
             self.assertEqual(set(node.tree()) - set(before[name]), {INSTALLED, GUARD}, name)
         with open(nodes["node-reboot"].root.p(GUARD)) as f:
-            self.assertIn("ExecCondition=/usr/local/bin/gpuwarm guard", f.read())
+            self.assertIn("ExecCondition=/bin/sh -c 'if [ -x /usr/local/bin/gpuwarm ]; then exec /usr/local/bin/gpuwarm "
+                          "guard; fi;", f.read())
         self.assertRegex(out, re.compile(r"WARNING\]: left unchanged: node-reboot: Reboot pending.*?\[[A-Z]+\d+\]", re.S))
         self.assertRegex(out, r"fixed\s+1")
         with open(os.path.join(self.reports, "node-off.probe.json")) as f:

@@ -3,7 +3,9 @@ binary and kernel log; a driver directory holding the fake libnvidia-ml and a
 libnvidia-cfg named like the driver's. Every reason's exit code, and a guard
 that fails inside still exits in ExecCondition's skip range."""
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -201,7 +203,23 @@ class Contrib(unittest.TestCase):
         path = os.path.join(h.SOURCE_DIR, "contrib/systemd/nvidia-persistenced.service.d/40-gpuwarm-guard.conf")
         with open(path) as f:
             lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
-        self.assertEqual(lines, ["[Service]", "ExecCondition=/usr/local/bin/gpuwarm guard"])
+        self.assertEqual(lines[0], "[Service]")
+        self.assertEqual(len(lines), 2)
+        key, _, command = lines[1].partition("=")
+        self.assertEqual(key, "ExecCondition")
+        argv = shlex.split(command)
+        self.assertEqual(argv[:2], ["/bin/sh", "-c"])
+        # Run as systemd would, with gpuwarm at the path the drop-in names, and with none there.
+        h.require_binary(self)
+        with tempfile.TemporaryDirectory() as d:
+            script = argv[2].replace("/usr/local/bin/gpuwarm", os.path.join(d, "gpuwarm"))
+            r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0)
+            self.assertIn("is missing: nvidia-persistenced starts unguarded", r.stdout)
+            os.symlink(h.BIN, os.path.join(d, "gpuwarm"))
+            r = subprocess.run(["/bin/sh", "-c", script.replace(" guard;", " guard --root /nonexistent-root;")],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 10, r.stdout + r.stderr)  # the guard's own answer, passed through
 
 
 if __name__ == "__main__":

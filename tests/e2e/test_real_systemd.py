@@ -279,6 +279,20 @@ class RealSystemd(unittest.TestCase):
         self.start_and_wait()
         self.assertEqual(self.unit_property("ActiveState"), "active")
 
+        # gpuwarm removed while the drop-in stays: the daemon starts unguarded (a missing program would exit
+        # 203, which ExecCondition= takes for "skip"), even where the guard would have said no.
+        self.systemd("StopUnit", "ss", UNIT, "replace")
+        time.sleep(0.5)
+        wrapper = os.path.join(self.root, "usr/local/bin/gpuwarm")
+        os.rename(wrapper, wrapper + ".away")
+        os.unlink(os.path.join(self.root, "dev/nvidiactl"))
+        try:
+            self.start_and_wait()
+            self.assertEqual(self.unit_property("ActiveState"), "active")
+        finally:
+            os.rename(wrapper + ".away", wrapper)
+            open(os.path.join(self.root, "dev/nvidiactl"), "w").close()
+
     def unit_prop(self, unit, interface, name):
         path = "/org/freedesktop/systemd1/unit/" + "".join(
             c if c.isalnum() else f"_{ord(c):02x}" for c in unit)
