@@ -195,6 +195,16 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
       plan.reason = "no nvidia-persistenced binary to write a unit for: a driver-install problem";
       return plan;
     }
+    if (daemon_from_driver_container(s)) {
+      plan.outcome = FixOutcome::refused;
+      plan.exit_code = ExitCode::routed_elsewhere;
+      plan.reason = fmt::format(
+          "{} belongs to the GPU Operator's driver container, which starts it: a host unit would run a second "
+          "daemon beside it. Look at the driver pod (kubectl -n gpu-operator logs on this node's "
+          "nvidia-driver-daemonset pod) instead.",
+          *s.daemon.binary);
+      return plan;
+    }
     plan.steps.push_back({StepKind::write_file, "no unit is installed", k_unit_path,
                           render_unit(*s.daemon.binary, in.daemon_user_exists)});
     config_changed = true;

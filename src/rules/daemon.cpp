@@ -65,8 +65,9 @@ std::vector<Finding> unit_stop_when_unneeded(const Snapshot& s) {
 }
 
 std::vector<Finding> unit_missing(const Snapshot& s) {
-  if (!s.service.reachable || !s.service.load_state.is("not-found") || !s.daemon.binary.has()) {
-    return {};
+  if (!s.service.reachable || !s.service.load_state.is("not-found") || !s.daemon.binary.has() ||
+      daemon_from_driver_container(s)) {
+    return {};  // the GPU Operator's daemon is started by its driver pod, never by a host unit
   }
   Finding f;
   f.message = "nvidia-persistenced is installed but systemd has no nvidia-persistenced.service unit";

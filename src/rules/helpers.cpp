@@ -31,6 +31,10 @@ bool daemon_running(const Snapshot& s) { return !s.daemon.processes.empty(); }
 
 bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unread.empty(); }
 
+bool daemon_from_driver_container(const Snapshot& s) {
+  return s.daemon.binary.has() && s.daemon.binary->rfind("/run/nvidia/driver/", 0) == 0;
+}
+
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
   std::optional<std::vector<unsigned>> held;
   for (const auto& p : s.daemon.processes) {

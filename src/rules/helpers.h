@@ -19,6 +19,9 @@ std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s);
 // A daemon process of this host was seen. Not running is known only where daemon_processes_listed() too.
 bool daemon_running(const Snapshot& s);
 bool daemon_processes_listed(const Snapshot& s);
+// The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and
+// the host has no unit for it by design.
+bool daemon_from_driver_container(const Snapshot& s);
 // Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);

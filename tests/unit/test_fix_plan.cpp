@@ -229,6 +229,18 @@ TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
   ASSERT_EQ(p.notes.size(), 1u);
   EXPECT_NE(p.notes[0].find("gpuwarm never runs `nvidia-smi -pm`"), std::string::npos);
 
+  // On a GPU Operator node the driver pod runs the daemon: fix writes no host unit for it.
+  Snapshot op = test::healthy_snapshot();
+  op.daemon.processes.clear();
+  op.nvml.gpus[0].persistence = Fact<bool>::known(false);
+  op.service.load_state = Fact<std::string>::known("not-found");
+  op.service.active_state = Fact<std::string>::known("inactive");
+  op.daemon.binary = Fact<std::string>::known("/run/nvidia/driver/usr/bin/nvidia-persistenced");
+  FixPlan operator_plan = plan_fix(op, diagnose(op), {});
+  EXPECT_EQ(operator_plan.outcome, FixOutcome::refused);
+  EXPECT_TRUE(operator_plan.steps.empty());
+  EXPECT_NE(operator_plan.reason.find("GPU Operator's driver container"), std::string::npos) << operator_plan.reason;
+
   Snapshot r = test::healthy_snapshot();
   r.nvml.init_code = Fact<int>::known(18);
   FixPlan refused = plan_fix(r, diagnose(r), {});

@@ -77,6 +77,12 @@ TEST(Rules, PD007_unit_missing) {
          s.daemon.binary = Fact<std::string>::unknown("not found");
        },
        {}},
+      {"the GPU Operator's daemon: its driver pod starts it, no host unit",
+       [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("not-found");
+         s.daemon.binary = Fact<std::string>::known("/run/nvidia/driver/usr/bin/nvidia-persistenced");
+       },
+       {}},
       {"no systemd",
        [](Snapshot& s) {
          s.service.reachable = false;
