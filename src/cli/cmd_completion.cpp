@@ -17,7 +17,8 @@ std::function<int()> setup_completion(CLI::App& sub, const GlobalOptions& /*glob
   sub.footer(
       "Install: gpuwarm completion bash > /usr/share/bash-completion/completions/gpuwarm\n"
       "         gpuwarm completion zsh > /usr/share/zsh/vendor-completions/_gpuwarm\n"
-      "(the .deb and .rpm install both). Exit codes: 0 printed, 2 bad command line.\n\n"
+      "(the packages install both; the .rpm puts zsh's in /usr/share/zsh/site-functions, as Fedora reads it).\n"
+      "Exit codes: 0 printed, 2 bad command line.\n\n"
       "Examples:\n"
       "  source <(gpuwarm completion bash)");
   CLI::App* app = &sub;

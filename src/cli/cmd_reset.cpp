@@ -213,7 +213,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         return to_int(ExitCode::tool_error);
       }
       if (!*lock) {
-        std::cout << "another `gpuwarm fix` or `gpuwarm reset` is running (lock "
+        std::cout << "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock "
                   << paths.display(paths.run(k_node_lock_name)) << " is held)\nNothing was changed.\n";
         return to_int(ExitCode::locked);
       }

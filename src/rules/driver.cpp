@@ -126,10 +126,19 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
   }
   Finding f;
   std::string new_version = user.empty() ? logged : user;
-  f.message = fmt::format(
-      "Driver updated without reboot: the loaded kernel module is {} but user space is {}; "
-      "nvidia-persistenced cannot start until they match",
-      kernel.empty() ? "of another version" : kernel, new_version.empty() ? "another version" : new_version);
+  if (!kernel.empty() && kernel == new_version) {
+    // NVML (or the kernel) refused on a version mismatch, yet the two versions read agree: say that, not "X but X".
+    f.message = fmt::format(
+        "The driver's halves disagree: the kernel module and libnvidia-ml both read {}, yet the driver refuses a "
+        "client of another version (another user-space component was updated without reboot); "
+        "nvidia-persistenced cannot start until they match",
+        kernel);
+  } else {
+    f.message = fmt::format(
+        "Driver updated without reboot: the loaded kernel module is {} but user space is {}; "
+        "nvidia-persistenced cannot start until they match",
+        kernel.empty() ? "of another version" : kernel, new_version.empty() ? "another version" : new_version);
+  }
   f.next_step =
       "Reboot the node to load the new kernel module (or swap modules once no process uses the GPUs). "
       "Until then do not start or restart nvidia-persistenced: it fails with \"Failed to query NVIDIA devices\".";

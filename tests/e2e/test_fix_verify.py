@@ -250,7 +250,7 @@ class FixAndVerify(SystemdMockCase):
             fcntl.flock(lock, fcntl.LOCK_EX)
             rc, rep, r = self.fix()
         self.assertEqual(rc, 7)
-        self.assertIn("another `gpuwarm fix` or `gpuwarm reset` is running", r.stdout + json.dumps(rep))
+        self.assertIn("another `gpuwarm fix`, `reset` or `reload-modules` is running", r.stdout + json.dumps(rep))
         self.assertEqual(self.write_calls()["Reload"], 0)
 
     def test_unopenable_lock_is_an_error_not_contention(self):

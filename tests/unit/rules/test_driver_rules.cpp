@@ -120,6 +120,28 @@ TEST(Rules, DRV003_driver_version_mismatch) {
   for (const auto& c : cases) expect_rule("DRV003", c);
 }
 
+// The message names what was read: two versions that differ, or a refusal although the two read agree.
+TEST(Rules, DRV003_message_says_what_disagrees) {
+  auto message = [](const std::function<void(Snapshot&)>& mutate) {
+    Snapshot s = healthy_snapshot();
+    mutate(s);
+    for (const auto& f : diagnose(s).findings) {
+      if (f.rule_id == "DRV003") return f.message;
+    }
+    return std::string("no DRV003");
+  };
+  EXPECT_EQ(message([](Snapshot& s) { s.nvml.user_space_version = Fact<std::string>::known("580.159.05"); })
+                .rfind("Driver updated without reboot: the loaded kernel module is 580.159.04 but user space is "
+                       "580.159.05;",
+                       0),
+            0u);
+  const std::string same = message([](Snapshot& s) { s.nvml.init_code = Fact<int>::known(18); });
+  EXPECT_EQ(same.rfind("The driver's halves disagree: the kernel module and libnvidia-ml both read 580.159.04", 0),
+            0u)
+      << same;
+  EXPECT_EQ(same.find("but user space is 580.159.04"), std::string::npos);
+}
+
 TEST(Rules, DRV004_stale_client_mismatch) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
