@@ -399,7 +399,8 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     const auto t0 = Clock::now();
     for (std::size_t k = 0; !g_stop; ++k) {
       const auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(static_cast<double>(k) * *interval));
-      if (opts->count > 0 ? k >= opts->count : seconds_since(t0, due) >= duration && k > 0) {
+      // --count counts samples taken; the slot index k also skips the slots a slow sample overran.
+      if (opts->count > 0 ? run.samples.size() >= opts->count : seconds_since(t0, due) >= duration && k > 0) {
         break;
       }
       // Wait for the sample's time, starting the load and reading its children meanwhile.

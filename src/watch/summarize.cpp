@@ -21,6 +21,9 @@ constexpr double k_swing_fraction = 0.10;
 // After a load ends, clocks take a moment to come back down; idle samples
 // this soon after it are not used to judge the idle floor.
 constexpr double k_after_load_grace_s = 3.0;
+// A thermal or power event reason decides (RAS) only where it held, not where it flashed once.
+constexpr unsigned k_ras_min_samples = 2;
+constexpr double k_ras_min_share = 0.10;
 
 const nvml::GpuReading* reading_for(const Sample& s, unsigned index) {
   for (const auto& g : s.gpus) {
@@ -79,6 +82,8 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::map<unsigned, bool> pstates;
   std::uint64_t reasons_seen = 0;
   double reason_seconds[64] = {};
+  unsigned reason_samples[64] = {};
+  unsigned reasons_read = 0;  // samples whose event reasons were read
   double pinned_seconds = 0;
   std::optional<unsigned> pinned_sm;
   // Settings as last read: a held watch reads them only every few samples.
@@ -132,9 +137,11 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     }
     if (r->event_reasons) {
       reasons_seen |= *r->event_reasons;
+      ++reasons_read;
       for (unsigned bit = 0; bit < 64; ++bit) {
         if ((*r->event_reasons >> bit) & 1u) {
           reason_seconds[bit] += span_of(run, i);
+          ++reason_samples[bit];
         }
       }
     }
@@ -187,16 +194,24 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     }
   }
 
-  // Attribution, most decisive first.
+  // Attribution, most decisive first. A thermal or power reason decides only where it held: in at least
+  // k_ras_min_samples samples and k_ras_min_share of those read. HW slowdown can flash for one sample during
+  // a P-state or clock change, which is what a GPU just initialized again goes through.
   const std::uint64_t ras_bits = reasons_seen & clock_reason::thermal_or_power;
-  if (ras_bits != 0) {
-    add_cause(g, Cause::thermal_power);
-    for (unsigned bit = 0; bit < 64; ++bit) {
-      if ((ras_bits >> bit) & 1u) {
-        g.evidence.push_back(fmt::format("{} active for {}", clock_reason_names(1ull << bit).front(),
-                                         seconds_text(reason_seconds[bit])));
-      }
+  bool ras_held = false;
+  for (unsigned bit = 0; bit < 64; ++bit) {
+    if (((ras_bits >> bit) & 1u) == 0) {
+      continue;
     }
+    const bool held = reason_samples[bit] >= k_ras_min_samples &&
+                      static_cast<double>(reason_samples[bit]) >= k_ras_min_share * reasons_read;
+    ras_held = ras_held || held;
+    g.evidence.push_back(fmt::format("{} active for {} ({} of {} samples){}", clock_reason_names(1ull << bit).front(),
+                                     seconds_text(reason_seconds[bit]), reason_samples[bit], reasons_read,
+                                     held ? "" : ": a flash, not counted as a cause"));
+  }
+  if (ras_held) {
+    add_cause(g, Cause::thermal_power);
   }
   if (!g.deinit_events.empty()) {
     add_cause(g, Cause::deinit_churn);
@@ -236,6 +251,15 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
                              ? fmt::format("no sample could read this GPU (last error: {})", g.last_error)
                              : std::string("no sample read this GPU's SM clock"));
   }
+  // "Stable" only where the watch could have seen otherwise.
+  if (g.causes.empty() && sm.size() < 2) {
+    add_cause(g, Cause::unread);
+    g.evidence.push_back(fmt::format("only {} sample read its SM clock: too few to call it stable", sm.size()));
+  } else if (g.causes.empty() && run.mode == nvml::SampleMode::held && g.persistence == false) {
+    add_cause(g, Cause::unread);
+    g.evidence.emplace_back("persistence reads Disabled, and a held watch keeps the GPU initialized: "
+                            "de-initialization cannot show here (watch again with --mode detached)");
+  }
   if (g.causes.empty()) {
     g.causes.push_back(Cause::stable);
   }
@@ -248,8 +272,9 @@ std::string next_step_for(Cause c) {
       return "A GPU fell off the bus, needs a reset or stopped answering: persistence will not help. Follow the "
              "RAS runbook (`gpuwarm diagnose`, `nvidia-smi -q`, the kernel log's Xid lines).";
     case Cause::unread:
-      return "A GPU gave no reading in any sample, so its clocks cannot be judged: run `gpuwarm diagnose` to see "
-             "why.";
+      return "A GPU could not be judged (no reading, too few samples, or a held watch that keeps it "
+             "initialized; its evidence says which): run `gpuwarm diagnose`, or watch again in detached mode "
+             "with more samples.";
     case Cause::thermal_power:
       return "Thermal or power limits, not de-initialization: persistence will not help. Follow the RAS / "
              "thermal runbook (cooling, power capping, `nvidia-smi -q -d TEMPERATURE,POWER`).";
@@ -308,7 +333,7 @@ const char* cause_code(Cause c) {
 const char* cause_title(Cause c) {
   switch (c) {
     case Cause::gpu_fault: return "GPU fault (RAS)";
-    case Cause::unread: return "cannot tell: no reading";
+    case Cause::unread: return "cannot tell";
     case Cause::thermal_power: return "thermal/power limits (RAS)";
     case Cause::deinit_churn: return "de-initialization churn (persistence off)";
     case Cause::pinned_clocks: return "pinned application clocks";

@@ -89,6 +89,13 @@ class Watch(unittest.TestCase):
         self.assertTrue(any("--mode detached" in n for n in d["summary"]["notes"]), d["summary"]["notes"])
         self.assertEqual([s["init_ms"] is not None for s in d["samples"]].count(True), 1)
 
+    def test_count_is_samples_taken_even_when_attaches_overrun(self):
+        # Every attach takes 300 ms against a 100 ms interval: the overrun slots are skipped, not the samples.
+        sc = h.scenario([h.gpu(0, persistence=0)], timeline=[{"after_ms": 0, "gpus": [{"deinit": {"attach_ms": 300}}]}])
+        rc, d = self.watch_json(sc, "--interval", "100ms", "--count", "4")
+        self.assertEqual(len(d["samples"]), 4)
+        self.assertEqual((rc, d["summary"]["gpus"][0]["attribution"]), (3, "deinit-churn"))
+
     def test_healthy_node_is_stable_in_both_modes(self):
         for mode in ("detached", "held"):
             with self.subTest(mode=mode):

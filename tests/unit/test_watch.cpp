@@ -114,6 +114,15 @@ TEST(WatchSummary, attribution_table) {
        {Cause::thermal_power, Cause::deinit_churn}, Cause::thermal_power, ExitCode::routed_elsewhere, 20},
       {"SW power cap", readings(0, 0, 2, [](auto& r) { r.event_reasons = 0x4; }), {Cause::thermal_power},
        Cause::thermal_power, ExitCode::routed_elsewhere},
+      {"HW slowdown flashing once while every attach is cold: de-initialization decides",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 20, [](auto& r) { r.attach_ms = 600; r.persistence = false; })(run);
+         readings(0, 0, 1, [](auto& r) { r.event_reasons = 0x8; })(run);
+       },
+       {Cause::deinit_churn}, Cause::deinit_churn, ExitCode::action_needed, 20},
+      {"SW thermal in 1 of 20 samples is a flash: stable",
+       readings(0, 7, 8, [](auto& r) { r.event_reasons = 0x20; }), {Cause::stable}, Cause::stable,
+       ExitCode::healthy},
       {"sync boost is benign", readings(0, 0, 20, [](auto& r) { r.event_reasons = 0x10; }), {Cause::stable},
        Cause::stable, ExitCode::healthy},
       {"idle clock moves by one boost bin (under 10% of max)",
@@ -238,12 +247,25 @@ TEST(WatchSummary, held_mode_with_persistence_off_says_what_it_cannot_see) {
   }
   run.samples[0].init_ms = 12;
   auto sum = watch::summarize(run);
-  EXPECT_EQ(sum.cause, Cause::stable);
+  // The watcher itself keeps the GPU initialized: "stable" would be the client hiding the problem.
+  EXPECT_EQ(sum.cause, Cause::unread);
+  EXPECT_EQ(sum.exit_code, ExitCode::cannot_tell);
+  EXPECT_NE(sum.gpus[0].evidence.back().find("a held watch keeps the GPU initialized"), std::string::npos);
   ASSERT_EQ(sum.notes.size(), 2u);
   EXPECT_NE(sum.notes[0].find("--mode detached"), std::string::npos);
   ASSERT_TRUE(sum.init_ms);
   EXPECT_EQ(sum.init_ms->count, 1u);
   EXPECT_FALSE(sum.gpus[0].attach_ms);
+}
+
+// One sample says nothing about movement: never "stable".
+TEST(WatchSummary, one_sample_is_too_few_to_call_stable) {
+  auto run = idle_run(1);
+  auto sum = watch::summarize(run);
+  EXPECT_EQ(sum.cause, Cause::unread);
+  EXPECT_EQ(sum.exit_code, ExitCode::cannot_tell);
+  EXPECT_EQ(sum.gpus[0].evidence.back(), "only 1 sample read its SM clock: too few to call it stable");
+  EXPECT_EQ(watch::summarize(idle_run(2)).cause, Cause::stable);
 }
 
 TEST(WatchSummary, stats_median_is_a_value_read) {
