@@ -139,11 +139,20 @@ Result<void> read_probe(element doc, NodeReport& out) {
   if (doc["gpus"].get(gpus) != SUCCESS) {
     return fail("probe report without gpus");
   }
+  // Per-GPU figures are a GPU's cold start only when each GPU was probed alone: children started together
+  // contend in the driver. Schema 1 said "sequential" for the isolated method.
+  std::string_view per_gpu_method;
+  bool sequential = false;
+  const bool isolated = doc["method"].get(per_gpu_method) == SUCCESS ? per_gpu_method == "isolated"
+                                                              : doc["sequential"].get(sequential) == SUCCESS && sequential;
+  out.per_gpu_parallel = !isolated && gpus.size() > 0;
   for (element g : gpus) {
     bool ok = false;
     double ms = 0;
     if (g["ok"].get(ok) == SUCCESS && ok && g["total_ms"].get(ms) == SUCCESS) {
-      out.cold_after_ms.push_back(ms);
+      if (isolated) {
+        out.cold_after_ms.push_back(ms);
+      }
     } else {
       out.probe_failed = true;  // failed, or no "ok": unknown is not a success
     }
@@ -182,11 +191,16 @@ Result<void> read_probe(element doc, NodeReport& out) {
       }
     }
   }
+  // The baseline's figure only where probe --compare found it comparable (the same method: isolated here).
   array compare;
-  if (doc["compare"].get(compare) == SUCCESS) {
+  if (isolated && doc["compare"].get(compare) == SUCCESS) {
     for (element g : compare) {
       double ms = 0;
-      if (g["before_total_ms"].get(ms) == SUCCESS) {
+      bool comparable = true;  // reports from before the flag compared like with like only
+      if (g["comparable"].get(comparable) != SUCCESS) {
+        comparable = true;
+      }
+      if (comparable && g["before_total_ms"].get(ms) == SUCCESS) {
         out.cold_before_ms.push_back(ms);
       }
     }
@@ -524,8 +538,13 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
       if (!r.verdict.empty()) n.fix_is_latest = r.kind == ReportKind::fix;
       if (r.gpus) n.gpus = r.gpus;
       if (r.gpus_not_enabled) n.gpus_not_enabled = r.gpus_not_enabled;
-      if (!r.cold_before_ms.empty()) n.cold_before_ms = std::move(r.cold_before_ms);
-      if (!r.cold_after_ms.empty()) n.cold_after_ms = std::move(r.cold_after_ms);
+      // The newest probe says what the per-GPU figures are, before and after together: never one probe's
+      // baseline beside another probe's run, and a newest probe that failed leaves none.
+      if (r.kind == ReportKind::probe) {
+        n.cold_before_ms = std::move(r.cold_before_ms);
+        n.cold_after_ms = std::move(r.cold_after_ms);
+        n.per_gpu_parallel = r.per_gpu_parallel;
+      }
       // The newest probe that measured job starts says what they are now, failures (no figure) included.
       if (r.jobs_measured) {
         n.job_after_ms = r.job_after_ms;
@@ -590,6 +609,11 @@ std::string render_text(const FleetSummary& s, const Style& style) {
     out += fmt::format("Cold start (first CUDA call), median per GPU: before {}, after {}\n", cold_text(before),
                        cold_text(after));
   }
+  if (auto contended = hostnames_where(s, [](const NodeState& n) { return n.per_gpu_parallel; }); !contended.empty()) {
+    out += fmt::format("Per-GPU figures taken in parallel (contended), left out of the median: {} ({}); probe "
+                       "them again without --parallel\n",
+                       contended.size(), name_list(contended));
+  }
   for (auto [how, title] : {std::pair{&JobStartMs::one_process, "one process, every GPU"},
                             std::pair{&JobStartMs::process_per_gpu, "a process per GPU"}}) {
     JobStartMedian then = job_start(s, &NodeState::job_before_ms, how);
@@ -652,6 +676,7 @@ nlohmann::json render_json(const FleetSummary& s) {
           {"reboot_pending", host_set(hostnames_where(s, reboot_pending))},
           {"probe_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.probe_failed; }))},
           {"verify_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.verify_failed; }))},
+          {"per_gpu_parallel", host_set(hostnames_where(s, [](const NodeState& n) { return n.per_gpu_parallel; }))},
           {"needs_attention", host_set(hostnames_where(s, needs_attention))},
           {"cold_start_ms",
            {{"before", cold_json(cold_start(s, &NodeState::cold_before_ms))},

@@ -43,6 +43,7 @@ struct NodeReport {
   bool jobs_compared = false;           // probe --compare: the baseline had job starts
   std::optional<unsigned> job_gpus;     // probe: GPUs the job starts covered
   bool probe_failed = false;            // probe: a GPU or a job start failed or timed out
+  bool per_gpu_parallel = false;        // probe: its per-GPU figures were taken in parallel (contended: not used)
   bool verify_failed = false;           // verify: `passed` is not true (false, absent or not a boolean)
 };
 
@@ -97,6 +98,7 @@ struct NodeState {
   JobStartMs job_after_ms;
   std::optional<unsigned> job_gpus;
   bool probe_failed = false;  // the newest probe report says a probe failed
+  bool per_gpu_parallel = false;  // the newest probe's per-GPU figures were contended (left out of the medians)
   bool verify_failed = false;  // a verify report failed and no diagnosis or fix came after it
   int reports = 0;
 };

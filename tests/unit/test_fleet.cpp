@@ -100,13 +100,35 @@ TEST(FleetParse, verify_and_probe) {
   EXPECT_EQ(v->gpus_not_enabled, 0);
   EXPECT_TRUE(v->verdict.empty());
 
-  auto p = parse(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"t","gpus":[
+  auto p = parse(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"t","method":"isolated","gpus":[
       {"ok":true,"total_ms":40.5},{"ok":false,"total_ms":9999},{"ok":true,"total_ms":39.5}],
       "compare":[{"before_total_ms":2100.0,"after_total_ms":40.5},{"before_total_ms":null},{"before_total_ms":2300.0}]})");
   ASSERT_TRUE(p) << p.error().message;
   EXPECT_EQ(p->cold_after_ms, (std::vector<double>{40.5, 39.5}));  // failed probes carry no timing
   EXPECT_EQ(p->cold_before_ms, (std::vector<double>{2100.0, 2300.0}));
+  EXPECT_FALSE(p->per_gpu_parallel);
 }
+
+// Per-GPU figures are a GPU's cold start only when taken one GPU at a time; a baseline probe --compare found
+// not comparable (another method) gives no "before".
+TEST(FleetParse, contended_or_incomparable_per_gpu_figures_are_left_out) {
+  auto parallel = parse(R"({"kind":"gpuwarm-probe","hostname":"n","method":"parallel","gpus":[
+      {"ok":true,"total_ms":671},{"ok":true,"total_ms":650}],"compare":[{"before_total_ms":357,"comparable":true}]})");
+  ASSERT_TRUE(parallel);
+  EXPECT_TRUE(parallel->cold_after_ms.empty());
+  EXPECT_TRUE(parallel->cold_before_ms.empty());
+  EXPECT_TRUE(parallel->per_gpu_parallel);
+  // Schema 1: "sequential" named the isolated method; without it the default was parallel.
+  EXPECT_FALSE(parse(R"({"kind":"gpuwarm-probe","hostname":"n","sequential":true,"gpus":[{"ok":true,"total_ms":4}]})")
+                   ->per_gpu_parallel);
+  EXPECT_TRUE(parse(R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[{"ok":true,"total_ms":4}]})")->per_gpu_parallel);
+  auto against_parallel = parse(R"({"kind":"gpuwarm-probe","hostname":"n","method":"isolated","gpus":[
+      {"ok":true,"total_ms":402}],"compare":[{"before_total_ms":2514,"comparable":false}]})");
+  ASSERT_TRUE(against_parallel);
+  EXPECT_EQ(against_parallel->cold_after_ms, (std::vector<double>{402.0}));
+  EXPECT_TRUE(against_parallel->cold_before_ms.empty());
+}
+
 
 TEST(FleetParse, probe_job_starts) {
   // Successful job starts only; an unknown method (a newer writer) is skipped, not an error.
@@ -312,18 +334,33 @@ TEST(FleetSummary, needs_attention_per_state) {
   }
 }
 
+// A node's per-GPU figures come from its newest probe, before and after together.
+TEST(FleetSummary, the_newest_probe_replaces_older_figures_even_when_it_failed) {
+  auto s = fleet::summarize(
+      {report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-01T00:00:00Z","method":"isolated",
+                  "gpus":[{"ok":true,"total_ms":402}],"compare":[{"before_total_ms":2514}]})"),
+       report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-02T00:00:00Z","method":"isolated",
+                  "gpus":[{"ok":false,"total_ms":null}]})")},
+      {});
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_TRUE(s.nodes[0].cold_after_ms.empty());
+  EXPECT_TRUE(s.nodes[0].cold_before_ms.empty());
+  EXPECT_TRUE(s.nodes[0].probe_failed);
+}
+
 TEST(FleetSummary, tallies_lists_and_medians) {
   std::vector<NodeReport> reports = {
       report(diagnosis("c", "reboot-pending", k_one_off)),
       report(diagnosis("a", "healthy", k_two_enabled)),
       report(diagnosis("b", "ras", k_two_enabled)),
       report(diagnosis("d", "healthy", k_two_enabled)),
-      report(R"({"kind":"gpuwarm-probe","hostname":"a","gpus":[{"ok":true,"total_ms":40},{"ok":true,"total_ms":50}],
-                 "compare":[{"before_total_ms":2000},{"before_total_ms":3000}]})"),
-      report(R"({"kind":"gpuwarm-probe","hostname":"d","gpus":[{"ok":true,"total_ms":60}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"a","method":"isolated","gpus":[{"ok":true,"total_ms":40},
+                 {"ok":true,"total_ms":50}],"compare":[{"before_total_ms":2000},{"before_total_ms":3000}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"d","method":"isolated","gpus":[{"ok":true,"total_ms":60}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"b","method":"parallel","gpus":[{"ok":true,"total_ms":671}]})"),
   };
   auto s = fleet::summarize(std::move(reports), {{"z.json", "not valid JSON: x"}, {"m.json", "empty file"}});
-  EXPECT_EQ(s.reports, 8u);
+  EXPECT_EQ(s.reports, 9u);
   auto j = fleet::render_json(s);
   EXPECT_EQ(j["nodes"], 4);
   EXPECT_EQ(j["verdicts"], nlohmann::json::parse(R"([{"verdict":"healthy","nodes":2},
@@ -334,12 +371,16 @@ TEST(FleetSummary, tallies_lists_and_medians) {
   EXPECT_EQ(j["cold_start_ms"]["before"]["median_ms"], 2500.0);
   EXPECT_EQ(j["cold_start_ms"]["before"]["nodes"], 1);
   EXPECT_EQ(j["cold_start_ms"]["after"]["median_ms"], 50.0);
-  EXPECT_EQ(j["cold_start_ms"]["after"]["gpus"], 3);
+  EXPECT_EQ(j["cold_start_ms"]["after"]["gpus"], 3);  // b's contended figure is not among them
+  EXPECT_EQ(j["per_gpu_parallel"]["hostnames"], nlohmann::json::parse(R"(["b"])"));
   EXPECT_EQ(j["unreadable"][0]["source"], "m.json");  // sorted
   EXPECT_EQ(fleet::exit_code(s), 3);
 
   std::string text = fleet::render_text(s, Style(false));
-  EXPECT_NE(text.find("4 nodes from 8 reports (2 unreadable)"), std::string::npos) << text;
+  EXPECT_NE(text.find("4 nodes from 9 reports (2 unreadable)"), std::string::npos) << text;
+  EXPECT_NE(text.find("Per-GPU figures taken in parallel (contended), left out of the median: 1 (b)"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("Nodes pending reboot: 1 (c)"), std::string::npos) << text;
   EXPECT_NE(text.find("before 2500.0 ms (2 GPUs on 1 node), after 50.0 ms (3 GPUs on 2 nodes)"), std::string::npos)
       << text;
