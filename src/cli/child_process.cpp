@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,18 @@
 extern char** environ;
 
 namespace gpuwarm {
+
+namespace {
+constexpr const char* k_parent_env = "GPUWARM_PARENT_PID";
+}  // namespace
+
+bool tie_to_parent() {
+  // Spawned from the main thread, which lives as long as the parent process.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const char* expected = std::getenv(k_parent_env);
+  // The parent may have died before prctl: then this process was already handed to another.
+  return expected == nullptr || std::to_string(::getppid()) == expected;
+}
 
 Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus) {
   int fds[2];
@@ -30,6 +43,7 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
     }
   }
   env.push_back("CUDA_VISIBLE_DEVICES=" + visible_gpus);
+  env.push_back(std::string(k_parent_env) + "=" + std::to_string(::getpid()));
   std::vector<char*> argv;
   std::vector<char*> envp;
   for (auto& a : argv_text) argv.push_back(a.data());

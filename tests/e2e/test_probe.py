@@ -7,7 +7,9 @@ import json
 import re
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 import unittest
 
 import harness as h
@@ -201,6 +203,51 @@ class Probe(unittest.TestCase):
         self.assertTrue(d["gpus"][0]["timed_out"])
         self.assertTrue(d["gpus"][1]["ok"])
         self.assertLess(d["wall_ms"], 5000)
+
+    def test_a_killed_probe_takes_its_child_with_it(self):
+        """A health checker's timeout kills gpuwarm: the child stuck in cuInit must not outlive it."""
+        path = os.path.join(self.tmp, "cuda.json")
+        with open(path, "w") as f:
+            json.dump({UUID0: {"delay_ms": {"cuInit": 30000}}}, f)
+        nvml = os.path.join(self.tmp, "nvml.json")
+        with open(nvml, "w") as f:
+            json.dump(h.scenario([h.gpu(0)]), f)
+        env = dict(os.environ, FAKE_CUDA_SCENARIO=path, FAKE_NVML_SCENARIO=nvml)
+        parent = subprocess.Popen([h.BIN, "probe", "--per-gpu", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                                   "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            child = None
+            deadline = time.time() + 10
+            while child is None and time.time() < deadline:
+                for entry in os.listdir("/proc"):
+                    if entry.isdigit():
+                        try:
+                            with open(f"/proc/{entry}/stat") as f:
+                                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                        except (OSError, IndexError, ValueError):
+                            continue
+                        if ppid == parent.pid:
+                            child = int(entry)
+                time.sleep(0.05)
+            self.assertIsNotNone(child, "no probe child started")
+            time.sleep(0.3)  # the child is inside cuInit now
+            parent.kill()
+            parent.wait(timeout=10)
+            deadline = time.time() + 5
+            while os.path.exists(f"/proc/{child}") and time.time() < deadline:
+                with open(f"/proc/{child}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break  # ended; only its entry waits for the reaper
+                time.sleep(0.05)
+            alive = os.path.exists(f"/proc/{child}")
+            if alive:
+                with open(f"/proc/{child}/stat") as f:
+                    alive = f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            self.assertFalse(alive, f"probe child {child} outlived its parent")
+        finally:
+            if parent.poll() is None:
+                parent.kill()
 
     def test_saved_baseline_becomes_cold_start_metrics(self):
         baseline = os.path.join(self.tmp, "baseline.json")
