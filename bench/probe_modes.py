@@ -34,6 +34,8 @@ def stage(stages, name):
 
 
 def med(values):
+    """Median of the figures present: a failed probe has none (null), and is not a zero."""
+    values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
 
 

@@ -94,7 +94,7 @@ nlohmann::json gpu_probe_json(const GpuProbe& g) {
   j["timed_out"] = g.timed_out;
   j["child_error"] = g.child_error;
   j["wall_ms"] = g.wall_ms;
-  j["total_ms"] = total_ms(g.result);
+  j["total_ms"] = probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr);  // a failure has no time
   j["launch_to_ready_ms"] = ms_json(g.launch_to_ready_ms);
   j["ok"] = probe_ok(g);
   return j;

@@ -201,6 +201,7 @@ class Probe(unittest.TestCase):
         rc, d = self.probe_json(sc, "--timeout", "1", "--per-gpu")
         self.assertEqual(rc, 1)
         self.assertTrue(d["gpus"][0]["timed_out"])
+        self.assertIsNone(d["gpus"][0]["total_ms"])  # a failure is no time
         self.assertTrue(d["gpus"][1]["ok"])
         self.assertLess(d["wall_ms"], 5000)
 
