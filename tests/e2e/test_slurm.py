@@ -45,6 +45,64 @@ class FakeGpuNode:
                                       f"{os.path.join(h.FAKE_NVML_DIR, 'libnvidia-ml.so.1')}"}
 
 
+class HealthCheckDecisions(unittest.TestCase):
+    """What gpuwarm-healthcheck asks of slurmctld for each node state, with a stand-in scontrol that answers
+    `show node` from a file and records every update (the real Slurm below covers drain and resume end to end)."""
+
+    def setUp(self):
+        h.require_binary(self)
+        self.tmp = tempfile.mkdtemp(prefix="gpuwarm-hc-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.node = FakeGpuNode(self.tmp)
+        self.addCleanup(self.node.root.cleanup)
+        self.scontrol = os.path.join(self.tmp, "scontrol")
+        with open(self.scontrol, "w") as f:
+            f.write(f"""#!/bin/sh
+if [ "$1" = -o ]; then cat {self.tmp}/node-line; exit 0; fi
+echo "$*" >> {self.tmp}/updates
+""")
+        os.chmod(self.scontrol, 0o755)
+
+    def decide(self, state, reason, persistence):
+        with open(os.path.join(self.tmp, "node-line"), "w") as f:
+            f.write(f"NodeName=gpu1 Arch=x86_64 State={state} ThreadsPerCore=1" + (f" Reason={reason}" if reason else "") + "\n")
+        updates = os.path.join(self.tmp, "updates")
+        if os.path.exists(updates):
+            os.unlink(updates)
+        self.node.set_persistence(persistence)
+        env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env()}
+        r = subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-healthcheck")], env=env, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        if not os.path.exists(updates):
+            return []
+        with open(updates) as f:
+            return f.read().splitlines()
+
+    def test_only_a_node_in_service_is_drained_and_only_gpuwarm_s_plain_drain_resumed(self):
+        drain = "update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"
+        resume = "update NodeName=gpu1 State=RESUME"
+        ours = "gpuwarm: PM001 persistence off: GPU 0 [root@2026-12-02T06:00:00]"
+        cases = [
+            ("IDLE", "", 0, [drain]),
+            ("MIXED", "", 0, [drain]),
+            ("IDLE+DRAIN", ours, 1, [resume]),
+            ("IDLE+DRAIN", ours, 0, []),  # still ours, same reason: nothing to change
+            ("IDLE+DRAIN", "admin: replacing a fan", 0, []),
+            ("IDLE+DRAIN", "admin: replacing a fan", 1, []),
+            # Taken out of service some other way: never drained over, never resumed.
+            ("DOWN", "admin: RMA fan", 0, []),
+            ("DOWN+DRAIN", ours, 1, []),
+            ("IDLE+MAINT+RESERVED", "", 0, []),
+            ("IDLE+REBOOT_REQUESTED", "", 0, []),
+            ("DOWN+REBOOT_ISSUED", ours, 1, []),
+            ("IDLE+POWERED_DOWN", "", 0, []),
+        ]
+        for state, reason, persistence, expected in cases:
+            with self.subTest(state=state, reason=reason, persistence=persistence):
+                self.assertEqual(self.decide(state, reason, persistence), expected)
+
+
 class PrologMode(unittest.TestCase):
     def test_prolog_exit_status_and_reason(self):
         h.require_binary(self)
