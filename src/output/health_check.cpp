@@ -1,6 +1,7 @@
 #include "output/health_check.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <set>
 #include <vector>
@@ -105,14 +106,20 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
   // unknown, and an unknown outranks every "keep".
   std::vector<std::string> drains;
   std::vector<std::string> unknowns;
+  // Rules whose finding leaves GPUs unread (no driver, no usable NVML, a lost or missing GPU): asked about
+  // other rules only, these say the others could not be judged, which is unknown, never "not firing".
+  static constexpr std::array<std::string_view, 4> k_leave_gpus_unread = {"DRV001", "DRV002", "DRV003", "GPU001"};
   for (const auto& f : d.findings) {
     const SchedulerImpact impact = impact_of(f);
     const bool selected =
         only_rules.empty() || std::find(only_rules.begin(), only_rules.end(), f.rule_id) != only_rules.end();
-    if (impact == I::keep || (impact == I::drain && !selected)) {
+    const bool blinds = !selected && impact == I::drain &&
+                        std::find(k_leave_gpus_unread.begin(), k_leave_gpus_unread.end(), f.rule_id) !=
+                            k_leave_gpus_unread.end();
+    if (impact == I::keep || (impact == I::drain && !selected && !blinds)) {
       continue;
     }
-    auto& list = impact == I::drain ? drains : unknowns;
+    auto& list = impact == I::drain && !blinds ? drains : unknowns;
     if (std::find(list.begin(), list.end(), f.rule_id) == list.end()) {
       list.push_back(f.rule_id);
     }

@@ -88,6 +88,41 @@ TEST(HealthCheck, StatusAndLine) {
   }
 }
 
+// --rules PM001 (node-problem-detector's GPUPersistenceOff): a GPU whose persistence could not be read
+// because the GPU or the driver is gone answers unknown, never "not firing"; an unrelated drain does not count.
+TEST(HealthCheck, SelectedRulesThatCouldNotBeJudgedAreUnknown) {
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> mutate;
+    HealthStatus status;
+    const char* rule;
+  };
+  const std::vector<Case> cases = {
+      {"healthy", [](Snapshot&) {}, HealthStatus::ok, ""},
+      {"persistence off on GPU 1, which the daemon does not hold",
+       [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+       },
+       HealthStatus::problem, "PM001"},
+      {"GPU 1 lost: its persistence unread",
+       [](Snapshot& s) { s.nvml.gpus[1].handle_error = "GPU_IS_LOST"; }, HealthStatus::unknown, "GPU001"},
+      {"no driver loaded", [](Snapshot& s) { s.driver.module_loaded = false; }, HealthStatus::unknown, "DRV001"},
+      {"NVML refuses on a version mismatch", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(18); },
+       HealthStatus::unknown, "DRV003"},
+      {"thermal events say nothing about persistence",
+       [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x40); },
+       HealthStatus::ok, ""},
+  };
+  for (const auto& c : cases) {
+    Snapshot s = healthy_snapshot();
+    c.mutate(s);
+    HealthCheck h = health_check(diagnose(s), 200, {"PM001"});
+    EXPECT_EQ(h.status, c.status) << c.name << ": " << h.line;
+    EXPECT_EQ(h.rule_id, c.rule) << c.name;
+  }
+}
+
 TEST(HealthCheck, LineIsCutToTheLimit) {
   Snapshot s = healthy_snapshot();
   for (auto& g : s.nvml.gpus) {
