@@ -63,7 +63,7 @@ int run_check(const CheckOptions& opts) {
     return cannot_tell(loaded.error().message, opts);
   }
   Diagnosis diagnosis = diagnose(*loaded);
-  HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules);
+  HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules, every_gpu_read(*loaded));
   if (opts.json) {
     nlohmann::json out = render_diagnosis_json(*loaded, diagnosis);
     out["check"] = {{"status", to_string(check.status)},

@@ -101,7 +101,16 @@ const char* to_string(HealthStatus s) {
   return "unknown";
 }
 
-HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::vector<std::string>& only_rules) {
+bool every_gpu_read(const Snapshot& s) {
+  if (!s.nvml.device_count.has() || s.nvml.gpus.size() < s.driver.kernel_gpus.size()) {
+    return false;
+  }
+  return std::all_of(s.nvml.gpus.begin(), s.nvml.gpus.end(),
+                     [](const GpuFacts& g) { return g.handle_error.empty() && g.persistence.has(); });
+}
+
+HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::vector<std::string>& only_rules,
+                         bool every_gpu_read) {
   // Registry order (the runbook's): the first draining rule names the line; a definite problem outranks an
   // unknown, and an unknown outranks every "keep".
   std::vector<std::string> drains;
@@ -113,7 +122,7 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
     const SchedulerImpact impact = impact_of(f);
     const bool selected =
         only_rules.empty() || std::find(only_rules.begin(), only_rules.end(), f.rule_id) != only_rules.end();
-    const bool blinds = !selected && impact == I::drain &&
+    const bool blinds = !selected && !every_gpu_read && impact == I::drain &&
                         std::find(k_leave_gpus_unread.begin(), k_leave_gpus_unread.end(), f.rule_id) !=
                             k_leave_gpus_unread.end();
     if (impact == I::keep || (impact == I::drain && !selected && !blinds)) {

@@ -46,8 +46,13 @@ constexpr std::size_t k_min_check_length = 16;
 
 // `only_rules` (empty: all) limits which rules can make a problem, for one condition per check (a
 // node-problem-detector condition per rule set); an unknown always counts, whichever rule it came from.
+// Where not every GPU was read (`every_gpu_read` false), a rule that left them unread (no driver, no usable
+// NVML, a lost GPU) also answers unknown for the selected rules: they could not be judged.
 HealthCheck health_check(const Diagnosis& diagnosis, std::size_t max_length = k_default_check_length,
-                         const std::vector<std::string>& only_rules = {});
+                         const std::vector<std::string>& only_rules = {}, bool every_gpu_read = true);
+
+// Every GPU the kernel lists was opened by NVML and its persistence read.
+bool every_gpu_read(const Snapshot& s);
 
 // Cuts a line to max_length bytes (at least k_min_check_length), "..." marking the cut.
 std::string fit_check_line(std::string line, std::size_t max_length);

@@ -107,9 +107,25 @@ TEST(HealthCheck, SelectedRulesThatCouldNotBeJudgedAreUnknown) {
        HealthStatus::problem, "PM001"},
       {"GPU 1 lost: its persistence unread",
        [](Snapshot& s) { s.nvml.gpus[1].handle_error = "GPU_IS_LOST"; }, HealthStatus::unknown, "GPU001"},
-      {"no driver loaded", [](Snapshot& s) { s.driver.module_loaded = false; }, HealthStatus::unknown, "DRV001"},
-      {"NVML refuses on a version mismatch", [](Snapshot& s) { s.nvml.init_code = Fact<int>::known(18); },
+      {"no driver loaded",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.driver.kernel_gpus.clear();
+         s.nvml.init_code = Fact<int>::known(9);
+         s.nvml.device_count = Fact<unsigned>::unknown("DRIVER_NOT_LOADED");
+         s.nvml.gpus.clear();
+       },
+       HealthStatus::unknown, "DRV001"},
+      {"NVML refuses on a version mismatch: no GPU read",
+       [](Snapshot& s) {
+         s.nvml.init_code = Fact<int>::known(18);
+         s.nvml.device_count = Fact<unsigned>::unknown("LIB_RM_VERSION_MISMATCH");
+         s.nvml.gpus.clear();
+       },
        HealthStatus::unknown, "DRV003"},
+      {"user space newer than the module, yet every GPU read: PM001 judged",
+       [](Snapshot& s) { s.nvml.user_space_version = Fact<std::string>::known("580.200.01"); }, HealthStatus::ok,
+       ""},
       {"thermal events say nothing about persistence",
        [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x40); },
        HealthStatus::ok, ""},
@@ -117,7 +133,7 @@ TEST(HealthCheck, SelectedRulesThatCouldNotBeJudgedAreUnknown) {
   for (const auto& c : cases) {
     Snapshot s = healthy_snapshot();
     c.mutate(s);
-    HealthCheck h = health_check(diagnose(s), 200, {"PM001"});
+    HealthCheck h = health_check(diagnose(s), 200, {"PM001"}, every_gpu_read(s));
     EXPECT_EQ(h.status, c.status) << c.name << ": " << h.line;
     EXPECT_EQ(h.rule_id, c.rule) << c.name;
   }
