@@ -51,8 +51,9 @@ double unix_now() {
 }
 
 // The cold-start series from the saved probe baseline: none when no baseline was saved, an unknown with
-// the reason when one exists but cannot be used.
-void add_probe_baseline(const std::string& path, MetricsRun& run) {
+// the reason when one exists but cannot be used (another node's, per-GPU figures taken in parallel, a GPU
+// whose probe failed).
+void add_probe_baseline(const std::string& path, const std::string& this_host, MetricsRun& run) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
     return;
@@ -62,8 +63,19 @@ void add_probe_baseline(const std::string& path, MetricsRun& run) {
     run.probe_baseline_unreadable = loaded.error().message;
     return;
   }
+  if (!loaded->hostname.empty() && !this_host.empty() && loaded->hostname != this_host) {
+    run.probe_baseline_unreadable = path + ": taken on " + loaded->hostname + ", not this node";
+    return;
+  }
+  const bool contended = loaded->method != k_method_isolated && loaded->gpus.size() > 1;
   for (const auto& g : loaded->gpus) {
-    if (!probe_ok(g)) {
+    if (!probe_ok(g) || contended) {
+      if (run.probe_baseline_unreadable.empty()) {
+        run.probe_baseline_unreadable =
+            contended ? path + ": its per-GPU figures were taken in parallel (contended): save it again "
+                               "without --parallel"
+                      : fmt::format("{}: GPU {}'s probe failed", path, g.index);
+      }
       continue;
     }
     for (const auto& stage : g.result.stages) {
@@ -92,7 +104,7 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
     finished = unix_seconds_from_iso8601(loaded->collected_at).value_or(0);
   }
   MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, finished, {}, {}, {}};
-  add_probe_baseline(opts.probe_baseline, run);
+  add_probe_baseline(opts.probe_baseline, loaded->hostname, run);
   return render_metrics(*loaded, diagnosis, run);
 }
 

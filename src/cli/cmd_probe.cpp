@@ -267,9 +267,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.footer(
       "Per GPU: a fresh child process with CUDA_VISIBLE_DEVICES=GPU-<uuid> times loading libcuda.so.1,\n"
       "nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB allocation +\n"
-      "synchronize, and the release. GPUs are probed one at a time: measured on 2 x H200, the driver\n"
-      "serializes cuInit and context creation across processes, so probes run together inflate each\n"
-      "other's stages (--parallel does that, and says so).\n\n"
+      "synchronize, and the release. GPUs are probed one at a time: as reported on 2 x H200 (and seen with\n"
+      "two probes of one H200), the driver serializes cuInit and context creation across processes, so\n"
+      "probes run together inflate each other's stages (--parallel does that, and says so).\n\n"
       "What a job pays (with two or more GPUs, or --node): from launch until every GPU has a context and a\n"
       "synchronized allocation, started as one process that starts every GPU in turn (a multi-GPU training\n"
       "process) and as a process per GPU launched together (torchrun, MPI). On a cold node this is where\n"

@@ -186,7 +186,11 @@ Result<void> read_probe(element doc, NodeReport& out) {
       out.jobs_compared = true;
       std::string_view method;
       double ms = 0;
-      if (j["method"].get(method) == SUCCESS && j["before_ready_ms"].get(ms) == SUCCESS) {
+      bool comparable = true;  // written by probe --compare since it compares only like with like
+      if (j["comparable"].get(comparable) != SUCCESS) {
+        comparable = true;
+      }
+      if (comparable && j["method"].get(method) == SUCCESS && j["before_ready_ms"].get(ms) == SUCCESS) {
         if (auto* slot = job_slot(out.job_before_ms, method)) *slot = ms;
       }
     }

@@ -51,6 +51,27 @@ const JobStart* match_job(const ProbeRun& run, const JobStart& j) {
   return nullptr;
 }
 
+bool same_node(const ProbeRun& before, const ProbeRun& after) {
+  return before.hostname.empty() || after.hostname.empty() || before.hostname == after.hostname;
+}
+
+// A job start is compared only with one of the same node on the same GPUs: a start on 8 GPUs against one on
+// 2 (or another node's) would show the change in count as a change in persistence.
+std::string job_incomparable(const ProbeRun& before, const JobStart& then, const ProbeRun& after,
+                             const JobStart& now) {
+  if (!same_node(before, after)) {
+    return fmt::format("the baseline is from another node ({})", before.hostname);
+  }
+  if (then.gpus != now.gpus) {
+    return fmt::format("the baseline started {} GPU(s), this run {}", then.gpus, now.gpus);
+  }
+  if (!then.gpu_indices.empty() && !now.gpu_indices.empty() && then.gpu_indices != now.gpu_indices) {
+    return fmt::format("the baseline started GPU {}, this run GPU {}", fmt::join(then.gpu_indices, ","),
+                       fmt::join(now.gpu_indices, ","));
+  }
+  return {};
+}
+
 std::string failure_text(const GpuProbe& g) {
   if (g.timed_out) {
     return "timed out";
@@ -360,7 +381,8 @@ std::string render_probe_text(const ProbeRun& run) {
 }
 
 bool per_gpu_comparable(const ProbeRun& before, const ProbeRun& after) {
-  return before.method == after.method || (before.gpus.size() <= 1 && after.gpus.size() <= 1);
+  return same_node(before, after) &&
+         (before.method == after.method || (before.gpus.size() <= 1 && after.gpus.size() <= 1));
 }
 
 nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
@@ -397,6 +419,7 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
     }
     out.push_back({{"method", j.method},
                    {"in_baseline", b != nullptr},
+                   {"comparable", b != nullptr && job_incomparable(before, *b, after, j).empty()},
                    {"before_gpus", b != nullptr ? nlohmann::json(b->gpus) : nlohmann::json(nullptr)},
                    {"after_gpus", j.gpus},
                    {"stages", stages},
@@ -413,7 +436,10 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
   auto method_text = [](const std::string& m) {
     return m == k_method_parallel ? "all GPUs in parallel" : m == k_method_isolated ? "one GPU at a time" : "not taken";
   };
-  if (!comparable && !before.gpus.empty() && !after.gpus.empty()) {
+  if (!same_node(before, after)) {
+    out += fmt::format("The baseline is from another node ({}): no change is shown (save a baseline on this one).\n\n",
+                       before.hostname);
+  } else if (!comparable && !before.gpus.empty() && !after.gpus.empty()) {
     out += fmt::format(
         "The baseline's per-GPU figures were taken {}, these {}: their difference mixes the method with\n"
         "persistence, so no change is shown per GPU (save a new baseline, or compare the job starts).\n\n",
@@ -441,12 +467,13 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
       out += "  not in the baseline\n\n";
       continue;
     }
-    if (b->gpus != j.gpus) {
-      out += fmt::format("  the baseline started {} GPU(s), this run {}\n", b->gpus, j.gpus);
+    const std::string incomparable = job_incomparable(before, *b, after, j);
+    if (!incomparable.empty()) {
+      out += "  " + incomparable + ": no change is shown\n";
     }
     auto then_stages = job_stages(*b);
     auto now_stages = job_stages(j);
-    ChangeTable t;
+    ChangeTable t(incomparable.empty());
     for (const char* name : k_job_stage_order) {
       t.add(name, stage_ms(then_stages, name), stage_ms(now_stages, name));
     }

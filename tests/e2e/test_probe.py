@@ -38,6 +38,22 @@ class Probe(unittest.TestCase):
         self.assertNotIn("Sanitizer", r.stderr)
         return r
 
+    def this_node(self):
+        """A snapshot of a fake node taken here: its hostname is this machine's, as a saved baseline's is."""
+        path = os.path.join(self.tmp, "this-node.json")
+        if not os.path.exists(path):
+            root = h.FakeRoot()
+            self.addCleanup(root.cleanup)
+            root.driver(gpus=2).daemon_binary()
+            nvml = os.path.join(self.tmp, "this-node-nvml.json")
+            with open(nvml, "w") as f:
+                json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
+            r = h.run(["snapshot", "--root", root.path, "--no-systemd", "--nvml",
+                       os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "-o", path],
+                      extra_env={"FAKE_NVML_SCENARIO": nvml}, raw=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return path
+
     def probe_json(self, cuda_scenario, *args):
         r = self.probe(cuda_scenario, "--json", *args)
         return r.returncode, json.loads(r.stdout)
@@ -254,7 +270,7 @@ class Probe(unittest.TestCase):
         baseline = os.path.join(self.tmp, "baseline.json")
         r = self.probe({"*": {"delay_ms": {"cuInit": 300}}}, "--save", baseline)
         self.assertEqual(r.returncode, 0, r.stderr)
-        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+        m = h.run(["metrics", "--snapshot", self.this_node(),
                    "--probe-baseline", baseline], raw=True)
         self.assertEqual(m.returncode, 0, m.stderr)
         cu_init = re.findall(r'^gpuwarm_gpu_cold_start_seconds\{gpu="(\d)",uuid="([^"]+)",pci_bus_id="[^"]*",'
@@ -262,15 +278,26 @@ class Probe(unittest.TestCase):
         self.assertEqual([(g, u) for g, u, _ in cu_init], [("0", UUID0), ("1", UUID1)])
         self.assertTrue(all(0.3 <= float(v) < 2 for _, _, v in cu_init), cu_init)
         # No baseline: no series and no unknown; a broken one: an unknown naming the file.
-        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+        m = h.run(["metrics", "--snapshot", self.this_node(),
                    "--probe-baseline", os.path.join(self.tmp, "none.json")], raw=True)
         self.assertNotIn("cold_start", m.stdout)
         self.assertNotIn('fact="probe_baseline"', m.stdout)
         with open(baseline, "w") as f:
             f.write("{")
-        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+        m = h.run(["metrics", "--snapshot", self.this_node(),
                    "--probe-baseline", baseline], raw=True)
         self.assertRegex(m.stdout, r'gpuwarm_fact_unknown\{fact="probe_baseline",reason="[^"]*baseline.json: not valid JSON"\} 1')
+        # Another node's baseline (one baked into an image, say) is not this node's cold start.
+        r = self.probe({"*": {"delay_ms": {"cuInit": 300}}}, "--save", baseline)
+        with open(baseline) as f:
+            other = json.load(f)
+        other["hostname"] = "image-builder"
+        with open(baseline, "w") as f:
+            json.dump(other, f)
+        m = h.run(["metrics", "--snapshot", self.this_node(), "--probe-baseline", baseline], raw=True)
+        self.assertNotIn("gpuwarm_gpu_cold_start_seconds{", m.stdout)
+        self.assertRegex(m.stdout, r'fact="probe_baseline",reason="[^"]*baseline.json: taken on image-builder, not this '
+                                   r'node"\} 1')
 
     def test_no_driver_is_said_plainly_and_json_stays_json(self):
         if os.path.exists("/proc/driver/nvidia") or os.path.exists("/sys/module/nvidia"):
@@ -315,11 +342,17 @@ class Probe(unittest.TestCase):
         # READY includes starting the process (about 0.5 s under ASan): compare with the baseline, whose
         # only difference is 2 x 550 ms more cuInit.
         self.assertLess(s["after"]["median_ms"], s["before"]["median_ms"] - 700)
-        m = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+        m = h.run(["metrics", "--snapshot", self.this_node(),
                    "--probe-baseline", baseline], raw=True)
         ready = re.findall(r'^gpuwarm_job_start_seconds\{method="([a-z-]+)",gpus="2"\} (\S+)$', m.stdout, re.M)
         self.assertEqual([name for name, _ in ready], ["one-process", "process-per-gpu"])
         self.assertGreater(float(ready[0][1]), 1.2)  # one process pays both GPUs' cuInit: 2 x 600 ms
+        # A job start on one GPU against the baseline's two: shown, not compared (the count is no persistence).
+        r3 = self.probe({}, "--compare", baseline, "--gpu", "0", "--node")
+        self.assertIn("the baseline started 2 GPU(s), this run 1: no change is shown", r3.stdout)
+        rc, d3 = self.probe_json({}, "--compare", baseline, "--gpu", "0", "--node")
+        self.assertEqual([j["comparable"] for j in d3["compare_jobs"]], [False, False])
+        self.assertEqual([j["comparable"] for j in d["compare_jobs"]], [True, True])
 
     def test_a_schema_1_baseline_still_compares(self):
         r = self.probe({}, "--compare", os.path.join(h.SOURCE_DIR, "examples", "h100-probe.json"))
