@@ -49,11 +49,12 @@ class NhcCheck(unittest.TestCase):
         os.chmod(os.path.join(bin_dir, "scontrol"), 0o755)
         self.path = f"{bin_dir}:/usr/bin:/bin"
 
-    def check(self, scenario, *options, timeout_env=None):
+    def check(self, scenario, *options, timeout_env=None, extra_args=""):
         path = os.path.join(self.tmp, "scenario.json")
         with open(path, "w") as f:
             json.dump(scenario, f)
         args = f"--root {self.root.path} --no-systemd --nvml {os.path.join(h.FAKE_NVML_DIR, 'libnvidia-ml.so.1')}"
+        args += extra_args
         env = {"PATH": self.path, "FAKE_NVML_SCENARIO": path, "ASAN_OPTIONS": "detect_leaks=0"}
         if timeout_env:
             env["NHC_TIMEOUT"] = str(timeout_env)
@@ -93,6 +94,17 @@ class NhcCheck(unittest.TestCase):
         ret, died, _ = self.check(hung, "-t", "4")
         self.assertEqual(ret, 1)
         self.assertTrue(died.startswith("1|check_gpuwarm:  cannot tell: NVML001"), died)
+        # -u lets a timeout pass as well (it is a "cannot tell" too); without -u it fails.
+        ret, died, out = self.check(hung, "-t", "2", extra_args=" --nvml-timeout 30")
+        self.assertTrue(died.startswith("1|check_gpuwarm:  TIMEOUT after 2s"), died)
+        ret, died, out = self.check(hung, "-t", "2", "-u", extra_args=" --nvml-timeout 30")
+        self.assertEqual((ret, died), (0, ""))
+        self.assertIn("LOG: check_gpuwarm:  cannot tell (passing, -u): no answer within 2s", out)
+        # A gpuwarm that is not there: said, not taken for a node fault of some other kind.
+        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", "/nonexistent/gpuwarm"],
+                           capture_output=True, text=True, env={"PATH": self.path}, timeout=60)
+        self.assertIn("DIED=1|check_gpuwarm:  gpuwarm not found at /nonexistent/gpuwarm (give its path with -b)",
+                      r.stdout)
         # NHC marks nodes itself: the check never ran scontrol.
         self.assertFalse(os.path.exists(self.scontrol_log))
 

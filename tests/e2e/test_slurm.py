@@ -122,7 +122,7 @@ class PrologMode(unittest.TestCase):
         env["GPUWARM"] = "/nonexistent/gpuwarm"
         r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("gpuwarm: gpuwarm check failed to run", r.stderr)
+        self.assertIn("gpuwarm: gpuwarm not found or not executable at /nonexistent/gpuwarm (set GPUWARM)", r.stderr)
         env["GPUWARM_DRAIN_ON_UNKNOWN"] = "no"
         self.assertEqual(subprocess.run([prolog], env=env, capture_output=True, timeout=60).returncode, 0)
 
