@@ -108,6 +108,9 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
 
   timed("driver", [&] {
     snap.driver = read_driver(paths);
+    if (snap.driver.module_loaded) {
+      snap.driver.unbound_gpus = read_unbound_gpus(paths);
+    }
     if (options.pci_switches) {
       snap.driver.nvswitches = read_nvswitches(paths);
     }

@@ -226,6 +226,20 @@ std::vector<Finding> gpu_unreachable(const Snapshot& s) {
     f.next_step = k_ras_step;
     out.push_back(std::move(f));
   }
+  // A GPU on the bus the loaded driver did not take: it failed to probe it, so neither the kernel's list nor
+  // NVML shows it, and every other count agrees without it.
+  if (s.driver.module_loaded && s.driver.unbound_gpus.has() && !s.driver.unbound_gpus->empty()) {
+    Finding f;
+    f.message = fmt::format("{} NVIDIA GPU(s) on the PCI bus were taken by no driver: the NVIDIA driver failed to "
+                            "probe them, so jobs see {} fewer",
+                            s.driver.unbound_gpus->size(), s.driver.unbound_gpus->size());
+    f.next_step = "Read the kernel log (\"NVRM: The NVIDIA probe routine failed\", Xid, AER lines) for why; "
+                  "follow the RAS runbook (reseat, reset or replace).";
+    for (const auto& bus : *s.driver.unbound_gpus) {
+      f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
+    }
+    out.push_back(std::move(f));
+  }
   if (s.nvml.device_count.has()) {
     std::size_t kernel_gpus = 0;
     for (const auto& kg : s.driver.kernel_gpus) {

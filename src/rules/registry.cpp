@@ -31,7 +31,8 @@ constexpr RuleInfo k_rules[] = {
      "The kernel refused a client of another driver version although the host's halves agree",
      checks::stale_client_mismatch},
     {"GPU001", "gpu-fault", S::critical, R::ras,
-     "NVML answers with a GPU fault (lost, reset required, timeout, ...) or sees fewer GPUs than the kernel",
+     "NVML answers with a GPU fault (lost, reset required, timeout, ...), sees fewer GPUs than the kernel, or a "
+     "GPU on the PCI bus was taken by no driver (it failed to probe)",
      checks::gpu_unreachable},
     {"PD001", "daemon-binary-missing", S::critical, R::driver_install, "nvidia-persistenced is not installed",
      checks::daemon_binary_missing},

@@ -41,6 +41,10 @@ struct DriverFacts {
   // /sys/bus/pci/devices, there whether or not a driver made /dev/nvidia-nvswitch* nodes. Read only by
   // commands that act on it (reset).
   Fact<std::vector<std::string>> nvswitches = Fact<std::vector<std::string>>::unknown("not read by this command");
+  // PCI addresses of NVIDIA GPUs (vendor 0x10de, class 0x03xxxx) no kernel driver took: where the nvidia
+  // module is loaded, one it failed to probe ("NVRM: The NVIDIA probe routine failed"). A GPU handed to
+  // vfio-pci or any other driver is not listed. Read only where the module is loaded.
+  Fact<std::vector<std::string>> unbound_gpus = Fact<std::vector<std::string>>::unknown("not read");
 };
 
 struct ClockSet {  // MHz

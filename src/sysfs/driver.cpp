@@ -2,6 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <charconv>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
 #include "core/fs.h"
 #include "core/strings.h"
 
@@ -99,6 +106,60 @@ DriverFacts read_driver(const Paths& paths) {
     }
   }
   return facts;
+}
+
+std::vector<std::string> parse_unbound_nvidia_functions(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::string_view line : split(text, '\n')) {
+    std::vector<std::string_view> fields;
+    for (std::string_view f : split(line, '\t')) {
+      fields.push_back(f);
+    }
+    // bus<<8|devfn, vendor<<16|device, irq, 7 base addresses, 7 sizes, then the driver's name when bound.
+    if (fields.size() != 17 || fields[0].size() != 4 || fields[1].size() != 8 || fields[1].substr(0, 4) != "10de") {
+      continue;
+    }
+    unsigned bus_devfn = 0;
+    if (std::from_chars(fields[0].data(), fields[0].data() + 4, bus_devfn, 16).ec != std::errc{}) {
+      continue;
+    }
+    out.push_back(fmt::format("{:02x}:{:02x}.{:x}", bus_devfn >> 8, (bus_devfn & 0xffu) >> 3, bus_devfn & 7u));
+  }
+  return out;
+}
+
+Fact<std::vector<std::string>> read_unbound_gpus(const Paths& paths) {
+  auto text = read_file(paths.proc("bus/pci/devices"), 1u << 20);
+  if (!text) {
+    return Fact<std::vector<std::string>>::unknown(paths.display(text.error().message));
+  }
+  std::vector<std::string> unbound = parse_unbound_nvidia_functions(*text);
+  std::vector<std::string> gpus;
+  if (unbound.empty()) {
+    return Fact<std::vector<std::string>>::known(std::move(gpus));
+  }
+  auto devices = list_dir(paths.sys("bus/pci/devices"));
+  if (!devices) {
+    return Fact<std::vector<std::string>>::unknown(paths.display(devices.error().message));
+  }
+  for (const auto& dev : *devices) {  // "0000:3b:00.0": the domain, then what /proc/bus/pci names
+    auto colon = dev.find(':');
+    if (colon == std::string::npos ||
+        std::find(unbound.begin(), unbound.end(), dev.substr(colon + 1)) == unbound.end()) {
+      continue;
+    }
+    auto vendor = read_first_line(paths.sys("bus/pci/devices/" + dev + "/vendor"));
+    auto pci_class = read_first_line(paths.sys("bus/pci/devices/" + dev + "/class"));
+    if (!vendor || !pci_class) {
+      return Fact<std::vector<std::string>>::unknown("NVIDIA PCI device " + printable(dev) + ": " +
+                                                     paths.display((!vendor ? vendor : pci_class).error().message));
+    }
+    if (trim(*vendor) == "0x10de" && starts_with(trim(*pci_class), "0x03") &&
+        !path_exists(paths.sys("bus/pci/devices/" + dev + "/driver"))) {
+      gpus.push_back(printable(dev));
+    }
+  }
+  return Fact<std::vector<std::string>>::known(std::move(gpus));
 }
 
 Fact<std::vector<std::string>> read_nvswitches(const Paths& paths) {

@@ -4,6 +4,8 @@
 // apart from "user space broken".
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/paths.h"
 #include "snapshot/snapshot.h"
@@ -15,6 +17,14 @@ DriverFacts read_driver(const Paths& paths);
 // NVSwitches by PCI class (see DriverFacts::nvswitches). Unknown when the PCI devices cannot be listed, or
 // an NVIDIA device's class cannot be read.
 Fact<std::vector<std::string>> read_nvswitches(const Paths& paths);
+
+// NVIDIA GPUs no driver took (see DriverFacts::unbound_gpus), from /proc/bus/pci/devices (one read: vendor,
+// device and bound driver of every PCI function) and the class of only the unbound NVIDIA ones.
+Fact<std::vector<std::string>> read_unbound_gpus(const Paths& paths);
+
+// The NVIDIA functions /proc/bus/pci/devices lists with no driver: "bb:dd.f" (bus, device, function; the
+// file names no PCI domain).
+std::vector<std::string> parse_unbound_nvidia_functions(std::string_view proc_bus_pci_devices);
 
 // The version in a /proc/driver/nvidia/version first line: the first version
 // token after "Module" ("... Kernel Module  580.159.04  Release Build ...").

@@ -138,5 +138,43 @@ TEST(Driver, NvSwitchesByPciClass) {
   EXPECT_NE(found.missing.find("/sys/bus/pci/devices"), std::string::npos) << found.missing;
 }
 
+// /proc/bus/pci/devices: bus<<8|devfn, vendor<<16|device, irq, 7 bases, 7 sizes, then the driver when bound.
+std::string pci_line(const char* bdf, const char* ids, const char* driver) {
+  std::string line = std::string(bdf) + "\t" + ids + "\t0";
+  for (int i = 0; i < 14; ++i) line += "\t               0";
+  return line + (driver != nullptr ? std::string("\t") + driver : "") + "\n";
+}
+
+TEST(Driver, UnboundNvidiaFunctionsFromProcBusPci) {
+  std::string text = pci_line("3b00", "10de2330", "nvidia") + pci_line("3b01", "10de22a3", nullptr) +
+                     pci_line("5e00", "10de2330", nullptr) + pci_line("0008", "1af41045", nullptr) +
+                     pci_line("af00", "10de2330", "vfio-pci") + "garbage\tline\n";
+  EXPECT_EQ(parse_unbound_nvidia_functions(text), (std::vector<std::string>{"3b:00.1", "5e:00.0"}));
+}
+
+// A GPU the loaded driver failed to probe is on the bus with no driver: listed. Its unbound audio function
+// is not a GPU, and a GPU handed to another driver was taken.
+TEST(Driver, UnboundGpusAreGpusNoDriverTook) {
+  test::TempTree t;
+  t.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia") + pci_line("5e00", "10de2330", nullptr) +
+                                      pci_line("5e01", "10de22e8", nullptr));
+  auto device = [&](const char* address, const char* pci_class, bool bound) {
+    std::string real = std::string("sys/devices/pci0000:00/") + address;
+    t.write(real + "/vendor", "0x10de\n");
+    t.write(real + "/class", std::string(pci_class) + "\n");
+    if (bound) t.symlink("../../../bus/pci/drivers/nvidia", real + "/driver");
+    t.symlink(std::string("../../../devices/pci0000:00/") + address, std::string("sys/bus/pci/devices/") + address);
+  };
+  device("0000:3b:00.0", "0x030200", true);
+  device("0000:5e:00.0", "0x030200", false);
+  device("0000:5e:00.1", "0x040300", false);
+  auto found = read_unbound_gpus(Paths(t.root()));
+  ASSERT_TRUE(found.has()) << found.missing;
+  EXPECT_EQ(*found, (std::vector<std::string>{"0000:5e:00.0"}));
+
+  test::TempTree none;  // a container without the host's /proc/bus/pci: unknown, never "none"
+  EXPECT_FALSE(read_unbound_gpus(Paths(none.root())).has());
+}
+
 }  // namespace
 }  // namespace gpuwarm

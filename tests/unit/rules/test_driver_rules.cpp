@@ -193,6 +193,13 @@ TEST(Rules, GPU001_gpu_unreachable) {
          s.nvml.gpus.pop_back();
        },
        {}},
+      {"a GPU on the bus no driver took (probe failed): every count agrees without it",
+       [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"}); },
+       {{k_node}}},
+      {"the PCI list unread: nothing claimed",
+       [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); },
+       {}},
+      {"none unbound", [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({}); }, {}},
   };
   for (const auto& c : cases) expect_rule("GPU001", c);
 }
