@@ -38,7 +38,7 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) {
+    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0 && std::strncmp(*e, "GPUWARM_PARENT_PID=", 19) != 0) {
       env.emplace_back(*e);
     }
   }

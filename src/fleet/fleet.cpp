@@ -145,12 +145,13 @@ Result<void> read_probe(element doc, NodeReport& out) {
   bool sequential = false;
   const bool isolated = doc["method"].get(per_gpu_method) == SUCCESS ? per_gpu_method == "isolated"
                                                               : doc["sequential"].get(sequential) == SUCCESS && sequential;
-  out.per_gpu_parallel = !isolated && gpus.size() > 0;
+  out.per_gpu_parallel = !isolated && gpus.size() > 1;  // one GPU alone contends with nothing
+  out.probed_gpus = gpus.size() > 0;
   for (element g : gpus) {
     bool ok = false;
     double ms = 0;
     if (g["ok"].get(ok) == SUCCESS && ok && g["total_ms"].get(ms) == SUCCESS) {
-      if (isolated) {
+      if (isolated || gpus.size() == 1) {
         out.cold_after_ms.push_back(ms);
       }
     } else {
@@ -197,7 +198,7 @@ Result<void> read_probe(element doc, NodeReport& out) {
   }
   // The baseline's figure only where probe --compare found it comparable (the same method: isolated here).
   array compare;
-  if (isolated && doc["compare"].get(compare) == SUCCESS) {
+  if ((isolated || gpus.size() == 1) && doc["compare"].get(compare) == SUCCESS) {
     for (element g : compare) {
       double ms = 0;
       bool comparable = true;  // reports from before the flag compared like with like only
@@ -544,7 +545,7 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
       if (r.gpus_not_enabled) n.gpus_not_enabled = r.gpus_not_enabled;
       // The newest probe says what the per-GPU figures are, before and after together: never one probe's
       // baseline beside another probe's run, and a newest probe that failed leaves none.
-      if (r.kind == ReportKind::probe) {
+      if (r.kind == ReportKind::probe && r.probed_gpus) {  // a --node probe times no GPU alone
         n.cold_before_ms = std::move(r.cold_before_ms);
         n.cold_after_ms = std::move(r.cold_after_ms);
         n.per_gpu_parallel = r.per_gpu_parallel;

@@ -44,6 +44,7 @@ struct NodeReport {
   std::optional<unsigned> job_gpus;     // probe: GPUs the job starts covered
   bool probe_failed = false;            // probe: a GPU or a job start failed or timed out
   bool per_gpu_parallel = false;        // probe: its per-GPU figures were taken in parallel (contended: not used)
+  bool probed_gpus = false;             // probe: it timed GPUs one by one (a --node probe times only jobs)
   bool verify_failed = false;           // verify: `passed` is not true (false, absent or not a boolean)
 };
 

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "rules/helpers.h"
 #include "snapshot/clock_reasons.h"
 
 namespace gpuwarm {
@@ -130,9 +131,9 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     e.sample("gpuwarm_nvml_init_seconds", {}, s.nvml.init_ms / 1000.0);
   }
 
-  if (s.daemon.processes_unread.empty() || !s.daemon.processes.empty()) {
+  if (s.daemon.processes_unread.empty() || daemon_running(s)) {
     e.family("gpuwarm_persistenced_running", "1 when an nvidia-persistenced process runs on this node.");
-    e.sample("gpuwarm_persistenced_running", {}, s.daemon.processes.empty() ? 0 : 1);
+    e.sample("gpuwarm_persistenced_running", {}, daemon_running(s) ? 1 : 0);
   } else {
     unknown("persistenced_running", "processes not listed: " + s.daemon.processes_unread);
   }

@@ -27,7 +27,11 @@ std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s) {
   return out;
 }
 
-bool daemon_running(const Snapshot& s) { return !s.daemon.processes.empty(); }
+bool daemon_running(const Snapshot& s) {
+  // The GPU Operator's daemon runs in its driver container (another mount namespace, so "foreign" to the
+  // host), and it is the one meant to keep the GPUs initialized there.
+  return !s.daemon.processes.empty() || (daemon_from_driver_container(s) && !s.daemon.foreign.empty());
+}
 
 bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unread.empty(); }
 

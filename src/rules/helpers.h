@@ -16,7 +16,8 @@ std::string gpu_label(const GpuFacts& gpu);
 // GPUs NVML could open.
 std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s);
 
-// A daemon process of this host was seen. Not running is known only where daemon_processes_listed() too.
+// A daemon process of this host was seen (or the GPU Operator's, in its driver container). Not running is
+// known only where daemon_processes_listed() too.
 bool daemon_running(const Snapshot& s);
 bool daemon_processes_listed(const Snapshot& s);
 // The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and

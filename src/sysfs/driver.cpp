@@ -115,8 +115,10 @@ std::vector<std::string> parse_unbound_nvidia_functions(std::string_view text) {
     for (std::string_view f : split(line, '\t')) {
       fields.push_back(f);
     }
-    // bus<<8|devfn, vendor<<16|device, irq, 7 base addresses, 7 sizes, then the driver's name when bound.
-    if (fields.size() != 17 || fields[0].size() != 4 || fields[1].size() != 8 || fields[1].substr(0, 4) != "10de") {
+    // bus<<8|devfn, vendor<<16|device, irq, 7 base addresses, 7 sizes, then a tab and the driver's name,
+    // empty when none is bound (the kernel writes the tab either way).
+    const bool unbound = fields.size() == 17 || (fields.size() == 18 && fields[17].empty());
+    if (!unbound || fields[0].size() != 4 || fields[1].size() != 8 || fields[1].substr(0, 4) != "10de") {
       continue;
     }
     unsigned bus_devfn = 0;

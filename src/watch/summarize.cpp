@@ -21,9 +21,9 @@ constexpr double k_swing_fraction = 0.10;
 // After a load ends, clocks take a moment to come back down; idle samples
 // this soon after it are not used to judge the idle floor.
 constexpr double k_after_load_grace_s = 3.0;
-// A thermal or power event reason decides (RAS) only where it held, not where it flashed once.
-constexpr unsigned k_ras_min_samples = 2;
-constexpr double k_ras_min_share = 0.10;
+// A thermal or power event reason decides (RAS) only where it held over consecutive samples, not where it
+// flashed in single ones.
+constexpr unsigned k_ras_min_run = 2;
 
 const nvml::GpuReading* reading_for(const Sample& s, unsigned index) {
   for (const auto& g : s.gpus) {
@@ -83,7 +83,9 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::uint64_t reasons_seen = 0;
   double reason_seconds[64] = {};
   unsigned reason_samples[64] = {};
-  unsigned reasons_read = 0;  // samples whose event reasons were read
+  unsigned reason_run[64] = {};      // consecutive samples (of those read) with the reason, up to now
+  unsigned reason_max_run[64] = {};  // the longest such run
+  unsigned reasons_read = 0;         // samples whose event reasons were read
   double pinned_seconds = 0;
   std::optional<unsigned> pinned_sm;
   // Settings as last read: a held watch reads them only every few samples.
@@ -142,6 +144,9 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
         if ((*r->event_reasons >> bit) & 1u) {
           reason_seconds[bit] += span_of(run, i);
           ++reason_samples[bit];
+          reason_max_run[bit] = std::max(reason_max_run[bit], ++reason_run[bit]);
+        } else {
+          reason_run[bit] = 0;
         }
       }
     }
@@ -194,17 +199,16 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     }
   }
 
-  // Attribution, most decisive first. A thermal or power reason decides only where it held: in at least
-  // k_ras_min_samples samples and k_ras_min_share of those read. HW slowdown can flash for one sample during
-  // a P-state or clock change, which is what a GPU just initialized again goes through.
+  // Attribution, most decisive first. A thermal or power reason decides only where it held over
+  // k_ras_min_run consecutive samples: HW slowdown can flash for one sample during a P-state or clock
+  // change, which is what a GPU just initialized again goes through; a real limit lasts.
   const std::uint64_t ras_bits = reasons_seen & clock_reason::thermal_or_power;
   bool ras_held = false;
   for (unsigned bit = 0; bit < 64; ++bit) {
     if (((ras_bits >> bit) & 1u) == 0) {
       continue;
     }
-    const bool held = reason_samples[bit] >= k_ras_min_samples &&
-                      static_cast<double>(reason_samples[bit]) >= k_ras_min_share * reasons_read;
+    const bool held = reason_max_run[bit] >= k_ras_min_run;
     ras_held = ras_held || held;
     g.evidence.push_back(fmt::format("{} active for {} ({} of {} samples){}", clock_reason_names(1ull << bit).front(),
                                      seconds_text(reason_seconds[bit]), reason_samples[bit], reasons_read,

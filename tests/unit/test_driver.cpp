@@ -138,11 +138,12 @@ TEST(Driver, NvSwitchesByPciClass) {
   EXPECT_NE(found.missing.find("/sys/bus/pci/devices"), std::string::npos) << found.missing;
 }
 
-// /proc/bus/pci/devices: bus<<8|devfn, vendor<<16|device, irq, 7 bases, 7 sizes, then the driver when bound.
+// /proc/bus/pci/devices as the kernel writes it: bus<<8|devfn, vendor<<16|device, irq, 7 bases, 7 sizes, then
+// a tab and the driver's name, empty when none is bound (every line has 18 fields).
 std::string pci_line(const char* bdf, const char* ids, const char* driver) {
   std::string line = std::string(bdf) + "\t" + ids + "\t0";
   for (int i = 0; i < 14; ++i) line += "\t               0";
-  return line + (driver != nullptr ? std::string("\t") + driver : "") + "\n";
+  return line + "\t" + (driver != nullptr ? driver : "") + "\n";
 }
 
 TEST(Driver, UnboundNvidiaFunctionsFromProcBusPci) {
@@ -150,6 +151,10 @@ TEST(Driver, UnboundNvidiaFunctionsFromProcBusPci) {
                      pci_line("5e00", "10de2330", nullptr) + pci_line("0008", "1af41045", nullptr) +
                      pci_line("af00", "10de2330", "vfio-pci") + "garbage\tline\n";
   EXPECT_EQ(parse_unbound_nvidia_functions(text), (std::vector<std::string>{"3b:00.1", "5e:00.0"}));
+  // A line as this machine's kernel wrote it (a virtio device, unbound): 18 fields, the last empty.
+  EXPECT_EQ(parse_unbound_nvidia_functions("0008\t10de1045\t0\t      4000000004\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0"
+                                           "\t0\t0\t0\t\n"),
+            (std::vector<std::string>{"00:01.0"}));
 }
 
 // A GPU the loaded driver failed to probe is on the bus with no driver: listed. Its unbound audio function

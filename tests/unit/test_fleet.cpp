@@ -121,7 +121,13 @@ TEST(FleetParse, contended_or_incomparable_per_gpu_figures_are_left_out) {
   // Schema 1: "sequential" named the isolated method; without it the default was parallel.
   EXPECT_FALSE(parse(R"({"kind":"gpuwarm-probe","hostname":"n","sequential":true,"gpus":[{"ok":true,"total_ms":4}]})")
                    ->per_gpu_parallel);
-  EXPECT_TRUE(parse(R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[{"ok":true,"total_ms":4}]})")->per_gpu_parallel);
+  EXPECT_TRUE(parse(R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[{"ok":true,"total_ms":4},{"ok":true,"total_ms":5}]})")
+                  ->per_gpu_parallel);
+  // One GPU probed "in parallel" contended with nothing: its figure counts.
+  auto one = parse(R"({"kind":"gpuwarm-probe","hostname":"n","method":"parallel","gpus":[{"ok":true,"total_ms":300}]})");
+  ASSERT_TRUE(one);
+  EXPECT_FALSE(one->per_gpu_parallel);
+  EXPECT_EQ(one->cold_after_ms, (std::vector<double>{300.0}));
   auto against_parallel = parse(R"({"kind":"gpuwarm-probe","hostname":"n","method":"isolated","gpus":[
       {"ok":true,"total_ms":402}],"compare":[{"before_total_ms":2514,"comparable":false}]})");
   ASSERT_TRUE(against_parallel);
@@ -334,7 +340,7 @@ TEST(FleetSummary, needs_attention_per_state) {
   }
 }
 
-// A node's per-GPU figures come from its newest probe, before and after together.
+// A node's per-GPU figures come from its newest probe that timed GPUs, before and after together.
 TEST(FleetSummary, the_newest_probe_replaces_older_figures_even_when_it_failed) {
   auto s = fleet::summarize(
       {report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-01T00:00:00Z","method":"isolated",
@@ -346,6 +352,15 @@ TEST(FleetSummary, the_newest_probe_replaces_older_figures_even_when_it_failed) 
   EXPECT_TRUE(s.nodes[0].cold_after_ms.empty());
   EXPECT_TRUE(s.nodes[0].cold_before_ms.empty());
   EXPECT_TRUE(s.nodes[0].probe_failed);
+  // A later `probe --node` times only the job starts: the per-GPU figures stay.
+  auto kept = fleet::summarize(
+      {report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-01T00:00:00Z","method":"isolated",
+                  "gpus":[{"ok":true,"total_ms":305}],"compare":[{"before_total_ms":3050}]})"),
+       report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-02T00:00:00Z","method":null,"gpus":[],
+                  "jobs":[{"method":"one-process","gpus":1,"ready_ms":290}]})")},
+      {});
+  EXPECT_EQ(kept.nodes[0].cold_after_ms, (std::vector<double>{305.0}));
+  EXPECT_EQ(kept.nodes[0].cold_before_ms, (std::vector<double>{3050.0}));
 }
 
 TEST(FleetSummary, tallies_lists_and_medians) {
@@ -357,7 +372,8 @@ TEST(FleetSummary, tallies_lists_and_medians) {
       report(R"({"kind":"gpuwarm-probe","hostname":"a","method":"isolated","gpus":[{"ok":true,"total_ms":40},
                  {"ok":true,"total_ms":50}],"compare":[{"before_total_ms":2000},{"before_total_ms":3000}]})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"d","method":"isolated","gpus":[{"ok":true,"total_ms":60}]})"),
-      report(R"({"kind":"gpuwarm-probe","hostname":"b","method":"parallel","gpus":[{"ok":true,"total_ms":671}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"b","method":"parallel","gpus":[{"ok":true,"total_ms":671},
+                 {"ok":true,"total_ms":650}]})"),
   };
   auto s = fleet::summarize(std::move(reports), {{"z.json", "not valid JSON: x"}, {"m.json", "empty file"}});
   EXPECT_EQ(s.reports, 9u);

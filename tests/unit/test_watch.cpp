@@ -120,6 +120,12 @@ TEST(WatchSummary, attribution_table) {
          readings(0, 0, 1, [](auto& r) { r.event_reasons = 0x8; })(run);
        },
        {Cause::deinit_churn}, Cause::deinit_churn, ExitCode::action_needed, 20},
+      {"HW slowdown in two samples far apart: flashes, stable",
+       [](watch::WatchRun& run) {
+         readings(0, 3, 4, [](auto& r) { r.event_reasons = 0x8; })(run);
+         readings(0, 12, 13, [](auto& r) { r.event_reasons = 0x8; })(run);
+       },
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
       {"SW thermal in 1 of 20 samples is a flash: stable",
        readings(0, 7, 8, [](auto& r) { r.event_reasons = 0x20; }), {Cause::stable}, Cause::stable,
        ExitCode::healthy},

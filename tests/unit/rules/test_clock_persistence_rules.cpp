@@ -82,6 +82,19 @@ TEST(Rules, PM002_legacy_persistence) {
   const std::vector<RuleCase> cases = {
       {"daemon holds them", [](Snapshot&) {}, {}},
       {"H100 case: enabled, no daemon", [](Snapshot& s) { s.daemon.processes.clear(); }, {{k_node}}},
+      {"the GPU Operator's daemon, in its driver container: running, not the legacy flag",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.daemon.binary = Fact<std::string>::known("/run/nvidia/driver/usr/bin/nvidia-persistenced");
+         s.daemon.foreign.push_back({777, "another mount namespace (mnt:[4026532301], the host's mnt:[4026531841])"});
+       },
+       {}},
+      {"a container's daemon on a host whose own binary is the distribution's: still the legacy flag",
+       [](Snapshot& s) {
+         s.daemon.processes.clear();
+         s.daemon.foreign.push_back({777, "another mount namespace (mnt:[4026532301], the host's mnt:[4026531841])"});
+       },
+       {{k_node}}},
       {"with the kernel's deprecation line",
        [](Snapshot& s) {
          s.daemon.processes.clear();
