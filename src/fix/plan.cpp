@@ -90,6 +90,14 @@ std::string without_word(const std::string& command, const std::string& word) {
   return out;
 }
 
+// Ends the plan without steps: why, and the exit code that means.
+FixPlan refuse(FixPlan plan, FixOutcome outcome, ExitCode code, std::string reason) {
+  plan.outcome = outcome;
+  plan.exit_code = code;
+  plan.reason = std::move(reason);
+  return plan;
+}
+
 std::string render_unit(const std::string& binary, bool with_user) {
   return fmt::format(
       "# Written by gpuwarm fix: no unit for nvidia-persistenced was installed.\n"
@@ -163,47 +171,36 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
     case Route::driver_install:
     case Route::ras:
     case Route::clocks:
-      plan.outcome = FixOutcome::refused;
-      plan.reason = fmt::format("refusing to change anything: {} [{}]. {}", d.verdict.title, d.verdict.rule_id,
-                                d.verdict.next_step);
-      plan.exit_code = d.verdict.exit_code;
-      return plan;
+      return refuse(std::move(plan), FixOutcome::refused, d.verdict.exit_code,
+                    fmt::format("refusing to change anything: {} [{}]. {}", d.verdict.title, d.verdict.rule_id,
+                                d.verdict.next_step));
   }
   if (!s.service.reachable) {
-    plan.outcome = FixOutcome::no_service_manager;
-    plan.exit_code = ExitCode::no_service_manager;
-    plan.reason = fmt::format(
-        "systemd is not reachable ({}), so nothing was changed. Without systemd, start the daemon from this "
-        "node's init system at boot: `{} --user nvidia-persistenced` (it forks, and persistence is on by "
-        "default). Do not use `nvidia-smi -pm 1`.",
-        s.service.unreachable, s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced");
-    return plan;
+    return refuse(std::move(plan), FixOutcome::no_service_manager, ExitCode::no_service_manager,
+                  fmt::format("systemd is not reachable ({}), so nothing was changed. Without systemd, start the "
+                              "daemon from this node's init system at boot: `{} --user nvidia-persistenced` (it "
+                              "forks, and persistence is on by default). Do not use `nvidia-smi -pm 1`.",
+                              s.service.unreachable,
+                              s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced"));
   }
   if (s.service.unit_file_state.is("masked")) {
-    plan.outcome = FixOutcome::refused;
-    plan.exit_code = ExitCode::action_needed;
-    plan.reason = "nvidia-persistenced.service is masked: someone disabled it on purpose. Unmask it "
-                  "(systemctl unmask nvidia-persistenced.service) if that is no longer wanted, then run fix again.";
-    return plan;
+    return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                  "nvidia-persistenced.service is masked: someone disabled it on purpose. Unmask it (systemctl "
+                  "unmask nvidia-persistenced.service) if that is no longer wanted, then run fix again.");
   }
 
   bool config_changed = false;
   if (s.service.load_state.is("not-found")) {
     if (!s.daemon.binary.has()) {
-      plan.outcome = FixOutcome::refused;
-      plan.exit_code = ExitCode::routed_elsewhere;
-      plan.reason = "no nvidia-persistenced binary to write a unit for: a driver-install problem";
-      return plan;
+      return refuse(std::move(plan), FixOutcome::refused, ExitCode::routed_elsewhere,
+                    "no nvidia-persistenced binary to write a unit for: a driver-install problem");
     }
     if (daemon_from_driver_container(s)) {
-      plan.outcome = FixOutcome::refused;
-      plan.exit_code = ExitCode::routed_elsewhere;
-      plan.reason = fmt::format(
-          "{} belongs to the GPU Operator's driver container, which starts it: a host unit would run a second "
-          "daemon beside it. Look at the driver pod (kubectl -n gpu-operator logs on this node's "
-          "nvidia-driver-daemonset pod) instead.",
-          *s.daemon.binary);
-      return plan;
+      return refuse(std::move(plan), FixOutcome::refused, ExitCode::routed_elsewhere,
+                    fmt::format("{} belongs to the GPU Operator's driver container, which starts it: a host unit "
+                                "would run a second daemon beside it. Look at the driver pod (kubectl -n "
+                                "gpu-operator logs on this node's nvidia-driver-daemonset pod) instead.",
+                                *s.daemon.binary));
     }
     plan.steps.push_back({StepKind::write_file, "no unit is installed", k_unit_path,
                           render_unit(*s.daemon.binary, in.daemon_user_exists)});
