@@ -56,6 +56,7 @@ struct ProbeOptions {
   bool node_only = false;
   bool per_gpu_only = false;
   int child_devices = 1;
+  unsigned rounds = 1;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -261,6 +262,12 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
                             "(also on a one-GPU node)");
   sub.add_flag("--per-gpu", opts->per_gpu_only, "Only the per-GPU table, not what a job pays")->excludes(node);
   node->excludes(parallel);
+  sub.add_option("--rounds", opts->rounds,
+                 "Measure everything this many times, interleaved, and show the median round with the range "
+                 "(1-20); a round that fails is shown instead")
+      ->check(CLI::Range(1u, 20u).description(""))
+      ->type_name("N")
+      ->capture_default_str();
   sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");
   sub.add_flag("--child", opts->child)->group("");  // internal: one timing, run by probe itself
   sub.add_option("--child-devices", opts->child_devices)->group("")->check(CLI::Range(1, 1024));
@@ -275,14 +282,17 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "process) and as a process per GPU launched together (torchrun, MPI). On a cold node this is where\n"
       "one GPU's seconds become the node's.\n\n"
       "Without persistence a cold GPU pays seconds here; with it, milliseconds. Save a baseline before a\n"
-      "change and compare after it: the runbook's same-node proof, per GPU and per job start. Read-only: it\n"
-      "changes no GPU setting.\n\n"
+      "change and compare after it: the runbook's same-node proof, per GPU and per job start. Each run records\n"
+      "every GPU's persistence mode (read through NVML before the first child), and the comparison says when\n"
+      "it was the same in both runs. With --rounds N each figure is the median round, with the range of all;\n"
+      "a change inside both runs' ranges is marked as within spread. Read-only: it changes no GPU setting.\n\n"
       "Exit codes: 0 every probe succeeded, 1 a probe failed or timed out (or a file could not be read or\n"
       "written, or no GPU to probe), 2 bad command line, 5 no NVIDIA driver on this machine. With --json every\n"
       "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).\n\n"
       "Examples:\n"
-      "  gpuwarm probe --node --save before.json\n"
-      "  gpuwarm probe --node --compare before.json    # after enabling persistence");
+      "  gpuwarm probe --rounds 5 --save before.json\n"
+      "  gpuwarm probe --rounds 5 --compare before.json    # after enabling persistence\n"
+      "  gpuwarm probe --node --json                       # only what a job pays");
 
   return [opts, &sub]() -> int {
     // Every exit says why in a form the caller reads: with --json a JSON document on stdout (the same
@@ -357,6 +367,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         p.uuid = *g.uuid;
         p.pci_bus_id = g.pci_bus_id.value_or("");
         selected_gpus.push_back(std::move(p));
+        // Read in the same NVML pass that listed the GPUs, before any child: no extra initialization.
+        run.persistence.push_back({g.index, *g.uuid, g.persistence.value,
+                                   g.persistence.has() ? std::string{} : g.persistence.missing});
       }
     }
     if (selected_gpus.empty()) {
@@ -367,35 +380,61 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     auto start = Clock::now();
     if (!opts->node_only) {
       run.method = opts->parallel ? k_method_parallel : k_method_isolated;
-      run.gpus = selected_gpus;
-      run_probes(run.gpus, *opts, /*together=*/opts->parallel);
     }
     // A job's start: measured where it differs from one GPU's (two or more GPUs), or when asked; not when
     // a GPU already hung alone (every job start would wait out its timeout too).
     const bool want_jobs = opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2);
-    for (const auto& g : run.gpus) {
-      if (want_jobs && g.timed_out && run.jobs_skipped.empty()) {
-        run.jobs_skipped = fmt::format("GPU {} timed out {}(--timeout {:g} s)", g.index,
-                                       opts->parallel ? "" : "on its own ", opts->timeout_seconds);
+    // Rounds interleave the per-GPU table and the job starts, so a drift over time (another tenant, clocks
+    // settling) spreads over every figure alike.
+    std::vector<std::vector<GpuProbe>> gpu_rounds(selected_gpus.size());
+    std::vector<std::vector<JobStart>> job_rounds(2);
+    bool timed_out = false;
+    for (unsigned round = 1; round <= opts->rounds && !timed_out; ++round) {
+      if (!opts->node_only) {
+        std::vector<GpuProbe> gpus = selected_gpus;
+        run_probes(gpus, *opts, /*together=*/opts->parallel);
+        for (std::size_t i = 0; i < gpus.size(); ++i) {
+          timed_out = timed_out || gpus[i].timed_out;
+          if (want_jobs && gpus[i].timed_out && run.jobs_skipped.empty() && job_rounds[0].empty()) {
+            run.jobs_skipped = fmt::format("GPU {} timed out {}(--timeout {:g} s)", gpus[i].index,
+                                           opts->parallel ? "" : "on its own ", opts->timeout_seconds);
+          }
+          gpu_rounds[i].push_back(std::move(gpus[i]));
+        }
+      }
+      if (want_jobs && !timed_out) {
+        const auto gpu_count = static_cast<unsigned>(selected_gpus.size());
+        std::vector<unsigned> indices;
+        for (const auto& g : selected_gpus) {
+          indices.push_back(g.index);
+        }
+        JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0, indices, {}, 0};
+        for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
+          one.processes.front().uuid += "," + selected_gpus[i].uuid;
+        }
+        one.processes.front().pci_bus_id.clear();
+        JobStart each{k_job_process_per_gpu, gpu_count, selected_gpus, 0, indices, {}, 0};
+        std::size_t k = 0;
+        for (JobStart* job : {&one, &each}) {
+          auto launched = Clock::now();
+          run_probes(job->processes, *opts, /*together=*/true);
+          job->wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
+          // A job that timed out would time out again: no further rounds.
+          timed_out = timed_out || std::any_of(job->processes.begin(), job->processes.end(),
+                                               [](const GpuProbe& p) { return p.timed_out; });
+          job_rounds[k++].push_back(std::move(*job));
+        }
+      }
+      run.rounds = round;
+    }
+    if (!opts->node_only) {
+      for (const auto& rounds : gpu_rounds) {
+        run.gpus.push_back(median_round(rounds));
       }
     }
-    if (want_jobs && run.jobs_skipped.empty()) {
-      const auto gpu_count = static_cast<unsigned>(selected_gpus.size());
-      std::vector<unsigned> indices;
-      for (const auto& g : selected_gpus) {
-        indices.push_back(g.index);
-      }
-      JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0, indices};
-      for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
-        one.processes.front().uuid += "," + selected_gpus[i].uuid;
-      }
-      one.processes.front().pci_bus_id.clear();
-      JobStart each{k_job_process_per_gpu, gpu_count, selected_gpus, 0, indices};
-      for (JobStart* job : {&one, &each}) {
-        auto launched = Clock::now();
-        run_probes(job->processes, *opts, /*together=*/true);
-        job->wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
-        run.jobs.push_back(std::move(*job));
+    for (const auto& rounds : job_rounds) {
+      if (!rounds.empty()) {
+        run.jobs.push_back(median_round(rounds));
       }
     }
     run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -407,6 +446,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       if (comparing) {
         out["compare"] = compare_json(baseline, run);
         out["compare_jobs"] = compare_jobs_json(baseline, run);
+        out["compare_persistence"] = compare_persistence_json(baseline, run);
       }
       std::cout << dump_json(out) << "\n";
     } else {

@@ -73,13 +73,64 @@ std::string job_incomparable(const ProbeRun& before, const JobStart& then, const
 }
 
 std::string failure_text(const GpuProbe& g) {
+  const std::string round = g.failed_round > 0 ? fmt::format(" (round {})", g.failed_round) : "";
   if (g.timed_out) {
-    return "timed out";
+    return "timed out" + round;
   }
   if (!g.child_error.empty()) {
-    return g.child_error;
+    return g.child_error + round;
   }
-  return g.result.failed_stage + ": " + g.result.error;
+  return g.result.failed_stage + ": " + g.result.error + round;
+}
+
+std::string range_text(const std::vector<double>& samples) {
+  if (samples.size() < 2) {
+    return "-";
+  }
+  auto [lo, hi] = std::minmax_element(samples.begin(), samples.end());
+  return fmt::format("{:.1f}-{:.1f}", *lo, *hi);
+}
+
+nlohmann::json samples_json(const std::vector<double>& samples) {
+  return samples.empty() ? nlohmann::json(nullptr) : nlohmann::json(samples);
+}
+
+std::vector<double> samples_from_json(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || !j.at(key).is_array()) {
+    return {};
+  }
+  return j.at(key).get<std::vector<double>>();
+}
+
+std::string state_text(const GpuPersistence& p) {
+  return p.enabled ? (*p.enabled ? "Enabled" : "Disabled") : "not read";
+}
+
+// "Enabled on every GPU", or each state with its GPUs ("Disabled on GPU 0; Enabled on GPU 1"), unread
+// ones with why.
+std::string persistence_text(const std::vector<GpuPersistence>& gpus) {
+  if (gpus.empty()) {
+    return "not recorded";
+  }
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;  // state -> GPUs, in first-seen order
+  for (const auto& g : gpus) {
+    std::string state = state_text(g);
+    std::string who = std::to_string(g.index) + (g.enabled ? "" : " (" + g.unread + ")");
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& e) { return e.first == state; });
+    if (it == groups.end()) {
+      groups.push_back({state, {who}});
+    } else {
+      it->second.push_back(who);
+    }
+  }
+  if (groups.size() == 1 && groups.front().first != "not read") {
+    return groups.front().first + (gpus.size() == 1 ? " on GPU " + groups.front().second.front() : " on every GPU");
+  }
+  std::string out;
+  for (const auto& [state, who] : groups) {
+    out += fmt::format("{}{} on GPU {}", out.empty() ? "" : "; ", state, fmt::join(who, ", "));
+  }
+  return out;
 }
 
 // Names the GPU a job's process failed on by its NVML index (the CUDA ordinal inside the process means
@@ -118,6 +169,8 @@ nlohmann::json gpu_probe_json(const GpuProbe& g) {
   j["total_ms"] = probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr);  // a failure has no time
   j["launch_to_ready_ms"] = ms_json(g.launch_to_ready_ms);
   j["ok"] = probe_ok(g);
+  j["total_samples_ms"] = samples_json(g.total_samples_ms);
+  j["failed_round"] = g.failed_round > 0 ? nlohmann::json(g.failed_round) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -133,17 +186,29 @@ GpuProbe gpu_probe_from_json(const nlohmann::json& g) {
   if (g.contains("launch_to_ready_ms") && g.at("launch_to_ready_ms").is_number()) {
     p.launch_to_ready_ms = g.at("launch_to_ready_ms").get<double>();
   }
+  p.total_samples_ms = samples_from_json(g, "total_samples_ms");
+  if (g.contains("failed_round") && g.at("failed_round").is_number_unsigned()) {
+    p.failed_round = g.at("failed_round").get<unsigned>();
+  }
   return p;
 }
+
+// Below this, a stage's percentage change is timer noise, not a finding.
+constexpr double k_min_ms_for_change = 1.0;
 
 // One before/after table: a row per stage, then the total.
 class ChangeTable {
  public:
   explicit ChangeTable(bool comparable = true) : m_comparable(comparable) {}
-  void add(const std::string& name, std::optional<double> then, std::optional<double> now) {
+  // `within` marks a total whose rounds overlap the baseline's: the change is inside the run-to-run spread.
+  void add(const std::string& name, std::optional<double> then, std::optional<double> now, bool within = false) {
     std::string change = "-";
     if (m_comparable && then && now && *then > 0) {
-      change = fmt::format("{:+.0f}%", (*now - *then) / *then * 100.0);
+      if (std::max(*then, *now) < k_min_ms_for_change) {
+        change = "< 1 ms";
+      } else {
+        change = fmt::format("{:+.0f}%{}", (*now - *then) / *then * 100.0, within ? ", within spread" : "");
+      }
     }
     m_table.add_row({"  " + name, ms_text(then), ms_text(now), change});
   }
@@ -213,6 +278,84 @@ std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run) {
   return slowest;
 }
 
+GpuProbe median_round(const std::vector<GpuProbe>& rounds) {
+  for (std::size_t i = 0; i < rounds.size(); ++i) {
+    if (!probe_ok(rounds[i])) {
+      GpuProbe failed = rounds[i];
+      failed.failed_round = rounds.size() > 1 ? static_cast<unsigned>(i + 1) : 0;
+      return failed;
+    }
+  }
+  if (rounds.size() <= 1) {
+    return rounds.empty() ? GpuProbe{} : rounds.front();
+  }
+  std::vector<double> totals;
+  for (const auto& r : rounds) {
+    totals.push_back(total_ms(r.result));
+  }
+  std::vector<std::size_t> order(rounds.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return totals[a] < totals[b]; });
+  GpuProbe median = rounds[order[(order.size() - 1) / 2]];
+  median.total_samples_ms = std::move(totals);
+  return median;
+}
+
+JobStart median_round(const std::vector<JobStart>& rounds) {
+  std::vector<double> ready;
+  for (std::size_t i = 0; i < rounds.size(); ++i) {
+    auto ms = job_ready_ms(rounds[i]);
+    if (!ms) {
+      JobStart failed = rounds[i];
+      failed.failed_round = rounds.size() > 1 ? static_cast<unsigned>(i + 1) : 0;
+      for (auto& p : failed.processes) {
+        if (!probe_ok(p)) {
+          p.failed_round = failed.failed_round;
+        }
+      }
+      return failed;
+    }
+    ready.push_back(*ms);
+  }
+  if (rounds.size() <= 1) {
+    return rounds.empty() ? JobStart{} : rounds.front();
+  }
+  std::vector<std::size_t> order(rounds.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ready[a] < ready[b]; });
+  JobStart median = rounds[order[(order.size() - 1) / 2]];
+  median.ready_samples_ms = std::move(ready);
+  return median;
+}
+
+std::string persistence_summary(const ProbeRun& run) {
+  if (run.persistence.empty()) {
+    return "not recorded";
+  }
+  bool on = false;
+  bool off = false;
+  for (const auto& g : run.persistence) {
+    if (!g.enabled) {
+      return "unknown";
+    }
+    (*g.enabled ? on : off) = true;
+  }
+  return on && off ? "mixed" : on ? "enabled" : "disabled";
+}
+
+bool within_spread(const std::vector<double>& before, const std::vector<double>& after) {
+  if (before.size() < 2 || after.size() < 2) {
+    return false;
+  }
+  auto [b_lo, b_hi] = std::minmax_element(before.begin(), before.end());
+  auto [a_lo, a_hi] = std::minmax_element(after.begin(), after.end());
+  return *a_lo <= *b_hi && *b_lo <= *a_hi;
+}
+
 nlohmann::json probe_to_json(const ProbeRun& run) {
   nlohmann::json gpus = nlohmann::json::array();
   for (const auto& g : run.gpus) {
@@ -230,7 +373,15 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
     }
     jobs.push_back({{"method", j.method}, {"gpus", j.gpus}, {"gpu_indices", j.gpu_indices}, {"ok", job_ok(j)},
                     {"ready_ms", ms_json(job_ready_ms(j))}, {"wall_ms", j.wall_ms}, {"stages", stages},
-                    {"processes", processes}});
+                    {"processes", processes}, {"ready_samples_ms", samples_json(j.ready_samples_ms)},
+                    {"failed_round", j.failed_round > 0 ? nlohmann::json(j.failed_round) : nlohmann::json(nullptr)}});
+  }
+  nlohmann::json persistence = nlohmann::json::array();
+  for (const auto& p : run.persistence) {
+    persistence.push_back({{"index", p.index},
+                           {"uuid", p.uuid},
+                           {"enabled", p.enabled ? nlohmann::json(*p.enabled) : nlohmann::json(nullptr)},
+                           {"unread", p.enabled ? nlohmann::json(nullptr) : nlohmann::json(p.unread)}});
   }
   return {{"schema_version", k_probe_schema_version},
           {"kind", "gpuwarm-probe"},
@@ -242,7 +393,10 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
           {"slowest_isolated_ready_ms", ms_json(slowest_isolated_ready_ms(run))},
           {"gpus", gpus},
           {"jobs", jobs},
-          {"jobs_skipped", run.jobs_skipped.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.jobs_skipped)}};
+          {"jobs_skipped", run.jobs_skipped.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.jobs_skipped)},
+          {"rounds", run.rounds},
+          {"persistence_summary", persistence_summary(run)},
+          {"persistence", persistence}};
 }
 
 Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
@@ -288,7 +442,28 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
         for (const auto& p : js.at("processes")) {
           job.processes.push_back(gpu_probe_from_json(p));
         }
+        job.ready_samples_ms = samples_from_json(js, "ready_samples_ms");
+        if (js.contains("failed_round") && js.at("failed_round").is_number_unsigned()) {
+          job.failed_round = js.at("failed_round").get<unsigned>();
+        }
         run.jobs.push_back(std::move(job));
+      }
+    }
+    if (j.contains("rounds") && j.at("rounds").is_number_unsigned() && j.at("rounds").get<unsigned>() > 0) {
+      run.rounds = j.at("rounds").get<unsigned>();
+    }
+    if (j.contains("persistence") && j.at("persistence").is_array()) {
+      for (const auto& p : j.at("persistence")) {
+        GpuPersistence g;
+        g.index = p.at("index").get<unsigned>();
+        g.uuid = p.value("uuid", "");
+        if (p.contains("enabled") && p.at("enabled").is_boolean()) {
+          g.enabled = p.at("enabled").get<bool>();
+        } else {
+          g.unread = p.contains("unread") && p.at("unread").is_string() ? p.at("unread").get<std::string>()
+                                                                         : "not recorded";
+        }
+        run.persistence.push_back(std::move(g));
       }
     }
     return run;
@@ -299,12 +474,18 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
 
 std::string render_probe_text(const ProbeRun& run) {
   std::string out;
+  const bool several_rounds = run.rounds > 1;
+  const std::string rounds_text =
+      several_rounds ? fmt::format("; each figure is the median round of {} (range: every round's)", run.rounds) : "";
   if (!run.gpus.empty()) {
     std::vector<std::string> header = {"GPU", "UUID"};
     for (const char* s : k_stage_order) {
       header.emplace_back(s);
     }
     header.emplace_back("TOTAL ms");
+    if (several_rounds) {
+      header.emplace_back("range ms");
+    }
     TextTable t(header);
     std::string failures;
     for (const auto& g : run.gpus) {
@@ -313,6 +494,9 @@ std::string render_probe_text(const ProbeRun& run) {
         row.push_back(ms_text(stage_ms(g.result.stages, name)));
       }
       row.push_back(probe_ok(g) ? fmt::format("{:.1f}", total_ms(g.result)) : "FAILED");
+      if (several_rounds) {
+        row.push_back(range_text(g.total_samples_ms));
+      }
       t.add_row(row);
       if (!probe_ok(g)) {
         failures += fmt::format("GPU {}: {}\n", g.index, failure_text(g));
@@ -320,17 +504,19 @@ std::string render_probe_text(const ProbeRun& run) {
     }
     if (run.method == k_method_parallel) {
       out += fmt::format(
-          "gpuwarm probe · {} GPU(s) in parallel, {:.0f} ms wall. Each GPU's stages include waiting for the\n"
+          "gpuwarm probe · {} GPU(s) in parallel, {:.0f} ms wall{}. Each GPU's stages include waiting for the\n"
           "others (the driver serializes initialization across processes); without --parallel each GPU is\n"
-          "probed alone.\n\n",
-          run.gpus.size(), run.wall_ms);
+          "probed alone.\n",
+          run.gpus.size(), run.wall_ms, rounds_text);
     } else {
-      out += fmt::format("gpuwarm probe · {} GPU(s), each probed alone, one at a time, {:.0f} ms wall\n\n",
-                         run.gpus.size(), run.wall_ms);
+      out += fmt::format("gpuwarm probe · {} GPU(s), each probed alone, one at a time, {:.0f} ms wall{}\n",
+                         run.gpus.size(), run.wall_ms, rounds_text);
     }
+    out += "Persistence when probed: " + persistence_text(run.persistence) + "\n\n";
     out += t.render() + (failures.empty() ? "" : "\n" + failures);
   } else {
-    out += fmt::format("gpuwarm probe · {:.0f} ms wall\n", run.wall_ms);
+    out += fmt::format("gpuwarm probe · {:.0f} ms wall{}\n", run.wall_ms, rounds_text);
+    out += "Persistence when probed: " + persistence_text(run.persistence) + "\n";
   }
   if (!run.jobs_skipped.empty()) {
     out += "\nWhat a job pays was not measured: " + run.jobs_skipped + "\n";
@@ -346,6 +532,9 @@ std::string render_probe_text(const ProbeRun& run) {
     header.emplace_back(s);
   }
   header.emplace_back("READY ms");
+  if (several_rounds) {
+    header.emplace_back("range ms");
+  }
   TextTable t(header);
   std::string failures;
   for (const auto& j : run.jobs) {
@@ -356,6 +545,9 @@ std::string render_probe_text(const ProbeRun& run) {
     }
     auto ready = job_ready_ms(j);
     row.push_back(ready ? fmt::format("{:.1f}", *ready) : "FAILED");
+    if (several_rounds) {
+      row.push_back(range_text(j.ready_samples_ms));
+    }
     t.add_row(row);
     for (const auto& p : j.processes) {
       if (!probe_ok(p)) {
@@ -400,7 +592,10 @@ nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
                    {"before_method", before.method}, {"after_method", after.method}, {"stages", stages},
                    {"before_total_ms", b != nullptr && probe_ok(*b) ? nlohmann::json(total_ms(b->result))
                                                                     : nlohmann::json(nullptr)},
-                   {"after_total_ms", probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr)}});
+                   {"after_total_ms", probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr)},
+                   {"before_samples_ms", samples_json(b != nullptr ? b->total_samples_ms : std::vector<double>{})},
+                   {"after_samples_ms", samples_json(g.total_samples_ms)},
+                   {"within_spread", b != nullptr && within_spread(b->total_samples_ms, g.total_samples_ms)}});
   }
   return out;
 }
@@ -424,14 +619,49 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
                    {"after_gpus", j.gpus},
                    {"stages", stages},
                    {"before_ready_ms", ms_json(b != nullptr ? job_ready_ms(*b) : std::nullopt)},
-                   {"after_ready_ms", ms_json(job_ready_ms(j))}});
+                   {"after_ready_ms", ms_json(job_ready_ms(j))},
+                   {"before_samples_ms", samples_json(b != nullptr ? b->ready_samples_ms : std::vector<double>{})},
+                   {"after_samples_ms", samples_json(j.ready_samples_ms)},
+                   {"within_spread", b != nullptr && within_spread(b->ready_samples_ms, j.ready_samples_ms)}});
   }
   return out;
 }
 
+namespace {
+// Per GPU (by UUID) whether persistence differs; unset when a GPU's state is unknown on either side.
+std::optional<bool> persistence_changed(const ProbeRun& before, const ProbeRun& after) {
+  if (before.persistence.empty() || after.persistence.empty()) {
+    return std::nullopt;
+  }
+  bool changed = false;
+  for (const auto& now : after.persistence) {
+    auto then = std::find_if(before.persistence.begin(), before.persistence.end(),
+                             [&](const GpuPersistence& p) { return !p.uuid.empty() && p.uuid == now.uuid; });
+    if (then == before.persistence.end() || !then->enabled || !now.enabled) {
+      return std::nullopt;
+    }
+    changed = changed || *then->enabled != *now.enabled;
+  }
+  return changed;
+}
+}  // namespace
+
+nlohmann::json compare_persistence_json(const ProbeRun& before, const ProbeRun& after) {
+  auto changed = persistence_changed(before, after);
+  return {{"before", persistence_summary(before)},
+          {"after", persistence_summary(after)},
+          {"changed", changed ? nlohmann::json(*changed) : nlohmann::json(nullptr)}};
+}
+
 std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
-  std::string out = fmt::format("Before: {} {}   After: {} {}\n\n", before.hostname, before.taken_at,
+  std::string out = fmt::format("Before: {} {}   After: {} {}\n", before.hostname, before.taken_at,
                                 after.hostname, after.taken_at);
+  out += fmt::format("Persistence before: {}. After: {}.\n", persistence_text(before.persistence),
+                     persistence_text(after.persistence));
+  if (persistence_changed(before, after) == false && same_node(before, after)) {
+    out += "Persistence was the same in both runs: a change below is not persistence's doing.\n";
+  }
+  out += "\n";
   const bool comparable = per_gpu_comparable(before, after);
   auto method_text = [](const std::string& m) {
     return m == k_method_parallel ? "all GPUs in parallel" : m == k_method_isolated ? "one GPU at a time" : "not taken";
@@ -457,7 +687,8 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
       t.add(name, stage_ms(b->result.stages, name), stage_ms(g.result.stages, name));
     }
     t.add("TOTAL", probe_ok(*b) ? std::optional(total_ms(b->result)) : std::nullopt,
-          probe_ok(g) ? std::optional(total_ms(g.result)) : std::nullopt);
+          probe_ok(g) ? std::optional(total_ms(g.result)) : std::nullopt,
+          within_spread(b->total_samples_ms, g.total_samples_ms));
     out += t.render() + "\n";
   }
   for (const auto& j : after.jobs) {
@@ -477,7 +708,7 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
     for (const char* name : k_job_stage_order) {
       t.add(name, stage_ms(then_stages, name), stage_ms(now_stages, name));
     }
-    t.add("READY", job_ready_ms(*b), job_ready_ms(j));
+    t.add("READY", job_ready_ms(*b), job_ready_ms(j), within_spread(b->ready_samples_ms, j.ready_samples_ms));
     out += t.render() + "\n";
   }
   return out;

@@ -24,7 +24,8 @@
 namespace gpuwarm {
 
 constexpr const char* k_default_probe_baseline = "/var/lib/gpuwarm/probe-baseline.json";
-// 2 added the method of the per-GPU table and the job starts; schema 1 files are still read.
+// 2 added the method of the per-GPU table and the job starts; schema 1 files are still read. Fields added
+// since (rounds, samples, persistence) are optional: a file without them reads as one round, not recorded.
 constexpr int k_probe_schema_version = 2;
 
 constexpr const char* k_method_isolated = "isolated";  // per GPU, one child at a time
@@ -43,6 +44,10 @@ struct GpuProbe {
   // Launch (this child's spawn, or its group's first spawn for a job start) until every device it starts was
   // ready; unset when it never got there.
   std::optional<double> launch_to_ready_ms;
+  // Over several rounds: every round's total (this result is the round with the median total), or the round
+  // (1-based) that failed, whose result this is.
+  std::vector<double> total_samples_ms;
+  unsigned failed_round = 0;
 };
 
 // A multi-GPU job's start, measured one way.
@@ -52,6 +57,19 @@ struct JobStart {
   std::vector<GpuProbe> processes;    // one, or one per GPU
   double wall_ms = 0;                 // launch until every process exited
   std::vector<unsigned> gpu_indices;  // NVML indices of the GPUs, in CUDA_VISIBLE_DEVICES order
+  // Over several rounds: every round's READY (this start is the round with the median READY), or the round
+  // (1-based) that failed, whose start this is.
+  std::vector<double> ready_samples_ms;
+  unsigned failed_round = 0;
+};
+
+// A probed GPU's persistence mode, read through NVML before the probe (Enabled: the daemon or the legacy
+// flag holds it). What separates a cold-start figure from a warm one.
+struct GpuPersistence {
+  unsigned index = 0;
+  std::string uuid;
+  std::optional<bool> enabled;
+  std::string unread;  // why `enabled` is unset
 };
 
 struct ProbeRun {
@@ -62,6 +80,9 @@ struct ProbeRun {
   std::vector<GpuProbe> gpus;
   std::vector<JobStart> jobs;  // empty when the job starts were not measured
   std::string jobs_skipped;    // why they were not, when they would have been
+  unsigned rounds = 1;         // each figure is the median round of this many
+  // Empty in baselines saved before it was recorded.
+  std::vector<GpuPersistence> persistence;
 };
 
 bool probe_ok(const GpuProbe& g);
@@ -75,6 +96,15 @@ std::vector<cuda::Stage> job_stages(const JobStart& j);
 // The slowest GPU probed alone (isolated method only): launch to ready.
 std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run);
 
+// The round with the median total (the lower of the two middle ones for an even count) with every round's
+// total, or the first failed round: a GPU that failed once is not shown as healthy.
+GpuProbe median_round(const std::vector<GpuProbe>& rounds);
+// The same for a job start, by READY.
+JobStart median_round(const std::vector<JobStart>& rounds);
+
+// "enabled", "disabled", "mixed" (some of each), "unknown" (any GPU unread) or "not recorded".
+std::string persistence_summary(const ProbeRun& run);
+
 nlohmann::json probe_to_json(const ProbeRun& run);
 Result<ProbeRun> probe_from_json(const nlohmann::json& j);
 
@@ -86,5 +116,10 @@ nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after);
 // Whether the per-GPU figures of the two runs were measured alike (same method, or one GPU each).
 bool per_gpu_comparable(const ProbeRun& before, const ProbeRun& after);
 nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after);
+// Persistence before and after; "changed" is null when either side is not known on every GPU.
+nlohmann::json compare_persistence_json(const ProbeRun& before, const ProbeRun& after);
+// Whether two sets of round figures overlap (min to max): a change between them is within their spread.
+// False when either has fewer than 2 figures.
+bool within_spread(const std::vector<double>& before, const std::vector<double>& after);
 
 }  // namespace gpuwarm

@@ -25,13 +25,13 @@ class Probe(unittest.TestCase):
         self.tmp = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.tmp)
 
-    def probe(self, cuda_scenario, *args):
+    def probe(self, cuda_scenario, *args, gpus=None):
         path = os.path.join(self.tmp, "cuda.json")
         with open(path, "w") as f:
             json.dump(cuda_scenario, f)
         nvml = os.path.join(self.tmp, "nvml.json")
         with open(nvml, "w") as f:
-            json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
+            json.dump(h.scenario(gpus or [h.gpu(0), h.gpu(1)]), f)
         env = {"FAKE_CUDA_SCENARIO": path, "FAKE_NVML_SCENARIO": nvml}
         r = h.run(["probe", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
                    "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), *args], extra_env=env, raw=True)
@@ -54,9 +54,74 @@ class Probe(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
         return path
 
-    def probe_json(self, cuda_scenario, *args):
-        r = self.probe(cuda_scenario, "--json", *args)
+    def probe_json(self, cuda_scenario, *args, gpus=None):
+        r = self.probe(cuda_scenario, "--json", *args, gpus=gpus)
         return r.returncode, json.loads(r.stdout)
+
+    def test_rounds_show_the_median_round_and_the_range(self):
+        # cuInit waits 100, 700, then 300 ms in successive children: the round shown is the 300 ms one.
+        sc = {"*": {"delay_ms": {"cuInit": [100, 700, 300]}, "count_file": os.path.join(self.tmp, "calls")}}
+        rc, d = self.probe_json(sc, "--per-gpu", "--gpu", "0", "--rounds", "3")
+        self.assertEqual(rc, 0, d)
+        self.assertEqual(d["rounds"], 3)
+        g = d["gpus"][0]
+        cu_init = next(s["ms"] for s in g["stages"] if s["name"] == "cu_init")
+        self.assertGreaterEqual(cu_init, 290)
+        self.assertLess(cu_init, 690)
+        samples = g["total_samples_ms"]
+        self.assertEqual(len(samples), 3)
+        self.assertEqual(sorted(samples)[1], g["total_ms"])  # the figure shown is the median round's
+        self.assertLess(min(samples), 290)
+        self.assertGreater(max(samples), 700)
+        r = self.probe(sc, "--per-gpu", "--gpu", "0", "--rounds", "3")
+        self.assertIn("each figure is the median round of 3", r.stdout)
+        self.assertRegex(r.stdout, r"range ms\n.*\d+\.\d-\d+\.\d")
+        # Job starts over rounds: READY is the median of every round's.
+        rc, d = self.probe_json({}, "--rounds", "3")
+        self.assertEqual(rc, 0, d)
+        for j in d["jobs"]:
+            self.assertEqual(len(j["ready_samples_ms"]), 3, j["method"])
+            self.assertEqual(sorted(j["ready_samples_ms"])[1], j["ready_ms"], j["method"])
+        # One round (the default) has no samples: a baseline saved before rounds existed reads the same.
+        rc, d = self.probe_json({}, "--per-gpu", "--gpu", "0")
+        self.assertEqual((d["rounds"], d["gpus"][0]["total_samples_ms"]), (1, None))
+        for bad in ("0", "21", "x"):
+            r = self.probe({}, "--rounds", bad)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn("--rounds", r.stderr, bad)
+
+    def test_a_round_that_fails_is_shown_and_ends_the_rounds(self):
+        # The second child hangs past --timeout: that round is the result, however fast the others were.
+        sc = {"*": {"delay_ms": {"cuInit": [50, 20000]}, "count_file": os.path.join(self.tmp, "calls")}}
+        rc, d = self.probe_json(sc, "--per-gpu", "--gpu", "0", "--rounds", "4", "--timeout", "1")
+        self.assertEqual(rc, 1)
+        g = d["gpus"][0]
+        self.assertEqual((g["ok"], g["timed_out"], g["failed_round"], g["total_ms"]), (False, True, 2, None))
+        self.assertEqual(d["rounds"], 2)  # a hang would hang again: rounds 3 and 4 were not run
+        self.assertLess(d["wall_ms"], 5000)
+
+    def test_persistence_is_recorded_and_the_comparison_says_when_it_did_not_change(self):
+        mixed = [h.gpu(0, persistence=0), h.gpu(1)]
+        rc, d = self.probe_json({}, "--per-gpu", gpus=mixed)
+        self.assertEqual(rc, 0, d)
+        self.assertEqual([(p["index"], p["enabled"]) for p in d["persistence"]], [(0, False), (1, True)])
+        self.assertEqual(d["persistence_summary"], "mixed")
+        r = self.probe({}, "--per-gpu", gpus=mixed)
+        self.assertIn("Persistence when probed: Disabled on GPU 0; Enabled on GPU 1", r.stdout)
+        off = os.path.join(self.tmp, "off.json")
+        r = self.probe({}, "--save", off, gpus=[h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rc, d = self.probe_json({}, "--compare", off)
+        self.assertEqual(d["compare_persistence"], {"before": "disabled", "after": "enabled", "changed": True})
+        r = self.probe({}, "--compare", off)
+        self.assertIn("Persistence before: Disabled on every GPU. After: Enabled on every GPU.", r.stdout)
+        self.assertNotIn("Persistence was the same", r.stdout)
+        r = self.probe({}, "--compare", off, gpus=[h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
+        self.assertIn("Persistence was the same in both runs: a change below is not persistence's doing.", r.stdout)
+        # A baseline from before persistence was recorded: said, and never taken for a change.
+        rc, d = self.probe_json({}, "--compare", os.path.join(h.SOURCE_DIR, "examples", "h100-probe.json"))
+        self.assertEqual(d["compare_persistence"]["before"], "not recorded")
+        self.assertIsNone(d["compare_persistence"]["changed"])
 
     def test_parallel_stages_and_uuid_mapping(self):
         sc = {"*": {"delay_ms": {"cuInit": 400, "cuDevicePrimaryCtxRetain": 100}}}

@@ -14,6 +14,9 @@
 // launch until the context is released, so the fake NVML can show the GPU busy.
 // "when_file_exists": {"path": P, "set": {...}} applies `set` over the entry
 // while P exists (a GPU the started daemon keeps warm initializes fast).
+// A delay may be a list: with "count_file": P, the Nth call of that function
+// across processes (counted in P.<function>) waits the Nth entry, cycling, so
+// rounds of a probe see different delays.
 // No exception leaves this library.
 
 #include <fcntl.h>
@@ -111,11 +114,41 @@ const json& device_entry(int ordinal = 0) {
   return cache.emplace(ordinal, std::move(out)).first->second;
 }
 
+// How many earlier calls of `fn` every process made, counted in `path`.<fn> under an exclusive lock.
+long bump_call_count(const std::string& path, const char* fn) {
+  int fd = ::open((path + "." + fn).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return 0;
+  }
+  ::flock(fd, LOCK_EX);
+  char buf[32] = {};
+  long seen = ::pread(fd, buf, sizeof buf - 1, 0) > 0 ? std::strtol(buf, nullptr, 10) : 0;
+  std::string next = std::to_string(seen + 1);
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, next.data(), next.size(), 0) < 0) {
+    seen = 0;
+  }
+  ::close(fd);  // releases the flock
+  return seen;
+}
+
+int delay_of(const json& e, const char* fn) {
+  const json& d = e["delay_ms"][fn];
+  if (!d.is_array()) {
+    return d.get<int>();
+  }
+  if (d.empty()) {
+    return 0;
+  }
+  long n = bump_call_count(e.value("count_file", "/nonexistent/fake-cuda"), fn);
+  return d[static_cast<std::size_t>(n) % d.size()].get<int>();
+}
+
 // Applies device `ordinal`'s scenario delay and forced return code for `fn`; -1 = carry on.
 CuResult behave(const char* fn, int ordinal = 0) {
   try {
     const json& e = device_entry(ordinal);
     if (e.contains("delay_ms") && e["delay_ms"].contains(fn)) {
+      const int delay = delay_of(e, fn);
       int lock = -1;
       bool serialized = std::strcmp(fn, "cuInit") == 0 || std::strcmp(fn, "cuDevicePrimaryCtxRetain") == 0;
       if (serialized && e.contains("serialize")) {
@@ -124,7 +157,7 @@ CuResult behave(const char* fn, int ordinal = 0) {
           ::flock(lock, LOCK_EX);
         }
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(e["delay_ms"][fn].get<int>()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
       if (lock >= 0) {
         ::close(lock);  // releases the flock
       }

@@ -38,20 +38,26 @@ TEST(ProbeJob, stages_come_from_the_last_process_ready_summed_over_its_gpus) {
                   {"alloc_sync", 1, 1}, {"ctx_release", 50, 0}, {"ctx_release", 50, 1}},
                  530)},
         0,
-        {0, 1}},
+        {0, 1},
+        {},
+        0},
        300, 220, 530},
       {"a process per GPU: the stages of the last process ready, never a mix of processes",
        {k_job_process_per_gpu, 2,
         {process({{"cu_init", 300, -1}, {"ctx_retain", 100, 0}}, 450),
          process({{"cu_init", 600, -1}, {"ctx_retain", 90, 0}}, 720)},
         0,
-        {0, 1}},
+        {0, 1},
+        {},
+        0},
        600, 90, 720},
       {"a failed process: no READY",
        {k_job_process_per_gpu, 2,
         {process({{"cu_init", 300, -1}}, 450), process({{"cu_init", 300, -1}}, std::nullopt, "ctx_retain")},
         0,
-        {0, 1}},
+        {0, 1},
+        {},
+        0},
        300, -1, std::nullopt},
   };
   for (const auto& c : cases) {
@@ -83,7 +89,7 @@ TEST(ProbeJson, round_trip_and_schema_1) {
   run.method = k_method_isolated;
   run.gpus = {process({{"cu_init", 100, -1}, {"ctx_retain", 50, 0}}, 200)};
   run.gpus[0].uuid = "GPU-a";
-  run.jobs = {{k_job_one_process, 2, {process({{"ctx_retain", 50, 0}, {"ctx_retain", 60, 1}}, 400)}, 500, {3, 5}}};
+  run.jobs = {{k_job_one_process, 2, {process({{"ctx_retain", 50, 0}, {"ctx_retain", 60, 1}}, 400)}, 500, {3, 5}, {}, 0}};
   auto back = probe_from_json(probe_to_json(run));
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->method, k_method_isolated);
@@ -108,10 +114,10 @@ TEST(ProbeJson, round_trip_and_schema_1) {
 
 TEST(ProbeCompare, job_starts_by_method) {
   ProbeRun before;
-  before.jobs = {{k_job_one_process, 2, {process({{"cu_init", 2000, -1}}, 5200)}, 0, {0, 1}}};
+  before.jobs = {{k_job_one_process, 2, {process({{"cu_init", 2000, -1}}, 5200)}, 0, {0, 1}, {}, 0}};
   ProbeRun after;
-  after.jobs = {{k_job_one_process, 2, {process({{"cu_init", 200, -1}}, 420)}, 0, {0, 1}},
-                {k_job_process_per_gpu, 2, {process({}, 300), process({}, 310)}, 0, {0, 1}}};
+  after.jobs = {{k_job_one_process, 2, {process({{"cu_init", 200, -1}}, 420)}, 0, {0, 1}, {}, 0},
+                {k_job_process_per_gpu, 2, {process({}, 300), process({}, 310)}, 0, {0, 1}, {}, 0}};
   auto j = compare_jobs_json(before, after);
   ASSERT_EQ(j.size(), 2u);
   EXPECT_EQ(j[0]["before_ready_ms"], 5200.0);
@@ -167,10 +173,146 @@ TEST(ProbeText, a_failed_one_process_job_names_the_gpu_by_its_nvml_index) {
   GpuProbe p = process({{"cu_init", 100, -1}, {"ctx_retain", 50, 0}}, std::nullopt, "ctx_retain");
   p.result.failed_device = 1;  // CUDA ordinal 1 of "GPU 2,GPU 5"
   p.result.error = "CUDA_ERROR_DEVICE_UNAVAILABLE";
-  run.jobs = {{k_job_one_process, 2, {p}, 0, {2, 5}}};
+  run.jobs = {{k_job_one_process, 2, {p}, 0, {2, 5}, {}, 0}};
   auto text = render_probe_text(run);
   EXPECT_NE(text.find("one process, every GPU, GPU 5: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE"), std::string::npos)
       << text;
+}
+
+
+GpuProbe timed(double cu_init, std::string failed = "") {
+  GpuProbe g = process({{"cu_init", cu_init, -1}, {"ctx_retain", 10, 0}}, cu_init + 10, std::move(failed));
+  g.uuid = "GPU-a";
+  return g;
+}
+
+TEST(ProbeRounds, the_median_round_or_the_first_failure) {
+  struct Case {
+    const char* what;
+    std::vector<GpuProbe> rounds;
+    double cu_init;         // of the round shown
+    unsigned failed_round;  // 0 = none
+    std::size_t samples;
+  };
+  const std::vector<Case> cases = {
+      {"one round: as it was, no samples", {timed(300)}, 300, 0, 0},
+      {"odd: the middle total", {timed(900), timed(100), timed(300)}, 300, 0, 3},
+      {"even: the lower middle, a round that happened", {timed(400), timed(100), timed(300), timed(900)}, 300, 0, 4},
+      {"a failure wins over any median", {timed(100), timed(200, "ctx_retain"), timed(300), timed(50, "cu_init")}, 200,
+       2, 0},
+      {"a single failed round has no round number", {timed(5, "cu_init")}, 5, 0, 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    GpuProbe m = median_round(c.rounds);
+    EXPECT_EQ(stage(m.result.stages, "cu_init"), c.cu_init);
+    EXPECT_EQ(m.failed_round, c.failed_round);
+    EXPECT_EQ(m.total_samples_ms.size(), c.samples);
+  }
+  // The samples are every round's total, in round order.
+  EXPECT_EQ(median_round({timed(900), timed(100), timed(300)}).total_samples_ms, (std::vector<double>{910, 110, 310}));
+}
+
+TEST(ProbeRounds, a_job_start_by_its_ready_and_a_failed_round_names_itself) {
+  auto job = [](std::optional<double> ready, std::string failed = "") {
+    JobStart j{k_job_process_per_gpu, 1, {process({{"cu_init", ready.value_or(1), -1}}, ready, std::move(failed))},
+               0, {0}, {}, 0};
+    j.processes[0].index = 4;
+    return j;
+  };
+  JobStart m = median_round({job(700), job(500), job(600)});
+  EXPECT_EQ(job_ready_ms(m), 600.0);
+  EXPECT_EQ(m.ready_samples_ms, (std::vector<double>{700, 500, 600}));
+  JobStart f = median_round({job(700), job(500), job(std::nullopt, "ctx_retain")});
+  EXPECT_FALSE(job_ready_ms(f));
+  EXPECT_EQ(f.failed_round, 3u);
+  ProbeRun run;
+  run.jobs = {f};
+  run.rounds = 3;
+  auto text = render_probe_text(run);
+  EXPECT_NE(text.find("GPU 4: ctx_retain:  (round 3)"), std::string::npos) << text;
+  EXPECT_NE(text.find("median round of 3"), std::string::npos) << text;
+}
+
+TEST(ProbeRounds, a_change_is_within_spread_only_when_both_ranges_overlap) {
+  struct Case {
+    const char* what;
+    std::vector<double> before, after;
+    bool within;
+  };
+  const std::vector<Case> cases = {
+      {"overlapping", {100, 120, 140}, {130, 150, 160}, true},
+      {"touching", {100, 120}, {120, 130}, true},
+      {"apart", {2000, 2100, 2500}, {110, 115, 130}, false},
+      {"one round each: no spread to judge by", {100}, {101}, false},
+      {"no samples", {}, {}, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    EXPECT_EQ(within_spread(c.before, c.after), c.within);
+  }
+  ProbeRun before;
+  ProbeRun after;
+  before.method = after.method = k_method_isolated;
+  before.gpus = {timed(100)};
+  before.gpus[0].total_samples_ms = {100, 110, 140};
+  after.gpus = {timed(120)};
+  after.gpus[0].total_samples_ms = {105, 130, 150};
+  before.gpus[0].result.stages.push_back({"device_get", 0.2, -1});
+  after.gpus[0].result.stages.push_back({"device_get", 0.5, -1});
+  auto text = render_compare_text(before, after);
+  EXPECT_NE(text.find("+18%, within spread"), std::string::npos) << text;  // TOTAL 110 -> 130
+  EXPECT_NE(text.find("< 1 ms"), std::string::npos) << text;  // stages under 1 ms both times: no percentage
+  EXPECT_EQ(compare_json(before, after)[0]["within_spread"], true);
+}
+
+TEST(ProbePersistence, summary_text_and_comparison) {
+  auto gpus = [](std::vector<std::optional<bool>> states) {
+    ProbeRun run;
+    unsigned i = 0;
+    for (auto s : states) {
+      run.persistence.push_back({i, "GPU-" + std::to_string(i), s, s ? "" : "NVML_ERROR_NOT_SUPPORTED"});
+      ++i;
+    }
+    return run;
+  };
+  struct Case {
+    const char* what;
+    std::vector<std::optional<bool>> states;
+    const char* summary;
+    const char* text;
+  };
+  const std::vector<Case> cases = {
+      {"not recorded (an older baseline)", {}, "not recorded", "Persistence when probed: not recorded"},
+      {"every GPU on", {true, true}, "enabled", "Persistence when probed: Enabled on every GPU"},
+      {"one GPU off", {false}, "disabled", "Persistence when probed: Disabled on GPU 0"},
+      {"mixed", {false, true, false}, "mixed", "Disabled on GPU 0, 2; Enabled on GPU 1"},
+      {"unread is unknown, never a state", {true, std::nullopt}, "unknown",
+       "Enabled on GPU 0; not read on GPU 1 (NVML_ERROR_NOT_SUPPORTED)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    ProbeRun run = gpus(c.states);
+    EXPECT_EQ(persistence_summary(run), c.summary);
+    EXPECT_NE(render_probe_text(run).find(c.text), std::string::npos) << render_probe_text(run);
+    auto back = probe_from_json(probe_to_json(run));
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(persistence_summary(*back), c.summary);
+  }
+  auto off = gpus({false, false});
+  auto on = gpus({true, true});
+  auto j = compare_persistence_json(off, on);
+  EXPECT_EQ(j["before"], "disabled");
+  EXPECT_EQ(j["after"], "enabled");
+  EXPECT_EQ(j["changed"], true);
+  EXPECT_EQ(compare_persistence_json(on, on)["changed"], false);
+  EXPECT_TRUE(compare_persistence_json(gpus({}), on)["changed"].is_null());
+  EXPECT_TRUE(compare_persistence_json(gpus({true, std::nullopt}), on)["changed"].is_null());
+  EXPECT_NE(render_compare_text(on, on).find("Persistence was the same in both runs"), std::string::npos);
+  EXPECT_EQ(render_compare_text(off, on).find("Persistence was the same"), std::string::npos);
+  EXPECT_NE(render_compare_text(off, on).find("Persistence before: Disabled on every GPU. After: Enabled on every GPU."),
+            std::string::npos)
+      << render_compare_text(off, on);
 }
 
 }  // namespace
