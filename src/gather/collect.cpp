@@ -108,9 +108,9 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
 
   timed("driver", [&] {
     snap.driver = read_driver(paths);
-    if (snap.driver.module_loaded) {
-      snap.driver.unbound_gpus = read_unbound_gpus(paths);
-    }
+    // Also without the module: GPUs on the bus with no driver make a node a GPU node whose driver is missing,
+    // not a CPU-only one.
+    snap.driver.unbound_gpus = read_unbound_gpus(paths);
     if (options.pci_switches) {
       snap.driver.nvswitches = read_nvswitches(paths);
     }

@@ -126,6 +126,15 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     unknown("driver_reboot_pending", !s.nvml.user_space_version.has() ? "user-space version: " + s.nvml.user_space_version.missing
                                                                       : "kernel module version unread");
   }
+  // What tells a GPU node without its driver from a CPU-only node (both say driver-install).
+  if (s.driver.unbound_gpus.has()) {
+    e.family("gpuwarm_gpus_without_driver",
+             "NVIDIA GPUs on the PCI bus that no kernel driver took (the nvidia module is missing or failed to "
+             "probe them).");
+    e.sample("gpuwarm_gpus_without_driver", {}, static_cast<double>(s.driver.unbound_gpus->size()));
+  } else {
+    unknown("gpus_without_driver", s.driver.unbound_gpus.missing);
+  }
   if (s.nvml.init_code.has()) {
     e.family("gpuwarm_nvml_init_seconds", "How long nvmlInit took in this run (slow on de-initialized GPUs).");
     e.sample("gpuwarm_nvml_init_seconds", {}, s.nvml.init_ms / 1000.0);

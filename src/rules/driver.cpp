@@ -46,12 +46,25 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
     return {};
   }
   Finding f;
-  f.message = s.driver.module_loaded ? "NVML reports that the NVIDIA driver is not loaded"
-                                     : "No NVIDIA driver is present: the nvidia kernel module is not loaded";
+  const std::size_t driverless = s.driver.unbound_gpus.has() ? s.driver.unbound_gpus->size() : 0;
+  if (s.driver.module_loaded) {
+    f.message = "NVML reports that the NVIDIA driver is not loaded";
+  } else if (driverless > 0) {
+    f.message = fmt::format("No NVIDIA driver is present on a GPU node: {} NVIDIA GPU(s) on the PCI bus and the "
+                            "nvidia kernel module is not loaded",
+                            driverless);
+  } else {
+    f.message = "No NVIDIA driver is present: the nvidia kernel module is not loaded";
+  }
   f.next_step =
       "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this kernel "
       "(or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then diagnose again.";
   f.evidence.push_back(s.driver.module_loaded ? "/proc/driver/nvidia present" : "/proc/driver/nvidia and /sys/module/nvidia absent");
+  if (!s.driver.module_loaded && driverless > 0) {
+    for (const auto& bus : *s.driver.unbound_gpus) {
+      f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
+    }
+  }
   if (s.nvml.init_code.has()) {
     auto said = structural_evidence(s, nvml::Effect::driver_install);
     if (said.empty()) {

@@ -42,8 +42,8 @@ struct DriverFacts {
   // commands that act on it (reset).
   Fact<std::vector<std::string>> nvswitches = Fact<std::vector<std::string>>::unknown("not read by this command");
   // PCI addresses of NVIDIA GPUs (vendor 0x10de, class 0x03xxxx) no kernel driver took: where the nvidia
-  // module is loaded, one it failed to probe ("NVRM: The NVIDIA probe routine failed"). A GPU handed to
-  // vfio-pci or any other driver is not listed. Read only where the module is loaded.
+  // module is loaded, one it failed to probe ("NVRM: The NVIDIA probe routine failed"); where it is not, a
+  // GPU node without its driver. A GPU handed to vfio-pci, nouveau or any other driver is not listed.
   Fact<std::vector<std::string>> unbound_gpus = Fact<std::vector<std::string>>::unknown("not read");
 };
 

@@ -90,6 +90,23 @@ class Diagnose(unittest.TestCase):
         self.assertIn("No NVIDIA driver is present", r.stdout)
         self.assertIn("Driver-install problem", r.stdout)
 
+    def test_a_gpu_node_without_its_driver_is_told_from_a_cpu_only_one(self):
+        # A kernel update whose DKMS build failed: GPUs on the bus, no module. Metrics carry the count that
+        # the alert rules use to tell this node from a CPU-only one (both say driver-install).
+        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        self.assertNotIn("on a GPU node", r.stdout)
+        metrics = ["metrics", "--root", self.root.path, "--no-systemd", "--nvml", "/nonexistent/libnvidia-ml.so.1"]
+        m = h.run(metrics, raw=True)
+        self.assertRegex(m.stdout, r'gpuwarm_fact_unknown\{fact="gpus_without_driver",reason="[^"]+"\} 1')
+        self.root.pci_gpus_without_driver(("3b", "5e"))
+        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus", r.stdout)
+        self.assertIn("PCI 0000:5e:00.0: NVIDIA display/3D controller, no driver bound", r.stdout)
+        m = h.run(metrics, raw=True)
+        self.assertIn("\ngpuwarm_gpus_without_driver 2\n", m.stdout)
+        self.assertIn('gpuwarm_verdict{verdict="driver-install"} 1', m.stdout)
+
     def test_daemon_binary_missing(self):
         self.root.driver(gpus=1).kmsg()
         rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0, persistence=0)]))

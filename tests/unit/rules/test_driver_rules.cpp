@@ -18,6 +18,26 @@ TEST(Rules, DRV001_driver_not_loaded) {
   for (const auto& c : cases) expect_rule("DRV001", c);
 }
 
+// A GPU node whose module is missing (DKMS did not build it for a new kernel) says so, with the GPUs as
+// evidence; with none on the bus it is the plain "no driver" of a CPU-only machine.
+TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
+  auto finding = [](std::vector<std::string> unbound) {
+    Snapshot s = healthy_snapshot();
+    s.driver.module_loaded = false;
+    s.driver.unbound_gpus = Fact<std::vector<std::string>>::known(std::move(unbound));
+    for (const auto& f : diagnose(s).findings) {
+      if (f.rule_id == "DRV001") return f;
+    }
+    return Finding{};
+  };
+  Finding gpu_node = finding({"0000:3b:00.0", "0000:5e:00.0"});
+  EXPECT_EQ(gpu_node.message, "No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus and the "
+                              "nvidia kernel module is not loaded");
+  EXPECT_EQ(gpu_node.evidence.at(1), "PCI 0000:3b:00.0: NVIDIA display/3D controller, no driver bound");
+  EXPECT_EQ(gpu_node.evidence.at(2), "PCI 0000:5e:00.0: NVIDIA display/3D controller, no driver bound");
+  EXPECT_EQ(finding({}).message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
+}
+
 TEST(Rules, DRV002_nvml_unavailable) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
@@ -200,6 +220,12 @@ TEST(Rules, GPU001_gpu_unreachable) {
        [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); },
        {}},
       {"none unbound", [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({}); }, {}},
+      {"no module at all: GPUs without a driver are DRV001's, not a fault",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
+       },
+       {}},
   };
   for (const auto& c : cases) expect_rule("GPU001", c);
 }
