@@ -283,9 +283,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "one GPU's seconds become the node's.\n\n"
       "Without persistence a cold GPU pays seconds here; with it, milliseconds. Save a baseline before a\n"
       "change and compare after it: the runbook's same-node proof, per GPU and per job start. Each run records\n"
-      "every GPU's persistence mode (read through NVML before the first child), and the comparison says when\n"
-      "it was the same in both runs. With --rounds N each figure is the median round, with the range of all;\n"
-      "a change inside both runs' ranges is marked as within spread. Read-only: it changes no GPU setting.\n\n"
+      "the persistence mode of every GPU it probes (read through NVML before the first child), and the\n"
+      "comparison says when it read the same in both runs. With --rounds N each figure is the median round\n"
+      "(the lower middle one for an even N), with the range of the rounds that succeeded; a change is marked\n"
+      "as within spread when the two runs' ranges overlap. Read-only: it changes no GPU setting.\n\n"
       "Exit codes: 0 every probe succeeded, 1 a probe failed or timed out (or a file could not be read or\n"
       "written, or no GPU to probe), 2 bad command line, 5 no NVIDIA driver on this machine. With --json every\n"
       "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).\n\n"
@@ -395,9 +396,14 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         run_probes(gpus, *opts, /*together=*/opts->parallel);
         for (std::size_t i = 0; i < gpus.size(); ++i) {
           timed_out = timed_out || gpus[i].timed_out;
-          if (want_jobs && gpus[i].timed_out && run.jobs_skipped.empty() && job_rounds[0].empty()) {
-            run.jobs_skipped = fmt::format("GPU {} timed out {}(--timeout {:g} s)", gpus[i].index,
-                                           opts->parallel ? "" : "on its own ", opts->timeout_seconds);
+          if (want_jobs && gpus[i].timed_out && run.jobs_skipped.empty() && run.job_rounds_short.empty()) {
+            const std::string why = fmt::format("GPU {} timed out {}(--timeout {:g} s)", gpus[i].index,
+                                                opts->parallel ? "" : "on its own ", opts->timeout_seconds);
+            if (job_rounds[0].empty()) {
+              run.jobs_skipped = why;
+            } else {
+              run.job_rounds_short = why + " in round " + std::to_string(round);
+            }
           }
           gpu_rounds[i].push_back(std::move(gpus[i]));
         }
@@ -437,6 +443,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         run.jobs.push_back(median_round(rounds));
       }
     }
+    run.job_rounds = static_cast<unsigned>(job_rounds[0].size());
     run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 
     bool all_ok = std::all_of(run.gpus.begin(), run.gpus.end(), probe_ok) &&

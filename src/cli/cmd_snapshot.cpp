@@ -24,7 +24,7 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
   add_collect_options(sub, opts->collect);
   // JSON is the only format; the flag exists so scripts can say what they expect.
   sub.add_flag("--json", opts->json, "Print JSON (the default and only format)");
-  sub.add_option("-o,--output", opts->output, "Write the snapshot to FILE instead of standard output")
+  sub.add_option("-o,--output", opts->output, "Write the snapshot to FILE instead of standard output (- is standard output)")
       ->type_name("FILE");
   sub.footer(
       "The snapshot holds every fact diagnose uses; a fact that could not be read is written as\n"
@@ -38,15 +38,15 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
   return [opts]() -> int {
     Snapshot snapshot = collect_from_options(opts->collect);
     std::string text = dump_json(snapshot_to_json(snapshot)) + "\n";
-    if (opts->output.empty()) {
+    if (opts->output.empty() || opts->output == "-") {
       std::cout << text;
       return 0;
     }
     std::error_code ec;
     std::string absolute = std::filesystem::absolute(opts->output, ec).string();
     // A file the user names: its directory must exist (a typo must not create a tree of directories as root).
-  auto written = ec ? Result<void>(fail(ec.message()))
-                    : write_file_atomically(absolute, text, WriteOptions{"/", 0644, 0755, false});
+    auto written = ec ? Result<void>(fail(ec.message()))
+                      : write_file_atomically(absolute, text, WriteOptions{"/", 0644, 0755, false});
     if (!written) {
       std::cerr << "gpuwarm: error: cannot write " << opts->output << ": " << written.error().message << "\n";
       return to_int(ExitCode::tool_error);

@@ -73,7 +73,15 @@ std::string job_incomparable(const ProbeRun& before, const JobStart& then, const
 }
 
 std::string failure_text(const GpuProbe& g) {
-  const std::string round = g.failed_round > 0 ? fmt::format(" (round {})", g.failed_round) : "";
+  std::string round;
+  if (g.failed_rounds > 1) {
+    round = fmt::format(" (round {}; {} of {} rounds failed)", g.failed_round, g.failed_rounds,
+                        g.failed_rounds + g.total_samples_ms.size());
+  } else if (g.failed_rounds == 1) {
+    round = fmt::format(" (round {} of {})", g.failed_round, 1 + g.total_samples_ms.size());
+  } else if (g.failed_round > 0) {  // a job's process: the job's line says how many rounds failed
+    round = fmt::format(" (round {})", g.failed_round);
+  }
   if (g.timed_out) {
     return "timed out" + round;
   }
@@ -171,6 +179,7 @@ nlohmann::json gpu_probe_json(const GpuProbe& g) {
   j["ok"] = probe_ok(g);
   j["total_samples_ms"] = samples_json(g.total_samples_ms);
   j["failed_round"] = g.failed_round > 0 ? nlohmann::json(g.failed_round) : nlohmann::json(nullptr);
+  j["failed_rounds"] = g.failed_rounds;
   return j;
 }
 
@@ -189,6 +198,9 @@ GpuProbe gpu_probe_from_json(const nlohmann::json& g) {
   p.total_samples_ms = samples_from_json(g, "total_samples_ms");
   if (g.contains("failed_round") && g.at("failed_round").is_number_unsigned()) {
     p.failed_round = g.at("failed_round").get<unsigned>();
+  }
+  if (g.contains("failed_rounds") && g.at("failed_rounds").is_number_unsigned()) {
+    p.failed_rounds = g.at("failed_rounds").get<unsigned>();
   }
   return p;
 }
@@ -278,58 +290,66 @@ std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run) {
   return slowest;
 }
 
-GpuProbe median_round(const std::vector<GpuProbe>& rounds) {
+namespace {
+// The round to show: the first that failed (with how many did), else the one with the median figure (the
+// lower of the two middle ones for an even count: a round that happened). `figure_of` is unset for a
+// failed round; `samples` receives the figures of the rounds that succeeded, in round order.
+template <typename Round, typename FigureOf>
+Round pick_round(const std::vector<Round>& rounds, FigureOf figure_of, std::vector<double> Round::*samples) {
+  if (rounds.empty()) {
+    return Round{};
+  }
+  std::vector<double> figures;
+  std::vector<std::size_t> succeeded;
+  std::optional<std::size_t> first_failed;
+  unsigned failed = 0;
   for (std::size_t i = 0; i < rounds.size(); ++i) {
-    if (!probe_ok(rounds[i])) {
-      GpuProbe failed = rounds[i];
-      failed.failed_round = rounds.size() > 1 ? static_cast<unsigned>(i + 1) : 0;
-      return failed;
+    if (auto figure = figure_of(rounds[i])) {
+      figures.push_back(*figure);
+      succeeded.push_back(i);
+    } else {
+      ++failed;
+      first_failed = first_failed.value_or(i);
     }
   }
-  if (rounds.size() <= 1) {
-    return rounds.empty() ? GpuProbe{} : rounds.front();
+  if (rounds.size() == 1) {
+    return rounds.front();
   }
-  std::vector<double> totals;
-  for (const auto& r : rounds) {
-    totals.push_back(total_ms(r.result));
+  if (first_failed) {
+    Round out = rounds[*first_failed];
+    out.failed_round = static_cast<unsigned>(*first_failed + 1);
+    out.failed_rounds = failed;
+    out.*samples = std::move(figures);
+    return out;
   }
-  std::vector<std::size_t> order(rounds.size());
+  std::vector<std::size_t> order(figures.size());
   for (std::size_t i = 0; i < order.size(); ++i) {
     order[i] = i;
   }
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return totals[a] < totals[b]; });
-  GpuProbe median = rounds[order[(order.size() - 1) / 2]];
-  median.total_samples_ms = std::move(totals);
-  return median;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return figures[a] < figures[b]; });
+  Round out = rounds[succeeded[order[(order.size() - 1) / 2]]];
+  out.*samples = std::move(figures);
+  return out;
+}
+}  // namespace
+
+GpuProbe median_round(const std::vector<GpuProbe>& rounds) {
+  return pick_round(
+      rounds, [](const GpuProbe& g) { return probe_ok(g) ? std::optional(total_ms(g.result)) : std::nullopt; },
+      &GpuProbe::total_samples_ms);
 }
 
 JobStart median_round(const std::vector<JobStart>& rounds) {
-  std::vector<double> ready;
-  for (std::size_t i = 0; i < rounds.size(); ++i) {
-    auto ms = job_ready_ms(rounds[i]);
-    if (!ms) {
-      JobStart failed = rounds[i];
-      failed.failed_round = rounds.size() > 1 ? static_cast<unsigned>(i + 1) : 0;
-      for (auto& p : failed.processes) {
-        if (!probe_ok(p)) {
-          p.failed_round = failed.failed_round;
-        }
-      }
-      return failed;
+  JobStart out = pick_round(rounds, [](const JobStart& j) { return job_ready_ms(j); }, &JobStart::ready_samples_ms);
+  for (auto& p : out.processes) {
+    if (probe_ok(p) && !p.launch_to_ready_ms) {
+      p.child_error = "the probe child reported no ready instant";  // succeeded, yet never said when
     }
-    ready.push_back(*ms);
+    if (!probe_ok(p)) {
+      p.failed_round = out.failed_round;
+    }
   }
-  if (rounds.size() <= 1) {
-    return rounds.empty() ? JobStart{} : rounds.front();
-  }
-  std::vector<std::size_t> order(rounds.size());
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    order[i] = i;
-  }
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ready[a] < ready[b]; });
-  JobStart median = rounds[order[(order.size() - 1) / 2]];
-  median.ready_samples_ms = std::move(ready);
-  return median;
+  return out;
 }
 
 std::string persistence_summary(const ProbeRun& run) {
@@ -374,7 +394,8 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
     jobs.push_back({{"method", j.method}, {"gpus", j.gpus}, {"gpu_indices", j.gpu_indices}, {"ok", job_ok(j)},
                     {"ready_ms", ms_json(job_ready_ms(j))}, {"wall_ms", j.wall_ms}, {"stages", stages},
                     {"processes", processes}, {"ready_samples_ms", samples_json(j.ready_samples_ms)},
-                    {"failed_round", j.failed_round > 0 ? nlohmann::json(j.failed_round) : nlohmann::json(nullptr)}});
+                    {"failed_round", j.failed_round > 0 ? nlohmann::json(j.failed_round) : nlohmann::json(nullptr)},
+                    {"failed_rounds", j.failed_rounds}});
   }
   nlohmann::json persistence = nlohmann::json::array();
   for (const auto& p : run.persistence) {
@@ -395,6 +416,8 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
           {"jobs", jobs},
           {"jobs_skipped", run.jobs_skipped.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.jobs_skipped)},
           {"rounds", run.rounds},
+          {"job_rounds", run.job_rounds},
+          {"job_rounds_short", run.job_rounds_short.empty() ? nlohmann::json(nullptr) : nlohmann::json(run.job_rounds_short)},
           {"persistence_summary", persistence_summary(run)},
           {"persistence", persistence}};
 }
@@ -446,11 +469,21 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
         if (js.contains("failed_round") && js.at("failed_round").is_number_unsigned()) {
           job.failed_round = js.at("failed_round").get<unsigned>();
         }
+        if (js.contains("failed_rounds") && js.at("failed_rounds").is_number_unsigned()) {
+          job.failed_rounds = js.at("failed_rounds").get<unsigned>();
+        }
         run.jobs.push_back(std::move(job));
       }
     }
     if (j.contains("rounds") && j.at("rounds").is_number_unsigned() && j.at("rounds").get<unsigned>() > 0) {
       run.rounds = j.at("rounds").get<unsigned>();
+    }
+    run.job_rounds = run.jobs.empty() ? 0 : run.rounds;  // older files: the job starts had every round
+    if (j.contains("job_rounds") && j.at("job_rounds").is_number_unsigned()) {
+      run.job_rounds = j.at("job_rounds").get<unsigned>();
+    }
+    if (j.contains("job_rounds_short") && j.at("job_rounds_short").is_string()) {
+      run.job_rounds_short = j.at("job_rounds_short").get<std::string>();
     }
     if (j.contains("persistence") && j.at("persistence").is_array()) {
       for (const auto& p : j.at("persistence")) {
@@ -472,11 +505,20 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
   }
 }
 
+namespace {
+// Which round a figure is: with an even count there is no middle round, and one that happened is shown.
+std::string rounds_phrase(unsigned rounds) {
+  return fmt::format("{} round of {}", rounds % 2 == 1 ? "the median" : "the lower middle", rounds);
+}
+}  // namespace
+
 std::string render_probe_text(const ProbeRun& run) {
   std::string out;
   const bool several_rounds = run.rounds > 1;
   const std::string rounds_text =
-      several_rounds ? fmt::format("; each figure is the median round of {} (range: every round's)", run.rounds) : "";
+      several_rounds
+          ? fmt::format("; each figure is {} (range: the rounds that succeeded)", rounds_phrase(run.rounds))
+          : "";
   if (!run.gpus.empty()) {
     std::vector<std::string> header = {"GPU", "UUID"};
     for (const char* s : k_stage_order) {
@@ -527,12 +569,19 @@ std::string render_probe_text(const ProbeRun& run) {
   out += fmt::format("\nWhat a job pays to start {} GPU(s): from launch until every GPU has a context and a\n"
                      "synchronized allocation\n\n",
                      run.jobs.front().gpus);
+  // Fewer rounds than the per-GPU table once a GPU timed out on its own: said, with the figure it is.
+  const unsigned job_rounds = run.job_rounds > 0 ? run.job_rounds : run.rounds;
+  const bool several_job_rounds = job_rounds > 1;
+  if (job_rounds != run.rounds) {
+    out += fmt::format("Measured in {} of {} rounds ({}){}.\n\n", job_rounds, run.rounds, run.job_rounds_short,
+                       several_job_rounds ? "; each figure is " + rounds_phrase(job_rounds) : "");
+  }
   std::vector<std::string> header = {"how the job starts"};
   for (const char* s : k_job_stage_order) {
     header.emplace_back(s);
   }
   header.emplace_back("READY ms");
-  if (several_rounds) {
+  if (several_job_rounds) {
     header.emplace_back("range ms");
   }
   TextTable t(header);
@@ -545,7 +594,7 @@ std::string render_probe_text(const ProbeRun& run) {
     }
     auto ready = job_ready_ms(j);
     row.push_back(ready ? fmt::format("{:.1f}", *ready) : "FAILED");
-    if (several_rounds) {
+    if (several_job_rounds) {
       row.push_back(range_text(j.ready_samples_ms));
     }
     t.add_row(row);
@@ -553,6 +602,10 @@ std::string render_probe_text(const ProbeRun& run) {
       if (!probe_ok(p)) {
         failures += job_title(j) + job_failure_text(j, p) + "\n";
       }
+    }
+    if (j.failed_rounds > 0) {
+      failures += fmt::format("{}: {} of {} rounds failed; the first shown\n", job_title(j), j.failed_rounds,
+                              j.failed_rounds + j.ready_samples_ms.size());
     }
   }
   out += t.render();
@@ -595,7 +648,8 @@ nlohmann::json compare_json(const ProbeRun& before, const ProbeRun& after) {
                    {"after_total_ms", probe_ok(g) ? nlohmann::json(total_ms(g.result)) : nlohmann::json(nullptr)},
                    {"before_samples_ms", samples_json(b != nullptr ? b->total_samples_ms : std::vector<double>{})},
                    {"after_samples_ms", samples_json(g.total_samples_ms)},
-                   {"within_spread", b != nullptr && within_spread(b->total_samples_ms, g.total_samples_ms)}});
+                   {"within_spread",
+                    comparable && b != nullptr && within_spread(b->total_samples_ms, g.total_samples_ms)}});
   }
   return out;
 }
@@ -622,7 +676,8 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
                    {"after_ready_ms", ms_json(job_ready_ms(j))},
                    {"before_samples_ms", samples_json(b != nullptr ? b->ready_samples_ms : std::vector<double>{})},
                    {"after_samples_ms", samples_json(j.ready_samples_ms)},
-                   {"within_spread", b != nullptr && within_spread(b->ready_samples_ms, j.ready_samples_ms)}});
+                   {"within_spread", b != nullptr && job_incomparable(before, *b, after, j).empty() &&
+                                         within_spread(b->ready_samples_ms, j.ready_samples_ms)}});
   }
   return out;
 }
@@ -659,7 +714,8 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
   out += fmt::format("Persistence before: {}. After: {}.\n", persistence_text(before.persistence),
                      persistence_text(after.persistence));
   if (persistence_changed(before, after) == false && same_node(before, after)) {
-    out += "Persistence was the same in both runs: a change below is not persistence's doing.\n";
+    out += "Persistence mode read the same in both runs: a change below did not come from switching it (a\n"
+           "process holding the GPUs open can still keep them warm).\n";
   }
   out += "\n";
   const bool comparable = per_gpu_comparable(before, after);

@@ -44,10 +44,12 @@ struct GpuProbe {
   // Launch (this child's spawn, or its group's first spawn for a job start) until every device it starts was
   // ready; unset when it never got there.
   std::optional<double> launch_to_ready_ms;
-  // Over several rounds: every round's total (this result is the round with the median total), or the round
-  // (1-based) that failed, whose result this is.
+  // Over several rounds: the totals of the rounds that succeeded, in round order (this result is the round
+  // with the median total), or, when any failed, the first failed round (1-based, whose result this is) and
+  // how many failed.
   std::vector<double> total_samples_ms;
   unsigned failed_round = 0;
+  unsigned failed_rounds = 0;
 };
 
 // A multi-GPU job's start, measured one way.
@@ -57,10 +59,11 @@ struct JobStart {
   std::vector<GpuProbe> processes;    // one, or one per GPU
   double wall_ms = 0;                 // launch until every process exited
   std::vector<unsigned> gpu_indices;  // NVML indices of the GPUs, in CUDA_VISIBLE_DEVICES order
-  // Over several rounds: every round's READY (this start is the round with the median READY), or the round
-  // (1-based) that failed, whose start this is.
+  // Over several rounds: the READY of the rounds that succeeded (this start is the round with the median
+  // READY), or, when any failed, the first failed round (1-based, whose start this is) and how many failed.
   std::vector<double> ready_samples_ms;
   unsigned failed_round = 0;
+  unsigned failed_rounds = 0;
 };
 
 // A probed GPU's persistence mode, read through NVML before the probe (Enabled: the daemon or the legacy
@@ -80,7 +83,9 @@ struct ProbeRun {
   std::vector<GpuProbe> gpus;
   std::vector<JobStart> jobs;  // empty when the job starts were not measured
   std::string jobs_skipped;    // why they were not, when they would have been
-  unsigned rounds = 1;         // each figure is the median round of this many
+  unsigned rounds = 1;         // rounds the per-GPU table (or, without one, the job starts) was measured in
+  unsigned job_rounds = 0;     // rounds the job starts were measured in (fewer once a GPU timed out alone)
+  std::string job_rounds_short;  // why job_rounds < rounds
   // Empty in baselines saved before it was recorded.
   std::vector<GpuPersistence> persistence;
 };
@@ -96,8 +101,9 @@ std::vector<cuda::Stage> job_stages(const JobStart& j);
 // The slowest GPU probed alone (isolated method only): launch to ready.
 std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run);
 
-// The round with the median total (the lower of the two middle ones for an even count) with every round's
-// total, or the first failed round: a GPU that failed once is not shown as healthy.
+// The round with the median total (the lower of the two middle ones for an even count: a round that
+// happened) with every round's total, or the first failed round: a GPU that failed once is not shown as
+// healthy.
 GpuProbe median_round(const std::vector<GpuProbe>& rounds);
 // The same for a job start, by READY.
 JobStart median_round(const std::vector<JobStart>& rounds);

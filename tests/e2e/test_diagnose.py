@@ -3,6 +3,7 @@ recorded H100 snapshot, bad input, non-root, golden text and JSON."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -160,6 +161,14 @@ class Diagnose(unittest.TestCase):
         with open(out) as f:
             snap = json.load(f)
         self.assertEqual(snap["nvml"]["gpus"][0]["max_clocks"]["sm"], 1980)
+        # "-o -" is standard output, as everywhere: no file named "-" appears.
+        cwd = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, cwd)
+        r3 = subprocess.run([h.BIN, "snapshot", "-o", "-", "--root", self.root.path, "--no-systemd", "--nvml",
+                             "/nonexistent/libnvidia-ml.so.1"], capture_output=True, text=True, cwd=cwd, timeout=60)
+        self.assertEqual(r3.returncode, 0, r3.stderr)
+        self.assertEqual(json.loads(r3.stdout)["kind"], "gpuwarm-snapshot")
+        self.assertEqual(os.listdir(cwd), [])
 
 
 class RecordedH100(unittest.TestCase):

@@ -76,12 +76,21 @@ class Probe(unittest.TestCase):
         r = self.probe(sc, "--per-gpu", "--gpu", "0", "--rounds", "3")
         self.assertIn("each figure is the median round of 3", r.stdout)
         self.assertRegex(r.stdout, r"range ms\n.*\d+\.\d-\d+\.\d")
-        # Job starts over rounds: READY is the median of every round's.
-        rc, d = self.probe_json({}, "--rounds", "3")
+        # Job starts over rounds: READY is the median of every round's. On one GPU each start makes one cuInit
+        # call, alternating between the two methods: one process waits 100, 300, 500 ms; a process per GPU
+        # 500, 100, 300 ms. Each shows its 300 ms round.
+        sc = {"*": {"delay_ms": {"cuInit": [100, 500, 300]}, "count_file": os.path.join(self.tmp, "job-calls")}}
+        rc, d = self.probe_json(sc, "--node", "--gpu", "0", "--rounds", "3")
         self.assertEqual(rc, 0, d)
+        self.assertEqual((d["rounds"], d["job_rounds"]), (3, 3))
         for j in d["jobs"]:
-            self.assertEqual(len(j["ready_samples_ms"]), 3, j["method"])
-            self.assertEqual(sorted(j["ready_samples_ms"])[1], j["ready_ms"], j["method"])
+            samples = j["ready_samples_ms"]
+            self.assertEqual(len(samples), 3, j["method"])
+            self.assertEqual(sorted(samples)[1], j["ready_ms"], j["method"])
+            self.assertGreater(max(samples) - min(samples), 300, j["method"])
+            cu_init = next(s["ms"] for s in j["stages"] if s["name"] == "cu_init")
+            self.assertGreaterEqual(cu_init, 290, j["method"])
+            self.assertLess(cu_init, 490, j["method"])
         # One round (the default) has no samples: a baseline saved before rounds existed reads the same.
         rc, d = self.probe_json({}, "--per-gpu", "--gpu", "0")
         self.assertEqual((d["rounds"], d["gpus"][0]["total_samples_ms"]), (1, None))
@@ -97,8 +106,28 @@ class Probe(unittest.TestCase):
         self.assertEqual(rc, 1)
         g = d["gpus"][0]
         self.assertEqual((g["ok"], g["timed_out"], g["failed_round"], g["total_ms"]), (False, True, 2, None))
+        self.assertEqual(g["failed_rounds"], 1)
+        self.assertEqual(len(g["total_samples_ms"]), 1)  # the round that succeeded keeps its figure
         self.assertEqual(d["rounds"], 2)  # a hang would hang again: rounds 3 and 4 were not run
         self.assertLess(d["wall_ms"], 5000)
+        r = self.probe(sc, "--per-gpu", "--gpu", "0", "--rounds", "4", "--timeout", "1")
+        self.assertIn("GPU 0: timed out (round 2 of 2)", r.stdout)
+
+    def test_job_starts_cut_short_by_a_later_timeout_say_so(self):
+        # GPU 1's fourth cuInit hangs: round 1 measures everything, round 2's per-GPU probe of GPU 1 times out,
+        # so the job starts have one round while the table has two. Said, never passed off as a median of 2.
+        sc = {UUID1: {"delay_ms": {"cuInit": [10, 10, 10, 20000]}, "count_file": os.path.join(self.tmp, "calls")}}
+        rc, d = self.probe_json(sc, "--rounds", "3", "--timeout", "1")
+        self.assertEqual(rc, 1)
+        self.assertEqual((d["rounds"], d["job_rounds"]), (2, 1))
+        self.assertEqual(d["job_rounds_short"], "GPU 1 timed out on its own (--timeout 1 s) in round 2")
+        self.assertIsNone(d["jobs_skipped"])
+        self.assertTrue(all(j["ok"] for j in d["jobs"]), d["jobs"])
+        with open(os.path.join(self.tmp, "calls.cuInit"), "w") as f:
+            f.write("0")
+        r = self.probe(sc, "--rounds", "3", "--timeout", "1")
+        self.assertIn("Measured in 1 of 2 rounds (GPU 1 timed out on its own (--timeout 1 s) in round 2).", r.stdout)
+        self.assertRegex(r.stdout, r"how the job starts .* READY ms\n")  # one round: no range column
 
     def test_persistence_is_recorded_and_the_comparison_says_when_it_did_not_change(self):
         mixed = [h.gpu(0, persistence=0), h.gpu(1)]
@@ -115,9 +144,10 @@ class Probe(unittest.TestCase):
         self.assertEqual(d["compare_persistence"], {"before": "disabled", "after": "enabled", "changed": True})
         r = self.probe({}, "--compare", off)
         self.assertIn("Persistence before: Disabled on every GPU. After: Enabled on every GPU.", r.stdout)
-        self.assertNotIn("Persistence was the same", r.stdout)
+        self.assertNotIn("read the same in both runs", r.stdout)
         r = self.probe({}, "--compare", off, gpus=[h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
-        self.assertIn("Persistence was the same in both runs: a change below is not persistence's doing.", r.stdout)
+        self.assertIn("Persistence mode read the same in both runs: a change below did not come from switching it",
+                      r.stdout)
         # A baseline from before persistence was recorded: said, and never taken for a change.
         rc, d = self.probe_json({}, "--compare", os.path.join(h.SOURCE_DIR, "examples", "h100-probe.json"))
         self.assertEqual(d["compare_persistence"]["before"], "not recorded")

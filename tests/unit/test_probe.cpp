@@ -192,15 +192,17 @@ TEST(ProbeRounds, the_median_round_or_the_first_failure) {
     std::vector<GpuProbe> rounds;
     double cu_init;         // of the round shown
     unsigned failed_round;  // 0 = none
-    std::size_t samples;
+    std::size_t samples;    // of the rounds that succeeded
+    unsigned failed_rounds;
   };
   const std::vector<Case> cases = {
-      {"one round: as it was, no samples", {timed(300)}, 300, 0, 0},
-      {"odd: the middle total", {timed(900), timed(100), timed(300)}, 300, 0, 3},
-      {"even: the lower middle, a round that happened", {timed(400), timed(100), timed(300), timed(900)}, 300, 0, 4},
-      {"a failure wins over any median", {timed(100), timed(200, "ctx_retain"), timed(300), timed(50, "cu_init")}, 200,
-       2, 0},
-      {"a single failed round has no round number", {timed(5, "cu_init")}, 5, 0, 0},
+      {"one round: as it was, no samples", {timed(300)}, 300, 0, 0, 0},
+      {"odd: the middle total", {timed(900), timed(100), timed(300)}, 300, 0, 3, 0},
+      {"even: the lower middle, a round that happened", {timed(400), timed(100), timed(300), timed(900)}, 300, 0, 4,
+       0},
+      {"a failure wins over any median; the others' figures stay",
+       {timed(100), timed(200, "ctx_retain"), timed(300), timed(50, "cu_init")}, 200, 2, 2, 2},
+      {"a single failed round has no round number", {timed(5, "cu_init")}, 5, 0, 0, 0},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -208,7 +210,18 @@ TEST(ProbeRounds, the_median_round_or_the_first_failure) {
     EXPECT_EQ(stage(m.result.stages, "cu_init"), c.cu_init);
     EXPECT_EQ(m.failed_round, c.failed_round);
     EXPECT_EQ(m.total_samples_ms.size(), c.samples);
+    EXPECT_EQ(m.failed_rounds, c.failed_rounds);
   }
+  // A flaky GPU and a dead one read differently: how many rounds failed, out of how many.
+  ProbeRun run;
+  run.rounds = 4;
+  run.gpus = {median_round({timed(100), timed(200, "ctx_retain"), timed(300), timed(50, "cu_init")})};
+  run.gpus[0].result.error = "CUDA_ERROR_DEVICE_UNAVAILABLE";
+  EXPECT_NE(render_probe_text(run).find(
+                "GPU 0: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE (round 2; 2 of 4 rounds failed)"),
+            std::string::npos)
+      << render_probe_text(run);
+  EXPECT_NE(render_probe_text(run).find("the lower middle round of 4"), std::string::npos);
   // The samples are every round's total, in round order.
   EXPECT_EQ(median_round({timed(900), timed(100), timed(300)}).total_samples_ms, (std::vector<double>{910, 110, 310}));
 }
@@ -226,12 +239,36 @@ TEST(ProbeRounds, a_job_start_by_its_ready_and_a_failed_round_names_itself) {
   JobStart f = median_round({job(700), job(500), job(std::nullopt, "ctx_retain")});
   EXPECT_FALSE(job_ready_ms(f));
   EXPECT_EQ(f.failed_round, 3u);
+  EXPECT_EQ(f.failed_rounds, 1u);
+  EXPECT_EQ(f.ready_samples_ms, (std::vector<double>{700, 500}));
+  f.processes[0].result.error = "CUDA_ERROR_DEVICE_UNAVAILABLE";
   ProbeRun run;
   run.jobs = {f};
-  run.rounds = 3;
+  run.rounds = run.job_rounds = 3;
   auto text = render_probe_text(run);
-  EXPECT_NE(text.find("GPU 4: ctx_retain:  (round 3)"), std::string::npos) << text;
+  EXPECT_NE(text.find("GPU 4: ctx_retain: CUDA_ERROR_DEVICE_UNAVAILABLE (round 3)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("a process per GPU (1): 1 of 3 rounds failed; the first shown"), std::string::npos) << text;
   EXPECT_NE(text.find("median round of 3"), std::string::npos) << text;
+  // Job starts measured in fewer rounds than the per-GPU table (a GPU timed out alone later): said.
+  run.jobs = {median_round({job(700), job(500)})};
+  run.job_rounds = 2;
+  run.job_rounds_short = "GPU 1 timed out on its own (--timeout 1 s) in round 3";
+  text = render_probe_text(run);
+  EXPECT_NE(text.find("Measured in 2 of 3 rounds (GPU 1 timed out on its own (--timeout 1 s) in round 3); each "
+                      "figure is the lower middle round of 2."),
+            std::string::npos)
+      << text;
+  auto back = probe_from_json(probe_to_json(run));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->rounds, 3u);
+  EXPECT_EQ(back->job_rounds, 2u);
+  EXPECT_EQ(back->job_rounds_short, run.job_rounds_short);
+  // A process that succeeded yet reported no ready instant fails its job with a reason, never silently.
+  JobStart silent = job(std::nullopt);
+  silent.processes[0].result.failed_stage.clear();
+  JobStart s1 = median_round({silent});
+  EXPECT_FALSE(job_ok(s1));
+  EXPECT_EQ(s1.processes[0].child_error, "the probe child reported no ready instant");
 }
 
 TEST(ProbeRounds, a_change_is_within_spread_only_when_both_ranges_overlap) {
@@ -308,8 +345,8 @@ TEST(ProbePersistence, summary_text_and_comparison) {
   EXPECT_EQ(compare_persistence_json(on, on)["changed"], false);
   EXPECT_TRUE(compare_persistence_json(gpus({}), on)["changed"].is_null());
   EXPECT_TRUE(compare_persistence_json(gpus({true, std::nullopt}), on)["changed"].is_null());
-  EXPECT_NE(render_compare_text(on, on).find("Persistence was the same in both runs"), std::string::npos);
-  EXPECT_EQ(render_compare_text(off, on).find("Persistence was the same"), std::string::npos);
+  EXPECT_NE(render_compare_text(on, on).find("Persistence mode read the same in both runs"), std::string::npos);
+  EXPECT_EQ(render_compare_text(off, on).find("read the same in both runs"), std::string::npos);
   EXPECT_NE(render_compare_text(off, on).find("Persistence before: Disabled on every GPU. After: Enabled on every GPU."),
             std::string::npos)
       << render_compare_text(off, on);
