@@ -1,6 +1,7 @@
 #include "probe/probe.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -219,7 +220,10 @@ class ChangeTable {
       if (std::max(*then, *now) < k_min_ms_for_change) {
         change = "< 1 ms";
       } else {
-        change = fmt::format("{:+.0f}%{}", (*now - *then) / *then * 100.0, within ? ", within spread" : "");
+        const double percent = (*now - *then) / *then * 100.0;
+        // Rounded to a whole percent, a change under half of one reads "0%", never "-0%".
+        change = fmt::format("{}%{}", std::abs(percent) < 0.5 ? "0" : fmt::format("{:+.0f}", percent),
+                             within ? ", within spread" : "");
       }
     }
     m_table.add_row({"  " + name, ms_text(then), ms_text(now), change});

@@ -297,8 +297,11 @@ TEST(ProbeRounds, a_change_is_within_spread_only_when_both_ranges_overlap) {
   after.gpus[0].total_samples_ms = {105, 130, 150};
   before.gpus[0].result.stages.push_back({"device_get", 0.2, -1});
   after.gpus[0].result.stages.push_back({"device_get", 0.5, -1});
+  before.gpus[0].result.stages.push_back({"load_libcuda", 105.0, -1});  // -0.48%: no sign on a zero
+  after.gpus[0].result.stages.push_back({"load_libcuda", 104.5, -1});
   auto text = render_compare_text(before, after);
-  EXPECT_NE(text.find("+18%, within spread"), std::string::npos) << text;  // TOTAL 110 -> 130
+  EXPECT_NE(text.find("+9%, within spread"), std::string::npos) << text;  // TOTAL 215.2 -> 234.5
+  EXPECT_NE(text.find("load_libcuda  105.0      104.5     0%\n"), std::string::npos) << text;
   EXPECT_NE(text.find("< 1 ms"), std::string::npos) << text;  // stages under 1 ms both times: no percentage
   EXPECT_EQ(compare_json(before, after)[0]["within_spread"], true);
 }
