@@ -2,6 +2,7 @@
 // attribution. Thresholds are named and explained where they are defined.
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include <fmt/format.h>
@@ -14,6 +15,13 @@
 namespace gpuwarm::watch {
 
 namespace {
+
+// Milliseconds rounded to a whole number for the statistics; a replayed file may hold any double, and one past
+// what an unsigned holds is clamped there (converting it would be undefined).
+unsigned whole_ms(double ms) {
+  constexpr double most = static_cast<double>(std::numeric_limits<unsigned>::max());
+  return ms + 0.5 >= most ? std::numeric_limits<unsigned>::max() : static_cast<unsigned>(ms + 0.5);
+}
 
 // Clocks that move by less than this share of the maximum SM clock count as
 // steady: boost firmware nudges an idle clock by a bin or two.
@@ -116,7 +124,7 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
       fault_error = r->fault;  // attached, but the GPU answers as gone
     }
     if (r->attach_ms >= 0) {
-      attach.push_back(static_cast<unsigned>(r->attach_ms + 0.5));
+      attach.push_back(whole_ms(r->attach_ms));
       if (r->attach_ms >= run.cold_attach_ms) {
         g.deinit_events.push_back(
             {s.t_s, "cold-attach",
@@ -366,7 +374,7 @@ WatchSummary summarize(const WatchRun& run) {
   std::vector<unsigned> init;
   for (const Sample& s : run.samples) {
     if (s.init_ms >= 0) {
-      init.push_back(static_cast<unsigned>(s.init_ms + 0.5));
+      init.push_back(whole_ms(s.init_ms));
     }
     if (!s.error.empty()) {
       ++out.init_failures;

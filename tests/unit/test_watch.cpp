@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -282,6 +283,21 @@ TEST(WatchSummary, stats_median_is_a_value_read) {
   EXPECT_EQ(s->median, 345u);  // lower median of 345 345 1410 1980
   EXPECT_EQ(s->max, 1980u);
   EXPECT_EQ(watch::stats_of({7})->median, 7u);
+}
+
+// A replayed file can hold any number: one past what the statistics' whole milliseconds hold is clamped there
+// (converting it is undefined; the fuzzer found it), and is still a cold attach.
+TEST(WatchSummary, a_duration_past_unsigned_is_clamped_not_undefined) {
+  watch::WatchRun run = idle_run(4);
+  readings(0, 0, 4, [](auto& r) { r.attach_ms = 8.21e26; })(run);
+  run.samples[1].init_ms = 1e300;
+  auto summary = watch::summarize(run);
+  ASSERT_TRUE(summary.gpus[0].attach_ms);
+  EXPECT_EQ(summary.gpus[0].attach_ms->max, std::numeric_limits<unsigned>::max());
+  EXPECT_EQ(summary.gpus[0].deinit_events.size(), 4u);
+  ASSERT_TRUE(summary.init_ms);
+  EXPECT_EQ(summary.init_ms->max, std::numeric_limits<unsigned>::max());
+  EXPECT_EQ(summary.gpus[1].attach_ms->max, 7u);
 }
 
 TEST(WatchJson, round_trip_keeps_the_summary) {
