@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/dl.h"
+#include "core/json_number.h"
 #include "nvml/nvml_library.h"
 
 namespace gpuwarm::cuda {
@@ -231,7 +232,7 @@ nlohmann::json to_json(const ColdStart& c) {
 ColdStart cold_start_from_json(const nlohmann::json& j) {
   ColdStart c;
   for (const auto& s : j.at("stages")) {
-    c.stages.push_back({s.at("name").get<std::string>(), s.at("ms").get<double>(), s.value("device", -1)});
+    c.stages.push_back({s.at("name").get<std::string>(), s.at("ms").get<double>(), whole_number_or(s, "device", -1)});
   }
   if (j.contains("cuda_devices")) {
     for (const auto& d : j.at("cuda_devices")) {
@@ -241,7 +242,7 @@ ColdStart cold_start_from_json(const nlohmann::json& j) {
     c.devices.push_back({j.value("cuda_uuid", ""), j.value("cuda_pci_bus_id", "")});
   }
   c.failed_stage = j.value("failed_stage", "");
-  c.failed_device = j.value("failed_device", -1);
+  c.failed_device = whole_number_or(j, "failed_device", -1);
   c.error = j.value("error", "");
   c.monotonic_start_ms = j.value("monotonic_start_ms", 0.0);
   c.monotonic_ready_ms = j.value("monotonic_ready_ms", 0.0);

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json_number.h"
 #include "core/report_kind.h"
 #include "output/table.h"
 
@@ -186,7 +187,7 @@ nlohmann::json gpu_probe_json(const GpuProbe& g) {
 
 GpuProbe gpu_probe_from_json(const nlohmann::json& g) {
   GpuProbe p;
-  p.index = g.at("index").get<unsigned>();
+  p.index = whole_number<unsigned>(g.at("index"), "index");
   p.result = cuda::cold_start_from_json(g);
   p.uuid = g.value("uuid", "");
   p.pci_bus_id = g.value("pci_bus_id", "");
@@ -197,12 +198,8 @@ GpuProbe gpu_probe_from_json(const nlohmann::json& g) {
     p.launch_to_ready_ms = g.at("launch_to_ready_ms").get<double>();
   }
   p.total_samples_ms = samples_from_json(g, "total_samples_ms");
-  if (g.contains("failed_round") && g.at("failed_round").is_number_unsigned()) {
-    p.failed_round = g.at("failed_round").get<unsigned>();
-  }
-  if (g.contains("failed_rounds") && g.at("failed_rounds").is_number_unsigned()) {
-    p.failed_rounds = g.at("failed_rounds").get<unsigned>();
-  }
+  p.failed_round = whole_number_or(g, "failed_round", 0u);
+  p.failed_rounds = whole_number_or(g, "failed_rounds", 0u);
   return p;
 }
 
@@ -463,36 +460,32 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
       for (const auto& js : j.at("jobs")) {
         JobStart job;
         job.method = js.at("method").get<std::string>();
-        job.gpus = js.value("gpus", 0u);
+        job.gpus = whole_number_or(js, "gpus", 0u);
         job.wall_ms = js.value("wall_ms", 0.0);
-        job.gpu_indices = js.value("gpu_indices", std::vector<unsigned>{});
+        if (js.contains("gpu_indices")) {
+          for (const auto& index : js.at("gpu_indices")) {
+            job.gpu_indices.push_back(whole_number<unsigned>(index, "gpu_indices"));
+          }
+        }
         for (const auto& p : js.at("processes")) {
           job.processes.push_back(gpu_probe_from_json(p));
         }
         job.ready_samples_ms = samples_from_json(js, "ready_samples_ms");
-        if (js.contains("failed_round") && js.at("failed_round").is_number_unsigned()) {
-          job.failed_round = js.at("failed_round").get<unsigned>();
-        }
-        if (js.contains("failed_rounds") && js.at("failed_rounds").is_number_unsigned()) {
-          job.failed_rounds = js.at("failed_rounds").get<unsigned>();
-        }
+        job.failed_round = whole_number_or(js, "failed_round", 0u);
+        job.failed_rounds = whole_number_or(js, "failed_rounds", 0u);
         run.jobs.push_back(std::move(job));
       }
     }
-    if (j.contains("rounds") && j.at("rounds").is_number_unsigned() && j.at("rounds").get<unsigned>() > 0) {
-      run.rounds = j.at("rounds").get<unsigned>();
-    }
-    run.job_rounds = run.jobs.empty() ? 0 : run.rounds;  // older files: the job starts had every round
-    if (j.contains("job_rounds") && j.at("job_rounds").is_number_unsigned()) {
-      run.job_rounds = j.at("job_rounds").get<unsigned>();
-    }
+    run.rounds = std::max(1u, whole_number_or(j, "rounds", 1u));
+    // Older files: the job starts had every round.
+    run.job_rounds = whole_number_or(j, "job_rounds", run.jobs.empty() ? 0u : run.rounds);
     if (j.contains("job_rounds_short") && j.at("job_rounds_short").is_string()) {
       run.job_rounds_short = j.at("job_rounds_short").get<std::string>();
     }
     if (j.contains("persistence") && j.at("persistence").is_array()) {
       for (const auto& p : j.at("persistence")) {
         GpuPersistence g;
-        g.index = p.at("index").get<unsigned>();
+        g.index = whole_number<unsigned>(p.at("index"), "index");
         g.uuid = p.value("uuid", "");
         if (p.contains("enabled") && p.at("enabled").is_boolean()) {
           g.enabled = p.at("enabled").get<bool>();

@@ -5,6 +5,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "core/json_number.h"
 #include "core/report_kind.h"
 #include "snapshot/clock_reasons.h"
 #include "watch/watch.h"
@@ -25,14 +26,7 @@ json opt(const std::optional<T>& v) {
 template <class T>
 T checked(const json& v, const char* what) {
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() <= std::numeric_limits<T>::max()) {
-      return v.get<T>();
-    }
-    if (v.is_number_integer() && v.get<std::int64_t>() >= 0 &&
-        static_cast<std::uint64_t>(v.get<std::int64_t>()) <= std::numeric_limits<T>::max()) {
-      return static_cast<T>(v.get<std::int64_t>());
-    }
-    throw json::type_error::create(302, std::string(what) + " is not a whole number in range", &v);
+    return whole_number<T>(v, what);
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!v.is_number()) {
       throw json::type_error::create(302, std::string(what) + " is not a number", &v);

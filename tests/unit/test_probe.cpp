@@ -112,6 +112,32 @@ TEST(ProbeJson, round_trip_and_schema_1) {
   EXPECT_NE(future.error().message.find("reads 1 to 2"), std::string::npos) << future.error().message;
 }
 
+// A saved baseline is user input: an integer field holding a float or a number out of range is malformed
+// (nlohmann's plain cast would be undefined; the fuzz target found 1e30).
+TEST(ProbeJson, integer_fields_refuse_floats_and_numbers_out_of_range) {
+  const char* const bad[] = {
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[{"index":1e30,"stages":[]}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[{"index":-1,"stages":[]}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[{"index":0,"stages":[{"name":"a","ms":1,"device":1e30}]}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[{"index":0,"stages":[],"failed_device":4294967296}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[],"jobs":[{"method":"x","gpus":1e30,"processes":[]}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[],"jobs":[{"method":"x","gpu_indices":[0.5],"processes":[]}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[],"persistence":[{"index":-1e30}]})",
+      R"({"kind":"gpuwarm-probe","schema_version":2,"gpus":[],"rounds":4294967296})",
+  };
+  for (const char* text : bad) {
+    auto r = probe_from_json(nlohmann::json::parse(text));
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find("is not a whole number in range"), std::string::npos) << r.error().message;
+  }
+  auto ok = probe_from_json(nlohmann::json::parse(
+      R"({"kind":"gpuwarm-probe","schema_version":2,"rounds":null,"failed_round":null,
+          "gpus":[{"index":3,"stages":[{"name":"a","ms":1,"device":-1}],"failed_device":-1,"failed_round":null}]})"));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->gpus[0].index, 3u);
+  EXPECT_EQ(ok->rounds, 1u);
+}
+
 TEST(ProbeCompare, job_starts_by_method) {
   ProbeRun before;
   before.jobs = {{k_job_one_process, 2, {process({{"cu_init", 2000, -1}}, 5200)}, 0, {0, 1}, {}, 0}};
