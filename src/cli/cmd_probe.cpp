@@ -387,8 +387,23 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     const bool want_jobs = opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2);
     // Rounds interleave the per-GPU table and the job starts, so a drift over time (another tenant, clocks
     // settling) spreads over every figure alike.
+    // The two ways a job starts, copied fresh for every round.
+    std::vector<JobStart> job_starts;
+    if (want_jobs) {
+      const auto gpu_count = static_cast<unsigned>(selected_gpus.size());
+      std::vector<unsigned> indices;
+      for (const auto& g : selected_gpus) {
+        indices.push_back(g.index);
+      }
+      JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0, indices, {}, 0};
+      for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
+        one.processes.front().uuid += "," + selected_gpus[i].uuid;
+      }
+      one.processes.front().pci_bus_id.clear();
+      job_starts = {one, JobStart{k_job_process_per_gpu, gpu_count, selected_gpus, 0, indices, {}, 0}};
+    }
     std::vector<std::vector<GpuProbe>> gpu_rounds(selected_gpus.size());
-    std::vector<std::vector<JobStart>> job_rounds(2);
+    std::vector<std::vector<JobStart>> job_rounds(job_starts.size());
     bool timed_out = false;
     for (unsigned round = 1; round <= opts->rounds && !timed_out; ++round) {
       if (!opts->node_only) {
@@ -399,7 +414,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
           if (want_jobs && gpus[i].timed_out && run.jobs_skipped.empty() && run.job_rounds_short.empty()) {
             const std::string why = fmt::format("GPU {} timed out {}(--timeout {:g} s)", gpus[i].index,
                                                 opts->parallel ? "" : "on its own ", opts->timeout_seconds);
-            if (job_rounds[0].empty()) {
+            if (job_rounds.front().empty()) {
               run.jobs_skipped = why;
             } else {
               run.job_rounds_short = why + " in round " + std::to_string(round);
@@ -408,29 +423,19 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
           gpu_rounds[i].push_back(std::move(gpus[i]));
         }
       }
-      if (want_jobs && !timed_out) {
-        const auto gpu_count = static_cast<unsigned>(selected_gpus.size());
-        std::vector<unsigned> indices;
-        for (const auto& g : selected_gpus) {
-          indices.push_back(g.index);
-        }
-        JobStart one{k_job_one_process, gpu_count, {selected_gpus.front()}, 0, indices, {}, 0};
-        for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
-          one.processes.front().uuid += "," + selected_gpus[i].uuid;
-        }
-        one.processes.front().pci_bus_id.clear();
-        JobStart each{k_job_process_per_gpu, gpu_count, selected_gpus, 0, indices, {}, 0};
-        std::size_t k = 0;
-        for (JobStart* job : {&one, &each}) {
-          auto launched = Clock::now();
-          run_probes(job->processes, *opts, /*together=*/true);
-          job->wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
-          // A job that timed out would time out again: no further rounds.
-          timed_out = timed_out || std::any_of(job->processes.begin(), job->processes.end(),
-                                               [](const GpuProbe& p) { return p.timed_out; });
-          job_rounds[k++].push_back(std::move(*job));
-        }
+      // Both ways in every round the table did not time out; a job that timed out would time out again, so
+      // no further rounds.
+      bool job_timed_out = false;
+      for (std::size_t k = 0; k < job_starts.size() && !timed_out; ++k) {
+        JobStart job = job_starts[k];
+        auto launched = Clock::now();
+        run_probes(job.processes, *opts, /*together=*/true);
+        job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
+        job_timed_out = job_timed_out || std::any_of(job.processes.begin(), job.processes.end(),
+                                                     [](const GpuProbe& p) { return p.timed_out; });
+        job_rounds[k].push_back(std::move(job));
       }
+      timed_out = timed_out || job_timed_out;
       run.rounds = round;
     }
     if (!opts->node_only) {
@@ -443,7 +448,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         run.jobs.push_back(median_round(rounds));
       }
     }
-    run.job_rounds = static_cast<unsigned>(job_rounds[0].size());
+    run.job_rounds = job_rounds.empty() ? 0 : static_cast<unsigned>(job_rounds.front().size());
     run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 
     bool all_ok = std::all_of(run.gpus.begin(), run.gpus.end(), probe_ok) &&

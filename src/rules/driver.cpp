@@ -30,6 +30,13 @@ std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wan
   return out;
 }
 
+// One line of evidence per NVIDIA GPU on the PCI bus that no driver took.
+void add_driverless_gpus(const Snapshot& s, Finding& f) {
+  for (const auto& bus : *s.driver.unbound_gpus) {
+    f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
+  }
+}
+
 bool says_not_loaded(const std::string& reason) {
   return nvml::meaning_of_reason(reason) == nvml::Meaning::driver_not_loaded;
 }
@@ -61,9 +68,7 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
       "(or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then diagnose again.";
   f.evidence.push_back(s.driver.module_loaded ? "/proc/driver/nvidia present" : "/proc/driver/nvidia and /sys/module/nvidia absent");
   if (!s.driver.module_loaded && driverless > 0) {
-    for (const auto& bus : *s.driver.unbound_gpus) {
-      f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
-    }
+    add_driverless_gpus(s, f);
   }
   if (s.nvml.init_code.has()) {
     auto said = structural_evidence(s, nvml::Effect::driver_install);
@@ -248,9 +253,7 @@ std::vector<Finding> gpu_unreachable(const Snapshot& s) {
                             s.driver.unbound_gpus->size(), s.driver.unbound_gpus->size());
     f.next_step = "Read the kernel log (\"NVRM: The NVIDIA probe routine failed\", Xid, AER lines) for why; "
                   "follow the RAS runbook (reseat, reset or replace).";
-    for (const auto& bus : *s.driver.unbound_gpus) {
-      f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
-    }
+    add_driverless_gpus(s, f);
     out.push_back(std::move(f));
   }
   if (s.nvml.device_count.has()) {
