@@ -154,6 +154,11 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
+std::string_view last_path_component(std::string_view path) {
+  auto slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
 std::optional<double> parse_duration_seconds(std::string_view s) {
   s = trim(s);
   std::size_t unit_at = s.size();

@@ -34,6 +34,9 @@ std::string escape_control_lines(std::string_view s);
 
 std::string to_lower(std::string_view s);
 
+// What follows the last '/' ("nouveau" of "../../../bus/pci/drivers/nouveau"); all of `path` without one.
+std::string_view last_path_component(std::string_view path);
+
 // "500ms", "2s", "1.5m", "1h" or a bare number of seconds -> seconds.
 // nullopt on junk, a negative value or an unknown unit.
 std::optional<double> parse_duration_seconds(std::string_view s);

@@ -110,7 +110,9 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     snap.driver = read_driver(paths);
     // Also without the module: GPUs on the bus with no driver make a node a GPU node whose driver is missing,
     // not a CPU-only one.
-    snap.driver.unbound_gpus = read_unbound_gpus(paths);
+    auto without_driver = read_gpus_without_nvidia_driver(paths);
+    snap.driver.unbound_gpus = std::move(without_driver.unbound);
+    snap.driver.nouveau_gpus = std::move(without_driver.nouveau);
     if (options.pci_switches) {
       snap.driver.nvswitches = read_nvswitches(paths);
     }

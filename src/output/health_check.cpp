@@ -105,8 +105,9 @@ bool every_gpu_read(const Snapshot& s) {
   if (!s.nvml.device_count.has() || s.nvml.gpus.size() < s.driver.kernel_gpus.size()) {
     return false;
   }
-  if (s.driver.unbound_gpus.has() && !s.driver.unbound_gpus->empty()) {
-    return false;  // on the bus, taken by no driver: in neither list
+  if ((s.driver.unbound_gpus.has() && !s.driver.unbound_gpus->empty()) ||
+      (s.driver.nouveau_gpus.has() && !s.driver.nouveau_gpus->empty())) {
+    return false;  // on the bus, taken by no driver or by nouveau: in neither list
   }
   return std::all_of(s.nvml.gpus.begin(), s.nvml.gpus.end(),
                      [](const GpuFacts& g) { return g.handle_error.empty() && g.persistence.has(); });

@@ -30,12 +30,28 @@ std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wan
   return out;
 }
 
+const std::vector<std::string>& known_or_none(const Fact<std::vector<std::string>>& list) {
+  static const std::vector<std::string> none;
+  return list.has() ? *list : none;
+}
+
 // One line of evidence per NVIDIA GPU on the PCI bus that no driver took.
-void add_driverless_gpus(const Snapshot& s, Finding& f) {
-  for (const auto& bus : *s.driver.unbound_gpus) {
+void add_unbound_gpus(const Snapshot& s, Finding& f) {
+  for (const auto& bus : known_or_none(s.driver.unbound_gpus)) {
     f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
   }
 }
+
+// One line of evidence per NVIDIA GPU on the PCI bus that nouveau took.
+void add_nouveau_gpus(const Snapshot& s, Finding& f) {
+  for (const auto& bus : known_or_none(s.driver.nouveau_gpus)) {
+    f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, driven by nouveau");
+  }
+}
+
+constexpr const char* k_nouveau_step =
+    "nouveau holds the GPU(s) named: blacklist it (the NVIDIA driver packages install a modprobe.d file that "
+    "does), rebuild the initramfs (update-initramfs -u or dracut -f) and reboot";
 
 bool says_not_loaded(const std::string& reason) {
   return nvml::meaning_of_reason(reason) == nvml::Meaning::driver_not_loaded;
@@ -53,7 +69,8 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
     return {};
   }
   Finding f;
-  const std::size_t driverless = s.driver.unbound_gpus.has() ? s.driver.unbound_gpus->size() : 0;
+  const std::size_t nouveau = known_or_none(s.driver.nouveau_gpus).size();
+  const std::size_t driverless = known_or_none(s.driver.unbound_gpus).size() + nouveau;
   if (s.driver.module_loaded) {
     f.message = "NVML reports that the NVIDIA driver is not loaded";
   } else if (driverless > 0) {
@@ -63,12 +80,17 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
   } else {
     f.message = "No NVIDIA driver is present: the nvidia kernel module is not loaded";
   }
-  f.next_step =
-      "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this kernel "
-      "(or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then diagnose again.";
+  f.next_step = !s.driver.module_loaded && nouveau > 0
+                    ? fmt::format("This is a driver-install problem, not a persistence one: {}; install the NVIDIA "
+                                  "driver for this kernel if it is missing, then diagnose again.",
+                                  k_nouveau_step)
+                    : "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this "
+                      "kernel (or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then "
+                      "diagnose again.";
   f.evidence.push_back(s.driver.module_loaded ? "/proc/driver/nvidia present" : "/proc/driver/nvidia and /sys/module/nvidia absent");
-  if (!s.driver.module_loaded && driverless > 0) {
-    add_driverless_gpus(s, f);
+  if (!s.driver.module_loaded) {
+    add_unbound_gpus(s, f);
+    add_nouveau_gpus(s, f);
   }
   if (s.nvml.init_code.has()) {
     auto said = structural_evidence(s, nvml::Effect::driver_install);
@@ -253,7 +275,17 @@ std::vector<Finding> gpu_unreachable(const Snapshot& s) {
                             s.driver.unbound_gpus->size(), s.driver.unbound_gpus->size());
     f.next_step = "Read the kernel log (\"NVRM: The NVIDIA probe routine failed\", Xid, AER lines) for why; "
                   "follow the RAS runbook (reseat, reset or replace).";
-    add_driverless_gpus(s, f);
+    add_unbound_gpus(s, f);
+    out.push_back(std::move(f));
+  }
+  // nouveau took some GPUs before the NVIDIA driver loaded: the same loss, a different cause and fix.
+  if (s.driver.module_loaded && s.driver.nouveau_gpus.has() && !s.driver.nouveau_gpus->empty()) {
+    Finding f;
+    f.message = fmt::format("{} NVIDIA GPU(s) on the PCI bus are driven by nouveau, not the NVIDIA driver, so jobs "
+                            "see {} fewer",
+                            s.driver.nouveau_gpus->size(), s.driver.nouveau_gpus->size());
+    f.next_step = std::string(k_nouveau_step) + ".";
+    add_nouveau_gpus(s, f);
     out.push_back(std::move(f));
   }
   if (s.nvml.device_count.has()) {

@@ -43,8 +43,11 @@ struct DriverFacts {
   Fact<std::vector<std::string>> nvswitches = Fact<std::vector<std::string>>::unknown("not read by this command");
   // PCI addresses of NVIDIA GPUs (vendor 0x10de, class 0x03xxxx) no kernel driver took: where the nvidia
   // module is loaded, one it failed to probe ("NVRM: The NVIDIA probe routine failed"); where it is not, a
-  // GPU node without its driver. A GPU handed to vfio-pci, nouveau or any other driver is not listed.
+  // GPU node without its driver. A GPU handed to vfio-pci (passthrough) or any other driver is not listed.
   Fact<std::vector<std::string>> unbound_gpus = Fact<std::vector<std::string>>::unknown("not read");
+  // PCI addresses of NVIDIA GPUs that nouveau took (not blacklisted, or loaded before the NVIDIA driver): the
+  // NVIDIA driver cannot drive them either. Unknown in a snapshot from a gpuwarm that did not read it.
+  Fact<std::vector<std::string>> nouveau_gpus = Fact<std::vector<std::string>>::unknown("not read");
 };
 
 struct ClockSet {  // MHz

@@ -35,7 +35,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelGpu, bus_id, model, uuid, 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceNode, path, char_device, mode)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DriverFacts, module_loaded, proc_version_line, kernel_version,
                                                 sys_module_version, open_kernel_module, kernel_gpus, device_nodes,
-                                                nvswitches, unbound_gpus)
+                                                nvswitches, unbound_gpus, nouveau_gpus)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ClockSet, sm, graphics, mem)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EventCounter, reason, field_id, ns)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, attach_ms, name, uuid, pci_bus_id, minor,

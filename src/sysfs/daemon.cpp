@@ -63,9 +63,7 @@ bool is_daemon(const std::vector<std::string>& argv) {
   if (argv.empty()) {
     return false;
   }
-  auto slash = argv[0].rfind('/');
-  std::string base = slash == std::string::npos ? argv[0] : argv[0].substr(slash + 1);
-  return base == k_daemon_name;
+  return last_path_component(argv[0]) == k_daemon_name;
 }
 
 Fact<unsigned> read_uid(const std::string& status_path) {

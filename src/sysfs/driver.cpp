@@ -108,60 +108,81 @@ DriverFacts read_driver(const Paths& paths) {
   return facts;
 }
 
-std::vector<std::string> parse_unbound_nvidia_functions(std::string_view text) {
-  std::vector<std::string> out;
+std::vector<NvidiaPciFunction> parse_nvidia_pci_functions(std::string_view text) {
+  std::vector<NvidiaPciFunction> out;
   for (std::string_view line : split(text, '\n')) {
     std::vector<std::string_view> fields;
     for (std::string_view f : split(line, '\t')) {
       fields.push_back(f);
     }
     // bus<<8|devfn, vendor<<16|device, irq, 7 base addresses, 7 sizes, then a tab and the driver's name,
-    // empty when none is bound (the kernel writes the tab either way).
-    const bool unbound = fields.size() == 17 || (fields.size() == 18 && fields[17].empty());
-    if (!unbound || fields[0].size() != 4 || fields[1].size() != 8 || fields[1].substr(0, 4) != "10de") {
+    // empty when none is bound (the kernel writes the tab either way; older ones left it out).
+    if ((fields.size() != 17 && fields.size() != 18) || fields[0].size() != 4 || fields[1].size() != 8 ||
+        fields[1].substr(0, 4) != "10de") {
       continue;
     }
     unsigned bus_devfn = 0;
     if (std::from_chars(fields[0].data(), fields[0].data() + 4, bus_devfn, 16).ec != std::errc{}) {
       continue;
     }
-    out.push_back(fmt::format("{:02x}:{:02x}.{:x}", bus_devfn >> 8, (bus_devfn & 0xffu) >> 3, bus_devfn & 7u));
+    out.push_back({fmt::format("{:02x}:{:02x}.{:x}", bus_devfn >> 8, (bus_devfn & 0xffu) >> 3, bus_devfn & 7u),
+                   fields.size() == 18 ? std::string(fields[17]) : std::string{}});
   }
   return out;
 }
 
-Fact<std::vector<std::string>> read_unbound_gpus(const Paths& paths) {
+GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
+  using List = Fact<std::vector<std::string>>;
+  auto unknown = [](const std::string& why) { return GpusWithoutNvidiaDriver{List::unknown(why), List::unknown(why)}; };
   auto text = read_file(paths.proc("bus/pci/devices"), 1u << 20);
   if (!text) {
-    return Fact<std::vector<std::string>>::unknown(paths.display(text.error().message));
+    return unknown(paths.display(text.error().message));
   }
-  std::vector<std::string> unbound = parse_unbound_nvidia_functions(*text);
-  std::vector<std::string> gpus;
-  if (unbound.empty()) {
-    return Fact<std::vector<std::string>>::known(std::move(gpus));
+  // Only these functions' folders are read: the one read of the file names every function's driver.
+  std::vector<NvidiaPciFunction> candidates;
+  for (auto& function : parse_nvidia_pci_functions(*text)) {
+    if (function.driver.empty() || function.driver == k_nouveau) {
+      candidates.push_back(std::move(function));
+    }
+  }
+  std::vector<std::string> unbound;
+  std::vector<std::string> nouveau;
+  if (candidates.empty()) {
+    return {List::known({}), List::known({})};
   }
   auto devices = list_dir(paths.sys("bus/pci/devices"));
   if (!devices) {
-    return Fact<std::vector<std::string>>::unknown(paths.display(devices.error().message));
+    return unknown(paths.display(devices.error().message));
   }
   for (const auto& dev : *devices) {  // "0000:3b:00.0": the domain, then what /proc/bus/pci names
     auto colon = dev.find(':');
-    if (colon == std::string::npos ||
-        std::find(unbound.begin(), unbound.end(), dev.substr(colon + 1)) == unbound.end()) {
+    if (colon == std::string::npos) {
       continue;
     }
-    auto vendor = read_first_line(paths.sys("bus/pci/devices/" + dev + "/vendor"));
-    auto pci_class = read_first_line(paths.sys("bus/pci/devices/" + dev + "/class"));
-    if (!vendor || !pci_class) {
-      return Fact<std::vector<std::string>>::unknown("NVIDIA PCI device " + printable(dev) + ": " +
-                                                     paths.display((!vendor ? vendor : pci_class).error().message));
+    auto candidate = std::find_if(candidates.begin(), candidates.end(),
+                                  [&](const NvidiaPciFunction& f) { return f.function == dev.substr(colon + 1); });
+    if (candidate == candidates.end()) {
+      continue;
     }
-    if (trim(*vendor) == "0x10de" && starts_with(trim(*pci_class), "0x03") &&
-        !path_exists(paths.sys("bus/pci/devices/" + dev + "/driver"))) {
-      gpus.push_back(printable(dev));
+    const std::string dir = "bus/pci/devices/" + dev;
+    auto vendor = read_first_line(paths.sys(dir + "/vendor"));
+    auto pci_class = read_first_line(paths.sys(dir + "/class"));
+    if (!vendor || !pci_class) {
+      return unknown("NVIDIA PCI device " + printable(dev) + ": " +
+                     paths.display((!vendor ? vendor : pci_class).error().message));
+    }
+    if (trim(*vendor) != "0x10de" || !starts_with(trim(*pci_class), "0x03")) {
+      continue;  // the GPU's audio or USB function, or another domain's device at the same address
+    }
+    // The driver as sysfs has it now, since the PCI list was read: a link to the driver's folder, or nothing.
+    auto driver = read_link(paths.sys(dir + "/driver"));
+    if (!driver && !path_exists(paths.sys(dir + "/driver"))) {
+      unbound.push_back(printable(dev));
+    } else if (driver && last_path_component(*driver) == k_nouveau) {
+      nouveau.push_back(printable(dev));
     }
   }
-  return Fact<std::vector<std::string>>::known(std::move(gpus));
+  return {List::known(std::move(unbound)), List::known(std::move(nouveau))};
 }
 
 Fact<std::vector<std::string>> read_nvswitches(const Paths& paths) {

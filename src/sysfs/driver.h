@@ -18,13 +18,26 @@ DriverFacts read_driver(const Paths& paths);
 // an NVIDIA device's class cannot be read.
 Fact<std::vector<std::string>> read_nvswitches(const Paths& paths);
 
-// NVIDIA GPUs no driver took (see DriverFacts::unbound_gpus), from /proc/bus/pci/devices (one read: vendor,
-// device and bound driver of every PCI function) and the class of only the unbound NVIDIA ones.
-Fact<std::vector<std::string>> read_unbound_gpus(const Paths& paths);
+// The open-source driver that takes NVIDIA GPUs when it is not blacklisted (the driver packages blacklist it).
+inline constexpr std::string_view k_nouveau = "nouveau";
 
-// The NVIDIA functions /proc/bus/pci/devices lists with no driver: "bb:dd.f" (bus, device, function; the
-// file names no PCI domain).
-std::vector<std::string> parse_unbound_nvidia_functions(std::string_view proc_bus_pci_devices);
+// NVIDIA GPUs the NVIDIA driver does not drive (see DriverFacts::unbound_gpus and nouveau_gpus), from
+// /proc/bus/pci/devices (one read: vendor, device and bound driver of every PCI function), then the class and
+// driver link of only the candidates. Both unknown when either cannot be read.
+struct GpusWithoutNvidiaDriver {
+  Fact<std::vector<std::string>> unbound;
+  Fact<std::vector<std::string>> nouveau;
+};
+GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths);
+
+// An NVIDIA function (vendor 0x10de) of /proc/bus/pci/devices: "bb:dd.f" (bus, device, function; the file names
+// no PCI domain) and the name of the driver bound to it, "" for none.
+struct NvidiaPciFunction {
+  std::string function;
+  std::string driver;
+  bool operator==(const NvidiaPciFunction&) const = default;
+};
+std::vector<NvidiaPciFunction> parse_nvidia_pci_functions(std::string_view proc_bus_pci_devices);
 
 // The version in a /proc/driver/nvidia/version first line: the first version
 // token after "Module" ("... Kernel Module  580.159.04  Release Build ...").

@@ -79,14 +79,17 @@ class FakeRoot:
         self.write("dev/nvidiactl", "", 0o666)
         return self
 
-    def pci_gpus_without_driver(self, buses=("3b",)):
-        """NVIDIA GPUs on the PCI bus that no driver took, as /proc/bus/pci/devices and /sys show them."""
+    def pci_gpus_without_driver(self, buses=("3b",), driver=""):
+        """NVIDIA GPUs on the PCI bus that no driver took (or `driver` did), as /proc/bus/pci/devices and /sys
+        show them."""
         lines = ""
         for bus in buses:
             address = f"0000:{bus}:00.0"
-            lines += f"{bus}00\t10de2335\t0" + "\t               0" * 14 + "\t\n"  # last field: no driver
+            lines += f"{bus}00\t10de2335\t0" + "\t               0" * 14 + f"\t{driver}\n"  # last field: the driver
             self.write(f"sys/bus/pci/devices/{address}/vendor", "0x10de\n")
             self.write(f"sys/bus/pci/devices/{address}/class", "0x030200\n")
+            if driver:
+                os.symlink(f"../../../bus/pci/drivers/{driver}", self.p(f"sys/bus/pci/devices/{address}/driver"))
         self.write("proc/bus/pci/devices", lines)
         return self
 

@@ -108,6 +108,19 @@ class Diagnose(unittest.TestCase):
         self.assertIn("\ngpuwarm_gpus_without_driver 2\n", m.stdout)
         self.assertIn('gpuwarm_verdict{verdict="driver-install"} 1', m.stdout)
 
+    def test_gpus_nouveau_took_are_gpus_without_the_nvidia_driver(self):
+        # nouveau not blacklisted: a driver is bound, but not NVIDIA's. The same node as one with its GPUs
+        # unbound, told apart in the evidence and the next step.
+        self.root.pci_gpus_without_driver(("3b", "5e"), driver="nouveau")
+        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus", r.stdout)
+        self.assertIn("PCI 0000:3b:00.0: NVIDIA display/3D controller, driven by nouveau", r.stdout)
+        self.assertIn("blacklist it", r.stdout)
+        metrics = ["metrics", "--root", self.root.path, "--no-systemd", "--nvml", "/nonexistent/libnvidia-ml.so.1"]
+        m = h.run(metrics, raw=True)
+        self.assertIn("\ngpuwarm_gpus_without_driver 2\n", m.stdout)
+
     def test_daemon_binary_missing(self):
         self.root.driver(gpus=1).kmsg()
         rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0, persistence=0)]))

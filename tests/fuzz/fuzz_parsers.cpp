@@ -49,8 +49,8 @@ void proc_driver(std::string_view text) {
   (void)parse_gpu_information("0000:06:00.0", s);
   (void)parse_runtime_d3(s);
   // The same bytes as /proc/bus/pci/devices and as /proc/self/mountinfo.
-  for (const auto& function : parse_unbound_nvidia_functions(s)) {
-    if (function.size() != 7) {  // "bb:dd.f"
+  for (const auto& function : parse_nvidia_pci_functions(s)) {
+    if (function.function.size() != 7) {  // "bb:dd.f"
       __builtin_trap();
     }
   }

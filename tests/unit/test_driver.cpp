@@ -146,39 +146,55 @@ std::string pci_line(const char* bdf, const char* ids, const char* driver) {
   return line + "\t" + (driver != nullptr ? driver : "") + "\n";
 }
 
-TEST(Driver, UnboundNvidiaFunctionsFromProcBusPci) {
+TEST(Driver, NvidiaFunctionsFromProcBusPci) {
   std::string text = pci_line("3b00", "10de2330", "nvidia") + pci_line("3b01", "10de22a3", nullptr) +
                      pci_line("5e00", "10de2330", nullptr) + pci_line("0008", "1af41045", nullptr) +
-                     pci_line("af00", "10de2330", "vfio-pci") + "garbage\tline\n";
-  EXPECT_EQ(parse_unbound_nvidia_functions(text), (std::vector<std::string>{"3b:00.1", "5e:00.0"}));
+                     pci_line("af00", "10de2330", "vfio-pci") + pci_line("d800", "10de2330", "nouveau") +
+                     "garbage\tline\n";
+  EXPECT_EQ(parse_nvidia_pci_functions(text),
+            (std::vector<NvidiaPciFunction>{{"3b:00.0", "nvidia"},
+                                            {"3b:00.1", ""},
+                                            {"5e:00.0", ""},
+                                            {"af:00.0", "vfio-pci"},
+                                            {"d8:00.0", "nouveau"}}));
   // A line as this machine's kernel wrote it (a virtio device, unbound): 18 fields, the last empty.
-  EXPECT_EQ(parse_unbound_nvidia_functions("0008\t10de1045\t0\t      4000000004\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0"
-                                           "\t0\t0\t0\t\n"),
-            (std::vector<std::string>{"00:01.0"}));
+  EXPECT_EQ(parse_nvidia_pci_functions("0008\t10de1045\t0\t      4000000004\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0"
+                                       "\t0\t0\t0\t\n"),
+            (std::vector<NvidiaPciFunction>{{"00:01.0", ""}}));
+  // An older kernel wrote no driver field at all: 17 fields, nothing bound.
+  EXPECT_EQ(parse_nvidia_pci_functions("5e00\t10de2330\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\n"),
+            (std::vector<NvidiaPciFunction>{{"5e:00.0", ""}}));
 }
 
-// A GPU the loaded driver failed to probe is on the bus with no driver: listed. Its unbound audio function
-// is not a GPU, and a GPU handed to another driver was taken.
-TEST(Driver, UnboundGpusAreGpusNoDriverTook) {
+// A GPU the loaded driver failed to probe is on the bus with no driver: unbound. One nouveau took is listed
+// apart. The unbound audio function is not a GPU, and a GPU handed to vfio-pci or bound to nvidia is neither.
+TEST(Driver, GpusTheNvidiaDriverDoesNotDrive) {
   test::TempTree t;
   t.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia") + pci_line("5e00", "10de2330", nullptr) +
-                                      pci_line("5e01", "10de22e8", nullptr));
-  auto device = [&](const char* address, const char* pci_class, bool bound) {
+                                      pci_line("5e01", "10de22e8", nullptr) + pci_line("af00", "10de2330", "vfio-pci") +
+                                      pci_line("d800", "10de2330", "nouveau"));
+  auto device = [&](const char* address, const char* pci_class, const char* driver) {
     std::string real = std::string("sys/devices/pci0000:00/") + address;
     t.write(real + "/vendor", "0x10de\n");
     t.write(real + "/class", std::string(pci_class) + "\n");
-    if (bound) t.symlink("../../../bus/pci/drivers/nvidia", real + "/driver");
+    if (driver != nullptr) t.symlink(std::string("../../../bus/pci/drivers/") + driver, real + "/driver");
     t.symlink(std::string("../../../devices/pci0000:00/") + address, std::string("sys/bus/pci/devices/") + address);
   };
-  device("0000:3b:00.0", "0x030200", true);
-  device("0000:5e:00.0", "0x030200", false);
-  device("0000:5e:00.1", "0x040300", false);
-  auto found = read_unbound_gpus(Paths(t.root()));
-  ASSERT_TRUE(found.has()) << found.missing;
-  EXPECT_EQ(*found, (std::vector<std::string>{"0000:5e:00.0"}));
+  device("0000:3b:00.0", "0x030200", "nvidia");
+  device("0000:5e:00.0", "0x030200", nullptr);
+  device("0000:5e:00.1", "0x040300", nullptr);
+  device("0000:af:00.0", "0x030200", "vfio-pci");
+  device("0000:d8:00.0", "0x030200", "nouveau");
+  auto found = read_gpus_without_nvidia_driver(Paths(t.root()));
+  ASSERT_TRUE(found.unbound.has()) << found.unbound.missing;
+  ASSERT_TRUE(found.nouveau.has()) << found.nouveau.missing;
+  EXPECT_EQ(*found.unbound, (std::vector<std::string>{"0000:5e:00.0"}));
+  EXPECT_EQ(*found.nouveau, (std::vector<std::string>{"0000:d8:00.0"}));
 
   test::TempTree none;  // a container without the host's /proc/bus/pci: unknown, never "none"
-  EXPECT_FALSE(read_unbound_gpus(Paths(none.root())).has());
+  auto unread = read_gpus_without_nvidia_driver(Paths(none.root()));
+  EXPECT_FALSE(unread.unbound.has());
+  EXPECT_FALSE(unread.nouveau.has());
 }
 
 }  // namespace

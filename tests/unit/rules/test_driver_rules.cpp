@@ -35,7 +35,26 @@ TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
                               "nvidia kernel module is not loaded");
   EXPECT_EQ(gpu_node.evidence.at(1), "PCI 0000:3b:00.0: NVIDIA display/3D controller, no driver bound");
   EXPECT_EQ(gpu_node.evidence.at(2), "PCI 0000:5e:00.0: NVIDIA display/3D controller, no driver bound");
+  EXPECT_EQ(gpu_node.next_step.find("nouveau"), std::string::npos);
   EXPECT_EQ(finding({}).message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
+}
+
+// nouveau took a GPU (not blacklisted): counted with the unbound ones, named apart, and the next step says to
+// blacklist it rather than only to install the driver.
+TEST(Rules, DRV001_names_the_gpus_nouveau_took) {
+  Snapshot s = healthy_snapshot();
+  s.driver.module_loaded = false;
+  s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:3b:00.0"});
+  s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
+  Finding f;
+  for (const auto& found : diagnose(s).findings) {
+    if (found.rule_id == "DRV001") f = found;
+  }
+  EXPECT_EQ(f.message, "No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus and the "
+                       "nvidia kernel module is not loaded");
+  EXPECT_EQ(f.evidence.at(1), "PCI 0000:3b:00.0: NVIDIA display/3D controller, no driver bound");
+  EXPECT_EQ(f.evidence.at(2), "PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by nouveau");
+  EXPECT_NE(f.next_step.find("blacklist it"), std::string::npos) << f.next_step;
 }
 
 TEST(Rules, DRV002_nvml_unavailable) {
@@ -220,6 +239,17 @@ TEST(Rules, GPU001_gpu_unreachable) {
        [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); },
        {}},
       {"none unbound", [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({}); }, {}},
+      {"a GPU nouveau took before the NVIDIA driver loaded: jobs see one fewer",
+       [](Snapshot& s) { s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"}); },
+       {{k_node}}},
+      {"nouveau's GPUs unread: nothing claimed",
+       [](Snapshot& s) { s.driver.nouveau_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); }, {}},
+      {"no module, GPUs nouveau took: DRV001's",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
+       },
+       {}},
       {"no module at all: GPUs without a driver are DRV001's, not a fault",
        [](Snapshot& s) {
          s.driver.module_loaded = false;
