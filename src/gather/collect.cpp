@@ -108,11 +108,11 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
 
   timed("driver", [&] {
     snap.driver = read_driver(paths);
-    // Also without the module: GPUs on the bus with no driver make a node a GPU node whose driver is missing,
-    // not a CPU-only one.
+    // Also without the module: GPUs on the bus with no driver, or another driver than NVIDIA's, make a node a
+    // GPU node whose driver is missing, not a CPU-only one.
     auto without_driver = read_gpus_without_nvidia_driver(paths);
     snap.driver.unbound_gpus = std::move(without_driver.unbound);
-    snap.driver.nouveau_gpus = std::move(without_driver.nouveau);
+    snap.driver.gpus_on_other_drivers = std::move(without_driver.other_driver);
     if (options.pci_switches) {
       snap.driver.nvswitches = read_nvswitches(paths);
     }

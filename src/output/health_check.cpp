@@ -20,6 +20,7 @@ constexpr RuleImpact k_impacts[] = {
     {"DRV002", I::drain, "no usable NVML: the driver install is broken"},
     {"DRV003", I::drain, "module and libraries differ: new CUDA contexts fail (API mismatch) until a reboot"},
     {"DRV004", I::keep, "a stale client, the host's halves agree"},
+    {"DRV005", I::drain, "another driver holds a GPU: jobs see fewer"},
     {"GPU001", I::drain, "a GPU is lost, needs a reset, or is missing"},
     {"PD001", I::keep, "no daemon binary; if persistence is off too, PM001 drains"},
     {"CLK001", I::keep, "thermal or power limits (a GPU at its power cap under load is normal)"},
@@ -106,9 +107,11 @@ bool every_gpu_read(const Snapshot& s) {
     return false;
   }
   if ((s.driver.unbound_gpus.has() && !s.driver.unbound_gpus->empty()) ||
-      (s.driver.nouveau_gpus.has() && !s.driver.nouveau_gpus->empty())) {
-    return false;  // on the bus, taken by no driver or by nouveau: in neither list
+      (s.driver.gpus_on_other_drivers.has() && !s.driver.gpus_on_other_drivers->empty())) {
+    return false;  // on the bus, taken by no driver or by another one: in neither list
   }
+  // An unread PCI list is not held against it: it only cross-checks NVML and the kernel, which agree here, and
+  // a container often lacks the host's /proc/bus/pci.
   return std::all_of(s.nvml.gpus.begin(), s.nvml.gpus.end(),
                      [](const GpuFacts& g) { return g.handle_error.empty() && g.persistence.has(); });
 }
@@ -121,7 +124,8 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
   std::vector<std::string> unknowns;
   // Rules whose finding leaves GPUs unread (no driver, no usable NVML, a lost or missing GPU): asked about
   // other rules only, these say the others could not be judged, which is unknown, never "not firing".
-  static constexpr std::array<std::string_view, 4> k_leave_gpus_unread = {"DRV001", "DRV002", "DRV003", "GPU001"};
+  static constexpr std::array<std::string_view, 5> k_leave_gpus_unread = {"DRV001", "DRV002", "DRV003", "DRV005",
+                                                                          "GPU001"};
   for (const auto& f : d.findings) {
     const SchedulerImpact impact = impact_of(f);
     const bool selected =

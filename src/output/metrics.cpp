@@ -127,15 +127,16 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
                                                                       : "kernel module version unread");
   }
   // What tells a GPU node without its driver from a CPU-only node (both say driver-install).
-  if (s.driver.unbound_gpus.has() && s.driver.nouveau_gpus.has()) {
+  if (s.driver.unbound_gpus.has() && s.driver.gpus_on_other_drivers.has()) {
     e.family("gpuwarm_gpus_without_driver",
              "NVIDIA GPUs on the PCI bus that the NVIDIA driver does not drive: no driver took them (the nvidia "
-             "module is missing or failed to probe them) or nouveau did. GPUs passed to vfio-pci are not counted.");
+             "module is missing or failed to probe them) or another one did (nouveau, nova-core). GPUs passed to "
+             "vfio-pci are not counted.");
     e.sample("gpuwarm_gpus_without_driver", {},
-             static_cast<double>(s.driver.unbound_gpus->size() + s.driver.nouveau_gpus->size()));
+             static_cast<double>(s.driver.unbound_gpus->size() + s.driver.gpus_on_other_drivers->size()));
   } else {
-    unknown("gpus_without_driver",
-            !s.driver.unbound_gpus.has() ? s.driver.unbound_gpus.missing : s.driver.nouveau_gpus.missing);
+    unknown("gpus_without_driver", !s.driver.unbound_gpus.has() ? s.driver.unbound_gpus.missing
+                                                                : s.driver.gpus_on_other_drivers.missing);
   }
   if (s.nvml.init_code.has()) {
     e.family("gpuwarm_nvml_init_seconds", "How long nvmlInit took in this run (slow on de-initialized GPUs).");

@@ -30,28 +30,49 @@ std::vector<std::string> structural_evidence(const Snapshot& s, nvml::Effect wan
   return out;
 }
 
-const std::vector<std::string>& known_or_none(const Fact<std::vector<std::string>>& list) {
-  static const std::vector<std::string> none;
-  return list.has() ? *list : none;
-}
-
 // One line of evidence per NVIDIA GPU on the PCI bus that no driver took.
 void add_unbound_gpus(const Snapshot& s, Finding& f) {
-  for (const auto& bus : known_or_none(s.driver.unbound_gpus)) {
+  for (const auto& bus : *s.driver.unbound_gpus) {
     f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, no driver bound");
   }
 }
 
-// One line of evidence per NVIDIA GPU on the PCI bus that nouveau took.
-void add_nouveau_gpus(const Snapshot& s, Finding& f) {
-  for (const auto& bus : known_or_none(s.driver.nouveau_gpus)) {
-    f.evidence.push_back("PCI " + bus + ": NVIDIA display/3D controller, driven by nouveau");
+// One line of evidence per NVIDIA GPU on the PCI bus that another driver took.
+void add_gpus_on_other_drivers(const Snapshot& s, Finding& f) {
+  for (const auto& gpu : *s.driver.gpus_on_other_drivers) {
+    f.evidence.push_back(fmt::format("PCI {}: NVIDIA display/3D controller, driven by {}{}", gpu.address, gpu.driver,
+                                     gpu.module.empty() || gpu.module == gpu.driver ? ""
+                                                                                    : " (module " + gpu.module + ")"));
   }
 }
 
-constexpr const char* k_nouveau_step =
-    "nouveau holds the GPU(s) named: blacklist it (the NVIDIA driver packages install a modprobe.d file that "
-    "does), rebuild the initramfs (update-initramfs -u or dracut -f) and reboot";
+// The drivers holding NVIDIA GPUs, each once ("nouveau", "NovaCore and nouveau").
+std::string other_driver_names(const std::vector<PciGpu>& gpus) {
+  std::vector<std::string> names;
+  for (const auto& gpu : gpus) {
+    if (std::find(names.begin(), names.end(), gpu.driver) == names.end()) {
+      names.push_back(gpu.driver);
+    }
+  }
+  return fmt::format("{}", fmt::join(names, " and "));
+}
+
+// How to keep those drivers off the GPUs for good: modprobe.d is read from the initramfs too, so it is rebuilt
+// for every kernel, not only the running one.
+std::string keep_other_drivers_off(const std::vector<PciGpu>& gpus) {
+  std::vector<std::string> lines;
+  for (const auto& gpu : gpus) {
+    std::string line = "blacklist " + (gpu.module.empty() ? gpu.driver : gpu.module);
+    if (std::find(lines.begin(), lines.end(), line) == lines.end()) {
+      lines.push_back(line);
+    }
+  }
+  const bool nouveau = std::any_of(gpus.begin(), gpus.end(), [](const PciGpu& g) { return g.driver == "nouveau"; });
+  return fmt::format("keep {} off the NVIDIA GPUs: put `{}`{} in a file under /etc/modprobe.d, rebuild the initramfs "
+                     "for every installed kernel (update-initramfs -u -k all, or dracut -f --regenerate-all) and reboot",
+                     other_driver_names(gpus), fmt::join(lines, "` and `"),
+                     nouveau ? " and `options nouveau modeset=0`" : "");
+}
 
 bool says_not_loaded(const std::string& reason) {
   return nvml::meaning_of_reason(reason) == nvml::Meaning::driver_not_loaded;
@@ -69,8 +90,9 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
     return {};
   }
   Finding f;
-  const std::size_t nouveau = known_or_none(s.driver.nouveau_gpus).size();
-  const std::size_t driverless = known_or_none(s.driver.unbound_gpus).size() + nouveau;
+  const std::size_t unbound = s.driver.unbound_gpus.has() ? s.driver.unbound_gpus->size() : 0;
+  const std::size_t elsewhere = s.driver.gpus_on_other_drivers.has() ? s.driver.gpus_on_other_drivers->size() : 0;
+  const std::size_t driverless = unbound + elsewhere;
   if (s.driver.module_loaded) {
     f.message = "NVML reports that the NVIDIA driver is not loaded";
   } else if (driverless > 0) {
@@ -80,17 +102,27 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
   } else {
     f.message = "No NVIDIA driver is present: the nvidia kernel module is not loaded";
   }
-  f.next_step = !s.driver.module_loaded && nouveau > 0
-                    ? fmt::format("This is a driver-install problem, not a persistence one: {}; install the NVIDIA "
-                                  "driver for this kernel if it is missing, then diagnose again.",
-                                  k_nouveau_step)
-                    : "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this "
-                      "kernel (or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then "
-                      "diagnose again.";
+  f.next_step =
+      !s.driver.module_loaded && elsewhere > 0
+          ? fmt::format("This is a driver-install problem, not a persistence one: {}; install the NVIDIA driver for "
+                        "this kernel if it is missing (or rebuild it with DKMS after a kernel update), then diagnose "
+                        "again.",
+                        keep_other_drivers_off(*s.driver.gpus_on_other_drivers))
+          : "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this "
+            "kernel (or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then "
+            "diagnose again.";
   f.evidence.push_back(s.driver.module_loaded ? "/proc/driver/nvidia present" : "/proc/driver/nvidia and /sys/module/nvidia absent");
-  if (!s.driver.module_loaded) {
-    add_unbound_gpus(s, f);
-    add_nouveau_gpus(s, f);
+  if (!s.driver.module_loaded) {  // what is unread is said, not taken for "no GPU"
+    if (s.driver.unbound_gpus.has()) {
+      add_unbound_gpus(s, f);
+    } else {
+      f.evidence.push_back("NVIDIA GPUs with no driver on the PCI bus: unread (" + s.driver.unbound_gpus.missing + ")");
+    }
+    if (s.driver.gpus_on_other_drivers.has()) {
+      add_gpus_on_other_drivers(s, f);
+    } else if (s.driver.gpus_on_other_drivers.missing != s.driver.unbound_gpus.missing) {
+      f.evidence.push_back("NVIDIA GPUs another driver took: unread (" + s.driver.gpus_on_other_drivers.missing + ")");
+    }
   }
   if (s.nvml.init_code.has()) {
     auto said = structural_evidence(s, nvml::Effect::driver_install);
@@ -213,6 +245,24 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
   return out;
 }
 
+// The NVIDIA driver is loaded but another driver took some GPUs first (NVRM logs "The NVIDIA probe routine
+// was not called for N device(s)"). Without the module, DRV001 names them.
+std::vector<Finding> gpus_on_other_drivers(const Snapshot& s) {
+  if (!s.driver.module_loaded || !s.driver.gpus_on_other_drivers.has() || s.driver.gpus_on_other_drivers->empty()) {
+    return {};
+  }
+  const auto& gpus = *s.driver.gpus_on_other_drivers;
+  Finding f;
+  f.message = fmt::format("{} NVIDIA GPU(s) on the PCI bus are driven by {}, not the NVIDIA driver: jobs see {} fewer",
+                          gpus.size(), other_driver_names(gpus), gpus.size());
+  std::string step = keep_other_drivers_off(gpus);
+  step.front() = 'K';
+  f.next_step = step + ". The kernel log's \"NVRM: The NVIDIA probe routine was not called for N device(s)\" says "
+                       "how many the NVIDIA driver missed.";
+  add_gpus_on_other_drivers(s, f);
+  return {f};
+}
+
 std::vector<Finding> gpu_unreachable(const Snapshot& s) {
   constexpr const char* k_ras_step =
       "A GPU fault, not a persistence problem: check the kernel log for Xid errors and follow the RAS runbook "
@@ -276,16 +326,6 @@ std::vector<Finding> gpu_unreachable(const Snapshot& s) {
     f.next_step = "Read the kernel log (\"NVRM: The NVIDIA probe routine failed\", Xid, AER lines) for why; "
                   "follow the RAS runbook (reseat, reset or replace).";
     add_unbound_gpus(s, f);
-    out.push_back(std::move(f));
-  }
-  // nouveau took some GPUs before the NVIDIA driver loaded: the same loss, a different cause and fix.
-  if (s.driver.module_loaded && s.driver.nouveau_gpus.has() && !s.driver.nouveau_gpus->empty()) {
-    Finding f;
-    f.message = fmt::format("{} NVIDIA GPU(s) on the PCI bus are driven by nouveau, not the NVIDIA driver, so jobs "
-                            "see {} fewer",
-                            s.driver.nouveau_gpus->size(), s.driver.nouveau_gpus->size());
-    f.next_step = std::string(k_nouveau_step) + ".";
-    add_nouveau_gpus(s, f);
     out.push_back(std::move(f));
   }
   if (s.nvml.device_count.has()) {

@@ -30,6 +30,9 @@ constexpr RuleInfo k_rules[] = {
     {"DRV004", "stale-client-mismatch", S::warning, R::note,
      "The kernel refused a client of another driver version although the host's halves agree",
      checks::stale_client_mismatch},
+    {"DRV005", "gpus-on-other-driver", S::critical, R::driver_install,
+     "The NVIDIA driver is loaded but another driver (nouveau, nova-core, ...) took some GPUs: jobs see fewer",
+     checks::gpus_on_other_drivers},
     {"GPU001", "gpu-fault", S::critical, R::ras,
      "NVML answers with a GPU fault (lost, reset required, timeout, ...), sees fewer GPUs than the kernel, or a "
      "GPU on the PCI bus was taken by no driver (it failed to probe)",

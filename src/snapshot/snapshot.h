@@ -23,6 +23,13 @@ struct KernelGpu {  // /proc/driver/nvidia/gpus/<bus>/information
   Fact<std::string> runtime_d3;  // "Runtime D3 status" in .../power: "Enabled (fine-grained)", "Disabled by default"
 };
 
+struct PciGpu {  // an NVIDIA GPU on the PCI bus held by a driver other than NVIDIA's
+  std::string address;  // "0000:5e:00.0"
+  std::string driver;   // as sysfs names it: "nouveau", "NovaCore"
+  std::string module;   // the kernel module that provides it ("nova_core"); "" when built in or unread
+  bool operator==(const PciGpu&) const = default;
+};
+
 struct DeviceNode {  // /dev/nvidia*
   std::string path;
   bool char_device = false;
@@ -43,11 +50,13 @@ struct DriverFacts {
   Fact<std::vector<std::string>> nvswitches = Fact<std::vector<std::string>>::unknown("not read by this command");
   // PCI addresses of NVIDIA GPUs (vendor 0x10de, class 0x03xxxx) no kernel driver took: where the nvidia
   // module is loaded, one it failed to probe ("NVRM: The NVIDIA probe routine failed"); where it is not, a
-  // GPU node without its driver. A GPU handed to vfio-pci (passthrough) or any other driver is not listed.
+  // GPU node without its driver. A GPU another driver took is in gpus_on_other_drivers.
   Fact<std::vector<std::string>> unbound_gpus = Fact<std::vector<std::string>>::unknown("not read");
-  // PCI addresses of NVIDIA GPUs that nouveau took (not blacklisted, or loaded before the NVIDIA driver): the
-  // NVIDIA driver cannot drive them either. Unknown in a snapshot from a gpuwarm that did not read it.
-  Fact<std::vector<std::string>> nouveau_gpus = Fact<std::vector<std::string>>::unknown("not read");
+  // NVIDIA GPUs another driver took before the NVIDIA one could: nouveau not blacklisted, nova-core (Linux
+  // 6.15+), an fbdev driver. Passthrough drivers (vfio-pci, pci-stub, nvgrace-gpu-vfio-pci) are not listed:
+  // a GPU handed to a VM is meant to be.
+  Fact<std::vector<PciGpu>> gpus_on_other_drivers =
+      Fact<std::vector<PciGpu>>::unknown("not read (a snapshot saved by a gpuwarm older than this fact)");
 };
 
 struct ClockSet {  // MHz

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <charconv>
 #include <string_view>
 #include <vector>
@@ -116,7 +118,7 @@ std::vector<NvidiaPciFunction> parse_nvidia_pci_functions(std::string_view text)
       fields.push_back(f);
     }
     // bus<<8|devfn, vendor<<16|device, irq, 7 base addresses, 7 sizes, then a tab and the driver's name,
-    // empty when none is bound (the kernel writes the tab either way; older ones left it out).
+    // empty when none is bound (the kernel writes the tab either way; a line without it reads as unbound).
     if ((fields.size() != 17 && fields.size() != 18) || fields[0].size() != 4 || fields[1].size() != 8 ||
         fields[1].substr(0, 4) != "10de") {
       continue;
@@ -131,9 +133,22 @@ std::vector<NvidiaPciFunction> parse_nvidia_pci_functions(std::string_view text)
   return out;
 }
 
+namespace {
+
+// Drivers a GPU may be bound to without being lost to the NVIDIA one: its own, and those that hand a GPU to a
+// virtual machine on purpose.
+bool nvidia_or_passthrough(std::string_view driver) {
+  static constexpr std::string_view k_expected[] = {"nvidia", "vfio-pci", "pci-stub", "nvgrace-gpu-vfio-pci"};
+  return std::find(std::begin(k_expected), std::end(k_expected), driver) != std::end(k_expected);
+}
+
+}  // namespace
+
 GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
-  using List = Fact<std::vector<std::string>>;
-  auto unknown = [](const std::string& why) { return GpusWithoutNvidiaDriver{List::unknown(why), List::unknown(why)}; };
+  auto unknown = [](const std::string& why) {
+    return GpusWithoutNvidiaDriver{Fact<std::vector<std::string>>::unknown(why),
+                                   Fact<std::vector<PciGpu>>::unknown(why)};
+  };
   auto text = read_file(paths.proc("bus/pci/devices"), 1u << 20);
   if (!text) {
     return unknown(paths.display(text.error().message));
@@ -141,19 +156,20 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
   // Only these functions' folders are read: the one read of the file names every function's driver.
   std::vector<NvidiaPciFunction> candidates;
   for (auto& function : parse_nvidia_pci_functions(*text)) {
-    if (function.driver.empty() || function.driver == k_nouveau) {
+    if (!nvidia_or_passthrough(function.driver)) {
       candidates.push_back(std::move(function));
     }
   }
   std::vector<std::string> unbound;
-  std::vector<std::string> nouveau;
+  std::vector<PciGpu> other_driver;
   if (candidates.empty()) {
-    return {List::known({}), List::known({})};
+    return {Fact<std::vector<std::string>>::known({}), Fact<std::vector<PciGpu>>::known({})};
   }
   auto devices = list_dir(paths.sys("bus/pci/devices"));
   if (!devices) {
     return unknown(paths.display(devices.error().message));
   }
+  std::vector<bool> seen(candidates.size(), false);
   for (const auto& dev : *devices) {  // "0000:3b:00.0": the domain, then what /proc/bus/pci names
     auto colon = dev.find(':');
     if (colon == std::string::npos) {
@@ -171,18 +187,46 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
       return unknown("NVIDIA PCI device " + printable(dev) + ": " +
                      paths.display((!vendor ? vendor : pci_class).error().message));
     }
-    if (trim(*vendor) != "0x10de" || !starts_with(trim(*pci_class), "0x03")) {
-      continue;  // the GPU's audio or USB function, or another domain's device at the same address
+    if (trim(*vendor) != "0x10de") {
+      continue;  // another domain's device at the same bus address
+    }
+    for (std::size_t i = 0; i < candidates.size(); ++i) {  // the same address may be listed once per domain
+      seen[i] = seen[i] || candidates[i].function == candidate->function;
+    }
+    if (!starts_with(trim(*pci_class), "0x03")) {
+      continue;  // the GPU's audio or USB function, an NVSwitch
     }
     // The driver as sysfs has it now, since the PCI list was read: a link to the driver's folder, or nothing.
-    auto driver = read_link(paths.sys(dir + "/driver"));
-    if (!driver && !path_exists(paths.sys(dir + "/driver"))) {
+    const std::string link = paths.sys(dir + "/driver");
+    struct stat st {};
+    if (::lstat(link.c_str(), &st) != 0) {
+      if (errno != ENOENT) {
+        return unknown(paths.display(link) + ": " + std::strerror(errno));
+      }
       unbound.push_back(printable(dev));
-    } else if (driver && last_path_component(*driver) == k_nouveau) {
-      nouveau.push_back(printable(dev));
+      continue;
     }
+    auto target = S_ISLNK(st.st_mode) ? read_link(link) : fail(paths.display(link) + ": not a symbolic link");
+    if (!target) {
+      return unknown(paths.display(target.error().message));
+    }
+    std::string driver(last_path_component(*target));
+    if (nvidia_or_passthrough(driver)) {
+      continue;
+    }
+    auto module = read_link(paths.sys(dir + "/driver/module"));  // none for a driver built into the kernel
+    other_driver.push_back({printable(dev), printable(driver),
+                            module ? printable(last_path_component(*module)) : std::string{}});
   }
-  return {List::known(std::move(unbound)), List::known(std::move(nouveau))};
+  // A function the PCI list names that sysfs does not show could be a GPU: unread, never "none".
+  if (auto missing = std::find(seen.begin(), seen.end(), false); missing != seen.end()) {
+    return unknown("NVIDIA PCI function " +
+                   printable(candidates[static_cast<std::size_t>(missing - seen.begin())].function) + " of " +
+                   paths.display(paths.proc("bus/pci/devices")) + " is not under " +
+                   paths.display(paths.sys("bus/pci/devices")));
+  }
+  return {Fact<std::vector<std::string>>::known(std::move(unbound)),
+          Fact<std::vector<PciGpu>>::known(std::move(other_driver))};
 }
 
 Fact<std::vector<std::string>> read_nvswitches(const Paths& paths) {

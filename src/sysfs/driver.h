@@ -18,15 +18,13 @@ DriverFacts read_driver(const Paths& paths);
 // an NVIDIA device's class cannot be read.
 Fact<std::vector<std::string>> read_nvswitches(const Paths& paths);
 
-// The open-source driver that takes NVIDIA GPUs when it is not blacklisted (the driver packages blacklist it).
-inline constexpr std::string_view k_nouveau = "nouveau";
-
-// NVIDIA GPUs the NVIDIA driver does not drive (see DriverFacts::unbound_gpus and nouveau_gpus), from
+// NVIDIA GPUs the NVIDIA driver does not drive (see DriverFacts::unbound_gpus and gpus_on_other_drivers), from
 // /proc/bus/pci/devices (one read: vendor, device and bound driver of every PCI function), then the class and
-// driver link of only the candidates. Both unknown when either cannot be read.
+// driver link in /sys/bus/pci of only the candidates. Both unknown when anything on the way cannot be read:
+// never "none" for a GPU that could not be looked at.
 struct GpusWithoutNvidiaDriver {
   Fact<std::vector<std::string>> unbound;
-  Fact<std::vector<std::string>> nouveau;
+  Fact<std::vector<PciGpu>> other_driver;
 };
 GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths);
 

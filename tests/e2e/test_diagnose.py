@@ -116,7 +116,7 @@ class Diagnose(unittest.TestCase):
         self.assertEqual(r.returncode, 5)
         self.assertIn("No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus", r.stdout)
         self.assertIn("PCI 0000:3b:00.0: NVIDIA display/3D controller, driven by nouveau", r.stdout)
-        self.assertIn("blacklist it", r.stdout)
+        self.assertIn("`blacklist nouveau`", r.stdout)
         metrics = ["metrics", "--root", self.root.path, "--no-systemd", "--nvml", "/nonexistent/libnvidia-ml.so.1"]
         m = h.run(metrics, raw=True)
         self.assertIn("\ngpuwarm_gpus_without_driver 2\n", m.stdout)

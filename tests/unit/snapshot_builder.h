@@ -47,6 +47,8 @@ inline Snapshot healthy_snapshot() {
   s.driver.kernel_version = Fact<std::string>::known("580.159.04");
   s.driver.sys_module_version = Fact<std::string>::known("580.159.04");
   s.driver.open_kernel_module = Fact<bool>::known(true);
+  s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({});  // every NVIDIA GPU on the bus is nvidia's
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({});
   const auto d3 = Fact<std::string>::known("Disabled by default");
   s.driver.kernel_gpus = {{"0000:06:00.0", "NVIDIA H100 80GB HBM3", "GPU-0", Fact<unsigned>::known(0), false, d3},
                           {"0000:07:00.0", "NVIDIA H100 80GB HBM3", "GPU-1", Fact<unsigned>::known(1), false, d3}};

@@ -1,4 +1,7 @@
 #include <algorithm>
+#include <filesystem>
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include "core/paths.h"
@@ -166,35 +169,110 @@ TEST(Driver, NvidiaFunctionsFromProcBusPci) {
             (std::vector<NvidiaPciFunction>{{"5e:00.0", ""}}));
 }
 
-// A GPU the loaded driver failed to probe is on the bus with no driver: unbound. One nouveau took is listed
-// apart. The unbound audio function is not a GPU, and a GPU handed to vfio-pci or bound to nvidia is neither.
+// A PCI function as sysfs shows it: the device's folder, the link to it from /sys/bus/pci/devices, and where
+// `driver` is named, a link to the driver's folder with its `module` link ("" for a built-in driver).
+void pci_device(const test::TempTree& t, const std::string& address, const char* vendor, const char* pci_class,
+                const char* driver = nullptr, const char* module = "") {
+  std::string real = "sys/devices/pci" + address.substr(0, 4) + ":00/" + address;
+  t.write(real + "/vendor", std::string(vendor) + "\n");
+  t.write(real + "/class", std::string(pci_class) + "\n");
+  if (driver != nullptr) {
+    t.symlink(std::string("../../../bus/pci/drivers/") + driver, real + "/driver");
+    t.mkdir(std::string("sys/bus/pci/drivers/") + driver);
+    if (*module != '\0' && !std::filesystem::is_symlink(t.path(std::string("sys/bus/pci/drivers/") + driver + "/module"))) {
+      t.symlink(std::string("../../../../module/") + module, std::string("sys/bus/pci/drivers/") + driver + "/module");
+    }
+  }
+  t.symlink("../../../" + real.substr(4), "sys/bus/pci/devices/" + address);
+}
+
+// A GPU the loaded driver failed to probe is on the bus with no driver: unbound. One nouveau or nova-core took
+// is listed with its driver and module. Neither list has the unbound audio function (not a GPU), the GPU bound
+// to nvidia, the one passed to vfio-pci, nor the one the PCI list read as unbound that vfio-pci took since.
 TEST(Driver, GpusTheNvidiaDriverDoesNotDrive) {
   test::TempTree t;
   t.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia") + pci_line("5e00", "10de2330", nullptr) +
                                       pci_line("5e01", "10de22e8", nullptr) + pci_line("af00", "10de2330", "vfio-pci") +
-                                      pci_line("d800", "10de2330", "nouveau"));
-  auto device = [&](const char* address, const char* pci_class, const char* driver) {
-    std::string real = std::string("sys/devices/pci0000:00/") + address;
-    t.write(real + "/vendor", "0x10de\n");
-    t.write(real + "/class", std::string(pci_class) + "\n");
-    if (driver != nullptr) t.symlink(std::string("../../../bus/pci/drivers/") + driver, real + "/driver");
-    t.symlink(std::string("../../../devices/pci0000:00/") + address, std::string("sys/bus/pci/devices/") + address);
-  };
-  device("0000:3b:00.0", "0x030200", "nvidia");
-  device("0000:5e:00.0", "0x030200", nullptr);
-  device("0000:5e:00.1", "0x040300", nullptr);
-  device("0000:af:00.0", "0x030200", "vfio-pci");
-  device("0000:d8:00.0", "0x030200", "nouveau");
+                                      pci_line("d800", "10de2330", "nouveau") + pci_line("e100", "10de2335", "NovaCore") +
+                                      pci_line("e200", "10de2335", nullptr));
+  pci_device(t, "0000:3b:00.0", "0x10de", "0x030200", "nvidia", "nvidia");
+  pci_device(t, "0000:5e:00.0", "0x10de", "0x030200");
+  pci_device(t, "0000:5e:00.1", "0x10de", "0x040300");
+  pci_device(t, "0000:af:00.0", "0x10de", "0x030200", "vfio-pci", "vfio_pci");
+  pci_device(t, "0000:d8:00.0", "0x10de", "0x030200", "nouveau", "nouveau");
+  pci_device(t, "0000:e1:00.0", "0x10de", "0x030200", "NovaCore", "nova_core");
+  pci_device(t, "0000:e2:00.0", "0x10de", "0x030200", "vfio-pci", "vfio_pci");
   auto found = read_gpus_without_nvidia_driver(Paths(t.root()));
   ASSERT_TRUE(found.unbound.has()) << found.unbound.missing;
-  ASSERT_TRUE(found.nouveau.has()) << found.nouveau.missing;
+  ASSERT_TRUE(found.other_driver.has()) << found.other_driver.missing;
   EXPECT_EQ(*found.unbound, (std::vector<std::string>{"0000:5e:00.0"}));
-  EXPECT_EQ(*found.nouveau, (std::vector<std::string>{"0000:d8:00.0"}));
+  EXPECT_EQ(*found.other_driver, (std::vector<PciGpu>{{"0000:d8:00.0", "nouveau", "nouveau"},
+                                                      {"0000:e1:00.0", "NovaCore", "nova_core"}}));
+}
 
-  test::TempTree none;  // a container without the host's /proc/bus/pci: unknown, never "none"
-  auto unread = read_gpus_without_nvidia_driver(Paths(none.root()));
-  EXPECT_FALSE(unread.unbound.has());
-  EXPECT_FALSE(unread.nouveau.has());
+// /proc/bus/pci/devices names no PCI domain: the same address in two domains is two lines, told apart in sysfs.
+TEST(Driver, GpusInTwoPciDomainsAtOneAddress) {
+  test::TempTree t;
+  t.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia") + pci_line("3b00", "10de2330", nullptr) +
+                                      pci_line("3c00", "10de2330", nullptr));
+  pci_device(t, "0000:3b:00.0", "0x10de", "0x030200", "nvidia", "nvidia");
+  pci_device(t, "0001:3b:00.0", "0x10de", "0x030200");
+  pci_device(t, "0000:3c:00.0", "0x8086", "0x060400");  // another vendor's bridge in domain 0...
+  pci_device(t, "0001:3c:00.0", "0x10de", "0x030200", "nouveau", "nouveau");  // ...and the GPU in domain 1
+  auto found = read_gpus_without_nvidia_driver(Paths(t.root()));
+  ASSERT_TRUE(found.unbound.has()) << found.unbound.missing;
+  EXPECT_EQ(*found.unbound, (std::vector<std::string>{"0001:3b:00.0"}));
+  EXPECT_EQ(*found.other_driver, (std::vector<PciGpu>{{"0001:3c:00.0", "nouveau", "nouveau"}}));
+}
+
+// Whatever could not be looked at makes both lists unknown, never "none".
+TEST(Driver, GpusWithoutNvidiaDriverUnreadAreUnknown) {
+  struct Case {
+    const char* name;
+    std::function<void(const test::TempTree&)> make;
+    const char* reason;  // a part of the reason given
+  };
+  const std::vector<Case> cases = {
+      {"no /proc/bus/pci (a container without the host's /proc)", [](const test::TempTree&) {},
+       "/proc/bus/pci/devices"},
+      {"a GPU the PCI list names that sysfs does not show",
+       [](const test::TempTree& t) {
+         t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", "nouveau"));
+         t.mkdir("sys/bus/pci/devices");
+       },
+       "5e:00.0"},
+      {"no /sys/bus/pci/devices",
+       [](const test::TempTree& t) { t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", nullptr)); },
+       "/sys/bus/pci/devices"},
+      {"a GPU's class unreadable",
+       [](const test::TempTree& t) {
+         t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", nullptr));
+         pci_device(t, "0000:5e:00.0", "0x10de", "0x030200");
+         std::filesystem::remove(t.path("sys/devices/pci0000:00/0000:5e:00.0/class"));
+       },
+       "class"},
+      {"a `driver` entry that is not a link",
+       [](const test::TempTree& t) {
+         t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", nullptr));
+         pci_device(t, "0000:5e:00.0", "0x10de", "0x030200");
+         t.write("sys/devices/pci0000:00/0000:5e:00.0/driver", "");
+       },
+       "not a symbolic link"},
+  };
+  for (const auto& c : cases) {
+    test::TempTree t;
+    c.make(t);
+    auto found = read_gpus_without_nvidia_driver(Paths(t.root()));
+    EXPECT_FALSE(found.unbound.has()) << c.name;
+    EXPECT_FALSE(found.other_driver.has()) << c.name;
+    EXPECT_NE(found.unbound.missing.find(c.reason), std::string::npos) << c.name << ": " << found.unbound.missing;
+  }
+  // And where every NVIDIA function is bound to nvidia, sysfs is not needed: known, none.
+  test::TempTree bound;
+  bound.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia"));
+  auto none = read_gpus_without_nvidia_driver(Paths(bound.root()));
+  ASSERT_TRUE(none.unbound.has() && none.other_driver.has());
+  EXPECT_TRUE(none.unbound->empty() && none.other_driver->empty());
 }
 
 }  // namespace

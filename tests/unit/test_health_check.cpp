@@ -130,8 +130,10 @@ TEST(HealthCheck, SelectedRulesThatCouldNotBeJudgedAreUnknown) {
        [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"}); },
        HealthStatus::unknown, "GPU001"},
       {"a GPU nouveau took: its persistence unread",
-       [](Snapshot& s) { s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"}); },
-       HealthStatus::unknown, "GPU001"},
+       [](Snapshot& s) {
+         s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({{"0000:5e:00.0", "nouveau", "nouveau"}});
+       },
+       HealthStatus::unknown, "DRV005"},
       {"thermal events say nothing about persistence",
        [](Snapshot& s) { s.nvml.gpus[0].event_reasons_active = Fact<std::uint64_t>::known(0x40); },
        HealthStatus::ok, ""},

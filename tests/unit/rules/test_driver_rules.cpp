@@ -3,6 +3,14 @@
 namespace gpuwarm::test {
 namespace {
 
+// The finding of `rule_id` in a diagnosis; an empty one (rule_id "") when it did not fire.
+Finding finding_of(const Diagnosis& d, const std::string& rule_id) {
+  for (const auto& f : d.findings) {
+    if (f.rule_id == rule_id) return f;
+  }
+  return Finding{};
+}
+
 TEST(Rules, DRV001_driver_not_loaded) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
@@ -25,10 +33,7 @@ TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
     Snapshot s = healthy_snapshot();
     s.driver.module_loaded = false;
     s.driver.unbound_gpus = Fact<std::vector<std::string>>::known(std::move(unbound));
-    for (const auto& f : diagnose(s).findings) {
-      if (f.rule_id == "DRV001") return f;
-    }
-    return Finding{};
+    return finding_of(diagnose(s), "DRV001");
   };
   Finding gpu_node = finding({"0000:3b:00.0", "0000:5e:00.0"});
   EXPECT_EQ(gpu_node.message, "No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus and the "
@@ -39,22 +44,85 @@ TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
   EXPECT_EQ(finding({}).message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
 }
 
-// nouveau took a GPU (not blacklisted): counted with the unbound ones, named apart, and the next step says to
-// blacklist it rather than only to install the driver.
-TEST(Rules, DRV001_names_the_gpus_nouveau_took) {
+// nouveau took a GPU (not blacklisted): counted with the unbound ones, named apart, and the next step says how
+// to keep it off rather than only to install the driver.
+TEST(Rules, DRV001_names_the_gpus_another_driver_took) {
   Snapshot s = healthy_snapshot();
   s.driver.module_loaded = false;
   s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:3b:00.0"});
-  s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
-  Finding f;
-  for (const auto& found : diagnose(s).findings) {
-    if (found.rule_id == "DRV001") f = found;
-  }
-  EXPECT_EQ(f.message, "No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus and the "
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known(
+      {{"0000:5e:00.0", "nouveau", "nouveau"}, {"0000:af:00.0", "NovaCore", "nova_core"}});
+  Finding f = finding_of(diagnose(s), "DRV001");
+  EXPECT_EQ(f.message, "No NVIDIA driver is present on a GPU node: 3 NVIDIA GPU(s) on the PCI bus and the "
                        "nvidia kernel module is not loaded");
   EXPECT_EQ(f.evidence.at(1), "PCI 0000:3b:00.0: NVIDIA display/3D controller, no driver bound");
   EXPECT_EQ(f.evidence.at(2), "PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by nouveau");
-  EXPECT_NE(f.next_step.find("blacklist it"), std::string::npos) << f.next_step;
+  EXPECT_EQ(f.evidence.at(3), "PCI 0000:af:00.0: NVIDIA display/3D controller, driven by NovaCore (module nova_core)");
+  EXPECT_EQ(f.next_step,
+            "This is a driver-install problem, not a persistence one: keep nouveau and NovaCore off the NVIDIA GPUs: "
+            "put `blacklist nouveau` and `blacklist nova_core` and `options nouveau modeset=0` in a file under "
+            "/etc/modprobe.d, rebuild the initramfs for every installed kernel (update-initramfs -u -k all, or dracut "
+            "-f --regenerate-all) and reboot; install the NVIDIA driver for this kernel if it is missing (or rebuild "
+            "it with DKMS after a kernel update), then diagnose again.");
+  EXPECT_EQ(diagnose(s).verdict.rule_id, "DRV001");
+}
+
+// Whether the PCI bus holds GPUs could not be read: said in the evidence, never read as "none".
+TEST(Rules, DRV001_says_when_the_gpus_on_the_bus_are_unread) {
+  Snapshot s = healthy_snapshot();
+  s.driver.module_loaded = false;
+  s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("/proc/bus/pci/devices: No such file or directory");
+  s.driver.gpus_on_other_drivers =
+      Fact<std::vector<PciGpu>>::unknown("/proc/bus/pci/devices: No such file or directory");
+  Finding f = finding_of(diagnose(s), "DRV001");
+  EXPECT_EQ(f.message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
+  EXPECT_EQ(f.evidence.at(1), "NVIDIA GPUs with no driver on the PCI bus: unread (/proc/bus/pci/devices: No such file "
+                              "or directory)");
+  // An older snapshot: the unbound ones were recorded, the others not.
+  s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({});
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::unknown("not read (an older snapshot)");
+  f = finding_of(diagnose(s), "DRV001");
+  EXPECT_EQ(f.evidence.at(1), "NVIDIA GPUs another driver took: unread (not read (an older snapshot))");
+}
+
+TEST(Rules, DRV005_gpus_on_other_drivers) {
+  auto other = [](std::vector<PciGpu> gpus) {
+    return [gpus](Snapshot& s) { s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known(gpus); };
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"none on other drivers", other({}), {}},
+      {"nouveau took one before the NVIDIA driver loaded", other({{"0000:5e:00.0", "nouveau", "nouveau"}}),
+       {{k_node}}},
+      {"the PCI list unread: nothing claimed",
+       [](Snapshot& s) { s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::unknown("no /proc/bus/pci"); },
+       {}},
+      {"no module at all: DRV001's",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({{"0000:5e:00.0", "nouveau", "nouveau"}});
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("DRV005", c);
+}
+
+// The verdict routes a GPU another driver holds to driver-install, never to a hardware fault.
+TEST(Rules, DRV005_is_a_driver_install_verdict_with_the_fix) {
+  Snapshot s = healthy_snapshot();
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({{"0000:5e:00.0", "nouveau", "nouveau"}});
+  Diagnosis d = diagnose(s);
+  EXPECT_EQ(d.verdict.rule_id, "DRV005");
+  EXPECT_EQ(d.verdict.route, Route::driver_install);
+  Finding f = finding_of(d, "DRV005");
+  EXPECT_EQ(f.message, "1 NVIDIA GPU(s) on the PCI bus are driven by nouveau, not the NVIDIA driver: jobs see 1 fewer");
+  EXPECT_EQ(f.evidence, (std::vector<std::string>{"PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by nouveau"}));
+  EXPECT_EQ(f.next_step.rfind("Keep nouveau off the NVIDIA GPUs: put `blacklist nouveau` and `options nouveau "
+                              "modeset=0` in a file under /etc/modprobe.d",
+                              0),
+            0u)
+      << f.next_step;
+  EXPECT_EQ(finding_of(d, "GPU001").rule_id, "");
 }
 
 TEST(Rules, DRV002_nvml_unavailable) {
@@ -239,23 +307,6 @@ TEST(Rules, GPU001_gpu_unreachable) {
        [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); },
        {}},
       {"none unbound", [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({}); }, {}},
-      {"a GPU nouveau took before the NVIDIA driver loaded: jobs see one fewer",
-       [](Snapshot& s) { s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"}); },
-       {{k_node}}},
-      {"nouveau's GPUs unread: nothing claimed",
-       [](Snapshot& s) { s.driver.nouveau_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); }, {}},
-      {"no module, GPUs nouveau took: DRV001's",
-       [](Snapshot& s) {
-         s.driver.module_loaded = false;
-         s.driver.nouveau_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
-       },
-       {}},
-      {"no module at all: GPUs without a driver are DRV001's, not a fault",
-       [](Snapshot& s) {
-         s.driver.module_loaded = false;
-         s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
-       },
-       {}},
   };
   for (const auto& c : cases) expect_rule("GPU001", c);
 }
