@@ -130,8 +130,8 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   if (s.driver.unbound_gpus.has() && s.driver.gpus_on_other_drivers.has()) {
     e.family("gpuwarm_gpus_without_driver",
              "NVIDIA GPUs on the PCI bus that the NVIDIA driver does not drive: no driver took them (the nvidia "
-             "module is missing or failed to probe them) or another one did (nouveau, nova-core). GPUs passed to "
-             "vfio-pci are not counted.");
+             "module is missing or failed to probe them) or another one did (nouveau, nova-core). GPUs passed through "
+             "(vfio-pci, pci-stub, pciback) are not counted.");
     e.sample("gpuwarm_gpus_without_driver", {},
              static_cast<double>(s.driver.unbound_gpus->size() + s.driver.gpus_on_other_drivers->size()));
   } else {

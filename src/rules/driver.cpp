@@ -57,21 +57,37 @@ std::string other_driver_names(const std::vector<PciGpu>& gpus) {
   return fmt::format("{}", fmt::join(names, " and "));
 }
 
-// How to keep those drivers off the GPUs for good: modprobe.d is read from the initramfs too, so it is rebuilt
-// for every kernel, not only the running one.
+// How to keep those drivers off the GPUs for good. modprobe reads only /etc/modprobe.d/*.conf, and the initramfs
+// carries its own copy, so that is rebuilt for every kernel. A driver built into the kernel has no module to
+// blacklist.
 std::string keep_other_drivers_off(const std::vector<PciGpu>& gpus) {
   std::vector<std::string> lines;
+  std::vector<std::string> built_in;
   for (const auto& gpu : gpus) {
-    std::string line = "blacklist " + (gpu.module.empty() ? gpu.driver : gpu.module);
-    if (std::find(lines.begin(), lines.end(), line) == lines.end()) {
-      lines.push_back(line);
+    auto& into = gpu.module.empty() ? built_in : lines;
+    std::string entry = gpu.module.empty() ? gpu.driver : "blacklist " + gpu.module;
+    if (std::find(into.begin(), into.end(), entry) == into.end()) {
+      into.push_back(entry);
     }
   }
-  const bool nouveau = std::any_of(gpus.begin(), gpus.end(), [](const PciGpu& g) { return g.driver == "nouveau"; });
-  return fmt::format("keep {} off the NVIDIA GPUs: put `{}`{} in a file under /etc/modprobe.d, rebuild the initramfs "
-                     "for every installed kernel (update-initramfs -u -k all, or dracut -f --regenerate-all) and reboot",
-                     other_driver_names(gpus), fmt::join(lines, "` and `"),
-                     nouveau ? " and `options nouveau modeset=0`" : "");
+  std::string step;
+  if (!lines.empty()) {
+    const bool nouveau = std::any_of(gpus.begin(), gpus.end(), [](const PciGpu& g) { return g.module == "nouveau"; });
+    step = fmt::format("put `{}`{} in /etc/modprobe.d/{}.conf (modprobe reads only *.conf there), rebuild the "
+                       "initramfs for every installed kernel (update-initramfs -u -k all, or dracut -f "
+                       "--regenerate-all) and reboot",
+                       fmt::join(lines, "` and `"), nouveau ? " and `options nouveau modeset=0`" : "",
+                       "blacklist-" + lines.front().substr(std::string_view("blacklist ").size()));
+  }
+  if (!built_in.empty()) {
+    step += fmt::format("{}{} is built into this kernel, which no modprobe.d line stops: boot a kernel built "
+                        "without it{}",
+                        step.empty() ? "" : "; ", fmt::join(built_in, " and "),
+                        std::find(built_in.begin(), built_in.end(), "nouveau") != built_in.end()
+                            ? " (or add nouveau.modeset=0 to the kernel command line)"
+                            : "");
+  }
+  return step;
 }
 
 bool says_not_loaded(const std::string& reason) {
@@ -102,26 +118,35 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
   } else {
     f.message = "No NVIDIA driver is present: the nvidia kernel module is not loaded";
   }
+  // The driver packages blacklist nouveau and rebuild the initramfs themselves: installing first saves a reboot.
   f.next_step =
       !s.driver.module_loaded && elsewhere > 0
-          ? fmt::format("This is a driver-install problem, not a persistence one: {}; install the NVIDIA driver for "
-                        "this kernel if it is missing (or rebuild it with DKMS after a kernel update), then diagnose "
-                        "again.",
+          ? fmt::format("This is a driver-install problem, not a persistence one: install the NVIDIA driver for this "
+                        "kernel (or rebuild it with DKMS after a kernel update); to free the GPUs {} took, also {}; then "
+                        "diagnose again.",
+                        other_driver_names(*s.driver.gpus_on_other_drivers),
                         keep_other_drivers_off(*s.driver.gpus_on_other_drivers))
           : "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this "
             "kernel (or rebuild it with DKMS after a kernel update), load it with `modprobe nvidia`, then "
             "diagnose again.";
   f.evidence.push_back(s.driver.module_loaded ? "/proc/driver/nvidia present" : "/proc/driver/nvidia and /sys/module/nvidia absent");
   if (!s.driver.module_loaded) {  // what is unread is said, not taken for "no GPU"
-    if (s.driver.unbound_gpus.has()) {
-      add_unbound_gpus(s, f);
+    const auto& unbound_list = s.driver.unbound_gpus;
+    const auto& other_list = s.driver.gpus_on_other_drivers;
+    if (!unbound_list.has() && !other_list.has() && unbound_list.missing == other_list.missing) {
+      f.evidence.push_back("NVIDIA GPUs on the PCI bus without the NVIDIA driver: unread (" + unbound_list.missing +
+                           ")");
     } else {
-      f.evidence.push_back("NVIDIA GPUs with no driver on the PCI bus: unread (" + s.driver.unbound_gpus.missing + ")");
-    }
-    if (s.driver.gpus_on_other_drivers.has()) {
-      add_gpus_on_other_drivers(s, f);
-    } else if (s.driver.gpus_on_other_drivers.missing != s.driver.unbound_gpus.missing) {
-      f.evidence.push_back("NVIDIA GPUs another driver took: unread (" + s.driver.gpus_on_other_drivers.missing + ")");
+      if (unbound_list.has()) {
+        add_unbound_gpus(s, f);
+      } else {
+        f.evidence.push_back("NVIDIA GPUs with no driver on the PCI bus: unread (" + unbound_list.missing + ")");
+      }
+      if (other_list.has()) {
+        add_gpus_on_other_drivers(s, f);
+      } else {
+        f.evidence.push_back("NVIDIA GPUs another driver took: unread (" + other_list.missing + ")");
+      }
     }
   }
   if (s.nvml.init_code.has()) {
@@ -255,10 +280,9 @@ std::vector<Finding> gpus_on_other_drivers(const Snapshot& s) {
   Finding f;
   f.message = fmt::format("{} NVIDIA GPU(s) on the PCI bus are driven by {}, not the NVIDIA driver: jobs see {} fewer",
                           gpus.size(), other_driver_names(gpus), gpus.size());
-  std::string step = keep_other_drivers_off(gpus);
-  step.front() = 'K';
-  f.next_step = step + ". The kernel log's \"NVRM: The NVIDIA probe routine was not called for N device(s)\" says "
-                       "how many the NVIDIA driver missed.";
+  f.next_step = fmt::format("Keep {} off the NVIDIA GPUs: {}. The kernel log's \"NVRM: The NVIDIA probe routine was "
+                            "not called for N device(s)\" says how many the NVIDIA driver missed.",
+                            other_driver_names(gpus), keep_other_drivers_off(gpus));
   add_gpus_on_other_drivers(s, f);
   return {f};
 }

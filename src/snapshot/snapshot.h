@@ -26,7 +26,7 @@ struct KernelGpu {  // /proc/driver/nvidia/gpus/<bus>/information
 struct PciGpu {  // an NVIDIA GPU on the PCI bus held by a driver other than NVIDIA's
   std::string address;  // "0000:5e:00.0"
   std::string driver;   // as sysfs names it: "nouveau", "NovaCore"
-  std::string module;   // the kernel module that provides it ("nova_core"); "" when built in or unread
+  std::string module;   // the kernel module that provides it ("nova_core"); "" when built into the kernel
   bool operator==(const PciGpu&) const = default;
 };
 
@@ -53,10 +53,10 @@ struct DriverFacts {
   // GPU node without its driver. A GPU another driver took is in gpus_on_other_drivers.
   Fact<std::vector<std::string>> unbound_gpus = Fact<std::vector<std::string>>::unknown("not read");
   // NVIDIA GPUs another driver took before the NVIDIA one could: nouveau not blacklisted, nova-core (Linux
-  // 6.15+), an fbdev driver. Passthrough drivers (vfio-pci, pci-stub, nvgrace-gpu-vfio-pci) are not listed:
-  // a GPU handed to a VM is meant to be.
+  // 6.15+), an fbdev driver. Passthrough drivers (vfio-pci, pci-stub, nvgrace-gpu-vfio-pci, pciback) are not
+  // listed: a GPU handed to a VM is meant to be.
   Fact<std::vector<PciGpu>> gpus_on_other_drivers =
-      Fact<std::vector<PciGpu>>::unknown("not read (a snapshot saved by a gpuwarm older than this fact)");
+      Fact<std::vector<PciGpu>>::unknown("a snapshot saved by a gpuwarm older than this fact");
 };
 
 struct ClockSet {  // MHz

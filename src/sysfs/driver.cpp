@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <charconv>
+#include <map>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -136,10 +138,37 @@ std::vector<NvidiaPciFunction> parse_nvidia_pci_functions(std::string_view text)
 namespace {
 
 // Drivers a GPU may be bound to without being lost to the NVIDIA one: its own, and those that hand a GPU to a
-// virtual machine on purpose.
+// virtual machine on purpose (VFIO, pci-stub, Xen's pciback).
 bool nvidia_or_passthrough(std::string_view driver) {
-  static constexpr std::string_view k_expected[] = {"nvidia", "vfio-pci", "pci-stub", "nvgrace-gpu-vfio-pci"};
+  static constexpr std::string_view k_expected[] = {"nvidia", "vfio-pci", "pci-stub", "nvgrace-gpu-vfio-pci",
+                                                    "pciback"};
   return std::find(std::begin(k_expected), std::end(k_expected), driver) != std::end(k_expected);
+}
+
+// Drivers that never take a display controller: the NVIDIA functions beside a GPU (its audio, USB-C and I2C
+// functions, NVSwitches, Grace's root ports) need no look in sysfs.
+bool never_a_gpu_driver(std::string_view driver) {
+  static constexpr std::string_view k_other_functions[] = {"snd_hda_intel", "xhci_hcd", "nvidia-gpu",
+                                                           "nvidia-nvswitch", "pcieport"};
+  return std::find(std::begin(k_other_functions), std::end(k_other_functions), driver) != std::end(k_other_functions);
+}
+
+// The name of the target of a symbolic link: ENOENT gives "" (no link there), anything else an error.
+Result<std::string> link_name_if_any(const Paths& paths, const std::string& link) {
+  struct stat st {};
+  if (::lstat(link.c_str(), &st) != 0) {
+    const int err = errno;
+    return err == ENOENT ? Result<std::string>(std::string{})
+                         : fail(paths.display(link) + ": " + std::strerror(err));
+  }
+  if (!S_ISLNK(st.st_mode)) {
+    return fail(paths.display(link) + ": not a symbolic link");
+  }
+  auto target = read_link(link);
+  if (!target) {
+    return fail(paths.display(target.error().message));
+  }
+  return std::string(last_path_component(*target));
 }
 
 }  // namespace
@@ -153,11 +182,15 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
   if (!text) {
     return unknown(paths.display(text.error().message));
   }
-  // Only these functions' folders are read: the one read of the file names every function's driver.
-  std::vector<NvidiaPciFunction> candidates;
-  for (auto& function : parse_nvidia_pci_functions(*text)) {
-    if (!nvidia_or_passthrough(function.driver)) {
-      candidates.push_back(std::move(function));
+  // The file names every function's driver in one read: only the addresses of functions that may be a GPU
+  // the NVIDIA driver does not hold are looked up in sysfs. It names no PCI domain, so an address may stand
+  // for several functions: how many NVIDIA ones it lists there is what sysfs must show.
+  std::map<std::string, std::size_t> listed;
+  std::set<std::string> candidates;
+  for (const auto& function : parse_nvidia_pci_functions(*text)) {
+    ++listed[function.function];
+    if (!nvidia_or_passthrough(function.driver) && !never_a_gpu_driver(function.driver)) {
+      candidates.insert(function.function);
     }
   }
   std::vector<std::string> unbound;
@@ -169,15 +202,10 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
   if (!devices) {
     return unknown(paths.display(devices.error().message));
   }
-  std::vector<bool> seen(candidates.size(), false);
+  std::map<std::string, std::size_t> shown;
   for (const auto& dev : *devices) {  // "0000:3b:00.0": the domain, then what /proc/bus/pci names
     auto colon = dev.find(':');
-    if (colon == std::string::npos) {
-      continue;
-    }
-    auto candidate = std::find_if(candidates.begin(), candidates.end(),
-                                  [&](const NvidiaPciFunction& f) { return f.function == dev.substr(colon + 1); });
-    if (candidate == candidates.end()) {
+    if (colon == std::string::npos || candidates.count(dev.substr(colon + 1)) == 0) {
       continue;
     }
     const std::string dir = "bus/pci/devices/" + dev;
@@ -188,42 +216,37 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
                      paths.display((!vendor ? vendor : pci_class).error().message));
     }
     if (trim(*vendor) != "0x10de") {
-      continue;  // another domain's device at the same bus address
+      continue;  // another vendor's device at the same address in another domain
     }
-    for (std::size_t i = 0; i < candidates.size(); ++i) {  // the same address may be listed once per domain
-      seen[i] = seen[i] || candidates[i].function == candidate->function;
-    }
+    ++shown[dev.substr(colon + 1)];
     if (!starts_with(trim(*pci_class), "0x03")) {
       continue;  // the GPU's audio or USB function, an NVSwitch
     }
-    // The driver as sysfs has it now, since the PCI list was read: a link to the driver's folder, or nothing.
-    const std::string link = paths.sys(dir + "/driver");
-    struct stat st {};
-    if (::lstat(link.c_str(), &st) != 0) {
-      if (errno != ENOENT) {
-        return unknown(paths.display(link) + ": " + std::strerror(errno));
-      }
+    // The driver as sysfs has it now, since the PCI list was read: a link to the driver's folder, or none.
+    auto driver = link_name_if_any(paths, paths.sys(dir + "/driver"));
+    if (!driver) {
+      return unknown(driver.error().message);
+    }
+    if (driver->empty()) {
       unbound.push_back(printable(dev));
       continue;
     }
-    auto target = S_ISLNK(st.st_mode) ? read_link(link) : fail(paths.display(link) + ": not a symbolic link");
-    if (!target) {
-      return unknown(paths.display(target.error().message));
-    }
-    std::string driver(last_path_component(*target));
-    if (nvidia_or_passthrough(driver)) {
+    if (nvidia_or_passthrough(*driver)) {
       continue;
     }
-    auto module = read_link(paths.sys(dir + "/driver/module"));  // none for a driver built into the kernel
-    other_driver.push_back({printable(dev), printable(driver),
-                            module ? printable(last_path_component(*module)) : std::string{}});
+    auto module = link_name_if_any(paths, paths.sys(dir + "/driver/module"));  // none: built into the kernel
+    if (!module) {
+      return unknown(module.error().message);
+    }
+    other_driver.push_back({printable(dev), printable(*driver), printable(*module)});
   }
   // A function the PCI list names that sysfs does not show could be a GPU: unread, never "none".
-  if (auto missing = std::find(seen.begin(), seen.end(), false); missing != seen.end()) {
-    return unknown("NVIDIA PCI function " +
-                   printable(candidates[static_cast<std::size_t>(missing - seen.begin())].function) + " of " +
-                   paths.display(paths.proc("bus/pci/devices")) + " is not under " +
-                   paths.display(paths.sys("bus/pci/devices")));
+  for (const auto& address : candidates) {
+    if (shown[address] < listed[address]) {
+      return unknown(fmt::format("{} lists {} NVIDIA function(s) at {}, {} shows {}",
+                                 paths.display(paths.proc("bus/pci/devices")), listed[address], printable(address),
+                                 paths.display(paths.sys("bus/pci/devices")), shown[address]));
+    }
   }
   return {Fact<std::vector<std::string>>::known(std::move(unbound)),
           Fact<std::vector<PciGpu>>::known(std::move(other_driver))};

@@ -88,8 +88,12 @@ class FakeRoot:
             lines += f"{bus}00\t10de2335\t0" + "\t               0" * 14 + f"\t{driver}\n"  # last field: the driver
             self.write(f"sys/bus/pci/devices/{address}/vendor", "0x10de\n")
             self.write(f"sys/bus/pci/devices/{address}/class", "0x030200\n")
-            if driver:
-                os.symlink(f"../../../bus/pci/drivers/{driver}", self.p(f"sys/bus/pci/devices/{address}/driver"))
+            if driver:  # as sysfs links them: the device to its driver, the driver to its module
+                os.symlink(f"../../drivers/{driver}", self.p(f"sys/bus/pci/devices/{address}/driver"))
+                module_link = self.p(f"sys/bus/pci/drivers/{driver}/module")
+                if not os.path.islink(module_link):
+                    os.makedirs(os.path.dirname(module_link), exist_ok=True)
+                    os.symlink(f"../../../../module/{driver}", module_link)
         self.write("proc/bus/pci/devices", lines)
         return self
 

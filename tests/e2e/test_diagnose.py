@@ -121,6 +121,26 @@ class Diagnose(unittest.TestCase):
         m = h.run(metrics, raw=True)
         self.assertIn("\ngpuwarm_gpus_without_driver 2\n", m.stdout)
 
+    def test_a_gpu_nouveau_took_beside_the_nvidia_driver_is_a_driver_install(self):
+        # The NVIDIA module took GPU 0; nouveau (not blacklisted) took another first. Jobs see one GPU fewer:
+        # a driver-install verdict (DRV005) with the modprobe.d fix, never a hardware fault, and `check` drains.
+        self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()
+        self.root.pci_gpus_without_driver(("5e",), driver="nouveau")
+        rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0, persistence=1)]))
+        self.assertEqual((rc, d["verdict"]["rule_id"], d["verdict"]["route"]), (5, "DRV005", "driver-install"))
+        finding = next(f for f in d["findings"] if f["rule_id"] == "DRV005")
+        self.assertEqual(finding["evidence"], ["PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by nouveau"])
+        self.assertIn("`blacklist nouveau` and `options nouveau modeset=0` in /etc/modprobe.d/blacklist-nouveau.conf",
+                      d["verdict"]["next_step"])
+        self.assertNotIn("GPU001", [f["rule_id"] for f in d["findings"]])
+        scenario = h.scenario([h.gpu(0, persistence=1)])
+        r = h.run(["check"], root=self.root, scenario_obj=scenario)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertTrue(r.stdout.startswith("DRV005 "), r.stdout)
+        # Asked only about persistence, the GPU nouveau holds is one whose persistence went unread: unknown.
+        r = h.run(["check", "--rules", "PM001"], root=self.root, scenario_obj=scenario)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+
     def test_daemon_binary_missing(self):
         self.root.driver(gpus=1).kmsg()
         rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0, persistence=0)]))
@@ -260,7 +280,7 @@ class BadInput(unittest.TestCase):
     def test_list_rules(self):
         r = h.run(["diagnose", "--list-rules", "--json"])
         ids = [x["id"] for x in json.loads(r.stdout)]
-        self.assertEqual(ids[:4], ["DRV001", "NVML001", "DRV002", "DRV003"])
+        self.assertEqual(ids[:5], ["DRV001", "NVML001", "DRV002", "DRV005", "DRV003"])
         for rule in ("PM002", "UNK001", "UNK004", "PM003", "PM004", "PM005"):
             self.assertIn(rule, ids)
         text = h.run(["diagnose", "--list-rules"]).stdout

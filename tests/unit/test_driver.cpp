@@ -223,6 +223,37 @@ TEST(Driver, GpusInTwoPciDomainsAtOneAddress) {
   ASSERT_TRUE(found.unbound.has()) << found.unbound.missing;
   EXPECT_EQ(*found.unbound, (std::vector<std::string>{"0001:3b:00.0"}));
   EXPECT_EQ(*found.other_driver, (std::vector<PciGpu>{{"0001:3c:00.0", "nouveau", "nouveau"}}));
+
+  // The list names two NVIDIA functions at 3b:00.0 but sysfs shows only the one nvidia took: the other is
+  // unread, not "none".
+  test::TempTree one_shown;
+  one_shown.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia") + pci_line("3b00", "10de2330", nullptr));
+  pci_device(one_shown, "0000:3b:00.0", "0x10de", "0x030200", "nvidia", "nvidia");
+  auto unread = read_gpus_without_nvidia_driver(Paths(one_shown.root()));
+  EXPECT_FALSE(unread.unbound.has());
+  EXPECT_NE(unread.unbound.missing.find("lists 2 NVIDIA function(s) at 3b:00.0"), std::string::npos)
+      << unread.unbound.missing;
+}
+
+// Xen's pciback passes a GPU to a guest like vfio-pci does: not lost. A driver built into the kernel has no
+// module link. The functions beside a GPU bound to their own drivers need no sysfs at all.
+TEST(Driver, PassthroughBuiltInAndCompanionFunctions) {
+  test::TempTree t;
+  t.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "pciback") + pci_line("5e00", "10de2330", "NovaCore"));
+  pci_device(t, "0000:3b:00.0", "0x10de", "0x030200", "pciback", "xen_pciback");
+  pci_device(t, "0000:5e:00.0", "0x10de", "0x030200", "NovaCore");
+  auto found = read_gpus_without_nvidia_driver(Paths(t.root()));
+  ASSERT_TRUE(found.unbound.has()) << found.unbound.missing;
+  EXPECT_TRUE(found.unbound->empty());
+  EXPECT_EQ(*found.other_driver, (std::vector<PciGpu>{{"0000:5e:00.0", "NovaCore", ""}}));
+
+  test::TempTree companions;  // no /sys at all: nothing there needed reading
+  companions.write("proc/bus/pci/devices", pci_line("3b00", "10de2330", "nvidia") +
+                                               pci_line("3b01", "10de22e8", "snd_hda_intel") +
+                                               pci_line("c000", "10de22a3", "nvidia-nvswitch"));
+  auto none = read_gpus_without_nvidia_driver(Paths(companions.root()));
+  ASSERT_TRUE(none.unbound.has() && none.other_driver.has()) << none.unbound.missing;
+  EXPECT_TRUE(none.unbound->empty() && none.other_driver->empty());
 }
 
 // Whatever could not be looked at makes both lists unknown, never "none".
@@ -240,7 +271,14 @@ TEST(Driver, GpusWithoutNvidiaDriverUnreadAreUnknown) {
          t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", "nouveau"));
          t.mkdir("sys/bus/pci/devices");
        },
-       "5e:00.0"},
+       "lists 1 NVIDIA function(s) at 5e:00.0, /sys/bus/pci/devices shows 0"},
+      {"a `module` entry that is not a link",
+       [](const test::TempTree& t) {
+         t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", "nouveau"));
+         pci_device(t, "0000:5e:00.0", "0x10de", "0x030200", "nouveau");
+         t.write("sys/bus/pci/drivers/nouveau/module", "");
+       },
+       "module: not a symbolic link"},
       {"no /sys/bus/pci/devices",
        [](const test::TempTree& t) { t.write("proc/bus/pci/devices", pci_line("5e00", "10de2330", nullptr)); },
        "/sys/bus/pci/devices"},

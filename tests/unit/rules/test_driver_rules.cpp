@@ -59,11 +59,11 @@ TEST(Rules, DRV001_names_the_gpus_another_driver_took) {
   EXPECT_EQ(f.evidence.at(2), "PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by nouveau");
   EXPECT_EQ(f.evidence.at(3), "PCI 0000:af:00.0: NVIDIA display/3D controller, driven by NovaCore (module nova_core)");
   EXPECT_EQ(f.next_step,
-            "This is a driver-install problem, not a persistence one: keep nouveau and NovaCore off the NVIDIA GPUs: "
-            "put `blacklist nouveau` and `blacklist nova_core` and `options nouveau modeset=0` in a file under "
-            "/etc/modprobe.d, rebuild the initramfs for every installed kernel (update-initramfs -u -k all, or dracut "
-            "-f --regenerate-all) and reboot; install the NVIDIA driver for this kernel if it is missing (or rebuild "
-            "it with DKMS after a kernel update), then diagnose again.");
+            "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this kernel (or "
+            "rebuild it with DKMS after a kernel update); to free the GPUs nouveau and NovaCore took, also put "
+            "`blacklist nouveau` and `blacklist nova_core` and `options nouveau modeset=0` in /etc/modprobe.d/blacklist-nouveau.conf "
+            "(modprobe reads only *.conf there), rebuild the initramfs for every installed kernel (update-initramfs -u "
+            "-k all, or dracut -f --regenerate-all) and reboot; then diagnose again.");
   EXPECT_EQ(diagnose(s).verdict.rule_id, "DRV001");
 }
 
@@ -76,13 +76,15 @@ TEST(Rules, DRV001_says_when_the_gpus_on_the_bus_are_unread) {
       Fact<std::vector<PciGpu>>::unknown("/proc/bus/pci/devices: No such file or directory");
   Finding f = finding_of(diagnose(s), "DRV001");
   EXPECT_EQ(f.message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
-  EXPECT_EQ(f.evidence.at(1), "NVIDIA GPUs with no driver on the PCI bus: unread (/proc/bus/pci/devices: No such file "
-                              "or directory)");
+  EXPECT_EQ(f.evidence.at(1), "NVIDIA GPUs on the PCI bus without the NVIDIA driver: unread (/proc/bus/pci/devices: No "
+                              "such file or directory)");
+  EXPECT_EQ(f.evidence.size(), 3u);  // and NVML's line
   // An older snapshot: the unbound ones were recorded, the others not.
-  s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({});
-  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::unknown("not read (an older snapshot)");
+  s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:3b:00.0"});
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::unknown("an older snapshot");
   f = finding_of(diagnose(s), "DRV001");
-  EXPECT_EQ(f.evidence.at(1), "NVIDIA GPUs another driver took: unread (not read (an older snapshot))");
+  EXPECT_EQ(f.evidence.at(1), "PCI 0000:3b:00.0: NVIDIA display/3D controller, no driver bound");
+  EXPECT_EQ(f.evidence.at(2), "NVIDIA GPUs another driver took: unread (an older snapshot)");
 }
 
 TEST(Rules, DRV005_gpus_on_other_drivers) {
@@ -117,12 +119,35 @@ TEST(Rules, DRV005_is_a_driver_install_verdict_with_the_fix) {
   Finding f = finding_of(d, "DRV005");
   EXPECT_EQ(f.message, "1 NVIDIA GPU(s) on the PCI bus are driven by nouveau, not the NVIDIA driver: jobs see 1 fewer");
   EXPECT_EQ(f.evidence, (std::vector<std::string>{"PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by nouveau"}));
-  EXPECT_EQ(f.next_step.rfind("Keep nouveau off the NVIDIA GPUs: put `blacklist nouveau` and `options nouveau "
-                              "modeset=0` in a file under /etc/modprobe.d",
-                              0),
-            0u)
-      << f.next_step;
+  EXPECT_EQ(f.next_step,
+            "Keep nouveau off the NVIDIA GPUs: put `blacklist nouveau` and `options nouveau modeset=0` in "
+            "/etc/modprobe.d/blacklist-nouveau.conf (modprobe reads only *.conf there), rebuild the initramfs for every "
+            "installed kernel (update-initramfs -u -k all, or dracut -f --regenerate-all) and reboot. The kernel log's "
+            "\"NVRM: The NVIDIA probe routine was not called for N device(s)\" says how many the NVIDIA driver missed.");
   EXPECT_EQ(finding_of(d, "GPU001").rule_id, "");
+  // With a reboot pending too, DRV005 decides: its own reboot ends both.
+  s.nvml.user_space_version = Fact<std::string>::known("580.200.01");
+  s.nvml.init_code = Fact<int>::known(18);
+  EXPECT_EQ(diagnose(s).verdict.rule_id, "DRV005");
+}
+
+// A driver built into the kernel has no module a modprobe.d line could stop: the step says so, and names no
+// blacklist line for it.
+TEST(Rules, DRV005_a_built_in_driver_is_not_blacklisted) {
+  Snapshot s = healthy_snapshot();
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({{"0000:5e:00.0", "NovaCore", ""}});
+  Finding f = finding_of(diagnose(s), "DRV005");
+  EXPECT_EQ(f.next_step.find("blacklist"), std::string::npos) << f.next_step;
+  EXPECT_NE(f.next_step.find("Keep NovaCore off the NVIDIA GPUs: NovaCore is built into this kernel, which no "
+                             "modprobe.d line stops: boot a kernel built without it."),
+            std::string::npos)
+      << f.next_step;
+  EXPECT_EQ(f.evidence, (std::vector<std::string>{"PCI 0000:5e:00.0: NVIDIA display/3D controller, driven by NovaCore"}));
+  // One module and one built in: both said.
+  s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known(
+      {{"0000:5e:00.0", "nouveau", "nouveau"}, {"0000:af:00.0", "NovaCore", ""}});
+  f = finding_of(diagnose(s), "DRV005");
+  EXPECT_NE(f.next_step.find("and reboot; NovaCore is built into this kernel"), std::string::npos) << f.next_step;
 }
 
 TEST(Rules, DRV002_nvml_unavailable) {
@@ -307,6 +332,17 @@ TEST(Rules, GPU001_gpu_unreachable) {
        [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("no /proc/bus/pci"); },
        {}},
       {"none unbound", [](Snapshot& s) { s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({}); }, {}},
+      {"no module at all: GPUs without a driver are DRV001's, not a fault",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:5e:00.0"});
+       },
+       {}},
+      {"a GPU another driver took: DRV005's, not a fault",
+       [](Snapshot& s) {
+         s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({{"0000:5e:00.0", "nouveau", "nouveau"}});
+       },
+       {}},
   };
   for (const auto& c : cases) expect_rule("GPU001", c);
 }
