@@ -1,6 +1,10 @@
 // Driver-install and driver-lifecycle branch: is there a working driver whose
 // kernel and user-space halves agree? Everything else depends on it.
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "nvml/nvml_api.h"
@@ -122,7 +126,7 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
   f.next_step =
       !s.driver.module_loaded && elsewhere > 0
           ? fmt::format("This is a driver-install problem, not a persistence one: install the NVIDIA driver for this "
-                        "kernel (or rebuild it with DKMS after a kernel update); to free the GPUs {} took, also {}; then "
+                        "kernel (or rebuild it with DKMS after a kernel update); to free the GPUs {} took: {}; then "
                         "diagnose again.",
                         other_driver_names(*s.driver.gpus_on_other_drivers),
                         keep_other_drivers_off(*s.driver.gpus_on_other_drivers))

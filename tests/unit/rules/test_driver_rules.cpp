@@ -60,7 +60,7 @@ TEST(Rules, DRV001_names_the_gpus_another_driver_took) {
   EXPECT_EQ(f.evidence.at(3), "PCI 0000:af:00.0: NVIDIA display/3D controller, driven by NovaCore (module nova_core)");
   EXPECT_EQ(f.next_step,
             "This is a driver-install problem, not a persistence one: install the NVIDIA driver for this kernel (or "
-            "rebuild it with DKMS after a kernel update); to free the GPUs nouveau and NovaCore took, also put "
+            "rebuild it with DKMS after a kernel update); to free the GPUs nouveau and NovaCore took: put "
             "`blacklist nouveau` and `blacklist nova_core` and `options nouveau modeset=0` in /etc/modprobe.d/blacklist-nouveau.conf "
             "(modprobe reads only *.conf there), rebuild the initramfs for every installed kernel (update-initramfs -u "
             "-k all, or dracut -f --regenerate-all) and reboot; then diagnose again.");
