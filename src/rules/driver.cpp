@@ -50,13 +50,17 @@ void add_gpus_on_other_drivers(const Snapshot& s, Finding& f) {
   }
 }
 
+void add_once(std::vector<std::string>& list, const std::string& item) {
+  if (std::find(list.begin(), list.end(), item) == list.end()) {
+    list.push_back(item);
+  }
+}
+
 // The drivers holding NVIDIA GPUs, each once ("nouveau", "NovaCore and nouveau").
 std::string other_driver_names(const std::vector<PciGpu>& gpus) {
   std::vector<std::string> names;
   for (const auto& gpu : gpus) {
-    if (std::find(names.begin(), names.end(), gpu.driver) == names.end()) {
-      names.push_back(gpu.driver);
-    }
+    add_once(names, gpu.driver);
   }
   return fmt::format("{}", fmt::join(names, " and "));
 }
@@ -65,31 +69,30 @@ std::string other_driver_names(const std::vector<PciGpu>& gpus) {
 // carries its own copy, so that is rebuilt for every kernel. A driver built into the kernel has no module to
 // blacklist.
 std::string keep_other_drivers_off(const std::vector<PciGpu>& gpus) {
-  std::vector<std::string> lines;
+  std::vector<std::string> modules;
   std::vector<std::string> built_in;
   for (const auto& gpu : gpus) {
-    auto& into = gpu.module.empty() ? built_in : lines;
-    std::string entry = gpu.module.empty() ? gpu.driver : "blacklist " + gpu.module;
-    if (std::find(into.begin(), into.end(), entry) == into.end()) {
-      into.push_back(entry);
-    }
+    add_once(gpu.module.empty() ? built_in : modules, gpu.module.empty() ? gpu.driver : gpu.module);
   }
+  auto names = [](const std::vector<std::string>& list, std::string_view name) {
+    return std::find(list.begin(), list.end(), name) != list.end();
+  };
   std::string step;
-  if (!lines.empty()) {
-    const bool nouveau = std::any_of(gpus.begin(), gpus.end(), [](const PciGpu& g) { return g.module == "nouveau"; });
-    step = fmt::format("put `{}`{} in /etc/modprobe.d/{}.conf (modprobe reads only *.conf there), rebuild the "
-                       "initramfs for every installed kernel (update-initramfs -u -k all, or dracut -f "
+  if (!modules.empty()) {
+    std::string lines;
+    for (const auto& module : modules) {
+      lines += (lines.empty() ? "`blacklist " : " and `blacklist ") + module + "`";
+    }
+    step = fmt::format("put {}{} in /etc/modprobe.d/blacklist-{}.conf (modprobe reads only *.conf there), rebuild "
+                       "the initramfs for every installed kernel (update-initramfs -u -k all, or dracut -f "
                        "--regenerate-all) and reboot",
-                       fmt::join(lines, "` and `"), nouveau ? " and `options nouveau modeset=0`" : "",
-                       "blacklist-" + lines.front().substr(std::string_view("blacklist ").size()));
+                       lines, names(modules, "nouveau") ? " and `options nouveau modeset=0`" : "", modules.front());
   }
   if (!built_in.empty()) {
     step += fmt::format("{}{} is built into this kernel, which no modprobe.d line stops: boot a kernel built "
                         "without it{}",
                         step.empty() ? "" : "; ", fmt::join(built_in, " and "),
-                        std::find(built_in.begin(), built_in.end(), "nouveau") != built_in.end()
-                            ? " (or add nouveau.modeset=0 to the kernel command line)"
-                            : "");
+                        names(built_in, "nouveau") ? " (or add nouveau.modeset=0 to the kernel command line)" : "");
   }
   return step;
 }

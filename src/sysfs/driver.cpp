@@ -137,21 +137,20 @@ std::vector<NvidiaPciFunction> parse_nvidia_pci_functions(std::string_view text)
 
 namespace {
 
+template <std::size_t N>
+bool is_one_of(std::string_view driver, const std::string_view (&names)[N]) {
+  return std::find(std::begin(names), std::end(names), driver) != std::end(names);
+}
+
 // Drivers a GPU may be bound to without being lost to the NVIDIA one: its own, and those that hand a GPU to a
 // virtual machine on purpose (VFIO, pci-stub, Xen's pciback).
-bool nvidia_or_passthrough(std::string_view driver) {
-  static constexpr std::string_view k_expected[] = {"nvidia", "vfio-pci", "pci-stub", "nvgrace-gpu-vfio-pci",
-                                                    "pciback"};
-  return std::find(std::begin(k_expected), std::end(k_expected), driver) != std::end(k_expected);
-}
+constexpr std::string_view k_nvidia_or_passthrough[] = {"nvidia", "vfio-pci", "pci-stub", "nvgrace-gpu-vfio-pci",
+                                                        "pciback"};
 
 // Drivers that never take a display controller: the NVIDIA functions beside a GPU (its audio, USB-C and I2C
 // functions, NVSwitches, Grace's root ports) need no look in sysfs.
-bool never_a_gpu_driver(std::string_view driver) {
-  static constexpr std::string_view k_other_functions[] = {"snd_hda_intel", "xhci_hcd", "nvidia-gpu",
-                                                           "nvidia-nvswitch", "pcieport"};
-  return std::find(std::begin(k_other_functions), std::end(k_other_functions), driver) != std::end(k_other_functions);
-}
+constexpr std::string_view k_never_a_gpu_driver[] = {"snd_hda_intel", "xhci_hcd", "nvidia-gpu", "nvidia-nvswitch",
+                                                     "pcieport"};
 
 // The name of the target of a symbolic link: ENOENT gives "" (no link there), anything else an error.
 Result<std::string> link_name_if_any(const Paths& paths, const std::string& link) {
@@ -189,7 +188,7 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
   std::set<std::string> candidates;
   for (const auto& function : parse_nvidia_pci_functions(*text)) {
     ++listed[function.function];
-    if (!nvidia_or_passthrough(function.driver) && !never_a_gpu_driver(function.driver)) {
+    if (!is_one_of(function.driver, k_nvidia_or_passthrough) && !is_one_of(function.driver, k_never_a_gpu_driver)) {
       candidates.insert(function.function);
     }
   }
@@ -231,7 +230,7 @@ GpusWithoutNvidiaDriver read_gpus_without_nvidia_driver(const Paths& paths) {
       unbound.push_back(printable(dev));
       continue;
     }
-    if (nvidia_or_passthrough(*driver)) {
+    if (is_one_of(*driver, k_nvidia_or_passthrough)) {
       continue;
     }
     auto module = link_name_if_any(paths, paths.sys(dir + "/driver/module"));  // none: built into the kernel
