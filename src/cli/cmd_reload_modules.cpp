@@ -7,6 +7,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +29,7 @@
 #include "modules/kmod_api.h"
 #include "modules/reload.h"
 #include "snapshot/snapshot_json.h"
+#include "sysfs/host.h"
 
 namespace gpuwarm {
 
@@ -44,10 +46,14 @@ struct ReloadOptions {
   bool json = false;
 };
 
-std::vector<modules::LoadedModule> read_loaded(const Paths& paths) {
+// The nvidia* lines of /proc/modules; `unread` says why it could not be read.
+std::vector<modules::LoadedModule> read_loaded(const Paths& paths, std::string* unread = nullptr) {
   std::vector<modules::LoadedModule> out;
   auto text = read_file(paths.proc("modules"));
   if (!text) {
+    if (unread != nullptr) {
+      *unread = paths.display(text.error().message);
+    }
     return out;
   }
   for (const auto& line : split_lines(*text)) {
@@ -57,7 +63,9 @@ std::vector<modules::LoadedModule> read_loaded(const Paths& paths) {
     }
     modules::LoadedModule m;
     m.name = std::string(fields[0]);
-    m.refcount = static_cast<unsigned>(parse_u64(fields[2]).value_or(0));
+    if (auto count = parse_u64(fields[2]); count && *count <= UINT32_MAX) {
+      m.refcount = static_cast<unsigned>(*count);
+    }
     for (auto user : split(fields[3], ',')) {
       if (!user.empty() && user != "-") {
         m.used_by.emplace_back(user);
@@ -68,39 +76,21 @@ std::vector<modules::LoadedModule> read_loaded(const Paths& paths) {
   return out;
 }
 
-// Processes with /dev/nvidia* open (this one excluded): any CUDA or NVML
-// client, nvidia-persistenced, a job on a GPU.
-std::vector<modules::Holder> read_holders(const Paths& paths) {
-  std::vector<modules::Holder> out;
-  std::error_code ec;
-  const std::string self = std::to_string(::getpid());
-  for (const auto& entry : fs::directory_iterator(paths.proc(""), ec)) {
-    std::string pid = entry.path().filename().string();
-    if (!parse_u64(pid) || pid == self) {
-      continue;
-    }
-    std::vector<std::string> held;
-    std::error_code fd_ec;
-    for (const auto& fd : fs::directory_iterator(entry.path() / "fd", fd_ec)) {
-      std::error_code link_ec;
-      std::string target = fs::read_symlink(fd.path(), link_ec).string();
-      if (!link_ec && starts_with(target, "/dev/nvidia") &&
-          std::find(held.begin(), held.end(), target) == held.end()) {
-        held.push_back(target);
-      }
-    }
-    if (held.empty()) {
-      continue;
-    }
+// Processes with /dev/nvidia* open (this one excluded): any CUDA or NVML client, nvidia-persistenced, a job on
+// a GPU. Holders of nvidia_drm's /dev/dri nodes are not named here (the node's other GPUs share that folder):
+// the kernel's reference count catches them.
+void read_holders(const Paths& paths, modules::ReloadFacts& facts) {
+  DeviceScan scan = scan_open_devices(paths, {static_cast<int>(::getpid())}, "/dev/nvidia");
+  facts.holders.clear();
+  facts.holders_unlisted = scan.unlisted;
+  facts.unreadable_processes = scan.unreadable;
+  for (const auto& h : scan.holders) {
     std::string what;
-    for (const auto& h : held) {
-      what += (what.empty() ? "" : ", ") + h;
+    for (const auto& d : h.devices) {
+      what += (what.empty() ? "" : ", ") + d;
     }
-    auto comm = read_file(entry.path().string() + "/comm");
-    out.push_back({static_cast<int>(*parse_u64(pid)), comm ? std::string(trim(*comm)) : "?", what + " open"});
+    facts.holders.push_back({h.pid, h.comm.empty() ? "?" : h.comm, what + " open"});
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.pid < b.pid; });
-  return out;
 }
 
 // depmod's choice per module file: the order of modules.dep (each name once,
@@ -150,19 +140,22 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     }
     modules::ModuleFile mf;
     mf.name = modules::canonical_module_name(m[1]);
-    mf.path = it->path().string();
-    // Where it leads too: a link to a file in a user's build tree is that user's.
+    const std::string found = it->path().string();
+    if (dep_order.empty()) {
+      mf.priority = default_priority(found);
+    } else {
+      // Not depmod's choice: after every listed copy, in depmod's default order among themselves.
+      auto listed = dep_order.find(found);
+      mf.priority = listed != dep_order.end() ? listed->second : (1 << 30) + default_priority(found);
+    }
+    // The file is checked, and later loaded, where its links lead: a link in a folder a user owns could be
+    // pointed elsewhere between the check and the load, and a link to a user's build tree is that user's.
     std::error_code real_ec;
     const std::string real = fs::canonical(it->path(), real_ec).string();
+    mf.path = real_ec ? found : real;
     mf.untrusted = real_ec ? "cannot be resolved" : replaceable_by_others(real);
-    if (!mf.untrusted.empty() && !real_ec && real != mf.path) {
-      mf.untrusted = "leads to " + real + ", which " + mf.untrusted;
-    }
-    if (dep_order.empty()) {
-      mf.priority = default_priority(mf.path);
-    } else {
-      auto listed = dep_order.find(mf.path);
-      mf.priority = listed != dep_order.end() ? listed->second : 1 << 30;  // not depmod's choice: last
+    if (!mf.untrusted.empty() && !real_ec && real != found) {
+      mf.untrusted = "(found as " + found + ") " + mf.untrusted;
     }
     if (kmod_module* named = nullptr; kmod_module_new_from_name(ctx, mf.name.c_str(), &named) == 0) {
       if (const char* options = kmod_module_get_options(named)) {
@@ -235,12 +228,21 @@ class KmodOps : public ModuleOps {
     if (!udevadm) {
       return tl::unexpected(udevadm.error());
     }
-    auto t = run_capture({*udevadm, "trigger", "--action=add", "--attr-match=vendor=0x10de"}, 30000);
-    if (!t) {
-      return tl::unexpected(t.error());
+    for (const auto& [argv, timeout_ms] :
+         {std::pair<std::vector<std::string>, int>{{*udevadm, "trigger", "--action=add", "--attr-match=vendor=0x10de"},
+                                                   30000},
+          {{*udevadm, "settle"}, 60000}}) {
+      auto r = run_child(argv, timeout_ms, 64u << 10);
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      if (r->exit_code != 0) {
+        // settle exits 1 when events are still queued at its timeout: /dev/nvidia* may not exist yet.
+        return fail(fmt::format("`{} {}` exited with {}: {}", argv[0], argv[1], r->exit_code,
+                                escape_control(std::string(trim(r->output)))));
+      }
     }
-    auto s = run_capture({*udevadm, "settle"}, 60000);
-    return s ? Result<void>{} : tl::unexpected(s.error());
+    return {};
   }
 
  private:
@@ -319,6 +321,29 @@ std::string loaded_list(const Paths& paths) {
   return out.empty() ? "none" : out;
 }
 
+// What brings the node back after step `failed` did not work. Once an unload has run, the files on disk are the
+// new driver's: the old modules cannot be loaded back, and the new ones do not load beside an old core.
+std::string recovery_advice(const modules::Step& failed) {
+  switch (failed.kind) {
+    case modules::StepKind::unload:
+      return fmt::format("the modules unloaded before this step stay unloaded, and the files on disk are the new "
+                         "driver's, so the old ones cannot be loaded back. Find what holds {} (`lsof /dev/nvidia* "
+                         "/dev/dri/*`, a console on the GPU), stop it and run `gpuwarm reload-modules --yes` again "
+                         "to finish the swap; or reboot.",
+                         failed.module);
+    case modules::StepKind::load:
+      return fmt::format("the old modules are unloaded. Run `gpuwarm reload-modules --yes` again to load the new "
+                         "ones (`modprobe {}` loads this one by name), or reboot.",
+                         failed.module);
+    case modules::StepKind::check_version:
+      return "the loaded nvidia module is not the version of the new files: reboot to finish the update.";
+    case modules::StepKind::udev_trigger:
+      return "the new modules are loaded, but /dev/nvidia* may be missing: run `udevadm trigger --action=add "
+             "--attr-match=vendor=0x10de` and `udevadm settle` (or `nvidia-modprobe -c 0 -u`), or reboot.";
+  }
+  return "reboot.";
+}
+
 nlohmann::json plan_json(const modules::ReloadPlan& plan) {
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& s : plan.steps) {
@@ -379,9 +404,9 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     facts.module_dir = opts->module_dir.empty() ? "/lib/modules/" + facts.running_kernel : opts->module_dir;
     std::error_code ec;
     facts.module_dir_exists = fs::is_directory(facts.module_dir, ec);
-    facts.loaded = read_loaded(paths);
+    facts.loaded = read_loaded(paths, &facts.loaded_unread);
     facts.new_modules = facts.module_dir_exists ? read_module_files(facts.module_dir) : std::vector<modules::ModuleFile>{};
-    facts.holders = read_holders(paths);
+    read_holders(paths, facts);
     facts.loaded_version = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
     modules::ReloadPlan plan = modules::plan_reload(facts);
 
@@ -448,9 +473,15 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
                 << "; nothing changed\n";
       return !lock ? to_int(ExitCode::tool_error) : k_exit_locked;
     }
-    facts.holders = read_holders(paths);
-    if (!facts.holders.empty()) {
-      plan = modules::plan_reload(facts);
+    read_holders(paths, facts);
+    facts.loaded = read_loaded(paths, &facts.loaded_unread);
+    if (modules::ReloadPlan again = modules::plan_reload(facts); again.refused || again.steps != plan.steps) {
+      plan = std::move(again);
+      if (!plan.refused) {
+        std::cerr << "gpuwarm reload-modules: the loaded modules changed while the plan was made; nothing "
+                     "changed: run it again\n";
+        return refusal_code();
+      }
       std::cerr << "gpuwarm reload-modules: refused, nothing changed: " << escape_control_lines(plan.refusal) << "\n";
       for (const auto& d : plan.details) {
         std::cerr << "  " << escape_control(d) << "\n";
@@ -458,6 +489,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       return refusal_code();
     }
     std::string failure;
+    std::string recovery;
     std::size_t done = 0;
     // Between unloading the old modules and loading the new ones the node has
     // no driver: Ctrl-C must not stop it there. Signals wait for the end.
@@ -485,6 +517,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       }
       if (!r) {
         failure = fmt::format("step {} ({}) failed: {}", done + 1, s.text, r.error().message);
+        recovery = recovery_advice(s);
         break;
       }
       ++done;
@@ -496,7 +529,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     std::string now_loaded = loaded_list(paths);
     if (opts->json) {
       std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
-                              {"error", failure}, {"loaded_now", now_loaded},
+                              {"error", failure}, {"recovery", recovery}, {"loaded_now", now_loaded},
                               {"interrupted", interrupted != 0 ? nlohmann::json(std::string("SIG") + sigabbrev_np(interrupted))
                                                                : nlohmann::json(nullptr)}})
                 << "\n";
@@ -507,9 +540,8 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       return 128 + interrupted;
     }
     if (!failure.empty()) {
-      std::cerr << "gpuwarm: " << failure << "\nLoaded now: " << now_loaded
-                << "\nTo recover: `modprobe nvidia nvidia_modeset nvidia_uvm` (then nvidia_drm if it was loaded), "
-                   "or reboot.\n";
+      std::cerr << "gpuwarm: " << escape_control_lines(failure) << "\nLoaded now: " << now_loaded
+                << "\nTo recover: " << recovery << "\n";
       return to_int(ExitCode::tool_error);
     }
     if (!opts->json) {

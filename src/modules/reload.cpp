@@ -60,6 +60,11 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                                     f.module_dir, f.running_kernel),
                   Refusal::no_module_dir);
   }
+  if (!f.loaded_unread.empty()) {
+    return refuse(plan, fmt::format("which NVIDIA modules are loaded could not be read ({}): nothing to plan "
+                                    "from. Nothing was changed.",
+                                    f.loaded_unread));
+  }
   const ModuleFile* core = find_file(f, "nvidia");
   if (core == nullptr && f.loaded.empty()) {
     return refuse(plan, fmt::format("no NVIDIA driver: no nvidia module is loaded and {} has no nvidia.ko. "
@@ -124,6 +129,17 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
       }
     }
   }
+  // Unknown is never "free": a holder among processes gpuwarm could not read would make an unload fail midway.
+  if (!f.holders_unlisted.empty()) {
+    return refuse(plan, fmt::format("the processes could not be listed ({}): gpuwarm cannot tell whether one "
+                                    "holds the GPUs. Nothing was changed.",
+                                    f.holders_unlisted));
+  }
+  if (f.unreadable_processes > 0) {
+    return refuse(plan, fmt::format("{} process(es)' open files could not be read: one of them may hold the "
+                                    "GPUs. Run as root. Nothing was changed.",
+                                    f.unreadable_processes));
+  }
   if (!f.holders.empty()) {
     for (const auto& h : f.holders) {
       plan.details.push_back(fmt::format("pid {} {}: {}", h.pid, h.command, h.what));
@@ -137,6 +153,30 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
     return plan;
   }
 
+  // The kernel's own count catches what the walk of /proc cannot: /dev/dri users and the framebuffer console
+  // on nvidia_drm, processes in other PID namespaces, kernel users. Any reference beyond the modules unloaded
+  // here would make that unload fail with EBUSY after the ones before it are gone.
+  for (const auto& name : to_unload) {
+    const LoadedModule* m = find_loaded(f, name);
+    if (!m->refcount) {
+      return refuse(plan, fmt::format("the kernel's reference count of {} is not shown in /proc/modules (a "
+                                      "kernel without module unloading?): gpuwarm cannot tell whether it can be "
+                                      "unloaded. A reboot finishes the update.",
+                                      name));
+    }
+    if (*m->refcount > m->used_by.size()) {
+      std::string users;
+      for (const auto& u : m->used_by) {
+        users += (users.empty() ? "" : ", ") + u;
+      }
+      return refuse(plan, fmt::format("{} is in use by something gpuwarm cannot name: the kernel counts {} "
+                                      "reference(s) to it, {} from the modules unloaded here{}. A display server "
+                                      "or the console on /dev/dri (nvidia_drm), a process in another PID "
+                                      "namespace or a kernel user may hold it. Stop it and run again, or reboot.",
+                                      name, *m->refcount, m->used_by.size(),
+                                      users.empty() ? "" : " (" + users + ")"));
+    }
+  }
   for (const auto& name : to_unload) {
     plan.steps.push_back({StepKind::unload, name, "", "unload " + name});
   }

@@ -4,6 +4,7 @@
 // prints exactly what a real run does. Reading /proc and the module files,
 // and acting (libkmod, udevadm), live in cli/.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,9 @@ const std::vector<std::string>& unload_order();  // nvidia_peermem, nvidia_drm, 
 
 struct LoadedModule {  // a /proc/modules line
   std::string name;
-  unsigned refcount = 0;
+  // The kernel's count of references: modules built on it and open files of its devices. None where the
+  // kernel prints "-" (no module unloading) or the field is unparsable.
+  std::optional<unsigned> refcount;
   std::vector<std::string> used_by;
 };
 
@@ -42,8 +45,11 @@ struct ReloadFacts {
   std::string module_dir;      // where the new modules are
   bool module_dir_exists = true;
   std::vector<LoadedModule> loaded;     // nvidia* modules only
+  std::string loaded_unread;            // why /proc/modules could not be read ("" when it was)
   std::vector<ModuleFile> new_modules;  // nvidia* files found in module_dir
   std::vector<Holder> holders;
+  std::string holders_unlisted;         // why /proc could not be listed ("" when it was): holders says nothing
+  unsigned unreadable_processes = 0;    // processes whose open files could not be read
   std::string loaded_version;  // /sys/module/nvidia/version now
 };
 
@@ -54,6 +60,7 @@ struct Step {
   std::string module;  // unload/load
   std::string path;    // load: the .ko file
   std::string text;    // what it does, as --dry-run prints it
+  bool operator==(const Step&) const = default;
 };
 
 enum class Refusal {

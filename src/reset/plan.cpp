@@ -223,6 +223,13 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
                     fmt::format("GPU {}'s PCI bus id could not be read ({}): nothing to name in the reset", t,
                                 g->pci_bus_id.missing));
     }
+    if (!g->minor.has()) {
+      // Holders are matched by /dev/nvidiaN: without N, a job on this GPU would look like no holder at all.
+      return refuse(std::move(plan), ExitCode::cannot_tell,
+                    fmt::format("GPU {}'s minor number (its /dev/nvidiaN) could not be read ({}): gpuwarm cannot "
+                                "tell which processes hold it, so it does not reset it",
+                                t, g->minor.missing));
+    }
     if (const KernelGpu* k = kernel_gpu(s, *g); k != nullptr && k->excluded) {
       return refuse(std::move(plan), ExitCode::routed_elsewhere,
                     fmt::format("GPU {} ({}) is excluded by the driver (NVreg_ExcludedGpus or an RmExcludedGpus "

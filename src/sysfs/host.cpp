@@ -47,8 +47,8 @@ Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<
   return Fact<std::vector<std::string>>::known(std::move(found));
 }
 
-ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
-  ClientScan scan;
+DeviceScan scan_open_devices(const Paths& paths, const std::vector<int>& skip, std::string_view prefix) {
+  DeviceScan scan;
   auto pids = list_pids(paths);
   if (!pids) {
     scan.unlisted = paths.display(pids.error().message);
@@ -65,23 +65,37 @@ ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
       scan.unreadable += fds.error().message.find("denied") != std::string::npos ? 1u : 0u;
       continue;
     }
-    std::vector<std::string> targets;
+    DeviceHolder holder;
     for (const auto& fd : *fds) {
-      if (auto target = read_link(paths.proc(entry + "/fd/" + fd)); target && starts_with(*target, "/dev/nvidia")) {
-        targets.push_back(*target);
+      auto target = read_link(paths.proc(entry + "/fd/" + fd));
+      if (target && starts_with(*target, prefix) &&
+          std::find(holder.devices.begin(), holder.devices.end(), *target) == holder.devices.end()) {
+        holder.devices.push_back(*target);
       }
     }
-    std::vector<unsigned> minors = nvidia_minors_from_links(targets);
-    if (minors.empty()) {
+    if (holder.devices.empty()) {
       continue;
     }
     // Only the command name: another user's arguments may hold secrets, and
     // reading /proc/PID/cmdline can block on a process stuck in the driver.
-    GpuClient client;
-    client.pid = pid;
-    client.comm = read_comm(paths, pid);
-    client.minors = std::move(minors);
-    scan.clients.push_back(std::move(client));
+    holder.pid = pid;
+    holder.comm = read_comm(paths, pid);
+    scan.holders.push_back(std::move(holder));
+  }
+  return scan;
+}
+
+ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
+  DeviceScan devices = scan_open_devices(paths, skip, "/dev/nvidia");
+  ClientScan scan;
+  scan.unreadable = devices.unreadable;
+  scan.unlisted = std::move(devices.unlisted);
+  for (auto& h : devices.holders) {
+    // /dev/nvidiactl and /dev/nvidia-uvm alone hold no particular GPU.
+    std::vector<unsigned> minors = nvidia_minors_from_links(h.devices);
+    if (!minors.empty()) {
+      scan.clients.push_back({h.pid, std::move(h.comm), std::move(minors)});
+    }
   }
   return scan;
 }

@@ -3,6 +3,7 @@
 // schedulers' node daemons, and every process holding /dev/nvidiaN open.
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/paths.h"
@@ -18,6 +19,22 @@ Fact<unsigned> read_chassis_type(const Paths& paths);
 // Node daemons of job schedulers (slurmd, kubelet, ...) among `processes` (list_processes), as
 // "name (pid N)"; unknown when /proc could not be listed or listed no process.
 Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<std::vector<ProcessName>>& processes);
+
+struct DeviceHolder {
+  int pid = 0;
+  std::string comm;
+  std::vector<std::string> devices;  // the open files' paths, each once, in fd order
+};
+
+struct DeviceScan {
+  std::vector<DeviceHolder> holders;
+  unsigned unreadable = 0;  // processes whose fd directory could not be read
+  std::string unlisted;     // why /proc could not be listed in full ("" when it was): then `holders` says nothing
+};
+
+// Processes with a file whose path starts with `prefix` open, except `skip`. Reading other users' fds needs
+// root; a process that exits during the walk is neither a holder nor unreadable.
+DeviceScan scan_open_devices(const Paths& paths, const std::vector<int>& skip, std::string_view prefix);
 
 struct ClientScan {
   std::vector<GpuClient> clients;

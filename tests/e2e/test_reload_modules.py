@@ -180,7 +180,7 @@ class ReloadModules(unittest.TestCase):
         r = self.reload("--yes")
         self.assertEqual(r.returncode, 3, r.stdout)
         self.assertNotIn("\x1b", r.stdout)
-        self.assertIn("x\\x1b]0;owned\\x07", r.stdout)
+        self.assertIn("pid 812 x?]0;owned?: /dev/nvidiactl", r.stdout)  # as reset and diagnose show a comm
 
     def test_refuses_modules_built_for_another_kernel(self):
         for name in ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm"):
@@ -198,8 +198,44 @@ class ReloadModules(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("step 7 (load ", r.stderr)
         self.assertIn("Loaded now: nvidia, nvidia_modeset", r.stderr)
-        self.assertIn("To recover: `modprobe nvidia nvidia_modeset nvidia_uvm`", r.stderr)
+        self.assertIn("To recover: the old modules are unloaded. Run `gpuwarm reload-modules --yes` again",
+                      r.stderr)
         self.assertEqual(self.ops()[-1], "load nvidia_uvm")
+
+    def test_a_failed_unload_says_the_old_modules_cannot_come_back(self):
+        r = self.reload("--yes", "--json", fail_on="unload nvidia")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["steps_done"], 3)
+        self.assertEqual(d["loaded_now"], "nvidia")
+        self.assertIn("the files on disk are the new driver's, so the old ones cannot be loaded back", d["recovery"])
+        self.assertIn("Find what holds nvidia", d["recovery"])
+
+    def test_a_reference_the_kernel_counts_but_no_process_shows_refuses(self):
+        # A console or display server on nvidia_drm's /dev/dri node: no /proc/PID/fd names /dev/nvidia*, but
+        # rmmod nvidia_drm would fail with EBUSY after nothing else was touched -- or, for nvidia, after three.
+        for module, busy in (("nvidia_drm", "nvidia_drm 126976 1 - Live"), ("nvidia", "nvidia 14299136 3 ")):
+            with self.subTest(module=module):
+                text = PROC_MODULES.replace(busy.replace(" 1 - ", " 0 - ").replace(" 3 ", " 2 "), busy)
+                self.assertNotEqual(text, PROC_MODULES)
+                self.root.write("proc/modules", text)
+                r = self.reload("--yes")
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertIn(f"Refused: {module} is in use by something gpuwarm cannot name", r.stdout)
+                self.assertEqual(self.ops(), [])
+
+    def test_linked_module_files_are_loaded_from_where_they_lead(self):
+        # The check and the load must see the same file: a link could be repointed between the two.
+        links = os.path.join(self.tmp, "links", self.kernel)
+        os.makedirs(links)
+        for name in ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm"):
+            os.symlink(os.path.join(self.moddir, f"{name}.ko"), os.path.join(links, f"{name}.ko"))
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", links, "--json"], raw=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        loads = [s["path"] for s in json.loads(r.stdout)["plan"]["steps"] if s["path"]]
+        self.assertEqual(len(loads), 4)
+        for path in loads:
+            self.assertTrue(path.startswith(os.path.realpath(self.moddir) + "/"), path)
 
     def test_acting_on_a_recorded_root_without_the_stand_in_is_refused(self):
         r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", os.path.dirname(self.moddir), "--yes"],

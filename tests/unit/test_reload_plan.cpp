@@ -21,7 +21,7 @@ modules::ReloadFacts updated_node() {
   f.loaded = {{"nvidia_uvm", 0, {}},
               {"nvidia_drm", 0, {}},
               {"nvidia_modeset", 1, {"nvidia_drm"}},
-              {"nvidia", 3, {"nvidia_uvm", "nvidia_modeset"}}};
+              {"nvidia", 2, {"nvidia_uvm", "nvidia_modeset"}}};  // as /proc/modules shows an idle node
   for (const char* name : {"nvidia", "nvidia-uvm", "nvidia-modeset", "nvidia-drm", "nvidia-peermem"}) {
     f.new_modules.push_back({modules::canonical_module_name(name),
                              std::string("/lib/modules/6.1.0-28-amd64/updates/dkms/") + name + ".ko", "580.159.04",
@@ -104,6 +104,24 @@ TEST(ReloadPlan, table) {
        "mixes driver versions"},
       {"an unknown module uses nvidia",
        [](auto& f) { f.loaded.back().used_by.push_back("gdrdrv"); }, true, false, {}, "module gdrdrv uses nvidia"},
+      {"the console or a display server holds nvidia_drm (the kernel counts it, /proc/PID/fd cannot)",
+       [](auto& f) { f.loaded[1].refcount = 1; }, true, false, {},
+       "nvidia_drm is in use by something gpuwarm cannot name: the kernel counts 1 reference(s) to it, 0 from "
+       "the modules unloaded here"},
+      {"a hidden holder of the core module (another PID namespace)", [](auto& f) { f.loaded[3].refcount = 3; },
+       true, false, {}, "counts 3 reference(s) to it, 2 from the modules unloaded here (nvidia_uvm, nvidia_modeset)"},
+      {"reference count not shown (\"-\")", [](auto& f) { f.loaded[0].refcount.reset(); }, true, false, {},
+       "reference count of nvidia_uvm is not shown"},
+      {"/proc/modules unread: not the same as nothing loaded",
+       [](auto& f) {
+         f.loaded.clear();
+         f.loaded_unread = "/proc/modules: Permission denied";
+       },
+       true, false, {}, "could not be read (/proc/modules: Permission denied)"},
+      {"/proc unlisted: holders unknown", [](auto& f) { f.holders_unlisted = "/proc: No such file or directory"; },
+       true, false, {}, "the processes could not be listed (/proc: No such file or directory)"},
+      {"some processes' open files unread", [](auto& f) { f.unreadable_processes = 4; }, true, false, {},
+       "4 process(es)' open files could not be read"},
       {"holders are checked after the kernel: a reboot is the answer either way",
        [](auto& f) {
          f.holders = {{1, "x", "y"}};

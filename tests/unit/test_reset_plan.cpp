@@ -54,6 +54,12 @@ TEST(ResetPlan, Refusals) {
       {"whether there are NVSwitches unknown",
        [](Snapshot& s) { s.driver.nvswitches = Fact<std::vector<std::string>>::unknown("/sys/bus/pci/devices: x"); },
        ExitCode::cannot_tell, "NVSwitches could not be read (/sys/bus/pci/devices: x)"},
+      {"minor number unread (a job on it could not be matched)",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].minor = Fact<unsigned>::unknown("TIMEOUT");
+         add_client(s, {777, "python3", {0}});
+       },
+       ExitCode::cannot_tell, "GPU 0's minor number (its /dev/nvidiaN) could not be read (TIMEOUT)"},
       {"MIG enabled", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::known(1); },
        ExitCode::routed_elsewhere, "MIG"},
       {"MIG mode unread", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::unknown("UNKNOWN"); },
