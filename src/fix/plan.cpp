@@ -189,7 +189,22 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                   "unmask nvidia-persistenced.service) if that is no longer wanted, then run fix again.");
   }
 
+  // A daemon that runs although the unit is not active was started outside systemd (rc.local, by hand). The
+  // unit's start would fail on that daemon's PID-file lock, and the unit's ExecStopPost would then delete the
+  // running daemon's socket and PID file -- again at every Restart=on-failure.
+  if (!s.service.active_state.is("active") && !s.daemon.processes.empty() &&
+      !(s.service.load_state.is("not-found") && daemon_from_driver_container(s))) {
+    return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                  fmt::format("nvidia-persistenced runs (pid {}) outside systemd, so the unit cannot start beside "
+                              "it: its start would fail, and the unit's clean-up would delete the running daemon's "
+                              "socket and PID file. Stop that daemon (kill {}; find what starts it, e.g. rc.local "
+                              "or a node-init script, and remove it there), then run fix again. Nothing was "
+                              "changed.",
+                              s.daemon.processes.front().pid, s.daemon.processes.front().pid));
+  }
+
   bool config_changed = false;
+  bool exec_start_changed = false;  // only a new ExecStart needs the running daemon restarted
   if (s.service.load_state.is("not-found")) {
     if (!s.daemon.binary.has()) {
       return refuse(std::move(plan), FixOutcome::refused, ExitCode::routed_elsewhere,
@@ -208,15 +223,46 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   } else {
     std::vector<std::string> effective = s.service.exec_start.value_or({});
     std::string dropin = render_dropin(in.vendor_unit_text, effective);
+    // The daemon systemd started runs systemd's ExecStart: with the flag there (or unread), a drop-in that
+    // replaces ExecStart changes the running daemon only at a restart.
+    const bool started_with_flag = !s.service.exec_start.has() || has_arg(effective, k_no_pm_flag);
     if (!dropin.empty() && (!in.dropin_exists || in.current_dropin_text != dropin)) {
       plan.steps.push_back({StepKind::write_file,
                             "the unit needs overrides (--no-persistence-mode, StopWhenUnneeded, Restart, PIDFile)",
                             k_dropin_path, dropin});
       config_changed = true;
+      exec_start_changed = started_with_flag && dropin.find("\nExecStart=\n") != std::string::npos;
+    } else if (s.service.need_daemon_reload.is(false) && (has_arg(effective, k_no_pm_flag) ||
+                                                           s.service.stop_when_unneeded.is(true))) {
+      // systemd has loaded what is on disk, gpuwarm's drop-in included, and still runs the unit that way:
+      // another file sets it after ours. Restarting would change nothing, at every run.
+      std::string files = s.service.drop_in_paths.has() ? "" : " (its drop-ins unread: " + s.service.drop_in_paths.missing + ")";
+      for (const auto& f : s.service.drop_in_paths.value_or({})) {
+        files += (files.empty() ? ": " : ", ") + f;
+      }
+      return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                    fmt::format("systemd has loaded every file of {} and still runs it with {}: another file "
+                                "overrides gpuwarm's {}{}. Drop-ins apply in name order, so a later one (such as "
+                                "`systemctl edit`'s override.conf) wins. Remove the setting there (`systemctl cat "
+                                "{}` shows each file), then run fix again. Nothing was changed.",
+                                k_unit_name,
+                                has_arg(effective, k_no_pm_flag) ? k_no_pm_flag : "StopWhenUnneeded=yes",
+                                in.dropin_exists ? k_dropin_path : "settings", files, k_unit_name));
     }
   }
   if (config_changed) {
     plan.steps.push_back({StepKind::reload, "load the new unit configuration", "", ""});
+  } else if (!s.service.need_daemon_reload.is(false) && in.dropin_exists) {
+    // Written by an earlier run whose daemon-reload failed or never ran (a kill, a D-Bus timeout): without
+    // it, systemd keeps the old configuration and every later run would restart into it.
+    plan.steps.push_back({StepKind::reload,
+                          s.service.need_daemon_reload.has()
+                              ? "systemd has not loaded the unit files changed on disk (NeedDaemonReload)"
+                              : "whether systemd loaded the files on disk is unknown (" +
+                                    s.service.need_daemon_reload.missing + ")",
+                          "", ""});
+    exec_start_changed = in.current_dropin_text.find("\nExecStart=\n") != std::string::npos &&
+                         (!s.service.exec_start.has() || has_arg(*s.service.exec_start, k_no_pm_flag));
   }
 
   const std::string file_state = s.service.unit_file_state.value_or("");
@@ -228,14 +274,21 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   if (s.service.active_state.is("failed")) {
     plan.steps.push_back({StepKind::reset_failed, "clear the failed state and its start counter", "", ""});
   }
+  // A restart ends persistence for a moment: every GPU no process holds is torn down and loses its power limit
+  // and application clocks. Restart=, StopWhenUnneeded= and PIDFile= apply at the reload; only a daemon that
+  // runs with the flag, or an ExecStart that drops it, needs one.
   bool running_with_flag = false;
   for (const auto& p : s.daemon.processes) {
     running_with_flag = running_with_flag || has_arg(p.argv, k_no_pm_flag);
   }
   if (!s.service.active_state.is("active")) {
     plan.steps.push_back({StepKind::start, "the daemon is not running under systemd", "", ""});
-  } else if (config_changed || running_with_flag) {
-    plan.steps.push_back({StepKind::restart, "pick up the new configuration", "", ""});
+  } else if (running_with_flag || exec_start_changed) {
+    plan.steps.push_back({StepKind::restart,
+                          fmt::format("the running daemon was started with {}: the new ExecStart applies at a "
+                                      "restart",
+                                      k_no_pm_flag),
+                          "", ""});
   }
 
   if (plan.steps.empty()) {

@@ -329,8 +329,9 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   if (s.service.reachable && !plan.daemon_was_active && !s.daemon.processes.empty()) {
     return refuse(std::move(plan), ExitCode::action_needed,
                   fmt::format("nvidia-persistenced runs (pid {}) but not as {}: it would hold the GPUs through the "
-                              "reset, and gpuwarm stops it only through systemd. Stop it, or run gpuwarm fix first.",
-                              s.daemon.processes.front().pid, k_unit_name));
+                              "reset, and gpuwarm stops it only through systemd. Stop it (kill {}), run gpuwarm fix to start it "
+                              "through systemd, then reset.",
+                              s.daemon.processes.front().pid, k_unit_name, s.daemon.processes.front().pid));
   }
   std::vector<std::string> reset_argv = {in.nvidia_smi, "--gpu-reset", "-i"};
   std::string ids;

@@ -193,6 +193,9 @@ struct ServiceFacts {
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
   Fact<std::string> fragment_path;
+  // Files on disk changed since systemd loaded the unit (a write whose daemon-reload failed or never ran).
+  Fact<bool> need_daemon_reload;
+  Fact<std::vector<std::string>> drop_in_paths;  // every drop-in systemd merged, in the order applied
   // What `fix` plans from, recorded with the rest: the unit file's text (at fragment_path, at most 64 KiB)
   // and gpuwarm's drop-in ("" with dropin_exists false when there is none).
   Fact<std::string> unit_text;

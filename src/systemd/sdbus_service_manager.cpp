@@ -61,8 +61,8 @@ class SdBusServiceManager final : public ServiceManager {
                       &facts.restart, &facts.fragment_path}) {
         *f = Fact<std::string>::unknown(why);
       }
-      facts.exec_start = Fact<std::vector<std::string>>::unknown(why);
-      facts.stop_when_unneeded = Fact<bool>::unknown(why);
+      facts.exec_start = facts.drop_in_paths = Fact<std::vector<std::string>>::unknown(why);
+      facts.stop_when_unneeded = facts.need_daemon_reload = Fact<bool>::unknown(why);
     };
 
     if (std::string why = connect(); !why.empty()) {
@@ -95,6 +95,8 @@ class SdBusServiceManager final : public ServiceManager {
       facts.unit_file_state = manager_unit_file_state(unit, facts.unit_file_state);
     }
     facts.stop_when_unneeded = get_bool(path, k_unit_iface, "StopWhenUnneeded");
+    facts.need_daemon_reload = get_bool(path, k_unit_iface, "NeedDaemonReload");
+    facts.drop_in_paths = get_strv(path, k_unit_iface, "DropInPaths");
     facts.restart = get_string(path, k_service_iface, "Restart");
     facts.exec_start = get_exec_start(path);
     return facts;
@@ -139,6 +141,12 @@ class SdBusServiceManager final : public ServiceManager {
     const char* target = nullptr;
     while (sd_bus_message_read(reply.m, "(sss)", &type, &path, &target) > 0) {
       changes.push_back({type, path, target});
+    }
+    if (carries_install_info == 0 && changes.empty()) {
+      // A static unit: nothing pulls it in at boot, and enabling it changes nothing.
+      return fail("EnableUnitFiles(" + unit + "): the unit has no [Install] section, so it cannot be enabled for "
+                  "boot. Give it one (`[Install]` `WantedBy=multi-user.target` in the unit file under "
+                  "/etc/systemd/system) or have another enabled unit pull it in (Wants=), then run fix again.");
     }
     return changes;
   }
@@ -338,6 +346,23 @@ class SdBusServiceManager final : public ServiceManager {
       return Fact<bool>::unknown(e.text(r));
     }
     return Fact<bool>::known(value != 0);
+  }
+
+  Fact<std::vector<std::string>> get_strv(const std::string& path, const char* iface, const char* member) {
+    BusError e;
+    Message reply;
+    int r = sd_bus_get_property(m_bus, k_dest, path.c_str(), iface, member, &e.err, &reply.m, "as");
+    char** values = nullptr;
+    if (r < 0 || (r = sd_bus_message_read_strv(reply.m, &values)) < 0) {
+      return Fact<std::vector<std::string>>::unknown(e.text(r));
+    }
+    std::vector<std::string> out;
+    for (char** v = values; v != nullptr && *v != nullptr; ++v) {
+      out.push_back(printable(*v));
+      free(*v);  // NOLINT: sd-bus hands out malloc'd strings
+    }
+    free(values);  // NOLINT
+    return Fact<std::vector<std::string>>::known(std::move(out));
   }
 
   Fact<std::string> manager_unit_file_state(const std::string& unit, const Fact<std::string>& property) {

@@ -55,7 +55,9 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
         unit.UpdateProperties(UNIT_IFACE, {"LoadState": load_state, "ActiveState": active})
         unit.AddProperties(UNIT_IFACE, {"SubState": sub, "UnitFileState": file_state,
                                         "StopWhenUnneeded": dbus.Boolean(stop_when_unneeded),
-                                        "FragmentPath": "/lib/systemd/system/" + UNIT})
+                                        "FragmentPath": "/lib/systemd/system/" + UNIT,
+                                        "NeedDaemonReload": dbus.Boolean(False),
+                                        "DropInPaths": dbus.Array([], signature="s")})
         unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": restart})
         if with_load_unit:
             # The template lacks LoadUnit; systemd answers it with the unit's path.

@@ -56,7 +56,9 @@ def load(mock, parameters):
         "SubState": "running" if active == "active" else "dead",
         "UnitFileState": str(parameters.get("unit_file_state", "disabled")),
         "StopWhenUnneeded": dbus.Boolean(parameters.get("stop_when_unneeded", True)),
-        "FragmentPath": "/lib/systemd/system/" + UNIT})
+        "FragmentPath": "/lib/systemd/system/" + UNIT,
+        "NeedDaemonReload": dbus.Boolean(False),
+        "DropInPaths": dbus.Array([], signature="s")})
     unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(parameters.get("argv", PACKAGED_ARGV)),
                                        "Restart": str(parameters.get("restart", "no"))})
 

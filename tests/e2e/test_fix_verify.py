@@ -244,6 +244,27 @@ class FixAndVerify(SystemdMockCase):
         failed = [s for s in rep["steps"] if s["status"] == "failed"][0]
         self.assertEqual(failed["kind"], "enable")
 
+    def test_a_static_unit_is_not_reported_enabled(self):
+        # No [Install] section: systemd answers EnableUnitFiles with (false, []) and changes nothing.
+        self.add_unit(with_enable=False)
+        self.mock.AddMethod(MANAGER, "EnableUnitFiles", "asbb", "ba(sss)", "ret = (False, [])")
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 1, r.stdout + r.stderr)
+        failed = [s for s in rep["steps"] if s["status"] == "failed"][0]
+        self.assertEqual(failed["kind"], "enable")
+        self.assertIn("no [Install] section, so it cannot be enabled for boot", failed["detail"])
+
+    def test_a_daemon_outside_systemd_is_not_started_beside(self):
+        # Started by rc.local: the unit's start would fail on the daemon's lock, and its ExecStopPost would
+        # delete the running daemon's socket and PID file.
+        self.add_unit()
+        self.root.daemon_process(holds=[0, 1])
+        rc, rep, r = self.fix(scenario=h.scenario([h.gpu(0, persistence=1), h.gpu(1, persistence=1)]))
+        self.assertEqual(rc, 3, r.stdout + r.stderr)
+        self.assertIn("outside systemd", rep["reason"])
+        self.assertFalse(os.path.exists(self.root.p(DROPIN)))
+        self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
+
     def test_lock_keeps_two_runs_apart(self):
         self.add_unit()
         with open(self.root.p("run/gpuwarm-fix.lock"), "w") as lock:

@@ -207,6 +207,31 @@ class RealSystemd(unittest.TestCase):
         self.assertFalse(rep["changed"])
         self.assertEqual(rep["steps"], [])
 
+    def test_3b_a_drop_in_systemd_never_loaded_is_loaded_by_the_next_run(self):
+        # An earlier run wrote the drop-in, then was killed (or its Reload timed out) before systemd loaded it:
+        # systemd still runs the vendor unit, with --no-persistence-mode. The next run must reload, not merely
+        # restart into the old configuration at every run.
+        dropin = self.root + "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
+        os.rename(dropin, dropin + ".away")
+        self.addCleanup(lambda: os.path.exists(dropin + ".away") and os.rename(dropin + ".away", dropin))
+        self.systemd("Reload")
+        self.systemd("RestartUnit", "ss", UNIT, "replace")
+        deadline = time.time() + 20
+        while time.time() < deadline and self.unit_property("ActiveState") != "active":
+            time.sleep(0.1)
+        os.rename(dropin + ".away", dropin)
+        self.assertEqual(self.unit_property("NeedDaemonReload"), "true")
+        before = json.loads(self.gpuwarm("diagnose", "--json").stdout)["snapshot"]["service"]
+        self.assertIn("--no-persistence-mode", before["exec_start"])
+
+        r = self.gpuwarm("fix", "--json", "--settle", "0.5", "--samples", "2", "--sample-interval", "0.1")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertEqual([s["kind"] for s in rep["steps"]], ["reload", "restart"])
+        self.assertIn("NeedDaemonReload", rep["steps"][0]["why"])
+        self.assertTrue(all(c["status"] in ("pass", "skip") for c in rep["verify"]["checks"]), rep["verify"])
+        self.assertEqual(self.unit_property("NeedDaemonReload"), "false")
+
     def systemd(self, *args):
         """busctl against the container's systemd Manager."""
         return subprocess.run(["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",

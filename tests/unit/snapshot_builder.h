@@ -84,6 +84,8 @@ inline Snapshot healthy_snapshot() {
   s.service.stop_when_unneeded = Fact<bool>::known(false);
   s.service.restart = Fact<std::string>::known("on-failure");
   s.service.fragment_path = Fact<std::string>::known("/lib/systemd/system/nvidia-persistenced.service");
+  s.service.need_daemon_reload = Fact<bool>::known(false);
+  s.service.drop_in_paths = Fact<std::vector<std::string>>::known({});
   return s;
 }
 

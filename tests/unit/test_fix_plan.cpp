@@ -167,6 +167,58 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
          in.current_dropin_text = render_dropin(k_ubuntu_unit, {});
        },
        FixOutcome::act, {K::enable, K::reload}},
+      {"an earlier run wrote the drop-in but its reload failed (NeedDaemonReload): reload, then restart",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         s.service.need_daemon_reload = Fact<bool>::known(true);
+         in.vendor_unit_text = k_ubuntu_unit;
+         in.dropin_exists = true;
+         in.current_dropin_text = render_dropin(k_ubuntu_unit, {});
+       },
+       FixOutcome::act, {K::reload, K::restart}},
+      {"whether systemd loaded our drop-in unknown: a reload costs nothing",
+       [](Snapshot& s, FixInputs& in) {
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         s.service.need_daemon_reload = Fact<bool>::unknown("UnknownProperty");
+         in.vendor_unit_text = k_ubuntu_unit;
+         in.dropin_exists = true;
+         in.current_dropin_text = render_dropin(k_ubuntu_unit, {});
+       },
+       FixOutcome::act, {K::reload, K::enable, K::reload}},
+      {"only StopWhenUnneeded and Restart change: no restart (it would drop idle GPUs' settings)",
+       [](Snapshot& s, FixInputs& in) {
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         in.vendor_unit_text = "[Unit]\nStopWhenUnneeded=true\n[Service]\nType=forking\n"
+                               "ExecStart=/usr/bin/nvidia-persistenced --user u\n";
+       },
+       FixOutcome::act, {K::write_file, K::reload, K::enable, K::reload}},
+      {"systemd started the daemon with the flag, its arguments unread: restart",
+       [](Snapshot& s, FixInputs& in) {
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode"});
+         s.daemon.processes[0].argv.clear();
+         s.daemon.processes[0].argv_missing = "Permission denied";
+         in.vendor_unit_text = k_ubuntu_unit;
+       },
+       FixOutcome::act, {K::write_file, K::reload, K::enable, K::reload, K::restart}},
+      {"a daemon started outside systemd: refused, nothing written",
+       [](Snapshot& s, FixInputs& in) {
+         s.service.active_state = Fact<std::string>::known("inactive");
+         s.service.unit_file_state = Fact<std::string>::known("disabled");
+         in.vendor_unit_text = k_ubuntu_unit;
+       },
+       FixOutcome::refused, {}},
+      {"another drop-in overrides ours: refused rather than a restart at every run",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "--no-persistence-mode"});
+         in.vendor_unit_text = k_ubuntu_unit;
+         in.dropin_exists = true;
+         in.current_dropin_text = render_dropin(k_ubuntu_unit, {});
+       },
+       FixOutcome::refused, {}},
       {"failed unit", [](Snapshot& s, FixInputs& in) {
          s.service.active_state = Fact<std::string>::known("failed");
          s.daemon.processes.clear();
@@ -219,6 +271,36 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
     EXPECT_EQ(p.outcome, c.outcome) << c.name << ": " << p.reason;
     EXPECT_EQ(kinds(p), c.steps) << c.name;
   }
+}
+
+TEST(FixPlan, RefusalsNameTheOverridingDropInAndTheOutsideDaemon) {
+  Snapshot s = test::healthy_snapshot();
+  s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+  s.service.exec_start = Fact<std::vector<std::string>>::known({"/usr/bin/nvidia-persistenced", "--no-persistence-mode"});
+  s.service.drop_in_paths = Fact<std::vector<std::string>>::known(
+      {"/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf",
+       "/etc/systemd/system/nvidia-persistenced.service.d/override.conf"});
+  FixInputs in{k_ubuntu_unit, render_dropin(k_ubuntu_unit, {}), true, true};
+  FixPlan p = plan_fix(s, diagnose(s), in);
+  EXPECT_EQ(p.exit_code, ExitCode::action_needed);
+  EXPECT_NE(p.reason.find("still runs it with --no-persistence-mode: another file overrides gpuwarm's "
+                          "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf: "
+                          "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf, "
+                          "/etc/systemd/system/nvidia-persistenced.service.d/override.conf"),
+            std::string::npos)
+      << p.reason;
+  EXPECT_TRUE(p.steps.empty());
+
+  Snapshot outside = test::healthy_snapshot();
+  outside.service.active_state = Fact<std::string>::known("inactive");
+  outside.service.unit_file_state = Fact<std::string>::known("disabled");
+  FixPlan q = plan_fix(outside, diagnose(outside), {k_good_unit, "", false, true});
+  EXPECT_EQ(q.exit_code, ExitCode::action_needed);
+  EXPECT_NE(q.reason.find("nvidia-persistenced runs (pid " + std::to_string(outside.daemon.processes[0].pid) +
+                          ") outside systemd"),
+            std::string::npos)
+      << q.reason;
+  EXPECT_TRUE(q.steps.empty());
 }
 
 TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
