@@ -210,6 +210,11 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
       gpu_unknown("held_by_persistenced", "minor number unread: " + g.minor.missing);
     } else if (!s.daemon.processes_unread.empty()) {
       gpu_unknown("held_by_persistenced", "processes not listed: " + s.daemon.processes_unread);
+    } else if (s.daemon.processes.empty() && !s.daemon.foreign.empty()) {
+      // The GPU Operator's daemon, in its driver container: named, but its open files are not read.
+      gpu_unknown("held_by_persistenced", fmt::format("the daemon (pid {}) runs in another mount namespace (a "
+                                                      "container): its open files are not read",
+                                                      s.daemon.foreign.front().pid));
     } else if (!daemon_minors_known) {
       gpu_unknown("held_by_persistenced", "the daemon's open files could not be read (needs root)");
     } else {
@@ -222,9 +227,12 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
       gpu_unknown("held_by_other_clients",
                   g.minor.has() ? s.host.gpu_clients.missing : "minor number unread: " + g.minor.missing);
     } else {
+      // The host's daemon is left out of the scan already; a container's daemon is left out here, by pid (a
+      // comm is cut at 15 characters, so it never reads "nvidia-persistenced").
       auto count = std::count_if(s.host.gpu_clients->begin(), s.host.gpu_clients->end(), [&](const GpuClient& c) {
         return std::find(c.minors.begin(), c.minors.end(), *g.minor) != c.minors.end() &&
-               c.comm != "nvidia-persistenced";
+               std::none_of(s.daemon.foreign.begin(), s.daemon.foreign.end(),
+                            [&](const ForeignDaemon& f) { return f.pid == c.pid; });
       });
       e.sample("gpuwarm_gpu_held_by_other_clients", gpu, static_cast<double>(count));
     }

@@ -149,6 +149,12 @@ class Manifests(unittest.TestCase):
         self.assertTrue(pod["nodeSelector"], "GPU nodes only")
         (container,) = pod["containers"]
         self.assertEqual(container["args"][:2], ["metrics", "--listen"])
+        # The node's address and name: a stable `instance` for the alert rules, and the host's probe baseline.
+        self.assertTrue(pod["hostNetwork"])
+        self.assertEqual(pod["dnsPolicy"], "ClusterFirstWithHostNet")
+        self.assertEqual(container["args"][2], "$(HOST_IP):9839")
+        env = {e["name"]: e for e in container["env"]}
+        self.assertEqual(env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP")
         self.assertIn("--root", container["args"])
         volumes = {v["name"]: v for v in pod["volumes"]}
         host_paths = set()

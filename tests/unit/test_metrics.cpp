@@ -62,6 +62,27 @@ TEST(Metrics, unlisted_processes_are_unknown_not_zero) {
   EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
 }
 
+// GPU Operator layout: the daemon runs in the driver container. Whether it holds a GPU was not read (no 0),
+// and it is not one of the "other clients" (its comm is cut to "nvidia-persiste", so it goes by pid).
+TEST(Metrics, a_containers_daemon_is_neither_a_zero_nor_another_client) {
+  Snapshot s = healthy_snapshot();
+  s.daemon.processes.clear();
+  s.daemon.binary = Fact<std::string>::known("/run/nvidia/driver/usr/bin/nvidia-persistenced");
+  s.daemon.foreign = {{4242, "another mount namespace"}};
+  s.host.gpu_clients = Fact<std::vector<GpuClient>>::known({{4242, "nvidia-persiste", {0, 1}}, {77, "python3", {1}}});
+  std::string text = render(s);
+  EXPECT_EQ(text.find("gpuwarm_gpu_held_by_persistenced{"), std::string::npos) << text;
+  EXPECT_NE(text.find("fact=\"held_by_persistenced\",reason=\"the daemon (pid 4242) runs in another mount namespace"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("gpuwarm_gpu_held_by_other_clients{gpu=\"0\",uuid=\"GPU-00000000-0000-0000-0000-000000000000\",pci_bus_id=\"00000000:06:00.0\"} 0"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("gpuwarm_gpu_held_by_other_clients{gpu=\"1\",uuid=\"GPU-00000000-0000-0000-0000-000000000001\",pci_bus_id=\"00000000:07:00.0\"} 1"),
+            std::string::npos)
+      << text;
+}
+
 // Reboot pending follows the rule (DRV003), not the verdict, and is never a 0 when user space was not read;
 // "enabled" means what PD004 accepts.
 TEST(Metrics, reboot_pending_and_enabled_follow_the_rules) {
