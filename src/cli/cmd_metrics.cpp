@@ -165,7 +165,9 @@ int serve(MetricsOptions opts) {
     }
   }
   notifier.send("STOPPING=1");
-  server->reset();  // finishes the scrapes in flight
+  // Waits for a collection in flight to end, then closes its connection unanswered: the scraper sees one
+  // failed scrape (Prometheus marks the target down until the next instance answers).
+  server->reset();
   return to_int(ExitCode::healthy);
 }
 

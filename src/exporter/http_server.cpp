@@ -180,7 +180,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->m_state = std::make_unique<State>();
   server->m_state->handler = std::move(handler);
-  unsigned flags = mhd::k_use_internal_polling_thread | mhd::k_use_auto | mhd::k_use_error_log;
+  // No MHD_USE_ERROR_LOG: it writes a line per malformed request, so any client could flood the journal and
+  // push gpuwarm's own messages (an NVML call that never returned) past journald's rate limit.
+  unsigned flags = mhd::k_use_internal_polling_thread | mhd::k_use_auto;
   if (address.ipv6) {
     flags |= mhd::k_use_ipv6;
   }

@@ -52,7 +52,7 @@ class HttpServer {
 
   // Listening when it returns; `handler` runs on the server's threads (several at once).
   static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& address, Handler handler);
-  ~HttpServer();  // stops accepting, finishes requests in flight, joins the threads
+  ~HttpServer();  // stops accepting, waits for handlers running now (their answers are not sent), joins the threads
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 

@@ -15,7 +15,6 @@ struct MHD_Response;
 
 // Values of the library's stable ABI (microhttpd.h, MHD_VERSION 0x00097500 and earlier).
 enum Result : int { no = 0, yes = 1 };
-constexpr unsigned k_use_error_log = 1;
 constexpr unsigned k_use_internal_polling_thread = 8;
 constexpr unsigned k_use_ipv6 = 16;
 constexpr unsigned k_use_auto = 65536;
