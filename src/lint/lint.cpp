@@ -78,7 +78,13 @@ bool takes_name_as_argument(std::string_view w) {
       "egrep",     "fgrep",   "rg",     "echo",    "printf",  "logger", "apt",     "apt-get",  "aptitude",
       "yum",       "dnf",     "zypper", "rpm",     "dpkg",    "snap",   "which",   "whereis",  "type",
       "hash",      "ls",      "test",   "[",       "[[",      "stat",   "file",    "cat",      "rm",
-      "cp",        "mv",      "install", "chmod",  "chown",   "ln",     "readlink", "journalctl"};
+      "cp",        "mv",      "install", "chmod",  "chown",   "ln",     "readlink", "journalctl",
+      // Accounts, folders and files named like the daemon (its --user, its /var/run folder), and a
+      // container's logs: after sudo or docker these are the command, and what follows is no program.
+      "useradd",   "groupadd", "userdel", "groupdel", "usermod", "adduser", "addgroup", "deluser", "delgroup",
+      "getent",    "id",      "mkdir",  "rmdir",   "touch",   "chgrp",  "setfacl", "tar",      "unzip",
+      "sed",       "awk",     "tee",    "find",    "du",      "lsof",   "fuser",   "mount",    "umount",
+      "wget",      "curl",    "logs",   "inspect", "describe"};
   return words.count(w) != 0;
 }
 
@@ -289,6 +295,11 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
     if (!t.text.empty() && t.text[0] == '-') {
       if (!after_runner) {
         return;
+      }
+      // sudo -u USER, runuser -g GROUP, docker run --user U: the value is a name, not the command.
+      if ((t.text == "-u" || t.text == "--user" || t.text == "-g" || t.text == "--group") && k + 1 < end &&
+          !m_tokens[k + 1].breaks_before) {
+        ++k;
       }
       continue;
     }

@@ -360,6 +360,16 @@ TEST(Lint, new_anti_patterns) {
        {}},
       {"near miss: version check, user name, process checks", FileKind::shell,
        "nvidia-persistenced --version\nsudo -u nvidia-persistenced id\npgrep -x nvidia-persistenced\n", {}},
+      {"near miss: the daemon's account, folder and container named after it (after sudo, docker)",
+       FileKind::shell,
+       "sudo groupadd --system nvidia-persistenced || true\n"
+       "sudo useradd --system --gid nvidia-persistenced nvidia-persistenced\n"
+       "sudo mkdir -p /var/run/nvidia-persistenced\nsudo chown nvidia-persistenced: /var/run/nvidia-persistenced\n"
+       "sudo userdel nvidia-persistenced\nsudo docker logs nvidia-persistenced\n",
+       {}},
+      {"a user or group option's value is skipped, the command after it is not", FileKind::shell,
+       "sudo -u nvidia-persistenced nvidia-persistenced --verbose\nsudo -g video nvidia-smi -pm 1\n",
+       {"LINT005@1:29", "LINT001@2:15"}},
       {"near miss: a unit's ExecStart", FileKind::shell, "ExecStart=/usr/bin/nvidia-persistenced --user x\n", {}},
       {"near miss: a package list", FileKind::yaml, "packages:\n  - nvidia-persistenced\n", {}},
       {"near miss: a function's argument (Chef, Python)", FileKind::shell,
