@@ -188,8 +188,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "Enabled and held by the daemon, the reset GPUs back with the same UUID, application clocks and power\n"
       "limits as before (a check that fails says how to set them again).\n"
       "Without systemd it prints the same steps to run by hand and changes nothing. Shares fix's lock.\n\n"
-      "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the daemon was started\n"
-      "again) or nvidia-smi is not usable, 2 bad command line or unknown GPU, 3 refused: another process\n"
+      "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the report says whether\n"
+      "the daemon runs) or nvidia-smi is not usable, 2 bad command line or unknown GPU, 3 refused: another process\n"
       "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
       "nothing changed), 7 another fix or reset runs, 8 reset but verification failed, 9 refused: cannot\n"
       "tell (who holds the GPUs, which GPUs exist), 128+N signal N arrived (every step ran to its end, the\n"
@@ -208,14 +208,20 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     Result<bool> lock = true;
     if (acting) {
       lock = take_node_lock(paths);
-      if (!lock) {
-        std::cerr << "gpuwarm reset: " << lock.error().message << "\n";
-        return to_int(ExitCode::tool_error);
-      }
-      if (!*lock) {
-        std::cout << "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock "
-                  << paths.display(paths.run(k_node_lock_name)) << " is held)\nNothing was changed.\n";
-        return to_int(ExitCode::locked);
+      if (!lock || !*lock) {
+        const std::string why = !lock ? lock.error().message
+                                      : "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
+                                            paths.display(paths.run(k_node_lock_name)) + " is held)";
+        const ExitCode code = !lock ? ExitCode::tool_error : ExitCode::locked;
+        if (opts->json) {  // every outcome of --json is a report on stdout
+          std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1},
+                                  {"outcome", !lock ? "error" : "locked"}, {"reason", why},
+                                  {"steps", nlohmann::json::array()}, {"exit_code", to_int(code)}})
+                    << "\n";
+        }
+        (!lock ? std::cerr : (opts->json ? std::cerr : std::cout))
+            << (!lock ? "gpuwarm reset: " : "") << why << "\nNothing was changed.\n";
+        return to_int(code);
       }
     }
     Snapshot before = collect_from_options(opts->collect);
@@ -296,6 +302,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     auto job_timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
     bool failed = false;
     bool daemon_down = false;  // stopped and not started again: the report must say so loudly
+    bool stop_failed = false;
+    bool start_failed = false;
     int signal_number = 0;
     {
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
@@ -320,7 +328,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             rec.status = "failed";
             rec.detail = r ? fmt::format("job ended with result \"{}\" (journalctl -u {})", *r, k_unit_name)
                            : r.error().message;
-            failed = skip_reset = true;
+            failed = skip_reset = stop_failed = true;  // a timed-out stop may still have stopped it
             continue;
           }
           rec.status = "done";
@@ -375,7 +383,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             rec.status = "failed";
             rec.detail = r ? fmt::format("job ended with result \"{}\" (journalctl -u {})", *r, k_unit_name)
                            : r.error().message;
-            failed = true;
+            failed = start_failed = true;
           } else {
             rec.status = "done";
             rec.detail = "job done";
@@ -386,25 +394,39 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       signal_number = shield.take();
     }
     std::string text = head + steps_text(records);
-    report["daemon_running_after"] = !daemon_down;
+    // Neither its stop nor its start answered "done": whether it runs now is not known.
+    const bool state_unknown = !daemon_down && stop_failed && start_failed;
+    report["daemon_running_after"] = state_unknown ? nlohmann::json(nullptr) : nlohmann::json(!daemon_down);
     if (daemon_down) {
       text += fmt::format("nvidia-persistenced is NOT running: start it (systemctl start {}); until then no GPU "
                           "keeps persistence.\n",
                           k_unit_name);
+    } else if (state_unknown) {
+      text += fmt::format("Whether nvidia-persistenced runs is unknown (its stop and its start both failed): check "
+                          "`systemctl status {}` and start it if it is down.\n",
+                          k_unit_name);
+    }
+    const char* signal_name = signal_number != 0 ? sigabbrev_np(signal_number) : nullptr;
+    if (signal_number != 0) {
+      report["interrupted"] = signal_name != nullptr ? std::string("SIG") + signal_name : "a signal";
+    }
+    // A failed step outranks the signal: 128+N promises that every step ran and the daemon runs again.
+    if (failed) {
+      std::string end = daemon_down || state_unknown
+                            ? "A step failed.\n"
+                            : "A step failed; the daemon was started again where it had been stopped.\n";
+      if (signal_number != 0) {
+        end += fmt::format("SIG{} arrived meanwhile: every step above ran to its end first.\n",
+                           signal_name != nullptr ? signal_name : "?");
+      }
+      return finish(to_int(ExitCode::tool_error), text + end);
     }
     if (signal_number != 0) {
-      const char* name = sigabbrev_np(signal_number);
-      report["interrupted"] = name != nullptr ? std::string("SIG") + name : "a signal";
       return finish(128 + signal_number,
                     text + fmt::format("Interrupted (SIG{}): every step above ran to its end{}; verification "
                                        "skipped.\n",
-                                       name != nullptr ? name : "?",
+                                       signal_name != nullptr ? signal_name : "?",
                                        daemon_down ? "" : " and the daemon runs again"));
-    }
-    if (failed) {
-      return finish(to_int(ExitCode::tool_error),
-                    text + (daemon_down ? "A step failed.\n"
-                                        : "A step failed; the daemon was started again where it had been stopped.\n"));
     }
 
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);

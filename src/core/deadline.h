@@ -60,8 +60,9 @@ class BackgroundCall {
  public:
   template <class Fn>
   explicit BackgroundCall(Fn fn) : m_shared(std::make_shared<Shared>()) {
+    AllSignalsBlocked created_blocked;  // Ctrl-C is the main thread's to handle, from the thread's first moment
     std::thread([shared = m_shared, fn = std::move(fn)]() mutable {
-      block_all_signals_in_this_thread();  // Ctrl-C is the main thread's to handle
+      block_all_signals_in_this_thread();
       std::optional<T> value;
       std::string error;
       try {

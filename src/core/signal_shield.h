@@ -1,6 +1,6 @@
 #pragma once
 // Holds off the signals that end a run (SIGINT, SIGTERM, SIGHUP, SIGQUIT)
-// across a critical section, so Ctrl-C cannot leave a change half-applied or
+// and Ctrl-Z's SIGTSTP across a critical section, so Ctrl-C cannot leave a change half-applied or
 // a report unwritten; afterwards the caller asks which one arrived and acts
 // on it itself.
 
@@ -18,7 +18,11 @@ class SignalShield {
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
       sigaddset(&m_set, sig);
     }
-    pthread_sigmask(SIG_BLOCK, &m_set, &m_old);
+    // Ctrl-Z too, but not taken: held until the section ends, it then suspends the process as usual. A
+    // reset suspended mid-way would leave the node without its daemon for as long as nobody resumes it.
+    sigset_t block = m_set;
+    sigaddset(&block, SIGTSTP);
+    pthread_sigmask(SIG_BLOCK, &block, &m_old);
   }
   // Pending signals are taken first (take()), so unblocking cannot kill the
   // process after the section: the caller decides what an interruption means.
@@ -70,5 +74,22 @@ inline void block_all_signals_in_this_thread() {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
 }
+
+// Every signal blocked in this thread for the scope, so a thread created meanwhile starts blocked (a thread
+// inherits its creator's mask): it has no moment in which a signal meant for the main thread reaches it.
+class AllSignalsBlocked {
+ public:
+  AllSignalsBlocked() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &m_old);
+  }
+  ~AllSignalsBlocked() { pthread_sigmask(SIG_SETMASK, &m_old, nullptr); }
+  AllSignalsBlocked(const AllSignalsBlocked&) = delete;
+  AllSignalsBlocked& operator=(const AllSignalsBlocked&) = delete;
+
+ private:
+  sigset_t m_old{};
+};
 
 }  // namespace gpuwarm

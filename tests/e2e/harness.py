@@ -162,8 +162,11 @@ def run(args, root=None, scenario_obj=None, nvml_dir=None, extra_env=None, kerne
     if not systemd:
         env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
     cmd = [BIN] + list(args)
-    collect = (not raw and len(cmd) > 1 and cmd[1] in ("diagnose", "snapshot", "fix", "verify", "check") and "--snapshot" not in args
-               and "--list-rules" not in args)
+    collect = (not raw and len(cmd) > 1 and cmd[1] in ("diagnose", "snapshot", "fix", "verify", "check", "reset")
+               and "--snapshot" not in args and "--list-rules" not in args and "--root" not in args)
+    if root is not None and not collect and "--root" not in args:
+        # A root that is not passed on would let the command read (or act on) this machine instead.
+        raise ValueError(f"harness.run: root= is not applied to {args!r}: pass --root yourself (raw=True)")
     tmp = None
     if collect:
         if root is not None:

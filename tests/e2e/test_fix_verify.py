@@ -270,9 +270,16 @@ class FixAndVerify(SystemdMockCase):
         with open(self.root.p("run/gpuwarm-fix.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             rc, rep, r = self.fix()
+            # reset shares the lock, and its --json answers in JSON as fix's does.
+            reset = h.run(["reset", "--gpu", "0", "--yes", "--json"], root=self.root, systemd=True,
+                          scenario_obj=self.scenario())
         self.assertEqual(rc, 7)
         self.assertIn("another `gpuwarm fix`, `reset` or `reload-modules` is running", r.stdout + json.dumps(rep))
         self.assertEqual(self.write_calls()["Reload"], 0)
+        self.assertEqual(reset.returncode, 7, reset.stdout + reset.stderr)
+        locked = json.loads(reset.stdout)
+        self.assertEqual((locked["outcome"], locked["exit_code"]), ("locked", 7))
+        self.assertIn("is held", locked["reason"])
 
     def test_unopenable_lock_is_an_error_not_contention(self):
         self.add_unit()
