@@ -162,7 +162,8 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
       return refuse(plan, fmt::format("the kernel's reference count of {} is not shown in /proc/modules (a "
                                       "kernel without module unloading?): gpuwarm cannot tell whether it can be "
                                       "unloaded. A reboot finishes the update.",
-                                      name));
+                                      name),
+                    Refusal::reboot);
     }
     if (*m->refcount > m->used_by.size()) {
       std::string users;

@@ -224,6 +224,17 @@ class ReloadModules(unittest.TestCase):
                 self.assertIn(f"Refused: {module} is in use by something gpuwarm cannot name", r.stdout)
                 self.assertEqual(self.ops(), [])
 
+    def test_a_kernel_without_module_unloading_refuses(self):
+        # What the H200 machine's kernel shows (FACTS.md §0): "-" for the count, as a kernel built without
+        # module unloading prints it. rmmod cannot work there; only a reboot finishes an update.
+        self.root.write("proc/modules", "nvidia_uvm 1875968 - - Live 0xffffffffc080c000 (O)\n"
+                                        "nvidia 14299136 - - Live 0xffffffffc0400000 (O)\n")
+        self.make_ko("nvidia-uvm", NEW, self.kernel)
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)  # only a reboot finishes the update
+        self.assertIn("Refused: the kernel's reference count of nvidia_uvm is not shown in /proc/modules", r.stdout)
+        self.assertEqual(self.ops(), [])
+
     def test_linked_module_files_are_loaded_from_where_they_lead(self):
         # The check and the load must see the same file: a link could be repointed between the two.
         links = os.path.join(self.tmp, "links", self.kernel)
