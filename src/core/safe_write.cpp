@@ -85,12 +85,20 @@ Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options) {
     path += "/" + part;
     int next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (next < 0 && errno == ENOENT && options.create_dirs) {
-      if (::mkdirat(cur.get(), part.c_str(), options.dir_mode) != 0 && errno != EEXIST) {
+      bool created = ::mkdirat(cur.get(), part.c_str(), options.dir_mode) == 0;
+      if (!created && errno != EEXIST) {
         return fail(why("cannot create " + path, errno));
       }
       next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (next >= 0) {
-        ::fchmod(next, options.dir_mode);  // explicit, whatever the umask
+      if (next >= 0 && created) {
+        ::fchmod(next, options.dir_mode);  // explicit, whatever the umask; only on a folder made here
+        // The new entry is durable only once its parent is synced: a crash must not keep the file and lose
+        // the folder it sits in.
+        if (::fsync(cur.get()) != 0) {
+          int err = errno;
+          ::close(next);
+          return fail(why("cannot sync the folder above " + path, err));
+        }
       }
     }
     if (next < 0) {

@@ -303,7 +303,28 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
                   "nvidia-smi, which performs the reset, is not usable: " + in.nvidia_smi_missing);
   }
 
-  for (unsigned t : targets) {
+  // Stopping the daemon de-initializes every GPU nothing else holds, not only the targets: their application
+  // clocks and power limits go back to the defaults too. Their settings are captured, set again and checked
+  // like the targets'.
+  const bool daemon_stops = !s.daemon.processes.empty() || !s.daemon.processes_unread.empty() ||
+                            (s.service.reachable && s.service.active_state.is("active"));
+  std::vector<unsigned> kept_in_step = targets;
+  if (daemon_stops) {
+    for (const auto& g : s.nvml.gpus) {
+      if (std::find(targets.begin(), targets.end(), g.index) != targets.end() || !g.handle_error.empty()) {
+        continue;
+      }
+      if (!g.pci_bus_id.has()) {
+        plan.notes.push_back(fmt::format("GPU {} is not reset, but stopping nvidia-persistenced de-initializes it "
+                                         "if nothing else holds it; its PCI bus id could not be read ({}), so its "
+                                         "settings cannot be set again by gpuwarm",
+                                         g.index, g.pci_bus_id.missing));
+        continue;
+      }
+      kept_in_step.push_back(g.index);
+    }
+  }
+  for (unsigned t : kept_in_step) {
     const GpuFacts* g = gpu_by_index(s, t);
     GpuSettingsBefore before;
     before.index = t;
@@ -335,8 +356,8 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   }
   std::vector<std::string> reset_argv = {in.nvidia_smi, "--gpu-reset", "-i"};
   std::string ids;
-  for (const auto& b : plan.settings) {
-    ids += (ids.empty() ? "" : ",") + b.pci_bus_id;
+  for (unsigned t : targets) {
+    ids += (ids.empty() ? "" : ",") + *gpu_by_index(s, t)->pci_bus_id;
   }
   reset_argv.push_back(ids);
 

@@ -123,11 +123,41 @@ TEST(ResetPlan, SettingsThatAResetLoses) {
   Snapshot s = node();
   s.nvml.gpus[0].app_clocks.sm = Fact<unsigned>::known(1500);
   ResetPlan p = plan_reset(s, {0}, k_inputs);
-  ASSERT_EQ(p.settings.size(), 1u);
+  ASSERT_EQ(p.settings.size(), 2u);  // GPU 1 too: stopping the daemon de-initializes it
+  EXPECT_EQ(p.settings[1].index, 1u);
   EXPECT_EQ(p.settings[0].app_sm_mhz, 1500u);
   EXPECT_EQ(p.settings[0].app_mem_mhz, 2619u);
   EXPECT_EQ(p.settings[0].power_limit_mw, 700000u);
   EXPECT_EQ(p.settings[0].requested_power_limit_mw, std::nullopt);  // at its default: nothing to set again
+}
+
+// `reset --gpu 0` stops the daemon, which held GPU 1 too: GPU 1's power cap is set again and checked, but GPU 1
+// is not reset. Without a daemon to stop, only the target is touched.
+TEST(ResetPlan, OtherGpusTheStopDeinitializesKeepTheirSettings) {
+  Snapshot s = node();
+  s.nvml.gpus[1].requested_power_limit_mw = Fact<unsigned>::known(500000);
+  ResetPlan p = plan_reset(s, {0}, k_inputs);
+  ASSERT_EQ(p.outcome, ResetOutcome::act) << p.reason;
+  bool reset_only_gpu0 = false;
+  bool gpu1_capped_again = false;
+  for (const auto& step : p.steps) {
+    std::string line;
+    for (const auto& a : step.argv) line += a + " ";
+    reset_only_gpu0 = reset_only_gpu0 || line == "/usr/bin/nvidia-smi --gpu-reset -i 00000000:06:00.0 ";
+    gpu1_capped_again = gpu1_capped_again || line == "/usr/bin/nvidia-smi -i 00000000:07:00.0 -pl 500 ";
+  }
+  EXPECT_TRUE(reset_only_gpu0);
+  EXPECT_TRUE(gpu1_capped_again);
+
+  Snapshot no_daemon = node();
+  no_daemon.nvml.gpus[1].requested_power_limit_mw = Fact<unsigned>::known(500000);
+  no_daemon.daemon.processes.clear();
+  no_daemon.service.active_state = Fact<std::string>::known("inactive");
+  no_daemon.host.gpu_clients = Fact<std::vector<GpuClient>>::known({});
+  ResetPlan q = plan_reset(no_daemon, {0}, k_inputs);
+  ASSERT_EQ(q.outcome, ResetOutcome::act) << q.reason;
+  ASSERT_EQ(q.settings.size(), 1u);
+  EXPECT_EQ(q.settings[0].index, 0u);
 }
 
 // What a reset returns to the default is set again after the daemon holds the GPU, each setting by its own
