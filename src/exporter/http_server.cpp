@@ -2,12 +2,20 @@
 
 #include <arpa/inet.h>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "core/signal_shield.h"
 #include "core/strings.h"
 #include "exporter/mhd_api.h"
 
@@ -20,6 +28,9 @@ constexpr unsigned k_threads = 4;                 // scrapes in parallel (they s
 constexpr unsigned k_max_connections = 64;
 constexpr unsigned k_max_connections_per_client = 8;
 constexpr unsigned k_idle_timeout_s = 15;         // a silent client is dropped
+// The idle timeout counts silence only: a client that sends a byte every few seconds would keep its
+// connection (and, 64 of them, the whole server) forever. A request must be whole within this.
+constexpr auto k_request_deadline = std::chrono::seconds(10);
 constexpr std::size_t k_connection_memory = 16 * 1024;  // request line + headers
 
 Result<std::uint16_t> parse_port(std::string_view text, std::string_view whole) {
@@ -126,17 +137,68 @@ HttpResponse route(std::string_view method, std::string_view url,
 }
 
 struct HttpServer::State {
+  using Clock = std::chrono::steady_clock;
   Handler handler;
   mhd::MHD_Daemon* daemon = nullptr;
+
+  // Connections waiting for a whole request, with when that wait began (its start, or its last answer);
+  // Clock::time_point::max() while the handler runs. An entry leaves before libmicrohttpd closes its socket
+  // (the "closed" notification comes first), so under the lock a listed descriptor is still that connection's.
+  std::mutex mutex;
+  std::unordered_map<mhd::MHD_Connection*, std::pair<int, Clock::time_point>> waiting;
+  std::condition_variable stop_reaper;
+  bool stopping = false;
+  std::thread reaper;
+
+  void set_wait_start(mhd::MHD_Connection* connection, Clock::time_point since) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = waiting.find(connection); it != waiting.end()) {
+      it->second.second = since;
+    }
+  }
+
+  // Shuts down (never closes: the descriptor stays libmicrohttpd's) each connection past its deadline; the
+  // server then sees the end of the stream and closes it itself.
+  void reap() {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (!stop_reaper.wait_for(lock, std::chrono::seconds(1), [this] { return stopping; })) {
+      const auto now = Clock::now();
+      for (auto& [connection, entry] : waiting) {
+        if (entry.second != Clock::time_point::max() && now - entry.second > k_request_deadline) {
+          ::shutdown(entry.first, SHUT_RDWR);
+          entry.second = Clock::time_point::max();
+        }
+      }
+    }
+  }
 };
 
 namespace {
 
+void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*socket_context*/, int code) {
+  auto& state = *static_cast<HttpServer::State*>(cls);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  if (code == mhd::k_connection_notify_started) {
+    const mhd::ConnectionInfo* info =
+        mhd::api().MHD_get_connection_info(connection, mhd::k_connection_info_connection_fd);
+    if (info != nullptr) {
+      state.waiting[connection] = {info->connect_fd, HttpServer::State::Clock::now()};
+    }
+  } else if (code == mhd::k_connection_notify_closed) {
+    state.waiting.erase(connection);
+  }
+}
+
 mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, const char* method,
                    const char* /*version*/, const char* /*upload_data*/, std::size_t* upload_data_size,
                    void** request_state) {
-  auto& handler = *static_cast<HttpServer::Handler*>(cls);
+  auto& state = *static_cast<HttpServer::State*>(cls);
+  auto& handler = state.handler;
   std::string_view m = method != nullptr ? method : "";
+  if (*request_state == nullptr) {
+    // The headers are in: a handler may wait seconds for a collection, which is no client's slowness.
+    state.set_wait_start(connection, HttpServer::State::Clock::time_point::max());
+  }
   // First call: headers only. A GET is answered on the second call, once the (empty) body is in; anything
   // else is refused at once, so no request body is ever buffered.
   static int seen_headers;
@@ -168,6 +230,7 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   }
   mhd::Result queued = api.MHD_queue_response(connection, r.status, response);
   api.MHD_destroy_response(response);
+  state.set_wait_start(connection, HttpServer::State::Clock::now());  // the next request on this connection
   return queued;
 }
 
@@ -190,13 +253,14 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   errno = 0;
   // The options list is variadic: each value must have exactly the type the library reads.
   server->m_state->daemon = api.MHD_start_daemon(
-      flags, address.port, nullptr, nullptr, &answer, &server->m_state->handler,
+      flags, address.port, nullptr, nullptr, &answer, server->m_state.get(),
       mhd::k_option_sock_addr, reinterpret_cast<const sockaddr*>(&address.address),  // NOLINT: sockets idiom
       mhd::k_option_thread_pool_size, k_threads,
       mhd::k_option_connection_limit, k_max_connections,
       mhd::k_option_per_ip_connection_limit, k_max_connections_per_client,
       mhd::k_option_connection_timeout, k_idle_timeout_s,
       mhd::k_option_connection_memory_limit, k_connection_memory,
+      mhd::k_option_notify_connection, &notify_connection, server->m_state.get(),
       mhd::k_option_end);
   if (server->m_state->daemon == nullptr) {
     return fail(fmt::format("cannot listen on {}: {} (is another process using the port?)", address.text,
@@ -204,11 +268,26 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   }
   const mhd::DaemonInfo* info = api.MHD_get_daemon_info(server->m_state->daemon, mhd::k_daemon_info_bind_port);
   server->m_port = info != nullptr && info->port != 0 ? info->port : address.port;
+  {
+    AllSignalsBlocked created_blocked;  // signals are the main thread's
+    server->m_state->reaper = std::thread([state = server->m_state.get()] { state->reap(); });
+  }
   return server;
 }
 
 HttpServer::~HttpServer() {
-  if (m_state && m_state->daemon != nullptr) {
+  if (!m_state) {
+    return;
+  }
+  if (m_state->reaper.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(m_state->mutex);
+      m_state->stopping = true;
+    }
+    m_state->stop_reaper.notify_all();
+    m_state->reaper.join();
+  }
+  if (m_state->daemon != nullptr) {
     mhd::api().MHD_stop_daemon(m_state->daemon);
   }
 }

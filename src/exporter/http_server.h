@@ -1,7 +1,7 @@
 #pragma once
 // The exporter's HTTP side: a listen address parsed without name resolution, the routes (pure), and a
 // small server over libmicrohttpd with every request bounded (connections, per-client connections,
-// header memory, idle time) and only GET/HEAD answered.
+// header memory, idle time, the time to send a whole request) and only GET/HEAD answered.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -58,9 +58,10 @@ class HttpServer {
 
   std::uint16_t port() const { return m_port; }  // the bound port (the chosen one for port 0)
 
+  struct State;  // defined in http_server.cpp, where libmicrohttpd's callbacks reach it
+
  private:
   HttpServer() = default;
-  struct State;
   std::unique_ptr<State> m_state;
   std::uint16_t m_port = 0;
 };

@@ -26,10 +26,23 @@ constexpr int k_option_connection_timeout = 3;
 constexpr int k_option_per_ip_connection_limit = 5;
 constexpr int k_option_sock_addr = 6;
 constexpr int k_option_thread_pool_size = 14;
+constexpr int k_option_notify_connection = 27;
+// enum MHD_ConnectionNotificationCode
+constexpr int k_connection_notify_started = 0;
+constexpr int k_connection_notify_closed = 1;
+// enum MHD_ConnectionInfoType
+constexpr int k_connection_info_connection_fd = 6;
 // enum MHD_ResponseMemoryMode
 constexpr int k_respmem_must_copy = 2;
 // enum MHD_DaemonInfoType
 constexpr int k_daemon_info_bind_port = 6;
+
+union ConnectionInfo {  // only the member gpuwarm reads; every member of the library's union starts at 0
+  int connect_fd;
+  void* pointer;
+};
+
+using NotifyConnection = void (*)(void* cls, MHD_Connection* connection, void** socket_context, int code);
 
 union DaemonInfo {
   std::size_t key_size;
@@ -48,6 +61,7 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
      void* handler_cls, ...))                                                                                   \
   X(void, MHD_stop_daemon, (MHD_Daemon * daemon))                                                              \
   X(const DaemonInfo*, MHD_get_daemon_info, (MHD_Daemon * daemon, int info_type, ...))                          \
+  X(const ConnectionInfo*, MHD_get_connection_info, (MHD_Connection * connection, int info_type, ...))          \
   X(MHD_Response*, MHD_create_response_from_buffer, (std::size_t size, void* buffer, int mode))                \
   X(Result, MHD_add_response_header, (MHD_Response * response, const char* header, const char* content))       \
   X(Result, MHD_queue_response, (MHD_Connection * connection, unsigned int status_code, MHD_Response* response)) \

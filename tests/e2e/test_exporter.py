@@ -129,6 +129,39 @@ class ExporterOverHttp(unittest.TestCase):
         self.assertEqual(e.stop(), 0)
         self.assertIn("stopping (signal 15)", e.stderr())
 
+    def test_a_request_sent_a_byte_at_a_time_is_cut_off(self):
+        # A client that drips a header line every second is never idle for 15 s; 64 of them would hold every
+        # connection. The request must be whole within 10 s of the connection's start.
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
+        drips = []
+        for _ in range(8):  # the per-client limit: a legitimate scrape from the same address then has no slot
+            s = socket.create_connection(("127.0.0.1", e.port), timeout=30)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            drips.append(s)
+        start = time.monotonic()
+        closed_after = None
+        while time.monotonic() - start < 25 and closed_after is None:
+            time.sleep(1)
+            try:
+                for s in drips:
+                    s.sendall(b"X-Drip: 1\r\n")
+                    s.setblocking(False)
+                    try:
+                        if s.recv(1) == b"":
+                            raise ConnectionResetError
+                    except BlockingIOError:
+                        pass
+                    finally:
+                        s.setblocking(True)
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - start
+        for s in drips:
+            s.close()
+        self.assertIsNotNone(closed_after, "a dripping client kept its connection for 25 s")
+        self.assertLess(closed_after, 14)
+        self.assertEqual(http(e.url + "/metrics")[0], 200)  # the slots are free again
+        self.assertEqual(e.stop(), 0)
+
     def test_successive_scrapes_see_de_initialization(self):
         # A resident exporter that held NVML would keep the GPU initialized: the second scrape would attach
         # fast with the set clock kept. gpuwarm shuts NVML down after each collection.
