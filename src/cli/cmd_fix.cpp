@@ -94,6 +94,17 @@ Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceMana
       }
       return detail;
     }
+    case StepKind::add_wants: {
+      auto r = services.add_wants("multi-user.target", k_unit_name);
+      if (!r) {
+        return tl::unexpected(r.error());
+      }
+      std::string detail = r->empty() ? "multi-user.target wanted it already" : "";
+      for (const auto& c : *r) {
+        detail += (detail.empty() ? "" : "; ") + c.type + " " + c.path + " -> " + c.target;
+      }
+      return detail;
+    }
     case StepKind::reset_failed: {
       auto r = services.reset_failed(k_unit_name);
       if (!r) {
@@ -175,7 +186,8 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "`gpuwarm verify`. A second run changes nothing (changed=false). A lock keeps two runs apart.\n"
       "Driver-install, thermal/power, pinned-clock, reboot-pending and cannot-tell verdicts are refused unchanged.\n\n"
       "Exit codes: 0 fixed (or nothing to do) and verified, 1 a step failed (the report says which ran),\n"
-      "2 bad command line, 3 refused: unit masked, 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
+      "2 bad command line, 3 refused: an action of yours first (the unit masked, a daemon started outside\n"
+      "systemd, another drop-in overriding gpuwarm's), 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
       "6 no systemd here (nothing changed), 7 another fix is running, 8 changed but verification failed,\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read),\n"
       "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node: every step ran to its end,\n"

@@ -321,20 +321,36 @@ std::string loaded_list(const Paths& paths) {
   return out.empty() ? "none" : out;
 }
 
-// What brings the node back after step `failed` did not work. Once an unload has run, the files on disk are the
-// new driver's: the old modules cannot be loaded back, and the new ones do not load beside an old core.
-std::string recovery_advice(const modules::Step& failed) {
-  switch (failed.kind) {
+// What brings the node back after step `failed` (plan.steps[failed]) did not work. Once an unload has run, the
+// files on disk are the new driver's: the old modules cannot be loaded back, and a re-run of reload-modules
+// would plan only from what is loaded then, so the advice names the modules by hand.
+std::string recovery_advice(const modules::ReloadPlan& plan, std::size_t failed) {
+  std::vector<std::string> still_loaded;  // unloads not done: the failed one and those after it
+  std::vector<std::string> to_load;       // every module the plan loads, in load order
+  std::vector<std::string> not_loaded;    // loads not done: the failed one and those after it
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    const auto& step = plan.steps[i];
+    if (step.kind == modules::StepKind::unload && i >= failed) {
+      still_loaded.push_back(step.module);
+    } else if (step.kind == modules::StepKind::load) {
+      to_load.push_back(step.module);
+      if (i >= failed) {
+        not_loaded.push_back(step.module);
+      }
+    }
+  }
+  auto names = [](const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, " ")); };
+  switch (plan.steps[failed].kind) {
     case modules::StepKind::unload:
-      return fmt::format("the modules unloaded before this step stay unloaded, and the files on disk are the new "
-                         "driver's, so the old ones cannot be loaded back. Find what holds {} (`lsof /dev/nvidia* "
-                         "/dev/dri/*`, a console on the GPU), stop it and run `gpuwarm reload-modules --yes` again "
-                         "to finish the swap; or reboot.",
-                         failed.module);
+      return fmt::format("the old modules {} are still loaded and the ones before them are not; the files on disk "
+                         "are the new driver's, so nothing old can be loaded back. Find what holds {} (`lsof "
+                         "/dev/nvidia* /dev/dri/*`, a console on the GPU) and stop it, then `modprobe -r {}` and "
+                         "`modprobe {}` (the new driver); or reboot.",
+                         names(still_loaded), plan.steps[failed].module, names(still_loaded), names(to_load));
     case modules::StepKind::load:
-      return fmt::format("the old modules are unloaded. Run `gpuwarm reload-modules --yes` again to load the new "
-                         "ones (`modprobe {}` loads this one by name), or reboot.",
-                         failed.module);
+      return fmt::format("the old modules are unloaded; load the rest of the new driver by name: `modprobe {}` "
+                         "(or reboot).",
+                         names(not_loaded));
     case modules::StepKind::check_version:
       return "the loaded nvidia module is not the version of the new files: reboot to finish the update.";
     case modules::StepKind::udev_trigger:
@@ -464,25 +480,28 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     }
     // The node lock (fix's and reset's): neither may start nvidia-persistenced between the holders check above
     // and the unloads below. Once it is held, the holders are read again: what was free may not be now.
+    // Every outcome of --json is a report on stdout, these early ones too.
+    auto not_carried_out = [&](const std::string& why) {
+      if (opts->json) {
+        std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", why}}) << "\n";
+      }
+      std::cerr << "gpuwarm reload-modules: " << escape_control_lines(why) << "\n";
+    };
     Result<bool> lock = take_node_lock(paths);
     if (!lock || !*lock) {
-      std::cerr << "gpuwarm reload-modules: "
-                << (!lock ? lock.error().message
-                          : "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
-                                paths.display(paths.run(k_node_lock_name)) + " is held)")
-                << "; nothing changed\n";
+      not_carried_out((!lock ? lock.error().message
+                             : "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
+                                   paths.display(paths.run(k_node_lock_name)) + " is held)") +
+                      "; nothing changed");
       return !lock ? to_int(ExitCode::tool_error) : k_exit_locked;
     }
     read_holders(paths, facts);
     facts.loaded = read_loaded(paths, &facts.loaded_unread);
     if (modules::ReloadPlan again = modules::plan_reload(facts); again.refused || again.steps != plan.steps) {
       plan = std::move(again);
-      if (!plan.refused) {
-        std::cerr << "gpuwarm reload-modules: the loaded modules changed while the plan was made; nothing "
-                     "changed: run it again\n";
-        return refusal_code();
-      }
-      std::cerr << "gpuwarm reload-modules: refused, nothing changed: " << escape_control_lines(plan.refusal) << "\n";
+      not_carried_out(plan.refused ? "refused, nothing changed: " + plan.refusal
+                                   : "the loaded modules changed while the plan was made; nothing changed: run it "
+                                     "again");
       for (const auto& d : plan.details) {
         std::cerr << "  " << escape_control(d) << "\n";
       }
@@ -517,7 +536,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       }
       if (!r) {
         failure = fmt::format("step {} ({}) failed: {}", done + 1, s.text, r.error().message);
-        recovery = recovery_advice(s);
+        recovery = recovery_advice(plan, done);
         break;
       }
       ++done;

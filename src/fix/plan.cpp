@@ -192,7 +192,7 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   // A daemon that runs although the unit is not active was started outside systemd (rc.local, by hand). The
   // unit's start would fail on that daemon's PID-file lock, and the unit's ExecStopPost would then delete the
   // running daemon's socket and PID file -- again at every Restart=on-failure.
-  if (!s.service.active_state.is("active") && !s.daemon.processes.empty() &&
+  if ((s.service.active_state.is("inactive") || s.service.active_state.is("failed")) && !s.daemon.processes.empty() &&
       !(s.service.load_state.is("not-found") && daemon_from_driver_container(s))) {
     return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
                   fmt::format("nvidia-persistenced runs (pid {}) outside systemd, so the unit cannot start beside "
@@ -252,7 +252,7 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   }
   if (config_changed) {
     plan.steps.push_back({StepKind::reload, "load the new unit configuration", "", ""});
-  } else if (!s.service.need_daemon_reload.is(false) && in.dropin_exists) {
+  } else if (s.service.need_daemon_reload.is(true) || (!s.service.need_daemon_reload.has() && in.dropin_exists)) {
     // Written by an earlier run whose daemon-reload failed or never ran (a kill, a D-Bus timeout): without
     // it, systemd keeps the old configuration and every later run would restart into it.
     plan.steps.push_back({StepKind::reload,
@@ -266,8 +266,13 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   }
 
   const std::string file_state = s.service.unit_file_state.value_or("");
-  const bool enabled = file_state == "enabled" || file_state == "generated" || file_state == "alias";
-  if (!enabled) {
+  std::string boot_why;
+  const std::optional<bool> at_boot = unit_starts_at_boot(s.service, &boot_why);
+  if (file_state == "static" && !at_boot.value_or(true)) {
+    // No [Install] section to enable: multi-user.target wants it instead (systemctl add-wants).
+    plan.steps.push_back({StepKind::add_wants, "start at boot (" + boot_why + ")", "", ""});
+    plan.steps.push_back({StepKind::reload, "as systemctl add-wants does", "", ""});
+  } else if (!at_boot.value_or(false) && file_state != "static") {
     plan.steps.push_back({StepKind::enable, "start at boot (UnitFileState=" + (file_state.empty() ? "unknown" : file_state) + ")", "", ""});
     plan.steps.push_back({StepKind::reload, "as systemctl enable does", "", ""});
   }
@@ -304,6 +309,7 @@ const char* to_string(StepKind kind) {
     case StepKind::write_file: return "write-file";
     case StepKind::reload: return "reload";
     case StepKind::enable: return "enable";
+    case StepKind::add_wants: return "add-wants";
     case StepKind::reset_failed: return "reset-failed";
     case StepKind::start: return "start";
     case StepKind::restart: return "restart";
@@ -317,6 +323,10 @@ std::string describe(const FixStep& step) {
     case StepKind::reload: return "D-Bus Manager.Reload()";
     case StepKind::enable:
       return fmt::format("D-Bus Manager.EnableUnitFiles([{}], runtime=false, force=false)", k_unit_name);
+    case StepKind::add_wants:
+      return fmt::format("D-Bus Manager.AddDependencyUnitFiles([{}], multi-user.target, Wants, runtime=false, "
+                         "force=false)",
+                         k_unit_name);
     case StepKind::reset_failed: return fmt::format("D-Bus Manager.ResetFailedUnit({})", k_unit_name);
     case StepKind::start:
       return fmt::format("D-Bus Manager.Subscribe(); Manager.StartUnit({}, \"replace\"); wait for JobRemoved",

@@ -15,7 +15,7 @@ constexpr const char* k_unit_name = "nvidia-persistenced.service";
 constexpr const char* k_unit_path = "/etc/systemd/system/nvidia-persistenced.service";
 constexpr const char* k_dropin_path = k_gpuwarm_dropin_path;
 
-enum class StepKind { write_file, reload, enable, reset_failed, start, restart };
+enum class StepKind { write_file, reload, enable, add_wants, reset_failed, start, restart };
 
 struct FixStep {
   StepKind kind;

@@ -165,7 +165,8 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     }
     snap.service.exec_start = Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
     snap.service.stop_when_unneeded = snap.service.need_daemon_reload = Fact<bool>::unknown(snap.service.unreachable);
-    snap.service.drop_in_paths = Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
+    snap.service.drop_in_paths = snap.service.wanted_by =
+        Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
   }
 
   timed("host", [&] {

@@ -194,6 +194,7 @@ class Linter {
   void collect_variables();
   void find_commands();
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
+  void sed_inserted_lines(std::size_t k, std::size_t end);
   bool statement_writes_out(std::size_t start, std::size_t end) const;
   void report_site(std::size_t start, std::size_t k, std::size_t end);
   Resolved resolve(const std::string& raw, int depth) const;
@@ -284,6 +285,10 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       after_runner = true;  // "$SUDO nvidia-smi ..." too
       continue;
     }
+    if (w == "sed") {
+      sed_inserted_lines(k + 1, end);
+      return;
+    }
     if ((w == "echo" || w == "printf") && statement_writes_out(k, end)) {
       std::size_t content = k + 1;
       while (content < end && m_tokens[content].text.size() > 1 && m_tokens[content].text[0] == '-') {
@@ -305,6 +310,75 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
     }
     if (!after_runner || takes_name_as_argument(w)) {
       return;
+    }
+  }
+}
+
+// sed -i '$i /usr/bin/nvidia-smi -pm 1' /etc/rc.local: the lines sed's a, i and c commands put into a file
+// are that file's commands. Linted as a script, each finding placed on the sed script's first word.
+void Linter::sed_inserted_lines(std::size_t k, std::size_t end) {
+  if (end <= k + 1) {
+    return;
+  }
+  bool in_place = false;
+  std::vector<std::pair<std::size_t, std::size_t>> scripts;  // [first, last) words of each script
+  const std::size_t file = end - 1;                          // the last operand: the file edited
+  for (std::size_t i = k; i < file; ++i) {
+    const std::string& t = m_tokens[i].text;
+    if (t == "-i" || starts_with(t, "--in-place") ||
+        (t.size() > 1 && t[0] == '-' && t[1] != '-' && t != "-e" && t.find('i') != std::string::npos)) {
+      in_place = true;
+      continue;
+    }
+    const bool option_script = t == "-e" || t == "--expression";
+    if (option_script || (scripts.empty() && t[0] != '-')) {
+      std::size_t first = option_script ? i + 1 : i;
+      std::size_t last = first;
+      while (last < file && m_tokens[last].text != "-e" && m_tokens[last].text != "--expression") {
+        ++last;
+      }
+      if (first < last) {
+        scripts.emplace_back(first, last);
+      }
+      i = last - 1;
+    }
+  }
+  if (!in_place) {
+    return;  // printed, not written into a file
+  }
+  for (const auto& [first, last] : scripts) {
+    // The lexer splits quoted words; the script is its words joined again.
+    std::string script;
+    for (std::size_t i = first; i < last; ++i) {
+      script += (script.empty() ? "" : " ") + m_tokens[i].text;
+    }
+    // An address ($, a line number, /regex/), then the command letter and its text.
+    std::size_t at = 0;
+    if (script[0] == '$') {
+      at = 1;
+    } else if (script[0] == '/') {
+      auto close = script.find('/', 1);
+      at = close == std::string::npos ? script.size() : close + 1;
+    } else {
+      while (at < script.size() && std::isdigit(static_cast<unsigned char>(script[at])) != 0) {
+        ++at;
+      }
+    }
+    if (at >= script.size() || (script[at] != 'a' && script[at] != 'i' && script[at] != 'c') ||
+        (at + 1 < script.size() && script[at + 1] != ' ' && script[at + 1] != '\\')) {
+      continue;
+    }
+    std::string text = script.substr(at + 1);
+    std::size_t lead = text.find_first_not_of(" \\");
+    text = lead == std::string::npos ? "" : text.substr(lead);
+    for (std::size_t nl = text.find("\\n"); nl != std::string::npos; nl = text.find("\\n", nl)) {
+      text.replace(nl, 2, "\n");
+    }
+    Linter sub(text, Source{m_source.path, FileKind::shell, m_source.role_vars, false});
+    for (Finding f : sub.run()) {
+      f.line = m_tokens[first].line;
+      f.column = m_tokens[first].column;
+      m_found.push_back(std::move(f));
     }
   }
 }

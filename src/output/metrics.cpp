@@ -161,10 +161,15 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   };
   unit_state("gpuwarm_persistenced_unit_active", "persistenced_unit_active",
              "1 when nvidia-persistenced.service is active.", s.service.active_state, {"active"});
-  // The states PD004 accepts as "starts at boot".
-  unit_state("gpuwarm_persistenced_unit_enabled", "persistenced_unit_enabled",
-             "1 when nvidia-persistenced.service is enabled (or generated, or an alias).", s.service.unit_file_state,
-             {"enabled", "generated", "alias"});
+  // What PD004 accepts as "starts at boot".
+  if (std::string decided; auto at_boot = unit_starts_at_boot(s.service, &decided)) {
+    e.family("gpuwarm_persistenced_unit_enabled",
+             "1 when nvidia-persistenced.service starts at boot (enabled, generated, an alias, or static and "
+             "wanted by another unit).");
+    e.sample("gpuwarm_persistenced_unit_enabled", {}, *at_boot ? 1 : 0);
+  } else {
+    unknown("persistenced_unit_enabled", decided);
+  }
 
   // Per GPU.
   bool daemon_minors_known = std::all_of(s.daemon.processes.begin(), s.daemon.processes.end(),

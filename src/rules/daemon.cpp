@@ -136,17 +136,32 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
     return {};
   }
   const std::string& state = *s.service.unit_file_state;
-  // enabled-runtime is gone after a reboot: not enabled for boot.
-  if (state == "enabled" || state == "generated" || state == "alias") {
+  std::string decided;
+  std::optional<bool> at_boot = unit_starts_at_boot(s.service, &decided);
+  if (at_boot.value_or(false)) {
     return {};
   }
   Finding f;
+  if (!at_boot) {
+    // A static unit whose wanting units went unread: unknown, never "starts at boot".
+    f.route = Route::unknown;
+    f.message = "Whether nvidia-persistenced.service starts at boot cannot be told: " + decided;
+    f.next_step = "Run `systemctl show -p WantedBy,RequiredBy nvidia-persistenced.service`, then diagnose again.";
+    f.evidence.push_back("UnitFileState=" + state);
+    return {f};
+  }
   f.message = daemon_running(s)
                   ? fmt::format("nvidia-persistenced runs now but will not start at boot (UnitFileState={})", state)
                   : fmt::format("nvidia-persistenced.service is not enabled for boot (UnitFileState={})", state);
   f.next_step = state == "masked" ? "Unmask it (systemctl unmask nvidia-persistenced.service), then enable it."
-                                  : "Enable it: gpuwarm fix, or systemctl enable --now nvidia-persistenced.service.";
+                : state == "static"
+                    ? "Its unit has no [Install] section and nothing pulls it in: have multi-user.target want it "
+                      "(gpuwarm fix, or systemctl add-wants multi-user.target nvidia-persistenced.service)."
+                    : "Enable it: gpuwarm fix, or systemctl enable --now nvidia-persistenced.service.";
   f.evidence.push_back("UnitFileState=" + state);
+  if (state == "static") {
+    f.evidence.push_back(decided);
+  }
   if (s.service.active_state.has()) {
     f.evidence.push_back("ActiveState=" + *s.service.active_state);
   }

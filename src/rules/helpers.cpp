@@ -33,6 +33,42 @@ bool daemon_running(const Snapshot& s) {
   return !s.daemon.processes.empty() || (daemon_from_driver_container(s) && !s.daemon.foreign.empty());
 }
 
+std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string* why) {
+  auto say = [why](std::string text) {
+    if (why != nullptr) {
+      *why = std::move(text);
+    }
+  };
+  if (!service.reachable || !service.unit_file_state.has()) {
+    say(!service.reachable ? service.unreachable : service.unit_file_state.missing);
+    return std::nullopt;
+  }
+  const std::string& state = *service.unit_file_state;
+  // enabled-runtime is gone after a reboot: not enabled for boot.
+  if (state == "enabled" || state == "generated" || state == "alias") {
+    say(state);
+    return true;
+  }
+  if (state != "static") {
+    say(state);
+    return false;
+  }
+  if (!service.wanted_by.has()) {
+    say("static; what wants it unread: " + service.wanted_by.missing);
+    return std::nullopt;
+  }
+  if (service.wanted_by->empty()) {
+    say("static (no [Install] section), and no unit wants it");
+    return false;
+  }
+  std::string by;
+  for (const auto& u : *service.wanted_by) {
+    by += (by.empty() ? "" : ", ") + u;
+  }
+  say("static, wanted by " + by);
+  return true;
+}
+
 bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unread.empty(); }
 
 bool daemon_from_driver_container(const Snapshot& s) {

@@ -19,6 +19,9 @@ std::vector<const GpuFacts*> reachable_gpus(const Snapshot& s);
 // A daemon process of this host was seen (or the GPU Operator's, in its driver container). Not running is
 // known only where daemon_processes_listed() too.
 bool daemon_running(const Snapshot& s);
+// Whether nvidia-persistenced.service starts at boot: enabled (or generated, an alias), or static (no
+// [Install]) and pulled in by another unit. nullopt when systemd's answer is missing; `why` says what decided.
+std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string* why = nullptr);
 bool daemon_processes_listed(const Snapshot& s);
 // The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and
 // the host has no unit for it by design.

@@ -164,7 +164,8 @@ Diagnosis diagnose(const Snapshot& snapshot) {
     for (auto& f : found) {
       f.rule_id = rule.id;
       f.severity = rule.severity;
-      f.route = rule.route;
+      // A rule that could not read what it decides on says so: its finding asks for no action but "cannot tell".
+      f.route = f.route == Route::unknown ? Route::unknown : rule.route;
       d.findings.push_back(std::move(f));
     }
   }

@@ -196,6 +196,9 @@ struct ServiceFacts {
   // Files on disk changed since systemd loaded the unit (a write whose daemon-reload failed or never ran).
   Fact<bool> need_daemon_reload;
   Fact<std::vector<std::string>> drop_in_paths;  // every drop-in systemd merged, in the order applied
+  // Units that pull it in (WantedBy= and RequiredBy=, as loaded): how a static unit (no [Install]) starts at
+  // boot, e.g. Ubuntu's, wanted by the nvidia driver's device unit through a udev rule.
+  Fact<std::vector<std::string>> wanted_by;
   // What `fix` plans from, recorded with the rest: the unit file's text (at fragment_path, at most 64 KiB)
   // and gpuwarm's drop-in ("" with dropin_exists false when there is none).
   Fact<std::string> unit_text;

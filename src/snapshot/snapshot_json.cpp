@@ -64,7 +64,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedul
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, load_state,
                                                 active_state, sub_state, unit_file_state, exec_start,
                                                 stop_when_unneeded, restart, fragment_path, need_daemon_reload,
-                                                drop_in_paths, unit_text,
+                                                drop_in_paths, wanted_by, unit_text,
                                                 gpuwarm_dropin_text, gpuwarm_dropin_exists)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwarm_version, hostname,
                                                 collected_at, root, collect_ms, stage_ms, needs_root, driver, nvml, daemon,

@@ -61,7 +61,7 @@ class SdBusServiceManager final : public ServiceManager {
                       &facts.restart, &facts.fragment_path}) {
         *f = Fact<std::string>::unknown(why);
       }
-      facts.exec_start = facts.drop_in_paths = Fact<std::vector<std::string>>::unknown(why);
+      facts.exec_start = facts.drop_in_paths = facts.wanted_by = Fact<std::vector<std::string>>::unknown(why);
       facts.stop_when_unneeded = facts.need_daemon_reload = Fact<bool>::unknown(why);
     };
 
@@ -97,6 +97,12 @@ class SdBusServiceManager final : public ServiceManager {
     facts.stop_when_unneeded = get_bool(path, k_unit_iface, "StopWhenUnneeded");
     facts.need_daemon_reload = get_bool(path, k_unit_iface, "NeedDaemonReload");
     facts.drop_in_paths = get_strv(path, k_unit_iface, "DropInPaths");
+    facts.wanted_by = get_strv(path, k_unit_iface, "WantedBy");
+    if (auto required_by = get_strv(path, k_unit_iface, "RequiredBy"); facts.wanted_by.has() && required_by.has()) {
+      std::vector<std::string> both = *facts.wanted_by;
+      both.insert(both.end(), required_by->begin(), required_by->end());
+      facts.wanted_by = Fact<std::vector<std::string>>::known(std::move(both));
+    }
     facts.restart = get_string(path, k_service_iface, "Restart");
     facts.exec_start = get_exec_start(path);
     return facts;
@@ -147,6 +153,42 @@ class SdBusServiceManager final : public ServiceManager {
       return fail("EnableUnitFiles(" + unit + "): the unit has no [Install] section, so it cannot be enabled for "
                   "boot. Give it one (`[Install]` `WantedBy=multi-user.target` in the unit file under "
                   "/etc/systemd/system) or have another enabled unit pull it in (Wants=), then run fix again.");
+    }
+    return changes;
+  }
+
+  Result<std::vector<UnitFileChange>> add_wants(const std::string& target, const std::string& unit) override {
+    if (std::string why = connect(); !why.empty()) {
+      return fail(why);
+    }
+    Message call;
+    Message reply;
+    BusError e;
+    int r = sd_bus_message_new_method_call(m_bus, &call.m, k_dest, k_manager_path, k_manager_iface,
+                                           "AddDependencyUnitFiles");
+    char* names[] = {const_cast<char*>(unit.c_str()), nullptr};  // NOLINT: sd-bus takes char**
+    if (r >= 0) {
+      r = sd_bus_message_append_strv(call.m, names);
+    }
+    if (r >= 0) {
+      r = sd_bus_message_append(call.m, "ssbb", target.c_str(), "Wants", /*runtime=*/0, /*force=*/0);
+    }
+    if (r >= 0) {
+      r = sd_bus_call(m_bus, call.m, k_call_timeout_usec, &e.err, &reply.m);
+    }
+    const std::string what = "AddDependencyUnitFiles([" + unit + "], " + target + ", Wants)";
+    if (r < 0) {
+      return fail(what + ": " + e.text(r));
+    }
+    std::vector<UnitFileChange> changes;
+    if (sd_bus_message_enter_container(reply.m, 'a', "(sss)") < 0) {
+      return fail(what + ": unexpected reply");
+    }
+    const char* type = nullptr;
+    const char* path = nullptr;
+    const char* link_target = nullptr;
+    while (sd_bus_message_read(reply.m, "(sss)", &type, &path, &link_target) > 0) {
+      changes.push_back({type, path, link_target});
     }
     return changes;
   }

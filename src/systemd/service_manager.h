@@ -29,6 +29,8 @@ class ServiceManager {
   virtual Result<void> reload() = 0;
   // Enables for boot; the changes made (empty when it already was).
   virtual Result<std::vector<UnitFileChange>> enable(const std::string& unit) = 0;
+  // For a unit without [Install] (static): `systemctl add-wants TARGET UNIT`, the changes made.
+  virtual Result<std::vector<UnitFileChange>> add_wants(const std::string& target, const std::string& unit) = 0;
   virtual Result<void> reset_failed(const std::string& unit) = 0;
   // Starts (or restarts) and waits for the job: the JobRemoved result
   // ("done", "failed", "timeout", "skipped", ...). Err when the call is

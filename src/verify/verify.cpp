@@ -34,6 +34,20 @@ CheckResult unit_check(const Snapshot& s, const char* id, const char* title, con
   return c;
 }
 
+// Enabled, or static and pulled in by another unit (Ubuntu's unit, wanted through a udev rule).
+CheckResult boot_check(const Snapshot& s) {
+  CheckResult c{"unit-enabled", "the unit starts at boot", CheckStatus::skip, ""};
+  if (!s.service.reachable) {
+    c.detail = "not available: " + s.service.unreachable;
+    return c;
+  }
+  std::string decided;
+  std::optional<bool> at_boot = unit_starts_at_boot(s.service, &decided);
+  c.status = at_boot.value_or(false) ? CheckStatus::pass : CheckStatus::fail;
+  c.detail = at_boot ? decided : "unknown: " + decided;
+  return c;
+}
+
 CheckResult daemon_running_check(const Snapshot& s) {
   CheckResult c{"daemon-running", "nvidia-persistenced is running with persistence on", CheckStatus::fail, ""};
   if (s.daemon.processes.empty() && !s.daemon.processes_unread.empty()) {
@@ -204,8 +218,7 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   VerifyReport r;
   const Snapshot& s = in.after;
   r.checks.push_back(unit_check(s, "unit-active", "the unit is active now", s.service.active_state, {"active"}));
-  r.checks.push_back(unit_check(s, "unit-enabled", "the unit is enabled for boot", s.service.unit_file_state,
-                                {"enabled", "generated", "alias"}));
+  r.checks.push_back(boot_check(s));
   r.checks.push_back(daemon_running_check(s));
   r.checks.push_back(persistence_check(s));
   r.checks.push_back(holds_check(s));

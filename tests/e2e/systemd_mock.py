@@ -57,7 +57,9 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
                                         "StopWhenUnneeded": dbus.Boolean(stop_when_unneeded),
                                         "FragmentPath": "/lib/systemd/system/" + UNIT,
                                         "NeedDaemonReload": dbus.Boolean(False),
-                                        "DropInPaths": dbus.Array([], signature="s")})
+                                        "DropInPaths": dbus.Array([], signature="s"),
+                                        "WantedBy": dbus.Array([], signature="s"),
+                                        "RequiredBy": dbus.Array([], signature="s")})
         unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": restart})
         if with_load_unit:
             # The template lacks LoadUnit; systemd answers it with the unit's path.

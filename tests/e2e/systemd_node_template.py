@@ -58,7 +58,9 @@ def load(mock, parameters):
         "StopWhenUnneeded": dbus.Boolean(parameters.get("stop_when_unneeded", True)),
         "FragmentPath": "/lib/systemd/system/" + UNIT,
         "NeedDaemonReload": dbus.Boolean(False),
-        "DropInPaths": dbus.Array([], signature="s")})
+        "DropInPaths": dbus.Array([], signature="s"),
+        "WantedBy": dbus.Array([], signature="s"),
+        "RequiredBy": dbus.Array([], signature="s")})
     unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(parameters.get("argv", PACKAGED_ARGV)),
                                        "Restart": str(parameters.get("restart", "no"))})
 

@@ -77,6 +77,10 @@ class FixAndVerify(SystemdMockCase):
                     if not enabled and self.mock.GetMethodCalls("EnableUnitFiles"):
                         self.unit.UpdateProperties(UNIT_IFACE, {"UnitFileState": "enabled"})
                         enabled = True
+                    if not enabled and self.mock.GetMethodCalls("AddDependencyUnitFiles"):
+                        self.unit.UpdateProperties(UNIT_IFACE, {"WantedBy": dbus.Array(["multi-user.target"],
+                                                                                       signature="s")})
+                        enabled = True
                     if not started and (self.mock.GetMethodCalls("StartUnit") or self.mock.GetMethodCalls("RestartUnit")):
                         self.unit.UpdateProperties(UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
                         self.root.daemon_process(holds=gpus_that_start)
@@ -244,15 +248,38 @@ class FixAndVerify(SystemdMockCase):
         failed = [s for s in rep["steps"] if s["status"] == "failed"][0]
         self.assertEqual(failed["kind"], "enable")
 
-    def test_a_static_unit_is_not_reported_enabled(self):
-        # No [Install] section: systemd answers EnableUnitFiles with (false, []) and changes nothing.
-        self.add_unit(with_enable=False)
+    def test_a_static_unit_is_wanted_by_multi_user_target_not_enabled(self):
+        # Ubuntu's unit has no [Install] section (UnitFileState=static): EnableUnitFiles would change nothing.
+        # Where nothing wants it, fix has multi-user.target want it (systemctl add-wants), then starts it.
+        self.add_unit(file_state="static")
         self.mock.AddMethod(MANAGER, "EnableUnitFiles", "asbb", "ba(sss)", "ret = (False, [])")
+        self.mock.AddMethod(MANAGER, "AddDependencyUnitFiles", "asssbb", "a(sss)",
+                            "ret = [('symlink', '/etc/systemd/system/multi-user.target.wants/' + args[0][0], "
+                            "'/lib/systemd/system/' + args[0][0])]")
+        r = h.run(["fix", "--dry-run"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("AddDependencyUnitFiles([nvidia-persistenced.service], multi-user.target, Wants", r.stdout)
+        self.assertNotIn("EnableUnitFiles", r.stdout)
+        self.watch_systemd()
         rc, rep, r = self.fix()
-        self.assertEqual(rc, 1, r.stdout + r.stderr)
-        failed = [s for s in rep["steps"] if s["status"] == "failed"][0]
-        self.assertEqual(failed["kind"], "enable")
-        self.assertIn("no [Install] section, so it cannot be enabled for boot", failed["detail"])
+        self.assertEqual(rc, 0, r.stdout + r.stderr)
+        self.assertEqual([s["kind"] for s in rep["steps"]], ["write-file", "reload", "add-wants", "reload", "start"])
+        self.assertEqual(self.write_calls()["EnableUnitFiles"], 0)
+        checks = {c["id"]: c for c in rep["verify"]["checks"]}
+        self.assertEqual(checks["unit-enabled"]["status"], "pass")
+        self.assertEqual(checks["unit-enabled"]["detail"], "static, wanted by multi-user.target")
+
+    def test_a_static_unit_a_udev_rule_pulls_in_starts_at_boot(self):
+        # Ubuntu: the driver's udev rule makes its device unit want the service (SYSTEMD_WANTS).
+        self.add_unit(file_state="static")
+        self.unit.UpdateProperties(UNIT_IFACE, {"WantedBy": dbus.Array(["sys-bus-pci-drivers-nvidia.device"],
+                                                                       signature="s")})
+        r = h.run(["fix", "--dry-run"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("EnableUnitFiles", r.stdout)
+        self.assertNotIn("AddDependencyUnitFiles", r.stdout)
+        d = json.loads(h.run(["diagnose", "--json"], root=self.root, systemd=True, scenario_obj=self.scenario()).stdout)
+        self.assertNotIn("PD004", [f["rule_id"] for f in d["findings"]])
 
     def test_a_daemon_outside_systemd_is_not_started_beside(self):
         # Started by rc.local: the unit's start would fail on the daemon's lock, and its ExecStopPost would

@@ -198,8 +198,8 @@ class ReloadModules(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("step 7 (load ", r.stderr)
         self.assertIn("Loaded now: nvidia, nvidia_modeset", r.stderr)
-        self.assertIn("To recover: the old modules are unloaded. Run `gpuwarm reload-modules --yes` again",
-                      r.stderr)
+        self.assertIn("To recover: the old modules are unloaded; load the rest of the new driver by name: "
+                      "`modprobe nvidia_uvm nvidia_drm`", r.stderr)
         self.assertEqual(self.ops()[-1], "load nvidia_uvm")
 
     def test_a_failed_unload_says_the_old_modules_cannot_come_back(self):
@@ -208,8 +208,9 @@ class ReloadModules(unittest.TestCase):
         d = json.loads(r.stdout)
         self.assertEqual(d["steps_done"], 3)
         self.assertEqual(d["loaded_now"], "nvidia")
-        self.assertIn("the files on disk are the new driver's, so the old ones cannot be loaded back", d["recovery"])
-        self.assertIn("Find what holds nvidia", d["recovery"])
+        self.assertIn("the old modules nvidia are still loaded", d["recovery"])
+        self.assertIn("Find what holds nvidia (", d["recovery"])
+        self.assertIn("`modprobe -r nvidia` and `modprobe nvidia nvidia_modeset nvidia_uvm nvidia_drm`", d["recovery"])
 
     def test_a_reference_the_kernel_counts_but_no_process_shows_refuses(self):
         # A console or display server on nvidia_drm's /dev/dri node: no /proc/PID/fd names /dev/nvidia*, but

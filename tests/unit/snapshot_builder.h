@@ -86,6 +86,7 @@ inline Snapshot healthy_snapshot() {
   s.service.fragment_path = Fact<std::string>::known("/lib/systemd/system/nvidia-persistenced.service");
   s.service.need_daemon_reload = Fact<bool>::known(false);
   s.service.drop_in_paths = Fact<std::vector<std::string>>::known({});
+  s.service.wanted_by = Fact<std::vector<std::string>>::known({"multi-user.target"});
   return s;
 }
 

@@ -100,7 +100,21 @@ TEST(Rules, PD004_daemon_not_enabled) {
       {"disabled while running", state("disabled"), {{k_node}}},
       {"enabled-runtime does not survive a reboot", state("enabled-runtime"), {{k_node}}},
       {"masked", state("masked"), {{k_node}}},
-      {"static", state("static"), {{k_node}}},
+      {"static, nothing wants it", [](Snapshot& s) {
+         s.service.unit_file_state = Fact<std::string>::known("static");
+         s.service.wanted_by = Fact<std::vector<std::string>>::known({});
+       },
+       {{k_node}}},
+      {"static, a udev rule's device unit wants it (Ubuntu)", [](Snapshot& s) {
+         s.service.unit_file_state = Fact<std::string>::known("static");
+         s.service.wanted_by = Fact<std::vector<std::string>>::known({"sys-bus-pci-drivers-nvidia.device"});
+       },
+       {}},
+      {"static, what wants it unread: cannot tell, never fine", [](Snapshot& s) {
+         s.service.unit_file_state = Fact<std::string>::known("static");
+         s.service.wanted_by = Fact<std::vector<std::string>>::unknown("Access denied");
+       },
+       {{k_node}}},
       {"generated (NixOS, generators)", state("generated"), {}},
       {"unit not loaded: PD007's case",
        [](Snapshot& s) {

@@ -123,6 +123,18 @@ TEST(Verdict, RunbookOrder) {
        ExitCode::action_needed},
       {"not enabled at boot", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
        "action-needed", "PD004", ExitCode::action_needed},
+      {"a static unit whose wanting units went unread: cannot tell whether it starts at boot",
+       [](Snapshot& s) {
+         s.service.unit_file_state = Fact<std::string>::known("static");
+         s.service.wanted_by = Fact<std::vector<std::string>>::unknown("Access denied");
+       },
+       "cannot-tell", "PD004", ExitCode::cannot_tell},
+      {"Ubuntu's static unit, wanted through the driver's udev rule: healthy",
+       [](Snapshot& s) {
+         s.service.unit_file_state = Fact<std::string>::known("static");
+         s.service.wanted_by = Fact<std::vector<std::string>>::known({"sys-bus-pci-drivers-nvidia.device"});
+       },
+       "healthy", "OK000", ExitCode::healthy},
       {"processes hidden by hidepid: cannot tell, not the legacy flag",
        [](Snapshot& s) {
          s.daemon.processes.clear();

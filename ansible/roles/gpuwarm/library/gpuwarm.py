@@ -113,7 +113,7 @@ ansible_facts:
 """
 
 # gpuwarm's documented exit codes (README, `gpuwarm fix --help`).
-ROUTED_CODES = {3: "refused: unit masked", 4: "refused: reboot pending", 5: "refused: routed elsewhere",
+ROUTED_CODES = {3: "refused: an action of yours first", 4: "refused: reboot pending", 5: "refused: routed elsewhere",
                 9: "refused: cannot tell"}
 FIX_FAILURES = {1: "a step failed", 2: "bad command line (a bug in this module)", 6: "no systemd on this node",
                 7: "another gpuwarm fix is running", 8: "changed, but verification failed"}
