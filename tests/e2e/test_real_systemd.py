@@ -232,6 +232,29 @@ class RealSystemd(unittest.TestCase):
         self.assertTrue(all(c["status"] in ("pass", "skip") for c in rep["verify"]["checks"]), rep["verify"])
         self.assertEqual(self.unit_property("NeedDaemonReload"), "false")
 
+    def test_7_a_static_unit_nothing_wants_is_added_to_multi_user_target(self):
+        # Ubuntu's unit has no [Install] section: `enable` cannot work on it. Where nothing pulls it in at boot
+        # (no udev rule here), fix has multi-user.target want it, as `systemctl add-wants` would.
+        vendor = os.path.join(self.root, "lib/systemd/system", UNIT)
+        with open(vendor, "w") as f:
+            f.write(VENDOR_UNIT.split("[Install]")[0])
+        wants = os.path.join(self.root, "etc/systemd/system/multi-user.target.wants", UNIT)
+        if os.path.lexists(wants):
+            os.unlink(wants)
+        self.systemd("Reload")
+        self.assertEqual(self.unit_property("UnitFileState"), "static")
+        d = json.loads(self.gpuwarm("diagnose", "--json").stdout)
+        self.assertIn("PD004", [f["rule_id"] for f in d["findings"]])
+        r = self.gpuwarm("fix", "--json", "--settle", "0.5", "--samples", "2", "--sample-interval", "0.1")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertEqual([s["kind"] for s in rep["steps"]], ["add-wants", "reload"])
+        self.assertTrue(os.path.islink(wants))
+        checks = {c["id"]: c for c in rep["verify"]["checks"]}
+        # systemd 252 then reports the unit "enabled" (a link in /etc points at it); either way it starts at boot.
+        self.assertEqual(checks["unit-enabled"]["status"], "pass", checks["unit-enabled"])
+        self.assertIn("multi-user.target", self.unit_property("WantedBy"))
+
     def systemd(self, *args):
         """busctl against the container's systemd Manager."""
         return subprocess.run(["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
