@@ -325,7 +325,7 @@ void Linter::sed_inserted_lines(std::size_t k, std::size_t end) {
   const std::size_t file = end - 1;                          // the last operand: the file edited
   for (std::size_t i = k; i < file; ++i) {
     const std::string& t = m_tokens[i].text;
-    if (t == "-i" || starts_with(t, "--in-place") ||
+    if (t == "-i" || t.rfind("--in-place", 0) == 0 ||
         (t.size() > 1 && t[0] == '-' && t[1] != '-' && t != "-e" && t.find('i') != std::string::npos)) {
       in_place = true;
       continue;

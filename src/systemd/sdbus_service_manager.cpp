@@ -115,40 +115,9 @@ class SdBusServiceManager final : public ServiceManager {
   Result<void> reset_failed(const std::string& unit) override { return call_void("ResetFailedUnit", unit.c_str()); }
 
   Result<std::vector<UnitFileChange>> enable(const std::string& unit) override {
-    if (std::string why = connect(); !why.empty()) {
-      return fail(why);
-    }
-    Message call;
-    Message reply;
-    BusError e;
-    int r = sd_bus_message_new_method_call(m_bus, &call.m, k_dest, k_manager_path, k_manager_iface,
-                                           "EnableUnitFiles");
-    char* names[] = {const_cast<char*>(unit.c_str()), nullptr};  // NOLINT: sd-bus takes char**
-    if (r >= 0) {
-      r = sd_bus_message_append_strv(call.m, names);
-    }
-    if (r >= 0) {
-      r = sd_bus_message_append(call.m, "bb", /*runtime=*/0, /*force=*/0);
-    }
-    if (r >= 0) {
-      r = sd_bus_call(m_bus, call.m, k_call_timeout_usec, &e.err, &reply.m);
-    }
-    if (r < 0) {
-      return fail("EnableUnitFiles(" + unit + "): " + e.text(r));
-    }
-    std::vector<UnitFileChange> changes;
     int carries_install_info = 0;
-    if (sd_bus_message_read(reply.m, "b", &carries_install_info) < 0 ||
-        sd_bus_message_enter_container(reply.m, 'a', "(sss)") < 0) {
-      return fail("EnableUnitFiles(" + unit + "): unexpected reply");
-    }
-    const char* type = nullptr;
-    const char* path = nullptr;
-    const char* target = nullptr;
-    while (sd_bus_message_read(reply.m, "(sss)", &type, &path, &target) > 0) {
-      changes.push_back({type, path, target});
-    }
-    if (carries_install_info == 0 && changes.empty()) {
+    auto changes = unit_files_call("EnableUnitFiles", unit, "", &carries_install_info);
+    if (changes && carries_install_info == 0 && changes->empty()) {
       // A static unit: nothing pulls it in at boot, and enabling it changes nothing.
       return fail("EnableUnitFiles(" + unit + "): the unit has no [Install] section, so it cannot be enabled for "
                   "boot. Give it one (`[Install]` `WantedBy=multi-user.target` in the unit file under "
@@ -158,39 +127,7 @@ class SdBusServiceManager final : public ServiceManager {
   }
 
   Result<std::vector<UnitFileChange>> add_wants(const std::string& target, const std::string& unit) override {
-    if (std::string why = connect(); !why.empty()) {
-      return fail(why);
-    }
-    Message call;
-    Message reply;
-    BusError e;
-    int r = sd_bus_message_new_method_call(m_bus, &call.m, k_dest, k_manager_path, k_manager_iface,
-                                           "AddDependencyUnitFiles");
-    char* names[] = {const_cast<char*>(unit.c_str()), nullptr};  // NOLINT: sd-bus takes char**
-    if (r >= 0) {
-      r = sd_bus_message_append_strv(call.m, names);
-    }
-    if (r >= 0) {
-      r = sd_bus_message_append(call.m, "ssbb", target.c_str(), "Wants", /*runtime=*/0, /*force=*/0);
-    }
-    if (r >= 0) {
-      r = sd_bus_call(m_bus, call.m, k_call_timeout_usec, &e.err, &reply.m);
-    }
-    const std::string what = "AddDependencyUnitFiles([" + unit + "], " + target + ", Wants)";
-    if (r < 0) {
-      return fail(what + ": " + e.text(r));
-    }
-    std::vector<UnitFileChange> changes;
-    if (sd_bus_message_enter_container(reply.m, 'a', "(sss)") < 0) {
-      return fail(what + ": unexpected reply");
-    }
-    const char* type = nullptr;
-    const char* path = nullptr;
-    const char* link_target = nullptr;
-    while (sd_bus_message_read(reply.m, "(sss)", &type, &path, &link_target) > 0) {
-      changes.push_back({type, path, link_target});
-    }
-    return changes;
+    return unit_files_call("AddDependencyUnitFiles", unit, target, nullptr);
   }
 
   Result<std::string> start(const std::string& unit, std::chrono::milliseconds timeout) override {
@@ -388,6 +325,47 @@ class SdBusServiceManager final : public ServiceManager {
       return Fact<bool>::unknown(e.text(r));
     }
     return Fact<bool>::known(value != 0);
+  }
+
+  // The unit-file calls: EnableUnitFiles(as units, b runtime, b force) -> (b carries_install_info, a(sss)) and,
+  // with a target, AddDependencyUnitFiles(as units, s target, s "Wants", b runtime, b force) -> a(sss).
+  // Both answer with the symlinks they changed.
+  Result<std::vector<UnitFileChange>> unit_files_call(const char* method, const std::string& unit,
+                                                      const std::string& target, int* carries_install_info) {
+    if (std::string why = connect(); !why.empty()) {
+      return fail(why);
+    }
+    const std::string what = std::string(method) + "([" + unit + "]" + (target.empty() ? "" : ", " + target) + ")";
+    Message call;
+    Message reply;
+    BusError e;
+    int r = sd_bus_message_new_method_call(m_bus, &call.m, k_dest, k_manager_path, k_manager_iface, method);
+    char* names[] = {const_cast<char*>(unit.c_str()), nullptr};  // NOLINT: sd-bus takes char**
+    if (r >= 0) {
+      r = sd_bus_message_append_strv(call.m, names);
+    }
+    if (r >= 0) {
+      r = target.empty() ? sd_bus_message_append(call.m, "bb", /*runtime=*/0, /*force=*/0)
+                         : sd_bus_message_append(call.m, "ssbb", target.c_str(), "Wants", /*runtime=*/0, /*force=*/0);
+    }
+    if (r >= 0) {
+      r = sd_bus_call(m_bus, call.m, k_call_timeout_usec, &e.err, &reply.m);
+    }
+    if (r < 0) {
+      return fail(what + ": " + e.text(r));
+    }
+    if ((carries_install_info != nullptr && sd_bus_message_read(reply.m, "b", carries_install_info) < 0) ||
+        sd_bus_message_enter_container(reply.m, 'a', "(sss)") < 0) {
+      return fail(what + ": unexpected reply");
+    }
+    std::vector<UnitFileChange> changes;
+    const char* type = nullptr;
+    const char* path = nullptr;
+    const char* link_target = nullptr;
+    while (sd_bus_message_read(reply.m, "(sss)", &type, &path, &link_target) > 0) {
+      changes.push_back({type, path, link_target});
+    }
+    return changes;
   }
 
   Fact<std::vector<std::string>> get_strv(const std::string& path, const char* iface, const char* member) {
