@@ -83,23 +83,14 @@ Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceMana
       }
       return std::string("reloaded");
     }
-    case StepKind::enable: {
-      auto r = services.enable(k_unit_name);
-      if (!r) {
-        return tl::unexpected(r.error());
-      }
-      std::string detail = r->empty() ? "already enabled" : "";
-      for (const auto& c : *r) {
-        detail += (detail.empty() ? "" : "; ") + c.type + " " + c.path + " -> " + c.target;
-      }
-      return detail;
-    }
+    case StepKind::enable:
     case StepKind::add_wants: {
-      auto r = services.add_wants("multi-user.target", k_unit_name);
+      const bool enable = step.kind == StepKind::enable;
+      auto r = enable ? services.enable(k_unit_name) : services.add_wants("multi-user.target", k_unit_name);
       if (!r) {
         return tl::unexpected(r.error());
       }
-      std::string detail = r->empty() ? "multi-user.target wanted it already" : "";
+      std::string detail = !r->empty() ? "" : enable ? "already enabled" : "multi-user.target wanted it already";
       for (const auto& c : *r) {
         detail += (detail.empty() ? "" : "; ") + c.type + " " + c.path + " -> " + c.target;
       }

@@ -205,6 +205,10 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
 
   bool config_changed = false;
   bool exec_start_changed = false;  // only a new ExecStart needs the running daemon restarted
+  // The daemon systemd started runs systemd's ExecStart: with the flag there (or unread), a drop-in that
+  // replaces ExecStart changes the running daemon only at a restart.
+  const bool started_with_flag = !s.service.exec_start.has() || has_arg(*s.service.exec_start, k_no_pm_flag);
+  auto replaces_exec_start = [](const std::string& dropin) { return dropin.find("\nExecStart=\n") != std::string::npos; };
   if (s.service.load_state.is("not-found")) {
     if (!s.daemon.binary.has()) {
       return refuse(std::move(plan), FixOutcome::refused, ExitCode::routed_elsewhere,
@@ -223,15 +227,12 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   } else {
     std::vector<std::string> effective = s.service.exec_start.value_or({});
     std::string dropin = render_dropin(in.vendor_unit_text, effective);
-    // The daemon systemd started runs systemd's ExecStart: with the flag there (or unread), a drop-in that
-    // replaces ExecStart changes the running daemon only at a restart.
-    const bool started_with_flag = !s.service.exec_start.has() || has_arg(effective, k_no_pm_flag);
     if (!dropin.empty() && (!in.dropin_exists || in.current_dropin_text != dropin)) {
       plan.steps.push_back({StepKind::write_file,
                             "the unit needs overrides (--no-persistence-mode, StopWhenUnneeded, Restart, PIDFile)",
                             k_dropin_path, dropin});
       config_changed = true;
-      exec_start_changed = started_with_flag && dropin.find("\nExecStart=\n") != std::string::npos;
+      exec_start_changed = started_with_flag && replaces_exec_start(dropin);
     } else if (s.service.need_daemon_reload.is(false) && (has_arg(effective, k_no_pm_flag) ||
                                                            s.service.stop_when_unneeded.is(true))) {
       // systemd has loaded what is on disk, gpuwarm's drop-in included, and still runs the unit that way:
@@ -261,8 +262,7 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                               : "whether systemd loaded the files on disk is unknown (" +
                                     s.service.need_daemon_reload.missing + ")",
                           "", ""});
-    exec_start_changed = in.current_dropin_text.find("\nExecStart=\n") != std::string::npos &&
-                         (!s.service.exec_start.has() || has_arg(*s.service.exec_start, k_no_pm_flag));
+    exec_start_changed = started_with_flag && replaces_exec_start(in.current_dropin_text);
   }
 
   const std::string file_state = s.service.unit_file_state.value_or("");
