@@ -111,6 +111,8 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
 // --listen: serve /metrics until SIGTERM/SIGINT. Scrapes share collections (ScrapeCache); NVML is opened
 // and shut down inside each one. Under systemd: READY=1 once listening, WATCHDOG=1 while NVML answers
 // (after a hung NVML call the pings stop, so the unit's WatchdogSec restarts a fresh process).
+constexpr std::chrono::milliseconds k_drain_on_stop{20000};
+
 int serve(MetricsOptions opts) {
   auto address = parse_listen_address(opts.listen);
   if (!address) {
@@ -165,8 +167,13 @@ int serve(MetricsOptions opts) {
     }
   }
   notifier.send("STOPPING=1");
-  // Waits for a collection in flight to end, then closes its connection unanswered: the scraper sees one
-  // failed scrape (Prometheus marks the target down until the next instance answers).
+  // A scrape in flight gets its answer: a restart (a package upgrade, a rollout) costs no failed scrape.
+  // Bounded below Kubernetes' default 30 s grace period; a collection still running past it is waited for
+  // by the reset below, but its connection is then closed unanswered.
+  if (!(*server)->drain(k_drain_on_stop)) {
+    std::cerr << fmt::format("gpuwarm metrics: a scrape was still unanswered {} s after the signal; closing it\n",
+                             k_drain_on_stop.count() / 1000);
+  }
   server->reset();
   return to_int(ExitCode::healthy);
 }

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -23,8 +24,9 @@ namespace gpuwarm {
 
 namespace {
 
-// Bounds: a scrape is one small GET; nothing legitimate needs more.
-constexpr unsigned k_threads = 4;                 // scrapes in parallel (they share one collection)
+// Bounds: a scrape is one small GET; nothing legitimate needs more. A thread per connection (at most
+// k_max_connections of them): a scrape waiting seconds for a collection then holds up no other request, and
+// /healthz answers a liveness probe at once whatever the scrapes are doing.
 constexpr unsigned k_max_connections = 64;
 constexpr unsigned k_max_connections_per_client = 8;
 constexpr unsigned k_idle_timeout_s = 15;         // a silent client is dropped
@@ -150,6 +152,11 @@ struct HttpServer::State {
   bool stopping = false;
   std::thread reaper;
 
+  // Requests the handler has seen whose answer is not yet sent; drain() waits for none.
+  unsigned requests_open = 0;
+  std::condition_variable request_completed;
+  int quiesced_listen_fd = -1;  // the listening socket once drain() stopped accepting; closed after the stop
+
   void set_wait_start(mhd::MHD_Connection* connection, Clock::time_point since) {
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = waiting.find(connection); it != waiting.end()) {
@@ -195,16 +202,20 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   auto& state = *static_cast<HttpServer::State*>(cls);
   auto& handler = state.handler;
   std::string_view m = method != nullptr ? method : "";
-  if (*request_state == nullptr) {
-    // The headers are in: a handler may wait seconds for a collection, which is no client's slowness.
-    state.set_wait_start(connection, HttpServer::State::Clock::time_point::max());
-  }
   // First call: headers only. A GET is answered on the second call, once the (empty) body is in; anything
   // else is refused at once, so no request body is ever buffered.
   static int seen_headers;
-  if (*request_state == nullptr && (m == "GET" || m == "HEAD")) {
+  if (*request_state == nullptr) {
     *request_state = &seen_headers;
-    return mhd::yes;
+    {
+      std::lock_guard<std::mutex> lock(state.mutex);
+      ++state.requests_open;  // until request_completed: the library reports every request a handler saw
+    }
+    // The headers are in: a handler may wait seconds for a collection, which is no client's slowness.
+    state.set_wait_start(connection, HttpServer::State::Clock::time_point::max());
+    if (m == "GET" || m == "HEAD") {
+      return mhd::yes;
+    }
   }
   if (*upload_data_size != 0 && (m == "GET" || m == "HEAD")) {
     *upload_data_size = 0;  // a GET with a body: the body is ignored
@@ -234,6 +245,15 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   return queued;
 }
 
+void request_completed(void* cls, mhd::MHD_Connection* /*connection*/, void** /*con_cls*/, int /*code*/) {
+  auto& state = *static_cast<HttpServer::State*>(cls);
+  {
+    std::lock_guard<std::mutex> lock(state.mutex);
+    --state.requests_open;
+  }
+  state.request_completed.notify_all();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& address, Handler handler) {
@@ -245,7 +265,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   server->m_state->handler = std::move(handler);
   // No MHD_USE_ERROR_LOG: it writes a line per malformed request, so any client could flood the journal and
   // push gpuwarm's own messages (an NVML call that never returned) past journald's rate limit.
-  unsigned flags = mhd::k_use_internal_polling_thread | mhd::k_use_auto;
+  unsigned flags =
+      mhd::k_use_internal_polling_thread | mhd::k_use_thread_per_connection | mhd::k_use_itc | mhd::k_use_auto;
   if (address.ipv6) {
     flags |= mhd::k_use_ipv6;
   }
@@ -255,12 +276,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   server->m_state->daemon = api.MHD_start_daemon(
       flags, address.port, nullptr, nullptr, &answer, server->m_state.get(),
       mhd::k_option_sock_addr, reinterpret_cast<const sockaddr*>(&address.address),  // NOLINT: sockets idiom
-      mhd::k_option_thread_pool_size, k_threads,
       mhd::k_option_connection_limit, k_max_connections,
       mhd::k_option_per_ip_connection_limit, k_max_connections_per_client,
       mhd::k_option_connection_timeout, k_idle_timeout_s,
       mhd::k_option_connection_memory_limit, k_connection_memory,
       mhd::k_option_notify_connection, &notify_connection, server->m_state.get(),
+      mhd::k_option_notify_completed, &request_completed, server->m_state.get(),
       mhd::k_option_end);
   if (server->m_state->daemon == nullptr) {
     return fail(fmt::format("cannot listen on {}: {} (is another process using the port?)", address.text,
@@ -273,6 +294,20 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
     server->m_state->reaper = std::thread([state = server->m_state.get()] { state->reap(); });
   }
   return server;
+}
+
+bool HttpServer::drain(std::chrono::milliseconds bound) {
+  State& state = *m_state;
+  if (state.quiesced_listen_fd < 0) {
+    state.quiesced_listen_fd = mhd::api().MHD_quiesce_daemon(state.daemon);
+    if (state.quiesced_listen_fd >= 0) {
+      // Not accepting is not enough: the kernel would still complete handshakes into the backlog, and those
+      // clients would wait for nothing. A listening socket shut down stops listening: they are refused now.
+      ::shutdown(state.quiesced_listen_fd, SHUT_RDWR);
+    }
+  }
+  std::unique_lock<std::mutex> lock(state.mutex);
+  return state.request_completed.wait_for(lock, bound, [&state] { return state.requests_open == 0; });
 }
 
 HttpServer::~HttpServer() {
@@ -289,6 +324,9 @@ HttpServer::~HttpServer() {
   }
   if (m_state->daemon != nullptr) {
     mhd::api().MHD_stop_daemon(m_state->daemon);
+  }
+  if (m_state->quiesced_listen_fd >= 0) {
+    ::close(m_state->quiesced_listen_fd);  // the library's threads are gone: none can still use it
   }
 }
 

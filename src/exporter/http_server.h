@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,7 +53,10 @@ class HttpServer {
 
   // Listening when it returns; `handler` runs on the server's threads (several at once).
   static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& address, Handler handler);
-  ~HttpServer();  // stops accepting, waits for handlers running now (their answers are not sent), joins the threads
+  // Stops accepting connections and waits, at most `bound`, until every request whose headers are in has
+  // been answered (a scrape in flight at SIGTERM gets its collection); false when some were not.
+  bool drain(std::chrono::milliseconds bound);
+  ~HttpServer();  // closes every connection (waiting for handlers running now, whose answers are not sent)
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 

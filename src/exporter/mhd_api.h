@@ -15,17 +15,19 @@ struct MHD_Response;
 
 // Values of the library's stable ABI (microhttpd.h, MHD_VERSION 0x00097500 and earlier).
 enum Result : int { no = 0, yes = 1 };
+constexpr unsigned k_use_thread_per_connection = 4;
 constexpr unsigned k_use_internal_polling_thread = 8;
 constexpr unsigned k_use_ipv6 = 16;
+constexpr unsigned k_use_itc = 1024;  // needed by MHD_quiesce_daemon in the thread-per-connection mode
 constexpr unsigned k_use_auto = 65536;
 // enum MHD_OPTION
 constexpr int k_option_end = 0;
 constexpr int k_option_connection_memory_limit = 1;
 constexpr int k_option_connection_limit = 2;
 constexpr int k_option_connection_timeout = 3;
+constexpr int k_option_notify_completed = 4;
 constexpr int k_option_per_ip_connection_limit = 5;
 constexpr int k_option_sock_addr = 6;
-constexpr int k_option_thread_pool_size = 14;
 constexpr int k_option_notify_connection = 27;
 // enum MHD_ConnectionNotificationCode
 constexpr int k_connection_notify_started = 0;
@@ -43,6 +45,8 @@ union ConnectionInfo {  // only the member gpuwarm reads; every member of the li
 };
 
 using NotifyConnection = void (*)(void* cls, MHD_Connection* connection, void** socket_context, int code);
+// Called once a request the access handler saw has ended: answered, or its connection lost.
+using RequestCompleted = void (*)(void* cls, MHD_Connection* connection, void** con_cls, int termination_code);
 
 union DaemonInfo {
   std::size_t key_size;
@@ -60,6 +64,7 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
     (unsigned int flags, std::uint16_t port, void* accept_policy, void* accept_cls, AccessHandler handler,     \
      void* handler_cls, ...))                                                                                   \
   X(void, MHD_stop_daemon, (MHD_Daemon * daemon))                                                              \
+  X(int, MHD_quiesce_daemon, (MHD_Daemon * daemon))                                                            \
   X(const DaemonInfo*, MHD_get_daemon_info, (MHD_Daemon * daemon, int info_type, ...))                          \
   X(const ConnectionInfo*, MHD_get_connection_info, (MHD_Connection * connection, int info_type, ...))          \
   X(MHD_Response*, MHD_create_response_from_buffer, (std::size_t size, void* buffer, int mode))                \

@@ -194,6 +194,41 @@ class ExporterOverHttp(unittest.TestCase):
         self.assertEqual(value(samples(http(e.url + "/metrics")[2]), "gpuwarm_last_run_timestamp_seconds"),
                          stamps.pop())
 
+    def test_healthz_answers_at_once_while_scrapes_wait_for_a_slow_collection(self):
+        # A liveness or readiness probe (contrib/kubernetes) that queued behind slow collections would time out,
+        # and Kubernetes would restart a healthy exporter. Six scrapes (the per-client limit is 8) wait on one
+        # 3 s collection; /healthz and / must still answer in well under a second.
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 3000})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            scrapes = [pool.submit(http, e.url + "/metrics") for _ in range(6)]
+            time.sleep(0.5)
+            for path in ("/healthz", "/", "/healthz"):
+                started = time.monotonic()
+                status, _, _ = http(e.url + path, timeout=10)
+                took = time.monotonic() - started
+                self.assertEqual(status, 200, path)
+                self.assertLess(took, 0.5, f"{path} waited {took:.2f} s behind the collection")
+            self.assertTrue(all(not s.done() for s in scrapes), "the collection ended before /healthz was timed")
+            self.assertEqual([s.result()[0] for s in scrapes], [200] * 6)
+
+    def test_sigterm_answers_the_scrape_in_flight_and_accepts_no_more(self):
+        # A restart (a package upgrade, a DaemonSet rollout) must not cost the scrape that was running.
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 2000})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            scrape = pool.submit(http, e.url + "/metrics")
+            time.sleep(0.5)
+            os.kill(e.pid(), signal.SIGTERM)
+            time.sleep(0.3)
+            with self.assertRaises(OSError):  # no longer accepting: refused (or reset) at once
+                http(e.url + "/healthz", timeout=2)
+            status, _, body = scrape.result()
+        self.assertEqual(status, 200)
+        self.assertEqual(value(samples(body), "gpuwarm_gpu_persistence_mode", gpu="0"), 0)
+        self.assertEqual(e.proc.wait(timeout=10), 0)
+        self.assertNotIn("still unanswered", e.stderr())
+
     def test_notify_protocol_and_clean_stop(self):
         tmp = tempfile.mkdtemp(prefix="gpuwarm-notify-")
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
