@@ -21,6 +21,16 @@ namespace {
 constexpr const char* k_parent_env = "GPUWARM_PARENT_PID";
 }  // namespace
 
+std::vector<std::string> system_program_environment(char** parent) {
+  std::vector<std::string> env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"};
+  for (char** e = parent; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0) {
+      env.emplace_back(*e);  // where gpuwarm found libnvidia-ml: nvidia-smi must load the same one
+    }
+  }
+  return env;
+}
+
 bool tie_to_parent() {
   // Spawned from the main thread, which lives as long as the parent process.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -142,9 +152,13 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   sigaddset(&defaults, SIGPIPE);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  std::vector<std::string> env_text = system_program_environment(environ);
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = -1;
   // No shell, no PATH lookup: argv[0] is the absolute path that runs.
-  int r = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ);
+  int r = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   ::close(fds[1]);

@@ -33,9 +33,10 @@ struct ChildResult {
 };
 
 // The one way gpuwarm runs another program: argv[0] must be an absolute path
-// (no shell, no PATH), argv passed as is, stdin from /dev/null, output capped
-// at `max_output`, and the child killed once `timeout_ms` passes, whether or
-// not it still holds its stdout.
+// (no shell, no PATH), argv passed as is, the environment of
+// system_program_environment(), stdin from /dev/null, output capped at
+// `max_output`, and the child killed once `timeout_ms` passes, whether or not
+// it still holds its stdout.
 Result<ChildResult> run_child(const std::vector<std::string>& argv, int timeout_ms,
                               std::size_t max_output = 1u << 20);
 
@@ -47,6 +48,11 @@ constexpr int k_reap_after_kill_ms = 5000;
 bool reap_within(pid_t pid, int& status, int timeout_ms);
 // SIGKILL, then reap_within.
 bool kill_and_reap(pid_t pid, int& status, int timeout_ms = k_reap_after_kill_ms);
+
+// What another program gets in place of gpuwarm's environment (`parent`): a fixed PATH and the C locale
+// (output gpuwarm parses or quotes stays in one language), and LD_LIBRARY_PATH if set. Nothing else of the
+// caller's (an Ansible task's or a prolog's variables, LD_PRELOAD, a locale) reaches a program run as root.
+std::vector<std::string> system_program_environment(char** parent);
 
 // run_child's output alone.
 Result<std::string> run_capture(const std::vector<std::string>& argv, int timeout_ms);
