@@ -71,6 +71,17 @@ bool runner(std::string_view w) {
   return words.count(w) != 0;
 }
 
+// Whether `flag` (-u, --user, -g, --group) takes a value for `runner`: a user or group for sudo, doas, su,
+// runuser, docker/podman/nerdctl (run, exec), a unit name for systemd-run -u, a group for pdsh/clush -g.
+bool names_a_user_or_group(std::string_view runner, std::string_view flag) {
+  static const WordSet user_and_group = {"sudo", "doas", "su", "runuser", "systemd-run"};
+  static const WordSet user_only = {"docker", "podman", "nerdctl"};
+  static const WordSet group_only = {"pdsh", "clush"};
+  const bool user = flag == "-u" || flag == "--user";
+  return user_and_group.count(runner) != 0 || (user && user_only.count(runner) != 0) ||
+         (!user && group_only.count(runner) != 0);
+}
+
 // Commands that take nvidia-smi or nvidia-persistenced as a mere argument.
 bool takes_name_as_argument(std::string_view w) {
   static const WordSet words = {
@@ -192,6 +203,8 @@ class Linter {
 
  private:
   void collect_variables();
+  void collect_wrappers();
+  bool runs_its_arguments(std::string_view word) const { return runner(word) || m_wrappers.count(word) != 0; }
   void find_commands();
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
   void sed_inserted_lines(std::size_t k, std::size_t end);
@@ -211,6 +224,7 @@ class Linter {
   std::vector<Finding> m_found;
   std::unordered_map<std::string, Assigned> m_local;  // this file's own assignments
   std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
+  std::unordered_set<std::string_view> m_wrappers;    // this file's functions that run "$@" (views into m_tokens)
   std::set<std::size_t> m_sites;
   std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
   std::unordered_map<std::string_view, std::vector<std::size_t>> m_line_index;  // trimmed line -> line indexes
@@ -263,11 +277,13 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
     }
     // A system crontab names the user first: "@reboot root nvidia-smi -pm 1".
     if (schedule && k + 1 < end && !is_smi(m_tokens[k].text) && !is_daemon(m_tokens[k].text) &&
-        !runner(basename(m_tokens[k].text)) &&
-        (is_smi(m_tokens[k + 1].text) || is_daemon(m_tokens[k + 1].text) || runner(basename(m_tokens[k + 1].text)))) {
+        !runs_its_arguments(basename(m_tokens[k].text)) &&
+        (is_smi(m_tokens[k + 1].text) || is_daemon(m_tokens[k + 1].text) ||
+         runs_its_arguments(basename(m_tokens[k + 1].text)))) {
       ++k;
     }
   }
+  std::string_view current_runner;
   for (; k < end; ++k) {
     const Token& t = m_tokens[k];
     if (t.prose) {
@@ -281,9 +297,31 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
     if (w == "command" && k + 1 < end && (m_tokens[k + 1].text == "-v" || m_tokens[k + 1].text == "-V")) {
       return;  // a lookup, not a run
     }
-    if (runner(w) || (!shell_variable(t.text).empty() && !names_nvidia_smi(t.text))) {
+    if (runs_its_arguments(w) || (!shell_variable(t.text).empty() && !names_nvidia_smi(t.text))) {
       after_runner = true;  // "$SUDO nvidia-smi ..." too
+      current_runner = t.text[0] == '$' ? std::string_view("sudo") : w;
       continue;
+    }
+    if (w == "find") {
+      // find ... -exec nvidia-smi -pm 1 \; : what -exec, -execdir, -ok or -okdir runs.
+      for (std::size_t j = k + 1; j < end; ++j) {
+        const std::string& a = m_tokens[j].text;
+        if (a == "-exec" || a == "-execdir" || a == "-ok" || a == "-okdir") {
+          walk(j + 1, end, false, false, depth + 1);
+          break;
+        }
+      }
+      return;
+    }
+    if (w == "tee") {
+      // tee -a /etc/rc.local <<< "nvidia-smi -pm 1": the here-string is what goes into the file.
+      for (std::size_t j = k + 1; j + 1 < end; ++j) {
+        if (m_tokens[j].text == "<<<") {
+          walk(j + 1, end, false, true, depth + 1);
+          break;
+        }
+      }
+      return;
     }
     if (w == "sed") {
       sed_inserted_lines(k + 1, end);
@@ -301,9 +339,11 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       if (!after_runner) {
         return;
       }
-      // sudo -u USER, runuser -g GROUP, docker run --user U: the value is a name, not the command.
+      // sudo -u USER, runuser -g GROUP, docker run --user U: the value is a name, not the command (and may be
+      // the daemon's own user, nvidia-persistenced). Only for runners where the flag takes one: srun -u and
+      // watch -g take none, and what follows them is the command.
       if ((t.text == "-u" || t.text == "--user" || t.text == "-g" || t.text == "--group") && k + 1 < end &&
-          !m_tokens[k + 1].breaks_before) {
+          !m_tokens[k + 1].breaks_before && names_a_user_or_group(current_runner, t.text)) {
         ++k;
       }
       continue;
@@ -412,6 +452,115 @@ void Linter::collect_variables() {
       if (start == i || (only_text.count(first) == 0 && first.front() != '-')) {
         m_executed.insert(name);
       }
+    }
+  }
+}
+
+// run() { echo "+ $*"; "$@"; } ... run nvidia-smi -pm 1: a function of this file that runs its arguments
+// ("$@" or "$*" as a command, or handed to a runner: sudo "$@", timeout 5 "$@") is a runner too; so is a
+// function that hands them to such a function. Bodies come from one pass of brace matching over the text,
+// and each "$@" belongs to the innermost body around it: linear in the file, whatever its nesting.
+void Linter::collect_wrappers() {
+  if (m_source.kind != FileKind::shell ||
+      std::none_of(m_tokens.begin(), m_tokens.end(), [](const Token& t) { return t.defines_function; })) {
+    return;
+  }
+  std::vector<std::size_t> line_starts = {0};
+  for (std::size_t at = m_text.find('\n'); at != std::string_view::npos; at = m_text.find('\n', at + 1)) {
+    line_starts.push_back(at + 1);
+  }
+  auto offset_of = [&](const Token& t) { return line_starts[t.line - 1] + t.column - 1; };
+  struct Body {
+    std::string_view name;
+    std::size_t open = 0;
+    std::size_t close = std::string_view::npos;  // unmatched: to the end of the file
+    std::vector<std::string_view> hands_to;      // first words of statements that run "$@"
+    bool runs_arguments = false;
+  };
+  std::vector<Body> bodies;  // in text order
+  for (const Token& t : m_tokens) {
+    if (!t.defines_function || t.line == 0 || t.line > line_starts.size()) {
+      continue;
+    }
+    // The body opens on the name's line or the next ("NAME()\n{").
+    std::size_t at = offset_of(t) + t.text.size();
+    int newlines = 0;
+    for (; at < m_text.size() && m_text[at] != '{' && newlines < 2; ++at) {
+      newlines += m_text[at] == '\n' ? 1 : 0;
+    }
+    if (at < m_text.size() && m_text[at] == '{' && (bodies.empty() || at > bodies.back().open)) {
+      Body body;
+      body.name = t.text;
+      body.open = at;
+      bodies.push_back(std::move(body));
+    }
+  }
+  std::vector<std::size_t> open_braces;
+  std::size_t next_body = 0;
+  std::vector<std::size_t> open_bodies;  // indexes into bodies, innermost last
+  for (std::size_t at = 0; at < m_text.size(); ++at) {
+    if (m_text[at] == '{') {
+      open_braces.push_back(at);
+    } else if (m_text[at] == '}' && !open_braces.empty()) {
+      std::size_t open = open_braces.back();
+      open_braces.pop_back();
+      if (!open_bodies.empty() && bodies[open_bodies.back()].open == open) {
+        bodies[open_bodies.back()].close = at;
+        open_bodies.pop_back();
+      }
+    }
+    if (next_body < bodies.size() && bodies[next_body].open == at) {
+      open_bodies.push_back(next_body++);
+    }
+  }
+  // Each "$@" to the innermost body around it (bodies nest: a stack, swept in text order).
+  std::vector<std::size_t> around;
+  next_body = 0;
+  for (std::size_t i = 0; i < m_tokens.size(); ++i) {
+    const std::size_t at = offset_of(m_tokens[i]);
+    while (next_body < bodies.size() && bodies[next_body].open < at) {
+      while (!around.empty() && bodies[around.back()].close < bodies[next_body].open) {
+        around.pop_back();
+      }
+      around.push_back(next_body++);
+    }
+    while (!around.empty() && bodies[around.back()].close < at) {
+      around.pop_back();
+    }
+    const std::string& a = m_tokens[i].text;
+    if (around.empty() || (a != "$@" && a != "$*" && a != "${@}" && a != "${*}")) {
+      continue;
+    }
+    std::size_t start = i;
+    while (start > 0 && !m_tokens[start].breaks_before) {
+      --start;
+    }
+    while (start < i && (shell_keyword(m_tokens[start].text) || !m_tokens[start].assigned_to.empty())) {
+      ++start;
+    }
+    Body& body = bodies[around.back()];
+    std::string_view first = basename(m_tokens[start].text);
+    if (start == i || runner(first)) {
+      body.runs_arguments = true;
+    } else {
+      body.hands_to.push_back(first);
+    }
+  }
+  for (const Body& b : bodies) {
+    if (b.runs_arguments) {
+      m_wrappers.insert(b.name);
+    }
+  }
+  for (int pass = 0; pass < 8; ++pass) {  // a wrapper of a wrapper, a few levels deep
+    const std::size_t before = m_wrappers.size();
+    for (const Body& b : bodies) {
+      if (m_wrappers.count(b.name) == 0 &&
+          std::any_of(b.hands_to.begin(), b.hands_to.end(), [&](std::string_view w) { return m_wrappers.count(w) != 0; })) {
+        m_wrappers.insert(b.name);
+      }
+    }
+    if (m_wrappers.size() == before) {
+      break;
     }
   }
 }
@@ -959,6 +1108,7 @@ std::vector<Finding> Linter::run() {
     std::vector<LineRange> skip = embedded_regions();
     m_tokens = tokenize(m_text, kind, skip);
     collect_variables();
+    collect_wrappers();
     find_commands();
     if (kind == FileKind::unit) {
       UnitDoc doc = parse_unit(m_text);

@@ -363,7 +363,14 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         }
       }
       bool key = yaml && word.back() == ':';
-      push(word, start);
+      const bool after_function_keyword = !out.empty() && !boundary && out.back().text == "function" &&
+                                          out.back().breaks_before && kind == FileKind::shell;
+      Token& pushed = push(word, start);
+      if (kind == FileKind::shell && (pushed.breaks_before || after_function_keyword)) {
+        std::size_t after = code.find_first_not_of(" \t", i);
+        pushed.defines_function = after_function_keyword ||
+                                  (after != std::string_view::npos && code.substr(after).rfind("()", 0) == 0);
+      }
       if (key) {
         boundary = true;
         break_kind = ':';

@@ -24,6 +24,7 @@ struct Token {
   bool prose = false;          // the value of a YAML key holding text (name:, msg:, description:)
   bool command_key = true;     // YAML: the value of a key that runs commands (command:, shell:, runcmd:)
   bool redirect = false;       // ">", ">>", ">file": output goes to a file
+  bool defines_function = false;  // shell: "NAME() {", "function NAME": this word is the function's name
   std::string assigned_to;     // shell NAME=value: this is the value, NAME here
 };
 

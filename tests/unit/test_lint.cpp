@@ -192,6 +192,34 @@ TEST(Lint, commands_that_run_commands) {
       {"near miss: ssh that queries", FileKind::shell, "ssh gpu01 nvidia-smi -q -d PERFORMANCE\n", {}},
       {"near miss: grep for the flag", FileKind::shell, "grep -r 'nvidia-smi -pm 1' /etc\n", {}},
       {"near miss: a lookup", FileKind::shell, "command -v nvidia-smi && echo -pm 1\n", {}},
+      {"find -exec", FileKind::shell, "find /dev -name 'nvidia[0-9]' -exec nvidia-smi -pm 1 \\;\n", {"LINT001@1:37"}},
+      {"near miss: find naming the program", FileKind::shell, "find / -name nvidia-smi -print\n", {}},
+      {"srun -u takes no value", FileKind::shell, "srun -u nvidia-smi -pm 1\n", {"LINT001@1:9"}},
+      {"watch -g takes no value", FileKind::shell, "watch -g nvidia-smi -pm 1\n", {"LINT001@1:10"}},
+      {"docker run -u USER", FileKind::shell, "docker run -u nvidia-persistenced img nvidia-smi -pm 1\n",
+       {"LINT001@1:39"}},
+      {"near miss: sudo -u the daemon's user", FileKind::shell, "sudo -u nvidia-persistenced true\n", {}},
+      {"a here-string tee writes into a script", FileKind::shell,
+       "sudo tee -a /etc/rc.local <<< 'nvidia-smi -pm 1'\n", {"LINT001@1:32"}},
+      {"near miss: a here-string of text", FileKind::shell, "tee /tmp/x <<< \"hello nvidia-smi\"\n", {}},
+  });
+}
+
+TEST(Lint, functions_that_run_their_arguments) {
+  check({
+      {"a wrapper", FileKind::shell, "run() { echo \"+ $*\"; \"$@\"; }\nrun nvidia-smi -pm 1\n", {"LINT001@2:5"}},
+      {"a wrapper of a wrapper", FileKind::shell,
+       "run() { \"$@\"; }\nrun_q() { run \"$@\" >/dev/null; }\nrun_q nvidia-smi -pm 1\n", {"LINT001@3:7"}},
+      {"function keyword, retried in a loop", FileKind::shell,
+       "function retry {\n  for i in 1 2 3; do \"$@\" && return; done\n}\nretry nvidia-smi -pm 1\n", {"LINT001@4:7"}},
+      {"body on the next line, through sudo", FileKind::shell, "run()\n{\n  sudo \"$@\"\n}\nrun nvidia-smi -pm 1\n",
+       {"LINT001@5:5"}},
+      {"the innermost function owns its \"$@\"", FileKind::shell,
+       "outer() { inner() { \"$@\"; }; echo \"$@\"; }\nouter nvidia-smi -pm 1\ninner nvidia-smi -pm 1\n",
+       {"LINT001@3:7"}},
+      {"near miss: a function that prints its arguments", FileKind::shell,
+       "log() { echo \"$@\"; }\nlog nvidia-smi -pm 1\n", {}},
+      {"near miss: a function that ignores them", FileKind::shell, "f() { local x; x=1; }\nf nvidia-smi -pm 1\n", {}},
   });
 }
 
@@ -477,6 +505,16 @@ TEST(Lint, linear_in_findings) {
     heredocs += "cat > /etc/rc.local <<M" + std::to_string(i) + "\nnvidia-smi -pm 1\n";
   }
   EXPECT_EQ(lint_text(heredocs, FileKind::shell).size(), 40000u);
+  // 40,000 functions, unclosed, then 40,000 nested: bodies are matched in one pass, not one scan each.
+  std::string unclosed = "nvidia-smi -pm 1\n";
+  std::string nested = "nvidia-smi -pm 1\n";
+  for (int i = 0; i < 40000; ++i) {
+    unclosed += "f(){\n  \"$@\"\n";
+    nested += "f(){ ";
+  }
+  nested += "\"$@\"" + std::string(40000, '}') + "\nf nvidia-smi -pm 1\n";
+  EXPECT_EQ(lint_text(unclosed, FileKind::shell).size(), 1u);
+  EXPECT_EQ(lint_text(nested, FileKind::shell).size(), 2u);  // the innermost f runs "$@": so does `f nvidia-smi`
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // A quadratic walk over 80,000 statements takes minutes; these bounds only catch that. Sanitizers slow
   // every access several times over (CI's ASan run on 2 shared cores took 12.5 s once).
