@@ -205,6 +205,12 @@ class Linter {
   void collect_variables();
   void collect_wrappers();
   bool runs_its_arguments(std::string_view word) const { return runner(word) || m_wrappers.count(word) != 0; }
+  bool python_source() const {
+    const std::string_view first_line = m_text.substr(0, m_text.find('\n'));
+    return m_source.kind == FileKind::shell &&
+           (ends_with(lower(m_source.path), ".py") ||
+            (first_line.rfind("#!", 0) == 0 && first_line.find("python") != std::string_view::npos));
+  }
   void find_commands();
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
   void sed_inserted_lines(std::size_t k, std::size_t end);
@@ -690,7 +696,13 @@ void Linter::find_commands() {
     auto it = std::upper_bound(starts.begin(), starts.end(), s);
     return it == starts.end() ? m_tokens.size() : *it;
   };
+  // Python runs a command only through a call (subprocess.run([...]), os.system("...")): a line that starts
+  // with nvidia-smi there is inside a string (a docstring, a test table), and "(" opens a tuple, not a subshell.
+  const bool python = python_source();
   for (std::size_t s : starts) {
+    if (python && m_tokens[s].break_kind != 'f') {
+      continue;
+    }
     walk(s, end_of(s), false, m_tokens[s].line_start, 0);
   }
   for (std::size_t i = 0; i < m_tokens.size(); ++i) {

@@ -205,6 +205,23 @@ TEST(Lint, commands_that_run_commands) {
   });
 }
 
+TEST(Lint, python_runs_commands_only_through_calls) {
+  const char* script =
+      "\"\"\"Enables persistence.\n\n    nvidia-smi -pm 1\n\"\"\"\n"  // a docstring
+      "CASES = [\n    (\"nvidia-smi -pm 1\", True),\n    \"nvidia-smi -pm 1\",\n]\n"  // a test table
+      "subprocess.run([\"nvidia-smi\", \"-pm\", \"1\"], check=True)\n"
+      "os.system(\"sudo nvidia-smi -pm 1\")\n"
+      "subprocess.check_call([\"bash\", \"-c\", \"nvidia-smi -pm 1\"])\n";
+  check({
+      {"a .py file", FileKind::shell, script, {"LINT001@9:18", "LINT001@10:17", "LINT001@11:39"}, "tools/enable_pm.py"},
+      {"a python script without the extension", FileKind::shell,
+       "#!/usr/bin/env python3\nHELP = '''\nnvidia-smi -pm 1\n'''\nos.system('nvidia-smi -pm 1')\n",
+       {"LINT001@5:12"}, "bin/enable-pm"},
+      {"the same lines in a shell script stay commands", FileKind::shell, "(nvidia-smi -pm 1)\n", {"LINT001@1:2"},
+       "enable.sh"},
+  });
+}
+
 TEST(Lint, functions_that_run_their_arguments) {
   check({
       {"a wrapper", FileKind::shell, "run() { echo \"+ $*\"; \"$@\"; }\nrun nvidia-smi -pm 1\n", {"LINT001@2:5"}},
