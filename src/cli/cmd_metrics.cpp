@@ -168,11 +168,25 @@ int serve(MetricsOptions opts) {
   }
   notifier.send("STOPPING=1");
   // A scrape in flight gets its answer: a restart (a package upgrade, a rollout) costs no failed scrape.
-  // Bounded below Kubernetes' default 30 s grace period; a collection still running past it is waited for
-  // by the reset below, but its connection is then closed unanswered.
-  if (!(*server)->drain(k_drain_on_stop)) {
-    std::cerr << fmt::format("gpuwarm metrics: a scrape was still unanswered {} s after the signal; closing it\n",
-                             k_drain_on_stop.count() / 1000);
+  // Bounded, and a second signal ends the wait; a collection still running then is waited for by the reset
+  // below, but its connection is closed unanswered.
+  if (auto stopped = (*server)->stop_accepting(); !stopped) {
+    std::cerr << "gpuwarm metrics: " << stopped.error().message << "; stopping without waiting for scrapes\n";
+  } else {
+    const auto until = std::chrono::steady_clock::now() + k_drain_on_stop;
+    const timespec no_wait{0, 0};
+    bool answered = false;
+    while (!(answered = (*server)->wait_for_answers(std::chrono::milliseconds(100))) &&
+           std::chrono::steady_clock::now() < until) {
+      if (int again = ::sigtimedwait(&stop_signals, nullptr, &no_wait); again > 0) {
+        std::cerr << "gpuwarm metrics: signal " << again << " again: not waiting for the scrapes in flight\n";
+        break;
+      }
+    }
+    if (!answered && std::chrono::steady_clock::now() >= until) {
+      std::cerr << fmt::format("gpuwarm metrics: a scrape was still unanswered {} s after the signal; closing it\n",
+                               k_drain_on_stop.count() / 1000);
+    }
   }
   server->reset();
   return to_int(ExitCode::healthy);
@@ -235,8 +249,10 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "NVML is opened and shut down within each collection, never held between them. Alert rules:\n"
       "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"
       "and gpuwarm-exporter.service (--listen; Type=notify with a watchdog).\n\n"
-      "--listen answers GET/HEAD /metrics (and /) only; requests are bounded (64 connections, 8 per client,\n"
-      "16 KiB of headers, 15 s idle). SIGTERM, SIGINT or SIGHUP stops it cleanly.\n\n"
+      "--listen answers GET/HEAD /metrics, / and /healthz (at once, even while scrapes wait for a collection)\n"
+      "only; requests are bounded (16 connections, 4 per client, 16 KiB of headers, 15 s idle, 10 s to send a\n"
+      "whole request). SIGTERM, SIGINT or SIGHUP stops it: new connections are refused, scrapes whose request\n"
+      "has arrived are answered (up to 20 s; a second signal stops waiting).\n\n"
       "Exit codes: 0 metrics printed or written (whatever the verdict), or the exporter stopped by a signal;\n"
       "1 could not read --snapshot, write the textfile, or listen; 2 bad command line.\n\n"
       "Examples:\n"

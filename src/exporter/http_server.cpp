@@ -24,11 +24,12 @@ namespace gpuwarm {
 
 namespace {
 
-// Bounds: a scrape is one small GET; nothing legitimate needs more. A thread per connection (at most
-// k_max_connections of them): a scrape waiting seconds for a collection then holds up no other request, and
-// /healthz answers a liveness probe at once whatever the scrapes are doing.
-constexpr unsigned k_max_connections = 64;
-constexpr unsigned k_max_connections_per_client = 8;
+// Bounds: a scrape is one small GET; nothing legitimate needs more. A thread per connection: a scrape waiting
+// seconds for a collection then holds up no other request, and /healthz answers a liveness probe at once
+// whatever the scrapes are doing. Threads are tasks: k_max_connections plus main, the listener, the reaper and
+// NVML's deadline threads stay well inside the unit's TasksMax=32 (contrib/systemd/gpuwarm-exporter.service).
+constexpr unsigned k_max_connections = 16;
+constexpr unsigned k_max_connections_per_client = 4;
 constexpr unsigned k_idle_timeout_s = 15;         // a silent client is dropped
 // The idle timeout counts silence only: a client that sends a byte every few seconds would keep its
 // connection (and, 64 of them, the whole server) forever. A request must be whole within this.
@@ -154,6 +155,7 @@ struct HttpServer::State {
 
   // Requests the handler has seen whose answer is not yet sent; drain() waits for none.
   unsigned requests_open = 0;
+  bool draining = false;  // answers then carry "Connection: close": no client comes back to a stopping server
   std::condition_variable request_completed;
   int quiesced_listen_fd = -1;  // the listening socket once drain() stopped accepting; closed after the stop
 
@@ -182,6 +184,10 @@ struct HttpServer::State {
 
 namespace {
 
+// A request's state (libmicrohttpd's per-request pointer): its headers are in; it is whole and being answered.
+char k_headers_seen;
+char k_answering;
+
 void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*socket_context*/, int code) {
   auto& state = *static_cast<HttpServer::State*>(cls);
   std::lock_guard<std::mutex> lock(state.mutex);
@@ -204,22 +210,24 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   std::string_view m = method != nullptr ? method : "";
   // First call: headers only. A GET is answered on the second call, once the (empty) body is in; anything
   // else is refused at once, so no request body is ever buffered.
-  static int seen_headers;
   if (*request_state == nullptr) {
-    *request_state = &seen_headers;
-    {
-      std::lock_guard<std::mutex> lock(state.mutex);
-      ++state.requests_open;  // until request_completed: the library reports every request a handler saw
-    }
-    // The headers are in: a handler may wait seconds for a collection, which is no client's slowness.
-    state.set_wait_start(connection, HttpServer::State::Clock::time_point::max());
+    *request_state = &k_headers_seen;
     if (m == "GET" || m == "HEAD") {
       return mhd::yes;
     }
   }
   if (*upload_data_size != 0 && (m == "GET" || m == "HEAD")) {
-    *upload_data_size = 0;  // a GET with a body: the body is ignored
+    // A GET with a body: the body is ignored, and it is still the client's to send within the deadline.
+    *upload_data_size = 0;
     return mhd::yes;
+  }
+  // The request is whole: the handler may wait seconds for a collection, which is no client's slowness; a stop
+  // waits for its answer (request_completed ends that).
+  state.set_wait_start(connection, HttpServer::State::Clock::time_point::max());
+  if (*request_state != &k_answering) {
+    *request_state = &k_answering;
+    std::lock_guard<std::mutex> lock(state.mutex);
+    ++state.requests_open;
   }
   HttpResponse r;
   try {
@@ -239,14 +247,25 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   for (const auto& [name, value] : r.headers) {
     api.MHD_add_response_header(response, name.c_str(), value.c_str());
   }
+  bool draining = false;
+  {
+    std::lock_guard<std::mutex> lock(state.mutex);
+    draining = state.draining;
+  }
+  if (draining) {
+    api.MHD_add_response_header(response, "Connection", "close");
+  }
   mhd::Result queued = api.MHD_queue_response(connection, r.status, response);
   api.MHD_destroy_response(response);
   state.set_wait_start(connection, HttpServer::State::Clock::now());  // the next request on this connection
   return queued;
 }
 
-void request_completed(void* cls, mhd::MHD_Connection* /*connection*/, void** /*con_cls*/, int /*code*/) {
+void request_completed(void* cls, mhd::MHD_Connection* /*connection*/, void** request_state, int /*code*/) {
   auto& state = *static_cast<HttpServer::State*>(cls);
+  if (request_state == nullptr || *request_state != &k_answering) {
+    return;  // its request never became whole: nobody waits for it
+  }
   {
     std::lock_guard<std::mutex> lock(state.mutex);
     --state.requests_open;
@@ -296,16 +315,27 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   return server;
 }
 
-bool HttpServer::drain(std::chrono::milliseconds bound) {
+Result<void> HttpServer::stop_accepting() {
   State& state = *m_state;
-  if (state.quiesced_listen_fd < 0) {
-    state.quiesced_listen_fd = mhd::api().MHD_quiesce_daemon(state.daemon);
-    if (state.quiesced_listen_fd >= 0) {
-      // Not accepting is not enough: the kernel would still complete handshakes into the backlog, and those
-      // clients would wait for nothing. A listening socket shut down stops listening: they are refused now.
-      ::shutdown(state.quiesced_listen_fd, SHUT_RDWR);
-    }
+  {
+    std::lock_guard<std::mutex> lock(state.mutex);
+    state.draining = true;
   }
+  if (state.quiesced_listen_fd >= 0) {
+    return {};
+  }
+  state.quiesced_listen_fd = mhd::api().MHD_quiesce_daemon(state.daemon);
+  if (state.quiesced_listen_fd < 0) {
+    return fail("libmicrohttpd could not stop accepting connections");
+  }
+  // Not accepting is not enough: the kernel would still complete handshakes into the backlog, and those
+  // clients would wait for nothing. A listening socket shut down stops listening: they are refused now.
+  ::shutdown(state.quiesced_listen_fd, SHUT_RDWR);
+  return {};
+}
+
+bool HttpServer::wait_for_answers(std::chrono::milliseconds bound) {
+  State& state = *m_state;
   std::unique_lock<std::mutex> lock(state.mutex);
   return state.request_completed.wait_for(lock, bound, [&state] { return state.requests_open == 0; });
 }

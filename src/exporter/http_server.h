@@ -53,9 +53,12 @@ class HttpServer {
 
   // Listening when it returns; `handler` runs on the server's threads (several at once).
   static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& address, Handler handler);
-  // Stops accepting connections and waits, at most `bound`, until every request whose headers are in has
-  // been answered (a scrape in flight at SIGTERM gets its collection); false when some were not.
-  bool drain(std::chrono::milliseconds bound);
+  // For a stop that answers the scrapes in flight: new connections are refused from now on, and every
+  // answer closes its connection (none comes back to a server about to go).
+  Result<void> stop_accepting();
+  // Waits, at most `bound`, until every request whose headers are in has been answered; false when some
+  // were not. A request still arriving (its headers incomplete) is not waited for.
+  bool wait_for_answers(std::chrono::milliseconds bound);
   ~HttpServer();  // closes every connection (waiting for handlers running now, whose answers are not sent)
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

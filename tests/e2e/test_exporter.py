@@ -5,6 +5,7 @@ real Prometheus and node_exporter on 127.0.0.1 scraping fake nodes, asked throug
 with the persistence alert going pending then firing. Every server listens on loopback and is stopped by
 the test (each also has a wall-clock bound)."""
 import concurrent.futures
+import http.client as http_client
 import json
 import os
 import re
@@ -33,8 +34,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(url, method="GET", data=None, headers=None, timeout=20):
-    """(status, headers, body) without raising on 4xx/5xx."""
+def http(url, method="GET", data=None, headers=None, timeout=20, source=None):
+    """(status, headers, body) without raising on 4xx/5xx; `source`: the local address to connect from (the
+    exporter limits connections per client address, and all of 127.0.0.0/8 is loopback)."""
+    if source is not None:
+        parts = urllib.parse.urlsplit(url)
+        conn = http_client.HTTPConnection(parts.hostname, parts.port, timeout=timeout, source_address=(source, 0))
+        try:
+            conn.request(method, parts.path or "/", body=data, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read().decode()
+        finally:
+            conn.close()
     req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -134,7 +145,7 @@ class ExporterOverHttp(unittest.TestCase):
         # connection. The request must be whole within 10 s of the connection's start.
         e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
         drips = []
-        for _ in range(8):  # the per-client limit: a legitimate scrape from the same address then has no slot
+        for _ in range(4):  # the per-client limit: a legitimate scrape from the same address then has no slot
             s = socket.create_connection(("127.0.0.1", e.port), timeout=30)
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
             drips.append(s)
@@ -184,7 +195,7 @@ class ExporterOverHttp(unittest.TestCase):
         e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            bodies = list(pool.map(lambda _: http(e.url + "/metrics")[2], range(8)))
+            bodies = list(pool.map(lambda n: http(e.url + "/metrics", source=f"127.0.0.{2 + n % 4}")[2], range(8)))
         elapsed = time.monotonic() - started
         stamps = {value(samples(b), "gpuwarm_last_run_timestamp_seconds") for b in bodies}
         self.assertEqual(len(stamps), 1, "eight concurrent scrapes, one collection")
@@ -196,12 +207,12 @@ class ExporterOverHttp(unittest.TestCase):
 
     def test_healthz_answers_at_once_while_scrapes_wait_for_a_slow_collection(self):
         # A liveness or readiness probe (contrib/kubernetes) that queued behind slow collections would time out,
-        # and Kubernetes would restart a healthy exporter. Six scrapes (the per-client limit is 8) wait on one
-        # 3 s collection; /healthz and / must still answer in well under a second.
+        # and Kubernetes would restart a healthy exporter. Twelve scrapes (4 from each of three addresses: the
+        # per-client limit) wait on one 3 s collection; /healthz and / must still answer in well under a second.
         g = h.gpu(0, persistence=0, deinit={"attach_ms": 3000})
         e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
-        with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            scrapes = [pool.submit(http, e.url + "/metrics") for _ in range(6)]
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            scrapes = [pool.submit(http, e.url + "/metrics", source=f"127.0.0.{2 + n % 3}") for n in range(12)]
             time.sleep(0.5)
             for path in ("/healthz", "/", "/healthz"):
                 started = time.monotonic()
@@ -210,24 +221,88 @@ class ExporterOverHttp(unittest.TestCase):
                 self.assertEqual(status, 200, path)
                 self.assertLess(took, 0.5, f"{path} waited {took:.2f} s behind the collection")
             self.assertTrue(all(not s.done() for s in scrapes), "the collection ended before /healthz was timed")
-            self.assertEqual([s.result()[0] for s in scrapes], [200] * 6)
+            self.assertEqual([s.result()[0] for s in scrapes], [200] * 12)
 
-    def test_sigterm_answers_the_scrape_in_flight_and_accepts_no_more(self):
-        # A restart (a package upgrade, a DaemonSet rollout) must not cost the scrape that was running.
+    def test_every_connection_it_accepts_fits_the_units_task_limit(self):
+        # A thread per connection: the connection limit, with the exporter's own threads and a collection's,
+        # must stay inside the shipped unit's TasksMax, or past it new connections (/healthz too) are dropped.
+        with open(os.path.join(CONTRIB, "systemd", "gpuwarm-exporter.service")) as f:
+            tasks_max = int(re.search(r"^TasksMax=(\d+)$", f.read(), re.M).group(1))
         g = h.gpu(0, persistence=0, deinit={"attach_ms": 2000})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
+        idle = []
+        for n in range(15):  # the connection limit (16) less the scrape's, 4 per address (the per-client limit)
+            s = socket.socket()
+            s.bind((f"127.0.0.{10 + n % 4}", 0))
+            s.connect(("127.0.0.1", e.port))
+            idle.append(s)
+        self.addCleanup(lambda: [s.close() for s in idle])
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            scrape = pool.submit(http, e.url + "/metrics", source="127.0.0.3")
+            time.sleep(1.0)
+            threads = len(os.listdir(f"/proc/{e.pid()}/task"))
+            self.assertLessEqual(threads + 4, tasks_max, f"{threads} threads against TasksMax={tasks_max}")
+            self.assertGreaterEqual(threads, 16, "the idle connections were not accepted: the test shows nothing")
+            self.assertEqual(scrape.result()[0], 200)
+        for s in idle:
+            s.close()
+        time.sleep(0.5)
+        self.assertEqual(http(e.url + "/healthz", timeout=5)[0], 200)
+
+    def test_sigterm_answers_the_scrape_in_flight_and_refuses_new_connections(self):
+        # A restart (a package upgrade, a DaemonSet rollout) must not cost the scrape that was running.
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 5000})
         e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             scrape = pool.submit(http, e.url + "/metrics")
             time.sleep(0.5)
             os.kill(e.pid(), signal.SIGTERM)
             time.sleep(0.3)
-            with self.assertRaises(OSError):  # no longer accepting: refused (or reset) at once
-                http(e.url + "/healthz", timeout=2)
-            status, _, body = scrape.result()
+            started = time.monotonic()
+            # Refused at once, while the exporter still runs (its collection has seconds to go): not queued in
+            # a backlog that is reset only when the process exits.
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", e.port), timeout=3).close()
+            self.assertLess(time.monotonic() - started, 0.3)
+            self.assertIsNone(e.proc.poll())
+            status, headers, body = scrape.result()
         self.assertEqual(status, 200)
+        self.assertEqual(headers.get("Connection"), "close")  # no keep-alive to a server about to go
         self.assertEqual(value(samples(body), "gpuwarm_gpu_persistence_mode", gpu="0"), 0)
         self.assertEqual(e.proc.wait(timeout=10), 0)
         self.assertNotIn("still unanswered", e.stderr())
+
+    def test_a_get_whose_body_trickles_is_cut_off_and_does_not_hold_the_stop(self):
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
+        s = socket.create_connection(("127.0.0.1", e.port), timeout=30)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        start = time.monotonic()
+        closed_after = None
+        while time.monotonic() - start < 20 and closed_after is None:
+            time.sleep(1)
+            try:
+                s.sendall(b"x")
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    pass
+                finally:
+                    s.setblocking(True)
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - start
+        self.assertIsNotNone(closed_after, "a body sent a byte a second kept its connection for 20 s")
+        self.assertLess(closed_after, 14)
+        # And a stop is not held by such a client: a request that is not whole is not waited for.
+        s2 = socket.create_connection(("127.0.0.1", e.port), timeout=30)
+        self.addCleanup(s2.close)
+        s2.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx")
+        time.sleep(0.3)
+        started = time.monotonic()
+        self.assertEqual(e.stop(), 0)
+        self.assertLess(time.monotonic() - started, 3)
 
     def test_notify_protocol_and_clean_stop(self):
         tmp = tempfile.mkdtemp(prefix="gpuwarm-notify-")
