@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <string>
+#include <string_view>
 
 #include <cerrno>
 #include <cstring>
@@ -24,8 +27,23 @@ constexpr const char* k_parent_env = "GPUWARM_PARENT_PID";
 std::vector<std::string> system_program_environment(char** parent) {
   std::vector<std::string> env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"};
   for (char** e = parent; e != nullptr && *e != nullptr; ++e) {
-    if (std::strncmp(*e, "LD_LIBRARY_PATH=", 16) == 0) {
-      env.emplace_back(*e);  // where gpuwarm found libnvidia-ml: nvidia-smi must load the same one
+    if (std::strncmp(*e, "LD_LIBRARY_PATH=", 16) != 0) {
+      continue;
+    }
+    // Where the driver's libraries are when the loader's cache lacks them (a container's /usr/local/nvidia):
+    // nvidia-smi needs them as gpuwarm did. Absolute folders only: an empty or relative entry means the
+    // current directory, which a program run as root must not load from.
+    std::string kept;
+    std::string_view list(*e + 16);
+    while (!list.empty()) {
+      std::string_view entry = list.substr(0, list.find(':'));
+      list.remove_prefix(std::min(list.size(), entry.size() + 1));
+      if (!entry.empty() && entry.front() == '/') {
+        kept.append(kept.empty() ? "" : ":").append(entry);
+      }
+    }
+    if (!kept.empty()) {
+      env.push_back("LD_LIBRARY_PATH=" + kept);
     }
   }
   return env;

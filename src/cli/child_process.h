@@ -50,8 +50,9 @@ bool reap_within(pid_t pid, int& status, int timeout_ms);
 bool kill_and_reap(pid_t pid, int& status, int timeout_ms = k_reap_after_kill_ms);
 
 // What another program gets in place of gpuwarm's environment (`parent`): a fixed PATH and the C locale
-// (output gpuwarm parses or quotes stays in one language), and LD_LIBRARY_PATH if set. Nothing else of the
-// caller's (an Ansible task's or a prolog's variables, LD_PRELOAD, a locale) reaches a program run as root.
+// (output gpuwarm parses or quotes stays in one language), and LD_LIBRARY_PATH's absolute folders if set.
+// Nothing else of the caller's (an Ansible task's or a prolog's variables, LD_PRELOAD, a locale) reaches a
+// program run as root.
 std::vector<std::string> system_program_environment(char** parent);
 
 // run_child's output alone.

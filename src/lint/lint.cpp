@@ -309,12 +309,16 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       continue;
     }
     if (w == "find") {
-      // find ... -exec nvidia-smi -pm 1 \; : what -exec, -execdir, -ok or -okdir runs.
-      for (std::size_t j = k + 1; j < end; ++j) {
-        const std::string& a = m_tokens[j].text;
-        if (a == "-exec" || a == "-execdir" || a == "-ok" || a == "-okdir") {
-          walk(j + 1, end, false, false, depth + 1);
-          break;
+      // find ... -exec test -c {} \; -exec nvidia-smi -pm 1 \; : what each -exec, -execdir, -ok or -okdir
+      // runs, up to the next one.
+      auto is_exec = [](const std::string& a) { return a == "-exec" || a == "-execdir" || a == "-ok" || a == "-okdir"; };
+      std::size_t from = end;
+      for (std::size_t j = k + 1; j <= end; ++j) {
+        if (j == end || is_exec(m_tokens[j].text)) {
+          if (from < j) {
+            walk(from, j, false, false, depth + 1);
+          }
+          from = j + 1;
         }
       }
       return;
@@ -430,8 +434,15 @@ void Linter::sed_inserted_lines(std::size_t k, std::size_t end) {
 }
 
 void Linter::collect_variables() {
+  std::size_t command_word = std::string::npos;  // the current statement's first word past keywords
   for (std::size_t i = 0; i < m_tokens.size(); ++i) {
     const Token& t = m_tokens[i];
+    if (t.breaks_before || i == 0) {
+      command_word = std::string::npos;
+    }
+    if (command_word == std::string::npos && !shell_keyword(t.text)) {
+      command_word = i;
+    }
     bool alone = i + 1 >= m_tokens.size() || m_tokens[i + 1].breaks_before;
     if (!t.assigned_to.empty() && alone) {
       m_local[t.assigned_to] = {t.text, fmt::format("line {}", t.line)};
@@ -444,13 +455,8 @@ void Linter::collect_variables() {
     // A variable's command runs when the variable is run ("$CMD", "eval $CMD") or handed to a
     // command or function (run_checked "$CMD"); not when it is only printed or tested.
     if (std::string name = shell_variable(t.text); !name.empty() && t.assigned_to.empty()) {
-      std::size_t start = i;
-      while (start > 0 && !m_tokens[start].breaks_before) {
-        --start;
-      }
-      while (start < i && shell_keyword(m_tokens[start].text)) {
-        ++start;  // "if [ -n "$c" ]": the test, not the if
-      }
+      // "if [ -n "$c" ]": the test, not the if. Kept as the walk goes: one pass, however long the statement.
+      const std::size_t start = command_word == std::string::npos ? i : command_word;
       std::string_view first = basename(m_tokens[start].text);
       static const WordSet only_text = {"echo", "printf", "logger", "print", "[", "[[", "test", "local", "declare",
                                         "export", "readonly", "printf_err"};
@@ -463,9 +469,9 @@ void Linter::collect_variables() {
 }
 
 // run() { echo "+ $*"; "$@"; } ... run nvidia-smi -pm 1: a function of this file that runs its arguments
-// ("$@" or "$*" as a command, or handed to a runner: sudo "$@", timeout 5 "$@") is a runner too; so is a
-// function that hands them to such a function. Bodies come from one pass of brace matching over the text,
-// and each "$@" belongs to the innermost body around it: linear in the file, whatever its nesting.
+// ("$@", "$*", "${@:2}" as a command, or handed to a runner: sudo "$@", timeout 5 "$@") is a runner too; so is
+// a function that hands them to such a function. Bodies come from one pass of brace matching over the code
+// (quotes and comments skipped), and each "$@" belongs to the innermost body around it: linear in the file.
 void Linter::collect_wrappers() {
   if (m_source.kind != FileKind::shell ||
       std::none_of(m_tokens.begin(), m_tokens.end(), [](const Token& t) { return t.defines_function; })) {
@@ -476,11 +482,11 @@ void Linter::collect_wrappers() {
     line_starts.push_back(at + 1);
   }
   auto offset_of = [&](const Token& t) { return line_starts[t.line - 1] + t.column - 1; };
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
   struct Body {
     std::string_view name;
     std::size_t open = 0;
     std::size_t close = std::string_view::npos;  // unmatched: to the end of the file
-    std::vector<std::string_view> hands_to;      // first words of statements that run "$@"
     bool runs_arguments = false;
   };
   std::vector<Body> bodies;  // in text order
@@ -488,12 +494,14 @@ void Linter::collect_wrappers() {
     if (!t.defines_function || t.line == 0 || t.line > line_starts.size()) {
       continue;
     }
-    // The body opens on the name's line or the next ("NAME()\n{").
+    // NAME [blanks] () [blanks] [one newline, blanks] {: anything else is no brace body. Each scan covers
+    // only the blanks after its own name.
     std::size_t at = offset_of(t) + t.text.size();
-    int newlines = 0;
-    for (; at < m_text.size() && m_text[at] != '{' && newlines < 2; ++at) {
-      newlines += m_text[at] == '\n' ? 1 : 0;
-    }
+    while (at < m_text.size() && blank(m_text[at])) ++at;
+    if (m_text.substr(at, 2) == "()") at += 2;
+    while (at < m_text.size() && blank(m_text[at])) ++at;
+    if (at < m_text.size() && m_text[at] == '\n') ++at;
+    while (at < m_text.size() && blank(m_text[at])) ++at;
     if (at < m_text.size() && m_text[at] == '{' && (bodies.empty() || at > bodies.back().open)) {
       Body body;
       body.name = t.text;
@@ -501,13 +509,36 @@ void Linter::collect_wrappers() {
       bodies.push_back(std::move(body));
     }
   }
+  // Braces in code only: a "}" inside quotes or a comment closes nothing.
   std::vector<std::size_t> open_braces;
   std::size_t next_body = 0;
   std::vector<std::size_t> open_bodies;  // indexes into bodies, innermost last
+  char quote = 0;
   for (std::size_t at = 0; at < m_text.size(); ++at) {
-    if (m_text[at] == '{') {
+    const char c = m_text[at];
+    if (quote != 0) {
+      if (c == '\\' && quote == '"') {
+        ++at;
+      } else if (c == quote) {
+        quote = 0;
+      }
+      continue;
+    }
+    if (c == '\\') {
+      ++at;
+      continue;
+    }
+    if (c == '\'' || c == '"') {
+      quote = c;
+      continue;
+    }
+    if (c == '#' && (at == 0 || blank(m_text[at - 1]) || m_text[at - 1] == '\n' || m_text[at - 1] == ';')) {
+      at = std::min(m_text.find('\n', at), m_text.size()) - 1;
+      continue;
+    }
+    if (c == '{') {
       open_braces.push_back(at);
-    } else if (m_text[at] == '}' && !open_braces.empty()) {
+    } else if (c == '}' && !open_braces.empty()) {
       std::size_t open = open_braces.back();
       open_braces.pop_back();
       if (!open_bodies.empty() && bodies[open_bodies.back()].open == open) {
@@ -519,11 +550,21 @@ void Linter::collect_wrappers() {
       open_bodies.push_back(next_body++);
     }
   }
-  // Each "$@" to the innermost body around it (bodies nest: a stack, swept in text order).
+  // Each "$@" to the innermost body around it (bodies nest: a stack, swept in text order), judged by its
+  // statement's command word, kept as the sweep goes (one pass, however long the statement).
+  std::unordered_map<std::string_view, std::vector<std::size_t>> handed_to;  // function -> bodies handing to it
   std::vector<std::size_t> around;
+  std::size_t command_word = std::string::npos;
   next_body = 0;
   for (std::size_t i = 0; i < m_tokens.size(); ++i) {
-    const std::size_t at = offset_of(m_tokens[i]);
+    const Token& t = m_tokens[i];
+    if (t.breaks_before || i == 0) {
+      command_word = std::string::npos;
+    }
+    if (command_word == std::string::npos && !shell_keyword(t.text) && t.assigned_to.empty()) {
+      command_word = i;
+    }
+    const std::size_t at = offset_of(t);
     while (next_body < bodies.size() && bodies[next_body].open < at) {
       while (!around.empty() && bodies[around.back()].close < bodies[next_body].open) {
         around.pop_back();
@@ -533,40 +574,48 @@ void Linter::collect_wrappers() {
     while (!around.empty() && bodies[around.back()].close < at) {
       around.pop_back();
     }
-    const std::string& a = m_tokens[i].text;
-    if (around.empty() || (a != "$@" && a != "$*" && a != "${@}" && a != "${*}")) {
-      continue;
+    const std::string& a = t.text;
+    const bool all_arguments = a == "$@" || a == "$*" || a.rfind("${@", 0) == 0 || a.rfind("${*", 0) == 0;
+    if (around.empty() || !all_arguments || !t.assigned_to.empty()) {
+      continue;  // msg="$*": kept, not run
     }
-    std::size_t start = i;
-    while (start > 0 && !m_tokens[start].breaks_before) {
-      --start;
-    }
-    while (start < i && (shell_keyword(m_tokens[start].text) || !m_tokens[start].assigned_to.empty())) {
-      ++start;
+    if (t.breaks_before && t.break_kind == '(') {
+      // args=("$@"), local a=("$@"): an array of them, not a subshell running them.
+      std::size_t before = at;
+      while (before > 0 && (m_text[before - 1] == '"' || m_text[before - 1] == '\'' || blank(m_text[before - 1]))) {
+        --before;
+      }
+      if (before >= 2 && m_text[before - 1] == '(' && m_text[before - 2] == '=') {
+        continue;
+      }
     }
     Body& body = bodies[around.back()];
+    const std::size_t start = command_word == std::string::npos ? i : command_word;
     std::string_view first = basename(m_tokens[start].text);
     if (start == i || runner(first)) {
       body.runs_arguments = true;
     } else {
-      body.hands_to.push_back(first);
+      handed_to[first].push_back(around.back());
     }
   }
+  // A wrapper of a wrapper, to any depth: each function is marked once, from the functions that call it.
+  std::vector<std::string_view> found;
   for (const Body& b : bodies) {
-    if (b.runs_arguments) {
-      m_wrappers.insert(b.name);
+    if (b.runs_arguments && m_wrappers.insert(b.name).second) {
+      found.push_back(b.name);
     }
   }
-  for (int pass = 0; pass < 8; ++pass) {  // a wrapper of a wrapper, a few levels deep
-    const std::size_t before = m_wrappers.size();
-    for (const Body& b : bodies) {
-      if (m_wrappers.count(b.name) == 0 &&
-          std::any_of(b.hands_to.begin(), b.hands_to.end(), [&](std::string_view w) { return m_wrappers.count(w) != 0; })) {
-        m_wrappers.insert(b.name);
-      }
+  while (!found.empty()) {
+    std::string_view name = found.back();
+    found.pop_back();
+    auto it = handed_to.find(name);
+    if (it == handed_to.end()) {
+      continue;
     }
-    if (m_wrappers.size() == before) {
-      break;
+    for (std::size_t caller : it->second) {
+      if (m_wrappers.insert(bodies[caller].name).second) {
+        found.push_back(bodies[caller].name);
+      }
     }
   }
 }

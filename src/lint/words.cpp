@@ -277,6 +277,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         ++i;  // "2>&1", "&>file": a redirection, not a separator
         continue;
       }
+      if (c == '\\' && i + 1 < code.size() && code[i + 1] == ';') {
+        i += 2;  // find's "\;": an argument of find, not the end of a command
+        continue;
+      }
       if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
         boundary = true;  // a new command starts: "a; b", "a && b", "a | b", "(b)"
         bool pipe = c == '|' && !(i + 1 < code.size() && code[i + 1] == '|') && !(i > 0 && code[i - 1] == '|');
@@ -290,6 +294,11 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       // A quote before a word opens nothing the words care about: its column is its first character.
       if ((separator(c) && !(c == '{' && i + 1 < code.size() && code[i + 1] == '{')) || c == '"' || c == '\'') {
         ++i;
+        continue;
+      }
+      if (code.substr(i, 3) == "<<<") {
+        push("<<<", i);  // a here-string: "<<<'text'" is the operator, then the text's words
+        i += 3;
         continue;
       }
       std::size_t start = i;

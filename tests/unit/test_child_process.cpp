@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "cli/child_process.h"
@@ -15,11 +16,25 @@ namespace {
 
 bool has_program(const char* path) { return ::access(path, X_OK) == 0; }
 
-// Sets a variable for the test's length.
+// Sets a variable for the test's length, then puts back what was there (the device run sets LD_LIBRARY_PATH).
 struct ScopedEnv {
   std::string name;
-  ScopedEnv(const char* n, const char* value) : name(n) { ::setenv(n, value, 1); }
-  ~ScopedEnv() { ::unsetenv(name.c_str()); }
+  std::optional<std::string> before;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    if (const char* was = std::getenv(n); was != nullptr) {
+      before = was;
+    }
+    ::setenv(n, value, 1);
+  }
+  ~ScopedEnv() {
+    if (before) {
+      ::setenv(name.c_str(), before->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
 };
 
 TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_the_caller) {
@@ -31,6 +46,13 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
   char* parent[] = {preload.data(), locale.data(), path.data(), keep.data(), other.data(), nullptr};
   EXPECT_EQ(system_program_environment(parent),
             (std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", keep}));
+  // Empty and relative entries name the current directory: dropped, and a list of nothing but them too.
+  std::string mixed = "LD_LIBRARY_PATH=:lib:/usr/local/nvidia/lib64::./x:/opt/nv";
+  std::string relative_only = "LD_LIBRARY_PATH=.:";
+  char* loader_lists[] = {mixed.data(), nullptr};
+  EXPECT_EQ(system_program_environment(loader_lists).back(), "LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/opt/nv");
+  char* relative[] = {relative_only.data(), nullptr};
+  EXPECT_EQ(system_program_environment(relative).size(), 2u);
   char* empty[] = {nullptr};
   EXPECT_EQ(system_program_environment(empty),
             (std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}));

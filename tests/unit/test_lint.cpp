@@ -198,7 +198,12 @@ TEST(Lint, commands_that_run_commands) {
       {"watch -g takes no value", FileKind::shell, "watch -g nvidia-smi -pm 1\n", {"LINT001@1:10"}},
       {"docker run -u USER", FileKind::shell, "docker run -u nvidia-persistenced img nvidia-smi -pm 1\n",
        {"LINT001@1:39"}},
-      {"near miss: sudo -u the daemon's user", FileKind::shell, "sudo -u nvidia-persistenced true\n", {}},
+      {"doas -u the daemon's user, then the command", FileKind::shell, "doas -u nvidia-persistenced nvidia-smi -pm 1\n",
+       {"LINT001@1:29"}},
+      {"find with two -exec", FileKind::shell,
+       "find /dev -name 'nvidia[0-9]' -exec test -c {} \\; -exec nvidia-smi -pm 1 \\;\n", {"LINT001@1:57"}},
+      {"a here-string without a blank", FileKind::shell, "tee -a /etc/rc.local <<<'nvidia-smi -pm 1'\n",
+       {"LINT001@1:26"}},
       {"a here-string tee writes into a script", FileKind::shell,
        "sudo tee -a /etc/rc.local <<< 'nvidia-smi -pm 1'\n", {"LINT001@1:32"}},
       {"near miss: a here-string of text", FileKind::shell, "tee /tmp/x <<< \"hello nvidia-smi\"\n", {}},
@@ -223,7 +228,13 @@ TEST(Lint, python_runs_commands_only_through_calls) {
 }
 
 TEST(Lint, functions_that_run_their_arguments) {
+  std::string chain;  // eleven wrappers, each defined before the one it calls
+  for (int i = 0; i < 10; ++i) {
+    chain.append("w").append(std::to_string(i)).append("() { w").append(std::to_string(i + 1)).append(" \"$@\"; }\n");
+  }
+  chain += "w10() { \"$@\"; }\nw0 nvidia-smi -pm 1\n";
   check({
+      {"a chain of wrappers, any length", FileKind::shell, chain.c_str(), {"LINT001@12:4"}},
       {"a wrapper", FileKind::shell, "run() { echo \"+ $*\"; \"$@\"; }\nrun nvidia-smi -pm 1\n", {"LINT001@2:5"}},
       {"a wrapper of a wrapper", FileKind::shell,
        "run() { \"$@\"; }\nrun_q() { run \"$@\" >/dev/null; }\nrun_q nvidia-smi -pm 1\n", {"LINT001@3:7"}},
@@ -234,6 +245,18 @@ TEST(Lint, functions_that_run_their_arguments) {
       {"the innermost function owns its \"$@\"", FileKind::shell,
        "outer() { inner() { \"$@\"; }; echo \"$@\"; }\nouter nvidia-smi -pm 1\ninner nvidia-smi -pm 1\n",
        {"LINT001@3:7"}},
+      {"some of its arguments", FileKind::shell, "as_user() { sudo -u \"$1\" \"${@:2}\"; }\nas_user root nvidia-smi -pm 1\n",
+       {"LINT001@2:14"}},
+      {"a brace inside quotes closes nothing", FileKind::shell,
+       "run() {\n  echo \"+ $*\" | sed \"s/}/)/g\"\n  \"$@\"\n}\nrun nvidia-smi -pm 1\n", {"LINT001@5:5"}},
+      {"near miss: a brace inside quotes opens nothing", FileKind::shell,
+       "say() { printf '{\"msg\":\"%s\"\\n' \"$*\"; }\nsay do not use nvidia-smi -pm 1\n\"$@\"\n", {}},
+      {"near miss: a logger that keeps them in a variable", FileKind::shell,
+       "log() {\n  msg=\"$*\"\n  echo \"$(date) $msg\" >> /var/log/gpu-setup.log\n}\n"
+       "log \"removed nvidia-smi -pm 1 from rc.local\"\n",
+       {}},
+      {"near miss: a logger that keeps them in an array", FileKind::shell,
+       "log() { local msg=(\"$@\"); echo \"${msg[*]}\" >&2; }\nlog \"removed nvidia-smi -pm 1 from rc.local\"\n", {}},
       {"near miss: a function that prints its arguments", FileKind::shell,
        "log() { echo \"$@\"; }\nlog nvidia-smi -pm 1\n", {}},
       {"near miss: a function that ignores them", FileKind::shell, "f() { local x; x=1; }\nf nvidia-smi -pm 1\n", {}},
@@ -532,6 +555,16 @@ TEST(Lint, linear_in_findings) {
   nested += "\"$@\"" + std::string(40000, '}') + "\nf nvidia-smi -pm 1\n";
   EXPECT_EQ(lint_text(unclosed, FileKind::shell).size(), 1u);
   EXPECT_EQ(lint_text(nested, FileKind::shell).size(), 2u);  // the innermost f runs "$@": so does `f nvidia-smi`
+  // Definitions with no body on one long line, and one statement of many "$@" and $VARs inside a body.
+  std::string no_bodies = "nvidia-smi -pm 1\n";
+  std::string long_statement = "nvidia-smi -pm 1\nf(){ x";
+  for (int i = 0; i < 100000; ++i) {
+    no_bodies += "f();";
+    long_statement += " \"$@\" $a";
+  }
+  long_statement += "; }\n";
+  EXPECT_EQ(lint_text(no_bodies, FileKind::shell).size(), 1u);
+  EXPECT_EQ(lint_text(long_statement, FileKind::shell).size(), 1u);
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // A quadratic walk over 80,000 statements takes minutes; these bounds only catch that. Sanitizers slow
   // every access several times over (CI's ASan run on 2 shared cores took 12.5 s once).
