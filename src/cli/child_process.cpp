@@ -36,7 +36,7 @@ std::vector<std::string> system_program_environment(char** parent) {
     std::string kept;
     std::string_view list(*e + 16);
     while (!list.empty()) {
-      std::string_view entry = list.substr(0, list.find(':'));
+      std::string_view entry = list.substr(0, list.find_first_of(":;"));  // glibc splits on both
       list.remove_prefix(std::min(list.size(), entry.size() + 1));
       if (!entry.empty() && entry.front() == '/') {
         kept.append(kept.empty() ? "" : ":").append(entry);

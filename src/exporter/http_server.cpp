@@ -32,7 +32,7 @@ constexpr unsigned k_max_connections = 16;
 constexpr unsigned k_max_connections_per_client = 4;
 constexpr unsigned k_idle_timeout_s = 15;         // a silent client is dropped
 // The idle timeout counts silence only: a client that sends a byte every few seconds would keep its
-// connection (and, 64 of them, the whole server) forever. A request must be whole within this.
+// connection (and, 16 of them, the whole server) forever. A request must be whole within this.
 constexpr auto k_request_deadline = std::chrono::seconds(10);
 constexpr std::size_t k_connection_memory = 16 * 1024;  // request line + headers
 
@@ -153,11 +153,11 @@ struct HttpServer::State {
   bool stopping = false;
   std::thread reaper;
 
-  // Requests the handler has seen whose answer is not yet sent; drain() waits for none.
+  // Requests whole and being answered, not yet sent; wait_for_answers() waits for none.
   unsigned requests_open = 0;
   bool draining = false;  // answers then carry "Connection: close": no client comes back to a stopping server
   std::condition_variable request_completed;
-  int quiesced_listen_fd = -1;  // the listening socket once drain() stopped accepting; closed after the stop
+  int quiesced_listen_fd = -1;  // the listening socket once stop_accepting() ran; closed after the stop
 
   void set_wait_start(mhd::MHD_Connection* connection, Clock::time_point since) {
     std::lock_guard<std::mutex> lock(mutex);

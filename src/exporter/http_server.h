@@ -56,7 +56,7 @@ class HttpServer {
   // For a stop that answers the scrapes in flight: new connections are refused from now on, and every
   // answer closes its connection (none comes back to a server about to go).
   Result<void> stop_accepting();
-  // Waits, at most `bound`, until every request whose headers are in has been answered; false when some
+  // Waits, at most `bound`, until every request that arrived whole has been answered; false when some
   // were not. A request still arriving (its headers incomplete) is not waited for.
   bool wait_for_answers(std::chrono::milliseconds bound);
   ~HttpServer();  // closes every connection (waiting for handlers running now, whose answers are not sent)

@@ -204,6 +204,7 @@ class Linter {
  private:
   void collect_variables();
   void collect_wrappers();
+  std::size_t past_heredoc_body(std::size_t op) const;
   bool runs_its_arguments(std::string_view word) const { return runner(word) || m_wrappers.count(word) != 0; }
   bool python_source() const {
     const std::string_view first_line = m_text.substr(0, m_text.find('\n'));
@@ -312,13 +313,14 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       // find ... -exec test -c {} \; -exec nvidia-smi -pm 1 \; : what each -exec, -execdir, -ok or -okdir
       // runs, up to the next one.
       auto is_exec = [](const std::string& a) { return a == "-exec" || a == "-execdir" || a == "-ok" || a == "-okdir"; };
-      std::size_t from = end;
+      std::size_t from = end;  // the first word of the -exec being read, if any
       for (std::size_t j = k + 1; j <= end; ++j) {
-        if (j == end || is_exec(m_tokens[j].text)) {
+        const bool exec = j < end && is_exec(m_tokens[j].text);
+        if (j == end || exec || m_tokens[j].text == "\\;" || m_tokens[j].text == "+") {
           if (from < j) {
             walk(from, j, false, false, depth + 1);
           }
-          from = j + 1;
+          from = exec ? j + 1 : end;  // after "\;" come find's own predicates again
         }
       }
       return;
@@ -468,6 +470,36 @@ void Linter::collect_variables() {
   }
 }
 
+// The offset just past the body of the here-doc whose "<<" is at `op` (its terminator line included), or
+// past the operator alone when no delimiter word follows.
+std::size_t Linter::past_heredoc_body(std::size_t op) const {
+  std::size_t at = op + 2;
+  const bool tabs = at < m_text.size() && m_text[at] == '-';
+  at += tabs ? 1 : 0;
+  while (at < m_text.size() && (m_text[at] == ' ' || m_text[at] == '\t')) ++at;
+  std::string delimiter;
+  while (at < m_text.size() && std::string_view(" \t\n;|&<>()").find(m_text[at]) == std::string_view::npos) {
+    if (m_text[at] != '\'' && m_text[at] != '"' && m_text[at] != '\\') delimiter += m_text[at];
+    ++at;
+  }
+  if (delimiter.empty() || std::isdigit(static_cast<unsigned char>(delimiter.front())) != 0) {
+    return op + 2;  // no delimiter, or a shift: $((1<<3))
+  }
+  std::size_t line = m_text.find('\n', at);
+  while (line != std::string_view::npos) {
+    const std::size_t begin = line + 1;
+    std::size_t end = m_text.find('\n', begin);
+    std::string_view text = m_text.substr(begin, end == std::string_view::npos ? std::string_view::npos : end - begin);
+    while (tabs && !text.empty() && text.front() == '\t') text.remove_prefix(1);
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (text == delimiter) {
+      return end == std::string_view::npos ? m_text.size() : end;
+    }
+    line = end;
+  }
+  return m_text.size();  // never closed: the rest of the file is its text
+}
+
 // run() { echo "+ $*"; "$@"; } ... run nvidia-smi -pm 1: a function of this file that runs its arguments
 // ("$@", "$*", "${@:2}" as a command, or handed to a runner: sudo "$@", timeout 5 "$@") is a runner too; so is
 // a function that hands them to such a function. Bodies come from one pass of brace matching over the code
@@ -549,7 +581,12 @@ void Linter::collect_wrappers() {
     if (next_body < bodies.size() && bodies[next_body].open == at) {
       open_bodies.push_back(next_body++);
     }
+    if (c == '<' && m_text.substr(at, 2) == "<<" && m_text.substr(at, 3) != "<<<") {
+      at = past_heredoc_body(at) - 1;  // its text is no code: "Don't" opens no quote
+    }
   }
+  // A body never closed (the matching misread something) makes no wrapper: better a miss than a finding.
+  std::erase_if(bodies, [](const Body& b) { return b.close == std::string_view::npos; });
   // Each "$@" to the innermost body around it (bodies nest: a stack, swept in text order), judged by its
   // statement's command word, kept as the sweep goes (one pass, however long the statement).
   std::unordered_map<std::string_view, std::vector<std::size_t>> handed_to;  // function -> bodies handing to it
@@ -578,6 +615,17 @@ void Linter::collect_wrappers() {
     const bool all_arguments = a == "$@" || a == "$*" || a.rfind("${@", 0) == 0 || a.rfind("${*", 0) == 0;
     if (around.empty() || !all_arguments || !t.assigned_to.empty()) {
       continue;  // msg="$*": kept, not run
+    }
+    if (i > 0 && !t.breaks_before && !m_tokens[i - 1].assigned_to.empty() && m_tokens[i - 1].line == t.line) {
+      // msg="gpu-setup: $*": still inside the assigned value when an odd number of '"' lies between its '='
+      // and this word (the span between two neighbouring words: linear over the file).
+      const std::size_t value_at = offset_of(m_tokens[i - 1]);
+      const std::size_t equals = m_text.rfind('=', value_at);
+      if (equals != std::string_view::npos && value_at - equals <= 2 &&
+          std::count(m_text.begin() + static_cast<std::ptrdiff_t>(equals), m_text.begin() + static_cast<std::ptrdiff_t>(at),
+                     '"') % 2 == 1) {
+        continue;
+      }
     }
     if (t.breaks_before && t.break_kind == '(') {
       // args=("$@"), local a=("$@"): an array of them, not a subshell running them.
@@ -676,7 +724,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
         (m_tokens[k - 1].text == "-u" || m_tokens[k - 1].text == "--user" || m_tokens[k - 1].text == "-g")) {
       return;  // a user name, not the program
     }
-    for (std::size_t j = k + 1; j < end; ++j) {
+    for (std::size_t j = k + 1; j < end && j < k + 16; ++j) {
       const std::string& a = m_tokens[j].text;
       if (a == "--version" || a == "-v" || a == "--help" || a == "-h") {
         return;
@@ -773,10 +821,8 @@ void Linter::find_commands() {
     }
   }
   for (std::size_t k : m_sites) {
-    std::size_t start = k;
-    while (start > 0 && !m_tokens[start].breaks_before) {
-      --start;
-    }
+    auto it = std::upper_bound(starts.begin(), starts.end(), k);
+    const std::size_t start = it == starts.begin() ? 0 : *std::prev(it);  // one lookup, not a walk back
     report_site(start, k, end_of(k));
   }
 }

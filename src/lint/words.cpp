@@ -278,7 +278,8 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         continue;
       }
       if (c == '\\' && i + 1 < code.size() && code[i + 1] == ';') {
-        i += 2;  // find's "\;": an argument of find, not the end of a command
+        push("\\;", i);  // find's "\;": the end of an -exec, an argument of find, not the end of a command
+        i += 2;
         continue;
       }
       if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
@@ -320,6 +321,9 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         }
         if (code[i] == '$' && i + 1 < code.size() && code[i + 1] == '(') {
           break;  // "x=$(...)": the substitution is read as a command next
+        }
+        if (code[i] == '<' && code.substr(i, 3) == "<<<" && !word.empty()) {
+          break;  // "tee file<<<'text'": the here-string operator is a word of its own
         }
         if (code[i] != '"' && code[i] != '\'') {
           word += code[i];

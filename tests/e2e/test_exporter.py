@@ -228,17 +228,18 @@ class ExporterOverHttp(unittest.TestCase):
         # must stay inside the shipped unit's TasksMax, or past it new connections (/healthz too) are dropped.
         with open(os.path.join(CONTRIB, "systemd", "gpuwarm-exporter.service")) as f:
             tasks_max = int(re.search(r"^TasksMax=(\d+)$", f.read(), re.M).group(1))
-        g = h.gpu(0, persistence=0, deinit={"attach_ms": 2000})
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 3000})
         e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
         idle = []
-        for n in range(15):  # the connection limit (16) less the scrape's, 4 per address (the per-client limit)
-            s = socket.socket()
-            s.bind((f"127.0.0.{10 + n % 4}", 0))
-            s.connect(("127.0.0.1", e.port))
-            idle.append(s)
         self.addCleanup(lambda: [s.close() for s in idle])
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            scrape = pool.submit(http, e.url + "/metrics", source="127.0.0.3")
+            scrape = pool.submit(http, e.url + "/metrics", source="127.0.0.3")  # a collection's threads too
+            time.sleep(0.3)
+            for n in range(4 * 16):  # 16 addresses, 4 each (the per-client limit): as many as clients could open
+                s = socket.socket()
+                s.bind((f"127.0.0.{10 + n % 16}", 0))
+                s.connect(("127.0.0.1", e.port))
+                idle.append(s)
             time.sleep(1.0)
             threads = len(os.listdir(f"/proc/{e.pid()}/task"))
             self.assertLessEqual(threads + 4, tasks_max, f"{threads} threads against TasksMax={tasks_max}")
@@ -254,7 +255,9 @@ class ExporterOverHttp(unittest.TestCase):
         g = h.gpu(0, persistence=0, deinit={"attach_ms": 5000})
         e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            scrape = pool.submit(http, e.url + "/metrics")
+            # http.client asks for keep-alive (urllib always sends "Connection: close", so its answer would say
+            # close whatever the server did).
+            scrape = pool.submit(http, e.url + "/metrics", source="127.0.0.1")
             time.sleep(0.5)
             os.kill(e.pid(), signal.SIGTERM)
             time.sleep(0.3)

@@ -47,7 +47,7 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
   EXPECT_EQ(system_program_environment(parent),
             (std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", keep}));
   // Empty and relative entries name the current directory: dropped, and a list of nothing but them too.
-  std::string mixed = "LD_LIBRARY_PATH=:lib:/usr/local/nvidia/lib64::./x:/opt/nv";
+  std::string mixed = "LD_LIBRARY_PATH=:lib:/usr/local/nvidia/lib64::./x:/opt/nv;lib;";
   std::string relative_only = "LD_LIBRARY_PATH=.:";
   char* loader_lists[] = {mixed.data(), nullptr};
   EXPECT_EQ(system_program_environment(loader_lists).back(), "LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/opt/nv");

@@ -204,6 +204,10 @@ TEST(Lint, commands_that_run_commands) {
        "find /dev -name 'nvidia[0-9]' -exec test -c {} \\; -exec nvidia-smi -pm 1 \\;\n", {"LINT001@1:57"}},
       {"a here-string without a blank", FileKind::shell, "tee -a /etc/rc.local <<<'nvidia-smi -pm 1'\n",
        {"LINT001@1:26"}},
+      {"a here-string right after the file", FileKind::shell, "tee -a /etc/rc.local<<<'nvidia-smi -pm 1'\n",
+       {"LINT001@1:25"}},
+      {"near miss: find's predicates after an -exec", FileKind::shell,
+       "find /var/log/nvidia -name '*.log' -exec sudo gzip {} \\; -o -name nvidia-persistenced -print\n", {}},
       {"a here-string tee writes into a script", FileKind::shell,
        "sudo tee -a /etc/rc.local <<< 'nvidia-smi -pm 1'\n", {"LINT001@1:32"}},
       {"near miss: a here-string of text", FileKind::shell, "tee /tmp/x <<< \"hello nvidia-smi\"\n", {}},
@@ -255,6 +259,16 @@ TEST(Lint, functions_that_run_their_arguments) {
        "log() {\n  msg=\"$*\"\n  echo \"$(date) $msg\" >> /var/log/gpu-setup.log\n}\n"
        "log \"removed nvidia-smi -pm 1 from rc.local\"\n",
        {}},
+      {"near miss: a logger that quotes them inside a message", FileKind::shell,
+       "log() {\n  msg=\"gpu-setup: $*\"\n  logger \"$msg\"\n}\nlog \"removed nvidia-smi -pm 1 from rc.local\"\n", {}},
+      {"near miss: an apostrophe in a here-doc opens no quote", FileKind::shell,
+       "usage() {\n  cat <<EOF\nDon't run this twice.\nEOF\n}\nlog() { echo \"$(date) $*\"; }\nusage\n"
+       "log \"replacing nvidia-smi -pm 1 in rc.local\"\n\"$@\"\n",
+       {}},
+      {"a brace in a here-doc inside the body", FileKind::shell,
+       "run() {\n  cat <<-EOF\n\t{ unbalanced\n\tEOF\n  \"$@\"\n}\nrun nvidia-smi -pm 1\n", {"LINT001@7:5"}},
+      {"a shift is no here-doc", FileKind::shell, "x=$((1<<3))\nrun() { \"$@\"; }\nrun nvidia-smi -pm 1\n",
+       {"LINT001@3:5"}},
       {"near miss: a logger that keeps them in an array", FileKind::shell,
        "log() { local msg=(\"$@\"); echo \"${msg[*]}\" >&2; }\nlog \"removed nvidia-smi -pm 1 from rc.local\"\n", {}},
       {"near miss: a function that prints its arguments", FileKind::shell,
@@ -564,6 +578,11 @@ TEST(Lint, linear_in_findings) {
   }
   long_statement += "; }\n";
   EXPECT_EQ(lint_text(no_bodies, FileKind::shell).size(), 1u);
+  std::string daemon_args = "x";  // 50,000 sites in one statement
+  for (int i = 0; i < 50000; ++i) {
+    daemon_args += " -c nvidia-persistenced";
+  }
+  EXPECT_EQ(lint_text(daemon_args + "\n", FileKind::shell).size(), 50000u);
   EXPECT_EQ(lint_text(long_statement, FileKind::shell).size(), 1u);
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // A quadratic walk over 80,000 statements takes minutes; these bounds only catch that. Sanitizers slow
