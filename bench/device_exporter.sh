@@ -20,7 +20,7 @@ fi
 echo "== $(hostname) $(date -u +%FT%TZ)"
 nvidia-smi -L 2>/dev/null || true
 python3 - "$dest/bin/gpuwarm" "$rounds" <<'EOF'
-import concurrent.futures, os, re, signal, statistics, subprocess, sys, tempfile, time, urllib.request
+import concurrent.futures, http.client, os, re, signal, statistics, subprocess, sys, tempfile, time, urllib.parse
 
 gpuwarm, rounds = sys.argv[1], int(sys.argv[2])
 
@@ -37,11 +37,18 @@ def start():
         time.sleep(0.02)
     sys.exit("exporter did not start in 10 s")
 
-def get(url, timeout=60):
+def get(url, timeout=60, source="127.0.0.1"):
+    # From `source`: the exporter takes at most 4 connections per client address (all of 127/8 is loopback).
+    parts = urllib.parse.urlsplit(url)
     t = time.monotonic()
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout, source_address=(source, 0))
+    try:
+        conn.request("GET", parts.path or "/")
+        r = conn.getresponse()
         body = r.read().decode()
         return r.status, time.monotonic() - t, body
+    finally:
+        conn.close()
 
 p, url, log = start()
 status, _, body = get(url + "/metrics")
@@ -52,7 +59,7 @@ for _ in range(rounds):
     alone.append(get(url + "/metrics")[1])
     health_alone.append(get(url + "/healthz")[1])
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        scrapes = [pool.submit(get, url + "/metrics") for _ in range(4)]
+        scrapes = [pool.submit(get, url + "/metrics", 60, f"127.0.0.{2 + n}") for n in range(4)]
         time.sleep(min(alone) / 3)
         s, took, _ = get(url + "/healthz")
         in_flight = sum(not f.done() for f in scrapes)
