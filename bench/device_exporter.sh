@@ -9,17 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-7}
-tarball=$(ls .devbin/gpuwarm-*-linux-x86_64.tar.gz | head -n1)
-dest=$(mktemp -d /tmp/gpuwarm-exporter.XXXXXX)
-tar -xzf "$tarball" -C "$dest" --strip-components=1
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64
+. bench/device_unpack.sh
 if ! ldconfig -p | grep -q 'libmicrohttpd.so.12 '; then
   export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$PWD/.devbin/lib
   echo "(libmicrohttpd.so.12 from .devbin/lib: the node has none)"
 fi
 echo "== $(hostname) $(date -u +%FT%TZ)"
 nvidia-smi -L 2>/dev/null || true
-python3 - "$dest/bin/gpuwarm" "$rounds" <<'EOF'
+python3 - "$gpuwarm" "$rounds" <<'EOF'
 import concurrent.futures, http.client, os, re, signal, statistics, subprocess, sys, tempfile, time, urllib.parse
 
 gpuwarm, rounds = sys.argv[1], int(sys.argv[2])
@@ -93,5 +90,5 @@ for i in range(rounds):
 print(f"scrapes in flight at SIGTERM that got 200: {answered.count('200')}/{rounds}")
 EOF
 echo "== guard (runs nvidia-persistenced --version in run_child's clean environment)"
-"$dest/bin/gpuwarm" guard --json 2>&1 | head -c 1500 || true
+"$gpuwarm" guard --json 2>&1 | head -c 1500 || true
 echo

@@ -8,12 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-5}
-tarball=$(ls .devbin/gpuwarm-*-linux-x86_64.tar.gz | head -n1)
-dest=$(mktemp -d /tmp/gpuwarm-bench.XXXXXX)
-tar -xzf "$tarball" -C "$dest" --strip-components=1
-gpuwarm=$dest/bin/gpuwarm
-export PATH=$PATH:/usr/local/nvidia/bin
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64
+. bench/device_unpack.sh
 echo "== $(hostname) $(date -u +%FT%TZ)"
 nvidia-smi -L || true
 nvidia-smi --query-gpu=index,persistence_mode --format=csv,noheader || true

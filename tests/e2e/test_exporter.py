@@ -54,6 +54,28 @@ def http(url, method="GET", data=None, headers=None, timeout=20, source=None):
         return e.code, dict(e.headers), e.read().decode()
 
 
+def seconds_until_closed(sockets, chunk, bound_s):
+    """Sends `chunk` on every socket once a second until the server closes one; the seconds that took, or None
+    when none was closed within `bound_s`."""
+    start = time.monotonic()
+    while time.monotonic() - start < bound_s:
+        time.sleep(1)
+        try:
+            for s in sockets:
+                s.sendall(chunk)
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:
+                    pass
+                finally:
+                    s.setblocking(True)
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic() - start
+    return None
+
+
 class Exporter:
     """A `gpuwarm metrics --listen 127.0.0.1:0` process for a fake node; stopped by stop() or at its bound."""
 
@@ -149,23 +171,7 @@ class ExporterOverHttp(unittest.TestCase):
             s = socket.create_connection(("127.0.0.1", e.port), timeout=30)
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
             drips.append(s)
-        start = time.monotonic()
-        closed_after = None
-        while time.monotonic() - start < 25 and closed_after is None:
-            time.sleep(1)
-            try:
-                for s in drips:
-                    s.sendall(b"X-Drip: 1\r\n")
-                    s.setblocking(False)
-                    try:
-                        if s.recv(1) == b"":
-                            raise ConnectionResetError
-                    except BlockingIOError:
-                        pass
-                    finally:
-                        s.setblocking(True)
-            except (BrokenPipeError, ConnectionResetError):
-                closed_after = time.monotonic() - start
+        closed_after = seconds_until_closed(drips, b"X-Drip: 1\r\n", 25)
         for s in drips:
             s.close()
         self.assertIsNotNone(closed_after, "a dripping client kept its connection for 25 s")
@@ -280,22 +286,7 @@ class ExporterOverHttp(unittest.TestCase):
         s = socket.create_connection(("127.0.0.1", e.port), timeout=30)
         self.addCleanup(s.close)
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
-        start = time.monotonic()
-        closed_after = None
-        while time.monotonic() - start < 20 and closed_after is None:
-            time.sleep(1)
-            try:
-                s.sendall(b"x")
-                s.setblocking(False)
-                try:
-                    if s.recv(1) == b"":
-                        raise ConnectionResetError
-                except BlockingIOError:
-                    pass
-                finally:
-                    s.setblocking(True)
-            except (BrokenPipeError, ConnectionResetError):
-                closed_after = time.monotonic() - start
+        closed_after = seconds_until_closed([s], b"x", 20)
         self.assertIsNotNone(closed_after, "a body sent a byte a second kept its connection for 20 s")
         self.assertLess(closed_after, 14)
         # And a stop is not held by such a client: a request that is not whole is not waited for.
