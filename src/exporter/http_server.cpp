@@ -139,6 +139,12 @@ HttpResponse route(std::string_view method, std::string_view url,
   return r;
 }
 
+namespace {
+// A request's state (libmicrohttpd's per-request pointer): its headers are in; it is whole and being answered.
+char k_headers_seen;
+char k_answering;
+}  // namespace
+
 struct HttpServer::State {
   using Clock = std::chrono::steady_clock;
   Handler handler;
@@ -158,6 +164,24 @@ struct HttpServer::State {
   bool draining = false;  // answers then carry "Connection: close": no client comes back to a stopping server
   std::condition_variable request_completed;
   int quiesced_listen_fd = -1;  // the listening socket once stop_accepting() ran; closed after the stop
+
+  // The request is whole: the handler may wait seconds for a collection, which is no client's slowness (no
+  // deadline), and a stop waits for its answer (until request_completed).
+  void begin_answer(mhd::MHD_Connection* connection, void** request_state) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = waiting.find(connection); it != waiting.end()) {
+      it->second.second = Clock::time_point::max();
+    }
+    if (*request_state != &k_answering) {
+      *request_state = &k_answering;
+      ++requests_open;
+    }
+  }
+
+  bool is_draining() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return draining;
+  }
 
   void set_wait_start(mhd::MHD_Connection* connection, Clock::time_point since) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -183,10 +207,6 @@ struct HttpServer::State {
 };
 
 namespace {
-
-// A request's state (libmicrohttpd's per-request pointer): its headers are in; it is whole and being answered.
-char k_headers_seen;
-char k_answering;
 
 void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*socket_context*/, int code) {
   auto& state = *static_cast<HttpServer::State*>(cls);
@@ -221,14 +241,7 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
     *upload_data_size = 0;
     return mhd::yes;
   }
-  // The request is whole: the handler may wait seconds for a collection, which is no client's slowness; a stop
-  // waits for its answer (request_completed ends that).
-  state.set_wait_start(connection, HttpServer::State::Clock::time_point::max());
-  if (*request_state != &k_answering) {
-    *request_state = &k_answering;
-    std::lock_guard<std::mutex> lock(state.mutex);
-    ++state.requests_open;
-  }
+  state.begin_answer(connection, request_state);
   HttpResponse r;
   try {
     r = handler(m, url != nullptr ? url : "");
@@ -247,12 +260,7 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   for (const auto& [name, value] : r.headers) {
     api.MHD_add_response_header(response, name.c_str(), value.c_str());
   }
-  bool draining = false;
-  {
-    std::lock_guard<std::mutex> lock(state.mutex);
-    draining = state.draining;
-  }
-  if (draining) {
+  if (state.is_draining()) {  // read after the handler: a stop may have begun while it ran
     api.MHD_add_response_header(response, "Connection", "close");
   }
   mhd::Result queued = api.MHD_queue_response(connection, r.status, response);

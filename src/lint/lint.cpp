@@ -195,6 +195,30 @@ struct Resolved {
   std::string how;       // "nvidia_pm = 1 (defaults/main.yml:3)"
 };
 
+// The marker of a here-doc whose "<<" is at `op` in `code` (<<EOF, <<-EOF, << 'EOF', <<"EOF", <<\\EOF); empty
+// for none, the here-string <<<, or a shift ($((1<<3))).
+std::string heredoc_marker(std::string_view code, std::size_t op) {
+  if (code.substr(op, 2) != "<<" || code.substr(op, 3) == "<<<") {
+    return {};
+  }
+  std::size_t p = op + 2;
+  if (p < code.size() && code[p] == '-') {
+    ++p;
+  }
+  while (p < code.size() && code[p] == ' ') {
+    ++p;
+  }
+  std::string marker;
+  while (p < code.size() && (std::isalnum(static_cast<unsigned char>(code[p])) != 0 || code[p] == '_' ||
+                             code[p] == '\'' || code[p] == '"' || code[p] == '\\')) {
+    if (std::isalnum(static_cast<unsigned char>(code[p])) != 0 || code[p] == '_') {
+      marker += code[p];
+    }
+    ++p;
+  }
+  return marker.empty() || std::isdigit(static_cast<unsigned char>(marker[0])) != 0 ? std::string() : marker;
+}
+
 class Linter {
  public:
   Linter(std::string_view text, const Source& source) : m_text(text), m_source(source) {}
@@ -204,7 +228,7 @@ class Linter {
  private:
   void collect_variables();
   void collect_wrappers();
-  std::size_t past_heredoc_body(std::size_t op) const;
+  std::optional<std::size_t> heredoc_end(std::size_t i, const std::string& marker);
   bool runs_its_arguments(std::string_view word) const { return runner(word) || m_wrappers.count(word) != 0; }
   bool python_source() const {
     const std::string_view first_line = m_text.substr(0, m_text.find('\n'));
@@ -470,36 +494,6 @@ void Linter::collect_variables() {
   }
 }
 
-// The offset just past the body of the here-doc whose "<<" is at `op` (its terminator line included), or
-// past the operator alone when no delimiter word follows.
-std::size_t Linter::past_heredoc_body(std::size_t op) const {
-  std::size_t at = op + 2;
-  const bool tabs = at < m_text.size() && m_text[at] == '-';
-  at += tabs ? 1 : 0;
-  while (at < m_text.size() && (m_text[at] == ' ' || m_text[at] == '\t')) ++at;
-  std::string delimiter;
-  while (at < m_text.size() && std::string_view(" \t\n;|&<>()").find(m_text[at]) == std::string_view::npos) {
-    if (m_text[at] != '\'' && m_text[at] != '"' && m_text[at] != '\\') delimiter += m_text[at];
-    ++at;
-  }
-  if (delimiter.empty() || std::isdigit(static_cast<unsigned char>(delimiter.front())) != 0) {
-    return op + 2;  // no delimiter, or a shift: $((1<<3))
-  }
-  std::size_t line = m_text.find('\n', at);
-  while (line != std::string_view::npos) {
-    const std::size_t begin = line + 1;
-    std::size_t end = m_text.find('\n', begin);
-    std::string_view text = m_text.substr(begin, end == std::string_view::npos ? std::string_view::npos : end - begin);
-    while (tabs && !text.empty() && text.front() == '\t') text.remove_prefix(1);
-    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-    if (text == delimiter) {
-      return end == std::string_view::npos ? m_text.size() : end;
-    }
-    line = end;
-  }
-  return m_text.size();  // never closed: the rest of the file is its text
-}
-
 // run() { echo "+ $*"; "$@"; } ... run nvidia-smi -pm 1: a function of this file that runs its arguments
 // ("$@", "$*", "${@:2}" as a command, or handed to a runner: sudo "$@", timeout 5 "$@") is a runner too; so is
 // a function that hands them to such a function. Bodies come from one pass of brace matching over the code
@@ -581,8 +575,12 @@ void Linter::collect_wrappers() {
     if (next_body < bodies.size() && bodies[next_body].open == at) {
       open_bodies.push_back(next_body++);
     }
-    if (c == '<' && m_text.substr(at, 2) == "<<" && m_text.substr(at, 3) != "<<<") {
-      at = past_heredoc_body(at) - 1;  // its text is no code: "Don't" opens no quote
+    if (const std::string marker = c == '<' ? heredoc_marker(m_text, at) : std::string(); !marker.empty()) {
+      // Its text is no code ("Don't" opens no quote): on past its end line, or to the end when it has none.
+      const auto line = static_cast<std::size_t>(std::upper_bound(line_starts.begin(), line_starts.end(), at) -
+                                                 line_starts.begin() - 1);
+      const std::optional<std::size_t> last = heredoc_end(line, marker);
+      at = (last && *last + 1 < line_starts.size() ? line_starts[*last + 1] : m_text.size()) - 1;
     }
   }
   // A body never closed (the matching misread something) makes no wrapper: better a miss than a finding.
@@ -931,48 +929,39 @@ std::vector<LineRange> Linter::embedded_regions() {
   return skip;
 }
 
-// A heredoc: <<EOF, <<-EOF, << 'EOF', <<"EOF" (not the here-string <<<). Written to a unit: linted as one;
-// printed for people (`cat <<EOF` alone): prose; anything else stays this file's code. Returns the end
-// line's index, or i when line i starts no heredoc.
-std::size_t Linter::heredoc(std::size_t i, std::string_view code, std::set<std::string>& unterminated,
-                            std::vector<LineRange>& skip) {
-  auto op = code.find("<<");
-  if (op == std::string_view::npos || code.substr(op, 3) == "<<<") {
-    return i;
-  }
-  std::size_t p = op + 2;
-  if (p < code.size() && code[p] == '-') {
-    ++p;
-  }
-  while (p < code.size() && code[p] == ' ') {
-    ++p;
-  }
-  std::string marker;
-  while (p < code.size() && (std::isalnum(static_cast<unsigned char>(code[p])) != 0 || code[p] == '_' ||
-                             code[p] == '\'' || code[p] == '"')) {
-    if (code[p] != '\'' && code[p] != '"') {
-      marker += code[p];
-    }
-    ++p;
-  }
-  if (marker.empty() || std::isdigit(static_cast<unsigned char>(marker[0])) != 0 || unterminated.count(marker) != 0) {
-    return i;
-  }
-  // The end line: the first line after i that is the marker alone, found through an index of the file's
-  // trimmed lines built on first use, so a file of many heredocs (closed or not) stays linear.
+// The index of the line that ends the here-doc opened on line `i` (0-based): the first later line that is the
+// marker alone, found through an index of the file's trimmed lines built on first use, so a file of many
+// here-docs (closed or not) stays linear.
+std::optional<std::size_t> Linter::heredoc_end(std::size_t i, const std::string& marker) {
   if (m_line_index.empty()) {
     for (std::size_t j = 0; j < m_lines.size(); ++j) {
       m_line_index[trim(m_lines[j])].push_back(j);
     }
   }
   auto at = m_line_index.find(marker);
-  auto after = at == m_line_index.end() ? std::vector<std::size_t>::const_iterator{}
-                                        : std::upper_bound(at->second.begin(), at->second.end(), i);
-  if (at == m_line_index.end() || after == at->second.end()) {
+  if (at == m_line_index.end()) {
+    return std::nullopt;
+  }
+  auto after = std::upper_bound(at->second.begin(), at->second.end(), i);
+  return after == at->second.end() ? std::nullopt : std::optional<std::size_t>(*after);
+}
+
+// A heredoc: <<EOF, <<-EOF, << 'EOF', <<"EOF" (not the here-string <<<). Written to a unit: linted as one;
+// printed for people (`cat <<EOF` alone): prose; anything else stays this file's code. Returns the end
+// line's index, or i when line i starts no heredoc.
+std::size_t Linter::heredoc(std::size_t i, std::string_view code, std::set<std::string>& unterminated,
+                            std::vector<LineRange>& skip) {
+  auto op = code.find("<<");
+  const std::string marker = op == std::string_view::npos ? std::string() : heredoc_marker(code, op);
+  if (marker.empty() || unterminated.count(marker) != 0) {
+    return i;
+  }
+  const std::optional<std::size_t> end_line = heredoc_end(i, marker);
+  if (!end_line) {
     unterminated.insert(marker);
     return i;
   }
-  const std::size_t last = *after;
+  const std::size_t last = *end_line;
   if (last == i + 1) {
     return i;
   }
