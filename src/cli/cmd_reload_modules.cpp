@@ -76,11 +76,11 @@ std::vector<modules::LoadedModule> read_loaded(const Paths& paths, std::string* 
   return out;
 }
 
-// Processes with /dev/nvidia* open (this one excluded): any CUDA or NVML client, nvidia-persistenced, a job on
+// Processes with an NVIDIA node open (this one excluded): any CUDA or NVML client, nvidia-persistenced, a job on
 // a GPU. Holders of nvidia_drm's /dev/dri nodes are not named here (the node's other GPUs share that folder):
 // the kernel's reference count catches them.
 void read_holders(const Paths& paths, modules::ReloadFacts& facts) {
-  DeviceScan scan = scan_open_devices(paths, {static_cast<int>(::getpid())}, "/dev/nvidia");
+  DeviceScan scan = scan_nvidia_holders(paths, {static_cast<int>(::getpid())});
   facts.holders.clear();
   facts.holders_unlisted = scan.unlisted;
   facts.unreadable_processes = scan.unreadable;

@@ -120,21 +120,6 @@ std::string not_the_daemons_user(const Paths& paths, const std::vector<std::stri
 
 }  // namespace
 
-std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets) {
-  std::set<unsigned> minors;
-  for (const auto& target : targets) {
-    constexpr std::string_view prefix = "/dev/nvidia";
-    if (!starts_with(target, prefix)) {
-      continue;
-    }
-    // Only /dev/nvidiaN: nvidiactl, nvidia-uvm and nvidia-caps are not GPUs.
-    if (auto minor = parse_u64(std::string_view(target).substr(prefix.size())); minor && *minor < 256) {
-      minors.insert(static_cast<unsigned>(*minor));
-    }
-  }
-  return {minors.begin(), minors.end()};
-}
-
 DaemonFacts read_daemon(const Paths& paths) { return read_daemon(paths, list_processes(paths)); }
 
 DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName>>& processes,
@@ -201,17 +186,12 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       }
       proc.argv = std::move(argv);
       proc.argv_missing = std::move(read.missing);
-      if (auto fds = list_dir(paths.proc(entry + "/fd"))) {
-        std::vector<std::string> targets;
-        for (const auto& fd : *fds) {
-          if (auto target = read_link(paths.proc(entry + "/fd/" + fd))) {
-            targets.push_back(*target);
-          }
-        }
-        proc.held_minors = Fact<std::vector<unsigned>>::known(nvidia_minors_from_links(targets));
+      if (auto files = read_open_files(paths, process.pid)) {
+        proc.held_minors = Fact<std::vector<unsigned>>::known(held_gpu_minors(*files));
       } else {
-        proc.held_minors = Fact<std::vector<unsigned>>::unknown(
-            fds.error().message.find("denied") != std::string::npos ? "needs root" : paths.display(fds.error().message));
+        proc.held_minors = Fact<std::vector<unsigned>>::unknown(files.error().message.find("denied") != std::string::npos
+                                                                    ? "needs root"
+                                                                    : paths.display(files.error().message));
       }
       facts.processes.push_back(std::move(proc));
     }

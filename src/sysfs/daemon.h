@@ -34,7 +34,5 @@ Fact<std::string> find_daemon_binary(const Paths& paths);
 // The layout the binary's directory belongs to ("NixOS system profile", ...).
 std::string daemon_location(const std::string& binary);
 
-// /dev/nvidiaN minors among link targets read from /proc/PID/fd.
-std::vector<unsigned> nvidia_minors_from_links(const std::vector<std::string>& targets);
 
 }  // namespace gpuwarm

@@ -47,7 +47,7 @@ Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<
   return Fact<std::vector<std::string>>::known(std::move(found));
 }
 
-DeviceScan scan_open_devices(const Paths& paths, const std::vector<int>& skip, std::string_view prefix) {
+DeviceScan scan_nvidia_holders(const Paths& paths, const std::vector<int>& skip) {
   DeviceScan scan;
   auto pids = list_pids(paths);
   if (!pids) {
@@ -58,24 +58,23 @@ DeviceScan scan_open_devices(const Paths& paths, const std::vector<int>& skip, s
     if (std::find(skip.begin(), skip.end(), pid) != skip.end()) {
       continue;
     }
-    const std::string entry = std::to_string(pid);
-    auto fds = list_dir(paths.proc(entry + "/fd"));
-    if (!fds) {
+    auto files = read_open_files(paths, pid);
+    if (!files) {
       // A process that exited meanwhile is not a failure to read.
-      scan.unreadable += fds.error().message.find("denied") != std::string::npos ? 1u : 0u;
+      scan.unreadable += files.error().message.find("denied") != std::string::npos ? 1u : 0u;
       continue;
     }
     DeviceHolder holder;
-    for (const auto& fd : *fds) {
-      auto target = read_link(paths.proc(entry + "/fd/" + fd));
-      if (target && starts_with(*target, prefix) &&
-          std::find(holder.devices.begin(), holder.devices.end(), *target) == holder.devices.end()) {
-        holder.devices.push_back(*target);
+    for (const auto& file : *files) {
+      if (is_nvidia_device(file) &&
+          std::find(holder.devices.begin(), holder.devices.end(), file.path) == holder.devices.end()) {
+        holder.devices.push_back(file.path);
       }
     }
     if (holder.devices.empty()) {
       continue;
     }
+    holder.gpu_minors = held_gpu_minors(*files);
     // Only the command name: another user's arguments may hold secrets, and
     // reading /proc/PID/cmdline can block on a process stuck in the driver.
     holder.pid = pid;
@@ -86,15 +85,14 @@ DeviceScan scan_open_devices(const Paths& paths, const std::vector<int>& skip, s
 }
 
 ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip) {
-  DeviceScan devices = scan_open_devices(paths, skip, "/dev/nvidia");
+  DeviceScan devices = scan_nvidia_holders(paths, skip);
   ClientScan scan;
   scan.unreadable = devices.unreadable;
   scan.unlisted = std::move(devices.unlisted);
   for (auto& h : devices.holders) {
     // /dev/nvidiactl and /dev/nvidia-uvm alone hold no particular GPU.
-    std::vector<unsigned> minors = nvidia_minors_from_links(h.devices);
-    if (!minors.empty()) {
-      scan.clients.push_back({h.pid, std::move(h.comm), std::move(minors)});
+    if (!h.gpu_minors.empty()) {
+      scan.clients.push_back({h.pid, std::move(h.comm), std::move(h.gpu_minors)});
     }
   }
   return scan;

@@ -23,7 +23,8 @@ Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<
 struct DeviceHolder {
   int pid = 0;
   std::string comm;
-  std::vector<std::string> devices;  // the open files' paths, each once, in fd order
+  std::vector<std::string> devices;  // the NVIDIA nodes' paths as its fds name them, each once, in fd order
+  std::vector<unsigned> gpu_minors;  // the GPUs among them (held_gpu_minor), sorted
 };
 
 struct DeviceScan {
@@ -32,9 +33,10 @@ struct DeviceScan {
   std::string unlisted;     // why /proc could not be listed in full ("" when it was): then `holders` says nothing
 };
 
-// Processes with a file whose path starts with `prefix` open, except `skip`. Reading other users' fds needs
-// root; a process that exits during the walk is neither a holder nor unreadable.
-DeviceScan scan_open_devices(const Paths& paths, const std::vector<int>& skip, std::string_view prefix);
+// Processes holding one of the NVIDIA driver's nodes open (is_nvidia_device: by number, so a node renamed in a
+// container counts), except `skip`. Reading other users' fds needs root; a process that exits during the walk
+// is neither a holder nor unreadable.
+DeviceScan scan_nvidia_holders(const Paths& paths, const std::vector<int>& skip);
 
 struct ClientScan {
   std::vector<GpuClient> clients;
@@ -42,8 +44,8 @@ struct ClientScan {
   std::string unlisted;     // why /proc could not be listed in full ("" when it was): then `clients` says nothing
 };
 
-// Processes holding /dev/nvidiaN, except `skip` (gpuwarm itself, the daemon,
-// whose view is reported apart). Reading other users' fds needs root.
+// Processes holding a GPU's node (195:N, or /dev/nvidiaN where no number could be read), except `skip`
+// (gpuwarm itself, the daemon, whose view is reported apart). Reading other users' fds needs root.
 ClientScan scan_gpu_clients(const Paths& paths, const std::vector<int>& skip);
 
 }  // namespace gpuwarm

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -225,6 +226,73 @@ std::vector<std::string> split_cmdline(std::string_view text) {
     argv.pop_back();
   }
   return argv;
+}
+
+Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid) {
+  const std::string dir = paths.proc(std::to_string(pid) + "/fd");
+  auto fds = list_dir(dir);
+  if (!fds) {
+    return tl::unexpected(fds.error());
+  }
+  std::vector<OpenFile> files;
+  files.reserve(fds->size());
+  for (const auto& fd : *fds) {
+    const std::string link = dir + "/" + fd;
+    auto target = read_link(link);
+    if (!target) {
+      continue;  // closed meanwhile
+    }
+    OpenFile file;
+    file.path = std::move(*target);
+    // Sockets, pipes and anon inodes ("socket:[123]") are never devices: no need to ask.
+    if (!file.path.empty() && file.path.front() == '/') {
+      struct statx st {};
+      if (::statx(AT_FDCWD, link.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &st) == 0 && (st.stx_mask & STATX_TYPE)) {
+        file.type_read = true;
+        if (S_ISCHR(st.stx_mode)) {
+          file.char_device = OpenFile::Number{st.stx_rdev_major, st.stx_rdev_minor};
+        }
+      }
+    }
+    files.push_back(std::move(file));
+  }
+  return files;
+}
+
+std::optional<unsigned> held_gpu_minor(const OpenFile& file) {
+  if (file.type_read) {
+    if (file.char_device && file.char_device->major == k_nvidia_char_major && file.char_device->minor < 254) {
+      return file.char_device->minor;
+    }
+    return std::nullopt;
+  }
+  constexpr std::string_view prefix = "/dev/nvidia";
+  if (!starts_with(file.path, prefix)) {
+    return std::nullopt;
+  }
+  std::string_view number = std::string_view(file.path).substr(prefix.size());
+  if (constexpr std::string_view deleted = " (deleted)"; number.ends_with(deleted)) {
+    number.remove_suffix(deleted.size());
+  }
+  // Only /dev/nvidiaN: nvidiactl, nvidia-modeset, nvidia-uvm and nvidia-caps are not GPUs.
+  if (auto minor = parse_u64(number); minor && *minor < 254) {
+    return static_cast<unsigned>(*minor);
+  }
+  return std::nullopt;
+}
+
+std::vector<unsigned> held_gpu_minors(const std::vector<OpenFile>& files) {
+  std::set<unsigned> minors;
+  for (const auto& file : files) {
+    if (auto minor = held_gpu_minor(file)) {
+      minors.insert(*minor);
+    }
+  }
+  return {minors.begin(), minors.end()};
+}
+
+bool is_nvidia_device(const OpenFile& file) {
+  return (file.char_device && file.char_device->major == k_nvidia_char_major) || starts_with(file.path, "/dev/nvidia");
 }
 
 }  // namespace gpuwarm

@@ -63,4 +63,32 @@ CmdlineRead read_cmdline(const Paths& paths, int pid, std::chrono::milliseconds 
 // The arguments of a cmdline text, made printable; trailing empty ones dropped.
 std::vector<std::string> split_cmdline(std::string_view text);
 
+// One file a process holds open, as /proc/PID/fd tells it.
+struct OpenFile {
+  std::string path;  // the link's text; a node removed since it was opened reads "PATH (deleted)"
+  struct Number {
+    unsigned major = 0;
+    unsigned minor = 0;
+  };
+  bool type_read = false;            // the file's own type was read (not for a process that exited, or a recorded /proc)
+  std::optional<Number> char_device;  // when type_read and it is a character device
+};
+
+// The files PID holds open, or why its fd folder could not be listed. Each file's type comes from the open
+// file itself (statx through the fd link, cached attributes only, so a file on a hung network mount cannot
+// block the walk): a device node renamed in a container, or replaced since it was opened, keeps its number.
+Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid);
+
+// Character-device major of NVIDIA's nodes (Linux's devices.txt): minor N is GPU N, 254 nvidia-modeset,
+// 255 nvidiactl. nvidia-uvm and nvidia-caps take majors of their own, found only by name.
+inline constexpr unsigned k_nvidia_char_major = 195;
+
+// The GPU an open file holds: a character device 195:N with N < 254, whatever its name; by the name
+// /dev/nvidiaN only where the file's type could not be read.
+std::optional<unsigned> held_gpu_minor(const OpenFile& file);
+// held_gpu_minor of each, sorted, each once.
+std::vector<unsigned> held_gpu_minors(const std::vector<OpenFile>& files);
+// One of the driver's nodes: major 195, or a name under /dev/nvidia (nvidia-uvm, nvidia-caps/...).
+bool is_nvidia_device(const OpenFile& file);
+
 }  // namespace gpuwarm

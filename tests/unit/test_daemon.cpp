@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,11 +17,76 @@
 namespace gpuwarm {
 namespace {
 
-TEST(Daemon, MinorsFromFdLinks) {
-  auto minors = nvidia_minors_from_links({"/dev/nvidiactl", "/dev/nvidia3", "/dev/nvidia0", "/dev/nvidia-uvm",
-                                          "/dev/nvidia3", "socket:[123]", "/dev/nvidia-caps/nvidia-cap1",
-                                          "/dev/nvidia999"});
-  EXPECT_EQ(minors, (std::vector<unsigned>{0, 3}));
+// A GPU is known by its node's number where the file's type was read, by its name only where it was not.
+TEST(Daemon, GpuHeldByAnOpenFile) {
+  using N = OpenFile::Number;
+  struct Case {
+    const char* name;
+    OpenFile file;
+    std::optional<unsigned> gpu;
+    bool nvidia;
+  };
+  const Case cases[] = {
+      {"node by its usual name", {"/dev/nvidia3", true, N{195, 3}}, 3u, true},
+      {"node renamed in a container", {"/dev/gpu0", true, N{195, 0}}, 0u, true},
+      {"node replaced since it was opened", {"/dev/nvidia1 (deleted)", true, N{195, 1}}, 1u, true},
+      {"nvidiactl", {"/dev/nvidiactl", true, N{195, 255}}, std::nullopt, true},
+      {"nvidia-modeset", {"/dev/nvidia-modeset", true, N{195, 254}}, std::nullopt, true},
+      {"nvidia-uvm (a major of its own)", {"/dev/nvidia-uvm", true, N{508, 0}}, std::nullopt, true},
+      {"a regular file named like a GPU", {"/dev/nvidia0", true, std::nullopt}, std::nullopt, true},
+      {"another driver's device", {"/dev/null", true, N{1, 3}}, std::nullopt, false},
+      {"type unread: by name", {"/dev/nvidia2", false, std::nullopt}, 2u, true},
+      {"type unread: a replaced node by name", {"/dev/nvidia2 (deleted)", false, std::nullopt}, 2u, true},
+      {"type unread: nvidiactl", {"/dev/nvidiactl", false, std::nullopt}, std::nullopt, true},
+      {"type unread: nvidia-caps", {"/dev/nvidia-caps/nvidia-cap1", false, std::nullopt}, std::nullopt, true},
+      {"type unread: a number past the GPUs", {"/dev/nvidia254", false, std::nullopt}, std::nullopt, true},
+      {"type unread: a socket", {"socket:[123]", false, std::nullopt}, std::nullopt, false},
+      {"type unread: a renamed node is not guessed", {"/dev/gpu0", false, std::nullopt}, std::nullopt, false},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(held_gpu_minor(c.file), c.gpu) << c.name;
+    EXPECT_EQ(is_nvidia_device(c.file), c.nvidia) << c.name;
+  }
+  std::vector<OpenFile> files;
+  for (const auto& c : cases) {
+    files.push_back(c.file);
+  }
+  EXPECT_EQ(held_gpu_minors(files), (std::vector<unsigned>{0, 1, 2, 3}));
+}
+
+// The live /proc: a file's type and number come from the open file, not from the name the link shows (a node
+// removed after it was opened still answers). /dev/null stands in for a GPU node, which CI has none of.
+TEST(Daemon, OpenFilesOfALiveProcessCarryTheirDeviceNumber) {
+  test::TempTree t;
+  t.write("plain", "x");
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(null_fd, 0);
+  int plain_fd = ::open((t.root() + "/plain").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(plain_fd, 0);
+  ASSERT_EQ(::unlink((t.root() + "/plain").c_str()), 0);
+  auto files = read_open_files(Paths(), static_cast<int>(::getpid()));
+  ASSERT_TRUE(files) << files.error().message;
+  bool saw_null = false;
+  bool saw_plain = false;
+  for (const auto& f : *files) {
+    if (f.path == "/dev/null") {
+      saw_null = true;
+      EXPECT_TRUE(f.type_read);
+      ASSERT_TRUE(f.char_device);
+      EXPECT_EQ(f.char_device->major, 1u);
+      EXPECT_EQ(f.char_device->minor, 3u);
+    }
+    if (f.path == t.root() + "/plain (deleted)") {
+      saw_plain = true;
+      EXPECT_TRUE(f.type_read);
+      EXPECT_FALSE(f.char_device);
+    }
+  }
+  EXPECT_TRUE(saw_null);
+  EXPECT_TRUE(saw_plain);
+  ::close(null_fd);
+  ::close(plain_fd);
+  EXPECT_FALSE(read_open_files(Paths(t.root()), 4242));  // no such process
 }
 
 TEST(Daemon, ReadsProcessesFromAFakeRoot) {
