@@ -141,7 +141,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
       "Examples:\n"
       "  gpuwarm check\n"
       "  gpuwarm check --max-length 60 --nvml-timeout 5\n"
-      "  gpuwarm check --rules PM001          # node-problem-detector's GPUPersistenceOff condition\n"
+      "  gpuwarm check --rules PM001     # node-problem-detector's GPUPersistenceOff\n"
       "  gpuwarm check --json | jq .check",
       impact_table()));
 

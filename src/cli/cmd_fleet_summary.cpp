@@ -109,7 +109,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       "unreadable.\n\n"
       "Examples:\n"
       "  gpuwarm fleet-summary reports/\n"
-      "  cat reports/*.json | gpuwarm fleet-summary --json | jq '.needs_attention.hostnames'");
+      "  cat reports/*.json | gpuwarm fleet-summary --json | jq .needs_attention");
 
   return [opts, &global]() -> int {
     std::vector<std::string> paths = opts->paths;

@@ -247,7 +247,10 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.add_option("--user", opts->user,
                  "The daemon's user (name or uid): check that it can open every /dev/nvidia* node")
       ->type_name("USER");
-  sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")->type_name("DIR");
+  // A mistyped root must not read as "module not loaded" (exit 10): it is a usage error.
+  sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")
+      ->check(CLI::ExistingDirectory.description(""))
+      ->type_name("DIR");
   sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default: found as `diagnose` finds it, under --root the root's)")
       ->type_name("PATH");
   sub.add_option("--daemon", opts->daemon,
@@ -275,8 +278,7 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   footer +=
       "\nExamples:\n"
       "  gpuwarm guard --verbose; echo $?\n"
-      "  /usr/share/gpuwarm/40-gpuwarm-guard.conf      # the packages' drop-in (runs /usr/bin/gpuwarm guard,\n"
-      "                                                # and lets the daemon start where gpuwarm is missing)";
+      "  cat /usr/share/gpuwarm/40-gpuwarm-guard.conf    # the packages' drop-in";
   sub.footer(footer);
 
   return [opts]() -> int {

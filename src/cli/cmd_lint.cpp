@@ -16,6 +16,7 @@
 #include "cli/command.h"
 #include "cli/file_batch.h"
 #include "core/exit_codes.h"
+#include "core/strings.h"
 #include "lint/lint.h"
 #include "snapshot/snapshot_json.h"
 
@@ -126,7 +127,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "\nExamples:\n"
       "  gpuwarm lint /etc /usr/local/bin ansible/\n"
       "  gpuwarm lint --json roles/ | jq '.findings[].rule_id'\n"
-      "  git show HEAD:roles/gpu/tasks/main.yml | gpuwarm lint --stdin-name roles/gpu/tasks/main.yml -";
+      "  git show HEAD:tasks/main.yml | gpuwarm lint --stdin-name tasks/main.yml -";
   sub.footer(footer);
 
   return [opts]() -> int {
@@ -158,7 +159,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     }
     Walk walk = walk_paths(named, [](const std::string&) { return true; });
     for (const auto& p : walk.missing) {
-      std::cerr << "gpuwarm lint: " << p << ": no such file or directory\n";
+      std::cerr << "gpuwarm lint: " << escape_control(p) << ": no such file or directory\n";
     }
     const bool missing = !walk.missing.empty();
     std::vector<std::string>& files = walk.files;
@@ -231,18 +232,21 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       for (const auto& [path, note] : notes) {
         skipped.push_back({{"path", path}, {"note", note}});
       }
+      // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
       std::cout << dump_json({{"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
-                              {"skipped", skipped}, {"documentation_skipped", docs_skipped}})
+                              {"skipped", skipped}, {"documentation_skipped", docs_skipped},
+                              {"missing", walk.missing}})
                 << "\n";
     } else {
       for (const auto& r : results) {
         for (const auto& f : r.findings) {
-          std::cout << fmt::format("{}:{}:{}: {} {}\n  fix: {}\n", r.path, f.line, f.column, f.rule, f.message,
-                                   f.fix);
+          // Paths and the text quoted from files are the scanned tree's, not gpuwarm's: escaped.
+          std::cout << fmt::format("{}:{}:{}: {} {}\n  fix: {}\n", escape_control(r.path), f.line, f.column, f.rule,
+                                   escape_control(f.message), escape_control(f.fix));
         }
       }
       for (const auto& [path, note] : notes) {
-        std::cerr << fmt::format("{}: {}\n", path, note);
+        std::cerr << fmt::format("{}: {}\n", escape_control(path), escape_control(note));
       }
       std::cerr << fmt::format("{} finding(s) in {} file(s) scanned", total, scanned);
       if (docs_skipped > 0) {

@@ -228,7 +228,8 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
                  "scrapes always share one)")
       ->check(finite_range(0.0, 86400.0))
       ->capture_default_str()
-      ->type_name("SECONDS");
+      ->type_name("SECONDS")
+      ->needs(listen_opt);
   sub.add_option("--probe-baseline", opts->probe_baseline,
                  "Export gpuwarm_gpu_cold_start_seconds and gpuwarm_job_start_seconds from this saved `gpuwarm probe "
                  "--save` run (no series when the file does not exist)")

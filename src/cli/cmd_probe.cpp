@@ -221,13 +221,31 @@ void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
   collect_children(children);
 }
 
-Result<void> save_run(const std::string& path, const ProbeRun& run) {
+// Only the default location's folder is created: a mistyped --save FILE must not leave folders behind (as
+// root), the same as snapshot -o.
+bool creates_folders(const std::string& path) { return path == k_default_probe_baseline; }
+
+Result<std::string> save_location(const std::string& path) {
   std::error_code ec;
-  std::string absolute = std::filesystem::absolute(path, ec).string();
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
   if (ec) {
     return fail("cannot write " + path + ": " + ec.message());
   }
-  return write_file_atomically(absolute, dump_json(probe_to_json(run)) + "\n");
+  if (!creates_folders(path) && !std::filesystem::is_directory(absolute.parent_path(), ec)) {
+    return fail(fmt::format("cannot write {}: the folder {} does not exist (create it, or name another --save FILE)",
+                            path, absolute.parent_path().string()));
+  }
+  return absolute.string();
+}
+
+Result<void> save_run(const std::string& path, const ProbeRun& run) {
+  auto absolute = save_location(path);
+  if (!absolute) {
+    return tl::unexpected(absolute.error());
+  }
+  WriteOptions options;
+  options.create_dirs = creates_folders(path);
+  return write_file_atomically(*absolute, dump_json(probe_to_json(run)) + "\n", options);
 }
 
 }  // namespace
@@ -322,6 +340,11 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     const bool comparing = sub.count("--compare") > 0;
     std::string save_path = opts->save.empty() ? k_default_probe_baseline : opts->save;
     std::string compare_path = opts->compare.empty() ? k_default_probe_baseline : opts->compare;
+    if (saving) {  // before the GPUs are probed, not after
+      if (auto where = save_location(save_path); !where) {
+        return give_up(ExitCode::tool_error, where.error().message);
+      }
+    }
     ProbeRun baseline;
     if (comparing) {
       auto loaded = load_probe_run(compare_path);
@@ -469,10 +492,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     }
     if (saving) {
       if (auto r = save_run(save_path, run); !r) {
-        std::cerr << "gpuwarm: error: " << r.error().message << "\n";
+        std::cerr << "gpuwarm: error: " << escape_control(r.error().message) << "\n";
         return to_int(ExitCode::tool_error);
       }
-      std::cerr << "saved baseline to " << save_path << "\n";
+      std::cerr << "saved baseline to " << escape_control(save_path) << "\n";
     }
     return to_int(all_ok ? ExitCode::healthy : ExitCode::tool_error);
   };

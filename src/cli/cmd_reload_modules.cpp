@@ -379,7 +379,9 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
   sub.add_flag("--dry-run", opts->dry_run, "Print the plan (or the refusal) and change nothing");
   sub.add_flag("--yes", opts->yes, "Carry the plan out (without it, only the plan is printed)");
   sub.add_flag("--json", opts->json, "Print the plan and the outcome as JSON");
-  sub.add_option("--root", opts->root, "Read /proc and /sys under DIR (tests)")->type_name("DIR");
+  sub.add_option("--root", opts->root, "Read /proc and /sys under DIR (tests)")
+      ->check(CLI::ExistingDirectory.description(""))
+      ->type_name("DIR");
   sub.footer(
       "Finishes a driver update without a reboot: unloads the loaded NVIDIA modules (nvidia_peermem,\n"
       "nvidia_drm, nvidia_uvm, nvidia_modeset, nvidia: only those loaded), loads the new ones from the module\n"

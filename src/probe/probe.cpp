@@ -7,6 +7,7 @@
 
 #include "core/json_number.h"
 #include "core/report_kind.h"
+#include "core/strings.h"
 #include "output/table.h"
 
 namespace gpuwarm {
@@ -509,7 +510,9 @@ std::string rounds_phrase(unsigned rounds) {
 }
 }  // namespace
 
-std::string render_probe_text(const ProbeRun& run) {
+namespace {
+
+std::string compose_probe_text(const ProbeRun& run) {
   std::string out;
   const bool several_rounds = run.rounds > 1;
   const std::string rounds_text =
@@ -622,6 +625,13 @@ std::string render_probe_text(const ProbeRun& run) {
   return out + (failures.empty() ? "" : "\n" + failures);
 }
 
+}  // namespace
+
+// Hostnames, UUIDs and error texts may come from a saved file (a baseline): escaped, line breaks kept.
+std::string render_probe_text(const ProbeRun& run) {
+  return escape_control_lines(compose_probe_text(run));
+}
+
 bool per_gpu_comparable(const ProbeRun& before, const ProbeRun& after) {
   return same_node(before, after) &&
          (before.method == after.method || (before.gpus.size() <= 1 && after.gpus.size() <= 1));
@@ -705,7 +715,9 @@ nlohmann::json compare_persistence_json(const ProbeRun& before, const ProbeRun& 
           {"changed", changed ? nlohmann::json(*changed) : nlohmann::json(nullptr)}};
 }
 
-std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
+namespace {
+
+std::string compose_compare_text(const ProbeRun& before, const ProbeRun& after) {
   std::string out = fmt::format("Before: {} {}   After: {} {}\n", before.hostname, before.taken_at,
                                 after.hostname, after.taken_at);
   out += fmt::format("Persistence before: {}. After: {}.\n", persistence_text(before.persistence),
@@ -765,6 +777,12 @@ std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
     out += t.render() + "\n";
   }
   return out;
+}
+
+}  // namespace
+
+std::string render_compare_text(const ProbeRun& before, const ProbeRun& after) {
+  return escape_control_lines(compose_compare_text(before, after));
 }
 
 }  // namespace gpuwarm

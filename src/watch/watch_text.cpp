@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
 #include "output/style.h"
 #include "output/table.h"
 #include "watch/watch.h"
@@ -102,6 +103,9 @@ std::string render_text(const WatchRun& run, const WatchSummary& summary, bool c
     out += "\nNote: " + n + "\n";
   }
 
+  // GPU names, UUIDs and error texts may come from a replayed file: escaped, line breaks kept. The verdict
+  // below is gpuwarm's own, styled after.
+  out = escape_control_lines(out);
   std::string verdict = cause_title(summary.cause);
   if (summary.cause == Cause::stable) {
     out += "\n" + style.green("Stable") +

@@ -196,8 +196,13 @@ class Contrib(unittest.TestCase):
         # The same arguments are valid for this gpuwarm (an unknown flag would exit 2).
         args = [a.strip("'") for a in d["exec"].split()[1:]]
         h.require_binary(self)
-        r = h.run(args + ["--root", tempfile.gettempdir() + "/gpuwarm-no-such-root"], raw=True)
+        with tempfile.TemporaryDirectory() as empty_root:
+            r = h.run(args + ["--root", empty_root], raw=True)
         self.assertEqual(r.returncode, 10, r.stdout + r.stderr)
+        # A root that does not exist is a mistyped command line, not "module not loaded".
+        r = h.run(args + ["--root", tempfile.gettempdir() + "/gpuwarm-no-such-root"], raw=True)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("--root: Directory does not exist", r.stderr)
 
     def test_systemd_dropin_runs_the_guard_as_exec_condition(self):
         path = os.path.join(h.SOURCE_DIR, "contrib/systemd/nvidia-persistenced.service.d/40-gpuwarm-guard.conf")
@@ -217,7 +222,7 @@ class Contrib(unittest.TestCase):
             self.assertEqual(r.returncode, 0)
             self.assertIn("is missing: nvidia-persistenced starts unguarded", r.stdout)
             os.symlink(h.BIN, os.path.join(d, "gpuwarm"))
-            r = subprocess.run(["/bin/sh", "-c", script.replace(" guard;", " guard --root /nonexistent-root;")],
+            r = subprocess.run(["/bin/sh", "-c", script.replace(" guard;", f" guard --root {d};")],
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 10, r.stdout + r.stderr)  # the guard's own answer, passed through
 

@@ -32,6 +32,10 @@ class HelpPages(unittest.TestCase):
                 self.assertIn("Exit codes", r.stdout, name)
             if name is not None:
                 self.assertIn("Examples:", r.stdout, name)  # README and the man page promise one per command
+                # An example is one line to copy: a wrapped one pastes as a broken command.
+                examples = r.stdout.split("Examples:", 1)[1].strip("\n").splitlines()
+                wrapped = [line for line in examples if not re.match(r"  \S", line)]
+                self.assertEqual(wrapped, [], f"{name} --help wraps an example")
             h.check_golden(self, os.path.join("help", (name or "gpuwarm") + ".txt"), r.stdout)
 
 

@@ -73,9 +73,17 @@ class Lint(unittest.TestCase):
         self.assertEqual(d["skipped"][0]["note"], "skipped: binary")
 
     def test_errors_and_rules(self):
-        r = self.lint(os.path.join(self.tree, "missing"))
+        missing = os.path.join(self.tree, "missing")
+        r = self.lint(missing)
         self.assertEqual(r.returncode, 1)
         self.assertIn("no such file or directory", r.stderr)
+        # With --json, standard output alone says why it failed.
+        self.put("bad.sh", "nvidia-smi -pm 1\n")
+        r = self.lint(missing, os.path.join(self.tree, "bad.sh"), "--json")
+        self.assertEqual(r.returncode, 1)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["missing"], [missing])
+        self.assertEqual([f["rule_id"] for f in d["findings"]], ["LINT001"])
         self.assertEqual(self.lint().returncode, 2)
         r = self.lint("--list-rules")
         self.assertEqual(r.returncode, 0)
@@ -84,6 +92,22 @@ class Lint(unittest.TestCase):
                           "LINT010", "LINT011", "LINT012", "LINT013", "LINT014"])
         r = self.lint("--list-rules", "--json")
         self.assertEqual([rule["id"] for rule in json.loads(r.stdout)][:2], ["LINT001", "LINT002"])
+
+    def test_names_and_quoted_text_from_the_tree_are_escaped(self):
+        # A scanned tree is untrusted: a file name or a quoted value must not drive the terminal.
+        name = self.put("evil\x1b]0;owned\x07\x1b[2Jx.sh", "nvidia-smi -pm 1\n")
+        self.put("quoted.sh", 'nvidia-smi -pm "{{ pm\x1b[31m }}"\n')
+        self.put("blob\x1b[2J.bin", b"\x00\x01", mode="wb")
+        r = self.lint(self.tree)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertNotIn("\x1b", r.stdout + r.stderr)
+        self.assertNotIn("\x07", r.stdout + r.stderr)
+        self.assertIn("evil\\x1b]0;owned\\x07\\x1b[2Jx.sh:1:1: LINT001", r.stdout)
+        self.assertIn("pm\\x1b[31m", r.stdout)
+        self.assertIn("blob\\x1b[2J.bin: skipped: binary", r.stderr)
+        # JSON keeps the exact name (its own escaping is JSON's).
+        d = json.loads(self.lint(self.tree, "--json").stdout)
+        self.assertIn(name, [f["path"] for f in d["findings"]])
 
     def stdin_lint(self, text, *args):
         env = dict(os.environ, NO_COLOR="1")

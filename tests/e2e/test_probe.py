@@ -421,7 +421,33 @@ class Probe(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("missing.json", json.loads(r.stdout)["error"])
 
+    def test_save_into_a_missing_folder_is_refused_before_probing_and_creates_nothing(self):
+        target = os.path.join(self.tmp, "typo", "a", "baseline.json")
+        r = self.probe({"*": {"delay_ms": {"cuInit": 600}}}, "--save", target)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("typo/a does not exist", r.stderr)
+        self.assertNotIn("cu_init", r.stdout)  # refused before the GPUs were probed
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "typo")))
+        rc, d = self.probe_json({}, "--save", target)
+        self.assertEqual(rc, 1)
+        self.assertIn("does not exist", d["error"])
+        self.assertEqual(d["gpus"], [])
+
+    def test_a_baselines_text_is_escaped(self):
+        baseline = os.path.join(self.tmp, "baseline.json")
+        self.assertEqual(self.probe({}, "--save", baseline).returncode, 0)
+        with open(baseline) as f:
+            d = json.load(f)
+        d["hostname"] = "h\x1b]0;pwn\x07"
+        with open(baseline, "w") as f:
+            json.dump(d, f)
+        r = self.probe({}, "--compare", baseline)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertIn("Before: h\\x1b]0;pwn\\x07 ", r.stdout)
+        self.assertIn("from another node (h\\x1b]0;pwn\\x07)", r.stdout)
+
     def test_save_then_compare(self):
+        os.mkdir(os.path.join(self.tmp, "sub"))
         baseline = os.path.join(self.tmp, "sub", "baseline.json")
         r = self.probe({"*": {"delay_ms": {"cuInit": 600}}}, "--save", baseline)
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -154,6 +154,15 @@ class Watch(unittest.TestCase):
         self.assertTrue(any("did not run" in n for n in d["summary"]["notes"]))
         self.assertNotIn("load", [s["phase"] for s in d["samples"]])
 
+    def test_replayed_names_are_escaped(self):
+        with open(os.path.join(h.SOURCE_DIR, "examples/h100-watch-detached.json")) as f:
+            d = json.load(f)
+        d["gpus"][0]["name"] = "NVIDIA\x1b]0;pwn\x07\x1b[2J"
+        r = h.run(["watch", "--replay", self.write("evil.json", d)], raw=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertIn("GPU 0 NVIDIA\\x1b]0;pwn\\x07\\x1b[2J (GPU-", r.stdout)
+
     def test_replay_reproduces_the_summary(self):
         rc, d = self.watch_json(self.job_leaves_scenario(), "--interval", "200ms", "--duration", "2s")
         path = self.write("run.json", d)
