@@ -126,9 +126,11 @@ struct DaemonProcess {
   std::string argv_missing;  // why argv is empty though the process is named like the daemon ("" when read)
   Fact<unsigned> uid;
   Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
+  std::string executable;  // /proc/PID/exe ("" when it could not be read: needs root)
 };
 
-// A process named nvidia-persistenced that is not this host's daemon: a container's, or another user's.
+// A process named nvidia-persistenced that is not this host's daemon: a container's (foreign), or one whose
+// user or executable is not the daemon's (not_daemon).
 struct ForeignDaemon {
   int pid = 0;
   std::string why;  // "another mount namespace (mnt:[4026532301], the host's mnt:[4026531841]): a container's"
@@ -141,6 +143,7 @@ struct DaemonFacts {
   // Why /proc could not be listed in full ("" when it was): then an empty `processes` says nothing.
   std::string processes_unread;
   std::vector<ForeignDaemon> foreign;    // in another namespace (a container's daemon): named, never counted
+  std::vector<ForeignDaemon> not_daemon;  // named like it, but another user's or another program: named, never counted
   Fact<bool> user_exists;                // an "nvidia-persistenced" account in /etc/passwd (fix's unit runs as it)
   bool runtime_dir = false;  // /run/nvidia-persistenced
   Fact<int> pid_file_pid;

@@ -50,10 +50,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library
                                                 user_space_version, system_driver_version, cuda_driver_version,
                                                 init_code, init_error, init_ms, load_ms, devices_ms, shutdown_ms,
                                                 device_count, gpus)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonProcess, pid, argv, argv_missing, uid, held_minors)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonProcess, pid, argv, argv_missing, uid, held_minors, executable)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ForeignDaemon, pid, why)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonFacts, binary, binary_found_by, processes, processes_unread,
-                                                foreign, runtime_dir,
+                                                foreign, not_daemon, runtime_dir,
                                                 pid_file_pid, socket, user_exists)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApiMismatch, client, client_version, kernel_version,
                                                 after_module_load)

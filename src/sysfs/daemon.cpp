@@ -118,6 +118,51 @@ std::string not_the_daemons_user(const Paths& paths, const std::vector<std::stri
   return {};
 }
 
+// The daemon's executable: a file named nvidia-persistenced (NixOS runs .nvidia-persistenced-wrapped) that no
+// user but root (or the caller) could have put there. A process chooses its command name, argv[0] and --user
+// itself; it cannot choose its executable. "" when it may be the daemon; also when the link cannot be read
+// for want of privilege (its open files cannot be read either, and "needs root" says so).
+std::string not_the_daemons_executable(const Paths& paths, int pid, std::string& executable) {
+  const std::string link = paths.proc(std::to_string(pid) + "/exe");
+  auto text = read_link(link);
+  if (!text) {
+    const std::string& why = text.error().message;
+    if (why.find("denied") != std::string::npos || why.find("not permitted") != std::string::npos) {
+      return {};
+    }
+    return "its executable could not be read (" + paths.display(why) + ")";
+  }
+  std::string path = *text;
+  constexpr std::string_view deleted = " (deleted)";  // replaced since it started (a driver update)
+  const bool replaced = std::string_view(path).ends_with(deleted);
+  if (replaced) {
+    path.resize(path.size() - deleted.size());
+  }
+  executable = printable(*text);
+  const std::string_view name = last_path_component(path);
+  if (name != k_daemon_name && name != ".nvidia-persistenced-wrapped") {
+    return fmt::format("runs {}, not nvidia-persistenced", executable);
+  }
+  if (!replaced) {
+    if (std::string why = replaceable_by_others(paths.host(path)); !why.empty()) {
+      return fmt::format("runs {}, which {}", executable, why);
+    }
+    return {};
+  }
+  // A replaced file has no path left to check: its folder must still be root's, and on this host the file
+  // itself (reached through the link) must be root's and writable by no one else.
+  const std::string folder = path.substr(0, path.rfind('/'));
+  if (std::string why = replaceable_by_others(paths.host(folder.empty() ? "/" : folder)); !why.empty()) {
+    return fmt::format("runs {}, whose folder {}", executable, why);
+  }
+  struct stat st {};
+  if (paths.is_live() && (::stat(link.c_str(), &st) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid()) ||
+                          (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
+    return fmt::format("runs {}, a file not root's or writable by others", executable);
+  }
+  return {};
+}
+
 }  // namespace
 
 DaemonFacts read_daemon(const Paths& paths) { return read_daemon(paths, list_processes(paths)); }
@@ -180,8 +225,12 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       DaemonProcess proc;
       proc.pid = process.pid;
       proc.uid = read_uid(paths.proc(entry + "/status"));
-      if (std::string why = not_the_daemons_user(paths, argv, proc.uid); !why.empty()) {
-        facts.foreign.push_back({process.pid, why + ": not the daemon"});
+      std::string why = not_the_daemons_executable(paths, process.pid, proc.executable);
+      if (why.empty()) {
+        why = not_the_daemons_user(paths, argv, proc.uid);
+      }
+      if (!why.empty()) {
+        facts.not_daemon.push_back({process.pid, why + ": not the daemon"});
         continue;
       }
       proc.argv = std::move(argv);

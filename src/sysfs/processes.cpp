@@ -247,11 +247,9 @@ Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid) {
     // Sockets, pipes and anon inodes ("socket:[123]") are never devices: no need to ask.
     if (!file.path.empty() && file.path.front() == '/') {
       struct statx st {};
-      if (::statx(AT_FDCWD, link.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &st) == 0 && (st.stx_mask & STATX_TYPE)) {
-        file.type_read = true;
-        if (S_ISCHR(st.stx_mode)) {
-          file.char_device = OpenFile::Number{st.stx_rdev_major, st.stx_rdev_minor};
-        }
+      if (::statx(AT_FDCWD, link.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &st) == 0 && (st.stx_mask & STATX_TYPE) &&
+          S_ISCHR(st.stx_mode)) {
+        file.char_device = OpenFile::Number{st.stx_rdev_major, st.stx_rdev_minor};
       }
     }
     files.push_back(std::move(file));
@@ -260,8 +258,8 @@ Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid) {
 }
 
 std::optional<unsigned> held_gpu_minor(const OpenFile& file) {
-  if (file.type_read) {
-    if (file.char_device && file.char_device->major == k_nvidia_char_major && file.char_device->minor < 254) {
+  if (file.char_device) {
+    if (file.char_device->major == k_nvidia_char_major && file.char_device->minor < 254) {
       return file.char_device->minor;
     }
     return std::nullopt;

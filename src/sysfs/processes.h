@@ -70,8 +70,7 @@ struct OpenFile {
     unsigned major = 0;
     unsigned minor = 0;
   };
-  bool type_read = false;            // the file's own type was read (not for a process that exited, or a recorded /proc)
-  std::optional<Number> char_device;  // when type_read and it is a character device
+  std::optional<Number> char_device;  // when it is a character device (unknown for a recorded /proc)
 };
 
 // The files PID holds open, or why its fd folder could not be listed. Each file's type comes from the open
@@ -84,7 +83,7 @@ Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid);
 inline constexpr unsigned k_nvidia_char_major = 195;
 
 // The GPU an open file holds: a character device 195:N with N < 254, whatever its name; by the name
-// /dev/nvidiaN only where the file's type could not be read.
+// /dev/nvidiaN only where it is no character device (its type unread, or a stand-in file in a test's node).
 std::optional<unsigned> held_gpu_minor(const OpenFile& file);
 // held_gpu_minor of each, sorted, each once.
 std::vector<unsigned> held_gpu_minors(const std::vector<OpenFile>& files);

@@ -59,6 +59,9 @@ CheckResult daemon_running_check(const Snapshot& s) {
     for (const auto& f : s.daemon.foreign) {
       c.detail += fmt::format("; pid {} runs in {}", f.pid, f.why);
     }
+    for (const auto& f : s.daemon.not_daemon) {
+      c.detail += fmt::format("; pid {} {}", f.pid, f.why);
+    }
     return c;
   }
   std::vector<std::string> lines;

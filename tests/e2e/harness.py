@@ -106,6 +106,8 @@ class FakeRoot:
         self.write(f"proc/{pid}/comm", "nvidia-persiste\n")
         self.write(f"proc/{pid}/cmdline", "\0".join(argv) + "\0")
         self.write(f"proc/{pid}/status", "Name:\tnvidia-persiste\nUid:\t0\t0\t0\t0\n")
+        # What it runs is what makes it the daemon (a process names itself): the link, and the file it names.
+        os.symlink(argv[0], self.p(f"proc/{pid}/exe"))
         os.makedirs(self.p(f"proc/{pid}/fd"), exist_ok=True)
         os.symlink("/dev/nvidiactl", self.p(f"proc/{pid}/fd/3"))
         for n, minor in enumerate(holds):

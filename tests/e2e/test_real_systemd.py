@@ -44,8 +44,8 @@ for a in "$@"; do [ "$a" = --no-persistence-mode ] && persistence=off; done
 mkdir -p /run/nvidia-persistenced
 touch /dev/nvidia0 /dev/nvidia1
 # The process must look like the daemon to gpuwarm: its command name (/proc/PID/comm, from the name it was
-# executed by) and its argv[0].
-ln -sf /bin/sleep /run/nvidia-persistenced/nvidia-persistenced
+# executed by), its argv[0], and its executable (/proc/PID/exe: a root-owned file of that name, so a copy).
+cp /bin/sleep /run/nvidia-persistenced/nvidia-persistenced
 daemon=/run/nvidia-persistenced/nvidia-persistenced
 if [ $persistence = on ]; then
   ( exec 3<>/dev/nvidia0 4<>/dev/nvidia1; touch /run/stand-in-persistence-on; exec -a nvidia-persistenced $daemon infinity ) &

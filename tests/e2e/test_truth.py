@@ -225,6 +225,24 @@ class Masking(Node):
         for n, minor in enumerate(minors):
             os.symlink(f"/dev/nvidia{minor}", self.root.p(f"proc/{pid}/fd/{4 + n}"))
 
+    def test_a_process_posing_as_the_daemon_is_a_client_not_the_daemon(self):
+        # Name, argv[0] and --user are a process's own to choose (exec -a, /proc/self/comm): what it runs decides.
+        off = h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
+        self.root.driver().daemon_binary().kmsg().daemon_process(pid=4242, holds=(0, 1))
+        rc, d = self.diagnose(scenario_obj=off)
+        self.assertEqual(d["snapshot"]["daemon"]["processes"][0]["executable"], "/usr/bin/nvidia-persistenced")
+        self.assertNotEqual(d["verdict"]["rule_id"], "PM001")  # the real daemon holds both GPUs
+        os.remove(self.root.p("proc/4242/exe"))
+        self.root.write("usr/bin/python3.11", "\x7fELF", 0o755)
+        os.symlink("/usr/bin/python3.11", self.root.p("proc/4242/exe"))
+        rc, d = self.diagnose(scenario_obj=off)
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (3, "PM001"))
+        self.assertEqual(d["snapshot"]["daemon"]["processes"], [])
+        self.assertEqual(d["snapshot"]["daemon"]["not_daemon"],
+                         [{"pid": 4242, "why": "runs /usr/bin/python3.11, not nvidia-persistenced: not the daemon"}])
+        masked = [f for f in d["findings"] if f["rule_id"] == "PM003"]
+        self.assertEqual([f["gpu"] for f in masked], [0, 1])  # it holds the GPUs: a client that masks the problem
+
     def test_a_client_holding_the_gpu_masks_persistence_off(self):
         self.root.driver().daemon_binary().kmsg()
         self.client(777, "nv-hostengine", [0, 1])

@@ -17,7 +17,16 @@
 namespace gpuwarm {
 namespace {
 
-// A GPU is known by its node's number where the file's type was read, by its name only where it was not.
+// A process of the fake tree runs `binary` (written, root's or the test's, 0755, where missing).
+void runs(const test::TempTree& t, int pid, const std::string& binary = "/usr/bin/nvidia-persistenced") {
+  if (!std::filesystem::exists(t.path(binary.substr(1)))) {
+    t.write(binary.substr(1), "#!/bin/sh\n");
+    t.chmod(binary.substr(1), std::filesystem::perms(0755));
+  }
+  t.symlink(binary, "proc/" + std::to_string(pid) + "/exe");
+}
+
+// A GPU is known by its node's number where the file is a character device, by its name only where it is not.
 TEST(Daemon, GpuHeldByAnOpenFile) {
   using N = OpenFile::Number;
   struct Case {
@@ -27,21 +36,21 @@ TEST(Daemon, GpuHeldByAnOpenFile) {
     bool nvidia;
   };
   const Case cases[] = {
-      {"node by its usual name", {"/dev/nvidia3", true, N{195, 3}}, 3u, true},
-      {"node renamed in a container", {"/dev/gpu0", true, N{195, 0}}, 0u, true},
-      {"node replaced since it was opened", {"/dev/nvidia1 (deleted)", true, N{195, 1}}, 1u, true},
-      {"nvidiactl", {"/dev/nvidiactl", true, N{195, 255}}, std::nullopt, true},
-      {"nvidia-modeset", {"/dev/nvidia-modeset", true, N{195, 254}}, std::nullopt, true},
-      {"nvidia-uvm (a major of its own)", {"/dev/nvidia-uvm", true, N{508, 0}}, std::nullopt, true},
-      {"a regular file named like a GPU", {"/dev/nvidia0", true, std::nullopt}, std::nullopt, true},
-      {"another driver's device", {"/dev/null", true, N{1, 3}}, std::nullopt, false},
-      {"type unread: by name", {"/dev/nvidia2", false, std::nullopt}, 2u, true},
-      {"type unread: a replaced node by name", {"/dev/nvidia2 (deleted)", false, std::nullopt}, 2u, true},
-      {"type unread: nvidiactl", {"/dev/nvidiactl", false, std::nullopt}, std::nullopt, true},
-      {"type unread: nvidia-caps", {"/dev/nvidia-caps/nvidia-cap1", false, std::nullopt}, std::nullopt, true},
-      {"type unread: a number past the GPUs", {"/dev/nvidia254", false, std::nullopt}, std::nullopt, true},
-      {"type unread: a socket", {"socket:[123]", false, std::nullopt}, std::nullopt, false},
-      {"type unread: a renamed node is not guessed", {"/dev/gpu0", false, std::nullopt}, std::nullopt, false},
+      {"node by its usual name", {"/dev/nvidia3", N{195, 3}}, 3u, true},
+      {"node renamed in a container", {"/dev/gpu0", N{195, 0}}, 0u, true},
+      {"node replaced since it was opened", {"/dev/nvidia1 (deleted)", N{195, 1}}, 1u, true},
+      {"nvidiactl", {"/dev/nvidiactl", N{195, 255}}, std::nullopt, true},
+      {"nvidia-modeset", {"/dev/nvidia-modeset", N{195, 254}}, std::nullopt, true},
+      {"nvidia-uvm (a major of its own)", {"/dev/nvidia-uvm", N{508, 0}}, std::nullopt, true},
+      {"another driver's node named like a GPU", {"/dev/nvidia0", N{1, 5}}, std::nullopt, true},
+      {"another driver's device", {"/dev/null", N{1, 3}}, std::nullopt, false},
+      {"no device (unread, or a test node's stand-in file): by name", {"/dev/nvidia2", std::nullopt}, 2u, true},
+      {"no device: a replaced node by name", {"/dev/nvidia2 (deleted)", std::nullopt}, 2u, true},
+      {"no device: nvidiactl", {"/dev/nvidiactl", std::nullopt}, std::nullopt, true},
+      {"no device: nvidia-caps", {"/dev/nvidia-caps/nvidia-cap1", std::nullopt}, std::nullopt, true},
+      {"no device: a number past the GPUs", {"/dev/nvidia254", std::nullopt}, std::nullopt, true},
+      {"no device: a socket", {"socket:[123]", std::nullopt}, std::nullopt, false},
+      {"no device: a renamed node is not guessed", {"/dev/gpu0", std::nullopt}, std::nullopt, false},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(held_gpu_minor(c.file), c.gpu) << c.name;
@@ -71,14 +80,12 @@ TEST(Daemon, OpenFilesOfALiveProcessCarryTheirDeviceNumber) {
   for (const auto& f : *files) {
     if (f.path == "/dev/null") {
       saw_null = true;
-      EXPECT_TRUE(f.type_read);
       ASSERT_TRUE(f.char_device);
       EXPECT_EQ(f.char_device->major, 1u);
       EXPECT_EQ(f.char_device->minor, 3u);
     }
     if (f.path == t.root() + "/plain (deleted)") {
       saw_plain = true;
-      EXPECT_TRUE(f.type_read);
       EXPECT_FALSE(f.char_device);
     }
   }
@@ -99,6 +106,7 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   t.symlink("/dev/nvidiactl", "proc/4242/fd/3");
   t.symlink("/dev/nvidia0", "proc/4242/fd/4");
   t.symlink("/dev/nvidia1", "proc/4242/fd/5");
+  runs(t, 4242);
   // A process named like the daemon that is not it: its argv[0] decides.
   t.write("proc/77/comm", "nvidia-persiste\n");
   t.write("proc/77/cmdline", std::string("python3\0nvidia-persistenced\0", 28));
@@ -113,6 +121,7 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   EXPECT_EQ(d.processes[0].argv, (std::vector<std::string>{"/usr/bin/nvidia-persistenced", "--user",
                                                            "nvidia-persistenced"}));
   EXPECT_TRUE(d.processes[0].uid.is(143));
+  EXPECT_EQ(d.processes[0].executable, "/usr/bin/nvidia-persistenced");
   ASSERT_TRUE(d.processes[0].held_minors.has());
   EXPECT_EQ(*d.processes[0].held_minors, (std::vector<unsigned>{0, 1}));
   EXPECT_TRUE(d.runtime_dir);
@@ -150,6 +159,7 @@ TEST(Daemon, FoundByNameThenArgv) {
     t.write("proc/500/cmdline", c.cmdline);
     t.write("proc/500/status", "Uid:\t0\t0\t0\t0\n");
     t.mkdir("proc/500/fd");
+    runs(t, 500);
     DaemonFacts d = read_daemon(Paths(t.root()));
     EXPECT_EQ(d.processes.size(), c.found ? 1u : 0u);
   }
@@ -181,11 +191,72 @@ TEST(Daemon, AnotherUsersImitationIsNotTheDaemon) {
     t.write("proc/500/cmdline", c.cmdline);
     t.write("proc/500/status", "Uid:\t" + std::to_string(c.uid) + "\t0\t0\t0\n");
     t.mkdir("proc/500/fd");
+    runs(t, 500);
     DaemonFacts d = read_daemon(Paths(t.root()));
     EXPECT_EQ(d.processes.size(), c.daemon ? 1u : 0u);
+    EXPECT_TRUE(d.foreign.empty());
     if (!c.daemon) {
-      ASSERT_EQ(d.foreign.size(), 1u);
-      EXPECT_NE(d.foreign[0].why.find("not the daemon"), std::string::npos) << d.foreign[0].why;
+      ASSERT_EQ(d.not_daemon.size(), 1u);
+      EXPECT_NE(d.not_daemon[0].why.find("not the daemon"), std::string::npos) << d.not_daemon[0].why;
+    }
+  }
+}
+
+// A process chooses its command name, argv[0] and --user; not its executable. Any user could otherwise pose as
+// the daemon, and its open GPUs would turn "persistence off" into "held by nvidia-persistenced".
+TEST(Daemon, OnlyTheDaemonsExecutableIsTheDaemon) {
+  using namespace std::string_literals;
+  struct Case {
+    const char* name;
+    std::string exe;           // the link's text; "" for no link
+    std::string binary;        // the file written under the root ("" for none)
+    unsigned file_mode;
+    unsigned folder_mode;      // of the binary's folder
+    const char* why;           // nullptr: the daemon
+  };
+  const Case cases[] = {
+      {"the packaged binary", "/usr/bin/nvidia-persistenced", "/usr/bin/nvidia-persistenced", 0755, 0755, nullptr},
+      {"NixOS's wrapped binary", "/nix/store/x-nvidia-x11/bin/.nvidia-persistenced-wrapped",
+       "/nix/store/x-nvidia-x11/bin/.nvidia-persistenced-wrapped", 0555, 0555, nullptr},
+      {"replaced by a driver update since it started", "/usr/bin/nvidia-persistenced (deleted)", "", 0, 0755,
+       nullptr},
+      {"python renamed with exec -a", "/usr/bin/python3.11", "/usr/bin/python3.11", 0755, 0755,
+       "runs /usr/bin/python3.11, not nvidia-persistenced"},
+      {"a copy anyone may replace", "/srv/x/nvidia-persistenced", "/srv/x/nvidia-persistenced", 0777, 0755,
+       "is writable by group or others"},
+      {"a copy in a folder anyone may change", "/srv/y/nvidia-persistenced", "/srv/y/nvidia-persistenced", 0755,
+       0777, "writable by group or others"},
+      {"replaced, in a folder anyone may change", "/srv/z/nvidia-persistenced (deleted)", "", 0, 0777,
+       "whose folder"},
+      {"no executable to read (exited, or a zombie)", "", "", 0, 0, "its executable could not be read"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    test::TempTree t;
+    t.write("proc/500/comm", "nvidia-persiste\n");
+    t.write("proc/500/cmdline", "nvidia-persistenced\0"s);
+    t.write("proc/500/status", "Uid:\t0\t0\t0\t0\n");
+    t.mkdir("proc/500/fd");
+    if (!c.binary.empty()) {
+      t.write(c.binary.substr(1), "\x7f" "ELF");
+      t.chmod(c.binary.substr(1), std::filesystem::perms(c.file_mode));
+    }
+    if (!c.exe.empty()) {
+      std::string folder = c.exe.substr(1, c.exe.rfind('/') - 1);
+      t.mkdir(folder);
+      t.chmod(folder, std::filesystem::perms(c.folder_mode));
+      t.symlink(c.exe, "proc/500/exe");
+    }
+    DaemonFacts d = read_daemon(Paths(t.root()));
+    if (c.why == nullptr) {
+      ASSERT_EQ(d.processes.size(), 1u);
+      EXPECT_EQ(d.processes[0].executable, c.exe);
+      EXPECT_TRUE(d.not_daemon.empty());
+    } else {
+      EXPECT_TRUE(d.processes.empty());
+      ASSERT_EQ(d.not_daemon.size(), 1u);
+      EXPECT_NE(d.not_daemon[0].why.find(c.why), std::string::npos) << d.not_daemon[0].why;
+      EXPECT_NE(d.not_daemon[0].why.find("not the daemon"), std::string::npos) << d.not_daemon[0].why;
     }
   }
 }
@@ -198,6 +269,8 @@ TEST(Daemon, PidFileNamesItWhateverItsCommandName) {
   t.write("proc/601/comm", "persistd\n");  // the same, but not the PID the daemon wrote
   t.write("proc/601/cmdline", "/opt/x/nvidia-persistenced\0"s);
   t.write("run/nvidia-persistenced/nvidia-persistenced.pid", "600\n");
+  runs(t, 600, "/opt/x/nvidia-persistenced");
+  runs(t, 601, "/opt/x/nvidia-persistenced");
   DaemonFacts d = read_daemon(Paths(t.root()));
   ASSERT_EQ(d.processes.size(), 1u);
   EXPECT_EQ(d.processes[0].pid, 600);
@@ -210,6 +283,8 @@ TEST(Daemon, ArgumentsThatNeverComeAreBoundedAndSaid) {
   test::TempTree t;
   t.write("proc/700/comm", "nvidia-persiste\n");
   t.write("proc/701/comm", "7\n");
+  runs(t, 700);
+  runs(t, 701);
   auto stuck = [](const std::string&) -> std::string {
     std::this_thread::sleep_for(std::chrono::seconds(3));
     return "/usr/bin/nvidia-persistenced";
@@ -229,6 +304,7 @@ TEST(Daemon, ArgumentsThatNeverComeAreBoundedAndSaid) {
 TEST(Daemon, OneBlockedReadPerProcessAcrossCollections) {
   test::TempTree t;
   t.write("proc/800/comm", "nvidia-persiste\n");
+  runs(t, 800);
   static std::atomic<int> reads{0};
   auto stuck = [](const std::string&) -> std::string {
     ++reads;
