@@ -98,7 +98,7 @@ std::vector<Finding> unit_state_unread(const Snapshot& s) {
     return {};  // NOTE002 says systemd could not be asked at all
   }
   Finding f;
-  auto unread = [&f](const char* property, const Fact<std::string>& fact) {
+  auto unread = [&f](const char* property, const auto& fact) {
     if (!fact.has()) {
       f.evidence.push_back(fmt::format("{}: unread ({})", property, fact.missing));
     }
@@ -106,12 +106,16 @@ std::vector<Finding> unit_state_unread(const Snapshot& s) {
   unread("LoadState", s.service.load_state);
   unread("ActiveState", s.service.active_state);
   if (!s.service.load_state.has() || s.service.load_state.is("loaded")) {
-    unread("UnitFileState", s.service.unit_file_state);  // a unit that is not there has none to read
+    // A unit that is not there has none of these to read. StopWhenUnneeded and ExecStart decide PD003 and PD002.
+    unread("UnitFileState", s.service.unit_file_state);
+    unread("StopWhenUnneeded", s.service.stop_when_unneeded);
+    unread("ExecStart", s.service.exec_start);
   }
   if (f.evidence.empty()) {
     return {};
   }
-  // Whether the unit is failed, enabled or there at all decides PD004, PD006 and PD007: not "no finding".
+  // Whether the unit is failed, enabled, there at all, stopped when unneeded or started with persistence off
+  // decides PD002-PD007: not "no finding".
   f.message = "systemd answered, but nvidia-persistenced.service's state could not be read";
   f.next_step = "Run `systemctl status nvidia-persistenced.service` as root; if it answers, run gpuwarm again "
                 "(a D-Bus policy or a timeout may have refused the read).";

@@ -113,10 +113,19 @@ TEST(Rules, UNK005_unit_state_unread) {
        {{std::nullopt}}},
       {"only enablement unread",
        [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::unknown("Access denied"); }, {{std::nullopt}}},
+      // PD003 and PD002 decide on these: one read that failed must not leave "no finding".
+      {"only StopWhenUnneeded unread",
+       [](Snapshot& s) { s.service.stop_when_unneeded = Fact<bool>::unknown("Connection timed out"); },
+       {{std::nullopt}}},
+      {"only ExecStart unread",
+       [](Snapshot& s) { s.service.exec_start = Fact<std::vector<std::string>>::unknown("Access denied"); },
+       {{std::nullopt}}},
       {"no unit: no enablement to read",
        [](Snapshot& s) {
          s.service.load_state = Fact<std::string>::known("not-found");
          s.service.unit_file_state = Fact<std::string>::unknown("x");
+         s.service.stop_when_unneeded = Fact<bool>::unknown("x");
+         s.service.exec_start = Fact<std::vector<std::string>>::unknown("x");
        },
        {}},
       {"systemd unreachable is NOTE002's",
