@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -123,11 +124,12 @@ int default_priority(const std::string& path) {
 // which copy modprobe would take, and the options /etc/modprobe.d gives it.
 std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
   std::vector<modules::ModuleFile> out;
+  // Without a context the files are still listed, each with why its modinfo is unknown: plan_reload refuses
+  // them, where an empty list would read as "no new modules" (a reboot).
   kmod_ctx* ctx = kmod_new(nullptr, nullptr);
-  if (ctx == nullptr) {
-    return out;
+  if (ctx != nullptr) {
+    (void)kmod_load_resources(ctx);  // the configuration: options lines in /etc/modprobe.d
   }
-  (void)kmod_load_resources(ctx);  // the configuration: options lines in /etc/modprobe.d
   const auto dep_order = modules_dep_order(dir);
   static const std::regex ko("(nvidia[-_a-z]*)\\.ko(\\.xz|\\.zst|\\.gz)?");
   std::error_code ec;
@@ -157,6 +159,11 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     if (!mf.untrusted.empty() && !real_ec && real != found) {
       mf.untrusted = "(found as " + found + ") " + mf.untrusted;
     }
+    if (ctx == nullptr) {
+      mf.modinfo_unread = "libkmod could not create a context";
+      out.push_back(std::move(mf));
+      continue;
+    }
     if (kmod_module* named = nullptr; kmod_module_new_from_name(ctx, mf.name.c_str(), &named) == 0) {
       if (const char* options = kmod_module_get_options(named)) {
         mf.options = options;
@@ -164,9 +171,13 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
       kmod_module_unref(named);
     }
     kmod_module* mod = nullptr;
-    if (kmod_module_new_from_path(ctx, mf.path.c_str(), &mod) == 0) {
+    if (int r = kmod_module_new_from_path(ctx, mf.path.c_str(), &mod); r != 0) {
+      mf.modinfo_unread = fmt::format("libkmod cannot open the file: {}", std::strerror(-r));
+    } else {
       kmod_list* info = nullptr;
-      if (kmod_module_get_info(mod, &info) >= 0) {
+      if (int n = kmod_module_get_info(mod, &info); n < 0) {
+        mf.modinfo_unread = fmt::format("libkmod cannot read its modinfo: {}", std::strerror(-n));
+      } else {
         for (kmod_list* entry = info; entry != nullptr; entry = kmod_list_next(info, entry)) {
           std::string key = kmod_module_info_get_key(entry);
           const char* value = kmod_module_info_get_value(entry);
@@ -183,7 +194,9 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     }
     out.push_back(std::move(mf));
   }
-  kmod_unref(ctx);
+  if (ctx != nullptr) {
+    kmod_unref(ctx);
+  }
   return out;
 }
 
@@ -425,7 +438,11 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     facts.loaded = read_loaded(paths, &facts.loaded_unread);
     facts.new_modules = facts.module_dir_exists ? read_module_files(facts.module_dir) : std::vector<modules::ModuleFile>{};
     read_holders(paths, facts);
-    facts.loaded_version = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
+    if (auto version = read_file(paths.sys("module/nvidia/version"))) {
+      facts.loaded_version = std::string(trim(*version));
+    } else {
+      facts.loaded_version_unread = paths.display(version.error().message);
+    }
     modules::ReloadPlan plan = modules::plan_reload(facts);
 
     const bool act = opts->yes && !opts->dry_run && !plan.refused && !plan.steps.empty();
