@@ -88,7 +88,9 @@ NvmlVersion nvml_version(const nvml::LibrarySearch& search) {
   char buf[nvml::k_string_buffer] = {};
   if ((*lib)->api().system_get_nvml_version != nullptr &&
       (*lib)->api().system_get_nvml_version(buf, sizeof buf) == nvml::ret::success) {
-    v.version = nvml::driver_version_from_nvml_version(buf);
+    // As the collector reads it: ended within the buffer, and printable (it reaches --verbose and --json).
+    buf[sizeof buf - 1] = '\0';
+    v.version = nvml::driver_version_from_nvml_version(printable(buf));
   } else {
     v.missing = "no version in " + real_path;
   }

@@ -4,13 +4,17 @@
 // acted on through ModuleOps: libkmod and udevadm on a live system, a
 // recording stand-in under a test --root.
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <regex>
@@ -24,6 +28,7 @@
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/paths.h"
+#include "core/safe_write.h"
 #include "core/signal_shield.h"
 #include "core/strings.h"
 #include "modules/kmod_api.h"
@@ -123,11 +128,12 @@ int default_priority(const std::string& path) {
 // which copy modprobe would take, and the options /etc/modprobe.d gives it.
 std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
   std::vector<modules::ModuleFile> out;
+  // Without a context the files are still listed, each with why its modinfo is unknown: plan_reload refuses
+  // them, where an empty list would read as "no new modules" (a reboot).
   kmod_ctx* ctx = kmod_new(nullptr, nullptr);
-  if (ctx == nullptr) {
-    return out;
+  if (ctx != nullptr) {
+    (void)kmod_load_resources(ctx);  // the configuration: options lines in /etc/modprobe.d
   }
-  (void)kmod_load_resources(ctx);  // the configuration: options lines in /etc/modprobe.d
   const auto dep_order = modules_dep_order(dir);
   static const std::regex ko("(nvidia[-_a-z]*)\\.ko(\\.xz|\\.zst|\\.gz)?");
   std::error_code ec;
@@ -157,6 +163,11 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     if (!mf.untrusted.empty() && !real_ec && real != found) {
       mf.untrusted = "(found as " + found + ") " + mf.untrusted;
     }
+    if (ctx == nullptr) {
+      mf.modinfo_unread = "libkmod could not create a context";
+      out.push_back(std::move(mf));
+      continue;
+    }
     if (kmod_module* named = nullptr; kmod_module_new_from_name(ctx, mf.name.c_str(), &named) == 0) {
       if (const char* options = kmod_module_get_options(named)) {
         mf.options = options;
@@ -164,9 +175,13 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
       kmod_module_unref(named);
     }
     kmod_module* mod = nullptr;
-    if (kmod_module_new_from_path(ctx, mf.path.c_str(), &mod) == 0) {
+    if (int r = kmod_module_new_from_path(ctx, mf.path.c_str(), &mod); r != 0) {
+      mf.modinfo_unread = fmt::format("libkmod cannot open the file: {}", std::strerror(-r));
+    } else {
       kmod_list* info = nullptr;
-      if (kmod_module_get_info(mod, &info) >= 0) {
+      if (int n = kmod_module_get_info(mod, &info); n < 0) {
+        mf.modinfo_unread = fmt::format("libkmod cannot read its modinfo: {}", std::strerror(-n));
+      } else {
         for (kmod_list* entry = info; entry != nullptr; entry = kmod_list_next(info, entry)) {
           std::string key = kmod_module_info_get_key(entry);
           const char* value = kmod_module_info_get_value(entry);
@@ -183,7 +198,9 @@ std::vector<modules::ModuleFile> read_module_files(const std::string& dir) {
     }
     out.push_back(std::move(mf));
   }
-  kmod_unref(ctx);
+  if (ctx != nullptr) {
+    kmod_unref(ctx);
+  }
   return out;
 }
 
@@ -249,10 +266,92 @@ class KmodOps : public ModuleOps {
   kmod_ctx* m_ctx;
 };
 
+// Removes `name` in the folder `dir` and, if it is a folder, what it holds, following no symbolic link: a
+// link is removed itself, never what it points to.
+Result<void> remove_tree_at(int dir, const std::string& name, const std::string& shown) {
+  struct stat st {};
+  if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    const int err = errno;
+    return err == ENOENT ? Result<void>{} : fail(fmt::format("{}: {}", shown, std::strerror(err)));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    int fd = ::openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR* d = fd < 0 ? nullptr : ::fdopendir(fd);
+    if (d == nullptr) {
+      int err = errno;
+      if (fd >= 0) {
+        ::close(fd);
+      }
+      return fail(fmt::format("{}: {}", shown, std::strerror(err)));
+    }
+    std::vector<std::string> entries;
+    while (const dirent* e = ::readdir(d)) {
+      if (std::string_view(e->d_name) != "." && std::string_view(e->d_name) != "..") {
+        entries.emplace_back(e->d_name);
+      }
+    }
+    Result<void> r;
+    for (const auto& e : entries) {
+      if (r) {
+        r = remove_tree_at(::dirfd(d), e, shown + "/" + e);
+      }
+    }
+    ::closedir(d);
+    if (!r) {
+      return r;
+    }
+  }
+  if (::unlinkat(dir, name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) {
+    const int err = errno;
+    return fail(fmt::format("{}: {}", shown, std::strerror(err)));
+  }
+  return {};
+}
+
+// Removes the host path `absolute` ("/sys/module/nvidia") under `root`: each folder above it is opened without
+// following a link, so a linked <root>/sys cannot send the removal outside the root.
+Result<void> remove_under_root(const std::string& root, const std::string& absolute) {
+  const std::string top = root.empty() ? "/" : root;
+  int dir = ::open(top.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // the root as named, as safe_write does
+  if (dir < 0) {
+    return fail(fmt::format("{}: {}", top, std::strerror(errno)));
+  }
+  auto parts = split(absolute, '/');
+  std::erase_if(parts, [](std::string_view p) { return p.empty(); });
+  if (parts.empty()) {
+    ::close(dir);
+    return fail("nothing to remove: " + absolute);
+  }
+  std::string shown;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    shown += "/" + std::string(parts[i]);
+    int next = ::openat(dir, std::string(parts[i]).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) {
+      const int err = errno;
+      ::close(dir);
+      if (err == ENOENT) {
+        return {};  // nothing there to remove
+      }
+      if (err == ELOOP || err == ENOTDIR) {
+        return fail(shown + " is a symbolic link or not a directory: the stand-in removes nothing through it");
+      }
+      return fail(fmt::format("{}: {}", shown, std::strerror(err)));
+    }
+    ::close(dir);
+    dir = next;
+  }
+  Result<void> r = remove_tree_at(dir, std::string(parts.back()), absolute);
+  ::close(dir);
+  return r;
+}
+
 // Test stand-in, only under a --root other than "/": edits the fake root's
 // /proc/modules and /sys/module/nvidia/version as the kernel would, logs each
 // call to $GPUWARM_FAKE_MODULE_OPS, and fails the call named by
-// $GPUWARM_FAKE_MODULE_FAIL ("load nvidia_uvm").
+// $GPUWARM_FAKE_MODULE_FAIL ("load nvidia_uvm"). It runs as root in the
+// tests too, so it writes as gpuwarm writes every file (safe_write: no link
+// followed below the root, nor anywhere on the log's absolute path) and
+// removes without following links.
 class FakeRootOps : public ModuleOps {
  public:
   FakeRootOps(const Paths& paths, std::string log, std::string fail_on, std::vector<modules::ModuleFile> files)
@@ -268,10 +367,11 @@ class FakeRootOps : public ModuleOps {
         kept += line + "\n";
       }
     }
-    write_text(m_paths.proc("modules"), kept);
+    if (auto r = write_in_root("/proc/modules", kept); !r) {
+      return r;
+    }
     if (name == "nvidia") {
-      std::error_code ec;
-      fs::remove_all(m_paths.sys("module/nvidia"), ec);
+      return remove_under_root(m_paths.root(), "/sys/module/nvidia");
     }
     return {};
   }
@@ -287,25 +387,41 @@ class FakeRootOps : public ModuleOps {
     if (auto r = record("load " + name + (options.empty() ? "" : " " + options)); !r) {
       return r;
     }
-    write_text(m_paths.proc("modules"), read_file(m_paths.proc("modules")).value_or("") + name +
-                                            " 1000 0 - Live 0x0 (O)\n");
+    if (auto r = write_in_root("/proc/modules", read_file(m_paths.proc("modules")).value_or("") + name +
+                                                    " 1000 0 - Live 0x0 (O)\n");
+        !r) {
+      return r;
+    }
     if (name == "nvidia") {
-      fs::create_directories(m_paths.sys("module/nvidia"));
-      write_text(m_paths.sys("module/nvidia/version"), version + "\n");
+      return write_in_root("/sys/module/nvidia/version", version + "\n");
     }
     return {};
   }
   Result<void> udev_trigger() override { return record("udev-trigger"); }
 
  private:
+  // The log is named by the environment, outside the root: appended by rewriting it whole, refused when it is
+  // not an absolute path or a link lies on the way (then the call is not made either).
   Result<void> record(const std::string& op) {
-    std::ofstream(m_log, std::ios::app) << op << "\n";
+    auto old = read_file(m_log, 1u << 20);
+    std::error_code ec;
+    if (!old && fs::symlink_status(m_log, ec).type() != fs::file_type::not_found) {
+      return fail("$GPUWARM_FAKE_MODULE_OPS: cannot append to it: " + old.error().message);
+    }
+    if (auto r = write_file_atomically(m_log, old.value_or("") + op + "\n", WriteOptions{"/", 0644, 0755, false});
+        !r) {
+      return fail("$GPUWARM_FAKE_MODULE_OPS: " + r.error().message);
+    }
     if (op == m_fail_on) {
       return fail(op + ": injected failure");
     }
     return {};
   }
-  static void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+  Result<void> write_in_root(const std::string& absolute, const std::string& text) const {
+    WriteOptions where;
+    where.root = m_paths.root();
+    return write_file_atomically(absolute, text, where);
+  }
 
   const Paths& m_paths;
   std::string m_log;
@@ -425,7 +541,11 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     facts.loaded = read_loaded(paths, &facts.loaded_unread);
     facts.new_modules = facts.module_dir_exists ? read_module_files(facts.module_dir) : std::vector<modules::ModuleFile>{};
     read_holders(paths, facts);
-    facts.loaded_version = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
+    if (auto version = read_file(paths.sys("module/nvidia/version"))) {
+      facts.loaded_version = std::string(trim(*version));
+    } else {
+      facts.loaded_version_unread = paths.display(version.error().message);
+    }
     modules::ReloadPlan plan = modules::plan_reload(facts);
 
     const bool act = opts->yes && !opts->dry_run && !plan.refused && !plan.steps.empty();

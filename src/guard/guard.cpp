@@ -52,6 +52,18 @@ GuardResult evaluate(const GuardFacts& f) {
   } else {
     r.details.push_back("kernel module version unknown: " + kernel.missing);
   }
+  // Unknown is never "ready": with the module's version unread in both places nothing can be compared, and a
+  // daemon of another version would only fail. Both reasons are named: either file may be the one to look at.
+  if (!kernel.has()) {
+    for (const auto& u : f.user_space) {
+      r.details.push_back(u.version ? u.source + " " + *u.version : u.source + ": " + u.missing);
+    }
+    return stop(Code::version_mismatch,
+                fmt::format("cannot confirm the driver's halves agree: the kernel module is loaded but its version "
+                            "could be read from neither /proc/driver/nvidia/version nor /sys/module/nvidia/version "
+                            "({}; {}); skipping nvidia-persistenced",
+                            f.driver.kernel_version.missing, f.driver.sys_module_version.missing));
+  }
 
   std::vector<std::string> differing;
   std::size_t compared = 0;

@@ -41,6 +41,28 @@ const ModuleFile* find_file(const ReloadFacts& f, const std::string& name) {
   return best;
 }
 
+// Why `file`'s version or target kernel is unknown ("" when both were read). Root loads it into the kernel
+// after unloading the old driver: an unread "version" would pass the mixed-versions check ("" == "") and an
+// unread vermagic the kernel check, so a truncated or unreadable file would leave the node without a driver.
+std::string modinfo_unknown(const ModuleFile& file) {
+  if (!file.modinfo_unread.empty()) {
+    return fmt::format("{}: its modinfo could not be read ({})", file.path, file.modinfo_unread);
+  }
+  if (file.version.empty()) {
+    return file.path + ": its modinfo has no version";
+  }
+  if (file.vermagic_kernel.empty()) {
+    return file.path + ": its modinfo has no vermagic (the kernel it was built for)";
+  }
+  return {};
+}
+
+std::string refuse_unknown_modinfo(const std::string& what) {
+  return what + ": gpuwarm cannot tell which driver version or kernel it is for. Check that the driver's "
+                "modules were installed whole (a finished DKMS build or package install; `modinfo` reads them), "
+                "then run again. Nothing was changed.";
+}
+
 ReloadPlan refuse(ReloadPlan plan, std::string why, Refusal kind = Refusal::busy) {
   plan.refused = true;
   plan.refusal_kind = kind;
@@ -78,6 +100,9 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                                     f.module_dir, f.running_kernel),
                   Refusal::reboot);
   }
+  if (std::string unknown = modinfo_unknown(*core); !unknown.empty()) {
+    return refuse(plan, refuse_unknown_modinfo(unknown));
+  }
   plan.target_version = core->version;
 
   // Which modules to swap: those loaded now (nvidia at least), each of which needs a new file.
@@ -100,7 +125,10 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                                       name, f.module_dir, name),
                     Refusal::reboot);
     }
-    if (!file->vermagic_kernel.empty() && file->vermagic_kernel != f.running_kernel) {
+    if (std::string unknown = modinfo_unknown(*file); !unknown.empty()) {
+      return refuse(plan, refuse_unknown_modinfo(unknown));
+    }
+    if (file->vermagic_kernel != f.running_kernel) {
       return refuse(plan, fmt::format("{} was built for kernel {}, but {} is running: the update also changed "
                                       "the kernel, so the new modules cannot load into this one. A reboot is "
                                       "needed.",
@@ -147,6 +175,13 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
     return refuse(plan, fmt::format("{} process(es) hold the GPUs: stop them first (nvidia-persistenced: "
                                     "`systemctl stop nvidia-persistenced`; jobs: drain the node), then run again.",
                                     f.holders.size()));
+  }
+  // An unread version is not "another version": it could be the new one already, or the read fails for a
+  // reason a swap would not cure.
+  if (find_loaded(f, "nvidia") != nullptr && f.loaded_version.empty()) {
+    return refuse(plan, fmt::format("the loaded nvidia module's version could not be read ({}): gpuwarm cannot "
+                                    "tell whether a swap is needed. Nothing was changed.",
+                                    f.loaded_version_unread.empty() ? "it reads empty" : f.loaded_version_unread));
   }
   if (!f.loaded_version.empty() && f.loaded_version == core->version) {
     plan.details.push_back(fmt::format("the loaded nvidia module is already {}: nothing to do", core->version));

@@ -32,6 +32,9 @@ struct ModuleFile {  // a .ko in the new module directory, as modinfo reads it
   int priority = 0;
   std::string options;  // what /etc/modprobe.d says for this module (NVreg_*, modeset=1)
   std::string untrusted;  // why a user other than root could replace the file (or where it leads); "" if none
+  // Why libkmod could not read the modinfo ("" when it could): version and vermagic_kernel are then unknown,
+  // not empty. Defaulted so that a ModuleFile listing the fields above stays complete.
+  std::string modinfo_unread = {};
 };
 
 struct Holder {  // a process that would keep the modules busy
@@ -51,6 +54,7 @@ struct ReloadFacts {
   std::string holders_unlisted;         // why /proc could not be listed ("" when it was): holders says nothing
   unsigned unreadable_processes = 0;    // processes whose open files could not be read
   std::string loaded_version;  // /sys/module/nvidia/version now
+  std::string loaded_version_unread;  // why it could not be read ("" when it was; also when nvidia is not loaded)
 };
 
 enum class StepKind { unload, load, check_version, udev_trigger };
@@ -65,7 +69,8 @@ struct Step {
 
 enum class Refusal {
   none,
-  busy,            // processes or unknown modules hold the driver, or the directory mixes versions: exit 3
+  busy,            // processes or unknown modules hold the driver, the directory mixes versions, or a fact the
+                   // swap depends on (modinfo, the loaded version, holders) could not be read: exit 3
   reboot,          // only a reboot can finish the update: exit 4
   no_module_dir,   // the module directory does not exist: exit 5
   no_driver,       // no NVIDIA module loaded and none to load: exit 6

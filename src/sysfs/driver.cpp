@@ -262,8 +262,13 @@ Fact<std::vector<std::string>> read_nvswitches(const Paths& paths) {
   }
   std::vector<std::string> found;
   for (const auto& dev : *devices) {
+    // An unread vendor is not "another vendor's": the device may be a switch, and reset must then refuse.
     auto vendor = read_first_line(paths.sys("bus/pci/devices/" + dev + "/vendor"));
-    if (!vendor || trim(*vendor) != nvidia_vendor) {
+    if (!vendor) {
+      return Fact<std::vector<std::string>>::unknown("PCI device " + printable(dev) + ": " +
+                                                     paths.display(vendor.error().message));
+    }
+    if (trim(*vendor) != nvidia_vendor) {
       continue;
     }
     auto pci_class = read_first_line(paths.sys("bus/pci/devices/" + dev + "/class"));

@@ -249,6 +249,56 @@ class ReloadModules(unittest.TestCase):
         for path in loads:
             self.assertTrue(path.startswith(os.path.realpath(self.moddir) + "/"), path)
 
+    def test_module_files_whose_modinfo_cannot_be_read_are_not_swapped_in(self):
+        # A half-finished DKMS build or package install: libkmod reads no version and no vermagic. Unknown is
+        # neither "the same version" nor "this kernel": the old driver must not be unloaded for them.
+        for name in ("nvidia", "nvidia-modeset", "nvidia-uvm", "nvidia-drm"):
+            with open(os.path.join(self.moddir, f"{name}.ko"), "r+b") as f:
+                f.truncate(64)
+        for args in (["--dry-run"], ["--yes"]):
+            with self.subTest(args=args):
+                r = self.reload(*args)
+                self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+                self.assertIn("Refused: ", r.stdout)
+                self.assertIn("nvidia.ko: its modinfo could not be read (", r.stdout)
+                self.assertNotIn("unload", r.stdout)
+                self.assertEqual(self.ops(), [])
+                self.assertEqual(self.proc_modules(), PROC_MODULES)
+
+    def test_an_unreadable_loaded_version_refuses(self):
+        # /sys/module/nvidia/version unread is not "another version than the new one".
+        os.unlink(self.root.p("sys/module/nvidia/version"))
+        os.mkdir(self.root.p("sys/module/nvidia/version"))
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("Refused: the loaded nvidia module's version could not be read (", r.stdout)
+        self.assertEqual(self.ops(), [])
+        self.assertEqual(self.proc_modules(), PROC_MODULES)
+
+    def test_the_stand_in_follows_no_link_out_of_the_root(self):
+        # It runs as root: a linked sys/module must not send its removal of sys/module/nvidia elsewhere.
+        outside = os.path.join(self.tmp, "outside")
+        shutil.copytree(self.root.p("sys/module"), outside)
+        shutil.rmtree(self.root.p("sys/module"))
+        os.symlink(outside, self.root.p("sys/module"))
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("symbolic link", r.stderr)
+        with open(os.path.join(outside, "nvidia/version")) as f:
+            self.assertEqual(f.read(), OLD + "\n")
+
+    def test_the_stand_in_log_is_written_without_following_a_link(self):
+        target = os.path.join(self.tmp, "not-the-log")
+        with open(target, "w") as f:
+            f.write("keep\n")
+        os.symlink(target, self.log)
+        r = self.reload("--yes")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("symbolic link", r.stderr)
+        with open(target) as f:
+            self.assertEqual(f.read(), "keep\n")
+        self.assertEqual(self.proc_modules(), PROC_MODULES)  # the first step's record failed: nothing changed
+
     def test_acting_on_a_recorded_root_without_the_stand_in_is_refused(self):
         r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", os.path.dirname(self.moddir), "--yes"],
                   raw=True)

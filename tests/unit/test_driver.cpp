@@ -94,7 +94,7 @@ TEST(Driver, MalformedVersionFile) {
 TEST(Driver, NvSwitchesByPciClass) {
   struct Device {
     const char* address;
-    const char* vendor;
+    const char* vendor;     // nullptr: a directory named vendor (unreadable as a file, even by root)
     const char* pci_class;  // nullptr: no class file
   };
   struct Case {
@@ -113,6 +113,8 @@ TEST(Driver, NvSwitchesByPciClass) {
       {"another vendor's bridge is not a switch", {{"0000:00:1f.0", "0x8086", "0x068000"}}, true, {}},
       {"an NVIDIA audio function is not a switch", {{"0000:17:00.1", "0x10de", "0x040300"}}, true, {}},
       {"an NVIDIA device whose class cannot be read: cannot tell", {{"0000:05:00.0", "0x10de", nullptr}}, false, {}},
+      {"a device whose vendor cannot be read may be a switch: cannot tell",
+       {{"0000:17:00.0", "0x10de", "0x030200"}, {"0000:05:00.0", nullptr, "0x068000"}}, false, {}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -121,7 +123,11 @@ TEST(Driver, NvSwitchesByPciClass) {
     for (const auto& d : c.devices) {
       // As on a real host: the bus directory holds links into /sys/devices.
       std::string real = std::string("sys/devices/pci0000:00/") + d.address;
-      t.write(real + "/vendor", std::string(d.vendor) + "\n");
+      if (d.vendor != nullptr) {
+        t.write(real + "/vendor", std::string(d.vendor) + "\n");
+      } else {
+        t.mkdir(real + "/vendor");
+      }
       if (d.pci_class != nullptr) {
         t.write(real + "/class", std::string(d.pci_class) + "\n");
       }
@@ -129,6 +135,9 @@ TEST(Driver, NvSwitchesByPciClass) {
     }
     auto found = read_nvswitches(Paths(t.root()));
     ASSERT_EQ(found.has(), c.known) << found.missing;
+    if (!c.known) {
+      EXPECT_NE(found.missing.find("0000:05:00.0"), std::string::npos) << found.missing;  // names the device
+    }
     if (c.known) {
       auto sorted = *found;
       std::sort(sorted.begin(), sorted.end());

@@ -68,6 +68,24 @@ TEST(Guard, every_reason_has_its_code) {
          }
        },
        Code::version_mismatch, "no user-space version could be read"},
+      {"module loaded but its version unreadable in both places: cannot confirm, so skip",
+       [](auto& f) {
+         f.driver.kernel_version = Fact<std::string>::unknown("/proc/driver/nvidia/version: Permission denied");
+         f.driver.sys_module_version = Fact<std::string>::unknown("/sys/module/nvidia/version: No such file");
+       },
+       Code::version_mismatch,
+       "its version could be read from neither /proc/driver/nvidia/version nor /sys/module/nvidia/version "
+       "(/proc/driver/nvidia/version: Permission denied; /sys/module/nvidia/version: No such file)"},
+      {"kernel version unreadable and user space unreadable: still a skip",
+       [](auto& f) {
+         f.driver.kernel_version = Fact<std::string>::unknown("a");
+         f.driver.sys_module_version = Fact<std::string>::unknown("b");
+         for (auto& u : f.user_space) {
+           u.version.reset();
+           u.missing = "not found";
+         }
+       },
+       Code::version_mismatch, "cannot confirm"},
       {"API mismatch logged since the module loaded",
        [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true}}; },
        Code::api_mismatch_logged, "client 580.95.05, kernel module 580.159.04"},

@@ -123,6 +123,50 @@ TEST(ReloadPlan, table) {
        true, false, {}, "the processes could not be listed (/proc: No such file or directory)"},
       {"some processes' open files unread", [](auto& f) { f.unreadable_processes = 4; }, true, false, {},
        "4 process(es)' open files could not be read"},
+      // Unknown is never "the same version" nor "this kernel": libkmod read nothing, so nothing is swapped.
+      {"no modinfo from any file (truncated .ko files): not a swap to version \"\"",
+       [](auto& f) {
+         for (auto& m : f.new_modules) {
+           m.version.clear();
+           m.vermagic_kernel.clear();
+           m.modinfo_unread = "libkmod cannot read its modinfo: Exec format error";
+         }
+       },
+       true, false, {},
+       "/lib/modules/6.1.0-28-amd64/updates/dkms/nvidia.ko: its modinfo could not be read (libkmod cannot read its "
+       "modinfo: Exec format error)"},
+      {"empty versions and vermagic with no reason recorded",
+       [](auto& f) {
+         for (auto& m : f.new_modules) {
+           m.version.clear();
+           m.vermagic_kernel.clear();
+         }
+       },
+       true, false, {}, "nvidia.ko: its modinfo has no version"},
+      {"the core module's version unknown, the others' known",
+       [](auto& f) { f.new_modules[0].version.clear(); }, true, false, {}, "nvidia.ko: its modinfo has no version"},
+      {"one module's vermagic unknown: built for which kernel?",
+       [](auto& f) { f.new_modules[1].vermagic_kernel.clear(); }, true, false, {},
+       "nvidia-uvm.ko: its modinfo has no vermagic (the kernel it was built for)"},
+      {"one module's modinfo failed though fields were read before the failure",
+       [](auto& f) { f.new_modules[2].modinfo_unread = "kmod_module_get_info: Input/output error"; }, true, false,
+       {}, "nvidia-modeset.ko: its modinfo could not be read (kmod_module_get_info: Input/output error)"},
+      {"a file not to be loaded may lack modinfo (peermem is not loaded here)",
+       [](auto& f) {
+         f.new_modules[4].version.clear();
+         f.new_modules[4].modinfo_unread = "truncated";
+       },
+       false, false, full},
+      {"nvidia loaded, its version unread: not \"another version\"",
+       [](auto& f) {
+         f.loaded_version.clear();
+         f.loaded_version_unread = "/sys/module/nvidia/version: Permission denied";
+       },
+       true, false, {},
+       "the loaded nvidia module's version could not be read (/sys/module/nvidia/version: Permission denied)"},
+      {"nvidia loaded, its version file empty",
+       [](auto& f) { f.loaded_version.clear(); }, true, false, {},
+       "the loaded nvidia module's version could not be read (it reads empty)"},
       {"holders are checked after the kernel: a reboot is the answer either way",
        [](auto& f) {
          f.holders = {{1, "x", "y"}};
@@ -154,6 +198,10 @@ TEST(ReloadPlan, refusals_have_distinct_kinds) {
   EXPECT_EQ(kind([](auto& f) { f.loaded.clear(); f.new_modules.clear(); }), Refusal::no_driver);
   EXPECT_EQ(kind([](auto& f) { f.holders = {{1, "x", "y"}}; }), Refusal::busy);
   EXPECT_EQ(kind([](auto& f) { for (auto& m : f.new_modules) m.vermagic_kernel = "6.9"; }), Refusal::reboot);
+  // Unknowns refuse as "nothing changed" (exit 3), not as "reboot": a reboot would not make the files readable.
+  EXPECT_EQ(kind([](auto& f) { for (auto& m : f.new_modules) m.vermagic_kernel.clear(); }), Refusal::busy);
+  EXPECT_EQ(kind([](auto& f) { f.new_modules[0].modinfo_unread = std::string("truncated"); }), Refusal::busy);
+  EXPECT_EQ(kind([](auto& f) { f.loaded_version.clear(); }), Refusal::busy);
 }
 
 // Two builds of nvidia.ko: modprobe (depmod's modules.dep order) takes updates/dkms
