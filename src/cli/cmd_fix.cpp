@@ -58,7 +58,16 @@ FixInputs inputs_from(const Snapshot& s, std::vector<std::string>& assumed) {
   }
   in.dropin_exists = s.service.gpuwarm_dropin_exists;
   in.current_dropin_text = s.service.gpuwarm_dropin_text.value_or("");
+  if (s.service.reachable && !s.service.gpuwarm_dropin_text.has()) {
+    in.dropin_exists = true;  // there, unread: rewritten whole, and systemd reloaded after
+    assumed.push_back("gpuwarm's drop-in could not be read (" + s.service.gpuwarm_dropin_text.missing +
+                      "): it is written anew");
+  }
   in.daemon_user_exists = s.daemon.user_exists.value_or(false);
+  if (!s.daemon.user_exists.has() && s.service.load_state.is("not-found")) {  // only a unit gpuwarm writes asks
+    assumed.push_back("whether an nvidia-persistenced account exists could not be read (" +
+                      s.daemon.user_exists.missing + "): a unit gpuwarm writes runs the daemon as root");
+  }
   return in;
 }
 

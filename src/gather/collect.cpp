@@ -1,6 +1,9 @@
 #include "gather/collect.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstdlib>
@@ -124,6 +127,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     if (!options.fix_inputs) {
       snap.daemon.user_exists = Fact<bool>::unknown("not read by this command (only fix plans from it)");
     } else if (auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20)) {
+      // The file, not NSS: a lookup may load code or wait on a directory server. The packages' account is local.
       snap.daemon.user_exists = Fact<bool>::known(passwd->find("\nnvidia-persistenced:") != std::string::npos ||
                                                   passwd->rfind("nvidia-persistenced:", 0) == 0);
     } else {
@@ -152,9 +156,18 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
       } else {
         snap.service.unit_text = Fact<std::string>::unknown("no unit file (FragmentPath empty or unread)");
       }
-      auto dropin = read_file(paths.host(k_gpuwarm_dropin_path), 64u << 10);
-      snap.service.gpuwarm_dropin_exists = dropin.has_value();
-      snap.service.gpuwarm_dropin_text = Fact<std::string>::known(dropin.value_or(""));
+      // Absent is a fact; a drop-in that is there but unreadable (too big, not a file, EIO) is not "absent".
+      const std::string dropin_path = paths.host(k_gpuwarm_dropin_path);
+      struct stat st {};
+      if (::lstat(dropin_path.c_str(), &st) != 0 && errno == ENOENT) {
+        snap.service.gpuwarm_dropin_exists = false;
+        snap.service.gpuwarm_dropin_text = Fact<std::string>::known("");
+      } else {
+        auto dropin = read_file(dropin_path, 64u << 10);
+        snap.service.gpuwarm_dropin_exists = true;
+        snap.service.gpuwarm_dropin_text = dropin ? Fact<std::string>::known(*dropin)
+                                                  : Fact<std::string>::unknown(paths.display(dropin.error().message));
+      }
     });
   } else {
     snap.service.unreachable = options.systemd_not_asked;

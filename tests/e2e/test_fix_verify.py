@@ -124,6 +124,17 @@ class FixAndVerify(SystemdMockCase):
         self.assertFalse(os.path.exists(self.root.p(DROPIN)))
         self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
 
+    def test_a_drop_in_that_cannot_be_read_is_not_taken_for_absent(self):
+        self.add_unit()
+        os.makedirs(self.root.p(DROPIN))  # there, but no file to read
+        r = h.run(["snapshot", "--json"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        service = json.loads(r.stdout)["service"]
+        self.assertTrue(service["gpuwarm_dropin_exists"])
+        self.assertIn("missing", service["gpuwarm_dropin_text"])
+        r = h.run(["fix", "--dry-run"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        self.assertIn("gpuwarm's drop-in could not be read", r.stdout + r.stderr)
+        self.assertIn("write /etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf", r.stdout)
+
     def test_fix_then_verify_then_idempotent_second_run(self):
         self.add_unit()
         self.watch_systemd()
