@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+
+#include <fmt/format.h>
 
 #include "core/fs.h"
 #include "core/strings.h"
@@ -126,7 +129,42 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
 
 namespace {
 constexpr std::size_t k_kmsg_max_bytes = 256u << 20;
+constexpr std::chrono::milliseconds k_kmsg_read_limit{2000};
 }  // namespace
+
+KmsgRecords read_kmsg_records(int fd, std::chrono::milliseconds limit, std::size_t max_bytes) {
+  KmsgRecords out;
+  char buf[8192];
+  // The ring is read in milliseconds; a kernel logging as fast as it is read (an Xid or AER storm) would keep
+  // the read going forever, and with it a health check or the guard at boot.
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (unsigned records = 0;; ++records) {
+    if (records % 64 == 63 && std::chrono::steady_clock::now() > deadline) {
+      out.out_of_time = true;
+      break;
+    }
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      // Each read() of /dev/kmsg returns one record. The kernel's ring is a few MiB; past max_bytes the oldest
+      // half goes, so memory stays bounded and the end is kept.
+      out.text.append(buf, static_cast<std::size_t>(n));
+      if (out.text.size() > max_bytes) {
+        const auto line_start = out.text.find('\n', out.text.size() / 2);
+        out.text.erase(0, line_start == std::string::npos ? out.text.size() / 2 : line_start + 1);
+        out.cut = true;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 && errno == EPIPE) {
+      continue;  // a record was overwritten while we read: skip it
+    }
+    break;  // EAGAIN: caught up; 0: end
+  }
+  return out;
+}
 
 KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
   if (!file.empty()) {
@@ -170,33 +208,16 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
                         : Fact<std::string>::unknown(paths.display(tail.error().message));
     return facts;
   }
-  std::string text;
-  bool cut = false;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) {
-      // Each read() of /dev/kmsg returns one record; a regular file (tests) returns chunks. The kernel's ring
-      // is a few MiB; past 256 MiB (a file) the oldest half goes, so memory stays bounded and the end is kept.
-      text.append(buf, static_cast<std::size_t>(n));
-      if (text.size() > k_kmsg_max_bytes) {
-        const auto line_start = text.find('\n', text.size() / 2);
-        text.erase(0, line_start == std::string::npos ? text.size() / 2 : line_start + 1);
-        cut = true;
-      }
-      continue;
-    }
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0 && errno == EPIPE) {
-      continue;  // a record was overwritten while we read: skip it
-    }
-    break;  // EAGAIN: caught up; 0: end of a plain file
-  }
+  KmsgRecords read = read_kmsg_records(fd, k_kmsg_read_limit, k_kmsg_max_bytes);
   ::close(fd);
-  KernelLogFacts facts = scan_kernel_log(text);
-  facts.source = Fact<std::string>::known(cut ? "/dev/kmsg (its newest records)" : "/dev/kmsg");
+  KernelLogFacts facts = scan_kernel_log(read.text);
+  const auto limit_s = std::chrono::duration_cast<std::chrono::seconds>(k_kmsg_read_limit).count();
+  facts.source = Fact<std::string>::known(
+      read.out_of_time ? fmt::format("/dev/kmsg (reading stopped after {} s: the kernel logged as fast as it was "
+                                     "read, newer records unread)",
+                                     limit_s)
+      : read.cut       ? "/dev/kmsg (its newest records)"
+                       : "/dev/kmsg");
   return facts;
 }
 

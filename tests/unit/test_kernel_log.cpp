@@ -1,3 +1,8 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+
 #include <gtest/gtest.h>
 
 #include "core/paths.h"
@@ -105,6 +110,31 @@ TEST(KernelLog, FileAndKmsgSources) {
   KernelLogFacts kmsg = read_kernel_log(Paths(t.root()), "");
   EXPECT_TRUE(kmsg.source.is("/dev/kmsg"));
   EXPECT_TRUE(kmsg.legacy_persistence_notice);
+}
+
+// A device that never runs dry (here /dev/zero; on a node, a kernel logging an Xid storm as fast as it is read)
+// costs the limit, not the run, and memory stays within the cap.
+TEST(KernelLog, ARecordStormIsReadForTheLimitOnly) {
+  int fd = ::open("/dev/zero", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  const auto started = std::chrono::steady_clock::now();
+  KmsgRecords read = read_kmsg_records(fd, std::chrono::milliseconds(100), 1u << 20);
+  const auto took = std::chrono::steady_clock::now() - started;
+  ::close(fd);
+  EXPECT_TRUE(read.out_of_time);
+  EXPECT_TRUE(read.cut);
+  EXPECT_LE(read.text.size(), 1u << 20);
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_GE(took, std::chrono::milliseconds(100));
+
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC), 0);
+  ASSERT_EQ(::write(pipe_fds[1], "6,1,1,-;a\n", 10), 10);
+  read = read_kmsg_records(pipe_fds[0], std::chrono::milliseconds(100), 1u << 20);
+  EXPECT_FALSE(read.out_of_time);  // caught up (EAGAIN) at once
+  EXPECT_EQ(read.text, "6,1,1,-;a\n");
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
 }
 
 }  // namespace
