@@ -95,7 +95,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
                  "Report files, or directories of them (*.json, *.jsonl, *.ndjson, recursively); - reads "
                  "standard input")
       ->type_name("PATH");
-  sub.add_flag("--json", opts->json, "Print the fleet summary (and every node's line) as JSON");
+  sub.add_flag("--json", opts->json, "Print the fleet summary (and every node's line) as JSON, also when no report was found");
   sub.footer(
       "Reads what gpuwarm wrote on each node: `diagnose --json`, `fix --json` (what the Ansible role saves),\n"
       "`verify --json` and `probe --json` (with --compare for before/after). A file may hold one report or\n"
@@ -186,14 +186,20 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       u.error = escape_control(u.error);
     }
     const bool nothing_read = reports.empty();
-    if (nothing_read && unreadable.empty()) {
-      std::cerr << "gpuwarm fleet-summary: no reports found (directories are searched for *.json, *.jsonl, "
-                   "*.ndjson)\n";
+    const bool nothing_found = nothing_read && unreadable.empty();
+    constexpr const char* k_none_found =
+        "no reports found (directories are searched for *.json, *.jsonl, *.ndjson)";
+    if (nothing_found && !opts->json) {
+      std::cerr << "gpuwarm fleet-summary: " << k_none_found << "\n";
       return to_int(ExitCode::tool_error);
     }
     fleet::FleetSummary summary = fleet::summarize(std::move(reports), std::move(unreadable));
     if (opts->json) {
-      std::cout << dump_json(fleet::render_json(summary)) << "\n";
+      nlohmann::json out = fleet::render_json(summary);
+      if (nothing_found) {  // an empty fleet, and why: `| jq` gets a document either way
+        out["error"] = k_none_found;
+      }
+      std::cout << dump_json(out) << "\n";
     } else {
       std::cout << fleet::render_text(summary, Style::for_stdout(global.color));
     }

@@ -290,7 +290,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       ->type_name("PATH");
   sub.add_option("--replay", opts->replay, "Summarize a run saved with --json instead of watching")
       ->type_name("FILE");
-  sub.add_flag("--json", opts->json, "Print every sample and the summary as JSON");
+  sub.add_flag("--json", opts->json, "Print every sample and the summary as JSON (a failure as a document with an \"error\")");
   sub.add_option("--load-child", opts->load_child_seconds)->group("");  // internal: one GPU's load
   sub.footer(
       "Samples each GPU's SM and memory clocks, P-state, clock-event reasons, application clocks, power\n"
@@ -315,6 +315,19 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "  gpuwarm watch --load 20 --json > run.json && gpuwarm watch --replay run.json");
 
   return [opts, &sub, &global]() -> int {
+    // A watch that could not run says why where its caller reads: with --json a document on stdout (the
+    // same kind, no GPUs, an "error"), else a line on stderr.
+    auto give_up = [&opts](const std::string& why, const std::string& hint = "") {
+      if (opts->json) {
+        std::cout << dump_json({{"kind", "gpuwarm-watch"}, {"schema_version", watch::k_schema_version},
+                                {"hostname", host_name()}, {"error", why}, {"exit_code", to_int(ExitCode::tool_error)},
+                                {"gpus", nlohmann::json::array()}})
+                  << "\n";
+      } else {
+        std::cerr << "gpuwarm: error: " << escape_control(why) << "\n" << hint;
+      }
+      return to_int(ExitCode::tool_error);
+    };
     if (opts->load_child_seconds >= 0) {
       if (!tie_to_parent()) {
         return to_int(ExitCode::tool_error);
@@ -332,14 +345,12 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       }
       auto text = read_file(opts->replay);
       if (!text) {
-        std::cerr << "gpuwarm: error: " << text.error().message << "\n";
-        return to_int(ExitCode::tool_error);
+        return give_up(text.error().message);
       }
       auto j = nlohmann::json::parse(*text, nullptr, false);
       auto run = j.is_discarded() ? Result<watch::WatchRun>(fail("not valid JSON")) : watch::run_from_json(j);
       if (!run) {
-        std::cerr << "gpuwarm: error: " << opts->replay << ": " << run.error().message << "\n";
-        return to_int(ExitCode::tool_error);
+        return give_up(opts->replay + ": " + run.error().message);
       }
       return print_result(*run, *opts, global);
     }
@@ -378,9 +389,8 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
     auto sampler = nvml::Sampler::open(opts->nvml_library, mode, opts->gpus);
     if (!sampler) {
-      std::cerr << "gpuwarm: error: " << sampler.error().message
-                << "\nNo usable NVML: is the NVIDIA driver installed? (`gpuwarm diagnose` says more.)\n";
-      return to_int(ExitCode::tool_error);
+      return give_up(sampler.error().message,
+                     "No usable NVML: is the NVIDIA driver installed? (`gpuwarm diagnose` says more.)\n");
     }
 
     watch::WatchRun run;
@@ -433,19 +443,15 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       nvml::Reading reading = (*sampler)->sample();
       if (k == 0) {
         if (!reading.error.empty()) {
-          std::cerr << "gpuwarm: error: " << reading.error
-                    << (reading.error.find("DRIVER_NOT_LOADED") != std::string::npos
-                            ? "\nNo NVIDIA driver is loaded on this machine: nothing to watch.\n"
-                            : "\n");
-          return to_int(ExitCode::tool_error);
+          return give_up(reading.error, reading.error.find("DRIVER_NOT_LOADED") != std::string::npos
+                                            ? "No NVIDIA driver is loaded on this machine: nothing to watch.\n"
+                                            : "");
         }
         if (!(*sampler)->unmatched().empty()) {
-          std::cerr << "gpuwarm: error: no GPU matches --gpu " << (*sampler)->unmatched().front() << "\n";
-          return to_int(ExitCode::tool_error);
+          return give_up("no GPU matches --gpu " + (*sampler)->unmatched().front());
         }
         if ((*sampler)->gpus().empty()) {
-          std::cerr << "gpuwarm: error: NVML lists no GPU to watch\n";
-          return to_int(ExitCode::tool_error);
+          return give_up("NVML lists no GPU to watch");
         }
         run.gpus = (*sampler)->gpus();
       }
@@ -480,8 +486,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     }
     run.duration_s = seconds_since(t0, Clock::now());
     if (run.samples.empty()) {
-      std::cerr << "gpuwarm: watch stopped before the first sample\n";
-      return to_int(ExitCode::tool_error);
+      return give_up("watch stopped before the first sample");
     }
     return print_result(run, *opts, global);
   };

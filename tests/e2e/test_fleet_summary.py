@@ -142,6 +142,11 @@ class FleetSummary(unittest.TestCase):
         empty = self.summary(self.dir)
         self.assertEqual(empty.returncode, 1)
         self.assertIn("no reports found", empty.stderr)
+        empty = self.summary(self.dir, "--json")  # `| jq` still gets a document, and the reason
+        self.assertEqual(empty.returncode, 1)
+        d = json.loads(empty.stdout)
+        self.assertEqual((d["nodes"], d["kind"]), (0, "gpuwarm-fleet-summary"))
+        self.assertIn("no reports found", d["error"])
         self.put("only.json", "{ nope")
         bad_only = self.summary(self.dir)
         self.assertEqual(bad_only.returncode, 1, bad_only.stdout)

@@ -217,6 +217,11 @@ class Watch(unittest.TestCase):
         r = h.run(["watch", "--nvml", os.path.join(self.tmp, "missing.so")], raw=True)
         self.assertEqual(r.returncode, 1)
         self.assertIn("No usable NVML", r.stderr)
+        r = h.run(["watch", "--json", "--nvml", os.path.join(self.tmp, "missing.so")], raw=True)
+        self.assertEqual(r.returncode, 1)
+        d = json.loads(r.stdout)  # with --json every failure is a document too
+        self.assertEqual((d["kind"], d["gpus"], d["exit_code"]), ("gpuwarm-watch", [], 1))
+        self.assertIn("missing.so", d["error"])
         for args, needle in [(["--interval", "fast"], "--interval"),
                              (["--duration", "0"], "--duration"),
                              (["--duration", "5s", "--count", "3"], "give one"),
