@@ -68,8 +68,16 @@ std::string driver_line(const Snapshot& s) {
   if (s.driver.open_kernel_module.has()) {
     flavour = *s.driver.open_kernel_module ? " (open)" : " (proprietary)";
   }
-  return fmt::format("kernel module {}{} · user space {} · {}", kernel.empty() ? "not loaded" : kernel, flavour,
-                     user.empty() ? "unknown" : user, init);
+  // "not loaded" only where the kernel says so: a loaded module whose version files could not be read (a
+  // container without /proc/driver) is "version unknown".
+  if (kernel.empty()) {
+    kernel = s.driver.module_loaded ? "version unknown" : "not loaded";
+    if (!s.driver.module_loaded && s.nvml.init_code.is(0)) {
+      kernel = "unknown (no /proc/driver/nvidia or /sys/module/nvidia here, yet NVML answered)";
+    }
+  }
+  return fmt::format("kernel module {}{} · user space {} · {}", kernel, flavour, user.empty() ? "unknown" : user,
+                     init);
 }
 
 std::string nvml_line(const Snapshot& s) {
