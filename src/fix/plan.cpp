@@ -151,13 +151,13 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
 
 FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   FixPlan plan;
-  for (const auto& f : d.findings) {
-    if (f.rule_id == "PM002") {
-      plan.notes.emplace_back(
-          "Persistence is currently on only through the legacy flag (nvidia-smi -pm 1). gpuwarm never runs "
-          "`nvidia-smi -pm`; remove `-pm 1` from node-init scripts and config management so the daemon stays "
-          "the only source of truth.");
-    }
+  const bool some_off = std::any_of(s.nvml.gpus.begin(), s.nvml.gpus.end(),
+                                    [](const GpuFacts& g) { return g.persistence.is(false); });
+  if (std::any_of(d.findings.begin(), d.findings.end(), [](const Finding& f) { return f.rule_id == "PM002"; })) {
+    plan.notes.push_back(
+        std::string(some_off ? "Where persistence reads Enabled, it is on" : "Persistence is currently on") +
+        " only through the legacy flag (nvidia-smi -pm 1). gpuwarm never runs `nvidia-smi -pm`; remove `-pm 1` "
+        "from node-init scripts and config management so the daemon stays the only source of truth.");
   }
   switch (d.verdict.route) {
     case Route::note:

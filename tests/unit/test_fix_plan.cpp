@@ -310,6 +310,13 @@ TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
   FixPlan p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true});
   ASSERT_EQ(p.notes.size(), 1u);
   EXPECT_NE(p.notes[0].find("gpuwarm never runs `nvidia-smi -pm`"), std::string::npos);
+  EXPECT_EQ(p.notes[0].rfind("Persistence is currently on only through the legacy flag", 0), 0u) << p.notes[0];
+  // With one GPU off, persistence is not "on": only the GPUs that read Enabled are.
+  s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+  p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true});
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_EQ(p.notes[0].rfind("Where persistence reads Enabled, it is on only through the legacy flag", 0), 0u)
+      << p.notes[0];
 
   // On a GPU Operator node the driver pod runs the daemon: fix writes no host unit for it.
   Snapshot op = test::healthy_snapshot();
