@@ -143,6 +143,13 @@ std::string not_the_daemons_executable(const Paths& paths, int pid, std::string&
   if (name != k_daemon_name && name != ".nvidia-persistenced-wrapped") {
     return fmt::format("runs {}, not nvidia-persistenced", executable);
   }
+  // Under a --root that shows only part of the host (the exporter's pod mounts /usr, not /nix or /opt), a file
+  // out of view cannot be checked: its name is all there is to go on, as before the check existed.
+  struct stat seen {};
+  if (!paths.is_live() && ::lstat(paths.host(replaced ? path.substr(0, path.rfind('/') + 1) : path).c_str(), &seen) != 0 &&
+      errno == ENOENT) {
+    return {};
+  }
   if (!replaced) {
     if (std::string why = replaceable_by_others(paths.host(path)); !why.empty()) {
       return fmt::format("runs {}, which {}", executable, why);

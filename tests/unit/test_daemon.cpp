@@ -229,6 +229,9 @@ TEST(Daemon, OnlyTheDaemonsExecutableIsTheDaemon) {
       {"replaced, in a folder anyone may change", "/srv/z/nvidia-persistenced (deleted)", "", 0, 0777,
        "whose folder"},
       {"no executable to read (exited, or a zombie)", "", "", 0, 0, "its executable could not be read"},
+      // A --root that shows only part of the host (the exporter's pod mounts /usr, not /opt): the name decides.
+      {"out of the root's view", "/opt/bin/nvidia-persistenced", "", 0, 0, nullptr},
+      {"out of view, but another program", "/opt/bin/python3", "", 0, 0, "not nvidia-persistenced"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -242,9 +245,11 @@ TEST(Daemon, OnlyTheDaemonsExecutableIsTheDaemon) {
       t.chmod(c.binary.substr(1), std::filesystem::perms(c.file_mode));
     }
     if (!c.exe.empty()) {
-      std::string folder = c.exe.substr(1, c.exe.rfind('/') - 1);
-      t.mkdir(folder);
-      t.chmod(folder, std::filesystem::perms(c.folder_mode));
+      if (c.folder_mode != 0) {
+        std::string folder = c.exe.substr(1, c.exe.rfind('/') - 1);
+        t.mkdir(folder);
+        t.chmod(folder, std::filesystem::perms(c.folder_mode));
+      }
       t.symlink(c.exe, "proc/500/exe");
     }
     DaemonFacts d = read_daemon(Paths(t.root()));
