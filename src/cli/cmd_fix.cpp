@@ -61,7 +61,7 @@ FixInputs inputs_from(const Snapshot& s, std::vector<std::string>& assumed) {
   if (s.service.reachable && !s.service.gpuwarm_dropin_text.has()) {
     in.dropin_exists = true;  // there, unread: rewritten whole, and systemd reloaded after
     assumed.push_back("gpuwarm's drop-in could not be read (" + s.service.gpuwarm_dropin_text.missing +
-                      "): it is written anew");
+                      "): it is taken as there but unknown, so a plan that needs it writes it whole");
   }
   in.daemon_user_exists = s.daemon.user_exists.value_or(false);
   if (!s.daemon.user_exists.has() && s.service.load_state.is("not-found")) {  // only a unit gpuwarm writes asks

@@ -348,7 +348,16 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         return give_up(text.error().message);
       }
       auto j = nlohmann::json::parse(*text, nullptr, false);
-      auto run = j.is_discarded() ? Result<watch::WatchRun>(fail("not valid JSON")) : watch::run_from_json(j);
+      Result<watch::WatchRun> run = fail("not valid JSON");
+      if (!j.is_discarded()) {
+        escape_strings(j);
+        if (j.is_object() && j.contains("error")) {  // a saved failure: `watch --json` that could not run
+          const auto& e = j.at("error");
+          run = fail("a watch that did not run: " + (e.is_string() ? e.get<std::string>() : e.dump()));
+        } else {
+          run = watch::run_from_json(j);
+        }
+      }
       if (!run) {
         return give_up(opts->replay + ": " + run.error().message);
       }

@@ -64,6 +64,7 @@ Result<ProbeRun> load_probe_run(const std::string& path) {
   if (j.is_discarded()) {
     return fail(path + ": not valid JSON");
   }
+  escape_strings(j);
   auto run = probe_from_json(j);
   if (!run) {
     return fail(path + ": " + run.error().message);

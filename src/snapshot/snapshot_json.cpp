@@ -1,5 +1,7 @@
 #include "snapshot/snapshot_json.h"
 
+#include "core/strings.h"
+
 #include <cmath>
 
 #include "core/fs.h"
@@ -156,6 +158,16 @@ Result<Snapshot> load_snapshot_file(const std::string& path) {
     return fail(path + ": " + snap.error().message);
   }
   return snap;
+}
+
+void escape_strings(nlohmann::json& j) {
+  if (j.is_string()) {
+    j = escape_control(j.get_ref<const std::string&>());
+  } else if (j.is_structured()) {
+    for (auto& item : j) {
+      escape_strings(item);
+    }
+  }
 }
 
 std::string dump_json(const nlohmann::json& j, int indent) {

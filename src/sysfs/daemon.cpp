@@ -143,29 +143,32 @@ std::string not_the_daemons_executable(const Paths& paths, int pid, std::string&
   if (name != k_daemon_name && name != ".nvidia-persistenced-wrapped") {
     return fmt::format("runs {}, not nvidia-persistenced", executable);
   }
-  // Under a --root that shows only part of the host (the exporter's pod mounts /usr, not /nix or /opt), a file
-  // out of view cannot be checked: its name is all there is to go on, as before the check existed.
-  struct stat seen {};
-  if (!paths.is_live() && ::lstat(paths.host(replaced ? path.substr(0, path.rfind('/') + 1) : path).c_str(), &seen) != 0 &&
-      errno == ENOENT) {
-    return {};
-  }
-  if (!replaced) {
-    if (std::string why = replaceable_by_others(paths.host(path)); !why.empty()) {
-      return fmt::format("runs {}, which {}", executable, why);
+  // On this host the file itself, reached through the link whatever its path (replaced, or out of gpuwarm's
+  // mount view): root's, and writable by no one else.
+  if (paths.is_live()) {
+    struct stat st {};
+    if (::stat(link.c_str(), &st) != 0) {
+      return errno == EACCES || errno == EPERM ? std::string{} : fmt::format("runs {}, which cannot be checked", executable);
     }
+    if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != ::geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      return fmt::format("runs {}, a file not root's or writable by others", executable);
+    }
+  }
+  // Then where it lies: the file, or the folder of a replaced one, must be in folders only root can change. One
+  // out of view (gpuwarm in a container of its own, a --root showing part of the host such as the exporter's
+  // pod, or a folder an update removed) cannot be checked: the name and the file are all there is to go on.
+  std::string where = path;
+  if (replaced) {
+    const auto slash = path.rfind('/');
+    where = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  }
+  struct stat seen {};
+  if (::lstat(paths.host(where).c_str(), &seen) != 0 && errno == ENOENT) {
     return {};
   }
-  // A replaced file has no path left to check: its folder must still be root's, and on this host the file
-  // itself (reached through the link) must be root's and writable by no one else.
-  const std::string folder = path.substr(0, path.rfind('/'));
-  if (std::string why = replaceable_by_others(paths.host(folder.empty() ? "/" : folder)); !why.empty()) {
-    return fmt::format("runs {}, whose folder {}", executable, why);
-  }
-  struct stat st {};
-  if (paths.is_live() && (::stat(link.c_str(), &st) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid()) ||
-                          (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)) {
-    return fmt::format("runs {}, a file not root's or writable by others", executable);
+  if (std::string why = replaceable_by_others(paths.host(where)); !why.empty()) {
+    return replaced ? fmt::format("runs {}, whose folder {}", executable, why)
+                    : fmt::format("runs {}, which {}", executable, why);
   }
   return {};
 }

@@ -264,6 +264,10 @@ Fact<std::vector<std::string>> read_nvswitches(const Paths& paths) {
   for (const auto& dev : *devices) {
     // An unread vendor is not "another vendor's": the device may be a switch, and reset must then refuse.
     auto vendor = read_first_line(paths.sys("bus/pci/devices/" + dev + "/vendor"));
+    struct stat device {};
+    if (!vendor && ::stat(paths.sys("bus/pci/devices/" + dev).c_str(), &device) != 0 && errno == ENOENT) {
+      continue;  // removed while the bus was listed (hot-unplug; its link then leads nowhere): nothing to reset
+    }
     if (!vendor) {
       return Fact<std::vector<std::string>>::unknown("PCI device " + printable(dev) + ": " +
                                                      paths.display(vendor.error().message));

@@ -244,8 +244,10 @@ Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid) {
     }
     OpenFile file;
     file.path = std::move(*target);
-    // Sockets, pipes and anon inodes ("socket:[123]") are never devices: no need to ask.
-    if (!file.path.empty() && file.path.front() == '/') {
+    // Only what lies under /dev (a node renamed in a container, or replaced, is still there) is asked: not every
+    // filesystem honours "cached attributes only" (9p ignores it), and a file on a hung network mount must not
+    // block the walk. Sockets, pipes and anon inodes ("socket:[123]") are never devices.
+    if (starts_with(file.path, "/dev/")) {
       struct statx st {};
       if (::statx(AT_FDCWD, link.c_str(), AT_STATX_DONT_SYNC, STATX_TYPE, &st) == 0 && (st.stx_mask & STATX_TYPE) &&
           S_ISCHR(st.stx_mode)) {

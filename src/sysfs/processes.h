@@ -73,9 +73,10 @@ struct OpenFile {
   std::optional<Number> char_device;  // when it is a character device (unknown for a recorded /proc)
 };
 
-// The files PID holds open, or why its fd folder could not be listed. Each file's type comes from the open
-// file itself (statx through the fd link, cached attributes only, so a file on a hung network mount cannot
-// block the walk): a device node renamed in a container, or replaced since it was opened, keeps its number.
+// The files PID holds open, or why its fd folder could not be listed. The type of each file under /dev comes
+// from the open file itself (statx through the fd link, cached attributes only; nothing outside /dev is asked,
+// so a file on a hung network mount cannot block the walk): a node renamed in a container, or replaced since it
+// was opened, keeps its number.
 Result<std::vector<OpenFile>> read_open_files(const Paths& paths, int pid);
 
 // Character-device major of NVIDIA's nodes (Linux's devices.txt): minor N is GPU N, 254 nvidia-modeset,

@@ -438,13 +438,14 @@ class Probe(unittest.TestCase):
         self.assertEqual(self.probe({}, "--save", baseline).returncode, 0)
         with open(baseline) as f:
             d = json.load(f)
-        d["hostname"] = "h\x1b]0;pwn\x07"
+        d["hostname"] = "h\x1b]0;pwn\x07\nforged line"
         with open(baseline, "w") as f:
             json.dump(d, f)
         r = self.probe({}, "--compare", baseline)
         self.assertNotIn("\x1b", r.stdout)
-        self.assertIn("Before: h\\x1b]0;pwn\\x07 ", r.stdout)
-        self.assertIn("from another node (h\\x1b]0;pwn\\x07)", r.stdout)
+        self.assertNotIn("\nforged line", r.stdout)
+        self.assertIn("Before: h\\x1b]0;pwn\\x07\\x0aforged line ", r.stdout)
+        self.assertIn("from another node (h\\x1b]0;pwn\\x07\\x0aforged line)", r.stdout)
 
     def test_save_then_compare(self):
         os.mkdir(os.path.join(self.tmp, "sub"))

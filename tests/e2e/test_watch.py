@@ -157,11 +157,17 @@ class Watch(unittest.TestCase):
     def test_replayed_names_are_escaped(self):
         with open(os.path.join(h.SOURCE_DIR, "examples/h100-watch-detached.json")) as f:
             d = json.load(f)
-        d["gpus"][0]["name"] = "NVIDIA\x1b]0;pwn\x07\x1b[2J"
+        d["gpus"][0]["name"] = "NVIDIA\x1b]0;pwn\x07\x1b[2J\nStable: forged"
         r = h.run(["watch", "--replay", self.write("evil.json", d)], raw=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("\x1b", r.stdout)
-        self.assertIn("GPU 0 NVIDIA\\x1b]0;pwn\\x07\\x1b[2J (GPU-", r.stdout)
+        self.assertNotIn("\nStable: forged", r.stdout)  # no field can start a line of its own
+        self.assertIn("GPU 0 NVIDIA\\x1b]0;pwn\\x07\\x1b[2J\\x0aStable: forged (GPU-", r.stdout)
+        # A saved failure replays as that failure, not as a malformed run.
+        r = h.run(["watch", "--replay", self.write("failed.json", {"kind": "gpuwarm-watch", "schema_version": 1,
+                                                                    "error": "NVML unusable", "gpus": []})], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("a watch that did not run: NVML unusable", r.stderr)
 
     def test_replay_reproduces_the_summary(self):
         rc, d = self.watch_json(self.job_leaves_scenario(), "--interval", "200ms", "--duration", "2s")

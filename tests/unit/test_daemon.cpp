@@ -1,9 +1,14 @@
 #include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -264,6 +269,66 @@ TEST(Daemon, OnlyTheDaemonsExecutableIsTheDaemon) {
       EXPECT_NE(d.not_daemon[0].why.find("not the daemon"), std::string::npos) << d.not_daemon[0].why;
     }
   }
+}
+
+// The same on the live /proc, where the file is also checked through the link: a copy of sh named
+// nvidia-persistenced is the daemon as long as it runs from a root-owned file, also once the file or its whole
+// folder is gone (an update); sh started as "nvidia-persistenced" (exec -a, its name set too) is not.
+TEST(Daemon, TheLiveDaemonIsKnownByItsExecutable) {
+  struct passwd* me = ::getpwuid(::geteuid());
+  ASSERT_NE(me, nullptr);
+  const std::string user = me->pw_name;
+  auto start = [&user](const std::string& program, const std::string& argv0) {
+    // sh waits for its sleep, so the process keeps running `program`; the arguments after the script are its
+    // own, where --user is read.
+    std::vector<std::string> args = {argv0, "-c", "echo nvidia-persistenced > /proc/$$/comm; sleep 30; :", "x",
+                                     "--user", user};
+    std::vector<char*> argv;
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    EXPECT_EQ(::posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+    return pid;
+  };
+  auto verdict = [](pid_t pid) -> std::string {
+    for (int attempt = 0; attempt < 200; ++attempt) {  // until the child has exec'd
+      DaemonFacts d = read_daemon(Paths());
+      for (const auto& p : d.processes) {
+        if (p.pid == pid) {
+          return "daemon";
+        }
+      }
+      for (const auto& f : d.not_daemon) {
+        if (f.pid == pid) {
+          return f.why;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return "not seen";
+  };
+  auto stop = [](pid_t pid) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  };
+  auto folder = std::make_unique<test::TempTree>();
+  const std::string copy = folder->path("nvidia-persistenced");
+  std::filesystem::copy_file("/bin/sh", copy);
+  std::filesystem::permissions(copy, std::filesystem::perms(0755));
+
+  pid_t daemon = start(copy, copy);
+  EXPECT_EQ(verdict(daemon), "daemon");
+  std::filesystem::remove(copy);  // replaced by an update: "... (deleted)"
+  EXPECT_EQ(verdict(daemon), "daemon");
+  folder.reset();  // its folder gone too
+  EXPECT_EQ(verdict(daemon), "daemon");
+  stop(daemon);
+
+  pid_t impostor = start("/bin/sh", "/usr/bin/nvidia-persistenced");
+  EXPECT_NE(verdict(impostor).find("not nvidia-persistenced: not the daemon"), std::string::npos) << verdict(impostor);
+  stop(impostor);
 }
 
 TEST(Daemon, PidFileNamesItWhateverItsCommandName) {

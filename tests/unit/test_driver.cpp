@@ -94,7 +94,8 @@ TEST(Driver, MalformedVersionFile) {
 TEST(Driver, NvSwitchesByPciClass) {
   struct Device {
     const char* address;
-    const char* vendor;     // nullptr: a directory named vendor (unreadable as a file, even by root)
+    const char* vendor;     // nullptr: a directory named vendor (unreadable as a file, even by root); "gone":
+                            // removed while the bus was listed (only its link left)
     const char* pci_class;  // nullptr: no class file
   };
   struct Case {
@@ -115,6 +116,8 @@ TEST(Driver, NvSwitchesByPciClass) {
       {"an NVIDIA device whose class cannot be read: cannot tell", {{"0000:05:00.0", "0x10de", nullptr}}, false, {}},
       {"a device whose vendor cannot be read may be a switch: cannot tell",
        {{"0000:17:00.0", "0x10de", "0x030200"}, {"0000:05:00.0", nullptr, "0x068000"}}, false, {}},
+      {"a device removed during the walk is no switch", {{"0000:17:00.0", "0x10de", "0x030200"}, {"0000:05:00.0", "gone", nullptr}},
+       true, {}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -123,7 +126,9 @@ TEST(Driver, NvSwitchesByPciClass) {
     for (const auto& d : c.devices) {
       // As on a real host: the bus directory holds links into /sys/devices.
       std::string real = std::string("sys/devices/pci0000:00/") + d.address;
-      if (d.vendor != nullptr) {
+      if (d.vendor != nullptr && std::string_view(d.vendor) == "gone") {
+        // nothing behind the link
+      } else if (d.vendor != nullptr) {
         t.write(real + "/vendor", std::string(d.vendor) + "\n");
       } else {
         t.mkdir(real + "/vendor");
