@@ -91,7 +91,7 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
       "Exit codes:\n"
       "  0  healthy\n"
       "  1  gpuwarm could not run (unreadable or malformed --snapshot, I/O error)\n"
-      "  2  bad command line\n"
+      "  2  bad command line (also a --snapshot FILE or --root DIR that does not exist)\n"
       "  3  action needed: the runbook applies (gpuwarm fix)\n"
       "  4  reboot pending: kernel module and user space differ\n"
       "  5  routed elsewhere: driver install, thermal/power (RAS) or pinned clocks\n"
