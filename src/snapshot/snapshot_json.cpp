@@ -3,6 +3,7 @@
 #include "core/strings.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/fs.h"
 #include "core/report_kind.h"
@@ -161,11 +162,17 @@ Result<Snapshot> load_snapshot_file(const std::string& path) {
 }
 
 void escape_strings(nlohmann::json& j) {
-  if (j.is_string()) {
-    j = escape_control(j.get_ref<const std::string&>());
-  } else if (j.is_structured()) {
-    for (auto& item : j) {
-      escape_strings(item);
+  // A worklist, not recursion: a hostile file nests arrays a million deep in a few megabytes.
+  std::vector<nlohmann::json*> pending = {&j};
+  while (!pending.empty()) {
+    nlohmann::json* node = pending.back();
+    pending.pop_back();
+    if (node->is_string()) {
+      *node = escape_control(node->get_ref<const std::string&>());
+    } else if (node->is_structured()) {
+      for (auto& item : *node) {
+        pending.push_back(&item);
+      }
     }
   }
 }

@@ -102,17 +102,29 @@ void fuzz_fleet(std::string_view text) {
   (void)fleet::summarize(std::move(reports), {});
 }
 
+// What gpuwarm prints from a saved report reaches a terminal: no control byte but the line break.
+void expect_terminal_safe(const std::string& out) {
+  for (unsigned char c : out) {
+    if ((c < 0x20 && c != '\n') || c == 0x7f) {
+      std::fprintf(stderr, "control byte 0x%02x in rendered text\n", c);
+      std::abort();
+    }
+  }
+}
+
+// Read as the commands read them: parsed, every string escaped, then converted.
 void watch_replay(std::string_view text) {
   auto j = parse_json(text);
   if (j.is_discarded()) {
     return;
   }
+  escape_strings(j);
   auto run = watch::run_from_json(j);
   if (!run) {
     return;
   }
   auto summary = watch::summarize(*run);
-  (void)watch::render_text(*run, summary, false);
+  expect_terminal_safe(watch::render_text(*run, summary, false));
 }
 
 void probe_baseline(std::string_view text) {
@@ -120,10 +132,11 @@ void probe_baseline(std::string_view text) {
   if (j.is_discarded()) {
     return;
   }
+  escape_strings(j);
   auto run = probe_from_json(j);
   if (run) {
-    (void)render_probe_text(*run);
-    (void)render_compare_text(*run, *run);
+    expect_terminal_safe(render_probe_text(*run));
+    expect_terminal_safe(render_compare_text(*run, *run));
   }
 }
 

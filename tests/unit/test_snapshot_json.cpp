@@ -96,5 +96,26 @@ TEST(SnapshotJson, OutOfRangeFloatsAreMalformedNotUndefined) {
   EXPECT_TRUE(snapshot_from_json(ok));
 }
 
+// A saved report's strings, all of them, made terminal-safe as it is read; keys and numbers untouched, and a
+// file nested a hundred thousand deep is no stack overflow.
+TEST(SnapshotJson, EscapeStringsReachesEveryStringAndAnyDepth) {
+  auto j = nlohmann::json::parse(R"({"name": "a\u001b[2Jb", "gpus": [{"uuid": "x\ny", "n": 3}], "k\u0007": true})");
+  escape_strings(j);
+  EXPECT_EQ(j["name"], "a\\x1b[2Jb");
+  EXPECT_EQ(j["gpus"][0]["uuid"], "x\\x0ay");
+  EXPECT_EQ(j["gpus"][0]["n"], 3);
+  EXPECT_TRUE(j.contains("k\u0007"));  // keys are not shown as text
+
+  const std::size_t depth = 100000;
+  auto deep = nlohmann::json::parse(std::string(depth, '[') + R"("\u001b")" + std::string(depth, ']'), nullptr, false);
+  ASSERT_FALSE(deep.is_discarded());
+  escape_strings(deep);
+  const nlohmann::json* inner = &deep;
+  while (inner->is_array()) {
+    inner = &inner->front();
+  }
+  EXPECT_EQ(*inner, "\\x1b");
+}
+
 }  // namespace
 }  // namespace gpuwarm
