@@ -5,7 +5,8 @@
 #   device: bash bench/device_exporter.sh        (carry .devbin)
 # Prints, medians of $ROUNDS rounds: a scrape's time alone; /healthz alone; /healthz while four scrapes
 # wait for one collection (and its ratio to /healthz alone); then, per round, whether a scrape in flight
-# when SIGTERM came still got its answer.
+# when SIGTERM came still got its answer; then bench/exporter_pressure.py (hosts holding connections) for this
+# build and, where .devbin/old/ has an earlier tarball, that one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-7}
@@ -35,7 +36,7 @@ def start():
     sys.exit("exporter did not start in 10 s")
 
 def get(url, timeout=60, source="127.0.0.1"):
-    # From `source`: the exporter takes at most 4 connections per client address (all of 127/8 is loopback).
+    # From `source`: the exporter limits connections per client address (all of 127/8 is loopback).
     parts = urllib.parse.urlsplit(url)
     t = time.monotonic()
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout, source_address=(source, 0))
@@ -92,3 +93,11 @@ EOF
 echo "== guard (runs nvidia-persistenced --version in run_child's clean environment)"
 "$gpuwarm" guard --json 2>&1 | head -c 1500 || true
 echo
+echo "== connection pressure (bench/exporter_pressure.py): this build beside .devbin/old's, real NVML"
+pressure=("new=$gpuwarm")
+if old=$(ls .devbin/old/*.tar.gz 2>/dev/null | head -n1) && [ -n "$old" ]; then
+  olddir=$(mktemp -d /tmp/gpuwarm-old.XXXXXX)
+  tar -xzf "$old" -C "$olddir" --strip-components=1
+  pressure+=("old=$olddir/bin/gpuwarm")
+fi
+ROUNDS=${ROUNDS_PRESSURE:-5} python3 bench/exporter_pressure.py "${pressure[@]}"

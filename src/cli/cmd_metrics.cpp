@@ -133,9 +133,13 @@ int serve(MetricsOptions opts) {
   ServiceNotifier notifier = ServiceNotifier::from_environment();
   ScrapeCache cache([&opts] { return collect_metrics_text(opts); },
                     std::chrono::duration<double>(opts.min_interval_s));
-  auto server = HttpServer::start(*address, [&cache](std::string_view method, std::string_view url) {
-    return route(
-        method, url, [&cache] { return cache.get(); }, [] { return abandoned_calls() == 0; });
+  auto server = HttpServer::start(*address, [&cache](std::string_view method, std::string_view url,
+                                                     HttpServer::Reply reply) {
+    if (auto now = route(method, url, [] { return abandoned_calls() == 0; })) {
+      reply(std::move(*now));
+      return;
+    }
+    cache.get_async([reply = std::move(reply)](ScrapeCache::Body body) { reply(metrics_response(std::move(body))); });
   });
   if (!server) {
     std::cerr << "gpuwarm metrics: " << server.error().message << "\n";
@@ -251,8 +255,8 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"
       "and gpuwarm-exporter.service (--listen; Type=notify with a watchdog).\n\n"
       "--listen answers GET/HEAD /metrics, / and /healthz (at once, even while scrapes wait for a collection)\n"
-      "only; requests are bounded (16 connections, 4 per client, 16 KiB of headers, 15 s idle, 10 s to send a\n"
-      "whole request). SIGTERM, SIGINT or SIGHUP stops it: new connections are refused, scrapes whose request\n"
+      "only; requests are bounded (256 connections, 8 per client, 16 KiB of headers, 15 s idle, 10 s to send\n"
+      "a whole request; one thread serves them all). SIGTERM, SIGINT or SIGHUP stops it: new connections are refused, scrapes whose request\n"
       "has arrived are answered (up to 20 s; a second signal stops waiting).\n\n"
       "Exit codes: 0 metrics printed or written (whatever the verdict), or the exporter stopped by a signal;\n"
       "1 could not read --snapshot, write the textfile, or listen; 2 bad command line (a --snapshot that\n"

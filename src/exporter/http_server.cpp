@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -24,12 +25,12 @@ namespace gpuwarm {
 
 namespace {
 
-// Bounds: a scrape is one small GET; nothing legitimate needs more. A thread per connection: a scrape waiting
-// seconds for a collection then holds up no other request, and /healthz answers a liveness probe at once
-// whatever the scrapes are doing. Threads are tasks: k_max_connections plus main, the listener, the reaper and
-// NVML's deadline threads stay well inside the unit's TasksMax=32 (contrib/systemd/gpuwarm-exporter.service).
-constexpr unsigned k_max_connections = 16;
-constexpr unsigned k_max_connections_per_client = 4;
+// Bounds: a scrape is one small GET; nothing legitimate needs more. One thread polls every connection, and a
+// scrape waiting for a collection is parked (suspended), not given a thread: a connection costs a descriptor
+// and its 16 KiB, so the limits are sized by what a node sees (a few Prometheus servers, probes, a curl
+// loop), not by the unit's TasksMax. Ten hosts holding every connection they may need 80 of 256.
+constexpr unsigned k_max_connections = 256;
+constexpr unsigned k_max_connections_per_client = 8;
 constexpr unsigned k_idle_timeout_s = 15;         // a silent client is dropped
 // The idle timeout counts silence only: a client that sends a byte every few seconds would keep its
 // connection (and, 16 of them, the whole server) forever. A request must be whole within this.
@@ -99,9 +100,7 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
   return out;
 }
 
-HttpResponse route(std::string_view method, std::string_view url,
-                   const std::function<std::shared_ptr<const std::string>()>& metrics,
-                   const std::function<bool()>& healthy) {
+std::optional<HttpResponse> route(std::string_view method, std::string_view url, const std::function<bool()>& healthy) {
   HttpResponse r;
   auto text = [](std::string s) { return std::make_shared<const std::string>(std::move(s)); };
   if (method != "GET" && method != "HEAD") {
@@ -111,14 +110,7 @@ HttpResponse route(std::string_view method, std::string_view url,
     return r;
   }
   if (url == "/metrics") {
-    r.body = metrics();
-    if (!r.body) {
-      r.status = 500;
-      r.body = text("gpuwarm could not collect the node's facts; see the exporter's log.\n");
-      return r;
-    }
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    return r;
+    return std::nullopt;
   }
   if (url == "/healthz") {
     const bool ok = healthy();
@@ -139,19 +131,74 @@ HttpResponse route(std::string_view method, std::string_view url,
   return r;
 }
 
-namespace {
-// A request's state (libmicrohttpd's per-request pointer): its headers are in; it is whole and being answered.
-char k_headers_seen;
-char k_answering;
-}  // namespace
+HttpResponse metrics_response(std::shared_ptr<const std::string> body) {
+  HttpResponse r;
+  if (!body) {
+    r.status = 500;
+    r.body = std::make_shared<const std::string>("gpuwarm could not collect the node's facts; see the exporter's log.\n");
+    return r;
+  }
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = std::move(body);
+  return r;
+}
 
+// Named, not anonymous: HttpServer::State (declared in the header) holds these.
+namespace http_detail {
+
+// A request whose answer is given later (a scrape waiting for a collection): its connection is suspended
+// until the reply arrives. Shared by the request and the reply, which may outlive the request (a collection
+// that ends after the server stopped).
+struct Pending {
+  std::mutex mutex;
+  mhd::MHD_Connection* connection = nullptr;
+  std::optional<HttpResponse> response;
+  bool suspended = false;
+};
+
+// libmicrohttpd's per-request pointer: made when the headers are in, deleted when the request ends.
+struct RequestState {
+  bool answering = false;  // whole, and counted in requests_open
+  std::shared_ptr<Pending> pending;
+};
+
+// The first reply wins. A suspended connection is resumed under the request's lock, so it is resumed once,
+// and never before it was suspended.
+void deliver(Pending& pending, HttpResponse response) {
+  std::lock_guard<std::mutex> lock(pending.mutex);
+  if (pending.response) {
+    return;
+  }
+  pending.response = std::move(response);
+  if (pending.suspended) {
+    mhd::api().MHD_resume_connection(pending.connection);
+  }
+}
+
+HttpResponse stopping_response() {
+  HttpResponse r;
+  r.status = 503;
+  r.headers.emplace_back("Connection", "close");
+  r.body = std::make_shared<const std::string>("The exporter is stopping.\n");
+  return r;
+}
+
+}  // namespace http_detail
+
+using http_detail::deliver;
+using http_detail::Pending;
+using http_detail::RequestState;
+using http_detail::stopping_response;
+
+// Lock order: a Pending's mutex, then libmicrohttpd's own; State::mutex is taken alone (libmicrohttpd may
+// hold its locks when it calls the notifications, which take State::mutex).
 struct HttpServer::State {
   using Clock = std::chrono::steady_clock;
   Handler handler;
   mhd::MHD_Daemon* daemon = nullptr;
 
   // Connections waiting for a whole request, with when that wait began (its start, or its last answer);
-  // Clock::time_point::max() while the handler runs. An entry leaves before libmicrohttpd closes its socket
+  // Clock::time_point::max() while it is answered. An entry leaves before libmicrohttpd closes its socket
   // (the "closed" notification comes first), so under the lock a listed descriptor is still that connection's.
   std::mutex mutex;
   std::unordered_map<mhd::MHD_Connection*, std::pair<int, Clock::time_point>> waiting;
@@ -164,18 +211,36 @@ struct HttpServer::State {
   bool draining = false;  // answers then carry "Connection: close": no client comes back to a stopping server
   std::condition_variable request_completed;
   int quiesced_listen_fd = -1;  // the listening socket once stop_accepting() ran; closed after the stop
+  // Suspended requests: libmicrohttpd must not be stopped with one (it aborts), so the destructor answers them.
+  std::unordered_set<std::shared_ptr<Pending>> parked;
+  bool closing = false;  // the destructor runs: no request may be suspended any more
 
-  // The request is whole: the handler may wait seconds for a collection, which is no client's slowness (no
+  // The request is whole: the handler may take seconds (a collection), which is no client's slowness (no
   // deadline), and a stop waits for its answer (until request_completed).
-  void begin_answer(mhd::MHD_Connection* connection, void** request_state) {
+  void begin_answer(mhd::MHD_Connection* connection, RequestState& request) {
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = waiting.find(connection); it != waiting.end()) {
       it->second.second = Clock::time_point::max();
     }
-    if (*request_state != &k_answering) {
-      *request_state = &k_answering;
+    if (!request.answering) {
+      request.answering = true;
       ++requests_open;
     }
+  }
+
+  // False once the server is closing: the caller answers at once instead.
+  bool park(const std::shared_ptr<Pending>& pending) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (closing) {
+      return false;
+    }
+    parked.insert(pending);
+    return true;
+  }
+
+  void unpark(const std::shared_ptr<Pending>& pending) {
+    std::lock_guard<std::mutex> lock(mutex);
+    parked.erase(pending);
   }
 
   bool is_draining() {
@@ -222,16 +287,40 @@ void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*sock
   }
 }
 
+mhd::Result queue_answer(HttpServer::State& state, mhd::MHD_Connection* connection, const HttpResponse& r) {
+  const auto& api = mhd::api();
+  const std::string& body = r.body ? *r.body : std::string();
+  mhd::MHD_Response* response =
+      api.MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()), mhd::k_respmem_must_copy);
+  if (response == nullptr) {
+    return mhd::no;
+  }
+  api.MHD_add_response_header(response, "Content-Type", r.content_type.c_str());
+  bool closes = false;
+  for (const auto& [name, value] : r.headers) {
+    api.MHD_add_response_header(response, name.c_str(), value.c_str());
+    closes = closes || name == "Connection";
+  }
+  if (!closes && state.is_draining()) {  // read after the handler: a stop may have begun while it ran
+    api.MHD_add_response_header(response, "Connection", "close");
+  }
+  mhd::Result queued = api.MHD_queue_response(connection, r.status, response);
+  api.MHD_destroy_response(response);
+  state.set_wait_start(connection, HttpServer::State::Clock::now());  // the next request on this connection
+  return queued;
+}
+
 mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, const char* method,
                    const char* /*version*/, const char* /*upload_data*/, std::size_t* upload_data_size,
                    void** request_state) {
   auto& state = *static_cast<HttpServer::State*>(cls);
-  auto& handler = state.handler;
   std::string_view m = method != nullptr ? method : "";
   // First call: headers only. A GET is answered on the second call, once the (empty) body is in; anything
   // else is refused at once, so no request body is ever buffered.
-  if (*request_state == nullptr) {
-    *request_state = &k_headers_seen;
+  auto* request = static_cast<RequestState*>(*request_state);
+  if (request == nullptr) {
+    request = new RequestState();  // deleted by request_completed, which libmicrohttpd calls for every request
+    *request_state = request;
     if (m == "GET" || m == "HEAD") {
       return mhd::yes;
     }
@@ -241,37 +330,62 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
     *upload_data_size = 0;
     return mhd::yes;
   }
-  state.begin_answer(connection, request_state);
-  HttpResponse r;
+  if (request->pending) {  // resumed: its answer has arrived
+    std::shared_ptr<Pending> pending = std::move(request->pending);
+    state.unpark(pending);
+    HttpResponse r;
+    {
+      std::lock_guard<std::mutex> lock(pending->mutex);
+      r = *pending->response;
+    }
+    return queue_answer(state, connection, r);
+  }
+  state.begin_answer(connection, *request);
+  auto pending = std::make_shared<Pending>();
+  pending->connection = connection;
   try {
-    r = handler(m, url != nullptr ? url : "");
+    state.handler(m, url != nullptr ? url : "", [pending](HttpResponse r) { deliver(*pending, std::move(r)); });
   } catch (...) {
-    r.status = 500;
-    r.body = std::make_shared<const std::string>("internal error\n");
+    HttpResponse failed;
+    failed.status = 500;
+    failed.body = std::make_shared<const std::string>("internal error\n");
+    deliver(*pending, std::move(failed));
   }
-  const auto& api = mhd::api();
-  const std::string& body = r.body ? *r.body : std::string();
-  mhd::MHD_Response* response =
-      api.MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()), mhd::k_respmem_must_copy);
-  if (response == nullptr) {
-    return mhd::no;
+  auto answered_now = [&]() -> std::optional<HttpResponse> {
+    std::lock_guard<std::mutex> lock(pending->mutex);
+    return pending->response;
+  };
+  if (auto r = answered_now()) {  // /healthz, /, a reused collection
+    return queue_answer(state, connection, *r);
   }
-  api.MHD_add_response_header(response, "Content-Type", r.content_type.c_str());
-  for (const auto& [name, value] : r.headers) {
-    api.MHD_add_response_header(response, name.c_str(), value.c_str());
+  if (!state.park(pending)) {
+    deliver(*pending, stopping_response());
   }
-  if (state.is_draining()) {  // read after the handler: a stop may have begun while it ran
-    api.MHD_add_response_header(response, "Connection", "close");
+  std::unique_lock<std::mutex> lock(pending->mutex);
+  if (pending->response) {  // the reply came meanwhile, or the server is closing
+    HttpResponse r = *pending->response;
+    lock.unlock();
+    state.unpark(pending);
+    return queue_answer(state, connection, r);
   }
-  mhd::Result queued = api.MHD_queue_response(connection, r.status, response);
-  api.MHD_destroy_response(response);
-  state.set_wait_start(connection, HttpServer::State::Clock::now());  // the next request on this connection
-  return queued;
+  // Suspended under the request's lock: a reply from the collector resumes it only once it is suspended.
+  pending->suspended = true;
+  mhd::api().MHD_suspend_connection(connection);
+  request->pending = std::move(pending);
+  return mhd::yes;
 }
 
 void request_completed(void* cls, mhd::MHD_Connection* /*connection*/, void** request_state, int /*code*/) {
   auto& state = *static_cast<HttpServer::State*>(cls);
-  if (request_state == nullptr || *request_state != &k_answering) {
+  if (request_state == nullptr || *request_state == nullptr) {
+    return;
+  }
+  std::unique_ptr<RequestState> request(static_cast<RequestState*>(*request_state));
+  *request_state = nullptr;
+  if (request->pending) {
+    state.unpark(request->pending);
+  }
+  if (!request->answering) {
     return;  // its request never became whole: nobody waits for it
   }
   {
@@ -292,8 +406,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   server->m_state->handler = std::move(handler);
   // No MHD_USE_ERROR_LOG: it writes a line per malformed request, so any client could flood the journal and
   // push gpuwarm's own messages (an NVML call that never returned) past journald's rate limit.
-  unsigned flags =
-      mhd::k_use_internal_polling_thread | mhd::k_use_thread_per_connection | mhd::k_use_itc | mhd::k_use_auto;
+  // One polling thread (epoll where the kernel has it) with suspend/resume (which brings the inter-thread
+  // channel MHD_quiesce_daemon needs too).
+  unsigned flags = mhd::k_use_internal_polling_thread | mhd::k_allow_suspend_resume | mhd::k_use_auto;
   if (address.ipv6) {
     flags |= mhd::k_use_ipv6;
   }
@@ -361,6 +476,17 @@ HttpServer::~HttpServer() {
     m_state->reaper.join();
   }
   if (m_state->daemon != nullptr) {
+    // libmicrohttpd aborts when stopped with a suspended connection: every parked request is answered (and
+    // so resumed) first, and none is parked from now on. A reply that comes later finds its request answered.
+    std::vector<std::shared_ptr<Pending>> parked;
+    {
+      std::lock_guard<std::mutex> lock(m_state->mutex);
+      m_state->closing = true;
+      parked.assign(m_state->parked.begin(), m_state->parked.end());
+    }
+    for (const auto& pending : parked) {
+      deliver(*pending, stopping_response());
+    }
     mhd::api().MHD_stop_daemon(m_state->daemon);
   }
   if (m_state->quiesced_listen_fd >= 0) {

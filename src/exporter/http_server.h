@@ -1,7 +1,9 @@
 #pragma once
 // The exporter's HTTP side: a listen address parsed without name resolution, the routes (pure), and a
 // small server over libmicrohttpd with every request bounded (connections, per-client connections,
-// header memory, idle time, the time to send a whole request) and only GET/HEAD answered.
+// header memory, idle time, the time to send a whole request) and only GET/HEAD answered. One thread polls
+// every connection; an answer that must wait (a scrape for a collection) parks its connection, which then
+// costs a descriptor, not a thread.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -40,18 +43,23 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// The exporter's routes: GET/HEAD /metrics → `metrics()` (null → 500), /healthz → 200 while `healthy()`
-// (NVML answers) else 503, for supervisors without a watchdog (a Kubernetes liveness probe), / → a pointer
-// to /metrics, anything else 404, other methods 405 with Allow.
-HttpResponse route(std::string_view method, std::string_view url,
-                   const std::function<std::shared_ptr<const std::string>()>& metrics,
-                   const std::function<bool()>& healthy = [] { return true; });
+// The exporter's routes, answered at once: /healthz → 200 while `healthy()` (NVML answers) else 503, for
+// supervisors without a watchdog (a Kubernetes liveness probe), / → a pointer to /metrics, anything else
+// 404, other methods 405 with Allow. GET/HEAD /metrics → nothing: its answer is metrics_response() of a
+// collection, once one is ready.
+std::optional<HttpResponse> route(std::string_view method, std::string_view url,
+                                  const std::function<bool()>& healthy = [] { return true; });
+// A collection's text as /metrics' answer; null (the collection failed) → 500.
+HttpResponse metrics_response(std::shared_ptr<const std::string> body);
 
 class HttpServer {
  public:
-  using Handler = std::function<HttpResponse(std::string_view method, std::string_view url)>;
+  // Answers a request: at once, or later from any thread. Only the first call counts.
+  using Reply = std::function<void(HttpResponse)>;
+  // Runs on the server's polling thread, so it must not block: a slow answer is given later through `reply`.
+  using Handler = std::function<void(std::string_view method, std::string_view url, Reply reply)>;
 
-  // Listening when it returns; `handler` runs on the server's threads (several at once).
+  // Listening when it returns.
   static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& address, Handler handler);
   // For a stop that answers the scrapes in flight: new connections are refused from now on, and every
   // answer closes its connection (none comes back to a server about to go).
@@ -59,7 +67,7 @@ class HttpServer {
   // Waits, at most `bound`, until every request that arrived whole has been answered; false when some
   // were not. A request still arriving (its headers incomplete) is not waited for.
   bool wait_for_answers(std::chrono::milliseconds bound);
-  ~HttpServer();  // closes every connection (waiting for handlers running now, whose answers are not sent)
+  ~HttpServer();  // closes every connection; a request still waiting for its answer gets none
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 

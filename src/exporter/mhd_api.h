@@ -15,10 +15,10 @@ struct MHD_Response;
 
 // Values of the library's stable ABI (microhttpd.h, MHD_VERSION 0x00097500 and earlier).
 enum Result : int { no = 0, yes = 1 };
-constexpr unsigned k_use_thread_per_connection = 4;
 constexpr unsigned k_use_internal_polling_thread = 8;
 constexpr unsigned k_use_ipv6 = 16;
-constexpr unsigned k_use_itc = 1024;  // needed by MHD_quiesce_daemon in the thread-per-connection mode
+constexpr unsigned k_use_itc = 1024;  // the inter-thread channel: MHD_quiesce_daemon and resuming need it
+constexpr unsigned k_allow_suspend_resume = 8192 | k_use_itc;
 constexpr unsigned k_use_auto = 65536;
 // enum MHD_OPTION
 constexpr int k_option_end = 0;
@@ -70,7 +70,9 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
   X(MHD_Response*, MHD_create_response_from_buffer, (std::size_t size, void* buffer, int mode))                \
   X(Result, MHD_add_response_header, (MHD_Response * response, const char* header, const char* content))       \
   X(Result, MHD_queue_response, (MHD_Connection * connection, unsigned int status_code, MHD_Response* response)) \
-  X(void, MHD_destroy_response, (MHD_Response * response))
+  X(void, MHD_destroy_response, (MHD_Response * response))                                                    \
+  X(void, MHD_suspend_connection, (MHD_Connection * connection))                                               \
+  X(void, MHD_resume_connection, (MHD_Connection * connection))
 
 struct Api {
 #define GPUWARM_MHD_POINTER(ret, name, params) ret(*name) params = nullptr;

@@ -229,32 +229,55 @@ class ExporterOverHttp(unittest.TestCase):
             self.assertTrue(all(not s.done() for s in scrapes), "the collection ended before /healthz was timed")
             self.assertEqual([s.result()[0] for s in scrapes], [200] * 12)
 
-    def test_every_connection_it_accepts_fits_the_units_task_limit(self):
-        # A thread per connection: the connection limit, with the exporter's own threads and a collection's,
-        # must stay inside the shipped unit's TasksMax, or past it new connections (/healthz too) are dropped.
+    def test_hundreds_of_connections_cost_no_thread_and_each_is_answered_while_a_scrape_waits(self):
+        # One thread polls every connection and a scrape waiting for a collection is parked: 240 open connections
+        # (8 from each of 30 addresses, the per-client limit) leave the exporter's threads where they were, well
+        # inside the shipped unit's TasksMax, and each of them is answered while a slow collection runs.
         with open(os.path.join(CONTRIB, "systemd", "gpuwarm-exporter.service")) as f:
             tasks_max = int(re.search(r"^TasksMax=(\d+)$", f.read(), re.M).group(1))
-        g = h.gpu(0, persistence=0, deinit={"attach_ms": 3000})
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 4000})
         e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "30")
-        idle = []
-        self.addCleanup(lambda: [s.close() for s in idle])
+        open_sockets = []
+        self.addCleanup(lambda: [s.close() for s in open_sockets])
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            scrape = pool.submit(http, e.url + "/metrics", source="127.0.0.3")  # a collection's threads too
+            scrape = pool.submit(http, e.url + "/metrics", source="127.0.0.3")
             time.sleep(0.3)
-            for n in range(4 * 16):  # 16 addresses, 4 each (the per-client limit): as many as clients could open
+            threads_before = len(os.listdir(f"/proc/{e.pid()}/task"))
+            for n in range(8 * 30):
                 s = socket.socket()
-                s.bind((f"127.0.0.{10 + n % 16}", 0))
+                s.bind((f"127.0.1.{10 + n % 30}", 0))
                 s.connect(("127.0.0.1", e.port))
-                idle.append(s)
-            time.sleep(1.0)
+                open_sockets.append(s)
+            time.sleep(0.5)
             threads = len(os.listdir(f"/proc/{e.pid()}/task"))
+            self.assertLessEqual(threads, threads_before, f"{threads} threads with 240 connections open, "
+                                                          f"{threads_before} before")
             self.assertLessEqual(threads + 4, tasks_max, f"{threads} threads against TasksMax={tasks_max}")
-            self.assertGreaterEqual(threads, 16, "the idle connections were not accepted: the test shows nothing")
+            started = time.monotonic()
+            for s in open_sockets:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            for s in open_sockets:
+                s.settimeout(5)
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"), "a held connection was not answered")
+            self.assertLess(time.monotonic() - started, 2.0)
+            self.assertFalse(scrape.done(), "the collection ended before the connections were checked")
+            # A ninth connection from an address that has eight is closed unanswered; other addresses still get in.
+            extra = socket.socket()
+            open_sockets.append(extra)
+            extra.bind(("127.0.1.10", 0))
+            extra.connect(("127.0.0.1", e.port))
+            extra.settimeout(5)
+            try:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                refused = extra.recv(4096) == b""
+            except (BrokenPipeError, ConnectionResetError):
+                refused = True
+            self.assertTrue(refused, "a ninth connection from one address was served")
+            self.assertEqual(http(e.url + "/healthz", timeout=5, source="127.0.2.1")[0], 200)
             self.assertEqual(scrape.result()[0], 200)
-        for s in idle:
+        for s in open_sockets:
             s.close()
-        time.sleep(0.5)
-        self.assertEqual(http(e.url + "/healthz", timeout=5)[0], 200)
+        self.assertEqual(e.stop(), 0)
 
     def test_sigterm_answers_the_scrape_in_flight_and_refuses_new_connections(self):
         # A restart (a package upgrade, a DaemonSet rollout) must not cost the scrape that was running.

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
+#include <optional>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -94,6 +96,56 @@ TEST(ScrapeCache, concurrent_scrapes_share_the_collection_in_flight) {
   EXPECT_LE(collected.load(), 2);
 }
 
+TEST(ScrapeCache, a_reused_collection_answers_on_the_callers_thread_and_a_new_one_on_the_caches) {
+  FakeClock clock;
+  ScrapeCache cache([] { return std::string("text"); }, 60s, [&] { return clock.now; });
+  const auto caller = std::this_thread::get_id();
+  std::promise<std::thread::id> first;
+  cache.get_async([&](ScrapeCache::Body body) {
+    EXPECT_EQ(*body, "text");
+    first.set_value(std::this_thread::get_id());
+  });
+  EXPECT_NE(first.get_future().get(), caller);  // collected: the scrape waited without a thread of its own
+  std::optional<std::thread::id> second;
+  cache.get_async([&](ScrapeCache::Body body) {
+    EXPECT_EQ(*body, "text");
+    second = std::this_thread::get_id();
+  });
+  ASSERT_TRUE(second);  // reused: answered before get_async returned
+  EXPECT_EQ(*second, caller);
+  EXPECT_EQ(cache.collections(), 1u);
+}
+
+TEST(ScrapeCache, destroying_it_waits_for_the_collection_in_flight_and_answers_every_waiting_scrape) {
+  std::atomic<bool> release{false};
+  std::atomic<bool> started{false};
+  std::vector<std::string> answers;  // written on the cache's thread, read after it was joined
+  std::thread releaser;
+  {
+    ScrapeCache cache(
+        [&] {
+          started = true;
+          while (!release) {
+            std::this_thread::sleep_for(1ms);
+          }
+          return std::string("late");
+        },
+        0s);
+    for (int i = 0; i < 3; ++i) {
+      cache.get_async([&](ScrapeCache::Body body) { answers.push_back(body ? *body : "null"); });
+    }
+    while (!started) {
+      std::this_thread::sleep_for(1ms);
+    }
+    releaser = std::thread([&] {
+      std::this_thread::sleep_for(50ms);
+      release = true;
+    });
+  }
+  releaser.join();
+  EXPECT_EQ(answers, (std::vector<std::string>{"late", "late", "late"}));
+}
+
 TEST(ListenAddress, accepted_forms) {
   struct Case {
     const char* in;
@@ -128,36 +180,40 @@ TEST(ListenAddress, refused_forms_say_why) {
 }
 
 TEST(Routes, table) {
-  int collections = 0;
-  auto metrics = [&] {
-    ++collections;
-    return std::make_shared<const std::string>("gpuwarm_build_info 1\n");
-  };
   struct Case {
     const char* method;
     const char* url;
+    bool waits_for_metrics;
     unsigned status;
     const char* content_type_starts;
   };
-  for (const Case& c : {Case{"GET", "/metrics", 200, "text/plain; version=0.0.4"},
-                        Case{"HEAD", "/metrics", 200, "text/plain; version=0.0.4"}, Case{"GET", "/", 200, "text/html"},
-                        Case{"GET", "/metrics/x", 404, "text/plain"}, Case{"POST", "/metrics", 405, "text/plain"},
-                        Case{"DELETE", "/", 405, "text/plain"}}) {
-    HttpResponse r = route(c.method, c.url, metrics);
-    EXPECT_EQ(r.status, c.status) << c.method << " " << c.url;
-    EXPECT_EQ(r.content_type.rfind(c.content_type_starts, 0), 0u) << c.method << " " << c.url;
-    ASSERT_TRUE(r.body);
+  for (const Case& c : {Case{"GET", "/metrics", true, 0, ""}, Case{"HEAD", "/metrics", true, 0, ""},
+                        Case{"GET", "/", false, 200, "text/html"}, Case{"GET", "/healthz", false, 200, "text/plain"},
+                        Case{"GET", "/metrics/x", false, 404, "text/plain"},
+                        Case{"POST", "/metrics", false, 405, "text/plain"}, Case{"DELETE", "/", false, 405, "text/plain"}}) {
+    std::optional<HttpResponse> r = route(c.method, c.url);
+    ASSERT_EQ(!r.has_value(), c.waits_for_metrics) << c.method << " " << c.url;
+    if (!r) {
+      continue;
+    }
+    EXPECT_EQ(r->status, c.status) << c.method << " " << c.url;
+    EXPECT_EQ(r->content_type.rfind(c.content_type_starts, 0), 0u) << c.method << " " << c.url;
+    ASSERT_TRUE(r->body);
   }
-  EXPECT_EQ(collections, 2);  // only GET/HEAD /metrics collect
-  HttpResponse refused = route("PUT", "/metrics", metrics);
-  ASSERT_EQ(refused.headers.size(), 1u);
-  EXPECT_EQ(refused.headers[0], (std::pair<std::string, std::string>{"Allow", "GET, HEAD"}));
-  HttpResponse failed = route("GET", "/metrics", [] { return std::shared_ptr<const std::string>(); });
-  EXPECT_EQ(failed.status, 500u);
+  std::optional<HttpResponse> refused = route("PUT", "/metrics");
+  ASSERT_TRUE(refused);
+  ASSERT_EQ(refused->headers.size(), 1u);
+  EXPECT_EQ(refused->headers[0], (std::pair<std::string, std::string>{"Allow", "GET, HEAD"}));
   // /healthz: what a Kubernetes liveness probe asks in place of systemd's watchdog.
-  EXPECT_EQ(route("GET", "/healthz", metrics, [] { return true; }).status, 200u);
-  EXPECT_EQ(route("GET", "/healthz", metrics, [] { return false; }).status, 503u);
-  EXPECT_EQ(collections, 2);  // and it never collects
+  EXPECT_EQ(route("GET", "/healthz", [] { return false; })->status, 503u);
+
+  HttpResponse collected = metrics_response(std::make_shared<const std::string>("gpuwarm_build_info 1\n"));
+  EXPECT_EQ(collected.status, 200u);
+  EXPECT_EQ(collected.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(*collected.body, "gpuwarm_build_info 1\n");
+  HttpResponse failed = metrics_response(nullptr);
+  EXPECT_EQ(failed.status, 500u);
+  ASSERT_TRUE(failed.body);
 }
 
 class Notify : public ::testing::Test {
