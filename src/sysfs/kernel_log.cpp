@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 
@@ -132,19 +133,53 @@ constexpr std::size_t k_kmsg_max_bytes = 256u << 20;
 constexpr std::chrono::milliseconds k_kmsg_read_limit{2000};
 }  // namespace
 
-KmsgRecords read_kmsg_records(int fd, std::chrono::milliseconds limit, std::size_t max_bytes) {
+std::optional<std::uint64_t> kmsg_sequence(std::string_view record) {
+  const auto comma = record.find(',');
+  if (comma == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::uint64_t seq = 0;
+  const char* first = record.data() + comma + 1;
+  const char* last = record.data() + record.size();
+  auto [end, ec] = std::from_chars(first, last, seq);
+  if (ec != std::errc{} || end == first || end == last || *end != ',') {
+    return std::nullopt;
+  }
+  return seq;
+}
+
+KmsgRecords read_kmsg_records(int fd, std::chrono::milliseconds limit, std::size_t max_bytes, int later_fd) {
   KmsgRecords out;
   char buf[8192];
-  // The ring is read in milliseconds; a kernel logging as fast as it is read (an Xid or AER storm) would keep
-  // the read going forever, and with it a health check or the guard at boot.
+  // The ring is read in milliseconds. A kernel logging as fast as it is read (an Xid or AER storm) would keep
+  // the read going: it stops at the first record logged after it began (seen on `later_fd`), and in any
+  // case at the limit, so a health check or the guard at boot is never held.
   const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::optional<std::uint64_t> first_later;
   for (unsigned records = 0;; ++records) {
     if (records % 64 == 63 && std::chrono::steady_clock::now() > deadline) {
       out.out_of_time = true;
       break;
     }
+    if (later_fd >= 0 && !first_later && records % 64 == 0) {
+      char later[8192];
+      ssize_t got = ::read(later_fd, later, sizeof later);
+      if (got < 0 && errno == EPIPE) {
+        got = ::read(later_fd, later, sizeof later);  // overwritten already: the oldest left is later still
+      }
+      if (got > 0) {
+        first_later = kmsg_sequence(std::string_view(later, static_cast<std::size_t>(got)));
+      }
+    }
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n > 0) {
+      if (first_later) {
+        auto seq = kmsg_sequence(std::string_view(buf, static_cast<std::size_t>(n)));
+        if (seq && *seq >= *first_later) {
+          out.newer_left = true;
+          break;
+        }
+      }
       // Each read() of /dev/kmsg returns one record. The kernel's ring is a few MiB; past max_bytes the oldest
       // half goes, so memory stays bounded and the end is kept.
       out.text.append(buf, static_cast<std::size_t>(n));
@@ -208,8 +243,20 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
                         : Fact<std::string>::unknown(paths.display(tail.error().message));
     return facts;
   }
-  KmsgRecords read = read_kmsg_records(fd, k_kmsg_read_limit, k_kmsg_max_bytes);
+  // A second descriptor at the log's end now: its first record marks where the log this read is about ends.
+  int later_fd = -1;
+  if (auto later = open_for_reading(kmsg, k_kmsg_device); later) {
+    later_fd = *later;
+    if (::lseek(later_fd, 0, SEEK_END) < 0) {
+      ::close(later_fd);
+      later_fd = -1;
+    }
+  }
+  KmsgRecords read = read_kmsg_records(fd, k_kmsg_read_limit, k_kmsg_max_bytes, later_fd);
   ::close(fd);
+  if (later_fd >= 0) {
+    ::close(later_fd);
+  }
   KernelLogFacts facts = scan_kernel_log(read.text);
   const auto limit_s = std::chrono::duration_cast<std::chrono::seconds>(k_kmsg_read_limit).count();
   facts.source = Fact<std::string>::known(

@@ -1,8 +1,12 @@
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "core/paths.h"
@@ -110,6 +114,61 @@ TEST(KernelLog, FileAndKmsgSources) {
   KernelLogFacts kmsg = read_kernel_log(Paths(t.root()), "");
   EXPECT_TRUE(kmsg.source.is("/dev/kmsg"));
   EXPECT_TRUE(kmsg.legacy_persistence_notice);
+}
+
+// A kernel that logs as fast as it is read (an Xid storm) no longer holds the read for the limit: it stops at
+// the first record logged after the read began, which a second descriptor at the log's end yields. Sockets of
+// kind SEQPACKET keep record bounds, as /dev/kmsg does (one record per read).
+TEST(KernelLog, TheReadStopsAtTheFirstRecordLoggedAfterItBegan) {
+  int log[2];
+  int later[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, log), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, later), 0);
+  auto record = [](unsigned seq) { return fmt::format("4,{},{},-;NVRM: Xid 79 record {}\n", seq, seq * 10, seq); };
+  std::string before;
+  for (unsigned seq = 1; seq <= 200; ++seq) {
+    const std::string r = record(seq);
+    ASSERT_EQ(::write(log[1], r.data(), r.size()), static_cast<ssize_t>(r.size()));
+    if (seq <= 120) {
+      before += r;
+    }
+  }
+  const std::string first_after = record(121);
+  ASSERT_EQ(::write(later[1], first_after.data(), first_after.size()), static_cast<ssize_t>(first_after.size()));
+  KmsgRecords read = read_kmsg_records(log[0], std::chrono::seconds(5), 1u << 20, later[0]);
+  EXPECT_TRUE(read.newer_left);
+  EXPECT_FALSE(read.out_of_time);
+  EXPECT_EQ(read.text, before);
+
+  // With nothing logged since (the second descriptor stays empty), the whole log is read, to EAGAIN.
+  int quiet_log[2];
+  int quiet[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, quiet_log), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, quiet), 0);
+  for (unsigned seq = 1; seq <= 3; ++seq) {
+    const std::string r = record(seq);
+    ASSERT_EQ(::write(quiet_log[1], r.data(), r.size()), static_cast<ssize_t>(r.size()));
+  }
+  read = read_kmsg_records(quiet_log[0], std::chrono::seconds(5), 1u << 20, quiet[0]);
+  EXPECT_FALSE(read.newer_left);
+  EXPECT_EQ(read.text, record(1) + record(2) + record(3));
+  for (int fd : {log[0], log[1], later[0], later[1], quiet_log[0], quiet_log[1], quiet[0], quiet[1]}) {
+    ::close(fd);
+  }
+}
+
+TEST(KernelLog, KmsgSequenceNumbers) {
+  struct Case {
+    const char* record;
+    std::optional<std::uint64_t> seq;
+  };
+  for (const Case& c : {Case{"6,1234,5678901,-;NVRM: x", 1234}, Case{"4,0,1,c;x", 0},
+                        Case{"6,18446744073709551615,1,-;x", 18446744073709551615ull},
+                        Case{"6,18446744073709551616,1,-;x", std::nullopt}, Case{"[ 1.0] NVRM: x", std::nullopt},
+                        Case{"6,abc,1,-;x", std::nullopt}, Case{"6,12", std::nullopt}, Case{"6,,1,-;x", std::nullopt},
+                        Case{"", std::nullopt}}) {
+    EXPECT_EQ(kmsg_sequence(c.record), c.seq) << c.record;
+  }
 }
 
 // A device that never runs dry (here /dev/zero; on a node, a kernel logging an Xid storm as fast as it is read)
