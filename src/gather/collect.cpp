@@ -173,7 +173,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     snap.service.unreachable = options.systemd_not_asked;
     for (auto* f : {&snap.service.load_state, &snap.service.active_state, &snap.service.sub_state,
                     &snap.service.unit_file_state, &snap.service.restart, &snap.service.fragment_path,
-                    &snap.service.unit_text, &snap.service.gpuwarm_dropin_text}) {
+                    &snap.service.unit_text, &snap.service.gpuwarm_dropin_text, &snap.service.control_group}) {
       *f = Fact<std::string>::unknown(snap.service.unreachable);
     }
     snap.service.exec_start = Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
@@ -181,6 +181,9 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     snap.service.drop_in_paths = snap.service.wanted_by =
         Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
   }
+
+  // Before anyone counts clients: a process set apart here holds GPUs as a client, not as the daemon.
+  set_apart_daemons_outside_the_unit(snap.daemon, snap.service);
 
   timed("host", [&] {
     snap.host.chassis_type = read_chassis_type(paths);

@@ -127,6 +127,7 @@ struct DaemonProcess {
   Fact<unsigned> uid;
   Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
   std::string executable;  // /proc/PID/exe ("" when it could not be read: needs root)
+  std::string cgroup;      // from /proc/PID/cgroup ("/system.slice/nvidia-persistenced.service"; "" unread)
 };
 
 // A process named nvidia-persistenced that is not this host's daemon: a container's (foreign), or one whose
@@ -148,6 +149,9 @@ struct DaemonFacts {
   bool runtime_dir = false;  // /run/nvidia-persistenced
   Fact<int> pid_file_pid;
   bool socket = false;
+  // systemd's root cgroup as this /proc shows it: PID 1's cgroup less "/init.scope" ("/" on a host; a
+  // container's own path where it has no cgroup namespace); unknown when PID 1 is no systemd.
+  Fact<std::string> manager_cgroup;
 };
 
 struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
@@ -193,6 +197,7 @@ struct ServiceFacts {
   Fact<std::string> sub_state;
   Fact<std::string> unit_file_state;
   Fact<std::vector<std::string>> exec_start;  // argv of the first ExecStart=
+  Fact<std::string> control_group;            // the unit's cgroup, below systemd's root ("" when stopped)
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
   Fact<std::string> fragment_path;

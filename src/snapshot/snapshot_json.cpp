@@ -53,11 +53,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library
                                                 user_space_version, system_driver_version, cuda_driver_version,
                                                 init_code, init_error, init_ms, load_ms, devices_ms, shutdown_ms,
                                                 device_count, gpus)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonProcess, pid, argv, argv_missing, uid, held_minors, executable)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonProcess, pid, argv, argv_missing, uid, held_minors, executable,
+                                                cgroup)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ForeignDaemon, pid, why)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DaemonFacts, binary, binary_found_by, processes, processes_unread,
                                                 foreign, not_daemon, runtime_dir,
-                                                pid_file_pid, socket, user_exists)
+                                                pid_file_pid, socket, user_exists, manager_cgroup)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ApiMismatch, client, client_version, kernel_version,
                                                 after_module_load)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelLogFacts, source, records, mismatches,
@@ -65,7 +66,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelLogFacts, source, records,
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuClient, pid, comm, minors)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedulers, gpu_clients, unreadable_processes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, load_state,
-                                                active_state, sub_state, unit_file_state, exec_start,
+                                                active_state, sub_state, unit_file_state, exec_start, control_group,
                                                 stop_when_unneeded, restart, fragment_path, need_daemon_reload,
                                                 drop_in_paths, wanted_by, unit_text,
                                                 gpuwarm_dropin_text, gpuwarm_dropin_exists)

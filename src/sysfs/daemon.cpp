@@ -200,6 +200,18 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
   // is a container's, holding the container's view of the GPUs; it is named, never counted as this host's.
   auto host_mnt = read_link(paths.proc("1/ns/mnt"));
   auto host_pid = read_link(paths.proc("1/ns/pid"));
+  if (auto init = read_file(paths.proc("1/cgroup"), 64u << 10)) {
+    // systemd runs itself in <its root>/init.scope; the units' cgroups are below that root.
+    constexpr std::string_view init_scope = "/init.scope";
+    if (std::string own = systemd_cgroup_of(*init); own.ends_with(init_scope)) {
+      own.resize(own.size() - init_scope.size());
+      facts.manager_cgroup = Fact<std::string>::known(own.empty() ? "/" : own);
+    } else {
+      facts.manager_cgroup = Fact<std::string>::unknown("PID 1 is not in an init.scope: no systemd");
+    }
+  } else {
+    facts.manager_cgroup = Fact<std::string>::unknown(paths.display(init.error().message));
+  }
   if (!processes) {
     facts.processes_unread = paths.display(processes.error().message);
   } else {
@@ -235,6 +247,9 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       DaemonProcess proc;
       proc.pid = process.pid;
       proc.uid = read_uid(paths.proc(entry + "/status"));
+      if (auto cgroup = read_file(paths.proc(entry + "/cgroup"), 64u << 10)) {
+        proc.cgroup = systemd_cgroup_of(*cgroup);
+      }
       std::string why = not_the_daemons_executable(paths, process.pid, proc.executable);
       if (why.empty()) {
         why = not_the_daemons_user(paths, argv, proc.uid);
@@ -256,6 +271,46 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
     }
   }
   return facts;
+}
+
+std::string systemd_cgroup_of(std::string_view proc_cgroup) {
+  std::string_view v1;
+  while (!proc_cgroup.empty()) {
+    const auto end = proc_cgroup.find('\n');
+    std::string_view line = proc_cgroup.substr(0, end);
+    proc_cgroup = end == std::string_view::npos ? std::string_view{} : proc_cgroup.substr(end + 1);
+    if (line.starts_with("0::")) {
+      return std::string(line.substr(3));
+    }
+    if (const auto at = line.find(":name=systemd:"); at != std::string_view::npos && v1.empty()) {
+      v1 = line.substr(at + std::string_view(":name=systemd:").size());
+    }
+  }
+  return std::string(v1);
+}
+
+void set_apart_daemons_outside_the_unit(DaemonFacts& daemon, const ServiceFacts& service) {
+  if (!service.reachable || !service.active_state.is("active") || !service.control_group.has() ||
+      service.control_group->empty() || !daemon.manager_cgroup.has()) {
+    return;
+  }
+  const std::string& root = *daemon.manager_cgroup;
+  const std::string unit_cgroup = root == "/" ? *service.control_group : root + *service.control_group;
+  auto inside = [&](const std::string& cgroup) {
+    return cgroup == unit_cgroup || (cgroup.size() > unit_cgroup.size() && cgroup.starts_with(unit_cgroup) &&
+                                     cgroup[unit_cgroup.size()] == '/');
+  };
+  std::vector<DaemonProcess> kept;
+  for (auto& process : daemon.processes) {
+    if (process.cgroup.empty() || inside(process.cgroup)) {
+      kept.push_back(std::move(process));
+      continue;
+    }
+    daemon.not_daemon.push_back(
+        {process.pid, fmt::format("runs in {}, outside {} ({}), which is active: not the daemon",
+                                  printable(process.cgroup), service.unit, printable(unit_cgroup))});
+  }
+  daemon.processes = std::move(kept);
 }
 
 }  // namespace gpuwarm

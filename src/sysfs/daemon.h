@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/paths.h"
@@ -33,6 +34,17 @@ Fact<std::string> find_daemon_binary(const Paths& paths);
 
 // The layout the binary's directory belongs to ("NixOS system profile", ...).
 std::string daemon_location(const std::string& binary);
+
+// A process's cgroup from its /proc/PID/cgroup text: the unified hierarchy's ("0::PATH"), else systemd's v1
+// hierarchy ("N:name=systemd:PATH"); "" when neither is there.
+std::string systemd_cgroup_of(std::string_view proc_cgroup);
+
+// While the unit is active, its daemon runs in the unit's cgroup. A process that passes for the daemon by
+// its executable but runs elsewhere is not the unit's: any user can build a root-owned Nix store path named
+// nvidia-persistenced on a NixOS node with multi-user Nix, but only systemd puts a process into
+// system.slice. Such processes move to `not_daemon`. Nothing moves when the unit is not active, its cgroup
+// or systemd's root cgroup (PID 1's, less /init.scope) is unknown, or a process's cgroup could not be read.
+void set_apart_daemons_outside_the_unit(DaemonFacts& daemon, const ServiceFacts& service);
 
 
 }  // namespace gpuwarm

@@ -53,6 +53,8 @@ class FakeRoot:
         os.makedirs(self.p("dev"), exist_ok=True)
         # Every real /proc lists pid 1: a root without it cannot tell which schedulers run.
         self.write("proc/1/comm", "init\n")
+        # systemd as PID 1 runs in init.scope below its root cgroup (here the host's, "/").
+        self.write("proc/1/cgroup", "0::/init.scope\n")
 
     def p(self, rel):
         return os.path.join(self.path, rel.lstrip("/"))
@@ -101,8 +103,10 @@ class FakeRoot:
         self.write(path, "#!/bin/sh\n", 0o755)
         return self
 
-    def daemon_process(self, pid=4242, args=("--user", "nvidia-persistenced"), holds=(0, 1)):
+    def daemon_process(self, pid=4242, args=("--user", "nvidia-persistenced"), holds=(0, 1),
+                       cgroup="/system.slice/nvidia-persistenced.service"):
         argv = ["/usr/bin/nvidia-persistenced", *args]
+        self.write(f"proc/{pid}/cgroup", f"0::{cgroup}\n")
         self.write(f"proc/{pid}/comm", "nvidia-persiste\n")
         self.write(f"proc/{pid}/cmdline", "\0".join(argv) + "\0")
         self.write(f"proc/{pid}/status", "Name:\tnvidia-persiste\nUid:\t0\t0\t0\t0\n")

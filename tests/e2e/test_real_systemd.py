@@ -200,6 +200,30 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual((svc["stop_when_unneeded"], svc["restart"]), (False, "on-failure"))
         self.assertEqual(d["verdict"]["code"], "healthy", json.dumps(d["findings"]))
 
+    def test_2b_a_daemon_lookalike_outside_the_units_cgroup_is_set_apart(self):
+        # A second process runs the daemon's own root-owned executable, as root, under another unit: everything
+        # about it passes for the daemon but where systemd put it (on NixOS, any user's store path would).
+        r = self.systemd("StartTransientUnit", "ssa(sv)a(sa(sv))", "lookalike.service", "fail", "1",
+                         "ExecStart", "a(sasb)", "1", "/run/nvidia-persistenced/nvidia-persistenced", "2",
+                         "nvidia-persistenced", "infinity", "false", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(self.systemd, "StopUnit", "ss", "lookalike.service", "replace")
+        deadline = time.time() + 20
+        d = {}
+        while time.time() < deadline:
+            d = json.loads(self.gpuwarm("diagnose", "--json").stdout)
+            if d["snapshot"]["daemon"]["not_daemon"]:
+                break
+            time.sleep(0.2)
+        daemon, svc = d["snapshot"]["daemon"], d["snapshot"]["service"]
+        self.assertEqual(svc["control_group"], "/system.slice/nvidia-persistenced.service")
+        self.assertEqual(len(daemon["processes"]), 1, daemon)
+        unit_cgroup = daemon["manager_cgroup"].rstrip("/") + svc["control_group"]
+        self.assertEqual(daemon["processes"][0]["cgroup"], unit_cgroup)
+        self.assertEqual(len(daemon["not_daemon"]), 1, daemon)
+        self.assertIn("lookalike.service, outside nvidia-persistenced.service", daemon["not_daemon"][0]["why"])
+        self.assertEqual(d["verdict"]["code"], "healthy", json.dumps(d["findings"]))
+
     def test_3_second_run_changes_nothing(self):
         r = self.gpuwarm("fix", "--json", "--samples", "1")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -2,6 +2,7 @@
 (python-dbusmock's systemd template, with the pieces it lacks added here).
 The same client code talks to the real systemd on a node."""
 import json
+import shutil
 import unittest
 
 import harness as h
@@ -50,6 +51,37 @@ class SystemdOverDBus(SystemdMockCase):
         self.assertIn("PD002", ids)
         self.assertIn("PD003", ids)
         self.assertEqual(rc, 3)
+
+    def test_a_daemon_outside_the_active_units_cgroup_is_not_the_daemon(self):
+        # On NixOS with multi-user Nix any user can build a root-owned store path named nvidia-persistenced, which
+        # passes the executable check; only systemd can run a process in the unit's cgroup.
+        on = h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
+        self.root.daemon_process(cgroup="/user.slice/user-1000.slice/session-4.scope")
+        self.add_unit()
+        r = h.run(["diagnose", "--json"], root=self.root, systemd=True, scenario_obj=on)
+        d = json.loads(r.stdout)
+        self.assertEqual(d["snapshot"]["service"]["control_group"], "/system.slice/nvidia-persistenced.service")
+        self.assertEqual(d["snapshot"]["daemon"]["manager_cgroup"], "/")
+        self.assertEqual(d["snapshot"]["daemon"]["processes"], [])
+        self.assertEqual(d["snapshot"]["daemon"]["not_daemon"], [{
+            "pid": 4242, "why": "runs in /user.slice/user-1000.slice/session-4.scope, outside nvidia-persistenced.service "
+                                "(/system.slice/nvidia-persistenced.service), which is active: not the daemon"}])
+        self.assertEqual((r.returncode, d["verdict"]["rule_id"]), (3, "PM001"))
+        self.assertEqual([f["gpu"] for f in d["findings"] if f["rule_id"] == "PM003"], [0, 1])  # a client
+        # The same process in the unit's cgroup is the daemon; a unit that is not active sets nothing apart
+        # (a daemon started by hand runs outside it, and other rules speak of that).
+        for cgroup, active, kept in (("/system.slice/nvidia-persistenced.service", "active", True),
+                                     ("/user.slice/user-1000.slice/session-4.scope", "inactive", True)):
+            self.stop_mock()
+            self.start_mock()
+            shutil.rmtree(self.root.p("proc/4242"))
+            self.root.daemon_process(cgroup=cgroup)
+            self.add_unit(active=active, sub="running" if active == "active" else "dead")
+            r = h.run(["diagnose", "--json"], root=self.root, systemd=True, scenario_obj=on)
+            d = json.loads(r.stdout)
+            self.assertEqual([p["pid"] for p in d["snapshot"]["daemon"]["processes"]], [4242] if kept else [],
+                             (cgroup, active))
+            self.assertEqual(d["snapshot"]["daemon"]["not_daemon"], [], (cgroup, active))
 
     def test_disabled_unit(self):
         self.root.daemon_process()

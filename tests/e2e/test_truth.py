@@ -384,8 +384,7 @@ class ProcessListUnread(Node):
 
     def test_a_root_without_processes_cannot_tell(self):
         self.root.driver().daemon_binary().kmsg()
-        os.remove(self.root.p("proc/1/comm"))
-        os.rmdir(self.root.p("proc/1"))
+        shutil.rmtree(self.root.p("proc/1"))
         rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
         self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK006"))
         self.assertNotIn("PM002", [f["rule_id"] for f in d["findings"]])

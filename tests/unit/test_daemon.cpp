@@ -132,6 +132,86 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   EXPECT_TRUE(d.runtime_dir);
   EXPECT_TRUE(d.socket);
   EXPECT_TRUE(d.pid_file_pid.is(4242));
+  EXPECT_EQ(d.processes[0].cgroup, "");  // no cgroup file: unread
+  EXPECT_FALSE(d.manager_cgroup.has());
+
+  // systemd's root cgroup is PID 1's less /init.scope (a container without a cgroup namespace shows its path).
+  t.write("proc/4242/cgroup", "12:cpu:/x\n1:name=systemd:/docker/abc/system.slice/nvidia-persistenced.service\n");
+  t.write("proc/1/cgroup", "0::/docker/abc/init.scope\n");
+  d = read_daemon(Paths(t.root()));
+  ASSERT_EQ(d.processes.size(), 1u);
+  EXPECT_EQ(d.processes[0].cgroup, "/docker/abc/system.slice/nvidia-persistenced.service");
+  EXPECT_TRUE(d.manager_cgroup.is("/docker/abc"));
+  t.write("proc/1/cgroup", "0::/init.scope\n");
+  EXPECT_TRUE(read_daemon(Paths(t.root())).manager_cgroup.is("/"));
+  t.write("proc/1/cgroup", "0::/\n");  // PID 1 is no systemd (a container's shell)
+  EXPECT_FALSE(read_daemon(Paths(t.root())).manager_cgroup.has());
+}
+
+TEST(Daemon, SystemdCgroupOfAProcess) {
+  struct Case {
+    const char* text;
+    const char* cgroup;
+  };
+  for (const Case& c : {Case{"0::/system.slice/a.service\n", "/system.slice/a.service"},
+                        Case{"12:memory:/m\n1:name=systemd:/system.slice/b.service\n0::/system.slice/b.service\n",
+                             "/system.slice/b.service"},  // hybrid: the unified line wins
+                        Case{"4:cpu:/c\n1:name=systemd:/user.slice/u.scope\n", "/user.slice/u.scope"},  // v1
+                        Case{"4:cpu:/c\n", ""}, Case{"", ""}, Case{"0::/", "/"}}) {
+    EXPECT_EQ(systemd_cgroup_of(c.text), c.cgroup) << c.text;
+  }
+}
+
+// While the unit is active, a process outside its cgroup is not its daemon, whatever it runs.
+TEST(Daemon, AProcessOutsideTheActiveUnitsCgroupIsNotTheDaemon) {
+  struct Case {
+    const char* name;
+    const char* process_cgroup;
+    const char* manager;  // nullptr: unknown
+    const char* active;
+    const char* control_group;  // nullptr: unknown
+    bool reachable;
+    bool kept;
+  };
+  const char* unit = "/system.slice/nvidia-persistenced.service";
+  for (const Case& c : {
+           Case{"in the unit", "/system.slice/nvidia-persistenced.service", "/", "active", unit, true, true},
+           Case{"below the unit", "/system.slice/nvidia-persistenced.service/sub", "/", "active", unit, true, true},
+           Case{"a user's session", "/user.slice/user-1000.slice/session-2.scope", "/", "active", unit, true, false},
+           Case{"a name that only starts alike", "/system.slice/nvidia-persistenced.service2", "/", "active", unit, true,
+                false},
+           Case{"a same-named cgroup in a user's delegated tree",
+                "/user.slice/user-1000.slice/user@1000.service/system.slice/nvidia-persistenced.service", "/", "active",
+                unit, true, false},
+           Case{"a container without a cgroup namespace",
+                "/docker/abc/system.slice/nvidia-persistenced.service", "/docker/abc", "active", unit, true, true},
+           Case{"the container's path, read against the host's root",
+                "/docker/abc/system.slice/nvidia-persistenced.service", "/", "active", unit, true, false},
+           Case{"cgroup unread", "", "/", "active", unit, true, true},
+           Case{"unit not active (a daemon started by hand)", "/user.slice/u.scope", "/", "inactive", unit, true, true},
+           Case{"unit's cgroup unknown", "/user.slice/u.scope", "/", "active", nullptr, true, true},
+           Case{"systemd's root unknown", "/user.slice/u.scope", nullptr, "active", unit, true, true},
+           Case{"systemd not reachable", "/user.slice/u.scope", "/", "active", unit, false, true},
+       }) {
+    DaemonFacts daemon;
+    DaemonProcess process;
+    process.pid = 4242;
+    process.cgroup = c.process_cgroup;
+    daemon.processes.push_back(process);
+    daemon.manager_cgroup = c.manager ? Fact<std::string>::known(c.manager) : Fact<std::string>::unknown("no systemd");
+    ServiceFacts service;
+    service.reachable = c.reachable;
+    service.active_state = Fact<std::string>::known(c.active);
+    service.control_group =
+        c.control_group ? Fact<std::string>::known(c.control_group) : Fact<std::string>::unknown("unread");
+    set_apart_daemons_outside_the_unit(daemon, service);
+    EXPECT_EQ(daemon.processes.size(), c.kept ? 1u : 0u) << c.name;
+    EXPECT_EQ(daemon.not_daemon.size(), c.kept ? 0u : 1u) << c.name;
+    if (!c.kept && !daemon.not_daemon.empty()) {
+      EXPECT_EQ(daemon.not_daemon[0].pid, 4242) << c.name;
+      EXPECT_NE(daemon.not_daemon[0].why.find("outside nvidia-persistenced.service"), std::string::npos) << c.name;
+    }
+  }
 }
 
 // The daemon is found by its command name first, and only then by argv[0]: /proc/PID/cmdline is read
