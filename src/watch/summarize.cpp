@@ -47,7 +47,10 @@ double span_of(const WatchRun& run, std::size_t i) {
   if (i + 1 < run.samples.size()) {
     return run.samples[i + 1].t_s - run.samples[i].t_s;
   }
-  return run.interval_s;
+  // The last sample stands for one interval, but never past the watch's end: a 1 s watch at a 5 s interval
+  // saw a reason for at most 1 s.
+  const double left = run.duration_s - run.samples[i].t_s;
+  return left > 0 ? std::min(run.interval_s, left) : run.interval_s;
 }
 
 bool judged_idle(const WatchRun& run, const Sample& s) {
@@ -367,6 +370,13 @@ std::optional<Stats> stats_of(std::vector<unsigned> values) {
   // Lower median: always a value that was actually read.
   s.median = values[(values.size() - 1) / 2];
   return s;
+}
+
+double sampled_seconds(const WatchRun& run) {
+  if (run.samples.empty()) {
+    return 0;
+  }
+  return run.samples.back().t_s - run.samples.front().t_s + span_of(run, run.samples.size() - 1);
 }
 
 WatchSummary summarize(const WatchRun& run) {

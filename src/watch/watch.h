@@ -113,6 +113,9 @@ struct WatchSummary {
   ExitCode exit_code = ExitCode::healthy;
 };
 
+// The time the samples stand for: first to last, plus the last one's interval cut at the watch's end.
+double sampled_seconds(const WatchRun& run);
+
 // Time a GPU with persistence off needs to attach is "order of 1-3 s" (ECC
 // scrub); a warm attach is milliseconds. `cold_attach_ms` splits the two.
 WatchSummary summarize(const WatchRun& run);

@@ -70,7 +70,7 @@ std::string render_text(const WatchRun& run, const WatchSummary& summary, bool c
   }
   out += table.render();
 
-  const double total_s = run.samples.empty() ? 0 : run.samples.back().t_s - run.samples.front().t_s + run.interval_s;
+  const double total_s = sampled_seconds(run);
   for (const auto& g : summary.gpus) {
     out += fmt::format("\nGPU {} {}{}\n", g.id.index, g.id.name.empty() ? "" : g.id.name + " ",
                        g.id.uuid.empty() ? "" : "(" + g.id.uuid + ")");

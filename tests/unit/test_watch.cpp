@@ -231,6 +231,20 @@ TEST(WatchSummary, clock_stats_reason_time_and_settle) {
   EXPECT_EQ(g.causes, std::vector<Cause>{Cause::stable});
 }
 
+TEST(WatchSummary, a_reason_never_lasts_longer_than_the_watch) {
+  auto run = idle_run(1);
+  run.interval_s = 5;
+  run.duration_s = 0.5;  // stopped (or asked to end) half a second after its only sample
+  run.samples[0].gpus[0].event_reasons = k_idle_reason;
+  auto g = watch::summarize(run).gpus[0];
+  ASSERT_EQ(g.reason_time.size(), 1u);
+  EXPECT_DOUBLE_EQ(g.reason_time[0].seconds, 0.5);
+  EXPECT_DOUBLE_EQ(watch::sampled_seconds(run), 0.5);  // what the text's "% of the watch" divides by
+  run.duration_s = 0;  // a replay that did not record its length: one interval, as before
+  g = watch::summarize(run).gpus[0];
+  EXPECT_DOUBLE_EQ(g.reason_time[0].seconds, 5.0);
+}
+
 TEST(WatchSummary, pinned_time_counts_from_the_last_read_setting) {
   auto run = idle_run(20);
   for (std::size_t k = 0; k < run.samples.size(); ++k) {
