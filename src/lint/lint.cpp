@@ -219,6 +219,94 @@ std::string heredoc_marker(std::string_view code, std::size_t op) {
   return marker.empty() || std::isdigit(static_cast<unsigned char>(marker[0])) != 0 ? std::string() : marker;
 }
 
+// Python: a docstring (a triple-quoted string that is a statement of its own) and an Ansible module's
+// DOCUMENTATION, EXAMPLES and RETURN are prose, never run; their text is blanked (line breaks kept, so lines and
+// columns stay). Other triple-quoted strings stay: a call's argument (os.system("""...""")) or a file's text
+// a script writes out (UNIT = """...ExecStart=..."""). Ordinary strings and comments are skipped over so that
+// a quote inside them does not start one.
+std::string blank_python_prose(std::string_view code) {
+  std::string out(code);
+  auto significant_before = [&](std::size_t at) -> std::size_t {  // npos: none
+    while (at > 0) {
+      const char c = code[--at];
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\\') {
+        return at;
+      }
+    }
+    return std::string_view::npos;
+  };
+  auto is_prose = [&](std::size_t string_start) {
+    const std::size_t before = significant_before(string_start);
+    if (before == std::string_view::npos) {
+      return true;  // the module's docstring
+    }
+    const char c = code[before];
+    if (c == '=' && before > 0 && code[before - 1] != '=' && code[before - 1] != '!' && code[before - 1] != '<' &&
+        code[before - 1] != '>') {
+      std::size_t name_end = significant_before(before);
+      if (name_end == std::string_view::npos) {
+        return false;
+      }
+      std::size_t name_start = name_end + 1;
+      while (name_start > 0 && (std::isalnum(static_cast<unsigned char>(code[name_start - 1])) != 0 ||
+                                code[name_start - 1] == '_')) {
+        --name_start;
+      }
+      const std::string_view name = code.substr(name_start, name_end + 1 - name_start);
+      return name == "DOCUMENTATION" || name == "EXAMPLES" || name == "RETURN";
+    }
+    if (c == ':') {  // a block's first statement (def f():\n    """doc""") and not a dict's value on its line
+      return code.substr(before, string_start - before).find('\n') != std::string_view::npos;
+    }
+    return c != '(' && c != ',' && c != '[' && c != '{' && c != '+' && c != '%' && c != '=';
+  };
+  std::size_t at = 0;
+  while (at < code.size()) {
+    const char c = code[at];
+    if (c == '#') {
+      at = std::min(code.find('\n', at), code.size());
+      continue;
+    }
+    if (c != '\'' && c != '"') {
+      ++at;
+      continue;
+    }
+    std::size_t prefix = at;
+    while (prefix > 0 && std::isalpha(static_cast<unsigned char>(code[prefix - 1])) != 0 && at - prefix < 2) {
+      --prefix;
+    }
+    const bool raw = code.substr(prefix, at - prefix).find_first_of("rR") != std::string_view::npos;
+    const bool triple = code.substr(at, 3) == std::string_view(c == '"' ? "\"\"\"" : "\'\'\'");
+    const std::size_t open_len = triple ? 3 : 1;
+    std::size_t p = at + open_len;
+    while (p < code.size()) {
+      if (code[p] == '\\' && !raw) {
+        p += 2;
+        continue;
+      }
+      if (!triple && code[p] == '\n') {
+        break;  // an unclosed ordinary string ends with its line
+      }
+      if (triple ? code.substr(p, 3) == code.substr(at, 3) : code[p] == c) {
+        break;
+      }
+      ++p;
+    }
+    const std::size_t content_end = std::min(p, code.size());
+    if (triple && is_prose(prefix)) {
+      {
+        for (std::size_t k = at + open_len; k < content_end; ++k) {
+          if (out[k] != '\n') {
+            out[k] = ' ';
+          }
+        }
+      }
+    }
+    at = std::min(content_end + (p < code.size() ? open_len : 0), code.size());
+  }
+  return out;
+}
+
 class Linter {
  public:
   Linter(std::string_view text, const Source& source) : m_text(text), m_source(source) {}
@@ -250,6 +338,7 @@ class Linter {
   void lint_region(unsigned first, unsigned last, const Source& inner, bool console = false);
 
   std::string_view m_text;
+  std::string m_prose_blanked;  // Python: the file with its docstrings blanked (m_text then views it)
   Source m_source;  // by value: callers pass temporaries
   std::vector<Token> m_tokens;
   std::vector<Finding> m_found;
@@ -1135,6 +1224,10 @@ bool reads_as_unit(std::string_view text) {
 std::vector<Finding> Linter::run() {
   if (m_source.kind == FileKind::text && reads_as_unit(m_text)) {
     m_source.kind = FileKind::unit;
+  }
+  if (python_source()) {
+    m_prose_blanked = blank_python_prose(m_text);
+    m_text = m_prose_blanked;
   }
   const FileKind kind = m_source.kind;
   auto has = [this](std::string_view needle) { return m_text.find(needle) != std::string_view::npos; };

@@ -228,6 +228,19 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        {"LINT001@5:12"}, "bin/enable-pm"},
       {"the same lines in a shell script stay commands", FileKind::shell, "(nvidia-smi -pm 1)\n", {"LINT001@1:2"},
        "enable.sh"},
+      // An Ansible module's documentation: markup that looks like a call (C(...)), and an apostrophe that a shell
+      // reading would take for a quote. Blanked, while the call below it and a triple-quoted argument count.
+      {"an Ansible module's DOCUMENTATION and a docstring", FileKind::shell,
+       "DOCUMENTATION = r'''\ndescription:\n  - Replaces the node's C(nvidia-smi -pm 1).\n'''\n"
+       "def main():\n    \"\"\"Don't call C(nvidia-smi -pm 1) here.\"\"\"\n"
+       "    os.system(\"\"\"nvidia-smi -pm 1\"\"\")\n"
+       "    x = 'a \"\"\" in a string'  # and ''' in a comment\n"
+       "    subprocess.run([\"nvidia-smi\", \"-pm\", \"1\"])\n",
+       {"LINT001@7:18", "LINT001@9:22"}, "library/persist.py"},
+      {"a unit's text a script writes out stays code", FileKind::shell,
+       "UNIT = \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
+       "CONFIG = {\"unit\": \"\"\"ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\"\"\"}\n",
+       {"LINT002@2:40", "LINT002@4:61"}, "provision.py"},
   });
 }
 
