@@ -172,8 +172,9 @@ int serve(MetricsOptions opts) {
   }
   notifier.send("STOPPING=1");
   // A scrape in flight gets its answer: a restart (a package upgrade, a rollout) costs no failed scrape.
-  // Bounded, and a second signal ends the wait; a collection still running then is waited for by the reset
-  // below, but its connection is closed unanswered.
+  // Bounded, and a second signal ends the wait: the server then answers the scrapes still waiting 503 as it
+  // closes, and the cache, as it goes at the end of this function, waits for a collection still running
+  // (within --nvml-timeout).
   if (auto stopped = (*server)->stop_accepting(); !stopped) {
     std::cerr << "gpuwarm metrics: " << stopped.error().message << "; stopping without waiting for scrapes\n";
   } else {
@@ -257,7 +258,8 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "--listen answers GET/HEAD /metrics, / and /healthz (at once, even while scrapes wait for a collection)\n"
       "only; requests are bounded (256 connections, 8 per client, 16 KiB of headers, 15 s idle, 10 s to send\n"
       "a whole request; one thread serves them all). SIGTERM, SIGINT or SIGHUP stops it: new connections are refused, scrapes whose request\n"
-      "has arrived are answered (up to 20 s; a second signal stops waiting).\n\n"
+      "has arrived are answered (up to 20 s; a second signal stops waiting, and scrapes still waiting for a\n"
+      "collection get 503).\n\n"
       "Exit codes: 0 metrics printed or written (whatever the verdict), or the exporter stopped by a signal;\n"
       "1 could not read --snapshot, write the textfile, or listen; 2 bad command line (a --snapshot that\n"
       "does not exist included).\n\n"

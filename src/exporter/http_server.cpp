@@ -333,6 +333,7 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   if (request->pending) {  // resumed: its answer has arrived
     std::shared_ptr<Pending> pending = std::move(request->pending);
     state.unpark(pending);
+    mhd::api().MHD_set_connection_option(connection, mhd::k_connection_option_timeout, k_idle_timeout_s);
     HttpResponse r;
     {
       std::lock_guard<std::mutex> lock(pending->mutex);
@@ -369,7 +370,11 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
     return queue_answer(state, connection, r);
   }
   // Suspended under the request's lock: a reply from the collector resumes it only once it is suspended.
+  // A timeout of its own first: libmicrohttpd then lists the connection with those it calls back before it
+  // reads from any socket. Otherwise, once resumed, it would read first, and a client that sent its request
+  // and shut down its side (nc -N, socat, some probes) would read as gone and be closed unanswered.
   pending->suspended = true;
+  mhd::api().MHD_set_connection_option(connection, mhd::k_connection_option_timeout, k_idle_timeout_s + 1);
   mhd::api().MHD_suspend_connection(connection);
   request->pending = std::move(pending);
   return mhd::yes;
@@ -406,8 +411,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   server->m_state->handler = std::move(handler);
   // No MHD_USE_ERROR_LOG: it writes a line per malformed request, so any client could flood the journal and
   // push gpuwarm's own messages (an NVML call that never returned) past journald's rate limit.
-  // One polling thread (epoll where the kernel has it) with suspend/resume (which brings the inter-thread
-  // channel MHD_quiesce_daemon needs too).
+  // One polling thread (epoll on Linux) with suspend/resume, which brings the inter-thread channel
+  // MHD_quiesce_daemon needs too. Not poll(): there a resumed connection is read before it is called back,
+  // and the timeout set in answer() does not change that (the e2e test of a half-closed scrape fails).
   unsigned flags = mhd::k_use_internal_polling_thread | mhd::k_allow_suspend_resume | mhd::k_use_auto;
   if (address.ipv6) {
     flags |= mhd::k_use_ipv6;
@@ -478,6 +484,7 @@ HttpServer::~HttpServer() {
   if (m_state->daemon != nullptr) {
     // libmicrohttpd aborts when stopped with a suspended connection: every parked request is answered (and
     // so resumed) first, and none is parked from now on. A reply that comes later finds its request answered.
+    // The "stopping" answers get a moment to go out; any not sent by then is closed unanswered.
     std::vector<std::shared_ptr<Pending>> parked;
     {
       std::lock_guard<std::mutex> lock(m_state->mutex);
@@ -486,6 +493,9 @@ HttpServer::~HttpServer() {
     }
     for (const auto& pending : parked) {
       deliver(*pending, stopping_response());
+    }
+    if (!parked.empty()) {
+      wait_for_answers(std::chrono::milliseconds(200));
     }
     mhd::api().MHD_stop_daemon(m_state->daemon);
   }

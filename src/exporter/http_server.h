@@ -67,7 +67,9 @@ class HttpServer {
   // Waits, at most `bound`, until every request that arrived whole has been answered; false when some
   // were not. A request still arriving (its headers incomplete) is not waited for.
   bool wait_for_answers(std::chrono::milliseconds bound);
-  ~HttpServer();  // closes every connection; a request still waiting for its answer gets none
+  // Closes every connection. A request still waiting for its answer is answered 503 ("stopping"), sent if
+  // it goes out within 200 ms; otherwise its connection is closed unanswered.
+  ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 

@@ -34,6 +34,8 @@ constexpr int k_connection_notify_started = 0;
 constexpr int k_connection_notify_closed = 1;
 // enum MHD_ConnectionInfoType
 constexpr int k_connection_info_connection_fd = 6;
+// enum MHD_CONNECTION_OPTION
+constexpr int k_connection_option_timeout = 0;  // seconds, as unsigned int
 // enum MHD_ResponseMemoryMode
 constexpr int k_respmem_must_copy = 2;
 // enum MHD_DaemonInfoType
@@ -72,7 +74,8 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
   X(Result, MHD_queue_response, (MHD_Connection * connection, unsigned int status_code, MHD_Response* response)) \
   X(void, MHD_destroy_response, (MHD_Response * response))                                                    \
   X(void, MHD_suspend_connection, (MHD_Connection * connection))                                               \
-  X(void, MHD_resume_connection, (MHD_Connection * connection))
+  X(void, MHD_resume_connection, (MHD_Connection * connection))                                                \
+  X(Result, MHD_set_connection_option, (MHD_Connection * connection, int option, ...))
 
 struct Api {
 #define GPUWARM_MHD_POINTER(ret, name, params) ret(*name) params = nullptr;

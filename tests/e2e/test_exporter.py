@@ -279,6 +279,31 @@ class ExporterOverHttp(unittest.TestCase):
             s.close()
         self.assertEqual(e.stop(), 0)
 
+    def test_a_scrape_whose_client_shut_its_sending_side_is_answered_after_waiting(self):
+        # nc -N, socat and some probes send the request and shut down their side. libmicrohttpd, resuming a parked
+        # connection, would read first, see the end of the stream and close it unanswered (found in review: with
+        # another connection open, every such scrape was lost).
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 700})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "0")
+        idle = socket.create_connection(("127.0.0.1", e.port), timeout=10)
+        self.addCleanup(idle.close)
+        for attempt in range(3):
+            s = socket.create_connection(("127.0.0.1", e.port), timeout=10)
+            try:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.shutdown(socket.SHUT_WR)
+                answer = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            finally:
+                s.close()
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), f"attempt {attempt}: {answer[:80]!r}")
+            self.assertIn(b"gpuwarm_gpu_persistence_mode", answer)
+        self.assertEqual(e.stop(), 0)
+
     def test_sigterm_answers_the_scrape_in_flight_and_refuses_new_connections(self):
         # A restart (a package upgrade, a DaemonSet rollout) must not cost the scrape that was running.
         g = h.gpu(0, persistence=0, deinit={"attach_ms": 5000})
@@ -303,6 +328,26 @@ class ExporterOverHttp(unittest.TestCase):
         self.assertEqual(value(samples(body), "gpuwarm_gpu_persistence_mode", gpu="0"), 0)
         self.assertEqual(e.proc.wait(timeout=10), 0)
         self.assertNotIn("still unanswered", e.stderr())
+
+    def test_a_second_signal_answers_the_waiting_scrapes_503_and_stops(self):
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 3000})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "0")
+        waiting = []
+        for n in range(3):
+            s = socket.create_connection(("127.0.0.1", e.port), timeout=10)
+            self.addCleanup(s.close)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            waiting.append(s)
+        time.sleep(0.5)
+        os.kill(e.pid(), signal.SIGTERM)
+        time.sleep(0.2)
+        os.kill(e.pid(), signal.SIGTERM)
+        self.assertEqual(e.proc.wait(timeout=20), 0)
+        for s in waiting:
+            answer = s.recv(4096)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:60])
+            self.assertIn(b"stopping", answer)
+        self.assertIn("signal 15 again", e.stderr())
 
     def test_a_get_whose_body_trickles_is_cut_off_and_does_not_hold_the_stop(self):
         e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
