@@ -8,7 +8,8 @@ For each build, medians of ROUNDS (default 5) rounds, every client on loopback (
   - four hosts each hold as many connections as the exporter lets one client hold, sending a header line a
     second (never idle, never a whole request): does a scrape and a /healthz from a fifth host get through,
     and how long do they take;
-  - 240 idle connections from 30 hosts: how many the exporter holds, and its thread count before and after.
+  - 240 idle connections from 30 hosts: how many the exporter holds, and its thread count before and after;
+  - a scrape sent and then half-closed (nc -N, socat) while another connection is open: answered or not.
 Prints a table and, where both builds answered, the ratio new ÷ old.
 """
 import http.client
@@ -129,6 +130,30 @@ def idle_connections(binary, extra):
         p.wait(timeout=30)
 
 
+def half_closed_scrapes(binary, extra):
+    p, port = start(binary, extra)
+    answered = 0
+    try:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        for _ in range(ROUNDS):
+            s = socket.create_connection(("127.0.0.1", port), timeout=60)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            answer = b""
+            try:
+                while chunk := s.recv(65536):
+                    answer += chunk
+            except OSError:
+                pass
+            s.close()
+            answered += answer.startswith(b"HTTP/1.1 200")
+        idle.close()
+        return answered
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+
+
 def main():
     args = sys.argv[1:]
     extra = []
@@ -151,18 +176,20 @@ def main():
             if ms == "200":
                 metrics_s.append(mt)
         kept, before, during = idle_connections(binary, extra)
-        rows[label] = dict(held=statistics.median(held), healthz_ok=sum(healthz_ok), metrics_ok=sum(metrics_ok),
+        half = half_closed_scrapes(binary, extra)
+        rows[label] = dict(half=half, held=statistics.median(held), healthz_ok=sum(healthz_ok), metrics_ok=sum(metrics_ok),
                            healthz_ms=statistics.median(healthz_s) * 1000 if healthz_s else None,
                            metrics_ms=statistics.median(metrics_s) * 1000 if metrics_s else None,
                            kept=kept, before=before, during=during)
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     print(f"{ROUNDS} rounds; 4 hosts dripping headers on as many connections as they may hold (16 tried each)")
     print(f"{'build':<6} {'held by the 4':>13} {'/healthz 200':>13} {'ms (median)':>11} {'/metrics 200':>13} "
-          f"{'ms (median)':>11} | {'of 240 idle kept':>16} {'threads before':>14} {'with them open':>14}")
+          f"{'ms (median)':>11} | {'of 240 idle kept':>16} {'threads before':>14} {'with them open':>14} | "
+          f"{'half-closed 200':>15}")
     for label, r in rows.items():
         print(f"{label:<6} {r['held']:>13g} {r['healthz_ok']:>10}/{ROUNDS} {fmt(r['healthz_ms']):>11} "
               f"{r['metrics_ok']:>10}/{ROUNDS} {fmt(r['metrics_ms']):>11} | {r['kept']:>16} {r['before']:>14} "
-              f"{r['during']:>14}")
+              f"{r['during']:>14} | {r['half']:>12}/{ROUNDS}")
     if len(rows) == 2:
         (a, ra), (b, rb) = rows.items()
         for key, name in (("healthz_ms", "/healthz"), ("metrics_ms", "/metrics")):
