@@ -426,11 +426,20 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       // find ... -exec test -c {} \; -exec nvidia-smi -pm 1 \; : what each -exec, -execdir, -ok or -okdir
       // runs, up to the next one.
       auto is_exec = [](const std::string& a) { return a == "-exec" || a == "-execdir" || a == "-ok" || a == "-okdir"; };
+      // find / -name nvidia-smi -exec {} -pm 1 \; : the file found runs, and its name says what it is.
+      bool finds_smi = false;
+      for (std::size_t j = k + 1; j + 1 < end && !is_exec(m_tokens[j].text); ++j) {
+        const std::string& p = m_tokens[j].text;
+        finds_smi = finds_smi || ((p == "-name" || p == "-iname" || p == "-path" || p == "-ipath" || p == "-wholename") &&
+                                  is_smi(m_tokens[j + 1].text));
+      }
       std::size_t from = end;  // the first word of the -exec being read, if any
       for (std::size_t j = k + 1; j <= end; ++j) {
         const bool exec = j < end && is_exec(m_tokens[j].text);
         if (j == end || exec || m_tokens[j].text == "\\;" || m_tokens[j].text == "+") {
-          if (from < j) {
+          if (from < j && finds_smi && m_tokens[from].text == "{}") {
+            m_sites.insert(from);
+          } else if (from < j) {
             walk(from, j, false, false, depth + 1);
           }
           from = exec ? j + 1 : end;  // after "\;" come find's own predicates again

@@ -277,6 +277,11 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         ++i;  // "2>&1", "&>file": a redirection, not a separator
         continue;
       }
+      if (c == '{' && i + 1 < code.size() && code[i + 1] == '}') {
+        push("{}", i);  // find's "{}": the file found, a word (an empty brace group is no shell syntax)
+        i += 2;
+        continue;
+      }
       if (c == '\\' && i + 1 < code.size() && code[i + 1] == ';') {
         push("\\;", i);  // find's "\;": the end of an -exec, an argument of find, not the end of a command
         i += 2;
