@@ -494,6 +494,12 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       std::cerr << "\r\033[K" << std::flush;
     }
     run.duration_s = seconds_since(t0, Clock::now());
+    if (!g_stop && !run.samples.empty()) {
+      // Run to its planned end, its last sample stands for a whole interval (the loop ends right after it);
+      // stopped by a signal, it stands for the time until the stop.
+      const double planned_s = opts->count > 0 ? static_cast<double>(run.samples.size()) * *interval : duration;
+      run.duration_s = std::max(run.duration_s, std::min(planned_s, run.samples.back().t_s + *interval));
+    }
     if (run.samples.empty()) {
       return give_up("watch stopped before the first sample");
     }

@@ -106,6 +106,18 @@ class Watch(unittest.TestCase):
                 self.assertIn("GpuIdle", r.stdout)
                 self.assertEqual(r.stderr, "")  # no progress line when not on a terminal
 
+    def test_a_reason_held_throughout_lasts_the_watch(self):
+        # Every sample stands for its interval: a watch that runs to its end counts the last one whole, and never
+        # more than the watch (GpuIdle is set in every sample of the fake).
+        for args, expected in ((("--interval", "200ms", "--duration", "0.6s"), 0.6),
+                               (("--interval", "200ms", "--count", "3"), 0.6),
+                               (("--interval", "200ms", "--duration", "0.5s"), 0.5)):
+            with self.subTest(args=args):
+                rc, d = self.watch_json(h.scenario([h.gpu(0)]), *args)
+                self.assertEqual(rc, 0)
+                reasons = {r["reason"]: r["seconds"] for r in d["summary"]["gpus"][0]["reason_seconds"]}
+                self.assertAlmostEqual(reasons["GpuIdle"], expected, delta=0.05)
+
     def test_thermal_event_mid_watch_routes_to_ras(self):
         sc = h.scenario([h.gpu(0), h.gpu(1)],
                         timeline=[{"after_ms": 0, "gpus": [{}, {}]},
