@@ -127,7 +127,7 @@ struct DaemonProcess {
   Fact<unsigned> uid;
   Fact<std::vector<unsigned>> held_minors;  // /dev/nvidiaN it holds open (reading fds needs root)
   std::string executable;  // /proc/PID/exe ("" when it could not be read: needs root)
-  std::string cgroup;      // from /proc/PID/cgroup ("/system.slice/nvidia-persistenced.service"; "" unread)
+  Fact<std::string> cgroup;  // from /proc/PID/cgroup ("/system.slice/nvidia-persistenced.service")
 };
 
 // A process named nvidia-persistenced that is not this host's daemon: a container's (foreign), or one whose
@@ -149,8 +149,8 @@ struct DaemonFacts {
   bool runtime_dir = false;  // /run/nvidia-persistenced
   Fact<int> pid_file_pid;
   bool socket = false;
-  // systemd's root cgroup as this /proc shows it: PID 1's cgroup less "/init.scope" ("/" on a host; a
-  // container's own path where it has no cgroup namespace); unknown when PID 1 is no systemd.
+  // systemd's root cgroup as this /proc shows it: PID 1's cgroup less "/init.scope" ("/" on a host, the path
+  // of systemd's container as seen from outside it); unknown when PID 1 is no systemd.
   Fact<std::string> manager_cgroup;
 };
 
@@ -197,7 +197,10 @@ struct ServiceFacts {
   Fact<std::string> sub_state;
   Fact<std::string> unit_file_state;
   Fact<std::vector<std::string>> exec_start;  // argv of the first ExecStart=
-  Fact<std::string> control_group;            // the unit's cgroup, below systemd's root ("" when stopped)
+  Fact<std::string> control_group;            // the unit's cgroup as systemd names it ("" when stopped)
+  // systemd's own root cgroup as it names it: "" on a host or in a cgroup namespace, "/docker/abc" in a
+  // container without one (the unit's ControlGroup then starts with it).
+  Fact<std::string> manager_control_group;
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
   Fact<std::string> fragment_path;

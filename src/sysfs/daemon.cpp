@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <set>
 
 #include <fmt/format.h>
@@ -99,6 +100,23 @@ std::string not_the_daemons_user(const Paths& paths, const std::vector<std::stri
   }
   if (user.empty()) {
     return fmt::format("runs as uid {} with no --user: nvidia-persistenced stays root unless told otherwise", *uid);
+  }
+  // The daemon drops to a system account (the packages' nvidia-persistenced); a login account's process is a
+  // user's, whatever --user it names (its own, to pass the check below). nobody (65534) is no login account.
+  unsigned uid_min = 1000;
+  if (auto defs = read_file(paths.host("/etc/login.defs"), 1u << 20)) {
+    for (const auto& line : split_lines(*defs)) {
+      const std::string_view l = trim(line);
+      if (l.starts_with("UID_MIN") && l.size() > 7 && (l[7] == ' ' || l[7] == '\t')) {
+        if (auto v = parse_u64(std::string(trim(l.substr(7)))); v && *v > 0 && *v < 0x7fffffff) {
+          uid_min = static_cast<unsigned>(*v);
+        }
+      }
+    }
+  }
+  if (*uid >= uid_min && *uid != 65534) {
+    return fmt::format("runs as uid {}, a login account (UID_MIN {}): the daemon runs as root or a system account",
+                       *uid, uid_min);
   }
   auto passwd = read_file(paths.host("/etc/passwd"), 4u << 20);
   if (!passwd) {
@@ -248,7 +266,9 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       proc.pid = process.pid;
       proc.uid = read_uid(paths.proc(entry + "/status"));
       if (auto cgroup = read_file(paths.proc(entry + "/cgroup"), 64u << 10)) {
-        proc.cgroup = systemd_cgroup_of(*cgroup);
+        proc.cgroup = Fact<std::string>::known(systemd_cgroup_of(*cgroup));
+      } else {
+        proc.cgroup = Fact<std::string>::unknown(paths.display(cgroup.error().message));
       }
       std::string why = not_the_daemons_executable(paths, process.pid, proc.executable);
       if (why.empty()) {
@@ -291,24 +311,42 @@ std::string systemd_cgroup_of(std::string_view proc_cgroup) {
 
 void set_apart_daemons_outside_the_unit(DaemonFacts& daemon, const ServiceFacts& service) {
   if (!service.reachable || !service.active_state.is("active") || !service.control_group.has() ||
-      service.control_group->empty() || !daemon.manager_cgroup.has()) {
+      service.control_group->empty() || !service.manager_control_group.has() || !daemon.manager_cgroup.has()) {
     return;
   }
+  // systemd names cgroups from its own root (its ControlGroup, "" on a host or in a cgroup namespace); this
+  // /proc shows them from the reader's, where systemd's root is manager_cgroup. The unit's cgroup as this
+  // /proc shows it is that root plus the unit's path below systemd's. Paths that do not line up set nothing
+  // apart: a wrong guess here would report a running daemon as gone.
+  std::string systemd_root = *service.manager_control_group;
+  if (systemd_root == "/") {
+    systemd_root.clear();
+  }
+  const std::string& named = *service.control_group;
+  if (!named.starts_with(systemd_root) || (named.size() > systemd_root.size() && named[systemd_root.size()] != '/') ||
+      named.size() == systemd_root.size()) {
+    return;
+  }
+  const std::string below = named.substr(systemd_root.size());
   const std::string& root = *daemon.manager_cgroup;
-  const std::string unit_cgroup = root == "/" ? *service.control_group : root + *service.control_group;
+  const std::string unit_cgroup = root == "/" ? below : root + below;
   auto inside = [&](const std::string& cgroup) {
     return cgroup == unit_cgroup || (cgroup.size() > unit_cgroup.size() && cgroup.starts_with(unit_cgroup) &&
                                      cgroup[unit_cgroup.size()] == '/');
   };
   std::vector<DaemonProcess> kept;
   for (auto& process : daemon.processes) {
-    if (process.cgroup.empty() || inside(process.cgroup)) {
+    // An unread cgroup keeps the process (hidepid, a gpuwarm not run as root), except a path too long to be
+    // read: a user with a delegated tree can nest one that deep to hide where it runs.
+    const bool too_long = !process.cgroup.has() && process.cgroup.missing.find(std::strerror(ENAMETOOLONG)) !=
+                                                       std::string::npos;
+    if (!too_long && (!process.cgroup.has() || inside(*process.cgroup))) {
       kept.push_back(std::move(process));
       continue;
     }
-    daemon.not_daemon.push_back(
-        {process.pid, fmt::format("runs in {}, outside {} ({}), which is active: not the daemon",
-                                  printable(process.cgroup), service.unit, printable(unit_cgroup))});
+    const std::string where = too_long ? std::string("a cgroup too deep to read") : printable(*process.cgroup);
+    daemon.not_daemon.push_back({process.pid, fmt::format("runs in {}, outside {} ({}), which is active: not the daemon",
+                                                          where, service.unit, printable(unit_cgroup))});
   }
   daemon.processes = std::move(kept);
 }

@@ -58,7 +58,7 @@ class SdBusServiceManager final : public ServiceManager {
     facts.unit = unit;
     auto unknown_all = [&](const std::string& why) {
       for (auto* f : {&facts.load_state, &facts.active_state, &facts.sub_state, &facts.unit_file_state,
-                      &facts.restart, &facts.fragment_path, &facts.control_group}) {
+                      &facts.restart, &facts.fragment_path, &facts.control_group, &facts.manager_control_group}) {
         *f = Fact<std::string>::unknown(why);
       }
       facts.exec_start = facts.drop_in_paths = facts.wanted_by = Fact<std::vector<std::string>>::unknown(why);
@@ -106,6 +106,7 @@ class SdBusServiceManager final : public ServiceManager {
     facts.restart = get_string(path, k_service_iface, "Restart");
     facts.exec_start = get_exec_start(path);
     facts.control_group = get_string(path, k_service_iface, "ControlGroup");
+    facts.manager_control_group = get_string(k_manager_path, k_manager_iface, "ControlGroup");
     return facts;
   }
 

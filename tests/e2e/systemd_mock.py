@@ -48,7 +48,7 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
 
     def add_unit(self, load_state="loaded", active="active", sub="running", file_state="enabled",
                  argv=("/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"), stop_when_unneeded=False,
-                 restart="no", with_load_unit=True, control_group="/system.slice/" + UNIT):
+                 restart="no", with_load_unit=True, control_group="/system.slice/" + UNIT, manager_control_group=""):
         """Adds nvidia-persistenced.service with these properties; returns its mock interface."""
         self.mock.AddMockUnit(UNIT)
         unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", UNIT_PATH), dbusmock.MOCK_IFACE)
@@ -62,6 +62,8 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
                                         "RequiredBy": dbus.Array([], signature="s")})
         unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": restart,
                                            "ControlGroup": control_group})
+        # systemd's own root cgroup, as the Manager names it ("" on a host or in a cgroup namespace).
+        self.mock.AddProperty(MANAGER, "ControlGroup", manager_control_group)
         if with_load_unit:
             # The template lacks LoadUnit; systemd answers it with the unit's path.
             self.mock.AddMethod(MANAGER, "LoadUnit", "s", "o", "ret = self.units[args[0]]")

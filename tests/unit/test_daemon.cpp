@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <thread>
@@ -132,7 +134,7 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   EXPECT_TRUE(d.runtime_dir);
   EXPECT_TRUE(d.socket);
   EXPECT_TRUE(d.pid_file_pid.is(4242));
-  EXPECT_EQ(d.processes[0].cgroup, "");  // no cgroup file: unread
+  EXPECT_FALSE(d.processes[0].cgroup.has());  // no cgroup file: unread
   EXPECT_FALSE(d.manager_cgroup.has());
 
   // systemd's root cgroup is PID 1's less /init.scope (a container without a cgroup namespace shows its path).
@@ -140,7 +142,7 @@ TEST(Daemon, ReadsProcessesFromAFakeRoot) {
   t.write("proc/1/cgroup", "0::/docker/abc/init.scope\n");
   d = read_daemon(Paths(t.root()));
   ASSERT_EQ(d.processes.size(), 1u);
-  EXPECT_EQ(d.processes[0].cgroup, "/docker/abc/system.slice/nvidia-persistenced.service");
+  EXPECT_TRUE(d.processes[0].cgroup.is("/docker/abc/system.slice/nvidia-persistenced.service"));
   EXPECT_TRUE(d.manager_cgroup.is("/docker/abc"));
   t.write("proc/1/cgroup", "0::/init.scope\n");
   EXPECT_TRUE(read_daemon(Paths(t.root())).manager_cgroup.is("/"));
@@ -162,41 +164,63 @@ TEST(Daemon, SystemdCgroupOfAProcess) {
   }
 }
 
-// While the unit is active, a process outside its cgroup is not its daemon, whatever it runs.
+// While the unit is active, a process outside its cgroup is not its daemon, whatever it runs. systemd names the
+// unit's cgroup from its own root (ControlGroup, with the Manager's ControlGroup as that root); this /proc shows
+// cgroups from the reader's, where systemd's root is manager_cgroup (PID 1's less /init.scope).
 TEST(Daemon, AProcessOutsideTheActiveUnitsCgroupIsNotTheDaemon) {
   struct Case {
     const char* name;
-    const char* process_cgroup;
-    const char* manager;  // nullptr: unknown
+    const char* process_cgroup;  // nullptr: unread ("Permission denied"); "TOO LONG": ENAMETOOLONG
+    const char* manager;         // manager_cgroup, as this /proc shows it; nullptr: unknown
     const char* active;
-    const char* control_group;  // nullptr: unknown
+    const char* control_group;   // the unit's, as systemd names it; nullptr: unknown
+    const char* systemd_root;    // the Manager's ControlGroup; nullptr: unknown
     bool reachable;
     bool kept;
   };
   const char* unit = "/system.slice/nvidia-persistenced.service";
   for (const Case& c : {
-           Case{"in the unit", "/system.slice/nvidia-persistenced.service", "/", "active", unit, true, true},
-           Case{"below the unit", "/system.slice/nvidia-persistenced.service/sub", "/", "active", unit, true, true},
-           Case{"a user's session", "/user.slice/user-1000.slice/session-2.scope", "/", "active", unit, true, false},
-           Case{"a name that only starts alike", "/system.slice/nvidia-persistenced.service2", "/", "active", unit, true,
-                false},
+           Case{"in the unit", "/system.slice/nvidia-persistenced.service", "/", "active", unit, "", true, true},
+           Case{"systemd's root named /", "/system.slice/nvidia-persistenced.service", "/", "active", unit, "/", true,
+                true},
+           Case{"below the unit", "/system.slice/nvidia-persistenced.service/sub", "/", "active", unit, "", true, true},
+           Case{"a user's session", "/user.slice/user-1000.slice/session-2.scope", "/", "active", unit, "", true, false},
+           Case{"a name that only starts alike", "/system.slice/nvidia-persistenced.service2", "/", "active", unit, "",
+                true, false},
            Case{"a same-named cgroup in a user's delegated tree",
                 "/user.slice/user-1000.slice/user@1000.service/system.slice/nvidia-persistenced.service", "/", "active",
-                unit, true, false},
-           Case{"a container without a cgroup namespace",
-                "/docker/abc/system.slice/nvidia-persistenced.service", "/docker/abc", "active", unit, true, true},
-           Case{"the container's path, read against the host's root",
-                "/docker/abc/system.slice/nvidia-persistenced.service", "/", "active", unit, true, false},
-           Case{"cgroup unread", "", "/", "active", unit, true, true},
-           Case{"unit not active (a daemon started by hand)", "/user.slice/u.scope", "/", "inactive", unit, true, true},
-           Case{"unit's cgroup unknown", "/user.slice/u.scope", "/", "active", nullptr, true, true},
-           Case{"systemd's root unknown", "/user.slice/u.scope", nullptr, "active", unit, true, true},
-           Case{"systemd not reachable", "/user.slice/u.scope", "/", "active", unit, false, true},
+                unit, "", true, false},
+           // systemd in a container with a cgroup namespace (nspawn's default), read from outside it.
+           Case{"seen from outside a cgroup namespace", "/payload/system.slice/nvidia-persistenced.service", "/payload",
+                "active", unit, "", true, true},
+           // Without one (docker on cgroup v1, --cgroupns=host): systemd names every cgroup with its root.
+           Case{"a container without a cgroup namespace, read from the host",
+                "/docker/abc/system.slice/nvidia-persistenced.service", "/docker/abc", "active",
+                "/docker/abc/system.slice/nvidia-persistenced.service", "/docker/abc", true, true},
+           Case{"the same, a lookalike beside it", "/docker/abc/system.slice/lookalike.service", "/docker/abc", "active",
+                "/docker/abc/system.slice/nvidia-persistenced.service", "/docker/abc", true, false},
+           Case{"paths that do not line up set nothing apart", "/elsewhere/x.scope", "/", "active",
+                "/other/system.slice/nvidia-persistenced.service", "/docker/abc", true, true},
+           Case{"cgroup unread (hidepid, not root)", nullptr, "/", "active", unit, "", true, true},
+           Case{"cgroup too deep to read", "TOO LONG", "/", "active", unit, "", true, false},
+           Case{"unit not active (a daemon started by hand)", "/user.slice/u.scope", "/", "inactive", unit, "", true,
+                true},
+           Case{"unit's cgroup unknown", "/user.slice/u.scope", "/", "active", nullptr, "", true, true},
+           Case{"systemd's own root unknown", "/user.slice/u.scope", "/", "active", unit, nullptr, true, true},
+           Case{"systemd's root as this /proc shows it unknown", "/user.slice/u.scope", nullptr, "active", unit, "",
+                true, true},
+           Case{"systemd not reachable", "/user.slice/u.scope", "/", "active", unit, "", false, true},
        }) {
     DaemonFacts daemon;
     DaemonProcess process;
     process.pid = 4242;
-    process.cgroup = c.process_cgroup;
+    if (c.process_cgroup == nullptr) {
+      process.cgroup = Fact<std::string>::unknown("/proc/4242/cgroup: Permission denied");
+    } else if (std::string(c.process_cgroup) == "TOO LONG") {
+      process.cgroup = Fact<std::string>::unknown(std::string("/proc/4242/cgroup: ") + std::strerror(ENAMETOOLONG));
+    } else {
+      process.cgroup = Fact<std::string>::known(c.process_cgroup);
+    }
     daemon.processes.push_back(process);
     daemon.manager_cgroup = c.manager ? Fact<std::string>::known(c.manager) : Fact<std::string>::unknown("no systemd");
     ServiceFacts service;
@@ -204,6 +228,8 @@ TEST(Daemon, AProcessOutsideTheActiveUnitsCgroupIsNotTheDaemon) {
     service.active_state = Fact<std::string>::known(c.active);
     service.control_group =
         c.control_group ? Fact<std::string>::known(c.control_group) : Fact<std::string>::unknown("unread");
+    service.manager_control_group =
+        c.systemd_root ? Fact<std::string>::known(c.systemd_root) : Fact<std::string>::unknown("unread");
     set_apart_daemons_outside_the_unit(daemon, service);
     EXPECT_EQ(daemon.processes.size(), c.kept ? 1u : 0u) << c.name;
     EXPECT_EQ(daemon.not_daemon.size(), c.kept ? 0u : 1u) << c.name;
@@ -258,6 +284,7 @@ TEST(Daemon, AnotherUsersImitationIsNotTheDaemon) {
     std::string cmdline;
     unsigned uid;
     bool daemon;
+    const char* login_defs = nullptr;
   };
   const Case cases[] = {
       {"root", "/usr/bin/nvidia-persistenced\0--no-persistence-mode\0"s, 0, true},
@@ -266,12 +293,22 @@ TEST(Daemon, AnotherUsersImitationIsNotTheDaemon) {
       {"another user, claiming --user", "/usr/bin/nvidia-persistenced\0--user\0nvidia-persistenced\0"s, 1000, false},
       {"another user, no --user", "/usr/bin/nvidia-persistenced\0--no-persistence-mode\0"s, 1000, false},
       {"a --user /etc/passwd does not know: cannot tell, kept",
-       "/usr/bin/nvidia-persistenced\0--user\0ghost\0"s, 1000, true},
+       "/usr/bin/nvidia-persistenced\0--user\0ghost\0"s, 900, true},
+      // A login account naming itself as --user (a user's own build of the daemon, e.g. from the Nix store).
+      {"a login account as its own --user", "/usr/bin/nvidia-persistenced\0--user\0alice\0"s, 1000, false},
+      {"a login account, --user unknown", "/usr/bin/nvidia-persistenced\0--user\0ghost\0"s, 1000, false},
+      {"nobody is no login account", "/usr/bin/nvidia-persistenced\0--user\0nobody\0"s, 65534, true},
+      {"UID_MIN from login.defs", "/usr/bin/nvidia-persistenced\0--user\0alice\0"s, 1000, true,
+       "# comment\nUID_MIN\t\t\t 2000\nUID_MAX 60000\n"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     test::TempTree t;
-    t.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nnvidia-persistenced:x:143:143::/:/usr/sbin/nologin\n");
+    t.write("etc/passwd", "root:x:0:0::/root:/bin/sh\nnvidia-persistenced:x:143:143::/:/usr/sbin/nologin\n"
+                          "alice:x:1000:1000::/home/alice:/bin/bash\nnobody:x:65534:65534::/:/usr/sbin/nologin\n");
+    if (c.login_defs != nullptr) {
+      t.write("etc/login.defs", c.login_defs);
+    }
     t.write("proc/500/comm", "nvidia-persiste\n");
     t.write("proc/500/cmdline", c.cmdline);
     t.write("proc/500/status", "Uid:\t" + std::to_string(c.uid) + "\t0\t0\t0\n");
