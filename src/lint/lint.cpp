@@ -219,11 +219,11 @@ std::string heredoc_marker(std::string_view code, std::size_t op) {
   return marker.empty() || std::isdigit(static_cast<unsigned char>(marker[0])) != 0 ? std::string() : marker;
 }
 
-// Python: a docstring (a triple-quoted string that is a statement of its own) and an Ansible module's
+// Python: a docstring (a triple-quoted string first in the module, a def or a class) and an Ansible module's
 // DOCUMENTATION, EXAMPLES and RETURN are prose, never run; their text is blanked (line breaks kept, so lines and
-// columns stay). Other triple-quoted strings stay: a call's argument (os.system("""...""")) or a file's text
-// a script writes out (UNIT = """...ExecStart=..."""). Ordinary strings and comments are skipped over so that
-// a quote inside them does not start one.
+// columns stay). Any other triple-quoted string stays: a call's argument (os.system("""...""")), a value
+// returned, a file's text a script writes out (UNIT = """...ExecStart=..."""). Ordinary strings and comments
+// are skipped over so that a quote inside them does not start one. One pass, with short look-backs.
 std::string blank_python_prose(std::string_view code) {
   std::string out(code);
   auto significant_before = [&](std::size_t at) -> std::size_t {  // npos: none
@@ -235,15 +235,49 @@ std::string blank_python_prose(std::string_view code) {
     }
     return std::string_view::npos;
   };
+  auto line_start = [&](std::size_t at) {
+    const std::size_t nl = code.rfind('\n', at);
+    return nl == std::string_view::npos ? 0 : nl + 1;
+  };
+  auto first_word = [&](std::size_t at) {
+    std::size_t b = line_start(at);
+    while (b < code.size() && (code[b] == ' ' || code[b] == '\t')) {
+      ++b;
+    }
+    std::size_t e = b;
+    while (e < code.size() && (std::isalnum(static_cast<unsigned char>(code[e])) != 0 || code[e] == '_')) {
+      ++e;
+    }
+    return code.substr(b, e - b);
+  };
+  // The line a block's header starts on: the ':' itself, or for "def f(a,\n b):" the line of its "(".
+  auto header_line = [&](std::size_t colon) {
+    const std::size_t close = significant_before(colon);
+    if (close == std::string_view::npos || code[close] != ')') {
+      return colon;
+    }
+    int depth = 0;
+    for (std::size_t k = close + 1; k-- > 0 && close - k < 1024;) {
+      depth += code[k] == ')' ? 1 : code[k] == '(' ? -1 : 0;
+      if (depth == 0) {
+        return k;
+      }
+    }
+    return colon;
+  };
   auto is_prose = [&](std::size_t string_start) {
     const std::size_t before = significant_before(string_start);
     if (before == std::string_view::npos) {
       return true;  // the module's docstring
     }
     const char c = code[before];
+    if (c == ':' && code.substr(before, string_start - before).find('\n') != std::string_view::npos) {
+      const std::string_view word = first_word(header_line(before));
+      return word == "def" || word == "class" || word == "async";
+    }
     if (c == '=' && before > 0 && code[before - 1] != '=' && code[before - 1] != '!' && code[before - 1] != '<' &&
         code[before - 1] != '>') {
-      std::size_t name_end = significant_before(before);
+      const std::size_t name_end = significant_before(before);
       if (name_end == std::string_view::npos) {
         return false;
       }
@@ -253,12 +287,13 @@ std::string blank_python_prose(std::string_view code) {
         --name_start;
       }
       const std::string_view name = code.substr(name_start, name_end + 1 - name_start);
-      return name == "DOCUMENTATION" || name == "EXAMPLES" || name == "RETURN";
+      return (name == "DOCUMENTATION" || name == "EXAMPLES" || name == "RETURN") && line_start(name_start) ==
+                                                                                           line_start(before);
     }
-    if (c == ':') {  // a block's first statement (def f():\n    """doc""") and not a dict's value on its line
-      return code.substr(before, string_start - before).find('\n') != std::string_view::npos;
-    }
-    return c != '(' && c != ',' && c != '[' && c != '{' && c != '+' && c != '%' && c != '=';
+    return false;
+  };
+  auto prefix_letter = [](char ch) {
+    return ch == 'r' || ch == 'R' || ch == 'b' || ch == 'B' || ch == 'u' || ch == 'U' || ch == 'f' || ch == 'F';
   };
   std::size_t at = 0;
   while (at < code.size()) {
@@ -271,17 +306,20 @@ std::string blank_python_prose(std::string_view code) {
       ++at;
       continue;
     }
+    // String prefixes (r, b, f, u, rb, ...), not the end of a word such as "or".
     std::size_t prefix = at;
-    while (prefix > 0 && std::isalpha(static_cast<unsigned char>(code[prefix - 1])) != 0 && at - prefix < 2) {
+    while (prefix > 0 && at - prefix < 2 && prefix_letter(code[prefix - 1])) {
       --prefix;
     }
-    const bool raw = code.substr(prefix, at - prefix).find_first_of("rR") != std::string_view::npos;
+    if (prefix > 0 && (std::isalnum(static_cast<unsigned char>(code[prefix - 1])) != 0 || code[prefix - 1] == '_')) {
+      prefix = at;
+    }
     const bool triple = code.substr(at, 3) == std::string_view(c == '"' ? "\"\"\"" : "\'\'\'");
     const std::size_t open_len = triple ? 3 : 1;
     std::size_t p = at + open_len;
     while (p < code.size()) {
-      if (code[p] == '\\' && !raw) {
-        p += 2;
+      if (code[p] == '\\') {
+        p += 2;  // in a raw string too, a backslash keeps the quote after it in the string
         continue;
       }
       if (!triple && code[p] == '\n') {
@@ -294,11 +332,9 @@ std::string blank_python_prose(std::string_view code) {
     }
     const std::size_t content_end = std::min(p, code.size());
     if (triple && is_prose(prefix)) {
-      {
-        for (std::size_t k = at + open_len; k < content_end; ++k) {
-          if (out[k] != '\n') {
-            out[k] = ' ';
-          }
+      for (std::size_t k = at + open_len; k < content_end; ++k) {
+        if (out[k] != '\n') {
+          out[k] = ' ';
         }
       }
     }

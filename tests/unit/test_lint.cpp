@@ -242,6 +242,17 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "    x = 'a \"\"\" in a string'  # and ''' in a comment\n"
        "    subprocess.run([\"nvidia-smi\", \"-pm\", \"1\"])\n",
        {"LINT001@7:18", "LINT001@9:22"}, "library/persist.py"},
+      {"docstrings of a def with its arguments on several lines, and of a class", FileKind::shell,
+       "def enable(\n    gpus,\n    force=False,\n):\n    \"\"\"Don't call C(nvidia-smi -pm 1).\"\"\"\n"
+       "class Node:\n    \"\"\"It's no place for nvidia-smi -pm 1.\"\"\"\n",
+       {}, "node.py"},
+      // From the review: a returned script is code; a raw string's escaped quote does not end it (the scan
+      // drifted and blanked the call below); "or" before a quote is no prefix.
+      {"a returned unit text, and strings that end where Python ends them", FileKind::shell,
+       "def unit():\n    return \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
+       "d = r'\\''\nsubprocess.run(\"nvidia-smi -pm 1\", shell=True)\ne = x or'\\'\"\"\"'\n"
+       "subprocess.run(\"nvidia-smi -pm 1\", shell=True)\n\"\"\"text\"\"\"\n",
+       {"LINT002@3:40", "LINT001@6:17", "LINT001@8:17"}, "units.py"},
       {"a unit's text a script writes out stays code", FileKind::shell,
        "UNIT = \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
        "CONFIG = {\"unit\": \"\"\"ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\"\"\"}\n",
