@@ -928,8 +928,32 @@ void Linter::find_commands() {
   // Python runs a command only through a call (subprocess.run([...]), os.system("...")): a line that starts
   // with nvidia-smi there is inside a string (a docstring, a test table), and "(" opens a tuple, not a subshell.
   const bool python = python_source();
+  std::vector<std::size_t> line_offsets;  // Python: where each line starts, to look back from a word
+  if (python) {
+    line_offsets.push_back(0);
+    for (std::size_t at = m_text.find('\n'); at != std::string_view::npos; at = m_text.find('\n', at + 1)) {
+      line_offsets.push_back(at + 1);
+    }
+  }
+  // A call's first argument on the line after its "(" (the layout black gives a long call):
+  // subprocess.run(\n    ["nvidia-smi", "-pm", "1"],\n): the word's quote, "[" and the line break come between.
+  auto first_argument_of_a_call = [&](const Token& t) {
+    if (t.line == 0 || t.line > line_offsets.size()) {
+      return false;
+    }
+    std::size_t at = line_offsets[t.line - 1] + (t.column > 0 ? t.column - 1 : 0);
+    while (at > 0) {
+      const char c = m_text[at - 1];
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '"' && c != '\'' && c != '[') {
+        break;
+      }
+      --at;
+    }
+    return at >= 2 && m_text[at - 1] == '(' &&
+           (std::isalnum(static_cast<unsigned char>(m_text[at - 2])) != 0 || m_text[at - 2] == '_');
+  };
   for (std::size_t s : starts) {
-    if (python && m_tokens[s].break_kind != 'f') {
+    if (python && m_tokens[s].break_kind != 'f' && !first_argument_of_a_call(m_tokens[s])) {
       continue;
     }
     walk(s, end_of(s), false, m_tokens[s].line_start, 0);

@@ -253,6 +253,12 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "d = r'\\''\nsubprocess.run(\"nvidia-smi -pm 1\", shell=True)\ne = x or'\\'\"\"\"'\n"
        "subprocess.run(\"nvidia-smi -pm 1\", shell=True)\n\"\"\"text\"\"\"\n",
        {"LINT002@3:40", "LINT001@6:17", "LINT001@8:17"}, "units.py"},
+      // black puts a long call's arguments on the lines after its "(".
+      {"a call's first argument on the next line", FileKind::shell,
+       "subprocess.run(\n    [\"nvidia-smi\", \"-pm\", \"1\"],\n    check=True,\n)\n"
+       "os.system(\n    \"nvidia-smi -pm 1\"\n)\nCASES = [\n    (\"nvidia-smi -pm 1\", True),\n]\n"
+       "log.info(\n    \"run nvidia-smi -pm 1 by hand\"\n)\n",
+       {"LINT001@2:7", "LINT001@6:6"}, "enable.py"},
       {"a unit's text a script writes out stays code", FileKind::shell,
        "UNIT = \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
        "CONFIG = {\"unit\": \"\"\"ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\"\"\"}\n",
