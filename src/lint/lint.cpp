@@ -223,7 +223,8 @@ std::string heredoc_marker(std::string_view code, std::size_t op) {
 // DOCUMENTATION, EXAMPLES and RETURN are prose, never run; their text is blanked (line breaks kept, so lines and
 // columns stay). Any other triple-quoted string stays: a call's argument (os.system("""...""")), a value
 // returned, a file's text a script writes out (UNIT = """...ExecStart=..."""). Ordinary strings and comments
-// are skipped over so that a quote inside them does not start one. One pass, with short look-backs.
+// are skipped over so that a quote inside them does not start one, and string prefixes (f"...", rb'...') are
+// blanked. One pass, with short look-backs.
 std::string blank_python_prose(std::string_view code) {
   std::string out(code);
   auto significant_before = [&](std::size_t at) -> std::size_t {  // npos: none
@@ -313,6 +314,9 @@ std::string blank_python_prose(std::string_view code) {
     }
     if (prefix > 0 && (std::isalnum(static_cast<unsigned char>(code[prefix - 1])) != 0 || code[prefix - 1] == '_')) {
       prefix = at;
+    }
+    for (std::size_t k = prefix; k < at; ++k) {
+      out[k] = ' ';  // f"nvidia-smi ..." is the string's text to the lexer, not a word "fnvidia-smi"
     }
     const bool triple = code.substr(at, 3) == std::string_view(c == '"' ? "\"\"\"" : "\'\'\'");
     const std::size_t open_len = triple ? 3 : 1;
@@ -935,26 +939,46 @@ void Linter::find_commands() {
       line_offsets.push_back(at + 1);
     }
   }
-  // A call's first argument on the line after its "(" (the layout black gives a long call):
-  // subprocess.run(\n    ["nvidia-smi", "-pm", "1"],\n): the word's quote, "[" and the line break come between.
-  auto first_argument_of_a_call = [&](const Token& t) {
+  // The function a call's first argument is given to, on the call's line or on the line after its "(" (the
+  // layout black gives a long call: subprocess.run(\n    ["nvidia-smi", "-pm", "1"],\n)): the word's quote,
+  // a string prefix, "[" and line breaks come between. Empty when the word is no call's first argument.
+  auto callee_of = [&](const Token& t) -> std::string_view {
     if (t.line == 0 || t.line > line_offsets.size()) {
-      return false;
+      return {};
     }
     std::size_t at = line_offsets[t.line - 1] + (t.column > 0 ? t.column - 1 : 0);
-    while (at > 0) {
+    for (unsigned skipped = 0; at > 0 && skipped < 4096; ++skipped) {
       const char c = m_text[at - 1];
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '"' && c != '\'' && c != '[') {
+      const bool prefix = (c == 'f' || c == 'r' || c == 'b' || c == 'u' || c == 'F' || c == 'R' || c == 'B') &&
+                          at < m_text.size() && (m_text[at] == '"' || m_text[at] == '\'');
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '"' && c != '\'' && c != '[' && !prefix) {
         break;
       }
       --at;
     }
-    return at >= 2 && m_text[at - 1] == '(' &&
-           (std::isalnum(static_cast<unsigned char>(m_text[at - 2])) != 0 || m_text[at - 2] == '_');
+    if (at < 2 || m_text[at - 1] != '(') {
+      return {};
+    }
+    const std::size_t name_end = at - 1;
+    std::size_t name_start = name_end;
+    while (name_start > 0 && name_end - name_start < 256 &&
+           (std::isalnum(static_cast<unsigned char>(m_text[name_start - 1])) != 0 || m_text[name_start - 1] == '_')) {
+      --name_start;
+    }
+    return m_text.substr(name_start, name_end - name_start);
+  };
+  // Calls that only show text: print, a logger, click.echo, Ansible's fail_json, a test's assertion.
+  auto shows_text = [](std::string_view f) {
+    static const WordSet k_output = {"print", "echo", "secho", "info", "warning", "warn", "error", "debug",
+                                     "exception", "critical", "log", "fail_json", "exit_json", "fail", "skipTest"};
+    return k_output.count(f) != 0 || f.starts_with("assert");
   };
   for (std::size_t s : starts) {
-    if (python && m_tokens[s].break_kind != 'f' && !first_argument_of_a_call(m_tokens[s])) {
-      continue;
+    if (python) {
+      const std::string_view callee = callee_of(m_tokens[s]);
+      if ((m_tokens[s].break_kind != 'f' && callee.empty()) || shows_text(callee)) {
+        continue;
+      }
     }
     walk(s, end_of(s), false, m_tokens[s].line_start, 0);
   }

@@ -259,6 +259,11 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "os.system(\n    \"nvidia-smi -pm 1\"\n)\nCASES = [\n    (\"nvidia-smi -pm 1\", True),\n]\n"
        "log.info(\n    \"run nvidia-smi -pm 1 by hand\"\n)\n",
        {"LINT001@2:7", "LINT001@6:6"}, "enable.py"},
+      {"calls that only show text are no commands", FileKind::shell,
+       "print(\"nvidia-smi -pm 1 is deprecated\")\nlogger.warning(\n    \"nvidia-smi -pm 1 is deprecated\"\n)\n"
+       "self.assertIn(\"nvidia-smi -pm 1\", out)\nclick.echo(f\"nvidia-smi -pm 1\")\n"
+       "subprocess.check_output(f\"nvidia-smi -pm 1\", shell=True)\n",
+       {"LINT001@7:27"}, "tool.py"},
       {"a unit's text a script writes out stays code", FileKind::shell,
        "UNIT = \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
        "CONFIG = {\"unit\": \"\"\"ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\"\"\"}\n",
