@@ -12,6 +12,7 @@ For each build, medians of ROUNDS (default 5) rounds, every client on loopback (
   - a scrape sent and then half-closed (nc -N, socat) while another connection is open: answered or not.
 Prints a table and, where both builds answered, the ratio new ÷ old.
 """
+import contextlib
 import http.client
 import os
 import re
@@ -38,6 +39,17 @@ def start(binary, extra):
             sys.exit(f"{binary}: exporter did not start: " + open(log.name).read())
         time.sleep(0.02)
     sys.exit(f"{binary}: exporter did not start in 10 s")
+
+
+@contextlib.contextmanager
+def exporter(binary, extra):
+    """(process, port) of a running exporter, stopped with SIGTERM afterwards."""
+    p, port = start(binary, extra)
+    try:
+        yield p, port
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
 
 
 def threads(p):
@@ -89,8 +101,7 @@ def hold(port, source, count, first_line=b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
 
 
 def round_under_drip(binary, extra):
-    p, port = start(binary, extra)
-    try:
+    with exporter(binary, extra) as (_, port):
         request(port, "/metrics", "127.0.5.1", timeout=60)  # a first collection, so later ones are warm
         drips = []
         for host in range(4):
@@ -107,14 +118,10 @@ def round_under_drip(binary, extra):
         for s in drips:
             s.close()
         return held, healthz, metrics
-    finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
 
 
 def idle_connections(binary, extra):
-    p, port = start(binary, extra)
-    try:
+    with exporter(binary, extra) as (p, port):
         before = threads(p)
         held = []
         for host in range(30):
@@ -125,15 +132,11 @@ def idle_connections(binary, extra):
         for s in held:
             s.close()
         return kept, before, during
-    finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
 
 
 def half_closed_scrapes(binary, extra):
-    p, port = start(binary, extra)
     answered = 0
-    try:
+    with exporter(binary, extra) as (_, port):
         idle = socket.create_connection(("127.0.0.1", port), timeout=10)
         for _ in range(ROUNDS):
             s = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -149,9 +152,6 @@ def half_closed_scrapes(binary, extra):
             answered += answer.startswith(b"HTTP/1.1 200")
         idle.close()
         return answered
-    finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
 
 
 def main():
