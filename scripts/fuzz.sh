@@ -22,7 +22,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-saniti
 sources=(
   tests/fuzz/fuzz_parsers.cpp
   src/core/strings.cpp src/core/fs.cpp src/core/paths.cpp
-  src/sysfs/kernel_log.cpp src/sysfs/driver.cpp src/sysfs/processes.cpp src/systemd/unit_file.cpp
+  src/sysfs/kernel_log.cpp src/sysfs/driver.cpp src/sysfs/processes.cpp src/sysfs/daemon.cpp src/systemd/unit_file.cpp
   src/snapshot/snapshot_json.cpp src/snapshot/clock_reasons.cpp
   src/rules/helpers.cpp src/rules/registry.cpp src/rules/driver.cpp src/rules/daemon.cpp src/rules/clocks.cpp
   src/rules/persistence.cpp src/rules/nvml.cpp src/rules/notes.cpp

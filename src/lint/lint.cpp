@@ -941,7 +941,8 @@ void Linter::find_commands() {
   }
   // The function a call's first argument is given to, on the call's line or on the line after its "(" (the
   // layout black gives a long call: subprocess.run(\n    ["nvidia-smi", "-pm", "1"],\n)): the word's quote,
-  // a string prefix, "[" and line breaks come between. Empty when the word is no call's first argument.
+  // "[" and line breaks come between (string prefixes are blanked already). Empty when the word is no call's
+  // first argument.
   auto callee_of = [&](const Token& t) -> std::string_view {
     if (t.line == 0 || t.line > line_offsets.size()) {
       return {};
@@ -949,9 +950,7 @@ void Linter::find_commands() {
     std::size_t at = line_offsets[t.line - 1] + (t.column > 0 ? t.column - 1 : 0);
     for (unsigned skipped = 0; at > 0 && skipped < 4096; ++skipped) {
       const char c = m_text[at - 1];
-      const bool prefix = (c == 'f' || c == 'r' || c == 'b' || c == 'u' || c == 'F' || c == 'R' || c == 'B') &&
-                          at < m_text.size() && (m_text[at] == '"' || m_text[at] == '\'');
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '"' && c != '\'' && c != '[' && !prefix) {
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '"' && c != '\'' && c != '[') {
         break;
       }
       --at;

@@ -309,6 +309,13 @@ std::string systemd_cgroup_of(std::string_view proc_cgroup) {
   return std::string(v1);
 }
 
+namespace {
+// `path` is `root` or a cgroup below it ("" is the root of everything).
+bool at_or_below(std::string_view path, std::string_view root) {
+  return path.starts_with(root) && (path.size() == root.size() || path[root.size()] == '/' || root.empty());
+}
+}  // namespace
+
 void set_apart_daemons_outside_the_unit(DaemonFacts& daemon, const ServiceFacts& service) {
   if (!service.reachable || !service.active_state.is("active") || !service.control_group.has() ||
       service.control_group->empty() || !service.manager_control_group.has() || !daemon.manager_cgroup.has()) {
@@ -323,24 +330,19 @@ void set_apart_daemons_outside_the_unit(DaemonFacts& daemon, const ServiceFacts&
     systemd_root.clear();
   }
   const std::string& named = *service.control_group;
-  if (!named.starts_with(systemd_root) || (named.size() > systemd_root.size() && named[systemd_root.size()] != '/') ||
-      named.size() == systemd_root.size()) {
+  if (!at_or_below(named, systemd_root) || named.size() == systemd_root.size()) {
     return;
   }
   const std::string below = named.substr(systemd_root.size());
   const std::string& root = *daemon.manager_cgroup;
   const std::string unit_cgroup = root == "/" ? below : root + below;
-  auto inside = [&](const std::string& cgroup) {
-    return cgroup == unit_cgroup || (cgroup.size() > unit_cgroup.size() && cgroup.starts_with(unit_cgroup) &&
-                                     cgroup[unit_cgroup.size()] == '/');
-  };
   std::vector<DaemonProcess> kept;
   for (auto& process : daemon.processes) {
     // An unread cgroup keeps the process (hidepid, a gpuwarm not run as root), except a path too long to be
     // read: a user with a delegated tree can nest one that deep to hide where it runs.
     const bool too_long = !process.cgroup.has() && process.cgroup.missing.find(std::strerror(ENAMETOOLONG)) !=
                                                        std::string::npos;
-    if (!too_long && (!process.cgroup.has() || inside(*process.cgroup))) {
+    if (!too_long && (!process.cgroup.has() || at_or_below(*process.cgroup, unit_cgroup))) {
       kept.push_back(std::move(process));
       continue;
     }

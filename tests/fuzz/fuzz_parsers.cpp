@@ -22,6 +22,7 @@
 #include "probe/probe.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
+#include "sysfs/daemon.h"
 #include "sysfs/driver.h"
 #include "sysfs/kernel_log.h"
 #include "sysfs/processes.h"
@@ -41,6 +42,10 @@ void kernel_log(std::string_view text) {
       __builtin_trap();
     }
   }
+  // The same bytes as one /dev/kmsg record: a sequence number only where "prio,seq," says one.
+  if (auto seq = kmsg_sequence(text); seq && text.find(',') == std::string_view::npos) {
+    __builtin_trap();
+  }
 }
 
 void proc_driver(std::string_view text) {
@@ -55,6 +60,10 @@ void proc_driver(std::string_view text) {
     }
   }
   (void)hidepid_hides_others(s, ProcViewer{1000, {1000, 27}});
+  // And as /proc/PID/cgroup: the path is part of the text, never more.
+  if (systemd_cgroup_of(s).size() > s.size()) {
+    __builtin_trap();
+  }
 }
 
 void unit_file(std::string_view text) {
