@@ -2,15 +2,19 @@
 
 #include <arpa/inet.h>
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -152,6 +156,7 @@ namespace http_detail {
 struct Pending {
   std::mutex mutex;
   mhd::MHD_Connection* connection = nullptr;
+  int wake_fd = -1;  // the polling loop's: a resume is not seen until the loop runs again
   std::optional<HttpResponse> response;
   bool suspended = false;
 };
@@ -162,6 +167,13 @@ struct RequestState {
   std::shared_ptr<Pending> pending;
 };
 
+// Wakes the polling loop (its eventfd). libmicrohttpd signals nothing itself in this mode: it leaves waking
+// to whoever polls.
+void wake_loop(int wake_fd) {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t written = ::write(wake_fd, &one, sizeof one);  // full (2^64-2 wakes) is still awake
+}
+
 // The first reply wins. A suspended connection is resumed under the request's lock, so it is resumed once,
 // and never before it was suspended.
 void deliver(Pending& pending, HttpResponse response) {
@@ -171,7 +183,9 @@ void deliver(Pending& pending, HttpResponse response) {
   }
   pending.response = std::move(response);
   if (pending.suspended) {
+    // Suspended means the server still runs: its destructor answers every parked request before it stops.
     mhd::api().MHD_resume_connection(pending.connection);
+    wake_loop(pending.wake_fd);
   }
 }
 
@@ -196,6 +210,17 @@ struct HttpServer::State {
   using Clock = std::chrono::steady_clock;
   Handler handler;
   mhd::MHD_Daemon* daemon = nullptr;
+
+  // The polling loop is gpuwarm's thread driving libmicrohttpd's epoll ("external") mode, not the library's
+  // own thread: stopping to accept then happens on the thread that polls, between two rounds. From another
+  // thread, MHD_quiesce_daemon races the library's loop over the listening socket, and the loser aborts the
+  // process (0.9.75, daemon.c: MHD_epoll removes it a second time and panics on ENOENT).
+  std::thread loop;
+  int epoll_fd = -1;  // libmicrohttpd's: readable when a connection, the listener or a resume needs it
+  int wake_fd = -1;   // an eventfd: the loop looks at `quiesce` and `quit` once it is written
+  enum class Quiesce { no, asked, done, failed } quiesce = Quiesce::no;
+  std::condition_variable quiesce_answered;
+  bool quit = false;
 
   // Connections waiting for a whole request, with when that wait began (its start, or its last answer);
   // Clock::time_point::max() while it is answered. An entry leaves before libmicrohttpd closes its socket
@@ -267,6 +292,50 @@ struct HttpServer::State {
           entry.second = Clock::time_point::max();
         }
       }
+    }
+  }
+
+  void wake() const { http_detail::wake_loop(wake_fd); }
+
+  void run_loop() {
+    const auto& api = mhd::api();
+    for (;;) {
+      bool quiesce_now = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (quiesce == Quiesce::asked) {
+          quiesce_now = true;
+        } else if (quit) {
+          return;
+        }
+      }
+      if (quiesce_now) {
+        const int listen_fd = api.MHD_quiesce_daemon(daemon);
+        if (listen_fd >= 0) {
+          // Not accepting is not enough: the kernel would still complete handshakes into the backlog, and
+          // those clients would wait for nothing. A listening socket shut down stops listening: they are refused.
+          ::shutdown(listen_fd, SHUT_RDWR);
+        }
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          quiesced_listen_fd = listen_fd;
+          quiesce = listen_fd >= 0 ? Quiesce::done : Quiesce::failed;
+        }
+        quiesce_answered.notify_all();
+        continue;
+      }
+      // As long as the library's nearest connection timeout, or until a socket, a resume or wake() needs it.
+      int timeout_ms = -1;
+      unsigned long long library_timeout_ms = 0;
+      if (api.MHD_get_timeout(daemon, &library_timeout_ms) == mhd::yes) {
+        timeout_ms = static_cast<int>(std::min<unsigned long long>(library_timeout_ms, 60'000));
+      }
+      pollfd fds[2] = {{epoll_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      if (::poll(fds, 2, timeout_ms) > 0 && (fds[1].revents & POLLIN) != 0) {
+        std::uint64_t wakes = 0;
+        [[maybe_unused]] ssize_t read_bytes = ::read(wake_fd, &wakes, sizeof wakes);
+      }
+      api.MHD_run(daemon);  // after every wait, whatever woke it: timeouts are handled here too
     }
   }
 };
@@ -344,6 +413,7 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   state.begin_answer(connection, *request);
   auto pending = std::make_shared<Pending>();
   pending->connection = connection;
+  pending->wake_fd = state.wake_fd;
   try {
     state.handler(m, url != nullptr ? url : "", [pending](HttpResponse r) { deliver(*pending, std::move(r)); });
   } catch (...) {
@@ -411,55 +481,68 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   server->m_state->handler = std::move(handler);
   // No MHD_USE_ERROR_LOG: it writes a line per malformed request, so any client could flood the journal and
   // push gpuwarm's own messages (an NVML call that never returned) past journald's rate limit.
-  // One polling thread (epoll on Linux) with suspend/resume, which brings the inter-thread channel
-  // MHD_quiesce_daemon needs too. Not poll(): there a resumed connection is read before it is called back,
-  // and the timeout set in answer() does not change that (the e2e test of a half-closed scrape fails).
-  unsigned flags = mhd::k_use_internal_polling_thread | mhd::k_allow_suspend_resume | mhd::k_use_auto;
+  // epoll, driven by run_loop(), with suspend/resume (a resume from the collector's thread wakes the loop
+  // through wake_fd: in this mode the library has no inter-thread channel of its own). Not poll(): there a
+  // resumed connection is read before it is called back, and the timeout set in answer() does not change
+  // that (the e2e test of a half-closed scrape fails).
+  unsigned flags = mhd::k_use_epoll | mhd::k_allow_suspend_resume;
   if (address.ipv6) {
     flags |= mhd::k_use_ipv6;
   }
   const auto& api = mhd::api();
+  State& state = *server->m_state;
   errno = 0;
   // The options list is variadic: each value must have exactly the type the library reads.
-  server->m_state->daemon = api.MHD_start_daemon(
-      flags, address.port, nullptr, nullptr, &answer, server->m_state.get(),
+  state.daemon = api.MHD_start_daemon(
+      flags, address.port, nullptr, nullptr, &answer, &state,
       mhd::k_option_sock_addr, reinterpret_cast<const sockaddr*>(&address.address),  // NOLINT: sockets idiom
       mhd::k_option_connection_limit, k_max_connections,
       mhd::k_option_per_ip_connection_limit, k_max_connections_per_client,
       mhd::k_option_connection_timeout, k_idle_timeout_s,
       mhd::k_option_connection_memory_limit, k_connection_memory,
-      mhd::k_option_notify_connection, &notify_connection, server->m_state.get(),
-      mhd::k_option_notify_completed, &request_completed, server->m_state.get(),
+      mhd::k_option_notify_connection, &notify_connection, &state,
+      mhd::k_option_notify_completed, &request_completed, &state,
       mhd::k_option_end);
-  if (server->m_state->daemon == nullptr) {
+  if (state.daemon == nullptr) {
     return fail(fmt::format("cannot listen on {}: {} (is another process using the port?)", address.text,
                             errno != 0 ? std::strerror(errno) : "libmicrohttpd refused"));
   }
-  const mhd::DaemonInfo* info = api.MHD_get_daemon_info(server->m_state->daemon, mhd::k_daemon_info_bind_port);
+  const mhd::DaemonInfo* info = api.MHD_get_daemon_info(state.daemon, mhd::k_daemon_info_bind_port);
   server->m_port = info != nullptr && info->port != 0 ? info->port : address.port;
-  {
+  const mhd::DaemonInfo* epoll = api.MHD_get_daemon_info(state.daemon, mhd::k_daemon_info_epoll_fd);
+  if (epoll == nullptr || epoll->epoll_fd < 0) {
+    return fail("libmicrohttpd was built without epoll: the exporter needs a Linux build of it");
+  }
+  state.epoll_fd = epoll->epoll_fd;
+  state.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (state.wake_fd < 0) {
+    return fail(fmt::format("cannot create an eventfd: {}", std::strerror(errno)));
+  }
+  try {
     AllSignalsBlocked created_blocked;  // signals are the main thread's
-    server->m_state->reaper = std::thread([state = server->m_state.get()] { state->reap(); });
+    state.loop = std::thread([&state] { state.run_loop(); });
+    state.reaper = std::thread([&state] { state.reap(); });
+  } catch (const std::system_error& e) {
+    return fail(fmt::format("cannot start the server's threads: {}", e.what()));
   }
   return server;
 }
 
 Result<void> HttpServer::stop_accepting() {
   State& state = *m_state;
-  {
-    std::lock_guard<std::mutex> lock(state.mutex);
-    state.draining = true;
+  std::unique_lock<std::mutex> lock(state.mutex);
+  state.draining = true;
+  if (state.quiesce == State::Quiesce::no) {
+    state.quiesce = State::Quiesce::asked;
+    state.wake();
   }
-  if (state.quiesced_listen_fd >= 0) {
-    return {};
-  }
-  state.quiesced_listen_fd = mhd::api().MHD_quiesce_daemon(state.daemon);
-  if (state.quiesced_listen_fd < 0) {
+  // The loop answers within one round: nothing it runs blocks (handlers park what must wait).
+  const bool answered = state.quiesce_answered.wait_for(lock, std::chrono::seconds(5), [&state] {
+    return state.quiesce == State::Quiesce::done || state.quiesce == State::Quiesce::failed;
+  });
+  if (!answered || state.quiesce == State::Quiesce::failed) {
     return fail("libmicrohttpd could not stop accepting connections");
   }
-  // Not accepting is not enough: the kernel would still complete handshakes into the backlog, and those
-  // clients would wait for nothing. A listening socket shut down stops listening: they are refused now.
-  ::shutdown(state.quiesced_listen_fd, SHUT_RDWR);
   return {};
 }
 
@@ -497,10 +580,21 @@ HttpServer::~HttpServer() {
     if (!parked.empty()) {
       wait_for_answers(std::chrono::milliseconds(200));
     }
-    mhd::api().MHD_stop_daemon(m_state->daemon);
+    if (m_state->loop.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(m_state->mutex);
+        m_state->quit = true;
+      }
+      m_state->wake();
+      m_state->loop.join();
+    }
+    mhd::api().MHD_stop_daemon(m_state->daemon);  // closes every connection, on this thread: the loop is gone
   }
   if (m_state->quiesced_listen_fd >= 0) {
-    ::close(m_state->quiesced_listen_fd);  // the library's threads are gone: none can still use it
+    ::close(m_state->quiesced_listen_fd);  // quiesced, the library no longer closes it
+  }
+  if (m_state->wake_fd >= 0) {
+    ::close(m_state->wake_fd);
   }
 }
 

@@ -15,11 +15,10 @@ struct MHD_Response;
 
 // Values of the library's stable ABI (microhttpd.h, MHD_VERSION 0x00097500 and earlier).
 enum Result : int { no = 0, yes = 1 };
-constexpr unsigned k_use_internal_polling_thread = 8;
 constexpr unsigned k_use_ipv6 = 16;
-constexpr unsigned k_use_itc = 1024;  // the inter-thread channel: MHD_quiesce_daemon and resuming need it
-constexpr unsigned k_allow_suspend_resume = 8192 | k_use_itc;
-constexpr unsigned k_use_auto = 65536;
+constexpr unsigned k_use_epoll = 512;
+// MHD_ALLOW_SUSPEND_RESUME includes MHD_USE_ITC (1024), which the library drops when it has no thread of its own.
+constexpr unsigned k_allow_suspend_resume = 8192 | 1024;
 // enum MHD_OPTION
 constexpr int k_option_end = 0;
 constexpr int k_option_connection_memory_limit = 1;
@@ -39,6 +38,7 @@ constexpr int k_connection_option_timeout = 0;  // seconds, as unsigned int
 // enum MHD_ResponseMemoryMode
 constexpr int k_respmem_must_copy = 2;
 // enum MHD_DaemonInfoType
+constexpr int k_daemon_info_epoll_fd = 3;
 constexpr int k_daemon_info_bind_port = 6;
 
 union ConnectionInfo {  // only the member gpuwarm reads; every member of the library's union starts at 0
@@ -53,6 +53,7 @@ using RequestCompleted = void (*)(void* cls, MHD_Connection* connection, void** 
 union DaemonInfo {
   std::size_t key_size;
   int listen_fd;
+  int epoll_fd;
   std::uint16_t port;
 };
 
@@ -67,6 +68,8 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
      void* handler_cls, ...))                                                                                   \
   X(void, MHD_stop_daemon, (MHD_Daemon * daemon))                                                              \
   X(int, MHD_quiesce_daemon, (MHD_Daemon * daemon))                                                            \
+  X(Result, MHD_run, (MHD_Daemon * daemon))                                                                    \
+  X(Result, MHD_get_timeout, (MHD_Daemon * daemon, unsigned long long* timeout_ms))                             \
   X(const DaemonInfo*, MHD_get_daemon_info, (MHD_Daemon * daemon, int info_type, ...))                          \
   X(const ConnectionInfo*, MHD_get_connection_info, (MHD_Connection * connection, int info_type, ...))          \
   X(MHD_Response*, MHD_create_response_from_buffer, (std::size_t size, void* buffer, int mode))                \
