@@ -13,6 +13,7 @@
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -23,6 +24,7 @@
 #include "core/exit_codes.h"
 #include "core/host.h"
 #include "core/safe_write.h"
+#include "core/strings.h"
 #include "exporter/http_server.h"
 #include "exporter/scrape_cache.h"
 #include "output/metrics.h"
@@ -50,10 +52,29 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The GPU UUIDs this node answered with (NVML, and the kernel's list), lower-cased: the two differ in case.
+std::set<std::string> node_gpu_uuids(const Snapshot& node) {
+  std::set<std::string> out;
+  auto add = [&out](const std::string& uuid) {
+    if (!uuid.empty()) {
+      out.insert(to_lower(uuid));
+    }
+  };
+  for (const auto& g : node.nvml.gpus) {
+    if (g.uuid.has()) {
+      add(*g.uuid.value);
+    }
+  }
+  for (const auto& g : node.driver.kernel_gpus) {
+    add(g.uuid);
+  }
+  return out;
+}
+
 // The cold-start series from the saved probe baseline: none when no baseline was saved, an unknown with
-// the reason when one exists but cannot be used (another node's, per-GPU figures taken in parallel, a GPU
-// whose probe failed).
-void add_probe_baseline(const std::string& path, const std::string& this_host, MetricsRun& run) {
+// the reason when one exists but cannot be used (another node's, by its hostname or its GPUs: images copy
+// hostnames such as "localhost"; per-GPU figures taken in parallel; a GPU whose probe failed).
+void add_probe_baseline(const std::string& path, const Snapshot& node, MetricsRun& run) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
     return;
@@ -63,19 +84,39 @@ void add_probe_baseline(const std::string& path, const std::string& this_host, M
     run.probe_baseline_unreadable = loaded.error().message;
     return;
   }
-  if (!loaded->hostname.empty() && !this_host.empty() && loaded->hostname != this_host) {
+  if (!loaded->hostname.empty() && !node.hostname.empty() && loaded->hostname != node.hostname) {
     run.probe_baseline_unreadable = path + ": taken on " + loaded->hostname + ", not this node";
+    return;
+  }
+  const std::set<std::string> here = node_gpu_uuids(node);
+  auto unknown = [&run](std::string why) {
+    if (run.probe_baseline_unreadable.empty()) {
+      run.probe_baseline_unreadable = std::move(why);
+    }
+  };
+  auto on_this_node = [&here](const GpuProbe& g) { return here.contains(to_lower(g.uuid)); };
+  if (!loaded->gpus.empty() && here.empty()) {
+    unknown(path + ": cannot tell whether its GPUs are this node's (no GPU UUID was read here)");
+    return;
+  }
+  if (!loaded->gpus.empty() && std::none_of(loaded->gpus.begin(), loaded->gpus.end(), on_this_node)) {
+    unknown(fmt::format("{}: none of its GPUs ({}, ...) is on this node: it was taken on another one", path,
+                        loaded->gpus.front().uuid));
     return;
   }
   const bool contended = loaded->method != k_method_isolated && loaded->gpus.size() > 1;
   for (const auto& g : loaded->gpus) {
-    if (!probe_ok(g) || contended) {
-      if (run.probe_baseline_unreadable.empty()) {
-        run.probe_baseline_unreadable =
-            contended ? path + ": its per-GPU figures were taken in parallel (contended): save it again "
-                               "without --parallel"
-                      : fmt::format("{}: GPU {}'s probe failed", path, g.index);
-      }
+    if (!on_this_node(g)) {  // replaced since the baseline was saved
+      unknown(fmt::format("{}: its GPU {} ({}) is not on this node: the baseline was taken on another one", path,
+                          g.index, g.uuid));
+      continue;
+    }
+    if (contended) {
+      unknown(path + ": its per-GPU figures were taken in parallel (contended): save it again without --parallel");
+      continue;
+    }
+    if (!probe_ok(g)) {
+      unknown(fmt::format("{}: GPU {}'s probe failed", path, g.index));
       continue;
     }
     for (const auto& stage : g.result.stages) {
@@ -104,7 +145,7 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
     finished = unix_seconds_from_iso8601(loaded->collected_at).value_or(0);
   }
   MetricsRun run{GPUWARM_VERSION, GPUWARM_GIT_COMMIT, finished, {}, {}, {}};
-  add_probe_baseline(opts.probe_baseline, loaded->hostname, run);
+  add_probe_baseline(opts.probe_baseline, *loaded, run);
   return render_metrics(*loaded, diagnosis, run);
 }
 
