@@ -36,6 +36,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t k_max_samples = 100000;
+// A saved run holds every sample, about 2.6 KB each on an 8-GPU node: the most a watch takes (k_max_samples)
+// on 8 GPUs fits.
+constexpr std::size_t k_max_replay_bytes = std::size_t{256} << 20;
 
 struct WatchOptions {
   std::string interval = "1s";
@@ -343,9 +346,11 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
                              " applies only when watching");
         }
       }
-      auto text = read_file(opts->replay);
+      auto text = read_file(opts->replay, k_max_replay_bytes);
       if (!text) {
-        return give_up(text.error().message);
+        return give_up(text.error().message + (text.error().message.find("larger than") != std::string::npos
+                                                    ? " (watch longer runs at a longer --interval)"
+                                                    : ""));
       }
       auto j = nlohmann::json::parse(*text, nullptr, false);
       Result<watch::WatchRun> run = fail("not valid JSON");

@@ -65,6 +65,20 @@ Result<int> open_for_reading(const std::string& path, unsigned kinds) {
   return fd;
 }
 
+namespace {
+
+std::string size_text(std::size_t bytes) {
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) {
+    return std::to_string(bytes >> 20) + " MiB";
+  }
+  if (bytes >= (1u << 10) && bytes % (1u << 10) == 0) {
+    return std::to_string(bytes >> 10) + " KiB";
+  }
+  return std::to_string(bytes) + " bytes";
+}
+
+}  // namespace
+
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
   // A FIFO, socket or device named by mistake (or by an attacker) is refused, never opened or waited on.
   auto opened = open_for_reading(path, k_regular | k_directory);
@@ -90,7 +104,7 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
     out.append(buf, static_cast<std::size_t>(n));
     if (out.size() > max_bytes) {
       ::close(fd);
-      return fail(path + ": larger than " + std::to_string(max_bytes) + " bytes");
+      return fail(path + ": larger than " + size_text(max_bytes) + ", the most gpuwarm reads from it");
     }
   }
   ::close(fd);

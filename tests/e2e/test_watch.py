@@ -193,6 +193,13 @@ class Watch(unittest.TestCase):
         r = h.run(["watch", "--replay", path, "--count", "3"], raw=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--count applies only when watching", r.stderr)
+        # A long run (here padded past the old 4 MiB bound, half an hour of an 8-GPU node) still replays.
+        long_run = dict(d, samples=d["samples"] * (6_000_000 // len(json.dumps(d["samples"])) + 1))
+        big = self.write("long.json", long_run)
+        self.assertGreater(os.path.getsize(big), 6_000_000)
+        r = h.run(["watch", "--replay", big, "--json"], raw=True)
+        self.assertEqual(r.returncode, rc, r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)["samples"]), len(long_run["samples"]))
         with open(path, "w") as f:
             f.write('{"kind": "probe"}')
         r = h.run(["watch", "--replay", path], raw=True)
