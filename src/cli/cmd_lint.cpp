@@ -118,8 +118,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
-      "Exit codes: 0 nothing found, 1 a PATH does not exist, 2 bad command line, 3 findings.\n\nRules:\n";
-  // (The exit-code line is a CI contract: a missing PATH stays 1 even where other files have findings.)
+      "Exit codes: 0 nothing found, 1 a PATH does not exist or a file could not be read (what it holds is\n"
+      "unknown), 2 bad command line, 3 findings.\n\nRules:\n";
+  // (The exit-code line is a CI contract: 1 stays 1 even where other files have findings.)
   for (const auto& r : lint::rules()) {
     footer += fmt::format("  {}  {}\n", r.id, r.summary);
   }
@@ -202,8 +203,12 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     std::vector<std::pair<std::string, std::string>> notes;
     std::size_t scanned = 0;
     std::size_t docs_skipped = 0;
+    std::size_t unreadable = 0;
     for (std::size_t i = 0; i < files.size(); ++i) {
       if (!per_file_note[i].empty()) {
+        if (per_file_note[i].starts_with(k_unreadable_note)) {
+          ++unreadable;
+        }
         notes.emplace_back(files[i], per_file_note[i]);
         continue;
       }
@@ -234,7 +239,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
       std::cout << dump_json({{"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
-                              {"skipped", skipped}, {"documentation_skipped", docs_skipped},
+                              {"skipped", skipped}, {"unreadable", unreadable},
+                              {"documentation_skipped", docs_skipped},
                               {"missing", walk.missing}})
                 << "\n";
     } else {
@@ -249,12 +255,15 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         std::cerr << fmt::format("{}: {}\n", escape_control(path), escape_control(note));
       }
       std::cerr << fmt::format("{} finding(s) in {} file(s) scanned", total, scanned);
+      if (unreadable > 0) {
+        std::cerr << fmt::format("; {} file(s) could not be read, so what they hold is unknown", unreadable);
+      }
       if (docs_skipped > 0) {
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);
       }
       std::cerr << "\n";
     }
-    if (missing) {
+    if (missing || unreadable > 0) {
       return to_int(ExitCode::tool_error);
     }
     return to_int(total > 0 ? ExitCode::action_needed : ExitCode::healthy);

@@ -55,13 +55,13 @@ bool read_regular_file(const std::string& path, std::string& buffer, std::size_t
                        std::uintmax_t max_bytes, std::size_t padding) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
-    note = std::string("unreadable: ") + std::strerror(errno);
+    note = std::string(k_unreadable_note) + std::strerror(errno);
     return false;
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    note = "unreadable: not a regular file";
+    note = std::string(k_unreadable_note) + "not a regular file";
     return false;
   }
   if (static_cast<std::uintmax_t>(st.st_size) > max_bytes) {
@@ -76,8 +76,13 @@ bool read_regular_file(const std::string& path, std::string& buffer, std::size_t
     if (n < 0 && errno == EINTR) {
       continue;
     }
-    if (n <= 0) {
-      break;
+    if (n < 0) {  // an I/O error part way: what was read is not the file
+      note = std::string(k_unreadable_note) + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (n == 0) {
+      break;  // shrank since fstat: what is there now is the file
     }
     got += static_cast<std::size_t>(n);
   }

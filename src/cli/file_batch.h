@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -21,6 +22,10 @@ struct Walk {
 // Directories are walked recursively (.git skipped, symlinks not followed); `wanted` filters the
 // files found inside them. A file named directly is always taken.
 Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted);
+
+// How a note of read_regular_file() begins when the file could not be read (not when it was skipped by
+// design: too large, binary): the caller then cannot say what the file holds.
+inline constexpr std::string_view k_unreadable_note = "unreadable: ";
 
 // Reads a regular file into buffer[0, returned size) and zeroes `padding` bytes after it (parsers
 // that read ahead). Returns false with `note` ("unreadable: ...", "skipped: larger than N MiB").

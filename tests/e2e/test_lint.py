@@ -146,6 +146,32 @@ class Lint(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("add - to the paths", r.stderr)
 
+    def test_a_file_that_cannot_be_read_is_not_a_pass(self):
+        # Skipped by design (binary, too large): noted, and the exit says what was scanned. Not readable at all
+        # (a FIFO or device named, permission denied): what it holds is unknown, so the exit is 1, not 0.
+        clean = self.put("clean.sh", "echo hello\n")
+        fifo = os.path.join(self.tree, "pipe")
+        os.mkfifo(fifo)
+        r = self.lint(clean, fifo)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(f"{fifo}: unreadable: not a regular file", r.stderr)
+        self.assertIn("0 finding(s) in 1 file(s) scanned; 1 file(s) could not be read", r.stderr)
+        d = json.loads(self.lint("--json", clean, fifo).stdout)
+        self.assertEqual((d["files_scanned"], d["unreadable"]), (1, 1))
+        # Findings elsewhere do not hide it: 1 outranks 3, as a missing PATH does.
+        bad = self.put("bad.sh", "nvidia-smi -pm 1\n")
+        self.assertEqual(self.lint(bad, fifo).returncode, 1)
+        self.put("tool", "\x7fELF\0\0")
+        self.assertEqual(self.lint(clean, os.path.join(self.tree, "tool")).returncode, 0)
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            secret = self.put("secret.sh", "nvidia-smi -pm 1\n")
+            os.chmod(secret, 0)
+            os.chmod(self.tree, 0o755)
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", h.BIN, "lint", secret],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("unreadable: Permission denied", r.stderr)
+
     def test_role_defaults_resolve_template_values(self):
         tasks = self.put("roles/gpu/tasks/main.yml",
                          "- command: nvidia-smi -pm {{ gpu_pm }}\n- command: nvidia-smi -pm {{ gpu_other }}\n")
