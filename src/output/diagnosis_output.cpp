@@ -104,13 +104,21 @@ std::string daemon_line(const Snapshot& s) {
   if (s.daemon.binary.has() && !s.daemon.binary_found_by.empty()) {
     binary += " (" + s.daemon.binary_found_by + ")";
   }
-  if (s.daemon.processes.empty()) {
-    return binary + (daemon_processes_listed(s) ? " · not running" : " · running? processes not listed: " +
-                                                                         s.daemon.processes_unread);
-  }
   std::string out = binary;
+  if (s.daemon.processes.empty()) {
+    out += daemon_processes_listed(s) ? " · not running" : " · running? processes not listed: " +
+                                                             s.daemon.processes_unread;
+  }
   for (const auto& p : s.daemon.processes) {
     out += " · " + describe_daemon_process(p);
+  }
+  // Named like the daemon but not counted as it: said here too, not only in --json (an impostor, a
+  // container's daemon).
+  for (const auto& f : s.daemon.not_daemon) {
+    out += fmt::format(" · pid {}: {}", f.pid, f.why);
+  }
+  for (const auto& f : s.daemon.foreign) {
+    out += fmt::format(" · pid {}: {}", f.pid, f.why);
   }
   return out;
 }

@@ -242,6 +242,13 @@ class Masking(Node):
                          [{"pid": 4242, "why": "runs /usr/bin/python3.11, not nvidia-persistenced: not the daemon"}])
         masked = [f for f in d["findings"] if f["rule_id"] == "PM003"]
         self.assertEqual([f["gpu"] for f in masked], [0, 1])  # it holds the GPUs: a client that masks the problem
+        # The text says it too, on the daemon's line, not only the JSON.
+        recorded = os.path.join(self.root.path, "recorded.json")
+        with open(recorded, "w") as f:
+            json.dump(d["snapshot"], f)
+        text = h.run(["diagnose", "--snapshot", recorded], raw=True).stdout
+        self.assertRegex(text, r"Daemon .*· not running · pid 4242: runs /usr/bin/python3\.11, not nvidia-persistenced: "
+                               r"not the daemon\n")
 
     def test_a_client_holding_the_gpu_masks_persistence_off(self):
         self.root.driver().daemon_binary().kmsg()
