@@ -109,6 +109,31 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+namespace {
+
+// The code point of a bidirectional control starting at s[i] (UTF-8), if one does. They reorder what a
+// terminal shows ("Trojan Source"), so a path or hostname could read as another: ALM U+061C, LRM/RLM
+// U+200E-200F, the embeddings and overrides U+202A-202E, the isolates U+2066-2069.
+std::optional<unsigned> bidi_control_at(std::string_view s, std::size_t i) {
+  auto at = [&s, i](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+  if (at(0) == 0xd8 && at(1) == 0x9c) {
+    return 0x061c;
+  }
+  if (at(0) != 0xe2 || (at(1) != 0x80 && at(1) != 0x81)) {
+    return std::nullopt;
+  }
+  const unsigned cp = 0x2000u | ((at(1) & 0x3fu) << 6) | (at(2) & 0x3fu);
+  if ((at(2) & 0xc0u) != 0x80u) {
+    return std::nullopt;
+  }
+  if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
+    return cp;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::string escape_control(std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   std::string out;
@@ -125,6 +150,12 @@ std::string escape_control(std::string_view s) {
       out += "\\u00";
       out += hex[c1 >> 4];
       out += hex[c1 & 15];
+    } else if (auto bidi = bidi_control_at(s, i)) {
+      out += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) {
+        out += hex[(*bidi >> shift) & 15];
+      }
+      i += *bidi < 0x800 ? 1u : 2u;  // the rest of its 2- or 3-byte sequence
     } else {
       out += static_cast<char>(c);
     }

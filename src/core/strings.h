@@ -27,7 +27,8 @@ std::string printable(std::string_view s);
 // Text from an untrusted source (a report, a kernel log, a unit file, a
 // process name) made safe for a terminal: C0 controls, DEL and C1 controls
 // (U+0080..U+009F, which some terminals obey as escape sequences) become
-// \xNN / \u00NN. Printable text, UTF-8 included, is unchanged.
+// \xNN / \u00NN, and bidirectional controls (which reorder what is shown) \uNNNN.
+// Printable text, UTF-8 included, is unchanged.
 std::string escape_control(std::string_view s);
 // The same for text of several lines that gpuwarm composed around untrusted parts: '\n' stays a line break.
 std::string escape_control_lines(std::string_view s);

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
 #include "rules/helpers.h"
 #include "snapshot/clock_reasons.h"
 
@@ -16,13 +17,14 @@ namespace gpuwarm {
 std::string prometheus_label_value(const std::string& value) {
   std::string out;
   out.reserve(value.size());
-  for (char c : value) {
+  // Controls first, as in every other output (a label holds a hostname, a version, a reason read from the
+  // node): `metrics` on a terminal must not obey them. That takes newlines too; the exposition's escapes of
+  // backslash and quote then apply on top.
+  for (char c : escape_control(value)) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '"') {
       out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
     } else {
       out += c;
     }

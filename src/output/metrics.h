@@ -39,7 +39,8 @@ struct MetricsRun {
 
 std::string render_metrics(const Snapshot& snapshot, const Diagnosis& diagnosis, const MetricsRun& run);
 
-// A label value as the exposition format wants it: backslash, double quote and newline escaped.
+// A label value as the exposition format wants it: controls escaped as everywhere (escape_control), then
+// backslash, double quote and newline.
 std::string prometheus_label_value(const std::string& value);
 
 }  // namespace gpuwarm

@@ -18,7 +18,10 @@ std::string render(const Snapshot& s) { return render_metrics(s, diagnose(s), Me
 
 TEST(Metrics, label_values_are_escaped) {
   EXPECT_EQ(prometheus_label_value("plain"), "plain");
-  EXPECT_EQ(prometheus_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+  // A newline cannot end the sample line (nor forge one): escaped as a control, then as a backslash.
+  EXPECT_EQ(prometheus_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\\\x0ad");
+  // What a terminal would obey, never written raw: ESC, BEL, a C1 CSI, a bidi override.
+  EXPECT_EQ(prometheus_label_value("v\x1b[31m\x07 \xc2\x9b" "1m \xe2\x80\xae"), "v\\\\x1b[31m\\\\x07 \\\\u009b1m \\\\u202e");
 }
 
 TEST(Metrics, healthy_node) {

@@ -15,6 +15,30 @@ TEST(Strings, ParseU64) {
   EXPECT_EQ(parse_u64(" 1"), std::nullopt);
 }
 
+TEST(Strings, EscapeControlLeavesTextAndEscapesWhatATerminalObeys) {
+  struct Case {
+    std::string_view text;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"plain node-01 / ✓ é 中", "plain node-01 / ✓ é 中"},
+      {"a\x1b[31mred\x07", "a\\x1b[31mred\\x07"},
+      {"tab\there\r\n", "tab\\x09here\\x0d\\x0a"},
+      {"del\x7f", "del\\x7f"},
+      {"c1 \xc2\x9b" "31m", "c1 \\u009b31m"},  // CSI as a C1 control
+      {"nbsp \xc2\xa0 stays", "nbsp \xc2\xa0 stays"},  // U+00A0 is printable
+      {"gpu\xe2\x80\xaetxt.exe", "gpu\\u202etxt.exe"},  // RLO: would show "gpuexe.txt"
+      {"\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad", "\\u202a\\u202b\\u202c\\u202d"},
+      {"\xe2\x81\xa6x\xe2\x81\xa9", "\\u2066x\\u2069"},  // isolates
+      {"\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c", "\\u200e\\u200f\\u061c"},
+      {"\xe2\x80\x94 dash, \xe2\x80\xa6", "\xe2\x80\x94 dash, \xe2\x80\xa6"},  // U+2014, U+2026 stay
+      {"cut \xe2\x80", "cut \xe2\x80"},  // a sequence cut short is left as it is
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(escape_control(c.text), c.want) << c.text;
+  }
+}
+
 TEST(Strings, FindVersionToken) {
   struct Case {
     const char* text;
