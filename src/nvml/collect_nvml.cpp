@@ -3,6 +3,8 @@
 #include <chrono>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "core/strings.h"
 #include "nvml/errors.h"
 #include "nvml/nvml_library.h"
@@ -182,6 +184,10 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     int mode = 0;
     r = api.device_get_persistence_mode(dev, &mode);
     gpu.persistence = from_call(lib, r, mode == 1);
+    if (gpu.persistence.has() && mode != 0 && mode != 1) {  // nvmlEnableState_t has only these two
+      gpu.persistence = Fact<bool>::unknown(
+          fmt::format("answered {}, neither Enabled (1) nor Disabled (0)", mode));
+    }
   } else {
     gpu.persistence = Fact<bool>::unknown(k_reason_symbol_absent);
   }

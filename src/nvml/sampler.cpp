@@ -159,8 +159,8 @@ void Sampler::read_gpu(std::size_t slot, GpuReading& out) {
   // The enforced limit follows the management limit an admin sets, and is
   // cached by NVML (~1 us on an H100, where nvmlDeviceGetPowerManagementLimit takes ~160 us).
   out.power_limit_mw = query<unsigned>(api.device_get_enforced_power_limit, dev);
-  if (auto p = query<int>(api.device_get_persistence_mode, dev)) {
-    out.persistence = *p != 0;
+  if (auto p = query<int>(api.device_get_persistence_mode, dev); p && (*p == 0 || *p == 1)) {
+    out.persistence = *p == 1;  // any other answer is no enable state: left unread
   }
   // Application clocks cost ~0.9 ms each (measured on an H100; the other
   // reads here take ~1 us). Detached, they are read every sample: settings

@@ -250,6 +250,15 @@ class Masking(Node):
         self.assertRegex(text, r"Daemon .*· not running · pid 4242: runs /usr/bin/python3\.11, not nvidia-persistenced: "
                                r"not the daemon\n")
 
+    def test_a_persistence_answer_that_is_no_enable_state_is_unknown(self):
+        # nvmlEnableState_t is 0 or 1; anything else is not "Disabled" (live and replayed alike).
+        self.root.driver().daemon_binary().kmsg().daemon_process(holds=(0, 1))
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1, persistence=7)]))
+        self.assertEqual(d["verdict"]["rule_id"], "UNK004")
+        self.assertEqual(d["snapshot"]["nvml"]["gpus"][1]["persistence"],
+                         {"missing": "answered 7, neither Enabled (1) nor Disabled (0)"})
+        self.assertNotIn("PM004", [f["rule_id"] for f in d["findings"]])
+
     def test_a_client_holding_the_gpu_masks_persistence_off(self):
         self.root.driver().daemon_binary().kmsg()
         self.client(777, "nv-hostengine", [0, 1])
