@@ -19,6 +19,7 @@
 
 #include "cli/child_process.h"
 #include "cli/command.h"
+#include "cli/option_checks.h"
 #include "core/paths.h"
 #include "core/strings.h"
 #include "guard/guard.h"
@@ -252,6 +253,7 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   // A mistyped root must not read as "module not loaded" (exit 10): it is a usage error.
   sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")
       ->check(CLI::ExistingDirectory.description(""))
+      ->transform(from_working_directory())
       ->type_name("DIR");
   sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default: found as `diagnose` finds it, under --root the root's)")
       ->type_name("PATH");

@@ -259,6 +259,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
                              k_default_textfile_dir))
       ->expected(0, 1)
       ->default_str(k_default_textfile_dir)
+      ->transform(from_working_directory())
       ->type_name("DIR");
   auto* listen_opt =
       sub.add_option("--listen", opts->listen,

@@ -24,6 +24,7 @@
 
 #include "cli/child_process.h"
 #include "cli/command.h"
+#include "cli/option_checks.h"
 #include "cli/node_lock.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
@@ -497,6 +498,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
   sub.add_flag("--json", opts->json, "Print the plan and the outcome as JSON");
   sub.add_option("--root", opts->root, "Read /proc and /sys under DIR (tests)")
       ->check(CLI::ExistingDirectory.description(""))
+      ->transform(from_working_directory())
       ->type_name("DIR");
   sub.footer(
       "Finishes a driver update without a reboot: unloads the loaded NVIDIA modules (nvidia_peermem,\n"
@@ -512,7 +514,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "Exit codes: 0 done (or nothing to do, or the plan printed), 1 a step failed (the report says which\n"
       "modules are loaded now and how to recover), 2 bad command line (--dry-run with --yes), 3 refused\n"
       "(processes or other modules hold the driver, mixed versions: nothing changed), 4 the new modules need a\n"
-      "reboot, 5 the module directory does not exist, 6 no NVIDIA driver loaded or to load, 7 --yes without\n"
+      "reboot, 5 the module directory is missing (or a file), 6 no NVIDIA driver loaded or to load, 7 --yes without\n"
       "root, 8 another fix, reset or reload-modules runs (it shares their lock), 128+N interrupted by signal\n"
       "N after the swap finished.\n\n"
       "Examples:\n"

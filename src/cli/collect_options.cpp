@@ -13,6 +13,7 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
   app.add_option("--root", options.root,
                  "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /")
       ->check(CLI::ExistingDirectory.description(""))
+      ->transform(from_working_directory())
       ->type_name("DIR")
       ->group(group);
   app.add_option("--kernel-log", options.kernel_log,

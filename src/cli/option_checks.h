@@ -3,7 +3,9 @@
 // with NaN is false), and a deadline of NaN seconds is undefined behaviour once turned into a duration.
 
 #include <cmath>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -18,6 +20,26 @@ inline CLI::Validator finite_range(double min, double max) {
         if (!CLI::detail::lexical_cast(input, value) || !std::isfinite(value) || value < min || value > max) {
           return fmt::format("Value {} not in range [{} - {}]", input, min, max);
         }
+        return {};
+      },
+      "");
+}
+
+// Makes a relative path option ("tf", "roots/node1") absolute from the working directory as it is parsed:
+// gpuwarm's writer and its trusted-executable check take absolute paths only, and an option the shell
+// completed relative must mean what it meant there. Joined as text; no link is resolved.
+inline CLI::Validator from_working_directory() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        if (input.empty() || input.front() == '/') {
+          return {};
+        }
+        std::error_code ec;
+        std::filesystem::path absolute = std::filesystem::absolute(input, ec);
+        if (ec) {
+          return fmt::format("cannot tell where {} is: {}", input, ec.message());
+        }
+        input = absolute.string();
         return {};
       },
       "");

@@ -77,8 +77,8 @@ ReloadPlan refuse(ReloadPlan plan, std::string why, Refusal kind = Refusal::busy
 ReloadPlan plan_reload(const ReloadFacts& f) {
   ReloadPlan plan;
   if (!f.module_dir_exists) {
-    return refuse(plan, fmt::format("{} does not exist: check --module-dir (the default is /lib/modules/ of the "
-                                    "running kernel {}). Nothing was changed.",
+    return refuse(plan, fmt::format("{} is no directory (missing, or a file): check --module-dir (the default is "
+                                    "/lib/modules/ of the running kernel {}). Nothing was changed.",
                                     f.module_dir, f.running_kernel),
                   Refusal::no_module_dir);
   }

@@ -65,6 +65,15 @@ class Guard(unittest.TestCase):
         self.assertIn(f"nvidia driver {VERSION} ready", r.stdout)
         for part in ("libnvidia-ml", "libnvidia-cfg", "nvidia-persistenced --version"):
             self.assertIn(f"{part} {VERSION}", r.stdout)
+        # A relative --root is the same root: the daemon's --version is still asked, not dropped as a
+        # program named by a relative path.
+        parent = os.path.dirname(self.root.path)
+        r = subprocess.run([h.BIN, "guard", "--root", os.path.basename(self.root.path), "--verbose",
+                            "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                            "--kernel-log", self.root.p("dev/kmsg")],
+                           cwd=parent, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"nvidia-persistenced --version {VERSION}", r.stdout)
 
     def test_every_reason_exits_with_its_code(self):
         cases = [

@@ -93,6 +93,15 @@ class Metrics(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn(os.path.join(self.tmp, "missing", "gpuwarm.prom"), r.stderr)
         self.assertIn("No such file or directory", r.stderr)
+        # Relative DIR and --root, as a shell completes them: from the working directory.
+        os.mkdir(os.path.join(self.tmp, "tf"))
+        env = dict(os.environ, NO_COLOR="1", FAKE_NVML_SCENARIO=os.path.join(self.tmp, "scenario.json"))
+        r = subprocess.run([h.BIN, "metrics", "--root", os.path.relpath(self.root.path, self.tmp), "--no-systemd",
+                            "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "--textfile", "tf"],
+                           cwd=self.tmp, env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.tmp, "tf", "gpuwarm.prom")) as f:
+            self.assertIn("gpuwarm_gpu_persistence_mode{gpu=\"0\"", f.read())
 
     def test_successive_runs_see_de_initialization(self):
         # GPU 0: persistence off, de-initializes whenever no client holds NVML; its application clock was

@@ -86,7 +86,7 @@ TEST(ReloadPlan, table) {
        },
        true, true, {}, "built for kernel 6.1.0-31-amd64, but 6.1.0-28-amd64 is running"},
       {"a module directory that does not exist (a typo, not a reboot)", [](auto& f) { f.module_dir_exists = false; },
-       true, false, {}, "does not exist: check --module-dir"},
+       true, false, {}, "is no directory (missing, or a file): check --module-dir"},
       {"no driver at all: nothing loaded, nothing to load",
        [](auto& f) {
          f.loaded.clear();
