@@ -223,6 +223,12 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
     if (!loaded) {
       std::cerr << "gpuwarm fix: " << loaded.error().message << "\n";
+      if (opts->json) {  // `| jq` gets a document either way
+        std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},
+                                {"outcome", "error"}, {"changed", false}, {"reason", loaded.error().message},
+                                {"steps", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::tool_error)}})
+                  << "\n";
+      }
       return to_int(ExitCode::tool_error);
     }
     Snapshot before = std::move(*loaded);

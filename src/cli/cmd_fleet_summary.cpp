@@ -132,7 +132,13 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     Walk walk = walk_paths(named, report_file_name);
     if (!walk.missing.empty()) {
       for (const auto& p : walk.missing) {
-        std::cerr << "gpuwarm fleet-summary: " << p << ": no such file or directory\n";
+        std::cerr << "gpuwarm fleet-summary: " << escape_control(p) << ": no such file or directory\n";
+      }
+      if (opts->json) {  // an empty fleet, and why: `| jq` gets a document either way
+        nlohmann::json out = fleet::render_json(fleet::summarize({}, {}));
+        out["error"] = "a PATH does not exist";
+        out["missing"] = walk.missing;
+        std::cout << dump_json(out) << "\n";
       }
       return to_int(ExitCode::usage);
     }

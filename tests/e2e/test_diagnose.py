@@ -243,6 +243,13 @@ class BadInput(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("not valid JSON", r.stderr)
         self.assertEqual(r.stdout, "")
+        # With --json, `| jq` still gets a document, and the reason (diagnose and fix alike).
+        for args in (["diagnose", "--json"], ["fix", "--dry-run", "--json"]):
+            r = h.run([*args, "--snapshot", path])
+            self.assertEqual(r.returncode, 1, args)
+            d = json.loads(r.stdout)
+            self.assertEqual(d["exit_code"], 1, args)
+            self.assertIn("not valid JSON", d.get("error", d.get("reason")), args)
 
     def test_snapshot_of_the_wrong_shape(self):
         path = os.path.join(self.tmp, "w.json")
