@@ -221,7 +221,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     }
   } else {
     snap.host.gpu_clients =
-        Fact<std::vector<GpuClient>>::unknown("not scanned: no GPU reads persistence Disabled");
+        Fact<std::vector<GpuClient>>::unknown(k_clients_not_scanned);
   }
 
   if (!snap.kernel_log.source.has() && snap.kernel_log.source.missing.rfind("needs root", 0) == 0) {

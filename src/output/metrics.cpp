@@ -179,7 +179,8 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   e.family("gpuwarm_gpu_persistence_mode", "Persistence mode of the GPU as NVML reads it (1 Enabled, 0 Disabled).");
   e.family("gpuwarm_gpu_held_by_persistenced", "1 when nvidia-persistenced holds the GPU's device node open.");
   e.family("gpuwarm_gpu_held_by_other_clients", "Processes other than gpuwarm holding the GPU open (they keep it "
-                                                "initialized and can hide de-initialization).");
+                                                "initialized and can hide de-initialization); looked for only "
+                                                "while some GPU reads persistence Disabled.");
   e.family("gpuwarm_gpu_sm_clock_hertz", "Current SM clock.");
   e.family("gpuwarm_gpu_clock_event_reason_active", "1 while the clock-event reason is active.");
   e.family("gpuwarm_gpu_attach_seconds", "How long getting the GPU's handle took in this run: seconds when it "
@@ -230,7 +231,10 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
       });
       e.sample("gpuwarm_gpu_held_by_persistenced", gpu, held ? 1 : 0);
     }
-    if (!g.minor.has() || !s.host.gpu_clients.has()) {
+    if (!s.host.gpu_clients.has() && s.host.gpu_clients.missing == k_clients_not_scanned) {
+      // Not looked for, by design (nothing to mask): no series, as for any metric not collected. Not an
+      // unknown: an alert on every fact_unknown would otherwise fire on every healthy node.
+    } else if (!g.minor.has() || !s.host.gpu_clients.has()) {
       gpu_unknown("held_by_other_clients",
                   g.minor.has() ? s.host.gpu_clients.missing : "minor number unread: " + g.minor.missing);
     } else {

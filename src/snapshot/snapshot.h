@@ -14,6 +14,10 @@ namespace gpuwarm {
 
 constexpr int k_snapshot_schema_version = 1;
 
+// Why HostFacts::gpu_clients is missing when gpuwarm did not look, by design: the scan (every process's open
+// files) only matters when a GPU reads persistence Disabled, where a client could be masking it.
+constexpr const char* k_clients_not_scanned = "not scanned: no GPU reads persistence Disabled";
+
 struct KernelGpu {  // /proc/driver/nvidia/gpus/<bus>/information
   std::string bus_id;  // as the directory is named: lower-case, 4-digit domain
   std::string model;
@@ -181,7 +185,7 @@ struct HostFacts {
   Fact<std::vector<std::string>> schedulers;
   // Who holds each GPU open. Scanned when some GPU reads persistence Disabled;
   // otherwise missing with the reason.
-  Fact<std::vector<GpuClient>> gpu_clients;
+  Fact<std::vector<GpuClient>> gpu_clients;  // k_clients_not_scanned when there was no need
   unsigned unreadable_processes = 0;    // processes whose open files could not be read (not root)
 };
 

@@ -36,6 +36,21 @@ TEST(Metrics, healthy_node) {
   EXPECT_EQ(std::distance(std::sregex_iterator(text.begin(), text.end(), one), std::sregex_iterator()), 1);
 }
 
+// Other clients are looked for only while a GPU reads Disabled: not looked for is no series, not an unknown
+// (a generic alert on gpuwarm_gpu_fact_unknown would fire on every healthy node). Looked for and unlisted is.
+TEST(Metrics, clients_not_looked_for_are_no_series_and_not_an_unknown) {
+  Snapshot s = healthy_snapshot();
+  s.host.gpu_clients = Fact<std::vector<GpuClient>>::unknown(k_clients_not_scanned);
+  std::string text = render(s);
+  EXPECT_EQ(text.find("held_by_other_clients{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("fact=\"held_by_other_clients\""), std::string::npos) << text;
+  s.host.gpu_clients = Fact<std::vector<GpuClient>>::unknown("processes not listed: /proc: EACCES");
+  text = render(s);
+  EXPECT_NE(text.find("fact=\"held_by_other_clients\",reason=\"processes not listed: /proc: EACCES\"} 1"),
+            std::string::npos)
+      << text;
+}
+
 TEST(Metrics, unknown_is_never_zero) {
   Snapshot s = healthy_snapshot();
   s.nvml.gpus[1].persistence = Fact<bool>::unknown("NO_PERMISSION");
