@@ -97,6 +97,24 @@ std::string option_suggestion(const CLI::App& app, const std::string& chosen, in
   return {};
 }
 
+// The first option before any command that is none of gpuwarm's own ("" when there is none).
+std::string first_unknown_global_option(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--color") {
+      ++i;
+      continue;
+    }
+    if (arg.rfind("--color=", 0) == 0 || arg == "-h" || arg == "--help" || arg == "--version") {
+      continue;
+    }
+    if (!arg.empty() && arg[0] == '-') {
+      return arg;
+    }
+  }
+  return {};
+}
+
 // The first word that names a command, past the global options (`--color WHEN` or `--color=WHEN`).
 std::string chosen_command(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
@@ -179,11 +197,22 @@ int main(int argc, char** argv) {
     for (const auto& cmd : gpuwarm::commands()) {
       known = known || chosen == cmd.name;
     }
-    // CLI11 says "A subcommand is required" for a word that is no command: name the word instead.
+    // CLI11 says "A subcommand is required" for a word that is no command, or an option before any command:
+    // name what was given instead.
     const bool unknown_word = argc > 1 && argv[1][0] != '-' && !known;
-    std::cerr << "gpuwarm: error: "
-              << (unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\"" : std::string(e.what()))
-              << "\n";
+    std::string message = unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\"" : e.what();
+    if (chosen.empty() && !unknown_word) {
+      std::string option = first_unknown_global_option(argc, argv);
+      if (!option.empty()) {
+        message = "\"" + gpuwarm::escape_control(option) + "\" is no option of gpuwarm itself, and no command was given";
+      } else if (message == "A subcommand is required") {
+        message = "no command given";
+      }
+    }
+    // --color is gpuwarm's own option, wherever it stands: its help is gpuwarm's, not the command's.
+    const bool global_option_error = message.rfind("--color", 0) == 0;
+    known = known && !global_option_error;
+    std::cerr << "gpuwarm: error: " << message << "\n";
     if (unknown_word) {
       if (std::string hint = suggestion(argv[1]); !hint.empty()) {
         std::cerr << "Did you mean `gpuwarm " << hint << "`?\n";

@@ -137,7 +137,7 @@ std::string kernel_log_line(const Snapshot& s) {
   if (!log.source.has()) {
     return "not read: " + log.source.missing;
   }
-  std::string out = fmt::format("{}: {} records", *log.source, log.records);
+  std::string out = fmt::format("{}: {} record{}", *log.source, log.records, log.records == 1 ? "" : "s");
   std::size_t live = 0;
   for (const auto& m : log.mismatches) {
     live += m.after_module_load ? 1 : 0;

@@ -266,8 +266,10 @@ class BadInput(unittest.TestCase):
             (["diagnose", "--snapshot", "/nonexistent.json"], "File does not exist"),
             (["diagnose", "--snapshot", h.BIN, "--root", "/"], "excludes"),
             (["diagnose", "--bogus"], "--bogus"),
-            (["--color", "sometimes", "diagnose"], "--color"),
-            ([], "A subcommand is required"),
+            (["--color", "sometimes", "diagnose"], "--color: sometimes not in {auto,always,never}\nRun `gpuwarm --help`"),
+            (["diagnose", "--color", "sometimes"], "Run `gpuwarm --help`"),  # gpuwarm's own option
+            ([], "no command given"),
+            (["--bogus"], '"--bogus" is no option of gpuwarm itself, and no command was given'),
         ]
         for args, needle in cases:
             r = h.run(args, raw=True)
