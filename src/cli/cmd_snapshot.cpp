@@ -25,6 +25,8 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
   // JSON is the only format; the flag exists so scripts can say what they expect.
   sub.add_flag("--json", opts->json, "Print JSON (the default and only format)");
   sub.add_option("-o,--output", opts->output, "Write the snapshot to FILE instead of standard output (- is standard output)")
+      ->check(CLI::Validator([](std::string& v) { return v.empty() ? "an empty FILE (use - for standard output)" : ""; },
+                             ""))
       ->type_name("FILE");
   sub.footer(
       "The snapshot holds every fact diagnose uses; a fact that could not be read is written as\n"

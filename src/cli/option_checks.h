@@ -17,7 +17,10 @@ inline CLI::Validator finite_range(double min, double max) {
   return CLI::Validator(
       [min, max](std::string& input) -> std::string {
         double value = 0;
-        if (!CLI::detail::lexical_cast(input, value) || !std::isfinite(value) || value < min || value > max) {
+        if (!CLI::detail::lexical_cast(input, value)) {
+          return fmt::format("{} is not a number (give one from {} to {})", input, min, max);
+        }
+        if (!std::isfinite(value) || value < min || value > max) {
           return fmt::format("Value {} not in range [{} - {}]", input, min, max);
         }
         return {};

@@ -269,6 +269,8 @@ class BadInput(unittest.TestCase):
             (["--color", "sometimes", "diagnose"], "--color: sometimes not in {auto,always,never}\nRun `gpuwarm --help`"),
             (["diagnose", "--color", "sometimes"], "Run `gpuwarm --help`"),  # gpuwarm's own option
             ([], "no command given"),
+            (["diagnose", "--nvml-timeout", "abc"], "abc is not a number (give one from 0.1 to 3600)"),
+            (["snapshot", "-o", ""], "an empty FILE (use - for standard output)"),
             (["--bogus"], '"--bogus" is no option of gpuwarm itself, and no command was given'),
         ]
         for args, needle in cases:
