@@ -396,9 +396,25 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
                                    g.persistence.has() ? std::string{} : g.persistence.missing});
       }
     }
+    // Every --gpu must name a GPU: one that names none is a typo, not a smaller run.
+    for (const auto& id : opts->gpus) {
+      const bool names_one = std::any_of(nvml_facts.gpus.begin(), nvml_facts.gpus.end(), [&id](const GpuFacts& g) {
+        return id == std::to_string(g.index) || (g.uuid.has() && to_lower(id) == to_lower(*g.uuid));
+      });
+      if (!names_one) {
+        std::vector<std::string> seen;
+        for (const auto& g : nvml_facts.gpus) {
+          seen.push_back(fmt::format("{} ({})", g.index, g.uuid.value_or("UUID unread")));
+        }
+        return give_up(ExitCode::tool_error,
+                       fmt::format("--gpu {} names no GPU; NVML sees {}", escape_control(id),
+                                   seen.empty() ? std::string("none") : fmt::format("{}", fmt::join(seen, ", "))));
+      }
+    }
     if (selected_gpus.empty()) {
       return give_up(ExitCode::tool_error,
-                     std::string("no GPU to probe") + (opts->gpus.empty() ? " (NVML sees none)" : " matches --gpu"));
+                     std::string("no GPU to probe") +
+                         (opts->gpus.empty() ? " (NVML sees none)" : ": each GPU --gpu names gave no handle or UUID"));
     }
 
     auto start = Clock::now();

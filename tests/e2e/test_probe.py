@@ -179,7 +179,12 @@ class Probe(unittest.TestCase):
         self.assertEqual([g["index"] for g in d["gpus"]], [0])
         r = self.probe({}, "--gpu", "7")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("no GPU to probe matches --gpu", r.stderr)
+        self.assertIn(f"--gpu 7 names no GPU; NVML sees 0 ({UUID0}), 1 ({UUID1})", r.stderr)
+        # One typo among good IDs is still a typo: refused, not a smaller run.
+        r = self.probe({}, "--gpu", "0", "--gpu", "7")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--gpu 7 names no GPU", r.stderr)
+        self.assertNotIn("cu_init", r.stdout)
 
     def test_one_at_a_time_is_the_default_and_takes_about_the_sum(self):
         sc = {"*": {"delay_ms": {"cuInit": 300}}}
