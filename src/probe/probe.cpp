@@ -619,7 +619,9 @@ std::string compose_probe_text(const ProbeRun& run) {
       }
     }
     if (!ratios.empty()) {
-      out += fmt::format("Against the slowest GPU started alone ({:.1f} ms): {}.\n", *alone, ratios);
+      out += fmt::format("Against the slowest GPU started alone, also from launch ({:.1f} ms: its TOTAL above plus "
+                         "starting its process): {}.\n",
+                         *alone, ratios);
     }
   }
   return out + (failures.empty() ? "" : "\n" + failures);
