@@ -477,8 +477,14 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       for (std::size_t j = k + 1; j <= end; ++j) {
         const bool exec = j < end && is_exec(m_tokens[j].text);
         if (j == end || exec || m_tokens[j].text == "\\;" || m_tokens[j].text == "+") {
-          if (from < j && finds_smi && m_tokens[from].text == "{}") {
-            m_sites.insert(from);
+          // -exec sudo {} -pm 1 \; : a runner (and its options) before the file found.
+          std::size_t program = from;
+          while (program < j && (runs_its_arguments(basename(m_tokens[program].text)) ||
+                                 (program > from && m_tokens[program].text.starts_with("-")))) {
+            ++program;
+          }
+          if (program < j && finds_smi && m_tokens[program].text == "{}") {
+            m_sites.insert(program);
           } else if (from < j) {
             walk(from, j, false, false, depth + 1);
           }

@@ -156,6 +156,8 @@ struct YamlKey {
   std::string key;
 };
 
+constexpr unsigned k_array_lines = 200;
+
 }  // namespace
 
 std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vector<LineRange>& skip_lines) {
@@ -164,6 +166,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
   char break_kind = '\n';
   bool in_block_comment = false;
   bool continued = false;  // the previous line ended with a backslash
+  // Inside a shell array assignment spread over lines (cmd=(\n  nvidia-smi\n  -pm 1\n)): its lines are one
+  // list of words, as on one line. Bounded, so an array never closed does not join the rest of the file.
+  unsigned array_lines_left = 0;
+  const bool shell_arrays = kind == FileKind::shell || kind == FileKind::dockerfile;
   std::vector<YamlKey> yaml_keys;
   std::size_t skip_at = 0;
   const bool yaml = kind == FileKind::yaml;
@@ -232,10 +238,11 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       boundary = true;
       break_kind = '-';
     }
-    if (!list_item && !continued) {
+    if (!list_item && !continued && array_lines_left == 0) {
       boundary = true;
       break_kind = '\n';
     }
+    array_lines_left = array_lines_left > 0 ? array_lines_left - 1 : 0;
     bool line_start = true;
     auto separator = [](char c) {
       return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == '[' || c == ']' || c == ',' ||
@@ -286,6 +293,11 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         push("\\;", i);  // find's "\;": the end of an -exec, an argument of find, not the end of a command
         i += 2;
         continue;
+      }
+      if (c == '(' && shell_arrays && i > 0 && code[i - 1] == '=' && past_balanced(code, i, '(', ')') == std::string_view::npos) {
+        array_lines_left = k_array_lines;  // "cmd=(" closing on a later line
+      } else if (c == ')' && array_lines_left > 0) {
+        array_lines_left = 0;
       }
       if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
         boundary = true;  // a new command starts: "a; b", "a && b", "a | b", "(b)"
@@ -395,7 +407,7 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       }
     }
     continued = !code.empty() && code.back() == '\\';
-    if (!continued && !yaml) {
+    if (!continued && !yaml && array_lines_left == 0) {
       boundary = true;  // YAML: decided by the next line (a list item continues an argv)
       break_kind = '\n';
     }

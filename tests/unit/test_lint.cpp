@@ -211,12 +211,28 @@ TEST(Lint, commands_that_run_commands) {
       {"near miss: find lists the nvidia-smi it found", FileKind::shell,
        "find / -name nvidia-smi -exec ls -l {} \\; -exec {} -q \\;\n", {}},
       {"near miss: {} of another name", FileKind::shell, "find /opt -name '*.sh' -exec {} -pm 1 \\;\n", {}},
+      {"find runs the nvidia-smi it found through sudo", FileKind::shell,
+       "find /usr/bin -name nvidia-smi -exec sudo -n {} -pm 1 \\;\n", {"LINT001@1:46"}},
+      {"near miss: sudo runs the {} of another name", FileKind::shell,
+       "find /opt -name '*.sh' -exec sudo {} -pm 1 \\;\n", {}},
+      {"an array spread over lines, then run", FileKind::shell,
+       "cmd=(\n  nvidia-smi\n  -pm 1\n)\n\"${cmd[@]}\"\n", {"LINT001@2:3"}},
+      {"an array with a comment inside", FileKind::shell,
+       "cmd=(\n  sudo  # as root\n  nvidia-smi -pm 1\n)\n", {"LINT001@3:3"}},
+      {"near miss: an array spread over lines ends at its )", FileKind::shell,
+       "cmd=(\n  echo\n  nvidia-smi\n)\n-pm 1\n", {}},
       {"near miss: find's predicates after an -exec", FileKind::shell,
        "find /var/log/nvidia -name '*.log' -exec sudo gzip {} \\; -o -name nvidia-persistenced -print\n", {}},
       {"a here-string tee writes into a script", FileKind::shell,
        "sudo tee -a /etc/rc.local <<< 'nvidia-smi -pm 1'\n", {"LINT001@1:32"}},
       {"near miss: a here-string of text", FileKind::shell, "tee /tmp/x <<< \"hello nvidia-smi\"\n", {}},
   });
+}
+
+// An array never closed joins no more than 200 lines: the rest of the file is still read command by command.
+TEST(Lint, an_array_never_closed_is_bounded) {
+  const std::string text = "cmd=(\n  echo\n" + std::string(250, '\n') + "nvidia-smi -pm 1\n";
+  EXPECT_EQ(run({"unclosed", FileKind::shell, text.c_str(), {}}), std::vector<std::string>{"LINT001@253:1"});
 }
 
 TEST(Lint, python_runs_commands_only_through_calls) {
