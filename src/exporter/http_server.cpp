@@ -221,6 +221,11 @@ struct HttpServer::State {
   enum class Quiesce { no, asked, done, failed } quiesce = Quiesce::no;
   std::condition_variable quiesce_answered;
   bool quit = false;
+  // A connection closed during the last round (set under `mutex`). At its connection limit the library takes
+  // the listening socket out of its epoll set and puts it back only at the start of a round, while it counts
+  // the closed connections at the end of one: without another round at once, a loop whose connections all
+  // closed would sleep with nothing left to wake it, and never accept again.
+  bool closed_in_round = false;
 
   // Connections waiting for a whole request, with when that wait began (its start, or its last answer);
   // Clock::time_point::max() while it is answered. An entry leaves before libmicrohttpd closes its socket
@@ -330,6 +335,13 @@ struct HttpServer::State {
       if (api.MHD_get_timeout(daemon, &library_timeout_ms) == mhd::yes) {
         timeout_ms = static_cast<int>(std::min<unsigned long long>(library_timeout_ms, 60'000));
       }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (closed_in_round) {  // another round now: the library re-adds the listening socket at its start
+          closed_in_round = false;
+          timeout_ms = 0;
+        }
+      }
       pollfd fds[2] = {{epoll_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
       if (::poll(fds, 2, timeout_ms) > 0 && (fds[1].revents & POLLIN) != 0) {
         std::uint64_t wakes = 0;
@@ -353,6 +365,7 @@ void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*sock
     }
   } else if (code == mhd::k_connection_notify_closed) {
     state.waiting.erase(connection);
+    state.closed_in_round = true;
   }
 }
 

@@ -279,6 +279,37 @@ class ExporterOverHttp(unittest.TestCase):
             s.close()
         self.assertEqual(e.stop(), 0)
 
+    def test_after_the_connection_limit_the_exporter_accepts_again(self):
+        # At its 256 connections libmicrohttpd takes the listening socket out of its epoll set, and puts it back
+        # only at the start of a later round. Found in review: when every connection closed in one round, the
+        # loop slept with nothing left to wake it, and the exporter never accepted again (a local user could
+        # stop it for good from 32 loopback addresses).
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
+        self.assertEqual(http(e.url + "/metrics", timeout=10)[0], 200)  # a collection to reuse
+        for attempt in range(3):
+            held = []
+            try:
+                for n in range(8 * 32):
+                    s = socket.socket()
+                    s.bind((f"127.0.4.{10 + n % 32}", 0))
+                    s.connect(("127.0.0.1", e.port))
+                    held.append(s)
+                # Every one of them answered once: the server holds all 256, at its limit.
+                for s in held:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                for s in held:
+                    s.settimeout(5)
+                    self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"), f"attempt {attempt}")
+            finally:
+                for s in held:
+                    s.close()  # all at once: they end in one round of the server's loop
+            time.sleep(0.3)
+            started = time.monotonic()
+            status, _, _ = http(e.url + "/healthz", timeout=5, source="127.0.5.1")
+            self.assertEqual(status, 200, f"attempt {attempt}")
+            self.assertLess(time.monotonic() - started, 1.0, f"attempt {attempt}: accepted late")
+        self.assertEqual(e.stop(), 0)
+
     def test_a_scrape_whose_client_shut_its_sending_side_is_answered_after_waiting(self):
         # nc -N, socat and some probes send the request and shut down their side. libmicrohttpd, resuming a parked
         # connection, would read first, see the end of the stream and close it unanswered (found in review: with
