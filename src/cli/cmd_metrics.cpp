@@ -94,14 +94,31 @@ void add_probe_baseline(const std::string& path, const Snapshot& node, MetricsRu
       run.probe_baseline_unreadable = std::move(why);
     }
   };
-  auto on_this_node = [&here](const GpuProbe& g) { return here.contains(to_lower(g.uuid)); };
-  if (!loaded->gpus.empty() && here.empty()) {
+  // A probed process's CUDA_VISIBLE_DEVICES: "GPU-<uuid>", comma-separated when it started several.
+  auto uuids_of = [](const GpuProbe& g) { return split(g.uuid, ','); };
+  auto on_this_node = [&](const GpuProbe& g) {
+    const auto uuids = uuids_of(g);
+    return !uuids.empty() && std::all_of(uuids.begin(), uuids.end(), [&here](std::string_view u) {
+      return here.contains(to_lower(trim(u)));
+    });
+  };
+  // Every GPU the baseline names, per GPU and in its job starts (`probe --node` saves only those).
+  std::vector<const GpuProbe*> named;
+  for (const auto& g : loaded->gpus) {
+    named.push_back(&g);
+  }
+  for (const auto& j : loaded->jobs) {
+    for (const auto& p : j.processes) {
+      named.push_back(&p);
+    }
+  }
+  if (!named.empty() && here.empty()) {
     unknown(path + ": cannot tell whether its GPUs are this node's (no GPU UUID was read here)");
     return;
   }
-  if (!loaded->gpus.empty() && std::none_of(loaded->gpus.begin(), loaded->gpus.end(), on_this_node)) {
+  if (!named.empty() && std::none_of(named.begin(), named.end(), [&](const GpuProbe* g) { return on_this_node(*g); })) {
     unknown(fmt::format("{}: none of its GPUs ({}, ...) is on this node: it was taken on another one", path,
-                        loaded->gpus.front().uuid));
+                        named.front()->uuid));
     return;
   }
   const bool contended = loaded->method != k_method_isolated && loaded->gpus.size() > 1;
@@ -124,11 +141,13 @@ void add_probe_baseline(const std::string& path, const Snapshot& node, MetricsRu
     }
   }
   for (const auto& j : loaded->jobs) {
-    if (auto ready = job_ready_ms(j)) {
+    if (!std::all_of(j.processes.begin(), j.processes.end(), on_this_node)) {
+      unknown(fmt::format("{}: its {} job start ran on a GPU not on this node", path, j.method));
+    } else if (auto ready = job_ready_ms(j)) {
       run.job_start.push_back({j.method, j.gpus, *ready / 1000.0});
-    } else if (run.probe_baseline_unreadable.empty()) {
+    } else {
       // Unknown, not absent: the baseline tried and failed, which is not "no job start to report".
-      run.probe_baseline_unreadable = path + ": its " + j.method + " job start failed";
+      unknown(path + ": its " + j.method + " job start failed");
     }
   }
 }

@@ -412,8 +412,11 @@ class Probe(unittest.TestCase):
                                    r'node"\} 1')
         # The same hostname ("localhost", "vm": images copy it) on other GPUs is another node's too.
         other["hostname"] = json.load(open(self.this_node()))["hostname"]
-        for g in other["gpus"]:
-            g["uuid"] = g["uuid"][:-4] + "beef"
+        def elsewhere(uuids):
+            return ",".join(u[:-4] + "beef" for u in uuids.split(","))
+        for g in other["gpus"] + [p for j in other["jobs"] for p in j["processes"]]:
+            g["uuid"] = elsewhere(g["uuid"])
+        self.assertTrue(other["jobs"])
         with open(baseline, "w") as f:
             json.dump(other, f)
         m = h.run(["metrics", "--snapshot", self.this_node(), "--probe-baseline", baseline], raw=True)
@@ -421,13 +424,22 @@ class Probe(unittest.TestCase):
         self.assertNotIn("gpuwarm_job_start_seconds{", m.stdout)
         self.assertRegex(m.stdout, r'fact="probe_baseline",reason="[^"]*baseline.json: none of its GPUs \(GPU-[0-9a-f-]*beef, '
                                    r'\.\.\.\) is on this node: it was taken on another one"\} 1')
-        # One GPU replaced since the baseline: the other's figures stay, the replaced one is named.
+        # `probe --node` saves job starts only: their GPUs are checked the same way.
+        node_only = dict(other, gpus=[], method="")
+        with open(baseline, "w") as f:
+            json.dump(node_only, f)
+        m = h.run(["metrics", "--snapshot", self.this_node(), "--probe-baseline", baseline], raw=True)
+        self.assertNotIn("gpuwarm_job_start_seconds{", m.stdout)
+        self.assertRegex(m.stdout, r'reason="[^"]*baseline.json: none of its GPUs \(GPU-[0-9a-f-]*beef,GPU-')
+        # One GPU replaced since the baseline: the other's figures stay, the replaced one is named, and a job
+        # start that used it is not this node's either.
         other["gpus"][0]["uuid"] = UUID0
         with open(baseline, "w") as f:
             json.dump(other, f)
         m = h.run(["metrics", "--snapshot", self.this_node(), "--probe-baseline", baseline], raw=True)
         self.assertEqual(set(re.findall(r'^gpuwarm_gpu_cold_start_seconds\{gpu="(\d)"', m.stdout, re.M)), {"0"})
         self.assertRegex(m.stdout, r'reason="[^"]*baseline.json: its GPU 1 \(GPU-[0-9a-f-]*beef\) is not on this node')
+        self.assertNotIn("gpuwarm_job_start_seconds{", m.stdout)
 
     def test_no_driver_is_said_plainly_and_json_stays_json(self):
         if os.path.exists("/proc/driver/nvidia") or os.path.exists("/sys/module/nvidia"):
