@@ -386,6 +386,7 @@ class Linter {
   std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
   std::unordered_set<std::string_view> m_wrappers;    // this file's functions that run "$@" (views into m_tokens)
   std::set<std::size_t> m_sites;
+  bool m_found_is_smi = false;  // inside a find -exec whose {} is an nvidia-smi (find -name nvidia-smi)
   std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
   std::unordered_map<std::string_view, std::vector<std::size_t>> m_line_index;  // trimmed line -> line indexes
 };
@@ -449,7 +450,7 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
     if (t.prose) {
       return;
     }
-    if (is_smi(t.text) || is_daemon(t.text)) {
+    if (is_smi(t.text) || is_daemon(t.text) || (m_found_is_smi && t.text == "{}")) {
       m_sites.insert(k);
       return;
     }
@@ -477,16 +478,13 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       for (std::size_t j = k + 1; j <= end; ++j) {
         const bool exec = j < end && is_exec(m_tokens[j].text);
         if (j == end || exec || m_tokens[j].text == "\\;" || m_tokens[j].text == "+") {
-          // -exec sudo {} -pm 1 \; : a runner (and its options) before the file found.
-          std::size_t program = from;
-          while (program < j && (runs_its_arguments(basename(m_tokens[program].text)) ||
-                                 (program > from && m_tokens[program].text.starts_with("-")))) {
-            ++program;
-          }
-          if (program < j && finds_smi && m_tokens[program].text == "{}") {
-            m_sites.insert(program);
-          } else if (from < j) {
+          if (from < j) {
+            // -exec {} -pm 1, -exec sudo -u root {} -pm 1: "{}" is the nvidia-smi found, read as the command
+            // it is the program of, runners and their options included.
+            const bool outer = m_found_is_smi;
+            m_found_is_smi = finds_smi;
             walk(from, j, false, false, depth + 1);
+            m_found_is_smi = outer;
           }
           from = exec ? j + 1 : end;  // after "\;" come find's own predicates again
         }

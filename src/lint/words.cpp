@@ -158,6 +158,82 @@ struct YamlKey {
 
 constexpr unsigned k_array_lines = 200;
 
+// Whether code[at] lies outside quotes, reading the line from its start ('...' and "...", a backslash
+// escaping the next character outside single quotes). Per line: a string spread over lines is not followed.
+bool unquoted_at(std::string_view code, std::size_t at) {
+  char quote = 0;
+  for (std::size_t k = 0; k < at && k < code.size(); ++k) {
+    const char c = code[k];
+    if (c == '\\' && quote != '\'') {
+      ++k;
+    } else if (quote == 0 && (c == '"' || c == '\'')) {
+      quote = c;
+    } else if (c == quote) {
+      quote = 0;
+    }
+  }
+  return quote == 0;
+}
+
+// An array assignment's "(" at code[open]: "NAME=(" or "NAME+=(", unquoted, where a command starts (after
+// local, declare -a, readonly, export and the like too). Not "=(" inside a string, a regex or a glob.
+bool opens_array(std::string_view code, std::size_t open) {
+  std::size_t name_end = open - 1;  // the '='
+  if (name_end > 0 && code[name_end - 1] == '+') {
+    --name_end;
+  }
+  std::size_t name_start = name_end;
+  while (name_start > 0 && (std::isalnum(static_cast<unsigned char>(code[name_start - 1])) != 0 ||
+                            code[name_start - 1] == '_')) {
+    --name_start;
+  }
+  if (!identifier(code.substr(name_start, name_end - name_start)) || !unquoted_at(code, open)) {
+    return false;
+  }
+  std::string_view before = code.substr(0, name_start);
+  for (;;) {  // declare -a -x NAME=(: past the builtin's options, then the builtin
+    before = before.substr(0, before.find_last_not_of(" \t") + 1);
+    if (before.empty() || std::string_view(";&|({").find(before.back()) != std::string_view::npos) {
+      return true;
+    }
+    const std::size_t word_start = before.find_last_of(" \t;&|({") + 1;
+    const std::string_view word = before.substr(word_start);
+    if (word.front() == '-') {
+      before = before.substr(0, word_start);
+      continue;
+    }
+    return word == "local" || word == "declare" || word == "typeset" || word == "readonly" || word == "export";
+  }
+}
+
+// The terminator of a here-document this line opens ("<<EOF", "<<-'EOF'", "<< \"END\""), "" when none.
+std::string heredoc_terminator(std::string_view code) {
+  for (std::size_t at = code.find("<<"); at != std::string_view::npos; at = code.find("<<", at + 2)) {
+    std::size_t k = at + 2;
+    if (k < code.size() && code[k] == '<') {
+      at = k;  // "<<<": a here-string
+      continue;
+    }
+    if (k < code.size() && code[k] == '-') {
+      ++k;
+    }
+    while (k < code.size() && (code[k] == ' ' || code[k] == '\t')) {
+      ++k;
+    }
+    if (k < code.size() && (code[k] == '\'' || code[k] == '"' || code[k] == '\\')) {
+      ++k;
+    }
+    std::size_t end = k;
+    while (end < code.size() && (std::isalnum(static_cast<unsigned char>(code[end])) != 0 || code[end] == '_')) {
+      ++end;
+    }
+    if (end > k && unquoted_at(code, at)) {
+      return std::string(code.substr(k, end - k));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vector<LineRange>& skip_lines) {
@@ -169,7 +245,7 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
   // Inside a shell array assignment spread over lines (cmd=(\n  nvidia-smi\n  -pm 1\n)): its lines are one
   // list of words, as on one line. Bounded, so an array never closed does not join the rest of the file.
   unsigned array_lines_left = 0;
-  const bool shell_arrays = kind == FileKind::shell || kind == FileKind::dockerfile;
+  std::string heredoc_end;  // inside a here-document until this line: its "=(" is text, not an array
   std::vector<YamlKey> yaml_keys;
   std::size_t skip_at = 0;
   const bool yaml = kind == FileKind::yaml;
@@ -294,9 +370,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         i += 2;
         continue;
       }
-      if (c == '(' && shell_arrays && i > 0 && code[i - 1] == '=' && past_balanced(code, i, '(', ')') == std::string_view::npos) {
+      if (c == '(' && kind == FileKind::shell && heredoc_end.empty() && i > 0 && code[i - 1] == '=' &&
+          past_balanced(code, i, '(', ')') == std::string_view::npos && opens_array(code, i)) {
         array_lines_left = k_array_lines;  // "cmd=(" closing on a later line
-      } else if (c == ')' && array_lines_left > 0) {
+      } else if (c == ')' && array_lines_left > 0 && unquoted_at(code, i)) {
         array_lines_left = 0;
       }
       if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
@@ -404,6 +481,15 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       if (key) {
         boundary = true;
         break_kind = ':';
+      }
+    }
+    if (kind == FileKind::shell) {
+      if (!heredoc_end.empty()) {
+        if (trimmed == heredoc_end) {
+          heredoc_end.clear();
+        }
+      } else {
+        heredoc_end = heredoc_terminator(code);
       }
     }
     continued = !code.empty() && code.back() == '\\';
