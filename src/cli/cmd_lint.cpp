@@ -163,6 +163,12 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       std::cerr << "gpuwarm lint: " << escape_control(p) << ": no such file or directory\n";
     }
     const bool missing = !walk.missing.empty();
+    std::size_t unreadable = 0;
+    std::vector<std::pair<std::string, std::string>> notes;
+    for (auto& [dir, why] : walk.unreadable) {
+      ++unreadable;
+      notes.emplace_back(std::move(dir), std::string(k_unreadable_note) + "directory: " + why);
+    }
     std::vector<std::string>& files = walk.files;
     // Standard input is scanned last, once, under the name given for it.
     const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
@@ -200,10 +206,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       per_file[i] = {files[i], lint::lint_text(text, source)};
     });
     std::vector<FileResult> results;
-    std::vector<std::pair<std::string, std::string>> notes;
     std::size_t scanned = 0;
     std::size_t docs_skipped = 0;
-    std::size_t unreadable = 0;
     for (std::size_t i = 0; i < files.size(); ++i) {
       if (!per_file_note[i].empty()) {
         if (per_file_note[i].starts_with(k_unreadable_note)) {
@@ -256,7 +260,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       std::cerr << fmt::format("{} finding(s) in {} file(s) scanned", total, scanned);
       if (unreadable > 0) {
-        std::cerr << fmt::format("; {} file(s) could not be read, so what they hold is unknown", unreadable);
+        std::cerr << fmt::format("; {} file(s) or folder(s) could not be read, so what they hold is unknown",
+                                 unreadable);
       }
       if (docs_skipped > 0) {
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);

@@ -18,6 +18,45 @@ namespace gpuwarm {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// Pre-order, in directory order, as a recursive directory iterator would, but a directory that cannot be
+// listed (or fails part way) is recorded, not skipped in silence. Links are not followed.
+void walk_directory(const fs::path& dir, const std::function<bool(const std::string&)>& wanted, Walk& out,
+                    unsigned depth) {
+  if (depth > 256) {
+    out.unreadable.emplace_back(dir.string(), "nested more than 256 directories deep");
+    return;
+  }
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    out.unreadable.emplace_back(dir.string(), ec.message());
+    return;
+  }
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    std::error_code entry_ec;
+    if (it->is_symlink(entry_ec)) {
+      continue;
+    }
+    if (it->is_directory(entry_ec)) {
+      if (it->path().filename() != ".git") {
+        walk_directory(it->path(), wanted, out, depth + 1);
+      }
+    } else if (it->is_regular_file(entry_ec)) {
+      std::string file = it->path().string();
+      if (wanted(file)) {
+        out.files.push_back(std::move(file));
+      }
+    }
+  }
+  if (ec) {  // the listing broke off: what followed is unknown
+    out.unreadable.emplace_back(dir.string(), ec.message());
+  }
+}
+
+}  // namespace
+
 Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted) {
   Walk out;
   for (const auto& p : paths) {
@@ -31,22 +70,7 @@ Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(
       out.files.push_back(p);
       continue;
     }
-    for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) {
-        break;
-      }
-      if (it->is_directory(ec) && it->path().filename() == ".git") {
-        it.disable_recursion_pending();
-        continue;
-      }
-      if (it->is_regular_file(ec) && !it->is_symlink(ec)) {
-        std::string file = it->path().string();
-        if (wanted(file)) {
-          out.files.push_back(std::move(file));
-        }
-      }
-    }
+    walk_directory(p, wanted, out, 0);
   }
   return out;
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -17,6 +18,8 @@ namespace gpuwarm {
 struct Walk {
   std::vector<std::string> files;    // files named, then directory contents in walk order
   std::vector<std::string> missing;  // PATH arguments that do not exist
+  // Directories that could not be listed (or whose listing broke off), with why: what they hold is unknown.
+  std::vector<std::pair<std::string, std::string>> unreadable;
 };
 
 // Directories are walked recursively (.git skipped, symlinks not followed); `wanted` filters the

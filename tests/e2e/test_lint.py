@@ -155,7 +155,7 @@ class Lint(unittest.TestCase):
         r = self.lint(clean, fifo)
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn(f"{fifo}: unreadable: not a regular file", r.stderr)
-        self.assertIn("0 finding(s) in 1 file(s) scanned; 1 file(s) could not be read", r.stderr)
+        self.assertIn("0 finding(s) in 1 file(s) scanned; 1 file(s) or folder(s) could not be read", r.stderr)
         d = json.loads(self.lint("--json", clean, fifo).stdout)
         self.assertEqual((d["files_scanned"], d["unreadable"]), (1, 1))
         # Findings elsewhere do not hide it: 1 outranks 3, as a missing PATH does.
@@ -171,6 +171,17 @@ class Lint(unittest.TestCase):
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
             self.assertIn("unreadable: Permission denied", r.stderr)
+            # A folder that cannot be listed, inside a tree: not a smaller pass either.
+            os.chmod(secret, 0o644)
+            closed = os.path.join(self.tree, "closed")
+            os.mkdir(closed, 0o700)
+            self.put("closed/inside.sh", "nvidia-smi -pm 1\n")
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", h.BIN, "lint",
+                                "--json", self.tree], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            d = json.loads(r.stdout)
+            self.assertIn({"path": closed, "note": "unreadable: directory: Permission denied"}, d["skipped"])
+            self.assertGreaterEqual(d["unreadable"], 1)
 
     def test_role_defaults_resolve_template_values(self):
         tasks = self.put("roles/gpu/tasks/main.yml",
