@@ -97,7 +97,7 @@ std::string option_suggestion(const CLI::App& app, const std::string& chosen, in
   return {};
 }
 
-// The first option before any command that is none of gpuwarm's own ("" when there is none).
+// The first option before the command word that is none of gpuwarm's own ("" when there is none).
 std::string first_unknown_global_option(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -108,9 +108,10 @@ std::string first_unknown_global_option(int argc, char** argv) {
     if (arg.rfind("--color=", 0) == 0 || arg == "-h" || arg == "--help" || arg == "--version") {
       continue;
     }
-    if (!arg.empty() && arg[0] == '-') {
-      return arg;
+    if (arg.empty() || arg[0] != '-') {
+      return {};  // the command word: what follows is the command's
     }
+    return arg;
   }
   return {};
 }
@@ -200,17 +201,21 @@ int main(int argc, char** argv) {
     // CLI11 says "A subcommand is required" for a word that is no command, or an option before any command:
     // name what was given instead.
     const bool unknown_word = argc > 1 && argv[1][0] != '-' && !known;
-    std::string message = unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\"" : e.what();
-    if (chosen.empty() && !unknown_word) {
-      std::string option = first_unknown_global_option(argc, argv);
-      if (!option.empty()) {
-        message = "\"" + gpuwarm::escape_control(option) + "\" is no option of gpuwarm itself, and no command was given";
-      } else if (message == "A subcommand is required") {
+    // CLI11's text quotes the command line, which may carry control characters: escaped like any other.
+    std::string message = unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\""
+                                       : gpuwarm::escape_control_lines(e.what());
+    bool global_option_error = false;
+    if (!unknown_word) {
+      if (std::string option = first_unknown_global_option(argc, argv); !option.empty()) {
+        message = "\"" + gpuwarm::escape_control(option) + "\" is no option of gpuwarm itself" +
+                  (chosen.empty() ? ", and no command was given" : ": a command's options go after its name");
+        global_option_error = true;
+      } else if (chosen.empty() && message == "A subcommand is required") {
         message = "no command given";
       }
     }
     // --color is gpuwarm's own option, wherever it stands: its help is gpuwarm's, not the command's.
-    const bool global_option_error = message.rfind("--color", 0) == 0;
+    global_option_error = global_option_error || message.rfind("--color", 0) == 0;
     known = known && !global_option_error;
     std::cerr << "gpuwarm: error: " << message << "\n";
     if (unknown_word) {

@@ -113,7 +113,8 @@ namespace {
 
 // The code point of a bidirectional control starting at s[i] (UTF-8), if one does. They reorder what a
 // terminal shows ("Trojan Source"), so a path or hostname could read as another: ALM U+061C, LRM/RLM
-// U+200E-200F, the embeddings and overrides U+202A-202E, the isolates U+2066-2069.
+// U+200E-200F, the embeddings and overrides U+202A-202E, the isolates U+2066-2069. Also the line and
+// paragraph separators U+2028-2029, which some viewers break lines at.
 std::optional<unsigned> bidi_control_at(std::string_view s, std::size_t i) {
   auto at = [&s, i](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
   if (at(0) == 0xd8 && at(1) == 0x9c) {
@@ -126,7 +127,7 @@ std::optional<unsigned> bidi_control_at(std::string_view s, std::size_t i) {
   if ((at(2) & 0xc0u) != 0x80u) {
     return std::nullopt;
   }
-  if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
+  if (cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
     return cp;
   }
   return std::nullopt;

@@ -27,7 +27,7 @@ std::string printable(std::string_view s);
 // Text from an untrusted source (a report, a kernel log, a unit file, a
 // process name) made safe for a terminal: C0 controls, DEL and C1 controls
 // (U+0080..U+009F, which some terminals obey as escape sequences) become
-// \xNN / \u00NN, and bidirectional controls (which reorder what is shown) \uNNNN.
+// \xNN / \u00NN, and bidirectional controls (which reorder what is shown) and U+2028/2029 \uNNNN.
 // Printable text, UTF-8 included, is unchanged.
 std::string escape_control(std::string_view s);
 // The same for text of several lines that gpuwarm composed around untrusted parts: '\n' stays a line break.

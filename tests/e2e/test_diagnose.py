@@ -272,11 +272,16 @@ class BadInput(unittest.TestCase):
             (["diagnose", "--nvml-timeout", "abc"], "abc is not a number (give one from 0.1 to 3600)"),
             (["snapshot", "-o", ""], "an empty FILE (use - for standard output)"),
             (["--bogus"], '"--bogus" is no option of gpuwarm itself, and no command was given'),
+            (["--bogus", "diagnose"], "a command's options go after its name\nRun `gpuwarm --help`"),
+            # The command line is quoted back escaped: it may carry what a terminal obeys.
+            (["diagnose", "--root", "/x\x1b[31m"], "Directory does not exist: /x\\x1b[31m"),
+            (["--color", "\x1b[2J", "diagnose"], "--color: \\x1b[2J not in"),
         ]
         for args, needle in cases:
             r = h.run(args, raw=True)
             self.assertEqual(r.returncode, 2, (args, r.stdout, r.stderr))
             self.assertIn(needle, r.stderr, args)
+            self.assertNotIn("\x1b", r.stderr, args)
 
     def test_help_is_complete(self):
         r = h.run(["diagnose", "--help"])

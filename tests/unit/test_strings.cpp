@@ -31,6 +31,7 @@ TEST(Strings, EscapeControlLeavesTextAndEscapesWhatATerminalObeys) {
       {"\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad", "\\u202a\\u202b\\u202c\\u202d"},
       {"\xe2\x81\xa6x\xe2\x81\xa9", "\\u2066x\\u2069"},  // isolates
       {"\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c", "\\u200e\\u200f\\u061c"},
+      {"line\xe2\x80\xa8para\xe2\x80\xa9", "line\\u2028para\\u2029"},  // separators some viewers break at
       {"\xe2\x80\x94 dash, \xe2\x80\xa6", "\xe2\x80\x94 dash, \xe2\x80\xa6"},  // U+2014, U+2026 stay
       {"cut \xe2\x80", "cut \xe2\x80"},  // a sequence cut short is left as it is
   };
