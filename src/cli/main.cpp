@@ -97,39 +97,31 @@ std::string option_suggestion(const CLI::App& app, const std::string& chosen, in
   return {};
 }
 
-// The first option before the command word that is none of gpuwarm's own ("" when there is none).
-std::string first_unknown_global_option(int argc, char** argv) {
+// The command line's first word that names a command, past the global options (`--color WHEN`,
+// `--color=WHEN`), and the first option before it that is none of gpuwarm's own ("" for either when none).
+struct CommandWord {
+  std::string command;
+  std::string stray_option;
+};
+
+CommandWord command_word(int argc, char** argv) {
+  CommandWord out;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--color") {
       ++i;
-      continue;
-    }
-    if (arg.rfind("--color=", 0) == 0 || arg == "-h" || arg == "--help" || arg == "--version") {
       continue;
     }
     if (arg.empty() || arg[0] != '-') {
-      return {};  // the command word: what follows is the command's
+      out.command = arg;
+      return out;
     }
-    return arg;
+    const bool own = arg.rfind("--color=", 0) == 0 || arg == "-h" || arg == "--help" || arg == "--version";
+    if (!own && out.stray_option.empty()) {
+      out.stray_option = arg;
+    }
   }
-  return {};
-}
-
-// The first word that names a command, past the global options (`--color WHEN` or `--color=WHEN`).
-std::string chosen_command(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--color") {
-      ++i;
-      continue;
-    }
-    if (!arg.empty() && arg[0] == '-') {
-      continue;
-    }
-    return arg;
-  }
-  return {};
+  return out;
 }
 
 // Output that never arrived (a full disk, a closed pipe) is a failure, not a silent success, --help's too: a
@@ -175,7 +167,8 @@ int main(int argc, char** argv) {
   // Only the command being run gets its options built (the rest are names and summaries, enough for
   // `gpuwarm --help` and for CLI11 to reject a wrong word): building every command's option tree was a
   // sixth of a health check's start-up. `completion` walks the whole tree, so it gets every command.
-  const std::string chosen = chosen_command(argc, argv);
+  const CommandWord words = command_word(argc, argv);
+  const std::string& chosen = words.command;
   std::function<int()> run;
   for (const auto& cmd : gpuwarm::commands()) {
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
@@ -206,7 +199,7 @@ int main(int argc, char** argv) {
                                        : gpuwarm::escape_control_lines(e.what());
     bool global_option_error = false;
     if (!unknown_word) {
-      if (std::string option = first_unknown_global_option(argc, argv); !option.empty()) {
+      if (const std::string& option = words.stray_option; !option.empty()) {
         message = "\"" + gpuwarm::escape_control(option) + "\" is no option of gpuwarm itself" +
                   (chosen.empty() ? ", and no command was given" : ": a command's options go after its name");
         global_option_error = true;
