@@ -138,19 +138,6 @@ std::string lookup_in_substitution(std::string_view inner) {
   return {};
 }
 
-// Index just past the bracket closing the one at `open` (balanced), or npos.
-std::size_t past_balanced(std::string_view s, std::size_t open, char open_c, char close_c) {
-  int depth = 0;
-  for (std::size_t i = open; i < s.size(); ++i) {
-    if (s[i] == open_c) {
-      ++depth;
-    } else if (s[i] == close_c && --depth == 0) {
-      return i + 1;
-    }
-  }
-  return std::string_view::npos;
-}
-
 struct YamlKey {
   std::size_t indent;
   std::string key;
@@ -158,26 +145,48 @@ struct YamlKey {
 
 constexpr unsigned k_array_lines = 200;
 
-// Whether code[at] lies outside quotes, reading the line from its start ('...' and "...", a backslash
-// escaping the next character outside single quotes). Per line: a string spread over lines is not followed.
-bool unquoted_at(std::string_view code, std::size_t at) {
+// For each position of a line, whether it lies inside quotes ('...' and "...", a backslash escaping the next
+// character outside single quotes), read from the line's start. Per line: a string spread over lines is not
+// followed. One pass, so asking at every position of a long line stays linear.
+std::vector<char> quoted_mask(std::string_view code) {
+  std::vector<char> quoted(code.size() + 1, 0);
   char quote = 0;
-  for (std::size_t k = 0; k < at && k < code.size(); ++k) {
+  for (std::size_t k = 0; k < code.size(); ++k) {
+    quoted[k] = quote != 0 ? 1 : 0;
     const char c = code[k];
     if (c == '\\' && quote != '\'') {
-      ++k;
+      if (k + 1 < code.size()) {
+        quoted[++k] = quote != 0 ? 1 : 0;
+      }
     } else if (quote == 0 && (c == '"' || c == '\'')) {
       quote = c;
     } else if (c == quote) {
       quote = 0;
     }
   }
-  return quote == 0;
+  quoted[code.size()] = quote != 0 ? 1 : 0;
+  return quoted;
+}
+
+// For each opening bracket of a line, the index just past the bracket that closes it (npos when none), all
+// in one pass: asked at every "$(" or "${" of a long line, a scan from each would be quadratic.
+std::vector<std::size_t> bracket_ends(std::string_view code, char open_c, char close_c) {
+  std::vector<std::size_t> ends(code.size(), std::string_view::npos);
+  std::vector<std::size_t> open;
+  for (std::size_t k = 0; k < code.size(); ++k) {
+    if (code[k] == open_c) {
+      open.push_back(k);
+    } else if (code[k] == close_c && !open.empty()) {
+      ends[open.back()] = k + 1;
+      open.pop_back();
+    }
+  }
+  return ends;
 }
 
 // An array assignment's "(" at code[open]: "NAME=(" or "NAME+=(", unquoted, where a command starts (after
 // local, declare -a, readonly, export and the like too). Not "=(" inside a string, a regex or a glob.
-bool opens_array(std::string_view code, std::size_t open) {
+bool opens_array(std::string_view code, std::size_t open, const std::vector<char>& quoted) {
   std::size_t name_end = open - 1;  // the '='
   if (name_end > 0 && code[name_end - 1] == '+') {
     --name_end;
@@ -187,7 +196,7 @@ bool opens_array(std::string_view code, std::size_t open) {
                             code[name_start - 1] == '_')) {
     --name_start;
   }
-  if (!identifier(code.substr(name_start, name_end - name_start)) || !unquoted_at(code, open)) {
+  if (!identifier(code.substr(name_start, name_end - name_start)) || quoted[open] != 0) {
     return false;
   }
   std::string_view before = code.substr(0, name_start);
@@ -207,7 +216,7 @@ bool opens_array(std::string_view code, std::size_t open) {
 }
 
 // The terminator of a here-document this line opens ("<<EOF", "<<-'EOF'", "<< \"END\""), "" when none.
-std::string heredoc_terminator(std::string_view code) {
+std::string heredoc_terminator(std::string_view code, const std::vector<char>& quoted) {
   for (std::size_t at = code.find("<<"); at != std::string_view::npos; at = code.find("<<", at + 2)) {
     std::size_t k = at + 2;
     if (k < code.size() && code[k] == '<') {
@@ -227,7 +236,7 @@ std::string heredoc_terminator(std::string_view code) {
     while (end < code.size() && (std::isalnum(static_cast<unsigned char>(code[end])) != 0 || code[end] == '_')) {
       ++end;
     }
-    if (end > k && unquoted_at(code, at)) {
+    if (end > k && quoted[at] == 0) {
       return std::string(code.substr(k, end - k));
     }
   }
@@ -319,6 +328,31 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       break_kind = '\n';
     }
     array_lines_left = array_lines_left > 0 ? array_lines_left - 1 : 0;
+    // What this line's brackets and quotes are, worked out once, on first use (most lines never ask).
+    std::vector<char> quoted;
+    std::vector<std::size_t> paren_end;
+    std::vector<std::size_t> brace_end;
+    std::size_t template_close = 0;  // where the next "}}" starts (npos: none left), valid while >= its ask
+    bool template_close_known = false;
+    auto quotes = [&]() -> const std::vector<char>& {
+      if (quoted.empty()) {
+        quoted = quoted_mask(code);
+      }
+      return quoted;
+    };
+    auto end_of = [&code](std::vector<std::size_t>& ends, char open_c, char close_c, std::size_t open) {
+      if (ends.empty()) {
+        ends = bracket_ends(code, open_c, close_c);
+      }
+      return ends[open];
+    };
+    auto next_template_close = [&](std::size_t from) {
+      if (!template_close_known || (template_close != std::string_view::npos && template_close < from)) {
+        template_close = code.find("}}", from);
+        template_close_known = true;
+      }
+      return template_close;
+    };
     bool line_start = true;
     auto separator = [](char c) {
       return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == '[' || c == ']' || c == ',' ||
@@ -343,7 +377,7 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
     while (i < code.size()) {
       char c = code[i];
       if (c == '$' && i + 1 < code.size() && code[i + 1] == '(') {
-        std::size_t end = past_balanced(code, i + 1, '(', ')');
+        std::size_t end = end_of(paren_end, '(', ')', i + 1);
         std::string program =
             end == std::string_view::npos ? std::string{} : lookup_in_substitution(code.substr(i + 2, end - i - 3));
         if (!program.empty()) {
@@ -371,9 +405,9 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         continue;
       }
       if (c == '(' && kind == FileKind::shell && heredoc_end.empty() && i > 0 && code[i - 1] == '=' &&
-          past_balanced(code, i, '(', ')') == std::string_view::npos && opens_array(code, i)) {
+          end_of(paren_end, '(', ')', i) == std::string_view::npos && opens_array(code, i, quotes())) {
         array_lines_left = k_array_lines;  // "cmd=(" closing on a later line
-      } else if (c == ')' && array_lines_left > 0 && unquoted_at(code, i)) {
+      } else if (c == ')' && array_lines_left > 0 && quotes()[i] == 0) {
         array_lines_left = 0;
       }
       if (c == ';' || c == '|' || c == '&' || c == '(' || c == '`') {
@@ -401,7 +435,7 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       while (i < code.size()) {
         // Expansions and templates are one word, spaces included: "${cfg.bin}/bin/x", "{{ nvidia_smi }}".
         if ((code[i] == '$' || code[i] == '{') && i + 1 < code.size() && code[i + 1] == '{') {
-          std::size_t end = code[i] == '$' ? past_balanced(code, i + 1, '{', '}') : code.find("}}", i + 2);
+          std::size_t end = code[i] == '$' ? end_of(brace_end, '{', '}', i + 1) : next_template_close(i + 2);
           if (end != std::string_view::npos) {
             end = code[i] == '$' ? end : end + 2;
             word.append(code.substr(i, end - i));
@@ -489,7 +523,9 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
           heredoc_end.clear();
         }
       } else {
-        heredoc_end = heredoc_terminator(code);
+        if (code.find("<<") != std::string_view::npos) {
+          heredoc_end = heredoc_terminator(code, quotes());
+        }
       }
     }
     continued = !code.empty() && code.back() == '\\';

@@ -656,6 +656,19 @@ TEST(Lint, linear_in_findings) {
   }
   EXPECT_EQ(lint_text(daemon_args + "\n", FileKind::shell).size(), 50000u);
   EXPECT_EQ(lint_text(long_statement, FileKind::shell).size(), 1u);
+  // One long line of many unclosed "=(" in a string, quoted ")" inside an array, "$(", "${" and "{{": each
+  // bracket's end and each quote are worked out once per line (one scan per bracket took minutes).
+  std::string brackets = "nvidia-smi -pm 1\necho \"";
+  std::string quoted_closers = "nvidia-smi -pm 1\ncmd=(\n\"";
+  std::string expansions = "nvidia-smi -pm 1\n";
+  for (int i = 0; i < 100000; ++i) {
+    brackets += "x=(";
+    quoted_closers += "))";
+    expansions += "x $( ${ {{ ";
+  }
+  EXPECT_EQ(lint_text(brackets + "\n", FileKind::shell).size(), 1u);
+  EXPECT_EQ(lint_text(quoted_closers + "\n)\n", FileKind::shell).size(), 1u);
+  EXPECT_EQ(lint_text(expansions + "\n", FileKind::shell).size(), 1u);
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // A quadratic walk over 80,000 statements takes minutes; these bounds only catch that. Sanitizers slow
   // every access several times over (CI's ASan run on 2 shared cores took 12.5 s once).
