@@ -184,7 +184,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     std::vector<fleet::NodeReport> reports;
     std::vector<fleet::Unreadable> unreadable;
     for (auto& [dir, why] : walk.unreadable) {  // reports it may hold are unknown, as an unreadable file's are
-      unreadable.push_back({dir, "unreadable: directory: " + why});
+      unreadable.push_back({dir, std::string(k_unreadable_note) + "directory: " + why});
     }
     for (auto& in : per_input) {
       std::move(in.reports.begin(), in.reports.end(), std::back_inserter(reports));

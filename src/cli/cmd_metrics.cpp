@@ -95,9 +95,8 @@ void add_probe_baseline(const std::string& path, const Snapshot& node, MetricsRu
     }
   };
   // A probed process's CUDA_VISIBLE_DEVICES: "GPU-<uuid>", comma-separated when it started several.
-  auto uuids_of = [](const GpuProbe& g) { return split(g.uuid, ','); };
-  auto on_this_node = [&](const GpuProbe& g) {
-    const auto uuids = uuids_of(g);
+  auto on_this_node = [&here](const GpuProbe& g) {
+    const auto uuids = split(g.uuid, ',');
     return !uuids.empty() && std::all_of(uuids.begin(), uuids.end(), [&here](std::string_view u) {
       return here.contains(to_lower(trim(u)));
     });
