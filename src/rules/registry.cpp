@@ -134,7 +134,12 @@ Finding healthy_finding(const Snapshot& s) {
                   : fmt::format("{} GPU(s) persistent, nvidia-persistenced running (which GPUs it holds was not "
                                 "read: {})",
                                 gpus.size(), s.daemon.processes.front().held_minors.missing);
-  f.next_step = "Nothing to do.";
+  // The verdict is about persistence now; whether the daemon comes back after a reboot is the unit's to say,
+  // and where systemd could not be asked that stays unread, so the next step says so rather than "nothing".
+  f.next_step = s.service.reachable
+                    ? "Nothing to do."
+                    : "Nothing to do now. Whether nvidia-persistenced starts at boot was not checked (NOTE002): "
+                      "run `gpuwarm verify` where systemd can be reached.";
   for (const auto& p : s.daemon.processes) {
     f.evidence.push_back(describe_daemon_process(p));
   }

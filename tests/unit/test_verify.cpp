@@ -30,6 +30,22 @@ TEST(Verify, HealthyPassesWithDcgmSkipped) {
   EXPECT_EQ(r.checks.size(), 7u);
 }
 
+// "Verified." means every check ran; one that could not run here is named in the summary, one not asked for is not.
+TEST(Verify, SummaryNamesChecksThatCouldNotRun) {
+  VerifyInputs all_ran = inputs_with([](Snapshot&) {});
+  std::string text = render_verify_text(all_ran, evaluate_verify(all_ran));
+  EXPECT_TRUE(text.ends_with("\nVerified.\n")) << text;
+  VerifyInputs no_systemd = inputs_with([](Snapshot& s) {
+    s.service.reachable = false;
+    s.service.unreachable = "no systemd";
+  });
+  VerifyReport r = evaluate_verify(no_systemd);
+  EXPECT_TRUE(r.passed);
+  text = render_verify_text(no_systemd, r);
+  EXPECT_TRUE(text.ends_with("\nVerified, except what could not be checked here: unit-active, unit-enabled.\n"))
+      << text;
+}
+
 TEST(Verify, EachCheckFailsOnItsOwn) {
   struct Case {
     const char* name;

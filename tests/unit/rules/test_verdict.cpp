@@ -165,6 +165,18 @@ TEST(Verdict, HealthySaysHeldOnlyWhereItWasRead) {
             "2 GPU(s) persistent, nvidia-persistenced running (which GPUs it holds was not read: needs root)");
 }
 
+// Healthy without systemd: persistence holds now, but the next step must not say the boot part was checked.
+TEST(Verdict, HealthyWithoutSystemdSaysTheBootPartWasNotChecked) {
+  Snapshot s = healthy_snapshot();
+  EXPECT_EQ(diagnose(s).verdict.next_step, "Nothing to do.");
+  s.service.reachable = false;
+  s.service.unreachable = "--no-systemd: service manager not asked";
+  Diagnosis d = diagnose(s);
+  EXPECT_EQ(d.verdict.code, "healthy");
+  EXPECT_NE(d.verdict.next_step.find("starts at boot was not checked (NOTE002)"), std::string::npos)
+      << d.verdict.next_step;
+}
+
 TEST(Verdict, FindingsCarryTheirRuleMetadata) {
   Snapshot s = healthy_snapshot();
   s.nvml.gpus[1].persistence = Fact<bool>::known(false);
