@@ -498,11 +498,16 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   // through wake_fd: in this mode the library has no inter-thread channel of its own). Not poll(): there a
   // resumed connection is read before it is called back, and the timeout set in answer() does not change
   // that (the e2e test of a half-closed scrape fails).
+  const auto& api = mhd::api();
+  if (api.MHD_is_feature_supported(mhd::k_feature_epoll) != mhd::yes) {
+    // Asked first: without epoll the library would refuse to start, and that reads as "port in use".
+    return fail("this libmicrohttpd was built without epoll: the exporter needs a Linux build of it (Debian's "
+                "libmicrohttpd12 has one)");
+  }
   unsigned flags = mhd::k_use_epoll | mhd::k_allow_suspend_resume;
   if (address.ipv6) {
     flags |= mhd::k_use_ipv6;
   }
-  const auto& api = mhd::api();
   State& state = *server->m_state;
   errno = 0;
   // The options list is variadic: each value must have exactly the type the library reads.
@@ -524,7 +529,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   server->m_port = info != nullptr && info->port != 0 ? info->port : address.port;
   const mhd::DaemonInfo* epoll = api.MHD_get_daemon_info(state.daemon, mhd::k_daemon_info_epoll_fd);
   if (epoll == nullptr || epoll->epoll_fd < 0) {
-    return fail("libmicrohttpd was built without epoll: the exporter needs a Linux build of it");
+    return fail("libmicrohttpd gave no epoll descriptor: the exporter needs a Linux build of it");
   }
   state.epoll_fd = epoll->epoll_fd;
   state.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -40,6 +40,8 @@ constexpr int k_respmem_must_copy = 2;
 // enum MHD_DaemonInfoType
 constexpr int k_daemon_info_epoll_fd = 3;
 constexpr int k_daemon_info_bind_port = 6;
+// enum MHD_FEATURE
+constexpr int k_feature_epoll = 7;
 
 union ConnectionInfo {  // only the member gpuwarm reads; every member of the library's union starts at 0
   int connect_fd;
@@ -78,7 +80,8 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
   X(void, MHD_destroy_response, (MHD_Response * response))                                                    \
   X(void, MHD_suspend_connection, (MHD_Connection * connection))                                               \
   X(void, MHD_resume_connection, (MHD_Connection * connection))                                                \
-  X(Result, MHD_set_connection_option, (MHD_Connection * connection, int option, ...))
+  X(Result, MHD_set_connection_option, (MHD_Connection * connection, int option, ...))                       \
+  X(Result, MHD_is_feature_supported, (int feature))
 
 struct Api {
 #define GPUWARM_MHD_POINTER(ret, name, params) ret(*name) params = nullptr;
