@@ -12,6 +12,7 @@
 #include "core/strings.h"
 #include "output/diagnosis_output.h"
 #include "output/health_check.h"
+#include "rules/helpers.h"
 #include "snapshot/snapshot_json.h"
 
 namespace gpuwarm {
@@ -24,7 +25,11 @@ struct CheckOptions {
   bool json = false;
   std::size_t max_length = k_default_check_length;
   std::vector<std::string> only_rules;
+  bool skip_without_gpu = false;
 };
+
+// What `--skip-without-gpu` answers on a node that has nothing to check.
+constexpr const char* k_not_a_gpu_node_line = "OK not a GPU node: no nvidia module and no NVIDIA GPU needing one";
 
 std::string impact_table() {
   std::string out;
@@ -64,6 +69,9 @@ int run_check(const CheckOptions& opts) {
   }
   Diagnosis diagnosis = diagnose(*loaded);
   HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules, every_gpu_read(*loaded));
+  if (opts.skip_without_gpu && not_a_gpu_node(*loaded)) {
+    check = HealthCheck{HealthStatus::ok, "", fit_check_line(k_not_a_gpu_node_line, opts.max_length)};
+  }
   if (opts.json) {
     nlohmann::json out = render_diagnosis_json(*loaded, diagnosis);
     out["check"] = {{"status", to_string(check.status)},
@@ -128,6 +136,11 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
         return "--rules takes rules that can make a problem (" + drains + "), not " + escape_control(id);
       })
       ->type_name("ID[,ID...]");
+  sub.add_flag("--skip-without-gpu", opts->skip_without_gpu,
+               "On a node that is not a GPU node (no nvidia module loaded, and the PCI bus, read in full, shows no "
+               "NVIDIA GPU without it) answer 0 \"OK not a GPU node\" instead of DRV001: for a checker that runs "
+               "on every node (node-problem-detector's DaemonSet). A PCI bus that could not be read still answers "
+               "as without the flag");
   sub.footer(fmt::format(
       "Output: one line naming the deciding rule and its GPUs first, e.g. \"PM001 persistence off: GPU 3,5\",\n"
       "\"OK healthy\", \"OK PD004 daemon not enabled: ...\" (kept in service, worth fixing).\n\n"

@@ -71,6 +71,13 @@ std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string
 
 bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unread.empty(); }
 
+bool not_a_gpu_node(const Snapshot& s) {
+  const auto& unbound = s.driver.unbound_gpus;
+  const auto& elsewhere = s.driver.gpus_on_other_drivers;
+  return !s.driver.module_loaded && s.driver.kernel_gpus.empty() && unbound.has() && unbound->empty() &&
+         elsewhere.has() && elsewhere->empty();
+}
+
 bool daemon_from_driver_container(const Snapshot& s) {
   return s.daemon.binary.has() && s.daemon.binary->rfind("/run/nvidia/driver/", 0) == 0;
 }

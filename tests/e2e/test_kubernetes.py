@@ -75,9 +75,18 @@ class NodeProblemDetector(unittest.TestCase):
         def node(kind):
             root = h.FakeRoot()
             self.addCleanup(root.cleanup)
-            root.driver(gpus=2).daemon_binary()
             gpus = [h.gpu(0), h.gpu(1)]
             top = {}
+            if kind.startswith("cpu-node"):
+                # No module, so NVML (the fake) says so too; what decides is the PCI bus.
+                gpus, top = [], {"init": {"return": 9}}
+                if kind == "cpu-node":
+                    root.write("proc/bus/pci/devices", "0018\t80861572\t0" + "\t0" * 14 + "\ti40e\n")
+                elif kind == "cpu-node-gpu-without-driver":
+                    root.pci_gpus_without_driver()
+                # "cpu-node-pci-unread": no /proc/bus/pci/devices at all
+            else:
+                root.driver(gpus=2).daemon_binary()
             if kind == "persistence-off":
                 gpus[1]["persistence"] = 0
             elif kind == "reboot-pending":
@@ -107,6 +116,14 @@ class NodeProblemDetector(unittest.TestCase):
                             "gpuwarm-driver.json": ("Unknown", "UNK004 gpu fact unread: GPU 1")},
             "laptop": {"gpuwarm-persistence.json": ("False", "OK PM001 not firing"),
                        "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
+            # NPD's DaemonSet runs on every node: one with no NVIDIA GPU has nothing to report.
+            "cpu-node": {"gpuwarm-persistence.json": ("False", "OK not a GPU node: no nvidia module and no NVIDIA GPU needing one"),
+                         "gpuwarm-driver.json": ("False", "OK not a GPU node: no nvidia module and no NVIDIA GPU needing one")},
+            # ... but a GPU on the bus without its driver, or a bus gpuwarm could not read, is not "no GPU".
+            "cpu-node-gpu-without-driver": {"gpuwarm-persistence.json": ("Unknown", "DRV001 driver not loaded"),
+                                            "gpuwarm-driver.json": ("Unknown", "DRV001 driver not loaded")},
+            "cpu-node-pci-unread": {"gpuwarm-persistence.json": ("Unknown", "DRV001 driver not loaded"),
+                                    "gpuwarm-driver.json": ("Unknown", "DRV001 driver not loaded")},
         }
         for kind, per_config in expected.items():
             root, path = node(kind)

@@ -442,6 +442,49 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual(self.unit_prop(unit, "Unit", "ActiveState"), "inactive")
         self.assertEqual(self.unit_prop(unit, "Service", "Result"), "success")
 
+    def run_oneshot(self, unit):
+        """Starts a Type=oneshot unit and waits for its job to end (done, or skipped by a condition)."""
+        r = self.inside("systemctl", "start", unit, timeout=90)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_8_metrics_unit_writes_the_textfile_and_is_skipped_without_its_folder(self):
+        # contrib's gpuwarm-metrics.service, hardening included (ProtectSystem=strict: only its folder is
+        # writable); a drop-in only adds the fake NVML.
+        self.install_gpuwarm()
+        fake = os.path.join(self.root, "opt/gpuwarm/fake")
+        os.makedirs(fake, exist_ok=True)
+        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
+        with open(os.path.join(fake, "metrics-scenario.json"), "w") as f:
+            json.dump(h.scenario([h.gpu(0)]), f)
+        unit = "gpuwarm-metrics.service"
+        shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd", unit), os.path.join(self.root, "etc/systemd/system"))
+        os.makedirs(os.path.join(self.root, "etc/systemd/system", unit + ".d"), exist_ok=True)
+        with open(os.path.join(self.root, "etc/systemd/system", unit + ".d", "test.conf"), "w") as f:
+            f.write("[Service]\nExecStart=\n"
+                    "ExecStart=/usr/local/bin/gpuwarm metrics --textfile /var/lib/prometheus/node-exporter "
+                    "--nvml /opt/gpuwarm/fake/libnvidia-ml.so.1\n"
+                    "Environment=FAKE_NVML_SCENARIO=/opt/gpuwarm/fake/metrics-scenario.json\n")
+        folder = os.path.join(self.root, "var/lib/prometheus/node-exporter")
+        shutil.rmtree(os.path.join(self.root, "var/lib/prometheus"), ignore_errors=True)
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+
+        # No node_exporter folder: skipped by its condition, not failed (a timer would fail it every minute).
+        # (ConditionResult is no witness: systemd unloads a finished oneshot unit and forgets it.)
+        self.run_oneshot(unit)
+        journal = self.inside("journalctl", "-u", unit, "-o", "cat").stdout
+        self.assertIn("skipped because of an unmet condition check (ConditionPathIsDirectory=/var/lib/prometheus/"
+                      "node-exporter)", journal)
+        self.assertEqual(self.inside("systemctl", "is-failed", unit).stdout.strip(), "inactive")
+
+        os.makedirs(folder)
+        self.run_oneshot(unit)
+        self.assertEqual(self.inside("systemctl", "is-failed", unit).stdout.strip(), "inactive")
+        with open(os.path.join(folder, "gpuwarm.prom")) as f:
+            text = f.read()
+        self.assertIn('gpuwarm_gpu_persistence_mode{gpu="0"', text)
+        self.assertEqual(oct(os.stat(os.path.join(folder, "gpuwarm.prom")).st_mode & 0o777), "0o644")
+        self.assertEqual([n for n in os.listdir(folder) if n != "gpuwarm.prom"], [], "a temporary file was left")
+
     def inside(self, *argv, scenario=None, timeout=120, popen=False):
         """Runs a command in the container's mount and PID namespaces: what a root shell on the node sees."""
         leader = subprocess.run(["pgrep", "-P", str(self.nspawn.pid)], capture_output=True, text=True).stdout.split()[0]

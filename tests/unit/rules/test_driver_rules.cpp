@@ -1,4 +1,5 @@
 #include "rule_case.h"
+#include "rules/helpers.h"
 
 namespace gpuwarm::test {
 namespace {
@@ -42,6 +43,52 @@ TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
   EXPECT_EQ(gpu_node.evidence.at(2), "PCI 0000:5e:00.0: NVIDIA display/3D controller, no driver bound");
   EXPECT_EQ(gpu_node.next_step.find("nouveau"), std::string::npos);
   EXPECT_EQ(finding({}).message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
+}
+
+// `check --skip-without-gpu`: only a node whose PCI bus was read and shows no NVIDIA GPU needing the module.
+TEST(Rules, NotAGpuNodeNeedsTheWholePciBusRead) {
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> mutate;
+    bool not_a_gpu_node;
+  };
+  auto cpu_node = [](Snapshot& s) {
+    s.driver.module_loaded = false;
+    s.driver.kernel_gpus.clear();
+  };
+  const std::vector<Case> cases = {
+      {"GPU node", [](Snapshot&) {}, false},
+      {"CPU node", cpu_node, true},
+      {"a GPU with no driver",
+       [&](Snapshot& s) {
+         cpu_node(s);
+         s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:3b:00.0"});
+       },
+       false},
+      {"a GPU on nouveau",
+       [&](Snapshot& s) {
+         cpu_node(s);
+         s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({{"0000:5e:00.0", "nouveau", "nouveau"}});
+       },
+       false},
+      {"PCI bus unread",
+       [&](Snapshot& s) {
+         cpu_node(s);
+         s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("/proc/bus/pci/devices: EACCES");
+       },
+       false},
+      {"GPUs another driver took unread",
+       [&](Snapshot& s) {
+         cpu_node(s);
+         s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::unknown("/sys/bus/pci/devices: ENOENT");
+       },
+       false},
+  };
+  for (const auto& c : cases) {
+    Snapshot s = healthy_snapshot();
+    c.mutate(s);
+    EXPECT_EQ(not_a_gpu_node(s), c.not_a_gpu_node) << c.name;
+  }
 }
 
 // nouveau took a GPU (not blacklisted): counted with the unbound ones, named apart, and the next step says how
