@@ -356,6 +356,9 @@ class AnsibleRollout(unittest.TestCase):
         self.assertEqual({n: recap[n]["changed"] for n in nodes}, {n: 0 for n in nodes}, out)
         self.assertEqual({n: node.write_calls() for n, node in nodes.items()}, calls)
         self.assertEqual(self.report("node-off")["outcome"], "nothing-to-do")
+        with open(os.path.join(self.reports, "node-off.probe.json")) as f:
+            probe = json.load(f)  # the cold "before" of the first run is kept, not replaced by a warm one
+        self.assertTrue(all(g["before_total_ms"] > 400 and g["after_total_ms"] < 200 for g in probe["compare"]), probe)
 
     def test_failing_canary_stops_the_widen_step(self):
         nodes = self.nodes(canary_start_result="failed")

@@ -126,6 +126,31 @@ class PrologMode(unittest.TestCase):
         env["GPUWARM_DRAIN_ON_UNKNOWN"] = "no"
         self.assertEqual(subprocess.run([prolog], env=env, capture_output=True, timeout=60).returncode, 0)
 
+    def test_prolog_linked_into_a_prolog_folder_finds_its_helper_without_a_search_path(self):
+        # Prolog=/etc/slurm/prolog.d/*: a link to the prolog there, run as Slurm runs it (no PATH at all).
+        h.require_binary(self)
+        tmp = tempfile.mkdtemp(prefix="gpuwarm-prolog-d-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        node = FakeGpuNode(tmp)
+        self.addCleanup(node.root.cleanup)
+        node.set_persistence(0)
+        folder = os.path.join(tmp, "prolog.d")
+        os.mkdir(folder)
+        os.symlink(os.path.join(SLURM_DIR, "gpuwarm-prolog"), os.path.join(folder, "50-gpuwarm"))
+        r = subprocess.run([os.path.join(folder, "50-gpuwarm")], env=node.env(), capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual((r.returncode, r.stderr.strip()), (1, "gpuwarm: PM001 persistence off: GPU 0"))
+        # A copy, not a link, with no helper beside it and none installed: refused with what to fix (exit 127
+        # from a failed exec would drain the node with no reason).
+        if os.path.exists("/usr/share/gpuwarm/slurm/gpuwarm-healthcheck"):
+            self.skipTest("gpuwarm is installed here: the packaged helper would be found")
+        copy = os.path.join(folder, "60-copy")
+        shutil.copy(os.path.join(SLURM_DIR, "gpuwarm-prolog"), copy)
+        r = subprocess.run([copy], env=node.env(), capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), f"gpuwarm: gpuwarm-healthcheck not found beside {copy} or in "
+                                           "/usr/share/gpuwarm/slurm")
+
 
 class RealSlurm(unittest.TestCase):
     @classmethod
