@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/signal_shield.h"
+
 extern char** environ;
 
 namespace gpuwarm {
@@ -82,6 +84,7 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // the caller's descriptors stay the caller's
   ChildProcess child;
   int r = ::posix_spawn(&child.pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
@@ -114,6 +117,22 @@ bool kill_and_reap(pid_t pid, int& status, int timeout_ms) {
 }
 
 namespace {
+
+constexpr int k_stop_grace_ms = 2000;
+
+// A stop signal that is pending and that `mask` (the caller's, before run_child held them) lets through: 0
+// when none. Under a SignalShield none is let through, and the child runs to its end as the shield wants.
+int stop_signal_let_through(const sigset_t& mask) {
+  sigset_t pending;
+  sigemptyset(&pending);
+  ::sigpending(&pending);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+    if (sigismember(&pending, sig) == 1 && sigismember(&mask, sig) != 1) {
+      return sig;
+    }
+  }
+  return 0;
+}
 
 // Appends what is already in the pipe (a child that has exited wrote all it will), without waiting for an
 // end of file that a grandchild holding the pipe could delay forever; bounded in bytes and in time, since
@@ -160,16 +179,24 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-  // SIGPIPE back to its default (gpuwarm ignores it, and ignored signals are inherited). The signal mask is
-  // inherited on purpose: under a SignalShield, the Ctrl-C that reaches the whole process group must not
-  // interrupt nvidia-smi half-way through a reset either.
+  // A descriptor gpuwarm's caller left open (a prolog's lock, an Ansible task's pipe) is not the program's to
+  // hold; gpuwarm's own are close-on-exec.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  // The stop signals are held while the child runs: one that comes is seen below, and the child's process
+  // group is ended before gpuwarm is, rather than left running with no deadline. The child gets the mask
+  // gpuwarm had (under a SignalShield, stop signals stay blocked: nvidia-smi is never cut half-way through a
+  // reset), SIGPIPE back to its default (gpuwarm ignores it, and ignored signals are inherited), and a
+  // process group of its own, so that a timeout or a stop ends its helpers too.
+  StopSignalsHeld held;
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t defaults;
   sigemptyset(&defaults);
   sigaddset(&defaults, SIGPIPE);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setsigmask(&attr, &held.old_mask());
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
   std::vector<std::string> env_text = system_program_environment(environ);
   std::vector<char*> envp;
   for (auto& e : env_text) envp.push_back(e.data());
@@ -190,6 +217,7 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
     return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
   };
   bool timed_out = false;
+  int stopped_by = 0;
   bool open = true;
   int status = 0;
   bool reaped = false;
@@ -198,6 +226,9 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   while (!reaped) {
     if (left_ms() <= 0) {
       timed_out = true;
+      break;
+    }
+    if ((stopped_by = stop_signal_let_through(held.old_mask())) != 0) {
       break;
     }
     if (open) {
@@ -228,10 +259,22 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
     drain_ready(fds[0], result, max_output);
   }
   ::close(fds[0]);
+  if (stopped_by != 0) {
+    // Asked to stop: the program and its helpers get SIGTERM and a moment to clean up, then SIGKILL. The
+    // signal itself acts once `held` lets it through, as it would have without a child.
+    ::kill(-pid, SIGTERM);
+    if (!reap_within(pid, status, k_stop_grace_ms)) {
+      ::kill(-pid, SIGKILL);
+      reap_within(pid, status, k_reap_after_kill_ms);
+    }
+    return fail(argv_text[0] + " was stopped: gpuwarm received SIG" + std::string(::sigabbrev_np(stopped_by)));
+  }
   if (timed_out) {
     // SIGKILL does not end a process asleep in the kernel (a wedged driver): wait a while, never forever, so
-    // the caller can still do what must follow (start the daemon again).
-    bool ended = kill_and_reap(pid, status, k_reap_after_kill_ms);
+    // the caller can still do what must follow (start the daemon again). The whole group: its helpers too
+    // (the child, not yet reaped, keeps the group's ID from being reused).
+    ::kill(-pid, SIGKILL);
+    bool ended = reap_within(pid, status, k_reap_after_kill_ms);
     return fail(argv_text[0] + " did not finish within " + std::to_string(timeout_ms) + " ms" +
                 (ended ? "" : "; killed, but it had not ended " + std::to_string(k_reap_after_kill_ms / 1000) +
                                   " s later (stuck in the kernel?)"));

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/signal_shield.h"
 #include "core/strings.h"
 
 namespace gpuwarm {
@@ -176,6 +177,9 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
                 ": gpuwarm replaces only regular files; remove it or choose another path");
   }
   std::string tmp = "." + name + ".gpuwarm-" + random_suffix();
+  // From the temporary file's creation to its rename or removal: a Ctrl-C or SIGTERM here would leave it
+  // behind for good (nothing else removes it); held, it ends the process right after, with nothing left.
+  StopSignalsHeld held;
   Fd out(::openat(dirfd->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   options.file_mode));
   if (out.get() < 0) {

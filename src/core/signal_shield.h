@@ -67,6 +67,30 @@ class SignalShield {
   int m_taken = 0;
 };
 
+// Holds off the signals that end a run (as SignalShield) for a short section without taking them: when the
+// section ends the old mask returns and a signal that came meanwhile acts as it would have, only later. For a
+// few steps that must not be cut in two (a temporary file created, then renamed or removed), under a
+// SignalShield or not.
+class StopSignalsHeld {
+ public:
+  StopSignalsHeld() {
+    sigset_t stop;
+    sigemptyset(&stop);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+      sigaddset(&stop, sig);
+    }
+    pthread_sigmask(SIG_BLOCK, &stop, &m_old);
+  }
+  ~StopSignalsHeld() { pthread_sigmask(SIG_SETMASK, &m_old, nullptr); }
+  StopSignalsHeld(const StopSignalsHeld&) = delete;
+  StopSignalsHeld& operator=(const StopSignalsHeld&) = delete;
+  // The mask from before the section.
+  const sigset_t& old_mask() const { return m_old; }
+
+ private:
+  sigset_t m_old{};
+};
+
 // Blocks every signal in the calling thread: helper threads (NVML's) must
 // never be the one a process-directed SIGINT is delivered to.
 inline void block_all_signals_in_this_thread() {

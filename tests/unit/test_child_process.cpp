@@ -2,14 +2,20 @@
 // run as root. Real programs from /usr/bin, so what is checked is what the kernel and the loader did.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <fstream>
+#include <thread>
 #include <cstdlib>
 #include <optional>
 #include <string>
 
 #include "cli/child_process.h"
+#include "core/signal_shield.h"
 
 namespace gpuwarm {
 namespace {
@@ -109,6 +115,82 @@ TEST(RunChild, a_child_past_its_deadline_is_killed_and_reaped) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message, "/usr/bin/sleep did not finish within 300 ms");
   EXPECT_LT(took, std::chrono::seconds(3));
+}
+
+// A helper the program started (a wrapper script's, a forking tool's) ends with it at the deadline.
+TEST(RunChild, a_timeout_ends_the_programs_helpers_too) {
+  if (!has_program("/bin/sh") || !has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /bin/sh or sleep";
+  char dir[] = "/tmp/gpuwarm-child-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string pid_file = std::string(dir) + "/helper.pid";
+  auto r = run_child({"/bin/sh", "-c", "/usr/bin/sleep 30 & echo $! > " + pid_file + "; wait"}, 500);
+  ASSERT_FALSE(r);
+  std::ifstream in(pid_file);
+  pid_t helper = 0;
+  in >> helper;
+  ASSERT_GT(helper, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::ifstream stat("/proc/" + std::to_string(helper) + "/stat");
+  std::string pid_text, comm, state;
+  stat >> pid_text >> comm >> state;
+  EXPECT_TRUE(!stat || state == "Z") << "the helper still runs: " << comm << " " << state;
+  ::unlink(pid_file.c_str());
+  ::rmdir(dir);
+}
+
+// A descriptor gpuwarm's caller left open (not close-on-exec) does not reach the program.
+TEST(RunChild, the_callers_open_descriptors_are_not_passed_on) {
+  if (!has_program("/usr/bin/test")) GTEST_SKIP() << "no /usr/bin/test";
+  int fd = ::open("/dev/null", O_RDONLY);  // inheritable, as a caller's would be
+  ASSERT_GE(fd, 3);
+  auto r = run_child({"/usr/bin/test", "-e", "/proc/self/fd/" + std::to_string(fd)}, 5000);
+  ::close(fd);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->exit_code, 1) << "fd " << fd << " was inherited";
+}
+
+std::atomic<int> g_signal_seen{0};
+
+// SIGTERM for this process from a thread that blocks every signal, so the main thread is the one to get it.
+std::thread signal_this_process_after(std::chrono::milliseconds delay) {
+  return std::thread([delay] {
+    block_all_signals_in_this_thread();
+    std::this_thread::sleep_for(delay);
+    ::kill(::getpid(), SIGTERM);
+  });
+}
+
+// A stop signal while a program runs ends the program (its process group) first, then acts on gpuwarm as it
+// would have; under a SignalShield the program runs to its end and the shield gets the signal.
+TEST(RunChild, a_stop_signal_ends_the_program_first_unless_shielded) {
+  if (!has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /usr/bin/sleep";
+  struct sigaction seen {};
+  seen.sa_handler = [](int sig) { g_signal_seen = sig; };
+  struct sigaction before {};
+  ::sigaction(SIGTERM, &seen, &before);
+
+  g_signal_seen = 0;
+  auto started = std::chrono::steady_clock::now();
+  std::thread sender = signal_this_process_after(std::chrono::milliseconds(200));
+  auto r = run_child({"/usr/bin/sleep", "30"}, 20000);
+  sender.join();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "/usr/bin/sleep was stopped: gpuwarm received SIGTERM");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_EQ(g_signal_seen.load(), SIGTERM);  // delivered once run_child let it through
+
+  g_signal_seen = 0;
+  {
+    SignalShield shield;
+    sender = signal_this_process_after(std::chrono::milliseconds(100));
+    auto shielded = run_child({"/usr/bin/sleep", "0.5"}, 20000);
+    sender.join();
+    ASSERT_TRUE(shielded) << shielded.error().message;
+    EXPECT_EQ(shielded->exit_code, 0);
+    EXPECT_EQ(shield.take(), SIGTERM);
+  }
+  EXPECT_EQ(g_signal_seen.load(), 0);
+  ::sigaction(SIGTERM, &before, nullptr);
 }
 
 }  // namespace
