@@ -354,7 +354,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
     // same directory, renamed over the old one). The directory belongs to node_exporter's package.
     auto written = write_file_atomically(path, text, WriteOptions{"/", 0644, 0755, false});
     if (!written) {
-      std::cerr << "gpuwarm metrics: cannot write " << path << ": " << written.error().message << "\n";
+      std::cerr << "gpuwarm metrics: " << written.error().message << "\n";  // it names the path
       return to_int(ExitCode::tool_error);
     }
     return to_int(ExitCode::healthy);

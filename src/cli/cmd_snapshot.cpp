@@ -47,10 +47,10 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
     std::error_code ec;
     std::string absolute = std::filesystem::absolute(opts->output, ec).string();
     // A file the user names: its directory must exist (a typo must not create a tree of directories as root).
-    auto written = ec ? Result<void>(fail(ec.message()))
+    auto written = ec ? Result<void>(fail("cannot tell where " + opts->output + " is: " + ec.message()))
                       : write_file_atomically(absolute, text, WriteOptions{"/", 0644, 0755, false});
     if (!written) {
-      std::cerr << "gpuwarm: error: cannot write " << opts->output << ": " << written.error().message << "\n";
+      std::cerr << "gpuwarm: error: " << written.error().message << "\n";  // it names the path
       return to_int(ExitCode::tool_error);
     }
     return 0;

@@ -59,7 +59,8 @@ std::atomic<bool> g_stop{false};
 
 extern "C" void on_stop_signal(int) { g_stop = true; }
 
-// SIGINT/SIGTERM end the watch early; the summary of what was seen still prints.
+// SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
+// whose session drops keeps what it sampled).
 void install_stop_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
@@ -67,6 +68,7 @@ void install_stop_handlers() {
   sa.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR and the loop notices
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGHUP, &sa, nullptr);
 }
 
 double seconds_since(Clock::time_point t0, Clock::time_point t) {
@@ -307,7 +309,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "clocks and power limit reset to defaults; both count as de-initialization signs. Held (NVML kept\n"
       "open) costs less per sample and suits long watches of thermal/power behaviour.\n\n"
       "--load needs libcuda.so.1; the kernel ships as PTX and is compiled by the driver's JIT. Read-only:\n"
-      "watch changes no GPU setting. Ctrl-C ends the watch early and still prints the summary. A live\n"
+      "watch changes no GPU setting. Ctrl-C, SIGTERM or a hangup end the watch early and still print the summary. A live\n"
       "progress line goes to stderr when it is a terminal.\n\n"
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"

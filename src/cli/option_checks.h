@@ -42,7 +42,15 @@ inline CLI::Validator from_working_directory() {
         if (ec) {
           return fmt::format("cannot tell where {} is: {}", input, ec.message());
         }
-        input = absolute.string();
+        // "." parts dropped ("." is the folder itself, so messages say /x/gpuwarm.prom, not /x/./gpuwarm.prom);
+        // ".." kept: past a link it is not the folder the text says.
+        std::filesystem::path cleaned;
+        for (const auto& part : absolute) {
+          if (part != ".") {
+            cleaned /= part;
+          }
+        }
+        input = cleaned.string();
         return {};
       },
       "");

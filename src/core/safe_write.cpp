@@ -165,7 +165,7 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
   }
   auto dirfd = open_dir_chain(dir, options);  // dir is inside options.root
   if (!dirfd) {
-    return tl::unexpected(dirfd.error());
+    return fail("cannot write " + path + ": " + dirfd.error().message);  // every message names the target
   }
   // Only a regular file is replaced: a rename over a device node, a FIFO or a symbolic link (a masked unit
   // is a link to /dev/null) would silently turn it into a file.

@@ -30,7 +30,8 @@ struct WriteOptions {
 //  - renameat over the target (which, if it exists, must be a regular file:
 //    never a directory, link, device, FIFO or socket), then the directory is
 //    fsync'ed.
-// On any failure nothing is left behind and the old file is unchanged.
+// On any failure nothing is left behind and the old file is unchanged, and the message names the target.
+// The stop signals are held from the temporary file's creation to its rename or removal.
 Result<void> write_file_atomically(const std::string& path, const std::string& content,
                                    const WriteOptions& options = {});
 

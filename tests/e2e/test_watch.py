@@ -286,5 +286,16 @@ class Watch(unittest.TestCase):
         self.assertTrue(progress.endswith(b"\r\x1b[K"), progress[-40:])
 
 
+    def test_a_hangup_ends_the_watch_and_keeps_the_summary(self):
+        # A watch over ssh whose session drops gets SIGHUP: what it sampled is still printed.
+        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)])))
+        p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--duration", "30s", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGHUP)
+        out, err = p.communicate(timeout=10)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertLess(len(json.loads(out)["samples"]), 30)
+
 if __name__ == "__main__":
     unittest.main()
