@@ -207,8 +207,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     if (!opts->dry_run) {
       lock = take_node_lock(paths);
       if (lock && !*lock) {
-        std::string why = "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
-                          paths.display(paths.run(k_node_lock_name)) + " is held)";
+        std::string why = node_lock_held(paths);
         int code = to_int(ExitCode::locked);
         if (opts->json) {
           std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},

@@ -22,6 +22,7 @@
 #include "cli/child_process.h"
 #include "cli/collect_options.h"
 #include "cli/command.h"
+#include "cli/node_lock.h"
 #include "cli/option_checks.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
@@ -307,7 +308,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "as within spread when the two runs' ranges overlap. Read-only: it changes no GPU setting.\n\n"
       "Exit codes: 0 every probe succeeded, 1 a probe failed or timed out (or a file could not be read or\n"
       "written, or no GPU to probe), 2 bad command line, 5 no NVIDIA driver on this machine. With --json every\n"
-      "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed).\n\n"
+      "exit prints a JSON document (an \"error\" and no GPUs when nothing was probed), 7 locked: after\n"
+      "waiting 5 minutes, another probe or `watch --load` still timed the GPUs, or fix, reset or\n"
+      "reload-modules still changed the node (nothing was probed; a probe waits for those rather than measure\n"
+      "them, and they refuse to start while it runs).\n\n"
       "Examples:\n"
       "  gpuwarm probe --rounds 5 --save before.json\n"
       "  gpuwarm probe --rounds 5 --compare before.json    # after enabling persistence\n"
@@ -352,6 +356,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         return give_up(ExitCode::tool_error, loaded.error().message);
       }
       baseline = std::move(*loaded);
+    }
+    if (auto blocked = hold_timing_locks("probe"); !blocked.empty()) {
+      return give_up(ExitCode::locked, blocked);
     }
 
     CollectOptions nvml_options;

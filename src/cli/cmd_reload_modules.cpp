@@ -614,8 +614,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     Result<bool> lock = take_node_lock(paths);
     if (!lock || !*lock) {
       not_carried_out((!lock ? lock.error().message
-                             : "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
-                                   paths.display(paths.run(k_node_lock_name)) + " is held)") +
+                             : node_lock_held(paths)) +
                       "; nothing changed");
       return !lock ? to_int(ExitCode::tool_error) : k_exit_locked;
     }

@@ -210,8 +210,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       lock = take_node_lock(paths);
       if (!lock || !*lock) {
         const std::string why = !lock ? lock.error().message
-                                      : "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock " +
-                                            paths.display(paths.run(k_node_lock_name)) + " is held)";
+                                      : node_lock_held(paths);
         const ExitCode code = !lock ? ExitCode::tool_error : ExitCode::locked;
         if (opts->json) {  // every outcome of --json is a report on stdout
           std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1},

@@ -18,6 +18,7 @@
 
 #include "cli/child_process.h"
 #include "cli/command.h"
+#include "cli/node_lock.h"
 #include "cli/option_checks.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
@@ -313,8 +314,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "progress line goes to stderr when it is a terminal.\n\n"
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
-      "thermal/power or pinned clocks (not a persistence problem), 9 cannot tell: a GPU gave no reading in\n"
-      "any sample.\n\n"
+      "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
+      "a probe or another load still timed the GPUs, or fix, reset or reload-modules still changed the node),\n"
+      "9 cannot tell: a GPU gave no reading in any sample.\n\n"
       "Examples:\n"
       "  gpuwarm watch --mode detached --duration 2m\n"
       "  gpuwarm watch --load 20 --json > run.json && gpuwarm watch --replay run.json");
@@ -322,16 +324,17 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
   return [opts, &sub, &global]() -> int {
     // A watch that could not run says why where its caller reads: with --json a document on stdout (the
     // same kind, no GPUs, an "error"), else a line on stderr.
-    auto give_up = [&opts](const std::string& why, const std::string& hint = "") {
+    auto give_up = [&opts](const std::string& why, const std::string& hint = "",
+                           ExitCode code = ExitCode::tool_error) {
       if (opts->json) {
         std::cout << dump_json({{"kind", "gpuwarm-watch"}, {"schema_version", watch::k_schema_version},
-                                {"hostname", host_name()}, {"error", why}, {"exit_code", to_int(ExitCode::tool_error)},
+                                {"hostname", host_name()}, {"error", why}, {"exit_code", to_int(code)},
                                 {"gpus", nlohmann::json::array()}})
                   << "\n";
       } else {
         std::cerr << "gpuwarm: error: " << escape_control(why) << "\n" << hint;
       }
-      return to_int(ExitCode::tool_error);
+      return to_int(code);
     };
     if (opts->load_child_seconds >= 0) {
       if (!tie_to_parent()) {
@@ -402,6 +405,10 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
                                      duration, lead_s, opts->load_seconds));
     }
 
+    // A load times the GPUs' clocks under work: kept apart from probes and from fix/reset, as a probe is.
+    if (auto blocked = loading ? hold_timing_locks("watch") : std::string(); !blocked.empty()) {
+      return give_up(blocked, "", ExitCode::locked);
+    }
     const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
     auto sampler = nvml::Sampler::open(opts->nvml_library, mode, opts->gpus);
     if (!sampler) {

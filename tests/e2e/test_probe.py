@@ -367,6 +367,53 @@ class Probe(unittest.TestCase):
             if parent.poll() is None:
                 parent.kill()
 
+    def start_probe(self, cuda_scenario, name):
+        path = os.path.join(self.tmp, name + "-cuda.json")
+        with open(path, "w") as f:
+            json.dump(cuda_scenario, f)
+        nvml = os.path.join(self.tmp, name + "-nvml.json")
+        with open(nvml, "w") as f:
+            json.dump(h.scenario([h.gpu(0)]), f)
+        env = dict(os.environ, FAKE_CUDA_SCENARIO=path, FAKE_NVML_SCENARIO=nvml)
+        return subprocess.Popen([h.BIN, "probe", "--json", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                                 "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def test_a_probe_beside_another_waits_for_it_instead_of_measuring_it(self):
+        # Two probes at once on a driver that serializes initialization would each measure the other; the
+        # second waits for the first (the timing lock in /run), then measures the GPU alone.
+        if os.geteuid() != 0:
+            self.skipTest("the locks live in /run, which is root's")
+        lock = os.path.join(self.tmp, "driver.lock")
+        sc = {"*": {"delay_ms": {"cuInit": 800}, "serialize": lock}}
+        first = self.start_probe(sc, "first")
+        time.sleep(0.3)  # the first holds the lock and is inside cuInit
+        second = self.start_probe(sc, "second")
+        out1, err1 = first.communicate(timeout=60)
+        out2, err2 = second.communicate(timeout=60)
+        self.assertEqual((first.returncode, second.returncode), (0, 0), err1 + err2)
+        self.assertIn("gpuwarm probe: waiting (up to 5 minutes): another `gpuwarm probe` or `watch --load` is "
+                      "timing the GPUs (lock /run/gpuwarm-timing.lock is held)", err2)
+        for out in (out1, out2):
+            total = json.loads(out)["gpus"][0]["total_ms"]
+            self.assertLess(total, 1500, "a probe measured the other one's cuInit as well")
+
+    def test_a_probe_waits_while_the_node_is_being_changed(self):
+        # fix, reset and reload-modules hold the node lock: a probe then would time a daemon restart or a reset.
+        if os.geteuid() != 0:
+            self.skipTest("the locks live in /run, which is root's")
+        import fcntl
+        with open("/run/gpuwarm-fix.lock", "a+") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            p = self.start_probe({"*": {"delay_ms": {"cuInit": 10}}}, "during-fix")
+            time.sleep(1.0)
+            self.assertIsNone(p.poll(), "the probe ran while the node lock was held")
+            fcntl.flock(held, fcntl.LOCK_UN)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("waiting (up to 5 minutes): `gpuwarm fix`, `reset` or `reload-modules` is changing this node",
+                      err)
+
     def test_a_parent_pid_in_the_environment_is_not_inherited(self):
         # gpuwarm run from a shell that happens to carry the variable (a probe inside a probe's child, say).
         nvml = os.path.join(self.tmp, "nvml.json")
