@@ -191,8 +191,9 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "6 no systemd here (nothing changed), 7 another fix, reset or reload-modules is running (the node's lock),\n"
       "8 changed but verification failed,\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read),\n"
-      "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node: every step ran to its end,\n"
-      "the report says which, verification was skipped. The lock is taken before anything is read.\n\n"
+      "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node or verifying: every step ran\n"
+      "to its end, the report says which, verification was skipped or cut short. The lock is taken before\n"
+      "anything is read.\n\n"
       "Examples:\n"
       "  gpuwarm fix --dry-run\n"
       "  gpuwarm fix --json > /var/lib/gpuwarm/fix.json\n"
@@ -349,7 +350,15 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     if (!changed) {
       vopts.settle_seconds = 0;  // nothing to settle
     }
+    // The node may be changed by now: a signal while verifying ends the verification, not the report.
+    StopSignalsCaught stop_signals;
     VerifyInputs in = gather_verify_inputs(opts->collect, vopts, before);
+    if (int sig = StopSignalsCaught::signal(); sig != 0) {
+      report["interrupted"] = std::string("SIG") + sigabbrev_np(sig);
+      return finish(128 + sig, changed,
+                    text + fmt::format("Interrupted (SIG{}) while verifying: verification not finished.\n",
+                                       sigabbrev_np(sig)));
+    }
     VerifyReport verify = evaluate_verify(in);
     report["verify"] = render_verify_json(in, verify);
     text += render_verify_text(in, verify);

@@ -193,7 +193,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
       "nothing changed), 7 another fix or reset runs, 8 reset but verification failed, 9 refused: cannot\n"
       "tell (who holds the GPUs, which GPUs exist), 128+N signal N arrived (every step ran to its end, the\n"
-      "daemon was started again; verification skipped).\n\n"
+      "daemon was started again; verification skipped or cut short).\n\n"
       "Examples:\n"
       "  gpuwarm reset --gpu 0 --dry-run\n"
       "  gpuwarm reset --gpu 00000000:3B:00.0 --yes");
@@ -428,7 +428,16 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                                        daemon_down ? "" : " and the daemon runs again"));
     }
 
+    // The GPUs were reset and the daemon runs again: a signal while verifying ends the verification, not the
+    // report.
+    StopSignalsCaught stop_signals;
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);
+    if (int sig = StopSignalsCaught::signal(); sig != 0) {
+      report["interrupted"] = std::string("SIG") + sigabbrev_np(sig);
+      return finish(128 + sig, text + fmt::format("Interrupted (SIG{}) while verifying: every step above ran to its "
+                                                  "end and the daemon runs again; verification not finished.\n",
+                                                  sigabbrev_np(sig)));
+    }
     VerifyReport verify = evaluate_verify(in);
     auto checks = reset_checks(plan, in.after, opts->no_restore);
     bool passed = verify.passed;

@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -23,6 +22,7 @@
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/host.h"
+#include "core/signal_shield.h"
 #include "core/strings.h"
 #include "cuda/load.h"
 #include "nvml/sampler.h"
@@ -55,22 +55,6 @@ struct WatchOptions {
   std::string replay;
   double load_child_seconds = -1;  // internal: run the load in this process
 };
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_stop_signal(int) { g_stop = true; }
-
-// SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
-// whose session drops keeps what it sampled).
-void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR and the loop notices
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGHUP, &sa, nullptr);
-}
 
 double seconds_since(Clock::time_point t0, Clock::time_point t) {
   return std::chrono::duration<double>(t - t0).count();
@@ -428,12 +412,14 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     }
     LoadRunner load;
     const bool progress = ::isatty(STDERR_FILENO) == 1 && (opts->count == 0 ? duration : static_cast<double>(planned) * *interval) > 1;
-    install_stop_handlers();
+    // SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
+    // whose session drops keeps what it sampled).
+    StopSignalsCaught stop_signals;
 
     std::size_t cold_signs = 0;
     bool load_started = false;
     const auto t0 = Clock::now();
-    for (std::size_t k = 0; !g_stop; ++k) {
+    for (std::size_t k = 0; StopSignalsCaught::signal() == 0; ++k) {
       const auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(static_cast<double>(k) * *interval));
       // --count counts samples taken; the slot index k also skips the slots a slow sample overran.
       if (opts->count > 0 ? run.samples.size() >= opts->count : seconds_since(t0, due) >= duration && k > 0) {
@@ -449,7 +435,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         if (run.load) {
           load.drain(t0, *run.load);
         }
-        if (now >= due || g_stop) {
+        if (now >= due || StopSignalsCaught::signal() != 0) {
           break;
         }
         std::vector<pollfd> fds;
@@ -460,7 +446,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         }
         ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long long>(wait, 0)));
       }
-      if (g_stop) {
+      if (StopSignalsCaught::signal() != 0) {
         break;
       }
       nvml::Reading reading = (*sampler)->sample();
@@ -508,7 +494,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       std::cerr << "\r\033[K" << std::flush;
     }
     run.duration_s = seconds_since(t0, Clock::now());
-    if (!g_stop && !run.samples.empty()) {
+    if (StopSignalsCaught::signal() == 0 && !run.samples.empty()) {
       // Run to its planned end, its last sample stands for a whole interval (the loop ends right after it);
       // stopped by a signal, it stands for the time until the stop.
       const double planned_s = opts->count > 0 ? static_cast<double>(run.samples.size()) * *interval : duration;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -11,6 +12,7 @@
 #include "cli/collect_options.h"
 #include "cli/option_checks.h"
 #include "core/fs.h"
+#include "core/signal_shield.h"
 #include "core/strings.h"
 
 namespace gpuwarm {
@@ -39,9 +41,13 @@ DcgmOutcome run_dcgm(int level) {
   return out;
 }
 
+// Sleeps `s` seconds, or less once a stop signal was caught (fix and reset catch them while they verify).
 void sleep_seconds(double s) {
-  if (s > 0) {
-    std::this_thread::sleep_for(std::chrono::duration<double>(s));
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                     std::chrono::duration<double>(s));
+  while (StopSignalsCaught::signal() == 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
   }
 }
 
@@ -81,11 +87,11 @@ VerifyInputs gather_verify_inputs(const CollectOptions& collect, const VerifyOpt
   in.samples.push_back(in.after);
   CollectOptions sample_opts = collect;
   sample_opts.use_systemd = false;
-  for (unsigned i = 1; i < options.samples; ++i) {
+  for (unsigned i = 1; i < options.samples && StopSignalsCaught::signal() == 0; ++i) {
     sleep_seconds(options.sample_interval_seconds);
     in.samples.push_back(collect_from_options(sample_opts));
   }
-  if (options.dcgm_level > 0) {
+  if (options.dcgm_level > 0 && StopSignalsCaught::signal() == 0) {
     in.dcgm = run_dcgm(options.dcgm_level);
   }
   return in;

@@ -21,7 +21,8 @@ struct VerifyOptions {
 // Adds --settle, --samples, --sample-interval and --dcgm-level.
 void add_verify_options(CLI::App& app, VerifyOptions& options);
 
-// `before` is the snapshot taken before any change (or now).
+// `before` is the snapshot taken before any change (or now). Under a StopSignalsCaught, a caught signal
+// cuts the settle wait, the samples and dcgmi short: the caller then reports an interrupted verification.
 VerifyInputs gather_verify_inputs(const CollectOptions& collect, const VerifyOptions& options, Snapshot before);
 
 }  // namespace gpuwarm

@@ -7,6 +7,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <array>
+#include <atomic>
+#include <cstddef>
 #include <ctime>
 
 namespace gpuwarm {
@@ -89,6 +92,40 @@ class StopSignalsHeld {
 
  private:
   sigset_t m_old{};
+};
+
+// Catches SIGINT, SIGTERM and SIGHUP for a scope and records the first, so the run can end at its own pace
+// and still say what it did (a watch's summary, a fix's report after the node was changed). No SA_RESTART:
+// a wait in poll() returns early. The old handlers are back at the end; a signal caught stays recorded.
+class StopSignalsCaught {
+ public:
+  StopSignalsCaught() {
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) {
+      int none = 0;
+      s_first.compare_exchange_strong(none, sig);  // lock-free: safe in a handler
+    };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    for (std::size_t i = 0; i < k_caught.size(); ++i) {
+      ::sigaction(k_caught[i], &sa, &m_old[i]);
+    }
+  }
+  ~StopSignalsCaught() {
+    for (std::size_t i = 0; i < k_caught.size(); ++i) {
+      ::sigaction(k_caught[i], &m_old[i], nullptr);
+    }
+  }
+  StopSignalsCaught(const StopSignalsCaught&) = delete;
+  StopSignalsCaught& operator=(const StopSignalsCaught&) = delete;
+
+  // The first stop signal caught by any StopSignalsCaught of this process (0 if none).
+  static int signal() { return s_first.load(); }
+
+ private:
+  static constexpr std::array<int, 3> k_caught = {SIGINT, SIGTERM, SIGHUP};
+  static inline std::atomic<int> s_first{0};  // constant-initialized: nothing to set up inside a handler
+  std::array<struct sigaction, 3> m_old{};
 };
 
 // Blocks every signal in the calling thread: helper threads (NVML's) must

@@ -230,6 +230,35 @@ class FixAndVerify(SystemdMockCase):
         self.assertEqual(p.returncode, 1)
         self.assertNotIn("verify", rep)
 
+    def test_a_signal_while_verifying_ends_the_verification_not_the_report(self):
+        # The node is changed by then: `fix --json > report` and the Ansible module must still learn that.
+        self.add_unit()
+        self.watch_systemd()
+        env = {k: v for k, v in os.environ.items() if k != "FAKE_NVML_SCENARIO"}
+        scenario = os.path.join(self.root.path, "scenario.json")
+        with open(scenario, "w") as f:
+            json.dump(self.scenario(), f)
+        env.update({"NO_COLOR": "1", "FAKE_NVML_SCENARIO": scenario})
+        p = subprocess.Popen([h.BIN, "fix", "--json", "--root", self.root.path, "--nvml",
+                              os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "--settle", "30"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.started_flag) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(self.started_flag), "fix never started the unit")
+        time.sleep(0.5)  # past the last step: settling now
+        started = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        self.assertLess(time.monotonic() - started, 5, "the settle wait was not cut short")
+        self.assertNotIn("AddressSanitizer", err)
+        self.assertEqual(p.returncode, 128 + signal.SIGTERM, err)
+        rep = json.loads(out)
+        self.assertEqual(rep["interrupted"], "SIGTERM")
+        self.assertTrue(rep["changed"])
+        self.assertEqual([s["status"] for s in rep["steps"]], ["done"] * 5)
+        self.assertNotIn("verify", rep)
+
     def test_a_slow_daemon_reload_is_waited_for(self):
         # A daemon-reload on a busy node takes longer than the 5 s other calls get.
         self.add_unit()
