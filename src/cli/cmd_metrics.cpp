@@ -302,8 +302,10 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       ->type_name("FILE");
   sub.footer(
       "Metrics (gauges, base units): gpuwarm_gpu_persistence_mode, gpuwarm_gpu_held_by_persistenced,\n"
-      "gpuwarm_gpu_held_by_other_clients, gpuwarm_gpu_sm_clock_hertz,\n"
-      "gpuwarm_gpu_clock_event_reason_active{reason}, gpuwarm_gpu_fact_unknown{fact,reason} (per GPU, labels\n"
+      "gpuwarm_gpu_held_by_other_clients, gpuwarm_gpu_sm_clock_hertz, gpuwarm_gpu_app_sm_clock_hertz,\n"
+      "gpuwarm_gpu_default_app_sm_clock_hertz, gpuwarm_gpu_attach_seconds (getting the GPU's handle: seconds\n"
+      "when it was de-initialized), gpuwarm_gpu_clock_event_reason_active{reason},\n"
+      "gpuwarm_gpu_fact_unknown{fact,reason} (per GPU, labels\n"
       "gpu, uuid, pci_bus_id);\n"
       "gpuwarm_persistenced_running, gpuwarm_persistenced_unit_active/_enabled, gpuwarm_driver_info,\n"
       "gpuwarm_driver_reboot_pending, gpuwarm_gpus_without_driver, gpuwarm_nvml_init_seconds,\n"

@@ -146,6 +146,20 @@ class AlertRulesAndUnits(unittest.TestCase):
                            text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_help_names_every_metric_it_emits(self):
+        # An operator writing an alert looks the names up in --help: every family the renderer declares (as
+        # written in its source, including those emitted only on some nodes) and every one a recording emits.
+        h.require_binary(self)
+        help_text = h.run(["metrics", "--help"], raw=True).stdout.replace("\n", " ")
+        help_text = help_text.replace("_unit_active/_enabled", "_unit_active gpuwarm_persistenced_unit_enabled")
+        with open(os.path.join(h.SOURCE_DIR, "src", "output", "metrics.cpp")) as f:
+            names = set(re.findall(r'"(gpuwarm_[a-z_]+)"', f.read()))
+        for example in ("h100-legacy-flag.json", "h200-legacy-flag.json"):
+            r = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", example)], raw=True)
+            names |= {l.split()[2] for l in r.stdout.splitlines() if l.startswith("# TYPE ")}
+        self.assertGreater(len(names), 20)
+        self.assertEqual(sorted(n for n in names if not re.search(re.escape(n) + r"\b", help_text)), [])
+
     def test_units_verify(self):
         h.require_binary(self)
         if not shutil.which("systemd-analyze"):
