@@ -127,7 +127,7 @@ int stop_signal_let_through(const sigset_t& mask) {
   sigemptyset(&pending);
   ::sigpending(&pending);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-    if (sigismember(&pending, sig) == 1 && sigismember(&mask, sig) != 1) {
+    if (sigismember(&pending, sig) == 1 && sigismember(&mask, sig) != 1 && !ignored_by_caller(sig)) {
       return sig;
     }
   }
@@ -253,6 +253,12 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
       ::usleep(10000);
     }
     pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w < 0 && errno == ECHILD) {
+      // Reaped already (SIGCHLD ignored by whoever started gpuwarm): ended, status unknown, and its ID may be
+      // another process's now, so nothing below may signal it.
+      ::close(fds[0]);
+      return fail(argv_text[0] + " ended, but its exit status could not be read (SIGCHLD is ignored)");
+    }
     reaped = w == pid;
   }
   if (reaped && open) {
@@ -260,10 +266,26 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   }
   ::close(fds[0]);
   if (stopped_by != 0) {
-    // Asked to stop: the program and its helpers get SIGTERM and a moment to clean up, then SIGKILL. The
-    // signal itself acts once `held` lets it through, as it would have without a child.
-    ::kill(-pid, SIGTERM);
-    if (!reap_within(pid, status, k_stop_grace_ms)) {
+    // Asked to stop: the program and its helpers get the same signal (a Ctrl-C stays a Ctrl-C) and a moment to
+    // clean up; then whatever is left of the group gets SIGKILL, while the program, ended but not yet reaped,
+    // still keeps the group's ID from being reused. The signal itself acts on gpuwarm once `held` lets it
+    // through, as it would have without a child.
+    ::kill(-pid, stopped_by);
+    const auto grace_ends = std::chrono::steady_clock::now() + std::chrono::milliseconds(k_stop_grace_ms);
+    siginfo_t info{};
+    bool pinned = true;  // the program is ours, alive or a zombie: its ID (and the group's) cannot be reused
+    while (std::chrono::steady_clock::now() < grace_ends) {
+      info.si_pid = 0;
+      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        pinned = false;  // reaped by someone else: never signal that ID again
+        break;
+      }
+      if (info.si_pid == pid) {
+        break;
+      }
+      ::usleep(5000);
+    }
+    if (pinned) {
       ::kill(-pid, SIGKILL);
       reap_within(pid, status, k_reap_after_kill_ms);
     }

@@ -188,7 +188,8 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "Exit codes: 0 fixed (or nothing to do) and verified, 1 a step failed (the report says which ran),\n"
       "2 bad command line, 3 refused: an action of yours first (the unit masked, a daemon started outside\n"
       "systemd, another drop-in overriding gpuwarm's), 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
-      "6 no systemd here (nothing changed), 7 another fix, reset or reload-modules is running (the node's lock),\n"
+      "6 no systemd here (nothing changed), 7 another fix, reset or reload-modules is running, or probe or\n"
+      "watch --load is timing the GPUs (the node's lock),\n"
       "8 changed but verification failed,\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read),\n"
       "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node or verifying: every step ran\n"
@@ -299,6 +300,9 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
 
     bool changed = false;
     std::string text = head;
+    // Caught from here on, so that none falls between the shield below and the verification after it: one that
+    // comes while verifying ends the verification, not the report (the node may be changed by then).
+    StopSignalsCaught stop_signals;
     if (plan.outcome == FixOutcome::act) {
       if (!lock) {
         report["reason"] = lock.error().message;
@@ -330,6 +334,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       }
       if (int sig = shield.take(); sig != 0) {
         report["interrupted"] = sigabbrev_np(sig) != nullptr ? std::string("SIG") + sigabbrev_np(sig) : "a signal";
+        report["interrupted_during"] = "steps";
         return finish(failed ? to_int(ExitCode::tool_error) : 128 + sig, changed,
                       text + steps_text(records) +
                           fmt::format("Interrupted (SIG{}) while changing the node: every step above ran to its end; "
@@ -350,11 +355,10 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     if (!changed) {
       vopts.settle_seconds = 0;  // nothing to settle
     }
-    // The node may be changed by now: a signal while verifying ends the verification, not the report.
-    StopSignalsCaught stop_signals;
     VerifyInputs in = gather_verify_inputs(opts->collect, vopts, before);
     if (int sig = StopSignalsCaught::signal(); sig != 0) {
       report["interrupted"] = std::string("SIG") + sigabbrev_np(sig);
+      report["interrupted_during"] = "verification";
       return finish(128 + sig, changed,
                     text + fmt::format("Interrupted (SIG{}) while verifying: verification not finished.\n",
                                        sigabbrev_np(sig)));

@@ -191,7 +191,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the report says whether\n"
       "the daemon runs) or nvidia-smi is not usable, 2 bad command line or unknown GPU, 3 refused: another process\n"
       "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
-      "nothing changed), 7 another fix or reset runs, 8 reset but verification failed, 9 refused: cannot\n"
+      "nothing changed), 7 another fix, reset or reload-modules runs, or probe or watch --load is timing the\n"
+      "GPUs (the node's lock), 8 reset but verification failed, 9 refused: cannot\n"
       "tell (who holds the GPUs, which GPUs exist), 128+N signal N arrived (every step ran to its end, the\n"
       "daemon was started again; verification skipped or cut short).\n\n"
       "Examples:\n"
@@ -304,6 +305,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     bool stop_failed = false;
     bool start_failed = false;
     int signal_number = 0;
+    // Caught from here on, so that none falls between the shield below and the verification after it: one that
+    // comes while verifying ends the verification, not the report (the GPUs were reset by then).
+    StopSignalsCaught stop_signals;
     {
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
       SignalShield shield;
@@ -408,6 +412,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     const char* signal_name = signal_number != 0 ? sigabbrev_np(signal_number) : nullptr;
     if (signal_number != 0) {
       report["interrupted"] = signal_name != nullptr ? std::string("SIG") + signal_name : "a signal";
+      report["interrupted_during"] = "steps";
     }
     // A failed step outranks the signal: 128+N promises that every step ran and the daemon runs again.
     if (failed) {
@@ -428,12 +433,10 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                                        daemon_down ? "" : " and the daemon runs again"));
     }
 
-    // The GPUs were reset and the daemon runs again: a signal while verifying ends the verification, not the
-    // report.
-    StopSignalsCaught stop_signals;
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);
     if (int sig = StopSignalsCaught::signal(); sig != 0) {
       report["interrupted"] = std::string("SIG") + sigabbrev_np(sig);
+      report["interrupted_during"] = "verification";
       return finish(128 + sig, text + fmt::format("Interrupted (SIG{}) while verifying: every step above ran to its "
                                                   "end and the daemon runs again; verification not finished.\n",
                                                   sigabbrev_np(sig)));

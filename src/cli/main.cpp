@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
   // A reader that went away (`| head`) is an output that could not be written, reported below with its
   // exit code; being killed by SIGPIPE instead would end a fix or reset between two steps.
   ::signal(SIGPIPE, SIG_IGN);
+  // A SIGCHLD ignored by whoever started gpuwarm (a supervisor) makes the kernel reap children itself: no exit
+  // status for run_child, every program a timeout. gpuwarm waits for its children, so the default is right.
+  ::signal(SIGCHLD, SIG_DFL);
   CLI::App app{"gpuwarm: keep NVIDIA GPUs initialized the supported way (nvidia-persistenced under systemd),\n"
                "and tell when something else is wrong.",
                "gpuwarm"};

@@ -14,6 +14,13 @@
 
 namespace gpuwarm {
 
+// Whether the caller set `sig` to be ignored (nohup ignores SIGHUP; a shell's `cmd &` SIGINT and SIGQUIT): such a
+// signal is not a request to stop, although Linux still queues it while it is blocked.
+inline bool ignored_by_caller(int sig) {
+  struct sigaction current {};
+  return ::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;  // NOLINT: libc's macro
+}
+
 class SignalShield {
  public:
   SignalShield() {
@@ -39,11 +46,10 @@ class SignalShield {
   // The first signal that arrived while shielded (0 if none); it is consumed.
   int take() {
     timespec zero{};
-    int sig = sigtimedwait(&m_set, nullptr, &zero);
-    if (sig > 0 && m_taken == 0) {
-      m_taken = sig;
-    }
-    while (sigtimedwait(&m_set, nullptr, &zero) > 0) {
+    for (int sig; (sig = sigtimedwait(&m_set, nullptr, &zero)) > 0;) {
+      if (m_taken == 0 && !ignored_by_caller(sig)) {
+        m_taken = sig;
+      }
     }
     return m_taken;
   }
@@ -57,7 +63,7 @@ class SignalShield {
     sigemptyset(&waiting);
     sigpending(&waiting);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-      if (sigismember(&waiting, sig) == 1) {
+      if (sigismember(&waiting, sig) == 1 && !ignored_by_caller(sig)) {
         return true;
       }
     }
@@ -94,7 +100,7 @@ class StopSignalsHeld {
   sigset_t m_old{};
 };
 
-// Catches SIGINT, SIGTERM and SIGHUP for a scope and records the first, so the run can end at its own pace
+// Catches SIGINT, SIGTERM and SIGHUP (those the caller did not set to be ignored) for a scope and records the first, so the run can end at its own pace
 // and still say what it did (a watch's summary, a fix's report after the node was changed). No SA_RESTART:
 // a wait in poll() returns early. The old handlers are back at the end; a signal caught stays recorded.
 class StopSignalsCaught {
@@ -108,12 +114,17 @@ class StopSignalsCaught {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;
     for (std::size_t i = 0; i < k_caught.size(); ++i) {
-      ::sigaction(k_caught[i], &sa, &m_old[i]);
+      m_installed[i] = !ignored_by_caller(k_caught[i]);  // nohup's SIGHUP stays ignored
+      if (m_installed[i]) {
+        ::sigaction(k_caught[i], &sa, &m_old[i]);
+      }
     }
   }
   ~StopSignalsCaught() {
     for (std::size_t i = 0; i < k_caught.size(); ++i) {
-      ::sigaction(k_caught[i], &m_old[i], nullptr);
+      if (m_installed[i]) {
+        ::sigaction(k_caught[i], &m_old[i], nullptr);
+      }
     }
   }
   StopSignalsCaught(const StopSignalsCaught&) = delete;
@@ -126,6 +137,7 @@ class StopSignalsCaught {
   static constexpr std::array<int, 3> k_caught = {SIGINT, SIGTERM, SIGHUP};
   static inline std::atomic<int> s_first{0};  // constant-initialized: nothing to set up inside a handler
   std::array<struct sigaction, 3> m_old{};
+  std::array<bool, 3> m_installed{};
 };
 
 // Blocks every signal in the calling thread: helper threads (NVML's) must

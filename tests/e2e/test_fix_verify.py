@@ -225,6 +225,7 @@ class FixAndVerify(SystemdMockCase):
         self.assertNotIn("AddressSanitizer", err)
         rep = json.loads(out)  # the report is whole although Ctrl-C came mid-step
         self.assertEqual(rep["interrupted"], "SIGINT")
+        self.assertEqual(rep["interrupted_during"], "steps")
         self.assertEqual([s["status"] for s in rep["steps"]], ["done"] * 4 + ["failed"])
         self.assertIn("no job result within 2000 ms", rep["steps"][-1]["detail"])
         self.assertEqual(p.returncode, 1)
@@ -255,6 +256,7 @@ class FixAndVerify(SystemdMockCase):
         self.assertEqual(p.returncode, 128 + signal.SIGTERM, err)
         rep = json.loads(out)
         self.assertEqual(rep["interrupted"], "SIGTERM")
+        self.assertEqual(rep["interrupted_during"], "verification")
         self.assertTrue(rep["changed"])
         self.assertEqual([s["status"] for s in rep["steps"]], ["done"] * 5)
         self.assertNotIn("verify", rep)

@@ -387,7 +387,10 @@ class Probe(unittest.TestCase):
         lock = os.path.join(self.tmp, "driver.lock")
         sc = {"*": {"delay_ms": {"cuInit": 800}, "serialize": lock}}
         first = self.start_probe(sc, "first")
-        time.sleep(0.3)  # the first holds the lock and is inside cuInit
+        deadline = time.time() + 30
+        while not os.path.exists(lock) and time.time() < deadline:  # its child is in cuInit: the lock is held
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(lock), "the first probe never reached cuInit")
         second = self.start_probe(sc, "second")
         out1, err1 = first.communicate(timeout=60)
         out2, err2 = second.communicate(timeout=60)

@@ -299,6 +299,21 @@ class RealSystemd(unittest.TestCase):
         deadline = time.time() + 20
         while time.time() < deadline and self.unit_property("ActiveState") in ("activating", "deactivating"):
             time.sleep(0.1)
+        # Type=forking is "active" once the script's parent exits; its child may still be the script (bash,
+        # holding the device nodes) for a moment before it execs the daemon. A reset then would see a holder.
+        while time.time() < deadline and self.stand_in_scripts_running():
+            time.sleep(0.05)
+
+    def stand_in_scripts_running(self):
+        proc = os.path.join(self.root, "proc")
+        for pid in os.listdir(proc):
+            try:
+                with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
+                    if f.read().startswith(b"/bin/bash\0/usr/bin/nvidia-persistenced"):
+                        return True
+            except (OSError, ValueError):
+                continue
+        return False
 
     def install_gpuwarm(self):
         """The real gpuwarm, with the libraries it links (and libmicrohttpd, which it loads for --listen), inside

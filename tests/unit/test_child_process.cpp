@@ -152,11 +152,11 @@ TEST(RunChild, the_callers_open_descriptors_are_not_passed_on) {
 std::atomic<int> g_signal_seen{0};
 
 // SIGTERM for this process from a thread that blocks every signal, so the main thread is the one to get it.
-std::thread signal_this_process_after(std::chrono::milliseconds delay) {
-  return std::thread([delay] {
+std::thread signal_this_process_after(std::chrono::milliseconds delay, int sig = SIGTERM) {
+  return std::thread([delay, sig] {
     block_all_signals_in_this_thread();
     std::this_thread::sleep_for(delay);
-    ::kill(::getpid(), SIGTERM);
+    ::kill(::getpid(), sig);
   });
 }
 
@@ -191,6 +191,67 @@ TEST(RunChild, a_stop_signal_ends_the_program_first_unless_shielded) {
   }
   EXPECT_EQ(g_signal_seen.load(), 0);
   ::sigaction(SIGTERM, &before, nullptr);
+}
+
+// nohup's SIGHUP (ignored by the caller) is no request to stop: the program runs to its end.
+TEST(RunChild, a_signal_the_caller_ignores_stops_nothing) {
+  if (!has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /usr/bin/sleep";
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction before {};
+  ::sigaction(SIGHUP, &ignore, &before);
+  std::thread sender = signal_this_process_after(std::chrono::milliseconds(100), SIGHUP);
+  auto r = run_child({"/usr/bin/sleep", "0.5"}, 20000);
+  sender.join();
+  ::sigaction(SIGHUP, &before, nullptr);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->exit_code, 0);
+}
+
+// A helper that shrugs off the stop signal is killed with the group once the program has ended (its zombie keeps
+// the group's ID from being reused until then).
+TEST(RunChild, after_a_stop_no_helper_of_the_program_is_left) {
+  if (!has_program("/bin/sh") || !has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /bin/sh or sleep";
+  char dir[] = "/tmp/gpuwarm-child-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string pid_file = std::string(dir) + "/helper.pid";
+  struct sigaction seen {};
+  seen.sa_handler = [](int sig) { g_signal_seen = sig; };
+  struct sigaction before {};
+  ::sigaction(SIGTERM, &seen, &before);
+  std::thread sender = signal_this_process_after(std::chrono::milliseconds(300));
+  auto r = run_child({"/bin/sh", "-c", "(trap '' TERM; exec /usr/bin/sleep 30) & echo $! > " + pid_file + "; wait"},
+                     20000);
+  sender.join();
+  ::sigaction(SIGTERM, &before, nullptr);
+  ASSERT_FALSE(r);
+  std::ifstream in(pid_file);
+  pid_t helper = 0;
+  in >> helper;
+  ASSERT_GT(helper, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::ifstream stat("/proc/" + std::to_string(helper) + "/stat");
+  std::string pid_text, comm, state;
+  stat >> pid_text >> comm >> state;
+  EXPECT_TRUE(!stat || state == "Z") << "the helper still runs: " << comm << " " << state;
+  ::unlink(pid_file.c_str());
+  ::rmdir(dir);
+}
+
+// With SIGCHLD ignored the kernel reaps the program itself: run_child says so at once, rather than waiting out
+// its deadline and then signalling an ID that may be another process's. (main() puts SIGCHLD back to default.)
+TEST(RunChild, a_program_reaped_by_the_kernel_is_not_a_timeout) {
+  if (!has_program("/usr/bin/true")) GTEST_SKIP() << "no /usr/bin/true";
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction before {};
+  ::sigaction(SIGCHLD, &ignore, &before);
+  auto started = std::chrono::steady_clock::now();
+  auto r = run_child({"/usr/bin/true"}, 10000);
+  ::sigaction(SIGCHLD, &before, nullptr);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "/usr/bin/true ended, but its exit status could not be read (SIGCHLD is ignored)");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
 }
 
 }  // namespace
