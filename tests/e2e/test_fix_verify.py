@@ -108,6 +108,17 @@ class FixAndVerify(SystemdMockCase):
         self.assertNotIn("AddressSanitizer", r.stderr)
         return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else {}), r
 
+    def start_fix(self, *extra):
+        """`fix --json` in the background, to be signalled."""
+        env = {k: v for k, v in os.environ.items() if k != "FAKE_NVML_SCENARIO"}
+        scenario = os.path.join(self.root.path, "scenario.json")
+        with open(scenario, "w") as f:
+            json.dump(self.scenario(), f)
+        env.update({"NO_COLOR": "1", "FAKE_NVML_SCENARIO": scenario})
+        return subprocess.Popen([h.BIN, "fix", "--json", "--root", self.root.path, "--nvml",
+                                 os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
     def write_calls(self):
         return {m: len(self.mock.GetMethodCalls(m)) for m in ("Reload", "EnableUnitFiles", "StartUnit", "RestartUnit")}
 
@@ -208,14 +219,7 @@ class FixAndVerify(SystemdMockCase):
 
     def test_ctrl_c_mid_fix_finishes_the_step_and_writes_the_report(self):
         self.add_unit(start_result=None)  # a start job that never ends: fix waits in its critical section
-        env = {k: v for k, v in os.environ.items() if k != "FAKE_NVML_SCENARIO"}
-        scenario = os.path.join(self.root.path, "scenario.json")
-        with open(scenario, "w") as f:
-            json.dump(self.scenario(), f)
-        env.update({"NO_COLOR": "1", "FAKE_NVML_SCENARIO": scenario})
-        p = subprocess.Popen([h.BIN, "fix", "--json", "--root", self.root.path, "--nvml",
-                              os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "--job-timeout", "2"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        p = self.start_fix("--job-timeout", "2")
         deadline = time.monotonic() + 10
         while not self.mock.GetMethodCalls("StartUnit") and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -235,14 +239,7 @@ class FixAndVerify(SystemdMockCase):
         # The node is changed by then: `fix --json > report` and the Ansible module must still learn that.
         self.add_unit()
         self.watch_systemd()
-        env = {k: v for k, v in os.environ.items() if k != "FAKE_NVML_SCENARIO"}
-        scenario = os.path.join(self.root.path, "scenario.json")
-        with open(scenario, "w") as f:
-            json.dump(self.scenario(), f)
-        env.update({"NO_COLOR": "1", "FAKE_NVML_SCENARIO": scenario})
-        p = subprocess.Popen([h.BIN, "fix", "--json", "--root", self.root.path, "--nvml",
-                              os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "--settle", "30"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        p = self.start_fix("--settle", "30")
         deadline = time.monotonic() + 10
         while not os.path.exists(self.started_flag) and time.monotonic() < deadline:
             time.sleep(0.02)

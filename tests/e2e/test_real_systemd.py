@@ -389,29 +389,38 @@ class RealSystemd(unittest.TestCase):
                            capture_output=True, text=True, timeout=30)
         return r.stdout.split(" ", 1)[-1].strip().strip('"')
 
+    def fake_nvml(self, scenario_name, scenario):
+        """The fake NVML in the container at /opt/gpuwarm/fake, with a scenario file there; returns its path on the host."""
+        fake = os.path.join(self.root, "opt/gpuwarm/fake")
+        os.makedirs(fake, exist_ok=True)
+        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
+        path = os.path.join(fake, scenario_name)
+        with open(path, "w") as f:
+            json.dump(scenario, f)
+        return path
+
+    def install_contrib_unit(self, unit, dropin):
+        """contrib/systemd's `unit` unchanged in the container's /etc/systemd/system, with a test drop-in."""
+        shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd", unit), os.path.join(self.root, "etc/systemd/system"))
+        os.makedirs(os.path.join(self.root, "etc/systemd/system", unit + ".d"), exist_ok=True)
+        with open(os.path.join(self.root, "etc/systemd/system", unit + ".d", "test.conf"), "w") as f:
+            f.write(dropin)
+
     def test_5_exporter_unit_notifies_ready_feeds_the_watchdog_and_is_restarted_when_nvml_hangs(self):
         # contrib's gpuwarm-exporter.service, hardening included, under the container's systemd; only the
         # ExecStart (port, fake NVML) and a short watchdog come from a drop-in.
         if not self.install_gpuwarm():
             self.skipTest("libmicrohttpd12 not installed on the host (scripts/setup.sh installs it)")
-        fake = os.path.join(self.root, "opt/gpuwarm/fake")
-        os.makedirs(fake, exist_ok=True)
-        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
-        scenario = os.path.join(fake, "scenario.json")
-        with open(scenario, "w") as f:
-            json.dump(h.scenario([h.gpu(0)]), f)
+        scenario = self.fake_nvml("scenario.json", h.scenario([h.gpu(0)]))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         unit = "gpuwarm-exporter.service"
-        shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd", unit), os.path.join(self.root, "etc/systemd/system"))
-        os.makedirs(os.path.join(self.root, "etc/systemd/system", unit + ".d"), exist_ok=True)
-        with open(os.path.join(self.root, "etc/systemd/system", unit + ".d", "test.conf"), "w") as f:
-            f.write("[Service]\nExecStart=\n"
-                    f"ExecStart=/usr/local/bin/gpuwarm metrics --listen 127.0.0.1:{port} --min-interval 0 "
-                    "--nvml-timeout 1 --nvml /opt/gpuwarm/fake/libnvidia-ml.so.1\n"
-                    "Environment=FAKE_NVML_SCENARIO=/opt/gpuwarm/fake/scenario.json\n"
-                    "WatchdogSec=3\nRestartSec=1\n")
+        self.install_contrib_unit(unit, "[Service]\nExecStart=\n"
+                                  f"ExecStart=/usr/local/bin/gpuwarm metrics --listen 127.0.0.1:{port} --min-interval 0 "
+                                  "--nvml-timeout 1 --nvml /opt/gpuwarm/fake/libnvidia-ml.so.1\n"
+                                  "Environment=FAKE_NVML_SCENARIO=/opt/gpuwarm/fake/scenario.json\n"
+                                  "WatchdogSec=3\nRestartSec=1\n")
         self.assertEqual(self.systemd("Reload").returncode, 0)
         self.addCleanup(self.systemd, "StopUnit", "ss", unit, "replace")
         # Type=notify: StartUnit's job ends only once READY=1 arrived.
@@ -466,19 +475,12 @@ class RealSystemd(unittest.TestCase):
         # contrib's gpuwarm-metrics.service, hardening included (ProtectSystem=strict: only its folder is
         # writable); a drop-in only adds the fake NVML.
         self.install_gpuwarm()
-        fake = os.path.join(self.root, "opt/gpuwarm/fake")
-        os.makedirs(fake, exist_ok=True)
-        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
-        with open(os.path.join(fake, "metrics-scenario.json"), "w") as f:
-            json.dump(h.scenario([h.gpu(0)]), f)
+        self.fake_nvml("metrics-scenario.json", h.scenario([h.gpu(0)]))
         unit = "gpuwarm-metrics.service"
-        shutil.copy(os.path.join(h.SOURCE_DIR, "contrib/systemd", unit), os.path.join(self.root, "etc/systemd/system"))
-        os.makedirs(os.path.join(self.root, "etc/systemd/system", unit + ".d"), exist_ok=True)
-        with open(os.path.join(self.root, "etc/systemd/system", unit + ".d", "test.conf"), "w") as f:
-            f.write("[Service]\nExecStart=\n"
-                    "ExecStart=/usr/local/bin/gpuwarm metrics --textfile /var/lib/prometheus/node-exporter "
-                    "--nvml /opt/gpuwarm/fake/libnvidia-ml.so.1\n"
-                    "Environment=FAKE_NVML_SCENARIO=/opt/gpuwarm/fake/metrics-scenario.json\n")
+        self.install_contrib_unit(unit, "[Service]\nExecStart=\n"
+                                  "ExecStart=/usr/local/bin/gpuwarm metrics --textfile /var/lib/prometheus/node-exporter "
+                                  "--nvml /opt/gpuwarm/fake/libnvidia-ml.so.1\n"
+                                  "Environment=FAKE_NVML_SCENARIO=/opt/gpuwarm/fake/metrics-scenario.json\n")
         folder = os.path.join(self.root, "var/lib/prometheus/node-exporter")
         shutil.rmtree(os.path.join(self.root, "var/lib/prometheus"), ignore_errors=True)
         self.assertEqual(self.systemd("Reload").returncode, 0)
@@ -536,12 +538,8 @@ class RealSystemd(unittest.TestCase):
         # gpuwarm runs inside the container as root on a node would: its /proc, its bus, its /usr/bin/nvidia-smi
         # (a stand-in that records its argv and, like the real one, refuses while anything holds the GPU).
         self.install_gpuwarm()
-        fake = os.path.join(self.root, "opt/gpuwarm/fake")
-        os.makedirs(fake, exist_ok=True)
-        shutil.copy(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), fake)
-        with open(os.path.join(fake, "reset-scenario.json"), "w") as f:
-            json.dump(h.scenario([dict(h.gpu(i, persistence=0), enabled_when_file_exists="/run/stand-in-persistence-on")
-                                  for i in range(2)]), f)
+        scenario_path = self.fake_nvml("reset-scenario.json", h.scenario(
+            [dict(h.gpu(i, persistence=0), enabled_when_file_exists="/run/stand-in-persistence-on") for i in range(2)]))
         smi = os.path.join(self.root, "usr/bin/nvidia-smi")
         with open(smi, "w") as f:
             f.write("""#!/bin/bash
@@ -594,8 +592,8 @@ esac
                       app_clocks={"sm": 1500, "graphics": 1500, "mem": 2619}, requested_power_limit_mw=450000,
                       default_power_limit_mw=700000,
                       when_file_exists={"path": "/run/settings-at-default", "set": at_default})
-        scenario_path = os.path.join(fake, "reset-scenario.json")
-        original = open(scenario_path).read()
+        with open(scenario_path) as f:
+            original = f.read()
         with open(scenario_path, "w") as f:
             json.dump(h.scenario([pinned, dict(h.gpu(1, persistence=0),
                                                enabled_when_file_exists="/run/stand-in-persistence-on")]), f)

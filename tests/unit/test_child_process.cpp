@@ -117,25 +117,45 @@ TEST(RunChild, a_child_past_its_deadline_is_killed_and_reaped) {
   EXPECT_LT(took, std::chrono::seconds(3));
 }
 
+// A program that starts a helper and writes its PID to a file; afterwards, whether that helper still runs.
+struct HelperWatch {
+  char dir[32] = "/tmp/gpuwarm-child-XXXXXX";
+  std::string pid_file;
+  HelperWatch() {
+    EXPECT_NE(::mkdtemp(dir), nullptr);
+    pid_file = std::string(dir) + "/helper.pid";
+  }
+  ~HelperWatch() {
+    ::unlink(pid_file.c_str());
+    ::rmdir(dir);
+  }
+  HelperWatch(const HelperWatch&) = delete;
+  HelperWatch& operator=(const HelperWatch&) = delete;
+  // `sh -c` text that starts `helper` in the background, records its PID and waits.
+  std::string script(const std::string& helper) const { return helper + " & echo $! > " + pid_file + "; wait"; }
+  // "" when the helper is gone (or a zombie), else what /proc says of it.
+  std::string still_running() const {
+    std::ifstream in(pid_file);
+    pid_t helper = 0;
+    in >> helper;
+    if (helper <= 0) {
+      return "no helper PID was recorded";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::ifstream stat("/proc/" + std::to_string(helper) + "/stat");
+    std::string pid_text, comm, state;
+    stat >> pid_text >> comm >> state;
+    return !stat || state == "Z" ? "" : comm + " " + state;
+  }
+};
+
 // A helper the program started (a wrapper script's, a forking tool's) ends with it at the deadline.
 TEST(RunChild, a_timeout_ends_the_programs_helpers_too) {
   if (!has_program("/bin/sh") || !has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /bin/sh or sleep";
-  char dir[] = "/tmp/gpuwarm-child-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string pid_file = std::string(dir) + "/helper.pid";
-  auto r = run_child({"/bin/sh", "-c", "/usr/bin/sleep 30 & echo $! > " + pid_file + "; wait"}, 500);
+  HelperWatch watch;
+  auto r = run_child({"/bin/sh", "-c", watch.script("/usr/bin/sleep 30")}, 500);
   ASSERT_FALSE(r);
-  std::ifstream in(pid_file);
-  pid_t helper = 0;
-  in >> helper;
-  ASSERT_GT(helper, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  std::ifstream stat("/proc/" + std::to_string(helper) + "/stat");
-  std::string pid_text, comm, state;
-  stat >> pid_text >> comm >> state;
-  EXPECT_TRUE(!stat || state == "Z") << "the helper still runs: " << comm << " " << state;
-  ::unlink(pid_file.c_str());
-  ::rmdir(dir);
+  EXPECT_EQ(watch.still_running(), "");
 }
 
 // A descriptor gpuwarm's caller left open (not close-on-exec) does not reach the program.
@@ -212,30 +232,17 @@ TEST(RunChild, a_signal_the_caller_ignores_stops_nothing) {
 // the group's ID from being reused until then).
 TEST(RunChild, after_a_stop_no_helper_of_the_program_is_left) {
   if (!has_program("/bin/sh") || !has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /bin/sh or sleep";
-  char dir[] = "/tmp/gpuwarm-child-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string pid_file = std::string(dir) + "/helper.pid";
+  HelperWatch watch;
   struct sigaction seen {};
   seen.sa_handler = [](int sig) { g_signal_seen = sig; };
   struct sigaction before {};
   ::sigaction(SIGTERM, &seen, &before);
   std::thread sender = signal_this_process_after(std::chrono::milliseconds(300));
-  auto r = run_child({"/bin/sh", "-c", "(trap '' TERM; exec /usr/bin/sleep 30) & echo $! > " + pid_file + "; wait"},
-                     20000);
+  auto r = run_child({"/bin/sh", "-c", watch.script("(trap '' TERM; exec /usr/bin/sleep 30)")}, 20000);
   sender.join();
   ::sigaction(SIGTERM, &before, nullptr);
   ASSERT_FALSE(r);
-  std::ifstream in(pid_file);
-  pid_t helper = 0;
-  in >> helper;
-  ASSERT_GT(helper, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  std::ifstream stat("/proc/" + std::to_string(helper) + "/stat");
-  std::string pid_text, comm, state;
-  stat >> pid_text >> comm >> state;
-  EXPECT_TRUE(!stat || state == "Z") << "the helper still runs: " << comm << " " << state;
-  ::unlink(pid_file.c_str());
-  ::rmdir(dir);
+  EXPECT_EQ(watch.still_running(), "");
 }
 
 // With SIGCHLD ignored the kernel reaps the program itself: run_child says so at once, rather than waiting out
