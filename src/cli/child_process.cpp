@@ -120,20 +120,6 @@ namespace {
 
 constexpr int k_stop_grace_ms = 2000;
 
-// A stop signal that is pending and that `mask` (the caller's, before run_child held them) lets through: 0
-// when none. Under a SignalShield none is let through, and the child runs to its end as the shield wants.
-int stop_signal_let_through(const sigset_t& mask) {
-  sigset_t pending;
-  sigemptyset(&pending);
-  ::sigpending(&pending);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-    if (sigismember(&pending, sig) == 1 && sigismember(&mask, sig) != 1 && !ignored_by_caller(sig)) {
-      return sig;
-    }
-  }
-  return 0;
-}
-
 // Appends what is already in the pipe (a child that has exited wrote all it will), without waiting for an
 // end of file that a grandchild holding the pipe could delay forever; bounded in bytes and in time, since
 // such a grandchild could also keep writing.
@@ -228,7 +214,9 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
       timed_out = true;
       break;
     }
-    if ((stopped_by = stop_signal_let_through(held.old_mask())) != 0) {
+    // One the caller's mask (before `held`) lets through; under a SignalShield none is, and the child runs to
+    // its end as the shield wants.
+    if ((stopped_by = pending_stop_signal(held.old_mask())) != 0) {
       break;
     }
     if (open) {
@@ -289,7 +277,7 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
       ::kill(-pid, SIGKILL);
       reap_within(pid, status, k_reap_after_kill_ms);
     }
-    return fail(argv_text[0] + " was stopped: gpuwarm received SIG" + std::string(::sigabbrev_np(stopped_by)));
+    return fail(argv_text[0] + " was stopped: gpuwarm received " + signal_name(stopped_by));
   }
   if (timed_out) {
     // SIGKILL does not end a process asleep in the kernel (a wedged driver): wait a while, never forever, so

@@ -333,13 +333,13 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
         changed = changed || rec.step->kind != StepKind::enable || *r != "already enabled";
       }
       if (int sig = shield.take(); sig != 0) {
-        report["interrupted"] = sigabbrev_np(sig) != nullptr ? std::string("SIG") + sigabbrev_np(sig) : "a signal";
+        report["interrupted"] = signal_name(sig);
         report["interrupted_during"] = "steps";
         return finish(failed ? to_int(ExitCode::tool_error) : 128 + sig, changed,
                       text + steps_text(records) +
-                          fmt::format("Interrupted (SIG{}) while changing the node: every step above ran to its end; "
+                          fmt::format("Interrupted ({}) while changing the node: every step above ran to its end; "
                                       "verification skipped.\n",
-                                      sigabbrev_np(sig) != nullptr ? sigabbrev_np(sig) : "?"));
+                                      signal_name(sig)));
       }
       if (failed) {
         return finish(to_int(ExitCode::tool_error), changed,
@@ -357,11 +357,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     }
     VerifyInputs in = gather_verify_inputs(opts->collect, vopts, before);
     if (int sig = StopSignalsCaught::signal(); sig != 0) {
-      report["interrupted"] = std::string("SIG") + sigabbrev_np(sig);
+      report["interrupted"] = signal_name(sig);
       report["interrupted_during"] = "verification";
       return finish(128 + sig, changed,
-                    text + fmt::format("Interrupted (SIG{}) while verifying: verification not finished.\n",
-                                       sigabbrev_np(sig)));
+                    text + fmt::format("Interrupted ({}) while verifying: verification not finished.\n",
+                                       signal_name(sig)));
     }
     VerifyReport verify = evaluate_verify(in);
     report["verify"] = render_verify_json(in, verify);

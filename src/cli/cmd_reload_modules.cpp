@@ -673,12 +673,12 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     if (opts->json) {
       std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
                               {"error", failure}, {"recovery", recovery}, {"loaded_now", now_loaded},
-                              {"interrupted", interrupted != 0 ? nlohmann::json(std::string("SIG") + sigabbrev_np(interrupted))
+                              {"interrupted", interrupted != 0 ? nlohmann::json(signal_name(interrupted))
                                                                : nlohmann::json(nullptr)}})
                 << "\n";
     }
     if (interrupted != 0 && failure.empty()) {
-      std::cerr << "gpuwarm: interrupted (SIG" << sigabbrev_np(interrupted)
+      std::cerr << "gpuwarm: interrupted (" << signal_name(interrupted)
                 << ") during the swap: it ran to its end first; loaded now: " << now_loaded << "\n";
       return 128 + interrupted;
     }

@@ -409,9 +409,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                           "`systemctl status {}` and start it if it is down.\n",
                           k_unit_name);
     }
-    const char* signal_name = signal_number != 0 ? sigabbrev_np(signal_number) : nullptr;
     if (signal_number != 0) {
-      report["interrupted"] = signal_name != nullptr ? std::string("SIG") + signal_name : "a signal";
+      report["interrupted"] = signal_name(signal_number);
       report["interrupted_during"] = "steps";
     }
     // A failed step outranks the signal: 128+N promises that every step ran and the daemon runs again.
@@ -420,26 +419,26 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                             ? "A step failed.\n"
                             : "A step failed; the daemon was started again where it had been stopped.\n";
       if (signal_number != 0) {
-        end += fmt::format("SIG{} arrived meanwhile: every step above ran to its end first.\n",
-                           signal_name != nullptr ? signal_name : "?");
+        end += fmt::format("{} arrived meanwhile: every step above ran to its end first.\n",
+                           signal_name(signal_number));
       }
       return finish(to_int(ExitCode::tool_error), text + end);
     }
     if (signal_number != 0) {
       return finish(128 + signal_number,
-                    text + fmt::format("Interrupted (SIG{}): every step above ran to its end{}; verification "
+                    text + fmt::format("Interrupted ({}): every step above ran to its end{}; verification "
                                        "skipped.\n",
-                                       signal_name != nullptr ? signal_name : "?",
+                                       signal_name(signal_number),
                                        daemon_down ? "" : " and the daemon runs again"));
     }
 
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);
     if (int sig = StopSignalsCaught::signal(); sig != 0) {
-      report["interrupted"] = std::string("SIG") + sigabbrev_np(sig);
+      report["interrupted"] = signal_name(sig);
       report["interrupted_during"] = "verification";
-      return finish(128 + sig, text + fmt::format("Interrupted (SIG{}) while verifying: every step above ran to its "
+      return finish(128 + sig, text + fmt::format("Interrupted ({}) while verifying: every step above ran to its "
                                                   "end and the daemon runs again; verification not finished.\n",
-                                                  sigabbrev_np(sig)));
+                                                  signal_name(sig)));
     }
     VerifyReport verify = evaluate_verify(in);
     auto checks = reset_checks(plan, in.after, opts->no_restore);

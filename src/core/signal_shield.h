@@ -6,11 +6,13 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>  // sigabbrev_np (GNU)
 
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <ctime>
+#include <string>
 
 namespace gpuwarm {
 
@@ -21,13 +23,39 @@ inline bool ignored_by_caller(int sig) {
   return ::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;  // NOLINT: libc's macro
 }
 
+// "SIGTERM"; "signal N" for a number the C library has no name for.
+inline std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+// The signals that end a run.
+inline sigset_t stop_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+    sigaddset(&set, sig);
+  }
+  return set;
+}
+
+// A stop signal pending now that the caller did not set to be ignored and that `mask` does not block (a mask
+// that blocks them all, as under a SignalShield, lets none through): 0 when none. Not consumed.
+inline int pending_stop_signal(const sigset_t& mask) {
+  sigset_t waiting;
+  sigemptyset(&waiting);
+  sigpending(&waiting);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+    if (sigismember(&waiting, sig) == 1 && sigismember(&mask, sig) != 1 && !ignored_by_caller(sig)) {
+      return sig;
+    }
+  }
+  return 0;
+}
+
 class SignalShield {
  public:
-  SignalShield() {
-    sigemptyset(&m_set);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-      sigaddset(&m_set, sig);
-    }
+  SignalShield() : m_set(stop_signal_set()) {
     // Ctrl-Z too, but not taken: held until the section ends, it then suspends the process as usual. A
     // reset suspended mid-way would leave the node without its daemon for as long as nobody resumes it.
     sigset_t block = m_set;
@@ -56,18 +84,9 @@ class SignalShield {
 
   // Whether a shielded signal arrived (taken already or still pending), without consuming it.
   bool pending() const {
-    if (m_taken != 0) {
-      return true;
-    }
-    sigset_t waiting;
-    sigemptyset(&waiting);
-    sigpending(&waiting);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-      if (sigismember(&waiting, sig) == 1 && !ignored_by_caller(sig)) {
-        return true;
-      }
-    }
-    return false;
+    sigset_t none;
+    sigemptyset(&none);
+    return m_taken != 0 || pending_stop_signal(none) != 0;
   }
 
  private:
@@ -83,11 +102,7 @@ class SignalShield {
 class StopSignalsHeld {
  public:
   StopSignalsHeld() {
-    sigset_t stop;
-    sigemptyset(&stop);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
-      sigaddset(&stop, sig);
-    }
+    const sigset_t stop = stop_signal_set();
     pthread_sigmask(SIG_BLOCK, &stop, &m_old);
   }
   ~StopSignalsHeld() { pthread_sigmask(SIG_SETMASK, &m_old, nullptr); }
