@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,7 +22,115 @@ extern char** environ;
 namespace gpuwarm {
 
 namespace {
-constexpr const char* k_parent_env = "GPUWARM_PARENT_PID";
+// What a started program gets: everything is prepared before the fork, since the child may only make
+// async-signal-safe calls until it execs (gpuwarm has threads: the exporter's, NVML's).
+struct Launch {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  int stdin_fd = -1;   // -1: gpuwarm's own
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  bool own_group = false;
+  const sigset_t* mask = nullptr;  // the program's signal mask; nullptr: the current one
+};
+
+// Moves `from` onto `to` in the child, inheritable. (main() keeps 0, 1 and 2 open, so gpuwarm's own
+// descriptors are all above them and one placement cannot overwrite another's source.)
+void place_descriptor(int from, int to) {
+  if (from < 0) {
+    return;
+  }
+  ::dup2(from, to);
+}
+
+void close_descriptors_from(int first, int keep) {
+  if (::close_range(static_cast<unsigned>(first), static_cast<unsigned>(keep - 1), 0) != 0 ||
+      ::close_range(static_cast<unsigned>(keep + 1), ~0u, 0) != 0) {
+    for (int fd = first; fd < 65536; ++fd) {  // a kernel before 5.9
+      if (fd != keep) {
+        ::close(fd);
+      }
+    }
+  }
+}
+
+// fork and exec, as posix_spawn would, plus what posix_spawn cannot do: the program is killed when gpuwarm
+// dies (PR_SET_PDEATHSIG). A gpuwarm ended by SIGKILL (`timeout -s KILL`, a scheduler's kill of an overdue
+// prolog) never gets to end the program's process group itself, and a program it started (nvidia-smi in a
+// reset) must not run on with no one waiting for it. The signal is kept across exec (nothing gpuwarm runs is
+// set-user-ID) and sent when the thread that started the program ends, which waits for the program, so only
+// gpuwarm's own death sends it. Returns the PID or -errno.
+pid_t launch(const Launch& how) {
+  const pid_t parent = ::getpid();
+  int report[2];  // carries exec's errno; closed by a successful exec
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    return -errno;
+  }
+  // _Fork: no atfork handlers, safe in a threaded process; the child only calls async-signal-safe functions.
+  const pid_t pid = ::_Fork();
+  if (pid == 0) {
+    if (how.own_group) {
+      ::setpgid(0, 0);
+    }
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) {
+      ::_exit(127);  // gpuwarm died before the line above: no one is left to wait for the program
+    }
+    // Handlers are gpuwarm's and must not run here (exec resets them, but not before it happens); SIGPIPE,
+    // ignored by gpuwarm, goes back to its default. Other ignored signals stay ignored (nohup's SIGHUP).
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction was {};
+      if (::sigaction(sig, nullptr, &was) == 0 &&
+          (sig == SIGPIPE || (was.sa_handler != SIG_DFL && was.sa_handler != SIG_IGN))) {
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        ::sigaction(sig, &dfl, nullptr);
+      }
+    }
+    place_descriptor(how.stdin_fd, STDIN_FILENO);
+    place_descriptor(how.stdout_fd, STDOUT_FILENO);
+    place_descriptor(how.stderr_fd, STDERR_FILENO);
+    // A descriptor gpuwarm's caller left open (a prolog's lock, an Ansible task's pipe) is not the program's.
+    close_descriptors_from(3, report[1]);
+    if (how.mask != nullptr) {
+      ::sigprocmask(SIG_SETMASK, how.mask, nullptr);
+    }
+    ::execve(how.path, how.argv, how.envp);
+    int e = errno;
+    [[maybe_unused]] ssize_t w = ::write(report[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  int e = errno;
+  ::close(report[1]);
+  if (pid < 0) {
+    ::close(report[0]);
+    return -e;
+  }
+  if (how.own_group) {
+    ::setpgid(pid, pid);  // here too, so the group exists before any kill(-pid) below (EACCES once it has exec'd)
+  }
+  int exec_errno = 0;
+  ssize_t got = 0;
+  do {
+    got = ::read(report[0], &exec_errno, sizeof exec_errno);
+  } while (got < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (got == static_cast<ssize_t>(sizeof exec_errno)) {
+    int status = 0;
+    reap_within(pid, status, k_reap_after_kill_ms);  // it is at _exit
+    return -exec_errno;
+  }
+  return pid;
+}
+
+std::vector<char*> pointers_to(std::vector<std::string>& texts) {
+  std::vector<char*> out;
+  for (auto& t : texts) out.push_back(t.data());
+  out.push_back(nullptr);
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::string> system_program_environment(char** parent) {
@@ -51,14 +158,6 @@ std::vector<std::string> system_program_environment(char** parent) {
   return env;
 }
 
-bool tie_to_parent() {
-  // Spawned from the main thread, which lives as long as the parent process.
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  const char* expected = std::getenv(k_parent_env);
-  // The parent may have died before prctl: then this process was already handed to another.
-  return expected == nullptr || std::to_string(::getppid()) == expected;
-}
-
 Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -68,30 +167,21 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0 && std::strncmp(*e, "GPUWARM_PARENT_PID=", 19) != 0) {
+    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) {
       env.emplace_back(*e);
     }
   }
   env.push_back("CUDA_VISIBLE_DEVICES=" + visible_gpus);
-  env.push_back(std::string(k_parent_env) + "=" + std::to_string(::getpid()));
-  std::vector<char*> argv;
-  std::vector<char*> envp;
-  for (auto& a : argv_text) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // the caller's descriptors stay the caller's
+  std::vector<char*> argv = pointers_to(argv_text);
+  std::vector<char*> envp = pointers_to(env);
+  Launch how{"/proc/self/exe", argv.data(), envp.data()};
+  how.stdout_fd = fds[1];
   ChildProcess child;
-  int r = ::posix_spawn(&child.pid, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
+  child.pid = launch(how);
   ::close(fds[1]);
-  if (r != 0) {
+  if (child.pid < 0) {
     ::close(fds[0]);
-    return fail(std::string("cannot start a gpuwarm child: ") + std::strerror(r));
+    return fail(std::string("cannot start a gpuwarm child: ") + std::strerror(static_cast<int>(-child.pid)));
   }
   child.out_fd = fds[0];
   return child;
@@ -156,46 +246,35 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return fail(std::string("pipe: ") + std::strerror(errno));
   }
+  int null_in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_in < 0) {
+    int e = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return fail(std::string("/dev/null: ") + std::strerror(e));
+  }
   std::vector<std::string> args = argv_text;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-  // A descriptor gpuwarm's caller left open (a prolog's lock, an Ansible task's pipe) is not the program's to
-  // hold; gpuwarm's own are close-on-exec.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  std::vector<char*> argv = pointers_to(args);
+  std::vector<std::string> env_text = system_program_environment(environ);
+  std::vector<char*> envp = pointers_to(env_text);
   // The stop signals are held while the child runs: one that comes is seen below, and the child's process
   // group is ended before gpuwarm is, rather than left running with no deadline. The child gets the mask
   // gpuwarm had (under a SignalShield, stop signals stay blocked: nvidia-smi is never cut half-way through a
-  // reset), SIGPIPE back to its default (gpuwarm ignores it, and ignored signals are inherited), and a
-  // process group of its own, so that a timeout or a stop ends its helpers too.
+  // reset) and a process group of its own, so that a timeout or a stop ends its helpers too.
   StopSignalsHeld held;
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setsigmask(&attr, &held.old_mask());
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
-  std::vector<std::string> env_text = system_program_environment(environ);
-  std::vector<char*> envp;
-  for (auto& e : env_text) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = -1;
   // No shell, no PATH lookup: argv[0] is the absolute path that runs.
-  int r = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
+  Launch how{argv[0], argv.data(), envp.data()};
+  how.stdin_fd = null_in;
+  how.stdout_fd = fds[1];
+  how.stderr_fd = fds[1];
+  how.own_group = true;
+  how.mask = &held.old_mask();
+  const pid_t pid = launch(how);
+  ::close(null_in);
   ::close(fds[1]);
-  if (r != 0) {
+  if (pid < 0) {
     ::close(fds[0]);
-    return fail("cannot run " + argv_text[0] + ": " + std::strerror(r));
+    return fail("cannot run " + argv_text[0] + ": " + std::strerror(static_cast<int>(-pid)));
   }
   ChildResult result;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);

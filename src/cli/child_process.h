@@ -18,13 +18,10 @@ struct ChildProcess {
 
 // Runs this binary (/proc/self/exe) with `args` (argv[1..]) and
 // CUDA_VISIBLE_DEVICES=`visible_gpus` (GPU-<uuid>[,GPU-<uuid>...]: UUIDs, since
-// CUDA's order may differ from NVML's, FACTS.md §6); stdout comes back through a pipe.
+// CUDA's order may differ from NVML's, FACTS.md §6); stdout comes back through a pipe. Like every program
+// gpuwarm starts, the child is killed when this gpuwarm dies: one stuck in cuInit must not outlive a
+// health checker's timeout holding the GPU.
 Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus);
-
-// Called first in such a child: it is killed when the gpuwarm that started it dies (a health checker's
-// timeout kills the parent, and a child stuck in cuInit must not outlive it holding the GPU). Returns false
-// when that parent is already gone: the child should exit at once.
-bool tie_to_parent();
 
 struct ChildResult {
   std::string output;  // stdout and stderr, at most max_output bytes

@@ -332,9 +332,6 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       return to_int(code);
     };
     if (opts->child) {
-      if (!tie_to_parent()) {
-        return to_int(ExitCode::tool_error);
-      }
       std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library, opts->child_devices))
                        .dump()
                 << "\n";

@@ -321,9 +321,6 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       return to_int(code);
     };
     if (opts->load_child_seconds >= 0) {
-      if (!tie_to_parent()) {
-        return to_int(ExitCode::tool_error);
-      }
       return run_load_child(*opts);
     }
     if (!opts->replay.empty()) {

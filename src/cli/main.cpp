@@ -1,7 +1,9 @@
 #include "version_info.h"  // generated: GPUWARM_VERSION_TEXT
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -147,6 +149,15 @@ int main(int argc, char** argv) {
   // A reader that went away (`| head`) is an output that could not be written, reported below with its
   // exit code; being killed by SIGPIPE instead would end a fix or reset between two steps.
   ::signal(SIGPIPE, SIG_IGN);
+  // Started with stdin, stdout or stderr closed (a careless supervisor), the next file gpuwarm opens would take
+  // that number: a lock or a temporary file written as root would receive the report, a program's pipe would
+  // be mistaken for a standard stream. /dev/null, read-only, holds the number instead, so writing there still
+  // fails as it did ("cannot write the output"), as glibc does for set-user-ID programs.
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF && ::open("/dev/null", O_RDONLY) != fd) {
+      return 1;
+    }
+  }
   // A SIGCHLD ignored by whoever started gpuwarm (a supervisor) makes the kernel reap children itself: no exit
   // status for run_child, every program a timeout. gpuwarm waits for its children, so the default is right.
   ::signal(SIGCHLD, SIG_DFL);

@@ -49,7 +49,6 @@ std::string node_lock_held(const Paths& paths) {
 Result<std::string> take_timing_locks(const Paths& paths, int wait_ms,
                                       const std::function<void(const std::string&)>& waiting) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-  bool said = false;
   struct Lock {
     const char* name;
     int operation;
@@ -60,6 +59,7 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms,
       {k_timing_lock_name, LOCK_EX, "another `gpuwarm probe` or `watch --load` is timing the GPUs"},
   };
   for (const auto& lock : locks) {
+    bool said = false;  // each wait is announced: after a fix, another probe may still be timing
     for (;;) {
       auto held = take_lock(paths, lock.name, lock.operation);
       if (!held) {

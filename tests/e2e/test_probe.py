@@ -417,17 +417,6 @@ class Probe(unittest.TestCase):
         self.assertIn("waiting (up to 5 minutes): `gpuwarm fix`, `reset` or `reload-modules` is changing this node",
                       err)
 
-    def test_a_parent_pid_in_the_environment_is_not_inherited(self):
-        # gpuwarm run from a shell that happens to carry the variable (a probe inside a probe's child, say).
-        nvml = os.path.join(self.tmp, "nvml.json")
-        with open(nvml, "w") as f:
-            json.dump(h.scenario([h.gpu(0)]), f)
-        r = h.run(["probe", "--json", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
-                   "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
-                  extra_env={"FAKE_NVML_SCENARIO": nvml, "GPUWARM_PARENT_PID": "12345"}, raw=True)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertTrue(all(g["ok"] for g in json.loads(r.stdout)["gpus"]))
-
     def test_saved_baseline_becomes_cold_start_metrics(self):
         baseline = os.path.join(self.tmp, "baseline.json")
         r = self.probe({"*": {"delay_ms": {"cuInit": 300}}}, "--save", baseline)

@@ -143,6 +143,30 @@ class Executables(Base):
         self.assertIn("writable by group or others", daemon["missing"])
 
 
+    def test_closed_standard_descriptors_are_not_taken_by_what_gpuwarm_opens(self):
+        # Started with stdin and stdout closed, the pipe gpuwarm reads `nvidia-persistenced --version` from would
+        # take those numbers, and the program's stdout would be closed at exec: the version unread, the guard's
+        # answer lost. Main() holds 0-2 with /dev/null, read-only, so the output still cannot be written.
+        self.root.driver("580.159.04").kmsg()
+        daemon = self.root.p("usr/bin/nvidia-persistenced")
+        os.makedirs(os.path.dirname(daemon), exist_ok=True)
+        with open(daemon, "w") as f:
+            f.write("#!/bin/sh\necho 'nvidia-persistenced:  version 570.1.1'\n")  # not the module's: exit 11
+        os.chmod(daemon, 0o755)
+        args = [h.BIN, "guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--nvml",
+                os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
+        self.assertEqual(subprocess.run(args, capture_output=True, timeout=30).returncode, 11)
+
+        def close_stdin_and_stdout():
+            os.close(0)
+            os.close(1)
+        r = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30,
+                           preexec_fn=close_stdin_and_stdout)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write the output (disk full or pipe closed) -- the command itself ended with exit 11",
+                      r.stderr)
+
+
 class BlockingInput(Base):
     def test_a_fifo_as_kernel_log_does_not_hang_diagnose_or_guard(self):
         self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()

@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <cstdlib>
@@ -259,6 +263,71 @@ TEST(RunChild, a_program_reaped_by_the_kernel_is_not_a_timeout) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message, "/usr/bin/true ended, but its exit status could not be read (SIGCHLD is ignored)");
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+}
+
+// gpuwarm killed outright (`timeout -s KILL`, a scheduler's kill of an overdue prolog) gets no chance to end the
+// program it runs, which is in a process group of its own; the kernel ends it (PR_SET_PDEATHSIG). A stand-in
+// gpuwarm runs the program and is SIGKILLed; the test's subprocess is a sub-reaper, so the orphaned program
+// comes to it and how it ended can be read. Exit 0: killed by SIGKILL; 2: still running 5 s later.
+TEST(RunChild, the_program_dies_with_a_gpuwarm_killed_outright) {
+  if (!has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /usr/bin/sleep";
+  const pid_t reaper = ::fork();
+  ASSERT_GE(reaper, 0);
+  if (reaper == 0) {
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    int report[2];
+    if (::pipe(report) != 0) ::_exit(3);
+    const pid_t stand_in = ::fork();
+    if (stand_in == 0) {
+      // Tells the test the program's PID once it runs (its process group is its PID), then waits on it.
+      std::thread([fd = report[1]] {
+        for (int i = 0; i < 500; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+            std::ifstream stat(entry.path() / "stat");
+            std::string pid_text, comm, state;
+            pid_t ppid = 0;
+            if (stat >> pid_text >> comm >> state >> ppid && ppid == ::getpid() && comm == "(sleep)") {
+              pid_t program = std::stoi(pid_text);
+              [[maybe_unused]] ssize_t w = ::write(fd, &program, sizeof program);
+              return;
+            }
+          }
+        }
+      }).detach();
+      auto r = run_child({"/usr/bin/sleep", "30"}, 60000);
+      ::_exit(r ? 4 : 5);
+    }
+    pid_t program = 0;
+    if (::read(report[0], &program, sizeof program) != static_cast<ssize_t>(sizeof program)) ::_exit(6);
+    ::kill(stand_in, SIGKILL);
+    int status = 0;
+    ::waitpid(stand_in, &status, 0);
+    if (reap_within(program, status, 5000)) {
+      ::_exit(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL ? 0 : 7);
+    }
+    ::kill(program, SIGKILL);
+    reap_within(program, status, 5000);
+    ::_exit(2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(reaper, &status, 0), reaper);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: the program outlived the gpuwarm that ran it";
+}
+
+// A program that exists but cannot be executed is named with exec's reason, and no child is left unreaped.
+TEST(RunChild, a_program_that_cannot_be_executed_is_named_with_the_reason) {
+  HelperWatch scratch;
+  const std::string not_executable = std::string(scratch.dir) + "/nvidia-smi";
+  std::ofstream(not_executable) << "#!/bin/sh\n";
+  ::chmod(not_executable.c_str(), 0644);  // no execute bit: EACCES, root included
+  auto r = run_child({not_executable}, 5000);
+  ::unlink(not_executable.c_str());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "cannot run " + not_executable + ": Permission denied");
+  int status = 0;
+  EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1) << "a child was left unreaped";
 }
 
 }  // namespace
