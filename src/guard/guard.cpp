@@ -1,5 +1,6 @@
 #include "guard/guard.h"
 
+#include <algorithm>
 #include <regex>
 
 #include <fmt/format.h>
@@ -25,7 +26,7 @@ const std::vector<CodeInfo>& codes() {
       {Code::no_module, "no-module", "the nvidia kernel module is not loaded"},
       {Code::version_mismatch, "version-mismatch",
        "the loaded kernel module and the user-space driver differ (driver updated without reboot)"},
-      {Code::api_mismatch_logged, "api-mismatch-logged", "\"NVRM: API mismatch\" was logged since the module loaded"},
+      {Code::api_mismatch_logged, "api-mismatch-logged", "\"NVRM: API mismatch\" was logged since the module loaded, by the daemon, by a client not named, or with libnvidia-ml unread"},
       {Code::no_device_nodes, "no-device-nodes", "/dev/nvidiactl or every /dev/nvidiaN is missing"},
       {Code::device_access, "device-access", "the daemon's user cannot open a /dev/nvidia* node"},
   };
@@ -98,8 +99,24 @@ GuardResult evaluate(const GuardFacts& f) {
                             *kernel, list, k_finish_update));
   }
 
+  // With libnvidia-ml read and agreeing with the module (and no part read otherwise), a client the kernel
+  // refused that is named and is not the daemon brought its own libraries (a container image, a second
+  // install): the host's driver is whole and the daemon starts, as `diagnose` says (DRV004). Skipping would
+  // keep the daemon down until a reboot that changes nothing. The daemon itself refused (its comm is cut to
+  // 15 characters), a client not named (drivers before 575: it may have been the daemon, loading a library
+  // other than the one read here), or libnvidia-ml unread, still skips.
+  const bool host_libraries_agree = std::any_of(f.user_space.begin(), f.user_space.end(), [&](const auto& u) {
+    return u.source == "libnvidia-ml" && u.version && *u.version == *kernel;
+  });
   for (const auto& m : f.kernel_log.mismatches) {
     if (!m.after_module_load) {
+      continue;
+    }
+    if (host_libraries_agree && !m.client.empty() && m.client.find("'nvidia-persiste") == std::string::npos) {
+      r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\"{} for client version {}: not this "
+                                      "host's driver, whose libnvidia-ml agrees with the module (DRV004)",
+                                      m.client.empty() ? "" : " from " + m.client,
+                                      m.client_version.empty() ? "?" : m.client_version));
       continue;
     }
     return stop(Code::api_mismatch_logged,

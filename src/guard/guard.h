@@ -19,7 +19,7 @@ enum class Code : int {
   usage = 2,               // bad command line (also a skip)
   no_module = 10,          // the nvidia kernel module is not loaded
   version_mismatch = 11,   // loaded module and user-space driver differ: reboot or reload-modules
-  api_mismatch_logged = 12,  // "NVRM: API mismatch" since the module loaded
+  api_mismatch_logged = 12,  // "NVRM: API mismatch" since the module loaded (not a container's own client)
   no_device_nodes = 13,    // /dev/nvidiactl or every /dev/nvidiaN missing
   device_access = 14,      // the daemon's user cannot open a device node
 };

@@ -271,6 +271,12 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
     f.next_step =
         "Host driver halves agree; look for a container image or a second driver install that brings other "
         "NVIDIA libraries.";
+    if (m->client.empty()) {
+      // The guard cannot tell such a line from the daemon's own refusal, and skips the unit on it.
+      f.next_step += " This driver does not name the client, so `gpuwarm guard` cannot rule out the daemon and "
+                     "skips nvidia-persistenced until the module is loaded again (reboot or `gpuwarm "
+                     "reload-modules`).";
+    }
     f.evidence.push_back("kernel log: NVRM: API mismatch");
     out.push_back(std::move(f));
   }

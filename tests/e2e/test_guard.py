@@ -90,6 +90,8 @@ class Guard(unittest.TestCase):
              "client 580.95.05, kernel module 580.159.04"),
             ("API mismatch logged, new form", lambda: self.root.driver(VERSION), NEW_FORM, 12,
              "from 'nvidia-persiste' (pid 812)"),
+            ("API mismatch from a container's own client, host halves agreeing (DRV004)", lambda: self.root.driver(VERSION),
+             [line.replace("'nvidia-persiste' (pid 812)", "'python3' (pid 4242)") for line in NEW_FORM], 0, "ready"),
             ("no device nodes",
              lambda: (self.root.driver(VERSION), os.unlink(self.root.p("dev/nvidiactl"))), (), 13, "/dev/nvidiactl"),
         ]

@@ -1,5 +1,6 @@
 // guard::evaluate is pure: one case per exit reason, from a ready node with one thing changed.
 
+#include <algorithm>
 #include <functional>
 
 #include <gtest/gtest.h>
@@ -89,6 +90,18 @@ TEST(Guard, every_reason_has_its_code) {
       {"API mismatch logged since the module loaded",
        [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true}}; },
        Code::api_mismatch_logged, "client 580.95.05, kernel module 580.159.04"},
+      {"API mismatch from a container's own libraries, host halves agreeing (DRV004)",
+       [](auto& f) { f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true}}; },
+       Code::go, "ready"},
+      {"the same from a driver that names no client: it may have been the daemon",
+       [](auto& f) { f.kernel_log.mismatches = {{"", "590.10.01", "580.159.04", true}}; },
+       Code::api_mismatch_logged, "client 590.10.01"},
+      {"API mismatch with libnvidia-ml unread: the logged client may be the host's",
+       [](auto& f) {
+         f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true}};
+         f.user_space[0] = {"libnvidia-ml", std::nullopt, "no libnvidia-ml.so.1 found"};
+       },
+       Code::api_mismatch_logged, "client 590.10.01, kernel module 580.159.04"},
       {"API mismatch from before a module reload is history",
        [](auto& f) { f.kernel_log.mismatches = {{"", "580.95.05", "575.57.08", false}}; }, Code::go, "ready"},
       {"unreadable kernel log does not block",
@@ -118,6 +131,22 @@ TEST(Guard, every_reason_has_its_code) {
     EXPECT_NE(r.line.find(c.line_contains), std::string::npos) << r.line;
     EXPECT_EQ(r.line.find('\n'), std::string::npos);
   }
+}
+
+// A container's client the kernel refused is named in the details (--verbose, --json), with the rule that
+// explains it, rather than hidden.
+TEST(Guard, a_refused_client_with_its_own_libraries_is_named_not_hidden) {
+  auto f = ready_node();
+  f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true}};
+  auto r = guard::evaluate(f);
+  EXPECT_EQ(r.code, Code::go);
+  EXPECT_NE(std::find(r.details.begin(), r.details.end(),
+                      "kernel logged \"NVRM: API mismatch\" from 'python3' (pid 4242) for client version 590.10.01: "
+                      "not this host's driver, whose libnvidia-ml agrees with the module (DRV004)"),
+            r.details.end());
+  // The daemon itself refused: whatever it loads is not the module's version, so it would fail again.
+  f.kernel_log.mismatches = {{"'nvidia-persiste' (pid 812)", "590.10.01", "580.159.04", true}};
+  EXPECT_EQ(guard::evaluate(f).code, Code::api_mismatch_logged);
 }
 
 TEST(Guard, codes_stay_inside_exec_condition_skip_range) {

@@ -339,6 +339,20 @@ TEST(Rules, DRV004_stale_client_mismatch) {
   for (const auto& c : cases) expect_rule("DRV004", c);
 }
 
+// Where the kernel does not name the client, the guard cannot rule out the daemon and skips it: the next
+// step says so, so that `diagnose` and the guard do not contradict each other.
+TEST(Rules, DRV004_says_when_the_guard_skips_on_the_same_line) {
+  auto next_step = [](const std::string& client) {
+    Snapshot s = healthy_snapshot();
+    s.kernel_log.mismatches.push_back({client, "570.1", "580.159.04", true});
+    auto found = find_rule("DRV004")->check(s);
+    return found.size() == 1 ? found[0].next_step : std::string("not one finding");
+  };
+  EXPECT_EQ(next_step("'python3' (pid 77)").find("gpuwarm guard"), std::string::npos);
+  EXPECT_NE(next_step("").find("`gpuwarm guard` cannot rule out the daemon and skips nvidia-persistenced"),
+            std::string::npos);
+}
+
 TEST(Rules, GPU001_gpu_unreachable) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
