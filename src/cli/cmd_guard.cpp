@@ -255,12 +255,12 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
       ->type_name("DIR");
-  sub.add_option("--nvml", opts->nvml_library, "The user-space NVML library to compare (default: found as `diagnose` finds it, under --root the root's)")
-      ->type_name("PATH");
-  sub.add_option("--daemon", opts->daemon,
-                 "The nvidia-persistenced binary whose --version to compare (default: the first found in the "
-                 "usual system directories; never the caller's PATH)")
-      ->type_name("PATH");
+  existing_file_path(sub.add_option(
+      "--nvml", opts->nvml_library,
+      "The user-space NVML library file to compare (default: found as `diagnose` finds it, under --root the root's)"));
+  existing_file_path(sub.add_option("--daemon", opts->daemon,
+                                    "The nvidia-persistenced binary whose --version to compare (default: the first "
+                                    "found in the usual system directories; never the caller's PATH)"));
   sub.add_option("--kernel-log", opts->kernel_log, "Read kernel messages from FILE instead of /dev/kmsg")
       ->type_name("FILE");
   sub.add_flag("--verbose", opts->verbose, "Also print every version and check seen");

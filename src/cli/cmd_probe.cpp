@@ -253,10 +253,8 @@ Result<void> save_run(const std::string& path, const ProbeRun& run) {
 
 std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<ProbeOptions>();
-  sub.add_option("--nvml", opts->nvml_library, "Load this NVML library instead of libnvidia-ml.so.1")
-      ->type_name("PATH");
-  sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library instead of libcuda.so.1")
-      ->type_name("PATH");
+  existing_file_path(sub.add_option("--nvml", opts->nvml_library, "Load this NVML library file instead of libnvidia-ml.so.1"));
+  existing_file_path(sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library file instead of libcuda.so.1"));
   sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600); a process that starts several GPUs, or is "
                  "started with others, gets this once per GPU")
       ->check(finite_range(1.0, 600.0))
@@ -366,8 +364,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     run.hostname = host_name();
     run.taken_at = utc_now_iso8601();
     if (!nvml_facts.init_code.is(0)) {
-      // No driver at all is a plain fact, not a loader error to decode.
-      if (!nvml_facts.library_path.has() && !read_driver(Paths("/")).module_loaded) {
+      // No driver at all is a plain fact, not a loader error to decode; a library named by hand that did not
+      // load is that library's problem, said as such.
+      if (opts->nvml_library.empty() && !nvml_facts.library_path.has() && !read_driver(Paths("/")).module_loaded) {
         return give_up(ExitCode::routed_elsewhere,
                        "No NVIDIA driver is present (no kernel module, no libnvidia-ml): there is no GPU to probe. "
                        "`gpuwarm diagnose` says what to install.");

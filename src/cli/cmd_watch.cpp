@@ -274,10 +274,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       ->check(finite_range(1.0, 60000.0))
       ->type_name("MS")
       ->capture_default_str();
-  sub.add_option("--nvml", opts->nvml_library, "Load this NVML library instead of libnvidia-ml.so.1")
-      ->type_name("PATH");
-  sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library for --load instead of libcuda.so.1")
-      ->type_name("PATH");
+  existing_file_path(sub.add_option("--nvml", opts->nvml_library, "Load this NVML library file instead of libnvidia-ml.so.1"));
+  existing_file_path(
+      sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library file for --load instead of libcuda.so.1"));
   sub.add_option("--replay", opts->replay, "Summarize a run saved with --json instead of watching")
       ->type_name("FILE");
   sub.add_flag("--json", opts->json, "Print every sample and the summary as JSON (a failure as a document with an \"error\")");

@@ -21,11 +21,11 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
       ->check(CLI::ExistingFile.description(""))
       ->type_name("FILE")
       ->group(group);
-  app.add_option("--nvml", options.nvml_library,
-                 "Load this NVML library and no other. Without it: the loader's libnvidia-ml.so.1, then the driver "
-                 "locations of NixOS, the GPU Operator, cloud images, GKE, WSL2 and the distributions' library "
-                 "directories (under --root only those, under DIR)")
-      ->type_name("PATH")
+  existing_file_path(app.add_option("--nvml", options.nvml_library,
+                                    "Load this NVML library file and no other. Without it: the loader's "
+                                    "libnvidia-ml.so.1, then the driver locations of NixOS, the GPU Operator, "
+                                    "cloud images, GKE, WSL2 and the distributions' library directories (under "
+                                    "--root only those, under DIR)"))
       ->group(group);
   app.add_option("--nvml-timeout", options.nvml_timeout_s,
                  "Give up on NVML (load, init and every GPU's reads) after SECONDS: a hung GPU or driver then gives "

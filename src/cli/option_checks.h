@@ -56,4 +56,11 @@ inline CLI::Validator from_working_directory() {
       "");
 }
 
+// An option naming a file gpuwarm loads or runs (--nvml, --cuda, guard's --daemon): it must exist, or a typo
+// would be judged as a fact about the node ("no driver", "driver-install problem") and drain it; a relative
+// name is the working directory's file, never a search of the loader's path.
+inline CLI::Option* existing_file_path(CLI::Option* option) {
+  return option->check(CLI::ExistingFile.description(""))->transform(from_working_directory())->type_name("PATH");
+}
+
 }  // namespace gpuwarm

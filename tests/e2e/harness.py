@@ -160,6 +160,9 @@ def scenario(gpus, **top):
     return s
 
 
+NO_NVML = "no NVML library"  # nvml_dir for a node with no libnvidia-ml (a fake root is needed)
+
+
 def run(args, root=None, scenario_obj=None, nvml_dir=None, extra_env=None, kernel_log=None, systemd=False,
         user=None, raw=False):
     """Runs gpuwarm; returns CompletedProcess with text output."""
@@ -181,8 +184,13 @@ def run(args, root=None, scenario_obj=None, nvml_dir=None, extra_env=None, kerne
             cmd += ["--kernel-log", kernel_log]
         if not systemd:
             cmd.append("--no-systemd")
-        lib_dir = nvml_dir or FAKE_NVML_DIR
-        cmd += ["--nvml", os.path.join(lib_dir, "libnvidia-ml.so.1")]
+        if nvml_dir == NO_NVML:
+            # No --nvml: the search stays under the fake root, which holds no library (as on a node without the
+            # driver). Without a root it would search this machine.
+            if root is None:
+                raise ValueError("harness.run: nvml_dir=NO_NVML needs a root")
+        else:
+            cmd += ["--nvml", os.path.join(nvml_dir or FAKE_NVML_DIR, "libnvidia-ml.so.1")]
         if scenario_obj is not None:
             tmp = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
             json.dump(scenario_obj, tmp)

@@ -86,7 +86,7 @@ class Diagnose(unittest.TestCase):
         self.assertEqual((rc, d["verdict"]["code"]), (5, "pinned-clocks"))
 
     def test_no_driver_at_all_says_so_plainly(self):
-        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        r = h.run(["diagnose"], root=self.root, nvml_dir=h.NO_NVML)
         self.assertEqual(r.returncode, 5)
         self.assertIn("No NVIDIA driver is present", r.stdout)
         self.assertIn("Driver-install problem", r.stdout)
@@ -94,13 +94,13 @@ class Diagnose(unittest.TestCase):
     def test_a_gpu_node_without_its_driver_is_told_from_a_cpu_only_one(self):
         # A kernel update whose DKMS build failed: GPUs on the bus, no module. Metrics carry the count that
         # the alert rules use to tell this node from a CPU-only one (both say driver-install).
-        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        r = h.run(["diagnose"], root=self.root, nvml_dir=h.NO_NVML)
         self.assertNotIn("on a GPU node", r.stdout)
-        metrics = ["metrics", "--root", self.root.path, "--no-systemd", "--nvml", "/nonexistent/libnvidia-ml.so.1"]
+        metrics = ["metrics", "--root", self.root.path, "--no-systemd"]  # no library under the root
         m = h.run(metrics, raw=True)
         self.assertRegex(m.stdout, r'gpuwarm_fact_unknown\{fact="gpus_without_driver",reason="[^"]+"\} 1')
         self.root.pci_gpus_without_driver(("3b", "5e"))
-        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        r = h.run(["diagnose"], root=self.root, nvml_dir=h.NO_NVML)
         self.assertEqual(r.returncode, 5)
         self.assertIn("No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus", r.stdout)
         self.assertIn("PCI 0000:5e:00.0: NVIDIA display/3D controller, no driver bound", r.stdout)
@@ -112,12 +112,12 @@ class Diagnose(unittest.TestCase):
         # nouveau not blacklisted: a driver is bound, but not NVIDIA's. The same node as one with its GPUs
         # unbound, told apart in the evidence and the next step.
         self.root.pci_gpus_without_driver(("3b", "5e"), driver="nouveau")
-        r = h.run(["diagnose"], root=self.root, nvml_dir="/nonexistent")
+        r = h.run(["diagnose"], root=self.root, nvml_dir=h.NO_NVML)
         self.assertEqual(r.returncode, 5)
         self.assertIn("No NVIDIA driver is present on a GPU node: 2 NVIDIA GPU(s) on the PCI bus", r.stdout)
         self.assertIn("PCI 0000:3b:00.0: NVIDIA display/3D controller, driven by nouveau", r.stdout)
         self.assertIn("`blacklist nouveau`", r.stdout)
-        metrics = ["metrics", "--root", self.root.path, "--no-systemd", "--nvml", "/nonexistent/libnvidia-ml.so.1"]
+        metrics = ["metrics", "--root", self.root.path, "--no-systemd"]  # no library under the root
         m = h.run(metrics, raw=True)
         self.assertIn("\ngpuwarm_gpus_without_driver 2\n", m.stdout)
 
@@ -197,8 +197,8 @@ class Diagnose(unittest.TestCase):
         # "-o -" is standard output, as everywhere: no file named "-" appears.
         cwd = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, cwd)
-        r3 = subprocess.run([h.BIN, "snapshot", "-o", "-", "--root", self.root.path, "--no-systemd", "--nvml",
-                             "/nonexistent/libnvidia-ml.so.1"], capture_output=True, text=True, cwd=cwd, timeout=60)
+        r3 = subprocess.run([h.BIN, "snapshot", "-o", "-", "--root", self.root.path, "--no-systemd"],
+                            capture_output=True, text=True, cwd=cwd, timeout=60)
         self.assertEqual(r3.returncode, 0, r3.stderr)
         self.assertEqual(json.loads(r3.stdout)["kind"], "gpuwarm-snapshot")
         self.assertEqual(os.listdir(cwd), [])
@@ -270,6 +270,13 @@ class BadInput(unittest.TestCase):
             (["diagnose", "--color", "sometimes"], "Run `gpuwarm --help`"),  # gpuwarm's own option
             ([], "no command given"),
             (["diagnose", "--nvml-timeout", "abc"], "abc is not a number (give one from 0.1 to 3600)"),
+            # A library or binary named by hand that is not there is a typo, not a node without a driver: in a
+            # health check's arguments it would otherwise drain every node as "driver-install" (DRV002).
+            (["check", "--nvml", "/nonexistent/libnvidia-ml.so.1"], "--nvml: File does not exist"),
+            (["diagnose", "--nvml", "libnvidia-ml.so.1"], f"File does not exist: {os.getcwd()}/libnvidia-ml.so.1"),
+            (["probe", "--nvml", "/nonexistent/libnvidia-ml.so.1"], "--nvml: File does not exist"),
+            (["watch", "--cuda", "/nonexistent/libcuda.so.1"], "--cuda: File does not exist"),
+            (["guard", "--daemon", "/nonexistent/nvidia-persistenced"], "--daemon: File does not exist"),
             (["snapshot", "-o", ""], "an empty FILE (use - for standard output)"),
             (["--bogus"], '"--bogus" is no option of gpuwarm itself, and no command was given'),
             (["--bogus", "diagnose"], "a command's options go after its name\nRun `gpuwarm --help`"),

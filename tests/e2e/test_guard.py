@@ -204,12 +204,25 @@ class Contrib(unittest.TestCase):
         self.assertEqual(d["exec"], "/nix/store/x-gpuwarm/bin/gpuwarm 'guard' '--nvml' "
                                     "'/nix/store/x-nvidia-x11/lib/libnvidia-ml.so.1' '--daemon' "
                                     "'/nix/store/x-persistenced/bin/nvidia-persistenced' '--user' 'nvidia-persistenced'")
-        # The same arguments are valid for this gpuwarm (an unknown flag would exit 2).
-        args = [a.strip("'") for a in d["exec"].split()[1:]]
+        # The same arguments are valid for this gpuwarm (an unknown flag would exit 2). The store paths exist on
+        # NixOS only (a named file that does not is a usage error too): here, files stand in for them.
         h.require_binary(self)
         with tempfile.TemporaryDirectory() as empty_root:
+            args = []
+            for a in d["exec"].split()[1:]:
+                a = a.strip("'")
+                if a.startswith("/nix/store/"):
+                    stand_in = os.path.join(empty_root, os.path.basename(a))
+                    open(stand_in, "w").close()
+                    a = stand_in
+                args.append(a)
+            self.assertEqual(len([a for a in args if a.startswith(empty_root)]), 2, args)
             r = h.run(args + ["--root", empty_root], raw=True)
-        self.assertEqual(r.returncode, 10, r.stdout + r.stderr)
+            self.assertEqual(r.returncode, 10, r.stdout + r.stderr)
+            missing = [a.replace(empty_root, "/nix/store/x") for a in args]
+            r = h.run(missing + ["--root", empty_root], raw=True)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("--nvml: File does not exist: /nix/store/x/libnvidia-ml.so.1", r.stderr)
         # A root that does not exist is a mistyped command line, not "module not loaded".
         r = h.run(args + ["--root", tempfile.gettempdir() + "/gpuwarm-no-such-root"], raw=True)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)

@@ -239,14 +239,21 @@ class Watch(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("DRIVER_NOT_LOADED", r.stderr)
         self.assertIn("No NVIDIA driver is loaded", r.stderr)
+        # A library named by hand that is not there is a typo on the command line; one that does not load is not.
         r = h.run(["watch", "--nvml", os.path.join(self.tmp, "missing.so")], raw=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--nvml: File does not exist", r.stderr)
+        not_a_library = os.path.join(self.tmp, "not-a-library.so")
+        with open(not_a_library, "w") as f:
+            f.write("not ELF\n")
+        r = h.run(["watch", "--nvml", not_a_library], raw=True)
         self.assertEqual(r.returncode, 1)
         self.assertIn("No usable NVML", r.stderr)
-        r = h.run(["watch", "--json", "--nvml", os.path.join(self.tmp, "missing.so")], raw=True)
+        r = h.run(["watch", "--json", "--nvml", not_a_library], raw=True)
         self.assertEqual(r.returncode, 1)
         d = json.loads(r.stdout)  # with --json every failure is a document too
         self.assertEqual((d["kind"], d["gpus"], d["exit_code"]), ("gpuwarm-watch", [], 1))
-        self.assertIn("missing.so", d["error"])
+        self.assertIn("not-a-library.so", d["error"])
         for args, needle in [(["--interval", "fast"], "--interval"),
                              (["--duration", "0"], "--duration"),
                              (["--duration", "5s", "--count", "3"], "give one"),
