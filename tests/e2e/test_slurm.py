@@ -4,6 +4,7 @@ reaches out), with gpuwarm-healthcheck as HealthCheckProgram checking a fake nod
 Persistence off: the node is drained with a "gpuwarm:" reason. Fixed: resumed. An admin's own drain is left
 alone. Every daemon is started by the test, bounded by `timeout`, and stopped at the end; the prolog mode is
 checked on its own (exit status and reason, as Slurm reads them)."""
+import glob
 import json
 import os
 import shutil
@@ -125,6 +126,14 @@ class PrologMode(unittest.TestCase):
         self.assertIn("gpuwarm: gpuwarm not found or not executable at /nonexistent/gpuwarm (set GPUWARM)", r.stderr)
         env["GPUWARM_DRAIN_ON_UNKNOWN"] = "no"
         self.assertEqual(subprocess.run([prolog], env=env, capture_output=True, timeout=60).returncode, 0)
+        # A typo in the site's arguments: the reason is gpuwarm's own error, not an empty one.
+        env.update(GPUWARM=h.BIN, GPUWARM_DRAIN_ON_UNKNOWN="yes")
+        env["GPUWARM_CHECK_ARGS"] += " --nvml-timout 3"
+        r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), "gpuwarm: gpuwarm check gave no answer (exit 2): The following arguments "
+                                           "were not expected: 3 --nvml-timout")
+        self.assertEqual(glob.glob(os.path.join(tempfile.gettempdir(), "gpuwarm-healthcheck.*")), [])
 
     def test_prolog_linked_into_a_prolog_folder_finds_its_helper_without_a_search_path(self):
         # Prolog=/etc/slurm/prolog.d/*: a link to the prolog there, run as Slurm runs it (no PATH at all).
