@@ -265,7 +265,9 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
   opts->collect.fix_inputs = false;
   add_collect_options(sub, opts->collect);
   auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
-                                  "Render a recorded snapshot (`gpuwarm snapshot --json`) instead of this node")
+                                  "Print a recorded snapshot's metrics (`gpuwarm snapshot --json`) instead of this "
+                                  "node's; never written (--textfile) or served (--listen), where they would pass "
+                                  "for this node's")
                        ->check(CLI::ExistingFile.description(""))
                        ->type_name("FILE");
   for (const char* name : {"--root", "--kernel-log", "--nvml", "--nvml-timeout", "--no-systemd"}) {
@@ -288,6 +290,8 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
           ->default_str(k_default_listen)
           ->type_name("ADDR:PORT");
   listen_opt->excludes(sub.get_option("--textfile"));
+  snap_opt->excludes(listen_opt);
+  snap_opt->excludes(sub.get_option("--textfile"));
   sub.add_option("--min-interval", opts->min_interval_s,
                  "With --listen: reuse a collection for scrapes that come within SECONDS of its start (concurrent "
                  "scrapes always share one)")

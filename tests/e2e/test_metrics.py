@@ -132,6 +132,15 @@ class Metrics(unittest.TestCase):
             taken = json.load(f)["collected_at"]
         when = datetime.datetime.strptime(taken, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
         self.assertEqual(value(p, "gpuwarm_last_run_timestamp_seconds"), when.timestamp())
+        # Printed only: written to node_exporter's folder or served, another node's series would be this one's.
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        for extra, other in ((["--textfile", folder], "--textfile"), (["--listen", "127.0.0.1:0"], "--listen")):
+            r = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json"),
+                       *extra], raw=True)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"--snapshot excludes {other}", r.stderr)
+        self.assertEqual(os.listdir(folder), [])
 
 
 class AlertRulesAndUnits(unittest.TestCase):
