@@ -236,6 +236,11 @@ Result<std::string> save_location(const std::string& path) {
     return fail(fmt::format("cannot write {}: the folder {} does not exist (create it, or name another --save FILE)",
                             path, absolute.parent_path().string()));
   }
+  WriteOptions options;
+  options.create_dirs = creates_folders(path);
+  if (auto writable = check_write_target(absolute.string(), options); !writable) {
+    return tl::unexpected(writable.error());
+  }
   return absolute.string();
 }
 

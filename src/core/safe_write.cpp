@@ -72,7 +72,12 @@ std::vector<std::string> components(const std::string& dir) {
   return out;
 }
 
-Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options) {
+// What open_dir_chain does with a folder that is not there: create it (options.create_dirs), or, for a check
+// made before anything is written, stop and answer Fd(-1) (the write would create it: nothing to refuse).
+enum class Missing { as_options_say, stop_there };
+
+Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options,
+                          Missing missing = Missing::as_options_say) {
   const std::string root = options.root.empty() ? "/" : options.root;
   Fd cur(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (cur.get() < 0) {
@@ -85,6 +90,9 @@ Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options) {
     }
     path += "/" + part;
     int next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && errno == ENOENT && options.create_dirs && missing == Missing::stop_there) {
+      return Fd(-1);
+    }
     if (next < 0 && errno == ENOENT && options.create_dirs) {
       bool created = ::mkdirat(cur.get(), part.c_str(), options.dir_mode) == 0;
       if (!created && errno != EEXIST) {
@@ -153,28 +161,65 @@ bool write_all(int fd, const std::string& text) {
   return true;
 }
 
-Result<void> write_file_atomically(const std::string& path, const std::string& content, const WriteOptions& options) {
+namespace {
+
+struct Target {
+  std::string dir;   // inside options.root
+  std::string name;
+};
+
+Result<Target> split_target(const std::string& path) {
   if (path.empty() || path.front() != '/') {
     return fail("not an absolute path: " + path);
   }
   auto slash = path.rfind('/');
-  std::string dir = path.substr(0, slash);
-  std::string name = path.substr(slash + 1);
-  if (name.empty() || name == "." || name == "..") {
+  Target t{path.substr(0, slash), path.substr(slash + 1)};
+  if (t.name.empty() || t.name == "." || t.name == "..") {
     return fail("not a file name: " + path);
   }
-  auto dirfd = open_dir_chain(dir, options);  // dir is inside options.root
-  if (!dirfd) {
-    return fail("cannot write " + path + ": " + dirfd.error().message);  // every message names the target
-  }
-  // Only a regular file is replaced: a rename over a device node, a FIFO or a symbolic link (a masked unit
-  // is a link to /dev/null) would silently turn it into a file.
+  return t;
+}
+
+// Only a regular file is replaced: a rename over a device node, a FIFO or a symbolic link (a masked unit
+// is a link to /dev/null) would silently turn it into a file.
+Result<void> replaceable(int dirfd, const Target& t, const std::string& path) {
   struct stat target {};
-  if (::fstatat(dirfd->get(), name.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(target.st_mode)) {
+  if (::fstatat(dirfd, t.name.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(target.st_mode)) {
     return fail(path + (S_ISDIR(target.st_mode)   ? " is a directory"
                         : S_ISLNK(target.st_mode) ? " is a symbolic link"
                                                   : " is not a regular file (a device, FIFO or socket)") +
                 ": gpuwarm replaces only regular files; remove it or choose another path");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> check_write_target(const std::string& path, const WriteOptions& options) {
+  auto t = split_target(path);
+  if (!t) {
+    return tl::unexpected(t.error());
+  }
+  auto dirfd = open_dir_chain(t->dir, options, Missing::stop_there);
+  if (!dirfd) {
+    return fail("cannot write " + path + ": " + dirfd.error().message);
+  }
+  return dirfd->get() < 0 ? Result<void>{} : replaceable(dirfd->get(), *t, path);
+}
+
+Result<void> write_file_atomically(const std::string& path, const std::string& content, const WriteOptions& options) {
+  auto t = split_target(path);
+  if (!t) {
+    return tl::unexpected(t.error());
+  }
+  const std::string& dir = t->dir;
+  const std::string& name = t->name;
+  auto dirfd = open_dir_chain(dir, options);  // dir is inside options.root
+  if (!dirfd) {
+    return fail("cannot write " + path + ": " + dirfd.error().message);  // every message names the target
+  }
+  if (auto ok = replaceable(dirfd->get(), *t, path); !ok) {
+    return ok;
   }
   std::string tmp = "." + name + ".gpuwarm-" + random_suffix();
   // From the temporary file's creation to its rename or removal: a Ctrl-C or SIGTERM here would leave it

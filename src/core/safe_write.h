@@ -35,6 +35,10 @@ struct WriteOptions {
 Result<void> write_file_atomically(const std::string& path, const std::string& content,
                                    const WriteOptions& options = {});
 
+// What write_file_atomically would refuse, found before the content exists (a probe takes minutes: its
+// --save target is checked first): the same folder walk and target check, creating nothing.
+Result<void> check_write_target(const std::string& path, const WriteOptions& options = {});
+
 // Writes all of `text` to fd (EINTR and short writes handled). False on any error (ENOSPC too).
 bool write_all(int fd, const std::string& text);
 

@@ -511,6 +511,17 @@ class Probe(unittest.TestCase):
         self.assertIn("does not exist", d["error"])
         self.assertEqual(d["gpus"], [])
 
+    def test_a_save_target_the_writer_would_refuse_is_refused_before_probing(self):
+        # A probe can take minutes: a target that is a folder or a link is said before it, not after.
+        os.mkdir(os.path.join(self.tmp, "a-folder"))
+        os.symlink("/etc/hostname", os.path.join(self.tmp, "link.json"))
+        for name, says in (("a-folder", "is a directory"), ("link.json", "is a symbolic link")):
+            with self.subTest(name):
+                r = self.probe({"*": {"delay_ms": {"cuInit": 600}}}, "--save", os.path.join(self.tmp, name))
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn(says + ": gpuwarm replaces only regular files", r.stderr)
+                self.assertNotIn("cu_init", r.stdout)
+
     def test_a_baselines_text_is_escaped(self):
         baseline = os.path.join(self.tmp, "baseline.json")
         self.assertEqual(self.probe({}, "--save", baseline).returncode, 0)

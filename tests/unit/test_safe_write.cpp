@@ -83,6 +83,46 @@ TEST(SafeWrite, OnlyARegularFileIsReplaced) {
   EXPECT_EQ(entries(t.path("d")), 3u);  // no temporary left
 }
 
+// The check made before a long run (probe --save): what the write would refuse, it refuses, naming the same
+// reason; what the write would create, it leaves to the write; it changes nothing either way.
+TEST(SafeWrite, TheCheckBeforehandRefusesWhatTheWriteWouldAndCreatesNothing) {
+  test::TempTree t;
+  t.write("victim", "precious\n");
+  t.symlink(t.path("victim"), "d/link.json");
+  t.mkdir("d/dir.json");
+  t.mkdir("open");
+  ::chmod(t.path("open").c_str(), 0777);
+  t.mkdir("elsewhere");
+  t.symlink(t.path("elsewhere"), "via");
+  struct Case {
+    const char* name;
+    const char* says;  // "" = accepted
+  };
+  for (const Case& c : {Case{"d/link.json", "is a symbolic link"}, Case{"d/dir.json", "is a directory"},
+                        Case{"open/f.json", "writable by group or others"},
+                        Case{"via/f.json", "is a symbolic link or not a directory"}, Case{"d/new.json", ""},
+                        Case{"victim", ""}, Case{"new/deeper/f.json", ""}}) {
+    SCOPED_TRACE(c.name);
+    auto checked = check_write_target(t.path(c.name));
+    auto written = write_file_atomically(t.path(c.name), "x\n");
+    if (*c.says == '\0') {
+      EXPECT_TRUE(checked) << checked.error().message;
+      EXPECT_TRUE(written) << written.error().message;
+    } else {
+      ASSERT_FALSE(checked);
+      ASSERT_FALSE(written);
+      EXPECT_NE(checked.error().message.find(c.says), std::string::npos) << checked.error().message;
+      EXPECT_EQ(checked.error().message, written.error().message);
+    }
+  }
+  // Checked alone, nothing appears: a folder to be made is not made.
+  EXPECT_TRUE(check_write_target(t.path("later/f.json")));
+  EXPECT_FALSE(std::filesystem::exists(t.path("later")));
+  WriteOptions no_folders;
+  no_folders.create_dirs = false;
+  EXPECT_FALSE(check_write_target(t.path("later/f.json"), no_folders));
+}
+
 TEST(SafeWrite, ASymlinkedDirectoryIsRefused) {
   test::TempTree t;
   t.mkdir("elsewhere");
