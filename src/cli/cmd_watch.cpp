@@ -299,7 +299,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
       "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
       "a probe or another load still timed the GPUs, or fix, reset or reload-modules still changed the node),\n"
-      "9 cannot tell: a GPU gave no reading in any sample.\n\n"
+      "9 cannot tell: a GPU gave no reading in any sample (or too few), or the --load did not run.\n\n"
       "Examples:\n"
       "  gpuwarm watch --mode detached --duration 2m\n"
       "  gpuwarm watch --load 20 --json > run.json && gpuwarm watch --replay run.json");

@@ -414,8 +414,17 @@ WatchSummary summarize(const WatchRun& run) {
   if (run.gpus.empty() && out.init_failures > 0) {
     best = std::min(best, static_cast<int>(Cause::unread));  // no GPU was ever identified: nothing was read
   }
+  // Asked for a load that never ran, "stable" would answer a question that was not put: the clocks under
+  // load were never seen.
+  const bool load_missing = run.load && !run.load->error.empty();
+  if (load_missing && best == static_cast<int>(Cause::stable)) {
+    best = static_cast<int>(Cause::unread);
+  }
   out.cause = static_cast<Cause>(best);
-  out.next_step = next_step_for(out.cause);
+  out.next_step = load_missing && out.cause == Cause::unread
+                      ? "The load did not run, so clocks under load were not seen: fix what the note says (no "
+                        "libcuda: give --cuda PATH), then watch again."
+                      : next_step_for(out.cause);
   out.exit_code = exit_for(out.cause);
   return out;
 }

@@ -67,7 +67,7 @@ enum class Cause {
   deinit_churn,   // the GPU de-initialized between samples: persistence is off
   pinned_clocks,  // application clocks away from their defaults
   idle_swing,     // clocks move while the GPU is idle, with no reason NVML names
-  unread,         // a GPU (or NVML) gave no reading in any sample: cannot tell, never "stable"
+  unread,         // a GPU (or NVML) gave no reading in any sample, or the load asked for did not run: cannot tell
   stable,
 };
 const char* cause_code(Cause c);   // "thermal-power", "deinit-churn", ...

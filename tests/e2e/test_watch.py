@@ -161,7 +161,10 @@ class Watch(unittest.TestCase):
     def test_load_that_cannot_compile_is_reported(self):
         rc, d = self.watch_json(h.scenario([h.gpu(0)]), "--interval", "500ms", "--load", "1", "--duration", "4s",
                                 cuda_scenario={"*": {"returns": {"cuModuleLoadData": 218}}})
-        self.assertEqual(rc, 0)
+        # Clocks under load were never seen: not "stable" (0) but cannot tell (9), and the next step says why.
+        self.assertEqual(rc, 9)
+        self.assertEqual(d["summary"]["attribution"], "cannot-tell")
+        self.assertIn("The load did not run", d["summary"]["next_step"])
         self.assertEqual(d["load"]["error"], "jit: CUDA_ERROR_INVALID_PTX")
         self.assertTrue(any("did not run" in n for n in d["summary"]["notes"]))
         self.assertNotIn("load", [s["phase"] for s in d["samples"]])
