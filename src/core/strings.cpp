@@ -68,6 +68,26 @@ std::optional<unsigned long long> parse_u64(std::string_view s) {
   return value;
 }
 
+std::optional<int> compare_driver_versions(std::string_view a, std::string_view b) {
+  for (;;) {
+    std::string_view pa = a.substr(0, a.find('.'));
+    std::string_view pb = b.substr(0, b.find('.'));
+    auto na = parse_u64(pa);
+    auto nb = parse_u64(pb);
+    if (!na || !nb) {
+      return std::nullopt;
+    }
+    if (*na != *nb) {
+      return *na < *nb ? -1 : 1;
+    }
+    a.remove_prefix(std::min(a.size(), pa.size() + 1));
+    b.remove_prefix(std::min(b.size(), pb.size() + 1));
+    if (a.empty() || b.empty()) {
+      return a.empty() == b.empty() ? 0 : (a.empty() ? -1 : 1);
+    }
+  }
+}
+
 std::string find_version_token(std::string_view s, std::size_t from) {
   auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
   for (std::size_t i = from; i < s.size(); ++i) {

@@ -20,6 +20,10 @@ std::optional<unsigned long long> parse_u64(std::string_view s);
 // searching from `from`. Returns "" when there is none.
 std::string find_version_token(std::string_view s, std::size_t from = 0);
 
+// Orders two driver versions ("580.159.04" < "590.44.01"), part by part as numbers: negative, 0 or positive;
+// nullopt when either is not dot-separated digits.
+std::optional<int> compare_driver_versions(std::string_view a, std::string_view b);
+
 // Replaces bytes that are not printable ASCII or valid-looking UTF-8 with '?'
 // so evidence from binary junk stays printable and JSON-safe.
 std::string printable(std::string_view s);

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
+
 namespace gpuwarm::guard {
 
 namespace {
@@ -67,6 +69,7 @@ GuardResult evaluate(const GuardFacts& f) {
   }
 
   std::vector<std::string> differing;
+  std::vector<std::string> differing_versions;
   std::size_t compared = 0;
   for (const auto& u : f.user_space) {
     if (!u.version) {
@@ -77,6 +80,7 @@ GuardResult evaluate(const GuardFacts& f) {
     r.details.push_back(u.source + " " + *u.version);
     if (kernel.has() && *u.version != *kernel) {
       differing.push_back(fmt::format("{} {}", u.source, *u.version));
+      differing_versions.push_back(*u.version);
     }
   }
   // Unknown is never "ready": with no user-space version to compare (no
@@ -93,6 +97,16 @@ GuardResult evaluate(const GuardFacts& f) {
     std::string list;
     for (const auto& d : differing) {
       list += (list.empty() ? "" : ", ") + d;
+    }
+    // Every differing part older than the module: no update left that behind, and a reboot may change nothing.
+    const bool module_newest = std::all_of(differing_versions.begin(), differing_versions.end(), [&](const auto& v) {
+      return compare_driver_versions(*kernel, v).value_or(-1) > 0;
+    });
+    if (module_newest) {
+      return stop(Code::version_mismatch,
+                  fmt::format("user space older than the kernel module: kernel module {} but {}; an older copy found "
+                              "first (remove it) or a downgrade without reboot; skipping nvidia-persistenced",
+                              *kernel, list));
     }
     return stop(Code::version_mismatch,
                 fmt::format("driver update pending: kernel module {} but {}; {}; skipping nvidia-persistenced",

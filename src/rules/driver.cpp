@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
 #include "nvml/nvml_api.h"
 #include "rules/checks.h"
 #include "rules/helpers.h"
@@ -237,6 +238,21 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
         "client of another version (another user-space component was updated without reboot); "
         "nvidia-persistenced cannot start until they match",
         kernel);
+  } else if (compare_driver_versions(kernel, new_version).value_or(-1) > 0) {
+    // The module is the newer half: an update does not leave that behind, so a reboot may change nothing.
+    f.message = fmt::format(
+        "The loaded kernel module {} is newer than user space {}{}: an older libnvidia-ml is found before the "
+        "module's own (a runfile's leftover in /usr/local/lib, an image's copy), or the driver was downgraded "
+        "without reboot; nvidia-persistenced cannot start until they match",
+        kernel, new_version, s.nvml.library_path.has() ? " (" + *s.nvml.library_path + ")" : "");
+    f.next_step = fmt::format(
+        "Find which: `ldconfig -p | grep libnvidia-ml` lists the copies the loader sees, and the driver package "
+        "says what is installed. An older copy left behind: remove it (with its libnvidia-* siblings) so {} is "
+        "found; a reboot would not change this. A downgrade: reboot to load the older module. Until then do not "
+        "start or restart nvidia-persistenced.",
+        kernel);
+    f.evidence = std::move(evidence);
+    return {f};
   } else {
     f.message = fmt::format(
         "Driver updated without reboot: the loaded kernel module is {} but user space is {}; "

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+
 #include "core/strings.h"
 
 namespace gpuwarm {
@@ -37,6 +40,26 @@ TEST(Strings, EscapeControlLeavesTextAndEscapesWhatATerminalObeys) {
   };
   for (const auto& c : cases) {
     EXPECT_EQ(escape_control(c.text), c.want) << c.text;
+  }
+}
+
+TEST(Strings, DriverVersionsCompareAsNumbersPartByPart) {
+  struct Case {
+    const char* a;
+    const char* b;
+    std::optional<int> sign;
+  };
+  for (const Case& c : {Case{"580.159.04", "590.44.01", -1}, Case{"580.159.04", "580.95.05", 1},
+                        Case{"580.159.04", "580.159.04", 0}, Case{"470.256.02", "580.159.04", -1},
+                        Case{"580.159", "580.159.04", -1}, Case{"580.159.04", "580.159", 1},
+                        Case{"580.x", "580.1", std::nullopt}, Case{"", "580.1", std::nullopt},
+                        Case{"580..1", "580.1", std::nullopt}}) {
+    SCOPED_TRACE(std::string(c.a) + " vs " + c.b);
+    auto got = compare_driver_versions(c.a, c.b);
+    ASSERT_EQ(got.has_value(), c.sign.has_value());
+    if (got) {
+      EXPECT_EQ((*got > 0) - (*got < 0), *c.sign);
+    }
   }
 }
 

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "rule_case.h"
 #include "rules/helpers.h"
 
@@ -319,6 +321,30 @@ TEST(Rules, DRV003_message_says_what_disagrees) {
             0u)
       << same;
   EXPECT_EQ(same.find("but user space is 580.159.04"), std::string::npos);
+}
+
+// The module the newer half: no update leaves that behind, so the message does not promise that a reboot helps.
+TEST(Rules, DRV003_with_the_module_newer_names_an_older_copy_or_a_downgrade) {
+  Snapshot s = healthy_snapshot();
+  s.nvml.user_space_version = Fact<std::string>::known("470.256.02");
+  s.nvml.library_path = Fact<std::string>::known("/usr/local/lib/libnvidia-ml.so.470.256.02");
+  auto found = find_rule("DRV003")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].message.rfind("The loaded kernel module 580.159.04 is newer than user space 470.256.02 "
+                                   "(/usr/local/lib/libnvidia-ml.so.470.256.02): an older libnvidia-ml is found",
+                                   0),
+            0u)
+      << found[0].message;
+  EXPECT_NE(found[0].next_step.find("a reboot would not change this"), std::string::npos);
+  EXPECT_EQ(std::count(found[0].evidence.begin(), found[0].evidence.end(),
+                       "kernel module 580.159.04 vs user space 470.256.02"),
+            1);
+  // User space newer: the update-without-reboot message as before.
+  s.nvml.user_space_version = Fact<std::string>::known("590.44.01");
+  found = find_rule("DRV003")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].message.rfind("Driver updated without reboot:", 0), 0u);
+  EXPECT_EQ(found[0].next_step.rfind("Reboot the node", 0), 0u);
 }
 
 TEST(Rules, DRV004_stale_client_mismatch) {
