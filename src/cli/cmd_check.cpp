@@ -9,6 +9,7 @@
 
 #include "cli/collect_options.h"
 #include "cli/command.h"
+#include "cli/option_checks.h"
 #include "core/strings.h"
 #include "output/diagnosis_output.h"
 #include "output/health_check.h"
@@ -112,7 +113,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
                "line");
   sub.add_option("--max-length", opts->max_length,
                  "Cut the line to BYTES (node-problem-detector's max_output_length; \"...\" marks a cut)")
-      ->check(CLI::Range(k_min_check_length, std::size_t{4096}).description(""))
+      ->check(whole_number_range(k_min_check_length, 4096))
       ->capture_default_str()
       ->type_name("BYTES");
   sub.add_option("--rules", opts->only_rules,

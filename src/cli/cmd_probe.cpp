@@ -287,7 +287,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.add_option("--rounds", opts->rounds,
                  "Measure everything this many times, interleaved, and show the median round with the range "
                  "(1-20); a round that fails is shown instead")
-      ->check(CLI::Range(1u, 20u).description(""))
+      ->check(whole_number_range(1, 20))
       ->type_name("N")
       ->capture_default_str();
   sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");

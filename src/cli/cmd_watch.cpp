@@ -254,9 +254,10 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
   sub.add_option("--duration", opts->duration,
                  "How long to watch (default 30s; with --load, 2 s idle + the load + 5 s to settle)")
       ->type_name("DURATION");
-  sub.add_option("--count", opts->count, "Take exactly N samples instead of watching for a duration")
+  sub.add_option("--count", opts->count,
+                 "Take exactly N samples instead of watching for a duration (at least 2: one sample shows no change)")
       ->type_name("N")
-      ->check(CLI::Range(std::size_t{1}, k_max_samples).description(""));
+      ->check(whole_number_range(2, k_max_samples));
   sub.add_option("--mode", opts->mode,
                  "detached: open NVML for each sample and time its attach (sees de-initialization); held: keep "
                  "NVML open (cheaper, but keeps every GPU initialized, hiding the problem)")

@@ -28,6 +28,23 @@ inline CLI::Validator finite_range(double min, double max) {
       "");
 }
 
+// A whole number from `min` to `max`, both included, said the same way as finite_range.
+inline CLI::Validator whole_number_range(unsigned long long min, unsigned long long max) {
+  return CLI::Validator(
+      [min, max](std::string& input) -> std::string {
+        unsigned long long value = 0;
+        if (input.empty() || input.find_first_not_of("0123456789") != std::string::npos ||
+            !CLI::detail::lexical_cast(input, value)) {
+          return fmt::format("{} is not a whole number (give one from {} to {})", input, min, max);
+        }
+        if (value < min || value > max) {
+          return fmt::format("Value {} not in range [{} - {}]", input, min, max);
+        }
+        return {};
+      },
+      "");
+}
+
 // Makes a relative path option ("tf", "roots/node1") absolute from the working directory as it is parsed:
 // gpuwarm's writer and its trusted-executable check take absolute paths only, and an option the shell
 // completed relative must mean what it meant there. Joined as text; no link is resolved.

@@ -61,7 +61,7 @@ void add_verify_options(CLI::App& app, VerifyOptions& options) {
       ->capture_default_str()
       ->group(group);
   app.add_option("--samples", options.samples, "Clock samples to take (1-1000)")
-      ->check(CLI::Range(1u, 1000u).description(""))
+      ->check(whole_number_range(1, 1000))
       ->type_name("N")
       ->capture_default_str()
       ->group(group);
@@ -72,7 +72,7 @@ void add_verify_options(CLI::App& app, VerifyOptions& options) {
       ->group(group);
   app.add_option("--dcgm-level", options.dcgm_level,
                  "Also run `dcgmi diag -r N --json` (1 quick .. 4 extra long) where DCGM is installed")
-      ->check(CLI::Range(1, 4).description(""))
+      ->check(whole_number_range(1, 4))
       ->type_name("N")
       ->group(group);
 }

@@ -270,6 +270,8 @@ class BadInput(unittest.TestCase):
             (["diagnose", "--color", "sometimes"], "Run `gpuwarm --help`"),  # gpuwarm's own option
             ([], "no command given"),
             (["diagnose", "--nvml-timeout", "abc"], "abc is not a number (give one from 0.1 to 3600)"),
+            (["check", "--max-length", "abc"], "abc is not a whole number (give one from 16 to 4096)"),
+            (["watch", "--count", "1"], "--count: Value 1 not in range [2 - 100000]"),
             # A library or binary named by hand that is not there is a typo, not a node without a driver: in a
             # health check's arguments it would otherwise drain every node as "driver-install" (DRV002).
             (["check", "--nvml", "/nonexistent/libnvidia-ml.so.1"], "--nvml: File does not exist"),

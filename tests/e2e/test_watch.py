@@ -224,7 +224,7 @@ class Watch(unittest.TestCase):
         self.assertEqual([g["index"] for g in d["gpus"]], [1])
         rc, d = self.watch_json(h.scenario([h.gpu(0), h.gpu(1)]), "--count", "2", "--interval", "0", "--gpu", "0")
         self.assertEqual([g["index"] for g in d["gpus"]], [0])
-        r = self.watch(h.scenario([h.gpu(0)]), "--count", "1", "--gpu", "7")
+        r = self.watch(h.scenario([h.gpu(0)]), "--count", "2", "--gpu", "7")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no GPU matches --gpu 7", r.stderr)
 
@@ -238,7 +238,7 @@ class Watch(unittest.TestCase):
         self.assertEqual(s["event_reasons"], 1)  # through the old ...ThrottleReasons name
 
     def test_no_driver_and_bad_input(self):
-        r = self.watch(h.scenario([], init={"return": 9}), "--count", "1")
+        r = self.watch(h.scenario([], init={"return": 9}), "--count", "2")
         self.assertEqual(r.returncode, 1)
         self.assertIn("DRIVER_NOT_LOADED", r.stderr)
         self.assertIn("No NVIDIA driver is loaded", r.stderr)
