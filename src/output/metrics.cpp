@@ -202,7 +202,9 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
       gpu_unknown("handle", g.handle_error);
       continue;
     }
-    e.sample("gpuwarm_gpu_attach_seconds", gpu, g.attach_ms / 1000.0);
+    if (g.attach_ms >= 0) {
+      e.sample("gpuwarm_gpu_attach_seconds", gpu, g.attach_ms / 1000.0);
+    }
     if (g.app_clocks.sm.has()) {
       e.sample("gpuwarm_gpu_app_sm_clock_hertz", gpu, static_cast<double>(*g.app_clocks.sm) * 1e6);
     }

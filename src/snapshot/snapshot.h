@@ -78,7 +78,9 @@ struct EventCounter {  // cumulative time a clock-event reason was active
 struct GpuFacts {
   unsigned index = 0;
   std::string handle_error;  // non-empty when no handle could be had: nothing else is known
-  double attach_ms = 0;      // nvmlDeviceGetHandleByIndex: slow (seconds) when the GPU had de-initialized
+  // nvmlDeviceGetHandleByIndex: slow (seconds) when the GPU had de-initialized; -1 not measured (a snapshot
+  // saved before gpuwarm recorded it), never exported as 0.
+  double attach_ms = -1;
   Fact<std::string> name;
   Fact<std::string> uuid;
   Fact<std::string> pci_bus_id;  // NVML form: 8-digit upper-case domain

@@ -104,6 +104,12 @@ bool numbers_in_range(const nlohmann::json& j, int depth = 0) {
 nlohmann::json snapshot_to_json(const Snapshot& snapshot) {
   nlohmann::json j = snapshot;
   j["kind"] = "gpuwarm-snapshot";
+  // Not measured (a snapshot older than the fact, read back): left out, as it came, rather than a -1.
+  for (auto& gpu : j["nvml"]["gpus"]) {
+    if (gpu.contains("attach_ms") && gpu["attach_ms"].get<double>() < 0) {
+      gpu.erase("attach_ms");
+    }
+  }
   return j;
 }
 

@@ -127,6 +127,8 @@ class Metrics(unittest.TestCase):
         p = samples(r.stdout)
         self.assertEqual(value(p, "gpuwarm_verdict", verdict="action-needed"), 1)
         self.assertEqual(value(p, "gpuwarm_finding", rule_id="PM002"), 1)
+        # Recorded before gpuwarm timed the attach: no series, never a 0 that reads as a warm GPU.
+        self.assertNotIn("gpuwarm_gpu_attach_seconds{", r.stdout)
         # As old as the recording: a stale-metrics alert must see its age, not when it was rendered.
         with open(os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")) as f:
             taken = json.load(f)["collected_at"]
