@@ -14,8 +14,9 @@ nvidia-smi -L 2>/dev/null || true
 
 "$gpuwarm" guard --verbose; echo "guard exit $?"
 
-children() { pgrep -f -- "$gpuwarm probe --child" | wc -l; }
-for delay in 0.05 0.15 0.3 0.6; do
+# The children run /proc/self/exe with argv[0] "gpuwarm": their command line starts "gpuwarm probe --child".
+children() { pgrep -f -- "^gpuwarm probe --child" | wc -l; }
+for delay in 0.05 0.1 0.15 0.2 0.3 0.6; do
   "$gpuwarm" probe >/dev/null 2>&1 &
   parent=$!
   sleep "$delay"
