@@ -20,6 +20,7 @@
 #include "cli/child_process.h"
 #include "cli/command.h"
 #include "cli/option_checks.h"
+#include "core/host.h"
 #include "core/paths.h"
 #include "core/strings.h"
 #include "guard/guard.h"
@@ -227,7 +228,10 @@ int finish(const guard::GuardResult& r, const GuardOptions& opts) {
   const auto& table = guard::codes();
   auto info = std::find_if(table.begin(), table.end(), [&](const auto& c) { return c.code == r.code; });
   if (opts.json) {
-    std::cout << dump_json({{"exit_code", static_cast<int>(r.code)},
+    std::cout << dump_json({{"kind", "gpuwarm-guard"},
+                            {"schema_version", 1},
+                            {"hostname", host_name()},
+                            {"exit_code", static_cast<int>(r.code)},
                             {"reason", info != table.end() ? info->name : "?"},
                             {"line", r.line},
                             {"details", r.details}})

@@ -242,7 +242,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         skipped.push_back({{"path", path}, {"note", note}});
       }
       // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
-      std::cout << dump_json({{"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
+      std::cout << dump_json({{"kind", "gpuwarm-lint"}, {"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
                               {"skipped", skipped}, {"unreadable", unreadable},
                               {"documentation_skipped", docs_skipped},
                               {"missing", walk.missing}})

@@ -16,6 +16,8 @@ inline std::string describe_report_kind(std::string_view kind) {
   if (kind == "gpuwarm-watch" || kind == "watch") return "a `gpuwarm watch --json` run";
   if (kind == "gpuwarm-fleet-summary") return "a `gpuwarm fleet-summary --json` table";
   if (kind == "gpuwarm-reset") return "a `gpuwarm reset --json` report";
+  if (kind == "gpuwarm-guard") return "a `gpuwarm guard --json` answer";
+  if (kind == "gpuwarm-lint") return "a `gpuwarm lint --json` result";
   // The kind comes from the file: keep it short and printable.
   std::string shown;
   for (char c : kind.substr(0, 40)) {

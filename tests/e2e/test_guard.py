@@ -5,6 +5,7 @@ that fails inside still exits in ExecCondition's skip range."""
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -124,6 +125,7 @@ class Guard(unittest.TestCase):
         import json
         d = json.loads(r.stdout)
         self.assertEqual(d["exit_code"], 11)
+        self.assertEqual((d["kind"], d["schema_version"], d["hostname"]), ("gpuwarm-guard", 1, socket.gethostname()))
         self.assertEqual(d["reason"], "version-mismatch")
         self.assertIn("kernel module 580.95.05", d["details"])
 

@@ -68,6 +68,7 @@ class Lint(unittest.TestCase):
         r = self.lint(self.tree, "--json")
         self.assertEqual(r.returncode, 3)
         d = json.loads(r.stdout)
+        self.assertEqual((d["kind"], d["schema_version"]), ("gpuwarm-lint", 1))
         self.assertEqual(d["files_scanned"], 2)
         self.assertEqual([(f["rule_id"], f["line"], f["column"]) for f in d["findings"]], [("LINT001", 1, 15)])
         self.assertEqual(d["skipped"][0]["note"], "skipped: binary")
