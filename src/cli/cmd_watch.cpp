@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -37,6 +39,58 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t k_max_samples = 100000;
+
+// A stop signal ends the watch after the sample in progress, and the summary prints. A sample stuck in NVML (a
+// hung GPU or driver; watch has no NVML deadline, since every sample opens NVML anew) would keep it from
+// ending at all: after a second signal, or k_stop_grace past the first, the watch ends at once without its
+// summary, saying why. Within the grace a slow, healthy sample (cold attaches take seconds per GPU) still
+// finishes. The load's children die with the watch (they are tied to it).
+class SamplingStopDeadline {
+ public:
+  static constexpr auto k_stop_grace = std::chrono::seconds(30);
+
+  SamplingStopDeadline()
+      : m_thread([this] {
+          block_all_signals_in_this_thread();
+          std::chrono::steady_clock::time_point asked{};
+          while (!m_ended.load()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            const int sig = StopSignalsCaught::signal();
+            if (sig == 0) {
+              continue;
+            }
+            const auto now = std::chrono::steady_clock::now();
+            if (asked == std::chrono::steady_clock::time_point{}) {
+              asked = now;
+            }
+            if (!m_ended.load() && (StopSignalsCaught::count() > 1 || now - asked >= k_stop_grace)) {
+              const std::string why = fmt::format(
+                  "gpuwarm watch: {} and the sample in progress has not returned {}: NVML is not answering (a hung "
+                  "GPU or driver?); ending without the summary\n",
+                  signal_name(sig), StopSignalsCaught::count() > 1 ? "after a second stop signal" : "within 30 s");
+              [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, why.data(), why.size());
+              ::_exit(128 + sig);
+            }
+          }
+        }) {}
+  ~SamplingStopDeadline() {
+    sampling_ended();
+  }
+  SamplingStopDeadline(const SamplingStopDeadline&) = delete;
+  SamplingStopDeadline& operator=(const SamplingStopDeadline&) = delete;
+
+  // The loop is over: a stop from here on waits for the summary, which needs no NVML.
+  void sampling_ended() {
+    m_ended = true;
+    if (m_thread.joinable()) {
+      m_thread.join();
+    }
+  }
+
+ private:
+  std::atomic<bool> m_ended{false};
+  std::thread m_thread;
+};
 // A saved run holds every sample, about 2.6 KB each on an 8-GPU node: the most a watch takes (k_max_samples)
 // on 8 GPUs fits.
 constexpr std::size_t k_max_replay_bytes = std::size_t{256} << 20;
@@ -294,8 +348,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "clocks and power limit reset to defaults; both count as de-initialization signs. Held (NVML kept\n"
       "open) costs less per sample and suits long watches of thermal/power behaviour.\n\n"
       "--load needs libcuda.so.1; the kernel ships as PTX and is compiled by the driver's JIT. Read-only:\n"
-      "watch changes no GPU setting. Ctrl-C, SIGTERM or a hangup end the watch early and still print the summary. A live\n"
-      "progress line goes to stderr when it is a terminal.\n\n"
+      "watch changes no GPU setting. Ctrl-C, SIGTERM or a hangup end the watch early, after the sample in\n"
+      "progress, and still print the summary; a second one, or 30 s with NVML not answering, ends it at once\n"
+      "(exit 128+N, no summary). A live progress line goes to stderr when it is a terminal.\n\n"
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
       "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
@@ -412,6 +467,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     // SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
     // whose session drops keeps what it sampled).
     StopSignalsCaught stop_signals;
+    SamplingStopDeadline stop_deadline;
 
     std::size_t cold_signs = 0;
     bool load_started = false;
@@ -484,6 +540,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         k = std::max(k, static_cast<std::size_t>(seconds_since(t0, Clock::now()) / *interval));
       }
     }
+    stop_deadline.sampling_ended();
     if (run.load) {
       load.stop(*run.load);
     }

@@ -125,6 +125,7 @@ class StopSignalsCaught {
     sa.sa_handler = [](int sig) {
       int none = 0;
       s_first.compare_exchange_strong(none, sig);  // lock-free: safe in a handler
+      s_count.fetch_add(1);
     };
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;
@@ -147,10 +148,13 @@ class StopSignalsCaught {
 
   // The first stop signal caught by any StopSignalsCaught of this process (0 if none).
   static int signal() { return s_first.load(); }
+  // How many were caught (a second Ctrl-C asks for more than the first).
+  static int count() { return s_count.load(); }
 
  private:
   static constexpr std::array<int, 3> k_caught = {SIGINT, SIGTERM, SIGHUP};
   static inline std::atomic<int> s_first{0};  // constant-initialized: nothing to set up inside a handler
+  static inline std::atomic<int> s_count{0};
   std::array<struct sigaction, 3> m_old{};
   std::array<bool, 3> m_installed{};
 };

@@ -307,5 +307,33 @@ class Watch(unittest.TestCase):
         self.assertEqual(p.returncode, 0, err)
         self.assertLess(len(json.loads(out)["samples"]), 30)
 
+    def test_a_stop_while_nvml_hangs_ends_the_watch_on_a_second_signal(self):
+        # nvmlInit takes 60 s (a wedged driver). The first SIGTERM waits for the sample in progress (a slow but
+        # healthy one still ends with its summary); a second one ends the watch at once, saying why. Before,
+        # the watch ran until NVML returned.
+        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)], init={"delay_ms": 60000})))
+        p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--count", "3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        time.sleep(0.5)
+        started = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        self.assertIsNone(p.poll(), "the first stop signal waits for the sample in progress")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=10)
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertEqual(p.returncode, 128 + signal.SIGTERM, err)
+        self.assertIn("gpuwarm watch: SIGTERM and the sample in progress has not returned after a second stop "
+                      "signal: NVML is not answering", err)
+        # A slow sample that returns (2 s) within the grace: one SIGTERM still ends with the summary.
+        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)], init={"delay_ms": 2000})))
+        p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--count", "3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        self.assertNotIn("NVML is not answering", err)
+        self.assertIn("gpuwarm watch", out)
+
 if __name__ == "__main__":
     unittest.main()
