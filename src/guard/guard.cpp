@@ -104,8 +104,9 @@ GuardResult evaluate(const GuardFacts& f) {
     });
     if (module_newest) {
       return stop(Code::version_mismatch,
-                  fmt::format("user space older than the kernel module: kernel module {} but {}; an older copy found "
-                              "first (remove it) or a downgrade without reboot; skipping nvidia-persistenced",
+                  fmt::format("user space older than the kernel module: kernel module {} but {}; upgrade user space "
+                              "to the module's version (or remove an older copy found first; after a downgrade, "
+                              "reboot); skipping nvidia-persistenced",
                               *kernel, list));
     }
     return stop(Code::version_mismatch,

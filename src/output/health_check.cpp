@@ -20,6 +20,7 @@ constexpr RuleImpact k_impacts[] = {
     {"DRV002", I::drain, "no usable NVML: the driver install is broken"},
     {"DRV005", I::drain, "another driver holds a GPU: jobs see fewer"},
     {"DRV003", I::drain, "module and libraries differ: new CUDA contexts fail (API mismatch) until a reboot"},
+    {"DRV006", I::drain, "module newer than libraries: new CUDA contexts fail (API mismatch) until they match"},
     {"DRV004", I::keep, "a stale client, the host's halves agree"},
     {"GPU001", I::drain, "a GPU is lost, needs a reset, or is missing"},
     {"PD001", I::keep, "no daemon binary; if persistence is off too, PM001 drains"},
@@ -124,8 +125,8 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
   std::vector<std::string> unknowns;
   // Rules whose finding leaves GPUs unread (no driver, no usable NVML, a lost or missing GPU): asked about
   // other rules only, these say the others could not be judged, which is unknown, never "not firing".
-  static constexpr std::array<std::string_view, 5> k_leave_gpus_unread = {"DRV001", "DRV002", "DRV003", "DRV005",
-                                                                          "GPU001"};
+  static constexpr std::array<std::string_view, 6> k_leave_gpus_unread = {"DRV001", "DRV002", "DRV003", "DRV005",
+                                                                          "DRV006", "GPU001"};
   for (const auto& f : d.findings) {
     const SchedulerImpact impact = impact_of(f);
     const bool selected =

@@ -199,7 +199,21 @@ std::vector<Finding> nvml_unavailable(const Snapshot& s) {
   return {f};
 }
 
+namespace {
+
+// Both halves read, and the loaded module the newer: no update left that behind by itself (DRV006, not DRV003).
+bool module_newer_than_user_space(const Snapshot& s) {
+  const std::string kernel = kernel_module_version(s);
+  const std::string user = user_space_version(s);
+  return !kernel.empty() && !user.empty() && compare_driver_versions(kernel, user).value_or(0) > 0;
+}
+
+}  // namespace
+
 std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
+  if (module_newer_than_user_space(s)) {
+    return {};  // DRV006: a reboot is not what ends it
+  }
   const std::string kernel = kernel_module_version(s);
   const std::string user = user_space_version(s);
   std::vector<std::string> evidence;
@@ -238,21 +252,6 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
         "client of another version (another user-space component was updated without reboot); "
         "nvidia-persistenced cannot start until they match",
         kernel);
-  } else if (compare_driver_versions(kernel, new_version).value_or(-1) > 0) {
-    // The module is the newer half: an update does not leave that behind, so a reboot may change nothing.
-    f.message = fmt::format(
-        "The loaded kernel module {} is newer than user space {}{}: an older libnvidia-ml is found before the "
-        "module's own (a runfile's leftover in /usr/local/lib, an image's copy), or the driver was downgraded "
-        "without reboot; nvidia-persistenced cannot start until they match",
-        kernel, new_version, s.nvml.library_path.has() ? " (" + *s.nvml.library_path + ")" : "");
-    f.next_step = fmt::format(
-        "Find which: `ldconfig -p | grep libnvidia-ml` lists the copies the loader sees, and the driver package "
-        "says what is installed. An older copy left behind: remove it (with its libnvidia-* siblings) so {} is "
-        "found; a reboot would not change this. A downgrade: reboot to load the older module. Until then do not "
-        "start or restart nvidia-persistenced.",
-        kernel);
-    f.evidence = std::move(evidence);
-    return {f};
   } else {
     f.message = fmt::format(
         "Driver updated without reboot: the loaded kernel module is {} but user space is {}; "
@@ -263,6 +262,31 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
       "Reboot the node to load the new kernel module (or swap modules once no process uses the GPUs). "
       "Until then do not start or restart nvidia-persistenced: it fails with \"Failed to query NVIDIA devices\".";
   f.evidence = std::move(evidence);
+  return {f};
+}
+
+std::vector<Finding> user_space_older_than_module(const Snapshot& s) {
+  if (!module_newer_than_user_space(s)) {
+    return {};
+  }
+  const std::string kernel = kernel_module_version(s);
+  const std::string user = user_space_version(s);
+  Finding f;
+  f.message = fmt::format(
+      "The loaded kernel module {} is newer than user space {}{}: user space was not upgraded with the module, an "
+      "older libnvidia-ml is found before the module's own, or the driver was downgraded without reboot; "
+      "nvidia-persistenced cannot start until they match",
+      kernel, user, s.nvml.library_path.has() ? " (" + *s.nvml.library_path + ")" : "");
+  f.next_step = fmt::format(
+      "Find which: the driver packages' versions (`dpkg -l | grep nvidia` or `rpm -qa | grep nvidia`) and "
+      "`ldconfig -p | grep libnvidia-ml`. User-space packages behind the module's: upgrade them to {}. An older "
+      "copy left behind (a runfile's in /usr/local/lib, an image's): remove it with its libnvidia-* siblings. A "
+      "downgrade: reboot to load the older module. Until then do not start or restart nvidia-persistenced.",
+      kernel);
+  f.evidence.push_back(fmt::format("kernel module {} vs user space {}", kernel, user));
+  for (auto& e : structural_evidence(s, nvml::Effect::reboot)) {
+    f.evidence.push_back(std::move(e));
+  }
   return {f};
 }
 

@@ -31,6 +31,10 @@ constexpr RuleInfo k_rules[] = {
     {"DRV003", "driver-version-mismatch", S::critical, R::reboot,
      "Kernel module and user-space driver versions differ (updated without reboot)",
      checks::driver_version_mismatch},
+    {"DRV006", "user-space-older-than-module", S::critical, R::driver_install,
+     "The loaded kernel module is newer than the user-space driver read: user space not upgraded with it, an "
+     "older copy found first, or a downgrade not yet rebooted",
+     checks::user_space_older_than_module},
     {"DRV004", "stale-client-mismatch", S::warning, R::note,
      "The kernel refused a client of another driver version although the host's halves agree",
      checks::stale_client_mismatch},

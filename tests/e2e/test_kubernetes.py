@@ -137,7 +137,7 @@ class NodeProblemDetector(unittest.TestCase):
         h.require_binary(self)
         r = h.run(["check", "--rules", "PD004", "--no-systemd"], raw=True)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--rules takes rules that can make a problem (DRV001, DRV002, DRV005, DRV003, GPU001, PM001)", r.stderr)
+        self.assertIn("--rules takes rules that can make a problem (DRV001, DRV002, DRV005, DRV003, DRV006, GPU001, PM001)", r.stderr)
 
     def test_a_hung_nvml_is_unknown_within_the_rule_timeout(self):
         h.require_binary(self)

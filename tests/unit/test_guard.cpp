@@ -89,8 +89,8 @@ TEST(Guard, every_reason_has_its_code) {
        Code::version_mismatch, "cannot confirm"},
       {"user space older than the module: an older copy or a downgrade, not an update to finish",
        [](auto& f) { f.user_space[0].version = "470.256.02"; }, Code::version_mismatch,
-       "user space older than the kernel module: kernel module 580.159.04 but libnvidia-ml 470.256.02; an older "
-       "copy found first (remove it)"},
+       "user space older than the kernel module: kernel module 580.159.04 but libnvidia-ml 470.256.02; upgrade "
+       "user space"},
       {"API mismatch logged since the module loaded",
        [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true}}; },
        Code::api_mismatch_logged, "client 580.95.05, kernel module 580.159.04"},

@@ -107,7 +107,7 @@ TEST(Metrics, reboot_pending_and_enabled_follow_the_rules) {
   EXPECT_NE(render(healthy_snapshot()).find("gpuwarm_driver_reboot_pending 0\n"), std::string::npos);
 
   Snapshot mismatch = healthy_snapshot();
-  mismatch.nvml.user_space_version = Fact<std::string>::known("580.95.05");
+  mismatch.nvml.user_space_version = Fact<std::string>::known("590.44.01");
   EXPECT_NE(render(mismatch).find("gpuwarm_driver_reboot_pending 1\n"), std::string::npos) << render(mismatch);
 
   Snapshot unread = healthy_snapshot();

@@ -260,7 +260,7 @@ TEST(Rules, DRV003_driver_version_mismatch) {
       {"user space known only from the library file name",
        [](Snapshot& s) {
          s.nvml.user_space_version = Fact<std::string>::unknown("symbol absent");
-         s.nvml.library_file_version = Fact<std::string>::known("575.64.03");
+         s.nvml.library_file_version = Fact<std::string>::known("590.44.01");
        },
        {{k_node}}},
       {"kernel from /sys when /proc unreadable",
@@ -323,28 +323,38 @@ TEST(Rules, DRV003_message_says_what_disagrees) {
   EXPECT_EQ(same.find("but user space is 580.159.04"), std::string::npos);
 }
 
-// The module the newer half: no update leaves that behind, so the message does not promise that a reboot helps.
-TEST(Rules, DRV003_with_the_module_newer_names_an_older_copy_or_a_downgrade) {
+// The module the newer half: no update leaves that behind by itself, and a reboot may change nothing; DRV003
+// is the other direction.
+TEST(Rules, DRV006_user_space_older_than_module) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"an older libnvidia-ml read",
+       [](Snapshot& s) { s.nvml.user_space_version = Fact<std::string>::known("470.256.02"); }, {{k_node}}},
+      {"user space newer: DRV003's case",
+       [](Snapshot& s) { s.nvml.user_space_version = Fact<std::string>::known("590.44.01"); }, {}},
+      {"user space unread, an older client in the kernel log: not read, not this rule",
+       [](Snapshot& s) {
+         s.nvml.user_space_version = Fact<std::string>::unknown("no libnvidia-ml");
+         s.nvml.library_file_version = Fact<std::string>::unknown("no libnvidia-ml");
+         s.kernel_log.mismatches.push_back({"'python3' (pid 7)", "570.1", "580.159.04", true});
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("DRV006", c);
   Snapshot s = healthy_snapshot();
   s.nvml.user_space_version = Fact<std::string>::known("470.256.02");
   s.nvml.library_path = Fact<std::string>::known("/usr/local/lib/libnvidia-ml.so.470.256.02");
-  auto found = find_rule("DRV003")->check(s);
-  ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].message.rfind("The loaded kernel module 580.159.04 is newer than user space 470.256.02 "
-                                   "(/usr/local/lib/libnvidia-ml.so.470.256.02): an older libnvidia-ml is found",
-                                   0),
+  const Diagnosis d = diagnose(s);
+  EXPECT_EQ(d.verdict.rule_id, "DRV006");
+  EXPECT_EQ(d.verdict.route, Route::driver_install);  // not "reboot pending"
+  EXPECT_EQ(finding_of(d, "DRV003").rule_id, "");
+  const Finding f = finding_of(d, "DRV006");
+  EXPECT_EQ(f.message.rfind("The loaded kernel module 580.159.04 is newer than user space 470.256.02 "
+                            "(/usr/local/lib/libnvidia-ml.so.470.256.02): user space was not upgraded with the module",
+                            0),
             0u)
-      << found[0].message;
-  EXPECT_NE(found[0].next_step.find("a reboot would not change this"), std::string::npos);
-  EXPECT_EQ(std::count(found[0].evidence.begin(), found[0].evidence.end(),
-                       "kernel module 580.159.04 vs user space 470.256.02"),
-            1);
-  // User space newer: the update-without-reboot message as before.
-  s.nvml.user_space_version = Fact<std::string>::known("590.44.01");
-  found = find_rule("DRV003")->check(s);
-  ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].message.rfind("Driver updated without reboot:", 0), 0u);
-  EXPECT_EQ(found[0].next_step.rfind("Reboot the node", 0), 0u);
+      << f.message;
+  EXPECT_NE(f.next_step.find("upgrade them to 580.159.04"), std::string::npos);
 }
 
 TEST(Rules, DRV004_stale_client_mismatch) {
