@@ -197,7 +197,7 @@ class LoadRunner {
     for (auto& c : m_children) {
       if (!c.done) {
         ::kill(c.process.pid, SIGTERM);
-        finish(c, window);
+        finish(c, window, /*stopped_here=*/true);
       }
     }
   }
@@ -212,7 +212,9 @@ class LoadRunner {
     return true;
   }
 
-  void finish(LoadChild& c, watch::LoadWindow& window) {
+  // stopped_here: the watch ended before the load did (--count, a stop signal) and ended the child itself;
+  // its death by that signal is no load error.
+  void finish(LoadChild& c, watch::LoadWindow& window, bool stopped_here = false) {
     int status = 0;
     if (!reap_within(c.process.pid, status, k_reap_after_kill_ms)) {
       kill_and_reap(c.process.pid, status);
@@ -235,6 +237,9 @@ class LoadRunner {
       }
     }
     if (!read) {
+      if (stopped_here && WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL)) {
+        return;
+      }
       if (window.error.empty()) {
         window.error = WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
                                            : "load child printed no result";

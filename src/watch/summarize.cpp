@@ -408,15 +408,17 @@ WatchSummary summarize(const WatchRun& run) {
     out.notes.push_back(fmt::format("NVML failed to initialize in {} of {} samples.", out.init_failures,
                                     run.samples.size()));
   }
+  const bool seen_under_load = std::any_of(run.samples.begin(), run.samples.end(),
+                                          [](const Sample& s) { return s.phase == Phase::load; });
   if (run.load && !run.load->error.empty()) {
-    out.notes.push_back("The load did not run: " + run.load->error);
+    out.notes.push_back((seen_under_load ? "The load ended early: " : "The load did not run: ") + run.load->error);
   }
   if (run.gpus.empty() && out.init_failures > 0) {
     best = std::min(best, static_cast<int>(Cause::unread));  // no GPU was ever identified: nothing was read
   }
   // Asked for a load that never ran, "stable" would answer a question that was not put: the clocks under
   // load were never seen.
-  const bool load_missing = run.load && !run.load->error.empty();
+  const bool load_missing = run.load && !run.load->error.empty() && !seen_under_load;
   if (load_missing && best == static_cast<int>(Cause::stable)) {
     best = static_cast<int>(Cause::unread);
   }

@@ -169,6 +169,16 @@ class Watch(unittest.TestCase):
         self.assertTrue(any("did not run" in n for n in d["summary"]["notes"]))
         self.assertNotIn("load", [s["phase"] for s in d["samples"]])
 
+    def test_a_watch_that_ends_during_the_load_is_no_load_failure(self):
+        # --count ends the sampling 4 s in, while the 5 s load (after a 2 s lead-in) still runs: the watch stops
+        # the load itself, which is not "the load did not run".
+        rc, d = self.watch_json(h.scenario([h.gpu(0)]), "--interval", "500ms", "--load", "5", "--count", "8",
+                                cuda_scenario={})
+        self.assertIn("load", [s["phase"] for s in d["samples"]])
+        self.assertEqual(d["load"]["error"], "")
+        self.assertNotEqual(rc, 9, d["summary"])
+        self.assertFalse(any("did not run" in n for n in d["summary"]["notes"]), d["summary"]["notes"])
+
     def test_replayed_names_are_escaped(self):
         with open(os.path.join(h.SOURCE_DIR, "examples/h100-watch-detached.json")) as f:
             d = json.load(f)
