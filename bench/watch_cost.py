@@ -2,7 +2,7 @@
 """What does `gpuwarm watch` cost? A benchmark, not a test: nothing is asserted.
 
 1. CPU per sample of all GPUs, held and detached: the CPU time (user + sys, from
-   wait4) of `watch --count 1+N` minus that of `watch --count 1`, over N.
+   wait4) of `watch --count 2+N` minus that of `watch --count 1`, over N.
 2. The same CPU time for one spawn of
    `nvidia-smi --query-gpu=clocks.sm,clocks_event_reasons.active --format=csv`.
 3. gpuwarm's own peak RSS (VmHWM, polled from /proc while it runs) during a
@@ -58,7 +58,7 @@ def main():
     smi_cpu = []
     for _ in range(args.repeats):
         for mode in per_sample:
-            base, _, _ = cpu_of(gw + ["--mode", mode, "--count", "1"])
+            base, _, _ = cpu_of(gw + ["--mode", mode, "--count", "2"])
             many, _, _ = cpu_of(gw + ["--mode", mode, "--count", str(1 + args.samples)])
             per_sample[mode].append((many - base) / args.samples)
         if smi:

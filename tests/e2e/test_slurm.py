@@ -64,7 +64,7 @@ echo "$*" >> {self.tmp}/updates
 """)
         os.chmod(self.scontrol, 0o755)
 
-    def decide(self, state, reason, persistence):
+    def decide(self, state, reason, persistence, extra_check_args=""):
         with open(os.path.join(self.tmp, "node-line"), "w") as f:
             f.write(f"NodeName=gpu1 Arch=x86_64 State={state} ThreadsPerCore=1" + (f" Reason={reason}" if reason else "") + "\n")
         updates = os.path.join(self.tmp, "updates")
@@ -72,6 +72,7 @@ echo "$*" >> {self.tmp}/updates
             os.unlink(updates)
         self.node.set_persistence(persistence)
         env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env()}
+        env["GPUWARM_CHECK_ARGS"] += extra_check_args
         r = subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-healthcheck")], env=env, capture_output=True, text=True,
                            timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -102,6 +103,15 @@ echo "$*" >> {self.tmp}/updates
         for state, reason, persistence, expected in cases:
             with self.subTest(state=state, reason=reason, persistence=persistence):
                 self.assertEqual(self.decide(state, reason, persistence), expected)
+
+
+    def test_a_reason_with_brackets_of_its_own_is_still_recognized(self):
+        # Only Slurm's " [user@time]" is cut from the reason it shows: a gpuwarm line holding " [" is not rewritten
+        # on every run.
+        line = "gpuwarm: gpuwarm check gave no answer (exit 2): --max-length: Value 1 not in range [16 - 4096]"
+        self.assertEqual(self.decide("IDLE", "", 1, " --max-length 1"),
+                         [f"update NodeName=gpu1 State=DRAIN Reason={line}"])
+        self.assertEqual(self.decide("IDLE+DRAIN", line + " [root@2026-12-02T06:00:00]", 1, " --max-length 1"), [])
 
 
 class PrologMode(unittest.TestCase):
