@@ -59,7 +59,7 @@ def main():
     for _ in range(args.repeats):
         for mode in per_sample:
             base, _, _ = cpu_of(gw + ["--mode", mode, "--count", "2"])
-            many, _, _ = cpu_of(gw + ["--mode", mode, "--count", str(1 + args.samples)])
+            many, _, _ = cpu_of(gw + ["--mode", mode, "--count", str(2 + args.samples)])
             per_sample[mode].append((many - base) / args.samples)
         if smi:
             cpu, _, _ = cpu_of([smi, "--query-gpu=clocks.sm,clocks_event_reasons.active", "--format=csv"])
