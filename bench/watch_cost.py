@@ -2,7 +2,7 @@
 """What does `gpuwarm watch` cost? A benchmark, not a test: nothing is asserted.
 
 1. CPU per sample of all GPUs, held and detached: the CPU time (user + sys, from
-   wait4) of `watch --count 2+N` minus that of `watch --count 1`, over N.
+   wait4) of `watch --count 2+N` minus that of `watch --count 2` (the fewest it takes), over N.
 2. The same CPU time for one spawn of
    `nvidia-smi --query-gpu=clocks.sm,clocks_event_reasons.active --format=csv`.
 3. gpuwarm's own peak RSS (VmHWM, polled from /proc while it runs) during a
