@@ -316,6 +316,9 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
       f.next_step += " This driver does not name the client, so `gpuwarm guard` cannot rule out the daemon and "
                      "skips nvidia-persistenced until the module is loaded again (reboot or `gpuwarm "
                      "reload-modules`).";
+    } else if (m->client.find("'nvidia-persiste") != std::string::npos) {
+      f.next_step += " The refused client was nvidia-persistenced itself (another copy of it, with its own "
+                     "libraries): `gpuwarm guard` skips the unit on this line until the module is loaded again.";
     }
     f.evidence.push_back("kernel log: NVRM: API mismatch");
     out.push_back(std::move(f));
