@@ -204,7 +204,15 @@ Result<void> check_write_target(const std::string& path, const WriteOptions& opt
   if (!dirfd) {
     return fail("cannot write " + path + ": " + dirfd.error().message);
   }
-  return dirfd->get() < 0 ? Result<void>{} : replaceable(dirfd->get(), *t, path);
+  if (dirfd->get() < 0) {
+    return {};
+  }
+  // The temporary file is created in that folder: one the caller may not write into (not root, a read-only
+  // /var) fails the write just as surely.
+  if (::faccessat(dirfd->get(), ".", W_OK | X_OK, AT_EACCESS) != 0) {
+    return fail(why("cannot write " + path + ": cannot create a file in " + t->dir, errno));
+  }
+  return replaceable(dirfd->get(), *t, path);
 }
 
 Result<void> write_file_atomically(const std::string& path, const std::string& content, const WriteOptions& options) {

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/strings.h"
 #include "exporter/http_server.h"
 #include "fix/plan.h"
 #include "fleet/fleet.h"
@@ -53,6 +54,15 @@ void proc_driver(std::string_view text) {
   (void)parse_proc_driver_version(s);
   (void)parse_gpu_information("0000:06:00.0", s);
   (void)parse_runtime_d3(s);
+  // Versions read from the two halves of the driver: an order, whatever the bytes (DRV003/DRV006, the guard).
+  const std::string_view a = text.substr(0, text.find('\n'));
+  const std::string_view b = text.substr(std::min(text.size(), a.size() + 1));
+  const auto ab = compare_driver_versions(a, b);
+  const auto ba = compare_driver_versions(b, a);
+  if (ab.has_value() != ba.has_value() ||
+      (ab && ((*ab > 0) != (*ba < 0) || (*ab == 0) != (*ba == 0) || compare_driver_versions(a, a) != 0))) {
+    __builtin_trap();
+  }
   // The same bytes as /proc/bus/pci/devices and as /proc/self/mountinfo.
   for (const auto& function : parse_nvidia_pci_functions(s)) {
     if (function.function.size() != 7) {  // "bb:dd.f"

@@ -2,6 +2,8 @@
 // any umask, no symlink followed, atomic, nothing left behind on failure.
 
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,6 +123,36 @@ TEST(SafeWrite, TheCheckBeforehandRefusesWhatTheWriteWouldAndCreatesNothing) {
   WriteOptions no_folders;
   no_folders.create_dirs = false;
   EXPECT_FALSE(check_write_target(t.path("later/f.json"), no_folders));
+}
+
+// A folder the caller cannot write into (not root; a read-only /var) is said by the check too, not only after
+// a probe's minutes. Run as nobody in a child process: root may write anywhere.
+TEST(SafeWrite, TheCheckBeforehandSaysWhenTheFolderIsNotTheCallersToWrite) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root, to become another user";
+  }
+  test::TempTree t;
+  t.mkdir("roots");
+  ::chmod(t.root().c_str(), 0755);
+  ::chmod(t.path("roots").c_str(), 0755);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(3);
+    }
+    auto r = check_write_target(t.path("roots/baseline.json"));
+    ::_exit(!r && r.error().message == "cannot write " + t.path("roots/baseline.json") + ": cannot create a file in " +
+                                          t.path("roots") + ": Permission denied"
+                ? 0
+                : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: the check let a folder nobody cannot write into pass";
+  EXPECT_TRUE(check_write_target(t.path("roots/baseline.json")));  // root may
 }
 
 TEST(SafeWrite, ASymlinkedDirectoryIsRefused) {
