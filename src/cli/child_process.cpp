@@ -44,13 +44,17 @@ void place_descriptor(int from, int to) {
   ::dup2(from, to);
 }
 
+// Closes every descriptor from `first` up but `keep` (which may be `first` itself: an empty span is no error).
 void close_descriptors_from(int first, int keep) {
-  if (::close_range(static_cast<unsigned>(first), static_cast<unsigned>(keep - 1), 0) != 0 ||
-      ::close_range(static_cast<unsigned>(keep + 1), ~0u, 0) != 0) {
-    for (int fd = first; fd < 65536; ++fd) {  // a kernel before 5.9
-      if (fd != keep) {
-        ::close(fd);
-      }
+  auto close_span = [](int low, unsigned high) {
+    return static_cast<unsigned>(low) > high || ::close_range(static_cast<unsigned>(low), high, 0) == 0;
+  };
+  if (close_span(first, static_cast<unsigned>(keep - 1)) && close_span(keep + 1, ~0u)) {
+    return;
+  }
+  for (int fd = first; fd < 65536; ++fd) {  // a kernel before 5.9
+    if (fd != keep) {
+      ::close(fd);
     }
   }
 }
