@@ -127,10 +127,10 @@ GuardResult evaluate(const GuardFacts& f) {
     if (!m.after_module_load) {
       continue;
     }
-    if (host_libraries_agree && !m.client.empty() && m.client.find("'nvidia-persiste") == std::string::npos) {
-      r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\"{} for client version {}: not this "
-                                      "host's driver, whose libnvidia-ml agrees with the module (DRV004)",
-                                      m.client.empty() ? "" : " from " + m.client,
+    if (host_libraries_agree && !m.client.empty() && !m.refused_the_daemon()) {
+      r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: not "
+                                      "this host's driver, whose libnvidia-ml agrees with the module (DRV004)",
+                                      m.client,
                                       m.client_version.empty() ? "?" : m.client_version));
       continue;
     }

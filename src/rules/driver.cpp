@@ -316,7 +316,7 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
       f.next_step += " This driver does not name the client, so `gpuwarm guard` cannot rule out the daemon and "
                      "skips nvidia-persistenced until the module is loaded again (reboot or `gpuwarm "
                      "reload-modules`).";
-    } else if (m->client.find("'nvidia-persiste") != std::string::npos) {
+    } else if (m->refused_the_daemon()) {
       f.next_step += " The refused client was nvidia-persistenced itself (another copy of it, with its own "
                      "libraries): `gpuwarm guard` skips the unit on this line until the module is loaded again.";
     }

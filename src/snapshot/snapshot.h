@@ -165,6 +165,9 @@ struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
   std::string client_version;  // user space
   std::string kernel_version;  // loaded module
   bool after_module_load = true;  // false when a later "NVRM: loading" superseded it
+
+  // The kernel named nvidia-persistenced as the client it refused (its comm, cut to 15 characters).
+  bool refused_the_daemon() const { return client.find("'nvidia-persiste") != std::string::npos; }
 };
 
 struct KernelLogFacts {
