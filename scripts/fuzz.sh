@@ -5,10 +5,16 @@
 # and the lint scanner; and the Ansible module's arguments and the output it
 # reads back (a Python driver: tests/fuzz/fuzz_ansible_module.py). Each target runs SECONDS (default 60) with inputs up to
 # 1 MiB and a 10 s per-input limit, so quadratic behaviour shows as a timeout.
-# Exits non-zero on a crash or timeout; prints runs per target.
+# Targets run side by side, one per core. Exits non-zero on a crash or timeout; prints runs per target.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+#        scripts/fuzz.sh --build-only     (builds the fuzzer and its seed corpora, runs nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=false
+if [ "${1:-}" = --build-only ]; then
+  build_only=true
+  shift
+fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
@@ -65,41 +71,55 @@ for f in tests/fuzz/regressions/*; do
   [ -e "$f" ] && seed "$(basename "$f" | cut -d- -f1)" "$f"
 done
 
-status=0
-for t in "${targets[@]}"; do
-  log="$out/$t.log"
+$build_only && exit 0
+
+# One target: its log in $out/$t.log, its line in $out/$t.result; fails on a crash or timeout.
+fuzz_one() {
+  local t=$1 log="$out/$1.log" rc runs
   if [ "$t" = ansible_module ]; then
     # The Ansible module is Python: its own random driver (tests/fuzz/fuzz_ansible_module.py).
     if ! /usr/bin/python3 -c "import ansible.module_utils.basic" 2>/dev/null; then
       echo "fuzz $t: skipped: ansible-core not installed (scripts/setup.sh installs it)"
-      continue
+      return 0
     fi
-    set +e
-    /usr/bin/python3 tests/fuzz/fuzz_ansible_module.py "$seconds" > "$log" 2>&1
-    rc=$?
-    set -e
+    rc=0
+    /usr/bin/python3 tests/fuzz/fuzz_ansible_module.py "$seconds" > "$log" 2>&1 || rc=$?
     runs=$(grep -oE 'number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
     if ((rc != 0)); then
       echo "fuzz $t: FAILED after $runs runs; see $log"
       head -3 "$log"
-      status=1
-    else
-      echo "fuzz $t: $runs runs in ${seconds} s, no failure"
+      return 1
     fi
-    continue
+    echo "fuzz $t: $runs runs in ${seconds} s, no failure"
+    return 0
   fi
-  set +e
+  rc=0
   GPUWARM_FUZZ_TARGET=$t "$out/fuzz_parsers" -max_total_time="$seconds" -max_len=1048576 -timeout=10 \
-    -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$out/$t-" "$out/corpus/$t" > "$log" 2>&1
-  rc=$?
-  set -e
+    -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$out/$t-" "$out/corpus/$t" > "$log" 2>&1 || rc=$?
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
   if ((rc != 0)); then
     echo "fuzz $t: FAILED after $runs runs (exit $rc); see $log"
     grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -5
-    status=1
-  else
-    echo "fuzz $t: $runs runs in ${seconds} s, no crash"
+    return 1
   fi
+  echo "fuzz $t: $runs runs in ${seconds} s, no crash"
+}
+
+# As many targets at once as there are cores (each fuzzer uses one); the lines print in target order.
+declare -A pids
+running=0
+for t in "${targets[@]}"; do
+  if ((running >= $(nproc))); then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" > "$out/$t.result" 2>&1 &
+  pids[$t]=$!
+  running=$((running + 1))
+done
+status=0
+for t in "${targets[@]}"; do
+  wait "${pids[$t]}" || status=1
+  cat "$out/$t.result"
 done
 exit $status

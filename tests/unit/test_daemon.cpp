@@ -405,8 +405,15 @@ TEST(Daemon, TheLiveDaemonIsKnownByItsExecutable) {
       argv.push_back(a.data());
     }
     argv.push_back(nullptr);
+    // In a group of its own, so that stop() ends the sleep too: a sleep left holding the test's output would keep
+    // ctest waiting for it.
+    posix_spawnattr_t attributes;
+    ::posix_spawnattr_init(&attributes);
+    ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    ::posix_spawnattr_setpgroup(&attributes, 0);
     pid_t pid = 0;
-    EXPECT_EQ(::posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+    EXPECT_EQ(::posix_spawn(&pid, program.c_str(), nullptr, &attributes, argv.data(), environ), 0);
+    ::posix_spawnattr_destroy(&attributes);
     return pid;
   };
   auto verdict = [](pid_t pid) -> std::string {
@@ -427,7 +434,7 @@ TEST(Daemon, TheLiveDaemonIsKnownByItsExecutable) {
     return "not seen";
   };
   auto stop = [](pid_t pid) {
-    ::kill(pid, SIGKILL);
+    ::kill(-pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
   };
   auto folder = std::make_unique<test::TempTree>();
