@@ -24,10 +24,14 @@ stop_background() {
 }
 trap stop_background EXIT
 
-# in_background NAME FUNCTION: runs one of the functions above at nice 19 in a process group of its own.
+# in_background NAME FUNCTION: runs one of the functions above at nice 19 in a process group of its own (job
+# control, `set -m`, gives it one). Not in a session of its own: with the kernel's autogroup scheduling a new
+# session is a new group that competes as an equal with the tests, whatever its nice value.
 in_background() {
   local name=$1
-  setsid nice -n 19 bash -c "set -euo pipefail; $2" > "$logs/$name" 2>&1 &
+  set -m
+  nice -n 19 bash -c "set -euo pipefail; $2" > "$logs/$name" 2>&1 &
+  set +m
   background+=($!)
   echo "$!" > "$logs/$name.pid"
 }
