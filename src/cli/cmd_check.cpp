@@ -2,6 +2,7 @@
 // every job (node-problem-detector's custom plugins, Slurm's HealthCheckProgram and prolog, NHC). One line,
 // exit 0 ok / 1 problem / 2 unknown; NVML reads only what that decision needs.
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -38,10 +39,16 @@ std::string impact_table() {
     const char* word = r.impact == SchedulerImpact::drain     ? "problem"
                        : r.impact == SchedulerImpact::unknown ? "unknown"
                                                               : "ok";
-    out += fmt::format("  {:<8} {:<8} {}\n", r.rule_id, word, r.why);
+    const bool not_read = std::find(std::begin(k_rules_check_does_not_read), std::end(k_rules_check_does_not_read),
+                                    r.rule_id) != std::end(k_rules_check_does_not_read);
+    out += fmt::format("  {:<8} {:<8} {}{}\n", r.rule_id, word, r.why, not_read ? " [--snapshot only]" : "");
   }
   return out;
 }
+
+// check --json's "kind": its own, not diagnose's, since the facts it leaves unread would make a diagnosis claim
+// more than was looked at (fleet-summary and --snapshot refuse it for that reason).
+constexpr const char* k_check_kind = "gpuwarm-check";
 
 // Unknown, not healthy and not a problem: the caller's health check must neither pass nor drain the node
 // because gpuwarm itself could not look.
@@ -49,7 +56,7 @@ int cannot_tell(const std::string& why, const CheckOptions& opts) {
   const std::string line = fit_check_line("gpuwarm: cannot tell: " + escape_control(why), opts.max_length);
   if (opts.json) {
     // The same "check" object as every other answer, so `jq .check.status` works on this one too.
-    std::cout << dump_json({{"kind", "gpuwarm-diagnosis"},
+    std::cout << dump_json({{"kind", k_check_kind},
                             {"error", why},
                             {"check",
                              {{"status", to_string(HealthStatus::unknown)},
@@ -75,6 +82,7 @@ int run_check(const CheckOptions& opts) {
   }
   if (opts.json) {
     nlohmann::json out = render_diagnosis_json(*loaded, diagnosis);
+    out["kind"] = k_check_kind;
     out["check"] = {{"status", to_string(check.status)},
                     {"exit_code", static_cast<int>(check.status)},
                     {"rule_id", check.rule_id},
@@ -109,8 +117,9 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
     snap_opt->excludes(sub.get_option(name));
   }
   sub.add_flag("--json", opts->json,
-               "Print the whole diagnosis as JSON (as diagnose --json) with a \"check\" object: status, rule_id, "
-               "line");
+               "Print the answer as JSON (kind gpuwarm-check): a \"check\" object (status, exit_code, rule_id, "
+               "line), and the facts and findings it was decided on, laid out as diagnose --json lays them out. "
+               "Facts check does not read say so (\"not read by check\"): for a diagnosis, run diagnose --json");
   sub.add_option("--max-length", opts->max_length,
                  "Cut the line to BYTES (node-problem-detector's max_output_length; \"...\" marks a cut)")
       ->check(whole_number_range(k_min_check_length, 4096))
@@ -144,20 +153,20 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
                "as without the flag");
   sub.footer(fmt::format(
       "Output: one line naming the deciding rule and its GPUs first, e.g. \"PM001 persistence off: GPU 3,5\",\n"
-      "\"OK healthy\", \"OK PD004 daemon not enabled: ...\" (kept in service, worth fixing).\n\n"
+      "\"{}\", \"OK PM002 legacy persistence: GPU 0\" (kept in service, worth fixing).\n\n"
       "Exit codes (node-problem-detector's plugin contract): 0 ok, 1 problem (drain the node), 2 unknown\n"
       "(a fact the decision needs could not be read, NVML timed out, or gpuwarm itself failed; a bad command\n"
       "line also exits 2). A definite problem outranks an unknown.\n\n"
       "A problem is what makes the next job suffer now. What each rule means here:\n{}\n"
       "NVML is asked for identity, minor number and persistence only (diagnose reads clocks and event\n"
-      "reasons), and systemd is not asked (no rule that drains reads the unit); --nvml-timeout defaults to\n"
-      "10 s here.\n\n"
+      "reasons), and systemd is not asked (no rule that drains reads the unit), so the rules marked\n"
+      "[--snapshot only] fire only from a recorded diagnose --json; --nvml-timeout defaults to 10 s here.\n\n"
       "Examples:\n"
       "  gpuwarm check\n"
       "  gpuwarm check --max-length 60 --nvml-timeout 5\n"
       "  gpuwarm check --rules PM001     # node-problem-detector's GPUPersistenceOff\n"
       "  gpuwarm check --json | jq .check",
-      impact_table()));
+      k_check_ok_line, impact_table()));
 
   return [opts]() -> int {
     try {

@@ -10,6 +10,7 @@ namespace gpuwarm {
 inline std::string describe_report_kind(std::string_view kind) {
   if (kind == "gpuwarm-snapshot") return "a `gpuwarm snapshot` record";
   if (kind == "gpuwarm-diagnosis") return "`gpuwarm diagnose --json` output";
+  if (kind == "gpuwarm-check") return "a `gpuwarm check --json` answer (clocks and the unit left unread)";
   if (kind == "gpuwarm-fix") return "a `gpuwarm fix --json` report";
   if (kind == "gpuwarm-verify") return "a `gpuwarm verify --json` report";
   if (kind == "gpuwarm-probe") return "a `gpuwarm probe --json` result";

@@ -4,12 +4,13 @@
 // diagnose. A node is a problem only where jobs suffer now: GPUs without persistence, a driver that cannot
 // serve CUDA (not loaded, halves differ, NVML missing), a GPU fault. Configuration debts that do not hurt the
 // next job (legacy flag, unit not enabled, ...), thermal or power events, pinned clocks and a GPU meant to
-// power down are reported in the line but keep the node in service. Unknown is never healthy: it is its own
-// status, never 0.
+// power down are reported in the line but keep the node in service (on a live node check reads neither clocks
+// nor the unit; a recorded snapshot may carry them). Unknown is never healthy: it is its own status, never 0.
 
 #include <cstddef>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rules/rule.h"
@@ -40,6 +41,13 @@ struct HealthCheck {
   std::string rule_id;  // the rule that decided (also one that keeps the node: "OK PM002 ..."), "" when healthy
   std::string line;     // "PM001 persistence off: GPU 3,5", at most max_length bytes
 };
+
+// What check answers where diagnose would say healthy: no draining rule fired on what check reads.
+constexpr const char* k_check_ok_line = "OK persistence on, driver consistent";
+
+// Rules check never evaluates: their facts (clocks and event reasons, the unit's state from systemd) are left to
+// diagnose, so on a live node they cannot fire there.
+constexpr std::string_view k_rules_check_does_not_read[] = {"CLK001", "CLK002", "PD003", "PD004", "PD006", "PD007"};
 
 constexpr std::size_t k_default_check_length = 80;
 constexpr std::size_t k_min_check_length = 16;

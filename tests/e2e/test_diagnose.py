@@ -38,6 +38,35 @@ class Diagnose(unittest.TestCase):
         self.assertEqual([f["rule_id"] for f in d["findings"]], ["OK000", "NOTE002"])
         h.check_golden(self, "diagnose-healthy.json", json.dumps(h.normalize_json(d, self.root), indent=2, sort_keys=True) + "\n")
 
+
+    def test_check_says_what_it_read_not_healthy(self):
+        # A GPU slowed by thermal events: diagnose calls the node RAS. check does not read clocks (nor the unit),
+        # so it must not call the node healthy: its line says what it confirmed, and its JSON is its own kind,
+        # which fleet-summary and --snapshot refuse rather than count as a diagnosis.
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        scenario = h.scenario([h.gpu(0, reasons=0x20), h.gpu(1)])
+        rc, d = self.diagnose_json(scenario_obj=scenario)
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (5, "CLK001"))
+        r = h.run(["check"], root=self.root, scenario_obj=scenario)
+        self.assertEqual((r.returncode, r.stdout), (0, "OK persistence on, driver consistent\n"), r.stderr)
+        r = h.run(["check", "--json"], root=self.root, scenario_obj=scenario)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        c = json.loads(r.stdout)
+        self.assertEqual((c["kind"], c["check"]["line"]), ("gpuwarm-check", "OK persistence on, driver consistent"))
+        self.assertNotIn("CLK001", [f["rule_id"] for f in c["findings"]])
+        reasons = c["snapshot"]["nvml"]["gpus"][0]["event_reasons_active"]
+        self.assertEqual(reasons, {"missing": "not read by check (gpuwarm diagnose reads it)"})
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "check.json")
+            with open(path, "w") as f:
+                f.write(r.stdout)
+            s = h.run(["fleet-summary", path], raw=True)
+            self.assertEqual(s.returncode, 1, s.stdout + s.stderr)  # nothing readable
+            self.assertIn(f"{path}: a `gpuwarm check --json` answer (clocks and the unit left unread): fleet-summary "
+                          "reads diagnose, fix, verify and probe reports", s.stdout)
+            s = h.run(["check", "--snapshot", path, "--max-length", "400"], raw=True)
+            self.assertEqual(s.returncode, 2, s.stdout + s.stderr)
+            self.assertIn("a `gpuwarm check --json` answer", s.stdout)
     def test_persistence_off_runbook_applies(self):
         self.root.driver().daemon_binary().kmsg()
         r = h.run(["diagnose"], root=self.root, scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))

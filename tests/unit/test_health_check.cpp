@@ -21,7 +21,7 @@ struct HealthCase {
 
 TEST(HealthCheck, StatusAndLine) {
   const HealthCase cases[] = {
-      {"healthy", [](Snapshot&) {}, HealthStatus::ok, "OK healthy"},
+      {"healthy", [](Snapshot&) {}, HealthStatus::ok, "OK persistence on, driver consistent"},
       {"persistence off on GPU 1",
        [](Snapshot& s) {
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
