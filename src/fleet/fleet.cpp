@@ -260,7 +260,7 @@ struct Tally {
 std::vector<Tally> verdict_tallies(const FleetSummary& s) {
   std::vector<Tally> out;
   for (const auto& n : s.nodes) {
-    std::string name = n.verdict.empty() ? "unknown" : n.verdict;
+    std::string name = n.verdict.empty() ? k_no_diagnosis : n.verdict;
     auto it = std::find_if(out.begin(), out.end(), [&](const Tally& t) { return t.name == name; });
     if (it == out.end()) {
       out.push_back({name, 1});
@@ -270,7 +270,7 @@ std::vector<Tally> verdict_tallies(const FleetSummary& s) {
   }
   std::sort(out.begin(), out.end(), [](const Tally& a, const Tally& b) {
     auto key = [](const Tally& t) {
-      return std::make_tuple(t.name == "unknown", verdict_rank(t.name), t.name);
+      return std::make_tuple(t.name == k_no_diagnosis, verdict_rank(t.name), t.name);
     };
     return key(a) < key(b);
   });
@@ -442,9 +442,11 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   NodeReport out;
   out.kind = *kind;
   // `node` (set by the Ansible module: the inventory name) wins over the name the node gives itself.
+  out.machine = string_field(doc, "hostname");
   out.hostname = string_field(doc, "node");
-  if (out.hostname.empty()) {
-    out.hostname = string_field(doc, "hostname");
+  out.named_by_inventory = !out.hostname.empty();
+  if (!out.named_by_inventory) {
+    out.hostname = out.machine;
   }
   if (out.hostname.empty()) {
     return fail("no hostname: cannot tell which node it describes");
@@ -460,7 +462,7 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
     return tl::unexpected(r.error());
   }
   // Reports come from every node: nothing in them may steer the operator's terminal.
-  for (std::string* field : {&out.hostname, &out.taken_at, &out.verdict, &out.fix_outcome}) {
+  for (std::string* field : {&out.hostname, &out.machine, &out.taken_at, &out.verdict, &out.fix_outcome}) {
     *field = escape_control(*field);
   }
   return out;
@@ -524,10 +526,27 @@ bool needs_attention(const NodeState& node) {
 FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable) {
   FleetSummary s;
   s.reports = reports.size() + unreadable.size();
+  // One machine, two names: the role's reports carry the inventory name, a diagnose run by hand only the
+  // machine's. Joined where the machine maps to one inventory name, so the node is not counted twice.
+  std::unordered_map<std::string, std::string> inventory_name_of;  // machine -> its one inventory name, or ""
+  for (const auto& r : reports) {
+    if (r.named_by_inventory && !r.machine.empty()) {
+      auto [it, added] = inventory_name_of.emplace(r.machine, r.hostname);
+      if (!added && it->second != r.hostname) {
+        it->second.clear();  // several inventory names on one machine: which one is meant cannot be told
+      }
+    }
+  }
   std::unordered_map<std::string, std::vector<std::size_t>> by_host;
   by_host.reserve(reports.size());
   for (std::size_t i = 0; i < reports.size(); ++i) {
-    by_host[reports[i].hostname].push_back(i);
+    NodeReport& r = reports[i];
+    if (!r.named_by_inventory) {
+      if (auto it = inventory_name_of.find(r.machine); it != inventory_name_of.end() && !it->second.empty()) {
+        r.hostname = it->second;
+      }
+    }
+    by_host[r.hostname].push_back(i);
   }
   s.nodes.reserve(by_host.size());
   for (auto& [host, indices] : by_host) {
@@ -583,7 +602,9 @@ std::string render_text(const FleetSummary& s, const Style& style) {
                                 s.unreadable.empty() ? "" : fmt::format(" ({} unreadable)", s.unreadable.size()));
   TextTable verdicts({style.bold("verdict"), style.bold("nodes")});
   for (const auto& t : verdict_tallies(s)) {
-    std::string name = t.name == "healthy" ? style.green(t.name) : t.name == "unknown" ? style.dim(t.name) : style.yellow(t.name);
+    std::string name = t.name == "healthy"        ? style.green(t.name)
+                       : t.name == k_no_diagnosis ? style.dim(t.name)
+                                                  : style.yellow(t.name);
     verdicts.add_row({name, std::to_string(t.nodes)});
   }
   out += verdicts.render("  ");
@@ -600,7 +621,12 @@ std::string render_text(const FleetSummary& s, const Style& style) {
   auto reboot = hostnames_where(s, reboot_pending);
   auto probe_failed = hostnames_where(s, [](const NodeState& n) { return n.probe_failed; });
   auto attention = hostnames_where(s, needs_attention);
-  out += fmt::format("Nodes with a GPU not Enabled: {}{}\n", off.size(), off.empty() ? "" : " (" + name_list(off) + ")");
+  // Only a diagnosis, fix or verify report reads persistence: nodes without one are not counted as fine.
+  auto unread = hostnames_where(s, [](const NodeState& n) { return !n.gpus_not_enabled; });
+  out += fmt::format("Nodes with a GPU not Enabled: {}{}{}\n", off.size(), off.empty() ? "" : " (" + name_list(off) + ")",
+                     unread.empty() ? ""
+                                    : fmt::format("; persistence not reported by {} node{} ({})", unread.size(),
+                                                  unread.size() == 1 ? "" : "s", name_list(unread)));
   out += fmt::format("Nodes pending reboot: {}{}\n", reboot.size(), reboot.empty() ? "" : " (" + name_list(reboot) + ")");
   if (!probe_failed.empty()) {
     out += fmt::format("Nodes whose newest probe failed: {} ({})\n", probe_failed.size(), name_list(probe_failed));
@@ -678,6 +704,7 @@ nlohmann::json render_json(const FleetSummary& s) {
           {"verdicts", tallies(verdict_tallies(s), "verdict")},
           {"fix_outcomes", tallies(outcome_tallies(s), "outcome")},
           {"gpu_not_enabled", host_set(hostnames_where(s, gpu_not_enabled))},
+          {"persistence_not_reported", host_set(hostnames_where(s, [](const NodeState& n) { return !n.gpus_not_enabled; }))},
           {"reboot_pending", host_set(hostnames_where(s, reboot_pending))},
           {"probe_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.probe_failed; }))},
           {"verify_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.verify_failed; }))},

@@ -30,6 +30,8 @@ struct JobStartMs {
 struct NodeReport {
   ReportKind kind = ReportKind::diagnosis;
   std::string hostname;                 // the report's `node` (the Ansible inventory name) or else `hostname`
+  std::string machine;                  // the report's own `hostname` (the name the machine gives itself), or ""
+  bool named_by_inventory = false;      // `hostname` above came from `node`
   std::string taken_at;                 // ISO 8601 UTC; "" when the report has none
   std::string verdict;                  // diagnosis, fix (the verdict the fix was planned from)
   std::string fix_outcome;              // fix: see fix_outcome_names()
@@ -116,7 +118,12 @@ struct FleetSummary {
   std::vector<Unreadable> unreadable;  // by source
 };
 
-// `reports` in input order (the order breaks taken_at ties).
+// What the verdict table calls a node no diagnosis, fix or verify report described (only probes).
+inline constexpr const char* k_no_diagnosis = "no-diagnosis";
+
+// `reports` in input order (the order breaks taken_at ties). A report without `node` (diagnose --json run by
+// hand or by pdsh) joins the node whose inventory-named reports came from the same machine, when exactly one
+// did; otherwise (several inventory names on one machine, as in a test fleet) it stays a node of its own.
 FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable);
 
 // 0: every node healthy and every report readable; 3: something needs attention.

@@ -340,6 +340,64 @@ TEST(FleetSummary, needs_attention_per_state) {
   }
 }
 
+// Which reports fold into one node: the inventory name where the role wrote one, and a report without it (a
+// diagnose run by hand or by pdsh) joins the one inventory name its machine goes by, never one of several.
+TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
+  const std::string role_fix = R"({"kind":"gpuwarm-fix","hostname":"gpu17","node":"gpu17.example.com","taken_at":"2026-01-01T00:00:00Z","outcome":"act","dry_run":false,"exit_code":0,"verdict":"action-needed","steps":[],"verify":{"gpus":[{"persistence_after":"Enabled"}]}})";
+  const std::string by_hand = diagnosis("gpu17", "healthy", k_two_enabled, "2026-01-02T00:00:00Z");
+  auto named = [](const std::string& machine, const std::string& node) {
+    return R"({"kind":"gpuwarm-diagnosis","hostname":")" + machine + R"(","node":")" + node +
+           R"(","verdict":{"code":"healthy"},"gpus":[],"findings":[]})";
+  };
+  struct Case {
+    const char* name;
+    std::vector<std::string> reports;
+    std::vector<std::string> nodes;
+  };
+  const std::vector<Case> cases = {
+      {"the role's report and a later one by hand", {role_fix, by_hand}, {"gpu17.example.com"}},
+      {"by hand first, the role's after", {by_hand, role_fix}, {"gpu17.example.com"}},
+      {"by hand only", {by_hand}, {"gpu17"}},
+      {"another machine's report stays apart", {role_fix, diagnosis("gpu18", "healthy", k_two_enabled)},
+       {"gpu17.example.com", "gpu18"}},
+      {"several inventory names on one machine: a report without one cannot be placed",
+       {named("vm", "node-a"), named("vm", "node-b"), diagnosis("vm", "healthy", k_two_enabled)},
+       {"node-a", "node-b", "vm"}},
+  };
+  for (const auto& c : cases) {
+    std::vector<fleet::NodeReport> reports;
+    for (const auto& json : c.reports) {
+      reports.push_back(report(json));
+    }
+    auto s = fleet::summarize(std::move(reports), {});
+    std::vector<std::string> names;
+    for (const auto& n : s.nodes) {
+      names.push_back(n.hostname);
+    }
+    EXPECT_EQ(names, c.nodes) << c.name;
+  }
+  // Folded, the newest report speaks: the diagnosis by hand after the fix.
+  auto s = fleet::summarize({report(role_fix), report(by_hand)}, {});
+  ASSERT_EQ(s.nodes.size(), 1u);
+  EXPECT_EQ(s.nodes[0].reports, 2);
+  EXPECT_EQ(s.nodes[0].verdict, "healthy");
+}
+
+// A node only probes describe has no verdict and no persistence reading: the summary says so instead of
+// counting it among the nodes with every GPU Enabled.
+TEST(FleetSummary, a_node_with_only_probes_is_not_read_for_persistence) {
+  auto s = fleet::summarize({report(diagnosis("a", "healthy", k_two_enabled)),
+                             report(R"({"kind":"gpuwarm-probe","hostname":"b","gpus":[]})")},
+                            {});
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("no-diagnosis  1"), std::string::npos) << text;
+  EXPECT_NE(text.find("Nodes with a GPU not Enabled: 0; persistence not reported by 1 node (b)\n"), std::string::npos)
+      << text;
+  auto j = fleet::render_json(s);
+  EXPECT_EQ(j["persistence_not_reported"]["hostnames"], nlohmann::json::array({"b"}));
+  EXPECT_EQ(j["verdicts"].back()["verdict"], "no-diagnosis");
+}
+
 // A node's per-GPU figures come from its newest probe that timed GPUs, before and after together.
 TEST(FleetSummary, the_newest_probe_replaces_older_figures_even_when_it_failed) {
   auto s = fleet::summarize(
