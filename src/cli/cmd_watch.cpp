@@ -21,6 +21,7 @@
 #include "cli/command.h"
 #include "cli/node_lock.h"
 #include "cli/option_checks.h"
+#include "core/deadline.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
 #include "core/host.h"
@@ -41,9 +42,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t k_max_samples = 100000;
 
 // A stop signal ends the watch after the sample in progress, and the summary prints. A sample stuck in NVML (a
-// hung GPU or driver; watch has no NVML deadline, since every sample opens NVML anew) would keep it from
-// ending at all: after a second signal, or k_stop_grace past the first, the watch ends at once without its
-// summary, saying why. Within the grace a slow, healthy sample (cold attaches take seconds per GPU) still
+// hung GPU or driver, short of --nvml-timeout) would keep it from ending until that deadline: after a second
+// signal, or k_stop_grace past the first, the watch ends at once without its summary, saying why. Within the grace a slow, healthy sample (cold attaches take seconds per GPU) still
 // finishes. The load's children die with the watch (they are tied to it).
 class SamplingStopDeadline {
  public:
@@ -105,6 +105,7 @@ struct WatchOptions {
   std::string nvml_library;
   std::string cuda_library;
   double cold_attach_ms = watch::k_default_cold_attach_ms;
+  double nvml_timeout_s = 45;  // per sample: diagnose's default, long enough for a cold attach of many GPUs
   bool json = false;
   std::string replay;
   double load_child_seconds = -1;  // internal: run the load in this process
@@ -335,6 +336,12 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       ->type_name("MS")
       ->capture_default_str();
   existing_file_path(sub.add_option("--nvml", opts->nvml_library, "Load this NVML library file instead of libnvidia-ml.so.1"));
+  sub.add_option("--nvml-timeout", opts->nvml_timeout_s,
+                 "A sample NVML has not answered within SECONDS ends the watch: a hung GPU or driver, named in the "
+                 "summary, and \"cannot tell\" (exit 9) unless what was seen before says more")
+      ->check(finite_range(0.1, 3600.0))
+      ->type_name("SECONDS")
+      ->capture_default_str();
   existing_file_path(
       sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library file for --load instead of libcuda.so.1"));
   sub.add_option("--replay", opts->replay, "Summarize a run saved with --json instead of watching")
@@ -355,12 +362,14 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "--load needs libcuda.so.1; the kernel ships as PTX and is compiled by the driver's JIT. Read-only:\n"
       "watch changes no GPU setting. Ctrl-C, SIGTERM or a hangup end the watch early, after the sample in\n"
       "progress, and still print the summary; a second one, or 30 s with NVML not answering, ends it at once\n"
-      "(exit 128+N, no summary). A live progress line goes to stderr when it is a terminal.\n\n"
+      "(exit 128+N, no summary). A sample NVML does not answer within --nvml-timeout ends the watch with\n"
+      "its summary. A live progress line goes to stderr when it is a terminal.\n\n"
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
       "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
       "a probe or another load still timed the GPUs, or fix, reset or reload-modules still changed the node),\n"
-      "9 cannot tell: a GPU gave no reading in any sample (or too few), or the --load did not run.\n\n"
+      "9 cannot tell: a GPU gave no reading in any sample (or too few), NVML stopped answering, or the --load\n"
+      "did not run.\n\n"
       "Examples:\n"
       "  gpuwarm watch --mode detached --duration 2m\n"
       "  gpuwarm watch --load 20 --json > run.json && gpuwarm watch --replay run.json");
@@ -451,11 +460,15 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       return give_up(blocked, "", ExitCode::locked);
     }
     const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
-    auto sampler = nvml::Sampler::open(opts->nvml_library, mode, opts->gpus);
-    if (!sampler) {
-      return give_up(sampler.error().message,
+    auto opened = nvml::Sampler::open(opts->nvml_library, mode, opts->gpus);
+    if (!opened) {
+      return give_up(opened.error().message,
                      "No usable NVML: is the NVIDIA driver installed? (`gpuwarm diagnose` says more.)\n");
     }
+    // Shared with each sample's thread, which outlives the watch when NVML never answers.
+    std::shared_ptr<nvml::Sampler> sampler = std::move(*opened);
+    const auto nvml_deadline =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opts->nvml_timeout_s));
 
     watch::WatchRun run;
     run.hostname = host_name();
@@ -507,20 +520,34 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       if (StopSignalsCaught::signal() != 0) {
         break;
       }
-      nvml::Reading reading = (*sampler)->sample();
+      // On its own thread under --nvml-timeout: a GPU or driver that hangs ends the watch with what it saw.
+      auto answered = run_with_deadline<nvml::Reading>(nvml_deadline, [sampler](Progress&) { return sampler->sample(); });
+      if (!answered.value) {
+        const std::string why =
+            answered.stuck_at.rfind("failed: ", 0) == 0
+                ? "NVML sampling " + answered.stuck_at
+                : fmt::format("NVML did not answer within {:g} s (--nvml-timeout) in sample {}: a hung GPU or driver?",
+                              opts->nvml_timeout_s, run.samples.size() + 1);
+        if (k == 0) {
+          return give_up(why, "", ExitCode::cannot_tell);
+        }
+        run.nvml_stopped = why;
+        break;
+      }
+      nvml::Reading reading = std::move(*answered.value);
       if (k == 0) {
         if (!reading.error.empty()) {
           return give_up(reading.error, reading.error.find("DRIVER_NOT_LOADED") != std::string::npos
                                             ? "No NVIDIA driver is loaded on this machine: nothing to watch.\n"
                                             : "");
         }
-        if (!(*sampler)->unmatched().empty()) {
-          return give_up("no GPU matches --gpu " + (*sampler)->unmatched().front());
+        if (!sampler->unmatched().empty()) {
+          return give_up("no GPU matches --gpu " + sampler->unmatched().front());
         }
-        if ((*sampler)->gpus().empty()) {
+        if (sampler->gpus().empty()) {
           return give_up("NVML lists no GPU to watch");
         }
-        run.gpus = (*sampler)->gpus();
+        run.gpus = sampler->gpus();
       }
       watch::Sample s;
       s.t_s = seconds_since(t0, reading.at);

@@ -413,6 +413,11 @@ WatchSummary summarize(const WatchRun& run) {
   if (run.load && !run.load->error.empty()) {
     out.notes.push_back((seen_under_load ? "The load ended early: " : "The load did not run: ") + run.load->error);
   }
+  if (!run.nvml_stopped.empty()) {
+    // The watch ended there: whatever it had seen stands, but "stable" would vouch for time it did not see.
+    out.notes.push_back(run.nvml_stopped + "; the watch ended there.");
+    best = std::min(best, static_cast<int>(Cause::unread));
+  }
   if (run.gpus.empty() && out.init_failures > 0) {
     best = std::min(best, static_cast<int>(Cause::unread));  // no GPU was ever identified: nothing was read
   }
@@ -423,7 +428,11 @@ WatchSummary summarize(const WatchRun& run) {
     best = static_cast<int>(Cause::unread);
   }
   out.cause = static_cast<Cause>(best);
-  out.next_step = load_missing && out.cause == Cause::unread
+  out.next_step = !run.nvml_stopped.empty() && out.cause == Cause::unread
+                      ? "NVML stopped answering, which usually means a GPU or the driver is stuck: check the kernel "
+                        "log for Xid errors and hung tasks (`dmesg | grep -E 'NVRM|Xid|blocked for more than'`) and "
+                        "whether `nvidia-smi` hangs too, then run `gpuwarm diagnose`."
+                    : load_missing && out.cause == Cause::unread
                       ? "The load did not run, so clocks under load were not seen: fix what the note says (no "
                         "libcuda: give --cuda PATH), then watch again."
                       : next_step_for(out.cause);

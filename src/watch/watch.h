@@ -50,6 +50,7 @@ struct WatchRun {
   std::optional<LoadWindow> load;
   std::vector<nvml::GpuIdentity> gpus;
   std::vector<Sample> samples;
+  std::string nvml_stopped;  // why sampling ended early: NVML did not answer a sample in time ("" = it did)
 };
 
 struct Stats {

@@ -157,6 +157,7 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
           {"duration_s", run.duration_s},
           {"cold_attach_ms", run.cold_attach_ms},
           {"load", load},
+          {"nvml_stopped", run.nvml_stopped.empty() ? json(nullptr) : json(run.nvml_stopped)},
           {"gpus", gpus},
           {"summary",
            {{"attribution", cause_code(summary.cause)},
@@ -197,6 +198,9 @@ Result<WatchRun> run_from_json(const json& j) {
       w.launches = opt_from<unsigned long long>(l, "launches").value_or(0);
       w.error = l.value("error", "");
       run.load = w;
+    }
+    if (j.contains("nvml_stopped") && j.at("nvml_stopped").is_string()) {
+      run.nvml_stopped = j.at("nvml_stopped").get<std::string>();
     }
     for (const auto& g : j.at("gpus")) {
       nvml::GpuIdentity id;

@@ -345,5 +345,29 @@ class Watch(unittest.TestCase):
         self.assertNotIn("NVML is not answering", err)
         self.assertIn("gpuwarm watch", out)
 
+    def test_nvml_that_stops_answering_ends_the_watch_with_its_summary(self):
+        # Samples read fine for 0.8 s, then nvmlInit hangs (a wedged driver): the watch gives up on that sample
+        # after --nvml-timeout, prints what it saw and says it cannot tell, instead of hanging past its duration.
+        sc = h.scenario([h.gpu(0)], timeline=[{"after_ms": 800, "init": {"delay_ms": 60000}}])
+        started = time.monotonic()
+        rc, d = self.watch_json(sc, "--interval", "200ms", "--count", "20", "--nvml-timeout", "1")
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertEqual((rc, d["summary"]["attribution"]), (9, "cannot-tell"), d["summary"])
+        self.assertGreaterEqual(len(d["samples"]), 2)
+        self.assertLess(len(d["samples"]), 20)
+        self.assertRegex(d["nvml_stopped"], r"^NVML did not answer within 1 s \(--nvml-timeout\) in sample \d+: "
+                                            r"a hung GPU or driver\?$")
+        self.assertIn("; the watch ended there.", d["summary"]["notes"][-1])
+        self.assertIn("Xid", d["summary"]["next_step"])
+        # The replay says the same.
+        path = self.write("run.json", d)
+        r = h.run(["watch", "--replay", path], raw=True)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertIn("the watch ended there", r.stdout)
+        # Hung from the first sample: nothing was seen, so nothing to summarize; cannot tell, said on stderr.
+        r = self.watch(h.scenario([h.gpu(0)], init={"delay_ms": 60000}), "--count", "2", "--nvml-timeout", "0.5")
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertIn("gpuwarm: error: NVML did not answer within 0.5 s (--nvml-timeout) in sample 1", r.stderr)
+
 if __name__ == "__main__":
     unittest.main()

@@ -237,7 +237,17 @@ __attribute__((visibility("default"))) Return nvmlInit_v2() {
     return k_unknown;
   }
   return guarded([&] {
-    const json& init = s.scenario.value("init", json::object());
+    // The scenario's "init", then that of every timeline step already reached (a driver that hangs later).
+    json init = s.scenario.value("init", json::object());
+    if (s.scenario.contains("timeline")) {
+      const double elapsed_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - s.timeline_start).count();
+      for (const auto& step : s.scenario["timeline"]) {
+        if (step.value("after_ms", 0.0) <= elapsed_ms && step.contains("init")) {
+          init.merge_patch(step["init"]);
+        }
+      }
+    }
     if (int delay = init.value("delay_ms", 0); delay > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     }
