@@ -118,8 +118,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
-      "Exit codes: 0 nothing found, 1 a PATH does not exist or a file could not be read (what it holds is\n"
-      "unknown), 2 bad command line, 3 findings.\n\nRules:\n";
+      "Exit codes: 0 nothing found, 1 a PATH does not exist, a file could not be read or was larger than\n"
+      "8 MiB (what it holds is unknown), or every file was skipped (binaries only: nothing was checked),\n"
+      "2 bad command line, 3 findings.\n\nRules:\n";
   // (The exit-code line is a CI contract: 1 stays 1 even where other files have findings.)
   for (const auto& r : lint::rules()) {
     footer += fmt::format("  {}  {}\n", r.id, r.summary);
@@ -210,7 +211,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     std::size_t docs_skipped = 0;
     for (std::size_t i = 0; i < files.size(); ++i) {
       if (!per_file_note[i].empty()) {
-        if (per_file_note[i].starts_with(k_unreadable_note)) {
+        // Binaries are skipped by design (a glob over bin/ names them); a text too large to scan holds
+        // something unknown, as an unreadable one does.
+        if (per_file_note[i].starts_with(k_unreadable_note) ||
+            per_file_note[i].find("larger than") != std::string::npos) {
           ++unreadable;
         }
         notes.emplace_back(files[i], per_file_note[i]);
@@ -229,6 +233,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     for (const auto& r : results) {
       total += r.findings.size();
     }
+    // Files were named, and none of them could be checked: a pass would vouch for nothing.
+    const bool nothing_scanned = scanned == 0 && !notes.empty() && docs_skipped == 0;
     if (opts->json) {
       nlohmann::json findings = nlohmann::json::array();
       for (const auto& r : results) {
@@ -262,13 +268,15 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       if (unreadable > 0) {
         std::cerr << fmt::format("; {} file(s) or folder(s) could not be read, so what they hold is unknown",
                                  unreadable);
+      } else if (nothing_scanned) {
+        std::cerr << ": every file was skipped, so nothing was checked";
       }
       if (docs_skipped > 0) {
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);
       }
       std::cerr << "\n";
     }
-    if (missing || unreadable > 0) {
+    if (missing || unreadable > 0 || nothing_scanned) {
       return to_int(ExitCode::tool_error);
     }
     return to_int(total > 0 ? ExitCode::action_needed : ExitCode::healthy);

@@ -873,7 +873,8 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
     m_found.push_back({k_by_hand, site.line, site.column,
                        "nvidia-persistenced started by hand, not through the init system: nothing restarts it, "
                        "nothing orders it before the jobs, and `systemctl` shows the unit inactive",
-                       "enable the packaged unit instead: systemctl enable --now nvidia-persistenced (`gpuwarm fix`)"});
+                       "enable the packaged unit instead: systemctl enable --now nvidia-persistenced (`gpuwarm fix`); "
+                       "on a node without systemd this line is the init system's: mark it `# gpuwarm: ignore LINT005`"});
     return;
   }
   for (std::size_t j = k + 1; j < end && j < k + 16; ++j) {
@@ -1246,15 +1247,22 @@ std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vect
 
 void Linter::lint_region(unsigned first, unsigned last, const Source& inner, bool console) {
   std::string body;
+  bool continued = false;  // console: the command line above ends with a backslash
   for (unsigned n = first; n <= last && n <= m_lines.size(); ++n) {
     std::string line(m_lines[n - 1]);
     // Documentation's prompts: "$ cmd" in any shell block, "# cmd" (root) only in console blocks,
-    // where it cannot be a comment. Blanked, keeping columns.
+    // where it cannot be a comment. Blanked, keeping columns. In a console block every other line is what a
+    // command printed (advice quoting `nvidia-smi -pm 1` included), unless it continues a command.
     if (inner.kind == FileKind::shell && is_documentation(m_source.kind)) {
       std::size_t at = indent_of(line);
-      if (line.compare(at, 2, "$ ") == 0 || (console && line.compare(at, 2, "# ") == 0)) {
+      const bool prompt = line.compare(at, 2, "$ ") == 0 || (console && line.compare(at, 2, "# ") == 0);
+      if (prompt || (console && continued && line.compare(at, 2, "> ") == 0)) {
         line[at] = ' ';
+      } else if (console && !continued) {
+        line.clear();
       }
+      const std::string_view kept = trim(line);
+      continued = console && !kept.empty() && kept.back() == '\\';
     }
     body += line;
     body += '\n';

@@ -137,19 +137,24 @@ class Lint(unittest.TestCase):
         r = self.stdin_lint("- command: nvidia-smi -pm {{ gpu_pm }}\n", "--stdin-name",
                             os.path.join(self.tree, "roles/gpu/tasks/main.yml"), "-")
         self.assertIn(":1:12: LINT001 ", r.stdout)
-        # Binary and oversized input are skipped with a note, like files; --stdin-name alone is a usage error.
+        # Binary and oversized input are skipped with a note, like files. Nothing else scanned, or input too large
+        # to read, leaves what it holds unknown: exit 1, never a pass. --stdin-name alone is a usage error.
         r = self.stdin_lint("a\0b", "-")
-        self.assertEqual(r.returncode, 0)
+        self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("<stdin>: skipped: binary", r.stderr)
-        r = self.stdin_lint("a" * (9 << 20), "-")
+        self.assertIn("0 finding(s) in 0 file(s) scanned: every file was skipped, so nothing was checked", r.stderr)
+        self.assertEqual(self.stdin_lint("a\0b", ok, "-").returncode, 0)
+        r = self.stdin_lint("a" * (9 << 20), ok, "-")
+        self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("<stdin>: skipped: standard input: larger than 8 MiB", r.stderr)
+        self.assertIn("1 file(s) or folder(s) could not be read", r.stderr)
         r = self.stdin_lint("", "--stdin-name", "x.yml", ok)
         self.assertEqual(r.returncode, 2)
         self.assertIn("add - to the paths", r.stderr)
 
     def test_a_file_that_cannot_be_read_is_not_a_pass(self):
-        # Skipped by design (binary, too large): noted, and the exit says what was scanned. Not readable at all
-        # (a FIFO or device named, permission denied): what it holds is unknown, so the exit is 1, not 0.
+        # Skipped by design (binaries): noted, and the exit says what was scanned. Not readable at all (a FIFO or
+        # device named, permission denied) or too large to scan: what it holds is unknown, so the exit is 1.
         clean = self.put("clean.sh", "echo hello\n")
         fifo = os.path.join(self.tree, "pipe")
         os.mkfifo(fifo)
@@ -164,6 +169,11 @@ class Lint(unittest.TestCase):
         self.assertEqual(self.lint(bad, fifo).returncode, 1)
         self.put("tool", "\x7fELF\0\0")
         self.assertEqual(self.lint(clean, os.path.join(self.tree, "tool")).returncode, 0)
+        self.assertEqual(self.lint(os.path.join(self.tree, "tool")).returncode, 1)  # only a binary: nothing checked
+        big = self.put("big.sh", "echo x\n" * (2 << 20))
+        r = self.lint(clean, big)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("big.sh: skipped: larger than 8 MiB", r.stderr)
         if os.geteuid() == 0 and shutil.which("setpriv"):
             secret = self.put("secret.sh", "nvidia-smi -pm 1\n")
             os.chmod(secret, 0)

@@ -557,6 +557,13 @@ TEST(Lint, documentation_is_not_configuration) {
             (std::vector<std::string>{"LINT001@6:5", "LINT003@10:15"}));
   EXPECT_EQ(run({"plain text, --docs: no code blocks", FileKind::doc_text, "nvidia-smi -pm 1\n", {}}, nullptr, true),
             std::vector<std::string>{});
+  // In a console block only the prompts' lines (and what continues them) are commands; the rest is what they
+  // printed, such as a tool's advice to remove `nvidia-smi -pm 1`.
+  const char* console =
+      "```console\n$ gpuwarm diagnose\nNext: remove `nvidia-smi -pm 1` from /etc/rc.local\n  nvidia-smi -pm 1\n"
+      "$ ssh node1 \\\n  nvidia-smi -pm 1\n# nvidia-smi \\\n> -pm 1\nnvidia-smi -pm 1\n```\n";
+  EXPECT_EQ(run({"console output is not a command", FileKind::doc_markdown, console, {}}, nullptr, true),
+            (std::vector<std::string>{"LINT001@6:3", "LINT001@7:3"}));
 }
 
 TEST(Lint, yaml_prose_keys) {
