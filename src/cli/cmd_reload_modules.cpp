@@ -430,10 +430,15 @@ class FakeRootOps : public ModuleOps {
   std::vector<modules::ModuleFile> m_files;
 };
 
+// "nvidia, nvidia_uvm", "none", or "unknown (why)" where /proc/modules could not be read: never "none" then.
 std::string loaded_list(const Paths& paths) {
+  std::string unread;
   std::string out;
-  for (const auto& m : read_loaded(paths)) {
+  for (const auto& m : read_loaded(paths, &unread)) {
     out += (out.empty() ? "" : ", ") + m.name;
+  }
+  if (!unread.empty()) {
+    return "unknown (" + escape_control(unread) + ")";
   }
   return out.empty() ? "none" : out;
 }

@@ -106,6 +106,13 @@ class ReloadModules(unittest.TestCase):
                   extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
         self.assertEqual(r.returncode, 6, r.stdout + r.stderr)
         self.assertIn("no NVIDIA driver", r.stdout)
+        # /proc/modules unread: what is loaded is unknown, never "none".
+        os.remove(self.root.p("proc/modules"))
+        os.makedirs(self.root.p("proc/modules"))
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", empty],
+                  extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
+        self.assertTrue(r.stdout.startswith("Loaded: unknown ("), r.stdout)
+        self.assertIn("which NVIDIA modules are loaded could not be read", r.stdout)
 
     def test_the_build_modprobe_prefers_wins_over_directory_order(self):
         # An old nvidia.ko under kernel/drivers/video sorts before updates/dkms: modprobe takes the DKMS one.
