@@ -1,5 +1,6 @@
 #include "core/safe_write.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 #include "core/signal_shield.h"
@@ -193,6 +195,49 @@ Result<void> replaceable(int dirfd, const Target& t, const std::string& path) {
   return {};
 }
 
+// "." + name + ".gpuwarm-" + 16 hex digits: the temporary file write_file_atomically makes beside `name`.
+bool is_temporary_of(std::string_view entry, const std::string& name) {
+  const std::string prefix = "." + name + ".gpuwarm-";
+  if (entry.size() != prefix.size() + 16 || entry.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  return entry.substr(prefix.size()).find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// A write killed outright (SIGKILL, a power cut) between creating its temporary file and renaming it leaves
+// the file behind; the next write of the same target removes it. Only this target's own temporaries that are
+// plain files, ours, and untouched for k_stale_after (a write in progress changes its file within
+// milliseconds) are removed: never what another program or user keeps there.
+constexpr std::time_t k_stale_after_s = 600;
+
+void remove_stale_temporaries(int dirfd, const std::string& name) {
+  int listing = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (listing < 0) {
+    return;
+  }
+  DIR* dir = ::fdopendir(listing);
+  if (dir == nullptr) {
+    ::close(listing);
+    return;
+  }
+  const std::time_t now = std::time(nullptr);
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(dir)) {
+    if (!is_temporary_of(e->d_name, name)) {
+      continue;
+    }
+    struct stat st {};
+    if (::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_uid == ::geteuid() && now - st.st_mtime >= k_stale_after_s) {
+      stale.emplace_back(e->d_name);
+    }
+  }
+  ::closedir(dir);
+  for (const auto& entry : stale) {
+    ::unlinkat(dirfd, entry.c_str(), 0);
+  }
+}
+
 }  // namespace
 
 Result<void> check_write_target(const std::string& path, const WriteOptions& options) {
@@ -258,6 +303,7 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
     ::unlinkat(dirfd->get(), tmp.c_str(), 0);
     return fail(why("cannot rename into " + path, err));
   }
+  remove_stale_temporaries(dirfd->get(), name);
   if (::fsync(dirfd->get()) != 0) {
     return fail(why("written, but cannot sync the directory of " + path, errno));
   }

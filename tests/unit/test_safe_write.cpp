@@ -60,6 +60,33 @@ TEST(SafeWrite, ReplacesAtomicallyAndLeavesNoTemporary) {
   EXPECT_EQ(entries(t.path("d")), 1u);
 }
 
+// A write killed outright leaves its temporary file; the next write of that target removes it once it is
+// stale, and nothing else: a fresh one (a write in progress), another target's, a link, or a name that only
+// looks alike.
+TEST(SafeWrite, TheNextWriteRemovesATemporaryAKilledWriteLeft) {
+  test::TempTree t;
+  const std::string stale = "d/.f.conf.gpuwarm-0123456789abcdef";
+  const std::string fresh = "d/.f.conf.gpuwarm-fedcba9876543210";
+  const std::string other_target = "d/.g.conf.gpuwarm-0123456789abcdef";
+  const std::string look_alike = "d/.f.conf.gpuwarm-0123456789abcdeX";
+  const std::string link = "d/.f.conf.gpuwarm-00000000000000ff";
+  for (const auto& p : {stale, fresh, other_target, look_alike}) {
+    t.write(p, "half\n");
+  }
+  t.symlink("/etc/hostname", link);
+  const timespec long_ago[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+  for (const auto& p : {stale, other_target, look_alike, link}) {
+    ASSERT_EQ(::utimensat(AT_FDCWD, t.path(p).c_str(), long_ago, AT_SYMLINK_NOFOLLOW), 0) << p;
+  }
+  ASSERT_TRUE(write_file_atomically(t.path("d/f.conf"), "new\n"));
+  EXPECT_FALSE(std::filesystem::exists(t.path(stale)));
+  for (const auto& p : {fresh, other_target, look_alike}) {
+    EXPECT_EQ(slurp(t.path(p)), "half\n") << p;
+  }
+  EXPECT_TRUE(std::filesystem::is_symlink(t.path(link)));
+  EXPECT_EQ(slurp(t.path("d/f.conf")), "new\n");
+}
+
 // Only a regular file is replaced: a link (a masked unit is one to /dev/null), a device node or a FIFO stays
 // as it is, the link's target untouched, and the error names what is there.
 TEST(SafeWrite, OnlyARegularFileIsReplaced) {
