@@ -436,6 +436,23 @@ class ReadmeCommands(unittest.TestCase):
         import glob
         self.assertEqual(glob.glob("/tmp/ansible.*gpuwarm-package"), [], "the private directory was left behind")
 
+    def test_the_summary_without_gpuwarm_on_the_controller(self):
+        # A rollout from a package copies no binary, and the controller may have no gpuwarm: the last play says
+        # where the reports are instead of failing the run. (No node here: only the summary play has hosts.)
+        if any(os.path.exists(p) for p in ("/usr/bin/gpuwarm", "/usr/local/bin/gpuwarm")):
+            self.skipTest("gpuwarm is installed on this machine: the summary would use it")
+        with tempfile.TemporaryDirectory() as d:
+            inventory = os.path.join(d, "inventory.json")
+            with open(inventory, "w") as f:
+                json.dump({"all": {"children": {"gpu_nodes": {"hosts": {}}, "gpu_canary": {"hosts": {}}}}}, f)
+            r = subprocess.run(["ansible-playbook", "-i", inventory, "playbooks/gpuwarm-rollout.yml",
+                                "-e", "gpuwarm_package_src=/tmp/gpuwarm.deb", "-e", f"gpuwarm_report_dir={d}"],
+                               cwd=ANSIBLE_DIR, capture_output=True, text=True, env=self.env, timeout=300)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        self.assertIn("No gpuwarm on this controller to summarize with: each node's report is in " + d, out)
+        self.assertNotIn("TASK [Show the fleet summary]\nok", out)
+
     def test_package_and_binary_together_are_refused(self):
         r = subprocess.run(["ansible-playbook", "-i", "inventory/example.yml", "playbooks/gpuwarm-rollout.yml",
                             "-e", "gpuwarm_binary_src=/usr/bin/true", "-e", "gpuwarm_package_src=/tmp/gpuwarm.deb",
