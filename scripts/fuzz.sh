@@ -105,7 +105,9 @@ fuzz_one() {
   echo "fuzz $t: $runs runs in ${seconds} s, no crash"
 }
 
-# As many targets at once as there are cores (each fuzzer uses one); the lines print in target order.
+# As many targets at once as there are cores (each fuzzer uses one); the lines print in target order. A target
+# named twice runs once (two runs would share its corpus, log and result).
+mapfile -t targets < <(printf '%s\n' "${targets[@]}" | awk '!seen[$0]++')
 declare -A pids
 running=0
 for t in "${targets[@]}"; do

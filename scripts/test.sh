@@ -30,7 +30,7 @@ trap stop_background EXIT
 in_background() {
   local name=$1
   set -m
-  nice -n 19 bash -c "set -euo pipefail; $2" > "$logs/$name" 2>&1 &
+  nice -n 19 bash -c "set -euo pipefail; $2" < /dev/null > "$logs/$name" 2>&1 &
   set +m
   background+=($!)
   echo "$!" > "$logs/$name.pid"

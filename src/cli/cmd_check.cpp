@@ -83,6 +83,8 @@ int run_check(const CheckOptions& opts) {
   if (opts.json) {
     nlohmann::json out = render_diagnosis_json(*loaded, diagnosis);
     out["kind"] = k_check_kind;
+    // The verdict was decided without clocks, event reasons or the unit: check's answer is the "check" object.
+    out.erase("verdict");
     out["check"] = {{"status", to_string(check.status)},
                     {"exit_code", static_cast<int>(check.status)},
                     {"rule_id", check.rule_id},
@@ -153,7 +155,9 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
                "as without the flag");
   sub.footer(fmt::format(
       "Output: one line naming the deciding rule and its GPUs first, e.g. \"PM001 persistence off: GPU 3,5\",\n"
-      "\"{}\", \"OK PM002 legacy persistence: GPU 0\" (kept in service, worth fixing).\n\n"
+      "\"OK 8 GPU(s) persistent, held by nvidia-persistenced\" (what check confirmed: it reads neither clocks nor\n"
+      "the unit, so it never says \"healthy\"), \"OK PM002 legacy persistence: GPU 0\" (kept in service, worth\n"
+      "fixing).\n\n"
       "Exit codes (node-problem-detector's plugin contract): 0 ok, 1 problem (drain the node), 2 unknown\n"
       "(a fact the decision needs could not be read, NVML timed out, or gpuwarm itself failed; a bad command\n"
       "line also exits 2). A definite problem outranks an unknown.\n\n"
@@ -166,7 +170,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
       "  gpuwarm check --max-length 60 --nvml-timeout 5\n"
       "  gpuwarm check --rules PM001     # node-problem-detector's GPUPersistenceOff\n"
       "  gpuwarm check --json | jq .check",
-      k_check_ok_line, impact_table()));
+      impact_table()));
 
   return [opts]() -> int {
     try {

@@ -34,6 +34,8 @@ struct LintOptions {
   bool docs = false;
 };
 
+constexpr const char* k_binary_note = "skipped: binary";
+
 struct FileResult {
   std::string path;
   std::vector<lint::Finding> findings;
@@ -57,7 +59,7 @@ bool read_text(const std::string& path, std::string& text, std::string& note, bo
     text.resize(size);
   }
   if (std::memchr(text.data(), '\0', text.size()) != nullptr) {
-    note = "skipped: binary";
+    note = k_binary_note;
     return false;
   }
   return true;
@@ -117,10 +119,11 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "PIDFile, a Type= other than forking, an ExecStart that runs something else. A drop-in is judged on\n"
       "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
-      "rule with `gpuwarm: ignore RULE-ID`. Binary, unreadable and very large files are skipped with a note.\n\n"
+      "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary,\n"
+      "unreadable and very large files are skipped with a note.\n\n"
       "Exit codes: 0 nothing found, 1 a PATH does not exist, a file could not be read or was larger than\n"
-      "8 MiB (what it holds is unknown), or every file was skipped (binaries only: nothing was checked),\n"
-      "2 bad command line, 3 findings.\n\nRules:\n";
+      "8 MiB (what it holds is unknown), or no file was scanned at all (an empty folder, only binaries or\n"
+      "documentation without --docs: nothing was checked), 2 bad command line, 3 findings.\n\nRules:\n";
   // (The exit-code line is a CI contract: 1 stays 1 even where other files have findings.)
   for (const auto& r : lint::rules()) {
     footer += fmt::format("  {}  {}\n", r.id, r.summary);
@@ -214,7 +217,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         // Binaries are skipped by design (a glob over bin/ names them); a text too large to scan holds
         // something unknown, as an unreadable one does.
         if (per_file_note[i].starts_with(k_unreadable_note) ||
-            per_file_note[i].find("larger than") != std::string::npos) {
+            per_file_note[i].find("larger than") != std::string::npos ||
+            (i == stdin_index && per_file_note[i] != k_binary_note)) {  // standard input that failed to read
           ++unreadable;
         }
         notes.emplace_back(files[i], per_file_note[i]);
@@ -233,8 +237,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     for (const auto& r : results) {
       total += r.findings.size();
     }
-    // Files were named, and none of them could be checked: a pass would vouch for nothing.
-    const bool nothing_scanned = scanned == 0 && !notes.empty() && docs_skipped == 0;
+    // Nothing was checked (an empty folder, binaries, documentation without --docs): a pass would vouch for
+    // nothing, and a CI gate over a moved or emptied path must not pass.
+    const bool nothing_scanned = scanned == 0;
     if (opts->json) {
       nlohmann::json findings = nlohmann::json::array();
       for (const auto& r : results) {
@@ -269,7 +274,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         std::cerr << fmt::format("; {} file(s) or folder(s) could not be read, so what they hold is unknown",
                                  unreadable);
       } else if (nothing_scanned) {
-        std::cerr << ": every file was skipped, so nothing was checked";
+        std::cerr << ": nothing was checked";
       }
       if (docs_skipped > 0) {
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);

@@ -676,8 +676,13 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     const int interrupted = shield.take();
     std::string now_loaded = loaded_list(paths);
     if (opts->json) {
+      // An unread list is {"missing": why}, as every unread fact in gpuwarm's JSON.
+      std::string unread;
+      read_loaded(paths, &unread);
+      const nlohmann::json loaded_now =
+          unread.empty() ? nlohmann::json(now_loaded) : nlohmann::json{{"missing", escape_control(unread)}};
       std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
-                              {"error", failure}, {"recovery", recovery}, {"loaded_now", now_loaded},
+                              {"error", failure}, {"recovery", recovery}, {"loaded_now", loaded_now},
                               {"interrupted", interrupted != 0 ? nlohmann::json(signal_name(interrupted))
                                                                : nlohmann::json(nullptr)}})
                 << "\n";

@@ -7,13 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <iostream>
 #include <memory>
-#include <thread>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -41,56 +40,52 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t k_max_samples = 100000;
 
-// A stop signal ends the watch after the sample in progress, and the summary prints. A sample stuck in NVML (a
-// hung GPU or driver, short of --nvml-timeout) would keep it from ending until that deadline: after a second
-// signal, or k_stop_grace past the first, the watch ends at once without its summary, saying why. Within the grace a slow, healthy sample (cold attaches take seconds per GPU) still
-// finishes. The load's children die with the watch (they are tied to it).
-class SamplingStopDeadline {
- public:
-  static constexpr auto k_stop_grace = std::chrono::seconds(30);
+// Each NVML call of the watch (loading the library, every sample) runs on its own thread, so that a hung GPU or
+// driver never holds the watch: past --nvml-timeout the call is abandoned and the watch ends with what it saw.
+// A stop signal ends the watch after the sample in progress, and the summary prints; a sample still in NVML
+// k_stop_grace after the signal, or at a second one, is abandoned the same way. Within the grace a slow,
+// healthy sample (cold attaches take seconds per GPU) still finishes.
+constexpr auto k_stop_grace = std::chrono::seconds(30);
 
-  SamplingStopDeadline()
-      : m_thread([this] {
-          block_all_signals_in_this_thread();
-          std::chrono::steady_clock::time_point asked{};
-          while (!m_ended.load()) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            const int sig = StopSignalsCaught::signal();
-            if (sig == 0) {
-              continue;
-            }
-            const auto now = std::chrono::steady_clock::now();
-            if (asked == std::chrono::steady_clock::time_point{}) {
-              asked = now;
-            }
-            if (!m_ended.load() && (StopSignalsCaught::count() > 1 || now - asked >= k_stop_grace)) {
-              const std::string why = fmt::format(
-                  "gpuwarm watch: {} and the sample in progress has not returned {}: NVML is not answering (a hung "
-                  "GPU or driver?); ending without the summary\n",
-                  signal_name(sig), StopSignalsCaught::count() > 1 ? "after a second stop signal" : "within 30 s");
-              [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, why.data(), why.size());
-              ::_exit(128 + sig);
-            }
-          }
-        }) {}
-  ~SamplingStopDeadline() {
-    sampling_ended();
-  }
-  SamplingStopDeadline(const SamplingStopDeadline&) = delete;
-  SamplingStopDeadline& operator=(const SamplingStopDeadline&) = delete;
+template <class T>
+struct NvmlAnswer {
+  std::optional<T> value;
+  std::string why_not;  // "" when it answered
+};
 
-  // The loop is over: a stop from here on waits for the summary, which needs no NVML.
-  void sampling_ended() {
-    m_ended = true;
-    if (m_thread.joinable()) {
-      m_thread.join();
+template <class T, class Fn>
+NvmlAnswer<T> ask_nvml(Fn fn, double timeout_s, const std::string& what) {
+  BackgroundCall<T> call(std::move(fn));
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  Clock::time_point stop_seen{};
+  for (;;) {
+    if (call.finished_by(std::min(deadline, Clock::now() + std::chrono::milliseconds(100)))) {
+      auto done = call.wait_until(Clock::now());
+      if (done.value) {
+        return {std::move(done.value), {}};
+      }
+      return {std::nullopt, what + " " + done.stuck_at};  // it threw: "failed: <what>"
+    }
+    const auto now = Clock::now();
+    const int sig = StopSignalsCaught::signal();
+    if (sig != 0 && stop_seen == Clock::time_point{}) {
+      stop_seen = now;
+    }
+    std::string why;
+    if (now >= deadline) {
+      why = fmt::format("NVML did not answer {} within {:g} s (--nvml-timeout)", what, timeout_s);
+    } else if (sig != 0 && (StopSignalsCaught::count() > 1 || now - stop_seen >= k_stop_grace)) {
+      why = fmt::format("{} arrived and NVML had not answered {} {}", signal_name(sig), what,
+                        StopSignalsCaught::count() > 1 ? "by a second stop signal" : "within 30 s of it");
+    }
+    if (!why.empty()) {
+      const std::string stuck = call.wait_until(now).stuck_at;  // abandoned: main() ends the process with _exit
+      return {std::nullopt, why + (stuck.empty() ? "" : " (stuck in " + stuck + ")") + ": a hung GPU or driver?"};
     }
   }
+}
 
- private:
-  std::atomic<bool> m_ended{false};
-  std::thread m_thread;
-};
 // A saved run holds every sample, about 2.6 KB each on an 8-GPU node: the most a watch takes (k_max_samples)
 // on 8 GPUs fits.
 constexpr std::size_t k_max_replay_bytes = std::size_t{256} << 20;
@@ -361,9 +356,10 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "open) costs less per sample and suits long watches of thermal/power behaviour.\n\n"
       "--load needs libcuda.so.1; the kernel ships as PTX and is compiled by the driver's JIT. Read-only:\n"
       "watch changes no GPU setting. Ctrl-C, SIGTERM or a hangup end the watch early, after the sample in\n"
-      "progress, and still print the summary; a second one, or 30 s with NVML not answering, ends it at once\n"
-      "(exit 128+N, no summary). A sample NVML does not answer within --nvml-timeout ends the watch with\n"
-      "its summary. A live progress line goes to stderr when it is a terminal.\n\n"
+      "progress, and still print the summary. A sample NVML does not answer within --nvml-timeout (or within\n"
+      "30 s of a stop signal, or by a second one) is given up: the watch ends with its summary, the hang\n"
+      "named, and cannot tell (9) unless what it saw before says more. A live progress line goes to stderr\n"
+      "when it is a terminal.\n\n"
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
       "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
@@ -460,15 +456,24 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       return give_up(blocked, "", ExitCode::locked);
     }
     const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
-    auto opened = nvml::Sampler::open(opts->nvml_library, mode, opts->gpus);
-    if (!opened) {
-      return give_up(opened.error().message,
+    // SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
+    // whose session drops keeps what it sampled).
+    StopSignalsCaught stop_signals;
+    auto opened = ask_nvml<Result<std::unique_ptr<nvml::Sampler>>>(
+        [library = opts->nvml_library, mode, gpus = opts->gpus](Progress& progress) {
+          progress.set("loading libnvidia-ml");
+          return nvml::Sampler::open(library, mode, gpus);
+        },
+        opts->nvml_timeout_s, "while loading libnvidia-ml");
+    if (!opened.value) {
+      return give_up(opened.why_not, "", ExitCode::cannot_tell);
+    }
+    if (!*opened.value) {
+      return give_up(opened.value->error().message,
                      "No usable NVML: is the NVIDIA driver installed? (`gpuwarm diagnose` says more.)\n");
     }
     // Shared with each sample's thread, which outlives the watch when NVML never answers.
-    std::shared_ptr<nvml::Sampler> sampler = std::move(*opened);
-    const auto nvml_deadline =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opts->nvml_timeout_s));
+    std::shared_ptr<nvml::Sampler> sampler = std::move(**opened.value);
 
     watch::WatchRun run;
     run.hostname = host_name();
@@ -482,10 +487,6 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     }
     LoadRunner load;
     const bool progress = ::isatty(STDERR_FILENO) == 1 && (opts->count == 0 ? duration : static_cast<double>(planned) * *interval) > 1;
-    // SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
-    // whose session drops keeps what it sampled).
-    StopSignalsCaught stop_signals;
-    SamplingStopDeadline stop_deadline;
 
     std::size_t cold_signs = 0;
     bool load_started = false;
@@ -520,18 +521,13 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       if (StopSignalsCaught::signal() != 0) {
         break;
       }
-      // On its own thread under --nvml-timeout: a GPU or driver that hangs ends the watch with what it saw.
-      auto answered = run_with_deadline<nvml::Reading>(nvml_deadline, [sampler](Progress&) { return sampler->sample(); });
+      auto answered = ask_nvml<nvml::Reading>([sampler](Progress& stage) { return sampler->sample(&stage); },
+                                              opts->nvml_timeout_s, fmt::format("sample {}", run.samples.size() + 1));
       if (!answered.value) {
-        const std::string why =
-            answered.stuck_at.rfind("failed: ", 0) == 0
-                ? "NVML sampling " + answered.stuck_at
-                : fmt::format("NVML did not answer within {:g} s (--nvml-timeout) in sample {}: a hung GPU or driver?",
-                              opts->nvml_timeout_s, run.samples.size() + 1);
-        if (k == 0) {
-          return give_up(why, "", ExitCode::cannot_tell);
+        if (run.samples.empty()) {
+          return give_up(answered.why_not, "", ExitCode::cannot_tell);
         }
-        run.nvml_stopped = why;
+        run.nvml_stopped = answered.why_not;
         break;
       }
       nvml::Reading reading = std::move(*answered.value);
@@ -572,7 +568,6 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         k = std::max(k, static_cast<std::size_t>(seconds_since(t0, Clock::now()) / *interval));
       }
     }
-    stop_deadline.sampling_ended();
     if (run.load) {
       load.stop(*run.load);
     }
@@ -585,6 +580,10 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       // stopped by a signal, it stands for the time until the stop.
       const double planned_s = opts->count > 0 ? static_cast<double>(run.samples.size()) * *interval : duration;
       run.duration_s = std::max(run.duration_s, std::min(planned_s, run.samples.back().t_s + *interval));
+    }
+    if (!run.nvml_stopped.empty() && !run.samples.empty()) {
+      // The time NVML spent not answering was not watched.
+      run.duration_s = std::min(run.duration_s, run.samples.back().t_s + *interval);
     }
     if (run.samples.empty()) {
       return give_up("watch stopped before the first sample");

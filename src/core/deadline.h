@@ -61,17 +61,20 @@ class BackgroundCall {
   template <class Fn>
   explicit BackgroundCall(Fn fn) : m_shared(std::make_shared<Shared>()) {
     AllSignalsBlocked created_blocked;  // Ctrl-C is the main thread's to handle, from the thread's first moment
-    std::thread([shared = m_shared, fn = std::move(fn)]() mutable {
+    std::thread([shared = m_shared, call = std::optional<Fn>(std::move(fn))]() mutable {
       block_all_signals_in_this_thread();
       std::optional<T> value;
       std::string error;
       try {
-        value = fn(shared->progress);
+        value = (*call)(shared->progress);
       } catch (const std::exception& e) {
         error = e.what();  // reported as the call's failure, never std::terminate
       } catch (...) {
         error = "unknown exception";
       }
+      // What the call captured is released before the caller can learn that it ended: the caller may then
+      // drop its own references and leave, and the last one must not go on this thread during exit.
+      call.reset();
       {
         std::lock_guard<std::mutex> lock(shared->mutex);
         shared->value = std::move(value);
@@ -96,6 +99,12 @@ class BackgroundCall {
         ++abandoned_calls();
       }
     }
+  }
+
+  // Waits until `deadline` at most for the call to end; abandons nothing (wait_until collects or abandons).
+  bool finished_by(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(m_shared->mutex);
+    return m_shared->done.wait_until(lock, deadline, [&] { return m_shared->finished; });
   }
 
   // Waits until `deadline` at most; once it passes, the call is abandoned.

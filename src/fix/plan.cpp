@@ -179,8 +179,8 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
     return refuse(std::move(plan), FixOutcome::no_service_manager, ExitCode::no_service_manager,
                   fmt::format("systemd is not reachable ({}), so nothing was changed. Without systemd, start the "
                               "daemon from this node's init system at boot: `{} --user nvidia-persistenced` (it "
-                              "forks, and persistence is on by default; add `# gpuwarm: ignore LINT005` to that line "
-                              "so that `gpuwarm lint` knows it is meant). Do not use `nvidia-smi -pm 1`.",
+                              "forks, and persistence is on by default; a comment `gpuwarm: ignore LINT005` on that "
+                              "line or the one above tells `gpuwarm lint` it is meant). Do not use `nvidia-smi -pm 1`.",
                               s.service.unreachable,
                               s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced"));
   }

@@ -55,6 +55,19 @@ void count_persistence(simdjson::simdjson_result<element> gpus_value, const char
   out.gpus_not_enabled = off;
 }
 
+// The UUIDs of the GPUs a report lists: what tells one machine from another that shares its hostname.
+void collect_uuids(simdjson::simdjson_result<element> gpus_value, NodeReport& out) {
+  array gpus;
+  if (gpus_value.get(gpus) != SUCCESS) {
+    return;
+  }
+  for (element g : gpus) {
+    if (std::string_view uuid = string_field(g, "uuid"); !uuid.empty()) {
+      out.gpu_uuids.emplace_back(uuid);
+    }
+  }
+}
+
 Result<void> read_diagnosis(element doc, NodeReport& out) {
   std::string_view verdict;
   if (doc["verdict"]["code"].get(verdict) != SUCCESS) {
@@ -62,6 +75,7 @@ Result<void> read_diagnosis(element doc, NodeReport& out) {
   }
   out.verdict = verdict;
   count_persistence(doc["gpus"], "persistence", out);
+  collect_uuids(doc["gpus"], out);
   std::string_view collected_at;
   if (doc["snapshot"]["collected_at"].get(collected_at) == SUCCESS) {
     out.taken_at = collected_at;
@@ -128,6 +142,7 @@ Result<void> read_verify(element doc, NodeReport& out) {
     return fail("verify report without checks");
   }
   count_persistence(doc["gpus"], "persistence_after", out);
+  collect_uuids(doc["gpus"], out);
   out.taken_at = string_field(doc, "taken_at");
   bool passed = false;
   out.verify_failed = doc["passed"].get(passed) != SUCCESS || !passed;  // unread is not passed
@@ -146,6 +161,7 @@ Result<void> read_probe(element doc, NodeReport& out) {
   const bool isolated = doc["method"].get(per_gpu_method) == SUCCESS ? per_gpu_method == "isolated"
                                                               : doc["sequential"].get(sequential) == SUCCESS && sequential;
   out.per_gpu_parallel = !isolated && gpus.size() > 1;  // one GPU alone contends with nothing
+  collect_uuids(doc["gpus"], out);
   out.probed_gpus = gpus.size() > 0;
   for (element g : gpus) {
     bool ok = false;
@@ -218,6 +234,10 @@ Result<void> read_probe(element doc, NodeReport& out) {
 Result<ReportKind> kind_of(element doc) {
   std::string_view kind;
   if (doc["kind"].get(kind) == SUCCESS) {
+    // check --json said "gpuwarm-diagnosis" before it had a kind of its own: its "check" object gives it away.
+    if (kind == "gpuwarm-diagnosis" && has_field(doc, "check")) {
+      kind = "gpuwarm-check";
+    }
     if (kind == "gpuwarm-diagnosis") return ReportKind::diagnosis;
     if (kind == "gpuwarm-fix") return ReportKind::fix;
     if (kind == "gpuwarm-verify") return ReportKind::verify;
@@ -527,23 +547,38 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
   FleetSummary s;
   s.reports = reports.size() + unreadable.size();
   // One machine, two names: the role's reports carry the inventory name, a diagnose run by hand only the
-  // machine's. Joined where the machine maps to one inventory name, so the node is not counted twice.
-  std::unordered_map<std::string, std::string> inventory_name_of;  // machine -> its one inventory name, or ""
-  for (const auto& r : reports) {
-    if (r.named_by_inventory && !r.machine.empty()) {
-      auto [it, added] = inventory_name_of.emplace(r.machine, r.hostname);
-      if (!added && it->second != r.hostname) {
-        it->second.clear();  // several inventory names on one machine: which one is meant cannot be told
+  // machine's. Joined where the hostname and a GPU agree with exactly one inventory name, so the node is not
+  // counted twice; a hostname alone proves nothing (every cloud image's "ubuntu").
+  std::unordered_map<std::string, std::vector<std::size_t>> inventory_reports_of;  // "machine\0uuid" -> reports
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    if (reports[i].named_by_inventory && !reports[i].machine.empty()) {
+      for (const auto& uuid : reports[i].gpu_uuids) {
+        inventory_reports_of[reports[i].machine + '\0' + uuid].push_back(i);
       }
     }
   }
   std::unordered_map<std::string, std::vector<std::size_t>> by_host;
+  std::unordered_map<std::string, std::vector<std::string>> joined;  // inventory name -> machine names joined
   by_host.reserve(reports.size());
   for (std::size_t i = 0; i < reports.size(); ++i) {
     NodeReport& r = reports[i];
     if (!r.named_by_inventory) {
-      if (auto it = inventory_name_of.find(r.machine); it != inventory_name_of.end() && !it->second.empty()) {
-        r.hostname = it->second;
+      std::vector<std::string> candidates;
+      for (const auto& uuid : r.gpu_uuids) {
+        if (auto it = inventory_reports_of.find(r.machine + '\0' + uuid); it != inventory_reports_of.end()) {
+          for (std::size_t j : it->second) {
+            if (std::find(candidates.begin(), candidates.end(), reports[j].hostname) == candidates.end()) {
+              candidates.push_back(reports[j].hostname);
+            }
+          }
+        }
+      }
+      if (candidates.size() == 1) {
+        auto& names = joined[candidates.front()];
+        if (std::find(names.begin(), names.end(), r.hostname) == names.end()) {
+          names.push_back(r.hostname);
+        }
+        r.hostname = candidates.front();
       }
     }
     by_host[r.hostname].push_back(i);
@@ -554,6 +589,9 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
                      [&](std::size_t a, std::size_t b) { return reports[a].taken_at < reports[b].taken_at; });
     NodeState n;
     n.hostname = host;
+    if (auto it = joined.find(host); it != joined.end()) {
+      n.also_named = it->second;
+    }
     for (std::size_t i : indices) {
       NodeReport& r = reports[i];
       ++n.reports;
@@ -654,6 +692,16 @@ std::string render_text(const FleetSummary& s, const Style& style) {
                          job_start_text(then), job_start_text(now));
     }
   }
+  std::vector<std::string> joins;
+  for (const auto& n : s.nodes) {
+    for (const auto& other : n.also_named) {
+      joins.push_back(other + " -> " + n.hostname);
+    }
+  }
+  if (!joins.empty()) {
+    out += fmt::format("Reports without an inventory name joined by hostname and GPU UUID: {} ({})\n", joins.size(),
+                       name_list(joins));
+  }
   out += fmt::format("Needs attention: {}{}\n", attention.size(),
                      attention.empty() ? "" : " (" + name_list(attention) + ")");
   if (!s.unreadable.empty()) {
@@ -695,6 +743,7 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"probe_failed", n.probe_failed},
                      {"verify_failed", n.verify_failed},
                      {"reports", n.reports},
+                     {"also_named", n.also_named},
                      {"needs_attention", needs_attention(n)}});
   }
   return {{"kind", "gpuwarm-fleet-summary"},

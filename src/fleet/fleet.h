@@ -32,6 +32,7 @@ struct NodeReport {
   std::string hostname;                 // the report's `node` (the Ansible inventory name) or else `hostname`
   std::string machine;                  // the report's own `hostname` (the name the machine gives itself), or ""
   bool named_by_inventory = false;      // `hostname` above came from `node`
+  std::vector<std::string> gpu_uuids;   // the GPUs it lists (diagnosis, fix, verify, probe), where they carry one
   std::string taken_at;                 // ISO 8601 UTC; "" when the report has none
   std::string verdict;                  // diagnosis, fix (the verdict the fix was planned from)
   std::string fix_outcome;              // fix: see fix_outcome_names()
@@ -104,6 +105,7 @@ struct NodeState {
   bool per_gpu_parallel = false;  // the newest probe's per-GPU figures were contended (left out of the medians)
   bool verify_failed = false;  // a verify report failed and no diagnosis or fix came after it
   int reports = 0;
+  std::vector<std::string> also_named;  // machine hostnames of reports without `node` joined into this node
 };
 
 // Healthy now: no GPU known to be off persistence, the newest probe (if any) did not fail, no failed
@@ -118,12 +120,13 @@ struct FleetSummary {
   std::vector<Unreadable> unreadable;  // by source
 };
 
-// What the verdict table calls a node no diagnosis, fix or verify report described (only probes).
+// What the verdict table calls a node no report gave a verdict (only probes or verifications describe it).
 inline constexpr const char* k_no_diagnosis = "no-diagnosis";
 
 // `reports` in input order (the order breaks taken_at ties). A report without `node` (diagnose --json run by
-// hand or by pdsh) joins the node whose inventory-named reports came from the same machine, when exactly one
-// did; otherwise (several inventory names on one machine, as in a test fleet) it stays a node of its own.
+// hand or by pdsh) joins an inventory-named node only where exactly one such node has a report from the same
+// machine hostname listing one of the same GPUs (by UUID): hostnames repeat across machines (vm, ubuntu),
+// GPU UUIDs do not. Otherwise it stays a node of its own.
 FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable);
 
 // 0: every node healthy and every report readable; 3: something needs attention.

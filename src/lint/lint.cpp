@@ -874,7 +874,8 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
                        "nvidia-persistenced started by hand, not through the init system: nothing restarts it, "
                        "nothing orders it before the jobs, and `systemctl` shows the unit inactive",
                        "enable the packaged unit instead: systemctl enable --now nvidia-persistenced (`gpuwarm fix`); "
-                       "on a node without systemd this line is the init system's: mark it `# gpuwarm: ignore LINT005`"});
+                       "on a node without systemd this line is the init system's: say so in a comment on it or on the "
+                       "line above (`# gpuwarm: ignore LINT005` in a shell script)"});
     return;
   }
   for (std::size_t j = k + 1; j < end && j < k + 16; ++j) {
@@ -1245,24 +1246,62 @@ std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vect
   return last;
 }
 
+// The word a here-document opened on `command` ends at ("EOF" for `<<EOF`, `<<-'EOF'`, `<< "EOF"`), or "".
+std::string heredoc_delimiter(std::string_view command) {
+  for (std::size_t at = command.find("<<"); at != std::string_view::npos; at = command.find("<<", at + 2)) {
+    std::size_t i = at + 2;
+    if (i < command.size() && command[i] == '<') {
+      at = i;  // a here-string (<<<): no document follows
+      continue;
+    }
+    if (i < command.size() && command[i] == '-') {
+      ++i;
+    }
+    while (i < command.size() && command[i] == ' ') {
+      ++i;
+    }
+    if (i < command.size() && (command[i] == '\'' || command[i] == '"')) {
+      ++i;
+    }
+    std::size_t end = i;
+    while (end < command.size() && (std::isalnum(static_cast<unsigned char>(command[end])) != 0 || command[end] == '_')) {
+      ++end;
+    }
+    if (end > i) {
+      return std::string(command.substr(i, end - i));
+    }
+  }
+  return {};
+}
+
 void Linter::lint_region(unsigned first, unsigned last, const Source& inner, bool console) {
   std::string body;
-  bool continued = false;  // console: the command line above ends with a backslash
+  bool continued = false;     // console: the command line above ends with a backslash
+  std::string heredoc_end;    // console: inside a here-document a command opened, up to this word
   for (unsigned n = first; n <= last && n <= m_lines.size(); ++n) {
     std::string line(m_lines[n - 1]);
     // Documentation's prompts: "$ cmd" in any shell block, "# cmd" (root) only in console blocks,
     // where it cannot be a comment. Blanked, keeping columns. In a console block every other line is what a
-    // command printed (advice quoting `nvidia-smi -pm 1` included), unless it continues a command.
+    // command printed (advice quoting `nvidia-smi -pm 1` included), unless it continues a command: after a
+    // backslash, or inside a here-document the command opened (with or without the shell's "> " prompt).
     if (inner.kind == FileKind::shell && is_documentation(m_source.kind)) {
       std::size_t at = indent_of(line);
       const bool prompt = line.compare(at, 2, "$ ") == 0 || (console && line.compare(at, 2, "# ") == 0);
-      if (prompt || (console && continued && line.compare(at, 2, "> ") == 0)) {
+      const bool inside = console && (continued || !heredoc_end.empty());
+      if (prompt || (inside && line.compare(at, 2, "> ") == 0)) {
         line[at] = ' ';
-      } else if (console && !continued) {
+      } else if (console && !inside) {
         line.clear();
       }
       const std::string_view kept = trim(line);
-      continued = console && !kept.empty() && kept.back() == '\\';
+      if (console && !heredoc_end.empty()) {
+        if (kept == heredoc_end) {
+          heredoc_end.clear();
+        }
+      } else if (console && (prompt || continued)) {
+        heredoc_end = heredoc_delimiter(kept);
+      }
+      continued = console && heredoc_end.empty() && !kept.empty() && kept.back() == '\\';
     }
     body += line;
     body += '\n';
@@ -1274,9 +1313,10 @@ void Linter::lint_region(unsigned first, unsigned last, const Source& inner, boo
   }
 }
 
-// Lines carrying "gpuwarm: ignore RULE" opt that rule out. The lines that
-// carry one are indexed once per file, so checking a finding is a lookup:
-// linear in the file however many findings it has.
+// Lines carrying "gpuwarm: ignore RULE" opt that rule out; so does a comment line carrying it, for the line
+// below (formats where a comment cannot share a line with a command: supervisord, exec-form Dockerfiles).
+// The lines that carry one are indexed once per file, so checking a finding is a lookup: linear in the file
+// however many findings it has.
 class OptOuts {
  public:
   explicit OptOuts(std::string_view text) {
@@ -1286,18 +1326,24 @@ class OptOuts {
     }
     for_each_line(text, [&](unsigned line, std::string_view body) {
       if (auto at = body.find(marker); at != std::string_view::npos) {
-        m_lines.emplace(line, body.substr(at));
+        m_lines[line].push_back(body.substr(at));
+        const std::string_view head = trim(body);
+        if (head.starts_with('#') || head.starts_with("//") || head.starts_with(';')) {
+          m_lines[line + 1].push_back(body.substr(at));
+        }
       }
     });
   }
 
   bool ignored(const Finding& f) const {
     auto it = m_lines.find(f.line);
-    return it != m_lines.end() && it->second.find(f.rule) != std::string_view::npos;
+    return it != m_lines.end() && std::any_of(it->second.begin(), it->second.end(), [&](std::string_view opt_out) {
+             return opt_out.find(f.rule) != std::string_view::npos;
+           });
   }
 
  private:
-  std::unordered_map<unsigned, std::string_view> m_lines;  // line -> text from the marker on
+  std::unordered_map<unsigned, std::vector<std::string_view>> m_lines;  // line -> texts from the marker on
 };
 
 FileKind fence_kind(std::string_view lang, bool& console) {

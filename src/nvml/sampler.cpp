@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "core/strings.h"
 #include "nvml/errors.h"
 #include "nvml/nvml_library.h"
@@ -172,13 +174,20 @@ void Sampler::read_gpu(std::size_t slot, GpuReading& out) {
   }
 }
 
-Reading Sampler::sample() {
+Reading Sampler::sample(Progress* progress) {
+  auto tell = [progress](std::string stage) {
+    if (progress != nullptr) {
+      progress->set(std::move(stage));
+    }
+  };
   Reading reading;
   reading.at = Clock::now();
+  tell("nvmlInit");
   if (!init(reading)) {
     return reading;
   }
   if (!m_discovered) {
+    tell("finding the GPUs (nvmlDeviceGetCount, nvmlDeviceGetHandleByIndex)");
     discover();  // attaches the selected GPUs, timing each: this reading's attaches
   }
   for (std::size_t slot = 0; slot < m_identities.size(); ++slot) {
@@ -187,10 +196,12 @@ Reading Sampler::sample() {
       g.attach_ms = m_discovery_attach_ms[slot];
       m_discovery_attach_ms[slot] = -1;
     }
+    tell(fmt::format("reading GPU {}", m_identities[slot].index));
     read_gpu(slot, g);
   }
   ++m_samples;
   if (m_mode == SampleMode::detached) {
+    tell("nvmlShutdown");
     m_library->api().shutdown();
     m_initialized = false;
     std::fill(m_handles.begin(), m_handles.end(), nullptr);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/deadline.h"
 #include "core/result.h"
 #include "nvml/nvml_api.h"
 
@@ -71,7 +72,8 @@ class Sampler {
   Sampler(const Sampler&) = delete;
   Sampler& operator=(const Sampler&) = delete;
 
-  Reading sample();
+  // `progress` (optional) is told the NVML step in progress, so a deadline that passes can say where it stuck.
+  Reading sample(Progress* progress = nullptr);
 
   // Identities of the GPUs read so far (filled by the first successful sample).
   const std::vector<GpuIdentity>& gpus() const { return m_identities; }

@@ -256,7 +256,9 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
           unread.push_back({{"fact", q.fact},
                             {"query", q.query},
                             {"reason", *q.missing},
-                            {"meaning", nvml::to_string(nvml::meaning_of_reason(*q.missing))},
+                            {"meaning", *q.missing == nvml::k_reason_not_read_by_check
+                                            ? "not-read"  // not asked for: says nothing about the GPU
+                                            : nvml::to_string(nvml::meaning_of_reason(*q.missing))},
                             {"effect", nvml::to_string(effect_of(q.entry, *q.missing))}});
         }
       }

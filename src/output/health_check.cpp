@@ -165,8 +165,15 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
   if (d.verdict.code != "healthy") {
     out.rule_id = d.verdict.rule_id;  // the line names it: so does the JSON
   }
-  // Not "healthy": check does not read clocks, event reasons or the unit, so it says what it did confirm.
-  out.line = d.verdict.code == "healthy" ? std::string(k_check_ok_line) : "OK " + describe(d, d.verdict.rule_id);
+  // Not "healthy": check does not read clocks, event reasons or the unit, so it says what it did confirm, in
+  // the healthy finding's words ("OK 8 GPU(s) persistent, held by nvidia-persistenced": the count included).
+  std::string confirmed = k_check_ok_line;
+  for (const auto& f : d.findings) {
+    if (f.rule_id == "OK000") {
+      confirmed = "OK " + f.message;
+    }
+  }
+  out.line = d.verdict.code == "healthy" ? confirmed : "OK " + describe(d, d.verdict.rule_id);
   out.line = fit_check_line(out.line, max_length);
   return out;
 }

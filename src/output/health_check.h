@@ -42,12 +42,14 @@ struct HealthCheck {
   std::string line;     // "PM001 persistence off: GPU 3,5", at most max_length bytes
 };
 
-// What check answers where diagnose would say healthy: no draining rule fired on what check reads.
+// What check answers where diagnose would say healthy (no draining rule fired on what check reads) and the
+// healthy finding is missing (a recorded diagnosis without it); otherwise "OK " and that finding's message.
 constexpr const char* k_check_ok_line = "OK persistence on, driver consistent";
 
 // Rules check never evaluates: their facts (clocks and event reasons, the unit's state from systemd) are left to
 // diagnose, so on a live node they cannot fire there.
-constexpr std::string_view k_rules_check_does_not_read[] = {"CLK001", "CLK002", "PD003", "PD004", "PD006", "PD007"};
+constexpr std::string_view k_rules_check_does_not_read[] = {"CLK001", "CLK002", "PD003", "PD004",
+                                                            "PD006",  "PD007",  "UNK005"};
 
 constexpr std::size_t k_default_check_length = 80;
 constexpr std::size_t k_min_check_length = 16;

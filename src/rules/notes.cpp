@@ -28,9 +28,14 @@ std::vector<Finding> no_service_manager(const Snapshot& s) {
     return {};
   }
   Finding f;
-  f.message = "systemd was not reachable: the nvidia-persistenced unit was not checked";
-  f.next_step = "On a systemd node, run gpuwarm where it can reach the system bus. Without systemd, start "
-                "nvidia-persistenced from this node's init system.";
+  if (s.service.not_asked) {
+    f.message = "systemd was not asked: the nvidia-persistenced unit was not checked";
+    f.next_step = "Run `gpuwarm diagnose` (without --no-systemd) where systemd can be reached to check the unit.";
+  } else {
+    f.message = "systemd was not reachable: the nvidia-persistenced unit was not checked";
+    f.next_step = "On a systemd node, run gpuwarm where it can reach the system bus. Without systemd, start "
+                  "nvidia-persistenced from this node's init system.";
+  }
   f.evidence.push_back(s.service.unreachable);
   return {f};
 }

@@ -201,6 +201,7 @@ struct ServiceFacts {
   std::string unit = "nvidia-persistenced.service";
   bool reachable = false;    // a systemd manager answered on the system bus
   std::string unreachable;   // why not ("no systemd", "--no-systemd", bus error)
+  bool not_asked = false;    // gpuwarm chose not to ask (--no-systemd, check): not a sign of a missing systemd
   Fact<std::string> load_state;
   Fact<std::string> active_state;
   Fact<std::string> sub_state;

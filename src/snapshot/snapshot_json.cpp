@@ -65,7 +65,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelLogFacts, source, records,
                                                 legacy_persistence_notice, loaded_version)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuClient, pid, comm, minors)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedulers, gpu_clients, unreadable_processes)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, load_state,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, not_asked, load_state,
                                                 active_state, sub_state, unit_file_state, exec_start, control_group,
                                                 manager_control_group,
                                                 stop_when_unneeded, restart, fragment_path, need_daemon_reload,
@@ -121,7 +121,11 @@ Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
   // embed snapshots too (fix, verify) but are refused: they are not a node's
   // state at one moment, and reading them as one silently diagnoses nonsense.
   const bool has_kind = j.contains("kind") && j.at("kind").is_string();
-  const std::string kind = has_kind ? j.at("kind").get<std::string>() : "";
+  std::string kind = has_kind ? j.at("kind").get<std::string>() : "";
+  // check --json said "gpuwarm-diagnosis" before it had a kind of its own: its "check" object gives it away.
+  if (kind == "gpuwarm-diagnosis" && j.contains("check")) {
+    kind = "gpuwarm-check";
+  }
   const bool embedded = j.contains("snapshot") && j.at("snapshot").is_object();
   if (has_kind && kind != "gpuwarm-snapshot" && kind != "gpuwarm-diagnosis") {
     return fail("this is " + describe_report_kind(kind) +

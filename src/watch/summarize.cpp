@@ -275,6 +275,11 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     g.evidence.emplace_back("persistence reads Disabled, and a held watch keeps the GPU initialized: "
                             "de-initialization cannot show here (watch again with --mode detached)");
   }
+  if (g.causes.empty() && !run.nvml_stopped.empty()) {
+    // Stable while it answered; after that nothing was seen, and the hang may well be this GPU's.
+    add_cause(g, Cause::unread);
+    g.evidence.push_back(fmt::format("stable for {} sample(s), then NVML stopped answering", g.samples));
+  }
   if (g.causes.empty()) {
     g.causes.push_back(Cause::stable);
   }
@@ -415,7 +420,7 @@ WatchSummary summarize(const WatchRun& run) {
   }
   if (!run.nvml_stopped.empty()) {
     // The watch ended there: whatever it had seen stands, but "stable" would vouch for time it did not see.
-    out.notes.push_back(run.nvml_stopped + "; the watch ended there.");
+    out.notes.push_back("The watch ended early: " + run.nvml_stopped);
     best = std::min(best, static_cast<int>(Cause::unread));
   }
   if (run.gpus.empty() && out.init_failures > 0) {

@@ -48,12 +48,18 @@ class Diagnose(unittest.TestCase):
         rc, d = self.diagnose_json(scenario_obj=scenario)
         self.assertEqual((rc, d["verdict"]["rule_id"]), (5, "CLK001"))
         r = h.run(["check"], root=self.root, scenario_obj=scenario)
-        self.assertEqual((r.returncode, r.stdout), (0, "OK persistence on, driver consistent\n"), r.stderr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("OK 2 GPU(s) persistent"), r.stdout)
+        self.assertNotIn("healthy", r.stdout.lower())
         r = h.run(["check", "--json"], root=self.root, scenario_obj=scenario)
         self.assertEqual(r.returncode, 0, r.stderr)
         c = json.loads(r.stdout)
-        self.assertEqual((c["kind"], c["check"]["line"]), ("gpuwarm-check", "OK persistence on, driver consistent"))
+        self.assertEqual(c["kind"], "gpuwarm-check")
+        self.assertTrue(c["check"]["line"].startswith("OK 2 GPU(s) persistent"), c["check"])
+        self.assertNotIn("verdict", c)  # decided without clocks or the unit: the "check" object is the answer
         self.assertNotIn("CLK001", [f["rule_id"] for f in c["findings"]])
+        unread = {u["fact"]: u["meaning"] for u in c["gpus"][0]["unread"]}
+        self.assertEqual(unread["active clock-event reasons"], "not-read", unread)
         reasons = c["snapshot"]["nvml"]["gpus"][0]["event_reasons_active"]
         self.assertEqual(reasons, {"missing": "not read by check (gpuwarm diagnose reads it)"})
         with tempfile.TemporaryDirectory() as d:
@@ -67,6 +73,16 @@ class Diagnose(unittest.TestCase):
             s = h.run(["check", "--snapshot", path, "--max-length", "400"], raw=True)
             self.assertEqual(s.returncode, 2, s.stdout + s.stderr)
             self.assertIn("a `gpuwarm check --json` answer", s.stdout)
+            # One written before check had a kind of its own ("gpuwarm-diagnosis" with a "check" object) too.
+            c["kind"] = "gpuwarm-diagnosis"
+            c["verdict"] = {"code": "healthy"}
+            with open(path, "w") as f:
+                json.dump(c, f)
+            s = h.run(["fleet-summary", path], raw=True)
+            self.assertEqual(s.returncode, 1, s.stdout + s.stderr)
+            self.assertIn("a `gpuwarm check --json` answer", s.stdout)
+            s = h.run(["check", "--snapshot", path, "--max-length", "400"], raw=True)
+            self.assertEqual(s.returncode, 2, s.stdout + s.stderr)
     def test_persistence_off_runbook_applies(self):
         self.root.driver().daemon_binary().kmsg()
         r = h.run(["diagnose"], root=self.root, scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))

@@ -142,7 +142,7 @@ class Lint(unittest.TestCase):
         r = self.stdin_lint("a\0b", "-")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("<stdin>: skipped: binary", r.stderr)
-        self.assertIn("0 finding(s) in 0 file(s) scanned: every file was skipped, so nothing was checked", r.stderr)
+        self.assertIn("0 finding(s) in 0 file(s) scanned: nothing was checked", r.stderr)
         self.assertEqual(self.stdin_lint("a\0b", ok, "-").returncode, 0)
         r = self.stdin_lint("a" * (9 << 20), ok, "-")
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -170,6 +170,13 @@ class Lint(unittest.TestCase):
         self.put("tool", "\x7fELF\0\0")
         self.assertEqual(self.lint(clean, os.path.join(self.tree, "tool")).returncode, 0)
         self.assertEqual(self.lint(os.path.join(self.tree, "tool")).returncode, 1)  # only a binary: nothing checked
+        empty = os.path.join(self.tree, "empty")
+        os.makedirs(empty)
+        self.assertEqual(self.lint(empty).returncode, 1)  # an emptied or moved folder is not a pass
+        self.put("docs/README.md", "# nvidia-smi -pm 1 is discussed here\n")
+        r = self.lint(os.path.join(self.tree, "tool"), os.path.join(self.tree, "docs"))
+        self.assertEqual(r.returncode, 1, r.stderr)  # a binary and documentation without --docs: nothing checked
+        self.assertIn("nothing was checked; 1 documentation file(s) skipped", r.stderr)
         big = self.put("big.sh", "echo x\n" * (2 << 20))
         r = self.lint(clean, big)
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -216,13 +223,18 @@ class Lint(unittest.TestCase):
         self.put("README.md", "Never run `nvidia-smi -pm 1`.\n\n```sh\nnvidia-smi -pm 1\n```\n")
         self.put("docs/notes.txt", "nvidia-smi -pm 1\n")
         r = self.lint(self.tree)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # only documentation: nothing was checked
+        self.assertIn("0 finding(s) in 0 file(s) scanned: nothing was checked; 2 documentation file(s) skipped",
+                      r.stderr)
+        self.put("ok.sh", "echo hello\n")
+        r = self.lint(self.tree)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("0 finding(s) in 0 file(s) scanned; 2 documentation file(s) skipped", r.stderr)
+        self.assertIn("0 finding(s) in 1 file(s) scanned; 2 documentation file(s) skipped", r.stderr)
         r = self.lint("--docs", "--json", self.tree)
         d = json.loads(r.stdout)
         self.assertEqual([(os.path.basename(f["path"]), f["line"]) for f in d["findings"]], [("README.md", 4)])
         self.assertEqual(d["documentation_skipped"], 0)
-        self.assertEqual(d["files_scanned"], 2)
+        self.assertEqual(d["files_scanned"], 3)  # the two documents and ok.sh
 
 
 if __name__ == "__main__":

@@ -341,13 +341,19 @@ TEST(FleetSummary, needs_attention_per_state) {
 }
 
 // Which reports fold into one node: the inventory name where the role wrote one, and a report without it (a
-// diagnose run by hand or by pdsh) joins the one inventory name its machine goes by, never one of several.
+// diagnose run by hand or by pdsh) joins the one inventory name whose reports came from the same machine
+// hostname and list one of its GPUs. A hostname alone joins nothing: another machine may carry it.
 TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
-  const std::string role_fix = R"({"kind":"gpuwarm-fix","hostname":"gpu17","node":"gpu17.example.com","taken_at":"2026-01-01T00:00:00Z","outcome":"act","dry_run":false,"exit_code":0,"verdict":"action-needed","steps":[],"verify":{"gpus":[{"persistence_after":"Enabled"}]}})";
-  const std::string by_hand = diagnosis("gpu17", "healthy", k_two_enabled, "2026-01-02T00:00:00Z");
-  auto named = [](const std::string& machine, const std::string& node) {
+  const std::string role_fix =
+      R"({"kind":"gpuwarm-fix","hostname":"gpu17","node":"gpu17.example.com","taken_at":"2026-01-01T00:00:00Z",)"
+      R"("outcome":"act","dry_run":false,"exit_code":0,"verdict":"action-needed","steps":[],)"
+      R"("diagnosis":{"verdict":{"code":"action-needed"},"gpus":[{"uuid":"GPU-17","persistence":"Disabled"}]},)"
+      R"("verify":{"gpus":[{"persistence_after":"Enabled"}]}})";
+  const std::string same_gpu = R"([{"uuid":"GPU-17","persistence":"Enabled"}])";
+  const std::string by_hand = diagnosis("gpu17", "healthy", same_gpu, "2026-01-02T00:00:00Z");
+  auto named = [](const std::string& machine, const std::string& node, const std::string& uuid) {
     return R"({"kind":"gpuwarm-diagnosis","hostname":")" + machine + R"(","node":")" + node +
-           R"(","verdict":{"code":"healthy"},"gpus":[],"findings":[]})";
+           R"(","verdict":{"code":"healthy"},"gpus":[{"uuid":")" + uuid + R"(","persistence":"Enabled"}],"findings":[]})";
   };
   struct Case {
     const char* name;
@@ -360,9 +366,19 @@ TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
       {"by hand only", {by_hand}, {"gpu17"}},
       {"another machine's report stays apart", {role_fix, diagnosis("gpu18", "healthy", k_two_enabled)},
        {"gpu17.example.com", "gpu18"}},
-      {"several inventory names on one machine: a report without one cannot be placed",
-       {named("vm", "node-a"), named("vm", "node-b"), diagnosis("vm", "healthy", k_two_enabled)},
+      {"the same hostname on another machine (other GPUs) stays apart",
+       {role_fix, diagnosis("gpu17", "healthy", R"([{"uuid":"GPU-99","persistence":"Enabled"}])")},
+       {"gpu17", "gpu17.example.com"}},
+      {"a report listing no GPU UUID cannot be placed", {role_fix, diagnosis("gpu17", "healthy", k_two_enabled)},
+       {"gpu17", "gpu17.example.com"}},
+      {"two inventory names with that machine and GPU: a report without one cannot be placed",
+       {named("vm", "node-a", "GPU-1"), named("vm", "node-b", "GPU-1"),
+        diagnosis("vm", "healthy", R"([{"uuid":"GPU-1","persistence":"Enabled"}])")},
        {"node-a", "node-b", "vm"}},
+      {"several inventory names on one machine, each with its own GPU: the report joins its GPU's",
+       {named("vm", "node-a", "GPU-1"), named("vm", "node-b", "GPU-2"),
+        diagnosis("vm", "healthy", R"([{"uuid":"GPU-2","persistence":"Enabled"}])")},
+       {"node-a", "node-b"}},
   };
   for (const auto& c : cases) {
     std::vector<fleet::NodeReport> reports;
@@ -376,11 +392,18 @@ TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
     }
     EXPECT_EQ(names, c.nodes) << c.name;
   }
-  // Folded, the newest report speaks: the diagnosis by hand after the fix.
+  // Folded, the newest report speaks (the diagnosis by hand after the fix), and the join is shown.
   auto s = fleet::summarize({report(role_fix), report(by_hand)}, {});
   ASSERT_EQ(s.nodes.size(), 1u);
   EXPECT_EQ(s.nodes[0].reports, 2);
   EXPECT_EQ(s.nodes[0].verdict, "healthy");
+  EXPECT_EQ(s.nodes[0].also_named, std::vector<std::string>{"gpu17"});
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("Reports without an inventory name joined by hostname and GPU UUID: 1 (gpu17 -> "
+                      "gpu17.example.com)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(fleet::render_json(s)["node_reports"][0]["also_named"], nlohmann::json::array({"gpu17"}));
 }
 
 // A node only probes describe has no verdict and no persistence reading: the summary says so instead of

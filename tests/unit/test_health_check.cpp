@@ -21,7 +21,7 @@ struct HealthCase {
 
 TEST(HealthCheck, StatusAndLine) {
   const HealthCase cases[] = {
-      {"healthy", [](Snapshot&) {}, HealthStatus::ok, "OK persistence on, driver consistent"},
+      {"healthy", [](Snapshot&) {}, HealthStatus::ok, "OK 2 GPU(s) persistent, held by nvidia-persistenced"},
       {"persistence off on GPU 1",
        [](Snapshot& s) {
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);

@@ -52,6 +52,10 @@ TEST(Lint, LINT001_legacy_flag) {
       {"-pm on the next command", FileKind::shell, "nvidia-smi -q\n-pm 1\n", {}},
       {"hash inside quotes is not a comment", FileKind::shell, "nvidia-smi -i '#0' -pm 1\n", {"LINT001@1:1"}},
       {"opt-out", FileKind::shell, "nvidia-smi -pm 1  # gpuwarm: ignore LINT001\n", {}},
+      {"opt-out in a comment line above: that line only", FileKind::shell,
+       "  # gpuwarm: ignore LINT001\nnvidia-smi -pm 1\nnvidia-smi -pm 1\n", {"LINT001@3:1"}},
+      {"a command's own opt-out covers no other line", FileKind::shell,
+       "nvidia-smi -q  # gpuwarm: ignore LINT001\nnvidia-smi -pm 1\n", {"LINT001@2:1"}},
       {"opt-out of another rule does not count", FileKind::shell, "nvidia-smi -pm 1  # gpuwarm: ignore LINT002\n",
        {"LINT001@1:1"}},
       {"Ansible command string", FileKind::yaml, "- name: x\n  command: nvidia-smi -pm 1\n", {"LINT001@2:12"}},
@@ -564,6 +568,13 @@ TEST(Lint, documentation_is_not_configuration) {
       "$ ssh node1 \\\n  nvidia-smi -pm 1\n# nvidia-smi \\\n> -pm 1\nnvidia-smi -pm 1\n```\n";
   EXPECT_EQ(run({"console output is not a command", FileKind::doc_markdown, console, {}}, nullptr, true),
             (std::vector<std::string>{"LINT001@6:3", "LINT001@7:3"}));
+  // A here-document a command writes is part of it, with or without the shell's "> " prompt; after its end
+  // word, output again.
+  const char* heredocs =
+      "```console\n$ sudo tee /etc/rc.local <<EOF\nnvidia-smi -pm 1\nEOF\nnvidia-smi -pm 1\n"
+      "$ cat <<'EOF' | sudo tee -a /etc/rc.local\n> nvidia-smi -pm 1\n> EOF\nnvidia-smi -pm 1\n```\n";
+  EXPECT_EQ(run({"console here-documents are commands", FileKind::doc_markdown, heredocs, {}}, nullptr, true),
+            (std::vector<std::string>{"LINT001@3:1", "LINT001@7:3"}));
 }
 
 TEST(Lint, yaml_prose_keys) {
