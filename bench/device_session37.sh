@@ -19,7 +19,7 @@ python3 - "$work/check.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 g = d["snapshot"]["nvml"]["gpus"][0]
-print("kind:", d["kind"], "| check:", d["check"], "| verdict:", d["verdict"]["code"])
+print("kind:", d["kind"], "| check:", d["check"], "| has a verdict:", "verdict" in d)
 print("GPU 0 persistence:", g["persistence"], "| event reasons:", g["event_reasons_active"])
 PY
 "$gpuwarm" fleet-summary "$work/check.json"; echo "fleet-summary of a check answer: exit $?"
@@ -37,4 +37,6 @@ print("samples:", len(d["samples"]), "| attribution:", s["attribution"], "| exit
 PY
 # A deadline shorter than one detached sample on this GPU: the watch ends at the first sample, cannot tell.
 "$gpuwarm" watch --interval 200ms --count 3 --nvml-timeout 0.1; echo "watch --nvml-timeout 0.1: exit $?"
+# A stop signal mid-watch: the summary of what was seen still prints (samples now run on their own thread).
+timeout -s INT 1.5 "$gpuwarm" watch --interval 200ms --count 100 | head -n 3; echo "watch stopped by SIGINT: exit ${PIPESTATUS[0]}"
 rm -rf "$work"
