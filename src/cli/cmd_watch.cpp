@@ -547,10 +547,15 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       }
       watch::Sample s;
       s.t_s = seconds_since(t0, reading.at);
-      s.phase = !run.load || run.load->start_s < 0 ? watch::Phase::idle
-                : load.any_running()               ? watch::Phase::load
-                : run.load->end_s >= 0             ? watch::Phase::after_load
-                                                   : watch::Phase::idle;
+      // What the load's children said while the sample ran counts for it: a kernel may have started meanwhile.
+      if (run.load) {
+        load.drain(t0, *run.load);
+      }
+      s.phase = !run.load || !load_started                ? watch::Phase::idle
+                : run.load->start_s < 0 && load.active() ? watch::Phase::load_starting
+                : load.any_running()                      ? watch::Phase::load
+                : run.load->end_s >= 0                    ? watch::Phase::after_load
+                                                          : watch::Phase::idle;
       s.init_ms = reading.init_ms;
       s.error = reading.error;
       s.gpus = std::move(reading.gpus);

@@ -54,7 +54,7 @@ double span_of(const WatchRun& run, std::size_t i) {
 }
 
 bool judged_idle(const WatchRun& run, const Sample& s) {
-  if (s.phase == Phase::load) {
+  if (s.phase == Phase::load || s.phase == Phase::load_starting) {
     return false;
   }
   if (s.phase == Phase::after_load && run.load && run.load->end_s >= 0 &&
@@ -331,6 +331,7 @@ ExitCode exit_for(Cause c) {
 const char* phase_name(Phase p) {
   switch (p) {
     case Phase::idle: return "idle";
+    case Phase::load_starting: return "load-starting";
     case Phase::load: return "load";
     case Phase::after_load: return "after-load";
   }

@@ -21,7 +21,9 @@ namespace gpuwarm::watch {
 constexpr int k_schema_version = 1;
 constexpr double k_default_cold_attach_ms = 250;
 
-enum class Phase { idle, load, after_load };
+// load_starting: the load's children were started but none has finished a kernel yet (CUDA is setting up,
+// or the first kernel runs unseen): neither idle nor a clock under load.
+enum class Phase { idle, load_starting, load, after_load };
 const char* phase_name(Phase p);
 
 struct Sample {

@@ -217,7 +217,10 @@ Result<WatchRun> run_from_json(const json& j) {
       Sample sample;
       sample.t_s = checked<double>(s.at("t_s"), "t_s");
       std::string phase = s.value("phase", "idle");
-      sample.phase = phase == "load" ? Phase::load : phase == "after-load" ? Phase::after_load : Phase::idle;
+      sample.phase = phase == "load"            ? Phase::load
+                     : phase == "load-starting" ? Phase::load_starting
+                     : phase == "after-load"    ? Phase::after_load
+                                                : Phase::idle;
       sample.init_ms = opt_from<double>(s, "init_ms").value_or(-1);
       sample.error = s.value("error", "");
       for (const auto& g : s.at("gpus")) {

@@ -229,6 +229,17 @@ TEST(WatchSummary, clock_stats_reason_time_and_settle) {
   EXPECT_EQ(g.reason_time[0].reason, "GpuIdle");
   EXPECT_DOUBLE_EQ(g.reason_time[0].seconds, 6.0);  // 6 idle samples x 1 s (the last counts one interval)
   EXPECT_EQ(g.causes, std::vector<Cause>{Cause::stable});
+
+  // A sample taken while the load was starting (children spawned, no kernel seen finished yet) may already read
+  // boost clocks: it is neither idle (which would make a swing of it) nor under load.
+  run.samples[1].phase = Phase::load_starting;
+  run.samples[1].gpus[0].sm_mhz = 1980u;
+  const auto starting = watch::summarize(run).gpus[0];
+  ASSERT_TRUE(starting.sm_idle && starting.sm_load);
+  EXPECT_EQ(starting.sm_idle->count, 2u);
+  EXPECT_EQ(starting.sm_idle->max, 345u);
+  EXPECT_EQ(starting.sm_load->count, 4u);
+  EXPECT_EQ(starting.causes, std::vector<Cause>{Cause::stable});
 }
 
 TEST(WatchSummary, a_reason_never_lasts_longer_than_the_watch) {
@@ -318,6 +329,7 @@ TEST(WatchJson, round_trip_keeps_the_summary) {
   auto run = idle_run(6);
   run.load = watch::LoadWindow{2, 1, 3, 50, ""};
   run.samples[2].phase = Phase::load;
+  run.samples[1].phase = Phase::load_starting;  // every phase survives the round trip
   run.samples[1].gpus[0].attach_ms = 900;
   run.samples[3].gpus[1] = nvml::GpuReading{};
   run.samples[3].gpus[1].index = 1;
