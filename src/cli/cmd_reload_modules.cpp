@@ -430,15 +430,19 @@ class FakeRootOps : public ModuleOps {
   std::vector<modules::ModuleFile> m_files;
 };
 
-// "nvidia, nvidia_uvm", "none", or "unknown (why)" where /proc/modules could not be read: never "none" then.
-std::string loaded_list(const Paths& paths) {
-  std::string unread;
+// "nvidia, nvidia_uvm", "none", or "unknown (why)" where /proc/modules could not be read (`unread`, when given,
+// gets why): never "none" then.
+std::string loaded_list(const Paths& paths, std::string* unread = nullptr) {
+  std::string why;
   std::string out;
-  for (const auto& m : read_loaded(paths, &unread)) {
+  for (const auto& m : read_loaded(paths, &why)) {
     out += (out.empty() ? "" : ", ") + m.name;
   }
-  if (!unread.empty()) {
-    return "unknown (" + escape_control(unread) + ")";
+  if (unread != nullptr) {
+    *unread = why;
+  }
+  if (!why.empty()) {
+    return "unknown (" + escape_control(why) + ")";
   }
   return out.empty() ? "none" : out;
 }
@@ -674,11 +678,10 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       }
     }
     const int interrupted = shield.take();
-    std::string now_loaded = loaded_list(paths);
+    std::string unread;
+    std::string now_loaded = loaded_list(paths, &unread);
     if (opts->json) {
       // An unread list is {"missing": why}, as every unread fact in gpuwarm's JSON.
-      std::string unread;
-      read_loaded(paths, &unread);
       const nlohmann::json loaded_now =
           unread.empty() ? nlohmann::json(now_loaded) : nlohmann::json{{"missing", escape_control(unread)}};
       std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},

@@ -1246,29 +1246,11 @@ std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vect
   return last;
 }
 
-// The word a here-document opened on `command` ends at ("EOF" for `<<EOF`, `<<-'EOF'`, `<< "EOF"`), or "".
+// The word a here-document opened on `command` ends at ("EOF" for `<<EOF`, `<<-'EOF'`), or "".
 std::string heredoc_delimiter(std::string_view command) {
-  for (std::size_t at = command.find("<<"); at != std::string_view::npos; at = command.find("<<", at + 2)) {
-    std::size_t i = at + 2;
-    if (i < command.size() && command[i] == '<') {
-      at = i;  // a here-string (<<<): no document follows
-      continue;
-    }
-    if (i < command.size() && command[i] == '-') {
-      ++i;
-    }
-    while (i < command.size() && command[i] == ' ') {
-      ++i;
-    }
-    if (i < command.size() && (command[i] == '\'' || command[i] == '"')) {
-      ++i;
-    }
-    std::size_t end = i;
-    while (end < command.size() && (std::isalnum(static_cast<unsigned char>(command[end])) != 0 || command[end] == '_')) {
-      ++end;
-    }
-    if (end > i) {
-      return std::string(command.substr(i, end - i));
+  for (std::size_t at = command.find("<<"); at != std::string_view::npos; at = command.find("<<", at + 3)) {
+    if (std::string marker = heredoc_marker(command, at); !marker.empty()) {
+      return marker;
     }
   }
   return {};
@@ -1277,7 +1259,7 @@ std::string heredoc_delimiter(std::string_view command) {
 void Linter::lint_region(unsigned first, unsigned last, const Source& inner, bool console) {
   std::string body;
   bool continued = false;     // console: the command line above ends with a backslash
-  std::string heredoc_end;    // console: inside a here-document a command opened, up to this word
+  std::string document_end;   // console: inside a here-document a command opened, up to this word
   for (unsigned n = first; n <= last && n <= m_lines.size(); ++n) {
     std::string line(m_lines[n - 1]);
     // Documentation's prompts: "$ cmd" in any shell block, "# cmd" (root) only in console blocks,
@@ -1287,21 +1269,21 @@ void Linter::lint_region(unsigned first, unsigned last, const Source& inner, boo
     if (inner.kind == FileKind::shell && is_documentation(m_source.kind)) {
       std::size_t at = indent_of(line);
       const bool prompt = line.compare(at, 2, "$ ") == 0 || (console && line.compare(at, 2, "# ") == 0);
-      const bool inside = console && (continued || !heredoc_end.empty());
+      const bool inside = console && (continued || !document_end.empty());
       if (prompt || (inside && line.compare(at, 2, "> ") == 0)) {
         line[at] = ' ';
       } else if (console && !inside) {
         line.clear();
       }
       const std::string_view kept = trim(line);
-      if (console && !heredoc_end.empty()) {
-        if (kept == heredoc_end) {
-          heredoc_end.clear();
+      if (console && !document_end.empty()) {
+        if (kept == document_end) {
+          document_end.clear();
         }
       } else if (console && (prompt || continued)) {
-        heredoc_end = heredoc_delimiter(kept);
+        document_end = heredoc_delimiter(kept);
       }
-      continued = console && heredoc_end.empty() && !kept.empty() && kept.back() == '\\';
+      continued = console && document_end.empty() && !kept.empty() && kept.back() == '\\';
     }
     body += line;
     body += '\n';
