@@ -5,6 +5,9 @@
 // still running, and the process must then end with quick_exit-style
 // termination (see abandoned_calls()), never by running static destructors
 // under a thread that is still inside the library.
+// A call that ended is joined when it is collected: its thread's own ending
+// (thread-local destructors, glibc freeing dlerror's buffer) must not race
+// the process's exit.
 
 #include <atomic>
 #include <chrono>
@@ -61,7 +64,7 @@ class BackgroundCall {
   template <class Fn>
   explicit BackgroundCall(Fn fn) : m_shared(std::make_shared<Shared>()) {
     AllSignalsBlocked created_blocked;  // Ctrl-C is the main thread's to handle, from the thread's first moment
-    std::thread([shared = m_shared, call = std::optional<Fn>(std::move(fn))]() mutable {
+    m_thread = std::thread([shared = m_shared, call = std::optional<Fn>(std::move(fn))]() mutable {
       block_all_signals_in_this_thread();
       std::optional<T> value;
       std::string error;
@@ -82,22 +85,19 @@ class BackgroundCall {
         shared->finished = true;
       }
       shared->done.notify_all();
-    }).detach();
+    });
   }
 
   BackgroundCall(BackgroundCall&&) noexcept = default;
-  BackgroundCall& operator=(BackgroundCall&&) noexcept = default;
+  BackgroundCall& operator=(BackgroundCall&&) = delete;  // would drop a running thread
   BackgroundCall(const BackgroundCall&) = delete;
   BackgroundCall& operator=(const BackgroundCall&) = delete;
 
   // A call dropped unwaited (an exception on the caller's side) that is still
   // running counts as abandoned too: the process must not run exit handlers under it.
   ~BackgroundCall() {
-    if (m_shared && !m_waited) {
-      std::lock_guard<std::mutex> lock(m_shared->mutex);
-      if (!m_shared->finished) {
-        ++abandoned_calls();
-      }
+    if (m_thread.joinable()) {
+      collect_or_abandon();
     }
   }
 
@@ -109,16 +109,15 @@ class BackgroundCall {
 
   // Waits until `deadline` at most; once it passes, the call is abandoned.
   DeadlineResult<T> wait_until(std::chrono::steady_clock::time_point deadline) {
-    m_waited = true;
-    std::unique_lock<std::mutex> lock(m_shared->mutex);
-    if (m_shared->done.wait_until(lock, deadline, [&] { return m_shared->finished; })) {
-      if (!m_shared->value) {
-        return {std::nullopt, "failed: " + m_shared->error};
-      }
-      return {std::move(m_shared->value), {}};
+    finished_by(deadline);  // collect_or_abandon reads the outcome: a call that ends meanwhile is taken
+    if (!collect_or_abandon()) {
+      return {std::nullopt, m_shared->progress.get()};
     }
-    ++abandoned_calls();
-    return {std::nullopt, m_shared->progress.get()};
+    std::lock_guard<std::mutex> lock(m_shared->mutex);
+    if (!m_shared->value) {
+      return {std::nullopt, "failed: " + m_shared->error};
+    }
+    return {std::move(m_shared->value), {}};
   }
 
  private:
@@ -130,8 +129,27 @@ class BackgroundCall {
     std::string error;
     Progress progress;
   };
+  // Joins a call that ended; detaches (abandons) one still running. True when it had ended.
+  bool collect_or_abandon() {
+    if (!m_thread.joinable()) {
+      return true;  // collected before
+    }
+    bool finished = false;
+    {
+      std::lock_guard<std::mutex> lock(m_shared->mutex);
+      finished = m_shared->finished;
+    }
+    if (finished) {
+      m_thread.join();  // past `finished` the thread only notifies and ends
+      return true;
+    }
+    m_thread.detach();
+    ++abandoned_calls();
+    return false;
+  }
+
   std::shared_ptr<Shared> m_shared;
-  bool m_waited = false;
+  std::thread m_thread;  // last: started once m_shared exists
 };
 
 template <class T, class Fn>

@@ -450,7 +450,8 @@ class Probe(unittest.TestCase):
         self.assertRegex(m.stdout, r'fact="probe_baseline",reason="[^"]*baseline.json: taken on image-builder, not this '
                                    r'node"\} 1')
         # The same hostname ("localhost", "vm": images copy it) on other GPUs is another node's too.
-        other["hostname"] = json.load(open(self.this_node()))["hostname"]
+        with open(self.this_node()) as f:
+            other["hostname"] = json.load(f)["hostname"]
         def elsewhere(uuids):
             return ",".join(u[:-4] + "beef" for u in uuids.split(","))
         for g in other["gpus"] + [p for j in other["jobs"] for p in j["processes"]]:

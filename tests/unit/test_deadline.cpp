@@ -1,0 +1,100 @@
+// BackgroundCall: NVML calls that may hang run on a thread of their own, waited for up to a deadline.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "core/deadline.h"
+
+namespace gpuwarm {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Set when the calling thread's thread-local objects are destroyed, that is, as the thread ends. Slow on
+// purpose: a thread still ending when its answer is handed over would be caught here.
+struct SlowThreadEnd {
+  std::shared_ptr<std::atomic<bool>> ended;
+  ~SlowThreadEnd() {
+    std::this_thread::sleep_for(100ms);
+    ended->store(true);
+  }
+};
+
+// glibc frees dlerror's message as the thread ends. CI's leak check caught a process that exited while a
+// collected call's thread was still ending: the thread must have ended by the time its answer is used.
+TEST(BackgroundCall, ACollectedCallsThreadHasEnded) {
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  const int before = abandoned_calls().load();
+  auto result = run_with_deadline<int>(10s, [ended](Progress&) {
+    thread_local SlowThreadEnd on_end{nullptr};
+    on_end.ended = ended;
+    return 7;
+  });
+  ASSERT_TRUE(result.value.has_value()) << result.stuck_at;
+  EXPECT_EQ(*result.value, 7);
+  EXPECT_TRUE(ended->load()) << "the call's thread was still ending after its answer was collected";
+  EXPECT_EQ(abandoned_calls().load(), before);
+}
+
+TEST(BackgroundCall, ACallPastItsDeadlineIsAbandonedAndSaysWhereItWas) {
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  const int before = abandoned_calls().load();
+  auto result = run_with_deadline<int>(50ms, [release, ended](Progress& progress) {
+    progress.set("GPU 0: nvmlDeviceGetHandleByIndex_v2");
+    while (!release->load()) {
+      std::this_thread::sleep_for(1ms);
+    }
+    ended->store(true);
+    return 1;
+  });
+  EXPECT_FALSE(result.value.has_value());
+  EXPECT_EQ(result.stuck_at, "GPU 0: nvmlDeviceGetHandleByIndex_v2");
+  EXPECT_EQ(abandoned_calls().load(), before + 1);
+  abandoned_calls() = before;  // this process goes on: the abandoned thread is released below
+  release->store(true);
+  for (int i = 0; i < 5000 && !ended->load(); ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(ended->load());
+}
+
+TEST(BackgroundCall, ACallThatThrowsIsAFailureNotACrash) {
+  const int before = abandoned_calls().load();
+  auto result = run_with_deadline<int>(10s, [](Progress&) -> int { throw std::runtime_error("no symbol"); });
+  EXPECT_FALSE(result.value.has_value());
+  EXPECT_EQ(result.stuck_at, "failed: no symbol");
+  EXPECT_EQ(abandoned_calls().load(), before);
+}
+
+// A call dropped without being waited for (the caller threw) is joined when it ended, abandoned when not.
+TEST(BackgroundCall, ADroppedCallIsJoinedOnlyWhenItEnded) {
+  const int before = abandoned_calls().load();
+  {
+    BackgroundCall<int> quick([](Progress&) { return 1; });
+    while (!quick.finished_by(std::chrono::steady_clock::now() + 10ms)) {
+    }
+  }
+  EXPECT_EQ(abandoned_calls().load(), before);
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  {
+    BackgroundCall<int> stuck([release](Progress&) {
+      while (!release->load()) {
+        std::this_thread::sleep_for(1ms);
+      }
+      return 1;
+    });
+  }
+  EXPECT_EQ(abandoned_calls().load(), before + 1);
+  abandoned_calls() = before;
+  release->store(true);
+  std::this_thread::sleep_for(20ms);
+}
+
+}  // namespace
+}  // namespace gpuwarm
