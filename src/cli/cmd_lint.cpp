@@ -214,11 +214,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     std::size_t docs_skipped = 0;
     for (std::size_t i = 0; i < files.size(); ++i) {
       if (!per_file_note[i].empty()) {
-        // Binaries are skipped by design (a glob over bin/ names them); a text too large to scan holds
-        // something unknown, as an unreadable one does.
-        if (per_file_note[i].starts_with(k_unreadable_note) ||
-            per_file_note[i].find("larger than") != std::string::npos ||
-            (i == stdin_index && per_file_note[i] != k_binary_note)) {  // standard input that failed to read
+        // Only binaries are skipped by design (a glob over bin/ names them); any other note (unreadable, too
+        // large to scan, standard input that failed) leaves what the file holds unknown.
+        if (per_file_note[i] != k_binary_note) {
           ++unreadable;
         }
         notes.emplace_back(files[i], per_file_note[i]);

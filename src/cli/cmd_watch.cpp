@@ -399,9 +399,8 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       }
       auto text = read_file(opts->replay, k_max_replay_bytes);
       if (!text) {
-        return give_up(text.error().message + (text.error().message.find("larger than") != std::string::npos
-                                                    ? " (watch longer runs at a longer --interval)"
-                                                    : ""));
+        return give_up(text.error().message +
+                       (text.error().too_large ? " (watch longer runs at a longer --interval)" : ""));
       }
       auto j = nlohmann::json::parse(*text, nullptr, false);
       Result<watch::WatchRun> run = fail("not valid JSON");

@@ -104,7 +104,8 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
     out.append(buf, static_cast<std::size_t>(n));
     if (out.size() > max_bytes) {
       ::close(fd);
-      return fail(path + ": larger than " + size_text(max_bytes) + ", the most gpuwarm reads from it");
+      return tl::unexpected(
+          Error{path + ": larger than " + size_text(max_bytes) + ", the most gpuwarm reads from it", true});
     }
   }
   ::close(fd);

@@ -11,6 +11,7 @@ namespace gpuwarm {
 
 struct Error {
   std::string message;
+  bool too_large = false;  // a read refused at its bound: callers may say how to stay under it
 };
 
 template <class T>

@@ -218,6 +218,14 @@ class Watch(unittest.TestCase):
         r = h.run(["watch", "--replay", path], raw=True)
         self.assertEqual(r.returncode, 1)
         self.assertIn("not a gpuwarm watch run", r.stderr)
+        # Past the bound (256 MiB, a sparse file here) the refusal says how to stay under it.
+        huge = os.path.join(self.tmp, "huge.json")
+        with open(huge, "w") as f:
+            f.truncate((256 << 20) + 1)
+        r = h.run(["watch", "--replay", huge], raw=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("huge.json: larger than 256 MiB, the most gpuwarm reads from it (watch longer runs at a "
+                      "longer --interval)", r.stderr)
 
     def test_a_gpu_that_answers_as_lost_is_a_fault_not_stable(self):
         # Attached, but every query answers GPU_IS_LOST (15), as a held handle does once the GPU is gone.
