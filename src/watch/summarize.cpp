@@ -105,6 +105,16 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::optional<unsigned> power_limit;
   std::optional<std::string> fault_error;  // the last reading (or query) that answered with a GPU fault
   std::size_t fault_samples = 0;
+  // A GPU that names GpuIdle while idle says, by its absence, when it was not: work of another process, or
+  // a context just ended and the clocks not yet down (seen on an H200 right after `probe`: 1980 MHz with no
+  // reason, then 405 MHz with GpuIdle). Such a sample is not an idle one. A GPU that never names GpuIdle
+  // gives no such signal, and every sample outside the load stays idle.
+  const bool names_idle = std::any_of(run.samples.begin(), run.samples.end(), [&](const Sample& s) {
+    const nvml::GpuReading* r = reading_for(s, id.index);
+    return r != nullptr && r->error.empty() && r->event_reasons &&
+           (*r->event_reasons & clock_reason::gpu_idle) != 0;
+  });
+  std::size_t busy_samples = 0;
 
   for (std::size_t i = 0; i < run.samples.size(); ++i) {
     const Sample& s = run.samples[i];
@@ -139,7 +149,11 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
       if (s.phase == Phase::load) {
         sm_load.push_back(*r->sm_mhz);
       } else if (judged_idle(run, s)) {
-        sm_idle.push_back(*r->sm_mhz);
+        if (names_idle && r->event_reasons && (*r->event_reasons & clock_reason::gpu_idle) == 0) {
+          ++busy_samples;
+        } else {
+          sm_idle.push_back(*r->sm_mhz);
+        }
       }
     }
     if (r->mem_mhz) {
@@ -243,6 +257,11 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
             ? fmt::format("SM application clock pinned at {} MHz (default {} MHz) for {}", *pinned_sm,
                           *id.default_app_sm_mhz, seconds_text(pinned_seconds))
             : fmt::format("ApplicationsClocksSetting active for {}", seconds_text(pinned_seconds)));
+  }
+  if (busy_samples > 0) {
+    g.evidence.push_back(fmt::format("{} sample(s) outside the load found the GPU busy (no GpuIdle reason, which "
+                                     "it names when idle): not counted as idle",
+                                     busy_samples));
   }
   if (g.causes.empty() && g.sm_idle && g.sm_idle->count >= 2) {
     const double limit = k_swing_fraction * id.max_sm_mhz.value_or(g.sm_idle->max);

@@ -142,6 +142,24 @@ TEST(WatchSummary, attribution_table) {
          for (std::size_t k = 0; k < run.samples.size(); k += 2) run.samples[k].gpus[0].sm_mhz = 345;
        },
        {Cause::idle_swing}, Cause::idle_swing, ExitCode::action_needed},
+      {"winding down after a job: boost clocks without GpuIdle, then the idle clock with it (H200 after probe)",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 3, [](auto& r) { r.event_reasons = 0; })(run);
+         readings(0, 3, 20, [](auto& r) { r.sm_mhz = 405; })(run);
+       },
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"a GPU that never names GpuIdle: every sample outside a load is idle, and the swing counts",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 20, [](auto& r) { r.event_reasons = 0; })(run);
+         readings(0, 3, 20, [](auto& r) { r.sm_mhz = 405; })(run);
+       },
+       {Cause::idle_swing}, Cause::idle_swing, ExitCode::action_needed},
+      {"reasons unread where the clock swings: not known busy, so the swing counts",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 3, [](auto& r) { r.event_reasons.reset(); })(run);
+         readings(0, 3, 20, [](auto& r) { r.sm_mhz = 405; })(run);
+       },
+       {Cause::idle_swing}, Cause::idle_swing, ExitCode::action_needed},
       {"a swing inside the load window is expected",
        [](watch::WatchRun& run) {
          run.load = watch::LoadWindow{5, 5, 10, 100, ""};
