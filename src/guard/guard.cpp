@@ -28,7 +28,7 @@ const std::vector<CodeInfo>& codes() {
       {Code::no_module, "no-module", "the nvidia kernel module is not loaded"},
       {Code::version_mismatch, "version-mismatch",
        "the loaded kernel module and the user-space driver differ (driver updated without reboot)"},
-      {Code::api_mismatch_logged, "api-mismatch-logged", "\"NVRM: API mismatch\" was logged since the module loaded, by the daemon (its version or libraries unread or not the module's), by a client not named, or with libnvidia-ml unread"},
+      {Code::api_mismatch_logged, "api-mismatch-logged", "\"NVRM: API mismatch\" was logged since the module loaded, by the daemon, by a client not named, or with libnvidia-ml unread"},
       {Code::no_device_nodes, "no-device-nodes", "/dev/nvidiactl or every /dev/nvidiaN is missing"},
       {Code::device_access, "device-access", "the daemon's user cannot open a /dev/nvidia* node"},
   };
@@ -117,20 +117,12 @@ GuardResult evaluate(const GuardFacts& f) {
   // With libnvidia-ml read and agreeing with the module (and no part read otherwise), a client the kernel
   // refused that is named and is not the daemon brought its own libraries (a container image, a second
   // install): the host's driver is whole and the daemon starts, as `diagnose` says (DRV004). Skipping would
-  // keep the daemon down until a reboot that changes nothing. A client named like the daemon (its comm, cut to
-  // 15 characters) is believed to be this host's daemon unless the daemon's own version and the library it
-  // loads (libnvidia-cfg) were read too and agree: then it was another copy, or ran before the parts were
-  // put right, and any user who can open /dev/nvidiactl could take that name. A client not named (drivers
-  // before 575: it may have been the daemon, loading a library other than the one read here), or
-  // libnvidia-ml unread, still skips.
-  auto agrees = [&](const char* source) {
-    return std::any_of(f.user_space.begin(), f.user_space.end(), [&](const auto& u) {
-      return u.source == source && u.version && *u.version == *kernel;
-    });
-  };
-  const bool host_libraries_agree = agrees("libnvidia-ml");
-  const bool host_daemon_agrees =
-      host_libraries_agree && agrees("libnvidia-cfg") && agrees("nvidia-persistenced --version");
+  // keep the daemon down until a reboot that changes nothing. The daemon itself refused (its comm is cut to
+  // 15 characters), a client not named (drivers before 575: it may have been the daemon, loading a library
+  // other than the one read here), or libnvidia-ml unread, still skips.
+  const bool host_libraries_agree = std::any_of(f.user_space.begin(), f.user_space.end(), [&](const auto& u) {
+    return u.source == "libnvidia-ml" && u.version && *u.version == *kernel;
+  });
   for (const auto& m : f.kernel_log.mismatches) {
     if (!m.after_module_load) {
       continue;
@@ -138,14 +130,6 @@ GuardResult evaluate(const GuardFacts& f) {
     if (host_libraries_agree && !m.client.empty() && !m.refused_the_daemon()) {
       r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: not "
                                       "this host's driver, whose libnvidia-ml agrees with the module (DRV004)",
-                                      m.client,
-                                      m.client_version.empty() ? "?" : m.client_version));
-      continue;
-    }
-    if (host_daemon_agrees && m.refused_the_daemon()) {
-      r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: not "
-                                      "the daemon installed here, whose version, libnvidia-ml and libnvidia-cfg "
-                                      "agree with the module (DRV004)",
                                       m.client,
                                       m.client_version.empty() ? "?" : m.client_version));
       continue;

@@ -317,9 +317,8 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
                      "skips nvidia-persistenced until the module is loaded again (reboot or `gpuwarm "
                      "reload-modules`).";
     } else if (m->refused_the_daemon()) {
-      f.next_step += " The refused client was named like nvidia-persistenced (another copy of it with its own "
-                     "libraries, or a process that took the name): `gpuwarm guard` skips the unit on this line "
-                     "unless the daemon's own `--version` and libnvidia-cfg read the module's version too.";
+      f.next_step += " The refused client was nvidia-persistenced itself (another copy of it, with its own "
+                     "libraries): `gpuwarm guard` skips the unit on this line until the module is loaded again.";
     }
     f.evidence.push_back("kernel log: NVRM: API mismatch");
     out.push_back(std::move(f));
