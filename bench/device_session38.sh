@@ -39,6 +39,17 @@ repeat 20 "check" "$gpuwarm" check
 repeat 20 "guard" "$gpuwarm" guard
 repeat 5 "probe --per-gpu" "$gpuwarm" probe --per-gpu
 repeat 5 "watch --count 3" "$gpuwarm" watch --interval 200ms --count 3
+# A watch started right after a job (here a probe) finds the clocks still coming down: busy, not an idle swing.
+codes=""
+for i in $(seq 1 15); do
+  "$gpuwarm" probe --per-gpu > /dev/null 2>&1
+  "$gpuwarm" watch --interval 200ms --count 3 --json > "$work/after-probe.json"
+  codes="$codes $?"
+  grep -o '"[0-9]* sample(s) outside the load found the GPU busy[^"]*"' "$work/after-probe.json" >> "$work/busy.txt"
+done
+echo "watch right after a probe, 15 times: exit codes$codes"
+echo "of those, watches that left busy samples out: $(wc -l < "$work/busy.txt")"; sort "$work/busy.txt" | uniq -c
+"$gpuwarm" watch --load 5 --interval 250ms | tail -n 6; echo "watch --load 5: exit ${PIPESTATUS[0]}"
 "$gpuwarm" guard --verbose; echo "guard --verbose: exit $?"
 "$gpuwarm" diagnose | tail -n 4; echo "diagnose: exit ${PIPESTATUS[0]}"
 rm -rf "$work"

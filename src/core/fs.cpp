@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "core/paths.h"
@@ -77,6 +78,11 @@ std::string size_text(std::size_t bytes) {
   return std::to_string(bytes) + " bytes";
 }
 
+tl::unexpected<Error> too_large(const std::string& path, std::size_t max_bytes) {
+  return tl::unexpected(
+      Error{path + ": larger than " + size_text(max_bytes) + ", the most gpuwarm reads from it", true});
+}
+
 }  // namespace
 
 Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
@@ -87,6 +93,13 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
   }
   int fd = *opened;
   std::string out;
+  // A regular file already past the bound is refused before a byte is read (files in /proc and /sys say 0
+  // or 4096 whatever they hold: the bound below still applies to what is read).
+  if (struct stat st {}; ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                         static_cast<std::uintmax_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    return too_large(path, max_bytes);
+  }
   char buf[8192];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -104,8 +117,7 @@ Result<std::string> read_file(const std::string& path, std::size_t max_bytes) {
     out.append(buf, static_cast<std::size_t>(n));
     if (out.size() > max_bytes) {
       ::close(fd);
-      return tl::unexpected(
-          Error{path + ": larger than " + size_text(max_bytes) + ", the most gpuwarm reads from it", true});
+      return too_large(path, max_bytes);
     }
   }
   ::close(fd);

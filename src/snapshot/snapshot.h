@@ -166,8 +166,19 @@ struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
   std::string kernel_version;  // loaded module
   bool after_module_load = true;  // false when a later "NVRM: loading" superseded it
 
-  // The kernel named nvidia-persistenced as the client it refused (its comm, cut to 15 characters).
-  bool refused_the_daemon() const { return client.find("'nvidia-persiste") != std::string::npos; }
+  // The kernel named a client that may be nvidia-persistenced: its comm, cut to 15 characters
+  // ("nvidia-persiste"), NixOS's wrapped ".nvidia-persist", or only digits (a process started through
+  // fexecve() on kernels before 6.14), as sysfs/daemon.cpp tells the daemon's process.
+  bool refused_the_daemon() const {
+    if (client.find("nvidia-persist") != std::string::npos) {
+      return true;
+    }
+    // "'3' (pid 812)": the quoted name is all digits
+    const auto open = client.find('\'');
+    const auto close = open == std::string::npos ? std::string::npos : client.find('\'', open + 1);
+    return close != std::string::npos && close > open + 1 &&
+           client.find_first_not_of("0123456789", open + 1) == close;
+  }
 };
 
 struct KernelLogFacts {

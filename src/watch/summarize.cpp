@@ -108,7 +108,9 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   // A GPU that names GpuIdle while idle says, by its absence, when it was not: work of another process, or
   // a context just ended and the clocks not yet down (seen on an H200 right after `probe`: 1980 MHz with no
   // reason, then 405 MHz with GpuIdle). Such a sample is not an idle one. A GPU that never names GpuIdle
-  // gives no such signal, and every sample outside the load stays idle.
+  // gives no such signal, and every sample outside the load stays idle; so does a sample that reads
+  // persistence off, where an attach may have just initialized the GPU again: its clocks are the evidence
+  // this watch looks for.
   const bool names_idle = std::any_of(run.samples.begin(), run.samples.end(), [&](const Sample& s) {
     const nvml::GpuReading* r = reading_for(s, id.index);
     return r != nullptr && r->error.empty() && r->event_reasons &&
@@ -149,7 +151,8 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
       if (s.phase == Phase::load) {
         sm_load.push_back(*r->sm_mhz);
       } else if (judged_idle(run, s)) {
-        if (names_idle && r->event_reasons && (*r->event_reasons & clock_reason::gpu_idle) == 0) {
+        if (names_idle && r->event_reasons && (*r->event_reasons & clock_reason::gpu_idle) == 0 &&
+            r->persistence == true) {
           ++busy_samples;
         } else {
           sm_idle.push_back(*r->sm_mhz);

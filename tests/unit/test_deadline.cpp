@@ -41,27 +41,47 @@ TEST(BackgroundCall, ACollectedCallsThreadHasEnded) {
   EXPECT_EQ(abandoned_calls().load(), before);
 }
 
+// Waits (5 s at most) until `flag` is set.
+bool wait_for(const std::atomic<bool>& flag) {
+  for (int i = 0; i < 5000 && !flag.load(); ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  return flag.load();
+}
+
+// A call held in NVML until the test releases it; `ended` is set as its thread ends (after the call's
+// closure and the thread's state are freed), so no thread of this binary outlives its test.
+struct HeldCall {
+  std::shared_ptr<std::atomic<bool>> started = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> release = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> ended = std::make_shared<std::atomic<bool>>(false);
+
+  auto fn() const {
+    return [started = started, release = release, ended = ended](Progress& progress) {
+      thread_local SlowThreadEnd on_end{nullptr};
+      on_end.ended = ended;
+      progress.set("GPU 0: nvmlDeviceGetHandleByIndex_v2");
+      started->store(true);
+      while (!release->load()) {
+        std::this_thread::sleep_for(1ms);
+      }
+      return 1;
+    };
+  }
+};
+
 TEST(BackgroundCall, ACallPastItsDeadlineIsAbandonedAndSaysWhereItWas) {
-  auto release = std::make_shared<std::atomic<bool>>(false);
-  auto ended = std::make_shared<std::atomic<bool>>(false);
+  HeldCall held;
   const int before = abandoned_calls().load();
-  auto result = run_with_deadline<int>(50ms, [release, ended](Progress& progress) {
-    progress.set("GPU 0: nvmlDeviceGetHandleByIndex_v2");
-    while (!release->load()) {
-      std::this_thread::sleep_for(1ms);
-    }
-    ended->store(true);
-    return 1;
-  });
+  BackgroundCall<int> call(held.fn());
+  ASSERT_TRUE(wait_for(*held.started));
+  auto result = call.wait_until(std::chrono::steady_clock::now() + 50ms);
   EXPECT_FALSE(result.value.has_value());
   EXPECT_EQ(result.stuck_at, "GPU 0: nvmlDeviceGetHandleByIndex_v2");
   EXPECT_EQ(abandoned_calls().load(), before + 1);
   abandoned_calls() = before;  // this process goes on: the abandoned thread is released below
-  release->store(true);
-  for (int i = 0; i < 5000 && !ended->load(); ++i) {
-    std::this_thread::sleep_for(1ms);
-  }
-  EXPECT_TRUE(ended->load());
+  held.release->store(true);
+  EXPECT_TRUE(wait_for(*held.ended));
 }
 
 TEST(BackgroundCall, ACallThatThrowsIsAFailureNotACrash) {
@@ -75,25 +95,27 @@ TEST(BackgroundCall, ACallThatThrowsIsAFailureNotACrash) {
 // A call dropped without being waited for (the caller threw) is joined when it ended, abandoned when not.
 TEST(BackgroundCall, ADroppedCallIsJoinedOnlyWhenItEnded) {
   const int before = abandoned_calls().load();
+  auto ended = std::make_shared<std::atomic<bool>>(false);
   {
-    BackgroundCall<int> quick([](Progress&) { return 1; });
+    BackgroundCall<int> quick([ended](Progress&) {
+      thread_local SlowThreadEnd on_end{nullptr};
+      on_end.ended = ended;
+      return 1;
+    });
     while (!quick.finished_by(std::chrono::steady_clock::now() + 10ms)) {
     }
   }
+  EXPECT_TRUE(ended->load()) << "the dropped call's thread was not joined";
   EXPECT_EQ(abandoned_calls().load(), before);
-  auto release = std::make_shared<std::atomic<bool>>(false);
+  HeldCall held;
   {
-    BackgroundCall<int> stuck([release](Progress&) {
-      while (!release->load()) {
-        std::this_thread::sleep_for(1ms);
-      }
-      return 1;
-    });
+    BackgroundCall<int> stuck(held.fn());
+    ASSERT_TRUE(wait_for(*held.started));
   }
   EXPECT_EQ(abandoned_calls().load(), before + 1);
   abandoned_calls() = before;
-  release->store(true);
-  std::this_thread::sleep_for(20ms);
+  held.release->store(true);
+  EXPECT_TRUE(wait_for(*held.ended));
 }
 
 }  // namespace

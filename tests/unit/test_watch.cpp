@@ -148,6 +148,23 @@ TEST(WatchSummary, attribution_table) {
          readings(0, 3, 20, [](auto& r) { r.sm_mhz = 405; })(run);
        },
        {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"persistence off: a sample without GpuIdle may be a GPU initialized again, and the swing counts",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 20, [](auto& r) { r.persistence = false; })(run);
+         for (std::size_t k = 0; k < run.samples.size(); k += 2) {
+           run.samples[k].gpus[0].sm_mhz = 405;
+           run.samples[k + 1].gpus[0].event_reasons = 0;
+         }
+       },
+       {Cause::idle_swing}, Cause::idle_swing, ExitCode::action_needed},
+      {"persistence on, the same bounce: each high sample found the GPU busy",
+       [](watch::WatchRun& run) {
+         for (std::size_t k = 0; k < run.samples.size(); k += 2) {
+           run.samples[k].gpus[0].sm_mhz = 405;
+           run.samples[k + 1].gpus[0].event_reasons = 0;
+         }
+       },
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
       {"a GPU that never names GpuIdle: every sample outside a load is idle, and the swing counts",
        [](watch::WatchRun& run) {
          readings(0, 0, 20, [](auto& r) { r.event_reasons = 0; })(run);
