@@ -287,13 +287,23 @@ class Watch(unittest.TestCase):
                 self.assertIn(needle, r.stderr)
                 self.assertEqual(r.stdout, "")
 
+    def wait_for_file(self, path, timeout=20):
+        """Waits until the fake NVML has written `path` (an init began): no sleep races a slow start."""
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            self.assertLess(time.monotonic(), deadline, f"{path} never written")
+            time.sleep(0.02)
+
     def test_progress_line_on_a_terminal_and_ctrl_c_keeps_the_summary(self):
-        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)])))
+        second = os.path.join(self.tmp, "second-init")
+        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario(
+            [h.gpu(0)], timeline=[{"after_inits": 1, "init": {"started_file": second}}])))
         primary, secondary = pty.openpty()
         p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--duration", "30s"],
                              stdout=subprocess.PIPE, stderr=secondary, env=env, text=True)
         os.close(secondary)
-        time.sleep(1.0)
+        self.wait_for_file(second)  # the first sample is done
+        time.sleep(0.2)
         p.send_signal(signal.SIGINT)
         out, _ = p.communicate(timeout=10)
         progress = b""
@@ -316,10 +326,12 @@ class Watch(unittest.TestCase):
 
     def test_a_hangup_ends_the_watch_and_keeps_the_summary(self):
         # A watch over ssh whose session drops gets SIGHUP: what it sampled is still printed.
-        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)])))
+        second = os.path.join(self.tmp, "second-init")
+        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario(
+            [h.gpu(0)], timeline=[{"after_inits": 1, "init": {"started_file": second}}])))
         p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--duration", "30s", "--json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        time.sleep(1.0)
+        self.wait_for_file(second)  # the first sample is done
         p.send_signal(signal.SIGHUP)
         out, err = p.communicate(timeout=10)
         self.assertEqual(p.returncode, 0, err)
@@ -330,11 +342,12 @@ class Watch(unittest.TestCase):
         # the sample in progress (a slow but healthy one still ends with its summary); a second one gives the
         # sample up at once, and the summary prints with the hang named. Before, the watch ran until NVML
         # returned, and later ended without a summary.
-        sc = h.scenario([h.gpu(0)], timeline=[{"after_ms": 800, "init": {"delay_ms": 60000}}])
+        hung = os.path.join(self.tmp, "hung-init")
+        sc = h.scenario([h.gpu(0)], timeline=[{"after_inits": 4, "init": {"delay_ms": 60000, "started_file": hung}}])
         env = dict(os.environ, NO_COLOR="1", **self.env(sc))
         p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "200ms", "--count", "50"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        time.sleep(1.5)
+        self.wait_for_file(hung)  # four samples read, the fifth stuck in nvmlInit
         started = time.monotonic()
         p.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -347,10 +360,12 @@ class Watch(unittest.TestCase):
                               r"second stop signal \(stuck in nvmlInit\): a hung GPU or driver\?")
         self.assertIn("then NVML stopped answering", out)  # the GPU is not called stable
         # Hung from the first sample: nothing to summarize; said on stderr, cannot tell.
-        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)], init={"delay_ms": 60000})))
+        first = os.path.join(self.tmp, "first-init")
+        env = dict(os.environ, NO_COLOR="1",
+                   **self.env(h.scenario([h.gpu(0)], init={"delay_ms": 60000, "started_file": first})))
         p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--count", "3"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        time.sleep(0.5)
+        self.wait_for_file(first)
         p.send_signal(signal.SIGINT)
         time.sleep(0.3)  # two at once would merge into one pending signal
         p.send_signal(signal.SIGINT)
@@ -359,19 +374,21 @@ class Watch(unittest.TestCase):
         self.assertIn("gpuwarm: error: SIGINT arrived and NVML had not answered sample 1 by a second stop signal "
                       "(stuck in nvmlInit)", err)
         # A slow sample that returns (2 s) within the grace: one SIGTERM still ends with the summary.
-        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario([h.gpu(0)], init={"delay_ms": 2000})))
+        slow = os.path.join(self.tmp, "slow-init")
+        env = dict(os.environ, NO_COLOR="1",
+                   **self.env(h.scenario([h.gpu(0)], init={"delay_ms": 2000, "started_file": slow})))
         p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--count", "3"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        time.sleep(0.5)
+        self.wait_for_file(slow)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=20)
         self.assertNotIn("NVML had not answered", out + err)
         self.assertIn("gpuwarm watch", out)
 
     def test_nvml_that_stops_answering_ends_the_watch_with_its_summary(self):
-        # Samples read fine for 0.8 s, then nvmlInit hangs (a wedged driver): the watch gives up on that sample
+        # Two samples read fine, then nvmlInit hangs (a wedged driver): the watch gives up on that sample
         # after --nvml-timeout, prints what it saw and says it cannot tell, instead of hanging past its duration.
-        sc = h.scenario([h.gpu(0)], timeline=[{"after_ms": 800, "init": {"delay_ms": 60000}}])
+        sc = h.scenario([h.gpu(0)], timeline=[{"after_inits": 2, "init": {"delay_ms": 60000}}])
         started = time.monotonic()
         rc, d = self.watch_json(sc, "--interval", "200ms", "--count", "20", "--nvml-timeout", "1")
         self.assertLess(time.monotonic() - started, 15)

@@ -46,6 +46,7 @@ struct State {
   bool loaded = false;
   bool load_failed = false;
   int init_count = 0;
+  int inits_done = 0;  // every successful init of this process (init_count falls again at each shutdown)
   std::vector<nvmlDevice_st> handles;
   // De-init model: which GPUs this process has attached since its last
   // nvmlShutdown, and which have lost their settings to a de-initialization.
@@ -116,7 +117,9 @@ json effective_gpu(const State& s, unsigned index) {
     double elapsed_ms =
         std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - s.timeline_start).count();
     for (const auto& step : s.scenario["timeline"]) {
-      if (step.value("after_ms", 0.0) <= elapsed_ms && step.contains("gpus") && index < step["gpus"].size()) {
+      const bool reached = step.contains("after_inits") ? s.inits_done >= step.value("after_inits", 0)
+                                                        : step.value("after_ms", 0.0) <= elapsed_ms;
+      if (reached && step.contains("gpus") && index < step["gpus"].size()) {
         gpu.merge_patch(step["gpus"][index]);
       }
     }
@@ -243,10 +246,18 @@ __attribute__((visibility("default"))) Return nvmlInit_v2() {
       const double elapsed_ms =
           std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - s.timeline_start).count();
       for (const auto& step : s.scenario["timeline"]) {
-        if (step.value("after_ms", 0.0) <= elapsed_ms && step.contains("init")) {
+        // A step is reached by time ("after_ms") or, where timing would race the process's start, by the
+        // number of inits that succeeded before ("after_inits").
+        const bool reached = step.contains("after_inits") ? s.inits_done >= step.value("after_inits", 0)
+                                                          : step.value("after_ms", 0.0) <= elapsed_ms;
+        if (reached && step.contains("init")) {
           init.merge_patch(step["init"]);
         }
       }
+    }
+    // Tells a test that this init has begun (so the process's signal handlers are in place) before it waits.
+    if (std::string started = init.value("started_file", ""); !started.empty()) {
+      std::ofstream(started, std::ios::app) << "init\n";
     }
     if (int delay = init.value("delay_ms", 0); delay > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(delay));
@@ -254,6 +265,7 @@ __attribute__((visibility("default"))) Return nvmlInit_v2() {
     Return r = init.value("return", 0);
     if (r == k_success) {
       ++s.init_count;
+      ++s.inits_done;
     }
     return r;
   });
