@@ -49,12 +49,13 @@ class Watch(unittest.TestCase):
         self.assertTrue(r.stdout.strip(), r.stderr)
         return r.returncode, json.loads(r.stdout)
 
-    # A GPU a job holds for the first second; then the job exits and, with
-    # persistence off, every later attach finds the GPU de-initialized.
+    # A GPU a job holds through the first sample; then the job exits and, with persistence off, every later
+    # attach (from the second init on) finds the GPU de-initialized. By count of inits, not by time: a slow
+    # start under ASan must not miss the first sample.
     def job_leaves_scenario(self):
         g0 = h.gpu(0, persistence=0, app_clocks=PINNED, default_power_limit_mw=700000, power_limit_mw=500000)
         return h.scenario([g0, h.gpu(1)],
-                          timeline=[{"after_ms": 1000, "gpus": [{"deinit": {"attach_ms": 300}}, {}]}])
+                          timeline=[{"after_inits": 2, "gpus": [{"deinit": {"attach_ms": 300}}, {}]}])
 
     def test_detached_sees_deinit_churn_that_held_hides(self):
         sc = self.job_leaves_scenario()
