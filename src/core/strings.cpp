@@ -68,7 +68,29 @@ std::optional<unsigned long long> parse_u64(std::string_view s) {
   return value;
 }
 
+namespace {
+
+bool is_dotted_number(std::string_view v) {
+  for (;;) {
+    const std::string_view part = v.substr(0, v.find('.'));
+    if (!parse_u64(part)) {
+      return false;
+    }
+    if (part.size() == v.size()) {
+      return true;
+    }
+    v.remove_prefix(part.size() + 1);
+  }
+}
+
+}  // namespace
+
 std::optional<int> compare_driver_versions(std::string_view a, std::string_view b) {
+  // Both whole first: a malformed version orders against nothing, not even where its first parts would decide
+  // (else "216.3<junk>" < "535.216.03" while "216.3<junk>" cannot be compared with itself; the fuzzer's case).
+  if (!is_dotted_number(a) || !is_dotted_number(b)) {
+    return std::nullopt;
+  }
   for (;;) {
     std::string_view pa = a.substr(0, a.find('.'));
     std::string_view pb = b.substr(0, b.find('.'));

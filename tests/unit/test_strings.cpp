@@ -53,7 +53,10 @@ TEST(Strings, DriverVersionsCompareAsNumbersPartByPart) {
                         Case{"580.159.04", "580.159.04", 0}, Case{"470.256.02", "580.159.04", -1},
                         Case{"580.159", "580.159.04", -1}, Case{"580.159.04", "580.159", 1},
                         Case{"580.x", "580.1", std::nullopt}, Case{"", "580.1", std::nullopt},
-                        Case{"580..1", "580.1", std::nullopt}}) {
+                        Case{"580..1", "580.1", std::nullopt}, Case{"580.1.", "580.1", std::nullopt},
+                        // Malformed past the part that would decide: still no order (found by fuzzing).
+                        Case{"216.3\x1b junk", "535.216.03", std::nullopt},
+                        Case{"535.216.03", "216.3\x1b junk", std::nullopt}, Case{"580.159.04 ", "590.1", std::nullopt}}) {
     SCOPED_TRACE(std::string(c.a) + " vs " + c.b);
     auto got = compare_driver_versions(c.a, c.b);
     ASSERT_EQ(got.has_value(), c.sign.has_value());
