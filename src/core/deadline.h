@@ -132,7 +132,7 @@ class BackgroundCall {
   // Joins a call that ended; detaches (abandons) one still running. True when it had ended.
   bool collect_or_abandon() {
     if (!m_thread.joinable()) {
-      return true;  // collected before
+      return !m_abandoned;  // collected before: say again what happened then
     }
     bool finished = false;
     {
@@ -144,12 +144,14 @@ class BackgroundCall {
       return true;
     }
     m_thread.detach();
+    m_abandoned = true;
     ++abandoned_calls();
     return false;
   }
 
   std::shared_ptr<Shared> m_shared;
-  std::thread m_thread;  // last: started once m_shared exists
+  std::thread m_thread;  // started by the constructor's body, after m_shared
+  bool m_abandoned = false;
 };
 
 template <class T, class Fn>

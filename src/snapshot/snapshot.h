@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "snapshot/fact.h"
@@ -160,24 +161,35 @@ struct DaemonFacts {
   Fact<std::string> manager_cgroup;
 };
 
+// How the kernel may name nvidia-persistenced's process (its comm, 15 bytes at most), one test for the
+// daemon's processes (sysfs/daemon.cpp) and for the clients the kernel refused (ApiMismatch): the daemon's
+// name cut to "nvidia-persiste", NixOS's wrapper ".nvidia-persistenced-wrapped" cut to ".nvidia-persist",
+// or, for a process started through fexecve() on kernels before 6.14, its descriptor's number ("3").
+inline bool comm_named_like_daemon(std::string_view comm) {
+  return comm.find("nvidia-persist") != std::string_view::npos;
+}
+inline bool comm_is_descriptor_number(std::string_view comm) {
+  return !comm.empty() && comm.find_first_not_of("0123456789") == std::string_view::npos;
+}
+inline bool comm_may_be_daemon(std::string_view comm) {
+  return comm_named_like_daemon(comm) || comm_is_descriptor_number(comm);
+}
+
 struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
   std::string client;          // "'nvidia-smi' (pid 123)" on >= 575, else ""
   std::string client_version;  // user space
   std::string kernel_version;  // loaded module
   bool after_module_load = true;  // false when a later "NVRM: loading" superseded it
 
-  // The kernel named a client that may be nvidia-persistenced: its comm, cut to 15 characters
-  // ("nvidia-persiste"), NixOS's wrapped ".nvidia-persist", or only digits (a process started through
-  // fexecve() on kernels before 6.14), as sysfs/daemon.cpp tells the daemon's process.
+  // The kernel named a client that may be nvidia-persistenced (comm_may_be_daemon on the quoted name).
   bool refused_the_daemon() const {
-    if (client.find("nvidia-persist") != std::string::npos) {
-      return true;
-    }
-    // "'3' (pid 812)": the quoted name is all digits
+    // "'nvidia-persiste' (pid 812)": the name is what the quotes before " (pid" hold
     const auto open = client.find('\'');
-    const auto close = open == std::string::npos ? std::string::npos : client.find('\'', open + 1);
-    return close != std::string::npos && close > open + 1 &&
-           client.find_first_not_of("0123456789", open + 1) == close;
+    const auto close = client.rfind("' (pid");
+    if (open == std::string::npos || close == std::string::npos || close <= open) {
+      return comm_may_be_daemon(client);
+    }
+    return comm_may_be_daemon(std::string_view(client).substr(open + 1, close - open - 1));
   }
 };
 

@@ -46,18 +46,10 @@ std::string daemon_location(const std::string& binary) {
 
 namespace {
 
-// The command name first, and the arguments only then (see sysfs/processes.h): the daemon's is
-// "nvidia-persiste" (cut at 15 bytes), or ".nvidia-persist" where NixOS runs it through a wrapper
-// (".nvidia-persistenced-wrapped", with argv[0] "nvidia-persistenced"). A process started through
-// fexecve() is named by its descriptor's number on kernels before 6.14 ("3"), and the PID the daemon
-// wrote to its PID file is looked at whatever its name.
-bool named_like_daemon(std::string_view comm) { return comm.find("nvidia-persist") != std::string_view::npos; }
-
+// The command name first, and the arguments only then (see sysfs/processes.h): a name the daemon's process
+// may have (comm_may_be_daemon), or the PID the daemon wrote to its PID file, whatever its name.
 bool may_be_daemon(const ProcessName& p, const Fact<int>& pid_file_pid) {
-  bool fd_number = !p.comm.empty() && std::all_of(p.comm.begin(), p.comm.end(), [](char c) {
-    return c >= '0' && c <= '9';
-  });
-  return named_like_daemon(p.comm) || fd_number || pid_file_pid.is(p.pid);
+  return comm_may_be_daemon(p.comm) || pid_file_pid.is(p.pid);
 }
 
 bool is_daemon(const std::vector<std::string>& argv) {
@@ -247,7 +239,7 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
         if (!is_daemon(argv)) {
           continue;
         }
-      } else if (!named_like_daemon(process.comm)) {
+      } else if (!comm_named_like_daemon(process.comm)) {
         continue;  // its arguments would have to say it is the daemon; they cannot be read
       }
       auto mnt = read_link(paths.proc(entry + "/ns/mnt"));

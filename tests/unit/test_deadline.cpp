@@ -79,6 +79,11 @@ TEST(BackgroundCall, ACallPastItsDeadlineIsAbandonedAndSaysWhereItWas) {
   EXPECT_FALSE(result.value.has_value());
   EXPECT_EQ(result.stuck_at, "GPU 0: nvmlDeviceGetHandleByIndex_v2");
   EXPECT_EQ(abandoned_calls().load(), before + 1);
+  // Asked again, it is still the same abandoned call: not a failure, and not counted twice.
+  auto again = call.wait_until(std::chrono::steady_clock::now());
+  EXPECT_FALSE(again.value.has_value());
+  EXPECT_EQ(again.stuck_at, "GPU 0: nvmlDeviceGetHandleByIndex_v2");
+  EXPECT_EQ(abandoned_calls().load(), before + 1);
   abandoned_calls() = before;  // this process goes on: the abandoned thread is released below
   held.release->store(true);
   EXPECT_TRUE(wait_for(*held.ended));

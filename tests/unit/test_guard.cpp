@@ -150,12 +150,14 @@ TEST(Guard, a_refused_client_with_its_own_libraries_is_named_not_hidden) {
             r.details.end());
   // The daemon itself refused: whatever it loads is not the module's version, so it would fail again. Its
   // name as the kernel cuts it, NixOS's wrapped one, or a number (started through fexecve before 6.14).
-  for (const char* daemon : {"'nvidia-persiste' (pid 812)", "'.nvidia-persist' (pid 812)", "'3' (pid 812)"}) {
+  for (const char* daemon : {"'nvidia-persiste' (pid 812)", "'.nvidia-persist' (pid 812)", "'3' (pid 812)",
+                             "'17' (pid 812)"}) {
     SCOPED_TRACE(daemon);
     f.kernel_log.mismatches = {{daemon, "590.10.01", "580.159.04", true}};
     EXPECT_EQ(guard::evaluate(f).code, Code::api_mismatch_logged);
   }
-  for (const char* other : {"'python3' (pid 4242)", "'nv3' (pid 4242)"}) {
+  // A quote inside the name does not cut it short: "it's 3" is not a number.
+  for (const char* other : {"'python3' (pid 4242)", "'nv3' (pid 4242)", "'it's 3' (pid 4242)", "'3 ' (pid 4242)"}) {
     SCOPED_TRACE(other);
     f.kernel_log.mismatches = {{other, "590.10.01", "580.159.04", true}};
     EXPECT_EQ(guard::evaluate(f).code, Code::go);
