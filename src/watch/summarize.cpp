@@ -289,7 +289,13 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
                              : std::string("no sample read this GPU's SM clock"));
   }
   // "Stable" only where the watch could have seen otherwise.
-  if (g.causes.empty() && sm.size() < 2) {
+  const std::size_t idle_count = g.sm_idle ? g.sm_idle->count : 0;
+  if (g.causes.empty() && busy_samples > 0 && idle_count < 2) {
+    add_cause(g, Cause::unread);
+    g.evidence.push_back(fmt::format("only {} sample(s) outside the load found the GPU idle: too few to tell "
+                                     "whether its idle clocks swing",
+                                     idle_count));
+  } else if (g.causes.empty() && sm.size() < 2) {
     add_cause(g, Cause::unread);
     g.evidence.push_back(fmt::format("only {} sample read its SM clock: too few to call it stable", sm.size()));
   } else if (g.causes.empty() && run.mode == nvml::SampleMode::held && g.persistence == false) {

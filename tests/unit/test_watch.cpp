@@ -165,6 +165,16 @@ TEST(WatchSummary, attribution_table) {
          }
        },
        {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"busy in every sample but one outside the load: too few idle samples to call it stable",
+       [](watch::WatchRun& run) {
+         readings(0, 1, 20, [](auto& r) { r.event_reasons = 0; })(run);
+       },
+       {Cause::unread}, Cause::unread, ExitCode::cannot_tell},
+      {"busy in all but two samples: two idle samples that agree are stable",
+       [](watch::WatchRun& run) {
+         readings(0, 2, 20, [](auto& r) { r.event_reasons = 0; })(run);
+       },
+       {Cause::stable}, Cause::stable, ExitCode::healthy},
       {"a GPU that never names GpuIdle: every sample outside a load is idle, and the swing counts",
        [](watch::WatchRun& run) {
          readings(0, 0, 20, [](auto& r) { r.event_reasons = 0; })(run);
