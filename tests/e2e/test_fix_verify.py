@@ -65,13 +65,24 @@ class FixAndVerify(SystemdMockCase):
             self.mock.AddMethod(MANAGER, "StartUnit", "ss", "o", job_method(start_result))
         self.mock.AddMethod(MANAGER, "RestartUnit", "ss", "o", job_method("done"))
         self.unit = unit
+        self.start_result = start_result
         return unit
 
     def watch_systemd(self, gpus_that_start=(0, 1)):
         """Plays the part of systemd's side effects: enabling flips UnitFileState, a start job
-        'starts' the daemon (a /proc entry holding the GPUs, and the fake NVML's Enabled flag)."""
+        'starts' the daemon (a /proc entry holding the GPUs, and the fake NVML's Enabled flag).
+        The start job ends (JobRemoved) only once those are in place, as systemd's does once the
+        daemon is up: fix's verification, however soon it looks, finds what a started unit leaves."""
+        start_result = self.start_result
+        # The k-th start or restart (counted across both) returns job 300+k and ends when the loop below says.
+        pending_job = ("self.jobs_started = getattr(self, 'jobs_started', 0) + 1\n"
+                       "ret = '/org/freedesktop/systemd1/job/%d' % (300 + self.jobs_started)\n")
+        self.mock.AddMethod(MANAGER, "StartUnit", "ss", "o", pending_job)
+        self.mock.AddMethod(MANAGER, "RestartUnit", "ss", "o", pending_job)
+
         def loop():
             enabled = started = False
+            jobs_ended = 0
             while not self.stop_watch.is_set():
                 try:
                     if not enabled and self.mock.GetMethodCalls("EnableUnitFiles"):
@@ -81,11 +92,20 @@ class FixAndVerify(SystemdMockCase):
                         self.unit.UpdateProperties(UNIT_IFACE, {"WantedBy": dbus.Array(["multi-user.target"],
                                                                                        signature="s")})
                         enabled = True
-                    if not started and (self.mock.GetMethodCalls("StartUnit") or self.mock.GetMethodCalls("RestartUnit")):
+                    jobs = [(str(method), args) for _, method, args in self.mock.GetCalls()
+                            if method in ("StartUnit", "RestartUnit")]  # in the order they were made
+                    if jobs and not started:
                         self.unit.UpdateProperties(UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
                         self.root.daemon_process(holds=gpus_that_start)
                         open(self.started_flag, "w").close()
                         started = True
+                    for method, args in jobs[jobs_ended:]:
+                        jobs_ended += 1
+                        result = start_result if method == "StartUnit" else "done"
+                        self.mock.EmitSignal(MANAGER, "JobRemoved", "uoss",
+                                             [dbus.UInt32(1), dbus.ObjectPath("/org/freedesktop/systemd1/job/%d"
+                                                                              % (300 + jobs_ended)),
+                                              args[0], result])
                 except dbus.exceptions.DBusException:
                     return
                 time.sleep(0.01)
@@ -103,7 +123,7 @@ class FixAndVerify(SystemdMockCase):
         return h.scenario(gpus)
 
     def fix(self, *extra, scenario=None):
-        args = ["fix", "--json", "--settle", "0.2", "--samples", "2", "--sample-interval", "0.05", *extra]
+        args = ["fix", "--json", "--settle", "0", "--samples", "2", "--sample-interval", "0.05", *extra]
         r = h.run(args, root=self.root, systemd=True, scenario_obj=scenario or self.scenario())
         self.assertNotIn("AddressSanitizer", r.stderr)
         return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else {}), r
