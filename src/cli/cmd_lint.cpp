@@ -35,6 +35,7 @@ struct LintOptions {
 };
 
 constexpr const char* k_binary_note = "skipped: binary";
+constexpr std::size_t k_binary_head_bytes = 8000;  // as git looks for a NUL
 
 struct FileResult {
   std::string path;
@@ -54,6 +55,10 @@ bool read_text(const std::string& path, std::string& text, std::string& note, bo
   } else {
     std::size_t size = 0;
     if (!read_regular_file(path, text, size, note, k_max_file_bytes)) {
+      // Too large to read whole: a binary (a driver .run installer) is still told apart from a huge text.
+      if (note.rfind("skipped: larger than", 0) == 0 && head_has_nul(path, k_binary_head_bytes) == true) {
+        note = k_binary_note;
+      }
       return false;
     }
     text.resize(size);
@@ -119,10 +124,11 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "PIDFile, a Type= other than forking, an ExecStart that runs something else. A drop-in is judged on\n"
       "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
-      "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary,\n"
-      "unreadable and very large files are skipped with a note.\n\n"
-      "Exit codes: 0 nothing found, 1 a PATH does not exist, a file could not be read or was larger than\n"
-      "8 MiB (what it holds is unknown), or no file was scanned at all (an empty folder, only binaries or\n"
+      "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
+      "(a NUL byte; in the first 8000 bytes of a file over 8 MiB), unreadable and very large files are\n"
+      "skipped with a note.\n\n"
+      "Exit codes: 0 nothing found, 1 a PATH does not exist, a file could not be read or was a text larger\n"
+      "than 8 MiB (what it holds is unknown), or no file was scanned at all (an empty folder, only binaries or\n"
       "documentation without --docs: nothing was checked), 2 bad command line, 3 findings.\n\nRules:\n";
   // (The exit-code line is a CI contract: 1 stays 1 even where other files have findings.)
   for (const auto& r : lint::rules()) {

@@ -116,6 +116,33 @@ bool read_regular_file(const std::string& path, std::string& buffer, std::size_t
   return true;
 }
 
+std::optional<bool> head_has_nul(const std::string& path, std::size_t bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    return std::nullopt;
+  }
+  struct stat st {};
+  std::string head(bytes, '\0');
+  std::size_t got = 0;
+  bool readable = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  while (readable && got < bytes) {
+    ssize_t n = ::read(fd, head.data() + got, bytes - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      readable = n == 0;
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (!readable) {
+    return std::nullopt;
+  }
+  return std::memchr(head.data(), '\0', got) != nullptr;
+}
+
 LargeBuffer::~LargeBuffer() {
   if (m_data != nullptr) {
     ::munmap(m_data, m_capacity);

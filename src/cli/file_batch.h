@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -34,6 +35,10 @@ inline constexpr std::string_view k_unreadable_note = "unreadable: ";
 // that read ahead). Returns false with `note` ("unreadable: ...", "skipped: larger than N MiB").
 bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
                        std::uintmax_t max_bytes, std::size_t padding = 0);
+
+// Whether the first `bytes` bytes of a regular file hold a NUL byte (git's test for binary files), for a
+// file too large to read whole; nullopt when it cannot be read.
+std::optional<bool> head_has_nul(const std::string& path, std::size_t bytes);
 
 // A growable byte buffer for inputs of hundreds of MB (a whole fleet's JSON lines): anonymous memory
 // with transparent huge pages, grown by mremap without copying. On VMs a 4 KiB page fault can cost
