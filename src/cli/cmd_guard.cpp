@@ -277,7 +277,10 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       "and the journal says why in one line. It reads the module version (/proc/driver/nvidia/version),\n"
       "the user-space versions (libnvidia-ml and libnvidia-cfg file names, `nvidia-persistenced\n"
       "--version`), \"NVRM: API mismatch\" lines since the module loaded, and the device nodes. It never\n"
-      "initializes NVML or touches a GPU.\n\n"
+      "initializes NVML or touches a GPU. A mismatch logged for a client that may be the daemon (named so,\n"
+      "or not named) skips the unit only if a libnvidia-cfg.so.1 or libnvidia-ml.so.1 of the version it\n"
+      "asked with is installed where the loader looks (the known driver folders and /etc/ld.so.cache's):\n"
+      "any process can take the daemon's name and ask with a made-up version.\n\n"
       "Exit codes (ExecCondition: 0 starts the unit, 1-254 skip it cleanly; the guard never exits 255, and\n"
       "a crash inside it still exits 1):\n";
   for (const auto& c : guard::codes()) {
@@ -319,6 +322,12 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       facts.user_space.push_back(nvml.version);
       facts.user_space.push_back(cfg_version(nvml.real_path));
       facts.user_space.push_back(daemon);
+      // The folder NVML was taken from counts too: --nvml may name one no search would reach.
+      std::vector<std::string> nvml_folder;
+      if (!nvml.real_path.empty()) {
+        nvml_folder.push_back(std::filesystem::path(nvml.real_path).parent_path().string());
+      }
+      facts.loadable = nvml::loadable_copies(opts->root, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"}, nvml_folder);
     }
     return finish(guard::evaluate(facts), *opts);
   };

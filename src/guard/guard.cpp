@@ -28,7 +28,9 @@ const std::vector<CodeInfo>& codes() {
       {Code::no_module, "no-module", "the nvidia kernel module is not loaded"},
       {Code::version_mismatch, "version-mismatch",
        "the loaded kernel module and the user-space driver differ (driver updated without reboot)"},
-      {Code::api_mismatch_logged, "api-mismatch-logged", "\"NVRM: API mismatch\" was logged since the module loaded, by the daemon, by a client not named, or with libnvidia-ml unread"},
+      {Code::api_mismatch_logged, "api-mismatch-logged",
+       "\"NVRM: API mismatch\" was logged since the module loaded by what may be the daemon (its name, or no "
+       "name) for a version a driver library here has (or the libraries were not all read)"},
       {Code::no_device_nodes, "no-device-nodes", "/dev/nvidiactl or every /dev/nvidiaN is missing"},
       {Code::device_access, "device-access", "the daemon's user cannot open a /dev/nvidia* node"},
   };
@@ -117,29 +119,58 @@ GuardResult evaluate(const GuardFacts& f) {
   // With libnvidia-ml read and agreeing with the module (and no part read otherwise), a client the kernel
   // refused that is named and is not the daemon brought its own libraries (a container image, a second
   // install): the host's driver is whole and the daemon starts, as `diagnose` says (DRV004). Skipping would
-  // keep the daemon down until a reboot that changes nothing. The daemon itself refused (its comm is cut to
-  // 15 characters), a client not named (drivers before 575: it may have been the daemon, loading a library
-  // other than the one read here), or libnvidia-ml unread, still skips.
+  // keep the daemon down until a reboot that changes nothing.
+  // A client that may be the daemon (so named, or not named: drivers before 575) was refused for the host's
+  // driver only if the loader could give the daemon a library of the version it asked with. Any user who
+  // can open /dev/nvidiactl can name a process like the daemon and ask with a made-up version: with every
+  // copy of libnvidia-cfg.so.1 and libnvidia-ml.so.1 read and none of that version, such a line does not keep
+  // persistence off. A copy of that version, a copy not named by its version, a place not read, or
+  // libnvidia-ml unread, still skips.
   const bool host_libraries_agree = std::any_of(f.user_space.begin(), f.user_space.end(), [&](const auto& u) {
     return u.source == "libnvidia-ml" && u.version && *u.version == *kernel;
   });
+  const auto& copies = f.loadable.copies;
+  const bool copies_all_known = f.loadable.looked && f.loadable.unread.empty() && !copies.empty() &&
+                                std::all_of(copies.begin(), copies.end(), [](const auto& c) { return !c.version.empty(); });
+  std::string copies_list;
+  for (const auto& c : copies) {
+    copies_list += fmt::format("{}{} {}", copies_list.empty() ? "" : ", ", c.path, c.version.empty() ? "?" : c.version);
+  }
   for (const auto& m : f.kernel_log.mismatches) {
     if (!m.after_module_load) {
       continue;
     }
+    const std::string client_version = m.client_version.empty() ? "?" : m.client_version;
     if (host_libraries_agree && !m.client.empty() && !m.refused_the_daemon()) {
       r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: not "
                                       "this host's driver, whose libnvidia-ml agrees with the module (DRV004)",
-                                      m.client,
-                                      m.client_version.empty() ? "?" : m.client_version));
+                                      m.client, client_version));
       continue;
     }
+    const auto same_version = std::find_if(copies.begin(), copies.end(),
+                                           [&](const auto& c) { return c.version == m.client_version; });
+    if (host_libraries_agree && copies_all_known && !m.client_version.empty() && same_version == copies.end()) {
+      r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: no "
+                                      "driver library the loader could give nvidia-persistenced has that version "
+                                      "({}): not this host's driver",
+                                      m.client.empty() ? "a client it did not name" : m.client, client_version,
+                                      copies_list));
+      continue;
+    }
+    // The host's own libraries agree, yet a copy of the refused version is installed: the loader may find
+    // that copy first, and no reboot removes it.
+    const bool stale_copy = host_libraries_agree && !m.client_version.empty() && same_version != copies.end();
     return stop(Code::api_mismatch_logged,
-                fmt::format("kernel logged \"NVRM: API mismatch\"{}: client {}, kernel module {}; {}; skipping "
+                fmt::format("kernel logged \"NVRM: API mismatch\"{}: client {}{}, kernel module {}; {}; skipping "
                             "nvidia-persistenced",
-                            m.client.empty() ? "" : " from " + m.client,
-                            m.client_version.empty() ? "?" : m.client_version,
-                            m.kernel_version.empty() ? "?" : m.kernel_version, k_finish_update));
+                            m.client.empty() ? "" : " from " + m.client, client_version,
+                            stale_copy ? " (installed as " + same_version->path + ")" : std::string(),
+                            m.kernel_version.empty() ? "?" : m.kernel_version,
+                            stale_copy ? "remove or update that copy, which the loader may find first"
+                                       : k_finish_update));
+  }
+  if (!f.loadable.unread.empty()) {
+    r.details.push_back("driver library copies not all read: " + f.loadable.unread);
   }
   if (!f.kernel_log.source.has()) {
     r.details.push_back("kernel log not read: " + f.kernel_log.source.missing);

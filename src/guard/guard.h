@@ -19,7 +19,7 @@ enum class Code : int {
   usage = 2,               // bad command line (also a skip)
   no_module = 10,          // the nvidia kernel module is not loaded
   version_mismatch = 11,   // loaded module and user-space driver differ: reboot or reload-modules
-  api_mismatch_logged = 12,  // "NVRM: API mismatch" since the module loaded (not a container's own client)
+  api_mismatch_logged = 12,  // "NVRM: API mismatch" since the module loaded, by what may be the daemon
   no_device_nodes = 13,    // /dev/nvidiactl or every /dev/nvidiaN missing
   device_access = 14,      // the daemon's user cannot open a device node
 };
@@ -47,6 +47,9 @@ struct GuardFacts {
   DriverFacts driver;
   std::vector<UserSpaceVersion> user_space;
   KernelLogFacts kernel_log;
+  // Every libnvidia-cfg.so.1 and libnvidia-ml.so.1 the loader could give the daemon: a logged "API mismatch"
+  // for a version none of them has was not caused by this host's driver.
+  LoadableCopies loadable;
   std::string user;                 // the daemon's user; "" = access not checked
   std::vector<NodeAccess> access;   // per device node, for `user`
 };

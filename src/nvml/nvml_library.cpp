@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "core/dl.h"
@@ -256,6 +258,75 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     return fail(lib->m_real_path + " lacks required NVML symbols: " + missing);
   }
   return lib;
+}
+
+namespace {
+
+// The folders /etc/ld.so.cache holds `soname` in. Its string table keeps each entry's full path as a
+// NUL-terminated string, in both cache formats, so the paths are found without parsing the format.
+Result<std::vector<std::string>> cache_folders(const Paths& paths, const std::vector<std::string>& sonames) {
+  const std::string cache = paths.host("/etc/ld.so.cache");
+  std::vector<std::string> out;
+  if (!path_exists(cache)) {
+    return out;  // no cache (NixOS, musl): the loader searches its default folders, all known here
+  }
+  auto text = read_file(cache, 64u << 20);
+  if (!text) {
+    return tl::unexpected(text.error());
+  }
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    const auto end = rest.find('\0');
+    const std::string_view entry = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+    const auto slash = entry.rfind('/');
+    if (entry.empty() || entry.front() != '/' || slash == std::string_view::npos) {
+      continue;
+    }
+    const std::string_view name = entry.substr(slash + 1);
+    if (std::find(sonames.begin(), sonames.end(), name) != sonames.end()) {
+      out.emplace_back(entry.substr(0, slash));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+LoadableCopies loadable_copies(const std::string& root, const std::vector<std::string>& sonames,
+                               const std::vector<std::string>& extra_folders) {
+  const Paths paths(root);
+  const Paths host("/");
+  LoadableCopies out;
+  out.looked = true;
+  std::vector<std::string> folders;
+  for (const auto& known : k_known_dirs) {
+    folders.emplace_back(known.dir);
+  }
+  if (auto cached = cache_folders(paths, sonames)) {
+    folders.insert(folders.end(), cached->begin(), cached->end());
+  } else {
+    out.unread = "the loader's cache: " + paths.display(cached.error().message);
+  }
+  std::vector<std::string> seen;  // real files, so a folder reached twice (a /lib link) counts once
+  auto look = [&](const Paths& in, const std::string& folder) {
+    for (const auto& soname : sonames) {
+      const std::string path = folder + "/" + soname;
+      const std::string real = in.resolve(path);
+      if (real.empty() || std::find(seen.begin(), seen.end(), real) != seen.end()) {
+        continue;  // not there (or a link that loops: the loader could not load it either)
+      }
+      seen.push_back(real);
+      out.copies.push_back({path, version_from_library_name(real)});
+    }
+  };
+  for (const auto& folder : extra_folders) {
+    look(host, folder);  // already a host path (the folder a library was loaded from)
+  }
+  for (const auto& folder : folders) {
+    look(paths, folder);
+  }
+  return out;
 }
 
 std::string version_from_library_name(const std::string& path) {

@@ -8,6 +8,7 @@
 
 #include "core/result.h"
 #include "nvml/nvml_api.h"
+#include "snapshot/snapshot.h"
 
 namespace gpuwarm::nvml {
 
@@ -26,6 +27,15 @@ struct LibraryCandidate {
 
 // The candidates in order, for a search; exposed for tests and --help.
 std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search);
+
+// Every copy of a driver library the dynamic loader could hand a program that asks for it by soname
+// ("libnvidia-cfg.so.1"): the soname in each known driver location, in each folder /etc/ld.so.cache lists
+// it in, and in `extra_folders` (host paths), each with the version its real file is named by. Under --root,
+// the root's locations and cache.
+// The guard uses it to tell a logged "API mismatch" this host's driver could have caused from one it
+// could not.
+LoadableCopies loadable_copies(const std::string& root, const std::vector<std::string>& sonames,
+                               const std::vector<std::string>& extra_folders);
 
 class Library {
  public:

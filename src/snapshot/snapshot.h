@@ -193,6 +193,18 @@ struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
   }
 };
 
+// The copies of a driver library the dynamic loader could hand a program asking for its soname
+// (nvml/nvml_library.h, loadable_copies), each with the version its file is named by.
+struct LoadableCopy {
+  std::string path;     // the soname's path as found ("/usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1")
+  std::string version;  // from the real file's name ("580.95.05"); "" when the name holds none
+};
+struct LoadableCopies {
+  bool looked = false;
+  std::vector<LoadableCopy> copies;
+  std::string unread;  // why the list may miss a copy ("" = every place gpuwarm looks was read)
+};
+
 struct KernelLogFacts {
   Fact<std::string> source;  // "/dev/kmsg" or the --kernel-log file; missing = not read, with why
   unsigned records = 0;

@@ -51,6 +51,12 @@ class Guard(unittest.TestCase):
                         f"#!/bin/sh\necho 'nvidia-persistenced:  version {daemon_version or version}'\n"
                         "echo '  The NVIDIA Persistence Daemon.'\n", 0o755)
 
+    def stale_copy(self, version):
+        """A libnvidia-cfg of another version that only the loader's cache names, as an old install leaves."""
+        self.root.write(f"opt/old/lib/libnvidia-cfg.so.{version}", "")
+        os.symlink(f"libnvidia-cfg.so.{version}", self.root.p("opt/old/lib/libnvidia-cfg.so.1"))
+        self.root.write("etc/ld.so.cache", b"glibc-ld.so.cache1.1\0libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0")
+
     def guard(self, *args, kmsg=()):
         self.root.kmsg(kmsg)
         r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
@@ -87,10 +93,16 @@ class Guard(unittest.TestCase):
             ("only libnvidia-cfg differs",
              lambda: (self.root.driver(VERSION), self.user_space(VERSION, cfg_version="575.57.08")), (), 11,
              "libnvidia-cfg 575.57.08"),
-            ("API mismatch logged, old form", lambda: self.root.driver(VERSION), OLD_FORM, 12,
-             "client 580.95.05, kernel module 580.159.04"),
-            ("API mismatch logged, new form", lambda: self.root.driver(VERSION), NEW_FORM, 12,
+            ("API mismatch logged, old form, a copy of that version where the loader looks",
+             lambda: (self.root.driver(VERSION), self.stale_copy("580.95.05")), OLD_FORM, 12,
+             "client 580.95.05 (installed as /opt/old/lib/libnvidia-cfg.so.1), kernel module 580.159.04"),
+            ("API mismatch logged, new form, a copy of that version where the loader looks",
+             lambda: (self.root.driver(VERSION), self.stale_copy("580.95.05")), NEW_FORM, 12,
              "from 'nvidia-persiste' (pid 812)"),
+            ("API mismatch logged by a process named like the daemon, for a version no library here has",
+             lambda: self.root.driver(VERSION), NEW_FORM, 0, "ready"),
+            ("API mismatch logged, not named, for a version no library here has",
+             lambda: self.root.driver(VERSION), OLD_FORM, 0, "ready"),
             ("API mismatch from a container's own client, host halves agreeing (DRV004)", lambda: self.root.driver(VERSION),
              [line.replace("'nvidia-persiste' (pid 812)", "'python3' (pid 4242)") for line in NEW_FORM], 0, "ready"),
             ("no device nodes",

@@ -164,6 +164,65 @@ TEST(Guard, a_refused_client_with_its_own_libraries_is_named_not_hidden) {
   }
 }
 
+// Any user who can open /dev/nvidiactl can name a process like the daemon and ask with a made-up version. Such
+// a line skips the unit only where the loader could give the daemon a library of that version.
+TEST(Guard, a_mismatch_for_a_version_no_installed_library_has_does_not_keep_the_daemon_down) {
+  const std::string daemon = "'nvidia-persiste' (pid 812)";
+  auto installed = [](std::vector<LoadableCopy> copies, std::string unread = "") {
+    return [copies, unread](guard::GuardFacts& f) {
+      f.loadable.looked = true;
+      f.loadable.copies = copies;
+      f.loadable.unread = unread;
+    };
+  };
+  const LoadableCopy cfg{"/usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1", "580.159.04"};
+  const LoadableCopy ml{"/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1", "580.159.04"};
+  const LoadableCopy stale{"/usr/local/lib/libnvidia-cfg.so.1", "590.10.01"};
+  struct Case {
+    const char* name;
+    std::string client;
+    std::function<void(guard::GuardFacts&)> edit;
+    Code code;
+    const char* says;  // in the line when skipped, in a detail when not
+  };
+  const std::vector<Case> cases = {
+      {"named like the daemon, no copy of that version", daemon, installed({cfg, ml}), Code::go,
+       "no driver library the loader could give nvidia-persistenced has that version"},
+      {"not named (before 575), no copy of that version", "", installed({cfg, ml}), Code::go,
+       "from a client it did not name for client version 590.10.01"},
+      {"a copy of that version where the loader looks: it may be found first", daemon,
+       installed({cfg, ml, stale}), Code::api_mismatch_logged,
+       "(installed as /usr/local/lib/libnvidia-cfg.so.1), kernel module 580.159.04; remove or update that copy"},
+      {"a copy whose file names no version", daemon, installed({cfg, ml, {"/opt/nv/libnvidia-cfg.so.1", ""}}),
+       Code::api_mismatch_logged, "a reboot (or `gpuwarm reload-modules`) finishes the driver update"},
+      {"the loader's cache unread", daemon, installed({cfg, ml}, "the loader's cache: Permission denied"),
+       Code::api_mismatch_logged, "client 590.10.01, kernel module 580.159.04"},
+      {"no copy found at all", daemon, installed({}), Code::api_mismatch_logged, "client 590.10.01"},
+      {"copies not looked for", daemon, [](auto&) {}, Code::api_mismatch_logged, "client 590.10.01"},
+      {"libnvidia-ml unread: the host's own version is not known", daemon,
+       [&](guard::GuardFacts& f) {
+         installed({cfg, ml})(f);
+         f.user_space[0] = {"libnvidia-ml", std::nullopt, "not loadable"};
+       },
+       Code::api_mismatch_logged, "a reboot (or `gpuwarm reload-modules`) finishes"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto f = ready_node();
+    f.kernel_log.mismatches = {{c.client, "590.10.01", "580.159.04", true}};
+    c.edit(f);
+    auto r = guard::evaluate(f);
+    EXPECT_EQ(r.code, c.code) << r.line;
+    if (c.code == Code::go) {
+      EXPECT_TRUE(std::any_of(r.details.begin(), r.details.end(),
+                              [&](const std::string& d) { return d.find(c.says) != std::string::npos; }))
+          << ::testing::PrintToString(r.details);
+    } else {
+      EXPECT_NE(r.line.find(c.says), std::string::npos) << r.line;
+    }
+  }
+}
+
 TEST(Guard, codes_stay_inside_exec_condition_skip_range) {
   std::vector<int> seen;
   for (const auto& c : guard::codes()) {

@@ -2,6 +2,9 @@
 // libnvidia-ml.so.1 (tests/fake_nvml) driven by scenario files.
 
 #include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -149,6 +152,49 @@ TEST(NvmlLibrary, VersionStrings) {
   EXPECT_EQ(nvml::driver_version_from_nvml_version("13.580.159.04"), "580.159.04");
   EXPECT_EQ(nvml::driver_version_from_nvml_version("12.550.120"), "550.120");
   EXPECT_EQ(nvml::driver_version_from_nvml_version("580.159.04"), "580.159.04");
+}
+
+// The copies the loader could give a program asking by soname: the known driver folders and the cache's,
+// inside the root, each once, named by the version of the file its link ends at.
+TEST(NvmlLibrary, LoadableCopiesAreFoundWhereTheLoaderLooks) {
+  test::TempTree tree;
+  tree.mkdir("usr/lib/x86_64-linux-gnu");
+  tree.write("usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.580.159.04", "");
+  tree.symlink("libnvidia-cfg.so.580.159.04", "usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1");
+  tree.write("usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.159.04", "");
+  tree.symlink("libnvidia-ml.so.580.159.04", "usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1");
+  // Merged /usr: /lib64 is another name for a folder already seen.
+  tree.symlink("usr/lib/x86_64-linux-gnu", "lib64");
+  // A stale copy only the loader's cache names, and a cache entry whose file is gone.
+  tree.mkdir("opt/old/lib");
+  tree.write("opt/old/lib/libnvidia-cfg.so.575.57.08", "");
+  tree.symlink("libnvidia-cfg.so.575.57.08", "opt/old/lib/libnvidia-cfg.so.1");
+  tree.mkdir("etc");
+  using namespace std::string_literals;
+  tree.write("etc/ld.so.cache", "glibc-ld.so.cache1.1\0\x01\x02libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0"
+                                "libnvidia-cfg.so.1\0/gone/libnvidia-cfg.so.1\0/opt/old/lib/libfoo.so.1\0"s);
+  // A folder given by the caller (where --nvml was), outside the root: an unversioned copy.
+  tree.mkdir("elsewhere");
+  tree.write("elsewhere/libnvidia-ml.so.1", "");
+  auto found = nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"},
+                                     {tree.path("elsewhere")});
+  EXPECT_TRUE(found.looked);
+  EXPECT_EQ(found.unread, "");
+  std::vector<std::string> seen;
+  for (const auto& c : found.copies) {
+    seen.push_back(c.path + " " + c.version);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{tree.path("elsewhere") + "/libnvidia-ml.so.1 ",
+                                            "/usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1 580.159.04",
+                                            "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1 580.159.04",
+                                            "/opt/old/lib/libnvidia-cfg.so.1 575.57.08"}));
+  // No cache at all is no gap (the loader then searches its default folders); a cache that is not a
+  // regular file is.
+  std::filesystem::remove(tree.path("etc/ld.so.cache"));
+  EXPECT_EQ(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread, "");
+  tree.mkdir("etc/ld.so.cache");
+  EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("the loader's cache: "),
+            std::string::npos);
 }
 
 }  // namespace
