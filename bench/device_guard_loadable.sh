@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Read-only on a real GPU node: which copies of libnvidia-cfg.so.1 / libnvidia-ml.so.1 the guard finds where
+# the loader looks, and what it decides for a logged "NVRM: API mismatch" (given as a --kernel-log file, so
+# nothing is asked of the driver) from a process named like the daemon: for a version no installed copy has
+# (go), and for one an installed copy has (skip, 12, naming the copy). Changes no GPU setting.
+#   bash scripts/package.sh && mkdir -p .devbin && cp dist/gpuwarm-*-linux-x86_64.tar.gz .devbin/
+#   device: bash bench/device_guard_loadable.sh        (carry .devbin)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. bench/device_unpack.sh
+echo "== $(hostname) $(date -u +%FT%TZ) $("$gpuwarm" --version | head -n1)"
+work=$(mktemp -d)
+module=$(head -n1 /proc/driver/nvidia/version | grep -o '[0-9]\+\.[0-9]\+\(\.[0-9]\+\)\?' | head -n1)
+echo "module version: ${module:-?}"
+echo "copies on disk:"
+for f in /etc/ld.so.cache; do [ -e "$f" ] && echo "  $f: $(stat -c %s "$f") bytes"; done
+ldconfig -p 2>/dev/null | grep -E 'libnvidia-(cfg|ml)\.so\.1 ' | sed 's/^/  ldconfig: /'
+ls -l /usr/local/nvidia/lib64/libnvidia-cfg.so.1 /usr/local/nvidia/lib64/libnvidia-ml.so.1 2>&1 | sed 's/^/  /'
+
+# kmsg LINE...: a --kernel-log file, the module's load line first (only what follows it counts).
+kmsg() {
+  local file=$work/kmsg.$RANDOM
+  { echo "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  $module  Release Build"; printf '%s\n' "$@"; } > "$file"
+  echo "$file"
+}
+run() {
+  local name=$1
+  shift
+  echo "-- $name"
+  "$gpuwarm" guard --verbose "$@"
+  echo "   exit $?"
+}
+run "nothing logged" --kernel-log "$(kmsg)"
+run "named like the daemon, a version no copy has (999.1.1)" --kernel-log "$(kmsg \
+  "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)" \
+  "NVRM: has the version 999.1.1, but this kernel module has" "NVRM: the version $module.  Please make sure")"
+run "not named, a version no copy has (999.1.1)" --kernel-log "$(kmsg \
+  "NVRM: API mismatch: the client has the version 999.1.1, but" \
+  "NVRM: this kernel module has the version $module.  Please")"
+# The installed copies carry the module's version; a line claiming it for the client (which the kernel would
+# not log, the versions being equal) shows that a copy of the logged version is found and named.
+run "named like the daemon, the installed version" --kernel-log "$(kmsg \
+  "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)" \
+  "NVRM: has the version $module, but this kernel module has" "NVRM: the version $module.  Please make sure")"
+"$gpuwarm" guard --json --kernel-log "$(kmsg)" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("json:", d["exit_code"], d["reason"], [x for x in d["details"] if "copies" in x or "libnvidia" in x])'
+rm -rf "$work"
