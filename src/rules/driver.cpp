@@ -311,14 +311,16 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
     f.next_step =
         "Host driver halves agree; look for a container image or a second driver install that brings other "
         "NVIDIA libraries.";
-    if (m->client.empty()) {
-      // The guard cannot tell such a line from the daemon's own refusal, and skips the unit on it.
-      f.next_step += " This driver does not name the client, so `gpuwarm guard` cannot rule out the daemon and "
-                     "skips nvidia-persistenced until the module is loaded again (reboot or `gpuwarm "
-                     "reload-modules`).";
-    } else if (m->refused_the_daemon()) {
-      f.next_step += " The refused client was nvidia-persistenced itself (another copy of it, with its own "
-                     "libraries): `gpuwarm guard` skips the unit on this line until the module is loaded again.";
+    if (m->client.empty() || m->refused_the_daemon()) {
+      // The guard cannot rule out the daemon here: it skips the unit while the loader could give the daemon
+      // a library of the refused version (a made-up version, as any process can ask with, does not count).
+      f.next_step += fmt::format(
+          " {}: `gpuwarm guard` skips nvidia-persistenced on this line while a libnvidia-cfg.so.1 or "
+          "libnvidia-ml.so.1 of version {} is installed where the loader looks (`gpuwarm guard --verbose` names "
+          "it); remove that copy, or load the module again (reboot or `gpuwarm reload-modules`).",
+          m->client.empty() ? "This driver does not name the client, so it may have been nvidia-persistenced"
+                            : "The refused client was named like nvidia-persistenced",
+          m->client_version.empty() ? "?" : m->client_version);
     }
     f.evidence.push_back("kernel log: NVRM: API mismatch");
     out.push_back(std::move(f));
