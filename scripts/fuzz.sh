@@ -19,7 +19,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen ansible_module)
+  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen ld_cache ansible_module)
 fi
 out=build-fuzz
 mkdir -p "$out/obj"
@@ -36,7 +36,7 @@ sources=(
   src/fleet/fleet.cpp src/output/table.cpp src/output/style.cpp
   src/watch/watch_json.cpp src/watch/summarize.cpp src/watch/watch_text.cpp
   src/probe/probe.cpp src/cuda/cold_start.cpp src/lint/lint.cpp src/lint/words.cpp src/lint/units.cpp src/output/metrics.cpp
-  src/exporter/http_server.cpp src/exporter/mhd_api.cpp src/fix/plan.cpp
+  src/exporter/http_server.cpp src/exporter/mhd_api.cpp src/fix/plan.cpp src/guard/guard.cpp
 )
 # Objects in parallel, rebuilt only when their source is newer.
 printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} sh -c '
@@ -66,6 +66,7 @@ seed snapshot examples/h100-legacy-flag.json examples/h200-legacy-flag.json
 seed fleet examples/h100-fix-check-mode.json examples/h100-probe.json examples/h200-legacy-flag.json
 seed watch_replay examples/h100-watch-detached.json examples/h100-watch-load.json
 seed probe_baseline examples/h100-probe.json
+seed ld_cache /etc/ld.so.cache  # this machine's, as ldconfig wrote it
 # Inputs that once crashed a parser stay in its corpus.
 for f in tests/fuzz/regressions/*; do
   [ -e "$f" ] && seed "$(basename "$f" | cut -d- -f1)" "$f"

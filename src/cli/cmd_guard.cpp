@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -134,6 +135,38 @@ guard::UserSpaceVersion cfg_version(const std::string& nvml_real_path) {
     v.version = version;
   }
   return v;
+}
+
+// The copies of the daemon's libraries the loader could give it, looked for only where a logged mismatch may
+// be the daemon's (named like it, or not named), and under a deadline: the guard runs at boot, and a folder
+// on a network mount that hangs must not hold the unit past its start timeout (that would fail it).
+constexpr std::chrono::seconds k_guard_copies_timeout{5};
+
+LoadableCopies loadable_copies_if_needed(const KernelLogFacts& log, const std::string& root,
+                                         const std::string& nvml_real_path) {
+  const bool needed = std::any_of(log.mismatches.begin(), log.mismatches.end(), [](const ApiMismatch& m) {
+    return m.after_module_load && (m.client.empty() || m.refused_the_daemon());
+  });
+  if (!needed) {
+    return {};
+  }
+  // The folder NVML was taken from counts too: --nvml may name one no search would reach.
+  std::vector<std::string> nvml_folder;
+  if (!nvml_real_path.empty()) {
+    nvml_folder.push_back(std::filesystem::path(nvml_real_path).parent_path().string());
+  }
+  auto result = run_with_deadline<LoadableCopies>(k_guard_copies_timeout, [root, nvml_folder](Progress&) {
+    return nvml::loadable_copies(root, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"}, nvml_folder);
+  });
+  if (result.value) {
+    return std::move(*result.value);
+  }
+  LoadableCopies unread;
+  unread.looked = true;
+  unread.unread = result.stuck_at.starts_with("failed: ")
+                      ? result.stuck_at
+                      : fmt::format("the search did not answer in {} s", k_guard_copies_timeout.count());
+  return unread;
 }
 
 guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& given) {
@@ -278,9 +311,10 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       "the user-space versions (libnvidia-ml and libnvidia-cfg file names, `nvidia-persistenced\n"
       "--version`), \"NVRM: API mismatch\" lines since the module loaded, and the device nodes. It never\n"
       "initializes NVML or touches a GPU. A mismatch logged for a client that may be the daemon (named so,\n"
-      "or not named) skips the unit only if a libnvidia-cfg.so.1 or libnvidia-ml.so.1 of the version it\n"
-      "asked with is installed where the loader looks (the known driver folders and /etc/ld.so.cache's):\n"
-      "any process can take the daemon's name and ask with a made-up version.\n\n"
+      "or not named) does not skip the unit when the version it asked with, read exactly from the line, is\n"
+      "the module's own or one that no libnvidia-cfg.so.1 or libnvidia-ml.so.1 has where the loader looks\n"
+      "(LD_LIBRARY_PATH, the known driver folders, /etc/ld.so.cache's entries), every such place having\n"
+      "been read within 5 s: any process can take the daemon's name and ask with a made-up version.\n\n"
       "Exit codes (ExecCondition: 0 starts the unit, 1-254 skip it cleanly; the guard never exits 255, and\n"
       "a crash inside it still exits 1):\n";
   for (const auto& c : guard::codes()) {
@@ -322,12 +356,7 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       facts.user_space.push_back(nvml.version);
       facts.user_space.push_back(cfg_version(nvml.real_path));
       facts.user_space.push_back(daemon);
-      // The folder NVML was taken from counts too: --nvml may name one no search would reach.
-      std::vector<std::string> nvml_folder;
-      if (!nvml.real_path.empty()) {
-        nvml_folder.push_back(std::filesystem::path(nvml.real_path).parent_path().string());
-      }
-      facts.loadable = nvml::loadable_copies(opts->root, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"}, nvml_folder);
+      facts.loadable = loadable_copies_if_needed(facts.kernel_log, opts->root, nvml.real_path);
     }
     return finish(guard::evaluate(facts), *opts);
   };

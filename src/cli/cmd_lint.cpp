@@ -35,7 +35,9 @@ struct LintOptions {
 };
 
 constexpr const char* k_binary_note = "skipped: binary";
-constexpr std::size_t k_binary_head_bytes = 8000;  // as git looks for a NUL
+// Where a file too large to read whole is looked at for a NUL: a .run installer's shell header (makeself,
+// tens of KiB) comes before its binary payload.
+constexpr std::size_t k_binary_head_bytes = 1u << 20;
 
 struct FileResult {
   std::string path;
@@ -125,8 +127,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
-      "(a NUL byte; in the first 8000 bytes of a file over 8 MiB), unreadable and very large files are\n"
-      "skipped with a note.\n\n"
+      "(a NUL byte; in the first MiB of a file over 8 MiB), unreadable and very large files are skipped\n"
+      "with a note.\n\n"
       "Exit codes: 0 nothing found, 1 a PATH does not exist, a file could not be read or was a text larger\n"
       "than 8 MiB (what it holds is unknown), or no file was scanned at all (an empty folder, only binaries or\n"
       "documentation without --docs: nothing was checked), 2 bad command line, 3 findings.\n\nRules:\n";

@@ -36,8 +36,8 @@ inline constexpr std::string_view k_unreadable_note = "unreadable: ";
 bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
                        std::uintmax_t max_bytes, std::size_t padding = 0);
 
-// Whether the first `bytes` bytes of a regular file hold a NUL byte (git's test for binary files), for a
-// file too large to read whole; nullopt when it cannot be read.
+// Whether the first `bytes` bytes of a regular file hold a NUL byte (the test for a binary file), for a file
+// too large to read whole; nullopt when it cannot be read.
 std::optional<bool> head_has_nul(const std::string& path, std::size_t bytes);
 
 // A growable byte buffer for inputs of hundreds of MB (a whole fleet's JSON lines): anonymous memory

@@ -121,17 +121,20 @@ GuardResult evaluate(const GuardFacts& f) {
   // install): the host's driver is whole and the daemon starts, as `diagnose` says (DRV004). Skipping would
   // keep the daemon down until a reboot that changes nothing.
   // A client that may be the daemon (so named, or not named: drivers before 575) was refused for the host's
-  // driver only if the loader could give the daemon a library of the version it asked with. Any user who
-  // can open /dev/nvidiactl can name a process like the daemon and ask with a made-up version: with every
-  // copy of libnvidia-cfg.so.1 and libnvidia-ml.so.1 read and none of that version, such a line does not keep
-  // persistence off. A copy of that version, a copy not named by its version, a place not read, or
-  // libnvidia-ml unread, still skips.
+  // driver only if the loader could give the daemon a libnvidia-cfg (what it loads) or libnvidia-ml of the
+  // version it asked with. Any user who can open /dev/nvidiactl can name a process like the daemon and ask
+  // with any text: with the version read exactly from the line, every copy found and read, at least one
+  // libnvidia-cfg among them, and none of that version, such a line does not keep persistence off. A version
+  // equal to the module's is none the kernel refuses. A copy of that version, a copy not named by its
+  // version, a place not read, a line worded otherwise, or libnvidia-ml unread, still skips.
   const bool host_libraries_agree = std::any_of(f.user_space.begin(), f.user_space.end(), [&](const auto& u) {
     return u.source == "libnvidia-ml" && u.version && *u.version == *kernel;
   });
   const auto& copies = f.loadable.copies;
-  const bool copies_all_known = f.loadable.looked && f.loadable.unread.empty() && !copies.empty() &&
-                                std::all_of(copies.begin(), copies.end(), [](const auto& c) { return !c.version.empty(); });
+  const auto is_cfg = [](const LoadableCopy& c) { return c.path.ends_with("/libnvidia-cfg.so.1"); };
+  const bool copies_all_known =
+      f.loadable.looked && f.loadable.unread.empty() && std::any_of(copies.begin(), copies.end(), is_cfg) &&
+      std::all_of(copies.begin(), copies.end(), [](const auto& c) { return !c.version.empty(); });
   std::string copies_list;
   for (const auto& c : copies) {
     copies_list += fmt::format("{}{} {}", copies_list.empty() ? "" : ", ", c.path, c.version.empty() ? "?" : c.version);
@@ -140,26 +143,36 @@ GuardResult evaluate(const GuardFacts& f) {
     if (!m.after_module_load) {
       continue;
     }
-    const std::string client_version = m.client_version.empty() ? "?" : m.client_version;
+    // A version as it reads; any other text the client sent in quotes, so that even none shows.
+    const bool well_formed = compare_driver_versions(m.client_version, m.client_version).has_value();
+    const std::string client_version = well_formed              ? m.client_version
+                                       : m.client_version_exact ? "\"" + m.client_version + "\""
+                                                                : "?";
+    const std::string from = m.client.empty() ? "a client it did not name" : m.client;
     if (host_libraries_agree && !m.client.empty() && !m.refused_the_daemon()) {
       r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: not "
                                       "this host's driver, whose libnvidia-ml agrees with the module (DRV004)",
                                       m.client, client_version));
       continue;
     }
+    if (host_libraries_agree && m.client_version_exact && m.client_version == *kernel) {
+      r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: the "
+                                      "module's own version, which the kernel does not refuse",
+                                      from, client_version));
+      continue;
+    }
     const auto same_version = std::find_if(copies.begin(), copies.end(),
                                            [&](const auto& c) { return c.version == m.client_version; });
-    if (host_libraries_agree && copies_all_known && !m.client_version.empty() && same_version == copies.end()) {
+    if (host_libraries_agree && copies_all_known && m.client_version_exact && same_version == copies.end()) {
       r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: no "
                                       "driver library the loader could give nvidia-persistenced has that version "
                                       "({}): not this host's driver",
-                                      m.client.empty() ? "a client it did not name" : m.client, client_version,
-                                      copies_list));
+                                      from, client_version, copies_list));
       continue;
     }
     // The host's own libraries agree, yet a copy of the refused version is installed: the loader may find
     // that copy first, and no reboot removes it.
-    const bool stale_copy = host_libraries_agree && !m.client_version.empty() && same_version != copies.end();
+    const bool stale_copy = host_libraries_agree && m.client_version_exact && same_version != copies.end();
     return stop(Code::api_mismatch_logged,
                 fmt::format("kernel logged \"NVRM: API mismatch\"{}: client {}{}, kernel module {}; {}; skipping "
                             "nvidia-persistenced",

@@ -8,9 +8,15 @@
 
 #include <algorithm>
 #include <climits>
+#include <optional>
+#include <cstring>
+#include <cstdint>
+#include <cerrno>
 #include <cstdlib>
 #include <string_view>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "core/dl.h"
 #include "core/fs.h"
@@ -262,36 +268,78 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
 
 namespace {
 
-// The folders /etc/ld.so.cache holds `soname` in. Its string table keeps each entry's full path as a
-// NUL-terminated string, in both cache formats, so the paths are found without parsing the format.
-Result<std::vector<std::string>> cache_folders(const Paths& paths, const std::vector<std::string>& sonames) {
-  const std::string cache = paths.host("/etc/ld.so.cache");
-  std::vector<std::string> out;
-  if (!path_exists(cache)) {
-    return out;  // no cache (NixOS, musl): the loader searches its default folders, all known here
+}  // namespace
+
+namespace {
+
+std::uint32_t u32_at(std::string_view bytes, std::size_t at) {
+  std::uint32_t v = 0;
+  std::memcpy(&v, bytes.data() + at, sizeof v);  // the cache is written in the host's byte order
+  return v;
+}
+
+// The NUL-terminated string at `at`, or nullopt when it runs past the end.
+std::optional<std::string_view> c_string_at(std::string_view bytes, std::size_t at) {
+  if (at >= bytes.size()) {
+    return std::nullopt;
   }
-  auto text = read_file(cache, 64u << 20);
-  if (!text) {
-    return tl::unexpected(text.error());
+  const auto end = bytes.find('\0', at);
+  if (end == std::string_view::npos) {
+    return std::nullopt;
   }
-  std::string_view rest = *text;
-  while (!rest.empty()) {
-    const auto end = rest.find('\0');
-    const std::string_view entry = rest.substr(0, end);
-    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
-    const auto slash = entry.rfind('/');
-    if (entry.empty() || entry.front() != '/' || slash == std::string_view::npos) {
-      continue;
+  return bytes.substr(at, end - at);
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> ld_cache_paths(std::string_view cache, const std::vector<std::string>& sonames) {
+  // glibc's format (sysdeps/generic/dl-cache.h): "glibc-ld.so.cache1.1", nlibs, len_strings, 20 more header
+  // bytes, then nlibs entries of 24 bytes (flags, key, value, osversion, hwcap) whose key (the soname) and
+  // value (the path) are offsets from the header's start. Before glibc 2.32 the header may follow the old
+  // format's ("ld.so-1.7.0", nlibs, 12-byte entries), aligned to 8. Strings may share their tails, so only
+  // the entries say where a path begins.
+  constexpr std::string_view k_old_magic = "ld.so-1.7.0";
+  constexpr std::string_view k_new_magic = "glibc-ld.so.cache1.1";
+  constexpr std::size_t k_old_header = 16;
+  constexpr std::size_t k_old_entry = 12;
+  constexpr std::size_t k_new_header = 48;
+  constexpr std::size_t k_new_entry = 24;
+  std::size_t base = 0;
+  if (cache.starts_with(k_old_magic)) {
+    if (cache.size() < k_old_header) {
+      return fail("the loader's cache ends inside its header");
     }
-    const std::string_view name = entry.substr(slash + 1);
-    if (std::find(sonames.begin(), sonames.end(), name) != sonames.end()) {
-      out.emplace_back(entry.substr(0, slash));
+    const std::size_t old_entries = u32_at(cache, 12);
+    if (old_entries > (cache.size() - k_old_header) / k_old_entry) {
+      return fail("the loader's cache is cut short");
+    }
+    base = (k_old_header + old_entries * k_old_entry + 7) & ~std::size_t{7};
+  }
+  if (base > cache.size() || cache.substr(base, k_new_magic.size()) != k_new_magic) {
+    return fail("not a cache in glibc's format (no \"glibc-ld.so.cache1.1\")");
+  }
+  const std::string_view table = cache.substr(base);
+  if (table.size() < k_new_header) {
+    return fail("the loader's cache ends inside its header");
+  }
+  const std::size_t entries = u32_at(table, 20);
+  if (entries > (table.size() - k_new_header) / k_new_entry) {
+    return fail("the loader's cache is cut short");
+  }
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < entries; ++i) {
+    const std::size_t entry = k_new_header + i * k_new_entry;
+    const auto key = c_string_at(table, u32_at(table, entry + 4));
+    const auto value = c_string_at(table, u32_at(table, entry + 8));
+    if (!key || !value) {
+      return fail("an entry of the loader's cache points past its end");
+    }
+    if (std::find(sonames.begin(), sonames.end(), *key) != sonames.end() && value->starts_with('/')) {
+      out.emplace_back(*value);
     }
   }
   return out;
 }
-
-}  // namespace
 
 LoadableCopies loadable_copies(const std::string& root, const std::vector<std::string>& sonames,
                                const std::vector<std::string>& extra_folders) {
@@ -299,32 +347,62 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
   const Paths host("/");
   LoadableCopies out;
   out.looked = true;
+  std::vector<std::string> seen;  // real files, so a file reached twice (a /lib link) counts once
+  auto add = [&](const Paths& in, const std::string& path) {
+    const std::string real = in.resolve(path);
+    if (real.empty()) {
+      // Absent, or a link that ends nowhere or loops: the loader cannot load it either. Any other failure to
+      // look is a gap in what was read.
+      struct stat st {};
+      if (::lstat(in.host(path).c_str(), &st) != 0 && errno != ENOENT && errno != ENOTDIR) {
+        out.unread += fmt::format("{}{}: {}", out.unread.empty() ? "" : "; ", path, std::strerror(errno));
+      }
+      return;
+    }
+    if (std::find(seen.begin(), seen.end(), real) != seen.end()) {
+      return;
+    }
+    seen.push_back(real);
+    out.copies.push_back({path, version_from_library_name(real)});
+  };
+  for (const auto& folder : extra_folders) {
+    for (const auto& soname : sonames) {
+      add(host, folder + "/" + soname);  // already a host path (the folder a library was loaded from)
+    }
+  }
+  // The loader's own search: LD_LIBRARY_PATH (a unit's Environment= reaches its ExecCondition= too), the
+  // cache, then its default folders; and the known driver folders, where an install may sit uncached.
   std::vector<std::string> folders;
+  if (const char* env = paths.is_live() ? std::getenv("LD_LIBRARY_PATH") : nullptr; env != nullptr) {
+    for (auto folder : split(env, ':')) {
+      if (!folder.empty() && folder.front() == '/') {  // the loader takes a relative one from the cwd: not root's
+        folders.emplace_back(folder);
+      }
+    }
+  }
   for (const auto& known : k_known_dirs) {
     folders.emplace_back(known.dir);
   }
-  if (auto cached = cache_folders(paths, sonames)) {
-    folders.insert(folders.end(), cached->begin(), cached->end());
-  } else {
-    out.unread = "the loader's cache: " + paths.display(cached.error().message);
-  }
-  std::vector<std::string> seen;  // real files, so a folder reached twice (a /lib link) counts once
-  auto look = [&](const Paths& in, const std::string& folder) {
-    for (const auto& soname : sonames) {
-      const std::string path = folder + "/" + soname;
-      const std::string real = in.resolve(path);
-      if (real.empty() || std::find(seen.begin(), seen.end(), real) != seen.end()) {
-        continue;  // not there (or a link that loops: the loader could not load it either)
-      }
-      seen.push_back(real);
-      out.copies.push_back({path, version_from_library_name(real)});
-    }
-  };
-  for (const auto& folder : extra_folders) {
-    look(host, folder);  // already a host path (the folder a library was loaded from)
+  for (const char* system : {"/lib", "/lib/aarch64-linux-gnu"}) {
+    folders.emplace_back(system);  // the loader's defaults the known folders leave out
   }
   for (const auto& folder : folders) {
-    look(paths, folder);
+    for (const auto& soname : sonames) {
+      add(paths, folder + "/" + soname);
+    }
+  }
+  const std::string cache = paths.host("/etc/ld.so.cache");
+  if (path_exists(cache)) {  // no cache (NixOS, musl): the loader searches its default folders, looked at above
+    auto text = read_file(cache, 64u << 20);
+    auto cached = text ? ld_cache_paths(*text, sonames) : tl::unexpected(text.error());
+    if (cached) {
+      for (const auto& path : *cached) {
+        add(paths, path);
+      }
+    } else {
+      out.unread += fmt::format("{}/etc/ld.so.cache: {}", out.unread.empty() ? "" : "; ",
+                                paths.display(cached.error().message));
+    }
   }
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -29,11 +30,14 @@ struct LibraryCandidate {
 std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search);
 
 // Every copy of a driver library the dynamic loader could hand a program that asks for it by soname
-// ("libnvidia-cfg.so.1"): the soname in each known driver location, in each folder /etc/ld.so.cache lists
-// it in, and in `extra_folders` (host paths), each with the version its real file is named by. Under --root,
-// the root's locations and cache.
+// ("libnvidia-cfg.so.1"): the soname in `extra_folders` (host paths), in LD_LIBRARY_PATH's folders (live root
+// only), in each known driver location and the loader's default folders, and each path /etc/ld.so.cache
+// gives for it; each with the version its real file is named by. Under --root, the root's folders and cache.
 // The guard uses it to tell a logged "API mismatch" this host's driver could have caused from one it
 // could not.
+// The paths an /etc/ld.so.cache's entries give for `sonames`, in the cache's order (pure, for tests and
+// fuzzing). Fails when the bytes are not a cache in glibc's format.
+Result<std::vector<std::string>> ld_cache_paths(std::string_view cache, const std::vector<std::string>& sonames);
 LoadableCopies loadable_copies(const std::string& root, const std::vector<std::string>& sonames,
                                const std::vector<std::string>& extra_folders);
 

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
+
 namespace gpuwarm {
 
 std::string gpu_label(const GpuFacts& gpu) {
@@ -196,7 +198,9 @@ std::string logged_new_user_space(const Snapshot& s) {
   const std::string loaded = kernel_module_version(s);
   std::string newest;
   for (const ApiMismatch* m : live_mismatches(s)) {
-    if (!m->client_version.empty() && m->client_version != loaded) {
+    // Only a version names user space: a client may send any text.
+    const bool a_version = compare_driver_versions(m->client_version, m->client_version).has_value();
+    if (a_version && m->client_version != loaded) {
       newest = m->client_version;  // log order: the last line is the newest
     }
   }

@@ -177,9 +177,10 @@ inline bool comm_may_be_daemon(std::string_view comm) {
 
 struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
   std::string client;          // "'nvidia-smi' (pid 123)" on >= 575, else ""
-  std::string client_version;  // user space
+  std::string client_version;  // user space, as the client sent it (escaped): not always a version
   std::string kernel_version;  // loaded module
   bool after_module_load = true;  // false when a later "NVRM: loading" superseded it
+  bool client_version_exact = false;  // read between the kernel's own words; false: a driver worded otherwise
 
   // The kernel named a client that may be nvidia-persistenced (comm_may_be_daemon on the quoted name).
   bool refused_the_daemon() const {

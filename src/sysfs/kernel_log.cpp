@@ -54,6 +54,62 @@ std::string version_after(std::string_view text, std::string_view marker) {
   return find_version_token(text, pos + marker.size());
 }
 
+// Where the client's version begins, just past the kernel's words before it, or npos:
+// >= 575: "the client '<comm>' (pid N) has the version X, but this kernel module has the version Y."
+// <= 570: "the client has the version X, but this kernel module has the version Y."
+// A comm (15 bytes at most) cannot hold "(pid N) has the version ", so its first match is the kernel's.
+std::size_t client_version_start(std::string_view joined, std::size_t client_name) {
+  constexpr std::string_view k_unnamed = "the client has the version ";
+  if (client_name == std::string_view::npos) {
+    const auto at = joined.find(k_unnamed);
+    return at == std::string_view::npos ? at : at + k_unnamed.size();
+  }
+  constexpr std::string_view k_pid = "(pid ";
+  constexpr std::string_view k_has = ") has the version ";
+  for (auto at = joined.find(k_pid, client_name); at != std::string_view::npos; at = joined.find(k_pid, at + 1)) {
+    auto digits_end = at + k_pid.size();
+    while (digits_end < joined.size() && joined[digits_end] >= '0' && joined[digits_end] <= '9') {
+      ++digits_end;
+    }
+    if (digits_end > at + k_pid.size() && joined.substr(digits_end, k_has.size()) == k_has) {
+      return digits_end + k_has.size();
+    }
+  }
+  return std::string_view::npos;
+}
+
+ApiMismatch parse_mismatch(std::string_view joined) {
+  ApiMismatch m;
+  const auto client_name = joined.find("the client '");
+  if (client_name != std::string_view::npos) {
+    auto has = joined.find(" has the version", client_name);
+    if (has != std::string_view::npos) {
+      m.client = printable(trim(joined.substr(client_name + 11, has - client_name - 11)));
+    }
+  }
+  // The kernel prints the client's version as the client sent it: any text. It is taken exactly, between
+  // the kernel's own words around it (the last ", but this kernel module..." is the kernel's, whatever the
+  // client's text holds), never as the first version-like token: a client asking with "x" would read as
+  // asking with the module's own version, which the guard would then find installed.
+  constexpr std::string_view k_module = ", but this kernel module has the version ";
+  const auto start = client_version_start(joined, client_name);
+  const auto module = joined.rfind(k_module);
+  if (start != std::string_view::npos && module != std::string_view::npos && module >= start) {
+    m.client_version = printable(joined.substr(start, module - start));
+    m.client_version_exact = true;
+    m.kernel_version = find_version_token(joined, module + k_module.size());
+    return m;
+  }
+  // Worded otherwise (a driver gpuwarm has not seen): the versions as well as they can be told, not exact.
+  const auto client_has = joined.find("has the version");
+  m.client_version = client_has == std::string_view::npos ? std::string{} : find_version_token(joined, client_has + 15);
+  m.kernel_version = version_after(joined, "module has the version");
+  if (m.kernel_version.empty()) {
+    m.kernel_version = version_after(joined, "module has");
+  }
+  return m;
+}
+
 }  // namespace
 
 KernelLogFacts scan_kernel_log(std::string_view text) {
@@ -106,23 +162,7 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
         joined += ' ';
         joined += next_body;
       }
-      ApiMismatch m;
-      // >= 575: "the client '<comm>' (pid N) has the version X, but this kernel module has the version Y."
-      // <= 570: "the client has the version X, but this kernel module has the version Y."
-      auto client_pos = joined.find("the client '");
-      if (client_pos != std::string::npos) {
-        auto has = joined.find(" has the version", client_pos);
-        if (has != std::string::npos) {
-          m.client = printable(trim(std::string_view(joined).substr(client_pos + 11, has - client_pos - 11)));
-        }
-      }
-      auto client_has = joined.find("has the version");
-      m.client_version = client_has == std::string::npos ? std::string{} : find_version_token(joined, client_has + 15);
-      m.kernel_version = version_after(joined, "module has the version");
-      if (m.kernel_version.empty()) {
-        m.kernel_version = version_after(joined, "module has");
-      }
-      facts.mismatches.push_back(std::move(m));
+      facts.mismatches.push_back(parse_mismatch(joined));
     }
   }
   return facts;

@@ -6,6 +6,7 @@ import os
 import shlex
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import unittest
@@ -26,6 +27,21 @@ NEW_FORM = ["NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04
             "NVRM: the version 580.159.04.  Please make sure that this",
             "NVRM: kernel module and all NVIDIA driver components",
             "NVRM: have the same version."]
+
+
+def ld_cache(entries):
+    """/etc/ld.so.cache in glibc's format: header, (flags, key, value, osversion, hwcap) entries, strings."""
+    header = 48 + 24 * len(entries)
+    strings = b""
+    packed = []
+    for key, value in entries:
+        offsets = []
+        for text in (key, value):
+            offsets.append(header + len(strings))
+            strings += text.encode() + b"\0"
+        packed.append(struct.pack("=iIIIQ", 0x0303, offsets[0], offsets[1], 0, 0))
+    return (b"glibc-ld.so.cache1.1" + struct.pack("=II", len(entries), len(strings)) + bytes(20) +
+            b"".join(packed) + strings)
 
 
 class Guard(unittest.TestCase):
@@ -55,7 +71,7 @@ class Guard(unittest.TestCase):
         """A libnvidia-cfg of another version that only the loader's cache names, as an old install leaves."""
         self.root.write(f"opt/old/lib/libnvidia-cfg.so.{version}", "")
         os.symlink(f"libnvidia-cfg.so.{version}", self.root.p("opt/old/lib/libnvidia-cfg.so.1"))
-        self.root.write("etc/ld.so.cache", b"glibc-ld.so.cache1.1\0libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0")
+        self.root.write("etc/ld.so.cache", ld_cache([("libnvidia-cfg.so.1", "/opt/old/lib/libnvidia-cfg.so.1")]))
 
     def guard(self, *args, kmsg=()):
         self.root.kmsg(kmsg)
@@ -118,6 +134,41 @@ class Guard(unittest.TestCase):
                 self.assertEqual(r.returncode, code, r.stdout + r.stderr)
                 self.assertIn(needle, r.stdout)
                 self.assertEqual(r.stdout.count("\n"), 1, "one line for the journal")
+
+    def test_a_stale_copy_only_the_loaders_cache_names_is_found(self):
+        """The cache as the real ldconfig writes it (its strings share tails, so a path can sit inside another),
+        over real shared objects: a stale libnvidia-cfg of the logged version keeps the unit skipped and is
+        named; once it is gone and the cache rebuilt, the same line no longer does."""
+        ldconfig = shutil.which("ldconfig") or ("/usr/sbin/ldconfig" if os.path.exists("/usr/sbin/ldconfig") else None)
+        cc = shutil.which("cc")
+        if os.geteuid() != 0 or not ldconfig or not cc:
+            self.skipTest("needs root (ldconfig -r chroots), ldconfig and a C compiler")
+        self.root.driver(VERSION)
+        source = os.path.join(self.libdir, "empty.c")
+        with open(source, "w") as f:
+            f.write("int gpuwarm_test_symbol;\n")
+
+        def shared_object(folder, version):
+            os.makedirs(self.root.p(folder), exist_ok=True)
+            subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libnvidia-cfg.so.1", "-o",
+                            self.root.p(f"{folder}/libnvidia-cfg.so.{version}"), source], check=True)
+
+        # /x/lib/libnvidia-cfg.so.1 is the tail of /opt/x/lib/libnvidia-cfg.so.1: ldconfig stores it once.
+        shared_object("opt/x/lib", VERSION)
+        shared_object("x/lib", "580.95.05")
+        self.root.write("etc/ld.so.conf", "/opt/x/lib\n/x/lib\n")
+        subprocess.run([ldconfig, "-r", self.root.path], check=True)
+        listed = subprocess.run([ldconfig, "-r", self.root.path, "-p"], capture_output=True, text=True).stdout
+        self.assertIn("/x/lib/libnvidia-cfg.so.1", listed)
+        r = self.guard("--verbose", kmsg=NEW_FORM)
+        self.assertEqual(r.returncode, 12, r.stdout + r.stderr)
+        self.assertIn("client 580.95.05 (installed as /x/lib/libnvidia-cfg.so.1)", r.stdout)
+        self.assertIn("remove or update that copy", r.stdout)
+        shutil.rmtree(self.root.p("x"))
+        subprocess.run([ldconfig, "-r", self.root.path], check=True)
+        r = self.guard("--verbose", kmsg=NEW_FORM)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("/opt/x/lib/libnvidia-cfg.so.1 580.159.04", r.stdout)
 
     def test_device_access_for_the_daemon_user(self):
         self.root.driver(VERSION)

@@ -184,7 +184,8 @@ class Lint(unittest.TestCase):
         # A binary too large to read whole (a driver .run installer) is still a binary: skipped by design.
         installer = os.path.join(self.tree, "NVIDIA-Linux-x86_64.run")
         with open(installer, "wb") as f:
-            f.write(b"#!/bin/sh\nnvidia-smi -pm 1\n\0" + b"\x7fELF" * (3 << 20))
+            # A makeself header of tens of KiB before the first NUL, as NVIDIA's installers have.
+            f.write(b"#!/bin/sh\nnvidia-smi -pm 1\n" + b"# header\n" * 4000 + b"\0" + b"\x7fELF" * (3 << 20))
         r = self.lint(clean, installer)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("NVIDIA-Linux-x86_64.run: skipped: binary", r.stderr)

@@ -18,7 +18,9 @@
 #include "exporter/http_server.h"
 #include "fix/plan.h"
 #include "fleet/fleet.h"
+#include "guard/guard.h"
 #include "lint/lint.h"
+#include "nvml/nvml_library.h"
 #include "output/metrics.h"
 #include "probe/probe.h"
 #include "rules/rule.h"
@@ -42,10 +44,39 @@ void kernel_log(std::string_view text) {
     if (m.client_version.size() > text.size() || m.kernel_version.size() > text.size()) {
       __builtin_trap();
     }
+    (void)m.refused_the_daemon();
+  }
+  // The guard over whatever the log held, on a node whose halves agree: a code in ExecCondition's skip range
+  // (never 255), and one line for the journal.
+  guard::GuardFacts node;
+  node.driver.module_loaded = true;
+  node.driver.kernel_version = Fact<std::string>::known("580.159.04");
+  node.user_space = {{"libnvidia-ml", "580.159.04", ""}, {"libnvidia-cfg", "580.159.04", ""}};
+  node.driver.device_nodes = {{"/dev/nvidiactl", true, 0666}, {"/dev/nvidia0", true, 0666}};
+  node.loadable.looked = true;
+  node.loadable.copies = {{"/usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1", "580.159.04"},
+                          {"/usr/local/lib/libnvidia-cfg.so.1", "590.10.01"}};
+  node.kernel_log = facts;
+  const auto decision = guard::evaluate(node);
+  if (static_cast<int>(decision.code) < 0 || static_cast<int>(decision.code) > 254 ||
+      decision.line.find('\n') != std::string::npos) {
+    __builtin_trap();
   }
   // The same bytes as one /dev/kmsg record: a sequence number only where "prio,seq," says one.
   if (auto seq = kmsg_sequence(text); seq && text.find(',') == std::string_view::npos) {
     __builtin_trap();
+  }
+}
+
+// /etc/ld.so.cache (the guard's copies of the daemon's libraries): refused or read, never past its end.
+void ld_cache(std::string_view bytes) {
+  auto paths = nvml::ld_cache_paths(bytes, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1", "libc.so.6"});
+  if (paths) {
+    for (const auto& p : *paths) {
+      if (p.empty() || p.front() != '/' || p.size() > bytes.size()) {
+        __builtin_trap();
+      }
+    }
   }
 }
 
@@ -195,7 +226,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_target = t != nullptr ? t : "";
   if (g_target.empty()) {
     std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: listen kernel_log proc_driver unit_file snapshot fleet "
-                         "watch_replay probe_baseline lint\n");
+                         "watch_replay probe_baseline lint ld_cache\n");
     std::exit(2);
   }
   return 0;
@@ -212,6 +243,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else if (g_target == "probe_baseline") probe_baseline(text);
   else if (g_target == "lint") fuzz_lint(text);
   else if (g_target == "listen") fuzz_listen(text);
+  else if (g_target == "ld_cache") ld_cache(text);
   else __builtin_trap();
   return 0;
 }

@@ -188,6 +188,32 @@ TEST(Guard, a_mismatch_for_a_version_no_installed_library_has_does_not_keep_the_
   const std::vector<Case> cases = {
       {"named like the daemon, no copy of that version", daemon, installed({cfg, ml}), Code::go,
        "no driver library the loader could give nvidia-persistenced has that version"},
+      {"asked with no version at all", daemon,
+       [&](guard::GuardFacts& f) {
+         installed({cfg, ml})(f);
+         f.kernel_log.mismatches[0].client_version = "";
+       },
+       Code::go, "for client version \"\": no driver library"},
+      {"asked with text that only begins like the module's version", daemon,
+       [&](guard::GuardFacts& f) {
+         installed({cfg, ml})(f);
+         f.kernel_log.mismatches[0].client_version = "580.159.04x";
+       },
+       Code::go, "for client version \"580.159.04x\": no driver library"},
+      {"asked with the module's own version, which the kernel does not refuse", daemon,
+       [&](guard::GuardFacts& f) {
+         installed({cfg, ml})(f);
+         f.kernel_log.mismatches[0].client_version = "580.159.04";
+       },
+       Code::go, "the module's own version, which the kernel does not refuse"},
+      {"a line worded otherwise: its version not read exactly", daemon,
+       [&](guard::GuardFacts& f) {
+         installed({cfg, ml})(f);
+         f.kernel_log.mismatches[0].client_version_exact = false;
+       },
+       Code::api_mismatch_logged, "client 590.10.01, kernel module 580.159.04"},
+      {"no libnvidia-cfg found, the library the daemon loads", daemon, installed({ml}), Code::api_mismatch_logged,
+       "client 590.10.01"},
       {"not named (before 575), no copy of that version", "", installed({cfg, ml}), Code::go,
        "from a client it did not name for client version 590.10.01"},
       {"a copy of that version where the loader looks: it may be found first", daemon,
@@ -209,7 +235,7 @@ TEST(Guard, a_mismatch_for_a_version_no_installed_library_has_does_not_keep_the_
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     auto f = ready_node();
-    f.kernel_log.mismatches = {{c.client, "590.10.01", "580.159.04", true}};
+    f.kernel_log.mismatches = {{c.client, "590.10.01", "580.159.04", true, true}};
     c.edit(f);
     auto r = guard::evaluate(f);
     EXPECT_EQ(r.code, c.code) << r.line;

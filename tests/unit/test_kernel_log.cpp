@@ -51,6 +51,40 @@ TEST(KernelLog, NewMismatchForm) {
   EXPECT_EQ(f.mismatches[0].kernel_version, "580.82.07");
 }
 
+// The client's version is whatever text the client sent: read exactly between the kernel's own words, never
+// as the first version-like token (which, for a client asking with "x", is the module's own version).
+TEST(KernelLog, TheClientsVersionIsReadExactlyWhateverItHolds) {
+  auto mismatch = [](const std::string& comm, const std::string& sent) {
+    std::string log = "NVRM: API mismatch: the client '" + comm + "' (pid 4242)\n"
+                      "NVRM: has the version " + sent + ", but this kernel module has\n"
+                      "NVRM: the version 580.159.04.  Please make sure that this\n";
+    KernelLogFacts f = scan_kernel_log(log);
+    EXPECT_EQ(f.mismatches.size(), 1u);
+    return f.mismatches.empty() ? ApiMismatch{} : f.mismatches[0];
+  };
+  for (const std::string sent : {"x", "", "580.159.04x", "1.2.3.4.5", "590.10.01", "v9 (pid 1) has the version 2.2"}) {
+    SCOPED_TRACE(sent);
+    const ApiMismatch m = mismatch("nvidia-persiste", sent);
+    EXPECT_TRUE(m.client_version_exact);
+    EXPECT_EQ(m.client_version, sent);
+    EXPECT_EQ(m.kernel_version, "580.159.04");
+    EXPECT_EQ(m.client, "'nvidia-persiste' (pid 4242)");
+  }
+  // Text that copies the kernel's own words: the last of them are the kernel's.
+  const ApiMismatch copied = mismatch("nvidia-persiste", "9.9.9, but this kernel module has the version 1.1.1");
+  EXPECT_EQ(copied.client_version, "9.9.9, but this kernel module has the version 1.1.1");
+  EXPECT_EQ(copied.kernel_version, "580.159.04");
+  // A name that holds the kernel's words before the version cannot reach its pid (15 bytes at most).
+  EXPECT_EQ(mismatch("(pid 1) has th", "590.10.01").client_version, "590.10.01");
+  // The old form, and one worded otherwise (the versions as well as they can be told, not exact).
+  KernelLogFacts old_form = scan_kernel_log(k_old_form);
+  ASSERT_EQ(old_form.mismatches.size(), 1u);
+  EXPECT_TRUE(old_form.mismatches[0].client_version_exact);
+  KernelLogFacts other = scan_kernel_log("NVRM: API mismatch: client 590.10.01 against module 580.159.04\n");
+  ASSERT_EQ(other.mismatches.size(), 1u);
+  EXPECT_FALSE(other.mismatches[0].client_version_exact);
+}
+
 TEST(KernelLog, KmsgRecordsAndContinuationLines) {
   std::string kmsg =
       "6,1000,494523,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n"

@@ -1,6 +1,9 @@
 // NVML collection through the real loader, against the project's fake
 // libnvidia-ml.so.1 (tests/fake_nvml) driven by scenario files.
 
+#include <algorithm>
+#include <cstdint>
+#include <utility>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -154,6 +157,70 @@ TEST(NvmlLibrary, VersionStrings) {
   EXPECT_EQ(nvml::driver_version_from_nvml_version("580.159.04"), "580.159.04");
 }
 
+// An /etc/ld.so.cache in glibc's format: entries (soname, path) whose strings may share tails, as ldconfig
+// writes them since glibc 2.33; with `old_format_first`, behind the old format's header, as before 2.32.
+std::string ld_cache(const std::vector<std::pair<std::string, std::string>>& entries, bool old_format_first = false) {
+  std::string strings;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> offsets;
+  const std::size_t header = 48 + entries.size() * 24;
+  auto place = [&](const std::string& text) {
+    // A string already there as the tail of another is not written again.
+    if (const auto at = strings.find(text + '\0'); at != std::string::npos) {
+      return static_cast<std::uint32_t>(header + at);
+    }
+    strings += text + '\0';
+    return static_cast<std::uint32_t>(header + strings.size() - text.size() - 1);
+  };
+  // Longest first, so a shorter path can be found inside a longer one.
+  std::vector<std::string> texts;
+  for (const auto& [key, value] : entries) {
+    texts.push_back(key);
+    texts.push_back(value);
+  }
+  std::sort(texts.begin(), texts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const auto& t : texts) {
+    place(t);
+  }
+  for (const auto& [key, value] : entries) {
+    offsets.emplace_back(place(key), place(value));
+  }
+  auto u32 = [](std::uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); };
+  std::string table = "glibc-ld.so.cache1.1" + u32(static_cast<std::uint32_t>(entries.size())) +
+                      u32(static_cast<std::uint32_t>(strings.size())) + std::string(20, '\0');
+  for (const auto& [key, value] : offsets) {
+    table += u32(0x0303) + u32(key) + u32(value) + u32(0) + std::string(8, '\0');
+  }
+  table += strings;
+  if (!old_format_first) {
+    return table;
+  }
+  std::string old = "ld.so-1.7.0" + std::string(1, '\0') + u32(1) + u32(1) + u32(0) + u32(0);  // 16 + 12 bytes
+  old.resize((old.size() + 7) & ~std::size_t{7}, '\0');
+  return old + table;
+}
+
+TEST(NvmlLibrary, TheLoadersCacheIsReadByItsEntries) {
+  const std::vector<std::pair<std::string, std::string>> entries = {
+      {"libnvidia-ml.so.1", "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1"},
+      {"libnvidia-ml.so.1", "/lib/aarch64-linux-gnu/libnvidia-ml.so.1"},  // the tail of the one above
+      {"libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"},
+      {"libnvidia-cfg.so.1", "/usr/lib/aarch64-linux-gnu/glibc-hwcaps/x/libnvidia-cfg.so.580.159.04"}};
+  for (bool old_format_first : {false, true}) {
+    SCOPED_TRACE(old_format_first);
+    const std::string cache = ld_cache(entries, old_format_first);
+    auto paths = nvml::ld_cache_paths(cache, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"});
+    ASSERT_TRUE(paths) << paths.error().message;
+    EXPECT_EQ(*paths, (std::vector<std::string>{"/usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1",
+                                                "/lib/aarch64-linux-gnu/libnvidia-ml.so.1",
+                                                "/usr/lib/aarch64-linux-gnu/glibc-hwcaps/x/libnvidia-cfg.so.580.159.04"}));
+    // Cut anywhere, it is refused, never read past its end.
+    for (std::size_t cut : {std::size_t{10}, std::size_t{40}, cache.size() / 2, cache.size() - 1}) {
+      EXPECT_FALSE(nvml::ld_cache_paths(cache.substr(0, cut), {"libnvidia-ml.so.1"})) << cut;
+    }
+  }
+  EXPECT_FALSE(nvml::ld_cache_paths("libnvidia-ml.so.1\0/usr/lib/libnvidia-ml.so.1\0", {"libnvidia-ml.so.1"}));
+}
+
 // The copies the loader could give a program asking by soname: the known driver folders and the cache's,
 // inside the root, each once, named by the version of the file its link ends at.
 TEST(NvmlLibrary, LoadableCopiesAreFoundWhereTheLoaderLooks) {
@@ -170,14 +237,13 @@ TEST(NvmlLibrary, LoadableCopiesAreFoundWhereTheLoaderLooks) {
   tree.write("opt/old/lib/libnvidia-cfg.so.575.57.08", "");
   tree.symlink("libnvidia-cfg.so.575.57.08", "opt/old/lib/libnvidia-cfg.so.1");
   tree.mkdir("etc");
-  using namespace std::string_literals;
-  tree.write("etc/ld.so.cache", "glibc-ld.so.cache1.1\0\x01\x02libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0"
-                                "libnvidia-cfg.so.1\0/gone/libnvidia-cfg.so.1\0/opt/old/lib/libfoo.so.1\0"s);
+  tree.write("etc/ld.so.cache", ld_cache({{"libnvidia-cfg.so.1", "/opt/old/lib/libnvidia-cfg.so.1"},
+                                          {"libnvidia-cfg.so.1", "/gone/libnvidia-cfg.so.1"},
+                                          {"libfoo.so.1", "/opt/old/lib/libfoo.so.1"}}));
   // A folder given by the caller (where --nvml was), outside the root: an unversioned copy.
   tree.mkdir("elsewhere");
   tree.write("elsewhere/libnvidia-ml.so.1", "");
-  auto found = nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"},
-                                     {tree.path("elsewhere")});
+  auto found = nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"}, {tree.path("elsewhere")});
   EXPECT_TRUE(found.looked);
   EXPECT_EQ(found.unread, "");
   std::vector<std::string> seen;
@@ -188,12 +254,16 @@ TEST(NvmlLibrary, LoadableCopiesAreFoundWhereTheLoaderLooks) {
                                             "/usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1 580.159.04",
                                             "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1 580.159.04",
                                             "/opt/old/lib/libnvidia-cfg.so.1 575.57.08"}));
-  // No cache at all is no gap (the loader then searches its default folders); a cache that is not a
-  // regular file is.
+  // No cache at all is no gap (the loader then searches its default folders); one not in glibc's format,
+  // or not a regular file, is.
   std::filesystem::remove(tree.path("etc/ld.so.cache"));
   EXPECT_EQ(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread, "");
+  tree.write("etc/ld.so.cache", "libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0");
+  EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("/etc/ld.so.cache: not a cache"),
+            std::string::npos);
+  std::filesystem::remove(tree.path("etc/ld.so.cache"));
   tree.mkdir("etc/ld.so.cache");
-  EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("the loader's cache: "),
+  EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("/etc/ld.so.cache: "),
             std::string::npos);
 }
 
