@@ -19,7 +19,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen ld_cache ansible_module)
+  targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen loader ansible_module)
 fi
 out=build-fuzz
 mkdir -p "$out/obj"
@@ -27,7 +27,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-saniti
        $(pkg-config --cflags fmt))
 sources=(
   tests/fuzz/fuzz_parsers.cpp
-  src/core/strings.cpp src/core/fs.cpp src/core/paths.cpp
+  src/core/strings.cpp src/core/fs.cpp src/core/paths.cpp src/core/elf.cpp
   src/sysfs/kernel_log.cpp src/sysfs/driver.cpp src/sysfs/processes.cpp src/sysfs/daemon.cpp src/systemd/unit_file.cpp
   src/snapshot/snapshot_json.cpp src/snapshot/clock_reasons.cpp
   src/rules/helpers.cpp src/rules/registry.cpp src/rules/driver.cpp src/rules/daemon.cpp src/rules/clocks.cpp
@@ -66,7 +66,7 @@ seed snapshot examples/h100-legacy-flag.json examples/h200-legacy-flag.json
 seed fleet examples/h100-fix-check-mode.json examples/h100-probe.json examples/h200-legacy-flag.json
 seed watch_replay examples/h100-watch-detached.json examples/h100-watch-load.json
 seed probe_baseline examples/h100-probe.json
-seed ld_cache /etc/ld.so.cache  # this machine's, as ldconfig wrote it
+seed loader /etc/ld.so.cache /usr/bin/true  # this machine's, as ldconfig and a linker wrote them
 # Inputs that once crashed a parser stay in its corpus.
 for f in tests/fuzz/regressions/*; do
   [ -e "$f" ] && seed "$(basename "$f" | cut -d- -f1)" "$f"

@@ -26,6 +26,8 @@
 #include "core/strings.h"
 #include "guard/guard.h"
 #include "core/deadline.h"
+#include "core/elf.h"
+#include "core/fs.h"
 #include "nvml/nvml_library.h"
 #include "snapshot/snapshot_json.h"
 #include "sysfs/daemon.h"
@@ -142,22 +144,43 @@ guard::UserSpaceVersion cfg_version(const std::string& nvml_real_path) {
 // on a network mount that hangs must not hold the unit past its start timeout (that would fail it).
 constexpr std::chrono::seconds k_guard_copies_timeout{5};
 
-LoadableCopies loadable_copies_if_needed(const KernelLogFacts& log, const std::string& root,
-                                         const std::string& nvml_real_path) {
+LoadableCopies loadable_copies_if_needed(const KernelLogFacts& log, const Paths& paths,
+                                         const std::string& nvml_real_path, const std::string& daemon) {
   const bool needed = std::any_of(log.mismatches.begin(), log.mismatches.end(), [](const ApiMismatch& m) {
     return m.after_module_load && (m.client.empty() || m.refused_the_daemon());
   });
   if (!needed) {
     return {};
   }
-  // The folder NVML was taken from counts too: --nvml may name one no search would reach.
-  std::vector<std::string> nvml_folder;
-  if (!nvml_real_path.empty()) {
-    nvml_folder.push_back(std::filesystem::path(nvml_real_path).parent_path().string());
-  }
-  auto result = run_with_deadline<LoadableCopies>(k_guard_copies_timeout, [root, nvml_folder](Progress&) {
-    return nvml::loadable_copies(root, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"}, nvml_folder);
-  });
+  auto result = run_with_deadline<LoadableCopies>(
+      k_guard_copies_timeout, [paths, nvml_real_path, daemon](Progress& progress) {
+        // The folder NVML was taken from counts too: --nvml may name one no search would reach.
+        std::vector<std::string> folders;
+        if (!nvml_real_path.empty()) {
+          folders.push_back(std::filesystem::path(nvml_real_path).parent_path().string());
+        }
+        // The daemon's own search path (NixOS builds it with a RUNPATH), folders of the root.
+        std::vector<std::string> daemon_folders;
+        std::string gap;
+        if (!daemon.empty()) {
+          progress.set("reading " + daemon);
+          if (auto bytes = read_file(daemon, 64u << 20)) {
+            const std::string origin = paths.display(std::filesystem::path(daemon).parent_path().string());
+            ElfSearchPaths asked = elf_search_paths(*bytes, origin);
+            daemon_folders = std::move(asked.folders);
+            gap = asked.unread.empty() ? "" : paths.display(daemon) + ": " + asked.unread;
+          } else {
+            gap = paths.display(bytes.error().message);
+          }
+        }
+        progress.set("looking for libnvidia-cfg.so.1 and libnvidia-ml.so.1");
+        LoadableCopies found = nvml::loadable_copies(paths.root(), {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"},
+                                                     folders, daemon_folders);
+        if (!gap.empty()) {
+          found.unread += (found.unread.empty() ? "" : "; ") + gap;
+        }
+        return found;
+      });
   if (result.value) {
     return std::move(*result.value);
   }
@@ -165,25 +188,34 @@ LoadableCopies loadable_copies_if_needed(const KernelLogFacts& log, const std::s
   unread.looked = true;
   unread.unread = result.stuck_at.starts_with("failed: ")
                       ? result.stuck_at
-                      : fmt::format("the search did not answer in {} s", k_guard_copies_timeout.count());
+                      : fmt::format("the search did not answer in {} s ({})", k_guard_copies_timeout.count(),
+                                    result.stuck_at);
   return unread;
 }
 
-guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& given) {
-  guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, ""};
-  std::string binary = given;
+// The daemon binary to ask: --daemon as given, else the first in the usual directories, links resolved
+// inside the root as find_system_executable followed them. A host path; "" with `missing` said.
+std::string daemon_binary(const Paths& paths, const std::string& given, std::string& missing) {
+  if (!given.empty()) {
+    return given;
+  }
+  Fact<std::string> found = find_daemon_binary(paths);
+  if (!found.has()) {
+    missing = found.missing;
+    return {};
+  }
+  std::string binary = paths.resolve(*found);
   if (binary.empty()) {
-    Fact<std::string> found = find_daemon_binary(paths);
-    if (!found.has()) {
-      v.missing = found.missing;
-      return v;
-    }
-    // The file that was checked: links resolved inside the root, as find_system_executable followed them.
-    binary = paths.resolve(*found);
-    if (binary.empty()) {
-      v.missing = *found + ": gone since it was checked";
-      return v;
-    }
+    missing = *found + ": gone since it was checked";
+  }
+  return binary;
+}
+
+guard::UserSpaceVersion daemon_version(const std::string& binary, const std::string& missing) {
+  guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, ""};
+  if (binary.empty()) {
+    v.missing = missing;
+    return v;
   }
   auto out = run_capture({binary, "--version"}, 5000);
   if (!out) {
@@ -313,8 +345,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       "initializes NVML or touches a GPU. A mismatch logged for a client that may be the daemon (named so,\n"
       "or not named) does not skip the unit when the version it asked with, read exactly from the line, is\n"
       "the module's own or one that no libnvidia-cfg.so.1 or libnvidia-ml.so.1 has where the loader looks\n"
-      "(LD_LIBRARY_PATH, the known driver folders, /etc/ld.so.cache's entries), every such place having\n"
-      "been read within 5 s: any process can take the daemon's name and ask with a made-up version.\n\n"
+      "(LD_LIBRARY_PATH, the daemon binary's RUNPATH, the known driver folders, /etc/ld.so.cache's\n"
+      "entries), every such place having been read within 5 s: any process can take the daemon's name and\n"
+      "ask with a made-up version.\n\n"
       "Exit codes (ExecCondition: 0 starts the unit, 1-254 skip it cleanly; the guard never exits 255, and\n"
       "a crash inside it still exits 1):\n";
   for (const auto& c : guard::codes()) {
@@ -350,13 +383,15 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
           return static_cast<int>(guard::Code::usage);
         }
       }
-      guard::UserSpaceVersion daemon = daemon_version(paths, opts->daemon);
+      std::string daemon_missing;
+      const std::string daemon_path = daemon_binary(paths, opts->daemon, daemon_missing);
+      guard::UserSpaceVersion daemon = daemon_version(daemon_path, daemon_missing);
       facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
       NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
       facts.user_space.push_back(nvml.version);
       facts.user_space.push_back(cfg_version(nvml.real_path));
       facts.user_space.push_back(daemon);
-      facts.loadable = loadable_copies_if_needed(facts.kernel_log, opts->root, nvml.real_path);
+      facts.loadable = loadable_copies_if_needed(facts.kernel_log, paths, nvml.real_path, daemon_path);
     }
     return finish(guard::evaluate(facts), *opts);
   };

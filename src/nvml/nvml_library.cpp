@@ -342,7 +342,8 @@ Result<std::vector<std::string>> ld_cache_paths(std::string_view cache, const st
 }
 
 LoadableCopies loadable_copies(const std::string& root, const std::vector<std::string>& sonames,
-                               const std::vector<std::string>& extra_folders) {
+                               const std::vector<std::string>& extra_folders,
+                               const std::vector<std::string>& root_folders) {
   const Paths paths(root);
   const Paths host("/");
   LoadableCopies out;
@@ -372,7 +373,7 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
   }
   // The loader's own search: LD_LIBRARY_PATH (a unit's Environment= reaches its ExecCondition= too), the
   // cache, then its default folders; and the known driver folders, where an install may sit uncached.
-  std::vector<std::string> folders;
+  std::vector<std::string> folders = root_folders;
   if (const char* env = paths.is_live() ? std::getenv("LD_LIBRARY_PATH") : nullptr; env != nullptr) {
     for (auto folder : split(env, ':')) {
       if (!folder.empty() && folder.front() == '/') {  // the loader takes a relative one from the cwd: not root's

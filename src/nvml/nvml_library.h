@@ -38,8 +38,10 @@ std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search);
 // The paths an /etc/ld.so.cache's entries give for `sonames`, in the cache's order (pure, for tests and
 // fuzzing). Fails when the bytes are not a cache in glibc's format.
 Result<std::vector<std::string>> ld_cache_paths(std::string_view cache, const std::vector<std::string>& sonames);
+// `root_folders`: more folders of the root to look in (an executable's RUNPATH).
 LoadableCopies loadable_copies(const std::string& root, const std::vector<std::string>& sonames,
-                               const std::vector<std::string>& extra_folders);
+                               const std::vector<std::string>& extra_folders,
+                               const std::vector<std::string>& root_folders = {});
 
 class Library {
  public:

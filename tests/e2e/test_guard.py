@@ -170,6 +170,34 @@ class Guard(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("/opt/x/lib/libnvidia-cfg.so.1 580.159.04", r.stdout)
 
+    def test_a_stale_copy_only_the_daemons_runpath_reaches_is_found(self):
+        """NixOS builds nvidia-persistenced with a RUNPATH: a real executable whose RUNPATH ($ORIGIN/../nvlib)
+        reaches a stale libnvidia-cfg of the logged version keeps the unit skipped, naming the copy; the same
+        executable built without it does not."""
+        cc = shutil.which("cc")
+        if not cc:
+            self.skipTest("needs a C compiler")
+        self.root.driver(VERSION)
+        source = os.path.join(self.libdir, "daemon.c")
+        with open(source, "w") as f:
+            f.write('#include <stdio.h>\nint main(void) { puts("nvidia-persistenced:  version %s"); return 0; }\n'
+                    % VERSION)
+
+        def daemon(*link_flags):
+            os.makedirs(self.root.p("usr/bin"), exist_ok=True)
+            subprocess.run([cc, *link_flags, "-o", self.root.p("usr/bin/nvidia-persistenced"), source], check=True)
+
+        self.root.write("usr/nvlib/libnvidia-cfg.so.580.95.05", "")
+        os.symlink("libnvidia-cfg.so.580.95.05", self.root.p("usr/nvlib/libnvidia-cfg.so.1"))
+        daemon("-Wl,--enable-new-dtags,-rpath,$ORIGIN/../nvlib")
+        r = self.guard("--verbose", kmsg=NEW_FORM)
+        self.assertEqual(r.returncode, 12, r.stdout + r.stderr)
+        self.assertIn(f"nvidia-persistenced --version {VERSION}", r.stdout)
+        self.assertIn("client 580.95.05 (installed as /usr/bin/../nvlib/libnvidia-cfg.so.1)", r.stdout)
+        daemon()
+        r = self.guard("--verbose", kmsg=NEW_FORM)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_device_access_for_the_daemon_user(self):
         self.root.driver(VERSION)
         os.chmod(self.root.p("dev/nvidia1"), 0o600)

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/elf.h"
 #include "core/strings.h"
 #include "exporter/http_server.h"
 #include "fix/plan.h"
@@ -68,8 +69,15 @@ void kernel_log(std::string_view text) {
   }
 }
 
-// /etc/ld.so.cache (the guard's copies of the daemon's libraries): refused or read, never past its end.
-void ld_cache(std::string_view bytes) {
+// What tells the guard where the loader looks: /etc/ld.so.cache, and an executable's RUNPATH. Refused or
+// read, never past their end.
+void loader(std::string_view bytes) {
+  const ElfSearchPaths asked = elf_search_paths(bytes, "/origin");
+  for (const auto& folder : asked.folders) {
+    if (folder.empty() || folder.front() != '/' || folder.find('$') != std::string::npos) {
+      __builtin_trap();
+    }
+  }
   auto paths = nvml::ld_cache_paths(bytes, {"libnvidia-cfg.so.1", "libnvidia-ml.so.1", "libc.so.6"});
   if (paths) {
     for (const auto& p : *paths) {
@@ -226,7 +234,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_target = t != nullptr ? t : "";
   if (g_target.empty()) {
     std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: listen kernel_log proc_driver unit_file snapshot fleet "
-                         "watch_replay probe_baseline lint ld_cache\n");
+                         "watch_replay probe_baseline lint loader\n");
     std::exit(2);
   }
   return 0;
@@ -243,7 +251,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else if (g_target == "probe_baseline") probe_baseline(text);
   else if (g_target == "lint") fuzz_lint(text);
   else if (g_target == "listen") fuzz_listen(text);
-  else if (g_target == "ld_cache") ld_cache(text);
+  else if (g_target == "loader") loader(text);
   else __builtin_trap();
   return 0;
 }
