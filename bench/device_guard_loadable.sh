@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Read-only on a real GPU node: which copies of libnvidia-cfg.so.1 / libnvidia-ml.so.1 the guard finds where
 # the loader looks, and what it decides for a logged "NVRM: API mismatch" (given as a --kernel-log file, so
-# nothing is asked of the driver) from a process named like the daemon: for a version no installed copy has
-# (go), and for one an installed copy has (skip, 12, naming the copy). Changes no GPU setting.
+# nothing is asked of the driver) from a process named like the daemon or not named: for a version no installed
+# copy has (go), and for the module's own (go: the kernel never refuses it); and what the search costs. A stale
+# copy (skip, 12, naming it) is staged in tests/e2e/test_guard.py with the real ldconfig. Changes no GPU setting.
 #   bash scripts/package.sh && mkdir -p .devbin && cp dist/gpuwarm-*-linux-x86_64.tar.gz .devbin/
 #   device: bash bench/device_guard_loadable.sh        (carry .devbin)
 set -uo pipefail
@@ -37,10 +38,26 @@ run "named like the daemon, a version no copy has (999.1.1)" --kernel-log "$(kms
 run "not named, a version no copy has (999.1.1)" --kernel-log "$(kmsg \
   "NVRM: API mismatch: the client has the version 999.1.1, but" \
   "NVRM: this kernel module has the version $module.  Please")"
-# The installed copies carry the module's version; a line claiming it for the client (which the kernel would
-# not log, the versions being equal) shows that a copy of the logged version is found and named.
+# The installed copies carry the module's version; a line claiming it for the client is one the kernel never
+# logs (it refuses only a version other than its own): not a refusal, so the guard goes on.
 run "named like the daemon, the installed version" --kernel-log "$(kmsg \
   "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)" \
   "NVRM: has the version $module, but this kernel module has" "NVRM: the version $module.  Please make sure")"
+# What the search costs at boot: the guard with a line that needs it against one that does not (medians of 20).
+spoofed=$(kmsg "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)" \
+  "NVRM: has the version 999.1.1, but this kernel module has" "NVRM: the version $module.  Please make sure")
+python3 - "$gpuwarm" "$(kmsg)" "$spoofed" <<'PY'
+import statistics, subprocess, sys, time
+gpuwarm, quiet, spoofed = sys.argv[1:4]
+def median_ms(log):
+    walls = []
+    for _ in range(20):
+        t = time.monotonic()
+        subprocess.run([gpuwarm, "guard", "--kernel-log", log], capture_output=True)
+        walls.append((time.monotonic() - t) * 1000)
+    return statistics.median(walls)
+a, b = median_ms(quiet), median_ms(spoofed)
+print(f"guard wall, median of 20: nothing logged {a:.1f} ms; a daemon-named line (copies searched) {b:.1f} ms; ratio {b / a:.2f}")
+PY
 "$gpuwarm" guard --json --kernel-log "$(kmsg)" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("json:", d["exit_code"], d["reason"], [x for x in d["details"] if "copies" in x or "libnvidia" in x])'
 rm -rf "$work"
