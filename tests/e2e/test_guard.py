@@ -3,6 +3,7 @@ binary and kernel log; a driver directory holding the fake libnvidia-ml and a
 libnvidia-cfg named like the driver's. Every reason's exit code, and a guard
 that fails inside still exits in ExecCondition's skip range."""
 import os
+import platform
 import shlex
 import shutil
 import socket
@@ -169,6 +170,13 @@ class Guard(unittest.TestCase):
         r = self.guard("--verbose", kmsg=NEW_FORM)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("/opt/x/lib/libnvidia-cfg.so.1 580.159.04", r.stdout)
+        if platform.machine() == "x86_64":
+            # A glibc-hwcaps subfolder, which the loader prefers: the cache names its real file, not the soname.
+            shared_object("opt/x/lib/glibc-hwcaps/x86-64-v2", "580.95.05")
+            subprocess.run([ldconfig, "-r", self.root.path], check=True)
+            r = self.guard("--verbose", kmsg=NEW_FORM)
+            self.assertEqual(r.returncode, 12, r.stdout + r.stderr)
+            self.assertIn("(installed as /opt/x/lib/glibc-hwcaps/x86-64-v2/libnvidia-cfg.so.580.95.05)", r.stdout)
 
     def test_a_stale_copy_only_the_daemons_runpath_reaches_is_found(self):
         """NixOS builds nvidia-persistenced with a RUNPATH: a real executable whose RUNPATH ($ORIGIN/../nvlib)
