@@ -512,12 +512,16 @@ class RealSystemd(unittest.TestCase):
             return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
-    def reset(self, *args):
+    def wait_for_stand_ins(self):
         # A reset before may have started the daemon: its stand-in is bash, holding the device nodes, until it
-        # execs the daemon a moment later. A reset now would see that as a holder and refuse (seen in CI s38).
+        # execs the daemon a moment later. A reset now would see that as a holder and refuse (seen in CI s38,
+        # and in s39 for the interrupted reset, which then ended before it could be interrupted).
         deadline = time.time() + 20
         while time.time() < deadline and self.stand_in_scripts_running():
             time.sleep(0.05)
+
+    def reset(self, *args):
+        self.wait_for_stand_ins()
         r = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--settle", "1", "--samples", "1",
                         "--nvml", "/opt/gpuwarm/fake/libnvidia-ml.so.1", "--json", *args)
         return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"raw": r.stdout + r.stderr})
@@ -525,6 +529,7 @@ class RealSystemd(unittest.TestCase):
     def interrupted_reset(self):
         """`reset --yes` with SIGINT sent while the stand-in nvidia-smi resets (it sleeps 3 s): exit 130, the report."""
         open(os.path.join(self.root, "run/smi-sleep"), "w").close()
+        self.wait_for_stand_ins()
         p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
                         "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
         deadline = time.time() + 20
@@ -532,7 +537,9 @@ class RealSystemd(unittest.TestCase):
                                                             capture_output=True).stdout:
             time.sleep(0.05)
         pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
-        self.assertTrue(pid, "gpuwarm reset not found")
+        if not pid:
+            out, err = p.communicate(timeout=60)
+            self.fail(f"gpuwarm reset not found running (exit {p.returncode}): {out} {err}")
         os.kill(int(pid[0]), signal.SIGINT)
         out, err = p.communicate(timeout=60)
         os.unlink(os.path.join(self.root, "run/smi-sleep"))
