@@ -8,6 +8,9 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -110,12 +113,74 @@ ApiMismatch parse_mismatch(std::string_view joined) {
   return m;
 }
 
+constexpr std::string_view k_mismatch_end = "have the same version";
+constexpr int k_mismatch_max_lines = 16;  // the kernel's 4 or 5, and the new lines a client's version may hold
+
+// A module's load line, as both forms of the driver print it ("loading NVIDIA UNIX x86_64 Kernel Module",
+// "loading NVIDIA UNIX Open Kernel Module for x86_64"): the whole of it, so that a line a client's version
+// brings into a text log must be long as well.
+bool is_module_load(std::string_view body) {
+  return starts_with(body, "loading NVIDIA UNIX ") && body.find("Kernel Module") != std::string_view::npos;
+}
+
+// One line of the log as a message. A /dev/kmsg record keeps what the driver printed at once, its lines
+// escaped ("\\x0a", as every byte below a space and the backslash): unescaped, its lines are joined as a text
+// log's would be, and it is whole, so no line inside it (a client's version may hold new lines) reads as
+// a message of its own.
+struct LogMessage {
+  std::string text;
+  bool whole = false;  // one /dev/kmsg record holding every line the driver printed at once
+};
+
+LogMessage log_message(std::string_view line) {
+  std::string_view msg = message_of(line);
+  const bool kmsg_record = msg.size() < line.size() && line.front() >= '0' && line.front() <= '9' &&
+                           line[line.size() - msg.size() - 1] == ';';
+  if (!kmsg_record || msg.find("\\x") == std::string_view::npos) {
+    return {std::string(msg), false};
+  }
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string raw;
+  raw.reserve(msg.size());
+  for (std::size_t k = 0; k < msg.size(); ++k) {
+    if (msg[k] == '\\' && k + 3 < msg.size() && msg[k + 1] == 'x' && hex(msg[k + 2]) >= 0 && hex(msg[k + 3]) >= 0) {
+      raw += static_cast<char>(hex(msg[k + 2]) * 16 + hex(msg[k + 3]));
+      k += 3;
+    } else {
+      raw += msg[k];
+    }
+  }
+  if (raw.find('\n') == std::string::npos) {
+    return {raw, false};
+  }
+  // Its lines as a text log's would be joined: the driver's prefix dropped from every line after the first.
+  LogMessage out{{}, true};
+  bool first = true;
+  for (auto part : split(raw, '\n')) {
+    std::string_view piece = trim(part);
+    if (!first) {
+      if (starts_with(piece, k_nvrm)) {
+        piece = trim(piece.substr(k_nvrm.size()));
+      }
+      out.text += ' ';
+    }
+    out.text += piece;
+    first = false;
+  }
+  return out;
+}
+
 }  // namespace
 
 KernelLogFacts scan_kernel_log(std::string_view text) {
   KernelLogFacts facts;
   facts.loaded_version = Fact<std::string>::unknown("no \"NVRM: loading\" line in the log");
-  std::vector<std::string> messages;
+  std::vector<LogMessage> messages;
   for (auto line : split(text, '\n')) {
     if (line.empty()) {
       continue;
@@ -125,42 +190,71 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
       continue;
     }
     ++facts.records;
-    messages.emplace_back(message_of(line));
+    messages.push_back(log_message(line));
   }
 
-  for (std::size_t i = 0; i < messages.size(); ++i) {
-    std::string_view msg = messages[i];
+  // Whether a message is one of the driver's, and its text past "NVRM:".
+  auto nvrm_body = [](std::string_view msg) -> std::optional<std::string_view> {
     if (!starts_with(msg, k_nvrm)) {
+      return std::nullopt;
+    }
+    return trim(msg.substr(k_nvrm.size()));
+  };
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const auto body = nvrm_body(messages[i].text);
+    if (!body) {
       continue;
     }
-    std::string_view body = trim(msg.substr(k_nvrm.size()));
-    if (starts_with(body, "loading ")) {
+    if (is_module_load(*body)) {
       // A new module generation: earlier mismatches and notices belong to the old one.
       for (auto& m : facts.mismatches) {
         m.after_module_load = false;
       }
       facts.legacy_persistence_notice = false;
-      auto module = body.find("Module");
-      std::string version = find_version_token(body, module == std::string_view::npos ? 0 : module);
+      auto module = body->find("Module");
+      std::string version = find_version_token(*body, module == std::string_view::npos ? 0 : module);
       if (!version.empty()) {
         facts.loaded_version = Fact<std::string>::known(version);
       }
-    } else if (starts_with(body, "Persistence mode is deprecated")) {
+    } else if (starts_with(*body, "Persistence mode is deprecated")) {
       facts.legacy_persistence_notice = true;
-    } else if (starts_with(body, "API mismatch")) {
-      // The message spans several NVRM lines; join them until the next mismatch.
-      std::string joined(body);
-      for (std::size_t j = i + 1; j < messages.size() && j <= i + 6; ++j) {
-        std::string_view next = messages[j];
-        if (!starts_with(next, k_nvrm)) {
-          continue;  // other kernel lines may interleave
+    } else if (starts_with(*body, "API mismatch")) {
+      std::string joined(*body);
+      if (!messages[i].whole) {
+        // Lines of a text log (or records of a driver that printed each line apart): the message runs to the
+        // kernel's closing "...have the same version.", and every line up to it is part of it, even one that
+        // reads like a module load: the client's version is any text it sent, new lines included.
+        std::size_t last = i;
+        bool closed = false;
+        int driver_lines = 0;
+        for (std::size_t j = i + 1; j < messages.size() && !closed && driver_lines < k_mismatch_max_lines; ++j) {
+          const auto next = nvrm_body(messages[j].text);
+          if (!next) {
+            continue;  // other kernel lines may interleave
+          }
+          ++driver_lines;
+          joined += ' ';
+          joined += *next;
+          last = j;
+          closed = next->find(k_mismatch_end) != std::string_view::npos;
         }
-        std::string_view next_body = trim(next.substr(k_nvrm.size()));
-        if (starts_with(next_body, "API mismatch") || starts_with(next_body, "loading ")) {
-          break;
+        if (closed) {
+          i = last;
+        } else {
+          // Cut short (a log that ends, a driver worded otherwise): up to the next message that starts one.
+          joined = *body;
+          for (std::size_t j = i + 1; j < messages.size() && j <= i + 6; ++j) {
+            const auto next = nvrm_body(messages[j].text);
+            if (!next) {
+              continue;
+            }
+            if (starts_with(*next, "API mismatch") || is_module_load(*next)) {
+              break;
+            }
+            joined += ' ';
+            joined += *next;
+          }
         }
-        joined += ' ';
-        joined += next_body;
       }
       facts.mismatches.push_back(parse_mismatch(joined));
     }

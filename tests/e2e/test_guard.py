@@ -136,6 +136,40 @@ class Guard(unittest.TestCase):
                 self.assertIn(needle, r.stdout)
                 self.assertEqual(r.stdout.count("\n"), 1, "one line for the journal")
 
+    def test_a_made_up_version_in_one_kmsg_record_does_not_keep_the_daemon_down(self):
+        """The driver prints the whole mismatch at once: /dev/kmsg holds it as one record, its new lines escaped
+        as \\x0a. A process named like the daemon asking with any text no library here has does not skip the
+        unit; the daemon refused with a version a copy here has does."""
+        self.root.driver(VERSION)
+
+        def record(seq, sent):
+            lines = ["NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+                     f"NVRM: has the version {sent}, but this kernel module has",
+                     f"NVRM: the version {VERSION}.  Please make sure that this",
+                     "NVRM: kernel module and all NVIDIA driver components", "NVRM: have the same version."]
+            return f"3,{seq},{seq}000,-;" + "\\x0a".join(lines) + "\n"
+
+        load = f"6,1,1000,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  {VERSION}  Release Build\n"
+        for sent in ("x", "", "590.10.01", "1\\x0aNVRM: loading NVIDIA UNIX x86_64 Kernel Module  " + VERSION):
+            with self.subTest(sent):
+                self.root.write("dev/kmsg", load + record(2, sent))
+                r = self.guard_log()
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.stale_copy("580.95.05")
+        # The daemon's own refusal, then another client's record whose text holds a module load line: still a skip.
+        self.root.write("dev/kmsg", load + record(2, "580.95.05") +
+                        record(3, "1\\x0aNVRM: loading NVIDIA UNIX x86_64 Kernel Module  " + VERSION))
+        r = self.guard_log()
+        self.assertEqual(r.returncode, 12, r.stdout + r.stderr)
+        self.assertIn("client 580.95.05 (installed as /opt/old/lib/libnvidia-cfg.so.1)", r.stdout)
+
+    def guard_log(self, *args):
+        """The guard over dev/kmsg as written (guard() writes one record per line)."""
+        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                   "--kernel-log", self.root.p("dev/kmsg"), "--verbose", *args], raw=True)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r
+
     def test_a_stale_copy_only_the_loaders_cache_names_is_found(self):
         """The cache as the real ldconfig writes it (its strings share tails, so a path can sit inside another),
         over real shared objects: a stale libnvidia-cfg of the logged version keeps the unit skipped and is

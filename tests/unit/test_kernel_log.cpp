@@ -85,6 +85,83 @@ TEST(KernelLog, TheClientsVersionIsReadExactlyWhateverItHolds) {
   EXPECT_FALSE(other.mismatches[0].client_version_exact);
 }
 
+// The driver prints the whole mismatch at once: /dev/kmsg keeps it as one record, its new lines escaped.
+std::string kmsg_record(const std::string& seq, const std::vector<std::string>& lines) {
+  std::string out = "3," + seq + ",5000000,-;";
+  for (std::size_t k = 0; k < lines.size(); ++k) {
+    out += (k == 0 ? "" : "\\x0a") + lines[k];
+  }
+  return out + "\n";
+}
+
+TEST(KernelLog, OneKmsgRecordHoldsTheWholeMismatch) {
+  for (const std::string sent : {"x", "", "590.10.01"}) {
+    SCOPED_TRACE(sent);
+    const std::string log =
+        "6,1,100,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n" +
+        kmsg_record("2", {"NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+                          "NVRM: has the version " + sent + ", but this kernel module has",
+                          "NVRM: the version 580.159.04.  Please make sure that this",
+                          "NVRM: kernel module and all NVIDIA driver components", "NVRM: have the same version."});
+    KernelLogFacts f = scan_kernel_log(log);
+    ASSERT_EQ(f.mismatches.size(), 1u);
+    EXPECT_EQ(f.records, 2u);
+    EXPECT_TRUE(f.mismatches[0].client_version_exact);
+    EXPECT_EQ(f.mismatches[0].client_version, sent);
+    EXPECT_EQ(f.mismatches[0].client, "'nvidia-persiste' (pid 812)");
+    EXPECT_EQ(f.mismatches[0].kernel_version, "580.159.04");
+    EXPECT_TRUE(f.mismatches[0].after_module_load);
+  }
+  KernelLogFacts old_form = scan_kernel_log(kmsg_record(
+      "7", {"NVRM: API mismatch: the client has the version 570.133.07, but",
+            "NVRM: this kernel module has the version 570.124.04.  Please",
+            "NVRM: make sure that this kernel module and all NVIDIA driver", "NVRM: components have the same version."}));
+  ASSERT_EQ(old_form.mismatches.size(), 1u);
+  EXPECT_TRUE(old_form.mismatches[0].client_version_exact);
+  EXPECT_EQ(old_form.mismatches[0].client_version, "570.133.07");
+  EXPECT_EQ(old_form.mismatches[0].kernel_version, "570.124.04");
+}
+
+// A client's version is any text it sent, new lines included: a line of it that reads like a module load is
+// part of its mismatch, never a load that would set the daemon's own earlier refusal aside.
+TEST(KernelLog, AModuleLoadInsideAClientsVersionIsNoLoad) {
+  const std::string daemon_refused =
+      "6,1,100,-;NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n" +
+      kmsg_record("2", {"NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+                        "NVRM: has the version 580.95.05, but this kernel module has",
+                        "NVRM: the version 580.159.04.  Please make sure that this", "NVRM: have the same version."});
+  const std::string injected = "1\\x0aNVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04";
+  KernelLogFacts kmsg = scan_kernel_log(
+      daemon_refused + kmsg_record("3", {"NVRM: API mismatch: the client 'evil' (pid 9)",
+                                         "NVRM: has the version " + injected + ", but this kernel module has",
+                                         "NVRM: the version 580.159.04.  Please make sure that this",
+                                         "NVRM: have the same version."}));
+  ASSERT_EQ(kmsg.mismatches.size(), 2u);
+  EXPECT_TRUE(kmsg.mismatches[0].after_module_load);
+  // The same in a text log, where the record's lines are lines of their own.
+  const std::string journal =
+      "Jun 01 12:00:00 gpu1 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n"
+      "Jun 01 12:00:01 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\n"
+      "                             NVRM: has the version 580.95.05, but this kernel module has\n"
+      "                             NVRM: the version 580.159.04.  Please make sure that this\n"
+      "                             NVRM: have the same version.\n"
+      "Jun 01 12:00:02 gpu1 kernel: NVRM: API mismatch: the client 'evil' (pid 9)\n"
+      "                             NVRM: has the version 1\n"
+      "                             NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04, but this kernel module has\n"
+      "                             NVRM: the version 580.159.04.  Please make sure that this\n"
+      "                             NVRM: have the same version.\n";
+  KernelLogFacts text = scan_kernel_log(journal);
+  ASSERT_EQ(text.mismatches.size(), 2u);
+  EXPECT_TRUE(text.mismatches[0].after_module_load);
+  EXPECT_TRUE(text.mismatches[1].after_module_load);
+  // A real load after them still sets both aside.
+  KernelLogFacts reloaded =
+      scan_kernel_log(journal + "Jun 02 08:00:00 gpu1 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  "
+                                "580.159.04  Release Build\n");
+  ASSERT_EQ(reloaded.mismatches.size(), 2u);
+  EXPECT_FALSE(reloaded.mismatches[0].after_module_load);
+}
+
 TEST(KernelLog, KmsgRecordsAndContinuationLines) {
   std::string kmsg =
       "6,1000,494523,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n"
