@@ -6,4 +6,4 @@ dest=$(mktemp -d /tmp/gpuwarm-bench.XXXXXX)
 tar -xzf "$tarball" -C "$dest" --strip-components=1
 gpuwarm=$dest/bin/gpuwarm
 export PATH=$PATH:/usr/local/nvidia/bin
-export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}:/usr/local/nvidia/lib64
+export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/nvidia/lib64  # no empty entry: the loader reads it as the working directory

@@ -139,6 +139,45 @@ guard::UserSpaceVersion cfg_version(const std::string& nvml_real_path) {
   return v;
 }
 
+// The folders the daemon binary asks the loader to search first (its RUNPATH), as folders of the root, or
+// `gap` saying why they are unknown. NixOS runs the daemon through a makeWrapper script beside
+// ".nvidia-persistenced-wrapped": the wrapped binary's are taken, unless the script sets the loader's own
+// variables. Any other script, or no binary, leaves them unknown.
+void daemon_search_path(const Paths& paths, const std::string& daemon, std::vector<std::string>& folders,
+                        std::string& gap) {
+  if (daemon.empty()) {
+    gap = "nvidia-persistenced not found: where it would load libnvidia-cfg from is unknown";
+    return;
+  }
+  auto bytes = read_file(daemon, 64u << 20);
+  if (!bytes) {
+    gap = paths.display(bytes.error().message);
+    return;
+  }
+  const std::filesystem::path file(daemon);
+  ElfSearchPaths asked = elf_search_paths(*bytes, paths.display(file.parent_path().string()));
+  if (!asked.elf) {
+    const std::string wrapped = (file.parent_path() / ("." + file.filename().string() + "-wrapped")).string();
+    auto wrapped_bytes = read_file(wrapped, 64u << 20);
+    const bool sets_loader = bytes->find("LD_LIBRARY_PATH") != std::string::npos ||
+                             bytes->find("LD_PRELOAD") != std::string::npos;
+    if (!wrapped_bytes || sets_loader) {
+      gap = paths.display(daemon) + (sets_loader ? ": a script that sets the loader's variables"
+                                                 : ": a script, not the daemon: what it runs is not known");
+      return;
+    }
+    asked = elf_search_paths(*wrapped_bytes, paths.display(file.parent_path().string()));
+    if (!asked.elf) {
+      gap = paths.display(wrapped) + ": not an ELF executable";
+      return;
+    }
+  }
+  folders = std::move(asked.folders);
+  if (!asked.unread.empty()) {
+    gap = paths.display(daemon) + ": " + asked.unread;
+  }
+}
+
 // The copies of the daemon's libraries the loader could give it, looked for only where a logged mismatch may
 // be the daemon's (named like it, or not named), and under a deadline: the guard runs at boot, and a folder
 // on a network mount that hangs must not hold the unit past its start timeout (that would fail it).
@@ -162,17 +201,8 @@ LoadableCopies loadable_copies_if_needed(const KernelLogFacts& log, const Paths&
         // The daemon's own search path (NixOS builds it with a RUNPATH), folders of the root.
         std::vector<std::string> daemon_folders;
         std::string gap;
-        if (!daemon.empty()) {
-          progress.set("reading " + daemon);
-          if (auto bytes = read_file(daemon, 64u << 20)) {
-            const std::string origin = paths.display(std::filesystem::path(daemon).parent_path().string());
-            ElfSearchPaths asked = elf_search_paths(*bytes, origin);
-            daemon_folders = std::move(asked.folders);
-            gap = asked.unread.empty() ? "" : paths.display(daemon) + ": " + asked.unread;
-          } else {
-            gap = paths.display(bytes.error().message);
-          }
-        }
+        progress.set("reading " + daemon);
+        daemon_search_path(paths, daemon, daemon_folders, gap);
         progress.set("looking for libnvidia-cfg.so.1 and libnvidia-ml.so.1");
         LoadableCopies found = nvml::loadable_copies(paths.root(), {"libnvidia-cfg.so.1", "libnvidia-ml.so.1"},
                                                      folders, daemon_folders);

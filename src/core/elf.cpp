@@ -31,8 +31,9 @@ constexpr std::int64_t k_dt_runpath = 29;
 ElfSearchPaths elf_search_paths(std::string_view bytes, const std::string& origin) {
   ElfSearchPaths out;
   if (!bytes.starts_with("\x7f" "ELF")) {
-    return out;  // a script: the loader does not run it, and it asks for nothing
+    return out;  // a script: the loader does not run it; what it runs is the caller's to find
   }
+  out.elf = true;
   if (bytes.size() < 64 || bytes[4] != 2 || bytes[5] != 1 || std::endian::native != std::endian::little) {
     out.unread = "not a 64-bit little-endian ELF file";
     return out;
@@ -40,7 +41,9 @@ ElfSearchPaths elf_search_paths(std::string_view bytes, const std::string& origi
   const auto phoff = read_at<std::uint64_t>(bytes, 32);
   const auto phentsize = read_at<std::uint16_t>(bytes, 54);
   const auto phnum = read_at<std::uint16_t>(bytes, 56);
-  if (!phoff || !phentsize || !phnum || *phentsize < 56) {
+  // Every offset is checked against the file's size before any sum: a crafted file must not wrap one.
+  if (!phoff || !phentsize || !phnum || *phentsize < 56 || *phoff > bytes.size() ||
+      std::uint64_t{*phnum} * *phentsize > bytes.size() - *phoff) {
     out.unread = "its program headers cannot be read";
     return out;
   }
@@ -68,6 +71,10 @@ ElfSearchPaths elf_search_paths(std::string_view bytes, const std::string& origi
   if (!dynamic) {
     return out;  // static: it loads libraries only through dlopen's defaults, which the caller looks at
   }
+  if (dynamic->offset > bytes.size() || dynamic->filesz > bytes.size() - dynamic->offset) {
+    out.unread = "its dynamic section runs past its end";
+    return out;
+  }
   std::optional<std::uint64_t> strtab;
   std::vector<std::uint64_t> path_strings;  // RUNPATH and RPATH offsets into the string table
   for (std::uint64_t at = dynamic->offset; at + 16 <= dynamic->offset + dynamic->filesz; at += 16) {
@@ -93,7 +100,8 @@ ElfSearchPaths elf_search_paths(std::string_view bytes, const std::string& origi
   // The string table is named by its address: the loaded segment holding it says where it is in the file.
   std::optional<std::uint64_t> strtab_offset;
   for (const auto& s : loads) {
-    if (strtab && *strtab >= s.vaddr && *strtab - s.vaddr < s.filesz) {
+    if (strtab && *strtab >= s.vaddr && *strtab - s.vaddr < s.filesz && s.offset <= bytes.size() &&
+        *strtab - s.vaddr <= bytes.size() - s.offset) {
       strtab_offset = *strtab - s.vaddr + s.offset;
     }
   }
@@ -102,7 +110,8 @@ ElfSearchPaths elf_search_paths(std::string_view bytes, const std::string& origi
     return out;
   }
   for (std::uint64_t off : path_strings) {
-    const std::uint64_t at = *strtab_offset + off;
+    const bool inside = *strtab_offset < bytes.size() && off < bytes.size() - *strtab_offset;
+    const std::uint64_t at = inside ? *strtab_offset + off : bytes.size();
     const auto end = at < bytes.size() ? bytes.find('\0', at) : std::string_view::npos;
     if (end == std::string_view::npos) {
       out.unread = "its search path runs past its end";

@@ -10,8 +10,9 @@
 namespace gpuwarm {
 
 struct ElfSearchPaths {
+  bool elf = false;                  // the bytes are an ELF file (a script is not)
   std::vector<std::string> folders;  // in the loader's order, $ORIGIN expanded
-  std::string unread;                // why some may be missing ("" = all read); not an ELF file is no gap
+  std::string unread;                // why some may be missing ("" = all read, or not an ELF file)
 };
 
 // `origin`: the folder the file is in, for $ORIGIN.

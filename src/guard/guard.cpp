@@ -139,6 +139,12 @@ GuardResult evaluate(const GuardFacts& f) {
   for (const auto& c : copies) {
     copies_list += fmt::format("{}{} {}", copies_list.empty() ? "" : ", ", c.path, c.version.empty() ? "?" : c.version);
   }
+  // Why a line that may be the daemon's cannot be set aside, said before any decision on it.
+  if (f.loadable.looked && !f.loadable.unread.empty()) {
+    r.details.push_back("driver library copies not all read: " + f.loadable.unread);
+  } else if (f.loadable.looked && std::none_of(copies.begin(), copies.end(), is_cfg)) {
+    r.details.push_back("no libnvidia-cfg.so.1 found where the loader looks");
+  }
   for (const auto& m : f.kernel_log.mismatches) {
     if (!m.after_module_load) {
       continue;
@@ -181,9 +187,6 @@ GuardResult evaluate(const GuardFacts& f) {
                             m.kernel_version.empty() ? "?" : m.kernel_version,
                             stale_copy ? "remove or update that copy, which the loader may find first"
                                        : k_finish_update));
-  }
-  if (!f.loadable.unread.empty()) {
-    r.details.push_back("driver library copies not all read: " + f.loadable.unread);
   }
   if (!f.kernel_log.source.has()) {
     r.details.push_back("kernel log not read: " + f.kernel_log.source.missing);

@@ -366,18 +366,41 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
     seen.push_back(real);
     out.copies.push_back({path, version_from_library_name(real)});
   };
-  for (const auto& folder : extra_folders) {
+  auto gap = [&](const std::string& why) { out.unread += (out.unread.empty() ? "" : "; ") + why; };
+  // A folder and, since glibc 2.33, its glibc-hwcaps subfolders, which the loader tries first.
+  auto look_in = [&](const Paths& in, const std::string& folder) {
     for (const auto& soname : sonames) {
-      add(host, folder + "/" + soname);  // already a host path (the folder a library was loaded from)
+      add(in, folder + "/" + soname);
     }
+    const std::string hwcaps = in.resolve(folder + "/glibc-hwcaps");
+    if (hwcaps.empty()) {
+      return;
+    }
+    auto subfolders = list_dir(hwcaps);
+    if (!subfolders) {
+      gap(in.display(subfolders.error().message));
+      return;
+    }
+    for (const auto& sub : *subfolders) {
+      for (const auto& soname : sonames) {
+        add(in, folder + "/glibc-hwcaps/" + sub + "/" + soname);
+      }
+    }
+  };
+  for (const auto& folder : extra_folders) {
+    look_in(host, folder);  // already a host path (the folder a library was loaded from)
   }
   // The loader's own search: LD_LIBRARY_PATH (a unit's Environment= reaches its ExecCondition= too), the
   // cache, then its default folders; and the known driver folders, where an install may sit uncached.
   std::vector<std::string> folders = root_folders;
-  if (const char* env = paths.is_live() ? std::getenv("LD_LIBRARY_PATH") : nullptr; env != nullptr) {
+  if (const char* env = paths.is_live() ? std::getenv("LD_LIBRARY_PATH") : nullptr; env != nullptr && *env != '\0') {
     for (auto folder : split(env, ':')) {
-      if (!folder.empty() && folder.front() == '/') {  // the loader takes a relative one from the cwd: not root's
+      if (!folder.empty() && folder.front() == '/' && folder.find('$') == std::string_view::npos) {
         folders.emplace_back(folder);
+      } else {
+        // Empty or relative: the working directory of whoever runs it; $LIB, $PLATFORM: the loader's to say.
+        gap(fmt::format("LD_LIBRARY_PATH holds \"{}\", which depends on where and how the daemon runs",
+                        printable(folder)));
       }
     }
   }
@@ -388,21 +411,37 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
     folders.emplace_back(system);  // the loader's defaults the known folders leave out
   }
   for (const auto& folder : folders) {
-    for (const auto& soname : sonames) {
-      add(paths, folder + "/" + soname);
-    }
+    look_in(paths, folder);
   }
-  const std::string cache = paths.host("/etc/ld.so.cache");
-  if (path_exists(cache)) {  // no cache (NixOS, musl): the loader searches its default folders, looked at above
-    auto text = read_file(cache, 64u << 20);
+  // Anything not there (ENOENT) is no gap; anything there that cannot be read is.
+  auto present = [&](const std::string& absolute) -> bool {
+    struct stat st {};
+    if (::lstat(paths.host(absolute).c_str(), &st) == 0) {
+      return true;
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+      gap(fmt::format("{}: {}", absolute, std::strerror(errno)));
+    }
+    return false;
+  };
+  if (present("/etc/ld.so.cache")) {  // no cache (NixOS, musl): the loader searches the default folders above
+    auto text = read_file(paths.host("/etc/ld.so.cache"), 64u << 20);
     auto cached = text ? ld_cache_paths(*text, sonames) : tl::unexpected(text.error());
     if (cached) {
       for (const auto& path : *cached) {
         add(paths, path);
       }
     } else {
-      out.unread += fmt::format("{}/etc/ld.so.cache: {}", out.unread.empty() ? "" : "; ",
-                                paths.display(cached.error().message));
+      gap("/etc/ld.so.cache: " + paths.display(cached.error().message));
+    }
+  }
+  // A library preloaded into every program: one of the driver's there is loaded before any search.
+  if (present("/etc/ld.so.preload")) {
+    auto preload = read_file(paths.host("/etc/ld.so.preload"), 1u << 20);
+    if (!preload) {
+      gap("/etc/ld.so.preload: " + paths.display(preload.error().message));
+    } else if (preload->find("libnvidia") != std::string::npos) {
+      gap("/etc/ld.so.preload names a libnvidia library");
     }
   }
   return out;

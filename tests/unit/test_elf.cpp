@@ -64,10 +64,19 @@ TEST(Elf, SearchPathsAreReadWithOriginExpanded) {
 TEST(Elf, WhatCannotBeFollowedIsAGapNotAnAbsence) {
   EXPECT_NE(elf_search_paths(executable("/opt/$LIB"), "/usr/bin").unread.find("$LIB"), std::string::npos);
   EXPECT_NE(elf_search_paths(executable("lib"), "/usr/bin").unread.find("relative"), std::string::npos);
-  // A script asks the loader for nothing: no folders, and nothing missing.
+  // Offsets near 2^64 are refused, not wrapped into the file.
+  std::string wrapped = executable("/opt/nv/lib");
+  put<std::uint64_t>(wrapped, 32, ~std::uint64_t{0} - 40);
+  EXPECT_NE(elf_search_paths(wrapped, "/usr/bin").unread, "");
+  wrapped = executable("/opt/nv/lib");
+  put<std::uint64_t>(wrapped, 120 + 8, ~std::uint64_t{0} - 8);  // the dynamic section's offset
+  EXPECT_NE(elf_search_paths(wrapped, "/usr/bin").unread, "");
+  EXPECT_TRUE(elf_search_paths(executable("/opt/nv/lib"), "/usr/bin").elf);
+  // A script asks the loader for nothing: no folders, and nothing missing; it is said not to be ELF.
   auto script = elf_search_paths("#!/bin/sh\necho 'nvidia-persistenced:  version 580.159.04'\n", "/usr/bin");
   EXPECT_TRUE(script.folders.empty());
   EXPECT_EQ(script.unread, "");
+  EXPECT_FALSE(script.elf);
   // Cut anywhere past the magic, it is a gap: never a clean "no search path", never read past its end.
   const std::string whole = executable("/opt/nv/lib");
   for (std::size_t cut = 4; cut < whole.size(); ++cut) {

@@ -199,6 +199,33 @@ std::string ld_cache(const std::vector<std::pair<std::string, std::string>>& ent
   return old + table;
 }
 
+// LD_LIBRARY_PATH (a unit's Environment= reaches its ExecCondition= too), on the live root only: its folders
+// are looked in, and an entry that depends on where the daemon runs is a gap.
+TEST(NvmlLibrary, LdLibraryPathIsWhereTheLoaderLooksFirst) {
+  test::TempTree tree;
+  tree.mkdir("nv");
+  tree.write("nv/libnvidia-cfg.so.575.57.08", "");
+  tree.symlink("libnvidia-cfg.so.575.57.08", "nv/libnvidia-cfg.so.1");
+  const char* before = std::getenv("LD_LIBRARY_PATH");
+  const std::string saved = before != nullptr ? before : "";
+  ::setenv("LD_LIBRARY_PATH", tree.path("nv").c_str(), 1);
+  auto found = nvml::loadable_copies("/", {"libnvidia-cfg.so.1"}, {});
+  EXPECT_TRUE(std::any_of(found.copies.begin(), found.copies.end(), [&](const LoadableCopy& c) {
+    return c.path == tree.path("nv") + "/libnvidia-cfg.so.1" && c.version == "575.57.08";
+  }));
+  EXPECT_EQ(found.unread.find("LD_LIBRARY_PATH"), std::string::npos);
+  ::setenv("LD_LIBRARY_PATH", (":" + tree.path("nv")).c_str(), 1);  // an empty entry: the working directory
+  EXPECT_NE(nvml::loadable_copies("/", {"libnvidia-cfg.so.1"}, {}).unread.find("LD_LIBRARY_PATH holds \"\""),
+            std::string::npos);
+  // Under --root the caller's LD_LIBRARY_PATH is not the node's.
+  EXPECT_TRUE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).copies.empty());
+  if (before != nullptr) {
+    ::setenv("LD_LIBRARY_PATH", saved.c_str(), 1);
+  } else {
+    ::unsetenv("LD_LIBRARY_PATH");
+  }
+}
+
 TEST(NvmlLibrary, TheLoadersCacheIsReadByItsEntries) {
   const std::vector<std::pair<std::string, std::string>> entries = {
       {"libnvidia-ml.so.1", "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so.1"},
@@ -218,7 +245,8 @@ TEST(NvmlLibrary, TheLoadersCacheIsReadByItsEntries) {
       EXPECT_FALSE(nvml::ld_cache_paths(cache.substr(0, cut), {"libnvidia-ml.so.1"})) << cut;
     }
   }
-  EXPECT_FALSE(nvml::ld_cache_paths("libnvidia-ml.so.1\0/usr/lib/libnvidia-ml.so.1\0", {"libnvidia-ml.so.1"}));
+  EXPECT_FALSE(nvml::ld_cache_paths(std::string_view("libnvidia-ml.so.1\0/usr/lib/libnvidia-ml.so.1\0", 45),
+                                    {"libnvidia-ml.so.1"}));
 }
 
 // The copies the loader could give a program asking by soname: the known driver folders and the cache's,
@@ -254,11 +282,24 @@ TEST(NvmlLibrary, LoadableCopiesAreFoundWhereTheLoaderLooks) {
                                             "/usr/lib/x86_64-linux-gnu/libnvidia-cfg.so.1 580.159.04",
                                             "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1 580.159.04",
                                             "/opt/old/lib/libnvidia-cfg.so.1 575.57.08"}));
+  // A glibc-hwcaps subfolder of a folder the loader searches, which it tries first.
+  tree.mkdir("usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3");
+  tree.write("usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libnvidia-cfg.so.590.10.01", "");
+  tree.symlink("libnvidia-cfg.so.590.10.01", "usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libnvidia-cfg.so.1");
+  auto with_hwcaps = nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {});
+  EXPECT_TRUE(std::any_of(with_hwcaps.copies.begin(), with_hwcaps.copies.end(), [](const LoadableCopy& c) {
+    return c.path == "/usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libnvidia-cfg.so.1" && c.version == "590.10.01";
+  }));
+  // A driver library preloaded into every program is loaded before any search: a gap.
+  tree.write("etc/ld.so.preload", "/opt/old/lib/libnvidia-cfg.so.1\n");
+  EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("ld.so.preload"),
+            std::string::npos);
+  std::filesystem::remove(tree.path("etc/ld.so.preload"));
   // No cache at all is no gap (the loader then searches its default folders); one not in glibc's format,
   // or not a regular file, is.
   std::filesystem::remove(tree.path("etc/ld.so.cache"));
   EXPECT_EQ(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread, "");
-  tree.write("etc/ld.so.cache", "libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0");
+  tree.write("etc/ld.so.cache", std::string("libnvidia-cfg.so.1\0/opt/old/lib/libnvidia-cfg.so.1\0", 51));
   EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("/etc/ld.so.cache: not a cache"),
             std::string::npos);
   std::filesystem::remove(tree.path("etc/ld.so.cache"));
