@@ -18,6 +18,14 @@ for f in /etc/ld.so.cache; do [ -e "$f" ] && echo "  $f: $(stat -c %s "$f") byte
 ldconfig -p 2>/dev/null | grep -E 'libnvidia-(cfg|ml)\.so\.1 ' | sed 's/^/  ldconfig: /'
 ls -l /usr/local/nvidia/lib64/libnvidia-cfg.so.1 /usr/local/nvidia/lib64/libnvidia-ml.so.1 2>&1 | sed 's/^/  /'
 
+# The lent machines put a wrapper script at /usr/bin/nvidia-persistenced that sets LD_LIBRARY_PATH and runs the
+# real daemon: the guard cannot tell where that would load from (shown once below). The other cases name the
+# real binary with --daemon, as a cloud image's unit would run it.
+daemon=()
+if [ -x /usr/local/nvidia/bin/nvidia-persistenced ]; then
+  daemon=(--daemon /usr/local/nvidia/bin/nvidia-persistenced)
+fi
+
 # kmsg LINE...: a --kernel-log file, the module's load line first (only what follows it counts).
 kmsg() {
   local file=$work/kmsg.$RANDOM
@@ -28,10 +36,20 @@ run() {
   local name=$1
   shift
   echo "-- $name"
-  "$gpuwarm" guard --verbose "$@"
+  "$gpuwarm" guard --verbose "${daemon[@]}" "$@"
   echo "   exit $?"
 }
+run "this node's own /dev/kmsg"
 run "nothing logged" --kernel-log "$(kmsg)"
+# As the kernel writes it: the driver prints the whole mismatch at once, one /dev/kmsg record, new lines escaped.
+record=$work/kmsg.record
+{ echo "6,1,1000,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  $module  Release Build"
+  printf '%s\n' "3,2,2000,-;NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\\x0aNVRM: has the version x, but this kernel module has\\x0aNVRM: the version $module.  Please make sure that this\\x0aNVRM: kernel module and all NVIDIA driver components\\x0aNVRM: have the same version."
+} > "$record"
+run "one kmsg record, named like the daemon, asking with 'x'" --kernel-log "$record"
+echo "-- the same, with the daemon the guard finds in the usual directories (here the wrapper script)"
+"$gpuwarm" guard --verbose --kernel-log "$record"
+echo "   exit $?"
 run "named like the daemon, a version no copy has (999.1.1)" --kernel-log "$(kmsg \
   "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)" \
   "NVRM: has the version 999.1.1, but this kernel module has" "NVRM: the version $module.  Please make sure")"
@@ -46,14 +64,15 @@ run "named like the daemon, the installed version" --kernel-log "$(kmsg \
 # What the search costs at boot: the guard with a line that needs it against one that does not (medians of 20).
 spoofed=$(kmsg "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)" \
   "NVRM: has the version 999.1.1, but this kernel module has" "NVRM: the version $module.  Please make sure")
-python3 - "$gpuwarm" "$(kmsg)" "$spoofed" <<'PY'
+python3 - "$gpuwarm" "$(kmsg)" "$spoofed" "${daemon[@]}" <<'PY'
 import statistics, subprocess, sys, time
 gpuwarm, quiet, spoofed = sys.argv[1:4]
+extra = sys.argv[4:]
 def median_ms(log):
     walls = []
     for _ in range(20):
         t = time.monotonic()
-        subprocess.run([gpuwarm, "guard", "--kernel-log", log], capture_output=True)
+        subprocess.run([gpuwarm, "guard", *extra, "--kernel-log", log], capture_output=True)
         walls.append((time.monotonic() - t) * 1000)
     return statistics.median(walls)
 a, b = median_ms(quiet), median_ms(spoofed)
