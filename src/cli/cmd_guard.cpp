@@ -140,9 +140,8 @@ guard::UserSpaceVersion cfg_version(const std::string& nvml_real_path) {
 }
 
 // The folders the daemon binary asks the loader to search first (its RUNPATH), as folders of the root, or
-// `gap` saying why they are unknown. NixOS runs the daemon through a makeWrapper script beside
-// ".nvidia-persistenced-wrapped": the wrapped binary's are taken, unless the script sets the loader's own
-// variables. Any other script, or no binary, leaves them unknown.
+// `gap` saying why they are unknown: no binary, or a wrapper (a script, or a binary beside the
+// ".<name>-wrapped" it runs), which may run anything with any loader variables.
 void daemon_search_path(const Paths& paths, const std::string& daemon, std::vector<std::string>& folders,
                         std::string& gap) {
   if (daemon.empty()) {
@@ -156,21 +155,14 @@ void daemon_search_path(const Paths& paths, const std::string& daemon, std::vect
   }
   const std::filesystem::path file(daemon);
   ElfSearchPaths asked = elf_search_paths(*bytes, paths.display(file.parent_path().string()));
+  const std::string wrapped = (file.parent_path() / ("." + file.filename().string() + "-wrapped")).string();
   if (!asked.elf) {
-    const std::string wrapped = (file.parent_path() / ("." + file.filename().string() + "-wrapped")).string();
-    auto wrapped_bytes = read_file(wrapped, 64u << 20);
-    const bool sets_loader = bytes->find("LD_LIBRARY_PATH") != std::string::npos ||
-                             bytes->find("LD_PRELOAD") != std::string::npos;
-    if (!wrapped_bytes || sets_loader) {
-      gap = paths.display(daemon) + (sets_loader ? ": a script that sets the loader's variables"
-                                                 : ": a script, not the daemon: what it runs is not known");
-      return;
-    }
-    asked = elf_search_paths(*wrapped_bytes, paths.display(file.parent_path().string()));
-    if (!asked.elf) {
-      gap = paths.display(wrapped) + ": not an ELF executable";
-      return;
-    }
+    gap = paths.display(daemon) + ": a script, not the daemon: what it runs, and where from, is not known";
+    return;
+  }
+  if (path_exists(wrapped)) {
+    gap = paths.display(daemon) + ": a wrapper of " + paths.display(wrapped) + ": what it sets is not known";
+    return;
   }
   folders = std::move(asked.folders);
   if (!asked.unread.empty()) {

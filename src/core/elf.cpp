@@ -129,9 +129,10 @@ ElfSearchPaths elf_search_paths(std::string_view bytes, const std::string& origi
       if (folder.find('$') != std::string::npos) {
         // $LIB, $PLATFORM: where they lead depends on the loader's build and the CPU.
         out.unread = "its search path holds " + folder;
-      } else if (!folder.empty() && folder.front() != '/') {
-        out.unread = "its search path holds " + folder + ", relative to wherever it is started";
-      } else if (!folder.empty()) {
+      } else if (folder.empty() || folder.front() != '/') {
+        // Empty is the working directory to the loader.
+        out.unread = "its search path holds \"" + folder + "\", relative to wherever it is started";
+      } else {
         out.folders.push_back(std::move(folder));
       }
       if (colon == std::string_view::npos) {

@@ -394,7 +394,9 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
   // cache, then its default folders; and the known driver folders, where an install may sit uncached.
   std::vector<std::string> folders = root_folders;
   if (const char* env = paths.is_live() ? std::getenv("LD_LIBRARY_PATH") : nullptr; env != nullptr && *env != '\0') {
-    for (auto folder : split(env, ':')) {
+    std::string entries(env);
+    std::replace(entries.begin(), entries.end(), ';', ':');  // the loader splits on both
+    for (auto folder : split(entries, ':')) {
       if (!folder.empty() && folder.front() == '/' && folder.find('$') == std::string_view::npos) {
         folders.emplace_back(folder);
       } else {

@@ -113,7 +113,12 @@ ApiMismatch parse_mismatch(std::string_view joined) {
   return m;
 }
 
-constexpr std::string_view k_mismatch_end = "have the same version";
+// The kernel's closing line of a mismatch, whole ("have the same version." in the new form, "components have
+// the same version." in the old): a line a client's version brings in that merely holds these words does not
+// end the message.
+bool is_mismatch_end(std::string_view body) {
+  return body == "have the same version." || body == "components have the same version.";
+}
 constexpr int k_mismatch_max_lines = 16;  // the kernel's 4 or 5, and the new lines a client's version may hold
 
 // A module's load line, as both forms of the driver print it ("loading NVIDIA UNIX x86_64 Kernel Module",
@@ -236,7 +241,7 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
           joined += ' ';
           joined += *next;
           last = j;
-          closed = next->find(k_mismatch_end) != std::string_view::npos;
+          closed = is_mismatch_end(*next);
         }
         if (closed) {
           i = last;

@@ -64,6 +64,7 @@ TEST(Elf, SearchPathsAreReadWithOriginExpanded) {
 TEST(Elf, WhatCannotBeFollowedIsAGapNotAnAbsence) {
   EXPECT_NE(elf_search_paths(executable("/opt/$LIB"), "/usr/bin").unread.find("$LIB"), std::string::npos);
   EXPECT_NE(elf_search_paths(executable("lib"), "/usr/bin").unread.find("relative"), std::string::npos);
+  EXPECT_NE(elf_search_paths(executable("/opt/nv/lib::/x"), "/usr/bin").unread.find("relative"), std::string::npos);
   // Offsets near 2^64 are refused, not wrapped into the file.
   std::string wrapped = executable("/opt/nv/lib");
   put<std::uint64_t>(wrapped, 32, ~std::uint64_t{0} - 40);

@@ -154,6 +154,22 @@ TEST(KernelLog, AModuleLoadInsideAClientsVersionIsNoLoad) {
   ASSERT_EQ(text.mismatches.size(), 2u);
   EXPECT_TRUE(text.mismatches[0].after_module_load);
   EXPECT_TRUE(text.mismatches[1].after_module_load);
+  // A client's version that brings in the closing words and a load line of its own (60 bytes, within the 63 a
+  // client may send) does not end its message there: only the kernel's whole closing line does.
+  const std::string closes_early =
+      "Jun 01 12:00:00 gpu1 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n"
+      "Jun 01 12:00:01 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\n"
+      "                             NVRM: has the version 580.95.05, but this kernel module has\n"
+      "                             NVRM: the version 580.159.04.  Please make sure that this\n"
+      "                             NVRM: have the same version.\n"
+      "Jun 01 12:00:02 gpu1 kernel: NVRM: API mismatch: the client 'evil' (pid 9)\n"
+      "                             NVRM: has the version have the same version\n"
+      "                             NVRM:loading NVIDIA UNIX Kernel Module, but this kernel module has\n"
+      "                             NVRM: the version 580.159.04.  Please make sure that this\n"
+      "                             NVRM: have the same version.\n";
+  KernelLogFacts early = scan_kernel_log(closes_early);
+  ASSERT_EQ(early.mismatches.size(), 2u);
+  EXPECT_TRUE(early.mismatches[0].after_module_load);
   // A real load after them still sets both aside.
   KernelLogFacts reloaded =
       scan_kernel_log(journal + "Jun 02 08:00:00 gpu1 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  "

@@ -214,6 +214,10 @@ TEST(NvmlLibrary, LdLibraryPathIsWhereTheLoaderLooksFirst) {
     return c.path == tree.path("nv") + "/libnvidia-cfg.so.1" && c.version == "575.57.08";
   }));
   EXPECT_EQ(found.unread.find("LD_LIBRARY_PATH"), std::string::npos);
+  ::setenv("LD_LIBRARY_PATH", ("/nowhere;" + tree.path("nv")).c_str(), 1);  // the loader splits on ';' too
+  auto semicolon = nvml::loadable_copies("/", {"libnvidia-cfg.so.1"}, {});
+  EXPECT_TRUE(std::any_of(semicolon.copies.begin(), semicolon.copies.end(),
+                          [&](const LoadableCopy& c) { return c.path == tree.path("nv") + "/libnvidia-cfg.so.1"; }));
   ::setenv("LD_LIBRARY_PATH", (":" + tree.path("nv")).c_str(), 1);  // an empty entry: the working directory
   EXPECT_NE(nvml::loadable_copies("/", {"libnvidia-cfg.so.1"}, {}).unread.find("LD_LIBRARY_PATH holds \"\""),
             std::string::npos);
