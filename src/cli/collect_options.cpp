@@ -17,7 +17,7 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
       ->type_name("DIR")
       ->group(group);
   app.add_option("--kernel-log", options.kernel_log,
-                 "Scan FILE (dmesg or journalctl -k output) instead of reading /dev/kmsg")
+                 "Scan FILE (dmesg, journalctl -k or kern.log text) instead of reading /dev/kmsg")
       ->check(CLI::ExistingFile.description(""))
       ->type_name("FILE")
       ->group(group);

@@ -149,11 +149,7 @@ GuardResult evaluate(const GuardFacts& f) {
     if (!m.after_module_load) {
       continue;
     }
-    // A version as it reads; any other text the client sent in quotes, so that even none shows.
-    const bool well_formed = compare_driver_versions(m.client_version, m.client_version).has_value();
-    const std::string client_version = well_formed              ? m.client_version
-                                       : m.client_version_exact ? "\"" + m.client_version + "\""
-                                                                : "?";
+    const std::string client_version = m.shown_client_version();
     const std::string from = m.client.empty() ? "a client it did not name" : m.client;
     if (host_libraries_agree && !m.client.empty() && !m.refused_the_daemon()) {
       r.details.push_back(fmt::format("kernel logged \"NVRM: API mismatch\" from {} for client version {}: not "

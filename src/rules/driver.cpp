@@ -301,12 +301,14 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
   }
   std::vector<Finding> out;
   for (const ApiMismatch* m : live_mismatches(s)) {
-    if (m->client_version == user) {
+    // Only a version read exactly is known to be the module's own: a token picked out of a line worded
+    // otherwise may be the module's version printed beside the client's.
+    if (m->client_version_exact && m->client_version == user) {
       continue;
     }
+    const std::string client_version = m->shown_client_version();
     Finding f;
-    f.message = fmt::format("The kernel refused a client built for driver {} {}(this node runs {})",
-                            m->client_version.empty() ? "?" : m->client_version,
+    f.message = fmt::format("The kernel refused a client built for driver {} {}(this node runs {})", client_version,
                             m->client.empty() ? "" : m->client + " ", kernel);
     f.next_step =
         "Host driver halves agree; look for a container image or a second driver install that brings other "
@@ -314,13 +316,22 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
     if (m->client.empty() || m->refused_the_daemon()) {
       // The guard cannot rule out the daemon here: it skips the unit while the loader could give the daemon
       // a library of the refused version (a made-up version, as any process can ask with, does not count).
-      f.next_step += fmt::format(
-          " {}: `gpuwarm guard` skips nvidia-persistenced on this line while a libnvidia-cfg.so.1 or "
-          "libnvidia-ml.so.1 of version {} is installed where the loader looks (`gpuwarm guard --verbose` names "
-          "it); remove that copy, or load the module again (reboot or `gpuwarm reload-modules`).",
-          m->client.empty() ? "This driver does not name the client, so it may have been nvidia-persistenced"
-                            : "The refused client was named like nvidia-persistenced",
-          m->client_version.empty() ? "?" : m->client_version);
+      const std::string who = m->client.empty()
+                                  ? "This driver does not name the client, so it may have been nvidia-persistenced"
+                                  : "The refused client was named like nvidia-persistenced";
+      if (m->client_version_exact) {
+        f.next_step += fmt::format(
+            " {}: `gpuwarm guard` skips nvidia-persistenced on this line while a libnvidia-cfg.so.1 or "
+            "libnvidia-ml.so.1 of version {} is installed where the loader looks, or while a place the loader "
+            "looks cannot be read (`gpuwarm guard --verbose` names it); remove that copy, or load the module "
+            "again (reboot or `gpuwarm reload-modules`).",
+            who, client_version);
+      } else {
+        f.next_step += fmt::format(
+            " {}: the line is worded otherwise than gpuwarm reads exactly, so `gpuwarm guard` skips "
+            "nvidia-persistenced on it until the module is loaded again (reboot or `gpuwarm reload-modules`).",
+            who);
+      }
     }
     f.evidence.push_back("kernel log: NVRM: API mismatch");
     out.push_back(std::move(f));

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/strings.h"
 #include "snapshot/fact.h"
 
 namespace gpuwarm {
@@ -191,6 +192,14 @@ struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
       return comm_may_be_daemon(client);
     }
     return comm_may_be_daemon(std::string_view(client).substr(open + 1, close - open - 1));
+  }
+  // The client's version for a message: a version as it reads, any other text the client sent in quotes (so
+  // that even none shows), "?" where it was not read exactly.
+  std::string shown_client_version() const {
+    if (compare_driver_versions(client_version, client_version).has_value()) {
+      return client_version;
+    }
+    return client_version_exact ? "\"" + client_version + "\"" : "?";
   }
 };
 

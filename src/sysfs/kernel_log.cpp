@@ -21,27 +21,57 @@ namespace gpuwarm {
 
 namespace {
 
-// Returns the message part of one log line.
-std::string_view message_of(std::string_view line) {
-  // /dev/kmsg: "6,1234,5678901,-;NVRM: ..."
-  if (!line.empty() && line.front() >= '0' && line.front() <= '9') {
-    auto semi = line.find(';');
-    auto comma = line.find(',');
-    if (semi != std::string_view::npos && comma != std::string_view::npos && comma < semi) {
-      return line.substr(semi + 1);
+// Where a /dev/kmsg record's message begins ("6,1234,5678901,-;NVRM: ..."; fields after the flag may follow
+// it), or npos: the prefix is checked field by field, so a text log line that starts with a date and holds
+// a comma and a ';' in its message is not cut there.
+std::size_t kmsg_message_start(std::string_view line) {
+  std::size_t at = 0;
+  for (int field = 0; field < 3; ++field) {
+    const auto begin = at;
+    while (at < line.size() && line[at] >= '0' && line[at] <= '9') {
+      ++at;
+    }
+    if (at == begin || at >= line.size() || line[at] != ',') {
+      return std::string_view::npos;
+    }
+    ++at;
+  }
+  const auto semi = line.find(';', at);
+  if (semi == std::string_view::npos || semi == at || line.substr(at, semi - at).find(' ') != std::string_view::npos) {
+    return std::string_view::npos;
+  }
+  return semi + 1;
+}
+
+// Drops the kernel's "[ 1234.567890]" time stamp that syslog keeps at the start of a message.
+std::string_view without_timestamp(std::string_view message) {
+  if (!message.empty() && message.front() == '[') {
+    const auto close = message.find(']');
+    if (close != std::string_view::npos &&
+        message.substr(1, close - 1).find_first_not_of(" 0123456789.") == std::string_view::npos) {
+      return trim(message.substr(close + 1));
     }
   }
-  // dmesg: "[ 1234.567890] NVRM: ..."
+  return message;
+}
+
+// Returns the message part of one log line.
+std::string_view message_of(std::string_view line) {
+  if (const auto start = kmsg_message_start(line); start != std::string_view::npos) {
+    return line.substr(start);
+  }
+  // dmesg: "[ 1234.567890] NVRM: ...", or with -T "[Fri Jun  1 12:00:00 2026] NVRM: ..."
   if (!line.empty() && line.front() == '[') {
     auto close = line.find(']');
     if (close != std::string_view::npos) {
       return trim(line.substr(close + 1));
     }
   }
-  // journalctl -k: "Jun 01 12:00:00 host kernel: NVRM: ..."
+  // journalctl -k and syslog's kern.log, whose lines may keep the kernel's time stamp:
+  // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
   auto kernel = line.find(" kernel: ");
   if (kernel != std::string_view::npos) {
-    return line.substr(kernel + 9);
+    return without_timestamp(trim(line.substr(kernel + 9)));
   }
   return trim(line);
 }
@@ -139,8 +169,7 @@ struct LogMessage {
 
 LogMessage log_message(std::string_view line) {
   std::string_view msg = message_of(line);
-  const bool kmsg_record = msg.size() < line.size() && line.front() >= '0' && line.front() <= '9' &&
-                           line[line.size() - msg.size() - 1] == ';';
+  const bool kmsg_record = kmsg_message_start(line) != std::string_view::npos;
   if (!kmsg_record || msg.find("\\x") == std::string_view::npos) {
     return {std::string(msg), false};
   }

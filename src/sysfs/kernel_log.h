@@ -1,7 +1,8 @@
 #pragma once
 // Scans kernel log text for the NVIDIA lines the runbook cares about. Input
-// may be /dev/kmsg records, `dmesg` output or `journalctl -k` output; each
-// line's prefix is stripped before matching.
+// may be /dev/kmsg records, `dmesg` output (with or without -T), `journalctl -k`
+// output or syslog's kern.log (its lines may keep the kernel's time stamp);
+// each line's prefix is stripped before matching.
 
 #include <chrono>
 #include <cstddef>

@@ -178,6 +178,40 @@ TEST(KernelLog, AModuleLoadInsideAClientsVersionIsNoLoad) {
   EXPECT_FALSE(reloaded.mismatches[0].after_module_load);
 }
 
+// Every shape a kernel log line takes where gpuwarm reads it: the driver's message is found in each, and
+// a text log line that merely starts with digits and holds a comma and a ';' is not cut as a kmsg record.
+TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
+  const std::string load = "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build";
+  struct Case {
+    std::string line;
+    bool found;
+  };
+  for (const Case& c : {
+           Case{"6,1000,494523,-;" + load, true},
+           Case{"6,1000,494523,-,caller=T1;" + load, true},
+           Case{"[  123.456789] " + load, true},
+           Case{"[Fri Jun  1 12:00:00 2026] " + load, true},
+           Case{"Jun 01 12:00:00 gpu1 kernel: " + load, true},
+           Case{"Jun  1 12:00:00 gpu1 kernel: [  123.456789] " + load, true},  // syslog's kern.log
+           Case{"2026-06-01T12:00:00.123456+00:00 gpu1 kernel: [ 12.3] " + load, true},
+           Case{"2026-06-01T12:00:00+0000 gpu1 kernel: " + load, true},
+           Case{load, true},
+           Case{"Jun 01 12:00:00 gpu1 kernel: [drm] " + load, false},  // not a time stamp: another subsystem
+           Case{"Jun 01 12:00:00 gpu1 kernel: usb 1-1: " + load, false},
+       }) {
+    EXPECT_EQ(scan_kernel_log(c.line).loaded_version.is("580.159.04"), c.found) << c.line;
+  }
+  // A date-first text line holding ", " and ";" is a text line: its message is read whole.
+  const auto iso = scan_kernel_log(
+      "2026-06-01T12:00:00+0000 gpu1 kernel: NVRM: API mismatch: the client 'a,b;c' (pid 7) has the version "
+      "580.95.05, but this kernel module has the version 580.82.07.  Please make sure that this kernel module "
+      "and all NVIDIA driver components have the same version.\n");
+  ASSERT_EQ(iso.mismatches.size(), 1u);
+  EXPECT_EQ(iso.mismatches[0].client, "'a,b;c' (pid 7)");
+  EXPECT_EQ(iso.mismatches[0].client_version, "580.95.05");
+  EXPECT_TRUE(iso.mismatches[0].client_version_exact);
+}
+
 TEST(KernelLog, KmsgRecordsAndContinuationLines) {
   std::string kmsg =
       "6,1000,494523,-;NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build\n"

@@ -371,6 +371,11 @@ TEST(Rules, DRV004_stale_client_mismatch) {
          s.kernel_log.mismatches.push_back({"", "590.1", "580.159.04", true});
        },
        {}},
+      {"a client asking with the module's own version, read exactly: none the kernel refuses",
+       [](Snapshot& s) { s.kernel_log.mismatches.push_back({"", "580.159.04", "580.159.04", true, true}); }, {}},
+      {"the module's version picked out of a line worded otherwise: the client's may be any",
+       [](Snapshot& s) { s.kernel_log.mismatches.push_back({"", "580.159.04", "580.159.04", true, false}); },
+       {{k_node}}},
   };
   for (const auto& c : cases) expect_rule("DRV004", c);
 }
@@ -378,12 +383,18 @@ TEST(Rules, DRV004_stale_client_mismatch) {
 // Where the kernel does not name the client, or names it like the daemon, the guard may skip the unit: the
 // next step says when, so that `diagnose` and the guard do not contradict each other.
 TEST(Rules, DRV004_says_when_the_guard_skips_on_the_same_line) {
-  auto next_step = [](const std::string& client) {
+  auto finding = [](const std::string& client, const std::string& version, bool exact) {
     Snapshot s = healthy_snapshot();
-    s.kernel_log.mismatches.push_back({client, "570.1", "580.159.04", true});
+    s.kernel_log.mismatches.push_back({client, version, "580.159.04", true, exact});
     auto found = find_rule("DRV004")->check(s);
-    return found.size() == 1 ? found[0].next_step : std::string("not one finding");
+    if (found.size() == 1) {
+      return found[0];
+    }
+    Finding none;
+    none.message = none.next_step = "not one finding";
+    return none;
   };
+  auto next_step = [&](const std::string& client) { return finding(client, "570.1", true).next_step; };
   EXPECT_EQ(next_step("'python3' (pid 77)").find("gpuwarm guard"), std::string::npos);
   for (const char* daemon_or_unnamed : {"'nvidia-persiste' (pid 812)", ""}) {
     SCOPED_TRACE(daemon_or_unnamed);
@@ -391,7 +402,19 @@ TEST(Rules, DRV004_says_when_the_guard_skips_on_the_same_line) {
                   .find("`gpuwarm guard` skips nvidia-persistenced on this line while a libnvidia-cfg.so.1 or "
                         "libnvidia-ml.so.1 of version 570.1 is installed where the loader looks"),
               std::string::npos);
+    // Not read exactly: the guard skips on the line whatever is installed, and the rule says so.
+    const Finding loose = finding(daemon_or_unnamed, "570.1", false);
+    EXPECT_NE(loose.next_step.find("worded otherwise than gpuwarm reads exactly, so `gpuwarm guard` skips "
+                                   "nvidia-persistenced on it until the module is loaded again"),
+              std::string::npos)
+        << loose.next_step;
+    EXPECT_NE(loose.message.find("built for driver 570.1 "), std::string::npos) << loose.message;
+    // No version found at all in a line worded otherwise.
+    EXPECT_NE(finding(daemon_or_unnamed, "", false).message.find("built for driver ? "), std::string::npos);
   }
+  // Text that is no version shows in quotes, empty text too.
+  EXPECT_NE(finding("", "x", true).message.find("built for driver \"x\" "), std::string::npos);
+  EXPECT_NE(finding("", "", true).message.find("built for driver \"\" "), std::string::npos);
 }
 
 TEST(Rules, GPU001_gpu_unreachable) {
