@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <functional>
 #include <climits>
 #include <optional>
 #include <cstring>
@@ -367,11 +369,40 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
     out.copies.push_back({path, version_from_library_name(real)});
   };
   auto gap = [&](const std::string& why) { out.unread += (out.unread.empty() ? "" : "; ") + why; };
+  // The subfolders glibc before 2.37 also tries under every folder it searches (legacy hardware
+  // capabilities: "tls", the platform and the capability names, nested as "tls/haswell/x86_64"): present
+  // ones only, so a node without them pays one lstat per name.
+  const std::function<void(const Paths&, const std::string&, int)> look_in_legacy =
+      [&](const Paths& in, const std::string& folder, int depth) {
+        static constexpr std::array<std::string_view, 5> k_legacy = {"tls", "haswell", "xeon_phi", "avx512_1",
+                                                                     "x86_64"};
+        for (const auto name : k_legacy) {
+          const std::string sub = folder + "/" + std::string(name);
+          const std::string real = in.resolve(sub);
+          struct stat st {};
+          if (real.empty()) {
+            if (::lstat(in.host(sub).c_str(), &st) != 0 && errno != ENOENT && errno != ENOTDIR) {
+              gap(fmt::format("{}: {}", sub, std::strerror(errno)));
+            }
+            continue;
+          }
+          if (::stat(real.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+            continue;
+          }
+          for (const auto& soname : sonames) {
+            add(in, sub + "/" + soname);
+          }
+          if (depth > 1) {
+            look_in_legacy(in, sub, depth - 1);
+          }
+        }
+      };
   // A folder and, since glibc 2.33, its glibc-hwcaps subfolders, which the loader tries first.
   auto look_in = [&](const Paths& in, const std::string& folder) {
     for (const auto& soname : sonames) {
       add(in, folder + "/" + soname);
     }
+    look_in_legacy(in, folder, 4);
     const std::string hwcaps = in.resolve(folder + "/glibc-hwcaps");
     if (hwcaps.empty()) {
       return;

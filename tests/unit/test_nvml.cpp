@@ -294,6 +294,18 @@ TEST(NvmlLibrary, LoadableCopiesAreFoundWhereTheLoaderLooks) {
   EXPECT_TRUE(std::any_of(with_hwcaps.copies.begin(), with_hwcaps.copies.end(), [](const LoadableCopy& c) {
     return c.path == "/usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libnvidia-cfg.so.1" && c.version == "590.10.01";
   }));
+  // glibc before 2.37 (Debian 12, RHEL 9) also tries legacy subfolders, nested ("tls/haswell/x86_64"); a
+  // link among them that loops ends within the depth the loader itself reaches.
+  tree.mkdir("usr/lib64/tls/haswell/x86_64");
+  tree.write("usr/lib64/tls/haswell/x86_64/libnvidia-cfg.so.570.1.2", "");
+  tree.symlink("libnvidia-cfg.so.570.1.2", "usr/lib64/tls/haswell/x86_64/libnvidia-cfg.so.1");
+  tree.symlink(".", "usr/lib64/tls/haswell/x86_64/tls");
+  auto with_legacy = nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {});
+  EXPECT_EQ(with_legacy.unread, "");
+  EXPECT_TRUE(std::any_of(with_legacy.copies.begin(), with_legacy.copies.end(), [](const LoadableCopy& c) {
+    return c.path == "/usr/lib64/tls/haswell/x86_64/libnvidia-cfg.so.1" && c.version == "570.1.2";
+  }));
+  std::filesystem::remove_all(tree.path("usr/lib64/tls"));
   // A driver library preloaded into every program is loaded before any search: a gap.
   tree.write("etc/ld.so.preload", "/opt/old/lib/libnvidia-cfg.so.1\n");
   EXPECT_NE(nvml::loadable_copies(tree.root(), {"libnvidia-cfg.so.1"}, {}).unread.find("ld.so.preload"),
