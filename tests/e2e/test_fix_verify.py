@@ -85,14 +85,18 @@ class FixAndVerify(SystemdMockCase):
             jobs_ended = 0
             while not self.stop_watch.is_set():
                 try:
-                    if not enabled and self.mock.GetMethodCalls("EnableUnitFiles"):
+                    # One read of the calls for the whole pass: a start job seen here ends only after the
+                    # enabling that came before it in the same list has taken effect.
+                    calls = [(str(method), args) for _, method, args in self.mock.GetCalls()]
+                    called = {method for method, _ in calls}
+                    if not enabled and "EnableUnitFiles" in called:
                         self.unit.UpdateProperties(UNIT_IFACE, {"UnitFileState": "enabled"})
                         enabled = True
-                    if not enabled and self.mock.GetMethodCalls("AddDependencyUnitFiles"):
+                    if not enabled and "AddDependencyUnitFiles" in called:
                         self.unit.UpdateProperties(UNIT_IFACE, {"WantedBy": dbus.Array(["multi-user.target"],
                                                                                        signature="s")})
                         enabled = True
-                    jobs = [(str(method), args) for _, method, args in self.mock.GetCalls()
+                    jobs = [(method, args) for method, args in calls
                             if method in ("StartUnit", "RestartUnit")]  # in the order they were made
                     if jobs and not started:
                         self.unit.UpdateProperties(UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
