@@ -56,6 +56,22 @@ run "named like the daemon, a version no copy has (999.1.1)" --kernel-log "$(kms
 run "not named, a version no copy has (999.1.1)" --kernel-log "$(kmsg \
   "NVRM: API mismatch: the client has the version 999.1.1, but" \
   "NVRM: this kernel module has the version $module.  Please")"
+# As rsyslog's kern.log keeps them, the kernel's time stamp after "kernel:": the line is read (with the
+# wrapper daemon, whose search path is unknown, a daemon-named refusal skips: 12); diagnose reads it too (DRV004).
+kernlog=$work/kern.log
+{ echo "Dec  4 07:00:00 gpu1 kernel: [    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  $module  Release Build"
+  echo "Dec  4 07:10:00 gpu1 kernel: [  605.200000] NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)"
+  echo "Dec  4 07:10:00 gpu1 kernel: [  605.200000] NVRM: has the version 999.1.1, but this kernel module has"
+  echo "Dec  4 07:10:00 gpu1 kernel: [  605.200000] NVRM: the version $module.  Please make sure that this"
+  echo "Dec  4 07:10:00 gpu1 kernel: [  605.200000] NVRM: kernel module and all NVIDIA driver components"
+  echo "Dec  4 07:10:00 gpu1 kernel: [  605.200000] NVRM: have the same version."
+} > "$kernlog"
+echo "-- kern.log shape, named like the daemon, 999.1.1, the wrapper daemon"
+"$gpuwarm" guard --verbose --kernel-log "$kernlog"
+echo "   exit $?"
+run "kern.log shape, named like the daemon, 999.1.1" --kernel-log "$kernlog"
+echo "-- diagnose --kernel-log (kern.log shape): the findings it gives"
+"$gpuwarm" diagnose --json --kernel-log "$kernlog" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  exit", d["verdict"]["exit_code"], [(f["rule_id"], f["message"][:110]) for f in d["findings"] if f["rule_id"].startswith("DRV")])'
 # The installed copies carry the module's version; a line claiming it for the client is one the kernel never
 # logs (it refuses only a version other than its own): not a refusal, so the guard goes on.
 run "named like the daemon, the installed version" --kernel-log "$(kmsg \

@@ -86,6 +86,7 @@ constexpr KnownDir k_known_dirs[] = {
     {"/usr/lib/nvidia/tesla", "Bottlerocket driver"},
     {"/usr/lib/x86_64-linux-gnu", "distribution library directory"},
     {"/usr/lib/aarch64-linux-gnu", "distribution library directory"},
+    {"/usr/lib/powerpc64le-linux-gnu", "distribution library directory"},
     {"/usr/lib64", "distribution library directory"},
     {"/lib/x86_64-linux-gnu", "distribution library directory"},
     {"/lib64", "distribution library directory"},
@@ -440,7 +441,7 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
   for (const auto& known : k_known_dirs) {
     folders.emplace_back(known.dir);
   }
-  for (const char* system : {"/lib", "/lib/aarch64-linux-gnu"}) {
+  for (const char* system : {"/lib", "/lib/aarch64-linux-gnu", "/lib/powerpc64le-linux-gnu"}) {
     folders.emplace_back(system);  // the loader's defaults the known folders leave out
   }
   for (const auto& folder : folders) {
