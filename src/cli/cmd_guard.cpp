@@ -367,9 +367,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       "initializes NVML or touches a GPU. A mismatch logged for a client that may be the daemon (named so,\n"
       "or not named) does not skip the unit when the version it asked with, read exactly from the line, is\n"
       "the module's own or one that no libnvidia-cfg.so.1 or libnvidia-ml.so.1 has where the loader looks\n"
-      "(LD_LIBRARY_PATH, the daemon binary's RUNPATH, the known driver folders, /etc/ld.so.cache's\n"
-      "entries), every such place having been read within 5 s: any process can take the daemon's name and\n"
-      "ask with a made-up version.\n\n"
+      "(LD_LIBRARY_PATH, the daemon binary's RUNPATH, the known driver folders, each with its glibc-hwcaps\n"
+      "and older tls/platform subfolders, and /etc/ld.so.cache's entries), every such place having been\n"
+      "read within 5 s: any process can take the daemon's name and ask with a made-up version.\n\n"
       "Exit codes (ExecCondition: 0 starts the unit, 1-254 skip it cleanly; the guard never exits 255, and\n"
       "a crash inside it still exits 1):\n";
   for (const auto& c : guard::codes()) {
