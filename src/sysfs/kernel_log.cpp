@@ -55,28 +55,62 @@ std::string_view without_timestamp(std::string_view message) {
   return message;
 }
 
+constexpr std::string_view k_nvrm = "NVRM:";
+
+// Drops the "facility:level : " that `dmesg -x` (--decode) prints first ("kern  :err   : [ 12.3] NVRM: ...").
+std::string_view without_decode_prefix(std::string_view line) {
+  auto word = [&](std::size_t at) {
+    while (at < line.size() && ((line[at] >= 'a' && line[at] <= 'z') || (line[at] >= '0' && line[at] <= '9'))) {
+      ++at;
+    }
+    return at;
+  };
+  auto field_end = [&](std::size_t at) -> std::size_t {  // a word, blanks, ':'; npos when not so
+    const auto end = word(at);
+    if (end == at) {
+      return std::string_view::npos;
+    }
+    auto colon = end;
+    while (colon < line.size() && line[colon] == ' ') {
+      ++colon;
+    }
+    return colon < line.size() && line[colon] == ':' ? colon + 1 : std::string_view::npos;
+  };
+  const auto facility = field_end(0);
+  const auto level = facility == std::string_view::npos ? facility : field_end(facility);
+  if (level == std::string_view::npos || level >= line.size() || line[level] != ' ') {
+    return line;
+  }
+  return trim(line.substr(level));
+}
+
 // Returns the message part of one log line.
 std::string_view message_of(std::string_view line) {
   if (const auto start = kmsg_message_start(line); start != std::string_view::npos) {
     return line.substr(start);
   }
-  // dmesg: "[ 1234.567890] NVRM: ...", or with -T "[Fri Jun  1 12:00:00 2026] NVRM: ..."
-  if (!line.empty() && line.front() == '[') {
-    auto close = line.find(']');
+  std::string_view rest = without_decode_prefix(trim(line));
+  // dmesg: "[ 1234.567890] NVRM: ...", with -T "[Fri Jun  1 12:00:00 2026] NVRM: ..."; journalctl -k -o
+  // short-monotonic: "[ 1234.567890] host kernel: NVRM: ..."
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
     if (close != std::string_view::npos) {
-      return trim(line.substr(close + 1));
+      rest = trim(rest.substr(close + 1));
     }
+  }
+  // The driver's message already: a " kernel: " inside it (a client's name may hold one) is no prefix.
+  if (starts_with(rest, k_nvrm)) {
+    return rest;
   }
   // journalctl -k and syslog's kern.log, whose lines may keep the kernel's time stamp:
   // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
-  auto kernel = line.find(" kernel: ");
+  auto kernel = rest.find(" kernel: ");
   if (kernel != std::string_view::npos) {
-    return without_timestamp(trim(line.substr(kernel + 9)));
+    return without_timestamp(trim(rest.substr(kernel + 9)));
   }
-  return trim(line);
+  return rest;
 }
 
-constexpr std::string_view k_nvrm = "NVRM:";
 
 // Pulls the version after `marker` out of the joined mismatch text.
 std::string version_after(std::string_view text, std::string_view marker) {

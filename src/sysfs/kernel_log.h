@@ -1,6 +1,6 @@
 #pragma once
 // Scans kernel log text for the NVIDIA lines the runbook cares about. Input
-// may be /dev/kmsg records, `dmesg` output (with or without -T), `journalctl -k`
+// may be /dev/kmsg records, `dmesg` output (plain, -T or -x), `journalctl -k` (short forms)
 // output or syslog's kern.log (its lines may keep the kernel's time stamp);
 // each line's prefix is stripped before matching.
 

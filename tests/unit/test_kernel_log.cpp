@@ -195,6 +195,9 @@ TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
            Case{"Jun  1 12:00:00 gpu1 kernel: [  123.456789] " + load, true},  // syslog's kern.log
            Case{"2026-06-01T12:00:00.123456+00:00 gpu1 kernel: [ 12.3] " + load, true},
            Case{"2026-06-01T12:00:00+0000 gpu1 kernel: " + load, true},
+           Case{"[  123.456789] gpu1 kernel: " + load, true},  // journalctl -k -o short-monotonic
+           Case{"kern  :info  : [    5.100000] " + load, true},  // dmesg -x
+           Case{"kern  :info  : " + load, true},
            Case{load, true},
            Case{"Jun 01 12:00:00 gpu1 kernel: [drm] " + load, false},  // not a time stamp: another subsystem
            Case{"Jun 01 12:00:00 gpu1 kernel: usb 1-1: " + load, false},
@@ -208,6 +211,15 @@ TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
       "and all NVIDIA driver components have the same version.\n");
   ASSERT_EQ(iso.mismatches.size(), 1u);
   EXPECT_EQ(iso.mismatches[0].client, "'a,b;c' (pid 7)");
+  // A client named with " kernel: " in a dmesg text line: the driver's line is not cut at the name.
+  const auto named = scan_kernel_log(
+      "[ 1.0] NVRM: API mismatch: the client 'a kernel: b' (pid 7)\n"
+      "[ 1.0] NVRM: has the version 580.95.05, but this kernel module has\n"
+      "[ 1.0] NVRM: the version 580.82.07.  Please make sure that this\n"
+      "[ 1.0] NVRM: kernel module and all NVIDIA driver components\n"
+      "[ 1.0] NVRM: have the same version.\n");
+  ASSERT_EQ(named.mismatches.size(), 1u);
+  EXPECT_EQ(named.mismatches[0].client, "'a kernel: b' (pid 7)");
   EXPECT_EQ(iso.mismatches[0].client_version, "580.95.05");
   EXPECT_TRUE(iso.mismatches[0].client_version_exact);
 }
