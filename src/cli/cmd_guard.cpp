@@ -352,8 +352,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
   existing_file_path(sub.add_option("--daemon", opts->daemon,
                                     "The nvidia-persistenced binary whose --version to compare (default: the first "
                                     "found in the usual system directories; never the caller's PATH)"));
-  sub.add_option("--kernel-log", opts->kernel_log, "Read kernel messages from FILE instead of /dev/kmsg")
-      ->type_name("FILE");
+  existing_file_path(sub.add_option("--kernel-log", opts->kernel_log,
+                                    "Read kernel messages from this file (dmesg, journalctl -k or kern.log text) "
+                                    "instead of /dev/kmsg; one that cannot be read skips the unit"));
   sub.add_flag("--verbose", opts->verbose, "Also print every version and check seen");
   sub.add_flag("--json", opts->json, "Print the decision as JSON");
   sub.add_option("--inject-fault", opts->inject_fault)->group("");  // tests: prove a crash still skips
@@ -409,6 +410,7 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       const std::string daemon_path = daemon_binary(paths, opts->daemon, daemon_missing);
       guard::UserSpaceVersion daemon = daemon_version(daemon_path, daemon_missing);
       facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
+      facts.kernel_log_named = !opts->kernel_log.empty();
       NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
       facts.user_space.push_back(nvml.version);
       facts.user_space.push_back(cfg_version(nvml.real_path));

@@ -12,6 +12,10 @@ namespace gpuwarm::guard {
 namespace {
 
 const char* k_finish_update = "a reboot (or `gpuwarm reload-modules`) finishes the driver update";
+// The host's halves agree, so no update is pending; the line still cannot be set aside (--verbose says why).
+const char* k_cannot_clear_line =
+    "the driver's halves agree, but that the daemon was not the client refused cannot be shown (--verbose says "
+    "why); a reboot (or `gpuwarm reload-modules`) clears the line";
 
 bool is_gpu_node(const std::string& path) {
   static const std::regex gpu_node("/dev/nvidia[0-9]+");
@@ -24,7 +28,7 @@ const std::vector<CodeInfo>& codes() {
   static const std::vector<CodeInfo> table = {
       {Code::go, "go", "start nvidia-persistenced"},
       {Code::internal_error, "internal-error", "the guard itself failed (skip rather than fail the unit)"},
-      {Code::usage, "usage", "bad command line"},
+      {Code::usage, "usage", "bad command line, or a --kernel-log file it cannot read"},
       {Code::no_module, "no-module", "the nvidia kernel module is not loaded"},
       {Code::version_mismatch, "version-mismatch",
        "the loaded kernel module and the user-space driver differ (driver updated without reboot)"},
@@ -116,6 +120,14 @@ GuardResult evaluate(const GuardFacts& f) {
                             *kernel, list, k_finish_update));
   }
 
+  // /dev/kmsg unreadable (not root) is no reason to keep the daemon down; a log the caller named and gpuwarm
+  // could not read, or not in a format it reads, would hide the very lines this check is for.
+  if (f.kernel_log_named && !f.kernel_log.source.has()) {
+    return stop(Code::usage, fmt::format("kernel log not read: {}; skipping nvidia-persistenced (name a readable "
+                                         "log, or leave --kernel-log out to read /dev/kmsg)",
+                                         f.kernel_log.source.missing));
+  }
+
   // With libnvidia-ml read and agreeing with the module (and no part read otherwise), a client the kernel
   // refused that is named and is not the daemon brought its own libraries (a container image, a second
   // install): the host's driver is whole and the daemon starts, as `diagnose` says (DRV004). Skipping would
@@ -181,8 +193,9 @@ GuardResult evaluate(const GuardFacts& f) {
                             m.client.empty() ? "" : " from " + m.client, client_version,
                             stale_copy ? " (installed as " + same_version->path + ")" : std::string(),
                             m.kernel_version.empty() ? "?" : m.kernel_version,
-                            stale_copy ? "remove or update that copy, which the loader may find first"
-                                       : k_finish_update));
+                            stale_copy            ? "remove or update that copy, which the loader may find first"
+                            : host_libraries_agree ? k_cannot_clear_line
+                                                   : k_finish_update));
   }
   if (!f.kernel_log.source.has()) {
     r.details.push_back("kernel log not read: " + f.kernel_log.source.missing);

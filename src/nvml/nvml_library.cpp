@@ -371,12 +371,12 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
   };
   auto gap = [&](const std::string& why) { out.unread += (out.unread.empty() ? "" : "; ") + why; };
   // The subfolders glibc before 2.37 also tries under every folder it searches (legacy hardware
-  // capabilities: "tls", the platform and the capability names, nested as "tls/haswell/x86_64"): present
-  // ones only, so a node without them pays one lstat per name.
+  // capabilities: "tls", the platform and the capability names of x86-64 and POWER, nested as
+  // "tls/haswell/x86_64"): present ones only, so a node without them pays one lstat per name.
   const std::function<void(const Paths&, const std::string&, int)> look_in_legacy =
       [&](const Paths& in, const std::string& folder, int depth) {
-        static constexpr std::array<std::string_view, 5> k_legacy = {"tls", "haswell", "xeon_phi", "avx512_1",
-                                                                     "x86_64"};
+        static constexpr std::array<std::string_view, 8> k_legacy = {
+            "tls", "haswell", "xeon_phi", "avx512_1", "x86_64", "power8", "power9", "power10"};
         for (const auto name : k_legacy) {
           const std::string sub = folder + "/" + std::string(name);
           const std::string real = in.resolve(sub);

@@ -316,15 +316,17 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
     if (m->client.empty() || m->refused_the_daemon()) {
       // The guard cannot rule out the daemon here: it skips the unit while the loader could give the daemon
       // a library of the refused version (a made-up version, as any process can ask with, does not count).
-      const std::string who = m->client.empty()
-                                  ? "This driver does not name the client, so it may have been nvidia-persistenced"
-                                  : "The refused client was named like nvidia-persistenced";
+      const std::string who =
+          !m->client.empty()        ? "The refused client was named like nvidia-persistenced"
+          : m->client_version_exact ? "This driver does not name the client, so it may have been nvidia-persistenced"
+                                    : "The client could not be read from the line, so it may have been "
+                                      "nvidia-persistenced";
       if (m->client_version_exact) {
         f.next_step += fmt::format(
             " {}: `gpuwarm guard` skips nvidia-persistenced on this line while a libnvidia-cfg.so.1 or "
-            "libnvidia-ml.so.1 of version {} is installed where the loader looks, or while a place the loader "
-            "looks cannot be read (`gpuwarm guard --verbose` names it); remove that copy, or load the module "
-            "again (reboot or `gpuwarm reload-modules`).",
+            "libnvidia-ml.so.1 of version {} is installed where the loader looks, or while it cannot show that "
+            "none is (`gpuwarm guard --verbose` says why); remove that copy, or load the module again (reboot or "
+            "`gpuwarm reload-modules`).",
             who, client_version);
       } else {
         f.next_step += fmt::format(

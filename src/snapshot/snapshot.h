@@ -193,13 +193,15 @@ struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
     }
     return comm_may_be_daemon(std::string_view(client).substr(open + 1, close - open - 1));
   }
-  // The client's version for a message: a version as it reads, any other text the client sent in quotes (so
-  // that even none shows), "?" where it was not read exactly.
+  // The client's version for a message: read exactly, a version as it reads and any other text the client
+  // sent in quotes (so that even none shows); otherwise "?", with the version-like token a line worded
+  // otherwise holds (it may be the module's own, printed beside the client's).
   std::string shown_client_version() const {
-    if (compare_driver_versions(client_version, client_version).has_value()) {
-      return client_version;
+    const bool well_formed = compare_driver_versions(client_version, client_version).has_value();
+    if (client_version_exact) {
+      return well_formed ? client_version : "\"" + client_version + "\"";
     }
-    return client_version_exact ? "\"" + client_version + "\"" : "?";
+    return well_formed ? "? (perhaps " + client_version + ")" : "?";
   }
 };
 

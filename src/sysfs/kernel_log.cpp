@@ -43,74 +43,163 @@ std::size_t kmsg_message_start(std::string_view line) {
   return semi + 1;
 }
 
-// Drops the kernel's "[ 1234.567890]" time stamp that syslog keeps at the start of a message.
-std::string_view without_timestamp(std::string_view message) {
-  if (!message.empty() && message.front() == '[') {
-    const auto close = message.find(']');
-    if (close != std::string_view::npos &&
-        message.substr(1, close - 1).find_first_not_of(" 0123456789.") == std::string_view::npos) {
-      return trim(message.substr(close + 1));
-    }
+constexpr std::string_view k_nvrm = "NVRM:";
+constexpr std::size_t npos = std::string_view::npos;
+
+// The text after a leading "[...]" whose inside passes `inside`, or npos.
+template <typename Inside>
+std::size_t after_bracket(std::string_view text, Inside inside) {
+  if (text.empty() || text.front() != '[') {
+    return npos;
+  }
+  const auto close = text.find(']');
+  return close != npos && inside(text.substr(1, close - 1)) ? close + 1 : npos;
+}
+bool is_seconds(std::string_view s) {  // " 1234.567890", and journalctl's short-delta " 12.3 <    0.000123>"
+  return !s.empty() && s.find_first_not_of(" 0123456789.<>") == npos;
+}
+bool is_caller(std::string_view s) {  // printk's caller id (CONFIG_PRINTK_CALLER): "   T812", "  C1"
+  s = trim(s);
+  return s.size() >= 2 && (s.front() == 'T' || s.front() == 'C') && s.find_first_not_of("0123456789", 1) == npos;
+}
+
+// Drops the time stamp and the caller id the kernel may put before a message ("[ 12.3]", "[ 12.3][  T812]",
+// "[ 12.3] [   T812]"): only brackets of those shapes, so a message of another subsystem ("[drm] ...") stays.
+std::string_view without_kernel_brackets(std::string_view message) {
+  if (const auto end = after_bracket(message, is_seconds); end != npos) {
+    message = trim(message.substr(end));
+  }
+  if (const auto end = after_bracket(message, is_caller); end != npos) {
+    message = trim(message.substr(end));
   }
   return message;
 }
 
-constexpr std::string_view k_nvrm = "NVRM:";
-
 // Drops the "facility:level : " that `dmesg -x` (--decode) prints first ("kern  :err   : [ 12.3] NVRM: ...").
 std::string_view without_decode_prefix(std::string_view line) {
-  auto word = [&](std::size_t at) {
-    while (at < line.size() && ((line[at] >= 'a' && line[at] <= 'z') || (line[at] >= '0' && line[at] <= '9'))) {
-      ++at;
+  auto field_end = [&](std::size_t at) -> std::size_t {  // a lowercase word, blanks, ':'; npos when not so
+    auto end = at;
+    while (end < line.size() && ((line[end] >= 'a' && line[end] <= 'z') || (line[end] >= '0' && line[end] <= '9'))) {
+      ++end;
     }
-    return at;
-  };
-  auto field_end = [&](std::size_t at) -> std::size_t {  // a word, blanks, ':'; npos when not so
-    const auto end = word(at);
     if (end == at) {
-      return std::string_view::npos;
+      return npos;
     }
-    auto colon = end;
-    while (colon < line.size() && line[colon] == ' ') {
-      ++colon;
+    while (end < line.size() && line[end] == ' ') {
+      ++end;
     }
-    return colon < line.size() && line[colon] == ':' ? colon + 1 : std::string_view::npos;
+    return end < line.size() && line[end] == ':' ? end + 1 : npos;
   };
   const auto facility = field_end(0);
-  const auto level = facility == std::string_view::npos ? facility : field_end(facility);
-  if (level == std::string_view::npos || level >= line.size() || line[level] != ' ') {
+  const auto level = facility == npos ? facility : field_end(facility);
+  if (level == npos || level >= line.size() || line[level] != ' ') {
     return line;
   }
   return trim(line.substr(level));
 }
 
-// Returns the message part of one log line.
-std::string_view message_of(std::string_view line) {
-  if (const auto start = kmsg_message_start(line); start != std::string_view::npos) {
-    return line.substr(start);
+// Whether one blank-separated word can be part of a syslog or journal time stamp: "Jun", "Mon", "12:00:00",
+// "2026-06-01T12:00:00.123456+00:00", "1717243200.123456", "UTC". A kernel message's own words rarely all are.
+bool is_time_word(std::string_view word) {
+  static constexpr std::array<std::string_view, 19> k_names = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+                                                              "Aug", "Sep", "Oct", "Nov", "Dec", "Mon", "Tue",
+                                                              "Wed", "Thu", "Fri", "Sat", "Sun"};
+  if (std::find(k_names.begin(), k_names.end(), word) != k_names.end()) {
+    return true;
   }
-  std::string_view rest = without_decode_prefix(trim(line));
-  // dmesg: "[ 1234.567890] NVRM: ...", with -T "[Fri Jun  1 12:00:00 2026] NVRM: ..."; journalctl -k -o
-  // short-monotonic: "[ 1234.567890] host kernel: NVRM: ..."
-  if (!rest.empty() && rest.front() == '[') {
-    auto close = rest.find(']');
-    if (close != std::string_view::npos) {
-      rest = trim(rest.substr(close + 1));
-    }
+  if (!word.empty() && word.size() <= 5 && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == npos) {
+    return true;  // a time zone
   }
-  // The driver's message already: a " kernel: " inside it (a client's name may hold one) is no prefix.
-  if (starts_with(rest, k_nvrm)) {
-    return rest;
-  }
-  // journalctl -k and syslog's kern.log, whose lines may keep the kernel's time stamp:
-  // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
-  auto kernel = rest.find(" kernel: ");
-  if (kernel != std::string_view::npos) {
-    return without_timestamp(trim(rest.substr(kernel + 9)));
-  }
-  return rest;
+  return !word.empty() && word.front() >= '0' && word.front() <= '9' &&
+         word.find_first_not_of("0123456789:.,+-TZ") == npos;
+}
+bool is_host_word(std::string_view word) {
+  return !word.empty() &&
+         word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == npos;
 }
 
+// Where the message begins after a syslog or journal header ("Jun  1 12:00:00 host kernel: ",
+// "2026-06-01T12:00:00+00:00 host kernel: ", "Mon 2026-06-01 12:00:00 UTC host kernel: ", RFC 5424's
+// "1 2026-06-01T12:00:00Z host kernel - - - "), or npos. `time_words`: how many time words must come before
+// the host (at least one, or exactly none after a dmesg-style "[...]" as journalctl -o short-monotonic
+// prints). Only the header's own " kernel: " counts: one inside a message (a path a user chose) does not.
+std::size_t header_end(std::string_view line, bool after_bracket_time) {
+  std::size_t at = 0;
+  std::vector<std::string_view> words;
+  while (at < line.size() && words.size() <= 8) {
+    while (at < line.size() && line[at] == ' ') {
+      ++at;
+    }
+    const auto end = std::min(line.find(' ', at), line.size());
+    const auto word = line.substr(at, end - at);
+    // "kernel:", syslog-ng's "kernel[0]:", RFC 5424's "kernel - - - "
+    const bool tagged = word.starts_with("kernel[") && word.ends_with("]:") && word.size() > 9 &&
+                        word.substr(7, word.size() - 9).find_first_not_of("0123456789") == npos;
+    if (word == "kernel:" || tagged || (word == "kernel" && line.substr(end, 7) == " - - - ")) {
+      if (words.empty() || !is_host_word(words.back())) {
+        return npos;
+      }
+      const auto times = words.size() - 1;
+      if (after_bracket_time ? times != 0 : (times == 0 || times > 5)) {
+        return npos;
+      }
+      for (std::size_t k = 0; k < times; ++k) {  // RFC 5424's version "1" reads as one
+        if (!is_time_word(words[k])) {
+          return npos;
+        }
+      }
+      return word == "kernel" ? end + 7 : end;
+    }
+    words.push_back(word);
+    at = end;
+  }
+  return npos;
+}
+
+// The message part of one log line, and whether the line had a shape gpuwarm reads.
+struct LinePart {
+  std::string_view message;
+  bool known_shape = false;
+};
+
+LinePart message_of(std::string_view line) {
+  if (const auto start = kmsg_message_start(line); start != npos) {
+    return {line.substr(start), true};
+  }
+  std::string_view rest = trim(line);
+  // `dmesg -r` and RFC 5424 files begin with the priority: "<3>[  605.2] NVRM: ...", "<3>1 2026-... host ..."
+  if (rest.size() > 2 && rest.front() == '<') {
+    const auto close = rest.find('>');
+    if (close != npos && close > 1 && close <= 4 && rest.substr(1, close - 1).find_first_not_of("0123456789") == npos) {
+      rest = rest.substr(close + 1);
+    }
+  }
+  rest = without_decode_prefix(rest);
+  // dmesg: "[ 1234.567890] NVRM: ...", with -T "[Fri Jun  1 12:00:00 2026] NVRM: ...", a caller id after it;
+  // journalctl -k -o short-monotonic: "[ 1234.567890] host kernel: NVRM: ..."
+  if (const auto end = after_bracket(rest, [](std::string_view) { return true; }); end != npos) {
+    rest = trim(rest.substr(end));
+    if (const auto caller = after_bracket(rest, is_caller); caller != npos) {
+      rest = trim(rest.substr(caller));
+    }
+    if (const auto header = header_end(rest, true); header != npos) {
+      rest = without_kernel_brackets(trim(rest.substr(header)));
+    }
+    return {rest, true};
+  }
+  // journalctl -k and syslog's files, whose lines may keep the kernel's time stamp:
+  // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
+  if (const auto header = header_end(rest, false); header != npos) {
+    return {without_kernel_brackets(trim(rest.substr(header))), true};
+  }
+  // dmesg --time-format=iso: "2026-06-01T12:00:00,123456+00:00 NVRM: ..."
+  if (const auto blank = rest.find(' '); blank != npos && blank > 10 && rest[4] == '-' && rest[10] == 'T' &&
+                                         is_time_word(rest.substr(0, blank))) {
+    return {trim(rest.substr(blank + 1)), true};
+  }
+  // No prefix (dmesg -t, journalctl -o cat): the message itself; known only where it is the driver's.
+  return {rest, starts_with(rest, k_nvrm)};
+}
 
 // Pulls the version after `marker` out of the joined mismatch text.
 std::string version_after(std::string_view text, std::string_view marker) {
@@ -193,19 +282,57 @@ bool is_module_load(std::string_view body) {
 }
 
 // One line of the log as a message. A /dev/kmsg record keeps what the driver printed at once, its lines
-// escaped ("\\x0a", as every byte below a space and the backslash): unescaped, its lines are joined as a text
-// log's would be, and it is whole, so no line inside it (a client's version may hold new lines) reads as
-// a message of its own.
+// escaped ("\\x0a", as every byte below a space and the backslash); rsyslog, reading the journal, writes such
+// a record on one line too, its new lines as "#012". Decoded, its lines are joined as a text log's would be,
+// and it is whole, so no line inside it (a client's version may hold new lines) reads as a message of its own.
 struct LogMessage {
   std::string text;
-  bool whole = false;  // one /dev/kmsg record holding every line the driver printed at once
+  bool whole = false;        // one record holding every line the driver printed at once
+  bool known_shape = false;  // the line had a shape gpuwarm reads
 };
 
+// Joins the lines of one record: the driver's prefix dropped from every line after the first.
+LogMessage joined_record(std::string_view raw) {
+  LogMessage out{{}, true, true};
+  bool first = true;
+  for (auto part : split(raw, '\n')) {
+    std::string_view piece = trim(part);
+    if (!first) {
+      if (starts_with(piece, k_nvrm)) {
+        piece = trim(piece.substr(k_nvrm.size()));
+      }
+      out.text += ' ';
+    }
+    out.text += piece;
+    first = false;
+  }
+  return out;
+}
+
 LogMessage log_message(std::string_view line) {
-  std::string_view msg = message_of(line);
-  const bool kmsg_record = kmsg_message_start(line) != std::string_view::npos;
-  if (!kmsg_record || msg.find("\\x") == std::string_view::npos) {
-    return {std::string(msg), false};
+  const LinePart part = message_of(line);
+  const std::string_view msg = part.message;
+  const bool kmsg_record = kmsg_message_start(line) != npos;
+  if (!kmsg_record) {
+    // Only a message that is the driver's from its first byte: "#012" in any other (a path a user chose)
+    // stays text, so it cannot make a line of its own.
+    constexpr std::string_view k_rsyslog_newline = "#012";
+    if (starts_with(msg, k_nvrm) && msg.find(k_rsyslog_newline) != npos) {
+      std::string raw;
+      for (std::size_t k = 0; k < msg.size(); ++k) {
+        if (msg.substr(k, k_rsyslog_newline.size()) == k_rsyslog_newline) {
+          raw += '\n';
+          k += k_rsyslog_newline.size() - 1;
+        } else {
+          raw += msg[k];
+        }
+      }
+      return joined_record(raw);
+    }
+    return {std::string(msg), false, part.known_shape};
+  }
+  if (msg.find("\\x") == npos) {
+    return {std::string(msg), false, true};
   }
   auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
@@ -224,28 +351,18 @@ LogMessage log_message(std::string_view line) {
     }
   }
   if (raw.find('\n') == std::string::npos) {
-    return {raw, false};
+    return {raw, false, true};
   }
-  // Its lines as a text log's would be joined: the driver's prefix dropped from every line after the first.
-  LogMessage out{{}, true};
-  bool first = true;
-  for (auto part : split(raw, '\n')) {
-    std::string_view piece = trim(part);
-    if (!first) {
-      if (starts_with(piece, k_nvrm)) {
-        piece = trim(piece.substr(k_nvrm.size()));
-      }
-      out.text += ' ';
-    }
-    out.text += piece;
-    first = false;
-  }
-  return out;
+  return joined_record(raw);
 }
 
 }  // namespace
 
-KernelLogFacts scan_kernel_log(std::string_view text) {
+namespace {
+
+// scan_kernel_log, also counting the lines in a shape gpuwarm reads.
+KernelLogFacts scan(std::string_view text, unsigned& known_shapes) {
+  known_shapes = 0;
   KernelLogFacts facts;
   facts.loaded_version = Fact<std::string>::unknown("no \"NVRM: loading\" line in the log");
   std::vector<LogMessage> messages;
@@ -259,6 +376,7 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
     }
     ++facts.records;
     messages.push_back(log_message(line));
+    known_shapes += messages.back().known_shape ? 1u : 0u;
   }
 
   // Whether a message is one of the driver's, and its text past "NVRM:".
@@ -328,6 +446,13 @@ KernelLogFacts scan_kernel_log(std::string_view text) {
     }
   }
   return facts;
+}
+
+}  // namespace
+
+KernelLogFacts scan_kernel_log(std::string_view text) {
+  unsigned known_shapes = 0;
+  return scan(text, known_shapes);
 }
 
 namespace {
@@ -415,7 +540,19 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
       facts.loaded_version = Fact<std::string>::unknown("log not read");
       return facts;
     }
-    KernelLogFacts facts = scan_kernel_log(text->text);
+    unsigned known_shapes = 0;
+    KernelLogFacts facts = scan(text->text, known_shapes);
+    if (facts.records > 0 && known_shapes == 0) {
+      // Lines, but none gpuwarm can place (a format it does not read): what they say is unknown, not nothing.
+      facts.source = Fact<std::string>::unknown(fmt::format(
+          "{}: none of its {} lines is in a format gpuwarm reads (/dev/kmsg records, dmesg, journalctl -k, "
+          "syslog's kern.log)",
+          file, facts.records));
+      facts.loaded_version = Fact<std::string>::unknown("log not read");
+      facts.mismatches.clear();
+      facts.legacy_persistence_notice = false;
+      return facts;
+    }
     facts.source = Fact<std::string>::known(text->truncated ? file + " (its last 256 MiB)" : file);
     return facts;
   }

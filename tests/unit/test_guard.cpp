@@ -92,17 +92,17 @@ TEST(Guard, every_reason_has_its_code) {
        "user space older than the kernel module: kernel module 580.159.04 but libnvidia-ml 470.256.02; upgrade "
        "user space"},
       {"API mismatch logged since the module loaded",
-       [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true}}; },
+       [](auto& f) { f.kernel_log.mismatches = {{"'nvidia-persistenced' (pid 812)", "580.95.05", "580.159.04", true, true}}; },
        Code::api_mismatch_logged, "client 580.95.05, kernel module 580.159.04"},
       {"API mismatch from a container's own libraries, host halves agreeing (DRV004)",
-       [](auto& f) { f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true}}; },
+       [](auto& f) { f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true, true}}; },
        Code::go, "ready"},
       {"the same from a driver that names no client: it may have been the daemon",
-       [](auto& f) { f.kernel_log.mismatches = {{"", "590.10.01", "580.159.04", true}}; },
+       [](auto& f) { f.kernel_log.mismatches = {{"", "590.10.01", "580.159.04", true, true}}; },
        Code::api_mismatch_logged, "client 590.10.01"},
       {"API mismatch with libnvidia-ml unread: the logged client may be the host's",
        [](auto& f) {
-         f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true}};
+         f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true, true}};
          f.user_space[0] = {"libnvidia-ml", std::nullopt, "no libnvidia-ml.so.1 found"};
        },
        Code::api_mismatch_logged, "client 590.10.01, kernel module 580.159.04"},
@@ -110,6 +110,18 @@ TEST(Guard, every_reason_has_its_code) {
        [](auto& f) { f.kernel_log.mismatches = {{"", "580.95.05", "575.57.08", false}}; }, Code::go, "ready"},
       {"unreadable kernel log does not block",
        [](auto& f) { f.kernel_log.source = Fact<std::string>::unknown("needs root"); }, Code::go, "ready"},
+      {"a kernel log the caller named and gpuwarm could not read skips: it would hide what it is read for",
+       [](auto& f) {
+         f.kernel_log_named = true;
+         f.kernel_log.source = Fact<std::string>::unknown("/x/kern.log: none of its 6 lines is in a format");
+       },
+       Code::usage, "kernel log not read: /x/kern.log: none of its 6 lines"},
+      {"a named kernel log that was read is no reason to skip",
+       [](auto& f) {
+         f.kernel_log_named = true;
+         f.kernel_log.source = Fact<std::string>::known("/x/kern.log");
+       },
+       Code::go, "ready"},
       {"no /dev/nvidiactl",
        [](auto& f) { f.driver.device_nodes = {{"/dev/nvidia0", true, 0666}}; }, Code::no_device_nodes,
        "/dev/nvidiactl missing"},
@@ -141,7 +153,7 @@ TEST(Guard, every_reason_has_its_code) {
 // explains it, rather than hidden.
 TEST(Guard, a_refused_client_with_its_own_libraries_is_named_not_hidden) {
   auto f = ready_node();
-  f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true}};
+  f.kernel_log.mismatches = {{"'python3' (pid 4242)", "590.10.01", "580.159.04", true, true}};
   auto r = guard::evaluate(f);
   EXPECT_EQ(r.code, Code::go);
   EXPECT_NE(std::find(r.details.begin(), r.details.end(),
@@ -211,7 +223,9 @@ TEST(Guard, a_mismatch_for_a_version_no_installed_library_has_does_not_keep_the_
          installed({cfg, ml})(f);
          f.kernel_log.mismatches[0].client_version_exact = false;
        },
-       Code::api_mismatch_logged, "client 590.10.01, kernel module 580.159.04"},
+       Code::api_mismatch_logged,
+       "client ? (perhaps 590.10.01), kernel module 580.159.04; the driver's halves agree, but that the daemon was "
+       "not the client refused cannot be shown"},
       {"no libnvidia-cfg found, the library the daemon loads", daemon, installed({ml}), Code::api_mismatch_logged,
        "client 590.10.01"},
       {"not named (before 575), no copy of that version", "", installed({cfg, ml}), Code::go,
@@ -220,7 +234,9 @@ TEST(Guard, a_mismatch_for_a_version_no_installed_library_has_does_not_keep_the_
        installed({cfg, ml, stale}), Code::api_mismatch_logged,
        "(installed as /usr/local/lib/libnvidia-cfg.so.1), kernel module 580.159.04; remove or update that copy"},
       {"a copy whose file names no version", daemon, installed({cfg, ml, {"/opt/nv/libnvidia-cfg.so.1", ""}}),
-       Code::api_mismatch_logged, "a reboot (or `gpuwarm reload-modules`) finishes the driver update"},
+       Code::api_mismatch_logged, "the driver's halves agree, but that the daemon was not the client refused "
+                                  "cannot be shown (--verbose says why); a reboot (or `gpuwarm reload-modules`) "
+                                  "clears the line"},
       {"the loader's cache unread", daemon, installed({cfg, ml}, "the loader's cache: Permission denied"),
        Code::api_mismatch_logged, "client 590.10.01, kernel module 580.159.04"},
       {"no copy found at all", daemon, installed({}), Code::api_mismatch_logged, "client 590.10.01"},

@@ -182,27 +182,47 @@ TEST(KernelLog, AModuleLoadInsideAClientsVersionIsNoLoad) {
 // a text log line that merely starts with digits and holds a comma and a ';' is not cut as a kmsg record.
 TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
   const std::string load = "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build";
-  struct Case {
-    std::string line;
-    bool found;
-  };
-  for (const Case& c : {
-           Case{"6,1000,494523,-;" + load, true},
-           Case{"6,1000,494523,-,caller=T1;" + load, true},
-           Case{"[  123.456789] " + load, true},
-           Case{"[Fri Jun  1 12:00:00 2026] " + load, true},
-           Case{"Jun 01 12:00:00 gpu1 kernel: " + load, true},
-           Case{"Jun  1 12:00:00 gpu1 kernel: [  123.456789] " + load, true},  // syslog's kern.log
-           Case{"2026-06-01T12:00:00.123456+00:00 gpu1 kernel: [ 12.3] " + load, true},
-           Case{"2026-06-01T12:00:00+0000 gpu1 kernel: " + load, true},
-           Case{"[  123.456789] gpu1 kernel: " + load, true},  // journalctl -k -o short-monotonic
-           Case{"kern  :info  : [    5.100000] " + load, true},  // dmesg -x
-           Case{"kern  :info  : " + load, true},
-           Case{load, true},
-           Case{"Jun 01 12:00:00 gpu1 kernel: [drm] " + load, false},  // not a time stamp: another subsystem
-           Case{"Jun 01 12:00:00 gpu1 kernel: usb 1-1: " + load, false},
+  for (const std::string& line : {
+           "6,1000,494523,-;" + load,
+           "6,1000,494523,-,caller=T1;" + load,
+           "[  123.456789] " + load,                             // dmesg
+           "[Fri Jun  1 12:00:00 2026] " + load,                 // dmesg -T
+           "[  123.456789] [   T812] " + load,                   // dmesg, a CONFIG_PRINTK_CALLER kernel
+           "<3>[  123.456789] " + load,                          // dmesg -r
+           "2026-06-01T12:00:00,123456+00:00 " + load,           // dmesg --time-format=iso
+           "kern  :info  : [    5.100000] " + load,             // dmesg -x
+           "kern  :info  : " + load,                             // dmesg -x -t
+           "Jun 01 12:00:00 gpu1 kernel: " + load,               // journalctl -k
+           "Mon 2026-06-01 12:00:00 UTC gpu1 kernel: " + load,   // -o short-full
+           "1717243200.123456 gpu1 kernel: " + load,             // -o short-unix
+           "[  123.456789] gpu1 kernel: " + load,                // -o short-monotonic
+           "Jun  1 12:00:00 gpu1 kernel: [  123.456789] " + load,  // syslog's kern.log
+           "Jun  1 12:00:00 gpu1 kernel: [  123.456789][  T812] " + load,
+           "2026-06-01T12:00:00.123456+00:00 gpu1 kernel: [ 12.3] " + load,  // RSYSLOG_FileFormat
+           "Jun  1 12:00:00 gpu1 kernel[0]: " + load,                        // syslog-ng
+           "<3>1 2026-06-01T12:00:00.123Z gpu1 kernel - - - [ 12.3] " + load,  // RFC 5424
+           load,                                                 // dmesg -t, journalctl -o cat
        }) {
-    EXPECT_EQ(scan_kernel_log(c.line).loaded_version.is("580.159.04"), c.found) << c.line;
+    EXPECT_TRUE(scan_kernel_log(line).loaded_version.is("580.159.04")) << line;
+  }
+  // Not the driver's: another subsystem, and text a user chose inside another message (a path the kernel
+  // quotes when a program is run with no argv), however the line is prefixed.
+  const std::string injected = "process 'x' launched '/tmp/a gpu1 kernel: " + load + "' with NULL argv";
+  const std::string injected_time = "process 'x' launched '/tmp/a Jun 01 12:00:00 gpu1 kernel: " + load + "'";
+  for (const std::string& line : {
+           "Jun 01 12:00:00 gpu1 kernel: [drm] " + load,
+           "Jun 01 12:00:00 gpu1 kernel: usb 1-1: " + load,
+           "[  123.456789] " + injected,
+           "[  123.456789] " + injected_time,
+           "[Fri Jun  1 12:00:00 2026] " + injected,
+           "kern  :warn  : [  123.456789] " + injected,
+           injected,
+           injected_time,
+           "Jun 01 12:00:00 gpu1 kernel: " + injected,
+           "Jun 01 12:00:00 gpu1 kernel: [  123.456789] " + injected,
+           "6,1000,494523,-;" + injected,
+       }) {
+    EXPECT_FALSE(scan_kernel_log(line).loaded_version.has()) << line;
   }
   // A date-first text line holding ", " and ";" is a text line: its message is read whole.
   const auto iso = scan_kernel_log(
@@ -211,6 +231,8 @@ TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
       "and all NVIDIA driver components have the same version.\n");
   ASSERT_EQ(iso.mismatches.size(), 1u);
   EXPECT_EQ(iso.mismatches[0].client, "'a,b;c' (pid 7)");
+  EXPECT_EQ(iso.mismatches[0].client_version, "580.95.05");
+  EXPECT_TRUE(iso.mismatches[0].client_version_exact);
   // A client named with " kernel: " in a dmesg text line: the driver's line is not cut at the name.
   const auto named = scan_kernel_log(
       "[ 1.0] NVRM: API mismatch: the client 'a kernel: b' (pid 7)\n"
@@ -220,8 +242,39 @@ TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
       "[ 1.0] NVRM: have the same version.\n");
   ASSERT_EQ(named.mismatches.size(), 1u);
   EXPECT_EQ(named.mismatches[0].client, "'a kernel: b' (pid 7)");
-  EXPECT_EQ(iso.mismatches[0].client_version, "580.95.05");
-  EXPECT_TRUE(iso.mismatches[0].client_version_exact);
+}
+
+// rsyslog reading the journal (RHEL's /var/log/messages) writes the driver's one record on one line, its new
+// lines as "#012": read whole, exactly, as the /dev/kmsg record is; "#012" elsewhere makes no line.
+TEST(KernelLog, AnRsyslogRecordJoinedWith012IsOneMessage) {
+  const auto joined = scan_kernel_log(
+      "Dec  4 07:00:00 gpu1 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n"
+      "Dec  4 07:10:00 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)#012NVRM: has the "
+      "version 999.1.1, but this kernel module has#012NVRM: the version 580.159.04.  Please make sure that this"
+      "#012NVRM: kernel module and all NVIDIA driver components#012NVRM: have the same version.\n");
+  ASSERT_EQ(joined.mismatches.size(), 1u);
+  EXPECT_EQ(joined.mismatches[0].client, "'nvidia-persiste' (pid 812)");
+  EXPECT_EQ(joined.mismatches[0].client_version, "999.1.1");
+  EXPECT_TRUE(joined.mismatches[0].client_version_exact);
+  EXPECT_TRUE(joined.mismatches[0].after_module_load);
+  const auto elsewhere = scan_kernel_log(
+      "Dec  4 07:10:00 gpu1 kernel: process 'x' launched '/tmp/a#012NVRM: loading NVIDIA UNIX x86_64 Kernel "
+      "Module  580.159.04  Release Build' with NULL argv\n");
+  EXPECT_FALSE(elsewhere.loaded_version.has());
+}
+
+// A named log none of whose lines gpuwarm can place is not an empty log: its source is unknown, with why.
+TEST(KernelLog, ALogInAFormatGpuwarmDoesNotReadIsUnknown) {
+  test::TempTree tree;
+  tree.write("colour.log",
+             "kern  :err   : \x1b[32m[  605.200000]\x1b[0m NVRM: loading NVIDIA UNIX x86_64 Kernel Module  "
+             "580.159.04\n");
+  const auto unknown = read_kernel_log(Paths("/"), tree.path("colour.log"));
+  EXPECT_FALSE(unknown.source.has());
+  EXPECT_NE(unknown.source.missing.find("none of its 1 lines is in a format gpuwarm reads"), std::string::npos)
+      << unknown.source.missing;
+  tree.write("dmesg.log", "[  605.200000] usb 1-1: new device\n");
+  EXPECT_TRUE(read_kernel_log(Paths("/"), tree.path("dmesg.log")).source.has());
 }
 
 TEST(KernelLog, KmsgRecordsAndContinuationLines) {
