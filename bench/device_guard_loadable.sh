@@ -70,6 +70,19 @@ echo "-- kern.log shape, named like the daemon, 999.1.1, the wrapper daemon"
 "$gpuwarm" guard --verbose --kernel-log "$kernlog"
 echo "   exit $?"
 run "kern.log shape, named like the daemon, 999.1.1" --kernel-log "$kernlog"
+# dmesg text with a line a user can cause after the refusal: a program run with an empty argv, whose path the
+# kernel quotes, holding " kernel: " and a load line. It is no load: still 12 (with the wrapper daemon).
+injected=$work/dmesg.injected
+{ sed -e 's/^.* kernel: //' "$kernlog"
+  echo "[  700.000000] process 'x' launched '/tmp/a gpu1 kernel: NVRM: loading NVIDIA UNIX x86_64 Kernel Module  $module  Release Build' with NULL argv: empty string added"
+} > "$injected"
+echo "-- dmesg shape, the daemon's refusal, then a user's path holding a load line; the wrapper daemon"
+"$gpuwarm" guard --kernel-log "$injected"
+echo "   exit $?"
+printf 'this is\nno kernel log\n' > "$work/not-a-log"
+echo "-- a --kernel-log file in no known shape"
+"$gpuwarm" guard --kernel-log "$work/not-a-log"
+echo "   exit $?"
 echo "-- diagnose --kernel-log (kern.log shape): the findings it gives"
 "$gpuwarm" diagnose --json --kernel-log "$kernlog" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  exit", d["verdict"]["exit_code"], [(f["rule_id"], f["message"][:110]) for f in d["findings"] if f["rule_id"].startswith("DRV")])'
 # The installed copies carry the module's version; a line claiming it for the client is one the kernel never
