@@ -370,7 +370,11 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       "the module's own or one that no libnvidia-cfg.so.1 or libnvidia-ml.so.1 has where the loader looks\n"
       "(LD_LIBRARY_PATH, the daemon binary's RUNPATH, the known driver folders, each with its glibc-hwcaps\n"
       "and older tls/platform subfolders, and /etc/ld.so.cache's entries), every such place having been\n"
-      "read within 5 s: any process can take the daemon's name and ask with a made-up version.\n\n"
+      "read within 5 s: any process can take the daemon's name and ask with a made-up version.\n"
+      "Trust /dev/kmsg (the default): the kernel escapes the new lines in a record there. A text log given\n"
+      "with --kernel-log is read record by record, but a syslog file also takes any local program's lines\n"
+      "tagged \"kernel\", and bare text (dmesg -t, journalctl -o cat) is refused: neither can tell a user's\n"
+      "text from the driver's.\n\n"
       "Exit codes (ExecCondition: 0 starts the unit, 1-254 skip it cleanly; the guard never exits 255, and\n"
       "a crash inside it still exits 1):\n";
   for (const auto& c : guard::codes()) {

@@ -184,6 +184,10 @@ GuardResult evaluate(const GuardFacts& f) {
                                       from, client_version, copies_list));
       continue;
     }
+    if (host_libraries_agree && !m.client_version_exact) {
+      r.details.push_back("the refused client's version could not be read exactly: the line is worded otherwise "
+                          "than gpuwarm reads");
+    }
     // The host's own libraries agree, yet a copy of the refused version is installed: the loader may find
     // that copy first, and no reboot removes it.
     const bool stale_copy = host_libraries_agree && m.client_version_exact && same_version != copies.end();

@@ -375,8 +375,8 @@ LoadableCopies loadable_copies(const std::string& root, const std::vector<std::s
   // "tls/haswell/x86_64"): present ones only, so a node without them pays one lstat per name.
   const std::function<void(const Paths&, const std::string&, int)> look_in_legacy =
       [&](const Paths& in, const std::string& folder, int depth) {
-        static constexpr std::array<std::string_view, 8> k_legacy = {
-            "tls", "haswell", "xeon_phi", "avx512_1", "x86_64", "power8", "power9", "power10"};
+        static constexpr std::array<std::string_view, 10> k_legacy = {
+            "tls", "haswell", "xeon_phi", "avx512_1", "x86_64", "power8", "power9", "power10", "altivec", "dfp"};
         for (const auto name : k_legacy) {
           const std::string sub = folder + "/" + std::string(name);
           const std::string real = in.resolve(sub);

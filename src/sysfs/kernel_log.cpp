@@ -65,8 +65,10 @@ bool is_caller(std::string_view s) {  // printk's caller id (CONFIG_PRINTK_CALLE
 
 // Drops the time stamp and the caller id the kernel may put before a message ("[ 12.3]", "[ 12.3][  T812]",
 // "[ 12.3] [   T812]"): only brackets of those shapes, so a message of another subsystem ("[drm] ...") stays.
-std::string_view without_kernel_brackets(std::string_view message) {
+// `stamp` gets the time stamp's bracket, if any.
+std::string_view without_kernel_brackets(std::string_view message, std::string_view& stamp) {
   if (const auto end = after_bracket(message, is_seconds); end != npos) {
+    stamp = message.substr(0, end);
     message = trim(message.substr(end));
   }
   if (const auto end = after_bracket(message, is_caller); end != npos) {
@@ -107,8 +109,14 @@ bool is_time_word(std::string_view word) {
   if (std::find(k_names.begin(), k_names.end(), word) != k_names.end()) {
     return true;
   }
-  if (!word.empty() && word.size() <= 5 && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == npos) {
-    return true;  // a time zone
+  // A time zone: "UTC", "CEST", "ChST", or an offset "-03", "+0530".
+  if (word.size() >= 2 && word.size() <= 5 && word.front() >= 'A' && word.front() <= 'Z' &&
+      word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == npos) {
+    return true;
+  }
+  if (word.size() >= 3 && word.size() <= 5 && (word.front() == '+' || word.front() == '-') &&
+      word.find_first_not_of("0123456789", 1) == npos) {
+    return true;
   }
   return !word.empty() && word.front() >= '0' && word.front() <= '9' &&
          word.find_first_not_of("0123456789:.,+-TZ") == npos;
@@ -122,7 +130,8 @@ bool is_host_word(std::string_view word) {
 // "2026-06-01T12:00:00+00:00 host kernel: ", "Mon 2026-06-01 12:00:00 UTC host kernel: ", RFC 5424's
 // "1 2026-06-01T12:00:00Z host kernel - - - "), or npos. `time_words`: how many time words must come before
 // the host (at least one, or exactly none after a dmesg-style "[...]" as journalctl -o short-monotonic
-// prints). Only the header's own " kernel: " counts: one inside a message (a path a user chose) does not.
+// prints); the host may be left out (--no-hostname). Only the header's own " kernel: " counts: one inside a
+// message (a path a user chose) does not.
 std::size_t header_end(std::string_view line, bool after_bracket_time) {
   std::size_t at = 0;
   std::vector<std::string_view> words;
@@ -136,11 +145,21 @@ std::size_t header_end(std::string_view line, bool after_bracket_time) {
     const bool tagged = word.starts_with("kernel[") && word.ends_with("]:") && word.size() > 9 &&
                         word.substr(7, word.size() - 9).find_first_not_of("0123456789") == npos;
     if (word == "kernel:" || tagged || (word == "kernel" && line.substr(end, 7) == " - - - ")) {
-      if (words.empty() || !is_host_word(words.back())) {
-        return npos;
+      // busybox syslogd writes the facility and level before the tag: "host kern.err kernel:"
+      if (!words.empty()) {
+        const auto dot = words.back().find('.');
+        const auto level = words.back();
+        if (dot != npos && dot > 0 && dot + 1 < level.size() &&
+            level.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.") == npos) {
+          words.pop_back();
+        }
       }
-      const auto times = words.size() - 1;
-      if (after_bracket_time ? times != 0 : (times == 0 || times > 5)) {
+      // The host, unless the time words reach the tag (journalctl --no-hostname).
+      if (!words.empty() && is_host_word(words.back()) && !is_time_word(words.back())) {
+        words.pop_back();
+      }
+      const auto times = words.size();
+      if (after_bracket_time ? times != 0 : (times == 0 || times > 6)) {
         return npos;
       }
       for (std::size_t k = 0; k < times; ++k) {  // RFC 5424's version "1" reads as one
@@ -159,12 +178,13 @@ std::size_t header_end(std::string_view line, bool after_bracket_time) {
 // The message part of one log line, and whether the line had a shape gpuwarm reads.
 struct LinePart {
   std::string_view message;
-  bool known_shape = false;
+  bool known_shape = false;     // a prefix gpuwarm reads (bare text is not: it cannot tell whose a line is)
+  std::string_view stamp;       // the kernel's "[ 1234.567890]" where the line shows it: one per record
 };
 
 LinePart message_of(std::string_view line) {
   if (const auto start = kmsg_message_start(line); start != npos) {
-    return {line.substr(start), true};
+    return {line.substr(start), true, {}};
   }
   std::string_view rest = trim(line);
   // `dmesg -r` and RFC 5424 files begin with the priority: "<3>[  605.2] NVRM: ...", "<3>1 2026-... host ..."
@@ -178,27 +198,32 @@ LinePart message_of(std::string_view line) {
   // dmesg: "[ 1234.567890] NVRM: ...", with -T "[Fri Jun  1 12:00:00 2026] NVRM: ...", a caller id after it;
   // journalctl -k -o short-monotonic: "[ 1234.567890] host kernel: NVRM: ..."
   if (const auto end = after_bracket(rest, [](std::string_view) { return true; }); end != npos) {
+    const std::string_view stamp = is_seconds(rest.substr(1, end - 2)) ? rest.substr(0, end) : std::string_view{};
     rest = trim(rest.substr(end));
     if (const auto caller = after_bracket(rest, is_caller); caller != npos) {
       rest = trim(rest.substr(caller));
     }
+    LinePart part{rest, true, stamp};
     if (const auto header = header_end(rest, true); header != npos) {
-      rest = without_kernel_brackets(trim(rest.substr(header)));
+      part.message = without_kernel_brackets(trim(rest.substr(header)), part.stamp);
     }
-    return {rest, true};
+    return part;
   }
   // journalctl -k and syslog's files, whose lines may keep the kernel's time stamp:
   // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
   if (const auto header = header_end(rest, false); header != npos) {
-    return {without_kernel_brackets(trim(rest.substr(header))), true};
+    LinePart part{{}, true, {}};
+    part.message = without_kernel_brackets(trim(rest.substr(header)), part.stamp);
+    return part;
   }
   // dmesg --time-format=iso: "2026-06-01T12:00:00,123456+00:00 NVRM: ..."
   if (const auto blank = rest.find(' '); blank != npos && blank > 10 && rest[4] == '-' && rest[10] == 'T' &&
                                          is_time_word(rest.substr(0, blank))) {
-    return {trim(rest.substr(blank + 1)), true};
+    return {trim(rest.substr(blank + 1)), true, {}};
   }
-  // No prefix (dmesg -t, journalctl -o cat): the message itself; known only where it is the driver's.
-  return {rest, starts_with(rest, k_nvrm)};
+  // No prefix (dmesg -t, journalctl -o cat): the message itself. Read, but no shape gpuwarm can vouch for: a
+  // line a user's text began cannot be told from the driver's.
+  return {rest, false, {}};
 }
 
 // Pulls the version after `marker` out of the joined mismatch text.
@@ -309,31 +334,16 @@ LogMessage joined_record(std::string_view raw) {
   return out;
 }
 
-LogMessage log_message(std::string_view line) {
-  const LinePart part = message_of(line);
-  const std::string_view msg = part.message;
-  const bool kmsg_record = kmsg_message_start(line) != npos;
-  if (!kmsg_record) {
-    // Only a message that is the driver's from its first byte: "#012" in any other (a path a user chose)
-    // stays text, so it cannot make a line of its own.
-    constexpr std::string_view k_rsyslog_newline = "#012";
-    if (starts_with(msg, k_nvrm) && msg.find(k_rsyslog_newline) != npos) {
-      std::string raw;
-      for (std::size_t k = 0; k < msg.size(); ++k) {
-        if (msg.substr(k, k_rsyslog_newline.size()) == k_rsyslog_newline) {
-          raw += '\n';
-          k += k_rsyslog_newline.size() - 1;
-        } else {
-          raw += msg[k];
-        }
-      }
-      return joined_record(raw);
-    }
-    return {std::string(msg), false, part.known_shape};
-  }
-  if (msg.find("\\x") == npos) {
-    return {std::string(msg), false, true};
-  }
+// One record of the log, its lines (a record the driver printed at once may hold several) joined by '\n'.
+struct RawRecord {
+  std::string text;
+  bool kmsg = false;         // a /dev/kmsg record (decoded)
+  bool known_shape = false;  // its first line had a prefix gpuwarm reads
+  std::string_view stamp;    // the kernel's time stamp its first line showed, if any
+};
+
+// A /dev/kmsg record's message with its escapes ("\\xNN") decoded.
+std::string kmsg_decoded(std::string_view msg) {
   auto hex = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -350,10 +360,81 @@ LogMessage log_message(std::string_view line) {
       raw += msg[k];
     }
   }
-  if (raw.find('\n') == std::string::npos) {
-    return {raw, false, true};
+  return raw;
+}
+
+// rsyslog, reading the journal, writes a record of several lines on one, its new lines as "#012". Decoded only
+// where the result is the driver's whole mismatch (its lines each "NVRM: ...", the kernel's closing line last):
+// a client's name or version holding "#012" elsewhere stays text.
+std::optional<std::string> rsyslog_record(std::string_view msg) {
+  constexpr std::string_view k_newline = "#012";
+  if (!starts_with(msg, k_nvrm) || msg.find(k_newline) == npos) {
+    return std::nullopt;
   }
-  return joined_record(raw);
+  std::string raw;
+  std::string_view last;
+  for (std::size_t from = 0;;) {
+    const auto at = msg.find(k_newline, from);
+    const auto piece = msg.substr(from, at == npos ? npos : at - from);
+    if (from > 0 && !starts_with(piece, k_nvrm)) {
+      return std::nullopt;
+    }
+    raw.append(raw.empty() ? "" : "\n").append(piece);
+    last = piece;
+    if (at == npos) {
+      break;
+    }
+    from = at + k_newline.size();
+  }
+  if (!is_mismatch_end(trim(last.substr(k_nvrm.size())))) {
+    return std::nullopt;
+  }
+  return raw;
+}
+
+// The log's records. A text log shows a record of several lines (the driver's mismatch; a user's file name
+// holding new lines, which the kernel prints as they are) as its first line with the others indented
+// (dmesg, journalctl), or each with the record's kernel time stamp (dmesg -S, syslog's kern.log): either way
+// they stay one record, read whole, so that no line of it reads as a message of its own.
+std::vector<RawRecord> records_of(std::string_view text) {
+  std::vector<RawRecord> out;
+  for (auto line : split(text, '\n')) {
+    if (line.empty()) {
+      continue;
+    }
+    const bool indented = line.front() == ' ' || line.front() == '\t';
+    if (indented && !out.empty() && out.back().kmsg) {
+      continue;  // a /dev/kmsg record's dictionary (" SUBSYSTEM=pci"): no message
+    }
+    if (indented && !out.empty()) {
+      out.back().text.append("\n").append(trim(line));
+      continue;
+    }
+    const LinePart part = message_of(line);
+    if (kmsg_message_start(line) != npos) {
+      out.push_back({kmsg_decoded(part.message), true, true, {}});
+      continue;
+    }
+    if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp) {
+      out.back().text.append("\n").append(part.message);
+      continue;
+    }
+    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp};
+    if (auto joined = rsyslog_record(part.message)) {
+      record.text = std::move(*joined);
+    }
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+LogMessage log_message(const RawRecord& record) {
+  if (record.text.find('\n') == std::string::npos) {
+    return {record.text, false, record.known_shape};
+  }
+  LogMessage whole = joined_record(record.text);
+  whole.known_shape = record.known_shape;
+  return whole;
 }
 
 }  // namespace
@@ -366,16 +447,9 @@ KernelLogFacts scan(std::string_view text, unsigned& known_shapes) {
   KernelLogFacts facts;
   facts.loaded_version = Fact<std::string>::unknown("no \"NVRM: loading\" line in the log");
   std::vector<LogMessage> messages;
-  for (auto line : split(text, '\n')) {
-    if (line.empty()) {
-      continue;
-    }
-    // kmsg continuation lines (" SUBSYSTEM=...") carry no message.
-    if (line.front() == ' ' && line.find('=') != std::string_view::npos) {
-      continue;
-    }
+  for (const auto& record : records_of(text)) {
     ++facts.records;
-    messages.push_back(log_message(line));
+    messages.push_back(log_message(record));
     known_shapes += messages.back().known_shape ? 1u : 0u;
   }
 

@@ -117,6 +117,25 @@ class Guard(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"nvidia-persistenced --version {VERSION}", r.stdout)
 
+    def test_a_named_kernel_log_it_cannot_read_skips(self):
+        # A log the caller named that is in no shape gpuwarm reads (here bare text, which cannot tell a user's
+        # text from the driver's) would hide the very lines the guard is for: a skip with code 2, not a go.
+        self.root.driver(VERSION)
+        log = self.root.p("bare.log")
+        with open(log, "w") as f:
+            f.write(f"NVRM: loading NVIDIA UNIX x86_64 Kernel Module  {VERSION}  Release Build\n")
+        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                   "--kernel-log", log], raw=True)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("kernel log not read: ", r.stdout)
+        self.assertIn("none of its 1 lines is in a format gpuwarm reads", r.stdout)
+        # The same line as dmesg prints it is read: the node is ready.
+        with open(log, "w") as f:
+            f.write(f"[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  {VERSION}  Release Build\n")
+        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                   "--kernel-log", log], raw=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_every_reason_exits_with_its_code(self):
         cases = [
             ("module not loaded", lambda: None, (), 10, "not loaded"),

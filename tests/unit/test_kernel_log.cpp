@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 #include <fmt/format.h>
@@ -40,7 +41,7 @@ TEST(KernelLog, OldMismatchForm) {
   EXPECT_EQ(f.mismatches[0].client, "");
   EXPECT_TRUE(f.mismatches[0].after_module_load);
   EXPECT_TRUE(f.loaded_version.is("570.124.04"));
-  EXPECT_EQ(f.records, 5u);
+  EXPECT_EQ(f.records, 2u);  // the load, and the mismatch's four lines: one record, the same kernel time stamp
 }
 
 TEST(KernelLog, NewMismatchForm) {
@@ -200,6 +201,10 @@ TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
            "Jun  1 12:00:00 gpu1 kernel: [  123.456789][  T812] " + load,
            "2026-06-01T12:00:00.123456+00:00 gpu1 kernel: [ 12.3] " + load,  // RSYSLOG_FileFormat
            "Jun  1 12:00:00 gpu1 kernel[0]: " + load,                        // syslog-ng
+           "Jun  1 12:00:00 gpu1 kern.warn kernel: [ 12.3] " + load,         // busybox syslogd
+           "Jun 01 12:00:00 kernel: " + load,                                // journalctl --no-hostname
+           "Mon 2026-06-01 12:00:00 -03 gpu1 kernel: " + load,               // -o short-full, an offset zone
+           "Mon 2026-06-01 12:00:00 ChST gpu1 kernel: " + load,
            "<3>1 2026-06-01T12:00:00.123Z gpu1 kernel - - - [ 12.3] " + load,  // RFC 5424
            load,                                                 // dmesg -t, journalctl -o cat
        }) {
@@ -244,6 +249,63 @@ TEST(KernelLog, EveryLogLineShapeYieldsTheDriversMessage) {
   EXPECT_EQ(named.mismatches[0].client, "'a kernel: b' (pid 7)");
 }
 
+// A record of several lines a user's text made (a program whose file name holds new lines segfaults; the
+// kernel prints the name as it is) stays one record in every text shape: lines of it that read like the
+// driver's load line, or like the opening of a mismatch, are neither. The daemon's refusal before or after it
+// is still read.
+TEST(KernelLog, LinesInsideAUsersRecordAreNoDriverLines) {
+  const std::string load = "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build";
+  const std::vector<std::string> refusal = {
+      "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+      "NVRM: has the version 999.1.1, but this kernel module has", "NVRM: the version 580.159.04.  Please make sure that this",
+      "NVRM: kernel module and all NVIDIA driver components", "NVRM: have the same version."};
+  const std::vector<std::string> fake_load = {"x[700]: segfault at 0 ip 0 sp 0 error 4 in a", load, "y[400000+1000]"};
+  const std::vector<std::string> swallow = {"x[700]: segfault at 0 ip 0 sp 0 error 4 in a",
+                                            "NVRM: API mismatch: the client 'python3' (pid 1) has the version 590.10.01",
+                                            "y[400000+1000]"};
+  // How each source prints a record: its first line with a prefix, the rest indented (dmesg, journalctl) or
+  // each with the same prefix (dmesg -S, syslog's kern.log).
+  struct Shape {
+    const char* name;
+    std::function<std::string(const std::string& stamp, const std::vector<std::string>& lines)> print;
+  };
+  const std::vector<Shape> shapes = {
+      {"dmesg",
+       [](const std::string& ts, const auto& lines) {
+         std::string out = "[" + ts + "] " + lines[0] + "\n";
+         for (std::size_t k = 1; k < lines.size(); ++k) out += "               " + lines[k] + "\n";
+         return out;
+       }},
+      {"dmesg -S, kern.log",
+       [](const std::string& ts, const auto& lines) {
+         std::string out;
+         for (const auto& l : lines) out += "Dec  4 07:10:00 gpu1 kernel: [" + ts + "] " + l + "\n";
+         return out;
+       }},
+      {"journalctl -k",
+       [](const std::string&, const auto& lines) {
+         std::string out = "Dec 04 07:10:00 gpu1 kernel: " + lines[0] + "\n";
+         for (std::size_t k = 1; k < lines.size(); ++k) out += "                             " + lines[k] + "\n";
+         return out;
+       }},
+  };
+  for (const auto& shape : shapes) {
+    SCOPED_TRACE(shape.name);
+    const std::string loaded = shape.print("  5.100000", {load});
+    // The daemon's refusal as the driver prints it (one record), then a user's record holding a load line.
+    const auto after = scan_kernel_log(loaded + shape.print("605.200000", refusal) + shape.print("700.000000", fake_load));
+    ASSERT_EQ(after.mismatches.size(), 1u);
+    EXPECT_TRUE(after.mismatches[0].after_module_load);
+    EXPECT_EQ(after.mismatches[0].client_version, "999.1.1");
+    EXPECT_TRUE(after.mismatches[0].client_version_exact);
+    // A user's record opening a mismatch just before the daemon's does not swallow it.
+    const auto swallowed = scan_kernel_log(loaded + shape.print("604.000000", swallow) + shape.print("605.200000", refusal));
+    ASSERT_EQ(swallowed.mismatches.size(), 1u);
+    EXPECT_EQ(swallowed.mismatches[0].client, "'nvidia-persiste' (pid 812)");
+    EXPECT_EQ(swallowed.mismatches[0].client_version, "999.1.1");
+  }
+}
+
 // rsyslog reading the journal (RHEL's /var/log/messages) writes the driver's one record on one line, its new
 // lines as "#012": read whole, exactly, as the /dev/kmsg record is; "#012" elsewhere makes no line.
 TEST(KernelLog, AnRsyslogRecordJoinedWith012IsOneMessage) {
@@ -261,6 +323,15 @@ TEST(KernelLog, AnRsyslogRecordJoinedWith012IsOneMessage) {
       "Dec  4 07:10:00 gpu1 kernel: process 'x' launched '/tmp/a#012NVRM: loading NVIDIA UNIX x86_64 Kernel "
       "Module  580.159.04  Release Build' with NULL argv\n");
   EXPECT_FALSE(elsewhere.loaded_version.has());
+  // "#012" in a client's name, in a line that is no whole record: text, so the line stays exact (a name is
+  // any 15 bytes a user picks; decoding it would cut the line and make any user's mismatch a skip).
+  const auto named = scan_kernel_log(
+      "[ 1.0] NVRM: API mismatch: the client 'py#012thon3' (pid 7) has the version 590.10.01, but this kernel "
+      "module has the version 580.159.04.  Please make sure that this kernel module and all NVIDIA driver "
+      "components have the same version.\n");
+  ASSERT_EQ(named.mismatches.size(), 1u);
+  EXPECT_EQ(named.mismatches[0].client, "'py#012thon3' (pid 7)");
+  EXPECT_TRUE(named.mismatches[0].client_version_exact);
 }
 
 // A named log none of whose lines gpuwarm can place is not an empty log: its source is unknown, with why.
@@ -275,6 +346,15 @@ TEST(KernelLog, ALogInAFormatGpuwarmDoesNotReadIsUnknown) {
       << unknown.source.missing;
   tree.write("dmesg.log", "[  605.200000] usb 1-1: new device\n");
   EXPECT_TRUE(read_kernel_log(Paths("/"), tree.path("dmesg.log")).source.has());
+  // Bare text (dmesg -t, journalctl -o cat) cannot tell the driver's lines from a user's text: not read.
+  tree.write("bare.log", "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n");
+  EXPECT_FALSE(read_kernel_log(Paths("/"), tree.path("bare.log")).source.has());
+  // One line a user's record adds does not make a file in no known shape count as read.
+  tree.write("unknown-plus-user.log",
+             "<<gpu1>> NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n"
+             "<<gpu1>> x[700]: segfault at 0 in a\n"
+             "         NVRM: y\n");
+  EXPECT_FALSE(read_kernel_log(Paths("/"), tree.path("unknown-plus-user.log")).source.has());
 }
 
 TEST(KernelLog, KmsgRecordsAndContinuationLines) {
