@@ -128,9 +128,8 @@ bool is_host_word(std::string_view word) {
 
 // Where the message begins after a syslog or journal header ("Jun  1 12:00:00 host kernel: ",
 // "2026-06-01T12:00:00+00:00 host kernel: ", "Mon 2026-06-01 12:00:00 UTC host kernel: ", RFC 5424's
-// "1 2026-06-01T12:00:00Z host kernel - - - "), or npos. `time_words`: how many time words must come before
-// the host (at least one, or exactly none after a dmesg-style "[...]" as journalctl -o short-monotonic
-// prints); the host may be left out (--no-hostname). Only the header's own " kernel: " counts: one inside a
+// "1 2026-06-01T12:00:00Z host kernel - - - "), or npos. Time words come before the host: at least
+// one, or none at all when `after_bracket_time` (the "[...]" journalctl -o short-monotonic prints first); the host may be left out (--no-hostname). Only the header's own " kernel: " counts: one inside a
 // message (a path a user chose) does not.
 std::size_t header_end(std::string_view line, bool after_bracket_time) {
   std::size_t at = 0;
