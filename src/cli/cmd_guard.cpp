@@ -414,7 +414,6 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       const std::string daemon_path = daemon_binary(paths, opts->daemon, daemon_missing);
       guard::UserSpaceVersion daemon = daemon_version(daemon_path, daemon_missing);
       facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
-      facts.kernel_log_named = !opts->kernel_log.empty();
       NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
       facts.user_space.push_back(nvml.version);
       facts.user_space.push_back(cfg_version(nvml.real_path));

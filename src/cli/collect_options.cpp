@@ -16,9 +16,10 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
       ->transform(from_working_directory())
       ->type_name("DIR")
       ->group(group);
-  app.add_option("--kernel-log", options.kernel_log,
-                 "Scan FILE (dmesg, journalctl -k or kern.log text) instead of reading /dev/kmsg")
-      ->check(CLI::ExistingFile.description(""))
+  // A named log gpuwarm cannot read (a FIFO, a format it does not read) is UNK007: cannot tell, not "empty".
+  existing_file_path(app.add_option("--kernel-log", options.kernel_log,
+                                    "Scan FILE (dmesg, journalctl -k or kern.log text) instead of reading "
+                                    "/dev/kmsg; one it cannot read answers cannot tell (UNK007)"))
       ->type_name("FILE")
       ->group(group);
   existing_file_path(app.add_option("--nvml", options.nvml_library,

@@ -122,7 +122,7 @@ GuardResult evaluate(const GuardFacts& f) {
 
   // /dev/kmsg unreadable (not root) is no reason to keep the daemon down; a log the caller named and gpuwarm
   // could not read, or not in a format it reads, would hide the very lines this check is for.
-  if (f.kernel_log_named && !f.kernel_log.source.has()) {
+  if (f.kernel_log.named && !f.kernel_log.source.has()) {
     return stop(Code::usage, fmt::format("kernel log not read: {}; skipping nvidia-persistenced (name a readable "
                                          "log, or leave --kernel-log out to read /dev/kmsg)",
                                          f.kernel_log.source.missing));

@@ -47,7 +47,6 @@ struct GuardFacts {
   DriverFacts driver;
   std::vector<UserSpaceVersion> user_space;
   KernelLogFacts kernel_log;
-  bool kernel_log_named = false;  // a log file was named: one that cannot be read is no empty log
   // Every libnvidia-cfg.so.1 and libnvidia-ml.so.1 the loader could give the daemon: a logged "API mismatch"
   // for a version none of them has was not caused by this host's driver.
   LoadableCopies loadable;

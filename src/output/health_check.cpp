@@ -41,6 +41,7 @@ constexpr RuleImpact k_impacts[] = {
     {"UNK004", I::unknown, "a fact the verdict needs could not be read"},
     {"UNK005", I::unknown, "systemd answered but the unit's state could not be read"},
     {"UNK006", I::unknown, "the process list could not be read"},
+    {"UNK007", I::unknown, "the kernel log named with --kernel-log was not read"},
     {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},

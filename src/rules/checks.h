@@ -13,6 +13,7 @@ std::vector<Finding> driver_not_loaded(const Snapshot&);
 std::vector<Finding> nvml_unavailable(const Snapshot&);
 std::vector<Finding> driver_version_mismatch(const Snapshot&);
 std::vector<Finding> stale_client_mismatch(const Snapshot&);
+std::vector<Finding> named_kernel_log_unread(const Snapshot&);
 std::vector<Finding> user_space_older_than_module(const Snapshot&);
 std::vector<Finding> gpus_on_other_drivers(const Snapshot&);
 std::vector<Finding> gpu_unreachable(const Snapshot&);

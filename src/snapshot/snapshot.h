@@ -219,6 +219,7 @@ struct LoadableCopies {
 
 struct KernelLogFacts {
   Fact<std::string> source;  // "/dev/kmsg" or the --kernel-log file; missing = not read, with why
+  bool named = false;        // a file the caller named (--kernel-log): one not read is no empty log
   unsigned records = 0;
   std::vector<ApiMismatch> mismatches;
   bool legacy_persistence_notice = false;  // "Persistence mode is deprecated" since the module loaded

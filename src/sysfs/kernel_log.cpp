@@ -609,12 +609,14 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
     auto text = read_regular_tail(file, 256u << 20);
     if (!text) {
       KernelLogFacts facts;
+      facts.named = true;
       facts.source = Fact<std::string>::unknown(text.error().message);
       facts.loaded_version = Fact<std::string>::unknown("log not read");
       return facts;
     }
     unsigned known_shapes = 0;
     KernelLogFacts facts = scan(text->text, known_shapes);
+    facts.named = true;
     if (facts.records > 0 && known_shapes == 0) {
       // Lines, but none gpuwarm can place (a format it does not read): what they say is unknown, not nothing.
       facts.source = Fact<std::string>::unknown(fmt::format(

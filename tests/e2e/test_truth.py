@@ -432,5 +432,46 @@ class ProcessListUnread(Node):
         self.assertEqual(json.loads(r.stdout)["daemon"]["processes_unread"], "", r.stderr)
 
 
+class NamedKernelLogUnread(Node):
+    """A log the caller names for its driver lines and gpuwarm cannot read is cannot tell (UNK007), never an
+    empty log that lets the verdict say healthy; /dev/kmsg closed to a user stays NOTE001's."""
+
+    def check(self, log):
+        r = self.run_raw(["check", "--root", self.root.path, "--kernel-log", log,
+                          "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                         h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertNotIn("Sanitizer", r.stderr)
+        return r.returncode, r.stdout.strip()
+
+    def test_a_log_in_no_format_gpuwarm_reads(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        log = os.path.join(self.tmp, "app.log")
+        with open(log, "w") as f:
+            f.write("started worker 3\nNVRM: API mismatch: the client 'x' (pid 1)\n")
+        rc, d = self.diagnose("--kernel-log", log, scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK007"), d["findings"])
+        unk = next(f for f in d["findings"] if f["rule_id"] == "UNK007")
+        self.assertIn("none of its 2 lines is in a format gpuwarm reads", unk["evidence"][0])
+        self.assertTrue(d["snapshot"]["kernel_log"]["named"])
+        self.assertEqual(self.check(log), (2, "UNK007 kernel log unread"))
+
+    def test_a_named_log_that_is_read_decides_nothing_by_itself(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        log = os.path.join(self.tmp, "kern.log")
+        with open(log, "w") as f:
+            f.write("[    1.000000] Linux version 6.1.0\n")
+        rc, d = self.diagnose("--kernel-log", log, scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
+        self.assertEqual((rc, d["verdict"]["code"]), (0, "healthy"), d["findings"])
+        self.assertEqual(self.check(log)[0], 0)
+
+    def test_a_fifo_is_not_opened(self):
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        fifo = os.path.join(self.tmp, "log.fifo")
+        os.mkfifo(fifo)
+        rc, out = self.check(fifo)
+        self.assertEqual(rc, 2, out)
+        self.assertIn("UNK007", out)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -112,13 +112,13 @@ TEST(Guard, every_reason_has_its_code) {
        [](auto& f) { f.kernel_log.source = Fact<std::string>::unknown("needs root"); }, Code::go, "ready"},
       {"a kernel log the caller named and gpuwarm could not read skips: it would hide what it is read for",
        [](auto& f) {
-         f.kernel_log_named = true;
+         f.kernel_log.named = true;
          f.kernel_log.source = Fact<std::string>::unknown("/x/kern.log: none of its 6 lines is in a format");
        },
        Code::usage, "kernel log not read: /x/kern.log: none of its 6 lines"},
       {"a named kernel log that was read is no reason to skip",
        [](auto& f) {
-         f.kernel_log_named = true;
+         f.kernel_log.named = true;
          f.kernel_log.source = Fact<std::string>::known("/x/kern.log");
        },
        Code::go, "ready"},

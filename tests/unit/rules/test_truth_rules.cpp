@@ -151,6 +151,26 @@ TEST(Rules, UNK006_process_list_unread) {
   for (const auto& c : cases) expect_rule("UNK006", c);
 }
 
+TEST(Rules, UNK007_named_kernel_log_unread) {
+  auto named = [](Fact<std::string> source) {
+    return [source](Snapshot& s) {
+      s.kernel_log.named = true;
+      s.kernel_log.source = source;
+    };
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node, /dev/kmsg read", [](Snapshot&) {}, {}},
+      {"/dev/kmsg closed to a user: NOTE001's, not this",
+       [](Snapshot& s) { s.kernel_log.source = Fact<std::string>::unknown("needs root: /dev/kmsg"); }, {}},
+      {"a named log that was read", named(Fact<std::string>::known("/var/log/kern.log")), {}},
+      {"a named log in no format gpuwarm reads",
+       named(Fact<std::string>::unknown("/x.log: none of its 2 lines is in a format gpuwarm reads")),
+       {{std::nullopt}}},
+      {"a named FIFO", named(Fact<std::string>::unknown("/x.fifo: not a regular file")), {{std::nullopt}}},
+  };
+  for (const auto& c : cases) expect_rule("UNK007", c);
+}
+
 GpuClient client(int pid, const char* comm, std::vector<unsigned> minors) {
   return {pid, comm, std::move(minors)};
 }
