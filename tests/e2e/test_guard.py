@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness as h
@@ -293,6 +294,47 @@ class Guard(unittest.TestCase):
         daemon()
         r = self.guard("--verbose", kmsg=NEW_FORM)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_folder_that_hangs_ends_the_search_at_its_deadline_and_still_skips(self):
+        """A library folder on a mount that stops answering (NFS, FUSE) must not hold the unit past its start
+        timeout: the copy search gives up after 5 s, and a line it could no longer set aside still skips. The
+        hang is opendir() of the NVML folder's glibc-hwcaps, made to block by a preloaded library."""
+        cc = shutil.which("cc")
+        if not self.elf_daemon or not cc:
+            self.skipTest("needs a C compiler (the daemon as an ELF, and the library that makes opendir hang)")
+        self.root.driver(VERSION)
+        spoofed = [line.replace("580.95.05", "590.10.01") for line in NEW_FORM]
+        hwcaps = os.path.join(self.libdir, "glibc-hwcaps")
+        os.mkdir(hwcaps)
+        self.assertEqual(self.guard(kmsg=spoofed).returncode, 0)  # every copy read: a made-up version goes on
+        source = os.path.join(self.libdir, "hang.c")
+        with open(source, "w") as f:
+            f.write("#define _GNU_SOURCE\n#include <dirent.h>\n#include <dlfcn.h>\n#include <stdlib.h>\n"
+                    "#include <string.h>\n#include <unistd.h>\n"
+                    "DIR *opendir(const char *name) {\n"
+                    "  const char *hang = getenv(\"GPUWARM_TEST_HANG_DIR\");\n"
+                    "  if (hang != NULL && strcmp(name, hang) == 0) sleep(120);\n"
+                    "  DIR *(*next)(const char *) = (DIR *(*)(const char *))dlsym(RTLD_NEXT, \"opendir\");\n"
+                    "  return next(name);\n}\n")
+        preload = os.path.join(self.libdir, "hang.so")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", preload, source, "-ldl"], check=True)
+        os.unlink(source)
+        # Under ASan its runtime must come first; the preloaded library only forwards opendir.
+        asan = os.environ.get("ASAN_OPTIONS", "")
+        env = {"LD_PRELOAD": preload, "GPUWARM_TEST_HANG_DIR": hwcaps,
+               "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+        self.root.kmsg(spoofed)
+        start = time.monotonic()
+        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                   "--kernel-log", self.root.p("dev/kmsg"), "--verbose"], raw=True, extra_env=env)
+        took = time.monotonic() - start
+        self.assertNotIn("Sanitizer", r.stderr)
+        self.assertEqual(r.returncode, 12, r.stdout + r.stderr)
+        self.assertIn("driver library copies not all read: the search did not answer in 5 s (looking for "
+                      "libnvidia-cfg.so.1 and libnvidia-ml.so.1)", r.stdout)
+        # 5 s and the guard's other reads, well inside systemd's 90 s start timeout; not the hang's 120 s.
+        self.assertGreaterEqual(took, 5)
+        self.assertLess(took, 30)
 
     def test_device_access_for_the_daemon_user(self):
         self.root.driver(VERSION)
