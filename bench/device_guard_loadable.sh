@@ -26,10 +26,13 @@ if [ -x /usr/local/nvidia/bin/nvidia-persistenced ]; then
   daemon=(--daemon /usr/local/nvidia/bin/nvidia-persistenced)
 fi
 
-# kmsg LINE...: a --kernel-log file, the module's load line first (only what follows it counts).
+# kmsg LINE...: a --kernel-log file of /dev/kmsg records, one a line (as drivers before 575 print a mismatch),
+# the module's load line first (only what follows it counts). Bare lines would be no log gpuwarm reads.
 kmsg() {
-  local file=$work/kmsg.$RANDOM
-  { echo "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  $module  Release Build"; printf '%s\n' "$@"; } > "$file"
+  local file=$work/kmsg.$RANDOM seq=1 line
+  { echo "6,1,1000,-;NVRM: loading NVIDIA UNIX x86_64 Kernel Module  $module  Release Build"
+    for line in "$@"; do seq=$((seq + 1)); echo "3,$seq,${seq}000,-;$line"; done
+  } > "$file"
   echo "$file"
 }
 run() {
@@ -70,6 +73,14 @@ echo "-- kern.log shape, named like the daemon, 999.1.1, the wrapper daemon"
 "$gpuwarm" guard --verbose --kernel-log "$kernlog"
 echo "   exit $?"
 run "kern.log shape, named like the daemon, 999.1.1" --kernel-log "$kernlog"
+# The same refusal logged in the microsecond of another record (the lent H200's own dmesg has 70 records sharing a
+# stamp with the one before): it may be that record's text, so it is read, never exactly: 12.
+stamped=$work/kern.log.stamped
+{ head -n 1 "$kernlog"
+  echo "Dec  4 07:10:00 gpu1 kernel: [  605.200000] nvidia-uvm: Loaded the UVM driver, major device number 509."
+  tail -n +2 "$kernlog"
+} > "$stamped"
+run "kern.log shape, the refusal sharing the stamp of the record before it, 999.1.1" --kernel-log "$stamped"
 # dmesg text with a line a user can cause after the refusal: a program run with an empty argv, whose path the
 # kernel quotes, holding " kernel: " and a load line. It is no load: still 12 (with the wrapper daemon).
 injected=$work/dmesg.injected

@@ -185,8 +185,8 @@ GuardResult evaluate(const GuardFacts& f) {
       continue;
     }
     if (host_libraries_agree && !m.client_version_exact) {
-      r.details.push_back("the refused client's version could not be read exactly: the line is worded otherwise "
-                          "than gpuwarm reads");
+      r.details.push_back(std::string("the refused client's version could not be read exactly: ") +
+                          k_client_version_inexact_why);
     }
     // The host's own libraries agree, yet a copy of the refused version is installed: the loader may find
     // that copy first, and no reboot removes it.

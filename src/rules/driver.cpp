@@ -330,9 +330,9 @@ std::vector<Finding> stale_client_mismatch(const Snapshot& s) {
             who, client_version);
       } else {
         f.next_step += fmt::format(
-            " {}: the line is worded otherwise than gpuwarm reads exactly, so `gpuwarm guard` skips "
-            "nvidia-persistenced on it until the module is loaded again (reboot or `gpuwarm reload-modules`).",
-            who);
+            " {}: its version is not read exactly ({}), so `gpuwarm guard` skips nvidia-persistenced on it until "
+            "the module is loaded again (reboot or `gpuwarm reload-modules`).",
+            who, k_client_version_inexact_why);
       }
     }
     f.evidence.push_back("kernel log: NVRM: API mismatch");

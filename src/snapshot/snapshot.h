@@ -176,12 +176,17 @@ inline bool comm_may_be_daemon(std::string_view comm) {
   return comm_named_like_daemon(comm) || comm_is_descriptor_number(comm);
 }
 
+// Why a client's version may not be read exactly (ApiMismatch::client_version_exact false), for messages.
+inline constexpr const char* k_client_version_inexact_why =
+    "the line is worded otherwise than gpuwarm reads, or a text log shows it with the time stamp of the record "
+    "before it (so it may be that record's text)";
+
 struct ApiMismatch {  // "NVRM: API mismatch" in the kernel log
   std::string client;          // "'nvidia-smi' (pid 123)" on >= 575, else ""
   std::string client_version;  // user space, as the client sent it (escaped): not always a version
   std::string kernel_version;  // loaded module
   bool after_module_load = true;  // false when a later "NVRM: loading" superseded it
-  bool client_version_exact = false;  // read between the kernel's own words; false: a driver worded otherwise
+  bool client_version_exact = false;  // read between the kernel's own words (k_client_version_inexact_why)
 
   // The kernel named a client that may be nvidia-persistenced (comm_may_be_daemon on the quoted name).
   bool refused_the_daemon() const {

@@ -298,6 +298,19 @@ bool is_mismatch_end(std::string_view body) {
 }
 constexpr int k_mismatch_max_lines = 16;  // the kernel's 4 or 5, and the new lines a client's version may hold
 
+// Whether a message is one of the driver's, and its text past "NVRM:".
+std::optional<std::string_view> nvrm_body(std::string_view msg) {
+  if (!starts_with(msg, k_nvrm)) {
+    return std::nullopt;
+  }
+  return trim(msg.substr(k_nvrm.size()));
+}
+
+bool opens_mismatch(std::string_view line) {
+  const auto body = nvrm_body(trim(line));
+  return body && starts_with(*body, "API mismatch");
+}
+
 // A module's load line, as both forms of the driver print it ("loading NVIDIA UNIX x86_64 Kernel Module",
 // "loading NVIDIA UNIX Open Kernel Module for x86_64"): the whole of it, so that a line a client's version
 // brings into a text log must be long as well.
@@ -313,11 +326,14 @@ struct LogMessage {
   std::string text;
   bool whole = false;        // one record holding every line the driver printed at once
   bool known_shape = false;  // the line had a shape gpuwarm reads
+  // Mismatches opened by a line after the first that shares the record's time stamp: the driver's own record
+  // logged in the same microsecond as another, or a user's text; which cannot be told (see records_of).
+  std::vector<std::string> stamped_mismatches;
 };
 
 // Joins the lines of one record: the driver's prefix dropped from every line after the first.
 LogMessage joined_record(std::string_view raw) {
-  LogMessage out{{}, true, true};
+  LogMessage out{{}, true, true, {}};
   bool first = true;
   for (auto part : split(raw, '\n')) {
     std::string_view piece = trim(part);
@@ -339,6 +355,7 @@ struct RawRecord {
   bool kmsg = false;         // a /dev/kmsg record (decoded)
   bool known_shape = false;  // its first line had a prefix gpuwarm reads
   std::string_view stamp;    // the kernel's time stamp its first line showed, if any
+  bool stamped_lines = false;  // lines after the first joined only for sharing its time stamp
 };
 
 // A /dev/kmsg record's message with its escapes ("\\xNN") decoded.
@@ -394,7 +411,10 @@ std::optional<std::string> rsyslog_record(std::string_view msg) {
 // The log's records. A text log shows a record of several lines (the driver's mismatch; a user's file name
 // holding new lines, which the kernel prints as they are) as its first line with the others indented
 // (dmesg, journalctl), or each with the record's kernel time stamp (dmesg -S, syslog's kern.log): either way
-// they stay one record, read whole, so that no line of it reads as a message of its own.
+// they stay one record, read whole, so that no line of it reads as a message of its own. Records the kernel
+// logged in the same microsecond share a time stamp too (dozens at boot on the lent H200), so a line joined
+// for its stamp alone may also be a record of its own: it never clears anything (a load line there is not
+// taken), and a mismatch it opens still counts, its version not taken as exact (log_message).
 std::vector<RawRecord> records_of(std::string_view text) {
   std::vector<RawRecord> out;
   for (auto line : split(text, '\n')) {
@@ -416,6 +436,7 @@ std::vector<RawRecord> records_of(std::string_view text) {
     }
     if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp) {
       out.back().text.append("\n").append(part.message);
+      out.back().stamped_lines = true;
       continue;
     }
     RawRecord record{std::string(part.message), false, part.known_shape, part.stamp};
@@ -429,16 +450,94 @@ std::vector<RawRecord> records_of(std::string_view text) {
 
 LogMessage log_message(const RawRecord& record) {
   if (record.text.find('\n') == std::string::npos) {
-    return {record.text, false, record.known_shape};
+    return {record.text, false, record.known_shape, {}};
   }
-  LogMessage whole = joined_record(record.text);
+  if (!record.stamped_lines) {
+    LogMessage whole = joined_record(record.text);
+    whole.known_shape = record.known_shape;
+    return whole;
+  }
+  // Joined for their stamp: a later line opening a mismatch starts one of its own, which runs to the next
+  // such line or to the end; the first line's message ends before it.
+  std::vector<std::string> parts(1);
+  bool first = true;
+  for (auto line : split(record.text, '\n')) {
+    if (!first && opens_mismatch(line)) {
+      parts.emplace_back();
+    }
+    parts.back().append(parts.back().empty() ? "" : "\n").append(trim(line));
+    first = false;
+  }
+  LogMessage whole = joined_record(parts.front());
   whole.known_shape = record.known_shape;
+  for (std::size_t k = 1; k < parts.size(); ++k) {
+    whole.stamped_mismatches.push_back(joined_record(parts[k]).text);
+  }
   return whole;
 }
 
 }  // namespace
 
 namespace {
+
+// The driver's message at messages[i] (its text past "NVRM:" is `body`) into `facts`; a mismatch printed
+// line by line takes the lines after it up to its end, and `i` moves to the last of them.
+void scan_driver_message(const std::vector<LogMessage>& messages, std::size_t& i, std::string_view body,
+                         KernelLogFacts& facts) {
+  if (is_module_load(body)) {
+    // A new module generation: earlier mismatches and notices belong to the old one.
+    for (auto& m : facts.mismatches) {
+      m.after_module_load = false;
+    }
+    facts.legacy_persistence_notice = false;
+    auto module = body.find("Module");
+    std::string version = find_version_token(body, module == std::string_view::npos ? 0 : module);
+    if (!version.empty()) {
+      facts.loaded_version = Fact<std::string>::known(version);
+    }
+  } else if (starts_with(body, "Persistence mode is deprecated")) {
+    facts.legacy_persistence_notice = true;
+  } else if (starts_with(body, "API mismatch")) {
+    std::string joined(body);
+    if (!messages[i].whole) {
+      // Lines of a text log (or records of a driver that printed each line apart): the message runs to the
+      // kernel's closing "...have the same version.", and every line up to it is part of it, even one that
+      // reads like a module load: the client's version is any text it sent, new lines included.
+      std::size_t last = i;
+      bool closed = false;
+      int driver_lines = 0;
+      for (std::size_t j = i + 1; j < messages.size() && !closed && driver_lines < k_mismatch_max_lines; ++j) {
+        const auto next = nvrm_body(messages[j].text);
+        if (!next) {
+          continue;  // other kernel lines may interleave
+        }
+        ++driver_lines;
+        joined += ' ';
+        joined += *next;
+        last = j;
+        closed = is_mismatch_end(*next);
+      }
+      if (closed) {
+        i = last;
+      } else {
+        // Cut short (a log that ends, a driver worded otherwise): up to the next message that starts one.
+        joined = body;
+        for (std::size_t j = i + 1; j < messages.size() && j <= i + 6; ++j) {
+          const auto next = nvrm_body(messages[j].text);
+          if (!next) {
+            continue;
+          }
+          if (starts_with(*next, "API mismatch") || is_module_load(*next)) {
+            break;
+          }
+          joined += ' ';
+          joined += *next;
+        }
+      }
+    }
+    facts.mismatches.push_back(parse_mismatch(joined));
+  }
+}
 
 // scan_kernel_log, also counting the lines in a shape gpuwarm reads.
 KernelLogFacts scan(std::string_view text, unsigned& known_shapes) {
@@ -451,71 +550,18 @@ KernelLogFacts scan(std::string_view text, unsigned& known_shapes) {
     messages.push_back(log_message(record));
     known_shapes += messages.back().known_shape ? 1u : 0u;
   }
-
-  // Whether a message is one of the driver's, and its text past "NVRM:".
-  auto nvrm_body = [](std::string_view msg) -> std::optional<std::string_view> {
-    if (!starts_with(msg, k_nvrm)) {
-      return std::nullopt;
-    }
-    return trim(msg.substr(k_nvrm.size()));
-  };
   for (std::size_t i = 0; i < messages.size(); ++i) {
-    const auto body = nvrm_body(messages[i].text);
-    if (!body) {
-      continue;
+    const std::size_t first = i;
+    if (const auto body = nvrm_body(messages[i].text)) {
+      scan_driver_message(messages, i, *body, facts);
     }
-    if (is_module_load(*body)) {
-      // A new module generation: earlier mismatches and notices belong to the old one.
-      for (auto& m : facts.mismatches) {
-        m.after_module_load = false;
+    // What may be the driver's record logged in the same microsecond as another: it counts, never exactly.
+    for (std::size_t k = first; k <= i; ++k) {
+      for (const auto& opened : messages[k].stamped_mismatches) {
+        ApiMismatch m = parse_mismatch(*nvrm_body(opened));
+        m.client_version_exact = false;
+        facts.mismatches.push_back(std::move(m));
       }
-      facts.legacy_persistence_notice = false;
-      auto module = body->find("Module");
-      std::string version = find_version_token(*body, module == std::string_view::npos ? 0 : module);
-      if (!version.empty()) {
-        facts.loaded_version = Fact<std::string>::known(version);
-      }
-    } else if (starts_with(*body, "Persistence mode is deprecated")) {
-      facts.legacy_persistence_notice = true;
-    } else if (starts_with(*body, "API mismatch")) {
-      std::string joined(*body);
-      if (!messages[i].whole) {
-        // Lines of a text log (or records of a driver that printed each line apart): the message runs to the
-        // kernel's closing "...have the same version.", and every line up to it is part of it, even one that
-        // reads like a module load: the client's version is any text it sent, new lines included.
-        std::size_t last = i;
-        bool closed = false;
-        int driver_lines = 0;
-        for (std::size_t j = i + 1; j < messages.size() && !closed && driver_lines < k_mismatch_max_lines; ++j) {
-          const auto next = nvrm_body(messages[j].text);
-          if (!next) {
-            continue;  // other kernel lines may interleave
-          }
-          ++driver_lines;
-          joined += ' ';
-          joined += *next;
-          last = j;
-          closed = is_mismatch_end(*next);
-        }
-        if (closed) {
-          i = last;
-        } else {
-          // Cut short (a log that ends, a driver worded otherwise): up to the next message that starts one.
-          joined = *body;
-          for (std::size_t j = i + 1; j < messages.size() && j <= i + 6; ++j) {
-            const auto next = nvrm_body(messages[j].text);
-            if (!next) {
-              continue;
-            }
-            if (starts_with(*next, "API mismatch") || is_module_load(*next)) {
-              break;
-            }
-            joined += ' ';
-            joined += *next;
-          }
-        }
-      }
-      facts.mismatches.push_back(parse_mismatch(joined));
     }
   }
   return facts;

@@ -404,8 +404,12 @@ TEST(Rules, DRV004_says_when_the_guard_skips_on_the_same_line) {
               std::string::npos);
     // Not read exactly: the guard skips on the line whatever is installed, and the rule says so.
     const Finding loose = finding(daemon_or_unnamed, "570.1", false);
-    EXPECT_NE(loose.next_step.find("worded otherwise than gpuwarm reads exactly, so `gpuwarm guard` skips "
-                                   "nvidia-persistenced on it until the module is loaded again"),
+    EXPECT_NE(loose.next_step.find("its version is not read exactly (the line is worded otherwise than gpuwarm "
+                                   "reads, or a text log shows it with the time stamp of the record before it"),
+              std::string::npos)
+        << loose.next_step;
+    EXPECT_NE(loose.next_step.find("so `gpuwarm guard` skips nvidia-persistenced on it until the module is loaded "
+                                   "again"),
               std::string::npos)
         << loose.next_step;
     EXPECT_NE(loose.message.find("built for driver ? (perhaps 570.1) "), std::string::npos) << loose.message;
