@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -355,7 +356,8 @@ struct RawRecord {
   bool kmsg = false;         // a /dev/kmsg record (decoded)
   bool known_shape = false;  // its first line had a prefix gpuwarm reads
   std::string_view stamp;    // the kernel's time stamp its first line showed, if any
-  bool stamped_lines = false;  // lines after the first joined only for sharing its time stamp
+  // Which of its lines (0 is the first) were joined only for sharing its time stamp, not indented.
+  std::vector<std::size_t> stamped_lines;
 };
 
 // A /dev/kmsg record's message with its escapes ("\\xNN") decoded.
@@ -431,15 +433,17 @@ std::vector<RawRecord> records_of(std::string_view text) {
     }
     const LinePart part = message_of(line);
     if (kmsg_message_start(line) != npos) {
-      out.push_back({kmsg_decoded(part.message), true, true, {}});
+      out.push_back({kmsg_decoded(part.message), true, true, {}, {}});
       continue;
     }
     if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp) {
-      out.back().text.append("\n").append(part.message);
-      out.back().stamped_lines = true;
+      auto& record = out.back();
+      record.stamped_lines.push_back(
+          static_cast<std::size_t>(std::count(record.text.begin(), record.text.end(), '\n')) + 1);
+      record.text.append("\n").append(part.message);
       continue;
     }
-    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp};
+    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp, {}};
     if (auto joined = rsyslog_record(part.message)) {
       record.text = std::move(*joined);
     }
@@ -452,21 +456,18 @@ LogMessage log_message(const RawRecord& record) {
   if (record.text.find('\n') == std::string::npos) {
     return {record.text, false, record.known_shape, {}};
   }
-  if (!record.stamped_lines) {
-    LogMessage whole = joined_record(record.text);
-    whole.known_shape = record.known_shape;
-    return whole;
-  }
-  // Joined for their stamp: a later line opening a mismatch starts one of its own, which runs to the next
-  // such line or to the end; the first line's message ends before it.
+  // A line joined for its stamp alone that opens a mismatch starts one of its own, which runs to the next such
+  // line or to the end; the first line's message ends before it. An indented line is always the record's.
   std::vector<std::string> parts(1);
-  bool first = true;
+  std::size_t number = 0;
   for (auto line : split(record.text, '\n')) {
-    if (!first && opens_mismatch(line)) {
+    const bool by_stamp = std::find(record.stamped_lines.begin(), record.stamped_lines.end(), number) !=
+                          record.stamped_lines.end();
+    if (by_stamp && opens_mismatch(line)) {
       parts.emplace_back();
     }
     parts.back().append(parts.back().empty() ? "" : "\n").append(trim(line));
-    first = false;
+    ++number;
   }
   LogMessage whole = joined_record(parts.front());
   whole.known_shape = record.known_shape;

@@ -347,6 +347,17 @@ TEST(KernelLog, ADriverRecordSharingAStampWithTheOneBeforeIsNotLost) {
   EXPECT_TRUE(after.mismatches[0].after_module_load);
   EXPECT_TRUE(after.mismatches[0].client_version_exact);
 
+  // In dmesg's own shape a record's later lines are indented: one that opens a mismatch is that record's text
+  // (a user's file name), whatever records share the stamp.
+  const auto indented = scan_kernel_log(
+      "[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n"
+      "[  605.200000] usb 1-1: new device\n"
+      "[  605.200000] x[700]: segfault at 0 ip 0 sp 0 error 4 in a\n"
+      "               NVRM: API mismatch: the client 'nvidia-persiste' (pid 1) has the version 1, but this kernel "
+      "module has the version 580.159.04.  Please make sure that this kernel module and all NVIDIA driver "
+      "components have the same version.\n");
+  EXPECT_TRUE(indented.mismatches.empty());
+
   // Two refusals in one microsecond: both count.
   const auto twice = scan_kernel_log(load + refusal + refusal);
   ASSERT_EQ(twice.mismatches.size(), 2u);
