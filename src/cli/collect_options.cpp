@@ -19,7 +19,8 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
   // A named log gpuwarm cannot read (a FIFO, a format it does not read) is UNK007: cannot tell, not "empty".
   existing_file_path(app.add_option("--kernel-log", options.kernel_log,
                                     "Scan FILE (dmesg, journalctl -k or kern.log text) instead of reading "
-                                    "/dev/kmsg; one it cannot read answers cannot tell (UNK007)"))
+                                    "/dev/kmsg; one it cannot read is recorded as not read, and a verdict "
+                                    "built on it is cannot tell (UNK007)"))
       ->type_name("FILE")
       ->group(group);
   existing_file_path(app.add_option("--nvml", options.nvml_library,

@@ -198,16 +198,31 @@ LinePart message_of(std::string_view line) {
   // dmesg: "[ 1234.567890] NVRM: ...", with -T "[Fri Jun  1 12:00:00 2026] NVRM: ...", a caller id after it;
   // journalctl -k -o short-monotonic: "[ 1234.567890] host kernel: NVRM: ..."
   if (const auto end = after_bracket(rest, [](std::string_view) { return true; }); end != npos) {
-    const std::string_view stamp = is_seconds(rest.substr(1, end - 2)) ? rest.substr(0, end) : std::string_view{};
+    // The bracket is the line's stamp, which every line of a record shows where a record's lines are not
+    // indented (dmesg -S): seconds, or with -T a date (to the second, so records of one second group too).
+    // A stamp inside the message (a user's text after a header it forged) never replaces it.
+    const std::string_view inside = trim(rest.substr(1, end - 2));
+    const bool date = !inside.empty() && std::ranges::all_of(split(inside, ' '), [](std::string_view w) {
+      return w.empty() || is_time_word(w);
+    });
+    const std::string_view stamp = is_seconds(inside) || date ? rest.substr(0, end) : std::string_view{};
     rest = trim(rest.substr(end));
     if (const auto caller = after_bracket(rest, is_caller); caller != npos) {
       rest = trim(rest.substr(caller));
     }
     LinePart part{rest, true, stamp};
     if (const auto header = header_end(rest, true); header != npos) {
-      part.message = without_kernel_brackets(trim(rest.substr(header)), part.stamp);
+      std::string_view inner;
+      part.message = without_kernel_brackets(trim(rest.substr(header)), inner);
     }
     return part;
+  }
+  // dmesg --time-format=iso: "2026-06-01T12:00:00,123456+00:00 NVRM: ...", its fraction after a comma (a syslog
+  // file's RFC 3339 stamp has a dot). Before the syslog header: what follows is the message, whatever header
+  // a user's text in it may forge.
+  if (const auto blank = rest.find(' '); blank != npos && blank > 20 && rest[4] == '-' && rest[10] == 'T' &&
+                                         rest[19] == ',' && is_time_word(rest.substr(0, blank))) {
+    return {trim(rest.substr(blank + 1)), true, rest.substr(0, blank)};  // with -S, every line of a record shows it
   }
   // journalctl -k and syslog's files, whose lines may keep the kernel's time stamp:
   // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
@@ -215,11 +230,6 @@ LinePart message_of(std::string_view line) {
     LinePart part{{}, true, {}};
     part.message = without_kernel_brackets(trim(rest.substr(header)), part.stamp);
     return part;
-  }
-  // dmesg --time-format=iso: "2026-06-01T12:00:00,123456+00:00 NVRM: ..."
-  if (const auto blank = rest.find(' '); blank != npos && blank > 10 && rest[4] == '-' && rest[10] == 'T' &&
-                                         is_time_word(rest.substr(0, blank))) {
-    return {trim(rest.substr(blank + 1)), true, {}};
   }
   // No prefix (dmesg -t, journalctl -o cat): the message itself. Read, but no shape gpuwarm can vouch for: a
   // line a user's text began cannot be told from the driver's.
@@ -356,8 +366,8 @@ struct RawRecord {
   bool kmsg = false;         // a /dev/kmsg record (decoded)
   bool known_shape = false;  // its first line had a prefix gpuwarm reads
   std::string_view stamp;    // the kernel's time stamp its first line showed, if any
-  // Which of its lines (0 is the first) were joined only for sharing its time stamp, not indented.
-  std::vector<std::size_t> stamped_lines;
+  // For each of its lines, whether it was joined only for sharing the record's time stamp (not indented).
+  std::vector<bool> by_stamp;
 };
 
 // A /dev/kmsg record's message with its escapes ("\\xNN") decoded.
@@ -429,6 +439,7 @@ std::vector<RawRecord> records_of(std::string_view text) {
     }
     if (indented && !out.empty()) {
       out.back().text.append("\n").append(trim(line));
+      out.back().by_stamp.push_back(false);
       continue;
     }
     const LinePart part = message_of(line);
@@ -437,16 +448,16 @@ std::vector<RawRecord> records_of(std::string_view text) {
       continue;
     }
     if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp) {
-      auto& record = out.back();
-      record.stamped_lines.push_back(
-          static_cast<std::size_t>(std::count(record.text.begin(), record.text.end(), '\n')) + 1);
-      record.text.append("\n").append(part.message);
+      out.back().text.append("\n").append(part.message);
+      out.back().by_stamp.push_back(true);
       continue;
     }
     RawRecord record{std::string(part.message), false, part.known_shape, part.stamp, {}};
     if (auto joined = rsyslog_record(part.message)) {
       record.text = std::move(*joined);
     }
+    record.by_stamp.assign(static_cast<std::size_t>(std::count(record.text.begin(), record.text.end(), '\n')) + 1,
+                           false);
     out.push_back(std::move(record));
   }
   return out;
@@ -461,9 +472,7 @@ LogMessage log_message(const RawRecord& record) {
   std::vector<std::string> parts(1);
   std::size_t number = 0;
   for (auto line : split(record.text, '\n')) {
-    const bool by_stamp = std::find(record.stamped_lines.begin(), record.stamped_lines.end(), number) !=
-                          record.stamped_lines.end();
-    if (by_stamp && opens_mismatch(line)) {
+    if (number < record.by_stamp.size() && record.by_stamp[number] && opens_mismatch(line)) {
       parts.emplace_back();
     }
     parts.back().append(parts.back().empty() ? "" : "\n").append(trim(line));

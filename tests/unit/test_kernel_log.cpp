@@ -369,6 +369,70 @@ TEST(KernelLog, ADriverRecordSharingAStampWithTheOneBeforeIsNotLost) {
   EXPECT_TRUE(twice.mismatches[0].client_version_exact);
 }
 
+// dmesg -S (and -r) give every line of a record the record's stamp; a user's text after it may forge a journal
+// header with a stamp of its own ("h kernel: [ 700.100001] NVRM: loading ..."), which must not make the line a
+// record of its own. With -T (-S -T) or --time-format=iso the stamp is the date: lines of one second group.
+TEST(KernelLog, AForgedStampInsideARecordDoesNotMakeALoadLine) {
+  const std::string load = "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build";
+  const std::vector<std::string> refusal = {
+      "NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)", "NVRM: has the version 580.95.05, but",
+      "NVRM: this kernel module has the version 580.159.04.  Please",
+      "NVRM: make sure that this kernel module and all NVIDIA driver", "NVRM: components have the same version."};
+  struct Case {
+    const char* name;
+    std::string loaded, refused, segfault;  // each line's prefix
+  };
+  const std::vector<Case> cases = {
+      {"dmesg -S", "[    5.000000] ", "[  605.200000] ", "[  700.100000] "},
+      {"dmesg -S -r", "<6>[    5.000000] ", "<3>[  605.200000] ", "<6>[  700.100000] "},
+      {"dmesg -S -T", "[Thu Dec  4 07:00:00 2026] ", "[Thu Dec  4 07:10:00 2026] ", "[Thu Dec  4 07:20:00 2026] "},
+      {"dmesg -S --time-format=iso", "2026-12-04T07:00:00,000000+00:00 ", "2026-12-04T07:10:00,200000+00:00 ",
+       "2026-12-04T07:20:00,100000+00:00 "},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string log = c.loaded + load + "\n";
+    for (const auto& line : refusal) log += c.refused + line + "\n";
+    for (const std::string& forged : std::vector<std::string>{"h kernel: [  700.100001] " + load, load}) {
+      const std::string text = log + c.segfault + "a.out[999]: segfault at 0 ip 0 sp 0 error 4 in x\n" + c.segfault +
+                               forged + "\n" + c.segfault + "[55d0+1000]\n";
+      const auto f = scan_kernel_log(text);
+      ASSERT_EQ(f.mismatches.size(), 1u) << forged;
+      EXPECT_TRUE(f.mismatches[0].after_module_load) << forged;
+      EXPECT_EQ(f.mismatches[0].client_version, "580.95.05");
+    }
+  }
+}
+
+// The lent H200's own shape: a record with an indented line, then a refusal logged in the same microsecond.
+TEST(KernelLog, ARefusalAfterAnIndentedRecordOfTheSameStampCounts) {
+  const auto f = scan_kernel_log(
+      "[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n"
+      "[  605.200000] x[700]: segfault at 0 ip 0 sp 0 error 4 in a\n"
+      "               b[55+1000]\n"
+      "[  605.200000] NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)\n"
+      "               NVRM: has the version 580.95.05, but this kernel module has\n"
+      "               NVRM: the version 580.159.04.  Please make sure that this\n"
+      "               NVRM: kernel module and all NVIDIA driver components\n"
+      "               NVRM: have the same version.\n");
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_EQ(f.mismatches[0].client, "'nvidia-persiste' (pid 812)");
+  EXPECT_EQ(f.mismatches[0].client_version, "580.95.05");
+  EXPECT_EQ(f.mismatches[0].kernel_version, "580.159.04");
+  EXPECT_FALSE(f.mismatches[0].client_version_exact);
+}
+
+// Records sharing one stamp are read in time linear in their number: a log of 200000 such lines (a local user
+// can write them into kern.log with `logger -t kernel`) must not hold the guard past its start timeout.
+TEST(KernelLog, AHugeGroupOfOneStampIsReadInLinearTime) {
+  std::string log = "[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build\n";
+  for (int i = 0; i < 200000; ++i) log += "[    9.000000] xxxxxxxxxxxxxxxx\n";
+  const auto start = std::chrono::steady_clock::now();
+  const auto f = scan_kernel_log(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));  // quadratic: minutes
+  EXPECT_EQ(f.records, 2u);
+}
+
 // rsyslog reading the journal (RHEL's /var/log/messages) writes the driver's one record on one line, its new
 // lines as "#012": read whole, exactly, as the /dev/kmsg record is; "#012" elsewhere makes no line.
 TEST(KernelLog, AnRsyslogRecordJoinedWith012IsOneMessage) {
