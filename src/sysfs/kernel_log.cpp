@@ -443,6 +443,13 @@ std::vector<RawRecord> records_of(std::string_view text) {
       continue;
     }
     const LinePart part = message_of(line);
+    if (!part.known_shape && !out.empty()) {
+      // No prefix amid lines that have one: a record's line a program wrote raw (a syslog daemon splitting at
+      // new lines a user's file name holds), or journalctl's "-- Boot ... --": never a message of its own.
+      out.back().text.append("\n").append(part.message);
+      out.back().by_stamp.push_back(false);
+      continue;
+    }
     if (kmsg_message_start(line) != npos) {
       out.push_back({kmsg_decoded(part.message), true, true, {}, {}});
       continue;
@@ -675,10 +682,11 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
     facts.named = true;
     if (facts.records > 0 && known_shapes == 0) {
       // Lines, but none gpuwarm can place (a format it does not read): what they say is unknown, not nothing.
+      const auto lines = split(text->text, '\n');
       facts.source = Fact<std::string>::unknown(fmt::format(
           "{}: none of its {} lines is in a format gpuwarm reads (/dev/kmsg records, dmesg, journalctl -k, "
           "syslog's kern.log)",
-          file, facts.records));
+          file, std::count_if(lines.begin(), lines.end(), [](std::string_view l) { return !l.empty(); })));
       facts.loaded_version = Fact<std::string>::unknown("log not read");
       facts.mismatches.clear();
       facts.legacy_persistence_notice = false;

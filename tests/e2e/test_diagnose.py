@@ -222,7 +222,7 @@ class Diagnose(unittest.TestCase):
 
     def test_binary_junk_in_kernel_log(self):
         self.root.driver().daemon_binary().daemon_process()
-        self.root.write("dev/kmsg", bytes(range(256)) * 64 + b"\nNVRM: API mismatch \xff\xfe\n")
+        self.root.write("dev/kmsg", bytes(range(256)) * 64 + b"\n[    1.000000] NVRM: API mismatch \xff\xfe\n")
         rc, d = self.diagnose_json(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]))
         self.assertEqual(rc, 0)
         self.assertEqual(len(d["snapshot"]["kernel_log"]["mismatches"]), 1)

@@ -404,6 +404,22 @@ TEST(KernelLog, AForgedStampInsideARecordDoesNotMakeALoadLine) {
   }
 }
 
+// A line with no prefix amid lines that have one (a syslog daemon writing a user's file name as it is) is the
+// text of the record before it, never a load line of its own.
+TEST(KernelLog, ALineWithNoPrefixAmidALogIsItsRecordsText) {
+  const std::string load = "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.54.14  Release Build";
+  const auto f = scan_kernel_log(
+      "Dec  4 07:00:00 gpu1 kernel: " + load + "\n"
+      "Dec  4 07:10:00 gpu1 kernel: NVRM: API mismatch: the client 'nvidia-persiste' (pid 1234) has the version "
+      "550.54.15, but this kernel module has the version 550.54.14.  Please make sure that this kernel module and "
+      "all NVIDIA driver components have the same version.\n"
+      "Dec  4 07:20:00 gpu1 kernel: a.out[999]: segfault at 0 ip 0000 sp 0000 error 4 in x\n" +
+      load + "\n");
+  ASSERT_EQ(f.mismatches.size(), 1u);
+  EXPECT_TRUE(f.mismatches[0].after_module_load);
+  EXPECT_EQ(f.records, 3u);
+}
+
 // The lent H200's own shape: a record with an indented line, then a refusal logged in the same microsecond.
 TEST(KernelLog, ARefusalAfterAnIndentedRecordOfTheSameStampCounts) {
   const auto f = scan_kernel_log(
@@ -524,7 +540,7 @@ TEST(KernelLog, BinaryJunkNeverCrashes) {
   for (int i = 0; i < 4096; ++i) {
     junk += static_cast<char>((i * 131 + 7) % 256);
   }
-  junk += "\nNVRM: API mismatch: \xff\xfe the client has the version \n";
+  junk += "\n[    1.000000] NVRM: API mismatch: \xff\xfe the client has the version \n";
   KernelLogFacts f = scan_kernel_log(junk);
   ASSERT_EQ(f.mismatches.size(), 1u);
   EXPECT_EQ(f.mismatches[0].client_version, "");
