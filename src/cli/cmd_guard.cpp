@@ -406,8 +406,7 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
         facts.user = opts->user;
         facts.access = node_access(paths, facts.driver, opts->user, error);
         if (!error.empty()) {
-          std::cout << "gpuwarm guard: " << error << ": skipping nvidia-persistenced\n";
-          return static_cast<int>(guard::Code::usage);
+          return finish({guard::Code::usage, error + ": skipping nvidia-persistenced", {}}, *opts);
         }
       }
       std::string daemon_missing;

@@ -2,6 +2,7 @@
 binary and kernel log; a driver directory holding the fake libnvidia-ml and a
 libnvidia-cfg named like the driver's. Every reason's exit code, and a guard
 that fails inside still exits in ExecCondition's skip range."""
+import json
 import os
 import platform
 import shlex
@@ -347,6 +348,12 @@ class Guard(unittest.TestCase):
         r = self.guard("--user", "no-such-user-gpuwarm")
         self.assertEqual(r.returncode, 2)
         self.assertIn("no such user", r.stdout)
+        # --json answers in JSON on this path too (it printed the text line before)
+        r = self.guard("--user", "no-such-user-gpuwarm", "--json")
+        self.assertEqual(r.returncode, 2)
+        d = json.loads(r.stdout)
+        self.assertEqual((d["exit_code"], d["reason"]), (2, "usage"))
+        self.assertIn("no such user", d["line"])
 
     def test_json(self):
         self.root.driver("580.95.05")
