@@ -132,6 +132,9 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
                  "condition, DRV003 for NvidiaDriverRebootPending; an unknown still answers 2")
       ->delimiter(',')
       ->check([](const std::string& id) {
+        if (id.empty() || id.front() == '-') {
+          return std::string("no rule ID given (IDs right after it, comma-separated: --rules PM001,DRV003)");
+        }
         // Only rules that can make a problem: asking about one that never drains (or that check does not
         // read, such as the unit's or the clocks') would answer "not firing" without having looked.
         for (const auto& r : scheduler_impacts()) {

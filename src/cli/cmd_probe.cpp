@@ -353,7 +353,15 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     if (comparing) {
       auto loaded = load_probe_run(compare_path);
       if (!loaded) {
-        return give_up(ExitCode::tool_error, loaded.error().message);
+        std::error_code ec;
+        const bool none_saved = opts->compare.empty() &&
+                                std::filesystem::symlink_status(compare_path, ec).type() ==
+                                    std::filesystem::file_type::not_found;
+        return give_up(ExitCode::tool_error,
+                       none_saved ? loaded.error().message +
+                                        ": no baseline saved yet: run `gpuwarm probe --save` before the change "
+                                        "(persistence off), then --compare after it"
+                                  : loaded.error().message);
       }
       baseline = std::move(*loaded);
     }

@@ -570,7 +570,9 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       } else if (plan.steps.empty()) {
         std::cout << "Nothing to do.\n";
       } else {
-        std::cout << (act ? "Plan:\n" : "Plan (not carried out; add --yes to run it):\n");
+        std::cout << (act              ? "Plan:\n"
+                      : opts->dry_run ? "Plan (not carried out; run it without --dry-run, with --yes):\n"
+                                      : "Plan (not carried out; add --yes to run it):\n");
         for (std::size_t i = 0; i < plan.steps.size(); ++i) {
           std::cout << fmt::format("  {}. {}\n", i + 1, escape_control(plan.steps[i].text));
         }

@@ -175,6 +175,13 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                     fmt::format("refusing to change anything: {} [{}]. {}", d.verdict.title, d.verdict.rule_id,
                                 d.verdict.next_step));
   }
+  if (s.service.not_asked) {
+    // --no-systemd on a node that may well run systemd: the advice for a node without it would be LINT005's
+    // anti-pattern there.
+    return refuse(std::move(plan), FixOutcome::no_service_manager, ExitCode::no_service_manager,
+                  "systemd was not asked (--no-systemd), so nothing was changed: fix acts only through systemd. "
+                  "Run it (or record the snapshot) again without --no-systemd.");
+  }
   if (!s.service.reachable) {
     return refuse(std::move(plan), FixOutcome::no_service_manager, ExitCode::no_service_manager,
                   fmt::format("systemd is not reachable ({}), so nothing was changed. Without systemd, start the "

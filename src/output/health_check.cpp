@@ -89,7 +89,12 @@ std::span<const RuleImpact> scheduler_impacts() { return k_impacts; }
 std::string fit_check_line(std::string line, std::size_t max_length) {
   max_length = std::max(max_length, k_min_check_length);
   if (line.size() > max_length) {
-    line.resize(max_length - 3);
+    // Cut where a character begins: half a UTF-8 character would be invalid text in a drain reason.
+    std::size_t cut = max_length - 3;
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0u) == 0x80u) {
+      --cut;
+    }
+    line.resize(cut);
     line += "...";
   }
   return line;

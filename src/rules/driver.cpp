@@ -259,8 +259,8 @@ std::vector<Finding> driver_version_mismatch(const Snapshot& s) {
         kernel.empty() ? "of another version" : kernel, new_version.empty() ? "another version" : new_version);
   }
   f.next_step =
-      "Reboot the node to load the new kernel module (or swap modules once no process uses the GPUs). "
-      "Until then do not start or restart nvidia-persistenced: it fails with \"Failed to query NVIDIA devices\".";
+      "Reboot the node to load the new kernel module (or swap modules with `gpuwarm reload-modules` once no "
+      "process uses the GPUs). Until then do not start or restart nvidia-persistenced: it fails with \"Failed to query NVIDIA devices\".";
   f.evidence = std::move(evidence);
   return {f};
 }

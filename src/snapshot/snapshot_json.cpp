@@ -99,6 +99,53 @@ bool numbers_in_range(const nlohmann::json& j, int depth = 0) {
   return true;
 }
 
+template <typename T>
+bool reads_as(const nlohmann::json& j) {
+  try {
+    (void)j.get<T>();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+// Where in a snapshot a value of the wrong type is ("nvml.gpus[1]", "service"), for a message that names it;
+// "" when no section alone fails.
+std::string failing_part(const nlohmann::json& body) {
+  if (body.contains("nvml") && !reads_as<NvmlFacts>(body.at("nvml"))) {
+    const auto& nvml = body.at("nvml");
+    if (nvml.is_object() && nvml.contains("gpus") && nvml.at("gpus").is_array()) {
+      const auto& gpus = nvml.at("gpus");
+      for (std::size_t i = 0; i < gpus.size(); ++i) {
+        if (!reads_as<GpuFacts>(gpus.at(i))) {
+          return "nvml.gpus[" + std::to_string(i) + "]";
+        }
+      }
+    }
+    return "nvml";
+  }
+  const std::pair<const char*, bool (*)(const nlohmann::json&)> sections[] = {
+      {"driver", reads_as<DriverFacts>},   {"daemon", reads_as<DaemonFacts>}, {"kernel_log", reads_as<KernelLogFacts>},
+      {"service", reads_as<ServiceFacts>}, {"host", reads_as<HostFacts>}};
+  for (const auto& [name, reads] : sections) {
+    if (body.contains(name) && !reads(body.at(name))) {
+      return name;
+    }
+  }
+  return "";
+}
+
+// nlohmann's message without its "[json.exception.type_error.302] " id: what was wrong, in words.
+std::string json_error_words(const nlohmann::json::exception& e) {
+  std::string what = e.what();
+  if (what.rfind("[json.exception.", 0) == 0) {
+    if (const auto end = what.find("] "); end != std::string::npos) {
+      what.erase(0, end + 2);
+    }
+  }
+  return what;
+}
+
 }  // namespace
 
 nlohmann::json snapshot_to_json(const Snapshot& snapshot) {
@@ -153,7 +200,8 @@ Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
   try {
     return body.get<Snapshot>();
   } catch (const nlohmann::json::exception& e) {
-    return fail(std::string("malformed snapshot: ") + e.what());
+    const std::string part = failing_part(body);
+    return fail("malformed snapshot: " + (part.empty() ? "" : part + ": ") + json_error_words(e));
   }
 }
 

@@ -310,7 +310,7 @@ nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& re
                                                               : nlohmann::json(nullptr)}});
   }
   // kind, hostname and time let `gpuwarm fleet-summary` read a saved verify report on its own.
-  return {{"kind", "gpuwarm-verify"}, {"hostname", in.after.hostname}, {"taken_at", in.after.collected_at},
+  return {{"kind", "gpuwarm-verify"}, {"schema_version", 1}, {"hostname", in.after.hostname}, {"taken_at", in.after.collected_at},
           {"passed", report.passed},  {"checks", checks},
           {"gpus", gpus}};
 }

@@ -397,11 +397,19 @@ class WithoutSystemd(unittest.TestCase):
         self.root.driver().daemon_binary().kmsg()
 
     def test_fix_explains_and_exits_6(self):
-        r = h.run(["fix"], root=self.root, scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))
+        off = h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
+        # No system bus: start the daemon from this node's own init system.
+        r = h.run(["fix"], root=self.root, scenario_obj=off, systemd=True,
+                  extra_env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/gpuwarm-test-bus"})
         self.assertEqual(r.returncode, 6, r.stdout + r.stderr)
         self.assertIn("systemd is not reachable", r.stdout)
         self.assertIn("--user nvidia-persistenced", r.stdout)
         self.assertIn("Nothing was changed", r.stdout)
+        # --no-systemd on a node that may run systemd: no advice to start the daemon outside it (LINT005).
+        r = h.run(["fix"], root=self.root, scenario_obj=off)
+        self.assertEqual(r.returncode, 6, r.stdout + r.stderr)
+        self.assertIn("systemd was not asked (--no-systemd), so nothing was changed", r.stdout)
+        self.assertNotIn("--user nvidia-persistenced", r.stdout)
 
     def test_verify_skips_what_it_cannot_check_and_still_checks_gpus(self):
         self.root.daemon_process()

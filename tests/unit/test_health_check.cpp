@@ -160,6 +160,11 @@ TEST(HealthCheck, LineIsCutToTheLimit) {
   EXPECT_EQ(h.line.rfind("PM001 ", 0), 0u);
   EXPECT_EQ(fit_check_line("short", 80), "short");
   EXPECT_EQ(fit_check_line(std::string(100, 'x'), 1).size(), k_min_check_length);
+  // Never half a UTF-8 character (each "\xc3\xa9" is one, of 2 bytes): the cut at byte 17 moves back to where
+  // one begins.
+  const std::string ten = "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9";
+  EXPECT_EQ(fit_check_line("x" + ten, 20), "x" + ten.substr(0, 16) + "...");
+  EXPECT_EQ(fit_check_line("xx" + ten, 20), "xx" + ten.substr(0, 14) + "...");
 }
 
 TEST(HealthCheck, EveryRuleHasAnImpactAndEveryImpactARule) {

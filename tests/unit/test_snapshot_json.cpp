@@ -38,12 +38,24 @@ TEST(SnapshotJson, ClearErrorsForBadInput) {
       {"array", nlohmann::json::array(), "not a gpuwarm snapshot"},
       {"no schema", nlohmann::json{{"hostname", "x"}}, "no schema_version"},
       {"newer schema", nlohmann::json{{"schema_version", 99}}, "schema_version 99 is not supported"},
-      {"wrong type", nlohmann::json{{"schema_version", 1}, {"nvml", {{"gpus", "notalist"}}}}, "malformed snapshot"},
+      {"wrong type", nlohmann::json{{"schema_version", 1}, {"nvml", {{"gpus", "notalist"}}}},
+       "malformed snapshot: nvml: type must be array, but is string"},
+      // The part is named, and nlohmann's "[json.exception.type_error.302]" id is left out.
+      {"a GPU's field",
+       nlohmann::json{{"schema_version", 1},
+                      {"nvml", {{"gpus", nlohmann::json::array({nlohmann::json::object(), {{"persistence", "yes"}}})}}}},
+       "malformed snapshot: nvml.gpus[1]: "},
+      {"a null GPU", nlohmann::json{{"schema_version", 1}, {"nvml", {{"gpus", nlohmann::json::array({nullptr})}}}},
+       "malformed snapshot: nvml.gpus[0]: "},
+      {"the unit",
+       nlohmann::json{{"schema_version", 1}, {"nvml", nlohmann::json::object()}, {"service", {{"reachable", "no"}}}},
+       "malformed snapshot: service: type must be boolean, but is string"},
   };
   for (const auto& c : cases) {
     auto r = snapshot_from_json(c.j);
     ASSERT_FALSE(r) << c.name;
     EXPECT_NE(r.error().message.find(c.expect), std::string::npos) << c.name << ": " << r.error().message;
+    EXPECT_EQ(r.error().message.find("json.exception"), std::string::npos) << c.name << ": " << r.error().message;
   }
 }
 
