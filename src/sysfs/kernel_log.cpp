@@ -340,11 +340,12 @@ struct LogMessage {
   // Mismatches opened by a line after the first that shares the record's time stamp: the driver's own record
   // logged in the same microsecond as another, or a user's text; which cannot be told (see records_of).
   std::vector<std::string> stamped_mismatches;
+  bool stamped_load = false;  // a load line joined for its stamp alone: not taken, for the same reason
 };
 
 // Joins the lines of one record: the driver's prefix dropped from every line after the first.
 LogMessage joined_record(std::string_view raw) {
-  LogMessage out{{}, true, true, {}};
+  LogMessage out{{}, true, true, {}, false};
   bool first = true;
   for (auto part : split(raw, '\n')) {
     std::string_view piece = trim(part);
@@ -472,21 +473,26 @@ std::vector<RawRecord> records_of(std::string_view text) {
 
 LogMessage log_message(const RawRecord& record) {
   if (record.text.find('\n') == std::string::npos) {
-    return {record.text, false, record.known_shape, {}};
+    return {record.text, false, record.known_shape, {}, false};
   }
   // A line joined for its stamp alone that opens a mismatch starts one of its own, which runs to the next such
   // line or to the end; the first line's message ends before it. An indented line is always the record's.
   std::vector<std::string> parts(1);
   std::size_t number = 0;
+  bool stamped_load = false;
   for (auto line : split(record.text, '\n')) {
-    if (number < record.by_stamp.size() && record.by_stamp[number] && opens_mismatch(line)) {
+    const bool by_stamp = number < record.by_stamp.size() && record.by_stamp[number];
+    if (by_stamp && opens_mismatch(line)) {
       parts.emplace_back();
     }
+    const auto body = nvrm_body(trim(line));
+    stamped_load = stamped_load || (by_stamp && body && is_module_load(*body));
     parts.back().append(parts.back().empty() ? "" : "\n").append(trim(line));
     ++number;
   }
   LogMessage whole = joined_record(parts.front());
   whole.known_shape = record.known_shape;
+  whole.stamped_load = stamped_load;
   for (std::size_t k = 1; k < parts.size(); ++k) {
     whole.stamped_mismatches.push_back(joined_record(parts[k]).text);
   }
@@ -574,6 +580,11 @@ KernelLogFacts scan(std::string_view text, unsigned& known_shapes) {
     }
     // What may be the driver's record logged in the same microsecond as another: it counts, never exactly.
     for (std::size_t k = first; k <= i; ++k) {
+      if (messages[k].stamped_load && !facts.loaded_version.has()) {
+        facts.loaded_version = Fact<std::string>::unknown(
+            "the \"NVRM: loading\" line shares its time stamp with the record before it (with -T, its second), "
+            "so it may be that record's text: not taken");
+      }
       for (const auto& opened : messages[k].stamped_mismatches) {
         ApiMismatch m = parse_mismatch(*nvrm_body(opened));
         m.client_version_exact = false;

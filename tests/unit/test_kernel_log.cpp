@@ -346,6 +346,14 @@ TEST(KernelLog, ADriverRecordSharingAStampWithTheOneBeforeIsNotLost) {
   ASSERT_EQ(after.mismatches.size(), 1u);
   EXPECT_TRUE(after.mismatches[0].after_module_load);
   EXPECT_TRUE(after.mismatches[0].client_version_exact);
+  EXPECT_TRUE(after.loaded_version.is("580.159.04"));  // the first load, taken
+  // A log whose only load line shares its stamp says why no loaded version was taken.
+  const auto untaken = scan_kernel_log(other + "Dec  4 07:10:00 gpu1 kernel: [  605.200000] NVRM: loading NVIDIA "
+                                               "UNIX x86_64 Kernel Module  580.159.04  Release Build\n");
+  EXPECT_FALSE(untaken.loaded_version.has());
+  EXPECT_NE(untaken.loaded_version.missing.find("shares its time stamp with the record before it"),
+            std::string::npos)
+      << untaken.loaded_version.missing;
 
   // In dmesg's own shape a record's later lines are indented: one that opens a mismatch is that record's text
   // (a user's file name), whatever records share the stamp.
