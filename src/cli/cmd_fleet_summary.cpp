@@ -43,6 +43,7 @@ bool report_file_name(const std::string& path) {
 struct InputResult {
   std::vector<fleet::NodeReport> reports;
   std::vector<fleet::Unreadable> unreadable;
+  std::vector<fleet::Skipped> skipped;
 };
 
 // Splits `text` (followed by parse_padding() readable bytes) into documents and parses each, on every
@@ -62,13 +63,16 @@ void parse_documents(std::string_view text, const std::string& source, bool para
     }
   }
   for (std::size_t i = 0; i < spans.size(); ++i) {
-    if (parsed[i]) {
-      out.reports.push_back(std::move(*parsed[i]));
+    // A one-report file is named alone; in JSON lines the line says which report.
+    auto where = [&] {
+      return spans.size() == 1 && source != "<stdin>" ? source : fmt::format("{}:{}", source, spans[i].line);
+    };
+    if (!parsed[i]) {
+      out.unreadable.push_back({where(), parsed[i].error().message});
+    } else if (parsed[i]->kind == fleet::ReportKind::other) {
+      out.skipped.push_back({where(), std::move(parsed[i]->skipped_why)});
     } else {
-      // A one-report file is named alone; in JSON lines the line says which report.
-      std::string where =
-          spans.size() == 1 && source != "<stdin>" ? source : fmt::format("{}:{}", source, spans[i].line);
-      out.unreadable.push_back({where, parsed[i].error().message});
+      out.reports.push_back(std::move(*parsed[i]));
     }
   }
 }
@@ -103,10 +107,11 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       "which the Ansible role sets to the inventory name, or else `hostname`), oldest first, so the newest\n"
       "says what a node is now. Prints nodes per verdict, fix outcomes, nodes with any GPU not Enabled, nodes\n"
       "pending reboot, and the median cold start per GPU before and after where probe results are present.\n"
-      "Unreadable or truncated reports are listed, not fatal.\n\n"
-      "Exit codes: 0 every node healthy (or fixed and verified) and every report readable, 1 nothing could\n"
-      "be read, 2 bad command line or a PATH that does not exist, 3 a node needs attention or a report was\n"
-      "unreadable.\n\n"
+      "Unreadable or truncated reports are listed, not fatal. Other gpuwarm output (snapshots, check, watch,\n"
+      "lint, reset, guard) is listed as skipped, with what to run instead, and changes no exit code.\n\n"
+      "Exit codes: 0 every node healthy (or fixed and verified) and every report readable, 1 no report of a\n"
+      "kind it reads could be read, 2 bad command line or a PATH that does not exist, 3 a node needs\n"
+      "attention or a report was unreadable.\n\n"
       "Examples:\n"
       "  gpuwarm fleet-summary reports/\n"
       "  cat reports/*.json | gpuwarm fleet-summary --json | jq .needs_attention");
@@ -183,26 +188,31 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
 
     std::vector<fleet::NodeReport> reports;
     std::vector<fleet::Unreadable> unreadable;
+    std::vector<fleet::Skipped> skipped;
     for (auto& [dir, why] : walk.unreadable) {  // reports it may hold are unknown, as an unreadable file's are
       unreadable.push_back({dir, std::string(k_unreadable_note) + "directory: " + why});
     }
     for (auto& in : per_input) {
       std::move(in.reports.begin(), in.reports.end(), std::back_inserter(reports));
       std::move(in.unreadable.begin(), in.unreadable.end(), std::back_inserter(unreadable));
+      std::move(in.skipped.begin(), in.skipped.end(), std::back_inserter(skipped));
     }
     for (auto& u : unreadable) {  // file names and simdjson's text may carry control bytes too
       u.source = escape_control(u.source);
       u.error = escape_control(u.error);
     }
+    for (auto& k : skipped) {
+      k.source = escape_control(k.source);
+    }
     const bool nothing_read = reports.empty();
-    const bool nothing_found = nothing_read && unreadable.empty();
+    const bool nothing_found = nothing_read && unreadable.empty() && skipped.empty();
     constexpr const char* k_none_found =
         "no reports found (directories are searched for *.json, *.jsonl, *.ndjson)";
     if (nothing_found && !opts->json) {
       std::cerr << "gpuwarm fleet-summary: " << k_none_found << "\n";
       return to_int(ExitCode::tool_error);
     }
-    fleet::FleetSummary summary = fleet::summarize(std::move(reports), std::move(unreadable));
+    fleet::FleetSummary summary = fleet::summarize(std::move(reports), std::move(unreadable), std::move(skipped));
     if (opts->json) {
       nlohmann::json out = fleet::render_json(summary);
       if (nothing_found) {  // an empty fleet, and why: `| jq` gets a document either way

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -20,10 +21,26 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A file named twice (a glob and its directory, the same path twice, a hard link) is read once: by device
+// and inode, as the kernel knows it. One that cannot be stat'ed is kept: its reader says why it fails.
+class SeenFiles {
+ public:
+  bool first_time(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      return true;
+    }
+    return m_seen.emplace(st.st_dev, st.st_ino).second;
+  }
+
+ private:
+  std::set<std::pair<dev_t, ino_t>> m_seen;
+};
+
 // Pre-order, in directory order, as a recursive directory iterator would, but a directory that cannot be
 // listed (or fails part way) is recorded, not skipped in silence. Links are not followed.
 void walk_directory(const fs::path& dir, const std::function<bool(const std::string&)>& wanted, Walk& out,
-                    unsigned depth) {
+                    SeenFiles& seen, unsigned depth) {
   if (depth > 256) {
     out.unreadable.emplace_back(dir.string(), "nested more than 256 directories deep");
     return;
@@ -41,11 +58,11 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
     }
     if (it->is_directory(entry_ec)) {
       if (it->path().filename() != ".git") {
-        walk_directory(it->path(), wanted, out, depth + 1);
+        walk_directory(it->path(), wanted, out, seen, depth + 1);
       }
     } else if (it->is_regular_file(entry_ec)) {
       std::string file = it->path().string();
-      if (wanted(file)) {
+      if (wanted(file) && seen.first_time(file)) {
         out.files.push_back(std::move(file));
       }
     }
@@ -59,6 +76,7 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
 
 Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted) {
   Walk out;
+  SeenFiles seen;
   for (const auto& p : paths) {
     std::error_code ec;
     auto st = fs::status(p, ec);
@@ -67,10 +85,12 @@ Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(
       continue;
     }
     if (!fs::is_directory(st)) {
-      out.files.push_back(p);
+      if (seen.first_time(p)) {
+        out.files.push_back(p);
+      }
       continue;
     }
-    walk_directory(p, wanted, out, 0);
+    walk_directory(p, wanted, out, seen, 0);
   }
   return out;
 }

@@ -24,7 +24,8 @@ struct Walk {
 };
 
 // Directories are walked recursively (.git skipped, symlinks not followed); `wanted` filters the
-// files found inside them. A file named directly is always taken.
+// files found inside them. A file named directly is always taken. A file reached twice (named twice, named and
+// inside a directory named, a hard link) is listed once, where it was first reached.
 Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted);
 
 // How a note of read_regular_file() begins when the file could not be read (not when it was skipped by

@@ -230,8 +230,12 @@ Result<void> read_probe(element doc, NodeReport& out) {
   return {};
 }
 
-// Reports written before `kind` existed are told apart by their keys.
-Result<ReportKind> kind_of(element doc) {
+constexpr const char* k_snapshot_skipped =
+    "a snapshot, not a report: make one with `gpuwarm diagnose --snapshot FILE --json`";
+
+// Reports written before `kind` existed are told apart by their keys. Other gpuwarm output is `other`, with
+// what it is and what fleet-summary reads instead in `skipped_why`.
+Result<ReportKind> kind_of(element doc, std::string& skipped_why) {
   std::string_view kind;
   if (doc["kind"].get(kind) == SUCCESS) {
     // check --json said "gpuwarm-diagnosis" before it had a kind of its own: its "check" object gives it away.
@@ -242,17 +246,18 @@ Result<ReportKind> kind_of(element doc) {
     if (kind == "gpuwarm-fix") return ReportKind::fix;
     if (kind == "gpuwarm-verify") return ReportKind::verify;
     if (kind == "gpuwarm-probe") return ReportKind::probe;
-    if (kind == "gpuwarm-snapshot") {
-      return fail("a snapshot, not a report: make one with `gpuwarm diagnose --snapshot FILE --json`");
-    }
     // Any other kind gpuwarm writes (a watch run, a reset, a fleet summary) is named, and what is read said.
-    return fail(describe_report_kind(kind) + ": fleet-summary reads diagnose, fix, verify and probe reports");
+    skipped_why = kind == "gpuwarm-snapshot"
+                      ? k_snapshot_skipped
+                      : describe_report_kind(kind) + ": fleet-summary reads diagnose, fix, verify and probe reports";
+    return ReportKind::other;
   }
   if (has_field(doc, "verdict") && has_field(doc, "findings")) return ReportKind::diagnosis;
   if (has_field(doc, "outcome") && has_field(doc, "steps")) return ReportKind::fix;
   if (has_field(doc, "checks") && has_field(doc, "passed")) return ReportKind::verify;
   if (has_field(doc, "nvml") && has_field(doc, "driver")) {
-    return fail("a snapshot, not a report: make one with `gpuwarm diagnose --snapshot FILE --json`");
+    skipped_why = k_snapshot_skipped;
+    return ReportKind::other;
   }
   return fail("not a gpuwarm report (no kind, verdict, outcome or checks)");
 }
@@ -455,11 +460,11 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   if (!doc.is_object()) {
     return fail("not a JSON object");
   }
-  auto kind = kind_of(doc);
+  NodeReport out;
+  auto kind = kind_of(doc, out.skipped_why);
   if (!kind) {
     return tl::unexpected(kind.error());
   }
-  NodeReport out;
   out.kind = *kind;
   // `node` (set by the Ansible module: the inventory name) wins over the name the node gives itself.
   out.machine = string_field(doc, "hostname");
@@ -467,6 +472,11 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   out.named_by_inventory = !out.hostname.empty();
   if (!out.named_by_inventory) {
     out.hostname = out.machine;
+  }
+  if (out.kind == ReportKind::other) {  // nothing more is read; the text comes from the file
+    out.hostname = escape_control(out.hostname);
+    out.skipped_why = escape_control(out.skipped_why);
+    return out;
   }
   if (out.hostname.empty()) {
     return fail("no hostname: cannot tell which node it describes");
@@ -477,6 +487,7 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
     case ReportKind::fix: r = read_fix(doc, out); break;
     case ReportKind::verify: r = read_verify(doc, out); break;
     case ReportKind::probe: r = read_probe(doc, out); break;
+    case ReportKind::other: break;
   }
   if (!r) {
     return tl::unexpected(r.error());
@@ -543,8 +554,15 @@ bool needs_attention(const NodeState& node) {
   return node.verdict != "healthy";
 }
 
-FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable) {
+FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable,
+                       std::vector<Skipped> skipped) {
   FleetSummary s;
+  auto other = std::stable_partition(reports.begin(), reports.end(),
+                                     [](const NodeReport& r) { return r.kind != ReportKind::other; });
+  for (auto it = other; it != reports.end(); ++it) {
+    skipped.push_back({it->hostname, std::move(it->skipped_why)});
+  }
+  reports.erase(other, reports.end());
   s.reports = reports.size() + unreadable.size();
   // One machine, two names: the role's reports carry the inventory name, a diagnose run by hand only the
   // machine's. Joined where the hostname and a GPU agree with exactly one inventory name, so the node is not
@@ -625,6 +643,9 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
   s.unreadable = std::move(unreadable);
   std::sort(s.unreadable.begin(), s.unreadable.end(),
             [](const Unreadable& a, const Unreadable& b) { return a.source < b.source; });
+  s.skipped = std::move(skipped);
+  std::sort(s.skipped.begin(), s.skipped.end(),
+            [](const Skipped& a, const Skipped& b) { return a.source < b.source; });
   return s;
 }
 
@@ -635,9 +656,10 @@ int exit_code(const FleetSummary& summary) {
 }
 
 std::string render_text(const FleetSummary& s, const Style& style) {
-  std::string out = fmt::format("{} {} node{} from {} report{}{}\n\n", style.bold("gpuwarm fleet-summary:"),
+  std::string out = fmt::format("{} {} node{} from {} report{}{}{}\n\n", style.bold("gpuwarm fleet-summary:"),
                                 s.nodes.size(), s.nodes.size() == 1 ? "" : "s", s.reports, s.reports == 1 ? "" : "s",
-                                s.unreadable.empty() ? "" : fmt::format(" ({} unreadable)", s.unreadable.size()));
+                                s.unreadable.empty() ? "" : fmt::format(" ({} unreadable)", s.unreadable.size()),
+                                s.skipped.empty() ? "" : fmt::format("; {} other gpuwarm output skipped", s.skipped.size()));
   TextTable verdicts({style.bold("verdict"), style.bold("nodes")});
   for (const auto& t : verdict_tallies(s)) {
     std::string name = t.name == "healthy"        ? style.green(t.name)
@@ -710,6 +732,13 @@ std::string render_text(const FleetSummary& s, const Style& style) {
       out += fmt::format("  {}: {}\n", u.source, u.error);
     }
   }
+  if (!s.skipped.empty()) {
+    out += fmt::format("\n{} ({}; no cause for attention):\n", style.dim("Skipped: gpuwarm output fleet-summary does not read"),
+                       s.skipped.size());
+    for (const auto& k : s.skipped) {
+      out += fmt::format("  {}: {}\n", k.source, k.why);
+    }
+  }
   return out;
 }
 
@@ -727,6 +756,10 @@ nlohmann::json render_json(const FleetSummary& s) {
   nlohmann::json unreadable = nlohmann::json::array();
   for (const auto& u : s.unreadable) {
     unreadable.push_back({{"source", u.source}, {"error", u.error}});
+  }
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const auto& k : s.skipped) {
+    skipped.push_back({{"source", k.source}, {"why", k.why}});
   }
   nlohmann::json nodes = nlohmann::json::array();
   for (const auto& n : s.nodes) {
@@ -770,6 +803,7 @@ nlohmann::json render_json(const FleetSummary& s) {
              {{"before", job_start_json(job_start(s, &NodeState::job_before_ms, &JobStartMs::process_per_gpu))},
               {"after", job_start_json(job_start(s, &NodeState::job_after_ms, &JobStartMs::process_per_gpu))}}}}},
           {"unreadable", unreadable},
+          {"skipped", skipped},
           {"node_reports", nodes}};
 }
 

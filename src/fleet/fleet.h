@@ -18,7 +18,9 @@
 
 namespace gpuwarm::fleet {
 
-enum class ReportKind { diagnosis, fix, verify, probe };
+// `other`: valid gpuwarm output fleet-summary does not fold (a snapshot, a watch run, check, lint, reset, a
+// newer writer's kind); it is listed as skipped, with what to run instead, and is no fault of the node's.
+enum class ReportKind { diagnosis, fix, verify, probe, other };
 
 // A node's job start (probe: launch until every GPU is ready), by how the job started.
 struct JobStartMs {
@@ -49,6 +51,7 @@ struct NodeReport {
   bool per_gpu_parallel = false;        // probe: its per-GPU figures were taken in parallel (contended: not used)
   bool probed_gpus = false;             // probe: it timed GPUs one by one (a --node probe times only jobs)
   bool verify_failed = false;           // verify: `passed` is not true (false, absent or not a boolean)
+  std::string skipped_why;              // other: what it is and what fleet-summary reads instead
 };
 
 // Fix outcomes as fleet-summary names them, in display order.
@@ -88,6 +91,12 @@ struct Unreadable {
   std::string error;
 };
 
+// Valid gpuwarm output of a kind fleet-summary does not fold (ReportKind::other).
+struct Skipped {
+  std::string source;  // as Unreadable's
+  std::string why;
+};
+
 // One node after folding its reports, oldest first (taken_at, then input order).
 struct NodeState {
   std::string hostname;
@@ -115,9 +124,10 @@ struct NodeState {
 bool needs_attention(const NodeState& node);
 
 struct FleetSummary {
-  std::size_t reports = 0;          // documents read, unreadable ones included
+  std::size_t reports = 0;          // documents read, unreadable ones included, skipped ones not
   std::vector<NodeState> nodes;     // by hostname
   std::vector<Unreadable> unreadable;  // by source
+  std::vector<Skipped> skipped;        // by source; not counted in `reports`, no cause for attention
 };
 
 // What the verdict table calls a node no report gave a verdict (only probes or verifications describe it).
@@ -127,9 +137,12 @@ inline constexpr const char* k_no_diagnosis = "no-diagnosis";
 // hand or by pdsh) joins an inventory-named node only where exactly one such node has a report from the same
 // machine hostname listing one of the same GPUs (by UUID): hostnames repeat across machines (vm, ubuntu),
 // GPU UUIDs do not. Otherwise it stays a node of its own.
-FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable);
+// Reports of kind `other` join `skipped`, named by their hostname (the caller, which knows their files, should
+// move them there itself).
+FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable,
+                       std::vector<Skipped> skipped = {});
 
-// 0: every node healthy and every report readable; 3: something needs attention.
+// 0: every node healthy and every report readable (skipped output aside); 3: something needs attention.
 int exit_code(const FleetSummary& summary);
 
 std::string render_text(const FleetSummary& summary, const Style& style);

@@ -28,6 +28,12 @@ class FleetSummary(unittest.TestCase):
             cls.diag_hot = cls.gpuwarm(["diagnose", "--json"], root, hot)
             cls.fix_off = cls.gpuwarm(["fix", "--json"], root, off)  # no systemd here: exit 6
             cls.probe = cls.probe_run(slow_ms=900)
+            # Other output the same binary writes, which a reports folder may also hold.
+            snap = os.path.join(cls.tmp, "snap.json")
+            h.run(["snapshot", "--output", snap], root=root, scenario_obj=off)
+            with open(snap) as f:
+                cls.snapshot = json.load(f)
+            cls.check = json.loads(h.run(["check", "--json"], root=root, scenario_obj=off).stdout)
         finally:
             root.cleanup()
 
@@ -134,6 +140,24 @@ class FleetSummary(unittest.TestCase):
         r = self.summary(self.dir)
         self.assertEqual(r.returncode, 0, r.stdout)
         self.assertIn("Needs attention: 0", r.stdout)
+        # A snapshot and a check answer beside them are listed as skipped, with what to run, and leave it 0.
+        self.put("n0.snapshot.json", self.snapshot)
+        self.put("n1.check.json", self.check)
+        r = self.summary(self.dir)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("3 nodes from 3 reports; 2 other gpuwarm output skipped", r.stdout)
+        self.assertIn(f"{os.path.join(self.dir, 'n0.snapshot.json')}: a snapshot, not a report: make one with "
+                      "`gpuwarm diagnose --snapshot FILE --json`", r.stdout)
+        self.assertIn(f"{os.path.join(self.dir, 'n1.check.json')}: a `gpuwarm check --json` answer", r.stdout)
+        self.assertNotIn("Unreadable", r.stdout)
+        d = json.loads(self.summary(self.dir, "--json").stdout)
+        self.assertEqual((d["reports"], len(d["skipped"]), d["unreadable"]), (3, 2, []))
+        # Skipped output alone is not a fleet: nothing of a kind fleet-summary reads was found.
+        only = tempfile.mkdtemp(dir=self.tmp)
+        shutil.copy(os.path.join(self.dir, "n0.snapshot.json"), only)
+        r = self.summary(only)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("Skipped: gpuwarm output fleet-summary does not read (1; no cause for attention)", r.stdout)
 
     def test_errors(self):
         missing = self.summary(os.path.join(self.dir, "absent"))

@@ -58,6 +58,16 @@ class Lint(unittest.TestCase):
         self.assertNotIn("node-init", r.stdout)
         self.assertIn("finding(s) in 3 file(s) scanned", r.stderr)
 
+    def test_a_file_reached_twice_is_scanned_once(self):
+        script = self.put("bin/a.sh", "#!/bin/sh\nnvidia-smi -pm 1\n")
+        os.link(script, os.path.join(self.tree, "hard-link.sh"))
+        for args in ([script, script], [script, self.tree], [os.path.join(self.tree, "bin", ".", "a.sh"), script]):
+            r = self.lint(*args, "--json")
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            d = json.loads(r.stdout)
+            self.assertEqual((d["files_scanned"], len(d["findings"])), (1, 1), (args, d))
+            self.assertEqual(d["findings"][0]["path"], args[0])  # named where it was first reached
+
     def test_clean_tree_binary_and_json(self):
         self.put("ok.sh", "#!/bin/sh\nnvidia-smi -q\n")
         self.put("blob.bin", b"\x00\x01nvidia-smi -pm 1\x00", mode="wb")

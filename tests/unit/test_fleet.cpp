@@ -197,11 +197,6 @@ TEST(FleetParse, bad_reports_say_why) {
       {"empty", "", "not valid JSON"},
       {"array", "[1,2]", "not a JSON object"},
       {"some other JSON", R"({"a":1})", "not a gpuwarm report"},
-      {"a snapshot", R"({"hostname":"n","nvml":{},"driver":{}})", "a snapshot, not a report"},
-      {"a watch run", R"({"kind":"watch","hostname":"n"})", "watch"},
-      {"unknown kind", R"({"kind":"gpuwarm-future","hostname":"n"})", "a report of kind \"gpuwarm-future\": fleet-summary reads"},
-      {"a snapshot", R"({"kind":"gpuwarm-snapshot","hostname":"n"})", "a snapshot, not a report"},
-      {"a reset report", R"({"kind":"gpuwarm-reset","hostname":"n"})", "a `gpuwarm reset --json` report: fleet-summary"},
       {"no hostname", R"({"kind":"gpuwarm-diagnosis","verdict":{"code":"healthy"},"gpus":[]})", "no hostname"},
       {"diagnosis without a verdict code", R"({"kind":"gpuwarm-diagnosis","hostname":"n","verdict":{}})",
        "without verdict.code"},
@@ -211,6 +206,34 @@ TEST(FleetParse, bad_reports_say_why) {
     auto r = parse(c.json);
     ASSERT_FALSE(r) << c.name;
     EXPECT_NE(r.error().message.find(c.error_contains), std::string::npos) << c.name << ": " << r.error().message;
+  }
+}
+
+// Valid gpuwarm output of another kind is no broken report: it is skipped, saying what to run instead.
+TEST(FleetParse, other_gpuwarm_output_is_skipped_saying_what_it_is) {
+  struct Case {
+    const char* name;
+    std::string json;
+    const char* why_contains;
+  };
+  const std::vector<Case> cases = {
+      {"a snapshot by its keys", R"({"hostname":"n","nvml":{},"driver":{}})", "a snapshot, not a report: make one with"},
+      {"a snapshot", R"({"kind":"gpuwarm-snapshot","hostname":"n"})", "a snapshot, not a report"},
+      {"a watch run (old kind)", R"({"kind":"watch","hostname":"n"})", "a `gpuwarm watch --json` run: fleet-summary reads"},
+      {"a check answer", R"({"kind":"gpuwarm-check","hostname":"n","check":{}})", "a `gpuwarm check --json` answer"},
+      {"an old check answer", R"({"kind":"gpuwarm-diagnosis","hostname":"n","check":{},"verdict":{"code":"healthy"}})",
+       "a `gpuwarm check --json` answer"},
+      {"a reset report", R"({"kind":"gpuwarm-reset","hostname":"n"})", "a `gpuwarm reset --json` report: fleet-summary"},
+      {"a lint result, no hostname", R"({"kind":"gpuwarm-lint","findings":[]})", "a `gpuwarm lint --json` result"},
+      {"a newer writer's kind", R"({"kind":"gpuwarm-future","hostname":"n"})",
+       "a report of kind \"gpuwarm-future\": fleet-summary reads"},
+      {"a kind with control bytes", "{\"kind\":\"x\\u001b[2J\"}", "a report of kind \"x?[2J\""},
+  };
+  for (const auto& c : cases) {
+    auto r = parse(c.json);
+    ASSERT_TRUE(r) << c.name << ": " << r.error().message;
+    EXPECT_EQ(r->kind, fleet::ReportKind::other) << c.name;
+    EXPECT_NE(r->skipped_why.find(c.why_contains), std::string::npos) << c.name << ": " << r->skipped_why;
   }
 }
 
@@ -534,6 +557,34 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("Nodes whose newest probe failed: 1 (c)"), std::string::npos) << text;
+}
+
+TEST(FleetSummary, skipped_output_is_listed_and_changes_no_exit_code) {
+  std::vector<NodeReport> reports = {report(diagnosis("a", "healthy", k_two_enabled))};
+  auto s = fleet::summarize(std::move(reports), {},
+                            {{"w/watch.json", "a `gpuwarm watch --json` run: fleet-summary reads ..."},
+                             {"w/check.json", "a `gpuwarm check --json` answer ..."}});
+  EXPECT_EQ(fleet::exit_code(s), 0);  // only skipped output beside a healthy node
+  EXPECT_EQ(s.reports, 1u);
+  auto j = fleet::render_json(s);
+  EXPECT_EQ(j["skipped"][0]["source"], "w/check.json");  // sorted
+  EXPECT_EQ(j["unreadable"], nlohmann::json::array());
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("1 node from 1 report; 2 other gpuwarm output skipped"), std::string::npos) << text;
+  EXPECT_NE(text.find("Skipped: gpuwarm output fleet-summary does not read (2; no cause for attention):\n"
+                      "  w/check.json: a `gpuwarm check --json` answer ...\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("Unreadable"), std::string::npos) << text;
+
+  // A report parsed as `other` but handed over with the rest is still skipped, named by its hostname.
+  std::vector<NodeReport> mixed = {report(diagnosis("a", "healthy", k_two_enabled)),
+                                   report(R"({"kind":"gpuwarm-reset","hostname":"r"})")};
+  auto m = fleet::summarize(std::move(mixed), {});
+  ASSERT_EQ(m.skipped.size(), 1u);
+  EXPECT_EQ(m.skipped[0].source, "r");
+  EXPECT_EQ(m.nodes.size(), 1u);
+  EXPECT_EQ(fleet::exit_code(m), 0);
 }
 
 }  // namespace
