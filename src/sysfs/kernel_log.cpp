@@ -341,11 +341,12 @@ struct LogMessage {
   // logged in the same microsecond as another, or a user's text; which cannot be told (see records_of).
   std::vector<std::string> stamped_mismatches;
   bool stamped_load = false;  // a load line joined for its stamp alone: not taken, for the same reason
+  bool new_boot = false;      // the first record of a later boot (RawRecord::new_boot)
 };
 
 // Joins the lines of one record: the driver's prefix dropped from every line after the first.
 LogMessage joined_record(std::string_view raw) {
-  LogMessage out{{}, true, true, {}, false};
+  LogMessage out{{}, true, true, {}, false, false};
   bool first = true;
   for (auto part : split(raw, '\n')) {
     std::string_view piece = trim(part);
@@ -369,7 +370,41 @@ struct RawRecord {
   std::string_view stamp;    // the kernel's time stamp its first line showed, if any
   // For each of its lines, whether it was joined only for sharing the record's time stamp (not indented).
   std::vector<bool> by_stamp;
+  // The first record of a later boot in a log that spans several (kern.log, journalctl -k -b all): its
+  // seconds-since-boot stamp went back, or journalctl's "-- Boot ID --" line came before it.
+  bool new_boot = false;
 };
+
+// A "[ 1234.567890]" stamp's seconds since boot (journalctl's short-delta "[ 12.3 <    0.000123>" too);
+// nothing for a date or no stamp.
+std::optional<double> stamp_seconds(std::string_view stamp) {
+  if (stamp.size() < 3 || stamp.front() != '[' || !is_seconds(stamp.substr(1, stamp.size() - 2))) {
+    return std::nullopt;
+  }
+  stamp = trim(stamp.substr(1, stamp.size() - 2));
+  double seconds = 0;
+  const auto [end, ec] = std::from_chars(stamp.data(), stamp.data() + stamp.size(), seconds);
+  if (ec != std::errc{} || end == stamp.data()) {
+    return std::nullopt;
+  }
+  return seconds;
+}
+
+// journalctl's line between boots ("-- Boot 5c0e... --"; "-- Reboot --" before systemd 240). It stands at the
+// line's start, where journalctl never puts a message's own later lines (it indents them).
+bool is_journal_boot_line(std::string_view line) {
+  if (line == "-- Reboot --") {
+    return true;
+  }
+  constexpr std::string_view k_open = "-- Boot ";
+  if (!starts_with(line, k_open) || line.size() != k_open.size() + 32 + 3 || line.substr(line.size() - 3) != " --") {
+    return false;
+  }
+  return line.substr(k_open.size(), 32).find_first_not_of("0123456789abcdef") == npos;
+}
+
+// Kernel time stamps of one CPU can trail another's by microseconds; a boot shows as a fall of more than this.
+constexpr double k_boot_stamp_fall_s = 1.0;
 
 // A /dev/kmsg record's message with its escapes ("\\xNN") decoded.
 std::string kmsg_decoded(std::string_view msg) {
@@ -430,8 +465,15 @@ std::optional<std::string> rsyslog_record(std::string_view msg) {
 // taken), and a mismatch it opens still counts, its version not taken as exact (log_message).
 std::vector<RawRecord> records_of(std::string_view text) {
   std::vector<RawRecord> out;
+  double last_seconds = -1;  // the last record's seconds since boot; below 0 when none
+  bool boot_line = false;
   for (auto line : split(text, '\n')) {
     if (line.empty()) {
+      continue;
+    }
+    if (is_journal_boot_line(line)) {
+      boot_line = !out.empty();
+      last_seconds = -1;
       continue;
     }
     const bool indented = line.front() == ' ' || line.front() == '\t';
@@ -452,15 +494,20 @@ std::vector<RawRecord> records_of(std::string_view text) {
       continue;
     }
     if (kmsg_message_start(line) != npos) {
-      out.push_back({kmsg_decoded(part.message), true, true, {}, {}});
+      out.push_back({kmsg_decoded(part.message), true, true, {}, {}, false});
       continue;
     }
-    if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp) {
+    if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp && !boot_line) {
       out.back().text.append("\n").append(part.message);
       out.back().by_stamp.push_back(true);
       continue;
     }
-    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp, {}};
+    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp, {}, boot_line};
+    boot_line = false;
+    if (const auto seconds = stamp_seconds(part.stamp)) {
+      record.new_boot = record.new_boot || *seconds + k_boot_stamp_fall_s < last_seconds;
+      last_seconds = *seconds;
+    }
     if (auto joined = rsyslog_record(part.message)) {
       record.text = std::move(*joined);
     }
@@ -473,7 +520,7 @@ std::vector<RawRecord> records_of(std::string_view text) {
 
 LogMessage log_message(const RawRecord& record) {
   if (record.text.find('\n') == std::string::npos) {
-    return {record.text, false, record.known_shape, {}, false};
+    return {record.text, false, record.known_shape, {}, false, record.new_boot};
   }
   // A line joined for its stamp alone that opens a mismatch starts one of its own, which runs to the next such
   // line or to the end; the first line's message ends before it. An indented line is always the record's.
@@ -493,6 +540,7 @@ LogMessage log_message(const RawRecord& record) {
   LogMessage whole = joined_record(parts.front());
   whole.known_shape = record.known_shape;
   whole.stamped_load = stamped_load;
+  whole.new_boot = record.new_boot;
   for (std::size_t k = 1; k < parts.size(); ++k) {
     whole.stamped_mismatches.push_back(joined_record(parts[k]).text);
   }
@@ -574,6 +622,15 @@ KernelLogFacts scan(std::string_view text, unsigned& known_shapes) {
     known_shapes += messages.back().known_shape ? 1u : 0u;
   }
   for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].new_boot) {
+      // What an earlier boot logged (a refusal, the module it loaded, the legacy notice) is history: a reboot
+      // loads the module again. The new boot's own load line says which, if it can be taken.
+      for (auto& m : facts.mismatches) {
+        m.after_module_load = false;
+      }
+      facts.legacy_persistence_notice = false;
+      facts.loaded_version = Fact<std::string>::unknown("no \"NVRM: loading\" line since the last boot in the log");
+    }
     const std::size_t first = i;
     if (const auto body = nvrm_body(messages[i].text)) {
       scan_driver_message(messages, i, *body, facts);

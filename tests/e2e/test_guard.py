@@ -138,6 +138,28 @@ class Guard(unittest.TestCase):
                    "--kernel-log", log], raw=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_a_refusal_from_an_earlier_boot_in_a_kern_log_is_history(self):
+        # kern.log keeps boots: the refusal of the boot before the last reboot no longer holds, even though the
+        # new boot's load line shares its stamp with the line before it (so its version is not taken).
+        self.root.driver(VERSION)
+        self.stale_copy("580.95.05")  # a copy of the refused version where the loader looks: a live refusal skips
+
+        def kern(stamp, message):
+            return f"Dec  1 10:00:00 node kernel: [{stamp}] {message}\n"
+        old_boot = kern("    5.200000", OLD_FORM[0]) + "".join(kern(" 7200.100000", l) for l in OLD_FORM[1:])
+        new_boot = (kern("    0.000000", "Linux version 6.8.0-49-generic") +
+                    kern("    5.100000", "nvidia 0000:18:00.0: enabling device (0000 -> 0002)") +
+                    kern("    5.100000", OLD_FORM[0]))
+        log = self.root.p("kern.log")
+        args = ["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                "--kernel-log", log]
+        for text, code, needle in ((old_boot, 12, "client 580.95.05"), (old_boot + new_boot, 0, "ready")):
+            with open(log, "w") as f:
+                f.write(text)
+            r = h.run(args, raw=True)
+            self.assertEqual(r.returncode, code, r.stdout + r.stderr)
+            self.assertIn(needle, r.stdout)
+
     def test_every_reason_exits_with_its_code(self):
         cases = [
             ("module not loaded", lambda: None, (), 10, "not loaded"),

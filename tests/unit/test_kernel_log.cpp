@@ -533,6 +533,72 @@ TEST(KernelLog, ModuleReloadSupersedesOlderLines) {
   EXPECT_TRUE(f.loaded_version.is("570.133.07"));
 }
 
+// A log spanning reboots (kern.log, journalctl -k -b all): what an earlier boot logged is history, as after a
+// module load, even where the new boot's own load line cannot be taken (it shares its stamp).
+TEST(KernelLog, ALaterBootMakesEarlierLinesHistory) {
+  auto kern = [](const char* stamp, const std::string& message) {
+    return fmt::format("Dec  1 10:00:00 node kernel: [{}] {}\n", stamp, message);
+  };
+  std::string refusal;
+  for (const char* line : {"NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+                           "NVRM: has the version 580.159.04, but this kernel module has",
+                           "NVRM: the version 580.95.05.  Please make sure that this",
+                           "NVRM: kernel module and all NVIDIA driver components", "NVRM: have the same version."}) {
+    refusal += kern(" 7200.100000", line);
+  }
+  const std::string old_load = kern("    5.200000", "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.95.05  Release");
+  const std::string legacy = kern("   10.000000", "NVRM: Persistence mode is deprecated and will be removed.");
+  const std::string device = kern("    5.100000", "nvidia 0000:18:00.0: enabling device (0000 -> 0002)");
+  const std::string stamped_load =
+      kern("    5.100000", "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release");
+  const std::string new_load =
+      kern("    5.300000", "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release");
+  const std::string boot_id = "-- Boot 5c0e3a4e7f84b3e9f4d9c7c2c1a1e11f --\n";
+  struct Case {
+    const char* name;
+    std::string log;
+    bool refusal_live;
+    bool legacy_notice;
+    std::optional<std::string> loaded;  // nothing: not taken
+    const char* missing_contains;
+  };
+  const std::vector<Case> cases = {
+      {"one boot: the refusal is live", old_load + legacy + refusal, true, true, "580.95.05", ""},
+      {"a reboot whose load line shares its stamp", old_load + legacy + refusal + device + stamped_load, false,
+       false, std::nullopt, "shares its time stamp"},
+      {"a reboot that logged no load line yet", old_load + refusal + device, false, false, std::nullopt,
+       "no \"NVRM: loading\" line since the last boot in the log"},
+      {"a reboot with its load line taken", old_load + refusal + device + new_load, false, false, "580.159.04", ""},
+      {"a refusal in the new boot is live", old_load + device + new_load + refusal, true, false, "580.159.04", ""},
+      {"journalctl's boot line, stamps not falling", old_load + refusal + boot_id + refusal, true, false, std::nullopt,
+       "since the last boot"},
+      {"journalctl's boot line before the refusal's boot", old_load + legacy + boot_id + refusal, true, false,
+       std::nullopt, "since the last boot"},
+      // Stamps of two CPUs may trail by microseconds: no boot.
+      {"a stamp a little lower is no boot", old_load + refusal + kern(" 7200.099000", "usb 1-1: new device"), true,
+       false, "580.95.05", ""},
+      {"a boot line's look-alike inside the text is no boot",
+       old_load + refusal + "-- Boot not-an-id --\n" + kern(" 7300.000000", "usb 1-1: new device"), true, false,
+       "580.95.05", ""},
+  };
+  for (const auto& c : cases) {
+    const auto f = scan_kernel_log(c.log);
+    ASSERT_FALSE(f.mismatches.empty()) << c.name;
+    EXPECT_EQ(f.mismatches.back().after_module_load, c.refusal_live) << c.name;
+    for (std::size_t k = 0; k + 1 < f.mismatches.size(); ++k) {
+      EXPECT_FALSE(f.mismatches[k].after_module_load) << c.name << ": an earlier boot's refusal";
+    }
+    EXPECT_EQ(f.legacy_persistence_notice, c.legacy_notice) << c.name;
+    if (c.loaded) {
+      EXPECT_TRUE(f.loaded_version.is(*c.loaded)) << c.name << ": " << f.loaded_version.missing;
+    } else {
+      EXPECT_FALSE(f.loaded_version.has()) << c.name;
+      EXPECT_NE(f.loaded_version.missing.find(c.missing_contains), std::string::npos)
+          << c.name << ": " << f.loaded_version.missing;
+    }
+  }
+}
+
 TEST(KernelLog, InterleavedLinesDoNotBreakExtraction) {
   std::string log =
       "[1] NVRM: API mismatch: the client has the version 570.133.07, but\n"
