@@ -162,13 +162,10 @@ std::vector<std::string> system_program_environment(char** parent) {
   return env;
 }
 
-Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return fail(std::string("pipe: ") + std::strerror(errno));
-  }
-  std::vector<std::string> argv_text = {"gpuwarm"};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
+namespace {
+
+// gpuwarm's own environment for a child of itself (it finds libcuda as gpuwarm would), with only the GPUs given.
+std::vector<std::string> self_environment(const std::string& visible_gpus) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) {
@@ -176,6 +173,19 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
     }
   }
   env.push_back("CUDA_VISIBLE_DEVICES=" + visible_gpus);
+  return env;
+}
+
+}  // namespace
+
+Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return fail(std::string("pipe: ") + std::strerror(errno));
+  }
+  std::vector<std::string> argv_text = {"gpuwarm"};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<std::string> env = self_environment(visible_gpus);
   std::vector<char*> argv = pointers_to(argv_text);
   std::vector<char*> envp = pointers_to(env);
   Launch how{"/proc/self/exe", argv.data(), envp.data()};
@@ -240,12 +250,9 @@ void drain_ready(int fd, ChildResult& result, std::size_t max_output) {
   }
 }
 
-}  // namespace
-
-Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int timeout_ms, std::size_t max_output) {
-  if (argv_text.empty() || argv_text.front().empty() || argv_text.front().front() != '/') {
-    return fail("refusing to run a program by a relative name: " + (argv_text.empty() ? "" : argv_text.front()));
-  }
+// run_child's and run_self's one body: `path` runs with `argv_text` and `env_text`.
+Result<ChildResult> run_program(const char* path, const std::vector<std::string>& argv_text,
+                                std::vector<std::string> env_text, int timeout_ms, std::size_t max_output) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return fail(std::string("pipe: ") + std::strerror(errno));
@@ -259,15 +266,13 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   }
   std::vector<std::string> args = argv_text;
   std::vector<char*> argv = pointers_to(args);
-  std::vector<std::string> env_text = system_program_environment(environ);
   std::vector<char*> envp = pointers_to(env_text);
   // The stop signals are held while the child runs: one that comes is seen below, and the child's process
   // group is ended before gpuwarm is, rather than left running with no deadline. The child gets the mask
   // gpuwarm had (under a SignalShield, stop signals stay blocked: nvidia-smi is never cut half-way through a
   // reset) and a process group of its own, so that a timeout or a stop ends its helpers too.
   StopSignalsHeld held;
-  // No shell, no PATH lookup: argv[0] is the absolute path that runs.
-  Launch how{argv[0], argv.data(), envp.data()};
+  Launch how{path, argv.data(), envp.data()};
   how.stdin_fd = null_in;
   how.stdout_fd = fds[1];
   how.stderr_fd = fds[1];
@@ -374,6 +379,23 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
   }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   return result;
+}
+
+}  // namespace
+
+Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int timeout_ms, std::size_t max_output) {
+  if (argv_text.empty() || argv_text.front().empty() || argv_text.front().front() != '/') {
+    return fail("refusing to run a program by a relative name: " + (argv_text.empty() ? "" : argv_text.front()));
+  }
+  // No shell, no PATH lookup: argv[0] is the absolute path that runs.
+  return run_program(argv_text.front().c_str(), argv_text, system_program_environment(environ), timeout_ms,
+                     max_output);
+}
+
+Result<ChildResult> run_self(const std::vector<std::string>& args, int timeout_ms, std::size_t max_output) {
+  std::vector<std::string> argv_text = {"gpuwarm"};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  return run_program("/proc/self/exe", argv_text, self_environment(""), timeout_ms, max_output);
 }
 
 Result<std::string> run_capture(const std::vector<std::string>& argv_text, int timeout_ms) {

@@ -104,6 +104,7 @@ struct WatchOptions {
   bool json = false;
   std::string replay;
   double load_child_seconds = -1;  // internal: run the load in this process
+  bool load_check = false;         // internal: only load libcuda, as a load child would
 };
 
 double seconds_since(Clock::time_point t0, Clock::time_point t) {
@@ -294,6 +295,39 @@ int run_load_child(const WatchOptions& opts) {
   return result.error.empty() ? 0 : 1;
 }
 
+// The --load-check child: loads libcuda as a load child would, starts nothing.
+int run_load_check(const WatchOptions& opts) {
+  auto result = cuda::check_load_library(opts.cuda_library);
+  std::cout << cuda::to_json(result).dump() << std::endl;
+  return result.error.empty() ? 0 : 1;
+}
+
+// Why the load's children would fail to load libcuda, or "": asked of a child that loads it and starts nothing,
+// so that this watcher never maps libcuda and a missing library fails the watch before its idle lead-in.
+std::string load_library_problem(const std::string& cuda_library) {
+  std::vector<std::string> args = {"watch", "--load-check"};
+  if (!cuda_library.empty()) {
+    args.insert(args.end(), {"--cuda", cuda_library});
+  }
+  auto r = run_self(args, 30'000);
+  if (!r) {
+    return r.error().message;
+  }
+  // The result is the last line (a sanitizer or the loader may write before it).
+  std::string_view out = trim(r->output);
+  const auto line_start = out.rfind('\n');
+  auto j = nlohmann::json::parse(out.substr(line_start == std::string_view::npos ? 0 : line_start + 1), nullptr,
+                                 false);
+  try {
+    if (!j.is_discarded()) {
+      auto result = cuda::load_result_from_json(j);
+      return result.error.empty() ? std::string{} : result.failed_step + ": " + result.error;
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  return fmt::format("the libcuda check printed no result (exit {})", r->exit_code);
+}
+
 int usage_error(const std::string& message) {
   std::cerr << "gpuwarm watch: " << message << "\nRun `gpuwarm watch --help` for the options.\n";
   return to_int(ExitCode::usage);
@@ -343,6 +377,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       ->type_name("FILE");
   sub.add_flag("--json", opts->json, "Print every sample and the summary as JSON (a failure as a document with an \"error\")");
   sub.add_option("--load-child", opts->load_child_seconds)->group("");  // internal: one GPU's load
+  sub.add_flag("--load-check", opts->load_check)->group("");  // internal: can the load's children load libcuda
   sub.footer(
       "Samples each GPU's SM and memory clocks, P-state, clock-event reasons, application clocks, power\n"
       "limit and persistence, then summarizes per GPU: min/median/max clocks, time per event reason,\n"
@@ -392,6 +427,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     };
     if (opts->load_child_seconds >= 0) {
       return run_load_child(*opts);
+    }
+    if (opts->load_check) {
+      return run_load_check(*opts);
     }
     if (!opts->replay.empty()) {
       // A saved run is summarized as it was taken: a sampling option would silently change nothing.
@@ -478,6 +516,13 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     }
     // Shared with each sample's thread, which outlives the watch when NVML never answers.
     std::shared_ptr<nvml::Sampler> sampler = std::move(**opened.value);
+    // A load that cannot start is known before the idle lead-in, not after it (a watch without the load would
+    // mislead: the user asked to see the clocks under work).
+    if (loading) {
+      if (std::string problem = load_library_problem(opts->cuda_library); !problem.empty()) {
+        return give_up("the --load cannot run: " + problem, "", ExitCode::cannot_tell);
+      }
+    }
 
     watch::WatchRun run;
     run.hostname = host_name();

@@ -57,6 +57,32 @@ constexpr unsigned k_max_iterations = 1u << 30;
 
 }  // namespace
 
+namespace {
+
+// libcuda loaded, with what the load calls; the reason in `error` when not.
+std::string load_usable_driver(const std::string& libcuda, Driver& driver) {
+  if (std::string err = load_driver(libcuda, driver); !err.empty()) {
+    return err;
+  }
+  const Api& api = driver.api;
+  if (api.module_load_data == nullptr || api.module_get_function == nullptr || api.launch_kernel == nullptr) {
+    return "libcuda lacks cuModuleLoadData, cuModuleGetFunction or cuLaunchKernel";
+  }
+  return {};
+}
+
+}  // namespace
+
+LoadResult check_load_library(const std::string& libcuda) {
+  LoadResult out;
+  Driver driver;
+  if (std::string err = load_usable_driver(libcuda, driver); !err.empty()) {
+    out.failed_step = "load_libcuda";
+    out.error = std::move(err);
+  }
+  return out;
+}
+
 LoadResult run_load(const std::string& libcuda, double seconds, const std::function<void()>& on_running) {
   LoadResult out;
   auto failed = [&out](const char* step, std::string why) {
@@ -65,13 +91,10 @@ LoadResult run_load(const std::string& libcuda, double seconds, const std::funct
     return out;
   };
   Driver driver;
-  if (std::string err = load_driver(libcuda, driver); !err.empty()) {
+  if (std::string err = load_usable_driver(libcuda, driver); !err.empty()) {
     return failed("load_libcuda", err);
   }
   const Api& api = driver.api;
-  if (api.module_load_data == nullptr || api.module_get_function == nullptr || api.launch_kernel == nullptr) {
-    return failed("load_libcuda", "libcuda lacks cuModuleLoadData, cuModuleGetFunction or cuLaunchKernel");
-  }
   if (CuResult r = api.init(0); r != 0) {
     return failed("cu_init", error_name(api, r));
   }

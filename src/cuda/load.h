@@ -26,6 +26,10 @@ extern const char* const k_spin_ptx;
 // `on_running` once the first launch has finished (the GPU is under load).
 LoadResult run_load(const std::string& libcuda, double seconds, const std::function<void()>& on_running);
 
+// Loads libcuda and finds what run_load calls, starting nothing (no cuInit): the question a watch asks of a
+// child before its idle lead-in, so that a missing library fails at once, not after the lead-in.
+LoadResult check_load_library(const std::string& libcuda);
+
 nlohmann::json to_json(const LoadResult& r);
 LoadResult load_result_from_json(const nlohmann::json& j);  // throws nlohmann::json::exception on bad input
 

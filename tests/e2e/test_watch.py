@@ -170,6 +170,24 @@ class Watch(unittest.TestCase):
         self.assertTrue(any("did not run" in n for n in d["summary"]["notes"]))
         self.assertNotIn("load", [s["phase"] for s in d["samples"]])
 
+    def test_a_load_whose_libcuda_does_not_load_fails_before_the_lead_in(self):
+        # No libcuda where --cuda points (a typo is a usage error; here a file that is no library): the load can
+        # never start, which is known at once, not after a 2 s lead-in and the whole duration.
+        # (How long it takes is not asserted: a probe of another test may hold the timing lock meanwhile.)
+        not_a_library = self.write("libcuda.so.1", {})
+        r = h.run(["watch", "--nvml", NVML, "--cuda", not_a_library, "--load", "5", "--interval", "500ms"],
+                  extra_env=self.env(h.scenario([h.gpu(0)])), raw=True)
+        self.assertEqual(r.returncode, 9, r.stdout + r.stderr)
+        self.assertIn("the --load cannot run: load_libcuda: ", r.stderr)
+        self.assertEqual(r.stdout, "", "it watched before giving up")
+        r = h.run(["watch", "--json", "--nvml", NVML, "--cuda", not_a_library, "--load", "5"],
+                  extra_env=self.env(h.scenario([h.gpu(0)])), raw=True)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        d = json.loads(r.stdout)
+        self.assertEqual((d["kind"], d["exit_code"], d["gpus"]), ("gpuwarm-watch", 9, []))
+        self.assertNotIn("samples", d)  # no sample taken: before, the whole watch ran and only its notes said so
+        self.assertIn("load_libcuda", d["error"])
+
     def test_a_watch_that_ends_during_the_load_is_no_load_failure(self):
         # --count ends the sampling 4 s in, while the 5 s load (after a 2 s lead-in) still runs: the watch stops
         # the load itself, which is not "the load did not run".
