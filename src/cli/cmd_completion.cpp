@@ -7,13 +7,14 @@
 
 #include "cli/command.h"
 #include "cli/completion.h"
+#include "cli/option_checks.h"
 #include "core/exit_codes.h"
 
 namespace gpuwarm {
 
 std::function<int()> setup_completion(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto shell = std::make_shared<std::string>();
-  sub.add_option("shell", *shell, "bash or zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+  one_of(sub.add_option("shell", *shell, "The shell to complete for")->required(), {"bash", "zsh"});
   sub.footer(
       "Install: gpuwarm completion bash > /usr/share/bash-completion/completions/gpuwarm\n"
       "         gpuwarm completion zsh > /usr/share/zsh/vendor-completions/_gpuwarm\n"

@@ -347,11 +347,10 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
                  "Take exactly N samples instead of watching for a duration (at least 2: one sample shows no change)")
       ->type_name("N")
       ->check(whole_number_range(2, k_max_samples));
-  sub.add_option("--mode", opts->mode,
-                 "detached: open NVML for each sample and time its attach (sees de-initialization); held: keep "
-                 "NVML open (cheaper, but keeps every GPU initialized, hiding the problem)")
-      ->check(CLI::IsMember({"detached", "held"}).description(""))
-      ->type_name("MODE")
+  one_of(sub.add_option("--mode", opts->mode,
+                        "detached: open NVML for each sample and time its attach (sees de-initialization); held: "
+                        "keep NVML open (cheaper, but keeps every GPU initialized, hiding the problem)"),
+         {"detached", "held"})
       ->capture_default_str();
   sub.add_option("--load", opts->load_seconds,
                  "Run a light built-in kernel on every watched GPU for SECONDS (1-600), after an idle lead-in, "

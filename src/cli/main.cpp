@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/option_checks.h"
 #include "cli/command.h"
 #include "cli/help_format.h"
 #include "core/deadline.h"
@@ -171,9 +172,8 @@ int main(int argc, char** argv) {
   app.fallthrough();
   gpuwarm::GlobalOptions global;
   std::string color = "auto";
-  app.add_option("--color", color, "Colour: auto (on a TTY with NO_COLOR unset), always, never")
-      ->check(CLI::IsMember({"auto", "always", "never"}).description(""))
-      ->type_name("WHEN")
+  gpuwarm::one_of(app.add_option("--color", color, "Colour: auto (on a TTY with NO_COLOR unset), always, never"),
+                  {"auto", "always", "never"})
       ->capture_default_str();
   app.footer("Run `gpuwarm <command> --help` for a command's options and exit codes.\n"
              "Exit codes shared by all commands: 0 success/healthy, 1 gpuwarm failed, 2 bad command line.");

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -78,6 +79,16 @@ inline CLI::Validator from_working_directory() {
 // name is the working directory's file, never a search of the loader's path.
 inline CLI::Option* existing_file_path(CLI::Option* option) {
   return option->check(CLI::ExistingFile.description(""))->transform(from_working_directory())->type_name("PATH");
+}
+
+// An option that takes one word of a fixed set: checked, and shown as "auto|always|never" in its help, where
+// completion (cli/completion.cpp) also finds the words to offer.
+inline CLI::Option* one_of(CLI::Option* option, const std::vector<std::string>& words) {
+  std::string shown;
+  for (const auto& w : words) {
+    shown += (shown.empty() ? "" : "|") + w;
+  }
+  return option->check(CLI::IsMember(words).description(""))->type_name(shown);
 }
 
 }  // namespace gpuwarm

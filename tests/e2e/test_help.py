@@ -2,6 +2,8 @@
 and the "did you mean" for a mistyped command or option."""
 import os
 import re
+import subprocess
+import tempfile
 import unittest
 
 import harness as h
@@ -52,6 +54,24 @@ class Completion(unittest.TestCase):
                 self.assertNotIn(hidden, r.stdout, shell)
             for visible in ("--dry-run", "--no-restore", "--json"):
                 self.assertIn(visible, r.stdout, shell)
+
+
+    def test_bash_offers_the_words_an_option_or_argument_takes(self):
+        script = h.run(["completion", "bash"], raw=True).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".bash", delete=False) as f:
+            f.write(script)
+        self.addCleanup(os.unlink, f.name)
+        for words, want in [(["completion", ""], "bash zsh"), (["--color", ""], "auto always never"),
+                            (["watch", "--mode", ""], "detached held"), (["watch", "--color", "a"], "auto always"),
+                            (["probe", "--rounds", ""], ""), (["diagnose", "--j"], "--json")]:
+            line = " ".join(["gpuwarm", *(w if w else "''" for w in words)])
+            r = subprocess.run(["bash", "-c", f". {f.name}; COMP_WORDS=({line}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); "
+                                "_gpuwarm; echo \"${COMPREPLY[*]}\""], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.stdout.strip(), want, (words, r.stderr))
+        zsh = h.run(["completion", "zsh"], raw=True).stdout
+        self.assertIn("'--mode=[", zsh)
+        self.assertIn(":value:(detached held)' \\", zsh)
+        self.assertIn("'1:value:(bash zsh)'", zsh)
 
 
 class Suggestions(unittest.TestCase):
