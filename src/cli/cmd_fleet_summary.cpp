@@ -120,8 +120,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     std::vector<std::string> paths = opts->paths;
     if (paths.empty()) {
       if (::isatty(STDIN_FILENO) == 1) {
-        std::cerr << "gpuwarm fleet-summary: give report files or directories, or pipe reports in (PATH -)\n";
-        return to_int(ExitCode::usage);
+        return usage_error("fleet-summary", "give report files or directories, or pipe reports in (PATH -)");
       }
       paths.push_back("-");
     }
@@ -136,16 +135,18 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     }
     Walk walk = walk_paths(named, report_file_name);
     if (!walk.missing.empty()) {
+      std::string named_nothing;
       for (const auto& p : walk.missing) {
-        std::cerr << "gpuwarm fleet-summary: " << escape_control(p) << ": no such file or directory\n";
+        named_nothing += (named_nothing.empty() ? "" : ", ") + escape_control(p);
       }
+      const int code = usage_error("fleet-summary", named_nothing + ": no such file or directory");
       if (opts->json) {  // an empty fleet, and why: `| jq` gets a document either way
         nlohmann::json out = fleet::render_json(fleet::summarize({}, {}));
         out["error"] = "a PATH does not exist";
         out["missing"] = walk.missing;
         std::cout << dump_json(out) << "\n";
       }
-      return to_int(ExitCode::usage);
+      return code;
     }
 
     const std::size_t padding = fleet::parse_padding();

@@ -159,16 +159,14 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       return 0;
     }
     if (opts->paths.empty()) {
-      std::cerr << "gpuwarm lint: give at least one PATH (a file or directory)\n";
-      return to_int(ExitCode::usage);
+      return usage_error("lint", "give at least one PATH (a file or directory), or - for standard input");
     }
     std::vector<std::string> named;
     std::copy_if(opts->paths.begin(), opts->paths.end(), std::back_inserter(named),
                  [](const std::string& p) { return p != "-"; });
     const bool use_stdin = named.size() != opts->paths.size();
     if (!opts->stdin_name.empty() && !use_stdin) {
-      std::cerr << "gpuwarm lint: --stdin-name names the text read from standard input: add - to the paths\n";
-      return to_int(ExitCode::usage);
+      return usage_error("lint", "--stdin-name names the text read from standard input: add - to the paths");
     }
     Walk walk = walk_paths(named, [](const std::string&) { return true; });
     for (const auto& p : walk.missing) {

@@ -175,8 +175,7 @@ constexpr std::chrono::milliseconds k_drain_on_stop{20000};
 int serve(MetricsOptions opts) {
   auto address = parse_listen_address(opts.listen);
   if (!address) {
-    std::cerr << "gpuwarm metrics: " << address.error().message << "\n";
-    return to_int(ExitCode::usage);
+    return usage_error("metrics", address.error().message);
   }
   opts.collect.one_shot = false;  // resident: nvmlShutdown after every collection
   sigset_t stop_signals;

@@ -534,8 +534,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
   return [opts]() -> int {
     constexpr int k_exit_locked = 8;
     if (opts->dry_run && opts->yes) {
-      std::cerr << "gpuwarm: error: --dry-run and --yes contradict each other: choose one\n";
-      return to_int(ExitCode::usage);
+      return usage_error("reload-modules", "--dry-run and --yes contradict each other: choose one");
     }
     if (const std::string& missing = kmod::load_error(); !missing.empty()) {
       // modinfo of the new modules and the swap itself go through libkmod.
@@ -604,9 +603,8 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       const char* fail_on = std::getenv("GPUWARM_FAKE_MODULE_FAIL");
       ops = std::make_unique<FakeRootOps>(paths, fake_log, fail_on != nullptr ? fail_on : "", facts.new_modules);
     } else if (!paths.is_live()) {
-      std::cerr << "gpuwarm: error: --root is for reading a recorded tree; modules are only reloaded on the live "
-                   "system\n";
-      return to_int(ExitCode::usage);
+      return usage_error("reload-modules",
+                         "--root is for reading a recorded tree; modules are only reloaded on the live system");
     } else {
       if (::geteuid() != 0) {
         std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";

@@ -201,8 +201,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
 
   return [opts]() -> int {
     if (opts->yes && opts->dry_run) {  // as reload-modules: which one was meant cannot be guessed
-      std::cerr << "gpuwarm: error: --dry-run and --yes contradict each other: choose one\n";
-      return to_int(ExitCode::usage);
+      return usage_error("reset", "--dry-run and --yes contradict each other: choose one");
     }
     Paths paths(opts->collect.root);
     const bool acting = opts->yes && !opts->dry_run;

@@ -328,10 +328,7 @@ std::string load_library_problem(const std::string& cuda_library) {
   return fmt::format("the libcuda check printed no result (exit {})", r->exit_code);
 }
 
-int usage_error(const std::string& message) {
-  std::cerr << "gpuwarm watch: " << message << "\nRun `gpuwarm watch --help` for the options.\n";
-  return to_int(ExitCode::usage);
-}
+int usage_error(const std::string& message) { return gpuwarm::usage_error("watch", message); }
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <span>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -26,6 +27,11 @@ struct CommandSpec {
 };
 
 std::span<const CommandSpec> commands();
+
+// A command line a command rejects after parsing (options that contradict each other, a value it cannot read),
+// said as main() says CLI11's own errors, so every bad command line reads alike: "gpuwarm: error: ...", then
+// where the options are. Returns the usage exit code (2).
+int usage_error(std::string_view command, std::string_view message);
 
 // One entry per command (declared here, defined in cmd_<name>.cpp).
 std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global);

@@ -1,5 +1,9 @@
 #include "cli/command.h"
 
+#include <iostream>
+
+#include "core/exit_codes.h"
+
 namespace gpuwarm {
 
 namespace {
@@ -34,5 +38,10 @@ const CommandSpec k_commands[] = {
 }  // namespace
 
 std::span<const CommandSpec> commands() { return k_commands; }
+
+int usage_error(std::string_view command, std::string_view message) {
+  std::cerr << "gpuwarm: error: " << message << "\nRun `gpuwarm " << command << " --help` for its options.\n";
+  return to_int(ExitCode::usage);
+}
 
 }  // namespace gpuwarm

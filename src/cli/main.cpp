@@ -55,40 +55,64 @@ std::string suggestion(const std::string& word) {
   return best;
 }
 
-// "did you mean" for a mistyped option (`--josn`): the nearest long option of the command being run (or a
-// global one), for each `--word` on the command line that names none.
-std::string option_suggestion(const CLI::App& app, const std::string& chosen, int argc, char** argv) {
+// The options the command being run (`chosen`) takes, and gpuwarm's own: long names ("--json") and short ("-o").
+std::vector<std::string> known_options(const CLI::App& app, const std::string& chosen) {
   std::vector<std::string> known;
   auto collect = [&known](const CLI::App* a) {
     for (const CLI::Option* opt : a->get_options()) {
       for (const auto& name : opt->get_lnames()) {
         known.push_back("--" + name);
       }
+      for (const auto& name : opt->get_snames()) {
+        known.push_back("-" + name);
+      }
     }
   };
   collect(&app);
-  const CLI::App* sub = nullptr;
   for (const CLI::App* candidate : app.get_subcommands([](const CLI::App*) { return true; })) {
     if (candidate->get_name() == chosen) {
-      sub = candidate;
+      collect(candidate);
     }
   }
-  if (sub != nullptr) {
-    collect(sub);
-  }
+  return known;
+}
+
+// The command line's words that look like options ("--bogus", "--rule=x" as "--rule", "-q") and name none the
+// command takes: what to report before anything else CLI11 found (a required argument it then misses). A
+// negative number ("--rounds -1") is a value, and "--" ends the options.
+std::vector<std::string> unknown_options(const std::vector<std::string>& known, int argc, char** argv) {
+  std::vector<std::string> out;
   for (int i = 1; i < argc; ++i) {
     std::string word = argv[i];
-    if (word.rfind("--", 0) != 0 || word.size() < 4) {
+    if (word == "--") {
+      break;
+    }
+    if (word.size() < 2 || word[0] != '-' || (word[1] >= '0' && word[1] <= '9') || word[1] == '.') {
       continue;
     }
     word = word.substr(0, word.find('='));
-    if (std::find(known.begin(), known.end(), word) != known.end()) {
+    if (std::find(known.begin(), known.end(), word) == known.end()) {
+      out.push_back(word);
+    }
+  }
+  return out;
+}
+
+// "did you mean" for a mistyped long option (`--josn`): the nearest the command takes, by the words after
+// "--", near enough for their length (`--bogus` is not a typo of `--docs`).
+std::string option_suggestion(const std::vector<std::string>& known, const std::vector<std::string>& unknown) {
+  for (const auto& word : unknown) {
+    if (word.rfind("--", 0) != 0 || word.size() < 4) {
       continue;
     }
     std::string best;
-    std::size_t best_distance = word.size() <= 6 ? 2 : 3;
+    std::size_t best_distance = word.size() - 2 <= 6 ? 2 : 3;
     for (const auto& name : known) {
-      if (std::size_t d = edit_distance(word, name); d <= best_distance && (best.empty() || d < best_distance)) {
+      if (name.rfind("--", 0) != 0) {
+        continue;
+      }
+      if (std::size_t d = edit_distance(word.substr(2), name.substr(2));
+          d <= best_distance && (best.empty() || d < best_distance)) {
         best_distance = d;
         best = name;
       }
@@ -98,6 +122,31 @@ std::string option_suggestion(const CLI::App& app, const std::string& chosen, in
     }
   }
   return {};
+}
+
+// CLI11's own wording, where it reads oddly, in gpuwarm's: an option given twice, and the words it did not
+// expect (which CLI11 lists last first).
+std::string plain_parse_error(const std::string& message) {
+  if (const auto at = message.find(": At Most 1 required but received "); at != std::string::npos) {
+    return message.substr(0, at) + " is given more than once: give it once";
+  }
+  for (const char* lead : {"The following arguments were not expected: ", "The following argument was not expected: "}) {
+    if (message.rfind(lead, 0) == 0) {
+      std::vector<std::string> words;
+      std::string rest = message.substr(std::string_view(lead).size());
+      for (std::size_t from = 0; from <= rest.size();) {
+        const auto blank = rest.find(' ', from);
+        words.push_back(rest.substr(from, blank == std::string::npos ? std::string::npos : blank - from));
+        from = blank == std::string::npos ? rest.size() + 1 : blank + 1;
+      }
+      std::string in_order;
+      for (auto it = words.rbegin(); it != words.rend(); ++it) {
+        in_order += (in_order.empty() ? "" : " ") + *it;
+      }
+      return "not expected here: " + in_order;
+    }
+  }
+  return message;
 }
 
 // The command line's first word that names a command, past the global options (`--color WHEN`,
@@ -209,8 +258,15 @@ int main(int argc, char** argv) {
     // name what was given instead.
     const bool unknown_word = argc > 1 && argv[1][0] != '-' && !known;
     // CLI11's text quotes the command line, which may carry control characters: escaped like any other.
+    const auto known_names = known_options(app, chosen);
+    const auto unknown = unknown_options(known_names, argc, argv);
     std::string message = unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\""
-                                       : gpuwarm::escape_control_lines(e.what());
+                                       : gpuwarm::escape_control_lines(plain_parse_error(e.what()));
+    // An option the command does not take is the error to fix first: what CLI11 then found missing (a required
+    // --gpu) or unexpected follows from it.
+    if (!unknown_word && known && !unknown.empty()) {
+      message = "gpuwarm " + chosen + " has no option " + gpuwarm::escape_control(unknown.front());
+    }
     bool global_option_error = false;
     if (!unknown_word) {
       if (const std::string& option = words.stray_option; !option.empty()) {
@@ -230,7 +286,7 @@ int main(int argc, char** argv) {
         std::cerr << "Did you mean `gpuwarm " << hint << "`?\n";
       }
     }
-    if (std::string option = option_suggestion(app, chosen, argc, argv); !option.empty()) {
+    if (std::string option = option_suggestion(known_names, unknown); !option.empty()) {
       std::cerr << "Did you mean `" << option << "`?\n";
     }
     std::cerr << "Run `gpuwarm " << (known ? chosen + " " : std::string()) << "--help` for "

@@ -22,7 +22,7 @@ inline CLI::Validator finite_range(double min, double max) {
           return fmt::format("{} is not a number (give one from {} to {})", input, min, max);
         }
         if (!std::isfinite(value) || value < min || value > max) {
-          return fmt::format("Value {} not in range [{} - {}]", input, min, max);
+          return fmt::format("{} is out of range (give one from {} to {})", input, min, max);
         }
         return {};
       },
@@ -34,12 +34,13 @@ inline CLI::Validator whole_number_range(unsigned long long min, unsigned long l
   return CLI::Validator(
       [min, max](std::string& input) -> std::string {
         unsigned long long value = 0;
-        if (input.empty() || input.find_first_not_of("0123456789") != std::string::npos ||
-            !CLI::detail::lexical_cast(input, value)) {
+        const bool negative = input.size() > 1 && input[0] == '-' && input.find_first_not_of("0123456789", 1) == std::string::npos;
+        if (!negative && (input.empty() || input.find_first_not_of("0123456789") != std::string::npos ||
+                          !CLI::detail::lexical_cast(input, value))) {
           return fmt::format("{} is not a whole number (give one from {} to {})", input, min, max);
         }
-        if (value < min || value > max) {
-          return fmt::format("Value {} not in range [{} - {}]", input, min, max);
+        if (negative || value < min || value > max) {
+          return fmt::format("{} is out of range (give one from {} to {})", input, min, max);
         }
         return {};
       },

@@ -316,7 +316,13 @@ class BadInput(unittest.TestCase):
             ([], "no command given"),
             (["diagnose", "--nvml-timeout", "abc"], "abc is not a number (give one from 0.1 to 3600)"),
             (["check", "--max-length", "abc"], "abc is not a whole number (give one from 16 to 4096)"),
-            (["watch", "--count", "1"], "--count: Value 1 not in range [2 - 100000]"),
+            (["watch", "--count", "1"], "--count: 1 is out of range (give one from 2 to 100000)"),
+            (["probe", "--rounds", "-1"], "--rounds: -1 is out of range (give one from 1 to 20)"),
+            (["diagnose", "--root", "/", "--root", "/"], "--root is given more than once: give it once"),
+            (["watch", "x", "y"], "not expected here: x y"),
+            # An option the command lacks is said first, before a required argument CLI11 then misses.
+            (["reset", "--bogus"], "gpuwarm reset has no option --bogus\nRun `gpuwarm reset --help`"),
+            (["lint", "--bogus", "x"], "gpuwarm lint has no option --bogus\nRun `gpuwarm lint --help`"),  # no "did you mean --docs"
             # A library or binary named by hand that is not there is a typo, not a node without a driver: in a
             # health check's arguments it would otherwise drain every node as "driver-install" (DRV002).
             (["check", "--nvml", "/nonexistent/libnvidia-ml.so.1"], "--nvml: File does not exist"),

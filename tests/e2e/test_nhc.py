@@ -103,7 +103,7 @@ class NhcCheck(unittest.TestCase):
         # A typo in -a: the reason is gpuwarm's own error, not an empty "cannot tell:".
         ret, died, _ = self.check(ok, extra_args=" --nvml-timout 3")
         self.assertEqual((ret, died), (1, "1|check_gpuwarm:  cannot tell: gpuwarm check gave no answer (exit 2): "
-                                          "The following arguments were not expected: 3 --nvml-timout"))
+                                          "gpuwarm check has no option --nvml-timout"))
         # A gpuwarm that is not there: said, not taken for a node fault of some other kind.
         r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", "/nonexistent/gpuwarm"],
                            capture_output=True, text=True, env={"PATH": self.path}, timeout=60)
