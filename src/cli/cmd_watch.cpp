@@ -583,7 +583,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
                                             : "");
         }
         if (!sampler->unmatched().empty()) {
-          return give_up("no GPU matches --gpu " + sampler->unmatched().front());
+          const auto& listed = sampler->listed();
+          return give_up(fmt::format("--gpu {} names no GPU; NVML sees {}", escape_control(sampler->unmatched().front()),
+                                     listed.empty() ? std::string("none") : fmt::format("{}", fmt::join(listed, ", "))));
         }
         if (sampler->gpus().empty()) {
           return give_up("NVML lists no GPU to watch");

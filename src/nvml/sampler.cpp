@@ -86,6 +86,7 @@ void Sampler::discover() {
       }
     }
     if (!m_only.empty() && !by_index && !need_uuids) {
+      m_listed.push_back(std::to_string(i));  // not attached (that would initialize it): its index alone
       continue;
     }
     Device dev = nullptr;
@@ -109,6 +110,7 @@ void Sampler::discover() {
       id.default_app_mem_mhz = query<unsigned>(api.device_get_default_applications_clock, dev, int{clock_mem});
       id.default_power_limit_mw = query<unsigned>(api.device_get_power_management_default_limit, dev);
     }
+    m_listed.push_back(fmt::format("{} ({})", id.index, id.uuid.empty() ? "UUID unread" : id.uuid));
     bool selected = m_only.empty() || by_index;
     for (std::size_t k = 0; k < m_only.size(); ++k) {
       if (!id.uuid.empty() && to_lower(m_only[k]) == to_lower(id.uuid)) {

@@ -79,6 +79,9 @@ class Sampler {
   const std::vector<GpuIdentity>& gpus() const { return m_identities; }
   // Selectors in `only` that matched no GPU (known after the first successful sample).
   const std::vector<std::string>& unmatched() const { return m_unmatched; }
+  // Every GPU NVML listed, selected or not, as "index (UUID)", or its index alone where the selection did not
+  // need it attached: what an unmatched --gpu could have named.
+  const std::vector<std::string>& listed() const { return m_listed; }
   SampleMode mode() const { return m_mode; }
 
  private:
@@ -95,6 +98,7 @@ class Sampler {
   std::size_t m_samples = 0;
   std::vector<GpuIdentity> m_identities;
   std::vector<std::string> m_unmatched;
+  std::vector<std::string> m_listed;
   std::vector<Device> m_handles;  // per identity; detached mode drops them at each shutdown
   std::vector<double> m_discovery_attach_ms;  // the first reading's attach times
 };

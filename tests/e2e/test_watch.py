@@ -263,7 +263,10 @@ class Watch(unittest.TestCase):
         self.assertEqual([g["index"] for g in d["gpus"]], [0])
         r = self.watch(h.scenario([h.gpu(0)]), "--count", "2", "--gpu", "7")
         self.assertEqual(r.returncode, 1)
-        self.assertIn("no GPU matches --gpu 7", r.stderr)
+        self.assertIn("--gpu 7 names no GPU; NVML sees 0\n", r.stderr)  # as probe says it
+        r = self.watch(h.scenario([h.gpu(0), h.gpu(1)]), "--count", "2", "--gpu", "GPU-nope")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"--gpu GPU-nope names no GPU; NVML sees 0 \(GPU-[0-9a-f-]+\), 1 \(GPU-[0-9a-f-]+\)\n")
 
     def test_legacy_nvml_without_app_clocks(self):
         legacy = os.path.join(h.FAKE_NVML_LEGACY_DIR, "libnvidia-ml.so.1")
