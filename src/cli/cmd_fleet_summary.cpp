@@ -139,7 +139,8 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       for (const auto& p : walk.missing) {
         named_nothing += (named_nothing.empty() ? "" : ", ") + escape_control(p);
       }
-      const int code = usage_error("fleet-summary", named_nothing + ": no such file or directory");
+      // With --json the document below says it (an empty fleet and what is missing), not usage_error's.
+      const int code = usage_error_text("fleet-summary", named_nothing + ": no such file or directory");
       if (opts->json) {  // an empty fleet, and why: `| jq` gets a document either way
         nlohmann::json out = fleet::render_json(fleet::summarize({}, {}));
         out["error"] = "a PATH does not exist";

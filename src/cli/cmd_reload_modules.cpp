@@ -28,6 +28,7 @@
 #include "cli/node_lock.h"
 #include "core/exit_codes.h"
 #include "core/fs.h"
+#include "core/host.h"
 #include "core/paths.h"
 #include "core/safe_write.h"
 #include "core/signal_shield.h"
@@ -533,13 +534,23 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
 
   return [opts]() -> int {
     constexpr int k_exit_locked = 8;
+    // With --json every outcome is a report on stdout, as every gpuwarm report: its kind, and how it ended.
+    auto finish = [&opts](nlohmann::json body, int code) {
+      if (opts->json) {
+        nlohmann::json out = {{"kind", "gpuwarm-reload-modules"}, {"schema_version", 1}, {"hostname", host_name()}};
+        out.update(body);
+        out["exit_code"] = code;
+        std::cout << dump_json(out) << "\n";
+      }
+      return code;
+    };
     if (opts->dry_run && opts->yes) {
       return usage_error("reload-modules", "--dry-run and --yes contradict each other: choose one");
     }
     if (const std::string& missing = kmod::load_error(); !missing.empty()) {
       // modinfo of the new modules and the swap itself go through libkmod.
       std::cerr << "gpuwarm reload-modules: " << missing << " (nothing read, nothing changed)\n";
-      return to_int(ExitCode::tool_error);
+      return finish({{"carried_out", false}, {"error", missing}}, to_int(ExitCode::tool_error));
     }
     Paths paths(opts->root);
     modules::ReloadFacts facts;
@@ -591,10 +602,8 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       return 3;
     };
     if (!act) {
-      if (opts->json) {
-        std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", false}}) << "\n";
-      }
-      return plan.refused ? refusal_code() : to_int(ExitCode::healthy);
+      return finish({{"plan", plan_json(plan)}, {"carried_out", false}},
+                    plan.refused ? refusal_code() : to_int(ExitCode::healthy));
     }
 
     std::unique_ptr<ModuleOps> ops;
@@ -608,37 +617,33 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     } else {
       if (::geteuid() != 0) {
         std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";
-        return 7;
+        return finish({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", "needs root"}}, 7);
       }
       ops = std::make_unique<KmodOps>();
     }
     // The node lock (fix's and reset's): neither may start nvidia-persistenced between the holders check above
     // and the unloads below. Once it is held, the holders are read again: what was free may not be now.
     // Every outcome of --json is a report on stdout, these early ones too.
-    auto not_carried_out = [&](const std::string& why) {
-      if (opts->json) {
-        std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", why}}) << "\n";
-      }
+    auto not_carried_out = [&](const std::string& why, int code) {
       std::cerr << "gpuwarm reload-modules: " << escape_control_lines(why) << "\n";
+      return finish({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", why}}, code);
     };
     Result<bool> lock = take_node_lock(paths);
     if (!lock || !*lock) {
-      not_carried_out((!lock ? lock.error().message
-                             : node_lock_held(paths)) +
-                      "; nothing changed");
-      return !lock ? to_int(ExitCode::tool_error) : k_exit_locked;
+      return not_carried_out((!lock ? lock.error().message : node_lock_held(paths)) + "; nothing changed",
+                             !lock ? to_int(ExitCode::tool_error) : k_exit_locked);
     }
     read_holders(paths, facts);
     facts.loaded = read_loaded(paths, &facts.loaded_unread);
     if (modules::ReloadPlan again = modules::plan_reload(facts); again.refused || again.steps != plan.steps) {
       plan = std::move(again);
-      not_carried_out(plan.refused ? "refused, nothing changed: " + plan.refusal
-                                   : "the loaded modules changed while the plan was made; nothing changed: run it "
-                                     "again");
       for (const auto& d : plan.details) {
         std::cerr << "  " << escape_control(d) << "\n";
       }
-      return refusal_code();
+      return not_carried_out(plan.refused ? "refused, nothing changed: " + plan.refusal
+                                          : "the loaded modules changed while the plan was made; nothing changed: "
+                                            "run it again",
+                             refusal_code());
     }
     std::string failure;
     std::string recovery;
@@ -680,16 +685,16 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     const int interrupted = shield.take();
     std::string unread;
     std::string now_loaded = loaded_list(paths, &unread);
-    if (opts->json) {
-      // An unread list is {"missing": why}, as every unread fact in gpuwarm's JSON.
-      const nlohmann::json loaded_now =
-          unread.empty() ? nlohmann::json(now_loaded) : nlohmann::json{{"missing", escape_control(unread)}};
-      std::cout << dump_json({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
-                              {"error", failure}, {"recovery", recovery}, {"loaded_now", loaded_now},
-                              {"interrupted", interrupted != 0 ? nlohmann::json(signal_name(interrupted))
-                                                               : nlohmann::json(nullptr)}})
-                << "\n";
-    }
+    const int code = interrupted != 0 && failure.empty() ? 128 + interrupted
+                     : !failure.empty()                     ? to_int(ExitCode::tool_error)
+                                                            : to_int(ExitCode::healthy);
+    // An unread list is {"missing": why}, as every unread fact in gpuwarm's JSON.
+    const nlohmann::json loaded_now =
+        unread.empty() ? nlohmann::json(now_loaded) : nlohmann::json{{"missing", escape_control(unread)}};
+    finish({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done}, {"error", failure},
+            {"recovery", recovery}, {"loaded_now", loaded_now},
+            {"interrupted", interrupted != 0 ? nlohmann::json(signal_name(interrupted)) : nlohmann::json(nullptr)}},
+           code);
     if (interrupted != 0 && failure.empty()) {
       std::cerr << "gpuwarm: interrupted (" << signal_name(interrupted)
                 << ") during the swap: it ran to its end first; loaded now: " << now_loaded << "\n";

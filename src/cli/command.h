@@ -24,14 +24,22 @@ struct CommandSpec {
   const char* name;
   const char* summary;
   CommandSetup setup;
+  const char* json_kind;  // the "kind" of its --json report; nullptr for a command without --json
 };
 
 std::span<const CommandSpec> commands();
 
-// A command line a command rejects after parsing (options that contradict each other, a value it cannot read),
-// said as main() says CLI11's own errors, so every bad command line reads alike: "gpuwarm: error: ...", then
-// where the options are. Returns the usage exit code (2).
+// A bad command line (CLI11's errors in main(), or what a command rejects after parsing: options that contradict
+// each other, a value it cannot read), said alike everywhere: "gpuwarm: error: ...", then where the options
+// are; with --json, also a document on stdout ({"kind", "error", "exit_code": 2}), as every other failure of
+// a --json run is. Returns the usage exit code (2).
 int usage_error(std::string_view command, std::string_view message);
+// The same on stderr alone, for a command that prints its own JSON document for the error.
+int usage_error_text(std::string_view command, std::string_view message);
+// Set by main() when the command line asks the command for --json: the kind usage_error's document carries.
+void answer_usage_errors_in_json(const char* kind);
+// usage_error's document alone (main() prints CLI11's errors with hints of its own).
+void usage_error_json(std::string_view message);
 
 // One entry per command (declared here, defined in cmd_<name>.cpp).
 std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global);

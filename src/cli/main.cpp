@@ -233,7 +233,17 @@ int main(int argc, char** argv) {
   const CommandWord words = command_word(argc, argv);
   const std::string& chosen = words.command;
   std::function<int()> run;
+  // A run that asks for --json gets its usage errors as a document too (what the command line says, before
+  // CLI11 reads it: a bad command line may never get that far).
+  bool json_asked = false;
+  for (int i = 1, after_command = 0; i < argc && std::string_view(argv[i]) != "--"; ++i) {
+    after_command = after_command != 0 || argv[i] == chosen ? 1 : 0;
+    json_asked = json_asked || (after_command != 0 && std::string_view(argv[i]) == "--json");
+  }
   for (const auto& cmd : gpuwarm::commands()) {
+    if (json_asked && chosen == cmd.name) {
+      gpuwarm::answer_usage_errors_in_json(cmd.json_kind);
+    }
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
     if (chosen == cmd.name || chosen == "completion") {
       auto handler = cmd.setup(*sub, global);
@@ -280,6 +290,9 @@ int main(int argc, char** argv) {
     // --color is gpuwarm's own option, wherever it stands: its help is gpuwarm's, not the command's.
     global_option_error = global_option_error || message.rfind("--color", 0) == 0;
     known = known && !global_option_error;
+    if (known) {
+      gpuwarm::usage_error_json(message);  // with --json, a document on stdout too
+    }
     std::cerr << "gpuwarm: error: " << message << "\n";
     if (unknown_word) {
       if (std::string hint = suggestion(argv[1]); !hint.empty()) {

@@ -19,6 +19,7 @@ inline std::string describe_report_kind(std::string_view kind) {
   if (kind == "gpuwarm-reset") return "a `gpuwarm reset --json` report";
   if (kind == "gpuwarm-guard") return "a `gpuwarm guard --json` answer";
   if (kind == "gpuwarm-lint") return "a `gpuwarm lint --json` result";
+  if (kind == "gpuwarm-reload-modules") return "a `gpuwarm reload-modules --json` report";
   // The kind comes from the file: keep it short and printable.
   std::string shown;
   for (char c : kind.substr(0, 40)) {

@@ -343,6 +343,24 @@ class BadInput(unittest.TestCase):
             self.assertIn(needle, r.stderr, args)
             self.assertNotIn("\x1b", r.stderr, args)
 
+    def test_usage_errors_of_a_json_run_are_a_document_too(self):
+        cases = [(["diagnose", "--json", "--bogus"], "gpuwarm-diagnosis", "gpuwarm diagnose has no option --bogus"),
+                 (["check", "--json", "--max-length", "1"], "gpuwarm-check", "--max-length: 1 is out of range"),
+                 (["watch", "--json", "--interval", "5x"], "gpuwarm-watch", "--interval: cannot read \"5x\""),
+                 (["reset", "--gpu", "0", "--yes", "--dry-run", "--json"], "gpuwarm-reset", "contradict"),
+                 (["lint", "--json"], "gpuwarm-lint", "give at least one PATH")]
+        for args, kind, error in cases:
+            r = h.run(args, raw=True)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            d = json.loads(r.stdout)
+            self.assertEqual((d["kind"], d["exit_code"]), (kind, 2), args)
+            self.assertIn(error, d["error"], args)
+            self.assertIn(error, r.stderr, args)
+        # Without --json (or with it after "--", where it is no option), stdout stays empty.
+        for args in (["diagnose", "--bogus"], ["lint", "--bogus", "--", "--json"]):
+            r = h.run(args, raw=True)
+            self.assertEqual((r.returncode, r.stdout), (2, ""), args)
+
     def test_help_is_complete(self):
         r = h.run(["diagnose", "--help"])
         self.assertEqual(r.returncode, 0)

@@ -198,6 +198,9 @@ class ReloadModules(unittest.TestCase):
         self.assertTrue(d["plan"]["needs_reboot"])
         self.assertIn("built for kernel 6.1.0-99-amd64", d["plan"]["refusal"])
         self.assertFalse(d["carried_out"])
+        # A report like every other gpuwarm report: its kind, version, node and how it ended.
+        self.assertEqual((d["kind"], d["schema_version"], d["exit_code"]), ("gpuwarm-reload-modules", 1, 4))
+        self.assertTrue(d["hostname"])
         self.assertEqual(self.ops(), [])
 
     def test_failure_reports_what_is_loaded_and_how_to_recover(self):
@@ -213,6 +216,7 @@ class ReloadModules(unittest.TestCase):
         r = self.reload("--yes", "--json", fail_on="unload nvidia")
         self.assertEqual(r.returncode, 1, r.stdout)
         d = json.loads(r.stdout)
+        self.assertEqual((d["kind"], d["exit_code"], d["carried_out"]), ("gpuwarm-reload-modules", 1, True))
         self.assertEqual(d["steps_done"], 3)
         self.assertEqual(d["loaded_now"], "nvidia")
         self.assertIn("the old modules nvidia are still loaded", d["recovery"])
