@@ -180,11 +180,14 @@ struct LinePart {
   std::string_view message;
   bool known_shape = false;     // a prefix gpuwarm reads (bare text is not: it cannot tell whose a line is)
   std::string_view stamp;       // the kernel's "[ 1234.567890]" where the line shows it: one per record
+  // The line had a syslog or journal header ("... host kernel: "): its stamp, if any, is the message's first
+  // bracket, which only the log as a whole can vouch for (records_of); a stamp before any header is the line's.
+  bool after_header = false;
 };
 
 LinePart message_of(std::string_view line) {
   if (const auto start = kmsg_message_start(line); start != npos) {
-    return {line.substr(start), true, {}};
+    return {line.substr(start), true, {}, false};
   }
   std::string_view rest = trim(line);
   // `dmesg -r` and RFC 5424 files begin with the priority: "<3>[  605.2] NVRM: ...", "<3>1 2026-... host ..."
@@ -210,7 +213,7 @@ LinePart message_of(std::string_view line) {
     if (const auto caller = after_bracket(rest, is_caller); caller != npos) {
       rest = trim(rest.substr(caller));
     }
-    LinePart part{rest, true, stamp};
+    LinePart part{rest, true, stamp, false};
     if (const auto header = header_end(rest, true); header != npos) {
       std::string_view inner;
       part.message = without_kernel_brackets(trim(rest.substr(header)), inner);
@@ -222,18 +225,18 @@ LinePart message_of(std::string_view line) {
   // a user's text in it may forge.
   if (const auto blank = rest.find(' '); blank != npos && blank > 20 && rest[4] == '-' && rest[10] == 'T' &&
                                          rest[19] == ',' && is_time_word(rest.substr(0, blank))) {
-    return {trim(rest.substr(blank + 1)), true, rest.substr(0, blank)};  // with -S, every line of a record shows it
+    return {trim(rest.substr(blank + 1)), true, rest.substr(0, blank), false};  // with -S, every line of a record shows it
   }
   // journalctl -k and syslog's files, whose lines may keep the kernel's time stamp:
   // "Jun 01 12:00:00 host kernel: NVRM: ...", "2026-06-01T12:00:00+00:00 host kernel: [ 12.3] NVRM: ..."
   if (const auto header = header_end(rest, false); header != npos) {
-    LinePart part{{}, true, {}};
+    LinePart part{{}, true, {}, true};
     part.message = without_kernel_brackets(trim(rest.substr(header)), part.stamp);
     return part;
   }
   // No prefix (dmesg -t, journalctl -o cat): the message itself. Read, but no shape gpuwarm can vouch for: a
   // line a user's text began cannot be told from the driver's.
-  return {rest, false, {}};
+  return {rest, false, {}, false};
 }
 
 // Pulls the version after `marker` out of the joined mismatch text.
@@ -370,9 +373,11 @@ struct RawRecord {
   std::string_view stamp;    // the kernel's time stamp its first line showed, if any
   // For each of its lines, whether it was joined only for sharing the record's time stamp (not indented).
   std::vector<bool> by_stamp;
-  // The first record of a later boot in a log that spans several (kern.log, journalctl -k -b all): its
-  // seconds-since-boot stamp went back, or journalctl's "-- Boot ID --" line came before it.
+  // The first record of a later boot in a log that spans several (kern.log, journalctl -k -b all): it is the
+  // kernel's banner, or its seconds-since-boot stamp went back. (journalctl's "-- Boot ID --" line is no
+  // marker: in a syslog file that writes a record's lines raw, a user's file name can hold it.)
   bool new_boot = false;
+  bool stamp_after_header = false;  // LinePart::after_header: the stamp is the message's first bracket
 };
 
 // A "[ 1234.567890]" stamp's seconds since boot (journalctl's short-delta "[ 12.3 <    0.000123>" too);
@@ -390,21 +395,43 @@ std::optional<double> stamp_seconds(std::string_view stamp) {
   return seconds;
 }
 
-// journalctl's line between boots ("-- Boot 5c0e... --"; "-- Reboot --" before systemd 240). It stands at the
-// line's start, where journalctl never puts a message's own later lines (it indents them).
-bool is_journal_boot_line(std::string_view line) {
-  if (line == "-- Reboot --") {
-    return true;
-  }
-  constexpr std::string_view k_open = "-- Boot ";
-  if (!starts_with(line, k_open) || line.size() != k_open.size() + 32 + 3 || line.substr(line.size() - 3) != " --") {
-    return false;
-  }
-  return line.substr(k_open.size(), 32).find_first_not_of("0123456789abcdef") == npos;
-}
-
 // Kernel time stamps of one CPU can trail another's by microseconds; a boot shows as a fall of more than this.
 constexpr double k_boot_stamp_fall_s = 1.0;
+
+// The kernel's first record of a boot: "Linux version 6.8.0-49-generic (buildd@...) ...". A message a user's
+// text begins (a segfault's "<comm>[pid]: ...") cannot make it: a comm holds 15 bytes, too few for the words,
+// a release and " (".
+bool is_kernel_banner(std::string_view message) {
+  constexpr std::string_view k_banner = "Linux version ";
+  if (!starts_with(message, k_banner)) {
+    return false;
+  }
+  const auto release = message.substr(k_banner.size());
+  const auto blank = release.find(' ');
+  return blank != npos && blank > 0 && release.front() >= '0' && release.front() <= '9' &&
+         release.substr(blank, 2) == " (";
+}
+
+// Marks the records that begin a later boot by their stamps: a fall of more than k_boot_stamp_fall_s from the
+// record before. A stamp before any header (dmesg, short-monotonic) is the kernel's; one after a syslog or
+// journal header is taken only where every header line of the log has one, since in a log whose kernel lines
+// carry none (journalctl -k, rsyslog's default) the first bracket of a message is a user's text: a process
+// named "[99999]" that crashes logs "[99999][42]: segfault ...".
+void mark_boots_by_stamp(std::vector<RawRecord>& records, bool header_stamps_trusted) {
+  double last_seconds = -1;  // the last record's seconds since boot; below 0 when none
+  for (auto& record : records) {
+    if (record.new_boot) {
+      last_seconds = -1;  // a boot known by its banner: stamps start again
+    }
+    if (record.stamp_after_header && !header_stamps_trusted) {
+      continue;
+    }
+    if (const auto seconds = stamp_seconds(record.stamp)) {
+      record.new_boot = record.new_boot || (last_seconds >= 0 && *seconds + k_boot_stamp_fall_s < last_seconds);
+      last_seconds = *seconds;
+    }
+  }
+}
 
 // A /dev/kmsg record's message with its escapes ("\\xNN") decoded.
 std::string kmsg_decoded(std::string_view msg) {
@@ -465,15 +492,10 @@ std::optional<std::string> rsyslog_record(std::string_view msg) {
 // taken), and a mismatch it opens still counts, its version not taken as exact (log_message).
 std::vector<RawRecord> records_of(std::string_view text) {
   std::vector<RawRecord> out;
-  double last_seconds = -1;  // the last record's seconds since boot; below 0 when none
-  bool boot_line = false;
+  std::size_t header_lines = 0;
+  std::size_t stamped_header_lines = 0;
   for (auto line : split(text, '\n')) {
     if (line.empty()) {
-      continue;
-    }
-    if (is_journal_boot_line(line)) {
-      boot_line = !out.empty();
-      last_seconds = -1;
       continue;
     }
     const bool indented = line.front() == ' ' || line.front() == '\t';
@@ -486,6 +508,8 @@ std::vector<RawRecord> records_of(std::string_view text) {
       continue;
     }
     const LinePart part = message_of(line);
+    header_lines += part.after_header ? 1u : 0u;
+    stamped_header_lines += part.after_header && !part.stamp.empty() ? 1u : 0u;
     if (!part.known_shape && !out.empty()) {
       // No prefix amid lines that have one: a record's line a program wrote raw (a syslog daemon splitting at
       // new lines a user's file name holds), or journalctl's "-- Boot ... --": never a message of its own.
@@ -494,20 +518,16 @@ std::vector<RawRecord> records_of(std::string_view text) {
       continue;
     }
     if (kmsg_message_start(line) != npos) {
-      out.push_back({kmsg_decoded(part.message), true, true, {}, {}, false});
+      out.push_back({kmsg_decoded(part.message), true, true, {}, {}, false, false});
       continue;
     }
-    if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp && !boot_line) {
+    if (!part.stamp.empty() && !out.empty() && !out.back().kmsg && out.back().stamp == part.stamp) {
       out.back().text.append("\n").append(part.message);
       out.back().by_stamp.push_back(true);
       continue;
     }
-    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp, {}, boot_line};
-    boot_line = false;
-    if (const auto seconds = stamp_seconds(part.stamp)) {
-      record.new_boot = record.new_boot || *seconds + k_boot_stamp_fall_s < last_seconds;
-      last_seconds = *seconds;
-    }
+    RawRecord record{std::string(part.message), false, part.known_shape, part.stamp, {},
+                     !out.empty() && is_kernel_banner(part.message), part.after_header};
     if (auto joined = rsyslog_record(part.message)) {
       record.text = std::move(*joined);
     }
@@ -515,6 +535,7 @@ std::vector<RawRecord> records_of(std::string_view text) {
                            false);
     out.push_back(std::move(record));
   }
+  mark_boots_by_stamp(out, stamped_header_lines == header_lines);
   return out;
 }
 
@@ -577,7 +598,10 @@ void scan_driver_message(const std::vector<LogMessage>& messages, std::size_t& i
       std::size_t last = i;
       bool closed = false;
       int driver_lines = 0;
-      for (std::size_t j = i + 1; j < messages.size() && !closed && driver_lines < k_mismatch_max_lines; ++j) {
+      // Never into a later boot: a refusal cut short by a crash ends where the boot did.
+      for (std::size_t j = i + 1; j < messages.size() && !messages[j].new_boot && !closed &&
+                                  driver_lines < k_mismatch_max_lines;
+           ++j) {
         const auto next = nvrm_body(messages[j].text);
         if (!next) {
           continue;  // other kernel lines may interleave
@@ -593,7 +617,7 @@ void scan_driver_message(const std::vector<LogMessage>& messages, std::size_t& i
       } else {
         // Cut short (a log that ends, a driver worded otherwise): up to the next message that starts one.
         joined = body;
-        for (std::size_t j = i + 1; j < messages.size() && j <= i + 6; ++j) {
+        for (std::size_t j = i + 1; j < messages.size() && j <= i + 6 && !messages[j].new_boot; ++j) {
           const auto next = nvrm_body(messages[j].text);
           if (!next) {
             continue;

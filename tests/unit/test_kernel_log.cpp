@@ -553,7 +553,17 @@ TEST(KernelLog, ALaterBootMakesEarlierLinesHistory) {
       kern("    5.100000", "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release");
   const std::string new_load =
       kern("    5.300000", "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release");
-  const std::string boot_id = "-- Boot 5c0e3a4e7f84b3e9f4d9c7c2c1a1e11f --\n";
+  // journalctl -k and rsyslog's default keep no kernel stamp: the banner marks a boot there.
+  auto journal = [](const std::string& message) { return "Dec 01 10:00:00 node kernel: " + message + "\n"; };
+  std::string unstamped_refusal;
+  for (const char* line : {"NVRM: API mismatch: the client 'nvidia-persiste' (pid 812)",
+                           "NVRM: has the version 580.159.04, but this kernel module has",
+                           "NVRM: the version 580.95.05.  Please make sure that this",
+                           "NVRM: kernel module and all NVIDIA driver components", "NVRM: have the same version."}) {
+    unstamped_refusal += journal(line);
+  }
+  const std::string banner = "Linux version 6.8.0-49-generic (buildd@lcy02-amd64-080) (gcc 13.2.0) #49-Ubuntu SMP";
+  const std::string unstamped_load = journal("NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.95.05  Release");
   struct Case {
     const char* name;
     std::string log;
@@ -570,16 +580,30 @@ TEST(KernelLog, ALaterBootMakesEarlierLinesHistory) {
        "no \"NVRM: loading\" line since the last boot in the log"},
       {"a reboot with its load line taken", old_load + refusal + device + new_load, false, false, "580.159.04", ""},
       {"a refusal in the new boot is live", old_load + device + new_load + refusal, true, false, "580.159.04", ""},
-      {"journalctl's boot line, stamps not falling", old_load + refusal + boot_id + refusal, true, false, std::nullopt,
-       "since the last boot"},
-      {"journalctl's boot line before the refusal's boot", old_load + legacy + boot_id + refusal, true, false,
+      {"the banner, stamps not falling", old_load + refusal + kern(" 7300.000000", banner) + refusal, true, false,
        std::nullopt, "since the last boot"},
+      {"no stamps: the banner", unstamped_load + unstamped_refusal + journal(banner), false, false, std::nullopt,
+       "since the last boot"},
+      {"no stamps: a banner before the refusal's boot", unstamped_load + journal(banner) + unstamped_refusal, true,
+       false, std::nullopt, "since the last boot"},
+      // In a log whose kernel lines carry no stamp, a message's first bracket is a user's text: a process named
+      // "[99999]", then "[0]", that crash make no boot.
+      {"no stamps: brackets a process name makes", unstamped_load + unstamped_refusal +
+       journal("[99999][4242]: segfault at 0 ip 0000000000401126 sp 00007ffc8f1e8b30 error 6 in a.out") +
+       journal("[0][4243]: segfault at 0 ip 0000000000401126 sp 00007ffc8f1e8b30 error 6 in a.out"),
+       true, false, "580.95.05", ""},
+      {"no stamps: a process named like the banner", unstamped_load + unstamped_refusal +
+       journal("Linux version 6[4242]: segfault at 0 ip 0 sp 0 error 6 in a.out"), true, false, "580.95.05", ""},
+      // dmesg: a refusal cut short by a crash ends with its boot; the next boot's load and refusal are its own.
+      {"a refusal cut short before a reboot", old_load + kern(" 7200.100000",
+       "NVRM: API mismatch: the client has the version 580.159.04, but") + device + new_load + refusal, true, false,
+       "580.159.04", ""},
       // Stamps of two CPUs may trail by microseconds: no boot.
       {"a stamp a little lower is no boot", old_load + refusal + kern(" 7200.099000", "usb 1-1: new device"), true,
        false, "580.95.05", ""},
-      {"a boot line's look-alike inside the text is no boot",
-       old_load + refusal + "-- Boot not-an-id --\n" + kern(" 7300.000000", "usb 1-1: new device"), true, false,
-       "580.95.05", ""},
+      {"journalctl's boot line is no marker (a raw file name can hold it)",
+       old_load + refusal + "-- Boot 5c0e3a4e7f84b3e9f4d9c7c2c1a1e11f --\n" + kern(" 7300.000000", "usb 1-1: new"),
+       true, false, "580.95.05", ""},
   };
   for (const auto& c : cases) {
     const auto f = scan_kernel_log(c.log);
