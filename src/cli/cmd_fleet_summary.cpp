@@ -208,6 +208,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     }
     const bool nothing_read = reports.empty();
     const bool nothing_found = nothing_read && unreadable.empty() && skipped.empty();
+    const std::size_t skipped_count = skipped.size();
     constexpr const char* k_none_found =
         "no reports found (directories are searched for *.json, *.jsonl, *.ndjson)";
     if (nothing_found && !opts->json) {
@@ -215,14 +216,26 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       return to_int(ExitCode::tool_error);
     }
     fleet::FleetSummary summary = fleet::summarize(std::move(reports), std::move(unreadable), std::move(skipped));
+    // Only other output (snapshots, watch runs): no node to summarize, which is said, not left to read as healthy.
+    const std::string only_skipped =
+        nothing_read && summary.unreadable.empty() && skipped_count > 0
+            ? fmt::format("no report of a kind it reads (diagnose, fix, verify, probe --json); {} other gpuwarm "
+                          "output skipped",
+                          skipped_count)
+            : std::string();
     if (opts->json) {
       nlohmann::json out = fleet::render_json(summary);
       if (nothing_found) {  // an empty fleet, and why: `| jq` gets a document either way
         out["error"] = k_none_found;
+      } else if (!only_skipped.empty()) {
+        out["error"] = only_skipped;
       }
       std::cout << dump_json(out) << "\n";
     } else {
       std::cout << fleet::render_text(summary, Style::for_stdout(global.color));
+      if (!only_skipped.empty()) {
+        std::cerr << "gpuwarm fleet-summary: " << only_skipped << "\n";
+      }
     }
     return nothing_read ? to_int(ExitCode::tool_error) : fleet::exit_code(summary);
   };

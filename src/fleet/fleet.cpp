@@ -246,10 +246,21 @@ Result<ReportKind> kind_of(element doc, std::string& skipped_why) {
     if (kind == "gpuwarm-fix") return ReportKind::fix;
     if (kind == "gpuwarm-verify") return ReportKind::verify;
     if (kind == "gpuwarm-probe") return ReportKind::probe;
-    // Any other kind gpuwarm writes (a watch run, a reset, a fleet summary) is named, and what is read said.
-    skipped_why = kind == "gpuwarm-snapshot"
-                      ? k_snapshot_skipped
-                      : describe_report_kind(kind) + ": fleet-summary reads diagnose, fix, verify and probe reports";
+    if (kind == "gpuwarm-snapshot") {
+      skipped_why = k_snapshot_skipped;
+      return ReportKind::other;
+    }
+    // Any other kind gpuwarm writes (a watch run, a reset, a fleet summary) is named, and what is read said. A
+    // kind gpuwarm does not write (a damaged or mistyped report, a newer writer's, no gpuwarm output at all)
+    // stays unreadable: it may be a node's report this version fails to read.
+    static constexpr std::string_view k_other_output[] = {"gpuwarm-check", "gpuwarm-watch", "watch",
+                                                          "gpuwarm-reset", "gpuwarm-guard", "gpuwarm-lint",
+                                                          "gpuwarm-fleet-summary", "gpuwarm-reload-modules"};
+    const std::string what = describe_report_kind(kind) + ": fleet-summary reads diagnose, fix, verify and probe reports";
+    if (std::find(std::begin(k_other_output), std::end(k_other_output), kind) == std::end(k_other_output)) {
+      return fail(what);
+    }
+    skipped_why = what;
     return ReportKind::other;
   }
   if (has_field(doc, "verdict") && has_field(doc, "findings")) return ReportKind::diagnosis;

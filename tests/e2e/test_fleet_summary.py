@@ -158,6 +158,9 @@ class FleetSummary(unittest.TestCase):
         r = self.summary(only)
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("Skipped: gpuwarm output fleet-summary does not read (1; no cause for attention)", r.stdout)
+        self.assertIn("no report of a kind it reads (diagnose, fix, verify, probe --json); 1 other gpuwarm output "
+                      "skipped", r.stderr)
+        self.assertIn("no report of a kind it reads", json.loads(self.summary(only, "--json").stdout)["error"])
 
     def test_errors(self):
         missing = self.summary(os.path.join(self.dir, "absent"))

@@ -201,6 +201,13 @@ TEST(FleetParse, bad_reports_say_why) {
       {"diagnosis without a verdict code", R"({"kind":"gpuwarm-diagnosis","hostname":"n","verdict":{}})",
        "without verdict.code"},
       {"probe without gpus", R"({"kind":"gpuwarm-probe","hostname":"n"})", "without gpus"},
+      // A kind gpuwarm does not write may be a node's report this version fails to read: never skipped.
+      {"a newer writer's kind", R"({"kind":"gpuwarm-future","hostname":"n"})",
+       "a report of kind \"gpuwarm-future\": fleet-summary reads"},
+      {"a mistyped kind", R"({"kind":"gpuwarm-diagnosis-typo","hostname":"n2","verdict":{"code":"action-needed"}})",
+       "a report of kind \"gpuwarm-diagnosis-typo\""},
+      {"no gpuwarm output", R"({"apiVersion":"v1","kind":"Pod"})", "a report of kind \"Pod\""},
+      {"a kind with control bytes", "{\"kind\":\"x\\u001b[2J\"}", "a report of kind \"x?[2J\""},
   };
   for (const auto& c : cases) {
     auto r = parse(c.json);
@@ -225,9 +232,7 @@ TEST(FleetParse, other_gpuwarm_output_is_skipped_saying_what_it_is) {
        "a `gpuwarm check --json` answer"},
       {"a reset report", R"({"kind":"gpuwarm-reset","hostname":"n"})", "a `gpuwarm reset --json` report: fleet-summary"},
       {"a lint result, no hostname", R"({"kind":"gpuwarm-lint","findings":[]})", "a `gpuwarm lint --json` result"},
-      {"a newer writer's kind", R"({"kind":"gpuwarm-future","hostname":"n"})",
-       "a report of kind \"gpuwarm-future\": fleet-summary reads"},
-      {"a kind with control bytes", "{\"kind\":\"x\\u001b[2J\"}", "a report of kind \"x?[2J\""},
+      {"a reload-modules report", R"({"kind":"gpuwarm-reload-modules","hostname":"n"})", "reload-modules --json"},
   };
   for (const auto& c : cases) {
     auto r = parse(c.json);
