@@ -250,9 +250,11 @@ void drain_ready(int fd, ChildResult& result, std::size_t max_output) {
   }
 }
 
-// run_child's and run_self's one body: `path` runs with `argv_text` and `env_text`.
+// run_child's and run_self's one body: `path` runs with `argv_text` and `env_text`; its stderr joins the output,
+// or (`own_stderr`) is gpuwarm's.
 Result<ChildResult> run_program(const char* path, const std::vector<std::string>& argv_text,
-                                std::vector<std::string> env_text, int timeout_ms, std::size_t max_output) {
+                                std::vector<std::string> env_text, int timeout_ms, std::size_t max_output,
+                                bool own_stderr = false) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return fail(std::string("pipe: ") + std::strerror(errno));
@@ -275,7 +277,7 @@ Result<ChildResult> run_program(const char* path, const std::vector<std::string>
   Launch how{path, argv.data(), envp.data()};
   how.stdin_fd = null_in;
   how.stdout_fd = fds[1];
-  how.stderr_fd = fds[1];
+  how.stderr_fd = own_stderr ? -1 : fds[1];
   how.own_group = true;
   how.mask = &held.old_mask();
   const pid_t pid = launch(how);
@@ -395,7 +397,8 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
 Result<ChildResult> run_self(const std::vector<std::string>& args, int timeout_ms, std::size_t max_output) {
   std::vector<std::string> argv_text = {"gpuwarm"};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
-  return run_program("/proc/self/exe", argv_text, self_environment(""), timeout_ms, max_output);
+  return run_program("/proc/self/exe", argv_text, self_environment(""), timeout_ms, max_output,
+                     /*own_stderr=*/true);
 }
 
 Result<std::string> run_capture(const std::vector<std::string>& argv_text, int timeout_ms) {

@@ -38,7 +38,8 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv, int timeout_
                               std::size_t max_output = 1u << 20);
 
 // run_child for this binary (/proc/self/exe) with `args` (argv[1..]), in gpuwarm's own environment with no GPU
-// visible to CUDA: a question asked of a child so that this process never maps the library it concerns.
+// visible to CUDA: a question asked of a child so that this process never maps the library it concerns. Its
+// output is its stdout alone; what it says on stderr (the loader's LD_DEBUG, a sanitizer) goes to gpuwarm's.
 Result<ChildResult> run_self(const std::vector<std::string>& args, int timeout_ms, std::size_t max_output = 1u << 20);
 
 // How long a killed child is waited for: SIGKILL cannot end one asleep in the kernel (a wedged driver).

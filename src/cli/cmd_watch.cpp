@@ -303,7 +303,9 @@ int run_load_check(const WatchOptions& opts) {
 }
 
 // Why the load's children would fail to load libcuda, or "": asked of a child that loads it and starts nothing,
-// so that this watcher never maps libcuda and a missing library fails the watch before its idle lead-in.
+// so that this watcher never maps libcuda and a missing library fails the watch before its idle lead-in. Only
+// a failure the child reports stops the watch: a child that says nothing readable leaves it to the load's own
+// children, which report their errors as they always did.
 std::string load_library_problem(const std::string& cuda_library) {
   std::vector<std::string> args = {"watch", "--load-check"};
   if (!cuda_library.empty()) {
@@ -311,21 +313,23 @@ std::string load_library_problem(const std::string& cuda_library) {
   }
   auto r = run_self(args, 30'000);
   if (!r) {
-    return r.error().message;
+    return "the libcuda check (a child that only loads libcuda) did not answer: " + r.error().message;
   }
-  // The result is the last line (a sanitizer or the loader may write before it).
-  std::string_view out = trim(r->output);
-  const auto line_start = out.rfind('\n');
-  auto j = nlohmann::json::parse(out.substr(line_start == std::string_view::npos ? 0 : line_start + 1), nullptr,
-                                 false);
-  try {
-    if (!j.is_discarded()) {
+  // The result is a line of its own; a library's destructor may print after it.
+  const auto lines = split(r->output, '\n');
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    auto j = nlohmann::json::parse(*it, nullptr, false);
+    if (!j.is_object() || !j.contains("failed_step")) {
+      continue;
+    }
+    try {
       auto result = cuda::load_result_from_json(j);
       return result.error.empty() ? std::string{} : result.failed_step + ": " + result.error;
+    } catch (const nlohmann::json::exception&) {
     }
-  } catch (const nlohmann::json::exception&) {
   }
-  return fmt::format("the libcuda check printed no result (exit {})", r->exit_code);
+  return r->exit_code == 0 ? std::string{}
+                           : fmt::format("the libcuda check printed no result and ended with exit {}", r->exit_code);
 }
 
 int usage_error(const std::string& message) { return gpuwarm::usage_error("watch", message); }
@@ -515,7 +519,10 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     // A load that cannot start is known before the idle lead-in, not after it (a watch without the load would
     // mislead: the user asked to see the clocks under work).
     if (loading) {
-      if (std::string problem = load_library_problem(opts->cuda_library); !problem.empty()) {
+      // A stop signal during the check ends the watch as one during its lead-in would, not as a load that
+      // cannot run.
+      if (std::string problem = load_library_problem(opts->cuda_library);
+          !problem.empty() && StopSignalsCaught::signal() == 0) {
         return give_up("the --load cannot run: " + problem, "", ExitCode::cannot_tell);
       }
     }

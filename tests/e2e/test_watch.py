@@ -187,6 +187,13 @@ class Watch(unittest.TestCase):
         self.assertEqual((d["kind"], d["exit_code"], d["gpus"]), ("gpuwarm-watch", 9, []))
         self.assertNotIn("samples", d)  # no sample taken: before, the whole watch ran and only its notes said so
         self.assertIn("load_libcuda", d["error"])
+        # What the check's child prints besides its answer (the loader's LD_DEBUG on stderr, here) fails no good
+        # libcuda: the watch goes on (two quick samples, ended before the lead-in).
+        env = dict(self.env(h.scenario([h.gpu(0)])), LD_DEBUG="files")
+        r = h.run(["watch", "--nvml", NVML, "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), "--load", "5",
+                   "--count", "2", "--interval", "100ms"], extra_env=env, raw=True)
+        self.assertNotIn("cannot run", r.stderr)
+        self.assertIn("2 sample(s)", r.stdout)
 
     def test_a_watch_that_ends_during_the_load_is_no_load_failure(self):
         # --count ends the sampling 4 s in, while the 5 s load (after a 2 s lead-in) still runs: the watch stops
