@@ -28,7 +28,7 @@ if ((build_only == 0)); then
     mmdebstrap systemd-container nix-bin clang libclang-rt-14-dev
     ansible-core ansible-lint libsystemd0 libkmod2 kmod
     pandoc rpm man-db prometheus prometheus-node-exporter libmicrohttpd12
-    slurmctld slurmd slurm-client munge iproute2 shellcheck python3-yaml
+    slurmctld slurmd slurm-client munge iproute2 shellcheck python3-yaml zsh
   )
 fi
 missing=()

@@ -2,6 +2,7 @@
 and the "did you mean" for a mistyped command or option."""
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -63,7 +64,10 @@ class Completion(unittest.TestCase):
         self.addCleanup(os.unlink, f.name)
         for words, want in [(["completion", ""], "bash zsh"), (["--color", ""], "auto always never"),
                             (["watch", "--mode", ""], "detached held"), (["watch", "--color", "a"], "auto always"),
-                            (["probe", "--rounds", ""], ""), (["diagnose", "--j"], "--json")]:
+                            (["probe", "--rounds", ""], ""), (["diagnose", "--j"], "--json"),
+                            (["completion", "bash", ""], ""),  # its one argument is given
+                            (["watch", "--color", "=", ""], "auto always never"),  # bash splits at '='
+                            (["watch", "--mode", "=", "h"], "held")]:
             line = " ".join(["gpuwarm", *(w if w else "''" for w in words)])
             r = subprocess.run(["bash", "-c", f". {f.name}; COMP_WORDS=({line}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); "
                                 "_gpuwarm; echo \"${COMPREPLY[*]}\""], capture_output=True, text=True, timeout=30)
@@ -72,6 +76,45 @@ class Completion(unittest.TestCase):
         self.assertIn("'--mode=[", zsh)
         self.assertIn(":value:(detached held)' \\", zsh)
         self.assertIn("'1:value:(bash zsh)'", zsh)
+
+
+    def test_zsh_offers_the_words_too(self):
+        # Driven through a real interactive zsh (zpty): what <TAB><TAB> lists after each line.
+        zsh = shutil.which("zsh")
+        if zsh is None:
+            self.skipTest("zsh is not installed (scripts/setup.sh installs it)")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        with open(os.path.join(tmp, "_gpuwarm"), "w") as f:
+            f.write(h.run(["completion", "zsh"], raw=True).stdout)
+        driver = os.path.join(tmp, "drive.zsh")
+        with open(driver, "w") as f:
+            f.write(ZSH_DRIVER)
+        for line, want, not_want in [("completion ", ["bash", "zsh"], []), ("--color ", ["always", "auto", "never"], []),
+                                     ("watch --mode ", ["detached", "held"], []),
+                                     ("completion bash ", ["--help"], ["zsh"])]:
+            r = subprocess.run([zsh, "-f", driver, tmp, line], capture_output=True, text=True, timeout=60)
+            shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", r.stdout).split("\n")
+            listed = " ".join(l for l in shown if not l.lstrip().startswith(("#", ">"))).split()
+            for word in want:
+                self.assertIn(word, listed, (line, r.stdout[-500:]))
+            for word in not_want:
+                self.assertNotIn(word, listed, (line, r.stdout[-500:]))
+
+
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -D; zstyle ':completion:*' menu no; gpuwarm() { :; }; print READY"
+zpty -r z x '*READY*'
+zpty -w -n z "gpuwarm $2"$'\t\t'
+local all="" chunk
+for i in {1..30}; do
+  if zpty -r -t z chunk; then all+=$chunk; else sleep 0.1; fi
+done
+print -r -- "$all"
+zpty -d z
+"""
 
 
 class Suggestions(unittest.TestCase):
