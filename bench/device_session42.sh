@@ -47,7 +47,11 @@ refusal() {
 { as_kern "$work/dmesg.txt"; refusal; } > "$work/one-boot.log"
 { as_kern "$work/dmesg.txt"; refusal; as_kern "$work/dmesg.txt"; } > "$work/two-boots.log"
 { as_kern "$work/dmesg.txt"; refusal; as_kern "$work/dmesg.txt" | grep -v 'NVRM: loading'; } > "$work/two-boots-no-load.log"
-for log in one-boot two-boots two-boots-no-load; do
+# As journalctl -k (and rsyslog by default) write it: no kernel stamps, so only the banner marks the reboot.
+unstamped() { sed -e 's/^\[ *[0-9.]*\] /Dec 04 07:00:00 gpu1 kernel: /' "$1"; }
+{ unstamped "$work/dmesg.txt"; refusal | sed -e 's/\[99999.100000\] //'; unstamped "$work/dmesg.txt"; } > "$work/two-boots-unstamped.log"
+echo "   banner lines in this dmesg: $(grep -c '\] Linux version ' "$work/dmesg.txt")"
+for log in one-boot two-boots two-boots-no-load two-boots-unstamped; do
   echo "   $log.log: $(wc -l < "$work/$log.log") lines"
   "$gpuwarm" guard --verbose --kernel-log "$work/$log.log" | sed 's/^/     /'; echo "     guard exit $?"
   "$gpuwarm" snapshot --kernel-log "$work/$log.log" | python3 -c '
