@@ -9,7 +9,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/device_unpack.sh
-echo "== $(hostname) $(date -u +%FT%TZ) $("$gpuwarm" --version | head -n1)"
 nvidia-smi -L 2>/dev/null || true
 
 "$gpuwarm" guard --verbose; echo "guard exit $?"

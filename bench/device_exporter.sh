@@ -15,7 +15,6 @@ if ! ldconfig -p | grep -q 'libmicrohttpd.so.12 '; then
   export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$PWD/.devbin/lib
   echo "(libmicrohttpd.so.12 from .devbin/lib: the node has none)"
 fi
-echo "== $(hostname) $(date -u +%FT%TZ)"
 nvidia-smi -L 2>/dev/null || true
 python3 - "$gpuwarm" "$rounds" <<'EOF'
 import concurrent.futures, http.client, os, re, signal, statistics, subprocess, sys, tempfile, time, urllib.parse

@@ -16,7 +16,6 @@ if old=$(ls .devbin/old/*.tar.gz 2>/dev/null | head -n1) && [ -n "$old" ]; then
   tar -xzf "$old" -C "$olddir" --strip-components=1
   builds+=("old=$olddir/bin/gpuwarm")
 fi
-echo "== $(hostname) $(date -u +%FT%TZ)"
 nvidia-smi -L
 info=$(ls /proc/driver/nvidia/gpus/*/information | head -n1)
 minor=$(awk -F: '/Device Minor/ {gsub(/[ \t]/, "", $2); print $2}' "$info")

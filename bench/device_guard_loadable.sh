@@ -9,9 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . bench/device_unpack.sh
-echo "== $(hostname) $(date -u +%FT%TZ) $("$gpuwarm" --version | head -n1)"
 work=$(mktemp -d)
-module=$(head -n1 /proc/driver/nvidia/version | grep -o '[0-9]\+\.[0-9]\+\(\.[0-9]\+\)\?' | head -n1)
 echo "module version: ${module:-?}"
 echo "copies on disk:"
 for f in /etc/ld.so.cache; do [ -e "$f" ] && echo "  $f: $(stat -c %s "$f") bytes"; done

@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-5}
 . bench/device_unpack.sh
-echo "== $(hostname) $(date -u +%FT%TZ)"
 nvidia-smi -L || true
 nvidia-smi --query-gpu=index,persistence_mode --format=csv,noheader || true
 echo "== gpuwarm probe (default: each GPU alone, then what a job pays)"
