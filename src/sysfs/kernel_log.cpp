@@ -398,18 +398,31 @@ std::optional<double> stamp_seconds(std::string_view stamp) {
 // Kernel time stamps of one CPU can trail another's by microseconds; a boot shows as a fall of more than this.
 constexpr double k_boot_stamp_fall_s = 1.0;
 
-// The kernel's first record of a boot: "Linux version 6.8.0-49-generic (buildd@...) ...". A message a user's
-// text begins (a segfault's "<comm>[pid]: ...") cannot make it: a comm holds 15 bytes, too few for the words,
-// a release and " (".
+// The kernel's first record of a boot: "Linux version 6.8.0-49-generic (buildd@lcy02-amd64-080) (gcc ...) #49 ...".
+// Its whole shape is required: a user can name a process "Linux version 6" (15 bytes, a comm's most), and
+// messages print a comm followed by " (" ("<comm> (<pid>): /proc/<pid>/oom_adj is deprecated"); a release
+// with a dot after its first digits, then "(user@host) (", leaves a comm no room.
 bool is_kernel_banner(std::string_view message) {
   constexpr std::string_view k_banner = "Linux version ";
   if (!starts_with(message, k_banner)) {
     return false;
   }
   const auto release = message.substr(k_banner.size());
+  std::size_t digits = 0;
+  while (digits < release.size() && release[digits] >= '0' && release[digits] <= '9') {
+    ++digits;
+  }
+  if (digits == 0 || digits + 1 >= release.size() || release[digits] != '.' || release[digits + 1] < '0' ||
+      release[digits + 1] > '9') {
+    return false;
+  }
   const auto blank = release.find(' ');
-  return blank != npos && blank > 0 && release.front() >= '0' && release.front() <= '9' &&
-         release.substr(blank, 2) == " (";
+  if (blank == npos || release.substr(blank, 2) != " (") {
+    return false;
+  }
+  const auto builder = release.substr(blank + 2);
+  const auto close = builder.find(')');
+  return close != npos && builder.substr(0, close).find('@') != npos && builder.substr(close, 3) == ") (";
 }
 
 // Marks the records that begin a later boot by their stamps: a fall of more than k_boot_stamp_fall_s from the
@@ -508,8 +521,12 @@ std::vector<RawRecord> records_of(std::string_view text) {
       continue;
     }
     const LinePart part = message_of(line);
-    header_lines += part.after_header ? 1u : 0u;
-    stamped_header_lines += part.after_header && !part.stamp.empty() ? 1u : 0u;
+    // rsyslog's own lines under the kernel's tag ("imklog 8.2112.0, log source = /proc/kmsg started.", "Kernel
+    // logging (proc) stopped.") carry no kernel stamp: they say nothing of the kernel's lines.
+    const bool kernel_line = part.after_header && !starts_with(part.message, "imklog ") &&
+                             !starts_with(part.message, "Kernel logging (");
+    header_lines += kernel_line ? 1u : 0u;
+    stamped_header_lines += kernel_line && !part.stamp.empty() ? 1u : 0u;
     if (!part.known_shape && !out.empty()) {
       // No prefix amid lines that have one: a record's line a program wrote raw (a syslog daemon splitting at
       // new lines a user's file name holds), or journalctl's "-- Boot ... --": never a message of its own.

@@ -147,7 +147,7 @@ class Guard(unittest.TestCase):
         def kern(stamp, message):
             return f"Dec  1 10:00:00 node kernel: [{stamp}] {message}\n"
         old_boot = kern("    5.200000", OLD_FORM[0]) + "".join(kern(" 7200.100000", l) for l in OLD_FORM[1:])
-        new_boot = (kern("    0.000000", "Linux version 6.8.0-49-generic") +
+        new_boot = (kern("    0.000000", "Linux version 6.8.0-49-generic (buildd@lcy02-amd64-080) (gcc 13.2.0) #49") +
                     kern("    5.100000", "nvidia 0000:18:00.0: enabling device (0000 -> 0002)") +
                     kern("    5.100000", OLD_FORM[0]))
         log = self.root.p("kern.log")

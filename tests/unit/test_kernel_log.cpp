@@ -594,6 +594,18 @@ TEST(KernelLog, ALaterBootMakesEarlierLinesHistory) {
        true, false, "580.95.05", ""},
       {"no stamps: a process named like the banner", unstamped_load + unstamped_refusal +
        journal("Linux version 6[4242]: segfault at 0 ip 0 sp 0 error 6 in a.out"), true, false, "580.95.05", ""},
+      // A comm of 15 bytes, "Linux version 6", printed before " (" (writing /proc/self/oom_adj): no banner.
+      {"dmesg: a process named like the banner", old_load + refusal +
+       kern(" 7300.000000", "Linux version 6 (17363): /proc/17363/oom_adj is deprecated, please use oom_score_adj."),
+       true, false, "580.95.05", ""},
+      {"no stamps: a process named like the banner, oom_adj", unstamped_load + unstamped_refusal +
+       journal("Linux version 6 (17363): /proc/17363/oom_adj is deprecated, please use oom_score_adj."), true, false,
+       "580.95.05", ""},
+      // rsyslog's own lines under the kernel's tag have no stamp: the kernel's lines still vouch for theirs.
+      {"stamped kern.log with rsyslog's own lines", old_load + refusal +
+       "Dec  1 10:00:00 node kernel: Kernel logging (proc) stopped.\n" +
+       "Dec  1 10:00:01 node kernel: imklog 8.2112.0, log source = /proc/kmsg started.\n" + device + new_load,
+       false, false, "580.159.04", ""},
       // dmesg: a refusal cut short by a crash ends with its boot; the next boot's load and refusal are its own.
       {"a refusal cut short before a reboot", old_load + kern(" 7200.100000",
        "NVRM: API mismatch: the client has the version 580.159.04, but") + device + new_load + refusal, true, false,
