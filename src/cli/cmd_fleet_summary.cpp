@@ -120,7 +120,13 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     std::vector<std::string> paths = opts->paths;
     if (paths.empty()) {
       if (::isatty(STDIN_FILENO) == 1) {
-        return usage_error("fleet-summary", "give report files or directories, or pipe reports in (PATH -)");
+        constexpr const char* k_no_path = "give report files or directories, or pipe reports in (PATH -)";
+        if (opts->json) {  // one shape for every --json answer: an empty fleet, and why
+          nlohmann::json out = fleet::render_json(fleet::summarize({}, {}));
+          out["error"] = k_no_path;
+          std::cout << dump_json(out) << "\n";
+        }
+        return usage_error_text("fleet-summary", k_no_path);
       }
       paths.push_back("-");
     }

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "core/exit_codes.h"
+#include "core/host.h"
 #include "snapshot/snapshot_json.h"
 
 namespace gpuwarm {
@@ -54,8 +55,8 @@ int usage_error_text(std::string_view command, std::string_view message) {
 
 void usage_error_json(std::string_view message) {
   if (g_usage_json_kind != nullptr) {
-    std::cout << dump_json({{"kind", g_usage_json_kind}, {"error", std::string(message)},
-                            {"exit_code", to_int(ExitCode::usage)}})
+    std::cout << dump_json({{"kind", g_usage_json_kind}, {"schema_version", 1}, {"hostname", host_name()},
+                            {"error", std::string(message)}, {"exit_code", to_int(ExitCode::usage)}})
               << "\n";
   }
 }

@@ -77,16 +77,30 @@ std::vector<std::string> known_options(const CLI::App& app, const std::string& c
   return known;
 }
 
-// The command line's words that look like options ("--bogus", "--rule=x" as "--rule", "-q") and name none the
-// command takes: what to report before anything else CLI11 found (a required argument it then misses). A
-// negative number ("--rounds -1") is a value, and "--" ends the options.
-std::vector<std::string> unknown_options(const std::vector<std::string>& known, int argc, char** argv) {
+// The words CLI11 took for no option and no value (app.remaining()), in the command line's order: the words
+// of the command line, not CLI11's reading of them ("--rule=x" is the word given).
+std::vector<std::string> unexpected_words(const CLI::App& app, int argc, char** argv) {
+  const auto extras = app.remaining(true);
   std::vector<std::string> out;
   for (int i = 1; i < argc; ++i) {
-    std::string word = argv[i];
-    if (word == "--") {
-      break;
+    const std::string_view word = argv[i];
+    const bool extra = std::any_of(extras.begin(), extras.end(), [word](const std::string& e) {
+      return word == e || (word.size() > e.size() && word.substr(0, e.size()) == e && word[e.size()] == '=');
+    });
+    if (extra) {
+      out.emplace_back(word);
     }
+  }
+  return out;
+}
+
+// Of those, the ones shaped like an option ("--bogus", "-q"; "--rule=x" as "--rule") that the command does not
+// take: what to report before anything else CLI11 found (a required argument it then misses). A negative
+// number is a value.
+std::vector<std::string> unknown_options(const std::vector<std::string>& known,
+                                         const std::vector<std::string>& unexpected) {
+  std::vector<std::string> out;
+  for (std::string word : unexpected) {
     if (word.size() < 2 || word[0] != '-' || (word[1] >= '0' && word[1] <= '9') || word[1] == '.') {
       continue;
     }
@@ -125,28 +139,20 @@ std::string option_suggestion(const std::vector<std::string>& known, const std::
 }
 
 // CLI11's own wording, where it reads oddly, in gpuwarm's: an option given twice, and the words it did not
-// expect (which CLI11 lists last first).
-std::string plain_parse_error(const std::string& message) {
+// expect (which CLI11 lists last first, split at blanks: `unexpected` has them as given).
+std::string plain_parse_error(const std::string& message, const std::vector<std::string>& unexpected) {
   if (const auto at = message.find(": At Most 1 required but received "); at != std::string::npos) {
-    return message.substr(0, at) + " is given more than once: give it once";
+    return gpuwarm::escape_control_lines(message.substr(0, at)) + " is given more than once: give it once";
   }
-  for (const char* lead : {"The following arguments were not expected: ", "The following argument was not expected: "}) {
-    if (message.rfind(lead, 0) == 0) {
-      std::vector<std::string> words;
-      std::string rest = message.substr(std::string_view(lead).size());
-      for (std::size_t from = 0; from <= rest.size();) {
-        const auto blank = rest.find(' ', from);
-        words.push_back(rest.substr(from, blank == std::string::npos ? std::string::npos : blank - from));
-        from = blank == std::string::npos ? rest.size() + 1 : blank + 1;
-      }
-      std::string in_order;
-      for (auto it = words.rbegin(); it != words.rend(); ++it) {
-        in_order += (in_order.empty() ? "" : " ") + *it;
-      }
-      return "not expected here: " + in_order;
+  if (message.rfind("The following argument", 0) == 0 && !unexpected.empty()) {
+    std::string words;
+    for (const auto& w : unexpected) {
+      const std::string shown = gpuwarm::escape_control(w);
+      words += (words.empty() ? "" : " ") + (shown.find(' ') != std::string::npos ? "\"" + shown + "\"" : shown);
     }
+    return "not expected here: " + words;
   }
-  return message;
+  return gpuwarm::escape_control_lines(message);
 }
 
 // The command line's first word that names a command, past the global options (`--color WHEN`,
@@ -238,7 +244,11 @@ int main(int argc, char** argv) {
   bool json_asked = false;
   for (int i = 1, after_command = 0; i < argc && std::string_view(argv[i]) != "--"; ++i) {
     after_command = after_command != 0 || argv[i] == chosen ? 1 : 0;
-    json_asked = json_asked || (after_command != 0 && std::string_view(argv[i]) == "--json");
+    const std::string_view word = argv[i];
+    // --json, or CLI11's --json=VALUE for a flag (a true value; "--json=false" asks for text)
+    const bool json_word = word == "--json" || (word.rfind("--json=", 0) == 0 && word != "--json=false" &&
+                                                word != "--json=0" && word != "--json=off" && word != "--json=no");
+    json_asked = json_asked || (after_command != 0 && json_word);
   }
   for (const auto& cmd : gpuwarm::commands()) {
     if (json_asked && chosen == cmd.name) {
@@ -269,9 +279,10 @@ int main(int argc, char** argv) {
     const bool unknown_word = argc > 1 && argv[1][0] != '-' && !known;
     // CLI11's text quotes the command line, which may carry control characters: escaped like any other.
     const auto known_names = known_options(app, chosen);
-    const auto unknown = unknown_options(known_names, argc, argv);
+    const auto unexpected = unexpected_words(app, argc, argv);
+    const auto unknown = unknown_options(known_names, unexpected);
     std::string message = unknown_word ? "no command \"" + gpuwarm::escape_control(argv[1]) + "\""
-                                       : gpuwarm::escape_control_lines(plain_parse_error(e.what()));
+                                       : plain_parse_error(e.what(), unexpected);
     // An option the command does not take is the error to fix first: what CLI11 then found missing (a required
     // --gpu) or unexpected follows from it.
     if (!unknown_word && known && !unknown.empty()) {
@@ -290,9 +301,7 @@ int main(int argc, char** argv) {
     // --color is gpuwarm's own option, wherever it stands: its help is gpuwarm's, not the command's.
     global_option_error = global_option_error || message.rfind("--color", 0) == 0;
     known = known && !global_option_error;
-    if (known) {
-      gpuwarm::usage_error_json(message);  // with --json, a document on stdout too
-    }
+    gpuwarm::usage_error_json(message);  // with --json, a document on stdout too (set only for a known command)
     std::cerr << "gpuwarm: error: " << message << "\n";
     if (unknown_word) {
       if (std::string hint = suggestion(argv[1]); !hint.empty()) {

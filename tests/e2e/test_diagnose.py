@@ -323,6 +323,11 @@ class BadInput(unittest.TestCase):
             # An option the command lacks is said first, before a required argument CLI11 then misses.
             (["reset", "--bogus"], "gpuwarm reset has no option --bogus\nRun `gpuwarm reset --help`"),
             (["lint", "--bogus", "x"], "gpuwarm lint has no option --bogus\nRun `gpuwarm lint --help`"),  # no "did you mean --docs"
+            # A value that begins with '-' is the option's value, not an option it lacks.
+            (["snapshot", "-o/tmp/gpuwarm-none.json", "--nvml-timeout", "abc"], "--nvml-timeout: abc is not a number"),
+            (["diagnose", "--kernel-log", "-dmesg.txt"], "--kernel-log: File does not exist"),
+            (["diagnose", "a b", "c"], 'not expected here: "a b" c'),
+            (["diagnose", "x\ngpuwarm: note: all good"], 'not expected here: "x\\x0agpuwarm: note: all good"'),
             # A library or binary named by hand that is not there is a typo, not a node without a driver: in a
             # health check's arguments it would otherwise drain every node as "driver-install" (DRV002).
             (["check", "--nvml", "/nonexistent/libnvidia-ml.so.1"], "--nvml: File does not exist"),
@@ -348,7 +353,9 @@ class BadInput(unittest.TestCase):
                  (["check", "--json", "--max-length", "1"], "gpuwarm-check", "--max-length: 1 is out of range"),
                  (["watch", "--json", "--interval", "5x"], "gpuwarm-watch", "--interval: cannot read \"5x\""),
                  (["reset", "--gpu", "0", "--yes", "--dry-run", "--json"], "gpuwarm-reset", "contradict"),
-                 (["lint", "--json"], "gpuwarm-lint", "give at least one PATH")]
+                 (["lint", "--json"], "gpuwarm-lint", "give at least one PATH"),
+                 (["check", "--json=1", "--nvml-timeout", "abc"], "gpuwarm-check", "abc is not a number"),
+                 (["diagnose", "--json", "--color", "bogus"], "gpuwarm-diagnosis", "--color: bogus not in")]
         for args, kind, error in cases:
             r = h.run(args, raw=True)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
