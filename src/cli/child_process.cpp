@@ -409,4 +409,21 @@ Result<std::string> run_capture(const std::vector<std::string>& argv_text, int t
   return std::move(r->output);
 }
 
+nlohmann::json child_answer(std::string_view output, const char* key) {
+  std::size_t end = output.size();
+  while (end > 0) {
+    const auto start = output.rfind('\n', end - 1);
+    const auto from = start == std::string_view::npos ? 0 : start + 1;
+    auto j = nlohmann::json::parse(output.substr(from, end - from), nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains(key)) {
+      return j;
+    }
+    if (start == std::string_view::npos) {
+      break;
+    }
+    end = start;
+  }
+  return nlohmann::json::value_t::discarded;
+}
+
 }  // namespace gpuwarm

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
 #include "core/result.h"
 
 namespace gpuwarm {
@@ -56,6 +60,10 @@ bool kill_and_reap(pid_t pid, int& status, int timeout_ms = k_reap_after_kill_ms
 // Nothing else of the caller's (an Ansible task's or a prolog's variables, LD_PRELOAD, a locale) reaches a
 // program run as root.
 std::vector<std::string> system_program_environment(char** parent);
+
+// A child of gpuwarm's answer: the last line of its output that reads as a JSON object holding `key` (a
+// library's destructor, the loader or a sanitizer may print after it); a discarded value when there is none.
+nlohmann::json child_answer(std::string_view output, const char* key);
 
 // run_child's output alone.
 Result<std::string> run_capture(const std::vector<std::string>& argv, int timeout_ms);

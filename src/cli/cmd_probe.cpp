@@ -125,7 +125,7 @@ void finish_child(Child& c, bool timed_out) {
     p.timed_out = true;
     return;
   }
-  auto j = nlohmann::json::parse(c.output, nullptr, /*allow_exceptions=*/false);
+  auto j = child_answer(c.output, "stages");
   if (j.is_discarded()) {
     p.child_error = WIFSIGNALED(status) ? fmt::format("probe child killed by signal {}", WTERMSIG(status))
                                         : "probe child printed no result";

@@ -218,15 +218,9 @@ class LoadRunner {
     }
     ::close(c.process.out_fd);
     c.done = true;
-    std::string last;
-    for (const auto& line : split_lines(c.output)) {
-      if (!trim(line).empty()) {
-        last = line;
-      }
-    }
-    auto j = nlohmann::json::parse(last, nullptr, false);
+    auto j = child_answer(c.output, "launches");
     bool read = false;
-    if (!j.is_discarded() && j.contains("launches")) {
+    if (!j.is_discarded()) {
       try {
         c.result = cuda::load_result_from_json(j);
         read = true;
@@ -315,13 +309,7 @@ std::string load_library_problem(const std::string& cuda_library) {
   if (!r) {
     return "the libcuda check (a child that only loads libcuda) did not answer: " + r.error().message;
   }
-  // The result is a line of its own; a library's destructor may print after it.
-  const auto lines = split(r->output, '\n');
-  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
-    auto j = nlohmann::json::parse(*it, nullptr, false);
-    if (!j.is_object() || !j.contains("failed_step")) {
-      continue;
-    }
+  if (auto j = child_answer(r->output, "failed_step"); !j.is_discarded()) {
     try {
       auto result = cuda::load_result_from_json(j);
       return result.error.empty() ? std::string{} : result.failed_step + ": " + result.error;

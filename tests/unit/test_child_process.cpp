@@ -331,4 +331,33 @@ TEST(RunChild, a_program_that_cannot_be_executed_is_named_with_the_reason) {
 }
 
 }  // namespace
+// A child's answer is the last line that reads as one: what a library's destructor or a sanitizer prints after
+// it, or the loader before it, is not the answer, and no answer is no answer.
+TEST(ChildAnswer, TheLastLineThatReadsAsTheAnswer) {
+  struct Case {
+    const char* name;
+    std::string output;
+    std::optional<int> launches;  // nothing: no answer
+  };
+  const std::vector<Case> cases = {
+      {"the answer alone", "{\"launches\":3}\n", 3},
+      {"an event line before it", "{\"event\":\"running\"}\n{\"launches\":4}\n", 4},
+      {"a destructor's line after it", "{\"launches\":5}\nshim: unloading\n", 5},
+      {"loader text before, no new line at the end", "  1234: calling init\n{\"launches\":6}", 6},
+      {"two answers: the last", "{\"launches\":1}\n{\"launches\":7}\n", 7},
+      {"a line without the key is no answer", "{\"event\":\"running\"}\n", std::nullopt},
+      {"half a line", "{\"launches\":", std::nullopt},
+      {"nothing", "", std::nullopt},
+  };
+  for (const auto& c : cases) {
+    auto j = child_answer(c.output, "launches");
+    if (c.launches) {
+      ASSERT_FALSE(j.is_discarded()) << c.name;
+      EXPECT_EQ(j.at("launches").get<int>(), *c.launches) << c.name;
+    } else {
+      EXPECT_TRUE(j.is_discarded()) << c.name;
+    }
+  }
+}
+
 }  // namespace gpuwarm
