@@ -70,7 +70,7 @@ void parse_documents(std::string_view text, const std::string& source, bool para
     if (!parsed[i]) {
       out.unreadable.push_back({where(), parsed[i].error().message});
     } else if (parsed[i]->kind == fleet::ReportKind::other) {
-      out.skipped.push_back({where(), std::move(parsed[i]->skipped_why)});
+      out.skipped.push_back({where(), std::move(parsed[i]->skipped_why), std::move(parsed[i]->skipped_problem)});
     } else {
       out.reports.push_back(std::move(*parsed[i]));
     }
@@ -108,7 +108,8 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       "says what a node is now. Prints nodes per verdict, fix outcomes, nodes with any GPU not Enabled, nodes\n"
       "pending reboot, and the median cold start per GPU before and after where probe results are present.\n"
       "Unreadable or truncated reports are listed, not fatal. Other gpuwarm output (snapshots, check, watch,\n"
-      "lint, reset, guard) is listed as skipped, with what to run instead, and changes no exit code.\n\n"
+      "lint, reset, guard) is listed as skipped, with what to run instead; it needs attention only where it\n"
+      "reports a problem of its own (a non-zero exit_code, an error).\n\n"
       "Exit codes: 0 every node healthy (or fixed and verified) and every report readable, 1 no report of a\n"
       "kind it reads could be read, 2 bad command line or a PATH that does not exist, 3 a node needs\n"
       "attention or a report was unreadable.\n\n"

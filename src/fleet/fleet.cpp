@@ -273,6 +273,23 @@ Result<ReportKind> kind_of(element doc, std::string& skipped_why) {
   return fail("not a gpuwarm report (no kind, verdict, outcome or checks)");
 }
 
+// What a document says went wrong with its own run: a non-zero exit_code (top level, or check's), an error.
+std::string reported_problem(element doc) {
+  int64_t code = 0;
+  if (doc["exit_code"].get(code) != SUCCESS && doc["check"]["exit_code"].get(code) != SUCCESS) {
+    code = 0;
+  }
+  std::string_view error = string_field(doc, "error");
+  if (code == 0 && error.empty()) {
+    return {};
+  }
+  std::string out = fmt::format("it reports exit {}", code);
+  if (!error.empty()) {
+    out += fmt::format(": {}", error.substr(0, 200));
+  }
+  return out;
+}
+
 double median(std::vector<double> v) {
   auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
   std::nth_element(v.begin(), mid, v.end());
@@ -484,9 +501,10 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   if (!out.named_by_inventory) {
     out.hostname = out.machine;
   }
-  if (out.kind == ReportKind::other) {  // nothing more is read; the text comes from the file
+  if (out.kind == ReportKind::other) {  // nothing more is read but what it says of itself; text from the file
     out.hostname = escape_control(out.hostname);
     out.skipped_why = escape_control(out.skipped_why);
+    out.skipped_problem = escape_control(reported_problem(doc));
     return out;
   }
   if (out.hostname.empty()) {
@@ -501,6 +519,10 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
     case ReportKind::other: break;
   }
   if (!r) {
+    // A run that failed (a usage error, a gpuwarm that could not run) says so in its own document.
+    if (std::string problem = reported_problem(doc); !problem.empty()) {
+      return fail("a run that did not report: " + escape_control(problem));
+    }
     return tl::unexpected(r.error());
   }
   // Reports come from every node: nothing in them may steer the operator's terminal.
@@ -571,7 +593,7 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
   auto other = std::stable_partition(reports.begin(), reports.end(),
                                      [](const NodeReport& r) { return r.kind != ReportKind::other; });
   for (auto it = other; it != reports.end(); ++it) {
-    skipped.push_back({it->hostname, std::move(it->skipped_why)});
+    skipped.push_back({it->hostname, std::move(it->skipped_why), std::move(it->skipped_problem)});
   }
   reports.erase(other, reports.end());
   s.reports = reports.size() + unreadable.size();
@@ -662,7 +684,9 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
 
 int exit_code(const FleetSummary& summary) {
   bool attention = !summary.unreadable.empty() || summary.nodes.empty() ||
-                   std::any_of(summary.nodes.begin(), summary.nodes.end(), needs_attention);
+                   std::any_of(summary.nodes.begin(), summary.nodes.end(), needs_attention) ||
+                   std::any_of(summary.skipped.begin(), summary.skipped.end(),
+                               [](const Skipped& k) { return !k.problem.empty(); });
   return attention ? 3 : 0;
 }
 
@@ -744,10 +768,13 @@ std::string render_text(const FleetSummary& s, const Style& style) {
     }
   }
   if (!s.skipped.empty()) {
-    out += fmt::format("\n{} ({}; no cause for attention):\n", style.dim("Skipped: gpuwarm output fleet-summary does not read"),
+    out += fmt::format("\n{} ({}):\n", style.dim("Skipped: gpuwarm output fleet-summary does not read"),
                        s.skipped.size());
     for (const auto& k : s.skipped) {
       out += fmt::format("  {}: {}\n", k.source, k.why);
+      if (!k.problem.empty()) {  // not folded, but not to be missed either
+        out += fmt::format("    {} {}: look at it (needs attention)\n", style.yellow("!"), k.problem);
+      }
     }
   }
   return out;
@@ -770,7 +797,7 @@ nlohmann::json render_json(const FleetSummary& s) {
   }
   nlohmann::json skipped = nlohmann::json::array();
   for (const auto& k : s.skipped) {
-    skipped.push_back({{"source", k.source}, {"why", k.why}});
+    skipped.push_back({{"source", k.source}, {"why", k.why}, {"problem", string_or_null(k.problem)}});
   }
   nlohmann::json nodes = nlohmann::json::array();
   for (const auto& n : s.nodes) {

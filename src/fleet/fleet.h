@@ -52,6 +52,7 @@ struct NodeReport {
   bool probed_gpus = false;             // probe: it timed GPUs one by one (a --node probe times only jobs)
   bool verify_failed = false;           // verify: `passed` is not true (false, absent or not a boolean)
   std::string skipped_why;              // other: what it is and what fleet-summary reads instead
+  std::string skipped_problem;          // other: what it reports as wrong (exit_code not 0, an error), or ""
 };
 
 // Fix outcomes as fleet-summary names them, in display order.
@@ -95,6 +96,7 @@ struct Unreadable {
 struct Skipped {
   std::string source;  // as Unreadable's
   std::string why;
+  std::string problem;  // what it reports as wrong, or "": then it needs attention, though it is not folded
 };
 
 // One node after folding its reports, oldest first (taken_at, then input order).
@@ -127,7 +129,7 @@ struct FleetSummary {
   std::size_t reports = 0;          // documents read, unreadable ones included, skipped ones not
   std::vector<NodeState> nodes;     // by hostname
   std::vector<Unreadable> unreadable;  // by source
-  std::vector<Skipped> skipped;        // by source; not counted in `reports`, no cause for attention
+  std::vector<Skipped> skipped;        // by source; not counted in `reports`; attention only where it reports a problem
 };
 
 // What the verdict table calls a node no report gave a verdict (only probes or verifications describe it).
@@ -142,7 +144,8 @@ inline constexpr const char* k_no_diagnosis = "no-diagnosis";
 FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable,
                        std::vector<Skipped> skipped = {});
 
-// 0: every node healthy and every report readable (skipped output aside); 3: something needs attention.
+// 0: every node healthy, every report readable, no skipped output reporting a problem; 3: something needs
+// attention.
 int exit_code(const FleetSummary& summary);
 
 std::string render_text(const FleetSummary& summary, const Style& style);

@@ -140,24 +140,30 @@ class FleetSummary(unittest.TestCase):
         r = self.summary(self.dir)
         self.assertEqual(r.returncode, 0, r.stdout)
         self.assertIn("Needs attention: 0", r.stdout)
-        # A snapshot and a check answer beside them are listed as skipped, with what to run, and leave it 0.
+        # A snapshot beside them is listed as skipped, with what to run, and leaves it 0.
         self.put("n0.snapshot.json", self.snapshot)
-        self.put("n1.check.json", self.check)
         r = self.summary(self.dir)
         self.assertEqual(r.returncode, 0, r.stdout)
-        self.assertIn("3 nodes from 3 reports; 2 other gpuwarm output skipped", r.stdout)
+        self.assertIn("3 nodes from 3 reports; 1 other gpuwarm output skipped", r.stdout)
         self.assertIn(f"{os.path.join(self.dir, 'n0.snapshot.json')}: a snapshot, not a report: make one with "
                       "`gpuwarm diagnose --snapshot FILE --json`", r.stdout)
-        self.assertIn(f"{os.path.join(self.dir, 'n1.check.json')}: a `gpuwarm check --json` answer", r.stdout)
         self.assertNotIn("Unreadable", r.stdout)
+        # A check answer that says drain (persistence off: exit 1) is skipped too, but not passed over: exit 3.
+        self.put("n1.check.json", self.check)
+        r = self.summary(self.dir)
+        self.assertEqual(r.returncode, 3, r.stdout)
+        self.assertIn(f"{os.path.join(self.dir, 'n1.check.json')}: a `gpuwarm check --json` answer", r.stdout)
+        self.assertIn("! it reports exit 1: look at it (needs attention)", r.stdout)
         d = json.loads(self.summary(self.dir, "--json").stdout)
         self.assertEqual((d["reports"], len(d["skipped"]), d["unreadable"]), (3, 2, []))
+        self.assertEqual([k["problem"] for k in d["skipped"]], [None, "it reports exit 1"])
+        os.unlink(os.path.join(self.dir, "n1.check.json"))
         # Skipped output alone is not a fleet: nothing of a kind fleet-summary reads was found.
         only = tempfile.mkdtemp(dir=self.tmp)
         shutil.copy(os.path.join(self.dir, "n0.snapshot.json"), only)
         r = self.summary(only)
         self.assertEqual(r.returncode, 1, r.stdout)
-        self.assertIn("Skipped: gpuwarm output fleet-summary does not read (1; no cause for attention)", r.stdout)
+        self.assertIn("Skipped: gpuwarm output fleet-summary does not read (1)", r.stdout)
         self.assertIn("no report of a kind it reads (diagnose, fix, verify, probe --json); 1 other gpuwarm output "
                       "skipped", r.stderr)
         self.assertIn("no report of a kind it reads", json.loads(self.summary(only, "--json").stdout)["error"])

@@ -567,8 +567,8 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
 TEST(FleetSummary, skipped_output_is_listed_and_changes_no_exit_code) {
   std::vector<NodeReport> reports = {report(diagnosis("a", "healthy", k_two_enabled))};
   auto s = fleet::summarize(std::move(reports), {},
-                            {{"w/watch.json", "a `gpuwarm watch --json` run: fleet-summary reads ..."},
-                             {"w/check.json", "a `gpuwarm check --json` answer ..."}});
+                            {{"w/watch.json", "a `gpuwarm watch --json` run: fleet-summary reads ...", ""},
+                             {"w/check.json", "a `gpuwarm check --json` answer ...", ""}});
   EXPECT_EQ(fleet::exit_code(s), 0);  // only skipped output beside a healthy node
   EXPECT_EQ(s.reports, 1u);
   auto j = fleet::render_json(s);
@@ -576,7 +576,7 @@ TEST(FleetSummary, skipped_output_is_listed_and_changes_no_exit_code) {
   EXPECT_EQ(j["unreadable"], nlohmann::json::array());
   std::string text = fleet::render_text(s, Style(false));
   EXPECT_NE(text.find("1 node from 1 report; 2 other gpuwarm output skipped"), std::string::npos) << text;
-  EXPECT_NE(text.find("Skipped: gpuwarm output fleet-summary does not read (2; no cause for attention):\n"
+  EXPECT_NE(text.find("Skipped: gpuwarm output fleet-summary does not read (2):\n"
                       "  w/check.json: a `gpuwarm check --json` answer ...\n"),
             std::string::npos)
       << text;
@@ -590,6 +590,30 @@ TEST(FleetSummary, skipped_output_is_listed_and_changes_no_exit_code) {
   EXPECT_EQ(m.skipped[0].source, "r");
   EXPECT_EQ(m.nodes.size(), 1u);
   EXPECT_EQ(fleet::exit_code(m), 0);
+
+  // Skipped output that reports a problem of its own (a check that says drain, a watch that could not run, a
+  // usage error) is not folded, but it is not passed over either: it needs attention.
+  std::vector<NodeReport> troubled = {
+      report(diagnosis("a", "healthy", k_two_enabled)),
+      report(R"({"kind":"gpuwarm-check","hostname":"b","check":{"exit_code":1,"line":"DRV001 driver not loaded"}})"),
+      report(R"({"kind":"gpuwarm-watch","hostname":"c","error":"NVML stopped answering","exit_code":9})")};
+  auto t = fleet::summarize(std::move(troubled), {});
+  ASSERT_EQ(t.skipped.size(), 2u);
+  EXPECT_EQ(t.skipped[0].problem, "it reports exit 1");
+  EXPECT_EQ(t.skipped[1].problem, "it reports exit 9: NVML stopped answering");
+  EXPECT_EQ(fleet::exit_code(t), 3);
+  std::string shown = fleet::render_text(t, Style(false));
+  EXPECT_NE(shown.find("    ! it reports exit 9: NVML stopped answering: look at it (needs attention)\n"),
+            std::string::npos)
+      << shown;
+  EXPECT_EQ(fleet::render_json(t)["skipped"][0]["problem"], "it reports exit 1");
+  EXPECT_TRUE(fleet::render_json(s)["skipped"][0]["problem"].is_null());
+
+  // A report of a kind it reads that is a failed run's document says so, not what field it lacks.
+  auto failed =
+      parse(R"({"kind":"gpuwarm-diagnosis","hostname":"n","error":"gpuwarm diagnose has no option --bogus","exit_code":2})");
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().message, "a run that did not report: it reports exit 2: gpuwarm diagnose has no option --bogus");
 }
 
 }  // namespace
