@@ -267,15 +267,32 @@ std::string zsh_completion(const CLI::App& root) {
   if (!top_choices.empty()) {
     out += "  case $words[CURRENT-1] in\n" + top_choices + "  esac\n";
   }
+  // The command is the first word past gpuwarm's own options (--color never, --color=never).
+  std::string valued;
+  for (const auto& o : options_of(root)) {
+    if (o.takes_value) {
+      valued += (valued.empty() ? "" : "|") + words(o.names, '|');
+    }
+  }
+  out += "  local i=2\n"
+         "  while (( i < CURRENT )); do\n"
+         "    case $words[i] in\n";
+  if (!valued.empty()) {
+    out += "      " + valued + ") (( i += 2 )) ;;\n";
+  }
   out +=
-      "  if (( CURRENT == 2 )); then\n"
+      "      -*) (( i++ )) ;;\n"
+      "      *) break ;;\n"
+      "    esac\n"
+      "  done\n"
+      "  if (( CURRENT <= i )); then\n"
       "    _describe -t commands 'gpuwarm command' commands\n"
       "    return\n"
       "  fi\n"
-      "  case $words[2] in\n";
+      "  case $words[i] in\n";
   for (const auto& c : commands) {
     // Shifted, _arguments sees the command as the line's first word: its first argument is then '1:'.
-    out += fmt::format("    {})\n      shift words; (( CURRENT-- ))\n      _arguments -s \\\n{}{}      {}\n      ;;\n",
+    out += fmt::format("    {})\n      shift $(( i - 1 )) words; (( CURRENT -= i - 1 ))\n      _arguments -s \\\n{}{}      {}\n      ;;\n",
                        c.name, specs(c.options),
                        specs(globals),
                        c.path_arguments              ? "'*:path:_files'"

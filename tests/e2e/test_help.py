@@ -92,7 +92,10 @@ class Completion(unittest.TestCase):
             f.write(ZSH_DRIVER)
         for line, want, not_want in [("completion ", ["bash", "zsh"], []), ("--color ", ["always", "auto", "never"], []),
                                      ("watch --mode ", ["detached", "held"], []),
-                                     ("completion bash ", ["--help"], ["zsh"])]:
+                                     ("completion bash ", ["--help"], ["zsh"]),
+                                     # gpuwarm's own option before the command
+                                     ("--color never ", ["diagnose", "watch"], []),
+                                     ("--color=never watch --mode ", ["detached", "held"], [])]:
             r = subprocess.run([zsh, "-f", driver, tmp, line], capture_output=True, text=True, timeout=60)
             shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", r.stdout).split("\n")
             listed = " ".join(l for l in shown if not l.lstrip().startswith(("#", ">"))).split()
