@@ -111,9 +111,10 @@ zpty z 'zsh -f -i'
 zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -D; zstyle ':completion:*' menu no; gpuwarm() { :; }; print READY"
 zpty -r z x '*READY*'
 zpty -w -n z "gpuwarm $2"$'\t\t'
-local all="" chunk
-for i in {1..30}; do
-  if zpty -r -t z chunk; then all+=$chunk; else sleep 0.1; fi
+local all="" chunk quiet=0
+# Read until the listing has been quiet for a second (or 20 s in all): a line may come in many chunks.
+for i in {1..400}; do
+  if zpty -r -t z chunk; then all+=$chunk; quiet=0; else (( quiet++ )); (( quiet > 20 )) && break; sleep 0.05; fi
 done
 print -r -- "$all"
 zpty -d z
