@@ -107,9 +107,11 @@ class Completion(unittest.TestCase):
 
 ZSH_DRIVER = r"""
 zmodload zsh/zpty
-zpty z 'zsh -f -i'
-zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -D; zstyle ':completion:*' menu no; gpuwarm() { :; }; print READY"
+zpty z 'TERM=xterm zsh -f -i'
+# The echo of this line holds R\${:-EADY}, not the word the pattern waits for: only zsh running it prints that.
+zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -D; zstyle ':completion:*' menu no; gpuwarm() { :; }; print R\${:-EADY}"
 zpty -r z x '*READY*'
+sleep 0.5  # the line editor starts after the command: keys sent before it may be read as plain text
 zpty -w -n z "gpuwarm $2"$'\t\t'
 local all="" chunk quiet=0
 # Read until the listing has been quiet for a second (or 20 s in all): a line may come in many chunks.
