@@ -698,18 +698,14 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     if (interrupted != 0 && failure.empty()) {
       std::cerr << "gpuwarm: interrupted (" << signal_name(interrupted)
                 << ") during the swap: it ran to its end first; loaded now: " << now_loaded << "\n";
-      return 128 + interrupted;
-    }
-    if (!failure.empty()) {
+    } else if (!failure.empty()) {
       std::cerr << "gpuwarm: " << escape_control_lines(failure) << "\nLoaded now: " << now_loaded
                 << "\nTo recover: " << recovery << "\n";
-      return to_int(ExitCode::tool_error);
-    }
-    if (!opts->json) {
+    } else if (!opts->json) {
       std::cout << "Reloaded: nvidia " << plan.target_version << " is loaded. Start nvidia-persistenced again "
                 << "(`systemctl start nvidia-persistenced`).\n";
     }
-    return to_int(ExitCode::healthy);
+    return code;
   };
 }
 

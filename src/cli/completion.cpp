@@ -256,8 +256,9 @@ std::string zsh_completion(const CLI::App& root) {
   out +=
       "  )\n";
   // gpuwarm's own options with words to offer (--color), before a command too.
+  const auto top = options_of(root);
   std::string top_choices;
-  for (const auto& o : options_of(root)) {
+  for (const auto& o : top) {
     for (const auto& n : o.names) {
       if (!o.choices.empty()) {
         top_choices += fmt::format("    {}) compadd -- {}; return ;;\n", n, words(o.choices));
@@ -269,7 +270,7 @@ std::string zsh_completion(const CLI::App& root) {
   }
   // The command is the first word past gpuwarm's own options (--color never, --color=never).
   std::string valued;
-  for (const auto& o : options_of(root)) {
+  for (const auto& o : top) {
     if (o.takes_value) {
       valued += (valued.empty() ? "" : "|") + words(o.names, '|');
     }
