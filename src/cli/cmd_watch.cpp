@@ -113,6 +113,7 @@ double seconds_since(Clock::time_point t0, Clock::time_point t) {
 
 // One GPU's load child and what it has said so far.
 struct LoadChild {
+  unsigned gpu = 0;  // NVML index
   ChildProcess process;
   std::string output;
   bool running = false;
@@ -124,7 +125,7 @@ class LoadRunner {
  public:
   // Starts one child per GPU UUID; errors are kept in the window.
   void start(const std::vector<nvml::GpuIdentity>& gpus, double seconds, const std::string& cuda_library,
-             watch::LoadWindow& window) {
+             Clock::time_point t0, watch::LoadWindow& window) {
     for (const auto& g : gpus) {
       std::vector<std::string> args = {"watch", "--load-child", fmt::format("{}", seconds)};
       if (!cuda_library.empty()) {
@@ -132,12 +133,10 @@ class LoadRunner {
       }
       auto p = spawn_self(args, g.uuid);
       if (!p) {
-        if (window.error.empty()) {
-          window.error = p.error().message;
-        }
+        ended(window, g.index, t0, false, p.error().message);
         continue;
       }
-      m_children.push_back({*p, "", false, false, {}});
+      m_children.push_back({g.index, *p, "", false, false, {}});
     }
     m_started = true;
   }
@@ -161,7 +160,7 @@ class LoadRunner {
         char buf[1024];
         ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
         if (got <= 0) {
-          finish(c, window);
+          finish(c, t0, window);
           break;
         }
         if (c.output.size() < (1u << 20)) {  // a child printing forever is not read forever
@@ -190,11 +189,11 @@ class LoadRunner {
     return false;
   }
 
-  void stop(watch::LoadWindow& window) {
+  void stop(Clock::time_point t0, watch::LoadWindow& window) {
     for (auto& c : m_children) {
       if (!c.done) {
         ::kill(c.process.pid, SIGTERM);
-        finish(c, window, /*stopped_here=*/true);
+        finish(c, t0, window, /*stopped_here=*/true);
       }
     }
   }
@@ -211,7 +210,7 @@ class LoadRunner {
 
   // stopped_here: the watch ended before the load did (--count, a stop signal) and ended the child itself;
   // its death by that signal is no load error.
-  void finish(LoadChild& c, watch::LoadWindow& window, bool stopped_here = false) {
+  void finish(LoadChild& c, Clock::time_point t0, watch::LoadWindow& window, bool stopped_here = false) {
     int status = 0;
     if (!reap_within(c.process.pid, status, k_reap_after_kill_ms)) {
       kill_and_reap(c.process.pid, status);
@@ -231,16 +230,23 @@ class LoadRunner {
       if (stopped_here && WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL)) {
         return;
       }
-      if (window.error.empty()) {
-        window.error = WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
-                                           : "load child printed no result";
-      }
+      ended(window, c.gpu, t0, c.running,
+            WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
+                                : "load child printed no result");
       return;
     }
     window.launches += c.result.launches;
-    if (!c.result.error.empty() && window.error.empty()) {
-      window.error = c.result.failed_step + ": " + c.result.error;
+    if (!c.result.error.empty()) {
+      ended(window, c.gpu, t0, c.running || c.result.launches > 0, c.result.failed_step + ": " + c.result.error);
     }
+  }
+
+  // A GPU's load that stopped on its own: every error ends that GPU's load.
+  static void ended(watch::LoadWindow& window, unsigned gpu, Clock::time_point t0, bool ran, std::string why) {
+    if (window.error.empty()) {
+      window.error = why;
+    }
+    window.ended_early.push_back({gpu, seconds_since(t0, Clock::now()), ran, std::move(why)});
   }
 
   std::vector<LoadChild> m_children;
@@ -393,7 +399,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
       "a probe or another load still timed the GPUs, or fix, reset or reload-modules still changed the node),\n"
       "9 cannot tell: a GPU gave no reading in any sample (or too few), NVML stopped answering, or the --load\n"
-      "did not run.\n\n"
+      "did not run or ended early on a GPU (a failed launch, a load child that died).\n\n"
       "Examples:\n"
       "  gpuwarm watch --mode detached --duration 2m\n"
       "  gpuwarm watch --load 20 --json > run.json && gpuwarm watch --replay run.json");
@@ -541,7 +547,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       for (;;) {
         auto now = Clock::now();
         if (loading && !load_started && seconds_since(t0, now) >= lead_s && !run.gpus.empty()) {
-          load.start(run.gpus, opts->load_seconds, opts->cuda_library, *run.load);
+          load.start(run.gpus, opts->load_seconds, opts->cuda_library, t0, *run.load);
           load_started = true;
         }
         if (run.load) {
@@ -616,7 +622,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       }
     }
     if (run.load) {
-      load.stop(*run.load);
+      load.stop(t0, *run.load);
     }
     if (progress) {
       std::cerr << "\r\033[K" << std::flush;

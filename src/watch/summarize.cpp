@@ -117,6 +117,13 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
            (*r->event_reasons & clock_reason::gpu_idle) != 0;
   });
   std::size_t busy_samples = 0;
+  // This GPU's own load stopping early: its later "load" samples were not under its load.
+  const LoadEnd* own_end = nullptr;
+  if (run.load) {
+    for (const auto& e : run.load->ended_early) {
+      own_end = own_end == nullptr && e.gpu == id.index ? &e : own_end;
+    }
+  }
 
   for (std::size_t i = 0; i < run.samples.size(); ++i) {
     const Sample& s = run.samples[i];
@@ -149,7 +156,9 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     if (r->sm_mhz) {
       sm.push_back(*r->sm_mhz);
       if (s.phase == Phase::load) {
-        sm_load.push_back(*r->sm_mhz);
+        if (own_end == nullptr || s.t_s < own_end->at_s) {
+          sm_load.push_back(*r->sm_mhz);
+        }
       } else if (judged_idle(run, s)) {
         if (names_idle && r->event_reasons && (*r->event_reasons & clock_reason::gpu_idle) == 0 &&
             r->persistence == true) {
@@ -215,13 +224,15 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   }
 
   // How long after the load the SM clock was back within the swing band of the floor.
-  if (run.load && run.load->end_s >= 0 && g.sm_idle) {
+  // A GPU whose own load ended early settles from then.
+  const double load_end_s = own_end != nullptr ? own_end->at_s : run.load ? run.load->end_s : -1;
+  if (load_end_s >= 0 && g.sm_idle) {
     const double band = k_swing_fraction * id.max_sm_mhz.value_or(g.sm_idle->max);
     for (const Sample& s : run.samples) {
       const nvml::GpuReading* r = reading_for(s, id.index);
-      if (s.t_s >= run.load->end_s && r != nullptr && r->sm_mhz &&
+      if (s.t_s >= load_end_s && r != nullptr && r->sm_mhz &&
           std::abs(static_cast<double>(*r->sm_mhz) - g.sm_idle->median) <= band) {
-        g.settle_s = s.t_s - run.load->end_s;
+        g.settle_s = s.t_s - load_end_s;
         break;
       }
     }
@@ -302,6 +313,17 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     add_cause(g, Cause::unread);
     g.evidence.emplace_back("persistence reads Disabled, and a held watch keeps the GPU initialized: "
                             "de-initialization cannot show here (watch again with --mode detached)");
+  }
+  if (own_end != nullptr) {
+    // Asked to see the clocks under load for the whole window, a part of it is not an answer.
+    g.evidence.push_back(
+        !own_end->ran ? fmt::format("its load did not run ({})", own_end->why)
+                        : fmt::format("its load ended early, at {:.1f} s ({}): clocks under load seen in {} sample(s) "
+                                      "before that",
+                                      own_end->at_s, own_end->why, sm_load.size()));
+    if (g.causes.empty()) {
+      add_cause(g, Cause::unread);
+    }
   }
   if (g.causes.empty() && !run.nvml_stopped.empty()) {
     // Stable while it answered; after that nothing was seen, and the hang may well be this GPU's.
@@ -444,7 +466,12 @@ WatchSummary summarize(const WatchRun& run) {
   }
   const bool seen_under_load = std::any_of(run.samples.begin(), run.samples.end(),
                                           [](const Sample& s) { return s.phase == Phase::load; });
-  if (run.load && !run.load->error.empty()) {
+  if (run.load && !run.load->ended_early.empty()) {
+    for (const auto& e : run.load->ended_early) {
+      out.notes.push_back(e.ran ? fmt::format("GPU {}'s load ended early, at {:.1f} s: {}", e.gpu, e.at_s, e.why)
+                                : fmt::format("GPU {}'s load did not run: {}", e.gpu, e.why));
+    }
+  } else if (run.load && !run.load->error.empty()) {
     out.notes.push_back((seen_under_load ? "The load ended early: " : "The load did not run: ") + run.load->error);
   }
   if (!run.nvml_stopped.empty()) {
@@ -469,6 +496,10 @@ WatchSummary summarize(const WatchRun& run) {
                     : load_missing && out.cause == Cause::unread
                       ? "The load did not run, so clocks under load were not seen: fix what the note says (no "
                         "libcuda: give --cuda PATH), then watch again."
+                  : out.cause == Cause::unread && run.load && !run.load->ended_early.empty()
+                      ? "A GPU's load ended early, so its clocks under load were seen only in part: check the kernel "
+                        "log for Xid errors (`dmesg | grep -E 'NVRM|Xid'`) and run `gpuwarm diagnose`, then watch "
+                        "again."
                       : next_step_for(out.cause);
   out.exit_code = exit_for(out.cause);
   return out;

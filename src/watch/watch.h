@@ -34,12 +34,21 @@ struct Sample {
   std::vector<nvml::GpuReading> gpus;
 };
 
+// A GPU whose load stopped before the window's end, on its own (a failed launch, a child that died).
+struct LoadEnd {
+  unsigned gpu = 0;  // NVML index
+  double at_s = 0;   // when the watcher saw it end
+  bool ran = false;  // its kernel had started
+  std::string why;
+};
+
 struct LoadWindow {
   double requested_s = 0;
   double start_s = -1;  // first kernel finished, as the watcher saw it; -1 = never started
   double end_s = -1;
   unsigned long long launches = 0;  // summed over GPUs
-  std::string error;                // the first GPU's load error, if any
+  std::string error;                // the first load error, if any
+  std::vector<LoadEnd> ended_early;  // per GPU: its clocks after that were not under its load
 };
 
 struct WatchRun {

@@ -142,7 +142,11 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
             {"start_s", run.load->start_s >= 0 ? json(run.load->start_s) : json(nullptr)},
             {"end_s", run.load->end_s >= 0 ? json(run.load->end_s) : json(nullptr)},
             {"launches", run.load->launches},
-            {"error", run.load->error}};
+            {"error", run.load->error},
+            {"ended_early", json::array()}};
+    for (const auto& e : run.load->ended_early) {
+      load["ended_early"].push_back({{"gpu", e.gpu}, {"at_s", e.at_s}, {"ran", e.ran}, {"error", e.why}});
+    }
   }
   json per_gpu = json::array();
   for (const auto& g : summary.gpus) {
@@ -197,6 +201,12 @@ Result<WatchRun> run_from_json(const json& j) {
       w.end_s = opt_from<double>(l, "end_s").value_or(-1);
       w.launches = opt_from<unsigned long long>(l, "launches").value_or(0);
       w.error = l.value("error", "");
+      if (l.contains("ended_early") && l.at("ended_early").is_array()) {  // absent in runs saved by earlier builds
+        for (const auto& e : l.at("ended_early")) {
+          w.ended_early.push_back({checked<unsigned>(e.at("gpu"), "gpu"), checked<double>(e.at("at_s"), "at_s"),
+                                   e.value("ran", false), e.value("error", "")});
+        }
+      }
       run.load = w;
     }
     if (j.contains("nvml_stopped") && j.at("nvml_stopped").is_string()) {

@@ -195,6 +195,29 @@ class Watch(unittest.TestCase):
         self.assertNotIn("cannot run", r.stderr)
         self.assertIn("2 sample(s)", r.stdout)
 
+    def test_a_load_that_ends_early_on_one_gpu_is_cannot_tell(self):
+        # GPU 1's load stops on its own mid-window (a failed launch; a child killed outright): its samples after
+        # that are not "under load", it cannot be judged, and the run is cannot tell (9), not stable (0).
+        sc = h.scenario([h.gpu(0), h.gpu(1)])
+        uuid1 = h.gpu(1)["uuid"]
+        for fail_with, why in ((719, "launch: CUDA_ERROR_LAUNCH_FAILED"), ("SIGKILL", "load child killed by signal 9")):
+            with self.subTest(fail_with=fail_with):
+                rc, d = self.watch_json(sc, "--interval", "250ms", "--load", "2",
+                                        cuda_scenario={uuid1: {"fail_after_launches": 150, "fail_with": fail_with}})
+                self.assertEqual(rc, 9, d["summary"])
+                ended = d["load"]["ended_early"]
+                self.assertEqual([(e["gpu"], e["ran"], e["error"]) for e in ended], [(1, True, why)])
+                self.assertLess(ended[0]["at_s"], d["load"]["end_s"])
+                g0, g1 = d["summary"]["gpus"]
+                self.assertEqual((g0["attribution"], g1["attribution"]), ("stable", "cannot-tell"))
+                self.assertIn("its load ended early", " ".join(g1["evidence"]))
+                self.assertLess(g1["sm_mhz_load"]["count"], g0["sm_mhz_load"]["count"])
+                self.assertIn(f"GPU 1's load ended early, at {ended[0]['at_s']:.1f} s: {why}", d["summary"]["notes"])
+                self.assertIn("load ended early", d["summary"]["next_step"])
+                # The saved run replays to the same answer.
+                r = h.run(["watch", "--replay", self.write("early.json", d), "--json"], raw=True)
+                self.assertEqual((r.returncode, json.loads(r.stdout)["summary"]), (9, d["summary"]))
+
     def test_a_watch_that_ends_during_the_load_is_no_load_failure(self):
         # --count ends the sampling 4 s in, while the 5 s load (after a 2 s lead-in) still runs: the watch stops
         # the load itself, which is not "the load did not run".

@@ -12,6 +12,9 @@
 // gpuwarm_spin (else INVALID_PTX); each cuLaunchKernel "runs" for
 // "launch_ms" (default 5); "busy_file" names a file that exists from the first
 // launch until the context is released, so the fake NVML can show the GPU busy.
+// "fail_after_launches": N makes launch N+1 of this process fail: it returns
+// "fail_with" (default 719, LAUNCH_FAILED), or with "fail_with": "SIGKILL" the
+// process is killed there (a load child that dies mid-load).
 // "when_file_exists": {"path": P, "set": {...}} applies `set` over the entry
 // while P exists (a GPU the started daemon keeps warm initializes fast).
 // A delay may be a list: with "count_file": P, the Nth call of that function
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -316,10 +320,20 @@ FAKE_API CuResult cuLaunchKernel(gpuwarm::cuda::Function fn, unsigned, unsigned,
       std::fclose(f);
     }
   }
+  static long launches = 0;
   int ms = 5;
   try {
-    ms = device_entry(current_device).value("launch_ms", 5);
+    const json& e = device_entry(current_device);
+    ms = e.value("launch_ms", 5);
+    if (e.contains("fail_after_launches") && launches++ >= e["fail_after_launches"].get<long>()) {
+      const json& with = e.value("fail_with", json(719));
+      if (with.is_string() && with.get<std::string>() == "SIGKILL") {
+        ::kill(::getpid(), SIGKILL);
+      }
+      return with.is_number_integer() ? with.get<CuResult>() : 719;
+    }
   } catch (const std::exception&) {
+    return 999;
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return 0;
