@@ -57,7 +57,10 @@ int cannot_tell(const std::string& why, const CheckOptions& opts) {
   if (opts.json) {
     // The same "check" object as every other answer, so `jq .check.status` works on this one too.
     std::cout << dump_json({{"kind", k_check_kind},
+                            {"schema_version", 1},
+                            {"hostname", host_name()},
                             {"error", why},
+                            {"exit_code", static_cast<int>(HealthStatus::unknown)},
                             {"check",
                              {{"status", to_string(HealthStatus::unknown)},
                               {"exit_code", static_cast<int>(HealthStatus::unknown)},
@@ -85,6 +88,7 @@ int run_check(const CheckOptions& opts) {
     out["kind"] = k_check_kind;
     // The verdict was decided without clocks, event reasons or the unit: check's answer is the "check" object.
     out.erase("verdict");
+    out["exit_code"] = static_cast<int>(check.status);
     out["check"] = {{"status", to_string(check.status)},
                     {"exit_code", static_cast<int>(check.status)},
                     {"rule_id", check.rule_id},

@@ -318,6 +318,7 @@ int finish(const guard::GuardResult& r, const GuardOptions& opts) {
     std::cout << dump_json({{"kind", "gpuwarm-guard"},
                             {"schema_version", 1},
                             {"hostname", host_name()},
+                            {"taken_at", utc_now_iso8601()},
                             {"exit_code", static_cast<int>(r.code)},
                             {"reason", info != table.end() ? info->name : "?"},
                             {"line", r.line},

@@ -244,6 +244,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     // Nothing was checked (an empty folder, binaries, documentation without --docs): a pass would vouch for
     // nothing, and a CI gate over a moved or emptied path must not pass.
     const bool nothing_scanned = scanned == 0;
+    const ExitCode code = missing || unreadable > 0 || nothing_scanned ? ExitCode::tool_error
+                          : total > 0                                  ? ExitCode::action_needed
+                                                                       : ExitCode::healthy;
     if (opts->json) {
       nlohmann::json findings = nlohmann::json::array();
       for (const auto& r : results) {
@@ -257,7 +260,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         skipped.push_back({{"path", path}, {"note", note}});
       }
       // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
-      std::cout << dump_json({{"kind", "gpuwarm-lint"}, {"schema_version", 1}, {"files_scanned", scanned}, {"findings", findings},
+      std::cout << dump_json({{"kind", "gpuwarm-lint"}, {"schema_version", 1}, {"hostname", host_name()},
+                              {"exit_code", to_int(code)}, {"files_scanned", scanned}, {"findings", findings},
                               {"skipped", skipped}, {"unreadable", unreadable},
                               {"documentation_skipped", docs_skipped},
                               {"missing", walk.missing}})
@@ -285,10 +289,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       std::cerr << "\n";
     }
-    if (missing || unreadable > 0 || nothing_scanned) {
-      return to_int(ExitCode::tool_error);
-    }
-    return to_int(total > 0 ? ExitCode::action_needed : ExitCode::healthy);
+    return to_int(code);
   };
 }
 

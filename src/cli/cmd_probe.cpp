@@ -508,8 +508,21 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
 
     bool all_ok = std::all_of(run.gpus.begin(), run.gpus.end(), probe_ok) &&
                   std::all_of(run.jobs.begin(), run.jobs.end(), job_ok);
+    // Saved first, so that the report printed says how the run ended, a baseline not written included.
+    std::string save_error;
+    if (saving) {
+      if (auto r = save_run(save_path, run); !r) {
+        save_error = r.error().message;
+        all_ok = false;
+      }
+    }
+    const ExitCode code = all_ok ? ExitCode::healthy : ExitCode::tool_error;
     if (opts->json) {
       nlohmann::json out = probe_to_json(run);
+      out["exit_code"] = to_int(code);
+      if (!save_error.empty()) {
+        out["error"] = "the baseline was not saved: " + save_error;
+      }
       if (comparing) {
         out["compare"] = compare_json(baseline, run);
         out["compare_jobs"] = compare_jobs_json(baseline, run);
@@ -522,14 +535,12 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         std::cout << "\n" << render_compare_text(baseline, run);
       }
     }
-    if (saving) {
-      if (auto r = save_run(save_path, run); !r) {
-        std::cerr << "gpuwarm: error: " << escape_control(r.error().message) << "\n";
-        return to_int(ExitCode::tool_error);
-      }
+    if (!save_error.empty()) {
+      std::cerr << "gpuwarm: error: " << escape_control(save_error) << "\n";
+    } else if (saving) {
       std::cerr << "saved baseline to " << escape_control(save_path) << "\n";
     }
-    return to_int(all_ok ? ExitCode::healthy : ExitCode::tool_error);
+    return to_int(code);
   };
 }
 

@@ -537,7 +537,8 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     // With --json every outcome is a report on stdout, as every gpuwarm report: its kind, and how it ended.
     auto finish = [&opts](nlohmann::json body, int code) {
       if (opts->json) {
-        nlohmann::json out = {{"kind", "gpuwarm-reload-modules"}, {"schema_version", 1}, {"hostname", host_name()}};
+        nlohmann::json out = {{"kind", "gpuwarm-reload-modules"}, {"schema_version", 1}, {"hostname", host_name()},
+                              {"taken_at", utc_now_iso8601()}};
         out.update(body);
         out["exit_code"] = code;
         std::cout << dump_json(out) << "\n";

@@ -38,12 +38,15 @@ std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/
     Snapshot before = collect_from_options(opts->collect);
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, std::move(before));
     VerifyReport report = evaluate_verify(in);
+    const ExitCode code = report.passed ? ExitCode::healthy : ExitCode::verify_failed;
     if (opts->json) {
-      std::cout << dump_json(render_verify_json(in, report)) << "\n";
+      nlohmann::json out = render_verify_json(in, report);
+      out["exit_code"] = to_int(code);
+      std::cout << dump_json(out) << "\n";
     } else {
       std::cout << render_verify_text(in, report);
     }
-    return to_int(report.passed ? ExitCode::healthy : ExitCode::verify_failed);
+    return to_int(code);
   };
 }
 

@@ -290,6 +290,8 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
   return {{"schema_version", k_diagnosis_schema_version},
           {"kind", "gpuwarm-diagnosis"},
           {"hostname", s.hostname},
+          {"taken_at", s.collected_at},
+          {"exit_code", to_int(d.verdict.exit_code)},
           {"verdict",
            {{"code", d.verdict.code},
             {"route", to_string(d.verdict.route)},

@@ -208,7 +208,7 @@ def run(args, root=None, scenario_obj=None, nvml_dir=None, extra_env=None, kerne
             os.unlink(tmp.name)
 
 
-_VOLATILE_JSON_KEYS = {"hostname", "collected_at", "collect_ms", "stage_ms", "init_ms", "load_ms", "devices_ms",
+_VOLATILE_JSON_KEYS = {"hostname", "collected_at", "taken_at", "collect_ms", "stage_ms", "init_ms", "load_ms", "devices_ms",
                        "attach_ms",
                        "shutdown_ms", "nvml_init_ms", "gpuwarm_version", "root"}
 
