@@ -125,6 +125,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
         if (opts->json) {  // one shape for every --json answer: an empty fleet, and why
           nlohmann::json out = fleet::render_json(fleet::summarize({}, {}));
           out["error"] = k_no_path;
+          out["exit_code"] = to_int(ExitCode::usage);
           std::cout << dump_json(out) << "\n";
         }
         return usage_error_text("fleet-summary", k_no_path);
@@ -152,6 +153,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
         nlohmann::json out = fleet::render_json(fleet::summarize({}, {}));
         out["error"] = "a PATH does not exist";
         out["missing"] = walk.missing;
+        out["exit_code"] = code;
         std::cout << dump_json(out) << "\n";
       }
       return code;
@@ -230,8 +232,10 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
                           "output skipped",
                           skipped_count)
             : std::string();
+    const int code = nothing_read ? to_int(ExitCode::tool_error) : fleet::exit_code(summary);
     if (opts->json) {
       nlohmann::json out = fleet::render_json(summary);
+      out["exit_code"] = code;
       if (nothing_found) {  // an empty fleet, and why: `| jq` gets a document either way
         out["error"] = k_none_found;
       } else if (!only_skipped.empty()) {
@@ -244,7 +248,7 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
         std::cerr << "gpuwarm fleet-summary: " << only_skipped << "\n";
       }
     }
-    return nothing_read ? to_int(ExitCode::tool_error) : fleet::exit_code(summary);
+    return code;
   };
 }
 

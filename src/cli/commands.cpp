@@ -4,6 +4,8 @@
 
 #include "core/exit_codes.h"
 #include "core/host.h"
+#include "probe/probe.h"
+#include "watch/watch.h"
 #include "snapshot/snapshot_json.h"
 
 namespace gpuwarm {
@@ -54,11 +56,18 @@ int usage_error_text(std::string_view command, std::string_view message) {
 }
 
 void usage_error_json(std::string_view message) {
-  if (g_usage_json_kind != nullptr) {
-    std::cout << dump_json({{"kind", g_usage_json_kind}, {"schema_version", 1}, {"hostname", host_name()},
-                            {"error", std::string(message)}, {"exit_code", to_int(ExitCode::usage)}})
-              << "\n";
+  if (g_usage_json_kind == nullptr) {
+    return;
   }
+  // The shape of the command's own failure documents: its schema, and for probe and watch no GPUs.
+  const std::string_view kind = g_usage_json_kind;
+  nlohmann::json out = {{"kind", kind}, {"schema_version", 1}, {"hostname", host_name()},
+                        {"error", std::string(message)}, {"exit_code", to_int(ExitCode::usage)}};
+  if (kind == "gpuwarm-probe" || kind == "gpuwarm-watch") {
+    out["schema_version"] = kind == "gpuwarm-probe" ? k_probe_schema_version : watch::k_schema_version;
+    out["gpus"] = nlohmann::json::array();
+  }
+  std::cout << dump_json(out) << "\n";
 }
 
 int usage_error(std::string_view command, std::string_view message) {

@@ -658,12 +658,14 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
         n.cold_after_ms = std::move(r.cold_after_ms);
         n.per_gpu_parallel = r.per_gpu_parallel;
       }
-      // The newest probe that measured job starts says what they are now, failures (no figure) included.
+      // The newest probe that measured job starts says what they are now, failures (no figure) included, and
+      // what they were before only if it compared them: as for the per-GPU figures, never one probe's
+      // baseline beside another probe's run.
       if (r.jobs_measured) {
         n.job_after_ms = r.job_after_ms;
         n.job_gpus = r.job_gpus;
+        n.job_before_ms = r.jobs_compared ? r.job_before_ms : JobStartMs{};
       }
-      if (r.jobs_compared) n.job_before_ms = r.job_before_ms;
       if (r.kind == ReportKind::probe) n.probe_failed = r.probe_failed;
       // A verification speaks until a newer diagnosis or fix says what the node is.
       if (r.kind == ReportKind::verify) n.verify_failed = r.verify_failed;

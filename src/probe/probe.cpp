@@ -619,8 +619,8 @@ std::string compose_probe_text(const ProbeRun& run) {
       }
     }
     if (!ratios.empty()) {
-      out += fmt::format("Against the slowest GPU started alone, also from launch ({:.1f} ms: its TOTAL above plus "
-                         "starting its process): {}.\n",
+      out += fmt::format("Against the slowest GPU started alone, also from launch to ready ({:.1f} ms; its TOTAL "
+                         "above leaves out the launch and adds the release): {}.\n",
                          *alone, ratios);
     }
   }

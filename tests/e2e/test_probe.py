@@ -251,8 +251,8 @@ class Probe(unittest.TestCase):
         r = self.probe(sc)
         self.assertIn("What a job pays to start 2 GPU(s)", r.stdout)
         self.assertRegex(r.stdout, r"one process, every GPU\s+\d+\.\d\s+\d+\.\d\s+6\d\d\.\d")
-        self.assertRegex(r.stdout, r"Against the slowest GPU started alone, also from launch \(\d+\.\d ms: its TOTAL "
-                                   r"above plus starting its process\): one process, every GPU "
+        self.assertRegex(r.stdout, r"Against the slowest GPU started alone, also from launch to ready \(\d+\.\d ms; its "
+                                   r"TOTAL above leaves out the launch and adds the release\): one process, every GPU "
                                    r"\d\.\d\dx; a process per GPU \(2\) \d\.\d\dx\.")
 
     def test_one_gpu_measures_a_job_only_when_asked(self):

@@ -562,6 +562,19 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("Nodes whose newest probe failed: 1 (c)"), std::string::npos) << text;
+
+  // A newer probe that did not compare leaves no "before": the older probe's baseline is not set beside it.
+  reports = {
+      report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-01T00:00:00Z","gpus":[],
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":400}],
+                 "compare_jobs":[{"method":"one-process","before_ready_ms":6000}]})"),
+      report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-02T00:00:00Z","gpus":[],
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":6100}]})"),
+  };
+  j = fleet::render_json(fleet::summarize(std::move(reports), {}));
+  EXPECT_EQ(j["node_reports"][0]["job_start_after_ms"]["one_process"], 6100.0);
+  EXPECT_TRUE(j["node_reports"][0]["job_start_before_ms"]["one_process"].is_null());
+  EXPECT_TRUE(j["job_start_ms"]["one_process"]["before"]["median_ms"].is_null());
 }
 
 TEST(FleetSummary, skipped_output_is_listed_and_changes_no_exit_code) {
