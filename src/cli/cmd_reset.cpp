@@ -1,6 +1,8 @@
 // `gpuwarm reset`: stop nvidia-persistenced, reset GPUs with nvidia-smi, start the daemon again (always,
 // also after a failed or interrupted reset), then verify. Plans first; acts only with --yes.
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -184,17 +186,19 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "from a system directory with a deadline, and starts the daemon again -- always, also when the reset\n"
       "failed or a signal arrived (signals wait until the daemon is back). A reset returns application clocks\n"
       "and power limits to their defaults: those set away from the default are set again with nvidia-smi -ac\n"
-      "and -pl once the daemon holds the GPU (--no-restore leaves the defaults). Then it verifies every GPU:\n"
-      "Enabled and held by the daemon, the reset GPUs back with the same UUID, application clocks and power\n"
-      "limits as before (a check that fails says how to set them again).\n"
+      "and -pl once the daemon is started again (--no-restore leaves the defaults); stopping the daemon alone\n"
+      "costs them on every GPU nothing else holds, so they are set again also when the reset did not run.\n"
+      "Then it verifies every GPU: Enabled and held by the daemon, the reset GPUs back with the same UUID,\n"
+      "application clocks and power limits as before (a check that fails says how to set them again).\n"
       "Without systemd it prints the same steps to run by hand and changes nothing. Shares fix's lock.\n\n"
       "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the report says whether\n"
-      "the daemon runs) or nvidia-smi is not usable, 2 bad command line or unknown GPU, 3 refused: another process\n"
+      "the daemon runs), nvidia-smi is not usable or --yes without root, 2 bad command line or unknown GPU, 3 refused: another process\n"
       "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
       "nothing changed), 7 another fix, reset or reload-modules runs, or probe or watch --load is timing the\n"
       "GPUs (the node's lock), 8 reset but verification failed, 9 refused: cannot\n"
       "tell (who holds the GPUs, which GPUs exist), 128+N signal N arrived (every step ran to its end, the\n"
-      "daemon was started again; verification skipped or cut short).\n\n"
+      "daemon was started again; one before the reset skipped it: the text says so, and \"reset_ran\" is false\n"
+      "in the JSON; verification skipped or cut short).\n\n"
       "Examples:\n"
       "  gpuwarm reset --gpu 0 --dry-run\n"
       "  gpuwarm reset --gpu 00000000:3B:00.0 --yes");
@@ -205,15 +209,22 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     }
     Paths paths(opts->collect.root);
     const bool acting = opts->yes && !opts->dry_run;
-    Result<bool> lock = true;
+    // Refusals known from the command line alone come before the lock: a lock file is not written into a
+    // recorded tree, and a user without root hears why, not that a lock could not be opened.
+    if (acting && !paths.is_live()) {
+      return usage_error("reset", "--root reads another tree: a reset acts on this host's GPUs, so --yes runs only "
+                                  "without --root (--dry-run --root prints the plan)");
+    }
     if (acting) {
-      lock = take_node_lock(paths);
+      Result<bool> lock = ::geteuid() != 0 ? fail("resetting GPUs needs root: run it as root (or with sudo)")
+                                           : take_node_lock(paths);
       if (!lock || !*lock) {
         const std::string why = !lock ? lock.error().message
                                       : node_lock_held(paths);
         const ExitCode code = !lock ? ExitCode::tool_error : ExitCode::locked;
         if (opts->json) {  // every outcome of --json is a report on stdout
-          std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1},
+          std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1}, {"hostname", host_name()},
+                                  {"taken_at", utc_now_iso8601()},
                                   {"outcome", !lock ? "error" : "locked"}, {"reason", why},
                                   {"steps", nlohmann::json::array()}, {"exit_code", to_int(code)}})
                     << "\n";
@@ -228,7 +239,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     if (!targets.error.empty()) {
       if (opts->json) {  // every outcome of --json is a report on stdout
         std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1}, {"hostname", before.hostname},
-                                {"outcome", "refused"}, {"reason", targets.error}, {"steps", nlohmann::json::array()},
+                                {"taken_at", before.collected_at}, {"outcome", "refused"}, {"reason", targets.error}, {"steps", nlohmann::json::array()},
                                 {"exit_code", to_int(targets.code)}})
                   << "\n";
       }
@@ -245,12 +256,6 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     inputs.holder_command_lines = command_lines(paths, reset_blockers(before, targets.indices));
     inputs.restore_settings = !opts->no_restore;
     ResetPlan plan = plan_reset(before, targets.indices, inputs);
-    if (acting && !paths.is_live() && plan.outcome == ResetOutcome::act) {
-      plan.outcome = ResetOutcome::refused;
-      plan.exit_code = ExitCode::usage;
-      plan.reason = "--root reads another tree: a reset acts on this host's GPUs, so it runs only without --root";
-      plan.steps.clear();
-    }
 
     std::vector<ResetStepRecord> records;
     for (const auto& step : plan.steps) {
@@ -303,6 +308,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     bool daemon_down = false;  // stopped and not started again: the report must say so loudly
     bool stop_failed = false;
     bool start_failed = false;
+    bool reset_ran = false;  // the reset command ran, whatever it answered
     int signal_number = 0;
     // Caught from here on, so that none falls between the shield below and the verification after it: one that
     // comes while verifying ends the verification, not the report (the GPUs were reset by then).
@@ -311,7 +317,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
       SignalShield shield;
       bool skip_reset = false;
-      bool reset_ran = false;  // the reset command ran, whatever it answered: settings may be lost
+      // Settings may be lost once the reset ran (whatever it answered) or the daemon was stopped (or may have
+      // been: a stop that timed out): with nothing holding a GPU, the driver de-initializes it.
+      bool settings_at_risk = false;
       // A step that is a command (the reset, a setting set again): run under a deadline, its output kept.
       auto run_command = [&failed](ResetStepRecord& rec, int timeout_ms) {
         auto r = run_child(rec.step->argv, timeout_ms, 64u << 10);
@@ -330,12 +338,13 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             rec.status = "failed";
             rec.detail = r ? fmt::format("job ended with result \"{}\" (journalctl -u {})", *r, k_unit_name)
                            : r.error().message;
-            failed = skip_reset = stop_failed = true;  // a timed-out stop may still have stopped it
+            failed = skip_reset = stop_failed = true;
+            settings_at_risk = true;  // a timed-out stop may still have stopped it
             continue;
           }
           rec.status = "done";
           rec.detail = "job done";
-          daemon_down = true;
+          daemon_down = settings_at_risk = true;
           // The daemon must have let go: a reset while it (or anything) still holds a GPU fails half-way.
           Snapshot now;
           std::vector<int> skip = {static_cast<int>(::getpid())};
@@ -361,21 +370,24 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         } else if (step.kind == ResetStepKind::reset_gpus) {
           if (skip_reset || shield.pending()) {
             rec.status = "not-run";
-            rec.detail = skip_reset ? "the daemon could not be stopped" : "a signal arrived before the reset";
+            rec.detail = stop_failed  ? "the daemon could not be stopped"
+                         : skip_reset ? "the GPUs may still be held (above)"
+                                      : "a signal arrived before the reset";
             continue;
           }
-          reset_ran = true;
+          reset_ran = settings_at_risk = true;
           run_command(rec, static_cast<int>(opts->reset_timeout_seconds * 1000));
         } else if (step.kind == ResetStepKind::restore_setting) {
           // After any reset that ran (one of several GPUs may have reset even when the command failed, and
-          // setting an unchanged value is harmless), also after a signal: a lowered power cap must not stay
-          // at its default. Not while the daemon is down: nothing would hold the GPU to keep the setting.
-          if (!reset_ran || daemon_down) {
+          // setting an unchanged value is harmless) or any stop of the daemon (every GPU it alone held was
+          // de-initialized, the reset's or not), also after a signal: a lowered power cap must not stay at its
+          // default. Not while the daemon is down: nothing would hold the GPU to keep the setting.
+          if (!settings_at_risk || daemon_down) {
             rec.status = "not-run";
-            rec.detail = !reset_ran ? "the reset did not run: nothing was lost"
-                                    : "nvidia-persistenced is not running again, so the setting would not stay: "
-                                      "run this once it runs";
-            failed = failed || reset_ran;
+            rec.detail = !settings_at_risk ? "neither the reset nor a stop of the daemon ran: nothing was lost"
+                                           : "nvidia-persistenced is not running again, so the setting would not "
+                                             "stay: run this once it runs";
+            failed = failed || settings_at_risk;
             continue;
           }
           run_command(rec, k_restore_timeout_ms);
@@ -394,11 +406,14 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         }
       }
       signal_number = shield.take();
+      report["reset_ran"] = reset_ran;
     }
     std::string text = head + steps_text(records);
     // Neither its stop nor its start answered "done": whether it runs now is not known.
     const bool state_unknown = !daemon_down && stop_failed && start_failed;
-    report["daemon_running_after"] = state_unknown ? nlohmann::json(nullptr) : nlohmann::json(!daemon_down);
+    // A daemon that was not running before was neither stopped nor started: it runs no more than it did.
+    report["daemon_running_after"] = state_unknown || !plan.daemon_was_active ? nlohmann::json(nullptr)
+                                                                             : nlohmann::json(!daemon_down);
     if (daemon_down) {
       text += fmt::format("nvidia-persistenced is NOT running: start it (systemctl start {}); until then no GPU "
                           "keeps persistence.\n",
@@ -424,11 +439,13 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       return finish(to_int(ExitCode::tool_error), text + end);
     }
     if (signal_number != 0) {
+      // A signal before the reset skipped it: said first, since the GPUs were not reset.
       return finish(128 + signal_number,
-                    text + fmt::format("Interrupted ({}): every step above ran to its end{}; verification "
+                    text + fmt::format("Interrupted ({}){}: every step above ran to its end{}; verification "
                                        "skipped.\n",
                                        signal_name(signal_number),
-                                       daemon_down ? "" : " and the daemon runs again"));
+                                       reset_ran ? "" : " before the reset, so the GPUs were NOT reset",
+                                       daemon_down || !plan.daemon_was_active ? "" : " and the daemon runs again"));
     }
 
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, before);

@@ -420,6 +420,17 @@ class NonRoot(unittest.TestCase):
         self.assertTrue(any("open files of nvidia-persistenced" in e for e in note["evidence"]), note)
         self.assertEqual(d["gpus"][0]["held_by_daemon"], "?")
 
+    def test_reset_without_root_says_so_before_anything(self):
+        # Not "cannot open lock ...: Permission denied": the reason, before the lock or any reading (review-s43 L9).
+        # On the live tree (a reset acts only there), which this user cannot change anyway.
+        r = h.run(["reset", "--gpu", "0", "--yes", "--json"], user=65534)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        d = json.loads(r.stdout)
+        self.assertEqual((d["outcome"], d["exit_code"], d["steps"]), ("error", 1, []))
+        self.assertIn("resetting GPUs needs root", d["reason"])
+        self.assertTrue(d["hostname"] and d["taken_at"])
+        self.assertIn("Nothing was changed", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

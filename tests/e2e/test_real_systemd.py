@@ -526,15 +526,19 @@ class RealSystemd(unittest.TestCase):
                         "--nvml", "/opt/gpuwarm/fake/libnvidia-ml.so.1", "--json", *args)
         return r.returncode, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {"raw": r.stdout + r.stderr})
 
-    def interrupted_reset(self):
-        """`reset --yes` with SIGINT sent while the stand-in nvidia-smi resets (it sleeps 3 s): exit 130, the report."""
-        open(os.path.join(self.root, "run/smi-sleep"), "w").close()
+    def interrupted_reset(self, during="reset"):
+        """`reset --yes` with SIGINT sent while the stand-in nvidia-smi resets (it sleeps 3 s), or while the daemon
+        stops (a drop-in makes that slow): exit 130, the report."""
+        if during == "reset":
+            open(os.path.join(self.root, "run/smi-sleep"), "w").close()
         self.wait_for_stand_ins()
         p = self.inside("/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes", "--json", "--nvml",
                         "/opt/gpuwarm/fake/libnvidia-ml.so.1", popen=True)
         deadline = time.time() + 20
-        while time.time() < deadline and not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi --gpu-reset"],
-                                                            capture_output=True).stdout:
+        while time.time() < deadline and (
+                self.unit_property("ActiveState") != "deactivating" if during == "stop" else
+                not subprocess.run(["pgrep", "-f", "^/bin/bash /usr/bin/nvidia-smi --gpu-reset"],
+                                   capture_output=True).stdout):
             time.sleep(0.05)
         pid = subprocess.run(["pgrep", "-f", "^/opt/gpuwarm/gpuwarm reset"], capture_output=True, text=True).stdout.split()
         if not pid:
@@ -542,7 +546,8 @@ class RealSystemd(unittest.TestCase):
             self.fail(f"gpuwarm reset not found running (exit {p.returncode}): {out} {err}")
         os.kill(int(pid[0]), signal.SIGINT)
         out, err = p.communicate(timeout=60)
-        os.unlink(os.path.join(self.root, "run/smi-sleep"))
+        if during == "reset":
+            os.unlink(os.path.join(self.root, "run/smi-sleep"))
         self.assertEqual(p.returncode, 130, out + err)
         return json.loads(out)
 
@@ -585,6 +590,15 @@ esac
         self.start_and_wait()
         self.assertEqual(self.unit_property("ActiveState"), "active")
         log = os.path.join(self.root, "run/nvidia-smi.log")
+
+        # Another fix, reset or reload-modules holds the node's lock: nothing is done, exit 7, in JSON too.
+        r = self.inside("flock", "/run/gpuwarm-fix.lock", "/usr/local/bin/gpuwarm", "reset", "--gpu", "0", "--yes",
+                        "--json", "--nvml", "/opt/gpuwarm/fake/libnvidia-ml.so.1")
+        self.assertEqual(r.returncode, 7, r.stdout + r.stderr)
+        locked = json.loads(r.stdout)
+        self.assertEqual((locked["outcome"], locked["exit_code"], locked["steps"]), ("locked", 7, []))
+        self.assertIn("is held", locked["reason"])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
 
         # The happy path: stop, reset (the GPU free by then), start, verified.
         code, rep = self.reset("--yes")
@@ -680,6 +694,28 @@ esac
         with open(log) as f:
             self.assertEqual(f.read().splitlines()[1:], ["-i 00000000:06:00.0 -ac 2619,1500",
                                                          "-i 00000000:06:00.0 -pl 450"])
+        self.assertEqual(self.unit_property("ActiveState"), "active")
+        self.assertTrue(rep["reset_ran"])
+
+        # Ctrl-C while the daemon stops: the reset is skipped, the daemon is started again, and the settings are
+        # set again all the same: stopping the daemon alone returns them to their defaults (review-s43 H1).
+        slow_stop = os.path.join(self.root, "etc/systemd/system", UNIT + ".d", "90-test-slow-stop.conf")
+        with open(slow_stop, "w") as f:
+            f.write("[Service]\nExecStopPost=/bin/sleep 3\n")
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        open(log, "w").close()
+        rep = self.interrupted_reset(during="stop")
+        os.unlink(slow_stop)
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "not-run"), ("start-daemon", "done"),
+                          ("restore-setting", "done"), ("restore-setting", "done")])
+        self.assertEqual(rep["steps"][1]["detail"], "a signal arrived before the reset")
+        self.assertFalse(rep["reset_ran"])
+        self.assertTrue(rep["daemon_running_after"])
+        with open(log) as f:
+            self.assertEqual(f.read().splitlines(), ["-i 00000000:06:00.0 -ac 2619,1500",
+                                                     "-i 00000000:06:00.0 -pl 450"])
         self.assertEqual(self.unit_property("ActiveState"), "active")
         with open(scenario_path, "w") as f:
             f.write(original)
