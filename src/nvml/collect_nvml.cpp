@@ -273,8 +273,10 @@ GpuFacts read_gpu(const Library& lib, unsigned index, Depth depth, Progress* pro
     unsigned pending = 0;
     r = api.device_get_mig_mode(dev, &current, &pending);
     gpu.mig_mode = from_call(lib, r, current);
+    gpu.mig_mode_pending = from_call(lib, r, pending);
   } else {
     gpu.mig_mode = Fact<unsigned>::unknown(k_reason_symbol_absent);
+    gpu.mig_mode_pending = Fact<unsigned>::unknown(k_reason_symbol_absent);
   }
   if (api.device_get_compute_running_processes != nullptr) {
     // Asking with room for none returns SUCCESS (none) or INSUFFICIENT_SIZE with the count.

@@ -282,6 +282,16 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
                                 "with nvidia-smi by hand if that is intended",
                                 t));
     }
+    // A reset is what applies a pending MIG mode change: the GPU would come back in the other mode (with no
+    // instances, its CUDA jobs failing), and the verification would not notice.
+    if (g->mig_mode.has() && g->mig_mode_pending.has() && *g->mig_mode_pending != *g->mig_mode) {
+      return refuse(std::move(plan), ExitCode::routed_elsewhere,
+                    fmt::format("GPU {} has a MIG mode change pending (now {}, {} after a reset): a reset applies "
+                                "it. Cancel it (nvidia-smi -i {} -mig {}) or apply it on purpose, with the MIG "
+                                "instances that follow, by hand",
+                                t, *g->mig_mode == 1 ? "enabled" : "disabled",
+                                *g->mig_mode_pending == 1 ? "enabled" : "disabled", t, *g->mig_mode));
+    }
   }
   auto blockers = reset_blockers(s, targets);
   if (!blockers.empty()) {

@@ -102,7 +102,8 @@ struct GpuFacts {
   Fact<unsigned> power_limit_mw;            // enforced: the lowest of every limit in force
   Fact<unsigned> requested_power_limit_mw;  // nvmlDeviceGetPowerManagementLimit: what `nvidia-smi -pl` set
   Fact<unsigned> default_power_limit_mw;    // what a reset or a de-initialization returns it to
-  Fact<unsigned> mig_mode;  // 0 disabled, 1 enabled
+  Fact<unsigned> mig_mode;          // 0 disabled, 1 enabled
+  Fact<unsigned> mig_mode_pending;  // what the next reset switches MIG to (differs while a change waits)
   Fact<unsigned> compute_processes;
   Fact<bool> display_active;  // nvmlDeviceGetDisplayActive: a display is initialized on this GPU
 };

@@ -47,6 +47,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, a
                                                 default_app_clocks, event_reasons_active, event_reasons_supported,
                                                 event_counters, event_counter_ids, temperature_c, power_mw,
                                                 power_limit_mw, requested_power_limit_mw, default_power_limit_mw, mig_mode,
+                                                mig_mode_pending,
                                                 compute_processes, display_active)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library_found_by, library_passed_over,
                                                 timed_out_at, timeout_s, library_file_version, nvml_version,

@@ -477,6 +477,12 @@ class WithoutSystemd(unittest.TestCase):
         r = reset(bare, "--gpu", "0", "--dry-run", scenario_obj=h.scenario([]))
         self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
         self.assertIn("no NVIDIA driver is present", r.stderr)
+        # A MIG mode change waiting for a reset (nvidia-smi -mig 1 without one): this reset would apply it.
+        os.makedirs(self.root.p("sys/bus/pci/devices"), exist_ok=True)  # no NVSwitch
+        r = reset(self.root, "--gpu", "0", "--dry-run", scenario_obj=h.scenario([h.gpu(0, mig_mode=0,
+                                                                                       mig_mode_pending=1)]))
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("GPU 0 has a MIG mode change pending (now disabled, enabled after a reset)", r.stdout)
 
 if __name__ == "__main__":
     unittest.main()

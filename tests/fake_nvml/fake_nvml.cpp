@@ -507,8 +507,9 @@ __attribute__((visibility("default"))) Return nvmlDeviceGetPowerManagementDefaul
 
 __attribute__((visibility("default"))) Return nvmlDeviceGetMigMode(nvmlDevice_st* dev, unsigned* current,
                                                                   unsigned* pending) {
+  // "mig_mode_pending" (default: the current mode) is a change that waits for the next reset.
   Return r = read_value(dev, "nvmlDeviceGetMigMode", "mig_mode", nullptr, current);
-  if (r == k_success) {
+  if (r == k_success && read_value(dev, "nvmlDeviceGetMigMode", "mig_mode_pending", nullptr, pending) != k_success) {
     *pending = *current;
   }
   return r;

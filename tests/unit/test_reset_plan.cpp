@@ -64,6 +64,12 @@ TEST(ResetPlan, Refusals) {
        ExitCode::routed_elsewhere, "MIG"},
       {"MIG mode unread", [](Snapshot& s) { s.nvml.gpus[0].mig_mode = Fact<unsigned>::unknown("UNKNOWN"); },
        ExitCode::cannot_tell, "MIG mode could not be read"},
+      {"MIG mode change pending: a reset would apply it",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].mig_mode = Fact<unsigned>::known(0);
+         s.nvml.gpus[0].mig_mode_pending = Fact<unsigned>::known(1);
+       },
+       ExitCode::routed_elsewhere, "MIG mode change pending (now disabled, enabled after a reset)"},
       {"a daemon outside its unit", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("inactive"); },
        ExitCode::action_needed, "but not as nvidia-persistenced.service"},
   };
