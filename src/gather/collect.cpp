@@ -139,6 +139,10 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   if (options.use_systemd && services != nullptr) {
     timed("service", [&] {
       snap.service = services->unit_status(snap.service.unit);
+      // Only on the live tree: a --root tree's /run is another host's (a container's view of its node).
+      struct stat booted {};
+      snap.service.manager_booted = paths.is_live() && ::stat("/run/systemd/system", &booted) == 0 &&
+                                    S_ISDIR(booted.st_mode);
       // What `fix` plans from, recorded so a fix can be planned from this snapshot anywhere.
       if (!options.fix_inputs) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text =

@@ -256,6 +256,8 @@ struct ServiceFacts {
   bool reachable = false;    // a systemd manager answered on the system bus
   std::string unreachable;   // why not ("no systemd", "--no-systemd", bus error)
   bool not_asked = false;    // gpuwarm chose not to ask (--no-systemd, check): not a sign of a missing systemd
+  bool manager_booted = false;  // the live host was booted with systemd (/run/systemd/system, as sd_booted()):
+                                // unreachable there is a fault, not the absence of systemd
   Fact<std::string> load_state;
   Fact<std::string> active_state;
   Fact<std::string> sub_state;

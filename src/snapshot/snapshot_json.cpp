@@ -66,7 +66,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelLogFacts, source, named, r
                                                 legacy_persistence_notice, loaded_version)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuClient, pid, comm, minors)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedulers, gpu_clients, unreadable_processes)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, not_asked, load_state,
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, not_asked, manager_booted, load_state,
                                                 active_state, sub_state, unit_file_state, exec_start, control_group,
                                                 manager_control_group,
                                                 stop_when_unneeded, restart, fragment_path, need_daemon_reload,

@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -154,7 +156,12 @@ class SdBusServiceManager final : public ServiceManager {
     int r = sd_bus_open_system(&m_bus);
     if (r < 0) {
       m_bus = nullptr;
-      return std::string("no system bus (") + std::strerror(-r) + "): no systemd here";
+      // The system bus is the live host's, so is the sign systemd leaves when it boots a host (sd_booted()).
+      struct stat booted {};
+      const bool systemd_booted = ::stat("/run/systemd/system", &booted) == 0 && S_ISDIR(booted.st_mode);
+      return std::string("no system bus (") + std::strerror(-r) + ")" +
+             (systemd_booted ? ": systemd runs here (/run/systemd/system), but its bus did not answer"
+                             : ": no systemd here");
     }
     (void)sd_bus_set_method_call_timeout(m_bus, k_call_timeout_usec);
     return {};

@@ -19,11 +19,25 @@ namespace {
 // A check the user did not ask for is skipped by choice, not for want of a fact.
 constexpr std::string_view k_not_requested = "not requested";
 
+// Without systemd a unit check cannot run here (skip); where systemd runs but did not answer, what it would
+// have said is unknown (fail): a unit not enabled for boot must not pass unseen.
+bool unit_unread(const Snapshot& s, CheckResult& c) {
+  if (s.service.reachable) {
+    return false;
+  }
+  if (s.service.manager_booted && !s.service.not_asked) {
+    c.status = CheckStatus::fail;
+    c.detail = "cannot tell: " + s.service.unreachable;
+  } else {
+    c.detail = "not available: " + s.service.unreachable;
+  }
+  return true;
+}
+
 CheckResult unit_check(const Snapshot& s, const char* id, const char* title, const Fact<std::string>& fact,
                        const std::vector<std::string>& good) {
   CheckResult c{id, title, CheckStatus::skip, ""};
-  if (!s.service.reachable) {
-    c.detail = "not available: " + s.service.unreachable;
+  if (unit_unread(s, c)) {
     return c;
   }
   if (!fact.has()) {
@@ -40,8 +54,7 @@ CheckResult unit_check(const Snapshot& s, const char* id, const char* title, con
 // Enabled, or static and pulled in by another unit (Ubuntu's unit, wanted through a udev rule).
 CheckResult boot_check(const Snapshot& s) {
   CheckResult c{"unit-enabled", "the unit starts at boot", CheckStatus::skip, ""};
-  if (!s.service.reachable) {
-    c.detail = "not available: " + s.service.unreachable;
+  if (unit_unread(s, c)) {
     return c;
   }
   std::string decided;

@@ -129,6 +129,16 @@ TEST(Verify, NoSystemdSkipsUnitChecksButStillChecksGpus) {
   EXPECT_EQ(status_of(r, "daemon-holds-gpus"), CheckStatus::skip);
   EXPECT_EQ(status_of(r, "persistence"), CheckStatus::pass);
   EXPECT_TRUE(r.passed);
+  // Where systemd runs but its bus did not answer, the unit's state is unknown: not skipped, failed.
+  r = evaluate_verify(inputs_with([](Snapshot& s) {
+    s.service.reachable = false;
+    s.service.manager_booted = true;
+    s.service.unreachable = "no system bus (Connection refused): systemd runs here (/run/systemd/system), but its "
+                            "bus did not answer";
+  }));
+  EXPECT_EQ(status_of(r, "unit-active"), CheckStatus::fail);
+  EXPECT_EQ(status_of(r, "unit-enabled"), CheckStatus::fail);
+  EXPECT_FALSE(r.passed);
 }
 
 TEST(Verify, DcgmOutcomeIsFoldedIn) {
