@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <unordered_map>
 
@@ -36,6 +37,7 @@
 #include "modules/kmod_api.h"
 #include "modules/reload.h"
 #include "snapshot/snapshot_json.h"
+#include "sysfs/daemon.h"
 #include "sysfs/host.h"
 
 namespace gpuwarm {
@@ -432,12 +434,12 @@ class FakeRootOps : public ModuleOps {
 };
 
 // "nvidia, nvidia_uvm", "none", or "unknown (why)" where /proc/modules could not be read (`unread`, when given,
-// gets why): never "none" then.
+// gets why): never "none" then. Escaped, for text and JSON alike.
 std::string loaded_list(const Paths& paths, std::string* unread = nullptr) {
   std::string why;
   std::string out;
   for (const auto& m : read_loaded(paths, &why)) {
-    out += (out.empty() ? "" : ", ") + m.name;
+    out += (out.empty() ? "" : ", ") + escape_control(m.name);  // /proc/modules text, arbitrary under --root
   }
   if (unread != nullptr) {
     *unread = why;
@@ -475,8 +477,10 @@ std::string recovery_advice(const modules::ReloadPlan& plan, std::size_t failed)
                          "`modprobe {}` (the new driver); or reboot.",
                          names(still_loaded), plan.steps[failed].module, names(still_loaded), names(to_load));
     case modules::StepKind::load:
-      return fmt::format("the old modules are unloaded; load the rest of the new driver by name: `modprobe {}` "
-                         "(or reboot).",
+      // /dev/nvidia-uvm's major is chosen at load time: its node is made again once the module is back.
+      return fmt::format("the old modules are unloaded; load the rest of the new driver by name: `modprobe {}`, "
+                         "then have udev recreate /dev/nvidia*: `udevadm trigger --action=add "
+                         "--attr-match=vendor=0x10de` and `udevadm settle` (or reboot).",
                          names(not_loaded));
     case modules::StepKind::check_version:
       return "the loaded nvidia module is not the version of the new files: reboot to finish the update.";
@@ -485,6 +489,27 @@ std::string recovery_advice(const modules::ReloadPlan& plan, std::size_t failed)
              "--attr-match=vendor=0x10de` and `udevadm settle` (or `nvidia-modprobe -c 0 -u`), or reboot.";
   }
   return "reboot.";
+}
+
+// nvidia-persistenced holds the GPUs, so a swap needs it stopped first, and reload-modules never starts it:
+// whatever the outcome (a refusal too), a node left without it loses persistence. `running` is true, false or
+// {"missing": why}; `line` says to start it again, "" when it runs (read as diagnose reads it).
+struct DaemonAfter {
+  nlohmann::json running;
+  std::string line;
+};
+DaemonAfter daemon_after(const Paths& paths) {
+  const DaemonFacts daemon = read_daemon(paths);
+  constexpr const char* start_it = "if it was stopped for this, start it again: `systemctl start nvidia-persistenced`";
+  if (!daemon.processes.empty()) {
+    return {true, ""};
+  }
+  if (!daemon.processes_unread.empty()) {
+    return {nlohmann::json{{"missing", daemon.processes_unread}},
+            fmt::format("whether nvidia-persistenced runs could not be read ({}): {}", daemon.processes_unread,
+                        start_it)};
+  }
+  return {false, fmt::format("nvidia-persistenced is not running: {}", start_it)};
 }
 
 nlohmann::json plan_json(const modules::ReloadPlan& plan) {
@@ -518,11 +543,15 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "nvidia-persistenced, monitoring agents), when the new modules were built for another kernel (the\n"
       "update changed the kernel too: reboot), or when a module would be left without a replacement.\n"
       "Without --yes it only prints the plan.\n\n"
+      "nvidia-persistenced holds the GPUs, so it is stopped first, and reload-modules never starts it again:\n"
+      "start it whatever the outcome, as the last example (two lines of a script) does. While the daemon is\n"
+      "not running, every outcome says so on stderr (and in the JSON's daemon_running and daemon_note).\n\n"
       "Modules are picked as modprobe picks them (depmod's modules.dep, else updates/ and extra/ first) and\n"
       "loaded with the options /etc/modprobe.d gives them. SIGINT, SIGTERM and SIGHUP wait until the swap has\n"
       "run to its end.\n\n"
       "Exit codes: 0 done (or nothing to do, or the plan printed), 1 a step failed (the report says which\n"
-      "modules are loaded now and how to recover), 2 bad command line (--dry-run with --yes), 3 refused\n"
+      "modules are loaded now and how to recover; after a failed load of a module other than nvidia the\n"
+      "version check and the udev trigger still run), 2 bad command line (--dry-run with --yes), 3 refused\n"
       "(processes or other modules hold the driver, mixed versions: nothing changed), 4 the new modules need a\n"
       "reboot, 5 the module directory is missing (or a file), 6 no NVIDIA driver loaded or to load, 7 --yes without\n"
       "root, 8 another fix, reset or reload-modules runs, or probe or watch --load is timing the GPUs (it\n"
@@ -530,18 +559,26 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "N after the swap finished.\n\n"
       "Examples:\n"
       "  gpuwarm reload-modules --dry-run\n"
-      "  systemctl stop nvidia-persistenced && gpuwarm reload-modules --yes");
+      "  systemctl stop nvidia-persistenced; gpuwarm reload-modules --yes; rc=$?\n"
+      "  systemctl start nvidia-persistenced; exit $rc");
 
   return [opts]() -> int {
     constexpr int k_exit_locked = 8;
     // With --json every outcome is a report on stdout, as every gpuwarm report: its kind, and how it ended.
+    // Each ends with the daemon's state (daemon_after), read last: the caller may have stopped it for this run.
     auto finish = [&opts](nlohmann::json body, int code) {
+      const DaemonAfter daemon = daemon_after(Paths(opts->root));
       if (opts->json) {
         nlohmann::json out = {{"kind", "gpuwarm-reload-modules"}, {"schema_version", 1}, {"hostname", host_name()},
                               {"taken_at", utc_now_iso8601()}};
         out.update(body);
+        out["daemon_running"] = daemon.running;
+        out["daemon_note"] = daemon.line;
         out["exit_code"] = code;
         std::cout << dump_json(out) << "\n";
+      }
+      if (!daemon.line.empty()) {
+        std::cerr << "gpuwarm reload-modules: " << escape_control(daemon.line) << "\n";
       }
       return code;
     };
@@ -573,9 +610,11 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
 
     const bool act = opts->yes && !opts->dry_run && !plan.refused && !plan.steps.empty();
     if (!opts->json) {
+      // /proc/modules, sysfs and the command line: the kernel's text on a node, anything under --root.
       std::cout << fmt::format("Loaded: {} (nvidia {}) · running kernel {} · new modules in {}\n",
-                               loaded_list(paths), facts.loaded_version.empty() ? "?" : facts.loaded_version,
-                               facts.running_kernel, facts.module_dir);
+                               loaded_list(paths),
+                               facts.loaded_version.empty() ? "?" : escape_control(facts.loaded_version),
+                               escape_control(facts.running_kernel), escape_control(facts.module_dir));
       if (plan.refused) {
         std::cout << "Refused: " << escape_control_lines(plan.refusal) << "\n";
       } else if (plan.steps.empty()) {
@@ -646,13 +685,24 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
                                             "run it again",
                              refusal_code());
     }
-    std::string failure;
+    std::string failure;   // one line per failed step
     std::string recovery;
-    std::size_t done = 0;
+    std::size_t done = 0;  // steps done before the first failure
+    std::optional<std::size_t> failed;  // the first failed step
+    std::vector<std::string> done_after_failure;
     // Between unloading the old modules and loading the new ones the node has
     // no driver: Ctrl-C must not stop it there. Signals wait for the end.
     SignalShield shield;
-    for (const auto& s : plan.steps) {
+    for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+      const auto& s = plan.steps[i];
+      // After a failed load of a module built on nvidia, the loads after it may need it and are left to the
+      // advice, but the version check and the udev trigger still run: the core module is in, and
+      // /dev/nvidia-uvm's major (chosen at load time) must be the new module's. After any other failure nothing
+      // more runs.
+      if (failed && !(plan.steps[*failed].kind == modules::StepKind::load && plan.steps[*failed].module != "nvidia" &&
+                      (s.kind == modules::StepKind::check_version || s.kind == modules::StepKind::udev_trigger))) {
+        continue;
+      }
       Result<void> r;
       switch (s.kind) {
         case modules::StepKind::unload: r = ops->unload(s.module); break;
@@ -674,11 +724,21 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
         }
       }
       if (!r) {
-        failure = fmt::format("step {} ({}) failed: {}", done + 1, s.text, r.error().message);
-        recovery = recovery_advice(plan, done);
-        break;
+        failure += fmt::format("{}step {} ({}) failed: {}", failure.empty() ? "" : "\n", i + 1, s.text,
+                               r.error().message);
+        if (!failed) {
+          recovery = recovery_advice(plan, i);
+        } else if (s.kind == modules::StepKind::check_version) {  // a failed trigger's commands are in the advice
+          recovery += " Also, " + recovery_advice(plan, i);
+        }
+        failed = failed.value_or(i);
+        continue;
       }
-      ++done;
+      if (failed) {
+        done_after_failure.push_back(s.text);
+      } else {
+        ++done;
+      }
       if (!opts->json) {
         std::cout << fmt::format("  done: {}\n", escape_control(s.text));
       }
@@ -689,13 +749,6 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     const int code = interrupted != 0 && failure.empty() ? 128 + interrupted
                      : !failure.empty()                     ? to_int(ExitCode::tool_error)
                                                             : to_int(ExitCode::healthy);
-    // An unread list is {"missing": why}, as every unread fact in gpuwarm's JSON.
-    const nlohmann::json loaded_now =
-        unread.empty() ? nlohmann::json(now_loaded) : nlohmann::json{{"missing", escape_control(unread)}};
-    finish({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done}, {"error", failure},
-            {"recovery", recovery}, {"loaded_now", loaded_now},
-            {"interrupted", interrupted != 0 ? nlohmann::json(signal_name(interrupted)) : nlohmann::json(nullptr)}},
-           code);
     if (interrupted != 0 && failure.empty()) {
       std::cerr << "gpuwarm: interrupted (" << signal_name(interrupted)
                 << ") during the swap: it ran to its end first; loaded now: " << now_loaded << "\n";
@@ -703,10 +756,17 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       std::cerr << "gpuwarm: " << escape_control_lines(failure) << "\nLoaded now: " << now_loaded
                 << "\nTo recover: " << recovery << "\n";
     } else if (!opts->json) {
-      std::cout << "Reloaded: nvidia " << plan.target_version << " is loaded. Start nvidia-persistenced again "
-                << "(`systemctl start nvidia-persistenced`).\n";
+      std::cout << "Reloaded: nvidia " << escape_control(plan.target_version) << " is loaded.\n";
     }
-    return code;
+    // An unread list is {"missing": why}, as every unread fact in gpuwarm's JSON.
+    const nlohmann::json loaded_now =
+        unread.empty() ? nlohmann::json(now_loaded) : nlohmann::json{{"missing", escape_control(unread)}};
+    return finish({{"plan", plan_json(plan)}, {"carried_out", true}, {"steps_done", done},
+                   {"done_after_failure", done_after_failure}, {"error", failure}, {"recovery", recovery},
+                   {"loaded_now", loaded_now},
+                   {"interrupted",
+                    interrupted != 0 ? nlohmann::json(signal_name(interrupted)) : nlohmann::json(nullptr)}},
+                  code);
   };
 }
 

@@ -147,13 +147,14 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                                       file->path, file->version, core->version));
     }
   }
-  // Anything else built on nvidia (e.g. a vendor module) would block the unload.
-  if (const LoadedModule* nvidia = find_loaded(f, "nvidia")) {
-    for (const auto& user : nvidia->used_by) {
+  // Anything else built on a module unloaded here (a vendor module on nvidia or nvidia_uvm) would make that
+  // unload fail with EBUSY after the ones before it are gone: every one is checked, not only nvidia.
+  for (const auto& name : to_unload) {
+    for (const auto& user : find_loaded(f, name)->used_by) {
       if (std::find(unload_order().begin(), unload_order().end(), user) == unload_order().end()) {
-        return refuse(plan, fmt::format("module {} uses nvidia and gpuwarm does not know how to reload it: unload "
+        return refuse(plan, fmt::format("module {} uses {} and gpuwarm does not know how to reload it: unload "
                                         "it first, or reboot.",
-                                        user));
+                                        user, name));
       }
     }
   }

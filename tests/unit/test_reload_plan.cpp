@@ -104,6 +104,19 @@ TEST(ReloadPlan, table) {
        "mixes driver versions"},
       {"an unknown module uses nvidia",
        [](auto& f) { f.loaded.back().used_by.push_back("gdrdrv"); }, true, false, {}, "module gdrdrv uses nvidia"},
+      // rmmod nvidia_uvm would fail with EBUSY after nvidia_drm was already gone (review-s43-safety M3).
+      {"an unknown module uses nvidia_uvm, not nvidia",
+       [](auto& f) {
+         f.loaded[0].refcount = 1;
+         f.loaded[0].used_by.push_back("vendor_mod");
+       },
+       true, false, {}, "module vendor_mod uses nvidia_uvm and gpuwarm does not know how to reload it"},
+      {"an unknown module uses nvidia_modeset",
+       [](auto& f) {
+         f.loaded[2].refcount = 2;
+         f.loaded[2].used_by.push_back("vendor_kms");
+       },
+       true, false, {}, "module vendor_kms uses nvidia_modeset"},
       {"the console or a display server holds nvidia_drm (the kernel counts it, /proc/PID/fd cannot)",
        [](auto& f) { f.loaded[1].refcount = 1; }, true, false, {},
        "nvidia_drm is in use by something gpuwarm cannot name: the kernel counts 1 reference(s) to it, 0 from "
