@@ -16,7 +16,7 @@ rounds go on, each table uses the runs that succeeded (its "ok" column says how 
 gets --timeout (--probe-timeout), a run is killed at --run-cap seconds, no round starts that the
 --budget cannot hold, and a mode that timed out is not run again (a hang repeats). Every line is
 printed as soon as it is known. With --out (default $OUT/probe_modes when $OUT is set) each run's
-raw JSON (and gpuwarm's stderr, if any), runs.json and a copy of this log are written there.
+raw JSON and stderr (one line per run in raw.jsonl), runs.json and a copy of this log are written there.
 
 Exit: 0 every run succeeded; 1 some failed (tables from the rest); gpuwarm's exit code (2 bad
 command line, 5 no driver, 7 locked, 1 no GPU) when a run probed nothing: that stops at once. A benchmark, not a test: nothing is asserted. Extra arguments after -- go to every
@@ -159,12 +159,11 @@ class Bench:
         return self.deadline - time.monotonic()
 
     def save(self, name, out, err):
+        # One line per run in one file, appended as it goes: the device tool brings back only a few files, and a
+        # run cut off at its limit keeps what was written.
         if self.args.out:
-            with open(os.path.join(self.args.out, name + ".json"), "w", encoding="utf-8") as f:
-                f.write(out)
-            if err.strip():
-                with open(os.path.join(self.args.out, name + ".stderr"), "w", encoding="utf-8") as f:
-                    f.write(err)
+            with open(os.path.join(self.args.out, "raw.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps({"run": name, "stdout": out, "stderr": err}) + "\n")
 
     def probe(self, mode, flags, rnd):
         """One `gpuwarm probe` run: the record of it (its JSON in "doc", None if unreadable)."""
@@ -177,7 +176,7 @@ class Bench:
         self.save(name, out, err)
         doc = parse(out)
         rec = {"round": rnd, "mode": mode, "exit_code": None if killed else rc, "seconds": round(time.monotonic() - t, 2),
-               "file": name + ".json" if a.out else None, "doc": doc}
+               "raw": name if a.out else None, "doc": doc}
         rec["ok"] = not killed and rc == 0 and doc is not None
         rec["timed_out"] = killed or timed_out(doc)
         rec["why"] = None if rec["ok"] else (f"killed by the bench after {cap:.0f} s (--run-cap / --budget)" if killed
@@ -261,7 +260,7 @@ class Bench:
                         why = probe_failure(d)
                     self.runs.append({"round": rnd, "mode": f"contention-{kind}", "exit_code": None if killed else rc,
                                       "seconds": round(time.monotonic() - t, 2), "ok": why is None, "why": why,
-                                      "file": name + ".json" if a.out else None})
+                                      "raw": name if a.out else None})
                     if why:
                         failed.setdefault(why, []).append("the child alone" if count == 1 else f"pair child {k + 1}")
                     else:
