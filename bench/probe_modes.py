@@ -31,8 +31,9 @@ import time
 
 MODES = [("isolated", "per-GPU alone", ["--per-gpu"]),
          ("parallel", "per-GPU --parallel", ["--per-gpu", "--parallel"]),
-         ("node", "job starts", ["--node"])]
-JOBS = [("one-process", "one process, every GPU"), ("process-per-gpu", "a process per GPU")]
+         ("node", "job starts", ["--node", "--all-visible"])]
+JOBS = [("one-process", "one process, every GPU"), ("process-per-gpu", "a process per GPU"),
+        ("process-per-gpu-all-visible", "a process per GPU, each seeing all")]
 REASON_CHARS = 220  # one failed run: one line, so that 15 of them cannot crowd the tables out of a log's tail
 
 
@@ -340,16 +341,18 @@ def job_table(log, node, slow_ready):
     gpu_count = max([len(j.get("gpu_indices") or []) for r in node for j in (r["doc"] or {}).get("jobs") or []], default=0)
     log(f"\njob starts, medians in ms (READY: launch until every GPU has a context and a synchronized allocation;"
         f" stages: the last process ready, summed over its GPUs)")
-    log(f"{'how the job starts':27s}{'cu_init':>9s}{'ctx_retain':>12s}{'alloc_sync':>12s}{'READY':>9s}{'range':>17s}"
+    log(f"{'how the job starts':36s}{'cu_init':>9s}{'ctx_retain':>12s}{'alloc_sync':>12s}{'READY':>9s}{'range':>17s}"
         f"{'x slowest alone READY':>23s}{'ok':>6s}")
     out = {}
     for method, title in JOBS:
+        if not any(j.get("method") == method for r in node for j in (r["doc"] or {}).get("jobs") or []):
+            continue  # not timed here (each seeing all: only with two or more GPUs)
         jobs = [j for r in node for j in (r["doc"] or {}).get("jobs") or [] if j.get("method") == method and j.get("ok")]
         ready = [j.get("ready_ms") for j in jobs if j.get("ready_ms") is not None]
         r = med(ready)
         rng = f"{min(ready):.1f}-{max(ready):.1f}" if ready else "-"
         label = title + (f" ({gpu_count})" if method == "process-per-gpu" and gpu_count else "")
-        log(f"{label:27s}{num(med([stage(j['stages'], 'cu_init') for j in jobs]), 9)}"
+        log(f"{label:36s}{num(med([stage(j['stages'], 'cu_init') for j in jobs]), 9)}"
             f"{num(med([stage(j['stages'], 'ctx_retain') for j in jobs]), 12)}"
             f"{num(med([stage(j['stages'], 'alloc_sync') for j in jobs]), 12)}{num(r, 9)}{rng:>17s}"
             f"{ratio(r, slow_ready):>23s}{f'{len(jobs)}/{n}':>6s}")

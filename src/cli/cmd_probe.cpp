@@ -1,7 +1,7 @@
 // `gpuwarm probe`: per GPU, a fresh child process that sees only that GPU
 // times its cold start, one GPU at a time (children started together contend
 // inside the driver); then what a job pays to start every GPU, started as one
-// process and as a process per GPU launched together.
+// process and as a process per GPU launched together (each limited to its GPU, and each seeing every GPU).
 
 #include <poll.h>
 #include <signal.h>
@@ -56,7 +56,9 @@ struct ProbeOptions {
   bool sequential = false;  // the default since schema 2; still accepted
   bool node_only = false;
   bool per_gpu_only = false;
+  bool all_visible = false;  // also a process per GPU that sees every GPU
   int child_devices = 1;
+  int child_contexts = 0;
   unsigned rounds = 1;
 };
 
@@ -89,6 +91,9 @@ Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time
   std::vector<std::string> args = {"probe", "--child"};
   if (devices > 1) {
     args.insert(args.end(), {"--child-devices", std::to_string(devices)});
+  }
+  if (probe.context_devices > 0) {
+    args.insert(args.end(), {"--child-contexts", std::to_string(probe.context_devices)});
   }
   if (!opts.cuda_library.empty()) {
     args.insert(args.end(), {"--cuda", opts.cuda_library});
@@ -282,7 +287,12 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   auto* node = sub.add_flag("--node", opts->node_only,
                             "Only what a job pays to start every GPU, as one process and as a process per GPU "
                             "(also on a one-GPU node)");
-  sub.add_flag("--per-gpu", opts->per_gpu_only, "Only the per-GPU table, not what a job pays")->excludes(node);
+  auto* per_gpu = sub.add_flag("--per-gpu", opts->per_gpu_only, "Only the per-GPU table, not what a job pays")
+                      ->excludes(node);
+  sub.add_flag("--all-visible", opts->all_visible,
+               "Also time a job started as a process per GPU that each sees every GPU and starts only its own "
+               "(torchrun's default)")
+      ->excludes(per_gpu);
   node->excludes(parallel);
   sub.add_option("--rounds", opts->rounds,
                  "Measure everything this many times, interleaved, and show the median round with the range "
@@ -293,6 +303,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");
   sub.add_flag("--child", opts->child)->group("");  // internal: one timing, run by probe itself
   sub.add_option("--child-devices", opts->child_devices)->group("")->check(CLI::Range(1, 1024));
+  sub.add_option("--child-contexts", opts->child_contexts)->group("")->check(CLI::Range(1, 1024));
   sub.footer(
       "Per GPU: a fresh child process with CUDA_VISIBLE_DEVICES=GPU-<uuid> times loading libcuda.so.1,\n"
       "nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB allocation +\n"
@@ -301,8 +312,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "probes run together inflate each other's stages (--parallel does that, and says so).\n\n"
       "What a job pays (with two or more GPUs, or --node): from launch until every GPU has a context and a\n"
       "synchronized allocation, started as one process that starts every GPU in turn (a multi-GPU training\n"
-      "process) and as a process per GPU launched together (torchrun, MPI). On a cold node this is where\n"
-      "one GPU's seconds become the node's.\n\n"
+      "process) and as a process per GPU launched together, each limited to its GPU (CUDA_VISIBLE_DEVICES\n"
+      "per rank, srun --gpu-bind); with --all-visible also each seeing every GPU and starting only its own\n"
+      "(torchrun's default, set_device(LOCAL_RANK)), where every process's cuInit meets every GPU. On a\n"
+      "cold node this is where one GPU's seconds become the node's.\n\n"
       "Without persistence a cold GPU pays seconds here; with it, milliseconds. Save a baseline before a\n"
       "change and compare after it: the runbook's same-node proof, per GPU and per job start. Each run records\n"
       "the persistence mode of every GPU it probes (read through NVML before the first child), and the\n"
@@ -335,7 +348,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       return to_int(code);
     };
     if (opts->child) {
-      std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library, opts->child_devices))
+      std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library, opts->child_devices,
+                                                      opts->child_contexts))
                        .dump()
                 << "\n";
       return 0;
@@ -455,7 +469,19 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         one.processes.front().uuid += "," + selected_gpus[i].uuid;
       }
       one.processes.front().pci_bus_id.clear();
+      // torchrun's default: every process sees every GPU, its own first (CUDA ordinal 0), and starts that one.
+      JobStart all_visible{k_job_process_per_gpu_all_visible, gpu_count, selected_gpus, 0, indices, {}, 0};
+      for (std::size_t k = 0; k < selected_gpus.size(); ++k) {
+        GpuProbe& p = all_visible.processes[k];
+        p.context_devices = 1;
+        for (std::size_t i = 1; i < selected_gpus.size(); ++i) {
+          p.uuid += "," + selected_gpus[(k + i) % selected_gpus.size()].uuid;
+        }
+      }
       job_starts = {one, JobStart{k_job_process_per_gpu, gpu_count, selected_gpus, 0, indices, {}, 0}};
+      if (opts->all_visible && selected_gpus.size() >= 2) {  // with one GPU it is the same start as above
+        job_starts.push_back(std::move(all_visible));
+      }
     }
     std::vector<std::vector<GpuProbe>> gpu_rounds(selected_gpus.size());
     std::vector<std::vector<JobStart>> job_rounds(job_starts.size());

@@ -90,7 +90,8 @@ double monotonic_ms() {
   return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count();
 }
 
-ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices) {
+ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices,
+                          int context_devices) {
   ColdStart out;
   out.monotonic_start_ms = monotonic_ms();
   auto stage = [&out](const char* name, int device, auto&& body) -> bool {
@@ -166,7 +167,9 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
     return {};
   });
   // Device by device, as a job that starts all its GPUs from one process does.
-  for (std::size_t i = 0; ok && i < devices.size(); ++i) {
+  const std::size_t started = context_devices > 0 ? std::min(devices.size(), static_cast<std::size_t>(context_devices))
+                                                  : devices.size();
+  for (std::size_t i = 0; ok && i < started; ++i) {
     const int ordinal = static_cast<int>(i);
     Context ctx = nullptr;
     ok = stage("ctx_retain", ordinal, [&]() -> std::string {

@@ -39,7 +39,10 @@ struct ColdStart {
 // nvmlInit, cuInit once, get the `expected_devices` devices, then per device retain its primary context and
 // make a synchronized 1 MiB allocation; then release them all. `libcuda` "" = libcuda.so.1; `libnvml` "" =
 // libnvidia-ml.so.1.
-ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices = 1);
+// Creates a context on the first `context_devices` of the `expected_devices` CUDA sees (0: on every one): a
+// torchrun rank sees every GPU and starts only its own.
+ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices = 1,
+                          int context_devices = 0);
 
 // Milliseconds on CLOCK_MONOTONIC (std::chrono::steady_clock on Linux).
 double monotonic_ms();

@@ -178,6 +178,7 @@ Result<void> read_probe(element doc, NodeReport& out) {
   auto job_slot = [](JobStartMs& into, std::string_view method) -> std::optional<double>* {
     if (method == "one-process") return &into.one_process;
     if (method == "process-per-gpu") return &into.process_per_gpu;
+    if (method == "process-per-gpu-all-visible") return &into.process_per_gpu_all_visible;
     return nullptr;
   };
   array jobs;
@@ -427,7 +428,9 @@ nlohmann::json job_start_json(const JobStartMedian& m) {
 
 nlohmann::json job_start_node_json(const JobStartMs& j) {
   auto ms = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
-  return {{"one_process", ms(j.one_process)}, {"process_per_gpu", ms(j.process_per_gpu)}};
+  return {{"one_process", ms(j.one_process)},
+          {"process_per_gpu", ms(j.process_per_gpu)},
+          {"process_per_gpu_all_visible", ms(j.process_per_gpu_all_visible)}};
 }
 
 std::string name_list(const std::vector<std::string>& names) {
@@ -743,7 +746,8 @@ std::string render_text(const FleetSummary& s, const Style& style) {
                        contended.size(), name_list(contended));
   }
   for (auto [how, title] : {std::pair{&JobStartMs::one_process, "one process, every GPU"},
-                            std::pair{&JobStartMs::process_per_gpu, "a process per GPU"}}) {
+                            std::pair{&JobStartMs::process_per_gpu, "a process per GPU"},
+                            std::pair{&JobStartMs::process_per_gpu_all_visible, "a process per GPU, each seeing all"}}) {
     JobStartMedian then = job_start(s, &NodeState::job_before_ms, how);
     JobStartMedian now = job_start(s, &NodeState::job_after_ms, how);
     if (then.median_ms || now.median_ms) {
@@ -841,7 +845,12 @@ nlohmann::json render_json(const FleetSummary& s) {
               {"after", job_start_json(job_start(s, &NodeState::job_after_ms, &JobStartMs::one_process))}}},
             {"process_per_gpu",
              {{"before", job_start_json(job_start(s, &NodeState::job_before_ms, &JobStartMs::process_per_gpu))},
-              {"after", job_start_json(job_start(s, &NodeState::job_after_ms, &JobStartMs::process_per_gpu))}}}}},
+              {"after", job_start_json(job_start(s, &NodeState::job_after_ms, &JobStartMs::process_per_gpu))}}},
+            {"process_per_gpu_all_visible",
+             {{"before", job_start_json(job_start(s, &NodeState::job_before_ms,
+                                                  &JobStartMs::process_per_gpu_all_visible))},
+              {"after", job_start_json(job_start(s, &NodeState::job_after_ms,
+                                                 &JobStartMs::process_per_gpu_all_visible))}}}}},
           {"unreadable", unreadable},
           {"skipped", skipped},
           {"node_reports", nodes}};

@@ -26,6 +26,7 @@ enum class ReportKind { diagnosis, fix, verify, probe, other };
 struct JobStartMs {
   std::optional<double> one_process;
   std::optional<double> process_per_gpu;
+  std::optional<double> process_per_gpu_all_visible;
 };
 
 // What one report says about its node; a field the report's kind does not carry stays empty.

@@ -283,7 +283,8 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   if (!run.job_start.empty()) {
     e.family("gpuwarm_job_start_seconds",
              "From the saved gpuwarm probe baseline: launch until every GPU probed (label gpus) has a context, "
-             "for a job started as one process or as a process per GPU.");
+             "for a job started as one process (one-process) or as a process per GPU, each limited to its GPU "
+             "(process-per-gpu) or each seeing all (process-per-gpu-all-visible).");
     for (const auto& j : run.job_start) {
       e.sample("gpuwarm_job_start_seconds", {{"method", j.method}, {"gpus", std::to_string(j.gpus)}}, j.seconds);
     }

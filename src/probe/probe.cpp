@@ -162,6 +162,9 @@ std::string job_title(const JobStart& j) {
   if (j.method == k_job_one_process) {
     return "one process, every GPU";
   }
+  if (j.method == k_job_process_per_gpu_all_visible) {
+    return fmt::format("a process per GPU ({}), each seeing all", j.processes.size());
+  }
   return fmt::format("a process per GPU ({})", j.processes.size());
 }
 

@@ -31,12 +31,16 @@ constexpr int k_probe_schema_version = 2;
 constexpr const char* k_method_isolated = "isolated";  // per GPU, one child at a time
 constexpr const char* k_method_parallel = "parallel";  // per GPU, every child at once
 constexpr const char* k_job_one_process = "one-process";
-constexpr const char* k_job_process_per_gpu = "process-per-gpu";
+constexpr const char* k_job_process_per_gpu = "process-per-gpu";  // each process sees only its GPU
+// Each process sees every GPU (torchrun's default: set_device(LOCAL_RANK)) and starts only its own, so each
+// cuInit meets every GPU.
+constexpr const char* k_job_process_per_gpu_all_visible = "process-per-gpu-all-visible";
 
 struct GpuProbe {
   unsigned index = 0;   // NVML index (of the first GPU, for a process that starts several)
   std::string uuid;     // what CUDA_VISIBLE_DEVICES was set to (GPU-<uuid>, comma-separated for several)
   std::string pci_bus_id;
+  unsigned context_devices = 0;  // the child starts only the first N of the GPUs it sees (0: all of them)
   cuda::ColdStart result;
   bool timed_out = false;
   std::string child_error;  // the child died or printed nothing usable

@@ -255,6 +255,39 @@ class Probe(unittest.TestCase):
                                    r"TOTAL above leaves out the launch and adds the release\): one process, every GPU "
                                    r"\d\.\d\dx; a process per GPU \(2\) \d\.\d\dx\.")
 
+    def test_all_visible_times_each_process_seeing_every_gpu(self):
+        # torchrun's default: every rank sees every GPU and starts its own; the fake's cuInit, like the driver's,
+        # pays for every GPU it sees, so each process pays for both (review-s43-probe #2).
+        sc = {"*": {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 50}}}
+        rc, d = self.probe_json(sc, "--node", "--all-visible")
+        self.assertEqual(rc, 0, d)
+        self.assertEqual([j["method"] for j in d["jobs"]],
+                         ["one-process", "process-per-gpu", "process-per-gpu-all-visible"])
+        own, every = d["jobs"][1], d["jobs"][2]
+        self.assertEqual((every["gpus"], len(every["processes"])), (2, 2))
+        # Each process saw both GPUs, its own first, and started only that one.
+        for k, p in enumerate(every["processes"]):
+            mine, other = (UUID0, UUID1) if k == 0 else (UUID1, UUID0)
+            self.assertEqual(p["uuid"], mine + "," + other)
+            self.assertEqual([x["uuid"].lower() for x in p["cuda_devices"]], [mine.lower(), other.lower()])
+            self.assertEqual([(s["name"], s.get("device")) for s in p["stages"]][4:],
+                             [("ctx_retain", 0), ("alloc_sync", 0), ("ctx_release", 0)])
+        cu_init = lambda j: {s["name"]: s["ms"] for s in j["stages"]}["cu_init"]
+        self.assertGreaterEqual(cu_init(every), 590)
+        self.assertLess(cu_init(own), 450)
+        self.assertGreater(every["ready_ms"], own["ready_ms"] + 200)
+        r = self.probe(sc, "--node", "--all-visible")
+        self.assertIn("a process per GPU (2), each seeing all", r.stdout)
+        # A saved run with it compares it like with like.
+        base = os.path.join(self.tmp, "base.json")
+        self.assertEqual(self.probe(sc, "--node", "--all-visible", "--save", base).returncode, 0)
+        rc, d = self.probe_json(sc, "--node", "--all-visible", "--compare", base)
+        self.assertEqual([j["method"] for j in d["compare_jobs"]],
+                         ["one-process", "process-per-gpu", "process-per-gpu-all-visible"])
+        # With one GPU it would be the same start as a process per GPU: not timed twice.
+        rc, d = self.probe_json(sc, "--node", "--all-visible", gpus=[h.gpu(0)])
+        self.assertEqual([j["method"] for j in d["jobs"]], ["one-process", "process-per-gpu"])
+
     def test_one_gpu_measures_a_job_only_when_asked(self):
         rc, d = self.probe_json({}, "--gpu", "0")
         self.assertEqual(d["jobs"], [])

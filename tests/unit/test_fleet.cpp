@@ -533,7 +533,8 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
                  "compare_jobs":[{"method":"one-process","before_ready_ms":6000}]})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"b","gpus":[],
                  "jobs":[{"method":"one-process","gpus":8,"ready_ms":600},
-                         {"method":"process-per-gpu","gpus":8,"ready_ms":700}]})"),
+                         {"method":"process-per-gpu","gpus":8,"ready_ms":700},
+                         {"method":"process-per-gpu-all-visible","gpus":8,"ready_ms":900}]})"),
       // c measured once, then its newest job start failed: no figure, and the node needs attention.
       report(R"({"kind":"gpuwarm-probe","hostname":"c","taken_at":"2026-11-01T00:00:00Z","gpus":[],
                  "jobs":[{"method":"one-process","gpus":2,"ready_ms":300}]})"),
@@ -562,6 +563,10 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("Nodes whose newest probe failed: 1 (c)"), std::string::npos) << text;
+  EXPECT_EQ(j["job_start_ms"]["process_per_gpu_all_visible"]["after"]["median_ms"], 900.0);
+  EXPECT_NE(text.find("(a process per GPU, each seeing all), median per node: before none, after 900.0 ms"),
+            std::string::npos)
+      << text;
 
   // A newer probe that did not compare leaves no "before": the older probe's baseline is not set beside it.
   reports = {
