@@ -549,21 +549,21 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "Modules are picked as modprobe picks them (depmod's modules.dep, else updates/ and extra/ first) and\n"
       "loaded with the options /etc/modprobe.d gives them. SIGINT, SIGTERM and SIGHUP wait until the swap has\n"
       "run to its end.\n\n"
-      "Exit codes: 0 done (or nothing to do, or the plan printed), 1 a step failed (the report says which\n"
-      "modules are loaded now and how to recover; after a failed load of a module other than nvidia the\n"
-      "version check and the udev trigger still run), 2 bad command line (--dry-run with --yes), 3 refused\n"
-      "(processes or other modules hold the driver, mixed versions: nothing changed), 4 the new modules need a\n"
-      "reboot, 5 the module directory is missing (or a file), 6 no NVIDIA driver loaded or to load, 7 --yes without\n"
-      "root, 8 another fix, reset or reload-modules runs, or probe or watch --load is timing the GPUs (it\n"
-      "shares their lock), 128+N interrupted by signal\n"
-      "N after the swap finished.\n\n"
+      "Exit codes (as fix's and reset's where they mean the same): 0 done (or nothing to do, or the plan\n"
+      "printed), 1 a step failed (the report says which modules are loaded now and how to recover; after a\n"
+      "failed load of a module other than nvidia the version check and the udev trigger still run) or --yes\n"
+      "without root, 2 bad command line (--dry-run with --yes), 3 refused (processes or other modules hold\n"
+      "the driver, mixed versions: nothing changed), 4 the new modules need a reboot, 5 the module directory\n"
+      "is missing (or a file), 6 no NVIDIA driver loaded or to load, 7 another fix, reset or reload-modules\n"
+      "runs, or probe or watch --load is timing the GPUs (it shares their lock), 9 refused: cannot tell (the\n"
+      "loaded modules or version, a module file's modinfo, or the processes holding the GPUs could not be\n"
+      "read: nothing changed), 128+N interrupted by signal N after the swap finished.\n\n"
       "Examples:\n"
       "  gpuwarm reload-modules --dry-run\n"
       "  systemctl stop nvidia-persistenced; gpuwarm reload-modules --yes; rc=$?\n"
       "  systemctl start nvidia-persistenced; exit $rc");
 
   return [opts]() -> int {
-    constexpr int k_exit_locked = 8;
     // With --json every outcome is a report on stdout, as every gpuwarm report: its kind, and how it ended.
     // Each ends with the daemon's state (daemon_after), read last: the caller may have stopped it for this run.
     auto finish = [&opts](nlohmann::json body, int code) {
@@ -636,6 +636,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
         case modules::Refusal::reboot: return 4;
         case modules::Refusal::no_module_dir: return 5;
         case modules::Refusal::no_driver: return 6;
+        case modules::Refusal::cannot_tell: return to_int(ExitCode::cannot_tell);
         case modules::Refusal::busy:
         case modules::Refusal::none: break;
       }
@@ -657,7 +658,8 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     } else {
       if (::geteuid() != 0) {
         std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";
-        return finish({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", "needs root"}}, 7);
+        return finish({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", "needs root"}},
+                      to_int(ExitCode::tool_error));
       }
       ops = std::make_unique<KmodOps>();
     }
@@ -671,7 +673,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     Result<bool> lock = take_node_lock(paths);
     if (!lock || !*lock) {
       return not_carried_out((!lock ? lock.error().message : node_lock_held(paths)) + "; nothing changed",
-                             !lock ? to_int(ExitCode::tool_error) : k_exit_locked);
+                             to_int(!lock ? ExitCode::tool_error : ExitCode::locked));
     }
     read_holders(paths, facts);
     facts.loaded = read_loaded(paths, &facts.loaded_unread);

@@ -85,7 +85,8 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
   if (!f.loaded_unread.empty()) {
     return refuse(plan, fmt::format("which NVIDIA modules are loaded could not be read ({}): nothing to plan "
                                     "from. Nothing was changed.",
-                                    f.loaded_unread));
+                                    f.loaded_unread),
+                  Refusal::cannot_tell);
   }
   const ModuleFile* core = find_file(f, "nvidia");
   if (core == nullptr && f.loaded.empty()) {
@@ -101,7 +102,7 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                   Refusal::reboot);
   }
   if (std::string unknown = modinfo_unknown(*core); !unknown.empty()) {
-    return refuse(plan, refuse_unknown_modinfo(unknown));
+    return refuse(plan, refuse_unknown_modinfo(unknown), Refusal::cannot_tell);
   }
   plan.target_version = core->version;
 
@@ -126,7 +127,7 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
                     Refusal::reboot);
     }
     if (std::string unknown = modinfo_unknown(*file); !unknown.empty()) {
-      return refuse(plan, refuse_unknown_modinfo(unknown));
+      return refuse(plan, refuse_unknown_modinfo(unknown), Refusal::cannot_tell);
     }
     if (file->vermagic_kernel != f.running_kernel) {
       return refuse(plan, fmt::format("{} was built for kernel {}, but {} is running: the update also changed "
@@ -162,12 +163,14 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
   if (!f.holders_unlisted.empty()) {
     return refuse(plan, fmt::format("the processes could not be listed ({}): gpuwarm cannot tell whether one "
                                     "holds the GPUs. Nothing was changed.",
-                                    f.holders_unlisted));
+                                    f.holders_unlisted),
+                  Refusal::cannot_tell);
   }
   if (f.unreadable_processes > 0) {
     return refuse(plan, fmt::format("{} process(es)' open files could not be read: one of them may hold the "
                                     "GPUs. Run as root. Nothing was changed.",
-                                    f.unreadable_processes));
+                                    f.unreadable_processes),
+                  Refusal::cannot_tell);
   }
   if (!f.holders.empty()) {
     for (const auto& h : f.holders) {
@@ -182,7 +185,8 @@ ReloadPlan plan_reload(const ReloadFacts& f) {
   if (find_loaded(f, "nvidia") != nullptr && f.loaded_version.empty()) {
     return refuse(plan, fmt::format("the loaded nvidia module's version could not be read ({}): gpuwarm cannot "
                                     "tell whether a swap is needed. Nothing was changed.",
-                                    f.loaded_version_unread.empty() ? "it reads empty" : f.loaded_version_unread));
+                                    f.loaded_version_unread.empty() ? "it reads empty" : f.loaded_version_unread),
+                  Refusal::cannot_tell);
   }
   if (!f.loaded_version.empty() && f.loaded_version == core->version) {
     plan.details.push_back(fmt::format("the loaded nvidia module is already {}: nothing to do", core->version));

@@ -69,8 +69,9 @@ struct Step {
 
 enum class Refusal {
   none,
-  busy,            // processes or unknown modules hold the driver, the directory mixes versions, or a fact the
-                   // swap depends on (modinfo, the loaded version, holders) could not be read: exit 3
+  busy,            // processes or unknown modules hold the driver, or the directory mixes versions: exit 3
+  cannot_tell,     // a fact the swap depends on (modinfo, the loaded modules or version, holders) could not be
+                   // read: exit 9
   reboot,          // only a reboot can finish the update: exit 4
   no_module_dir,   // the module directory does not exist: exit 5
   no_driver,       // no NVIDIA module loaded and none to load: exit 6

@@ -211,10 +211,13 @@ TEST(ReloadPlan, refusals_have_distinct_kinds) {
   EXPECT_EQ(kind([](auto& f) { f.loaded.clear(); f.new_modules.clear(); }), Refusal::no_driver);
   EXPECT_EQ(kind([](auto& f) { f.holders = {{1, "x", "y"}}; }), Refusal::busy);
   EXPECT_EQ(kind([](auto& f) { for (auto& m : f.new_modules) m.vermagic_kernel = "6.9"; }), Refusal::reboot);
-  // Unknowns refuse as "nothing changed" (exit 3), not as "reboot": a reboot would not make the files readable.
-  EXPECT_EQ(kind([](auto& f) { for (auto& m : f.new_modules) m.vermagic_kernel.clear(); }), Refusal::busy);
-  EXPECT_EQ(kind([](auto& f) { f.new_modules[0].modinfo_unread = std::string("truncated"); }), Refusal::busy);
-  EXPECT_EQ(kind([](auto& f) { f.loaded_version.clear(); }), Refusal::busy);
+  // Unknowns refuse as "cannot tell" (exit 9), not as "reboot": a reboot would not make the files readable.
+  EXPECT_EQ(kind([](auto& f) { for (auto& m : f.new_modules) m.vermagic_kernel.clear(); }), Refusal::cannot_tell);
+  EXPECT_EQ(kind([](auto& f) { f.new_modules[0].modinfo_unread = std::string("truncated"); }), Refusal::cannot_tell);
+  EXPECT_EQ(kind([](auto& f) { f.loaded_version.clear(); }), Refusal::cannot_tell);
+  EXPECT_EQ(kind([](auto& f) { f.holders_unlisted = "/proc: EACCES"; }), Refusal::cannot_tell);
+  EXPECT_EQ(kind([](auto& f) { f.unreadable_processes = 2; }), Refusal::cannot_tell);
+  EXPECT_EQ(kind([](auto& f) { f.loaded_unread = "/proc/modules: EIO"; }), Refusal::cannot_tell);
 }
 
 // Two builds of nvidia.ko: modprobe (depmod's modules.dep order) takes updates/dkms
