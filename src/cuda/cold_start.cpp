@@ -101,6 +101,7 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
     if (!err.empty()) {
       out.failed_stage = name;
       out.failed_device = device;
+      out.failed_ms = ms;
       out.error = err;
       return false;
     }
@@ -227,6 +228,7 @@ nlohmann::json to_json(const ColdStart& c) {
           {"cuda_devices", devices},
           {"failed_stage", c.failed_stage},
           {"failed_device", c.failed_device},
+          {"failed_ms", c.failed_ms},
           {"error", c.error},
           {"monotonic_start_ms", c.monotonic_start_ms},
           {"monotonic_ready_ms", c.monotonic_ready_ms}};
@@ -246,6 +248,7 @@ ColdStart cold_start_from_json(const nlohmann::json& j) {
   }
   c.failed_stage = j.value("failed_stage", "");
   c.failed_device = whole_number_or(j, "failed_device", -1);
+  c.failed_ms = j.value("failed_ms", 0.0);
   c.error = j.value("error", "");
   c.monotonic_start_ms = j.value("monotonic_start_ms", 0.0);
   c.monotonic_ready_ms = j.value("monotonic_ready_ms", 0.0);

@@ -27,6 +27,7 @@ struct ColdStart {
   std::vector<DeviceSeen> devices;  // in CUDA ordinal order
   std::string failed_stage;         // empty on success
   int failed_device = -1;           // CUDA ordinal the failed stage was working on; -1 = process-wide
+  double failed_ms = 0;             // how long the failed stage took before it failed
   std::string error;                // CUDA error name or dlerror() text
   // CLOCK_MONOTONIC (the same clock in every process of the host), in ms: when timing began, and when every
   // device had a current context and a synchronized allocation (0 = never). A parent that recorded its

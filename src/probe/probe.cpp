@@ -266,15 +266,29 @@ std::optional<double> job_ready_ms(const JobStart& j) {
 }
 
 std::vector<cuda::Stage> job_stages(const JobStart& j) {
-  const GpuProbe* last = nullptr;
+  // A job that failed shows the process that failed, up to and including the stage it failed in: another
+  // process's stages would read as the failed one's.
+  const GpuProbe* shown = nullptr;
   for (const auto& p : j.processes) {
-    if (last == nullptr || p.launch_to_ready_ms.value_or(-1) > last->launch_to_ready_ms.value_or(-1)) {
-      last = &p;
+    if (!probe_ok(p)) {
+      shown = &p;
+      break;
+    }
+    if (shown == nullptr || p.launch_to_ready_ms.value_or(-1) > shown->launch_to_ready_ms.value_or(-1)) {
+      shown = &p;
     }
   }
   std::vector<cuda::Stage> out;
+  if (shown == nullptr) {
+    return out;
+  }
+  const cuda::ColdStart& r = shown->result;
   for (const char* name : k_job_stage_order) {
-    if (auto ms = last != nullptr ? stage_ms(last->result.stages, name) : std::nullopt) {
+    std::optional<double> ms = stage_ms(r.stages, name);
+    if (r.failed_stage == name) {
+      ms = ms.value_or(0) + r.failed_ms;
+    }
+    if (ms) {
       out.push_back({name, *ms, -1});
     }
   }

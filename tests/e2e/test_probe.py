@@ -313,6 +313,17 @@ class Probe(unittest.TestCase):
         rc, d = self.probe_json(sc, "--node")
         self.assertEqual([(j["ok"], j["ready_ms"]) for j in d["jobs"]], [(False, None), (False, None)])
         self.assertEqual(d["jobs"][0]["processes"][0]["failed_device"], 1)
+        # The row of a failed job shows the process that failed, with the time its failed stage took (review-s43-probe
+        # #7: it showed GPU 0's process, which succeeded, and dropped the failed stage).
+        sc = {UUID1: {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 200},
+                      "returns": {"cuDevicePrimaryCtxRetain": 2}}}
+        rc, d = self.probe_json(sc, "--node")
+        each = d["jobs"][1]
+        stages = {s["name"]: s["ms"] for s in each["stages"]}
+        self.assertGreaterEqual(stages["cu_init"], 290, each)   # GPU 1's process, not GPU 0's (~0 ms)
+        self.assertGreaterEqual(stages["ctx_retain"], 190, each)  # the failed stage's own time
+        failed = [p for p in each["processes"] if p["failed_stage"]]
+        self.assertEqual([(p["failed_stage"], p["failed_ms"] >= 190) for p in failed], [("ctx_retain", True)])
 
     def test_a_hung_gpu_skips_the_job_starts_or_times_them_out(self):
         sc = {UUID0: {"delay_ms": {"cuInit": 20000}}}
