@@ -8,10 +8,12 @@
 namespace gpuwarm::test {
 namespace {
 
-GpuProbe process(std::vector<cuda::Stage> stages, std::optional<double> ready, std::string failed = "") {
+GpuProbe process(std::vector<cuda::Stage> stages, std::optional<double> ready, std::string failed = "",
+                 double failed_ms = 0) {
   GpuProbe p;
   p.result.stages = std::move(stages);
   p.result.failed_stage = std::move(failed);
+  p.result.failed_ms = failed_ms;
   p.launch_to_ready_ms = ready;
   return p;
 }
@@ -51,14 +53,15 @@ TEST(ProbeJob, stages_come_from_the_last_process_ready_summed_over_its_gpus) {
         {},
         0},
        600, 90, 720},
-      {"a failed process: no READY",
+      {"a failed process: no READY, and its own stages, the failed one's time included",
        {k_job_process_per_gpu, 2,
-        {process({{"cu_init", 300, -1}}, 450), process({{"cu_init", 300, -1}}, std::nullopt, "ctx_retain")},
+        {process({{"cu_init", 300, -1}, {"ctx_retain", 100, 0}}, 450),
+         process({{"cu_init", 500, -1}}, std::nullopt, "ctx_retain", 80)},
         0,
         {0, 1},
         {},
         0},
-       300, -1, std::nullopt},
+       500, 80, std::nullopt},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
