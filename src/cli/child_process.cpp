@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/fs.h"
 #include "core/signal_shield.h"
 
 extern char** environ;
@@ -145,13 +146,14 @@ std::vector<std::string> system_program_environment(char** parent) {
     }
     // Where the driver's libraries are when the loader's cache lacks them (a container's /usr/local/nvidia):
     // nvidia-smi needs them as gpuwarm did. Absolute folders only: an empty or relative entry means the
-    // current directory, which a program run as root must not load from.
+    // current directory, which a program run as root must not load from; and only folders no other user could
+    // change (or create: a missing one is dropped), as for the programs themselves.
     std::string kept;
     std::string_view list(*e + 16);
     while (!list.empty()) {
       std::string_view entry = list.substr(0, list.find_first_of(":;"));  // glibc splits on both
       list.remove_prefix(std::min(list.size(), entry.size() + 1));
-      if (!entry.empty() && entry.front() == '/') {
+      if (!entry.empty() && entry.front() == '/' && replaceable_by_others(std::string(entry)).empty()) {
         kept.append(kept.empty() ? "" : ":").append(entry);
       }
     }

@@ -48,7 +48,15 @@ struct ScopedEnv {
 };
 
 TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_the_caller) {
-  std::string keep = "LD_LIBRARY_PATH=/usr/local/nvidia/lib64";
+  // Folders that exist and that no other user can change, as the driver's /usr/local/nvidia/lib64 on a node.
+  char lib_template[] = "/tmp/gpuwarm-ldpath-XXXXXX";
+  const std::string lib = ::mkdtemp(lib_template);
+  const std::string nv = lib + "/nv";
+  const std::string open_to_all = lib + "/open";
+  ASSERT_EQ(::mkdir(nv.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(open_to_all.c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(open_to_all.c_str(), 0777), 0);
+  std::string keep = "LD_LIBRARY_PATH=" + lib;
   std::string preload = "LD_PRELOAD=/tmp/evil.so";
   std::string locale = "LC_ALL=de_DE.UTF-8";
   std::string path = "PATH=/home/user/bin:/usr/bin";
@@ -57,15 +65,23 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
   EXPECT_EQ(system_program_environment(parent),
             (std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", keep}));
   // Empty and relative entries name the current directory: dropped, and a list of nothing but them too.
-  std::string mixed = "LD_LIBRARY_PATH=:lib:/usr/local/nvidia/lib64::./x:/opt/nv;lib;";
+  std::string mixed = "LD_LIBRARY_PATH=:lib:" + lib + "::./x:" + nv + ";lib;";
   std::string relative_only = "LD_LIBRARY_PATH=.:";
   char* loader_lists[] = {mixed.data(), nullptr};
-  EXPECT_EQ(system_program_environment(loader_lists).back(), "LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/opt/nv");
+  EXPECT_EQ(system_program_environment(loader_lists).back(), "LD_LIBRARY_PATH=" + lib + ":" + nv);
+  // A folder others may write to, or one that does not exist (anyone who can create it could fill it), is
+  // dropped: its libraries would be loaded into a program run as root.
+  std::string risky = "LD_LIBRARY_PATH=" + open_to_all + ":" + lib + "/missing:" + nv;
+  char* risky_list[] = {risky.data(), nullptr};
+  EXPECT_EQ(system_program_environment(risky_list).back(), "LD_LIBRARY_PATH=" + nv);
   char* relative[] = {relative_only.data(), nullptr};
   EXPECT_EQ(system_program_environment(relative).size(), 2u);
   char* empty[] = {nullptr};
   EXPECT_EQ(system_program_environment(empty),
             (std::vector<std::string>{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}));
+  ::rmdir(open_to_all.c_str());
+  ::rmdir(nv.c_str());
+  ::rmdir(lib.c_str());
 }
 
 TEST(RunChild, the_program_sees_the_clean_environment) {
@@ -73,11 +89,11 @@ TEST(RunChild, the_program_sees_the_clean_environment) {
   ScopedEnv preload("LD_PRELOAD", "");  // empty: the loader ignores it, and it must not be passed on either
   ScopedEnv secret("GPUWARM_TEST_SECRET", "from-the-caller");
   ScopedEnv locale("LC_ALL", "fr_FR.UTF-8");
-  ScopedEnv loader("LD_LIBRARY_PATH", "/nonexistent/nvidia/lib64");
+  ScopedEnv loader("LD_LIBRARY_PATH", "/usr/lib:/nonexistent/nvidia/lib64");  // a missing folder is dropped
   auto r = run_child({"/usr/bin/env"}, 5000);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->exit_code, 0);
-  EXPECT_EQ(r->output, "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nLC_ALL=C\nLD_LIBRARY_PATH=/nonexistent/nvidia/lib64\n");
+  EXPECT_EQ(r->output, "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nLC_ALL=C\nLD_LIBRARY_PATH=/usr/lib\n");
 }
 
 TEST(RunChild, refuses_a_relative_name_without_running_anything) {
