@@ -205,14 +205,20 @@ void collect_children(std::vector<Child>& children) {
 // serializes, get it once for every GPU of the group.
 void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together) {
   const auto per_gpu = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
+  // The GPUs a child starts: those it sees, or the first context_devices of them (a process per GPU that sees
+  // all starts one: counting every GPU it sees would give a group of N such processes N * N timeouts).
+  auto started = [](const GpuProbe& g) {
+    const std::size_t seen = split_visible(g.uuid).size();
+    return g.context_devices > 0 ? std::min<std::size_t>(seen, g.context_devices) : seen;
+  };
   std::size_t group_gpus = 0;
   for (const auto& g : probes) {
-    group_gpus += split_visible(g.uuid).size();
+    group_gpus += started(g);
   }
   std::vector<Child> children;
   const auto launch = Clock::now();
   for (auto& g : probes) {
-    const auto gpus = together ? group_gpus : split_visible(g.uuid).size();
+    const auto gpus = together ? group_gpus : started(g);
     auto child = spawn_child(g, opts, together ? launch : Clock::now(), per_gpu * static_cast<long long>(gpus));
     if (!child) {
       g.child_error = child.error().message;

@@ -591,6 +591,12 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       return finish({{"carried_out", false}, {"error", missing}}, to_int(ExitCode::tool_error));
     }
     Paths paths(opts->root);
+    // Known before anything is read, as for reset: without root the processes' open files are unreadable, and
+    // that refusal (cannot tell) would hide the plain reason.
+    if (opts->yes && paths.is_live() && ::geteuid() != 0) {
+      std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";
+      return finish({{"carried_out", false}, {"error", "needs root"}}, to_int(ExitCode::tool_error));
+    }
     modules::ReloadFacts facts;
     utsname u{};
     ::uname(&u);

@@ -383,11 +383,14 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           // setting an unchanged value is harmless) or any stop of the daemon (every GPU it alone held was
           // de-initialized, the reset's or not), also after a signal: a lowered power cap must not stay at its
           // default. Not while the daemon is down: nothing would hold the GPU to keep the setting.
-          if (!settings_at_risk || daemon_down) {
+          // Neither its stop nor its start answered "done": whether it runs (and would keep the setting) is unknown.
+          if (!settings_at_risk || daemon_down || (stop_failed && start_failed)) {
             rec.status = "not-run";
             rec.detail = !settings_at_risk ? "neither the reset nor a stop of the daemon ran: nothing was lost"
-                                           : "nvidia-persistenced is not running again, so the setting would not "
-                                             "stay: run this once it runs";
+                         : daemon_down     ? "nvidia-persistenced is not running again, so the setting would not "
+                                             "stay: run this once it runs"
+                                           : "whether nvidia-persistenced runs is unknown (its stop and its start "
+                                             "failed), so the setting may not stay: run this once it runs";
             failed = failed || settings_at_risk;
             continue;
           }

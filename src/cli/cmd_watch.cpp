@@ -168,8 +168,10 @@ class LoadRunner {
         }
         if (!c.running && c.output.find("\"running\"") != std::string::npos) {
           c.running = true;
+          const double now = seconds_since(t0, Clock::now());
+          window.started.push_back({c.gpu, now});
           if (window.start_s < 0) {
-            window.start_s = seconds_since(t0, Clock::now());
+            window.start_s = now;
           }
         }
       }
@@ -214,6 +216,16 @@ class LoadRunner {
     int status = 0;
     if (!reap_within(c.process.pid, status, k_reap_after_kill_ms)) {
       kill_and_reap(c.process.pid, status);
+    }
+    // What it wrote since the last drain (a child that ended on its own just before a stop) is its answer.
+    pollfd pfd{c.process.out_fd, POLLIN, 0};
+    char buf[1024];
+    while (c.output.size() < (1u << 20) && ::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) != 0) {
+      ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
+      if (got <= 0) {
+        break;
+      }
+      c.output.append(buf, static_cast<std::size_t>(got));
     }
     ::close(c.process.out_fd);
     c.done = true;

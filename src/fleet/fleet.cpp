@@ -507,7 +507,10 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   if (out.kind == ReportKind::other) {  // nothing more is read but what it says of itself; text from the file
     out.hostname = escape_control(out.hostname);
     out.skipped_why = escape_control(out.skipped_why);
-    out.skipped_problem = escape_control(reported_problem(doc));
+    // A saved fleet summary speaks of other reports, not of a run of its own: its exit code is theirs.
+    if (string_field(doc, "kind") != "gpuwarm-fleet-summary") {
+      out.skipped_problem = escape_control(reported_problem(doc));
+    }
     return out;
   }
   if (out.hostname.empty()) {

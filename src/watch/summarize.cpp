@@ -119,11 +119,21 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::size_t busy_samples = 0;
   // This GPU's own load stopping early: its later "load" samples were not under its load.
   const LoadEnd* own_end = nullptr;
+  // And its own start: before it (or without one) the window's "load" samples were another GPU's load.
+  const bool starts_known = run.load && !run.load->started.empty();
+  std::optional<double> own_start;
   if (run.load) {
     for (const auto& e : run.load->ended_early) {
       own_end = own_end == nullptr && e.gpu == id.index ? &e : own_end;
     }
+    for (const auto& st : run.load->started) {
+      own_start = !own_start && st.gpu == id.index ? std::optional<double>(st.at_s) : own_start;
+    }
   }
+  auto under_own_load = [&](const Sample& s) {
+    return s.phase == Phase::load && (!starts_known || (own_start && s.t_s >= *own_start)) &&
+           (own_end == nullptr || s.t_s < own_end->at_s);
+  };
 
   for (std::size_t i = 0; i < run.samples.size(); ++i) {
     const Sample& s = run.samples[i];
@@ -156,7 +166,7 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
     if (r->sm_mhz) {
       sm.push_back(*r->sm_mhz);
       if (s.phase == Phase::load) {
-        if (own_end == nullptr || s.t_s < own_end->at_s) {
+        if (under_own_load(s)) {
           sm_load.push_back(*r->sm_mhz);
         }
       } else if (judged_idle(run, s)) {
@@ -225,7 +235,11 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
 
   // How long after the load the SM clock was back within the swing band of the floor.
   // A GPU whose own load ended early settles from then.
-  const double load_end_s = own_end != nullptr ? own_end->at_s : run.load ? run.load->end_s : -1;
+  const bool never_ran = own_end != nullptr && !own_end->ran;
+  const double load_end_s = never_ran             ? -1
+                            : own_end != nullptr ? own_end->at_s
+                            : run.load           ? run.load->end_s
+                                                 : -1;
   if (load_end_s >= 0 && g.sm_idle) {
     const double band = k_swing_fraction * id.max_sm_mhz.value_or(g.sm_idle->max);
     for (const Sample& s : run.samples) {
@@ -485,7 +499,10 @@ WatchSummary summarize(const WatchRun& run) {
   // Asked for a load that never ran, "stable" would answer a question that was not put: the clocks under
   // load were never seen.
   const bool load_missing = run.load && !run.load->error.empty() && !seen_under_load;
-  if (load_missing && best == static_cast<int>(Cause::stable)) {
+  // A load error no GPU is named for (a run saved before each GPU's end was recorded): which GPU's clocks were
+  // not under load is unknown, so no GPU can be called stable under it.
+  const bool load_unattributed = run.load && !run.load->error.empty() && run.load->ended_early.empty();
+  if ((load_missing || load_unattributed) && best == static_cast<int>(Cause::stable)) {
     best = static_cast<int>(Cause::unread);
   }
   out.cause = static_cast<Cause>(best);
@@ -496,7 +513,7 @@ WatchSummary summarize(const WatchRun& run) {
                     : load_missing && out.cause == Cause::unread
                       ? "The load did not run, so clocks under load were not seen: fix what the note says (no "
                         "libcuda: give --cuda PATH), then watch again."
-                  : out.cause == Cause::unread && run.load && !run.load->ended_early.empty()
+                  : out.cause == Cause::unread && run.load && !run.load->error.empty()
                       ? "A GPU's load ended early, so its clocks under load were seen only in part: check the kernel "
                         "log for Xid errors (`dmesg | grep -E 'NVRM|Xid'`) and run `gpuwarm diagnose`, then watch "
                         "again."

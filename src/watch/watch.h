@@ -42,6 +42,12 @@ struct LoadEnd {
   std::string why;
 };
 
+// When a GPU's own kernel first ran, as the watcher saw it.
+struct LoadStart {
+  unsigned gpu = 0;  // NVML index
+  double at_s = 0;
+};
+
 struct LoadWindow {
   double requested_s = 0;
   double start_s = -1;  // first kernel finished, as the watcher saw it; -1 = never started
@@ -49,6 +55,9 @@ struct LoadWindow {
   unsigned long long launches = 0;  // summed over GPUs
   std::string error;                // the first load error, if any
   std::vector<LoadEnd> ended_early;  // per GPU: its clocks after that were not under its load
+  // Per GPU: its clocks before that were not under its load; a GPU not listed never ran its kernel. Empty in
+  // runs saved before it was recorded: then the window's phase stands for every GPU.
+  std::vector<LoadStart> started;
 };
 
 struct WatchRun {

@@ -2,8 +2,11 @@
 // them. The samples round-trip (run_from_json), so a run recorded on one node
 // is summarized the same anywhere (`gpuwarm watch --replay FILE`).
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
+
+#include <fmt/format.h>
 
 #include "core/json_number.h"
 #include "core/report_kind.h"
@@ -144,6 +147,10 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
             {"launches", run.load->launches},
             {"error", run.load->error},
             {"ended_early", json::array()}};
+    load["started"] = json::array();
+    for (const auto& st : run.load->started) {
+      load["started"].push_back({{"gpu", st.gpu}, {"at_s", st.at_s}});
+    }
     for (const auto& e : run.load->ended_early) {
       load["ended_early"].push_back({{"gpu", e.gpu}, {"at_s", e.at_s}, {"ran", e.ran}, {"error", e.why}});
     }
@@ -201,6 +208,11 @@ Result<WatchRun> run_from_json(const json& j) {
       w.end_s = opt_from<double>(l, "end_s").value_or(-1);
       w.launches = opt_from<unsigned long long>(l, "launches").value_or(0);
       w.error = l.value("error", "");
+      if (l.contains("started") && l.at("started").is_array()) {
+        for (const auto& st : l.at("started")) {
+          w.started.push_back({checked<unsigned>(st.at("gpu"), "gpu"), checked<double>(st.at("at_s"), "at_s")});
+        }
+      }
       if (l.contains("ended_early") && l.at("ended_early").is_array()) {  // absent in runs saved by earlier builds
         for (const auto& e : l.at("ended_early")) {
           w.ended_early.push_back({checked<unsigned>(e.at("gpu"), "gpu"), checked<double>(e.at("at_s"), "at_s"),
@@ -222,6 +234,18 @@ Result<WatchRun> run_from_json(const json& j) {
       id.default_app_mem_mhz = opt_from<unsigned>(g, "default_app_mem_mhz");
       id.default_power_limit_mw = opt_from<unsigned>(g, "default_power_limit_mw");
       run.gpus.push_back(std::move(id));
+    }
+    if (run.load) {  // an end or a start is a GPU's: one not in the run is no reading of this run
+      for (const auto& e : run.load->ended_early) {
+        if (std::none_of(run.gpus.begin(), run.gpus.end(), [&](const auto& g) { return g.index == e.gpu; })) {
+          return fail(fmt::format("malformed watch run: load.ended_early names GPU {}, not in \"gpus\"", e.gpu));
+        }
+      }
+      for (const auto& st : run.load->started) {
+        if (std::none_of(run.gpus.begin(), run.gpus.end(), [&](const auto& g) { return g.index == st.gpu; })) {
+          return fail(fmt::format("malformed watch run: load.started names GPU {}, not in \"gpus\"", st.gpu));
+        }
+      }
     }
     for (const auto& s : j.at("samples")) {
       Sample sample;

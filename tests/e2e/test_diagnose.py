@@ -430,6 +430,11 @@ class NonRoot(unittest.TestCase):
         self.assertIn("resetting GPUs needs root", d["reason"])
         self.assertTrue(d["hostname"] and d["taken_at"])
         self.assertIn("Nothing was changed", r.stderr)
+        # reload-modules alike: the reason first, not the refusal its unreadable /proc would give (cannot tell).
+        r = h.run(["reload-modules", "--yes", "--json"], user=65534)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual((json.loads(r.stdout)["error"], json.loads(r.stdout)["carried_out"]), ("needs root", False))
+        self.assertIn("reloading kernel modules needs root (nothing changed)", r.stderr)
 
 
 if __name__ == "__main__":

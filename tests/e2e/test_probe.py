@@ -284,6 +284,15 @@ class Probe(unittest.TestCase):
         rc, d = self.probe_json(sc, "--node", "--all-visible", "--compare", base)
         self.assertEqual([j["method"] for j in d["compare_jobs"]],
                          ["one-process", "process-per-gpu", "process-per-gpu-all-visible"])
+        # A hung GPU: each of those processes starts one GPU, so the group gets --timeout once per GPU (2 s), not
+        # once for every GPU each process sees (review-s43-diff F3: 4 s here, 64 timeouts on 8 GPUs).
+        hung = {UUID1: {"delay_ms": {"cuInit": 20000}}}
+        rc, d = self.probe_json(hung, "--node", "--all-visible", "--timeout", "1")
+        self.assertEqual(rc, 1, d)
+        every = d["jobs"][2]
+        self.assertEqual(every["method"], "process-per-gpu-all-visible")
+        self.assertTrue(all(p["timed_out"] for p in every["processes"]), every)
+        self.assertLess(every["wall_ms"], 3500, every)
         # With one GPU it would be the same start as a process per GPU: not timed twice.
         rc, d = self.probe_json(sc, "--node", "--all-visible", gpus=[h.gpu(0)])
         self.assertEqual([j["method"] for j in d["jobs"]], ["one-process", "process-per-gpu"])

@@ -626,6 +626,15 @@ TEST(FleetSummary, skipped_output_is_listed_and_changes_no_exit_code) {
       << shown;
   EXPECT_EQ(fleet::render_json(t)["skipped"][0]["problem"], "it reports exit 1");
   EXPECT_TRUE(fleet::render_json(s)["skipped"][0]["problem"].is_null());
+  // A saved fleet summary left among the reports is skipped, but its exit code was other reports': a fleet
+  // healthy now stays 0 (review-s43-diff F1).
+  std::vector<NodeReport> with_summary = {
+      report(diagnosis("a", "healthy", k_two_enabled)),
+      report(R"({"kind":"gpuwarm-fleet-summary","schema_version":1,"reports":4,"exit_code":3})")};
+  auto w = fleet::summarize(std::move(with_summary), {});
+  ASSERT_EQ(w.skipped.size(), 1u);
+  EXPECT_EQ(w.skipped[0].problem, "");
+  EXPECT_EQ(fleet::exit_code(w), 0);
 
   // A report of a kind it reads that is a failed run's document says so, not what field it lacks.
   auto failed =
