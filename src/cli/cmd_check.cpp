@@ -11,6 +11,7 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "cli/option_checks.h"
+#include "core/host.h"
 #include "core/strings.h"
 #include "output/diagnosis_output.h"
 #include "output/health_check.h"

@@ -16,6 +16,7 @@
 #include "cli/command.h"
 #include "cli/file_batch.h"
 #include "core/exit_codes.h"
+#include "core/host.h"
 #include "core/strings.h"
 #include "lint/lint.h"
 #include "snapshot/snapshot_json.h"
