@@ -155,25 +155,17 @@ class LoadRunner {
       if (c.done) {
         continue;
       }
-      pollfd pfd{c.process.out_fd, POLLIN, 0};
-      while (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-        char buf[1024];
-        ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
-        if (got <= 0) {
-          finish(c, t0, window);
-          break;
+      const bool open = read_available(c);
+      if (!c.running && c.output.find("\"running\"") != std::string::npos) {
+        c.running = true;
+        const double now = seconds_since(t0, Clock::now());
+        window.started.push_back({c.gpu, now});
+        if (window.start_s < 0) {
+          window.start_s = now;
         }
-        if (c.output.size() < (1u << 20)) {  // a child printing forever is not read forever
-          c.output.append(buf, static_cast<std::size_t>(got));
-        }
-        if (!c.running && c.output.find("\"running\"") != std::string::npos) {
-          c.running = true;
-          const double now = seconds_since(t0, Clock::now());
-          window.started.push_back({c.gpu, now});
-          if (window.start_s < 0) {
-            window.start_s = now;
-          }
-        }
+      }
+      if (!open) {
+        finish(c, t0, window);
       }
     }
     if (m_started && window.end_s < 0 && all_done()) {
@@ -210,6 +202,22 @@ class LoadRunner {
     return true;
   }
 
+  // Reads what the child has written, without waiting; false once its output has ended.
+  static bool read_available(LoadChild& c) {
+    pollfd pfd{c.process.out_fd, POLLIN, 0};
+    while (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      char buf[1024];
+      ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
+      if (got <= 0) {
+        return false;
+      }
+      if (c.output.size() < (1u << 20)) {  // a child printing forever is not read forever
+        c.output.append(buf, static_cast<std::size_t>(got));
+      }
+    }
+    return true;
+  }
+
   // stopped_here: the watch ended before the load did (--count, a stop signal) and ended the child itself;
   // its death by that signal is no load error.
   void finish(LoadChild& c, Clock::time_point t0, watch::LoadWindow& window, bool stopped_here = false) {
@@ -218,15 +226,7 @@ class LoadRunner {
       kill_and_reap(c.process.pid, status);
     }
     // What it wrote since the last drain (a child that ended on its own just before a stop) is its answer.
-    pollfd pfd{c.process.out_fd, POLLIN, 0};
-    char buf[1024];
-    while (c.output.size() < (1u << 20) && ::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) != 0) {
-      ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
-      if (got <= 0) {
-        break;
-      }
-      c.output.append(buf, static_cast<std::size_t>(got));
-    }
+    read_available(c);
     ::close(c.process.out_fd);
     c.done = true;
     auto j = child_answer(c.output, "launches");

@@ -236,14 +236,18 @@ Result<WatchRun> run_from_json(const json& j) {
       run.gpus.push_back(std::move(id));
     }
     if (run.load) {  // an end or a start is a GPU's: one not in the run is no reading of this run
+      auto stranger = [&run](const char* list, unsigned gpu) -> std::string {
+        const bool known = std::any_of(run.gpus.begin(), run.gpus.end(), [gpu](const auto& g) { return g.index == gpu; });
+        return known ? "" : fmt::format("malformed watch run: load.{} names GPU {}, not in \"gpus\"", list, gpu);
+      };
       for (const auto& e : run.load->ended_early) {
-        if (std::none_of(run.gpus.begin(), run.gpus.end(), [&](const auto& g) { return g.index == e.gpu; })) {
-          return fail(fmt::format("malformed watch run: load.ended_early names GPU {}, not in \"gpus\"", e.gpu));
+        if (auto why = stranger("ended_early", e.gpu); !why.empty()) {
+          return fail(why);
         }
       }
       for (const auto& st : run.load->started) {
-        if (std::none_of(run.gpus.begin(), run.gpus.end(), [&](const auto& g) { return g.index == st.gpu; })) {
-          return fail(fmt::format("malformed watch run: load.started names GPU {}, not in \"gpus\"", st.gpu));
+        if (auto why = stranger("started", st.gpu); !why.empty()) {
+          return fail(why);
         }
       }
     }
