@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -27,6 +30,7 @@
 #include "output/diagnosis_output.h"
 #include "reset/plan.h"
 #include "snapshot/snapshot_json.h"
+#include "sysfs/daemon.h"
 #include "sysfs/host.h"
 #include "systemd/service_manager.h"
 
@@ -95,6 +99,59 @@ const GpuFacts* by_bus_id(const Snapshot& s, const std::string& bus_id) {
     }
   }
   return nullptr;
+}
+
+// How long the daemon may take, after its start job, to open the GPUs whose settings are set again.
+constexpr auto k_daemon_hold_timeout = std::chrono::seconds(10);
+
+struct AwaitedHold {
+  DaemonHold hold;
+  double waited_s = 0;
+};
+
+// Polls the daemon's open files until it holds every awaited GPU, or the timeout. Bounded: each /proc read is.
+AwaitedHold await_daemon_hold(const Paths& paths, const std::vector<unsigned>& awaited) {
+  const auto start = std::chrono::steady_clock::now();
+  AwaitedHold out;
+  for (;;) {
+    out.hold = daemon_hold(read_daemon(paths), awaited);
+    out.waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (out.hold.held() || std::chrono::steady_clock::now() - start >= k_daemon_hold_timeout) {
+      return out;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+std::string device_nodes(const std::vector<unsigned>& minors) {
+  std::vector<std::string> names;
+  for (unsigned m : minors) {
+    names.push_back(fmt::format("/dev/nvidia{}", m));
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+nlohmann::json hold_json(const AwaitedHold& a) {
+  return {{"awaited_minors", a.hold.awaited},
+          {"held", a.hold.unknown.empty() ? nlohmann::json(a.hold.not_held.empty()) : nlohmann::json(nullptr)},
+          {"not_held_minors", a.hold.not_held},
+          {"unknown", a.hold.unknown},
+          {"waited_s", std::round(a.waited_s * 1000) / 1000}};
+}
+
+std::string hold_text(const AwaitedHold& a) {
+  if (a.hold.held()) {
+    return fmt::format("nvidia-persistenced held {} after {:.2f} s; the settings were set again then.\n",
+                       device_nodes(a.hold.awaited), a.waited_s);
+  }
+  if (!a.hold.unknown.empty()) {
+    return fmt::format("Whether nvidia-persistenced holds {} could not be read ({}); the settings were set again all "
+                       "the same: the checks below say whether they stayed.\n",
+                       device_nodes(a.hold.not_held), escape_control(a.hold.unknown));
+  }
+  return fmt::format("nvidia-persistenced did not hold {} within {} s (does it run with --no-persistence-mode?); the "
+                     "settings were set again all the same: the checks below say whether they stayed.\n",
+                     device_nodes(a.hold.not_held), k_daemon_hold_timeout.count());
 }
 
 struct AfterCheck {
@@ -187,7 +244,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "from a system directory with a deadline, and starts the daemon again -- always, also when the reset\n"
       "failed or a signal arrived (signals wait until the daemon is back). A reset returns application clocks\n"
       "and power limits to their defaults: those set away from the default are set again with nvidia-smi -ac\n"
-      "and -pl once the daemon is started again (--no-restore leaves the defaults); stopping the daemon alone\n"
+      "and -pl once the daemon is started again and holds those GPUs (waited for up to 10 s, then set all the\n"
+      "same; --no-restore leaves the defaults); stopping the daemon alone\n"
       "costs them on every GPU nothing else holds, so they are set again also when the reset did not run.\n"
       "Then it verifies every GPU: Enabled and held by the daemon, the reset GPUs back with the same UUID,\n"
       "application clocks and power limits as before (a check that fails says how to set them again).\n"
@@ -310,6 +368,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     bool stop_failed = false;
     bool start_failed = false;
     bool reset_ran = false;  // the reset command ran, whatever it answered
+    std::optional<AwaitedHold> hold;
     int signal_number = 0;
     // Caught from here on, so that none falls between the shield below and the verification after it: one that
     // comes while verifying ends the verification, not the report (the GPUs were reset by then).
@@ -321,6 +380,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       // Settings may be lost once the reset ran (whatever it answered) or the daemon was stopped (or may have
       // been: a stop that timed out): with nothing holding a GPU, the driver de-initializes it.
       bool settings_at_risk = false;
+      bool hold_awaited = false;  // the daemon is waited for once, before the first setting is set again
       // A step that is a command (the reset, a setting set again): run under a deadline, its output kept.
       auto run_command = [&failed](ResetStepRecord& rec, int timeout_ms) {
         auto r = run_child(rec.step->argv, timeout_ms, 64u << 10);
@@ -394,6 +454,12 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             failed = failed || settings_at_risk;
             continue;
           }
+          if (!hold_awaited) {
+            hold_awaited = true;
+            if (plan.daemon_was_active) {
+              hold = await_daemon_hold(paths, minors_to_hold(before, plan));
+            }
+          }
           run_command(rec, k_restore_timeout_ms);
         } else {
           auto r = services->start(k_unit_name, job_timeout);
@@ -413,6 +479,10 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       report["reset_ran"] = reset_ran;
     }
     std::string text = head + steps_text(records);
+    if (hold) {
+      report["daemon_hold"] = hold_json(*hold);
+      text += hold_text(*hold);
+    }
     // Neither its stop nor its start answered "done": whether it runs now is not known.
     const bool state_unknown = !daemon_down && stop_failed && start_failed;
     // A daemon that was not running before was neither stopped nor started: it runs no more than it did.

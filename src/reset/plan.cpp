@@ -424,6 +424,49 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   return plan;
 }
 
+std::vector<unsigned> minors_to_hold(const Snapshot& before, const ResetPlan& plan) {
+  std::set<unsigned> minors;
+  for (const auto& step : plan.steps) {
+    if (step.kind != ResetStepKind::restore_setting) {
+      continue;
+    }
+    for (const auto& b : plan.settings) {
+      // The step names its GPU by PCI bus id, as nvidia-smi is given it.
+      const GpuFacts* g = gpu_by_index(before, b.index);
+      if (g != nullptr && g->minor.has() && std::find(step.argv.begin(), step.argv.end(), b.pci_bus_id) != step.argv.end()) {
+        minors.insert(*g->minor);
+      }
+    }
+  }
+  return {minors.begin(), minors.end()};
+}
+
+DaemonHold daemon_hold(const DaemonFacts& daemon, const std::vector<unsigned>& awaited) {
+  DaemonHold out;
+  out.awaited = awaited;
+  std::set<unsigned> held;
+  std::string unread;
+  for (const auto& p : daemon.processes) {
+    if (!p.held_minors.has()) {
+      unread = fmt::format("the open files of nvidia-persistenced (pid {}) could not be read: {}", p.pid,
+                           p.held_minors.missing);
+      continue;
+    }
+    held.insert(p.held_minors->begin(), p.held_minors->end());
+  }
+  for (unsigned m : awaited) {
+    if (held.count(m) == 0) {
+      out.not_held.push_back(m);
+    }
+  }
+  // A process that could not be read may be the one holding the rest; with every GPU held it does not matter.
+  if (!out.not_held.empty()) {
+    out.unknown = !daemon.processes_unread.empty() ? "the processes could not be listed: " + daemon.processes_unread
+                                                   : unread;
+  }
+  return out;
+}
+
 const char* to_string(ResetStepKind kind) {
   switch (kind) {
     case ResetStepKind::stop_daemon: return "stop-daemon";

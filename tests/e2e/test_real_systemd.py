@@ -48,7 +48,10 @@ touch /dev/nvidia0 /dev/nvidia1
 cp /bin/sleep /run/nvidia-persistenced/nvidia-persistenced
 daemon=/run/nvidia-persistenced/nvidia-persistenced
 if [ $persistence = on ]; then
-  ( exec 3<>/dev/nvidia0 4<>/dev/nvidia1; touch /run/stand-in-persistence-on; exec -a nvidia-persistenced $daemon infinity ) &
+  # /run/stand-in-hold-delay: the forked child opens the GPUs a moment after the start job is done, as a busy
+  # real daemon may.
+  ( [ -e /run/stand-in-hold-delay ] && sleep 1.5
+    exec 3<>/dev/nvidia0 4<>/dev/nvidia1; touch /run/stand-in-persistence-on; exec -a nvidia-persistenced $daemon infinity ) &
 else
   ( exec -a nvidia-persistenced $daemon infinity ) &
 fi
@@ -575,6 +578,12 @@ case "$1" in
     echo "GPU 00000000:06:00.0 was successfully reset." ;;
   -i)
     [ "$3" = -pl ] && [ -e /run/smi-pl-fail ] && { echo "Failed to set power management limit (test)"; exit 4; }
+    # Set while nothing holds the GPU, a setting is lost when this process lets go of it, as on a real node.
+    held=
+    for fd in /proc/[0-9]*/fd/*; do
+      [ "$(readlink "$fd" 2>/dev/null)" = /dev/nvidia0 ] && held=1
+    done
+    [ -z "$held" ] && { echo "set $3 $4 for GPU $2, lost as nothing held it"; exit 0; }
     touch "/run/set$3"
     [ -e /run/set-ac ] && [ -e /run/set-pl ] && rm -f /run/settings-at-default /run/set-ac /run/set-pl
     echo "set $3 $4 for GPU $2" ;;
@@ -637,6 +646,20 @@ esac
         checks = {c["check"]: c for c in rep["reset_checks"]}
         self.assertEqual(checks["GPU 0 application clocks"]["detail"], "still 1500 MHz (SM)")
         self.assertEqual(checks["GPU 0 power limit"]["detail"], "still 450 W")
+        self.assertTrue(all(c["passed"] for c in rep["reset_checks"]), rep["reset_checks"])
+        self.assertEqual((rep["daemon_hold"]["awaited_minors"], rep["daemon_hold"]["held"]), ([0], True))
+
+        # The daemon's child opens the GPUs 1.5 s after its start job is done: the settings wait for it (set at
+        # once, nothing would hold the GPU and they would be lost: review-s43 M6).
+        open(os.path.join(self.root, "run/stand-in-hold-delay"), "w").close()
+        open(log, "w").close()
+        code, rep = self.reset("--yes")
+        os.unlink(os.path.join(self.root, "run/stand-in-hold-delay"))
+        self.assertEqual(code, 0, rep)
+        self.assertTrue(rep["daemon_hold"]["held"], rep["daemon_hold"])
+        self.assertGreaterEqual(rep["daemon_hold"]["waited_s"], 1.0, rep["daemon_hold"])
+        with open(log) as f:
+            self.assertNotIn("lost", f.read())
         self.assertTrue(all(c["passed"] for c in rep["reset_checks"]), rep["reset_checks"])
 
         # Setting the power limit fails: the step says why, the check says it was lost and how to set it, exit 1.

@@ -251,6 +251,58 @@ TEST(ResetPlan, SettingsAreSetAgainAfterTheDaemonStarts) {
   }
 }
 
+// A setting is set again only once the daemon holds its GPU: the minors awaited are those of GPUs with a
+// restore step (by their /dev/nvidiaN, not their NVML index), and a GPU nobody can be seen holding is not held.
+TEST(ResetPlan, SettingsWaitForTheDaemonToHoldTheirGpus) {
+  Snapshot s = node();
+  s.nvml.gpus[1].minor = Fact<unsigned>::known(5);  // NVML index 1 is /dev/nvidia5
+  s.nvml.gpus[1].requested_power_limit_mw = Fact<unsigned>::known(500000);
+  ResetPlan p = plan_reset(s, {1}, k_inputs);
+  ASSERT_EQ(p.outcome, ResetOutcome::act);
+  EXPECT_EQ(minors_to_hold(s, p), std::vector<unsigned>{5});
+  EXPECT_TRUE(minors_to_hold(node(), plan_reset(node(), {1}, k_inputs)).empty()) << "nothing to set again";
+
+  struct Case {
+    const char* name;
+    std::function<void(DaemonFacts&)> mutate;
+    std::vector<unsigned> not_held;
+    const char* unknown;  // "" = known
+  };
+  auto holds = [](std::vector<unsigned> minors) {
+    return [minors](DaemonFacts& d) { d.processes[0].held_minors = Fact<std::vector<unsigned>>::known(minors); };
+  };
+  const Case cases[] = {
+      {"held", holds({0, 5}), {}, ""},
+      {"another GPU held, not this one", holds({0, 1}), {5}, ""},
+      {"the daemon has not opened any yet", holds({}), {5}, ""},
+      {"no daemon process (yet)", [](DaemonFacts& d) { d.processes.clear(); }, {5}, ""},
+      {"held by the second of two processes",
+       [](DaemonFacts& d) {
+         d.processes.push_back(d.processes[0]);
+         d.processes[0].held_minors = Fact<std::vector<unsigned>>::known({});
+         d.processes[1].held_minors = Fact<std::vector<unsigned>>::known({5});
+       },
+       {}, ""},
+      {"its open files unreadable",
+       [](DaemonFacts& d) { d.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("EACCES"); }, {5},
+       "could not be read: EACCES"},
+      {"/proc unlisted", [](DaemonFacts& d) { d.processes.clear(); d.processes_unread = "EMFILE"; }, {5},
+       "the processes could not be listed: EMFILE"},
+  };
+  for (const Case& c : cases) {
+    DaemonFacts d = s.daemon;
+    c.mutate(d);
+    DaemonHold h = daemon_hold(d, {5});
+    EXPECT_EQ(h.not_held, c.not_held) << c.name;
+    EXPECT_EQ(h.held(), c.not_held.empty()) << c.name;
+    if (*c.unknown == '\0') {
+      EXPECT_EQ(h.unknown, "") << c.name;
+    } else {
+      EXPECT_NE(h.unknown.find(c.unknown), std::string::npos) << c.name << ": " << h.unknown;
+    }
+  }
+}
+
 TEST(ResetPlan, SettingsByHandWithoutSystemdAndWithoutTheDaemon) {
   Snapshot s = node();
   s.nvml.gpus[0].requested_power_limit_mw = Fact<unsigned>::known(500000);
