@@ -313,7 +313,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       // Ctrl-C, SIGTERM and SIGHUP wait until every step has run (or one has
       // failed) and the report says so: never a drop-in without its reload,
       // a queued start job with no report.
-      SignalShield shield;
+      SignalShield shield("gpuwarm fix", "the steps run to their end first, then the report says what was done");
       bool failed = false;
       for (auto& rec : records) {
         auto r = execute(*rec.step, paths, *services, timeout);

@@ -695,7 +695,9 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     std::vector<std::string> done_after_failure;
     // Between unloading the old modules and loading the new ones the node has
     // no driver: Ctrl-C must not stop it there. Signals wait for the end.
-    SignalShield shield;
+    SignalShield shield("gpuwarm reload-modules",
+                        "the steps run to their end first: stopping between the unload and the load would leave "
+                        "the node without a driver");
     for (std::size_t i = 0; i < plan.steps.size(); ++i) {
       const auto& s = plan.steps[i];
       // After a failed load of a module built on nvidia, the loads after it may need it and are left to the

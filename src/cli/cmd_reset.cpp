@@ -375,7 +375,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     StopSignalsCaught stop_signals;
     {
       // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
-      SignalShield shield;
+      SignalShield shield("gpuwarm reset",
+                          "the steps run to their end first, and nvidia-persistenced is started again before "
+                          "gpuwarm exits (kill -9 now would leave the node without it)");
       bool skip_reset = false;
       // Settings may be lost once the reset ran (whatever it answered) or the daemon was stopped (or may have
       // been: a stop that timed out): with nothing holding a GPU, the driver de-initializes it.

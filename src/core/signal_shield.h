@@ -7,12 +7,15 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>  // sigabbrev_np (GNU)
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cstddef>
 #include <ctime>
 #include <string>
+#include <string_view>
+#include <thread>
 
 namespace gpuwarm {
 
@@ -55,16 +58,31 @@ inline int pending_stop_signal(const sigset_t& mask) {
 
 class SignalShield {
  public:
-  SignalShield() : m_set(stop_signal_set()) {
+  // `notice`, when not empty, is said on stderr the moment a shielded signal arrives ("<who>: SIGINT received:
+  // <notice>"): an operator whose Ctrl-C seems to do nothing for minutes reaches for kill -9, the one
+  // signal that cannot wait. A thread waits for the signals to say so; it starts with every signal blocked
+  // (created under the mask) and only waits and writes, so a fork meanwhile is as safe as before.
+  SignalShield() : SignalShield({}, {}) {}
+  SignalShield(std::string_view who, std::string_view notice) : m_set(stop_signal_set()) {
     // Ctrl-Z too, but not taken: held until the section ends, it then suspends the process as usual. A
     // reset suspended mid-way would leave the node without its daemon for as long as nobody resumes it.
     sigset_t block = m_set;
     sigaddset(&block, SIGTSTP);
     pthread_sigmask(SIG_BLOCK, &block, &m_old);
+    if (!notice.empty()) {
+      for (std::size_t i = 0; i < k_signals.size(); ++i) {
+        m_lines[i] = std::string(who) + ": " + signal_name(k_signals[i]) + " received: " + std::string(notice) + "\n";
+      }
+      m_announcer = std::thread([this] { announce(); });
+    }
   }
   // Pending signals are taken first (take()), so unblocking cannot kill the
   // process after the section: the caller decides what an interruption means.
   ~SignalShield() {
+    if (m_announcer.joinable()) {
+      m_stop.store(true);
+      m_announcer.join();
+    }
     take();
     pthread_sigmask(SIG_SETMASK, &m_old, nullptr);
   }
@@ -75,24 +93,52 @@ class SignalShield {
   int take() {
     timespec zero{};
     for (int sig; (sig = sigtimedwait(&m_set, nullptr, &zero)) > 0;) {
-      if (m_taken == 0 && !ignored_by_caller(sig)) {
-        m_taken = sig;
-      }
+      record(sig);
     }
-    return m_taken;
+    return m_first.load();
   }
 
   // Whether a shielded signal arrived (taken already or still pending), without consuming it.
   bool pending() const {
     sigset_t none;
     sigemptyset(&none);
-    return m_taken != 0 || pending_stop_signal(none) != 0;
+    return m_first.load() != 0 || pending_stop_signal(none) != 0;
   }
 
  private:
+  static constexpr std::array<int, 4> k_signals = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+  bool record(int sig) {
+    if (ignored_by_caller(sig)) {
+      return false;
+    }
+    int none = 0;
+    m_first.compare_exchange_strong(none, sig);
+    return true;
+  }
+
+  void announce() {
+    while (!m_stop.load()) {
+      timespec wait{0, 50'000'000};
+      const int sig = sigtimedwait(&m_set, nullptr, &wait);
+      if (sig <= 0 || !record(sig)) {
+        continue;
+      }
+      for (std::size_t i = 0; i < k_signals.size(); ++i) {
+        if (k_signals[i] == sig) {
+          // Each press is answered: a second Ctrl-C is a question too. write(2) only: no lock a fork could copy.
+          [[maybe_unused]] auto n = ::write(STDERR_FILENO, m_lines[i].data(), m_lines[i].size());
+        }
+      }
+    }
+  }
+
   sigset_t m_set{};
   sigset_t m_old{};
-  int m_taken = 0;
+  std::atomic<int> m_first{0};
+  std::atomic<bool> m_stop{false};
+  std::array<std::string, 4> m_lines;  // written before the thread starts, only read by it
+  std::thread m_announcer;
 };
 
 // Holds off the signals that end a run (as SignalShield) for a short section without taking them: when the

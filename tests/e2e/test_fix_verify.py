@@ -249,6 +249,14 @@ class FixAndVerify(SystemdMockCase):
             time.sleep(0.02)
         self.assertTrue(self.mock.GetMethodCalls("StartUnit"), "fix never reached StartUnit")
         p.send_signal(signal.SIGINT)
+        # Said at once, while the step still waits (its job timeout is 2 s), not only when the run ends.
+        said = ""
+        while "received" not in said:
+            line = p.stderr.readline()
+            self.assertTrue(line, "stderr ended without a word on the signal")
+            said += line
+        self.assertIsNone(p.poll(), "the notice came only as the run ended")
+        self.assertIn("gpuwarm fix: SIGINT received: the steps run to their end first", said)
         out, err = p.communicate(timeout=20)
         self.assertNotIn("AddressSanitizer", err)
         rep = json.loads(out)  # the report is whole although Ctrl-C came mid-step

@@ -549,6 +549,8 @@ class RealSystemd(unittest.TestCase):
             self.fail(f"gpuwarm reset not found running (exit {p.returncode}): {out} {err}")
         os.kill(int(pid[0]), signal.SIGINT)
         out, err = p.communicate(timeout=60)
+        self.assertIn("gpuwarm reset: SIGINT received: the steps run to their end first, and nvidia-persistenced is "
+                      "started again before gpuwarm exits", err)
         if during == "reset":
             os.unlink(os.path.join(self.root, "run/smi-sleep"))
         self.assertEqual(p.returncode, 130, out + err)

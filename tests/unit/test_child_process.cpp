@@ -233,6 +233,47 @@ TEST(RunChild, a_stop_signal_ends_the_program_first_unless_shielded) {
   ::sigaction(SIGTERM, &before, nullptr);
 }
 
+// A shield with a notice says so on stderr the moment a signal comes, while the program still runs (not when
+// the section ends), once per signal, and still hands the first signal to take().
+TEST(RunChild, a_shielded_signal_is_answered_at_once_on_stderr) {
+  if (!has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /usr/bin/sleep";
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ::dup2(fds[1], STDERR_FILENO);
+  std::string said_while_running;
+  int taken = 0;
+  {
+    SignalShield shield("gpuwarm test", "finishing first");
+    std::thread sender([] {
+      block_all_signals_in_this_thread();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      ::kill(::getpid(), SIGINT);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      ::kill(::getpid(), SIGTERM);
+    });
+    std::thread reader([&] {
+      block_all_signals_in_this_thread();
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));  // both signals sent, the program still runs
+      char buf[512];
+      ssize_t n = ::read(fds[0], buf, sizeof buf);
+      if (n > 0) said_while_running.assign(buf, static_cast<std::size_t>(n));
+    });
+    auto r = run_child({"/usr/bin/sleep", "0.8"}, 20000);
+    sender.join();
+    reader.join();
+    EXPECT_TRUE(r && r->exit_code == 0);
+    taken = shield.take();
+  }
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_EQ(said_while_running,
+            "gpuwarm test: SIGINT received: finishing first\ngpuwarm test: SIGTERM received: finishing first\n");
+  EXPECT_EQ(taken, SIGINT);
+}
+
 // nohup's SIGHUP (ignored by the caller) is no request to stop: the program runs to its end.
 TEST(RunChild, a_signal_the_caller_ignores_stops_nothing) {
   if (!has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /usr/bin/sleep";
