@@ -14,7 +14,7 @@ for tool in pandoc rpmbuild cmake ninja; do
 done
 mkdir -p "$dist"
 configure() {
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPUWARM_PORTABLE=ON -DGPUWARM_BUILD_TESTS=OFF \
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGPUWARM_PORTABLE=ON -DGPUWARM_BUILD_TESTS=OFF -DGPUWARM_TEST_HOOKS=OFF \
     -DCMAKE_INSTALL_PREFIX=/usr "$@" >/dev/null
 }
 configure -DGPUWARM_ZSH_COMPLETION_DIR=share/zsh/vendor-completions

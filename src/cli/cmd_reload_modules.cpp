@@ -270,6 +270,7 @@ class KmodOps : public ModuleOps {
   kmod_ctx* m_ctx;
 };
 
+#ifdef GPUWARM_TEST_HOOKS
 // Removes `name` in the folder `dir` and, if it is a folder, what it holds, following no symbolic link: a
 // link is removed itself, never what it points to.
 Result<void> remove_tree_at(int dir, const std::string& name, const std::string& shown) {
@@ -432,6 +433,7 @@ class FakeRootOps : public ModuleOps {
   std::string m_fail_on;
   std::vector<modules::ModuleFile> m_files;
 };
+#endif  // GPUWARM_TEST_HOOKS
 
 // "nvidia, nvidia_uvm", "none", or "unknown (why)" where /proc/modules could not be read (`unread`, when given,
 // gets why): never "none" then. Escaped, for text and JSON alike.
@@ -655,11 +657,14 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     }
 
     std::unique_ptr<ModuleOps> ops;
+#ifdef GPUWARM_TEST_HOOKS
     const char* fake_log = std::getenv("GPUWARM_FAKE_MODULE_OPS");
     if (!paths.is_live() && fake_log != nullptr) {
       const char* fail_on = std::getenv("GPUWARM_FAKE_MODULE_FAIL");
       ops = std::make_unique<FakeRootOps>(paths, fake_log, fail_on != nullptr ? fail_on : "", facts.new_modules);
-    } else if (!paths.is_live()) {
+    } else
+#endif
+    if (!paths.is_live()) {
       return usage_error("reload-modules",
                          "--root is for reading a recorded tree; modules are only reloaded on the live system");
     } else {  // as root: checked before anything was read

@@ -221,7 +221,12 @@ int main(int argc, char** argv) {
                "and tell when something else is wrong.",
                "gpuwarm"};
   app.formatter(std::make_shared<gpuwarm::HelpFormatter>());  // before the subcommands: they inherit it
+#ifdef GPUWARM_TEST_HOOKS
+  app.set_version_flag("--version", std::string(GPUWARM_VERSION_TEXT) +
+                                        "\ntest hooks compiled in (a test build: packages are built without)");
+#else
   app.set_version_flag("--version", GPUWARM_VERSION_TEXT);
+#endif
   app.require_subcommand(1);
   // Global options (--color) may also follow the command name.
   app.fallthrough();

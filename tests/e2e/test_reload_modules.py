@@ -4,10 +4,12 @@ section (built here with gcc and objcopy), read through libkmod like a real
 nvidia.ko. Acting goes through the test stand-in for libkmod, which only
 exists under a fake --root: no real module is ever loaded."""
 import fcntl
+import glob
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import unittest
 
@@ -153,6 +155,29 @@ class ReloadModules(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertIn("Nothing to do", r.stdout)
         self.assertEqual(self.ops(), [])
+
+    def test_a_packaged_binary_has_no_test_stand_in(self):
+        # The packages are built without test hooks: $GPUWARM_FAKE_MODULE_OPS means nothing to the binary that
+        # runs as root on nodes; the plan a stand-in would carry out here is refused as a --root one.
+        tgz = glob.glob(os.path.join(os.environ.get("GPUWARM_DIST", "/nonexistent"), "gpuwarm-*-linux-x86_64.tar.gz"))
+        if os.geteuid() != 0:
+            self.skipTest("--yes needs root (as on a node)")
+        if len(tgz) != 1:
+            self.skipTest("no packaged tarball in $GPUWARM_DIST (scripts/test.sh builds it with scripts/package.sh)")
+        with tarfile.open(tgz[0]) as t:
+            t.extractall(self.tmp)
+        packaged = glob.glob(os.path.join(self.tmp, "gpuwarm-*", "bin", "gpuwarm"))[0]
+        r = subprocess.run([packaged, "reload-modules", "--root", self.root.path, "--module-dir",
+                            os.path.dirname(self.moddir), "--yes"],
+                           env={**os.environ, "GPUWARM_FAKE_MODULE_OPS": self.log, "NO_COLOR": "1"},
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("--root is for reading a recorded tree; modules are only reloaded on the live system", r.stderr)
+        self.assertEqual(self.ops(), [])
+        self.assertIn("nvidia_uvm", self.proc_modules())  # nothing unloaded
+        # The test build honours it (what the tests above rely on), and says so in --version.
+        self.assertIn("test hooks compiled in", h.run(["--version"], raw=True).stdout)
+        self.assertNotIn("test hooks", subprocess.run([packaged, "--version"], capture_output=True, text=True).stdout)
 
     def test_refuses_while_a_process_holds_the_gpus(self):
         self.root.daemon_process(pid=812)
