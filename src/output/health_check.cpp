@@ -42,6 +42,7 @@ constexpr RuleImpact k_impacts[] = {
     {"UNK005", I::unknown, "systemd answered but the unit's state could not be read"},
     {"UNK006", I::unknown, "the process list could not be read"},
     {"UNK007", I::unknown, "the kernel log named with --kernel-log was not read"},
+    {"UNK008", I::unknown, "systemd runs here but did not answer"},
     {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},

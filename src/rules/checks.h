@@ -26,6 +26,7 @@ std::vector<Finding> unit_failed(const Snapshot&);
 std::vector<Finding> daemon_not_enabled(const Snapshot&);
 std::vector<Finding> gpu_not_held(const Snapshot&);
 std::vector<Finding> unit_state_unread(const Snapshot&);
+std::vector<Finding> systemd_unanswered(const Snapshot&);
 std::vector<Finding> process_list_unread(const Snapshot&);
 // clocks.cpp
 std::vector<Finding> thermal_power_events(const Snapshot&);

@@ -122,6 +122,21 @@ std::vector<Finding> unit_state_unread(const Snapshot& s) {
   return {f};
 }
 
+// On a host booted with systemd, a bus that does not answer (dbus stopped, a D-Bus policy, a timeout) is a
+// fault: whether the unit is enabled, failed or there at all is unknown, not "no systemd here" (NOTE002).
+std::vector<Finding> systemd_unanswered(const Snapshot& s) {
+  if (s.service.reachable || s.service.not_asked || !s.service.manager_booted) {
+    return {};
+  }
+  Finding f;
+  f.message = "systemd runs on this host but did not answer: whether nvidia-persistenced.service is there, enabled "
+              "or failed is unknown";
+  f.next_step = "Check the system bus (`systemctl status dbus.service`, `busctl status`) and run gpuwarm again as "
+                "root; `systemctl status nvidia-persistenced.service` shows the unit meanwhile.";
+  f.evidence.push_back(s.service.unreachable);  // names /run/systemd/system and what the bus answered
+  return {f};
+}
+
 std::vector<Finding> process_list_unread(const Snapshot& s) {
   if (daemon_processes_listed(s) || daemon_running(s)) {
     return {};

@@ -432,6 +432,33 @@ class ProcessListUnread(Node):
         self.assertEqual(json.loads(r.stdout)["daemon"]["processes_unread"], "", r.stderr)
 
 
+class SystemdUnanswered(unittest.TestCase):
+    """On a host booted with systemd (/run/systemd/system) whose system bus does not answer, the unit's state is
+    unknown (UNK008), not "no systemd here" (NOTE002). Live tree only: a --root tree's /run is another host's."""
+
+    def diagnose(self, *extra):
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare for a /run of its own")
+        env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+        r = subprocess.run(["unshare", "--mount", "sh", "-c",
+                            'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec "$@"', "sh",
+                            h.BIN, "diagnose", "--json", *extra], capture_output=True, text=True, timeout=60, env=env)
+        self.assertNotIn("Sanitizer", r.stderr)
+        return {f["rule_id"]: f for f in json.loads(r.stdout)["findings"]}
+
+    def test_a_systemd_host_whose_bus_does_not_answer_is_cannot_tell(self):
+        found = self.diagnose()
+        self.assertIn("UNK008", found)
+        self.assertNotIn("NOTE002", found)
+        self.assertIn("systemd runs here (/run/systemd/system), but its bus did not answer",
+                      found["UNK008"]["evidence"][0])
+        self.assertEqual(found["UNK008"]["route"], "unknown")
+        # Not asked (--no-systemd) is the caller's choice: a note, not an unknown.
+        found = self.diagnose("--no-systemd")
+        self.assertIn("NOTE002", found)
+        self.assertNotIn("UNK008", found)
+
+
 class NamedKernelLogUnread(Node):
     """A log the caller names for its driver lines and gpuwarm cannot read is cannot tell (UNK007), never an
     empty log that lets the verdict say healthy; /dev/kmsg closed to a user stays NOTE001's."""

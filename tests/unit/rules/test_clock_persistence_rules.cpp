@@ -142,6 +142,20 @@ TEST(Rules, NOTE002_no_service_manager) {
          s.service.unreachable = "no system bus";
        },
        {{k_node}}},
+      {"--no-systemd on a systemd host: not asked, still a note",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.not_asked = s.service.manager_booted = true;
+         s.service.unreachable = "--no-systemd";
+       },
+       {{k_node}}},
+      {"a systemd host whose bus did not answer is UNK008's",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.manager_booted = true;
+         s.service.unreachable = "Connection refused";
+       },
+       {}},
   };
   for (const auto& c : cases) expect_rule("NOTE002", c);
 }

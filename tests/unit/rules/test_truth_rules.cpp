@@ -138,6 +138,24 @@ TEST(Rules, UNK005_unit_state_unread) {
   for (const auto& c : cases) expect_rule("UNK005", c);
 }
 
+TEST(Rules, UNK008_systemd_unanswered) {
+  auto unanswered = [](bool booted, bool asked) {
+    return [booted, asked](Snapshot& s) {
+      s.service.reachable = false;
+      s.service.manager_booted = booted;
+      s.service.not_asked = !asked;
+      s.service.unreachable = asked ? "Failed to connect to the system bus: Connection refused" : "--no-systemd";
+    };
+  };
+  const std::vector<RuleCase> cases = {
+      {"systemd answered", [](Snapshot&) {}, {}},
+      {"booted with systemd, the bus refused", unanswered(true, true), {{std::nullopt}}},
+      {"no systemd on this host: NOTE002's", unanswered(false, true), {}},
+      {"booted with systemd, --no-systemd: not asked, NOTE002's", unanswered(true, false), {}},
+  };
+  for (const auto& c : cases) expect_rule("UNK008", c);
+}
+
 TEST(Rules, UNK006_process_list_unread) {
   auto unlisted = [](Snapshot& s) {
     s.daemon.processes.clear();
