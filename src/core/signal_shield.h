@@ -15,6 +15,7 @@
 #include <ctime>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 namespace gpuwarm {
@@ -73,7 +74,18 @@ class SignalShield {
       for (std::size_t i = 0; i < k_signals.size(); ++i) {
         m_lines[i] = std::string(who) + ": " + signal_name(k_signals[i]) + " received: " + std::string(notice) + "\n";
       }
-      m_announcer = std::thread([this] { announce(); });
+      // Created with every signal blocked (a thread inherits its creator's mask): no signal is ever delivered
+      // to it, a SIGPIPE from its write included; it only takes the stop signals with sigtimedwait.
+      sigset_t all;
+      sigset_t shielded;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, &shielded);
+      try {
+        m_announcer = std::thread([this] { announce(); });
+      } catch (const std::system_error&) {
+        // No thread to be had (a task limit): the signals are still held, only not answered at once.
+      }
+      pthread_sigmask(SIG_SETMASK, &shielded, nullptr);
     }
   }
   // Pending signals are taken first (take()), so unblocking cannot kill the
