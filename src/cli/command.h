@@ -25,6 +25,10 @@ struct CommandSpec {
   const char* summary;
   CommandSetup setup;
   const char* json_kind;  // the "kind" of its --json report; nullptr for a command without --json
+  // The shape of its own failure documents, which a usage error's document takes: their schema version, and
+  // whether they list GPUs (probe's and watch's always carry "gpus", an empty list when none was reached).
+  int json_schema_version = 1;
+  bool json_lists_gpus = false;
 };
 
 std::span<const CommandSpec> commands();
@@ -36,8 +40,9 @@ std::span<const CommandSpec> commands();
 int usage_error(std::string_view command, std::string_view message);
 // The same on stderr alone, for a command that prints its own JSON document for the error.
 int usage_error_text(std::string_view command, std::string_view message);
-// Set by main() when the command line asks the command for --json: the kind usage_error's document carries.
-void answer_usage_errors_in_json(const char* kind);
+// Set by main() when the command line asks the command for --json: the command whose document usage_error
+// prints (nothing for a command without --json).
+void answer_usage_errors_in_json(const CommandSpec& command);
 // usage_error's document alone (main() prints CLI11's errors with hints of its own).
 void usage_error_json(std::string_view message);
 

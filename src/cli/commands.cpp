@@ -17,10 +17,10 @@ const CommandSpec k_commands[] = {
      setup_fix, "gpuwarm-fix"},
     {"verify", "Check the runbook's verification list: unit, daemon, every GPU, stable clocks", setup_verify, "gpuwarm-verify"},
     {"probe", "Time each GPU's cold start (first CUDA call) in a fresh process; save and compare baselines",
-     setup_probe, "gpuwarm-probe"},
+     setup_probe, "gpuwarm-probe", k_probe_schema_version, true},
     {"watch", "Sample clocks over time (optionally under a built-in load) and attribute swings: de-init, "
               "thermal/power, pinned clocks",
-     setup_watch, "gpuwarm-watch"},
+     setup_watch, "gpuwarm-watch", watch::k_schema_version, true},
     {"guard", "ExecCondition= for nvidia-persistenced: skip the unit cleanly (not fail it) while the driver is "
               "half-updated",
      setup_guard, "gpuwarm-guard"},
@@ -45,10 +45,12 @@ const CommandSpec k_commands[] = {
 std::span<const CommandSpec> commands() { return k_commands; }
 
 namespace {
-const char* g_usage_json_kind = nullptr;
+const CommandSpec* g_usage_json_command = nullptr;
 }  // namespace
 
-void answer_usage_errors_in_json(const char* kind) { g_usage_json_kind = kind; }
+void answer_usage_errors_in_json(const CommandSpec& command) {
+  g_usage_json_command = command.json_kind != nullptr ? &command : nullptr;
+}
 
 int usage_error_text(std::string_view command, std::string_view message) {
   std::cerr << "gpuwarm: error: " << message << "\nRun `gpuwarm " << command << " --help` for its options.\n";
@@ -56,15 +58,13 @@ int usage_error_text(std::string_view command, std::string_view message) {
 }
 
 void usage_error_json(std::string_view message) {
-  if (g_usage_json_kind == nullptr) {
+  if (g_usage_json_command == nullptr) {
     return;
   }
-  // The shape of the command's own failure documents: its schema, and for probe and watch no GPUs.
-  const std::string_view kind = g_usage_json_kind;
-  nlohmann::json out = {{"kind", kind}, {"schema_version", 1}, {"hostname", host_name()},
+  const CommandSpec& c = *g_usage_json_command;
+  nlohmann::json out = {{"kind", c.json_kind}, {"schema_version", c.json_schema_version}, {"hostname", host_name()},
                         {"error", std::string(message)}, {"exit_code", to_int(ExitCode::usage)}};
-  if (kind == "gpuwarm-probe" || kind == "gpuwarm-watch") {
-    out["schema_version"] = kind == "gpuwarm-probe" ? k_probe_schema_version : watch::k_schema_version;
+  if (c.json_lists_gpus) {
     out["gpus"] = nlohmann::json::array();
   }
   std::cout << dump_json(out) << "\n";

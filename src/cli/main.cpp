@@ -257,7 +257,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& cmd : gpuwarm::commands()) {
     if (json_asked && chosen == cmd.name) {
-      gpuwarm::answer_usage_errors_in_json(cmd.json_kind);
+      gpuwarm::answer_usage_errors_in_json(cmd);
     }
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
     if (chosen == cmd.name || chosen == "completion") {
