@@ -239,6 +239,7 @@ class LoadRunner {
       }
     }
     if (!read) {
+      window.launches_uncounted.push_back(c.gpu);
       if (stopped_here && WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGKILL)) {
         return;
       }

@@ -52,12 +52,13 @@ struct LoadWindow {
   double requested_s = 0;
   double start_s = -1;  // first kernel finished, as the watcher saw it; -1 = never started
   double end_s = -1;
-  unsigned long long launches = 0;  // summed over GPUs
+  unsigned long long launches = 0;  // summed over the GPUs whose load reported a count (launches_uncounted)
   std::string error;                // the first load error, if any
   std::vector<LoadEnd> ended_early;  // per GPU: its clocks after that were not under its load
   // Per GPU: its clocks before that were not under its load; a GPU not listed never ran its kernel. Empty in
   // runs saved before it was recorded: then the window's phase stands for every GPU.
   std::vector<LoadStart> started;
+  std::vector<unsigned> launches_uncounted;  // GPUs whose load child ended without reporting its count (killed)
 };
 
 struct WatchRun {

@@ -145,6 +145,7 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
             {"start_s", run.load->start_s >= 0 ? json(run.load->start_s) : json(nullptr)},
             {"end_s", run.load->end_s >= 0 ? json(run.load->end_s) : json(nullptr)},
             {"launches", run.load->launches},
+            {"launches_uncounted", run.load->launches_uncounted},
             {"error", run.load->error},
             {"ended_early", json::array()}};
     load["started"] = json::array();
@@ -207,6 +208,11 @@ Result<WatchRun> run_from_json(const json& j) {
       w.start_s = opt_from<double>(l, "start_s").value_or(-1);
       w.end_s = opt_from<double>(l, "end_s").value_or(-1);
       w.launches = opt_from<unsigned long long>(l, "launches").value_or(0);
+      if (l.contains("launches_uncounted") && l.at("launches_uncounted").is_array()) {
+        for (const auto& g : l.at("launches_uncounted")) {
+          w.launches_uncounted.push_back(checked<unsigned>(g, "launches_uncounted"));
+        }
+      }
       w.error = l.value("error", "");
       if (l.contains("started") && l.at("started").is_array()) {
         for (const auto& st : l.at("started")) {

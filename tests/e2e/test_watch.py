@@ -207,6 +207,8 @@ class Watch(unittest.TestCase):
                 self.assertEqual(rc, 9, d["summary"])
                 ended = d["load"]["ended_early"]
                 self.assertEqual([(e["gpu"], e["ran"], e["error"]) for e in ended], [(1, True, why)])
+                # A killed child reports no count: the sum says which GPUs it leaves out.
+                self.assertEqual(d["load"]["launches_uncounted"], [1] if fail_with == "SIGKILL" else [])
                 self.assertEqual(sorted(st["gpu"] for st in d["load"]["started"]), [0, 1])
                 self.assertLess(ended[0]["at_s"], d["load"]["end_s"])
                 g0, g1 = d["summary"]["gpus"]

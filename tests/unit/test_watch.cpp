@@ -189,7 +189,7 @@ TEST(WatchSummary, attribution_table) {
        {Cause::idle_swing}, Cause::idle_swing, ExitCode::action_needed},
       {"a swing inside the load window is expected",
        [](watch::WatchRun& run) {
-         run.load = watch::LoadWindow{5, 5, 10, 100, "", {}, {}};
+         run.load = watch::LoadWindow{5, 5, 10, 100, "", {}, {}, {}};
          for (std::size_t k = 0; k < run.samples.size(); ++k) {
            auto& s = run.samples[k];
            s.phase = k < 5 ? Phase::idle : k < 10 ? Phase::load : Phase::after_load;
@@ -200,7 +200,7 @@ TEST(WatchSummary, attribution_table) {
       {"a GPU whose load ended early is only partly seen: cannot tell, and its later samples are not load",
        [](watch::WatchRun& run) {
          run.load = watch::LoadWindow{5, 5, 10, 100, "launch: CUDA_ERROR_LAUNCH_FAILED",
-                                      {{0, 7.5, true, "launch: CUDA_ERROR_LAUNCH_FAILED"}}, {}};
+                                      {{0, 7.5, true, "launch: CUDA_ERROR_LAUNCH_FAILED"}}, {}, {}};
          for (std::size_t k = 5; k < 10; ++k) {
            run.samples[k].phase = Phase::load;
          }
@@ -209,7 +209,7 @@ TEST(WatchSummary, attribution_table) {
       {"a load that ended early on GPU 1 leaves GPU 0 stable but the run cannot tell",
        [](watch::WatchRun& run) {
          run.load = watch::LoadWindow{5, 5, 10, 100, "load child killed by signal 9",
-                                      {{1, 6.5, true, "load child killed by signal 9"}}, {}};
+                                      {{1, 6.5, true, "load child killed by signal 9"}}, {}, {}};
          for (std::size_t k = 5; k < 10; ++k) {
            run.samples[k].phase = Phase::load;
          }
@@ -218,7 +218,7 @@ TEST(WatchSummary, attribution_table) {
       {"a fault explains a load that ended early: RAS, not cannot tell",
        [](watch::WatchRun& run) {
          run.load = watch::LoadWindow{5, 5, 10, 100, "launch: CUDA_ERROR_LAUNCH_FAILED",
-                                      {{0, 7.5, true, "launch: CUDA_ERROR_LAUNCH_FAILED"}}, {}};
+                                      {{0, 7.5, true, "launch: CUDA_ERROR_LAUNCH_FAILED"}}, {}, {}};
          for (std::size_t k = 5; k < 10; ++k) {
            run.samples[k].phase = Phase::load;
          }
@@ -227,7 +227,7 @@ TEST(WatchSummary, attribution_table) {
        {Cause::gpu_fault}, Cause::gpu_fault, ExitCode::routed_elsewhere},
       {"a load error no GPU is named for (a run saved before that was recorded): the run cannot tell",
        [](watch::WatchRun& run) {
-         run.load = watch::LoadWindow{5, 5, 10, 100, "launch: CUDA_ERROR_LAUNCH_FAILED", {}, {}};
+         run.load = watch::LoadWindow{5, 5, 10, 100, "launch: CUDA_ERROR_LAUNCH_FAILED", {}, {}, {}};
          for (std::size_t k = 5; k < 10; ++k) {
            run.samples[k].phase = Phase::load;
          }
@@ -284,7 +284,7 @@ TEST(WatchSummary, nvml_never_initialized_is_cannot_tell) {
 
 TEST(WatchSummary, clock_stats_reason_time_and_settle) {
   auto run = idle_run(10);
-  run.load = watch::LoadWindow{4, 2, 6, 200, "", {}, {}};
+  run.load = watch::LoadWindow{4, 2, 6, 200, "", {}, {}, {}};
   for (std::size_t k = 0; k < run.samples.size(); ++k) {
     auto& s = run.samples[k];
     s.phase = k < 2 ? Phase::idle : k < 6 ? Phase::load : Phase::after_load;
@@ -410,7 +410,7 @@ TEST(WatchSummary, a_duration_past_unsigned_is_clamped_not_undefined) {
 TEST(WatchSummary, a_gpu_whose_load_ended_early_counts_only_what_ran) {
   auto run = idle_run(12);
   run.load = watch::LoadWindow{6, 2, 8, 100, "launch: CUDA_ERROR_LAUNCH_FAILED",
-                               {{1, 4.5, true, "launch: CUDA_ERROR_LAUNCH_FAILED"}}, {}};
+                               {{1, 4.5, true, "launch: CUDA_ERROR_LAUNCH_FAILED"}}, {}, {}};
   for (std::size_t k = 2; k < 8; ++k) {
     run.samples[k].phase = Phase::load;
   }
@@ -448,7 +448,7 @@ TEST(WatchSummary, a_gpu_whose_load_ended_early_counts_only_what_ran) {
 
 TEST(WatchJson, round_trip_keeps_the_summary) {
   auto run = idle_run(6);
-  run.load = watch::LoadWindow{2, 1, 3, 50, "", {{1, 2.5, true, "load child printed no result"}}, {}};
+  run.load = watch::LoadWindow{2, 1, 3, 50, "", {{1, 2.5, true, "load child printed no result"}}, {}, {}};
   run.samples[2].phase = Phase::load;
   run.samples[1].phase = Phase::load_starting;  // every phase survives the round trip
   run.samples[1].gpus[0].attach_ms = 900;
