@@ -699,62 +699,67 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     std::size_t done = 0;  // steps done before the first failure
     std::optional<std::size_t> failed;  // the first failed step
     std::vector<std::string> done_after_failure;
-    // Between unloading the old modules and loading the new ones the node has
-    // no driver: Ctrl-C must not stop it there. Signals wait for the end.
-    SignalShield shield("gpuwarm reload-modules",
-                        "the steps run to their end first: stopping between the unload and the load would leave "
-                        "the node without a driver");
-    for (std::size_t i = 0; i < plan.steps.size(); ++i) {
-      const auto& s = plan.steps[i];
-      // After a failed load of a module built on nvidia, the loads after it may need it and are left to the
-      // advice, but the version check and the udev trigger still run: the core module is in, and
-      // /dev/nvidia-uvm's major (chosen at load time) must be the new module's. After any other failure nothing
-      // more runs.
-      if (failed && !(plan.steps[*failed].kind == modules::StepKind::load && plan.steps[*failed].module != "nvidia" &&
-                      (s.kind == modules::StepKind::check_version || s.kind == modules::StepKind::udev_trigger))) {
-        continue;
-      }
-      Result<void> r;
-      switch (s.kind) {
-        case modules::StepKind::unload: r = ops->unload(s.module); break;
-        case modules::StepKind::load: {
-          std::string options;
-          for (const auto& f : facts.new_modules) {
-            options = f.path == s.path ? f.options : options;
+    // A signal after the swap (while the report is written) is recorded, not fatal: the report must come out.
+    StopSignalsCaught stop_signals;
+    int interrupted = 0;
+    {
+      // Between unloading the old modules and loading the new ones the node has
+      // no driver: Ctrl-C must not stop it there. Signals wait for the end.
+      SignalShield shield("gpuwarm reload-modules",
+                          "the steps run to their end first: stopping between the unload and the load would leave "
+                          "the node without a driver");
+      for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+        const auto& s = plan.steps[i];
+        // After a failed load of a module built on nvidia, the loads after it may need it and are left to the
+        // advice, but the version check and the udev trigger still run: the core module is in, and
+        // /dev/nvidia-uvm's major (chosen at load time) must be the new module's. After any other failure nothing
+        // more runs.
+        if (failed && !(plan.steps[*failed].kind == modules::StepKind::load && plan.steps[*failed].module != "nvidia" &&
+                        (s.kind == modules::StepKind::check_version || s.kind == modules::StepKind::udev_trigger))) {
+          continue;
+        }
+        Result<void> r;
+        switch (s.kind) {
+          case modules::StepKind::unload: r = ops->unload(s.module); break;
+          case modules::StepKind::load: {
+            std::string options;
+            for (const auto& f : facts.new_modules) {
+              options = f.path == s.path ? f.options : options;
+            }
+            r = ops->load(s.path, options);
+            break;
           }
-          r = ops->load(s.path, options);
-          break;
-        }
-        case modules::StepKind::udev_trigger: r = ops->udev_trigger(); break;
-        case modules::StepKind::check_version: {
-          std::string now = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
-          if (now != plan.target_version) {
-            r = fail(fmt::format("/sys/module/nvidia/version reads \"{}\", expected {}", now, plan.target_version));
+          case modules::StepKind::udev_trigger: r = ops->udev_trigger(); break;
+          case modules::StepKind::check_version: {
+            std::string now = std::string(trim(read_file(paths.sys("module/nvidia/version")).value_or("")));
+            if (now != plan.target_version) {
+              r = fail(fmt::format("/sys/module/nvidia/version reads \"{}\", expected {}", now, plan.target_version));
+            }
+            break;
           }
-          break;
+        }
+        if (!r) {
+          failure += fmt::format("{}step {} ({}) failed: {}", failure.empty() ? "" : "\n", i + 1, s.text,
+                                 r.error().message);
+          if (!failed) {
+            recovery = recovery_advice(plan, i);
+          } else if (s.kind == modules::StepKind::check_version) {  // a failed trigger's commands are in the advice
+            recovery += " Also, " + recovery_advice(plan, i);
+          }
+          failed = failed.value_or(i);
+          continue;
+        }
+        if (failed) {
+          done_after_failure.push_back(s.text);
+        } else {
+          ++done;
+        }
+        if (!opts->json) {
+          std::cout << fmt::format("  done: {}\n", escape_control(s.text));
         }
       }
-      if (!r) {
-        failure += fmt::format("{}step {} ({}) failed: {}", failure.empty() ? "" : "\n", i + 1, s.text,
-                               r.error().message);
-        if (!failed) {
-          recovery = recovery_advice(plan, i);
-        } else if (s.kind == modules::StepKind::check_version) {  // a failed trigger's commands are in the advice
-          recovery += " Also, " + recovery_advice(plan, i);
-        }
-        failed = failed.value_or(i);
-        continue;
-      }
-      if (failed) {
-        done_after_failure.push_back(s.text);
-      } else {
-        ++done;
-      }
-      if (!opts->json) {
-        std::cout << fmt::format("  done: {}\n", escape_control(s.text));
-      }
+      interrupted = shield.take();
     }
-    const int interrupted = shield.take();
     std::string unread;
     std::string now_loaded = loaded_list(paths, &unread);
     const int code = interrupted != 0 && failure.empty() ? 128 + interrupted

@@ -110,13 +110,14 @@ struct AwaitedHold {
 };
 
 // Polls the daemon's open files until it holds every awaited GPU, or the timeout. Bounded: each /proc read is.
-AwaitedHold await_daemon_hold(const Paths& paths, const std::vector<unsigned>& awaited) {
+// A GPU whose /dev/nvidiaN is unknown cannot be waited for; the others are.
+AwaitedHold await_daemon_hold(const Paths& paths, const HoldWanted& wanted) {
   const auto start = std::chrono::steady_clock::now();
   AwaitedHold out;
   for (;;) {
-    out.hold = daemon_hold(read_daemon(paths), awaited);
+    out.hold = daemon_hold(read_daemon(paths), wanted);
     out.waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (out.hold.held() || std::chrono::steady_clock::now() - start >= k_daemon_hold_timeout) {
+    if (out.hold.not_held.empty() || std::chrono::steady_clock::now() - start >= k_daemon_hold_timeout) {
       return out;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -145,9 +146,10 @@ std::string hold_text(const AwaitedHold& a) {
                        device_nodes(a.hold.awaited), a.waited_s);
   }
   if (!a.hold.unknown.empty()) {
-    return fmt::format("Whether nvidia-persistenced holds {} could not be read ({}); the settings were set again all "
-                       "the same: the checks below say whether they stayed.\n",
-                       device_nodes(a.hold.not_held), escape_control(a.hold.unknown));
+    return fmt::format("Whether nvidia-persistenced holds every GPU whose settings are set again could not be told "
+                       "({}); they were set again after {:.2f} s all the same: the checks below say whether they "
+                       "stayed.\n",
+                       escape_control(a.hold.unknown), a.waited_s);
   }
   return fmt::format("nvidia-persistenced did not hold {} within {} s (does it run with --no-persistence-mode?); the "
                      "settings were set again all the same: the checks below say whether they stayed.\n",
@@ -255,7 +257,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
       "nothing changed), 7 another fix, reset or reload-modules runs, or probe or watch --load is timing the\n"
       "GPUs (the node's lock), 8 reset but verification failed, 9 refused: cannot\n"
-      "tell (who holds the GPUs, which GPUs exist), 128+N signal N arrived (every step ran to its end, the\n"
+      "tell (who holds the GPUs, which GPUs exist; systemd runs here but its bus did not answer: steps\n"
+      "printed), 128+N signal N arrived (every step ran to its end, the\n"
       "daemon was started again; one before the reset skipped it: the text says so, and \"reset_ran\" is false\n"
       "in the JSON; verification skipped or cut short).\n\n"
       "Examples:\n"
@@ -458,8 +461,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           }
           if (!hold_awaited) {
             hold_awaited = true;
-            if (plan.daemon_was_active) {
-              hold = await_daemon_hold(paths, minors_to_hold(before, plan));
+            if (HoldWanted wanted = minors_to_hold(before, plan); plan.daemon_was_active && !wanted.empty()) {
+              hold = await_daemon_hold(paths, wanted);
             }
           }
           run_command(rec, k_restore_timeout_ms);
@@ -481,8 +484,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       report["reset_ran"] = reset_ran;
     }
     std::string text = head + steps_text(records);
+    report["daemon_hold"] = hold ? hold_json(*hold) : nlohmann::json(nullptr);  // null: nothing was waited for
     if (hold) {
-      report["daemon_hold"] = hold_json(*hold);
       text += hold_text(*hold);
     }
     // Neither its stop nor its start answered "done": whether it runs now is not known.

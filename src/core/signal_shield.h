@@ -88,25 +88,25 @@ class SignalShield {
       pthread_sigmask(SIG_SETMASK, &shielded, nullptr);
     }
   }
-  // Pending signals are taken first (take()), so unblocking cannot kill the
-  // process after the section: the caller decides what an interruption means.
+  // A caller that never took the signals has them taken here, so unblocking cannot kill the process after
+  // the section. One that did has decided what an interruption means: a signal after its take() is neither
+  // announced nor swallowed, but acts once the old mask is back (on the caller's StopSignalsCaught, say).
   ~SignalShield() {
-    if (m_announcer.joinable()) {
-      m_stop.store(true);
-      m_announcer.join();
+    stop_announcer();
+    if (!m_taken_by_caller) {
+      drain();
     }
-    take();
     pthread_sigmask(SIG_SETMASK, &m_old, nullptr);
   }
   SignalShield(const SignalShield&) = delete;
   SignalShield& operator=(const SignalShield&) = delete;
 
-  // The first signal that arrived while shielded (0 if none); it is consumed.
+  // The first signal that arrived while shielded (0 if none); it is consumed. Ends the announcements: the
+  // section is over for the caller, and a signal after this is left to act as it would (see the destructor).
   int take() {
-    timespec zero{};
-    for (int sig; (sig = sigtimedwait(&m_set, nullptr, &zero)) > 0;) {
-      record(sig);
-    }
+    stop_announcer();
+    drain();
+    m_taken_by_caller = true;
     return m_first.load();
   }
 
@@ -119,6 +119,20 @@ class SignalShield {
 
  private:
   static constexpr std::array<int, 4> k_signals = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+  void stop_announcer() {
+    if (m_announcer.joinable()) {
+      m_stop.store(true);
+      m_announcer.join();  // within one wait of the announcer's (50 ms)
+    }
+  }
+
+  void drain() {
+    timespec zero{};
+    for (int sig; (sig = sigtimedwait(&m_set, nullptr, &zero)) > 0;) {
+      record(sig);
+    }
+  }
 
   bool record(int sig) {
     if (ignored_by_caller(sig)) {
@@ -149,6 +163,7 @@ class SignalShield {
   sigset_t m_old{};
   std::atomic<int> m_first{0};
   std::atomic<bool> m_stop{false};
+  bool m_taken_by_caller = false;
   std::array<std::string, 4> m_lines;  // written before the thread starts, only read by it
   std::thread m_announcer;
 };

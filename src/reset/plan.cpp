@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -378,6 +379,13 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     plan.exit_code = ExitCode::no_service_manager;
     plan.reason = "systemd is not reachable here (" + s.service.unreachable +
                   "): nothing was changed. The same steps by hand:";
+    if (s.service.manager_booted) {
+      // systemd runs here but did not answer: whether the unit runs is unknown (UNK008), not absent.
+      plan.exit_code = ExitCode::cannot_tell;
+      plan.reason = "systemd runs on this host but did not answer (" + s.service.unreachable +
+                    "): nothing was changed. Check the system bus (systemctl status dbus.service) and run reset "
+                    "again; the same steps by hand, with systemctl once it answers:";
+    }
     // Where the processes could not be listed, the daemon may run: say so rather than leave the step out.
     bool daemon_running = !s.daemon.processes.empty() || !s.daemon.processes_unread.empty();
     if (daemon_running) {
@@ -388,7 +396,11 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     }
     plan.manual.push_back(fmt::format("{}", fmt::join(reset_argv, " ")));
     if (daemon_running) {
-      plan.manual.push_back("start nvidia-persistenced again, also if the reset failed");
+      plan.manual.push_back(restores.empty() ? "start nvidia-persistenced again, also if the reset failed"
+                                             : "start nvidia-persistenced again, also if the reset failed, and wait "
+                                               "until it holds /dev/nvidiaN again (ls -l /proc/<its pid>/fd) before "
+                                               "setting what follows: a setting made while nothing holds the GPU "
+                                               "is lost");
     }
     for (const auto& argv : restores) {
       plan.manual.push_back(fmt::format("{}", fmt::join(argv, " ")));
@@ -424,26 +436,45 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   return plan;
 }
 
-std::vector<unsigned> minors_to_hold(const Snapshot& before, const ResetPlan& plan) {
+HoldWanted minors_to_hold(const Snapshot& before, const ResetPlan& plan) {
+  // Which GPUs the daemon held before; nullopt where that was not read in full.
+  std::optional<std::set<unsigned>> held_before = std::set<unsigned>{};
+  if (!before.daemon.processes_unread.empty()) {
+    held_before.reset();
+  }
+  for (const auto& p : before.daemon.processes) {
+    if (!p.held_minors.has()) {
+      held_before.reset();
+      break;
+    }
+    held_before->insert(p.held_minors->begin(), p.held_minors->end());
+  }
   std::set<unsigned> minors;
+  std::set<std::string> unknown;
   for (const auto& step : plan.steps) {
     if (step.kind != ResetStepKind::restore_setting) {
       continue;
     }
     for (const auto& b : plan.settings) {
       // The step names its GPU by PCI bus id, as nvidia-smi is given it.
+      if (std::find(step.argv.begin(), step.argv.end(), b.pci_bus_id) == step.argv.end()) {
+        continue;
+      }
       const GpuFacts* g = gpu_by_index(before, b.index);
-      if (g != nullptr && g->minor.has() && std::find(step.argv.begin(), step.argv.end(), b.pci_bus_id) != step.argv.end()) {
+      if (g == nullptr || !g->minor.has()) {
+        unknown.insert(fmt::format("GPU {}'s /dev/nvidiaN could not be read ({})", b.index,
+                                   g == nullptr ? "not listed" : g->minor.missing));
+      } else if (!held_before || held_before->count(*g->minor) != 0) {
         minors.insert(*g->minor);
       }
     }
   }
-  return {minors.begin(), minors.end()};
+  return {{minors.begin(), minors.end()}, {unknown.begin(), unknown.end()}};
 }
 
-DaemonHold daemon_hold(const DaemonFacts& daemon, const std::vector<unsigned>& awaited) {
+DaemonHold daemon_hold(const DaemonFacts& daemon, const HoldWanted& wanted) {
   DaemonHold out;
-  out.awaited = awaited;
+  out.awaited = wanted.minors;
   std::set<unsigned> held;
   std::string unread;
   for (const auto& p : daemon.processes) {
@@ -454,7 +485,7 @@ DaemonHold daemon_hold(const DaemonFacts& daemon, const std::vector<unsigned>& a
     }
     held.insert(p.held_minors->begin(), p.held_minors->end());
   }
-  for (unsigned m : awaited) {
+  for (unsigned m : wanted.minors) {
     if (held.count(m) == 0) {
       out.not_held.push_back(m);
     }
@@ -463,6 +494,9 @@ DaemonHold daemon_hold(const DaemonFacts& daemon, const std::vector<unsigned>& a
   if (!out.not_held.empty()) {
     out.unknown = !daemon.processes_unread.empty() ? "the processes could not be listed: " + daemon.processes_unread
                                                    : unread;
+  }
+  if (!wanted.unknown.empty()) {
+    out.unknown = fmt::format("{}{}{}", fmt::join(wanted.unknown, "; "), out.unknown.empty() ? "" : "; ", out.unknown);
   }
   return out;
 }

@@ -70,15 +70,22 @@ ResetPlan plan_reset(const Snapshot& snapshot, const std::vector<unsigned>& targ
 
 // Before a setting is set again, the daemon must hold its GPU: a setting made while nothing holds the GPU is
 // lost when nvidia-smi lets go of it. A forking daemon's start job ends when its parent exits, which may be
-// before its child has opened /dev/nvidiaN. `awaited` are the minors of the GPUs with a setting to set again.
+// before its child has opened /dev/nvidiaN.
+struct HoldWanted {
+  // GPUs with a setting to set again that the daemon held before the reset (all of them where that was not
+  // read): it will hold them again. One it did not hold (--no-persistence-mode, a device list) is not waited for.
+  std::vector<unsigned> minors;
+  std::vector<std::string> unknown;  // GPUs with a setting whose /dev/nvidiaN could not be read, and why
+  bool empty() const { return minors.empty() && unknown.empty(); }
+};
 struct DaemonHold {
   std::vector<unsigned> awaited;
   std::vector<unsigned> not_held;  // of awaited, those no daemon process holds open
   std::string unknown;             // why that could not be read ("" when it was)
   bool held() const { return unknown.empty() && not_held.empty(); }
 };
-std::vector<unsigned> minors_to_hold(const Snapshot& before, const ResetPlan& plan);
-DaemonHold daemon_hold(const DaemonFacts& daemon, const std::vector<unsigned>& awaited);
+HoldWanted minors_to_hold(const Snapshot& before, const ResetPlan& plan);
+DaemonHold daemon_hold(const DaemonFacts& daemon, const HoldWanted& wanted);
 
 const char* to_string(ResetStepKind kind);
 // "StopUnit(nvidia-persistenced.service, replace)", "/usr/bin/nvidia-smi --gpu-reset -i 00000000:06:00.0"

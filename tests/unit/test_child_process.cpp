@@ -274,6 +274,42 @@ TEST(RunChild, a_shielded_signal_is_answered_at_once_on_stderr) {
   EXPECT_EQ(taken, SIGINT);
 }
 
+// Once the caller has taken the signals, the section is over for it: a signal after that is neither announced
+// ("received" would promise it was held for the steps) nor swallowed, but reaches the caller's handler when the
+// shield ends (review-s44 M1).
+TEST(RunChild, a_signal_after_take_reaches_the_callers_handler_unannounced) {
+  struct sigaction seen {};
+  seen.sa_handler = [](int sig) { g_signal_seen = sig; };
+  struct sigaction before {};
+  ::sigaction(SIGINT, &seen, &before);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ::dup2(fds[1], STDERR_FILENO);
+  g_signal_seen = 0;
+  int taken = -1;
+  int seen_inside = -1;
+  {
+    SignalShield shield("gpuwarm test", "finishing first");
+    taken = shield.take();
+    ::kill(::getpid(), SIGINT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));  // an announcer still waiting would answer
+    seen_inside = g_signal_seen.load();
+  }
+  const int seen_after = g_signal_seen.load();
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  char buf[256];
+  const ssize_t said = ::read(fds[0], buf, sizeof buf);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ::sigaction(SIGINT, &before, nullptr);
+  EXPECT_EQ(taken, 0);
+  EXPECT_EQ(seen_inside, 0) << "held while the shield lasts";
+  EXPECT_EQ(seen_after, SIGINT) << "swallowed by the shield";
+  EXPECT_EQ(said, -1) << "announced after take(): " << std::string(buf, static_cast<std::size_t>(std::max<ssize_t>(said, 0)));
+}
+
 // nohup's SIGHUP (ignored by the caller) is no request to stop: the program runs to its end.
 TEST(RunChild, a_signal_the_caller_ignores_stops_nothing) {
   if (!has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /usr/bin/sleep";

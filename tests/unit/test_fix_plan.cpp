@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <string_view>
+
 #include "fix/plan.h"
 #include "snapshot_builder.h"
 #include "systemd/unit_file.h"
@@ -247,6 +249,16 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
        },
        FixOutcome::no_service_manager, {}},
+      // Booted with systemd, its bus silent: the unit is unknown (UNK008); the no-systemd advice would start a
+      // second, unmanaged daemon beside it (review-s44 M3).
+      {"systemd runs but did not answer: refused",
+       [](Snapshot& s, FixInputs&) {
+         s.service.reachable = false;
+         s.service.manager_booted = true;
+         s.daemon.processes.clear();
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+       },
+       FixOutcome::refused, {}},
       {"cannot tell: refused",
        [](Snapshot& s, FixInputs&) { s.nvml.gpus[1].persistence = Fact<bool>::unknown("UNKNOWN"); },
        FixOutcome::refused, {}},
@@ -270,6 +282,11 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
     FixPlan p = plan_fix(s, diagnose(s), in);
     EXPECT_EQ(p.outcome, c.outcome) << c.name << ": " << p.reason;
     EXPECT_EQ(kinds(p), c.steps) << c.name;
+    if (std::string_view(c.name) == "systemd runs but did not answer: refused") {
+      EXPECT_EQ(p.exit_code, ExitCode::cannot_tell);
+      EXPECT_NE(p.reason.find("systemd runs on this host but did not answer"), std::string::npos) << p.reason;
+      EXPECT_EQ(p.reason.find("init system"), std::string::npos) << p.reason;
+    }
   }
 }
 

@@ -252,15 +252,41 @@ TEST(ResetPlan, SettingsAreSetAgainAfterTheDaemonStarts) {
 }
 
 // A setting is set again only once the daemon holds its GPU: the minors awaited are those of GPUs with a
-// restore step (by their /dev/nvidiaN, not their NVML index), and a GPU nobody can be seen holding is not held.
+// restore step (by their /dev/nvidiaN, not their NVML index) that the daemon held before; a GPU whose
+// /dev/nvidiaN is unknown makes the hold unknown, never "held" (review-s44 M2, L3).
 TEST(ResetPlan, SettingsWaitForTheDaemonToHoldTheirGpus) {
   Snapshot s = node();
   s.nvml.gpus[1].minor = Fact<unsigned>::known(5);  // NVML index 1 is /dev/nvidia5
+  s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0, 5});
   s.nvml.gpus[1].requested_power_limit_mw = Fact<unsigned>::known(500000);
   ResetPlan p = plan_reset(s, {1}, k_inputs);
   ASSERT_EQ(p.outcome, ResetOutcome::act);
-  EXPECT_EQ(minors_to_hold(s, p), std::vector<unsigned>{5});
+  EXPECT_EQ(minors_to_hold(s, p).minors, std::vector<unsigned>{5});
   EXPECT_TRUE(minors_to_hold(node(), plan_reset(node(), {1}, k_inputs)).empty()) << "nothing to set again";
+  {
+    // The daemon did not hold it before (--no-persistence-mode, a device list): it will not now; no wait.
+    Snapshot t = s;
+    t.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+    EXPECT_TRUE(minors_to_hold(t, plan_reset(t, {1}, k_inputs)).empty());
+    // What it held before was not read: waited for.
+    t.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("EACCES");
+    EXPECT_EQ(minors_to_hold(t, plan_reset(t, {1}, k_inputs)).minors, std::vector<unsigned>{5});
+  }
+  {
+    // A GPU other than the target, its /dev/nvidiaN unread, still has its setting set again: unknown, not held.
+    Snapshot t = node();
+    t.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+    t.nvml.gpus[1].requested_power_limit_mw = Fact<unsigned>::known(500000);
+    ResetPlan q = plan_reset(t, {0}, k_inputs);
+    ASSERT_EQ(q.outcome, ResetOutcome::act);
+    HoldWanted w = minors_to_hold(t, q);
+    EXPECT_TRUE(w.minors.empty());
+    ASSERT_EQ(w.unknown.size(), 1u);
+    EXPECT_EQ(w.unknown[0], "GPU 1's /dev/nvidiaN could not be read (NOT_SUPPORTED)");
+    DaemonHold h = daemon_hold(t.daemon, w);
+    EXPECT_FALSE(h.held());
+    EXPECT_NE(h.unknown.find("GPU 1's /dev/nvidiaN could not be read"), std::string::npos) << h.unknown;
+  }
 
   struct Case {
     const char* name;
@@ -292,7 +318,7 @@ TEST(ResetPlan, SettingsWaitForTheDaemonToHoldTheirGpus) {
   for (const Case& c : cases) {
     DaemonFacts d = s.daemon;
     c.mutate(d);
-    DaemonHold h = daemon_hold(d, {5});
+    DaemonHold h = daemon_hold(d, HoldWanted{{5}, {}});
     EXPECT_EQ(h.not_held, c.not_held) << c.name;
     EXPECT_EQ(h.held(), c.not_held.empty()) << c.name;
     if (*c.unknown == '\0') {
@@ -310,7 +336,14 @@ TEST(ResetPlan, SettingsByHandWithoutSystemdAndWithoutTheDaemon) {
   s.service.unreachable = "no system bus";
   ResetPlan p = plan_reset(s, {0}, k_inputs);
   ASSERT_EQ(p.manual.size(), 5u);
+  EXPECT_EQ(p.exit_code, ExitCode::no_service_manager);
+  EXPECT_NE(p.manual[2].find("wait until it holds /dev/nvidiaN again"), std::string::npos) << p.manual[2];
   EXPECT_EQ(p.manual[3], "/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 500");  // after the daemon is back
+  // Booted with systemd but its bus silent: whether the unit runs is unknown, not absent.
+  s.service.manager_booted = true;
+  p = plan_reset(s, {0}, k_inputs);
+  EXPECT_EQ(p.exit_code, ExitCode::cannot_tell);
+  EXPECT_NE(p.reason.find("systemd runs on this host but did not answer"), std::string::npos) << p.reason;
   // A daemon that is not active is not started, so the setting lasts only with persistence from elsewhere.
   s = node();
   s.nvml.gpus[0].requested_power_limit_mw = Fact<unsigned>::known(500000);
