@@ -131,9 +131,10 @@ std::vector<Finding> systemd_unanswered(const Snapshot& s) {
   Finding f;
   f.message = "systemd runs on this host but did not answer: whether nvidia-persistenced.service is there, enabled "
               "or failed is unknown";
-  f.next_step = "Check the system bus (`systemctl status dbus.service`, `busctl status`) and run gpuwarm again as "
-                "root; `systemctl status nvidia-persistenced.service` shows the unit meanwhile.";
-  f.evidence.push_back(s.service.unreachable);  // names /run/systemd/system and what the bus answered
+  f.next_step = "Act on the evidence (libsystemd missing: install it; the bus refused or timed out: `systemctl "
+                "status dbus.service`, `busctl status`), then run gpuwarm again as root; `systemctl status "
+                "nvidia-persistenced.service` shows the unit meanwhile.";
+  f.evidence.push_back(s.service.unreachable);  // what failed: the library, the connection or a call
   return {f};
 }
 
