@@ -234,7 +234,7 @@ std::string daemon_binary(const Paths& paths, const std::string& given, std::str
 }
 
 guard::UserSpaceVersion daemon_version(const std::string& binary, const std::string& missing) {
-  guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, ""};
+  guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, "", false};
   if (binary.empty()) {
     v.missing = missing;
     return v;

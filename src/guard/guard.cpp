@@ -29,13 +29,17 @@ const std::vector<CodeInfo>& codes() {
       {Code::go, "go", "start nvidia-persistenced"},
       {Code::internal_error, "internal-error", "the guard itself failed (skip rather than fail the unit)"},
       {Code::usage, "usage", "bad command line, or a --kernel-log file it cannot read"},
-      {Code::no_module, "no-module", "the nvidia kernel module is not loaded"},
+      {Code::no_module, "no-module",
+       "not given since 0.1: with the module not loaded yet the daemon starts, and its libnvidia-cfg loads it "
+       "through nvidia-modprobe"},
       {Code::version_mismatch, "version-mismatch",
        "the loaded kernel module and the user-space driver differ (driver updated without reboot)"},
       {Code::api_mismatch_logged, "api-mismatch-logged",
        "\"NVRM: API mismatch\" was logged since the module loaded by what may be the daemon (its name, or no "
        "name) for a version a driver library here has (or the libraries were not all read)"},
-      {Code::no_device_nodes, "no-device-nodes", "/dev/nvidiactl or every /dev/nvidiaN is missing"},
+      {Code::no_device_nodes, "no-device-nodes",
+       "not given since 0.1: with /dev/nvidia* not there yet the daemon starts, and its libnvidia-cfg creates them "
+       "through nvidia-modprobe"},
       {Code::device_access, "device-access", "the daemon's user cannot open a /dev/nvidia* node"},
   };
   return table;
@@ -49,10 +53,14 @@ GuardResult evaluate(const GuardFacts& f) {
     return r;
   };
 
+  // Not a half-updated driver: at boot udev may not have loaded it yet, and where nothing else does, the daemon's
+  // own libnvidia-cfg loads it through nvidia-modprobe. A skip here is never retried: persistence would stay off
+  // until someone starts the unit by hand. A module that cannot be loaded at all fails the unit, visibly.
   if (!f.driver.module_loaded) {
-    return stop(Code::no_module,
-                "nvidia kernel module not loaded (no /proc/driver/nvidia, no /sys/module/nvidia): skipping "
-                "nvidia-persistenced");
+    return stop(Code::go,
+                "nvidia kernel module not loaded yet (no /proc/driver/nvidia, no /sys/module/nvidia): starting "
+                "nvidia-persistenced, whose libnvidia-cfg loads it through nvidia-modprobe (if it cannot, the unit "
+                "fails: `gpuwarm diagnose` says why)");
   }
   const Fact<std::string>& kernel =
       f.driver.kernel_version.has() ? f.driver.kernel_version : f.driver.sys_module_version;
@@ -82,6 +90,18 @@ GuardResult evaluate(const GuardFacts& f) {
       r.details.push_back(u.source + ": " + u.missing);
       continue;
     }
+    if (!u.compared) {
+      // Packaged apart on some distributions: the same version as the module shows the halves agree, another
+      // shows nothing.
+      if (*u.version == *kernel) {
+        ++compared;
+        r.details.push_back(u.source + " " + *u.version);
+      } else {
+        r.details.push_back(u.source + " " + *u.version + " (packaged apart from the driver on some distributions: "
+                            "not a reason to skip)");
+      }
+      continue;
+    }
     ++compared;
     r.details.push_back(u.source + " " + *u.version);
     if (kernel.has() && *u.version != *kernel) {
@@ -92,11 +112,14 @@ GuardResult evaluate(const GuardFacts& f) {
   // Unknown is never "ready": with no user-space version to compare (no
   // libnvidia-ml, no libnvidia-cfg, no runnable daemon binary) the unit would
   // only fail; skip it and say why. One readable part is enough to compare.
-  if (kernel.has() && compared == 0 && !f.user_space.empty()) {
+  const bool any_compared = std::any_of(f.user_space.begin(), f.user_space.end(), [](const auto& u) {
+    return u.compared;
+  });
+  if (kernel.has() && compared == 0 && any_compared) {
     return stop(Code::version_mismatch,
-                fmt::format("cannot confirm the driver's halves agree: kernel module {} but no user-space version "
-                            "could be read (libnvidia-ml, libnvidia-cfg, nvidia-persistenced --version); skipping "
-                            "nvidia-persistenced",
+                fmt::format("cannot confirm the driver's halves agree: kernel module {} but no driver library's "
+                            "version could be read (libnvidia-ml, libnvidia-cfg), nor the daemon's as the module's; "
+                            "skipping nvidia-persistenced",
                             *kernel));
   }
   if (!differing.empty()) {
@@ -211,11 +234,12 @@ GuardResult evaluate(const GuardFacts& f) {
     ctl = ctl || n.path == "/dev/nvidiactl";
     gpu = gpu || is_gpu_node(n.path);
   }
+  // Where no udev rule makes them (the .run installer's nodes), the first client's libnvidia-cfg creates them
+  // through nvidia-modprobe: the daemon is that client. Skipping would keep it down for good.
   if (!ctl || !gpu) {
-    return stop(Code::no_device_nodes,
-                fmt::format("{} missing although the module is loaded (udev or nvidia-modprobe has not created "
-                            "it); skipping nvidia-persistenced",
-                            !ctl ? "/dev/nvidiactl" : "every /dev/nvidiaN"));
+    r.details.push_back(fmt::format("{} not there yet: nvidia-persistenced's libnvidia-cfg creates the nodes through "
+                                    "nvidia-modprobe",
+                                    !ctl ? "/dev/nvidiactl" : "every /dev/nvidiaN"));
   }
 
   for (const auto& a : f.access) {

@@ -35,6 +35,10 @@ struct UserSpaceVersion {
   std::string source;                // "libnvidia-ml", "libnvidia-cfg", "nvidia-persistenced --version"
   std::optional<std::string> version;
   std::string missing;               // why there is no version (not installed, unreadable)
+  // Whether it must match the module. The daemon's own version need not: Debian and NixOS package it apart
+  // from the driver (Debian 12: 535.171.04 beside driver 535.216.01), and it works through libnvidia-cfg,
+  // which is compared. Shown, never a reason to skip.
+  bool compared = true;
 };
 
 struct NodeAccess {

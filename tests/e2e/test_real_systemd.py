@@ -358,14 +358,18 @@ class RealSystemd(unittest.TestCase):
         self.systemd("StopUnit", "ss", UNIT, "replace")
         time.sleep(0.5)
 
-        # The module is "loaded" but /dev/nvidiactl is missing: the guard says no (13).
+        # The loaded module is another version than the daemon's, and no driver library says they agree: the
+        # guard says no (11).
+        with open(self.root + "/sys/module/nvidia/version", "w") as f:
+            f.write("575.57.08\n")
         self.start_and_wait()
         self.assertEqual(self.unit_property("ActiveState"), "inactive")  # skipped, not failed
         self.assertEqual(self.unit_property("Result"), "exec-condition")
 
-        # Device nodes present: the guard lets the start go on.
-        for node in ("dev/nvidiactl", "dev/nvidia0"):
-            open(os.path.join(self.root, node), "w").close()
+        # The module's version agrees, device nodes not there yet: the guard lets the start go on (the daemon's
+        # libnvidia-cfg creates the nodes through nvidia-modprobe; here the stand-in makes them).
+        with open(self.root + "/sys/module/nvidia/version", "w") as f:
+            f.write("580.159.04\n")
         self.start_and_wait()
         self.assertEqual(self.unit_property("ActiveState"), "active")
 
@@ -375,13 +379,15 @@ class RealSystemd(unittest.TestCase):
         time.sleep(0.5)
         wrapper = os.path.join(self.root, "usr/local/bin/gpuwarm")
         os.rename(wrapper, wrapper + ".away")
-        os.unlink(os.path.join(self.root, "dev/nvidiactl"))
+        with open(self.root + "/sys/module/nvidia/version", "w") as f:
+            f.write("575.57.08\n")
         try:
             self.start_and_wait()
             self.assertEqual(self.unit_property("ActiveState"), "active")
         finally:
             os.rename(wrapper + ".away", wrapper)
-            open(os.path.join(self.root, "dev/nvidiactl"), "w").close()
+            with open(self.root + "/sys/module/nvidia/version", "w") as f:
+                f.write("580.159.04\n")
 
     def unit_prop(self, unit, interface, name):
         path = "/org/freedesktop/systemd1/unit/" + "".join(
