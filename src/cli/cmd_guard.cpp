@@ -10,11 +10,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -46,7 +50,7 @@ struct GuardOptions {
   std::string daemon;  // the nvidia-persistenced binary; "" = search PATH and the usual directories
   bool json = false;
   bool verbose = false;
-  std::string inject_fault;  // tests only: "throw" or "segv"
+  std::string inject_fault;  // tests only: "throw", "segv", or "hang-user" (the user lookup never returns)
 };
 
 // A crash in the guard must not fail the unit (ExecCondition: a signal = failed).
@@ -104,6 +108,7 @@ NvmlVersion nvml_version(const nvml::LibrarySearch& search) {
 
 // The guard runs at boot as ExecCondition=: loading the library must not hang it.
 constexpr std::chrono::seconds k_guard_nvml_timeout{10};
+constexpr std::chrono::seconds k_guard_user_timeout{5};
 
 NvmlVersion nvml_version_with_deadline(const nvml::LibrarySearch& search) {
   auto result = run_with_deadline<NvmlVersion>(k_guard_nvml_timeout,
@@ -280,6 +285,8 @@ std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts
     }
     uid = pw.pw_uid;
     gid = pw.pw_gid;
+    // getgrouplist asks every group source nsswitch.conf names, a directory server included, even for a local
+    // user: it may not answer early in boot (the caller waits for it only so long).
     int n = 64;
     groups.resize(static_cast<std::size_t>(n));
     if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) {
@@ -340,9 +347,10 @@ int finish(const guard::GuardResult& r, const GuardOptions& opts) {
 std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<GuardOptions>();
   sub.add_option("--user", opts->user,
-                 "The daemon's user (name or uid): check that it can open every /dev/nvidia* node")
+                 "The daemon's user (name or uid): check that it can open every /dev/nvidia* node (not "
+                 "checked when its groups are not read within 5 s)")
       ->type_name("USER");
-  // A mistyped root must not read as "module not loaded" (exit 10): it is a usage error.
+  // A mistyped root must not read as "module not loaded" (which starts the daemon): it is a usage error.
   sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
@@ -403,11 +411,30 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       // runs before NVML is loaded: a load that hangs holds the loader's lock,
       // and the guard must still answer by its deadline.
       if (!opts->user.empty()) {
-        std::string error;
-        facts.user = opts->user;
-        facts.access = node_access(paths, facts.driver, opts->user, error);
-        if (!error.empty()) {
-          return finish({guard::Code::usage, error + ": skipping nvidia-persistenced", {}}, *opts);
+        struct Access {
+          std::vector<guard::NodeAccess> nodes;
+          std::string error;
+        };
+        const bool hang = opts->inject_fault == "hang-user";
+        auto looked_up = run_with_deadline<Access>(
+            k_guard_user_timeout, [paths, driver = facts.driver, user = opts->user, hang](Progress&) {
+              while (hang) {
+                std::this_thread::sleep_for(std::chrono::seconds(1));
+              }
+              Access a;
+              a.nodes = node_access(paths, driver, user, a.error);
+              return a;
+            });
+        if (!looked_up.value) {
+          // Not a half-updated driver: the daemon starts, and says so itself if its user cannot open a node.
+          facts.access_unchecked = fmt::format("the user {}'s groups were not read within {} s (a directory server "
+                                               "in nsswitch.conf?): access to /dev/nvidia* not checked",
+                                               opts->user, k_guard_user_timeout.count());
+        } else if (!looked_up.value->error.empty()) {
+          return finish({guard::Code::usage, looked_up.value->error + ": skipping nvidia-persistenced", {}}, *opts);
+        } else {
+          facts.user = opts->user;
+          facts.access = std::move(looked_up.value->nodes);
         }
       }
       std::string daemon_missing;

@@ -251,6 +251,9 @@ GuardResult evaluate(const GuardFacts& f) {
   if (!f.user.empty()) {
     r.details.push_back(fmt::format("user {} can open every /dev/nvidia* node", f.user));
   }
+  if (!f.access_unchecked.empty()) {
+    r.details.push_back(f.access_unchecked);
+  }
   r.line = kernel.has() ? fmt::format("nvidia driver {} ready: starting nvidia-persistenced", *kernel)
                         : "nvidia driver ready: starting nvidia-persistenced";
   return r;

@@ -56,6 +56,7 @@ struct GuardFacts {
   LoadableCopies loadable;
   std::string user;                 // the daemon's user; "" = access not checked
   std::vector<NodeAccess> access;   // per device node, for `user`
+  std::string access_unchecked;     // why a --user's access could not be checked (its lookup did not answer)
 };
 
 struct GuardResult {

@@ -401,6 +401,17 @@ class Guard(unittest.TestCase):
         r = h.run(["guard", "--no-such-option"], raw=True)
         self.assertEqual(r.returncode, 2)
 
+    def test_a_user_lookup_that_never_answers_does_not_keep_the_daemon_down(self):
+        # getgrouplist asks a directory server too when nsswitch.conf names one; early in boot it may not answer.
+        # The guard waits 5 s, then lets the start go on with the access unchecked (review-s44-guard 3).
+        self.root.driver(VERSION)
+        started = time.monotonic()
+        r = self.guard("--user", "root", "--verbose", "--inject-fault", "hang-user")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertLess(time.monotonic() - started, 20)
+        self.assertIn("the user root's groups were not read within 5 s", r.stdout)
+        self.assertIn("ready", r.stdout)
+
     def test_daemon_binary_given_explicitly(self):
         self.root.driver(VERSION)
         other = os.path.join(self.libdir, "nvidia-persistenced")
