@@ -112,10 +112,7 @@ GuardResult evaluate(const GuardFacts& f) {
   // Unknown is never "ready": with no user-space version to compare (no
   // libnvidia-ml, no libnvidia-cfg, no runnable daemon binary) the unit would
   // only fail; skip it and say why. One readable part is enough to compare.
-  const bool any_compared = std::any_of(f.user_space.begin(), f.user_space.end(), [](const auto& u) {
-    return u.compared;
-  });
-  if (kernel.has() && compared == 0 && any_compared) {
+  if (kernel.has() && compared == 0 && !f.user_space.empty()) {
     return stop(Code::version_mismatch,
                 fmt::format("cannot confirm the driver's halves agree: kernel module {} but no driver library's "
                             "version could be read (libnvidia-ml, libnvidia-cfg), nor the daemon's as the module's; "

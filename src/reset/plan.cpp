@@ -436,18 +436,31 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
   return plan;
 }
 
+namespace {
+
+// Every /dev/nvidiaN some daemon process holds; `unread` gets why a process's open files were not read (the
+// last such), "" when every one was.
+std::set<unsigned> held_by_daemon(const DaemonFacts& daemon, std::string& unread) {
+  std::set<unsigned> held;
+  for (const auto& p : daemon.processes) {
+    if (!p.held_minors.has()) {
+      unread = fmt::format("the open files of nvidia-persistenced (pid {}) could not be read: {}", p.pid,
+                           p.held_minors.missing);
+      continue;
+    }
+    held.insert(p.held_minors->begin(), p.held_minors->end());
+  }
+  return held;
+}
+
+}  // namespace
+
 HoldWanted minors_to_hold(const Snapshot& before, const ResetPlan& plan) {
   // Which GPUs the daemon held before; nullopt where that was not read in full.
-  std::optional<std::set<unsigned>> held_before = std::set<unsigned>{};
-  if (!before.daemon.processes_unread.empty()) {
+  std::string unread;
+  std::optional<std::set<unsigned>> held_before = held_by_daemon(before.daemon, unread);
+  if (!unread.empty() || !before.daemon.processes_unread.empty()) {
     held_before.reset();
-  }
-  for (const auto& p : before.daemon.processes) {
-    if (!p.held_minors.has()) {
-      held_before.reset();
-      break;
-    }
-    held_before->insert(p.held_minors->begin(), p.held_minors->end());
   }
   std::set<unsigned> minors;
   std::set<std::string> unknown;
@@ -475,16 +488,8 @@ HoldWanted minors_to_hold(const Snapshot& before, const ResetPlan& plan) {
 DaemonHold daemon_hold(const DaemonFacts& daemon, const HoldWanted& wanted) {
   DaemonHold out;
   out.awaited = wanted.minors;
-  std::set<unsigned> held;
   std::string unread;
-  for (const auto& p : daemon.processes) {
-    if (!p.held_minors.has()) {
-      unread = fmt::format("the open files of nvidia-persistenced (pid {}) could not be read: {}", p.pid,
-                           p.held_minors.missing);
-      continue;
-    }
-    held.insert(p.held_minors->begin(), p.held_minors->end());
-  }
+  const std::set<unsigned> held = held_by_daemon(daemon, unread);
   for (unsigned m : wanted.minors) {
     if (held.count(m) == 0) {
       out.not_held.push_back(m);
