@@ -108,6 +108,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
   opts->collect.full = false;
   opts->collect.check_only = true;
   opts->collect.one_shot = true;
+  opts->collect.stand_aside = true;  // NVML stays closed while a probe or a change holds the node
   opts->collect.fix_inputs = false;
   opts->collect.nvml_timeout_s = 10;  // a health check must answer well inside its caller's timeout
   // No rule that drains or answers unknown reads the unit's state (only keep-rules such as PD004 do), so

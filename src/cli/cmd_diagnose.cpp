@@ -70,6 +70,7 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
   auto opts = std::make_shared<DiagnoseOptions>();
   opts->collect.full = false;
   opts->collect.one_shot = true;
+  opts->collect.stand_aside = true;  // NVML stays closed while a probe or a change holds the node
   add_collect_options(sub, opts->collect);
   sub.add_flag("--full", opts->collect.full,
                "Read every NVML fact (max clocks, power, counters...), as `snapshot` does; slower by ~1 ms per "

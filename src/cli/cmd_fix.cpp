@@ -189,7 +189,8 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "2 bad command line, 3 refused: an action of yours first (the unit masked, a daemon started outside\n"
       "systemd, another drop-in overriding gpuwarm's), 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
       "6 no systemd here (nothing changed), 7 another fix, reset or reload-modules is running, or probe or\n"
-      "watch --load is timing the GPUs (the node's lock),\n"
+      "watch --load was still timing the GPUs after 60 s (the node's lock; a reading by diagnose, check,\n"
+      "metrics or verify is waited for),\n"
       "8 changed but verification failed,\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read, or systemd runs here but its bus\n"
       "did not answer),\n"
@@ -206,11 +207,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     // The lock comes first: two fixes must not both plan from the same old
     // state. A lock that cannot be opened at all is an error only if this run
     // goes on to change something (refusals and "no systemd" need none).
-    Result<bool> lock = true;
+    Result<std::string> lock = std::string();
     if (!opts->dry_run) {
-      lock = take_node_lock(paths);
-      if (lock && !*lock) {
-        std::string why = node_lock_held(paths);
+      lock = hold_node_lock(paths, "fix");
+      if (lock && !lock->empty()) {
+        const std::string why = *lock;
         int code = to_int(ExitCode::locked);
         if (opts->json) {
           std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},

@@ -261,6 +261,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
   auto opts = std::make_shared<MetricsOptions>();
   opts->collect.full = false;
   opts->collect.one_shot = true;
+  opts->collect.stand_aside = true;  // NVML stays closed while a probe or a change holds the node
   opts->collect.fix_inputs = false;
   add_collect_options(sub, opts->collect);
   auto* snap_opt = sub.add_option("--snapshot", opts->snapshot_file,
@@ -317,7 +318,9 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "gpuwarm_last_run_timestamp_seconds, gpuwarm_collect_duration_seconds; with a saved probe baseline\n"
       "gpuwarm_gpu_cold_start_seconds{stage} and gpuwarm_job_start_seconds{method,gpus}.\n"
       "A fact that could not be read is never exported as 0: its series is absent and *_fact_unknown says why.\n"
-      "NVML is opened and shut down within each collection, never held between them. Alert rules:\n"
+      "NVML is opened and shut down within each collection, never held between them, and left closed while\n"
+      "`probe` or `watch --load` times the GPUs or fix, reset or reload-modules changes the node (UNK009).\n"
+      "Alert rules:\n"
       "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"
       "and gpuwarm-exporter.service (--listen; Type=notify with a watchdog).\n\n"
       "--listen answers GET/HEAD /metrics, / and /healthz (at once, even while scrapes wait for a collection)\n"

@@ -558,7 +558,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "the driver, mixed versions, a module file a user other than root could replace, or the loaded modules\n"
       "changed while the plan was made: nothing changed), 4 the new modules need a reboot, 5 the module directory\n"
       "is missing (or a file), 6 no NVIDIA driver loaded or to load, 7 another fix, reset or reload-modules\n"
-      "runs, or probe or watch --load is timing the GPUs (it shares their lock), 9 refused: cannot tell (the\n"
+      "runs, or probe or watch --load was still timing the GPUs after 60 s (the node's lock), 9 refused: cannot tell (the\n"
       "loaded modules or version, a module file's modinfo, or the processes holding the GPUs could not be\n"
       "read: nothing changed), 128+N interrupted by signal N after the swap finished.\n\n"
       "Examples:\n"
@@ -677,9 +677,9 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       std::cerr << "gpuwarm reload-modules: " << escape_control_lines(why) << "\n";
       return finish({{"plan", plan_json(plan)}, {"carried_out", false}, {"error", why}}, code);
     };
-    Result<bool> lock = take_node_lock(paths);
-    if (!lock || !*lock) {
-      return not_carried_out((!lock ? lock.error().message : node_lock_held(paths)) + "; nothing changed",
+    Result<std::string> lock = hold_node_lock(paths, "reload-modules");
+    if (!lock || !lock->empty()) {
+      return not_carried_out((!lock ? lock.error().message : *lock) + "; nothing changed",
                              to_int(!lock ? ExitCode::tool_error : ExitCode::locked));
     }
     read_holders(paths, facts);

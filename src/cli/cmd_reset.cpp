@@ -255,8 +255,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "Exit codes: 0 reset and verified (or the plan printed), 1 a step failed (the report says whether\n"
       "the daemon runs), nvidia-smi is not usable or --yes without root, 2 bad command line or unknown GPU, 3 refused: another process\n"
       "holds the GPU, 5 refused: a reset cannot help (or no driver), 6 no systemd here (steps printed,\n"
-      "nothing changed), 7 another fix, reset or reload-modules runs, or probe or watch --load is timing the\n"
-      "GPUs (the node's lock), 8 reset but verification failed, 9 refused: cannot\n"
+      "nothing changed), 7 another fix, reset or reload-modules runs, or probe or watch --load was still\n"
+      "timing the GPUs after 60 s (the node's lock; a reading by diagnose, check, metrics or verify is waited\n"
+      "for), 8 reset but verification failed, 9 refused: cannot\n"
       "tell (who holds the GPUs, which GPUs exist; systemd runs here but its bus did not answer: steps\n"
       "printed), 128+N signal N arrived (every step ran to its end, the\n"
       "daemon was started again; one before the reset skipped it: the text says so, and \"reset_ran\" is false\n"
@@ -278,11 +279,11 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                                   "without --root (--dry-run --root prints the plan)");
     }
     if (acting) {
-      Result<bool> lock = ::geteuid() != 0 ? fail("resetting GPUs needs root: run it as root (or with sudo)")
-                                           : take_node_lock(paths);
-      if (!lock || !*lock) {
-        const std::string why = !lock ? lock.error().message
-                                      : node_lock_held(paths);
+      Result<std::string> lock = ::geteuid() != 0
+                                     ? fail("resetting GPUs needs root: run it as root (or with sudo)")
+                                     : hold_node_lock(paths, "reset");
+      if (!lock || !lock->empty()) {
+        const std::string why = !lock ? lock.error().message : *lock;
         const ExitCode code = !lock ? ExitCode::tool_error : ExitCode::locked;
         if (opts->json) {  // every outcome of --json is a report on stdout
           std::cout << dump_json({{"kind", "gpuwarm-reset"}, {"schema_version", 1}, {"hostname", host_name()},

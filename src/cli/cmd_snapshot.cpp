@@ -21,6 +21,7 @@ struct SnapshotOptions {
 std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<SnapshotOptions>();
   opts->collect.one_shot = true;
+  opts->collect.stand_aside = true;  // NVML stays closed while a probe or a change holds the node
   add_collect_options(sub, opts->collect);
   // JSON is the only format; the flag exists so scripts can say what they expect.
   sub.add_flag("--json", opts->json, "Print JSON (the default and only format)");

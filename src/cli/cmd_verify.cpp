@@ -20,6 +20,7 @@ struct VerifyCommandOptions {
 std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<VerifyCommandOptions>();
   opts->collect.full = false;
+  opts->collect.stand_aside = true;  // NVML stays closed while a probe or a change holds the node
   add_collect_options(sub, opts->collect);
   add_verify_options(sub, opts->verify);
   sub.add_flag("--json", opts->json, "Print the checks as JSON");

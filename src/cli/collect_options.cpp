@@ -1,5 +1,6 @@
 #include "cli/collect_options.h"
 
+#include "cli/node_lock.h"
 #include "cli/option_checks.h"
 #include "core/fs.h"
 #include "snapshot/snapshot_json.h"
@@ -48,7 +49,13 @@ Snapshot collect_from_options(const CollectOptions& options) {
   if (options.use_systemd) {
     services = make_systemd_manager();
   }
-  return collect_snapshot(options, services.get());
+  if (!options.stand_aside) {
+    return collect_snapshot(options, services.get());
+  }
+  const ReadingLocks reading{Paths(options.root)};  // held until the collection (NVML shut down) is over
+  CollectOptions reader = options;
+  reader.nvml_not_opened = reading.busy;
+  return collect_snapshot(reader, services.get());
 }
 
 Result<Snapshot> snapshot_from_file_or_node(const std::string& snapshot_file, const CollectOptions& options) {

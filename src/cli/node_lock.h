@@ -3,7 +3,10 @@
 // `reload-modules`) take it exclusively, so two of them never plan from the same old state nor stop the
 // daemon another is starting; commands that time the GPUs (`probe`, `watch --load`) take it shared, so no
 // reset pulls a GPU from under a timing and no timing lands in a reset's window. The timing lock: those
-// timing commands take it exclusively, since two timings at once measure each other.
+// timing commands take it exclusively, since two timings at once measure each other. Readers (`diagnose`,
+// `check`, `metrics`, `snapshot`, `verify`) take both shared, only for their NVML collection, and never wait:
+// where one is held exclusively they leave NVML closed, since opening it initializes the GPUs a probe is
+// timing and holds the GPUs a reset needs free.
 
 #include <functional>
 #include <string>
@@ -15,23 +18,46 @@ namespace gpuwarm {
 
 constexpr const char* k_node_lock_name = "gpuwarm-fix.lock";  // under /run; the name predates `reset`
 constexpr const char* k_timing_lock_name = "gpuwarm-timing.lock";
+// How long a change waits for runs that share the node lock (a reading is bounded by --nvml-timeout).
+constexpr int k_node_lock_wait_ms = 60 * 1000;
 
-// Holds an exclusive lock for the life of the process (released on exit). Ok(false) when another run holds
-// it; an error when it cannot be taken at all.
-Result<bool> take_node_lock(const Paths& paths);
-// Why take_node_lock gave Ok(false): who may hold the lock, and where it is.
-std::string node_lock_held(const Paths& paths);
+using LockWaiting = std::function<void(const std::string& why)>;
+
+// The node lock, exclusively, for the life of the process (released on exit). Another change holding it
+// answers at once; runs that share it (timings, readings) are waited for up to `wait_ms`, and `waiting` is
+// called once with what is waited for. Ok("") when held; Ok(why) naming what still holds it; an error when it
+// cannot be taken at all.
+Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWaiting& waiting);
+
+// take_node_lock for `command` on `paths`, waiting up to k_node_lock_wait_ms and saying so on stderr.
+Result<std::string> hold_node_lock(const Paths& paths, const char* command);
 
 // For a command that times the GPUs: the node lock shared, then the timing lock, each waited for up to
 // `wait_ms` (a probe started beside another one measures after it, not against it); `waiting` is called once
 // with what it waits for. Ok("") when both are held (for the life of the process); Ok(why) naming what still
 // holds one after the wait; an error when they cannot be taken at all (not root: /run is root's).
-Result<std::string> take_timing_locks(const Paths& paths, int wait_ms,
-                                      const std::function<void(const std::string&)>& waiting);
+Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const LockWaiting& waiting);
 
 // take_timing_locks for `command` on this node, waiting up to 5 minutes and saying so on stderr; where the
 // locks cannot be taken at all (not root), a note on stderr says the run is not kept apart from others. ""
 // to go on, else what still held a lock.
 std::string hold_timing_locks(const char* command);
+
+// A reader's share of both locks, held while it lives. `busy` is "" when NVML may be opened, else why not
+// (what holds a lock exclusively). Lock files are created only as root on the live tree (a recorded tree
+// stays as it was); one that cannot be opened (not root: the files are root's 0600; a read-only /run)
+// keeps nothing apart, and `busy` stays "".
+class ReadingLocks {
+ public:
+  explicit ReadingLocks(const Paths& paths);
+  ~ReadingLocks();
+  ReadingLocks(const ReadingLocks&) = delete;
+  ReadingLocks& operator=(const ReadingLocks&) = delete;
+
+  std::string busy;
+
+ private:
+  int m_fds[2] = {-1, -1};
+};
 
 }  // namespace gpuwarm

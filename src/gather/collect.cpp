@@ -37,7 +37,7 @@ using Clock = std::chrono::steady_clock;
 std::string g_stuck_at;  // set and read on the calling thread only
 
 std::optional<BackgroundCall<NvmlFacts>> start_nvml(const CollectOptions& options) {
-  if (abandoned_calls() > 0) {
+  if (abandoned_calls() > 0 || !options.nvml_not_opened.empty()) {
     return std::nullopt;
   }
   nvml::CollectOptions nvml_options{options.nvml_library, options.root,
@@ -51,10 +51,9 @@ std::optional<BackgroundCall<NvmlFacts>> start_nvml(const CollectOptions& option
   });
 }
 
-NvmlFacts timed_out_facts(const CollectOptions& options, const std::string& why) {
+NvmlFacts unread_facts(const CollectOptions& options, const std::string& why) {
   NvmlFacts facts;
   facts.timeout_s = options.nvml_timeout_s;
-  facts.timed_out_at = g_stuck_at;
   for (auto* f : {&facts.library_path, &facts.library_file_version, &facts.nvml_version, &facts.user_space_version,
                   &facts.system_driver_version}) {
     *f = Fact<std::string>::unknown(why);
@@ -65,8 +64,19 @@ NvmlFacts timed_out_facts(const CollectOptions& options, const std::string& why)
   return facts;
 }
 
+NvmlFacts timed_out_facts(const CollectOptions& options, const std::string& why) {
+  NvmlFacts facts = unread_facts(options, why);
+  facts.timed_out_at = g_stuck_at;
+  return facts;
+}
+
 NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const CollectOptions& options,
                       Clock::time_point started) {
+  if (!options.nvml_not_opened.empty()) {
+    NvmlFacts facts = unread_facts(options, "NVML not opened: " + options.nvml_not_opened);
+    facts.not_opened = options.nvml_not_opened;
+    return facts;
+  }
   if (!call) {
     return timed_out_facts(options, fmt::format("NVML did not answer earlier in this run (stuck in {})", g_stuck_at));
   }

@@ -25,6 +25,10 @@ struct CollectOptions {
   bool fix_inputs = true;
   bool one_shot = false;      // the process exits after this snapshot (see nvml::CollectOptions)
   double nvml_timeout_s = 45; // --nvml-timeout: NVML (load, init, every GPU) must answer within this
+  // A reading that stands aside: NVML stays closed while a probe times the GPUs or a change needs them free
+  // (cli/node_lock.h). Set by the commands that only read; never by those holding the node's lock.
+  bool stand_aside = false;
+  std::string nvml_not_opened;  // why NVML is left closed in this collection ("": open it)
 };
 
 // `services` may be null when use_systemd is false.

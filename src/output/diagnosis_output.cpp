@@ -61,9 +61,9 @@ std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
 std::string driver_line(const Snapshot& s) {
   std::string kernel = kernel_module_version(s);
   std::string user = user_space_version(s);
-  std::string init = s.nvml.init_code.has()
-                         ? fmt::format("NVML init {:.1f} ms ({})", s.nvml.init_ms, s.nvml.init_error)
-                         : "NVML not loaded";
+  std::string init = s.nvml.init_code.has()      ? fmt::format("NVML init {:.1f} ms ({})", s.nvml.init_ms, s.nvml.init_error)
+                     : !s.nvml.not_opened.empty() ? "NVML not opened"
+                                                  : "NVML not loaded";
   std::string flavour;
   if (s.driver.open_kernel_module.has()) {
     flavour = *s.driver.open_kernel_module ? " (open)" : " (proprietary)";
@@ -83,6 +83,9 @@ std::string driver_line(const Snapshot& s) {
 std::string nvml_line(const Snapshot& s) {
   if (!s.nvml.timed_out_at.empty()) {
     return fmt::format("did not answer in {:g} s (stuck in {})", s.nvml.timeout_s, s.nvml.timed_out_at);
+  }
+  if (!s.nvml.not_opened.empty()) {
+    return "not opened: " + s.nvml.not_opened;
   }
   if (!s.nvml.library_path.has()) {
     constexpr std::string_view prefix = "NVML library not loaded: ";
@@ -306,7 +309,8 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
             {"nvml_init_ms", s.nvml.init_ms},
             {"nvml_library", s.nvml.library_path.has() ? json(*s.nvml.library_path) : json(nullptr)},
             {"nvml_found_by", s.nvml.library_found_by},
-            {"nvml_timed_out_at", s.nvml.timed_out_at.empty() ? json(nullptr) : json(s.nvml.timed_out_at)}}},
+            {"nvml_timed_out_at", s.nvml.timed_out_at.empty() ? json(nullptr) : json(s.nvml.timed_out_at)},
+            {"nvml_not_opened", s.nvml.not_opened.empty() ? json(nullptr) : json(s.nvml.not_opened)}}},
           {"gpus", gpus},
           {"findings", findings},
           {"needs_root", s.needs_root},

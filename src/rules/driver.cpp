@@ -170,8 +170,8 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
 }
 
 std::vector<Finding> nvml_unavailable(const Snapshot& s) {
-  if (!s.driver.module_loaded || !s.nvml.timed_out_at.empty()) {
-    return {};  // DRV001 says there is no driver; NVML001 that NVML hung
+  if (!s.driver.module_loaded || !s.nvml.timed_out_at.empty() || !s.nvml.not_opened.empty()) {
+    return {};  // DRV001 says there is no driver; NVML001 that NVML hung; UNK009 that it was left closed
   }
   if (!logged_new_user_space(s).empty() && user_space_version(s).empty()) {
     return {};  // the kernel refused newer user space: DRV003's case, not a broken install

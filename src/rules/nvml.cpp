@@ -46,6 +46,19 @@ std::vector<Finding> nvml_timeout(const Snapshot& s) {
   return {f};
 }
 
+std::vector<Finding> nvml_not_opened(const Snapshot& s) {
+  if (s.nvml.not_opened.empty()) {
+    return {};
+  }
+  Finding f;
+  f.message = "NVML was left closed so as not to disturb another gpuwarm command: no GPU fact was read";
+  f.next_step =
+      "Ask again once that command has finished: `gpuwarm diagnose` then, or wait for the next scheduled "
+      "`gpuwarm metrics` or `check`, which read the GPUs again on their own.";
+  f.evidence.push_back("NVML not opened: " + s.nvml.not_opened);
+  return {f};
+}
+
 std::vector<Finding> nvml_init_unknown(const Snapshot& s) {
   if (!s.driver.module_loaded || !s.nvml.init_code.has()) {
     return {};

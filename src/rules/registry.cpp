@@ -89,6 +89,10 @@ constexpr RuleInfo k_rules[] = {
     {"UNK008", "systemd-unanswered", S::warning, R::unknown,
      "systemd runs on this host but did not answer on the system bus: the unit's state is unknown",
      checks::systemd_unanswered},
+    {"UNK009", "nvml-not-opened", S::warning, R::unknown,
+     "NVML was left closed: `gpuwarm probe` or `watch --load` was timing the GPUs, or `fix`, `reset` or "
+     "`reload-modules` was changing the node (opening it would have spoiled the timing or held a GPU)",
+     checks::nvml_not_opened},
     {"PM003", "persistence-masked", S::warning, R::note,
      "Persistence is off but other clients hold the GPU open now: masked, not fixed", checks::persistence_masked},
     {"PM004", "persistence-views-disagree", S::warning, R::note,

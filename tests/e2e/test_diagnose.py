@@ -382,7 +382,7 @@ class BadInput(unittest.TestCase):
         r = h.run(["diagnose", "--list-rules", "--json"])
         ids = [x["id"] for x in json.loads(r.stdout)]
         self.assertEqual(ids[:5], ["DRV001", "NVML001", "DRV002", "DRV005", "DRV003"])
-        for rule in ("PM002", "UNK001", "UNK004", "PM003", "PM004", "PM005"):
+        for rule in ("PM002", "UNK001", "UNK004", "UNK009", "PM003", "PM004", "PM005"):
             self.assertIn(rule, ids)
         text = h.run(["diagnose", "--list-rules"]).stdout
         # The NVML return-code table: GPU_IS_LOST at init is RAS, NO_PERMISSION cannot tell.

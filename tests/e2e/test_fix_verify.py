@@ -380,6 +380,21 @@ class FixAndVerify(SystemdMockCase):
         self.assertIn("--root reads another tree", json.loads(reset.stdout)["error"])
         self.assertFalse(os.path.exists(self.root.p("run/gpuwarm-fix.lock")))
 
+    def test_a_reading_sharing_the_lock_is_waited_for(self):
+        # A metrics collection or a health check holds the lock shared for a moment: fix waits, says so, goes on.
+        self.add_unit()
+        self.watch_systemd()
+        with open(self.root.p("run/gpuwarm-fix.lock"), "w") as reading:
+            fcntl.flock(reading, fcntl.LOCK_SH)
+            threading.Timer(1.0, reading.close).start()
+            started = time.monotonic()
+            rc, rep, r = self.fix()
+        self.assertEqual(rc, 0, r.stdout + r.stderr)
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self.assertIn("gpuwarm fix: waiting (up to 60 s): `gpuwarm probe` or `watch --load` is timing the GPUs, or "
+                      "`diagnose`, `check`, `metrics` or `verify` is reading them", r.stderr)
+        self.assertTrue(rep["changed"])
+
     def test_unopenable_lock_is_an_error_not_contention(self):
         self.add_unit()
         shutil.rmtree(self.root.p("run"))

@@ -452,10 +452,53 @@ class Probe(unittest.TestCase):
         out2, err2 = second.communicate(timeout=60)
         self.assertEqual((first.returncode, second.returncode), (0, 0), err1 + err2)
         self.assertIn("gpuwarm probe: waiting (up to 5 minutes): another `gpuwarm probe` or `watch --load` is "
-                      "timing the GPUs (lock /run/gpuwarm-timing.lock is held)", err2)
+                      "timing the GPUs, or `diagnose`, `check`, `metrics` or `verify` is reading them (lock "
+                      "/run/gpuwarm-timing.lock is held)", err2)
         for out in (out1, out2):
             total = json.loads(out)["gpus"][0]["total_ms"]
             self.assertLess(total, 1500, "a probe measured the other one's cuInit as well")
+
+    def test_a_reading_beside_a_probe_leaves_nvml_closed_and_a_probe_waits_for_a_reading(self):
+        # metrics from its timer while a probe times a cold start would initialize the GPU being timed: it leaves
+        # NVML closed (UNK009). The other way round, a probe started during a collection waits for it to end.
+        if os.geteuid() != 0:
+            self.skipTest("the locks live in /run, which is root's")
+        opened = os.path.join(self.tmp, "metrics-opened-nvml")
+        nvml = os.path.join(self.tmp, "metrics-nvml.json")
+
+        def metrics(init):
+            with open(nvml, "w") as f:
+                json.dump(h.scenario([h.gpu(0)], init=dict(init, started_file=opened)), f)
+            return subprocess.Popen([h.BIN, "metrics", "--no-systemd", "--nvml",
+                                     os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                                    env=dict(os.environ, FAKE_NVML_SCENARIO=nvml), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+
+        def wait_for(path):
+            deadline = time.time() + 30
+            while not os.path.exists(path) and time.time() < deadline:
+                time.sleep(0.02)
+            self.assertTrue(os.path.exists(path), path)
+
+        lock = os.path.join(self.tmp, "driver.lock")
+        probe = self.start_probe({"*": {"delay_ms": {"cuInit": 1500}, "serialize": lock}}, "timed")
+        wait_for(lock)  # its child is in cuInit
+        out, err = metrics({}).communicate(timeout=60)
+        probe_out, probe_err = probe.communicate(timeout=60)
+        self.assertEqual(probe.returncode, 0, probe_err)
+        self.assertFalse(os.path.exists(opened), "metrics opened NVML while the probe timed the GPU")
+        self.assertIn('gpuwarm_finding{rule_id="UNK009",severity="warning"} 1', out)
+
+        reading = metrics({"delay_ms": 1500})
+        wait_for(opened)  # the collection is in nvmlInit, holding its share of the locks
+        probe = self.start_probe({"*": {"delay_ms": {"cuInit": 10}}}, "after-reading")
+        out, err = reading.communicate(timeout=60)
+        probe_out, probe_err = probe.communicate(timeout=60)
+        self.assertEqual(probe.returncode, 0, probe_err)
+        self.assertNotIn("UNK009", out)
+        self.assertIn("gpuwarm_gpu_persistence_mode{", out)
+        self.assertIn("gpuwarm probe: waiting (up to 5 minutes): another `gpuwarm probe` or `watch --load` is "
+                      "timing the GPUs, or `diagnose`, `check`, `metrics` or `verify` is reading them", probe_err)
 
     def test_a_probe_waits_while_the_node_is_being_changed(self):
         # fix, reset and reload-modules hold the node lock: a probe then would time a daemon restart or a reset.

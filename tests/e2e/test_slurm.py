@@ -105,6 +105,32 @@ echo "$*" >> {self.tmp}/updates
                 self.assertEqual(self.decide(state, reason, persistence), expected)
 
 
+    def test_a_node_another_gpuwarm_command_works_on_is_left_as_it_is(self):
+        # A probe times the GPUs: check leaves NVML closed (UNK009, unknown). Neither a drain (as for another
+        # unknown, or for the persistence off that NVML would have shown) nor a resume of gpuwarm's own drain,
+        # and the prolog lets the job start.
+        import fcntl
+        os.makedirs(self.node.root.p("run"), exist_ok=True)
+        ours = "gpuwarm: PM001 persistence off: GPU 0 [root@2026-12-02T06:00:00]"
+        env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env()}
+
+        def prolog():
+            return subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-prolog")], env=env, capture_output=True,
+                                  text=True, timeout=60)
+        with open(self.node.root.p("run/gpuwarm-timing.lock"), "w") as probe:
+            fcntl.flock(probe, fcntl.LOCK_EX)
+            self.assertEqual(self.decide("IDLE", "", 0), [])
+            self.assertEqual(self.decide("IDLE+DRAIN", ours, 1), [])
+            self.node.set_persistence(0)
+            r = prolog()
+            self.assertEqual(r.returncode, 0, r.stderr)
+        # Without the probe the same node is judged: the cases above passed for UNK009 alone.
+        r = prolog()
+        self.assertEqual((r.returncode, r.stderr.strip()), (1, "gpuwarm: PM001 persistence off: GPU 0"))
+        self.assertEqual(self.decide("IDLE", "", 0),
+                         ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
+        self.assertEqual(self.decide("IDLE+DRAIN", ours, 1), ["update NodeName=gpu1 State=RESUME"])
+
     def test_a_reason_with_brackets_of_its_own_is_still_recognized(self):
         # Only Slurm's " [user@time]" is cut from the reason it shows: a gpuwarm line holding " [" is not rewritten
         # on every run.

@@ -3,6 +3,7 @@ one fake node per case, through the real binary. NixOS, GPU Operator and
 cloud-image layouts found without --nvml; a hung nvmlInit; a client masking
 persistence off; a laptop with runtime D3; NVML and the daemon disagreeing;
 the seed's mismatch with no readable user space; reports of the wrong kind."""
+import fcntl
 import json
 import os
 import shutil
@@ -430,6 +431,70 @@ class ProcessListUnread(Node):
                             "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(json.loads(r.stdout)["daemon"]["processes_unread"], "", r.stderr)
+
+
+class NvmlLeftClosed(Node):
+    """A reading (diagnose, check, metrics) never opens NVML while a probe times the GPUs or a reset needs them
+    free: its answer is cannot tell (UNK009) with the reason, and the fake NVML is never initialized."""
+
+    def setUp(self):
+        super().setUp()
+        self.root.driver(gpus=1).daemon_binary().daemon_process(holds=(0,)).kmsg()
+        os.makedirs(self.root.p("run"), exist_ok=True)
+        self.opened = os.path.join(self.tmp, "nvml-opened")
+        self.sc = h.scenario([h.gpu(0)], init={"started_file": self.opened})
+
+    def hold(self, name, operation):
+        f = open(self.root.p("run/" + name), "w")
+        self.addCleanup(f.close)
+        fcntl.flock(f, operation | fcntl.LOCK_NB)
+        return f
+
+    def read_all(self):
+        lib = os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")
+        where = ["--no-systemd", "--root", self.root.path, "--nvml", lib]
+        rc, d = self.diagnose(scenario_obj=self.sc)
+        check = self.run_raw(["check", *where], self.sc)
+        metrics = self.run_raw(["metrics", *where], self.sc)
+        self.assertEqual(metrics.returncode, 0, metrics.stderr)
+        return rc, d, check, metrics.stdout
+
+    def test_a_probe_timing_the_gpus_leaves_nvml_closed(self):
+        self.hold("gpuwarm-fix.lock", fcntl.LOCK_SH)  # a probe holds both: the node's shared, the timing's alone
+        self.hold("gpuwarm-timing.lock", fcntl.LOCK_EX)
+        rc, d, check, metrics = self.read_all()
+        self.assertFalse(os.path.exists(self.opened), "NVML was initialized during the probe")
+        self.assertEqual(rc, 9)
+        self.assertEqual((d["verdict"]["code"], d["verdict"]["rule_id"]), ("cannot-tell", "UNK009"))
+        self.assertIn("`gpuwarm probe` or `watch --load` is timing the GPUs (lock /run/gpuwarm-timing.lock is held)",
+                      d["driver"]["nvml_not_opened"])
+        self.assertEqual([f["rule_id"] for f in d["findings"] if f["severity"] != "info"], ["UNK009"])
+        self.assertEqual(check.returncode, 2, check.stdout + check.stderr)  # node-problem-detector's unknown
+        self.assertTrue(check.stdout.startswith("UNK009 "), check.stdout)
+        self.assertIn('gpuwarm_verdict{verdict="cannot-tell"} 1', metrics)
+        self.assertIn('gpuwarm_finding{rule_id="UNK009",severity="warning"} 1', metrics)
+        self.assertNotIn("gpuwarm_gpu_persistence_mode{", metrics)
+        self.assertIn('gpuwarm_fact_unknown{fact="gpu_count",reason="NVML not opened: `gpuwarm probe`', metrics)
+
+    def test_a_reset_changing_the_node_leaves_nvml_closed(self):
+        self.hold("gpuwarm-fix.lock", fcntl.LOCK_EX)
+        rc, d, check, metrics = self.read_all()
+        self.assertFalse(os.path.exists(self.opened), "NVML held the GPUs during the reset")
+        self.assertEqual(rc, 9)
+        self.assertIn("`reset` or `reload-modules` is changing this node", d["driver"]["nvml_not_opened"])
+        self.assertTrue(check.stdout.startswith("UNK009 "), check.stdout)
+        self.assertIn('gpuwarm_finding{rule_id="UNK009",severity="warning"} 1', metrics)
+
+    def test_shared_holders_alone_do_not_keep_nvml_closed(self):
+        # Another reading (its share of both locks), or a timing that has not yet taken the timing lock.
+        self.hold("gpuwarm-fix.lock", fcntl.LOCK_SH)
+        self.hold("gpuwarm-timing.lock", fcntl.LOCK_SH)
+        rc, d, check, metrics = self.read_all()
+        self.assertTrue(os.path.exists(self.opened))
+        self.assertEqual((rc, d["verdict"]["code"], d["driver"]["nvml_not_opened"]), (0, "healthy", None))
+        self.assertEqual(check.returncode, 0, check.stdout)
+        self.assertIn("gpuwarm_gpu_persistence_mode{", metrics)
+        self.assertNotIn("UNK009", metrics)
 
 
 class SystemdUnanswered(unittest.TestCase):

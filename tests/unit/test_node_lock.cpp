@@ -26,6 +26,10 @@ int hold(const std::string& path, int operation) {
   return fd;
 }
 
+constexpr const char* k_timing_held =
+    "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics` or `verify` is "
+    "reading them (lock /run/gpuwarm-timing.lock is held)";
+
 // A fix ends, then another probe: the timing waits for both, and says so for each, not just the first.
 TEST(TimingLocks, each_lock_waited_for_is_announced_and_taken_once_released) {
   test::TempTree tree;
@@ -61,11 +65,13 @@ TEST(TimingLocks, each_lock_waited_for_is_announced_and_taken_once_released) {
   EXPECT_GE(waited, std::chrono::milliseconds(550));
   ASSERT_EQ(said.size(), 2u);
   EXPECT_EQ(said[0], "`gpuwarm fix`, `reset` or `reload-modules` is changing this node (lock /run/gpuwarm-fix.lock is held)");
-  EXPECT_EQ(said[1], "another `gpuwarm probe` or `watch --load` is timing the GPUs (lock /run/gpuwarm-timing.lock is held)");
-  // Held now: a fix cannot start, another timing cannot either.
-  auto fix_now = take_node_lock(Paths(tree.root()));
+  EXPECT_EQ(said[1], k_timing_held);
+  // Held now: a fix cannot start (past its wait, here none), another timing cannot either.
+  auto fix_now = take_node_lock(Paths(tree.root()), 0, [](const std::string&) {});
   ASSERT_TRUE(fix_now) << fix_now.error().message;
-  EXPECT_FALSE(*fix_now);
+  EXPECT_EQ(*fix_now,
+            "`gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics` or `verify` is "
+            "reading them (lock /run/gpuwarm-fix.lock is held shared); waited 0 s");
 }
 
 // Past the wait, the answer names what still holds a lock; timings share the node lock with each other.
@@ -79,8 +85,103 @@ TEST(TimingLocks, a_lock_still_held_at_the_deadline_is_named) {
   ::close(other_timing);
   ::close(other_timing_node);
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(*r, "another `gpuwarm probe` or `watch --load` is timing the GPUs (lock /run/gpuwarm-timing.lock is held)");
+  EXPECT_EQ(*r, k_timing_held);
   EXPECT_EQ(announced, 1);
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Two changes never queue: the second answers at once, whatever its wait, and says what runs.
+TEST(NodeLock, another_change_answers_at_once) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  int other_fix = hold(tree.path("run/gpuwarm-fix.lock"), LOCK_EX);
+  int announced = 0;
+  const auto started = Clock::now();
+  auto r = take_node_lock(Paths(tree.root()), 5000, [&](const std::string&) { ++announced; });
+  const auto took = Clock::now() - started;
+  ::close(other_fix);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "another `gpuwarm fix`, `reset` or `reload-modules` is running (lock /run/gpuwarm-fix.lock is held)");
+  EXPECT_LT(took, std::chrono::seconds(1));
+  EXPECT_EQ(announced, 0);
+}
+
+// A reading (metrics from its timer, a health check) shares the node lock for a moment: a fix waits it out.
+TEST(NodeLock, a_reading_is_waited_for_and_announced_once) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  int reading = hold(tree.path("run/gpuwarm-fix.lock"), LOCK_SH);
+  std::thread ends([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    ::close(reading);
+  });
+  std::vector<std::string> said;
+  const auto started = Clock::now();
+  auto r = take_node_lock(Paths(tree.root()), 20000, [&](const std::string& why) { said.push_back(why); });
+  const auto took = Clock::now() - started;
+  ends.join();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "");
+  EXPECT_GE(took, std::chrono::milliseconds(350));
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_NE(said[0].find("is held shared"), std::string::npos) << said[0];
+  // Now this run's: a reading finds the node being changed.
+  ReadingLocks after{Paths(tree.root())};
+  EXPECT_EQ(after.busy,
+            "`gpuwarm fix`, `reset` or `reload-modules` is changing this node (lock /run/gpuwarm-fix.lock is held): "
+            "opening NVML now could hold a GPU it needs free");
+}
+
+// A reading leaves NVML closed while a timing runs or a change holds the node, and otherwise holds both locks
+// shared until it ends: a probe or a fix starting meanwhile waits for it.
+TEST(ReadingLocks, busy_while_held_exclusively_else_shares_both_until_it_ends) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  {
+    int timing_node = hold(tree.path("run/gpuwarm-fix.lock"), LOCK_SH);
+    int timing = hold(tree.path("run/gpuwarm-timing.lock"), LOCK_EX);
+    ReadingLocks during_probe{Paths(tree.root())};
+    EXPECT_EQ(during_probe.busy,
+              "`gpuwarm probe` or `watch --load` is timing the GPUs (lock /run/gpuwarm-timing.lock is held): opening "
+              "NVML now would initialize the GPUs it times");
+    ::close(timing);
+    ::close(timing_node);
+  }
+  {
+    int other_reading = hold(tree.path("run/gpuwarm-fix.lock"), LOCK_SH);  // readings share with each other
+    ReadingLocks reading{Paths(tree.root())};
+    EXPECT_EQ(reading.busy, "");
+    ::close(other_reading);
+    auto fix = take_node_lock(Paths(tree.root()), 0, [](const std::string&) {});
+    ASSERT_TRUE(fix) << fix.error().message;
+    EXPECT_NE(fix->find("is held shared"), std::string::npos) << *fix;
+    // What a probe tries (take_timing_locks would keep its share of the node lock for the test's life).
+    int probe = ::open(tree.path("run/gpuwarm-timing.lock").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(probe, 0);
+    EXPECT_NE(::flock(probe, LOCK_EX | LOCK_NB), 0);
+    EXPECT_EQ(errno, EWOULDBLOCK);
+    ::close(probe);
+  }
+  // The reading has ended: nothing of it is left held.
+  int after = ::open(tree.path("run/gpuwarm-timing.lock").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(after, 0);
+  EXPECT_EQ(::flock(after, LOCK_EX | LOCK_NB), 0);
+  ::close(after);
+  after = ::open(tree.path("run/gpuwarm-fix.lock").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(after, 0);
+  EXPECT_EQ(::flock(after, LOCK_EX | LOCK_NB), 0);
+  ::close(after);
+}
+
+// A recorded tree stays as it was: no lock file is created in it by a reading.
+TEST(ReadingLocks, creates_no_lock_file_in_a_recorded_tree) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  ReadingLocks reading{Paths(tree.root())};
+  EXPECT_EQ(reading.busy, "");
+  EXPECT_NE(::access(tree.path("run/gpuwarm-fix.lock").c_str(), F_OK), 0);
+  EXPECT_NE(::access(tree.path("run/gpuwarm-timing.lock").c_str(), F_OK), 0);
 }
 
 }  // namespace

@@ -20,6 +20,28 @@ TEST(Rules, NVML001_nvml_timeout) {
   for (const auto& c : cases) expect_rule("NVML001", c);
 }
 
+// NVML left closed on purpose (a probe timing the GPUs, a reset needing them free): what collect leaves.
+void nvml_left_closed(Snapshot& s) {
+  const std::string why = "`gpuwarm probe` or `watch --load` is timing the GPUs (lock /run/gpuwarm-timing.lock is held)";
+  s.nvml = NvmlFacts{};
+  s.nvml.not_opened = why;
+  s.nvml.library_path = s.nvml.user_space_version = Fact<std::string>::unknown("NVML not opened: " + why);
+  s.nvml.init_code = Fact<int>::unknown("NVML not opened: " + why);
+  s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened: " + why);
+}
+
+TEST(Rules, UNK009_nvml_not_opened) {
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"left closed while a probe times the GPUs", nvml_left_closed, {{k_node}}},
+  };
+  for (const auto& c : cases) expect_rule("UNK009", c);
+  // Not a missing library, and no other NVML rule speaks for it.
+  for (const char* other : {"DRV002", "NVML001", "UNK001", "UNK002", "GPU001"}) {
+    expect_rule(other, {"left closed", nvml_left_closed, {}});
+  }
+}
+
 TEST(Rules, UNK001_nvml_init_unknown) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},

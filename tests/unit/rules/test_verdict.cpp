@@ -70,6 +70,14 @@ TEST(Verdict, RunbookOrder) {
          s.nvml.device_count = Fact<unsigned>::unknown("NVML did not answer in 2 s");
        },
        "cannot-tell", "NVML001", ExitCode::cannot_tell},
+      {"NVML left closed during a probe: cannot tell, not a missing library",
+       [](Snapshot& s) {
+         s.nvml = NvmlFacts{};
+         s.nvml.not_opened = "`gpuwarm probe` or `watch --load` is timing the GPUs";
+         s.nvml.init_code = Fact<int>::unknown("NVML not opened");
+         s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
+       },
+       "cannot-tell", "UNK009", ExitCode::cannot_tell},
       {"seed case without NVML: reboot pending, not a reinstall",
        [](Snapshot& s) {
          s.nvml = NvmlFacts{};
