@@ -359,8 +359,9 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
     std::string dir = opts->textfile_dir.empty() ? k_default_textfile_dir : opts->textfile_dir;
     std::string path = dir + "/gpuwarm.prom";
     // node_exporter reads the directory at every scrape: never a half-written file (temporary file in the
-    // same directory, renamed over the old one). The directory belongs to node_exporter's package.
-    auto written = write_file_atomically(path, text, WriteOptions{"/", 0644, 0755, false});
+    // same directory, renamed over the old one). The directory belongs to node_exporter's package, or to the
+    // user it runs as where a site chown'd it.
+    auto written = write_file_atomically(path, text, WriteOptions{"/", 0644, 0755, false, true});
     if (!written) {
       std::cerr << "gpuwarm metrics: " << written.error().message << "\n";  // it names the path
       return to_int(ExitCode::tool_error);

@@ -47,15 +47,15 @@ class Fd {
 
 std::string why(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
-// A directory root may write into: owned by root or the caller, and writable
-// by nobody else (a sticky root-owned one, like /tmp, is fine).
-std::string untrusted_dir(int fd, const std::string& path) {
+// A directory root may write into: owned by root or the caller (or, where the options allow, by another user),
+// and writable by nobody else (a sticky root-owned one, like /tmp, is fine).
+std::string untrusted_dir(int fd, const std::string& path, bool any_owner) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     return why(path, errno);
   }
   const uid_t me = ::geteuid();
-  if (st.st_uid != 0 && st.st_uid != me) {
+  if (st.st_uid != 0 && st.st_uid != me && !any_owner) {
     return path + " is owned by uid " + std::to_string(st.st_uid);
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !((st.st_mode & S_ISVTX) != 0 && st.st_uid == 0)) {
@@ -124,7 +124,7 @@ Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options,
   // Only the folder written into must be root's (or the caller's) and closed to others. Folders above it may
   // be anyone's (Debian's /var/lib/prometheus is prometheus's): each was opened from the one above without
   // following a link, and this check is on the folder actually held, so swapping one changes nothing here.
-  if (std::string bad = untrusted_dir(cur.get(), path.empty() ? "/" : path); !bad.empty()) {
+  if (std::string bad = untrusted_dir(cur.get(), path.empty() ? "/" : path, options.any_folder_owner); !bad.empty()) {
     return fail("refusing to write into " + (path.empty() ? "/" : path) + ": " + bad);
   }
   return cur;

@@ -18,13 +18,18 @@ struct WriteOptions {
   mode_t file_mode = 0644;
   mode_t dir_mode = 0755;      // for directories it creates
   bool create_dirs = true;     // create missing parents (each with dir_mode)
+  // Also write into a folder another user owns (node_exporter's textfile folder, often chown'd to prometheus),
+  // still not one writable by group or others. Safe since every step goes through the folder's descriptor:
+  // the temporary file is created O_EXCL|O_NOFOLLOW, and a rename replaces a link put in the target's place
+  // without following it. The file stays root's.
+  bool any_folder_owner = false;
 };
 
 // Writes `content` to `path` (absolute, inside options.root) atomically:
 //  - every parent directory is opened with O_NOFOLLOW from the root down, created
-//    with dir_mode where missing; a symlinked parent, or one that is neither
-//    root's nor the caller's, or is writable by group/others (unless sticky and
-//    root's), is refused;
+//    with dir_mode where missing; a symlinked parent is refused, and so is a
+//    folder written into that is neither root's nor the caller's (unless
+//    any_folder_owner) or is writable by group/others (unless sticky and root's);
 //  - a temporary file is created beside the target with O_EXCL|O_NOFOLLOW and
 //    a random name, chmod'ed to file_mode, written, fsync'ed;
 //  - renameat over the target (which, if it exists, must be a regular file:

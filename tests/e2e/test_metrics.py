@@ -103,6 +103,23 @@ class Metrics(unittest.TestCase):
         with open(os.path.join(self.tmp, "tf", "gpuwarm.prom")) as f:
             self.assertIn("gpuwarm_gpu_persistence_mode{gpu=\"0\"", f.read())
 
+    def test_textfile_folder_of_the_exporters_user(self):
+        # Sites chown node_exporter's folder to the user it runs as: written there (the file root's, 0644), but
+        # not into one that group or others can write.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give a folder to another user")
+        folder = os.path.join(self.tmp, "prometheus")
+        os.mkdir(folder, 0o755)
+        os.chown(folder, 65534, 65534)
+        r = self.metrics(h.scenario([h.gpu(0)]), "--textfile", folder)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = os.stat(os.path.join(folder, "gpuwarm.prom"))
+        self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o644))
+        os.chmod(folder, 0o775)
+        r = self.metrics(h.scenario([h.gpu(0)]), "--textfile", folder)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("writable by group or others", r.stderr)
+
     def test_successive_runs_see_de_initialization(self):
         # GPU 0: persistence off, de-initializes whenever no client holds NVML; its application clock was
         # set to 1500 MHz and falls back to the 1980 MHz default once it de-initializes.

@@ -225,6 +225,38 @@ TEST(SafeWrite, AForeignOwnedDirectoryIsRefused) {
   EXPECT_NE(r.error().message.find("owned by uid 65534"), std::string::npos) << r.error().message;
 }
 
+// node_exporter's textfile folder chown'd to prometheus: written where the caller allows another owner, the file
+// root's; a link its owner put in the target's place is refused, not followed; never a folder group or others
+// can write.
+TEST(SafeWrite, AnotherUsersFolderWhereAllowed) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root to give a directory to another user";
+  }
+  test::TempTree t;
+  t.mkdir("theirs");
+  t.write("secret", "keep\n");
+  ASSERT_EQ(::chown(t.path("theirs").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::symlink(t.path("secret").c_str(), t.path("theirs/gpuwarm.prom").c_str()), 0);
+  WriteOptions allow;
+  allow.any_folder_owner = true;
+  auto linked = write_file_atomically(t.path("theirs/gpuwarm.prom"), "x 0\n", allow);
+  ASSERT_FALSE(linked);
+  EXPECT_EQ(slurp(t.path("secret")), "keep\n");
+  ASSERT_EQ(::unlink(t.path("theirs/gpuwarm.prom").c_str()), 0);
+  ASSERT_TRUE(write_file_atomically(t.path("theirs/gpuwarm.prom"), "x 1\n", allow));
+  struct stat st {};
+  ASSERT_EQ(::lstat(t.path("theirs/gpuwarm.prom").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(slurp(t.path("secret")), "keep\n");
+  EXPECT_EQ(slurp(t.path("theirs/gpuwarm.prom")), "x 1\n");
+  ::chmod(t.path("theirs").c_str(), 0775);
+  auto r = write_file_atomically(t.path("theirs/gpuwarm.prom"), "x 2\n", allow);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos) << r.error().message;
+}
+
 TEST(SafeWrite, FailuresLeaveTheOldFileAndNothingElse) {
   test::TempTree t;
   t.mkdir("d/f.conf");  // a directory where the file should go
