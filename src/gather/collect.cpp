@@ -187,7 +187,8 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
     snap.service.unreachable = options.systemd_not_asked;
     snap.service.not_asked = true;
     for (auto* f : {&snap.service.load_state, &snap.service.active_state, &snap.service.sub_state,
-                    &snap.service.unit_file_state, &snap.service.restart, &snap.service.fragment_path,
+                    &snap.service.unit_file_state, &snap.service.restart, &snap.service.result,
+                    &snap.service.fragment_path,
                     &snap.service.unit_text, &snap.service.gpuwarm_dropin_text, &snap.service.control_group,
                     &snap.service.manager_control_group}) {
       *f = Fact<std::string>::unknown(snap.service.unreachable);

@@ -131,7 +131,8 @@ std::string service_line(const Snapshot& s) {
   if (!svc.reachable) {
     return "not checked: " + svc.unreachable;
   }
-  return fmt::format("{} · {} ({}) · {}", svc.unit, or_dash(svc.active_state), or_dash(svc.sub_state),
+  return fmt::format("{} · {} ({}){} · {}", svc.unit, or_dash(svc.active_state), or_dash(svc.sub_state),
+                     start_skipped(svc) ? ", last start skipped by its ExecCondition" : "",
                      svc.unit_file_state.has() ? *svc.unit_file_state : "enablement unknown");
 }
 

@@ -93,6 +93,32 @@ std::vector<Finding> unit_failed(const Snapshot& s) {
   return {f};
 }
 
+std::vector<Finding> unit_start_skipped(const Snapshot& s) {
+  if (!start_skipped(s.service)) {
+    return {};
+  }
+  Finding f;
+  const bool guarded = s.service.drop_in_paths.has() &&
+                       std::any_of(s.service.drop_in_paths->begin(), s.service.drop_in_paths->end(),
+                                   [](const std::string& p) { return p.ends_with("/40-gpuwarm-guard.conf"); });
+  f.message = guarded ? "nvidia-persistenced.service did not start: gpuwarm guard (its ExecCondition) skipped the "
+                        "last start"
+                      : "nvidia-persistenced.service did not start: an ExecCondition of the unit skipped the last start";
+  f.next_step =
+      "`journalctl -u nvidia-persistenced.service -b` says why (the guard writes one line; `gpuwarm guard --verbose` "
+      "asks again). After a driver update without a reboot, reboot (or `gpuwarm reload-modules`); once the cause "
+      "is gone, `gpuwarm fix` starts the unit.";
+  f.evidence.push_back("ActiveState=" + *s.service.active_state + " Result=exec-condition");
+  if (guarded) {
+    for (const auto& p : *s.service.drop_in_paths) {
+      if (p.ends_with("/40-gpuwarm-guard.conf")) {
+        f.evidence.push_back("drop-in " + p);
+      }
+    }
+  }
+  return {f};
+}
+
 std::vector<Finding> unit_state_unread(const Snapshot& s) {
   if (!s.service.reachable) {
     return {};  // NOTE002 says systemd could not be asked at all

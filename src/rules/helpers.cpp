@@ -35,6 +35,10 @@ bool daemon_running(const Snapshot& s) {
   return !s.daemon.processes.empty() || (daemon_from_driver_container(s) && !s.daemon.foreign.empty());
 }
 
+bool start_skipped(const ServiceFacts& service) {
+  return service.reachable && service.active_state.is("inactive") && service.result.is("exec-condition");
+}
+
 std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string* why) {
   auto say = [why](std::string text) {
     if (why != nullptr) {

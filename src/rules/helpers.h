@@ -22,6 +22,8 @@ bool daemon_running(const Snapshot& s);
 // Whether nvidia-persistenced.service starts at boot: enabled (or generated, an alias), or static (no
 // [Install]) and pulled in by another unit. nullopt when systemd's answer is missing; `why` says what decided.
 std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string* why = nullptr);
+// The unit is inactive because an ExecCondition= (gpuwarm guard's drop-in) skipped its last start.
+bool start_skipped(const ServiceFacts& service);
 bool daemon_processes_listed(const Snapshot& s);
 // The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and
 // the host has no unit for it by design.

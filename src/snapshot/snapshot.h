@@ -270,6 +270,7 @@ struct ServiceFacts {
   Fact<std::string> manager_control_group;
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
+  Fact<std::string> result;  // Service.Result of its last run: "exec-condition" when an ExecCondition= skipped it
   Fact<std::string> fragment_path;
   // Files on disk changed since systemd loaded the unit (a write whose daemon-reload failed or never ran).
   Fact<bool> need_daemon_reload;

@@ -69,7 +69,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedul
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, not_asked, manager_booted, load_state,
                                                 active_state, sub_state, unit_file_state, exec_start, control_group,
                                                 manager_control_group,
-                                                stop_when_unneeded, restart, fragment_path, need_daemon_reload,
+                                                stop_when_unneeded, restart, result, fragment_path,
+                                                need_daemon_reload,
                                                 drop_in_paths, wanted_by, unit_text,
                                                 gpuwarm_dropin_text, gpuwarm_dropin_exists)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwarm_version, hostname,

@@ -106,6 +106,7 @@ class SdBusServiceManager final : public ServiceManager {
       facts.wanted_by = Fact<std::vector<std::string>>::known(std::move(both));
     }
     facts.restart = get_string(path, k_service_iface, "Restart");
+    facts.result = get_string(path, k_service_iface, "Result");
     facts.exec_start = get_exec_start(path);
     facts.control_group = get_string(path, k_service_iface, "ControlGroup");
     facts.manager_control_group = get_string(k_manager_path, k_manager_iface, "ControlGroup");

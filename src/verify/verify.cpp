@@ -237,6 +237,10 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   VerifyReport r;
   const Snapshot& s = in.after;
   r.checks.push_back(unit_check(s, "unit-active", "the unit is active now", s.service.active_state, {"active"}));
+  if (start_skipped(s.service)) {  // not a failure of the daemon's: say where the reason is
+    r.checks.back().detail += ": its ExecCondition (gpuwarm guard) skipped the start (Result=exec-condition; "
+                              "`journalctl -u nvidia-persistenced.service -b` says why)";
+  }
   r.checks.push_back(boot_check(s));
   r.checks.push_back(daemon_running_check(s));
   r.checks.push_back(persistence_check(s));

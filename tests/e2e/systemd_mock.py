@@ -48,7 +48,8 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
 
     def add_unit(self, load_state="loaded", active="active", sub="running", file_state="enabled",
                  argv=("/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"), stop_when_unneeded=False,
-                 restart="no", with_load_unit=True, control_group="/system.slice/" + UNIT, manager_control_group=""):
+                 restart="no", with_load_unit=True, control_group="/system.slice/" + UNIT, manager_control_group="",
+                 result="success", drop_ins=()):
         """Adds nvidia-persistenced.service with these properties; returns its mock interface."""
         self.mock.AddMockUnit(UNIT)
         unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", UNIT_PATH), dbusmock.MOCK_IFACE)
@@ -57,11 +58,11 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
                                         "StopWhenUnneeded": dbus.Boolean(stop_when_unneeded),
                                         "FragmentPath": "/lib/systemd/system/" + UNIT,
                                         "NeedDaemonReload": dbus.Boolean(False),
-                                        "DropInPaths": dbus.Array([], signature="s"),
+                                        "DropInPaths": dbus.Array(list(drop_ins), signature="s"),
                                         "WantedBy": dbus.Array([], signature="s"),
                                         "RequiredBy": dbus.Array([], signature="s")})
         unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": restart,
-                                           "ControlGroup": control_group})
+                                           "ControlGroup": control_group, "Result": result})
         # systemd's own root cgroup, as the Manager names it ("" on a host or in a cgroup namespace).
         self.mock.AddProperty(MANAGER, "ControlGroup", manager_control_group)
         if with_load_unit:

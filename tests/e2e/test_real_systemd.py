@@ -365,6 +365,13 @@ class RealSystemd(unittest.TestCase):
         self.start_and_wait()
         self.assertEqual(self.unit_property("ActiveState"), "inactive")  # skipped, not failed
         self.assertEqual(self.unit_property("Result"), "exec-condition")
+        # diagnose names the skip and the guard's drop-in, as systemd reports them.
+        d = json.loads(self.gpuwarm("diagnose", "--json").stdout)
+        skipped = [f for f in d["findings"] if f["rule_id"] == "PD008"]
+        self.assertEqual(len(skipped), 1, d["findings"])
+        self.assertIn("gpuwarm guard (its ExecCondition) skipped the last start", skipped[0]["message"])
+        self.assertIn("drop-in /etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf",
+                      skipped[0]["evidence"])
 
         # The module's version agrees, device nodes not there yet: the guard lets the start go on (the daemon's
         # libnvidia-cfg creates the nodes through nvidia-modprobe; here the stand-in makes them).

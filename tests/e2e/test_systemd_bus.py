@@ -94,6 +94,24 @@ class SystemdOverDBus(SystemdMockCase):
         rc, d = self.diagnose()
         self.assertIn("PD006", [f["rule_id"] for f in d["findings"]])
 
+    def test_a_start_the_guard_skipped_is_named(self):
+        # After a driver update without a reboot the guard's ExecCondition skipped the start: the unit is inactive
+        # (not failed), persistence is off, and diagnose says where the reason is.
+        guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
+        self.add_unit(active="inactive", sub="dead", result="exec-condition", drop_ins=(guard,))
+        r = h.run(["diagnose", "--json"], root=self.root, systemd=True,
+                  scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)]))
+        d = json.loads(r.stdout)
+        self.assertEqual((r.returncode, d["verdict"]["rule_id"]), (3, "PM001"), r.stderr)
+        skipped = [f for f in d["findings"] if f["rule_id"] == "PD008"]
+        self.assertEqual(len(skipped), 1, d["findings"])
+        self.assertIn("gpuwarm guard (its ExecCondition) skipped the last start", skipped[0]["message"])
+        self.assertEqual(skipped[0]["evidence"], ["ActiveState=inactive Result=exec-condition", "drop-in " + guard])
+        self.assertEqual(d["snapshot"]["service"]["result"], "exec-condition")
+        text = h.run(["diagnose"], root=self.root, systemd=True,
+                     scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])).stdout
+        self.assertIn("inactive (dead), last start skipped by its ExecCondition", text)
+
     def test_get_unit_fallback_when_load_unit_is_unknown(self):
         self.root.daemon_process()
         self.add_unit(with_load_unit=False)

@@ -54,6 +54,12 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
   };
   const std::vector<Case> cases = {
       {"inactive", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("inactive"); }, "unit-active"},
+      {"skipped by the guard",
+       [](Snapshot& s) {
+         s.service.active_state = Fact<std::string>::known("inactive");
+         s.service.result = Fact<std::string>::known("exec-condition");
+       },
+       "unit-active"},
       {"disabled", [](Snapshot& s) { s.service.unit_file_state = Fact<std::string>::known("disabled"); },
        "unit-enabled"},
       {"flag", [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode"); }, "daemon-running"},
@@ -83,6 +89,19 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
       EXPECT_EQ(check.status == CheckStatus::fail, check.id == c.failing) << c.name << ": " << check.id;
     }
   }
+}
+
+// A start the guard skipped says where its reason is, not only "inactive".
+TEST(Verify, AStartTheGuardSkippedSaysWhereToReadWhy) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) {
+    s.service.active_state = Fact<std::string>::known("inactive");
+    s.service.result = Fact<std::string>::known("exec-condition");
+  }));
+  auto active = std::find_if(r.checks.begin(), r.checks.end(), [](const auto& c) { return c.id == "unit-active"; });
+  ASSERT_NE(active, r.checks.end());
+  EXPECT_EQ(active->status, CheckStatus::fail);
+  EXPECT_EQ(active->detail.rfind("inactive: its ExecCondition (gpuwarm guard) skipped the start", 0), 0u)
+      << active->detail;
 }
 
 // A process list that could not be read is not "the daemon is not running": both daemon checks fail and say why.

@@ -66,6 +66,38 @@ TEST(Rules, PD006_unit_failed) {
   for (const auto& c : cases) expect_rule("PD006", c);
 }
 
+TEST(Rules, PD008_unit_start_skipped) {
+  auto skipped = [](const char* active, const char* result) {
+    return [active, result](Snapshot& s) {
+      s.service.active_state = Fact<std::string>::known(active);
+      s.service.result = Fact<std::string>::known(result);
+      s.service.drop_in_paths = Fact<std::vector<std::string>>::known(
+          {"/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"});
+    };
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node", [](Snapshot&) {}, {}},
+      {"skipped by the guard's ExecCondition", skipped("inactive", "exec-condition"), {{k_node}}},
+      {"stopped after a good run", skipped("inactive", "success"), {}},
+      {"active again since (the result is the last run's)", skipped("active", "exec-condition"), {}},
+      {"failed is PD006's", skipped("failed", "exit-code"), {}},
+      {"result unread", [](Snapshot& s) {
+         s.service.active_state = Fact<std::string>::known("inactive");
+         s.service.result = Fact<std::string>::unknown("Access denied");
+       }, {}},
+  };
+  for (const auto& c : cases) expect_rule("PD008", c);
+  Snapshot s = healthy_snapshot();
+  skipped("inactive", "exec-condition")(s);
+  auto found = find_rule("PD008")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].message.find("gpuwarm guard"), std::string::npos) << found[0].message;
+  s.service.drop_in_paths = Fact<std::vector<std::string>>::known({});
+  found = find_rule("PD008")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].message.find("gpuwarm guard"), std::string::npos) << found[0].message;
+}
+
 TEST(Rules, PD007_unit_missing) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
