@@ -54,6 +54,8 @@ install(FILES "${gen}/40-gpuwarm-guard.conf" DESTINATION "share/gpuwarm")
 install(FILES "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.service"
               "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-metrics.timer"
               "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm-exporter.service" DESTINATION "lib/systemd/system")
+# The node's locks, made at boot for the units that may not create them (ProtectSystem=strict).
+install(FILES "${PROJECT_SOURCE_DIR}/contrib/systemd/gpuwarm.tmpfiles" DESTINATION "lib/tmpfiles.d" RENAME gpuwarm.conf)
 install(FILES "${PROJECT_SOURCE_DIR}/contrib/prometheus/gpuwarm.rules.yml" DESTINATION "share/gpuwarm/prometheus")
 # Scheduler integrations (README "Schedulers"): Slurm's health check and prolog, NHC's check, Kubernetes.
 install(PROGRAMS "${PROJECT_SOURCE_DIR}/contrib/slurm/gpuwarm-healthcheck" "${PROJECT_SOURCE_DIR}/contrib/slurm/gpuwarm-prolog"

@@ -224,6 +224,8 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
         return code;
       }
     }
+    // A dry run holds no lock: it reads as diagnose does, leaving NVML closed while a probe or a change runs.
+    opts->collect.stand_aside = opts->dry_run;
     auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
     if (!loaded) {
       std::cerr << "gpuwarm fix: " << loaded.error().message << "\n";

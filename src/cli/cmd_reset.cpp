@@ -297,6 +297,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         return to_int(code);
       }
     }
+    opts->collect.stand_aside = !acting;  // only printing the plan, without the lock: read as diagnose does
     Snapshot before = collect_from_options(opts->collect);
     TargetResolution targets = resolve_reset_targets(before, opts->gpus);
     if (!targets.error.empty()) {

@@ -31,7 +31,9 @@ std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/
       "sit at a steady floor with benign event reasons; optionally `dcgmi diag`. A check that cannot run\n"
       "here (no systemd, no root, no DCGM) is SKIP with the reason, never a silent pass.\n\n"
       "Exit codes: 0 every check passed or was skipped, 1 gpuwarm failed, 2 bad command line,\n"
-      "8 a check failed.\n\n"
+      "8 a check failed, 9 cannot tell: another gpuwarm command (probe or watch --load timing the GPUs;\n"
+      "fix, reset or reload-modules changing the node) held the node, so NVML was left closed (and\n"
+      "--dcgm-level's diagnostic not run); verify again once it has finished.\n\n"
       "Examples:\n"
       "  gpuwarm verify\n"
       "  gpuwarm verify --settle 30 --samples 10 --dcgm-level 1 --json");
@@ -39,7 +41,9 @@ std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/
     Snapshot before = collect_from_options(opts->collect);
     VerifyInputs in = gather_verify_inputs(opts->collect, opts->verify, std::move(before));
     VerifyReport report = evaluate_verify(in);
-    const ExitCode code = report.passed ? ExitCode::healthy : ExitCode::verify_failed;
+    const ExitCode code = report.passed                         ? ExitCode::healthy
+                          : !report.nvml_not_opened.empty() ? ExitCode::cannot_tell
+                                                            : ExitCode::verify_failed;
     if (opts->json) {
       nlohmann::json out = render_verify_json(in, report);
       out["exit_code"] = to_int(code);

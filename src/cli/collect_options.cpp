@@ -2,6 +2,7 @@
 
 #include "cli/node_lock.h"
 #include "cli/option_checks.h"
+#include "core/deadline.h"
 #include "core/fs.h"
 #include "snapshot/snapshot_json.h"
 
@@ -52,10 +53,16 @@ Snapshot collect_from_options(const CollectOptions& options) {
   if (!options.stand_aside) {
     return collect_snapshot(options, services.get());
   }
-  const ReadingLocks reading{Paths(options.root)};  // held until the collection (NVML shut down) is over
+  ReadingLocks reading{Paths(options.root)};
   CollectOptions reader = options;
   reader.nvml_not_opened = reading.busy;
-  return collect_snapshot(reader, services.get());
+  Snapshot snapshot = collect_snapshot(reader, services.get());
+  // A one-shot collection leaves NVML open until exit, and an abandoned call is still inside NVML: the GPUs are
+  // held until the process ends, and so are the locks.
+  if (reading.busy.empty() && (options.one_shot || abandoned_calls() > 0)) {
+    reading.keep_until_exit();
+  }
+  return snapshot;
 }
 
 Result<Snapshot> snapshot_from_file_or_node(const std::string& snapshot_file, const CollectOptions& options) {

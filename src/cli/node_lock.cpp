@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,17 +21,61 @@ namespace {
 
 constexpr const char* k_changing = "`gpuwarm fix`, `reset` or `reload-modules` is changing this node";
 constexpr const char* k_timing = "`gpuwarm probe` or `watch --load` is timing the GPUs";
+constexpr int k_not_regular = EINVAL;  // errno open_lock gives for a FIFO, device or folder in a lock's place
 
+// O_NONBLOCK and the type check: a FIFO or a device in a lock's place (a --root tree is anyone's) must neither
+// hang the open nor be taken for a lock.
 int open_lock(const std::string& path, int flags) {
-  return ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+  if (fd < 0) {
+    return -1;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = k_not_regular;
+    return -1;
+  }
+  return fd;
 }
 
 Error cannot(const char* what, const std::string& path, int err) {
-  return Error{fmt::format("cannot {} lock {}: {}", what, path, std::strerror(err))};
+  return Error{fmt::format("cannot {} lock {}: {}", what, path,
+                           err == k_not_regular ? "not a regular file" : std::strerror(err))};
 }
 
-// flock(operation | LOCK_NB) on /run/NAME, kept open for the life of the process.
-Result<bool> take_lock(const Paths& paths, const char* name, int operation) {
+// A lock held while this lives, unless kept for the life of the process.
+class HeldLock {
+ public:
+  HeldLock() = default;
+  explicit HeldLock(int fd) : m_fd(fd) {}
+  ~HeldLock() {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+    }
+  }
+  HeldLock(HeldLock&& o) noexcept : m_fd(o.m_fd) { o.m_fd = -1; }
+  HeldLock& operator=(HeldLock&& o) noexcept {
+    if (this != &o) {
+      if (m_fd >= 0) {
+        ::close(m_fd);
+      }
+      m_fd = o.m_fd;
+      o.m_fd = -1;
+    }
+    return *this;
+  }
+  HeldLock(const HeldLock&) = delete;
+  HeldLock& operator=(const HeldLock&) = delete;
+  bool held() const { return m_fd >= 0; }
+  void keep() { m_fd = -1; }  // released when the process exits
+
+ private:
+  int m_fd = -1;
+};
+
+// flock(operation | LOCK_NB) on /run/NAME, created if missing: held, not held (another run has it), or an error.
+Result<HeldLock> try_lock(const Paths& paths, const char* name, int operation) {
   std::string path = paths.run(name);
   int fd = open_lock(path, O_RDWR | O_CREAT);
   if (fd < 0) {
@@ -40,11 +85,22 @@ Result<bool> take_lock(const Paths& paths, const char* name, int operation) {
     int err = errno;
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return false;
+      return HeldLock();
     }
     return tl::unexpected(cannot("lock", path, err));
   }
-  return true;  // fd stays open on purpose
+  return HeldLock(fd);
+}
+
+// try_lock, kept for the life of the process when taken.
+Result<bool> take_lock(const Paths& paths, const char* name, int operation) {
+  auto lock = try_lock(paths, name, operation);
+  if (!lock) {
+    return tl::unexpected(lock.error());
+  }
+  const bool held = lock->held();
+  lock->keep();
+  return held;
 }
 
 // Whether another open file holds `path` exclusively (a shared lock cannot be had beside it).
@@ -58,12 +114,20 @@ bool held_exclusively(const std::string& path) {
   return exclusive;
 }
 
+// While a change or a timing waits for a lock, it holds the waiting lock: readings that would start meanwhile
+// leave NVML closed (they never wait, and overlapping ones would otherwise never leave a gap). Not had (another
+// waits already, or it cannot be opened): the wait goes on without it.
+HeldLock announce_waiting(const Paths& paths) {
+  auto lock = try_lock(paths, k_waiting_lock_name, LOCK_EX);
+  return lock ? std::move(*lock) : HeldLock();
+}
+
 }  // namespace
 
 Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWaiting& waiting) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   const std::string path = paths.run(k_node_lock_name);
-  bool said = false;
+  HeldLock intent;
   for (;;) {
     auto held = take_lock(paths, k_node_lock_name, LOCK_EX);
     if (!held) {
@@ -77,15 +141,15 @@ Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWa
       return fmt::format("another `gpuwarm fix`, `reset` or `reload-modules` is running (lock {} is held)",
                          paths.display(path));
     }
-    const std::string shared =
-        fmt::format("{}, or `diagnose`, `check`, `metrics` or `verify` is reading them (lock {} is held shared)",
-                    k_timing, paths.display(path));
+    const std::string shared = fmt::format(
+        "{}, or `diagnose`, `check`, `metrics`, `snapshot` or `verify` is reading them (lock {} is held shared)",
+        k_timing, paths.display(path));
     if (std::chrono::steady_clock::now() >= deadline) {
       return fmt::format("{}; waited {:g} s", shared, wait_ms / 1000.0);
     }
-    if (!said) {
+    if (!intent.held()) {
+      intent = announce_waiting(paths);
       waiting(shared);
-      said = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -107,9 +171,10 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
   const Lock locks[] = {
       {k_node_lock_name, LOCK_SH, k_changing},
       {k_timing_lock_name, LOCK_EX,
-       "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics` or "
-       "`verify` is reading them"},
+       "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics`, "
+       "`snapshot` or `verify` is reading them"},
   };
+  HeldLock intent;
   for (const auto& lock : locks) {
     bool said = false;  // each wait is announced: after a fix, another probe may still be timing
     for (;;) {
@@ -126,6 +191,9 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
         return why;
       }
       if (!said) {
+        if (!intent.held()) {
+          intent = announce_waiting(paths);
+        }
         waiting(why);
         said = true;
       }
@@ -151,52 +219,61 @@ std::string hold_timing_locks(const char* command) {
 ReadingLocks::ReadingLocks(const Paths& paths) {
   struct Lock {
     const char* name;
-    const char* holder;
+    std::string holder;
     const char* harm;
   };
-  // The timing first: during a probe both are held, and the timing is the one NVML would spoil.
+  // The timing first: during a probe both are held, and the timing is the one NVML would spoil. The waiting
+  // lock is only looked at: a reading that starts while a change or a timing waits leaves it the gap it needs.
   const Lock locks[] = {
       {k_timing_lock_name, k_timing, "opening NVML now would initialize the GPUs it times"},
       {k_node_lock_name, k_changing, "opening NVML now could hold a GPU it needs free"},
+      {k_waiting_lock_name, "another `gpuwarm` command is waiting to change the node or time the GPUs",
+       "a reading now would keep it waiting"},
   };
   // Created as root on the live tree, so a probe that starts during the reading finds it shared and waits.
   const int create = paths.is_live() && ::geteuid() == 0 ? O_CREAT : 0;
-  for (int i = 0; i < 2; ++i) {
+  for (std::size_t i = 0; i < std::size(locks) && busy.empty(); ++i) {
     const std::string path = paths.run(locks[i].name);
     int fd = open_lock(path, O_RDONLY | create);
-    if (fd < 0 && create != 0 && errno != ENOENT) {
+    if (fd < 0 && create != 0 && errno != ENOENT && errno != k_not_regular) {
       fd = open_lock(path, O_RDONLY);  // a read-only /run (the exporter's unit): one another run made still counts
     }
     if (fd < 0) {
       continue;  // no file: nobody holds it; not openable: the run is not kept apart (not root)
     }
     if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
-      const int err = errno;
-      ::close(fd);
-      if (err == EWOULDBLOCK) {
+      if (errno == EWOULDBLOCK) {
         busy = fmt::format("{} (lock {} is held): {}", locks[i].holder, paths.display(path), locks[i].harm);
-        break;
       }
+      ::close(fd);
       continue;
     }
-    m_fds[i] = fd;
+    if (i < std::size(m_fds)) {
+      m_fds[i] = fd;
+    } else {
+      ::close(fd);
+    }
   }
   if (!busy.empty()) {
-    for (int& fd : m_fds) {
-      if (fd >= 0) {
-        ::close(fd);
-        fd = -1;
-      }
+    release();
+  }
+}
+
+void ReadingLocks::release() {
+  for (int& fd : m_fds) {
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
     }
   }
 }
 
-ReadingLocks::~ReadingLocks() {
-  for (int fd : m_fds) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
+void ReadingLocks::keep_until_exit() {
+  for (int& fd : m_fds) {
+    fd = -1;
   }
 }
+
+ReadingLocks::~ReadingLocks() { release(); }
 
 }  // namespace gpuwarm

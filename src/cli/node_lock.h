@@ -4,9 +4,11 @@
 // daemon another is starting; commands that time the GPUs (`probe`, `watch --load`) take it shared, so no
 // reset pulls a GPU from under a timing and no timing lands in a reset's window. The timing lock: those
 // timing commands take it exclusively, since two timings at once measure each other. Readers (`diagnose`,
-// `check`, `metrics`, `snapshot`, `verify`) take both shared, only for their NVML collection, and never wait:
-// where one is held exclusively they leave NVML closed, since opening it initializes the GPUs a probe is
-// timing and holds the GPUs a reset needs free.
+// `check`, `metrics`, `snapshot`, `verify`) take both shared, only for their NVML collection (until exit where
+// NVML stays open to the end), and never wait: where one is held exclusively they leave NVML closed, since opening
+// it initializes the GPUs a probe is timing and holds the GPUs a reset needs free. A change or a timing that
+// waits holds the waiting lock meanwhile, and readings leave NVML closed then too, or overlapping readings (an
+// exporter, a timer, health checks) could keep it waiting for ever.
 
 #include <functional>
 #include <string>
@@ -18,6 +20,7 @@ namespace gpuwarm {
 
 constexpr const char* k_node_lock_name = "gpuwarm-fix.lock";  // under /run; the name predates `reset`
 constexpr const char* k_timing_lock_name = "gpuwarm-timing.lock";
+constexpr const char* k_waiting_lock_name = "gpuwarm-waiting.lock";  // held by a change or a timing that waits
 // How long a change waits for runs that share the node lock (a reading is bounded by --nvml-timeout).
 constexpr int k_node_lock_wait_ms = 60 * 1000;
 
@@ -44,9 +47,9 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
 std::string hold_timing_locks(const char* command);
 
 // A reader's share of both locks, held while it lives. `busy` is "" when NVML may be opened, else why not
-// (what holds a lock exclusively). Lock files are created only as root on the live tree (a recorded tree
-// stays as it was); one that cannot be opened (not root: the files are root's 0600; a read-only /run)
-// keeps nothing apart, and `busy` stays "".
+// (what holds a lock exclusively, or that a change or timing waits). Lock files are created only as root on
+// the live tree (a recorded tree stays as it was); one that cannot be opened (not root: the files are root's
+// 0600; a read-only /run before anyone made them; not a regular file) keeps nothing apart, and `busy` stays "".
 class ReadingLocks {
  public:
   explicit ReadingLocks(const Paths& paths);
@@ -56,7 +59,12 @@ class ReadingLocks {
 
   std::string busy;
 
+  // Held until the process exits: where NVML is not shut down after the collection (a one-shot command
+  // leaves that to its exit), the GPUs stay held until then.
+  void keep_until_exit();
+
  private:
+  void release();
   int m_fds[2] = {-1, -1};
 };
 

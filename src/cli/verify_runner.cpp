@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "cli/child_process.h"
 #include "cli/collect_options.h"
+#include "cli/node_lock.h"
 #include "cli/option_checks.h"
 #include "core/fs.h"
 #include "core/signal_shield.h"
@@ -92,7 +94,16 @@ VerifyInputs gather_verify_inputs(const CollectOptions& collect, const VerifyOpt
     in.samples.push_back(collect_from_options(sample_opts));
   }
   if (options.dcgm_level > 0 && StopSignalsCaught::signal() == 0) {
-    in.dcgm = run_dcgm(options.dcgm_level);
+    // dcgmi diag initializes and loads every GPU (up to hours): a reading stands aside for it as for NVML.
+    std::optional<ReadingLocks> reading;
+    if (collect.stand_aside) {
+      reading.emplace(Paths(collect.root));
+    }
+    if (reading && !reading->busy.empty()) {
+      in.dcgm = DcgmOutcome{false, "not run: " + reading->busy, false};
+    } else {
+      in.dcgm = run_dcgm(options.dcgm_level);
+    }
   }
   return in;
 }

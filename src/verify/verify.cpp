@@ -258,6 +258,12 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   r.checks.push_back(dcgm);
   r.passed = std::none_of(r.checks.begin(), r.checks.end(),
                           [](const CheckResult& c) { return c.status == CheckStatus::fail; });
+  r.nvml_not_opened = s.nvml.not_opened;
+  for (const auto& sample : in.samples) {
+    if (r.nvml_not_opened.empty()) {
+      r.nvml_not_opened = sample.nvml.not_opened;
+    }
+  }
   return r;
 }
 
@@ -289,6 +295,11 @@ std::string render_verify_text(const VerifyInputs& in, const VerifyReport& repor
   for (const auto& c : report.checks) {
     const char* tag = c.status == CheckStatus::pass ? "PASS" : c.status == CheckStatus::fail ? "FAIL" : "SKIP";
     out += fmt::format("{}  {:<18} {}: {}\n", tag, c.id, c.title, c.detail);
+  }
+  if (!report.passed && !report.nvml_not_opened.empty()) {
+    out += "\nCannot tell: NVML was left closed (" + report.nvml_not_opened +
+           "); verify again once that command has finished.\n";
+    return out;
   }
   if (!report.passed) {
     out += "\nVerification failed.\n";
@@ -329,6 +340,8 @@ nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& re
   // kind, hostname and time let `gpuwarm fleet-summary` read a saved verify report on its own.
   return {{"kind", "gpuwarm-verify"}, {"schema_version", 1}, {"hostname", in.after.hostname}, {"taken_at", in.after.collected_at},
           {"passed", report.passed},  {"checks", checks},
+          {"nvml_not_opened", report.nvml_not_opened.empty() ? nlohmann::json(nullptr)
+                                                               : nlohmann::json(report.nvml_not_opened)},
           {"gpus", gpus}};
 }
 

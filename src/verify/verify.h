@@ -38,6 +38,9 @@ struct VerifyInputs {
 struct VerifyReport {
   std::vector<CheckResult> checks;
   bool passed = false;
+  // Why NVML was left closed in a reading (another gpuwarm command held the node): a failure then is
+  // "cannot tell", not a verdict on the node. "" when every reading opened it.
+  std::string nvml_not_opened;
 };
 
 VerifyReport evaluate_verify(const VerifyInputs& in);

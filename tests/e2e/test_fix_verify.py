@@ -392,7 +392,7 @@ class FixAndVerify(SystemdMockCase):
         self.assertEqual(rc, 0, r.stdout + r.stderr)
         self.assertGreaterEqual(time.monotonic() - started, 0.9)
         self.assertIn("gpuwarm fix: waiting (up to 60 s): `gpuwarm probe` or `watch --load` is timing the GPUs, or "
-                      "`diagnose`, `check`, `metrics` or `verify` is reading them", r.stderr)
+                      "`diagnose`, `check`, `metrics`, `snapshot` or `verify` is reading them", r.stderr)
         self.assertTrue(rep["changed"])
 
     def test_unopenable_lock_is_an_error_not_contention(self):

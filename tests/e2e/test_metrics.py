@@ -120,6 +120,24 @@ class Metrics(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("writable by group or others", r.stderr)
 
+    def test_the_locks_are_made_at_boot_for_the_hardened_units(self):
+        # The exporter's and the timer's units may not create files in /run (ProtectSystem=strict): the packages'
+        # tmpfiles.d entry makes the lock files, which a reading then shares.
+        tool = shutil.which("systemd-tmpfiles")
+        if not tool:
+            self.skipTest("systemd-tmpfiles not installed")
+        if os.geteuid() != 0:
+            self.skipTest("needs root: the files are made root's")
+        os.makedirs(os.path.join(self.tmp, "boot", "run"))
+        r = subprocess.run([tool, "--create", "--root", os.path.join(self.tmp, "boot"),
+                            os.path.join(h.SOURCE_DIR, "contrib", "systemd", "gpuwarm.tmpfiles")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in ("gpuwarm-fix.lock", "gpuwarm-timing.lock", "gpuwarm-waiting.lock"):
+            st = os.lstat(os.path.join(self.tmp, "boot", "run", name))
+            self.assertTrue(stat.S_ISREG(st.st_mode), name)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o600), name)
+
     def test_successive_runs_see_de_initialization(self):
         # GPU 0: persistence off, de-initializes whenever no client holds NVML; its application clock was
         # set to 1500 MHz and falls back to the 1980 MHz default once it de-initializes.

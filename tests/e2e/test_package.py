@@ -52,7 +52,7 @@ class Packages(unittest.TestCase):
                      "./usr/share/bash-completion/completions/gpuwarm", "./usr/share/zsh/vendor-completions/_gpuwarm",
                      "./usr/share/gpuwarm/40-gpuwarm-guard.conf", "./usr/share/doc/gpuwarm/copyright",
                      "./usr/lib/systemd/system/gpuwarm-metrics.timer",
-                     "./usr/lib/systemd/system/gpuwarm-exporter.service",
+                     "./usr/lib/systemd/system/gpuwarm-exporter.service", "./usr/lib/tmpfiles.d/gpuwarm.conf",
                      "./usr/share/gpuwarm/slurm/gpuwarm-healthcheck", "./usr/share/gpuwarm/nhc/gpuwarm.nhc",
                      "./usr/share/gpuwarm/kubernetes/node-problem-detector/gpuwarm-persistence.json", "./usr/share/gpuwarm/prometheus/gpuwarm.rules.yml"):
             self.assertIn(path, files)

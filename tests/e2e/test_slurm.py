@@ -64,7 +64,7 @@ echo "$*" >> {self.tmp}/updates
 """)
         os.chmod(self.scontrol, 0o755)
 
-    def decide(self, state, reason, persistence, extra_check_args=""):
+    def decide(self, state, reason, persistence, extra_check_args="", state_dir=None):
         with open(os.path.join(self.tmp, "node-line"), "w") as f:
             f.write(f"NodeName=gpu1 Arch=x86_64 State={state} ThreadsPerCore=1" + (f" Reason={reason}" if reason else "") + "\n")
         updates = os.path.join(self.tmp, "updates")
@@ -73,6 +73,7 @@ echo "$*" >> {self.tmp}/updates
         self.node.set_persistence(persistence)
         env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env()}
         env["GPUWARM_CHECK_ARGS"] += extra_check_args
+        env["GPUWARM_STATE_DIR"] = state_dir or self.tmp
         r = subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-healthcheck")], env=env, capture_output=True, text=True,
                            timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -105,31 +106,37 @@ echo "$*" >> {self.tmp}/updates
                 self.assertEqual(self.decide(state, reason, persistence), expected)
 
 
-    def test_a_node_another_gpuwarm_command_works_on_is_left_as_it_is(self):
-        # A probe times the GPUs: check leaves NVML closed (UNK009, unknown). Neither a drain (as for another
-        # unknown, or for the persistence off that NVML would have shown) nor a resume of gpuwarm's own drain,
-        # and the prolog lets the job start.
+    def test_a_node_another_gpuwarm_command_works_on_is_left_as_it_is_for_a_while(self):
+        # A probe times the GPUs: check leaves NVML closed (UNK009, unknown). The health check neither drains (as for
+        # another unknown, or for the persistence off NVML would have shown) nor resumes gpuwarm's own drain, for
+        # GPUWARM_BUSY_LIMIT at most; the prolog refuses the job, which would meet the probe.
         import fcntl
         os.makedirs(self.node.root.p("run"), exist_ok=True)
         ours = "gpuwarm: PM001 persistence off: GPU 0 [root@2026-12-02T06:00:00]"
-        env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env()}
+        since = os.path.join(self.tmp, "gpuwarm-healthcheck-busy-since")
+        env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env(),
+               "GPUWARM_STATE_DIR": self.tmp}
 
         def prolog():
             return subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-prolog")], env=env, capture_output=True,
                                   text=True, timeout=60)
         with open(self.node.root.p("run/gpuwarm-timing.lock"), "w") as probe:
             fcntl.flock(probe, fcntl.LOCK_EX)
-            self.assertEqual(self.decide("IDLE", "", 0), [])
-            self.assertEqual(self.decide("IDLE+DRAIN", ours, 1), [])
-            self.node.set_persistence(0)
+            self.assertEqual(self.decide("IDLE", "", 0, state_dir=self.tmp), [])
+            self.assertTrue(os.path.exists(since))
+            self.assertEqual(self.decide("IDLE+DRAIN", ours, 1, state_dir=self.tmp), [])
             r = prolog()
-            self.assertEqual(r.returncode, 0, r.stderr)
-        # Without the probe the same node is judged: the cases above passed for UNK009 alone.
-        r = prolog()
-        self.assertEqual((r.returncode, r.stderr.strip()), (1, "gpuwarm: PM001 persistence off: GPU 0"))
-        self.assertEqual(self.decide("IDLE", "", 0),
-                         ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
-        self.assertEqual(self.decide("IDLE+DRAIN", ours, 1), ["update NodeName=gpu1 State=RESUME"])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("gpuwarm: UNK009 "), r.stderr)
+            # Past the limit the answer is an unknown like any other: drained, with how long it has lasted.
+            with open(since, "w") as f:
+                f.write(f"{int(time.time()) - 3600}\n")
+            updates = self.decide("IDLE", "", 0, state_dir=self.tmp)
+            self.assertEqual(len(updates), 1, updates)
+            self.assertRegex(updates[0], r"^update NodeName=gpu1 State=DRAIN Reason=gpuwarm: UNK009 .* \(for 60 min\)$")
+        # Without the probe the node is judged again, and the note of since when is gone.
+        self.assertEqual(self.decide("IDLE+DRAIN", ours, 1, state_dir=self.tmp), ["update NodeName=gpu1 State=RESUME"])
+        self.assertFalse(os.path.exists(since))
 
     def test_a_reason_with_brackets_of_its_own_is_still_recognized(self):
         # Only Slurm's " [user@time]" is cut from the reason it shows: a gpuwarm line holding " [" is not rewritten

@@ -485,6 +485,26 @@ class NvmlLeftClosed(Node):
         self.assertTrue(check.stdout.startswith("UNK009 "), check.stdout)
         self.assertIn('gpuwarm_finding{rule_id="UNK009",severity="warning"} 1', metrics)
 
+    def test_verify_and_dry_runs_cannot_tell_during_a_probe(self):
+        self.hold("gpuwarm-fix.lock", fcntl.LOCK_SH)
+        self.hold("gpuwarm-timing.lock", fcntl.LOCK_EX)
+        lib = os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")
+        where = ["--no-systemd", "--root", self.root.path, "--nvml", lib]
+        verify = self.run_raw(["verify", "--json", "--settle", "0", "--samples", "2", "--sample-interval", "0",
+                               "--dcgm-level", "1", *where], self.sc)
+        rep = json.loads(verify.stdout)
+        self.assertEqual((verify.returncode, rep["exit_code"], rep["passed"]), (9, 9, False), verify.stderr)
+        self.assertIn("`gpuwarm probe` or `watch --load` is timing the GPUs", rep["nvml_not_opened"])
+        dcgm = [c for c in rep["checks"] if c["id"] == "dcgm"][0]
+        self.assertEqual(dcgm["status"], "skip")
+        self.assertTrue(dcgm["detail"].startswith("not available: not run: `gpuwarm probe`"), dcgm["detail"])
+        fix = self.run_raw(["fix", "--dry-run", "--json", *where], self.sc)
+        self.assertEqual(fix.returncode, 9, fix.stdout + fix.stderr)
+        self.assertEqual(json.loads(fix.stdout)["diagnosis"]["verdict"]["rule_id"], "UNK009")
+        reset = self.run_raw(["reset", "--gpu", "0", *where], self.sc)
+        self.assertEqual(reset.returncode, 9, reset.stdout + reset.stderr)
+        self.assertFalse(os.path.exists(self.opened), "NVML was initialized during the probe")
+
     def test_shared_holders_alone_do_not_keep_nvml_closed(self):
         # Another reading (its share of both locks), or a timing that has not yet taken the timing lock.
         self.hold("gpuwarm-fix.lock", fcntl.LOCK_SH)

@@ -4,8 +4,10 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <string>
@@ -27,8 +29,8 @@ int hold(const std::string& path, int operation) {
 }
 
 constexpr const char* k_timing_held =
-    "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics` or `verify` is "
-    "reading them (lock /run/gpuwarm-timing.lock is held)";
+    "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot` or "
+    "`verify` is reading them (lock /run/gpuwarm-timing.lock is held)";
 
 // A fix ends, then another probe: the timing waits for both, and says so for each, not just the first.
 TEST(TimingLocks, each_lock_waited_for_is_announced_and_taken_once_released) {
@@ -70,8 +72,8 @@ TEST(TimingLocks, each_lock_waited_for_is_announced_and_taken_once_released) {
   auto fix_now = take_node_lock(Paths(tree.root()), 0, [](const std::string&) {});
   ASSERT_TRUE(fix_now) << fix_now.error().message;
   EXPECT_EQ(*fix_now,
-            "`gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics` or `verify` is "
-            "reading them (lock /run/gpuwarm-fix.lock is held shared); waited 0 s");
+            "`gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot` or "
+            "`verify` is reading them (lock /run/gpuwarm-fix.lock is held shared); waited 0 s");
 }
 
 // Past the wait, the answer names what still holds a lock; timings share the node lock with each other.
@@ -172,6 +174,70 @@ TEST(ReadingLocks, busy_while_held_exclusively_else_shares_both_until_it_ends) {
   ASSERT_GE(after, 0);
   EXPECT_EQ(::flock(after, LOCK_EX | LOCK_NB), 0);
   ::close(after);
+}
+
+// Readings that overlap (an exporter, a timer, health checks) never leave a gap on their own: once a change
+// waits, a reading that starts leaves NVML closed, so the change gets the node within a collection's time.
+TEST(NodeLock, a_waiting_change_is_not_starved_by_overlapping_readings) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  for (const char* name : {"run/gpuwarm-fix.lock", "run/gpuwarm-timing.lock"}) {
+    ::close(hold(tree.path(name), LOCK_SH));  // the files exist, as on a node where gpuwarm ran before
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> stood_aside{0};
+  auto reader = [&] {
+    while (!stop) {
+      ReadingLocks reading{Paths(tree.root())};
+      if (!reading.busy.empty()) {
+        ++stood_aside;
+        EXPECT_NE(reading.busy.find("is waiting to change the node"), std::string::npos) << reading.busy;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a collection
+    }
+  };
+  std::thread a(reader);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::thread b(reader);  // the two overlap: one of them always holds the node lock shared
+  const auto started = Clock::now();
+  auto r = take_node_lock(Paths(tree.root()), 10000, [](const std::string&) {});
+  const auto took = Clock::now() - started;
+  stop = true;
+  a.join();
+  b.join();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, "");
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_GT(stood_aside.load(), 0);
+}
+
+// Something other than a file in a lock's place (a --root tree is anyone's): never waited on, never taken.
+TEST(NodeLock, a_fifo_in_a_locks_place_neither_hangs_nor_counts) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  ASSERT_EQ(::mkfifo(tree.path("run/gpuwarm-timing.lock").c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo(tree.path("run/gpuwarm-fix.lock").c_str(), 0600), 0);
+  ReadingLocks reading{Paths(tree.root())};
+  EXPECT_EQ(reading.busy, "");
+  auto fix = take_node_lock(Paths(tree.root()), 0, [](const std::string&) {});
+  ASSERT_FALSE(fix);
+  EXPECT_EQ(fix.error().message, "cannot open lock " + tree.path("run/gpuwarm-fix.lock") + ": not a regular file");
+}
+
+// A one-shot reading keeps its share until the process exits: NVML stays open to the end there.
+TEST(ReadingLocks, kept_until_exit_outlives_the_object) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  ::close(hold(tree.path("run/gpuwarm-timing.lock"), LOCK_SH));
+  {
+    ReadingLocks reading{Paths(tree.root())};
+    ASSERT_EQ(reading.busy, "");
+    reading.keep_until_exit();
+  }
+  int probe = ::open(tree.path("run/gpuwarm-timing.lock").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(probe, 0);
+  EXPECT_NE(::flock(probe, LOCK_EX | LOCK_NB), 0);
+  ::close(probe);
 }
 
 // A recorded tree stays as it was: no lock file is created in it by a reading.
