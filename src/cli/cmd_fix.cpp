@@ -190,7 +190,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "systemd, another drop-in overriding gpuwarm's), 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
       "6 no systemd here (nothing changed), 7 another fix, reset or reload-modules is running, or probe or\n"
       "watch --load was still timing the GPUs after 60 s (the node's lock; a reading by diagnose, check,\n"
-      "metrics or verify is waited for),\n"
+      "metrics, snapshot or verify is waited for),\n"
       "8 changed but verification failed,\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read, or systemd runs here but its bus\n"
       "did not answer),\n"

@@ -32,8 +32,9 @@ std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/
       "here (no systemd, no root, no DCGM) is SKIP with the reason, never a silent pass.\n\n"
       "Exit codes: 0 every check passed or was skipped, 1 gpuwarm failed, 2 bad command line,\n"
       "8 a check failed, 9 cannot tell: another gpuwarm command (probe or watch --load timing the GPUs;\n"
-      "fix, reset or reload-modules changing the node) held the node, so NVML was left closed (and\n"
-      "--dcgm-level's diagnostic not run); verify again once it has finished.\n\n"
+      "fix, reset or reload-modules changing the node) held the node, so NVML was left closed and only\n"
+      "checks that need it failed; verify again once it has finished. A --dcgm-level diagnostic is not run\n"
+      "then either (SKIP, with what held the node).\n\n"
       "Examples:\n"
       "  gpuwarm verify\n"
       "  gpuwarm verify --settle 30 --samples 10 --dcgm-level 1 --json");

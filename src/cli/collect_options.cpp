@@ -56,10 +56,11 @@ Snapshot collect_from_options(const CollectOptions& options) {
   ReadingLocks reading{Paths(options.root)};
   CollectOptions reader = options;
   reader.nvml_not_opened = reading.busy;
+  const int abandoned_before = abandoned_calls();
   Snapshot snapshot = collect_snapshot(reader, services.get());
-  // A one-shot collection leaves NVML open until exit, and an abandoned call is still inside NVML: the GPUs are
-  // held until the process ends, and so are the locks.
-  if (reading.busy.empty() && (options.one_shot || abandoned_calls() > 0)) {
+  // A one-shot collection leaves NVML open until exit, and a call abandoned in this one is still inside NVML:
+  // the GPUs are held until the process ends, and so are the locks (once: later collections do not open NVML).
+  if (reading.busy.empty() && (options.one_shot || abandoned_calls() > abandoned_before)) {
     reading.keep_until_exit();
   }
   return snapshot;

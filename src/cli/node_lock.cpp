@@ -128,6 +128,7 @@ Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWa
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   const std::string path = paths.run(k_node_lock_name);
   HeldLock intent;
+  bool said = false;
   for (;;) {
     auto held = take_lock(paths, k_node_lock_name, LOCK_EX);
     if (!held) {
@@ -148,8 +149,11 @@ Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWa
       return fmt::format("{}; waited {:g} s", shared, wait_ms / 1000.0);
     }
     if (!intent.held()) {
-      intent = announce_waiting(paths);
+      intent = announce_waiting(paths);  // again at every turn: another waiter may have let it go
+    }
+    if (!said) {
       waiting(shared);
+      said = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -190,10 +194,10 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
       if (std::chrono::steady_clock::now() >= deadline) {
         return why;
       }
+      if (!intent.held()) {
+        intent = announce_waiting(paths);  // again at every turn: another waiter may have let it go
+      }
       if (!said) {
-        if (!intent.held()) {
-          intent = announce_waiting(paths);
-        }
         waiting(why);
         said = true;
       }

@@ -104,10 +104,12 @@ std::vector<Finding> unit_start_skipped(const Snapshot& s) {
   f.message = guarded ? "nvidia-persistenced.service did not start: gpuwarm guard (its ExecCondition) skipped the "
                         "last start"
                       : "nvidia-persistenced.service did not start: an ExecCondition of the unit skipped the last start";
-  f.next_step =
-      "`journalctl -u nvidia-persistenced.service -b` says why (the guard writes one line; `gpuwarm guard --verbose` "
-      "asks again). After a driver update without a reboot, reboot (or `gpuwarm reload-modules`); once the cause "
-      "is gone, `gpuwarm fix` starts the unit.";
+  f.next_step = guarded ? "`journalctl -u nvidia-persistenced.service -b` says why (the guard writes one line; "
+                          "`gpuwarm guard --verbose` asks again). After a driver update without a reboot, reboot (or "
+                          "`gpuwarm reload-modules`); once the cause is gone, `gpuwarm fix` starts the unit."
+                        : "`systemctl cat nvidia-persistenced.service` shows the ExecCondition= lines and "
+                          "`journalctl -u nvidia-persistenced.service -b` what they answered; once the cause is gone, "
+                          "`gpuwarm fix` starts the unit.";
   f.evidence.push_back("ActiveState=" + *s.service.active_state + " Result=exec-condition");
   if (guarded) {
     for (const auto& p : *s.service.drop_in_paths) {

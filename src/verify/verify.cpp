@@ -258,11 +258,19 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   r.checks.push_back(dcgm);
   r.passed = std::none_of(r.checks.begin(), r.checks.end(),
                           [](const CheckResult& c) { return c.status == CheckStatus::fail; });
-  r.nvml_not_opened = s.nvml.not_opened;
+  std::string not_opened = s.nvml.not_opened;
   for (const auto& sample : in.samples) {
-    if (r.nvml_not_opened.empty()) {
-      r.nvml_not_opened = sample.nvml.not_opened;
+    if (not_opened.empty()) {
+      not_opened = sample.nvml.not_opened;
     }
+  }
+  // Cannot tell only where every failure is one NVML would have answered: a unit that is not active fails
+  // whatever the GPUs say.
+  const bool only_nvml_failed = std::all_of(r.checks.begin(), r.checks.end(), [](const CheckResult& c) {
+    return c.status != CheckStatus::fail || c.id == "persistence" || c.id == "daemon-holds-gpus" || c.id == "clocks";
+  });
+  if (!r.passed && only_nvml_failed) {
+    r.nvml_not_opened = not_opened;
   }
   return r;
 }

@@ -38,8 +38,8 @@ struct VerifyInputs {
 struct VerifyReport {
   std::vector<CheckResult> checks;
   bool passed = false;
-  // Why NVML was left closed in a reading (another gpuwarm command held the node): a failure then is
-  // "cannot tell", not a verdict on the node. "" when every reading opened it.
+  // Why NVML was left closed in a reading (another gpuwarm command held the node), where only checks that need
+  // NVML failed: "cannot tell", not a verdict on the node. "" otherwise.
   std::string nvml_not_opened;
 };
 

@@ -134,6 +134,26 @@ echo "$*" >> {self.tmp}/updates
             updates = self.decide("IDLE", "", 0, state_dir=self.tmp)
             self.assertEqual(len(updates), 1, updates)
             self.assertRegex(updates[0], r"^update NodeName=gpu1 State=DRAIN Reason=gpuwarm: UNK009 .* \(for 60 min\)$")
+            # A note of a time to come, or one that is not a number, is taken afresh: no grace for ever.
+            for bad in (f"{int(time.time()) + 86400}", "soon"):
+                with open(since, "w") as f:
+                    f.write(bad + "\n")
+                self.assertEqual(self.decide("IDLE", "", 0, state_dir=self.tmp), [], bad)
+                with open(since) as f:
+                    self.assertLessEqual(abs(int(f.read()) - time.time()), 60, bad)
+            # A count with a leading zero is decimal (bash would read 0019 as a bad octal number): long past.
+            with open(since, "w") as f:
+                f.write("0019\n")
+            updates = self.decide("IDLE", "", 0, state_dir=self.tmp)
+            self.assertEqual(len(updates), 1, updates)
+            self.assertIn("Reason=gpuwarm: UNK009 ", updates[0])
+            # A folder others can write gets no note written as root, and so no grace.
+            shared = os.path.join(self.tmp, "shared")
+            os.mkdir(shared)
+            os.chmod(shared, 0o1777)
+            updates = self.decide("IDLE", "", 0, state_dir=shared)
+            self.assertEqual(len(updates), 1, updates)
+            self.assertFalse(os.listdir(shared))
         # Without the probe the node is judged again, and the note of since when is gone.
         self.assertEqual(self.decide("IDLE+DRAIN", ours, 1, state_dir=self.tmp), ["update NodeName=gpu1 State=RESUME"])
         self.assertFalse(os.path.exists(since))

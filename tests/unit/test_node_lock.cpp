@@ -211,6 +211,21 @@ TEST(NodeLock, a_waiting_change_is_not_starved_by_overlapping_readings) {
   EXPECT_GT(stood_aside.load(), 0);
 }
 
+// A second change waiting beside another (which holds the waiting lock) says so once, not at every turn.
+TEST(NodeLock, a_second_waiter_announces_once) {
+  test::TempTree tree;
+  tree.mkdir("run");
+  int reading = hold(tree.path("run/gpuwarm-fix.lock"), LOCK_SH);
+  int other_waiter = hold(tree.path("run/gpuwarm-waiting.lock"), LOCK_EX);
+  int announced = 0;
+  auto r = take_node_lock(Paths(tree.root()), 600, [&](const std::string&) { ++announced; });
+  ::close(other_waiter);
+  ::close(reading);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_NE(r->find("waited 0.6 s"), std::string::npos) << *r;
+  EXPECT_EQ(announced, 1);
+}
+
 // Something other than a file in a lock's place (a --root tree is anyone's): never waited on, never taken.
 TEST(NodeLock, a_fifo_in_a_locks_place_neither_hangs_nor_counts) {
   test::TempTree tree;
