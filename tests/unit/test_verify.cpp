@@ -91,6 +91,25 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
   }
 }
 
+// NVML left closed (a probe held the node): cannot tell where only NVML's checks failed, a failure where the unit
+// is not active whatever the GPUs say.
+TEST(Verify, NvmlLeftClosedIsCannotTellOnlyWhereNothingElseFailed) {
+  auto closed = [](Snapshot& s) {
+    s.nvml = NvmlFacts{};
+    s.nvml.not_opened = "`gpuwarm probe` or `watch --load` is timing the GPUs";
+    s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
+  };
+  VerifyInputs in = inputs_with(closed);
+  for (auto& sample : in.samples) closed(sample);
+  VerifyReport r = evaluate_verify(in);
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(r.nvml_not_opened, "`gpuwarm probe` or `watch --load` is timing the GPUs");
+  in.after.service.active_state = Fact<std::string>::known("inactive");
+  r = evaluate_verify(in);
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(r.nvml_not_opened, "");
+}
+
 // A start the guard skipped says where its reason is, not only "inactive".
 TEST(Verify, AStartTheGuardSkippedSaysWhereToReadWhy) {
   VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) {
