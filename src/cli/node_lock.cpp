@@ -122,6 +122,20 @@ HeldLock announce_waiting(const Paths& paths) {
   return lock ? std::move(*lock) : HeldLock();
 }
 
+// One turn of a wait for a lock: the waiting lock taken if it can be (again at every turn: another waiter may
+// have let it go), the wait announced once, then 100 ms.
+void wait_a_turn(const Paths& paths, HeldLock& intent, bool& said, const LockWaiting& waiting,
+                 const std::string& why) {
+  if (!intent.held()) {
+    intent = announce_waiting(paths);
+  }
+  if (!said) {
+    waiting(why);
+    said = true;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
 }  // namespace
 
 Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWaiting& waiting) {
@@ -148,14 +162,7 @@ Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWa
     if (std::chrono::steady_clock::now() >= deadline) {
       return fmt::format("{}; waited {:g} s", shared, wait_ms / 1000.0);
     }
-    if (!intent.held()) {
-      intent = announce_waiting(paths);  // again at every turn: another waiter may have let it go
-    }
-    if (!said) {
-      waiting(shared);
-      said = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    wait_a_turn(paths, intent, said, waiting, shared);
   }
 }
 
@@ -194,14 +201,7 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
       if (std::chrono::steady_clock::now() >= deadline) {
         return why;
       }
-      if (!intent.held()) {
-        intent = announce_waiting(paths);  // again at every turn: another waiter may have let it go
-      }
-      if (!said) {
-        waiting(why);
-        said = true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      wait_a_turn(paths, intent, said, waiting, why);
     }
   }
   return std::string();
