@@ -186,17 +186,7 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   } else {
     snap.service.unreachable = options.systemd_not_asked;
     snap.service.not_asked = true;
-    for (auto* f : {&snap.service.load_state, &snap.service.active_state, &snap.service.sub_state,
-                    &snap.service.unit_file_state, &snap.service.restart, &snap.service.result,
-                    &snap.service.fragment_path,
-                    &snap.service.unit_text, &snap.service.gpuwarm_dropin_text, &snap.service.control_group,
-                    &snap.service.manager_control_group}) {
-      *f = Fact<std::string>::unknown(snap.service.unreachable);
-    }
-    snap.service.exec_start = Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
-    snap.service.stop_when_unneeded = snap.service.need_daemon_reload = Fact<bool>::unknown(snap.service.unreachable);
-    snap.service.drop_in_paths = snap.service.wanted_by =
-        Fact<std::vector<std::string>>::unknown(snap.service.unreachable);
+    mark_unit_unknown(snap.service, snap.service.unreachable);
   }
 
   // Before anyone counts clients: a process set apart here holds GPUs as a client, not as the daemon.

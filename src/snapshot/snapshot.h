@@ -285,6 +285,18 @@ struct ServiceFacts {
   bool gpuwarm_dropin_exists = false;
 };
 
+// Every fact of the unit unknown for `why` (systemd not reachable, or not asked): one list, so a fact added to
+// ServiceFacts is never left unknown without a reason.
+inline void mark_unit_unknown(ServiceFacts& s, const std::string& why) {
+  for (auto* f : {&s.load_state, &s.active_state, &s.sub_state, &s.unit_file_state, &s.restart, &s.result,
+                  &s.fragment_path, &s.unit_text, &s.gpuwarm_dropin_text, &s.control_group,
+                  &s.manager_control_group}) {
+    *f = Fact<std::string>::unknown(why);
+  }
+  s.exec_start = s.drop_in_paths = s.wanted_by = Fact<std::vector<std::string>>::unknown(why);
+  s.stop_when_unneeded = s.need_daemon_reload = Fact<bool>::unknown(why);
+}
+
 struct Snapshot {
   int schema_version = k_snapshot_schema_version;
   std::string gpuwarm_version;

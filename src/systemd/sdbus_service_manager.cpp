@@ -58,25 +58,17 @@ class SdBusServiceManager final : public ServiceManager {
   ServiceFacts unit_status(const std::string& unit) override {
     ServiceFacts facts;
     facts.unit = unit;
-    auto unknown_all = [&](const std::string& why) {
-      for (auto* f : {&facts.load_state, &facts.active_state, &facts.sub_state, &facts.unit_file_state,
-                      &facts.restart, &facts.fragment_path, &facts.control_group, &facts.manager_control_group}) {
-        *f = Fact<std::string>::unknown(why);
-      }
-      facts.exec_start = facts.drop_in_paths = facts.wanted_by = Fact<std::vector<std::string>>::unknown(why);
-      facts.stop_when_unneeded = facts.need_daemon_reload = Fact<bool>::unknown(why);
-    };
 
     if (std::string why = connect(); !why.empty()) {
       facts.unreachable = why;
-      unknown_all(facts.unreachable);
+      mark_unit_unknown(facts, facts.unreachable);
       return facts;
     }
 
     std::string path;
     std::string error;
     if (!unit_path(unit, path, error)) {
-      unknown_all(error);
+      mark_unit_unknown(facts, error);
       if (error.rfind("not-found", 0) == 0) {
         // The manager answered: the unit simply does not exist.
         facts.reachable = true;

@@ -6,12 +6,14 @@ off (the canary), one pending reboot after a driver update, one with thermal
 clock events. Shown: check mode changes nothing; the rollout fixes the node it
 should and leaves the routed ones unchanged but reported; a second run changes
 nothing; a failing canary stops the run before the widen step."""
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -173,6 +175,21 @@ class ModuleAlone(unittest.TestCase):
         r = subprocess.run(["/usr/bin/python3", MODULE, path], capture_output=True, text=True, env=env, timeout=60)
         return json.loads(r.stdout)
 
+    def test_a_held_lock_is_tried_again(self):
+        # Another fix holds the node's lock (exit 7 at once): the module runs gpuwarm again after the delay, and
+        # here gets past the lock to the next answer (no systemd on this fake node).
+        os.makedirs(self.root.p("run"), exist_ok=True)
+        off = h.scenario([h.gpu(0, persistence=0)])
+        with open(self.root.p("run/gpuwarm-fix.lock"), "w") as other_fix:
+            fcntl.flock(other_fix, fcntl.LOCK_EX)
+            given_up = self.module(off, state="persistent", lock_retries=1, lock_retry_delay=0.1)
+            threading.Timer(0.5, other_fix.close).start()
+            retried = self.module(off, state="persistent", lock_retries=5, lock_retry_delay=0.3)
+        self.assertEqual(given_up["rc"], 7, given_up)
+        self.assertIn("the node's lock is held", given_up["msg"])
+        self.assertEqual(retried["rc"], 6, retried)
+        self.assertIn("no systemd on this node", retried["msg"])
+
     @unittest.skipIf(shutil.which("ansible-lint") is None, "ansible-lint not installed (scripts/setup.sh installs it)")
     def test_role_and_playbook_pass_ansible_lint(self):
         r = subprocess.run(["ansible-lint", "-p", "roles/gpuwarm", "playbooks/gpuwarm-rollout.yml"], cwd=ANSIBLE_DIR,
@@ -214,6 +231,7 @@ class ModuleAlone(unittest.TestCase):
     def test_exit_codes_become_results(self):
         hot = h.scenario([h.gpu(0, persistence=0, reasons=0x20)])
         off = h.scenario([h.gpu(0, persistence=0)])
+        noperm = h.scenario([h.gpu(0)], init={"return": 4})  # NO_PERMISSION at nvmlInit: UNK001, exit 9
         cases = [
             # name, scenario, args, failed, routed, msg contains
             ("thermal is routed, not failed", hot, {"state": "diagnosed"}, False, True,
@@ -224,6 +242,10 @@ class ModuleAlone(unittest.TestCase):
              "no systemd on this node"),
             ("verification lists the failed checks", off, {"state": "verified", "settle": 0, "samples": 1}, True,
              False, "persistence: GPU 0: Disabled"),
+            ("cannot tell fails the node", noperm, {"state": "diagnosed"}, True, True,
+             "cannot tell: this node: Cannot tell"),
+            ("fail_on_unknown unset warns", noperm, {"state": "diagnosed", "fail_on_unknown": False}, False, True,
+             "cannot tell: this node: Cannot tell"),
             ("bad state", off, {"state": "warm"}, True, None, "value of state must be one of"),
             ("no binary", off, {"binary": "/nonexistent/gpuwarm"}, True, None, "gpuwarm is not installed at"),
         ]
@@ -233,6 +255,8 @@ class ModuleAlone(unittest.TestCase):
             if routed is not None:
                 self.assertEqual(result["routed"], routed, name)
             self.assertIn(msg, result["msg"], name)
+        unknown = self.module(noperm, state="diagnosed", fail_on_unknown=False)
+        self.assertEqual((unknown["rc"], unknown["unknown"], unknown["verdict"]), (9, True, "cannot-tell"))
         facts = self.module(off, state="diagnosed")["ansible_facts"]["gpuwarm"]
         self.assertEqual(facts["verdict"], "action-needed")
         self.assertEqual([(g["index"], g["persistence"]) for g in facts["gpus"]], [(0, "Disabled")])

@@ -39,6 +39,27 @@ class Diagnose(unittest.TestCase):
         h.check_golden(self, "diagnose-healthy.json", json.dumps(h.normalize_json(d, self.root), indent=2, sort_keys=True) + "\n")
 
 
+    def test_every_unread_fact_says_why(self):
+        # A fact without its reason is an unknown nobody can act on: none, whether systemd is not asked, has no
+        # bus, or the node has no driver at all.
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        bare = h.FakeRoot()
+        self.addCleanup(bare.cleanup)
+
+        def reasonless(node, path="snapshot"):
+            if isinstance(node, dict):
+                if set(node) == {"missing"}:
+                    return [path] if not node["missing"].strip() else []
+                return [p for k, v in node.items() for p in reasonless(v, f"{path}.{k}")]
+            if isinstance(node, list):
+                return [p for i, v in enumerate(node) for p in reasonless(v, f"{path}[{i}]")]
+            return []
+        for root, systemd in ((self.root, False), (self.root, True), (bare, True)):
+            r = h.run(["diagnose", "--json"], root=root, systemd=systemd, scenario_obj=h.scenario([h.gpu(0)]),
+                      extra_env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"})
+            d = json.loads(r.stdout)
+            self.assertEqual(reasonless(d["snapshot"]), [], (root.path, systemd))
+
     def test_check_says_what_it_read_not_healthy(self):
         # A GPU slowed by thermal events: diagnose calls the node RAS. check does not read clocks (nor the unit),
         # so it must not call the node healthy: its line says what it confirmed, and its JSON is its own kind,

@@ -21,7 +21,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = os.path.join(HERE, "..", "..", "ansible", "roles", "gpuwarm", "library", "gpuwarm.py")
 OPTIONS = ["state", "binary", "settle", "samples", "sample_interval", "job_timeout", "fail_on_routed", "node_name",
-           "root", "nvml_library", "kernel_log", "_ansible_check_mode", "_ansible_diff"]
+           "root", "nvml_library", "kernel_log", "_ansible_check_mode", "_ansible_diff", "fail_on_unknown",
+           "lock_retries", "lock_retry_delay"]
 NASTY = ["", " ", "$(touch /tmp/gpuwarm-fuzz-pwned)", "`id`", "a;b", "'\"", "\x1b]0;x\x07", "\n", "-" * 3000,
          "../../etc", "/dev/zero", "persistent", "diagnosed", "verified", "ünïcødé", "\x00"]
 
@@ -95,6 +96,9 @@ def main():
                 params["binary"] = stub
             if rng.random() < 0.3:
                 params["unknown_option_%d" % rng.randrange(9)] = value(rng)
+            # A stand-in that answers 7 is asked again after lock_retry_delay: keep the runs short.
+            if params.get("lock_retry_delay") not in (0, 1):
+                params["lock_retry_delay"] = 0
         with open(out_file, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(stand_in_output(rng))
         with open(out_file + ".rc", "w") as f:

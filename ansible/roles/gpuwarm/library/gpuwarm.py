@@ -6,6 +6,7 @@ file only maps exit codes and reports onto changed/failed/msg, facts and diff.""
 import json
 import os
 import shlex
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -21,6 +22,11 @@ description:
   - Nodes whose verdict routes elsewhere (driver-install problem, thermal/power or RAS, pinned application
     clocks, driver update pending reboot, masked unit) are left unchanged and reported with a warning, not
     failed, unless I(fail_on_routed) is set.
+  - A node gpuwarm cannot tell about (exit 9, when a fact the verdict needs could not be read, systemd's bus did
+    not answer, or another gpuwarm command held the node) is left unchanged and failed, unless I(fail_on_unknown)
+    is unset. Unknown is never a success.
+  - Exit 7 (the node's lock held by another fix, reset or reload-modules, or by a probe still timing the GPUs
+    after gpuwarm's own 60 s wait) is tried again, I(lock_retries) times, I(lock_retry_delay) seconds apart.
   - Check mode runs C(gpuwarm fix --dry-run) and reports changed when the plan has steps. Diff mode shows
     the drop-in file and the unit/GPU state before and after.
 options:
@@ -56,6 +62,18 @@ options:
     description: Fail (instead of warn) on nodes whose verdict routes to another runbook.
     type: bool
     default: false
+  fail_on_unknown:
+    description: Fail on nodes gpuwarm cannot tell about (exit 9); unset, they are left unchanged with a warning.
+    type: bool
+    default: true
+  lock_retries:
+    description: How many times to run again when the node's lock is held (exit 7).
+    type: int
+    default: 3
+  lock_retry_delay:
+    description: Seconds between those runs.
+    type: float
+    default: 20
   node_name:
     description: Name written into the returned report as C(node), so C(gpuwarm fleet-summary) groups by
       it (the role passes the inventory name). Default the node's own hostname only.
@@ -90,7 +108,12 @@ verdict:
   type: str
   returned: when gpuwarm produced a report
 routed:
-  description: True when the verdict belongs to another runbook and the node was left unchanged.
+  description: True when the verdict belongs to another runbook (or gpuwarm could not tell) and the node was left
+    unchanged.
+  type: bool
+  returned: always
+unknown:
+  description: True when gpuwarm could not tell (exit 9) and the node was left unchanged.
   type: bool
   returned: always
 outcome:
@@ -113,10 +136,13 @@ ansible_facts:
 """
 
 # gpuwarm's documented exit codes (README, `gpuwarm fix --help`).
-ROUTED_CODES = {3: "refused: an action of yours first", 4: "refused: reboot pending", 5: "refused: routed elsewhere",
-                9: "refused: cannot tell"}
+ROUTED_CODES = {3: "refused: an action of yours first", 4: "refused: reboot pending", 5: "refused: routed elsewhere"}
+CANNOT_TELL = 9
+LOCKED = 7
 FIX_FAILURES = {1: "a step failed", 2: "bad command line (a bug in this module)", 6: "no systemd on this node",
-                7: "another gpuwarm fix is running", 8: "changed, but verification failed"}
+                LOCKED: "the node's lock is held (another gpuwarm fix, reset or reload-modules, or a probe or watch "
+                        "--load still timing the GPUs)",
+                8: "changed, but verification failed"}
 DROPIN = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
 
 
@@ -216,6 +242,9 @@ def main():
             sample_interval=dict(type="float", default=0.5),
             job_timeout=dict(type="int", default=90),
             fail_on_routed=dict(type="bool", default=False),
+            fail_on_unknown=dict(type="bool", default=True),
+            lock_retries=dict(type="int", default=3),
+            lock_retry_delay=dict(type="float", default=20.0),
             node_name=dict(type="str"),
             root=dict(type="path"),
             nvml_library=dict(type="path"),
@@ -229,6 +258,8 @@ def main():
     for name, spec in module.argument_spec.items():
         if p.get(name) is None and spec.get("default") is not None:
             p[name] = spec["default"]
+    if not 0 <= p["lock_retries"] <= 10 or not 0 <= p["lock_retry_delay"] <= 300:
+        module.fail_json(msg="lock_retries must be 0-10 and lock_retry_delay 0-300 seconds", rc=None, routed=False)
     if not os.access(p["binary"], os.X_OK):
         module.fail_json(msg=f"gpuwarm is not installed at {p['binary']} (the gpuwarm role installs it; "
                              "set binary= to where it is)", rc=None, routed=False)
@@ -244,6 +275,12 @@ def main():
         if module.check_mode:
             args.append("--dry-run")
     rc, report, out, err = run_gpuwarm(module, args)
+    # gpuwarm waited up to 60 s for readings and timings already; another change or a long probe may end soon.
+    for _ in range(max(0, p["lock_retries"])):
+        if rc != LOCKED:
+            break
+        time.sleep(max(0.0, p["lock_retry_delay"]))
+        rc, report, out, err = run_gpuwarm(module, args)
     command = " ".join(shlex.quote(a) for a in [p["binary"]] + args)
     if not isinstance(report, dict):
         module.fail_json(msg=f"gpuwarm printed no JSON report (exit {rc}): {err.strip() or out.strip()}",
@@ -264,7 +301,7 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
 
     diagnosis = report if state == "diagnosed" else report.get("diagnosis")
     verdict = (diagnosis or {}).get("verdict") or {}
-    result = dict(rc=rc, cmd=command, report=report, stderr=err, changed=False, routed=False,
+    result = dict(rc=rc, cmd=command, report=report, stderr=err, changed=False, routed=False, unknown=False,
                   verdict=verdict.get("code"))
     if diagnosis is not None or state == "verified":
         result["ansible_facts"] = {"gpuwarm": {
@@ -277,18 +314,23 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
         }}
 
     routed_msg = None
+    unknown_msg = None
     if state == "diagnosed":
-        if rc not in (0, 3, 4, 5, 9):
+        if rc not in (0, 3, 4, 5, CANNOT_TELL):
             module.fail_json(msg=f"gpuwarm diagnose failed (exit {rc}): {err.strip()}", **result)
         result["msg"] = verdict.get("title", "")
-        if rc in (4, 5, 9):
+        if rc in (4, 5):
             routed_msg = f"{verdict.get('title')}. Next: {verdict.get('next_step')}"
+        elif rc == CANNOT_TELL:
+            unknown_msg = f"{verdict.get('title')}. Next: {verdict.get('next_step')}"
     elif state == "verified":
-        if rc not in (0, 8):
+        if rc == CANNOT_TELL:
+            unknown_msg = f"NVML was left closed ({report.get('nvml_not_opened')}); verify again once that ended"
+        elif rc not in (0, 8):
             module.fail_json(msg=f"gpuwarm verify failed to run (exit {rc}): {err.strip()}", **result)
         failed = [c for c in report.get("checks", []) if c.get("status") == "fail"]
         result["msg"] = "; ".join(f"{c['id']}: {c['detail']}" for c in failed) or "every check passed or was skipped"
-        if failed:
+        if failed and unknown_msg is None:
             module.fail_json(**result)
     else:
         result["outcome"] = report.get("outcome")
@@ -296,6 +338,8 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
             result["diff"] = fix_diff(p, report, before_dropin, module.check_mode)
         if rc in ROUTED_CODES:
             routed_msg = f"{ROUTED_CODES[rc]}: {report.get('reason')}"
+        elif rc == CANNOT_TELL:
+            unknown_msg = f"refused: cannot tell: {report.get('reason')}"
         elif rc in FIX_FAILURES:
             result["changed"] = bool(report.get("changed"))
             steps = [s for s in report.get("steps", []) if s.get("status") == "failed"]
@@ -316,6 +360,18 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
             result["msg"] = ("enabled and started nvidia-persistenced; verified" if result["changed"]
                              else "nothing to do; verified")
 
+    if unknown_msg is not None:
+        # Left unchanged like a routed node (nothing after the diagnosis runs), but not an answer: failed unless
+        # the caller chose to be warned instead.
+        result["routed"] = True
+        result["unknown"] = True
+        node = p["node_name"] or "this node"
+        rule = verdict.get("rule_id") or ""
+        result["msg"] = f"cannot tell: {node}: {unknown_msg}" + (f" [{rule}]" if rule else "")
+        if p["fail_on_unknown"]:
+            module.fail_json(**result)
+        module.warn(result["msg"])
+        module.exit_json(failed=False, **result)
     if routed_msg is not None:
         result["routed"] = True
         # Ansible prints module warnings without the host: name it, and the rule that decided.
