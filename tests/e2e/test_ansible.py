@@ -273,7 +273,7 @@ class AnsibleRollout(unittest.TestCase):
         subprocess.run(["objcopy", "--strip-debug", h.BIN, self.binary], check=True)
         self.reports = os.path.join(self.work, "reports")
 
-    def nodes(self, canary_start_result="done"):
+    def nodes(self, canary_start_result="done", canary="node-off"):
         nodes = {}
         for name, kind in (("node-off", "off"), ("node-healthy", "healthy"), ("node-reboot", "reboot"),
                            ("node-hot", "hot")):
@@ -281,7 +281,7 @@ class AnsibleRollout(unittest.TestCase):
             self.addCleanup(nodes[name].stop)
         inventory = {"all": {"children": {
             "gpu_nodes": {"hosts": {n: node.host_vars() for n, node in nodes.items()}},
-            "gpu_canary": {"hosts": {"node-off": None}}}}}
+            "gpu_canary": {"hosts": {canary: None}}}}}
         self.inventory = os.path.join(self.work, "inventory.json")  # JSON is YAML: the yaml inventory plugin reads it
         with open(self.inventory, "w") as f:
             json.dump(inventory, f)
@@ -398,6 +398,22 @@ class AnsibleRollout(unittest.TestCase):
             self.assertNotIn(name, recap)
             self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)
             self.assertFalse(os.path.exists(os.path.join(self.reports, name + ".json")), name)
+
+
+    def test_a_canary_left_unchanged_stops_the_widen_step(self):
+        # A canary whose driver awaits a reboot is left unchanged: it proves nothing about the rollout, so the
+        # fleet is not touched.
+        nodes = self.nodes(canary="node-reboot")
+        r = self.playbook()
+        out = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0, out)
+        recap = self.recap(r.stdout)
+        self.assertEqual(recap["node-reboot"]["failed"], 1, out)
+        self.assertIn("left unchanged: node-reboot: Reboot pending", out)
+        self.assertNotIn("PLAY [Roll out gpuwarm to the rest of the fleet]", out)
+        for name in ("node-off", "node-healthy", "node-hot"):
+            self.assertNotIn(name, recap)
+            self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)
 
 
 class ReadmeCommands(unittest.TestCase):
