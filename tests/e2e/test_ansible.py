@@ -400,6 +400,16 @@ class AnsibleRollout(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(self.reports, name + ".json")), name)
 
 
+    def test_report_only_changes_nothing_but_the_binary(self):
+        # gpuwarm_state: diagnosed reports; the guard's drop-in (a change to systemd) is not written.
+        nodes = self.nodes()
+        before = {name: set(node.tree()) for name, node in nodes.items()}
+        r = self.playbook("-e", "gpuwarm_state=diagnosed")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        for name, node in nodes.items():
+            self.assertEqual(set(node.tree()) - before[name], {INSTALLED}, name)
+
     def test_a_canary_left_unchanged_stops_the_widen_step(self):
         # A canary whose driver awaits a reboot is left unchanged: it proves nothing about the rollout, so the
         # fleet is not touched.
