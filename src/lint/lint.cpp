@@ -375,6 +375,11 @@ class Linter {
                       std::vector<LineRange>& skip);
   bool printed_unit(std::size_t i, std::string_view code, std::vector<LineRange>& skip);
   std::size_t yaml_content(std::size_t i, std::string_view code, std::vector<LineRange>& skip);
+  std::size_t yaml_removed(std::size_t i, std::string_view code, std::vector<LineRange>& skip);
+  bool case_arm_pattern(std::size_t k, std::size_t end) const;
+  std::size_t offset_of(const Token& t) const;
+  std::map<std::string, std::string> yaml_mapping(std::size_t i, std::size_t key_indent) const;
+  std::size_t yaml_value_end(std::size_t i, std::size_t key_indent) const;
   void lint_region(unsigned first, unsigned last, const Source& inner, bool console = false);
 
   std::string_view m_text;
@@ -388,6 +393,7 @@ class Linter {
   std::set<std::size_t> m_sites;
   bool m_found_is_smi = false;  // inside a find -exec whose {} is an nvidia-smi (find -name nvidia-smi)
   std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
+  mutable std::vector<std::size_t> m_line_starts;      // where each line of m_text starts, built on first use
   std::unordered_map<std::string_view, std::vector<std::size_t>> m_line_index;  // trimmed line -> line indexes
 };
 
@@ -410,6 +416,41 @@ bool Linter::statement_writes_out(std::size_t start, std::size_t end) const {
   return false;
 }
 
+// Where token t starts in m_text.
+std::size_t Linter::offset_of(const Token& t) const {
+  if (m_line_starts.empty()) {
+    m_line_starts.push_back(0);
+    for (std::size_t at = m_text.find('\n'); at != std::string_view::npos; at = m_text.find('\n', at + 1)) {
+      m_line_starts.push_back(at + 1);
+    }
+  }
+  return m_line_starts[t.line - 1] + t.column - 1;
+}
+
+// Word k is a case arm's pattern with its command after it on the line (`start) nvidia-smi -pm 1 ;;`, `(legacy)
+// ...`; `a|b) ...` reaches here as `b`, after the pipe's break): the lexer drops the ")", so the text between this
+// word and the next holds more ")" than "(".
+bool Linter::case_arm_pattern(std::size_t k, std::size_t end) const {
+  if (k + 1 >= end || m_tokens[k + 1].line != m_tokens[k].line) {
+    return false;
+  }
+  const std::size_t from = offset_of(m_tokens[k]);
+  const std::size_t to = offset_of(m_tokens[k + 1]);
+  if (to <= from || to - from > 4096) {
+    return false;
+  }
+  // `$(date) ...`: the ")" closes a command substitution the word opens, not a pattern.
+  std::size_t before = from;
+  while (before > 0 && (m_text[before - 1] == ' ' || m_text[before - 1] == '\t')) {
+    --before;
+  }
+  if (before >= 2 && m_text[before - 1] == '(' && m_text[before - 2] == '$') {
+    return false;
+  }
+  const std::string_view between = m_text.substr(from, to - from);
+  return std::count(between.begin(), between.end(), ')') > std::count(between.begin(), between.end(), '(');
+}
+
 // Finds the word a statement (or the part of it from k) runs: past assignments, shell keywords and a
 // cron schedule; through runners (sudo, ssh host, docker exec c, RUN); into text that echo writes to a
 // crontab or a script. Records nvidia-smi / nvidia-persistenced when run there.
@@ -417,8 +458,15 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
   if (depth > 8) {
     return;
   }
-  while (k < end && (!m_tokens[k].assigned_to.empty() || shell_keyword(m_tokens[k].text))) {
-    ++k;
+  while (k < end) {
+    const std::string& w = m_tokens[k].text;
+    if (!m_tokens[k].assigned_to.empty() || shell_keyword(w) || case_arm_pattern(k, end)) {
+      ++k;
+    } else if (w == "case" && k + 2 < end && m_tokens[k + 2].text == "in") {
+      k += 3;  // case WORD in PATTERN) COMMAND: on one line
+    } else {
+      break;
+    }
   }
   if (cron_ok && k < end) {
     bool schedule = false;
@@ -645,11 +693,8 @@ void Linter::collect_wrappers() {
       std::none_of(m_tokens.begin(), m_tokens.end(), [](const Token& t) { return t.defines_function; })) {
     return;
   }
-  std::vector<std::size_t> line_starts = {0};
-  for (std::size_t at = m_text.find('\n'); at != std::string_view::npos; at = m_text.find('\n', at + 1)) {
-    line_starts.push_back(at + 1);
-  }
-  auto offset_of = [&](const Token& t) { return line_starts[t.line - 1] + t.column - 1; };
+  offset_of(m_tokens.front());  // builds m_line_starts
+  const std::vector<std::size_t>& line_starts = m_line_starts;
   auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
   struct Body {
     std::string_view name;
@@ -1110,7 +1155,11 @@ std::vector<LineRange> Linter::embedded_regions() {
     } else if (printed_unit(i, code, skip)) {
       continue;
     } else if (m_source.kind == FileKind::yaml) {
-      i = yaml_content(i, code, skip);
+      if (std::size_t content_end = yaml_content(i, code, skip); content_end != i) {
+        i = content_end;
+      } else {
+        i = yaml_removed(i, code, skip);
+      }
     }
   }
   return skip;
@@ -1188,6 +1237,53 @@ bool Linter::printed_unit(std::size_t i, std::string_view code, std::vector<Line
 
 // YAML `content: |` whose mapping has a unit `dest:` (or `path:`): the block is linted as that unit.
 // Returns the block's last line, or i.
+// The last line (0-based) of the value of the key on line i: the lines below it indented deeper than the key.
+std::size_t Linter::yaml_value_end(std::size_t i, std::size_t key_indent) const {
+  std::size_t last = i;
+  for (std::size_t j = i + 1; j < m_lines.size(); ++j) {
+    if (trim(m_lines[j]).empty()) {
+      continue;
+    }
+    if (indent_of(m_lines[j]) <= key_indent) {
+      break;
+    }
+    last = j;
+  }
+  return last;
+}
+
+// The keys of the YAML mapping line i is in (its keys at key_indent) with their values as written on their own
+// line, unquoted: a task's other arguments, e.g. {"path": "/etc/rc.local", "state": "absent"}.
+std::map<std::string, std::string> Linter::yaml_mapping(std::size_t i, std::size_t key_indent) const {
+  std::map<std::string, std::string> keys;
+  // False once line j has left the mapping. A "- " at the key's own indentation starts the mapping (looking up)
+  // or the next one (looking down).
+  auto in_mapping = [&](std::size_t j) -> bool {
+    std::string_view l = m_lines[j];
+    std::string_view lt = trim(l);
+    if (lt.empty()) {
+      return true;
+    }
+    bool dash = lt.rfind("- ", 0) == 0;
+    std::size_t ind = indent_of(l) + (dash ? 2 : 0);
+    if (ind < key_indent || (dash && ind == key_indent && j > i)) {
+      return false;
+    }
+    std::string_view kb = dash ? trim(lt.substr(2)) : lt;
+    if (auto colon = kb.find(':'); ind == key_indent && colon != std::string_view::npos) {
+      std::string value(trim(kb.substr(colon + 1)));
+      std::erase_if(value, [](char c) { return c == '"' || c == '\''; });
+      keys.emplace(std::string(kb.substr(0, colon)), std::move(value));
+    }
+    return !(dash && ind == key_indent && j < i);
+  };
+  for (std::size_t j = i + 1; j-- > 0 && in_mapping(j);) {
+  }
+  for (std::size_t j = i + 1; j < m_lines.size() && in_mapping(j); ++j) {
+  }
+  return keys;
+}
+
 std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vector<LineRange>& skip) {
   std::string_view t = trim(code);
   bool item = t.rfind("- ", 0) == 0;
@@ -1200,42 +1296,16 @@ std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vect
     return i;
   }
   std::size_t key_indent = indent_of(code) + (item ? 2 : 0);
-  std::size_t last = i;
-  for (std::size_t j = i + 1; j < m_lines.size(); ++j) {
-    if (trim(m_lines[j]).empty()) {
-      continue;
-    }
-    if (indent_of(m_lines[j]) <= key_indent) {
-      break;
-    }
-    last = j;
-  }
+  std::size_t last = yaml_value_end(i, key_indent);
   if (last == i) {
     return i;
   }
+  const auto mapping = yaml_mapping(i, key_indent);
   std::string dest;
-  auto sibling = [&](std::size_t j) -> bool {  // false: left the mapping
-    std::string_view l = m_lines[j];
-    std::string_view lt = trim(l);
-    if (lt.empty()) {
-      return true;
+  for (const char* key : {"dest", "path"}) {
+    if (auto at = mapping.find(key); at != mapping.end() && dest.empty()) {
+      dest = at->second;
     }
-    bool dash = lt.rfind("- ", 0) == 0;
-    std::size_t ind = indent_of(l) + (dash ? 2 : 0);
-    std::string_view kb = dash ? trim(lt.substr(2)) : lt;
-    if (ind == key_indent) {
-      for (std::string_view key : {"dest:", "path:"}) {
-        if (kb.rfind(key, 0) == 0) {
-          dest = std::string(trim(kb.substr(key.size())));
-          std::erase_if(dest, [](char c) { return c == '"' || c == '\''; });
-        }
-      }
-    }
-    return ind >= key_indent && !(dash && ind == key_indent && j != i);
-  };
-  for (std::size_t j = i; j-- > 0 && sibling(j);) {
-  }
-  for (std::size_t j = last + 1; j < m_lines.size() && sibling(j); ++j) {
   }
   if (unit_name(dest).is_unit) {
     const auto first = static_cast<unsigned>(i + 2);
@@ -1243,6 +1313,25 @@ std::size_t Linter::yaml_content(std::size_t i, std::string_view code, std::vect
     skip.push_back({first, end});
     lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
   }
+  return last;
+}
+
+// A task that takes a line out (lineinfile, cron, blockinfile with `state: absent`): its line, job or block is
+// the text removed, not a command run. Returns the value's last line, or i.
+std::size_t Linter::yaml_removed(std::size_t i, std::string_view code, std::vector<LineRange>& skip) {
+  std::string_view t = trim(code);
+  bool item = t.rfind("- ", 0) == 0;
+  std::string_view body = item ? trim(t.substr(2)) : t;
+  if (body.rfind("line:", 0) != 0 && body.rfind("job:", 0) != 0 && body.rfind("block:", 0) != 0) {
+    return i;
+  }
+  std::size_t key_indent = indent_of(code) + (item ? 2 : 0);
+  const auto mapping = yaml_mapping(i, key_indent);
+  if (auto state = mapping.find("state"); state == mapping.end() || state->second != "absent") {
+    return i;
+  }
+  std::size_t last = yaml_value_end(i, key_indent);
+  skip.push_back({static_cast<unsigned>(i + 1), static_cast<unsigned>(last + 1)});
   return last;
 }
 
@@ -1376,8 +1465,10 @@ std::vector<Finding> Linter::run() {
   if (!unit.persistenced && !flags && !has("nvidia-persistenced") && !has("no-persistence-mode")) {
     return {};
   }
-  // Only files that embed other files (heredocs, Ansible content:, docs' code blocks) need their lines.
-  if (is_documentation(kind) || has("<<") || has("content:") || has(".service")) {
+  // Only files that embed other files (heredocs, Ansible content:, docs' code blocks) or take lines out
+  // (`state: absent`) need their lines.
+  if (is_documentation(kind) || has("<<") || has("content:") || has(".service") ||
+      (kind == FileKind::yaml && has("absent"))) {
     for_each_line(m_text, [this](unsigned, std::string_view l) { m_lines.push_back(l); });
   }
   if (is_documentation(kind)) {

@@ -93,9 +93,11 @@ namespace {
 
 // Keys whose values are text for people, not commands.
 bool prose_key(std::string_view key) {
-  static constexpr std::array<std::string_view, 17> keys = {
+  // Text shown, or (Ansible) text matched or tested, never run: a role that removes `-pm 1` names it here.
+  static constexpr std::array<std::string_view, 24> keys = {
       "name",    "msg",   "description", "summary",    "title",       "help",    "comment",  "fail_msg",
-      "success_msg", "message", "note", "notes", "label", "display_name", "debug", "info", "warn"};
+      "success_msg", "message", "note", "notes", "label", "display_name", "debug", "info", "warn",
+      "regexp", "search_string", "when", "that", "failed_when", "changed_when", "until"};
   return std::find(keys.begin(), keys.end(), key) != keys.end();
 }
 

@@ -589,6 +589,45 @@ TEST(Lint, yaml_prose_keys) {
   });
 }
 
+// A role that removes the anti-pattern names it in what it matches, tests or takes out: none of that runs.
+TEST(Lint, yaml_text_matched_tested_or_removed) {
+  check({
+      {"lineinfile regexp", FileKind::yaml,
+       "- lineinfile:\n    path: /etc/rc.local\n    regexp: 'nvidia-smi -pm 1'\n    state: absent\n", {}},
+      {"lineinfile line taken out", FileKind::yaml,
+       "- lineinfile:\n    path: /etc/rc.local\n    line: nvidia-smi -pm 1\n    state: absent\n", {}},
+      {"state before the line", FileKind::yaml,
+       "- name: x\n  lineinfile:\n    state: absent\n    line: nvidia-smi -pm 1\n", {}},
+      {"cron job taken out", FileKind::yaml,
+       "- cron:\n    name: gpu\n    job: \"/usr/bin/nvidia-smi -pm 1\"\n    state: \"absent\"\n", {}},
+      {"block taken out", FileKind::yaml,
+       "- blockinfile:\n    path: /etc/rc.local\n    state: absent\n    block: |\n      nvidia-smi -pm 1\n", {}},
+      {"when and assert", FileKind::yaml,
+       "- debug:\n    var: x\n  when: \"'nvidia-smi -pm 1' in out.stdout\"\n- assert:\n    that:\n"
+       "      - \"'nvidia-smi -pm 1' not in rc.content\"\n",
+       {}},
+      {"a line put in is still one that runs", FileKind::yaml,
+       "- lineinfile:\n    path: /etc/rc.local\n    line: nvidia-smi -pm 1\n    state: present\n", {"LINT001@3:11"}},
+      {"another task's absent state does not count", FileKind::yaml,
+       "- file:\n    path: /tmp/x\n    state: absent\n- lineinfile:\n    path: /etc/rc.local\n"
+       "    line: nvidia-smi -pm 1\n",
+       {"LINT001@6:11"}},
+  });
+}
+
+// A case arm's command on its pattern's line runs (init scripts, prologs keyed on a partition).
+TEST(Lint, case_arms_on_one_line) {
+  check({
+      {"pattern) command", FileKind::shell, "case \"$1\" in\n  start) nvidia-smi -pm 1 ;;\nesac\n", {"LINT001@2:10"}},
+      {"(pattern) command", FileKind::shell, "case \"$1\" in\n  (legacy) nvidia-smi -pm 1 ;;\nesac\n",
+       {"LINT001@2:12"}},
+      {"alternatives, all on one line", FileKind::shell,
+       "case \"$1\" in legacy|old) nvidia-smi -pm 1;; *) :;; esac\n", {"LINT001@1:26"}},
+      {"a substitution's end in an argument is no pattern", FileKind::shell,
+       "echo $(date) nvidia-smi -pm 1 >> /var/log/gpu.log\n", {}},
+  });
+}
+
 TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("roles/gpu/tasks/main.yml", "- name: x"), FileKind::yaml);
   EXPECT_EQ(lint::kind_for("/etc/systemd/system/nvidia-persistenced.service", "[Unit]"), FileKind::unit);
