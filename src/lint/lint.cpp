@@ -1654,7 +1654,7 @@ const std::vector<RuleInfo>& rules() {
       {k_pm_unresolved, "pm-unresolved", "`nvidia-smi -pm $VAR` / `{{ var }}` whose value is set nowhere gpuwarm can read"},
       {k_by_hand, "daemon-by-hand", "nvidia-persistenced started from a script, not through the init system"},
       {"LINT010", "stop-when-unneeded", "nvidia-persistenced unit with StopWhenUnneeded=true"},
-      {"LINT011", "no-restart", "nvidia-persistenced unit with Restart=no (or a whole unit without Restart=)"},
+      {"LINT011", "no-restart", "nvidia-persistenced unit with Restart=no, on-success or on-watchdog (or a whole unit without Restart=)"},
       {"LINT012", "var-run-pidfile", "nvidia-persistenced unit with a PIDFile under /var/run"},
       {"LINT013", "type-not-forking",
        "nvidia-persistenced unit with a Type= other than forking (or a whole unit without Type=)"},

@@ -350,9 +350,12 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
     }
     if (d.section == "Service" && d.key == "Restart") {
       restart_seen = true;
-      if (d.value == "no" || d.value.empty()) {
+      // on-success and on-watchdog restart nothing after a crash (a signal or a non-zero exit). A value the
+      // file does not spell out (a template's variable) is not judged.
+      if (d.value == "no" || d.value.empty() || d.value == "on-success" || d.value == "on-watchdog") {
         out.push_back({"LINT011", d.line, d.column,
-                       "Restart=no: a crashed daemon stays down and every GPU it held loses persistence",
+                       fmt::format("Restart={}: a crashed daemon stays down and every GPU it held loses persistence",
+                                   d.value.empty() ? "(reset to no)" : d.value),
                        "use Restart=on-failure (or always)"});
       }
     }

@@ -127,6 +127,13 @@ TEST(Lint, unit_rules) {
        {"LINT013@1:1"}},
       {"Restart=no counts as none", FileKind::unit,
        "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\nRestart=no\n", {"LINT011@4:1"}},
+      {"on-success and on-watchdog leave a crash down", FileKind::unit,
+       "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\nRestart=on-success\nRestart=on-watchdog\n",
+       {"LINT011@4:1", "LINT011@5:1"}},
+      {"on-abnormal restarts after a crash; a template's value is not judged", FileKind::unit,
+       "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\nRestart=on-abnormal\n"
+       "Restart={{ gpu_restart }}\n",
+       {}},
       {"StopWhenUnneeded=false is fine", FileKind::unit,
        "[Unit]\nStopWhenUnneeded=false\n[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\n"
        "Restart=on-failure\n",
