@@ -44,36 +44,6 @@ Error cannot(const char* what, const std::string& path, int err) {
                            err == k_not_regular ? "not a regular file" : std::strerror(err))};
 }
 
-// A lock held while this lives, unless kept for the life of the process.
-class HeldLock {
- public:
-  HeldLock() = default;
-  explicit HeldLock(int fd) : m_fd(fd) {}
-  ~HeldLock() {
-    if (m_fd >= 0) {
-      ::close(m_fd);
-    }
-  }
-  HeldLock(HeldLock&& o) noexcept : m_fd(o.m_fd) { o.m_fd = -1; }
-  HeldLock& operator=(HeldLock&& o) noexcept {
-    if (this != &o) {
-      if (m_fd >= 0) {
-        ::close(m_fd);
-      }
-      m_fd = o.m_fd;
-      o.m_fd = -1;
-    }
-    return *this;
-  }
-  HeldLock(const HeldLock&) = delete;
-  HeldLock& operator=(const HeldLock&) = delete;
-  bool held() const { return m_fd >= 0; }
-  void keep() { m_fd = -1; }  // released when the process exits
-
- private:
-  int m_fd = -1;
-};
-
 // flock(operation | LOCK_NB) on /run/NAME, created if missing: held, not held (another run has it), or an error.
 Result<HeldLock> try_lock(const Paths& paths, const char* name, int operation) {
   std::string path = paths.run(name);
@@ -137,6 +107,22 @@ void wait_a_turn(const Paths& paths, HeldLock& intent, bool& said, const LockWai
 }
 
 }  // namespace
+
+HeldLock& HeldLock::operator=(HeldLock&& o) noexcept {
+  if (this != &o) {
+    reset();
+    m_fd = o.m_fd;
+    o.m_fd = -1;
+  }
+  return *this;
+}
+
+void HeldLock::reset() {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+  }
+  m_fd = -1;
+}
 
 Result<std::string> take_node_lock(const Paths& paths, int wait_ms, const LockWaiting& waiting) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
@@ -225,19 +211,20 @@ ReadingLocks::ReadingLocks(const Paths& paths) {
     const char* name;
     std::string holder;
     const char* harm;
+    HeldLock* share;  // where the shared lock is kept; null: only looked at
   };
   // The timing first: during a probe both are held, and the timing is the one NVML would spoil. The waiting
-  // lock is only looked at: a reading that starts while a change or a timing waits leaves it the gap it needs.
+  // lock is only looked at: readings that kept it shared, overlapping, would never let a waiter take it.
   const Lock locks[] = {
-      {k_timing_lock_name, k_timing, "opening NVML now would initialize the GPUs it times"},
-      {k_node_lock_name, k_changing, "opening NVML now could hold a GPU it needs free"},
+      {k_timing_lock_name, k_timing, "opening NVML now would initialize the GPUs it times", &m_timing},
+      {k_node_lock_name, k_changing, "opening NVML now could hold a GPU it needs free", &m_node},
       {k_waiting_lock_name, "another `gpuwarm` command is waiting to change the node or time the GPUs",
-       "a reading now would keep it waiting"},
+       "a reading now would keep it waiting", nullptr},
   };
   // Created as root on the live tree, so a probe that starts during the reading finds it shared and waits.
   const int create = paths.is_live() && ::geteuid() == 0 ? O_CREAT : 0;
-  for (std::size_t i = 0; i < std::size(locks) && busy.empty(); ++i) {
-    const std::string path = paths.run(locks[i].name);
+  for (const auto& lock : locks) {
+    const std::string path = paths.run(lock.name);
     int fd = open_lock(path, O_RDONLY | create);
     if (fd < 0 && create != 0 && errno != ENOENT && errno != k_not_regular) {
       fd = open_lock(path, O_RDONLY);  // a read-only /run (the exporter's unit): one another run made still counts
@@ -245,39 +232,25 @@ ReadingLocks::ReadingLocks(const Paths& paths) {
     if (fd < 0) {
       continue;  // no file: nobody holds it; not openable: the run is not kept apart (not root)
     }
+    HeldLock shared(fd);
     if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) {
-        busy = fmt::format("{} (lock {} is held): {}", locks[i].holder, paths.display(path), locks[i].harm);
+        busy = fmt::format("{} (lock {} is held): {}", lock.holder, paths.display(path), lock.harm);
+        m_timing.reset();
+        m_node.reset();
+        return;
       }
-      ::close(fd);
       continue;
     }
-    if (i < std::size(m_fds)) {
-      m_fds[i] = fd;
-    } else {
-      ::close(fd);
-    }
-  }
-  if (!busy.empty()) {
-    release();
-  }
-}
-
-void ReadingLocks::release() {
-  for (int& fd : m_fds) {
-    if (fd >= 0) {
-      ::close(fd);
-      fd = -1;
+    if (lock.share != nullptr) {
+      *lock.share = std::move(shared);
     }
   }
 }
 
 void ReadingLocks::keep_until_exit() {
-  for (int& fd : m_fds) {
-    fd = -1;
-  }
+  m_timing.keep();
+  m_node.keep();
 }
-
-ReadingLocks::~ReadingLocks() { release(); }
 
 }  // namespace gpuwarm

@@ -26,6 +26,24 @@ constexpr int k_node_lock_wait_ms = 60 * 1000;
 
 using LockWaiting = std::function<void(const std::string& why)>;
 
+// A lock file held while this lives (its descriptor closed at destruction), unless kept for the process's life.
+class HeldLock {
+ public:
+  HeldLock() = default;
+  explicit HeldLock(int fd) : m_fd(fd) {}
+  ~HeldLock() { reset(); }
+  HeldLock(HeldLock&& o) noexcept : m_fd(o.m_fd) { o.m_fd = -1; }
+  HeldLock& operator=(HeldLock&& o) noexcept;
+  HeldLock(const HeldLock&) = delete;
+  HeldLock& operator=(const HeldLock&) = delete;
+  bool held() const { return m_fd >= 0; }
+  void keep() { m_fd = -1; }  // released when the process exits
+  void reset();
+
+ private:
+  int m_fd = -1;
+};
+
 // The node lock, exclusively, for the life of the process (released on exit). Another change holding it
 // answers at once; runs that share it (timings, readings) are waited for up to `wait_ms`, and `waiting` is
 // called once with what is waited for. Ok("") when held; Ok(why) naming what still holds it; an error when it
@@ -53,9 +71,6 @@ std::string hold_timing_locks(const char* command);
 class ReadingLocks {
  public:
   explicit ReadingLocks(const Paths& paths);
-  ~ReadingLocks();
-  ReadingLocks(const ReadingLocks&) = delete;
-  ReadingLocks& operator=(const ReadingLocks&) = delete;
 
   std::string busy;
 
@@ -64,8 +79,8 @@ class ReadingLocks {
   void keep_until_exit();
 
  private:
-  void release();
-  int m_fds[2] = {-1, -1};
+  HeldLock m_timing;
+  HeldLock m_node;
 };
 
 }  // namespace gpuwarm

@@ -98,9 +98,13 @@ std::vector<Finding> unit_start_skipped(const Snapshot& s) {
     return {};
   }
   Finding f;
-  const bool guarded = s.service.drop_in_paths.has() &&
-                       std::any_of(s.service.drop_in_paths->begin(), s.service.drop_in_paths->end(),
-                                   [](const std::string& p) { return p.ends_with("/40-gpuwarm-guard.conf"); });
+  std::string guard_dropin;  // gpuwarm's guard among the unit's drop-ins, "" when it is not there
+  if (s.service.drop_in_paths.has()) {
+    auto at = std::find_if(s.service.drop_in_paths->begin(), s.service.drop_in_paths->end(),
+                           [](const std::string& p) { return p.ends_with("/40-gpuwarm-guard.conf"); });
+    guard_dropin = at == s.service.drop_in_paths->end() ? "" : *at;
+  }
+  const bool guarded = !guard_dropin.empty();
   f.message = guarded ? "nvidia-persistenced.service did not start: gpuwarm guard (its ExecCondition) skipped the "
                         "last start"
                       : "nvidia-persistenced.service did not start: an ExecCondition of the unit skipped the last start";
@@ -112,11 +116,7 @@ std::vector<Finding> unit_start_skipped(const Snapshot& s) {
                           "`gpuwarm fix` starts the unit.";
   f.evidence.push_back("ActiveState=" + *s.service.active_state + " Result=exec-condition");
   if (guarded) {
-    for (const auto& p : *s.service.drop_in_paths) {
-      if (p.ends_with("/40-gpuwarm-guard.conf")) {
-        f.evidence.push_back("drop-in " + p);
-      }
-    }
+    f.evidence.push_back("drop-in " + guard_dropin);
   }
   return {f};
 }
