@@ -1,6 +1,7 @@
 // `gpuwarm lint PATH...`: walks files and directories and reports persistence
 // anti-patterns (lint/lint.h) as file:line:column: RULE message.
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,15 +11,18 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "cli/command.h"
 #include "cli/file_batch.h"
 #include "core/exit_codes.h"
+#include "core/fs.h"
 #include "core/host.h"
 #include "core/strings.h"
 #include "lint/lint.h"
+#include "lint/units.h"
 #include "snapshot/snapshot_json.h"
 
 namespace gpuwarm {
@@ -43,6 +47,7 @@ constexpr std::size_t k_binary_head_bytes = 1u << 20;
 struct FileResult {
   std::string path;
   std::vector<lint::Finding> findings;
+  std::vector<lint::SetAside> set_aside;  // settings a later drop-in (or a file replacing this one) overrides
 };
 
 // Returns false (with `note`) for files that are not scanned. `from_stdin`: standard input, not `path`.
@@ -86,6 +91,58 @@ std::string role_root(const std::string& path) {
   return best == std::string::npos ? std::string{} : path.substr(0, best);
 }
 
+using FileId = std::pair<dev_t, ino_t>;
+
+std::optional<FileId> regular_file_id(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return std::nullopt;  // a drop-in linked to /dev/null masks; it sets nothing
+  }
+  return FileId{st.st_dev, st.st_ino};
+}
+
+// The files systemd reads after the unit file or drop-in at `path`, from every unit folder of its root, each
+// file once (on a merged /usr, lib/systemd/system is usr/lib/systemd/system).
+lint::LaterFiles find_later_files(const std::string& path) {
+  auto place = lint::unit_place(path);
+  auto own = regular_file_id(path);
+  if (!place || !own) {
+    return {};
+  }
+  std::set<FileId> seen{*own};
+  std::vector<lint::UnitFile> found;
+  auto take = [&](std::size_t dir, bool dropin, const std::string& name, const std::string& file) {
+    if (auto id = regular_file_id(file); id && seen.insert(*id).second) {
+      found.push_back({dir, dropin, name, file});
+    }
+  };
+  for (std::size_t i = 0; i < place->dirs.size(); ++i) {
+    const std::string unit_path = place->dirs[i] + "/" + place->unit;
+    take(i, false, place->unit, unit_path);
+    if (auto names = list_dir(unit_path + ".d")) {
+      for (const auto& name : *names) {
+        if (name.ends_with(".conf")) {
+          take(i, true, name, unit_path + ".d/" + name);
+        }
+      }
+    }
+  }
+  return lint::later_files(*place, found);
+}
+
+// Moves the findings in `text` (the unit file or drop-in at `path`) whose setting `later` overrides.
+void set_aside_overridden(std::string_view text, const lint::LaterFiles& later, FileResult& result) {
+  std::vector<lint::Layer> layers;
+  for (const auto& dropin : later.dropins) {
+    std::string dropin_text;
+    std::string note;
+    if (read_text(dropin, dropin_text, note)) {  // one that cannot be read overrides nothing (and is reported)
+      layers.push_back({dropin, lint::parse_unit(dropin_text)});
+    }
+  }
+  lint::set_aside_overridden(lint::parse_unit(text), later, layers, result.findings, result.set_aside);
+}
+
 lint::Variables read_role_variables(const std::string& root) {
   lint::Variables vars;
   for (const char* file : {"/defaults/main.yml", "/defaults/main.yaml", "/vars/main.yml", "/vars/main.yaml"}) {
@@ -126,7 +183,11 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "one, a NixOS systemd.services.nvidia-persistenced): StopWhenUnneeded=true, Restart=no (or\n"
       "on-success, on-watchdog), a /var/run PIDFile, a Type= other than forking, an ExecStart that runs\n"
       "something else. A drop-in is judged on\n"
-      "what it sets. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
+      "what it sets. A unit file or drop-in is read with what systemd reads after it: the drop-ins in its\n"
+      "NAME.service.d/ folders (beside it; inside a unit folder, those of every unit folder of that root:\n"
+      "etc/, run/, usr/local/lib/, usr/lib/ and lib/systemd/system) are scanned too, and a finding whose\n"
+      "setting a later drop-in (or a same-named file of higher priority) overrides is set aside: printed as\n"
+      "\"not in force\", not counted. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
       "(a NUL byte; in the first MiB of a file over 8 MiB), unreadable and very large files are skipped\n"
@@ -182,6 +243,33 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       notes.emplace_back(std::move(dir), std::string(k_unreadable_note) + "directory: " + why);
     }
     std::vector<std::string>& files = walk.files;
+    // A unit file or drop-in is read with what systemd reads after it; those files are scanned too, once.
+    std::vector<lint::LaterFiles> later(files.size());
+    std::set<FileId> unit_files;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      if (lint::unit_name(files[i]).is_unit) {
+        if (auto id = regular_file_id(files[i])) {
+          unit_files.insert(*id);
+        }
+      }
+    }
+    for (std::size_t i = 0; i < files.size(); ++i) {  // grows as later files are found
+      if (!lint::unit_name(files[i]).is_unit) {
+        continue;
+      }
+      lint::LaterFiles found = find_later_files(files[i]);
+      std::vector<std::string> more = found.dropins;
+      if (!found.replaced_by.empty()) {
+        more.push_back(found.replaced_by);
+      }
+      later[i] = std::move(found);
+      for (auto& path : more) {
+        if (auto id = regular_file_id(path); id && unit_files.insert(*id).second) {
+          files.push_back(std::move(path));
+          later.emplace_back();
+        }
+      }
+    }
     // Standard input is scanned last, once, under the name given for it.
     const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
     if (use_stdin) {
@@ -215,7 +303,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         per_file_doc[i] = 1;
         return;
       }
-      per_file[i] = {files[i], lint::lint_text(text, source)};
+      per_file[i] = {files[i], lint::lint_text(text, source), {}};
+      if (i < later.size() && (!later[i].dropins.empty() || !later[i].replaced_by.empty())) {
+        set_aside_overridden(text, later[i], per_file[i]);
+      }
     });
     std::vector<FileResult> results;
     std::size_t scanned = 0;
@@ -235,13 +326,15 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         continue;
       }
       ++scanned;
-      if (!per_file[i].findings.empty()) {
+      if (!per_file[i].findings.empty() || !per_file[i].set_aside.empty()) {
         results.push_back(std::move(per_file[i]));
       }
     }
     std::size_t total = 0;
+    std::size_t total_set_aside = 0;
     for (const auto& r : results) {
       total += r.findings.size();
+      total_set_aside += r.set_aside.size();
     }
     // Nothing was checked (an empty folder, binaries, documentation without --docs): a pass would vouch for
     // nothing, and a CI gate over a moved or emptied path must not pass.
@@ -257,6 +350,14 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
                               {"message", f.message}, {"fix", f.fix}});
         }
       }
+      nlohmann::json set_aside = nlohmann::json::array();
+      for (const auto& r : results) {
+        for (const auto& a : r.set_aside) {
+          set_aside.push_back({{"path", r.path}, {"line", a.finding.line}, {"column", a.finding.column},
+                               {"rule_id", a.finding.rule}, {"message", a.finding.message},
+                               {"overridden_by", a.by}});
+        }
+      }
       nlohmann::json skipped = nlohmann::json::array();
       for (const auto& [path, note] : notes) {
         skipped.push_back({{"path", path}, {"note", note}});
@@ -264,7 +365,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
       std::cout << dump_json({{"kind", "gpuwarm-lint"}, {"schema_version", 1}, {"hostname", host_name()},
                               {"exit_code", to_int(code)}, {"files_scanned", scanned}, {"findings", findings},
-                              {"skipped", skipped}, {"unreadable", unreadable},
+                              {"set_aside", set_aside}, {"skipped", skipped}, {"unreadable", unreadable},
                               {"documentation_skipped", docs_skipped},
                               {"missing", walk.missing}})
                 << "\n";
@@ -276,10 +377,20 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
                                    escape_control(f.message), escape_control(f.fix));
         }
       }
+      for (const auto& r : results) {
+        for (const auto& a : r.set_aside) {
+          std::cerr << fmt::format("{}:{}:{}: {} not in force, overridden by {}: {}\n", escape_control(r.path),
+                                   a.finding.line, a.finding.column, a.finding.rule, escape_control(a.by),
+                                   escape_control(a.finding.message));
+        }
+      }
       for (const auto& [path, note] : notes) {
         std::cerr << fmt::format("{}: {}\n", escape_control(path), escape_control(note));
       }
       std::cerr << fmt::format("{} finding(s) in {} file(s) scanned", total, scanned);
+      if (total_set_aside > 0) {
+        std::cerr << fmt::format("; {} set aside, as a later drop-in or file overrides the setting", total_set_aside);
+      }
       if (unreadable > 0) {
         std::cerr << fmt::format("; {} file(s) or folder(s) could not be read, so what they hold is unknown",
                                  unreadable);

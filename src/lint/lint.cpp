@@ -921,7 +921,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
                        "nothing orders it before the jobs, and `systemctl` shows the unit inactive",
                        "enable the packaged unit instead: systemctl enable --now nvidia-persistenced (`gpuwarm fix`); "
                        "on a node without systemd this line is the init system's: say so in a comment on it or on the "
-                       "line above (`# gpuwarm: ignore LINT005` in a shell script)"});
+                       "line above (`# gpuwarm: ignore LINT005` in a shell script)", {}});
     return;
   }
   for (std::size_t j = k + 1; j < end && j < k + 16; ++j) {
@@ -945,7 +945,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
                            "`nvidia-smi -pm 1` sets the deprecated legacy persistence flag: it hides a daemon that "
                            "never got enabled and does nothing once the daemon runs" +
                                via,
-                           "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)"});
+                           "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)", {}});
         break;
       case Setting::off:
         m_found.push_back({k_pm_off, site.line, site.column,
@@ -953,7 +953,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
                            "pays the cold start" +
                                via,
                            "remove it; persistence belongs to nvidia-persistenced (leave it on where the node needs "
-                           "it, see `gpuwarm diagnose`)"});
+                           "it, see `gpuwarm diagnose`)", {}});
         break;
       case Setting::unresolved:
         m_found.push_back(
@@ -961,7 +961,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
              fmt::format("`nvidia-smi -pm {}`: the persistence value comes from `{}`, set nowhere in this file{}; "
                          "whatever it is, -pm is the legacy flag{}",
                          *value, r.variable, m_source.role_vars != nullptr ? " or the role's defaults/vars" : "", via),
-             "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)"});
+             "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)", {}});
         break;
       case Setting::other:
         break;
@@ -1048,7 +1048,7 @@ void Linter::find_commands() {
       m_found.push_back({k_no_pm, t.line, t.column,
                          "nvidia-persistenced --no-persistence-mode runs the daemon with persistence off: the "
                          "service is active but GPUs still de-initialize",
-                         "drop --no-persistence-mode from ExecStart (a drop-in: `gpuwarm fix` writes one)"});
+                         "drop --no-persistence-mode from ExecStart (a drop-in: `gpuwarm fix` writes one)", {}});
     }
   }
   for (std::size_t k : m_sites) {

@@ -52,6 +52,7 @@ struct Finding {
   unsigned column = 0;  // 1-based, in bytes
   std::string message;
   std::string fix;
+  std::string directive;  // a unit rule's setting ("Service/Restart"), also where it is missing; else empty
 };
 
 // A line opts out with "gpuwarm: ignore RULE-ID" (in a comment, or anywhere on it).

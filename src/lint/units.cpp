@@ -43,7 +43,24 @@ UnitName unit_name(std::string_view path) {
 UnitDoc parse_unit(std::string_view text) {
   UnitDoc unit;
   std::string section;
+  bool continued = false;  // the last value ended in a backslash: this line goes on with it
   for_each_line(text, [&](unsigned n, std::string_view raw) {
+    if (continued) {
+      std::string_view t = raw.substr(std::min(raw.size(), raw.find_first_not_of(" \t")));
+      if (!t.empty() && (t.front() == '#' || t.front() == ';')) {
+        return;  // systemd skips comment lines inside a continued value
+      }
+      Directive& d = unit.directives.back();
+      d.value += ' ';
+      d.value += t;
+      d.value.erase(d.value.find_last_not_of(" \t\r") + 1);
+      d.last_line = n;
+      continued = !d.value.empty() && d.value.back() == '\\';
+      if (continued) {
+        d.value.pop_back();
+      }
+      return;
+    }
     std::string_view l = strip_comment(raw, FileKind::unit);
     auto first = l.find_first_not_of(" \t");
     if (first == std::string_view::npos) {
@@ -62,7 +79,11 @@ UnitDoc parse_unit(std::string_view text) {
       std::string value(l.substr(eq + 1));
       value.erase(0, value.find_first_not_of(" \t"));
       value.erase(value.find_last_not_of(" \t\r") + 1);
-      unit.directives.push_back({section, key, value, n, static_cast<unsigned>(first + 1)});
+      continued = !value.empty() && value.back() == '\\';
+      if (continued) {
+        value.pop_back();
+      }
+      unit.directives.push_back({section, key, value, n, static_cast<unsigned>(first + 1), n});
     }
   });
   return unit;
@@ -346,7 +367,7 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
       out.push_back({"LINT010", d.line, d.column,
                      "StopWhenUnneeded=true lets systemd stop the daemon when nothing pulls it in, which turns "
                      "persistence off on every GPU it held",
-                     "set StopWhenUnneeded=false in a drop-in"});
+                     "set StopWhenUnneeded=false in a drop-in", "Unit/StopWhenUnneeded"});
     }
     if (d.section == "Service" && d.key == "Restart") {
       restart_seen = true;
@@ -356,7 +377,7 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
         out.push_back({"LINT011", d.line, d.column,
                        fmt::format("Restart={}: a crashed daemon stays down and every GPU it held loses persistence",
                                    d.value.empty() ? "(reset to no)" : d.value),
-                       "use Restart=on-failure (or always)"});
+                       "use Restart=on-failure (or always)", "Service/Restart"});
       }
     }
     if (d.section == "Service" && d.key == "Type") {
@@ -366,30 +387,157 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
                        fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the end of "
                                    "the service and stops it",
                                    d.value.empty() ? "(reset to simple)" : d.value),
-                       "use Type=forking"});
+                       "use Type=forking", "Service/Type"});
       }
     }
     if (d.section == "Service" && d.key == "PIDFile" && d.value.rfind("/var/run/", 0) == 0) {
       out.push_back({"LINT012", d.line, d.column, "PIDFile under the legacy /var/run (systemd warns and rewrites it to /run)",
-                     "use PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid"});
+                     "use PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid", "Service/PIDFile"});
     }
   }
   if (!type_seen && !unit.dropin) {
     out.push_back({"LINT013", missing_at, missing_column,
                    "no Type=: the default (simple) takes the forking daemon's parent exit for the end of the service",
-                   "add Type=forking"});
+                   "add Type=forking", "Service/Type"});
   }
   if (!restart_seen && !unit.dropin) {
     out.push_back({"LINT011", missing_at, missing_column,
                    "no Restart=: a crashed daemon stays down and every GPU it held loses persistence",
-                   "add Restart=on-failure in a drop-in"});
+                   "add Restart=on-failure in a drop-in", "Service/Restart"});
   }
   if (unit.named && exec_start != nullptr && !runs_daemon(exec_start->value)) {
     out.push_back({"LINT014", exec_start->line, exec_start->column,
                    "the nvidia-persistenced unit runs something else: the daemon never starts, yet the unit reads as "
                    "active and hides that",
-                   "let ExecStart run /usr/bin/nvidia-persistenced (`gpuwarm fix` writes a drop-in)"});
+                   "let ExecStart run /usr/bin/nvidia-persistenced (`gpuwarm fix` writes a drop-in)", "Service/ExecStart"});
   }
+}
+
+// ---- Layers
+
+const std::vector<std::string_view>& unit_search_dirs() {
+  // systemd's system unit path without the runtime-only and generator folders (nothing a config ships).
+  static const std::vector<std::string_view> dirs = {"etc/systemd/system", "run/systemd/system",
+                                                     "usr/local/lib/systemd/system", "usr/lib/systemd/system",
+                                                     "lib/systemd/system"};
+  return dirs;
+}
+
+std::optional<UnitPlace> unit_place(std::string_view path) {
+  if (path.empty() || strip_template_suffix(path) != path || !unit_name(path).is_unit) {
+    return std::nullopt;  // a template is not what systemd reads
+  }
+  auto parent_of = [](std::string_view p) {
+    auto slash = p.rfind('/');
+    return slash == std::string_view::npos ? std::string_view{} : p.substr(0, slash == 0 ? 1 : slash);
+  };
+  auto name_of = [](std::string_view p) { return p.substr(p.rfind('/') + 1); };  // npos + 1 == 0
+  UnitPlace place;
+  std::string_view folder = parent_of(path);  // where the unit file lies (or would)
+  if (ends_with(path, ".conf")) {
+    place.dropin = std::string(name_of(path));
+    std::string_view dropin_dir = name_of(folder);
+    place.unit = std::string(dropin_dir.substr(0, dropin_dir.size() - 2));  // "x.service.d" -> "x.service"
+    folder = parent_of(folder);
+  } else {
+    place.unit = std::string(name_of(path));
+  }
+  const std::string own = folder.empty() ? "." : std::string(folder);
+  for (std::size_t i = 0; i < unit_search_dirs().size(); ++i) {
+    std::string_view dir = unit_search_dirs()[i];
+    // "/etc/systemd/system", "copy/etc/systemd/system" or a relative "etc/systemd/system": that root's folders.
+    if (own == dir || (ends_with(own, dir) && own[own.size() - dir.size() - 1] == '/')) {
+      const std::string root = own.substr(0, own.size() - dir.size());
+      for (std::string_view d : unit_search_dirs()) {
+        place.dirs.push_back(root + std::string(d));
+      }
+      place.own = i;
+      return place;
+    }
+  }
+  place.dirs.push_back(own);
+  return place;
+}
+
+LaterFiles later_files(const UnitPlace& place, const std::vector<UnitFile>& found) {
+  LaterFiles later;
+  // A name in a folder of higher priority hides the same name below it.
+  std::vector<const UnitFile*> dropins;
+  for (const auto& f : found) {
+    if (!f.dropin) {
+      if (place.dropin.empty() && f.name == place.unit && f.dir < place.own && later.replaced_by.empty()) {
+        later.replaced_by = f.path;
+      }
+      continue;
+    }
+    if (!place.dropin.empty() && f.name == place.dropin) {
+      if (f.dir < place.own && later.replaced_by.empty()) {
+        later.replaced_by = f.path;
+      }
+      continue;
+    }
+    auto same = std::find_if(dropins.begin(), dropins.end(), [&](const UnitFile* d) { return d->name == f.name; });
+    if (same == dropins.end()) {
+      dropins.push_back(&f);
+    } else if (f.dir < (*same)->dir) {
+      *same = &f;
+    }
+  }
+  std::sort(dropins.begin(), dropins.end(), [](const UnitFile* a, const UnitFile* b) { return a->name < b->name; });
+  for (const UnitFile* d : dropins) {
+    if (place.dropin.empty() || d->name > place.dropin) {
+      later.dropins.push_back(d->path);
+    }
+  }
+  return later;
+}
+
+namespace {
+
+// Exec*= lines add to a list that only an empty assignment clears; any other setting is replaced by the next.
+bool overrides(const Directive& later, std::string_view section, std::string_view key) {
+  if (later.section != section || later.key != key) {
+    return false;
+  }
+  return key.rfind("Exec", 0) != 0 || later.value.empty();
+}
+
+}  // namespace
+
+void set_aside_overridden(const UnitDoc& linted, const LaterFiles& later, const std::vector<Layer>& layers,
+                          std::vector<Finding>& findings, std::vector<SetAside>& set_aside) {
+  std::vector<Finding> in_force;
+  for (auto& f : findings) {
+    std::string by = later.replaced_by;
+    std::string section;
+    std::string key;
+    if (auto slash = f.directive.find('/'); slash != std::string::npos) {
+      section = f.directive.substr(0, slash);
+      key = f.directive.substr(slash + 1);
+    } else {
+      // A command rule's finding on a setting's line (--no-persistence-mode in ExecStart=).
+      for (const auto& d : linted.directives) {
+        if (d.line <= f.line && f.line <= std::max(d.line, d.last_line)) {
+          section = d.section;
+          key = d.key;
+        }
+      }
+    }
+    for (std::size_t i = 0; by.empty() && !key.empty() && i < layers.size(); ++i) {
+      for (const auto& d : layers[i].doc.directives) {
+        if (overrides(d, section, key)) {
+          by = fmt::format("{}:{}", layers[i].path, d.line);
+          break;
+        }
+      }
+    }
+    if (by.empty()) {
+      in_force.push_back(std::move(f));
+    } else {
+      set_aside.push_back({std::move(f), std::move(by)});
+    }
+  }
+  findings = std::move(in_force);
 }
 
 }  // namespace gpuwarm::lint

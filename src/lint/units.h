@@ -3,6 +3,8 @@
 // written: a unit file or drop-in, a unit inside a heredoc or an Ansible
 // `content:`, or a NixOS `systemd.services.nvidia-persistenced` attrset.
 
+#include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +19,7 @@ struct Directive {
   std::string value;
   unsigned line = 0;
   unsigned column = 1;
+  unsigned last_line = 0;  // where a value continued with a trailing backslash ends
 };
 
 struct UnitDoc {
@@ -41,5 +44,50 @@ UnitDoc parse_unit(std::string_view text);
 UnitDoc nix_persistenced_unit(std::string_view text);
 
 void judge_unit(const UnitDoc& unit, std::vector<Finding>& out);
+
+// ---- What systemd reads after a unit file or a drop-in. A setting that a later drop-in (or a file of
+// the same name with higher priority) replaces is not in force, so its finding is set aside: shown, not
+// counted. The later files are linted themselves, for what they set.
+
+// The unit directories of a root, highest priority first ("etc/systemd/system", ..., "lib/systemd/system").
+const std::vector<std::string_view>& unit_search_dirs();
+
+// Where a unit file or drop-in lies. Inside a unit directory (under any root: a node's / or a copy of one),
+// its unit's files may be in every unit directory of that root; elsewhere only beside it.
+struct UnitPlace {
+  std::string unit;               // "nvidia-persistenced.service"
+  std::string dropin;             // "50-gpuwarm.conf"; empty for the unit file itself
+  std::vector<std::string> dirs;  // the folders to look in, highest priority first
+  std::size_t own = 0;            // the linted file's folder in `dirs`
+};
+std::optional<UnitPlace> unit_place(std::string_view path);
+
+// A regular file of the same unit found in place.dirs[dir]: the unit file itself or a drop-in.
+struct UnitFile {
+  std::size_t dir = 0;
+  bool dropin = false;
+  std::string name;  // the drop-in's file name ("50-gpuwarm.conf"), or the unit's
+  std::string path;
+};
+
+struct LaterFiles {
+  std::string replaced_by;           // a file of the same name with higher priority: the linted one is not read
+  std::vector<std::string> dropins;  // the drop-ins read after it, in systemd's order (by file name)
+};
+LaterFiles later_files(const UnitPlace& place, const std::vector<UnitFile>& found);
+
+struct Layer {
+  std::string path;
+  UnitDoc doc;
+};
+struct SetAside {
+  Finding finding;
+  std::string by;  // "path:line" of the setting in force, or the path of the file that replaces this one
+};
+
+// Moves the findings that `later` takes out of force from `findings` to `set_aside`. `layers` are the texts of
+// later.dropins that could be read, parsed, in the same order; one that could not be read overrides nothing.
+void set_aside_overridden(const UnitDoc& linted, const LaterFiles& later, const std::vector<Layer>& layers,
+                          std::vector<Finding>& findings, std::vector<SetAside>& set_aside);
 
 }  // namespace gpuwarm::lint

@@ -173,8 +173,15 @@ class FixAndVerify(SystemdMockCase):
     def test_fix_then_verify_then_idempotent_second_run(self):
         self.add_unit()
         self.watch_systemd()
+        # lint reads the vendor unit with the drop-ins systemd reads after it: the fix's settles its findings.
+        vendor_unit = self.root.p("lib/systemd/system/" + UNIT)
+        lint_before = h.run(["lint", vendor_unit], raw=True)
+        self.assertEqual(lint_before.returncode, 3, lint_before.stdout + lint_before.stderr)
         rc, rep, r = self.fix()
         self.assertEqual(rc, 0, r.stdout + r.stderr)
+        lint_after = h.run(["lint", vendor_unit, self.root.p("etc/systemd")], raw=True)
+        self.assertEqual(lint_after.returncode, 0, lint_after.stdout + lint_after.stderr)
+        self.assertIn("0 finding(s) in 2 file(s) scanned; 3 set aside", lint_after.stderr)
         self.assertTrue(rep["changed"])
         self.assertEqual([s["kind"] for s in rep["steps"]], ["write-file", "reload", "enable", "reload", "start"])
         self.assertTrue(all(s["status"] == "done" for s in rep["steps"]), rep["steps"])

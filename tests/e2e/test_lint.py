@@ -58,6 +58,46 @@ class Lint(unittest.TestCase):
         self.assertNotIn("node-init", r.stdout)
         self.assertIn("finding(s) in 3 file(s) scanned", r.stderr)
 
+    def test_a_unit_is_read_with_the_drop_ins_systemd_reads_after_it(self):
+        # A node's tree: the vendor unit in /usr/lib (merged /usr: /lib is a link), fix's drop-in in /etc.
+        unit = self.put("usr/lib/systemd/system/nvidia-persistenced.service", UBUNTU_UNIT)
+        os.symlink("usr/lib", os.path.join(self.tree, "lib"))
+        r = self.lint(unit)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("3 finding(s) in 1 file(s) scanned", r.stderr)
+        dropin = self.put("etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf",
+                          "[Unit]\nStopWhenUnneeded=no\n\n[Service]\nRestart=on-failure\nExecStart=\n"
+                          "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose\n")
+        for named in (unit, os.path.join(self.tree, "lib/systemd/system/nvidia-persistenced.service")):
+            r = self.lint(named)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(r.stdout, "")
+            # The drop-in is scanned too, once (not again through /lib), and named where it overrides.
+            self.assertIn("0 finding(s) in 2 file(s) scanned; 3 set aside", r.stderr)
+            self.assertIn(f":3:1: LINT010 not in force, overridden by {dropin}:2: StopWhenUnneeded=true", r.stderr)
+            self.assertIn(f":5:1: LINT011 not in force, overridden by {dropin}:5: no Restart=", r.stderr)
+            self.assertIn(f":7:67: LINT002 not in force, overridden by {dropin}:6: ", r.stderr)
+        r = self.lint("--json", self.tree)
+        rep = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual((rep["files_scanned"], rep["findings"]), (2, []))
+        self.assertEqual(sorted((a["rule_id"], a["line"], a["overridden_by"]) for a in rep["set_aside"]),
+                         [("LINT002", 7, f"{dropin}:6"), ("LINT010", 3, f"{dropin}:2"), ("LINT011", 5, f"{dropin}:5")])
+        # A later drop-in with a bad value of its own: the unit's setting is overridden, the drop-in reported.
+        self.put("run/systemd/system/nvidia-persistenced.service.d/90-debug.conf", "[Service]\nRestart=no\n")
+        r = self.lint(unit)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("90-debug.conf:2:1: LINT011 Restart=no", r.stdout)
+        self.assertIn("1 finding(s) in 3 file(s) scanned; 3 set aside", r.stderr)
+        # A copy of the whole unit in /etc replaces the vendor one: what that copy says is what runs.
+        copy = self.put("etc/systemd/system/nvidia-persistenced.service", UBUNTU_UNIT.replace("StopWhenUnneeded=true\n", ""))
+        r = self.lint("--json", unit)
+        rep = json.loads(r.stdout)
+        self.assertEqual({a["overridden_by"] for a in rep["set_aside"] if a["path"] == unit}, {copy})
+        self.assertEqual(sorted((f["path"], f["rule_id"]) for f in rep["findings"]),
+                         [(os.path.join(self.tree, "run/systemd/system/nvidia-persistenced.service.d/90-debug.conf"),
+                           "LINT011")])
+
     def test_a_file_reached_twice_is_scanned_once(self):
         script = self.put("bin/a.sh", "#!/bin/sh\nnvidia-smi -pm 1\n")
         os.link(script, os.path.join(self.tree, "hard-link.sh"))

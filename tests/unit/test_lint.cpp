@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "lint/lint.h"
+#include "lint/units.h"
 
 namespace gpuwarm::test {
 namespace {
@@ -657,6 +658,158 @@ TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("packer/gpu.json", "{"), FileKind::yaml);
   EXPECT_EQ(lint::kind_for("Makefile", "all:"), FileKind::shell);
   EXPECT_EQ(lint::kind_for("data.csv", "a,b"), FileKind::text);
+}
+
+TEST(Lint, unit_place_finds_the_folders_systemd_reads) {
+  struct Case {
+    const char* path;
+    const char* unit;
+    const char* dropin;
+    std::vector<std::string> dirs;
+    std::size_t own;
+  };
+  const std::vector<std::string> root_dirs = {"/etc/systemd/system", "/run/systemd/system",
+                                              "/usr/local/lib/systemd/system", "/usr/lib/systemd/system",
+                                              "/lib/systemd/system"};
+  const std::vector<Case> cases = {
+      {"/usr/lib/systemd/system/nvidia-persistenced.service", "nvidia-persistenced.service", "", root_dirs, 3},
+      {"/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf", "nvidia-persistenced.service",
+       "50-gpuwarm.conf", root_dirs, 0},
+      {"copy/lib/systemd/system/x.service", "x.service", "",
+       {"copy/etc/systemd/system", "copy/run/systemd/system", "copy/usr/local/lib/systemd/system",
+        "copy/usr/lib/systemd/system", "copy/lib/systemd/system"}, 4},
+      {"etc/systemd/system/x.service", "x.service", "",
+       {"etc/systemd/system", "run/systemd/system", "usr/local/lib/systemd/system", "usr/lib/systemd/system",
+        "lib/systemd/system"}, 0},
+      {"repo/files/nvidia-persistenced.service", "nvidia-persistenced.service", "", {"repo/files"}, 0},
+      {"repo/files/x.service.d/10.conf", "x.service", "10.conf", {"repo/files"}, 0},
+      {"x.service", "x.service", "", {"."}, 0},
+      {"x.service.d/10.conf", "x.service", "10.conf", {"."}, 0},
+      // A folder that only ends like a unit folder is not one.
+      {"/opt/myetc/systemd/system/x.service", "x.service", "", {"/opt/myetc/systemd/system"}, 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.path);
+    auto place = lint::unit_place(c.path);
+    ASSERT_TRUE(place.has_value());
+    EXPECT_EQ(place->unit, c.unit);
+    EXPECT_EQ(place->dropin, c.dropin);
+    EXPECT_EQ(place->dirs, c.dirs);
+    EXPECT_EQ(place->own, c.own);
+  }
+  for (const char* not_read : {"roles/gpu/templates/nvidia-persistenced.service.j2", "/etc/fstab",
+                               "/etc/systemd/system/x.conf", ""}) {
+    SCOPED_TRACE(not_read);
+    EXPECT_FALSE(lint::unit_place(not_read).has_value());
+  }
+}
+
+TEST(Lint, later_files_in_systemd_order) {
+  auto place = *lint::unit_place("/usr/lib/systemd/system/x.service");
+  auto dropin = [](std::size_t dir, const char* name) {
+    const char* dirs[] = {"/etc", "/run", "/usr/local/lib", "/usr/lib", "/lib"};
+    return lint::UnitFile{dir, true, name, std::string(dirs[dir]) + "/systemd/system/x.service.d/" + name};
+  };
+  // By file name across folders; a name in /etc hides the same name in /usr/lib.
+  std::vector<lint::UnitFile> found = {dropin(3, "10-vendor.conf"), dropin(3, "50-gpuwarm.conf"),
+                                       dropin(0, "50-gpuwarm.conf"), dropin(1, "20-run.conf")};
+  auto later = lint::later_files(place, found);
+  EXPECT_EQ(later.replaced_by, "");
+  EXPECT_EQ(later.dropins,
+            (std::vector<std::string>{"/usr/lib/systemd/system/x.service.d/10-vendor.conf",
+                                      "/run/systemd/system/x.service.d/20-run.conf",
+                                      "/etc/systemd/system/x.service.d/50-gpuwarm.conf"}));
+  // A drop-in: only those after it by name.
+  auto dropin_place = *lint::unit_place("/usr/lib/systemd/system/x.service.d/10-vendor.conf");
+  later = lint::later_files(dropin_place, found);
+  EXPECT_EQ(later.dropins, (std::vector<std::string>{"/run/systemd/system/x.service.d/20-run.conf",
+                                                     "/etc/systemd/system/x.service.d/50-gpuwarm.conf"}));
+  // The same name with higher priority replaces the linted file; lower priority does not.
+  auto shadowed = *lint::unit_place("/usr/lib/systemd/system/x.service.d/50-gpuwarm.conf");
+  EXPECT_EQ(lint::later_files(shadowed, found).replaced_by, "/etc/systemd/system/x.service.d/50-gpuwarm.conf");
+  auto winner = *lint::unit_place("/etc/systemd/system/x.service.d/50-gpuwarm.conf");
+  EXPECT_EQ(lint::later_files(winner, found).replaced_by, "");
+  found.push_back({0, false, "x.service", "/etc/systemd/system/x.service"});
+  EXPECT_EQ(lint::later_files(place, found).replaced_by, "/etc/systemd/system/x.service");
+  auto top = *lint::unit_place("/etc/systemd/system/x.service");
+  found.back().dir = 4;  // a copy in /lib is below /etc's
+  found.back().path = "/lib/systemd/system/x.service";
+  EXPECT_EQ(lint::later_files(top, found).replaced_by, "");
+}
+
+TEST(Lint, settings_a_later_drop_in_overrides_are_set_aside) {
+  const char* packaged =
+      "[Unit]\nStopWhenUnneeded=true\n\n[Service]\nType=forking\n"
+      "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced \\\n  --no-persistence-mode --verbose\n"
+      "PIDFile=/var/run/nvidia-persistenced/nvidia-persistenced.pid\n";
+  struct Case {
+    const char* name;
+    const char* dropin;                 // the one later file, at later.conf
+    std::vector<std::string> in_force;  // "RULE@line"
+    std::vector<std::string> set_aside;  // "RULE@line<-later.conf:line"
+  };
+  const std::vector<Case> cases = {
+      {"no drop-in", "", {"LINT010@2", "LINT011@4", "LINT002@7", "LINT012@8"}, {}},
+      {"what gpuwarm fix writes", "[Unit]\nStopWhenUnneeded=no\n[Service]\nRestart=on-failure\n"
+       "PIDFile=/run/nvidia-persistenced/nvidia-persistenced.pid\nExecStart=\n"
+       "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose\n",
+       {},
+       {"LINT010@2<-later.conf:2", "LINT011@4<-later.conf:4", "LINT002@7<-later.conf:6", "LINT012@8<-later.conf:5"}},
+      // An ExecStart= added without the empty reset runs as well: the flag stays.
+      {"ExecStart added, not reset", "[Service]\nExecStart=/usr/bin/nvidia-persistenced\n",
+       {"LINT010@2", "LINT011@4", "LINT002@7", "LINT012@8"}, {}},
+      // The same key in another section is another setting.
+      {"another section", "[Unit]\nRestart=on-failure\n[Service]\nStopWhenUnneeded=no\n",
+       {"LINT010@2", "LINT011@4", "LINT002@7", "LINT012@8"}, {}},
+      // A later bad value still overrides: that file answers for it when it is linted.
+      {"overridden by another bad value", "[Service]\nRestart=no\n",
+       {"LINT010@2", "LINT002@7", "LINT012@8"}, {"LINT011@4<-later.conf:2"}},
+      {"a comment is not a setting", "[Unit]\n# StopWhenUnneeded=no\n",
+       {"LINT010@2", "LINT011@4", "LINT002@7", "LINT012@8"}, {}},
+  };
+  const lint::UnitDoc unit = lint::parse_unit(packaged);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto findings = lint::lint_text(packaged, lint::Source{"/lib/systemd/system/nvidia-persistenced.service",
+                                                           FileKind::unit, nullptr, false});
+    lint::LaterFiles later;
+    std::vector<lint::Layer> layers;
+    if (*c.dropin != '\0') {
+      later.dropins = {"later.conf"};
+      layers.push_back({"later.conf", lint::parse_unit(c.dropin)});
+    }
+    std::vector<lint::SetAside> set_aside;
+    lint::set_aside_overridden(unit, later, layers, findings, set_aside);
+    std::vector<std::string> in_force;
+    for (const auto& f : findings) {
+      in_force.push_back(f.rule + "@" + std::to_string(f.line));
+    }
+    std::vector<std::string> aside;
+    for (const auto& a : set_aside) {
+      aside.push_back(a.finding.rule + "@" + std::to_string(a.finding.line) + "<-" + a.by);
+    }
+    EXPECT_EQ(in_force, c.in_force);
+    EXPECT_EQ(aside, c.set_aside);
+  }
+  // A file that replaces this one takes every finding out of force.
+  auto findings = lint::lint_text(packaged, FileKind::unit);
+  lint::LaterFiles replaced{"/etc/systemd/system/nvidia-persistenced.service", {}};
+  std::vector<lint::SetAside> set_aside;
+  const std::size_t before = findings.size();
+  lint::set_aside_overridden(unit, replaced, {}, findings, set_aside);
+  EXPECT_TRUE(findings.empty());
+  ASSERT_EQ(set_aside.size(), before);
+  EXPECT_EQ(set_aside.front().by, "/etc/systemd/system/nvidia-persistenced.service");
+}
+
+TEST(Lint, unit_values_continue_past_a_backslash) {
+  auto unit = lint::parse_unit("[Service]\nExecStart=/usr/bin/nvidia-persistenced \\\n# a comment\n  --verbose\nType=forking\n");
+  ASSERT_EQ(unit.directives.size(), 2u);
+  EXPECT_EQ(unit.directives[0].value, "/usr/bin/nvidia-persistenced  --verbose");
+  EXPECT_EQ(unit.directives[0].line, 2u);
+  EXPECT_EQ(unit.directives[0].last_line, 4u);
+  EXPECT_EQ(unit.directives[1].key, "Type");
+  EXPECT_EQ(unit.directives[1].line, 5u);
 }
 
 TEST(Lint, rule_ids_are_unique) {
