@@ -49,7 +49,7 @@ constexpr const char* k_check_ok_line = "OK persistence on, driver consistent";
 // Rules check never evaluates: their facts (clocks and event reasons, the unit's state from systemd) are left to
 // diagnose, so on a live node they cannot fire there.
 constexpr std::string_view k_rules_check_does_not_read[] = {"CLK001", "CLK002", "PD003", "PD004", "PD006",
-                                                            "PD007",  "PD008",  "UNK005"};
+                                                            "PD007",  "PD008",  "PD009",  "UNK005"};
 
 constexpr std::size_t k_default_check_length = 80;
 constexpr std::size_t k_min_check_length = 16;

@@ -24,6 +24,7 @@ std::vector<Finding> unit_stop_when_unneeded(const Snapshot&);
 std::vector<Finding> unit_missing(const Snapshot&);
 std::vector<Finding> unit_failed(const Snapshot&);
 std::vector<Finding> unit_start_skipped(const Snapshot&);
+std::vector<Finding> guard_ignored(const Snapshot&);
 std::vector<Finding> daemon_not_enabled(const Snapshot&);
 std::vector<Finding> gpu_not_held(const Snapshot&);
 std::vector<Finding> unit_state_unread(const Snapshot&);

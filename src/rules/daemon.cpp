@@ -98,13 +98,8 @@ std::vector<Finding> unit_start_skipped(const Snapshot& s) {
     return {};
   }
   Finding f;
-  std::string guard_dropin;  // gpuwarm's guard among the unit's drop-ins, "" when it is not there
-  if (s.service.drop_in_paths.has()) {
-    auto at = std::find_if(s.service.drop_in_paths->begin(), s.service.drop_in_paths->end(),
-                           [](const std::string& p) { return p.ends_with("/40-gpuwarm-guard.conf"); });
-    guard_dropin = at == s.service.drop_in_paths->end() ? "" : *at;
-  }
-  const bool guarded = !guard_dropin.empty();
+  const std::string guard = guard_dropin(s.service);
+  const bool guarded = !guard.empty();
   f.message = guarded ? "nvidia-persistenced.service did not start: gpuwarm guard (its ExecCondition) skipped the "
                         "last start"
                       : "nvidia-persistenced.service did not start: an ExecCondition of the unit skipped the last start";
@@ -116,8 +111,30 @@ std::vector<Finding> unit_start_skipped(const Snapshot& s) {
                           "`gpuwarm fix` starts the unit.";
   f.evidence.push_back("ActiveState=" + *s.service.active_state + " Result=exec-condition");
   if (guarded) {
-    f.evidence.push_back("drop-in " + guard_dropin);
+    f.evidence.push_back("drop-in " + guard);
   }
+  return {f};
+}
+
+std::vector<Finding> guard_ignored(const Snapshot& s) {
+  const std::string guard = guard_dropin(s.service);
+  if (!s.service.reachable || guard.empty() || !s.service.manager_version.has()) {
+    return {};
+  }
+  auto major = systemd_major_version(*s.service.manager_version);
+  if (!major || *major >= k_exec_condition_since) {
+    return {};
+  }
+  Finding f;
+  f.message = fmt::format(
+      "systemd {} ignores ExecCondition= (it needs {} or newer), so gpuwarm guard never runs: after a driver update "
+      "without a reboot nvidia-persistenced.service fails to start instead of being skipped",
+      *major, k_exec_condition_since);
+  f.next_step =
+      "Upgrade systemd to 243 or newer, or leave the guard out on this node (the Ansible role does) and reboot after "
+      "driver updates before starting the unit; `systemctl cat nvidia-persistenced.service` shows the ignored line.";
+  f.evidence.push_back("systemd Version=" + *s.service.manager_version);
+  f.evidence.push_back("drop-in " + guard);
   return {f};
 }
 

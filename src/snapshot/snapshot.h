@@ -268,6 +268,8 @@ struct ServiceFacts {
   // systemd's own root cgroup as it names it: "" on a host or in a cgroup namespace, "/docker/abc" in a
   // container without one (the unit's ControlGroup then starts with it).
   Fact<std::string> manager_control_group;
+  // The manager's Version property ("252.30-1~deb12u2", "239 (239-78.el8)"): ExecCondition= needs 243 or newer.
+  Fact<std::string> manager_version;
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
   Fact<std::string> result;  // Service.Result of its last run: "exec-condition" when an ExecCondition= skipped it
@@ -290,7 +292,7 @@ struct ServiceFacts {
 inline void mark_unit_unknown(ServiceFacts& s, const std::string& why) {
   for (auto* f : {&s.load_state, &s.active_state, &s.sub_state, &s.unit_file_state, &s.restart, &s.result,
                   &s.fragment_path, &s.unit_text, &s.gpuwarm_dropin_text, &s.control_group,
-                  &s.manager_control_group}) {
+                  &s.manager_control_group, &s.manager_version}) {
     *f = Fact<std::string>::unknown(why);
   }
   s.exec_start = s.drop_in_paths = s.wanted_by = Fact<std::vector<std::string>>::unknown(why);

@@ -72,6 +72,7 @@ class SdBusServiceManager final : public ServiceManager {
       if (error.rfind("not-found", 0) == 0) {
         // The manager answered: the unit simply does not exist.
         facts.reachable = true;
+        facts.manager_version = get_string(k_manager_path, k_manager_iface, "Version");
         facts.load_state = Fact<std::string>::known("not-found");
         facts.active_state = Fact<std::string>::known("inactive");
       } else {
@@ -102,6 +103,7 @@ class SdBusServiceManager final : public ServiceManager {
     facts.exec_start = get_exec_start(path);
     facts.control_group = get_string(path, k_service_iface, "ControlGroup");
     facts.manager_control_group = get_string(k_manager_path, k_manager_iface, "ControlGroup");
+    facts.manager_version = get_string(k_manager_path, k_manager_iface, "Version");
     return facts;
   }
 

@@ -47,6 +47,8 @@ def exec_start(argv):
 
 def load(mock, parameters):
     load_systemd(mock, parameters)
+    if "systemd_version" in parameters:  # the Manager's Version (the template's own: v246)
+        mock.UpdateProperties(MAIN_IFACE, {"Version": str(parameters["systemd_version"])})
     mock.node = {k: parameters[k] for k in parameters}
     mock.AddMockUnit(UNIT)
     unit = mockobject.objects[mock.units[UNIT]]

@@ -58,7 +58,7 @@ def missing_tools():
 class Node:
     """One fake node: root, NVML scenario, and systemd on a bus of its own."""
 
-    def __init__(self, name, kind, workdir, start_result="done"):
+    def __init__(self, name, kind, workdir, start_result="done", systemd_version=None):
         self.name, self.kind = name, kind
         self.root = h.FakeRoot()
         self.root.daemon_binary()
@@ -66,6 +66,8 @@ class Node:
         os.makedirs(self.root.p("run"), exist_ok=True)
         started = self.root.p("run/stand-in-daemon-started")
         params = {"root": self.root.path, "start_result": start_result}
+        if systemd_version is not None:
+            params["systemd_version"] = systemd_version
         if kind == "healthy":
             self.root.driver().kmsg().daemon_process()
             self.root.write("lib/systemd/system/" + UNIT, CLEAN_UNIT)
@@ -228,6 +230,19 @@ class ModuleAlone(unittest.TestCase):
             self.assertTrue(result.get("failed"), result)
             self.assertIn("unexpected shape", result["msg"])
 
+    def test_a_fix_cut_short_by_a_signal_says_what_it_changed(self):
+        # gpuwarm fix on SIGTERM finishes the step it is in, writes its report and exits 128+15: the drop-in and
+        # reload it did are changes, and the task says so.
+        stub = os.path.join(self.tmp, "gpuwarm")
+        with open(stub, "w") as f:
+            f.write("#!/bin/sh\necho '{\"kind\": \"gpuwarm-fix\", \"outcome\": \"act\", \"changed\": true, "
+                    "\"steps\": [{\"action\": \"write drop-in\", \"status\": \"done\"}]}'\nexit 143\n")
+        os.chmod(stub, 0o755)
+        result = self.module(h.scenario([]), binary=stub, state="persistent")
+        self.assertTrue(result.get("failed"), result)
+        self.assertTrue(result["changed"], result)
+        self.assertIn("gpuwarm fix exited 143", result["msg"])
+
     def test_exit_codes_become_results(self):
         hot = h.scenario([h.gpu(0, persistence=0, reasons=0x20)])
         off = h.scenario([h.gpu(0, persistence=0)])
@@ -273,11 +288,12 @@ class AnsibleRollout(unittest.TestCase):
         subprocess.run(["objcopy", "--strip-debug", h.BIN, self.binary], check=True)
         self.reports = os.path.join(self.work, "reports")
 
-    def nodes(self, canary_start_result="done", canary="node-off"):
+    def nodes(self, canary_start_result="done", canary="node-off", systemd_versions=None):
         nodes = {}
         for name, kind in (("node-off", "off"), ("node-healthy", "healthy"), ("node-reboot", "reboot"),
                            ("node-hot", "hot")):
-            nodes[name] = Node(name, kind, self.work, canary_start_result if kind == "off" else "done")
+            nodes[name] = Node(name, kind, self.work, canary_start_result if kind == "off" else "done",
+                               (systemd_versions or {}).get(name))
             self.addCleanup(nodes[name].stop)
         inventory = {"all": {"children": {
             "gpu_nodes": {"hosts": {n: node.host_vars() for n, node in nodes.items()}},
@@ -409,6 +425,57 @@ class AnsibleRollout(unittest.TestCase):
         self.assertEqual(r.returncode, 0, out)
         for name, node in nodes.items():
             self.assertEqual(set(node.tree()) - before[name], {INSTALLED}, name)
+
+    def test_the_guard_only_where_systemd_runs_it(self):
+        # ExecCondition= needs systemd 243: on EL8's 239 the guard would be ignored, so the role leaves it out and
+        # says so, and takes away one an earlier run put there; where the version is new enough it goes in.
+        nodes = self.nodes(systemd_versions={"node-healthy": "239 (239-78.el8)", "node-hot": "252.30-1~deb12u2"})
+        old = nodes["node-healthy"]
+        old.root.write(GUARD, "[Service]\nExecCondition=/usr/local/bin/gpuwarm guard\n")
+        r = self.playbook()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        self.assertFalse(os.path.exists(old.root.p(GUARD)), "a guard systemd 239 ignores is removed")
+        self.assertIn("node-healthy: systemd 239 ignores ExecCondition= (243 or newer needed), so the guard is not "
+                      "installed", out)
+        for name in ("node-off", "node-reboot", "node-hot"):  # the template's v246, and 252
+            self.assertTrue(os.path.exists(nodes[name].root.p(GUARD)), name)
+        self.assertEqual(self.report("node-healthy")["outcome"], "nothing-to-do")
+        # Switched off: the role's drop-in goes from every node.
+        r = self.playbook("-e", "gpuwarm_guard=false")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name, node in nodes.items():
+            self.assertFalse(os.path.exists(node.root.p(GUARD)), name)
+
+    def test_a_node_whose_lock_stays_held_keeps_its_diagnosis(self):
+        # Another fix takes node-healthy's lock after the role diagnosed it (the guard, written next, says when):
+        # its fix answers 7 without a diagnosis of its own, and the saved report keeps the role's, so
+        # fleet-summary still knows the node's persistence.
+        nodes = self.nodes()
+        node = nodes["node-healthy"]
+        other_fix = open(node.root.p("run/gpuwarm-fix.lock"), "w")
+        self.addCleanup(other_fix.close)
+        done = threading.Event()
+
+        def take_the_lock_once_diagnosed():
+            while not done.is_set() and not os.path.exists(node.root.p(GUARD)):
+                time.sleep(0.005)
+            fcntl.flock(other_fix, fcntl.LOCK_EX)
+        taker = threading.Thread(target=take_the_lock_once_diagnosed)
+        taker.start()
+        try:
+            r = self.playbook("-e", "gpuwarm_lock_retries=0", "-e", "gpuwarm_probe=false")
+        finally:
+            done.set()
+            taker.join()
+        out = r.stdout + r.stderr
+        self.assertEqual(self.recap(r.stdout)["node-healthy"]["failed"], 1, out)
+        self.assertIn("the node's lock is held", out)
+        saved = self.report("node-healthy")
+        self.assertEqual((saved["kind"], saved["outcome"]), ("gpuwarm-fix", "locked"), saved)
+        self.assertEqual(saved["diagnosis"]["verdict"]["code"], "healthy")
+        summary = subprocess.run([self.binary, "fleet-summary", "--json", self.reports], capture_output=True, text=True)
+        self.assertNotIn("no-diagnosis", summary.stdout)
 
     def test_a_canary_left_unchanged_stops_the_widen_step(self):
         # A canary whose driver awaits a reboot is left unchanged: it proves nothing about the rollout, so the

@@ -112,6 +112,22 @@ class SystemdOverDBus(SystemdMockCase):
                      scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])).stdout
         self.assertIn("inactive (dead), last start skipped by its ExecCondition", text)
 
+    def test_a_guard_an_old_systemd_ignores_is_named(self):
+        # RHEL/Rocky 8 ship systemd 239: ExecCondition= (243) is ignored there, so the guard never runs.
+        guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
+        self.root.daemon_process()
+        self.add_unit(drop_ins=(guard,))
+        self.mock.UpdateProperties(MANAGER, {"Version": "239 (239-78.el8)"})
+        rc, d = self.diagnose()
+        ignored = [f for f in d["findings"] if f["rule_id"] == "PD009"]
+        self.assertEqual(len(ignored), 1, d["findings"])
+        self.assertEqual(ignored[0]["evidence"], ["systemd Version=239 (239-78.el8)", "drop-in " + guard])
+        self.assertEqual(d["snapshot"]["service"]["manager_version"], "239 (239-78.el8)")
+        self.assertEqual(rc, 0, "a note: it matters at the next driver update, not now")
+        self.mock.UpdateProperties(MANAGER, {"Version": "252.30-1~deb12u2"})
+        rc, d = self.diagnose()
+        self.assertNotIn("PD009", [f["rule_id"] for f in d["findings"]])
+
     def test_get_unit_fallback_when_load_unit_is_unknown(self):
         self.root.daemon_process()
         self.add_unit(with_load_unit=False)

@@ -129,8 +129,9 @@ report:
   type: dict
   returned: when gpuwarm produced a report
 ansible_facts:
-  description: C(gpuwarm) with the verdict, driver versions and per-GPU facts (index, uuid, name, persistence,
-    held_by_daemon, clocks, active clock-event reasons; persistence_after when verified).
+  description: C(gpuwarm) with the verdict, driver versions, the running systemd's version (systemd_version) and
+    per-GPU facts (index, uuid, name, persistence, held_by_daemon, clocks, active clock-event reasons;
+    persistence_after when verified).
   type: dict
   returned: when gpuwarm produced a report
 """
@@ -310,6 +311,8 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
             "rule_id": verdict.get("rule_id"),
             "next_step": verdict.get("next_step"),
             "driver": (diagnosis or {}).get("driver"),
+            # The running systemd's Version, as gpuwarm read it over D-Bus (None where it could not ask).
+            "systemd_version": (((diagnosis or {}).get("snapshot") or {}).get("service") or {}).get("manager_version"),
             "gpus": gpu_facts(diagnosis, report if state == "verified" else report.get("verify")),
         }}
 
@@ -349,6 +352,8 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
             module.fail_json(msg=f"gpuwarm fix: {FIX_FAILURES[rc]}{detail}. {report.get('reason') or ''}".strip(),
                              **result)
         elif rc != 0:
+            # Cut short by a signal (128+N): what it did before that is in the report.
+            result["changed"] = bool(report.get("changed"))
             module.fail_json(msg=f"gpuwarm fix exited {rc}: {err.strip()}", **result)
         elif module.check_mode:
             planned = [s.get("action") for s in report.get("steps", [])]
