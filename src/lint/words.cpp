@@ -145,6 +145,40 @@ struct YamlKey {
   std::string key;
 };
 
+// A YAML scalar that goes on over the lines below its key, folded into one line by the parser: `key: >` blocks,
+// plain scalars, and quoted ones left open. Literal `|` blocks keep their newlines and are not this.
+enum class YamlFold { none, folded, plain, double_quoted, single_quoted };
+
+// An odd number of unescaped quotes leaves the scalar open (\" in double quotes; '' in single ones pairs up).
+bool leaves_quote_open(std::string_view s, char quote) {
+  bool open = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (quote == '"' && s[i] == '\\') {
+      ++i;
+    } else if (s[i] == quote) {
+      open = !open;
+    }
+  }
+  return open;
+}
+
+YamlFold fold_of(std::string_view value) {
+  if (value.empty() || value.front() == '|' || value.front() == '[' || value.front() == '{' ||
+      value.front() == '&' || value.front() == '*' || value.front() == '!') {
+    return YamlFold::none;
+  }
+  if (value.front() == '>') {
+    return YamlFold::folded;
+  }
+  if (value.front() == '"') {
+    return leaves_quote_open(value, '"') ? YamlFold::double_quoted : YamlFold::none;
+  }
+  if (value.front() == '\'') {
+    return leaves_quote_open(value, '\'') ? YamlFold::single_quoted : YamlFold::none;
+  }
+  return YamlFold::plain;
+}
+
 constexpr unsigned k_array_lines = 200;
 
 // For each position of a line, whether it lies inside quotes ('...' and "...", a backslash escaping the next
@@ -258,6 +292,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
   unsigned array_lines_left = 0;
   std::string heredoc_end;  // inside a here-document until this line: its "=(" is text, not an array
   std::vector<YamlKey> yaml_keys;
+  YamlFold fold = YamlFold::none;  // the scalar being folded, owned by the key at fold_indent
+  std::size_t fold_indent = 0;
+  std::size_t fold_block_indent = 0;  // a `>` block's first line: lines indented more keep their newlines
+  bool fold_newline = false;          // a blank line inside the scalar: the next line starts anew
   std::size_t skip_at = 0;
   const bool yaml = kind == FileKind::yaml;
   for_each_line(text, [&](unsigned line_no, std::string_view raw) {
@@ -288,8 +326,28 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
     if (kind == FileKind::dockerfile && continued && trimmed.empty()) {
       return;
     }
-    bool list_item = yaml && (trimmed.substr(0, 2) == "- " || trimmed == "-");
-    if (yaml && !trimmed.empty()) {
+    // A line of a folded scalar continues the command on the line above: no key, no list item, no new command.
+    bool folds_on = false;
+    if (yaml && fold != YamlFold::none) {
+      const bool quoted = fold == YamlFold::double_quoted || fold == YamlFold::single_quoted;
+      if (trimmed.empty()) {
+        fold_newline = true;
+      } else if (indent > fold_indent || quoted) {
+        if (fold == YamlFold::folded && fold_block_indent == 0) {
+          fold_block_indent = indent;
+        }
+        folds_on = !fold_newline && !(fold == YamlFold::folded && indent > fold_block_indent);
+        fold_newline = false;
+        if (quoted && leaves_quote_open(trimmed, fold == YamlFold::double_quoted ? '"' : '\'')) {
+          fold = YamlFold::none;  // this line closes it
+        }
+      } else {
+        fold = YamlFold::none;
+      }
+    }
+    const bool in_scalar = folds_on || (yaml && fold != YamlFold::none && !trimmed.empty() && indent > fold_indent);
+    bool list_item = yaml && !in_scalar && (trimmed.substr(0, 2) == "- " || trimmed == "-");
+    if (yaml && !trimmed.empty() && !in_scalar) {
       // The key that owns this line: a YAML key stack by indentation.
       std::size_t key_indent = list_item ? indent + 2 : indent;
       std::string_view body = list_item ? trimmed.substr(std::min<std::size_t>(2, trimmed.size())) : trimmed;
@@ -303,6 +361,12 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
           yaml_keys.pop_back();
         }
         yaml_keys.push_back({key_indent, std::string(body.substr(0, colon))});
+        std::string_view value = body.substr(colon + 1);
+        value = value.substr(std::min(value.size(), value.find_first_not_of(" \t")));
+        fold = fold_of(value);
+        fold_indent = key_indent;
+        fold_block_indent = 0;
+        fold_newline = false;
       } else {
         while (!yaml_keys.empty() && yaml_keys.back().indent > indent) {
           yaml_keys.pop_back();
@@ -325,7 +389,7 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       boundary = true;
       break_kind = '-';
     }
-    if (!list_item && !continued && array_lines_left == 0) {
+    if (!list_item && !continued && array_lines_left == 0 && !folds_on) {
       boundary = true;
       break_kind = '\n';
     }
@@ -472,6 +536,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
           ++i;  // nothing consumed: step on
         }
         continue;  // empty quotes, or the YAML list marker itself
+      }
+      if (yaml && word[0] == '>' && word.find_first_not_of("-+0123456789", 1) == std::string::npos &&
+          code.find_first_not_of(" \t", i) == std::string_view::npos) {
+        continue;  // a folded block's indicator (>, >-, >+2) ending the key's line: no redirection
       }
       if (word[0] == '>' || word == "1>" || word == "2>") {
         Token& t = push(word, start);

@@ -598,6 +598,29 @@ TEST(Lint, yaml_prose_keys) {
 }
 
 // A role that removes the anti-pattern names it in what it matches, tests or takes out: none of that runs.
+TEST(Lint, yaml_scalars_folded_over_lines) {
+  check({
+      {"folded block", FileKind::yaml, "- shell: >-\n    nvidia-smi\n    -pm 1\n", {"LINT001@2:5"}},
+      {"folded block, a role's variable", FileKind::yaml,
+       "- shell: >\n    set -e;\n    nvidia-smi\n    -pm {{ pm_mode }}\n", {"LINT004@3:5"}},
+      {"plain scalar continued", FileKind::yaml, "- command: nvidia-smi\n    -pm 1\n", {"LINT001@1:12"}},
+      {"double-quoted scalar continued", FileKind::yaml, "- shell: \"nvidia-smi\n    -pm 1\"\n",
+       {"LINT001@1:11"}},
+      {"single-quoted scalar continued", FileKind::yaml, "- shell: 'nvidia-smi -i 0\n    -pm 1'\n",
+       {"LINT001@1:11"}},
+      // A blank line in a folded scalar is a newline: the next line is a command of its own.
+      {"a blank line folds to a newline", FileKind::yaml, "- shell: >\n    nvidia-smi -q\n\n    -pm 1\n", {}},
+      // Lines indented more than the block's first keep their newlines.
+      {"more-indented lines are not folded", FileKind::yaml, "- shell: >\n    nvidia-smi -q\n      -pm 1\n", {}},
+      // A literal block keeps every newline: -pm on the next line is not nvidia-smi's.
+      {"literal block", FileKind::yaml, "- shell: |\n    nvidia-smi -q\n    -pm 1\n", {}},
+      {"a closed quote ends the scalar", FileKind::yaml, "- shell: \"nvidia-smi -q\"\n  args:\n    chdir: /tmp\n", {}},
+      // The next key of the same task is not part of the scalar.
+      {"the next key is not folded in", FileKind::yaml, "- command: nvidia-smi -q\n  register: pm\n", {}},
+      {"prose stays prose when folded", FileKind::yaml, "- name: >\n    run nvidia-smi\n    -pm 1 elsewhere\n", {}},
+  });
+}
+
 TEST(Lint, yaml_text_matched_tested_or_removed) {
   check({
       {"lineinfile regexp", FileKind::yaml,
