@@ -939,30 +939,50 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
     }
     Resolved r = resolve(*value, 0);
     std::string via = r.how.empty() ? std::string{} : fmt::format(" ({})", r.how);
+    // An image is built without a GPU, and a container cannot own persistence: it is the host's.
+    const bool image = m_source.kind == FileKind::dockerfile;
+    constexpr const char* k_in_image =
+        "in an image build: there is no GPU to set, and a container cannot own persistence, which is the host's "
+        "(nvidia-persistenced there)";
+    constexpr const char* k_out_of_image = "remove it from the image; on the host, enable nvidia-persistenced (`gpuwarm fix`)";
     switch (r.setting) {
       case Setting::on:
         m_found.push_back({k_legacy, site.line, site.column,
-                           "`nvidia-smi -pm 1` sets the deprecated legacy persistence flag: it hides a daemon that "
-                           "never got enabled and does nothing once the daemon runs" +
+                           (image ? std::string("`nvidia-smi -pm 1` ") + k_in_image
+                                  : std::string("`nvidia-smi -pm 1` sets the deprecated legacy persistence flag: it "
+                                                "hides a daemon that never got enabled and does nothing once the "
+                                                "daemon runs")) +
                                via,
-                           "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)", {}});
+                           image ? k_out_of_image : "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)",
+                           {}});
         break;
       case Setting::off:
         m_found.push_back({k_pm_off, site.line, site.column,
-                           "`nvidia-smi -pm 0` turns persistence off: idle GPUs de-initialize again and the next job "
-                           "pays the cold start" +
+                           (image ? std::string("`nvidia-smi -pm 0` ") + k_in_image
+                                  : std::string("`nvidia-smi -pm 0` turns persistence off: idle GPUs de-initialize "
+                                                "again and the next job pays the cold start")) +
                                via,
-                           "remove it; persistence belongs to nvidia-persistenced (leave it on where the node needs "
-                           "it, see `gpuwarm diagnose`)", {}});
+                           image ? k_out_of_image
+                                 : "remove it; persistence belongs to nvidia-persistenced (leave it on where the node "
+                                   "needs it, see `gpuwarm diagnose`)",
+                           {}});
         break;
-      case Setting::unresolved:
+      case Setting::unresolved: {
+        // Found, but as an expression (`{{ 1 if legacy else 0 }}`), or not found where gpuwarm looks.
+        std::string where =
+            !r.how.empty() ? fmt::format("set only to what gpuwarm cannot evaluate ({})", r.how)
+            : m_source.role_vars != nullptr
+                ? "set nowhere in this file or the role's defaults/ and vars/ (group_vars, host_vars and -e are "
+                  "not read)"
+                : "set nowhere in this file";
         m_found.push_back(
             {k_pm_unresolved, site.line, site.column,
-             fmt::format("`nvidia-smi -pm {}`: the persistence value comes from `{}`, set nowhere in this file{}; "
-                         "whatever it is, -pm is the legacy flag{}",
-                         *value, r.variable, m_source.role_vars != nullptr ? " or the role's defaults/vars" : "", via),
-             "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)", {}});
+             fmt::format("`nvidia-smi -pm {}`: the persistence value comes from `{}`, {}; whatever it is, -pm is "
+                         "the legacy flag",
+                         *value, r.variable, where),
+             image ? k_out_of_image : "remove it and enable nvidia-persistenced through systemd (`gpuwarm fix`)", {}});
         break;
+      }
       case Setting::other:
         break;
     }
@@ -1527,6 +1547,7 @@ std::vector<Finding> Linter::run() {
       UnitDoc doc = parse_unit(m_text);
       doc.dropin = unit.dropin;
       doc.named = unit.persistenced;
+      doc.templated = strip_template_suffix(m_source.path) != m_source.path || has("{%") || has("<%");
       judge_unit(doc, m_found);
     } else if (kind == FileKind::nix) {
       judge_unit(nix_persistenced_unit(m_text), m_found);
@@ -1660,6 +1681,8 @@ const std::vector<RuleInfo>& rules() {
       {"LINT013", "type-not-forking",
        "nvidia-persistenced unit with a Type= other than forking (or a whole unit without Type=)"},
       {"LINT014", "unit-runs-other", "a unit named nvidia-persistenced whose ExecStart runs something else"},
+      {"LINT015", "exec-start-twice",
+       "nvidia-persistenced unit or drop-in leaving two ExecStart= in force (systemd refuses to load the unit)"},
   };
   return table;
 }

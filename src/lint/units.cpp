@@ -18,7 +18,21 @@ bool truthy(std::string_view v) {
   return l == "1" || l == "yes" || l == "true" || l == "on";
 }
 
-bool runs_daemon(std::string_view exec_value) { return exec_value.find(k_daemon) != std::string_view::npos; }
+// The program an Exec*= line runs is the daemon (after systemd's prefixes -@:+!), or a shell or env that is given
+// the daemon's name: a wrapper script named after the daemon is something else.
+bool runs_daemon(std::string_view exec_value) {
+  std::string_view v = exec_value.substr(std::min(exec_value.size(), exec_value.find_first_not_of(" \t-@:+!")));
+  std::string_view program = v.substr(0, v.find_first_of(" \t"));
+  std::string_view base = program.substr(program.rfind('/') + 1);  // npos + 1 == 0
+  if (base == k_daemon) {
+    return true;
+  }
+  // A program named by a template or variable ("<%= @bin %>/nvidia-persistenced"): judged by the name in it.
+  const bool templated = program.find_first_of("<{$") != std::string_view::npos;
+  const bool passes_on = templated || base == "sh" || base == "bash" || base == "dash" || base == "env" || base == "exec" ||
+                         base == "runuser" || base == "setpriv" || base == "nice" || base == "chrt";
+  return passes_on && v.find(k_daemon) != std::string_view::npos;
+}
 
 }  // namespace
 
@@ -323,6 +337,7 @@ std::vector<NixAssignment> nix_assignments(std::string_view text) {
 UnitDoc nix_persistenced_unit(std::string_view text) {
   UnitDoc unit;
   unit.dropin = true;  // the NixOS module's own settings stay unless overridden
+  unit.templated = true;  // an assignment replaces the module's ExecStart (or is one branch of an expression)
   if (text.find(k_daemon) == std::string_view::npos) {
     return unit;
   }
@@ -365,8 +380,9 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
   for (const auto& d : unit.directives) {
     if (d.section == "Unit" && d.key == "StopWhenUnneeded" && truthy(d.value)) {
       out.push_back({"LINT010", d.line, d.column,
-                     "StopWhenUnneeded=true lets systemd stop the daemon when nothing pulls it in, which turns "
-                     "persistence off on every GPU it held",
+                     fmt::format("StopWhenUnneeded={} lets systemd stop the daemon when nothing pulls it in, which "
+                                 "turns persistence off on every GPU it held",
+                                 d.value),
                      "set StopWhenUnneeded=false in a drop-in", "Unit/StopWhenUnneeded"});
     }
     if (d.section == "Service" && d.key == "Restart") {
@@ -404,6 +420,34 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
     out.push_back({"LINT011", missing_at, missing_column,
                    "no Restart=: a crashed daemon stays down and every GPU it held loses persistence",
                    "add Restart=on-failure in a drop-in", "Service/Restart"});
+  }
+  // Only Type=oneshot may run several ExecStart=; a drop-in that adds one without the empty ExecStart= first
+  // keeps the packaged unit's too.
+  const bool oneshot = std::any_of(unit.directives.begin(), unit.directives.end(), [](const Directive& d) {
+    return d.section == "Service" && d.key == "Type" && d.value == "oneshot";
+  });
+  unsigned in_force = 0;
+  bool reset = false;
+  for (const auto& d : unit.directives) {
+    if (d.section != "Service" || d.key != "ExecStart") {
+      continue;
+    }
+    if (d.value.empty()) {
+      in_force = 0;
+      reset = true;
+      continue;
+    }
+    ++in_force;
+    if (!oneshot && !unit.templated && (in_force == 2 || (in_force == 1 && unit.dropin && !reset))) {
+      out.push_back({"LINT015", d.line, d.column,
+                     in_force == 2 ? "a second ExecStart= in force: systemd refuses to load a service that is not "
+                                     "Type=oneshot with more than one, so the daemon never starts"
+                                   : "ExecStart= added without clearing the unit's own first: two are then in force, "
+                                     "and systemd refuses to load the unit, so the daemon never starts",
+                     in_force == 2 ? "keep one ExecStart= (after an empty `ExecStart=` line in a drop-in)"
+                                   : "put an empty `ExecStart=` line before it",
+                     "Service/ExecStart"});
+    }
   }
   if (unit.named && exec_start != nullptr && !runs_daemon(exec_start->value)) {
     out.push_back({"LINT014", exec_start->line, exec_start->column,

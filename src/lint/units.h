@@ -28,6 +28,7 @@ struct UnitDoc {
   unsigned service_column = 1;
   bool dropin = false;        // only what it sets counts; the rest comes from the packaged unit
   bool named = false;         // its name says it is nvidia-persistenced's
+  bool templated = false;     // a template (or NixOS): lines may be branches, so settings are not counted up
 };
 
 // What a path says about the unit it holds: x.service / x.service.j2 / x.service.d/y.conf.

@@ -835,13 +835,69 @@ TEST(Lint, unit_values_continue_past_a_backslash) {
   EXPECT_EQ(unit.directives[1].line, 5u);
 }
 
+TEST(Lint, LINT015_exec_start_twice_and_LINT014_wrappers) {
+  const char* dropin = "/etc/systemd/system/nvidia-persistenced.service.d/10-x.conf";
+  const char* unit = "/etc/systemd/system/nvidia-persistenced.service";
+  check({
+      {"a drop-in adding ExecStart without clearing the unit's", FileKind::unit,
+       "[Service]\nExecStart=/usr/bin/nvidia-persistenced --verbose\n", {"LINT015@2:1"}, dropin},
+      {"near miss: cleared first", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced --verbose\n", {}, dropin},
+      {"two after the reset", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced\nExecStart=/usr/bin/nvidia-persistenced -V\n",
+       {"LINT015@4:1"}, dropin},
+      {"two in a whole unit", FileKind::unit,
+       "[Service]\nType=forking\nRestart=always\nExecStart=/usr/bin/nvidia-persistenced\n"
+       "ExecStart=/usr/bin/nvidia-persistenced\n",
+       {"LINT015@5:1"}, unit},
+      {"near miss: oneshot may run several", FileKind::unit,
+       "[Service]\nType=oneshot\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced\nExecStart=/bin/true\n",
+       {"LINT013@2:1", "LINT014@5:1"}, dropin},
+      {"a wrapper script named after the daemon is something else", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/local/sbin/nvidia-persistenced-wrapper.sh\n", {"LINT014@3:1"}, dropin},
+      {"near miss: a shell or env that runs the daemon", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/bin/sh -c 'exec /usr/bin/nvidia-persistenced --verbose'\n", {}, dropin},
+      {"near miss: systemd's prefixes", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=-@/usr/bin/nvidia-persistenced nvidia-persistenced\n", {}, dropin},
+  });
+}
+
+TEST(Lint, messages_say_what_the_file_says) {
+  auto message = [](const char* text, FileKind kind, const char* path, const lint::Variables* vars = nullptr) {
+    auto found = lint::lint_text(text, lint::Source{path, kind, vars, false});
+    return found.empty() ? std::string{} : found.front().message + " | " + found.front().fix;
+  };
+  // The setting as written, not a normalised spelling.
+  EXPECT_NE(message("[Unit]\nStopWhenUnneeded=yes\n", FileKind::unit,
+                    "/etc/systemd/system/nvidia-persistenced.service.d/x.conf")
+                .find("StopWhenUnneeded=yes lets"),
+            std::string::npos);
+  // An image has no GPU and no persistence of its own.
+  std::string image = message("RUN nvidia-smi -pm 1\n", FileKind::dockerfile, "Dockerfile");
+  EXPECT_NE(image.find("in an image build"), std::string::npos) << image;
+  EXPECT_NE(image.find("remove it from the image"), std::string::npos) << image;
+  // A value found as an expression is not "set nowhere".
+  lint::Variables vars{{"gpu_pm", {"{{ 1 if legacy else 0 }}", "roles/x/defaults/main.yml:1"}}};
+  std::string expression =
+      message("- command: nvidia-smi -pm {{ gpu_pm }}\n", FileKind::yaml, "roles/x/tasks/main.yml", &vars);
+  EXPECT_NE(expression.find("set only to what gpuwarm cannot evaluate (gpu_pm = {{ 1 if legacy else 0 }} at "
+                            "roles/x/defaults/main.yml:1)"),
+            std::string::npos)
+      << expression;
+  EXPECT_EQ(expression.find("set nowhere"), std::string::npos) << expression;
+  lint::Variables none;
+  std::string missing =
+      message("- command: nvidia-smi -pm {{ gpu_pm }}\n", FileKind::yaml, "roles/x/tasks/main.yml", &none);
+  EXPECT_NE(missing.find("group_vars, host_vars and -e are not read"), std::string::npos) << missing;
+}
+
 TEST(Lint, rule_ids_are_unique) {
   std::vector<std::string> ids;
   for (const auto& r : lint::rules()) {
     EXPECT_EQ(std::count(ids.begin(), ids.end(), r.id), 0) << r.id;
     ids.emplace_back(r.id);
   }
-  EXPECT_EQ(ids.size(), 10u);
+  EXPECT_EQ(ids.size(), 11u);
 }
 
 }  // namespace
