@@ -209,12 +209,14 @@ class ModuleAlone(unittest.TestCase):
         path = os.path.join(ANSIBLE_DIR, "roles/gpuwarm/templates/40-gpuwarm-guard.conf.j2")
         env = jinja2.Environment(trim_blocks=True)
         template = env.from_string(open(path).read())
-        for package, binary, expected in (("", "/usr/local/bin/gpuwarm", "/usr/local/bin/gpuwarm"),
-                                          ("/tmp/gpuwarm_0.1.0_amd64.deb", "/usr/local/bin/gpuwarm", "/usr/bin/gpuwarm"),
-                                          ("", "/opt/gw/bin/gpuwarm", "/opt/gw/bin/gpuwarm")):
-            text = template.render(ansible_managed="x", gpuwarm_package_src=package, gpuwarm_binary=binary)
+        for package, binary, user, expected, args in (
+                ("", "/usr/local/bin/gpuwarm", "", "/usr/local/bin/gpuwarm", ""),
+                ("/tmp/gpuwarm_0.1.0_amd64.deb", "/usr/local/bin/gpuwarm", "", "/usr/bin/gpuwarm", ""),
+                ("", "/opt/gw/bin/gpuwarm", "nvidia-persistenced", "/opt/gw/bin/gpuwarm", " --user nvidia-persistenced")):
+            text = template.render(ansible_managed="x", gpuwarm_package_src=package, gpuwarm_binary=binary,
+                                   gpuwarm_guard_user=user)
             line = [l for l in text.splitlines() if l.startswith("ExecCondition=")]
-            self.assertEqual(line, [f"ExecCondition=/bin/sh -c 'if [ -x {expected} ]; then exec {expected} guard; fi; "
+            self.assertEqual(line, [f"ExecCondition=/bin/sh -c 'if [ -x {expected} ]; then exec {expected} guard{args}; fi; "
                                     f"echo \"gpuwarm guard: {expected} is missing: nvidia-persistenced starts "
                                     f"unguarded\"'"], text)
 
@@ -274,6 +276,13 @@ class ModuleAlone(unittest.TestCase):
         self.assertEqual((unknown["rc"], unknown["unknown"], unknown["verdict"]), (9, True, "cannot-tell"))
         facts = self.module(off, state="diagnosed")["ansible_facts"]["gpuwarm"]
         self.assertEqual(facts["verdict"], "action-needed")
+        # gpuwarm's own options, passed through as written.
+        timed = self.module(off, state="diagnosed", nvml_timeout=5)
+        self.assertIn("diagnose --json", timed["cmd"])
+        self.assertIn("--nvml-timeout 5.0", timed["cmd"])
+        with_dcgm = self.module(off, state="verified", settle=0, samples=1, dcgm_level=1)
+        self.assertIn("--dcgm-level 1", with_dcgm["cmd"])
+        self.assertNotIn("--dcgm-level", self.module(off, state="verified", settle=0, samples=1)["cmd"])
         self.assertEqual([(g["index"], g["persistence"]) for g in facts["gpus"]], [(0, "Disabled")])
 
 
@@ -332,10 +341,13 @@ class AnsibleRollout(unittest.TestCase):
         nodes = self.nodes()
         before = {n: node.tree() for n, node in nodes.items()}
 
-        # 1. --check --diff: every node diagnosed, the plan shown, nothing changed anywhere.
-        r = self.playbook("--check", "--diff")
+        # 1. --check --diff: every node diagnosed, the plan shown, nothing changed anywhere. gpuwarm is staged in
+        # the scratch folder named (for nodes whose /tmp is noexec), and nothing of it stays there.
+        scratch = os.path.join(self.work, "scratch")
+        r = self.playbook("--check", "--diff", "-e", f"gpuwarm_scratch_dir={scratch}")
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out)
+        self.assertEqual(os.listdir(scratch), [])  # made for the staged copy, which is gone again
         for n, node in nodes.items():
             self.assertEqual(node.tree(), before[n], f"{n} changed in check mode")
             self.assertEqual(set(node.write_calls().values()), {0}, n)

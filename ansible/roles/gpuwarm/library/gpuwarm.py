@@ -87,6 +87,12 @@ options:
   kernel_log:
     description: Kernel log file to scan instead of /dev/kmsg (C(--kernel-log)).
     type: path
+  nvml_timeout:
+    description: Seconds before gpuwarm gives up on NVML (C(--nvml-timeout)); gpuwarm's default when unset.
+    type: float
+  dcgm_level:
+    description: With state=persistent or verified, also run C(dcgmi diag -r N) (1-4) after the fix (C(--dcgm-level)).
+    type: int
 requirements: [gpuwarm on the node, systemd for state=persistent]
 """
 
@@ -155,12 +161,17 @@ def source_args(p):
         args += ["--nvml", p["nvml_library"]]
     if p["kernel_log"]:
         args += ["--kernel-log", p["kernel_log"]]
+    if p["nvml_timeout"] is not None:
+        args += ["--nvml-timeout", str(p["nvml_timeout"])]
     return args
 
 
 def verify_args(p):
-    return ["--settle", str(p["settle"]), "--samples", str(p["samples"]),
+    args = ["--settle", str(p["settle"]), "--samples", str(p["samples"]),
             "--sample-interval", str(p["sample_interval"])]
+    if p["dcgm_level"] is not None:
+        args += ["--dcgm-level", str(p["dcgm_level"])]
+    return args
 
 
 def gpu_facts(diagnosis, verify):
@@ -222,6 +233,13 @@ def fix_diff(p, report, before_dropin, check_mode):
     return diffs
 
 
+def noexec_mount(path):
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
+    except OSError:
+        return False
+
+
 def run_gpuwarm(module, args):
     rc, out, err = module.run_command([module.params["binary"]] + args, environ_update={"NO_COLOR": "1"})
     report = None
@@ -250,6 +268,8 @@ def main():
             root=dict(type="path"),
             nvml_library=dict(type="path"),
             kernel_log=dict(type="path"),
+            nvml_timeout=dict(type="float"),
+            dcgm_level=dict(type="int"),
         ),
         supports_check_mode=True,
     )
@@ -262,6 +282,10 @@ def main():
     if not 0 <= p["lock_retries"] <= 10 or not 0 <= p["lock_retry_delay"] <= 300:
         module.fail_json(msg="lock_retries must be 0-10 and lock_retry_delay 0-300 seconds", rc=None, routed=False)
     if not os.access(p["binary"], os.X_OK):
+        if os.path.isfile(p["binary"]) and noexec_mount(p["binary"]):
+            module.fail_json(msg=f"gpuwarm at {p['binary']} cannot run: its filesystem is mounted noexec (the "
+                                 "role's check mode stages it in the node's temporary directory: set "
+                                 "gpuwarm_scratch_dir to a folder that is not noexec)", rc=None, routed=False)
         module.fail_json(msg=f"gpuwarm is not installed at {p['binary']} (the gpuwarm role installs it; "
                              "set binary= to where it is)", rc=None, routed=False)
 
