@@ -282,6 +282,32 @@ class RealSystemd(unittest.TestCase):
         self.assertEqual(checks["unit-enabled"]["status"], "pass", checks["unit-enabled"])
         self.assertIn("multi-user.target", self.unit_property("WantedBy"))
 
+    def test_9_lint_judges_the_unit_systemd_loads(self):
+        # The vendor unit (--no-persistence-mode, StopWhenUnneeded, no Restart=) with fix's drop-in from test 2:
+        # lint reads them as systemd does, and nothing it found in the vendor unit is in force.
+        vendor = os.path.join(self.root, "lib/systemd/system", UNIT)
+        r = subprocess.run([h.BIN, "lint", "--json", vendor], capture_output=True, text=True, timeout=60)
+        rep = json.loads(r.stdout)
+        self.assertEqual((r.returncode, rep["findings"]), (0, []), r.stdout + r.stderr)
+        self.assertEqual(sorted(a["rule_id"] for a in rep["set_aside"]), ["LINT002", "LINT010", "LINT011"], rep["set_aside"])
+        self.assertNotIn("--no-persistence-mode", self.unit_property("ExecStart"))
+        # A drop-in that adds an ExecStart= without clearing the unit's: this systemd refuses the unit, and lint
+        # names the line.
+        extra = os.path.join(self.root, "etc/systemd/system", UNIT + ".d", "90-extra.conf")
+        with open(extra, "w") as f:
+            f.write("[Service]\nExecStart=/usr/bin/nvidia-persistenced --verbose\n")
+        try:
+            self.assertEqual(self.systemd("Reload").returncode, 0)
+            self.assertEqual(self.unit_property("LoadState"), "bad-setting")
+            r = subprocess.run([h.BIN, "lint", "--json", vendor], capture_output=True, text=True, timeout=60)
+            rep = json.loads(r.stdout)
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            self.assertEqual([(f["path"], f["line"], f["rule_id"]) for f in rep["findings"]], [(extra, 2, "LINT015")])
+        finally:
+            os.unlink(extra)
+            self.systemd("Reload")
+        self.assertEqual(self.unit_property("LoadState"), "loaded")
+
     def systemd(self, *args):
         """busctl against the container's systemd Manager."""
         return subprocess.run(["busctl", "--system", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
