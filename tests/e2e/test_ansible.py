@@ -220,13 +220,17 @@ class ModuleAlone(unittest.TestCase):
                                     f"echo \"gpuwarm guard: {expected} is missing: nvidia-persistenced starts "
                                     f"unguarded\"'"], text)
 
-    def test_a_report_of_an_unexpected_shape_fails_cleanly(self):
-        # Found by tests/fuzz/fuzz_ansible_module.py: a GPU entry that is not an object ended in a traceback.
+    def stub_gpuwarm(self, report, exit_code=0):
+        """A stand-in for gpuwarm that prints `report` and exits `exit_code`."""
         stub = os.path.join(self.tmp, "gpuwarm")
         with open(stub, "w") as f:
-            f.write("#!/bin/sh\necho '{\"kind\": \"gpuwarm-diagnosis\", \"verdict\": {\"code\": \"healthy\"}, "
-                    "\"gpus\": [\"x\"]}'\n")
+            f.write(f"#!/bin/sh\necho '{report}'\nexit {exit_code}\n")
         os.chmod(stub, 0o755)
+        return stub
+
+    def test_a_report_of_an_unexpected_shape_fails_cleanly(self):
+        # Found by tests/fuzz/fuzz_ansible_module.py: a GPU entry that is not an object ended in a traceback.
+        stub = self.stub_gpuwarm('{"kind": "gpuwarm-diagnosis", "verdict": {"code": "healthy"}, "gpus": ["x"]}')
         for answer in ("diagnosed", "verified"):
             result = self.module(h.scenario([]), binary=stub, state=answer)
             self.assertTrue(result.get("failed"), result)
@@ -235,11 +239,8 @@ class ModuleAlone(unittest.TestCase):
     def test_a_fix_cut_short_by_a_signal_says_what_it_changed(self):
         # gpuwarm fix on SIGTERM finishes the step it is in, writes its report and exits 128+15: the drop-in and
         # reload it did are changes, and the task says so.
-        stub = os.path.join(self.tmp, "gpuwarm")
-        with open(stub, "w") as f:
-            f.write("#!/bin/sh\necho '{\"kind\": \"gpuwarm-fix\", \"outcome\": \"act\", \"changed\": true, "
-                    "\"steps\": [{\"action\": \"write drop-in\", \"status\": \"done\"}]}'\nexit 143\n")
-        os.chmod(stub, 0o755)
+        stub = self.stub_gpuwarm('{"kind": "gpuwarm-fix", "outcome": "act", "changed": true, '
+                                 '"steps": [{"action": "write drop-in", "status": "done"}]}', exit_code=143)
         result = self.module(h.scenario([]), binary=stub, state="persistent")
         self.assertTrue(result.get("failed"), result)
         self.assertTrue(result["changed"], result)

@@ -597,7 +597,6 @@ TEST(Lint, yaml_prose_keys) {
   });
 }
 
-// A role that removes the anti-pattern names it in what it matches, tests or takes out: none of that runs.
 TEST(Lint, yaml_scalars_folded_over_lines) {
   check({
       {"folded block", FileKind::yaml, "- shell: >-\n    nvidia-smi\n    -pm 1\n", {"LINT001@2:5"}},
@@ -621,6 +620,7 @@ TEST(Lint, yaml_scalars_folded_over_lines) {
   });
 }
 
+// A role that removes the anti-pattern names it in what it matches, tests or takes out: none of that runs.
 TEST(Lint, yaml_text_matched_tested_or_removed) {
   check({
       {"lineinfile regexp", FileKind::yaml,
