@@ -56,6 +56,7 @@ Snapshot collect_from_options(const CollectOptions& options) {
   ReadingLocks reading{Paths(options.root)};
   CollectOptions reader = options;
   reader.nvml_not_opened = reading.busy;
+  reader.nvml_not_opened_by = reading.busy_by;
   const int abandoned_before = abandoned_calls();
   Snapshot snapshot = collect_snapshot(reader, services.get());
   // A one-shot collection leaves NVML open until exit, and a call abandoned in this one is still inside NVML:

@@ -209,6 +209,7 @@ std::string hold_timing_locks(const char* command) {
 ReadingLocks::ReadingLocks(const Paths& paths) {
   struct Lock {
     const char* name;
+    const char* kind;  // busy_by's word
     std::string holder;
     const char* harm;
     HeldLock* share;  // where the shared lock is kept; null: only looked at
@@ -216,9 +217,9 @@ ReadingLocks::ReadingLocks(const Paths& paths) {
   // The timing first: during a probe both are held, and the timing is the one NVML would spoil. The waiting
   // lock is only looked at: readings that kept it shared, overlapping, would never let a waiter take it.
   const Lock locks[] = {
-      {k_timing_lock_name, k_timing, "opening NVML now would initialize the GPUs it times", &m_timing},
-      {k_node_lock_name, k_changing, "opening NVML now could hold a GPU it needs free", &m_node},
-      {k_waiting_lock_name, "another `gpuwarm` command is waiting to change the node or time the GPUs",
+      {k_timing_lock_name, "timing", k_timing, "opening NVML now would initialize the GPUs it times", &m_timing},
+      {k_node_lock_name, "changing", k_changing, "opening NVML now could hold a GPU it needs free", &m_node},
+      {k_waiting_lock_name, "waiting", "another `gpuwarm` command is waiting to change the node or time the GPUs",
        "a reading now would keep it waiting", nullptr},
   };
   // Created as root on the live tree, so a probe that starts during the reading finds it shared and waits.
@@ -236,6 +237,7 @@ ReadingLocks::ReadingLocks(const Paths& paths) {
     if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) {
         busy = fmt::format("{} (lock {} is held): {}", lock.holder, paths.display(path), lock.harm);
+        busy_by = lock.kind;
         m_timing.reset();
         m_node.reset();
         return;

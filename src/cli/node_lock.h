@@ -73,6 +73,7 @@ class ReadingLocks {
   explicit ReadingLocks(const Paths& paths);
 
   std::string busy;
+  std::string busy_by;  // which lock: "timing", "changing" or "waiting"
 
   // Held until the process exits: where NVML is not shut down after the collection (a one-shot command
   // leaves that to its exit), the GPUs stay held until then.

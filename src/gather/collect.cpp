@@ -75,6 +75,7 @@ NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const Coll
   if (!options.nvml_not_opened.empty()) {
     NvmlFacts facts = unread_facts(options, "NVML not opened: " + options.nvml_not_opened);
     facts.not_opened = options.nvml_not_opened;
+    facts.not_opened_by = options.nvml_not_opened_by;
     return facts;
   }
   if (!call) {

@@ -29,6 +29,7 @@ struct CollectOptions {
   // (cli/node_lock.h). Set by the commands that only read; never by those holding the node's lock.
   bool stand_aside = false;
   std::string nvml_not_opened;  // why NVML is left closed in this collection ("": open it)
+  std::string nvml_not_opened_by;  // the lock held ("timing", "changing", "waiting"), for one-line renderings
 };
 
 // `services` may be null when use_systemd is false.

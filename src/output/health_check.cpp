@@ -82,6 +82,10 @@ std::string describe(const Diagnosis& d, const std::string& rule_id) {
   std::string out = rule_id + " " + rule_words(rule_id);
   if (!gpus.empty()) {
     out += fmt::format(": GPU {}", fmt::join(gpus, ","));
+  } else if (auto tagged = std::find_if(d.findings.begin(), d.findings.end(),
+                                        [&](const Finding& f) { return f.rule_id == rule_id && !f.tag.empty(); });
+             tagged != d.findings.end()) {
+    out += ": " + tagged->tag;  // "UNK009 nvml not opened: a probe timing GPUs"
   }
   return out;
 }

@@ -34,6 +34,7 @@ struct Finding {
   std::string message;
   std::string next_step;
   std::vector<std::string> evidence;
+  std::string tag;  // a few words for one-line renderings (a check line): "a probe timing GPUs"
 };
 
 using RuleFn = std::vector<Finding> (*)(const Snapshot&);

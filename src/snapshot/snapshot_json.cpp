@@ -50,7 +50,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuFacts, index, handle_error, a
                                                 mig_mode_pending,
                                                 compute_processes, display_active)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(NvmlFacts, library_path, library_found_by, library_passed_over,
-                                                timed_out_at, not_opened, timeout_s, library_file_version, nvml_version,
+                                                timed_out_at, not_opened, not_opened_by, timeout_s, library_file_version, nvml_version,
                                                 user_space_version, system_driver_version, cuda_driver_version,
                                                 init_code, init_error, init_ms, load_ms, devices_ms, shutdown_ms,
                                                 device_count, gpus)
