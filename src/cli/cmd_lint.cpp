@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <iostream>
@@ -93,54 +94,111 @@ std::string role_root(const std::string& path) {
 
 using FileId = std::pair<dev_t, ino_t>;
 
-std::optional<FileId> regular_file_id(const std::string& path) {
+std::optional<FileId> regular_file_id(const std::string& path, bool follow = true) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return std::nullopt;  // a drop-in linked to /dev/null masks; it sets nothing
+  if ((follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0 || !S_ISREG(st.st_mode)) {
+    return std::nullopt;
   }
   return FileId{st.st_dev, st.st_ino};
 }
 
-// The files systemd reads after the unit file or drop-in at `path`, from every unit folder of its root, each
-// file once (on a merged /usr, lib/systemd/system is usr/lib/systemd/system).
-lint::LaterFiles find_later_files(const std::string& path) {
+// The canonical path of a folder, or "" where it cannot be resolved.
+std::string real_path(const std::string& path) {
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+  return real ? std::string(real.get()) : std::string{};
+}
+
+struct FoundLater {
+  lint::LaterFiles later;
+  // Links systemd would follow that lint does not (as the walk does not): what they set is not applied here.
+  std::vector<std::string> not_followed;
+};
+
+// The files systemd reads before and after the unit file or drop-in at `path`, from every unit folder of its root
+// and every drop-in folder of its unit (NAME.service.d/, dash prefixes, service.d/), each file once (on a merged
+// /usr, lib/systemd/system is usr/lib/systemd/system). Links are not followed, except that one to /dev/null is
+// a mask; a folder that resolves outside the root (an absolute link in a copy of a node) is not read.
+FoundLater find_later_files(const std::string& path) {
   auto place = lint::unit_place(path);
   auto own = regular_file_id(path);
   if (!place || !own) {
     return {};
   }
+  FoundLater out;
+  const std::string root = place->root.empty() ? std::string{} : real_path(place->root);
+  auto inside_root = [&](const std::string& folder) {
+    if (place->root.empty() || root == "/") {
+      return true;
+    }
+    const std::string real = real_path(folder);
+    return !real.empty() && (real == root || real.starts_with(root + "/"));
+  };
   std::set<FileId> seen{*own};
   std::vector<lint::UnitFile> found;
-  auto take = [&](std::size_t dir, bool dropin, const std::string& name, const std::string& file) {
-    if (auto id = regular_file_id(file); id && seen.insert(*id).second) {
-      found.push_back({dir, dropin, name, file});
+  // A regular file, a mask, or a link not followed.
+  auto take = [&](lint::UnitFile file) {
+    struct stat st {};
+    if (::lstat(file.path.c_str(), &st) != 0) {
+      return;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      if (auto target = read_link(file.path); target && *target == "/dev/null") {
+        file.mask = true;
+        found.push_back(std::move(file));
+      } else {
+        out.not_followed.push_back(std::move(file.path));
+      }
+    } else if (S_ISREG(st.st_mode) && seen.insert({st.st_dev, st.st_ino}).second) {
+      found.push_back(std::move(file));
     }
   };
+  const std::vector<std::string> folders = lint::dropin_folders(place->unit);
   for (std::size_t i = 0; i < place->dirs.size(); ++i) {
-    const std::string unit_path = place->dirs[i] + "/" + place->unit;
-    take(i, false, place->unit, unit_path);
-    if (auto names = list_dir(unit_path + ".d")) {
-      for (const auto& name : *names) {
-        if (name.ends_with(".conf")) {
-          take(i, true, name, unit_path + ".d/" + name);
+    if (!inside_root(place->dirs[i])) {
+      continue;  // lib -> /usr/lib in a copy: the host's files, not the copy's
+    }
+    take({i, false, place->unit, place->dirs[i] + "/" + place->unit, 0, false});
+    for (std::size_t k = 0; k < folders.size(); ++k) {
+      const std::string folder = place->dirs[i] + "/" + folders[k];
+      struct stat st {};
+      if (::lstat(folder.c_str(), &st) != 0) {
+        continue;
+      }
+      if (!S_ISDIR(st.st_mode)) {
+        if (S_ISLNK(st.st_mode)) {
+          out.not_followed.push_back(folder);
+        }
+        continue;
+      }
+      if (auto names = list_dir(folder)) {
+        for (const auto& name : *names) {
+          if (name.ends_with(".conf") && !name.starts_with(".")) {  // systemd skips hidden files
+            take({i, true, name, folder + "/" + name, k, false});
+          }
         }
       }
     }
   }
-  return lint::later_files(*place, found);
+  out.later = lint::later_files(*place, found);
+  return out;
+}
+
+std::vector<lint::Layer> read_layers(const std::vector<std::string>& paths) {
+  std::vector<lint::Layer> layers;
+  for (const auto& path : paths) {
+    std::string text;
+    std::string note;
+    if (read_text(path, text, note)) {  // one that cannot be read overrides nothing (and is reported)
+      layers.push_back({path, lint::parse_unit(text)});
+    }
+  }
+  return layers;
 }
 
 // Moves the findings in `text` (the unit file or drop-in at `path`) whose setting `later` overrides.
 void set_aside_overridden(std::string_view text, const lint::LaterFiles& later, FileResult& result) {
-  std::vector<lint::Layer> layers;
-  for (const auto& dropin : later.dropins) {
-    std::string dropin_text;
-    std::string note;
-    if (read_text(dropin, dropin_text, note)) {  // one that cannot be read overrides nothing (and is reported)
-      layers.push_back({dropin, lint::parse_unit(dropin_text)});
-    }
-  }
-  lint::set_aside_overridden(lint::parse_unit(text), later, layers, result.findings, result.set_aside);
+  lint::set_aside_overridden(lint::parse_unit(text), later, read_layers(later.dropins), read_layers(later.earlier),
+                             result.findings, result.set_aside);
 }
 
 lint::Variables read_role_variables(const std::string& root) {
@@ -185,10 +243,12 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "something else, two ExecStart= in force (a drop-in adding one without an empty ExecStart= first).\n"
       "A drop-in is judged on\n"
       "what it sets. A unit file or drop-in is read with what systemd reads after it: the drop-ins in its\n"
-      "NAME.service.d/ folders (beside it; inside a unit folder, those of every unit folder of that root:\n"
-      "etc/, run/, usr/local/lib/, usr/lib/ and lib/systemd/system) are scanned too, and a finding whose\n"
-      "setting a later drop-in (or a same-named file of higher priority) overrides is set aside: printed as\n"
-      "\"not in force\", not counted. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
+      "NAME.service.d/, dash-prefix (nvidia-.service.d/) and service.d/ folders (beside it; inside a unit\n"
+      "folder, those of every unit folder of that root: etc/, run/, usr/local/lib/, usr/lib/ and\n"
+      "lib/systemd/system) are scanned too, even outside the PATHs given, and a finding whose setting a later\n"
+      "drop-in (or a same-named file of higher priority, or a mask: a link to /dev/null) overrides is set\n"
+      "aside: printed as \"not in force\", not counted. Hidden files are skipped as systemd does; other\n"
+      "links are not followed (noted). Standard input is read alone. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
       "(a NUL byte; in the first MiB of a file over 8 MiB), unreadable and very large files are skipped\n"
@@ -254,22 +314,28 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         }
       }
     }
+    std::set<std::string> not_followed;
     for (std::size_t i = 0; i < files.size(); ++i) {  // grows as later files are found
       if (!lint::unit_name(files[i]).is_unit) {
         continue;
       }
-      lint::LaterFiles found = find_later_files(files[i]);
-      std::vector<std::string> more = found.dropins;
-      if (!found.replaced_by.empty()) {
-        more.push_back(found.replaced_by);
+      FoundLater found = find_later_files(files[i]);
+      std::vector<std::string> more = found.later.dropins;
+      if (!found.later.replaced_by.empty() && !found.later.masked) {
+        more.push_back(found.later.replaced_by);
       }
-      later[i] = std::move(found);
+      not_followed.insert(found.not_followed.begin(), found.not_followed.end());
+      later[i] = std::move(found.later);
       for (auto& path : more) {
-        if (auto id = regular_file_id(path); id && unit_files.insert(*id).second) {
+        if (auto id = regular_file_id(path, false); id && unit_files.insert(*id).second) {
           files.push_back(std::move(path));
           later.emplace_back();
         }
       }
+    }
+    for (const auto& link : not_followed) {
+      notes.emplace_back(link, "not followed: a link (systemd reads what it names; lint does not, so what it "
+                               "sets is not applied here)");
     }
     // Standard input is scanned last, once, under the name given for it.
     const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
@@ -305,7 +371,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         return;
       }
       per_file[i] = {files[i], lint::lint_text(text, source), {}};
-      if (i < later.size() && (!later[i].dropins.empty() || !later[i].replaced_by.empty())) {
+      if (i < later.size() &&
+          (!later[i].dropins.empty() || !later[i].replaced_by.empty() || !later[i].earlier.empty())) {
         set_aside_overridden(text, later[i], per_file[i]);
       }
     });

@@ -370,6 +370,7 @@ class Linter {
   void sed_inserted_lines(std::size_t k, std::size_t end);
   bool statement_writes_out(std::size_t start, std::size_t end) const;
   void report_site(std::size_t start, std::size_t k, std::size_t end);
+  std::string_view dockerfile_instruction(std::size_t k) const;
   Resolved resolve(const std::string& raw, int depth) const;
   std::vector<LineRange> embedded_regions();
   std::size_t heredoc(std::size_t i, std::string_view code, std::set<std::string>& unterminated,
@@ -894,6 +895,19 @@ Resolved Linter::resolve(const std::string& raw, int depth) const {
   return {Setting::unresolved, name, {}};
 }
 
+// The Dockerfile instruction token k belongs to ("RUN", "CMD", "ENTRYPOINT"): the upper-case word that begins
+// the nearest line at or above it (continuation lines begin with the command's words).
+std::string_view Linter::dockerfile_instruction(std::size_t k) const {
+  for (std::size_t i = k + 1; i-- > 0;) {
+    const Token& t = m_tokens[i];
+    if (t.line_start && !t.text.empty() &&
+        std::all_of(t.text.begin(), t.text.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      return t.text;
+    }
+  }
+  return {};
+}
+
 void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
   const Token& site = m_tokens[k];
   if (is_daemon(site.text)) {
@@ -939,16 +953,23 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
     }
     Resolved r = resolve(*value, 0);
     std::string via = r.how.empty() ? std::string{} : fmt::format(" ({})", r.how);
-    // An image is built without a GPU, and a container cannot own persistence: it is the host's.
-    const bool image = m_source.kind == FileKind::dockerfile;
-    constexpr const char* k_in_image =
-        "in an image build: there is no GPU to set, and a container cannot own persistence, which is the host's "
-        "(nvidia-persistenced there)";
+    // An image is built without a GPU, and a container cannot own persistence: it is the host's. A container's
+    // CMD or ENTRYPOINT runs on a GPU, but persistence is still the host's.
+    const std::string_view instruction =
+        m_source.kind == FileKind::dockerfile ? dockerfile_instruction(k) : std::string_view{};
+    const bool image = !instruction.empty();
+    const std::string k_in_image =
+        instruction == "RUN"
+            ? "in an image build: there is no GPU to set, and a container cannot own persistence, which is the "
+              "host's (nvidia-persistenced there)"
+            : fmt::format("at container start ({}): a container cannot own persistence, which is the host's "
+                          "(nvidia-persistenced there)",
+                          instruction);
     constexpr const char* k_out_of_image = "remove it from the image; on the host, enable nvidia-persistenced (`gpuwarm fix`)";
     switch (r.setting) {
       case Setting::on:
         m_found.push_back({k_legacy, site.line, site.column,
-                           (image ? std::string("`nvidia-smi -pm 1` ") + k_in_image
+                           (image ? "`nvidia-smi -pm 1` " + k_in_image
                                   : std::string("`nvidia-smi -pm 1` sets the deprecated legacy persistence flag: it "
                                                 "hides a daemon that never got enabled and does nothing once the "
                                                 "daemon runs")) +
@@ -958,7 +979,7 @@ void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
         break;
       case Setting::off:
         m_found.push_back({k_pm_off, site.line, site.column,
-                           (image ? std::string("`nvidia-smi -pm 0` ") + k_in_image
+                           (image ? "`nvidia-smi -pm 0` " + k_in_image
                                   : std::string("`nvidia-smi -pm 0` turns persistence off: idle GPUs de-initialize "
                                                 "again and the next job pays the cold start")) +
                                via,

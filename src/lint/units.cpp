@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -18,20 +19,89 @@ bool truthy(std::string_view v) {
   return l == "1" || l == "yes" || l == "true" || l == "on";
 }
 
-// The program an Exec*= line runs is the daemon (after systemd's prefixes -@:+!), or a shell or env that is given
-// the daemon's name: a wrapper script named after the daemon is something else.
-bool runs_daemon(std::string_view exec_value) {
-  std::string_view v = exec_value.substr(std::min(exec_value.size(), exec_value.find_first_not_of(" \t-@:+!")));
-  std::string_view program = v.substr(0, v.find_first_of(" \t"));
-  std::string_view base = program.substr(program.rfind('/') + 1);  // npos + 1 == 0
-  if (base == k_daemon) {
-    return true;
+// An Exec*= line that names the daemon anywhere: enough to judge a unit not named for it.
+bool mentions_daemon(std::string_view exec_value) { return exec_value.find(k_daemon) != std::string_view::npos; }
+
+std::vector<std::string> exec_words(std::string_view value) {
+  std::vector<std::string> words;
+  std::string word;
+  char quote = 0;
+  for (char c : value) {
+    if (quote != 0) {
+      if (c == quote) {
+        quote = 0;
+      } else {
+        word += c;
+      }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == ' ' || c == '\t') {
+      if (!word.empty()) {
+        words.push_back(std::move(word));
+        word.clear();
+      }
+    } else {
+      word += c;
+    }
   }
-  // A program named by a template or variable ("<%= @bin %>/nvidia-persistenced"): judged by the name in it.
-  const bool templated = program.find_first_of("<{$") != std::string_view::npos;
-  const bool passes_on = templated || base == "sh" || base == "bash" || base == "dash" || base == "env" || base == "exec" ||
-                         base == "runuser" || base == "setpriv" || base == "nice" || base == "chrt";
-  return passes_on && v.find(k_daemon) != std::string_view::npos;
+  if (!word.empty()) {
+    words.push_back(std::move(word));
+  }
+  return words;
+}
+
+std::string_view base_name(std::string_view path) { return path.substr(path.rfind('/') + 1); }  // npos + 1 == 0
+
+// The program an Exec*= line runs in the end: past systemd's prefixes (-@:+!), launchers that run the command
+// after their options (env, numactl, taskset, nice, timeout, sudo, ...) and `sh -c`'s script.
+std::string final_program(std::string_view exec_value) {
+  std::vector<std::string> words = exec_words(exec_value);
+  std::size_t i = 0;
+  if (i < words.size()) {
+    words[0].erase(0, std::min(words[0].size(), words[0].find_first_not_of("-@:+!")));
+  }
+  static constexpr std::string_view k_launchers[] = {"env",     "numactl", "taskset",  "nice",       "ionice",
+                                                     "chrt",    "stdbuf",  "timeout",  "systemd-cat", "sudo",
+                                                     "runuser", "setpriv", "chroot",   "exec",       "prlimit",
+                                                     "cgexec",  "nohup",   "unbuffer", "flock"};
+  for (int depth = 0; depth < 4 && i < words.size(); ++depth) {
+    std::string_view base = base_name(words[i]);
+    if ((base == "sh" || base == "bash" || base == "dash") && i + 2 < words.size() && words[i + 1] == "-c") {
+      return final_program(words[i + 2]);  // the script's first command
+    }
+    if (std::find(std::begin(k_launchers), std::end(k_launchers), base) == std::end(k_launchers)) {
+      break;
+    }
+    const bool takes_a_root = base == "chroot" || base == "flock";  // chroot NEWROOT cmd; flock FILE cmd
+    bool skipped_operand = false;
+    for (++i; i < words.size(); ++i) {
+      const std::string& w = words[i];
+      if (w == "-u" || w == "-g" || w == "--user" || w == "--group" || w == "-c" || w == "-n" || w == "-p") {
+        ++i;  // an option's value: a user, a CPU list, a niceness
+        continue;
+      }
+      if (w.empty() || w[0] == '-' || std::isdigit(static_cast<unsigned char>(w[0])) != 0 ||
+          w.find('=') != std::string::npos) {
+        continue;  // options, numbers and durations, NAME=value
+      }
+      if (takes_a_root && !skipped_operand) {
+        skipped_operand = true;
+        continue;
+      }
+      break;
+    }
+  }
+  return i < words.size() ? words[i] : std::string{};
+}
+
+// Whether the program an Exec*= line runs in the end is the daemon. One named by a template or variable
+// ("<%= @bin %>/nvidia-persistenced") is judged by the name in it.
+bool runs_daemon(std::string_view exec_value) {
+  const std::string program = final_program(exec_value);
+  if (program.find_first_of("<{$") != std::string::npos) {
+    return mentions_daemon(exec_value);
+  }
+  return base_name(program) == k_daemon;
 }
 
 }  // namespace
@@ -54,6 +124,19 @@ UnitName unit_name(std::string_view path) {
   return n;
 }
 
+namespace {
+
+// A value goes on over the next line where it ends in an odd number of backslashes (two are an escaped one).
+bool continues(std::string_view value) {
+  std::size_t n = 0;
+  while (n < value.size() && value[value.size() - 1 - n] == '\\') {
+    ++n;
+  }
+  return n % 2 == 1;
+}
+
+}  // namespace
+
 UnitDoc parse_unit(std::string_view text) {
   UnitDoc unit;
   std::string section;
@@ -69,7 +152,7 @@ UnitDoc parse_unit(std::string_view text) {
       d.value += t;
       d.value.erase(d.value.find_last_not_of(" \t\r") + 1);
       d.last_line = n;
-      continued = !d.value.empty() && d.value.back() == '\\';
+      continued = continues(d.value);
       if (continued) {
         d.value.pop_back();
       }
@@ -93,7 +176,7 @@ UnitDoc parse_unit(std::string_view text) {
       std::string value(l.substr(eq + 1));
       value.erase(0, value.find_first_not_of(" \t"));
       value.erase(value.find_last_not_of(" \t\r") + 1);
-      continued = !value.empty() && value.back() == '\\';
+      continued = continues(value);
       if (continued) {
         value.pop_back();
       }
@@ -367,7 +450,7 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
     }
   }
   bool runs = std::any_of(unit.directives.begin(), unit.directives.end(), [](const Directive& d) {
-    return d.key == "ExecStart" && runs_daemon(d.value);
+    return d.key == "ExecStart" && mentions_daemon(d.value);
   });
   if (!unit.named && !runs) {
     return;
@@ -496,6 +579,7 @@ std::optional<UnitPlace> unit_place(std::string_view path) {
         place.dirs.push_back(root + std::string(d));
       }
       place.own = i;
+      place.root = root.empty() ? "." : root;
       return place;
     }
   }
@@ -503,34 +587,78 @@ std::optional<UnitPlace> unit_place(std::string_view path) {
   return place;
 }
 
+std::vector<std::string> dropin_folders(std::string_view unit) {
+  std::vector<std::string> folders{std::string(unit) + ".d"};
+  const auto dot = unit.rfind('.');
+  if (dot == std::string_view::npos) {
+    return folders;
+  }
+  std::string_view stem = unit.substr(0, dot);
+  std::string_view type = unit.substr(dot + 1);
+  // "a-b-c" -> "a-b-", "a-": each dash ends a prefix (one ending the name is no prefix of another).
+  for (auto dash = stem.rfind('-', stem.size() >= 2 ? stem.size() - 2 : 0); dash != std::string_view::npos && dash > 0;
+       dash = stem.rfind('-', dash - 1)) {
+    folders.push_back(fmt::format("{}.{}.d", stem.substr(0, dash + 1), type));
+  }
+  folders.push_back(fmt::format("{}.d", type));
+  return folders;
+}
+
 LaterFiles later_files(const UnitPlace& place, const std::vector<UnitFile>& found) {
   LaterFiles later;
-  // A name in a folder of higher priority hides the same name below it.
-  std::vector<const UnitFile*> dropins;
+  auto before = [](const UnitFile* a, const UnitFile* b) {
+    return std::tie(a->specificity, a->dir) < std::tie(b->specificity, b->dir);
+  };
+  // The unit file in force: the one in the folder of highest priority (a mask there masks the unit).
+  const UnitFile* unit_file = nullptr;
+  for (const auto& f : found) {
+    if (!f.dropin && f.name == place.unit && (unit_file == nullptr || f.dir < unit_file->dir)) {
+      unit_file = &f;
+    }
+  }
+  if (place.dropin.empty()) {
+    if (unit_file != nullptr && unit_file->dir < place.own) {
+      later.replaced_by = unit_file->path;
+      later.masked = unit_file->mask;
+    }
+  } else if (unit_file != nullptr && unit_file->mask) {
+    later.replaced_by = unit_file->path;  // the unit is masked: none of its drop-ins is read
+    later.masked = true;
+  }
+  // Per drop-in name, the one that wins: the most specific folder, then the highest priority.
+  std::vector<const UnitFile*> winners;
   for (const auto& f : found) {
     if (!f.dropin) {
-      if (place.dropin.empty() && f.name == place.unit && f.dir < place.own && later.replaced_by.empty()) {
-        later.replaced_by = f.path;
-      }
       continue;
     }
-    if (!place.dropin.empty() && f.name == place.dropin) {
-      if (f.dir < place.own && later.replaced_by.empty()) {
-        later.replaced_by = f.path;
-      }
-      continue;
-    }
-    auto same = std::find_if(dropins.begin(), dropins.end(), [&](const UnitFile* d) { return d->name == f.name; });
-    if (same == dropins.end()) {
-      dropins.push_back(&f);
-    } else if (f.dir < (*same)->dir) {
+    auto same = std::find_if(winners.begin(), winners.end(), [&](const UnitFile* d) { return d->name == f.name; });
+    if (same == winners.end()) {
+      winners.push_back(&f);
+    } else if (before(&f, *same)) {
       *same = &f;
     }
   }
-  std::sort(dropins.begin(), dropins.end(), [](const UnitFile* a, const UnitFile* b) { return a->name < b->name; });
-  for (const UnitFile* d : dropins) {
+  std::sort(winners.begin(), winners.end(), [](const UnitFile* a, const UnitFile* b) { return a->name < b->name; });
+  const UnitFile own{place.own, true, place.dropin, {}, 0, false};
+  if (!place.dropin.empty() && unit_file != nullptr && !unit_file->mask) {
+    later.earlier.push_back(unit_file->path);
+    later.unit_file_found = true;
+  }
+  for (const UnitFile* d : winners) {
+    if (!place.dropin.empty() && d->name == place.dropin) {
+      if (before(d, &own) && later.replaced_by.empty()) {
+        later.replaced_by = d->path;
+        later.masked = d->mask;
+      }
+      continue;
+    }
+    if (d->mask) {
+      continue;  // hides the name, sets nothing
+    }
     if (place.dropin.empty() || d->name > place.dropin) {
       later.dropins.push_back(d->path);
+    } else {
+      later.earlier.push_back(d->path);
     }
   }
   return later;
@@ -549,10 +677,35 @@ bool overrides(const Directive& later, std::string_view section, std::string_vie
 }  // namespace
 
 void set_aside_overridden(const UnitDoc& linted, const LaterFiles& later, const std::vector<Layer>& layers,
-                          std::vector<Finding>& findings, std::vector<SetAside>& set_aside) {
+                          const std::vector<Layer>& earlier, std::vector<Finding>& findings,
+                          std::vector<SetAside>& set_aside) {
+  // ExecStart= lines in force when the linted drop-in is read: the unit file's (assumed one where it was not found),
+  // then each earlier drop-in's, an empty line clearing them.
+  std::size_t exec_before = later.unit_file_found ? 0 : 1;
+  for (const auto& layer : earlier) {
+    for (const auto& d : layer.doc.directives) {
+      if (d.section == "Service" && d.key == "ExecStart") {
+        exec_before = d.value.empty() ? 0 : exec_before + 1;
+      }
+    }
+  }
   std::vector<Finding> in_force;
   for (auto& f : findings) {
-    std::string by = later.replaced_by;
+    if (f.rule == "LINT015" && linted.dropin && exec_before == 0) {
+      // Counted again from what is in force before this drop-in: only a second line of its own is one too many.
+      std::size_t count = 0;
+      for (const auto& d : linted.directives) {
+        if (d.section == "Service" && d.key == "ExecStart" && d.line <= f.line) {
+          count = d.value.empty() ? 0 : count + 1;
+        }
+      }
+      if (count < 2) {
+        continue;  // an earlier drop-in cleared the unit's: this one is the only one
+      }
+    }
+    std::string by = later.replaced_by.empty() ? std::string{}
+                     : later.masked ? later.replaced_by + " (a link to /dev/null: masked)"
+                                    : later.replaced_by;
     std::string section;
     std::string key;
     if (auto slash = f.directive.find('/'); slash != std::string::npos) {

@@ -60,20 +60,30 @@ struct UnitPlace {
   std::string dropin;             // "50-gpuwarm.conf"; empty for the unit file itself
   std::vector<std::string> dirs;  // the folders to look in, highest priority first
   std::size_t own = 0;            // the linted file's folder in `dirs`
+  std::string root;               // the root those folders are in ("/", "copy/"); empty outside a unit folder
 };
 std::optional<UnitPlace> unit_place(std::string_view path);
 
-// A regular file of the same unit found in place.dirs[dir]: the unit file itself or a drop-in.
+// The drop-in folders of a unit, most specific first: "a-b-c.service.d", "a-b-.service.d", "a-.service.d",
+// "service.d". A file name in a more specific folder hides the same name in a less specific one.
+std::vector<std::string> dropin_folders(std::string_view unit);
+
+// A file of the same unit found in place.dirs[dir]: the unit file itself or a drop-in, or a mask of one.
 struct UnitFile {
   std::size_t dir = 0;
   bool dropin = false;
-  std::string name;  // the drop-in's file name ("50-gpuwarm.conf"), or the unit's
+  std::string name;           // the drop-in's file name ("50-gpuwarm.conf"), or the unit's
   std::string path;
+  std::size_t specificity = 0;  // the drop-in's folder in dropin_folders()
+  bool mask = false;          // a link to /dev/null: hides the same name below it and sets nothing
 };
 
 struct LaterFiles {
-  std::string replaced_by;           // a file of the same name with higher priority: the linted one is not read
+  std::string replaced_by;  // a file of the same name that wins over the linted one, which systemd does not read
+  bool masked = false;      // ... and it is a link to /dev/null
   std::vector<std::string> dropins;  // the drop-ins read after it, in systemd's order (by file name)
+  std::vector<std::string> earlier;  // for a drop-in: the unit file in force, then the drop-ins read before it
+  bool unit_file_found = false;      // earlier starts with the unit file
 };
 LaterFiles later_files(const UnitPlace& place, const std::vector<UnitFile>& found);
 
@@ -88,7 +98,9 @@ struct SetAside {
 
 // Moves the findings that `later` takes out of force from `findings` to `set_aside`. `layers` are the texts of
 // later.dropins that could be read, parsed, in the same order; one that could not be read overrides nothing.
+// `earlier` (later.earlier's, read) tells whether a drop-in's ExecStart= is a second one in force (LINT015).
 void set_aside_overridden(const UnitDoc& linted, const LaterFiles& later, const std::vector<Layer>& layers,
-                          std::vector<Finding>& findings, std::vector<SetAside>& set_aside);
+                          const std::vector<Layer>& earlier, std::vector<Finding>& findings,
+                          std::vector<SetAside>& set_aside);
 
 }  // namespace gpuwarm::lint

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
 
 namespace gpuwarm::lint {
 
@@ -296,6 +297,9 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
   std::size_t fold_indent = 0;
   std::size_t fold_block_indent = 0;  // a `>` block's first line: lines indented more keep their newlines
   bool fold_newline = false;          // a blank line inside the scalar: the next line starts anew
+  // A list item's first word, while its scalar may still go on: once it does, the item is a command line of its
+  // own ("- nvidia-smi\n    -pm 1"), not one word of an argv list.
+  std::size_t fold_item_token = SIZE_MAX;
   std::size_t skip_at = 0;
   const bool yaml = kind == FileKind::yaml;
   for_each_line(text, [&](unsigned line_no, std::string_view raw) {
@@ -338,6 +342,11 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         }
         folds_on = !fold_newline && !(fold == YamlFold::folded && indent > fold_block_indent);
         fold_newline = false;
+        if (folds_on && fold_item_token < out.size()) {
+          out[fold_item_token].breaks_before = true;
+          out[fold_item_token].break_kind = '-';
+        }
+        fold_item_token = SIZE_MAX;
         if (quoted && leaves_quote_open(trimmed, fold == YamlFold::double_quoted ? '"' : '\'')) {
           fold = YamlFold::none;  // this line closes it
         }
@@ -370,6 +379,13 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       } else {
         while (!yaml_keys.empty() && yaml_keys.back().indent > indent) {
           yaml_keys.pop_back();
+        }
+        if (list_item) {  // "- >" or "- nvidia-smi" going on below (k8s args:, cloud-init runcmd:, CI script:)
+          fold = fold_of(body);
+          fold_indent = indent;
+          fold_block_indent = 0;
+          fold_newline = false;
+          fold_item_token = out.size();  // the first word this line pushes
         }
       }
     }

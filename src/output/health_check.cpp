@@ -32,7 +32,7 @@ constexpr RuleImpact k_impacts[] = {
     {"PD003", I::keep, "unit may stop later; persistence holds now"},
     {"PD006", I::keep, "unit failed; if persistence is off, PM001 drains"},
     {"PD008", I::keep, "start skipped by ExecCondition; if persistence is off, PM001 drains"},
-    {"PD009", I::keep, "guard ignored by systemd < 243: matters at the next driver update"},
+    {"PD009", I::keep, "guard ignored (systemd without ExecCondition=): matters at the next driver update"},
     {"PD007", I::keep, "no unit; persistence holds now"},
     {"PM002", I::keep, "legacy flag holds persistence now; lost at reboot"},
     {"PD004", I::keep, "not enabled for boot; persistence holds now"},

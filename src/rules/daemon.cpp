@@ -118,22 +118,20 @@ std::vector<Finding> unit_start_skipped(const Snapshot& s) {
 
 std::vector<Finding> guard_ignored(const Snapshot& s) {
   const std::string guard = guard_dropin(s.service);
-  if (!s.service.reachable || guard.empty() || !s.service.manager_version.has()) {
-    return {};
+  if (!s.service.reachable || guard.empty() || !s.service.exec_condition.is(false)) {
+    return {};  // unread is not judged: the guard may well run
   }
-  auto major = systemd_major_version(*s.service.manager_version);
-  if (!major || *major >= k_exec_condition_since) {
-    return {};
-  }
+  const std::string version = s.service.manager_version.has() ? *s.service.manager_version : "unread";
   Finding f;
   f.message = fmt::format(
-      "systemd {} ignores ExecCondition= (it needs {} or newer), so gpuwarm guard never runs: after a driver update "
-      "without a reboot nvidia-persistenced.service fails to start instead of being skipped",
-      *major, k_exec_condition_since);
+      "This systemd ({}) does not know ExecCondition=, so gpuwarm guard never runs: after a driver update without a "
+      "reboot nvidia-persistenced.service fails to start instead of being skipped",
+      version);
   f.next_step =
-      "Upgrade systemd to 243 or newer, or leave the guard out on this node (the Ansible role does) and reboot after "
-      "driver updates before starting the unit; `systemctl cat nvidia-persistenced.service` shows the ignored line.";
-  f.evidence.push_back("systemd Version=" + *s.service.manager_version);
+      "Update systemd (ExecCondition= came with systemd 243, and with RHEL/Rocky 8.3), or leave the guard out on "
+      "this node (the Ansible role does) and reboot after driver updates before starting the unit.";
+  f.evidence.push_back("the unit's Service interface has no ExecCondition property");
+  f.evidence.push_back("systemd Version=" + version);
   f.evidence.push_back("drop-in " + guard);
   return {f};
 }

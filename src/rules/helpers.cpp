@@ -48,19 +48,6 @@ std::string guard_dropin(const ServiceFacts& service) {
   return at == service.drop_in_paths->end() ? std::string{} : *at;
 }
 
-std::optional<int> systemd_major_version(const std::string& version) {
-  std::size_t i = !version.empty() && version.front() == 'v' ? 1 : 0;
-  int major = 0;
-  const std::size_t first = i;
-  for (; i < version.size() && i - first < 6 && version[i] >= '0' && version[i] <= '9'; ++i) {
-    major = major * 10 + (version[i] - '0');
-  }
-  if (i == first || (i < version.size() && version[i] >= '0' && version[i] <= '9')) {
-    return std::nullopt;
-  }
-  return major;
-}
-
 std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string* why) {
   auto say = [why](std::string text) {
     if (why != nullptr) {

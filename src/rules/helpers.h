@@ -26,10 +26,6 @@ std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string
 bool start_skipped(const ServiceFacts& service);
 // gpuwarm guard's drop-in (…/40-gpuwarm-guard.conf) among those systemd merged into the unit, or "".
 std::string guard_dropin(const ServiceFacts& service);
-// The major version in systemd's Version property ("252.30-1~deb12u2", "239 (239-78.el8)", "v246"), or nullopt.
-std::optional<int> systemd_major_version(const std::string& version);
-// The first systemd that knows ExecCondition= (older ones log "Unknown key" and ignore the line).
-inline constexpr int k_exec_condition_since = 243;
 bool daemon_processes_listed(const Snapshot& s);
 // The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and
 // the host has no unit for it by design.

@@ -64,7 +64,7 @@ constexpr RuleInfo k_rules[] = {
      "nvidia-persistenced.service is inactive because an ExecCondition (gpuwarm guard) skipped its last start",
      checks::unit_start_skipped},
     {"PD009", "guard-ignored", S::warning, R::note,
-     "gpuwarm guard's drop-in is installed but systemd is older than 243 and ignores ExecCondition=",
+     "gpuwarm guard's drop-in is installed but this systemd does not know ExecCondition= (before 243; RHEL 8 before 8.3)",
      checks::guard_ignored},
     {"PD007", "unit-missing", S::warning, R::fix, "The daemon is installed but has no systemd unit",
      checks::unit_missing},

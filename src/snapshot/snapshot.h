@@ -269,8 +269,11 @@ struct ServiceFacts {
   // systemd's own root cgroup as it names it: "" on a host or in a cgroup namespace, "/docker/abc" in a
   // container without one (the unit's ControlGroup then starts with it).
   Fact<std::string> manager_control_group;
-  // The manager's Version property ("252.30-1~deb12u2", "239 (239-78.el8)"): ExecCondition= needs 243 or newer.
+  // The manager's Version property ("252.30-1~deb12u2", "239 (239-78.el8)"), for people: features are asked for.
   Fact<std::string> manager_version;
+  // Whether this systemd reads ExecCondition= (the guard's hook): its Service interface has the property. Upstream
+  // from 243; RHEL/Rocky 8 from 8.3 (backported into 239), so a version number does not say.
+  Fact<bool> exec_condition;
   Fact<bool> stop_when_unneeded;
   Fact<std::string> restart;
   Fact<std::string> result;  // Service.Result of its last run: "exec-condition" when an ExecCondition= skipped it
@@ -297,7 +300,7 @@ inline void mark_unit_unknown(ServiceFacts& s, const std::string& why) {
     *f = Fact<std::string>::unknown(why);
   }
   s.exec_start = s.drop_in_paths = s.wanted_by = Fact<std::vector<std::string>>::unknown(why);
-  s.stop_when_unneeded = s.need_daemon_reload = Fact<bool>::unknown(why);
+  s.stop_when_unneeded = s.need_daemon_reload = s.exec_condition = Fact<bool>::unknown(why);
 }
 
 struct Snapshot {

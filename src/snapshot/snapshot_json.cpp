@@ -68,7 +68,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GpuClient, pid, comm, minors)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostFacts, chassis_type, schedulers, gpu_clients, unreadable_processes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, unreachable, not_asked, manager_booted, load_state,
                                                 active_state, sub_state, unit_file_state, exec_start, control_group,
-                                                manager_control_group, manager_version,
+                                                manager_control_group, manager_version, exec_condition,
                                                 stop_when_unneeded, restart, result, fragment_path,
                                                 need_daemon_reload,
                                                 drop_in_paths, wanted_by, unit_text,

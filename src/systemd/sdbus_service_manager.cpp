@@ -104,6 +104,7 @@ class SdBusServiceManager final : public ServiceManager {
     facts.control_group = get_string(path, k_service_iface, "ControlGroup");
     facts.manager_control_group = get_string(k_manager_path, k_manager_iface, "ControlGroup");
     facts.manager_version = get_string(k_manager_path, k_manager_iface, "Version");
+    facts.exec_condition = has_exec_property(path, "ExecCondition");
     return facts;
   }
 
@@ -402,6 +403,23 @@ class SdBusServiceManager final : public ServiceManager {
   }
 
   // ExecStart is a(sasbttttuii): (path, argv, ignore_errors, 4 timestamps, pid, code, status).
+  // Whether the unit's Service interface has this Exec*= property: a systemd that does not parse the setting
+  // answers UnknownProperty (sd-bus's org.freedesktop.DBus.Error.UnknownProperty; python-dbusmock names it
+  // after the interface).
+  Fact<bool> has_exec_property(const std::string& path, const char* member) {
+    BusError e;
+    Message reply;
+    int r = sd_bus_get_property(m_bus, k_dest, path.c_str(), k_service_iface, member, &e.err, &reply.m,
+                                "a(sasbttttuii)");
+    if (r >= 0) {
+      return Fact<bool>::known(true);
+    }
+    if (sd_bus_error_is_set(&e.err) && e.err.name != nullptr && std::string_view(e.err.name).ends_with(".UnknownProperty")) {
+      return Fact<bool>::known(false);
+    }
+    return Fact<bool>::unknown(e.text(r));
+  }
+
   Fact<std::vector<std::string>> get_exec_start(const std::string& path) {
     using Argv = Fact<std::vector<std::string>>;
     BusError e;

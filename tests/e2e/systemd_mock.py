@@ -49,7 +49,7 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
     def add_unit(self, load_state="loaded", active="active", sub="running", file_state="enabled",
                  argv=("/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced"), stop_when_unneeded=False,
                  restart="no", with_load_unit=True, control_group="/system.slice/" + UNIT, manager_control_group="",
-                 result="success", drop_ins=()):
+                 result="success", drop_ins=(), exec_condition=True):
         """Adds nvidia-persistenced.service with these properties; returns its mock interface."""
         self.mock.AddMockUnit(UNIT)
         unit = dbus.Interface(self.dbus_con.get_object("org.freedesktop.systemd1", UNIT_PATH), dbusmock.MOCK_IFACE)
@@ -61,8 +61,11 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
                                         "DropInPaths": dbus.Array(list(drop_ins), signature="s"),
                                         "WantedBy": dbus.Array([], signature="s"),
                                         "RequiredBy": dbus.Array([], signature="s")})
-        unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(argv), "Restart": restart,
-                                           "ControlGroup": control_group, "Result": result})
+        service = {"ExecStart": exec_start(argv), "Restart": restart, "ControlGroup": control_group,
+                   "Result": result}
+        if exec_condition:  # a systemd that parses ExecCondition= has the property (empty here)
+            service["ExecCondition"] = dbus.Array([], signature="(sasbttttuii)")
+        unit.AddProperties(SERVICE_IFACE, service)
         # systemd's own root cgroup, as the Manager names it ("" on a host or in a cgroup namespace).
         self.mock.AddProperty(MANAGER, "ControlGroup", manager_control_group)
         if with_load_unit:

@@ -63,8 +63,11 @@ def load(mock, parameters):
         "DropInPaths": dbus.Array([], signature="s"),
         "WantedBy": dbus.Array([], signature="s"),
         "RequiredBy": dbus.Array([], signature="s")})
-    unit.AddProperties(SERVICE_IFACE, {"ExecStart": exec_start(parameters.get("argv", PACKAGED_ARGV)),
-                                       "Restart": str(parameters.get("restart", "no"))})
+    service = {"ExecStart": exec_start(parameters.get("argv", PACKAGED_ARGV)),
+               "Restart": str(parameters.get("restart", "no"))}
+    if parameters.get("exec_condition", True):  # a systemd that parses ExecCondition= has the property
+        service["ExecCondition"] = dbus.Array([], signature="(sasbttttuii)")
+    unit.AddProperties(SERVICE_IFACE, service)
 
 
 def unit_object(mock):

@@ -58,7 +58,7 @@ def missing_tools():
 class Node:
     """One fake node: root, NVML scenario, and systemd on a bus of its own."""
 
-    def __init__(self, name, kind, workdir, start_result="done", systemd_version=None):
+    def __init__(self, name, kind, workdir, start_result="done", systemd_version=None, exec_condition=True):
         self.name, self.kind = name, kind
         self.root = h.FakeRoot()
         self.root.daemon_binary()
@@ -68,6 +68,7 @@ class Node:
         params = {"root": self.root.path, "start_result": start_result}
         if systemd_version is not None:
             params["systemd_version"] = systemd_version
+        params["exec_condition"] = exec_condition
         if kind == "healthy":
             self.root.driver().kmsg().daemon_process()
             self.root.write("lib/systemd/system/" + UNIT, CLEAN_UNIT)
@@ -298,12 +299,12 @@ class AnsibleRollout(unittest.TestCase):
         subprocess.run(["objcopy", "--strip-debug", h.BIN, self.binary], check=True)
         self.reports = os.path.join(self.work, "reports")
 
-    def nodes(self, canary_start_result="done", canary="node-off", systemd_versions=None):
+    def nodes(self, canary_start_result="done", canary="node-off", systemd_versions=None, without_exec_condition=()):
         nodes = {}
         for name, kind in (("node-off", "off"), ("node-healthy", "healthy"), ("node-reboot", "reboot"),
                            ("node-hot", "hot")):
             nodes[name] = Node(name, kind, self.work, canary_start_result if kind == "off" else "done",
-                               (systemd_versions or {}).get(name))
+                               (systemd_versions or {}).get(name), name not in without_exec_condition)
             self.addCleanup(nodes[name].stop)
         inventory = {"all": {"children": {
             "gpu_nodes": {"hosts": {n: node.host_vars() for n, node in nodes.items()}},
@@ -344,11 +345,15 @@ class AnsibleRollout(unittest.TestCase):
 
         # 1. --check --diff: every node diagnosed, the plan shown, nothing changed anywhere. gpuwarm is staged in
         # the scratch folder named (for nodes whose /tmp is noexec), and nothing of it stays there.
+        # An existing shared folder keeps its mode (the staged copy gets a private folder inside it).
         scratch = os.path.join(self.work, "scratch")
+        os.mkdir(scratch)
+        os.chmod(scratch, 0o1777)
         r = self.playbook("--check", "--diff", "-e", f"gpuwarm_scratch_dir={scratch}")
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out)
-        self.assertEqual(os.listdir(scratch), [])  # made for the staged copy, which is gone again
+        self.assertEqual(os.listdir(scratch), [])  # the staged copy's folder is gone again
+        self.assertEqual(os.stat(scratch).st_mode & 0o7777, 0o1777)
         for n, node in nodes.items():
             self.assertEqual(node.tree(), before[n], f"{n} changed in check mode")
             self.assertEqual(set(node.write_calls().values()), {0}, n)
@@ -440,18 +445,20 @@ class AnsibleRollout(unittest.TestCase):
             self.assertEqual(set(node.tree()) - before[name], {INSTALLED}, name)
 
     def test_the_guard_only_where_systemd_runs_it(self):
-        # ExecCondition= needs systemd 243: on EL8's 239 the guard would be ignored, so the role leaves it out and
-        # says so, and takes away one an earlier run put there; where the version is new enough it goes in.
-        nodes = self.nodes(systemd_versions={"node-healthy": "239 (239-78.el8)", "node-hot": "252.30-1~deb12u2"})
+        # A systemd without ExecCondition= (before 243; RHEL 8 before 8.3) would ignore the guard, so the role leaves
+        # it out and says so, and takes away one an earlier run put there. RHEL 8.10's 239 has it backported: the
+        # guard goes in there as on any newer systemd.
+        nodes = self.nodes(systemd_versions={"node-healthy": "239 (239-31.el8)", "node-hot": "239 (239-82.el8_10.2)"},
+                           without_exec_condition={"node-healthy"})
         old = nodes["node-healthy"]
         old.root.write(GUARD, "[Service]\nExecCondition=/usr/local/bin/gpuwarm guard\n")
         r = self.playbook()
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out)
-        self.assertFalse(os.path.exists(old.root.p(GUARD)), "a guard systemd 239 ignores is removed")
-        self.assertIn("node-healthy: systemd 239 ignores ExecCondition= (243 or newer needed), so the guard is not "
+        self.assertFalse(os.path.exists(old.root.p(GUARD)), "a guard this systemd ignores is removed")
+        self.assertIn("node-healthy: this systemd (239 (239-31.el8)) does not know ExecCondition=, so the guard is not "
                       "installed", out)
-        for name in ("node-off", "node-reboot", "node-hot"):  # the template's v246, and 252
+        for name in ("node-off", "node-reboot", "node-hot"):  # the template's v246, and RHEL 8.10's 239
             self.assertTrue(os.path.exists(nodes[name].root.p(GUARD)), name)
         self.assertEqual(self.report("node-healthy")["outcome"], "nothing-to-do")
         # Switched off: the role's drop-in goes from every node.
@@ -488,7 +495,10 @@ class AnsibleRollout(unittest.TestCase):
         self.assertEqual((saved["kind"], saved["outcome"]), ("gpuwarm-fix", "locked"), saved)
         self.assertEqual(saved["diagnosis"]["verdict"]["code"], "healthy")
         summary = subprocess.run([self.binary, "fleet-summary", "--json", self.reports], capture_output=True, text=True)
-        self.assertNotIn("no-diagnosis", summary.stdout)
+        self.assertIn(summary.returncode, (0, 3), summary.stderr)
+        fleet = json.loads(summary.stdout)
+        self.assertNotIn("no-diagnosis", [v["verdict"] for v in fleet["verdicts"]])
+        self.assertNotIn("node-healthy", fleet["persistence_not_reported"]["hostnames"])
 
     def test_a_canary_left_unchanged_stops_the_widen_step(self):
         # A canary whose driver awaits a reboot is left unchanged: it proves nothing about the rollout, so the

@@ -98,6 +98,39 @@ class Lint(unittest.TestCase):
                          [(os.path.join(self.tree, "run/systemd/system/nvidia-persistenced.service.d/90-debug.conf"),
                            "LINT011")])
 
+    def test_masks_links_hidden_and_shared_drop_ins(self):
+        unit = self.put("usr/lib/systemd/system/nvidia-persistenced.service", UBUNTU_UNIT)
+        d = "etc/systemd/system/nvidia-persistenced.service.d"
+        # The vendor's fix drop-in masked in /etc: it is not read, so the unit's findings stay in force, and its
+        # own line is not linted as if systemd read it.
+        vendor_fix = self.put("usr/lib/systemd/system/nvidia-persistenced.service.d/50-fix.conf",
+                              "[Unit]\nStopWhenUnneeded=no\n[Service]\nType=simple\n")
+        os.makedirs(os.path.join(self.tree, d))
+        os.symlink("/dev/null", os.path.join(self.tree, d, "50-fix.conf"))
+        # A hidden file is skipped by systemd; a link out of the tree is not followed.
+        self.put(d + "/.disabled.conf", "[Unit]\nStopWhenUnneeded=no\n")
+        outside = self.put("outside/private.conf", "[Service]\nType=exotic\n")
+        os.symlink(outside, os.path.join(self.tree, d, "90-link.conf"))
+        # service.d/ applies to every service.
+        shared = self.put("etc/systemd/system/service.d/10-restart.conf", "[Service]\nRestart=on-failure\n")
+        r = self.lint("--json", unit)
+        rep = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertEqual(sorted((f["rule_id"], f["line"]) for f in rep["findings"] if f["path"] == unit),
+                         [("LINT002", 7), ("LINT010", 3)])
+        self.assertNotIn(vendor_fix, [f["path"] for f in rep["findings"]])
+        self.assertEqual([(a["rule_id"], a["overridden_by"]) for a in rep["set_aside"]], [("LINT011", shared + ":2")])
+        self.assertIn({"path": os.path.join(self.tree, d, "90-link.conf"),
+                       "note": "not followed: a link (systemd reads what it names; lint does not, so what it sets is "
+                               "not applied here)"}, rep["skipped"])
+        self.assertEqual(rep["unreadable"], 0)
+        # The vendor drop-in linted by name: masked, so what it says is not in force.
+        r = self.lint("--json", vendor_fix)
+        rep = json.loads(r.stdout)
+        self.assertEqual((r.returncode, rep["findings"]), (0, []), r.stdout)
+        self.assertEqual([a["overridden_by"] for a in rep["set_aside"]],
+                         [os.path.join(self.tree, d, "50-fix.conf") + " (a link to /dev/null: masked)"])
+
     def test_a_file_reached_twice_is_scanned_once(self):
         script = self.put("bin/a.sh", "#!/bin/sh\nnvidia-smi -pm 1\n")
         os.link(script, os.path.join(self.tree, "hard-link.sh"))

@@ -112,20 +112,29 @@ class SystemdOverDBus(SystemdMockCase):
                      scenario_obj=h.scenario([h.gpu(0, persistence=0), h.gpu(1, persistence=0)])).stdout
         self.assertIn("inactive (dead), last start skipped by its ExecCondition", text)
 
-    def test_a_guard_an_old_systemd_ignores_is_named(self):
-        # RHEL/Rocky 8 ship systemd 239: ExecCondition= (243) is ignored there, so the guard never runs.
+    def test_a_guard_a_systemd_without_exec_condition_ignores_is_named(self):
+        # RHEL 8.2's systemd 239 does not parse ExecCondition= (no such property on the unit), so the guard never
+        # runs; RHEL 8.3+ run a 239 with it backported: the property is asked for, not the version.
         guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
         self.root.daemon_process()
-        self.add_unit(drop_ins=(guard,))
-        self.mock.UpdateProperties(MANAGER, {"Version": "239 (239-78.el8)"})
+        self.add_unit(drop_ins=(guard,), exec_condition=False)
+        self.mock.UpdateProperties(MANAGER, {"Version": "239 (239-31.el8)"})
         rc, d = self.diagnose()
         ignored = [f for f in d["findings"] if f["rule_id"] == "PD009"]
         self.assertEqual(len(ignored), 1, d["findings"])
-        self.assertEqual(ignored[0]["evidence"], ["systemd Version=239 (239-78.el8)", "drop-in " + guard])
-        self.assertEqual(d["snapshot"]["service"]["manager_version"], "239 (239-78.el8)")
+        self.assertEqual(ignored[0]["evidence"], ["the unit's Service interface has no ExecCondition property",
+                                                  "systemd Version=239 (239-31.el8)", "drop-in " + guard])
+        self.assertEqual((d["snapshot"]["service"]["exec_condition"], d["snapshot"]["service"]["manager_version"]),
+                         (False, "239 (239-31.el8)"))
         self.assertEqual(rc, 0, "a note: it matters at the next driver update, not now")
-        self.mock.UpdateProperties(MANAGER, {"Version": "252.30-1~deb12u2"})
+
+    def test_a_backported_exec_condition_is_not_named(self):
+        guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
+        self.root.daemon_process()
+        self.add_unit(drop_ins=(guard,))
+        self.mock.UpdateProperties(MANAGER, {"Version": "239 (239-82.el8_10.2)"})
         rc, d = self.diagnose()
+        self.assertIs(d["snapshot"]["service"]["exec_condition"], True)
         self.assertNotIn("PD009", [f["rule_id"] for f in d["findings"]])
 
     def test_get_unit_fallback_when_load_unit_is_unknown(self):

@@ -617,6 +617,13 @@ TEST(Lint, yaml_scalars_folded_over_lines) {
       // The next key of the same task is not part of the scalar.
       {"the next key is not folded in", FileKind::yaml, "- command: nvidia-smi -q\n  register: pm\n", {}},
       {"prose stays prose when folded", FileKind::yaml, "- name: >\n    run nvidia-smi\n    -pm 1 elsewhere\n", {}},
+      {"a list item folded (k8s args)", FileKind::yaml,
+       "args:\n  - >\n    nvidia-smi\n    -pm 1;\n    sleep infinity\n", {"LINT001@3:5"}},
+      {"a list item continued (cloud-init runcmd)", FileKind::yaml,
+       "runcmd:\n  - nvidia-smi\n    -pm 1\n  - \"nvidia-smi\n    -pm 0\"\n", {"LINT001@2:5", "LINT003@4:6"}},
+      {"near miss: items one per line", FileKind::yaml, "runcmd:\n  - nvidia-smi -L\n  - -pm 1\n", {}},
+      {"an argv list is still one command", FileKind::yaml, "argv:\n  - nvidia-smi\n  - -pm\n  - 1\n",
+       {"LINT001@2:5"}},
   });
 }
 
@@ -760,6 +767,87 @@ TEST(Lint, later_files_in_systemd_order) {
   EXPECT_EQ(lint::later_files(top, found).replaced_by, "");
 }
 
+TEST(Lint, drop_in_folders_masks_and_earlier_files) {
+  EXPECT_EQ(lint::dropin_folders("nvidia-persistenced.service"),
+            (std::vector<std::string>{"nvidia-persistenced.service.d", "nvidia-.service.d", "service.d"}));
+  EXPECT_EQ(lint::dropin_folders("a-b-c.service"),
+            (std::vector<std::string>{"a-b-c.service.d", "a-b-.service.d", "a-.service.d", "service.d"}));
+  EXPECT_EQ(lint::dropin_folders("x.service"), (std::vector<std::string>{"x.service.d", "service.d"}));
+
+  auto place = *lint::unit_place("/usr/lib/systemd/system/x.service");
+  auto file = [](std::size_t dir, const char* name, std::size_t specificity = 0, bool mask = false) {
+    const char* dirs[] = {"/etc", "/run", "/usr/local/lib", "/usr/lib", "/lib"};
+    const char* folders[] = {"x.service.d", "service.d"};
+    return lint::UnitFile{dir, true, name,
+                          std::string(dirs[dir]) + "/systemd/system/" + folders[specificity] + "/" + name,
+                          specificity, mask};
+  };
+  // A link to /dev/null in /etc masks the vendor's drop-in of that name: it overrides nothing.
+  auto later = lint::later_files(place, {file(3, "50-vendor.conf"), file(0, "50-vendor.conf", 0, true),
+                                         file(3, "60-other.conf")});
+  EXPECT_EQ(later.dropins, (std::vector<std::string>{"/usr/lib/systemd/system/x.service.d/60-other.conf"}));
+  // The masked drop-in itself is not read: every finding in it is out of force.
+  auto masked = lint::later_files(*lint::unit_place("/usr/lib/systemd/system/x.service.d/50-vendor.conf"),
+                                  {file(0, "50-vendor.conf", 0, true)});
+  EXPECT_EQ(masked.replaced_by, "/etc/systemd/system/x.service.d/50-vendor.conf");
+  EXPECT_TRUE(masked.masked);
+  // The unit masked in /etc: nothing of the vendor unit is read.
+  auto unit_masked = lint::later_files(place, {{0, false, "x.service", "/etc/systemd/system/x.service", 0, true}});
+  EXPECT_EQ(unit_masked.replaced_by, "/etc/systemd/system/x.service");
+  EXPECT_TRUE(unit_masked.masked);
+  // service.d/ applies to every service; a name there loses to the same name in x.service.d/, whatever the folder.
+  later = lint::later_files(place, {file(0, "10-all.conf", 1), file(3, "10-all.conf", 0), file(0, "20-all.conf", 1)});
+  EXPECT_EQ(later.dropins, (std::vector<std::string>{"/usr/lib/systemd/system/x.service.d/10-all.conf",
+                                                     "/etc/systemd/system/service.d/20-all.conf"}));
+  // A drop-in's earlier files: the unit file in force, then the drop-ins before it by name.
+  auto dropin_place = *lint::unit_place("/etc/systemd/system/x.service.d/20-site.conf");
+  later = lint::later_files(dropin_place, {{3, false, "x.service", "/usr/lib/systemd/system/x.service", 0, false},
+                                           file(3, "10-clear.conf"), file(3, "30-late.conf")});
+  EXPECT_TRUE(later.unit_file_found);
+  EXPECT_EQ(later.earlier, (std::vector<std::string>{"/usr/lib/systemd/system/x.service",
+                                                     "/usr/lib/systemd/system/x.service.d/10-clear.conf"}));
+  EXPECT_EQ(later.dropins, (std::vector<std::string>{"/usr/lib/systemd/system/x.service.d/30-late.conf"}));
+}
+
+TEST(Lint, exec_start_counted_from_what_is_in_force_before_a_drop_in) {
+  const char* text = "[Service]\nExecStart=/usr/bin/nvidia-persistenced --verbose\n";
+  const char* path = "/etc/systemd/system/nvidia-persistenced.service.d/20-site.conf";
+  struct Case {
+    const char* name;
+    std::vector<const char*> earlier;  // the unit file first, then earlier drop-ins
+    bool unit_file_found;
+    std::vector<std::string> expected;
+  };
+  const char* unit = "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\n";
+  const std::vector<Case> cases = {
+      {"the unit's ExecStart is still in force", {unit}, true, {"LINT015"}},
+      {"an earlier drop-in cleared it", {unit, "[Service]\nExecStart=\n"}, true, {}},
+      {"an earlier drop-in cleared it and set its own", {unit, "[Service]\nExecStart=\nExecStart=/bin/x\n"}, true,
+       {"LINT015"}},
+      {"no unit file found: the packaged one has one", {}, false, {"LINT015"}},
+      {"no unit file found, an earlier drop-in cleared it", {"[Service]\nExecStart=\n"}, false, {}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto findings = lint::lint_text(text, lint::Source{path, FileKind::unit, nullptr, false});
+    lint::LaterFiles later;
+    later.unit_file_found = c.unit_file_found;
+    std::vector<lint::Layer> earlier;
+    for (const char* e : c.earlier) {
+      earlier.push_back({"earlier", lint::parse_unit(e)});
+    }
+    auto doc = lint::parse_unit(text);
+    doc.dropin = true;
+    std::vector<lint::SetAside> set_aside;
+    lint::set_aside_overridden(doc, later, {}, earlier, findings, set_aside);
+    std::vector<std::string> rules;
+    for (const auto& f : findings) {
+      rules.push_back(f.rule);
+    }
+    EXPECT_EQ(rules, c.expected);
+  }
+}
+
 TEST(Lint, settings_a_later_drop_in_overrides_are_set_aside) {
   const char* packaged =
       "[Unit]\nStopWhenUnneeded=true\n\n[Service]\nType=forking\n"
@@ -802,7 +890,7 @@ TEST(Lint, settings_a_later_drop_in_overrides_are_set_aside) {
       layers.push_back({"later.conf", lint::parse_unit(c.dropin)});
     }
     std::vector<lint::SetAside> set_aside;
-    lint::set_aside_overridden(unit, later, layers, findings, set_aside);
+    lint::set_aside_overridden(unit, later, layers, {}, findings, set_aside);
     std::vector<std::string> in_force;
     for (const auto& f : findings) {
       in_force.push_back(f.rule + "@" + std::to_string(f.line));
@@ -816,13 +904,20 @@ TEST(Lint, settings_a_later_drop_in_overrides_are_set_aside) {
   }
   // A file that replaces this one takes every finding out of force.
   auto findings = lint::lint_text(packaged, FileKind::unit);
-  lint::LaterFiles replaced{"/etc/systemd/system/nvidia-persistenced.service", {}};
+  lint::LaterFiles replaced;
+  replaced.replaced_by = "/etc/systemd/system/nvidia-persistenced.service";
   std::vector<lint::SetAside> set_aside;
   const std::size_t before = findings.size();
-  lint::set_aside_overridden(unit, replaced, {}, findings, set_aside);
+  lint::set_aside_overridden(unit, replaced, {}, {}, findings, set_aside);
   EXPECT_TRUE(findings.empty());
   ASSERT_EQ(set_aside.size(), before);
   EXPECT_EQ(set_aside.front().by, "/etc/systemd/system/nvidia-persistenced.service");
+}
+
+TEST(Lint, an_escaped_backslash_ends_a_value) {
+  auto unit = lint::parse_unit("[Service]\nExecStartPre=/bin/echo x \\\\\nRestart=always\n");
+  ASSERT_EQ(unit.directives.size(), 2u);
+  EXPECT_EQ(unit.directives[1].key, "Restart");
 }
 
 TEST(Lint, unit_values_continue_past_a_backslash) {
@@ -859,6 +954,26 @@ TEST(Lint, LINT015_exec_start_twice_and_LINT014_wrappers) {
        "[Service]\nExecStart=\nExecStart=/bin/sh -c 'exec /usr/bin/nvidia-persistenced --verbose'\n", {}, dropin},
       {"near miss: systemd's prefixes", FileKind::unit,
        "[Service]\nExecStart=\nExecStart=-@/usr/bin/nvidia-persistenced nvidia-persistenced\n", {}, dropin},
+      {"near miss: launchers that run the daemon", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/numactl --interleave=all /usr/bin/nvidia-persistenced --user x\n",
+       {}, dropin},
+      {"near miss: taskset with a CPU list", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/taskset -c 0 /usr/bin/nvidia-persistenced\n", {}, dropin},
+      {"near miss: sudo -u and env settings", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/env LD_LIBRARY_PATH=/opt/nv /usr/bin/sudo -u root "
+       "nvidia-persistenced\n",
+       {}, dropin},
+      {"near miss: a quoted program", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=\"/usr/bin/nvidia-persistenced\" --user nvidia-persistenced\n", {}, dropin},
+      {"env running a wrapper named after the daemon", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/env /opt/nvidia-persistenced-wrapper.sh\n", {"LINT014@3:1"}, dropin},
+      {"sh -c running a wrapper given the daemon's user", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/bin/sh -c '/opt/wrap --user nvidia-persistenced'\n", {"LINT014@3:1"},
+       dropin},
+      // A unit named otherwise is judged when its ExecStart names the daemon, through a launcher too.
+      {"a custom unit started through taskset", FileKind::unit,
+       "[Service]\nType=simple\nRestart=no\nExecStart=/usr/bin/taskset -c 0 /usr/bin/nvidia-persistenced\n",
+       {"LINT013@2:1", "LINT011@3:1"}, "/etc/systemd/system/gpu-persist.service"},
   });
 }
 
@@ -876,6 +991,11 @@ TEST(Lint, messages_say_what_the_file_says) {
   std::string image = message("RUN nvidia-smi -pm 1\n", FileKind::dockerfile, "Dockerfile");
   EXPECT_NE(image.find("in an image build"), std::string::npos) << image;
   EXPECT_NE(image.find("remove it from the image"), std::string::npos) << image;
+  std::string start = message("FROM x\nENTRYPOINT [\"/bin/sh\", \"-c\", \"nvidia-smi -pm 1 && exec /entry.sh\"]\n",
+                              FileKind::dockerfile, "Dockerfile");
+  EXPECT_NE(start.find("at container start (ENTRYPOINT)"), std::string::npos) << start;
+  std::string continued = message("RUN apt-get update && \\\n    nvidia-smi -pm 1\n", FileKind::dockerfile, "Dockerfile");
+  EXPECT_NE(continued.find("in an image build"), std::string::npos) << continued;
   // A value found as an expression is not "set nowhere".
   lint::Variables vars{{"gpu_pm", {"{{ 1 if legacy else 0 }}", "roles/x/defaults/main.yml:1"}}};
   std::string expression =

@@ -98,10 +98,12 @@ TEST(Rules, PD008_unit_start_skipped) {
   EXPECT_EQ(found[0].message.find("gpuwarm guard"), std::string::npos) << found[0].message;
 }
 
-TEST(Rules, PD009_guard_ignored_by_an_old_systemd) {
+TEST(Rules, PD009_guard_ignored_by_a_systemd_without_exec_condition) {
   const char* guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf";
-  auto node = [guard](const char* version, bool guarded = true) {
-    return [version, guarded, guard](Snapshot& s) {
+  // The feature is asked for, not the version: RHEL/Rocky 8.3+ run a 239 with ExecCondition= backported.
+  auto node = [guard](std::optional<bool> knows, const char* version, bool guarded = true) {
+    return [knows, version, guarded, guard](Snapshot& s) {
+      s.service.exec_condition = knows ? Fact<bool>::known(*knows) : Fact<bool>::unknown("Access denied");
       s.service.manager_version = Fact<std::string>::known(version);
       s.service.drop_in_paths = Fact<std::vector<std::string>>::known(
           guarded ? std::vector<std::string>{"/usr/lib/systemd/system/nvidia-persistenced.service.d/10.conf", guard}
@@ -110,26 +112,23 @@ TEST(Rules, PD009_guard_ignored_by_an_old_systemd) {
   };
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
-      {"EL8's systemd", node("239 (239-78.el8)"), {{k_node}}},
-      {"the last without ExecCondition", node("242"), {{k_node}}},
-      {"243 knows it", node("243"), {}},
-      {"Debian 12", node("252.30-1~deb12u2"), {}},
-      {"dbusmock's spelling", node("v246"), {}},
-      {"old, but no guard installed", node("239 (239-78.el8)", false), {}},
-      {"a version that says nothing is not judged", node("unknown"), {}},
-      {"nor one too long to be a version", node("2390000000"), {}},
-      {"unread", [guard](Snapshot& s) {
-         s.service.manager_version = Fact<std::string>::unknown("Access denied");
-         s.service.drop_in_paths = Fact<std::vector<std::string>>::known({guard});
-       }, {}},
+      {"RHEL 8.2's 239: no ExecCondition", node(false, "239 (239-31.el8)"), {{k_node}}},
+      {"Debian 10's 241", node(false, "241"), {{k_node}}},
+      {"RHEL 8.10's 239 has it backported", node(true, "239 (239-82.el8_10.2)"), {}},
+      {"Debian 12", node(true, "252.30-1~deb12u2"), {}},
+      {"no guard installed", node(false, "239 (239-31.el8)", false), {}},
+      {"unread is not judged", node(std::nullopt, "239 (239-31.el8)"), {}},
   };
   for (const auto& c : cases) expect_rule("PD009", c);
   Snapshot s = healthy_snapshot();
-  node("239 (239-78.el8)")(s);
+  node(false, "239 (239-31.el8)")(s);
   auto found = find_rule("PD009")->check(s);
   ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].evidence, (std::vector<std::string>{"systemd Version=239 (239-78.el8)", std::string("drop-in ") + guard}));
-  EXPECT_NE(found[0].message.find("systemd 239 ignores ExecCondition="), std::string::npos) << found[0].message;
+  EXPECT_EQ(found[0].evidence, (std::vector<std::string>{"the unit's Service interface has no ExecCondition property",
+                                                          "systemd Version=239 (239-31.el8)",
+                                                          std::string("drop-in ") + guard}));
+  EXPECT_NE(found[0].message.find("This systemd (239 (239-31.el8)) does not know ExecCondition="), std::string::npos)
+      << found[0].message;
 }
 
 TEST(Rules, PD007_unit_missing) {

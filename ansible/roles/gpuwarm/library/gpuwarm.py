@@ -136,7 +136,7 @@ report:
   returned: when gpuwarm produced a report
 ansible_facts:
   description: C(gpuwarm) with the verdict, driver versions, the running systemd's version (systemd_version) and
-    per-GPU facts (index, uuid, name, persistence, held_by_daemon, clocks, active clock-event reasons;
+    whether it knows ExecCondition= (exec_condition), and per-GPU facts (index, uuid, name, persistence, held_by_daemon, clocks, active clock-event reasons;
     persistence_after when verified).
   type: dict
   returned: when gpuwarm produced a report
@@ -233,6 +233,11 @@ def fix_diff(p, report, before_dropin, check_mode):
     return diffs
 
 
+def known(fact):
+    """A snapshot fact's value, or None where gpuwarm recorded why it is missing ({"missing": ...})."""
+    return None if isinstance(fact, dict) else fact
+
+
 def noexec_mount(path):
     try:
         return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
@@ -325,6 +330,7 @@ def main():
 def report_result(module, p, state, rc, report, command, out, err, before_dropin):
 
     diagnosis = report if state == "diagnosed" else report.get("diagnosis")
+    service = ((diagnosis or {}).get("snapshot") or {}).get("service") or {}
     verdict = (diagnosis or {}).get("verdict") or {}
     result = dict(rc=rc, cmd=command, report=report, stderr=err, changed=False, routed=False, unknown=False,
                   verdict=verdict.get("code"))
@@ -335,8 +341,10 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
             "rule_id": verdict.get("rule_id"),
             "next_step": verdict.get("next_step"),
             "driver": (diagnosis or {}).get("driver"),
-            # The running systemd's Version, as gpuwarm read it over D-Bus (None where it could not ask).
-            "systemd_version": (((diagnosis or {}).get("snapshot") or {}).get("service") or {}).get("manager_version"),
+            # The running systemd as gpuwarm read it over D-Bus: its Version, and whether it knows ExecCondition=
+            # (None where gpuwarm could not ask).
+            "systemd_version": known(service.get("manager_version")),
+            "exec_condition": known(service.get("exec_condition")),
             "gpus": gpu_facts(diagnosis, report if state == "verified" else report.get("verify")),
         }}
 
