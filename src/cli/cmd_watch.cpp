@@ -412,7 +412,9 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       "Exit codes: 0 stable, 1 gpuwarm failed (NVML unusable, no GPU, unreadable --replay file), 2 bad\n"
       "command line, 3 de-init churn or an unexplained idle swing (run `gpuwarm diagnose`), 5 a GPU fault,\n"
       "thermal/power or pinned clocks (not a persistence problem), 7 locked (--load: after waiting 5 minutes\n"
-      "a probe or another load still timed the GPUs, or fix, reset or reload-modules still changed the node),\n"
+      "a probe or another load still timed the GPUs, or fix, reset or reload-modules still changed the node;\n"
+      "without --load: a probe or a load is timing the GPUs now, which watching would disturb; the watch\n"
+      "shares the timing lock while it runs, so a probe started meanwhile waits for it),\n"
       "9 cannot tell: a GPU gave no reading in any sample (or too few), NVML stopped answering, or the --load\n"
       "did not run or ended early on a GPU (a failed launch, a load child that died).\n\n"
       "Examples:\n"
@@ -505,6 +507,16 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     // A load times the GPUs' clocks under work: kept apart from probes and from fix/reset, as a probe is.
     if (auto blocked = loading ? hold_timing_locks("watch") : std::string(); !blocked.empty()) {
       return give_up(blocked, "", ExitCode::locked);
+    }
+    // Without a load, the watch reads the GPUs for as long as it runs (held mode keeps them initialized): it
+    // shares the timing lock, so a probe started meanwhile waits instead of timing a warm start, and it does not
+    // start while a probe times them.
+    std::optional<ReadingLocks> reading_locks;
+    if (!loading) {
+      reading_locks.emplace(Paths("/"), true);
+      if (!reading_locks->busy.empty()) {
+        return give_up(reading_locks->busy, "", ExitCode::locked);
+      }
     }
     const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
     // SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh

@@ -169,7 +169,7 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
       {k_node_lock_name, LOCK_SH, k_changing},
       {k_timing_lock_name, LOCK_EX,
        "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics`, "
-       "`snapshot` or `verify` is reading them"},
+       "`snapshot`, `verify` or `watch` is reading them"},
   };
   HeldLock intent;
   for (const auto& lock : locks) {
@@ -206,7 +206,7 @@ std::string hold_timing_locks(const char* command) {
   return *held;
 }
 
-ReadingLocks::ReadingLocks(const Paths& paths) {
+ReadingLocks::ReadingLocks(const Paths& paths, bool timing_only) {
   struct Lock {
     const char* name;
     const char* kind;  // busy_by's word
@@ -225,6 +225,9 @@ ReadingLocks::ReadingLocks(const Paths& paths) {
   // Created as root on the live tree, so a probe that starts during the reading finds it shared and waits.
   const int create = paths.is_live() && ::geteuid() == 0 ? O_CREAT : 0;
   for (const auto& lock : locks) {
+    if (timing_only && lock.share != &m_timing) {
+      continue;
+    }
     const std::string path = paths.run(lock.name);
     int fd = open_lock(path, O_RDONLY | create);
     if (fd < 0 && create != 0 && errno != ENOENT && errno != k_not_regular) {

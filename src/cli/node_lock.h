@@ -70,7 +70,9 @@ std::string hold_timing_locks(const char* command);
 // 0600; a read-only /run before anyone made them; not a regular file) keeps nothing apart, and `busy` stays "".
 class ReadingLocks {
  public:
-  explicit ReadingLocks(const Paths& paths);
+  // `timing_only`: a watch, which reads for as long as it runs, shares only the timing lock (a probe waits for
+  // it), so that a fix can still start the daemon under its eyes; the node and waiting locks are not asked.
+  explicit ReadingLocks(const Paths& paths, bool timing_only = false);
 
   std::string busy;
   std::string busy_by;  // which lock: "timing", "changing" or "waiting"

@@ -452,7 +452,7 @@ class Probe(unittest.TestCase):
         out2, err2 = second.communicate(timeout=60)
         self.assertEqual((first.returncode, second.returncode), (0, 0), err1 + err2)
         self.assertIn("gpuwarm probe: waiting (up to 5 minutes): another `gpuwarm probe` or `watch --load` is "
-                      "timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot` or `verify` is reading them (lock "
+                      "timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot`, `verify` or `watch` is reading them (lock "
                       "/run/gpuwarm-timing.lock is held)", err2)
         for out in (out1, out2):
             total = json.loads(out)["gpus"][0]["total_ms"]
@@ -498,7 +498,7 @@ class Probe(unittest.TestCase):
         self.assertNotIn("UNK009", out)
         self.assertIn("gpuwarm_gpu_persistence_mode{", out)
         self.assertIn("gpuwarm probe: waiting (up to 5 minutes): another `gpuwarm probe` or `watch --load` is "
-                      "timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot` or `verify` is reading them", probe_err)
+                      "timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot`, `verify` or `watch` is reading them", probe_err)
 
     def test_a_probe_waits_while_the_node_is_being_changed(self):
         # fix, reset and reload-modules hold the node lock: a probe then would time a daemon restart or a reset.

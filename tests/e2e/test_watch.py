@@ -2,6 +2,7 @@
 whose state changes over time (a scenario "timeline"), whose GPUs de-initialize
 when the last client lets go (a "deinit" model), and the fake libcuda for the
 built-in load, which marks the GPU busy while its kernels run."""
+import fcntl
 import json
 import os
 import pty
@@ -106,6 +107,41 @@ class Watch(unittest.TestCase):
                 self.assertIn("Stable", r.stdout)
                 self.assertIn("GpuIdle", r.stdout)
                 self.assertEqual(r.stderr, "")  # no progress line when not on a terminal
+
+    def test_a_watch_stands_aside_from_a_probe_and_a_probe_waits_for_it(self):
+        # Watching while a probe times a cold start would initialize the GPUs it times: the watch does not start
+        # (7, with the reason). While a watch runs it shares the timing lock, so a probe would wait for it.
+        if os.geteuid() != 0:
+            self.skipTest("the locks live in /run, which is root's")
+        lock = "/run/gpuwarm-timing.lock"
+        with open(lock, "a") as probe:
+            fcntl.flock(probe, fcntl.LOCK_EX)
+            r = self.watch(h.scenario([h.gpu(0)]), "--interval", "50ms", "--count", "2")
+        self.assertEqual(r.returncode, 7, r.stdout + r.stderr)
+        self.assertIn("`gpuwarm probe` or `watch --load` is timing the GPUs (lock /run/gpuwarm-timing.lock is held)",
+                      r.stderr)
+        watch = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--count", "20"],
+                                 env=dict(os.environ, **self.env(h.scenario([h.gpu(0)]))),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # Seen in /proc/locks (taking the lock to test it could make the starting watch stand aside).
+            inode = os.stat(lock).st_ino
+            deadline = time.time() + 20
+            shared = False
+            while not shared and time.time() < deadline and watch.poll() is None:
+                with open("/proc/locks") as f:
+                    shared = any(l.split()[1:5] == ["FLOCK", "ADVISORY", "READ", str(watch.pid)] and
+                                 l.split()[5].endswith(":" + str(inode)) for l in f if len(l.split()) > 5)
+                time.sleep(0.02)
+            self.assertTrue(shared, "the watch did not share the timing lock while it ran")
+            with open(lock, "a") as probe:
+                with self.assertRaises(BlockingIOError):  # a probe's exclusive take waits
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            out, err = watch.communicate(timeout=60)
+        self.assertEqual(watch.returncode, 0, out + err)
+        with open(lock, "a") as probe:  # and it is free again once the watch ended
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def test_a_reason_held_throughout_lasts_the_watch(self):
         # Every sample stands for its interval: a watch that runs to its end counts the last one whole, and never

@@ -29,8 +29,8 @@ int hold(const std::string& path, int operation) {
 }
 
 constexpr const char* k_timing_held =
-    "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot` or "
-    "`verify` is reading them (lock /run/gpuwarm-timing.lock is held)";
+    "another `gpuwarm probe` or `watch --load` is timing the GPUs, or `diagnose`, `check`, `metrics`, `snapshot`, "
+    "`verify` or `watch` is reading them (lock /run/gpuwarm-timing.lock is held)";
 
 // A fix ends, then another probe: the timing waits for both, and says so for each, not just the first.
 TEST(TimingLocks, each_lock_waited_for_is_announced_and_taken_once_released) {
