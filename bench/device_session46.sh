@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Session 46's check on a lent GPU machine (one GPU is enough): during a real `gpuwarm probe`, `check`'s one line
-# names what kept NVML closed ("UNK009 nvml not opened: a probe timing GPUs") and the snapshot records which
+# names what kept NVML closed ("UNK009 nvml not opened: GPUs timed (probe, watch --load)") and the snapshot records which
 # lock (nvml.not_opened_by); after it, check reads the GPU again. Also what diagnose records of systemd there
 # (none runs: exec_condition unknown, so no PD009). Read-only on the GPU: a probe and readings, no setting changed.
 #   bash scripts/package.sh && rm -rf .devbin && mkdir -p .devbin && cp dist/gpuwarm-*-linux-x86_64.tar.gz .devbin/

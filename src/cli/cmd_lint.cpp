@@ -138,8 +138,8 @@ FoundLater find_later_files(const std::string& path) {
   // A regular file, a mask, or a link not followed.
   auto take = [&](lint::UnitFile file) {
     struct stat st {};
-    if (::lstat(file.path.c_str(), &st) != 0) {
-      return;
+    if (file.path == path || ::lstat(file.path.c_str(), &st) != 0) {
+      return;  // the linted file itself (a link named directly is read, as the walk does)
     }
     if (S_ISLNK(st.st_mode)) {
       if (auto target = read_link(file.path); target && *target == "/dev/null") {
@@ -197,8 +197,10 @@ std::vector<lint::Layer> read_layers(const std::vector<std::string>& paths) {
 
 // Moves the findings in `text` (the unit file or drop-in at `path`) whose setting `later` overrides.
 void set_aside_overridden(std::string_view text, const lint::LaterFiles& later, FileResult& result) {
-  lint::set_aside_overridden(lint::parse_unit(text), later, read_layers(later.dropins), read_layers(later.earlier),
-                             result.findings, result.set_aside);
+  lint::UnitDoc doc = lint::parse_unit(text);
+  doc.dropin = lint::unit_name(result.path).dropin;
+  lint::set_aside_overridden(doc, later, read_layers(later.dropins), read_layers(later.earlier), result.findings,
+                             result.set_aside);
 }
 
 lint::Variables read_role_variables(const std::string& root) {
@@ -315,11 +317,22 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
     }
     std::set<std::string> not_followed;
+    std::set<std::string> persistenced_shared;  // service.d/ and prefix drop-ins nvidia-persistenced's unit reads
     for (std::size_t i = 0; i < files.size(); ++i) {  // grows as later files are found
-      if (!lint::unit_name(files[i]).is_unit) {
+      const lint::UnitName name = lint::unit_name(files[i]);
+      if (!name.is_unit) {
         continue;
       }
       FoundLater found = find_later_files(files[i]);
+      if (name.persistenced) {
+        for (const auto* list : {&found.later.dropins, &found.later.earlier}) {
+          for (const auto& p : *list) {
+            if (!lint::unit_name(p).persistenced) {
+              persistenced_shared.insert(p);
+            }
+          }
+        }
+      }
       std::vector<std::string> more = found.later.dropins;
       if (!found.later.replaced_by.empty() && !found.later.masked) {
         more.push_back(found.later.replaced_by);
@@ -365,7 +378,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       std::string_view first(text);
       first = first.substr(0, first.find('\n'));
-      lint::Source source{files[i], lint::kind_for(files[i], first), file_vars[i], opts->docs};
+      lint::Source source{files[i], lint::kind_for(files[i], first), file_vars[i], opts->docs,
+                          persistenced_shared.count(files[i]) != 0};
       if (lint::is_documentation(source.kind) && !opts->docs) {
         per_file_doc[i] = 1;
         return;

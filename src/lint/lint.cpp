@@ -1504,7 +1504,8 @@ std::vector<Finding> Linter::run() {
   // (nvidia-smi, nvidia_smi, NVIDIA_SMI, nvsmi); the daemon and unit rules its name.
   bool flags = (has("-pm") || has("persistence-mode")) &&
                (has("nvidia") || has("NVIDIA") || has("nvsmi") || has("NVSMI") || has("Nvidia"));
-  if (!unit.persistenced && !flags && !has("nvidia-persistenced") && !has("no-persistence-mode")) {
+  if (!unit.persistenced && !m_source.persistenced_dropin && !flags && !has("nvidia-persistenced") &&
+      !has("no-persistence-mode")) {
     return {};
   }
   // Only files that embed other files (heredocs, Ansible content:, docs' code blocks) or take lines out
@@ -1567,7 +1568,7 @@ std::vector<Finding> Linter::run() {
     if (kind == FileKind::unit) {
       UnitDoc doc = parse_unit(m_text);
       doc.dropin = unit.dropin;
-      doc.named = unit.persistenced;
+      doc.named = unit.persistenced || m_source.persistenced_dropin;
       doc.templated = strip_template_suffix(m_source.path) != m_source.path || has("{%") || has("<%");
       judge_unit(doc, m_found);
     } else if (kind == FileKind::nix) {

@@ -37,6 +37,9 @@ struct Source {
   FileKind kind = FileKind::text;
   const Variables* role_vars = nullptr;
   bool docs = false;                 // documentation: read its code blocks (else nothing)
+  // A drop-in of a shared folder (service.d/, nvidia-.service.d/) that nvidia-persistenced's unit reads: judged
+  // as one of its own.
+  bool persistenced_dropin = false;
 };
 
 struct RuleInfo {

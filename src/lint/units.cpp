@@ -19,7 +19,7 @@ bool truthy(std::string_view v) {
   return l == "1" || l == "yes" || l == "true" || l == "on";
 }
 
-// An Exec*= line that names the daemon anywhere: enough to judge a unit not named for it.
+// An Exec*= line that names the daemon anywhere (a program given by a template is judged by it).
 bool mentions_daemon(std::string_view exec_value) { return exec_value.find(k_daemon) != std::string_view::npos; }
 
 std::vector<std::string> exec_words(std::string_view value) {
@@ -54,20 +54,67 @@ std::string_view base_name(std::string_view path) { return path.substr(path.rfin
 
 // The program an Exec*= line runs in the end: past systemd's prefixes (-@:+!), launchers that run the command
 // after their options (env, numactl, taskset, nice, timeout, sudo, ...) and `sh -c`'s script.
-std::string final_program(std::string_view exec_value) {
+std::string final_program(std::string_view exec_value, int depth = 0);
+
+// The commands of a shell script, split at ; && || | and newlines (quotes are not looked into: a script given
+// to sh -c is one word already).
+std::vector<std::string_view> script_commands(std::string_view script) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= script.size(); ++i) {
+    if (i == script.size() || script[i] == ';' || script[i] == '|' || script[i] == '&' || script[i] == '\n') {
+      if (i > start) {
+        out.push_back(script.substr(start, i - start));
+      }
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+std::string final_program(std::string_view exec_value, int depth) {
   std::vector<std::string> words = exec_words(exec_value);
   std::size_t i = 0;
   if (i < words.size()) {
     words[0].erase(0, std::min(words[0].size(), words[0].find_first_not_of("-@:+!")));
   }
+  // NAME=value before a command (in a script): settings, not the program.
+  auto assignment = [](const std::string& w) {
+    auto eq = w.find('=');
+    return eq != std::string::npos && eq > 0 &&
+           (std::isalpha(static_cast<unsigned char>(w[0])) != 0 || w[0] == '_') &&
+           std::all_of(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(eq),
+                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; });
+  };
+  while (i < words.size() && assignment(words[i])) {
+    ++i;
+  }
   static constexpr std::string_view k_launchers[] = {"env",     "numactl", "taskset",  "nice",       "ionice",
                                                      "chrt",    "stdbuf",  "timeout",  "systemd-cat", "sudo",
                                                      "runuser", "setpriv", "chroot",   "exec",       "prlimit",
                                                      "cgexec",  "nohup",   "unbuffer", "flock"};
-  for (int depth = 0; depth < 4 && i < words.size(); ++depth) {
+  static constexpr std::string_view k_valued[] = {"-u", "-g", "--user", "--group", "-c", "-n", "-p", "-t", "-s",
+                                                  "-k", "--signal", "--kill-after", "--identifier", "--priority"};
+  for (int hop = 0; hop < 4 && i < words.size(); ++hop) {
     std::string_view base = base_name(words[i]);
-    if ((base == "sh" || base == "bash" || base == "dash") && i + 2 < words.size() && words[i + 1] == "-c") {
-      return final_program(words[i + 2]);  // the script's first command
+    if (base == "sh" || base == "bash" || base == "dash" || base == "zsh") {
+      // sh -c SCRIPT, also -lc, -ec: the daemon when any command of the script runs it, else the first one's.
+      for (std::size_t j = i + 1; j + 1 < words.size() && words[j].size() > 1 && words[j][0] == '-'; ++j) {
+        if (words[j][1] != '-' && words[j].find('c') != std::string::npos) {
+          std::string first;
+          for (std::string_view command : script_commands(words[j + 1])) {
+            std::string program = depth < 4 ? final_program(command, depth + 1) : std::string{};
+            if (base_name(program) == k_daemon) {
+              return program;
+            }
+            if (first.empty()) {
+              first = program;
+            }
+          }
+          return first;
+        }
+      }
+      break;
     }
     if (std::find(std::begin(k_launchers), std::end(k_launchers), base) == std::end(k_launchers)) {
       break;
@@ -76,8 +123,8 @@ std::string final_program(std::string_view exec_value) {
     bool skipped_operand = false;
     for (++i; i < words.size(); ++i) {
       const std::string& w = words[i];
-      if (w == "-u" || w == "-g" || w == "--user" || w == "--group" || w == "-c" || w == "-n" || w == "-p") {
-        ++i;  // an option's value: a user, a CPU list, a niceness
+      if (std::find(std::begin(k_valued), std::end(k_valued), w) != std::end(k_valued)) {
+        ++i;  // an option's value: a user, a CPU list, a niceness, a signal, a syslog identifier
         continue;
       }
       if (w.empty() || w[0] == '-' || std::isdigit(static_cast<unsigned char>(w[0])) != 0 ||
@@ -450,7 +497,7 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
     }
   }
   bool runs = std::any_of(unit.directives.begin(), unit.directives.end(), [](const Directive& d) {
-    return d.key == "ExecStart" && mentions_daemon(d.value);
+    return d.key == "ExecStart" && runs_daemon(d.value);
   });
   if (!unit.named && !runs) {
     return;
@@ -606,8 +653,12 @@ std::vector<std::string> dropin_folders(std::string_view unit) {
 
 LaterFiles later_files(const UnitPlace& place, const std::vector<UnitFile>& found) {
   LaterFiles later;
-  auto before = [](const UnitFile* a, const UnitFile* b) {
-    return std::tie(a->specificity, a->dir) < std::tie(b->specificity, b->dir);
+  // systemd lists, folder by folder in priority order, NAME.service.d/ and then the prefix folders; the type
+  // folder (service.d/) of every unit folder comes after all of those. The first file of a name wins.
+  const std::size_t type_folder = dropin_folders(place.unit).size() - 1;
+  auto before = [type_folder](const UnitFile* a, const UnitFile* b) {
+    return std::make_tuple(a->specificity == type_folder, a->dir, a->specificity) <
+           std::make_tuple(b->specificity == type_folder, b->dir, b->specificity);
   };
   // The unit file in force: the one in the folder of highest priority (a mask there masks the unit).
   const UnitFile* unit_file = nullptr;
@@ -720,11 +771,11 @@ void set_aside_overridden(const UnitDoc& linted, const LaterFiles& later, const 
         }
       }
     }
-    for (std::size_t i = 0; by.empty() && !key.empty() && i < layers.size(); ++i) {
+    // Named by the setting in force: the last one that overrides it.
+    for (std::size_t i = 0; later.replaced_by.empty() && !key.empty() && i < layers.size(); ++i) {
       for (const auto& d : layers[i].doc.directives) {
         if (overrides(d, section, key)) {
           by = fmt::format("{}:{}", layers[i].path, d.line);
-          break;
         }
       }
     }

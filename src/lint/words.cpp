@@ -164,7 +164,7 @@ bool leaves_quote_open(std::string_view s, char quote) {
 }
 
 YamlFold fold_of(std::string_view value) {
-  if (value.empty() || value.front() == '|' || value.front() == '[' || value.front() == '{' ||
+  if (value.empty() || value == "-" || value.starts_with("- ") || value.front() == '|' || value.front() == '[' || value.front() == '{' ||
       value.front() == '&' || value.front() == '*' || value.front() == '!') {
     return YamlFold::none;
   }
@@ -354,6 +354,9 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         fold = YamlFold::none;
       }
     }
+    if (!folds_on && !trimmed.empty()) {
+      fold_item_token = SIZE_MAX;  // the item's scalar did not go on: its word may still be an argv's
+    }
     const bool in_scalar = folds_on || (yaml && fold != YamlFold::none && !trimmed.empty() && indent > fold_indent);
     bool list_item = yaml && !in_scalar && (trimmed.substr(0, 2) == "- " || trimmed == "-");
     if (yaml && !trimmed.empty() && !in_scalar) {
@@ -402,6 +405,11 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
     // (cloud-init runcmd, a list of command lines) is a command of its own.
     if (list_item && trimmed.size() > 2 &&
         trimmed.substr(2).find_first_of(" \t") < trimmed.substr(2).find_last_not_of(" \t")) {
+      boundary = true;
+      break_kind = '-';
+    }
+    // "- >" / "- |": a block below is a command line of its own, not the next word of the item before.
+    if (list_item && trimmed.size() > 2 && (trimmed[2] == '>' || trimmed[2] == '|')) {
       boundary = true;
       break_kind = '-';
     }

@@ -56,9 +56,9 @@ std::vector<Finding> nvml_not_opened(const Snapshot& s) {
       "Ask again once that command has finished: `gpuwarm diagnose` then, or wait for the next scheduled "
       "`gpuwarm metrics` or `check`, which read the GPUs again on their own.";
   f.evidence.push_back("NVML not opened: " + s.nvml.not_opened);
-  f.tag = s.nvml.not_opened_by == "timing"     ? "a probe timing GPUs"
-          : s.nvml.not_opened_by == "changing" ? "a fix or reset running"
-          : s.nvml.not_opened_by == "waiting"  ? "a change waiting"
+  f.tag = s.nvml.not_opened_by == "timing"     ? "GPUs timed (probe, watch --load)"
+          : s.nvml.not_opened_by == "changing" ? "fix, reset or reload-modules running"
+          : s.nvml.not_opened_by == "waiting"  ? "a gpuwarm command waiting"
                                                : "";
   return {f};
 }

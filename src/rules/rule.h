@@ -34,7 +34,7 @@ struct Finding {
   std::string message;
   std::string next_step;
   std::vector<std::string> evidence;
-  std::string tag;  // a few words for one-line renderings (a check line): "a probe timing GPUs"
+  std::string tag;  // a few words for one-line renderings (a check line): "GPUs timed (probe, watch --load)"
 };
 
 using RuleFn = std::vector<Finding> (*)(const Snapshot&);

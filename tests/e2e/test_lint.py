@@ -124,12 +124,33 @@ class Lint(unittest.TestCase):
                        "note": "not followed: a link (systemd reads what it names; lint does not, so what it sets is "
                                "not applied here)"}, rep["skipped"])
         self.assertEqual(rep["unreadable"], 0)
+        # A shared drop-in with a bad value of its own: the unit's setting is overridden, and the drop-in, read as
+        # nvidia-persistenced's, answers for it.
+        prefix = self.put("etc/systemd/system/nvidia-.service.d/90-norestart.conf", "[Service]\nRestart=no\n")
+        r = self.lint("--json", unit)
+        rep = json.loads(r.stdout)
+        self.assertIn((prefix, 2, "LINT011"), [(f["path"], f["line"], f["rule_id"]) for f in rep["findings"]])
+        self.assertEqual([(a["rule_id"], a["overridden_by"]) for a in rep["set_aside"]], [("LINT011", prefix + ":2")])
+        os.unlink(prefix)
         # The vendor drop-in linted by name: masked, so what it says is not in force.
         r = self.lint("--json", vendor_fix)
         rep = json.loads(r.stdout)
         self.assertEqual((r.returncode, rep["findings"]), (0, []), r.stdout)
         self.assertEqual([a["overridden_by"] for a in rep["set_aside"]],
                          [os.path.join(self.tree, d, "50-fix.conf") + " (a link to /dev/null: masked)"])
+
+    def test_an_exec_start_is_counted_after_what_is_read_before_it(self):
+        # systemd 252 loads this unit (10-clear.conf cleared the vendor's ExecStart=) and refuses it without that.
+        self.put("usr/lib/systemd/system/nvidia-persistenced.service", UBUNTU_UNIT + "Restart=always\n")
+        d = "etc/systemd/system/nvidia-persistenced.service.d/"
+        clear = self.put(d + "10-clear.conf", "[Service]\nExecStart=\n")
+        site = self.put(d + "20-site.conf", "[Service]\nExecStart=/usr/bin/nvidia-persistenced --verbose\n")
+        r = self.lint("--json", site)
+        self.assertEqual((r.returncode, json.loads(r.stdout)["findings"]), (0, []), r.stdout)
+        os.unlink(clear)
+        r = self.lint("--json", site)
+        self.assertEqual([(f["path"], f["line"], f["rule_id"]) for f in json.loads(r.stdout)["findings"]],
+                         [(site, 2, "LINT015")])
 
     def test_a_file_reached_twice_is_scanned_once(self):
         script = self.put("bin/a.sh", "#!/bin/sh\nnvidia-smi -pm 1\n")

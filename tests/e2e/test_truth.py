@@ -471,7 +471,7 @@ class NvmlLeftClosed(Node):
         self.assertEqual([f["rule_id"] for f in d["findings"] if f["severity"] != "info"], ["UNK009"])
         self.assertEqual(check.returncode, 2, check.stdout + check.stderr)  # node-problem-detector's unknown
         # The one line (a drain reason, a condition message) says which command kept NVML closed.
-        self.assertEqual(check.stdout.strip(), "UNK009 nvml not opened: a probe timing GPUs")
+        self.assertEqual(check.stdout.strip(), "UNK009 nvml not opened: GPUs timed (probe, watch --load)")
         self.assertEqual(d["snapshot"]["nvml"]["not_opened_by"], "timing")
         self.assertIn('gpuwarm_verdict{verdict="cannot-tell"} 1', metrics)
         self.assertIn('gpuwarm_finding{rule_id="UNK009",severity="warning"} 1', metrics)
@@ -484,7 +484,7 @@ class NvmlLeftClosed(Node):
         self.assertFalse(os.path.exists(self.opened), "NVML held the GPUs during the reset")
         self.assertEqual(rc, 9)
         self.assertIn("`reset` or `reload-modules` is changing this node", d["driver"]["nvml_not_opened"])
-        self.assertEqual(check.stdout.strip(), "UNK009 nvml not opened: a fix or reset running")
+        self.assertEqual(check.stdout.strip(), "UNK009 nvml not opened: fix, reset or reload-modules running")
         self.assertIn('gpuwarm_finding{rule_id="UNK009",severity="warning"} 1', metrics)
 
     def test_verify_and_dry_runs_cannot_tell_during_a_probe(self):

@@ -624,6 +624,16 @@ TEST(Lint, yaml_scalars_folded_over_lines) {
       {"near miss: items one per line", FileKind::yaml, "runcmd:\n  - nvidia-smi -L\n  - -pm 1\n", {}},
       {"an argv list is still one command", FileKind::yaml, "argv:\n  - nvidia-smi\n  - -pm\n  - 1\n",
        {"LINT001@2:5"}},
+      {"a folded item after another item (GitLab script)", FileKind::yaml,
+       "script:\n  - echo \"preparing node\"\n  - >\n    sudo nvidia-smi -pm 1\n  - nvidia-smi -q\n", {"LINT001@4:10"}},
+      {"a folded item after an argv item (cloud-init runcmd)", FileKind::yaml,
+       "runcmd:\n  - [ sh, -c, \"echo start\" ]\n  - >\n    nvidia-smi -pm 1 || true\n", {"LINT001@4:5"}},
+      {"an argv list, then a later key folded", FileKind::yaml,
+       "- command:\n    argv:\n      - nvidia-smi\n      - -pm\n      - \"1\"\n- debug:\n    msg: >\n      persistence\n"
+       "      enabled\n",
+       {"LINT001@3:9"}},
+      {"a nested list (cloud-init runcmd argv)", FileKind::yaml, "runcmd:\n  - - nvidia-smi\n    - -pm\n    - \"1\"\n",
+       {"LINT001@2:7"}},
   });
 }
 
@@ -795,10 +805,18 @@ TEST(Lint, drop_in_folders_masks_and_earlier_files) {
   auto unit_masked = lint::later_files(place, {{0, false, "x.service", "/etc/systemd/system/x.service", 0, true}});
   EXPECT_EQ(unit_masked.replaced_by, "/etc/systemd/system/x.service");
   EXPECT_TRUE(unit_masked.masked);
-  // service.d/ applies to every service; a name there loses to the same name in x.service.d/, whatever the folder.
+  // service.d/ applies to every service; a name there loses to the same name in x.service.d/, whatever the unit
+  // folder (systemd lists every unit folder's type folder last).
   later = lint::later_files(place, {file(0, "10-all.conf", 1), file(3, "10-all.conf", 0), file(0, "20-all.conf", 1)});
   EXPECT_EQ(later.dropins, (std::vector<std::string>{"/usr/lib/systemd/system/x.service.d/10-all.conf",
                                                      "/etc/systemd/system/service.d/20-all.conf"}));
+  // A prefix folder is read with its unit folder: /etc's nvidia-.service.d/ wins over /usr/lib's exact one (as
+  // systemd 252's `systemd-analyze verify` shows).
+  auto pd = *lint::unit_place("/usr/lib/systemd/system/nvidia-persistenced.service");
+  later = lint::later_files(pd, {{3, true, "50-x.conf", "/usr/lib/systemd/system/nvidia-persistenced.service.d/50-x.conf",
+                                  0, false},
+                                 {0, true, "50-x.conf", "/etc/systemd/system/nvidia-.service.d/50-x.conf", 1, false}});
+  EXPECT_EQ(later.dropins, (std::vector<std::string>{"/etc/systemd/system/nvidia-.service.d/50-x.conf"}));
   // A drop-in's earlier files: the unit file in force, then the drop-ins before it by name.
   auto dropin_place = *lint::unit_place("/etc/systemd/system/x.service.d/20-site.conf");
   later = lint::later_files(dropin_place, {{3, false, "x.service", "/usr/lib/systemd/system/x.service", 0, false},
@@ -970,6 +988,21 @@ TEST(Lint, LINT015_exec_start_twice_and_LINT014_wrappers) {
       {"sh -c running a wrapper given the daemon's user", FileKind::unit,
        "[Service]\nExecStart=\nExecStart=/bin/sh -c '/opt/wrap --user nvidia-persistenced'\n", {"LINT014@3:1"},
        dropin},
+      {"near miss: a script whose last command runs the daemon", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/bin/sh -c 'modprobe nvidia && exec /usr/bin/nvidia-persistenced --user x'\n",
+       {}, dropin},
+      {"near miss: bash -lc, sh -ec", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/bin/bash -lc 'exec /usr/bin/nvidia-persistenced'\n", {}, dropin},
+      {"near miss: a sleep first, a setting before exec", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/bin/sh -c 'sleep 5; FOO=1 exec /usr/bin/nvidia-persistenced'\n", {},
+       dropin},
+      {"near miss: launchers' option values", FileKind::unit,
+       "[Service]\nExecStart=\nExecStart=/usr/bin/systemd-cat -t nvpd /usr/bin/timeout --signal KILL 30 "
+       "/usr/bin/nvidia-persistenced\n",
+       {}, dropin},
+      {"near miss: a helper unit that restarts the daemon", FileKind::unit,
+       "[Service]\nType=oneshot\nExecStart=/usr/bin/systemctl restart nvidia-persistenced.service\n", {},
+       "/etc/systemd/system/nv-kick.service"},
       // A unit named otherwise is judged when its ExecStart names the daemon, through a launcher too.
       {"a custom unit started through taskset", FileKind::unit,
        "[Service]\nType=simple\nRestart=no\nExecStart=/usr/bin/taskset -c 0 /usr/bin/nvidia-persistenced\n",
