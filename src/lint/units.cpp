@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "lint/words.h"
+#include "systemd/unit_file.h"
 
 namespace gpuwarm::lint {
 
@@ -21,34 +22,6 @@ bool truthy(std::string_view v) {
 
 // An Exec*= line that names the daemon anywhere (a program given by a template is judged by it).
 bool mentions_daemon(std::string_view exec_value) { return exec_value.find(k_daemon) != std::string_view::npos; }
-
-std::vector<std::string> exec_words(std::string_view value) {
-  std::vector<std::string> words;
-  std::string word;
-  char quote = 0;
-  for (char c : value) {
-    if (quote != 0) {
-      if (c == quote) {
-        quote = 0;
-      } else {
-        word += c;
-      }
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-    } else if (c == ' ' || c == '\t') {
-      if (!word.empty()) {
-        words.push_back(std::move(word));
-        word.clear();
-      }
-    } else {
-      word += c;
-    }
-  }
-  if (!word.empty()) {
-    words.push_back(std::move(word));
-  }
-  return words;
-}
 
 std::string_view base_name(std::string_view path) { return path.substr(path.rfind('/') + 1); }  // npos + 1 == 0
 
@@ -73,7 +46,7 @@ std::vector<std::string_view> script_commands(std::string_view script) {
 }
 
 std::string final_program(std::string_view exec_value, int depth) {
-  std::vector<std::string> words = exec_words(exec_value);
+  std::vector<std::string> words = split_command_line(exec_value);  // as systemd splits it
   std::size_t i = 0;
   if (i < words.size()) {
     words[0].erase(0, std::min(words[0].size(), words[0].find_first_not_of("-@:+!")));
