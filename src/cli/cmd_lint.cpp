@@ -250,7 +250,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "lib/systemd/system) are scanned too, even outside the PATHs given, and a finding whose setting a later\n"
       "drop-in (or a same-named file of higher priority, or a mask: a link to /dev/null) overrides is set\n"
       "aside: printed as \"not in force\", not counted. Hidden files are skipped as systemd does; other\n"
-      "links are not followed (noted). Standard input is read alone. `-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
+      "links are not followed (noted). Standard input is read alone. `-pm {{ var }}` is resolved from the\n"
+      "file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
       "(a NUL byte; in the first MiB of a file over 8 MiB), unreadable and very large files are skipped\n"
@@ -378,8 +379,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       std::string_view first(text);
       first = first.substr(0, first.find('\n'));
-      lint::Source source{files[i], lint::kind_for(files[i], first), file_vars[i], opts->docs,
-                          persistenced_shared.count(files[i]) != 0};
+      const bool shared = persistenced_shared.count(files[i]) != 0;
+      lint::Source source{files[i], shared ? lint::FileKind::unit : lint::kind_for(files[i], first), file_vars[i],
+                          opts->docs, shared};
       if (lint::is_documentation(source.kind) && !opts->docs) {
         per_file_doc[i] = 1;
         return;

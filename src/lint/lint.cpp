@@ -1567,7 +1567,7 @@ std::vector<Finding> Linter::run() {
     find_commands();
     if (kind == FileKind::unit) {
       UnitDoc doc = parse_unit(m_text);
-      doc.dropin = unit.dropin;
+      doc.dropin = unit.dropin || m_source.persistenced_dropin;  // service.d/x.conf is a drop-in by its folder
       doc.named = unit.persistenced || m_source.persistenced_dropin;
       doc.templated = strip_template_suffix(m_source.path) != m_source.path || has("{%") || has("<%");
       judge_unit(doc, m_found);

@@ -132,6 +132,12 @@ class Lint(unittest.TestCase):
         self.assertIn((prefix, 2, "LINT011"), [(f["path"], f["line"], f["rule_id"]) for f in rep["findings"]])
         self.assertEqual([(a["rule_id"], a["overridden_by"]) for a in rep["set_aside"]], [("LINT011", prefix + ":2")])
         os.unlink(prefix)
+        # The same from service.d/, which applies to every service.
+        stop = self.put("etc/systemd/system/service.d/90-stop.conf", "[Unit]\nStopWhenUnneeded=yes\n")
+        rep = json.loads(self.lint("--json", unit).stdout)
+        self.assertIn((stop, 2, "LINT010"), [(f["path"], f["line"], f["rule_id"]) for f in rep["findings"]])
+        self.assertEqual([f for f in rep["findings"] if f["path"] == stop and f["rule_id"] != "LINT010"], [])
+        os.unlink(stop)
         # The vendor drop-in linted by name: masked, so what it says is not in force.
         r = self.lint("--json", vendor_fix)
         rep = json.loads(r.stdout)
