@@ -22,12 +22,7 @@ PY
 ls -l /run/gpuwarm-*.lock
 
 echo "== 2. the same readings while gpuwarm probe times the GPU"
-"$gpuwarm" probe --rounds 5 --timeout 20 --json > "$out/probe.json" 2> "$out/probe.err" &
-probe=$!
-started=$SECONDS
-# The probe holds the timing lock exclusively once it times: a shared try fails from then on.
-while flock -n -s /run/gpuwarm-timing.lock true 2>/dev/null && (( SECONDS - started < 30 )); do sleep 0.02; done
-echo "probe holds the timing lock after $(( SECONDS - started )) s"
+start_probe_and_wait --rounds 5 --timeout 20
 "$gpuwarm" diagnose --no-systemd; echo "diagnose exit $?"
 "$gpuwarm" check --no-systemd; echo "check exit $?"
 "$gpuwarm" metrics --no-systemd > "$out/metrics-during.prom"; echo "metrics exit $?"
@@ -36,7 +31,7 @@ grep -c '^gpuwarm_gpu_persistence_mode' "$out/metrics-during.prom" || true
 "$gpuwarm" verify --no-systemd --settle 0 --samples 1 | tail -2; echo "verify exit ${PIPESTATUS[0]}"
 "$gpuwarm" fix --dry-run --no-systemd | tail -2; echo "fix --dry-run exit ${PIPESTATUS[0]}"
 alive=no; kill -0 "$probe" 2>/dev/null && alive=yes
-echo "probe still running after the readings: $alive ($(( SECONDS - started )) s)"
+echo "probe still running after the readings: $alive ($(( SECONDS - probe_started )) s)"
 wait "$probe"; echo "probe exit $?"
 python3 - "$out/probe.json" <<'PY'
 import json, sys

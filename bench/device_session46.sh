@@ -15,11 +15,7 @@ echo "== 1. check alone"
 "$gpuwarm" check --no-systemd; echo "check exit $?"
 
 echo "== 2. check and diagnose while gpuwarm probe times the GPU"
-"$gpuwarm" probe --rounds 3 --timeout 20 --json > "$out/probe.json" 2> "$out/probe.err" &
-probe=$!
-started=$SECONDS
-while flock -n -s /run/gpuwarm-timing.lock true 2>/dev/null && (( SECONDS - started < 30 )); do sleep 0.02; done
-echo "probe holds the timing lock after $(( SECONDS - started )) s"
+start_probe_and_wait --rounds 3 --timeout 20
 "$gpuwarm" check --no-systemd; echo "check exit $?"
 "$gpuwarm" diagnose --json > "$out/diagnose-during.json"; echo "diagnose exit $?"
 wait "$probe"; echo "probe exit $?"
