@@ -21,6 +21,7 @@
 #include "fleet/fleet.h"
 #include "guard/guard.h"
 #include "lint/lint.h"
+#include "lint/units.h"
 #include "nvml/nvml_library.h"
 #include "output/metrics.h"
 #include "probe/probe.h"
@@ -224,6 +225,25 @@ void fuzz_lint(std::string_view text) {
         }
       }
     }
+  }
+  // The layering: the text as a drop-in read before and after itself; every finding stays or is set aside.
+  lint::UnitDoc doc = lint::parse_unit(text);
+  doc.dropin = true;
+  auto findings = lint::lint_text(text, lint::Source{"etc/nvidia-persistenced.service.d/x.conf", lint::FileKind::unit,
+                                                     &vars, false});
+  const std::size_t found = findings.size();
+  lint::LaterFiles later;
+  later.dropins = {"later.conf"};
+  later.earlier = {"earlier.conf"};
+  std::vector<lint::SetAside> aside;
+  lint::set_aside_overridden(doc, later, {{"later.conf", doc}}, {{"earlier.conf", doc}}, findings, aside);
+  if (findings.size() + aside.size() > found) {
+    __builtin_trap();
+  }
+  // And as a path (a unit's place, its drop-in folders).
+  const std::string_view path = text.substr(0, 4096);
+  if (auto place = lint::unit_place(path)) {
+    (void)lint::dropin_folders(place->unit);
   }
 }
 
