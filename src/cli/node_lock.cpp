@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -13,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "core/fs.h"
 #include "core/strings.h"
 
 namespace gpuwarm {
@@ -106,7 +110,76 @@ void wait_a_turn(const Paths& paths, HeldLock& intent, bool& said, const LockWai
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
+// A reader that may not open `path` (root's 0600 lock, not root): held exclusively per /proc/locks? (/run is
+// 0755, so stat works.) Anything unread answers false: the reading goes on, as it did before it looked.
+bool held_exclusively_for_others(const Paths& paths, const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return false;
+  }
+  // One line per lock (waiters too), on a busy node thousands: bounded all the same.
+  auto locks = read_file(paths.proc("locks"), 8u << 20);
+  return locks && flock_held_exclusively(*locks, ::major(st.st_dev), ::minor(st.st_dev), st.st_ino);
+}
+
+// The next space-separated field of `line`, advancing it.
+std::string_view next_field(std::string_view& line) {
+  const auto start = line.find_first_not_of(' ');
+  if (start == std::string_view::npos) {
+    line = {};
+    return {};
+  }
+  line.remove_prefix(start);
+  const auto end = std::min(line.find(' '), line.size());
+  std::string_view field = line.substr(0, end);
+  line.remove_prefix(end);
+  return field;
+}
+
+template <typename Number>
+bool parse_number(std::string_view text, Number& out, int base) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, out, base);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
 }  // namespace
+
+// Lines as the kernel prints them (fs/locks.c): "1: FLOCK  ADVISORY  WRITE 5143 fe:00:10952763 0 EOF", a
+// waiter "1: -> FLOCK  ADVISORY  READ 5149 fe:00:10952763 0 EOF"; device numbers in hex, the inode decimal.
+bool flock_held_exclusively(std::string_view proc_locks, unsigned dev_major, unsigned dev_minor,
+                            unsigned long long inode) {
+  while (!proc_locks.empty()) {
+    const auto newline = std::min(proc_locks.find('\n'), proc_locks.size());
+    std::string_view line = proc_locks.substr(0, newline);
+    proc_locks.remove_prefix(std::min(newline + 1, proc_locks.size()));
+    next_field(line);  // "1:"
+    std::string_view type = next_field(line);
+    if (type != "FLOCK") {
+      continue;  // a waiter ("->"), POSIX or OFD locks: not a flock held
+    }
+    next_field(line);  // ADVISORY
+    if (next_field(line) != "WRITE") {
+      continue;
+    }
+    next_field(line);  // pid: 0 or -1 when held from outside this pid namespace
+    std::string_view file = next_field(line);
+    const auto first = file.find(':');
+    const auto second = first == std::string_view::npos ? first : file.find(':', first + 1);
+    unsigned major_number = 0;
+    unsigned minor_number = 0;
+    unsigned long long inode_number = 0;
+    if (second == std::string_view::npos || !parse_number(file.substr(0, first), major_number, 16) ||
+        !parse_number(file.substr(first + 1, second - first - 1), minor_number, 16) ||
+        !parse_number(file.substr(second + 1), inode_number, 10)) {
+      continue;
+    }
+    if (major_number == dev_major && minor_number == dev_minor && inode_number == inode) {
+      return true;
+    }
+  }
+  return false;
+}
 
 HeldLock& HeldLock::operator=(HeldLock&& o) noexcept {
   if (this != &o) {
@@ -233,19 +306,26 @@ ReadingLocks::ReadingLocks(const Paths& paths, bool timing_only) {
     if (fd < 0 && create != 0 && errno != ENOENT && errno != k_not_regular) {
       fd = open_lock(path, O_RDONLY);  // a read-only /run (the exporter's unit): one another run made still counts
     }
+    bool held_by_another = false;
     if (fd < 0) {
-      continue;  // no file: nobody holds it; not openable: the run is not kept apart (not root)
+      if (errno != EACCES || !held_exclusively_for_others(paths, path)) {
+        continue;  // no file: nobody holds it; not openable otherwise: the run is not kept apart
+      }
+      held_by_another = true;
     }
     HeldLock shared(fd);
-    if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
-      if (errno == EWOULDBLOCK) {
-        busy = fmt::format("{} (lock {} is held): {}", lock.holder, paths.display(path), lock.harm);
-        busy_by = lock.kind;
-        m_timing.reset();
-        m_node.reset();
-        return;
+    if (!held_by_another && ::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) {
+        continue;
       }
-      continue;
+      held_by_another = true;
+    }
+    if (held_by_another) {
+      busy = fmt::format("{} (lock {} is held): {}", lock.holder, paths.display(path), lock.harm);
+      busy_by = lock.kind;
+      m_timing.reset();
+      m_node.reset();
+      return;
     }
     if (lock.share != nullptr) {
       *lock.share = std::move(shared);

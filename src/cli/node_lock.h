@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "core/paths.h"
 #include "core/result.h"
@@ -64,10 +65,17 @@ Result<std::string> take_timing_locks(const Paths& paths, int wait_ms, const Loc
 // to go on, else what still held a lock.
 std::string hold_timing_locks(const char* command);
 
+// Whether `proc_locks` (the text of /proc/locks) shows an exclusive flock held, not waited for, on the file
+// with this device and inode: how a reader that may not open a root-only lock file still sees it held.
+bool flock_held_exclusively(std::string_view proc_locks, unsigned dev_major, unsigned dev_minor,
+                            unsigned long long inode);
+
 // A reader's share of both locks, held while it lives. `busy` is "" when NVML may be opened, else why not
 // (what holds a lock exclusively, or that a change or timing waits). Lock files are created only as root on
-// the live tree (a recorded tree stays as it was); one that cannot be opened (not root: the files are root's
-// 0600; a read-only /run before anyone made them; not a regular file) keeps nothing apart, and `busy` stays "".
+// the live tree (a recorded tree stays as it was). One that a non-root reader may not open (root's 0600) is
+// looked up in /proc/locks instead: the reader stands aside from a probe or a change already running, though
+// it cannot hold off one that starts during its collection. A lock that cannot be opened otherwise (a
+// read-only /run before anyone made them; not a regular file) keeps nothing apart, and `busy` stays "".
 class ReadingLocks {
  public:
   // `timing_only`: a watch, which reads for as long as it runs, shares only the timing lock (a probe waits for

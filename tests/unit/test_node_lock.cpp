@@ -5,11 +5,15 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -263,6 +267,97 @@ TEST(ReadingLocks, creates_no_lock_file_in_a_recorded_tree) {
   EXPECT_EQ(reading.busy, "");
   EXPECT_NE(::access(tree.path("run/gpuwarm-fix.lock").c_str(), F_OK), 0);
   EXPECT_NE(::access(tree.path("run/gpuwarm-timing.lock").c_str(), F_OK), 0);
+}
+
+// /proc/locks as the kernel prints it: only a flock held WRITE (not waited for, not POSIX or OFD) on that very
+// device and inode counts.
+TEST(ProcLocks, only_an_exclusive_flock_held_on_that_file_counts) {
+  struct Case {
+    const char* text;
+    bool held;
+  };
+  const Case cases[] = {
+      {"1: FLOCK  ADVISORY  WRITE 5143 00:19:4242 0 EOF\n", true},
+      {"1: FLOCK  ADVISORY  WRITE 5143 fe:00:4242 0 EOF\n", false},     // another device
+      {"1: FLOCK  ADVISORY  WRITE 5143 00:19:42420 0 EOF\n", false},    // another inode
+      {"1: FLOCK  ADVISORY  READ 5143 00:19:4242 0 EOF\n", false},      // shared: readers share it too
+      {"1: POSIX  ADVISORY  WRITE 5143 00:19:4242 0 EOF\n", false},     // fcntl locks: not gpuwarm's
+      {"1: OFDLCK ADVISORY  WRITE -1 00:19:4242 0 EOF\n", false},
+      {"1: -> FLOCK  ADVISORY  WRITE 5150 00:19:4242 0 EOF\n", false},  // a waiter holds nothing yet
+      {"1: FLOCK  ADVISORY  READ 5143 00:19:4242 0 EOF\n"
+       "1: -> FLOCK  ADVISORY  WRITE 5150 00:19:4242 0 EOF\n"
+       "2: FLOCK  ADVISORY  WRITE 0 00:19:4242 0 EOF",  // last line unterminated; pid 0: another pid namespace
+       true},
+      {"1: FLOCK  ADVISORY  WRITE 5143 00:19:4242x 0 EOF\n", false},  // not a number
+      {"1: FLOCK  ADVISORY  WRITE 5143 00:19\n", false},
+      {"1: FLOCK", false},
+      {"", false},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(flock_held_exclusively(c.text, 0x0, 0x19, 4242), c.held) << c.text;
+  }
+}
+
+// Runs `body` as nobody in a child; its exit status.
+template <typename Body>
+int as_nobody(Body body) {
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      ::_exit(100);
+    }
+    ::_exit(body());
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 101;
+}
+
+// Not root, a reader cannot open root's 0600 lock files; /proc/locks still tells it that a probe holds the
+// timing lock, so it leaves NVML closed. Here the kernel's own /proc/locks, copied into the tree while the lock
+// is held, stands for the node's.
+TEST(ReadingLocks, not_root_it_sees_a_held_lock_through_proc_locks) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root: the lock files must be root's 0600 and the reader another user";
+  }
+  test::TempTree tree;
+  tree.mkdir("run");
+  tree.mkdir("proc");
+  ::chmod(tree.root().c_str(), 0755);
+  ::chmod(tree.path("run").c_str(), 0755);
+  if (as_nobody([&tree] { return ::access(tree.path("run").c_str(), X_OK) == 0 ? 0 : 1; }) != 0) {
+    GTEST_SKIP() << "nobody cannot reach " << tree.root() << " (TMPDIR closed to others)";
+  }
+  const std::string lock = tree.path("run/gpuwarm-timing.lock");
+  auto copy_proc_locks = [&tree] {
+    std::ifstream in("/proc/locks");
+    std::stringstream text;
+    text << in.rdbuf();
+    tree.write("proc/locks", text.str());
+    ::chmod(tree.path("proc/locks").c_str(), 0644);
+  };
+  auto reading_says = [&tree] {
+    ReadingLocks reading{Paths(tree.root())};
+    if (reading.busy.empty()) {
+      return 0;
+    }
+    return reading.busy_by == "timing" && reading.busy.find("is timing the GPUs") != std::string::npos ? 1 : 2;
+  };
+  int probe = hold(lock, LOCK_EX);
+  ASSERT_EQ(::fchmod(probe, 0600), 0);
+  copy_proc_locks();
+  EXPECT_EQ(as_nobody(reading_says), 1);
+  ::close(probe);
+  copy_proc_locks();
+  EXPECT_EQ(as_nobody(reading_says), 0);  // released: NVML may be opened
+  int reader = hold(lock, LOCK_SH);       // another reading, shared: no reason to stand aside
+  copy_proc_locks();
+  EXPECT_EQ(as_nobody(reading_says), 0);
+  ::close(reader);
+  probe = hold(lock, LOCK_EX);
+  tree.write("proc/locks", "");  // unreadable or empty /proc/locks: not kept apart, as before
+  EXPECT_EQ(as_nobody(reading_says), 0);
+  ::close(probe);
 }
 
 }  // namespace
