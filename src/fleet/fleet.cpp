@@ -579,18 +579,21 @@ std::vector<DocumentSpan> split_documents(std::string_view text) {
 }
 
 bool needs_attention(const NodeState& node) {
-  if (node.verdict == "persistence-optional") {
-    return false;  // a GPU meant to power down when idle: persistence off is by design
+  if (node.probe_failed || node.verify_failed) {
+    return true;
   }
-  if (gpu_not_enabled(node) || node.probe_failed || node.verify_failed) {
+  // A GPU meant to power down when idle (a laptop, a desktop): persistence off is by design there, and that
+  // is all the verdict excuses.
+  const bool fine_as_it_is = node.verdict == "healthy" || node.verdict == "persistence-optional";
+  if (node.verdict != "persistence-optional" && gpu_not_enabled(node)) {
     return true;
   }
   if (node.fix_is_latest) {
     // The fix's outcome describes the node now: verify-failed, failed, locked or refused on a node whose
     // verdict was healthy still needs someone.
-    return !(node.fix_outcome == "fixed" || (node.fix_outcome == "nothing-to-do" && node.verdict == "healthy"));
+    return !(node.fix_outcome == "fixed" || (node.fix_outcome == "nothing-to-do" && fine_as_it_is));
   }
-  return node.verdict != "healthy";
+  return !fine_as_it_is;
 }
 
 FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> unreadable,

@@ -300,6 +300,11 @@ std::string healthy_verdict(std::string fix_report) {
   return fix_report.replace(fix_report.find(from), from.size(), R"("verdict":"healthy")");
 }
 
+std::string optional_verdict(std::string fix_report) {
+  const std::string from = R"("verdict":"action-needed")";
+  return fix_report.replace(fix_report.find(from), from.size(), R"("verdict":"persistence-optional")");
+}
+
 std::string verify_report(const std::string& passed, const std::string& at) {
   return R"({"kind":"gpuwarm-verify","hostname":"n","taken_at":")" + at + R"(",)" + passed +
          R"("checks":[],"gpus":[{"persistence_after":"Enabled"}]})";
@@ -319,6 +324,12 @@ TEST(FleetSummary, a_failed_verification_needs_attention_until_a_newer_diagnosis
       {"verification failed after a healthy diagnosis",
        {healthy_at_7, verify_report(R"("passed":false,)", "2026-11-23T09:00:00Z")}, true},
       {"verification without a result", {healthy_at_7, verify_report("", "2026-11-23T09:00:00Z")}, true},
+      {"persistence optional (a laptop), then a failed verification: the verdict excuses only persistence off",
+       {diagnosis("n", "persistence-optional", k_one_off), verify_report(R"("passed":false,)", "2026-11-23T09:00:00Z")},
+       true},
+      {"persistence optional, verified",
+       {diagnosis("n", "persistence-optional", k_one_off), verify_report(R"("passed":true,)", "2026-11-23T09:00:00Z")},
+       false},
       {"a healthy diagnosis after the failed verification",
        {healthy_at_7, verify_report(R"("passed":false,)", "2026-11-23T09:00:00Z"),
         diagnosis("n", "healthy", k_two_enabled, "2026-11-23T10:00:00Z")},
@@ -356,6 +367,10 @@ TEST(FleetSummary, needs_attention_per_state) {
       {"probe only: no verdict", R"({"kind":"gpuwarm-probe","hostname":"n","gpus":[]})", true},
       {"cannot tell", diagnosis("n", "cannot-tell", k_two_enabled), true},
       {"persistence optional (a laptop): off by design", diagnosis("n", "persistence-optional", k_one_off), false},
+      {"persistence optional, nothing to do",
+       optional_verdict(fix("n", "nothing-to-do", 0, false, 0, R"([{"persistence_after":"Disabled"}])")), false},
+      {"persistence optional, but the fix could not take the lock",
+       optional_verdict(fix("n", "locked", 7, false, 0, R"([{"persistence_after":"Disabled"}])")), true},
       {"nothing to do on a healthy node, verified", healthy_verdict(fix("n", "nothing-to-do", 0, false, 0)), false},
       {"nothing to do on a healthy node, but its verification failed",
        healthy_verdict(fix("n", "nothing-to-do", 8, false, 0)), true},
