@@ -156,6 +156,26 @@ class NodeProblemDetector(unittest.TestCase):
         self.assertEqual(npd_run(config, rule, root, path), ("Unknown", "NVML001 nvml timeout"))
 
 
+def node_agent_pod(test, pod, image_arch="amd64"):
+    """What both DaemonSets share: GPU nodes of the image's architecture, every drain or quarantine taint
+    tolerated, and the host read-only at /host (HostToContainer: the GPU Operator's later mounts appear)."""
+    test.assertTrue(pod["nodeSelector"], "GPU nodes only")
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    exprs = {e["key"]: e for e in term["matchExpressions"]}
+    test.assertEqual((exprs["kubernetes.io/arch"]["operator"], exprs["kubernetes.io/arch"]["values"]), ("In", [image_arch]))
+    effects = {(t.get("key"), t["operator"], t["effect"]) for t in pod["tolerations"]}
+    test.assertEqual(effects, {(None, "Exists", "NoSchedule"), (None, "Exists", "NoExecute")})
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    host_mounts = {}
+    for c in pod["containers"] + pod.get("initContainers", []):
+        for m in c.get("volumeMounts", []):
+            test.assertIn(m["name"], volumes)
+            if "hostPath" in volumes[m["name"]]:
+                test.assertTrue(m["readOnly"], m["name"])
+                host_mounts[m["mountPath"]] = (volumes[m["name"]]["hostPath"]["path"], m.get("mountPropagation"))
+    test.assertEqual(host_mounts, {"/host": ("/", "HostToContainer")})
+
+
 class Manifests(unittest.TestCase):
     def test_exporter_daemonset_and_service(self):
         with open(os.path.join(K8S, "gpuwarm-exporter.yaml")) as f:
@@ -163,7 +183,7 @@ class Manifests(unittest.TestCase):
         self.assertEqual(set(docs), {"Namespace", "DaemonSet", "Service"})
         ds = docs["DaemonSet"]
         pod = ds["spec"]["template"]["spec"]
-        self.assertTrue(pod["nodeSelector"], "GPU nodes only")
+        node_agent_pod(self, pod)
         (container,) = pod["containers"]
         self.assertEqual(container["args"][:2], ["metrics", "--listen"])
         # The node's address and name: a stable `instance` for the alert rules, and the host's probe baseline.
@@ -172,17 +192,10 @@ class Manifests(unittest.TestCase):
         self.assertEqual(container["args"][2], "$(HOST_IP):9839")
         env = {e["name"]: e for e in container["env"]}
         self.assertEqual(env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP")
-        self.assertIn("--root", container["args"])
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        host_paths = set()
-        for m in container["volumeMounts"]:
-            self.assertTrue(m["readOnly"], m["name"])
-            self.assertIn(m["name"], volumes)
-            host_paths.add(volumes[m["name"]]["hostPath"]["path"])
-        # What gpuwarm reads: device nodes, processes, sysfs, systemd's and the daemon's /run (and the GPU
-        # Operator's /run/nvidia/driver inside it).
-        for needed in ("/dev", "/proc", "/sys", "/run"):
-            self.assertIn(needed, host_paths)
+        args = container["args"]
+        self.assertEqual(args[args.index("--root") + 1], "/host")
+        self.assertTrue(args[args.index("--probe-baseline") + 1].startswith("/host/var/lib/gpuwarm/"))
+        self.assertTrue(env["DBUS_SYSTEM_BUS_ADDRESS"]["value"].startswith("unix:path=/host/run/"))
         self.assertEqual(ds["spec"]["selector"]["matchLabels"], ds["spec"]["template"]["metadata"]["labels"])
         svc = docs["Service"]
         self.assertEqual(svc["spec"]["selector"], ds["spec"]["template"]["metadata"]["labels"])
@@ -190,20 +203,46 @@ class Manifests(unittest.TestCase):
         self.assertTrue(all(p["targetPort"] in port_names for p in svc["spec"]["ports"]))
         self.assertEqual(str(container["ports"][0]["containerPort"]), svc["metadata"]["annotations"]["prometheus.io/port"])
 
-    def test_npd_patch_mounts_what_it_declares(self):
-        with open(os.path.join(NPD, "daemonset-patch.yaml")) as f:
+    def test_npd_daemonset_of_its_own(self):
+        with open(os.path.join(NPD, "gpuwarm-npd.yaml")) as f:
             text = f.read()
-        patch = yaml.safe_load(text)
-        pod = patch["spec"]["template"]["spec"]
-        volumes = {v["name"] for v in pod["volumes"]}
-        for c in pod["containers"] + pod["initContainers"]:
-            for m in c.get("volumeMounts", []):
-                self.assertIn(m["name"], volumes)
+        docs = {d["kind"]: d for d in yaml.safe_load_all(text) if d}
+        self.assertEqual(set(docs), {"Namespace", "ServiceAccount", "ClusterRoleBinding", "DaemonSet"})
+        ds = docs["DaemonSet"]
+        pod = ds["spec"]["template"]["spec"]
+        node_agent_pod(self, pod)
+        self.assertEqual(ds["spec"]["selector"]["matchLabels"], ds["spec"]["template"]["metadata"]["labels"])
+        # NPD's own role, bound to the account the pod runs as.
+        binding = docs["ClusterRoleBinding"]
+        self.assertEqual(binding["roleRef"]["name"], "system:node-problem-detector")
+        (subject,) = binding["subjects"]
+        self.assertEqual((subject["name"], subject["namespace"]), (pod["serviceAccountName"], ds["metadata"]["namespace"]))
+        self.assertEqual(docs["ServiceAccount"]["metadata"]["name"], pod["serviceAccountName"])
+        (npd,) = pod["containers"]
+        (install,) = pod["initContainers"]
+        with open(os.path.join(K8S, "gpuwarm-exporter.yaml")) as f:
+            exporter = [d for d in yaml.safe_load_all(f) if d and d["kind"] == "DaemonSet"][0]
+        self.assertEqual(install["image"], exporter["spec"]["template"]["spec"]["containers"][0]["image"])
+        # The binary the configs run is where the init container copies it, and NPD reads both configs.
+        bin_volume = next(m["name"] for m in install["volumeMounts"])
+        self.assertIn({"name": bin_volume, "mountPath": "/opt/gpuwarm", "readOnly": True}, npd["volumeMounts"])
+        for name in NPD_CONFIGS:
+            self.assertTrue(load(name)["rules"][0]["path"].startswith("/opt/gpuwarm/"))
+        (flag,) = [a for a in npd["command"] if a.startswith("--config.custom-plugin-monitor=")]
+        config_mount = next(m for m in npd["volumeMounts"] if m["name"] == "gpuwarm-config")
+        self.assertEqual(flag.split("=", 1)[1].split(","), [f"{config_mount['mountPath']}/{n}" for n in NPD_CONFIGS])
+        configmap = next(v for v in pod["volumes"] if v["name"] == "gpuwarm-config")["configMap"]["name"]
+        self.assertIn(f"create configmap {configmap}", text)
+        self.assertIn(f"-n {ds['metadata']['namespace']} create configmap", text)
+        self.assertEqual(npd["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName")
+        # Room for two checks at once beside NPD (upstream allows NPD alone 80Mi), and no CPU limit to throttle
+        # an nvmlInit on GPUs that de-initialized into NPD's timeout.
+        limits = npd["resources"]["limits"]
+        self.assertNotIn("cpu", limits)
+        self.assertTrue(limits["memory"].endswith("Mi") and int(limits["memory"][:-2]) >= 80 + 2 * 27, limits)
         # The files its instructions name exist.
         for path in re.findall(r"contrib/kubernetes/[\w./-]*\w", text):
             self.assertTrue(os.path.exists(os.path.join(h.SOURCE_DIR, path)), path)
-        for name in NPD_CONFIGS:
-            self.assertIn(f"/config/gpuwarm/{name}", text)
 
     def test_containerfile_layout(self):
         with open(os.path.join(K8S, "Containerfile")) as f:
