@@ -20,6 +20,7 @@
 #include "sysfs/driver.h"
 #include "sysfs/host.h"
 #include "sysfs/kernel_log.h"
+#include "sysfs/processes.h"
 
 #ifndef GPUWARM_VERSION
 #define GPUWARM_VERSION "0.0.0"
@@ -210,8 +211,8 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   if (any_disabled || options.scan_clients) {
     timed("gpu_clients", [&] {
       std::vector<int> skip;
-      if (paths.is_live()) {
-        skip.push_back(static_cast<int>(::getpid()));
+      if (auto self = own_pid(paths)) {
+        skip.push_back(*self);  // NVML stays open to a one-shot command's exit: gpuwarm holds GPUs too
       }
       for (const auto& p : snap.daemon.processes) {
         skip.push_back(p.pid);

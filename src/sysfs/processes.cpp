@@ -120,6 +120,22 @@ Result<std::vector<int>> list_pids(const Paths& paths) {
   return pids;
 }
 
+std::optional<int> own_pid(const Paths& paths) {
+  if (paths.is_live()) {
+    return static_cast<int>(::getpid());
+  }
+  struct statfs fs {};
+  if (::statfs(paths.proc("").c_str(), &fs) != 0 || fs.f_type != PROC_SUPER_MAGIC) {
+    return std::nullopt;
+  }
+  auto self = read_link(paths.proc("self"));
+  auto pid = self ? parse_u64(*self) : std::nullopt;
+  if (!pid || *pid == 0 || *pid > 0x7fffffffu) {
+    return std::nullopt;
+  }
+  return static_cast<int>(*pid);
+}
+
 std::string read_comm(const Paths& paths, int pid) {
   auto text = read_first_line(paths.proc(std::to_string(pid) + "/comm"));
   return text ? printable(*text) : std::string{};

@@ -45,6 +45,11 @@ Result<std::vector<ProcessName>> list_processes(const Paths& paths);
 
 std::string read_comm(const Paths& paths, int pid);
 
+// gpuwarm's own PID as the /proc it reads numbers processes: getpid() on the live system; under a root whose
+// proc is a real procfs (a pod reading the host at /host without hostPID) what its `self` link names, the PID
+// there; none in a recorded tree, whose `self` is whatever was recorded.
+std::optional<int> own_pid(const Paths& paths);
+
 // /proc/PID/cmdline, the one way gpuwarm reads another process's arguments: under a deadline (it waits on
 // the process's memory lock), and never a second time while an earlier read of that process is still
 // blocked in the kernel (`metrics --listen` and `watch` collect again and again).

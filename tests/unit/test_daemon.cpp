@@ -561,6 +561,20 @@ TEST(Processes, TheLiveProcfsGivesTheSameNames) {
   }
 }
 
+// gpuwarm holds the GPUs it reads until a one-shot command exits: it must not count itself as another client.
+// Under a root whose proc is the kernel's (a pod reading the host at /host), /proc/self there names it; in a
+// recording, `self` names whoever was recorded, and nothing is taken for gpuwarm.
+TEST(Processes, OwnPidAsTheProcReadNumbersIt) {
+  EXPECT_EQ(own_pid(Paths("/")), static_cast<int>(::getpid()));
+  test::TempTree host;
+  host.symlink("/proc", "proc");
+  EXPECT_EQ(own_pid(Paths(host.root())), static_cast<int>(::getpid()));
+  test::TempTree recorded;
+  recorded.symlink("4242", "proc/self");
+  recorded.mkdir("proc/4242");
+  EXPECT_EQ(own_pid(Paths(recorded.root())), std::nullopt);
+}
+
 TEST(Daemon, AbsentDaemon) {
   test::TempTree t;
   t.mkdir("proc");
