@@ -22,7 +22,8 @@ HARNESS = r"""
 set -u
 TIMEOUT=${NHC_TIMEOUT:-30}
 DIED=""
-function die() { local ret=$1; shift; DIED="$ret|$*"; }
+# As NHC's die hands its text to the offline helper: eval, inside single quotes.
+function die() { local ret=$1; shift; DIED="$ret|$*"; eval "OFFLINE=('$*')" 2>/dev/null || DIED="eval broke|$*"; }
 function dbg() { :; }
 function log() { echo "LOG: $*"; }
 source "$1"; shift
@@ -109,6 +110,16 @@ class NhcCheck(unittest.TestCase):
                            capture_output=True, text=True, env={"PATH": self.path}, timeout=60)
         self.assertIn("DIED=1|check_gpuwarm:  gpuwarm not found at /nonexistent/gpuwarm (give its path with -b)",
                       r.stdout)
+        # A quote in what die is given (a path, gpuwarm's error) would break NHC's eval, or run as shell there.
+        quoted = os.path.join(self.tmp, "it's")
+        os.makedirs(quoted)
+        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", os.path.join(quoted, "gpuwarm")],
+                           capture_output=True, text=True, env={"PATH": self.path}, timeout=60)
+        self.assertIn(f"DIED=1|check_gpuwarm:  gpuwarm not found at {self.tmp}/its/gpuwarm (give", r.stdout)
+        ret, died, _ = self.check(ok, extra_args=" --nvml-timout='$(touch /tmp/x)'")
+        self.assertEqual(ret, 1)
+        self.assertTrue(died.startswith("1|check_gpuwarm:  cannot tell: gpuwarm check gave no answer (exit 2): "), died)
+        self.assertNotIn("'", died)
         # NHC marks nodes itself: the check never ran scontrol.
         self.assertFalse(os.path.exists(self.scontrol_log))
 
