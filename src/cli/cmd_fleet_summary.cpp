@@ -46,10 +46,32 @@ struct InputResult {
   std::vector<fleet::Skipped> skipped;
 };
 
+// One parsed document into what the input held: a report, another gpuwarm output (skipped), or unreadable.
+void sort_into(Result<fleet::NodeReport>& parsed, std::string where, InputResult& out) {
+  if (!parsed) {
+    out.unreadable.push_back({std::move(where), parsed.error().message});
+  } else if (parsed->kind == fleet::ReportKind::other) {
+    out.skipped.push_back({std::move(where), std::move(parsed->skipped_why), std::move(parsed->skipped_problem)});
+  } else {
+    out.reports.push_back(std::move(*parsed));
+  }
+}
+
 // Splits `text` (followed by parse_padding() readable bytes) into documents and parses each, on every
 // core when asked (one big JSON-lines input).
 void parse_documents(std::string_view text, const std::string& source, bool parallel, InputResult& out) {
   auto spans = fleet::split_documents(text);
+  // The text may be one JSON text of several spans (a report whose nested objects start lines too: a formatter
+  // that does not indent them) or an array of reports (`jq -s`): read whole first where a file may hold one.
+  if (text.size() <= k_max_report_file_bytes) {
+    thread_local fleet::ReportParser whole_parser;
+    if (auto whole = whole_parser.parse_whole(text)) {
+      for (std::size_t i = 0; i < whole->size(); ++i) {
+        sort_into((*whole)[i], whole->size() == 1 ? source : fmt::format("{}[{}]", source, i), out);
+      }
+      return;
+    }
+  }
   std::vector<Result<fleet::NodeReport>> parsed(spans.size(), fail(""));
   auto parse_one = [&](std::size_t i) {
     thread_local fleet::ReportParser parser;
@@ -64,16 +86,8 @@ void parse_documents(std::string_view text, const std::string& source, bool para
   }
   for (std::size_t i = 0; i < spans.size(); ++i) {
     // A one-report file is named alone; in JSON lines the line says which report.
-    auto where = [&] {
-      return spans.size() == 1 && source != "<stdin>" ? source : fmt::format("{}:{}", source, spans[i].line);
-    };
-    if (!parsed[i]) {
-      out.unreadable.push_back({where(), parsed[i].error().message});
-    } else if (parsed[i]->kind == fleet::ReportKind::other) {
-      out.skipped.push_back({where(), std::move(parsed[i]->skipped_why), std::move(parsed[i]->skipped_problem)});
-    } else {
-      out.reports.push_back(std::move(*parsed[i]));
-    }
+    sort_into(parsed[i],
+              spans.size() == 1 && source != "<stdin>" ? source : fmt::format("{}:{}", source, spans[i].line), out);
   }
 }
 
@@ -102,8 +116,9 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
   sub.add_flag("--json", opts->json, "Print the fleet summary (and every node's line) as JSON, also when no report was found");
   sub.footer(
       "Reads what gpuwarm wrote on each node: `diagnose --json`, `fix --json` (what the Ansible role saves),\n"
-      "`verify --json` and `probe --json` (with --compare for before/after). A file may hold one report or\n"
-      "JSON lines; a report starts at a '{' that begins a line. Reports are grouped by node (their `node`,\n"
+      "`verify --json` and `probe --json` (with --compare for before/after). A file may hold one report (any\n"
+      "layout), an array of them (`jq -s`), or JSON lines: where it is not one JSON text, a report starts at a\n"
+      "'{' that begins a line. Reports are grouped by node (their `node`,\n"
       "which the Ansible role sets to the inventory name, or else `hostname`), oldest first, so the newest\n"
       "says what a node is now. Prints nodes per verdict, fix outcomes, nodes with any GPU not Enabled, nodes\n"
       "pending reboot, and the median cold start per GPU before and after where probe results are present.\n"

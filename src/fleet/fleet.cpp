@@ -483,11 +483,37 @@ struct ReportParser::Impl {
 ReportParser::ReportParser() : m_impl(std::make_unique<Impl>()) {}
 ReportParser::~ReportParser() = default;
 
+namespace {
+Result<NodeReport> report_of(const element& doc);
+}  // namespace
+
 Result<NodeReport> ReportParser::parse(std::string_view json) {
   element doc;
   if (auto err = m_impl->parser.parse(json.data(), json.size(), false).get(doc); err != SUCCESS) {
     return fail(fmt::format("not valid JSON: {}", simdjson::error_message(err)));
   }
+  return report_of(doc);
+}
+
+std::optional<std::vector<Result<NodeReport>>> ReportParser::parse_whole(std::string_view json) {
+  element doc;
+  if (m_impl->parser.parse(json.data(), json.size(), false).get(doc) != SUCCESS) {
+    return std::nullopt;
+  }
+  std::vector<Result<NodeReport>> out;
+  if (doc.is_array()) {
+    for (element item : array(doc)) {
+      out.push_back(report_of(item));
+    }
+  } else {
+    out.push_back(report_of(doc));
+  }
+  return out;
+}
+
+namespace {
+
+Result<NodeReport> report_of(const element& doc) {
   if (!doc.is_object()) {
     return fail("not a JSON object");
   }
@@ -537,6 +563,8 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   }
   return out;
 }
+
+}  // namespace
 
 std::vector<DocumentSpan> split_documents(std::string_view text) {
   std::vector<DocumentSpan> out;

@@ -132,6 +132,20 @@ class FleetSummary(unittest.TestCase):
         self.assertEqual(d2["unreadable"][0]["source"], f"{path}:6")
         self.assertEqual(d2["nodes"], 20)
 
+    def test_one_report_in_any_layout_and_arrays_of_them(self):
+        # Nested objects at the start of a line (json.dumps(indent=0)) are still one report, and `jq -s`'s
+        # array is one report per element; the JSON-lines split is for what is not one JSON text.
+        self.put("flat.json", json.dumps(dict(self.diag_off, hostname="flat"), indent=0))
+        self.put("all.json", json.dumps([dict(self.diag_off, hostname="a1"), dict(self.diag_hot, hostname="a2"),
+                                         "not a report"]))
+        r = self.summary("--json", self.dir)
+        d = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertEqual(d["reports"], 4)
+        self.assertEqual(sorted(n["hostname"] for n in d["node_reports"]), ["a1", "a2", "flat"])
+        self.assertEqual(d["unreadable"], [{"source": os.path.join(self.dir, "all.json[2]"),
+                                            "error": "not a JSON object"}])
+
     def test_healthy_fleet_exits_0(self):
         healthy = dict(self.diag_off, verdict=dict(self.diag_off["verdict"], code="healthy"),
                        gpus=[dict(g, persistence="Enabled") for g in self.diag_off["gpus"]])
