@@ -153,14 +153,22 @@ std::string printable(std::string_view s) {
 
 namespace {
 
-// The code point of a bidirectional control starting at s[i] (UTF-8), if one does. They reorder what a
-// terminal shows ("Trojan Source"), so a path or hostname could read as another: ALM U+061C, LRM/RLM
-// U+200E-200F, the embeddings and overrides U+202A-202E, the isolates U+2066-2069. Also the line and
-// paragraph separators U+2028-2029, which some viewers break lines at.
-std::optional<unsigned> bidi_control_at(std::string_view s, std::size_t i) {
+// The code point of a bidirectional control or an invisible character starting at s[i] (UTF-8), if one
+// does. Bidi controls reorder what a terminal shows ("Trojan Source"), so a path or hostname could read as
+// another: ALM U+061C, LRM/RLM U+200E-200F, the embeddings and overrides U+202A-202E, the isolates
+// U+2066-2069. Also the line and paragraph separators U+2028-2029, which some viewers break lines at, and
+// what shows as nothing, so that "node1" and "node1" with a zero-width space read apart: the soft hyphen
+// U+00AD, U+200B-200D, the word joiner and invisible operators U+2060-2064, and U+FEFF.
+std::optional<unsigned> hidden_control_at(std::string_view s, std::size_t i) {
   auto at = [&s, i](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
   if (at(0) == 0xd8 && at(1) == 0x9c) {
     return 0x061c;
+  }
+  if (at(0) == 0xc2 && at(1) == 0xad) {
+    return 0x00ad;
+  }
+  if (at(0) == 0xef && at(1) == 0xbb && at(2) == 0xbf) {
+    return 0xfeff;
   }
   if (at(0) != 0xe2 || (at(1) != 0x80 && at(1) != 0x81)) {
     return std::nullopt;
@@ -169,7 +177,8 @@ std::optional<unsigned> bidi_control_at(std::string_view s, std::size_t i) {
   if ((at(2) & 0xc0u) != 0x80u) {
     return std::nullopt;
   }
-  if (cp == 0x200e || cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
+  if ((cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2064) ||
+      (cp >= 0x2066 && cp <= 0x2069)) {
     return cp;
   }
   return std::nullopt;
@@ -193,12 +202,12 @@ std::string escape_control(std::string_view s) {
       out += "\\u00";
       out += hex[c1 >> 4];
       out += hex[c1 & 15];
-    } else if (auto bidi = bidi_control_at(s, i)) {
+    } else if (auto hidden = hidden_control_at(s, i)) {
       out += "\\u";
       for (int shift = 12; shift >= 0; shift -= 4) {
-        out += hex[(*bidi >> shift) & 15];
+        out += hex[(*hidden >> shift) & 15];
       }
-      i += *bidi < 0x800 ? 1u : 2u;  // the rest of its 2- or 3-byte sequence
+      i += *hidden < 0x800 ? 1u : 2u;  // the rest of its 2- or 3-byte sequence
     } else {
       out += static_cast<char>(c);
     }

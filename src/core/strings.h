@@ -31,7 +31,8 @@ std::string printable(std::string_view s);
 // Text from an untrusted source (a report, a kernel log, a unit file, a
 // process name) made safe for a terminal: C0 controls, DEL and C1 controls
 // (U+0080..U+009F, which some terminals obey as escape sequences) become
-// \xNN / \u00NN, and bidirectional controls (which reorder what is shown) and U+2028/2029 \uNNNN.
+// \xNN / \u00NN; bidirectional controls (which reorder what is shown), U+2028/2029 and characters that
+// show as nothing (zero-width spaces and joiners, U+00AD, U+FEFF), which make one name look like another, \uNNNN.
 // Printable text, UTF-8 included, is unchanged.
 std::string escape_control(std::string_view s);
 // The same for text of several lines that gpuwarm composed around untrusted parts: '\n' stays a line break.

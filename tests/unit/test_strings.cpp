@@ -37,6 +37,11 @@ TEST(Strings, EscapeControlLeavesTextAndEscapesWhatATerminalObeys) {
       {"line\xe2\x80\xa8para\xe2\x80\xa9", "line\\u2028para\\u2029"},  // separators some viewers break at
       {"\xe2\x80\x94 dash, \xe2\x80\xa6", "\xe2\x80\x94 dash, \xe2\x80\xa6"},  // U+2014, U+2026 stay
       {"cut \xe2\x80", "cut \xe2\x80"},  // a sequence cut short is left as it is
+      // What shows as nothing: "node1" and "node1" + ZWSP must not read alike.
+      {"node1\xe2\x80\x8b", "node1\\u200b"},
+      {"\xe2\x80\x8c\xe2\x80\x8d\xe2\x81\xa0\xe2\x81\xa4", "\\u200c\\u200d\\u2060\\u2064"},
+      {"\xef\xbb\xbf" "bom soft\xc2\xad" "hyphen", "\\ufeffbom soft\\u00adhyphen"},
+      {"\xe2\x81\xa5 U+2065 stays", "\xe2\x81\xa5 U+2065 stays"},  // unassigned, not a format character
   };
   for (const auto& c : cases) {
     EXPECT_EQ(escape_control(c.text), c.want) << c.text;
