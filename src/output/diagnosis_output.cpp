@@ -288,6 +288,7 @@ nlohmann::json render_diagnosis_json(const Snapshot& s, const Diagnosis& d) {
                         {"gpu", f.gpu ? json(*f.gpu) : json(nullptr)},
                         {"message", f.message},
                         {"next_step", f.next_step},
+                        {"tag", f.tag},  // what the check line adds after the rule's name; "" for most
                         {"evidence", f.evidence}});
   }
 

@@ -49,5 +49,27 @@ TEST(DiagnosisText, DriverLineSaysWhatWasRead) {
   }
 }
 
+// The JSON carries each finding's tag, the words the check line adds (UNK009: what held NVML closed), so a
+// machine reading `diagnose --json` learns what `check` prints.
+TEST(DiagnosisJson, EachFindingCarriesItsCheckLineTag) {
+  Snapshot s = healthy_snapshot();
+  const std::string why = "`gpuwarm probe` or `watch --load` is timing the GPUs";
+  s.nvml = NvmlFacts{};
+  s.nvml.not_opened = why;
+  s.nvml.not_opened_by = "timing";
+  s.nvml.init_code = Fact<int>::unknown("NVML not opened: " + why);
+  s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened: " + why);
+  auto json = render_diagnosis_json(s, diagnose(s));
+  bool seen = false;
+  for (const auto& f : json["findings"]) {
+    ASSERT_TRUE(f.contains("tag")) << f.dump();
+    if (f["rule_id"] == "UNK009") {
+      EXPECT_EQ(f["tag"], "GPUs timed (probe, watch --load)");
+      seen = true;
+    }
+  }
+  EXPECT_TRUE(seen) << json["findings"].dump();
+}
+
 }  // namespace
 }  // namespace gpuwarm::test
