@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -117,17 +118,29 @@ echo "$*" >> {self.tmp}/updates
         env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env(),
                "GPUWARM_STATE_DIR": self.tmp}
 
-        def prolog():
-            return subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-prolog")], env=env, capture_output=True,
-                                  text=True, timeout=60)
+        def prolog(wait):
+            return subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-prolog")], env=dict(env, GPUWARM_PROLOG_WAIT=wait),
+                                  capture_output=True, text=True, timeout=60)
         with open(self.node.root.p("run/gpuwarm-timing.lock"), "w") as probe:
             fcntl.flock(probe, fcntl.LOCK_EX)
             self.assertEqual(self.decide("IDLE", "", 0, state_dir=self.tmp), [])
             self.assertTrue(os.path.exists(since))
             self.assertEqual(self.decide("IDLE+DRAIN", ours, 1, state_dir=self.tmp), [])
-            r = prolog()
+            started = time.monotonic()
+            r = prolog("2")
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertTrue(r.stderr.startswith("gpuwarm: UNK009 "), r.stderr)
+            self.assertGreaterEqual(time.monotonic() - started, 2, "asked again for GPUWARM_PROLOG_WAIT seconds")
+            # A command that ends within the wait (a fix restarting the daemon): the job starts, no drain.
+            self.node.set_persistence(1)
+            release = threading.Timer(1.5, fcntl.flock, (probe, fcntl.LOCK_UN))
+            release.start()
+            started = time.monotonic()
+            r = prolog("8")
+            release.join()
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertGreaterEqual(time.monotonic() - started, 1.5)
+            fcntl.flock(probe, fcntl.LOCK_EX)
             # Past the limit the answer is an unknown like any other: drained, with how long it has lasted.
             with open(since, "w") as f:
                 f.write(f"{int(time.time()) - 3600}\n")
