@@ -62,13 +62,21 @@ void sort_into(Result<fleet::NodeReport>& parsed, std::string where, InputResult
 void parse_documents(std::string_view text, const std::string& source, bool parallel, InputResult& out) {
   auto spans = fleet::split_documents(text);
   // The text may be one JSON text of several spans (a report whose nested objects start lines too: a formatter
-  // that does not indent them) or an array of reports (`jq -s`): read whole first where a file may hold one.
-  if (text.size() <= k_max_report_file_bytes) {
+  // that does not indent them) or an array of reports (`jq -s`, a whole fleet's: any size): read whole first
+  // where a file may hold one report, and always when it is an array.
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const bool array = first != std::string_view::npos && text[first] == '[';
+  if (text.size() <= k_max_report_file_bytes || array) {
     thread_local fleet::ReportParser whole_parser;
-    if (auto whole = whole_parser.parse_whole(text)) {
+    auto whole = whole_parser.parse_whole(text);
+    if (whole) {
       for (std::size_t i = 0; i < whole->size(); ++i) {
         sort_into((*whole)[i], whole->size() == 1 ? source : fmt::format("{}[{}]", source, i), out);
       }
+      return;
+    }
+    if (array) {  // its elements do not start lines: no split could find them
+      out.unreadable.push_back({source, whole.error().message + " (an array of reports is read whole)"});
       return;
     }
   }

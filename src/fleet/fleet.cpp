@@ -495,10 +495,10 @@ Result<NodeReport> ReportParser::parse(std::string_view json) {
   return report_of(doc);
 }
 
-std::optional<std::vector<Result<NodeReport>>> ReportParser::parse_whole(std::string_view json) {
+Result<std::vector<Result<NodeReport>>> ReportParser::parse_whole(std::string_view json) {
   element doc;
-  if (m_impl->parser.parse(json.data(), json.size(), false).get(doc) != SUCCESS) {
-    return std::nullopt;
+  if (auto err = m_impl->parser.parse(json.data(), json.size(), false).get(doc); err != SUCCESS) {
+    return fail(fmt::format("not valid JSON: {}", simdjson::error_message(err)));
   }
   std::vector<Result<NodeReport>> out;
   if (doc.is_array()) {

@@ -72,8 +72,8 @@ class ReportParser {
   // `json` must be followed by parse_padding() readable bytes.
   Result<NodeReport> parse(std::string_view json);
   // `json` read as one JSON text: one report (an object), or a report per element (an array, `jq -s`'s
-  // output). Nothing when it is not one JSON text (JSON lines, or a truncated report): split it instead.
-  std::optional<std::vector<Result<NodeReport>>> parse_whole(std::string_view json);
+  // output). An error when it is not one JSON text (JSON lines, a truncated report: split it instead).
+  Result<std::vector<Result<NodeReport>>> parse_whole(std::string_view json);
 
  private:
   struct Impl;

@@ -145,6 +145,18 @@ class FleetSummary(unittest.TestCase):
         self.assertEqual(sorted(n["hostname"] for n in d["node_reports"]), ["a1", "a2", "flat"])
         self.assertEqual(d["unreadable"], [{"source": os.path.join(self.dir, "all.json[2]"),
                                             "error": "not a JSON object"}])
+        # A whole fleet's array is read whole whatever its size (over the 64 MiB a report file may have when
+        # it is one of several), and one cut short is said to be, not split into pieces.
+        big = json.dumps([dict(self.diag_off, hostname=f"n{i:05d}") for i in range(5200)], indent=2)
+        self.assertGreater(len(big), 64 << 20)
+        r = self.summary("--json", "-", stdin=big)
+        d = json.loads(r.stdout)
+        self.assertEqual((d["reports"], d["nodes"], d["unreadable"]), (5200, 5200, []))
+        r = self.summary("--json", "-", stdin=big[:len(big) // 2])
+        d = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(len(d["unreadable"]), 1, d["unreadable"])
+        self.assertIn("an array of reports is read whole", d["unreadable"][0]["error"])
 
     def test_healthy_fleet_exits_0(self):
         healthy = dict(self.diag_off, verdict=dict(self.diag_off["verdict"], code="healthy"),
