@@ -156,6 +156,17 @@ class NodeProblemDetector(unittest.TestCase):
         self.assertEqual(npd_run(config, rule, root, path), ("Unknown", "NVML001 nvml timeout"))
 
 
+def admits_node_critical(test, docs, ds):
+    """system-node-critical outside kube-system needs a quota admitting it (GKE refuses the pods otherwise)."""
+    pod = ds["spec"]["template"]["spec"]
+    test.assertEqual(pod["priorityClassName"], "system-node-critical")
+    quota = docs["ResourceQuota"]
+    test.assertEqual(quota["metadata"]["namespace"], ds["metadata"]["namespace"])
+    (expr,) = quota["spec"]["scopeSelector"]["matchExpressions"]
+    test.assertEqual((expr["scopeName"], expr["operator"]), ("PriorityClass", "In"))
+    test.assertIn(pod["priorityClassName"], expr["values"])
+
+
 def node_agent_pod(test, pod, image_arch="amd64"):
     """What both DaemonSets share: GPU nodes of the image's architecture, every drain or quarantine taint
     tolerated, and the host read-only at /host (HostToContainer: the GPU Operator's later mounts appear)."""
@@ -180,10 +191,11 @@ class Manifests(unittest.TestCase):
     def test_exporter_daemonset_and_service(self):
         with open(os.path.join(K8S, "gpuwarm-exporter.yaml")) as f:
             docs = {d["kind"]: d for d in yaml.safe_load_all(f) if d}
-        self.assertEqual(set(docs), {"Namespace", "DaemonSet", "Service"})
+        self.assertEqual(set(docs), {"Namespace", "ResourceQuota", "DaemonSet", "Service"})
         ds = docs["DaemonSet"]
         pod = ds["spec"]["template"]["spec"]
         node_agent_pod(self, pod)
+        admits_node_critical(self, docs, ds)
         (container,) = pod["containers"]
         self.assertEqual(container["args"][:2], ["metrics", "--listen"])
         # The node's address and name: a stable `instance` for the alert rules, and the host's probe baseline.
@@ -207,10 +219,11 @@ class Manifests(unittest.TestCase):
         with open(os.path.join(NPD, "gpuwarm-npd.yaml")) as f:
             text = f.read()
         docs = {d["kind"]: d for d in yaml.safe_load_all(text) if d}
-        self.assertEqual(set(docs), {"Namespace", "ServiceAccount", "ClusterRoleBinding", "DaemonSet"})
+        self.assertEqual(set(docs), {"Namespace", "ResourceQuota", "ServiceAccount", "ClusterRoleBinding", "DaemonSet"})
         ds = docs["DaemonSet"]
         pod = ds["spec"]["template"]["spec"]
         node_agent_pod(self, pod)
+        admits_node_critical(self, docs, ds)
         self.assertEqual(ds["spec"]["selector"]["matchLabels"], ds["spec"]["template"]["metadata"]["labels"])
         # NPD's own role, bound to the account the pod runs as.
         binding = docs["ClusterRoleBinding"]
