@@ -147,6 +147,9 @@ bool parse_number(std::string_view text, Number& out, int base) {
 
 // Lines as the kernel prints them (fs/locks.c): "1: FLOCK  ADVISORY  WRITE 5143 fe:00:10952763 0 EOF", a
 // waiter "1: -> FLOCK  ADVISORY  READ 5149 fe:00:10952763 0 EOF"; device numbers in hex, the inode decimal.
+// A procfs lists only the locks of processes in its own pid namespace: read the host's (--root /host in a
+// pod). The device is the superblock's: on btrfs stat() gives a subvolume's instead, and nothing matches
+// (/run is a tmpfs).
 bool flock_held_exclusively(std::string_view proc_locks, unsigned dev_major, unsigned dev_minor,
                             unsigned long long inode) {
   while (!proc_locks.empty()) {
@@ -162,7 +165,7 @@ bool flock_held_exclusively(std::string_view proc_locks, unsigned dev_major, uns
     if (next_field(line) != "WRITE") {
       continue;
     }
-    next_field(line);  // pid: 0 or -1 when held from outside this pid namespace
+    next_field(line);  // pid, as the procfs's pid namespace numbers it
     std::string_view file = next_field(line);
     const auto first = file.find(':');
     const auto second = first == std::string_view::npos ? first : file.find(':', first + 1);
