@@ -5,13 +5,17 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "cli/option_checks.h"
+#include "core/fs.h"
 #include "core/host.h"
+#include "core/paths.h"
 #include "core/strings.h"
 #include "output/diagnosis_output.h"
 #include "output/health_check.h"
@@ -29,6 +33,7 @@ struct CheckOptions {
   std::size_t max_length = k_default_check_length;
   std::vector<std::string> only_rules;
   bool skip_without_gpu = false;
+  double boot_grace_s = 0;
 };
 
 // What `--skip-without-gpu` answers on a node that has nothing to check.
@@ -74,6 +79,16 @@ int cannot_tell(const std::string& why, const CheckOptions& opts) {
   return static_cast<int>(HealthStatus::unknown);
 }
 
+// Seconds since the node booted (/proc/uptime under the root: a pod's /host/proc is the host's); none unread.
+std::optional<double> seconds_since_boot(const std::string& root) {
+  auto text = read_first_line(Paths(root).proc("uptime"));
+  if (!text) {
+    return std::nullopt;
+  }
+  std::string_view line = *text;
+  return parse_duration_seconds(line.substr(0, line.find(' ')));
+}
+
 int run_check(const CheckOptions& opts) {
   auto loaded = snapshot_from_file_or_node(opts.snapshot_file, opts.collect);
   if (!loaded) {
@@ -81,6 +96,19 @@ int run_check(const CheckOptions& opts) {
   }
   Diagnosis diagnosis = diagnose(*loaded);
   HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules, every_gpu_read(*loaded));
+  // Right after boot persistence reads off until nvidia-persistenced has taken the GPUs: not yet a problem,
+  // not yet healthy either. (Only PM001: nothing else a starting daemon ends drains the node.)
+  if (opts.boot_grace_s > 0 && check.status == HealthStatus::problem && check.rule_id == "PM001") {
+    if (auto up = seconds_since_boot(opts.collect.root); up && *up < opts.boot_grace_s) {
+      const std::string line = health_check(diagnosis, 4096, opts.only_rules, every_gpu_read(*loaded)).line;
+      std::string_view whole = line;
+      if (whole.starts_with("PM001 ")) {
+        whole.remove_prefix(6);  // "persistence off: GPU 0"
+      }
+      check.status = HealthStatus::unknown;
+      check.line = fit_check_line(fmt::format("PM001 settling (up {:.0f} s): {}", *up, whole), opts.max_length);
+    }
+  }
   if (opts.skip_without_gpu && not_a_gpu_node(*loaded)) {
     check = HealthCheck{HealthStatus::ok, "", fit_check_line(k_not_a_gpu_node_line, opts.max_length)};
   }
@@ -157,6 +185,14 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
         return "--rules takes rules that can make a problem (" + drains + "), not " + escape_control(id);
       })
       ->type_name("ID[,ID...]");
+  auto* grace_opt =
+      sub.add_option("--boot-grace", opts->boot_grace_s,
+                     "Within SECONDS of boot (/proc/uptime), persistence off (PM001) answers 2, unknown (\"PM001 "
+                     "settling (up 45 s): persistence off: GPU 0\"), not 1: nvidia-persistenced may not have taken "
+                     "the GPUs yet. For a checker with no wait of its own (node-problem-detector's plugins)")
+          ->check(finite_range(0, 3600))
+          ->type_name("SECONDS");
+  snap_opt->excludes(grace_opt);
   sub.add_flag("--skip-without-gpu", opts->skip_without_gpu,
                "On a node that is not a GPU node (no nvidia module loaded, and the PCI bus, read in full, shows no "
                "NVIDIA GPU without it) answer 0 \"OK not a GPU node\" instead of DRV001: for a checker that runs "
@@ -177,7 +213,7 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
       "Examples:\n"
       "  gpuwarm check\n"
       "  gpuwarm check --max-length 60 --nvml-timeout 5\n"
-      "  gpuwarm check --rules PM001     # node-problem-detector's GPUPersistenceOff\n"
+      "  gpuwarm check --rules PM001 --boot-grace 300   # NPD's GPUPersistenceOff\n"
       "  gpuwarm check --json | jq .check",
       impact_table()));
 

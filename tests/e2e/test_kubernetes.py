@@ -95,6 +95,9 @@ class NodeProblemDetector(unittest.TestCase):
                 gpus[1]["returns"] = {"nvmlDeviceGetPersistenceMode": 4}
             elif kind == "nvml-hung":
                 top = {"init": {"delay_ms": 60000}}
+            elif kind.startswith("persistence-off-up-"):  # booted that many seconds ago
+                root.write("proc/uptime", f"{kind.rsplit('-', 1)[1]}.37 120.05\n")
+                gpus[1]["persistence"] = 0
             elif kind == "laptop":
                 root.write("proc/driver/nvidia/gpus/0000:06:00.0/power", "Runtime D3 status:          Enabled (fine-grained)\n")
                 root.write("sys/class/dmi/id/chassis_type", "10\n")
@@ -110,6 +113,11 @@ class NodeProblemDetector(unittest.TestCase):
                         "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
             "persistence-off": {"gpuwarm-persistence.json": ("True", "PM001 persistence off: GPU 1"),
                                 "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
+            # Right after boot nvidia-persistenced may not have taken the GPUs: not yet True (NPD has no wait of
+            # its own), nor False; the driver condition does not wait.
+            "persistence-off-up-45": {"gpuwarm-persistence.json": ("Unknown", "PM001 settling (up 45 s): persistence off: GPU 1"),
+                                      "gpuwarm-driver.json": ("False", "OK DRV003 not firing")},
+            "persistence-off-up-301": {"gpuwarm-persistence.json": ("True", "PM001 persistence off: GPU 1")},
             "reboot-pending": {"gpuwarm-persistence.json": ("False", "OK PM001 not firing"),
                                "gpuwarm-driver.json": ("True", "DRV003 driver version mismatch")},
             "cannot-tell": {"gpuwarm-persistence.json": ("Unknown", "UNK004 gpu fact unread: GPU 1"),
@@ -135,6 +143,11 @@ class NodeProblemDetector(unittest.TestCase):
 
     def test_rules_that_cannot_make_a_problem_are_refused(self):
         h.require_binary(self)
+        # A recording has no boot to wait after.
+        r = h.run(["check", "--boot-grace", "300", "--snapshot", os.path.join(h.SOURCE_DIR, "examples",
+                                                                              "h100-legacy-flag.json")], raw=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--snapshot excludes --boot-grace", r.stderr)
         r = h.run(["check", "--rules", "PD004", "--no-systemd"], raw=True)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--rules takes rules that can make a problem (DRV001, DRV002, DRV005, DRV003, DRV006, GPU001, PM001)", r.stderr)
