@@ -158,6 +158,14 @@ void fuzz_fleet(std::string_view text) {
       reports.push_back(std::move(*r));
     }
   }
+  // Read whole too, as a file is first (one report in any layout, or an array of them).
+  if (auto whole = parser.parse_whole(std::string_view(padded).substr(0, text.size()))) {
+    for (auto& r : *whole) {
+      if (r) {
+        reports.push_back(std::move(*r));
+      }
+    }
+  }
   (void)fleet::summarize(std::move(reports), {});
 }
 
