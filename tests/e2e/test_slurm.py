@@ -65,7 +65,7 @@ echo "$*" >> {self.tmp}/updates
 """)
         os.chmod(self.scontrol, 0o755)
 
-    def decide(self, state, reason, persistence, extra_check_args="", state_dir=None):
+    def decide(self, state, reason, persistence, extra_check_args="", state_dir=None, extra_env=None):
         with open(os.path.join(self.tmp, "node-line"), "w") as f:
             f.write(f"NodeName=gpu1 Arch=x86_64 State={state} ThreadsPerCore=1" + (f" Reason={reason}" if reason else "") + "\n")
         updates = os.path.join(self.tmp, "updates")
@@ -75,6 +75,7 @@ echo "$*" >> {self.tmp}/updates
         env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env()}
         env["GPUWARM_CHECK_ARGS"] += extra_check_args
         env["GPUWARM_STATE_DIR"] = state_dir or self.tmp
+        env.update(extra_env or {})
         r = subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-healthcheck")], env=env, capture_output=True, text=True,
                            timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -106,6 +107,31 @@ echo "$*" >> {self.tmp}/updates
             with self.subTest(state=state, reason=reason, persistence=persistence):
                 self.assertEqual(self.decide(state, reason, persistence), expected)
 
+
+    def test_right_after_boot_persistence_off_is_settling(self):
+        # Booted 60 s ago, nvidia-persistenced not yet holding GPU 0: neither a drain nor a resume of gpuwarm's
+        # own; the prolog waits for it as for UNK009, then refuses. Without the grace (0), the drain as ever.
+        self.node.root.write("proc/uptime", "60.25 100.00\n")
+        ours = "gpuwarm: PM001 persistence off: GPU 0 [root@2026-12-02T06:00:00]"
+        self.assertEqual(self.decide("IDLE", "", 0), [])
+        self.assertEqual(self.decide("IDLE+DRAIN", ours, 0), [])
+        env = {"PATH": "/usr/bin:/bin", "SLURMD_NODENAME": "gpu1", "SCONTROL": self.scontrol, **self.node.env(),
+               "GPUWARM_PROLOG_WAIT": "2"}
+        started = time.monotonic()
+        r = subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-prolog")], env=env, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr, "gpuwarm: PM001 settling (up 60 s): persistence off: GPU 0\n")
+        self.assertGreaterEqual(time.monotonic() - started, 2)
+        self.node.set_persistence(1)
+        r = subprocess.run([os.path.join(SLURM_DIR, "gpuwarm-prolog")], env=env, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+        self.assertEqual(self.decide("IDLE", "", 0, extra_env={"GPUWARM_BOOT_GRACE": "0"}),
+                         ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
+        self.node.root.write("proc/uptime", "301.00 100.00\n")  # past the grace: a problem
+        self.assertEqual(self.decide("IDLE", "", 0),
+                         ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
 
     def test_a_node_another_gpuwarm_command_works_on_is_left_as_it_is_for_a_while(self):
         # A probe times the GPUs: check leaves NVML closed (UNK009, unknown). The health check neither drains (as for
