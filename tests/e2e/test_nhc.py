@@ -74,6 +74,18 @@ class NhcCheck(unittest.TestCase):
         ret, died, out = self.check(unread, "-u")
         self.assertEqual((ret, died), (0, ""))
         self.assertIn("LOG: check_gpuwarm:  cannot tell (passing, -u): UNK004", out)
+        # Booted 40 s ago: persistence still off passes with a log line (-s, 300 by default), not with -s 0, and
+        # not where something else cannot be told.
+        self.root.write("proc/uptime", "40.00 80.00\n")
+        ret, died, out = self.check(off)
+        self.assertEqual((ret, died), (0, ""))
+        self.assertIn("LOG: check_gpuwarm:  passing while the node settles after boot: PM001 settling (up 40 s): "
+                      "persistence off: GPU 0", out)
+        self.assertEqual(self.check(off, "-s", "0")[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
+        self.assertEqual(self.check(off, "-s", "30")[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
+        self.assertEqual(self.check(unread)[:2], (1, "1|check_gpuwarm:  cannot tell: UNK004 gpu fact unread: GPU 1"))
+        self.assertEqual(self.check(off, "-s", "soon")[:2], (1, '1|check_gpuwarm:  -s wants whole seconds, not "soon"'))
+        os.unlink(self.root.p("proc/uptime"))
         # Options as NHC's own checks handle them.
         self.assertEqual(self.check(ok, "-x")[:2], (1, "1|check_gpuwarm:  Invalid option:  -x"))
         self.assertEqual(self.check(ok, "-t", "40")[:2],
