@@ -76,7 +76,8 @@ void parse_documents(std::string_view text, const std::string& source, bool para
       return;
     }
     if (array) {  // its elements do not start lines: no split could find them
-      out.unreadable.push_back({source, whole.error().message + " (an array of reports is read whole)"});
+      out.unreadable.push_back({source, whole.error().message +
+                                            " (an array of reports is read whole: JSON lines, jq -c '.[]', are not)"});
       return;
     }
   }
