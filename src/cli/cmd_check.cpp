@@ -97,8 +97,10 @@ int run_check(const CheckOptions& opts) {
   Diagnosis diagnosis = diagnose(*loaded);
   HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules, every_gpu_read(*loaded));
   // Right after boot persistence reads off until nvidia-persistenced has taken the GPUs: not yet a problem,
-  // not yet healthy either. (Only PM001: nothing else a starting daemon ends drains the node.)
-  if (opts.boot_grace_s > 0 && check.status == HealthStatus::problem && check.rule_id == "PM001") {
+  // not yet healthy either. Only PM001, and only alone: nothing else a starting daemon ends drains the node,
+  // and another problem or unknown beside it must not hide behind a settling line.
+  if (opts.boot_grace_s > 0 && check.status == HealthStatus::problem && check.rule_id == "PM001" &&
+      check.more == 0) {
     if (auto up = seconds_since_boot(opts.collect.root); up && *up < opts.boot_grace_s) {
       const std::string line = health_check(diagnosis, 4096, opts.only_rules, every_gpu_read(*loaded)).line;
       std::string_view whole = line;

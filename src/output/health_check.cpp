@@ -162,10 +162,11 @@ HealthCheck health_check(const Diagnosis& d, std::size_t max_length, const std::
     out.status = !drains.empty() ? HealthStatus::problem : HealthStatus::unknown;
     out.rule_id = deciding.front();
     std::string line = describe(d, out.rule_id);
-    std::size_t others = drains.size() + unknowns.size() - 1;
+    const std::size_t others = drains.size() + unknowns.size() - 1;
     if (others > 0) {
       line += fmt::format(" (+{} more)", others);
     }
+    out.more = others;
     out.line = fit_check_line(line, max_length);
     return out;
   }

@@ -40,6 +40,7 @@ struct HealthCheck {
   HealthStatus status = HealthStatus::unknown;
   std::string rule_id;  // the rule that decided (also one that keeps the node: "OK PM002 ..."), "" when healthy
   std::string line;     // "PM001 persistence off: GPU 3,5", at most max_length bytes
+  std::size_t more = 0;  // other rules that drain or cannot tell beside the deciding one (the line's "+N more")
 };
 
 // What check answers where diagnose would say healthy (no draining rule fired on what check reads) and the

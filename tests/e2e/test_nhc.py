@@ -50,7 +50,7 @@ class NhcCheck(unittest.TestCase):
         os.chmod(os.path.join(bin_dir, "scontrol"), 0o755)
         self.path = f"{bin_dir}:/usr/bin:/bin"
 
-    def check(self, scenario, *options, timeout_env=None, extra_args=""):
+    def check(self, scenario, *options, timeout_env=None, extra_args="", binary=None):
         path = os.path.join(self.tmp, "scenario.json")
         with open(path, "w") as f:
             json.dump(scenario, f)
@@ -59,7 +59,7 @@ class NhcCheck(unittest.TestCase):
         env = {"PATH": self.path, "FAKE_NVML_SCENARIO": path, "ASAN_OPTIONS": "detect_leaks=0"}
         if timeout_env:
             env["NHC_TIMEOUT"] = str(timeout_env)
-        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", h.BIN, "-a", args, *options],
+        r = subprocess.run(["bash", "-c", HARNESS, "harness", NHC_CHECK, "-g", "-b", binary or h.BIN, "-a", args, *options],
                            capture_output=True, text=True, env=env, timeout=60)
         out = dict(line.split("=", 1) for line in r.stdout.splitlines() if line.startswith(("RET=", "DIED=")))
         return int(out["RET"]), out["DIED"], r.stdout
@@ -84,7 +84,25 @@ class NhcCheck(unittest.TestCase):
         self.assertEqual(self.check(off, "-s", "0")[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
         self.assertEqual(self.check(off, "-s", "30")[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
         self.assertEqual(self.check(unread)[:2], (1, "1|check_gpuwarm:  cannot tell: UNK004 gpu fact unread: GPU 1"))
-        self.assertEqual(self.check(off, "-s", "soon")[:2], (1, '1|check_gpuwarm:  -s wants whole seconds, not "soon"'))
+        self.assertEqual(self.check(off, "-s", "soon")[:2],
+                         (1, '1|check_gpuwarm:  -s wants whole seconds up to 3600, not "soon"'))
+        self.assertEqual(self.check(off, "-s", "5000")[:2],
+                         (1, '1|check_gpuwarm:  -s wants whole seconds up to 3600, not "5000"'))
+        # Something else wrong beside it does not hide behind the settling.
+        off_and_unread = h.scenario([h.gpu(0, persistence=0), h.gpu(1, returns={"nvmlDeviceGetPersistenceMode": 4})])
+        self.assertEqual(self.check(off_and_unread)[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0 (+1 more)"))
+        # A gpuwarm older than the check (no --boot-grace) is asked again without it, not failed for it.
+        old = os.path.join(self.tmp, "old-gpuwarm")
+        with open(old, "w") as f:
+            f.write(f"""#!/bin/sh
+for a in "$@"; do
+  [ "$a" = --boot-grace ] && {{ echo "gpuwarm: error: gpuwarm check has no option --boot-grace" >&2; exit 2; }}
+done
+exec {h.BIN} "$@"
+""")
+        os.chmod(old, 0o755)
+        self.assertEqual(self.check(ok, binary=old)[:2], (0, ""))
+        self.assertEqual(self.check(off, binary=old)[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
         os.unlink(self.root.p("proc/uptime"))
         # Options as NHC's own checks handle them.
         self.assertEqual(self.check(ok, "-x")[:2], (1, "1|check_gpuwarm:  Invalid option:  -x"))
