@@ -38,6 +38,20 @@ WantedBy=multi-user.target
 """
 
 
+def older_gpuwarm(path, option):
+    """A gpuwarm from before `option` existed, as the integrations may meet one: refuses it as the CLI refuses an
+    unknown option (exit 2, nothing on stdout), runs the real one otherwise. Returns `path`."""
+    with open(path, "w") as f:
+        f.write(f"""#!/bin/sh
+for a in "$@"; do
+  [ "$a" = {option} ] && {{ echo "gpuwarm: error: gpuwarm check has no option {option}" >&2; exit 2; }}
+done
+exec {BIN} "$@"
+""")
+    os.chmod(path, 0o755)
+    return path
+
+
 def require_binary(test):
     if not BIN or not os.path.exists(BIN):
         raise unittest.SkipTest("GPUWARM_BIN not set: run through ctest")

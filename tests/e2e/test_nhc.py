@@ -92,15 +92,7 @@ class NhcCheck(unittest.TestCase):
         off_and_unread = h.scenario([h.gpu(0, persistence=0), h.gpu(1, returns={"nvmlDeviceGetPersistenceMode": 4})])
         self.assertEqual(self.check(off_and_unread)[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0 (+1 more)"))
         # A gpuwarm older than the check (no --boot-grace) is asked again without it, not failed for it.
-        old = os.path.join(self.tmp, "old-gpuwarm")
-        with open(old, "w") as f:
-            f.write(f"""#!/bin/sh
-for a in "$@"; do
-  [ "$a" = --boot-grace ] && {{ echo "gpuwarm: error: gpuwarm check has no option --boot-grace" >&2; exit 2; }}
-done
-exec {h.BIN} "$@"
-""")
-        os.chmod(old, 0o755)
+        old = h.older_gpuwarm(os.path.join(self.tmp, "old-gpuwarm"), "--boot-grace")
         self.assertEqual(self.check(ok, binary=old)[:2], (0, ""))
         self.assertEqual(self.check(off, binary=old)[:2], (1, "1|check_gpuwarm:  PM001 persistence off: GPU 0"))
         os.unlink(self.root.p("proc/uptime"))

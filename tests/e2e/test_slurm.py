@@ -130,15 +130,7 @@ echo "$*" >> {self.tmp}/updates
         self.assertEqual(self.decide("IDLE", "", 0, extra_env={"GPUWARM_BOOT_GRACE": "0"}),
                          ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
         # A gpuwarm older than the scripts (no --boot-grace) is asked again without it: judged, not drained for it.
-        old = os.path.join(self.tmp, "old-gpuwarm")
-        with open(old, "w") as f:
-            f.write(f"""#!/bin/sh
-for a in "$@"; do
-  [ "$a" = --boot-grace ] && {{ echo "gpuwarm: error: gpuwarm check has no option --boot-grace" >&2; exit 2; }}
-done
-exec {h.BIN} "$@"
-""")
-        os.chmod(old, 0o755)
+        old = h.older_gpuwarm(os.path.join(self.tmp, "old-gpuwarm"), "--boot-grace")
         self.assertEqual(self.decide("IDLE", "", 1, extra_env={"GPUWARM": old}), [])
         self.assertEqual(self.decide("IDLE", "", 0, extra_env={"GPUWARM": old}),
                          ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
