@@ -433,11 +433,27 @@ nlohmann::json job_start_node_json(const JobStartMs& j) {
           {"process_per_gpu_all_visible", ms(j.process_per_gpu_all_visible)}};
 }
 
+// A name as a list shows it: quoted where it could read as several names or as none (a comma or quote in it,
+// blank ends: inventory names are free text, and reports come from every node).
+std::string listed_name(const std::string& name) {
+  if (!name.empty() && name.find_first_of(",\"") == std::string::npos && name.front() != ' ' && name.back() != ' ') {
+    return name;
+  }
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
 std::string name_list(const std::vector<std::string>& names) {
   constexpr std::size_t shown = 10;
   std::string out;
   for (std::size_t i = 0; i < names.size() && i < shown; ++i) {
-    out += (i ? ", " : "") + names[i];
+    out += (i ? ", " : "") + listed_name(names[i]);
   }
   if (names.size() > shown) {
     out += fmt::format(", ... and {} more (--json lists all)", names.size() - shown);

@@ -449,6 +449,17 @@ TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
   EXPECT_EQ(fleet::render_json(s)["node_reports"][0]["also_named"], nlohmann::json::array({"gpu17"}));
 }
 
+// Names in a list read as one name each: one with a comma (or a quote, or blank ends) is quoted.
+TEST(FleetSummary, a_name_that_could_read_as_several_is_quoted_in_lists) {
+  auto s = fleet::summarize({report(diagnosis("a, b, c", "action-needed", k_one_off)),
+                             report(diagnosis(R"(say \"hi\")", "action-needed", k_one_off)),  // JSON text: say "hi"
+                             report(diagnosis("plain-01", "action-needed", k_one_off))},
+                            {});
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("Needs attention: 3 (\"a, b, c\", plain-01, \"say \\\"hi\\\"\")\n"), std::string::npos)
+      << text;
+}
+
 // A node only probes describe has no verdict and no persistence reading: the summary says so instead of
 // counting it among the nodes with every GPU Enabled.
 TEST(FleetSummary, a_node_with_only_probes_is_not_read_for_persistence) {
