@@ -15,6 +15,7 @@
 #include "core/deadline.h"
 #include "core/fs.h"
 #include "core/host.h"
+#include "core/strings.h"
 #include "nvml/collect_nvml.h"
 #include "sysfs/daemon.h"
 #include "sysfs/driver.h"
@@ -151,6 +152,17 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
   if (options.use_systemd && services != nullptr) {
     timed("service", [&] {
       snap.service = services->unit_status(snap.service.unit);
+      // Under --root the systemd on the bus may not be the tree's (an image built on another host): whether
+      // it knows ExecCondition= says nothing of the tree's then (review-s46 M4; the guard goes in).
+      if (!paths.is_live() && snap.service.exec_condition.has() && snap.service.manager_version.has()) {
+        const auto tree = tree_systemd_version(paths);
+        const auto bus = parse_u64(std::string_view(*snap.service.manager_version)
+                                       .substr(0, snap.service.manager_version->find_first_not_of("0123456789")));
+        if (tree && bus && *bus != *tree) {
+          snap.service.exec_condition = Fact<bool>::unknown(fmt::format(
+              "the tree's systemd is {}, the one on the bus {}: not asked of the tree's", *tree, *bus));
+        }
+      }
       // Only on the live tree: a --root tree's /run is another host's (a container's view of its node).
       struct stat booted {};
       snap.service.manager_booted = paths.is_live() && ::stat("/run/systemd/system", &booted) == 0 &&

@@ -22,6 +22,29 @@ constexpr std::array<std::string_view, 11> k_scheduler_daemons = {
 
 }  // namespace
 
+std::optional<unsigned> tree_systemd_version(const Paths& paths) {
+  constexpr std::string_view k_prefix = "libsystemd-shared-";
+  for (const char* dir : {"/usr/lib/systemd", "/usr/lib/x86_64-linux-gnu/systemd", "/usr/lib/aarch64-linux-gnu/systemd",
+                          "/usr/lib64/systemd", "/lib/systemd", "/lib/x86_64-linux-gnu/systemd"}) {
+    auto names = list_dir(paths.host(dir));
+    if (!names) {
+      continue;
+    }
+    for (const auto& name : *names) {
+      // "libsystemd-shared-252.so", Fedora's "libsystemd-shared-254.5-1.fc39.so": the leading number.
+      if (!name.starts_with(k_prefix) || name.find(".so") == std::string::npos) {
+        continue;
+      }
+      std::string_view rest = std::string_view(name).substr(k_prefix.size());
+      const auto digits = std::min(rest.find_first_not_of("0123456789"), rest.size());
+      if (auto version = parse_u64(rest.substr(0, digits)); version && *version > 0 && *version < 100000) {
+        return static_cast<unsigned>(*version);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 Fact<unsigned> read_chassis_type(const Paths& paths) {
   auto text = read_first_line(paths.sys("class/dmi/id/chassis_type"));
   if (!text) {

@@ -2,6 +2,7 @@
 // What kind of node this is and who uses its GPUs: the SMBIOS chassis, job
 // schedulers' node daemons, and every process holding /dev/nvidiaN open.
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,11 @@ namespace gpuwarm {
 
 // /sys/class/dmi/id/chassis_type (SMBIOS; most VMs have none).
 Fact<unsigned> read_chassis_type(const Paths& paths);
+
+// The systemd a tree ships, by its libsystemd-shared-NNN*.so (Debian's /usr/lib/<triplet>/systemd/, or
+// /usr/lib/systemd/, /usr/lib64/systemd/, /lib/systemd/): under --root, the systemd that will run the tree, which
+// may not be the one gpuwarm reaches over D-Bus (an image built on another host). None when not found.
+std::optional<unsigned> tree_systemd_version(const Paths& paths);
 
 // Node daemons of job schedulers (slurmd, kubelet, ...) among `processes` (list_processes), as
 // "name (pid N)"; unknown when /proc could not be listed or listed no process.

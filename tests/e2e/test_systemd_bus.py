@@ -128,6 +128,24 @@ class SystemdOverDBus(SystemdMockCase):
                          (False, "239 (239-31.el8)"))
         self.assertEqual(rc, 0, "a note: it matters at the next driver update, not now")
 
+    def test_under_a_root_with_another_systemd_the_bus_does_not_speak_for_it(self):
+        # An image tree (systemd 252) read on a host whose systemd (239, no ExecCondition=) answers on the bus:
+        # what that one knows says nothing of the tree's, so no PD009 and the fact is unknown (the role's guard
+        # goes in).
+        guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
+        self.root.daemon_process()
+        self.root.write("usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so", "")
+        self.add_unit(drop_ins=(guard,), exec_condition=False)
+        self.mock.UpdateProperties(MANAGER, {"Version": "239 (239-31.el8)"})
+        rc, d = self.diagnose()
+        self.assertNotIn("PD009", [f["rule_id"] for f in d["findings"]])
+        self.assertEqual(d["snapshot"]["service"]["exec_condition"],
+                         {"missing": "the tree's systemd is 252, the one on the bus 239: not asked of the tree's"})
+        # The same systemd on both sides: the bus's answer stands.
+        self.mock.UpdateProperties(MANAGER, {"Version": "252 (252.39-1~deb12u1)"})
+        rc, d = self.diagnose()
+        self.assertIs(d["snapshot"]["service"]["exec_condition"], False)
+
     def test_a_backported_exec_condition_is_not_named(self):
         guard = "/etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
         self.root.daemon_process()

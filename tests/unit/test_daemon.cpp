@@ -575,6 +575,28 @@ TEST(Processes, OwnPidAsTheProcReadNumbersIt) {
   EXPECT_EQ(own_pid(Paths(recorded.root())), std::nullopt);
 }
 
+// The systemd a --root tree ships, by its libsystemd-shared file, wherever distributions put it.
+TEST(Host, TreeSystemdVersionFromItsSharedLibrary) {
+  struct Case {
+    const char* file;
+    std::optional<unsigned> version;
+  };
+  const Case cases[] = {
+      {"usr/lib/x86_64-linux-gnu/systemd/libsystemd-shared-252.so", 252u},  // Debian 12
+      {"usr/lib/systemd/libsystemd-shared-239.so", 239u},                    // RHEL 8
+      {"usr/lib64/systemd/libsystemd-shared-254.5-1.fc39.so", 254u},         // Fedora
+      {"lib/systemd/libsystemd-shared-241.so", 241u},                        // Debian 10, unmerged /usr
+      {"usr/lib/systemd/libsystemd-shared-.so", std::nullopt},
+      {"usr/lib/systemd/libsystemd-core-252.so", std::nullopt},
+      {"usr/lib/systemd/systemd", std::nullopt},
+  };
+  for (const auto& c : cases) {
+    test::TempTree tree;
+    tree.write(c.file, "");
+    EXPECT_EQ(tree_systemd_version(Paths(tree.root())), c.version) << c.file;
+  }
+}
+
 TEST(Daemon, AbsentDaemon) {
   test::TempTree t;
   t.mkdir("proc");
