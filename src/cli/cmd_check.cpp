@@ -95,22 +95,23 @@ int run_check(const CheckOptions& opts) {
     return cannot_tell(loaded.error().message, opts);
   }
   Diagnosis diagnosis = diagnose(*loaded);
-  HealthCheck check = health_check(diagnosis, opts.max_length, opts.only_rules, every_gpu_read(*loaded));
+  // Whole first, cut to --max-length once the line is final.
+  HealthCheck check = health_check(diagnosis, std::string::npos, opts.only_rules, every_gpu_read(*loaded));
   // Right after boot persistence reads off until nvidia-persistenced has taken the GPUs: not yet a problem,
   // not yet healthy either. Only PM001, and only alone: nothing else a starting daemon ends drains the node,
   // and another problem or unknown beside it must not hide behind a settling line.
   if (opts.boot_grace_s > 0 && check.status == HealthStatus::problem && check.rule_id == "PM001" &&
       check.more == 0) {
     if (auto up = seconds_since_boot(opts.collect.root); up && *up < opts.boot_grace_s) {
-      const std::string line = health_check(diagnosis, 4096, opts.only_rules, every_gpu_read(*loaded)).line;
-      std::string_view whole = line;
-      if (whole.starts_with("PM001 ")) {
-        whole.remove_prefix(6);  // "persistence off: GPU 0"
+      std::string_view what = check.line;
+      if (what.starts_with("PM001 ")) {
+        what.remove_prefix(6);  // "persistence off: GPU 0"
       }
       check.status = HealthStatus::unknown;
-      check.line = fit_check_line(fmt::format("PM001 settling (up {:.0f} s): {}", *up, whole), opts.max_length);
+      check.line = fmt::format("PM001 settling (up {:.0f} s): {}", *up, what);
     }
   }
+  check.line = fit_check_line(std::move(check.line), opts.max_length);
   if (opts.skip_without_gpu && not_a_gpu_node(*loaded)) {
     check = HealthCheck{HealthStatus::ok, "", fit_check_line(k_not_a_gpu_node_line, opts.max_length)};
   }

@@ -57,18 +57,22 @@ void sort_into(Result<fleet::NodeReport>& parsed, std::string where, InputResult
   }
 }
 
+// One parser per thread, its buffers kept between documents.
+fleet::ReportParser& thread_parser() {
+  thread_local fleet::ReportParser parser;
+  return parser;
+}
+
 // Splits `text` (followed by parse_padding() readable bytes) into documents and parses each, on every
 // core when asked (one big JSON-lines input).
 void parse_documents(std::string_view text, const std::string& source, bool parallel, InputResult& out) {
-  auto spans = fleet::split_documents(text);
   // The text may be one JSON text of several spans (a report whose nested objects start lines too: a formatter
   // that does not indent them) or an array of reports (`jq -s`, a whole fleet's: any size): read whole first
   // where a file may hold one report, and always when it is an array.
   const auto first = text.find_first_not_of(" \t\r\n");
   const bool array = first != std::string_view::npos && text[first] == '[';
   if (text.size() <= k_max_report_file_bytes || array) {
-    thread_local fleet::ReportParser whole_parser;
-    auto whole = whole_parser.parse_whole(text);
+    auto whole = thread_parser().parse_whole(text);
     if (whole) {
       for (std::size_t i = 0; i < whole->size(); ++i) {
         sort_into((*whole)[i], whole->size() == 1 ? source : fmt::format("{}[{}]", source, i), out);
@@ -81,10 +85,10 @@ void parse_documents(std::string_view text, const std::string& source, bool para
       return;
     }
   }
+  const auto spans = fleet::split_documents(text);
   std::vector<Result<fleet::NodeReport>> parsed(spans.size(), fail(""));
   auto parse_one = [&](std::size_t i) {
-    thread_local fleet::ReportParser parser;
-    parsed[i] = parser.parse(text.substr(spans[i].offset, spans[i].length));
+    parsed[i] = thread_parser().parse(text.substr(spans[i].offset, spans[i].length));
   };
   if (parallel) {
     parallel_for(spans.size(), parse_one, 256);

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/node_lock.h"
 #include "core/elf.h"
 #include "core/strings.h"
 #include "exporter/http_server.h"
@@ -255,6 +256,17 @@ void fuzz_lint(std::string_view text) {
   }
 }
 
+// /proc/locks, which under --root is a tree's file anyone may have written: any text is read without fault, and
+// a held exclusive flock on a line of its own is always found after it (a cut last line ends where it ends).
+void proc_locks(std::string_view text) {
+  (void)flock_held_exclusively(text, 0x0, 0x19, 4242);
+  std::string with(text);
+  with += "\n7: FLOCK  ADVISORY  WRITE 99 00:19:4242 0 EOF\n";
+  if (!flock_held_exclusively(with, 0x0, 0x19, 4242)) {
+    __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -262,7 +274,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_target = t != nullptr ? t : "";
   if (g_target.empty()) {
     std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: listen kernel_log proc_driver unit_file snapshot fleet "
-                         "watch_replay probe_baseline lint loader\n");
+                         "watch_replay probe_baseline lint loader proc_locks\n");
     std::exit(2);
   }
   return 0;
@@ -280,6 +292,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else if (g_target == "lint") fuzz_lint(text);
   else if (g_target == "listen") fuzz_listen(text);
   else if (g_target == "loader") loader(text);
+  else if (g_target == "proc_locks") proc_locks(text);
   else __builtin_trap();
   return 0;
 }
