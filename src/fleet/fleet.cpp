@@ -434,14 +434,15 @@ nlohmann::json job_start_node_json(const JobStartMs& j) {
 }
 
 // A name as a list shows it: quoted where it could read as several names or as none (a comma or quote in it,
-// blank ends: inventory names are free text, and reports come from every node).
+// blank ends: inventory names are free text, and reports come from every node). Its backslashes are already
+// doubled (escaped_name), so only a quote needs one here.
 std::string listed_name(const std::string& name) {
   if (!name.empty() && name.find_first_of(",\"") == std::string::npos && name.front() != ' ' && name.back() != ' ') {
     return name;
   }
   std::string out = "\"";
   for (char c : name) {
-    if (c == '"' || c == '\\') {
+    if (c == '"') {
       out += '\\';
     }
     out += c;
@@ -529,6 +530,19 @@ Result<std::vector<Result<NodeReport>>> ReportParser::parse_whole(std::string_vi
 
 namespace {
 
+// A node's name as gpuwarm shows it: control and hidden characters escaped, and a backslash doubled so that a
+// name spelled `lit\x1b` never reads as one holding an escape byte.
+std::string escaped_name(std::string_view name) {
+  std::string doubled;
+  for (char c : name) {
+    doubled += c;
+    if (c == '\\') {
+      doubled += c;
+    }
+  }
+  return escape_control(doubled);
+}
+
 Result<NodeReport> report_of(const element& doc) {
   if (!doc.is_object()) {
     return fail("not a JSON object");
@@ -547,7 +561,7 @@ Result<NodeReport> report_of(const element& doc) {
     out.hostname = out.machine;
   }
   if (out.kind == ReportKind::other) {  // nothing more is read but what it says of itself; text from the file
-    out.hostname = escape_control(out.hostname);
+    out.hostname = escaped_name(out.hostname);
     out.skipped_why = escape_control(out.skipped_why);
     // A saved fleet summary speaks of other reports, not of a run of its own: its exit code is theirs.
     if (string_field(doc, "kind") != "gpuwarm-fleet-summary") {
@@ -574,7 +588,9 @@ Result<NodeReport> report_of(const element& doc) {
     return tl::unexpected(r.error());
   }
   // Reports come from every node: nothing in them may steer the operator's terminal.
-  for (std::string* field : {&out.hostname, &out.machine, &out.taken_at, &out.verdict, &out.fix_outcome}) {
+  out.hostname = escaped_name(out.hostname);
+  out.machine = escaped_name(out.machine);
+  for (std::string* field : {&out.taken_at, &out.verdict, &out.fix_outcome}) {
     *field = escape_control(*field);
   }
   return out;

@@ -460,6 +460,16 @@ TEST(FleetSummary, a_name_that_could_read_as_several_is_quoted_in_lists) {
       << text;
 }
 
+// A backslash in a name is doubled: a name spelled `lit\x1b` does not read like one holding an escape byte.
+TEST(FleetSummary, a_backslash_in_a_name_is_told_from_an_escaped_byte) {
+  auto s = fleet::summarize({report(diagnosis(R"(lit\\x1b)", "action-needed", k_one_off)),  // JSON text: lit\x1b
+                             report(diagnosis(R"(esc\u001b)", "action-needed", k_one_off)),  // an ESC byte
+                             report(diagnosis(R"(a,\\b)", "action-needed", k_one_off))},
+                            {});
+  std::string text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find(R"(Needs attention: 3 ("a,\\b", esc\x1b, lit\\x1b))" "\n"), std::string::npos) << text;
+}
+
 // A node only probes describe has no verdict and no persistence reading: the summary says so instead of
 // counting it among the nodes with every GPU Enabled.
 TEST(FleetSummary, a_node_with_only_probes_is_not_read_for_persistence) {
