@@ -297,6 +297,9 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
   std::size_t fold_indent = 0;
   std::size_t fold_block_indent = 0;  // a `>` block's first line: lines indented more keep their newlines
   bool fold_newline = false;          // a blank line inside the scalar: the next line starts anew
+  // A `#` word in a `>` block comments out, for the shell, the rest of the line the parser folds: the lines
+  // folded onto it too ("# note\n  nvidia-smi -pm 1" runs nothing).
+  bool fold_shell_comment = false;
   // A list item's first word, while its scalar may still go on: once it does, the item is a command line of its
   // own ("- nvidia-smi\n    -pm 1"), not one word of an argv list.
   std::size_t fold_item_token = SIZE_MAX;
@@ -332,16 +335,19 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
     }
     // A line of a folded scalar continues the command on the line above: no key, no list item, no new command.
     bool folds_on = false;
+    // In a `>` block a `#` line is text, not a YAML comment (only the shell reads it as one).
+    const bool block_comment = yaml && fold == YamlFold::folded && code.size() < raw.size() && raw[code.size()] == '#';
     if (yaml && fold != YamlFold::none) {
       const bool quoted = fold == YamlFold::double_quoted || fold == YamlFold::single_quoted;
-      if (trimmed.empty()) {
+      if (trimmed.empty() && !block_comment) {
         fold_newline = true;
       } else if (indent > fold_indent || quoted) {
         if (fold == YamlFold::folded && fold_block_indent == 0) {
           fold_block_indent = indent;
         }
-        folds_on = !fold_newline && !(fold == YamlFold::folded && indent > fold_block_indent);
-        fold_newline = false;
+        const bool more_indented = fold == YamlFold::folded && indent > fold_block_indent;
+        folds_on = !fold_newline && !more_indented;
+        fold_newline = more_indented;  // a more-indented line keeps the newline after it too
         if (folds_on && fold_item_token < out.size()) {
           out[fold_item_token].breaks_before = true;
           out[fold_item_token].break_kind = '-';
@@ -354,6 +360,13 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
         fold = YamlFold::none;
       }
     }
+    if (fold != YamlFold::folded || !folds_on) {
+      fold_shell_comment = false;  // the shell's line ended with the scalar, or with a newline the block keeps
+    }
+    if (fold_shell_comment) {
+      return;  // folded onto a commented line: the shell never runs it
+    }
+    fold_shell_comment = block_comment;
     if (!folds_on && !trimmed.empty()) {
       fold_item_token = SIZE_MAX;  // the item's scalar did not go on: its word may still be an argv's
     }

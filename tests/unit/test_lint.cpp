@@ -611,6 +611,20 @@ TEST(Lint, yaml_scalars_folded_over_lines) {
       {"a blank line folds to a newline", FileKind::yaml, "- shell: >\n    nvidia-smi -q\n\n    -pm 1\n", {}},
       // Lines indented more than the block's first keep their newlines.
       {"more-indented lines are not folded", FileKind::yaml, "- shell: >\n    nvidia-smi -q\n      -pm 1\n", {}},
+      {"nor is the line after one", FileKind::yaml, "- shell: >\n    nvidia-smi -q\n      -x\n    -pm 1\n", {}},
+      // A `#` line in a `>` block is text; the parser folds the next lines onto it, so the shell runs none of them.
+      {"a comment line folds the next lines into it", FileKind::yaml, "- shell: >\n    # note\n    nvidia-smi -pm 1\n",
+       {}},
+      {"a comment after a command folds the rest in", FileKind::yaml,
+       "- shell: >\n    echo a # note\n    nvidia-smi -pm 1\n", {}},
+      {"a blank line ends the comment", FileKind::yaml, "- shell: >\n    # note\n\n    nvidia-smi -pm 1\n",
+       {"LINT001@4:5"}},
+      {"a more-indented comment ends at its line", FileKind::yaml,
+       "- shell: >\n    echo a\n      # note\n    nvidia-smi -pm 1\n", {"LINT001@4:5"}},
+      {"a comment at the end of a folded line", FileKind::yaml, "- shell: >-\n    nvidia-smi\n    -pm 1 # why\n    -q\n",
+       {"LINT001@2:5"}},
+      {"a literal block's comment is its line's", FileKind::yaml, "- shell: |\n    # note\n    nvidia-smi -pm 1\n",
+       {"LINT001@3:5"}},
       // A literal block keeps every newline: -pm on the next line is not nvidia-smi's.
       {"literal block", FileKind::yaml, "- shell: |\n    nvidia-smi -q\n    -pm 1\n", {}},
       {"a closed quote ends the scalar", FileKind::yaml, "- shell: \"nvidia-smi -q\"\n  args:\n    chdir: /tmp\n", {}},
