@@ -200,10 +200,22 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                               s.service.unreachable,
                               s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced"));
   }
-  if (s.service.unit_file_state.is("masked")) {
+  if (s.service.load_state.is("masked") ||
+      (s.service.unit_file_state.has() && s.service.unit_file_state->starts_with("masked"))) {
+    // masked-runtime too: EnableUnitFiles would fail on it after the drop-in was written and loaded.
+    const bool runtime = s.service.unit_file_state.is("masked-runtime");
     return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
-                  "nvidia-persistenced.service is masked: someone disabled it on purpose. Unmask it (systemctl "
-                  "unmask nvidia-persistenced.service) if that is no longer wanted, then run fix again.");
+                  fmt::format("nvidia-persistenced.service is masked{}: someone disabled it on purpose. Unmask it "
+                              "(systemctl unmask{} nvidia-persistenced.service) if that is no longer wanted, then "
+                              "run fix again. Nothing was changed.",
+                              runtime ? " until the next reboot (masked-runtime)" : "", runtime ? " --runtime" : ""));
+  }
+  if (s.service.load_state.is("bad-setting") || s.service.load_state.is("error")) {
+    return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                  fmt::format("systemd cannot load nvidia-persistenced.service (LoadState={}): a drop-in would not "
+                              "make it start. `systemctl status nvidia-persistenced.service` names the file and line "
+                              "it refused; correct it, then run fix again. Nothing was changed.",
+                              *s.service.load_state));
   }
 
   // A daemon that runs although the unit is not active was started outside systemd (rc.local, by hand). The

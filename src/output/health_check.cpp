@@ -56,6 +56,9 @@ SchedulerImpact impact_of(const Finding& f) {
   if (f.route == Route::note) {
     return I::keep;  // demoted (persistence optional) or a note by nature
   }
+  if (f.route == Route::unknown) {
+    return I::unknown;  // a rule that answers "cannot tell" (PD004 on an unread WantedBy) is never a keep
+  }
   for (const auto& r : k_impacts) {
     if (f.rule_id == r.rule_id) {
       return r.impact;

@@ -11,6 +11,16 @@
 
 namespace gpuwarm::checks {
 
+namespace {
+
+// The LoadState values a rule judges (systemd.unit(5)); others (stub, merged: within a reload) say nothing yet.
+bool known_load_state(std::string_view state) {
+  return state == "loaded" || state == "not-found" || state == "masked" || state == "bad-setting" ||
+         state == "error";
+}
+
+}  // namespace
+
 std::vector<Finding> daemon_binary_missing(const Snapshot& s) {
   if (s.daemon.binary.has() || daemon_running(s)) {
     return {};
@@ -65,6 +75,21 @@ std::vector<Finding> unit_stop_when_unneeded(const Snapshot& s) {
 }
 
 std::vector<Finding> unit_missing(const Snapshot& s) {
+  if (s.service.reachable && (s.service.load_state.is("bad-setting") || s.service.load_state.is("error"))) {
+    // systemd read the unit and refused it: it starts neither at boot nor by hand, whatever it is enabled as.
+    Finding f;
+    f.message = fmt::format("systemd cannot load nvidia-persistenced.service (LoadState={}): it starts neither at "
+                            "boot nor by hand",
+                            *s.service.load_state);
+    f.next_step = "`systemctl status nvidia-persistenced.service` names the file and line systemd refused; correct "
+                  "it (`gpuwarm lint` on the unit folders finds known pitfalls), run `systemctl daemon-reload`, then "
+                  "diagnose again.";
+    f.evidence.push_back("LoadState=" + *s.service.load_state);
+    if (s.service.fragment_path.has()) {
+      f.evidence.push_back("unit file " + *s.service.fragment_path);
+    }
+    return {f};
+  }
   if (!s.service.reachable || !s.service.load_state.is("not-found") || !s.daemon.binary.has() ||
       daemon_from_driver_container(s)) {
     return {};  // the GPU Operator's daemon is started by its driver pod, never by a host unit
@@ -148,6 +173,9 @@ std::vector<Finding> unit_state_unread(const Snapshot& s) {
   };
   unread("LoadState", s.service.load_state);
   unread("ActiveState", s.service.active_state);
+  if (s.service.load_state.has() && !known_load_state(*s.service.load_state)) {
+    f.evidence.push_back("LoadState=" + *s.service.load_state + ": not a state gpuwarm can judge the unit in");
+  }
   if (!s.service.load_state.has() || s.service.load_state.is("loaded")) {
     // A unit that is not there has none of these to read. StopWhenUnneeded and ExecStart decide PD003 and PD002.
     unread("UnitFileState", s.service.unit_file_state);
@@ -195,6 +223,30 @@ std::vector<Finding> process_list_unread(const Snapshot& s) {
 }
 
 std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
+  const bool masked_file = s.service.unit_file_state.has() && s.service.unit_file_state->starts_with("masked");
+  if (s.service.reachable && (s.service.load_state.is("masked") || (s.service.load_state.is("loaded") && masked_file))) {
+    // A mask (a link to /dev/null) stops nothing that runs, but nothing starts the unit again: persistence ends at
+    // the next reboot or daemon exit.
+    const std::string state = s.service.unit_file_state.value_or("masked");
+    const bool runtime = state == "masked-runtime";
+    Finding f;
+    f.message = daemon_running(s) ? fmt::format("nvidia-persistenced runs now but its unit is masked ({}): it will "
+                                                "not start again, at boot or by hand",
+                                                state)
+                                  : fmt::format("nvidia-persistenced.service is masked ({}): systemd will not start "
+                                                "it, at boot or by hand",
+                                                state);
+    f.next_step = fmt::format("Someone masked it on purpose: if that is no longer wanted, unmask it (systemctl "
+                              "unmask{} nvidia-persistenced.service), then run gpuwarm fix.",
+                              runtime ? " --runtime" : "");
+    f.evidence.push_back("LoadState=" + *s.service.load_state);
+    f.evidence.push_back(s.service.unit_file_state.has() ? "UnitFileState=" + state
+                                                         : "UnitFileState unread: " + s.service.unit_file_state.missing);
+    if (s.service.active_state.has()) {
+      f.evidence.push_back("ActiveState=" + *s.service.active_state);
+    }
+    return {f};
+  }
   if (!s.service.reachable || !s.service.load_state.is("loaded") || !s.service.unit_file_state.has()) {
     return {};
   }
@@ -208,6 +260,7 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
   if (!at_boot) {
     // A static unit whose wanting units went unread: unknown, never "starts at boot".
     f.route = Route::unknown;
+    f.tag = "boot start unread";  // check's line: "PD004 daemon not enabled: boot start unread"
     f.message = "Whether nvidia-persistenced.service starts at boot cannot be told: " + decided;
     f.next_step = "Run `systemctl show -p WantedBy,RequiredBy nvidia-persistenced.service`, then diagnose again.";
     f.evidence.push_back("UnitFileState=" + state);
@@ -216,8 +269,7 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
   f.message = daemon_running(s)
                   ? fmt::format("nvidia-persistenced runs now but will not start at boot (UnitFileState={})", state)
                   : fmt::format("nvidia-persistenced.service is not enabled for boot (UnitFileState={})", state);
-  f.next_step = state == "masked" ? "Unmask it (systemctl unmask nvidia-persistenced.service), then enable it."
-                : state == "static"
+  f.next_step = state == "static"
                     ? "Its unit has no [Install] section and nothing pulls it in: have multi-user.target want it "
                       "(gpuwarm fix, or systemctl add-wants multi-user.target nvidia-persistenced.service)."
                     : "Enable it: gpuwarm fix, or systemctl enable --now nvidia-persistenced.service.";

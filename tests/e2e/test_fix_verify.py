@@ -49,9 +49,11 @@ class FixAndVerify(SystemdMockCase):
         self.stop_watch.set()
         super().stop_mock()
 
-    def add_unit(self, active="inactive", file_state="disabled", with_enable=True, start_result="done"):
+    def add_unit(self, active="inactive", file_state="disabled", with_enable=True, start_result="done",
+                 load_state="loaded"):
         """The Ubuntu-style unit (--no-persistence-mode, StopWhenUnneeded) plus the write methods fix uses."""
-        unit = super().add_unit(active=active, sub="dead", file_state=file_state, stop_when_unneeded=True,
+        unit = super().add_unit(load_state=load_state, active=active, sub="dead", file_state=file_state,
+                                stop_when_unneeded=True,
                                 argv=["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced",
                                       "--no-persistence-mode", "--verbose"])
         self.mock.AddMethod(MANAGER, "Subscribe", "", "", "")
@@ -226,11 +228,22 @@ class FixAndVerify(SystemdMockCase):
         self.assertIn("RAS", rep["reason"])
         self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
 
-    def test_masked_unit_is_refused(self):
-        self.add_unit(file_state="masked")
+    def refused_as_masked(self, file_state, unmask):
+        self.add_unit(load_state="masked", file_state=file_state)  # systemd's shape of a mask: LoadState=masked
         rc, rep, r = self.fix()
-        self.assertEqual(rc, 3)
-        self.assertIn("masked", rep["reason"])
+        self.assertEqual(rc, 3, r.stdout + r.stderr)
+        self.assertEqual(rep["outcome"], "refused")
+        self.assertIn(unmask, rep["reason"])
+        self.assertFalse(os.path.exists(self.root.p(DROPIN)))
+        self.assertEqual(set(self.write_calls().values()), {0})
+        d = h.run(["diagnose", "--json"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        self.assertIn("PD004", [f["rule_id"] for f in json.loads(d.stdout)["findings"]], d.stdout)
+
+    def test_masked_unit_is_refused(self):
+        self.refused_as_masked("masked", "systemctl unmask nvidia-persistenced.service")
+
+    def test_unit_masked_until_reboot_is_refused_before_any_change(self):
+        self.refused_as_masked("masked-runtime", "systemctl unmask --runtime nvidia-persistenced.service")
 
     def test_start_job_failed(self):
         self.add_unit(start_result="failed")

@@ -273,6 +273,25 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
       {"masked: refused",
        [](Snapshot& s, FixInputs&) { s.service.unit_file_state = Fact<std::string>::known("masked"); },
        FixOutcome::refused, {}},
+      {"masked as systemd reports it: refused",
+       [](Snapshot& s, FixInputs&) {
+         s.service.load_state = Fact<std::string>::known("masked");
+         s.service.unit_file_state = Fact<std::string>::known("masked");
+         s.service.active_state = Fact<std::string>::known("inactive");
+       },
+       FixOutcome::refused, {}},
+      // EnableUnitFiles fails on a runtime mask: refused before the drop-in is written, not after.
+      {"masked until reboot: refused",
+       [](Snapshot& s, FixInputs&) {
+         s.service.load_state = Fact<std::string>::known("masked");
+         s.service.unit_file_state = Fact<std::string>::known("masked-runtime");
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--no-persistence-mode"});
+       },
+       FixOutcome::refused, {}},
+      {"a unit systemd cannot load: refused",
+       [](Snapshot& s, FixInputs&) { s.service.load_state = Fact<std::string>::known("bad-setting"); },
+       FixOutcome::refused, {}},
   };
   for (const auto& c : cases) {
     Snapshot s = test::healthy_snapshot();
@@ -282,6 +301,10 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
     FixPlan p = plan_fix(s, diagnose(s), in);
     EXPECT_EQ(p.outcome, c.outcome) << c.name << ": " << p.reason;
     EXPECT_EQ(kinds(p), c.steps) << c.name;
+    if (std::string_view(c.name) == "masked until reboot: refused") {
+      EXPECT_EQ(p.exit_code, ExitCode::action_needed);
+      EXPECT_NE(p.reason.find("systemctl unmask --runtime"), std::string::npos) << p.reason;
+    }
     if (std::string_view(c.name) == "systemd runs but did not answer: refused") {
       EXPECT_EQ(p.exit_code, ExitCode::cannot_tell);
       EXPECT_NE(p.reason.find("systemd runs on this host but did not answer"), std::string::npos) << p.reason;

@@ -78,6 +78,13 @@ TEST(HealthCheck, StatusAndLine) {
          }
        },
        HealthStatus::ok, "OK PM005 persistence optional"},
+      // PD004 keeps the node when the unit is known not to start at boot; when that cannot be told, it is unknown.
+      {"whether the unit starts at boot unread is unknown, never ok",
+       [](Snapshot& s) {
+         s.service.unit_file_state = Fact<std::string>::known("static");
+         s.service.wanted_by = Fact<std::vector<std::string>>::unknown("Access denied");
+       },
+       HealthStatus::unknown, "PD004 daemon not enabled: boot start unread"},
   };
   for (const HealthCase& c : cases) {
     Snapshot s = healthy_snapshot();

@@ -136,6 +136,14 @@ TEST(Rules, PD007_unit_missing) {
       {"healthy node", [](Snapshot&) {}, {}},
       {"binary without unit", [](Snapshot& s) { s.service.load_state = Fact<std::string>::known("not-found"); },
        {{k_node}}},
+      // A unit systemd refused to load starts neither at boot nor by hand, whatever its enablement says.
+      {"a unit systemd cannot load", [](Snapshot& s) { s.service.load_state = Fact<std::string>::known("bad-setting"); },
+       {{k_node}}},
+      {"a unit that failed to load", [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("error");
+         s.service.unit_file_state = Fact<std::string>::unknown("Unit nvidia-persistenced.service failed to load");
+       },
+       {{k_node}}},
       {"no binary either: PD001's case",
        [](Snapshot& s) {
          s.service.load_state = Fact<std::string>::known("not-found");
@@ -164,7 +172,23 @@ TEST(Rules, PD004_daemon_not_enabled) {
       {"enabled", [](Snapshot&) {}, {}},
       {"disabled while running", state("disabled"), {{k_node}}},
       {"enabled-runtime does not survive a reboot", state("enabled-runtime"), {{k_node}}},
-      {"masked", state("masked"), {{k_node}}},
+      // systemd reports a masked unit as LoadState=masked (a link to /dev/null), not loaded.
+      {"masked", [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("masked");
+         s.service.unit_file_state = Fact<std::string>::known("masked");
+       },
+       {{k_node}}},
+      {"masked until reboot", [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("masked");
+         s.service.unit_file_state = Fact<std::string>::known("masked-runtime");
+       },
+       {{k_node}}},
+      {"masked, enablement unread", [](Snapshot& s) {
+         s.service.load_state = Fact<std::string>::known("masked");
+         s.service.unit_file_state = Fact<std::string>::unknown("Access denied");
+       },
+       {{k_node}}},
+      {"a loaded unit said to be masked", state("masked"), {{k_node}}},
       {"static, nothing wants it", [](Snapshot& s) {
          s.service.unit_file_state = Fact<std::string>::known("static");
          s.service.wanted_by = Fact<std::vector<std::string>>::known({});
@@ -195,6 +219,17 @@ TEST(Rules, PD004_daemon_not_enabled) {
        {}},
   };
   for (const auto& c : cases) expect_rule("PD004", c);
+  Snapshot s = healthy_snapshot();
+  s.service.load_state = Fact<std::string>::known("masked");
+  s.service.unit_file_state = Fact<std::string>::known("masked-runtime");
+  auto found = find_rule("PD004")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].message.find("runs now but its unit is masked (masked-runtime)"), std::string::npos)
+      << found[0].message;
+  EXPECT_NE(found[0].next_step.find("systemctl unmask --runtime nvidia-persistenced.service"), std::string::npos)
+      << found[0].next_step;
+  EXPECT_EQ(found[0].evidence, (std::vector<std::string>{"LoadState=masked", "UnitFileState=masked-runtime",
+                                                          "ActiveState=active"}));
 }
 
 TEST(Rules, PD005_gpu_not_held) {

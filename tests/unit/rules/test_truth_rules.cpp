@@ -156,6 +156,10 @@ TEST(Rules, UNK005_unit_state_unread) {
          s.service.active_state = Fact<std::string>::unknown("no bus");
        },
        {}},
+      // Within a daemon-reload the unit passes through states that say nothing of it yet.
+      {"a load state no rule judges", [](Snapshot& s) { s.service.load_state = Fact<std::string>::known("stub"); },
+       {{std::nullopt}}},
+      {"masked is PD004's", [](Snapshot& s) { s.service.load_state = Fact<std::string>::known("masked"); }, {}},
   };
   for (const auto& c : cases) expect_rule("UNK005", c);
 }
