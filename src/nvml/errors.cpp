@@ -77,7 +77,8 @@ Meaning meaning_of_reason(std::string_view reason) {
   }
   for (const auto& info : k_returns) {
     if (reason == info.name) {
-      return info.meaning;
+      // A fact missing "because" of SUCCESS (an edited or converted snapshot) was not read: never "ok".
+      return info.meaning == Meaning::ok ? Meaning::other : info.meaning;
     }
   }
   return Meaning::other;

@@ -52,10 +52,11 @@ std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
     return daemon_processes_listed(s) ? "no" : "?";
   }
   auto held = daemon_held_minors(s);
-  if (!gpu.minor.has() || !held) {
+  auto minor = gpu_minor(s, gpu);
+  if (!minor || !held) {
     return "?";
   }
-  return std::find(held->begin(), held->end(), *gpu.minor) != held->end() ? "yes" : "no";
+  return std::find(held->begin(), held->end(), *minor) != held->end() ? "yes" : "no";
 }
 
 std::string driver_line(const Snapshot& s) {

@@ -216,7 +216,8 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     } else {
       gpu_unknown("persistence_mode", g.persistence.missing);
     }
-    if (!g.minor.has()) {
+    const std::optional<unsigned> minor = gpu_minor(s, g);
+    if (!minor) {
       gpu_unknown("held_by_persistenced", "minor number unread: " + g.minor.missing);
     } else if (!s.daemon.processes_unread.empty()) {
       gpu_unknown("held_by_persistenced", "processes not listed: " + s.daemon.processes_unread);
@@ -229,21 +230,21 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
       gpu_unknown("held_by_persistenced", "the daemon's open files could not be read (needs root)");
     } else {
       bool held = std::any_of(s.daemon.processes.begin(), s.daemon.processes.end(), [&](const DaemonProcess& p) {
-        return std::find(p.held_minors->begin(), p.held_minors->end(), *g.minor) != p.held_minors->end();
+        return std::find(p.held_minors->begin(), p.held_minors->end(), *minor) != p.held_minors->end();
       });
       e.sample("gpuwarm_gpu_held_by_persistenced", gpu, held ? 1 : 0);
     }
     if (!s.host.gpu_clients.has() && s.host.gpu_clients.missing == k_clients_not_scanned) {
       // Not looked for, by design (nothing to mask): no series, as for any metric not collected. Not an
       // unknown: an alert on every fact_unknown would otherwise fire on every healthy node.
-    } else if (!g.minor.has() || !s.host.gpu_clients.has()) {
+    } else if (!minor || !s.host.gpu_clients.has()) {
       gpu_unknown("held_by_other_clients",
-                  g.minor.has() ? s.host.gpu_clients.missing : "minor number unread: " + g.minor.missing);
+                  minor ? s.host.gpu_clients.missing : "minor number unread: " + g.minor.missing);
     } else {
       // The host's daemon is left out of the scan already; a container's daemon is left out here, by pid (a
       // comm is cut at 15 characters, so it never reads "nvidia-persistenced").
       auto count = std::count_if(s.host.gpu_clients->begin(), s.host.gpu_clients->end(), [&](const GpuClient& c) {
-        return std::find(c.minors.begin(), c.minors.end(), *g.minor) != c.minors.end() &&
+        return std::find(c.minors.begin(), c.minors.end(), *minor) != c.minors.end() &&
                std::none_of(s.daemon.foreign.begin(), s.daemon.foreign.end(),
                             [&](const ForeignDaemon& f) { return f.pid == c.pid; });
       });

@@ -291,15 +291,29 @@ std::vector<Finding> gpu_not_held(const Snapshot& s) {
   const std::vector<unsigned>& held = *held_minors;
   std::vector<Finding> out;
   for (const GpuFacts* gpu : reachable_gpus(s)) {
-    if (!gpu->minor.has()) {
+    const std::optional<unsigned> minor = gpu_minor(s, *gpu);
+    if (!minor) {
+      // Which device node is this GPU's is unknown: whether the daemon holds it cannot be told, never "held".
+      Finding f;
+      f.gpu = gpu->index;
+      f.route = Route::unknown;
+      f.tag = "minor unread";
+      f.message = fmt::format("{}: whether nvidia-persistenced holds it cannot be told: its /dev/nvidiaN minor was "
+                              "read neither from NVML ({}) nor from /proc/driver/nvidia/gpus",
+                              gpu_label(*gpu), gpu->minor.missing);
+      f.next_step = "Run `nvidia-smi -q -i " + std::to_string(gpu->index) +
+                    " | grep -i minor` and compare with `ls -l /proc/$(pidof nvidia-persistenced)/fd`.";
+      f.evidence.push_back("nvmlDeviceGetMinorNumber: " + gpu->minor.missing);
+      f.evidence.push_back(fmt::format("daemon holds minors [{}]", fmt::join(held, ", ")));
+      out.push_back(std::move(f));
       continue;
     }
-    if (std::find(held.begin(), held.end(), *gpu->minor) != held.end()) {
+    if (std::find(held.begin(), held.end(), *minor) != held.end()) {
       continue;
     }
     Finding f;
     f.gpu = gpu->index;
-    f.message = fmt::format("{}: nvidia-persistenced does not hold /dev/nvidia{}", gpu_label(*gpu), *gpu->minor);
+    f.message = fmt::format("{}: nvidia-persistenced does not hold /dev/nvidia{}", gpu_label(*gpu), *minor);
     f.next_step = "Restart nvidia-persistenced so it opens every GPU; if it keeps skipping this one, check the "
                   "daemon's log and the device node's permissions for its --user.";
     f.evidence.push_back(fmt::format("daemon holds minors [{}]", fmt::join(held, ", ")));

@@ -114,6 +114,22 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
     return {};
   }
   Finding f;
+  if (!s.driver.module_loaded && s.nvml.init_code.is(nvml::ret::success) && !nvml_says_not_loaded) {
+    // NVML talks to a driver this view cannot see (a pod or chroot without the host's /proc and /sys): what the
+    // kernel side says (its version, its GPU list) is unknown, not "no driver".
+    f.route = Route::unknown;
+    f.tag = "module not visible";
+    f.message = "NVML answers, but the nvidia kernel module is not visible here (no /proc/driver/nvidia or "
+                "/sys/module/nvidia): the kernel's side of the driver cannot be read";
+    f.next_step = "Run gpuwarm on the host, or give it the host's /proc and /sys (--root with the host's tree "
+                  "mounted), then diagnose again.";
+    f.evidence.emplace_back("/proc/driver/nvidia and /sys/module/nvidia absent");
+    f.evidence.push_back(nvml_evidence("nvmlInit", s.nvml.init_error.empty() ? "SUCCESS" : s.nvml.init_error));
+    if (s.nvml.device_count.has()) {
+      f.evidence.push_back(fmt::format("nvmlDeviceGetCount: {}", *s.nvml.device_count));
+    }
+    return {f};
+  }
   const std::size_t unbound = s.driver.unbound_gpus.has() ? s.driver.unbound_gpus->size() : 0;
   const std::size_t elsewhere = s.driver.gpus_on_other_drivers.has() ? s.driver.gpus_on_other_drivers->size() : 0;
   const std::size_t driverless = unbound + elsewhere;

@@ -1,6 +1,7 @@
 #include "rules/helpers.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 
@@ -89,12 +90,72 @@ bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unre
 bool not_a_gpu_node(const Snapshot& s) {
   const auto& unbound = s.driver.unbound_gpus;
   const auto& elsewhere = s.driver.gpus_on_other_drivers;
+  // NVML that answered with GPUs, or hung, outweighs a module this view cannot see (a pod without the host's /proc).
+  const bool nvml_saw_none = s.nvml.gpus.empty() && s.nvml.device_count.value_or(0) == 0 && s.nvml.timed_out_at.empty();
   return !s.driver.module_loaded && s.driver.kernel_gpus.empty() && unbound.has() && unbound->empty() &&
-         elsewhere.has() && elsewhere->empty();
+         elsewhere.has() && elsewhere->empty() && nvml_saw_none;
 }
 
 bool daemon_from_driver_container(const Snapshot& s) {
   return s.daemon.binary.has() && s.daemon.binary->rfind("/run/nvidia/driver/", 0) == 0;
+}
+
+namespace {
+
+// "00000000:3B:00.0" (NVML) and "0000:3b:00.0" (/proc/driver/nvidia/gpus) name one function: compare them with
+// the domain's leading zeros dropped and case folded.
+std::string comparable_bus_id(std::string_view id) {
+  std::string out;
+  std::size_t colon = id.find(':');
+  std::string_view domain = colon == std::string_view::npos ? std::string_view{} : id.substr(0, colon);
+  std::size_t first = domain.find_first_not_of('0');
+  out = first == std::string_view::npos ? "0" : std::string(domain.substr(first));
+  out += colon == std::string_view::npos ? std::string(id) : std::string(id.substr(colon));
+  for (char& c : out) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<unsigned> gpu_minor(const Snapshot& s, const GpuFacts& gpu) {
+  if (gpu.minor.has()) {
+    return *gpu.minor;
+  }
+  for (const auto& kg : s.driver.kernel_gpus) {
+    const bool same = (gpu.uuid.has() && !kg.uuid.empty() && kg.uuid == *gpu.uuid) ||
+                      (gpu.pci_bus_id.has() && !kg.bus_id.empty() &&
+                       comparable_bus_id(kg.bus_id) == comparable_bus_id(*gpu.pci_bus_id));
+    if (same && kg.minor.has()) {
+      return *kg.minor;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<const KernelGpu*> gpus_nvml_missed(const Snapshot& s) {
+  std::vector<const KernelGpu*> listed;
+  for (const auto& kg : s.driver.kernel_gpus) {
+    if (!kg.excluded) {
+      listed.push_back(&kg);
+    }
+  }
+  const std::size_t seen = s.nvml.device_count.value_or(static_cast<unsigned>(s.nvml.gpus.size()));
+  if (listed.size() <= seen) {
+    return {};  // as many as the driver lists: GPU001's count agrees
+  }
+  std::vector<const KernelGpu*> missed;
+  for (const KernelGpu* kg : listed) {
+    const bool shown = std::any_of(s.nvml.gpus.begin(), s.nvml.gpus.end(), [&](const GpuFacts& g) {
+      return (g.uuid.has() && !kg->uuid.empty() && *g.uuid == kg->uuid) ||
+             (g.pci_bus_id.has() && comparable_bus_id(*g.pci_bus_id) == comparable_bus_id(kg->bus_id));
+    });
+    if (!shown) {
+      missed.push_back(kg);
+    }
+  }
+  return missed;
 }
 
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {

@@ -30,9 +30,16 @@ bool daemon_processes_listed(const Snapshot& s);
 // The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and
 // the host has no unit for it by design.
 bool daemon_from_driver_container(const Snapshot& s);
-// Not a GPU node: no nvidia module, and the PCI bus was read and shows no NVIDIA GPU unbound or taken by another
-// driver (one handed to a VM is the VM's). An unread PCI list is never "no GPU".
+// Not a GPU node: no nvidia module, the PCI bus was read and shows no NVIDIA GPU unbound or taken by another
+// driver (one handed to a VM is the VM's), and NVML neither counted a GPU nor hung. An unread PCI list is never
+// "no GPU".
 bool not_a_gpu_node(const Snapshot& s);
+// The GPU's /dev/nvidiaN minor: NVML's, else the kernel's entry for the same GPU (by UUID, then PCI bus ID);
+// nullopt when neither was read.
+std::optional<unsigned> gpu_minor(const Snapshot& s, const GpuFacts& gpu);
+// GPUs the driver lists (not excluded) that NVML does not show, where it counts fewer than the driver: nothing
+// was read of them, so no check may pass over them.
+std::vector<const KernelGpu*> gpus_nvml_missed(const Snapshot& s);
 // Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);

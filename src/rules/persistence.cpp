@@ -17,7 +17,8 @@ namespace {
 // True when the daemon's open files were read and include this GPU's node.
 bool daemon_holds(const Snapshot& s, const GpuFacts& gpu) {
   auto held = daemon_held_minors(s);
-  return held && gpu.minor.has() && std::find(held->begin(), held->end(), *gpu.minor) != held->end();
+  auto minor = gpu_minor(s, gpu);
+  return held && minor && std::find(held->begin(), held->end(), *minor) != held->end();
 }
 
 std::string client_text(const GpuClient& c) { return fmt::format("pid {} ({})", c.pid, c.comm); }
@@ -82,13 +83,14 @@ std::vector<Finding> persistence_masked(const Snapshot& s) {
   }
   std::vector<Finding> out;
   for (const GpuFacts* gpu : reachable_gpus(s)) {
-    if (!gpu->persistence.is(false) || !gpu->minor.has() || daemon_holds(s, *gpu)) {
+    const std::optional<unsigned> minor = gpu_minor(s, *gpu);
+    if (!gpu->persistence.is(false) || !minor || daemon_holds(s, *gpu)) {
       continue;
     }
     Finding f;
     for (const auto& c : *s.host.gpu_clients) {
-      if (std::find(c.minors.begin(), c.minors.end(), *gpu->minor) != c.minors.end()) {
-        f.evidence.push_back(fmt::format("{} holds /dev/nvidia{}", client_text(c), *gpu->minor));
+      if (std::find(c.minors.begin(), c.minors.end(), *minor) != c.minors.end()) {
+        f.evidence.push_back(fmt::format("{} holds /dev/nvidia{}", client_text(c), *minor));
       }
     }
     if (f.evidence.empty()) {
@@ -117,7 +119,7 @@ std::vector<Finding> persistence_views_disagree(const Snapshot& s) {
     f.message = fmt::format(
         "{}: NVML reports persistence Disabled, but nvidia-persistenced holds /dev/nvidia{}; the verdict trusts the "
         "daemon's open handle, because holding the device open is what keeps the GPU initialized",
-        gpu_label(*gpu), *gpu->minor);
+        gpu_label(*gpu), gpu_minor(s, *gpu).value_or(0));  // daemon_holds: known
     f.next_step = "Nothing to fix for this GPU if the daemon stays up. NVML's flag has been seen to lag the daemon "
                   "(GB200); if it persists after a daemon restart, report it with `gpuwarm snapshot`.";
     f.evidence.emplace_back("NVML view: nvmlDeviceGetPersistenceMode = Disabled");

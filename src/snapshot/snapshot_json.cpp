@@ -38,7 +38,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(KernelGpu, bus_id, model, uuid, 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceNode, path, char_device, mode)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(PciGpu, address, driver, module)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DriverFacts, module_loaded, proc_version_line, kernel_version,
-                                                sys_module_version, open_kernel_module, kernel_gpus, device_nodes,
+                                                sys_module_version, open_kernel_module, kernel_gpus,
+                                                kernel_gpus_unread, device_nodes,
                                                 nvswitches, unbound_gpus, gpus_on_other_drivers)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ClockSet, sm, graphics, mem)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EventCounter, reason, field_id, ns)

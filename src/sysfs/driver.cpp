@@ -94,6 +94,8 @@ DriverFacts read_driver(const Paths& paths) {
       facts.kernel_gpus.back().runtime_d3 =
           power ? parse_runtime_d3(*power) : Fact<std::string>::unknown(paths.display(power.error().message));
     }
+  } else if (path_exists(proc_dir)) {
+    facts.kernel_gpus_unread = paths.display(buses.error().message);
   }
 
   if (auto names = list_dir(paths.dev(""))) {

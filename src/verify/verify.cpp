@@ -105,14 +105,17 @@ CheckResult persistence_check(const Snapshot& s) {
   for (const auto& g : s.nvml.gpus) {
     if (!g.handle_error.empty()) {
       bad.push_back(fmt::format("GPU {}: {}", g.index, g.handle_error));
-    } else if (g.persistence.is(false) && held && g.minor.has() &&
-               std::find(held->begin(), held->end(), *g.minor) != held->end()) {
+    } else if (auto minor = gpu_minor(s, g); g.persistence.is(false) && held && minor &&
+                                               std::find(held->begin(), held->end(), *minor) != held->end()) {
       // As diagnose (PM004): the daemon's open handle is what keeps it initialized.
       daemon_view.push_back(fmt::format("GPU {}: NVML says Disabled but the daemon holds /dev/nvidia{}", g.index,
-                                        *g.minor));
+                                        *minor));
     } else if (!g.persistence.is(true)) {
       bad.push_back(fmt::format("GPU {}: {}", g.index, persistence_text(g.persistence)));
     }
+  }
+  for (const KernelGpu* kg : gpus_nvml_missed(s)) {
+    bad.push_back(fmt::format("{} ({}): the driver lists it, NVML does not show it: unread", kg->bus_id, kg->model));
   }
   c.status = bad.empty() ? CheckStatus::pass : CheckStatus::fail;
   c.detail = bad.empty() ? fmt::format("{} of {} GPUs Enabled", s.nvml.gpus.size() - daemon_view.size(),
@@ -146,11 +149,18 @@ CheckResult holds_check(const Snapshot& s) {
   const std::vector<unsigned>& held = *held_minors;
   std::vector<std::string> missing;
   for (const GpuFacts* g : reachable_gpus(s)) {
-    if (!g->minor.has()) {
+    const std::optional<unsigned> minor = gpu_minor(s, *g);
+    if (!minor) {
       // Which device file is this GPU's is unknown, so whether the daemon holds it is too: not a pass.
       missing.push_back(fmt::format("GPU {} (its minor number could not be read: {})", g->index, g->minor.missing));
-    } else if (std::find(held.begin(), held.end(), *g->minor) == held.end()) {
-      missing.push_back(fmt::format("/dev/nvidia{} (GPU {})", *g->minor, g->index));
+    } else if (std::find(held.begin(), held.end(), *minor) == held.end()) {
+      missing.push_back(fmt::format("/dev/nvidia{} (GPU {})", *minor, g->index));
+    }
+  }
+  for (const KernelGpu* kg : gpus_nvml_missed(s)) {
+    if (!kg->minor.has() || std::find(held.begin(), held.end(), *kg->minor) == held.end()) {
+      missing.push_back(kg->minor.has() ? fmt::format("/dev/nvidia{} ({}, which NVML does not show)", *kg->minor, kg->bus_id)
+                                        : fmt::format("{} (NVML does not show it; its minor unread)", kg->bus_id));
     }
   }
   c.status = missing.empty() ? CheckStatus::pass : CheckStatus::fail;

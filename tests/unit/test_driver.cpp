@@ -67,6 +67,19 @@ TEST(Driver, ReadsAFakeRoot) {
   ASSERT_EQ(d.device_nodes.size(), 1u);  // nvidia-caps is a directory, null is not ours
   EXPECT_EQ(d.device_nodes[0].path, "/dev/nvidia0");
   EXPECT_FALSE(d.device_nodes[0].char_device);
+  EXPECT_EQ(d.kernel_gpus_unread, "");
+}
+
+// The driver's GPU list that cannot be listed is unread, not empty: NVML's count has nothing to be checked against.
+TEST(Driver, AnUnlistableGpuListIsUnreadNotEmpty) {
+  test::TempTree t;
+  t.write("proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04\n");
+  t.write("proc/driver/nvidia/gpus", "");  // not a folder
+  DriverFacts d = read_driver(Paths(t.root()));
+  EXPECT_TRUE(d.module_loaded);
+  EXPECT_TRUE(d.kernel_gpus.empty());
+  EXPECT_NE(d.kernel_gpus_unread.find("/proc/driver/nvidia/gpus"), std::string::npos) << d.kernel_gpus_unread;
+  EXPECT_EQ(d.kernel_gpus_unread.find(t.root()), std::string::npos) << d.kernel_gpus_unread;
 }
 
 TEST(Driver, NoDriverIsAStateNotAnError) {

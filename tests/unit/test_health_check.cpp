@@ -46,7 +46,12 @@ TEST(HealthCheck, StatusAndLine) {
          s.nvml.gpus[0].persistence = Fact<bool>::known(false);
        },
        HealthStatus::problem, "DRV003 driver version mismatch"},
-      {"no driver drains", [](Snapshot& s) { s.driver.module_loaded = false; }, HealthStatus::problem,
+      {"no driver drains",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.nvml.init_code = Fact<int>::known(9);  // DRIVER_NOT_LOADED
+       },
+       HealthStatus::problem,
        "DRV001 driver not loaded"},
       {"legacy flag only: worth fixing, jobs unaffected",
        [](Snapshot& s) {

@@ -91,6 +91,29 @@ TEST(Verify, EachCheckFailsOnItsOwn) {
   }
 }
 
+// A GPU the driver lists but NVML does not show had nothing read: neither its persistence nor its device node
+// passes (diagnose says GPU001).
+TEST(Verify, AGpuTheDriverListsButNvmlMissesFails) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) {
+    s.nvml.device_count = Fact<unsigned>::known(1);
+    s.nvml.gpus.pop_back();
+    s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+  }));
+  EXPECT_FALSE(r.passed);
+  std::map<std::string, std::string> failed;
+  for (const auto& c : r.checks) {
+    if (c.status == CheckStatus::fail) {
+      failed[c.id] = c.detail;
+    }
+  }
+  EXPECT_NE(failed["persistence"].find("0000:07:00.0 (NVIDIA H100 80GB HBM3): the driver lists it, NVML does not show it"),
+            std::string::npos)
+      << failed["persistence"];
+  EXPECT_NE(failed["daemon-holds-gpus"].find("/dev/nvidia1 (0000:07:00.0, which NVML does not show)"),
+            std::string::npos)
+      << failed["daemon-holds-gpus"];
+}
+
 // NVML left closed (a probe held the node): cannot tell where only NVML's checks failed, a failure where the unit
 // is not active whatever the GPUs say.
 TEST(Verify, NvmlLeftClosedIsCannotTellOnlyWhereNothingElseFailed) {

@@ -244,14 +244,41 @@ TEST(Rules, PD005_gpu_not_held) {
        [](Snapshot& s) { s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root"); },
        {}},
       {"daemon not running: other rules speak", [](Snapshot& s) { s.daemon.processes.clear(); }, {}},
-      {"GPU minor unknown is skipped",
+      // NVML's minor NOT_SUPPORTED: the kernel's entry for the same GPU names its device node.
+      {"GPU minor from the kernel's list",
        [](Snapshot& s) {
          s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
          s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
        },
+       {{1u}}},
+      {"GPU minor from the kernel's list, matched by bus ID",
+       [](Snapshot& s) {
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+         s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+         s.nvml.gpus[1].uuid = Fact<std::string>::unknown("NOT_SUPPORTED");
+         s.nvml.gpus[1].pci_bus_id = Fact<std::string>::known("00000000:07:00.0");
+       },
+       {{1u}}},
+      {"GPU minor from the kernel's list, held", [](Snapshot& s) {
+         s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+       },
        {}},
+      // Neither names it: whether the daemon holds it cannot be told (never "held").
+      {"GPU minor unread anywhere",
+       [](Snapshot& s) {
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+         s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+         s.driver.kernel_gpus[1].minor = Fact<unsigned>::unknown("no information file");
+       },
+       {{1u}}},
   };
   for (const auto& c : cases) expect_rule("PD005", c);
+  Snapshot s = healthy_snapshot();
+  s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+  s.driver.kernel_gpus[1].minor = Fact<unsigned>::unknown("no information file");
+  const Diagnosis d = diagnose(s);
+  EXPECT_EQ(d.verdict.route, Route::unknown) << d.verdict.rule_id;
+  EXPECT_EQ(d.verdict.rule_id, "PD005");
 }
 
 }  // namespace

@@ -35,6 +35,7 @@ TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
   auto finding = [](std::vector<std::string> unbound) {
     Snapshot s = healthy_snapshot();
     s.driver.module_loaded = false;
+    s.nvml.init_code = Fact<int>::known(9);  // DRIVER_NOT_LOADED, as NVML answers without the module
     s.driver.unbound_gpus = Fact<std::vector<std::string>>::known(std::move(unbound));
     return finding_of(diagnose(s), "DRV001");
   };
@@ -47,6 +48,20 @@ TEST(Rules, DRV001_names_the_gpus_left_without_a_driver) {
   EXPECT_EQ(finding({}).message, "No NVIDIA driver is present: the nvidia kernel module is not loaded");
 }
 
+// NVML answers while this view shows no module (a pod without the host's /proc and /sys): cannot tell, never
+// "no driver".
+TEST(Rules, DRV001_a_module_nvml_reaches_but_this_view_cannot_see) {
+  Snapshot s = healthy_snapshot();
+  s.driver.module_loaded = false;
+  s.driver.kernel_gpus.clear();
+  const Diagnosis d = diagnose(s);
+  Finding f = finding_of(d, "DRV001");
+  EXPECT_EQ(f.route, Route::unknown);
+  EXPECT_NE(f.message.find("NVML answers, but the nvidia kernel module is not visible here"), std::string::npos)
+      << f.message;
+  EXPECT_EQ(d.verdict.route, Route::unknown) << d.verdict.rule_id;
+}
+
 // `check --skip-without-gpu`: only a node whose PCI bus was read and shows no NVIDIA GPU needing the module.
 TEST(Rules, NotAGpuNodeNeedsTheWholePciBusRead) {
   struct Case {
@@ -57,6 +72,9 @@ TEST(Rules, NotAGpuNodeNeedsTheWholePciBusRead) {
   auto cpu_node = [](Snapshot& s) {
     s.driver.module_loaded = false;
     s.driver.kernel_gpus.clear();
+    s.nvml.init_code = Fact<int>::known(9);  // DRIVER_NOT_LOADED
+    s.nvml.device_count = Fact<unsigned>::unknown("not read: nvmlInit failed");
+    s.nvml.gpus.clear();
   };
   const std::vector<Case> cases = {
       {"GPU node", [](Snapshot&) {}, false},
@@ -79,6 +97,21 @@ TEST(Rules, NotAGpuNodeNeedsTheWholePciBusRead) {
          s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("/proc/bus/pci/devices: EACCES");
        },
        false},
+      // The module unseen (a pod without the host's /proc) while NVML answers: a GPU node all the same.
+      {"NVML counted GPUs",
+       [&](Snapshot& s) {
+         cpu_node(s);
+         s.nvml.init_code = Fact<int>::known(0);
+         s.nvml.device_count = Fact<unsigned>::known(1);
+         s.nvml.gpus = {healthy_gpu(0)};
+       },
+       false},
+      {"NVML hung",
+       [&](Snapshot& s) {
+         cpu_node(s);
+         s.nvml.timed_out_at = "nvmlInit_v2";
+       },
+       false},
       {"GPUs another driver took unread",
        [&](Snapshot& s) {
          cpu_node(s);
@@ -98,6 +131,7 @@ TEST(Rules, NotAGpuNodeNeedsTheWholePciBusRead) {
 TEST(Rules, DRV001_names_the_gpus_another_driver_took) {
   Snapshot s = healthy_snapshot();
   s.driver.module_loaded = false;
+  s.nvml.init_code = Fact<int>::known(9);  // DRIVER_NOT_LOADED
   s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({"0000:3b:00.0"});
   s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known(
       {{"0000:5e:00.0", "nouveau", "nouveau"}, {"0000:af:00.0", "NovaCore", "nova_core"}});
@@ -120,6 +154,7 @@ TEST(Rules, DRV001_names_the_gpus_another_driver_took) {
 TEST(Rules, DRV001_says_when_the_gpus_on_the_bus_are_unread) {
   Snapshot s = healthy_snapshot();
   s.driver.module_loaded = false;
+  s.nvml.init_code = Fact<int>::known(9);  // DRIVER_NOT_LOADED
   s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("/proc/bus/pci/devices: No such file or directory");
   s.driver.gpus_on_other_drivers =
       Fact<std::vector<PciGpu>>::unknown("/proc/bus/pci/devices: No such file or directory");

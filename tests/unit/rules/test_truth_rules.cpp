@@ -74,6 +74,30 @@ TEST(Rules, UNK002_gpu_count_unread) {
       {"NO_PERMISSION", count_fails("NO_PERMISSION"), {{k_node}}},
       {"NOT_SUPPORTED", count_fails("NOT_SUPPORTED"), {{k_node}}},
       {"GPU_IS_LOST is GPU001's", count_fails("GPU_IS_LOST"), {}},
+      // A fact missing "because of" SUCCESS (an edited snapshot) was not read all the same.
+      {"missing with reason SUCCESS", count_fails("SUCCESS"), {{k_node}}},
+      // NVML sees none, the driver's list unread: no GPU and GPUs NVML missed read alike.
+      {"none seen, the driver's list unread",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(0);
+         s.nvml.gpus.clear();
+         s.driver.kernel_gpus.clear();
+         s.driver.kernel_gpus_unread = "/proc/driver/nvidia/gpus: Permission denied";
+       },
+       {{k_node}}},
+      {"none seen, the driver's list read and empty",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(0);
+         s.nvml.gpus.clear();
+         s.driver.kernel_gpus.clear();
+       },
+       {}},
+      {"GPUs seen, the driver's list unread: NVML's view stands",
+       [](Snapshot& s) {
+         s.driver.kernel_gpus.clear();
+         s.driver.kernel_gpus_unread = "/proc/driver/nvidia/gpus: Permission denied";
+       },
+       {}},
       {"init failed first: not asked",
        [](Snapshot& s) {
          s.nvml.init_code = Fact<int>::known(4);
@@ -90,6 +114,7 @@ TEST(Rules, UNK003_gpu_handle_unread) {
       {"NO_PERMISSION on GPU 1", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "NO_PERMISSION"); }, {{1u}}},
       {"UNKNOWN on GPU 0", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "UNKNOWN"); }, {{0u}}},
       {"GPU_IS_LOST is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},
+      {"a handle error SUCCESS", [](Snapshot& s) { s.nvml.gpus[1] = lost_gpu(1, "SUCCESS"); }, {{1u}}},
       {"fewer GPUs recorded than NVML counted", [](Snapshot& s) { s.nvml.gpus.pop_back(); }, {{std::nullopt}}},
       {"none recorded", [](Snapshot& s) { s.nvml.gpus.clear(); }, {{std::nullopt}}},
   };
@@ -101,6 +126,8 @@ TEST(Rules, UNK004_gpu_fact_unread) {
       {"healthy node", [](Snapshot&) {}, {}},
       {"persistence UNKNOWN", [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("UNKNOWN"); },
        {{0u}}},
+      {"persistence missing with reason SUCCESS",
+       [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("SUCCESS"); }, {{0u}}},
       {"persistence NOT_SUPPORTED: still cannot tell",
        [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::unknown("NOT_SUPPORTED"); }, {{1u}}},
       {"persistence symbol absent",

@@ -20,7 +20,12 @@ TEST(Verdict, RunbookOrder) {
       {"healthy", [](Snapshot&) {}, "healthy", "OK000", ExitCode::healthy},
       {"healthy without systemd is still healthy (note only)",
        [](Snapshot& s) { s.service.reachable = false; }, "healthy", "OK000", ExitCode::healthy},
-      {"no driver", [](Snapshot& s) { s.driver.module_loaded = false; }, "driver-install", "DRV001",
+      {"no driver",
+       [](Snapshot& s) {
+         s.driver.module_loaded = false;
+         s.nvml.init_code = Fact<int>::known(9);  // DRIVER_NOT_LOADED
+       },
+       "driver-install", "DRV001",
        ExitCode::routed_elsewhere},
       {"mismatch beats persistence off",
        [](Snapshot& s) {
