@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -173,7 +174,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     snap_opt->excludes(sub.get_option(name));
   }
   sub.add_flag("--json", opts->json, "Print the plan, what was done, and the verification as JSON");
-  sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start job (1-3600)")
+  sub.add_option("--job-timeout", opts->job_timeout_seconds, "Seconds to wait for systemd's start or restart job (1-3600)")
       ->check(finite_range(1.0, 3600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
@@ -181,17 +182,22 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "Acts only when `gpuwarm diagnose` says the persistence runbook applies. Through systemd's D-Bus API\n"
       "(never `systemctl`, never `nvidia-smi -pm`) and only where needed, it writes\n"
       "  " + std::string(k_dropin_path) + "\n"
-      "(drops --no-persistence-mode, StopWhenUnneeded=no, Restart=on-failure, PIDFile under /run), reloads,\n"
-      "enables the unit for boot, and starts (or restarts) it, waiting for the job's result. Then it runs\n"
-      "`gpuwarm verify`. A second run changes nothing (changed=false). A lock keeps two runs apart.\n"
+      "(drops --no-persistence-mode, StopWhenUnneeded=no, Restart=on-failure, PIDFile under /run), or the\n"
+      "whole unit " + std::string(k_unit_path) + " where none is installed; reloads,\n"
+      "enables the unit for boot (a unit without [Install]: multi-user.target wants it), clears a failed\n"
+      "state, and starts it, or restarts it where the running daemon has --no-persistence-mode, waiting for\n"
+      "the job's result. Then it runs `gpuwarm verify`. A second run after a verified one changes nothing\n"
+      "(changed=false). A lock keeps two runs apart. Under --root, files go into that tree and systemd's\n"
+      "calls to the bus DBUS_SYSTEM_BUS_ADDRESS names (unset: only --dry-run runs, exit 2).\n"
       "Driver-install, thermal/power, pinned-clock, reboot-pending and cannot-tell verdicts are refused unchanged.\n\n"
       "Exit codes: 0 fixed (or nothing to do) and verified, 1 a step failed (the report says which ran),\n"
-      "2 bad command line, 3 refused: an action of yours first (the unit masked, a daemon started outside\n"
-      "systemd, another drop-in overriding gpuwarm's), 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
+      "2 bad command line, 3 refused: an action of yours first (the unit masked, a unit systemd cannot load,\n"
+      "a daemon started outside systemd, another drop-in overriding gpuwarm's, --no-persistence-mode set\n"
+      "through a variable), 4 refused: reboot pending, 5 refused: routed elsewhere,\n"
       "6 no systemd here (nothing changed), 7 another fix, reset or reload-modules is running, or probe or\n"
       "watch --load was still timing the GPUs after 60 s (the node's lock; a reading by diagnose, check,\n"
       "metrics, snapshot or verify is waited for),\n"
-      "8 changed but verification failed,\n"
+      "8 verification failed after the steps (changed says whether any step changed something),\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read, or systemd runs here but its bus\n"
       "did not answer),\n"
       "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node or verifying: every step ran\n"
@@ -204,6 +210,14 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
 
   return [opts]() -> int {
     Paths paths(opts->collect.root);
+    // Files go into the tree, but Reload, enable and start go to whatever systemd the system bus reaches: by
+    // default this host's. Acting needs the bus named for that tree (its container's systemd, a test's stand-in).
+    const char* bus = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+    if (!opts->dry_run && !paths.is_live() && opts->collect.use_systemd && (bus == nullptr || *bus == '\0')) {
+      return usage_error("fix", "--root writes into another tree, but systemd's calls would reach this host's system "
+                                "bus and start this host's daemon: set DBUS_SYSTEM_BUS_ADDRESS to the bus of the "
+                                "systemd that runs that tree, or use --dry-run (nothing was changed)");
+    }
     // The lock comes first: two fixes must not both plan from the same old
     // state. A lock that cannot be opened at all is an error only if this run
     // goes on to change something (refusals and "no systemd" need none).
@@ -250,8 +264,19 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     }
 
     std::vector<FixStepRecord> records;
+    std::string write_would_fail;
     for (const auto& step : plan.steps) {
       records.push_back({&step, "planned", ""});
+      // A dry run of this node checks what the write would refuse (a link, a folder others may write, a
+      // read-only /etc), so that it does not promise a plan whose first step fails. A recorded node has no tree.
+      if (opts->dry_run && opts->snapshot_file.empty() && step.kind == StepKind::write_file) {
+        WriteOptions where;
+        where.root = paths.is_live() ? "/" : paths.root();
+        if (auto ok = check_write_target(step.path, where); !ok) {
+          records.back().detail = "would fail: " + ok.error().message;
+          write_would_fail = write_would_fail.empty() ? ok.error().message : write_would_fail;
+        }
+      }
     }
     // Self-contained: the diagnosis the plan came from rides along, so a saved fix report is a node report
     // (the Ansible module's facts, `gpuwarm fleet-summary`).
@@ -298,7 +323,10 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     if (opts->dry_run) {
       std::string text = head + (plan.steps.empty() ? plan.reason + "\n"
                                                     : "Plan:\n" + steps_text(records)) +
-                         "Dry run: nothing was changed; verification would follow.\n";
+                         (write_would_fail.empty()
+                              ? "Dry run: nothing was changed; verification would follow.\n"
+                              : "Dry run: nothing was changed; a real run would stop at its first write: " +
+                                    escape_control(write_would_fail) + "\n");
       return finish(0, false, text);
     }
 
@@ -347,7 +375,9 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       }
       if (failed) {
         return finish(to_int(ExitCode::tool_error), changed,
-                      text + steps_text(records) + "Stopped at the failed step; the steps before it took effect.\n");
+                      text + steps_text(records) +
+                          (changed ? "Stopped at the failed step; the steps before it took effect.\n"
+                                   : "Stopped at the failed step; nothing was changed.\n"));
       }
       text += steps_text(records);
     } else {

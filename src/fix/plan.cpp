@@ -315,13 +315,33 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   for (const auto& p : s.daemon.processes) {
     running_with_flag = running_with_flag || has_arg(p.argv, k_no_pm_flag);
   }
+  // The flag in the daemon's arguments but in none of ExecStart's words: a variable carries it ($OPTS from
+  // Environment= or EnvironmentFile=). gpuwarm's drop-in cannot take it out, so a restart would bring it back at
+  // every run.
+  const std::vector<std::string> exec_start = s.service.exec_start.value_or({});
+  auto variable = std::find_if(exec_start.begin(), exec_start.end(),
+                               [](const std::string& w) { return w.find('$') != std::string::npos; });
+  if (running_with_flag && !exec_start_changed && !has_arg(exec_start, k_no_pm_flag) &&
+      variable != exec_start.end()) {
+    plan.steps.clear();
+    return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                  fmt::format("nvidia-persistenced runs with {}, which reaches it through {} in ExecStart (set by "
+                              "Environment= or an EnvironmentFile= of {}): a drop-in of gpuwarm's cannot take it out, "
+                              "and a restart would bring it back. Remove {} from that setting (`systemctl cat {}` "
+                              "shows the files), then run fix again. Nothing was changed.",
+                              k_no_pm_flag, *variable, k_unit_name, k_no_pm_flag, k_unit_name));
+  }
   if (!s.service.active_state.is("active")) {
     plan.steps.push_back({StepKind::start, "the daemon is not running under systemd", "", ""});
   } else if (running_with_flag || exec_start_changed) {
     plan.steps.push_back({StepKind::restart,
-                          fmt::format("the running daemon was started with {}: the new ExecStart applies at a "
-                                      "restart",
-                                      k_no_pm_flag),
+                          exec_start_changed
+                              ? fmt::format("the running daemon was started with {}: the new ExecStart applies at "
+                                            "a restart",
+                                            k_no_pm_flag)
+                              : fmt::format("the running daemon was started with {}, which the unit's ExecStart no "
+                                            "longer has: it applies at a restart",
+                                            k_no_pm_flag),
                           "", ""});
   }
 

@@ -50,7 +50,24 @@ std::vector<Finding> daemon_no_persistence_mode(const Snapshot& s) {
     f.evidence.push_back("ExecStart=" + join_args(*s.service.exec_start));
   }
   if (f.evidence.empty()) {
-    return {};
+    // Its arguments unread, systemd's ExecStart unread and its open files unread: nothing tells a daemon that keeps
+    // the GPUs from one that runs with the flag while the legacy flag (or a job) holds persistence now.
+    const bool argv_unread = std::any_of(s.daemon.processes.begin(), s.daemon.processes.end(),
+                                         [](const DaemonProcess& p) { return !p.argv_missing.empty(); });
+    if (!argv_unread || s.service.exec_start.has() || daemon_held_minors(s)) {
+      return {};
+    }
+    f.route = Route::unknown;
+    f.tag = "arguments unread";
+    f.message = "Whether nvidia-persistenced runs with --no-persistence-mode cannot be told: its arguments, its "
+                "unit's ExecStart and its open files were all unread";
+    f.next_step = "Run gpuwarm as root where systemd can be asked (or `cat /proc/$(pidof nvidia-persistenced)/cmdline "
+                  "| tr '\\0' ' '`), then diagnose again.";
+    for (const auto& p : s.daemon.processes) {
+      f.evidence.push_back(describe_daemon_process(p));
+    }
+    f.evidence.push_back("ExecStart unread: " + (s.service.reachable ? s.service.exec_start.missing : s.service.unreachable));
+    return {f};
   }
   f.message = "nvidia-persistenced is set to run with --no-persistence-mode: the service can be active while "
               "persistence is off";

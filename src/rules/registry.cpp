@@ -162,8 +162,27 @@ Finding healthy_finding(const Snapshot& s) {
                     ? "Nothing to do."
                     : "Nothing to do now. Whether nvidia-persistenced starts at boot was not checked (NOTE002): "
                       "run `gpuwarm verify` where systemd can be reached.";
+  // The readings the verdict rests on, each GPU's and the unit's, beside the daemon's process.
+  auto held = daemon_held_minors(s);
+  for (const GpuFacts* g : gpus) {
+    auto minor = gpu_minor(s, *g);
+    std::string line = fmt::format("GPU {}: nvmlDeviceGetPersistenceMode: {}", g->index,
+                                   g->persistence.is(true) ? "Enabled" : "Disabled");
+    if (held && minor) {
+      line += fmt::format(", /dev/nvidia{} {}held by nvidia-persistenced", *minor,
+                          std::find(held->begin(), held->end(), *minor) != held->end() ? "" : "not ");
+    }
+    f.evidence.push_back(std::move(line));
+  }
+  if (gpus.empty()) {
+    f.evidence.push_back(fmt::format("nvmlDeviceGetCount: {}", s.nvml.device_count.value_or(0)));
+  }
   for (const auto& p : s.daemon.processes) {
     f.evidence.push_back(describe_daemon_process(p));
+  }
+  if (s.service.reachable) {
+    f.evidence.push_back(fmt::format("ActiveState={} UnitFileState={}", s.service.active_state.value_or("unread"),
+                                     s.service.unit_file_state.value_or("unread")));
   }
   return f;
 }

@@ -228,6 +228,42 @@ class FixAndVerify(SystemdMockCase):
         self.assertIn("RAS", rep["reason"])
         self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
 
+    def test_dry_run_says_when_its_write_would_be_refused(self):
+        # A drop-in folder that is a link: the real run refuses to write through it, and the dry run says so.
+        self.add_unit()
+        elsewhere = os.path.join(self.root.path, "elsewhere")
+        os.makedirs(elsewhere)
+        os.makedirs(self.root.p("etc/systemd/system"), exist_ok=True)
+        os.symlink(elsewhere, self.root.p(os.path.dirname(DROPIN)))
+        r = h.run(["fix", "--dry-run"], root=self.root, systemd=True, scenario_obj=self.scenario())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"a real run would stop at its first write: .*nvidia-persistenced\.service\.d is a "
+                                   r"symbolic link")
+        self.assertIn("would fail: ", json.loads(h.run(["fix", "--dry-run", "--json"], root=self.root, systemd=True,
+                                                       scenario_obj=self.scenario()).stdout)["steps"][0]["detail"])
+        self.assertEqual(os.listdir(elsewhere), [])
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 1, r.stdout)
+        self.assertEqual(os.listdir(elsewhere), [])
+        self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
+
+    def test_under_root_only_a_named_bus_is_acted_on(self):
+        # Without DBUS_SYSTEM_BUS_ADDRESS, Reload and StartUnit would reach this host's systemd while the files
+        # went into the tree: refused before anything, as a usage error.
+        self.add_unit()
+        env_unset = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+        r = subprocess.run([h.BIN, "fix", "--root", self.root.path, "--nvml",
+                            os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                           capture_output=True, text=True, env=env_unset, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("set DBUS_SYSTEM_BUS_ADDRESS to the bus of the systemd that runs that tree", r.stderr)
+        self.assertFalse(os.path.exists(self.root.p(DROPIN)))
+        self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
+        dry = subprocess.run([h.BIN, "fix", "--dry-run", "--root", self.root.path, "--nvml",
+                              os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                             capture_output=True, text=True, env=env_unset, timeout=60)
+        self.assertNotEqual(dry.returncode, 2, dry.stderr)
+
     def refused_as_masked(self, file_state, unmask):
         self.add_unit(load_state="masked", file_state=file_state)  # systemd's shape of a mask: LoadState=masked
         rc, rep, r = self.fix()
@@ -494,6 +530,13 @@ class WithoutSystemd(unittest.TestCase):
         checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
         self.assertEqual(checks["clocks"]["status"], "fail")
         self.assertIn("GPU 1: SM clock unread (UNKNOWN)", checks["clocks"]["detail"])
+        # NVML's minor unread, the kernel's list names it: the daemon's /dev/nvidia1 is GPU 1's.
+        self.assertEqual(checks["daemon-holds-gpus"]["status"], "pass", checks["daemon-holds-gpus"])
+        # Neither names it: not a pass.
+        self.root.write("proc/driver/nvidia/gpus/0000:07:00.0/information", "Model: \t\t NVIDIA H100 80GB HBM3\n")
+        r = h.run(["verify", "--json", "--settle", "0", "--samples", "2", "--sample-interval", "0"],
+                  root=self.root, scenario_obj=h.scenario([h.gpu(0), unread]))
+        checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
         self.assertEqual(checks["daemon-holds-gpus"]["status"], "fail")
         self.assertIn("GPU 1 (its minor number could not be read", checks["daemon-holds-gpus"]["detail"])
 

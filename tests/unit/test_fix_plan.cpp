@@ -221,6 +221,23 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
          in.current_dropin_text = render_dropin(k_ubuntu_unit, {});
        },
        FixOutcome::refused, {}},
+      // $OPTS from Environment=/EnvironmentFile= carries the flag: no drop-in of ours takes it out, and a restart
+      // at every run would change nothing (review-s48 M2).
+      {"the flag through a variable in ExecStart: refused rather than a restart at every run",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "$NVPD_OPTS"});
+         in.vendor_unit_text = k_good_unit;
+       },
+       FixOutcome::refused, {}},
+      // A drop-in already loaded (an earlier run whose restart failed): the daemon still runs the old arguments.
+      {"ExecStart already without the flag, the daemon not restarted since: restart",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         in.vendor_unit_text = k_good_unit;
+       },
+       FixOutcome::act, {K::restart}},
       {"failed unit", [](Snapshot& s, FixInputs& in) {
          s.service.active_state = Fact<std::string>::known("failed");
          s.daemon.processes.clear();
@@ -301,6 +318,10 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
     FixPlan p = plan_fix(s, diagnose(s), in);
     EXPECT_EQ(p.outcome, c.outcome) << c.name << ": " << p.reason;
     EXPECT_EQ(kinds(p), c.steps) << c.name;
+    if (std::string_view(c.name) == "the flag through a variable in ExecStart: refused rather than a restart at every run") {
+      EXPECT_EQ(p.exit_code, ExitCode::action_needed);
+      EXPECT_NE(p.reason.find("through $NVPD_OPTS in ExecStart"), std::string::npos) << p.reason;
+    }
     if (std::string_view(c.name) == "masked until reboot: refused") {
       EXPECT_EQ(p.exit_code, ExitCode::action_needed);
       EXPECT_NE(p.reason.find("systemctl unmask --runtime"), std::string::npos) << p.reason;

@@ -41,6 +41,24 @@ TEST(Rules, PD002_daemon_no_persistence_mode) {
        [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--persistence-mode"); }, {}},
       {"a look-alike argument is not the flag",
        [](Snapshot& s) { s.daemon.processes[0].argv.push_back("--no-persistence-mode-x"); }, {}},
+      // Arguments, ExecStart and open files all unread: cannot tell (never "fine").
+      {"nothing tells whether it runs with the flag",
+       [](Snapshot& s) {
+         s.daemon.processes[0].argv.clear();
+         s.daemon.processes[0].argv_missing = "cmdline not read within 1 s";
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown("needs root");
+         s.service.reachable = false;
+         s.service.exec_start = Fact<std::vector<std::string>>::unknown("no systemd");
+       },
+       {{k_node}}},
+      {"arguments unread, the GPUs it holds read",
+       [](Snapshot& s) {
+         s.daemon.processes[0].argv.clear();
+         s.daemon.processes[0].argv_missing = "cmdline not read within 1 s";
+         s.service.reachable = false;
+         s.service.exec_start = Fact<std::vector<std::string>>::unknown("no systemd");
+       },
+       {}},
   };
   for (const auto& c : cases) expect_rule("PD002", c);
 }

@@ -178,6 +178,19 @@ TEST(Verdict, HealthySaysHeldOnlyWhereItWasRead) {
             "2 GPU(s) persistent, nvidia-persistenced running (which GPUs it holds was not read: needs root)");
 }
 
+// The healthy verdict names what it rests on: each GPU's reading, the device nodes held, the daemon, the unit.
+TEST(Verdict, HealthyNamesItsEvidence) {
+  Snapshot s = healthy_snapshot();
+  Diagnosis d = diagnose(s);
+  ASSERT_EQ(d.findings.front().rule_id, "OK000");
+  EXPECT_EQ(d.findings.front().evidence,
+            (std::vector<std::string>{
+                "GPU 0: nvmlDeviceGetPersistenceMode: Enabled, /dev/nvidia0 held by nvidia-persistenced",
+                "GPU 1: nvmlDeviceGetPersistenceMode: Enabled, /dev/nvidia1 held by nvidia-persistenced",
+                "pid 1234: /usr/bin/nvidia-persistenced --user nvidia-persistenced",
+                "ActiveState=active UnitFileState=enabled"}));
+}
+
 // Healthy without systemd: persistence holds now, but the next step must not say the boot part was checked.
 TEST(Verdict, HealthyWithoutSystemdSaysTheBootPartWasNotChecked) {
   Snapshot s = healthy_snapshot();
