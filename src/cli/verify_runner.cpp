@@ -36,11 +36,7 @@ DcgmOutcome run_dcgm(int level) {
     out.detail = "could not run " + *dcgmi + ": " + run.error().message;
     return out;
   }
-  // DCGM reports each test's result as "Pass", "Fail", "Warn" or "Skip".
-  bool failed = run->exit_code != 0 || run->output.find("\"Fail\"") != std::string::npos;
-  out.passed = !failed;
-  out.detail = fmt::format("dcgmi diag -r {}: {}", level, failed ? "failures reported" : "no failures");
-  return out;
+  return judge_dcgm_diag(level, run->exit_code, run->output, run->truncated);
 }
 
 // Sleeps `s` seconds, or less once a stop signal was caught (fix and reset catch them while they verify).
@@ -101,6 +97,8 @@ VerifyInputs gather_verify_inputs(const CollectOptions& collect, const VerifyOpt
     }
     if (reading && !reading->busy.empty()) {
       in.dcgm = DcgmOutcome{false, "not run: " + reading->busy, false};
+    } else if (!Paths(collect.root).is_live()) {
+      in.dcgm = DcgmOutcome{false, "not run: --root reads another tree, and DCGM would test this host's GPUs", false};
     } else {
       in.dcgm = run_dcgm(options.dcgm_level);
     }

@@ -257,6 +257,22 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
     std::vector<std::string> effective = s.service.exec_start.value_or({});
     std::string dropin = render_dropin(in.vendor_unit_text, effective);
     if (!dropin.empty() && (!in.dropin_exists || in.current_dropin_text != dropin)) {
+      if (in.dropin_exists) {
+        // The file is gpuwarm's, but config management may have added to it: say what the rewrite drops.
+        std::vector<std::string> dropped;
+        for (const auto& line : split_lines(in.current_dropin_text)) {
+          std::string_view t = trim(line);
+          if (!t.empty() && t.front() != '#' && t.front() != ';' && t.front() != '[' &&
+              dropin.find("\n" + std::string(t) + "\n") == std::string::npos) {
+            dropped.emplace_back(t);
+          }
+        }
+        if (!dropped.empty()) {
+          plan.notes.push_back(fmt::format("{} is rewritten whole; these lines of it are not gpuwarm's and go: {} "
+                                           "(keep site settings in a drop-in of their own)",
+                                           k_dropin_path, fmt::join(dropped, "; ")));
+        }
+      }
       plan.steps.push_back({StepKind::write_file,
                             "the unit needs overrides (--no-persistence-mode, StopWhenUnneeded, Restart, PIDFile)",
                             k_dropin_path, dropin});

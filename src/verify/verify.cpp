@@ -363,4 +363,60 @@ nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& re
           {"gpus", gpus}};
 }
 
+namespace {
+
+// Every "status" string in DCGM's document, whatever its nesting (test_categories[].tests[].results[] in DCGM 3
+// and 4 alike): "Pass", "Fail", "Warn", "Skip".
+void collect_dcgm_statuses(const nlohmann::json& j, std::map<std::string, int>& counts, int depth = 0) {
+  if (depth > 32) {
+    return;
+  }
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it.key() == "status" && it.value().is_string()) {
+        ++counts[it.value().get<std::string>()];
+      } else {
+        collect_dcgm_statuses(it.value(), counts, depth + 1);
+      }
+    }
+  } else if (j.is_array()) {
+    for (const auto& e : j) {
+      collect_dcgm_statuses(e, counts, depth + 1);
+    }
+  }
+}
+
+}  // namespace
+
+DcgmOutcome judge_dcgm_diag(int level, int exit_code, const std::string& output, bool truncated) {
+  DcgmOutcome out;
+  out.available = true;
+  const std::string what = fmt::format("dcgmi diag -r {}", level);
+  if (truncated) {
+    out.detail = what + ": cannot tell: its output was cut at the size limit";
+    return out;
+  }
+  nlohmann::json doc = nlohmann::json::parse(output, nullptr, false);
+  std::map<std::string, int> counts;
+  if (!doc.is_discarded()) {
+    collect_dcgm_statuses(doc, counts);
+  }
+  int results = 0;
+  for (const auto& [status, n] : counts) {
+    results += n;
+  }
+  if (counts.contains("Fail")) {
+    out.detail = fmt::format("{}: {} test result(s) Fail", what, counts["Fail"]);
+  } else if (exit_code != 0) {
+    out.detail = fmt::format("{}: exited {}", what, exit_code);
+  } else if (doc.is_discarded() || results == 0) {
+    out.detail = what + (doc.is_discarded() ? ": cannot tell: its output is not JSON" : ": cannot tell: no test result in its output");
+  } else {
+    out.passed = true;
+    out.detail = fmt::format("{}: no failures ({} result(s){})", what, results,
+                             counts.contains("Warn") ? fmt::format(", {} Warn", counts["Warn"]) : "");
+  }
+  return out;
+}
+
 }  // namespace gpuwarm

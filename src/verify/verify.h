@@ -28,6 +28,10 @@ struct DcgmOutcome {  // from `dcgmi diag -r N --json`, when run
   bool passed = false;
 };
 
+// Judges `dcgmi diag -r LEVEL --json`'s answer: a pass needs exit 0, the whole output, JSON that parses and at
+// least one test result, none of them "Fail". Anything less is not a pass, and the detail says which.
+DcgmOutcome judge_dcgm_diag(int level, int exit_code, const std::string& output, bool truncated);
+
 struct VerifyInputs {
   Snapshot before;
   Snapshot after;                  // after the settle window

@@ -364,6 +364,23 @@ TEST(FixPlan, RefusalsNameTheOverridingDropInAndTheOutsideDaemon) {
   EXPECT_TRUE(q.steps.empty());
 }
 
+// gpuwarm's drop-in is rewritten whole: lines config management added to it are named before they go (review-s48 L3).
+TEST(FixPlan, ARewriteOfOurDropInNamesTheLinesItDrops) {
+  Snapshot s = test::healthy_snapshot();
+  s.service.unit_file_state = Fact<std::string>::known("disabled");
+  FixInputs in{k_ubuntu_unit, "", true, true};
+  in.current_dropin_text = "# site\n[Service]\nNice=-5\nRestart=on-failure\n";
+  FixPlan p = plan_fix(s, diagnose(s), in);
+  ASSERT_EQ(p.outcome, FixOutcome::act);
+  ASSERT_EQ(p.steps.front().kind, StepKind::write_file);
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_EQ(p.notes[0], std::string(k_dropin_path) +
+                            " is rewritten whole; these lines of it are not gpuwarm's and go: Nice=-5 (keep site "
+                            "settings in a drop-in of their own)");
+  in.current_dropin_text = "[Service]\nRestart=on-failure\n";  // only what gpuwarm writes too: nothing to say
+  EXPECT_TRUE(plan_fix(s, diagnose(s), in).notes.empty());
+}
+
 TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
   Snapshot s = test::healthy_snapshot();
   s.daemon.processes.clear();

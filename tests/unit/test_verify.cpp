@@ -212,5 +212,41 @@ TEST(Verify, DcgmOutcomeIsFoldedIn) {
   EXPECT_EQ(status_of(evaluate_verify(in), "dcgm"), CheckStatus::skip);
 }
 
+// DCGM's answer passes only when whole, parsed and holding results, none Fail: output cut short, not JSON or
+// without a result is not a pass (review-s48 L7).
+TEST(Verify, DcgmDiagIsJudgedFromItsResults) {
+  const std::string pass = R"({"DCGM GPU Diagnostic": {"test_categories": [{"category": "Deployment", "tests": [
+      {"name": "Denylist", "results": [{"status": "Pass"}]},
+      {"name": "Persistence Mode", "results": [{"gpu_id": "0", "status": "Pass"}, {"gpu_id": "1", "status": "Warn"}]}]}]}})";
+  const std::string fail = R"({"DCGM Diagnostic": {"test_categories": [{"tests": [{"name": "memory",
+      "results": [{"entity_id": 0, "status": "Fail"}, {"entity_id": 1, "status": "Pass"}]}]}]}})";
+  struct Case {
+    const char* name;
+    int exit_code;
+    std::string output;
+    bool truncated;
+    bool passed;
+    const char* detail;
+  };
+  const std::vector<Case> cases = {
+      {"results, none Fail", 0, pass, false, true, "dcgmi diag -r 1: no failures (3 result(s), 1 Warn)"},
+      {"a Fail", 0, fail, false, false, "dcgmi diag -r 1: 1 test result(s) Fail"},
+      {"a Fail and a non-zero exit", 226, fail, false, false, "dcgmi diag -r 1: 1 test result(s) Fail"},
+      {"a non-zero exit", 1, pass, false, false, "dcgmi diag -r 1: exited 1"},
+      {"cut short", 0, pass, true, false, "dcgmi diag -r 1: cannot tell: its output was cut at the size limit"},
+      {"not JSON", 0, "Error: unable to connect to host engine", false, false,
+       "dcgmi diag -r 1: cannot tell: its output is not JSON"},
+      {"empty", 0, "", false, false, "dcgmi diag -r 1: cannot tell: its output is not JSON"},
+      {"no result", 0, R"({"DCGM GPU Diagnostic": {"test_categories": []}})", false, false,
+       "dcgmi diag -r 1: cannot tell: no test result in its output"},
+  };
+  for (const auto& c : cases) {
+    DcgmOutcome o = judge_dcgm_diag(1, c.exit_code, c.output, c.truncated);
+    EXPECT_TRUE(o.available) << c.name;
+    EXPECT_EQ(o.passed, c.passed) << c.name;
+    EXPECT_EQ(o.detail, c.detail) << c.name;
+  }
+}
+
 }  // namespace
 }  // namespace gpuwarm
