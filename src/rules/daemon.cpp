@@ -57,12 +57,11 @@ std::vector<Finding> daemon_no_persistence_mode(const Snapshot& s) {
     if (!argv_unread || s.service.exec_start.has() || daemon_held_minors(s)) {
       return {};
     }
-    f.route = Route::unknown;
-    f.tag = "arguments unread";
-    f.message = "Whether nvidia-persistenced runs with --no-persistence-mode cannot be told: its arguments, its "
-                "unit's ExecStart and its open files were all unread";
-    f.next_step = "Run gpuwarm as root where systemd can be asked (or `cat /proc/$(pidof nvidia-persistenced)/cmdline "
-                  "| tr '\\0' ' '`), then diagnose again.";
+    f = cannot_tell("arguments unread",
+                    "Whether nvidia-persistenced runs with --no-persistence-mode cannot be told: its arguments, its "
+                    "unit's ExecStart and its open files were all unread",
+                    "Run gpuwarm as root where systemd can be asked (or `cat /proc/$(pidof nvidia-persistenced)/"
+                    "cmdline | tr '\\0' ' '`), then diagnose again.");
     for (const auto& p : s.daemon.processes) {
       f.evidence.push_back(describe_daemon_process(p));
     }
@@ -276,10 +275,8 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
   Finding f;
   if (!at_boot) {
     // A static unit whose wanting units went unread: unknown, never "starts at boot".
-    f.route = Route::unknown;
-    f.tag = "boot start unread";  // check's line: "PD004 daemon not enabled: boot start unread"
-    f.message = "Whether nvidia-persistenced.service starts at boot cannot be told: " + decided;
-    f.next_step = "Run `systemctl show -p WantedBy,RequiredBy nvidia-persistenced.service`, then diagnose again.";
+    f = cannot_tell("boot start unread", "Whether nvidia-persistenced.service starts at boot cannot be told: " + decided,
+                    "Run `systemctl show -p WantedBy,RequiredBy nvidia-persistenced.service`, then diagnose again.");
     f.evidence.push_back("UnitFileState=" + state);
     return {f};
   }
@@ -311,15 +308,13 @@ std::vector<Finding> gpu_not_held(const Snapshot& s) {
     const std::optional<unsigned> minor = gpu_minor(s, *gpu);
     if (!minor) {
       // Which device node is this GPU's is unknown: whether the daemon holds it cannot be told, never "held".
-      Finding f;
+      Finding f = cannot_tell("minor unread",
+                              fmt::format("{}: whether nvidia-persistenced holds it cannot be told: its /dev/nvidiaN "
+                                          "minor was read neither from NVML ({}) nor from /proc/driver/nvidia/gpus",
+                                          gpu_label(*gpu), gpu->minor.missing),
+                              "Run `nvidia-smi -q -i " + std::to_string(gpu->index) +
+                                  " | grep -i minor` and compare with `ls -l /proc/$(pidof nvidia-persistenced)/fd`.");
       f.gpu = gpu->index;
-      f.route = Route::unknown;
-      f.tag = "minor unread";
-      f.message = fmt::format("{}: whether nvidia-persistenced holds it cannot be told: its /dev/nvidiaN minor was "
-                              "read neither from NVML ({}) nor from /proc/driver/nvidia/gpus",
-                              gpu_label(*gpu), gpu->minor.missing);
-      f.next_step = "Run `nvidia-smi -q -i " + std::to_string(gpu->index) +
-                    " | grep -i minor` and compare with `ls -l /proc/$(pidof nvidia-persistenced)/fd`.";
       f.evidence.push_back("nvmlDeviceGetMinorNumber: " + gpu->minor.missing);
       f.evidence.push_back(fmt::format("daemon holds minors [{}]", fmt::join(held, ", ")));
       out.push_back(std::move(f));

@@ -117,12 +117,11 @@ std::vector<Finding> driver_not_loaded(const Snapshot& s) {
   if (!s.driver.module_loaded && s.nvml.init_code.is(nvml::ret::success) && !nvml_says_not_loaded) {
     // NVML talks to a driver this view cannot see (a pod or chroot without the host's /proc and /sys): what the
     // kernel side says (its version, its GPU list) is unknown, not "no driver".
-    f.route = Route::unknown;
-    f.tag = "module not visible";
-    f.message = "NVML answers, but the nvidia kernel module is not visible here (no /proc/driver/nvidia or "
-                "/sys/module/nvidia): the kernel's side of the driver cannot be read";
-    f.next_step = "Run gpuwarm on the host, or give it the host's /proc and /sys (--root with the host's tree "
-                  "mounted), then diagnose again.";
+    f = cannot_tell("module not visible",
+                    "NVML answers, but the nvidia kernel module is not visible here (no /proc/driver/nvidia or "
+                    "/sys/module/nvidia): the kernel's side of the driver cannot be read",
+                    "Run gpuwarm on the host, or give it the host's /proc and /sys (--root with the host's tree "
+                    "mounted), then diagnose again.");
     f.evidence.emplace_back("/proc/driver/nvidia and /sys/module/nvidia absent");
     f.evidence.push_back(nvml_evidence("nvmlInit", s.nvml.init_error.empty() ? "SUCCESS" : s.nvml.init_error));
     if (s.nvml.device_count.has()) {

@@ -158,6 +158,15 @@ std::vector<const KernelGpu*> gpus_nvml_missed(const Snapshot& s) {
   return missed;
 }
 
+Finding cannot_tell(std::string tag, std::string message, std::string next_step) {
+  Finding f;
+  f.route = Route::unknown;
+  f.tag = std::move(tag);
+  f.message = std::move(message);
+  f.next_step = std::move(next_step);
+  return f;
+}
+
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
   std::optional<std::vector<unsigned>> held;
   for (const auto& p : s.daemon.processes) {

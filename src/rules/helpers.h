@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "nvml/errors.h"
+#include "rules/rule.h"
 #include "snapshot/snapshot.h"
 
 namespace gpuwarm {
@@ -40,6 +41,9 @@ std::optional<unsigned> gpu_minor(const Snapshot& s, const GpuFacts& gpu);
 // GPUs the driver lists (not excluded) that NVML does not show, where it counts fewer than the driver: nothing
 // was read of them, so no check may pass over them.
 std::vector<const KernelGpu*> gpus_nvml_missed(const Snapshot& s);
+// A finding whose answer is "cannot tell" although its rule's route is another: `tag` names what was unread in
+// one-line renderings ("PD004 daemon not enabled: boot start unread").
+Finding cannot_tell(std::string tag, std::string message, std::string next_step);
 // Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);
