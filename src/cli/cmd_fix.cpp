@@ -346,6 +346,13 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       // failed) and the report says so: never a drop-in without its reload,
       // a queued start job with no report.
       SignalShield shield("gpuwarm fix", "the steps run to their end first, then the report says what was done");
+      if (int sig = StopSignalsCaught::signal(); sig != 0) {
+        // Asked to stop before the first step: nothing is started rather than everything run.
+        report["interrupted"] = signal_name(sig);
+        report["interrupted_during"] = "before the steps";
+        return finish(128 + sig, false,
+                      head + fmt::format("Interrupted ({}) before any step: nothing was changed.\n", signal_name(sig)));
+      }
       bool failed = false;
       for (auto& rec : records) {
         auto r = execute(*rec.step, paths, *services, timeout);
