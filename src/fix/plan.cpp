@@ -12,9 +12,32 @@ namespace gpuwarm {
 
 namespace {
 
-bool truthy(const std::string& v) {
-  std::string l = to_lower(v);
-  return l == "yes" || l == "true" || l == "1" || l == "on";
+
+// "PATH sets ..." for the last drop-in after gpuwarm's that sets ExecStart= with --no-persistence-mode or
+// StopWhenUnneeded=yes (systemd's order: the one applied last wins), or "" when none does or they are unread.
+std::string later_dropin_undoing(const ServiceFacts& service) {
+  if (!service.later_dropins.has() || !service.drop_in_paths.has()) {
+    return "";
+  }
+  std::string exec_start_file;
+  std::string stop_file;
+  for (const auto& path : *service.drop_in_paths) {
+    auto it = service.later_dropins->find(path);
+    if (it == service.later_dropins->end()) {
+      continue;
+    }
+    const auto settings = parse_unit_file(it->second);
+    if (auto argv = unit_exec_start(settings); !argv.empty()) {
+      exec_start_file = has_arg(argv, k_no_pm_flag) ? path : "";
+    }
+    if (auto stop = unit_value(settings, "Unit", "StopWhenUnneeded"); !stop.empty()) {
+      stop_file = unit_boolean_true(stop) ? path : "";
+    }
+  }
+  if (!exec_start_file.empty()) {
+    return fmt::format("{} sets ExecStart= with {}", exec_start_file, k_no_pm_flag);
+  }
+  return stop_file.empty() ? "" : stop_file + " sets StopWhenUnneeded=yes";
 }
 
 // What a word's $ means: a word gpuwarm made (a path) is literal; a word systemd reported over D-Bus still
@@ -125,7 +148,7 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
   const bool from_vendor_text = !vendor_unit_text.empty();
   std::vector<std::string> exec = from_vendor_text ? unit_exec_start(settings) : effective_exec_start;
   const bool has_flag = has_arg(exec, k_no_pm_flag);
-  const bool stop_when_unneeded = truthy(unit_value(settings, "Unit", "StopWhenUnneeded"));
+  const bool stop_when_unneeded = unit_boolean_true(unit_value(settings, "Unit", "StopWhenUnneeded"));
   const std::string restart = unit_value(settings, "Service", "Restart");
   const bool no_restart = restart.empty() || restart == "no";
   const std::string pid_file = unit_value(settings, "Service", "PIDFile");
@@ -254,6 +277,16 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                           render_unit(*s.daemon.binary, in.daemon_user_exists)});
     config_changed = true;
   } else {
+    // A drop-in applied after gpuwarm's that sets the flag or StopWhenUnneeded=yes again would undo the fix: said
+    // now, before anything is written, not after a restart that changed nothing.
+    if (auto overriding = later_dropin_undoing(s.service); !overriding.empty()) {
+      plan.steps.clear();
+      return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                    fmt::format("{}, which systemd applies after gpuwarm's {}, so a fix would be undone at once. "
+                                "Remove the setting there (`systemctl cat {}` shows each file), then run fix again. "
+                                "Nothing was changed.",
+                                overriding, k_dropin_path, k_unit_name));
+    }
     std::vector<std::string> effective = s.service.exec_start.value_or({});
     std::string dropin = render_dropin(in.vendor_unit_text, effective);
     if (!dropin.empty() && (!in.dropin_exists || in.current_dropin_text != dropin)) {

@@ -95,6 +95,30 @@ NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const Coll
                          fmt::format("NVML did not answer in {:g} s (stuck in {})", options.nvml_timeout_s, g_stuck_at));
 }
 
+// The drop-ins systemd applies after gpuwarm's: those whose file names sort after its (systemd orders drop-ins by
+// file name across every folder), read as they are on disk (64 KiB each). One unreadable leaves them all unknown.
+Fact<std::map<std::string, std::string>> read_later_dropins(const Paths& paths,
+                                                            const Fact<std::vector<std::string>>& drop_in_paths) {
+  if (!drop_in_paths.has()) {
+    return Fact<std::map<std::string, std::string>>::unknown("drop-ins unread: " + drop_in_paths.missing);
+  }
+  const std::string_view ours = std::string_view(k_gpuwarm_dropin_path).substr(
+      std::string_view(k_gpuwarm_dropin_path).rfind('/') + 1);
+  std::map<std::string, std::string> later;
+  for (const auto& path : *drop_in_paths) {
+    const std::string_view name = std::string_view(path).substr(path.rfind('/') + 1);
+    if (path == k_gpuwarm_dropin_path || name <= ours) {
+      continue;
+    }
+    auto text = read_file(paths.host(path), 64u << 10);
+    if (!text) {
+      return Fact<std::map<std::string, std::string>>::unknown(paths.display(text.error().message));
+    }
+    later.emplace(path, *text);
+  }
+  return Fact<std::map<std::string, std::string>>::known(std::move(later));
+}
+
 }  // namespace
 
 NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
@@ -171,12 +195,16 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
       if (!options.fix_inputs) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text =
             Fact<std::string>::unknown("not read by this command (only fix plans from it)");
+        snap.service.later_dropins =
+            Fact<std::map<std::string, std::string>>::unknown("not read by this command (only fix plans from it)");
         return;
       }
       if (!snap.service.reachable) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text = Fact<std::string>::unknown(snap.service.unreachable);
+        snap.service.later_dropins = Fact<std::map<std::string, std::string>>::unknown(snap.service.unreachable);
         return;
       }
+      snap.service.later_dropins = read_later_dropins(paths, snap.service.drop_in_paths);
       if (snap.service.fragment_path.has() && !snap.service.fragment_path->empty()) {
         auto text = read_file(paths.host(*snap.service.fragment_path), 64u << 10);
         snap.service.unit_text = text ? Fact<std::string>::known(*text)

@@ -15,10 +15,6 @@ namespace {
 
 constexpr std::string_view k_daemon = "nvidia-persistenced";
 
-bool truthy(std::string_view v) {
-  std::string l = lower(v);
-  return l == "1" || l == "yes" || l == "true" || l == "on";
-}
 
 // An Exec*= line that names the daemon anywhere (a program given by a template is judged by it).
 bool mentions_daemon(std::string_view exec_value) { return exec_value.find(k_daemon) != std::string_view::npos; }
@@ -481,7 +477,7 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
   bool restart_seen = false;
   bool type_seen = false;
   for (const auto& d : unit.directives) {
-    if (d.section == "Unit" && d.key == "StopWhenUnneeded" && truthy(d.value)) {
+    if (d.section == "Unit" && d.key == "StopWhenUnneeded" && unit_boolean_true(d.value)) {
       out.push_back({"LINT010", d.line, d.column,
                      fmt::format("StopWhenUnneeded={} lets systemd stop the daemon when nothing pulls it in, which "
                                  "turns persistence off on every GPU it held",

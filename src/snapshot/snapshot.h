@@ -292,6 +292,9 @@ struct ServiceFacts {
   Fact<std::string> unit_text;
   Fact<std::string> gpuwarm_dropin_text;
   bool gpuwarm_dropin_exists = false;
+  // The drop-ins systemd applies after gpuwarm's (their file names sort after it), path -> text: fix sees before
+  // writing whether one of them would put --no-persistence-mode or StopWhenUnneeded=yes back.
+  Fact<std::map<std::string, std::string>> later_dropins;
 };
 
 // Every fact of the unit unknown for `why` (systemd not reachable, or not asked): one list, so a fact added to
@@ -304,6 +307,7 @@ inline void mark_unit_unknown(ServiceFacts& s, const std::string& why) {
   }
   s.exec_start = s.drop_in_paths = s.wanted_by = Fact<std::vector<std::string>>::unknown(why);
   s.stop_when_unneeded = s.need_daemon_reload = s.exec_condition = Fact<bool>::unknown(why);
+  s.later_dropins = Fact<std::map<std::string, std::string>>::unknown(why);
 }
 
 struct Snapshot {

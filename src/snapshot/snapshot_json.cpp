@@ -71,7 +71,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ServiceFacts, unit, reachable, u
                                                 active_state, sub_state, unit_file_state, exec_start, control_group,
                                                 manager_control_group, manager_version, exec_condition,
                                                 stop_when_unneeded, restart, result, fragment_path,
-                                                need_daemon_reload,
+                                                need_daemon_reload, later_dropins,
                                                 drop_in_paths, wanted_by, unit_text,
                                                 gpuwarm_dropin_text, gpuwarm_dropin_exists)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Snapshot, schema_version, gpuwarm_version, hostname,

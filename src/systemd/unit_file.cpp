@@ -1,5 +1,6 @@
 #include "systemd/unit_file.h"
 
+#include <cctype>
 #include <cstdint>
 #include <optional>
 
@@ -38,6 +39,14 @@ std::vector<UnitSetting> parse_unit_file(std::string_view text) {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+bool unit_boolean_true(std::string_view value) {
+  std::string l(value);
+  for (char& c : l) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return l == "1" || l == "yes" || l == "y" || l == "true" || l == "t" || l == "on";
 }
 
 std::string unit_value(const std::vector<UnitSetting>& settings, std::string_view section, std::string_view key) {

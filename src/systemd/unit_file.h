@@ -18,6 +18,9 @@ struct UnitSetting {
 // Comments (# ;) and blank lines are skipped; a trailing backslash joins lines.
 std::vector<UnitSetting> parse_unit_file(std::string_view text);
 
+// A boolean setting as systemd reads it true: 1, yes, y, true, t, on (any case).
+bool unit_boolean_true(std::string_view value);
+
 // The effective value of a single-valued key (the last assignment), or "".
 std::string unit_value(const std::vector<UnitSetting>& settings, std::string_view section, std::string_view key);
 

@@ -50,10 +50,10 @@ class FixAndVerify(SystemdMockCase):
         super().stop_mock()
 
     def add_unit(self, active="inactive", file_state="disabled", with_enable=True, start_result="done",
-                 load_state="loaded"):
+                 load_state="loaded", drop_ins=()):
         """The Ubuntu-style unit (--no-persistence-mode, StopWhenUnneeded) plus the write methods fix uses."""
         unit = super().add_unit(load_state=load_state, active=active, sub="dead", file_state=file_state,
-                                stop_when_unneeded=True,
+                                stop_when_unneeded=True, drop_ins=drop_ins,
                                 argv=["/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced",
                                       "--no-persistence-mode", "--verbose"])
         self.mock.AddMethod(MANAGER, "Subscribe", "", "", "")
@@ -263,6 +263,21 @@ class FixAndVerify(SystemdMockCase):
                               os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
                              capture_output=True, text=True, env=env_unset, timeout=60)
         self.assertNotEqual(dry.returncode, 2, dry.stderr)
+
+    def test_a_later_drop_in_that_would_undo_the_fix_is_refused_before_any_change(self):
+        # systemctl edit's override.conf sorts after 50-gpuwarm.conf and sets the flag again: refused on the first
+        # run, nothing written, not found after a restart that changed nothing.
+        override = "/etc/systemd/system/nvidia-persistenced.service.d/override.conf"
+        self.root.write(override.lstrip("/"), "[Service]\nExecStart=\n"
+                        "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode\n")
+        self.add_unit(drop_ins=(override,))
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 3, r.stdout + r.stderr)
+        self.assertEqual(rep["outcome"], "refused")
+        self.assertIn(override + " sets ExecStart= with --no-persistence-mode", rep["reason"])
+        self.assertEqual(rep["steps"], [])
+        self.assertFalse(os.path.exists(self.root.p(DROPIN)))
+        self.assertEqual(set(self.write_calls().values()), {0})
 
     def refused_as_masked(self, file_state, unmask):
         self.add_unit(load_state="masked", file_state=file_state)  # systemd's shape of a mask: LoadState=masked

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <string_view>
 
 #include "fix/plan.h"
@@ -379,6 +381,42 @@ TEST(FixPlan, ARewriteOfOurDropInNamesTheLinesItDrops) {
                             "settings in a drop-in of their own)");
   in.current_dropin_text = "[Service]\nRestart=on-failure\n";  // only what gpuwarm writes too: nothing to say
   EXPECT_TRUE(plan_fix(s, diagnose(s), in).notes.empty());
+}
+
+// A drop-in applied after gpuwarm's that puts the flag or StopWhenUnneeded=yes back is refused before anything is
+// written, not found after a restart that changed nothing (review-s48 L1).
+TEST(FixPlan, ALaterDropInThatWouldUndoTheFixIsRefusedFirst) {
+  const std::string dir = "/etc/systemd/system/nvidia-persistenced.service.d/";
+  auto plan_with = [&](std::map<std::string, std::string> later) {
+    Snapshot s = test::healthy_snapshot();
+    s.service.unit_file_state = Fact<std::string>::known("disabled");
+    std::vector<std::string> paths;
+    for (const auto& [path, text] : later) {
+      paths.push_back(path);
+    }
+    s.service.drop_in_paths = Fact<std::vector<std::string>>::known(paths);
+    s.service.later_dropins = Fact<std::map<std::string, std::string>>::known(std::move(later));
+    return plan_fix(s, diagnose(s), {k_ubuntu_unit, "", false, true});
+  };
+  FixPlan p = plan_with({{dir + "override.conf",
+                          "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n"}});
+  EXPECT_EQ(p.outcome, FixOutcome::refused);
+  EXPECT_EQ(p.exit_code, ExitCode::action_needed);
+  EXPECT_TRUE(p.steps.empty());
+  EXPECT_EQ(p.reason.rfind(dir + "override.conf sets ExecStart= with --no-persistence-mode, which systemd applies "
+                                 "after gpuwarm's",
+                           0),
+            0u)
+      << p.reason;
+  p = plan_with({{dir + "override.conf", "[Unit]\nStopWhenUnneeded=yes\n"}});
+  EXPECT_EQ(p.outcome, FixOutcome::refused);
+  EXPECT_NE(p.reason.find("override.conf sets StopWhenUnneeded=yes"), std::string::npos) << p.reason;
+  // The last one applied wins: a later "no" takes the "yes" back.
+  p = plan_with({{dir + "override.conf", "[Unit]\nStopWhenUnneeded=yes\n"},
+                 {dir + "zz-site.conf", "[Unit]\nStopWhenUnneeded=no\n"}});
+  EXPECT_EQ(p.outcome, FixOutcome::act) << p.reason;
+  p = plan_with({{dir + "override.conf", "[Service]\nNice=-5\n"}});
+  EXPECT_EQ(p.outcome, FixOutcome::act) << p.reason;
 }
 
 TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
