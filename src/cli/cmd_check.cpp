@@ -197,10 +197,11 @@ std::function<int()> setup_check(CLI::App& sub, const GlobalOptions& /*global*/)
           ->type_name("SECONDS");
   snap_opt->excludes(grace_opt);
   sub.add_flag("--skip-without-gpu", opts->skip_without_gpu,
-               "On a node that is not a GPU node (no nvidia module loaded, and the PCI bus, read in full, shows no "
-               "NVIDIA GPU without it) answer 0 \"OK not a GPU node\" instead of DRV001: for a checker that runs "
-               "on every node (node-problem-detector's DaemonSet). A PCI bus that could not be read still answers "
-               "as without the flag");
+               "On a node that is not a GPU node (no nvidia module loaded, the PCI bus, read in full, shows no "
+               "NVIDIA GPU without it, and NVML counted none) answer 0 \"OK not a GPU node\" instead of DRV001: for "
+               "a checker that runs on every node (node-problem-detector's DaemonSet). A PCI bus that could not be "
+               "read, or an NVML that answered with GPUs, was left closed or hung, still answers as without the "
+               "flag");
   sub.footer(fmt::format(
       "Output: one line naming the deciding rule and its GPUs first, e.g. \"PM001 persistence off: GPU 3,5\",\n"
       "\"OK 8 GPU(s) persistent, held by nvidia-persistenced\" (what check confirmed: it reads neither clocks nor\n"

@@ -213,7 +213,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     // Files go into the tree, but Reload, enable and start go to whatever systemd the system bus reaches: by
     // default this host's. Acting needs the bus named for that tree (its container's systemd, a test's stand-in).
     const char* bus = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
-    if (!opts->dry_run && !paths.is_live() && opts->collect.use_systemd && (bus == nullptr || *bus == '\0')) {
+    const std::string_view named = bus == nullptr ? "" : bus;
+    // Exported by some shells and kept by `sudo -E`: the default socket named outright is still this host's bus.
+    const bool this_hosts_bus = named.empty() || named == "unix:path=/run/dbus/system_bus_socket" ||
+                                named == "unix:path=/var/run/dbus/system_bus_socket";
+    if (!opts->dry_run && !paths.is_live() && opts->collect.use_systemd && this_hosts_bus) {
       return usage_error("fix", "--root writes into another tree, but systemd's calls would reach this host's system "
                                 "bus and start this host's daemon: set DBUS_SYSTEM_BUS_ADDRESS to the bus of the "
                                 "systemd that runs that tree, or use --dry-run (nothing was changed)");

@@ -21,12 +21,16 @@ namespace gpuwarm {
 
 namespace {
 
-DcgmOutcome run_dcgm(int level) {
+DcgmOutcome run_dcgm(int level, bool live) {
   DcgmOutcome out;
   // From the system directories only, never $PATH; run with argv, no shell.
   auto dcgmi = find_system_executable("/", "dcgmi");
   if (!dcgmi) {
     out.detail = dcgmi.error().message + " (install DCGM to fold its diagnostic in)";
+    return out;
+  }
+  if (!live) {
+    out.detail = "not run: --root reads another tree, and DCGM would test this host's GPUs";
     return out;
   }
   out.available = true;
@@ -97,10 +101,8 @@ VerifyInputs gather_verify_inputs(const CollectOptions& collect, const VerifyOpt
     }
     if (reading && !reading->busy.empty()) {
       in.dcgm = DcgmOutcome{false, "not run: " + reading->busy, false};
-    } else if (!Paths(collect.root).is_live()) {
-      in.dcgm = DcgmOutcome{false, "not run: --root reads another tree, and DCGM would test this host's GPUs", false};
     } else {
-      in.dcgm = run_dcgm(options.dcgm_level);
+      in.dcgm = run_dcgm(options.dcgm_level, Paths(collect.root).is_live());
     }
   }
   return in;

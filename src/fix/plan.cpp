@@ -295,7 +295,10 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
         std::vector<std::string> dropped;
         for (const auto& line : split_lines(in.current_dropin_text)) {
           std::string_view t = trim(line);
-          if (!t.empty() && t.front() != '#' && t.front() != ';' && t.front() != '[' &&
+          // Keys gpuwarm writes itself (an older ExecStart= after a package update) are its own, not site content.
+          const std::string_view key = trim(t.substr(0, t.find('=')));
+          const bool ours = key == "ExecStart" || key == "StopWhenUnneeded" || key == "Restart" || key == "PIDFile";
+          if (!t.empty() && t.front() != '#' && t.front() != ';' && t.front() != '[' && !ours &&
               dropin.find("\n" + std::string(t) + "\n") == std::string::npos) {
             dropped.emplace_back(t);
           }
@@ -367,18 +370,44 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   // The flag in the daemon's arguments but in none of ExecStart's words: a variable carries it ($OPTS from
   // Environment= or EnvironmentFile=). gpuwarm's drop-in cannot take it out, so a restart would bring it back at
   // every run.
+  // Refused only on evidence: an Environment= line with the flag in the files read (the unit, gpuwarm's drop-in,
+  // those after it). A `$` word alone may carry anything, and a daemon not restarted since an earlier drop-in
+  // was loaded is the usual reason for the flag (review-s48-diff M1).
   const std::vector<std::string> exec_start = s.service.exec_start.value_or({});
   auto variable = std::find_if(exec_start.begin(), exec_start.end(),
                                [](const std::string& w) { return w.find('$') != std::string::npos; });
   if (running_with_flag && !exec_start_changed && !has_arg(exec_start, k_no_pm_flag) &&
       variable != exec_start.end()) {
-    plan.steps.clear();
-    return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
-                  fmt::format("nvidia-persistenced runs with {}, which reaches it through {} in ExecStart (set by "
-                              "Environment= or an EnvironmentFile= of {}): a drop-in of gpuwarm's cannot take it out, "
-                              "and a restart would bring it back. Remove {} from that setting (`systemctl cat {}` "
-                              "shows the files), then run fix again. Nothing was changed.",
-                              k_no_pm_flag, *variable, k_unit_name, k_no_pm_flag, k_unit_name));
+    std::vector<std::pair<std::string, std::string>> files = {{s.service.fragment_path.value_or("the unit file"),
+                                                               in.vendor_unit_text},
+                                                              {k_dropin_path, in.current_dropin_text}};
+    for (const auto& [path, text] : s.service.later_dropins.value_or({})) {
+      files.emplace_back(path, text);
+    }
+    std::string carried_by;
+    std::string env_files;
+    for (const auto& [path, text] : files) {
+      for (const auto& setting : parse_unit_file(text)) {
+        if (setting.key == "Environment" && setting.value.find(k_no_pm_flag) != std::string::npos) {
+          carried_by = fmt::format("{}:{}: Environment={}", path, setting.line, setting.value);
+        } else if (setting.key == "EnvironmentFile" && !setting.value.empty()) {
+          env_files += (env_files.empty() ? "" : ", ") + setting.value;
+        }
+      }
+    }
+    if (!carried_by.empty()) {
+      plan.steps.clear();
+      return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
+                    fmt::format("nvidia-persistenced runs with {}, which reaches it through {} in ExecStart, set at "
+                                "{}: a drop-in of gpuwarm's cannot take it out, and a restart would bring it back. "
+                                "Remove {} there, then run fix again. Nothing was changed.",
+                                k_no_pm_flag, *variable, carried_by, k_no_pm_flag));
+    }
+    if (!env_files.empty()) {
+      plan.notes.push_back(fmt::format("ExecStart passes {} and reads EnvironmentFile={} (not read by gpuwarm): if "
+                                       "that file sets {}, the restart brings it back and verification fails",
+                                       *variable, env_files, k_no_pm_flag));
+    }
   }
   if (!s.service.active_state.is("active")) {
     plan.steps.push_back({StepKind::start, "the daemon is not running under systemd", "", ""});

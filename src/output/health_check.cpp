@@ -85,10 +85,13 @@ std::string describe(const Diagnosis& d, const std::string& rule_id) {
   std::string out = rule_id + " " + rule_words(rule_id);
   if (!gpus.empty()) {
     out += fmt::format(": GPU {}", fmt::join(gpus, ","));
-  } else if (auto tagged = std::find_if(d.findings.begin(), d.findings.end(),
-                                        [&](const Finding& f) { return f.rule_id == rule_id && !f.tag.empty(); });
-             tagged != d.findings.end()) {
-    out += ": " + tagged->tag;  // "UNK009 nvml not opened: a probe timing GPUs"
+  }
+  // A tag says what the rule's name does not: "UNK009 nvml not opened: a probe timing GPUs", "PD005 gpu not held:
+  // GPU 1: minor unread" (cannot tell, not "not held").
+  if (auto tagged = std::find_if(d.findings.begin(), d.findings.end(),
+                                 [&](const Finding& f) { return f.rule_id == rule_id && !f.tag.empty(); });
+      tagged != d.findings.end()) {
+    out += ": " + tagged->tag;
   }
   return out;
 }

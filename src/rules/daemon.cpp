@@ -100,6 +100,7 @@ std::vector<Finding> unit_missing(const Snapshot& s) {
     f.next_step = "`systemctl status nvidia-persistenced.service` names the file and line systemd refused; correct "
                   "it (`gpuwarm lint` on the unit folders finds known pitfalls), run `systemctl daemon-reload`, then "
                   "diagnose again.";
+    f.tag = "cannot load";  // check's line: "PD007 unit missing: cannot load"
     f.evidence.push_back("LoadState=" + *s.service.load_state);
     if (s.service.fragment_path.has()) {
       f.evidence.push_back("unit file " + *s.service.fragment_path);
@@ -240,11 +241,17 @@ std::vector<Finding> process_list_unread(const Snapshot& s) {
 
 std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
   const bool masked_file = s.service.unit_file_state.has() && s.service.unit_file_state->starts_with("masked");
-  if (s.service.reachable && (s.service.load_state.is("masked") || (s.service.load_state.is("loaded") && masked_file))) {
+  if (s.service.reachable && (s.service.load_state.is("masked") || (s.service.load_state.is("loaded") && masked_file)) &&
+      !daemon_from_driver_container(s)) {  // the GPU Operator's driver pod starts its daemon, never a host unit
     // A mask (a link to /dev/null) stops nothing that runs, but nothing starts the unit again: persistence ends at
     // the next reboot or daemon exit.
-    const std::string state = s.service.unit_file_state.value_or("masked");
+    const std::string state = s.service.unit_file_state.value_or("masked; until reboot or not unread");
     const bool runtime = state == "masked-runtime";
+    const std::string unmask = !s.service.unit_file_state.has()
+                                   ? "systemctl unmask nvidia-persistenced.service, or with --runtime for a mask "
+                                     "until reboot"
+                                   : runtime ? "systemctl unmask --runtime nvidia-persistenced.service"
+                                             : "systemctl unmask nvidia-persistenced.service";
     Finding f;
     f.message = daemon_running(s) ? fmt::format("nvidia-persistenced runs now but its unit is masked ({}): it will "
                                                 "not start again, at boot or by hand",
@@ -252,9 +259,9 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
                                   : fmt::format("nvidia-persistenced.service is masked ({}): systemd will not start "
                                                 "it, at boot or by hand",
                                                 state);
-    f.next_step = fmt::format("Someone masked it on purpose: if that is no longer wanted, unmask it (systemctl "
-                              "unmask{} nvidia-persistenced.service), then run gpuwarm fix.",
-                              runtime ? " --runtime" : "");
+    f.next_step = fmt::format("Someone masked it on purpose: if that is no longer wanted, unmask it ({}), then run "
+                              "gpuwarm fix.",
+                              unmask);
     f.evidence.push_back("LoadState=" + *s.service.load_state);
     f.evidence.push_back(s.service.unit_file_state.has() ? "UnitFileState=" + state
                                                          : "UnitFileState unread: " + s.service.unit_file_state.missing);

@@ -91,7 +91,10 @@ bool not_a_gpu_node(const Snapshot& s) {
   const auto& unbound = s.driver.unbound_gpus;
   const auto& elsewhere = s.driver.gpus_on_other_drivers;
   // NVML that answered with GPUs, or hung, outweighs a module this view cannot see (a pod without the host's /proc).
-  const bool nvml_saw_none = s.nvml.gpus.empty() && s.nvml.device_count.value_or(0) == 0 && s.nvml.timed_out_at.empty();
+  // NVML counted none, or could not start for want of a driver or library; an unread count or one left closed is
+  // not "none".
+  const bool nvml_saw_none = s.nvml.gpus.empty() && s.nvml.timed_out_at.empty() && s.nvml.not_opened.empty() &&
+                             (s.nvml.device_count.is(0u) || !s.nvml.init_code.is(nvml::ret::success));
   return !s.driver.module_loaded && s.driver.kernel_gpus.empty() && unbound.has() && unbound->empty() &&
          elsewhere.has() && elsewhere->empty() && nvml_saw_none;
 }
@@ -165,6 +168,31 @@ Finding cannot_tell(std::string tag, std::string message, std::string next_step)
   f.message = std::move(message);
   f.next_step = std::move(next_step);
   return f;
+}
+
+bool gpu_device_node(const DeviceNode& node) {
+  constexpr std::string_view prefix = "/dev/nvidia";
+  std::string_view rest = std::string_view(node.path).substr(std::min(node.path.size(), prefix.size()));
+  return node.char_device && node.path.starts_with(prefix) && !rest.empty() &&
+         rest.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+std::size_t other_gpu_signs(const Snapshot& s) {
+  const auto nodes = static_cast<std::size_t>(
+      std::count_if(s.driver.device_nodes.begin(), s.driver.device_nodes.end(), gpu_device_node));
+  std::size_t held = 0;
+  for (unsigned minor : daemon_held_minors(s).value_or(std::vector<unsigned>{})) {
+    if (std::none_of(s.nvml.gpus.begin(), s.nvml.gpus.end(), [&](const GpuFacts& g) { return gpu_minor(s, g) == minor; })) {
+      ++held;
+    }
+  }
+  return std::max(nodes, s.nvml.gpus.size() + held);
+}
+
+bool nvml_may_miss_gpus(const Snapshot& s) {
+  const bool list_unread = s.driver.kernel_gpus.empty() && !s.driver.kernel_gpus_unread.empty();
+  return s.driver.module_loaded && list_unread && s.nvml.device_count.has() &&
+         (*s.nvml.device_count == 0 || other_gpu_signs(s) > *s.nvml.device_count);
 }
 
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {

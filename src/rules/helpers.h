@@ -44,6 +44,14 @@ std::vector<const KernelGpu*> gpus_nvml_missed(const Snapshot& s);
 // A finding whose answer is "cannot tell" although its rule's route is another: `tag` names what was unread in
 // one-line renderings ("PD004 daemon not enabled: boot start unread").
 Finding cannot_tell(std::string tag, std::string message, std::string next_step);
+// /dev/nvidiaN, a GPU's device node (not nvidiactl, nvidia-uvm, nvidia-caps).
+bool gpu_device_node(const DeviceNode& node);
+// Signs of GPUs besides NVML's count: /dev/nvidiaN nodes, or the GPUs NVML shows plus the minors the daemon holds
+// that none of them has.
+std::size_t other_gpu_signs(const Snapshot& s);
+// The driver's own GPU list unread while NVML sees none, or fewer than the other signs: GPUs NVML misses cannot be
+// told from no GPU.
+bool nvml_may_miss_gpus(const Snapshot& s);
 // Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);

@@ -89,21 +89,22 @@ std::vector<Finding> nvml_init_unknown(const Snapshot& s) {
 }
 
 std::vector<Finding> gpu_count_unread(const Snapshot& s) {
-  if (s.driver.module_loaded && s.nvml.device_count.is(0u) && !s.driver.kernel_gpus_unread.empty()) {
-    // NVML sees none and the driver's own list is unread: "no GPU" cannot be told from GPUs NVML missed.
+  if (nvml_may_miss_gpus(s)) {
+    // The driver's own list unread, and NVML sees none or fewer than the device nodes or the daemon's handles
+    // say: GPUs NVML misses cannot be told from no GPU.
     Finding f;
-    f.message = fmt::format("NVML sees no GPU and the driver's GPU list could not be read ({}): whether this node "
-                            "has GPUs NVML misses cannot be told",
-                            s.driver.kernel_gpus_unread);
+    f.message = fmt::format("NVML sees {} GPU(s) and the driver's GPU list could not be read ({}): whether this "
+                            "node has GPUs NVML misses cannot be told",
+                            *s.nvml.device_count, s.driver.kernel_gpus_unread);
     f.next_step = "Run gpuwarm as root on the host (in a container, give it the host's /proc), or `ls "
                   "/proc/driver/nvidia/gpus` and `nvidia-smi -L` by hand.";
-    f.evidence.emplace_back("nvmlDeviceGetCount: 0");
+    f.evidence.push_back(fmt::format("nvmlDeviceGetCount: {}", *s.nvml.device_count));
+    if (auto held = daemon_held_minors(s)) {
+      f.evidence.push_back(fmt::format("nvidia-persistenced holds minors [{}]", fmt::join(*held, ", ")));
+    }
     f.evidence.push_back("GPU list unread: " + s.driver.kernel_gpus_unread);
-    constexpr std::string_view gpu_node = "/dev/nvidia";  // /dev/nvidiaN: a GPU's device node
     for (const auto& node : s.driver.device_nodes) {
-      std::string_view rest = std::string_view(node.path).substr(std::min(node.path.size(), gpu_node.size()));
-      if (node.char_device && node.path.starts_with(gpu_node) && !rest.empty() &&
-          rest.find_first_not_of("0123456789") == std::string_view::npos) {
+      if (gpu_device_node(node)) {
         f.evidence.push_back(node.path + " exists");
       }
     }

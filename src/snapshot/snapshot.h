@@ -50,8 +50,9 @@ struct DriverFacts {
   Fact<bool> open_kernel_module;
   std::vector<KernelGpu> kernel_gpus;
   // Why /proc/driver/nvidia/gpus could not be listed where it exists ("" when listed, or no module): the list
-  // NVML's count is checked against is then unknown, not empty.
-  std::string kernel_gpus_unread;
+  // NVML's count is checked against is then unknown, not empty. A snapshot from before this fact keeps the
+  // default: its empty list is not known to have been read.
+  std::string kernel_gpus_unread = "a snapshot saved by a gpuwarm older than this fact";
   std::vector<DeviceNode> device_nodes;
   // PCI addresses of NVSwitches: NVIDIA devices (vendor 0x10de) of class 0x0680 ("bridge, other") under
   // /sys/bus/pci/devices, there whether or not a driver made /dev/nvidia-nvswitch* nodes. Read only by

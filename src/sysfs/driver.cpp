@@ -86,6 +86,7 @@ DriverFacts read_driver(const Paths& paths) {
     facts.sys_module_version = Fact<std::string>::unknown(paths.display(v.error().message));
   }
 
+  facts.kernel_gpus_unread.clear();
   if (auto buses = list_dir(paths.proc("driver/nvidia/gpus"))) {
     for (const auto& bus : *buses) {
       auto text = read_file(paths.proc("driver/nvidia/gpus/" + bus + "/information"), 64u << 10);

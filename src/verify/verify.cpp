@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/strings.h"
 #include "nvml/errors.h"
 
 #include "output/diagnosis_output.h"
@@ -116,6 +117,11 @@ CheckResult persistence_check(const Snapshot& s) {
   }
   for (const KernelGpu* kg : gpus_nvml_missed(s)) {
     bad.push_back(fmt::format("{} ({}): the driver lists it, NVML does not show it: unread", kg->bus_id, kg->model));
+  }
+  if (nvml_may_miss_gpus(s)) {
+    bad.push_back(fmt::format("cannot tell: NVML shows {} GPU(s), fewer than the device nodes or the daemon's handles "
+                              "say, and the driver's GPU list is unread ({})",
+                              s.nvml.gpus.size(), s.driver.kernel_gpus_unread));
   }
   c.status = bad.empty() ? CheckStatus::pass : CheckStatus::fail;
   c.detail = bad.empty() ? fmt::format("{} of {} GPUs Enabled", s.nvml.gpus.size() - daemon_view.size(),
@@ -402,15 +408,27 @@ DcgmOutcome judge_dcgm_diag(int level, int exit_code, const std::string& output,
     collect_dcgm_statuses(doc, counts);
   }
   int results = 0;
+  int fails = 0;
+  std::string unexpected;  // a status DCGM does not give a test result: not read as a pass
   for (const auto& [status, n] : counts) {
     results += n;
+    const std::string lower = to_lower(status);
+    if (lower == "fail") {
+      fails += n;
+    } else if (lower != "pass" && lower != "warn" && lower != "skip" && unexpected.empty()) {
+      unexpected = status;
+    }
   }
-  if (counts.contains("Fail")) {
-    out.detail = fmt::format("{}: {} test result(s) Fail", what, counts["Fail"]);
+  if (fails > 0) {
+    out.detail = fmt::format("{}: {} test result(s) Fail", what, fails);
   } else if (exit_code != 0) {
     out.detail = fmt::format("{}: exited {}", what, exit_code);
   } else if (doc.is_discarded() || results == 0) {
     out.detail = what + (doc.is_discarded() ? ": cannot tell: its output is not JSON" : ": cannot tell: no test result in its output");
+  } else if (!unexpected.empty()) {
+    out.detail = fmt::format("{}: cannot tell: a result reads \"{}\"", what, escape_control(unexpected));
+  } else if (!counts.contains("Pass")) {
+    out.detail = fmt::format("{}: cannot tell: no test ran (every result Skip)", what);
   } else {
     out.passed = true;
     out.detail = fmt::format("{}: no failures ({} result(s){})", what, results,

@@ -50,6 +50,7 @@ inline Snapshot healthy_snapshot() {
   s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({});  // every NVIDIA GPU on the bus is nvidia's
   s.driver.gpus_on_other_drivers = Fact<std::vector<PciGpu>>::known({});
   const auto d3 = Fact<std::string>::known("Disabled by default");
+  s.driver.kernel_gpus_unread = "";  // listed
   s.driver.kernel_gpus = {{"0000:06:00.0", "NVIDIA H100 80GB HBM3", "GPU-0", Fact<unsigned>::known(0), false, d3},
                           {"0000:07:00.0", "NVIDIA H100 80GB HBM3", "GPU-1", Fact<unsigned>::known(1), false, d3}};
   s.nvml.library_path = Fact<std::string>::known("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.159.04");

@@ -230,9 +230,22 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
          s.daemon.processes[0].argv.push_back("--no-persistence-mode");
          s.service.exec_start = Fact<std::vector<std::string>>::known(
              {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "$NVPD_OPTS"});
-         in.vendor_unit_text = k_good_unit;
+         in.vendor_unit_text = "[Service]\nType=forking\nEnvironment=NVPD_OPTS=--no-persistence-mode\n"
+                               "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced $NVPD_OPTS\n";
        },
        FixOutcome::refused, {}},
+      // A `$` word alone is no evidence: gpuwarm's drop-in loaded, the daemon not restarted since (review-s48-diff M1).
+      {"a variable in ExecStart, nothing setting the flag through it: restart",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "$NVP_OPTS"});
+         in.vendor_unit_text = "[Service]\nType=forking\nExecStart=/usr/bin/nvidia-persistenced --user "
+                               "nvidia-persistenced $NVP_OPTS --no-persistence-mode\n";
+         in.dropin_exists = true;
+         in.current_dropin_text = render_dropin(in.vendor_unit_text, {});
+       },
+       FixOutcome::act, {K::restart}},
       // A drop-in already loaded (an earlier run whose restart failed): the daemon still runs the old arguments.
       {"ExecStart already without the flag, the daemon not restarted since: restart",
        [](Snapshot& s, FixInputs& in) {
@@ -322,7 +335,10 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
     EXPECT_EQ(kinds(p), c.steps) << c.name;
     if (std::string_view(c.name) == "the flag through a variable in ExecStart: refused rather than a restart at every run") {
       EXPECT_EQ(p.exit_code, ExitCode::action_needed);
-      EXPECT_NE(p.reason.find("through $NVPD_OPTS in ExecStart"), std::string::npos) << p.reason;
+      EXPECT_NE(p.reason.find("through $NVPD_OPTS in ExecStart, set at /lib/systemd/system/nvidia-persistenced.service:3: "
+                              "Environment=NVPD_OPTS=--no-persistence-mode"),
+                std::string::npos)
+          << p.reason;
     }
     if (std::string_view(c.name) == "masked until reboot: refused") {
       EXPECT_EQ(p.exit_code, ExitCode::action_needed);
@@ -371,7 +387,7 @@ TEST(FixPlan, ARewriteOfOurDropInNamesTheLinesItDrops) {
   Snapshot s = test::healthy_snapshot();
   s.service.unit_file_state = Fact<std::string>::known("disabled");
   FixInputs in{k_ubuntu_unit, "", true, true};
-  in.current_dropin_text = "# site\n[Service]\nNice=-5\nRestart=on-failure\n";
+  in.current_dropin_text = "# site\n[Service]\nNice=-5\nRestart=on-failure\nExecStart=\nExecStart=/usr/bin/old\n";
   FixPlan p = plan_fix(s, diagnose(s), in);
   ASSERT_EQ(p.outcome, FixOutcome::act);
   ASSERT_EQ(p.steps.front().kind, StepKind::write_file);

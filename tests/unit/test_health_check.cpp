@@ -90,6 +90,14 @@ TEST(HealthCheck, StatusAndLine) {
          s.service.wanted_by = Fact<std::vector<std::string>>::unknown("Access denied");
        },
        HealthStatus::unknown, "PD004 daemon not enabled: boot start unread"},
+      // A per-GPU cannot-tell names what was unread after the GPU, not just "not held".
+      {"a GPU's device node unread anywhere is unknown, and says so",
+       [](Snapshot& s) {
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({0});
+         s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+         s.driver.kernel_gpus[1].minor = Fact<unsigned>::unknown("no information file");
+       },
+       HealthStatus::unknown, "PD005 gpu not held: GPU 1: minor unread"},
   };
   for (const HealthCase& c : cases) {
     Snapshot s = healthy_snapshot();

@@ -114,6 +114,18 @@ TEST(Verify, AGpuTheDriverListsButNvmlMissesFails) {
       << failed["daemon-holds-gpus"];
 }
 
+// The driver's list unread and NVML showing fewer GPUs than the daemon holds: not a pass (review-s48-diff M2).
+TEST(Verify, FewerGpusThanTheDaemonHoldsWithTheDriversListUnreadFails) {
+  VerifyReport r = evaluate_verify(inputs_with([](Snapshot& s) {
+    s.nvml.device_count = Fact<unsigned>::known(1);
+    s.nvml.gpus.pop_back();
+    s.driver.kernel_gpus.clear();
+    s.driver.kernel_gpus_unread = "/proc/driver/nvidia/gpus: Permission denied";
+  }));
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(status_of(r, "persistence"), CheckStatus::fail);
+}
+
 // NVML left closed (a probe held the node): cannot tell where only NVML's checks failed, a failure where the unit
 // is not active whatever the GPUs say.
 TEST(Verify, NvmlLeftClosedIsCannotTellOnlyWhereNothingElseFailed) {
@@ -239,6 +251,12 @@ TEST(Verify, DcgmDiagIsJudgedFromItsResults) {
       {"empty", 0, "", false, false, "dcgmi diag -r 1: cannot tell: its output is not JSON"},
       {"no result", 0, R"({"DCGM GPU Diagnostic": {"test_categories": []}})", false, false,
        "dcgmi diag -r 1: cannot tell: no test result in its output"},
+      {"every test skipped", 0, R"({"tests": [{"results": [{"status": "Skip"}, {"status": "Skip"}]}]})", false, false,
+       "dcgmi diag -r 1: cannot tell: no test ran (every result Skip)"},
+      {"a status not a result's", 0, R"({"tests": [{"results": [{"status": "Pass"}, {"status": "Error"}]}]})", false,
+       false, "dcgmi diag -r 1: cannot tell: a result reads \"Error\""},
+      {"FAIL in capitals", 0, R"({"tests": [{"results": [{"status": "Pass"}, {"status": "FAIL"}]}]})", false, false,
+       "dcgmi diag -r 1: 1 test result(s) Fail"},
   };
   for (const auto& c : cases) {
     DcgmOutcome o = judge_dcgm_diag(1, c.exit_code, c.output, c.truncated);

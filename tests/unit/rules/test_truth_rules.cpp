@@ -92,6 +92,24 @@ TEST(Rules, UNK002_gpu_count_unread) {
          s.driver.kernel_gpus.clear();
        },
        {}},
+      // Fewer than the daemon holds (review-s48-diff M2): GPU 1 gone from NVML, the driver's list unread.
+      {"fewer seen than the daemon holds, the driver's list unread",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(1);
+         s.nvml.gpus.pop_back();
+         s.driver.kernel_gpus.clear();
+         s.driver.kernel_gpus_unread = "/proc/driver/nvidia/gpus: Permission denied";
+       },
+       {{k_node}}},
+      // A snapshot from before the fact: an empty list there is not known to have been read.
+      {"none seen, a snapshot older than the fact",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(0);
+         s.nvml.gpus.clear();
+         s.driver.kernel_gpus.clear();
+         s.driver.kernel_gpus_unread = DriverFacts{}.kernel_gpus_unread;
+       },
+       {{k_node}}},
       {"GPUs seen, the driver's list unread: NVML's view stands",
        [](Snapshot& s) {
          s.driver.kernel_gpus.clear();

@@ -146,10 +146,10 @@ ansible_facts:
 ROUTED_CODES = {3: "refused: an action of yours first", 4: "refused: reboot pending", 5: "refused: routed elsewhere"}
 CANNOT_TELL = 9
 LOCKED = 7
-FIX_FAILURES = {1: "a step failed", 2: "bad command line (a bug in this module)", 6: "no systemd on this node",
+FIX_FAILURES = {1: "a step failed", 2: "bad command line", 6: "no systemd on this node",
                 LOCKED: "the node's lock is held (another gpuwarm fix, reset or reload-modules, or a probe or watch "
                         "--load still timing the GPUs)",
-                8: "changed, but verification failed"}
+                8: "verification failed after the steps"}
 DROPIN = "/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
 
 
@@ -381,7 +381,9 @@ def report_result(module, p, state, rc, report, command, out, err, before_dropin
             detail = f" ({steps[0]['action']}: {steps[0]['detail']})" if steps else ""
             checks = [c for c in (report.get("verify") or {}).get("checks", []) if c.get("status") == "fail"]
             detail += "".join(f"; {c['id']}: {c['detail']}" for c in checks)
-            module.fail_json(msg=f"gpuwarm fix: {FIX_FAILURES[rc]}{detail}. {report.get('reason') or ''}".strip(),
+            # A usage error's document says why under "error" (gpuwarm_root without a bus for that tree, say).
+            why = report.get('reason') or report.get('error') or ''
+            module.fail_json(msg=f"gpuwarm fix: {FIX_FAILURES[rc]}{detail}. {why}".strip(),
                              **result)
         elif rc != 0:
             # Cut short by a signal (128+N): what it did before that is in the report.
