@@ -852,6 +852,32 @@ std::string render_text(const FleetSummary& s, const Style& style) {
   return out;
 }
 
+namespace {
+
+// A name as JSON carries it: escaped_name's doubled backslashes undone (JSON tells a backslash from an escape byte
+// itself), its \xHH and \uHHHH escapes kept. Exact, since every other backslash there starts such an escape.
+std::string json_name(std::string_view shown) {
+  std::string out;
+  for (std::size_t i = 0; i < shown.size(); ++i) {
+    out += shown[i];
+    if (shown[i] == '\\' && i + 1 < shown.size() && shown[i + 1] == '\\') {
+      ++i;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> json_names(const std::vector<std::string>& shown) {
+  std::vector<std::string> out;
+  out.reserve(shown.size());
+  for (const auto& name : shown) {
+    out.push_back(json_name(name));
+  }
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json render_json(const FleetSummary& s) {
   auto tallies = [](const std::vector<Tally>& list, const char* key) {
     nlohmann::json out = nlohmann::json::array();
@@ -861,7 +887,7 @@ nlohmann::json render_json(const FleetSummary& s) {
     return out;
   };
   auto host_set = [](const std::vector<std::string>& names) {
-    return nlohmann::json{{"nodes", names.size()}, {"hostnames", names}};
+    return nlohmann::json{{"nodes", names.size()}, {"hostnames", json_names(names)}};
   };
   nlohmann::json unreadable = nlohmann::json::array();
   for (const auto& u : s.unreadable) {
@@ -873,7 +899,7 @@ nlohmann::json render_json(const FleetSummary& s) {
   }
   nlohmann::json nodes = nlohmann::json::array();
   for (const auto& n : s.nodes) {
-    nodes.push_back({{"hostname", n.hostname},
+    nodes.push_back({{"hostname", json_name(n.hostname)},
                      {"verdict", string_or_null(n.verdict)},
                      {"fix_outcome", string_or_null(n.fix_outcome)},
                      {"gpus", optional_json(n.gpus)},
@@ -886,7 +912,7 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"probe_failed", n.probe_failed},
                      {"verify_failed", n.verify_failed},
                      {"reports", n.reports},
-                     {"also_named", n.also_named},
+                     {"also_named", json_names(n.also_named)},
                      {"needs_attention", needs_attention(n)}});
   }
   return {{"kind", "gpuwarm-fleet-summary"},

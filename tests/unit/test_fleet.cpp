@@ -468,6 +468,9 @@ TEST(FleetSummary, a_backslash_in_a_name_is_told_from_an_escaped_byte) {
                             {});
   std::string text = fleet::render_text(s, Style(false));
   EXPECT_NE(text.find(R"(Needs attention: 3 ("a,\\b", esc\x1b, lit\\x1b))" "\n"), std::string::npos) << text;
+  // JSON tells a backslash from an escape byte itself: the name as the node gave it, control bytes escaped.
+  EXPECT_EQ(fleet::render_json(s)["needs_attention"]["hostnames"],
+            nlohmann::json::array({R"(a,\b)", R"(esc\x1b)", R"(lit\x1b)"}));
 }
 
 // A node only probes describe has no verdict and no persistence reading: the summary says so instead of
