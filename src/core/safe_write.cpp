@@ -93,6 +93,10 @@ Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options,
     path += "/" + part;
     int next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (next < 0 && errno == ENOENT && options.create_dirs && missing == Missing::stop_there) {
+      // The write would create it here: a folder the caller cannot write into (a read-only /etc) fails it too.
+      if (::faccessat(cur.get(), ".", W_OK | X_OK, AT_EACCESS) != 0) {
+        return fail(why("cannot create " + path, errno));
+      }
       return Fd(-1);
     }
     if (next < 0 && errno == ENOENT && options.create_dirs) {

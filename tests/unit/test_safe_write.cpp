@@ -170,8 +170,12 @@ TEST(SafeWrite, TheCheckBeforehandSaysWhenTheFolderIsNotTheCallersToWrite) {
       ::_exit(3);
     }
     auto r = check_write_target(t.path("roots/baseline.json"));
+    // A folder the write would create, under one the caller cannot write into, fails the check too.
+    auto deeper = check_write_target(t.path("roots/new/baseline.json"));
     ::_exit(!r && r.error().message == "cannot write " + t.path("roots/baseline.json") + ": cannot create a file in " +
-                                          t.path("roots") + ": Permission denied"
+                                          t.path("roots") + ": Permission denied" &&
+                    !deeper && deeper.error().message.find(": cannot create ") != std::string::npos &&
+                    deeper.error().message.find("Permission denied") != std::string::npos
                 ? 0
                 : 1);
   }
