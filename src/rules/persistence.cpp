@@ -36,8 +36,12 @@ std::vector<Finding> persistence_off(const Snapshot& s) {
     f.message = fmt::format("{}: persistence mode is Disabled; the driver de-initializes it whenever it goes idle "
                             "(seconds of cold start per job, clocks and power limits reset)",
                             gpu_label(*gpu));
-    f.next_step = "Enable and start nvidia-persistenced through systemd (gpuwarm fix, or systemctl enable --now "
-                  "nvidia-persistenced.service). Not `nvidia-smi -pm 1`.";
+    // A masked unit starts neither way: unmasking comes first (PD004 says which unmask).
+    f.next_step = s.service.load_state.is("masked")
+                      ? "Its unit is masked (PD004): unmask it, then enable and start nvidia-persistenced through "
+                        "systemd (gpuwarm fix). Not `nvidia-smi -pm 1`."
+                      : "Enable and start nvidia-persistenced through systemd (gpuwarm fix, or systemctl enable --now "
+                        "nvidia-persistenced.service). Not `nvidia-smi -pm 1`.";
     f.evidence.emplace_back("nvmlDeviceGetPersistenceMode: Disabled");
     if (gpu->event_reasons_active.has()) {
       f.evidence.push_back("clock-event reasons: " + clock_reason_list(*gpu->event_reasons_active));

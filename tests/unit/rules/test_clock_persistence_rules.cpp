@@ -76,6 +76,15 @@ TEST(Rules, PM001_persistence_off) {
       {"unreachable GPU is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},
   };
   for (const auto& c : cases) expect_rule("PM001", c);
+  // A masked unit starts neither with `enable --now` nor with fix: the next step says to unmask first.
+  Snapshot s = healthy_snapshot();
+  s.daemon.processes.clear();
+  s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+  s.service.load_state = Fact<std::string>::known("masked");
+  auto found = find_rule("PM001")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].next_step.rfind("Its unit is masked (PD004): unmask it", 0), 0u) << found[0].next_step;
+  EXPECT_EQ(found[0].next_step.find("enable --now"), std::string::npos) << found[0].next_step;
 }
 
 TEST(Rules, PM002_legacy_persistence) {
