@@ -12,7 +12,6 @@ namespace gpuwarm {
 
 namespace {
 
-
 // "PATH sets ..." for the last drop-in after gpuwarm's that sets ExecStart= with --no-persistence-mode or
 // StopWhenUnneeded=yes (systemd's order: the one applied last wins), or "" when none does or they are unread.
 std::string later_dropin_undoing(const ServiceFacts& service) {
@@ -227,11 +226,11 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
       (s.service.unit_file_state.has() && s.service.unit_file_state->starts_with("masked"))) {
     // masked-runtime too: EnableUnitFiles would fail on it after the drop-in was written and loaded.
     const bool runtime = s.service.unit_file_state.is("masked-runtime");
+    const std::string unmask = unmask_command(s.service);
     return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
                   fmt::format("nvidia-persistenced.service is masked{}: someone disabled it on purpose. Unmask it "
-                              "(systemctl unmask{} nvidia-persistenced.service) if that is no longer wanted, then "
-                              "run fix again. Nothing was changed.",
-                              runtime ? " until the next reboot (masked-runtime)" : "", runtime ? " --runtime" : ""));
+                              "({}) if that is no longer wanted, then run fix again. Nothing was changed.",
+                              runtime ? " until the next reboot (masked-runtime)" : "", unmask));
   }
   if (s.service.load_state.is("bad-setting") || s.service.load_state.is("error")) {
     return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
@@ -367,12 +366,11 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   for (const auto& p : s.daemon.processes) {
     running_with_flag = running_with_flag || has_arg(p.argv, k_no_pm_flag);
   }
-  // The flag in the daemon's arguments but in none of ExecStart's words: a variable carries it ($OPTS from
-  // Environment= or EnvironmentFile=). gpuwarm's drop-in cannot take it out, so a restart would bring it back at
-  // every run.
-  // Refused only on evidence: an Environment= line with the flag in the files read (the unit, gpuwarm's drop-in,
-  // those after it). A `$` word alone may carry anything, and a daemon not restarted since an earlier drop-in
-  // was loaded is the usual reason for the flag (review-s48-diff M1).
+  // The flag in the daemon's arguments but in none of ExecStart's words may come through a variable ($OPTS from
+  // Environment= or EnvironmentFile=), which gpuwarm's drop-in cannot take out: a restart would bring it back at
+  // every run. Refused only on evidence, an Environment= line with the flag in the files read (the unit,
+  // gpuwarm's drop-in, those after it): a `$` word alone may carry anything, and a daemon not restarted since an
+  // earlier drop-in was loaded is the usual reason for the flag (review-s48-diff M1).
   const std::vector<std::string> exec_start = s.service.exec_start.value_or({});
   auto variable = std::find_if(exec_start.begin(), exec_start.end(),
                                [](const std::string& w) { return w.find('$') != std::string::npos; });

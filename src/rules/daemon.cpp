@@ -245,13 +245,8 @@ std::vector<Finding> daemon_not_enabled(const Snapshot& s) {
       !daemon_from_driver_container(s)) {  // the GPU Operator's driver pod starts its daemon, never a host unit
     // A mask (a link to /dev/null) stops nothing that runs, but nothing starts the unit again: persistence ends at
     // the next reboot or daemon exit.
-    const std::string state = s.service.unit_file_state.value_or("masked; until reboot or not unread");
-    const bool runtime = state == "masked-runtime";
-    const std::string unmask = !s.service.unit_file_state.has()
-                                   ? "systemctl unmask nvidia-persistenced.service, or with --runtime for a mask "
-                                     "until reboot"
-                                   : runtime ? "systemctl unmask --runtime nvidia-persistenced.service"
-                                             : "systemctl unmask nvidia-persistenced.service";
+    const std::string state = s.service.unit_file_state.value_or("masked; whether until reboot unread");
+    const std::string unmask = unmask_command(s.service);
     Finding f;
     f.message = daemon_running(s) ? fmt::format("nvidia-persistenced runs now but its unit is masked ({}): it will "
                                                 "not start again, at boot or by hand",

@@ -161,6 +161,14 @@ std::vector<const KernelGpu*> gpus_nvml_missed(const Snapshot& s) {
   return missed;
 }
 
+std::string unmask_command(const ServiceFacts& service) {
+  if (!service.unit_file_state.has()) {
+    return "systemctl unmask nvidia-persistenced.service, or with --runtime for a mask until reboot";
+  }
+  return service.unit_file_state.is("masked-runtime") ? "systemctl unmask --runtime nvidia-persistenced.service"
+                                                       : "systemctl unmask nvidia-persistenced.service";
+}
+
 Finding cannot_tell(std::string tag, std::string message, std::string next_step) {
   Finding f;
   f.route = Route::unknown;

@@ -25,6 +25,8 @@ bool daemon_running(const Snapshot& s);
 std::optional<bool> unit_starts_at_boot(const ServiceFacts& service, std::string* why = nullptr);
 // The unit is inactive because an ExecCondition= (gpuwarm guard's drop-in) skipped its last start.
 bool start_skipped(const ServiceFacts& service);
+// The command that lifts the unit's mask: with --runtime for masked-runtime, both where which one is unread.
+std::string unmask_command(const ServiceFacts& service);
 // gpuwarm guard's drop-in (…/40-gpuwarm-guard.conf) among those systemd merged into the unit, or "".
 std::string guard_dropin(const ServiceFacts& service);
 bool daemon_processes_listed(const Snapshot& s);
