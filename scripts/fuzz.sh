@@ -20,7 +20,7 @@ shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(kernel_log proc_driver unit_file snapshot fleet watch_replay probe_baseline lint listen loader proc_locks
-           ansible_module)
+           dcgm ansible_module)
 fi
 out=build-fuzz
 mkdir -p "$out/obj"
@@ -38,7 +38,7 @@ sources=(
   src/watch/watch_json.cpp src/watch/summarize.cpp src/watch/watch_text.cpp
   src/probe/probe.cpp src/cuda/cold_start.cpp src/lint/lint.cpp src/lint/words.cpp src/lint/units.cpp src/output/metrics.cpp
   src/exporter/http_server.cpp src/exporter/mhd_api.cpp src/fix/plan.cpp src/guard/guard.cpp
-  src/cli/node_lock.cpp
+  src/cli/node_lock.cpp src/verify/verify.cpp src/output/diagnosis_output.cpp
 )
 # Objects in parallel, rebuilt only when their source is newer.
 printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} sh -c '
@@ -68,6 +68,8 @@ seed snapshot examples/h100-legacy-flag.json examples/h200-legacy-flag.json
 seed fleet examples/h100-fix-check-mode.json examples/h100-probe.json examples/h200-legacy-flag.json
 seed watch_replay examples/h100-watch-detached.json examples/h100-watch-load.json
 seed probe_baseline examples/h100-probe.json
+mkdir -p "$out/corpus/dcgm"
+printf '{"DCGM GPU Diagnostic": {"test_categories": [{"category": "Deployment", "tests": [{"name": "Denylist", "results": [{"status": "Pass"}, {"gpu_id": "1", "status": "Warn"}]}]}]}}' > "$out/corpus/dcgm/diag"
 mkdir -p "$out/corpus/proc_locks"
 printf '1: FLOCK  ADVISORY  WRITE 5143 fe:00:10952763 0 EOF\n1: -> FLOCK  ADVISORY  READ 5149 fe:00:10952763 0 EOF\n2: POSIX  ADVISORY  WRITE 812 00:19:1029 0 EOF\n3: OFDLCK ADVISORY  READ -1 00:06:1040 0 EOF\n' > "$out/corpus/proc_locks/locks"
 seed loader /etc/ld.so.cache /usr/bin/true  # this machine's, as ldconfig and a linker wrote them

@@ -90,9 +90,8 @@ bool daemon_processes_listed(const Snapshot& s) { return s.daemon.processes_unre
 bool not_a_gpu_node(const Snapshot& s) {
   const auto& unbound = s.driver.unbound_gpus;
   const auto& elsewhere = s.driver.gpus_on_other_drivers;
-  // NVML that answered with GPUs, or hung, outweighs a module this view cannot see (a pod without the host's /proc).
-  // NVML counted none, or could not start for want of a driver or library; an unread count or one left closed is
-  // not "none".
+  // NVML that counted GPUs, hung or was left closed outweighs a module this view cannot see (a pod without the
+  // host's /proc): "none" is a count of 0, or an NVML that could not start for want of a driver or library.
   const bool nvml_saw_none = s.nvml.gpus.empty() && s.nvml.timed_out_at.empty() && s.nvml.not_opened.empty() &&
                              (s.nvml.device_count.is(0u) || !s.nvml.init_code.is(nvml::ret::success));
   return !s.driver.module_loaded && s.driver.kernel_gpus.empty() && unbound.has() && unbound->empty() &&

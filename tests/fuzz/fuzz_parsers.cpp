@@ -33,6 +33,7 @@
 #include "sysfs/kernel_log.h"
 #include "sysfs/processes.h"
 #include "systemd/unit_file.h"
+#include "verify/verify.h"
 #include "watch/watch.h"
 
 namespace {
@@ -267,6 +268,18 @@ void proc_locks(std::string_view text) {
   }
 }
 
+// `dcgmi diag --json`'s output, whatever it holds: judged without fault, and never a pass where no result reads
+// Pass, on a non-zero exit, or on output cut short.
+void dcgm(std::string_view text) {
+  const std::string output(text);
+  if (judge_dcgm_diag(1, 0, output, false).passed && output.find("Pass") == std::string::npos) {
+    __builtin_trap();
+  }
+  if (judge_dcgm_diag(1, 1, output, false).passed || judge_dcgm_diag(1, 0, output, true).passed) {
+    __builtin_trap();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -274,7 +287,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_target = t != nullptr ? t : "";
   if (g_target.empty()) {
     std::fprintf(stderr, "set GPUWARM_FUZZ_TARGET to one of: listen kernel_log proc_driver unit_file snapshot fleet "
-                         "watch_replay probe_baseline lint loader proc_locks\n");
+                         "watch_replay probe_baseline lint loader proc_locks dcgm\n");
     std::exit(2);
   }
   return 0;
@@ -293,6 +306,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   else if (g_target == "listen") fuzz_listen(text);
   else if (g_target == "loader") loader(text);
   else if (g_target == "proc_locks") proc_locks(text);
+  else if (g_target == "dcgm") dcgm(text);
   else __builtin_trap();
   return 0;
 }
