@@ -25,7 +25,7 @@ if(NOT PANDOC)
 endif()
 add_custom_command(OUTPUT "${gen}/gpuwarm.1.gz"
   COMMAND ${CMAKE_COMMAND} -E make_directory "${gen}"
-  COMMAND ${PANDOC} -s -t man "${PROJECT_SOURCE_DIR}/docs/gpuwarm.1.md" -M "footer=gpuwarm ${PROJECT_VERSION}"
+  COMMAND ${PANDOC} -f markdown-smart -s -t man "${PROJECT_SOURCE_DIR}/docs/gpuwarm.1.md" -M "footer=gpuwarm ${PROJECT_VERSION}"
           -o "${gen}/gpuwarm.1"
   COMMAND gzip -9nf "${gen}/gpuwarm.1"
   DEPENDS "${PROJECT_SOURCE_DIR}/docs/gpuwarm.1.md" VERBATIM)

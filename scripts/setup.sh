@@ -3,9 +3,13 @@
 # unless --build-only, the tests and packaging) need, builds build/ (Release, no
 # debug info), and runs `gpuwarm diagnose` once so you see what it says about
 # this machine. Works as root, or as a user with sudo (asked only when packages
-# are missing).
+# are missing). Meant for a development or CI machine: on GPU nodes install the
+# packages (scripts/package.sh) instead.
 #   scripts/setup.sh               build, tests, packaging
 #   scripts/setup.sh --build-only  just what building gpuwarm needs
+# The test tools include daemons (Prometheus, node_exporter, Slurm, munge) that
+# the tests start themselves, on loopback: the ones this script installs are
+# neither started nor enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +17,7 @@ build_only=0
 case "${1:-}" in
   --build-only) build_only=1 ;;
   "") ;;
-  -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
   *) echo "setup: unknown option $1 (use --build-only or nothing)" >&2; exit 2 ;;
 esac
 
@@ -45,8 +49,32 @@ if ((${#missing[@]})); then
     as_root=(sudo)
   fi
   echo "setup: installing ${missing[*]}"
+  # Debian starts and enables a daemon's service when its package is installed. Those the tests bring along
+  # (Prometheus and node_exporter on every interface without authentication, a Slurm controller) have no place
+  # running on this machine: a policy-rc.d that refuses starts keeps them stopped during the install (unless
+  # one is in place already, as in container images), and the ones installed now are disabled after it.
+  policy=/usr/sbin/policy-rc.d
+  placed_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs packages\nexit 101\n' |
+      "${as_root[@]}" install -m 0755 /dev/stdin "$policy"
+    placed_policy=1
+  fi
+  remove_policy() { if ((placed_policy)); then "${as_root[@]}" rm -f "$policy"; fi; }
+  trap remove_policy EXIT
   "${as_root[@]}" apt-get update -qq
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  remove_policy
+  trap - EXIT
+  for p in "${missing[@]}"; do
+    case $p in
+      prometheus | prometheus-node-exporter | slurmctld | slurmd | munge)
+        # systemctl edits the links without a running systemd too; the packages' upgrades keep a unit disabled.
+        "${as_root[@]}" systemctl disable --quiet "$p.service" 2>/dev/null || true
+        echo "setup: installed $p for the tests, its service left stopped and disabled"
+        ;;
+    esac
+  done
 fi
 
 tests=ON

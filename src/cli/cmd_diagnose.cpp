@@ -103,7 +103,7 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
       "Examples:\n"
       "  gpuwarm diagnose\n"
       "  gpuwarm diagnose --json | jq .verdict\n"
-      "  gpuwarm diagnose --snapshot examples/h100-legacy-flag.json");
+      "  gpuwarm diagnose --snapshot node7.json   # saved there by `gpuwarm snapshot`");
 
   return [opts, &global]() -> int {
     if (opts->list_rules) {

@@ -205,7 +205,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "anything is read.\n\n"
       "Examples:\n"
       "  gpuwarm fix --dry-run\n"
-      "  gpuwarm fix --json > /var/lib/gpuwarm/fix.json\n"
+      "  gpuwarm fix --json > fix-report.json\n"
       "  gpuwarm fix --dry-run --snapshot node.json    # plan for a recorded node");
 
   return [opts]() -> int {

@@ -335,7 +335,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "  gpuwarm metrics | promtool check metrics\n"
       "  gpuwarm metrics --textfile\n"
       "  gpuwarm metrics --listen 127.0.0.1:9839\n"
-      "  gpuwarm metrics --snapshot examples/h100-legacy-flag.json");
+      "  gpuwarm metrics --snapshot node7.json    # saved there by `gpuwarm snapshot`");
 
   return [opts, &sub]() -> int {
     if (sub.get_option("--listen")->count() > 0) {

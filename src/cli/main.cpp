@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -217,6 +219,25 @@ int main(int argc, char** argv) {
   // A SIGCHLD ignored by whoever started gpuwarm (a supervisor) makes the kernel reap children itself: no exit
   // status for run_child, every program a timeout. gpuwarm waits for its children, so the default is right.
   ::signal(SIGCHLD, SIG_DFL);
+  // `gpuwarm help [COMMAND]`, as git, systemctl and cargo take it: the page `--help` prints.
+  std::vector<char*> help_argv;
+  static char help_flag[] = "--help";
+  if ((argc == 2 || argc == 3) && std::string_view(argv[1]) == "help") {
+    help_argv = {argv[0]};
+    if (argc == 3) {
+      const auto known = gpuwarm::commands();
+      if (std::none_of(known.begin(), known.end(), [&](const auto& c) { return argv[2] == std::string_view(c.name); })) {
+        std::cerr << "gpuwarm: error: no command \"" << gpuwarm::escape_control(argv[2])
+                  << "\" (`gpuwarm --help` lists them)\n";
+        return gpuwarm::to_int(ExitCode::usage);
+      }
+      help_argv.push_back(argv[2]);
+    }
+    help_argv.push_back(help_flag);
+    help_argv.push_back(nullptr);
+    argc = static_cast<int>(help_argv.size()) - 1;
+    argv = help_argv.data();
+  }
   CLI::App app{"gpuwarm: keep NVIDIA GPUs initialized the supported way (nvidia-persistenced under systemd),\n"
                "and tell when something else is wrong.",
                "gpuwarm"};
@@ -235,8 +256,9 @@ int main(int argc, char** argv) {
   gpuwarm::one_of(app.add_option("--color", color, "Colour: auto (on a TTY with NO_COLOR unset), always, never"),
                   {"auto", "always", "never"})
       ->capture_default_str();
-  app.footer("Run `gpuwarm <command> --help` for a command's options and exit codes.\n"
-             "Exit codes shared by all commands: 0 success/healthy, 1 gpuwarm failed, 2 bad command line.");
+  app.footer("Run `gpuwarm <command> --help` (or `gpuwarm help <command>`) for a command's options and exit codes.\n"
+             "Exit codes shared by all commands: 0 success/healthy, 1 gpuwarm failed, 2 bad command line\n"
+             "(except `check`, a scheduler's health check: 1 problem (drain), 2 unknown or gpuwarm failed).");
 
   // Only the command being run gets its options built (the rest are names and summaries, enough for
   // `gpuwarm --help` and for CLI11 to reject a wrong word): building every command's option tree was a

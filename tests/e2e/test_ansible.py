@@ -35,6 +35,7 @@ UNIT = "nvidia-persistenced.service"
 DROPIN = "etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf"
 GUARD = "etc/systemd/system/nvidia-persistenced.service.d/40-gpuwarm-guard.conf"
 INSTALLED = "usr/local/bin/gpuwarm"
+BUNDLED_LIB = "usr/local/lib/gpuwarm/libsimdjson.so.14"
 PACKAGED_UNIT = h.PACKAGED_UNIT
 CLEAN_UNIT = PACKAGED_UNIT.replace("StopWhenUnneeded=true\n", "").replace(" --no-persistence-mode", "").replace(
     "Type=forking\n", "Type=forking\nRestart=on-failure\n")
@@ -294,9 +295,14 @@ class AnsibleRollout(unittest.TestCase):
         h.require_binary(self)
         self.work = tempfile.mkdtemp(prefix="gpuwarm-ansible-")
         self.addCleanup(shutil.rmtree, self.work, True)
-        # What an operator ships: the binary without debug sections.
-        self.binary = os.path.join(self.work, "gpuwarm")
+        # What an operator ships: the binary without debug sections, laid out as in the tarball, its bundled
+        # library in ../lib/gpuwarm (the role copies that along).
+        os.makedirs(os.path.join(self.work, "bundle", "bin"))
+        os.makedirs(os.path.join(self.work, "bundle", "lib", "gpuwarm"))
+        self.binary = os.path.join(self.work, "bundle", "bin", "gpuwarm")
         subprocess.run(["objcopy", "--strip-debug", h.BIN, self.binary], check=True)
+        with open(os.path.join(self.work, "bundle", "lib", "gpuwarm", BUNDLED_LIB.split("/")[-1]), "w") as f:
+            f.write("the tarball's bundled library\n")
         self.reports = os.path.join(self.work, "reports")
 
     def nodes(self, canary_start_result="done", canary="node-off", systemd_versions=None, without_exec_condition=()):
@@ -385,8 +391,9 @@ class AnsibleRollout(unittest.TestCase):
             self.assertEqual(self.report(name)["verdict"]["code"], verdict)
             self.assertEqual(set(node.write_calls().values()), {0}, name)
             self.assertFalse(os.path.exists(node.root.p(DROPIN)), name)
-            # The role's own files (binary, guard) are all that is new there.
-            self.assertEqual(set(node.tree()) - set(before[name]), {INSTALLED, GUARD}, name)
+            # The role's own files (binary and its bundled library, guard) are all that is new there.
+            self.assertEqual(set(node.tree()) - set(before[name]), {INSTALLED, BUNDLED_LIB, GUARD}, name)
+            self.assertEqual(node.tree()[BUNDLED_LIB], b"the tarball's bundled library\n", name)
         with open(nodes["node-reboot"].root.p(GUARD)) as f:
             self.assertIn("ExecCondition=/bin/sh -c 'if [ -x /usr/local/bin/gpuwarm ]; then exec /usr/local/bin/gpuwarm "
                           "guard; fi;", f.read())
@@ -442,7 +449,7 @@ class AnsibleRollout(unittest.TestCase):
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out)
         for name, node in nodes.items():
-            self.assertEqual(set(node.tree()) - before[name], {INSTALLED}, name)
+            self.assertEqual(set(node.tree()) - before[name], {INSTALLED, BUNDLED_LIB}, name)
 
     def test_the_guard_only_where_systemd_runs_it(self):
         # A systemd without ExecCondition= (before 243; RHEL 8 before 8.3) would ignore the guard, so the role leaves
@@ -575,6 +582,31 @@ class ReadmeCommands(unittest.TestCase):
         self.assertFalse(os.path.exists("/usr/bin/gpuwarm"))
         import glob
         self.assertEqual(glob.glob("/tmp/ansible.*gpuwarm-package"), [], "the private directory was left behind")
+
+    def test_check_mode_with_the_tarball_binary_on_a_node_without_simdjson(self):
+        # What a node has: no libsimdjson of its own. The tarball's binary finds its bundled copy at
+        # $ORIGIN/../lib/gpuwarm, so the role must stage (and install) that along with it (review-s49-first P1).
+        dist = os.environ.get("GPUWARM_DIST", "")
+        tarballs = [f for f in os.listdir(dist) if f.endswith("-linux-x86_64.tar.gz")] if os.path.isdir(dist) else []
+        system_lib = "/usr/lib/x86_64-linux-gnu/libsimdjson.so.14"
+        if not tarballs or not shutil.which("unshare") or not os.path.exists(system_lib):
+            self.skipTest("no tarball in GPUWARM_DIST (scripts/test.sh builds it), no unshare, or no system "
+                          "libsimdjson to hide")
+        work = tempfile.mkdtemp(prefix="gpuwarm-tarball-")
+        self.addCleanup(shutil.rmtree, work, True)
+        subprocess.run(["tar", "-xzf", os.path.join(dist, tarballs[0]), "-C", work, "--strip-components=1"], check=True)
+        binary = os.path.join(work, "bin", "gpuwarm")
+        hidden = (f"mount --bind /dev/null {system_lib} && "
+                  f"ansible-playbook -i inventory/example.yml playbooks/gpuwarm-rollout.yml --check "
+                  f"-e gpuwarm_binary_src={binary}")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-ec", hidden], cwd=ANSIBLE_DIR,
+                           capture_output=True, text=True, env=self.env, timeout=600)
+        out = r.stdout + r.stderr
+        self.assertNotIn("error while loading shared libraries", out)
+        self.assertEqual(r.returncode, 0, out)
+        self.assertRegex(out, r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0")
+        with open(os.path.join(self.reports, "localhost.json")) as f:
+            self.assertIn("verdict", json.load(f))
 
     def test_the_summary_without_gpuwarm_on_the_controller(self):
         # A rollout from a package copies no binary, and the controller may have no gpuwarm: the last play says

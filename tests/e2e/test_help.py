@@ -40,6 +40,14 @@ class HelpPages(unittest.TestCase):
                 wrapped = [line for line in examples if not re.match(r"  \S", line)]
                 self.assertEqual(wrapped, [], f"{name} --help wraps an example")
             h.check_golden(self, os.path.join("help", (name or "gpuwarm") + ".txt"), r.stdout)
+            # `gpuwarm help [COMMAND]` prints the same page, as git's and systemctl's help do.
+            spelled = h.run(["help", name] if name else ["help"], raw=True)
+            self.assertEqual((spelled.returncode, spelled.stdout), (0, r.stdout), name)
+
+    def test_help_of_a_word_that_is_no_command_is_a_usage_error(self):
+        r = h.run(["help", "diagnsoe"], raw=True)
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn('no command "diagnsoe" (`gpuwarm --help` lists them)', r.stderr)
 
 
 class Completion(unittest.TestCase):

@@ -57,6 +57,11 @@ class Packages(unittest.TestCase):
                      "./usr/share/gpuwarm/kubernetes/node-problem-detector/gpuwarm-persistence.json", "./usr/share/gpuwarm/prometheus/gpuwarm.rules.yml"):
             self.assertIn(path, files)
         self.assertRegex(files, r"-rwxr-xr-x \S+ +\d+ [\d-]+ [\d:]+ \./usr/share/gpuwarm/slurm/gpuwarm-healthcheck")
+        # Options keep their two hyphens in the man page (pandoc's "smart" reading made `--json` an en dash).
+        man = subprocess.run(f"dpkg-deb --fsys-tarfile {self.deb} | tar -xOf - ./usr/share/man/man1/gpuwarm.1.gz | zcat",
+                             shell=True, capture_output=True, text=True, check=True).stdout
+        self.assertRegex(man, r"\\f\[B\](\\-\\-|--)json\\f\[R\]")
+        self.assertNotIn(r"\[en]", man)
         depends = run(["dpkg-deb", "-f", self.deb, "Depends"]).stdout.strip()
         self.assertEqual(depends, "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")
         self.assertEqual(run(["dpkg-deb", "-f", self.deb, "Recommends"]).stdout.strip(), "libsystemd0, libkmod2, libmicrohttpd12 | libmicrohttpd12t64")
