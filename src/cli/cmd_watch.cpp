@@ -347,7 +347,7 @@ int usage_error(const std::string& message) { return gpuwarm::usage_error("watch
 
 std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
   auto opts = std::make_shared<WatchOptions>();
-  sub.add_option("--interval", opts->interval, "Time between samples: 500ms, 2s, 1m (0 = back to back)")
+  sub.add_option("--interval", opts->interval, "Time between samples, 1ms to 1h: 500ms, 2s, 1m (0 = back to back)")
       ->type_name("DURATION")
       ->capture_default_str();
   sub.add_option("--duration", opts->duration,
@@ -477,6 +477,11 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     if (!interval) {
       return usage_error("--interval: cannot read \"" + opts->interval + "\" as a duration (e.g. 500ms, 2s, 1m)");
     }
+    // Zero (back to back) or a time the sample slots can be counted in: slot k is due at k x interval, held in
+    // nanoseconds, so an hour at most (100000 slots of it fit); below a millisecond NVML cannot keep up anyway.
+    if (*interval != 0 && (*interval < 1e-3 || *interval > 3600)) {
+      return usage_error("--interval \"" + opts->interval + "\": give 0 (back to back) or 1ms to 1h");
+    }
     const bool loading = sub.count("--load") > 0;
     const double lead_s = loading ? std::max(2.0, 2 * *interval) : 0;
     const double tail_s = loading ? std::max(5.0, 3 * *interval) : 0;
@@ -491,17 +496,30 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     if (!opts->duration.empty() && opts->count > 0) {
       return usage_error("--duration and --count both say when to stop: give one");
     }
-    std::size_t planned = opts->count > 0 ? opts->count
-                          : *interval > 0 ? static_cast<std::size_t>(std::ceil(duration / *interval))
-                                          : k_max_samples;
-    if (planned > k_max_samples) {
-      return usage_error(fmt::format("that is {} samples; at most {} are kept: lengthen --interval", planned,
-                                     k_max_samples));
+    // Back to back, how many samples fit is not known beforehand: the loop stops at k_max_samples.
+    const double planned_samples = opts->count > 0 ? static_cast<double>(opts->count)
+                                   : *interval > 0 ? std::ceil(duration / *interval)
+                                                   : 0;
+    if (planned_samples > static_cast<double>(k_max_samples)) {
+      return usage_error(fmt::format("that is {:.0f} samples; at most {} are kept: lengthen --interval",
+                                     planned_samples, k_max_samples));
     }
+    const auto planned = static_cast<std::size_t>(planned_samples);
     if (loading && opts->count == 0 && duration < lead_s + opts->load_seconds) {
       return usage_error(fmt::format("--duration {:.1f} s ends before the load does ({:.1f} s idle lead-in + "
                                      "{:.0f} s load)",
                                      duration, lead_s, opts->load_seconds));
+    }
+    // With --count the watch ends at its last sample's slot, (count - 1) x interval: one in the lead-in never sees
+    // the load start (one that ends during the load stops it, and has seen it).
+    if (loading && opts->count > 0 &&
+        (*interval == 0 || static_cast<double>(opts->count - 1) * *interval <= lead_s)) {
+      return usage_error(
+          *interval == 0
+              ? std::string("--count with --interval 0 says nothing of when the watch ends: give --duration for a --load")
+              : fmt::format("--count {} at --interval {:g} s ends at {:.1f} s, before the load starts (after a "
+                            "{:.1f} s idle lead-in): give more samples or --duration",
+                            opts->count, *interval, static_cast<double>(opts->count - 1) * *interval, lead_s));
     }
 
     // A load times the GPUs' clocks under work: kept apart from probes and from fix/reset, as a probe is.
@@ -566,8 +584,14 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     const auto t0 = Clock::now();
     for (std::size_t k = 0; StopSignalsCaught::signal() == 0; ++k) {
       const auto due = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(static_cast<double>(k) * *interval));
-      // --count counts samples taken; the slot index k also skips the slots a slow sample overran.
-      if (opts->count > 0 ? run.samples.size() >= opts->count : seconds_since(t0, due) >= duration && k > 0) {
+      // --count counts samples taken; the slot index k also skips the slots a slow sample overran. Back to back
+      // (interval 0) every slot is due at once: the time elapsed says when the duration is over.
+      if (opts->count > 0 ? run.samples.size() >= opts->count
+                          : seconds_since(t0, *interval > 0 ? due : Clock::now()) >= duration && k > 0) {
+        break;
+      }
+      if (run.samples.size() >= k_max_samples) {
+        run.sample_cap = k_max_samples;
         break;
       }
       // Wait for the sample's time, starting the load and reading its children meanwhile.

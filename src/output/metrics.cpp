@@ -258,12 +258,18 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     if (g.event_reasons_active.has()) {
       // Labelled as nvidia-smi's --query-gpu fields spell them: dcgm-exporter exports only the bitmask.
       for (const auto& r : k_clock_reason_names) {
-        if (g.event_reasons_supported.has() && (*g.event_reasons_supported & r.bit) == 0) {
-          continue;  // this GPU cannot report the reason: no series rather than a false 0
+        const bool active = (*g.event_reasons_active & r.bit) != 0;
+        // A reason this GPU cannot report gets no series rather than a false 0; where which it can report is
+        // unread, only the active ones are known.
+        if (g.event_reasons_supported.has() ? (*g.event_reasons_supported & r.bit) == 0 : !active) {
+          continue;
         }
         Labels l = gpu;
         l.emplace_back("reason", r.field);
-        e.sample("gpuwarm_gpu_clock_event_reason_active", l, (*g.event_reasons_active & r.bit) != 0 ? 1 : 0);
+        e.sample("gpuwarm_gpu_clock_event_reason_active", l, active ? 1 : 0);
+      }
+      if (!g.event_reasons_supported.has()) {
+        gpu_unknown("clock_event_reasons_supported", g.event_reasons_supported.missing);
       }
     } else {
       gpu_unknown("clock_event_reasons", g.event_reasons_active.missing);

@@ -105,6 +105,10 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   std::optional<unsigned> power_limit;
   std::optional<std::string> fault_error;  // the last reading (or query) that answered with a GPU fault
   std::size_t fault_samples = 0;
+  // Samples that said nothing of this GPU: it could not be attached (not for a fault, which is an answer), or
+  // attached without its SM clock. (Those NVML itself failed are run.samples.size() - g.samples.)
+  std::size_t attach_unread = 0;
+  std::size_t clock_unread = 0;
   // A GPU that names GpuIdle while idle says, by its absence, when it was not: work of another process, or
   // a context just ended and the clocks not yet down (seen on an H200 right after `probe`: 1980 MHz with no
   // reason, then 405 MHz with GpuIdle). Such a sample is not an idle one. A GPU that never names GpuIdle
@@ -148,9 +152,12 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
       if (nvml::meaning_of_reason(r->error) == nvml::Meaning::gpu_fault) {
         fault_error = r->error;
         ++fault_samples;
+      } else {
+        ++attach_unread;
       }
       continue;
     }
+    clock_unread += !r->sm_mhz && r->fault.empty() ? 1U : 0U;
     if (!r->fault.empty()) {
       ++fault_samples;
       fault_error = r->fault;  // attached, but the GPU answers as gone
@@ -312,6 +319,26 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
                          : g.samples == g.failed
                              ? fmt::format("no sample could read this GPU (last error: {})", g.last_error)
                              : std::string("no sample read this GPU's SM clock"));
+  }
+  // Stable vouches for the whole window: a GPU that said nothing in more than one sample in ten was not seen for
+  // too much of it (NVML failing to initialize, the GPU not attaching, its clock not read).
+  const std::size_t not_reached = run.samples.size() - g.samples;
+  const std::size_t unanswered = not_reached + attach_unread + clock_unread;
+  if (g.causes.empty() && !sm.empty() && unanswered * 10 > run.samples.size()) {
+    add_cause(g, Cause::unread);
+    std::vector<std::string> why;
+    if (not_reached > 0) {
+      why.push_back(fmt::format("NVML did not initialize in {}", not_reached));
+    }
+    if (attach_unread > 0) {
+      why.push_back(fmt::format("it could not be attached in {} ({})", attach_unread, g.last_error));
+    }
+    if (clock_unread > 0) {
+      why.push_back(fmt::format("its SM clock was not read in {}", clock_unread));
+    }
+    g.evidence.push_back(fmt::format("{} of {} samples said nothing of this GPU ({}): too much of the window "
+                                     "unseen to call it stable",
+                                     unanswered, run.samples.size(), fmt::join(why, "; ")));
   }
   // "Stable" only where the watch could have seen otherwise.
   const std::size_t idle_count = g.sm_idle ? g.sm_idle->count : 0;
@@ -493,12 +520,23 @@ WatchSummary summarize(const WatchRun& run) {
     out.notes.push_back("The watch ended early: " + run.nvml_stopped);
     best = std::min(best, static_cast<int>(Cause::unread));
   }
-  if (run.gpus.empty() && out.init_failures > 0) {
-    best = std::min(best, static_cast<int>(Cause::unread));  // no GPU was ever identified: nothing was read
+  if (run.gpus.empty() || run.samples.empty()) {
+    // No GPU was ever identified, or nothing sampled: nothing was read (a live watch refuses to start so; a
+    // saved run may say it).
+    out.notes.push_back(run.gpus.empty() ? "No GPU was read in this run." : "This run holds no sample.");
+    best = std::min(best, static_cast<int>(Cause::unread));
   }
-  // Asked for a load that never ran, "stable" would answer a question that was not put: the clocks under
-  // load were never seen.
-  const bool load_missing = run.load && !run.load->error.empty() && !seen_under_load;
+  if (run.sample_cap > 0) {
+    out.notes.push_back(fmt::format("Sampling stopped at {} samples, the most a watch keeps, {:.1f} s in: the rest "
+                                    "of the asked duration was not watched (lengthen --interval).",
+                                    run.sample_cap, run.duration_s));
+  }
+  // Asked for a load that never ran (it failed, or the watch ended before its lead-in was over), "stable" would
+  // answer a question that was not put: the clocks under load were never seen.
+  const bool load_missing = run.load && !seen_under_load;
+  if (load_missing && run.load->error.empty() && run.load->ended_early.empty()) {
+    out.notes.push_back("The load never ran: the watch ended before its idle lead-in was over.");
+  }
   // A load error no GPU is named for (a run saved before each GPU's end was recorded): which GPU's clocks were
   // not under load is unknown, so no GPU can be called stable under it.
   const bool load_unattributed = run.load && !run.load->error.empty() && run.load->ended_early.empty();
@@ -510,6 +548,10 @@ WatchSummary summarize(const WatchRun& run) {
                       ? "NVML stopped answering, which usually means a GPU or the driver is stuck: check the kernel "
                         "log for Xid errors and hung tasks (`dmesg | grep -E 'NVRM|Xid|blocked for more than'`) and "
                         "whether `nvidia-smi` hangs too, then run `gpuwarm diagnose`."
+                    : load_missing && out.cause == Cause::unread && run.load->error.empty() &&
+                            run.load->ended_early.empty()
+                      ? "The load did not run, so clocks under load were not seen: watch again until the load has "
+                        "run (without --count, or without stopping it)."
                     : load_missing && out.cause == Cause::unread
                       ? "The load did not run, so clocks under load were not seen: fix what the note says (no "
                         "libcuda: give --cuda PATH), then watch again."

@@ -72,6 +72,7 @@ struct WatchRun {
   std::vector<nvml::GpuIdentity> gpus;
   std::vector<Sample> samples;
   std::string nvml_stopped;  // why sampling ended early: NVML did not answer a sample in time ("" = it did)
+  std::size_t sample_cap = 0;  // sampling stopped at this many samples, the most a watch keeps (0 = it did not)
 };
 
 struct Stats {

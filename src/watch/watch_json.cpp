@@ -170,6 +170,7 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
           {"cold_attach_ms", run.cold_attach_ms},
           {"load", load},
           {"nvml_stopped", run.nvml_stopped.empty() ? json(nullptr) : json(run.nvml_stopped)},
+          {"sample_cap", run.sample_cap == 0 ? json(nullptr) : json(run.sample_cap)},
           {"gpus", gpus},
           {"summary",
            {{"attribution", cause_code(summary.cause)},
@@ -229,6 +230,9 @@ Result<WatchRun> run_from_json(const json& j) {
     }
     if (j.contains("nvml_stopped") && j.at("nvml_stopped").is_string()) {
       run.nvml_stopped = j.at("nvml_stopped").get<std::string>();
+    }
+    if (j.contains("sample_cap") && !j.at("sample_cap").is_null()) {
+      run.sample_cap = checked<std::size_t>(j.at("sample_cap"), "sample_cap");
     }
     for (const auto& g : j.at("gpus")) {
       nvml::GpuIdentity id;

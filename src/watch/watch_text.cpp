@@ -47,7 +47,7 @@ std::string reason_line(const GpuSummary& g, double total_s) {
 std::string render_text(const WatchRun& run, const WatchSummary& summary, bool color) {
   Style style(color);
   const bool held = run.mode == nvml::SampleMode::held;
-  std::string out = fmt::format("gpuwarm watch · {} · {} sample(s), every {:.2g} s over {:.1f} s", 
+  std::string out = fmt::format("gpuwarm watch · {} · {} sample(s), every {:g} s over {:.1f} s", 
                                 held ? "held (NVML kept open)" : "detached (NVML opened for each sample)",
                                 run.samples.size(), run.interval_s, run.duration_s);
   if (run.load) {

@@ -91,6 +91,17 @@ class Watch(unittest.TestCase):
         self.assertTrue(any("--mode detached" in n for n in d["summary"]["notes"]), d["summary"]["notes"])
         self.assertEqual([s["init_ms"] is not None for s in d["samples"]].count(True), 1)
 
+    def test_back_to_back_samples_stop_at_the_duration(self):
+        # --interval 0 ("back to back"): every slot is due at once, so the time elapsed ends the watch (before, it
+        # sampled until a signal, its memory growing).
+        started = time.monotonic()
+        rc, r = self.watch_json(h.scenario([h.gpu(0)]), "--interval", "0", "--duration", "1s")
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertEqual((rc, r["summary"]["exit_code"]), (0, 0), r["summary"])
+        self.assertGreater(len(r["samples"]), 2)
+        self.assertLess(r["duration_s"], 5)
+        self.assertIsNone(r["sample_cap"])
+
     def test_count_is_samples_taken_even_when_attaches_overrun(self):
         # Every attach takes 300 ms against a 100 ms interval: the overrun slots are skipped, not the samples.
         sc = h.scenario([h.gpu(0, persistence=0)], timeline=[{"after_ms": 0, "gpus": [{"deinit": {"attach_ms": 300}}]}])
@@ -226,10 +237,10 @@ class Watch(unittest.TestCase):
         # What the check's child prints besides its answer (the loader's LD_DEBUG on stderr, here) fails no good
         # libcuda: the watch goes on (two quick samples, ended before the lead-in).
         env = dict(self.env(h.scenario([h.gpu(0)])), LD_DEBUG="files")
-        r = h.run(["watch", "--nvml", NVML, "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), "--load", "5",
-                   "--count", "2", "--interval", "100ms"], extra_env=env, raw=True)
+        r = h.run(["watch", "--nvml", NVML, "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), "--load", "1",
+                   "--count", "6", "--interval", "500ms"], extra_env=env, raw=True)
         self.assertNotIn("cannot run", r.stderr)
-        self.assertIn("2 sample(s)", r.stdout)
+        self.assertIn("6 sample(s)", r.stdout)
 
     def test_a_load_that_ends_early_on_one_gpu_is_cannot_tell(self):
         # GPU 1's load stops on its own mid-window (a failed launch; a child killed outright): its samples after
@@ -371,6 +382,13 @@ class Watch(unittest.TestCase):
                              (["--duration", "5s", "--count", "3"], "give one"),
                              (["--load", "5", "--duration", "4s"], "ends before the load"),
                              (["--interval", "1ms", "--duration", "1h"], "at most"),
+                             # Slots are counted in nanoseconds: a sub-nanosecond or a huge interval used to loop
+                             # until a signal (review-s49 W1).
+                             (["--interval", "0.000000000000000000001", "--duration", "1s"], "1ms to 1h"),
+                             (["--interval", "10000000h", "--duration", "2s"], "1ms to 1h"),
+                             # A --count that ends in the lead-in never runs the load (W3).
+                             (["--load", "5", "--count", "3", "--interval", "100ms"], "before the load starts"),
+                             (["--load", "5", "--count", "3", "--interval", "0"], "give --duration"),
                              (["--mode", "sometimes"], "--mode")]:
             with self.subTest(args=args):
                 r = h.run(["watch", "--nvml", NVML, *args], raw=True)

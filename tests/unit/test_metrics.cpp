@@ -7,6 +7,8 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "output/metrics.h"
 #include "snapshot_builder.h"
@@ -62,6 +64,41 @@ TEST(Metrics, unknown_is_never_zero) {
   EXPECT_EQ(text.find("gpuwarm_persistenced_unit_active "), std::string::npos);
   EXPECT_NE(text.find("reason=\"no \\\"system\\\" bus\"} 1"), std::string::npos) << text;
   EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
+}
+
+// Which reasons a GPU can report unread (a legacy driver, NOT_SUPPORTED): a 0 could be a reason it cannot report,
+// so only the active ones are series, and the unread mask is said (review-s49-watch W7).
+TEST(Metrics, clock_reasons_without_the_supported_mask_are_only_the_active_ones) {
+  Snapshot s = healthy_snapshot();
+  for (auto& g : s.nvml.gpus) {
+    g.event_reasons_active = Fact<std::uint64_t>::known(0x1);  // GpuIdle
+    g.event_reasons_supported = Fact<std::uint64_t>::unknown("NOT_SUPPORTED");
+  }
+  auto reason_lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("gpuwarm_gpu_clock_event_reason_active{", 0) == 0) {
+        out.push_back(line);
+      }
+    }
+    return out;
+  };
+  std::string text = render(s);
+  const auto unread = reason_lines(text);
+  ASSERT_EQ(unread.size(), s.nvml.gpus.size()) << text;  // one series a GPU: its active reason
+  for (const auto& line : unread) {
+    EXPECT_NE(line.find("reason=\"gpu_idle\"} 1"), std::string::npos) << line;
+  }
+  EXPECT_NE(text.find("fact=\"clock_event_reasons_supported\",reason=\"NOT_SUPPORTED\"} 1"), std::string::npos) << text;
+  // Read, the mask keeps the 0 of a reason the GPU can report, and drops the ones it cannot.
+  for (auto& g : s.nvml.gpus) {
+    g.event_reasons_supported = Fact<std::uint64_t>::known(0x1 | 0x4);
+  }
+  text = render(s);
+  EXPECT_EQ(reason_lines(text).size(), 2 * s.nvml.gpus.size()) << text;
+  EXPECT_NE(text.find("reason=\"sw_power_cap\"} 0\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("clock_event_reasons_supported"), std::string::npos) << text;
 }
 
 // An unlisted /proc says nothing about the daemon: no 0 for running or held, the reason instead.

@@ -1,6 +1,7 @@
 // watch::summarize is pure: table-driven cases over hand-built runs, each a
 // healthy idle H100 timeline with one thing changed.
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -86,6 +87,25 @@ TEST(WatchSummary, attribution_table) {
        {Cause::deinit_churn}, Cause::deinit_churn, ExitCode::action_needed, 20},
       {"attach just under the threshold is warm", readings(0, 0, 20, [](auto& r) { r.attach_ms = 249; }),
        {Cause::stable}, Cause::stable, ExitCode::healthy},
+      // Stable vouches for the window: a GPU unseen in more than one sample in ten is cannot-tell (review-s49 W2).
+      {"one failed attach in 20 (UNKNOWN) is a gap stable can bear",
+       readings(0, 5, 6, [](auto& r) { r.error = "UNKNOWN"; }), {Cause::stable}, Cause::stable, ExitCode::healthy},
+      {"3 failed attaches in 20 (UNKNOWN): too much unseen",
+       readings(0, 5, 8, [](auto& r) { r.error = "UNKNOWN"; }), {Cause::unread}, Cause::unread,
+       ExitCode::cannot_tell},
+      {"SM clock unread in 3 of 20 samples", readings(0, 0, 3, [](auto& r) { r.sm_mhz = std::nullopt; }),
+       {Cause::unread}, Cause::unread, ExitCode::cannot_tell},
+      {"NVML failed to initialize in 3 of 20 samples",
+       [](watch::WatchRun& run) {
+         for (std::size_t k = 10; k < 13; ++k) {
+           run.samples[k].gpus.clear();
+           run.samples[k].error = "UNKNOWN";
+         }
+       },
+       {Cause::unread}, Cause::unread, ExitCode::cannot_tell},
+      {"a GPU fault in 3 of 20 samples is an answer, not a gap",
+       readings(0, 5, 8, [](auto& r) { r.error = "GPU_IS_LOST"; }), {Cause::gpu_fault}, Cause::gpu_fault,
+       ExitCode::routed_elsewhere},
       {"app clocks pinned, then reverted at sample 10",
        readings(0, 0, 10, [](auto& r) { r.app_sm_mhz = 1500; }),
        {Cause::deinit_churn, Cause::pinned_clocks}, Cause::deinit_churn, ExitCode::action_needed, 1},
@@ -280,6 +300,34 @@ TEST(WatchSummary, nvml_never_initialized_is_cannot_tell) {
   EXPECT_NE(s.gpus[0].evidence.back().find("NVML did not initialize"), std::string::npos);
   run.gpus.clear();  // not even identified
   EXPECT_EQ(watch::summarize(run).cause, Cause::unread);
+}
+
+// A saved run with no GPU or no sample read nothing (a live watch refuses to start so): not "stable" (W4).
+TEST(WatchSummary, a_run_that_read_nothing_is_cannot_tell) {
+  auto no_gpus = idle_run(5);
+  no_gpus.gpus.clear();
+  for (auto& sample : no_gpus.samples) {
+    sample.gpus.clear();
+  }
+  EXPECT_EQ(watch::summarize(no_gpus).exit_code, ExitCode::cannot_tell);
+  auto no_samples = idle_run(0);
+  EXPECT_EQ(watch::summarize(no_samples).exit_code, ExitCode::cannot_tell);
+  EXPECT_EQ(watch::summarize(idle_run(5)).exit_code, ExitCode::healthy);
+}
+
+// A --load asked for that never ran (the watch ended in its lead-in, by --count or a signal): the clocks under load
+// were not seen, whatever else was (W3).
+TEST(WatchSummary, a_load_that_never_started_is_cannot_tell) {
+  auto run = idle_run(10);
+  run.load = watch::LoadWindow{};
+  run.load->requested_s = 5;
+  auto s = watch::summarize(run);
+  EXPECT_EQ(s.cause, Cause::unread);
+  EXPECT_EQ(s.exit_code, ExitCode::cannot_tell);
+  EXPECT_NE(std::find(s.notes.begin(), s.notes.end(),
+                      "The load never ran: the watch ended before its idle lead-in was over."),
+            s.notes.end());
+  EXPECT_NE(s.next_step.find("watch again until the load has run"), std::string::npos) << s.next_step;
 }
 
 TEST(WatchSummary, clock_stats_reason_time_and_settle) {
