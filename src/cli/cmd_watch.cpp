@@ -293,9 +293,8 @@ std::string progress_line(double t, double total, const watch::Sample& s, std::s
 int print_result(const watch::WatchRun& run, const WatchOptions& opts, const GlobalOptions& global) {
   watch::WatchSummary summary = watch::summarize(run);
   if (opts.json) {
-    nlohmann::json out = watch::to_json(run, summary);
-    out["exit_code"] = to_int(summary.exit_code);  // as every report has; the summary keeps its own
-    std::cout << dump_json(out) << "\n";
+    // "exit_code" as every report has; the summary keeps its own.
+    watch::write_json(std::cout, run, summary, to_int(summary.exit_code));
   } else {
     std::cout << watch::render_text(run, summary, Style::for_stdout(global.color).enabled());
   }

@@ -5,6 +5,7 @@
 // reason, de-initializations seen, and what the behaviour is attributed to.
 // Sampling lives in nvml/sampler; spawning the load in cli/.
 
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <utility>
@@ -144,6 +145,9 @@ double sampled_seconds(const WatchRun& run);
 WatchSummary summarize(const WatchRun& run);
 
 nlohmann::json to_json(const WatchRun& run, const WatchSummary& summary);
+// The same document with "exit_code", written as it is made: one sample at a time (a sample per line), so a long
+// watch never holds its whole run as JSON (about 19 KB a sample on 8 GPUs).
+void write_json(std::ostream& out, const WatchRun& run, const WatchSummary& summary, int exit_code);
 Result<WatchRun> run_from_json(const nlohmann::json& j);
 
 // `color` styles the verdict line only.

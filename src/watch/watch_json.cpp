@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <ostream>
+#include <string>
 #include <type_traits>
 
 #include <fmt/format.h>
@@ -11,6 +13,7 @@
 #include "core/json_number.h"
 #include "core/report_kind.h"
 #include "snapshot/clock_reasons.h"
+#include "snapshot/snapshot_json.h"
 #include "watch/watch.h"
 
 namespace gpuwarm::watch {
@@ -119,25 +122,24 @@ json gpu_summary_json(const GpuSummary& g) {
           {"evidence", g.evidence}};
 }
 
-}  // namespace
+json sample_json(const Sample& s) {
+  json readings = json::array();
+  for (const auto& r : s.gpus) {
+    readings.push_back(reading_json(r));
+  }
+  json j = {{"t_s", s.t_s}, {"phase", phase_name(s.phase)},
+            {"init_ms", s.init_ms >= 0 ? json(s.init_ms) : json(nullptr)}, {"gpus", readings}};
+  if (!s.error.empty()) {
+    j["error"] = s.error;
+  }
+  return j;
+}
 
-json to_json(const WatchRun& run, const WatchSummary& summary) {
+// Everything but the samples.
+json run_json(const WatchRun& run, const WatchSummary& summary) {
   json gpus = json::array();
   for (const auto& id : run.gpus) {
     gpus.push_back(identity_json(id));
-  }
-  json samples = json::array();
-  for (const auto& s : run.samples) {
-    json readings = json::array();
-    for (const auto& r : s.gpus) {
-      readings.push_back(reading_json(r));
-    }
-    json j = {{"t_s", s.t_s}, {"phase", phase_name(s.phase)},
-              {"init_ms", s.init_ms >= 0 ? json(s.init_ms) : json(nullptr)}, {"gpus", readings}};
-    if (!s.error.empty()) {
-      j["error"] = s.error;
-    }
-    samples.push_back(std::move(j));
   }
   json load = nullptr;
   if (run.load) {
@@ -180,8 +182,35 @@ json to_json(const WatchRun& run, const WatchSummary& summary) {
             {"init_ms", stats_json(summary.init_ms)},
             {"init_failures", summary.init_failures},
             {"notes", summary.notes},
-            {"gpus", per_gpu}}},
-          {"samples", samples}};
+            {"gpus", per_gpu}}}};
+}
+
+}  // namespace
+
+json to_json(const WatchRun& run, const WatchSummary& summary) {
+  json j = run_json(run, summary);
+  json samples = json::array();
+  for (const auto& s : run.samples) {
+    samples.push_back(sample_json(s));
+  }
+  j["samples"] = std::move(samples);
+  return j;
+}
+
+void write_json(std::ostream& out, const WatchRun& run, const WatchSummary& summary, int exit_code) {
+  json head = run_json(run, summary);
+  head["exit_code"] = exit_code;
+  head["samples"] = nullptr;
+  const std::string text = dump_json(head);
+  // The keys are sorted and nested ones indented further, and a string's new lines are escaped: this is the
+  // top-level key, once.
+  const std::string marker = "\n  \"samples\": null";
+  const auto at = text.find(marker);
+  out << text.substr(0, at) << "\n  \"samples\": [";
+  for (std::size_t i = 0; i < run.samples.size(); ++i) {
+    out << (i == 0 ? "\n    " : ",\n    ") << dump_json(sample_json(run.samples[i]), -1);
+  }
+  out << (run.samples.empty() ? "]" : "\n  ]") << text.substr(at + marker.size()) << "\n";
 }
 
 Result<WatchRun> run_from_json(const json& j) {

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <regex>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -516,6 +517,33 @@ TEST(WatchJson, round_trip_keeps_the_summary) {
   EXPECT_EQ(j["summary"]["gpus"][1]["failed_samples"], 1);
   EXPECT_EQ(j["load"]["ended_early"][0]["gpu"], 1);
   EXPECT_EQ(back->load->ended_early.at(0).why, "load child printed no result");
+}
+
+// What `watch --json` prints is written a sample at a time: the same document as to_json, plus exit_code, also
+// with a hostile hostname and without samples.
+TEST(WatchJson, written_a_sample_at_a_time_is_the_same_document) {
+  for (std::size_t samples : {std::size_t{0}, std::size_t{1}, std::size_t{5}}) {
+    auto run = idle_run(samples);
+    run.hostname = "node\n  \"samples\": null";
+    if (run.samples.size() > 1) {
+      run.samples[1].error = "nvmlInit: UNKNOWN";
+    }
+    auto summary = watch::summarize(run);
+    std::ostringstream out;
+    watch::write_json(out, run, summary, 9);
+    auto expected = watch::to_json(run, summary);
+    expected["exit_code"] = 9;
+    auto written = nlohmann::json::parse(out.str(), nullptr, false);
+    ASSERT_FALSE(written.is_discarded()) << out.str();
+    EXPECT_EQ(written, expected) << samples;
+    // One sample a line: a long run can be read (or grepped) line by line.
+    std::istringstream lines(out.str());
+    std::size_t sample_lines = 0;
+    for (std::string line; std::getline(lines, line);) {
+      sample_lines += std::regex_match(line, std::regex(R"(    \{.*\},?)")) ? 1U : 0U;
+    }
+    EXPECT_EQ(sample_lines, samples) << out.str();
+  }
 }
 
 TEST(WatchJson, rejects_what_is_not_a_watch_run) {
