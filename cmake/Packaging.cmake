@@ -87,13 +87,21 @@ set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsystemd0, libkmod2, libmicrohttpd12 | libmicrohttpd12t64")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "nvidia-persistenced, prometheus-node-exporter")
-set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://localhost/gpuwarm")
+# Its units on install, upgrade and removal (packaging/deb: debhelper's conventions, written out).
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${PROJECT_SOURCE_DIR}/packaging/deb/postinst;${PROJECT_SOURCE_DIR}/packaging/deb/prerm;${PROJECT_SOURCE_DIR}/packaging/deb/postrm")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 set(CPACK_RPM_FILE_NAME RPM-DEFAULT)
 set(CPACK_RPM_PACKAGE_LICENSE "MIT")
 set(CPACK_RPM_PACKAGE_GROUP "Applications/System")
 set(CPACK_RPM_PACKAGE_AUTOREQPROV OFF)
 set(CPACK_RPM_PACKAGE_REQUIRES "glibc >= 2.34, libgcc, libstdc++")
-set(CPACK_RPM_PACKAGE_SUGGESTS "systemd-libs, kmod-libs, libmicrohttpd")
+# CPack's RPM generator reads a description of its own; rpmbuild here drops Suggests, so the description names them.
+string(CONCAT CPACK_RPM_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}\n\n"
+  "Loaded when a command needs them: systemd-libs (fix, verify), kmod-libs\n"
+  "(reload-modules), libmicrohttpd (metrics --listen).")
+set(CPACK_RPM_POST_INSTALL_SCRIPT_FILE "${PROJECT_SOURCE_DIR}/packaging/rpm/post")
+set(CPACK_RPM_PRE_UNINSTALL_SCRIPT_FILE "${PROJECT_SOURCE_DIR}/packaging/rpm/preun")
+set(CPACK_RPM_POST_UNINSTALL_SCRIPT_FILE "${PROJECT_SOURCE_DIR}/packaging/rpm/postun")
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
     /usr/share/man /usr/share/man/man1 /usr/share/bash-completion /usr/share/bash-completion/completions
     /usr/share/zsh /usr/share/zsh/site-functions /usr/share/zsh/vendor-completions /usr/lib)

@@ -65,6 +65,13 @@ class Packages(unittest.TestCase):
         depends = run(["dpkg-deb", "-f", self.deb, "Depends"]).stdout.strip()
         self.assertEqual(depends, "libc6 (>= 2.34), libgcc-s1, libstdc++6 (>= 5)")
         self.assertEqual(run(["dpkg-deb", "-f", self.deb, "Recommends"]).stdout.strip(), "libsystemd0, libkmod2, libmicrohttpd12 | libmicrohttpd12t64")
+        # Maintainer scripts for the units it ships (review-s49-first P4), executable as dpkg needs them.
+        control = os.path.join(self.tmp, "deb-control")
+        run(["dpkg-deb", "-e", self.deb, control])
+        for script in ("postinst", "prerm", "postrm"):
+            self.assertEqual(os.stat(os.path.join(control, script)).st_mode & 0o777, 0o755, script)
+        with open(os.path.join(control, "postinst")) as f:
+            self.assertIn("try-restart gpuwarm-exporter.service", f.read())
 
     def test_rpm_files_and_requires(self):
         if not shutil.which("rpm"):
@@ -74,13 +81,26 @@ class Packages(unittest.TestCase):
                      "/usr/share/zsh/site-functions/_gpuwarm", "/usr/share/gpuwarm/40-gpuwarm-guard.conf"):
             self.assertIn(path, files)
         requires = [r for r in run(["rpm", "-qpR", self.rpm]).stdout.splitlines() if not r.startswith("rpmlib(")]
-        self.assertEqual(sorted(requires), ["glibc >= 2.34", "libgcc", "libstdc++"])
+        self.assertEqual(sorted(set(requires)), ["/bin/sh", "glibc >= 2.34", "libgcc", "libstdc++"])  # sh: scriptlets
+        scripts = run(["rpm", "-qp", "--scripts", self.rpm]).stdout
+        for needle in ("postinstall scriptlet", "systemctl try-restart gpuwarm-exporter.service",
+                       "preuninstall scriptlet", "systemctl stop gpuwarm-metrics.timer", "postuninstall scriptlet"):
+            self.assertIn(needle, scripts)
+        info = run(["rpm", "-qpi", self.rpm]).stdout
+        self.assertIn("persistence runbook", info)
+        self.assertNotIn("installer created using CPack", info)
 
     def test_binary_needs_only_glibc_and_its_bundled_library(self):
         dyn = run(["readelf", "-d", self.bin]).stdout
         needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dyn))
         self.assertEqual(needed - GLIBC_LIBS, {"libsimdjson.so.14"}, dyn)
         self.assertIn("[$ORIGIN/../lib/gpuwarm]", dyn)
+        # Hardened as Debian builds its packages: full RELRO, stack protector, fortified libc calls.
+        self.assertRegex(dyn, r"\(FLAGS\)\s+BIND_NOW|\(FLAGS_1\)\s+Flags: NOW")
+        self.assertIn("GNU_RELRO", run(["readelf", "-lW", self.bin]).stdout)
+        symbols = run(["nm", "-D", self.bin]).stdout
+        self.assertIn("__stack_chk_fail", symbols)
+        self.assertRegex(symbols, r"__\w+_chk")
         versions = set(re.findall(r"GLIBC_(\d+)\.(\d+)", run(["objdump", "-T", self.bin]).stdout))
         self.assertEqual(max((int(a), int(b)) for a, b in versions), (2, 34))
         r = run([self.bin, "--version"])
@@ -139,6 +159,14 @@ class Packages(unittest.TestCase):
 
         r = inside("dpkg -i /tmp/gpuwarm.deb")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # The units ship disabled; one an admin enabled is masked by a removal (nothing starts it while the binary
+        # is gone) and enabled again by a reinstall.
+        timer_link = "/etc/systemd/system/timers.target.wants/gpuwarm-metrics.timer"
+        r = inside(f"test ! -e {timer_link} && systemctl enable gpuwarm-metrics.timer >/dev/null 2>&1 && "
+                   f"dpkg --remove gpuwarm >/dev/null && readlink /etc/systemd/system/gpuwarm-metrics.timer && "
+                   f"dpkg -i /tmp/gpuwarm.deb >/dev/null && test ! -e /etc/systemd/system/gpuwarm-metrics.timer && "
+                   f"test -L {timer_link} && echo enabled-again")
+        self.assertEqual(r.stdout.split(), ["/dev/null", "enabled-again"], r.stdout + r.stderr)
         r = inside("gpuwarm --version")
         self.assertTrue(r.stdout.startswith("gpuwarm "), r.stdout + r.stderr)
         r = inside("gpuwarm diagnose --no-systemd")
