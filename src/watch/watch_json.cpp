@@ -13,7 +13,6 @@
 #include "core/json_number.h"
 #include "core/report_kind.h"
 #include "snapshot/clock_reasons.h"
-#include "snapshot/snapshot_json.h"
 #include "watch/watch.h"
 
 namespace gpuwarm::watch {
@@ -201,14 +200,15 @@ void write_json(std::ostream& out, const WatchRun& run, const WatchSummary& summ
   json head = run_json(run, summary);
   head["exit_code"] = exit_code;
   head["samples"] = nullptr;
-  const std::string text = dump_json(head);
+  const std::string text = head.dump(2, ' ', false, json::error_handler_t::replace);
   // The keys are sorted and nested ones indented further, and a string's new lines are escaped: this is the
   // top-level key, once.
   const std::string marker = "\n  \"samples\": null";
   const auto at = text.find(marker);
   out << text.substr(0, at) << "\n  \"samples\": [";
   for (std::size_t i = 0; i < run.samples.size(); ++i) {
-    out << (i == 0 ? "\n    " : ",\n    ") << dump_json(sample_json(run.samples[i]), -1);
+    out << (i == 0 ? "\n    " : ",\n    ")
+        << sample_json(run.samples[i]).dump(-1, ' ', false, json::error_handler_t::replace);
   }
   out << (run.samples.empty() ? "]" : "\n  ]") << text.substr(at + marker.size()) << "\n";
 }
