@@ -316,6 +316,23 @@ TEST(WatchSummary, a_run_that_read_nothing_is_cannot_tell) {
   EXPECT_EQ(watch::summarize(idle_run(5)).exit_code, ExitCode::healthy);
 }
 
+// Back to back, a watch that reached the sample cap before its duration says how much it watched; what it saw
+// still stands, and the cap survives a replay.
+TEST(WatchSummary, a_run_stopped_at_the_sample_cap_says_so) {
+  auto run = idle_run(20);
+  run.sample_cap = 20;
+  run.duration_s = 19.5;
+  auto s = watch::summarize(run);
+  EXPECT_EQ(s.exit_code, ExitCode::healthy);
+  ASSERT_FALSE(s.notes.empty());
+  EXPECT_NE(s.notes.back().find("Sampling stopped at 20 samples, the most a watch keeps, 19.5 s in"),
+            std::string::npos)
+      << s.notes.back();
+  auto back = watch::run_from_json(watch::to_json(run, s));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->sample_cap, 20u);
+}
+
 // A --load asked for that never ran (the watch ended in its lead-in, by --count or a signal): the clocks under load
 // were not seen, whatever else was (W3).
 TEST(WatchSummary, a_load_that_never_started_is_cannot_tell) {
