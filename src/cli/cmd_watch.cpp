@@ -509,6 +509,12 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
                                      "{:.0f} s load)",
                                      duration, lead_s, opts->load_seconds));
     }
+    // A sample at least every half of the load, or none may fall inside it.
+    if (loading && *interval > opts->load_seconds / 2) {
+      return usage_error(fmt::format("--interval {:g} s is too long for a {:g} s --load: no sample might fall "
+                                     "inside it (give at most half the load's length)",
+                                     *interval, opts->load_seconds));
+    }
     // With --count the watch ends at its last sample's slot, (count - 1) x interval: one in the lead-in never sees
     // the load start (one that ends during the load stops it, and has seen it).
     if (loading && opts->count > 0 &&
@@ -590,7 +596,8 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         break;
       }
       if (run.samples.size() >= k_max_samples) {
-        run.sample_cap = k_max_samples;
+        // With an interval the plan was checked against the cap up front: only back to back is it a cut.
+        run.sample_cap = *interval == 0 ? k_max_samples : 0;
         break;
       }
       // Wait for the sample's time, starting the load and reading its children meanwhile.

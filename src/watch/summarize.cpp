@@ -527,15 +527,23 @@ WatchSummary summarize(const WatchRun& run) {
     best = std::min(best, static_cast<int>(Cause::unread));
   }
   if (run.sample_cap > 0) {
+    // As an NVML hang: what was seen stands, but "stable" would vouch for the part of the window not watched.
     out.notes.push_back(fmt::format("Sampling stopped at {} samples, the most a watch keeps, {:.1f} s in: the rest "
                                     "of the asked duration was not watched (lengthen --interval).",
                                     run.sample_cap, run.duration_s));
+    best = std::min(best, static_cast<int>(Cause::unread));
   }
-  // Asked for a load that never ran (it failed, or the watch ended before its lead-in was over), "stable" would
+  // Asked for a load no sample saw (it failed, it never started, or it ran between two samples), "stable" would
   // answer a question that was not put: the clocks under load were never seen.
   const bool load_missing = run.load && !seen_under_load;
+  const bool load_ran_unseen = load_missing && run.load->start_s >= 0;
   if (load_missing && run.load->error.empty() && run.load->ended_early.empty()) {
-    out.notes.push_back("The load never ran: the watch ended before its idle lead-in was over.");
+    out.notes.push_back(load_ran_unseen
+                            ? fmt::format("The load ran from {:.1f} s, but no sample fell inside it: the --interval "
+                                          "({:g} s) is too long for the --load.",
+                                          run.load->start_s, run.interval_s)
+                            : std::string("The load never ran: the watch ended before it started (it starts after an "
+                                          "idle lead-in, then takes a moment to compile and launch)."));
   }
   // A load error no GPU is named for (a run saved before each GPU's end was recorded): which GPU's clocks were
   // not under load is unknown, so no GPU can be called stable under it.
@@ -548,6 +556,13 @@ WatchSummary summarize(const WatchRun& run) {
                       ? "NVML stopped answering, which usually means a GPU or the driver is stuck: check the kernel "
                         "log for Xid errors and hung tasks (`dmesg | grep -E 'NVRM|Xid|blocked for more than'`) and "
                         "whether `nvidia-smi` hangs too, then run `gpuwarm diagnose`."
+                    : run.sample_cap > 0 && out.cause == Cause::unread
+                      ? "The watch reached its sample limit before the asked duration: watch again with an --interval "
+                        "that keeps duration / interval under 100000."
+                    : load_ran_unseen && out.cause == Cause::unread && run.load->error.empty() &&
+                            run.load->ended_early.empty()
+                      ? "No sample fell inside the load, so clocks under load were not seen: watch again with an "
+                        "--interval well under the --load's length."
                     : load_missing && out.cause == Cause::unread && run.load->error.empty() &&
                             run.load->ended_early.empty()
                       ? "The load did not run, so clocks under load were not seen: watch again until the load has "

@@ -389,6 +389,8 @@ class Watch(unittest.TestCase):
                              # A --count that ends in the lead-in never runs the load (W3).
                              (["--load", "5", "--count", "3", "--interval", "100ms"], "before the load starts"),
                              (["--load", "5", "--count", "3", "--interval", "0"], "give --duration"),
+                             # A sample less often than half the load may miss it (review-s49-diff D1).
+                             (["--load", "1", "--interval", "3s"], "too long for a 1 s --load"),
                              (["--mode", "sometimes"], "--mode")]:
             with self.subTest(args=args):
                 r = h.run(["watch", "--nvml", NVML, *args], raw=True)

@@ -316,14 +316,15 @@ TEST(WatchSummary, a_run_that_read_nothing_is_cannot_tell) {
   EXPECT_EQ(watch::summarize(idle_run(5)).exit_code, ExitCode::healthy);
 }
 
-// Back to back, a watch that reached the sample cap before its duration says how much it watched; what it saw
-// still stands, and the cap survives a replay.
+// Back to back, a watch that reached the sample cap before its duration says how much it watched: the rest of
+// the window is unseen, so not "stable" (review-s49-diff D2); the cap survives a replay.
 TEST(WatchSummary, a_run_stopped_at_the_sample_cap_says_so) {
   auto run = idle_run(20);
   run.sample_cap = 20;
   run.duration_s = 19.5;
   auto s = watch::summarize(run);
-  EXPECT_EQ(s.exit_code, ExitCode::healthy);
+  EXPECT_EQ(s.exit_code, ExitCode::cannot_tell);
+  EXPECT_NE(s.next_step.find("sample limit"), std::string::npos) << s.next_step;
   ASSERT_FALSE(s.notes.empty());
   EXPECT_NE(s.notes.back().find("Sampling stopped at 20 samples, the most a watch keeps, 19.5 s in"),
             std::string::npos)
@@ -342,10 +343,19 @@ TEST(WatchSummary, a_load_that_never_started_is_cannot_tell) {
   auto s = watch::summarize(run);
   EXPECT_EQ(s.cause, Cause::unread);
   EXPECT_EQ(s.exit_code, ExitCode::cannot_tell);
-  EXPECT_NE(std::find(s.notes.begin(), s.notes.end(),
-                      "The load never ran: the watch ended before its idle lead-in was over."),
-            s.notes.end());
+  ASSERT_FALSE(s.notes.empty());
+  EXPECT_NE(s.notes.back().find("The load never ran: the watch ended before it started"), std::string::npos)
+      << s.notes.back();
   EXPECT_NE(s.next_step.find("watch again until the load has run"), std::string::npos) << s.next_step;
+  // It ran, between two samples: said so, with the advice that can help (D1).
+  run.load->start_s = 3.2;
+  run.load->end_s = 4.2;
+  s = watch::summarize(run);
+  EXPECT_EQ(s.exit_code, ExitCode::cannot_tell);
+  ASSERT_FALSE(s.notes.empty());
+  EXPECT_NE(s.notes.back().find("The load ran from 3.2 s, but no sample fell inside it"), std::string::npos)
+      << s.notes.back();
+  EXPECT_NE(s.next_step.find("--interval well under the --load"), std::string::npos) << s.next_step;
 }
 
 TEST(WatchSummary, clock_stats_reason_time_and_settle) {
