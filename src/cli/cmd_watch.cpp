@@ -340,7 +340,7 @@ std::string load_library_problem(const std::string& cuda_library) {
                            : fmt::format("the libcuda check printed no result and ended with exit {}", r->exit_code);
 }
 
-int usage_error(const std::string& message) { return gpuwarm::usage_error("watch", message); }
+int watch_usage_error(const std::string& message) { return gpuwarm::usage_error("watch", message); }
 
 }  // namespace
 
@@ -446,7 +446,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       for (const char* sampling : {"--interval", "--duration", "--count", "--mode", "--load", "--gpu",
                                    "--cold-attach-ms"}) {
         if (sub.count(sampling) > 0) {
-          return usage_error(std::string("--replay summarizes a saved run; ") + sampling +
+          return watch_usage_error(std::string("--replay summarizes a saved run; ") + sampling +
                              " applies only when watching");
         }
       }
@@ -474,12 +474,12 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
 
     auto interval = parse_duration_seconds(opts->interval);
     if (!interval) {
-      return usage_error("--interval: cannot read \"" + opts->interval + "\" as a duration (e.g. 500ms, 2s, 1m)");
+      return watch_usage_error("--interval: cannot read \"" + opts->interval + "\" as a duration (e.g. 500ms, 2s, 1m)");
     }
     // Zero (back to back) or a time the sample slots can be counted in: slot k is due at k x interval, held in
     // nanoseconds, so an hour at most (100000 slots of it fit); below a millisecond NVML cannot keep up anyway.
     if (*interval != 0 && (*interval < 1e-3 || *interval > 3600)) {
-      return usage_error("--interval \"" + opts->interval + "\": give 0 (back to back) or 1ms to 1h");
+      return watch_usage_error("--interval \"" + opts->interval + "\": give 0 (back to back) or 1ms to 1h");
     }
     const bool loading = sub.count("--load") > 0;
     const double lead_s = loading ? std::max(2.0, 2 * *interval) : 0;
@@ -488,30 +488,30 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     if (!opts->duration.empty()) {
       auto d = parse_duration_seconds(opts->duration);
       if (!d || *d <= 0) {
-        return usage_error("--duration: cannot read \"" + opts->duration + "\" as a positive duration");
+        return watch_usage_error("--duration: cannot read \"" + opts->duration + "\" as a positive duration");
       }
       duration = *d;
     }
     if (!opts->duration.empty() && opts->count > 0) {
-      return usage_error("--duration and --count both say when to stop: give one");
+      return watch_usage_error("--duration and --count both say when to stop: give one");
     }
     // Back to back, how many samples fit is not known beforehand: the loop stops at k_max_samples.
     const double planned_samples = opts->count > 0 ? static_cast<double>(opts->count)
                                    : *interval > 0 ? std::ceil(duration / *interval)
                                                    : 0;
     if (planned_samples > static_cast<double>(k_max_samples)) {
-      return usage_error(fmt::format("that is {:.0f} samples; at most {} are kept: lengthen --interval",
+      return watch_usage_error(fmt::format("that is {:.0f} samples; at most {} are kept: lengthen --interval",
                                      planned_samples, k_max_samples));
     }
     const auto planned = static_cast<std::size_t>(planned_samples);
     if (loading && opts->count == 0 && duration < lead_s + opts->load_seconds) {
-      return usage_error(fmt::format("--duration {:.1f} s ends before the load does ({:.1f} s idle lead-in + "
+      return watch_usage_error(fmt::format("--duration {:.1f} s ends before the load does ({:.1f} s idle lead-in + "
                                      "{:.0f} s load)",
                                      duration, lead_s, opts->load_seconds));
     }
     // A sample at least every half of the load, or none may fall inside it.
     if (loading && *interval > opts->load_seconds / 2) {
-      return usage_error(fmt::format("--interval {:g} s is too long for a {:g} s --load: no sample might fall "
+      return watch_usage_error(fmt::format("--interval {:g} s is too long for a {:g} s --load: no sample might fall "
                                      "inside it (give at most half the load's length)",
                                      *interval, opts->load_seconds));
     }
@@ -519,7 +519,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
     // the load start (one that ends during the load stops it, and has seen it).
     if (loading && opts->count > 0 &&
         (*interval == 0 || static_cast<double>(opts->count - 1) * *interval <= lead_s)) {
-      return usage_error(
+      return watch_usage_error(
           *interval == 0
               ? std::string("--count with --interval 0 says nothing of when the watch ends: give --duration for a --load")
               : fmt::format("--count {} at --interval {:g} s ends at {:.1f} s, before the load starts (after a "

@@ -204,14 +204,14 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                   "systemd was not asked (--no-systemd), so nothing was changed: fix acts only through systemd. "
                   "Run it (or record the snapshot) again without --no-systemd.");
   }
-  if (!s.service.reachable && s.service.manager_booted) {
+  if (!s.service.reachable && manager_may_run(s.service)) {
     // systemd runs here: the unit's state is unknown (UNK008), and a daemon started by other means would be a
     // second, unmanaged one beside the unit.
     return refuse(std::move(plan), FixOutcome::refused, ExitCode::cannot_tell,
-                  fmt::format("systemd runs on this host but did not answer ({}), so nothing was changed: fix acts "
+                  fmt::format("{} ({}), so nothing was changed: fix acts "
                               "only through systemd. Check the system bus (`systemctl status dbus.service`) and run "
                               "fix again.",
-                              s.service.unreachable));
+                              manager_unanswered(s.service), s.service.unreachable));
   }
   if (!s.service.reachable) {
     return refuse(std::move(plan), FixOutcome::no_service_manager, ExitCode::no_service_manager,

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -189,8 +190,15 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
       }
       // Only on the live tree: a --root tree's /run is another host's (a container's view of its node).
       struct stat booted {};
-      snap.service.manager_booted = paths.is_live() && ::stat("/run/systemd/system", &booted) == 0 &&
-                                    S_ISDIR(booted.st_mode);
+      if (!paths.is_live()) {
+        snap.service.manager_booted = Fact<bool>::known(false);
+      } else if (::stat("/run/systemd/system", &booted) == 0) {
+        snap.service.manager_booted = Fact<bool>::known(S_ISDIR(booted.st_mode));
+      } else if (errno == ENOENT || errno == ENOTDIR) {
+        snap.service.manager_booted = Fact<bool>::known(false);
+      } else {
+        snap.service.manager_booted = Fact<bool>::unknown(std::string("/run/systemd/system: ") + std::strerror(errno));
+      }
       // What `fix` plans from, recorded so a fix can be planned from this snapshot anywhere.
       if (!options.fix_inputs) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text =

@@ -46,6 +46,7 @@ constexpr RuleImpact k_impacts[] = {
     {"UNK007", I::unknown, "the kernel log named with --kernel-log was not read"},
     {"UNK008", I::unknown, "systemd runs here but did not answer"},
     {"UNK009", I::unknown, "another gpuwarm command was timing or changing the GPUs: NVML left closed"},
+    {"UNK010", I::unknown, "a saved snapshot lacks facts this gpuwarm reads: record it again"},
     {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},

@@ -379,10 +379,10 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     plan.exit_code = ExitCode::no_service_manager;
     plan.reason = "systemd is not reachable here (" + s.service.unreachable +
                   "): nothing was changed. The same steps by hand:";
-    if (s.service.manager_booted) {
+    if (manager_may_run(s.service)) {
       // systemd runs here but did not answer: whether the unit runs is unknown (UNK008), not absent.
       plan.exit_code = ExitCode::cannot_tell;
-      plan.reason = "systemd runs on this host but did not answer (" + s.service.unreachable +
+      plan.reason = manager_unanswered(s.service) + " (" + s.service.unreachable +
                     "): nothing was changed. Check the system bus (systemctl status dbus.service) and run reset "
                     "again; the same steps by hand, with systemctl once it answers:";
     }

@@ -213,16 +213,19 @@ std::vector<Finding> unit_state_unread(const Snapshot& s) {
 // On a host booted with systemd, a bus that does not answer (dbus stopped, a D-Bus policy, a timeout) is a
 // fault: whether the unit is enabled, failed or there at all is unknown, not "no systemd here" (NOTE002).
 std::vector<Finding> systemd_unanswered(const Snapshot& s) {
-  if (s.service.reachable || s.service.not_asked || !s.service.manager_booted) {
+  if (s.service.reachable || s.service.not_asked || !manager_may_run(s.service)) {
     return {};
   }
   Finding f;
-  f.message = "systemd runs on this host but did not answer: whether nvidia-persistenced.service is there, enabled "
+  f.message = manager_unanswered(s.service) + ": whether nvidia-persistenced.service is there, enabled "
               "or failed is unknown";
   f.next_step = "Act on the evidence (libsystemd missing: install it; the bus refused or timed out: `systemctl "
                 "status dbus.service`, `busctl status`), then run gpuwarm again as root; `systemctl status "
                 "nvidia-persistenced.service` shows the unit meanwhile.";
   f.evidence.push_back(s.service.unreachable);  // what failed: the library, the connection or a call
+  if (!s.service.manager_booted.has()) {
+    f.evidence.push_back("booted with systemd: " + s.service.manager_booted.missing);
+  }
   return {f};
 }
 

@@ -25,7 +25,7 @@ std::vector<Finding> needs_root(const Snapshot& s) {
 
 std::vector<Finding> no_service_manager(const Snapshot& s) {
   // On a host booted with systemd, an unanswered bus is UNK008's: not a host without systemd.
-  if (s.service.reachable || (s.service.manager_booted && !s.service.not_asked)) {
+  if (s.service.reachable || (manager_may_run(s.service) && !s.service.not_asked)) {
     return {};
   }
   Finding f;

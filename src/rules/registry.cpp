@@ -17,6 +17,10 @@ using R = Route;
 // without it), then the daemon binary, then clock causes persistence cannot
 // fix, then the persistence fixes themselves, then notes.
 constexpr RuleInfo k_rules[] = {
+    // First: a recording that lacks facts this gpuwarm reads decides nothing else (their defaults read as fine).
+    {"UNK010", "snapshot-incomplete", S::warning, R::unknown,
+     "A saved snapshot lacks facts this gpuwarm reads (an older gpuwarm's, or edited): no verdict can rest on it",
+     checks::snapshot_incomplete},
     {"DRV001", "driver-not-loaded", S::critical, R::driver_install,
      "No NVIDIA kernel module loaded, or NVML says the driver is not loaded", checks::driver_not_loaded},
     {"NVML001", "nvml-timeout", S::critical, R::unknown,
@@ -95,7 +99,7 @@ constexpr RuleInfo k_rules[] = {
      "The kernel log named with --kernel-log could not be read (not a regular file, or in no format gpuwarm reads)",
      checks::named_kernel_log_unread},
     {"UNK008", "systemd-unanswered", S::warning, R::unknown,
-     "systemd runs on this host but did not answer on the system bus: the unit's state is unknown",
+     "systemd runs (or may run) on this host but did not answer on the system bus: the unit's state is unknown",
      checks::systemd_unanswered},
     {"UNK009", "nvml-not-opened", S::warning, R::unknown,
      "NVML was left closed: `gpuwarm probe` or `watch --load` was timing the GPUs, or `fix`, `reset` or "

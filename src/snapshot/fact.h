@@ -5,9 +5,13 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace gpuwarm {
+
+// Why a fact read back from a snapshot is unknown when the snapshot has no value for it.
+inline constexpr std::string_view k_not_in_snapshot = "not in this snapshot (saved by an older gpuwarm, or edited)";
 
 template <class T>
 struct Fact {

@@ -52,7 +52,7 @@ struct DriverFacts {
   // Why /proc/driver/nvidia/gpus could not be listed where it exists ("" when listed, or no module): the list
   // NVML's count is checked against is then unknown, not empty. A snapshot from before this fact keeps the
   // default: its empty list is not known to have been read.
-  std::string kernel_gpus_unread = "a snapshot saved by a gpuwarm older than this fact";
+  std::string kernel_gpus_unread = std::string(k_not_in_snapshot);
   std::vector<DeviceNode> device_nodes;
   // PCI addresses of NVSwitches: NVIDIA devices (vendor 0x10de) of class 0x0680 ("bridge, other") under
   // /sys/bus/pci/devices, there whether or not a driver made /dev/nvidia-nvswitch* nodes. Read only by
@@ -66,7 +66,7 @@ struct DriverFacts {
   // 6.15+), an fbdev driver. Passthrough drivers (vfio-pci, pci-stub, nvgrace-gpu-vfio-pci, pciback) are not
   // listed: a GPU handed to a VM is meant to be.
   Fact<std::vector<PciGpu>> gpus_on_other_drivers =
-      Fact<std::vector<PciGpu>>::unknown("a snapshot saved by a gpuwarm older than this fact");
+      Fact<std::vector<PciGpu>>::unknown(std::string(k_not_in_snapshot));
 };
 
 struct ClockSet {  // MHz
@@ -262,8 +262,9 @@ struct ServiceFacts {
   bool reachable = false;    // a systemd manager answered on the system bus
   std::string unreachable;   // why not ("no systemd", "--no-systemd", bus error)
   bool not_asked = false;    // gpuwarm chose not to ask (--no-systemd, check): not a sign of a missing systemd
-  bool manager_booted = false;  // the live host was booted with systemd (/run/systemd/system, as sd_booted()):
-                                // unreachable there is a fault, not the absence of systemd
+  // The live host was booted with systemd (/run/systemd/system, as sd_booted()): unreachable there is a fault,
+  // not the absence of systemd. Unknown (a snapshot older than the fact) counts as maybe: manager_may_run().
+  Fact<bool> manager_booted = Fact<bool>::known(false);
   Fact<std::string> load_state;
   Fact<std::string> active_state;
   Fact<std::string> sub_state;
@@ -298,6 +299,17 @@ struct ServiceFacts {
   Fact<std::map<std::string, std::string>> later_dropins;
 };
 
+// systemd may run on the host where it did not answer: booted with it, or not recorded whether it was. There a
+// unit's state is unknown, not absent.
+inline bool manager_may_run(const ServiceFacts& service) { return !service.manager_booted.is(false); }
+
+// Where manager_may_run() and systemd did not answer: "systemd runs on this host but did not answer", or, where
+// that it runs is itself unknown, words that do not claim it.
+inline std::string manager_unanswered(const ServiceFacts& service) {
+  return service.manager_booted.has() ? "systemd runs on this host but did not answer"
+                                      : "systemd did not answer, and whether this host runs it is not known";
+}
+
 // Every fact of the unit unknown for `why` (systemd not reachable, or not asked): one list, so a fact added to
 // ServiceFacts is never left unknown without a reason.
 inline void mark_unit_unknown(ServiceFacts& s, const std::string& why) {
@@ -326,6 +338,10 @@ struct Snapshot {
   KernelLogFacts kernel_log;
   ServiceFacts service;
   HostFacts host;
+  // Keys this gpuwarm writes that a snapshot read back lacked (saved by an older gpuwarm, or edited), as
+  // "daemon.processes_unread", "nvml.gpus[].handle_error": their defaults would read as "looked, nothing wrong",
+  // so a verdict cannot rest on them (UNK010). Kept when written again, so a re-saved snapshot stays marked.
+  std::vector<std::string> absent_keys;
 };
 
 }  // namespace gpuwarm

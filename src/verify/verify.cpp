@@ -26,7 +26,7 @@ bool unit_unread(const Snapshot& s, CheckResult& c) {
   if (s.service.reachable) {
     return false;
   }
-  if (s.service.manager_booted && !s.service.not_asked) {
+  if (manager_may_run(s.service) && !s.service.not_asked) {
     c.status = CheckStatus::fail;
     c.detail = "cannot tell: " + s.service.unreachable;
   } else {

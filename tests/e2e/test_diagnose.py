@@ -271,7 +271,8 @@ class Diagnose(unittest.TestCase):
 
 
 class RecordedH100(unittest.TestCase):
-    """The snapshot recorded on the real H100: legacy flag, daemon not running."""
+    """The snapshot recorded on the real H100 (legacy flag, daemon not running) by gpuwarm's first build: it lacks
+    facts read since, so it is cannot tell (UNK010), naming them, never diagnosed on their defaults."""
 
     def setUp(self):
         h.require_binary(self)
@@ -279,20 +280,27 @@ class RecordedH100(unittest.TestCase):
 
     def test_text(self):
         r = h.run(["diagnose", "--snapshot", self.example])
-        self.assertEqual(r.returncode, 3, r.stderr)
-        self.assertIn("legacy kernel flag", r.stdout)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertIn("not in this snapshot: daemon.processes_unread", r.stdout)
         h.check_golden(self, "diagnose-h100-legacy.txt", h.normalize_text(r.stdout))
 
     def test_json(self):
         r = h.run(["diagnose", "--snapshot", self.example, "--json"])
         d = json.loads(r.stdout)
         self.assertEqual(d["schema_version"], 1)
-        self.assertEqual(d["verdict"]["rule_id"], "PM002")
-        self.assertEqual(d["verdict"]["exit_code"], 3)
-        self.assertEqual(d["gpus"][0]["persistence"], "Enabled")
-        legacy = d["findings"][0]
-        self.assertIn("kernel: NVRM: Persistence mode is deprecated and will be removed in a future release",
-                      legacy["evidence"])
+        self.assertEqual(d["verdict"]["rule_id"], "UNK010")
+        self.assertEqual(d["verdict"]["exit_code"], 9)
+        self.assertEqual(d["gpus"][0]["persistence"], "Enabled")  # what it did record still reads
+        for key in ("daemon.processes_unread", "service.manager_booted", "nvml.timed_out_at", "kernel_log.named"):
+            self.assertIn(key, d["snapshot"]["absent_keys"])
+        # Saved again (diagnose --json embeds it), it still says what it lacked.
+        again = os.path.join(tempfile.mkdtemp(), "again.json")
+        self.addCleanup(shutil.rmtree, os.path.dirname(again))
+        with open(again, "w") as f:
+            f.write(r.stdout)
+        d2 = json.loads(h.run(["diagnose", "--snapshot", again, "--json"]).stdout)
+        self.assertEqual((d2["verdict"]["rule_id"], d2["snapshot"]["absent_keys"]),
+                         ("UNK010", d["snapshot"]["absent_keys"]))
 
 
 class BadInput(unittest.TestCase):
@@ -402,7 +410,8 @@ class BadInput(unittest.TestCase):
     def test_list_rules(self):
         r = h.run(["diagnose", "--list-rules", "--json"])
         ids = [x["id"] for x in json.loads(r.stdout)]
-        self.assertEqual(ids[:5], ["DRV001", "NVML001", "DRV002", "DRV005", "DRV003"])
+        # UNK010 first: a recording that lacks facts decides before any rule reads their defaults.
+        self.assertEqual(ids[:6], ["UNK010", "DRV001", "NVML001", "DRV002", "DRV005", "DRV003"])
         for rule in ("PM002", "UNK001", "UNK004", "UNK009", "PM003", "PM004", "PM005"):
             self.assertIn(rule, ids)
         text = h.run(["diagnose", "--list-rules"]).stdout

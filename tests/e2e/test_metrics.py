@@ -160,8 +160,10 @@ class Metrics(unittest.TestCase):
         r = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")], raw=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         p = samples(r.stdout)
-        self.assertEqual(value(p, "gpuwarm_verdict", verdict="action-needed"), 1)
-        self.assertEqual(value(p, "gpuwarm_finding", rule_id="PM002"), 1)
+        # Recorded before facts gpuwarm reads now: cannot tell (UNK010), and the daemon's state unknown, not 0.
+        self.assertEqual(value(p, "gpuwarm_verdict", verdict="cannot-tell"), 1)
+        self.assertEqual(value(p, "gpuwarm_finding", rule_id="UNK010"), 1)
+        self.assertNotIn("gpuwarm_persistenced_running ", r.stdout)
         # Recorded before gpuwarm timed the attach: no series, never a 0 that reads as a warm GPU.
         self.assertNotIn("gpuwarm_gpu_attach_seconds{", r.stdout)
         # As old as the recording: a stale-metrics alert must see its age, not when it was rendered.

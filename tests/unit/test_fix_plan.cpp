@@ -286,7 +286,7 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
       {"systemd runs but did not answer: refused",
        [](Snapshot& s, FixInputs&) {
          s.service.reachable = false;
-         s.service.manager_booted = true;
+         s.service.manager_booted = Fact<bool>::known(true);
          s.daemon.processes.clear();
          s.nvml.gpus[1].persistence = Fact<bool>::known(false);
        },

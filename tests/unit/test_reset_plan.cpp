@@ -340,7 +340,7 @@ TEST(ResetPlan, SettingsByHandWithoutSystemdAndWithoutTheDaemon) {
   EXPECT_NE(p.manual[2].find("wait until it holds /dev/nvidiaN again"), std::string::npos) << p.manual[2];
   EXPECT_EQ(p.manual[3], "/usr/bin/nvidia-smi -i 00000000:06:00.0 -pl 500");  // after the daemon is back
   // Booted with systemd but its bus silent: whether the unit runs is unknown, not absent.
-  s.service.manager_booted = true;
+  s.service.manager_booted = Fact<bool>::known(true);
   p = plan_reset(s, {0}, k_inputs);
   EXPECT_EQ(p.exit_code, ExitCode::cannot_tell);
   EXPECT_NE(p.reason.find("systemd runs on this host but did not answer"), std::string::npos) << p.reason;

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "snapshot/snapshot_json.h"
 #include "snapshot_builder.h"
 #include "temp_tree.h"
@@ -19,6 +23,50 @@ TEST(SnapshotJson, RoundTripKeepsFactsAndReasons) {
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(snapshot_to_json(*back), j);
   EXPECT_EQ(back->nvml.gpus[1].persistence.missing, "NO_PERMISSION");
+}
+
+// A key this gpuwarm writes that a snapshot lacks (an older gpuwarm's, or edited): a Fact reads as unknown, a
+// plain field is listed in absent_keys (UNK010 then decides), unless it is informational; the list survives a
+// round trip, so a re-saved snapshot does not launder it (review-s48-unknown F7, review-s49-diff D3).
+TEST(SnapshotJson, KeysMissingFromASavedSnapshotAreNamedNotDefaulted) {
+  const nlohmann::json whole = snapshot_to_json(test::healthy_snapshot());
+  auto read = [](const nlohmann::json& j) {
+    auto r = snapshot_from_json(j);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : Snapshot{};
+  };
+  EXPECT_EQ(read(whole).absent_keys, std::vector<std::string>{});
+
+  struct Case {
+    const char* name;
+    std::function<void(nlohmann::json&)> edit;
+    std::vector<std::string> absent;
+  };
+  const std::vector<Case> cases = {
+      {"an NVML hang's place", [](auto& j) { j["nvml"].erase("timed_out_at"); }, {"nvml.timed_out_at"}},
+      {"a named kernel log", [](auto& j) { j["kernel_log"].erase("named"); }, {"kernel_log.named"}},
+      {"a GPU's handle error", [](auto& j) { j["nvml"]["gpus"][1].erase("handle_error"); },
+       {"nvml.gpus[].handle_error"}},
+      {"a whole section", [](auto& j) { j.erase("host"); }, {"host"}},
+      {"a timing is informational", [](auto& j) { j.erase("stage_ms"); j["nvml"].erase("load_ms"); }, {}},
+      {"a Fact reads as unknown instead", [](auto& j) { j["nvml"]["gpus"][0].erase("persistence"); }, {}},
+  };
+  for (const auto& c : cases) {
+    nlohmann::json j = whole;
+    c.edit(j);
+    const Snapshot s = read(j);
+    EXPECT_EQ(s.absent_keys, c.absent) << c.name;
+    // Written again and read back, the snapshot still says what it lacked.
+    EXPECT_EQ(read(snapshot_to_json(s)).absent_keys, c.absent) << c.name;
+  }
+  nlohmann::json j = whole;
+  j["nvml"]["gpus"][0].erase("persistence");
+  const Snapshot s = read(j);
+  EXPECT_FALSE(s.nvml.gpus[0].persistence.has());
+  EXPECT_EQ(s.nvml.gpus[0].persistence.missing, k_not_in_snapshot);
+  j = whole;
+  j["daemon"].erase("processes_unread");
+  EXPECT_EQ(read(j).daemon.processes_unread, k_not_in_snapshot);
 }
 
 TEST(SnapshotJson, AcceptsDiagnoseOutputWithEmbeddedSnapshot) {

@@ -205,7 +205,7 @@ TEST(Verify, NoSystemdSkipsUnitChecksButStillChecksGpus) {
   // Where systemd runs but its bus did not answer, the unit's state is unknown: not skipped, failed.
   r = evaluate_verify(inputs_with([](Snapshot& s) {
     s.service.reachable = false;
-    s.service.manager_booted = true;
+    s.service.manager_booted = Fact<bool>::known(true);
     s.service.unreachable = "no system bus (Connection refused): systemd runs here (/run/systemd/system), but its "
                             "bus did not answer";
   }));

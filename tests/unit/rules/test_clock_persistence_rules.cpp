@@ -154,14 +154,22 @@ TEST(Rules, NOTE002_no_service_manager) {
       {"--no-systemd on a systemd host: not asked, still a note",
        [](Snapshot& s) {
          s.service.reachable = false;
-         s.service.not_asked = s.service.manager_booted = true;
+         s.service.not_asked = true;
+         s.service.manager_booted = Fact<bool>::known(true);
          s.service.unreachable = "--no-systemd";
        },
        {{k_node}}},
       {"a systemd host whose bus did not answer is UNK008's",
        [](Snapshot& s) {
          s.service.reachable = false;
-         s.service.manager_booted = true;
+         s.service.manager_booted = Fact<bool>::known(true);
+         s.service.unreachable = "Connection refused";
+       },
+       {}},
+      {"whether the host runs systemd is not recorded: UNK008's",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.manager_booted = Fact<bool>::unknown("not in this snapshot");
          s.service.unreachable = "Connection refused";
        },
        {}},

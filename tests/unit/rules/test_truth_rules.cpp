@@ -210,7 +210,7 @@ TEST(Rules, UNK005_unit_state_unread) {
 }
 
 TEST(Rules, UNK008_systemd_unanswered) {
-  auto unanswered = [](bool booted, bool asked) {
+  auto unanswered = [](Fact<bool> booted, bool asked) {
     return [booted, asked](Snapshot& s) {
       s.service.reachable = false;
       s.service.manager_booted = booted;
@@ -220,11 +220,32 @@ TEST(Rules, UNK008_systemd_unanswered) {
   };
   const std::vector<RuleCase> cases = {
       {"systemd answered", [](Snapshot&) {}, {}},
-      {"booted with systemd, the bus refused", unanswered(true, true), {{std::nullopt}}},
-      {"no systemd on this host: NOTE002's", unanswered(false, true), {}},
-      {"booted with systemd, --no-systemd: not asked, NOTE002's", unanswered(true, false), {}},
+      {"booted with systemd, the bus refused", unanswered(Fact<bool>::known(true), true), {{std::nullopt}}},
+      {"no systemd on this host: NOTE002's", unanswered(Fact<bool>::known(false), true), {}},
+      {"booted with systemd, --no-systemd: not asked, NOTE002's", unanswered(Fact<bool>::known(true), false), {}},
+      // A snapshot older than the fact: systemd may run there, so the unit's state is unknown, not absent.
+      {"whether booted with systemd not recorded", unanswered(Fact<bool>::unknown("not in this snapshot"), true),
+       {{std::nullopt}}},
+      {"whether booted not recorded, --no-systemd", unanswered(Fact<bool>::unknown("not in this snapshot"), false),
+       {}},
   };
   for (const auto& c : cases) expect_rule("UNK008", c);
+}
+
+TEST(Rules, UNK010_snapshot_incomplete) {
+  const std::vector<RuleCase> cases = {
+      {"a snapshot this gpuwarm wrote", [](Snapshot&) {}, {}},
+      {"one written by an older gpuwarm",
+       [](Snapshot& s) { s.absent_keys = {"kernel_log.named", "nvml.timed_out_at"}; }, {{std::nullopt}}},
+  };
+  for (const auto& c : cases) expect_rule("UNK010", c);
+  // It decides: the defaults that stand in for the missing keys read as fine, so nothing else can.
+  Snapshot s = test::healthy_snapshot();
+  s.absent_keys = {"nvml.timed_out_at"};
+  const auto d = diagnose(s);
+  EXPECT_EQ(d.verdict.rule_id, "UNK010");
+  EXPECT_EQ(d.verdict.exit_code, ExitCode::cannot_tell);
+  EXPECT_NE(d.verdict.next_step.find("gpuwarm snapshot -o FILE"), std::string::npos) << d.verdict.next_step;
 }
 
 TEST(Rules, UNK006_process_list_unread) {
