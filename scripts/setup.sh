@@ -56,8 +56,22 @@ if ((${#missing[@]})); then
   policy=/usr/sbin/policy-rc.d
   placed_policy=0
   if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs packages\nexit 101\n' |
-      "${as_root[@]}" install -m 0755 /dev/stdin "$policy"
+    # Called as `policy-rc.d [--quiet] NAME ACTION`, NAME an init script or a unit: only the test daemons are
+    # refused; the services the install upgrades on the way (systemd, dbus) restart as usual.
+    "${as_root[@]}" install -m 0755 /dev/stdin "$policy" <<'POLICY'
+#!/bin/sh
+# scripts/setup.sh: the test daemons it installs do not start
+for arg; do
+  case $arg in
+    --*) ;;
+    *) name=${arg%.service}; break ;;
+  esac
+done
+case ${name:-} in
+  prometheus | prometheus-node-exporter | slurmctld | slurmd | munge) exit 101 ;;
+esac
+exit 0
+POLICY
     placed_policy=1
   fi
   remove_policy() { if ((placed_policy)); then "${as_root[@]}" rm -f "$policy"; fi; }
@@ -69,9 +83,13 @@ if ((${#missing[@]})); then
   for p in "${missing[@]}"; do
     case $p in
       prometheus | prometheus-node-exporter | slurmctld | slurmd | munge)
-        # systemctl edits the links without a running systemd too; the packages' upgrades keep a unit disabled.
+        # Stopped in case a policy-rc.d of this machine's own let it start; systemctl edits the links without
+        # a running systemd too, and the packages' upgrades keep a unit disabled.
+        if [[ -d /run/systemd/system ]]; then
+          "${as_root[@]}" systemctl stop "$p.service" 2>/dev/null || true
+        fi
         "${as_root[@]}" systemctl disable --quiet "$p.service" 2>/dev/null || true
-        echo "setup: installed $p for the tests, its service left stopped and disabled"
+        echo "setup: installed $p for the tests, its service stopped and disabled"
         ;;
     esac
   done
