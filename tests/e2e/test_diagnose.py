@@ -271,8 +271,7 @@ class Diagnose(unittest.TestCase):
 
 
 class RecordedH100(unittest.TestCase):
-    """The snapshot recorded on the real H100 (legacy flag, daemon not running) by gpuwarm's first build: it lacks
-    facts read since, so it is cannot tell (UNK010), naming them, never diagnosed on their defaults."""
+    """The snapshot recorded on the real H100 (2026-12-05, this build's facts): legacy flag, daemon not running."""
 
     def setUp(self):
         h.require_binary(self)
@@ -280,18 +279,37 @@ class RecordedH100(unittest.TestCase):
 
     def test_text(self):
         r = h.run(["diagnose", "--snapshot", self.example])
-        self.assertEqual(r.returncode, 9, r.stderr)
-        self.assertIn("not in this snapshot: daemon.processes_unread", r.stdout)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("legacy kernel flag", r.stdout)
         h.check_golden(self, "diagnose-h100-legacy.txt", h.normalize_text(r.stdout))
 
     def test_json(self):
         r = h.run(["diagnose", "--snapshot", self.example, "--json"])
         d = json.loads(r.stdout)
         self.assertEqual(d["schema_version"], 1)
-        self.assertEqual(d["verdict"]["rule_id"], "UNK010")
-        self.assertEqual(d["verdict"]["exit_code"], 9)
+        self.assertEqual(d["verdict"]["rule_id"], "PM002")
+        self.assertEqual(d["verdict"]["exit_code"], 3)
+        self.assertEqual(d["gpus"][0]["persistence"], "Enabled")
+        self.assertEqual(d["snapshot"]["absent_keys"], [])
+        legacy = d["findings"][0]
+        self.assertIn("kernel: NVRM: Persistence mode is deprecated and will be removed in a future release",
+                      legacy["evidence"])
+
+
+class RecordedByTheFirstBuild(unittest.TestCase):
+    """The H200's snapshot, recorded by gpuwarm's first builds: it lacks facts read since, so it is cannot tell
+    (UNK010), naming them, never diagnosed on their defaults."""
+
+    def setUp(self):
+        h.require_binary(self)
+        self.example = os.path.join(h.SOURCE_DIR, "examples", "h200-legacy-flag.json")
+
+    def test_json(self):
+        r = h.run(["diagnose", "--snapshot", self.example, "--json"])
+        d = json.loads(r.stdout)
+        self.assertEqual((d["verdict"]["rule_id"], d["verdict"]["exit_code"]), ("UNK010", 9))
         self.assertEqual(d["gpus"][0]["persistence"], "Enabled")  # what it did record still reads
-        for key in ("daemon.processes_unread", "service.manager_booted", "nvml.timed_out_at", "kernel_log.named"):
+        for key in ("daemon.processes_unread", "service.manager_booted", "nvml.not_opened", "kernel_log.named"):
             self.assertIn(key, d["snapshot"]["absent_keys"])
         # Saved again (diagnose --json embeds it), it still says what it lacked.
         again = os.path.join(tempfile.mkdtemp(), "again.json")

@@ -160,12 +160,17 @@ class Metrics(unittest.TestCase):
         r = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")], raw=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         p = samples(r.stdout)
-        # Recorded before facts gpuwarm reads now: cannot tell (UNK010), and the daemon's state unknown, not 0.
-        self.assertEqual(value(p, "gpuwarm_verdict", verdict="cannot-tell"), 1)
-        self.assertEqual(value(p, "gpuwarm_finding", rule_id="UNK010"), 1)
-        self.assertNotIn("gpuwarm_persistenced_running ", r.stdout)
-        # Recorded before gpuwarm timed the attach: no series, never a 0 that reads as a warm GPU.
-        self.assertNotIn("gpuwarm_gpu_attach_seconds{", r.stdout)
+        self.assertEqual(value(p, "gpuwarm_verdict", verdict="action-needed"), 1)
+        self.assertEqual(value(p, "gpuwarm_finding", rule_id="PM002"), 1)
+        self.assertLess(value(p, "gpuwarm_gpu_attach_seconds", gpu="0"), 0.05)  # 6.7 ms: a warm GPU
+        # Recorded by the first builds (the H200's): cannot tell (UNK010), the daemon's state unknown, not 0, and
+        # no attach series (not timed then), never a 0 that reads as a warm GPU.
+        old = h.run(["metrics", "--snapshot", os.path.join(h.SOURCE_DIR, "examples", "h200-legacy-flag.json")], raw=True)
+        q = samples(old.stdout)
+        self.assertEqual(value(q, "gpuwarm_verdict", verdict="cannot-tell"), 1)
+        self.assertEqual(value(q, "gpuwarm_finding", rule_id="UNK010"), 1)
+        self.assertNotIn("gpuwarm_persistenced_running ", old.stdout)
+        self.assertNotIn("gpuwarm_gpu_attach_seconds{", old.stdout)
         # As old as the recording: a stale-metrics alert must see its age, not when it was rendered.
         with open(os.path.join(h.SOURCE_DIR, "examples", "h100-legacy-flag.json")) as f:
             taken = json.load(f)["collected_at"]
