@@ -32,7 +32,7 @@ sources=(
   src/sysfs/kernel_log.cpp src/sysfs/driver.cpp src/sysfs/processes.cpp src/sysfs/daemon.cpp src/systemd/unit_file.cpp
   src/snapshot/snapshot_json.cpp src/snapshot/clock_reasons.cpp
   src/rules/helpers.cpp src/rules/registry.cpp src/rules/driver.cpp src/rules/daemon.cpp src/rules/clocks.cpp
-  src/rules/persistence.cpp src/rules/nvml.cpp src/rules/notes.cpp
+  src/rules/persistence.cpp src/rules/nvml.cpp src/rules/notes.cpp src/rules/snapshot.cpp
   src/nvml/errors.cpp src/nvml/nvml_library.cpp
   src/fleet/fleet.cpp src/output/table.cpp src/output/style.cpp
   src/watch/watch_json.cpp src/watch/summarize.cpp src/watch/watch_text.cpp
