@@ -476,6 +476,42 @@ double sampled_seconds(const WatchRun& run) {
   return run.samples.back().t_s - run.samples.front().t_s + span_of(run, run.samples.size() - 1);
 }
 
+namespace {
+
+// No error and no GPU's load ended early: a load no sample saw then never started, or ran between samples.
+bool load_ended_quietly(const LoadWindow& load) { return load.error.empty() && load.ended_early.empty(); }
+
+// What to do about a cannot-tell run, from why it is one: the most specific cause first.
+std::string unread_next_step(const WatchRun& run, bool load_missing) {
+  if (!run.nvml_stopped.empty()) {
+    return "NVML stopped answering, which usually means a GPU or the driver is stuck: check the kernel log for Xid "
+           "errors and hung tasks (`dmesg | grep -E 'NVRM|Xid|blocked for more than'`) and whether `nvidia-smi` "
+           "hangs too, then run `gpuwarm diagnose`.";
+  }
+  if (run.sample_cap > 0) {
+    return "The watch reached its sample limit before the asked duration: watch again with an --interval that "
+           "keeps duration / interval under 100000.";
+  }
+  if (load_missing && load_ended_quietly(*run.load)) {
+    return run.load->start_s >= 0
+               ? "No sample fell inside the load, so clocks under load were not seen: watch again with an "
+                 "--interval well under the --load's length."
+               : "The load did not run, so clocks under load were not seen: watch again until the load has run "
+                 "(without --count, or without stopping it).";
+  }
+  if (load_missing) {
+    return "The load did not run, so clocks under load were not seen: fix what the note says (no libcuda: give "
+           "--cuda PATH), then watch again.";
+  }
+  if (run.load && !run.load->error.empty()) {
+    return "A GPU's load ended early, so its clocks under load were seen only in part: check the kernel log for Xid "
+           "errors (`dmesg | grep -E 'NVRM|Xid'`) and run `gpuwarm diagnose`, then watch again.";
+  }
+  return next_step_for(Cause::unread);
+}
+
+}  // namespace
+
 WatchSummary summarize(const WatchRun& run) {
   WatchSummary out;
   std::vector<unsigned> init;
@@ -536,9 +572,8 @@ WatchSummary summarize(const WatchRun& run) {
   // Asked for a load no sample saw (it failed, it never started, or it ran between two samples), "stable" would
   // answer a question that was not put: the clocks under load were never seen.
   const bool load_missing = run.load && !seen_under_load;
-  const bool load_ran_unseen = load_missing && run.load->start_s >= 0;
-  if (load_missing && run.load->error.empty() && run.load->ended_early.empty()) {
-    out.notes.push_back(load_ran_unseen
+  if (load_missing && load_ended_quietly(*run.load)) {
+    out.notes.push_back(run.load->start_s >= 0
                             ? fmt::format("The load ran from {:.1f} s, but no sample fell inside it: the --interval "
                                           "({:g} s) is too long for the --load.",
                                           run.load->start_s, run.interval_s)
@@ -552,29 +587,7 @@ WatchSummary summarize(const WatchRun& run) {
     best = static_cast<int>(Cause::unread);
   }
   out.cause = static_cast<Cause>(best);
-  out.next_step = !run.nvml_stopped.empty() && out.cause == Cause::unread
-                      ? "NVML stopped answering, which usually means a GPU or the driver is stuck: check the kernel "
-                        "log for Xid errors and hung tasks (`dmesg | grep -E 'NVRM|Xid|blocked for more than'`) and "
-                        "whether `nvidia-smi` hangs too, then run `gpuwarm diagnose`."
-                    : run.sample_cap > 0 && out.cause == Cause::unread
-                      ? "The watch reached its sample limit before the asked duration: watch again with an --interval "
-                        "that keeps duration / interval under 100000."
-                    : load_ran_unseen && out.cause == Cause::unread && run.load->error.empty() &&
-                            run.load->ended_early.empty()
-                      ? "No sample fell inside the load, so clocks under load were not seen: watch again with an "
-                        "--interval well under the --load's length."
-                    : load_missing && out.cause == Cause::unread && run.load->error.empty() &&
-                            run.load->ended_early.empty()
-                      ? "The load did not run, so clocks under load were not seen: watch again until the load has "
-                        "run (without --count, or without stopping it)."
-                    : load_missing && out.cause == Cause::unread
-                      ? "The load did not run, so clocks under load were not seen: fix what the note says (no "
-                        "libcuda: give --cuda PATH), then watch again."
-                  : out.cause == Cause::unread && run.load && !run.load->error.empty()
-                      ? "A GPU's load ended early, so its clocks under load were seen only in part: check the kernel "
-                        "log for Xid errors (`dmesg | grep -E 'NVRM|Xid'`) and run `gpuwarm diagnose`, then watch "
-                        "again."
-                      : next_step_for(out.cause);
+  out.next_step = out.cause == Cause::unread ? unread_next_step(run, load_missing) : next_step_for(out.cause);
   out.exit_code = exit_for(out.cause);
   return out;
 }
