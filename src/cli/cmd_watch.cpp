@@ -455,17 +455,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
         return give_up(text.error().message +
                        (text.error().too_large ? " (watch longer runs at a longer --interval)" : ""));
       }
-      auto j = nlohmann::json::parse(*text, nullptr, false);
-      Result<watch::WatchRun> run = fail("not valid JSON");
-      if (!j.is_discarded()) {
-        escape_strings(j);
-        if (j.is_object() && j.contains("error")) {  // a saved failure: `watch --json` that could not run
-          const auto& e = j.at("error");
-          run = fail("a watch that did not run: " + (e.is_string() ? e.get<std::string>() : e.dump()));
-        } else {
-          run = watch::run_from_json(j);
-        }
-      }
+      auto run = watch::run_from_text(*text);
       if (!run) {
         return give_up(opts->replay + ": " + run.error().message);
       }

@@ -4,6 +4,7 @@
 #include "cli/option_checks.h"
 #include "core/deadline.h"
 #include "core/fs.h"
+#include "core/json_strings.h"
 #include "snapshot/snapshot_json.h"
 
 #include "systemd/service_manager.h"

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/json_number.h"
+#include "core/json_strings.h"
 #include "core/report_kind.h"
 #include "core/strings.h"
 #include "output/table.h"
@@ -455,7 +456,7 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
   const nlohmann::json* version = j.contains("schema_version") ? &j.at("schema_version") : nullptr;
   if (version == nullptr || !version->is_number_integer() || version->get<int>() < 1 ||
       version->get<int>() > k_probe_schema_version) {
-    return fail("probe schema_version " + j.value("schema_version", nlohmann::json()).dump() +
+    return fail("probe schema_version " + describe_value(j.value("schema_version", nlohmann::json())) +
                 " is not supported (this gpuwarm reads 1 to " + std::to_string(k_probe_schema_version) + ")");
   }
   try {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/fs.h"
+#include "core/json_strings.h"
 #include "core/report_kind.h"
 
 namespace nlohmann {
@@ -277,7 +278,7 @@ Result<Snapshot> snapshot_from_json(const nlohmann::json& j) {
   }
   if (!body.at("schema_version").is_number_integer() ||
       body.at("schema_version").get<int>() != k_snapshot_schema_version) {
-    return fail("snapshot schema_version " + body.at("schema_version").dump() + " is not supported (this gpuwarm reads " +
+    return fail("snapshot schema_version " + describe_value(body.at("schema_version")) + " is not supported (this gpuwarm reads " +
                 std::to_string(k_snapshot_schema_version) + ")");
   }
   if (!has_kind && !embedded && !j.contains("driver") && !j.contains("nvml")) {
@@ -318,22 +319,6 @@ Result<Snapshot> load_snapshot_file(const std::string& path) {
     return fail(path + ": " + snap.error().message);
   }
   return snap;
-}
-
-void escape_strings(nlohmann::json& j) {
-  // A worklist, not recursion: a hostile file nests arrays a million deep in a few megabytes.
-  std::vector<nlohmann::json*> pending = {&j};
-  while (!pending.empty()) {
-    nlohmann::json* node = pending.back();
-    pending.pop_back();
-    if (node->is_string()) {
-      *node = escape_control(node->get_ref<const std::string&>());
-    } else if (node->is_structured()) {
-      for (auto& item : *node) {
-        pending.push_back(&item);
-      }
-    }
-  }
 }
 
 std::string dump_json(const nlohmann::json& j, int indent) {

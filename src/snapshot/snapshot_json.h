@@ -22,9 +22,4 @@ Result<Snapshot> load_snapshot_file(const std::string& path);
 // Dumps JSON with invalid UTF-8 replaced, never throwing on odd bytes.
 std::string dump_json(const nlohmann::json& j, int indent = 2);
 
-// Every string in `j` (keys aside) made safe for a terminal with escape_control, line breaks included: a saved
-// report (a probe baseline, a replayed watch) is read once this way, so no field of it can forge a line or an
-// escape sequence in what gpuwarm prints.
-void escape_strings(nlohmann::json& j);
-
 }  // namespace gpuwarm

@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -149,6 +150,9 @@ nlohmann::json to_json(const WatchRun& run, const WatchSummary& summary);
 // watch never holds its whole run as JSON (about 19 KB a sample on 8 GPUs).
 void write_json(std::ostream& out, const WatchRun& run, const WatchSummary& summary, int exit_code);
 Result<WatchRun> run_from_json(const nlohmann::json& j);
+// A run saved by `watch --json`, from its text: every string escaped for the terminal, each sample converted as it
+// is parsed (never the whole document in memory), a saved failure (an "error" document) named as one.
+Result<WatchRun> run_from_text(std::string_view text);
 
 // `color` styles the verdict line only.
 std::string render_text(const WatchRun& run, const WatchSummary& summary, bool color);

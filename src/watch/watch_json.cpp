@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/json_number.h"
+#include "core/json_strings.h"
 #include "core/report_kind.h"
 #include "snapshot/clock_reasons.h"
 #include "watch/watch.h"
@@ -213,7 +214,40 @@ void write_json(std::ostream& out, const WatchRun& run, const WatchSummary& summ
   out << (run.samples.empty() ? "]" : "\n  ]") << text.substr(at + marker.size()) << "\n";
 }
 
-Result<WatchRun> run_from_json(const json& j) {
+namespace {
+
+// One element of "samples"; a json::exception for a malformed one.
+Sample sample_from_json(const json& s) {
+  Sample sample;
+  sample.t_s = checked<double>(s.at("t_s"), "t_s");
+  std::string phase = s.value("phase", "idle");
+  sample.phase = phase == "load"            ? Phase::load
+                 : phase == "load-starting" ? Phase::load_starting
+                 : phase == "after-load"    ? Phase::after_load
+                                            : Phase::idle;
+  sample.init_ms = opt_from<double>(s, "init_ms").value_or(-1);
+  sample.error = s.value("error", "");
+  for (const auto& g : s.at("gpus")) {
+    nvml::GpuReading r;
+    r.index = checked<unsigned>(g.at("index"), "index");
+    r.error = g.value("error", "");
+    r.fault = g.value("fault", "");
+    r.attach_ms = opt_from<double>(g, "attach_ms").value_or(-1);
+    r.sm_mhz = opt_from<unsigned>(g, "sm_mhz");
+    r.mem_mhz = opt_from<unsigned>(g, "mem_mhz");
+    r.pstate = opt_from<unsigned>(g, "pstate");
+    r.event_reasons = opt_from<std::uint64_t>(g, "event_reasons");
+    r.app_sm_mhz = opt_from<unsigned>(g, "app_sm_mhz");
+    r.app_mem_mhz = opt_from<unsigned>(g, "app_mem_mhz");
+    r.power_limit_mw = opt_from<unsigned>(g, "power_limit_mw");
+    r.persistence = opt_from<bool>(g, "persistence");
+    sample.gpus.push_back(std::move(r));
+  }
+  return sample;
+}
+
+// Everything of a saved run but its samples.
+Result<WatchRun> run_header_from_json(const json& j) {
   try {
     // "watch" is what gpuwarm 0.1 wrote.
     const std::string kind = j.is_object() && j.contains("kind") && j.at("kind").is_string() ? j.at("kind").get<std::string>() : "";
@@ -222,7 +256,7 @@ Result<WatchRun> run_from_json(const json& j) {
                                : "this is " + describe_report_kind(kind) + ", not a gpuwarm watch run (`gpuwarm watch --json`)");
     }
     if (!j.at("schema_version").is_number_integer() || j.at("schema_version").get<int>() != k_schema_version) {
-      return fail("unsupported watch schema_version " + j.at("schema_version").dump());
+      return fail("unsupported watch schema_version " + describe_value(j.at("schema_version")));
     }
     WatchRun run;
     run.hostname = j.value("hostname", "");
@@ -290,38 +324,80 @@ Result<WatchRun> run_from_json(const json& j) {
         }
       }
     }
-    for (const auto& s : j.at("samples")) {
-      Sample sample;
-      sample.t_s = checked<double>(s.at("t_s"), "t_s");
-      std::string phase = s.value("phase", "idle");
-      sample.phase = phase == "load"            ? Phase::load
-                     : phase == "load-starting" ? Phase::load_starting
-                     : phase == "after-load"    ? Phase::after_load
-                                                : Phase::idle;
-      sample.init_ms = opt_from<double>(s, "init_ms").value_or(-1);
-      sample.error = s.value("error", "");
-      for (const auto& g : s.at("gpus")) {
-        nvml::GpuReading r;
-        r.index = checked<unsigned>(g.at("index"), "index");
-        r.error = g.value("error", "");
-        r.fault = g.value("fault", "");
-        r.attach_ms = opt_from<double>(g, "attach_ms").value_or(-1);
-        r.sm_mhz = opt_from<unsigned>(g, "sm_mhz");
-        r.mem_mhz = opt_from<unsigned>(g, "mem_mhz");
-        r.pstate = opt_from<unsigned>(g, "pstate");
-        r.event_reasons = opt_from<std::uint64_t>(g, "event_reasons");
-        r.app_sm_mhz = opt_from<unsigned>(g, "app_sm_mhz");
-        r.app_mem_mhz = opt_from<unsigned>(g, "app_mem_mhz");
-        r.power_limit_mw = opt_from<unsigned>(g, "power_limit_mw");
-        r.persistence = opt_from<bool>(g, "persistence");
-        sample.gpus.push_back(std::move(r));
-      }
-      run.samples.push_back(std::move(sample));
+    if (!j.contains("samples") || !j.at("samples").is_array()) {
+      return fail("malformed watch run: \"samples\" is not a list");
     }
     return run;
   } catch (const json::exception& e) {
     return fail(std::string("malformed watch run: ") + e.what());
   }
+}
+
+}  // namespace
+
+Result<WatchRun> run_from_json(const json& j) {
+  auto run = run_header_from_json(j);
+  if (!run) {
+    return run;
+  }
+  try {
+    for (const auto& s : j.at("samples")) {
+      run->samples.push_back(sample_from_json(s));
+    }
+  } catch (const json::exception& e) {
+    return fail(std::string("malformed watch run: ") + e.what());
+  }
+  return run;
+}
+
+Result<WatchRun> run_from_text(std::string_view text) {
+  // Each sample is converted, escaped, as soon as the parser has read it, and dropped from the document: a
+  // long run is never held whole as JSON (about 19 KB a sample on 8 GPUs) beside its samples.
+  std::vector<Sample> samples;
+  std::string sample_error;
+  bool in_samples = false;
+  auto on_event = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) {
+      in_samples = parsed == "samples";
+      if (in_samples) {  // a repeated key: the last one stands, as for every other key
+        samples.clear();
+        sample_error.clear();
+      }
+      return true;
+    }
+    const bool element_read = event == json::parse_event_t::object_end || event == json::parse_event_t::array_end ||
+                              event == json::parse_event_t::value;
+    if (!in_samples || depth != 2 || !element_read) {
+      return true;
+    }
+    if (sample_error.empty()) {
+      try {
+        escape_strings(parsed);
+        samples.push_back(sample_from_json(parsed));
+      } catch (const json::exception& e) {
+        sample_error = std::string("malformed watch run: ") + e.what();
+      }
+    }
+    return false;
+  };
+  json j = json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return fail("not valid JSON");
+  }
+  escape_strings(j);
+  if (j.is_object() && j.contains("error")) {  // a saved failure: `watch --json` that could not run
+    const auto& e = j.at("error");
+    return fail("a watch that did not run: " + (e.is_string() ? e.get<std::string>() : describe_value(e)));
+  }
+  auto run = run_header_from_json(j);
+  if (!run) {
+    return run;
+  }
+  if (!sample_error.empty()) {
+    return fail(sample_error);
+  }
+  run->samples = std::move(samples);
+  return run;
 }
 
 }  // namespace gpuwarm::watch

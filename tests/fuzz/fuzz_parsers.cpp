@@ -16,6 +16,7 @@
 
 #include "cli/node_lock.h"
 #include "core/elf.h"
+#include "core/json_strings.h"
 #include "core/strings.h"
 #include "exporter/http_server.h"
 #include "fix/plan.h"
@@ -181,14 +182,20 @@ void expect_terminal_safe(const std::string& out) {
   }
 }
 
-// Read as the commands read them: parsed, every string escaped, then converted.
+// Read as the command reads it (streamed, every string escaped), and the same document whole as the tests read it:
+// both take it or both refuse it, with the same samples.
 void watch_replay(std::string_view text) {
+  auto run = watch::run_from_text(text);
   auto j = parse_json(text);
-  if (j.is_discarded()) {
-    return;
+  if (!j.is_discarded()) {
+    escape_strings(j);
+    auto whole = j.is_object() && j.contains("error") ? Result<watch::WatchRun>(fail("saved failure"))
+                                                        : watch::run_from_json(j);
+    if (static_cast<bool>(run) != static_cast<bool>(whole) ||
+        (run && run->samples.size() != whole->samples.size())) {
+      std::abort();
+    }
   }
-  escape_strings(j);
-  auto run = watch::run_from_json(j);
   if (!run) {
     return;
   }

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/json_strings.h"
 #include "snapshot/snapshot_json.h"
 #include "snapshot_builder.h"
 #include "temp_tree.h"

@@ -7,6 +7,7 @@
 #include <limits>
 #include <regex>
 #include <sstream>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -660,6 +661,56 @@ TEST(WatchRecorded, h100_load_steps_to_boost_and_back) {
   EXPECT_TRUE(g.deinit_events.empty());
   ASSERT_TRUE(run->load);
   EXPECT_GT(run->load->launches, 100u);
+}
+
+// The replay reads the text sample by sample (never the whole document): it must take what the whole-document
+// reader takes, sample for sample, and refuse what it refuses.
+TEST(WatchJson, streamed_replay_reads_what_the_document_reader_reads) {
+  for (const char* name : {"h100-watch-load.json", "h100-watch-detached.json"}) {
+    const nlohmann::json whole = recorded(name);
+    auto streamed = watch::run_from_text(whole.dump());
+    auto reference = watch::run_from_json(whole);
+    ASSERT_TRUE(streamed && reference) << name;
+    ASSERT_EQ(streamed->samples.size(), reference->samples.size()) << name;
+    EXPECT_GT(streamed->samples.size(), 10u) << name;
+    for (std::size_t i = 0; i < streamed->samples.size(); ++i) {
+      const auto& a = streamed->samples[i];
+      const auto& b = reference->samples[i];
+      ASSERT_EQ(a.gpus.size(), b.gpus.size());
+      EXPECT_EQ(std::tie(a.t_s, a.init_ms, a.phase), std::tie(b.t_s, b.init_ms, b.phase)) << name << " " << i;
+      EXPECT_EQ(std::tie(a.gpus[0].sm_mhz, a.gpus[0].attach_ms, a.gpus[0].event_reasons),
+                std::tie(b.gpus[0].sm_mhz, b.gpus[0].attach_ms, b.gpus[0].event_reasons));
+    }
+    EXPECT_EQ(watch::summarize(*streamed).cause, watch::summarize(*reference).cause);
+  }
+  const std::string head =
+      R"({"kind":"gpuwarm-watch","schema_version":1,"mode":"held","interval_s":1,"gpus":[{"index":0,"name":"G\u001b[2J"}],)";
+  const std::string sample = R"({"t_s":0,"gpus":[{"index":0,"sm_mhz":345,"error":"e\u001b]0;x"}]})";
+  auto ok = watch::run_from_text(head + R"("samples":[)" + sample + "," + sample + "]}");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->samples.size(), 2u);
+  EXPECT_EQ(ok->samples[0].gpus[0].error, "e\\x1b]0;x");  // escaped as every saved string is
+  EXPECT_EQ(ok->gpus[0].name, "G\\x1b[2J");
+  // A key given twice: the last stands, as for every key of a document.
+  auto twice = watch::run_from_text(head + R"("samples":[{"t_s":"bad"}],"samples":[)" + sample + "]}");
+  ASSERT_TRUE(twice) << twice.error().message;
+  EXPECT_EQ(twice->samples.size(), 1u);
+  struct Refused {
+    std::string text;
+    const char* says;
+  };
+  for (const auto& [text, says] : std::vector<Refused>{
+           {head + R"("samples":[)" + sample + R"(,{"t_s":"later","gpus":[]}]})", "malformed watch run"},
+           {head + R"("samples":[)" + sample + ",7]}", "malformed watch run"},
+           {head + R"("samples":{"a":)" + sample + "}}", "\"samples\" is not a list"},
+           {head + R"("samples":[)" + sample + "]", "not valid JSON"},
+           {R"({"error":"no GPU"})", "a watch that did not run: no GPU"},
+           {R"({"kind":"gpuwarm-probe","samples":[]})", "not a gpuwarm watch run"},
+       }) {
+    auto r = watch::run_from_text(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find(says), std::string::npos) << r.error().message;
+  }
 }
 
 TEST(WatchRecorded, h100_detached_idle_is_stable_with_warm_attaches) {
