@@ -138,7 +138,8 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
       "which the Ansible role sets to the inventory name, or else `hostname`), oldest first, so the newest\n"
       "says what a node is now. Prints nodes per verdict, fix outcomes, nodes with any GPU not Enabled, nodes\n"
       "pending reboot, and the median cold start per GPU before and after where probe results are present.\n"
-      "Unreadable or truncated reports are listed, not fatal. Other gpuwarm output (snapshots, check, watch,\n"
+      "Unreadable or truncated reports are listed, not fatal. In a folder, a link to a report is read; a link\n"
+      "to a folder, or a report's link to nothing, is listed as unreadable. Other gpuwarm output (snapshots, check, watch,\n"
       "lint, reset, guard, reload-modules, an earlier fleet-summary) is listed as skipped, with what to run\n"
       "instead; it needs attention only where it reports a problem of its own (a non-zero exit_code, an\n"
       "error; an earlier summary's exit code was its reports' and does not count).\n\n"
@@ -173,7 +174,8 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
         named.push_back(p);
       }
     }
-    Walk walk = walk_paths(named, report_file_name);
+    // A report collected as a link (`ln -s /nfs/node7/report.json reports/`) is a node like any other: read.
+    Walk walk = walk_paths(named, report_file_name, FileLinks::follow);
     if (!walk.missing.empty()) {
       std::string named_nothing;
       for (const auto& p : walk.missing) {
@@ -194,15 +196,11 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     const std::size_t padding = fleet::parse_padding();
     std::vector<InputResult> per_input(walk.files.size() + (use_stdin ? 1 : 0));
     if (walk.files.size() == 1) {
-      // Regular files only, opened without blocking: a FIFO or /dev/zero named
-      // here is refused, not read toward the stdin cap.
-      int fd = ::open(walk.files[0].c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-      struct stat st {};
-      if (fd >= 0 && (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-        ::close(fd);
-        per_input[0].unreadable.push_back({walk.files[0], "unreadable: not a regular file"});
-      } else if (fd < 0) {
-        per_input[0].unreadable.push_back({walk.files[0], std::string("unreadable: ") + std::strerror(errno)});
+      // Regular files only, checked before they are opened: a FIFO or /dev/zero named here is refused unopened,
+      // not read toward the stdin cap.
+      std::string note;
+      if (const int fd = open_regular(walk.files[0], note); fd < 0) {
+        per_input[0].unreadable.push_back({walk.files[0], note});
       } else {
         parse_whole_input(fd, walk.files[0], padding, per_input[0]);
         ::close(fd);
@@ -234,6 +232,12 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     std::vector<fleet::Skipped> skipped;
     for (auto& [dir, why] : walk.unreadable) {  // reports it may hold are unknown, as an unreadable file's are
       unreadable.push_back({dir, std::string(k_unreadable_note) + "directory: " + why});
+    }
+    for (auto& [link, names] : walk.links) {  // a linked folder of reports, or a report's link to nothing
+      if (names == "a folder" || report_file_name(link)) {
+        unreadable.push_back({link, std::string(k_unreadable_note) + "a link to " + names +
+                                        (names == "a folder" ? ", not followed (name it to read its reports)" : "")});
+      }
     }
     for (auto& in : per_input) {
       std::move(in.reports.begin(), in.reports.end(), std::back_inserter(reports));

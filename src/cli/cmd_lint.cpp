@@ -250,8 +250,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "lib/systemd/system) are scanned too, even outside the PATHs given, and a finding whose setting a later\n"
       "drop-in (or a same-named file of higher priority, or a mask: a link to /dev/null) overrides is set\n"
       "aside: printed as \"not in force\", not counted. Hidden files are skipped as systemd does; other\n"
-      "links are not followed (noted). Standard input is read alone. `-pm {{ var }}` is resolved from the\n"
-      "file and the Ansible role's defaults/ and vars/.\n"
+      "links are not followed: those of a unit's drop-in folders are named, those in folders walked are\n"
+      "counted (--json lists them; a link named as a PATH is read). Standard input is read alone.\n"
+      "`-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
       "(a NUL byte; in the first MiB of a file over 8 MiB), unreadable and very large files are skipped\n"
@@ -351,6 +352,11 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       notes.emplace_back(link, "not followed: a link (systemd reads what it names; lint does not, so what it "
                                "sets is not applied here)");
     }
+    // Links in the folders walked (hundreds under /etc: alternatives, certificates) are listed in --json and
+    // counted in the text; what they name was not scanned unless it was reached on its own. Those of a unit's
+    // drop-in folders are noted one by one above.
+    std::erase_if(walk.links, [&](const auto& link) { return not_followed.count(link.first) != 0; });
+    const std::size_t links_not_followed = walk.links.size();
     // Standard input is scanned last, once, under the name given for it.
     const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
     if (use_stdin) {
@@ -446,6 +452,9 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       for (const auto& [path, note] : notes) {
         skipped.push_back({{"path", path}, {"note", note}});
       }
+      for (const auto& [link, names] : walk.links) {
+        skipped.push_back({{"path", link}, {"note", "not followed: a link to " + names + " (name it to scan it)"}});
+      }
       // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
       std::cout << dump_json({{"kind", "gpuwarm-lint"}, {"schema_version", 1}, {"hostname", host_name()},
                               {"exit_code", to_int(code)}, {"files_scanned", scanned}, {"findings", findings},
@@ -483,6 +492,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       }
       if (docs_skipped > 0) {
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);
+      }
+      if (links_not_followed > 0) {
+        std::cerr << fmt::format("; {} link(s) not followed (--json lists them; name one to scan it)",
+                                 links_not_followed);
       }
       std::cerr << "\n";
     }

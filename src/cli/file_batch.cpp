@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "core/fs.h"
+
 namespace gpuwarm {
 
 namespace fs = std::filesystem;
@@ -37,10 +39,20 @@ class SeenFiles {
   std::set<std::pair<dev_t, ino_t>> m_seen;
 };
 
+// What a link names, for Walk::links.
+std::string link_target_kind(const fs::path& link) {
+  std::error_code ec;
+  const auto st = fs::status(link, ec);
+  return !fs::exists(st)           ? "nothing"
+         : fs::is_directory(st)    ? "a folder"
+         : fs::is_regular_file(st) ? "a file"
+                                   : "something else";
+}
+
 // Pre-order, in directory order, as a recursive directory iterator would, but a directory that cannot be
-// listed (or fails part way) is recorded, not skipped in silence. Links are not followed.
-void walk_directory(const fs::path& dir, const std::function<bool(const std::string&)>& wanted, Walk& out,
-                    SeenFiles& seen, unsigned depth) {
+// listed (or fails part way) is recorded, not skipped in silence; so is a link not followed.
+void walk_directory(const fs::path& dir, const std::function<bool(const std::string&)>& wanted, FileLinks file_links,
+                    Walk& out, SeenFiles& seen, unsigned depth) {
   if (depth > 256) {
     out.unreadable.emplace_back(dir.string(), "nested more than 256 directories deep");
     return;
@@ -54,11 +66,20 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     std::error_code entry_ec;
     if (it->is_symlink(entry_ec)) {
+      std::string link = it->path().string();
+      std::string names = link_target_kind(it->path());
+      if (names == "a file" && file_links == FileLinks::follow) {
+        if (wanted(link) && seen.first_time(link)) {  // seen by its target's inode: read once
+          out.files.push_back(std::move(link));
+        }
+      } else {
+        out.links.emplace_back(std::move(link), std::move(names));
+      }
       continue;
     }
     if (it->is_directory(entry_ec)) {
       if (it->path().filename() != ".git") {
-        walk_directory(it->path(), wanted, out, seen, depth + 1);
+        walk_directory(it->path(), wanted, file_links, out, seen, depth + 1);
       }
     } else if (it->is_regular_file(entry_ec)) {
       std::string file = it->path().string();
@@ -74,7 +95,19 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
 
 }  // namespace
 
-Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted) {
+int open_regular(const std::string& path, std::string& note) {
+  auto fd = open_for_reading(path, k_regular);
+  if (!fd) {
+    // The reason without the path open_for_reading puts first: the note is printed after the path.
+    const std::string& why = fd.error().message;
+    note = std::string(k_unreadable_note) + (why.starts_with(path + ": ") ? why.substr(path.size() + 2) : why);
+    return -1;
+  }
+  return *fd;
+}
+
+Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted,
+                FileLinks file_links) {
   Walk out;
   SeenFiles seen;
   for (const auto& p : paths) {
@@ -90,22 +123,21 @@ Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(
       }
       continue;
     }
-    walk_directory(p, wanted, out, seen, 0);
+    walk_directory(p, wanted, file_links, out, seen, 0);
   }
   return out;
 }
 
 bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
                        std::uintmax_t max_bytes, std::size_t padding) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  const int fd = open_regular(path, note);
   if (fd < 0) {
-    note = std::string(k_unreadable_note) + std::strerror(errno);
     return false;
   }
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    note = std::string(k_unreadable_note) + std::strerror(errno);
     ::close(fd);
-    note = std::string(k_unreadable_note) + "not a regular file";
     return false;
   }
   if (static_cast<std::uintmax_t>(st.st_size) > max_bytes) {
@@ -137,14 +169,14 @@ bool read_regular_file(const std::string& path, std::string& buffer, std::size_t
 }
 
 std::optional<bool> head_has_nul(const std::string& path, std::size_t bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  std::string note;
+  const int fd = open_regular(path, note);
   if (fd < 0) {
     return std::nullopt;
   }
-  struct stat st {};
   std::string head(bytes, '\0');
   std::size_t got = 0;
-  bool readable = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  bool readable = true;
   while (readable && got < bytes) {
     ssize_t n = ::read(fd, head.data() + got, bytes - got);
     if (n < 0 && errno == EINTR) {

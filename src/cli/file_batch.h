@@ -21,21 +21,33 @@ struct Walk {
   std::vector<std::string> missing;  // PATH arguments that do not exist
   // Directories that could not be listed (or whose listing broke off), with why: what they hold is unknown.
   std::vector<std::pair<std::string, std::string>> unreadable;
+  // Links met inside directories and not followed, with what they name: "a folder", "a file", "nothing" (dangling)
+  // or "something else". What they hold was not read.
+  std::vector<std::pair<std::string, std::string>> links;
 };
 
-// Directories are walked recursively (.git skipped, symlinks not followed); `wanted` filters the
-// files found inside them. A file named directly is always taken. A file reached twice (named twice, named and
-// inside a directory named, a hard link) is listed once, where it was first reached.
-Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted);
+enum class FileLinks { note, follow };
+
+// Directories are walked recursively (.git skipped, links to folders never followed); `wanted` filters the files
+// found inside them. A link to a file is followed with FileLinks::follow (when wanted), else listed in `links`. A
+// file named directly is always taken. A file reached twice (named twice, named and inside a directory named, a
+// hard link, a link and its target) is listed once, where it was first reached.
+Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted,
+                FileLinks file_links = FileLinks::note);
 
 // How a note of read_regular_file() begins when the file could not be read (not when it was skipped by
 // design: too large, binary): the caller then cannot say what the file holds.
 inline constexpr std::string_view k_unreadable_note = "unreadable: ";
 
 // Reads a regular file into buffer[0, returned size) and zeroes `padding` bytes after it (parsers
-// that read ahead). Returns false with `note` ("unreadable: ...", "skipped: larger than N MiB").
+// that read ahead). Returns false with `note` ("unreadable: ...", "skipped: larger than N MiB"). Anything but a
+// regular file (a FIFO, a device, what a link swapped in names) is refused unopened.
 bool read_regular_file(const std::string& path, std::string& buffer, std::size_t& size, std::string& note,
                        std::uintmax_t max_bytes, std::size_t padding = 0);
+
+// A descriptor of the regular file at `path` (the caller closes it), opened only once its type is checked; or -1
+// with `note` ("unreadable: ...").
+int open_regular(const std::string& path, std::string& note);
 
 // Whether the first `bytes` bytes of a regular file hold a NUL byte (the test for a binary file), for a file
 // too large to read whole; nullopt when it cannot be read.

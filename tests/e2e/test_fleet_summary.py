@@ -109,6 +109,24 @@ class FleetSummary(unittest.TestCase):
         self.assertIn(f"{os.path.join(self.dir, 'b/empty.json')}: empty file", out)
         self.assertNotIn("notes.txt", out)
 
+    def test_links_in_a_folder_are_read_or_named_never_dropped(self):
+        # A report collected as a link is a node like any other; a linked folder of reports, or a link to nothing,
+        # leaves nodes unknown: listed as unreadable, never a smaller fleet that reads as healthy.
+        self.put("reports/node-ok.json", self.diag_hot, "node-hot")
+        target = self.put("elsewhere/node-off.json", self.diag_off, "node-off")
+        os.symlink(target, os.path.join(self.dir, "reports", "node-off.json"))
+        os.symlink(target, os.path.join(self.dir, "reports", "again.json"))  # the same file: one node, read once
+        r = self.summary("--json", os.path.join(self.dir, "reports"))
+        d = json.loads(r.stdout)
+        self.assertEqual((d["nodes"], d["exit_code"], d["unreadable"]), (2, 3, []), r.stdout)
+        self.assertIn("node-off", d["needs_attention"]["hostnames"])
+        os.symlink(os.path.join(self.dir, "elsewhere"), os.path.join(self.dir, "reports", "rack7"))
+        os.symlink("nothing-here.json", os.path.join(self.dir, "reports", "gone.json"))
+        r = self.summary(os.path.join(self.dir, "reports"))
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("rack7: unreadable: a link to a folder, not followed (name it to read its reports)", r.stdout)
+        self.assertIn("gone.json: unreadable: a link to nothing", r.stdout)
+
     def test_json_lines_on_stdin_and_in_a_file(self):
         lines = [json.dumps(dict(self.diag_off, hostname=f"n{i:02d}")) for i in range(20)]
         lines.insert(5, '{"kind": "gpuwarm-diagnosis", "hostname": "cut')

@@ -262,6 +262,27 @@ class Lint(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("add - to the paths", r.stderr)
 
+    def test_links_in_a_folder_are_counted_and_listed_not_followed(self):
+        # A repository's link to a script elsewhere: not scanned (as grep -r and find do), but never in silence.
+        target = self.put("common/setup.sh", "nvidia-smi -pm 1\n")
+        self.put("scripts/clean.sh", "echo hello\n")
+        os.symlink(target, os.path.join(self.tree, "scripts", "setup.sh"))
+        os.symlink("/dev/null", os.path.join(self.tree, "scripts", "null.sh"))
+        scripts = os.path.join(self.tree, "scripts")
+        r = self.lint(scripts)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 finding(s) in 1 file(s) scanned; 2 link(s) not followed (--json lists them; name one to "
+                      "scan it)", r.stderr)
+        d = json.loads(self.lint("--json", scripts).stdout)
+        self.assertEqual(sorted((k["path"], k["note"]) for k in d["skipped"]),
+                         [(os.path.join(scripts, "null.sh"), "not followed: a link to something else (name it to scan it)"),
+                          (os.path.join(scripts, "setup.sh"), "not followed: a link to a file (name it to scan it)")])
+        # Named, it is read; a device behind a link is refused before it is opened.
+        self.assertEqual(self.lint(os.path.join(scripts, "setup.sh")).returncode, 3)
+        r = self.lint(os.path.join(scripts, "null.sh"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("null.sh: unreadable: not a regular file", r.stderr)
+
     def test_a_file_that_cannot_be_read_is_not_a_pass(self):
         # Skipped by design (binaries): noted, and the exit says what was scanned. Not readable at all (a FIFO or
         # device named, permission denied) or too large to scan: what it holds is unknown, so the exit is 1.
