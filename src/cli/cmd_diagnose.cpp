@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "core/exit_codes.h"
 #include "core/host.h"
+#include "core/strings.h"
 #include "nvml/errors.h"
 #include "output/diagnosis_output.h"
 #include "rules/rule.h"
@@ -111,7 +112,7 @@ std::function<int()> setup_diagnose(CLI::App& sub, const GlobalOptions& global) 
     }
     auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
     if (!loaded) {
-      std::cerr << "gpuwarm: error: " << loaded.error().message << "\n";
+      std::cerr << "gpuwarm: error: " << escape_control(loaded.error().message) << "\n";
       if (opts->json) {  // `| jq` gets a document either way, as from check, probe and watch
         std::cout << dump_json({{"kind", "gpuwarm-diagnosis"}, {"schema_version", 1}, {"hostname", host_name()},
                                 {"error", loaded.error().message}, {"exit_code", to_int(ExitCode::tool_error)}})

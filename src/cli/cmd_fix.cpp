@@ -246,7 +246,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     opts->collect.stand_aside = opts->dry_run;
     auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
     if (!loaded) {
-      std::cerr << "gpuwarm fix: " << loaded.error().message << "\n";
+      std::cerr << "gpuwarm fix: " << escape_control(loaded.error().message) << "\n";
       if (opts->json) {  // `| jq` gets a document either way
         std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},
                                 {"outcome", "error"}, {"changed", false}, {"reason", loaded.error().message},
@@ -263,8 +263,10 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       plan.notes.push_back(std::move(a));
     }
     if (!opts->snapshot_file.empty()) {
-      plan.notes.insert(plan.notes.begin(), "planned for the node recorded in " + opts->snapshot_file + " (" +
-                                                before.hostname + ", " + before.collected_at + ")");
+      // The recording's own strings on one line: notes keep their line breaks, these must not bring any.
+      plan.notes.insert(plan.notes.begin(), "planned for the node recorded in " + escape_control(opts->snapshot_file) +
+                                                " (" + escape_control(before.hostname) + ", " +
+                                                escape_control(before.collected_at) + ")");
     }
 
     std::vector<FixStepRecord> records;

@@ -200,7 +200,7 @@ int serve(MetricsOptions opts) {
     cache.get_async([reply = std::move(reply)](ScrapeCache::Body body) { reply(metrics_response(std::move(body))); });
   });
   if (!server) {
-    std::cerr << "gpuwarm metrics: " << server.error().message << "\n";
+    std::cerr << "gpuwarm metrics: " << escape_control(server.error().message) << "\n";
     return to_int(ExitCode::tool_error);
   }
   std::string where = address->text.substr(0, address->text.rfind(':'));
@@ -349,7 +349,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
     try {
       text = collect_metrics_text(*opts);
     } catch (const std::runtime_error& e) {
-      std::cerr << "gpuwarm metrics: " << e.what() << "\n";
+      std::cerr << "gpuwarm metrics: " << escape_control(e.what()) << "\n";
       return to_int(ExitCode::tool_error);
     }
     if (sub.get_option("--textfile")->count() == 0) {
@@ -364,7 +364,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
     // user it runs as where a site chown'd it.
     auto written = write_file_atomically(path, text, WriteOptions{"/", 0644, 0755, false, true});
     if (!written) {
-      std::cerr << "gpuwarm metrics: " << written.error().message << "\n";  // it names the path
+      std::cerr << "gpuwarm metrics: " << escape_control(written.error().message) << "\n";  // it names the path
       return to_int(ExitCode::tool_error);
     }
     return to_int(ExitCode::healthy);

@@ -5,6 +5,7 @@
 #include "cli/collect_options.h"
 #include "cli/command.h"
 #include "core/safe_write.h"
+#include "core/strings.h"
 #include "core/exit_codes.h"
 #include "snapshot/snapshot_json.h"
 
@@ -51,7 +52,7 @@ std::function<int()> setup_snapshot(CLI::App& sub, const GlobalOptions& /*global
     auto written = ec ? Result<void>(fail("cannot tell where " + opts->output + " is: " + ec.message()))
                       : write_file_atomically(absolute, text, WriteOptions{"/", 0644, 0755, false});
     if (!written) {
-      std::cerr << "gpuwarm: error: " << written.error().message << "\n";  // it names the path
+      std::cerr << "gpuwarm: error: " << escape_control(written.error().message) << "\n";  // it names the path
       return to_int(ExitCode::tool_error);
     }
     return 0;

@@ -4,6 +4,7 @@
 
 #include "core/exit_codes.h"
 #include "core/host.h"
+#include "core/strings.h"
 #include "probe/probe.h"
 #include "watch/watch.h"
 #include "snapshot/snapshot_json.h"
@@ -53,7 +54,8 @@ void answer_usage_errors_in_json(const CommandSpec& command) {
 }
 
 int usage_error_text(std::string_view command, std::string_view message) {
-  std::cerr << "gpuwarm: error: " << message << "\nRun `gpuwarm " << command << " --help` for its options.\n";
+  // The message may quote what was typed (a value, a path): escaped like any text gpuwarm did not write.
+  std::cerr << "gpuwarm: error: " << escape_control(message) << "\nRun `gpuwarm " << command << " --help` for its options.\n";
   return to_int(ExitCode::usage);
 }
 

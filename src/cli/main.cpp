@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
     global_option_error = global_option_error || message.rfind("--color", 0) == 0;
     known = known && !global_option_error;
     gpuwarm::usage_error_json(message);  // with --json, a document on stdout too (set only for a known command)
-    std::cerr << "gpuwarm: error: " << message << "\n";
+    std::cerr << "gpuwarm: error: " << gpuwarm::escape_control(message) << "\n";  // CLI11 quotes the values typed
     if (unknown_word) {
       if (std::string hint = suggestion(argv[1]); !hint.empty()) {
         std::cerr << "Did you mean `gpuwarm " << hint << "`?\n";
@@ -351,7 +351,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // Library code reports errors as values; reaching here is a bug, but it
     // still ends with a message and a documented code rather than abort().
-    std::cerr << "gpuwarm: internal error: " << e.what() << "\n";
+    std::cerr << "gpuwarm: internal error: " << gpuwarm::escape_control(e.what()) << "\n";
     code = gpuwarm::to_int(ExitCode::tool_error);
   }
   code = with_output_written(code, chosen);

@@ -184,6 +184,29 @@ std::optional<unsigned> hidden_control_at(std::string_view s, std::size_t i) {
   return std::nullopt;
 }
 
+// The length of the well-formed UTF-8 sequence at s[i] (2 to 4 bytes), or 0 when the bytes there are none: a
+// stray continuation byte, an overlong form, a surrogate, a sequence cut short. A lone byte 0x80-0x9F is an
+// 8-bit control (0x9B is CSI) to a terminal not in UTF-8 mode.
+std::size_t utf8_length_at(std::string_view s, std::size_t i) {
+  auto at = [&s, i](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+  auto continuation = [&at](std::size_t k) { return (at(k) & 0xc0u) == 0x80u; };
+  const unsigned lead = at(0);
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    return continuation(1) ? 2 : 0;
+  }
+  if (lead >= 0xe0 && lead <= 0xef) {
+    const bool overlong = lead == 0xe0 && at(1) < 0xa0;
+    const bool surrogate = lead == 0xed && at(1) >= 0xa0;
+    return continuation(1) && continuation(2) && !overlong && !surrogate ? 3 : 0;
+  }
+  if (lead >= 0xf0 && lead <= 0xf4) {
+    const bool overlong = lead == 0xf0 && at(1) < 0x90;
+    const bool too_high = lead == 0xf4 && at(1) >= 0x90;
+    return continuation(1) && continuation(2) && continuation(3) && !overlong && !too_high ? 4 : 0;
+  }
+  return 0;
+}
+
 }  // namespace
 
 std::string escape_control(std::string_view s) {
@@ -208,8 +231,15 @@ std::string escape_control(std::string_view s) {
         out += hex[(*hidden >> shift) & 15];
       }
       i += *hidden < 0x800 ? 1u : 2u;  // the rest of its 2- or 3-byte sequence
-    } else {
+    } else if (c < 0x80) {
       out += static_cast<char>(c);
+    } else if (const std::size_t length = utf8_length_at(s, i); length > 0) {
+      out.append(s.substr(i, length));
+      i += length - 1;
+    } else {  // not UTF-8: shown as the byte it is
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
     }
   }
   return out;

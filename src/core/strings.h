@@ -33,6 +33,7 @@ std::string printable(std::string_view s);
 // (U+0080..U+009F, which some terminals obey as escape sequences) become
 // \xNN / \u00NN; bidirectional controls (which reorder what is shown), U+2028/2029 and characters that
 // show as nothing (zero-width spaces and joiners, U+00AD, U+FEFF), which make one name look like another, \uNNNN.
+// Bytes that are not well-formed UTF-8 (a lone 0x9B is CSI to a terminal not in UTF-8 mode) become \xNN.
 // Printable text, UTF-8 included, is unchanged.
 std::string escape_control(std::string_view s);
 // The same for text of several lines that gpuwarm composed around untrusted parts: '\n' stays a line break.

@@ -217,6 +217,34 @@ class BlockingInput(Base):
             os.unlink(log)
 
 
+class DeepInput(Base):
+    def test_a_file_nested_deep_is_refused_not_a_crash(self):
+        # nlohmann parses without recursion, but dump() recurses: a value quoted in an error must not be dumped.
+        deep = "[" * 100000 + "]" * 100000
+        cases = {"snapshot": ('{"kind":"gpuwarm-snapshot","schema_version":%s}', ["diagnose", "--snapshot"], 1,
+                              "snapshot schema_version a list is not supported"),
+                 "watch": ('{"kind":"gpuwarm-watch","schema_version":%s}', ["watch", "--replay"], 1,
+                           "unsupported watch schema_version a list"),
+                 "failure": ('{"error":%s}', ["watch", "--replay"], 1, "a watch that did not run: a list"),
+                 "probe": ('{"kind":"gpuwarm-probe","schema_version":%s}', ["probe", "--compare"], 1,
+                           "probe schema_version a list is not supported")}
+        for name, (shape, args, code, says) in cases.items():
+            path = os.path.join(self.tmp, name + ".json")
+            with open(path, "w") as f:
+                f.write(shape % deep)
+            r = self.raw([*args, path])
+            self.assertEqual(r.returncode, code, name + r.stderr)
+            self.assertIn(says, r.stderr, name)
+        # A long string is quoted cut, not echoed whole.
+        path = os.path.join(self.tmp, "long.json")
+        with open(path, "w") as f:
+            json.dump({"kind": "gpuwarm-snapshot", "schema_version": "v" * 100000}, f)
+        r = self.raw(["diagnose", "--snapshot", path])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn('schema_version "' + "v" * 40 + '..." is not supported', r.stderr)
+        self.assertLess(len(r.stderr), 500)
+
+
 class Terminal(Base):
     def test_escape_sequences_in_reports_are_shown_not_obeyed(self):
         evil = "node\x1b]0;pwned\x07\x1b[2J\x9b"
@@ -243,6 +271,21 @@ class Terminal(Base):
         r = self.raw(["diagnose", "--snapshot", path])
         self.assertNotIn("\x1b", r.stdout)
         self.assertIn("h\\x1b[2Jost", r.stdout)
+        # Planned from it: the recording's strings stay on the note's line.
+        r = self.raw(["fix", "--dry-run", "--snapshot", path])
+        note = [l for l in r.stdout.splitlines() if "planned for the node recorded in" in l]
+        self.assertEqual(len(note), 1, r.stdout)
+        self.assertIn("(h\\x1b[2Jost, ", note[0])
+        snap["hostname"] = "two\nlines"
+        with open(path, "w") as f:
+            json.dump(snap, f)
+        r = self.raw(["fix", "--dry-run", "--snapshot", path])
+        self.assertIn("(two\\x0alines, ", r.stdout)
+        # What was typed, quoted back in an error, is escaped too.
+        r = self.raw(["watch", "--interval", "\x1b]0;T\x07"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('--interval: cannot read "\\x1b]0;T\\x07" as a duration', r.stderr)
+        self.assertNotIn("\x1b", r.stderr)
 
 
 class SnapshotOutput(unittest.TestCase):

@@ -36,7 +36,14 @@ TEST(Strings, EscapeControlLeavesTextAndEscapesWhatATerminalObeys) {
       {"\xe2\x80\x8e\xe2\x80\x8f\xd8\x9c", "\\u200e\\u200f\\u061c"},
       {"line\xe2\x80\xa8para\xe2\x80\xa9", "line\\u2028para\\u2029"},  // separators some viewers break at
       {"\xe2\x80\x94 dash, \xe2\x80\xa6", "\xe2\x80\x94 dash, \xe2\x80\xa6"},  // U+2014, U+2026 stay
-      {"cut \xe2\x80", "cut \xe2\x80"},  // a sequence cut short is left as it is
+      // Not UTF-8: each byte as it is. A lone 0x9B is CSI to a terminal outside UTF-8 mode.
+      {"cut \xe2\x80", "cut \\xe2\\x80"},
+      {"e\x9b" "2J\x9b" "31mRED", "e\\x9b2J\\x9b31mRED"},
+      {"latin-1 caf\xe9!", "latin-1 caf\\xe9!"},
+      {"overlong \xc0\xaf \xe0\x80\xaf", "overlong \\xc0\\xaf \\xe0\\x80\\xaf"},
+      {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80"},
+      {"past U+10FFFF \xf4\x90\x80\x80 \xf5", "past U+10FFFF \\xf4\\x90\\x80\\x80 \\xf5"},
+      {"emoji \xf0\x9f\x94\xa5 \xf4\x8f\xbf\xbf", "emoji \xf0\x9f\x94\xa5 \xf4\x8f\xbf\xbf"},  // 4 bytes stay
       // What shows as nothing: "node1" and "node1" + ZWSP must not read alike.
       {"node1\xe2\x80\x8b", "node1\\u200b"},
       {"\xe2\x80\x8c\xe2\x80\x8d\xe2\x81\xa0\xe2\x81\xa4", "\\u200c\\u200d\\u2060\\u2064"},
