@@ -74,25 +74,32 @@ exit 0
 POLICY
     placed_policy=1
   fi
+  # The test daemons this run installs are stopped and disabled however the install ends: one that failed or was
+  # interrupted part way has configured (and enabled) some of them already.
+  quiet_test_daemons() {
+    local p
+    for p in "${missing[@]}"; do
+      case $p in
+        prometheus | prometheus-node-exporter | slurmctld | slurmd | munge)
+          [[ -e /lib/systemd/system/$p.service || -e /usr/lib/systemd/system/$p.service ]] || continue
+          # Stopped in case a policy-rc.d of this machine's own let it start; systemctl edits the links without
+          # a running systemd too, and the packages' upgrades keep a unit disabled.
+          if [[ -d /run/systemd/system ]]; then
+            "${as_root[@]}" systemctl stop "$p.service" 2>/dev/null || true
+          fi
+          "${as_root[@]}" systemctl disable --quiet "$p.service" 2>/dev/null || true
+          echo "setup: installed $p for the tests, its service stopped and disabled"
+          ;;
+      esac
+    done
+  }
   remove_policy() { if ((placed_policy)); then "${as_root[@]}" rm -f "$policy"; fi; }
-  trap remove_policy EXIT
+  trap 'quiet_test_daemons; remove_policy' EXIT
   "${as_root[@]}" apt-get update -qq
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  quiet_test_daemons
   remove_policy
   trap - EXIT
-  for p in "${missing[@]}"; do
-    case $p in
-      prometheus | prometheus-node-exporter | slurmctld | slurmd | munge)
-        # Stopped in case a policy-rc.d of this machine's own let it start; systemctl edits the links without
-        # a running systemd too, and the packages' upgrades keep a unit disabled.
-        if [[ -d /run/systemd/system ]]; then
-          "${as_root[@]}" systemctl stop "$p.service" 2>/dev/null || true
-        fi
-        "${as_root[@]}" systemctl disable --quiet "$p.service" 2>/dev/null || true
-        echo "setup: installed $p for the tests, its service stopped and disabled"
-        ;;
-    esac
-  done
 fi
 
 tests=ON

@@ -171,15 +171,20 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
       if (::stat(candidate.path.c_str(), &st) != 0) {
         continue;  // the usual case: not this layout
       }
+      if (!S_ISREG(st.st_mode)) {  // a FIFO there would block dlopen, a device act on being opened
+        passed_over.push_back(candidate.path + ": not a regular file");
+        continue;
+      }
       if (::geteuid() == 0) {
         // Check the file we will load, not a name that could be swapped
-        // between the check and dlopen: open, check the open file, load it
+        // between the check and dlopen: open it once its type is checked, check the open file, load it
         // through /proc/self/fd.
-        fd = ::open(candidate.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-          passed_over.push_back(candidate.path + ": cannot open");
+        auto opened = open_for_reading(candidate.path, k_regular);
+        if (!opened) {
+          passed_over.push_back(opened.error().message);
           continue;
         }
+        fd = *opened;
         real = fd_path(fd);
         if (std::string why = real.empty() ? "cannot resolve" : unsafe_for_root(fd, real); !why.empty()) {
           passed_over.push_back(candidate.path + ": not loaded as root: " + why);

@@ -108,6 +108,21 @@ class DriverLocations(Node):
         self.assertTrue(any("writable by group or others" in p for p in nvml["library_passed_over"]),
                         nvml["library_passed_over"])
 
+    def test_a_fifo_or_device_where_a_library_belongs_is_passed_over_unopened(self):
+        # A root is anyone's (a container's image): opening a FIFO there blocks, a device acts on being opened.
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        os.makedirs(self.root.p("/run/opengl-driver/lib"), exist_ok=True)
+        os.mkfifo(self.root.p("/run/opengl-driver/lib/libnvidia-ml.so.1"))
+        install_fake_nvml(self.root, "/usr/local/nvidia/lib64")
+        start = time.monotonic()
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0), h.gpu(1)]), nvml=False)
+        self.assertLess(time.monotonic() - start, 10)
+        self.assertEqual(rc, 0, d["findings"])
+        nvml = d["snapshot"]["nvml"]
+        self.assertIn("/usr/local/nvidia/lib64", nvml["library_found_by"])
+        self.assertIn(self.root.p("/run/opengl-driver/lib/libnvidia-ml.so.1") + ": not a regular file",
+                      nvml["library_passed_over"])
+
     def test_none_found_says_where_it_looked(self):
         self.root.driver().daemon_binary().kmsg()
         rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False)
