@@ -12,7 +12,9 @@
 # With $OUT set, everything printed also goes to $OUT/multi_gpu.log, `gpuwarm probe`'s run to
 # $OUT/probe.json, and probe_modes' raw JSON of every run and its log to $OUT/probe_modes/.
 # Expected: ~2 min on 8 x H200 with persistence on (~300 ms per GPU and stage set). On fake GPUs of that
-# speed (cuInit 150, retain 120, release 60 ms, serialized across processes): 28 s for 2 GPUs, 93 s for 8.
+# speed (cuInit 150, retain 120, release 60 ms, serialized across processes): ~32 s for 2 GPUs, ~145 s for 8.
+# Not covered: the before/after of enabling persistence. It changes no setting, and the lent GPUs run with
+# persistence Enabled (the legacy flag, FACTS.md 0b): every figure is the persistence-on side. It says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-5}
@@ -24,6 +26,10 @@ main() {
   echo "== budget ${budget} s, probes --timeout ${probe_timeout} s, ${rounds} rounds; files ${OUT:-not kept (\$OUT unset)}"
   nvidia-smi -L || true
   nvidia-smi --query-gpu=index,name,driver_version,persistence_mode,mig.mode.current --format=csv,noheader || true
+  local persistence
+  persistence=$(nvidia-smi --query-gpu=persistence_mode --format=csv,noheader 2>/dev/null | sort -u | paste -sd/ -)
+  local unmeasured="before/after of enabling persistence: NOT measured (persistence reads ${persistence:-unread} here and this script changes no setting): the figures are that side only"
+  echo "== $unmeasured"
   local modes_rc=0 probe_rc=0 saved cap
   saved=$(mktemp -d /tmp/gpuwarm-probe.XXXXXX)  # private (0700): probe --save refuses a folder others can write
   cap=$(( budget / 3 ))
@@ -35,6 +41,7 @@ main() {
   python3 -u bench/probe_modes.py --gpuwarm "$gpuwarm" --rounds "$rounds" --contention \
     --probe-timeout "$probe_timeout" --budget $(( b = budget - SECONDS - 15, b > 30 ? b : 30 )) || modes_rc=$?
   echo "== done in ${SECONDS} s: gpuwarm probe exit $probe_rc, probe_modes exit $modes_rc$([ "$modes_rc" = 1 ] && echo ' (some runs failed: its ! lines)')${OUT:+; files in $OUT}"
+  echo "== $unmeasured"
   [ "$modes_rc" = 0 ] && [ "$probe_rc" = 0 ]
 }
 

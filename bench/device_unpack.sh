@@ -8,7 +8,7 @@ gpuwarm=$dest/bin/gpuwarm
 export PATH=$PATH:/usr/local/nvidia/bin
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/nvidia/lib64  # no empty entry: the loader reads it as the working directory
 # Every run says where, when and which build; `module` is the loaded kernel module's version ("" without one).
-echo "== $(hostname) $(date -u +%FT%TZ) $("$gpuwarm" --version | head -n1)"
+echo "== $(hostname) $(date -u +%FT%TZ) $("$gpuwarm" --version | head -n2 | tr '\n' ' ')"  # version and commit
 module=$(head -n1 /proc/driver/nvidia/version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\(\.[0-9]\+\)\?' | head -n1 || true)
 echo "== kernel module ${module:-(none loaded)}"
 

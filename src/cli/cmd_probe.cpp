@@ -180,7 +180,13 @@ void collect_children(std::vector<Child>& children) {
       return;
     }
     int n = ::poll(fds.data(), fds.size(), wait_ms);
-    if (n < 0 && errno != EINTR) {
+    if (n < 0 && errno != EINTR) {  // cannot wait for them any more: each ends killed, as a failure
+      const std::string why = std::string("cannot wait for the probe child: poll: ") + std::strerror(errno);
+      for (Child* c : owners) {
+        finish_child(*c, /*timed_out=*/true);
+        c->probe->timed_out = false;
+        c->probe->child_error = why;
+      }
       return;
     }
     for (std::size_t i = 0; i < fds.size(); ++i) {
@@ -287,8 +293,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->type_name("[FILE]");
   sub.add_option("--gpu", opts->gpus, "Probe only this GPU (NVML index or UUID); repeatable")->type_name("ID");
   auto* parallel = sub.add_flag("--parallel", opts->parallel,
-                                "Probe every GPU at once: quicker, but each GPU's stages then include waiting "
-                                "for the others (the driver serializes initialization across processes)");
+                                "Probe every GPU at once: quicker, but each GPU's stages may then include "
+                                "waiting for the others (reported on 2 x H200: the driver serialized "
+                                "initialization across processes)");
   sub.add_flag("--sequential", opts->sequential)->group("")->excludes(parallel);  // the default; schema 1's flag
   auto* node = sub.add_flag("--node", opts->node_only,
                             "Only what a job pays to start every GPU, as one process and as a process per GPU "
@@ -313,9 +320,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.footer(
       "Per GPU: a fresh child process with CUDA_VISIBLE_DEVICES=GPU-<uuid> times loading libcuda.so.1,\n"
       "nvmlInit, cuInit, getting the device, retaining the primary context, a 1 MiB allocation +\n"
-      "synchronize, and the release. GPUs are probed one at a time: as reported on 2 x H200 (and seen with\n"
-      "two probes of one H200), the driver serializes cuInit and context creation across processes, so\n"
-      "probes run together inflate each other's stages (--parallel does that, and says so).\n\n"
+      "synchronize, and the release. GPUs are probed one at a time: as reported on 2 x H200, the driver\n"
+      "serialized cuInit and context creation across processes (two probes of one H200 retained their\n"
+      "contexts 1.8x slower together), so probes run together may inflate each other's stages (--parallel\n"
+      "does that, and says so).\n\n"
       "What a job pays (with two or more GPUs, or --node): from launch until every GPU has a context and a\n"
       "synchronized allocation, started as one process that starts every GPU in turn (a multi-GPU training\n"
       "process) and as a process per GPU launched together, each limited to its GPU (CUDA_VISIBLE_DEVICES\n"
@@ -420,8 +428,27 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       return false;
     };
     std::vector<GpuProbe> selected_gpus;
+    // Selected but not probeable (NVML gave no handle, or no UUID to point CUDA_VISIBLE_DEVICES at): failures
+    // shown as such, never a smaller node that exits 0.
+    std::vector<GpuProbe> unprobeable;
+    std::string unprobeable_why;  // the first one's, for the job starts and a run with nothing to probe
     for (const auto& g : nvml_facts.gpus) {
-      if (g.handle_error.empty() && g.uuid.has() && selected(g)) {
+      if (selected(g) && (!g.handle_error.empty() || !g.uuid.has())) {
+        GpuProbe p;
+        p.index = g.index;
+        p.uuid = g.uuid.value_or("");
+        p.pci_bus_id = g.pci_bus_id.value_or("");
+        const std::string why = !g.handle_error.empty()
+                                    ? "NVML gave no handle for it (" + g.handle_error + ")"
+                                    : "its UUID could not be read through NVML (" + g.uuid.missing + ")";
+        p.child_error = "not probed: " + why;
+        if (unprobeable.empty()) {
+          unprobeable_why = fmt::format("GPU {} {}", g.index, why);
+        }
+        unprobeable.push_back(std::move(p));
+        continue;
+      }
+      if (selected(g)) {
         GpuProbe p;
         p.index = g.index;
         p.uuid = *g.uuid;
@@ -449,8 +476,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     }
     if (selected_gpus.empty()) {
       return give_up(ExitCode::tool_error,
-                     std::string("no GPU to probe") +
-                         (opts->gpus.empty() ? " (NVML sees none)" : ": each GPU --gpu names gave no handle or UUID"));
+                     unprobeable.empty() ? std::string("no GPU to probe (NVML sees none)")
+                                         : "no GPU to probe: " + unprobeable_why);
     }
 
     auto start = Clock::now();
@@ -459,7 +486,11 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     }
     // A job's start: measured where it differs from one GPU's (two or more GPUs), or when asked; not when
     // a GPU already hung alone (every job start would wait out its timeout too).
-    const bool want_jobs = opts->node_only || (!opts->per_gpu_only && selected_gpus.size() >= 2);
+    const bool jobs_asked = opts->node_only || (!opts->per_gpu_only && selected_gpus.size() + unprobeable.size() >= 2);
+    if (jobs_asked && !unprobeable.empty()) {
+      run.jobs_skipped = "not probed: " + unprobeable_why + "; a job on the other GPUs is not this node's start";
+    }
+    const bool want_jobs = jobs_asked && unprobeable.empty();
     // Rounds interleave the per-GPU table and the job starts, so a drift over time (another tenant, clocks
     // settling) spreads over every figure alike.
     // The two ways a job starts, copied fresh for every round.
@@ -529,6 +560,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       for (const auto& rounds : gpu_rounds) {
         run.gpus.push_back(median_round(rounds));
       }
+      run.gpus.insert(run.gpus.end(), unprobeable.begin(), unprobeable.end());
+      std::stable_sort(run.gpus.begin(), run.gpus.end(),
+                       [](const GpuProbe& a, const GpuProbe& b) { return a.index < b.index; });
     }
     for (const auto& rounds : job_rounds) {
       if (!rounds.empty()) {
@@ -538,7 +572,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     run.job_rounds = job_rounds.empty() ? 0 : static_cast<unsigned>(job_rounds.front().size());
     run.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 
-    bool all_ok = std::all_of(run.gpus.begin(), run.gpus.end(), probe_ok) &&
+    bool all_ok = unprobeable.empty() && std::all_of(run.gpus.begin(), run.gpus.end(), probe_ok) &&
                   std::all_of(run.jobs.begin(), run.jobs.end(), job_ok);
     // Saved first, so that the report printed says how the run ended, a baseline not written included.
     std::string save_error;

@@ -198,6 +198,15 @@ Result<void> read_probe(element doc, NodeReport& out) {
       }
     }
   }
+  // Job starts attempted but not measured (a GPU hung alone, or could not be probed): the node's job start is
+  // unknown now, never an older probe's figure; and the probe failed.
+  if (std::string_view why; doc["jobs_skipped"].get(why) == SUCCESS && !why.empty()) {
+    out.jobs_measured = true;
+    out.probe_failed = true;
+  }
+  if (bool changed = false; doc["compare_persistence"]["changed"].get(changed) == SUCCESS) {
+    out.persistence_changed = changed;
+  }
   array compare_jobs;
   if (doc["compare_jobs"].get(compare_jobs) == SUCCESS) {
     for (element j : compare_jobs) {
@@ -365,10 +374,24 @@ struct ColdStart {
   std::size_t nodes = 0;
 };
 
+// A baseline's figure is a "before" of enabling persistence only where persistence read otherwise then: a node
+// compared across another change (a driver update, a warmer room) is listed apart, not folded into the median.
+bool before_is_persistence_off(const NodeState& n) { return n.persistence_changed == true; }
+
+bool has_before(const NodeState& n) {
+  const auto& b = n.job_before_ms;
+  return !n.cold_before_ms.empty() || b.one_process || b.process_per_gpu || b.process_per_gpu_all_visible;
+}
+
+bool before_without_persistence_change(const NodeState& n) { return has_before(n) && !before_is_persistence_off(n); }
+
 ColdStart cold_start(const FleetSummary& s, std::vector<double> NodeState::*field) {
   std::vector<double> all;
   ColdStart c;
   for (const auto& n : s.nodes) {
+    if (field == &NodeState::cold_before_ms && !before_is_persistence_off(n)) {
+      continue;
+    }
     const auto& v = n.*field;
     if (!v.empty()) {
       ++c.nodes;
@@ -394,6 +417,9 @@ JobStartMedian job_start(const FleetSummary& s, JobStartMs NodeState::*when, std
   std::vector<double> all;
   JobStartMedian m;
   for (const auto& n : s.nodes) {
+    if (when == &NodeState::job_before_ms && !before_is_persistence_off(n)) {
+      continue;
+    }
     if (const auto& v = n.*when.*how) {
       all.push_back(*v);
       if (n.job_gpus) {
@@ -726,6 +752,7 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
         n.cold_before_ms = std::move(r.cold_before_ms);
         n.cold_after_ms = std::move(r.cold_after_ms);
         n.per_gpu_parallel = r.per_gpu_parallel;
+        n.persistence_changed = r.persistence_changed;
       }
       // The newest probe that measured job starts says what they are now, failures (no figure) included, and
       // what they were before only if it compared them: as for the per-GPU figures, never one probe's
@@ -734,6 +761,7 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
         n.job_after_ms = r.job_after_ms;
         n.job_gpus = r.job_gpus;
         n.job_before_ms = r.jobs_compared ? r.job_before_ms : JobStartMs{};
+        n.persistence_changed = r.persistence_changed;
       }
       if (r.kind == ReportKind::probe) n.probe_failed = r.probe_failed;
       // A verification speaks until a newer diagnosis or fix says what the node is.
@@ -803,13 +831,18 @@ std::string render_text(const FleetSummary& s, const Style& style) {
   ColdStart before = cold_start(s, &NodeState::cold_before_ms);
   ColdStart after = cold_start(s, &NodeState::cold_after_ms);
   if (before.median_ms || after.median_ms) {
-    out += fmt::format("Cold start (first CUDA call), median per GPU: before {}, after {}\n", cold_text(before),
+    out += fmt::format("Cold start (a fresh process's CUDA start, probe TOTAL), median per GPU: before {}, after {}\n", cold_text(before),
                        cold_text(after));
   }
   if (auto contended = hostnames_where(s, [](const NodeState& n) { return n.per_gpu_parallel; }); !contended.empty()) {
     out += fmt::format("Per-GPU figures taken in parallel (contended), left out of the median: {} ({}); probe "
                        "them again without --parallel\n",
                        contended.size(), name_list(contended));
+  }
+  if (auto other = hostnames_where(s, before_without_persistence_change); !other.empty()) {
+    out += fmt::format("Before/after left out, as persistence read the same in both probes (or was not read): {} "
+                       "({}); compare a baseline taken with persistence off\n",
+                       other.size(), name_list(other));
   }
   for (auto [how, title] : {std::pair{&JobStartMs::one_process, "one process, every GPU"},
                             std::pair{&JobStartMs::process_per_gpu, "a process per GPU"},
@@ -909,6 +942,7 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"job_start_before_ms", job_start_node_json(n.job_before_ms)},
                      {"job_start_after_ms", job_start_node_json(n.job_after_ms)},
                      {"job_start_gpus", optional_json(n.job_gpus)},
+                     {"persistence_changed", optional_json(n.persistence_changed)},
                      {"probe_failed", n.probe_failed},
                      {"verify_failed", n.verify_failed},
                      {"reports", n.reports},
@@ -927,6 +961,7 @@ nlohmann::json render_json(const FleetSummary& s) {
           {"probe_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.probe_failed; }))},
           {"verify_failed", host_set(hostnames_where(s, [](const NodeState& n) { return n.verify_failed; }))},
           {"per_gpu_parallel", host_set(hostnames_where(s, [](const NodeState& n) { return n.per_gpu_parallel; }))},
+          {"before_without_persistence_change", host_set(hostnames_where(s, before_without_persistence_change))},
           {"needs_attention", host_set(hostnames_where(s, needs_attention))},
           {"cold_start_ms",
            {{"before", cold_json(cold_start(s, &NodeState::cold_before_ms))},

@@ -564,9 +564,9 @@ std::string compose_probe_text(const ProbeRun& run) {
     }
     if (run.method == k_method_parallel) {
       out += fmt::format(
-          "gpuwarm probe · {} GPU(s) in parallel, {:.0f} ms wall{}. Each GPU's stages include waiting for the\n"
-          "others (the driver serializes initialization across processes); without --parallel each GPU is\n"
-          "probed alone.\n",
+          "gpuwarm probe · {} GPU(s) in parallel, {:.0f} ms wall{}. Each GPU's stages may include waiting\n"
+          "for the others (reported on 2 x H200: the driver serialized initialization across processes);\n"
+          "without --parallel each GPU is probed alone.\n",
           run.gpus.size(), run.wall_ms, rounds_text);
     } else {
       out += fmt::format("gpuwarm probe · {} GPU(s), each probed alone, one at a time, {:.0f} ms wall{}\n",
@@ -629,6 +629,13 @@ std::string compose_probe_text(const ProbeRun& run) {
   out += t.render();
   out += "\nStages: those of the last process to be ready, summed over its GPUs. READY counts from launch,\n"
          "so it includes starting the process.\n";
+  const bool all_visible_timed = std::any_of(run.jobs.begin(), run.jobs.end(), [](const JobStart& j) {
+    return j.method == k_job_process_per_gpu_all_visible;
+  });
+  if (!all_visible_timed && run.jobs.front().gpus >= 2) {
+    out += "A process per GPU here sees only its own GPU (MPI, srun --gpu-bind); torchrun's default, each\n"
+           "process seeing every GPU, is timed with --all-visible.\n";
+  }
   if (auto alone = slowest_isolated_ready_ms(run); alone && *alone > 0) {
     std::string ratios;
     for (const auto& j : run.jobs) {
@@ -637,8 +644,8 @@ std::string compose_probe_text(const ProbeRun& run) {
       }
     }
     if (!ratios.empty()) {
-      out += fmt::format("Against the slowest GPU started alone, also from launch to ready ({:.1f} ms; its TOTAL "
-                         "above leaves out the launch and adds the release): {}.\n",
+      out += fmt::format("Against the slowest GPU started alone, also from launch to ready ({:.1f} ms, in the round "
+                         "shown; its TOTAL above leaves out the launch and adds the release): {}.\n",
                          *alone, ratios);
     }
   }
@@ -749,15 +756,16 @@ std::string compose_compare_text(const ProbeRun& before, const ProbeRun& after) 
   out += "\n";
   const bool comparable = per_gpu_comparable(before, after);
   auto method_text = [](const std::string& m) {
-    return m == k_method_parallel ? "all GPUs in parallel" : m == k_method_isolated ? "one GPU at a time" : "not taken";
+    return m == k_method_parallel ? "with all GPUs in parallel" : m == k_method_isolated ? "one GPU at a time" : "by no method";
   };
   if (!same_node(before, after)) {
     out += fmt::format("The baseline is from another node ({}): no change is shown (save a baseline on this one).\n\n",
                        before.hostname);
   } else if (!comparable && !before.gpus.empty() && !after.gpus.empty()) {
     out += fmt::format(
-        "The baseline's per-GPU figures were taken {}, these {}: their difference mixes the method with\n"
-        "persistence, so no change is shown per GPU (save a new baseline, or compare the job starts).\n\n",
+        "The baseline's per-GPU figures were taken {}, these {}:\n"
+        "their difference mixes the method with persistence, so no change is shown per GPU (save a new\n"
+        "baseline, or compare the job starts).\n\n",
         method_text(before.method), method_text(after.method));
   }
   for (const auto& g : after.gpus) {

@@ -403,7 +403,7 @@ class AnsibleRollout(unittest.TestCase):
             probe = json.load(f)  # before the fix every GPU paid the slow init; after it, none did
         self.assertEqual(probe["node"], "node-off")
         self.assertTrue(all(g["before_total_ms"] > 400 and g["after_total_ms"] < 200 for g in probe["compare"]), probe)
-        self.assertIn("Cold start (first CUDA call), median per GPU: before", out)
+        self.assertIn("Cold start (a fresh process's CUDA start, probe TOTAL), median per GPU: before", out)
         self.assertFalse(os.path.exists(os.path.join(self.reports, "node-hot.probe.json")))  # routed: not probed
         self.assertIn("Nodes pending reboot: 1 (node-reboot)", out)
         summary = subprocess.run([self.binary, "fleet-summary", "--json", self.reports], capture_output=True, text=True)

@@ -51,11 +51,12 @@ class FleetSummary(unittest.TestCase):
         cuda = os.path.join(cls.tmp, "cuda.json")
         nvml = os.path.join(cls.tmp, "nvml.json")
         baseline = os.path.join(cls.tmp, "baseline.json")
-        with open(nvml, "w") as f:
-            json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
         lib = ["--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
                "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")]
-        for delay, extra in ((slow_ms, ["--save", baseline]), (5, ["--compare", baseline, "--json"])):
+        # The baseline with persistence off (slow), the run after enabling it (fast): a rollout's before/after.
+        for delay, persistence, extra in ((slow_ms, 0, ["--save", baseline]), (5, 1, ["--compare", baseline, "--json"])):
+            with open(nvml, "w") as f:
+                json.dump(h.scenario([h.gpu(0, persistence=persistence), h.gpu(1, persistence=persistence)]), f)
             with open(cuda, "w") as f:
                 json.dump({"*": {"delay_ms": {"cuInit": delay}}}, f)
             r = h.run(["probe", *lib, *extra], extra_env={"FAKE_CUDA_SCENARIO": cuda, "FAKE_NVML_SCENARIO": nvml},

@@ -6,6 +6,7 @@ error codes, a hang), plus baselines saved and compared."""
 import json
 import re
 import os
+import sys
 import shutil
 import subprocess
 import tempfile
@@ -57,6 +58,31 @@ class Probe(unittest.TestCase):
     def probe_json(self, cuda_scenario, *args, gpus=None):
         r = self.probe(cuda_scenario, "--json", *args, gpus=gpus)
         return r.returncode, json.loads(r.stdout)
+
+    def test_a_gpu_nvml_cannot_hand_over_is_a_failure_not_a_smaller_node(self):
+        # A lost GPU (no handle) or one whose UUID NVML does not give: listed as not probed, no job start timed
+        # on the others (it would not be this node's start), and exit 1.
+        lost = dict(h.gpu(2), handle_return=15)
+        no_uuid = {k: v for k, v in h.gpu(1).items() if k != "uuid"}
+        for gpus, index, says in (([h.gpu(0), h.gpu(1), lost], 2, "NVML gave no handle for it (GPU_IS_LOST"),
+                                  ([h.gpu(0), no_uuid], 1, "its UUID could not be read through NVML")):
+            rc, d = self.probe_json({}, gpus=gpus)
+            self.assertEqual(rc, 1, d)
+            self.assertEqual([g["index"] for g in d["gpus"]], list(range(len(gpus))))
+            failed = d["gpus"][index]
+            self.assertFalse(failed["ok"])
+            self.assertIn("not probed: " + says, failed["child_error"])
+            self.assertEqual(d["jobs"], [])
+            self.assertIn(f"not probed: GPU {index} " + says, d["jobs_skipped"])
+            r = self.probe({}, gpus=gpus)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("What a job pays was not measured: not probed: GPU", r.stdout)
+        # Named with --gpu: the same failure, not a run of the other GPU alone.
+        rc, d = self.probe_json({}, "--gpu", "0", "--gpu", "2", gpus=[h.gpu(0), h.gpu(1), lost])
+        self.assertEqual((rc, [g["ok"] for g in d["gpus"]]), (1, [True, False]), d)
+        rc, d = self.probe_json({}, "--gpu", "2", gpus=[h.gpu(0), h.gpu(1), lost])
+        self.assertEqual(rc, 1, d)
+        self.assertIn("no GPU to probe: GPU 2 NVML gave no handle", d["error"])
 
     def test_rounds_show_the_median_round_and_the_range(self):
         # cuInit waits 100, 900, then 400 ms in successive children: the round shown is the 400 ms one.
@@ -209,20 +235,50 @@ class Probe(unittest.TestCase):
         self.assertEqual(rc, 0)
         for g in d["gpus"]:
             self.assertLess(next(s["ms"] for s in g["stages"] if s["name"] == "cu_init"), 750, g)  # its own
+        # The text states the method it used, as the JSON's "method" does.
+        self.assertIn("2 GPU(s), each probed alone, one at a time", self.probe(sc, "--per-gpu").stdout)
         r = self.probe(sc, "--parallel", "--per-gpu")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("in parallel", r.stdout)
-        self.assertIn("include waiting for the", r.stdout)
+        self.assertIn("may include waiting", r.stdout)
         rc, d = self.probe_json(sc, "--parallel", "--per-gpu")
         cu_init = sorted(next(s["ms"] for s in g["stages"] if s["name"] == "cu_init") for g in d["gpus"])
         # The second waited for the first (1200 ms less however much later it started): the distortion.
         self.assertGreaterEqual(cu_init[1], 800, cu_init)
+
+    def test_the_bench_script_for_issue_20_runs_through_against_the_fakes(self):
+        # bench/probe_modes.py runs once, unattended, on a lent machine with several GPUs: kept working here.
+        lock = os.path.join(self.tmp, "driver.lock")
+        cuda = os.path.join(self.tmp, "cuda.json")
+        nvml = os.path.join(self.tmp, "nvml.json")
+        with open(cuda, "w") as f:
+            json.dump({"*": {"delay_ms": {"cuInit": 150, "cuDevicePrimaryCtxRetain": 120}, "serialize": lock}}, f)
+        with open(nvml, "w") as f:
+            json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
+        r = subprocess.run([sys.executable, os.path.join(h.SOURCE_DIR, "bench", "probe_modes.py"), "--gpuwarm", h.BIN,
+                            "--rounds", "1", "--contention", "--budget", "60", "--",
+                            "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                            "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, FAKE_CUDA_SCENARIO=cuda, FAKE_NVML_SCENARIO=nvml))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # The serializing fake: parallel per-GPU probing distorts (about 2x), the isolated default does not.
+        ratio = re.search(r"parallel per-GPU probe, wall .*?= (\d+\.\d+)x the slowest GPU alone", r.stdout)
+        self.assertIsNotNone(ratio, r.stdout)
+        self.assertGreater(float(ratio.group(1)), 1.5)
+        for line in ("one process, every GPU", "a process per GPU (2)", "a process per GPU, each seeing all",
+                     "contention on GPU 0", "3 of 3 probe runs, 3 of 3 contention children succeeded"):
+            self.assertIn(line, r.stdout)
 
     def test_a_job_start_both_ways(self):
         lock = os.path.join(self.tmp, "driver.lock")
         sc = {"*": {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 100}, "serialize": lock}}
         rc, d = self.probe_json(sc)
         self.assertEqual(rc, 0, d)
+        # Which process-per-GPU start that is, and how to time torchrun's: said under the table.
+        text = self.probe({"*": {}}).stdout
+        self.assertIn("A process per GPU here sees only its own GPU (MPI, srun --gpu-bind); torchrun's default", text)
+        self.assertNotIn("torchrun's default", self.probe({"*": {}}, "--all-visible").stdout)
         self.assertEqual([j["method"] for j in d["jobs"]], ["one-process", "process-per-gpu"])
         one, each = d["jobs"]
         self.assertEqual((one["gpus"], len(one["processes"])), (2, 1))
@@ -251,8 +307,8 @@ class Probe(unittest.TestCase):
         r = self.probe(sc)
         self.assertIn("What a job pays to start 2 GPU(s)", r.stdout)
         self.assertRegex(r.stdout, r"one process, every GPU\s+\d+\.\d\s+\d+\.\d\s+6\d\d\.\d")
-        self.assertRegex(r.stdout, r"Against the slowest GPU started alone, also from launch to ready \(\d+\.\d ms; its "
-                                   r"TOTAL above leaves out the launch and adds the release\): one process, every GPU "
+        self.assertRegex(r.stdout, r"Against the slowest GPU started alone, also from launch to ready \(\d+\.\d ms, in the "
+                                   r"round shown; its TOTAL above leaves out the launch and adds the release\): one process, every GPU "
                                    r"\d\.\d\dx; a process per GPU \(2\) \d\.\d\dx\.")
 
     def test_all_visible_times_each_process_seeing_every_gpu(self):
@@ -640,7 +696,9 @@ class Probe(unittest.TestCase):
         os.mkdir(os.path.join(self.tmp, "sub"))
         baseline = os.path.join(self.tmp, "sub", "baseline.json")
         # 1000 ms before, 20 ms after: the change reads -9x% while the after figure stays under 100 ms (ASan).
-        r = self.probe({"*": {"delay_ms": {"cuInit": 1000}}}, "--save", baseline)
+        # Saved with persistence off, as before a rollout: fleet-summary's before/after is what enabling it did.
+        r = self.probe({"*": {"delay_ms": {"cuInit": 1000}}}, "--save", baseline,
+                       gpus=[h.gpu(0, persistence=0), h.gpu(1, persistence=0)])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("saved baseline to", r.stderr)
         r2 = self.probe({"*": {"delay_ms": {"cuInit": 20}}}, "--compare", baseline)
