@@ -236,8 +236,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
   std::string footer =
       "Finds what the runbook says to remove: `nvidia-smi -pm 1|0|$VAR` however it is run (sudo, timeout,\n"
       "ssh/pdsh/clush, docker/kubectl exec, NHC check_cmd_status, cron lines with or without a user field,\n"
-      "echo ... | crontab -, a variable run later, YAML argv lists, Dockerfile RUN/CMD/ENTRYPOINT, Nix\n"
-      "${pkg}/bin/nvidia-smi, {{ nvidia_smi }}, $(command -v nvidia-smi)); `--no-persistence-mode`;\n"
+      "echo ... | crontab -, a variable run later, YAML argv lists, Dockerfile RUN/CMD/ENTRYPOINT, udev\n"
+      "rules' RUN+=/PROGRAM= (a .rules file, or a heredoc written to one), Nix ${pkg}/bin/nvidia-smi,\n"
+      "{{ nvidia_smi }}, $(command -v nvidia-smi); not grep -c or pgrep -c, which count);\n"
+      "`--no-persistence-mode`;\n"
       "nvidia-persistenced started by hand; and in a unit for nvidia-persistenced (a file, a drop-in under\n"
       "nvidia-persistenced.service.d/, a .j2/.erb/.tmpl template, a heredoc or Ansible content: written to\n"
       "one, a NixOS systemd.services.nvidia-persistenced): StopWhenUnneeded=true, Restart=no (or\n"

@@ -1074,10 +1074,24 @@ void Linter::find_commands() {
     }
     walk(s, end_of(s), false, m_tokens[s].line_start, 0);
   }
+  // `-c` of grep, pgrep, wc and the like counts: `grep -c 'nvidia-smi -pm 1' rc.local` is an audit, not a run. The
+  // command is the first word before the -c that is not an option, in the same statement.
+  auto counts_with_c = [&](std::size_t dash_c) {
+    static const WordSet k_counting = {"grep", "egrep", "fgrep", "zgrep", "rg", "ag", "pgrep", "pkill", "wc", "uniq"};
+    auto it = std::upper_bound(starts.begin(), starts.end(), dash_c);
+    const std::size_t statement = it == starts.begin() ? 0 : *std::prev(it);
+    for (std::size_t k = dash_c; k > statement;) {
+      const std::string_view word = m_tokens[--k].text;
+      if (!word.starts_with("-")) {
+        return k_counting.count(basename(word)) != 0;
+      }
+    }
+    return false;
+  };
   for (std::size_t i = 0; i < m_tokens.size(); ++i) {
     const Token& t = m_tokens[i];
     // "sh -c 'nvidia-smi -pm 1'", k8s args: ["-c", "..."]: the script of -c runs.
-    bool after_c = i > 0 && m_tokens[i - 1].text == "-c" && !t.prose;
+    bool after_c = i > 0 && m_tokens[i - 1].text == "-c" && !t.prose && !counts_with_c(i - 1);
     // CMD="nvidia-smi -pm 1" ... $CMD: the assignment holds a command that runs.
     bool held = !t.assigned_to.empty() && m_executed.count(t.assigned_to) != 0;
     if ((after_c || held) && (is_smi(t.text) || is_daemon(t.text))) {
@@ -1255,6 +1269,9 @@ std::size_t Linter::heredoc(std::size_t i, std::string_view code, std::set<std::
   if (unit_name(dest).is_unit) {
     skip.push_back({first, end});
     lint_region(first, end, Source{dest, FileKind::unit, m_source.role_vars, false});
+  } else if (!dest.empty() && kind_for(dest, "") == FileKind::udev) {
+    skip.push_back({first, end});
+    lint_region(first, end, Source{dest, FileKind::udev, m_source.role_vars, false});
   } else if (dest.empty() && program == "cat" && code.find('|') == std::string_view::npos) {
     skip.push_back({first, end});  // printed for people: a usage text, a banner
   }
@@ -1597,6 +1614,7 @@ const char* kind_name(FileKind k) {
     case FileKind::unit: return "systemd-unit";
     case FileKind::nix: return "nix";
     case FileKind::dockerfile: return "dockerfile";
+    case FileKind::udev: return "udev-rules";
     case FileKind::text: return "text";
     case FileKind::doc_markdown: return "markdown";
     case FileKind::doc_rst: return "restructuredtext";
@@ -1634,6 +1652,10 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
   }
   if (name.find("cron") != std::string::npos || inner.find("/cron") != std::string_view::npos) {
     return FileKind::shell;
+  }
+  // udev rules: RUN+= programs run on every matching event (a GPU added, the power supply changing).
+  if (ends_with(name, ".rules") || inner.find("/rules.d/") != std::string_view::npos) {
+    return FileKind::udev;
   }
   if (ends_with(name, ".md") || ends_with(name, ".markdown")) {
     return FileKind::doc_markdown;

@@ -13,7 +13,7 @@ namespace gpuwarm::lint {
 
 // How comments look, and which rules apply. The doc_* kinds are documentation:
 // skipped unless asked for, and then only their code blocks are read.
-enum class FileKind { shell, yaml, unit, nix, dockerfile, text, doc_markdown, doc_rst, doc_text };
+enum class FileKind { shell, yaml, unit, nix, dockerfile, udev, text, doc_markdown, doc_rst, doc_text };
 const char* kind_name(FileKind k);
 bool is_documentation(FileKind k);
 

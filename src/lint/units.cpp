@@ -497,11 +497,20 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
     }
     if (d.section == "Service" && d.key == "Type") {
       type_seen = true;
+      // oneshot with RemainAfterExit=yes keeps the forked daemon (the unit stays active, exited), but systemd
+      // tracks no main process: a crash goes unnoticed and Restart= never fires.
+      const bool remains = d.value == "oneshot" &&
+                           std::any_of(unit.directives.begin(), unit.directives.end(), [](const Directive& r) {
+                             return r.section == "Service" && r.key == "RemainAfterExit" && unit_boolean_true(r.value);
+                           });
       if (d.value != "forking") {
         out.push_back({"LINT013", d.line, d.column,
-                       fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the end of "
-                                   "the service and stops it",
-                                   d.value.empty() ? "(reset to simple)" : d.value),
+                       remains ? std::string("Type=oneshot with RemainAfterExit=yes for a daemon that forks: systemd "
+                                             "tracks no main process, so a crashed daemon goes unnoticed and Restart= "
+                                             "never brings it back")
+                               : fmt::format("Type={} for a daemon that forks: systemd takes the parent's exit for the "
+                                             "end of the service and stops it",
+                                             d.value.empty() ? "(reset to simple)" : d.value),
                        "use Type=forking", "Service/Type"});
       }
     }

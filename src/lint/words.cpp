@@ -122,6 +122,14 @@ bool exec_key(std::string_view key) {
   return key.rfind("Exec", 0) == 0 && key.size() > 4 && std::isupper(static_cast<unsigned char>(key[4])) != 0;
 }
 
+// udev keys whose value is a program to run: RUN+="...", RUN{program}+=, PROGRAM=, IMPORT{program}=.
+bool udev_program_key(std::string_view key) {
+  if (key.ends_with('+')) {
+    key.remove_suffix(1);
+  }
+  return key == "RUN" || key == "RUN{program}" || key == "PROGRAM" || key == "IMPORT{program}";
+}
+
 // "$(command -v nvidia-smi)" and friends name a program by lookup: the word is that program.
 std::string lookup_in_substitution(std::string_view inner) {
   auto first = inner.find_first_not_of(" \t");
@@ -457,9 +465,10 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       return template_close;
     };
     bool line_start = true;
-    auto separator = [](char c) {
+    // In udev rules braces belong to the key (ATTRS{vendor}, RUN{program}), not to an expansion or a block.
+    auto separator = [kind](char c) {
       return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == '[' || c == ']' || c == ',' ||
-             c == '(' || c == ')' || c == '{' || c == '}' || c == '`';
+             c == '(' || c == ')' || ((c == '{' || c == '}') && kind != FileKind::udev) || c == '`';
     };
     auto push = [&](std::string word, std::size_t start) -> Token& {
       Token t;
@@ -589,23 +598,24 @@ std::vector<Token> tokenize(std::string_view text, FileKind kind, const std::vec
       if (auto eq = word.find('='); eq != std::string::npos && eq > 0 && word[0] != '-') {
         std::string key = word.substr(0, eq);
         std::string value = word.substr(eq + 1);
-        if (exec_key(key) || (kind == FileKind::unit && boundary)) {
+        std::size_t value_at = start + eq + 1;
+        while (value_at < code.size() && (code[value_at] == '"' || code[value_at] == '\'')) {
+          ++value_at;  // NAME="value", RUN+="...": the value's column is past its quote
+        }
+        const bool runs_program = exec_key(key) || (kind == FileKind::udev && udev_program_key(key));
+        if (runs_program || (kind == FileKind::unit && boundary)) {
           push(key, start);
           boundary = true;
           break_kind = '=';
-          prose = prose || !exec_key(key);  // Description=..., Environment=...: not a command line
+          prose = prose || !runs_program;  // Description=..., Environment=...: not a command line
           if (!value.empty()) {
-            push(value, start + eq + 1);
+            push(value, value_at);
           }
           continue;
         }
         if (identifier(key) && kind != FileKind::unit) {
-          std::size_t at = start + eq + 1;
-          while (at < code.size() && (code[at] == '"' || code[at] == '\'')) {
-            ++at;  // NAME="value": the value's column is past its quote
-          }
           if (!value.empty()) {
-            push(value, at).assigned_to = key;
+            push(value, value_at).assigned_to = key;
           }
           continue;
         }

@@ -73,6 +73,15 @@ TEST(Lint, LINT001_legacy_flag) {
       {"Kubernetes args through sh -c", FileKind::yaml,
        "command: [\"sh\", \"-c\", \"nvidia-smi -pm 1 && sleep infinity\"]\n", {"LINT001@1:24"}},
       {"shell: bash -c", FileKind::shell, "bash -c 'nvidia-smi -pm 1'\n", {"LINT001@1:10"}},
+      {"su -c, options first", FileKind::shell, "su -l root -c 'nvidia-smi -pm 1'\n", {"LINT001@1:16"}},
+      {"k8s args after -c", FileKind::yaml, "command: [\"/bin/sh\"]\nargs: [\"-c\", \"nvidia-smi -pm 1\"]\n",
+       {"LINT001@2:15"}},
+      // -c of a counting command: an audit of the anti-pattern, not the anti-pattern.
+      {"grep -c audits", FileKind::shell, "grep -c 'nvidia-smi -pm 1' /etc/rc.local\n", {}},
+      {"grep -i -c audits", FileKind::shell, "n=$(grep -i -c 'nvidia-smi -pm 1' /etc/rc.local)\n", {}},
+      {"pgrep -c counts the daemon", FileKind::shell, "n=$(pgrep -c nvidia-persistenced)\n", {}},
+      {"an audit through pdsh", FileKind::shell, "pdsh -w gpu[01-64] \"grep -c 'nvidia-smi -pm 1' /etc/rc.local\"\n",
+       {}},
       {"Dockerfile RUN", FileKind::dockerfile, "RUN nvidia-smi -pm 1\n", {"LINT001@1:5"}},
       {"systemd ExecStartPre", FileKind::unit, "[Service]\nExecStartPre=/usr/bin/nvidia-smi -pm 1\n",
        {"LINT001@2:14"}},
@@ -712,6 +721,48 @@ TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("packer/gpu.json", "{"), FileKind::yaml);
   EXPECT_EQ(lint::kind_for("Makefile", "all:"), FileKind::shell);
   EXPECT_EQ(lint::kind_for("data.csv", "a,b"), FileKind::text);
+  EXPECT_EQ(lint::kind_for("/etc/udev/rules.d/85-nvidia.rules", "ACTION==\"add\""), FileKind::udev);
+  EXPECT_EQ(lint::kind_for("files/71-nvidia.rules.j2", "x"), FileKind::udev);
+  EXPECT_EQ(lint::kind_for("/lib/udev/rules.d/README", "x"), FileKind::udev);
+}
+
+// oneshot + RemainAfterExit=yes keeps the forked daemon running: the finding says what it does cost.
+TEST(Lint, oneshot_that_remains_is_untracked_not_stopped) {
+  const char* remains =
+      "[Service]\nType=oneshot\nExecStart=/usr/bin/env nvidia-persistenced\nRemainAfterExit=yes\nRestart=always\n";
+  auto found = lint::lint_text(remains, lint::Source{"nvidia-persistenced.service", FileKind::unit, nullptr, false});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].rule, "LINT013");
+  EXPECT_NE(found[0].message.find("tracks no main process"), std::string::npos) << found[0].message;
+  found = lint::lint_text("[Service]\nType=oneshot\nExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n",
+                          lint::Source{"nvidia-persistenced.service", FileKind::unit, nullptr, false});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].message.find("takes the parent's exit for the end of the service and stops it"),
+            std::string::npos);
+}
+
+// A udev RUN+= runs on every matching event (a GPU added, mains power back): the legacy flag set there is set
+// again behind the daemon's back.
+TEST(Lint, udev_rules) {
+  check({
+      {"RUN+=", FileKind::udev,
+       "ACTION==\"change\", SUBSYSTEM==\"power_supply\", ATTR{online}==\"1\", RUN+=\"/usr/bin/nvidia-smi -pm 1\"\n",
+       {"LINT001@1:71"}},
+      {"RUN{program}+=, continued, a key after it", FileKind::udev,
+       "ACTION==\"add\", ATTRS{vendor}==\"0x10de\", \\\n  RUN{program}+=\"/usr/bin/nvidia-smi -i %n -pm 1\", \\\n"
+       "  TAG+=\"gpu\"\n",
+       {"LINT001@2:18"}},
+      {"through a shell", FileKind::udev, "ACTION==\"add\", RUN+=\"/bin/sh -c 'nvidia-smi -pm 1'\"\n",
+       {"LINT001@1:34"}},
+      {"disabling", FileKind::udev, "ACTION==\"remove\", RUN+=\"/usr/bin/nvidia-smi -pm 0\"\n", {"LINT003@1:25"}},
+      {"a comment", FileKind::udev, "# ACTION==\"add\", RUN+=\"/usr/bin/nvidia-smi -pm 1\"\n", {}},
+      {"a query", FileKind::udev, "ACTION==\"add\", PROGRAM=\"/usr/bin/nvidia-smi -q\"\n", {}},
+      {"a match on the text is no run", FileKind::udev, "ENV{CMD}==\"nvidia-smi -pm 1\", GOTO=\"end\"\n", {}},
+      {"written from a heredoc", FileKind::shell,
+       "cat > /etc/udev/rules.d/71-nvidia.rules <<EOF\nACTION==\"add\", RUN+=\"/usr/bin/nvidia-smi -pm 1\"\nEOF\n",
+       {"LINT001@2:22"}},
+      {"a shell variable named RUN is only a string", FileKind::shell, "RUN=\"nvidia-smi -pm 1\"\n", {}},
+  });
 }
 
 TEST(Lint, unit_place_finds_the_folders_systemd_reads) {
