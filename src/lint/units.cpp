@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -153,11 +154,63 @@ bool continues(std::string_view value) {
 
 }  // namespace
 
+namespace {
+
+// A template's control line: ERB <% if/unless/case %>, <% elsif/else/when %>, <% end %> (also closing a
+// `do` block), Jinja {% if %}, {% elif/else %}, {% endif %}; trim markers (<%-, -%>, {%-) allowed.
+enum class Control { none, open_branch, open_block, next_branch, close };
+
+Control template_control(std::string_view line) {
+  line = line.substr(std::min(line.size(), line.find_first_not_of(" \t")));
+  if (!line.starts_with("<%") && !line.starts_with("{%")) {
+    return Control::none;
+  }
+  std::string_view body = line.substr(2);
+  body = body.substr(std::min(body.size(), body.find_first_not_of("- \t")));
+  const std::string_view word = body.substr(0, body.find_first_of(" \t-%"));
+  if (word == "if" || word == "unless" || word == "case") {
+    return Control::open_branch;
+  }
+  if (word == "elsif" || word == "elif" || word == "else" || word == "when") {
+    return Control::next_branch;
+  }
+  if (word == "end" || word == "endif" || word == "endunless") {
+    return Control::close;
+  }
+  const std::string_view head = body.substr(0, body.find("%"));
+  if (line.starts_with("<%") && (head.find(" do ") != std::string_view::npos || head.find(" do|") != std::string_view::npos ||
+                                 head.ends_with(" do") || head.ends_with(" do -"))) {
+    return Control::open_block;  // its `end` closes a loop, not a branch
+  }
+  return Control::none;
+}
+
+}  // namespace
+
 UnitDoc parse_unit(std::string_view text) {
   UnitDoc unit;
   std::string section;
   bool continued = false;  // the last value ended in a backslash: this line goes on with it
+  std::vector<unsigned> branches;  // the template branches open here, innermost last
+  unsigned last_branch = 0;
   for_each_line(text, [&](unsigned n, std::string_view raw) {
+    if (!continued) {
+      switch (template_control(raw)) {
+        case Control::open_branch: branches.push_back(++last_branch); return;
+        case Control::open_block: branches.push_back(branches.empty() ? 0 : branches.back()); return;
+        case Control::next_branch:
+          if (!branches.empty()) {
+            branches.back() = ++last_branch;
+          }
+          return;
+        case Control::close:
+          if (!branches.empty()) {
+            branches.pop_back();
+          }
+          return;
+        case Control::none: break;
+      }
+    }
     if (continued) {
       std::string_view t = raw.substr(std::min(raw.size(), raw.find_first_not_of(" \t")));
       if (!t.empty() && (t.front() == '#' || t.front() == ';')) {
@@ -196,7 +249,8 @@ UnitDoc parse_unit(std::string_view text) {
       if (continued) {
         value.pop_back();
       }
-      unit.directives.push_back({section, key, value, n, static_cast<unsigned>(first + 1), n});
+      unit.directives.push_back(
+          {section, key, value, n, static_cast<unsigned>(first + 1), n, branches.empty() ? 0 : branches.back()});
     }
   });
   return unit;
@@ -473,10 +527,26 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
   }
   const unsigned missing_at = unit.service_line == 0 ? 1 : unit.service_line;
   const unsigned missing_column = unit.service_line == 0 ? 1 : unit.service_column;
+  // A template branch whose ExecStart runs something else (`nvidia-smi` where the daemon already runs) is not
+  // the daemon's unit: its Type= and Restart= are that program's, not judged as the daemon's.
+  std::set<unsigned> other_programs;
+  for (const auto& d : unit.directives) {
+    if (d.branch != 0 && d.section == "Service" && d.key == "ExecStart" && !d.value.empty() && !runs_daemon(d.value)) {
+      other_programs.insert(d.branch);
+    }
+  }
+  for (const auto& d : unit.directives) {
+    if (d.key == "ExecStart" && runs_daemon(d.value)) {
+      other_programs.erase(d.branch);
+    }
+  }
   // Every explicit bad value is reported, not only the last: a template's branches each set one.
   bool restart_seen = false;
   bool type_seen = false;
   for (const auto& d : unit.directives) {
+    if (other_programs.count(d.branch) != 0) {
+      continue;
+    }
     if (d.section == "Unit" && d.key == "StopWhenUnneeded" && unit_boolean_true(d.value)) {
       out.push_back({"LINT010", d.line, d.column,
                      fmt::format("StopWhenUnneeded={} lets systemd stop the daemon when nothing pulls it in, which "

@@ -20,6 +20,7 @@ struct Directive {
   unsigned line = 0;
   unsigned column = 1;
   unsigned last_line = 0;  // where a value continued with a trailing backslash ends
+  unsigned branch = 0;     // a template's conditional branch it stands in (<% if %>, {% if %}); 0: always set
 };
 
 struct UnitDoc {

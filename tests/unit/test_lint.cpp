@@ -480,9 +480,14 @@ TEST(Lint, units_written_from_inside_other_files) {
       {"Jinja template of the unit", FileKind::unit,
        "[Service]\nType={{ pd_type }}\nExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n", {"LINT013@2:1"},
        "roles/gpu/templates/nvidia-persistenced.service.j2"},
-      {"a unit known by its content, each branch of a template judged", FileKind::text,
+      {"a unit known by its content; the branch running another program is that program's", FileKind::text,
        "# managed by chef\n[Unit]\nDescription=x\n[Service]\n<% if @a -%>\n  Type=simple\n  ExecStart=/usr/bin/true\n"
        "<% else %>\n  Type=forking\n  ExecStart=/usr/bin/nvidia-persistenced --user root\n<% end %>\n",
+       {"LINT011@4:1"}, "templates/gpu_service.erb"},
+      {"a unit known by its content, each branch running the daemon judged", FileKind::text,
+       "# managed by chef\n[Unit]\nDescription=x\n[Service]\n<% if @a -%>\n  Type=simple\n"
+       "  ExecStart=/usr/bin/nvidia-persistenced\n<% else %>\n  Type=forking\n"
+       "  ExecStart=/usr/bin/nvidia-persistenced --user root\n<% end %>\n",
        {"LINT011@4:1", "LINT013@6:3"}, "templates/gpu_service.erb"},
       {"near miss: text that merely mentions sections", FileKind::text,
        "Add [Service] Type=simple to nvidia-persistenced\n", {}},
@@ -724,6 +729,35 @@ TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("/etc/udev/rules.d/85-nvidia.rules", "ACTION==\"add\""), FileKind::udev);
   EXPECT_EQ(lint::kind_for("files/71-nvidia.rules.j2", "x"), FileKind::udev);
   EXPECT_EQ(lint::kind_for("/lib/udev/rules.d/README", "x"), FileKind::udev);
+}
+
+// A template's branches: one that runs another program (nvidia-smi, where the daemon already runs) is not judged
+// as the daemon's unit (AWS ParallelCluster's parallelcluster_nvidia_service.erb); the daemon's branch still is.
+TEST(Lint, template_branches_that_run_another_program) {
+  check({
+      {"ERB: the nvidia-smi branch's Type=simple is its own", FileKind::unit,
+       "[Unit]\nDescription=x\n[Service]\n<% if @running -%>\nType=simple\nExecStart=/usr/bin/nvidia-smi\n"
+       "RemainAfterExit=yes\n<% else %>\nType=forking\nExecStart=/usr/bin/nvidia-persistenced --user root\n"
+       "Restart=always\n<% end %>\n",
+       {}, "templates/nvidia/parallelcluster_nvidia_service.erb"},
+      {"Jinja, the same", FileKind::unit,
+       "[Service]\n{% if running %}\nType=simple\nExecStart=/usr/bin/nvidia-smi\n{%- else %}\nType=forking\n"
+       "ExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n{% endif %}\n",
+       {}, "t/nvidia-persistenced.service.j2"},
+      {"the daemon's branch is still judged", FileKind::unit,
+       "[Service]\n<% if @running -%>\nType=simple\nExecStart=/usr/bin/nvidia-smi\n<% else %>\nType=simple\n"
+       "ExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n<% end %>\n",
+       {"LINT013@6:1"}, "templates/nvidia-persistenced.service.erb"},
+      {"a loop's end closes no branch", FileKind::unit,
+       "[Service]\n<% if @x -%>\n<% @envs.each do |e| -%>\nEnvironment=<%= e %>\n<% end -%>\nType=simple\n"
+       "ExecStart=/usr/bin/nvidia-smi\n<% else %>\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\n"
+       "Restart=always\n<% end %>\n",
+       {}, "templates/nvidia-persistenced.service.erb"},
+      {"branches that each run the daemon are each judged", FileKind::unit,
+       "[Service]\n{% if a %}\nType=simple\nExecStart=/usr/bin/nvidia-persistenced\n{% else %}\nType=notify\n"
+       "ExecStart=/usr/bin/nvidia-persistenced --verbose\n{% endif %}\nRestart=always\n",
+       {"LINT013@3:1", "LINT013@6:1"}, "t/nvidia-persistenced.service.j2"},
+  });
 }
 
 // oneshot + RemainAfterExit=yes keeps the forked daemon running: the finding says what it does cost.
