@@ -308,8 +308,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->excludes(per_gpu);
   node->excludes(parallel);
   sub.add_option("--rounds", opts->rounds,
-                 "Measure everything this many times, interleaved, and show the median round with the range "
-                 "(1-20); a round that fails is shown instead")
+                 "Measure everything this many times, interleaved (each round starting at the next GPU and the "
+                 "next way a job starts), and show the median round with the range (1-20); a round that fails is "
+                 "shown instead")
       ->check(whole_number_range(1, 20))
       ->type_name("N")
       ->capture_default_str();
@@ -525,8 +526,13 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     bool timed_out = false;
     for (unsigned round = 1; round <= opts->rounds && !timed_out; ++round) {
       if (!opts->node_only) {
+        // Each round starts at the next GPU (and the next way a job starts, below): a cost of going first (the
+        // first cuInit of a series is the slowest) lands on each figure in turn, not always on GPU 0's.
         std::vector<GpuProbe> gpus = selected_gpus;
+        const auto shift = static_cast<std::ptrdiff_t>((round - 1) % gpus.size());
+        std::rotate(gpus.begin(), gpus.begin() + shift, gpus.end());
         run_probes(gpus, *opts, /*together=*/opts->parallel);
+        std::rotate(gpus.begin(), gpus.end() - shift, gpus.end());  // back in the table's order
         for (std::size_t i = 0; i < gpus.size(); ++i) {
           timed_out = timed_out || gpus[i].timed_out;
           if (want_jobs && gpus[i].timed_out && run.jobs_skipped.empty() && run.job_rounds_short.empty()) {
@@ -544,7 +550,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       // Both ways in every round the table did not time out; a job that timed out would time out again, so
       // no further rounds.
       bool job_timed_out = false;
-      for (std::size_t k = 0; k < job_starts.size() && !timed_out; ++k) {
+      for (std::size_t n = 0; n < job_starts.size() && !timed_out; ++n) {
+        const std::size_t k = (n + round - 1) % job_starts.size();
         JobStart job = job_starts[k];
         auto launched = Clock::now();
         run_probes(job.processes, *opts, /*together=*/true);

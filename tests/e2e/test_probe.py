@@ -84,6 +84,15 @@ class Probe(unittest.TestCase):
         self.assertEqual(rc, 1, d)
         self.assertIn("no GPU to probe: GPU 2 NVML gave no handle", d["error"])
 
+    def test_each_round_starts_at_the_next_gpu(self):
+        # The first child of each round is slow (a cost of going first): it lands on each GPU in turn.
+        sc = {"*": {"delay_ms": {"cuInit": [600, 10, 600, 10]}, "count_file": os.path.join(self.tmp, "calls")}}
+        rc, d = self.probe_json(sc, "--per-gpu", "--rounds", "2")
+        self.assertEqual(rc, 0, d)
+        for g in d["gpus"]:
+            slow = [t for t in g["total_samples_ms"] if t >= 590]
+            self.assertEqual(len(slow), 1, (g["index"], g["total_samples_ms"]))
+
     def test_rounds_show_the_median_round_and_the_range(self):
         # cuInit waits 100, 900, then 400 ms in successive children: the round shown is the 400 ms one.
         sc = {"*": {"delay_ms": {"cuInit": [100, 900, 400]}, "count_file": os.path.join(self.tmp, "calls")}}
@@ -103,10 +112,12 @@ class Probe(unittest.TestCase):
         self.assertIn("each figure is the median round of 3", r.stdout)
         self.assertRegex(r.stdout, r"range ms\n.*\d+\.\d-\d+\.\d")
         # Job starts over rounds: READY is the median of every round's. On one GPU each start makes one cuInit
-        # call, alternating between the two methods: one process waits 100, 700, 1600 ms; a process per GPU
-        # 1600, 100, 700 ms. Each shows its 700 ms round. (The rounds lie far apart: READY counts the process
-        # starts, whose overhead under ASan on a loaded CI machine varies by 125-250 ms.)
-        sc = {"*": {"delay_ms": {"cuInit": [100, 1600, 700]}, "count_file": os.path.join(self.tmp, "job-calls")}}
+        # call; each round starts with the next method (one, per | per, one | one, per), so in call order one
+        # process waits 100, 700, 1600 ms and a process per GPU 1600, 100, 700 ms. Each shows its 700 ms round.
+        # (The rounds lie far apart: READY counts the process starts, whose overhead under ASan on a loaded CI
+        # machine varies by 125-250 ms.)
+        sc = {"*": {"delay_ms": {"cuInit": [100, 1600, 100, 700, 1600, 700]},
+                    "count_file": os.path.join(self.tmp, "job-calls")}}
         rc, d = self.probe_json(sc, "--node", "--gpu", "0", "--rounds", "3")
         self.assertEqual(rc, 0, d)
         self.assertEqual((d["rounds"], d["job_rounds"]), (3, 3))
