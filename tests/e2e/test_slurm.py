@@ -7,6 +7,7 @@ checked on its own (exit status and reason, as Slurm reads them)."""
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import unittest
 import harness as h
 
 SLURM_DIR = os.path.join(h.SOURCE_DIR, "contrib", "slurm")
-TOOLS = ("slurmctld", "slurmd", "munged", "srun", "scontrol", "sinfo", "ip", "unshare", "nsenter", "setpriv")
+TOOLS = ("slurmctld", "slurmd", "munged", "srun", "scontrol", "sinfo", "sdiag", "ip", "unshare", "nsenter", "setpriv")
 INTERVAL = 3  # HealthCheckInterval, seconds
 
 
@@ -47,9 +48,37 @@ class FakeGpuNode:
                                       f"{os.path.join(h.FAKE_NVML_DIR, 'libnvidia-ml.so.1')}"}
 
 
+def node_record(state, reason, fields=()):
+    """`scontrol show node gpu1` as Slurm 22.05 prints it (src/api/node_info.c: a group of fields a line, each
+    line break and indent a space with -o; the reason, when set, after the power and sensor lines; then, when set,
+    Comment=, Extra=, InstanceId=/InstanceType=, ReservationName= and, in later releases, TLSCert*=, Topology=,
+    Parameters=, each on a line of its own)."""
+    lines = ["NodeName=gpu1 Arch=x86_64 CoresPerSocket=1 ",
+             "   CPUAlloc=0 CPUEfctv=1 CPUTot=1 CPULoad=0.80",
+             "   AvailableFeatures=(null)",
+             "   ActiveFeatures=(null)",
+             "   Gres=(null)",
+             "   NodeAddr=gpu1 NodeHostName=gpu1 Version=22.05.8",
+             "   OS=Linux 6.1.0-28-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22) ",
+             "   RealMemory=1 AllocMem=0 FreeMem=21825 Sockets=1 Boards=1",
+             f"   State={state} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
+             "   Partitions=debug ",
+             "   BootTime=2026-12-01T06:00:00 SlurmdStartTime=2026-12-01T06:01:00",
+             "   LastBusyTime=2026-12-02T05:00:00",
+             "   CfgTRES=cpu=1,mem=1M,billing=1",
+             "   AllocTRES=",
+             "   CapWatts=n/a",
+             "   CurrentWatts=0 AveWatts=0",
+             "   ExtSensorsJoules=n/s ExtSensorsWatts=0 ExtSensorsTemp=n/s"]
+    if reason:
+        lines.append(f"   Reason={reason}")
+    lines += [f"   {field}" for field in fields]
+    return "\n".join(lines) + "\n\n"
+
+
 class HealthCheckDecisions(unittest.TestCase):
     """What gpuwarm-healthcheck asks of slurmctld for each node state, with a stand-in scontrol that answers
-    `show node` from a file and records every update (the real Slurm below covers drain and resume end to end)."""
+    `show node gpu1` from a file and records every update (the real Slurm below covers drain and resume end to end)."""
 
     def setUp(self):
         h.require_binary(self)
@@ -60,14 +89,21 @@ class HealthCheckDecisions(unittest.TestCase):
         self.scontrol = os.path.join(self.tmp, "scontrol")
         with open(self.scontrol, "w") as f:
             f.write(f"""#!/bin/sh
-if [ "$1" = -o ]; then cat {self.tmp}/node-line; exit 0; fi
-echo "$*" >> {self.tmp}/updates
+case "$*" in
+  "show node gpu1") cat {self.tmp}/node-record ;;
+  "-o show node gpu1") cat {self.tmp}/node-line ;;
+  show*|-o*) echo "unexpected: $*" >> {self.tmp}/updates; exit 1 ;;
+  *) echo "$*" >> {self.tmp}/updates ;;
+esac
 """)
         os.chmod(self.scontrol, 0o755)
 
-    def decide(self, state, reason, persistence, extra_check_args="", state_dir=None, extra_env=None):
-        with open(os.path.join(self.tmp, "node-line"), "w") as f:
-            f.write(f"NodeName=gpu1 Arch=x86_64 State={state} ThreadsPerCore=1" + (f" Reason={reason}" if reason else "") + "\n")
+    def decide(self, state, reason, persistence, extra_check_args="", state_dir=None, extra_env=None, fields=()):
+        record = node_record(state, reason, fields)
+        with open(os.path.join(self.tmp, "node-record"), "w") as f:
+            f.write(record)
+        with open(os.path.join(self.tmp, "node-line"), "w") as f:  # the same as `scontrol -o` prints it
+            f.write(record.rstrip("\n").replace("\n   ", " ") + "\n")
         updates = os.path.join(self.tmp, "updates")
         if os.path.exists(updates):
             os.unlink(updates)
@@ -107,6 +143,43 @@ echo "$*" >> {self.tmp}/updates
             with self.subTest(state=state, reason=reason, persistence=persistence):
                 self.assertEqual(self.decide(state, reason, persistence), expected)
 
+
+    def test_fields_slurm_prints_after_the_reason_are_not_read_as_part_of_it(self):
+        # A node comment, Extra, a cloud instance, a reservation (and later releases' TLS, topology, parameters)
+        # follow the reason: gpuwarm's own reason, already set, is not sent again (an update to slurmctld from
+        # every node on every run), and the node is still resumed when fixed.
+        ours = "gpuwarm: PM001 persistence off: GPU 0 [root@2026-12-02T06:00:00]"
+        resume = "update NodeName=gpu1 State=RESUME"
+        after = [
+            ["Comment=rack12 row 3"],
+            ['Extra={"rack": 12, "rma": "4711"}'],
+            ["InstanceId=i-0123456789abcdef0 InstanceType=p5.48xlarge"],
+            ["ReservationName=maint_dec"],
+            ["Comment=rack12", "Extra=x", "InstanceId=i-0123456789abcdef0 InstanceType=p5.48xlarge",
+             "ReservationName=maint_dec", "TLSCertTokenSet=No TLSCertLastRenewal=2026-12-01T06:00:00",
+             "Topology=default:s1", "Parameters=x"],
+            # Text after the reason that looks like one of its own: only the reason's line is read.
+            ["Comment=was Reason=gpuwarm: PM001 persistence off: GPU 1 [root@2026-12-02T06:00:00]"],
+        ]
+        for fields in after:
+            with self.subTest(fields=fields):
+                self.assertEqual(self.decide("IDLE+DRAIN", ours, 0, fields=fields), [])
+                self.assertEqual(self.decide("MIXED+DRAIN", ours, 0, fields=fields), [])
+                self.assertEqual(self.decide("IDLE+DRAIN", ours, 1, fields=fields), [resume])
+        # Another finding than the one set: the reason is brought up to date, once.
+        self.assertEqual(self.decide("IDLE+DRAIN", "gpuwarm: PM001 persistence off: GPU 1 [root@2026-12-02T06:00:00]",
+                                     0, fields=["Comment=rack12"]),
+                         ["update NodeName=gpu1 Reason=gpuwarm: PM001 persistence off: GPU 0"])
+        # In service with a comment: drained. An admin's drain, or a reservation's maintenance, stays as it is,
+        # whatever the comment says.
+        self.assertEqual(self.decide("IDLE", "", 0, fields=["Comment=rack12"]),
+                         ["update NodeName=gpu1 State=DRAIN Reason=gpuwarm: PM001 persistence off: GPU 0"])
+        self.assertEqual(self.decide("IDLE+DRAIN", "admin: replacing a fan [root@2026-12-02T06:00:00]", 1,
+                                     fields=["Comment=gpuwarm: PM001 persistence off: GPU 0"]), [])
+        self.assertEqual(self.decide("IDLE+MAINT+RESERVED", "", 0, fields=["ReservationName=maint_dec"]), [])
+        # A reason Slurm set without a time (no " [user@time]") is compared as it is.
+        self.assertEqual(self.decide("IDLE+DRAIN", "gpuwarm: PM001 persistence off: GPU 0", 0,
+                                     fields=["Comment=rack12"]), [])
 
     def test_right_after_boot_persistence_off_is_settling(self):
         # Booted 60 s ago, nvidia-persistenced not yet holding GPU 0: neither a drain nor a resume of gpuwarm's
@@ -162,6 +235,14 @@ echo "$*" >> {self.tmp}/updates
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertTrue(r.stderr.startswith("gpuwarm: UNK009 "), r.stderr)
             self.assertGreaterEqual(time.monotonic() - started, 2, "asked again for GPUWARM_PROLOG_WAIT seconds")
+            # A wait longer than the prolog's 20 s is cut at it: asking again stops while a last try still fits.
+            started = time.monotonic()
+            r = prolog("30")
+            elapsed = time.monotonic() - started
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertTrue(r.stderr.startswith("gpuwarm: UNK009 "), r.stderr)
+            self.assertLess(elapsed, 20, "the prolog's limit")
+            self.assertGreaterEqual(elapsed, 12, "asked again for most of it")
             # A command that ends within the wait (a fix restarting the daemon): the job starts, no drain.
             self.node.set_persistence(1)
             release = threading.Timer(1.5, fcntl.flock, (probe, fcntl.LOCK_UN))
@@ -375,7 +456,7 @@ ReturnToService=2
 SlurmdTimeout=60
 HealthCheckProgram={wrapper}
 HealthCheckInterval={INTERVAL}
-HealthCheckNodeState=ANY
+HealthCheckNodeState=ANY,CYCLE
 NodeName={cls.nodename} NodeAddr=127.0.0.1 CPUs=1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
@@ -422,6 +503,16 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         return cls.slurm("sinfo", "-h", "-N", "-o", "%E").stdout.strip()
 
     @classmethod
+    def reason_time(cls):
+        return cls.slurm("sinfo", "-h", "-N", "-o", "%H").stdout.strip()
+
+    @classmethod
+    def node_updates(cls):
+        """How many `scontrol update node` requests slurmctld has served (sdiag's RPC statistics)."""
+        m = re.search(r"^\s*REQUEST_UPDATE_NODE\s.*\bcount:(\d+)", cls.slurm("sdiag").stdout, re.M)
+        return int(m.group(1)) if m else 0
+
+    @classmethod
     def wait_until(cls, fn, timeout):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -459,6 +550,17 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         self.assertEqual(self.reason(), "gpuwarm: PM001 persistence off: GPU 0")
         r = self.slurm("srun", "--immediate=5", "-N1", "-t", "1", "true", timeout=60)
         self.assertNotEqual(r.returncode, 0, "a job ran on a drained node")
+
+        # A node comment (scontrol prints it after the reason): gpuwarm's reason is still its own and already
+        # set, so the health checks of the next intervals send slurmctld no update at all, and its time (sinfo -R's
+        # "drained at") is kept.
+        self.assertEqual(self.slurm("scontrol", "update", f"NodeName={self.nodename}",
+                                    "Comment=rack12 row 3").returncode, 0)
+        since, updates = self.reason_time(), self.node_updates()
+        self.assertGreater(updates, 0, "sdiag counts scontrol update")
+        time.sleep(3 * INTERVAL)
+        self.assertEqual((self.reason(), self.reason_time(), self.node_updates()),
+                         ("gpuwarm: PM001 persistence off: GPU 0", since, updates), self.logs())
 
         # Fixed: gpuwarm resumes the node it drained, and jobs run again.
         self.node.set_persistence(1)
