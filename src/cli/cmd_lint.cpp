@@ -239,7 +239,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "echo ... | crontab -, a variable run later, YAML argv lists, Dockerfile RUN/CMD/ENTRYPOINT, udev\n"
       "rules' RUN+=/PROGRAM= (a .rules file, or a heredoc written to one), Nix ${pkg}/bin/nvidia-smi,\n"
       "{{ nvidia_smi }}, $(command -v nvidia-smi); not grep -c or pgrep -c, which count);\n"
-      "`--no-persistence-mode`;\n"
+      "`--no-persistence-mode`; the daemon's unit masked, or disabled with no enable of it in the file;\n"
       "nvidia-persistenced started by hand; and in a unit for nvidia-persistenced (a file, a drop-in under\n"
       "nvidia-persistenced.service.d/, a .j2/.erb/.tmpl template, a heredoc or Ansible content: written to\n"
       "one, a NixOS systemd.services.nvidia-persistenced): StopWhenUnneeded=true, Restart=no (or\n"

@@ -23,6 +23,7 @@ constexpr const char* k_no_pm = "LINT002";
 constexpr const char* k_pm_off = "LINT003";
 constexpr const char* k_pm_unresolved = "LINT004";
 constexpr const char* k_by_hand = "LINT005";
+constexpr const char* k_switched_off = "LINT006";
 
 std::string_view basename(std::string_view word) {
   auto slash = word.find_last_of('/');
@@ -368,6 +369,8 @@ class Linter {
   void find_commands();
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
   void sed_inserted_lines(std::size_t k, std::size_t end);
+  void systemctl_verbs(std::size_t k, std::size_t end);
+  void report_unit_switches();
   bool statement_writes_out(std::size_t start, std::size_t end) const;
   void report_site(std::size_t start, std::size_t k, std::size_t end);
   std::string_view dockerfile_instruction(std::size_t k) const;
@@ -393,6 +396,8 @@ class Linter {
   std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
   std::unordered_set<std::string_view> m_wrappers;    // this file's functions that run "$@" (views into m_tokens)
   std::set<std::size_t> m_sites;
+  // `systemctl mask|disable|enable|unmask ... nvidia-persistenced`: the unit word's token, and the verb.
+  std::map<std::size_t, std::string_view> m_unit_switches;
   bool m_found_is_smi = false;  // inside a find -exec whose {} is an nvidia-smi (find -name nvidia-smi)
   std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
   mutable std::vector<std::size_t> m_line_starts;      // where each line of m_text starts, built on first use
@@ -555,6 +560,10 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
       sed_inserted_lines(k + 1, end);
       return;
     }
+    if (w == "systemctl") {
+      systemctl_verbs(k + 1, end);
+      return;
+    }
     if ((w == "echo" || w == "printf") && statement_writes_out(k, end)) {
       std::size_t content = k + 1;
       while (content < end && m_tokens[content].text.size() > 1 && m_tokens[content].text[0] == '-') {
@@ -578,6 +587,57 @@ void Linter::walk(std::size_t k, std::size_t end, bool after_runner, bool cron_o
     }
     if (!after_runner || takes_name_as_argument(w)) {
       return;
+    }
+  }
+}
+
+// systemctl [OPTIONS] VERB UNIT...: a verb that switches the daemon's unit on or off at boot, and where.
+void Linter::systemctl_verbs(std::size_t k, std::size_t end) {
+  std::string_view verb;
+  for (; k < end; ++k) {
+    const std::string& w = m_tokens[k].text;
+    if (w.empty() || w[0] == '-') {
+      continue;  // --now, --runtime, -q
+    }
+    if (verb.empty()) {
+      verb = w;
+      if (verb != "mask" && verb != "disable" && verb != "enable" && verb != "unmask" && verb != "reenable") {
+        return;
+      }
+      continue;
+    }
+    if (w == "nvidia-persistenced" || w == "nvidia-persistenced.service") {
+      m_unit_switches.emplace(k, verb);
+    }
+  }
+}
+
+// A mask keeps the daemon from ever starting (at boot, by hand, by `gpuwarm fix`); a disable with no enable of
+// it in the same file leaves it off at boot. An image build that disables it and enables it at first boot
+// elsewhere says so with an opt-out.
+void Linter::report_unit_switches() {
+  if (m_source.kind == FileKind::dockerfile) {
+    return;  // a container image: the host's daemon is what counts, and the image runs no init system
+  }
+  const bool enabled_here = std::any_of(m_unit_switches.begin(), m_unit_switches.end(), [](const auto& s) {
+    return s.second == "enable" || s.second == "reenable" || s.second == "unmask";
+  });
+  for (const auto& [k, verb] : m_unit_switches) {
+    const Token& t = m_tokens[k];
+    if (verb == "mask") {
+      m_found.push_back({k_switched_off, t.line, t.column,
+                         "nvidia-persistenced masked: it can never start (not at boot, not by hand, not by `gpuwarm "
+                         "fix`), so every idle GPU de-initializes and loses its clocks and power limit",
+                         "remove the mask (systemctl unmask nvidia-persistenced); on a node whose GPU should power "
+                         "down (a laptop, a desktop) say so with `# gpuwarm: ignore LINT006`",
+                         {}});
+    } else if (verb == "disable" && !enabled_here) {
+      m_found.push_back({k_switched_off, t.line, t.column,
+                         "nvidia-persistenced disabled, and enabled nowhere in this file: it does not start at boot, "
+                         "so every idle GPU de-initializes",
+                         "enable it instead (systemctl enable --now nvidia-persistenced, or `gpuwarm fix`); if a later "
+                         "step enables it, say so with `# gpuwarm: ignore LINT006`",
+                         {}});
     }
   }
 }
@@ -1111,6 +1171,7 @@ void Linter::find_commands() {
     const std::size_t start = it == starts.begin() ? 0 : *std::prev(it);  // one lookup, not a walk back
     report_site(start, k, end_of(k));
   }
+  report_unit_switches();
 }
 
 std::string_view trim(std::string_view s) {
@@ -1719,6 +1780,8 @@ const std::vector<RuleInfo>& rules() {
       {k_pm_off, "pm-off", "`nvidia-smi -pm 0` run on a node: turns persistence off"},
       {k_pm_unresolved, "pm-unresolved", "`nvidia-smi -pm $VAR` / `{{ var }}` whose value is set nowhere gpuwarm can read"},
       {k_by_hand, "daemon-by-hand", "nvidia-persistenced started from a script, not through the init system"},
+      {k_switched_off, "daemon-switched-off",
+       "`systemctl mask nvidia-persistenced`, or `disable` with no enable of it in the same file"},
       {"LINT010", "stop-when-unneeded", "nvidia-persistenced unit with StopWhenUnneeded=true"},
       {"LINT011", "no-restart", "nvidia-persistenced unit with Restart=no, on-success or on-watchdog (or a whole unit without Restart=)"},
       {"LINT012", "var-run-pidfile", "nvidia-persistenced unit with a PIDFile under /var/run"},

@@ -199,7 +199,7 @@ class Lint(unittest.TestCase):
         r = self.lint("--list-rules")
         self.assertEqual(r.returncode, 0)
         self.assertEqual([l.split()[0] for l in r.stdout.splitlines()],
-                         ["LINT001", "LINT002", "LINT003", "LINT004", "LINT005",
+                         ["LINT001", "LINT002", "LINT003", "LINT004", "LINT005", "LINT006",
                           "LINT010", "LINT011", "LINT012", "LINT013", "LINT014", "LINT015"])
         r = self.lint("--list-rules", "--json")
         self.assertEqual([rule["id"] for rule in json.loads(r.stdout)][:2], ["LINT001", "LINT002"])

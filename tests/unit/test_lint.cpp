@@ -775,6 +775,31 @@ TEST(Lint, oneshot_that_remains_is_untracked_not_stopped) {
             std::string::npos);
 }
 
+// The daemon switched off for good: masked, or disabled with no enable of it in the same file.
+TEST(Lint, LINT006_daemon_switched_off) {
+  check({
+      {"mask", FileKind::shell, "systemctl mask nvidia-persistenced\n", {"LINT006@1:16"}},
+      {"mask --now, with .service, through sudo", FileKind::shell,
+       "sudo systemctl mask --now nvidia-persistenced.service\n", {"LINT006@1:27"}},
+      {"disable, nothing enables it", FileKind::shell, "systemctl disable --now nvidia-persistenced\n",
+       {"LINT006@1:25"}},
+      {"disable, then enable in the same file", FileKind::shell,
+       "systemctl disable nvidia-persistenced\nsystemctl enable nvidia-persistenced\n", {}},
+      {"a mask stays a finding beside an enable", FileKind::shell,
+       "systemctl mask nvidia-persistenced\nsystemctl enable nvidia-persistenced\n", {"LINT006@1:16"}},
+      {"Ansible shell:", FileKind::yaml, "- name: x\n  shell: systemctl mask nvidia-persistenced\n",
+       {"LINT006@2:25"}},
+      {"other units and verbs", FileKind::shell,
+       "systemctl mask nvidia-fabricmanager\nsystemctl status nvidia-persistenced\nsystemctl stop nvidia-persistenced\n",
+       {}},
+      {"shown, not run", FileKind::shell, "echo 'systemctl mask nvidia-persistenced'\n# systemctl mask nvidia-persistenced\n",
+       {}},
+      {"opted out", FileKind::shell, "systemctl disable nvidia-persistenced  # gpuwarm: ignore LINT006\n", {}},
+      {"a container image runs no init system", FileKind::dockerfile, "FROM x\nRUN systemctl disable nvidia-persistenced\n",
+       {}},
+  });
+}
+
 // A udev RUN+= runs on every matching event (a GPU added, mains power back): the legacy flag set there is set
 // again behind the daemon's back.
 TEST(Lint, udev_rules) {
@@ -1149,7 +1174,7 @@ TEST(Lint, rule_ids_are_unique) {
     EXPECT_EQ(std::count(ids.begin(), ids.end(), r.id), 0) << r.id;
     ids.emplace_back(r.id);
   }
-  EXPECT_EQ(ids.size(), 11u);
+  EXPECT_EQ(ids.size(), 12u);
 }
 
 }  // namespace
