@@ -370,6 +370,7 @@ class Linter {
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
   void sed_inserted_lines(std::size_t k, std::size_t end);
   void systemctl_verbs(std::size_t k, std::size_t end);
+  bool restores_or_unloads(const Finding& f) const;
   void report_unit_switches();
   bool statement_writes_out(std::size_t start, std::size_t end) const;
   void report_site(std::size_t start, std::size_t k, std::size_t end);
@@ -640,6 +641,33 @@ void Linter::report_unit_switches() {
                          {}});
     }
   }
+}
+
+// A `-pm 0` that undoes this file's own earlier `-pm 1` (a health check that enabled it for a test; the `-pm 1`
+// is the finding), or that frees the GPUs before the driver is unloaded (modprobe -r / rmmod nvidia later in the
+// file): removing it, as LINT003 says, would leave the flag on for good or make the unload fail.
+bool Linter::restores_or_unloads(const Finding& f) const {
+  if (f.rule != k_pm_off) {
+    return false;
+  }
+  // In a script only: YAML tasks and documentation's code blocks that set it on and off are two findings.
+  if (m_source.kind == FileKind::shell &&
+      std::any_of(m_found.begin(), m_found.end(),
+                  [&f](const Finding& other) { return other.rule == k_legacy && other.line < f.line; })) {
+    return true;
+  }
+  bool unloads = false;
+  for_each_line(m_text, [&](unsigned n, std::string_view line) {
+    if (n <= f.line || unloads) {
+      return;
+    }
+    line = line.substr(0, line.find('#'));
+    const bool modprobe_r = line.find("modprobe") != std::string_view::npos &&
+                            (line.find(" -r") != std::string_view::npos || line.find("--remove") != std::string_view::npos);
+    unloads = (modprobe_r || line.find("rmmod") != std::string_view::npos) &&
+              line.find("nvidia") != std::string_view::npos;
+  });
+  return unloads;
 }
 
 // sed -i '$i /usr/bin/nvidia-smi -pm 1' /etc/rc.local: the lines sed's a, i and c commands put into a file
@@ -1654,7 +1682,7 @@ std::vector<Finding> Linter::run() {
     }
   }
   const OptOuts opt_outs(m_text);
-  std::erase_if(m_found, [&](const Finding& f) { return opt_outs.ignored(f); });
+  std::erase_if(m_found, [&](const Finding& f) { return opt_outs.ignored(f) || restores_or_unloads(f); });
   std::sort(m_found.begin(), m_found.end(), [](const Finding& a, const Finding& b) {
     return std::tie(a.line, a.column, a.rule) < std::tie(b.line, b.column, b.rule);
   });

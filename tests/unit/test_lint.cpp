@@ -775,6 +775,22 @@ TEST(Lint, oneshot_that_remains_is_untracked_not_stopped) {
             std::string::npos);
 }
 
+// A -pm 0 that undoes the file's own -pm 1, or frees the GPUs for a driver unload, is not "remove it".
+TEST(Lint, LINT003_restores_and_unloads_are_not_findings) {
+  check({
+      {"a restore of the file's own -pm 1: the -pm 1 is the finding", FileKind::shell,
+       "nvidia-smi -i $g -pm 1\ndcgmi diag -r 1\nnvidia-smi -i $g -pm 0\n", {"LINT001@1:1"}},
+      {"before the driver is unloaded", FileKind::shell,
+       "systemctl stop nvidia-persistenced\nnvidia-smi -pm 0\nmodprobe -r nvidia_uvm nvidia\nmodprobe nvidia\n", {}},
+      {"before rmmod", FileKind::shell, "nvidia-smi -pm 0\nrmmod nvidia\n", {}},
+      {"-pm 0 alone stays one", FileKind::shell, "nvidia-smi -pm 0\nmodprobe -r snd_hda_intel\n", {"LINT003@1:1"}},
+      {"a -pm 1 after it restores nothing", FileKind::shell, "nvidia-smi -pm 0\nnvidia-smi -pm 1\n",
+       {"LINT003@1:1", "LINT001@2:1"}},
+      {"an unload in a comment does not count", FileKind::shell, "nvidia-smi -pm 0\n# then rmmod nvidia\n",
+       {"LINT003@1:1"}},
+  });
+}
+
 // The daemon switched off for good: masked, or disabled with no enable of it in the same file.
 TEST(Lint, LINT006_daemon_switched_off) {
   check({
