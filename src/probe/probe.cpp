@@ -456,7 +456,7 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
   const nlohmann::json* version = j.contains("schema_version") ? &j.at("schema_version") : nullptr;
   if (version == nullptr || !version->is_number_integer() || version->get<int>() < 1 ||
       version->get<int>() > k_probe_schema_version) {
-    return fail("probe schema_version " + describe_value(j.value("schema_version", nlohmann::json())) +
+    return fail("probe schema_version " + (version != nullptr ? describe_value(*version) : std::string("missing")) +
                 " is not supported (this gpuwarm reads 1 to " + std::to_string(k_probe_schema_version) + ")");
   }
   try {

@@ -350,40 +350,140 @@ Result<WatchRun> run_from_json(const json& j) {
   return run;
 }
 
-Result<WatchRun> run_from_text(std::string_view text) {
-  // Each sample is converted, escaped, as soon as the parser has read it, and dropped from the document: a
-  // long run is never held whole as JSON (about 19 KB a sample on 8 GPUs) beside its samples.
-  std::vector<Sample> samples;
-  std::string sample_error;
-  bool in_samples = false;
-  auto on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key) {
-      in_samples = parsed == "samples";
-      if (in_samples) {  // a repeated key: the last one stands, as for every other key
-        samples.clear();
-        sample_error.clear();
-      }
-      return true;
+namespace {
+
+// A JSON value built from SAX events: each new value goes where the stack of open containers says. Iterative, so
+// nesting a million deep costs memory, not stack.
+class DomBuilder {
+ public:
+  json take() { return std::move(m_root); }
+  void value(json v) { add(std::move(v)); }
+  void open(json empty) { m_open.push_back(add(std::move(empty))); }
+  void close() { m_open.pop_back(); }
+  void key(std::string k) { m_key = std::move(k); }
+
+ private:
+  json* add(json v) {
+    if (m_open.empty()) {
+      m_root = std::move(v);
+      return &m_root;
     }
-    const bool element_read = event == json::parse_event_t::object_end || event == json::parse_event_t::array_end ||
-                              event == json::parse_event_t::value;
-    if (!in_samples || depth != 2 || !element_read) {
-      return true;
+    json& parent = *m_open.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(v));
+      return &parent.back();  // valid while it is open: nothing else is added to `parent` until it closes
     }
-    if (sample_error.empty()) {
-      try {
-        escape_strings(parsed);
-        samples.push_back(sample_from_json(parsed));
-      } catch (const json::exception& e) {
-        sample_error = std::string("malformed watch run: ") + e.what();
-      }
+    json& slot = parent[m_key];  // a repeated key: the last value stands, as nlohmann's own parser does
+    slot = std::move(v);
+    return &slot;
+  }
+  json m_root;
+  std::vector<json*> m_open;  // the containers open, outermost first (pointers into m_root)
+  std::string m_key;
+};
+
+// The events of a saved run: everything but the elements of the top-level "samples" goes into `head` (with
+// "samples" an empty list); each element is built alone, escaped, converted and dropped as soon as it ends.
+// nlohmann's callback parser would do the same, but scans a container's elements at every object's end: a
+// hostile file of wide objects took minutes.
+class ReplaySax : public nlohmann::json_sax<json> {
+ public:
+  json head() { return m_head.take(); }
+  std::vector<Sample>& samples() { return m_samples; }
+  const std::string& sample_error() const { return m_sample_error; }
+
+  bool null() override { return value(json(nullptr)); }
+  bool boolean(bool v) override { return value(json(v)); }
+  bool number_integer(number_integer_t v) override { return value(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return value(json(v)); }
+  bool number_float(number_float_t v, const string_t& /*text*/) override { return value(json(v)); }
+  bool string(string_t& v) override { return value(json(std::move(v))); }
+  bool binary(binary_t& v) override { return value(json::binary(std::move(v))); }
+  bool key(string_t& k) override {
+    if (m_depth == 1) {
+      m_next_is_samples = k == "samples";
     }
+    (in_element() ? m_element : m_head).key(std::move(k));
+    return true;
+  }
+  bool start_object(std::size_t /*elements*/) override { return open(json::object()); }
+  bool start_array(std::size_t /*elements*/) override { return open(json::array()); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/, const json::exception& /*e*/) override {
     return false;
-  };
-  json j = json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
+  }
+
+ private:
+  // Depth counts the containers open: the document 1, "samples" 2, an element of it 3 and more.
+  bool in_element() const { return m_in_samples && m_depth >= 3; }
+
+  bool value(json v) {
+    if (m_in_samples && m_depth == 2) {  // an element that is no container: converted (and refused) as one
+      convert(std::move(v));
+    } else {
+      (in_element() ? m_element : m_head).value(std::move(v));
+    }
+    m_next_is_samples = false;
+    return true;
+  }
+  bool open(json empty) {
+    if (m_depth == 1 && m_next_is_samples && empty.is_array()) {
+      m_in_samples = true;  // a repeated "samples": the last stands, as for any key
+      m_samples.clear();
+      m_sample_error.clear();
+    }
+    m_next_is_samples = false;
+    ++m_depth;
+    (in_element() ? m_element : m_head).open(std::move(empty));
+    return true;
+  }
+  bool close() {
+    if (in_element()) {
+      m_element.close();
+      if (m_depth == 3) {
+        convert(m_element.take());
+      }
+    } else {
+      m_head.close();
+      if (m_in_samples && m_depth == 2) {
+        m_in_samples = false;
+      }
+    }
+    --m_depth;
+    return true;
+  }
+  void convert(json element) {
+    if (!m_sample_error.empty()) {
+      return;  // the first malformed sample is the one named
+    }
+    try {
+      escape_strings(element);
+      m_samples.push_back(sample_from_json(element));
+    } catch (const json::exception& e) {
+      m_sample_error = std::string("malformed watch run: ") + e.what();
+    }
+  }
+
+  DomBuilder m_head;
+  DomBuilder m_element;
+  std::vector<Sample> m_samples;
+  std::string m_sample_error;
+  std::size_t m_depth = 0;
+  bool m_next_is_samples = false;  // the last key read at the top level was "samples"
+  bool m_in_samples = false;
+};
+
+}  // namespace
+
+Result<WatchRun> run_from_text(std::string_view text) {
+  // Each sample is converted, escaped, as soon as it is read, and dropped: a long run is never held whole as JSON
+  // (about 19 KB a sample on 8 GPUs) beside its samples.
+  ReplaySax sax;
+  if (!json::sax_parse(text.begin(), text.end(), &sax)) {
     return fail("not valid JSON");
   }
+  json j = sax.head();
   escape_strings(j);
   if (j.is_object() && j.contains("error")) {  // a saved failure: `watch --json` that could not run
     const auto& e = j.at("error");
@@ -393,10 +493,10 @@ Result<WatchRun> run_from_text(std::string_view text) {
   if (!run) {
     return run;
   }
-  if (!sample_error.empty()) {
-    return fail(sample_error);
+  if (!sax.sample_error().empty()) {
+    return fail(sax.sample_error());
   }
-  run->samples = std::move(samples);
+  run->samples = std::move(sax.samples());
   return run;
 }
 

@@ -220,7 +220,7 @@ class BlockingInput(Base):
 class DeepInput(Base):
     def test_a_file_nested_deep_is_refused_not_a_crash(self):
         # nlohmann parses without recursion, but dump() recurses: a value quoted in an error must not be dumped.
-        deep = "[" * 100000 + "]" * 100000
+        deep = "[" * 1000000 + "]" * 1000000  # deep enough that a recursive copy or dump() overflows the stack
         cases = {"snapshot": ('{"kind":"gpuwarm-snapshot","schema_version":%s}', ["diagnose", "--snapshot"], 1,
                               "snapshot schema_version a list is not supported"),
                  "watch": ('{"kind":"gpuwarm-watch","schema_version":%s}', ["watch", "--replay"], 1,
