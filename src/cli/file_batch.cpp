@@ -51,8 +51,22 @@ std::string link_target_kind(const fs::path& link) {
 
 // Pre-order, in directory order, as a recursive directory iterator would, but a directory that cannot be
 // listed (or fails part way) is recorded, not skipped in silence; so is a link not followed.
+// Whether `folder` (a link's target, resolved) is one of the folders walked, or inside one: its files are read
+// there (a `latest -> run-1205` link beside run-1205/), so the link names nothing left unread.
+bool inside_walked(const fs::path& folder, const std::vector<fs::path>& roots) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(folder, ec);
+  if (ec) {
+    return false;
+  }
+  return std::any_of(roots.begin(), roots.end(), [&real](const fs::path& root) {
+    auto [r, f] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+    return r == root.end();
+  });
+}
+
 void walk_directory(const fs::path& dir, const std::function<bool(const std::string&)>& wanted, FileLinks file_links,
-                    Walk& out, SeenFiles& seen, unsigned depth) {
+                    const std::vector<fs::path>& roots, Walk& out, SeenFiles& seen, unsigned depth) {
   if (depth > 256) {
     out.unreadable.emplace_back(dir.string(), "nested more than 256 directories deep");
     return;
@@ -72,14 +86,14 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
         if (wanted(link) && seen.first_time(link)) {  // seen by its target's inode: read once
           out.files.push_back(std::move(link));
         }
-      } else {
+      } else if (!(names == "a folder" && inside_walked(it->path(), roots))) {
         out.links.emplace_back(std::move(link), std::move(names));
       }
       continue;
     }
     if (it->is_directory(entry_ec)) {
       if (it->path().filename() != ".git") {
-        walk_directory(it->path(), wanted, file_links, out, seen, depth + 1);
+        walk_directory(it->path(), wanted, file_links, roots, out, seen, depth + 1);
       }
     } else if (it->is_regular_file(entry_ec)) {
       std::string file = it->path().string();
@@ -110,6 +124,15 @@ Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(
                 FileLinks file_links) {
   Walk out;
   SeenFiles seen;
+  std::vector<fs::path> roots;  // the folders named, resolved
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      if (auto real = fs::canonical(p, ec); !ec) {
+        roots.push_back(std::move(real));
+      }
+    }
+  }
   for (const auto& p : paths) {
     std::error_code ec;
     auto st = fs::status(p, ec);
@@ -123,7 +146,7 @@ Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(
       }
       continue;
     }
-    walk_directory(p, wanted, file_links, out, seen, 0);
+    walk_directory(p, wanted, file_links, roots, out, seen, 0);
   }
   return out;
 }
