@@ -370,7 +370,7 @@ class Linter {
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
   void sed_inserted_lines(std::size_t k, std::size_t end);
   void systemctl_verbs(std::size_t k, std::size_t end);
-  bool restores_or_unloads(const Finding& f) const;
+  void drop_restores_and_unloads();
   void report_unit_switches();
   bool statement_writes_out(std::size_t start, std::size_t end) const;
   void report_site(std::size_t start, std::size_t k, std::size_t end);
@@ -646,28 +646,28 @@ void Linter::report_unit_switches() {
 // A `-pm 0` that undoes this file's own earlier `-pm 1` (a health check that enabled it for a test; the `-pm 1`
 // is the finding), or that frees the GPUs before the driver is unloaded (modprobe -r / rmmod nvidia later in the
 // file): removing it, as LINT003 says, would leave the flag on for good or make the unload fail.
-bool Linter::restores_or_unloads(const Finding& f) const {
-  if (f.rule != k_pm_off) {
-    return false;
-  }
-  // In a script only: YAML tasks and documentation's code blocks that set it on and off are two findings.
-  if (m_source.kind == FileKind::shell &&
-      std::any_of(m_found.begin(), m_found.end(),
-                  [&f](const Finding& other) { return other.rule == k_legacy && other.line < f.line; })) {
-    return true;
-  }
-  bool unloads = false;
-  for_each_line(m_text, [&](unsigned n, std::string_view line) {
-    if (n <= f.line || unloads) {
-      return;
+void Linter::drop_restores_and_unloads() {
+  // Computed once: a file of thousands of findings stays linear.
+  unsigned first_legacy = 0;  // the first line setting the flag on (0: none)
+  for (const Finding& f : m_found) {
+    if (f.rule == k_legacy && (first_legacy == 0 || f.line < first_legacy)) {
+      first_legacy = f.line;
     }
+  }
+  unsigned last_unload = 0;  // the last line unloading the driver (0: none)
+  for_each_line(m_text, [&](unsigned n, std::string_view line) {
     line = line.substr(0, line.find('#'));
     const bool modprobe_r = line.find("modprobe") != std::string_view::npos &&
                             (line.find(" -r") != std::string_view::npos || line.find("--remove") != std::string_view::npos);
-    unloads = (modprobe_r || line.find("rmmod") != std::string_view::npos) &&
-              line.find("nvidia") != std::string_view::npos;
+    if ((modprobe_r || line.find("rmmod") != std::string_view::npos) && line.find("nvidia") != std::string_view::npos) {
+      last_unload = n;
+    }
   });
-  return unloads;
+  // In a script only: YAML tasks and documentation's code blocks that set it on and off are two findings.
+  const bool script = m_source.kind == FileKind::shell;
+  std::erase_if(m_found, [&](const Finding& f) {
+    return f.rule == k_pm_off && ((script && first_legacy != 0 && first_legacy < f.line) || f.line < last_unload);
+  });
 }
 
 // sed -i '$i /usr/bin/nvidia-smi -pm 1' /etc/rc.local: the lines sed's a, i and c commands put into a file
@@ -999,7 +999,10 @@ std::string_view Linter::dockerfile_instruction(std::size_t k) const {
 void Linter::report_site(std::size_t start, std::size_t k, std::size_t end) {
   const Token& site = m_tokens[k];
   if (is_daemon(site.text)) {
-    if (m_source.kind == FileKind::unit || m_source.kind == FileKind::nix || m_tokens[start].break_kind == '=' ||
+    // A unit's ExecStart= (or Nix's `= "..."`) starts it through the init system; a udev RUN+= does not (udevd
+    // kills what it started once the event is handled).
+    const bool init_system_value = m_tokens[start].break_kind == '=' && m_source.kind != FileKind::udev;
+    if (m_source.kind == FileKind::unit || m_source.kind == FileKind::nix || init_system_value ||
         m_tokens[start].break_kind == 'f' || !site.command_key) {
       return;  // a unit's ExecStart: started through the init system
     }
@@ -1164,22 +1167,27 @@ void Linter::find_commands() {
   }
   // `-c` of grep, pgrep, wc and the like counts: `grep -c 'nvidia-smi -pm 1' rc.local` is an audit, not a run. The
   // command is the first word before the -c that is not an option, in the same statement.
-  auto counts_with_c = [&](std::size_t dash_c) {
-    static const WordSet k_counting = {"grep", "egrep", "fgrep", "zgrep", "rg", "ag", "pgrep", "pkill", "wc", "uniq"};
-    auto it = std::upper_bound(starts.begin(), starts.end(), dash_c);
-    const std::size_t statement = it == starts.begin() ? 0 : *std::prev(it);
-    for (std::size_t k = dash_c; k > statement;) {
-      const std::string_view word = m_tokens[--k].text;
-      if (!word.starts_with("-")) {
-        return k_counting.count(basename(word)) != 0;
-      }
-    }
-    return false;
-  };
+  // The nearer of a counting tool and a shell before a -c, in the same statement, says whose option it is
+  // (`grep -e x -c`, `pdsh ... "grep -c ..."`; `bash -c`, `su -l root -c`). Kept as the tokens go by: one pass.
+  static const WordSet k_counting = {"grep", "egrep", "fgrep", "zgrep", "rg", "ag", "pgrep", "pkill", "wc", "uniq"};
+  static const WordSet k_shells = {"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox", "su", "runuser"};
+  bool counting_so_far = false;  // in this statement, a counting tool came after the last shell
+  auto next_start = starts.begin();
+  bool counts_with_c = false;  // whether the -c just before this token was a counting tool's
   for (std::size_t i = 0; i < m_tokens.size(); ++i) {
     const Token& t = m_tokens[i];
+    while (next_start != starts.end() && *next_start <= i) {
+      counting_so_far = false;  // a new statement
+      ++next_start;
+    }
     // "sh -c 'nvidia-smi -pm 1'", k8s args: ["-c", "..."]: the script of -c runs.
-    bool after_c = i > 0 && m_tokens[i - 1].text == "-c" && !t.prose && !counts_with_c(i - 1);
+    bool after_c = i > 0 && m_tokens[i - 1].text == "-c" && !t.prose && !counts_with_c;
+    counts_with_c = t.text == "-c" && counting_so_far;
+    if (const std::string_view word = basename(t.text); k_shells.count(word) != 0) {
+      counting_so_far = false;
+    } else if (k_counting.count(word) != 0) {
+      counting_so_far = true;
+    }
     // CMD="nvidia-smi -pm 1" ... $CMD: the assignment holds a command that runs.
     bool held = !t.assigned_to.empty() && m_executed.count(t.assigned_to) != 0;
     if ((after_c || held) && (is_smi(t.text) || is_daemon(t.text))) {
@@ -1682,7 +1690,8 @@ std::vector<Finding> Linter::run() {
     }
   }
   const OptOuts opt_outs(m_text);
-  std::erase_if(m_found, [&](const Finding& f) { return opt_outs.ignored(f) || restores_or_unloads(f); });
+  std::erase_if(m_found, [&](const Finding& f) { return opt_outs.ignored(f); });
+  drop_restores_and_unloads();
   std::sort(m_found.begin(), m_found.end(), [](const Finding& a, const Finding& b) {
     return std::tie(a.line, a.column, a.rule) < std::tie(b.line, b.column, b.rule);
   });
@@ -1742,10 +1751,6 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
   if (name.find("cron") != std::string::npos || inner.find("/cron") != std::string_view::npos) {
     return FileKind::shell;
   }
-  // udev rules: RUN+= programs run on every matching event (a GPU added, the power supply changing).
-  if (ends_with(name, ".rules") || inner.find("/rules.d/") != std::string_view::npos) {
-    return FileKind::udev;
-  }
   if (ends_with(name, ".md") || ends_with(name, ".markdown")) {
     return FileKind::doc_markdown;
   }
@@ -1767,6 +1772,12 @@ FileKind kind_for(std::string_view path, std::string_view first_line) {
     if (ends_with(name, script)) {
       return FileKind::shell;  // NHC, Puppet, Ruby, Python, Terraform: # comments too
     }
+  }
+  // udev rules: RUN+= programs run on every matching event (a GPU added, the power supply changing). polkit's
+  // .rules are JavaScript.
+  if ((ends_with(name, ".rules") && inner.find("polkit") == std::string_view::npos) ||
+      inner.find("udev/rules.d/") != std::string_view::npos) {
+    return FileKind::udev;
   }
   if (name == "rc.local" || name == "makefile" || name == "vagrantfile" || name == "jenkinsfile" ||
       first_line.rfind("#!", 0) == 0) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -156,33 +157,69 @@ bool continues(std::string_view value) {
 
 namespace {
 
-// A template's control line: ERB <% if/unless/case %>, <% elsif/else/when %>, <% end %> (also closing a
-// `do` block), Jinja {% if %}, {% elif/else %}, {% endif %}; trim markers (<%-, -%>, {%-) allowed.
-enum class Control { none, open_branch, open_block, next_branch, close };
+// A template's control tags: ERB <% if/unless/case %>, <% elsif/else/when %>, <% end %> (which also closes a
+// `... do` block), Jinja {% if %}, {% elif/else %}, {% endif %}, Go {{ if }}, {{ else }}, {{ end }} (which also
+// closes range and with); trim markers (<%-, -%>, {%-, {{-) allowed.
+enum class Control { open_branch, open_block, next_branch, close };
 
-Control template_control(std::string_view line) {
-  line = line.substr(std::min(line.size(), line.find_first_not_of(" \t")));
-  if (!line.starts_with("<%") && !line.starts_with("{%")) {
-    return Control::none;
-  }
-  std::string_view body = line.substr(2);
+// A line's control tags in order, and the line without them (output tags such as <%= x %> stay: they are values).
+struct TemplateLine {
+  std::vector<Control> controls;
+  std::string rest;
+};
+
+std::optional<Control> classify_tag(std::string_view body, char opener) {
   body = body.substr(std::min(body.size(), body.find_first_not_of("- \t")));
-  const std::string_view word = body.substr(0, body.find_first_of(" \t-%"));
-  if (word == "if" || word == "unless" || word == "case") {
+  const std::string_view word = body.substr(0, body.find_first_of(" \t-%}"));
+  if (word == "if" || (opener != '{' && (word == "unless" || word == "case"))) {
     return Control::open_branch;
   }
-  if (word == "elsif" || word == "elif" || word == "else" || word == "when") {
+  if (word == "else" || (opener == '<' && (word == "elsif" || word == "when")) || (opener == '%' && word == "elif")) {
     return Control::next_branch;
   }
-  if (word == "end" || word == "endif" || word == "endunless") {
+  if (word == "end" || (opener == '%' && (word == "endif" || word == "endunless"))) {
     return Control::close;
   }
-  const std::string_view head = body.substr(0, body.find("%"));
-  if (line.starts_with("<%") && (head.find(" do ") != std::string_view::npos || head.find(" do|") != std::string_view::npos ||
-                                 head.ends_with(" do") || head.ends_with(" do -"))) {
+  if (opener == '{' && (word == "range" || word == "with" || word == "block" || word == "define")) {
+    return Control::open_block;
+  }
+  const std::size_t end = body.find_last_not_of("- \t");
+  const std::string_view head = body.substr(0, end == std::string_view::npos ? 0 : end + 1);
+  if (opener == '<' && (head.ends_with(" do") || head.find(" do |") != std::string_view::npos ||
+                        head.find(" do|") != std::string_view::npos)) {
     return Control::open_block;  // its `end` closes a loop, not a branch
   }
-  return Control::none;
+  return std::nullopt;
+}
+
+TemplateLine template_line(std::string_view line) {
+  TemplateLine out;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    std::size_t at = std::string_view::npos;
+    char opener = 0;  // '<' ERB, '%' Jinja, '{' Go
+    for (auto [open, kind] : {std::pair{std::string_view("<%"), '<'}, std::pair{std::string_view("{%"), '%'},
+                              std::pair{std::string_view("{{"), '{'}}) {
+      if (auto p = line.find(open, i); p < at) {
+        at = p;
+        opener = kind;
+      }
+    }
+    const std::string_view close = opener == '<' ? "%>" : opener == '%' ? "%}" : "}}";
+    const std::size_t end = at == std::string_view::npos ? at : line.find(close, at + 2);
+    if (end == std::string_view::npos) {
+      out.rest.append(line.substr(i));
+      break;
+    }
+    out.rest.append(line.substr(i, at - i));
+    if (auto control = classify_tag(line.substr(at + 2, end - at - 2), opener)) {
+      out.controls.push_back(*control);
+    } else {
+      out.rest.append(line.substr(at, end + 2 - at));  // an output tag: part of the value
+    }
+    i = end + 2;
+  }
+  return out;
 }
 
 }  // namespace
@@ -193,22 +230,37 @@ UnitDoc parse_unit(std::string_view text) {
   bool continued = false;  // the last value ended in a backslash: this line goes on with it
   std::vector<unsigned> branches;  // the template branches open here, innermost last
   unsigned last_branch = 0;
+  std::string without_tags;  // a line's text once its control tags are taken out
   for_each_line(text, [&](unsigned n, std::string_view raw) {
-    if (!continued) {
-      switch (template_control(raw)) {
-        case Control::open_branch: branches.push_back(++last_branch); return;
-        case Control::open_block: branches.push_back(branches.empty() ? 0 : branches.back()); return;
-        case Control::next_branch:
-          if (!branches.empty()) {
-            branches.back() = ++last_branch;
-          }
-          return;
-        case Control::close:
-          if (!branches.empty()) {
-            branches.pop_back();
-          }
-          return;
-        case Control::none: break;
+    if (!continued && raw.find_first_of("<{") != std::string_view::npos) {
+      TemplateLine t = template_line(raw);
+      // `<% if @debug %>Environment=DEBUG=1<% end %>` opens and closes on one line: its setting is read where it
+      // stands, and no branch stays open. Otherwise the tags act in order, and what is left is read after them.
+      int opened = 0;
+      for (Control c : t.controls) {
+        opened += c == Control::close ? -1 : c == Control::next_branch ? 0 : 1;
+      }
+      const bool balanced = opened == 0 && std::find(t.controls.begin(), t.controls.end(), Control::next_branch) ==
+                                               t.controls.end();
+      for (Control c : balanced ? std::vector<Control>{} : t.controls) {
+        switch (c) {
+          case Control::open_branch: branches.push_back(++last_branch); break;
+          case Control::open_block: branches.push_back(branches.empty() ? 0 : branches.back()); break;
+          case Control::next_branch:
+            if (!branches.empty()) {
+              branches.back() = ++last_branch;
+            }
+            break;
+          case Control::close:
+            if (!branches.empty()) {
+              branches.pop_back();
+            }
+            break;
+        }
+      }
+      if (!t.controls.empty()) {
+        without_tags = std::move(t.rest);
+        raw = without_tags;
       }
     }
     if (continued) {
@@ -570,8 +622,9 @@ void judge_unit(const UnitDoc& unit, std::vector<Finding>& out) {
       // oneshot with RemainAfterExit=yes keeps the forked daemon (the unit stays active, exited), but systemd
       // tracks no main process: a crash goes unnoticed and Restart= never fires.
       const bool remains = d.value == "oneshot" &&
-                           std::any_of(unit.directives.begin(), unit.directives.end(), [](const Directive& r) {
-                             return r.section == "Service" && r.key == "RemainAfterExit" && unit_boolean_true(r.value);
+                           std::any_of(unit.directives.begin(), unit.directives.end(), [&d](const Directive& r) {
+                             return r.section == "Service" && r.key == "RemainAfterExit" &&
+                                    unit_boolean_true(r.value) && (r.branch == d.branch || r.branch == 0);
                            });
       if (d.value != "forking") {
         out.push_back({"LINT013", d.line, d.column,

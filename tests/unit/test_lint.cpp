@@ -80,6 +80,9 @@ TEST(Lint, LINT001_legacy_flag) {
       {"grep -c audits", FileKind::shell, "grep -c 'nvidia-smi -pm 1' /etc/rc.local\n", {}},
       {"grep -i -c audits", FileKind::shell, "n=$(grep -i -c 'nvidia-smi -pm 1' /etc/rc.local)\n", {}},
       {"pgrep -c counts the daemon", FileKind::shell, "n=$(pgrep -c nvidia-persistenced)\n", {}},
+      {"grep -e x -c audits", FileKind::shell, "grep -e x -c 'nvidia-smi -pm 1' /etc/rc.local\n", {}},
+      {"bash -c running a grep is the shell's", FileKind::shell, "grep -q x f && bash -c 'nvidia-smi -pm 1'\n",
+       {"LINT001@1:25"}},
       {"an audit through pdsh", FileKind::shell, "pdsh -w gpu[01-64] \"grep -c 'nvidia-smi -pm 1' /etc/rc.local\"\n",
        {}},
       {"Dockerfile RUN", FileKind::dockerfile, "RUN nvidia-smi -pm 1\n", {"LINT001@1:5"}},
@@ -728,7 +731,9 @@ TEST(Lint, file_kinds) {
   EXPECT_EQ(lint::kind_for("data.csv", "a,b"), FileKind::text);
   EXPECT_EQ(lint::kind_for("/etc/udev/rules.d/85-nvidia.rules", "ACTION==\"add\""), FileKind::udev);
   EXPECT_EQ(lint::kind_for("files/71-nvidia.rules.j2", "x"), FileKind::udev);
-  EXPECT_EQ(lint::kind_for("/lib/udev/rules.d/README", "x"), FileKind::udev);
+  EXPECT_EQ(lint::kind_for("/lib/udev/rules.d/60-gpu.rules", "x"), FileKind::udev);
+  EXPECT_EQ(lint::kind_for("/etc/udev/rules.d/setup.sh", "#!/bin/sh"), FileKind::shell);
+  EXPECT_EQ(lint::kind_for("/etc/polkit-1/rules.d/49-x.rules", "polkit.addRule("), FileKind::text);
 }
 
 // A template's branches: one that runs another program (nvidia-smi, where the daemon already runs) is not judged
@@ -758,6 +763,38 @@ TEST(Lint, template_branches_that_run_another_program) {
        "ExecStart=/usr/bin/nvidia-persistenced --verbose\n{% endif %}\nRestart=always\n",
        {"LINT013@3:1", "LINT013@6:1"}, "t/nvidia-persistenced.service.j2"},
   });
+}
+
+// Template tags on a line with a setting, and Go templates, keep branches straight.
+TEST(Lint, template_branches_on_one_line_and_in_go) {
+  check({
+      {"an if and its end on one line open no branch", FileKind::unit,
+       "[Service]\n<% if @running %>\nExecStart=/usr/bin/nvidia-smi\nType=oneshot\n"
+       "<% if @debug %>Environment=DEBUG=1<% end %>\n<% else %>\nType=forking\n"
+       "ExecStart=/usr/bin/nvidia-persistenced --user root\n<% end %>\nRestart=always\n[Unit]\nStopWhenUnneeded=true\n",
+       {"LINT010@12:1"}, "t/nvidia-persistenced.service.erb"},
+      {"Jinja on one line", FileKind::unit,
+       "[Service]\n{% if a %}\nExecStart=/usr/bin/nvidia-smi\nType=simple\n{% if d %}Environment=D=1{% endif %}\n"
+       "{% else %}\nType=forking\nExecStart=/usr/bin/nvidia-persistenced\n{% endif %}\nRestart=no\n",
+       {"LINT011@10:1"}, "t/nvidia-persistenced.service.j2"},
+      {"Go template branches", FileKind::unit,
+       "[Service]\n{{- if .Running }}\nType=simple\nExecStart=/usr/bin/nvidia-smi\n{{- else }}\nType=forking\n"
+       "ExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n{{- end }}\n",
+       {}, "t/nvidia-persistenced.service.tmpl"},
+      {"an output tag stays part of the value", FileKind::unit,
+       "[Service]\nType=forking\nExecStart={{ .Bin }}/nvidia-persistenced --user {{ .User }}\nRestart={{ .Restart }}\n",
+       {}, "t/nvidia-persistenced.service.tmpl"},
+      {"RemainAfterExit of another branch is not this one's", FileKind::unit,
+       "[Service]\n<% if @r %>\nType=simple\nExecStart=/usr/bin/nvidia-smi\nRemainAfterExit=yes\n<% else %>\n"
+       "Type=oneshot\nExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n<% end %>\n",
+       {"LINT013@7:1"}, "t/nvidia-persistenced.service.erb"},
+  });
+  auto found = lint::lint_text(
+      "[Service]\n<% if @r %>\nType=simple\nExecStart=/usr/bin/nvidia-smi\nRemainAfterExit=yes\n<% else %>\n"
+      "Type=oneshot\nExecStart=/usr/bin/nvidia-persistenced\nRestart=always\n<% end %>\n",
+      lint::Source{"t/nvidia-persistenced.service.erb", FileKind::unit, nullptr, false});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].message.find("stops it"), std::string::npos) << found[0].message;
 }
 
 // oneshot + RemainAfterExit=yes keeps the forked daemon running: the finding says what it does cost.
@@ -832,6 +869,8 @@ TEST(Lint, udev_rules) {
       {"disabling", FileKind::udev, "ACTION==\"remove\", RUN+=\"/usr/bin/nvidia-smi -pm 0\"\n", {"LINT003@1:25"}},
       {"a comment", FileKind::udev, "# ACTION==\"add\", RUN+=\"/usr/bin/nvidia-smi -pm 1\"\n", {}},
       {"a query", FileKind::udev, "ACTION==\"add\", PROGRAM=\"/usr/bin/nvidia-smi -q\"\n", {}},
+      {"the daemon started from RUN+=: by hand, and udevd kills it after the event", FileKind::udev,
+       "ACTION==\"add\", RUN+=\"/usr/bin/nvidia-persistenced --user x\"\n", {"LINT005@1:22"}},
       {"a match on the text is no run", FileKind::udev, "ENV{CMD}==\"nvidia-smi -pm 1\", GOTO=\"end\"\n", {}},
       {"written from a heredoc", FileKind::shell,
        "cat > /etc/udev/rules.d/71-nvidia.rules <<EOF\nACTION==\"add\", RUN+=\"/usr/bin/nvidia-smi -pm 1\"\nEOF\n",
