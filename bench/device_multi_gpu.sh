@@ -27,7 +27,7 @@ main() {
   nvidia-smi -L || true
   nvidia-smi --query-gpu=index,name,driver_version,persistence_mode,mig.mode.current --format=csv,noheader || true
   local persistence
-  persistence=$(nvidia-smi --query-gpu=persistence_mode --format=csv,noheader 2>/dev/null | sort -u | paste -sd/ -)
+  persistence=$( { nvidia-smi --query-gpu=persistence_mode --format=csv,noheader 2>/dev/null || true; } | sort -u | paste -sd/ - )
   local unmeasured="before/after of enabling persistence: NOT measured (persistence reads ${persistence:-unread} here and this script changes no setting): the figures are that side only"
   echo "== $unmeasured"
   local modes_rc=0 probe_rc=0 saved cap
