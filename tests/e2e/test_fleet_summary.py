@@ -121,6 +121,11 @@ class FleetSummary(unittest.TestCase):
         d = json.loads(r.stdout)
         self.assertEqual((d["nodes"], d["exit_code"], d["unreadable"]), (2, 3, []), r.stdout)
         self.assertIn("node-off", d["needs_attention"]["hostnames"])
+        # A link to a folder walked anyway (a `latest` beside the runs) names nothing left unread.
+        self.put("reports/run-1205/n9.json", self.diag_hot, "node-9")
+        os.symlink("run-1205", os.path.join(self.dir, "reports", "latest"))
+        d = json.loads(self.summary("--json", os.path.join(self.dir, "reports")).stdout)
+        self.assertEqual((d["nodes"], d["unreadable"]), (3, []), d["unreadable"])
         os.symlink(os.path.join(self.dir, "elsewhere"), os.path.join(self.dir, "reports", "rack7"))
         os.symlink("nothing-here.json", os.path.join(self.dir, "reports", "gone.json"))
         r = self.summary(os.path.join(self.dir, "reports"))
