@@ -204,8 +204,14 @@ Result<void> read_probe(element doc, NodeReport& out) {
     out.jobs_measured = true;
     out.probe_failed = true;
   }
-  if (bool changed = false; doc["compare_persistence"]["changed"].get(changed) == SUCCESS) {
-    out.persistence_changed = changed;
+  // Persistence switched on between the baseline and this run: off (on some GPUs at least) before, on now.
+  // Switched off, or the same, or unread: its before/after is some other change.
+  bool changed = false;
+  std::string_view was;
+  std::string_view now;
+  if (doc["compare_persistence"]["changed"].get(changed) == SUCCESS &&
+      doc["compare_persistence"]["before"].get(was) == SUCCESS && doc["compare_persistence"]["after"].get(now) == SUCCESS) {
+    out.persistence_switched_on = changed && now == "enabled" && (was == "disabled" || was == "mixed");
   }
   array compare_jobs;
   if (doc["compare_jobs"].get(compare_jobs) == SUCCESS) {
@@ -376,20 +382,20 @@ struct ColdStart {
 
 // A baseline's figure is a "before" of enabling persistence only where persistence read otherwise then: a node
 // compared across another change (a driver update, a warmer room) is listed apart, not folded into the median.
-bool before_is_persistence_off(const NodeState& n) { return n.persistence_changed == true; }
-
-bool has_before(const NodeState& n) {
+bool has_job_before(const NodeState& n) {
   const auto& b = n.job_before_ms;
-  return !n.cold_before_ms.empty() || b.one_process || b.process_per_gpu || b.process_per_gpu_all_visible;
+  return b.one_process || b.process_per_gpu || b.process_per_gpu_all_visible;
 }
 
-bool before_without_persistence_change(const NodeState& n) { return has_before(n) && !before_is_persistence_off(n); }
+bool before_without_persistence_change(const NodeState& n) {
+  return (!n.cold_before_ms.empty() && !n.cold_before_counts) || (has_job_before(n) && !n.job_before_counts);
+}
 
 ColdStart cold_start(const FleetSummary& s, std::vector<double> NodeState::*field) {
   std::vector<double> all;
   ColdStart c;
   for (const auto& n : s.nodes) {
-    if (field == &NodeState::cold_before_ms && !before_is_persistence_off(n)) {
+    if (field == &NodeState::cold_before_ms && !n.cold_before_counts) {
       continue;
     }
     const auto& v = n.*field;
@@ -417,7 +423,7 @@ JobStartMedian job_start(const FleetSummary& s, JobStartMs NodeState::*when, std
   std::vector<double> all;
   JobStartMedian m;
   for (const auto& n : s.nodes) {
-    if (when == &NodeState::job_before_ms && !before_is_persistence_off(n)) {
+    if (when == &NodeState::job_before_ms && !n.job_before_counts) {
       continue;
     }
     if (const auto& v = n.*when.*how) {
@@ -752,7 +758,7 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
         n.cold_before_ms = std::move(r.cold_before_ms);
         n.cold_after_ms = std::move(r.cold_after_ms);
         n.per_gpu_parallel = r.per_gpu_parallel;
-        n.persistence_changed = r.persistence_changed;
+        n.cold_before_counts = r.persistence_switched_on;
       }
       // The newest probe that measured job starts says what they are now, failures (no figure) included, and
       // what they were before only if it compared them: as for the per-GPU figures, never one probe's
@@ -761,7 +767,7 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
         n.job_after_ms = r.job_after_ms;
         n.job_gpus = r.job_gpus;
         n.job_before_ms = r.jobs_compared ? r.job_before_ms : JobStartMs{};
-        n.persistence_changed = r.persistence_changed;
+        n.job_before_counts = r.persistence_switched_on;
       }
       if (r.kind == ReportKind::probe) n.probe_failed = r.probe_failed;
       // A verification speaks until a newer diagnosis or fix says what the node is.
@@ -840,7 +846,7 @@ std::string render_text(const FleetSummary& s, const Style& style) {
                        contended.size(), name_list(contended));
   }
   if (auto other = hostnames_where(s, before_without_persistence_change); !other.empty()) {
-    out += fmt::format("Before/after left out, as persistence read the same in both probes (or was not read): {} "
+    out += fmt::format("Before/after left out, as the probe did not compare persistence off with on: {} "
                        "({}); compare a baseline taken with persistence off\n",
                        other.size(), name_list(other));
   }
@@ -942,7 +948,8 @@ nlohmann::json render_json(const FleetSummary& s) {
                      {"job_start_before_ms", job_start_node_json(n.job_before_ms)},
                      {"job_start_after_ms", job_start_node_json(n.job_after_ms)},
                      {"job_start_gpus", optional_json(n.job_gpus)},
-                     {"persistence_changed", optional_json(n.persistence_changed)},
+                     {"cold_start_before_counts", n.cold_before_counts},
+                     {"job_start_before_counts", n.job_before_counts},
                      {"probe_failed", n.probe_failed},
                      {"verify_failed", n.verify_failed},
                      {"reports", n.reports},

@@ -47,9 +47,9 @@ struct NodeReport {
   JobStartMs job_after_ms;              // probe: this run's job starts (successful ones only)
   bool jobs_measured = false;           // probe: job starts were attempted (job_after_ms then replaces older ones)
   bool jobs_compared = false;           // probe --compare: the baseline had job starts
-  // probe --compare: persistence read otherwise in the baseline (unset: not compared, or not read in both), so
-  // its before/after is the change persistence made.
-  std::optional<bool> persistence_changed;
+  // probe --compare: persistence read off (on some GPUs at least) in the baseline and on now, so that its
+  // before/after is what enabling persistence changed.
+  bool persistence_switched_on = false;
   std::optional<unsigned> job_gpus;     // probe: GPUs the job starts covered
   bool probe_failed = false;            // probe: a GPU or a job start failed or timed out
   bool per_gpu_parallel = false;        // probe: its per-GPU figures were taken in parallel (contended: not used)
@@ -119,7 +119,10 @@ struct NodeState {
   JobStartMs job_before_ms;
   JobStartMs job_after_ms;
   std::optional<unsigned> job_gpus;
-  std::optional<bool> persistence_changed;  // the newest comparing probe's (before figures are its baseline's)
+  // Whether each "before" is from a comparison that switched persistence on (its probe's own word: the per-GPU
+  // figures and the job starts may come from different probes).
+  bool cold_before_counts = false;
+  bool job_before_counts = false;
   bool probe_failed = false;  // the newest probe report says a probe failed
   bool per_gpu_parallel = false;  // the newest probe's per-GPU figures were contended (left out of the medians)
   bool verify_failed = false;  // a verify report failed and no diagnosis or fix came after it

@@ -519,7 +519,7 @@ TEST(FleetSummary, tallies_lists_and_medians) {
       report(diagnosis("d", "healthy", k_two_enabled)),
       report(R"({"kind":"gpuwarm-probe","hostname":"a","method":"isolated","gpus":[{"ok":true,"total_ms":40},
                  {"ok":true,"total_ms":50}],"compare":[{"before_total_ms":2000},{"before_total_ms":3000}],
-                 "compare_persistence":{"changed":true}})"),
+                 "compare_persistence":{"before":"disabled","after":"enabled","changed":true}})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"d","method":"isolated","gpus":[{"ok":true,"total_ms":60}]})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"b","method":"parallel","gpus":[{"ok":true,"total_ms":671},
                  {"ok":true,"total_ms":650}]})"),
@@ -571,7 +571,7 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
       report(R"({"kind":"gpuwarm-probe","hostname":"a","taken_at":"2026-11-02T00:00:00Z","gpus":[],
                  "jobs":[{"method":"one-process","gpus":2,"ready_ms":400}],
                  "compare_jobs":[{"method":"one-process","before_ready_ms":6000}],
-                 "compare_persistence":{"changed":true}})"),
+                 "compare_persistence":{"before":"disabled","after":"enabled","changed":true}})"),
       report(R"({"kind":"gpuwarm-probe","hostname":"b","gpus":[],
                  "jobs":[{"method":"one-process","gpus":8,"ready_ms":600},
                          {"method":"process-per-gpu","gpus":8,"ready_ms":700},
@@ -626,35 +626,52 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
 // The fleet's before/after is what enabling persistence changed: a node whose probe compared across another
 // change (persistence read the same, or not read) is listed, its baseline kept out of the medians.
 TEST(FleetSummary, before_counts_only_where_persistence_changed) {
-  auto probe = [](const char* host, const char* changed) {
+  auto probe = [](const char* host, const char* compared) {
     return report(fmt::format(R"({{"kind":"gpuwarm-probe","hostname":"{}","method":"isolated",
         "gpus":[{{"ok":true,"total_ms":40}}],"compare":[{{"before_total_ms":{}}}],
         "jobs":[{{"method":"one-process","gpus":2,"ready_ms":90}}],
         "compare_jobs":[{{"method":"one-process","before_ready_ms":{}}}]{}}})",
                               host, std::string(host) == "on" ? 2000 : 1000, std::string(host) == "on" ? 4000 : 900,
-                              changed));
+                              compared));
   };
-  auto s = fleet::summarize({probe("on", R"(,"compare_persistence":{"changed":true})"),
-                             probe("same", R"(,"compare_persistence":{"changed":false})"),
-                             probe("unread", R"(,"compare_persistence":{"changed":null})"), probe("old", "")},
-                            {});
+  auto s = fleet::summarize(
+      {probe("on", R"(,"compare_persistence":{"before":"disabled","after":"enabled","changed":true})"),
+       probe("same", R"(,"compare_persistence":{"before":"enabled","after":"enabled","changed":false})"),
+       probe("off", R"(,"compare_persistence":{"before":"enabled","after":"disabled","changed":true})"),
+       probe("unread", R"(,"compare_persistence":{"before":"unknown","after":"enabled","changed":null})"),
+       probe("old", "")},
+      {});
   auto j = fleet::render_json(s);
   EXPECT_EQ(j["cold_start_ms"]["before"]["median_ms"], 2000.0);
   EXPECT_EQ(j["cold_start_ms"]["before"]["nodes"], 1);
-  EXPECT_EQ(j["cold_start_ms"]["after"]["nodes"], 4);
+  EXPECT_EQ(j["cold_start_ms"]["after"]["nodes"], 5);
   EXPECT_EQ(j["job_start_ms"]["one_process"]["before"]["median_ms"], 4000.0);
   EXPECT_EQ(j["before_without_persistence_change"]["hostnames"],
-            nlohmann::json::parse(R"(["old","same","unread"])"));
-  EXPECT_EQ(j["node_reports"][1]["persistence_changed"], true);  // "on", sorted after "old"
-  EXPECT_EQ(j["node_reports"][2]["persistence_changed"], false);
-  EXPECT_EQ(j["node_reports"][2]["cold_start_before_ms"], nlohmann::json::parse("[1000.0]"));  // kept per node
+            nlohmann::json::parse(R"(["off","old","same","unread"])"));
+  EXPECT_EQ(j["node_reports"][2]["hostname"], "on");
+  EXPECT_EQ(j["node_reports"][2]["cold_start_before_counts"], true);
+  EXPECT_EQ(j["node_reports"][3]["cold_start_before_counts"], false);
+  EXPECT_EQ(j["node_reports"][3]["cold_start_before_ms"], nlohmann::json::parse("[1000.0]"));  // kept per node
   std::string text = fleet::render_text(s, Style(false));
-  EXPECT_NE(text.find("Before/after left out, as persistence read the same in both probes (or was not read): 3 "
-                      "(old, same, unread)"),
+  EXPECT_NE(text.find("Before/after left out, as the probe did not compare persistence off with on: 4 "
+                      "(off, old, same, unread)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("before 2000.0 ms (1 GPU on 1 node), after 40.0 ms (4 GPUs on 4 nodes)"), std::string::npos)
+  EXPECT_NE(text.find("before 2000.0 ms (1 GPU on 1 node), after 40.0 ms (5 GPUs on 5 nodes)"), std::string::npos)
       << text;
+  // Per-GPU figures and job starts from two probes: each "before" counts by its own probe's comparison.
+  auto two = fleet::summarize(
+      {report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-01T00:00:00Z","method":"isolated",
+                  "gpus":[{"ok":true,"total_ms":45}],"compare":[{"before_total_ms":46}],
+                  "compare_persistence":{"before":"enabled","after":"enabled","changed":false}})"),
+       report(R"({"kind":"gpuwarm-probe","hostname":"n","taken_at":"2026-01-02T00:00:00Z","method":null,"gpus":[],
+                  "jobs":[{"method":"one-process","gpus":2,"ready_ms":90}],
+                  "compare_jobs":[{"method":"one-process","before_ready_ms":3000}],
+                  "compare_persistence":{"before":"disabled","after":"enabled","changed":true}})")},
+      {});
+  j = fleet::render_json(two);
+  EXPECT_TRUE(j["cold_start_ms"]["before"]["median_ms"].is_null()) << j.dump();
+  EXPECT_EQ(j["job_start_ms"]["one_process"]["before"]["median_ms"], 3000.0);
 }
 
 // A newest probe whose job starts were skipped (a GPU hung alone, or could not be probed) leaves the node's job
