@@ -235,10 +235,11 @@ std::function<int()> setup_fleet_summary(CLI::App& sub, const GlobalOptions& glo
     for (auto& [dir, why] : walk.unreadable) {  // reports it may hold are unknown, as an unreadable file's are
       unreadable.push_back({dir, std::string(k_unreadable_note) + "directory: " + why});
     }
-    for (auto& [link, names] : walk.links) {  // a linked folder of reports, or a report's link to nothing
-      if (names == "a folder" || report_file_name(link)) {
-        unreadable.push_back({link, std::string(k_unreadable_note) + "a link to " + names +
-                                        (names == "a folder" ? ", not followed (name it to read its reports)" : "")});
+    for (auto& [path, why] : walk.passed_over) {  // a linked folder of reports, a report's link to nothing, a FIFO
+      if (why == Walk::Skipped::link_to_folder || report_file_name(path)) {
+        unreadable.push_back({path, std::string(k_unreadable_note) + passed_over_text(why) +
+                                        (why == Walk::Skipped::link_to_folder ? ", not followed (name it to read its reports)"
+                                                                              : "")});
       }
     }
     for (auto& in : per_input) {

@@ -253,7 +253,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       "drop-in (or a same-named file of higher priority, or a mask: a link to /dev/null) overrides is set\n"
       "aside: printed as \"not in force\", not counted. Hidden files are skipped as systemd does; other\n"
       "links are not followed: those of a unit's drop-in folders are named, those in folders walked are\n"
-      "counted (--json lists them; a link named as a PATH is read). Standard input is read alone.\n"
+      "counted with FIFOs, sockets and devices, never opened (--json lists them; a link named as a PATH is\n"
+      "read). Standard input is read alone.\n"
       "`-pm {{ var }}` is resolved from the file and the Ansible role's defaults/ and vars/.\n"
       "Comments are not findings. Documentation is skipped (counted) unless --docs. A line opts out of a\n"
       "rule with `gpuwarm: ignore RULE-ID` in a comment on it or in a comment line just above it. Binary\n"
@@ -357,8 +358,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     // Links in the folders walked (hundreds under /etc: alternatives, certificates) are listed in --json and
     // counted in the text; what they name was not scanned unless it was reached on its own. Those of a unit's
     // drop-in folders are noted one by one above.
-    std::erase_if(walk.links, [&](const auto& link) { return not_followed.count(link.first) != 0; });
-    const std::size_t links_not_followed = walk.links.size();
+    std::erase_if(walk.passed_over, [&](const auto& entry) { return not_followed.count(entry.first) != 0; });
+    const std::size_t links_not_followed = walk.passed_over.size();
     // Standard input is scanned last, once, under the name given for it.
     const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
     if (use_stdin) {
@@ -454,8 +455,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       for (const auto& [path, note] : notes) {
         skipped.push_back({{"path", path}, {"note", note}});
       }
-      for (const auto& [link, names] : walk.links) {
-        skipped.push_back({{"path", link}, {"note", "not followed: a link to " + names + " (name it to scan it)"}});
+      for (const auto& [path, why] : walk.passed_over) {
+        const bool readable_named = why == Walk::Skipped::link_to_file || why == Walk::Skipped::link_to_folder;
+        skipped.push_back(
+            {{"path", path}, {"note", "not read: " + passed_over_text(why) + (readable_named ? " (name it to scan it)" : "")}});
       }
       // "missing": the PATHs that named nothing, the reason for exit 1 (stdout alone must say why).
       std::cout << dump_json({{"kind", "gpuwarm-lint"}, {"schema_version", 1}, {"hostname", host_name()},
@@ -496,7 +499,8 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);
       }
       if (links_not_followed > 0) {
-        std::cerr << fmt::format("; {} link(s) not followed (--json lists them; name one to scan it)",
+        std::cerr << fmt::format("; {} link(s) or special file(s) not read (--json lists them; name a "
+                                 "link to scan what it names)",
                                  links_not_followed);
       }
       std::cerr << "\n";

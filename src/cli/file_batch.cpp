@@ -39,18 +39,19 @@ class SeenFiles {
   std::set<std::pair<dev_t, ino_t>> m_seen;
 };
 
-// What a link names, for Walk::links.
-std::string link_target_kind(const fs::path& link) {
+// What a link names.
+Walk::Skipped link_target_kind(const fs::path& link) {
   std::error_code ec;
+  if (fs::read_symlink(link, ec) == "/dev/null") {
+    return Walk::Skipped::mask;  // systemd's mask; elsewhere too, nothing to read
+  }
   const auto st = fs::status(link, ec);
-  return !fs::exists(st)           ? "nothing"
-         : fs::is_directory(st)    ? "a folder"
-         : fs::is_regular_file(st) ? "a file"
-                                   : "something else";
+  return !fs::exists(st)           ? Walk::Skipped::link_to_nothing
+         : fs::is_directory(st)    ? Walk::Skipped::link_to_folder
+         : fs::is_regular_file(st) ? Walk::Skipped::link_to_file
+                                   : Walk::Skipped::link_to_other;
 }
 
-// Pre-order, in directory order, as a recursive directory iterator would, but a directory that cannot be
-// listed (or fails part way) is recorded, not skipped in silence; so is a link not followed.
 // Whether `folder` (a link's target, resolved) is one of the folders walked, or inside one: its files are read
 // there (a `latest -> run-1205` link beside run-1205/), so the link names nothing left unread.
 bool inside_walked(const fs::path& folder, const std::vector<fs::path>& roots) {
@@ -81,13 +82,13 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
     std::error_code entry_ec;
     if (it->is_symlink(entry_ec)) {
       std::string link = it->path().string();
-      std::string names = link_target_kind(it->path());
-      if (names == "a file" && file_links == FileLinks::follow) {
+      const Walk::Skipped names = link_target_kind(it->path());
+      if (names == Walk::Skipped::link_to_file && file_links == FileLinks::follow) {
         if (wanted(link) && seen.first_time(link)) {  // seen by its target's inode: read once
           out.files.push_back(std::move(link));
         }
-      } else if (!(names == "a folder" && inside_walked(it->path(), roots))) {
-        out.links.emplace_back(std::move(link), std::move(names));
+      } else if (!(names == Walk::Skipped::link_to_folder && inside_walked(it->path(), roots))) {
+        out.passed_over.emplace_back(std::move(link), names);
       }
       continue;
     }
@@ -100,6 +101,8 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
       if (wanted(file) && seen.first_time(file)) {
         out.files.push_back(std::move(file));
       }
+    } else if (std::string other = it->path().string(); wanted(other)) {
+      out.passed_over.emplace_back(std::move(other), Walk::Skipped::not_a_file);  // never opened: it could act
     }
   }
   if (ec) {  // the listing broke off: what followed is unknown
@@ -118,6 +121,18 @@ int open_regular(const std::string& path, std::string& note) {
     return -1;
   }
   return *fd;
+}
+
+std::string passed_over_text(Walk::Skipped why) {
+  switch (why) {
+    case Walk::Skipped::link_to_file: return "a link to a file";
+    case Walk::Skipped::link_to_folder: return "a link to a folder";
+    case Walk::Skipped::link_to_nothing: return "a link to nothing";
+    case Walk::Skipped::mask: return "a link to /dev/null (a mask)";
+    case Walk::Skipped::link_to_other: return "a link to something other than a file";
+    case Walk::Skipped::not_a_file: return "not a regular file (a FIFO, socket or device)";
+  }
+  return "?";
 }
 
 Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted,

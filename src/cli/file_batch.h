@@ -21,15 +21,20 @@ struct Walk {
   std::vector<std::string> missing;  // PATH arguments that do not exist
   // Directories that could not be listed (or whose listing broke off), with why: what they hold is unknown.
   std::vector<std::pair<std::string, std::string>> unreadable;
-  // Links met inside directories and not followed, with what they name: "a folder", "a file", "nothing" (dangling)
-  // or "something else". What they hold was not read.
-  std::vector<std::pair<std::string, std::string>> links;
+  // Entries met inside directories and not read: links not followed (by what they name), FIFOs, sockets and
+  // devices. What they hold was not read.
+  enum class Skipped { link_to_file, link_to_folder, link_to_nothing, mask, link_to_other, not_a_file };
+  std::vector<std::pair<std::string, Skipped>> passed_over;
 };
+
+// "a link to a file", "a FIFO, socket or device", ...: how lint and fleet-summary name what the walk passed over.
+std::string passed_over_text(Walk::Skipped why);
 
 enum class FileLinks { note, follow };
 
 // Directories are walked recursively (.git skipped, links to folders never followed); `wanted` filters the files
-// found inside them. A link to a file is followed with FileLinks::follow (when wanted), else listed in `links`. A
+// found inside them. A link to a file is followed with FileLinks::follow (when wanted), else listed in
+// `passed_over`, as are links to folders outside those walked, dangling links, FIFOs, sockets and devices. A
 // file named directly is always taken. A file reached twice (named twice, named and inside a directory named, a
 // hard link, a link and its target) is listed once, where it was first reached.
 Walk walk_paths(const std::vector<std::string>& paths, const std::function<bool(const std::string&)>& wanted,

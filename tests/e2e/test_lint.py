@@ -271,12 +271,15 @@ class Lint(unittest.TestCase):
         scripts = os.path.join(self.tree, "scripts")
         r = self.lint(scripts)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("0 finding(s) in 1 file(s) scanned; 2 link(s) not followed (--json lists them; name one to "
-                      "scan it)", r.stderr)
+        os.mkfifo(os.path.join(scripts, "pipe.sh"))  # never opened: a FIFO or a device could block or act
+        self.assertIn("0 finding(s) in 1 file(s) scanned; 3 link(s) or special file(s) not read (--json "
+                      "lists them; name a link to scan what it names)", self.lint(scripts).stderr)
         d = json.loads(self.lint("--json", scripts).stdout)
         self.assertEqual(sorted((k["path"], k["note"]) for k in d["skipped"]),
-                         [(os.path.join(scripts, "null.sh"), "not followed: a link to something else (name it to scan it)"),
-                          (os.path.join(scripts, "setup.sh"), "not followed: a link to a file (name it to scan it)")])
+                         [(os.path.join(scripts, "null.sh"), "not read: a link to /dev/null (a mask)"),
+                          (os.path.join(scripts, "pipe.sh"), "not read: not a regular file (a FIFO, socket or device)"),
+                          (os.path.join(scripts, "setup.sh"), "not read: a link to a file (name it to scan it)")])
+        os.unlink(os.path.join(scripts, "pipe.sh"))
         # Named, it is read; a device behind a link is refused before it is opened.
         self.assertEqual(self.lint(os.path.join(scripts, "setup.sh")).returncode, 3)
         r = self.lint(os.path.join(scripts, "null.sh"))
