@@ -1165,8 +1165,7 @@ void Linter::find_commands() {
     }
     walk(s, end_of(s), false, m_tokens[s].line_start, 0);
   }
-  // `-c` of grep, pgrep, wc and the like counts: `grep -c 'nvidia-smi -pm 1' rc.local` is an audit, not a run. The
-  // command is the first word before the -c that is not an option, in the same statement.
+  // `-c` of grep, pgrep, wc and the like counts: `grep -c 'nvidia-smi -pm 1' rc.local` is an audit, not a run.
   // The nearer of a counting tool and a shell before a -c, in the same statement, says whose option it is
   // (`grep -e x -c`, `pdsh ... "grep -c ..."`; `bash -c`, `su -l root -c`). Kept as the tokens go by: one pass.
   static const WordSet k_counting = {"grep", "egrep", "fgrep", "zgrep", "rg", "ag", "pgrep", "pkill", "wc", "uniq"};
