@@ -380,8 +380,9 @@ struct ColdStart {
   std::size_t nodes = 0;
 };
 
-// A baseline's figure is a "before" of enabling persistence only where persistence read otherwise then: a node
-// compared across another change (a driver update, a warmer room) is listed apart, not folded into the median.
+// A baseline's figure is a "before" of enabling persistence only where its comparison switched persistence on
+// (cold_before_counts, job_before_counts): a node compared across another change (a driver update, a warmer room,
+// persistence switched off) is listed apart, not folded into the median.
 bool has_job_before(const NodeState& n) {
   const auto& b = n.job_before_ms;
   return b.one_process || b.process_per_gpu || b.process_per_gpu_all_visible;
