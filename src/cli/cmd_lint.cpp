@@ -359,7 +359,7 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
     // counted in the text; what they name was not scanned unless it was reached on its own. Those of a unit's
     // drop-in folders are noted one by one above.
     std::erase_if(walk.passed_over, [&](const auto& entry) { return not_followed.count(entry.first) != 0; });
-    const std::size_t links_not_followed = walk.passed_over.size();
+    const std::size_t passed_over = walk.passed_over.size();
     // Standard input is scanned last, once, under the name given for it.
     const std::size_t stdin_index = use_stdin ? files.size() : SIZE_MAX;
     if (use_stdin) {
@@ -498,10 +498,10 @@ std::function<int()> setup_lint(CLI::App& sub, const GlobalOptions& /*global*/) 
       if (docs_skipped > 0) {
         std::cerr << fmt::format("; {} documentation file(s) skipped (--docs reads their code blocks)", docs_skipped);
       }
-      if (links_not_followed > 0) {
+      if (passed_over > 0) {
         std::cerr << fmt::format("; {} link(s) or special file(s) not read (--json lists them; name a "
                                  "link to scan what it names)",
-                                 links_not_followed);
+                                 passed_over);
       }
       std::cerr << "\n";
     }

@@ -434,11 +434,14 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     std::vector<GpuProbe> unprobeable;
     std::string unprobeable_why;  // the first one's, for the job starts and a run with nothing to probe
     for (const auto& g : nvml_facts.gpus) {
-      if (selected(g) && (!g.handle_error.empty() || !g.uuid.has())) {
-        GpuProbe p;
-        p.index = g.index;
-        p.uuid = g.uuid.value_or("");
-        p.pci_bus_id = g.pci_bus_id.value_or("");
+      if (!selected(g)) {
+        continue;
+      }
+      GpuProbe p;
+      p.index = g.index;
+      p.uuid = g.uuid.value_or("");
+      p.pci_bus_id = g.pci_bus_id.value_or("");
+      if (!g.handle_error.empty() || !g.uuid.has()) {
         const std::string why = !g.handle_error.empty()
                                     ? "NVML gave no handle for it (" + g.handle_error + ")"
                                     : "its UUID could not be read through NVML (" + g.uuid.missing + ")";
@@ -449,16 +452,10 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         unprobeable.push_back(std::move(p));
         continue;
       }
-      if (selected(g)) {
-        GpuProbe p;
-        p.index = g.index;
-        p.uuid = *g.uuid;
-        p.pci_bus_id = g.pci_bus_id.value_or("");
-        selected_gpus.push_back(std::move(p));
-        // Read in the same NVML pass that listed the GPUs, before any child: no extra initialization.
-        run.persistence.push_back({g.index, *g.uuid, g.persistence.value,
-                                   g.persistence.has() ? std::string{} : g.persistence.missing});
-      }
+      selected_gpus.push_back(std::move(p));
+      // Read in the same NVML pass that listed the GPUs, before any child: no extra initialization.
+      run.persistence.push_back({g.index, *g.uuid, g.persistence.value,
+                                 g.persistence.has() ? std::string{} : g.persistence.missing});
     }
     // Every --gpu must name a GPU: one that names none is a typo, not a smaller run.
     for (const auto& id : opts->gpus) {

@@ -647,6 +647,9 @@ void Linter::report_unit_switches() {
 // is the finding), or that frees the GPUs before the driver is unloaded (modprobe -r / rmmod nvidia later in the
 // file): removing it, as LINT003 says, would leave the flag on for good or make the unload fail.
 void Linter::drop_restores_and_unloads() {
+  if (std::none_of(m_found.begin(), m_found.end(), [](const Finding& f) { return f.rule == k_pm_off; })) {
+    return;  // the usual file: no second pass over its text
+  }
   // Computed once: a file of thousands of findings stays linear.
   unsigned first_legacy = 0;  // the first line setting the flag on (0: none)
   for (const Finding& f : m_found) {
