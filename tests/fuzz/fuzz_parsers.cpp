@@ -233,9 +233,11 @@ void fuzz_lint(std::string_view text) {
   (void)lint::parse_role_variables(text, "defaults/main.yml");
   const auto lines = static_cast<unsigned>(std::count(text.begin(), text.end(), '\n') + 1);
   for (auto kind : {lint::FileKind::shell, lint::FileKind::yaml, lint::FileKind::unit, lint::FileKind::nix,
-                    lint::FileKind::dockerfile, lint::FileKind::text, lint::FileKind::doc_markdown,
-                    lint::FileKind::doc_rst, lint::FileKind::doc_text}) {
-    for (std::string_view path : {"", "etc/nvidia-persistenced.service.d/x.conf"}) {
+                    lint::FileKind::dockerfile, lint::FileKind::udev, lint::FileKind::text,
+                    lint::FileKind::doc_markdown, lint::FileKind::doc_rst, lint::FileKind::doc_text}) {
+    // The last path is a template's: its ERB/Jinja/Go branches are parsed.
+    for (std::string_view path :
+         {"", "etc/nvidia-persistenced.service.d/x.conf", "templates/nvidia-persistenced.service.erb"}) {
       for (const auto& f : lint::lint_text(text, lint::Source{path, kind, &vars, true})) {
         if (f.line == 0 || f.line > lines || f.column == 0 || f.rule.empty()) {
           __builtin_trap();
