@@ -224,6 +224,15 @@ LoadableCopies loadable_copies_if_needed(const KernelLogFacts& log, const Paths&
 // inside the root as find_system_executable followed them. A host path; "" with `missing` said.
 std::string daemon_binary(const Paths& paths, const std::string& given, std::string& missing) {
   if (!given.empty()) {
+    // Named by the operator, but run as root at every boot all the same: only where no one else could have put
+    // another program (the file, its folders and any link on the way), as find_system_executable requires.
+    const std::filesystem::path file(given);
+    auto trusted = find_system_executable("/", file.filename().string(), {file.parent_path().string()});
+    if (!trusted) {
+      missing = ::access(given.c_str(), X_OK) != 0 ? "--daemon " + given + " is not executable"
+                                                   : "--daemon " + given + " not run: " + trusted.error().message;
+      return {};
+    }
     return given;
   }
   Fact<std::string> found = find_daemon_binary(paths);
@@ -359,8 +368,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       "--nvml", opts->nvml_library,
       "The user-space NVML library file to compare (default: found as `diagnose` finds it, under --root the root's)"));
   existing_file_path(sub.add_option("--daemon", opts->daemon,
-                                    "The nvidia-persistenced binary whose --version to compare (default: the first "
-                                    "found in the usual system directories; never the caller's PATH)"));
+                                    "The nvidia-persistenced binary whose --version to compare, run only if no one but "
+                                    "root can replace it (default: the first found in the usual system directories; "
+                                    "never the caller's PATH)"));
   existing_file_path(sub.add_option("--kernel-log", opts->kernel_log,
                                     "Read kernel messages from this file (dmesg, journalctl -k or kern.log text) "
                                     "instead of /dev/kmsg; one that cannot be read skips the unit"));

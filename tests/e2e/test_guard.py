@@ -423,6 +423,23 @@ class Guard(unittest.TestCase):
         # reason to skip: the daemon is packaged apart on Debian and NixOS.
         self.assertEqual(r.returncode, 0, r.stdout)
         self.assertIn("nvidia-persistenced --version 590.44.01 (packaged apart", r.stdout)
+        # Named, but still run as root at boot: not from a folder anyone may write to, nor a file group or others
+        # may rewrite (the version is then unread, which is no reason to skip either).
+        shared = os.path.join(self.libdir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o777)
+        planted = os.path.join(shared, "nvidia-persistenced")
+        shutil.copy(other, planted)
+        os.chmod(planted, 0o755)
+        os.chmod(other, 0o775)
+        for daemon, why in ((planted, f"is in {shared}, writable by group or others"),
+                            (other, "is writable by group or others")):
+            with self.subTest(daemon):
+                r = self.guard("--daemon", daemon, "--verbose")
+                self.assertEqual(r.returncode, 0, r.stdout)
+                self.assertIn(f"nvidia-persistenced --version: --daemon {daemon} not run: nvidia-persistenced not "
+                              f"trusted: {daemon} {why}", r.stdout)
+                self.assertNotIn("590.44.01", r.stdout)
 
     def test_help_lists_every_code(self):
         r = h.run(["guard", "--help"], raw=True)

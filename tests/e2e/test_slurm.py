@@ -321,6 +321,14 @@ class PrologMode(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.strip(), "gpuwarm: gpuwarm check gave no answer (exit 2): gpuwarm check has no "
                                            "option --nvml-timout")
+        # The site's arguments are split at blanks, never globbed: a file literally named `kern*.log` is the one
+        # read, not kern1.log and kern2.log beside it (two words where one was given: exit 2, refused).
+        for name in ("kern*.log", "kern1.log", "kern2.log"):
+            open(os.path.join(tmp, name), "w").close()
+        env["GPUWARM_CHECK_ARGS"] = node.env()["GPUWARM_CHECK_ARGS"] + f" --kernel-log {tmp}/kern*.log"
+        node.set_persistence(1)
+        r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
         self.assertEqual(glob.glob(os.path.join(tempfile.gettempdir(), "gpuwarm-healthcheck.*")), [])
 
     def test_prolog_linked_into_a_prolog_folder_finds_its_helper_without_a_search_path(self):
