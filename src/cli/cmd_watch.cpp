@@ -117,6 +117,7 @@ struct LoadChild {
   ChildProcess process;
   std::string output;
   bool running = false;
+  Clock::time_point running_at;  // when it said so
   bool done = false;
   cuda::LoadResult result;
 };
@@ -136,8 +137,9 @@ class LoadRunner {
         ended(window, g.index, t0, false, p.error().message);
         continue;
       }
-      m_children.push_back({g.index, *p, "", false, false, {}});
+      m_children.push_back({g.index, *p, "", false, {}, false, {}});
     }
+    m_seconds = seconds;
     m_started = true;
   }
 
@@ -158,6 +160,7 @@ class LoadRunner {
       const bool open = read_available(c);
       if (!c.running && c.output.find("\"running\"") != std::string::npos) {
         c.running = true;
+        c.running_at = Clock::now();
         const double now = seconds_since(t0, Clock::now());
         window.started.push_back({c.gpu, now});
         if (window.start_s < 0) {
@@ -184,10 +187,19 @@ class LoadRunner {
   }
 
   void stop(Clock::time_point t0, watch::LoadWindow& window) {
+    const auto now = Clock::now();
     for (auto& c : m_children) {
       if (!c.done) {
+        // Still at it well past the end of its load (launches end within one kernel, then it answers) is no load
+        // this watch cut short: the child stopped doing what it said (a launch that hangs, output without end),
+        // and what it loaded is not known.
+        std::string overran;
+        if (c.running && seconds_since(c.running_at, now) > m_seconds + k_overrun_grace_s) {
+          overran = fmt::format("load child still running {:.1f} s after its {} s load should have ended",
+                                seconds_since(c.running_at, now) - m_seconds, m_seconds);
+        }
         ::kill(c.process.pid, SIGTERM);
-        finish(c, t0, window, /*stopped_here=*/true);
+        finish(c, t0, window, /*stopped_here=*/overran.empty(), overran);
       }
     }
   }
@@ -202,10 +214,13 @@ class LoadRunner {
     return true;
   }
 
-  // Reads what the child has written, without waiting; false once its output has ended.
+  // Reads what the child has written, without waiting; false once its output has ended. At most 256 KiB a call
+  // (a full pipe and then some): a child that writes as fast as it is read must not keep the watch from its
+  // samples.
   static bool read_available(LoadChild& c) {
     pollfd pfd{c.process.out_fd, POLLIN, 0};
-    while (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    for (int reads = 0; reads < 256 && ::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+         ++reads) {
       char buf[1024];
       ssize_t got = ::read(c.process.out_fd, buf, sizeof buf);
       if (got <= 0) {
@@ -219,8 +234,9 @@ class LoadRunner {
   }
 
   // stopped_here: the watch ended before the load did (--count, a stop signal) and ended the child itself;
-  // its death by that signal is no load error.
-  void finish(LoadChild& c, Clock::time_point t0, watch::LoadWindow& window, bool stopped_here = false) {
+  // its death by that signal is no load error. overran: why the watch ended a child that should have ended.
+  void finish(LoadChild& c, Clock::time_point t0, watch::LoadWindow& window, bool stopped_here = false,
+              const std::string& overran = {}) {
     int status = 0;
     if (!reap_within(c.process.pid, status, k_reap_after_kill_ms)) {
       kill_and_reap(c.process.pid, status);
@@ -244,8 +260,9 @@ class LoadRunner {
         return;
       }
       ended(window, c.gpu, t0, c.running,
-            WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
-                                : "load child printed no result");
+            !overran.empty()      ? overran
+            : WIFSIGNALED(status) ? fmt::format("load child killed by signal {}", WTERMSIG(status))
+                                  : "load child printed no result");
       return;
     }
     window.launches += c.result.launches;
@@ -262,7 +279,11 @@ class LoadRunner {
     window.ended_early.push_back({gpu, seconds_since(t0, Clock::now()), ran, std::move(why)});
   }
 
+  // How long past its load's end a child may take to answer: its last launch, freeing, releasing the context.
+  static constexpr double k_overrun_grace_s = 3;
+
   std::vector<LoadChild> m_children;
+  double m_seconds = 0;
   bool m_started = false;
 };
 

@@ -268,6 +268,23 @@ class Watch(unittest.TestCase):
                 r = h.run(["watch", "--replay", self.write("early.json", d), "--json"], raw=True)
                 self.assertEqual((r.returncode, json.loads(r.stdout)["summary"]), (9, d["summary"]))
 
+    def test_a_load_child_that_writes_without_end_does_not_stall_the_watch(self):
+        # GPU 0's child writes to its stdout as fast as it is read, from its 20th launch on: the watch still
+        # samples on time and ends when planned (before, it read that child and nothing else, for ever).
+        started = time.monotonic()
+        rc, d = self.watch_json(h.scenario([h.gpu(0)]), "--interval", "250ms", "--load", "2",
+                                cuda_scenario={"*": {"fail_after_launches": 20, "fail_with": "FLOOD"}})
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertGreaterEqual(len(d["samples"]), 30, d["summary"])  # 2 s lead-in + 2 s load + 5 s: 36 planned
+        # Still running 5 s after its load's end, it loaded what no one knows: that GPU cannot be judged.
+        self.assertEqual(d["load"]["launches_uncounted"], [0])
+        self.assertEqual(rc, 9, d["summary"])
+        ended = d["load"]["ended_early"]
+        self.assertEqual([(e["gpu"], e["ran"]) for e in ended], [(0, True)])
+        self.assertRegex(ended[0]["error"], r"^load child still running [4-9]\.\d s after its 2 s load should have "
+                                            r"ended$")
+        self.assertEqual(d["summary"]["gpus"][0]["attribution"], "cannot-tell")
+
     def test_a_watch_that_ends_during_the_load_is_no_load_failure(self):
         # --count ends the sampling 4 s in, while the 5 s load (after a 2 s lead-in) still runs: the watch stops
         # the load itself, which is not "the load did not run".

@@ -14,7 +14,8 @@
 // launch until the context is released, so the fake NVML can show the GPU busy.
 // "fail_after_launches": N makes launch N+1 of this process fail: it returns
 // "fail_with" (default 719, LAUNCH_FAILED), or with "fail_with": "SIGKILL" the
-// process is killed there (a load child that dies mid-load).
+// process is killed there (a load child that dies mid-load), or with "FLOOD"
+// the process writes to its stdout from then on, as fast as it is read.
 // "when_file_exists": {"path": P, "set": {...}} applies `set` over the entry
 // while P exists (a GPU the started daemon keeps warm initializes fast).
 // A delay may be a list: with "count_file": P, the Nth call of that function
@@ -329,6 +330,13 @@ FAKE_API CuResult cuLaunchKernel(gpuwarm::cuda::Function fn, unsigned, unsigned,
       const json& with = e.value("fail_with", json(719));
       if (with.is_string() && with.get<std::string>() == "SIGKILL") {
         ::kill(::getpid(), SIGKILL);
+      }
+      if (with.is_string() && with.get<std::string>() == "FLOOD") {
+        static char chunk[1 << 16];  // big writes: the reader, taking less at a time, never finds the pipe empty
+        std::memset(chunk, 'x', sizeof chunk);
+        while (::write(STDOUT_FILENO, chunk, sizeof chunk) > 0) {
+        }
+        ::_exit(1);
       }
       return with.is_number_integer() ? with.get<CuResult>() : 719;
     }
