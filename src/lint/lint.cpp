@@ -370,6 +370,8 @@ class Linter {
   void walk(std::size_t k, std::size_t end, bool after_runner, bool cron_ok, int depth);
   void sed_inserted_lines(std::size_t k, std::size_t end);
   void systemctl_verbs(std::size_t k, std::size_t end);
+  void ansible_unit_switches();
+  std::string yaml_parent_key(std::size_t i, std::size_t key_indent) const;
   void drop_restores_and_unloads();
   void report_unit_switches();
   bool statement_writes_out(std::size_t start, std::size_t end) const;
@@ -397,8 +399,10 @@ class Linter {
   std::set<std::string> m_executed;                   // variables run as commands ($CMD, eval "$CMD")
   std::unordered_set<std::string_view> m_wrappers;    // this file's functions that run "$@" (views into m_tokens)
   std::set<std::size_t> m_sites;
-  // `systemctl mask|disable|enable|unmask ... nvidia-persistenced`: the unit word's token, and the verb.
+  // `systemctl mask|disable|enable|unmask ... nvidia-persistenced` (or an Ansible systemd/service task saying the
+  // same): the unit word's token, and the verb.
   std::map<std::size_t, std::string_view> m_unit_switches;
+  std::set<std::size_t> m_ansible_switches;  // those of them an Ansible task made
   bool m_found_is_smi = false;  // inside a find -exec whose {} is an nvidia-smi (find -name nvidia-smi)
   std::vector<std::string_view> m_lines;              // for regions: the file's lines, split once
   mutable std::vector<std::size_t> m_line_starts;      // where each line of m_text starts, built on first use
@@ -625,19 +629,24 @@ void Linter::report_unit_switches() {
   });
   for (const auto& [k, verb] : m_unit_switches) {
     const Token& t = m_tokens[k];
+    const bool task = m_ansible_switches.count(k) != 0;
     if (verb == "mask") {
       m_found.push_back({k_switched_off, t.line, t.column,
                          "nvidia-persistenced masked: it can never start (not at boot, not by hand, not by `gpuwarm "
                          "fix`), so every idle GPU de-initializes and loses its clocks and power limit",
-                         "remove the mask (systemctl unmask nvidia-persistenced); on a node whose GPU should power "
-                         "down (a laptop, a desktop) say so with `# gpuwarm: ignore LINT006`",
+                         std::string(task ? "set `masked: false` and `enabled: true` in this task"
+                                          : "remove the mask (systemctl unmask nvidia-persistenced)") +
+                             "; on a node whose GPU should power down (a laptop, a desktop) say so with "
+                             "`# gpuwarm: ignore LINT006`",
                          {}});
     } else if (verb == "disable" && !enabled_here) {
       m_found.push_back({k_switched_off, t.line, t.column,
                          "nvidia-persistenced disabled, and enabled nowhere in this file: it does not start at boot, "
                          "so every idle GPU de-initializes",
-                         "enable it instead (systemctl enable --now nvidia-persistenced, or `gpuwarm fix`); if a later "
-                         "step enables it, say so with `# gpuwarm: ignore LINT006`",
+                         std::string(task ? "set `enabled: true` (and `state: started`) in this task"
+                                          : "enable it instead (systemctl enable --now nvidia-persistenced") +
+                             ", or `gpuwarm fix`" + (task ? "" : ")") +
+                             "; if a later step enables it, say so with `# gpuwarm: ignore LINT006`",
                          {}});
     }
   }
@@ -1209,6 +1218,9 @@ void Linter::find_commands() {
     const std::size_t start = it == starts.begin() ? 0 : *std::prev(it);  // one lookup, not a walk back
     report_site(start, k, end_of(k));
   }
+  if (m_source.kind == FileKind::yaml && !m_lines.empty()) {
+    ansible_unit_switches();
+  }
   report_unit_switches();
 }
 
@@ -1493,6 +1505,133 @@ std::size_t Linter::yaml_removed(std::size_t i, std::string_view code, std::vect
   return last;
 }
 
+// The key whose value is the mapping line i is in (its keys at key_indent): the nearest line above indented
+// less, as a key alone ("ansible.builtin.systemd:", "- service:"); "" when that line is no such key.
+std::string Linter::yaml_parent_key(std::size_t i, std::size_t key_indent) const {
+  for (std::size_t j = i; j-- > 0;) {
+    std::string_view code = strip_comment(m_lines[j], m_source.kind);
+    std::string_view t = trim(code);
+    if (t.empty()) {
+      continue;
+    }
+    const bool dash = t.rfind("- ", 0) == 0;
+    const std::size_t ind = indent_of(code) + (dash ? 2 : 0);
+    if (ind >= key_indent && !(dash && ind == key_indent)) {
+      continue;  // a sibling key of the mapping, or a value nested below one
+    }
+    if (ind == key_indent) {
+      return {};  // the mapping starts at a list item: it is no key's value
+    }
+    std::string_view key = dash ? trim(t.substr(2)) : t;
+    if (key.empty() || key.back() != ':') {
+      return {};
+    }
+    return std::string(trim(key.substr(0, key.size() - 1)));
+  }
+  return {};
+}
+
+// Ansible switches the unit at boot without a systemctl line: a systemd or service task naming it, written as
+// a block (`ansible.builtin.systemd:` over `name: nvidia-persistenced` / `masked: true`), a flow mapping
+// (`systemd: {name: nvidia-persistenced, enabled: false}`) or key=value words (`service: name=... enabled=no`).
+// Recorded as the systemctl verb that does the same; a value Ansible fills in later ("{{ pm }}") says nothing.
+void Linter::ansible_unit_switches() {
+  static const WordSet modules = {"systemd",
+                                  "systemd_service",
+                                  "service",
+                                  "ansible.builtin.systemd",
+                                  "ansible.builtin.systemd_service",
+                                  "ansible.builtin.service",
+                                  "ansible.legacy.systemd",
+                                  "ansible.legacy.systemd_service",
+                                  "ansible.legacy.service"};
+  auto is_unit = [](std::string_view w) { return w == "nvidia-persistenced" || w == "nvidia-persistenced.service"; };
+  auto truth = [](std::string value) -> std::optional<bool> {
+    value = lower(value);
+    if (value == "true" || value == "yes" || value == "on" || value == "1") {
+      return true;
+    }
+    if (value == "false" || value == "no" || value == "off" || value == "0") {
+      return false;
+    }
+    return std::nullopt;
+  };
+  std::set<unsigned> seen_lines;
+  for (std::size_t k = 0; k < m_tokens.size(); ++k) {
+    std::string_view word = m_tokens[k].text;
+    while (!word.empty() && (word.back() == ',' || word.back() == '}')) {
+      word.remove_suffix(1);
+    }
+    if (word.rfind("name=", 0) == 0) {
+      word.remove_prefix(5);
+    }
+    if (!is_unit(word) || m_tokens[k].line == 0 || m_tokens[k].line > m_lines.size() ||
+        !seen_lines.insert(m_tokens[k].line).second) {
+      continue;
+    }
+    const std::size_t i = m_tokens[k].line - 1;
+    const std::string_view code = strip_comment(m_lines[i], m_source.kind);
+    std::string_view body = trim(code);
+    const bool item = body.rfind("- ", 0) == 0;
+    if (item) {
+      body = trim(body.substr(2));
+    }
+    std::string module;
+    std::map<std::string, std::string> args;
+    if (body.rfind("name:", 0) == 0) {
+      const std::size_t key_indent = indent_of(code) + (item ? 2 : 0);
+      module = yaml_parent_key(i, key_indent);
+      args = yaml_mapping(i, key_indent);
+    } else if (auto colon = body.find(": "); colon != std::string_view::npos) {
+      module = std::string(trim(body.substr(0, colon)));
+      std::string_view rest = trim(body.substr(colon + 2));
+      const bool flow = rest.rfind('{', 0) == 0;
+      if (flow) {
+        rest = trim(rest.substr(1, rest.find('}') == std::string_view::npos ? std::string_view::npos : rest.find('}') - 1));
+      }
+      while (!rest.empty()) {
+        const std::size_t cut = rest.find(flow ? ',' : ' ');
+        std::string_view pair = trim(rest.substr(0, cut));
+        rest = cut == std::string_view::npos ? std::string_view() : trim(rest.substr(cut + 1));
+        const std::size_t sep = pair.find(flow ? ':' : '=');
+        if (sep == std::string_view::npos) {
+          continue;
+        }
+        std::string value(trim(pair.substr(sep + 1)));
+        std::erase_if(value, [](char c) { return c == '"' || c == '\''; });
+        args.emplace(std::string(trim(pair.substr(0, sep))), std::move(value));
+      }
+    }
+    if (modules.count(module) == 0) {
+      continue;
+    }
+    if (auto name = args.find("name"); name == args.end() || !is_unit(name->second)) {
+      continue;
+    }
+    std::optional<bool> masked;
+    std::optional<bool> enabled;
+    if (auto at = args.find("masked"); at != args.end()) {
+      masked = truth(at->second);
+    }
+    if (auto at = args.find("enabled"); at != args.end()) {
+      enabled = truth(at->second);
+    }
+    if (masked == true) {
+      m_unit_switches.emplace(k, "mask");
+      m_ansible_switches.insert(k);
+    } else if (enabled == false) {
+      m_unit_switches.emplace(k, "disable");
+      m_ansible_switches.insert(k);
+    } else if (enabled == true) {
+      m_unit_switches.emplace(k, "enable");
+      m_ansible_switches.insert(k);
+    } else if (masked == false) {
+      m_unit_switches.emplace(k, "unmask");
+      m_ansible_switches.insert(k);
+    }
+  }
+}
+
 // The word a here-document opened on `command` ends at ("EOF" for `<<EOF`, `<<-'EOF'`), or "".
 std::string heredoc_delimiter(std::string_view command) {
   for (std::size_t at = command.find("<<"); at != std::string_view::npos; at = command.find("<<", at + 3)) {
@@ -1627,7 +1766,7 @@ std::vector<Finding> Linter::run() {
   // Only files that embed other files (heredocs, Ansible content:, docs' code blocks) or take lines out
   // (`state: absent`) need their lines.
   if (is_documentation(kind) || has("<<") || has("content:") || has(".service") ||
-      (kind == FileKind::yaml && has("absent"))) {
+      (kind == FileKind::yaml && (has("absent") || has("nvidia-persistenced")))) {
     for_each_line(m_text, [this](unsigned, std::string_view l) { m_lines.push_back(l); });
   }
   if (is_documentation(kind)) {

@@ -853,6 +853,47 @@ TEST(Lint, LINT006_daemon_switched_off) {
   });
 }
 
+// Ansible's systemd and service modules switch the unit without a systemctl line: block, flow and key=value forms.
+TEST(Lint, LINT006_ansible_tasks) {
+  check({
+      {"block, masked", FileKind::yaml,
+       "- name: keep the GPUs cold\n  ansible.builtin.systemd:\n    name: nvidia-persistenced\n    masked: true\n",
+       {"LINT006@3:11"}},
+      {"block, list item, disabled", FileKind::yaml,
+       "tasks:\n  - systemd:\n      name: nvidia-persistenced.service\n      enabled: no\n      state: stopped\n",
+       {"LINT006@3:13"}},
+      {"flow mapping, masked", FileKind::yaml,
+       "- systemd: {name: nvidia-persistenced, masked: true}\n", {"LINT006@1:19"}},
+      {"key=value words, disabled", FileKind::yaml,
+       "- service: name=nvidia-persistenced enabled=no\n", {"LINT006@1:17"}},
+      {"disabled, then enabled by a later task", FileKind::yaml,
+       "- systemd: {name: nvidia-persistenced, enabled: false}\n"
+       "- systemd:\n    name: nvidia-persistenced\n    enabled: true\n",
+       {}},
+      {"disabled by a task, enabled by systemctl", FileKind::yaml,
+       "- service: name=nvidia-persistenced enabled=no\n- shell: systemctl enable nvidia-persistenced\n", {}},
+      {"a mask stays a finding beside an enable", FileKind::yaml,
+       "- systemd: {name: nvidia-persistenced, masked: yes}\n- systemd: {name: nvidia-persistenced, enabled: yes}\n",
+       {"LINT006@1:19"}},
+      {"enabled, started, unmasked", FileKind::yaml,
+       "- ansible.builtin.systemd_service:\n    name: nvidia-persistenced\n    enabled: true\n    masked: false\n"
+       "    state: started\n",
+       {}},
+      {"only stopped: nothing at boot", FileKind::yaml,
+       "- systemd:\n    name: nvidia-persistenced\n    state: stopped\n", {}},
+      {"a value filled in later says nothing", FileKind::yaml,
+       "- systemd:\n    name: nvidia-persistenced\n    enabled: \"{{ want_pm }}\"\n", {}},
+      {"another unit", FileKind::yaml, "- systemd:\n    name: nvidia-fabricmanager\n    masked: true\n", {}},
+      {"not a service module", FileKind::yaml,
+       "- name: nvidia-persistenced\n  debug:\n    msg: masked\n  vars:\n    masked: true\n", {}},
+      {"a task named for the unit, its module below", FileKind::yaml,
+       "- name: nvidia-persistenced\n  systemd:\n    name: nvidia-persistenced\n    masked: true\n",
+       {"LINT006@3:11"}},
+      {"opted out", FileKind::yaml,
+       "- systemd:\n    name: nvidia-persistenced  # gpuwarm: ignore LINT006\n    masked: true\n", {}},
+  });
+}
+
 // A udev RUN+= runs on every matching event (a GPU added, mains power back): the legacy flag set there is set
 // again behind the daemon's back.
 TEST(Lint, udev_rules) {
