@@ -470,17 +470,18 @@ std::string recovery_advice(const modules::ReloadPlan& plan, std::size_t failed)
       }
     }
   }
+  // Several names take -a to load: without it modprobe loads the first and hands it the others as parameters.
   auto names = [](const std::vector<std::string>& v) { return fmt::format("{}", fmt::join(v, " ")); };
   switch (plan.steps[failed].kind) {
     case modules::StepKind::unload:
       return fmt::format("the old modules {} are still loaded and the ones before them are not; the files on disk "
                          "are the new driver's, so nothing old can be loaded back. Find what holds {} (`lsof "
                          "/dev/nvidia* /dev/dri/*`, a console on the GPU) and stop it, then `modprobe -r {}` and "
-                         "`modprobe {}` (the new driver); or reboot.",
+                         "`modprobe -a {}` (the new driver); or reboot.",
                          names(still_loaded), plan.steps[failed].module, names(still_loaded), names(to_load));
     case modules::StepKind::load:
       // /dev/nvidia-uvm's major is chosen at load time: its node is made again once the module is back.
-      return fmt::format("the old modules are unloaded; load the rest of the new driver by name: `modprobe {}`, "
+      return fmt::format("the old modules are unloaded; load the rest of the new driver by name: `modprobe -a {}`, "
                          "then have udev recreate /dev/nvidia*: `udevadm trigger --action=add "
                          "--attr-match=vendor=0x10de` and `udevadm settle` (or reboot).",
                          names(not_loaded));

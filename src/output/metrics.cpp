@@ -227,7 +227,7 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
                                                       "container): its open files are not read",
                                                       s.daemon.foreign.front().pid));
     } else if (!daemon_minors_known) {
-      gpu_unknown("held_by_persistenced", "the daemon's open files could not be read (needs root)");
+      gpu_unknown("held_by_persistenced", "the daemon's open files could not be read: " + daemon_held_minors_missing(s));
     } else {
       bool held = std::any_of(s.daemon.processes.begin(), s.daemon.processes.end(), [&](const DaemonProcess& p) {
         return std::find(p.held_minors->begin(), p.held_minors->end(), *minor) != p.held_minors->end();

@@ -215,6 +215,15 @@ std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
   return held;
 }
 
+std::string daemon_held_minors_missing(const Snapshot& s) {
+  for (const auto& p : s.daemon.processes) {
+    if (!p.held_minors.has()) {
+      return p.held_minors.missing;
+    }
+  }
+  return {};
+}
+
 bool has_arg(const std::vector<std::string>& argv, const std::string& arg) {
   return std::find(argv.begin(), argv.end(), arg) != argv.end();
 }

@@ -57,6 +57,8 @@ bool nvml_may_miss_gpus(const Snapshot& s);
 // Minors of /dev/nvidiaN held by any daemon process; nullopt when no process's
 // open files could be read (not root) or no daemon runs.
 std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s);
+// Why daemon_held_minors is empty: the first process's reason (k_open_files_need_root when not root).
+std::string daemon_held_minors_missing(const Snapshot& s);
 bool has_arg(const std::vector<std::string>& argv, const std::string& arg);
 // nvidia-persistenced's flag that keeps the daemon running but leaves the GPUs uninitialized.
 inline constexpr const char* k_no_pm_flag = "--no-persistence-mode";

@@ -135,6 +135,10 @@ struct NvmlFacts {
   std::vector<GpuFacts> gpus;
 };
 
+// DaemonProcess::held_minors' reason when gpuwarm, not root, was refused the daemon's open files: the one
+// unknown a check may skip rather than fail (root refused them, or any other reason, is "cannot tell").
+inline constexpr const char* k_open_files_need_root = "needs root";
+
 struct DaemonProcess {
   int pid = 0;
   std::vector<std::string> argv;

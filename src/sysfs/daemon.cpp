@@ -275,9 +275,15 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
       if (auto files = read_open_files(paths, process.pid)) {
         proc.held_minors = Fact<std::vector<unsigned>>::known(held_gpu_minors(*files));
       } else {
-        proc.held_minors = Fact<std::vector<unsigned>>::unknown(files.error().message.find("denied") != std::string::npos
-                                                                    ? "needs root"
-                                                                    : paths.display(files.error().message));
+        // Root refused too (a container without CAP_SYS_PTRACE, an LSM) is no "needs root": it is unknown.
+        const bool denied = files.error().message.find("denied") != std::string::npos;
+        proc.held_minors = Fact<std::vector<unsigned>>::unknown(
+            denied && ::geteuid() != 0
+                ? std::string(k_open_files_need_root)
+                : paths.display(files.error().message) +
+                      (denied ? " (refused to root: the kernel's ptrace check, e.g. a container without "
+                                "CAP_SYS_PTRACE)"
+                              : ""));
       }
       facts.processes.push_back(std::move(proc));
     }

@@ -149,7 +149,14 @@ CheckResult holds_check(const Snapshot& s) {
   }
   auto held_minors = daemon_held_minors(s);
   if (!held_minors) {
-    c.detail = "not checked: reading the daemon's open files needs root";
+    // Skipped only where not being root is the reason (verify's help says so); any other unread is unknown.
+    const std::string why = daemon_held_minors_missing(s);
+    if (why == k_open_files_need_root) {
+      c.detail = "not checked: reading the daemon's open files needs root";
+    } else {
+      c.status = CheckStatus::fail;
+      c.detail = "cannot tell: the daemon's open files were not read (" + why + ")";
+    }
     return c;
   }
   const std::vector<unsigned>& held = *held_minors;

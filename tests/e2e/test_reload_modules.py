@@ -234,7 +234,7 @@ class ReloadModules(unittest.TestCase):
         self.assertIn("step 7 (load ", r.stderr)
         self.assertIn("Loaded now: nvidia, nvidia_modeset", r.stderr)
         self.assertIn("To recover: the old modules are unloaded; load the rest of the new driver by name: "
-                      "`modprobe nvidia_uvm nvidia_drm`", r.stderr)
+                      "`modprobe -a nvidia_uvm nvidia_drm`", r.stderr)
         # The loads after the failed one are left to the advice (nvidia_drm may need what failed).
         self.assertEqual(self.ops()[-2:], ["load nvidia_uvm", "udev-trigger"])
 
@@ -247,7 +247,7 @@ class ReloadModules(unittest.TestCase):
         self.assertEqual(d["loaded_now"], "nvidia")
         self.assertIn("the old modules nvidia are still loaded", d["recovery"])
         self.assertIn("Find what holds nvidia (", d["recovery"])
-        self.assertIn("`modprobe -r nvidia` and `modprobe nvidia nvidia_modeset nvidia_uvm nvidia_drm`", d["recovery"])
+        self.assertIn("`modprobe -r nvidia` and `modprobe -a nvidia nvidia_modeset nvidia_uvm nvidia_drm`", d["recovery"])
 
     def test_a_failed_optional_load_still_checks_the_version_and_recreates_the_nodes(self):
         # nvidia is in: /dev/nvidia-uvm's major is the new module's only once udev made the node again.
@@ -256,7 +256,7 @@ class ReloadModules(unittest.TestCase):
         self.assertEqual(self.ops()[-2:], ["load nvidia_drm", "udev-trigger"])
         self.assertIn("done: check that /sys/module/nvidia/version reads", r.stdout)
         self.assertIn("done: udevadm trigger", r.stdout)
-        self.assertIn("`modprobe nvidia_drm`, then have udev recreate /dev/nvidia*: `udevadm trigger --action=add "
+        self.assertIn("`modprobe -a nvidia_drm`, then have udev recreate /dev/nvidia*: `udevadm trigger --action=add "
                       "--attr-match=vendor=0x10de` and `udevadm settle`", r.stderr)
         os.unlink(self.log)
         self.root.write("proc/modules", PROC_MODULES)
@@ -272,7 +272,7 @@ class ReloadModules(unittest.TestCase):
         r = self.reload("--yes", fail_on="load nvidia")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertEqual(self.ops()[-1], "load nvidia")
-        self.assertIn("`modprobe nvidia nvidia_modeset nvidia_uvm nvidia_drm`, then have udev recreate", r.stderr)
+        self.assertIn("`modprobe -a nvidia nvidia_modeset nvidia_uvm nvidia_drm`, then have udev recreate", r.stderr)
 
     def test_a_module_built_on_any_module_unloaded_refuses(self):
         # review-s43-safety M3: vendor_mod uses nvidia_uvm, not nvidia. rmmod nvidia_uvm would fail with EBUSY

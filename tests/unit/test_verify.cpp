@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "snapshot_builder.h"
 #include "verify/verify.h"
 
@@ -189,6 +191,32 @@ TEST(Verify, IdleClockSwingFailsAndBusyDoesNot) {
   EXPECT_EQ(status_of(evaluate_verify(in), "clocks"), CheckStatus::fail);
   for (auto& s : in.samples) s.nvml.gpus[0].compute_processes = Fact<unsigned>::known(1);
   EXPECT_EQ(status_of(evaluate_verify(in), "clocks"), CheckStatus::pass);
+}
+
+// The daemon's open files unread: skipped only where not being root is why; refused to root (a container without
+// CAP_SYS_PTRACE) or unread for another reason, whether it holds the GPUs is unknown: failed, never passed.
+TEST(Verify, DaemonOpenFilesUnreadSkipsOnlyForNotRoot) {
+  const std::vector<std::tuple<std::string, CheckStatus, std::string>> cases = {
+      {k_open_files_need_root, CheckStatus::skip, "needs root"},
+      {"/proc/4242/fd: Permission denied (refused to root: the kernel's ptrace check, e.g. a container without "
+       "CAP_SYS_PTRACE)",
+       CheckStatus::fail, "cannot tell: the daemon's open files were not read (/proc/4242/fd: Permission denied"},
+      {"/proc/4242/fd: Not a directory", CheckStatus::fail,
+       "cannot tell: the daemon's open files were not read (/proc/4242/fd: Not a directory)"},
+  };
+  for (const auto& [why, status, detail] : cases) {
+    SCOPED_TRACE(why);
+    VerifyReport r = evaluate_verify(inputs_with([&why](Snapshot& s) {
+      s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown(why);
+    }));
+    EXPECT_EQ(status_of(r, "daemon-holds-gpus"), status);
+    EXPECT_EQ(r.passed, status == CheckStatus::skip);
+    for (const auto& c : r.checks) {
+      if (c.id == "daemon-holds-gpus") {
+        EXPECT_NE(c.detail.find(detail), std::string::npos) << c.detail;
+      }
+    }
+  }
 }
 
 TEST(Verify, NoSystemdSkipsUnitChecksButStillChecksGpus) {
