@@ -47,31 +47,6 @@ struct FixStepRecord {
   std::string detail;
 };
 
-// What the planner reads besides the facts, as the snapshot recorded it. A recording that lacks one (older
-// gpuwarm, systemd unreachable) gets a note saying what the plan assumes instead.
-FixInputs inputs_from(const Snapshot& s, std::vector<std::string>& assumed) {
-  FixInputs in;
-  if (s.service.unit_text.has()) {
-    in.vendor_unit_text = *s.service.unit_text;
-  } else if (s.service.reachable) {
-    assumed.push_back("the unit file's text is not recorded (" + s.service.unit_text.missing +
-                      "): the drop-in is derived from the unit's ExecStart as systemd reported it");
-  }
-  in.dropin_exists = s.service.gpuwarm_dropin_exists;
-  in.current_dropin_text = s.service.gpuwarm_dropin_text.value_or("");
-  if (s.service.reachable && !s.service.gpuwarm_dropin_text.has()) {
-    in.dropin_exists = true;  // there, unread: rewritten whole, and systemd reloaded after
-    assumed.push_back("gpuwarm's drop-in could not be read (" + s.service.gpuwarm_dropin_text.missing +
-                      "): it is taken as there but unknown, so a plan that needs it writes it whole");
-  }
-  in.daemon_user_exists = s.daemon.user_exists.value_or(false);
-  if (!s.daemon.user_exists.has() && s.service.load_state.is("not-found")) {  // only a unit gpuwarm writes asks
-    assumed.push_back("whether an nvidia-persistenced account exists could not be read (" +
-                      s.daemon.user_exists.missing + "): a unit gpuwarm writes runs the daemon as root");
-  }
-  return in;
-}
-
 Result<std::string> execute(const FixStep& step, const Paths& paths, ServiceManager& services,
                             std::chrono::milliseconds timeout) {
   switch (step.kind) {
@@ -258,7 +233,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     Snapshot before = std::move(*loaded);
     Diagnosis diagnosis = diagnose(before);
     std::vector<std::string> assumed;
-    FixPlan plan = plan_fix(before, diagnosis, inputs_from(before, assumed));
+    FixPlan plan = plan_fix(before, diagnosis, fix_inputs(before, assumed));
     for (auto& a : assumed) {
       plan.notes.push_back(std::move(a));
     }

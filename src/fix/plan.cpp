@@ -156,7 +156,10 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
     return {};
   }
   std::string out = "# Written by gpuwarm fix: keep nvidia-persistenced running with persistence on.\n";
-  out += "[Unit]\nStopWhenUnneeded=no\n\n[Service]\nRestart=on-failure\n";
+  out += "[Unit]\nStopWhenUnneeded=no\n\n[Service]\n";
+  if (restart != "always" && restart != "on-failure") {
+    out += "Restart=on-failure\n";  // a policy that restarts at least as often is the unit's to keep
+  }
   if (legacy_pid_dir) {
     out += "PIDFile=/run/" + pid_file.substr(std::string("/var/run/").size()) + "\n";
   }
@@ -169,6 +172,43 @@ std::string render_dropin(const std::string& vendor_unit_text, const std::vector
     out += "ExecStart=\nExecStart=" + quote_args(without, Dollar::variable) + "\n";
   }
   return out;
+}
+
+FixInputs fix_inputs(const Snapshot& s, std::vector<std::string>& assumed) {
+  FixInputs in;
+  if (s.service.unit_text.has()) {
+    in.vendor_unit_text = *s.service.unit_text;
+    // The drop-ins applied before gpuwarm's, in systemd's order: what they set (an ExecStart= of the site's
+    // own) is what gpuwarm's drop-in starts from, as if they were part of the unit's file.
+    if (s.service.earlier_dropins.has()) {
+      for (const auto& path : s.service.drop_in_paths.value_or({})) {
+        if (auto it = s.service.earlier_dropins->find(path); it != s.service.earlier_dropins->end()) {
+          in.vendor_unit_text += "\n" + it->second;
+        }
+      }
+    } else if (s.service.reachable) {
+      assumed.push_back("the drop-ins applied before gpuwarm's are not recorded (" +
+                        s.service.earlier_dropins.missing +
+                        "): the drop-in is derived from the unit's file alone, and an ExecStart= of theirs is "
+                        "replaced by it");
+    }
+  } else if (s.service.reachable) {
+    assumed.push_back("the unit file's text is not recorded (" + s.service.unit_text.missing +
+                      "): the drop-in is derived from the unit's ExecStart as systemd reported it");
+  }
+  in.dropin_exists = s.service.gpuwarm_dropin_exists;
+  in.current_dropin_text = s.service.gpuwarm_dropin_text.value_or("");
+  if (s.service.reachable && !s.service.gpuwarm_dropin_text.has()) {
+    in.dropin_exists = true;  // there, unread: rewritten whole, and systemd reloaded after
+    assumed.push_back("gpuwarm's drop-in could not be read (" + s.service.gpuwarm_dropin_text.missing +
+                      "): it is taken as there but unknown, so a plan that needs it writes it whole");
+  }
+  in.daemon_user_exists = s.daemon.user_exists.value_or(false);
+  if (!s.daemon.user_exists.has() && s.service.load_state.is("not-found")) {  // only a unit gpuwarm writes asks
+    assumed.push_back("whether an nvidia-persistenced account exists could not be read (" +
+                      s.daemon.user_exists.missing + "): a unit gpuwarm writes runs the daemon as root");
+  }
+  return in;
 }
 
 FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {

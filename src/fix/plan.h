@@ -36,11 +36,15 @@ struct FixPlan {
 
 // Files the planner reads, handed in by the caller (empty when absent).
 struct FixInputs {
-  std::string vendor_unit_text;     // the unit's FragmentPath content
+  std::string vendor_unit_text;     // the unit's FragmentPath content, then the drop-ins applied before gpuwarm's
   std::string current_dropin_text;  // k_dropin_path's content
   bool dropin_exists = false;
   bool daemon_user_exists = false;  // a "nvidia-persistenced" account exists
 };
+
+// What the planner reads besides the facts, as the snapshot recorded it. What a recording lacks (an older
+// gpuwarm, systemd unreachable) is said in `assumed`, with what the plan takes instead.
+FixInputs fix_inputs(const Snapshot& snapshot, std::vector<std::string>& assumed);
 
 FixPlan plan_fix(const Snapshot& snapshot, const Diagnosis& diagnosis, const FixInputs& inputs);
 

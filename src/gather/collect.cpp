@@ -96,28 +96,30 @@ NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const Coll
                          fmt::format("NVML did not answer in {:g} s (stuck in {})", options.nvml_timeout_s, g_stuck_at));
 }
 
-// The drop-ins systemd applies after gpuwarm's: those whose file names sort after its (systemd orders drop-ins by
-// file name across every folder), read as they are on disk (64 KiB each). One unreadable leaves them all unknown.
-Fact<std::map<std::string, std::string>> read_later_dropins(const Paths& paths,
-                                                            const Fact<std::vector<std::string>>& drop_in_paths) {
+// The drop-ins systemd applies after gpuwarm's (`later`: those whose file names sort after its; systemd orders
+// drop-ins by file name across every folder) or before it, read as they are on disk (64 KiB each). One
+// unreadable leaves them all unknown.
+Fact<std::map<std::string, std::string>> read_other_dropins(const Paths& paths,
+                                                            const Fact<std::vector<std::string>>& drop_in_paths,
+                                                            bool later) {
   if (!drop_in_paths.has()) {
     return Fact<std::map<std::string, std::string>>::unknown("drop-ins unread: " + drop_in_paths.missing);
   }
   const std::string_view ours = std::string_view(k_gpuwarm_dropin_path).substr(
       std::string_view(k_gpuwarm_dropin_path).rfind('/') + 1);
-  std::map<std::string, std::string> later;
+  std::map<std::string, std::string> found;
   for (const auto& path : *drop_in_paths) {
     const std::string_view name = std::string_view(path).substr(path.rfind('/') + 1);
-    if (path == k_gpuwarm_dropin_path || name <= ours) {
+    if (path == k_gpuwarm_dropin_path || name == ours || (name > ours) != later) {
       continue;
     }
     auto text = read_file(paths.host(path), 64u << 10);
     if (!text) {
       return Fact<std::map<std::string, std::string>>::unknown(paths.display(text.error().message));
     }
-    later.emplace(path, *text);
+    found.emplace(path, *text);
   }
-  return Fact<std::map<std::string, std::string>>::known(std::move(later));
+  return Fact<std::map<std::string, std::string>>::known(std::move(found));
 }
 
 }  // namespace
@@ -203,16 +205,18 @@ Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* service
       if (!options.fix_inputs) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text =
             Fact<std::string>::unknown("not read by this command (only fix plans from it)");
-        snap.service.later_dropins =
+        snap.service.later_dropins = snap.service.earlier_dropins =
             Fact<std::map<std::string, std::string>>::unknown("not read by this command (only fix plans from it)");
         return;
       }
       if (!snap.service.reachable) {
         snap.service.unit_text = snap.service.gpuwarm_dropin_text = Fact<std::string>::unknown(snap.service.unreachable);
-        snap.service.later_dropins = Fact<std::map<std::string, std::string>>::unknown(snap.service.unreachable);
+        snap.service.later_dropins = snap.service.earlier_dropins =
+            Fact<std::map<std::string, std::string>>::unknown(snap.service.unreachable);
         return;
       }
-      snap.service.later_dropins = read_later_dropins(paths, snap.service.drop_in_paths);
+      snap.service.later_dropins = read_other_dropins(paths, snap.service.drop_in_paths, /*later=*/true);
+      snap.service.earlier_dropins = read_other_dropins(paths, snap.service.drop_in_paths, /*later=*/false);
       if (snap.service.fragment_path.has() && !snap.service.fragment_path->empty()) {
         auto text = read_file(paths.host(*snap.service.fragment_path), 64u << 10);
         snap.service.unit_text = text ? Fact<std::string>::known(*text)

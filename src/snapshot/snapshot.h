@@ -301,6 +301,9 @@ struct ServiceFacts {
   // The drop-ins systemd applies after gpuwarm's (their file names sort after it), path -> text: fix sees before
   // writing whether one of them would put --no-persistence-mode or StopWhenUnneeded=yes back.
   Fact<std::map<std::string, std::string>> later_dropins;
+  // Those applied before it (path -> text): with the unit file they make what gpuwarm's drop-in starts from, so
+  // a site's ExecStart= there (another binary path, --nvidia-cfg-path) is kept, less the flag.
+  Fact<std::map<std::string, std::string>> earlier_dropins;
 };
 
 // systemd may run on the host where it did not answer: booted with it, or not recorded whether it was. There a
@@ -324,7 +327,7 @@ inline void mark_unit_unknown(ServiceFacts& s, const std::string& why) {
   }
   s.exec_start = s.drop_in_paths = s.wanted_by = Fact<std::vector<std::string>>::unknown(why);
   s.stop_when_unneeded = s.need_daemon_reload = s.exec_condition = Fact<bool>::unknown(why);
-  s.later_dropins = Fact<std::map<std::string, std::string>>::unknown(why);
+  s.later_dropins = s.earlier_dropins = Fact<std::map<std::string, std::string>>::unknown(why);
 }
 
 struct Snapshot {

@@ -112,7 +112,7 @@ GPUWARM_SNAPSHOT_JSON(ServiceFacts, unit, reachable, unreachable, not_asked, man
                                                 active_state, sub_state, unit_file_state, exec_start, control_group,
                                                 manager_control_group, manager_version, exec_condition,
                                                 stop_when_unneeded, restart, result, fragment_path,
-                                                need_daemon_reload, later_dropins,
+                                                need_daemon_reload, later_dropins, earlier_dropins,
                                                 drop_in_paths, wanted_by, unit_text,
                                                 gpuwarm_dropin_text, gpuwarm_dropin_exists)
 GPUWARM_SNAPSHOT_JSON(Snapshot, schema_version, gpuwarm_version, hostname,

@@ -279,6 +279,20 @@ class FixAndVerify(SystemdMockCase):
         self.assertFalse(os.path.exists(self.root.p(DROPIN)))
         self.assertEqual(set(self.write_calls().values()), {0})
 
+    def test_a_drop_in_applied_before_gpuwarms_keeps_its_exec_start_less_the_flag(self):
+        # 10-local.conf sorts before 50-gpuwarm.conf: its ExecStart= (another path to the library the daemon loads)
+        # is what systemd runs, so it is what gpuwarm's drop-in takes over, less the flag; not the unit file's.
+        early = "/etc/systemd/system/nvidia-persistenced.service.d/10-local.conf"
+        self.root.write(early.lstrip("/"), "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user "
+                        "nvidia-persistenced --no-persistence-mode --nvidia-cfg-path=/opt/nv/lib\n")
+        self.add_unit(drop_ins=(early,))
+        self.watch_systemd()
+        rc, rep, r = self.fix()
+        self.assertEqual(rc, 0, r.stdout + r.stderr)
+        with open(self.root.p(DROPIN)) as f:
+            self.assertIn("ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced "
+                          "--nvidia-cfg-path=/opt/nv/lib\n", f.read())
+
     def refused_as_masked(self, file_state, unmask):
         self.add_unit(load_state="masked", file_state=file_state)  # systemd's shape of a mask: LoadState=masked
         rc, rep, r = self.fix()

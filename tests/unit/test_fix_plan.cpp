@@ -49,6 +49,11 @@ TEST(FixPlan, DropInFromTheVendorUnit) {
   for (const auto& c : cases) {
     std::string d = render_dropin(c.unit, {});
     EXPECT_EQ(d.empty(), c.empty) << c.name << "\n" << d;
+    // A vendor's Restart=always restarts more often than what gpuwarm would write: kept, not overridden.
+    EXPECT_EQ(d.find("Restart="), std::string(c.unit).find("Restart=always") != std::string::npos
+                                      ? std::string::npos
+                                      : d.find("Restart=on-failure"))
+        << c.name << "\n" << d;
     for (const char* needle : c.must_contain) {
       EXPECT_NE(d.find(needle), std::string::npos) << c.name << " lacks " << needle << "\n" << d;
     }
@@ -397,6 +402,37 @@ TEST(FixPlan, ARewriteOfOurDropInNamesTheLinesItDrops) {
                             "settings in a drop-in of their own)");
   in.current_dropin_text = "[Service]\nRestart=on-failure\n";  // only what gpuwarm writes too: nothing to say
   EXPECT_TRUE(plan_fix(s, diagnose(s), in).notes.empty());
+}
+
+// A drop-in applied before gpuwarm's (10-local.conf) is part of what gpuwarm's overrides: its ExecStart= (a site's
+// --nvidia-cfg-path) is the one kept, less the flag, not replaced by the unit file's (review-s51-fix M1).
+TEST(FixPlan, ADropInAppliedBeforeGpuwarmsIsWhatItsDropInStartsFrom) {
+  const std::string dir = "/etc/systemd/system/nvidia-persistenced.service.d/";
+  Snapshot s = test::healthy_snapshot();
+  s.service.reachable = true;
+  s.service.unit_text = Fact<std::string>::known(k_ubuntu_unit);
+  s.service.gpuwarm_dropin_text = Fact<std::string>::known("");
+  s.daemon.user_exists = Fact<bool>::known(true);
+  s.service.drop_in_paths = Fact<std::vector<std::string>>::known({dir + "10-local.conf", dir + "20-more.conf"});
+  s.service.earlier_dropins = Fact<std::map<std::string, std::string>>::known(
+      {{dir + "20-more.conf", "[Service]\nNice=-5\n"},
+       {dir + "10-local.conf", "[Service]\nExecStart=\nExecStart=/opt/nv/bin/nvidia-persistenced --user nvidia-persistenced "
+                               "--no-persistence-mode --nvidia-cfg-path=/opt/nv/lib\n"}});
+  std::vector<std::string> assumed;
+  FixInputs in = fix_inputs(s, assumed);
+  EXPECT_TRUE(assumed.empty()) << assumed.front();
+  const std::string d = render_dropin(in.vendor_unit_text, {});
+  EXPECT_NE(d.find("ExecStart=\nExecStart=/opt/nv/bin/nvidia-persistenced --user nvidia-persistenced "
+                   "--nvidia-cfg-path=/opt/nv/lib\n"),
+            std::string::npos)
+      << d;
+  // Unrecorded (an older gpuwarm's snapshot): the plan says what it assumes.
+  s.service.earlier_dropins = Fact<std::map<std::string, std::string>>::unknown("absent");
+  in = fix_inputs(s, assumed);
+  EXPECT_EQ(in.vendor_unit_text, k_ubuntu_unit);
+  ASSERT_EQ(assumed.size(), 1u);
+  EXPECT_NE(assumed[0].find("the drop-ins applied before gpuwarm's are not recorded (absent)"), std::string::npos)
+      << assumed[0];
 }
 
 // A drop-in applied after gpuwarm's that puts the flag or StopWhenUnneeded=yes back is refused before anything is
