@@ -217,8 +217,9 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
         return code;
       }
     }
-    // A dry run holds no lock: it reads as diagnose does, leaving NVML closed while a probe or a change runs.
-    opts->collect.stand_aside = opts->dry_run;
+    // A dry run holds no lock, nor a run whose lock could not be opened (it may still end in a refusal): each
+    // reads as diagnose does, leaving NVML closed while a probe or a change runs.
+    opts->collect.stand_aside = opts->dry_run || !lock;
     auto loaded = snapshot_from_file_or_node(opts->snapshot_file, opts->collect);
     if (!loaded) {
       std::cerr << "gpuwarm fix: " << escape_control(loaded.error().message) << "\n";
@@ -318,8 +319,11 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
     StopSignalsCaught stop_signals;
     if (plan.outcome == FixOutcome::act) {
       if (!lock) {
+        // The plan would act, but two runs could not be kept apart: the failure shape, said on stderr.
+        report["outcome"] = "error";
         report["reason"] = lock.error().message;
-        return finish(to_int(ExitCode::tool_error), false, head + lock.error().message + "\nNothing was changed.\n");
+        std::cerr << "gpuwarm fix: " << escape_control(lock.error().message) << "\n";
+        return finish(to_int(ExitCode::tool_error), false, head + "Nothing was changed.\n");
       }
       auto services = make_systemd_manager();
       auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));

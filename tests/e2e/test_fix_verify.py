@@ -485,7 +485,9 @@ class FixAndVerify(SystemdMockCase):
         shutil.rmtree(self.root.p("run"))
         rc, rep, r = self.fix()
         self.assertEqual(rc, 1)
+        self.assertEqual(rep["outcome"], "error")
         self.assertIn("cannot open lock", rep["reason"])
+        self.assertIn("gpuwarm fix: cannot open lock", r.stderr)
         self.assertEqual(self.write_calls()["Reload"], 0)
 
     def test_missing_unit_gets_one_written(self):
