@@ -23,6 +23,18 @@ bool daemon_holds(const Snapshot& s, const GpuFacts& gpu) {
 
 std::string client_text(const GpuClient& c) { return fmt::format("pid {} ({})", c.pid, c.comm); }
 
+// Known to run no systemd (not booted with it, its bus absent; not merely unasked): `gpuwarm fix` answers 6 there,
+// and the daemon starts from the node's own init system.
+bool known_without_systemd(const Snapshot& s) {
+  return !s.service.reachable && !s.service.not_asked && !manager_may_run(s.service);
+}
+
+std::string start_from_init_system(const Snapshot& s) {
+  return fmt::format("Start nvidia-persistenced from this node's init system at boot: `{} --user nvidia-persistenced` "
+                     "(no systemd here, so `gpuwarm fix` cannot)",
+                     s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced");
+}
+
 }  // namespace
 
 std::vector<Finding> persistence_off(const Snapshot& s) {
@@ -37,7 +49,8 @@ std::vector<Finding> persistence_off(const Snapshot& s) {
                             "(seconds of cold start per job, clocks and power limits reset)",
                             gpu_label(*gpu));
     // A masked unit starts neither way: unmasking comes first (PD004 says which unmask).
-    f.next_step = s.service.load_state.is("masked")
+    f.next_step = known_without_systemd(s) ? start_from_init_system(s) + ". Not `nvidia-smi -pm 1`."
+                  : s.service.load_state.is("masked")
                       ? "Its unit is masked (PD004): unmask it, then enable and start nvidia-persistenced through "
                         "systemd (gpuwarm fix). Not `nvidia-smi -pm 1`."
                       : "Enable and start nvidia-persistenced through systemd (gpuwarm fix, or systemctl enable --now "
@@ -69,8 +82,9 @@ std::vector<Finding> legacy_persistence(const Snapshot& s) {
       "Persistence is on for GPU {} only through the legacy kernel flag (nvidia-smi -pm 1): nvidia-persistenced "
       "is not running, so nothing restores it after a reboot or driver reload, and NVIDIA is retiring the flag",
       fmt::join(enabled, ", "));
-  f.next_step = "Enable and start nvidia-persistenced through systemd (gpuwarm fix), then remove `nvidia-smi -pm 1` "
-                "from node-init scripts and config management.";
+  f.next_step = (known_without_systemd(s) ? start_from_init_system(s)
+                                          : std::string("Enable and start nvidia-persistenced through systemd (gpuwarm fix)")) +
+                ", then remove `nvidia-smi -pm 1` from node-init scripts and config management.";
   f.evidence.emplace_back("persistence Enabled, but no nvidia-persistenced process");
   if (s.kernel_log.legacy_persistence_notice) {
     f.evidence.emplace_back(

@@ -87,6 +87,58 @@ TEST(Rules, PM001_persistence_off) {
   EXPECT_EQ(found[0].next_step.find("enable --now"), std::string::npos) << found[0].next_step;
 }
 
+// A host known to run no systemd (fix answers 6 there): PM001 and PM002 say to start the daemon from its init
+// system, not through systemd; unasked (--no-systemd) or unanswered, systemd may run, and the advice stays.
+TEST(Rules, PM001_PM002_next_step_without_systemd) {
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> service;
+    bool init_system;
+  };
+  const Case cases[] = {
+      {"no systemd on this host",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.manager_booted = Fact<bool>::known(false);
+       },
+       true},
+      {"not asked (--no-systemd)",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.not_asked = true;
+         s.service.manager_booted = Fact<bool>::known(false);
+       },
+       false},
+      {"booted with systemd, its bus silent",
+       [](Snapshot& s) {
+         s.service.reachable = false;
+         s.service.manager_booted = Fact<bool>::known(true);
+       },
+       false},
+      {"reachable", [](Snapshot&) {}, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    for (const char* rule : {"PM001", "PM002"}) {
+      Snapshot s = healthy_snapshot();
+      s.daemon.processes.clear();
+      s.daemon.binary = Fact<std::string>::known("/usr/bin/nvidia-persistenced");
+      if (std::string(rule) == "PM001") {
+        s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+      }
+      c.service(s);
+      auto found = find_rule(rule)->check(s);
+      ASSERT_EQ(found.size(), 1u) << rule;
+      const std::string& next = found[0].next_step;
+      EXPECT_EQ(next.find("from this node's init system at boot: `/usr/bin/nvidia-persistenced --user "
+                          "nvidia-persistenced` (no systemd here") != std::string::npos,
+                c.init_system)
+          << rule << ": " << next;
+      EXPECT_EQ(next.find("through systemd") != std::string::npos, !c.init_system) << rule << ": " << next;
+    }
+  }
+}
+
 TEST(Rules, PM002_legacy_persistence) {
   const std::vector<RuleCase> cases = {
       {"daemon holds them", [](Snapshot&) {}, {}},
