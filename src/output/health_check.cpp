@@ -51,6 +51,7 @@ constexpr RuleImpact k_impacts[] = {
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},
     {"NOTE002", I::keep, "systemd not reachable"},
+    {"NOTE003", I::keep, "the kernel log was not read"},
 };
 
 SchedulerImpact impact_of(const Finding& f) {

@@ -114,6 +114,10 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     e.sample("gpuwarm_fact_unknown", {{"fact", fact}, {"reason", why}}, 1);
   };
 
+  if (!s.kernel_log.source.has()) {
+    unknown("kernel_log", s.kernel_log.source.missing);
+  }
+
   std::string kernel = s.driver.kernel_version.has() ? *s.driver.kernel_version : value_or_empty(s.driver.sys_module_version);
   e.family("gpuwarm_driver_info", "Loaded kernel module and user-space library versions (always 1; empty when unread).");
   e.sample("gpuwarm_driver_info",

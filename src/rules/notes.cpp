@@ -41,4 +41,20 @@ std::vector<Finding> no_service_manager(const Snapshot& s) {
   return {f};
 }
 
+// /dev/kmsg unread for a reason other than not being root (NOTE001's) and not named by the caller (UNK007's):
+// root in a container without CAP_SYSLOG, a /dev without it. The verdict stands on the other facts, but the
+// driver's own lines (an API mismatch a failed daemon start logged) were not seen, and the report says so.
+std::vector<Finding> kernel_log_unread(const Snapshot& s) {
+  if (s.kernel_log.source.has() || s.kernel_log.named || s.kernel_log.source.missing.rfind("needs root", 0) == 0) {
+    return {};
+  }
+  Finding f;
+  f.message = "The kernel log could not be read: the driver's lines in it (an API mismatch, the legacy flag's "
+              "notice) were not checked";
+  f.next_step = "Let gpuwarm read /dev/kmsg (root with CAP_SYSLOG; in a container, the host's /dev/kmsg), or name "
+                "a saved log with --kernel-log.";
+  f.evidence.push_back("kernel log not read: " + s.kernel_log.source.missing);
+  return {f};
+}
+
 }  // namespace gpuwarm::checks

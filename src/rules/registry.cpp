@@ -112,6 +112,7 @@ constexpr RuleInfo k_rules[] = {
      checks::persistence_views_disagree},
     {"NOTE001", "needs-root", S::info, R::note, "Facts that need root were not checked", checks::needs_root},
     {"NOTE002", "no-service-manager", S::info, R::note, "systemd was not reachable", checks::no_service_manager},
+    {"NOTE003", "kmsg-unread", S::info, R::note, "The kernel log could not be read", checks::kernel_log_unread},
 };
 
 struct RouteText {

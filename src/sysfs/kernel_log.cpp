@@ -813,9 +813,13 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
     const std::string message = opened.error().message;
     const bool denied = message.find(std::strerror(EACCES)) != std::string::npos ||
                         message.find(std::strerror(EPERM)) != std::string::npos;
+    // Refused to root too (no CAP_SYSLOG in a container, dmesg_restrict) is no "needs root" (NOTE001's): NOTE003.
+    const bool as_root = ::geteuid() == 0;
     KernelLogFacts facts;
-    facts.source = Fact<std::string>::unknown((denied ? "needs root: /dev/kmsg" : std::string("/dev/kmsg")) +
-                                              message.substr(std::min(message.size(), kmsg.size())));
+    facts.source = Fact<std::string>::unknown(
+        (denied && !as_root ? "needs root: /dev/kmsg" : std::string("/dev/kmsg")) +
+        message.substr(std::min(message.size(), kmsg.size())) +
+        (denied && as_root ? " (refused to root: no CAP_SYSLOG, as in a container)" : ""));
     facts.loaded_version = Fact<std::string>::unknown("log not read");
     return facts;
   }

@@ -117,6 +117,17 @@ TEST(Metrics, unlisted_processes_are_unknown_not_zero) {
   EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
 }
 
+// The kernel log unread (root without CAP_SYSLOG): a fact_unknown with why, as the text's NOTE003 says; read, none.
+TEST(Metrics, an_unread_kernel_log_is_a_fact_unknown) {
+  Snapshot s = healthy_snapshot();
+  EXPECT_EQ(render(s).find("fact=\"kernel_log\""), std::string::npos);
+  s.kernel_log.source = Fact<std::string>::unknown("/dev/kmsg: Operation not permitted");
+  std::string text = render(s);
+  EXPECT_NE(text.find("gpuwarm_fact_unknown{fact=\"kernel_log\",reason=\"/dev/kmsg: Operation not permitted\"} 1\n"),
+            std::string::npos)
+      << text;
+}
+
 // GPU Operator layout: the daemon runs in the driver container. Whether it holds a GPU was not read (no 0),
 // and it is not one of the "other clients" (its comm is cut to "nvidia-persiste", so it goes by pid).
 TEST(Metrics, a_containers_daemon_is_neither_a_zero_nor_another_client) {

@@ -229,5 +229,26 @@ TEST(Rules, NOTE002_no_service_manager) {
   for (const auto& c : cases) expect_rule("NOTE002", c);
 }
 
+// /dev/kmsg unread as root (a container without CAP_SYSLOG): said, not silent. Not root is NOTE001's, a log the
+// caller named UNK007's.
+TEST(Rules, NOTE003_kmsg_unread) {
+  const std::vector<RuleCase> cases = {
+      {"read", [](Snapshot&) {}, {}},
+      {"refused to root",
+       [](Snapshot& s) { s.kernel_log.source = Fact<std::string>::unknown("/dev/kmsg: Operation not permitted"); },
+       {{k_node}}},
+      {"not root: NOTE001's",
+       [](Snapshot& s) { s.kernel_log.source = Fact<std::string>::unknown("needs root (/dev/kmsg: Permission denied)"); },
+       {}},
+      {"named with --kernel-log: UNK007's",
+       [](Snapshot& s) {
+         s.kernel_log.named = true;
+         s.kernel_log.source = Fact<std::string>::unknown("/var/log/kern.log: No such file or directory");
+       },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("NOTE003", c);
+}
+
 }  // namespace
 }  // namespace gpuwarm::test
