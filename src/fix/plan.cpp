@@ -280,18 +280,16 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                               *s.service.load_state));
   }
 
-  // A daemon that runs although the unit is not active was started outside systemd (rc.local, by hand). The
-  // unit's start would fail on that daemon's PID-file lock, and the unit's ExecStopPost would then delete the
-  // running daemon's socket and PID file -- again at every Restart=on-failure.
-  if ((s.service.active_state.is("inactive") || s.service.active_state.is("failed")) && !s.daemon.processes.empty() &&
-      !(s.service.load_state.is("not-found") && daemon_from_driver_container(s))) {
+  // The unit's start would fail on that daemon's PID-file lock, and the unit's ExecStopPost would then delete
+  // the running daemon's socket and PID file -- again at every Restart=on-failure (PD010).
+  if (auto outside = daemon_outside_unit(s)) {
     return refuse(std::move(plan), FixOutcome::refused, ExitCode::action_needed,
                   fmt::format("nvidia-persistenced runs (pid {}) outside systemd, so the unit cannot start beside "
                               "it: its start would fail, and the unit's clean-up would delete the running daemon's "
                               "socket and PID file. Stop that daemon (kill {}; find what starts it, e.g. rc.local "
                               "or a node-init script, and remove it there), then run fix again. Nothing was "
                               "changed.",
-                              s.daemon.processes.front().pid, s.daemon.processes.front().pid));
+                              *outside, *outside));
   }
 
   bool config_changed = false;

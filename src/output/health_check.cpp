@@ -31,6 +31,7 @@ constexpr RuleImpact k_impacts[] = {
     {"PD002", I::keep, "daemon flag; if persistence reads off, PM001 drains"},
     {"PD003", I::keep, "unit may stop later; persistence holds now"},
     {"PD006", I::keep, "unit failed; if persistence is off, PM001 drains"},
+    {"PD010", I::keep, "the daemon runs, though outside its unit"},
     {"PD008", I::keep, "start skipped by ExecCondition; if persistence is off, PM001 drains"},
     {"PD009", I::keep, "guard ignored (systemd without ExecCondition=): matters at the next driver update"},
     {"PD007", I::keep, "no unit; persistence holds now"},

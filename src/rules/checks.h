@@ -50,6 +50,7 @@ std::vector<Finding> gpu_fact_unread(const Snapshot&);
 // notes.cpp
 std::vector<Finding> needs_root(const Snapshot&);
 std::vector<Finding> no_service_manager(const Snapshot&);
+std::vector<Finding> daemon_outside_unit_runs(const Snapshot&);
 std::vector<Finding> kernel_log_unread(const Snapshot&);
 
 }  // namespace gpuwarm::checks

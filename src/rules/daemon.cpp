@@ -129,9 +129,34 @@ std::vector<Finding> unit_failed(const Snapshot& s) {
   Finding f;
   f.message = "nvidia-persistenced.service has failed";
   f.next_step =
-      "Read `journalctl -u nvidia-persistenced.service`: \"Failed to query NVIDIA devices\" right after a driver "
-      "update means a reboot is pending; otherwise fix the cause and restart the service.";
+      daemon_outside_unit(s)
+          ? "A daemon started outside systemd runs (PD010): stop it first, or the unit's restart fails on it and its "
+            "clean-up deletes that daemon's socket and PID file; then read `journalctl -u "
+            "nvidia-persistenced.service` and run `gpuwarm fix`."
+          : "Read `journalctl -u nvidia-persistenced.service`: \"Failed to query NVIDIA devices\" right after a "
+            "driver update means a reboot is pending; otherwise fix the cause and restart the service.";
   f.evidence.push_back("ActiveState=failed" + (s.service.sub_state.has() ? " SubState=" + *s.service.sub_state : ""));
+  return {f};
+}
+
+std::vector<Finding> daemon_outside_unit_runs(const Snapshot& s) {
+  const std::optional<int> pid = daemon_outside_unit(s);
+  if (!pid) {
+    return {};
+  }
+  Finding f;
+  f.message = fmt::format("nvidia-persistenced runs (pid {}) although its unit is {}: it was started outside systemd "
+                          "(rc.local, by hand), so nothing restarts it if it dies, and the unit cannot start beside it",
+                          *pid, *s.service.active_state);
+  f.next_step = fmt::format("Stop that daemon (kill {}) and remove what starts it (rc.local, a node-init script), then "
+                            "run `gpuwarm fix`. Do not start the unit beside it: the start fails, and the unit's "
+                            "clean-up deletes the running daemon's socket and PID file.",
+                            *pid);
+  f.evidence.push_back("ActiveState=" + *s.service.active_state);
+  for (const auto& p : s.daemon.processes) {
+    f.evidence.push_back(describe_daemon_process(p) +
+                         (p.cgroup.has() ? ", cgroup " + *p.cgroup : ", cgroup unread: " + p.cgroup.missing));
+  }
   return {f};
 }
 

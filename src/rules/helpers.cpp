@@ -215,6 +215,14 @@ std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
   return held;
 }
 
+std::optional<int> daemon_outside_unit(const Snapshot& s) {
+  if ((s.service.active_state.is("inactive") || s.service.active_state.is("failed")) && !s.daemon.processes.empty() &&
+      !(s.service.load_state.is("not-found") && daemon_from_driver_container(s))) {
+    return s.daemon.processes.front().pid;
+  }
+  return std::nullopt;
+}
+
 std::string daemon_held_minors_missing(const Snapshot& s) {
   for (const auto& p : s.daemon.processes) {
     if (!p.held_minors.has()) {

@@ -82,6 +82,47 @@ TEST(Rules, PD006_unit_failed) {
        {}},
   };
   for (const auto& c : cases) expect_rule("PD006", c);
+  // A daemon started outside systemd runs beside the failed unit: stop it first, not "restart the service".
+  Snapshot s = healthy_snapshot();
+  s.service.active_state = Fact<std::string>::known("failed");
+  auto found = find_rule("PD006")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].next_step.rfind("A daemon started outside systemd runs (PD010): stop it first", 0), 0u)
+      << found[0].next_step;
+  s.daemon.processes.clear();
+  found = find_rule("PD006")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].next_step.find("restart the service"), std::string::npos) << found[0].next_step;
+}
+
+// The daemon runs although its unit is inactive or failed: started outside systemd. Not healthy (nothing restarts
+// it, the unit cannot start beside it), and what fix refuses for is said by diagnose too (review-s51-diagnose F1).
+TEST(Rules, PD010_daemon_outside_unit) {
+  auto unit = [](const char* active) {
+    return [active](Snapshot& s) { s.service.active_state = Fact<std::string>::known(active); };
+  };
+  const std::vector<RuleCase> cases = {
+      {"healthy node: the unit's daemon", [](Snapshot&) {}, {}},
+      {"unit inactive, daemon runs", unit("inactive"), {{k_node}}},
+      {"unit failed, daemon runs", unit("failed"), {{k_node}}},
+      {"unit activating", unit("activating"), {}},
+      {"unit inactive, no daemon", [&unit](Snapshot& s) {
+         unit("inactive")(s);
+         s.daemon.processes.clear();
+       }, {}},
+      {"unit state unread", [](Snapshot& s) { s.service.active_state = Fact<std::string>::unknown("Access denied"); },
+       {}},
+  };
+  for (const auto& c : cases) expect_rule("PD010", c);
+  Snapshot s = healthy_snapshot();
+  unit("inactive")(s);
+  auto found = find_rule("PD010")->check(s);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found[0].next_step.find("Stop that daemon (kill " + std::to_string(s.daemon.processes[0].pid) + ")"),
+            std::string::npos)
+      << found[0].next_step;
+  // The verdict is action needed, as fix's refusal (exit 3) says, never healthy.
+  EXPECT_EQ(diagnose(s).verdict.rule_id, "PD010");
 }
 
 TEST(Rules, PD008_unit_start_skipped) {
