@@ -285,9 +285,16 @@ TEST(Daemon, AnotherUsersImitationIsNotTheDaemon) {
     unsigned uid;
     bool daemon;
     const char* login_defs = nullptr;
+    const char* cgroup = nullptr;
   };
   const Case cases[] = {
       {"root", "/usr/bin/nvidia-persistenced\0--no-persistence-mode\0"s, 0, true},
+      // Only root can put a process in the unit's cgroup: systemd started it, as the unit's user, whatever its
+      // uid (an account made without --system: uid 1000 here). A user's session is no such proof.
+      {"systemd's, as a login-range --user", "/usr/bin/nvidia-persistenced\0--user\0alice\0"s, 1000, true, nullptr,
+       "0::/system.slice/nvidia-persistenced.service\n"},
+      {"a user's session", "/usr/bin/nvidia-persistenced\0--user\0alice\0"s, 1000, false, nullptr,
+       "0::/user.slice/user-1000.slice/session-3.scope\n"},
       {"its --user", "/usr/bin/nvidia-persistenced\0--user\0nvidia-persistenced\0"s, 143, true},
       {"--user=NAME", "/usr/bin/nvidia-persistenced\0--user=nvidia-persistenced\0"s, 143, true},
       {"another user, claiming --user", "/usr/bin/nvidia-persistenced\0--user\0nvidia-persistenced\0"s, 1000, false},
@@ -312,6 +319,9 @@ TEST(Daemon, AnotherUsersImitationIsNotTheDaemon) {
     t.write("proc/500/comm", "nvidia-persiste\n");
     t.write("proc/500/cmdline", c.cmdline);
     t.write("proc/500/status", "Uid:\t" + std::to_string(c.uid) + "\t0\t0\t0\n");
+    if (c.cgroup != nullptr) {
+      t.write("proc/500/cgroup", c.cgroup);
+    }
     t.mkdir("proc/500/fd");
     runs(t, 500);
     DaemonFacts d = read_daemon(Paths(t.root()));
