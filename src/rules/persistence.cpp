@@ -43,6 +43,9 @@ std::vector<Finding> persistence_off(const Snapshot& s) {
     if (!gpu->persistence.is(false) || daemon_holds(s, *gpu)) {
       continue;  // the daemon's open handle outranks NVML's flag (PM004)
     }
+    if (daemon_held_minors(s) && !gpu_minor(s, *gpu)) {
+      continue;  // the daemon's handles were read, but not which is this GPU's: PD005's cannot tell, not "off"
+    }
     Finding f;
     f.gpu = gpu->index;
     f.message = fmt::format("{}: persistence mode is Disabled; the driver de-initializes it whenever it goes idle "

@@ -71,11 +71,28 @@ TEST(Rules, PM001_persistence_off) {
        {{1u}}},
       {"off per NVML but the daemon holds it: PM004's",
        [](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); }, {}},
+      {"off per NVML, the daemon's handles read but this GPU's minor not: PD005's cannot tell",
+       [](Snapshot& s) {
+         s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+         s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+         s.driver.kernel_gpus.clear();
+       },
+       {}},
       {"unknown is not off",
        [](Snapshot& s) { s.nvml.gpus[0].persistence = Fact<bool>::unknown("NO_PERMISSION"); }, {}},
       {"unreachable GPU is GPU001's", [](Snapshot& s) { s.nvml.gpus[0] = lost_gpu(0, "GPU_IS_LOST"); }, {}},
   };
   for (const auto& c : cases) expect_rule("PM001", c);
+  {
+    // ... and the verdict is that cannot tell, not "start the daemon" while it runs (review-s51-diagnose F5).
+    Snapshot s = healthy_snapshot();
+    s.nvml.gpus[1].persistence = Fact<bool>::known(false);
+    s.nvml.gpus[1].minor = Fact<unsigned>::unknown("NOT_SUPPORTED");
+    s.driver.kernel_gpus.clear();
+    const Diagnosis d = diagnose(s);
+    EXPECT_EQ(d.verdict.rule_id, "PD005");
+    EXPECT_EQ(d.verdict.exit_code, ExitCode::cannot_tell);
+  }
   // A masked unit starts neither with `enable --now` nor with fix: the next step says to unmask first.
   Snapshot s = healthy_snapshot();
   s.daemon.processes.clear();
