@@ -110,6 +110,26 @@ std::vector<Finding> gpu_count_unread(const Snapshot& s) {
     }
     return {f};
   }
+  if (s.driver.module_loaded && s.nvml.device_count.has() && *s.nvml.device_count == 0 &&
+      s.driver.kernel_gpus.empty() && s.driver.kernel_gpus_unread.empty() && !s.driver.unbound_gpus.has()) {
+    // The module loaded (it loads only where it probed a GPU), yet it and NVML list none, and the PCI bus that
+    // would show GPUs it failed to take (GPU001) was not read: "no GPU, healthy" would rest on nothing.
+    Finding f;
+    f.message = fmt::format("The nvidia module is loaded but neither NVML nor the driver lists a GPU, and the PCI "
+                            "bus could not be read ({}): whether GPUs failed to probe cannot be told",
+                            s.driver.unbound_gpus.missing);
+    f.next_step = "Run `lspci -d 10de:` and `dmesg | grep NVRM` on the host (in a container, give gpuwarm the host's "
+                  "/sys), then diagnose again.";
+    f.evidence.emplace_back("nvmlDeviceGetCount: 0");
+    f.evidence.emplace_back("/proc/driver/nvidia/gpus lists no GPU");
+    f.evidence.push_back("PCI bus unread: " + s.driver.unbound_gpus.missing);
+    for (const auto& node : s.driver.device_nodes) {
+      if (gpu_device_node(node)) {
+        f.evidence.push_back(node.path + " exists");
+      }
+    }
+    return {f};
+  }
   if (!s.driver.module_loaded || !s.nvml.init_code.is(nvml::ret::success) || s.nvml.device_count.has()) {
     return {};
   }

@@ -110,6 +110,27 @@ TEST(Rules, UNK002_gpu_count_unread) {
          s.driver.kernel_gpus_unread = DriverFacts{}.kernel_gpus_unread;
        },
        {{k_node}}},
+      // The module loaded, no GPU anywhere it was read, the PCI bus unread (review-s51-diagnose F6): not healthy.
+      {"none seen, the driver's list read and empty, the PCI bus unread",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(0);
+         s.nvml.gpus.clear();
+         s.daemon.processes.clear();
+         s.driver.kernel_gpus.clear();
+         s.driver.kernel_gpus_unread.clear();
+         s.driver.unbound_gpus = Fact<std::vector<std::string>>::unknown("/sys/bus/pci/devices: Permission denied");
+       },
+       {{k_node}}},
+      {"none seen anywhere, the PCI bus read: GPU001's to say, not unknown",
+       [](Snapshot& s) {
+         s.nvml.device_count = Fact<unsigned>::known(0);
+         s.nvml.gpus.clear();
+         s.daemon.processes.clear();
+         s.driver.kernel_gpus.clear();
+         s.driver.kernel_gpus_unread.clear();
+         s.driver.unbound_gpus = Fact<std::vector<std::string>>::known({});
+       },
+       {}},
       {"GPUs seen, the driver's list unread: NVML's view stands",
        [](Snapshot& s) {
          s.driver.kernel_gpus.clear();
