@@ -119,18 +119,21 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
   }
 
   std::string kernel = s.driver.kernel_version.has() ? *s.driver.kernel_version : value_or_empty(s.driver.sys_module_version);
+  // The user-space version as diagnose shows it: NVML's, else the library file's name (an NVML without the query).
+  const std::string user_space = user_space_version(s);
   e.family("gpuwarm_driver_info", "Loaded kernel module and user-space library versions (always 1; empty when unread).");
-  e.sample("gpuwarm_driver_info",
-           {{"kernel_module_version", kernel}, {"user_space_version", value_or_empty(s.nvml.user_space_version)}}, 1);
+  e.sample("gpuwarm_driver_info", {{"kernel_module_version", kernel}, {"user_space_version", user_space}}, 1);
   // From the rule, not the verdict (an NVML hang decides the verdict first); 0 only when both halves were read.
   const bool mismatch = std::any_of(d.findings.begin(), d.findings.end(),
                                     [](const Finding& f) { return f.rule_id == "DRV003"; });
-  if (mismatch || (s.nvml.user_space_version.has() && !kernel.empty())) {
-    e.family("gpuwarm_driver_reboot_pending", "1 when kernel module and user space differ: the update needs a reboot.");
+  if (mismatch || (!user_space.empty() && !kernel.empty())) {
+    e.family("gpuwarm_driver_reboot_pending",
+             "1 when kernel module and user space differ as after an update not yet rebooted into (DRV003); a user "
+             "space older than the module (DRV006) is a driver-install problem, in gpuwarm_finding.");
     e.sample("gpuwarm_driver_reboot_pending", {}, mismatch ? 1 : 0);
   } else {
-    unknown("driver_reboot_pending", !s.nvml.user_space_version.has() ? "user-space version: " + s.nvml.user_space_version.missing
-                                                                      : "kernel module version unread");
+    unknown("driver_reboot_pending", user_space.empty() ? "user-space version: " + s.nvml.user_space_version.missing
+                                                        : "kernel module version unread");
   }
   // What tells a GPU node without its driver from a CPU-only node (both say driver-install).
   if (s.driver.unbound_gpus.has() && s.driver.gpus_on_other_drivers.has()) {

@@ -160,11 +160,19 @@ TEST(Metrics, reboot_pending_and_enabled_follow_the_rules) {
 
   Snapshot unread = healthy_snapshot();
   unread.nvml.user_space_version = Fact<std::string>::unknown("NVML timed out");
+  unread.nvml.library_file_version = Fact<std::string>::unknown("no version in its name");
   std::string text = render(unread);
   EXPECT_EQ(text.find("gpuwarm_driver_reboot_pending "), std::string::npos) << text;
   EXPECT_NE(text.find("fact=\"driver_reboot_pending\",reason=\"user-space version: NVML timed out\"} 1"),
             std::string::npos)
       << text;
+  // An NVML without the version query (a 470 library): the library file's name says it, as diagnose shows it.
+  unread.nvml.user_space_version = Fact<std::string>::unknown("not in this NVML");
+  unread.nvml.library_file_version = Fact<std::string>::known(*unread.driver.kernel_version);
+  text = render(unread);
+  EXPECT_NE(text.find("gpuwarm_driver_reboot_pending 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("user_space_version=\"" + *unread.driver.kernel_version + "\""), std::string::npos) << text;
+  EXPECT_EQ(text.find("fact=\"driver_reboot_pending\""), std::string::npos) << text;
 
   Snapshot generated = healthy_snapshot();
   generated.service.unit_file_state = Fact<std::string>::known("generated");
