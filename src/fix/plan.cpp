@@ -140,8 +140,13 @@ std::string render_unit(const std::string& binary, bool with_user) {
 
 }  // namespace
 
-std::string render_dropin(const std::string& vendor_unit_text, const std::vector<std::string>& effective_exec_start) {
+std::string render_dropin(const std::string& vendor_unit_text, const std::vector<std::string>& effective_exec_start,
+                          const std::vector<std::pair<std::string, std::string>>& earlier_dropins) {
   auto settings = parse_unit_file(vendor_unit_text);
+  for (const auto& [path, text] : earlier_dropins) {
+    auto more = parse_unit_file(text);
+    settings.insert(settings.end(), more.begin(), more.end());
+  }
   // From the vendor unit, not the effective state: once our drop-in is in
   // place the effective state looks fine, and the drop-in must not change.
   const bool from_vendor_text = !vendor_unit_text.empty();
@@ -183,7 +188,7 @@ FixInputs fix_inputs(const Snapshot& s, std::vector<std::string>& assumed) {
     if (s.service.earlier_dropins.has()) {
       for (const auto& path : s.service.drop_in_paths.value_or({})) {
         if (auto it = s.service.earlier_dropins->find(path); it != s.service.earlier_dropins->end()) {
-          in.vendor_unit_text += "\n" + it->second;
+          in.earlier_dropins.emplace_back(path, it->second);
         }
       }
     } else if (s.service.reachable) {
@@ -325,7 +330,7 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
                                 overriding, k_dropin_path, k_unit_name));
     }
     std::vector<std::string> effective = s.service.exec_start.value_or({});
-    std::string dropin = render_dropin(in.vendor_unit_text, effective);
+    std::string dropin = render_dropin(in.vendor_unit_text, effective, in.earlier_dropins);
     if (!dropin.empty() && (!in.dropin_exists || in.current_dropin_text != dropin)) {
       if (in.dropin_exists) {
         // The file is gpuwarm's, but config management may have added to it: say what the rewrite drops.
@@ -415,8 +420,9 @@ FixPlan plan_fix(const Snapshot& s, const Diagnosis& d, const FixInputs& in) {
   if (running_with_flag && !exec_start_changed && !has_arg(exec_start, k_no_pm_flag) &&
       variable != exec_start.end()) {
     std::vector<std::pair<std::string, std::string>> files = {{s.service.fragment_path.value_or("the unit file"),
-                                                               in.vendor_unit_text},
-                                                              {k_dropin_path, in.current_dropin_text}};
+                                                               in.vendor_unit_text}};
+    files.insert(files.end(), in.earlier_dropins.begin(), in.earlier_dropins.end());
+    files.emplace_back(k_dropin_path, in.current_dropin_text);
     for (const auto& [path, text] : s.service.later_dropins.value_or({})) {
       files.emplace_back(path, text);
     }

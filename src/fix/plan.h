@@ -36,10 +36,13 @@ struct FixPlan {
 
 // Files the planner reads, handed in by the caller (empty when absent).
 struct FixInputs {
-  std::string vendor_unit_text;     // the unit's FragmentPath content, then the drop-ins applied before gpuwarm's
+  std::string vendor_unit_text;     // the unit's FragmentPath content
   std::string current_dropin_text;  // k_dropin_path's content
   bool dropin_exists = false;
   bool daemon_user_exists = false;  // a "nvidia-persistenced" account exists
+  // The drop-ins systemd applies before gpuwarm's, (path, text) in its order: with the unit file, what gpuwarm's
+  // drop-in starts from (a site's ExecStart= there is kept, less the flag).
+  std::vector<std::pair<std::string, std::string>> earlier_dropins;
 };
 
 // What the planner reads besides the facts, as the snapshot recorded it. What a recording lacks (an older
@@ -49,7 +52,10 @@ FixInputs fix_inputs(const Snapshot& snapshot, std::vector<std::string>& assumed
 FixPlan plan_fix(const Snapshot& snapshot, const Diagnosis& diagnosis, const FixInputs& inputs);
 
 // The drop-in for a vendor unit, or "" when the unit needs none.
-std::string render_dropin(const std::string& vendor_unit_text, const std::vector<std::string>& effective_exec_start);
+// Each earlier drop-in is read as systemd reads it, a file of its own (a line before its first section header
+// belongs to none), applied after the unit file.
+std::string render_dropin(const std::string& vendor_unit_text, const std::vector<std::string>& effective_exec_start,
+                          const std::vector<std::pair<std::string, std::string>>& earlier_dropins = {});
 
 const char* to_string(StepKind kind);
 // One line for --dry-run and reports: "EnableUnitFiles([nvidia-persistenced.service], runtime=false, force=false)".

@@ -145,8 +145,8 @@ std::vector<Finding> daemon_outside_unit_runs(const Snapshot& s) {
     return {};
   }
   Finding f;
-  f.message = fmt::format("nvidia-persistenced runs (pid {}) although its unit is {}: it was started outside systemd "
-                          "(rc.local, by hand), so nothing restarts it if it dies, and the unit cannot start beside it",
+  f.message = fmt::format("nvidia-persistenced runs (pid {}) although its unit is {}: it was started outside the unit "
+                          "(rc.local, by hand, another unit), which cannot start beside it, and at boot the two race",
                           *pid, *s.service.active_state);
   f.next_step = fmt::format("Stop that daemon (kill {}) and remove what starts it (rc.local, a node-init script), then "
                             "run `gpuwarm fix`. Do not start the unit beside it: the start fails, and the unit's "

@@ -216,9 +216,17 @@ std::optional<std::vector<unsigned>> daemon_held_minors(const Snapshot& s) {
 }
 
 std::optional<int> daemon_outside_unit(const Snapshot& s) {
-  if ((s.service.active_state.is("inactive") || s.service.active_state.is("failed")) && !s.daemon.processes.empty() &&
-      !(s.service.load_state.is("not-found") && daemon_from_driver_container(s))) {
-    return s.daemon.processes.front().pid;
+  if (!(s.service.active_state.is("inactive") || s.service.active_state.is("failed")) ||
+      (s.service.load_state.is("not-found") && daemon_from_driver_container(s))) {
+    return std::nullopt;
+  }
+  for (const auto& p : s.daemon.processes) {
+    const bool the_units = p.cgroup.is(k_unit_cgroup) ||
+                           (s.service.control_group.has() && !s.service.control_group->empty() &&
+                            p.cgroup.is(*s.service.control_group));
+    if (!the_units) {
+      return p.pid;
+    }
   }
   return std::nullopt;
 }

@@ -33,8 +33,9 @@ bool daemon_processes_listed(const Snapshot& s);
 // The daemon found is the GPU Operator's (under its driver container's root): the driver pod starts it, and
 // the host has no unit for it by design.
 bool daemon_from_driver_container(const Snapshot& s);
-// The daemon's pid where it runs although its unit is inactive or failed: started outside systemd (rc.local, by
-// hand). The unit cannot start beside it, and its clean-up would delete that daemon's socket and PID file.
+// The daemon's pid where it runs although its unit is inactive or failed: started outside the unit (rc.local, by
+// hand, another unit). The unit cannot start beside it, and its clean-up would delete that daemon's socket and
+// PID file. A process in the unit's own cgroup is the unit's, whatever the unit's state read a moment apart.
 std::optional<int> daemon_outside_unit(const Snapshot& s);
 // Not a GPU node: no nvidia module, the PCI bus was read and shows no NVIDIA GPU unbound or taken by another
 // driver (one handed to a VM is the VM's), and NVML neither counted a GPU nor hung. An unread PCI list is never

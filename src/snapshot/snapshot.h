@@ -139,6 +139,9 @@ struct NvmlFacts {
 // unknown a check may skip rather than fail (root refused them, or any other reason, is "cannot tell").
 inline constexpr const char* k_open_files_need_root = "needs root";
 
+// The cgroup systemd runs nvidia-persistenced.service in: a process there was started by systemd's unit.
+inline constexpr const char* k_unit_cgroup = "/system.slice/nvidia-persistenced.service";
+
 struct DaemonProcess {
   int pid = 0;
   std::vector<std::string> argv;

@@ -263,9 +263,10 @@ DaemonFacts read_daemon(const Paths& paths, const Result<std::vector<ProcessName
         proc.cgroup = Fact<std::string>::unknown(paths.display(cgroup.error().message));
       }
       std::string why = not_the_daemons_executable(paths, process.pid, proc.executable);
-      // In the unit's own cgroup systemd put it there (only root can: system.slice is root's), so its user is the
-      // one the unit runs it as, a uid above UID_MIN included (an account made without --system).
-      const bool in_the_units_cgroup = proc.cgroup.has() && proc.cgroup->ends_with("/nvidia-persistenced.service");
+      // In the system unit's own cgroup systemd put it there (only root can: system.slice is root's), so its user
+      // is the one the unit runs it as, a uid above UID_MIN included (an account made without --system). Exactly
+      // that path: a user's own manager makes .../user@1000.service/app.slice/nvidia-persistenced.service too.
+      const bool in_the_units_cgroup = proc.cgroup.is(k_unit_cgroup);
       if (why.empty() && !in_the_units_cgroup) {
         why = not_the_daemons_user(paths, argv, proc.uid);
       }

@@ -321,11 +321,13 @@ class PrologMode(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.strip(), "gpuwarm: gpuwarm check gave no answer (exit 2): gpuwarm check has no "
                                            "option --nvml-timout")
-        # The site's arguments are split at blanks, never globbed: a file literally named `kern*.log` is the one
-        # read, not kern1.log and kern2.log beside it (two words where one was given: exit 2, refused).
+        # The site's arguments are split at blanks and line breaks, never globbed: a file literally named
+        # `kern*.log` is the one read, not kern1.log and kern2.log beside it (two words where one was given: exit
+        # 2, refused), and the line after the first counts (without its --nvml the node reads as driverless).
         for name in ("kern*.log", "kern1.log", "kern2.log"):
             open(os.path.join(tmp, name), "w").close()
-        env["GPUWARM_CHECK_ARGS"] = node.env()["GPUWARM_CHECK_ARGS"] + f" --kernel-log {tmp}/kern*.log"
+        env["GPUWARM_CHECK_ARGS"] = (node.env()["GPUWARM_CHECK_ARGS"].replace(" --nvml ", "\n--nvml ") +
+                                     f" --kernel-log {tmp}/kern*.log")
         node.set_persistence(1)
         r = subprocess.run([prolog], env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual((r.returncode, r.stderr), (0, ""))

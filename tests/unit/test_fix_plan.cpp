@@ -49,11 +49,13 @@ TEST(FixPlan, DropInFromTheVendorUnit) {
   for (const auto& c : cases) {
     std::string d = render_dropin(c.unit, {});
     EXPECT_EQ(d.empty(), c.empty) << c.name << "\n" << d;
-    // A vendor's Restart=always restarts more often than what gpuwarm would write: kept, not overridden.
-    EXPECT_EQ(d.find("Restart="), std::string(c.unit).find("Restart=always") != std::string::npos
-                                      ? std::string::npos
-                                      : d.find("Restart=on-failure"))
-        << c.name << "\n" << d;
+    // A vendor's Restart=always restarts more often than what gpuwarm would write: kept, not overridden; any
+    // other drop-in sets on-failure.
+    if (!c.empty) {
+      const bool always = std::string(c.unit).find("Restart=always") != std::string::npos;
+      EXPECT_EQ(d.find("Restart=") == std::string::npos, always) << c.name << "\n" << d;
+      EXPECT_EQ(d.find("Restart=on-failure\n") != std::string::npos, !always) << c.name << "\n" << d;
+    }
     for (const char* needle : c.must_contain) {
       EXPECT_NE(d.find(needle), std::string::npos) << c.name << " lacks " << needle << "\n" << d;
     }
@@ -239,6 +241,18 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
                                "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced $NVPD_OPTS\n";
        },
        FixOutcome::refused, {}},
+      // The same set in a drop-in applied before gpuwarm's: that file and line are named (review-s51-diff M3).
+      {"the flag through a variable set in an earlier drop-in: refused, naming it",
+       [](Snapshot& s, FixInputs& in) {
+         s.daemon.processes[0].argv.push_back("--no-persistence-mode");
+         s.service.exec_start = Fact<std::vector<std::string>>::known(
+             {"/usr/bin/nvidia-persistenced", "--user", "nvidia-persistenced", "$NVPD_OPTS"});
+         in.vendor_unit_text = "[Service]\nType=forking\n"
+                               "ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced $NVPD_OPTS\n";
+         in.earlier_dropins = {{"/etc/systemd/system/nvidia-persistenced.service.d/10-env.conf",
+                                "[Service]\nEnvironment=NVPD_OPTS=--no-persistence-mode\n"}};
+       },
+       FixOutcome::refused, {}},
       // A `$` word alone is no evidence: gpuwarm's drop-in loaded, the daemon not restarted since (review-s48-diff M1).
       {"a variable in ExecStart, nothing setting the flag through it: restart",
        [](Snapshot& s, FixInputs& in) {
@@ -345,6 +359,12 @@ TEST(FixPlan, StepsFollowTheDiagnosis) {
                 std::string::npos)
           << p.reason;
     }
+    if (std::string_view(c.name) == "the flag through a variable set in an earlier drop-in: refused, naming it") {
+      EXPECT_NE(p.reason.find("set at /etc/systemd/system/nvidia-persistenced.service.d/10-env.conf:2: "
+                              "Environment=NVPD_OPTS=--no-persistence-mode"),
+                std::string::npos)
+          << p.reason;
+    }
     if (std::string_view(c.name) == "masked until reboot: refused") {
       EXPECT_EQ(p.exit_code, ExitCode::action_needed);
       EXPECT_NE(p.reason.find("systemctl unmask --runtime"), std::string::npos) << p.reason;
@@ -364,7 +384,7 @@ TEST(FixPlan, RefusalsNameTheOverridingDropInAndTheOutsideDaemon) {
   s.service.drop_in_paths = Fact<std::vector<std::string>>::known(
       {"/etc/systemd/system/nvidia-persistenced.service.d/50-gpuwarm.conf",
        "/etc/systemd/system/nvidia-persistenced.service.d/override.conf"});
-  FixInputs in{k_ubuntu_unit, render_dropin(k_ubuntu_unit, {}), true, true};
+  FixInputs in{k_ubuntu_unit, render_dropin(k_ubuntu_unit, {}), true, true, {}};
   FixPlan p = plan_fix(s, diagnose(s), in);
   EXPECT_EQ(p.exit_code, ExitCode::action_needed);
   EXPECT_NE(p.reason.find("still runs it with --no-persistence-mode: another file overrides gpuwarm's "
@@ -378,7 +398,7 @@ TEST(FixPlan, RefusalsNameTheOverridingDropInAndTheOutsideDaemon) {
   Snapshot outside = test::healthy_snapshot();
   outside.service.active_state = Fact<std::string>::known("inactive");
   outside.service.unit_file_state = Fact<std::string>::known("disabled");
-  FixPlan q = plan_fix(outside, diagnose(outside), {k_good_unit, "", false, true});
+  FixPlan q = plan_fix(outside, diagnose(outside), {k_good_unit, "", false, true, {}});
   EXPECT_EQ(q.exit_code, ExitCode::action_needed);
   EXPECT_NE(q.reason.find("nvidia-persistenced runs (pid " + std::to_string(outside.daemon.processes[0].pid) +
                           ") outside systemd"),
@@ -391,7 +411,7 @@ TEST(FixPlan, RefusalsNameTheOverridingDropInAndTheOutsideDaemon) {
 TEST(FixPlan, ARewriteOfOurDropInNamesTheLinesItDrops) {
   Snapshot s = test::healthy_snapshot();
   s.service.unit_file_state = Fact<std::string>::known("disabled");
-  FixInputs in{k_ubuntu_unit, "", true, true};
+  FixInputs in{k_ubuntu_unit, "", true, true, {}};
   in.current_dropin_text = "# site\n[Service]\nNice=-5\nRestart=on-failure\nExecStart=\nExecStart=/usr/bin/old\n";
   FixPlan p = plan_fix(s, diagnose(s), in);
   ASSERT_EQ(p.outcome, FixOutcome::act);
@@ -421,15 +441,27 @@ TEST(FixPlan, ADropInAppliedBeforeGpuwarmsIsWhatItsDropInStartsFrom) {
   std::vector<std::string> assumed;
   FixInputs in = fix_inputs(s, assumed);
   EXPECT_TRUE(assumed.empty()) << assumed.front();
-  const std::string d = render_dropin(in.vendor_unit_text, {});
+  EXPECT_EQ(in.vendor_unit_text, k_ubuntu_unit);
+  ASSERT_EQ(in.earlier_dropins.size(), 2u);
+  EXPECT_EQ(in.earlier_dropins[0].first, dir + "10-local.conf");  // systemd's order, not the map's
+  std::string d = render_dropin(in.vendor_unit_text, {}, in.earlier_dropins);
   EXPECT_NE(d.find("ExecStart=\nExecStart=/opt/nv/bin/nvidia-persistenced --user nvidia-persistenced "
                    "--nvidia-cfg-path=/opt/nv/lib\n"),
+            std::string::npos)
+      << d;
+  // A drop-in's lines before any section header belong to no section, as systemd reads them ("Assignment
+  // outside of section"): not the unit file's last one, whose ExecStart they would otherwise replace.
+  d = render_dropin(k_ubuntu_unit, {},
+                    {{dir + "10-local.conf", "ExecStart=\nExecStart=/opt/other/nvidia-persistenced --no-persistence-mode\n"}});
+  EXPECT_EQ(d.find("/opt/other"), std::string::npos) << d;
+  EXPECT_NE(d.find("ExecStart=\nExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --verbose\n"),
             std::string::npos)
       << d;
   // Unrecorded (an older gpuwarm's snapshot): the plan says what it assumes.
   s.service.earlier_dropins = Fact<std::map<std::string, std::string>>::unknown("absent");
   in = fix_inputs(s, assumed);
   EXPECT_EQ(in.vendor_unit_text, k_ubuntu_unit);
+  EXPECT_TRUE(in.earlier_dropins.empty());
   ASSERT_EQ(assumed.size(), 1u);
   EXPECT_NE(assumed[0].find("the drop-ins applied before gpuwarm's are not recorded (absent)"), std::string::npos)
       << assumed[0];
@@ -448,7 +480,7 @@ TEST(FixPlan, ALaterDropInThatWouldUndoTheFixIsRefusedFirst) {
     }
     s.service.drop_in_paths = Fact<std::vector<std::string>>::known(paths);
     s.service.later_dropins = Fact<std::map<std::string, std::string>>::known(std::move(later));
-    return plan_fix(s, diagnose(s), {k_ubuntu_unit, "", false, true});
+    return plan_fix(s, diagnose(s), {k_ubuntu_unit, "", false, true, {}});
   };
   FixPlan p = plan_with({{dir + "override.conf",
                           "[Service]\nExecStart=\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n"}});
@@ -475,13 +507,13 @@ TEST(FixPlan, LegacyFlagGetsANoteAndRefusalsSayWhy) {
   Snapshot s = test::healthy_snapshot();
   s.daemon.processes.clear();
   s.service.active_state = Fact<std::string>::known("inactive");
-  FixPlan p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true});
+  FixPlan p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true, {}});
   ASSERT_EQ(p.notes.size(), 1u);
   EXPECT_NE(p.notes[0].find("gpuwarm never runs `nvidia-smi -pm`"), std::string::npos);
   EXPECT_EQ(p.notes[0].rfind("Persistence is currently on only through the legacy flag", 0), 0u) << p.notes[0];
   // With one GPU off, persistence is not "on": only the GPUs that read Enabled are.
   s.nvml.gpus[0].persistence = Fact<bool>::known(false);
-  p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true});
+  p = plan_fix(s, diagnose(s), {k_good_unit, "", false, true, {}});
   ASSERT_EQ(p.notes.size(), 1u);
   EXPECT_EQ(p.notes[0].rfind("Where persistence reads Enabled, it is on only through the legacy flag", 0), 0u)
       << p.notes[0];

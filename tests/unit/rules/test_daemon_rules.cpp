@@ -112,6 +112,20 @@ TEST(Rules, PD010_daemon_outside_unit) {
        }, {}},
       {"unit state unread", [](Snapshot& s) { s.service.active_state = Fact<std::string>::unknown("Access denied"); },
        {}},
+      // Read a moment apart (a stop or restart between the two): a process in the unit's own cgroup is the unit's.
+      {"unit inactive, the daemon in the unit's cgroup", [&unit](Snapshot& s) {
+         unit("inactive")(s);
+         s.daemon.processes[0].cgroup = Fact<std::string>::known("/system.slice/nvidia-persistenced.service");
+       }, {}},
+      {"unit inactive, the daemon in rc-local.service's cgroup", [&unit](Snapshot& s) {
+         unit("inactive")(s);
+         s.daemon.processes[0].cgroup = Fact<std::string>::known("/system.slice/rc-local.service");
+       }, {{k_node}}},
+      {"unit failed, the daemon in a user's manager, named like the unit", [&unit](Snapshot& s) {
+         unit("failed")(s);
+         s.daemon.processes[0].cgroup = Fact<std::string>::known(
+             "/user.slice/user-1000.slice/user@1000.service/app.slice/nvidia-persistenced.service");
+       }, {{k_node}}},
   };
   for (const auto& c : cases) expect_rule("PD010", c);
   Snapshot s = healthy_snapshot();
