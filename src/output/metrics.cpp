@@ -234,7 +234,12 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
                                                       "container): its open files are not read",
                                                       s.daemon.foreign.front().pid));
     } else if (!daemon_minors_known) {
-      gpu_unknown("held_by_persistenced", "the daemon's open files could not be read: " + daemon_held_minors_missing(s));
+      // A label of a few values, not the reason's text: that names /proc/PID/fd, a new series at every restart.
+      const std::string why = daemon_held_minors_missing(s);
+      gpu_unknown("held_by_persistenced",
+                  why == k_open_files_need_root                            ? "the daemon's open files could not be read (needs root)"
+                  : why.find("refused to root") != std::string::npos ? "the daemon's open files were refused to root"
+                                                                      : "the daemon's open files could not be read");
     } else {
       bool held = std::any_of(s.daemon.processes.begin(), s.daemon.processes.end(), [&](const DaemonProcess& p) {
         return std::find(p.held_minors->begin(), p.held_minors->end(), *minor) != p.held_minors->end();

@@ -30,9 +30,11 @@ bool known_without_systemd(const Snapshot& s) {
 }
 
 std::string start_from_init_system(const Snapshot& s) {
-  return fmt::format("Start nvidia-persistenced from this node's init system at boot: `{} --user nvidia-persistenced` "
-                     "(no systemd here, so `gpuwarm fix` cannot)",
-                     s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced");
+  // --user only for an account that exists (or was not looked for): the daemon refuses to start as a missing one.
+  return fmt::format("Start nvidia-persistenced from this node's init system at boot: `{}{}` (no systemd here, so "
+                     "`gpuwarm fix` cannot)",
+                     s.daemon.binary.has() ? *s.daemon.binary : "nvidia-persistenced",
+                     s.daemon.user_exists.is(false) ? "" : " --user nvidia-persistenced");
 }
 
 }  // namespace

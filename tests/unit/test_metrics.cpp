@@ -117,6 +117,23 @@ TEST(Metrics, unlisted_processes_are_unknown_not_zero) {
   EXPECT_NE(text.find("gpuwarm_verdict{verdict=\"cannot-tell\"} 1"), std::string::npos);
 }
 
+// Why the daemon's open files were unread is a label of a few values: the reason's text names /proc/PID/fd, and
+// would make a new series at every daemon restart.
+TEST(Metrics, held_by_persistenced_unknown_reasons_are_stable) {
+  for (const auto& [missing, label] : std::vector<std::pair<std::string, std::string>>{
+           {k_open_files_need_root, "the daemon's open files could not be read (needs root)"},
+           {"/proc/4242/fd: Permission denied (refused to root: the kernel's ptrace check, e.g. a container without "
+            "CAP_SYS_PTRACE)",
+            "the daemon's open files were refused to root"},
+           {"/proc/4242/fd: Not a directory", "the daemon's open files could not be read"}}) {
+    Snapshot s = healthy_snapshot();
+    s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::unknown(missing);
+    const std::string text = render(s);
+    EXPECT_NE(text.find("fact=\"held_by_persistenced\",reason=\"" + label + "\"} 1"), std::string::npos) << text;
+    EXPECT_EQ(text.find("4242"), std::string::npos) << text;
+  }
+}
+
 // The kernel log unread (root without CAP_SYSLOG): a fact_unknown with why, as the text's NOTE003 says; read, none.
 TEST(Metrics, an_unread_kernel_log_is_a_fact_unknown) {
   Snapshot s = healthy_snapshot();

@@ -152,6 +152,12 @@ TEST(Rules, PM001_PM002_next_step_without_systemd) {
                 c.init_system)
           << rule << ": " << next;
       EXPECT_EQ(next.find("through systemd") != std::string::npos, !c.init_system) << rule << ": " << next;
+      if (c.init_system) {
+        // No such account: the command given must not name it (the daemon would refuse to start).
+        s.daemon.user_exists = Fact<bool>::known(false);
+        const std::string without = find_rule(rule)->check(s).at(0).next_step;
+        EXPECT_NE(without.find("`/usr/bin/nvidia-persistenced` (no systemd here"), std::string::npos) << without;
+      }
     }
   }
 }

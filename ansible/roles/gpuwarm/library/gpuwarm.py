@@ -123,7 +123,7 @@ unknown:
   type: bool
   returned: always
 outcome:
-  description: For state=persistent, gpuwarm fix's outcome (act, nothing-to-do, refused, no-service-manager).
+  description: For state=persistent, gpuwarm fix's outcome (act, nothing-to-do, refused, no-service-manager; error when the node lock could not be opened).
   type: str
   returned: when state=persistent
 rc:
