@@ -441,10 +441,11 @@ class FixAndVerify(SystemdMockCase):
         # Started by rc.local: the unit's start would fail on the daemon's lock, and its ExecStopPost would
         # delete the running daemon's socket and PID file.
         self.add_unit()
-        self.root.daemon_process(holds=[0, 1])
+        self.root.daemon_process(holds=[0, 1], cgroup="/system.slice/rc-local.service")
         rc, rep, r = self.fix(scenario=h.scenario([h.gpu(0, persistence=1), h.gpu(1, persistence=1)]))
         self.assertEqual(rc, 3, r.stdout + r.stderr)
         self.assertIn("outside systemd", rep["reason"])
+        self.assertIn("PD010", [f["rule_id"] for f in rep["diagnosis"]["findings"]])
         self.assertFalse(os.path.exists(self.root.p(DROPIN)))
         self.assertEqual(self.write_calls(), {"Reload": 0, "EnableUnitFiles": 0, "StartUnit": 0, "RestartUnit": 0})
 

@@ -194,7 +194,7 @@ class AlertRulesAndUnits(unittest.TestCase):
         d = os.path.join(CONTRIB, "prometheus")
         r = subprocess.run(["promtool", "check", "rules", "gpuwarm.rules.yml"], cwd=d, capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("12 rules found", r.stdout + r.stderr)
+        self.assertIn("13 rules found", r.stdout + r.stderr)
         r = subprocess.run(["promtool", "test", "rules", "gpuwarm.rules.test.yml"], cwd=d, capture_output=True,
                            text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
