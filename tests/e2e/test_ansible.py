@@ -105,22 +105,26 @@ class Node:
         self.mock = subprocess.Popen(["/usr/bin/python3", "-m", "dbusmock", "--system", "-t", TEMPLATE,
                                       "-p", json.dumps(params)], env=env, stdout=subprocess.DEVNULL)
         self.connection = dbus.bus.BusConnection(self.bus)
+        self.manager = None
+
+    def wait_until_started(self):
+        """Apart from __init__, so that the four nodes' stand-ins (a Python start each) come up side by side."""
         deadline = time.monotonic() + 20
         while not self.connection.name_has_owner("org.freedesktop.systemd1"):
             if time.monotonic() > deadline or self.mock.poll() is not None:
-                raise RuntimeError(f"{name}: the systemd stand-in did not start")
+                raise RuntimeError(f"{self.name}: the systemd stand-in did not start")
             time.sleep(0.05)
         self.manager = dbus.Interface(self.connection.get_object("org.freedesktop.systemd1", "/org/freedesktop/systemd1"),
                                       MOCK_IFACE)
 
-    def host_vars(self):
+    def host_vars(self, probe):
         return {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3",
                 "ansible_become": False,  # tests run as root or not at all; no sudo needed
                 "gpuwarm_root": self.root.path,
                 "gpuwarm_nvml_library": os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
                 "gpuwarm_environment": {"DBUS_SYSTEM_BUS_ADDRESS": self.bus, "FAKE_NVML_SCENARIO": self.scenario_path,
                                         "FAKE_CUDA_SCENARIO": self.cuda_scenario_path},
-                "gpuwarm_probe": True,
+                "gpuwarm_probe": probe,
                 "gpuwarm_probe_args": ["--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
                                        "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
                 "gpuwarm_settle": 0.2, "gpuwarm_samples": 2, "gpuwarm_sample_interval": 0.05,
@@ -290,7 +294,9 @@ class ModuleAlone(unittest.TestCase):
 
 
 @unittest.skipIf(missing_tools(), missing_tools())
-class AnsibleRollout(unittest.TestCase):
+class RolloutCase(unittest.TestCase):
+    """Four fake nodes and the playbook; the tests are in the classes below (ctest runs them side by side)."""
+
     def setUp(self):
         h.require_binary(self)
         self.work = tempfile.mkdtemp(prefix="gpuwarm-ansible-")
@@ -305,22 +311,35 @@ class AnsibleRollout(unittest.TestCase):
             f.write("the tarball's bundled library\n")
         self.reports = os.path.join(self.work, "reports")
 
-    def nodes(self, canary_start_result="done", canary="node-off", systemd_versions=None, without_exec_condition=()):
+    def nodes(self, canary_start_result="done", canary="node-off", systemd_versions=None, without_exec_condition=(),
+              probe=False, names=("node-off", "node-healthy", "node-reboot", "node-hot")):
+        """names: the nodes a test needs (each node's run of the role costs some 10 s of CPU).
+        probe: the role times cold start around the fix. Only the test that checks those figures asks for it:
+        a probe times the GPUs under this machine's own /run lock, which keeps it apart from e2e.test_probe and
+        the others of ctest's gpuwarm_run_locks, and the tests that leave it out may run beside them."""
         nodes = {}
         for name, kind in (("node-off", "off"), ("node-healthy", "healthy"), ("node-reboot", "reboot"),
                            ("node-hot", "hot")):
+            if name not in names:
+                continue
             nodes[name] = Node(name, kind, self.work, canary_start_result if kind == "off" else "done",
                                (systemd_versions or {}).get(name), name not in without_exec_condition)
             self.addCleanup(nodes[name].stop)
+        for node in nodes.values():
+            node.wait_until_started()
         inventory = {"all": {"children": {
-            "gpu_nodes": {"hosts": {n: node.host_vars() for n, node in nodes.items()}},
+            "gpu_nodes": {"hosts": {n: node.host_vars(probe) for n, node in nodes.items()}},
             "gpu_canary": {"hosts": {canary: None}}}}}
         self.inventory = os.path.join(self.work, "inventory.json")  # JSON is YAML: the yaml inventory plugin reads it
         with open(self.inventory, "w") as f:
             json.dump(inventory, f)
         return nodes
 
-    def playbook(self, *extra):
+    def playbook(self, *extra, batches=False):
+        """batches: the playbook's own widening batches after the canary (one node each here, one after the other).
+        Otherwise the three other nodes go in one batch, side by side: the same tasks, in a third of the time."""
+        if not batches:
+            extra = ("-e", json.dumps({"gpuwarm_serial": ["100%"]}), *extra)
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ANSIBLE_DIR, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_PIPELINING="1", ANSIBLE_LOCAL_TEMP=os.path.join(self.work, "tmp-local"),
                    ANSIBLE_REMOTE_TMP=os.path.join(self.work, "tmp-remote"), ANSIBLE_INVENTORY_ENABLED="yaml")
@@ -345,8 +364,10 @@ class AnsibleRollout(unittest.TestCase):
         with open(os.path.join(self.reports, name + ".json")) as f:
             return json.load(f)
 
+
+class AnsibleRollout(RolloutCase):
     def test_check_mode_then_rollout_then_nothing_to_do(self):
-        nodes = self.nodes()
+        nodes = self.nodes(probe=True)
         before = {n: node.tree() for n, node in nodes.items()}
 
         # 1. --check --diff: every node diagnosed, the plan shown, nothing changed anywhere. gpuwarm is staged in
@@ -372,13 +393,15 @@ class AnsibleRollout(unittest.TestCase):
         self.assertRegex(out, r"WARNING\]: left unchanged: node-hot: Thermal/power")
 
         # 2. The rollout: the canary is fixed, the routed nodes reported and left as they were.
-        r = self.playbook()
+        r = self.playbook(batches=True)
         out = r.stdout + r.stderr
         self.assertEqual(r.returncode, 0, out)
         recap = self.recap(r.stdout)
         self.assertEqual({n: recap[n]["failed"] for n in nodes}, {n: 0 for n in nodes}, out)
         self.assertLess(out.index("PLAY [Roll out gpuwarm to the canary]"),
                         out.index("PLAY [Roll out gpuwarm to the rest of the fleet]"))
+        # The default batches, 10 %, 50 % and the rest of three nodes: one node each (Ansible names each batch).
+        self.assertEqual(out.count("PLAY [Roll out gpuwarm to the rest of the fleet]"), 3, out)
         off = nodes["node-off"]
         self.assertTrue(os.path.exists(off.root.p(DROPIN)))
         self.assertEqual(off.write_calls()["StartUnit"], 1)
@@ -419,11 +442,16 @@ class AnsibleRollout(unittest.TestCase):
         self.assertEqual(r.returncode, 0, out)
         recap = self.recap(r.stdout)
         self.assertEqual({n: recap[n]["changed"] for n in nodes}, {n: 0 for n in nodes}, out)
+        self.assertEqual(out.count("PLAY [Roll out gpuwarm to the rest of the fleet]"), 1, out)  # one batch asked for
         self.assertEqual({n: node.write_calls() for n, node in nodes.items()}, calls)
         self.assertEqual(self.report("node-off")["outcome"], "nothing-to-do")
         with open(os.path.join(self.reports, "node-off.probe.json")) as f:
             probe = json.load(f)  # the cold "before" of the first run is kept, not replaced by a warm one
         self.assertTrue(all(g["before_total_ms"] > 400 and g["after_total_ms"] < 200 for g in probe["compare"]), probe)
+
+
+class AnsibleStops(RolloutCase):
+    """A run that must stop or fail: the other nodes are left as they were."""
 
     def test_failing_canary_stops_the_widen_step(self):
         nodes = self.nodes(canary_start_result="failed")
@@ -440,45 +468,12 @@ class AnsibleRollout(unittest.TestCase):
             self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)
             self.assertFalse(os.path.exists(os.path.join(self.reports, name + ".json")), name)
 
-
-    def test_report_only_changes_nothing_but_the_binary(self):
-        # gpuwarm_state: diagnosed reports; the guard's drop-in (a change to systemd) is not written.
-        nodes = self.nodes()
-        before = {name: set(node.tree()) for name, node in nodes.items()}
-        r = self.playbook("-e", "gpuwarm_state=diagnosed")
-        out = r.stdout + r.stderr
-        self.assertEqual(r.returncode, 0, out)
-        for name, node in nodes.items():
-            self.assertEqual(set(node.tree()) - before[name], {INSTALLED, BUNDLED_LIB}, name)
-
-    def test_the_guard_only_where_systemd_runs_it(self):
-        # A systemd without ExecCondition= (before 243; RHEL 8 before 8.3) would ignore the guard, so the role leaves
-        # it out and says so, and takes away one an earlier run put there. RHEL 8.10's 239 has it backported: the
-        # guard goes in there as on any newer systemd.
-        nodes = self.nodes(systemd_versions={"node-healthy": "239 (239-31.el8)", "node-hot": "239 (239-82.el8_10.2)"},
-                           without_exec_condition={"node-healthy"})
-        old = nodes["node-healthy"]
-        old.root.write(GUARD, "[Service]\nExecCondition=/usr/local/bin/gpuwarm guard\n")
-        r = self.playbook()
-        out = r.stdout + r.stderr
-        self.assertEqual(r.returncode, 0, out)
-        self.assertFalse(os.path.exists(old.root.p(GUARD)), "a guard this systemd ignores is removed")
-        self.assertIn("node-healthy: this systemd (239 (239-31.el8)) does not know ExecCondition=, so the guard is not "
-                      "installed", out)
-        for name in ("node-off", "node-reboot", "node-hot"):  # the template's v246, and RHEL 8.10's 239
-            self.assertTrue(os.path.exists(nodes[name].root.p(GUARD)), name)
-        self.assertEqual(self.report("node-healthy")["outcome"], "nothing-to-do")
-        # Switched off: the role's drop-in goes from every node.
-        r = self.playbook("-e", "gpuwarm_guard=false")
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        for name, node in nodes.items():
-            self.assertFalse(os.path.exists(node.root.p(GUARD)), name)
-
     def test_a_node_whose_lock_stays_held_keeps_its_diagnosis(self):
         # Another fix takes node-healthy's lock after the role diagnosed it (the guard, written next, says when):
         # its fix answers 7 without a diagnosis of its own, and the saved report keeps the role's, so
-        # fleet-summary still knows the node's persistence.
-        nodes = self.nodes()
+        # fleet-summary still knows the node's persistence. It is the canary: a node of the widen step fails the
+        # same way, by the same tasks.
+        nodes = self.nodes(canary="node-healthy", names=("node-healthy",))
         node = nodes["node-healthy"]
         other_fix = open(node.root.p("run/gpuwarm-fix.lock"), "w")
         self.addCleanup(other_fix.close)
@@ -491,7 +486,7 @@ class AnsibleRollout(unittest.TestCase):
         taker = threading.Thread(target=take_the_lock_once_diagnosed)
         taker.start()
         try:
-            r = self.playbook("-e", "gpuwarm_lock_retries=0", "-e", "gpuwarm_probe=false")
+            r = self.playbook("-e", "gpuwarm_lock_retries=0")
         finally:
             done.set()
             taker.join()
@@ -521,6 +516,42 @@ class AnsibleRollout(unittest.TestCase):
         for name in ("node-off", "node-healthy", "node-hot"):
             self.assertNotIn(name, recap)
             self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)
+
+
+class AnsibleGuardAndReportOnly(RolloutCase):
+    def test_report_only_changes_nothing_but_the_binary(self):
+        # gpuwarm_state: diagnosed reports; the guard's drop-in (a change to systemd) is not written. A node the
+        # rollout would fix (the canary) and one it would leave to another runbook.
+        nodes = self.nodes(names=("node-off", "node-hot"))
+        before = {name: set(node.tree()) for name, node in nodes.items()}
+        r = self.playbook("-e", "gpuwarm_state=diagnosed")
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        for name, node in nodes.items():
+            self.assertEqual(set(node.tree()) - before[name], {INSTALLED, BUNDLED_LIB}, name)
+
+    def test_the_guard_only_where_systemd_runs_it(self):
+        # A systemd without ExecCondition= (before 243; RHEL 8 before 8.3) would ignore the guard, so the role leaves
+        # it out and says so, and takes away one an earlier run put there. RHEL 8.10's 239 has it backported: the
+        # guard goes in there as on any newer systemd.
+        nodes = self.nodes(systemd_versions={"node-healthy": "239 (239-31.el8)", "node-hot": "239 (239-82.el8_10.2)"},
+                           without_exec_condition={"node-healthy"}, names=("node-off", "node-healthy", "node-hot"))
+        old = nodes["node-healthy"]
+        old.root.write(GUARD, "[Service]\nExecCondition=/usr/local/bin/gpuwarm guard\n")
+        r = self.playbook()
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)
+        self.assertFalse(os.path.exists(old.root.p(GUARD)), "a guard this systemd ignores is removed")
+        self.assertIn("node-healthy: this systemd (239 (239-31.el8)) does not know ExecCondition=, so the guard is not "
+                      "installed", out)
+        for name in ("node-off", "node-hot"):  # the template's v246, and RHEL 8.10's 239
+            self.assertTrue(os.path.exists(nodes[name].root.p(GUARD)), name)
+        self.assertEqual(self.report("node-healthy")["outcome"], "nothing-to-do")
+        # Switched off: the role's drop-in goes from every node.
+        r = self.playbook("-e", "gpuwarm_guard=false")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for name, node in nodes.items():
+            self.assertFalse(os.path.exists(node.root.p(GUARD)), name)
 
 
 class ReadmeCommands(unittest.TestCase):
