@@ -1168,10 +1168,68 @@ void Linter::find_commands() {
                                      "exception", "critical", "log", "fail_json", "exit_json", "fail", "skipTest"};
     return k_output.count(f) != 0 || f.starts_with("assert");
   };
+  // Python names a call that runs a program takes as its first argument (`subprocess.run(cmd)`,
+  // `os.system(cmd)`, an Ansible module's `run_command(cmd)`): an assignment to one holds a command that runs,
+  // `cmd = ["nvidia-smi", "-pm", "1"]` as much as a literal in the call. Only those calls: a name also goes to
+  // len(), str() and a logger, where its text is no command.
+  static const WordSet k_program_runners = {"run", "call", "check_call", "check_output", "Popen", "system", "popen",
+                                            "getoutput", "getstatusoutput", "run_command", "create_subprocess_exec",
+                                            "create_subprocess_shell", "execv", "execvp", "execvpe", "execve",
+                                            "execl", "execlp", "spawnv", "spawnvp", "spawnl", "spawnlp"};
+  std::unordered_set<std::string_view> run_names;
+  auto identifier_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; };
+  if (python) {
+    for (std::size_t open = m_text.find('('); open != std::string_view::npos; open = m_text.find('(', open + 1)) {
+      std::size_t callee_start = open;
+      while (callee_start > 0 && open - callee_start < 256 && identifier_char(m_text[callee_start - 1])) {
+        --callee_start;
+      }
+      if (k_program_runners.count(m_text.substr(callee_start, open - callee_start)) == 0) {
+        continue;
+      }
+      std::size_t at = m_text.find_first_not_of(" \t\r\n", open + 1);
+      const std::size_t name_start = at;
+      while (at < m_text.size() && identifier_char(m_text[at])) {
+        ++at;
+      }
+      if (name_start == std::string_view::npos || at == name_start) {
+        continue;
+      }
+      const std::size_t after = m_text.find_first_not_of(" \t\r\n", at);
+      if (after != std::string_view::npos && (m_text[after] == ',' || m_text[after] == ')')) {
+        run_names.insert(m_text.substr(name_start, at - name_start));
+      }
+    }
+  }
+  // Whether the word is the first of a value assigned to one of those names: `NAME = [` or `NAME = "`, the
+  // word's quote, "[" or "(" between (the "=" starts a statement of its own in the tokens).
+  auto assigned_to_run_name = [&](const Token& t) {
+    std::size_t at = offset_of(t);
+    for (unsigned skipped = 0; at > 0 && skipped < 256; ++skipped) {
+      const char c = m_text[at - 1];
+      if (c != ' ' && c != '\t' && c != '"' && c != '\'' && c != '[' && c != '(') {
+        break;
+      }
+      --at;
+    }
+    if (at < 2 || m_text[at - 1] != '=' || std::string_view("=!<>:+-*/%&|^").find(m_text[at - 2]) != std::string_view::npos) {
+      return false;  // not an assignment: ==, !=, <=, >=, :=, += and the like
+    }
+    --at;
+    while (at > 0 && (m_text[at - 1] == ' ' || m_text[at - 1] == '\t')) {
+      --at;
+    }
+    const std::size_t name_end = at;
+    while (at > 0 && name_end - at < 256 && identifier_char(m_text[at - 1])) {
+      --at;
+    }
+    return at < name_end && run_names.count(m_text.substr(at, name_end - at)) != 0;
+  };
   for (std::size_t s : starts) {
     if (python) {
       const std::string_view callee = callee_of(m_tokens[s]);
-      if ((m_tokens[s].break_kind != 'f' && callee.empty()) || shows_text(callee)) {
+      if ((m_tokens[s].break_kind != 'f' && callee.empty() && !assigned_to_run_name(m_tokens[s])) ||
+          shows_text(callee)) {
         continue;
       }
     }

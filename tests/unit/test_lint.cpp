@@ -320,6 +320,18 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "self.assertIn(\"nvidia-smi -pm 1\", out)\nclick.echo(f\"nvidia-smi -pm 1\")\n"
        "subprocess.check_output(f\"nvidia-smi -pm 1\", shell=True)\n",
        {"LINT001@7:27"}, "tool.py"},
+      // review-s50-integ L5: the argv held in a name the call is given.
+      {"a command held in a name a call runs", FileKind::shell,
+       "cmd = [\"nvidia-smi\", \"-pm\", \"1\"]\nsubprocess.run(cmd, check=True)\n"
+       "PM_ON = \"nvidia-smi -pm 1\"\nos.system(\n    PM_ON\n)\n"
+       "argv = ('nvidia-smi', '-pm', '1')\nrc, out, err = module.run_command(argv)\n",
+       {"LINT001@1:9", "LINT001@3:10", "LINT001@7:10"}, "enable.py"},
+      {"near miss: names only shown, compared or looped over", FileKind::shell,
+       "msg = \"nvidia-smi -pm 1 is deprecated\"\nprint(msg)\nlog.warning(msg, extra)\n"
+       "CASES = [\"nvidia-smi -pm 1\"]\nfor case in CASES:\n    check(case)\n"
+       "query = [\"nvidia-smi\", \"-q\"]\nsubprocess.run(query)\nif cmd == \"nvidia-smi -pm 1\":\n    run(cmd)\n"
+       "hint = \"nvidia-smi -pm 1\"\nwidth = len(hint)\nshown = str(hint)\n",
+       {}, "audit.py"},
       {"a unit's text a script writes out stays code", FileKind::shell,
        "UNIT = \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
        "CONFIG = {\"unit\": \"\"\"ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\"\"\"}\n",
