@@ -104,6 +104,26 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
   return out;
 }
 
+std::string client_group(const sockaddr* address, socklen_t length) {
+  if (address == nullptr) {
+    return {};
+  }
+  if (address->sa_family == AF_INET && length >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* in4 = reinterpret_cast<const sockaddr_in*>(address);  // NOLINT: sockets idiom
+    return std::string(reinterpret_cast<const char*>(&in4->sin_addr), sizeof in4->sin_addr);
+  }
+  if (address->sa_family == AF_INET6 && length >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);  // NOLINT: sockets idiom
+    const auto* bytes = reinterpret_cast<const char*>(in6->sin6_addr.s6_addr);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+      return std::string(bytes + 12, 4);  // the same key as the IPv4 address itself
+    }
+    // 8 bytes, then a marker so that no /64 is taken for an IPv4 key.
+    return std::string(bytes, 8) + '6';
+  }
+  return {};
+}
+
 std::optional<HttpResponse> route(std::string_view method, std::string_view url, const std::function<bool()>& healthy) {
   HttpResponse r;
   auto text = [](std::string s) { return std::make_shared<const std::string>(std::move(s)); };
@@ -232,6 +252,10 @@ struct HttpServer::State {
   // (the "closed" notification comes first), so under the lock a listed descriptor is still that connection's.
   std::mutex mutex;
   std::unordered_map<mhd::MHD_Connection*, std::pair<int, Clock::time_point>> waiting;
+  // Open connections per client_group(), and each connection's group, for the per-client limit (counted
+  // here, not by libmicrohttpd, whose limit counts IPv6 addresses one by one: a /64 holds 2^64 of them).
+  std::unordered_map<std::string, unsigned> clients;
+  std::unordered_map<mhd::MHD_Connection*, std::string> client_of;
   std::condition_variable stop_reaper;
   bool stopping = false;
   std::thread reaper;
@@ -362,11 +386,34 @@ void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*sock
         mhd::api().MHD_get_connection_info(connection, mhd::k_connection_info_connection_fd);
     if (info != nullptr) {
       state.waiting[connection] = {info->connect_fd, HttpServer::State::Clock::now()};
+      sockaddr_storage peer{};
+      socklen_t length = sizeof peer;
+      if (::getpeername(info->connect_fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {  // NOLINT
+        std::string group = client_group(reinterpret_cast<const sockaddr*>(&peer), length);  // NOLINT
+        ++state.clients[group];
+        state.client_of[connection] = std::move(group);
+      }
     }
   } else if (code == mhd::k_connection_notify_closed) {
     state.waiting.erase(connection);
+    if (auto it = state.client_of.find(connection); it != state.client_of.end()) {
+      if (auto count = state.clients.find(it->second); count != state.clients.end() && --count->second == 0) {
+        state.clients.erase(count);
+      }
+      state.client_of.erase(it);
+    }
     state.closed_in_round = true;
   }
+}
+
+// libmicrohttpd asks before it takes a connection in: one more from a client group already holding
+// k_max_connections_per_client is closed at once. The same thread then reports the connection started, so
+// the count it reads is current.
+mhd::Result admit_client(void* cls, const sockaddr* address, socklen_t length) {
+  auto& state = *static_cast<HttpServer::State*>(cls);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  const auto it = state.clients.find(client_group(address, length));
+  return it == state.clients.end() || it->second < k_max_connections_per_client ? mhd::yes : mhd::no;
 }
 
 mhd::Result queue_answer(HttpServer::State& state, mhd::MHD_Connection* connection, const HttpResponse& r) {
@@ -512,10 +559,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   errno = 0;
   // The options list is variadic: each value must have exactly the type the library reads.
   state.daemon = api.MHD_start_daemon(
-      flags, address.port, nullptr, nullptr, &answer, &state,
+      flags, address.port, &admit_client, &state, &answer, &state,
       mhd::k_option_sock_addr, reinterpret_cast<const sockaddr*>(&address.address),  // NOLINT: sockets idiom
       mhd::k_option_connection_limit, k_max_connections,
-      mhd::k_option_per_ip_connection_limit, k_max_connections_per_client,
       mhd::k_option_connection_timeout, k_idle_timeout_s,
       mhd::k_option_connection_memory_limit, k_connection_memory,
       mhd::k_option_notify_connection, &notify_connection, &state,

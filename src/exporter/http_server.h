@@ -36,6 +36,11 @@ struct ListenAddress {
 // root does not resolve names to decide where it listens. Port 0 picks a free port (tests).
 Result<ListenAddress> parse_listen_address(std::string_view text);
 
+// What the per-client connection limit counts as one client: an IPv4 address, an IPv6 address's /64 (one
+// host is given a whole /64 by SLAAC and may connect from any of its addresses), an IPv4-mapped IPv6 address
+// as its IPv4. Bytes, for a map key; empty for another family.
+std::string client_group(const sockaddr* address, socklen_t length);
+
 struct HttpResponse {
   unsigned status = 200;
   std::string content_type = "text/plain; charset=utf-8";

@@ -3,6 +3,8 @@
 // libmicrohttpd.so.12 on first use: every other command, and the portable binary, start on nodes without
 // it, and `metrics --listen` says what to install. Same pattern as systemd/sd_bus_api.h.
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -25,7 +27,6 @@ constexpr int k_option_connection_memory_limit = 1;
 constexpr int k_option_connection_limit = 2;
 constexpr int k_option_connection_timeout = 3;
 constexpr int k_option_notify_completed = 4;
-constexpr int k_option_per_ip_connection_limit = 5;
 constexpr int k_option_sock_addr = 6;
 constexpr int k_option_notify_connection = 27;
 // enum MHD_ConnectionNotificationCode
@@ -59,6 +60,9 @@ union DaemonInfo {
   std::uint16_t port;
 };
 
+// Asked before a connection is taken in: no closes it at once.
+using AcceptPolicy = Result (*)(void* cls, const sockaddr* address, socklen_t length);
+
 using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const char* url, const char* method,
                                  const char* version, const char* upload_data, std::size_t* upload_data_size,
                                  void** con_cls);
@@ -66,8 +70,8 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
 // X(return type, name, parameters)
 #define GPUWARM_MHD_FUNCTIONS(X)                                                                               \
   X(MHD_Daemon*, MHD_start_daemon,                                                                             \
-    (unsigned int flags, std::uint16_t port, void* accept_policy, void* accept_cls, AccessHandler handler,     \
-     void* handler_cls, ...))                                                                                   \
+    (unsigned int flags, std::uint16_t port, AcceptPolicy accept_policy, void* accept_cls,                     \
+     AccessHandler handler, void* handler_cls, ...))                                                            \
   X(void, MHD_stop_daemon, (MHD_Daemon * daemon))                                                              \
   X(int, MHD_quiesce_daemon, (MHD_Daemon * daemon))                                                            \
   X(Result, MHD_run, (MHD_Daemon * daemon))                                                                    \

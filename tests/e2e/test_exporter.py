@@ -132,6 +132,59 @@ class Exporter:
         return self.proc.returncode
 
 
+# Run by test_the_per_client_limit_counts_an_ipv6_64_as_one_client in a network namespace of its own (unshare
+# --net): its loopback gets addresses in two /64s, which the host's own loopback (::1 alone) cannot give.
+# Prints one JSON line: what each connection got.
+IPV6_CLIENTS = r"""
+import json, os, re, socket, subprocess, sys, time
+binary, root, nvml, scenario, baseline, stderr_path = sys.argv[1:7]
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+for address in ("fd00:1::1", "fd00:1::a", "fd00:1::b", "fd00:2::c"):
+    subprocess.run(["ip", "-6", "addr", "add", address + "/64", "dev", "lo", "nodad"], check=True)
+with open(stderr_path, "w") as stderr:
+    exporter = subprocess.Popen(["timeout", "-s", "KILL", "60", binary, "metrics", "--listen", "[fd00:1::1]:0",
+                                 "--root", root, "--no-systemd", "--nvml", nvml, "--probe-baseline", baseline],
+                                stdout=subprocess.DEVNULL, stderr=stderr,
+                                env=dict(os.environ, FAKE_NVML_SCENARIO=scenario, NO_COLOR="1"))
+port = None
+deadline = time.monotonic() + 10
+while port is None and time.monotonic() < deadline and exporter.poll() is None:
+    with open(stderr_path) as f:
+        m = re.search(r"serving http://\[fd00:1::1\]:(\d+)/metrics", f.read())
+    port = int(m.group(1)) if m else None
+    time.sleep(0.02)
+
+def connect(source):
+    s = socket.socket(socket.AF_INET6)
+    s.settimeout(5)
+    s.bind((source, 0))
+    s.connect(("fd00:1::1", port))
+    return s
+
+def answer(s):
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return s.recv(4096).split(b"\r\n")[0].decode() or "closed"
+    except OSError as e:
+        return "closed: " + e.__class__.__name__
+
+out = {"port": port}
+if port is not None:
+    held = [connect("fd00:1::a") for _ in range(8)]
+    time.sleep(0.3)
+    out["ninth_from_the_same_64"] = answer(connect("fd00:1::b"))
+    out["from_another_64"] = answer(connect("fd00:2::c"))
+    out["held"] = [answer(s) for s in held]
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    out["same_64_once_closed"] = answer(connect("fd00:1::b"))
+    exporter.terminate()
+out["exit"] = exporter.wait()
+print(json.dumps(out))
+"""
+
+
 class ExporterOverHttp(unittest.TestCase):
     def setUp(self):
         h.require_binary(self)
@@ -278,6 +331,66 @@ class ExporterOverHttp(unittest.TestCase):
         for s in open_sockets:
             s.close()
         self.assertEqual(e.stop(), 0)
+
+    def test_a_client_holding_its_eight_connections_gets_no_ninth(self):
+        # The per-client limit (8 connections) is gpuwarm's own count: one address here, an IPv6 /64 below.
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
+        held = []
+        self.addCleanup(lambda: [s.close() for s in held])
+        for _ in range(8):
+            s = socket.socket()
+            s.bind(("127.0.7.1", 0))
+            s.connect(("127.0.0.1", e.port))
+            held.append(s)
+        time.sleep(0.3)
+        ninth = socket.socket()
+        self.addCleanup(ninth.close)
+        ninth.bind(("127.0.7.1", 0))
+        ninth.connect(("127.0.0.1", e.port))  # the kernel accepts; the exporter closes it at once
+        ninth.settimeout(5)
+        try:
+            ninth.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = ninth.recv(4096)
+        except OSError:
+            got = b""
+        self.assertEqual(got, b"", "a ninth connection from one address was served")
+        self.assertEqual(http(e.url + "/healthz", source="127.0.7.2")[0], 200)  # another address is not limited
+        for s in held:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        for s in held:
+            s.close()
+        time.sleep(0.3)
+        self.assertEqual(http(e.url + "/healthz", source="127.0.7.1")[0], 200)  # its slots are free again
+        self.assertEqual(e.stop(), 0)
+
+    def test_the_per_client_limit_counts_an_ipv6_64_as_one_client(self):
+        # A host given a /64 (SLAAC, privacy addresses) can connect from as many addresses as it likes: counted
+        # one by one (libmicrohttpd's own limit), it would hold all 256 connections alone.
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+            self.skipTest("needs root, unshare and ip (iproute2) for a network namespace with IPv6 addresses")
+        work = tempfile.mkdtemp(prefix="gpuwarm-exporter-ipv6-")
+        self.addCleanup(shutil.rmtree, work, ignore_errors=True)
+        scenario = os.path.join(work, "scenario.json")
+        with open(scenario, "w") as f:
+            json.dump(h.scenario([h.gpu(0)]), f)
+        r = subprocess.run(["unshare", "--net", "/usr/bin/python3", "-c", IPV6_CLIENTS, h.BIN, self.root.path,
+                            os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), scenario,
+                            os.path.join(work, "no-baseline.json"), os.path.join(work, "stderr")],
+                           capture_output=True, text=True, timeout=90)
+        if r.returncode != 0 and "unshare failed" in r.stderr:
+            self.skipTest("no new network namespace here: " + r.stderr.strip())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(work, "stderr")) as f:
+            exporter_said = f.read()
+        out = json.loads(r.stdout)
+        self.assertIsNotNone(out["port"], exporter_said)
+        self.assertTrue(out["ninth_from_the_same_64"].startswith("closed"), out)
+        self.assertEqual(out["from_another_64"], "HTTP/1.1 200 OK", out)
+        self.assertEqual(out["held"], ["HTTP/1.1 200 OK"] * 8, out)
+        self.assertEqual(out["same_64_once_closed"], "HTTP/1.1 200 OK", out)
+        self.assertEqual(out["exit"], 0, exporter_said)
 
     def test_after_the_connection_limit_the_exporter_accepts_again(self):
         # At its 256 connections libmicrohttpd takes the listening socket out of its epoll set, and puts it back

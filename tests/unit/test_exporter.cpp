@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -177,6 +178,42 @@ TEST(ListenAddress, refused_forms_say_why) {
     ASSERT_FALSE(a) << c.in;
     EXPECT_NE(a.error().message.find(c.says), std::string::npos) << c.in << ": " << a.error().message;
   }
+}
+
+// The per-client connection limit's key: one IPv4 address, one IPv6 /64, an IPv4-mapped address as its IPv4.
+TEST(ClientGroup, table) {
+  auto group = [](const char* text) {
+    sockaddr_storage address{};
+    if (auto* in4 = reinterpret_cast<sockaddr_in*>(&address); ::inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+      in4->sin_family = AF_INET;
+      return client_group(reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in));
+    }
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+    EXPECT_EQ(::inet_pton(AF_INET6, text, &in6->sin6_addr), 1) << text;
+    in6->sin6_family = AF_INET6;
+    return client_group(reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in6));
+  };
+  struct Case {
+    const char* a;
+    const char* b;
+    bool same;
+  };
+  for (const Case& c : {Case{"127.0.0.1", "127.0.0.1", true}, Case{"127.0.0.1", "127.0.0.2", false},
+                        Case{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", true},
+                        Case{"2001:db8:1:2::1", "2001:db8:1:3::1", false}, Case{"::1", "::2", true},
+                        Case{"::ffff:10.0.0.7", "10.0.0.7", true}, Case{"::ffff:10.0.0.7", "::ffff:10.0.0.8", false},
+                        // An IPv4 key (4 bytes) never equals an IPv6 one, whatever the bytes.
+                        Case{"0.0.0.0", "::", false}}) {
+    EXPECT_EQ(group(c.a) == group(c.b), c.same) << c.a << " and " << c.b;
+    EXPECT_FALSE(group(c.a).empty()) << c.a;
+  }
+  sockaddr_un local{};
+  local.sun_family = AF_UNIX;
+  EXPECT_EQ(client_group(reinterpret_cast<const sockaddr*>(&local), sizeof local), "");
+  EXPECT_EQ(client_group(nullptr, 0), "");
+  sockaddr_in short_one{};
+  short_one.sin_family = AF_INET;
+  EXPECT_EQ(client_group(reinterpret_cast<const sockaddr*>(&short_one), 2), "");
 }
 
 TEST(Routes, table) {
