@@ -34,7 +34,8 @@ namespace {
 // and its 16 KiB, so the limits are sized by what a node sees (a few Prometheus servers, probes, a curl
 // loop), not by the unit's TasksMax. Ten hosts holding every connection they may need 80 of 256.
 constexpr unsigned k_max_connections = 256;
-constexpr unsigned k_max_connections_per_client = 8;
+constexpr unsigned k_max_connections_per_client = 8;     // per address
+constexpr unsigned k_max_connections_per_network = 64;   // per IPv6 /64: a link's hosts, or one host's addresses
 constexpr unsigned k_idle_timeout_s = 15;         // a silent client is dropped
 // The idle timeout counts silence only: a client that sends a byte every few seconds would keep its
 // connection (and, 16 of them, the whole server) forever. A request must be whole within this.
@@ -104,22 +105,21 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
   return out;
 }
 
-std::string client_group(const sockaddr* address, socklen_t length) {
+ClientKeys client_keys(const sockaddr* address, socklen_t length) {
   if (address == nullptr) {
     return {};
   }
   if (address->sa_family == AF_INET && length >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
     const auto* in4 = reinterpret_cast<const sockaddr_in*>(address);  // NOLINT: sockets idiom
-    return std::string(reinterpret_cast<const char*>(&in4->sin_addr), sizeof in4->sin_addr);
+    return {std::string(reinterpret_cast<const char*>(&in4->sin_addr), sizeof in4->sin_addr), {}};
   }
   if (address->sa_family == AF_INET6 && length >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);  // NOLINT: sockets idiom
     const auto* bytes = reinterpret_cast<const char*>(in6->sin6_addr.s6_addr);
     if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-      return std::string(bytes + 12, 4);  // the same key as the IPv4 address itself
+      return {std::string(bytes + 12, 4), {}};  // the same key as the IPv4 address itself
     }
-    // 8 bytes, then a marker so that no /64 is taken for an IPv4 key.
-    return std::string(bytes, 8) + '6';
+    return {std::string(bytes, 16), std::string(bytes, 8)};
   }
   return {};
 }
@@ -252,10 +252,25 @@ struct HttpServer::State {
   // (the "closed" notification comes first), so under the lock a listed descriptor is still that connection's.
   std::mutex mutex;
   std::unordered_map<mhd::MHD_Connection*, std::pair<int, Clock::time_point>> waiting;
-  // Open connections per client_group(), and each connection's group, for the per-client limit (counted
-  // here, not by libmicrohttpd, whose limit counts IPv6 addresses one by one: a /64 holds 2^64 of them).
-  std::unordered_map<std::string, unsigned> clients;
-  std::unordered_map<mhd::MHD_Connection*, std::string> client_of;
+  // Open connections per client address and per IPv6 /64 (client_keys()), and each connection's keys: the
+  // limits are counted here, not by libmicrohttpd, whose per-address limit lets one host with a /64 (2^64
+  // addresses) hold every connection.
+  std::unordered_map<std::string, unsigned> open_per_key;
+  std::unordered_map<mhd::MHD_Connection*, ClientKeys> keys_of;
+
+  // Keys differ in length (4 bytes an IPv4 address, 16 an IPv6 one, 8 a /64), so none stands for another; the
+  // empty key (a peer not read) counts all such connections as one client.
+  void count(const std::string& key, bool opened) {
+    if (opened) {
+      ++open_per_key[key];
+    } else if (auto it = open_per_key.find(key); it != open_per_key.end() && --it->second == 0) {
+      open_per_key.erase(it);
+    }
+  }
+  unsigned open_for(const std::string& key) const {
+    const auto it = open_per_key.find(key);
+    return it == open_per_key.end() ? 0 : it->second;
+  }
   std::condition_variable stop_reaper;
   bool stopping = false;
   std::thread reaper;
@@ -388,32 +403,39 @@ void notify_connection(void* cls, mhd::MHD_Connection* connection, void** /*sock
       state.waiting[connection] = {info->connect_fd, HttpServer::State::Clock::now()};
       sockaddr_storage peer{};
       socklen_t length = sizeof peer;
+      ClientKeys keys;
       if (::getpeername(info->connect_fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {  // NOLINT
-        std::string group = client_group(reinterpret_cast<const sockaddr*>(&peer), length);  // NOLINT
-        ++state.clients[group];
-        state.client_of[connection] = std::move(group);
+        keys = client_keys(reinterpret_cast<const sockaddr*>(&peer), length);                  // NOLINT
       }
+      state.count(keys.address, true);
+      if (!keys.network.empty()) {
+        state.count(keys.network, true);
+      }
+      state.keys_of[connection] = std::move(keys);
     }
   } else if (code == mhd::k_connection_notify_closed) {
     state.waiting.erase(connection);
-    if (auto it = state.client_of.find(connection); it != state.client_of.end()) {
-      if (auto count = state.clients.find(it->second); count != state.clients.end() && --count->second == 0) {
-        state.clients.erase(count);
+    if (auto it = state.keys_of.find(connection); it != state.keys_of.end()) {
+      state.count(it->second.address, false);
+      if (!it->second.network.empty()) {
+        state.count(it->second.network, false);
       }
-      state.client_of.erase(it);
+      state.keys_of.erase(it);
     }
     state.closed_in_round = true;
   }
 }
 
-// libmicrohttpd asks before it takes a connection in: one more from a client group already holding
-// k_max_connections_per_client is closed at once. The same thread then reports the connection started, so
-// the count it reads is current.
+// libmicrohttpd asks before it takes a connection in: one more from an address holding
+// k_max_connections_per_client, or from an IPv6 /64 holding k_max_connections_per_network, is closed at once.
+// The same thread then reports the connection started, so the counts it reads are current.
 mhd::Result admit_client(void* cls, const sockaddr* address, socklen_t length) {
   auto& state = *static_cast<HttpServer::State*>(cls);
+  const ClientKeys keys = client_keys(address, length);
   std::lock_guard<std::mutex> lock(state.mutex);
-  const auto it = state.clients.find(client_group(address, length));
-  return it == state.clients.end() || it->second < k_max_connections_per_client ? mhd::yes : mhd::no;
+  const bool room = state.open_for(keys.address) < k_max_connections_per_client &&
+                    (keys.network.empty() || state.open_for(keys.network) < k_max_connections_per_network);
+  return room ? mhd::yes : mhd::no;
 }
 
 mhd::Result queue_answer(HttpServer::State& state, mhd::MHD_Connection* connection, const HttpResponse& r) {

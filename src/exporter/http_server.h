@@ -36,10 +36,15 @@ struct ListenAddress {
 // root does not resolve names to decide where it listens. Port 0 picks a free port (tests).
 Result<ListenAddress> parse_listen_address(std::string_view text);
 
-// What the per-client connection limit counts as one client: an IPv4 address, an IPv6 address's /64 (one
-// host is given a whole /64 by SLAAC and may connect from any of its addresses), an IPv4-mapped IPv6 address
-// as its IPv4. Bytes, for a map key; empty for another family.
-std::string client_group(const sockaddr* address, socklen_t length);
+// What the connection limits count a connection against, as bytes for map keys: its client's address (an
+// IPv4-mapped IPv6 address as its IPv4), and for IPv6 also the address's /64. A /64 is one link's prefix
+// (SLAAC), shared by the hosts on it, while one host may connect from as many of its addresses as it likes:
+// each address has a small limit, each /64 a larger one. Empty for another family (network: also for IPv4).
+struct ClientKeys {
+  std::string address;
+  std::string network;
+};
+ClientKeys client_keys(const sockaddr* address, socklen_t length);
 
 struct HttpResponse {
   unsigned status = 200;

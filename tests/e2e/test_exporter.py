@@ -132,15 +132,18 @@ class Exporter:
         return self.proc.returncode
 
 
-# Run by test_the_per_client_limit_counts_an_ipv6_64_as_one_client in a network namespace of its own (unshare
-# --net): its loopback gets addresses in two /64s, which the host's own loopback (::1 alone) cannot give.
-# Prints one JSON line: what each connection got.
+# Run by test_each_ipv6_address_and_each_64_has_its_own_limit in a network namespace of its own (unshare
+# --net), whose loopback holds two /64s whole (local routes: any address in them can be bound), which the
+# host's loopback (::1 alone) cannot give. Prints one JSON line: what each connection got.
 IPV6_CLIENTS = r"""
 import json, os, re, socket, subprocess, sys, time
 binary, root, nvml, scenario, baseline, stderr_path = sys.argv[1:7]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-for address in ("fd00:1::1", "fd00:1::a", "fd00:1::b", "fd00:2::c"):
-    subprocess.run(["ip", "-6", "addr", "add", address + "/64", "dev", "lo", "nodad"], check=True)
+subprocess.run(["ip", "-6", "addr", "add", "fd00:1::1/128", "dev", "lo", "nodad"], check=True)
+for prefix in ("fd00:1::/64", "fd00:2::/64"):
+    subprocess.run(["ip", "-6", "route", "add", "local", prefix, "dev", "lo"], check=True)
+with open("/proc/sys/net/ipv6/ip_nonlocal_bind", "w") as f:  # this namespace's: clients bind unassigned addresses
+    f.write("1")
 with open(stderr_path, "w") as stderr:
     exporter = subprocess.Popen(["timeout", "-s", "KILL", "60", binary, "metrics", "--listen", "[fd00:1::1]:0",
                                  "--root", root, "--no-systemd", "--nvml", nvml, "--probe-baseline", baseline],
@@ -172,13 +175,18 @@ out = {"port": port}
 if port is not None:
     held = [connect("fd00:1::a") for _ in range(8)]
     time.sleep(0.3)
-    out["ninth_from_the_same_64"] = answer(connect("fd00:1::b"))
+    out["ninth_from_one_address"] = answer(connect("fd00:1::a"))
+    other = connect("fd00:1::b")
+    out["another_address_of_its_64"] = answer(other)
+    held += [other] + [connect(f"fd00:1::1:{k:x}") for k in range(55)]  # 64 in fd00:1::/64
+    time.sleep(0.3)
+    out["sixty_fifth_in_the_64"] = answer(connect("fd00:1::2:1"))
     out["from_another_64"] = answer(connect("fd00:2::c"))
-    out["held"] = [answer(s) for s in held]
+    out["held"] = sorted(set(answer(s) for s in held))
     for s in held:
         s.close()
     time.sleep(0.3)
-    out["same_64_once_closed"] = answer(connect("fd00:1::b"))
+    out["in_the_64_once_closed"] = answer(connect("fd00:1::2:1"))
     exporter.terminate()
 out["exit"] = exporter.wait()
 print(json.dumps(out))
@@ -333,7 +341,7 @@ class ExporterOverHttp(unittest.TestCase):
         self.assertEqual(e.stop(), 0)
 
     def test_a_client_holding_its_eight_connections_gets_no_ninth(self):
-        # The per-client limit (8 connections) is gpuwarm's own count: one address here, an IPv6 /64 below.
+        # The per-client limit (8 connections) is gpuwarm's own count: one address here, IPv6 below.
         e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "60")
         held = []
         self.addCleanup(lambda: [s.close() for s in held])
@@ -365,11 +373,14 @@ class ExporterOverHttp(unittest.TestCase):
         self.assertEqual(http(e.url + "/healthz", source="127.0.7.1")[0], 200)  # its slots are free again
         self.assertEqual(e.stop(), 0)
 
-    def test_the_per_client_limit_counts_an_ipv6_64_as_one_client(self):
-        # A host given a /64 (SLAAC, privacy addresses) can connect from as many addresses as it likes: counted
-        # one by one (libmicrohttpd's own limit), it would hold all 256 connections alone.
+    def test_each_ipv6_address_and_each_64_has_its_own_limit(self):
+        # 8 connections per address, as for IPv4, and 64 per /64: a host connects from as many addresses of its
+        # /64 as it likes (counted by address alone, libmicrohttpd's way, one host could hold all 256), while
+        # the other hosts of its link share that /64 and keep addresses of their own.
         if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
             self.skipTest("needs root, unshare and ip (iproute2) for a network namespace with IPv6 addresses")
+        if not os.path.exists("/proc/sys/net/ipv6"):
+            self.skipTest("IPv6 is disabled in this kernel (ipv6.disable=1)")
         work = tempfile.mkdtemp(prefix="gpuwarm-exporter-ipv6-")
         self.addCleanup(shutil.rmtree, work, ignore_errors=True)
         scenario = os.path.join(work, "scenario.json")
@@ -386,10 +397,12 @@ class ExporterOverHttp(unittest.TestCase):
             exporter_said = f.read()
         out = json.loads(r.stdout)
         self.assertIsNotNone(out["port"], exporter_said)
-        self.assertTrue(out["ninth_from_the_same_64"].startswith("closed"), out)
+        self.assertTrue(out["ninth_from_one_address"].startswith("closed"), out)
+        self.assertEqual(out["another_address_of_its_64"], "HTTP/1.1 200 OK", out)
+        self.assertTrue(out["sixty_fifth_in_the_64"].startswith("closed"), out)
         self.assertEqual(out["from_another_64"], "HTTP/1.1 200 OK", out)
-        self.assertEqual(out["held"], ["HTTP/1.1 200 OK"] * 8, out)
-        self.assertEqual(out["same_64_once_closed"], "HTTP/1.1 200 OK", out)
+        self.assertEqual(out["held"], ["HTTP/1.1 200 OK"], out)
+        self.assertEqual(out["in_the_64_once_closed"], "HTTP/1.1 200 OK", out)
         self.assertEqual(out["exit"], 0, exporter_said)
 
     def test_after_the_connection_limit_the_exporter_accepts_again(self):

@@ -180,40 +180,48 @@ TEST(ListenAddress, refused_forms_say_why) {
   }
 }
 
-// The per-client connection limit's key: one IPv4 address, one IPv6 /64, an IPv4-mapped address as its IPv4.
-TEST(ClientGroup, table) {
-  auto group = [](const char* text) {
+// The connection limits' keys: an address (an IPv4-mapped one as its IPv4), and an IPv6 address's /64.
+TEST(ClientKeys, table) {
+  auto keys = [](const char* text) {
     sockaddr_storage address{};
     if (auto* in4 = reinterpret_cast<sockaddr_in*>(&address); ::inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
       in4->sin_family = AF_INET;
-      return client_group(reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in));
+      return client_keys(reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in));
     }
     auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
     EXPECT_EQ(::inet_pton(AF_INET6, text, &in6->sin6_addr), 1) << text;
     in6->sin6_family = AF_INET6;
-    return client_group(reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in6));
+    return client_keys(reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in6));
   };
   struct Case {
     const char* a;
     const char* b;
-    bool same;
+    bool same_address;
+    bool same_network;  // both IPv6 outside ::ffff:0:0/96, in one /64
   };
-  for (const Case& c : {Case{"127.0.0.1", "127.0.0.1", true}, Case{"127.0.0.1", "127.0.0.2", false},
-                        Case{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", true},
-                        Case{"2001:db8:1:2::1", "2001:db8:1:3::1", false}, Case{"::1", "::2", true},
-                        Case{"::ffff:10.0.0.7", "10.0.0.7", true}, Case{"::ffff:10.0.0.7", "::ffff:10.0.0.8", false},
-                        // An IPv4 key (4 bytes) never equals an IPv6 one, whatever the bytes.
-                        Case{"0.0.0.0", "::", false}}) {
-    EXPECT_EQ(group(c.a) == group(c.b), c.same) << c.a << " and " << c.b;
-    EXPECT_FALSE(group(c.a).empty()) << c.a;
+  for (const Case& c : {Case{"127.0.0.1", "127.0.0.1", true, false}, Case{"127.0.0.1", "127.0.0.2", false, false},
+                        Case{"2001:db8:1:2::1", "2001:db8:1:2::1", true, true},
+                        Case{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", false, true},
+                        Case{"2001:db8:1:2::1", "2001:db8:1:3::1", false, false},
+                        Case{"::ffff:10.0.0.7", "10.0.0.7", true, false},
+                        Case{"::ffff:10.0.0.7", "::ffff:10.0.0.8", false, false},
+                        // A key of one kind never equals one of another, whatever the bytes.
+                        Case{"0.0.0.0", "::", false, false}}) {
+    const ClientKeys a = keys(c.a);
+    const ClientKeys b = keys(c.b);
+    EXPECT_FALSE(a.address.empty()) << c.a;
+    EXPECT_EQ(a.address == b.address, c.same_address) << c.a << " and " << c.b;
+    EXPECT_EQ(!a.network.empty() && a.network == b.network, c.same_network) << c.a << " and " << c.b;
+    EXPECT_NE(a.address, b.network) << c.a << " and " << c.b;
   }
+  EXPECT_EQ(keys("10.0.0.7").network, "");  // IPv4: the address alone
   sockaddr_un local{};
   local.sun_family = AF_UNIX;
-  EXPECT_EQ(client_group(reinterpret_cast<const sockaddr*>(&local), sizeof local), "");
-  EXPECT_EQ(client_group(nullptr, 0), "");
+  EXPECT_EQ(client_keys(reinterpret_cast<const sockaddr*>(&local), sizeof local).address, "");
+  EXPECT_EQ(client_keys(nullptr, 0).address, "");
   sockaddr_in short_one{};
   short_one.sin_family = AF_INET;
-  EXPECT_EQ(client_group(reinterpret_cast<const sockaddr*>(&short_one), 2), "");
+  EXPECT_EQ(client_keys(reinterpret_cast<const sockaddr*>(&short_one), 2).address, "");
 }
 
 TEST(Routes, table) {
