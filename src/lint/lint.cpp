@@ -1202,12 +1202,13 @@ void Linter::find_commands() {
     }
   }
   // Whether the word is the first of a value assigned to one of those names: `NAME = [` or `NAME = "`, the
-  // word's quote, "[" or "(" between (the "=" starts a statement of its own in the tokens).
+  // word's quote, "[" or "(" and line breaks between (black's `cmd = [\n    "nvidia-smi", ...`, a
+  // triple-quoted script); the "=" starts a statement of its own in the tokens.
   auto assigned_to_run_name = [&](const Token& t) {
     std::size_t at = offset_of(t);
     for (unsigned skipped = 0; at > 0 && skipped < 256; ++skipped) {
       const char c = m_text[at - 1];
-      if (c != ' ' && c != '\t' && c != '"' && c != '\'' && c != '[' && c != '(') {
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '"' && c != '\'' && c != '[' && c != '(') {
         break;
       }
       --at;

@@ -454,7 +454,8 @@ class AnsibleStops(RolloutCase):
     """A run that must stop or fail: the other nodes are left as they were."""
 
     def test_failing_canary_stops_the_widen_step(self):
-        nodes = self.nodes(canary_start_result="failed")
+        # With the probes: the cold start timed before a fix that then fails is kept, and the run still stops.
+        nodes = self.nodes(canary_start_result="failed", probe=True)
         r = self.playbook()
         out = r.stdout + r.stderr
         self.assertNotEqual(r.returncode, 0, out)
@@ -463,6 +464,10 @@ class AnsibleStops(RolloutCase):
         self.assertIn('job ended with result \\"failed\\"', out)
         self.assertNotIn("PLAY [Roll out gpuwarm to the rest of the fleet]", out)
         self.assertEqual(self.report("node-off")["outcome"], "act")  # kept although the node failed
+        # The cold "before" stays on the node for the next run; no "after" was timed, so no comparison is kept.
+        with open(nodes["node-off"].root.p("var/lib/gpuwarm/probe-baseline.json")) as f:
+            self.assertTrue(all(g["total_ms"] > 400 for g in json.load(f)["gpus"]))
+        self.assertFalse(os.path.exists(os.path.join(self.reports, "node-off.probe.json")))
         for name in ("node-healthy", "node-reboot", "node-hot"):
             self.assertNotIn(name, recap)
             self.assertFalse(os.path.exists(nodes[name].root.p(INSTALLED)), name)

@@ -326,6 +326,10 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "PM_ON = \"nvidia-smi -pm 1\"\nos.system(\n    PM_ON\n)\n"
        "argv = ('nvidia-smi', '-pm', '1')\nrc, out, err = module.run_command(argv)\n",
        {"LINT001@1:9", "LINT001@3:10", "LINT001@7:10"}, "enable.py"},
+      {"the held command on the lines after the name", FileKind::shell,
+       "cmd = [\n    \"nvidia-smi\", \"-pm\", \"1\",\n]\nsubprocess.run(cmd)\n"
+       "SCRIPT = \"\"\"\nnvidia-smi -pm 1\n\"\"\"\nsubprocess.run(SCRIPT, shell=True)\n",
+       {"LINT001@2:6", "LINT001@6:1"}, "enable.py"},
       {"near miss: names only shown, compared or looped over", FileKind::shell,
        "msg = \"nvidia-smi -pm 1 is deprecated\"\nprint(msg)\nlog.warning(msg, extra)\n"
        "CASES = [\"nvidia-smi -pm 1\"]\nfor case in CASES:\n    check(case)\n"
