@@ -175,9 +175,9 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       "8 verification failed after the steps (changed says whether any step changed something),\n"
       "9 refused: cannot tell (a fact the verdict needs could not be read, or systemd runs here but its bus\n"
       "did not answer),\n"
-      "128+N a signal N (SIGINT, SIGTERM, SIGHUP) arrived while changing the node or verifying: every step ran\n"
-      "to its end, the report says which, verification was skipped or cut short. The lock is taken before\n"
-      "anything is read.\n\n"
+      "128+N a signal N (SIGINT, SIGTERM, SIGHUP, SIGQUIT) arrived while changing the node or verifying:\n"
+      "every step ran to its end, the report says which, verification was skipped or cut short. The lock\n"
+      "is taken before anything is read.\n\n"
       "Examples:\n"
       "  gpuwarm fix --dry-run\n"
       "  gpuwarm fix --json > fix-report.json\n"
@@ -327,7 +327,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       }
       auto services = make_systemd_manager();
       auto timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
-      // Ctrl-C, SIGTERM and SIGHUP wait until every step has run (or one has
+      // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT wait until every step has run (or one has
       // failed) and the report says so: never a drop-in without its reload,
       // a queued start job with no report.
       SignalShield shield("gpuwarm fix", "the steps run to their end first, then the report says what was done");

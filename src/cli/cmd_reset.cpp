@@ -379,7 +379,7 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     // comes while verifying ends the verification, not the report (the GPUs were reset by then).
     StopSignalsCaught stop_signals;
     {
-      // Ctrl-C, SIGTERM and SIGHUP wait until the daemon is started again: never a node left without it.
+      // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT wait until the daemon is started again: never a node left without it.
       SignalShield shield("gpuwarm reset",
                           "the steps run to their end first, and nvidia-persistenced is started again before "
                           "gpuwarm exits (kill -9 now would leave the node without it)");

@@ -553,7 +553,7 @@ std::function<int()> setup_watch(CLI::App& sub, const GlobalOptions& global) {
       }
     }
     const auto mode = opts->mode == "held" ? nvml::SampleMode::held : nvml::SampleMode::detached;
-    // SIGINT/SIGTERM/SIGHUP end the watch early; the summary of what was seen still prints (a watch over ssh
+    // SIGINT/SIGTERM/SIGHUP/SIGQUIT end the watch early; the summary of what was seen still prints (a watch over ssh
     // whose session drops keeps what it sampled).
     StopSignalsCaught stop_signals;
     auto opened = ask_nvml<Result<std::unique_ptr<nvml::Sampler>>>(

@@ -188,9 +188,11 @@ class StopSignalsHeld {
   sigset_t m_old{};
 };
 
-// Catches SIGINT, SIGTERM and SIGHUP (those the caller did not set to be ignored) for a scope and records the first, so the run can end at its own pace
-// and still say what it did (a watch's summary, a fix's report after the node was changed). No SA_RESTART:
-// a wait in poll() returns early. The old handlers are back at the end; a signal caught stays recorded.
+// Catches the stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT; those the caller did not set to be ignored) for a
+// scope and records the first, so the run can end at its own pace and still say what it did (a watch's summary, a
+// fix's report after the node was changed). SIGQUIT too: SignalShield holds it as a stop, so Ctrl-\ a moment after
+// the last step must not end a fix without the report a moment earlier would have given. No SA_RESTART: a wait in
+// poll() returns early. The old handlers are back at the end; a signal caught stays recorded.
 class StopSignalsCaught {
  public:
   StopSignalsCaught() {
@@ -225,11 +227,11 @@ class StopSignalsCaught {
   static int count() { return s_count.load(); }
 
  private:
-  static constexpr std::array<int, 3> k_caught = {SIGINT, SIGTERM, SIGHUP};
+  static constexpr std::array<int, 4> k_caught = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   static inline std::atomic<int> s_first{0};  // constant-initialized: nothing to set up inside a handler
   static inline std::atomic<int> s_count{0};
-  std::array<struct sigaction, 3> m_old{};
-  std::array<bool, 3> m_installed{};
+  std::array<struct sigaction, k_caught.size()> m_old{};
+  std::array<bool, k_caught.size()> m_installed{};
 };
 
 // Blocks every signal in the calling thread: helper threads (NVML's) must

@@ -352,7 +352,7 @@ class FixAndVerify(SystemdMockCase):
         self.assertEqual(p.returncode, 1)
         self.assertNotIn("verify", rep)
 
-    def test_a_signal_while_verifying_ends_the_verification_not_the_report(self):
+    def signal_while_verifying(self, sig):
         # The node is changed by then: `fix --json > report` and the Ansible module must still learn that.
         self.add_unit()
         self.watch_systemd()
@@ -363,17 +363,24 @@ class FixAndVerify(SystemdMockCase):
         self.assertTrue(os.path.exists(self.started_flag), "fix never started the unit")
         time.sleep(0.5)  # past the last step: settling now
         started = time.monotonic()
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=20)
         self.assertLess(time.monotonic() - started, 5, "the settle wait was not cut short")
         self.assertNotIn("AddressSanitizer", err)
-        self.assertEqual(p.returncode, 128 + signal.SIGTERM, err)
+        self.assertEqual(p.returncode, 128 + sig, err)
         rep = json.loads(out)
-        self.assertEqual(rep["interrupted"], "SIGTERM")
+        self.assertEqual(rep["interrupted"], sig.name)
         self.assertEqual(rep["interrupted_during"], "verification")
         self.assertTrue(rep["changed"])
         self.assertEqual([s["status"] for s in rep["steps"]], ["done"] * 5)
         self.assertNotIn("verify", rep)
+
+    def test_a_signal_while_verifying_ends_the_verification_not_the_report(self):
+        self.signal_while_verifying(signal.SIGTERM)
+
+    def test_ctrl_backslash_while_verifying_is_a_stop_too(self):
+        # SIGQUIT is held as a stop during the steps; a moment later it must not end the run without its report.
+        self.signal_while_verifying(signal.SIGQUIT)
 
     def test_a_slow_daemon_reload_is_waited_for(self):
         # A daemon-reload on a busy node takes longer than the 5 s other calls get.

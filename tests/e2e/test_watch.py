@@ -452,18 +452,21 @@ class Watch(unittest.TestCase):
         self.assertTrue(progress.endswith(b"\r\x1b[K"), progress[-40:])
 
 
-    def test_a_hangup_ends_the_watch_and_keeps_the_summary(self):
-        # A watch over ssh whose session drops gets SIGHUP: what it sampled is still printed.
-        second = os.path.join(self.tmp, "second-init")
-        env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario(
-            [h.gpu(0)], timeline=[{"after_inits": 1, "init": {"started_file": second}}])))
-        p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--duration", "30s", "--json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        self.wait_for_file(second)  # the first sample is done
-        p.send_signal(signal.SIGHUP)
-        out, err = p.communicate(timeout=10)
-        self.assertEqual(p.returncode, 0, err)
-        self.assertLess(len(json.loads(out)["samples"]), 30)
+    def test_a_hangup_or_quit_ends_the_watch_and_keeps_the_summary(self):
+        # A watch over ssh whose session drops gets SIGHUP: what it sampled is still printed. Ctrl-\ (SIGQUIT)
+        # is a stop as well, not a core dump that loses the samples.
+        for sig in (signal.SIGHUP, signal.SIGQUIT):
+            with self.subTest(signal=sig.name):
+                second = os.path.join(self.tmp, f"second-init-{sig.name}")
+                env = dict(os.environ, NO_COLOR="1", **self.env(h.scenario(
+                    [h.gpu(0)], timeline=[{"after_inits": 1, "init": {"started_file": second}}])))
+                p = subprocess.Popen([h.BIN, "watch", "--nvml", NVML, "--interval", "100ms", "--duration", "30s",
+                                      "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                self.wait_for_file(second)  # the first sample is done
+                p.send_signal(sig)
+                out, err = p.communicate(timeout=10)
+                self.assertEqual(p.returncode, 0, err)
+                self.assertLess(len(json.loads(out)["samples"]), 30)
 
     def test_a_stop_while_nvml_hangs_ends_the_watch_on_a_second_signal(self):
         # Samples read fine for 0.8 s, then nvmlInit takes 60 s (a wedged driver). The first SIGTERM waits for
