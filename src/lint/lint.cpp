@@ -1187,7 +1187,22 @@ void Linter::find_commands() {
       if (k_program_runners.count(m_text.substr(callee_start, open - callee_start)) == 0) {
         continue;
       }
-      std::size_t at = m_text.find_first_not_of(" \t\r\n", open + 1);
+      // The first argument's name, as `cmd`, `*cmd`, `args=cmd`, `cmd.split()` or `shlex.split(cmd)` gives it.
+      const std::string_view blank = " \t\r\n";
+      std::size_t at = m_text.find_first_not_of(blank, open + 1);
+      auto skip = [&](std::string_view word) {
+        if (at != std::string_view::npos && m_text.substr(at).starts_with(word)) {
+          at = m_text.find_first_not_of(blank, at + word.size());
+          return true;
+        }
+        return false;
+      };
+      skip("*");
+      if (skip("args") && (at == std::string_view::npos || m_text[at] != '=' || m_text.substr(at).starts_with("=="))) {
+        continue;  // a name `args` passed on, or compared: nothing this reader follows
+      }
+      skip("=");
+      const bool in_shlex_split = skip("shlex.split(");
       const std::size_t name_start = at;
       while (at < m_text.size() && identifier_char(m_text[at])) {
         ++at;
@@ -1195,9 +1210,14 @@ void Linter::find_commands() {
       if (name_start == std::string_view::npos || at == name_start) {
         continue;
       }
-      const std::size_t after = m_text.find_first_not_of(" \t\r\n", at);
+      const std::size_t name_end = at;
+      if (!in_shlex_split) {
+        at = m_text.find_first_not_of(blank, at);
+        skip(".split()");
+      }
+      const std::size_t after = m_text.find_first_not_of(blank, at);
       if (after != std::string_view::npos && (m_text[after] == ',' || m_text[after] == ')')) {
-        run_names.insert(m_text.substr(name_start, at - name_start));
+        run_names.insert(m_text.substr(name_start, name_end - name_start));
       }
     }
   }

@@ -326,6 +326,17 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "PM_ON = \"nvidia-smi -pm 1\"\nos.system(\n    PM_ON\n)\n"
        "argv = ('nvidia-smi', '-pm', '1')\nrc, out, err = module.run_command(argv)\n",
        {"LINT001@1:9", "LINT001@3:10", "LINT001@7:10"}, "enable.py"},
+      // review-s52-diff L7: the name unpacked, passed as args=, or split first.
+      {"a held command unpacked, passed by keyword or split", FileKind::shell,
+       "a = [\"nvidia-smi\", \"-pm\", \"1\"]\nos.execlp(*a)\n"
+       "b = [\"nvidia-smi\", \"-pm\", \"1\"]\nsubprocess.run(args=b, check=True)\n"
+       "c = \"nvidia-smi -pm 1\"\nsubprocess.run(c.split())\n"
+       "d = \"nvidia-smi -pm 1\"\nsubprocess.check_call(shlex.split(d))\n",
+       {"LINT001@1:7", "LINT001@3:7", "LINT001@5:6", "LINT001@7:6"}, "enable.py"},
+      {"near miss: args compared, a name cut into lines", FileKind::shell,
+       "e = \"nvidia-smi -pm 1\"\nrun(args == e)\n"
+       "f = \"nvidia-smi -pm 1\"\nsubprocess.run(f.splitlines())\n",
+       {}, "audit.py"},
       {"the held command on the lines after the name", FileKind::shell,
        "cmd = [\n    \"nvidia-smi\", \"-pm\", \"1\",\n]\nsubprocess.run(cmd)\n"
        "SCRIPT = \"\"\"\nnvidia-smi -pm 1\n\"\"\"\nsubprocess.run(SCRIPT, shell=True)\n",
