@@ -180,10 +180,17 @@ std::vector<std::string> self_environment(const std::string& visible_gpus) {
 
 }  // namespace
 
-Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus) {
+Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus, bool held) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return fail(std::string("pipe: ") + std::strerror(errno));
+  }
+  int hold[2] = {-1, -1};
+  if (held && ::pipe2(hold, O_CLOEXEC) != 0) {
+    const int e = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return fail(std::string("pipe: ") + std::strerror(e));
   }
   std::vector<std::string> argv_text = {"gpuwarm"};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
@@ -191,15 +198,23 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   std::vector<char*> argv = pointers_to(argv_text);
   std::vector<char*> envp = pointers_to(env);
   Launch how{"/proc/self/exe", argv.data(), envp.data()};
+  how.stdin_fd = hold[0];
   how.stdout_fd = fds[1];
   ChildProcess child;
   child.pid = launch(how);
   ::close(fds[1]);
+  if (hold[0] >= 0) {
+    ::close(hold[0]);
+  }
   if (child.pid < 0) {
     ::close(fds[0]);
+    if (hold[1] >= 0) {
+      ::close(hold[1]);
+    }
     return fail(std::string("cannot start a gpuwarm child: ") + std::strerror(static_cast<int>(-child.pid)));
   }
   child.out_fd = fds[0];
+  child.hold_fd = hold[1];
   return child;
 }
 

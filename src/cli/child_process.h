@@ -17,15 +17,18 @@ namespace gpuwarm {
 
 struct ChildProcess {
   pid_t pid = -1;
-  int out_fd = -1;  // the child's stdout (close-on-exec in the parent)
+  int out_fd = -1;   // the child's stdout (close-on-exec in the parent)
+  int hold_fd = -1;  // spawned held: the write end of the child's stdin; closing it lets the child go on
 };
 
 // Runs this binary (/proc/self/exe) with `args` (argv[1..]) and
 // CUDA_VISIBLE_DEVICES=`visible_gpus` (GPU-<uuid>[,GPU-<uuid>...]: UUIDs, since
 // CUDA's order may differ from NVML's, FACTS.md §6); stdout comes back through a pipe. Like every program
 // gpuwarm starts, the child is killed when this gpuwarm dies: one stuck in cuInit must not outlive a
-// health checker's timeout holding the GPU.
-Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus);
+// health checker's timeout holding the GPU. `held`: the child's stdin is a pipe whose write end comes back as
+// hold_fd, for a child that waits at a point of its run until gpuwarm closes it (no other child inherits it).
+Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std::string& visible_gpus,
+                                bool held = false);
 
 struct ChildResult {
   std::string output;  // stdout and stderr, at most max_output bytes

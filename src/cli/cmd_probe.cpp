@@ -49,6 +49,7 @@ struct ProbeOptions {
   double timeout_seconds = 60;
   bool json = false;
   bool child = false;
+  bool child_held = false;
   std::string save;
   std::string compare;
   std::vector<std::string> gpus;  // --gpu: NVML indices or UUIDs; empty = all
@@ -64,14 +65,21 @@ struct ProbeOptions {
 
 using Clock = std::chrono::steady_clock;
 
+// A child of a group launched together prints this line once every GPU it starts is ready, then waits with its
+// contexts held until gpuwarm closes its stdin.
+constexpr std::string_view k_ready_line = "ready\n";
+
 struct Child {
   GpuProbe* probe;
   pid_t pid = -1;
   int out_fd = -1;
+  int hold_fd = -1;  // held: closing it lets the child release its contexts and exit
   std::string output;
   Clock::time_point started;
   Clock::time_point launch;  // this child's spawn, or its group's first
+  Clock::time_point deadline;
   std::chrono::milliseconds timeout{0};
+  bool ready = false;  // held and said it is ready
   bool done = false;
 };
 
@@ -86,9 +94,12 @@ std::vector<std::string> split_visible(const std::string& visible) {
 // Starts `gpuwarm probe --child` with only the probed GPUs (probe.uuid, comma-separated) visible to CUDA;
 // it is killed after `timeout`.
 Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time_point launch,
-                          std::chrono::milliseconds timeout) {
+                          std::chrono::milliseconds timeout, bool held) {
   const auto devices = split_visible(probe.uuid).size();
   std::vector<std::string> args = {"probe", "--child"};
+  if (held) {
+    args.emplace_back("--child-held");
+  }
   if (devices > 1) {
     args.insert(args.end(), {"--child-devices", std::to_string(devices)});
   }
@@ -106,19 +117,54 @@ Result<Child> spawn_child(GpuProbe& probe, const ProbeOptions& opts, Clock::time
   child.started = Clock::now();
   child.launch = launch;
   child.timeout = timeout;
-  auto process = spawn_self(args, probe.uuid);
+  child.deadline = child.started + timeout;
+  auto process = spawn_self(args, probe.uuid, held);
   if (!process) {
     return tl::unexpected(process.error());
   }
   child.pid = process->pid;
   child.out_fd = process->out_fd;
+  child.hold_fd = process->hold_fd;
   return child;
+}
+
+void let_go(Child& c) {
+  if (c.hold_fd >= 0) {
+    ::close(c.hold_fd);
+    c.hold_fd = -1;
+  }
+}
+
+// Once every held child of the group is ready or done, all are let go together, each with its timeout again
+// for releasing its contexts and exiting. Until then a ready child is never timed out: it waits for the others,
+// whose own deadlines bound that wait.
+void let_go_once_all_ready(std::vector<Child>& children) {
+  bool any_held = false;
+  for (const auto& c : children) {
+    if (c.hold_fd >= 0) {
+      any_held = true;
+      if (!c.done && !c.ready) {
+        return;
+      }
+    }
+  }
+  if (!any_held) {
+    return;
+  }
+  const auto now = Clock::now();
+  for (auto& c : children) {
+    if (c.hold_fd >= 0) {
+      let_go(c);
+      c.deadline = now + c.timeout;
+    }
+  }
 }
 
 void finish_child(Child& c, bool timed_out) {
   int status = 0;
   // A child that closed its output ends at once (what it printed stands); one that lingers, or ran out of
   // time, is killed, and never waited for without end.
+  let_go(c);
   if (timed_out || !reap_within(c.pid, status, k_reap_after_kill_ms)) {
     kill_and_reap(c.pid, status);
   }
@@ -163,16 +209,21 @@ void collect_children(std::vector<Child>& children) {
     std::vector<Child*> owners;
     auto now = Clock::now();
     int wait_ms = -1;
+    let_go_once_all_ready(children);
     for (auto& c : children) {
       if (c.done) {
         continue;
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.started + c.timeout - now).count();
-      if (left <= 0) {
+      const bool waiting_for_others = c.ready && c.hold_fd >= 0;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count();
+      if (left <= 0 && !waiting_for_others) {
         finish_child(c, /*timed_out=*/true);
+        let_go_once_all_ready(children);
         continue;
       }
-      wait_ms = wait_ms < 0 ? static_cast<int>(left) : std::min(wait_ms, static_cast<int>(left));
+      if (!waiting_for_others) {
+        wait_ms = wait_ms < 0 ? static_cast<int>(left) : std::min(wait_ms, static_cast<int>(left));
+      }
       fds.push_back({c.out_fd, POLLIN, 0});
       owners.push_back(&c);
     }
@@ -196,9 +247,11 @@ void collect_children(std::vector<Child>& children) {
       char buf[4096];
       ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
       if (got > 0) {
-        if (owners[i]->output.size() < k_max_child_output) {  // a child printing forever is not read forever
-          owners[i]->output.append(buf, static_cast<std::size_t>(got));
+        Child& c = *owners[i];
+        if (c.output.size() < k_max_child_output) {  // a child printing forever is not read forever
+          c.output.append(buf, static_cast<std::size_t>(got));
         }
+        c.ready = c.ready || (c.hold_fd >= 0 && c.output.starts_with(k_ready_line));
       } else {
         finish_child(*owners[i], /*timed_out=*/false);
       }
@@ -223,9 +276,12 @@ void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
   }
   std::vector<Child> children;
   const auto launch = Clock::now();
+  // Processes launched together hold their contexts until all are ready, as a job's ranks do.
+  const bool held = together && probes.size() > 1;
   for (auto& g : probes) {
     const auto gpus = together ? group_gpus : started(g);
-    auto child = spawn_child(g, opts, together ? launch : Clock::now(), per_gpu * static_cast<long long>(gpus));
+    auto child =
+        spawn_child(g, opts, together ? launch : Clock::now(), per_gpu * static_cast<long long>(gpus), held);
     if (!child) {
       g.child_error = child.error().message;
       continue;
@@ -316,6 +372,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       ->capture_default_str();
   sub.add_flag("--json", opts->json, "Print the results (and the comparison) as JSON");
   sub.add_flag("--child", opts->child)->group("");  // internal: one timing, run by probe itself
+  sub.add_flag("--child-held", opts->child_held)->group("");  // internal: wait once ready until stdin closes
   sub.add_option("--child-devices", opts->child_devices)->group("")->check(CLI::Range(1, 1024));
   sub.add_option("--child-contexts", opts->child_contexts)->group("")->check(CLI::Range(1, 1024));
   sub.footer(
@@ -363,8 +420,18 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       return to_int(code);
     };
     if (opts->child) {
+      std::function<void()> hold_until_let_go;
+      if (opts->child_held) {
+        hold_until_let_go = [] {
+          std::cout << k_ready_line << std::flush;
+          char byte = 0;
+          ssize_t got = 0;
+          while ((got = ::read(STDIN_FILENO, &byte, 1)) != 0 && (got > 0 || errno == EINTR)) {
+          }  // until gpuwarm closes the pipe (or dies: the end closes with it)
+        };
+      }
       std::cout << cuda::to_json(cuda::time_cold_start(opts->cuda_library, opts->nvml_library, opts->child_devices,
-                                                      opts->child_contexts))
+                                                      opts->child_contexts, hold_until_let_go))
                        .dump()
                 << "\n";
       return 0;

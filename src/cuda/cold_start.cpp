@@ -91,7 +91,7 @@ double monotonic_ms() {
 }
 
 ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices,
-                          int context_devices) {
+                          int context_devices, const std::function<void()>& when_ready) {
   ColdStart out;
   out.monotonic_start_ms = monotonic_ms();
   auto stage = [&out](const char* name, int device, auto&& body) -> bool {
@@ -197,6 +197,9 @@ ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml
   }
   if (ok) {
     out.monotonic_ready_ms = monotonic_ms();
+    if (when_ready) {
+      when_ready();
+    }
   }
   for (std::size_t i = 0; ok && i < contexts.size(); ++i) {
     ok = stage("ctx_release", static_cast<int>(i), [&]() -> std::string {

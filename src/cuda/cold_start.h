@@ -4,6 +4,7 @@
 // CUDA_VISIBLE_DEVICES names the GPUs to start (GPU-<uuid>[,GPU-<uuid>...]):
 // CUDA initialization state is per process.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,11 @@ struct ColdStart {
 // libnvidia-ml.so.1.
 // Creates a context on the first `context_devices` of the `expected_devices` CUDA sees (0: on every one): a
 // torchrun rank sees every GPU and starts only its own.
+// `when_ready`, when given, runs once every device is ready and before any context is released: a process of a
+// group launched together waits there for the others, as a job's ranks hold their contexts. A rank that released
+// and exited early would measure its teardown into the start of the ranks still initializing.
 ColdStart time_cold_start(const std::string& libcuda, const std::string& libnvml, int expected_devices = 1,
-                          int context_devices = 0);
+                          int context_devices = 0, const std::function<void()>& when_ready = {});
 
 // Milliseconds on CLOCK_MONOTONIC (std::chrono::steady_clock on Linux).
 double monotonic_ms();

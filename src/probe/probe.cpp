@@ -266,7 +266,9 @@ std::optional<double> job_ready_ms(const JobStart& j) {
   return slowest;
 }
 
-std::vector<cuda::Stage> job_stages(const JobStart& j) {
+// Without the failed stage for a comparison: set against a baseline's whole stage, a cuInit that failed at once
+// read as "-97 %".
+std::vector<cuda::Stage> job_stages(const JobStart& j, bool with_failed_stage) {
   // A job that failed shows the process that failed, up to and including the stage it failed in: another
   // process's stages would read as the failed one's.
   const GpuProbe* shown = nullptr;
@@ -286,7 +288,7 @@ std::vector<cuda::Stage> job_stages(const JobStart& j) {
   const cuda::ColdStart& r = shown->result;
   for (const char* name : k_job_stage_order) {
     std::optional<double> ms = stage_ms(r.stages, name);
-    if (r.failed_stage == name) {
+    if (r.failed_stage == name && with_failed_stage) {
       ms = ms.value_or(0) + r.failed_ms;
     }
     if (ms) {
@@ -692,8 +694,8 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
   nlohmann::json out = nlohmann::json::array();
   for (const auto& j : after.jobs) {
     const JobStart* b = match_job(before, j);
-    auto then_stages = b != nullptr ? job_stages(*b) : std::vector<cuda::Stage>{};
-    auto now_stages = job_stages(j);
+    auto then_stages = b != nullptr ? job_stages(*b, false) : std::vector<cuda::Stage>{};
+    auto now_stages = job_stages(j, false);
     nlohmann::json stages = nlohmann::json::array();
     for (const char* name : k_job_stage_order) {
       stages.push_back({{"name", name},
@@ -705,6 +707,8 @@ nlohmann::json compare_jobs_json(const ProbeRun& before, const ProbeRun& after) 
                    {"comparable", b != nullptr && job_incomparable(before, *b, after, j).empty()},
                    {"before_gpus", b != nullptr ? nlohmann::json(b->gpus) : nlohmann::json(nullptr)},
                    {"after_gpus", j.gpus},
+                   {"before_ok", b != nullptr ? nlohmann::json(job_ok(*b)) : nlohmann::json(nullptr)},
+                   {"after_ok", job_ok(j)},
                    {"stages", stages},
                    {"before_ready_ms", ms_json(b != nullptr ? job_ready_ms(*b) : std::nullopt)},
                    {"after_ready_ms", ms_json(job_ready_ms(j))},
@@ -795,8 +799,12 @@ std::string compose_compare_text(const ProbeRun& before, const ProbeRun& after) 
     if (!incomparable.empty()) {
       out += "  " + incomparable + ": no change is shown\n";
     }
-    auto then_stages = job_stages(*b);
-    auto now_stages = job_stages(j);
+    if (!job_ok(*b) || !job_ok(j)) {
+      out += fmt::format("  {} failed: the stage it failed in is not compared\n",
+                         !job_ok(*b) && !job_ok(j) ? "the baseline and this run" : !job_ok(*b) ? "the baseline" : "this run");
+    }
+    auto then_stages = job_stages(*b, false);
+    auto now_stages = job_stages(j, false);
     ChangeTable t(incomparable.empty());
     for (const char* name : k_job_stage_order) {
       t.add(name, stage_ms(then_stages, name), stage_ms(now_stages, name));

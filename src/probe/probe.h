@@ -100,8 +100,9 @@ bool job_ok(const JobStart& j);
 // Launch until every GPU of the job was ready (the slowest process); unset when any process failed.
 std::optional<double> job_ready_ms(const JobStart& j);
 // The job's stages in probe order, from the last of its processes to be ready (the one the job waited
-// for), each summed over that process's GPUs.
-std::vector<cuda::Stage> job_stages(const JobStart& j);
+// for), each summed over that process's GPUs; of a failed job, the failed process's, with the time its failed
+// stage ran unless `with_failed_stage` is false (a comparison: a stage cut short is not one to compare).
+std::vector<cuda::Stage> job_stages(const JobStart& j, bool with_failed_stage = true);
 // The slowest GPU probed alone (isolated method only): launch to ready.
 std::optional<double> slowest_isolated_ready_ms(const ProbeRun& run);
 

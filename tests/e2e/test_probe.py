@@ -323,6 +323,27 @@ class Probe(unittest.TestCase):
                                    r"round shown; its TOTAL above leaves out the launch and adds the release\): one process, every GPU "
                                    r"\d\.\d\dx; a process per GPU \(2\) \d\.\d\dx\.")
 
+    def test_ranks_launched_together_hold_their_contexts_until_all_are_ready(self):
+        # review-s53-probe H1: a rank that released its context and exited as soon as it was ready put its
+        # release (serialized in the driver, as here) into the start of the ranks still initializing; a job's
+        # ranks hold their contexts. Here a release takes 1500 ms: READY must not contain one.
+        lock = os.path.join(self.tmp, "driver.lock")
+        sc = {"*": {"delay_ms": {"cuInit": 100, "cuDevicePrimaryCtxRetain": 100,
+                                 "cuDevicePrimaryCtxRelease_v2": 1500}, "serialize": lock}}
+        for extra in ((), ("--all-visible",)):
+            with self.subTest(extra=extra):
+                rc, d = self.probe_json(sc, "--node", *extra)
+                self.assertEqual(rc, 0, d)
+                for job in d["jobs"][1:]:  # the process-per-GPU starts
+                    self.assertTrue(job["method"].startswith("process-per-gpu"), job)
+                    self.assertGreaterEqual(job["ready_ms"], 390, job)  # both ranks' cuInit and retain, one by one
+                    self.assertLess(job["ready_ms"], 1400, job)
+                    # Each rank released after every rank was ready: its release waited for the other's.
+                    releases = sorted(next(s["ms"] for s in p["stages"] if s["name"] == "ctx_release")
+                                      for p in job["processes"])
+                    self.assertGreaterEqual(releases[-1], 2900, job)
+                    self.assertGreaterEqual(job["wall_ms"], 3000, job)
+
     def test_all_visible_times_each_process_seeing_every_gpu(self):
         # torchrun's default: every rank sees every GPU and starts its own; the fake's cuInit, like the driver's,
         # pays for every GPU it sees, so each process pays for both (review-s43-probe #2).
@@ -746,6 +767,29 @@ class Probe(unittest.TestCase):
         rc, d3 = self.probe_json({}, "--compare", baseline, "--gpu", "0", "--node")
         self.assertEqual([j["comparable"] for j in d3["compare_jobs"]], [False, False])
         self.assertEqual([j["comparable"] for j in d["compare_jobs"]], [True, True])
+
+    def test_a_failed_job_start_is_not_compared_by_its_cut_short_stage(self):
+        # review-s53-probe M1: GPU 1's cuInit fails at once after an 800 ms baseline; the stage it failed in ran
+        # for a moment and read as "-97 %". The run's own table keeps that moment; the comparison leaves it out.
+        baseline = os.path.join(self.tmp, "baseline.json")
+        r = self.probe({"*": {"delay_ms": {"cuInit": 800}}}, "--node", "--save", baseline)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        failing = {"*": {}, UUID1: {"returns": {"cuInit": 100}}}
+        r = self.probe(failing, "--node", "--compare", baseline)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        one = r.stdout[r.stdout.index("Job start: one process, every GPU"):]
+        self.assertIn("this run failed: the stage it failed in is not compared", one)
+        self.assertRegex(one, r"cu_init\s+1[56]\d\d\.\d\s+-\s")
+        self.assertNotRegex(one, r"cu_init[^\n]*-9\d%")
+        rc, d = self.probe_json(failing, "--node", "--compare", baseline)
+        job = d["compare_jobs"][0]
+        self.assertEqual((job["method"], job["before_ok"], job["after_ok"]), ("one-process", True, False))
+        cu_init = next(s for s in job["stages"] if s["name"] == "cu_init")
+        self.assertGreater(cu_init["before_ms"], 1500)
+        self.assertIsNone(cu_init["after_ms"])
+        # The run's own table still shows how long the failed stage ran.
+        failed = next(j for j in d["jobs"] if j["method"] == "one-process")
+        self.assertIn("cu_init", [s["name"] for s in failed["stages"]])
 
     def test_a_schema_1_baseline_still_compares(self):
         r = self.probe({}, "--compare", os.path.join(h.SOURCE_DIR, "examples", "h100-probe.json"))

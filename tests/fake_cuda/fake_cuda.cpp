@@ -4,10 +4,10 @@
 //   {"GPU-<uuid>": {"delay_ms": {"cuInit": 300}, "returns": {"cuDevicePrimaryCtxRetain": 2}},
 //    "*": {...defaults for any device}}
 // cuInit pays every visible device's cuInit delay, one after another (it
-// initializes each of them). "serialize": P makes cuInit and
-// cuDevicePrimaryCtxRetain hold an exclusive lock on file P while they wait,
-// as the real driver serializes those stages across processes: probes started
-// together then inflate each other's stages.
+// initializes each of them). "serialize": P makes cuInit,
+// cuDevicePrimaryCtxRetain and cuDevicePrimaryCtxRelease_v2 hold an exclusive
+// lock on file P while they wait, as the real driver serializes those stages
+// across processes: probes started together then inflate each other's stages.
 // For `watch --load`: cuModuleLoadData accepts only PTX that defines
 // gpuwarm_spin (else INVALID_PTX); each cuLaunchKernel "runs" for
 // "launch_ms" (default 5); "busy_file" names a file that exists from the first
@@ -155,7 +155,8 @@ CuResult behave(const char* fn, int ordinal = 0) {
     if (e.contains("delay_ms") && e["delay_ms"].contains(fn)) {
       const int delay = delay_of(e, fn);
       int lock = -1;
-      bool serialized = std::strcmp(fn, "cuInit") == 0 || std::strcmp(fn, "cuDevicePrimaryCtxRetain") == 0;
+      bool serialized = std::strcmp(fn, "cuInit") == 0 || std::strcmp(fn, "cuDevicePrimaryCtxRetain") == 0 ||
+                        std::strcmp(fn, "cuDevicePrimaryCtxRelease_v2") == 0;
       if (serialized && e.contains("serialize")) {
         lock = ::open(e["serialize"].get<std::string>().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (lock >= 0) {
