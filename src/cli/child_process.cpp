@@ -147,13 +147,14 @@ std::vector<std::string> system_program_environment(char** parent) {
     // Where the driver's libraries are when the loader's cache lacks them (a container's /usr/local/nvidia):
     // nvidia-smi needs them as gpuwarm did. Absolute folders only: an empty or relative entry means the
     // current directory, which a program run as root must not load from; and only folders no other user could
-    // change (or create: a missing one is dropped), as for the programs themselves.
+    // change (or create: a missing one is dropped), as for the programs themselves, nor any file in them: the
+    // loader takes every library the program needs from the first folder that has it (libc.so.6 included).
     std::string kept;
     std::string_view list(*e + 16);
     while (!list.empty()) {
       std::string_view entry = list.substr(0, list.find_first_of(":;"));  // glibc splits on both
       list.remove_prefix(std::min(list.size(), entry.size() + 1));
-      if (!entry.empty() && entry.front() == '/' && replaceable_by_others(std::string(entry)).empty()) {
+      if (!entry.empty() && entry.front() == '/' && library_folder_replaceable_by_others(std::string(entry)).empty()) {
         kept.append(kept.empty() ? "" : ":").append(entry);
       }
     }

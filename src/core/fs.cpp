@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 
@@ -232,6 +233,89 @@ std::string replaceable_by_others(const std::string& path) {
     }
     at = slash == 0 ? "/" : at.substr(0, slash);
   }
+}
+
+namespace {
+
+// The subfolders the loader searches before a folder of LD_LIBRARY_PATH: glibc-hwcaps/<level>/ (glibc 2.33+), and
+// the legacy hardware-capability folders of glibc before 2.37 (tls/, haswell/, x86_64/, avx512_1/, nested).
+bool searched_by_the_loader(const std::string& name, bool top) {
+  static const std::vector<std::string> k_top = {"glibc-hwcaps", "tls", "haswell", "x86_64", "avx512_1"};
+  return !top || std::find(k_top.begin(), k_top.end(), name) != k_top.end();
+}
+
+// The files of `folder` (and of the subfolders the loader searches, `depth` levels down) another user could
+// replace. Only what the loader could open as a library counts: a link to /dev/null or a socket loads nothing.
+std::string entries_replaceable_by_others(const std::string& folder, int depth, bool top, std::size_t& budget) {
+  auto names = list_dir(folder);
+  if (!names) {
+    return "cannot be listed: " + names.error().message;
+  }
+  const uid_t me = ::geteuid();
+  for (const auto& name : *names) {
+    if (budget == 0) {
+      return "holds too many files to check";
+    }
+    --budget;
+    const std::string path = folder + "/" + name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+      return "holds " + path + ", which cannot be checked";
+    }
+    const bool searched_folder = depth > 0 && searched_by_the_loader(name, top);
+    if (S_ISLNK(st.st_mode)) {
+      struct stat target {};
+      char real[PATH_MAX];
+      if (::stat(path.c_str(), &target) != 0 || ::realpath(path.c_str(), real) == nullptr ||
+          !(S_ISREG(target.st_mode) || (S_ISDIR(target.st_mode) && searched_folder))) {
+        continue;  // dangling, or nothing the loader opens
+      }
+      if (st.st_uid != 0 && st.st_uid != me) {
+        return "holds the link " + path + ", owned by uid " + std::to_string(st.st_uid);
+      }
+      if (std::string why = replaceable_by_others(real); !why.empty()) {
+        return "holds the link " + path + " to " + real + ", which " + why;
+      }
+      if (S_ISDIR(target.st_mode)) {
+        if (std::string why = entries_replaceable_by_others(real, depth - 1, false, budget); !why.empty()) {
+          return why;
+        }
+      }
+      continue;
+    }
+    if (!S_ISREG(st.st_mode) && !(S_ISDIR(st.st_mode) && searched_folder)) {
+      continue;
+    }
+    if (st.st_uid != 0 && st.st_uid != me) {
+      return "holds " + path + ", owned by uid " + std::to_string(st.st_uid);
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      return "holds " + path + ", writable by group or others";
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (std::string why = entries_replaceable_by_others(path, depth - 1, false, budget); !why.empty()) {
+        return why;
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string library_folder_replaceable_by_others(const std::string& folder) {
+  if (std::string why = replaceable_by_others(folder); !why.empty()) {
+    return why;
+  }
+  char real[PATH_MAX];
+  if (::realpath(folder.c_str(), real) == nullptr) {
+    return "cannot be resolved";
+  }
+  if (std::string why = replaceable_by_others(real); !why.empty()) {
+    return "leads to " + std::string(real) + ", which " + why;
+  }
+  std::size_t budget = 16384;
+  return entries_replaceable_by_others(real, 2, true, budget);
 }
 
 Result<std::string> find_system_executable(const std::string& root, const std::string& name,

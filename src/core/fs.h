@@ -54,6 +54,12 @@ Result<std::string> read_first_line(const std::string& path);
 // root or the caller ("" when it cannot): what root may run or load.
 std::string replaceable_by_others(const std::string& path);
 
+// Why a folder the loader would search for a program run as root could hand it a library another user put
+// there ("" when it cannot): the folder as named and as resolved (replaceable_by_others), each file and link to
+// a file in it (and where the link leads), and the subfolders the loader searches first (glibc-hwcaps/<level>/,
+// glibc's legacy tls/, x86_64/, haswell/). A folder of more than 16384 entries is not checked, and not trusted.
+std::string library_folder_replaceable_by_others(const std::string& folder);
+
 // The system directories root runs helper programs from (dcgmi, udevadm):
 // never $PATH, whose entries may be relative or the caller's.
 extern const std::vector<std::string> k_system_bin_dirs;

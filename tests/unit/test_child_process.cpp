@@ -19,6 +19,7 @@
 #include <string>
 
 #include "cli/child_process.h"
+#include "core/fs.h"
 #include "core/signal_shield.h"
 
 namespace gpuwarm {
@@ -52,9 +53,9 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
   char lib_template[] = "/tmp/gpuwarm-ldpath-XXXXXX";
   const std::string lib = ::mkdtemp(lib_template);
   const std::string nv = lib + "/nv";
-  const std::string open_to_all = lib + "/open";
+  char open_template[] = "/tmp/gpuwarm-ldpath-open-XXXXXX";
+  const std::string open_to_all = ::mkdtemp(open_template);
   ASSERT_EQ(::mkdir(nv.c_str(), 0755), 0);
-  ASSERT_EQ(::mkdir(open_to_all.c_str(), 0755), 0);
   ASSERT_EQ(::chmod(open_to_all.c_str(), 0777), 0);
   std::string keep = "LD_LIBRARY_PATH=" + lib;
   std::string preload = "LD_PRELOAD=/tmp/evil.so";
@@ -82,6 +83,67 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
   ::rmdir(open_to_all.c_str());
   ::rmdir(nv.c_str());
   ::rmdir(lib.c_str());
+}
+
+// review-s53-root M1: the folder was checked, its files never: the loader takes libc.so.6 or libnvidia-ml.so.1
+// from the first folder of LD_LIBRARY_PATH that has it, so one file another user can replace hands nvidia-smi
+// (run as root by reset) that user's code.
+TEST(SystemProgramEnvironment, a_folder_is_kept_only_if_no_file_in_it_can_be_replaced_by_others) {
+  char top_template[] = "/tmp/gpuwarm-ldfiles-XXXXXX";
+  const std::string top = ::mkdtemp(top_template);
+  auto folder = [&](const std::string& name) {
+    const std::string path = top + "/" + name;
+    EXPECT_EQ(::mkdir(path.c_str(), 0755), 0);
+    return path;
+  };
+  auto file = [](const std::string& path, mode_t mode) {
+    const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0);
+    ::close(fd);
+    EXPECT_EQ(::chmod(path.c_str(), mode), 0);
+  };
+  const std::string clean = folder("clean");
+  file(clean + "/libnvidia-ml.so.1", 0755);
+  EXPECT_EQ(::symlink("/dev/null", (clean + "/masked.service").c_str()), 0);  // nothing the loader opens
+  EXPECT_EQ(::chmod(folder("clean/python3").c_str(), 0777), 0);               // a folder the loader never searches
+  EXPECT_EQ(::symlink("libnvidia-ml.so.1", (clean + "/libnvidia-ml.so").c_str()), 0);
+  EXPECT_EQ(::symlink("/nonexistent/lib.so", (clean + "/dangling.so").c_str()), 0);  // loads nothing
+  const std::string group_writable = folder("group-writable");
+  file(group_writable + "/libc.so.6", 0775);
+  const std::string open_subfolder = folder("hwcaps");
+  folder("hwcaps/glibc-hwcaps");
+  const std::string level = folder("hwcaps/glibc-hwcaps/x86-64-v3");
+  EXPECT_EQ(::chmod(level.c_str(), 0777), 0);
+  const std::string open_target = folder("open");
+  EXPECT_EQ(::chmod(open_target.c_str(), 0777), 0);
+  file(open_target + "/libcuda.so.1", 0755);
+  const std::string linked_out = folder("linked-out");
+  EXPECT_EQ(::symlink((open_target + "/libcuda.so.1").c_str(), (linked_out + "/libcuda.so.1").c_str()), 0);
+  const std::string via_link = top + "/via-link";  // a folder link into the open folder
+  EXPECT_EQ(::symlink(open_target.c_str(), via_link.c_str()), 0);
+  const bool root = ::geteuid() == 0;
+  const std::string foreign = folder("foreign");
+  file(foreign + "/libnvidia-ml.so.1", 0755);
+  if (root) {
+    EXPECT_EQ(::chown((foreign + "/libnvidia-ml.so.1").c_str(), 1000, 1000), 0);
+  }
+
+  EXPECT_EQ(library_folder_replaceable_by_others(clean), "");
+  EXPECT_EQ(library_folder_replaceable_by_others(group_writable),
+            "holds " + group_writable + "/libc.so.6, writable by group or others");
+  EXPECT_EQ(library_folder_replaceable_by_others(open_subfolder), "holds " + level + ", writable by group or others");
+  EXPECT_EQ(library_folder_replaceable_by_others(linked_out),
+            "holds the link " + linked_out + "/libcuda.so.1 to " + open_target +
+                "/libcuda.so.1, which is in " + open_target + ", writable by group or others");
+  EXPECT_EQ(library_folder_replaceable_by_others(via_link), "is writable by group or others");
+  if (root) {
+    EXPECT_EQ(library_folder_replaceable_by_others(foreign), "holds " + foreign + "/libnvidia-ml.so.1, owned by uid 1000");
+  }
+  std::string list = "LD_LIBRARY_PATH=" + group_writable + ":" + open_subfolder + ":" + linked_out + ":" + via_link +
+                     ":" + (root ? foreign : group_writable) + ":" + clean;
+  char* parent[] = {list.data(), nullptr};
+  EXPECT_EQ(system_program_environment(parent).back(), "LD_LIBRARY_PATH=" + clean);
+  std::filesystem::remove_all(top);
 }
 
 TEST(RunChild, the_program_sees_the_clean_environment) {
