@@ -341,10 +341,11 @@ int finish(const guard::GuardResult& r, const GuardOptions& opts) {
                             {"details", r.details}})
               << "\n";
   } else {
-    std::cout << "gpuwarm guard: " << r.line << "\n";
+    // Paths and a library's RUNPATH bytes reach the journal and a terminal: escaped (review-s53-root L3).
+    std::cout << "gpuwarm guard: " << escape_control(r.line) << "\n";
     if (opts.verbose) {
       for (const auto& d : r.details) {
-        std::cout << "  " << d << "\n";
+        std::cout << "  " << escape_control(d) << "\n";
       }
     }
   }

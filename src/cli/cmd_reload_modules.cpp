@@ -709,6 +709,12 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       SignalShield shield("gpuwarm reload-modules",
                           "the steps run to their end first: stopping between the unload and the load would leave "
                           "the node without a driver");
+      if (int sig = StopSignalsCaught::signal(); sig != 0) {
+        // Asked to stop before the first step (while the lock was taken and the holders read): nothing is done.
+        shield.take();
+        return not_carried_out(fmt::format("interrupted ({}) before the first step; nothing changed", signal_name(sig)),
+                               128 + sig);
+      }
       for (std::size_t i = 0; i < plan.steps.size(); ++i) {
         const auto& s = plan.steps[i];
         // After a failed load of a module built on nvidia, the loads after it may need it and are left to the
@@ -763,6 +769,9 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
     }
     std::string unread;
     std::string now_loaded = loaded_list(paths, &unread);
+    if (interrupted == 0) {
+      interrupted = StopSignalsCaught::signal();  // after the swap, while what is loaded now was read
+    }
     const int code = interrupted != 0 && failure.empty() ? 128 + interrupted
                      : !failure.empty()                     ? to_int(ExitCode::tool_error)
                                                             : to_int(ExitCode::healthy);

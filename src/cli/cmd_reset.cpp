@@ -436,7 +436,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             failed = skip_reset = true;
           }
         } else if (step.kind == ResetStepKind::reset_gpus) {
-          if (skip_reset || shield.pending()) {
+          // A signal the catcher took before the shield began counts as one the shield holds.
+          if (skip_reset || shield.pending() || StopSignalsCaught::signal() != 0) {
             rec.status = "not-run";
             rec.detail = stop_failed  ? "the daemon could not be stopped"
                          : skip_reset ? "the GPUs may still be held (above)"
@@ -483,6 +484,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         }
       }
       signal_number = shield.take();
+      if (signal_number == 0) {
+        signal_number = StopSignalsCaught::signal();  // caught before the shield began
+      }
       report["reset_ran"] = reset_ran;
     }
     std::string text = head + steps_text(records);

@@ -66,9 +66,13 @@ class SignalShield {
   SignalShield() : SignalShield({}, {}) {}
   SignalShield(std::string_view who, std::string_view notice) : m_set(stop_signal_set()) {
     // Ctrl-Z too, but not taken: held until the section ends, it then suspends the process as usual. A
-    // reset suspended mid-way would leave the node without its daemon for as long as nobody resumes it.
+    // reset suspended mid-way would leave the node without its daemon for as long as nobody resumes it. So
+    // are SIGTTOU and SIGTTIN: a background job writing a step's line to a terminal with `stty tostop` would
+    // be stopped there (with SIGTTOU blocked, the write goes through).
     sigset_t block = m_set;
     sigaddset(&block, SIGTSTP);
+    sigaddset(&block, SIGTTOU);
+    sigaddset(&block, SIGTTIN);
     pthread_sigmask(SIG_BLOCK, &block, &m_old);
     if (!notice.empty()) {
       for (std::size_t i = 0; i < k_signals.size(); ++i) {

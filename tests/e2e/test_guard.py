@@ -88,11 +88,22 @@ class Guard(unittest.TestCase):
         os.unlink(source)
         return True
 
-    def stale_copy(self, version):
+    def stale_copy(self, version, folder="opt/old/lib"):
         """A libnvidia-cfg of another version that only the loader's cache names, as an old install leaves."""
-        self.root.write(f"opt/old/lib/libnvidia-cfg.so.{version}", "")
-        os.symlink(f"libnvidia-cfg.so.{version}", self.root.p("opt/old/lib/libnvidia-cfg.so.1"))
-        self.root.write("etc/ld.so.cache", ld_cache([("libnvidia-cfg.so.1", "/opt/old/lib/libnvidia-cfg.so.1")]))
+        self.root.write(f"{folder}/libnvidia-cfg.so.{version}", "")
+        os.symlink(f"libnvidia-cfg.so.{version}", self.root.p(f"{folder}/libnvidia-cfg.so.1"))
+        self.root.write("etc/ld.so.cache", ld_cache([("libnvidia-cfg.so.1", f"/{folder}/libnvidia-cfg.so.1")]))
+
+    def test_a_path_in_the_line_is_escaped(self):
+        # review-s53-root L3: the line goes to the journal and a terminal; a folder named with an escape sequence
+        # and a line break must neither steer the terminal nor forge a second journal line.
+        self.root.driver(VERSION)
+        self.stale_copy("580.95.05", folder="opt/o\x1b]0;pwn\x07\nforged/lib")
+        r = self.guard("--verbose", kmsg=OLD_FORM)
+        self.assertEqual(r.returncode, 12, r.stdout + r.stderr)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertNotIn("\nforged", r.stdout)
+        self.assertIn("/opt/o\\x1b]0;pwn\\x07\\x0aforged/lib/libnvidia-cfg.so.1", r.stdout)
 
     def guard(self, *args, kmsg=()):
         self.root.kmsg(kmsg)
