@@ -361,7 +361,9 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
                  "checked when its groups are not read within 5 s)")
       ->type_name("USER");
   // A mistyped root must not read as "module not loaded" (which starts the daemon): it is a usage error.
-  sub.add_option("--root", opts->root, "Read /proc, /sys, /dev and the daemon binary under DIR")
+  sub.add_option("--root", opts->root,
+                 "Read /proc, /sys, /dev and the daemon binary under DIR (tests). DIR's nvidia-persistenced is run "
+                 "for its --version and its libnvidia-ml loaded (unless --nvml names one): trust DIR as this host")
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
       ->type_name("DIR");

@@ -14,7 +14,9 @@ namespace gpuwarm {
 void add_collect_options(CLI::App& app, CollectOptions& options) {
   const char* group = "Where facts come from";
   app.add_option("--root", options.root,
-                 "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /")
+                 "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /. "
+                 "DIR's libnvidia-ml is loaded as by the host's (unless --nvml names one): trust DIR as this host "
+                 "(the host's / mounted in a pod), never a container's or an unpacked image's root")
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
       ->type_name("DIR")
