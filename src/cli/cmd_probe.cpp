@@ -35,6 +35,7 @@
 #include "probe/probe.h"
 #include "snapshot/snapshot_json.h"
 #include "sysfs/driver.h"
+#include "sysfs/host.h"
 
 namespace gpuwarm {
 
@@ -392,8 +393,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "where one GPU's seconds become the node's.\n\n"
       "Without persistence a cold GPU pays seconds here; with it, milliseconds. Save a baseline before a\n"
       "change and compare after it: the runbook's same-node proof, per GPU and per job start. Each run records\n"
-      "the persistence mode of every GPU it probes (read through NVML before the first child), and the\n"
-      "comparison says when it read the same in both runs. With --rounds N each figure is the median round\n"
+      "the persistence mode of every GPU it probes (read through NVML before the first child) and, for one\n"
+      "that reads Disabled, any other process holding it open (which keeps it warm: no cold baseline), and\n"
+      "the comparison says when it read the same in both runs. With --rounds N each figure is the median round\n"
       "(the lower middle one for an even N), with the range of the rounds that succeeded; a change is marked\n"
       "as within spread when the two runs' ranges overlap. Read-only: it changes no GPU setting.\n\n"
       "Exit codes: 0 every probe succeeded, 1 a probe failed or timed out (or a file could not be read or\n"
@@ -502,6 +504,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     // shown as such, never a smaller node that exits 0.
     std::vector<GpuProbe> unprobeable;
     std::string unprobeable_why;  // the first one's, for the job starts and a run with nothing to probe
+    std::vector<std::pair<std::size_t, unsigned>> minors_of_disabled;  // (at in run.persistence, minor)
     for (const auto& g : nvml_facts.gpus) {
       if (!selected(g)) {
         continue;
@@ -523,8 +526,41 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       }
       selected_gpus.push_back(std::move(p));
       // Read in the same NVML pass that listed the GPUs, before any child: no extra initialization.
-      run.persistence.push_back({g.index, *g.uuid, g.persistence.value,
-                                 g.persistence.has() ? std::string{} : g.persistence.missing});
+      GpuPersistence read;
+      read.index = g.index;
+      read.uuid = *g.uuid;
+      read.enabled = g.persistence.value;
+      read.unread = g.persistence.has() ? std::string{} : g.persistence.missing;
+      if (read.enabled == false) {
+        // Who else holds it open, looked up below: a DCGM exporter or a running job keeps a GPU initialized
+        // whatever persistence reads, and its figure is then no cold start.
+        read.holders_unread = g.minor.has() ? std::string{} : "its minor number was not read: " + g.minor.missing;
+        minors_of_disabled.emplace_back(run.persistence.size(), g.minor.value_or(0));
+      }
+      run.persistence.push_back(std::move(read));
+    }
+    if (!minors_of_disabled.empty()) {
+      // NVML is shut down by now: gpuwarm itself holds no GPU, and no child has started yet.
+      const ClientScan scan = scan_gpu_clients(Paths("/"), {static_cast<int>(::getpid())});
+      for (const auto& [at, minor] : minors_of_disabled) {
+        GpuPersistence& p = run.persistence[at];
+        if (!p.holders_unread.empty()) {
+          continue;
+        }
+        if (!scan.unlisted.empty()) {
+          p.holders_unread = "/proc could not be listed in full: " + scan.unlisted;
+          continue;
+        }
+        for (const auto& c : scan.clients) {
+          if (std::find(c.minors.begin(), c.minors.end(), minor) != c.minors.end()) {
+            p.held_by.push_back(fmt::format("{} (pid {})", escape_control(c.comm), c.pid));
+          }
+        }
+        if (p.held_by.empty() && scan.unreadable > 0) {
+          p.holders_unread = fmt::format("the open files of {} process(es) could not be read (run as root)",
+                                         scan.unreadable);
+        }
+      }
     }
     // Every --gpu must name a GPU: one that names none is a typo, not a smaller run.
     for (const auto& id : opts->gpus) {

@@ -118,12 +118,32 @@ std::string state_text(const GpuPersistence& p) {
   return p.enabled ? (*p.enabled ? "Enabled" : "Disabled") : "not read";
 }
 
+std::string persistence_states_text(const std::vector<GpuPersistence>& gpus);
+
+// What keeps GPUs that read Disabled warm all the same: "; GPU 0 held open by dcgm-exporter (pid 812), warm
+// whatever persistence reads".
+std::string holders_text(const std::vector<GpuPersistence>& gpus) {
+  std::string out;
+  for (const auto& g : gpus) {
+    if (!g.held_by.empty()) {
+      out += fmt::format("; GPU {} held open by {}, warm whatever persistence reads", g.index, fmt::join(g.held_by, ", "));
+    } else if (!g.holders_unread.empty()) {
+      out += fmt::format("; GPU {} may be held open by another process ({}), so warm", g.index, g.holders_unread);
+    }
+  }
+  return out;
+}
+
 // "Enabled on every GPU", or each state with its GPUs ("Disabled on GPU 0; Enabled on GPU 1"), unread
-// ones with why.
+// ones with why; then what holds a Disabled GPU warm.
 std::string persistence_text(const std::vector<GpuPersistence>& gpus) {
   if (gpus.empty()) {
     return "not recorded";
   }
+  return persistence_states_text(gpus) + holders_text(gpus);
+}
+
+std::string persistence_states_text(const std::vector<GpuPersistence>& gpus) {
   std::vector<std::pair<std::string, std::vector<std::string>>> groups;  // state -> GPUs, in first-seen order
   for (const auto& g : gpus) {
     std::string state = state_text(g);
@@ -374,6 +394,10 @@ JobStart median_round(const std::vector<JobStart>& rounds) {
   return out;
 }
 
+bool may_be_held_warm(const GpuPersistence& p) {
+  return p.enabled == false && (!p.held_by.empty() || !p.holders_unread.empty());
+}
+
 std::string persistence_summary(const ProbeRun& run) {
   if (run.persistence.empty()) {
     return "not recorded";
@@ -424,7 +448,10 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
     persistence.push_back({{"index", p.index},
                            {"uuid", p.uuid},
                            {"enabled", p.enabled ? nlohmann::json(*p.enabled) : nlohmann::json(nullptr)},
-                           {"unread", p.enabled ? nlohmann::json(nullptr) : nlohmann::json(p.unread)}});
+                           {"unread", p.enabled ? nlohmann::json(nullptr) : nlohmann::json(p.unread)},
+                           {"held_by", p.held_by},
+                           {"holders_unread",
+                            p.holders_unread.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.holders_unread)}});
   }
   return {{"schema_version", k_probe_schema_version},
           {"kind", "gpuwarm-probe"},
@@ -513,6 +540,14 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
         } else {
           g.unread = p.contains("unread") && p.at("unread").is_string() ? p.at("unread").get<std::string>()
                                                                          : "not recorded";
+        }
+        if (p.contains("held_by") && p.at("held_by").is_array()) {
+          for (const auto& who : p.at("held_by")) {
+            g.held_by.push_back(who.is_string() ? who.get<std::string>() : describe_value(who));
+          }
+        }
+        if (p.contains("holders_unread") && p.at("holders_unread").is_string()) {
+          g.holders_unread = p.at("holders_unread").get<std::string>();
         }
         run.persistence.push_back(std::move(g));
       }
@@ -730,7 +765,9 @@ std::optional<bool> persistence_changed(const ProbeRun& before, const ProbeRun& 
   for (const auto& now : after.persistence) {
     auto then = std::find_if(before.persistence.begin(), before.persistence.end(),
                              [&](const GpuPersistence& p) { return !p.uuid.empty() && p.uuid == now.uuid; });
-    if (then == before.persistence.end() || !then->enabled || !now.enabled) {
+    // A GPU another process held warm (or may have) tells nothing of what switching persistence did.
+    if (then == before.persistence.end() || !then->enabled || !now.enabled || may_be_held_warm(*then) ||
+        may_be_held_warm(now)) {
       return std::nullopt;
     }
     changed = changed || *then->enabled != *now.enabled;

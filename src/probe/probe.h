@@ -77,7 +77,14 @@ struct GpuPersistence {
   std::string uuid;
   std::optional<bool> enabled;
   std::string unread;  // why `enabled` is unset
+  // Of a GPU that reads Disabled: other processes holding it open ("dcgm-exporter (pid 812)"), which keep it
+  // initialized whatever persistence reads, or why that could not be told (then it may be warm too).
+  std::vector<std::string> held_by;
+  std::string holders_unread;
 };
+
+// A GPU that reads persistence Disabled and yet may be kept warm by another process holding it open.
+bool may_be_held_warm(const GpuPersistence& p);
 
 struct ProbeRun {
   std::string hostname;

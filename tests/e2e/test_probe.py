@@ -768,6 +768,42 @@ class Probe(unittest.TestCase):
         self.assertEqual([j["comparable"] for j in d3["compare_jobs"]], [False, False])
         self.assertEqual([j["comparable"] for j in d["compare_jobs"]], [True, True])
 
+    def test_a_gpu_held_open_by_another_process_is_no_cold_baseline(self):
+        # review-s53-probe M2: persistence reads Disabled, but a DCGM exporter (here a process holding a node
+        # numbered as GPU 1's, 195:1) keeps the GPU initialized: the run says so, and its comparison does not
+        # count as switching persistence on (fleet-summary would take the warm figure for "before").
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            self.skipTest("needs root and unshare to hold a device node in a mount namespace of its own")
+        # The holder's /dev is a tmpfs of its own mount namespace (the host's /dev is left alone); gpuwarm
+        # reads its open node through /proc/PID/fd all the same.
+        script = ("mount -t tmpfs tmpfs /dev && mknod -m 600 /dev/nvidia1 c 195 1 && exec \"$0\" -c '"
+                  "import os, time\nfd = os.open(\"/dev/nvidia1\", os.O_PATH)\nprint(\"open\", flush=True)\n"
+                  "time.sleep(60)'")
+        holder = subprocess.Popen(["unshare", "--mount", "sh", "-c", script, sys.executable],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(holder.communicate)  # after the kill: reaps it and closes its pipes
+        self.addCleanup(holder.kill)
+        if holder.stdout.readline() != "open\n":
+            self.skipTest(f"cannot hold a device node in a mount namespace here: {holder.stderr.read()[:200]}")
+        with open(f"/proc/{holder.pid}/comm") as f:
+            comm = f.read().strip()
+        off = [h.gpu(0, persistence=0), h.gpu(1, persistence=0)]
+        baseline = os.path.join(self.tmp, "baseline.json")
+        r = self.probe({}, "--per-gpu", "--save", baseline, gpus=off)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"Persistence when probed: Disabled on every GPU; GPU 1 held open by {comm} (pid {holder.pid}), "
+                      "warm whatever persistence reads", r.stdout)
+        with open(baseline) as f:
+            saved = json.load(f)["persistence"]
+        self.assertEqual([p["held_by"] for p in saved], [[], [f"{comm} (pid {holder.pid})"]])
+        rc, d = self.probe_json({}, "--per-gpu", "--compare", baseline)
+        self.assertEqual(d["compare_persistence"], {"before": "disabled", "after": "enabled", "changed": None})
+        report = os.path.join(self.tmp, "report.json")
+        with open(report, "w") as f:
+            json.dump(d, f)
+        s = json.loads(h.run(["fleet-summary", "--json", report], raw=True).stdout)
+        self.assertEqual(s["cold_start_ms"]["before"]["nodes"], 0, s["cold_start_ms"])
+
     def test_a_failed_job_start_is_not_compared_by_its_cut_short_stage(self):
         # review-s53-probe M1: GPU 1's cuInit fails at once after an 800 ms baseline; the stage it failed in ran
         # for a moment and read as "-97 %". The run's own table keeps that moment; the comparison leaves it out.

@@ -340,7 +340,7 @@ TEST(ProbePersistence, summary_text_and_comparison) {
     ProbeRun run;
     unsigned i = 0;
     for (auto s : states) {
-      run.persistence.push_back({i, "GPU-" + std::to_string(i), s, s ? "" : "NVML_ERROR_NOT_SUPPORTED"});
+      run.persistence.push_back({i, "GPU-" + std::to_string(i), s, s ? "" : "NVML_ERROR_NOT_SUPPORTED", {}, ""});
       ++i;
     }
     return run;
@@ -378,6 +378,24 @@ TEST(ProbePersistence, summary_text_and_comparison) {
   EXPECT_TRUE(compare_persistence_json(gpus({}), on)["changed"].is_null());
   EXPECT_TRUE(compare_persistence_json(gpus({true, std::nullopt}), on)["changed"].is_null());
   EXPECT_NE(render_compare_text(on, on).find("Persistence mode read the same in both runs"), std::string::npos);
+  // review-s53-probe M2: a GPU that read Disabled but was held open (or may have been) was warm: its run is no
+  // "before" of switching persistence on, and the text says why.
+  auto held = gpus({false, false});
+  held.persistence[1].held_by = {"nv-hostengine (pid 812)"};
+  EXPECT_TRUE(compare_persistence_json(held, on)["changed"].is_null());
+  EXPECT_NE(render_probe_text(held).find("Persistence when probed: Disabled on every GPU; GPU 1 held open by "
+                                         "nv-hostengine (pid 812), warm whatever persistence reads"),
+            std::string::npos)
+      << render_probe_text(held);
+  auto unsure = gpus({false, false});
+  unsure.persistence[0].holders_unread = "the open files of 3 process(es) could not be read (run as root)";
+  EXPECT_TRUE(compare_persistence_json(unsure, on)["changed"].is_null());
+  EXPECT_NE(render_probe_text(unsure).find("GPU 0 may be held open by another process (the open files of 3"),
+            std::string::npos);
+  auto back = probe_from_json(probe_to_json(held));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->persistence[1].held_by, std::vector<std::string>{"nv-hostengine (pid 812)"});
+  EXPECT_TRUE(compare_persistence_json(*back, on)["changed"].is_null());
   EXPECT_EQ(render_compare_text(off, on).find("read the same in both runs"), std::string::npos);
   EXPECT_NE(render_compare_text(off, on).find("Persistence before: Disabled on every GPU. After: Enabled on every GPU."),
             std::string::npos)
