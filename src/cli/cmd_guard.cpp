@@ -281,6 +281,11 @@ std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts
   passwd* found = nullptr;
   std::vector<char> buf(16384);
   auto numeric = parse_u64(user);
+  if (numeric && *numeric >= 0xffffffffULL) {
+    // (uid_t)-1 is no user, and a larger number would wrap (4294967296 to root, whose access says nothing).
+    error = "no such user: " + user + " (a uid is below 4294967295)";
+    return out;
+  }
   int rc = numeric ? ::getpwuid_r(static_cast<uid_t>(*numeric), &pw, buf.data(), buf.size(), &found)
                    : ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found);
   if (numeric && (rc != 0 || found == nullptr)) {

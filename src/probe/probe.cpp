@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -59,6 +60,21 @@ bool same_node(const ProbeRun& before, const ProbeRun& after) {
   return before.hostname.empty() || after.hostname.empty() || before.hostname == after.hostname;
 }
 
+// The UUIDs of the GPUs a job started (its processes' CUDA_VISIBLE_DEVICES), lower case and sorted; empty when
+// any process lacks them.
+std::vector<std::string> job_uuids(const JobStart& j) {
+  std::set<std::string> out;
+  for (const auto& p : j.processes) {
+    if (p.uuid.empty()) {
+      return {};
+    }
+    for (auto part : split(p.uuid, ',')) {
+      out.insert(to_lower(std::string(part)));
+    }
+  }
+  return {out.begin(), out.end()};
+}
+
 // A job start is compared only with one of the same node on the same GPUs: a start on 8 GPUs against one on
 // 2 (or another node's) would show the change in count as a change in persistence.
 std::string job_incomparable(const ProbeRun& before, const JobStart& then, const ProbeRun& after,
@@ -69,7 +85,16 @@ std::string job_incomparable(const ProbeRun& before, const JobStart& then, const
   if (then.gpus != now.gpus) {
     return fmt::format("the baseline started {} GPU(s), this run {}", then.gpus, now.gpus);
   }
-  if (!then.gpu_indices.empty() && !now.gpu_indices.empty() && then.gpu_indices != now.gpu_indices) {
+  // The same GPUs by UUID (review-s53-probe L3): NVML numbers a Slurm step's GPUs from 0, so equal indices
+  // may be other GPUs, and a swapped GPU keeps its index; indices decide only for a baseline without UUIDs.
+  const auto then_uuids = job_uuids(then);
+  const auto now_uuids = job_uuids(now);
+  if (!then_uuids.empty() && !now_uuids.empty()) {
+    if (then_uuids != now_uuids) {
+      return fmt::format("the baseline started GPU {}, this run GPU {}", fmt::join(then_uuids, ","),
+                         fmt::join(now_uuids, ","));
+    }
+  } else if (!then.gpu_indices.empty() && !now.gpu_indices.empty() && then.gpu_indices != now.gpu_indices) {
     return fmt::format("the baseline started GPU {}, this run GPU {}", fmt::join(then.gpu_indices, ","),
                        fmt::join(now.gpu_indices, ","));
   }

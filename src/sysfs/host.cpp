@@ -1,5 +1,9 @@
 #include "sysfs/host.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+
 #include <algorithm>
 #include <array>
 #include <string_view>
@@ -83,8 +87,12 @@ DeviceScan scan_nvidia_holders(const Paths& paths, const std::vector<int>& skip)
     }
     auto files = read_open_files(paths, pid);
     if (!files) {
-      // A process that exited meanwhile is not a failure to read.
-      scan.unreadable += files.error().message.find("denied") != std::string::npos ? 1u : 0u;
+      // A process that exited meanwhile (its fd folder gone) is not a failure to read; a folder that is there
+      // and could not be listed is (permission, but also a descriptor limit or memory: a holder not seen must
+      // not read as none).
+      struct stat st {};
+      const bool gone = ::stat(paths.proc(std::to_string(pid) + "/fd").c_str(), &st) != 0 && errno == ENOENT;
+      scan.unreadable += gone ? 0u : 1u;
       continue;
     }
     DeviceHolder holder;

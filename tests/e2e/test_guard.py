@@ -391,6 +391,12 @@ class Guard(unittest.TestCase):
         d = json.loads(r.stdout)
         self.assertEqual((d["exit_code"], d["reason"]), (2, "usage"))
         self.assertIn("no such user", d["line"])
+        # review-s53-root L5: 2^32 wrapped to uid 0, whose access skipped the check
+        os.chmod(self.root.p("dev/nvidia1"), 0o600)
+        for too_large in ("4294967296", "4294967295"):
+            r = self.guard("--user", too_large)
+            self.assertEqual(r.returncode, 2, r.stdout)
+            self.assertIn(f"no such user: {too_large} (a uid is below 4294967295)", r.stdout)
 
     def test_json(self):
         self.root.driver("580.95.05")

@@ -791,11 +791,13 @@ class Probe(unittest.TestCase):
         baseline = os.path.join(self.tmp, "baseline.json")
         r = self.probe({}, "--per-gpu", "--save", baseline, gpus=off)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn(f"Persistence when probed: Disabled on every GPU; GPU 1 held open by {comm} (pid {holder.pid}), "
-                      "warm whatever persistence reads", r.stdout)
+        # Other tests running beside this one may hold nodes numbered as GPUs too: only this holder is asserted.
+        self.assertRegex(r.stdout, r"Persistence when probed: Disabled on every GPU;.* GPU 1 held open by [^;]*"
+                         + re.escape(f"{comm} (pid {holder.pid})") + r"[^;]*, warm whatever persistence reads")
         with open(baseline) as f:
             saved = json.load(f)["persistence"]
-        self.assertEqual([p["held_by"] for p in saved], [[], [f"{comm} (pid {holder.pid})"]])
+        self.assertIn(f"{comm} (pid {holder.pid})", saved[1]["held_by"])
+        self.assertNotIn(f"{comm} (pid {holder.pid})", saved[0]["held_by"])
         rc, d = self.probe_json({}, "--per-gpu", "--compare", baseline)
         self.assertEqual(d["compare_persistence"], {"before": "disabled", "after": "enabled", "changed": None})
         report = os.path.join(self.tmp, "report.json")

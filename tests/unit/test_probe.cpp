@@ -335,6 +335,45 @@ TEST(ProbeRounds, a_change_is_within_spread_only_when_both_ranges_overlap) {
   EXPECT_EQ(compare_json(before, after)[0]["within_spread"], true);
 }
 
+// review-s53-probe L3: job starts are the same GPUs by UUID, not by NVML index (a Slurm step numbers its GPUs
+// from 0; a swapped GPU keeps its index).
+TEST(ProbeJob, compared_only_on_the_same_gpus_by_uuid) {
+  auto run_on = [](std::vector<unsigned> indices, std::vector<std::string> uuids) {
+    ProbeRun run;
+    run.hostname = "node-1";
+    JobStart j;
+    j.method = k_job_process_per_gpu;
+    j.gpus = static_cast<unsigned>(indices.size());
+    j.gpu_indices = indices;
+    for (const auto& u : uuids) {
+      GpuProbe p = process({{"cu_init", 100, -1}}, 150);
+      p.uuid = u;
+      j.processes.push_back(p);
+    }
+    run.jobs.push_back(j);
+    return run;
+  };
+  struct Case {
+    const char* what;
+    ProbeRun before;
+    ProbeRun after;
+    bool comparable;
+  };
+  const std::vector<Case> cases = {
+      {"the same GPUs, numbered alike", run_on({0, 1}, {"GPU-a", "GPU-b"}), run_on({0, 1}, {"GPU-A", "GPU-b"}), true},
+      {"other GPUs numbered alike (two Slurm steps)", run_on({0, 1}, {"GPU-a", "GPU-b"}),
+       run_on({0, 1}, {"GPU-c", "GPU-d"}), false},
+      {"a GPU swapped under its index", run_on({0, 1}, {"GPU-a", "GPU-b"}), run_on({0, 1}, {"GPU-a", "GPU-e"}), false},
+      {"the same GPUs numbered otherwise (in a step, then on the node)", run_on({2, 3}, {"GPU-a", "GPU-b"}),
+       run_on({0, 1}, {"GPU-b", "GPU-a"}), true},
+      {"a baseline without UUIDs: by index", run_on({0, 1}, {"", ""}), run_on({2, 3}, {"GPU-a", "GPU-b"}), false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    EXPECT_EQ(compare_jobs_json(c.before, c.after)[0]["comparable"], c.comparable);
+  }
+}
+
 TEST(ProbePersistence, summary_text_and_comparison) {
   auto gpus = [](std::vector<std::optional<bool>> states) {
     ProbeRun run;
