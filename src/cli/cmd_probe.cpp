@@ -211,6 +211,7 @@ void collect_children(std::vector<Child>& children) {
     auto now = Clock::now();
     int wait_ms = -1;
     let_go_once_all_ready(children);
+    bool timed_out_one = false;
     for (auto& c : children) {
       if (c.done) {
         continue;
@@ -219,14 +220,19 @@ void collect_children(std::vector<Child>& children) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count();
       if (left <= 0 && !waiting_for_others) {
         finish_child(c, /*timed_out=*/true);
-        let_go_once_all_ready(children);
-        continue;
+        timed_out_one = true;
+        break;
       }
       if (!waiting_for_others) {
         wait_ms = wait_ms < 0 ? static_cast<int>(left) : std::min(wait_ms, static_cast<int>(left));
       }
       fds.push_back({c.out_fd, POLLIN, 0});
       owners.push_back(&c);
+    }
+    if (timed_out_one) {
+      // Start the pass again: that end may let the others go, each with a deadline of its own that the wait
+      // below must count (a child passed over as waiting must never leave the wait without one).
+      continue;
     }
     if (fds.empty()) {
       return;
@@ -252,7 +258,9 @@ void collect_children(std::vector<Child>& children) {
         if (c.output.size() < k_max_child_output) {  // a child printing forever is not read forever
           c.output.append(buf, static_cast<std::size_t>(got));
         }
-        c.ready = c.ready || (c.hold_fd >= 0 && c.output.starts_with(k_ready_line));
+        // The line on its own, wherever it comes (a library may have printed before it).
+        c.ready = c.ready || (c.hold_fd >= 0 && (c.output.starts_with(k_ready_line) ||
+                                                 c.output.find("\n" + std::string(k_ready_line)) != std::string::npos));
       } else {
         finish_child(*owners[i], /*timed_out=*/false);
       }
@@ -263,7 +271,7 @@ void collect_children(std::vector<Child>& children) {
 // Probes `probes`, all at once (one launch instant for the group) or one after another. --timeout is per
 // GPU: a child gets it once for every GPU it starts, and children started together, which the driver
 // serializes, get it once for every GPU of the group.
-void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together) {
+void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold) {
   const auto per_gpu = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
   // The GPUs a child starts: those it sees, or the first context_devices of them (a process per GPU that sees
   // all starts one: counting every GPU it sees would give a group of N such processes N * N timeouts).
@@ -277,8 +285,9 @@ void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
   }
   std::vector<Child> children;
   const auto launch = Clock::now();
-  // Processes launched together hold their contexts until all are ready, as a job's ranks do.
-  const bool held = together && probes.size() > 1;
+  // A job's processes, launched together, hold their contexts until all are ready, as its ranks do; --parallel's
+  // per-GPU probes are not held (their TOTAL includes the release, as each GPU's alone does).
+  const bool held = hold && together && probes.size() > 1;
   for (auto& g : probes) {
     const auto gpus = together ? group_gpus : started(g);
     auto child =
@@ -633,7 +642,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         std::vector<GpuProbe> gpus = selected_gpus;
         const auto shift = static_cast<std::ptrdiff_t>((round - 1) % gpus.size());
         std::rotate(gpus.begin(), gpus.begin() + shift, gpus.end());
-        run_probes(gpus, *opts, /*together=*/opts->parallel);
+        run_probes(gpus, *opts, /*together=*/opts->parallel, /*hold=*/false);
         std::rotate(gpus.begin(), gpus.end() - shift, gpus.end());  // back in the table's order
         for (std::size_t i = 0; i < gpus.size(); ++i) {
           timed_out = timed_out || gpus[i].timed_out;
@@ -656,7 +665,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         const std::size_t k = (n + round - 1) % job_starts.size();
         JobStart job = job_starts[k];
         auto launched = Clock::now();
-        run_probes(job.processes, *opts, /*together=*/true);
+        run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true);
         job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
         job_timed_out = job_timed_out || std::any_of(job.processes.begin(), job.processes.end(),
                                                      [](const GpuProbe& p) { return p.timed_out; });

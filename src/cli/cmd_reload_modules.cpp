@@ -561,7 +561,8 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       "is missing (or a file), 6 no NVIDIA driver loaded or to load, 7 another fix, reset or reload-modules\n"
       "runs, or probe or watch --load was still timing the GPUs after 60 s (the node's lock), 9 refused: cannot tell (the\n"
       "loaded modules or version, a module file's modinfo, or the processes holding the GPUs could not be\n"
-      "read: nothing changed), 128+N interrupted by signal N after the swap finished.\n\n"
+      "read: nothing changed), 128+N interrupted by signal N: after the swap finished (or, just before its first\n"
+      "step, nothing changed).\n\n"
       "Examples:\n"
       "  gpuwarm reload-modules --dry-run\n"
       "  systemctl stop nvidia-persistenced; gpuwarm reload-modules --yes; rc=$?\n"
@@ -710,7 +711,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
                           "the steps run to their end first: stopping between the unload and the load would leave "
                           "the node without a driver");
       if (int sig = StopSignalsCaught::signal(); sig != 0) {
-        // Asked to stop before the first step (while the lock was taken and the holders read): nothing is done.
+        // A stop signal caught between the catcher's start above and the shield: nothing is done.
         shield.take();
         return not_carried_out(fmt::format("interrupted ({}) before the first step; nothing changed", signal_name(sig)),
                                128 + sig);

@@ -240,7 +240,7 @@ namespace {
 // The subfolders the loader searches before a folder of LD_LIBRARY_PATH: glibc-hwcaps/<level>/ (glibc 2.33+), and
 // the legacy hardware-capability folders of glibc before 2.37 (tls/, haswell/, x86_64/, avx512_1/, nested).
 bool searched_by_the_loader(const std::string& name, bool top) {
-  static const std::vector<std::string> k_top = {"glibc-hwcaps", "tls", "haswell", "x86_64", "avx512_1"};
+  static const std::vector<std::string> k_top = {"glibc-hwcaps", "tls", "haswell", "x86_64", "avx512_1", "xeon_phi"};
   return !top || std::find(k_top.begin(), k_top.end(), name) != k_top.end();
 }
 
@@ -315,7 +315,7 @@ std::string library_folder_replaceable_by_others(const std::string& folder) {
     return "leads to " + std::string(real) + ", which " + why;
   }
   std::size_t budget = 16384;
-  return entries_replaceable_by_others(real, 2, true, budget);
+  return entries_replaceable_by_others(real, 3, true, budget);  // tls/haswell/x86_64 is three down
 }
 
 Result<std::string> find_system_executable(const std::string& root, const std::string& name,

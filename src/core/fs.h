@@ -57,7 +57,7 @@ std::string replaceable_by_others(const std::string& path);
 // Why a folder the loader would search for a program run as root could hand it a library another user put
 // there ("" when it cannot): the folder as named and as resolved (replaceable_by_others), each file and link to
 // a file in it (and where the link leads), and the subfolders the loader searches first (glibc-hwcaps/<level>/,
-// glibc's legacy tls/, x86_64/, haswell/). A folder of more than 16384 entries is not checked, and not trusted.
+// glibc's legacy tls/, x86_64/, haswell/, nested up to three deep). A folder of more than 16384 entries is not checked, and not trusted.
 std::string library_folder_replaceable_by_others(const std::string& folder);
 
 // The system directories root runs helper programs from (dcgmi, udevadm):

@@ -1198,10 +1198,14 @@ void Linter::find_commands() {
         return false;
       };
       skip("*");
-      if (skip("args") && (at == std::string_view::npos || m_text[at] != '=' || m_text.substr(at).starts_with("=="))) {
-        continue;  // a name `args` passed on, or compared: nothing this reader follows
+      // `args=NAME` (the keyword), never a name that starts with "args" or a comparison `args == x`.
+      if (at != std::string_view::npos && m_text.substr(at).starts_with("args") &&
+          (at + 4 == m_text.size() || !identifier_char(m_text[at + 4]))) {
+        const std::size_t eq = m_text.find_first_not_of(blank, at + 4);
+        if (eq != std::string_view::npos && m_text[eq] == '=' && !m_text.substr(eq).starts_with("==")) {
+          at = m_text.find_first_not_of(blank, eq + 1);
+        }
       }
-      skip("=");
       const bool in_shlex_split = skip("shlex.split(");
       const std::size_t name_start = at;
       while (at < m_text.size() && identifier_char(m_text[at])) {

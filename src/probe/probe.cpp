@@ -153,7 +153,8 @@ std::string holders_text(const std::vector<GpuPersistence>& gpus) {
     if (!g.held_by.empty()) {
       out += fmt::format("; GPU {} held open by {}, warm whatever persistence reads", g.index, fmt::join(g.held_by, ", "));
     } else if (!g.holders_unread.empty()) {
-      out += fmt::format("; GPU {} may be held open by another process ({}), so warm", g.index, g.holders_unread);
+      out += fmt::format("; GPU {} may be held open by another process ({}), so it may be warm", g.index,
+                         g.holders_unread);
     }
   }
   return out;
@@ -332,8 +333,11 @@ std::vector<cuda::Stage> job_stages(const JobStart& j, bool with_failed_stage) {
   }
   const cuda::ColdStart& r = shown->result;
   for (const char* name : k_job_stage_order) {
+    if (r.failed_stage == name && !with_failed_stage) {
+      break;  // neither it nor a later stage: on several GPUs, device 0's part of it would read as the whole
+    }
     std::optional<double> ms = stage_ms(r.stages, name);
-    if (r.failed_stage == name && with_failed_stage) {
+    if (r.failed_stage == name) {
       ms = ms.value_or(0) + r.failed_ms;
     }
     if (ms) {

@@ -333,6 +333,12 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "c = \"nvidia-smi -pm 1\"\nsubprocess.run(c.split())\n"
        "d = \"nvidia-smi -pm 1\"\nsubprocess.check_call(shlex.split(d))\n",
        {"LINT001@1:7", "LINT001@3:7", "LINT001@5:6", "LINT001@7:6"}, "enable.py"},
+      // review-s53-diff L2: names that start with "args" are names, not the keyword.
+      {"a held command in a name starting with args", FileKind::shell,
+       "args = [\"nvidia-smi\", \"-pm\", \"1\"]\nsubprocess.run(args)\n"
+       "args_list = [\"nvidia-smi\", \"-pm\", \"1\"]\nsubprocess.run(args_list)\n"
+       "argsv = [\"nvidia-smi\", \"-pm\", \"1\"]\nos.execvp(*argsv)\n",
+       {"LINT001@1:10", "LINT001@3:15", "LINT001@5:11"}, "enable.py"},
       {"near miss: args compared, a name cut into lines", FileKind::shell,
        "e = \"nvidia-smi -pm 1\"\nrun(args == e)\n"
        "f = \"nvidia-smi -pm 1\"\nsubprocess.run(f.splitlines())\n",
