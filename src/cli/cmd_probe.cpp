@@ -255,12 +255,21 @@ void collect_children(std::vector<Child>& children) {
       ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
       if (got > 0) {
         Child& c = *owners[i];
-        if (c.output.size() < k_max_child_output) {  // a child printing forever is not read forever
+        const std::size_t had = c.output.size();
+        if (had < k_max_child_output) {  // a child printing forever is not read forever
           c.output.append(buf, static_cast<std::size_t>(got));
         }
-        // The line on its own, wherever it comes (a library may have printed before it).
-        c.ready = c.ready || (c.hold_fd >= 0 && (c.output.starts_with(k_ready_line) ||
-                                                 c.output.find("\n" + std::string(k_ready_line)) != std::string::npos));
+        // The line on its own, wherever it comes (a library may have printed before it). Only what this read
+        // added is searched (with the line it may complete): a flood is not scanned again at every read.
+        if (!c.ready && c.hold_fd >= 0 && c.output.size() > had) {
+          for (auto at = c.output.find(k_ready_line, had > k_ready_line.size() ? had - k_ready_line.size() : 0);
+               at != std::string::npos; at = c.output.find(k_ready_line, at + 1)) {
+            if (at == 0 || c.output[at - 1] == '\n') {
+              c.ready = true;
+              break;
+            }
+          }
+        }
       } else {
         finish_child(*owners[i], /*timed_out=*/false);
       }
