@@ -44,6 +44,7 @@ namespace {
 
 struct GuardOptions {
   std::string root = "/";
+  bool root_trusted = false;  // --trust-root
   std::string nvml_library;
   std::string kernel_log;
   std::string user;
@@ -247,10 +248,16 @@ std::string daemon_binary(const Paths& paths, const std::string& given, std::str
   return binary;
 }
 
-guard::UserSpaceVersion daemon_version(const std::string& binary, const std::string& missing) {
+// `not_run`: why the binary, the root's, must not run here (untrusted_root_for_code), or "".
+guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& binary, const std::string& missing,
+                                       const std::string& not_run) {
   guard::UserSpaceVersion v{"nvidia-persistenced --version", std::nullopt, "", false};
   if (binary.empty()) {
     v.missing = missing;
+    return v;
+  }
+  if (!not_run.empty()) {
+    v.missing = paths.display(binary) + " not run: " + not_run;
     return v;
   }
   auto out = run_capture({binary, "--version"}, 5000);
@@ -367,11 +374,16 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       ->type_name("USER");
   // A mistyped root must not read as "module not loaded" (which starts the daemon): it is a usage error.
   sub.add_option("--root", opts->root,
-                 "Read /proc, /sys, /dev and the daemon binary under DIR (tests). DIR's nvidia-persistenced is run "
-                 "for its --version and its libnvidia-ml loaded (unless --nvml names one): trust DIR as this host")
+                 "Read /proc, /sys, /dev and the daemon binary under DIR (tests). As root, DIR's nvidia-persistenced "
+                 "is not run for its --version, nor its libnvidia-ml loaded, unless --trust-root says DIR is this "
+                 "host's own tree")
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
       ->type_name("DIR");
+  sub.add_flag("--trust-root", opts->root_trusted,
+               "DIR of --root is this host's own / (mounted in a pod as /host): run its nvidia-persistenced and "
+               "load its libnvidia-ml as root. Never for a container's or an unpacked image's tree")
+      ->needs("--root");
   existing_file_path(sub.add_option(
       "--nvml", opts->nvml_library,
       "The user-space NVML library file to compare (default: found as `diagnose` finds it, under --root the root's)"));
@@ -457,9 +469,13 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       }
       std::string daemon_missing;
       const std::string daemon_path = daemon_binary(paths, opts->daemon, daemon_missing);
-      guard::UserSpaceVersion daemon = daemon_version(daemon_path, daemon_missing);
+      // A --daemon named outright is a host path, checked as such; one found under --root is the root's.
+      const std::string not_run = opts->daemon.empty() ? untrusted_root_for_code(opts->root, opts->root_trusted) : "";
+      guard::UserSpaceVersion daemon = daemon_version(paths, daemon_path, daemon_missing, not_run);
       facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
-      NvmlVersion nvml = nvml_version_with_deadline(nvml::LibrarySearch{opts->nvml_library, opts->root});
+      // --nvml comes from the drop-in and is loaded at every boot: checked as the searched copies are.
+      NvmlVersion nvml = nvml_version_with_deadline(
+          nvml::LibrarySearch{opts->nvml_library, opts->root, opts->root_trusted, /*check_named_file=*/true});
       facts.user_space.push_back(nvml.version);
       facts.user_space.push_back(cfg_version(nvml.real_path));
       facts.user_space.push_back(daemon);

@@ -575,8 +575,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
           }
         }
         if (p.held_by.empty() && scan.unreadable > 0) {
-          p.holders_unread = fmt::format("the open files of {} process(es) could not be read (run as root)",
-                                         scan.unreadable);
+          // Not only permission: a process at its limits or an LSM refuses root too (review-s53-diff M3).
+          p.holders_unread = fmt::format("the open files of {} process(es) could not be read{}", scan.unreadable,
+                                         ::geteuid() == 0 ? "" : " (run as root)");
         }
       }
     }
@@ -675,6 +676,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         JobStart job = job_starts[k];
         auto launched = Clock::now();
         run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true);
+        job.ranks_held = job.processes.size() > 1;  // as run_probes holds a group
         job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
         job_timed_out = job_timed_out || std::any_of(job.processes.begin(), job.processes.end(),
                                                      [](const GpuProbe& p) { return p.timed_out; });

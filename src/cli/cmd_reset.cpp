@@ -398,6 +398,30 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         failed = failed || !ok;
         return ok;
       };
+      // Who holds the target GPUs now: "" when no one, else why the reset must not run (pid and command name
+      // only: the daemon may be stopped, and nothing may block before it is started again).
+      auto held_now = [&]() -> std::string {
+        Snapshot now;
+        std::vector<int> skip = {static_cast<int>(::getpid())};
+        ClientScan scan = scan_gpu_clients(paths, skip);
+        now.nvml = before.nvml;
+        now.host.gpu_clients = Fact<std::vector<GpuClient>>::known(scan.clients);
+        if (auto still = reset_blockers(now, plan.targets); !still.empty()) {
+          std::string text = "the GPUs are held:";
+          for (const auto& c : still) {
+            text += fmt::format("\npid {} ({})", c.pid, escape_control(c.comm));
+          }
+          return text;
+        }
+        if (!scan.unlisted.empty()) {
+          return "the processes could not be listed (" + escape_control(scan.unlisted) + "): the GPUs may be held";
+        }
+        if (scan.unreadable > 0) {
+          return fmt::format("{} processes' open files could not be read: the GPUs may be held", scan.unreadable);
+        }
+        return "";
+      };
+      bool holders_checked = false;  // since the plan: after the daemon's stop, or right before the reset
       for (auto& rec : records) {
         const ResetStep& step = *rec.step;
         if (step.kind == ResetStepKind::stop_daemon) {
@@ -414,25 +438,10 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           rec.detail = "job done";
           daemon_down = settings_at_risk = true;
           // The daemon must have let go: a reset while it (or anything) still holds a GPU fails half-way.
-          Snapshot now;
-          std::vector<int> skip = {static_cast<int>(::getpid())};
-          ClientScan scan = scan_gpu_clients(paths, skip);
-          now.nvml = before.nvml;
-          now.host.gpu_clients = Fact<std::vector<GpuClient>>::known(scan.clients);
-          if (auto still = reset_blockers(now, plan.targets);
-              !still.empty() || scan.unreadable > 0 || !scan.unlisted.empty()) {
-            // Only pid and command name here: the daemon is stopped, and nothing may block before it is
-            // started again.
+          holders_checked = true;
+          if (std::string held = held_now(); !held.empty()) {
             rec.status = "failed";
-            rec.detail = !still.empty()            ? "stopped, but the GPUs are still held:"
-                         : !scan.unlisted.empty() ? "stopped, but the processes could not be listed (" +
-                                                         escape_control(scan.unlisted) + "): the GPUs may still be held"
-                                                   : fmt::format("stopped, but {} processes' open files could not be "
-                                                                 "read: the GPUs may still be held",
-                                                                 scan.unreadable);
-            for (const auto& c : still) {
-              rec.detail += fmt::format("\npid {} ({})", c.pid, escape_control(c.comm));
-            }
+            rec.detail = "stopped, but " + held;
             failed = skip_reset = true;
           }
         } else if (step.kind == ResetStepKind::reset_gpus) {
@@ -443,6 +452,17 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                          : skip_reset ? "the GPUs may still be held (above)"
                                       : "a signal arrived before the reset";
             continue;
+          }
+          // With no stop before it, the last look at the holders was the snapshot, seconds old after the NVML
+          // collection: a job or a restarting daemon may have opened a GPU since (review-s53-root L9).
+          if (!holders_checked) {
+            holders_checked = true;
+            if (std::string held = held_now(); !held.empty()) {
+              rec.status = "not-run";
+              rec.detail = "since the plan, " + held;
+              failed = true;
+              continue;
+            }
           }
           reset_ran = settings_at_risk = true;
           run_command(rec, static_cast<int>(opts->reset_timeout_seconds * 1000));

@@ -15,11 +15,16 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
   const char* group = "Where facts come from";
   app.add_option("--root", options.root,
                  "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /. "
-                 "DIR's libnvidia-ml is loaded as by the host's (unless --nvml names one): trust DIR as this host "
-                 "(the host's / mounted in a pod), never a container's or an unpacked image's root")
+                 "As root, DIR's libnvidia-ml is not loaded unless --trust-root says DIR is this host's own tree "
+                 "(or --nvml names a library)")
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
       ->type_name("DIR")
+      ->group(group);
+  app.add_flag("--trust-root", options.root_trusted,
+               "DIR of --root is this host's own / (mounted in a pod as /host): load its libnvidia-ml as root. "
+               "Never for a container's or an unpacked image's tree, whose files pass ownership checks all the same")
+      ->needs("--root")
       ->group(group);
   // A named log gpuwarm cannot read (a FIFO, a format it does not read) is UNK007: cannot tell, not "empty".
   existing_file_path(app.add_option("--kernel-log", options.kernel_log,

@@ -212,6 +212,20 @@ Result<std::string> read_first_line(const std::string& path) {
 const std::vector<std::string> k_system_bin_dirs = {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
                                                     "/usr/local/bin"};
 
+std::string untrusted_root_for_code(const std::string& root, bool trusted) {
+  if (trusted || Paths(root).is_live() || ::geteuid() != 0) {
+    return {};
+  }
+  struct stat tree {};
+  struct stat own {};
+  if (::stat(root.c_str(), &tree) == 0 && ::stat("/", &own) == 0 && tree.st_dev == own.st_dev &&
+      tree.st_ino == own.st_ino) {
+    return {};
+  }
+  return "--root " + root + " may be a container's or an image's tree, whose code never runs as root (--trust-root "
+         "if it is this host's own /, as the host's / mounted in a pod)";
+}
+
 std::string replaceable_by_others(const std::string& path) {
   const uid_t me = ::geteuid();
   std::string at = path;

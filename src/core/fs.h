@@ -60,6 +60,13 @@ std::string replaceable_by_others(const std::string& path);
 // glibc's legacy tls/, x86_64/, haswell/, nested up to three deep). A folder of more than 16384 entries is not checked, and not trusted.
 std::string library_folder_replaceable_by_others(const std::string& folder);
 
+// Why code under `root` (its libnvidia-ml, its nvidia-persistenced) must not run in this process or its children
+// ("" when it may): as root, a tree other than this host's own / may be a container's or an unpacked image's,
+// whose files are owned by uid 0 and pass every ownership check all the same. So as root such a tree's code runs
+// only where the caller vouches for it (`trusted`: --trust-root, the host's / mounted in a pod) or where `root`
+// is this process's own / (the same file system object). Not root: the caller runs it as themselves.
+std::string untrusted_root_for_code(const std::string& root, bool trusted);
+
 // The system directories root runs helper programs from (dcgmi, udevadm):
 // never $PATH, whose entries may be relative or the caller's.
 extern const std::vector<std::string> k_system_bin_dirs;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <utility>
 #include <vector>
 
 #include "core/signal_shield.h"
@@ -78,8 +79,29 @@ std::vector<std::string> components(const std::string& dir) {
 // made before anything is written, stop and answer Fd(-1) (the write would create it: nothing to refuse).
 enum class Missing { as_options_say, stop_there };
 
+// The folders one write created, removed again (newest first, each only while empty) unless the write
+// succeeded: a failed write leaves nothing behind, not even an empty nvidia-persistenced.service.d/.
+class MadeFolders {
+ public:
+  MadeFolders() = default;
+  MadeFolders(const MadeFolders&) = delete;
+  MadeFolders& operator=(const MadeFolders&) = delete;
+  ~MadeFolders() {
+    for (auto it = m_made.rbegin(); !m_kept && it != m_made.rend(); ++it) {
+      ::unlinkat(it->first.get(), it->second.c_str(), AT_REMOVEDIR);
+    }
+  }
+  // `parent` stays open: the folder is removed from the one it was made in, whatever its path means later.
+  void made(int parent, const std::string& name) { m_made.emplace_back(Fd(::fcntl(parent, F_DUPFD_CLOEXEC, 0)), name); }
+  void keep() { m_kept = true; }
+
+ private:
+  std::vector<std::pair<Fd, std::string>> m_made;
+  bool m_kept = false;
+};
+
 Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options,
-                          Missing missing = Missing::as_options_say) {
+                          Missing missing = Missing::as_options_say, MadeFolders* made = nullptr) {
   const std::string root = options.root.empty() ? "/" : options.root;
   Fd cur(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (cur.get() < 0) {
@@ -103,6 +125,9 @@ Result<Fd> open_dir_chain(const std::string& dir, const WriteOptions& options,
       bool created = ::mkdirat(cur.get(), part.c_str(), options.dir_mode) == 0;
       if (!created && errno != EEXIST) {
         return fail(why("cannot create " + path, errno));
+      }
+      if (created && made != nullptr) {
+        made->made(cur.get(), part);
       }
       next = ::openat(cur.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (next >= 0 && created) {
@@ -271,7 +296,8 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
   }
   const std::string& dir = t->dir;
   const std::string& name = t->name;
-  auto dirfd = open_dir_chain(dir, options);  // dir is inside options.root
+  MadeFolders made;  // declared first: removed last, after the temporary file in them
+  auto dirfd = open_dir_chain(dir, options, Missing::as_options_say, &made);  // dir is inside options.root
   if (!dirfd) {
     return fail("cannot write " + path + ": " + dirfd.error().message);  // every message names the target
   }
@@ -307,6 +333,7 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
     ::unlinkat(dirfd->get(), tmp.c_str(), 0);
     return fail(why("cannot rename into " + path, err));
   }
+  made.keep();
   remove_stale_temporaries(dirfd->get(), name);
   if (::fsync(dirfd->get()) != 0) {
     return fail(why("written, but cannot sync the directory of " + path, errno));

@@ -48,6 +48,7 @@ std::optional<BackgroundCall<NvmlFacts>> start_nvml(const CollectOptions& option
                                     : options.full     ? nvml::Depth::full
                                                        : nvml::Depth::decision,
                                     options.one_shot};
+  nvml_options.root_trusted = options.root_trusted;
   return BackgroundCall<NvmlFacts>([nvml_options](Progress& progress) mutable {
     nvml_options.progress = &progress;
     return nvml::collect(nvml_options);
@@ -130,8 +131,18 @@ NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
   return finish_nvml(call, options, started);
 }
 
-Snapshot collect_snapshot(const CollectOptions& options, ServiceManager* services) {
+Snapshot collect_snapshot(const CollectOptions& asked, ServiceManager* services) {
   auto start = std::chrono::steady_clock::now();
+  CollectOptions options = asked;
+  // As root, a --root tree's libnvidia-ml is searched for only where the caller vouched for the tree: one that may
+  // be a container's is left closed and says why, a "cannot tell" (UNK009), not a missing driver (DRV002). A
+  // library named with --nvml is a host path, loaded as it always is.
+  if (options.nvml_not_opened.empty() && options.nvml_library.empty()) {
+    if (std::string why = untrusted_root_for_code(options.root, options.root_trusted); !why.empty()) {
+      options.nvml_not_opened = "its libnvidia-ml would run as root: " + why;
+      options.nvml_not_opened_by = "untrusted-root";
+    }
+  }
   Paths paths(options.root);
   Snapshot snap;
   snap.gpuwarm_version = GPUWARM_VERSION;

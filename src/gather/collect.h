@@ -12,6 +12,7 @@ namespace gpuwarm {
 
 struct CollectOptions {
   std::string root = "/";     // --root: where /proc, /sys, /dev and /run are read
+  bool root_trusted = false;  // --trust-root: as root, load the root's libnvidia-ml (core/fs.h untrusted_root_for_code)
   std::string kernel_log;     // --kernel-log FILE instead of /dev/kmsg
   std::string nvml_library;   // --nvml PATH
   bool use_systemd = true;    // --no-systemd clears it
@@ -29,7 +30,7 @@ struct CollectOptions {
   // (cli/node_lock.h). Set by the commands that only read; never by those holding the node's lock.
   bool stand_aside = false;
   std::string nvml_not_opened;  // why NVML is left closed in this collection ("": open it)
-  std::string nvml_not_opened_by;  // the lock held ("timing", "changing", "waiting"), for one-line renderings
+  std::string nvml_not_opened_by;  // the lock held ("timing", "changing", "waiting") or "untrusted-root", for one-line renderings
 };
 
 // `services` may be null when use_systemd is false.

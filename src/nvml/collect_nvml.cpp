@@ -313,7 +313,7 @@ NvmlFacts collect(const CollectOptions& options) {
   };
   auto load_start = Clock::now();
   tell(options.progress, "loading libnvidia-ml");
-  auto lib = Library::open(LibrarySearch{options.library_path, options.root});
+  auto lib = Library::open(LibrarySearch{options.library_path, options.root, options.root_trusted});
   facts.load_ms = ms_since(load_start);
   if (!lib) {
     not_loaded("NVML library not loaded: " + lib.error().message);

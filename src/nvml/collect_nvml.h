@@ -28,6 +28,7 @@ struct CollectOptions {
   // repeatedly must not: each sample has to open NVML afresh.
   bool release_at_exit = false;
   Progress* progress = nullptr;  // told each stage, so a timeout can say where NVML stuck
+  bool root_trusted = false;     // --trust-root (LibrarySearch)
 };
 
 NvmlFacts collect(const CollectOptions& options);

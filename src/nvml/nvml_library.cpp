@@ -154,6 +154,9 @@ std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search) {
 Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
   const std::vector<LibraryCandidate> candidates = library_candidates(search);
   const bool explicit_path = !search.path.empty();
+  const bool as_root = ::geteuid() == 0;
+  // Only the searched copies are the root's: a named file (--nvml) is a host path.
+  const std::string untrusted_root = explicit_path ? "" : untrusted_root_for_code(search.root, search.root_trusted);
   std::vector<std::string> passed_over;
   void* handle = nullptr;
   void* stub_handle = nullptr;
@@ -166,16 +169,23 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     std::string load_path = candidate.path;
     std::string real;  // known here when the file was opened and checked first
     int fd = -1;
-    if (absolute && !explicit_path) {
+    if (absolute && (!explicit_path || (as_root && search.check_named_file))) {
       struct stat st {};
       if (::stat(candidate.path.c_str(), &st) != 0) {
+        if (explicit_path) {
+          passed_over.push_back(candidate.path + ": " + std::strerror(errno));
+        }
         continue;  // the usual case: not this layout
       }
       if (!S_ISREG(st.st_mode)) {  // a FIFO there would block dlopen, a device act on being opened
         passed_over.push_back(candidate.path + ": not a regular file");
         continue;
       }
-      if (::geteuid() == 0) {
+      if (!untrusted_root.empty()) {
+        passed_over.push_back(candidate.path + ": not loaded as root: " + untrusted_root);
+        continue;
+      }
+      if (as_root) {
         // Check the file we will load, not a name that could be swapped
         // between the check and dlopen: open it once its type is checked, check the open file, load it
         // through /proc/self/fd.

@@ -17,8 +17,12 @@ namespace gpuwarm::nvml {
 // gpuwarm never second-guesses --nvml. Otherwise the default loader path
 // (live root only), then the driver locations of known layouts under `root`.
 struct LibrarySearch {
-  std::string path;         // --nvml; "" = search
-  std::string root = "/";   // --root: search the root's copies, never the caller's
+  std::string path;            // --nvml; "" = search
+  std::string root = "/";      // --root: search the root's copies, never the caller's
+  bool root_trusted = false;   // --trust-root: as root, load the root's copies (see untrusted_root_for_code)
+  // As root, check a named file (`path`) as the searched ones are: the guard, whose --nvml comes from a drop-in
+  // and is loaded at every boot (an interactive command's --nvml is the operator's own choice).
+  bool check_named_file = false;
 };
 
 struct LibraryCandidate {

@@ -85,6 +85,15 @@ std::string job_incomparable(const ProbeRun& before, const JobStart& then, const
   if (then.gpus != now.gpus) {
     return fmt::format("the baseline started {} GPU(s), this run {}", then.gpus, now.gpus);
   }
+  // review-s53-diff L5: a job whose processes let go of their contexts as each was ready counted the driver's
+  // serialized release of the first ones in the READY of the last: another measure, not a slower start.
+  if (then.processes.size() > 1 && then.ranks_held != now.ranks_held) {
+    return then.ranks_held ? "this run's processes let go of their contexts as each was ready, the baseline's held "
+                             "them until all were: READY is not measured alike"
+                           : "the baseline's processes let go of their contexts as each was ready (saved by an "
+                             "earlier gpuwarm), this run's held them until all were: READY is not measured alike; "
+                             "save a new baseline";
+  }
   // The same GPUs by UUID (review-s53-probe L3): NVML numbers a Slurm step's GPUs from 0, so equal indices
   // may be other GPUs, and a swapped GPU keeps its index; indices decide only for a baseline without UUIDs.
   const auto then_uuids = job_uuids(then);
@@ -470,7 +479,7 @@ nlohmann::json probe_to_json(const ProbeRun& run) {
                     {"ready_ms", ms_json(job_ready_ms(j))}, {"wall_ms", j.wall_ms}, {"stages", stages},
                     {"processes", processes}, {"ready_samples_ms", samples_json(j.ready_samples_ms)},
                     {"failed_round", j.failed_round > 0 ? nlohmann::json(j.failed_round) : nlohmann::json(nullptr)},
-                    {"failed_rounds", j.failed_rounds}});
+                    {"failed_rounds", j.failed_rounds}, {"ranks_held", j.ranks_held}});
   }
   nlohmann::json persistence = nlohmann::json::array();
   for (const auto& p : run.persistence) {
@@ -550,6 +559,7 @@ Result<ProbeRun> probe_from_json(const nlohmann::json& j) {
         job.ready_samples_ms = samples_from_json(js, "ready_samples_ms");
         job.failed_round = whole_number_or(js, "failed_round", 0u);
         job.failed_rounds = whole_number_or(js, "failed_rounds", 0u);
+        job.ranks_held = js.contains("ranks_held") && js.at("ranks_held").is_boolean() && js.at("ranks_held").get<bool>();
         run.jobs.push_back(std::move(job));
       }
     }

@@ -68,6 +68,10 @@ struct JobStart {
   std::vector<double> ready_samples_ms;
   unsigned failed_round = 0;
   unsigned failed_rounds = 0;
+  // Its processes held their contexts until every one was ready, as a job's ranks do. False in baselines saved
+  // before gpuwarm held them (each let go once ready, and the driver's serialized release of the first counted
+  // in the READY of the last): such a READY is not compared with a held one.
+  bool ranks_held = false;
 };
 
 // A probed GPU's persistence mode, read through NVML before the probe (Enabled: the daemon or the legacy

@@ -106,7 +106,8 @@ constexpr RuleInfo k_rules[] = {
      checks::systemd_unanswered},
     {"UNK009", "nvml-not-opened", S::warning, R::unknown,
      "NVML was left closed: `gpuwarm probe` or `watch --load` was timing the GPUs, or `fix`, `reset` or "
-     "`reload-modules` was changing the node (opening it would have spoiled the timing or held a GPU)",
+     "`reload-modules` was changing the node (opening it would have spoiled the timing or held a GPU), or, as "
+     "root, --root names a tree not vouched for with --trust-root",
      checks::nvml_not_opened},
     {"PM003", "persistence-masked", S::warning, R::note,
      "Persistence is off but other clients hold the GPU open now: masked, not fixed", checks::persistence_masked},

@@ -118,7 +118,7 @@ struct NvmlFacts {
   std::vector<std::string> library_passed_over;  // candidates tried first, each with why it was not used
   std::string timed_out_at;                // NVML did not answer by the deadline; what it was doing then
   std::string not_opened;                  // NVML was left closed on purpose, and why ("": it was asked)
-  std::string not_opened_by;               // the lock that was held: "timing", "changing" or "waiting"
+  std::string not_opened_by;               // the lock that was held ("timing", "changing", "waiting"), or "untrusted-root"
   double timeout_s = 0;                    // the deadline that applied (0: none)
   Fact<std::string> library_file_version;  // from that file's name
   Fact<std::string> nvml_version;          // nvmlSystemGetNVMLVersion, "13.580.159.04"

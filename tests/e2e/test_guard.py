@@ -107,7 +107,7 @@ class Guard(unittest.TestCase):
 
     def guard(self, *args, kmsg=()):
         self.root.kmsg(kmsg)
-        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+        r = h.run(["guard", "--root", self.root.path, "--trust-root", "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                    "--kernel-log", self.root.p("dev/kmsg"), *args], raw=True)
         self.assertNotIn("Sanitizer", r.stderr)
         self.assertNotEqual(r.returncode, 255)
@@ -123,12 +123,42 @@ class Guard(unittest.TestCase):
         # A relative --root is the same root: the daemon's --version is still asked, not dropped as a
         # program named by a relative path.
         parent = os.path.dirname(self.root.path)
-        r = subprocess.run([h.BIN, "guard", "--root", os.path.basename(self.root.path), "--verbose",
+        r = subprocess.run([h.BIN, "guard", "--root", os.path.basename(self.root.path), "--trust-root", "--verbose",
                             "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                             "--kernel-log", self.root.p("dev/kmsg")],
                            cwd=parent, capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"nvidia-persistenced --version {VERSION}", r.stdout)
+
+    def test_an_untrusted_roots_daemon_is_not_run_as_root(self):
+        """As root, the tree's nvidia-persistenced runs for its --version only under --trust-root: a --root may be
+        a container's tree, whose files are uid 0's too (review-s53-root H1). Without it the version is not known,
+        and the line says why."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: as another user the tree's program runs as that user")
+        self.root.driver(VERSION).kmsg(())
+        ran = os.path.join(self.libdir, "daemon-ran")
+        self.root.write("usr/bin/nvidia-persistenced",
+                        f"#!/bin/sh\ntouch {ran}\necho 'nvidia-persistenced:  version {VERSION}'\n", 0o755)
+        args = ["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+                "--kernel-log", self.root.p("dev/kmsg"), "--verbose"]
+        r = h.run(args, raw=True)
+        self.assertFalse(os.path.exists(ran), r.stdout + r.stderr)
+        self.assertIn(f"nvidia-persistenced --version: {'/usr/bin/nvidia-persistenced'} not run: --root "
+                      f"{self.root.path} may be a container's or an image's tree", r.stdout)
+        r = h.run(args + ["--trust-root"], raw=True)
+        self.assertTrue(os.path.exists(ran), r.stdout)
+
+    def test_a_named_library_root_loads_is_checked_as_a_found_one(self):
+        """The guard's --nvml comes from a drop-in and is loaded at every boot: as root, a library another user
+        could replace is passed over with the reason, as a searched one is (review-s53-root L4)."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: the check is for what root loads")
+        self.root.driver(VERSION)
+        os.chmod(os.path.join(self.libdir, f"libnvidia-ml.so.{VERSION}"), 0o666)
+        r = self.guard("--verbose")
+        self.assertIn("not loaded as root: writable by group or others", r.stdout + r.stderr)
+        self.assertNotIn(f"libnvidia-ml {VERSION}", r.stdout)
 
     def test_a_named_kernel_log_it_cannot_read_skips(self):
         # A log the caller named that is in no shape gpuwarm reads (here bare text, which cannot tell a user's
@@ -137,7 +167,7 @@ class Guard(unittest.TestCase):
         log = self.root.p("bare.log")
         with open(log, "w") as f:
             f.write(f"NVRM: loading NVIDIA UNIX x86_64 Kernel Module  {VERSION}  Release Build\n")
-        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+        r = h.run(["guard", "--root", self.root.path, "--trust-root", "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                    "--kernel-log", log], raw=True)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("kernel log not read: ", r.stdout)
@@ -145,7 +175,7 @@ class Guard(unittest.TestCase):
         # The same line as dmesg prints it is read: the node is ready.
         with open(log, "w") as f:
             f.write(f"[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  {VERSION}  Release Build\n")
-        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+        r = h.run(["guard", "--root", self.root.path, "--trust-root", "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                    "--kernel-log", log], raw=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
@@ -162,7 +192,7 @@ class Guard(unittest.TestCase):
                     kern("    5.100000", "nvidia 0000:18:00.0: enabling device (0000 -> 0002)") +
                     kern("    5.100000", OLD_FORM[0]))
         log = self.root.p("kern.log")
-        args = ["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+        args = ["guard", "--root", self.root.path, "--trust-root", "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                 "--kernel-log", log]
         for text, code, needle in ((old_boot, 12, "client 580.95.05"), (old_boot + new_boot, 0, "ready")):
             with open(log, "w") as f:
@@ -245,7 +275,7 @@ class Guard(unittest.TestCase):
 
     def guard_log(self, *args):
         """The guard over dev/kmsg as written (guard() writes one record per line)."""
-        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+        r = h.run(["guard", "--root", self.root.path, "--trust-root", "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                    "--kernel-log", self.root.p("dev/kmsg"), "--verbose", *args], raw=True)
         self.assertNotIn("Sanitizer", r.stderr)
         return r
@@ -363,7 +393,7 @@ class Guard(unittest.TestCase):
                "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
         self.root.kmsg(spoofed)
         start = time.monotonic()
-        r = h.run(["guard", "--root", self.root.path, "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
+        r = h.run(["guard", "--root", self.root.path, "--trust-root", "--nvml", os.path.join(self.libdir, "libnvidia-ml.so.1"),
                    "--kernel-log", self.root.p("dev/kmsg"), "--verbose"], raw=True, extra_env=env)
         took = time.monotonic() - start
         self.assertNotIn("Sanitizer", r.stderr)

@@ -35,6 +35,7 @@ def npd_run(config, rule, root, scenario_path):
     args = list(rule["args"])
     # The shipped rule reads the host at /host; here the fake node's root stands in for it.
     args[args.index("--root") + 1] = root.path
+    assert "--trust-root" in args, "as root, /host's libnvidia-ml is loaded only when vouched for"
     args += ["--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
     env = {"FAKE_NVML_SCENARIO": scenario_path, "PATH": "/usr/bin:/bin", "ASAN_OPTIONS": "detect_leaks=0"}
     try:
@@ -219,6 +220,8 @@ class Manifests(unittest.TestCase):
         self.assertEqual(env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP")
         args = container["args"]
         self.assertEqual(args[args.index("--root") + 1], "/host")
+        # As root, /host's libnvidia-ml is loaded only when vouched for as the node's own /.
+        self.assertIn("--trust-root", args)
         self.assertTrue(args[args.index("--probe-baseline") + 1].startswith("/host/var/lib/gpuwarm/"))
         self.assertTrue(env["DBUS_SYSTEM_BUS_ADDRESS"]["value"].startswith("unix:path=/host/run/"))
         self.assertEqual(ds["spec"]["selector"]["matchLabels"], ds["spec"]["template"]["metadata"]["labels"])

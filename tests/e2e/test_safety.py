@@ -126,7 +126,7 @@ class Executables(Base):
         os.chmod(os.path.join(side, "nvidia-persistenced"), 0o777)
         os.makedirs(self.root.p("usr/bin"), exist_ok=True)
         os.symlink(side + "/nvidia-persistenced", self.root.p("usr/bin/nvidia-persistenced"))
-        self.raw(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose", "--nvml",
+        self.raw(["guard", "--root", self.root.path, "--trust-root", "--kernel-log", self.root.p("dev/kmsg"), "--verbose", "--nvml",
                   os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
         self.assertFalse(os.path.exists(host_marker), "guard ran the host's file, not the one it checked")
         self.assertTrue(os.path.exists(inside_marker), "guard did not run the checked file")
@@ -135,7 +135,7 @@ class Executables(Base):
         self.root.driver("580.159.04").kmsg()
         marker = self.plant(self.root.p("/usr/bin"), "nvidia-persistenced")
         os.chmod(self.root.p("/usr/bin/nvidia-persistenced"), 0o777)
-        r = self.raw(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose", "--nvml",
+        r = self.raw(["guard", "--root", self.root.path, "--trust-root", "--kernel-log", self.root.p("dev/kmsg"), "--verbose", "--nvml",
                       os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
         self.assertFalse(os.path.exists(marker), "guard ran a world-writable daemon binary")
         self.assertIn("writable by group or others", r.stdout + r.stderr)
@@ -155,7 +155,7 @@ class Executables(Base):
         with open(daemon, "w") as f:
             f.write("#!/bin/sh\necho 'nvidia-persistenced:  version 580.159.04'\n")
         os.chmod(daemon, 0o755)
-        args = [h.BIN, "guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg")]
+        args = [h.BIN, "guard", "--root", self.root.path, "--trust-root", "--kernel-log", self.root.p("dev/kmsg")]
         r = subprocess.run(args, capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
@@ -179,7 +179,7 @@ class BlockingInput(Base):
         self.assertLess(time.monotonic() - start, 10)
         source = json.loads(r.stdout)["snapshot"]["kernel_log"]["source"]
         self.assertIn("not a regular file", source["missing"])
-        r = self.raw(["guard", "--root", self.root.path, "--kernel-log", fifo, "--nvml",
+        r = self.raw(["guard", "--root", self.root.path, "--trust-root", "--kernel-log", fifo, "--nvml",
                       os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")])
         self.assertLess(time.monotonic() - start, 20)
         self.assertNotEqual(r.returncode, 255)

@@ -53,10 +53,14 @@ class Node(unittest.TestCase):
             env["FAKE_NVML_SCENARIO"] = self.scenario_file(scenario_obj)
         return subprocess.run([h.BIN, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
-    def diagnose(self, *extra, scenario_obj=None, nvml=True):
+    def diagnose(self, *extra, scenario_obj=None, nvml=True, trust_root=True):
+        """nvml=False: NVML is searched for under the root, which stands for this host (--trust-root) unless
+        trust_root=False."""
         args = ["diagnose", "--json", "--no-systemd", "--root", self.root.path, *extra]
         if nvml:
             args += ["--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")]
+        elif trust_root:
+            args.append("--trust-root")
         r = self.run_raw(args, scenario_obj)
         self.assertNotIn("Sanitizer", r.stderr)
         return r.returncode, json.loads(r.stdout)
@@ -131,6 +135,27 @@ class DriverLocations(Node):
         self.assertEqual(d["verdict"]["rule_id"], "DRV002")
         self.assertIn("known driver locations", d["findings"][0]["evidence"][0])
 
+    def test_an_untrusted_roots_library_is_not_loaded_as_root(self):
+        """As root, a --root tree not vouched for may be a container's: its library is named, not loaded, and
+        the answer is cannot tell, never healthy (review-s53-root H1)."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: as another user the tree's library is loaded as that user")
+        self.root.driver().daemon_binary().daemon_process().kmsg()
+        install_fake_nvml(self.root, "/usr/local/nvidia/lib64")
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False, trust_root=False)
+        # Cannot tell, saying why and what to do: not "install the driver" (the library is there), never healthy.
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK009"), d["findings"])
+        nvml = d["snapshot"]["nvml"]
+        self.assertIn("missing", nvml["library_path"])
+        self.assertEqual(nvml["not_opened_by"], "untrusted-root")
+        self.assertIn(f"its libnvidia-ml would run as root: --root {self.root.path} may be a container's or an "
+                      "image's tree", nvml["not_opened"])
+        self.assertIn("--trust-root", d["findings"][0]["next_step"])
+        # Vouched for, the same tree's library is loaded.
+        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False)
+        self.assertEqual(d["snapshot"]["nvml"]["library_path"],
+                         self.root.p(f"/usr/local/nvidia/lib64/libnvidia-ml.so.{VERSION}"))
+
     def test_guard_finds_the_roots_nvml(self):
         self.root.driver(VERSION).kmsg()
         install_fake_nvml(self.root, "/run/opengl-driver/lib")
@@ -138,7 +163,7 @@ class DriverLocations(Node):
                         f"#!/bin/sh\necho 'nvidia-persistenced:  version {VERSION}'\n", 0o755)
         open(self.root.p(f"/run/opengl-driver/lib/libnvidia-cfg.so.{VERSION}"), "w").close()
         os.symlink(f"libnvidia-cfg.so.{VERSION}", self.root.p("/run/opengl-driver/lib/libnvidia-cfg.so.1"))
-        r = self.run_raw(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose"])
+        r = self.run_raw(["guard", "--root", self.root.path, "--trust-root", "--kernel-log", self.root.p("dev/kmsg"), "--verbose"])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"libnvidia-ml {VERSION}", r.stdout)
 

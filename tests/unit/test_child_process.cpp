@@ -85,6 +85,36 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
   ::rmdir(lib.c_str());
 }
 
+// review-s53-root H1: a --root tree may be a container's, whose files are uid 0's too: as root its code (libnvidia-ml,
+// nvidia-persistenced) runs only where the caller vouches for the tree or the tree is this process's own /.
+TEST(UntrustedRoot, a_roots_code_runs_as_root_only_where_vouched_for_or_it_is_the_own_root) {
+  char tree_template[] = "/tmp/gpuwarm-tree-XXXXXX";
+  const std::string tree = ::mkdtemp(tree_template);
+  const bool root = ::geteuid() == 0;
+  struct Case {
+    std::string dir;
+    bool trusted;
+    bool refused_as_root;
+  };
+  const Case cases[] = {
+      {"/", false, false},                // the live system
+      {"", false, false},                 // the same, as Paths spells it
+      {"/proc/self/root", false, false},  // another name for this process's own /
+      {tree, true, false},                // --trust-root
+      {tree, false, true},                // anyone's tree
+  };
+  for (const Case& c : cases) {
+    const std::string why = untrusted_root_for_code(c.dir, c.trusted);
+    if (root && c.refused_as_root) {
+      EXPECT_EQ(why, "--root " + c.dir + " may be a container's or an image's tree, whose code never runs as root "
+                                         "(--trust-root if it is this host's own /, as the host's / mounted in a pod)");
+    } else {
+      EXPECT_EQ(why, "") << c.dir << " (not root: a tree's code runs as the caller)";
+    }
+  }
+  ::rmdir(tree.c_str());
+}
+
 // review-s53-root M1: the folder was checked, its files never: the loader takes libc.so.6 or libnvidia-ml.so.1
 // from the first folder of LD_LIBRARY_PATH that has it, so one file another user can replace hands nvidia-smi
 // (run as root by reset) that user's code.

@@ -338,13 +338,14 @@ TEST(ProbeRounds, a_change_is_within_spread_only_when_both_ranges_overlap) {
 // review-s53-probe L3: job starts are the same GPUs by UUID, not by NVML index (a Slurm step numbers its GPUs
 // from 0; a swapped GPU keeps its index).
 TEST(ProbeJob, compared_only_on_the_same_gpus_by_uuid) {
-  auto run_on = [](std::vector<unsigned> indices, std::vector<std::string> uuids) {
+  auto run_on = [](std::vector<unsigned> indices, std::vector<std::string> uuids, bool ranks_held = true) {
     ProbeRun run;
     run.hostname = "node-1";
     JobStart j;
     j.method = k_job_process_per_gpu;
     j.gpus = static_cast<unsigned>(indices.size());
     j.gpu_indices = indices;
+    j.ranks_held = ranks_held && uuids.size() > 1;
     for (const auto& u : uuids) {
       GpuProbe p = process({{"cu_init", 100, -1}}, 150);
       p.uuid = u;
@@ -367,11 +368,26 @@ TEST(ProbeJob, compared_only_on_the_same_gpus_by_uuid) {
       {"the same GPUs numbered otherwise (in a step, then on the node)", run_on({2, 3}, {"GPU-a", "GPU-b"}),
        run_on({0, 1}, {"GPU-b", "GPU-a"}), true},
       {"a baseline without UUIDs: by index", run_on({0, 1}, {"", ""}), run_on({2, 3}, {"GPU-a", "GPU-b"}), false},
+      // review-s53-diff L5: ranks that let go as each was ready (an earlier gpuwarm's baseline) measured another READY.
+      {"a baseline whose ranks let go as each was ready", run_on({0, 1}, {"GPU-a", "GPU-b"}, false),
+       run_on({0, 1}, {"GPU-a", "GPU-b"}), false},
+      {"one process: nothing to hold", run_on({0}, {"GPU-a"}, false), run_on({0}, {"GPU-a"}), true},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
     EXPECT_EQ(compare_jobs_json(c.before, c.after)[0]["comparable"], c.comparable);
   }
+  const std::string text =
+      render_compare_text(run_on({0, 1}, {"GPU-a", "GPU-b"}, false), run_on({0, 1}, {"GPU-a", "GPU-b"}));
+  EXPECT_NE(text.find("the baseline's processes let go of their contexts as each was ready (saved by an earlier "
+                      "gpuwarm), this run's held them until all were: READY is not measured alike; save a new "
+                      "baseline"),
+            std::string::npos)
+      << text;
+  // Saved and read back, the marker stays.
+  auto back = probe_from_json(probe_to_json(run_on({0, 1}, {"GPU-a", "GPU-b"})));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_TRUE(back->jobs.at(0).ranks_held);
 }
 
 TEST(ProbePersistence, summary_text_and_comparison) {

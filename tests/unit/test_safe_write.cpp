@@ -206,6 +206,29 @@ TEST(SafeWrite, ADirectoryOthersCanWriteIsRefused) {
   EXPECT_EQ(entries(t.path("open")), 0u);
 }
 
+// review-s53-root L10: a write that fails leaves none of the folders it made (newest first, only while empty), and
+// every folder that was there before.
+TEST(SafeWrite, AFailedWriteRemovesTheFoldersItMadeAndKeepsTheOthers) {
+  test::TempTree t;
+  t.mkdir("etc");
+  WriteOptions open_folders;
+  open_folders.dir_mode = 0777;  // the folder written into then fails the check, after the walk made it
+  auto r = write_file_atomically(t.path("etc/made/deeper/f.conf"), "x\n", open_folders);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("writable by group or others"), std::string::npos) << r.error().message;
+  EXPECT_FALSE(std::filesystem::exists(t.path("etc/made")));
+  EXPECT_TRUE(std::filesystem::is_directory(t.path("etc")));
+  // A folder that was there before stays, with what it holds, when the write into it fails.
+  t.mkdir("etc/kept");
+  t.write("etc/kept/other.conf", "y\n");
+  ::chmod(t.path("etc/kept").c_str(), 0777);
+  ASSERT_FALSE(write_file_atomically(t.path("etc/kept/f.conf"), "x\n"));
+  EXPECT_TRUE(std::filesystem::exists(t.path("etc/kept/other.conf")));
+  // And a write that succeeds keeps what it made.
+  ASSERT_TRUE(write_file_atomically(t.path("etc/new/f.conf"), "x\n"));
+  EXPECT_TRUE(std::filesystem::exists(t.path("etc/new/f.conf")));
+}
+
 // The folder written into is what must be closed to others; one above it may be open (Debian's
 // /var/lib/prometheus is prometheus's): the walk holds each folder it opened and follows no link.
 TEST(SafeWrite, TheFolderWrittenIntoIsTheOneThatMustBeClosed) {
