@@ -18,6 +18,7 @@
 #include "core/host.h"
 #include "core/strings.h"
 #include "nvml/collect_nvml.h"
+#include "nvml/nvml_library.h"
 #include "sysfs/daemon.h"
 #include "sysfs/driver.h"
 #include "sysfs/host.h"
@@ -131,6 +132,23 @@ NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
   return finish_nvml(call, options, started);
 }
 
+namespace {
+
+// Whether the tree holds a libnvidia-ml where the search would look (a regular file there): only then is there code
+// to refuse. A tree with none reads as before (DRV002 with the driver loaded, a CPU-only node without).
+bool tree_holds_nvml(const std::string& root) {
+  for (const auto& candidate : nvml::library_candidates(nvml::LibrarySearch{"", root})) {
+    struct stat st {};
+    if (!candidate.path.empty() && candidate.path.front() == '/' && ::stat(candidate.path.c_str(), &st) == 0 &&
+        S_ISREG(st.st_mode)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 Snapshot collect_snapshot(const CollectOptions& asked, ServiceManager* services) {
   auto start = std::chrono::steady_clock::now();
   CollectOptions options = asked;
@@ -138,7 +156,8 @@ Snapshot collect_snapshot(const CollectOptions& asked, ServiceManager* services)
   // be a container's is left closed and says why, a "cannot tell" (UNK009), not a missing driver (DRV002). A
   // library named with --nvml is a host path, loaded as it always is.
   if (options.nvml_not_opened.empty() && options.nvml_library.empty()) {
-    if (std::string why = untrusted_root_for_code(options.root, options.root_trusted); !why.empty()) {
+    if (std::string why = untrusted_root_for_code(options.root, options.root_trusted);
+        !why.empty() && tree_holds_nvml(options.root)) {
       options.nvml_not_opened = "its libnvidia-ml would run as root: " + why;
       options.nvml_not_opened_by = "untrusted-root";
     }

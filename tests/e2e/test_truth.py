@@ -130,10 +130,13 @@ class DriverLocations(Node):
 
     def test_none_found_says_where_it_looked(self):
         self.root.driver().daemon_binary().kmsg()
-        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False)
-        self.assertEqual(rc, 5)
-        self.assertEqual(d["verdict"]["rule_id"], "DRV002")
-        self.assertIn("known driver locations", d["findings"][0]["evidence"][0])
+        # Vouched for or not (as root): a tree with no library has no code to refuse, and reads as missing its
+        # library (review-s54-trust-root M2), not as "cannot tell".
+        for trust_root in (True, False):
+            rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False, trust_root=trust_root)
+            self.assertEqual(rc, 5, trust_root)
+            self.assertEqual(d["verdict"]["rule_id"], "DRV002")
+            self.assertIn("known driver locations", d["findings"][0]["evidence"][0])
 
     def test_an_untrusted_roots_library_is_not_loaded_as_root(self):
         """As root, a --root tree not vouched for may be a container's: its library is named, not loaded, and
