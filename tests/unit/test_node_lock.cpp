@@ -202,15 +202,23 @@ TEST(NodeLock, a_waiting_change_is_not_starved_by_overlapping_readings) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a collection
     }
   };
+  // A reading under way when the change starts: the change must wait (on a loaded machine the two readers' own
+  // holds may leave a gap the change would take at once, and nothing would be shown).
+  const int under_way = hold(tree.path("run/gpuwarm-fix.lock"), LOCK_SH);
   std::thread a(reader);
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  std::thread b(reader);  // the two overlap: one of them always holds the node lock shared
+  std::thread b(reader);  // the two overlap: one of them holds the node lock shared nearly always
+  std::thread ends([under_way] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::close(under_way);
+  });
   const auto started = Clock::now();
   auto r = take_node_lock(Paths(tree.root()), 10000, [](const std::string&) {});
   const auto took = Clock::now() - started;
   stop = true;
   a.join();
   b.join();
+  ends.join();
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(*r, "");
   EXPECT_LT(took, std::chrono::seconds(2));
