@@ -296,7 +296,11 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
   }
   const std::string& dir = t->dir;
   const std::string& name = t->name;
-  MadeFolders made;  // declared first: removed last, after the temporary file in them
+  // From the first folder made to the rename, or to the removal of the temporary file and the folders: a Ctrl-C or
+  // SIGTERM would leave them behind for good (nothing else removes them); held, it ends the process right after,
+  // with nothing left. Declared before the folders, so it is released only once they are removed.
+  StopSignalsHeld held;
+  MadeFolders made;  // declared before the temporary file: removed after it, which sits in them
   auto dirfd = open_dir_chain(dir, options, Missing::as_options_say, &made);  // dir is inside options.root
   if (!dirfd) {
     return fail("cannot write " + path + ": " + dirfd.error().message);  // every message names the target
@@ -305,9 +309,6 @@ Result<void> write_file_atomically(const std::string& path, const std::string& c
     return ok;
   }
   std::string tmp = "." + name + ".gpuwarm-" + random_suffix();
-  // From the temporary file's creation to its rename or removal: a Ctrl-C or SIGTERM here would leave it
-  // behind for good (nothing else removes it); held, it ends the process right after, with nothing left.
-  StopSignalsHeld held;
   Fd out(::openat(dirfd->get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   options.file_mode));
   if (out.get() < 0) {

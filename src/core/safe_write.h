@@ -36,9 +36,9 @@ struct WriteOptions {
 //    never a directory, link, device, FIFO or socket), then the directory is
 //    fsync'ed.
 // On any failure nothing is left behind and the old file is unchanged, and the message names the target.
-// The stop signals are held from the temporary file's creation to its rename or removal. A temporary file of
-// the same target that a write killed outright left behind (the caller's, untouched for 10 minutes) is removed
-// after the rename.
+// The stop signals are held from the walk that makes the folders to the rename or the removal of what it made. A
+// temporary file of the same target that a write killed outright left behind (the caller's, untouched for 10
+// minutes) is removed after the rename.
 Result<void> write_file_atomically(const std::string& path, const std::string& content,
                                    const WriteOptions& options = {});
 
