@@ -82,6 +82,21 @@ struct NvmlVersion {
 NvmlVersion nvml_version(const nvml::LibrarySearch& search) {
   NvmlVersion out{{"libnvidia-ml", std::nullopt, ""}, ""};
   guard::UserSpaceVersion& v = out.version;
+  // A tree whose code must not run as root still names its version in its files' names: compared without
+  // loading anything (libnvidia-cfg's is read the same way, beside it).
+  if (const std::string refused = nvml::refused_as_root(search, ::geteuid() == 0); !refused.empty()) {
+    if (const std::vector<std::string> files = nvml::library_files(search); !files.empty()) {
+      std::error_code ec;
+      const std::string real = std::filesystem::canonical(files.front(), ec).string();
+      if (std::string from_name = ec ? "" : nvml::version_from_library_name(real); !from_name.empty()) {
+        v.version = std::move(from_name);
+        out.real_path = real;
+      } else {
+        v.missing = files.front() + ": not loaded as root, and its file name gives no version: " + refused;
+      }
+      return out;
+    }
+  }
   auto lib = nvml::Library::open(search);
   if (!lib) {
     v.missing = "not loadable: " + lib.error().message;
@@ -386,7 +401,10 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       ->needs("--root");
   existing_file_path(sub.add_option(
       "--nvml", opts->nvml_library,
-      "The user-space NVML library file to compare (default: found as `diagnose` finds it, under --root the root's)"));
+      "The user-space NVML library file to compare (default: found as `diagnose` finds it, under --root the "
+      "root's). As root it is loaded only if it and every folder above it are root's and writable by no one "
+      "else (otherwise its version is not read and the unit is skipped), and one inside DIR only with --trust-root "
+      "(otherwise its version is read from its file name)"));
   existing_file_path(sub.add_option("--daemon", opts->daemon,
                                     "The nvidia-persistenced binary whose --version to compare, run only if no one but "
                                     "root can replace it (default: the first found in the usual system directories; "
@@ -469,8 +487,12 @@ std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/)
       }
       std::string daemon_missing;
       const std::string daemon_path = daemon_binary(paths, opts->daemon, daemon_missing);
-      // A --daemon named outright is a host path, checked as such; one found under --root is the root's.
-      const std::string not_run = opts->daemon.empty() ? untrusted_root_for_code(opts->root, opts->root_trusted) : "";
+      // A --daemon named outright is a host path, checked as such, unless it lies in the tree; one found under
+      // --root is the root's.
+      std::string not_run = untrusted_root_for_code(opts->root, opts->root_trusted, ::geteuid() == 0);
+      if (!opts->daemon.empty() && !path_within(opts->daemon, opts->root)) {
+        not_run.clear();
+      }
       guard::UserSpaceVersion daemon = daemon_version(paths, daemon_path, daemon_missing, not_run);
       facts.kernel_log = read_kernel_log(paths, opts->kernel_log);
       // --nvml comes from the drop-in and is loaded at every boot: checked as the searched copies are.

@@ -13,6 +13,7 @@
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
@@ -155,6 +156,14 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
   auto loaded = snapshot_from_file_or_node(opts.snapshot_file, opts.collect);
   if (!loaded) {
     throw std::runtime_error(loaded.error().message);
+  }
+  // A deployment copied before --trust-root existed reads "cannot tell" from then on: its log says why, once.
+  static std::once_flag untrusted_logged;
+  if (opts.snapshot_file.empty() && loaded->nvml.not_opened_by == k_untrusted_root) {
+    std::call_once(untrusted_logged, [&loaded] {
+      std::cerr << "gpuwarm metrics: NVML left closed (UNK011): " + escape_control(loaded->nvml.not_opened) +
+                       "; every reading answers cannot tell until --trust-root is passed\n";
+    });
   }
   Diagnosis diagnosis = diagnose(*loaded);
   // A recording is as old as it is: GpuwarmMetricsStale must see that, not the time it was rendered.
@@ -319,7 +328,8 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       "gpuwarm_gpu_cold_start_seconds{stage} and gpuwarm_job_start_seconds{method,gpus}.\n"
       "A fact that could not be read is never exported as 0: its series is absent and *_fact_unknown says why.\n"
       "NVML is opened and shut down within each collection, never held between them, and left closed while\n"
-      "`probe` or `watch --load` times the GPUs or fix, reset or reload-modules changes the node (UNK009).\n"
+      "`probe` or `watch --load` times the GPUs or fix, reset or reload-modules changes the node (UNK009),\n"
+      "and, as root, for a --root without --trust-root (UNK011, logged once on stderr).\n"
       "Alert rules:\n"
       "contrib/prometheus/gpuwarm.rules.yml; units: contrib/systemd/gpuwarm-metrics.{service,timer} (textfile)\n"
       "and gpuwarm-exporter.service (--listen; Type=notify with a watchdog).\n\n"

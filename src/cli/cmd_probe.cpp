@@ -279,8 +279,8 @@ void collect_children(std::vector<Child>& children) {
 
 // Probes `probes`, all at once (one launch instant for the group) or one after another. --timeout is per
 // GPU: a child gets it once for every GPU it starts, and children started together, which the driver
-// serializes, get it once for every GPU of the group.
-void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold) {
+// serializes, get it once for every GPU of the group. Returns whether the group's ranks were held.
+bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold) {
   const auto per_gpu = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
   // The GPUs a child starts: those it sees, or the first context_devices of them (a process per GPU that sees
   // all starts one: counting every GPU it sees would give a group of N such processes N * N timeouts).
@@ -312,6 +312,7 @@ void run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
     }
   }
   collect_children(children);
+  return held;
 }
 
 // Only the default location's folder is created: a mistyped --save FILE must not leave folders behind (as
@@ -675,8 +676,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         const std::size_t k = (n + round - 1) % job_starts.size();
         JobStart job = job_starts[k];
         auto launched = Clock::now();
-        run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true);
-        job.ranks_held = job.processes.size() > 1;  // as run_probes holds a group
+        job.ranks_held = run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true);
         job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
         job_timed_out = job_timed_out || std::any_of(job.processes.begin(), job.processes.end(),
                                                      [](const GpuProbe& p) { return p.timed_out; });

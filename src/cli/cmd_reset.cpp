@@ -374,6 +374,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     bool start_failed = false;
     bool reset_ran = false;  // the reset command ran, whatever it answered
     std::optional<AwaitedHold> hold;
+    // Set when the look right before the reset finds the GPUs taken and nothing was changed yet: a refusal.
+    std::optional<HoldersNow> refused_since_plan;
     int signal_number = 0;
     // Caught from here on, so that none falls between the shield below and the verification after it: one that
     // comes while verifying ends the verification, not the report (the GPUs were reset by then).
@@ -398,28 +400,17 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         failed = failed || !ok;
         return ok;
       };
-      // Who holds the target GPUs now: "" when no one, else why the reset must not run (pid and command name
-      // only: the daemon may be stopped, and nothing may block before it is started again).
-      auto held_now = [&]() -> std::string {
+      // Who holds the target GPUs now (holders_now): pid and command name only, as the daemon may be stopped and
+      // nothing may block before it is started again.
+      auto held_now = [&]() -> HoldersNow {
         Snapshot now;
-        std::vector<int> skip = {static_cast<int>(::getpid())};
-        ClientScan scan = scan_gpu_clients(paths, skip);
+        ClientScan scan = scan_gpu_clients(paths, {static_cast<int>(::getpid())});
         now.nvml = before.nvml;
-        now.host.gpu_clients = Fact<std::vector<GpuClient>>::known(scan.clients);
-        if (auto still = reset_blockers(now, plan.targets); !still.empty()) {
-          std::string text = "the GPUs are held:";
-          for (const auto& c : still) {
-            text += fmt::format("\npid {} ({})", c.pid, escape_control(c.comm));
-          }
-          return text;
-        }
-        if (!scan.unlisted.empty()) {
-          return "the processes could not be listed (" + escape_control(scan.unlisted) + "): the GPUs may be held";
-        }
-        if (scan.unreadable > 0) {
-          return fmt::format("{} processes' open files could not be read: the GPUs may be held", scan.unreadable);
-        }
-        return "";
+        now.host.gpu_clients = scan.unlisted.empty()
+                                   ? Fact<std::vector<GpuClient>>::known(std::move(scan.clients))
+                                   : Fact<std::vector<GpuClient>>::unknown(scan.unlisted);
+        now.host.unreadable_processes = scan.unreadable;
+        return holders_now(now, plan.targets);
       };
       bool holders_checked = false;  // since the plan: after the daemon's stop, or right before the reset
       for (auto& rec : records) {
@@ -439,9 +430,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           daemon_down = settings_at_risk = true;
           // The daemon must have let go: a reset while it (or anything) still holds a GPU fails half-way.
           holders_checked = true;
-          if (std::string held = held_now(); !held.empty()) {
+          if (HoldersNow held = held_now(); !held.why.empty()) {
             rec.status = "failed";
-            rec.detail = "stopped, but " + held;
+            rec.detail = "stopped, but " + held.why;
             failed = skip_reset = true;
           }
         } else if (step.kind == ResetStepKind::reset_gpus) {
@@ -455,12 +446,13 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
           }
           // With no stop before it, the last look at the holders was the snapshot, seconds old after the NVML
           // collection: a job or a restarting daemon may have opened a GPU since (review-s53-root L9).
+          // Nothing was changed before this look (no stop ran): what it finds is a refusal, as in the plan.
           if (!holders_checked) {
             holders_checked = true;
-            if (std::string held = held_now(); !held.empty()) {
+            if (HoldersNow held = held_now(); !held.why.empty()) {
               rec.status = "not-run";
-              rec.detail = "since the plan, " + held;
-              failed = true;
+              rec.detail = "since the plan, " + held.why;
+              refused_since_plan = std::move(held);
               continue;
             }
           }
@@ -533,6 +525,13 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       report["interrupted_during"] = "steps";
     }
     // A failed step outranks the signal: 128+N promises that every step ran and the daemon runs again.
+    if (refused_since_plan && !failed) {
+      report["outcome"] = "refused";
+      report["reason"] = "since the plan, " + refused_since_plan->why;
+      return finish(to_int(refused_since_plan->code),
+                    text + "Refused: since the plan, " + escape_control_lines(refused_since_plan->why) +
+                        "\nNothing was changed.\n");
+    }
     if (failed) {
       std::string end = daemon_down || state_unknown
                             ? "A step failed.\n"

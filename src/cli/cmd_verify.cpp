@@ -34,7 +34,8 @@ std::function<int()> setup_verify(CLI::App& sub, const GlobalOptions& /*global*/
       "8 a check failed, 9 cannot tell: another gpuwarm command (probe or watch --load timing the GPUs;\n"
       "fix, reset or reload-modules changing the node) held the node, so NVML was left closed and only\n"
       "checks that need it failed; verify again once it has finished. A --dcgm-level diagnostic is not run\n"
-      "then either (SKIP, with what held the node).\n\n"
+      "then either (SKIP, with what held the node). Also 9 where, as root, --root names a tree not vouched\n"
+      "for with --trust-root: its libnvidia-ml is not loaded (UNK011).\n\n"
       "Examples:\n"
       "  gpuwarm verify\n"
       "  gpuwarm verify --settle 30 --samples 10 --dcgm-level 1 --json");

@@ -16,7 +16,7 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
   app.add_option("--root", options.root,
                  "Read /proc, /sys, /dev and /run (and look for nvidia-persistenced) under DIR instead of /. "
                  "As root, DIR's libnvidia-ml is not loaded unless --trust-root says DIR is this host's own tree "
-                 "(or --nvml names a library)")
+                 "(or --nvml names a library outside it)")
       ->check(CLI::ExistingDirectory.description(""))
       ->transform(from_working_directory())
       ->type_name("DIR")
@@ -37,7 +37,7 @@ void add_collect_options(CLI::App& app, CollectOptions& options) {
                                     "Load this NVML library file and no other. Without it: the loader's "
                                     "libnvidia-ml.so.1, then the driver locations of NixOS, the GPU Operator, "
                                     "cloud images, GKE, WSL2 and the distributions' library directories (under "
-                                    "--root only those, under DIR)"))
+                                    "--root only those, under DIR; as root, one inside DIR only with --trust-root)"))
       ->group(group);
   app.add_option("--nvml-timeout", options.nvml_timeout_s,
                  "Give up on NVML (load, init and every GPU's reads) after SECONDS: a hung GPU or driver then gives "

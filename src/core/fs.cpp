@@ -212,18 +212,27 @@ Result<std::string> read_first_line(const std::string& path) {
 const std::vector<std::string> k_system_bin_dirs = {"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin",
                                                     "/usr/local/bin"};
 
-std::string untrusted_root_for_code(const std::string& root, bool trusted) {
-  if (trusted || Paths(root).is_live() || ::geteuid() != 0) {
-    return {};
-  }
-  struct stat tree {};
-  struct stat own {};
-  if (::stat(root.c_str(), &tree) == 0 && ::stat("/", &own) == 0 && tree.st_dev == own.st_dev &&
-      tree.st_ino == own.st_ino) {
+std::string untrusted_root_for_code(const std::string& root, bool trusted, bool as_root) {
+  if (trusted || Paths(root).is_live() || !as_root) {
     return {};
   }
   return "--root " + root + " may be a container's or an image's tree, whose code never runs as root (--trust-root "
          "if it is this host's own /, as the host's / mounted in a pod)";
+}
+
+bool path_within(const std::string& path, const std::string& dir) {
+  auto inside = [](std::string_view p, std::string_view d) {
+    while (d.size() > 1 && d.back() == '/') {
+      d.remove_suffix(1);
+    }
+    return p == d || (p.starts_with(d) && (d == "/" || p[d.size()] == '/'));
+  };
+  char real_path[PATH_MAX];
+  char real_dir[PATH_MAX];
+  const bool path_resolved = ::realpath(path.c_str(), real_path) != nullptr;
+  const bool dir_resolved = ::realpath(dir.c_str(), real_dir) != nullptr;
+  return inside(path, dir) || (path_resolved && inside(real_path, dir)) || (dir_resolved && inside(path, real_dir)) ||
+         (path_resolved && dir_resolved && inside(real_path, real_dir));
 }
 
 std::string replaceable_by_others(const std::string& path) {

@@ -62,10 +62,16 @@ std::string library_folder_replaceable_by_others(const std::string& folder);
 
 // Why code under `root` (its libnvidia-ml, its nvidia-persistenced) must not run in this process or its children
 // ("" when it may): as root, a tree other than this host's own / may be a container's or an unpacked image's,
-// whose files are owned by uid 0 and pass every ownership check all the same. So as root such a tree's code runs
-// only where the caller vouches for it (`trusted`: --trust-root, the host's / mounted in a pod) or where `root`
-// is this process's own / (the same file system object). Not root: the caller runs it as themselves.
-std::string untrusted_root_for_code(const std::string& root, bool trusted);
+// whose files are owned by uid 0 and pass every ownership check all the same. So as root (`as_root`: the euid is
+// 0) such a tree's code runs only where the caller vouches for it (`trusted`: --trust-root, the host's / mounted
+// in a pod). Another name for this host's / (a link to it, /proc/1/root) is vouched for the same way: a check by
+// path that it is the same object could be raced (the name swapped later) or fooled (a /proc/PID/root of another
+// mount namespace shares /'s inode but not its mounts). Not root: the caller runs it as themselves.
+std::string untrusted_root_for_code(const std::string& root, bool trusted, bool as_root);
+
+// Whether `path` names something inside `dir` (or `dir` itself), as written or once links are resolved on either
+// side: a --nvml file reached through a link into a --root tree is that tree's code.
+bool path_within(const std::string& path, const std::string& dir);
 
 // The system directories root runs helper programs from (dcgmi, udevadm):
 // never $PATH, whose entries may be relative or the caller's.

@@ -132,34 +132,21 @@ NvmlFacts collect_nvml_with_deadline(const CollectOptions& options) {
   return finish_nvml(call, options, started);
 }
 
-namespace {
-
-// Whether the tree holds a libnvidia-ml where the search would look (a regular file there): only then is there code
-// to refuse. A tree with none reads as before (DRV002 with the driver loaded, a CPU-only node without).
-bool tree_holds_nvml(const std::string& root) {
-  for (const auto& candidate : nvml::library_candidates(nvml::LibrarySearch{"", root})) {
-    struct stat st {};
-    if (!candidate.path.empty() && candidate.path.front() == '/' && ::stat(candidate.path.c_str(), &st) == 0 &&
-        S_ISREG(st.st_mode)) {
-      return true;
-    }
-  }
-  return false;
-}
-
-}  // namespace
-
 Snapshot collect_snapshot(const CollectOptions& asked, ServiceManager* services) {
   auto start = std::chrono::steady_clock::now();
   CollectOptions options = asked;
-  // As root, a --root tree's libnvidia-ml is searched for only where the caller vouched for the tree: one that may
-  // be a container's is left closed and says why, a "cannot tell" (UNK009), not a missing driver (DRV002). A
-  // library named with --nvml is a host path, loaded as it always is.
-  if (options.nvml_not_opened.empty() && options.nvml_library.empty()) {
-    if (std::string why = untrusted_root_for_code(options.root, options.root_trusted);
-        !why.empty() && tree_holds_nvml(options.root)) {
-      options.nvml_not_opened = "its libnvidia-ml would run as root: " + why;
-      options.nvml_not_opened_by = "untrusted-root";
+  // As root, a --root tree's libnvidia-ml is loaded only where the caller vouched for the tree: one that may be a
+  // container's is left closed and says why, a "cannot tell" (UNK011), not a missing driver (DRV002). Only where
+  // there is code to refuse: a tree with none reads as before. A library named with --nvml is a host path, loaded
+  // as it always is, unless it lies in the tree.
+  if (options.nvml_not_opened.empty()) {
+    const nvml::LibrarySearch search{options.nvml_library, options.root, options.root_trusted};
+    if (std::string why = nvml::refused_as_root(search, ::geteuid() == 0);
+        !why.empty() && !nvml::library_files(search).empty()) {
+      options.nvml_not_opened =
+          (options.nvml_library.empty() ? "its libnvidia-ml" : "--nvml " + options.nvml_library + ", in the tree,") +
+          " would run as root: " + why;
+      options.nvml_not_opened_by = k_untrusted_root;
     }
   }
   Paths paths(options.root);

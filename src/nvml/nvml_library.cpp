@@ -151,12 +151,41 @@ std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search) {
   return out;
 }
 
+std::string refused_as_root(const LibrarySearch& search, bool as_root) {
+  std::string why = untrusted_root_for_code(search.root, search.root_trusted, as_root);
+  // A named file (--nvml) is a host path, unless it lies in the tree.
+  if (why.empty() || (!search.path.empty() && !path_within(search.path, search.root))) {
+    return {};
+  }
+  return why;
+}
+
+std::vector<std::string> library_files(const LibrarySearch& search) {
+  std::vector<std::string> out;
+  for (const auto& candidate : library_candidates(search)) {
+    struct stat st {};
+    if (!candidate.path.empty() && candidate.path.front() == '/' && ::stat(candidate.path.c_str(), &st) == 0 &&
+        S_ISREG(st.st_mode) && std::find(out.begin(), out.end(), candidate.path) == out.end()) {
+      out.push_back(candidate.path);
+    }
+  }
+  return out;
+}
+
 Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
   const std::vector<LibraryCandidate> candidates = library_candidates(search);
   const bool explicit_path = !search.path.empty();
   const bool as_root = ::geteuid() == 0;
-  // Only the searched copies are the root's: a named file (--nvml) is a host path.
-  const std::string untrusted_root = explicit_path ? "" : untrusted_root_for_code(search.root, search.root_trusted);
+  // One answer for the whole tree, naming each file once; a tree with none says "not found" below, as ever.
+  if (const std::string refused = refused_as_root(search, as_root); !refused.empty()) {
+    if (const std::vector<std::string> files = library_files(search); !files.empty()) {
+      std::string named;
+      for (const auto& file : files) {
+        named += (named.empty() ? "" : ", ") + file;
+      }
+      return fail(named + ": not loaded as root: " + refused);
+    }
+  }
   std::vector<std::string> passed_over;
   void* handle = nullptr;
   void* stub_handle = nullptr;
@@ -179,10 +208,6 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
       }
       if (!S_ISREG(st.st_mode)) {  // a FIFO there would block dlopen, a device act on being opened
         passed_over.push_back(candidate.path + ": not a regular file");
-        continue;
-      }
-      if (!untrusted_root.empty()) {
-        passed_over.push_back(candidate.path + ": not loaded as root: " + untrusted_root);
         continue;
       }
       if (as_root) {

@@ -33,6 +33,14 @@ struct LibraryCandidate {
 // The candidates in order, for a search; exposed for tests and --help.
 std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search);
 
+// Why, as root (`as_root`), this search's files must not be loaded ("" when they may): a --root tree's copies
+// unless the tree is vouched for (core/fs.h untrusted_root_for_code), and a file named with --nvml inside such a tree.
+std::string refused_as_root(const LibrarySearch& search, bool as_root);
+
+// The candidates that are regular files, each once (a usrmerge tree reaches one file by two names): whether there
+// is code to refuse, and where.
+std::vector<std::string> library_files(const LibrarySearch& search);
+
 // Every copy of a driver library the dynamic loader could hand a program that asks for it by soname
 // ("libnvidia-cfg.so.1"): the soname in `extra_folders` (host paths), in LD_LIBRARY_PATH's folders (live root
 // only), in each known driver location and the loader's default folders, and each path /etc/ld.so.cache

@@ -48,6 +48,7 @@ constexpr RuleImpact k_impacts[] = {
     {"UNK008", I::unknown, "systemd runs here but did not answer"},
     {"UNK009", I::unknown, "another gpuwarm command was timing or changing the GPUs: NVML left closed"},
     {"UNK010", I::unknown, "a saved snapshot lacks facts this gpuwarm reads: record it again"},
+    {"UNK011", I::unknown, "--root not vouched for with --trust-root (as root): NVML left closed"},
     {"PM003", I::keep, "masked by other clients: PM001 drains as well"},
     {"PM004", I::keep, "the daemon holds the GPU"},
     {"NOTE001", I::keep, "facts that need root were not read"},

@@ -191,6 +191,26 @@ std::vector<GpuClient> reset_blockers(const Snapshot& s, const std::vector<unsig
   return out;
 }
 
+HoldersNow holders_now(const Snapshot& now, const std::vector<unsigned>& targets) {
+  if (auto still = reset_blockers(now, targets); !still.empty()) {
+    std::string text = "the GPUs are held:";
+    for (const auto& c : still) {
+      text += fmt::format("\npid {} ({})", c.pid, c.comm);
+    }
+    return {text, ExitCode::action_needed};
+  }
+  if (!now.host.gpu_clients.has()) {
+    return {"the processes could not be listed (" + now.host.gpu_clients.missing + "): the GPUs may be held",
+            ExitCode::cannot_tell};
+  }
+  if (now.host.unreadable_processes > 0) {
+    return {fmt::format("{} processes' open files could not be read: the GPUs may be held",
+                        now.host.unreadable_processes),
+            ExitCode::cannot_tell};
+  }
+  return {};
+}
+
 ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, const ResetInputs& in) {
   ResetPlan plan;
   plan.targets = targets;

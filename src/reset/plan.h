@@ -66,6 +66,16 @@ TargetResolution resolve_reset_targets(const Snapshot& snapshot, const std::vect
 // Processes (other than the daemon) holding any target GPU: refuse unless this is empty.
 std::vector<GpuClient> reset_blockers(const Snapshot& snapshot, const std::vector<unsigned>& targets);
 
+// Whether the targets may be reset now, from a fresh look at the GPUs' holders (`now.host`: gpu_clients, unknown
+// when the processes could not be listed, and unreadable_processes; `now.daemon`: processes not counted): `why`
+// is "" when no one holds them, else why not, with the answer's code: action needed for a holder found, cannot
+// tell where some processes could not be read.
+struct HoldersNow {
+  std::string why;
+  ExitCode code = ExitCode::healthy;
+};
+HoldersNow holders_now(const Snapshot& now, const std::vector<unsigned>& targets);
+
 ResetPlan plan_reset(const Snapshot& snapshot, const std::vector<unsigned>& targets, const ResetInputs& inputs);
 
 // Before a setting is set again, the daemon must hold its GPU: a setting made while nothing holds the GPU is

@@ -42,6 +42,7 @@ std::vector<Finding> persistence_optional(const Snapshot&);
 // nvml.cpp
 std::vector<Finding> nvml_timeout(const Snapshot&);
 std::vector<Finding> nvml_not_opened(const Snapshot&);
+std::vector<Finding> root_not_trusted(const Snapshot&);
 std::vector<Finding> snapshot_incomplete(const Snapshot&);
 std::vector<Finding> nvml_init_unknown(const Snapshot&);
 std::vector<Finding> gpu_count_unread(const Snapshot&);

@@ -47,19 +47,11 @@ std::vector<Finding> nvml_timeout(const Snapshot& s) {
 }
 
 std::vector<Finding> nvml_not_opened(const Snapshot& s) {
-  if (s.nvml.not_opened.empty()) {
+  if (s.nvml.not_opened.empty() || s.nvml.not_opened_by == k_untrusted_root) {
     return {};
   }
   Finding f;
   f.evidence.push_back("NVML not opened: " + s.nvml.not_opened);
-  if (s.nvml.not_opened_by == "untrusted-root") {
-    f.message = "NVML was left closed: the --root tree's libnvidia-ml is not loaded as root unless the tree is "
-                "vouched for as this host's own: no GPU fact was read";
-    f.next_step = "If the tree is this host's own / (mounted in a pod as /host), add --trust-root; to read a "
-                  "container's or an image's tree, run as another user, or name a host library with --nvml PATH.";
-    f.tag = "--root not trusted";
-    return {f};
-  }
   f.message = "NVML was left closed so as not to disturb another gpuwarm command: no GPU fact was read";
   f.next_step =
       "Ask again once that command has finished: `gpuwarm diagnose` then, or wait for the next scheduled "
@@ -68,6 +60,21 @@ std::vector<Finding> nvml_not_opened(const Snapshot& s) {
           : s.nvml.not_opened_by == "changing" ? "fix, reset or reload-modules running"
           : s.nvml.not_opened_by == "waiting"  ? "a gpuwarm command waiting"
                                                : "";
+  return {f};
+}
+
+std::vector<Finding> root_not_trusted(const Snapshot& s) {
+  if (s.nvml.not_opened.empty() || s.nvml.not_opened_by != k_untrusted_root) {
+    return {};
+  }
+  Finding f;
+  f.evidence.push_back("NVML not opened: " + s.nvml.not_opened);
+  f.message = "NVML was left closed: the --root tree's libnvidia-ml is not loaded as root unless the tree is "
+              "vouched for as this host's own: no GPU fact was read";
+  f.next_step = "If the tree is this host's own / (mounted in a pod as /host), add --trust-root; to read a "
+                "container's or an image's tree, run as another user, or name a host library with --nvml PATH. "
+                "Asking again changes nothing.";
+  f.tag = "--trust-root not given";
   return {f};
 }
 

@@ -106,9 +106,13 @@ constexpr RuleInfo k_rules[] = {
      checks::systemd_unanswered},
     {"UNK009", "nvml-not-opened", S::warning, R::unknown,
      "NVML was left closed: `gpuwarm probe` or `watch --load` was timing the GPUs, or `fix`, `reset` or "
-     "`reload-modules` was changing the node (opening it would have spoiled the timing or held a GPU), or, as "
-     "root, --root names a tree not vouched for with --trust-root",
+     "`reload-modules` was changing the node (opening it would have spoiled the timing or held a GPU)",
      checks::nvml_not_opened},
+    // Not UNK009: nothing ends by itself here, so no helper or alert may wait for it as for a busy node.
+    {"UNK011", "root-not-trusted", S::warning, R::unknown,
+     "As root, --root names a tree not vouched for with --trust-root: its libnvidia-ml was not loaded, so no GPU "
+     "fact was read",
+     checks::root_not_trusted},
     {"PM003", "persistence-masked", S::warning, R::note,
      "Persistence is off but other clients hold the GPU open now: masked, not fixed", checks::persistence_masked},
     {"PM004", "persistence-views-disagree", S::warning, R::note,

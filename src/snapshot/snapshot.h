@@ -112,6 +112,9 @@ struct GpuFacts {
   Fact<bool> display_active;  // nvmlDeviceGetDisplayActive: a display is initialized on this GPU
 };
 
+// NvmlFacts::not_opened_by when, as root, --root named a tree not vouched for (UNK011, not a lock's UNK009).
+inline constexpr std::string_view k_untrusted_root = "untrusted-root";
+
 struct NvmlFacts {
   Fact<std::string> library_path;          // real file behind the loaded libnvidia-ml.so.1
   std::string library_found_by;            // why that file: "--nvml", "default loader path", "NixOS driver (...)"

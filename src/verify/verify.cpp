@@ -282,9 +282,11 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   r.passed = std::none_of(r.checks.begin(), r.checks.end(),
                           [](const CheckResult& c) { return c.status == CheckStatus::fail; });
   std::string not_opened = s.nvml.not_opened;
+  std::string not_opened_by = s.nvml.not_opened_by;
   for (const auto& sample : in.samples) {
     if (not_opened.empty()) {
       not_opened = sample.nvml.not_opened;
+      not_opened_by = sample.nvml.not_opened_by;
     }
   }
   // Cannot tell only where every failure is one NVML would have answered: a unit that is not active fails
@@ -294,6 +296,7 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   });
   if (!r.passed && only_nvml_failed) {
     r.nvml_not_opened = not_opened;
+    r.nvml_not_opened_by = not_opened_by;
   }
   return r;
 }
@@ -329,7 +332,9 @@ std::string render_verify_text(const VerifyInputs& in, const VerifyReport& repor
   }
   if (!report.passed && !report.nvml_not_opened.empty()) {
     out += "\nCannot tell: NVML was left closed (" + report.nvml_not_opened +
-           "); verify again once that command has finished.\n";
+           (report.nvml_not_opened_by == k_untrusted_root
+                ? "); add --trust-root if that tree is this host's own /.\n"
+                : "); verify again once that command has finished.\n");
     return out;
   }
   if (!report.passed) {
@@ -373,6 +378,8 @@ nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& re
           {"passed", report.passed},  {"checks", checks},
           {"nvml_not_opened", report.nvml_not_opened.empty() ? nlohmann::json(nullptr)
                                                                : nlohmann::json(report.nvml_not_opened)},
+          {"nvml_not_opened_by", report.nvml_not_opened.empty() ? nlohmann::json(nullptr)
+                                                                  : nlohmann::json(report.nvml_not_opened_by)},
           {"gpus", gpus}};
 }
 

@@ -45,6 +45,8 @@ struct VerifyReport {
   // Why NVML was left closed in a reading (another gpuwarm command held the node), where only checks that need
   // NVML failed: "cannot tell", not a verdict on the node. "" otherwise.
   std::string nvml_not_opened;
+  // What kept it closed: a lock's name ("timing", ...), which passes, or k_untrusted_root, which does not.
+  std::string nvml_not_opened_by;
 };
 
 VerifyReport evaluate_verify(const VerifyInputs& in);

@@ -287,6 +287,11 @@ class ModuleAlone(unittest.TestCase):
         timed = self.module(off, state="diagnosed", nvml_timeout=5)
         self.assertIn("diagnose --json", timed["cmd"])
         self.assertIn("--nvml-timeout 5.0", timed["cmd"])
+        # --trust-root only where asked (review-s54 M3: the role could not pass it, so a gpuwarm_root answered 9).
+        self.assertNotIn("--trust-root", timed["cmd"])
+        trusted = self.module(off, state="diagnosed", trust_root=True)
+        self.assertIn(f"--root {self.root.path} --trust-root", trusted["cmd"])
+        self.assertEqual(trusted["rc"], 3, trusted)
         with_dcgm = self.module(off, state="verified", settle=0, samples=1, dcgm_level=1)
         self.assertIn("--dcgm-level 1", with_dcgm["cmd"])
         self.assertNotIn("--dcgm-level", self.module(off, state="verified", settle=0, samples=1)["cmd"])

@@ -149,6 +149,24 @@ class Guard(unittest.TestCase):
         r = h.run(args + ["--trust-root"], raw=True)
         self.assertTrue(os.path.exists(ran), r.stdout)
 
+    def test_an_untrusted_roots_library_versions_are_read_from_their_names(self):
+        """Under a --root not vouched for, the guard still compares the halves, from the libraries' file names,
+        loading nothing (review-s54 L2): the files here are not libraries at all, so a load would fail."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: as another user the tree's library is loaded as that user")
+        self.root.driver(VERSION).kmsg(())
+        lib = "usr/lib/x86_64-linux-gnu"
+        for user_space, code in ((VERSION, 0), ("580.95.05", 11)):  # 11: user space older
+            shutil.rmtree(self.root.p(lib), ignore_errors=True)
+            for name in ("libnvidia-ml", "libnvidia-cfg"):
+                self.root.write(f"{lib}/{name}.so.{user_space}", "not a library: loading it would fail\n", 0o755)
+                os.symlink(f"{name}.so.{user_space}", self.root.p(f"{lib}/{name}.so.1"))
+            r = h.run(["guard", "--root", self.root.path, "--kernel-log", self.root.p("dev/kmsg"), "--verbose"],
+                      raw=True)
+            self.assertIn(f"libnvidia-ml {user_space}", r.stdout, r.stderr)
+            self.assertIn(f"libnvidia-cfg {user_space}", r.stdout)
+            self.assertEqual(r.returncode, code, r.stdout + r.stderr)
+
     def test_a_named_library_root_loads_is_checked_as_a_found_one(self):
         """The guard's --nvml comes from a drop-in and is loaded at every boot: as root, a library another user
         could replace is passed over with the reason, as a searched one is (review-s53-root L4)."""

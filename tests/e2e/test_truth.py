@@ -145,17 +145,34 @@ class DriverLocations(Node):
             self.skipTest("needs root: as another user the tree's library is loaded as that user")
         self.root.driver().daemon_binary().daemon_process().kmsg()
         install_fake_nvml(self.root, "/usr/local/nvidia/lib64")
-        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False, trust_root=False)
-        # Cannot tell, saying why and what to do: not "install the driver" (the library is there), never healthy.
-        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK009"), d["findings"])
+        scenario = h.scenario([h.gpu(0)])
+        rc, d = self.diagnose(scenario_obj=scenario, nvml=False, trust_root=False)
+        # Cannot tell, saying why and what to do: not "install the driver" (the library is there), never healthy,
+        # and not UNK009, which helpers wait out as another gpuwarm command's (review-s54 M1).
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK011"), d["findings"])
+        self.assertEqual([f["rule_id"] for f in d["findings"] if f["severity"] != "info"], ["UNK011"])
         nvml = d["snapshot"]["nvml"]
         self.assertIn("missing", nvml["library_path"])
         self.assertEqual(nvml["not_opened_by"], "untrusted-root")
         self.assertIn(f"its libnvidia-ml would run as root: --root {self.root.path} may be a container's or an "
                       "image's tree", nvml["not_opened"])
         self.assertIn("--trust-root", d["findings"][0]["next_step"])
+        base = ["--no-systemd", "--root", self.root.path]
+        check = self.run_raw(["check", *base], scenario)
+        self.assertEqual(check.stdout.strip(), "UNK011 root not trusted: --trust-root not given", check.stderr)
+        # The exporter's log says why, once, where a deployment copied before --trust-root would otherwise only
+        # see "cannot tell" (review-s54 M3).
+        metrics = self.run_raw(["metrics", *base], scenario)
+        self.assertEqual(metrics.returncode, 0, metrics.stderr)
+        self.assertIn('gpuwarm_finding{rule_id="UNK011",severity="warning"} 1', metrics.stdout)
+        self.assertEqual(metrics.stderr.count("NVML left closed (UNK011)"), 1, metrics.stderr)
+        # A library named with --nvml inside the tree is the tree's code all the same (review-s54 L6).
+        named = self.root.p("/usr/local/nvidia/lib64/libnvidia-ml.so.1")
+        rc, d = self.diagnose("--nvml", named, scenario_obj=scenario, nvml=False, trust_root=False)
+        self.assertEqual((rc, d["verdict"]["rule_id"]), (9, "UNK011"), d["findings"])
+        self.assertIn(f"--nvml {named}, in the tree, would run as root", d["snapshot"]["nvml"]["not_opened"])
         # Vouched for, the same tree's library is loaded.
-        rc, d = self.diagnose(scenario_obj=h.scenario([h.gpu(0)]), nvml=False)
+        rc, d = self.diagnose(scenario_obj=scenario, nvml=False)
         self.assertEqual(d["snapshot"]["nvml"]["library_path"],
                          self.root.p(f"/usr/local/nvidia/lib64/libnvidia-ml.so.{VERSION}"))
 

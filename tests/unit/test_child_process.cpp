@@ -86,32 +86,65 @@ TEST(SystemProgramEnvironment, fixed_path_c_locale_and_only_the_loader_path_of_t
 }
 
 // review-s53-root H1: a --root tree may be a container's, whose files are uid 0's too: as root its code (libnvidia-ml,
-// nvidia-persistenced) runs only where the caller vouches for the tree or the tree is this process's own /.
-TEST(UntrustedRoot, a_roots_code_runs_as_root_only_where_vouched_for_or_it_is_the_own_root) {
-  char tree_template[] = "/tmp/gpuwarm-tree-XXXXXX";
-  const std::string tree = ::mkdtemp(tree_template);
-  const bool root = ::geteuid() == 0;
+// nvidia-persistenced) runs only where the caller vouches for the tree. Another name for the host's own / is no
+// exception (review-s54 L1: a check by path could be raced or fooled); not root, the caller runs it as themselves.
+TEST(UntrustedRoot, a_roots_code_runs_as_root_only_where_vouched_for) {
   struct Case {
     std::string dir;
     bool trusted;
-    bool refused_as_root;
+    bool as_root;
+    bool refused;
   };
   const Case cases[] = {
-      {"/", false, false},                // the live system
-      {"", false, false},                 // the same, as Paths spells it
-      {"/proc/self/root", false, false},  // another name for this process's own /
-      {tree, true, false},                // --trust-root
-      {tree, false, true},                // anyone's tree
+      {"/", false, true, false},               // the live system
+      {"", false, true, false},                // the same, as Paths spells it
+      {"///", false, true, false},             // the same, with slashes to spare
+      {"/proc/self/root", false, true, true},  // another name for the own /: vouched for like any tree
+      {"/proc/self/root", true, true, false},
+      {"/srv/tree", true, true, false},    // --trust-root
+      {"/srv/tree", false, true, true},    // anyone's tree
+      {"/srv/tree", false, false, false},  // not root: runs as the caller
   };
   for (const Case& c : cases) {
-    const std::string why = untrusted_root_for_code(c.dir, c.trusted);
-    if (root && c.refused_as_root) {
+    const std::string why = untrusted_root_for_code(c.dir, c.trusted, c.as_root);
+    if (c.refused) {
       EXPECT_EQ(why, "--root " + c.dir + " may be a container's or an image's tree, whose code never runs as root "
                                          "(--trust-root if it is this host's own /, as the host's / mounted in a pod)");
     } else {
-      EXPECT_EQ(why, "") << c.dir << " (not root: a tree's code runs as the caller)";
+      EXPECT_EQ(why, "") << c.dir << " trusted " << c.trusted << " as root " << c.as_root;
     }
   }
+}
+
+// review-s54 L6: a --nvml file in the tree is the tree's code, however it is named.
+TEST(PathWithin, a_path_is_within_a_folder_as_written_or_through_links) {
+  char tree_template[] = "/tmp/gpuwarm-tree-XXXXXX";
+  const std::string tree = ::mkdtemp(tree_template);
+  const std::string lib = tree + "/lib";
+  ASSERT_EQ(::mkdir(lib.c_str(), 0755), 0);
+  const std::string into = tree + "-link";  // a link, outside the tree, to a folder in it
+  ASSERT_EQ(::symlink(lib.c_str(), into.c_str()), 0);
+  struct Case {
+    std::string path;
+    std::string dir;
+    bool within;
+  };
+  const Case cases[] = {
+      {tree + "/lib/libnvidia-ml.so.1", tree, true},
+      {tree, tree, true},
+      {tree + "/", tree + "//", true},
+      {tree + "x/lib", tree, false},  // a sibling sharing the name's start
+      {"/usr/lib/libnvidia-ml.so.1", tree, false},
+      {into + "/libnvidia-ml.so.1", tree, false},  // does not exist: links unresolved
+      {into, tree, true},                          // through the link
+      {lib, into, true},                           // the folder named through a link
+      {"/anything", "/", true},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(path_within(c.path, c.dir), c.within) << c.path << " in " << c.dir;
+  }
+  ::unlink(into.c_str());
+  ::rmdir(lib.c_str());
   ::rmdir(tree.c_str());
 }
 

@@ -90,6 +90,50 @@ TEST(ResetPlan, Refusals) {
   EXPECT_EQ(plan_reset(node(), {0}, ResetInputs{"", "nvidia-smi not found", {}}).exit_code, ExitCode::tool_error);
 }
 
+// The look right before the reset (after the daemon's stop, or with none): who holds the targets now. A holder
+// found is action needed, processes not all read are cannot tell (review-s54 L3: reset answered 1 for both).
+TEST(ResetPlan, HoldersNow) {
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> mutate;
+    ExitCode code;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"no one", [](Snapshot&) {}, ExitCode::healthy, ""},
+      {"a job on a target", [](Snapshot& s) { add_client(s, {777, "python3", {0}}); }, ExitCode::action_needed,
+       "the GPUs are held:\npid 777 (python3)"},
+      {"a job on another GPU only", [](Snapshot& s) { add_client(s, {778, "python3", {1}}); }, ExitCode::healthy, ""},
+      {"the daemon the plan stops",
+       [](Snapshot& s) {
+         s.daemon.processes.push_back({});
+         s.daemon.processes.back().pid = 1234;
+         add_client(s, {1234, "nvidia-persiste", {0, 1}});
+       },
+       ExitCode::healthy, ""},
+      {"a daemon started again since", [](Snapshot& s) { add_client(s, {1240, "nvidia-persiste", {0, 1}}); },
+       ExitCode::action_needed, "pid 1240 (nvidia-persiste)"},
+      {"processes not listed",
+       [](Snapshot& s) { s.host.gpu_clients = Fact<std::vector<GpuClient>>::unknown("/proc: Permission denied"); },
+       ExitCode::cannot_tell, "the processes could not be listed (/proc: Permission denied): the GPUs may be held"},
+      {"open files unread", [](Snapshot& s) { s.host.unreadable_processes = 3; }, ExitCode::cannot_tell,
+       "3 processes' open files could not be read: the GPUs may be held"},
+  };
+  for (const Case& c : cases) {
+    Snapshot now = healthy_snapshot();
+    now.daemon.processes.clear();
+    now.host.gpu_clients = Fact<std::vector<GpuClient>>::known({});
+    c.mutate(now);
+    const HoldersNow held = holders_now(now, {0});
+    EXPECT_EQ(held.code, c.code) << c.name;
+    if (std::string(c.says).empty()) {
+      EXPECT_EQ(held.why, "") << c.name;
+    } else {
+      EXPECT_NE(held.why.find(c.says), std::string::npos) << c.name << ": " << held.why;
+    }
+  }
+}
+
 TEST(ResetPlan, StopResetStartWithTheExactCommand) {
   ResetPlan p = plan_reset(node(), {0, 1}, k_inputs);
   ASSERT_EQ(p.outcome, ResetOutcome::act);

@@ -141,6 +141,17 @@ TEST(Verify, NvmlLeftClosedIsCannotTellOnlyWhereNothingElseFailed) {
   VerifyReport r = evaluate_verify(in);
   EXPECT_FALSE(r.passed);
   EXPECT_EQ(r.nvml_not_opened, "`gpuwarm probe` or `watch --load` is timing the GPUs");
+  EXPECT_NE(render_verify_text(in, r).find("verify again once that command has finished"), std::string::npos);
+  // Left closed for an untrusted --root: no command to wait for; the text says what would open it.
+  for (Snapshot* s : {&in.before, &in.after}) {
+    s->nvml.not_opened_by = k_untrusted_root;
+  }
+  for (auto& sample : in.samples) sample.nvml.not_opened_by = k_untrusted_root;
+  r = evaluate_verify(in);
+  EXPECT_EQ(r.nvml_not_opened_by, k_untrusted_root);
+  const std::string text = render_verify_text(in, r);
+  EXPECT_NE(text.find("add --trust-root if that tree is this host's own /"), std::string::npos) << text;
+  EXPECT_EQ(text.find("once that command has finished"), std::string::npos) << text;
   in.after.service.active_state = Fact<std::string>::known("inactive");
   r = evaluate_verify(in);
   EXPECT_FALSE(r.passed);

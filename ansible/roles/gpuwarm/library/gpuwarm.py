@@ -81,6 +81,12 @@ options:
   root:
     description: Read /proc, /sys, /dev, /run and /etc under this directory (C(--root)); for tests and images.
     type: path
+  trust_root:
+    description: With I(root), that directory is this host's own / mounted elsewhere (C(--trust-root)), so
+      gpuwarm, run as root, loads its libnvidia-ml. Never for a container's or an unpacked image's tree; without
+      it, as root, NVML stays closed and the answer is cannot tell (UNK011).
+    type: bool
+    default: false
   nvml_library:
     description: NVML library to load instead of the system's (C(--nvml)).
     type: path
@@ -157,6 +163,8 @@ def source_args(p):
     args = []
     if p["root"]:
         args += ["--root", p["root"]]
+        if p["trust_root"]:
+            args += ["--trust-root"]
     if p["nvml_library"]:
         args += ["--nvml", p["nvml_library"]]
     if p["kernel_log"]:
@@ -271,6 +279,7 @@ def main():
             lock_retry_delay=dict(type="float", default=20.0),
             node_name=dict(type="str"),
             root=dict(type="path"),
+            trust_root=dict(type="bool", default=False),
             nvml_library=dict(type="path"),
             kernel_log=dict(type="path"),
             nvml_timeout=dict(type="float"),
