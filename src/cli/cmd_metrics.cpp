@@ -162,7 +162,7 @@ std::string collect_metrics_text(const MetricsOptions& opts) {
   if (opts.snapshot_file.empty() && loaded->nvml.not_opened_by == k_untrusted_root) {
     std::call_once(untrusted_logged, [&loaded] {
       std::cerr << "gpuwarm metrics: NVML left closed (UNK011): " + escape_control(loaded->nvml.not_opened) +
-                       "; every reading answers cannot tell until --trust-root is passed\n";
+                       "; every reading answers cannot tell (pass --trust-root if that tree is this host's own /)\n";
     });
   }
   Diagnosis diagnosis = diagnose(*loaded);

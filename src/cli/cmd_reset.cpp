@@ -249,6 +249,8 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
       "and -pl once the daemon is started again and holds those GPUs (waited for up to 10 s, then set all the\n"
       "same; --no-restore leaves the defaults); stopping the daemon alone\n"
       "costs them on every GPU nothing else holds, so they are set again also when the reset did not run.\n"
+      "Units that Requires=, BindsTo= or PartOf= the daemon (a site's slurmd, say) stop with it: the plan\n"
+      "names the active ones and starts each again last (cannot tell, 9, where they cannot be read).\n"
       "Then it verifies every GPU: Enabled and held by the daemon, the reset GPUs back with the same UUID,\n"
       "application clocks and power limits as before (a check that fails says how to set them again).\n"
       "Without systemd it prints the same steps to run by hand and changes nothing. Shares fix's lock.\n\n"
@@ -319,6 +321,17 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     }
     inputs.holder_command_lines = command_lines(paths, reset_blockers(before, targets.indices));
     inputs.restore_settings = !opts->no_restore;
+    // Units that Requires=, BindsTo= or PartOf= the daemon stop with it (a site's slurmd, say) and its start does
+    // not start them: asked where the plan will stop it, so that they are named and started again.
+    std::unique_ptr<ServiceManager> services;
+    if (before.service.reachable && before.service.active_state.is("active")) {
+      services = make_systemd_manager();
+      if (auto dependents = services->active_dependents(k_unit_name)) {
+        inputs.stopped_with = std::move(*dependents);
+      } else {
+        inputs.stopped_with_unread = dependents.error().message;
+      }
+    }
     ResetPlan plan = plan_reset(before, targets.indices, inputs);
 
     std::vector<ResetStepRecord> records;
@@ -366,7 +379,9 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     }
 
     report["outcome"] = "act";
-    auto services = make_systemd_manager();
+    if (!services) {
+      services = make_systemd_manager();
+    }
     auto job_timeout = std::chrono::milliseconds(static_cast<long long>(opts->job_timeout_seconds * 1000));
     bool failed = false;
     bool daemon_down = false;  // stopped and not started again: the report must say so loudly
@@ -481,6 +496,27 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
             }
           }
           run_command(rec, k_restore_timeout_ms);
+        } else if (step.kind == ResetStepKind::start_dependent) {
+          // Also after a failed reset or a signal, as the daemon's start. Not while the daemon is down: a unit
+          // that Requires= it would start it again behind the report's back, or fail.
+          if (daemon_down) {
+            rec.status = "not-run";
+            rec.detail = fmt::format("nvidia-persistenced is not running again: start it, then this unit "
+                                     "(systemctl start {} {})",
+                                     k_unit_name, step.unit);
+            failed = true;
+            continue;
+          }
+          auto r = services->start(step.unit, job_timeout);
+          if (!r || *r != "done") {
+            rec.status = "failed";
+            rec.detail = r ? fmt::format("job ended with result \"{}\" (journalctl -u {})", *r, step.unit)
+                           : r.error().message;
+            failed = true;
+          } else {
+            rec.status = "done";
+            rec.detail = "job done";
+          }
         } else {
           auto r = services->start(k_unit_name, job_timeout);
           if (!r || *r != "done") {
@@ -528,9 +564,12 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     if (refused_since_plan && !failed) {
       report["outcome"] = "refused";
       report["reason"] = "since the plan, " + refused_since_plan->why;
-      return finish(to_int(refused_since_plan->code),
-                    text + "Refused: since the plan, " + escape_control_lines(refused_since_plan->why) +
-                        "\nNothing was changed.\n");
+      std::string end = "Refused: since the plan, " + escape_control_lines(refused_since_plan->why) +
+                        "\nNothing was changed.\n";
+      if (signal_number != 0) {
+        end += fmt::format("{} arrived meanwhile.\n", signal_name(signal_number));
+      }
+      return finish(to_int(refused_since_plan->code), text + end);
     }
     if (failed) {
       std::string end = daemon_down || state_unknown

@@ -227,12 +227,26 @@ bool path_within(const std::string& path, const std::string& dir) {
     }
     return p == d || (p.starts_with(d) && (d == "/" || p[d.size()] == '/'));
   };
-  char real_path[PATH_MAX];
   char real_dir[PATH_MAX];
-  const bool path_resolved = ::realpath(path.c_str(), real_path) != nullptr;
-  const bool dir_resolved = ::realpath(dir.c_str(), real_dir) != nullptr;
-  return inside(path, dir) || (path_resolved && inside(real_path, dir)) || (dir_resolved && inside(path, real_dir)) ||
-         (path_resolved && dir_resolved && inside(real_path, real_dir));
+  // A DIR that resolves to / (/proc/PID/root of another mount namespace, a link to /) says nothing by its real
+  // path: every host path would be "inside". Its own name is what its files are reached by.
+  const bool dir_resolved = ::realpath(dir.c_str(), real_dir) != nullptr && std::string_view(real_dir) != "/";
+  auto within_dir = [&](std::string_view p) { return inside(p, dir) || (dir_resolved && inside(p, real_dir)); };
+  if (within_dir(path)) {
+    return true;
+  }
+  // Each leading part resolved on its own: a link on the way that leads into the tree counts, even where the
+  // whole path does not resolve (yet) or a later link leads back out.
+  for (std::size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    const std::string part = path.substr(0, end);
+    char real[PATH_MAX];
+    if (::realpath(part.c_str(), real) != nullptr && within_dir(real)) {
+      return true;
+    }
+    if (end == std::string::npos) {
+      return false;
+    }
+  }
 }
 
 std::string replaceable_by_others(const std::string& path) {

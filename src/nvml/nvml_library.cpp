@@ -176,15 +176,25 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
   const std::vector<LibraryCandidate> candidates = library_candidates(search);
   const bool explicit_path = !search.path.empty();
   const bool as_root = ::geteuid() == 0;
-  // One answer for the whole tree, naming each file once; a tree with none says "not found" below, as ever.
+  auto not_found = [&search](const std::string& tried) {
+    Paths paths(search.root);
+    return fail(std::string(k_soname) + " not found " +
+                (paths.is_live() ? "on the loader path or in " : "under " + search.root + " in ") +
+                std::to_string(std::size(k_known_dirs)) + " known driver locations (use --nvml PATH)" + tried);
+  };
+  const std::string untrusted_root = untrusted_root_for_code(search.root, search.root_trusted, as_root);
+  // Nothing of a tree not vouched for is loaded, whatever its files are when looked at (a file there now may be
+  // a folder a moment ago): one answer, naming each file found once, or "not found" where there is none.
   if (const std::string refused = refused_as_root(search, as_root); !refused.empty()) {
-    if (const std::vector<std::string> files = library_files(search); !files.empty()) {
-      std::string named;
-      for (const auto& file : files) {
-        named += (named.empty() ? "" : ", ") + file;
-      }
-      return fail(named + ": not loaded as root: " + refused);
+    const std::vector<std::string> files = library_files(search);
+    if (files.empty()) {
+      return explicit_path ? fail("cannot load " + search.path + ": not found") : not_found("");
     }
+    std::string named;
+    for (const auto& file : files) {
+      named += (named.empty() ? "" : ", ") + file;
+    }
+    return fail(named + ": not loaded as root: " + refused);
   }
   std::vector<std::string> passed_over;
   void* handle = nullptr;
@@ -198,7 +208,7 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     std::string load_path = candidate.path;
     std::string real;  // known here when the file was opened and checked first
     int fd = -1;
-    if (absolute && (!explicit_path || (as_root && search.check_named_file))) {
+    if (absolute && (!explicit_path || as_root)) {
       struct stat st {};
       if (::stat(candidate.path.c_str(), &st) != 0) {
         if (explicit_path) {
@@ -221,7 +231,14 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
         }
         fd = *opened;
         real = fd_path(fd);
-        if (std::string why = real.empty() ? "cannot resolve" : unsafe_for_root(fd, real); !why.empty()) {
+        // A named file is the operator's choice (its ownership checked only where asked), but never one that
+        // turns out, once open, to lie in a tree not vouched for, whatever links led there.
+        std::string why = real.empty() ? "cannot resolve"
+                          : explicit_path && !untrusted_root.empty() && path_within(real, search.root)
+                              ? "it lies in the --root tree: " + untrusted_root
+                          : !explicit_path || search.check_named_file ? unsafe_for_root(fd, real)
+                                                                      : "";
+        if (!why.empty()) {
           passed_over.push_back(candidate.path + ": not loaded as root: " + why);
           ::close(fd);
           continue;
@@ -278,10 +295,7 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     if (explicit_path) {
       return fail("cannot load " + search.path + tried);
     }
-    Paths paths(search.root);
-    return fail(std::string(k_soname) + " not found " +
-                (paths.is_live() ? "on the loader path or in " : "under " + search.root + " in ") +
-                std::to_string(std::size(k_known_dirs)) + " known driver locations (use --nvml PATH)" + tried);
+    return not_found(tried);
   }
 
   std::unique_ptr<Library> lib(new Library());

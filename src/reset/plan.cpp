@@ -429,7 +429,19 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     return plan;
   }
 
+  if (plan.daemon_was_active && !in.stopped_with_unread.empty()) {
+    return refuse(std::move(plan), ExitCode::cannot_tell,
+                  fmt::format("which units stopping {} would stop too (those that Requires=, BindsTo= or PartOf= it) "
+                              "could not be read: {}. They would stay stopped; check `systemctl list-dependencies "
+                              "--reverse {}` and run reset again.",
+                              k_unit_name, in.stopped_with_unread, k_unit_name));
+  }
   plan.outcome = ResetOutcome::act;
+  if (plan.daemon_was_active && !in.stopped_with.empty()) {
+    plan.notes.push_back(fmt::format("stopping {} stops {} too (they Requires=, BindsTo= or PartOf= it): each is "
+                                     "started again at the end",
+                                     k_unit_name, fmt::join(in.stopped_with, ", ")));
+  }
   if (plan.daemon_was_active) {
     plan.steps.push_back({ResetStepKind::stop_daemon,
                           "nvidia-persistenced holds every GPU open; the reset fails while it does", {}});
@@ -448,6 +460,12 @@ ResetPlan plan_reset(const Snapshot& s, const std::vector<unsigned>& targets, co
     plan.steps.push_back({ResetStepKind::restore_setting,
                           "a reset returns it to the default; set again once the daemon holds the GPU, so it stays",
                           std::move(argv)});
+  }
+  if (plan.daemon_was_active) {
+    for (const auto& unit : in.stopped_with) {
+      plan.steps.push_back({ResetStepKind::start_dependent,
+                            "the daemon's stop stopped it, and its start does not start it again", {}, unit});
+    }
   }
   if (!restores.empty() && !plan.daemon_was_active) {
     plan.notes.push_back("with nvidia-persistenced not running, settings set again last only while persistence "
@@ -532,6 +550,7 @@ const char* to_string(ResetStepKind kind) {
     case ResetStepKind::reset_gpus: return "reset";
     case ResetStepKind::start_daemon: return "start-daemon";
     case ResetStepKind::restore_setting: return "restore-setting";
+    case ResetStepKind::start_dependent: return "start-unit";
   }
   return "?";
 }
@@ -540,6 +559,7 @@ std::string describe(const ResetStep& step) {
   switch (step.kind) {
     case ResetStepKind::stop_daemon: return fmt::format("StopUnit({}, replace), wait for the job", k_unit_name);
     case ResetStepKind::start_daemon: return fmt::format("StartUnit({}, replace), wait for the job", k_unit_name);
+    case ResetStepKind::start_dependent: return fmt::format("StartUnit({}, replace), wait for the job", step.unit);
     case ResetStepKind::reset_gpus:
     case ResetStepKind::restore_setting: return fmt::format("{}", fmt::join(step.argv, " "));
   }

@@ -13,12 +13,15 @@ namespace gpuwarm {
 
 // restore_setting: `nvidia-smi -i BUS -ac MEM,GR` or `-pl W`, after the daemon holds the GPU again (a setting
 // applied with no client holding the GPU would be lost as nvidia-smi exits).
-enum class ResetStepKind { stop_daemon, reset_gpus, start_daemon, restore_setting };
+// start_dependent: a unit the daemon's stop stopped too (it Requires=, BindsTo= or PartOf= the daemon), started
+// again last, once the settings are back (a scheduler's node daemon would otherwise take jobs before).
+enum class ResetStepKind { stop_daemon, reset_gpus, start_daemon, restore_setting, start_dependent };
 
 struct ResetStep {
   ResetStepKind kind;
   std::string why;
   std::vector<std::string> argv;  // reset_gpus, restore_setting: the exact command
+  std::string unit{};             // start_dependent: the unit
 };
 
 enum class ResetOutcome { act, refused, no_service_manager };
@@ -51,6 +54,9 @@ struct ResetInputs {
   std::string nvidia_smi_missing;
   std::vector<std::string> holder_command_lines;  // "pid 4242 (python3): python3 train.py", for a refusal
   bool restore_settings = true;  // false (--no-restore): leave clocks and power limits at their defaults
+  // ServiceManager::active_dependents of the daemon's unit, asked where it is active: units its stop stops too.
+  std::vector<std::string> stopped_with{};
+  std::string stopped_with_unread{};  // why they could not be read ("" when they were)
 };
 
 // Each ID is an NVML index, a UUID (GPU-...) or a PCI bus id (any case, 4- or 8-digit domain). Unknown IDs

@@ -1,5 +1,6 @@
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -138,6 +139,47 @@ class SdBusServiceManager final : public ServiceManager {
   }
   Result<std::string> stop(const std::string& unit, std::chrono::milliseconds timeout) override {
     return run_job("StopUnit", unit, timeout);
+  }
+
+  Result<std::vector<std::string>> active_dependents(const std::string& unit) override {
+    if (std::string why = connect(); !why.empty()) {
+      return fail(why);
+    }
+    std::string path;
+    std::string error;
+    if (!unit_path(unit, path, error)) {
+      return fail(unit + ": " + error);
+    }
+    std::vector<std::string> names;
+    for (const char* member : {"RequiredBy", "BoundBy", "ConsistsOf"}) {
+      auto listed = get_strv(path, k_unit_iface, member);
+      if (!listed.has()) {
+        return fail(unit + "'s " + member + ": " + listed.missing);
+      }
+      for (const auto& name : *listed) {
+        if (name != unit && std::find(names.begin(), names.end(), name) == names.end()) {
+          names.push_back(name);
+        }
+      }
+    }
+    std::vector<std::string> active;
+    for (const auto& name : names) {
+      std::string dependent;
+      if (!unit_path(name, dependent, error)) {
+        if (error.rfind("not-found", 0) == 0) {
+          continue;  // named by a unit file, never loaded: nothing runs to be stopped
+        }
+        return fail(name + ": " + error);
+      }
+      auto state = get_string(dependent, k_unit_iface, "ActiveState");
+      if (!state.has()) {
+        return fail(name + "'s ActiveState: " + state.missing);
+      }
+      if (state.is("active") || state.is("activating") || state.is("reloading")) {
+        active.push_back(name);
+      }
+    }
+    return active;
   }
 
  private:

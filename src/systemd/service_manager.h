@@ -38,6 +38,10 @@ class ServiceManager {
   virtual Result<std::string> start(const std::string& unit, std::chrono::milliseconds timeout) = 0;
   virtual Result<std::string> restart(const std::string& unit, std::chrono::milliseconds timeout) = 0;
   virtual Result<std::string> stop(const std::string& unit, std::chrono::milliseconds timeout) = 0;
+  // The units a stop of `unit` stops too (those that Requires=, BindsTo= or PartOf= it: its RequiredBy,
+  // BoundBy and ConsistsOf) that are active or starting now, each once. A start of `unit` does not start them
+  // again. Err when systemd cannot be asked or a property or state cannot be read.
+  virtual Result<std::vector<std::string>> active_dependents(const std::string& unit) = 0;
 };
 
 // Connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS is honoured).

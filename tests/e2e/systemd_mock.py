@@ -60,7 +60,8 @@ class SystemdMockCase(dbusmock.DBusTestCase if dbus else unittest.TestCase):
                                         "NeedDaemonReload": dbus.Boolean(False),
                                         "DropInPaths": dbus.Array(list(drop_ins), signature="s"),
                                         "WantedBy": dbus.Array([], signature="s"),
-                                        "RequiredBy": dbus.Array([], signature="s")})
+                                        "RequiredBy": dbus.Array([], signature="s"),
+                                        "BoundBy": dbus.Array([], signature="s"), "ConsistsOf": dbus.Array([], signature="s")})
         service = {"ExecStart": exec_start(argv), "Restart": restart, "ControlGroup": control_group,
                    "Result": result}
         if exec_condition:  # a systemd that parses ExecCondition= has the property (empty here)

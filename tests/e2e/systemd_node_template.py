@@ -62,7 +62,8 @@ def load(mock, parameters):
         "NeedDaemonReload": dbus.Boolean(False),
         "DropInPaths": dbus.Array([], signature="s"),
         "WantedBy": dbus.Array([], signature="s"),
-        "RequiredBy": dbus.Array([], signature="s")})
+        "RequiredBy": dbus.Array([], signature="s"),
+        "BoundBy": dbus.Array([], signature="s"), "ConsistsOf": dbus.Array([], signature="s")})
     service = {"ExecStart": exec_start(parameters.get("argv", PACKAGED_ARGV)),
                "Restart": str(parameters.get("restart", "no"))}
     if parameters.get("exec_condition", True):  # a systemd that parses ExecCondition= has the property

@@ -79,7 +79,7 @@ def seconds_until_closed(sockets, chunk, bound_s):
 class Exporter:
     """A `gpuwarm metrics --listen 127.0.0.1:0` process for a fake node; stopped by stop() or at its bound."""
 
-    def __init__(self, test, root, scenario, *extra, env=None, bound_s=120):
+    def __init__(self, test, root, scenario, *extra, env=None, bound_s=120, nvml=None):
         self.tmp = tempfile.mkdtemp(prefix="gpuwarm-exporter-")
         test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         path = os.path.join(self.tmp, "scenario.json")
@@ -93,7 +93,7 @@ class Exporter:
         test.addCleanup(stderr.close)
         self.proc = subprocess.Popen(
             ["timeout", "-s", "KILL", str(bound_s), h.BIN, "metrics", "--listen", "127.0.0.1:0", "--root", root.path,
-             "--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+             "--no-systemd", "--nvml", nvml or os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
              "--probe-baseline", os.path.join(self.tmp, "no-baseline.json"), *extra],
             stdout=subprocess.DEVNULL, stderr=stderr, env=full_env)
         test.addCleanup(self.stop)
@@ -256,6 +256,21 @@ class ExporterOverHttp(unittest.TestCase):
         held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
                 if os.path.exists(f"/proc/{pid}/fd/{fd}")]
         self.assertEqual([f for f in held if "nvidia" in f], [], held)
+
+    def test_an_untrusted_root_is_logged_once_per_process(self):
+        """A DaemonSet copied before --trust-root existed answers cannot tell (UNK011) at every scrape; its log
+        says why once, not at every collection (review-s54 M3)."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: as another user the tree's library is loaded as that user")
+        with open(os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"), "rb") as library:
+            self.root.write("usr/local/nvidia/lib64/libnvidia-ml.so.1", library.read(), 0o755)
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), "--min-interval", "0",
+                     nvml=self.root.p("usr/local/nvidia/lib64/libnvidia-ml.so.1"))
+        for scrape in range(3):
+            p = samples(http(e.url + "/metrics")[2])
+            self.assertEqual(value(p, "gpuwarm_finding", rule_id="UNK011", severity="warning"), 1, f"scrape {scrape}")
+        self.assertEqual(e.stop(), 0)
+        self.assertEqual(e.stderr().count("NVML left closed (UNK011)"), 1, e.stderr())
 
     def test_concurrent_scrapes_share_one_collection_and_min_interval_reuses_it(self):
         g = h.gpu(0, persistence=0, deinit={"attach_ms": 500})

@@ -670,6 +670,32 @@ esac
         self.assertTrue(all(c["passed"] for c in rep["reset_checks"]), rep["reset_checks"])
         self.assertEqual(self.unit_property("ActiveState"), "active")
 
+        # A unit that Requires= the daemon (a site pins its slurmd so) is stopped with it, and the daemon's start
+        # does not start it again: the plan names it and starts it last (review-s53-root M2).
+        gate = os.path.join(self.root, "etc/systemd/system/gpu-job-gate.service")
+        with open(gate, "w") as f:
+            f.write("[Unit]\nRequires=nvidia-persistenced.service\nAfter=nvidia-persistenced.service\n"
+                    "[Service]\nExecStart=/bin/sleep infinity\n")
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+        self.assertEqual(self.inside("systemctl", "start", "gpu-job-gate.service").returncode, 0)
+        open(log, "w").close()
+        code, rep = self.reset("--yes")
+        self.assertEqual(code, 0, rep)
+        self.assertEqual([(s["kind"], s["status"]) for s in rep["steps"]],
+                         [("stop-daemon", "done"), ("reset", "done"), ("start-daemon", "done"),
+                          ("start-unit", "done")])
+        self.assertIn("StartUnit(gpu-job-gate.service, replace)", rep["steps"][3]["action"])
+        self.assertIn("stops gpu-job-gate.service too", " ".join(rep["notes"]))
+        self.assertEqual(self.inside("systemctl", "is-active", "gpu-job-gate.service").stdout.strip(), "active")
+        # Stopped before, it is not started: only what the reset stopped is started again.
+        self.assertEqual(self.inside("systemctl", "stop", "gpu-job-gate.service").returncode, 0)
+        code, rep = self.reset("--yes")
+        self.assertEqual(code, 0, rep)
+        self.assertNotIn("start-unit", [s["kind"] for s in rep["steps"]])
+        self.assertEqual(self.inside("systemctl", "is-active", "gpu-job-gate.service").stdout.strip(), "inactive")
+        os.unlink(gate)
+        self.assertEqual(self.systemd("Reload").returncode, 0)
+
         # Application clocks and a power limit set away from their defaults: the reset returns them to the
         # defaults, and they are set again once the daemon holds the GPU; verified as before.
         at_default = {"app_clocks": {"sm": 1980, "graphics": 1980, "mem": 2619}, "requested_power_limit_mw": 700000}

@@ -124,6 +124,8 @@ TEST(PathWithin, a_path_is_within_a_folder_as_written_or_through_links) {
   ASSERT_EQ(::mkdir(lib.c_str(), 0755), 0);
   const std::string into = tree + "-link";  // a link, outside the tree, to a folder in it
   ASSERT_EQ(::symlink(lib.c_str(), into.c_str()), 0);
+  const std::string out = lib + "/out";  // a link in the tree to a folder outside it
+  ASSERT_EQ(::symlink("/usr/lib", out.c_str()), 0);
   struct Case {
     std::string path;
     std::string dir;
@@ -135,15 +137,19 @@ TEST(PathWithin, a_path_is_within_a_folder_as_written_or_through_links) {
       {tree + "/", tree + "//", true},
       {tree + "x/lib", tree, false},  // a sibling sharing the name's start
       {"/usr/lib/libnvidia-ml.so.1", tree, false},
-      {into + "/libnvidia-ml.so.1", tree, false},  // does not exist: links unresolved
-      {into, tree, true},                          // through the link
+      {into + "/libnvidia-ml.so.1", tree, true},  // not there (yet), but the link on the way leads in
+      {into, tree, true},                         // through the link
+      {into + "/out/libnvidia-ml.so.1", tree, true},  // in, then out again: the tree's link decides where it leads
       {lib, into, true},                           // the folder named through a link
       {"/anything", "/", true},
+      {"/usr/lib/libnvidia-ml.so.1", "/proc/self/root", false},  // a / by another name: host paths are not in it
+      {"/proc/self/root/usr/lib/libnvidia-ml.so.1", "/proc/self/root", true},
   };
   for (const Case& c : cases) {
     EXPECT_EQ(path_within(c.path, c.dir), c.within) << c.path << " in " << c.dir;
   }
   ::unlink(into.c_str());
+  ::unlink(out.c_str());
   ::rmdir(lib.c_str());
   ::rmdir(tree.c_str());
 }

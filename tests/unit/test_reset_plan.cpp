@@ -156,6 +156,46 @@ TEST(ResetPlan, InactiveDaemonIsNeitherStoppedNorStarted) {
   EXPECT_NE(p.notes[0].find("gpuwarm fix"), std::string::npos);
 }
 
+// review-s53-root M2: a unit that Requires=, BindsTo= or PartOf= the daemon stops with it, and the daemon's start does
+// not start it again: named, and started last, once the settings are back (a scheduler then takes jobs again).
+TEST(ResetPlan, UnitsStoppedWithTheDaemonAreStartedAgainLast) {
+  Snapshot s = node();
+  s.nvml.gpus[0].app_clocks.sm = Fact<unsigned>::known(1500);
+  ResetInputs in = k_inputs;
+  in.stopped_with = {"slurmd.service", "gpu-exporter.service"};
+  ResetPlan p = plan_reset(s, {0}, in);
+  ASSERT_EQ(p.outcome, ResetOutcome::act);
+  std::vector<std::string> kinds;
+  for (const auto& step : p.steps) {
+    kinds.push_back(to_string(step.kind));
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"stop-daemon", "reset", "start-daemon", "restore-setting", "start-unit",
+                                             "start-unit"}));
+  EXPECT_EQ(describe(p.steps[4]), "StartUnit(slurmd.service, replace), wait for the job");
+  EXPECT_EQ(p.steps[5].unit, "gpu-exporter.service");
+  ASSERT_FALSE(p.notes.empty());
+  EXPECT_NE(p.notes[0].find("stops slurmd.service, gpu-exporter.service too"), std::string::npos) << p.notes[0];
+
+  // Which ones could not be read: a reset might leave them stopped, unsaid: cannot tell, nothing changed.
+  in.stopped_with.clear();
+  in.stopped_with_unread = "nvidia-persistenced.service's BoundBy: Access denied";
+  p = plan_reset(s, {0}, in);
+  EXPECT_EQ(p.outcome, ResetOutcome::refused);
+  EXPECT_EQ(p.exit_code, ExitCode::cannot_tell);
+  EXPECT_NE(p.reason.find("BoundBy: Access denied"), std::string::npos) << p.reason;
+
+  // A daemon that is not active is not stopped: nothing stops with it.
+  s.service.active_state = Fact<std::string>::known("inactive");
+  s.daemon.processes.clear();
+  s.host.gpu_clients = Fact<std::vector<GpuClient>>::known({});
+  in.stopped_with = {"slurmd.service"};
+  p = plan_reset(s, {0}, in);
+  EXPECT_EQ(p.outcome, ResetOutcome::act);
+  for (const auto& step : p.steps) {
+    EXPECT_NE(step.kind, ResetStepKind::start_dependent);
+  }
+}
+
 TEST(ResetPlan, WithoutSystemdTheStepsByHand) {
   Snapshot s = node();
   s.service.reachable = false;
