@@ -401,7 +401,8 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       "synchronize, and the release. GPUs are probed one at a time: as reported on 2 x H200, the driver\n"
       "serialized cuInit and context creation across processes (two probes of one H200 retained their\n"
       "contexts 1.8x slower together), so probes run together may inflate each other's stages (--parallel\n"
-      "does that, and says so).\n\n"
+      "does that, and says so). A GPU with MIG enabled is not probed (CUDA sees its MIG devices, not the\n"
+      "GPU): listed as a failure, as one NVML gives no handle or UUID for.\n\n"
       "What a job pays (with two or more GPUs, or --node): from launch until every GPU has a context and a\n"
       "synchronized allocation, started as one process that starts every GPU in turn (a multi-GPU training\n"
       "process) and as a process per GPU launched together, each limited to its GPU (CUDA_VISIBLE_DEVICES\n"
@@ -532,10 +533,15 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       p.index = g.index;
       p.uuid = g.uuid.value_or("");
       p.pci_bus_id = g.pci_bus_id.value_or("");
-      if (!g.handle_error.empty() || !g.uuid.has()) {
-        const std::string why = !g.handle_error.empty()
-                                    ? "NVML gave no handle for it (" + g.handle_error + ")"
-                                    : "its UUID could not be read through NVML (" + g.uuid.missing + ")";
+      // With MIG on, CUDA_VISIBLE_DEVICES=GPU-<uuid> of the whole GPU shows CUDA no device (review-s53-probe
+      // L5): said as such, not as the child's "CUDA sees 0".
+      const bool mig_on = g.mig_mode.is(1u);
+      if (!g.handle_error.empty() || !g.uuid.has() || mig_on) {
+        const std::string why = !g.handle_error.empty() ? "NVML gave no handle for it (" + g.handle_error + ")"
+                                : !g.uuid.has()
+                                    ? "its UUID could not be read through NVML (" + g.uuid.missing + ")"
+                                    : "MIG is enabled on it: CUDA sees its MIG devices (MIG-<uuid>), not the GPU, "
+                                      "and gpuwarm probes whole GPUs";
         p.child_error = "not probed: " + why;
         if (unprobeable.empty()) {
           unprobeable_why = fmt::format("GPU {} {}", g.index, why);

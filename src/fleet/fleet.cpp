@@ -1,7 +1,9 @@
 #include "fleet/fleet.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <map>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -442,14 +444,86 @@ JobStartMedian job_start(const FleetSummary& s, JobStartMs NodeState::*when, std
   return m;
 }
 
-std::string job_start_text(const JobStartMedian& m) {
-  if (!m.median_ms) {
-    return "none";
+// review-s53-probe L1: a job's start grows with its GPUs, so nodes are compared within one GPU count, and the
+// before/after pair over the same nodes: the "after" of every node beside the "before" of some is a change of
+// population, not of start.
+struct JobStartGroup {
+  unsigned gpus = 0;  // 0: not recorded
+  JobStartMedian before;
+  JobStartMedian after;
+  JobStartMedian after_same_nodes;  // over the nodes counted in `before`
+};
+
+std::vector<JobStartGroup> job_start_groups(const FleetSummary& s, std::optional<double> JobStartMs::*how) {
+  std::map<unsigned, std::array<std::vector<double>, 3>> by_gpus;
+  for (const auto& n : s.nodes) {
+    auto& sets = by_gpus[n.job_gpus.value_or(0)];
+    const auto& before = n.job_before_ms.*how;
+    const auto& after = n.job_after_ms.*how;
+    const bool before_counts = n.job_before_counts && before.has_value();
+    if (before_counts) {
+      sets[0].push_back(*before);
+    }
+    if (after) {
+      sets[1].push_back(*after);
+      if (before_counts) {
+        sets[2].push_back(*after);
+      }
+    }
   }
-  std::string gpus = m.max_gpus == 0            ? ""
-                     : m.min_gpus == m.max_gpus ? fmt::format(", {} GPU{} each", m.max_gpus, m.max_gpus == 1 ? "" : "s")
-                                                : fmt::format(", {}-{} GPUs", m.min_gpus, m.max_gpus);
-  return fmt::format("{:.1f} ms ({} node{}{})", *m.median_ms, m.nodes, m.nodes == 1 ? "" : "s", gpus);
+  std::vector<JobStartGroup> out;
+  for (auto& [gpus, sets] : by_gpus) {
+    if (sets[0].empty() && sets[1].empty()) {
+      continue;
+    }
+    JobStartGroup g;
+    g.gpus = gpus;
+    JobStartMedian* medians[] = {&g.before, &g.after, &g.after_same_nodes};
+    for (std::size_t i = 0; i < 3; ++i) {
+      medians[i]->nodes = sets[i].size();
+      medians[i]->min_gpus = medians[i]->max_gpus = gpus;
+      if (!sets[i].empty()) {
+        medians[i]->median_ms = median(std::move(sets[i]));
+      }
+    }
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+std::string job_start_group_text(const JobStartGroup& g, const char* title) {
+  auto figure = [](const JobStartMedian& m) {
+    return m.median_ms ? fmt::format("{:.1f} ms ({} node{})", *m.median_ms, m.nodes, m.nodes == 1 ? "" : "s")
+                       : std::string("none");
+  };
+  std::string after = figure(g.after);
+  if (g.after.median_ms && g.before.median_ms && g.after_same_nodes.nodes != g.after.nodes) {
+    after.pop_back();  // the closing parenthesis: the same nodes' figure goes inside it
+    after += g.after_same_nodes.median_ms
+                 ? fmt::format("; {:.1f} ms on the {} with a before)", *g.after_same_nodes.median_ms,
+                               g.after_same_nodes.nodes == 1 ? std::string("node")
+                                                             : fmt::format("{} nodes", g.after_same_nodes.nodes))
+                 : "; none on the nodes with a before)";
+  }
+  const std::string gpus = g.gpus == 0 ? std::string("GPU count not recorded")
+                                       : fmt::format("{} GPU{}", g.gpus, g.gpus == 1 ? "" : "s");
+  return fmt::format("Job start ({}) on {}, median per node: before {}, after {}\n", title, gpus, figure(g.before),
+                     after);
+}
+
+nlohmann::json job_start_groups_json(const FleetSummary& s, std::optional<double> JobStartMs::*how) {
+  nlohmann::json out = nlohmann::json::array();
+  auto brief = [](const JobStartMedian& m) {
+    return nlohmann::json{{"median_ms", m.median_ms ? nlohmann::json(*m.median_ms) : nlohmann::json(nullptr)},
+                          {"nodes", m.nodes}};
+  };
+  for (const auto& g : job_start_groups(s, how)) {
+    out.push_back({{"gpus", g.gpus == 0 ? nlohmann::json(nullptr) : nlohmann::json(g.gpus)},
+                   {"before", brief(g.before)},
+                   {"after", brief(g.after)},
+                   {"after_same_nodes", brief(g.after_same_nodes)}});
+  }
+  return out;
 }
 
 nlohmann::json job_start_json(const JobStartMedian& m) {
@@ -854,11 +928,8 @@ std::string render_text(const FleetSummary& s, const Style& style) {
   for (auto [how, title] : {std::pair{&JobStartMs::one_process, "one process, every GPU"},
                             std::pair{&JobStartMs::process_per_gpu, "a process per GPU"},
                             std::pair{&JobStartMs::process_per_gpu_all_visible, "a process per GPU, each seeing all"}}) {
-    JobStartMedian then = job_start(s, &NodeState::job_before_ms, how);
-    JobStartMedian now = job_start(s, &NodeState::job_after_ms, how);
-    if (then.median_ms || now.median_ms) {
-      out += fmt::format("Job start on the GPUs probed ({}), median per node: before {}, after {}\n", title,
-                         job_start_text(then), job_start_text(now));
+    for (const auto& group : job_start_groups(s, how)) {
+      out += job_start_group_text(group, title);
     }
   }
   std::vector<std::string> joins;
@@ -986,6 +1057,10 @@ nlohmann::json render_json(const FleetSummary& s) {
                                                   &JobStartMs::process_per_gpu_all_visible))},
               {"after", job_start_json(job_start(s, &NodeState::job_after_ms,
                                                  &JobStartMs::process_per_gpu_all_visible))}}}}},
+          {"job_start_by_gpus",
+           {{"one_process", job_start_groups_json(s, &JobStartMs::one_process)},
+            {"process_per_gpu", job_start_groups_json(s, &JobStartMs::process_per_gpu)},
+            {"process_per_gpu_all_visible", job_start_groups_json(s, &JobStartMs::process_per_gpu_all_visible)}}},
           {"unreadable", unreadable},
           {"skipped", skipped},
           {"node_reports", nodes}};

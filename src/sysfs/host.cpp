@@ -74,6 +74,22 @@ Fact<std::vector<std::string>> find_schedulers(const Paths& paths, const Result<
   return Fact<std::vector<std::string>>::known(std::move(found));
 }
 
+namespace {
+
+// Whether /proc/PID/stat says the process is exiting: Z (a zombie) or X (dead), the field after the command
+// name, which ends at the last ')'.
+bool exiting(const Paths& paths, int pid) {
+  auto stat_line = read_first_line(paths.proc(std::to_string(pid) + "/stat"));
+  if (!stat_line) {
+    return false;
+  }
+  const auto end = stat_line->rfind(')');
+  return end != std::string::npos && end + 2 < stat_line->size() &&
+         (stat_line->at(end + 2) == 'Z' || stat_line->at(end + 2) == 'X');
+}
+
+}  // namespace
+
 DeviceScan scan_nvidia_holders(const Paths& paths, const std::vector<int>& skip) {
   DeviceScan scan;
   auto pids = list_pids(paths);
@@ -90,9 +106,11 @@ DeviceScan scan_nvidia_holders(const Paths& paths, const std::vector<int>& skip)
       // A process that exited meanwhile (its fd folder gone) is not a failure to read; a folder that is there
       // and could not be listed is (permission, but also a descriptor limit or memory: a holder not seen must
       // not read as none).
+      // An exiting process (a zombie, or one being torn down: state Z or X) holds no file any more either.
       struct stat st {};
-      const bool gone = ::stat(paths.proc(std::to_string(pid) + "/fd").c_str(), &st) != 0 && errno == ENOENT;
-      scan.unreadable += gone ? 0u : 1u;
+      const bool gone = ::stat(paths.proc(std::to_string(pid) + "/fd").c_str(), &st) != 0 &&
+                        (errno == ENOENT || errno == ESRCH);
+      scan.unreadable += gone || exiting(paths, pid) ? 0u : 1u;
       continue;
     }
     DeviceHolder holder;

@@ -64,8 +64,11 @@ class Probe(unittest.TestCase):
         # on the others (it would not be this node's start), and exit 1.
         lost = dict(h.gpu(2), handle_return=15)
         no_uuid = {k: v for k, v in h.gpu(1).items() if k != "uuid"}
+        # MIG on: CUDA would see no device behind the GPU's UUID (review-s53-probe L5), said as such.
+        mig = h.gpu(1, mig_mode=1, mig_mode_pending=1)
         for gpus, index, says in (([h.gpu(0), h.gpu(1), lost], 2, "NVML gave no handle for it (GPU_IS_LOST"),
-                                  ([h.gpu(0), no_uuid], 1, "its UUID could not be read through NVML")):
+                                  ([h.gpu(0), no_uuid], 1, "its UUID could not be read through NVML"),
+                                  ([h.gpu(0), mig], 1, "MIG is enabled on it: CUDA sees its MIG devices")):
             rc, d = self.probe_json({}, gpus=gpus)
             self.assertEqual(rc, 1, d)
             self.assertEqual([g["index"] for g in d["gpus"]], list(range(len(gpus))))

@@ -610,6 +610,31 @@ TEST(Host, TreeSystemdVersionFromItsSharedLibrary) {
   }
 }
 
+// A process whose open files cannot be listed may hold a GPU; one that is exiting (a zombie, or dead: state Z or
+// X) holds none (a busy host's short-lived processes made a cold probe read "may be warm").
+TEST(Daemon, AnExitingProcessIsNotAnUnreadOne) {
+  struct Case {
+    const char* stat;
+    unsigned unreadable;
+  };
+  const Case cases[] = {
+      {"7 (worker) S 1 7 7 0 -1", 1},
+      {"7 (a) Z b) S 1 7 7 0 -1", 1},  // the name may hold ") Z": the state follows the last ')'
+      {"7 (worker) Z 1 7 7 0 -1", 0},
+      {"7 (a) S (b)) X 1 7 7 0 -1", 0},
+      {"", 1},  // unread: may be anything
+  };
+  for (const Case& c : cases) {
+    test::TempTree t;
+    t.write("proc/7/comm", "worker\n");
+    t.write("proc/7/fd", "a file where the folder of descriptors belongs: it cannot be listed, even by root");
+    if (*c.stat != '\0') {
+      t.write("proc/7/stat", std::string(c.stat) + "\n");
+    }
+    EXPECT_EQ(scan_gpu_clients(Paths(t.root()), {}).unreadable, c.unreadable) << c.stat;
+  }
+}
+
 TEST(Daemon, AbsentDaemon) {
   test::TempTree t;
   t.mkdir("proc");

@@ -596,18 +596,47 @@ TEST(FleetSummary, job_start_medians_per_node_newest_wins) {
   EXPECT_EQ(j["probe_failed"]["hostnames"], nlohmann::json::parse(R"(["c"])"));
   EXPECT_TRUE(j["node_reports"][2]["needs_attention"]);
   std::string text = fleet::render_text(s, Style(false));
-  EXPECT_NE(text.find("Job start on the GPUs probed (one process, every GPU), median per node: before 6000.0 ms "
-                      "(1 node, 2 GPUs each), after 500.0 ms (2 nodes, 2-8 GPUs)"),
+  // Per GPU count (review-s53-probe L1): a 2-GPU and an 8-GPU node's starts are not one figure.
+  EXPECT_NE(text.find("Job start (one process, every GPU) on 2 GPUs, median per node: before 6000.0 ms (1 node), "
+                      "after 400.0 ms (1 node)\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("(a process per GPU), median per node: before none, after 700.0 ms (1 node, 8 GPUs each)"),
+  EXPECT_NE(text.find("Job start (one process, every GPU) on 8 GPUs, median per node: before none, after 600.0 ms "
+                      "(1 node)\n"),
             std::string::npos)
       << text;
+  EXPECT_NE(text.find("(a process per GPU) on 8 GPUs, median per node: before none, after 700.0 ms (1 node)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(j["job_start_by_gpus"]["one_process"], nlohmann::json::parse(R"([
+      {"gpus": 2, "before": {"median_ms": 6000.0, "nodes": 1}, "after": {"median_ms": 400.0, "nodes": 1},
+       "after_same_nodes": {"median_ms": 400.0, "nodes": 1}},
+      {"gpus": 8, "before": {"median_ms": null, "nodes": 0}, "after": {"median_ms": 600.0, "nodes": 1},
+       "after_same_nodes": {"median_ms": null, "nodes": 0}}])"));
   EXPECT_NE(text.find("Nodes whose newest probe failed: 1 (c)"), std::string::npos) << text;
   EXPECT_EQ(j["job_start_ms"]["process_per_gpu_all_visible"]["after"]["median_ms"], 900.0);
-  EXPECT_NE(text.find("(a process per GPU, each seeing all), median per node: before none, after 900.0 ms"),
+  EXPECT_NE(text.find("(a process per GPU, each seeing all) on 8 GPUs, median per node: before none, after 900.0 ms"),
             std::string::npos)
       << text;
+
+  // Another 2-GPU node with no before: the after over every node is not set against a before of some only; the
+  // same nodes' after is said beside it.
+  reports.clear();
+  reports.push_back(report(R"({"kind":"gpuwarm-probe","hostname":"a","gpus":[],
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":400}],
+                 "compare_jobs":[{"method":"one-process","before_ready_ms":6000}],
+                 "compare_persistence":{"before":"disabled","after":"enabled","changed":true}})"));
+  reports.push_back(report(R"({"kind":"gpuwarm-probe","hostname":"d","gpus":[],
+                 "jobs":[{"method":"one-process","gpus":2,"ready_ms":800}]})"));
+  s = fleet::summarize(std::move(reports), {});
+  text = fleet::render_text(s, Style(false));
+  EXPECT_NE(text.find("on 2 GPUs, median per node: before 6000.0 ms (1 node), after 600.0 ms (2 nodes; 400.0 ms on "
+                      "the node with a before)"),
+            std::string::npos)
+      << text;
+  j = fleet::render_json(s);
+  EXPECT_EQ(j["job_start_by_gpus"]["one_process"][0]["after_same_nodes"]["median_ms"], 400.0);
+  EXPECT_EQ(j["job_start_by_gpus"]["one_process"][0]["after"]["nodes"], 2);
 
   // A newer probe that did not compare leaves no "before": the older probe's baseline is not set beside it.
   reports = {
