@@ -223,6 +223,10 @@ GuardResult evaluate(const GuardFacts& f) {
   }
   if (!f.kernel_log.source.has()) {
     r.details.push_back("kernel log not read: " + f.kernel_log.source.missing);
+  } else if (f.kernel_log.newest_unread) {
+    // Not a reason to skip (the versions agree, compared above), but no proof either: said, not hidden.
+    r.details.push_back("kernel log read in part: " + *f.kernel_log.source +
+                        "; an API mismatch logged in its newest records would not have been seen");
   }
 
   bool ctl = false;

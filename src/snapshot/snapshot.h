@@ -246,6 +246,9 @@ struct KernelLogFacts {
   std::vector<ApiMismatch> mismatches;
   bool legacy_persistence_notice = false;  // "Persistence mode is deprecated" since the module loaded
   Fact<std::string> loaded_version;        // from the last "NVRM: loading ..." line
+  // /dev/kmsg read in part: the kernel logged as fast as it was read, and its newest records (where a fresh
+  // "API mismatch" would be) were left when the read's deadline came. `source` says so too.
+  bool newest_unread = false;
 };
 
 struct GpuClient {  // a process other than gpuwarm holding /dev/nvidiaN open

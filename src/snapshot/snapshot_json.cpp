@@ -105,7 +105,7 @@ GPUWARM_SNAPSHOT_JSON(DaemonFacts, binary, binary_found_by, processes, processes
 GPUWARM_SNAPSHOT_JSON(ApiMismatch, client, client_version, client_version_exact,
                                                 kernel_version, after_module_load)
 GPUWARM_SNAPSHOT_JSON(KernelLogFacts, source, named, records, mismatches,
-                                                legacy_persistence_notice, loaded_version)
+                                                legacy_persistence_notice, loaded_version, newest_unread)
 GPUWARM_SNAPSHOT_JSON(GpuClient, pid, comm, minors)
 GPUWARM_SNAPSHOT_JSON(HostFacts, chassis_type, schedulers, gpu_clients, unreadable_processes)
 GPUWARM_SNAPSHOT_JSON(ServiceFacts, unit, reachable, unreachable, not_asked, manager_booted, load_state,
@@ -148,7 +148,8 @@ bool informational_key(std::string_view path) {
   static constexpr std::string_view k_informational[] = {
       "kind",           "stage_ms",           "collect_ms",        "absent_keys",         "gpuwarm_version",
       "nvml.load_ms",   "nvml.devices_ms",    "nvml.shutdown_ms",  "nvml.timeout_s",      "nvml.init_ms",
-      "nvml.library_found_by", "nvml.library_passed_over", "daemon.binary_found_by", "nvml.gpus[].attach_ms"};
+      "nvml.library_found_by", "nvml.library_passed_over", "daemon.binary_found_by", "nvml.gpus[].attach_ms",
+      "kernel_log.newest_unread"};
   return std::find(std::begin(k_informational), std::end(k_informational), path) != std::end(k_informational);
 }
 

@@ -849,6 +849,7 @@ KernelLogFacts read_kernel_log(const Paths& paths, const std::string& file) {
     ::close(later_fd);
   }
   KernelLogFacts facts = scan_kernel_log(read.text);
+  facts.newest_unread = read.out_of_time;
   const auto limit_s = std::chrono::duration_cast<std::chrono::seconds>(k_kmsg_read_limit).count();
   facts.source = Fact<std::string>::known(
       read.out_of_time ? fmt::format("/dev/kmsg (reading stopped after {} s: the kernel logged as fast as it was "

@@ -266,8 +266,9 @@ class Probe(unittest.TestCase):
         cuda = os.path.join(self.tmp, "cuda.json")
         nvml = os.path.join(self.tmp, "nvml.json")
         with open(cuda, "w") as f:
-            # Serialized stages long beside a process's own start (slow under ASan), so the ratio shows them.
-            json.dump({"*": {"delay_ms": {"cuInit": 400, "cuDevicePrimaryCtxRetain": 300}, "serialize": lock}}, f)
+            # Serialized stages long beside a process's own start (up to about 1.5 s under ASan with the other
+            # suites beside it: 400 + 300 ms gave 1.47x in CI), so the ratio shows them.
+            json.dump({"*": {"delay_ms": {"cuInit": 800, "cuDevicePrimaryCtxRetain": 400}, "serialize": lock}}, f)
         with open(nvml, "w") as f:
             json.dump(h.scenario([h.gpu(0), h.gpu(1)]), f)
         r = subprocess.run([sys.executable, os.path.join(h.SOURCE_DIR, "bench", "probe_modes.py"), "--gpuwarm", h.BIN,
@@ -280,7 +281,7 @@ class Probe(unittest.TestCase):
         # The serializing fake: parallel per-GPU probing distorts (about 2x), the isolated default does not.
         ratio = re.search(r"parallel per-GPU probe, wall .*?= (\d+\.\d+)x the slowest GPU alone", r.stdout)
         self.assertIsNotNone(ratio, r.stdout)
-        self.assertGreater(float(ratio.group(1)), 1.5)
+        self.assertGreater(float(ratio.group(1)), 1.35)  # (start + 2 x 1200) / (start + 1200): 2x without a start
         for line in ("one process, every GPU", "a process per GPU (2)", "a process per GPU, each seeing all",
                      "contention on GPU 0", "3 of 3 probe runs, 3 of 3 contention children succeeded"):
             self.assertIn(line, r.stdout)
