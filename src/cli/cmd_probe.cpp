@@ -354,7 +354,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   existing_file_path(sub.add_option("--nvml", opts->nvml_library, "Load this NVML library file instead of libnvidia-ml.so.1"));
   existing_file_path(sub.add_option("--cuda", opts->cuda_library, "Load this CUDA driver library file instead of libcuda.so.1"));
   sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600); a process that starts several GPUs, or is "
-                 "started with others, gets this once per GPU")
+                 "started with others, gets this once per GPU. A job's process that is ready waits for the others "
+                 "untimed (their own deadlines bound it), then gets the same again to let go and exit: a job start "
+                 "may take up to about twice its budget")
       ->check(finite_range(1.0, 600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
