@@ -91,4 +91,13 @@ inline Snapshot healthy_snapshot() {
   return s;
 }
 
+// NVML left closed because, as root, --root named a tree not vouched for (UNK011): what collect leaves then.
+inline void nvml_refused_for_untrusted_root(Snapshot& s) {
+  s.nvml = NvmlFacts{};
+  s.nvml.not_opened = "its libnvidia-ml would run as root: --root /srv/tree may be a container's or an image's tree";
+  s.nvml.not_opened_by = k_untrusted_root;
+  s.nvml.init_code = Fact<int>::unknown("NVML not opened");
+  s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
+}
+
 }  // namespace gpuwarm::test

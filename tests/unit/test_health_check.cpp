@@ -99,15 +99,8 @@ TEST(HealthCheck, StatusAndLine) {
        },
        HealthStatus::unknown, "PD005 gpu not held: GPU 1: minor unread"},
       // Not UNK009, which the Slurm and NHC helpers wait out as another gpuwarm command's: this one lasts.
-      {"an untrusted --root as root is unknown of its own",
-       [](Snapshot& s) {
-         s.nvml = NvmlFacts{};
-         s.nvml.not_opened = "its libnvidia-ml would run as root: --root /host may be a container's";
-         s.nvml.not_opened_by = k_untrusted_root;
-         s.nvml.init_code = Fact<int>::unknown("NVML not opened");
-         s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
-       },
-       HealthStatus::unknown, "UNK011 root not trusted: --trust-root not given"},
+      {"an untrusted --root as root is unknown of its own", nvml_refused_for_untrusted_root, HealthStatus::unknown,
+       "UNK011 root not trusted: --trust-root not given"},
   };
   for (const HealthCase& c : cases) {
     Snapshot s = healthy_snapshot();

@@ -26,14 +26,16 @@ Snapshot node() {
 
 const ResetInputs k_inputs{"/usr/bin/nvidia-smi", "", {}};
 
+// A node changed by `mutate`, the exit code the answer carries, and words it says.
+struct AnswerCase {
+  const char* name;
+  std::function<void(Snapshot&)> mutate;
+  ExitCode code;
+  const char* says;
+};
+
 TEST(ResetPlan, Refusals) {
-  struct Case {
-    const char* name;
-    std::function<void(Snapshot&)> mutate;
-    ExitCode code;
-    const char* says;
-  };
-  const Case cases[] = {
+  const AnswerCase cases[] = {
       {"another process holds the GPU",
        [](Snapshot& s) { add_client(s, {777, "python3", {0}}); }, ExitCode::action_needed,
        "pid 777 (python3)"},
@@ -73,7 +75,7 @@ TEST(ResetPlan, Refusals) {
       {"a daemon outside its unit", [](Snapshot& s) { s.service.active_state = Fact<std::string>::known("inactive"); },
        ExitCode::action_needed, "but not as nvidia-persistenced.service"},
   };
-  for (const Case& c : cases) {
+  for (const AnswerCase& c : cases) {
     Snapshot s = node();
     c.mutate(s);
     ResetPlan p = plan_reset(s, {0}, k_inputs);
@@ -93,13 +95,7 @@ TEST(ResetPlan, Refusals) {
 // The look right before the reset (after the daemon's stop, or with none): who holds the targets now. A holder
 // found is action needed, processes not all read are cannot tell (review-s54 L3: reset answered 1 for both).
 TEST(ResetPlan, HoldersNow) {
-  struct Case {
-    const char* name;
-    std::function<void(Snapshot&)> mutate;
-    ExitCode code;
-    const char* says;
-  };
-  const Case cases[] = {
+  const AnswerCase cases[] = {
       {"no one", [](Snapshot&) {}, ExitCode::healthy, ""},
       {"a job on a target", [](Snapshot& s) { add_client(s, {777, "python3", {0}}); }, ExitCode::action_needed,
        "the GPUs are held:\npid 777 (python3)"},
@@ -119,7 +115,7 @@ TEST(ResetPlan, HoldersNow) {
       {"open files unread", [](Snapshot& s) { s.host.unreadable_processes = 3; }, ExitCode::cannot_tell,
        "3 processes' open files could not be read: the GPUs may be held"},
   };
-  for (const Case& c : cases) {
+  for (const AnswerCase& c : cases) {
     Snapshot now = healthy_snapshot();
     now.daemon.processes.clear();
     now.host.gpu_clients = Fact<std::vector<GpuClient>>::known({});

@@ -30,13 +30,6 @@ void nvml_left_closed(Snapshot& s) {
   s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened: " + why);
 }
 
-// As root, --root named a tree not vouched for: its libnvidia-ml was not loaded (what collect leaves then).
-void nvml_refused_for_root(Snapshot& s) {
-  nvml_left_closed(s);
-  s.nvml.not_opened = "its libnvidia-ml would run as root: --root /srv/tree may be a container's or an image's tree";
-  s.nvml.not_opened_by = k_untrusted_root;
-}
-
 TEST(Rules, UNK009_nvml_not_opened) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
@@ -48,7 +41,7 @@ TEST(Rules, UNK009_nvml_not_opened) {
        },
        {{k_node}}},
       // Nothing ends by itself there: UNK011's, which no helper waits out.
-      {"an untrusted root", nvml_refused_for_root, {}},
+      {"an untrusted root", nvml_refused_for_untrusted_root, {}},
   };
   for (const auto& c : cases) expect_rule("UNK009", c);
   // Not a missing library, and no other NVML rule speaks for it.
@@ -60,12 +53,12 @@ TEST(Rules, UNK009_nvml_not_opened) {
 TEST(Rules, UNK011_root_not_trusted) {
   const std::vector<RuleCase> cases = {
       {"healthy node", [](Snapshot&) {}, {}},
-      {"an untrusted root", nvml_refused_for_root, {{k_node}}},
+      {"an untrusted root", nvml_refused_for_untrusted_root, {{k_node}}},
       {"left closed while a probe times the GPUs", nvml_left_closed, {}},
   };
   for (const auto& c : cases) expect_rule("UNK011", c);
   for (const char* other : {"DRV002", "NVML001", "UNK001", "UNK002", "GPU001", "UNK009"}) {
-    expect_rule(other, {"an untrusted root", nvml_refused_for_root, {}});
+    expect_rule(other, {"an untrusted root", nvml_refused_for_untrusted_root, {}});
   }
 }
 

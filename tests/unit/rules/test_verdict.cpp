@@ -83,14 +83,7 @@ TEST(Verdict, RunbookOrder) {
          s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
        },
        "cannot-tell", "UNK009", ExitCode::cannot_tell},
-      {"NVML left closed for an untrusted --root: cannot tell, of its own",
-       [](Snapshot& s) {
-         s.nvml = NvmlFacts{};
-         s.nvml.not_opened = "its libnvidia-ml would run as root: --root /srv/tree may be a container's";
-         s.nvml.not_opened_by = k_untrusted_root;
-         s.nvml.init_code = Fact<int>::unknown("NVML not opened");
-         s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
-       },
+      {"NVML left closed for an untrusted --root: cannot tell, of its own", nvml_refused_for_untrusted_root,
        "cannot-tell", "UNK011", ExitCode::cannot_tell},
       {"seed case without NVML: reboot pending, not a reinstall",
        [](Snapshot& s) {
