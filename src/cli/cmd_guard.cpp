@@ -85,11 +85,7 @@ NvmlVersion nvml_version(const nvml::LibrarySearch& search) {
   // A tree whose code must not run as root still names its version in its files' names: compared without
   // loading anything (libnvidia-cfg's is read the same way, beside it).
   if (const std::string refused = nvml::refused_as_root(search, ::geteuid() == 0); !refused.empty()) {
-    std::vector<std::string> files = nvml::library_files(search);
-    // As Library::open would: a CUDA toolkit's link stub only where nothing else is there.
-    std::stable_partition(files.begin(), files.end(),
-                          [](const std::string& f) { return f.find("/stubs/") == std::string::npos; });
-    if (!files.empty()) {
+    if (const std::vector<std::string> files = nvml::library_files(search); !files.empty()) {
       std::error_code ec;
       const std::string real = std::filesystem::canonical(files.front(), ec).string();
       if (std::string from_name = ec ? "" : nvml::version_from_library_name(real); !from_name.empty()) {

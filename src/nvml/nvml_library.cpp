@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/dl.h"
 #include "core/fs.h"
@@ -169,6 +170,8 @@ std::vector<std::string> library_files(const LibrarySearch& search) {
       out.push_back(candidate.path);
     }
   }
+  // In the order Library::open takes them: a CUDA toolkit's link stub only where nothing else is there.
+  std::stable_partition(out.begin(), out.end(), [](const std::string& f) { return !is_stub(f); });
   return out;
 }
 
@@ -190,11 +193,7 @@ Result<std::unique_ptr<Library>> Library::open(const LibrarySearch& search) {
     if (files.empty()) {
       return explicit_path ? fail("cannot load " + search.path + ": not found") : not_found("");
     }
-    std::string named;
-    for (const auto& file : files) {
-      named += (named.empty() ? "" : ", ") + file;
-    }
-    return fail(named + ": not loaded as root: " + refused);
+    return fail(fmt::format("{}: not loaded as root: {}", fmt::join(files, ", "), refused));
   }
   std::vector<std::string> passed_over;
   void* handle = nullptr;

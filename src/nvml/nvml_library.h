@@ -37,8 +37,8 @@ std::vector<LibraryCandidate> library_candidates(const LibrarySearch& search);
 // unless the tree is vouched for (core/fs.h untrusted_root_for_code), and a file named with --nvml inside such a tree.
 std::string refused_as_root(const LibrarySearch& search, bool as_root);
 
-// The candidates that are regular files, each once (a usrmerge tree reaches one file by two names): whether there
-// is code to refuse, and where.
+// The candidates that are regular files, each once (a usrmerge tree reaches one file by two names), CUDA stubs
+// last: whether there is code to refuse, and where.
 std::vector<std::string> library_files(const LibrarySearch& search);
 
 // Every copy of a driver library the dynamic loader could hand a program that asks for it by soname

@@ -26,6 +26,7 @@
 #include "lint/units.h"
 #include "nvml/nvml_library.h"
 #include "output/metrics.h"
+#include "output/style.h"
 #include "probe/probe.h"
 #include "rules/rule.h"
 #include "snapshot/snapshot_json.h"
@@ -169,7 +170,10 @@ void fuzz_fleet(std::string_view text) {
       }
     }
   }
-  (void)fleet::summarize(std::move(reports), {});
+  // And rendered, as fleet-summary prints it: the medians per GPU count run over whatever the reports held.
+  const fleet::FleetSummary summary = fleet::summarize(std::move(reports), {});
+  (void)fleet::render_text(summary, Style(false));
+  (void)fleet::render_json(summary);
 }
 
 // What gpuwarm prints from a saved report reaches a terminal: no control byte but the line break.
