@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +35,10 @@ struct Launch {
   int stdout_fd = -1;
   int stderr_fd = -1;
   bool own_group = false;
+  bool cwd_root = false;           // start in / (a program run as root does not work in the caller's folder)
   const sigset_t* mask = nullptr;  // the program's signal mask; nullptr: the current one
+  int exec_timeout_ms = 30000;     // how long execve may take (an executable on a hung network file system)
+  int descriptor_bound = 65536;    // RLIMIT_NOFILE, read before the fork: where closing without close_range stops
 };
 
 // Moves `from` onto `to` in the child, inheritable. (main() keeps 0, 1 and 2 open, so gpuwarm's own
@@ -46,18 +51,59 @@ void place_descriptor(int from, int to) {
 }
 
 // Closes every descriptor from `first` up but `keep` (which may be `first` itself: an empty span is no error).
-void close_descriptors_from(int first, int keep) {
+// Without close_range (a kernel before 5.9, a seccomp profile that refuses it) the open ones are listed from
+// /proc/self/fd with the raw getdents64 (opendir allocates, which a child of a threaded process must not), and
+// where /proc cannot be read every number below `bound` is closed.
+void close_descriptors_from(int first, int keep, int bound) {
   auto close_span = [](int low, unsigned high) {
     return static_cast<unsigned>(low) > high || ::close_range(static_cast<unsigned>(low), high, 0) == 0;
   };
   if (close_span(first, static_cast<unsigned>(keep - 1)) && close_span(keep + 1, ~0u)) {
     return;
   }
-  for (int fd = first; fd < 65536; ++fd) {  // a kernel before 5.9
+  const int listing = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (listing >= 0) {
+    // Closing while listing may make the listing skip entries: list again until a pass closes nothing.
+    for (bool closed_any = true; closed_any;) {
+      closed_any = false;
+      ::lseek(listing, 0, SEEK_SET);
+      alignas(8) char buf[4096];
+      for (long got; (got = ::syscall(SYS_getdents64, listing, buf, sizeof buf)) > 0;) {
+        // linux_dirent64: inode (8 bytes), offset (8), record length (2), type (1), then the name.
+        for (long at = 0; at + 19 < got;) {
+          unsigned short record_length = 0;
+          std::memcpy(&record_length, buf + at + 16, sizeof record_length);
+          const char* c = buf + at + 19;
+          at += record_length;
+          int fd = 0;
+          const char* name = c;
+          for (; *c >= '0' && *c <= '9' && fd < (1 << 28); ++c) fd = fd * 10 + (*c - '0');
+          if (*c == '\0' && c != name && fd >= first && fd != keep && fd != listing) {
+            ::close(fd);
+            closed_any = true;
+          }
+          if (record_length == 0) break;
+        }
+      }
+    }
+    ::close(listing);
+    return;
+  }
+  for (int fd = first; fd < bound; ++fd) {
     if (fd != keep) {
       ::close(fd);
     }
   }
+}
+
+// The highest descriptor number this process may have, plus one, for close_descriptors_from's last resort;
+// at most 2^20 (a container's limit of 2^30 would take the child minutes).
+int descriptor_bound() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > (1u << 20)) {
+    return 1 << 20;
+  }
+  return std::max(static_cast<int>(limit.rlim_cur), 65536);
 }
 
 // fork and exec, as posix_spawn would, plus what posix_spawn cannot do: the program is killed when gpuwarm
@@ -65,7 +111,8 @@ void close_descriptors_from(int first, int keep) {
 // prolog) never gets to end the program's process group itself, and a program it started (nvidia-smi in a
 // reset) must not run on with no one waiting for it. The signal is kept across exec (nothing gpuwarm runs is
 // set-user-ID) and sent when the thread that started the program ends, which waits for the program, so only
-// gpuwarm's own death sends it. Returns the PID or -errno.
+// gpuwarm's own death sends it. Returns the PID or -errno: -ETIMEDOUT when execve had not returned within
+// how.exec_timeout_ms (the child is then killed).
 pid_t launch(const Launch& how) {
   const pid_t parent = ::getpid();
   int report[2];  // carries exec's errno; closed by a successful exec
@@ -97,7 +144,12 @@ pid_t launch(const Launch& how) {
     place_descriptor(how.stdout_fd, STDOUT_FILENO);
     place_descriptor(how.stderr_fd, STDERR_FILENO);
     // A descriptor gpuwarm's caller left open (a prolog's lock, an Ansible task's pipe) is not the program's.
-    close_descriptors_from(3, report[1]);
+    close_descriptors_from(3, report[1], how.descriptor_bound);
+    if (how.cwd_root && ::chdir("/") != 0) {
+      int e = errno;
+      [[maybe_unused]] ssize_t w = ::write(report[1], &e, sizeof e);
+      ::_exit(127);
+    }
     if (how.mask != nullptr) {
       ::sigprocmask(SIG_SETMASK, how.mask, nullptr);
     }
@@ -115,18 +167,47 @@ pid_t launch(const Launch& how) {
   if (how.own_group) {
     ::setpgid(pid, pid);  // here too, so the group exists before any kill(-pid) below (EACCES once it has exec'd)
   }
+  // exec's answer: the pipe closes (it ran) or carries its errno, within how.exec_timeout_ms.
+  const auto exec_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(how.exec_timeout_ms);
   int exec_errno = 0;
-  ssize_t got = 0;
-  do {
-    got = ::read(report[0], &exec_errno, sizeof exec_errno);
-  } while (got < 0 && errno == EINTR);
+  ssize_t got = -1;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(exec_deadline - std::chrono::steady_clock::now()).count();
+    pollfd pfd{report[0], POLLIN, 0};
+    const int n = left <= 0 ? 0 : ::poll(&pfd, 1, static_cast<int>(left));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n > 0) {
+      do {
+        got = ::read(report[0], &exec_errno, sizeof exec_errno);
+      } while (got < 0 && errno == EINTR);
+    }
+    break;
+  }
   ::close(report[0]);
+  if (got < 0) {
+    // Not even exec's answer in time: whatever the child is, it does not run on unwatched.
+    ::kill(how.own_group ? -pid : pid, SIGKILL);
+    int status = 0;
+    reap_within(pid, status, k_reap_after_kill_ms);
+    return -ETIMEDOUT;
+  }
   if (got == static_cast<ssize_t>(sizeof exec_errno)) {
     int status = 0;
     reap_within(pid, status, k_reap_after_kill_ms);  // it is at _exit
     return -exec_errno;
   }
   return pid;
+}
+
+// Why a program did not start, from launch's -errno.
+std::string launch_failure(pid_t negative_errno, int exec_timeout_ms) {
+  const int e = static_cast<int>(-negative_errno);
+  if (e == ETIMEDOUT) {
+    return "starting it took over " + std::to_string(exec_timeout_ms) + " ms (is its file system hung?)";
+  }
+  return std::strerror(e);
 }
 
 std::vector<char*> pointers_to(std::vector<std::string>& texts) {
@@ -202,7 +283,7 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
   how.stdin_fd = hold[0];
   how.stdout_fd = fds[1];
   ChildProcess child;
-  child.pid = launch(how);
+  child.pid = launch(how);  // how.exec_timeout_ms: the default
   ::close(fds[1]);
   if (hold[0] >= 0) {
     ::close(hold[0]);
@@ -212,7 +293,7 @@ Result<ChildProcess> spawn_self(const std::vector<std::string>& args, const std:
     if (hold[1] >= 0) {
       ::close(hold[1]);
     }
-    return fail(std::string("cannot start a gpuwarm child: ") + std::strerror(static_cast<int>(-child.pid)));
+    return fail("cannot start a gpuwarm child: " + launch_failure(child.pid, how.exec_timeout_ms));
   }
   child.out_fd = fds[0];
   child.hold_fd = hold[1];
@@ -297,16 +378,19 @@ Result<ChildResult> run_program(const char* path, const std::vector<std::string>
   how.stdout_fd = fds[1];
   how.stderr_fd = own_stderr ? -1 : fds[1];
   how.own_group = true;
+  how.cwd_root = true;
   how.mask = &held.old_mask();
+  how.exec_timeout_ms = timeout_ms;  // the program's deadline counts from here: starting it is part of its time
+  how.descriptor_bound = descriptor_bound();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   const pid_t pid = launch(how);
   ::close(null_in);
   ::close(fds[1]);
   if (pid < 0) {
     ::close(fds[0]);
-    return fail("cannot run " + argv_text[0] + ": " + std::strerror(static_cast<int>(-pid)));
+    return fail("cannot run " + argv_text[0] + ": " + launch_failure(pid, timeout_ms));
   }
   ChildResult result;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto left_ms = [&] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
   };
@@ -348,14 +432,23 @@ Result<ChildResult> run_program(const char* path, const std::vector<std::string>
     } else {
       ::usleep(10000);
     }
-    pid_t w = ::waitpid(pid, &status, WNOHANG);
-    if (w < 0 && errno == ECHILD) {
+    // Looked at, not reaped: while the program is a zombie its group's ID cannot be reused, so what it left
+    // running in its group (a helper it started and did not wait for) can still be ended safely.
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD) {
       // Reaped already (SIGCHLD ignored by whoever started gpuwarm): ended, status unknown, and its ID may be
       // another process's now, so nothing below may signal it.
       ::close(fds[0]);
       return fail(argv_text[0] + " ended, but its exit status could not be read (SIGCHLD is ignored)");
     }
-    reaped = w == pid;
+    if (info.si_pid == pid) {
+      ::kill(-pid, SIGKILL);
+      reaped = ::waitpid(pid, &status, 0) == pid;  // a zombie: at once
+      if (!reaped) {
+        ::close(fds[0]);
+        return fail(argv_text[0] + " ended, but its exit status could not be read");
+      }
+    }
   }
   if (reaped && open) {
     drain_ready(fds[0], result, max_output);

@@ -38,9 +38,9 @@ struct ChildResult {
 
 // The one way gpuwarm runs another program: argv[0] must be an absolute path
 // (no shell, no PATH), argv passed as is, the environment of
-// system_program_environment(), stdin from /dev/null, output capped at
-// `max_output`, and the child killed once `timeout_ms` passes, whether or not
-// it still holds its stdout.
+// system_program_environment(), stdin from /dev/null, / as its folder, no descriptor of gpuwarm's, output capped
+// at `max_output`, and the child killed once `timeout_ms` passes (counted from before execve), whether or not
+// it still holds its stdout. It runs in a process group of its own: what it leaves running there ends with it.
 Result<ChildResult> run_child(const std::vector<std::string>& argv, int timeout_ms,
                               std::size_t max_output = 1u << 20);
 

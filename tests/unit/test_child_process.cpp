@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <signal.h>
@@ -318,6 +323,74 @@ TEST(RunChild, the_callers_open_descriptors_are_not_passed_on) {
   ::close(fd);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->exit_code, 1) << "fd " << fd << " was inherited";
+}
+
+// Without close_range (a kernel before 5.9, or a seccomp profile that refuses it, as here) the caller's
+// descriptors are still closed, a high one included (70000, above the old fixed bound of 65536, where root may
+// raise its limit so far). A forked test process makes close_range fail with ENOSYS and runs the program; exit 0:
+// neither descriptor reached it.
+TEST(RunChild, without_close_range_the_callers_descriptors_are_still_closed) {
+  if (!has_program("/usr/bin/test")) GTEST_SKIP() << "no /usr/bin/test";
+  const pid_t tester = ::fork();
+  ASSERT_GE(tester, 0);
+  if (tester == 0) {
+    // 70000 where the limit can be raised so far (CAP_SYS_RESOURCE), else the highest the hard limit allows.
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(4);
+    rlimit raised{70001, std::max<rlim_t>(limit.rlim_max, 70001)};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+      raised.rlim_cur = raised.rlim_max = limit.rlim_max;
+      if (limit.rlim_max < 1024 || ::setrlimit(RLIMIT_NOFILE, &raised) != 0) ::_exit(3);
+    }
+    const int high = static_cast<int>(std::min<rlim_t>(raised.rlim_cur - 1, 70000));
+    const int low = ::open("/dev/null", O_RDONLY);
+    if (low < 3 || ::dup2(low, high) != high) ::_exit(4);
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+      ::_exit(5);
+    }
+    if (::syscall(SYS_close_range, high, high, 0u) == 0 || errno != ENOSYS) ::_exit(6);  // the filter holds
+    auto low_seen = run_child({"/usr/bin/test", "-e", "/proc/self/fd/" + std::to_string(low)}, 10000);
+    auto high_seen = run_child({"/usr/bin/test", "-e", "/proc/self/fd/" + std::to_string(high)}, 10000);
+    ::_exit(!low_seen || !high_seen ? 9 : low_seen->exit_code == 0 ? 7 : high_seen->exit_code == 0 ? 8 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(tester, &status, 0), tester);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "RLIMIT_NOFILE cannot be set here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "7: the low descriptor was inherited, 8: the high one, 4-6, 9: set-up failed";
+}
+
+// A helper the program started and did not wait for (a forking tool's, a wrapper's `cmd &`) ends when the program
+// does: it would run on as root with no one waiting for it, holding the output pipe.
+TEST(RunChild, what_the_program_leaves_running_in_its_group_ends_with_it) {
+  if (!has_program("/bin/sh") || !has_program("/usr/bin/sleep")) GTEST_SKIP() << "no /bin/sh or sleep";
+  HelperWatch watch;
+  const std::string no_wait = "/usr/bin/sleep 30 & echo $! > " + watch.pid_file;
+  auto started = std::chrono::steady_clock::now();
+  auto r = run_child({"/bin/sh", "-c", no_wait}, 20000);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_EQ(watch.still_running(), "");
+}
+
+// A program run as root starts in /, not in whatever folder the caller was in.
+TEST(RunChild, the_program_starts_in_the_root_folder) {
+  if (!has_program("/bin/sh")) GTEST_SKIP() << "no /bin/sh";
+  HelperWatch scratch;
+  const auto before = std::filesystem::current_path();
+  std::filesystem::current_path(scratch.dir);
+  auto r = run_child({"/bin/sh", "-c", "pwd"}, 5000);
+  std::filesystem::current_path(before);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->output, "/\n");
 }
 
 std::atomic<int> g_signal_seen{0};
