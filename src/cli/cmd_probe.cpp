@@ -81,8 +81,17 @@ struct Child {
   Clock::time_point deadline;
   std::chrono::milliseconds timeout{0};
   bool ready = false;  // held and said it is ready
-  bool done = false;
+  // running: reading its output; exiting: it closed its output (or was killed) and is waited for until
+  // reap_by, without holding up the others of its group; done: reaped, or given up on.
+  enum class Phase { running, exiting, killed, done } phase = Phase::running;
+  Clock::time_point reap_by;
+  bool timed_out = false;
+  int status = 0;
 };
+
+// Probe children SIGKILL did not end (asleep in the kernel: a wedged driver), which the next probe must not run
+// beside: the driver serializes initialization, so its figures would include waiting for them.
+using UnendedChildren = std::vector<pid_t>;
 
 std::vector<std::string> split_visible(const std::string& visible) {
   std::vector<std::string> out;
@@ -144,7 +153,7 @@ void let_go_once_all_ready(std::vector<Child>& children) {
   for (const auto& c : children) {
     if (c.hold_fd >= 0) {
       any_held = true;
-      if (!c.done && !c.ready) {
+      if (c.phase == Child::Phase::running && !c.ready) {
         return;
       }
     }
@@ -161,26 +170,46 @@ void let_go_once_all_ready(std::vector<Child>& children) {
   }
 }
 
-void finish_child(Child& c, bool timed_out) {
-  int status = 0;
-  // A child that closed its output ends at once (what it printed stands); one that lingers, or ran out of
-  // time, is killed, and never waited for without end.
-  let_go(c);
-  if (timed_out || !reap_within(c.pid, status, k_reap_after_kill_ms)) {
-    kill_and_reap(c.pid, status);
+// The test build can stand in for a child that SIGKILL does not end: SIGSTOP leaves it unreaped all the same.
+int kill_signal() {
+#ifdef GPUWARM_TEST_HOOKS
+  if (const char* hook = std::getenv("GPUWARM_TEST_PROBE_KILL_STOPS"); hook != nullptr && *hook == '1') {
+    return SIGSTOP;
   }
+#endif
+  return SIGKILL;
+}
+
+// No more output is read: a child that closed it ends at once (what it printed stands), one that ran out of
+// time is killed; either is waited for in collect_children's loop, never without end.
+void stop_reading(Child& c, bool timed_out, Clock::time_point now) {
+  let_go(c);
   ::close(c.out_fd);
-  c.done = true;
+  c.out_fd = -1;
+  c.timed_out = timed_out;
+  c.phase = timed_out ? Child::Phase::killed : Child::Phase::exiting;
+  if (timed_out) {
+    ::kill(c.pid, kill_signal());
+  }
+  c.reap_by = now + std::chrono::milliseconds(k_reap_after_kill_ms);
+}
+
+// The child ended (`reaped`) or was given up on: its figures, read from what it printed.
+void finish_child(Child& c, bool reaped, UnendedChildren& unended) {
+  c.phase = Child::Phase::done;
+  if (!reaped) {
+    unended.push_back(c.pid);
+  }
   GpuProbe& p = *c.probe;
   p.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - c.started).count();
-  if (timed_out) {
+  if (c.timed_out) {
     p.timed_out = true;
     return;
   }
   auto j = child_answer(c.output, "stages");
   if (j.is_discarded()) {
-    p.child_error = WIFSIGNALED(status) ? fmt::format("probe child killed by signal {}", WTERMSIG(status))
-                                        : "probe child printed no result";
+    p.child_error = reaped && WIFSIGNALED(c.status) ? fmt::format("probe child killed by signal {}", WTERMSIG(c.status))
+                                                    : "probe child printed no result";
     return;
   }
   try {
@@ -203,58 +232,98 @@ void finish_child(Child& c, bool timed_out) {
   }
 }
 
-// Waits for every child, killing those past their timeout.
-void collect_children(std::vector<Child>& children) {
+// A child that stopped reading: reaped if it has ended, killed once it has had k_reap_after_kill_ms to end by
+// itself, given up on (unended) k_reap_after_kill_ms after that. Returns whether it is done.
+bool reap_or_escalate(Child& c, Clock::time_point now, UnendedChildren& unended) {
+  const pid_t w = ::waitpid(c.pid, &c.status, WNOHANG);
+  if (w == c.pid || (w < 0 && errno == ECHILD)) {
+    finish_child(c, /*reaped=*/true, unended);
+    return true;
+  }
+  if (now < c.reap_by) {
+    return false;
+  }
+  if (c.phase == Child::Phase::exiting) {
+    ::kill(c.pid, kill_signal());
+    c.phase = Child::Phase::killed;
+    c.reap_by = now + std::chrono::milliseconds(k_reap_after_kill_ms);
+    return false;
+  }
+  finish_child(c, /*reaped=*/false, unended);
+  return true;
+}
+
+// Waits for every child, killing those past their timeout. Each child is read, timed out and reaped on its own
+// clock: one slow to exit holds up no other's figures or deadline.
+void collect_children(std::vector<Child>& children, UnendedChildren& unended) {
+  constexpr int k_reap_poll_ms = 5;
   for (;;) {
     std::vector<pollfd> fds;
     std::vector<Child*> owners;
     auto now = Clock::now();
     int wait_ms = -1;
+    auto wait_at_most = [&wait_ms](long long ms) {
+      wait_ms = wait_ms < 0 ? static_cast<int>(ms) : static_cast<int>(std::min<long long>(wait_ms, ms));
+    };
     let_go_once_all_ready(children);
-    bool timed_out_one = false;
+    bool changed = false;
+    bool any_left = false;
     for (auto& c : children) {
-      if (c.done) {
+      if (c.phase == Child::Phase::done) {
+        continue;
+      }
+      any_left = true;
+      if (c.phase != Child::Phase::running) {
+        changed = reap_or_escalate(c, now, unended) || changed;
+        wait_at_most(k_reap_poll_ms);
         continue;
       }
       const bool waiting_for_others = c.ready && c.hold_fd >= 0;
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count();
       if (left <= 0 && !waiting_for_others) {
-        finish_child(c, /*timed_out=*/true);
-        timed_out_one = true;
-        break;
+        stop_reading(c, /*timed_out=*/true, now);
+        changed = true;
+        wait_at_most(k_reap_poll_ms);
+        continue;
       }
       if (!waiting_for_others) {
-        wait_ms = wait_ms < 0 ? static_cast<int>(left) : std::min(wait_ms, static_cast<int>(left));
+        wait_at_most(left);
       }
       fds.push_back({c.out_fd, POLLIN, 0});
       owners.push_back(&c);
     }
-    if (timed_out_one) {
-      // Start the pass again: that end may let the others go, each with a deadline of its own that the wait
+    if (!any_left) {
+      return;
+    }
+    if (changed) {
+      // Start the pass again: an end may let the others go, each with a deadline of its own that the wait
       // below must count (a child passed over as waiting must never leave the wait without one).
       continue;
-    }
-    if (fds.empty()) {
-      return;
     }
     int n = ::poll(fds.data(), fds.size(), wait_ms);
     if (n < 0 && errno != EINTR) {  // cannot wait for them any more: each ends killed, as a failure
       const std::string why = std::string("cannot wait for the probe child: poll: ") + std::strerror(errno);
       for (Child* c : owners) {
-        finish_child(*c, /*timed_out=*/true);
+        stop_reading(*c, /*timed_out=*/true, Clock::now());
+        int status = 0;
+        if (reap_within(c->pid, status, k_reap_after_kill_ms)) {
+          finish_child(*c, /*reaped=*/true, unended);
+        } else {
+          finish_child(*c, /*reaped=*/false, unended);
+        }
         c->probe->timed_out = false;
         c->probe->child_error = why;
       }
-      return;
+      continue;
     }
     for (std::size_t i = 0; i < fds.size(); ++i) {
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
         continue;
       }
+      Child& c = *owners[i];
       char buf[4096];
       ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
       if (got > 0) {
-        Child& c = *owners[i];
         const std::size_t had = c.output.size();
         if (had < k_max_child_output) {  // a child printing forever is not read forever
           c.output.append(buf, static_cast<std::size_t>(got));
@@ -271,16 +340,34 @@ void collect_children(std::vector<Child>& children) {
           }
         }
       } else {
-        finish_child(*owners[i], /*timed_out=*/false);
+        stop_reading(c, /*timed_out=*/false, Clock::now());
       }
     }
   }
 }
 
+// Waits for the children SIGKILL did not end, at most `budget` in all; "" once none is left, else what the
+// probes that would run beside them say instead of a figure.
+std::string wait_for_unended(UnendedChildren& unended, std::chrono::milliseconds budget) {
+  const auto until = Clock::now() + budget;
+  std::erase_if(unended, [until](pid_t pid) {
+    int status = 0;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    return reap_within(pid, status, static_cast<int>(std::max<long long>(left, 0)));
+  });
+  if (unended.empty()) {
+    return {};
+  }
+  return fmt::format("not probed: an earlier probe child (pid {}) had not ended {} s after it was killed (stuck in "
+                     "the kernel? a wedged driver), and a figure taken beside it would include waiting for it",
+                     fmt::join(unended, ", "), k_reap_after_kill_ms / 1000);
+}
+
 // Probes `probes`, all at once (one launch instant for the group) or one after another. --timeout is per
 // GPU: a child gets it once for every GPU it starts, and children started together, which the driver
 // serializes, get it once for every GPU of the group. Returns whether the group's ranks were held.
-bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold) {
+bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold,
+                UnendedChildren& unended) {
   const auto per_gpu = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
   // The GPUs a child starts: those it sees, or the first context_devices of them (a process per GPU that sees
   // all starts one: counting every GPU it sees would give a group of N such processes N * N timeouts).
@@ -293,12 +380,26 @@ bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
     group_gpus += started(g);
   }
   std::vector<Child> children;
-  const auto launch = Clock::now();
   // A job's processes, launched together, hold their contexts until all are ready, as its ranks do; --parallel's
   // per-GPU probes are not held (their TOTAL includes the release, as each GPU's alone does).
   const bool held = hold && together && probes.size() > 1;
+  if (together) {
+    if (auto beside = wait_for_unended(unended, per_gpu * static_cast<long long>(group_gpus)); !beside.empty()) {
+      for (auto& g : probes) {
+        g.child_error = beside;
+      }
+      return held;
+    }
+  }
+  const auto launch = Clock::now();
   for (auto& g : probes) {
     const auto gpus = together ? group_gpus : started(g);
+    if (!together) {
+      if (auto beside = wait_for_unended(unended, per_gpu * static_cast<long long>(gpus)); !beside.empty()) {
+        g.child_error = beside;
+        continue;
+      }
+    }
     auto child =
         spawn_child(g, opts, together ? launch : Clock::now(), per_gpu * static_cast<long long>(gpus), held);
     if (!child) {
@@ -307,11 +408,11 @@ bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
     }
     children.push_back(std::move(*child));
     if (!together) {
-      collect_children(children);
+      collect_children(children, unended);
       children.clear();
     }
   }
-  collect_children(children);
+  collect_children(children, unended);
   return held;
 }
 
@@ -356,7 +457,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
   sub.add_option("--timeout", opts->timeout_seconds, "Seconds allowed per GPU before its probe is killed (1-600); a process that starts several GPUs, or is "
                  "started with others, gets this once per GPU. A job's process that is ready waits for the others "
                  "untimed (their own deadlines bound it), then gets the same again to let go and exit: a job start "
-                 "may take up to about twice its budget")
+                 "may take up to about twice its budget. A killed child that has not ended 5 s later (stuck in the "
+                 "kernel) is waited for up to the next probe's budget; the next is not started beside it, and "
+                 "says so")
       ->check(finite_range(1.0, 600.0))
       ->type_name("SECONDS")
       ->capture_default_str();
@@ -654,6 +757,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
     std::vector<std::vector<GpuProbe>> gpu_rounds(selected_gpus.size());
     std::vector<std::vector<JobStart>> job_rounds(job_starts.size());
     bool timed_out = false;
+    UnendedChildren unended;
     for (unsigned round = 1; round <= opts->rounds && !timed_out; ++round) {
       if (!opts->node_only) {
         // Each round starts at the next GPU (and the next way a job starts, below): a cost of going first (the
@@ -661,7 +765,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         std::vector<GpuProbe> gpus = selected_gpus;
         const auto shift = static_cast<std::ptrdiff_t>((round - 1) % gpus.size());
         std::rotate(gpus.begin(), gpus.begin() + shift, gpus.end());
-        run_probes(gpus, *opts, /*together=*/opts->parallel, /*hold=*/false);
+        run_probes(gpus, *opts, /*together=*/opts->parallel, /*hold=*/false, unended);
         std::rotate(gpus.begin(), gpus.end() - shift, gpus.end());  // back in the table's order
         for (std::size_t i = 0; i < gpus.size(); ++i) {
           timed_out = timed_out || gpus[i].timed_out;
@@ -684,7 +788,7 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
         const std::size_t k = (n + round - 1) % job_starts.size();
         JobStart job = job_starts[k];
         auto launched = Clock::now();
-        job.ranks_held = run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true);
+        job.ranks_held = run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true, unended);
         job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
         job_timed_out = job_timed_out || std::any_of(job.processes.begin(), job.processes.end(),
                                                      [](const GpuProbe& p) { return p.timed_out; });

@@ -26,14 +26,17 @@ class Probe(unittest.TestCase):
         self.tmp = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.tmp)
 
-    def probe(self, cuda_scenario, *args, gpus=None):
+    def scenario_env(self, cuda_scenario, gpus=None):
         path = os.path.join(self.tmp, "cuda.json")
         with open(path, "w") as f:
             json.dump(cuda_scenario, f)
         nvml = os.path.join(self.tmp, "nvml.json")
         with open(nvml, "w") as f:
             json.dump(h.scenario(gpus or [h.gpu(0), h.gpu(1)]), f)
-        env = {"FAKE_CUDA_SCENARIO": path, "FAKE_NVML_SCENARIO": nvml}
+        return {"FAKE_CUDA_SCENARIO": path, "FAKE_NVML_SCENARIO": nvml}
+
+    def probe(self, cuda_scenario, *args, gpus=None):
+        env = self.scenario_env(cuda_scenario, gpus)
         r = h.run(["probe", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
                    "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), *args], extra_env=env, raw=True)
         self.assertNotIn("Sanitizer", r.stderr)
@@ -361,6 +364,43 @@ class Probe(unittest.TestCase):
         self.assertLess(took, 60, d)
         each = next(j for j in d["jobs"] if j["method"] == "process-per-gpu")
         self.assertEqual([p["timed_out"] for p in each["processes"]], [True, True], each)
+
+    def test_a_rank_slow_to_exit_holds_up_no_other_ranks_figures(self):
+        # review-s53-probe L2: a child that closed its output was reaped with a blocking wait of up to 5 s,
+        # while the others of its group were neither read nor timed. GPU 0's process lingers 3 s after its
+        # output closes (the kernel's teardown of its GPU files); GPU 1's releases 300 ms later and exits: its
+        # figure must not include GPU 0's linger.
+        sc = {UUID0: {"exit_linger_ms": 3000}, UUID1: {"delay_ms": {"cuDevicePrimaryCtxRelease_v2": 300}}}
+        rc, d = self.probe_json(sc, "--node")
+        self.assertEqual(rc, 0, d)
+        each = next(j for j in d["jobs"] if j["method"] == "process-per-gpu")
+        walls = [p["wall_ms"] for p in each["processes"]]
+        self.assertGreaterEqual(walls[0], 3000, each)  # waited for, reaped when it ended
+        self.assertLess(walls[1], 2500, each)          # on its own clock
+
+    def test_a_child_the_kill_does_not_end_is_waited_for_and_nothing_runs_beside_it(self):
+        # review-s53-probe L2: a child asleep in the kernel outlives SIGKILL; the next GPU was probed beside it
+        # (and, timing out too, reported as timed out "on its own"). The test build's hook sends SIGSTOP for
+        # SIGKILL, which leaves the child unreaped the same way. GPU 1 is waited for up to its --timeout, then
+        # not probed, with the reason.
+        sc = {UUID0: {"delay_ms": {"cuInit": 20000}}}
+        version = h.run(["--version"], raw=True).stdout
+        if "test hooks" not in version:
+            self.skipTest("this gpuwarm has no test hooks")
+        started = time.monotonic()
+        r = h.run(["probe", "--json", "--per-gpu", "--timeout", "1",
+                   "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                   "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
+                  extra_env=self.scenario_env(sc) | {"GPUWARM_TEST_PROBE_KILL_STOPS": "1"}, raw=True)
+        took = time.monotonic() - started
+        d = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 1, d)
+        self.assertTrue(d["gpus"][0]["timed_out"], d)
+        self.assertFalse(d["gpus"][1]["timed_out"], d)
+        self.assertRegex(d["gpus"][1]["child_error"],
+                         r"^not probed: an earlier probe child \(pid \d+\) had not ended 5 s after it was killed")
+        self.assertGreaterEqual(took, 6.5)  # 1 s timeout, 5 s for the kill to end it, 1 s waiting before GPU 1
+        self.assertLess(took, 30)
 
     def test_all_visible_times_each_process_seeing_every_gpu(self):
         # torchrun's default: every rank sees every GPU and starts its own; the fake's cuInit, like the driver's,

@@ -21,18 +21,22 @@
 // A delay may be a list: with "count_file": P, the Nth call of that function
 // across processes (counted in P.<function>) waits the Nth entry, cycling, so
 // rounds of a probe see different delays.
+// "exit_linger_ms": N: once the device's context is released, the process's exit closes its stdout and then
+// waits N ms, as the kernel's teardown of a process's GPU files runs after its pipes are closed.
 // No exception leaves this library.
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -266,6 +270,18 @@ FAKE_API CuResult cuDevicePrimaryCtxRetain(gpuwarm::cuda::Context* ctx, int dev)
 FAKE_API CuResult cuDevicePrimaryCtxRelease_v2(int dev) {
   if (!valid_device(dev)) return 101;
   BEHAVE_ON("cuDevicePrimaryCtxRelease_v2", dev);
+  if (const json& e = device_entry(dev); e.contains("exit_linger_ms") && e["exit_linger_ms"].is_number_integer()) {
+    static int linger_ms = 0;
+    if (linger_ms == 0) {
+      std::atexit([] {
+        std::fflush(nullptr);
+        std::cout.flush();  // what the probe printed is written before its pipe closes
+        ::close(STDOUT_FILENO);
+        std::this_thread::sleep_for(std::chrono::milliseconds(linger_ms));
+      });
+    }
+    linger_ms = std::max(linger_ms, e["exit_linger_ms"].get<int>());
+  }
   if (std::string busy = busy_file(dev); !busy.empty()) {
     std::remove(busy.c_str());
   }
