@@ -7,9 +7,11 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -290,7 +292,8 @@ guard::UserSpaceVersion daemon_version(const Paths& paths, const std::string& bi
   return v;
 }
 
-// Read and write permission on `file` for the user, from mode bits, owner and groups.
+// Read and write permission on every /dev/nvidia* node for the user: its owner, groups and the node's mode bits
+// or ACL (guard::node_access_for decides).
 std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts& driver, const std::string& user,
                                            std::string& error) {
   std::vector<guard::NodeAccess> out;
@@ -331,25 +334,25 @@ std::vector<guard::NodeAccess> node_access(const Paths& paths, const DriverFacts
     }
     groups.resize(static_cast<std::size_t>(n));
   }
+  const std::vector<unsigned> group_ids(groups.begin(), groups.end());
   for (const auto& node : driver.device_nodes) {
-    guard::NodeAccess a{node.path, true, ""};
+    const std::string host = paths.host(node.path);
     struct stat st {};
-    if (::stat(paths.host(node.path).c_str(), &st) != 0) {
+    if (::stat(host.c_str(), &st) != 0) {
       continue;
     }
-    if (uid != 0) {
-      unsigned bits = st.st_mode & 07;
-      if (st.st_uid == uid) {
-        bits = (st.st_mode >> 6) & 07;
-      } else if (std::find(groups.begin(), groups.end(), st.st_gid) != groups.end()) {
-        bits = (st.st_mode >> 3) & 07;
-      }
-      if ((bits & 06) != 06) {
-        a.usable = false;
-        a.why = fmt::format("mode {:04o}, owner {}:{}", st.st_mode & 07777, st.st_uid, st.st_gid);
-      }
+    guard::NodePermissions permissions{st.st_mode, st.st_uid, st.st_gid, {}};
+    // The ACL decides where there is one (udev's uaccess, a site's setfacl), as it does for the kernel.
+    std::string acl(64u << 10, '\0');
+    const ssize_t got = ::getxattr(host.c_str(), "system.posix_acl_access", acl.data(), acl.size());
+    if (got >= 0) {
+      acl.resize(static_cast<std::size_t>(got));
+      permissions.acl = std::move(acl);
+    } else if (errno != ENODATA && errno != ENOTSUP) {
+      out.push_back({node.path, true, std::string("its ACL could not be read: ") + std::strerror(errno), false});
+      continue;
     }
-    out.push_back(a);
+    out.push_back(guard::node_access_for(node.path, permissions, uid, group_ids));
   }
   return out;
 }
@@ -384,8 +387,9 @@ int finish(const guard::GuardResult& r, const GuardOptions& opts) {
 std::function<int()> setup_guard(CLI::App& sub, const GlobalOptions& /*global*/) {
   auto opts = std::make_shared<GuardOptions>();
   sub.add_option("--user", opts->user,
-                 "The daemon's user (name or uid): check that it can open every /dev/nvidia* node (not "
-                 "checked when its groups are not read within 5 s)")
+                 "The daemon's user (name or uid): check that it can read and write every /dev/nvidia* node, "
+                 "by the node's ACL where it has one (udev's uaccess, setfacl), else its mode bits (not checked "
+                 "when its groups are not read within 5 s)")
       ->type_name("USER");
   // A mistyped root must not read as "module not loaded" (which starts the daemon): it is a usage error.
   sub.add_option("--root", opts->root,

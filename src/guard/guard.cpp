@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <regex>
+#include <string_view>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/strings.h"
 
@@ -22,7 +24,101 @@ bool is_gpu_node(const std::string& path) {
   return std::regex_match(path, gpu_node);
 }
 
+// The kernel's access check over a POSIX ACL (fs/posix_acl.c: posix_acl_permission), for read and write.
+// Entries: a 4-byte version (2), then 8 bytes each: tag, permission bits (16 bits each), id (32), little-endian.
+// nullopt when the bytes are not such an ACL.
+std::optional<bool> acl_allows_read_write(std::string_view acl, unsigned uid, const std::vector<unsigned>& groups,
+                                          unsigned owner, unsigned group) {
+  constexpr unsigned k_user_obj = 0x01, k_user = 0x02, k_group_obj = 0x04, k_group = 0x08, k_mask = 0x10,
+                     k_other = 0x20;
+  constexpr unsigned k_want = 06;
+  auto little = [&acl](std::size_t at, std::size_t bytes) {
+    unsigned v = 0;
+    for (std::size_t i = 0; i < bytes; ++i) {
+      v |= static_cast<unsigned>(static_cast<unsigned char>(acl[at + i])) << (8 * i);
+    }
+    return v;
+  };
+  if (acl.size() < 4 || (acl.size() - 4) % 8 != 0 || little(0, 4) != 2) {
+    return std::nullopt;
+  }
+  struct Entry {
+    unsigned tag, perm, id;
+  };
+  std::vector<Entry> entries;
+  for (std::size_t at = 4; at < acl.size(); at += 8) {
+    entries.push_back({little(at, 2), little(at + 2, 2), little(at + 4, 4)});
+  }
+  auto in_group = [&groups](unsigned g) { return std::find(groups.begin(), groups.end(), g) != groups.end(); };
+  // A named user's or a group's grant counts only as far as the mask (the entry after it, as the kernel looks).
+  auto within_mask = [&entries](std::size_t at) {
+    for (std::size_t m = at + 1; m < entries.size(); ++m) {
+      if (entries[m].tag == k_mask) {
+        return (entries[at].perm & entries[m].perm & k_want) == k_want;
+      }
+    }
+    return (entries[at].perm & k_want) == k_want;
+  };
+  bool group_matched = false;
+  for (std::size_t at = 0; at < entries.size(); ++at) {
+    const Entry& e = entries[at];
+    switch (e.tag) {
+      case k_user_obj:
+        if (owner == uid) return (e.perm & k_want) == k_want;
+        break;
+      case k_user:
+        if (e.id == uid) return within_mask(at);
+        break;
+      case k_group_obj:
+      case k_group:
+        if (in_group(e.tag == k_group_obj ? group : e.id)) {
+          group_matched = true;
+          if ((e.perm & k_want) == k_want) return within_mask(at);
+        }
+        break;
+      case k_mask:
+        break;
+      case k_other:
+        return !group_matched && (e.perm & k_want) == k_want;
+      default:
+        return std::nullopt;  // a tag the kernel would have refused to store
+    }
+  }
+  return std::nullopt;  // no "other" entry: not an access ACL the kernel keeps
+}
+
 }  // namespace
+
+NodeAccess node_access_for(const std::string& path, const NodePermissions& node, unsigned uid,
+                           const std::vector<unsigned>& groups) {
+  NodeAccess a{path, true, "", true};
+  if (uid == 0) {
+    return a;
+  }
+  const std::string mode = fmt::format("mode {:04o}, owner {}:{}", node.mode & 07777, node.owner, node.group);
+  if (!node.acl.empty()) {
+    const auto allowed = acl_allows_read_write(node.acl, uid, groups, node.owner, node.group);
+    if (!allowed) {
+      a.checked = false;
+      a.why = fmt::format("its ACL ({} bytes) could not be read as one", node.acl.size());
+    } else if (!*allowed) {
+      a.usable = false;
+      a.why = mode + ", and its ACL grants no read and write either";
+    }
+    return a;
+  }
+  unsigned bits = node.mode & 07;
+  if (node.owner == uid) {
+    bits = (node.mode >> 6) & 07;
+  } else if (std::find(groups.begin(), groups.end(), node.group) != groups.end()) {
+    bits = (node.mode >> 3) & 07;
+  }
+  if ((bits & 06) != 06) {
+    a.usable = false;
+    a.why = mode;
+  }
+  return a;
+}
 
 const std::vector<CodeInfo>& codes() {
   static const std::vector<CodeInfo> table = {
@@ -243,13 +339,20 @@ GuardResult evaluate(const GuardFacts& f) {
                                     !ctl ? "/dev/nvidiactl" : "every /dev/nvidiaN"));
   }
 
+  std::vector<std::string> unchecked;
   for (const auto& a : f.access) {
     if (!a.usable) {
       return stop(Code::device_access, fmt::format("user {} cannot open {}: {}; skipping nvidia-persistenced",
                                                    f.user, a.path, a.why));
     }
+    if (!a.checked) {
+      unchecked.push_back(a.path + " (" + a.why + ")");
+    }
   }
-  if (!f.user.empty()) {
+  // Not a half-updated driver: the daemon starts, and says so itself if its user cannot open a node.
+  if (!unchecked.empty()) {
+    r.details.push_back(fmt::format("user {}'s access was not checked for {}", f.user, fmt::join(unchecked, ", ")));
+  } else if (!f.user.empty()) {
     r.details.push_back(fmt::format("user {} can open every /dev/nvidia* node", f.user));
   }
   if (!f.access_unchecked.empty()) {

@@ -43,9 +43,25 @@ struct UserSpaceVersion {
 
 struct NodeAccess {
   std::string path;    // host path, e.g. /dev/nvidia0
-  bool usable = true;  // read+write for the daemon's user (mode bits, owner, groups)
-  std::string why;     // when not usable
+  bool usable = true;  // read+write for the daemon's user (mode bits or ACL, owner, groups)
+  std::string why;     // when not usable, or (usable) why it could not be checked
+  bool checked = true;
 };
+
+// What decides who may open a device node: its mode bits, owner and group, and its POSIX access ACL (the
+// bytes of its system.posix_acl_access attribute, as the kernel hands them out; empty when it has none).
+struct NodePermissions {
+  unsigned mode = 0;
+  unsigned owner = 0;
+  unsigned group = 0;
+  std::string acl;
+};
+
+// Whether `uid`, in `groups` (its primary group included), may read and write the node, decided as the kernel
+// decides it: by the ACL where there is one (udev's uaccess tag, a site's setfacl grant), else by the mode bits;
+// root always may. Pure. An ACL whose bytes are not one leaves it unchecked (usable, with why).
+NodeAccess node_access_for(const std::string& path, const NodePermissions& node, unsigned uid,
+                           const std::vector<unsigned>& groups);
 
 struct GuardFacts {
   DriverFacts driver;

@@ -130,6 +130,34 @@ class Guard(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(f"nvidia-persistenced --version {VERSION}", r.stdout)
 
+    def test_the_daemons_user_is_checked_by_a_nodes_acl_where_it_has_one(self):
+        """review-s53-root L5: a site that grants the daemon's user a node with setfacl (or udev's uaccess) got
+        exit 14 from mode bits alone, and persistence stayed off. The ACL decides, as it does for the kernel."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: the node is root's, and only root may set another user's ACL on it")
+        self.root.driver(VERSION)
+        node = self.root.p("dev/nvidia0")
+        os.chmod(node, 0o600)
+        r = self.guard("--user", "65534")
+        self.assertEqual(r.returncode, 14, r.stdout + r.stderr)
+        self.assertIn("user 65534 cannot open /dev/nvidia0: mode 0600, owner 0:0", r.stdout)
+        # user_obj rw, user 65534 rw, group_obj none, mask rw, other none (setfacl -m u:65534:rw)
+        acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, uid) for tag, perm, uid in (
+            (0x01, 6, 0xffffffff), (0x02, 6, 65534), (0x04, 0, 0xffffffff), (0x10, 6, 0xffffffff),
+            (0x20, 0, 0xffffffff)))
+        try:
+            os.setxattr(node, "system.posix_acl_access", acl)
+        except OSError as e:
+            self.skipTest(f"no ACLs where the test's tree is: {e}")
+        r = self.guard("--user", "65534", "--verbose")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("user 65534 can open every /dev/nvidia* node", r.stdout)
+        # The mask taken down to read (setfacl -m m::r): the grant no longer reaches write.
+        os.setxattr(node, "system.posix_acl_access", acl[:28] + struct.pack("<HHI", 0x10, 4, 0xffffffff) + acl[36:])
+        r = self.guard("--user", "65534")
+        self.assertEqual(r.returncode, 14, r.stdout + r.stderr)
+        self.assertIn("and its ACL grants no read and write either", r.stdout)
+
     def test_an_untrusted_roots_daemon_is_not_run_as_root(self):
         """As root, the tree's nvidia-persistenced runs for its --version only under --trust-root: a --root may be
         a container's tree, whose files are uid 0's too (review-s53-root H1). Without it the version is not known,

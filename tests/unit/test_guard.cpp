@@ -1,10 +1,21 @@
 // guard::evaluate is pure: one case per exit reason, from a ready node with one thing changed.
 
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string_view>
 
 #include <gtest/gtest.h>
+
+#include <fmt/format.h>
 
 #include "guard/guard.h"
 
@@ -145,6 +156,9 @@ TEST(Guard, every_reason_has_its_code) {
        [](auto& f) { f.driver.device_nodes = {{"/dev/nvidia0", true, 0666}}; }, Code::go, "ready"},
       {"no GPU node (nvidia-uvm is not one)",
        [](auto& f) { f.driver.device_nodes = {{"/dev/nvidiactl", true, 0666}, {"/dev/nvidia-uvm", true, 0666}}; },
+       Code::go, "ready"},
+      {"an ACL that could not be read as one: not checked, said, and no skip",
+       [](auto& f) { f.access[1] = {"/dev/nvidia0", true, "its ACL (3 bytes) could not be read as one", false}; },
        Code::go, "ready"},
       {"daemon user cannot open a node",
        [](auto& f) { f.access[1] = {"/dev/nvidia0", false, "mode 0660, owner 0:44"}; }, Code::device_access,
@@ -306,6 +320,155 @@ TEST(Guard, a_mismatch_for_a_version_no_installed_library_has_does_not_keep_the_
       EXPECT_NE(r.line.find(c.says), std::string::npos) << r.line;
     }
   }
+}
+
+// A node whose ACL could not be read as one is named in the details, and the "can open every node" line is not.
+TEST(Guard, a_node_whose_access_was_not_checked_is_said) {
+  auto f = ready_node();
+  f.access[1] = {"/dev/nvidia0", true, "its ACL (3 bytes) could not be read as one", false};
+  const auto r = guard::evaluate(f);
+  EXPECT_EQ(r.code, Code::go);
+  EXPECT_NE(std::find(r.details.begin(), r.details.end(),
+                      "user nvidia-persistenced's access was not checked for /dev/nvidia0 (its ACL (3 bytes) could not "
+                      "be read as one)"),
+            r.details.end())
+      << ::testing::PrintToString(r.details);
+  for (const auto& d : r.details) {
+    EXPECT_EQ(d.find("can open every"), std::string::npos) << d;
+  }
+}
+
+// An ACL's bytes as the kernel hands them out: version 2, then (tag, permission bits, id) per entry.
+struct AclEntry {
+  unsigned tag, perm, id;
+};
+constexpr unsigned k_any = 0xffffffffu;
+std::string acl_bytes(const std::vector<AclEntry>& entries) {
+  std::string out;
+  auto put = [&out](unsigned v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(2, 4);
+  for (const auto& e : entries) {
+    put(e.tag, 2);
+    put(e.perm, 2);
+    put(e.id, 4);
+  }
+  return out;
+}
+
+struct AccessCase {
+  const char* name;
+  unsigned mode;
+  unsigned owner, group;
+  std::vector<AclEntry> acl;  // empty: none
+  bool usable;
+  bool checked;
+};
+
+// The daemon's user is uid 120 in groups 120 and 44 (video), as on a Debian node. Where an ACL exists (udev's
+// uaccess tag, a site's setfacl), it decides, not the mode bits (review-s53-root L5).
+const std::vector<AccessCase>& access_cases() {
+  static const std::vector<AccessCase> cases = {
+      {"mode: other rw", 0666, 0, 0, {}, true, true},
+      {"mode: group video rw", 0660, 0, 44, {}, true, true},
+      {"mode: owner rw", 0600, 120, 0, {}, true, true},
+      {"mode: not its group", 0660, 0, 27, {}, false, true},
+      {"mode: owner read only (the owner triad decides, not other's)", 0466, 120, 0, {}, false, true},
+      {"ACL: a named user's grant",
+       0660, 0, 27, {{0x01, 6, k_any}, {0x02, 6, 120}, {0x04, 6, k_any}, {0x10, 6, k_any}, {0x20, 0, k_any}},
+       true, true},
+      {"ACL: a named user's grant cut by the mask",
+       0640, 0, 27, {{0x01, 6, k_any}, {0x02, 6, 120}, {0x04, 4, k_any}, {0x10, 4, k_any}, {0x20, 0, k_any}},
+       false, true},
+      {"ACL: a named group's grant",
+       0660, 0, 27, {{0x01, 6, k_any}, {0x04, 6, k_any}, {0x08, 6, 44}, {0x10, 6, k_any}, {0x20, 0, k_any}},
+       true, true},
+      {"ACL: its group matches and grants too little, so 'other' does not count",
+       0664, 0, 44, {{0x01, 6, k_any}, {0x04, 4, k_any}, {0x10, 4, k_any}, {0x20, 6, k_any}}, false, true},
+      {"ACL: no entry for it, 'other' grants",
+       0666, 0, 27, {{0x01, 6, k_any}, {0x02, 6, 7}, {0x04, 6, k_any}, {0x10, 6, k_any}, {0x20, 6, k_any}}, true,
+       true},
+      {"ACL: owner entry decides for the owner", 0066, 120, 0,
+       {{0x01, 0, k_any}, {0x04, 6, k_any}, {0x20, 6, k_any}}, false, true},
+  };
+  return cases;
+}
+
+TEST(GuardAccess, the_acl_decides_where_there_is_one_else_the_mode_bits) {
+  for (const auto& c : access_cases()) {
+    SCOPED_TRACE(c.name);
+    const auto a = guard::node_access_for("/dev/nvidia0", {c.mode, c.owner, c.group, c.acl.empty() ? "" : acl_bytes(c.acl)},
+                                          120, {120, 44});
+    EXPECT_EQ(a.usable, c.usable) << a.why;
+    EXPECT_EQ(a.checked, c.checked) << a.why;
+    if (!a.usable) {
+      EXPECT_EQ(a.why.rfind(fmt::format("mode {:04o}, owner {}:{}", c.mode, c.owner, c.group), 0), 0u) << a.why;
+    }
+  }
+  // Root may, whatever the node says; bytes that are no ACL leave the node unchecked, not refused.
+  EXPECT_TRUE(guard::node_access_for("/dev/nvidia0", {0600, 5, 5, {}}, 0, {0}).usable);
+  for (const std::string& bad : {std::string("\x02\x00\x00", 3), acl_bytes({{0x01, 6, k_any}}).substr(0, 9),
+                                acl_bytes({{0x01, 6, k_any}}), acl_bytes({{0x40, 6, k_any}, {0x20, 6, k_any}})}) {
+    const auto a = guard::node_access_for("/dev/nvidia0", {0600, 0, 0, bad}, 120, {120});
+    EXPECT_TRUE(a.usable);
+    EXPECT_FALSE(a.checked) << ::testing::PrintToString(bad);
+  }
+}
+
+// The same cases against the kernel itself: each ACL set on a file, and a child that has become uid 120 (groups
+// 120 and 44) asks faccessat. Needs root (to set the ACL on a file it does not own and to change its ids) and a
+// file system with ACLs.
+TEST(GuardAccess, node_access_for_agrees_with_the_kernel) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  char dir[] = "/tmp/gpuwarm-acl-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  ::chmod(dir, 0755);
+  const std::string file = std::string(dir) + "/nvidia0";
+  for (const auto& c : access_cases()) {
+    SCOPED_TRACE(c.name);
+    ::unlink(file.c_str());
+    const int fd = ::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::fchown(fd, c.owner, c.group), 0);
+    ASSERT_EQ(::fchmod(fd, c.mode), 0);
+    ::close(fd);
+    if (!c.acl.empty()) {
+      const std::string bytes = acl_bytes(c.acl);
+      if (::setxattr(file.c_str(), "system.posix_acl_access", bytes.data(), bytes.size(), 0) != 0) {
+        const int e = errno;
+        ::unlink(file.c_str());
+        ::rmdir(dir);
+        if (e == ENOTSUP) GTEST_SKIP() << "/tmp has no ACLs";
+        FAIL() << "setxattr: " << std::strerror(e);
+      }
+    }
+    // What gpuwarm reads, as cmd_guard reads it.
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0);
+    std::string acl(4096, '\0');
+    const ssize_t got = ::getxattr(file.c_str(), "system.posix_acl_access", acl.data(), acl.size());
+    acl.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+    const auto ours = guard::node_access_for(file, {st.st_mode, st.st_uid, st.st_gid, acl}, 120, {120, 44});
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      const gid_t groups[] = {120, 44};
+      if (::setgroups(2, groups) != 0 || ::setresgid(120, 120, 120) != 0 || ::setresuid(120, 120, 120) != 0) {
+        ::_exit(3);
+      }
+      ::_exit(::faccessat(AT_FDCWD, file.c_str(), R_OK | W_OK, AT_EACCESS) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_NE(WEXITSTATUS(status), 3) << "could not become uid 120";
+    EXPECT_EQ(ours.usable, WEXITSTATUS(status) == 0) << "the kernel says " << (WEXITSTATUS(status) == 0 ? "yes" : "no")
+                                                     << "; gpuwarm: " << ours.why;
+    EXPECT_TRUE(ours.checked);
+  }
+  ::unlink(file.c_str());
+  ::rmdir(dir);
 }
 
 TEST(Guard, codes_stay_inside_exec_condition_skip_range) {
