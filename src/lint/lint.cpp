@@ -1178,13 +1178,44 @@ void Linter::find_commands() {
                                             "execl", "execlp", "spawnv", "spawnvp", "spawnl", "spawnlp"};
   std::unordered_set<std::string_view> run_names;
   auto identifier_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; };
+  // Whether `at` lies in a comment or a one-line string of its Python line (docstrings are blanked already):
+  // `# then subprocess.run(cmd) applies it` or "see run(cmd)" names no call.
+  auto in_python_prose = [this](std::size_t at) {
+    const std::size_t line_start = m_text.rfind('\n', at == 0 ? 0 : at - 1);
+    char quote = 0;
+    for (std::size_t i = line_start == std::string_view::npos ? 0 : line_start + 1; i < at; ++i) {
+      const char c = m_text[i];
+      if (quote != 0) {
+        if (c == '\\') {
+          ++i;
+        } else if (c == quote) {
+          quote = 0;
+        }
+      } else if (c == '#') {
+        return true;
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      }
+    }
+    return quote != 0;
+  };
+  // `def run(self, cmd):` defines a function of that name; its parameters hold nothing yet.
+  auto defines = [this](std::size_t callee_start) {
+    std::size_t at = callee_start;
+    while (at > 0 && (m_text[at - 1] == ' ' || m_text[at - 1] == '\t')) {
+      --at;
+    }
+    return at >= 3 && m_text.substr(at - 3, 3) == "def" &&
+           (at == 3 || std::isalnum(static_cast<unsigned char>(m_text[at - 4])) == 0);
+  };
   if (python) {
     for (std::size_t open = m_text.find('('); open != std::string_view::npos; open = m_text.find('(', open + 1)) {
       std::size_t callee_start = open;
       while (callee_start > 0 && open - callee_start < 256 && identifier_char(m_text[callee_start - 1])) {
         --callee_start;
       }
-      if (k_program_runners.count(m_text.substr(callee_start, open - callee_start)) == 0) {
+      if (k_program_runners.count(m_text.substr(callee_start, open - callee_start)) == 0 || defines(callee_start) ||
+          in_python_prose(callee_start)) {
         continue;
       }
       // The first argument's name, as `cmd`, `*cmd`, `args=cmd`, `cmd.split()` or `shlex.split(cmd)` gives it.

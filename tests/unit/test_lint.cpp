@@ -353,6 +353,17 @@ TEST(Lint, python_runs_commands_only_through_calls) {
        "query = [\"nvidia-smi\", \"-q\"]\nsubprocess.run(query)\nif cmd == \"nvidia-smi -pm 1\":\n    run(cmd)\n"
        "hint = \"nvidia-smi -pm 1\"\nwidth = len(hint)\nshown = str(hint)\n",
        {}, "audit.py"},
+      // review-s52-diff L6: a runner named in a comment or a string, or a function defined with a runner's name,
+      // makes no name a command's.
+      {"near miss: a runner's name in a comment, a string or a def", FileKind::shell,
+       "cmd = \"nvidia-smi -pm 1\"\nprint(cmd)  # then subprocess.run(cmd) applies it\n"
+       "hint = \"nvidia-smi -pm 1\"\nlog.info(\"see os.system(hint) in the runbook\")\n"
+       "class Runner:\n    def run(self, line):\n        print(line)\nline = \"nvidia-smi -pm 1\"\n"
+       "def call(argv): pass\nargv = [\"nvidia-smi\", \"-pm\", \"1\"]\nshow = '#'; subprocess.run(query)\n",
+       {}, "audit.py"},
+      {"a call after a '#' inside a string is still a call", FileKind::shell,
+       "cmd = \"nvidia-smi -pm 1\"\nx = \"#\"; subprocess.run(cmd)\n",
+       {"LINT001@1:8"}, "enable.py"},
       {"a unit's text a script writes out stays code", FileKind::shell,
        "UNIT = \"\"\"[Service]\nExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\n\"\"\"\n"
        "CONFIG = {\"unit\": \"\"\"ExecStart=/usr/bin/nvidia-persistenced --no-persistence-mode\"\"\"}\n",
