@@ -365,6 +365,38 @@ class Probe(unittest.TestCase):
         each = next(j for j in d["jobs"] if j["method"] == "process-per-gpu")
         self.assertEqual([p["timed_out"] for p in each["processes"]], [True, True], each)
 
+    def test_gpuwarm_lets_go_of_nvml_before_the_first_child_initializes_cuda(self):
+        # review-s53-probe L6: the per-GPU figures are cold only if gpuwarm itself holds no GPU when a child starts:
+        # its NVML (used to list the GPUs) must be shut down first. Both fakes log to one file in call order; before
+        # each child's cuInit, every nvmlInit of another process has had its nvmlShutdown.
+        log = os.path.join(self.tmp, "calls.log")
+        env = self.scenario_env({"*": {"log_file": log}})
+        with open(env["FAKE_NVML_SCENARIO"]) as f:
+            nvml = json.load(f)
+        nvml["init"] = {"log_file": log}
+        with open(env["FAKE_NVML_SCENARIO"], "w") as f:
+            json.dump(nvml, f)
+        r = h.run(["probe", "--json", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                   "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")], extra_env=env, raw=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(log) as f:
+            calls = [line.split() for line in f]
+        cu_inits = [pid for call, pid in calls if call == "cuInit"]
+        self.assertEqual(len(cu_inits), 2 + 1 + 2, calls)  # two GPUs alone, one process, a process per GPU
+        held = {}
+        for call, pid in calls:
+            if call == "nvmlInit":
+                held[pid] = held.get(pid, 0) + 1
+            elif call == "nvmlShutdown":
+                held[pid] -= 1
+            else:
+                others = {p: n for p, n in held.items() if n > 0 and p != pid}
+                self.assertFalse(others, f"cuInit of {pid} while NVML is held by {others}: {calls}")
+                held = {p: n for p, n in held.items() if p == pid}  # a child that has run is gone by the next
+        gpuwarm = calls[0][1]
+        self.assertEqual(calls[0][0], "nvmlInit", calls)
+        self.assertNotIn(gpuwarm, cu_inits)  # gpuwarm itself never initializes CUDA
+
     def test_a_rank_slow_to_exit_holds_up_no_other_ranks_figures(self):
         # review-s53-probe L2: a child that closed its output was reaped with a blocking wait of up to 5 s,
         # while the others of its group were neither read nor timed. GPU 0's process lingers 3 s after its

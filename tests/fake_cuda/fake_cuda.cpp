@@ -21,6 +21,8 @@
 // A delay may be a list: with "count_file": P, the Nth call of that function
 // across processes (counted in P.<function>) waits the Nth entry, cycling, so
 // rounds of a probe see different delays.
+// "log_file": P (in "*"): each cuInit appends "cuInit PID" to P, as the fake NVML's init "log_file" logs its
+// inits and shutdowns.
 // "exit_linger_ms": N: once the device's context is released, the process's exit closes its stdout and then
 // waits N ms, as the kernel's teardown of a process's GPU files runs after its pipes are closed.
 // No exception leaves this library.
@@ -214,6 +216,14 @@ bool valid_device(int dev) { return dev >= 0 && dev < device_count(); }
 #define BEHAVE(fn) BEHAVE_ON(fn, current_device)
 
 FAKE_API CuResult cuInit(unsigned flags) {
+  if (const std::string log = scenario().value("*", json::object()).value("log_file", ""); !log.empty()) {
+    const std::string line = "cuInit " + std::to_string(::getpid()) + "\n";
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      [[maybe_unused]] ssize_t w = ::write(fd, line.data(), line.size());
+      ::close(fd);
+    }
+  }
   // Each visible device is initialized in turn; with none visible, the "*" entry still applies.
   for (int d = 0; d < (device_count() > 0 ? device_count() : 1); ++d) {
     BEHAVE_ON("cuInit", d);

@@ -18,7 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -53,7 +55,21 @@ struct State {
   std::vector<bool> attached;
   std::vector<bool> reverted;
   std::chrono::system_clock::time_point timeline_start;
+  std::string log_file;  // init's "log_file": where this process's inits and shutdowns are logged
 };
+
+// One line ("nvmlInit 4242") appended with O_APPEND, so lines of several processes never interleave.
+void log_call(const std::string& path, const char* what) {
+  if (path.empty()) {
+    return;
+  }
+  const std::string line = std::string(what) + " " + std::to_string(::getpid()) + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    [[maybe_unused]] ssize_t w = ::write(fd, line.data(), line.size());
+    ::close(fd);
+  }
+}
 
 State& state() {
   static State s;  // destroyed at dlclose, so leak checkers see nothing lost
@@ -266,6 +282,8 @@ __attribute__((visibility("default"))) Return nvmlInit_v2() {
     if (r == k_success) {
       ++s.init_count;
       ++s.inits_done;
+      s.log_file = init.value("log_file", "");
+      log_call(s.log_file, "nvmlInit");
     }
     return r;
   });
@@ -279,6 +297,7 @@ __attribute__((visibility("default"))) Return nvmlShutdown() {
   if (s.init_count == 0) {
     return k_uninitialized;
   }
+  log_call(s.log_file, "nvmlShutdown");
   if (--s.init_count == 0) {
     // The last client let go: a non-persistent GPU de-initializes.
     std::fill(s.attached.begin(), s.attached.end(), false);
