@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 20's check on a lent GPU machine (several GPUs; it also runs on one):
 #   bash scripts/package.sh && mkdir -p .devbin && cp dist/gpuwarm-*-linux-x86_64.tar.gz .devbin/
+#   cc -shared -fPIC -O1 -o .devbin/openlog.so bench/openlog.c -ldl      (for bench/cuinit_opens.py)
 #   device: bash bench/device_multi_gpu.sh        (carry .devbin)
 # Read-only on the GPUs: probes only, no setting is changed. Prints `gpuwarm probe`'s own table, then
 # bench/probe_modes.py's (last, so that a cut log keeps them): the per-GPU table alone vs in parallel, the
 # parallel/alone ratio, both job starts against the slowest GPU alone (medians of $ROUNDS rounds), and what
-# two probe children on one GPU do to each other.
+# two probe children on one GPU do to each other; then which GPUs' device files one process's cuInit opens.
 # Made for one unattended run under a 600 s kill that returns only the output's tail: every probe gets
 # --timeout $PROBE_TIMEOUT (20 s per GPU), `gpuwarm probe` is killed after 180 s, probe_modes.py starts
 # nothing that the rest of $BUDGET (540 s in all) cannot hold, and each step says when it started.
@@ -40,6 +41,8 @@ main() {
   echo "== bench/probe_modes.py --rounds $rounds --contention (at ${SECONDS} s)"
   python3 -u bench/probe_modes.py --gpuwarm "$gpuwarm" --rounds "$rounds" --contention \
     --probe-timeout "$probe_timeout" --budget $(( b = budget - SECONDS - 15, b > 30 ? b : 30 )) || modes_rc=$?
+  echo "== bench/cuinit_opens.py: which GPUs' device files one process's cuInit opens (at ${SECONDS} s)"
+  python3 -u bench/cuinit_opens.py --preload .devbin/openlog.so || true
   echo "== done in ${SECONDS} s: gpuwarm probe exit $probe_rc, probe_modes exit $modes_rc$([ "$modes_rc" = 1 ] && echo ' (some runs failed: its ! lines)')${OUT:+; files in $OUT}"
   echo "== $unmeasured"
   [ "$modes_rc" = 0 ] && [ "$probe_rc" = 0 ]

@@ -289,6 +289,26 @@ class Probe(unittest.TestCase):
                      "contention on GPU 0", "3 of 3 probe runs, 3 of 3 contention children succeeded"):
             self.assertIn(line, r.stdout)
 
+    def test_the_cuinit_opens_bench_runs_through_against_the_fake(self):
+        # bench/cuinit_opens.py also runs once, unattended, on the lent machine: its shim builds and its three
+        # cases run (the fake libcuda opens no device file, so every count row is empty).
+        cc = shutil.which("cc")
+        if cc is None:
+            self.skipTest("no C compiler to build bench/openlog.c")
+        with open(os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), "rb") as f:
+            if b"libasan" in f.read():
+                self.skipTest("the fake libcuda is a sanitizer build: a plain python3 cannot load it")
+        shim = os.path.join(self.tmp, "openlog.so")
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-o", shim,
+                        os.path.join(h.SOURCE_DIR, "bench", "openlog.c"), "-ldl"], check=True)
+        r = subprocess.run([sys.executable, os.path.join(h.SOURCE_DIR, "bench", "cuinit_opens.py"), "--preload", shim,
+                            "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1"), "--uuids", f"{UUID0},{UUID1}"],
+                           capture_output=True, text=True, timeout=120, env=dict(os.environ, FAKE_CUDA_SCENARIO=""))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r'none \(""\) +100 *\n')
+        self.assertRegex(r.stdout, r"GPU 0 alone +0 *\n")
+        self.assertRegex(r.stdout, r"every GPU \(unset\) +0 *\n")
+
     def test_a_job_start_both_ways(self):
         lock = os.path.join(self.tmp, "driver.lock")
         sc = {"*": {"delay_ms": {"cuInit": 300, "cuDevicePrimaryCtxRetain": 100}, "serialize": lock}}
