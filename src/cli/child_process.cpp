@@ -53,7 +53,7 @@ void place_descriptor(int from, int to) {
 // Closes every descriptor from `first` up but `keep` (which may be `first` itself: an empty span is no error).
 // Without close_range (a kernel before 5.9, a seccomp profile that refuses it) the open ones are listed from
 // /proc/self/fd with the raw getdents64 (opendir allocates, which a child of a threaded process must not), and
-// where /proc cannot be read every number below `bound` is closed.
+// where /proc cannot be opened or listed every number below `bound` is closed.
 void close_descriptors_from(int first, int keep, int bound) {
   auto close_span = [](int low, unsigned high) {
     return static_cast<unsigned>(low) > high || ::close_range(static_cast<unsigned>(low), high, 0) == 0;
@@ -64,11 +64,13 @@ void close_descriptors_from(int first, int keep, int bound) {
   const int listing = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (listing >= 0) {
     // Closing while listing may make the listing skip entries: list again until a pass closes nothing.
-    for (bool closed_any = true; closed_any;) {
+    bool listed = true;
+    for (bool closed_any = true; closed_any && listed;) {
       closed_any = false;
       ::lseek(listing, 0, SEEK_SET);
       alignas(8) char buf[4096];
-      for (long got; (got = ::syscall(SYS_getdents64, listing, buf, sizeof buf)) > 0;) {
+      long got = 0;
+      while ((got = ::syscall(SYS_getdents64, listing, buf, sizeof buf)) > 0) {
         // linux_dirent64: inode (8 bytes), offset (8), record length (2), type (1), then the name.
         for (long at = 0; at + 19 < got;) {
           unsigned short record_length = 0;
@@ -85,9 +87,12 @@ void close_descriptors_from(int first, int keep, int bound) {
           if (record_length == 0) break;
         }
       }
+      listed = got == 0;
     }
     ::close(listing);
-    return;
+    if (listed) {
+      return;
+    }
   }
   for (int fd = first; fd < bound; ++fd) {
     if (fd != keep) {
@@ -353,7 +358,7 @@ void drain_ready(int fd, ChildResult& result, std::size_t max_output) {
 // or (`own_stderr`) is gpuwarm's.
 Result<ChildResult> run_program(const char* path, const std::vector<std::string>& argv_text,
                                 std::vector<std::string> env_text, int timeout_ms, std::size_t max_output,
-                                bool own_stderr = false) {
+                                bool own_stderr = false, bool cwd_root = true) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     return fail(std::string("pipe: ") + std::strerror(errno));
@@ -378,7 +383,7 @@ Result<ChildResult> run_program(const char* path, const std::vector<std::string>
   how.stdout_fd = fds[1];
   how.stderr_fd = own_stderr ? -1 : fds[1];
   how.own_group = true;
-  how.cwd_root = true;
+  how.cwd_root = cwd_root;
   how.mask = &held.old_mask();
   how.exec_timeout_ms = timeout_ms;  // the program's deadline counts from here: starting it is part of its time
   how.descriptor_bound = descriptor_bound();
@@ -508,8 +513,9 @@ Result<ChildResult> run_child(const std::vector<std::string>& argv_text, int tim
 Result<ChildResult> run_self(const std::vector<std::string>& args, int timeout_ms, std::size_t max_output) {
   std::vector<std::string> argv_text = {"gpuwarm"};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
+  // In gpuwarm's own folder, as its other children of itself (spawn_self): it finds its libraries as gpuwarm did.
   return run_program("/proc/self/exe", argv_text, self_environment(""), timeout_ms, max_output,
-                     /*own_stderr=*/true);
+                     /*own_stderr=*/true, /*cwd_root=*/false);
 }
 
 Result<std::string> run_capture(const std::vector<std::string>& argv_text, int timeout_ms) {

@@ -91,7 +91,10 @@ struct Child {
 
 // Probe children SIGKILL did not end (asleep in the kernel: a wedged driver), which the next probe must not run
 // beside: the driver serializes initialization, so its figures would include waiting for them.
-using UnendedChildren = std::vector<pid_t>;
+struct UnendedChildren {
+  std::vector<pid_t> pids;
+  bool waited_out = false;  // a wait for them ran out once: later probes only look, so a stuck child costs one budget
+};
 
 std::vector<std::string> split_visible(const std::string& visible) {
   std::vector<std::string> out;
@@ -198,7 +201,7 @@ void stop_reading(Child& c, bool timed_out, Clock::time_point now) {
 void finish_child(Child& c, bool reaped, UnendedChildren& unended) {
   c.phase = Child::Phase::done;
   if (!reaped) {
-    unended.push_back(c.pid);
+    unended.pids.push_back(c.pid);
   }
   GpuProbe& p = *c.probe;
   p.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - c.started).count();
@@ -349,25 +352,31 @@ void collect_children(std::vector<Child>& children, UnendedChildren& unended) {
 // Waits for the children SIGKILL did not end, at most `budget` in all; "" once none is left, else what the
 // probes that would run beside them say instead of a figure.
 std::string wait_for_unended(UnendedChildren& unended, std::chrono::milliseconds budget) {
-  const auto until = Clock::now() + budget;
-  std::erase_if(unended, [until](pid_t pid) {
+  const auto until = Clock::now() + (unended.waited_out ? std::chrono::milliseconds(0) : budget);
+  std::erase_if(unended.pids, [until](pid_t pid) {
     int status = 0;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
     return reap_within(pid, status, static_cast<int>(std::max<long long>(left, 0)));
   });
-  if (unended.empty()) {
+  if (unended.pids.empty()) {
     return {};
   }
+  unended.waited_out = true;
   return fmt::format("not probed: an earlier probe child (pid {}) had not ended {} s after it was killed (stuck in "
                      "the kernel? a wedged driver), and a figure taken beside it would include waiting for it",
-                     fmt::join(unended, ", "), k_reap_after_kill_ms / 1000);
+                     fmt::join(unended.pids, ", "), k_reap_after_kill_ms / 1000);
 }
+
+struct ProbesRun {
+  bool ranks_held = false;     // a job's processes held their contexts until all were ready
+  Clock::time_point launched;  // the first spawn (after any wait for an earlier child)
+};
 
 // Probes `probes`, all at once (one launch instant for the group) or one after another. --timeout is per
 // GPU: a child gets it once for every GPU it starts, and children started together, which the driver
-// serializes, get it once for every GPU of the group. Returns whether the group's ranks were held.
-bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold,
-                UnendedChildren& unended) {
+// serializes, get it once for every GPU of the group. Returns whether the ranks were held, and when the first was launched.
+ProbesRun run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool together, bool hold,
+                     UnendedChildren& unended) {
   const auto per_gpu = std::chrono::milliseconds(static_cast<long long>(opts.timeout_seconds * 1000));
   // The GPUs a child starts: those it sees, or the first context_devices of them (a process per GPU that sees
   // all starts one: counting every GPU it sees would give a group of N such processes N * N timeouts).
@@ -388,7 +397,7 @@ bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
       for (auto& g : probes) {
         g.child_error = beside;
       }
-      return held;
+      return {false, Clock::now()};
     }
   }
   const auto launch = Clock::now();
@@ -413,7 +422,7 @@ bool run_probes(std::vector<GpuProbe>& probes, const ProbeOptions& opts, bool to
     }
   }
   collect_children(children, unended);
-  return held;
+  return {held, launch};
 }
 
 // Only the default location's folder is created: a mistyped --save FILE must not leave folders behind (as
@@ -790,9 +799,9 @@ std::function<int()> setup_probe(CLI::App& sub, const GlobalOptions& /*global*/)
       for (std::size_t n = 0; n < job_starts.size() && !timed_out; ++n) {
         const std::size_t k = (n + round - 1) % job_starts.size();
         JobStart job = job_starts[k];
-        auto launched = Clock::now();
-        job.ranks_held = run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true, unended);
-        job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - launched).count();
+        const ProbesRun ran = run_probes(job.processes, *opts, /*together=*/true, /*hold=*/true, unended);
+        job.ranks_held = ran.ranks_held;
+        job.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - ran.launched).count();
         job_timed_out = job_timed_out || std::any_of(job.processes.begin(), job.processes.end(),
                                                      [](const GpuProbe& p) { return p.timed_out; });
         job_rounds[k].push_back(std::move(job));

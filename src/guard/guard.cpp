@@ -96,7 +96,9 @@ NodeAccess node_access_for(const std::string& path, const NodePermissions& node,
     return a;
   }
   const std::string mode = fmt::format("mode {:04o}, owner {}:{}", node.mode & 07777, node.owner, node.group);
-  if (!node.acl.empty()) {
+  // As the kernel's acl_permission_check: the owner's bits decide for the owner, and an ACL counts only while the
+  // group bits (its mask, with an ACL) are not all clear.
+  if (!node.acl.empty() && node.owner != uid && (node.mode & 070) != 0) {
     const auto allowed = acl_allows_read_write(node.acl, uid, groups, node.owner, node.group);
     if (!allowed) {
       a.checked = false;

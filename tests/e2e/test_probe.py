@@ -428,7 +428,9 @@ class Probe(unittest.TestCase):
         each = next(j for j in d["jobs"] if j["method"] == "process-per-gpu")
         walls = [p["wall_ms"] for p in each["processes"]]
         self.assertGreaterEqual(walls[0], 3000, each)  # waited for, reaped when it ended
-        self.assertLess(walls[1], 2500, each)          # on its own clock
+        # On its own clock: GPU 1's figure ends well before GPU 0's (a blocking reap made them equal), whatever the
+        # processes' start-up costs on a loaded machine.
+        self.assertGreaterEqual(walls[0] - walls[1], 1500, each)
 
     def test_a_child_the_kill_does_not_end_is_waited_for_and_nothing_runs_beside_it(self):
         # review-s53-probe L2: a child asleep in the kernel outlives SIGKILL; the next GPU was probed beside it
@@ -453,6 +455,30 @@ class Probe(unittest.TestCase):
                          r"^not probed: an earlier probe child \(pid \d+\) had not ended 5 s after it was killed")
         self.assertGreaterEqual(took, 6.5)  # 1 s timeout, 5 s for the kill to end it, 1 s waiting before GPU 1
         self.assertLess(took, 30)
+
+    def test_a_child_stuck_after_its_answer_costs_one_wait_not_one_per_probe(self):
+        # review-s56 M1: GPU 0's child prints its figures, then does not end (its exit lingers; the hook's SIGSTOP
+        # stands in for a SIGKILL that cannot end it). Its figure stands; GPU 1 is waited for once, up to its
+        # --timeout, and is not probed; every later probe (the job starts, round 2) is marked at once, not after
+        # a wait of its own each (3 s a GPU here: some 40 s in all).
+        if "test hooks" not in h.run(["--version"], raw=True).stdout:
+            self.skipTest("this gpuwarm has no test hooks")
+        started = time.monotonic()
+        r = h.run(["probe", "--json", "--rounds", "2", "--timeout", "3",
+                   "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
+                   "--cuda", os.path.join(FAKE_CUDA_DIR, "libcuda.so.1")],
+                  extra_env=self.scenario_env({UUID0: {"exit_linger_ms": 600000}})
+                  | {"GPUWARM_TEST_PROBE_KILL_STOPS": "1"}, raw=True)
+        took = time.monotonic() - started
+        d = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 1, d)
+        not_probed = "not probed: an earlier probe child"
+        self.assertTrue(d["gpus"][1]["child_error"].startswith(not_probed), d["gpus"][1])
+        for job in d["jobs"]:
+            self.assertFalse(job["ranks_held"], job)  # no rank ran
+            for p in job["processes"]:
+                self.assertTrue(p["child_error"].startswith(not_probed), p)
+        self.assertLess(took, 25, d)  # 5 s to kill it, 5 s more for it to end, one 3 s wait
 
     def test_all_visible_times_each_process_seeing_every_gpu(self):
         # torchrun's default: every rank sees every GPU and starts its own; the fake's cuInit, like the driver's,

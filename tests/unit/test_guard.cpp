@@ -391,6 +391,10 @@ const std::vector<AccessCase>& access_cases() {
        true},
       {"ACL: owner entry decides for the owner", 0066, 120, 0,
        {{0x01, 0, k_any}, {0x04, 6, k_any}, {0x20, 6, k_any}}, false, true},
+      // review-s56 L2: with the group bits (the mask) all clear the kernel does not look at the ACL at all.
+      {"ACL with an empty mask: the mode bits decide ('other' grants)",
+       0606, 0, 27, {{0x01, 6, k_any}, {0x02, 6, 120}, {0x04, 0, k_any}, {0x10, 0, k_any}, {0x20, 6, k_any}}, true,
+       true},
   };
   return cases;
 }
@@ -410,7 +414,7 @@ TEST(GuardAccess, the_acl_decides_where_there_is_one_else_the_mode_bits) {
   EXPECT_TRUE(guard::node_access_for("/dev/nvidia0", {0600, 5, 5, {}}, 0, {0}).usable);
   for (const std::string& bad : {std::string("\x02\x00\x00", 3), acl_bytes({{0x01, 6, k_any}}).substr(0, 9),
                                 acl_bytes({{0x01, 6, k_any}}), acl_bytes({{0x40, 6, k_any}, {0x20, 6, k_any}})}) {
-    const auto a = guard::node_access_for("/dev/nvidia0", {0600, 0, 0, bad}, 120, {120});
+    const auto a = guard::node_access_for("/dev/nvidia0", {0660, 0, 0, bad}, 120, {120});
     EXPECT_TRUE(a.usable);
     EXPECT_FALSE(a.checked) << ::testing::PrintToString(bad);
   }
