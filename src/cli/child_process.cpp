@@ -111,13 +111,17 @@ int descriptor_bound() {
   return std::max(static_cast<int>(limit.rlim_cur), 65536);
 }
 
+// launch's own failures, beyond any errno (execve itself may fail with ETIMEDOUT on a network file system).
+constexpr int k_exec_timed_out = 100000;
+constexpr int k_exec_stopped = 100001;
+
 // fork and exec, as posix_spawn would, plus what posix_spawn cannot do: the program is killed when gpuwarm
 // dies (PR_SET_PDEATHSIG). A gpuwarm ended by SIGKILL (`timeout -s KILL`, a scheduler's kill of an overdue
 // prolog) never gets to end the program's process group itself, and a program it started (nvidia-smi in a
 // reset) must not run on with no one waiting for it. The signal is kept across exec (nothing gpuwarm runs is
 // set-user-ID) and sent when the thread that started the program ends, which waits for the program, so only
-// gpuwarm's own death sends it. Returns the PID or -errno: -ETIMEDOUT when execve had not returned within
-// how.exec_timeout_ms (the child is then killed).
+// gpuwarm's own death sends it. Returns the PID, -errno, or -k_exec_timed_out / -k_exec_stopped when execve had
+// not answered within how.exec_timeout_ms or before a stop signal (the child is then killed).
 pid_t launch(const Launch& how) {
   const pid_t parent = ::getpid();
   int report[2];  // carries exec's errno; closed by a successful exec
@@ -172,31 +176,42 @@ pid_t launch(const Launch& how) {
   if (how.own_group) {
     ::setpgid(pid, pid);  // here too, so the group exists before any kill(-pid) below (EACCES once it has exec'd)
   }
-  // exec's answer: the pipe closes (it ran) or carries its errno, within how.exec_timeout_ms.
+  // exec's answer: the pipe closes (it ran) or carries its errno, within how.exec_timeout_ms; a stop signal the
+  // caller's mask lets through (how.mask) ends the wait too, as it would end the program's run.
   const auto exec_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(how.exec_timeout_ms);
   int exec_errno = 0;
   ssize_t got = -1;
-  for (;;) {
+  int gave_up = 0;  // k_exec_timed_out or k_exec_stopped
+  while (gave_up == 0) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(exec_deadline - std::chrono::steady_clock::now()).count();
-    pollfd pfd{report[0], POLLIN, 0};
-    const int n = left <= 0 ? 0 : ::poll(&pfd, 1, static_cast<int>(left));
-    if (n < 0 && errno == EINTR) {
-      continue;
+    if (how.mask != nullptr && pending_stop_signal(*how.mask) != 0) {
+      gave_up = k_exec_stopped;
+      break;
     }
+    if (left <= 0) {
+      gave_up = k_exec_timed_out;
+      break;
+    }
+    pollfd pfd{report[0], POLLIN, 0};
+    const int n = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(left, 100)));
     if (n > 0) {
       do {
         got = ::read(report[0], &exec_errno, sizeof exec_errno);
       } while (got < 0 && errno == EINTR);
+      break;
     }
-    break;
   }
   ::close(report[0]);
-  if (got < 0) {
-    // Not even exec's answer in time: whatever the child is, it does not run on unwatched.
-    ::kill(how.own_group ? -pid : pid, SIGKILL);
+  if (gave_up != 0) {
+    // Not even exec's answer: whatever the child is, it does not run on unwatched (its group, and itself should
+    // the group not have been made). If SIGKILL cannot end it (asleep in a hung execve) it stays unreaped.
+    if (how.own_group) {
+      ::kill(-pid, SIGKILL);
+    }
+    ::kill(pid, SIGKILL);
     int status = 0;
     reap_within(pid, status, k_reap_after_kill_ms);
-    return -ETIMEDOUT;
+    return -gave_up;
   }
   if (got == static_cast<ssize_t>(sizeof exec_errno)) {
     int status = 0;
@@ -206,13 +221,16 @@ pid_t launch(const Launch& how) {
   return pid;
 }
 
-// Why a program did not start, from launch's -errno.
-std::string launch_failure(pid_t negative_errno, int exec_timeout_ms) {
-  const int e = static_cast<int>(-negative_errno);
-  if (e == ETIMEDOUT) {
+// Why a program did not start, from launch's negative code.
+std::string launch_failure(pid_t negative_code, int exec_timeout_ms) {
+  const int code = static_cast<int>(-negative_code);
+  if (code == k_exec_timed_out) {
     return "starting it took over " + std::to_string(exec_timeout_ms) + " ms (is its file system hung?)";
   }
-  return std::strerror(e);
+  if (code == k_exec_stopped) {
+    return "a stop signal came before it had started";
+  }
+  return std::strerror(code);
 }
 
 std::vector<char*> pointers_to(std::vector<std::string>& texts) {
