@@ -615,17 +615,17 @@ class Probe(unittest.TestCase):
             time.sleep(0.3)  # the child is inside cuInit now
             parent.kill()
             parent.wait(timeout=10)
+            def state():
+                """The child's state letter; None once it is gone (reaped between two looks is gone too)."""
+                try:
+                    with open(f"/proc/{child}/stat") as f:
+                        return f.read().rsplit(")", 1)[1].split()[0]
+                except FileNotFoundError:
+                    return None
             deadline = time.time() + 5
-            while os.path.exists(f"/proc/{child}") and time.time() < deadline:
-                with open(f"/proc/{child}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        break  # ended; only its entry waits for the reaper
+            while state() not in (None, "Z") and time.time() < deadline:  # Z: ended, waiting for its reaper
                 time.sleep(0.05)
-            alive = os.path.exists(f"/proc/{child}")
-            if alive:
-                with open(f"/proc/{child}/stat") as f:
-                    alive = f.read().rsplit(")", 1)[1].split()[0] != "Z"
-            self.assertFalse(alive, f"probe child {child} outlived its parent")
+            self.assertIn(state(), (None, "Z"), f"probe child {child} outlived its parent")
         finally:
             if parent.poll() is None:
                 parent.kill()
