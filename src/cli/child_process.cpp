@@ -38,7 +38,6 @@ struct Launch {
   bool cwd_root = false;           // start in / (a program run as root does not work in the caller's folder)
   const sigset_t* mask = nullptr;  // the program's signal mask; nullptr: the current one
   int exec_timeout_ms = 30000;     // how long execve may take (an executable on a hung network file system)
-  int descriptor_bound = 65536;    // RLIMIT_NOFILE, read before the fork: where closing without close_range stops
 };
 
 // Moves `from` onto `to` in the child, inheritable. (main() keeps 0, 1 and 2 open, so gpuwarm's own
@@ -124,6 +123,7 @@ constexpr int k_exec_stopped = 100001;
 // not answered within how.exec_timeout_ms or before a stop signal (the child is then killed).
 pid_t launch(const Launch& how) {
   const pid_t parent = ::getpid();
+  const int bound = descriptor_bound();  // read before the fork: the child may only make async-signal-safe calls
   int report[2];  // carries exec's errno; closed by a successful exec
   if (::pipe2(report, O_CLOEXEC) != 0) {
     return -errno;
@@ -153,7 +153,7 @@ pid_t launch(const Launch& how) {
     place_descriptor(how.stdout_fd, STDOUT_FILENO);
     place_descriptor(how.stderr_fd, STDERR_FILENO);
     // A descriptor gpuwarm's caller left open (a prolog's lock, an Ansible task's pipe) is not the program's.
-    close_descriptors_from(3, report[1], how.descriptor_bound);
+    close_descriptors_from(3, report[1], bound);
     if (how.cwd_root && ::chdir("/") != 0) {
       int e = errno;
       [[maybe_unused]] ssize_t w = ::write(report[1], &e, sizeof e);
@@ -404,7 +404,6 @@ Result<ChildResult> run_program(const char* path, const std::vector<std::string>
   how.cwd_root = cwd_root;
   how.mask = &held.old_mask();
   how.exec_timeout_ms = timeout_ms;  // the program's deadline counts from here: starting it is part of its time
-  how.descriptor_bound = descriptor_bound();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   const pid_t pid = launch(how);
   ::close(null_in);

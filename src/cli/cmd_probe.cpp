@@ -308,12 +308,7 @@ void collect_children(std::vector<Child>& children, UnendedChildren& unended) {
       const std::string why = std::string("cannot wait for the probe child: poll: ") + std::strerror(errno);
       for (Child* c : owners) {
         stop_reading(*c, /*timed_out=*/true, Clock::now());
-        int status = 0;
-        if (reap_within(c->pid, status, k_reap_after_kill_ms)) {
-          finish_child(*c, /*reaped=*/true, unended);
-        } else {
-          finish_child(*c, /*reaped=*/false, unended);
-        }
+        finish_child(*c, reap_within(c->pid, c->status, k_reap_after_kill_ms), unended);
         c->probe->timed_out = false;
         c->probe->child_error = why;
       }
