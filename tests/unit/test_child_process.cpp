@@ -20,7 +20,9 @@
 #include <fstream>
 #include <thread>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "cli/child_process.h"
@@ -626,6 +628,86 @@ TEST(RunChild, a_program_that_cannot_be_executed_is_named_with_the_reason) {
   EXPECT_EQ(r.error().message, "cannot run " + not_executable + ": Permission denied");
   int status = 0;
   EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1) << "a child was left unreaped";
+}
+
+// An execve that never answers (an executable on a hung network file system) is under the program's deadline, and a
+// stop signal ends the wait too: in a forked test process, a seccomp filter hands every execve to a listener that
+// never answers (SECCOMP_RET_USER_NOTIF), so the child waits in the kernel, killably, as in a hung read of the file.
+TEST(RunChild, an_exec_that_never_answers_is_under_the_deadline_and_a_stop_signal) {
+  if (!has_program("/usr/bin/true")) GTEST_SKIP() << "no /usr/bin/true";
+  int report[2];
+  ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+  const pid_t tester = ::fork();
+  ASSERT_GE(tester, 0);
+  if (tester == 0) {
+    ::close(report[0]);
+    auto say = [&](const std::string& text) {
+      const std::string line = text + "\n";
+      [[maybe_unused]] auto w = ::write(report[1], line.data(), line.size());
+    };
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog program{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) ::_exit(3);
+    // The listener stays open here and is never read: each execve waits until its process is killed.
+    const long listener = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program);
+    if (listener < 0) {
+      say(std::string("seccomp user notification: ") + std::strerror(errno));
+      ::_exit(3);
+    }
+    auto started = std::chrono::steady_clock::now();
+    auto timed = run_child({"/usr/bin/true"}, 500);
+    const auto timed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    say(timed ? "started" : timed.error().message);
+    say(std::to_string(timed_ms.count()));
+    int status = 0;
+    say(::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD ? "reaped" : "a child was left unreaped");
+
+    struct sigaction seen {};
+    seen.sa_handler = [](int sig) { g_signal_seen = sig; };
+    ::sigaction(SIGTERM, &seen, nullptr);
+    started = std::chrono::steady_clock::now();
+    std::thread sender = signal_this_process_after(std::chrono::milliseconds(200));
+    auto stopped = run_child({"/usr/bin/true"}, 20000);
+    sender.join();
+    const auto stopped_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    say(stopped ? "started" : stopped.error().message);
+    say(std::to_string(stopped_ms.count()));
+    say(::waitpid(-1, &status, WNOHANG) == -1 && errno == ECHILD ? "reaped" : "a child was left unreaped");
+    say(g_signal_seen.load() == SIGTERM ? "signal delivered" : "signal lost");
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  std::string said;
+  char buf[512];
+  for (ssize_t got = 0; (got = ::read(report[0], buf, sizeof buf)) > 0;) said.append(buf, static_cast<std::size_t>(got));
+  ::close(report[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tester, &status, 0), tester);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "no seccomp user notification here: " << said;
+  ASSERT_EQ(WEXITSTATUS(status), 0) << said;
+  std::istringstream lines(said);
+  std::string timed, timed_ms, timed_reaped, stopped, stopped_ms, stopped_reaped, delivered;
+  std::getline(lines, timed);
+  std::getline(lines, timed_ms);
+  std::getline(lines, timed_reaped);
+  std::getline(lines, stopped);
+  std::getline(lines, stopped_ms);
+  std::getline(lines, stopped_reaped);
+  std::getline(lines, delivered);
+  EXPECT_EQ(timed, "cannot run /usr/bin/true: starting it took over 500 ms (is its file system hung?)");
+  EXPECT_GE(std::stoi(timed_ms), 500);
+  EXPECT_LT(std::stoi(timed_ms), 5000);
+  EXPECT_EQ(timed_reaped, "reaped");
+  EXPECT_EQ(stopped, "cannot run /usr/bin/true: a stop signal came before it had started");
+  EXPECT_LT(std::stoi(stopped_ms), 5000);
+  EXPECT_EQ(stopped_reaped, "reaped");
+  EXPECT_EQ(delivered, "signal delivered");
 }
 
 }  // namespace
