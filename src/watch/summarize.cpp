@@ -66,9 +66,12 @@ bool judged_idle(const WatchRun& run, const Sample& s) {
 
 std::string seconds_text(double s) { return fmt::format("{:.1f} s", s); }
 
+// Kept in the enum's order, most decisive first, whatever order the checks find them in: a GPU that fell off the
+// bus after cold attaches is a fault (RAS), not de-initialization churn.
 void add_cause(GpuSummary& g, Cause c) {
-  if (std::find(g.causes.begin(), g.causes.end(), c) == g.causes.end()) {
-    g.causes.push_back(c);
+  const auto at = std::lower_bound(g.causes.begin(), g.causes.end(), c);
+  if (at == g.causes.end() || *at != c) {
+    g.causes.insert(at, c);
   }
 }
 
@@ -350,10 +353,13 @@ GpuSummary summarize_gpu(const WatchRun& run, const nvml::GpuIdentity& id) {
   } else if (g.causes.empty() && sm.size() < 2) {
     add_cause(g, Cause::unread);
     g.evidence.push_back(fmt::format("only {} sample read its SM clock: too few to call it stable", sm.size()));
-  } else if (g.causes.empty() && run.mode == nvml::SampleMode::held && g.persistence == false) {
+  } else if (g.causes.empty() && run.mode == nvml::SampleMode::held && g.persistence != true) {
+    // Stable in a held watch only where persistence is known to be on: otherwise the watch itself may be what
+    // keeps the GPU initialized.
     add_cause(g, Cause::unread);
-    g.evidence.emplace_back("persistence reads Disabled, and a held watch keeps the GPU initialized: "
-                            "de-initialization cannot show here (watch again with --mode detached)");
+    g.evidence.push_back(fmt::format("persistence {}, and a held watch keeps the GPU initialized: "
+                                     "de-initialization cannot show here (watch again with --mode detached)",
+                                     g.persistence ? "reads Disabled" : "mode was not read"));
   }
   if (own_end != nullptr) {
     // Asked to see the clocks under load for the whole window, a part of it is not an answer.
@@ -529,11 +535,11 @@ WatchSummary summarize(const WatchRun& run) {
   for (const auto& id : run.gpus) {
     GpuSummary g = summarize_gpu(run, id);
     best = std::min(best, static_cast<int>(g.causes.front()));
-    if (run.mode == nvml::SampleMode::held && g.persistence == false) {
+    if (run.mode == nvml::SampleMode::held && g.persistence != true) {
       out.notes.push_back(fmt::format(
-          "GPU {}: persistence reads Disabled, and a held watch keeps the GPU initialized, so de-initialization "
+          "GPU {}: persistence {}, and a held watch keeps the GPU initialized, so de-initialization "
           "cannot show here: watch again with --mode detached.",
-          id.index));
+          id.index, g.persistence ? "reads Disabled" : "mode was not read"));
     }
     out.gpus.push_back(std::move(g));
   }

@@ -109,6 +109,19 @@ TEST(WatchSummary, attribution_table) {
       {"a GPU fault in 3 of 20 samples is an answer, not a gap",
        readings(0, 5, 8, [](auto& r) { r.error = "GPU_IS_LOST"; }), {Cause::gpu_fault}, Cause::gpu_fault,
        ExitCode::routed_elsewhere},
+      // The causes come most decisive first whatever order they are found in (review-s57 H2).
+      {"cold attaches, then the GPU fell off the bus: a fault, not churn",
+       [](watch::WatchRun& run) {
+         readings(0, 0, 5, [](auto& r) { r.attach_ms = 1800; r.persistence = false; })(run);
+         readings(0, 5, 20, [](auto& r) { r = nvml::GpuReading{}; r.index = 0; r.error = "GPU_IS_LOST"; })(run);
+       },
+       {Cause::gpu_fault, Cause::deinit_churn}, Cause::gpu_fault, ExitCode::routed_elsewhere, 5},
+      {"an idle swing, then the GPU fell off the bus: a fault",
+       [](watch::WatchRun& run) {
+         for (std::size_t k = 0; k < 10; k += 2) run.samples[k].gpus[0].sm_mhz = 345;
+         readings(0, 10, 20, [](auto& r) { r = nvml::GpuReading{}; r.index = 0; r.error = "GPU_IS_LOST"; })(run);
+       },
+       {Cause::gpu_fault, Cause::idle_swing}, Cause::gpu_fault, ExitCode::routed_elsewhere},
       {"app clocks pinned, then reverted at sample 10",
        readings(0, 0, 10, [](auto& r) { r.app_sm_mhz = 1500; }),
        {Cause::deinit_churn, Cause::pinned_clocks}, Cause::deinit_churn, ExitCode::action_needed, 1},
@@ -447,6 +460,21 @@ TEST(WatchSummary, held_mode_with_persistence_off_says_what_it_cannot_see) {
   ASSERT_TRUE(sum.init_ms);
   EXPECT_EQ(sum.init_ms->count, 1u);
   EXPECT_FALSE(sum.gpus[0].attach_ms);
+
+  // Persistence never read is no better (review-s57 M2): only a held watch of a GPU known to persist is stable.
+  for (auto& s : run.samples) {
+    for (auto& r : s.gpus) r.persistence = std::nullopt;
+  }
+  sum = watch::summarize(run);
+  EXPECT_EQ(sum.cause, Cause::unread);
+  EXPECT_EQ(sum.gpus[0].evidence.back(), "persistence mode was not read, and a held watch keeps the GPU initialized: "
+                                         "de-initialization cannot show here (watch again with --mode detached)");
+  ASSERT_GE(sum.notes.size(), 1u);
+  EXPECT_NE(sum.notes[0].find("GPU 0: persistence mode was not read"), std::string::npos) << sum.notes[0];
+  for (auto& s : run.samples) {
+    for (auto& r : s.gpus) r.persistence = true;
+  }
+  EXPECT_EQ(watch::summarize(run).cause, Cause::stable);
 }
 
 // One sample says nothing about movement: never "stable".
