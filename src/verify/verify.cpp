@@ -94,7 +94,9 @@ CheckResult daemon_running_check(const Snapshot& s) {
   return c;
 }
 
-CheckResult persistence_check(const Snapshot& s) {
+// Over the reading after the settle, and every later sample: a GPU Enabled after the settle that reads Disabled a
+// moment later (the de-initialization the samples are there to catch) does not pass.
+CheckResult persistence_check(const Snapshot& s, const std::vector<Snapshot>& samples) {
   CheckResult c{"persistence", "every GPU reads persistence Enabled", CheckStatus::fail, ""};
   if (s.nvml.gpus.empty()) {
     c.detail = s.nvml.device_count.has() ? "NVML sees no GPU" : "no GPU facts: " + s.nvml.device_count.missing;
@@ -114,6 +116,21 @@ CheckResult persistence_check(const Snapshot& s) {
     } else if (!g.persistence.is(true)) {
       bad.push_back(fmt::format("GPU {}: {}", g.index, persistence_text(g.persistence)));
     }
+  }
+  std::map<unsigned, unsigned> disabled_later;  // GPU index -> samples after the first that read it Disabled
+  for (std::size_t k = 1; k < samples.size(); ++k) {
+    auto held_then = daemon_held_minors(samples[k]);
+    for (const auto& g : samples[k].nvml.gpus) {
+      const auto minor = gpu_minor(samples[k], g);
+      const bool daemon_holds = held_then && minor && std::find(held_then->begin(), held_then->end(), *minor) != held_then->end();
+      if (g.handle_error.empty() && g.persistence.is(false) && !daemon_holds) {
+        ++disabled_later[g.index];
+      }
+    }
+  }
+  for (const auto& [index, count] : disabled_later) {
+    bad.push_back(fmt::format("GPU {}: Disabled in {} of the {} samples after the settle", index, count,
+                              samples.size() - 1));
   }
   for (const KernelGpu* kg : gpus_nvml_missed(s)) {
     bad.push_back(fmt::format("{} ({}): the driver lists it, NVML does not show it: unread", kg->bus_id, kg->model));
@@ -182,59 +199,115 @@ CheckResult holds_check(const Snapshot& s) {
   return c;
 }
 
-CheckResult clocks_check(const std::vector<Snapshot>& samples) {
-  CheckResult c{"clocks", "clocks sit at a steady floor with benign event reasons", CheckStatus::skip, ""};
-  if (samples.empty()) {
-    c.detail = "no samples taken";
-    return c;
+// The clocks check and, where its only failure is samples that left NVML closed on purpose, why they did.
+struct ClocksVerdict {
+  CheckResult check;
+  std::string not_opened;     // "" unless every unanswered sample stood aside and nothing else failed
+  std::string not_opened_by;
+};
+
+// Steady means every GPU read in every sample: a sample that did not read a GPU (NVML not initialized, left
+// closed, the GPU not attached) is no evidence of steadiness, and one sample shows no movement at all.
+ClocksVerdict clocks_check(const Snapshot& after, const std::vector<Snapshot>& samples) {
+  ClocksVerdict v{{"clocks", "clocks sit at a steady floor with benign event reasons", CheckStatus::skip, ""}, "", ""};
+  CheckResult& c = v.check;
+  if (samples.size() < 2) {
+    c.detail = samples.empty() ? "no samples taken"
+                               : "1 sample shows no movement: not checked (--samples 2 or more checks the clocks)";
+    return v;
   }
   struct Seen {
     unsigned min = ~0u;
     unsigned max = 0;
     std::uint64_t bad_reasons = 0;
     bool busy = false;
-    unsigned n = 0;
+    unsigned n = 0;                // samples that read its SM clock
+    unsigned faults = 0;           // samples in which it answered with a GPU fault (lost, reset needed, ...)
+    std::string fault;
     bool reasons_read = false;
     std::string sm_missing;       // why the SM clock was not read (last sample)
     std::string reasons_missing;  // why the event reasons were not read, unless NOT_SUPPORTED
   };
+  // Every GPU the reading after the settle saw, and any a sample saw besides.
   std::map<unsigned, Seen> per_gpu;
+  for (const auto& g : after.nvml.gpus) {
+    per_gpu[g.index];
+  }
   for (const auto& s : samples) {
-    for (const GpuFacts* g : reachable_gpus(s)) {
-      Seen& seen = per_gpu[g->index];
-      if (g->clocks.sm.has()) {
-        seen.min = std::min(seen.min, *g->clocks.sm);
-        seen.max = std::max(seen.max, *g->clocks.sm);
+    for (const auto& g : s.nvml.gpus) {
+      per_gpu[g.index];
+    }
+  }
+  unsigned stood_aside = 0;  // samples that left NVML closed on purpose (another gpuwarm command held the node)
+  for (const auto& s : samples) {
+    const std::string sample_missing = !s.nvml.not_opened.empty() ? "NVML left closed: " + s.nvml.not_opened
+                                       : s.nvml.device_count.has() ? "not listed by NVML"
+                                                                   : "NVML: " + s.nvml.device_count.missing;
+    if (!s.nvml.not_opened.empty()) {
+      ++stood_aside;
+      if (v.not_opened.empty()) {
+        v.not_opened = s.nvml.not_opened;
+        v.not_opened_by = s.nvml.not_opened_by;
+      }
+    }
+    for (auto& [index, seen] : per_gpu) {
+      const auto it = std::find_if(s.nvml.gpus.begin(), s.nvml.gpus.end(),
+                                   [index = index](const GpuFacts& g) { return g.index == index; });
+      if (it == s.nvml.gpus.end()) {
+        seen.sm_missing = sample_missing;
+        continue;
+      }
+      const GpuFacts& g = *it;
+      if (!g.handle_error.empty()) {
+        if (nvml::meaning_of_reason(g.handle_error) == nvml::Meaning::gpu_fault) {
+          ++seen.faults;
+          seen.fault = g.handle_error;
+        }
+        seen.sm_missing = g.handle_error;
+        continue;
+      }
+      if (g.clocks.sm.has()) {
+        seen.min = std::min(seen.min, *g.clocks.sm);
+        seen.max = std::max(seen.max, *g.clocks.sm);
         ++seen.n;
       } else {
-        seen.sm_missing = g->clocks.sm.missing;
+        seen.sm_missing = g.clocks.sm.missing;
       }
-      if (g->event_reasons_active.has()) {
+      if (g.event_reasons_active.has()) {
         seen.reasons_read = true;
-        seen.bad_reasons |= *g->event_reasons_active &
+        seen.bad_reasons |= *g.event_reasons_active &
                             (clock_reason::thermal_or_power | clock_reason::applications_clocks_setting);
-      } else if (nvml::meaning_of_reason(g->event_reasons_active.missing) == nvml::Meaning::not_supported) {
+      } else if (nvml::meaning_of_reason(g.event_reasons_active.missing) == nvml::Meaning::not_supported) {
         seen.reasons_read = true;  // this GPU has none to report: an answer
       } else {
-        seen.reasons_missing = g->event_reasons_active.missing;
+        seen.reasons_missing = g.event_reasons_active.missing;
       }
-      seen.busy = seen.busy || g->compute_processes.value_or(0) > 0;
+      seen.busy = seen.busy || g.compute_processes.value_or(0) > 0;
     }
   }
+  c.status = CheckStatus::fail;
   if (per_gpu.empty()) {
-    c.status = CheckStatus::fail;  // samples were taken and no GPU answered: nothing was verified
-    c.detail = "no GPU answered in any sample";
-    return c;
+    // Samples were taken and no GPU answered: nothing was verified.
+    c.detail = stood_aside == samples.size() ? "cannot tell: NVML was left closed in every sample"
+                                             : "no GPU answered in any sample";
+    if (stood_aside != samples.size()) {
+      v.not_opened.clear();
+    }
+    return v;
   }
-  std::vector<std::string> problems;
+  std::vector<std::string> problems;  // what was read and is wrong
+  std::vector<std::string> unknowns;  // what was not read
   std::vector<std::string> ranges;
   for (const auto& [index, seen] : per_gpu) {
-    // A clock or a reason never read is not a steady clock: unknown fails, with its reason.
-    if (seen.n == 0) {
-      problems.push_back(fmt::format("GPU {}: SM clock unread ({})", index, seen.sm_missing));
+    if (seen.faults > 0) {
+      problems.push_back(fmt::format("GPU {}: {} in {} of {} samples", index, seen.fault, seen.faults, samples.size()));
     }
-    if (!seen.reasons_read) {
-      problems.push_back(fmt::format("GPU {}: clock event reasons unread ({})", index, seen.reasons_missing));
+    if (seen.n < samples.size()) {
+      unknowns.push_back(fmt::format("cannot tell: GPU {}'s SM clock read in {} of {} samples ({})", index, seen.n,
+                                     samples.size(), seen.sm_missing));
+    }
+    if (seen.n > 0 && !seen.reasons_read) {
+      unknowns.push_back(fmt::format("GPU {}: clock event reasons unread ({})", index, seen.reasons_missing));
     }
     if (seen.bad_reasons != 0) {
       problems.push_back(fmt::format("GPU {}: {}", index, clock_reason_list(seen.bad_reasons)));
@@ -247,11 +320,22 @@ CheckResult clocks_check(const std::vector<Snapshot>& samples) {
       }
     }
   }
+  // A sample that stood aside explains the check's failure only where nothing read was wrong and every sample
+  // that did not stand aside read every GPU.
+  const bool explained = problems.empty() && stood_aside > 0 &&
+                         std::all_of(per_gpu.begin(), per_gpu.end(), [&](const auto& entry) {
+                           return entry.second.n + stood_aside == samples.size() && entry.second.reasons_read;
+                         });
+  if (!explained) {
+    v.not_opened.clear();
+    v.not_opened_by.clear();
+  }
+  problems.insert(problems.end(), unknowns.begin(), unknowns.end());
   c.status = problems.empty() ? CheckStatus::pass : CheckStatus::fail;
   c.detail = fmt::format("{} samples; {}", samples.size(),
                          problems.empty() ? fmt::format("{}", fmt::join(ranges, ", "))
                                           : fmt::format("{}", fmt::join(problems, "; ")));
-  return c;
+  return v;
 }
 
 }  // namespace
@@ -266,9 +350,10 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   }
   r.checks.push_back(boot_check(s));
   r.checks.push_back(daemon_running_check(s));
-  r.checks.push_back(persistence_check(s));
+  r.checks.push_back(persistence_check(s, in.samples));
   r.checks.push_back(holds_check(s));
-  r.checks.push_back(clocks_check(in.samples));
+  ClocksVerdict clocks = clocks_check(s, in.samples);
+  r.checks.push_back(clocks.check);
   CheckResult dcgm{"dcgm", "DCGM diagnostic", CheckStatus::skip, ""};
   if (!in.dcgm) {
     dcgm.detail = std::string(k_not_requested) + " (--dcgm-level 1..4)";
@@ -281,22 +366,19 @@ VerifyReport evaluate_verify(const VerifyInputs& in) {
   r.checks.push_back(dcgm);
   r.passed = std::none_of(r.checks.begin(), r.checks.end(),
                           [](const CheckResult& c) { return c.status == CheckStatus::fail; });
-  std::string not_opened = s.nvml.not_opened;
-  std::string not_opened_by = s.nvml.not_opened_by;
-  for (const auto& sample : in.samples) {
-    if (not_opened.empty()) {
-      not_opened = sample.nvml.not_opened;
-      not_opened_by = sample.nvml.not_opened_by;
-    }
-  }
-  // Cannot tell only where every failure is one NVML would have answered: a unit that is not active fails
-  // whatever the GPUs say.
-  const bool only_nvml_failed = std::all_of(r.checks.begin(), r.checks.end(), [](const CheckResult& c) {
-    return c.status != CheckStatus::fail || c.id == "persistence" || c.id == "daemon-holds-gpus" || c.id == "clocks";
-  });
-  if (!r.passed && only_nvml_failed) {
-    r.nvml_not_opened = not_opened;
-    r.nvml_not_opened_by = not_opened_by;
+  // Cannot tell only where every failure is one NVML would have answered had it been opened: a unit that is not
+  // active fails whatever the GPUs say, and so does a GPU read Disabled in a reading that did open NVML.
+  auto failed_only = [&r](std::initializer_list<std::string_view> ids) {
+    return std::all_of(r.checks.begin(), r.checks.end(), [&ids](const CheckResult& c) {
+      return c.status != CheckStatus::fail || std::find(ids.begin(), ids.end(), c.id) != ids.end();
+    });
+  };
+  if (!r.passed && !s.nvml.not_opened.empty() && failed_only({"persistence", "daemon-holds-gpus", "clocks"})) {
+    r.nvml_not_opened = s.nvml.not_opened;
+    r.nvml_not_opened_by = s.nvml.not_opened_by;
+  } else if (!r.passed && !clocks.not_opened.empty() && failed_only({"clocks"})) {
+    r.nvml_not_opened = clocks.not_opened;
+    r.nvml_not_opened_by = clocks.not_opened_by;
   }
   return r;
 }

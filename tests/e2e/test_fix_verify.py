@@ -569,7 +569,7 @@ class WithoutSystemd(unittest.TestCase):
         self.assertEqual(r.returncode, 8, r.stdout + r.stderr)
         checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
         self.assertEqual(checks["clocks"]["status"], "fail")
-        self.assertIn("GPU 1: SM clock unread (UNKNOWN)", checks["clocks"]["detail"])
+        self.assertIn("cannot tell: GPU 1's SM clock read in 0 of 2 samples (UNKNOWN)", checks["clocks"]["detail"])
         # NVML's minor unread, the kernel's list names it: the daemon's /dev/nvidia1 is GPU 1's.
         self.assertEqual(checks["daemon-holds-gpus"]["status"], "pass", checks["daemon-holds-gpus"])
         # Neither names it: not a pass.

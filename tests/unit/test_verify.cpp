@@ -204,6 +204,97 @@ TEST(Verify, IdleClockSwingFailsAndBusyDoesNot) {
   EXPECT_EQ(status_of(evaluate_verify(in), "clocks"), CheckStatus::pass);
 }
 
+// Steady clocks need every GPU read in every sample: a later sample in which NVML did not initialize, stood aside
+// or did not attach a GPU is no evidence, a GPU that fell off the bus fails, and one sample shows no movement
+// (review-s57 H3). A GPU Enabled after the settle and Disabled a moment later fails persistence.
+TEST(Verify, EverySampleMustReadEveryGpu) {
+  auto lost = [](unsigned index, const char* error) {
+    GpuFacts g;
+    g.index = index;
+    g.handle_error = error;
+    return g;
+  };
+  struct Case {
+    const char* name;
+    std::function<void(Snapshot&)> later;  // applied to every sample after the first (the reading after the settle)
+    int samples;
+    CheckStatus clocks;
+    CheckStatus persistence;
+    std::string clocks_detail;  // a part of it
+  };
+  const std::vector<Case> cases = {
+      {"every sample read", [](Snapshot&) {}, 3, CheckStatus::pass, CheckStatus::pass, "3 samples; GPU 0 SM"},
+      {"one sample is not checked", [](Snapshot&) {}, 1, CheckStatus::skip, CheckStatus::pass,
+       "1 sample shows no movement: not checked (--samples 2 or more checks the clocks)"},
+      {"NVML did not initialize later",
+       [](Snapshot& s) {
+         s.nvml.gpus.clear();
+         s.nvml.device_count = Fact<unsigned>::unknown("UNKNOWN");
+       },
+       3, CheckStatus::fail, CheckStatus::pass, "cannot tell: GPU 0's SM clock read in 1 of 3 samples (NVML: UNKNOWN)"},
+      {"a GPU lost later", [&lost](Snapshot& s) { s.nvml.gpus[1] = lost(1, "GPU_IS_LOST"); },
+       3, CheckStatus::fail, CheckStatus::pass, "GPU 1: GPU_IS_LOST in 2 of 3 samples"},
+      {"a GPU not attached later", [&lost](Snapshot& s) { s.nvml.gpus[1] = lost(1, "UNKNOWN"); },
+       3, CheckStatus::fail, CheckStatus::pass, "cannot tell: GPU 1's SM clock read in 1 of 3 samples (UNKNOWN)"},
+      {"a GPU gone from the list later", [](Snapshot& s) { s.nvml.gpus.pop_back(); }, 3, CheckStatus::fail,
+       CheckStatus::pass, "cannot tell: GPU 1's SM clock read in 1 of 3 samples (not listed by NVML)"},
+      {"Disabled after the settle",
+       [](Snapshot& s) {
+         s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+         s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({1});
+       },
+       3, CheckStatus::pass, CheckStatus::fail, "3 samples"},
+  };
+  for (const auto& c : cases) {
+    VerifyInputs in = inputs_with([](Snapshot&) {}, c.samples);
+    for (std::size_t k = 1; k < in.samples.size(); ++k) c.later(in.samples[k]);
+    VerifyReport r = evaluate_verify(in);
+    EXPECT_EQ(status_of(r, "clocks"), c.clocks) << c.name;
+    EXPECT_EQ(status_of(r, "persistence"), c.persistence) << c.name;
+    for (const auto& check : r.checks) {
+      if (check.id == "clocks") {
+        EXPECT_NE(check.detail.find(c.clocks_detail), std::string::npos) << c.name << ": " << check.detail;
+      }
+      if (check.id == "persistence" && c.persistence == CheckStatus::fail) {
+        EXPECT_EQ(check.detail, "GPU 0: Disabled in 2 of the 2 samples after the settle") << c.name;
+      }
+    }
+  }
+}
+
+// Samples that stood aside for a probe explain a clocks check that failed for want of them (cannot tell), never a
+// GPU read Disabled with NVML open (review-s57 M1).
+TEST(Verify, SamplesThatStoodAsideExplainOnlyWhatTheyLeftUnread) {
+  auto stood_aside = [](Snapshot& s) {
+    s.nvml = NvmlFacts{};
+    s.nvml.not_opened = "`gpuwarm probe` or `watch --load` is timing the GPUs";
+    s.nvml.not_opened_by = "timing";
+    s.nvml.device_count = Fact<unsigned>::unknown("NVML not opened");
+  };
+  VerifyInputs in = inputs_with([](Snapshot&) {});
+  for (std::size_t k = 1; k < in.samples.size(); ++k) stood_aside(in.samples[k]);
+  VerifyReport r = evaluate_verify(in);
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(status_of(r, "clocks"), CheckStatus::fail);
+  EXPECT_EQ(r.nvml_not_opened, "`gpuwarm probe` or `watch --load` is timing the GPUs");
+
+  in = inputs_with([](Snapshot& s) {
+    s.nvml.gpus[0].persistence = Fact<bool>::known(false);
+    s.daemon.processes[0].held_minors = Fact<std::vector<unsigned>>::known({1});
+  });
+  for (std::size_t k = 1; k < in.samples.size(); ++k) stood_aside(in.samples[k]);
+  r = evaluate_verify(in);
+  EXPECT_EQ(status_of(r, "persistence"), CheckStatus::fail);
+  EXPECT_EQ(r.nvml_not_opened, "") << "read Disabled with NVML open: a failure, not cannot-tell";
+
+  in = inputs_with([](Snapshot&) {});
+  in.samples[1].nvml.gpus[0].clocks.sm = Fact<unsigned>::known(345);  // a swing seen, then a sample stood aside
+  stood_aside(in.samples[2]);
+  r = evaluate_verify(in);
+  EXPECT_EQ(status_of(r, "clocks"), CheckStatus::fail);
+  EXPECT_EQ(r.nvml_not_opened, "") << "a swing read is a failure whatever the other samples did";
+}
+
 // The daemon's open files unread: skipped only where not being root is why; refused to root (a container without
 // CAP_SYS_PTRACE) or unread for another reason, whether it holds the GPUs is unknown: failed, never passed.
 TEST(Verify, DaemonOpenFilesUnreadSkipsOnlyForNotRoot) {
