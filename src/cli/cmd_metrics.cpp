@@ -201,12 +201,19 @@ int serve(MetricsOptions opts) {
   ScrapeCache cache([&opts] { return collect_metrics_text(opts); },
                     std::chrono::duration<double>(opts.min_interval_s));
   auto server = HttpServer::start(*address, [&cache](std::string_view method, std::string_view url,
-                                                     HttpServer::Reply reply) {
+                                                     const HttpServer::HeaderLookup& header, HttpServer::Reply reply) {
     if (auto now = route(method, url, [] { return abandoned_calls() == 0; })) {
       reply(std::move(*now));
       return;
     }
-    cache.get_async([reply = std::move(reply)](ScrapeCache::Body body) { reply(metrics_response(std::move(body))); });
+    // Prometheus says how long it will wait: a collection not done by then is answered with the last good one,
+    // which carries its own gpuwarm_last_run_timestamp_seconds.
+    std::optional<ScrapeCache::Clock::time_point> answer_by;
+    if (auto within = scrape_answer_within(header("X-Prometheus-Scrape-Timeout-Seconds"))) {
+      answer_by = ScrapeCache::Clock::now() + *within;
+    }
+    cache.get_async([reply = std::move(reply)](ScrapeCache::Body body) { reply(metrics_response(std::move(body))); },
+                    answer_by);
   });
   if (!server) {
     std::cerr << "gpuwarm metrics: " << escape_control(server.error().message) << "\n";
@@ -294,7 +301,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
       sub.add_option("--listen", opts->listen,
                      fmt::format("Serve /metrics over HTTP at ADDR:PORT until stopped (a resident exporter; NVML is "
                                  "opened only inside each collection). Numeric addresses only; PORT alone listens on "
-                                 "127.0.0.1"))
+                                 "127.0.0.1, [::]:PORT on every IPv6 and IPv4 address"))
           ->expected(0, 1)
           ->default_str(k_default_listen)
           ->type_name("ADDR:PORT");
@@ -303,7 +310,7 @@ std::function<int()> setup_metrics(CLI::App& sub, const GlobalOptions& /*global*
   snap_opt->excludes(sub.get_option("--textfile"));
   sub.add_option("--min-interval", opts->min_interval_s,
                  "With --listen: reuse a collection for scrapes that come within SECONDS of its start (concurrent "
-                 "scrapes always share one)")
+                 "scrapes always share one; a Prometheus scrape about to time out gets the last good one)")
       ->check(finite_range(0.0, 86400.0))
       ->capture_default_str()
       ->type_name("SECONDS")

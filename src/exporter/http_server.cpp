@@ -155,6 +155,20 @@ std::optional<HttpResponse> route(std::string_view method, std::string_view url,
   return r;
 }
 
+std::optional<std::chrono::milliseconds> scrape_answer_within(const std::optional<std::string>& timeout_header) {
+  if (!timeout_header) {
+    return std::nullopt;
+  }
+  const std::string_view text = trim(*timeout_header);
+  double seconds = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (error != std::errc{} || end != text.data() + text.size() || !(seconds > 0) || seconds > 3600) {
+    return std::nullopt;
+  }
+  const double margin = std::min(1.0, seconds / 10);
+  return std::chrono::milliseconds(static_cast<long long>((seconds - margin) * 1000));
+}
+
 HttpResponse metrics_response(std::shared_ptr<const std::string> body) {
   HttpResponse r;
   if (!body) {
@@ -497,7 +511,12 @@ mhd::Result answer(void* cls, mhd::MHD_Connection* connection, const char* url, 
   pending->connection = connection;
   pending->wake_fd = state.wake_fd;
   try {
-    state.handler(m, url != nullptr ? url : "", [pending](HttpResponse r) { deliver(*pending, std::move(r)); });
+    const HttpServer::HeaderLookup header = [connection](const char* name) -> std::optional<std::string> {
+      const char* value = mhd::api().MHD_lookup_connection_value(connection, mhd::k_header_kind, name);
+      return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
+    };
+    state.handler(m, url != nullptr ? url : "", header,
+                  [pending](HttpResponse r) { deliver(*pending, std::move(r)); });
   } catch (...) {
     HttpResponse failed;
     failed.status = 500;
@@ -575,7 +594,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const ListenAddress& addre
   }
   unsigned flags = mhd::k_use_epoll | mhd::k_allow_suspend_resume;
   if (address.ipv6) {
-    flags |= mhd::k_use_ipv6;
+    // [::] means every address, as it does to other exporters: IPv4 clients too (IPV6_V6ONLY off). A specific
+    // IPv6 address takes IPv6 alone either way.
+    const auto& v6 = *reinterpret_cast<const sockaddr_in6*>(&address.address);
+    flags |= IN6_IS_ADDR_UNSPECIFIED(&v6.sin6_addr) ? mhd::k_use_dual_stack : mhd::k_use_ipv6;
   }
   State& state = *server->m_state;
   errno = 0;

@@ -59,6 +59,10 @@ struct HttpResponse {
 // collection, once one is ready.
 std::optional<HttpResponse> route(std::string_view method, std::string_view url,
                                   const std::function<bool()>& healthy = [] { return true; });
+// How long a scrape may wait for a collection, from Prometheus' X-Prometheus-Scrape-Timeout-Seconds (decimal
+// seconds): the timeout less a tenth of it, at most 1 s, for the answer's way back. nullopt where the header is
+// absent or not a number of seconds in (0, 3600]: such a client (curl) waits for the collection.
+std::optional<std::chrono::milliseconds> scrape_answer_within(const std::optional<std::string>& timeout_header);
 // A collection's text as /metrics' answer; null (the collection failed) → 500.
 HttpResponse metrics_response(std::shared_ptr<const std::string> body);
 
@@ -66,8 +70,11 @@ class HttpServer {
  public:
   // Answers a request: at once, or later from any thread. Only the first call counts.
   using Reply = std::function<void(HttpResponse)>;
+  // A request header's value (names match in any case), while the handler runs; nullopt when absent.
+  using HeaderLookup = std::function<std::optional<std::string>(const char* name)>;
   // Runs on the server's polling thread, so it must not block: a slow answer is given later through `reply`.
-  using Handler = std::function<void(std::string_view method, std::string_view url, Reply reply)>;
+  using Handler =
+      std::function<void(std::string_view method, std::string_view url, const HeaderLookup& header, Reply reply)>;
 
   // Listening when it returns.
   static Result<std::unique_ptr<HttpServer>> start(const ListenAddress& address, Handler handler);

@@ -18,6 +18,7 @@ struct MHD_Response;
 // Values of the library's stable ABI (microhttpd.h, MHD_VERSION 0x00097500 and earlier).
 enum Result : int { no = 0, yes = 1 };
 constexpr unsigned k_use_ipv6 = 16;
+constexpr unsigned k_use_dual_stack = 16 | 2048;  // IPv6 with IPV6_V6ONLY off
 constexpr unsigned k_use_epoll = 512;
 // MHD_ALLOW_SUSPEND_RESUME includes MHD_USE_ITC (1024), which the library drops when it has no thread of its own.
 constexpr unsigned k_allow_suspend_resume = 8192 | 1024;
@@ -41,6 +42,8 @@ constexpr int k_respmem_must_copy = 2;
 // enum MHD_DaemonInfoType
 constexpr int k_daemon_info_epoll_fd = 3;
 constexpr int k_daemon_info_bind_port = 6;
+// enum MHD_ValueKind
+constexpr int k_header_kind = 1;
 // enum MHD_FEATURE
 constexpr int k_feature_epoll = 7;
 
@@ -85,7 +88,8 @@ using AccessHandler = Result (*)(void* cls, MHD_Connection* connection, const ch
   X(void, MHD_suspend_connection, (MHD_Connection * connection))                                               \
   X(void, MHD_resume_connection, (MHD_Connection * connection))                                                \
   X(Result, MHD_set_connection_option, (MHD_Connection * connection, int option, ...))                       \
-  X(Result, MHD_is_feature_supported, (int feature))
+  X(Result, MHD_is_feature_supported, (int feature))                                                          \
+  X(const char*, MHD_lookup_connection_value, (MHD_Connection * connection, int kind, const char* key))
 
 struct Api {
 #define GPUWARM_MHD_POINTER(ret, name, params) ret(*name) params = nullptr;

@@ -229,10 +229,10 @@ std::string render_metrics(const Snapshot& s, const Diagnosis& d, const MetricsR
     } else if (!s.daemon.processes_unread.empty()) {
       gpu_unknown("held_by_persistenced", "processes not listed: " + s.daemon.processes_unread);
     } else if (s.daemon.processes.empty() && !s.daemon.foreign.empty()) {
-      // The GPU Operator's daemon, in its driver container: named, but its open files are not read.
-      gpu_unknown("held_by_persistenced", fmt::format("the daemon (pid {}) runs in another mount namespace (a "
-                                                      "container): its open files are not read",
-                                                      s.daemon.foreign.front().pid));
+      // The GPU Operator's daemon, in its driver container: its open files are not read. No pid in the label: a
+      // new series per GPU at every restart of the daemon.
+      gpu_unknown("held_by_persistenced",
+                  "the daemon runs in another mount namespace (a container): its open files are not read");
     } else if (!daemon_minors_known) {
       // A label of a few values, not the reason's text: that names /proc/PID/fd, a new series at every restart.
       const std::string why = daemon_held_minors_missing(s);

@@ -305,6 +305,66 @@ class ExporterOverHttp(unittest.TestCase):
             self.assertTrue(all(not s.done() for s in scrapes), "the collection ended before /healthz was timed")
             self.assertEqual([s.result()[0] for s in scrapes], [200] * 12)
 
+    def test_a_scrape_past_prometheus_timeout_gets_the_last_good_collection(self):
+        # A node whose collection outlasts Prometheus' scrape_timeout (slow attaches of de-initialized GPUs): each
+        # scrape gave up, and each collection was thrown away unread, so the node exported nothing (review-s57 M1).
+        # Prometheus says its timeout in a header: by then the scrape gets the last good collection.
+        def stamp(body):
+            return float(re.search(r"^gpuwarm_last_run_timestamp_seconds (\S+)$", body, re.M).group(1))
+
+        g = h.gpu(0, persistence=0, deinit={"attach_ms": 3000})
+        e = Exporter(self, self.root, h.scenario([g]), "--min-interval", "0")
+        prometheus = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
+        started = time.monotonic()
+        status, _, first = http(e.url + "/metrics", headers=prometheus)
+        took = time.monotonic() - started
+        self.assertEqual(status, 200)
+        self.assertGreater(took, 2.5, "no earlier collection: the first scrape waits for one")
+        started = time.monotonic()
+        status, _, second = http(e.url + "/metrics", headers=prometheus)
+        took = time.monotonic() - started
+        self.assertEqual(status, 200)
+        self.assertLess(took, 2.5, "the scrape waited past its timeout")
+        self.assertGreater(took, 1.2, "answered before its time was up")
+        self.assertEqual(stamp(second), stamp(first))
+        # A client that names no timeout (curl) waits for the collection that scrape started.
+        status, _, third = http(e.url + "/metrics")
+        self.assertEqual(status, 200)
+        self.assertGreater(stamp(third), stamp(first))
+
+    def test_listening_on_every_ipv6_address_takes_ipv4_clients_too(self):
+        # `[::]:PORT` reads as "every address" (as Go exporters' `:PORT`); it was IPv6 only (review-s57 L2).
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6 in this Python")
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError as e:
+            self.skipTest(f"no IPv6 loopback here: {e}")
+        stderr_path = os.path.join(self.root.path, "exporter.stderr")
+        scenario_path = os.path.join(self.root.path, "scenario.json")
+        with open(scenario_path, "w") as f:
+            json.dump(h.scenario([h.gpu(0)]), f)
+        with open(stderr_path, "w") as stderr:
+            proc = subprocess.Popen(
+                ["timeout", "-s", "KILL", "60", h.BIN, "metrics", "--listen", "[::]:0", "--root", self.root.path,
+                 "--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
+                stdout=subprocess.DEVNULL, stderr=stderr,
+                env=dict(os.environ, FAKE_NVML_SCENARIO=scenario_path, NO_COLOR="1"))
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.terminate)
+        port = None
+        deadline = time.monotonic() + 10
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            with open(stderr_path) as f:
+                m = re.search(r"serving http://\[::\]:(\d+)/metrics", f.read())
+            port = int(m.group(1)) if m else None
+            time.sleep(0.02)
+        with open(stderr_path) as f:
+            self.assertIsNotNone(port, "exporter did not start: " + f.read())
+        self.assertEqual(http(f"http://127.0.0.1:{port}/healthz", timeout=5)[0], 200)
+        self.assertEqual(http(f"http://[::1]:{port}/healthz", timeout=5)[0], 200)
+
     def test_hundreds_of_connections_cost_no_thread_and_each_is_answered_while_a_scrape_waits(self):
         # One thread polls every connection and a scrape waiting for a collection is parked: 240 open connections
         # (8 from each of 30 addresses, the per-client limit) leave the exporter's threads where they were, well

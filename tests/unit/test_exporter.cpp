@@ -117,6 +117,63 @@ TEST(ScrapeCache, a_reused_collection_answers_on_the_callers_thread_and_a_new_on
   EXPECT_EQ(cache.collections(), 1u);
 }
 
+// A scrape that must be answered by a time (Prometheus' timeout) gets the last good collection then, while a slower
+// one runs on; with no earlier collection it waits for the one in flight, and a scrape without a time always waits
+// (review-s57 M1: a collection longer than the timeout was never served at all).
+TEST(ScrapeCache, a_scrape_that_must_answer_by_a_time_gets_the_last_good_collection_then) {
+  std::atomic<long long> now_ms{3'600'000};
+  auto now = [&] { return ScrapeCache::Clock::time_point(std::chrono::milliseconds(now_ms.load())); };
+  std::atomic<int> collected{0};
+  std::atomic<bool> release{false};
+  ScrapeCache cache(
+      [&] {
+        const int n = ++collected;
+        while (!release) {
+          std::this_thread::sleep_for(1ms);
+        }
+        return "run " + std::to_string(n);
+      },
+      0s, now);
+  auto ready = [](std::future<std::string>& f) { return f.wait_for(150ms) == std::future_status::ready; };
+
+  std::promise<std::string> first;
+  auto first_answer = first.get_future();
+  cache.get_async([&](ScrapeCache::Body body) { first.set_value(body ? *body : "null"); }, now());
+  EXPECT_FALSE(ready(first_answer)) << "past its time, but there is no earlier collection to give";
+  release = true;
+  EXPECT_EQ(first_answer.get(), "run 1");
+
+  release = false;
+  std::promise<std::string> second;
+  auto second_answer = second.get_future();
+  cache.get_async([&](ScrapeCache::Body body) { second.set_value(body ? *body : "null"); }, now() + 5s);
+  std::promise<std::string> third;  // no time to answer by: waits for the collection
+  auto third_answer = third.get_future();
+  cache.get_async([&](ScrapeCache::Body body) { third.set_value(body ? *body : "null"); });
+  EXPECT_FALSE(ready(second_answer)) << "answered before its time";
+  now_ms += 5000;
+  ASSERT_TRUE(ready(second_answer));
+  EXPECT_EQ(second_answer.get(), "run 1");
+  EXPECT_EQ(cache.late_answers(), 1u);
+  EXPECT_FALSE(ready(third_answer));
+  release = true;
+  EXPECT_EQ(third_answer.get(), "run 2");
+  EXPECT_EQ(cache.collections(), 2u);
+}
+
+// Prometheus' X-Prometheus-Scrape-Timeout-Seconds, less a tenth (at most 1 s) for the way back.
+TEST(ScrapeAnswerWithin, from_prometheus_timeout_header) {
+  const std::vector<std::pair<std::optional<std::string>, std::optional<long long>>> cases = {
+      {std::nullopt, std::nullopt}, {"10", 9000},   {"9.5", 8550},     {" 2 ", 1800},  {"120", 119000},
+      {"0", std::nullopt},          {"-3", std::nullopt}, {"abc", std::nullopt}, {"10s", std::nullopt},
+      {"3601", std::nullopt},       {"nan", std::nullopt}, {"", std::nullopt},
+  };
+  for (const auto& [header, ms] : cases) {
+    const auto within = scrape_answer_within(header);
+    EXPECT_EQ(within ? std::optional<long long>(within->count()) : std::nullopt, ms) << header.value_or("(none)");
+  }
+}
+
 TEST(ScrapeCache, destroying_it_waits_for_the_collection_in_flight_and_answers_every_waiting_scrape) {
   std::atomic<bool> release{false};
   std::atomic<bool> started{false};
