@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -73,35 +74,43 @@ void walk_directory(const fs::path& dir, const std::function<bool(const std::str
     return;
   }
   std::error_code ec;
-  fs::directory_iterator it(dir, ec);
+  fs::directory_iterator listing(dir, ec);
   if (ec) {
     out.unreadable.emplace_back(dir.string(), ec.message());
     return;
   }
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
+  // In name order, not the file system's listing order: which of two reports with the same time is the newer, and
+  // the order files are listed in, must not depend on how a folder happens to be stored.
+  std::vector<fs::directory_entry> entries;
+  for (; listing != fs::directory_iterator(); listing.increment(ec)) {
+    entries.push_back(*listing);
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const fs::directory_entry& a, const fs::directory_entry& b) { return a.path() < b.path(); });
+  for (const fs::directory_entry& entry : entries) {
     std::error_code entry_ec;
-    if (it->is_symlink(entry_ec)) {
-      std::string link = it->path().string();
-      const Walk::Skipped names = link_target_kind(it->path());
+    if (entry.is_symlink(entry_ec)) {
+      std::string link = entry.path().string();
+      const Walk::Skipped names = link_target_kind(entry.path());
       if (names == Walk::Skipped::link_to_file && file_links == FileLinks::follow) {
         if (wanted(link) && seen.first_time(link)) {  // seen by its target's inode: read once
           out.files.push_back(std::move(link));
         }
-      } else if (!(names == Walk::Skipped::link_to_folder && inside_walked(it->path(), roots))) {
+      } else if (!(names == Walk::Skipped::link_to_folder && inside_walked(entry.path(), roots))) {
         out.passed_over.emplace_back(std::move(link), names);
       }
       continue;
     }
-    if (it->is_directory(entry_ec)) {
-      if (it->path().filename() != ".git") {
-        walk_directory(it->path(), wanted, file_links, roots, out, seen, depth + 1);
+    if (entry.is_directory(entry_ec)) {
+      if (entry.path().filename() != ".git") {
+        walk_directory(entry.path(), wanted, file_links, roots, out, seen, depth + 1);
       }
-    } else if (it->is_regular_file(entry_ec)) {
-      std::string file = it->path().string();
+    } else if (entry.is_regular_file(entry_ec)) {
+      std::string file = entry.path().string();
       if (wanted(file) && seen.first_time(file)) {
         out.files.push_back(std::move(file));
       }
-    } else if (std::string other = it->path().string(); wanted(other)) {
+    } else if (std::string other = entry.path().string(); wanted(other)) {
       out.passed_over.emplace_back(std::move(other), Walk::Skipped::not_a_file);  // never opened: it could act
     }
   }

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <numeric>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -745,6 +746,73 @@ std::vector<DocumentSpan> split_documents(std::string_view text) {
   return out;
 }
 
+// One name, several machines: a hostname repeats across machines ("ubuntu", "localhost"), so reports under one name
+// that share no GPU are not one node's, and the newest must not speak for the other. Reports are one machine's
+// where they share a GPU UUID, and every report under an inventory name is that node's (a GPU replaced since is
+// still the node). Each machine after the first (the inventory node's, where there is one) is named with its
+// first GPU's UUID; reports listing no GPU join the one machine there is, or, beside several, stand apart.
+std::vector<std::pair<std::string, std::vector<std::size_t>>> split_by_machine(const std::string& name,
+                                                                              const std::vector<std::size_t>& indices,
+                                                                              const std::vector<NodeReport>& reports) {
+  std::vector<std::size_t> parent(indices.size());
+  std::iota(parent.begin(), parent.end(), 0);
+  auto find = [&parent](std::size_t x) {
+    while (parent[x] != x) {
+      x = parent[x] = parent[parent[x]];
+    }
+    return x;
+  };
+  auto unite = [&](std::size_t a, std::size_t b) { parent[find(a)] = find(b); };
+  std::optional<std::size_t> inventory;
+  std::unordered_map<std::string_view, std::size_t> first_with_uuid;
+  for (std::size_t k = 0; k < indices.size(); ++k) {
+    const NodeReport& r = reports[indices[k]];
+    if (r.named_by_inventory) {
+      inventory ? unite(k, *inventory) : void(inventory = k);
+    }
+    for (const auto& uuid : r.gpu_uuids) {
+      auto [it, fresh] = first_with_uuid.emplace(uuid, k);
+      if (!fresh) {
+        unite(k, it->second);
+      }
+    }
+  }
+  // Machines: components with a GPU UUID or an inventory name; the rest list no GPU and cannot be placed.
+  std::map<std::size_t, std::vector<std::size_t>> machines;
+  for (std::size_t k = 0; k < indices.size(); ++k) {
+    machines[find(k)].push_back(indices[k]);
+  }
+  std::vector<std::size_t> unplaced;
+  std::erase_if(machines, [&](auto& entry) {
+    const bool empty_machine = std::all_of(entry.second.begin(), entry.second.end(), [&](std::size_t i) {
+      return reports[i].gpu_uuids.empty() && !reports[i].named_by_inventory;
+    });
+    if (empty_machine) {
+      unplaced.insert(unplaced.end(), entry.second.begin(), entry.second.end());
+    }
+    return empty_machine;
+  });
+  if (machines.size() <= 1) {
+    return {{name, indices}};
+  }
+  std::vector<std::pair<std::string, std::vector<std::size_t>>> out;
+  for (auto& [root, members] : machines) {
+    const bool inventory_node = inventory && find(*inventory) == root;
+    std::string smallest;
+    for (std::size_t i : members) {
+      for (const auto& uuid : reports[i].gpu_uuids) {
+        smallest = smallest.empty() ? uuid : std::min(smallest, uuid);
+      }
+    }
+    out.emplace_back(inventory_node ? name : name + " [" + escape_control(smallest.substr(0, 12)) + "]", members);
+  }
+  if (!unplaced.empty()) {
+    std::sort(unplaced.begin(), unplaced.end());
+    out.emplace_back(name + " [no GPU UUID]", unplaced);
+  }
+  return out;
+}
+
 bool needs_attention(const NodeState& node) {
   if (node.probe_failed || node.verify_failed) {
     return true;
@@ -811,7 +879,14 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
     by_host[r.hostname].push_back(i);
   }
   s.nodes.reserve(by_host.size());
+  std::vector<std::pair<std::string, std::vector<std::size_t>>> nodes;
   for (auto& [host, indices] : by_host) {
+    std::sort(indices.begin(), indices.end());  // input order, which a tie in taken_at falls back on
+    for (auto& node : split_by_machine(host, indices, reports)) {
+      nodes.push_back(std::move(node));
+    }
+  }
+  for (auto& [host, indices] : nodes) {
     std::stable_sort(indices.begin(), indices.end(),
                      [&](std::size_t a, std::size_t b) { return reports[a].taken_at < reports[b].taken_at; });
     NodeState n;

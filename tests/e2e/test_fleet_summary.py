@@ -110,6 +110,23 @@ class FleetSummary(unittest.TestCase):
         self.assertIn(f"{os.path.join(self.dir, 'b/empty.json')}: empty file", out)
         self.assertNotIn("notes.txt", out)
 
+    def test_reports_of_the_same_second_are_ordered_by_file_name(self):
+        # taken_at has whole seconds: at a tie the later file name is the newer report, whatever order the file
+        # system lists the folder in (review-s57 L1: it decided, so the same reports could exit 0 or 3).
+        def same_second(doc):
+            return dict(doc, hostname="node-tie", snapshot=dict(doc["snapshot"], collected_at="2026-11-23T10:00:00Z"))
+
+        for names, verdict in ((("a-off.json", "z-hot.json"), "ras"), (("z-off.json", "a-hot.json"), "action-needed")):
+            with self.subTest(names=names):
+                self.dir = tempfile.mkdtemp(dir=self.tmp)
+                for k in range(20):  # a folder of other nodes' reports, so that listing order is not name order
+                    self.put(f"m{k:02d}.json", self.diag_hot, f"other-{k}")
+                self.put(names[0], same_second(self.diag_off))
+                self.put(names[1], same_second(self.diag_hot))
+                r = self.summary("--json", self.dir)
+                node = [n for n in json.loads(r.stdout)["node_reports"] if n["hostname"] == "node-tie"]
+                self.assertEqual([n["verdict"] for n in node], [verdict], r.stdout)
+
     def test_links_in_a_folder_are_read_or_named_never_dropped(self):
         # A report collected as a link is a node like any other; a linked folder of reports, or a link to nothing,
         # leaves nodes unknown: listed as unreadable, never a smaller fleet that reads as healthy.

@@ -394,6 +394,13 @@ TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
       R"("verify":{"gpus":[{"persistence_after":"Enabled"}]}})";
   const std::string same_gpu = R"([{"uuid":"GPU-17","persistence":"Enabled"}])";
   const std::string by_hand = diagnosis("gpu17", "healthy", same_gpu, "2026-01-02T00:00:00Z");
+  auto gpus = [](auto... uuids) {
+    std::string out = "[";
+    for (const std::string uuid : {uuids...}) {
+      out += (out.size() > 1 ? "," : "") + std::string(R"({"uuid":")") + uuid + R"(","persistence":"Enabled"})";
+    }
+    return out + "]";
+  };
   auto named = [](const std::string& machine, const std::string& node, const std::string& uuid) {
     return R"({"kind":"gpuwarm-diagnosis","hostname":")" + machine + R"(","node":")" + node +
            R"(","verdict":{"code":"healthy"},"gpus":[{"uuid":")" + uuid + R"(","persistence":"Enabled"}],"findings":[]})";
@@ -422,6 +429,26 @@ TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
        {named("vm", "node-a", "GPU-1"), named("vm", "node-b", "GPU-2"),
         diagnosis("vm", "healthy", R"([{"uuid":"GPU-2","persistence":"Enabled"}])")},
        {"node-a", "node-b"}},
+      // A hostname repeats across machines (review-s57 H1): reports under one name that share no GPU are two.
+      {"two machines named ubuntu, no GPU in common", {diagnosis("ubuntu", "action-needed", gpus("GPU-aaaaaaaa-1")),
+                                                       diagnosis("ubuntu", "healthy", gpus("GPU-bbbbbbbb-2"))},
+       {"ubuntu [GPU-aaaaaaaa]", "ubuntu [GPU-bbbbbbbb]"}},
+      {"one machine named ubuntu twice (a GPU in common)",
+       {diagnosis("ubuntu", "action-needed", gpus("GPU-aaaaaaaa-1", "GPU-cccccccc-3")),
+        diagnosis("ubuntu", "healthy", gpus("GPU-cccccccc-3"))},
+       {"ubuntu"}},
+      {"a report listing no GPU joins the one machine of its name",
+       {diagnosis("ubuntu", "healthy", gpus("GPU-aaaaaaaa-1")), diagnosis("ubuntu", "driver-install", "[]")},
+       {"ubuntu"}},
+      {"beside several machines of its name, it stands apart",
+       {diagnosis("ubuntu", "healthy", gpus("GPU-aaaaaaaa-1")), diagnosis("ubuntu", "healthy", gpus("GPU-bbbbbbbb-2")),
+        diagnosis("ubuntu", "driver-install", "[]")},
+       {"ubuntu [GPU-aaaaaaaa]", "ubuntu [GPU-bbbbbbbb]", "ubuntu [no GPU UUID]"}},
+      {"an inventory name that is another machine's hostname keeps its name; the other machine is told apart",
+       {named("gpu17", "gpu17", "GPU-1"), diagnosis("gpu17", "action-needed", gpus("GPU-2"))},
+       {"gpu17", "gpu17 [GPU-2]"}},
+      {"a GPU replaced under an inventory name is still that node",
+       {named("gpu17", "gpu17", "GPU-1"), named("gpu17", "gpu17", "GPU-9")}, {"gpu17"}},
   };
   for (const auto& c : cases) {
     std::vector<fleet::NodeReport> reports;
@@ -435,6 +462,12 @@ TEST(FleetSummary, one_machine_is_one_node_whatever_names_its_reports_carry) {
     }
     EXPECT_EQ(names, c.nodes) << c.name;
   }
+  // Two machines of one name: the older one's problem is not hidden by the other's newer report.
+  auto apart = fleet::summarize({report(diagnosis("ubuntu", "action-needed", gpus("GPU-aaaaaaaa-1"),
+                                                  "2026-01-01T10:00:00Z")),
+                                 report(diagnosis("ubuntu", "healthy", gpus("GPU-bbbbbbbb-2"), "2026-01-01T10:05:00Z"))},
+                                {});
+  EXPECT_EQ(fleet::exit_code(apart), 3);
   // Folded, the newest report speaks (the diagnosis by hand after the fix), and the join is shown.
   auto s = fleet::summarize({report(role_fix), report(by_hand)}, {});
   ASSERT_EQ(s.nodes.size(), 1u);
