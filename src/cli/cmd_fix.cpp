@@ -208,7 +208,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
         int code = to_int(ExitCode::locked);
         if (opts->json) {
           std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},
-                                  {"outcome", "locked"}, {"changed", false}, {"reason", why},
+                                  {"taken_at", utc_now_iso8601()}, {"outcome", "locked"}, {"changed", false}, {"reason", why},
                                   {"steps", nlohmann::json::array()}, {"exit_code", code}})
                     << "\n";
         } else {
@@ -225,7 +225,7 @@ std::function<int()> setup_fix(CLI::App& sub, const GlobalOptions& /*global*/) {
       std::cerr << "gpuwarm fix: " << escape_control(loaded.error().message) << "\n";
       if (opts->json) {  // `| jq` gets a document either way
         std::cout << dump_json({{"kind", "gpuwarm-fix"}, {"schema_version", 1}, {"hostname", host_name()},
-                                {"outcome", "error"}, {"changed", false}, {"reason", loaded.error().message},
+                                {"taken_at", utc_now_iso8601()}, {"outcome", "error"}, {"changed", false}, {"reason", loaded.error().message},
                                 {"steps", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::tool_error)}})
                   << "\n";
       }

@@ -899,7 +899,9 @@ FleetSummary summarize(std::vector<NodeReport> reports, std::vector<Unreadable> 
       ++n.reports;
       if (!r.verdict.empty()) n.verdict = r.verdict;
       if (!r.fix_outcome.empty()) n.fix_outcome = r.fix_outcome;
-      if (!r.verdict.empty()) n.fix_is_latest = r.kind == ReportKind::fix;
+      // A fix speaks for the node until a newer diagnosis, even one that never got as far as a verdict (locked,
+      // or its reading failed): that it did not fix the node is the newest word.
+      if (!r.verdict.empty() || r.kind == ReportKind::fix) n.fix_is_latest = r.kind == ReportKind::fix;
       if (r.gpus) n.gpus = r.gpus;
       if (r.gpus_not_enabled) n.gpus_not_enabled = r.gpus_not_enabled;
       // The newest probe says what the per-GPU figures are, before and after together: never one probe's

@@ -46,19 +46,6 @@ std::string severity_tag(const Style& style, const Finding& f) {
   return "NOTE";
 }
 
-// Whether the daemon holds this GPU: "yes", "no", or "?" when not knowable.
-std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
-  if (!daemon_running(s)) {
-    return daemon_processes_listed(s) ? "no" : "?";
-  }
-  auto held = daemon_held_minors(s);
-  auto minor = gpu_minor(s, gpu);
-  if (!minor || !held) {
-    return "?";
-  }
-  return std::find(held->begin(), held->end(), *minor) != held->end() ? "yes" : "no";
-}
-
 std::string driver_line(const Snapshot& s) {
   std::string kernel = kernel_module_version(s);
   std::string user = user_space_version(s);
@@ -157,6 +144,18 @@ std::string kernel_log_line(const Snapshot& s) {
 nlohmann::json fact_json(const Fact<unsigned>& f) { return f.has() ? nlohmann::json(*f) : nlohmann::json(nullptr); }
 
 }  // namespace
+
+std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu) {
+  if (!daemon_running(s)) {
+    return daemon_processes_listed(s) ? "no" : "?";
+  }
+  auto held = daemon_held_minors(s);
+  auto minor = gpu_minor(s, gpu);
+  if (!minor || !held) {
+    return "?";
+  }
+  return std::find(held->begin(), held->end(), *minor) != held->end() ? "yes" : "no";
+}
 
 std::string persistence_text(const Fact<bool>& persistence) {
   if (!persistence.has()) {

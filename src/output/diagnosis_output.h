@@ -23,4 +23,8 @@ nlohmann::json render_diagnosis_json(const Snapshot& snapshot, const Diagnosis& 
 // "Enabled" / "Disabled" / "unknown (<why>)"
 std::string persistence_text(const Fact<bool>& persistence);
 
+// Whether the daemon holds this GPU (its device node among the daemon's open files): "yes", "no", or "?" when not
+// knowable. A GPU it holds stays initialized whatever NVML's persistence flag reads (PM004).
+std::string held_by_daemon(const Snapshot& s, const GpuFacts& gpu);
+
 }  // namespace gpuwarm

@@ -449,11 +449,15 @@ nlohmann::json render_verify_json(const VerifyInputs& in, const VerifyReport& re
         before = *b.persistence ? "Enabled" : "Disabled";
       }
     }
+    // The UUID and whether the daemon holds it let fleet-summary place the report and read a GPU the daemon keeps
+    // initialized (NVML's flag Disabled, PM004) as the check did.
     gpus.push_back({{"index", g.index},
+                    {"uuid", g.uuid.has() ? nlohmann::json(*g.uuid) : nlohmann::json(nullptr)},
                     {"pci_bus_id", g.pci_bus_id.has() ? nlohmann::json(*g.pci_bus_id) : nlohmann::json(nullptr)},
                     {"persistence_before", before},
                     {"persistence_after", g.persistence.has() ? nlohmann::json(*g.persistence ? "Enabled" : "Disabled")
-                                                              : nlohmann::json(nullptr)}});
+                                                              : nlohmann::json(nullptr)},
+                    {"held_by_daemon", held_by_daemon(in.after, g)}});
   }
   // kind, hostname and time let `gpuwarm fleet-summary` read a saved verify report on its own.
   return {{"kind", "gpuwarm-verify"}, {"schema_version", 1}, {"hostname", in.after.hostname}, {"taken_at", in.after.collected_at},

@@ -381,6 +381,16 @@ TEST(FleetSummary, needs_attention_per_state) {
     ASSERT_EQ(s.nodes.size(), 1u) << c.name;
     EXPECT_EQ(fleet::needs_attention(s.nodes[0]), c.attention) << c.name;
   }
+  // A fix that never got as far as a verdict (locked, or its reading failed) after a healthy diagnosis is the
+  // newest word on the node: it needs someone (review-s57 L2).
+  for (const char* outcome : {"error", "locked"}) {
+    const std::string failed_fix = std::string(R"({"kind":"gpuwarm-fix","schema_version":1,"hostname":"n",)") +
+                                   R"("taken_at":"2026-11-23T07:05:00Z","outcome":")" + outcome +
+                                   R"(","changed":false,"reason":"x","steps":[],"exit_code":1})";
+    auto s = fleet::summarize({report(diagnosis("n", "healthy", k_two_enabled)), report(failed_fix)}, {});
+    ASSERT_EQ(s.nodes.size(), 1u) << outcome;
+    EXPECT_TRUE(fleet::needs_attention(s.nodes[0])) << outcome;
+  }
 }
 
 // Which reports fold into one node: the inventory name where the role wrote one, and a report without it (a

@@ -2,6 +2,7 @@
 
 #include <tuple>
 
+#include "fleet/fleet.h"
 #include "snapshot_builder.h"
 #include "verify/verify.h"
 
@@ -194,6 +195,25 @@ TEST(Verify, NvmlDisabledButHeldByTheDaemonPassesAsDiagnoseSays) {
       EXPECT_NE(check.detail.find("the daemon holds /dev/nvidia1"), std::string::npos) << check.detail;
     }
   }
+}
+
+// A saved verify report says per GPU which UUID it is and whether the daemon holds it, so fleet-summary reads a GPU
+// the check passed (NVML's flag Disabled, the daemon's handle open: PM004) as the check did (review-s57 L3).
+TEST(Verify, ItsJsonLetsFleetSummaryReadAGpuTheDaemonHolds) {
+  VerifyInputs in = inputs_with([](Snapshot& s) { s.nvml.gpus[1].persistence = Fact<bool>::known(false); });
+  VerifyReport r = evaluate_verify(in);
+  ASSERT_EQ(status_of(r, "persistence"), CheckStatus::pass);
+  const nlohmann::json doc = render_verify_json(in, r);
+  EXPECT_EQ(doc["gpus"][1]["held_by_daemon"], "yes");
+  EXPECT_EQ(doc["gpus"][1]["uuid"], *in.after.nvml.gpus[1].uuid);
+  fleet::ReportParser parser;
+  std::string text = doc.dump();
+  const std::size_t length = text.size();
+  text.append(fleet::parse_padding(), '\0');
+  auto parsed = parser.parse(std::string_view(text.data(), length));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->gpus_not_enabled, 0);
+  EXPECT_EQ(parsed->gpu_uuids.size(), 2u);
 }
 
 TEST(Verify, IdleClockSwingFailsAndBusyDoesNot) {
