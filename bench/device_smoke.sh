@@ -35,11 +35,11 @@ url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/' /tmp/smoke.exporter | head -n1)
 python3 - "$url" <<'EOF'
 import sys, time, urllib.request
 base = sys.argv[1]
-for path in ("metrics", "healthz"):
+for path, headers in (("metrics", {}), ("metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "10"}), ("healthz", {})):
     t = time.monotonic()
-    with urllib.request.urlopen(base + path, timeout=60) as r:
+    with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=60) as r:
         body = r.read().decode()
-    print(f"GET /{path}: {r.status} {len(body)} bytes in {1000 * (time.monotonic() - t):.0f} ms;",
+    print(f"GET /{path} {headers or ''}: {r.status} {len(body)} bytes in {1000 * (time.monotonic() - t):.0f} ms;",
           [l for l in body.splitlines() if l.startswith("gpuwarm_verdict")][:3] or body.strip()[:80])
 EOF
 kill -TERM $exporter; wait $exporter; echo "-- exporter exit $?"
