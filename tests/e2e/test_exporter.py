@@ -79,7 +79,7 @@ def seconds_until_closed(sockets, chunk, bound_s):
 class Exporter:
     """A `gpuwarm metrics --listen 127.0.0.1:0` process for a fake node; stopped by stop() or at its bound."""
 
-    def __init__(self, test, root, scenario, *extra, env=None, bound_s=120, nvml=None):
+    def __init__(self, test, root, scenario, *extra, env=None, bound_s=120, nvml=None, listen="127.0.0.1:0"):
         self.tmp = tempfile.mkdtemp(prefix="gpuwarm-exporter-")
         test.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         path = os.path.join(self.tmp, "scenario.json")
@@ -92,7 +92,7 @@ class Exporter:
         stderr = open(self.stderr_path, "w")
         test.addCleanup(stderr.close)
         self.proc = subprocess.Popen(
-            ["timeout", "-s", "KILL", str(bound_s), h.BIN, "metrics", "--listen", "127.0.0.1:0", "--root", root.path,
+            ["timeout", "-s", "KILL", str(bound_s), h.BIN, "metrics", "--listen", listen, "--root", root.path,
              "--no-systemd", "--nvml", nvml or os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1"),
              "--probe-baseline", os.path.join(self.tmp, "no-baseline.json"), *extra],
             stdout=subprocess.DEVNULL, stderr=stderr, env=full_env)
@@ -100,7 +100,7 @@ class Exporter:
         deadline = time.monotonic() + 10
         self.port = None
         while time.monotonic() < deadline and self.port is None:
-            m = re.search(r"serving http://127\.0\.0\.1:(\d+)/metrics", self.stderr())
+            m = re.search(r"serving http://(?:[0-9.]+|\[[0-9a-f:]*\]):(\d+)/metrics", self.stderr())
             if m:
                 self.port = int(m.group(1))
             elif self.proc.poll() is not None:
@@ -341,27 +341,8 @@ class ExporterOverHttp(unittest.TestCase):
                 probe.bind(("::1", 0))
         except OSError as e:
             self.skipTest(f"no IPv6 loopback here: {e}")
-        stderr_path = os.path.join(self.root.path, "exporter.stderr")
-        scenario_path = os.path.join(self.root.path, "scenario.json")
-        with open(scenario_path, "w") as f:
-            json.dump(h.scenario([h.gpu(0)]), f)
-        with open(stderr_path, "w") as stderr:
-            proc = subprocess.Popen(
-                ["timeout", "-s", "KILL", "60", h.BIN, "metrics", "--listen", "[::]:0", "--root", self.root.path,
-                 "--no-systemd", "--nvml", os.path.join(h.FAKE_NVML_DIR, "libnvidia-ml.so.1")],
-                stdout=subprocess.DEVNULL, stderr=stderr,
-                env=dict(os.environ, FAKE_NVML_SCENARIO=scenario_path, NO_COLOR="1"))
-        self.addCleanup(proc.wait)
-        self.addCleanup(proc.terminate)
-        port = None
-        deadline = time.monotonic() + 10
-        while port is None and time.monotonic() < deadline and proc.poll() is None:
-            with open(stderr_path) as f:
-                m = re.search(r"serving http://\[::\]:(\d+)/metrics", f.read())
-            port = int(m.group(1)) if m else None
-            time.sleep(0.02)
-        with open(stderr_path) as f:
-            self.assertIsNotNone(port, "exporter did not start: " + f.read())
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)]), listen="[::]:0")
+        port = e.port
         self.assertEqual(http(f"http://127.0.0.1:{port}/healthz", timeout=5)[0], 200)
         self.assertEqual(http(f"http://[::1]:{port}/healthz", timeout=5)[0], 200)
 
