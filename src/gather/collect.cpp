@@ -83,8 +83,14 @@ NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const Coll
     facts.not_opened_by = options.nvml_not_opened_by;
     return facts;
   }
+  // One wording for one hang, whichever collection first waited for it: the exporter's unknown-fact label stays one
+  // series from scrape to scrape.
+  auto hung = [&options] {
+    return fmt::format("NVML did not answer within {:g} s (stuck in {}): not called again by this process",
+                       options.nvml_timeout_s, g_stuck_at);
+  };
   if (!call) {
-    return timed_out_facts(options, fmt::format("NVML did not answer earlier in this run (stuck in {})", g_stuck_at));
+    return timed_out_facts(options, hung());
   }
   auto deadline = started + std::chrono::duration_cast<Clock::duration>(
                                 std::chrono::duration<double>(options.nvml_timeout_s));
@@ -94,8 +100,7 @@ NvmlFacts finish_nvml(std::optional<BackgroundCall<NvmlFacts>>& call, const Coll
     return std::move(*result.value);
   }
   g_stuck_at = result.stuck_at.empty() ? "loading libnvidia-ml" : result.stuck_at;
-  return timed_out_facts(options,
-                         fmt::format("NVML did not answer in {:g} s (stuck in {})", options.nvml_timeout_s, g_stuck_at));
+  return timed_out_facts(options, hung());
 }
 
 // The drop-ins systemd applies after gpuwarm's (`later`: those whose file names sort after its; systemd orders

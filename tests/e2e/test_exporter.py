@@ -332,6 +332,21 @@ class ExporterOverHttp(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertGreater(stamp(third), stamp(first))
 
+    def test_an_nvml_hang_is_one_series_from_scrape_to_scrape(self):
+        # After an NVML call that never returned, every later scrape exports the same unknown: the reason label
+        # did not change wording between the scrape that waited and the next ones (review-s57 exporter L1).
+        e = Exporter(self, self.root, h.scenario([h.gpu(0)], init={"delay_ms": 60000}), "--min-interval", "0",
+                     "--nvml-timeout", "1")
+        reasons = []
+        for _ in range(3):
+            status, _, body = http(e.url + "/metrics")
+            self.assertEqual(status, 200)
+            reasons.append(re.findall(r'^gpuwarm_fact_unknown\{fact="gpu_count",reason="([^"]*)"\} 1$', body, re.M))
+        self.assertEqual(len(reasons[0]), 1, reasons)
+        self.assertIn("stuck in nvmlInit", reasons[0][0])
+        self.assertEqual(reasons[1], reasons[0])
+        self.assertEqual(reasons[2], reasons[0])
+
     def test_listening_on_every_ipv6_address_takes_ipv4_clients_too(self):
         # `[::]:PORT` reads as "every address" (as Go exporters' `:PORT`); it was IPv6 only (review-s57 L2).
         if not socket.has_ipv6:
