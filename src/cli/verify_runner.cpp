@@ -62,7 +62,7 @@ void add_verify_options(CLI::App& app, VerifyOptions& options) {
       ->type_name("SECONDS")
       ->capture_default_str()
       ->group(group);
-  app.add_option("--samples", options.samples, "Clock samples to take, the reading after --settle included (1-1000; the clocks check needs 2, and passes only where every sample read every GPU)")
+  app.add_option("--samples", options.samples, "Clock samples to take, the reading after --settle included (1-1000; 1 leaves the clocks unchecked, and they pass only where every sample read every GPU)")
       ->check(whole_number_range(1, 1000))
       ->type_name("N")
       ->capture_default_str()
