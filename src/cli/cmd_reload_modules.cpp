@@ -602,21 +602,34 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       std::cerr << "gpuwarm: error: reloading kernel modules needs root (nothing changed)\n";
       return finish({{"carried_out", false}, {"error", "needs root"}}, to_int(ExitCode::tool_error));
     }
-    modules::ReloadFacts facts;
-    utsname u{};
-    ::uname(&u);
-    facts.running_kernel = u.release;
-    facts.module_dir = opts->module_dir.empty() ? "/lib/modules/" + facts.running_kernel : opts->module_dir;
-    std::error_code ec;
-    facts.module_dir_exists = fs::is_directory(facts.module_dir, ec);
-    facts.loaded = read_loaded(paths, &facts.loaded_unread);
-    facts.new_modules = facts.module_dir_exists ? read_module_files(facts.module_dir) : std::vector<modules::ModuleFile>{};
-    read_holders(paths, facts);
-    if (auto version = read_file(paths.sys("module/nvidia/version"))) {
-      facts.loaded_version = std::string(trim(*version));
-    } else {
-      facts.loaded_version_unread = paths.display(version.error().message);
-    }
+    // Every fact the plan rests on, read in one place: once for the plan, and all of it again under the node lock
+    // (a swap that finished meanwhile, or a package rewriting a .ko, must not be acted on from the first reading).
+    auto gather = [&paths, &opts] {
+      modules::ReloadFacts facts;
+      utsname u{};
+      ::uname(&u);
+      facts.running_kernel = u.release;
+      // Normal form ("X/" and "X" alike): modules.dep's entries are matched against the paths listed under it.
+      std::string dir = opts->module_dir.empty() ? "/lib/modules/" + facts.running_kernel
+                                                 : fs::path(opts->module_dir).lexically_normal().string();
+      while (dir.size() > 1 && dir.back() == '/') {
+        dir.pop_back();
+      }
+      facts.module_dir = dir;
+      std::error_code ec;
+      facts.module_dir_exists = fs::is_directory(facts.module_dir, ec);
+      facts.loaded = read_loaded(paths, &facts.loaded_unread);
+      facts.new_modules =
+          facts.module_dir_exists ? read_module_files(facts.module_dir) : std::vector<modules::ModuleFile>{};
+      read_holders(paths, facts);
+      if (auto version = read_file(paths.sys("module/nvidia/version"))) {
+        facts.loaded_version = std::string(trim(*version));
+      } else {
+        facts.loaded_version_unread = paths.display(version.error().message);
+      }
+      return facts;
+    };
+    modules::ReloadFacts facts = gather();
     modules::ReloadPlan plan = modules::plan_reload(facts);
 
     const bool act = opts->yes && !opts->dry_run && !plan.refused && !plan.steps.empty();
@@ -684,8 +697,7 @@ std::function<int()> setup_reload_modules(CLI::App& sub, const GlobalOptions& /*
       return not_carried_out((!lock ? lock.error().message : *lock) + "; nothing changed",
                              to_int(!lock ? ExitCode::tool_error : ExitCode::locked));
     }
-    read_holders(paths, facts);
-    facts.loaded = read_loaded(paths, &facts.loaded_unread);
+    facts = gather();
     if (modules::ReloadPlan again = modules::plan_reload(facts); again.refused || again.steps != plan.steps) {
       plan = std::move(again);
       for (const auto& d : plan.details) {

@@ -138,6 +138,11 @@ class ReloadModules(unittest.TestCase):
                   extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
         plan = json.loads(r.stdout)["plan"]
         self.assertIn("mixes driver versions", plan["refusal"])
+        # The same folder written with a trailing slash (as a shell completes it): the index still matches
+        # (review-s57 L5: "X//kernel/..." matched no entry, and depmod's choice was silently ignored).
+        r = h.run(["reload-modules", "--root", self.root.path, "--module-dir", tree + "/", "--json"],
+                  extra_env={"GPUWARM_FAKE_MODULE_OPS": self.log}, raw=True)
+        self.assertIn("mixes driver versions", json.loads(r.stdout)["plan"]["refusal"])
 
     def test_yes_swaps_in_dependency_order_and_checks_the_version(self):
         r = self.reload("--yes")
