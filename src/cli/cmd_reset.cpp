@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -395,6 +396,12 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
     // Caught from here on, so that none falls between the shield below and the verification after it: one that
     // comes while verifying ends the verification, not the report (the GPUs were reset by then).
     StopSignalsCaught stop_signals;
+#ifdef GPUWARM_TEST_HOOKS
+    if (const char* hook = std::getenv("GPUWARM_TEST_SIGNAL_BEFORE_STEPS"); hook != nullptr && *hook == '1') {
+      ::raise(SIGTERM);  // a stop signal between the catcher's start and the first step, which no test can time
+    }
+#endif
+    bool stopped_before_first_step = false;
     {
       // Ctrl-C, SIGTERM, SIGHUP and SIGQUIT wait until the daemon is started again: never a node left without it.
       SignalShield shield("gpuwarm reset",
@@ -428,7 +435,15 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
         return holders_now(now, plan.targets);
       };
       bool holders_checked = false;  // since the plan: after the daemon's stop, or right before the reset
+      // A stop signal before the first step changes nothing, as in fix and reload-modules: stopping the daemon only
+      // to start it again would de-initialize the idle GPUs and lose their settings, for no reset.
+      stopped_before_first_step = shield.pending() || StopSignalsCaught::signal() != 0;
       for (auto& rec : records) {
+        if (stopped_before_first_step) {
+          rec.status = "not-run";
+          rec.detail = "a stop signal arrived before the first step";
+          continue;
+        }
         const ResetStep& step = *rec.step;
         if (step.kind == ResetStepKind::stop_daemon) {
           auto r = services->stop(k_unit_name, job_timeout);
@@ -580,6 +595,11 @@ std::function<int()> setup_reset(CLI::App& sub, const GlobalOptions& /*global*/)
                            signal_name(signal_number));
       }
       return finish(to_int(ExitCode::tool_error), text + end);
+    }
+    if (signal_number != 0 && stopped_before_first_step) {
+      return finish(128 + signal_number,
+                    text + fmt::format("Interrupted ({}) before the first step: nothing was changed.\n",
+                                       signal_name(signal_number)));
     }
     if (signal_number != 0) {
       // A signal before the reset skipped it: said first, since the GPUs were not reset.

@@ -659,6 +659,18 @@ esac
         self.assertIn("is held", locked["reason"])
         self.assertEqual(self.unit_property("ActiveState"), "active")
 
+        # A stop signal before the first step changes nothing (review-s57: the daemon was stopped and started
+        # again, de-initializing the GPUs, for a reset that was then skipped). The test build raises it there.
+        main_pid = self.unit_property("MainPID")
+        r = self.inside("env", "GPUWARM_TEST_SIGNAL_BEFORE_STEPS=1", "/usr/local/bin/gpuwarm", "reset", "--gpu", "0",
+                        "--yes", "--json", "--nvml", "/opt/gpuwarm/fake/libnvidia-ml.so.1")
+        self.assertEqual(r.returncode, 128 + signal.SIGTERM, r.stdout + r.stderr)
+        early = json.loads(r.stdout)
+        self.assertEqual({s["status"] for s in early["steps"]}, {"not-run"}, early["steps"])
+        self.assertEqual((early["interrupted"], early["reset_ran"]), ("SIGTERM", False))
+        self.assertEqual((self.unit_property("ActiveState"), self.unit_property("MainPID")), ("active", main_pid))
+        self.assertFalse(os.path.exists(log), "nvidia-smi ran")
+
         # The happy path: stop, reset (the GPU free by then), start, verified.
         code, rep = self.reset("--yes")
         self.assertEqual(code, 0, rep)
