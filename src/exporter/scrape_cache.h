@@ -96,7 +96,7 @@ class ScrapeCache {
     std::lock_guard<std::mutex> lock(m_mutex);
     return m_collections;
   }
-  // How many times scrapes were answered with an earlier collection at their answer_by.
+  // How many scrapes were answered with an earlier collection at their answer_by.
   unsigned long late_answers() const {
     std::lock_guard<std::mutex> lock(m_mutex);
     return m_late_answered;
@@ -146,14 +146,16 @@ class ScrapeCache {
     }
   }
 
-  // The second thread: a scrape still waiting at its answer_by gets the last good collection, where there is
-  // one. Looks every 20 ms while such a scrape waits (`now` may be a test's clock), else sleeps until one comes.
+  // The second thread: a scrape still waiting at its answer_by, while a collection runs, gets the last good
+  // collection, where there is one. Only while one runs: a scrape taken off the queue before the collector saw it
+  // would start no collection at all. Looks every 20 ms while such a scrape waits (`now` may be a test's clock),
+  // else sleeps until one comes.
   void answer_late_scrapes() {
     std::unique_lock<std::mutex> lock(m_mutex);
     while (!m_stopping) {
       const bool any_deadline = std::any_of(m_waiting.begin(), m_waiting.end(),
                                             [](const Waiter& w) { return w.answer_by.has_value(); });
-      if (!any_deadline || !m_last_good) {
+      if (!any_deadline || !m_last_good || !m_in_flight) {
         m_deadline_wake.wait_for(lock, std::chrono::milliseconds(any_deadline ? 20 : 1000));
         continue;
       }
@@ -171,7 +173,7 @@ class ScrapeCache {
         continue;
       }
       Body body = m_last_good;
-      ++m_late_answered;
+      m_late_answered += late.size();
       lock.unlock();
       for (auto& waiter : late) {
         waiter.ready(body);
